@@ -1,0 +1,162 @@
+//! Request and response bodies. Times are RFC 3339 strings in UTC.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{AppName, ProcessType, StackName, Username};
+
+/// The body of every error answer: `{"code": "...", "message": "..."}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+}
+
+/// `POST /v2/auth/register` and `POST /v2/auth/login`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Credentials {
+    pub username: Username,
+    pub password: String,
+}
+
+/// A freshly issued API token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Session {
+    pub username: Username,
+    pub admin: bool,
+    pub token: String,
+}
+
+/// `GET /v2/auth/whoami`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct User {
+    pub username: Username,
+    pub admin: bool,
+}
+
+/// `POST /v2/keys`: an OpenSSH public key line (`ssh-ed25519 AAAA… comment`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyCreate {
+    pub public_key: String,
+}
+
+/// A registered SSH key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Key {
+    pub id: i64,
+    /// `SHA256:<base64>`, as `ssh-keygen -l` prints it.
+    pub fingerprint: String,
+    pub comment: String,
+    pub created_at: String,
+}
+
+/// `POST /v2/apps`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AppCreate {
+    /// A random name is chosen when absent.
+    pub name: Option<AppName>,
+    /// The platform's default stack when absent.
+    pub stack: Option<StackName>,
+}
+
+/// An app as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct App {
+    pub name: AppName,
+    pub owner: Username,
+    pub stack: StackName,
+    /// Where the app answers, e.g. `http://name.localhost:8080`.
+    pub url: String,
+    /// Where to push, e.g. `ssh://git@127.0.0.1:2222/name.git`.
+    pub git_url: String,
+    pub created_at: String,
+    /// The current release, if any.
+    pub release: Option<u32>,
+}
+
+/// A numbered, immutable release.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Release {
+    pub app: AppName,
+    pub version: u32,
+    /// Image reference by digest, e.g. `127.0.0.1:7701/name@sha256:…`.
+    pub image: String,
+    pub git_sha: Option<String>,
+    pub procfile: BTreeMap<ProcessType, String>,
+    pub created_by: Username,
+    pub created_at: String,
+    pub summary: String,
+}
+
+/// `POST /v2/hooks/builds` (builder, service token): a build that should become a release.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BuildCreate {
+    pub app: AppName,
+    pub username: Username,
+    /// Repository path and digest within Skiff's registry: `name@sha256:…`.
+    pub image: String,
+    pub git_sha: String,
+    pub procfile: BTreeMap<ProcessType, String>,
+}
+
+/// `GET /v2/hooks/keys/{fingerprint}` (builder): who owns a key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyOwner {
+    pub username: Username,
+}
+
+/// `GET /v2/hooks/apps/{app}/access/{username}` (builder): what a push needs to know.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PushGrant {
+    pub app: AppName,
+    pub stack: StackName,
+}
+
+/// A stack (base image) known to the platform.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Stack {
+    pub name: StackName,
+    /// Repository and digest within Skiff's registry: `stacks/name@sha256:…`.
+    pub image: String,
+}
+
+/// One app's routes in the router feed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    pub app: AppName,
+    /// Host names that reach the app (without port), lowercase.
+    pub hosts: Vec<String>,
+    /// Healthy `web` backends; empty means "answer 503".
+    pub backends: Vec<SocketAddr>,
+}
+
+/// `GET /v2/routes?after=N`: the whole route table at a version. The call waits until the
+/// table's version differs from `after` (or a timeout passes), so a loop of calls is a
+/// stream of changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteTable {
+    pub version: u64,
+    pub routes: Vec<Route>,
+}
+
+/// Where a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogSource {
+    App,
+    Router,
+    Platform,
+}
+
+/// One line of an app's log stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub time: String,
+    pub app: AppName,
+    pub source: LogSource,
+    /// Process and instance, e.g. `web.1`; the component name for platform lines.
+    pub process: String,
+    pub message: String,
+}

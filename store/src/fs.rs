@@ -1,0 +1,168 @@
+//! The filesystem backend: `<root>/blobs/<algorithm>/<first two hex>/<hex>`.
+//!
+//! A write goes to a unique temporary file under `<root>/tmp`, is fsynced, then renamed
+//! into place, so a reader never sees a partial blob and a crash leaves only temporary
+//! files behind. Two writers of the same digest both rename complete, identical files.
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use skiff_api::Digest;
+use tokio::io::AsyncWriteExt;
+
+use crate::{BlobReader, BlobStore, StoreError, digest};
+
+/// Blobs in a directory of the local filesystem.
+#[derive(Debug, Clone)]
+pub struct FsBlobStore {
+    root: PathBuf,
+}
+
+impl FsBlobStore {
+    /// Opens (creating if needed) a store rooted at `root`.
+    ///
+    /// # Errors
+    /// When the directories cannot be created.
+    pub async fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let root = root.into();
+        tokio::fs::create_dir_all(root.join("blobs")).await?;
+        tokio::fs::create_dir_all(root.join("tmp")).await?;
+        Ok(Self { root })
+    }
+
+    /// A directory on the same filesystem as the blobs, for staging files that will be
+    /// ingested (a rename then moves them in without copying).
+    pub fn staging_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    fn path_of(&self, digest: &Digest) -> PathBuf {
+        let algorithm = digest.as_str().split(':').next().unwrap_or("sha256");
+        let hex = digest.hex();
+        self.root.join("blobs").join(algorithm).join(&hex[..2]).join(hex)
+    }
+
+    fn temp_path(&self) -> PathBuf {
+        self.staging_dir().join(format!("put-{:016x}", rand::random::<u64>()))
+    }
+
+    async fn place(&self, digest: &Digest, temp: &Path) -> Result<(), StoreError> {
+        let target = self.path_of(digest);
+        if let Some(parent) = target.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        tokio::fs::rename(temp, &target).await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl BlobStore for FsBlobStore {
+    async fn size(&self, digest: &Digest) -> Result<Option<u64>, StoreError> {
+        match tokio::fs::metadata(self.path_of(digest)).await {
+            Ok(meta) => Ok(Some(meta.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn open(&self, digest: &Digest) -> Result<Option<BlobReader>, StoreError> {
+        match tokio::fs::File::open(self.path_of(digest)).await {
+            Ok(file) => {
+                let size = file.metadata().await?.len();
+                Ok(Some(BlobReader { size, body: Box::new(file) }))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn read(&self, digest: &Digest) -> Result<Option<Bytes>, StoreError> {
+        match tokio::fs::read(self.path_of(digest)).await {
+            Ok(bytes) => Ok(Some(bytes.into())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn put_bytes(&self, digest: &Digest, bytes: Bytes) -> Result<(), StoreError> {
+        let actual = digest::of_bytes(digest.algorithm(), &bytes);
+        if &actual != digest {
+            return Err(StoreError::DigestMismatch { expected: digest.clone(), actual });
+        }
+        let temp = self.temp_path();
+        let mut file = tokio::fs::File::create(&temp).await?;
+        file.write_all(&bytes).await?;
+        file.sync_all().await?;
+        drop(file);
+        self.place(digest, &temp).await
+    }
+
+    async fn ingest_file(&self, digest: &Digest, path: &Path) -> Result<(), StoreError> {
+        let (actual, _) = digest::of_file(digest.algorithm(), path).await?;
+        if &actual != digest {
+            let _ = tokio::fs::remove_file(path).await;
+            return Err(StoreError::DigestMismatch { expected: digest.clone(), actual });
+        }
+        tokio::fs::File::open(path).await?.sync_all().await?;
+        self.place(digest, path).await
+    }
+
+    async fn delete(&self, digest: &Digest) -> Result<(), StoreError> {
+        match tokio::fs::remove_file(self.path_of(digest)).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn blobs_round_trip_and_mismatches_store_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path()).await.unwrap();
+        let digest = digest::sha256(b"hello");
+        store.put_bytes(&digest, Bytes::from_static(b"hello")).await.unwrap();
+        assert_eq!(store.size(&digest).await.unwrap(), Some(5));
+        assert_eq!(store.read(&digest).await.unwrap().unwrap(), "hello");
+
+        let wrong = digest::sha256(b"other");
+        let err = store.put_bytes(&wrong, Bytes::from_static(b"hello")).await.unwrap_err();
+        assert!(matches!(err, StoreError::DigestMismatch { .. }));
+        assert_eq!(store.size(&wrong).await.unwrap(), None);
+
+        store.delete(&digest).await.unwrap();
+        store.delete(&digest).await.unwrap();
+        assert!(store.open(&digest).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn concurrent_writers_of_one_digest_both_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path()).await.unwrap();
+        let body = Bytes::from(vec![7u8; 1 << 20]);
+        let digest = digest::sha256(&body);
+        let (a, b) = tokio::join!(
+            store.put_bytes(&digest, body.clone()),
+            store.put_bytes(&digest, body.clone())
+        );
+        a.unwrap();
+        b.unwrap();
+        assert_eq!(store.read(&digest).await.unwrap().unwrap(), body);
+    }
+
+    #[tokio::test]
+    async fn ingesting_a_wrong_file_removes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path()).await.unwrap();
+        let staged = store.staging_dir().join("upload");
+        tokio::fs::write(&staged, b"abc").await.unwrap();
+        let err = store.ingest_file(&digest::sha256(b"xyz"), &staged).await.unwrap_err();
+        assert!(matches!(err, StoreError::DigestMismatch { .. }));
+        assert!(!staged.exists());
+    }
+}

@@ -1,0 +1,66 @@
+//! Skiff's blob storage: content-addressed blobs behind the [`BlobStore`] seam, used by the
+//! registry (layers, configs, manifests) and later by the builder's caches.
+//!
+//! Layout:
+//! - [`fs`]: the default backend, a directory on the local filesystem.
+//! - [`digest`]: hashing files and bytes into [`Digest`]s.
+//!
+//! Writes are verified: a blob is stored under a digest only after its bytes hashed to it.
+
+pub mod digest;
+pub mod fs;
+
+use std::path::Path;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+pub use skiff_api::Digest;
+use tokio::io::AsyncRead;
+
+pub use fs::FsBlobStore;
+
+/// What can go wrong in a store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The bytes did not hash to the digest they were stored under.
+    #[error("content does not match digest {expected} (it hashes to {actual})")]
+    DigestMismatch { expected: Digest, actual: Digest },
+    #[error("storage i/o failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A readable blob and its length in bytes.
+pub struct BlobReader {
+    pub size: u64,
+    pub body: Box<dyn AsyncRead + Send + Unpin>,
+}
+
+/// Content-addressed blob storage. Every write verifies the digest; a blob is visible only
+/// once complete; writing the same digest twice, even concurrently, is harmless.
+#[async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    /// The size of a stored blob, or `None` when absent.
+    async fn size(&self, digest: &Digest) -> Result<Option<u64>, StoreError>;
+
+    /// Opens a stored blob for reading, or `None` when absent.
+    async fn open(&self, digest: &Digest) -> Result<Option<BlobReader>, StoreError>;
+
+    /// Reads a whole (small) blob into memory, or `None` when absent.
+    async fn read(&self, digest: &Digest) -> Result<Option<Bytes>, StoreError>;
+
+    /// Stores `bytes` under `digest`.
+    ///
+    /// # Errors
+    /// [`StoreError::DigestMismatch`] when the bytes do not hash to `digest`.
+    async fn put_bytes(&self, digest: &Digest, bytes: Bytes) -> Result<(), StoreError>;
+
+    /// Moves a finished local file into the store under `digest`; the file is consumed.
+    ///
+    /// # Errors
+    /// [`StoreError::DigestMismatch`] when the file does not hash to `digest` (the file is
+    /// then removed and nothing is stored).
+    async fn ingest_file(&self, digest: &Digest, path: &Path) -> Result<(), StoreError>;
+
+    /// Removes a blob; removing an absent blob is not an error.
+    async fn delete(&self, digest: &Digest) -> Result<(), StoreError>;
+}
