@@ -1,1 +1,23 @@
-//! skiff-controller
+//! Skiff's controller: the platform's source of truth and its scheduler.
+//!
+//! Layout:
+//! - [`config`]: the controller's settings.
+//! - [`db`]: the database (sqlx; SQLite by default) and its queries.
+//! - [`auth`]: passwords, API tokens and the request extractors that check them.
+//! - [`keys`]: OpenSSH public keys and their fingerprints.
+//! - [`http`]: the REST API (axum) and its [`http::ApiError`].
+//! - [`routes`]: the router feed, a versioned route table with long-poll reads.
+//! - [`scheduler`]: the reconcile loop over a [`scheduler::ContainerRuntime`].
+//! - [`stacks`]: turning a root filesystem tarball into a stack image in the registry.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod keys;
+pub mod routes;
+pub mod scheduler;
+pub mod stacks;
+
+pub use config::Config;
+pub use http::{Controller, serve};

@@ -1,0 +1,46 @@
+//! The controller's settings, built by the launcher from its command line and environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use skiff_api::StackName;
+
+/// Controller settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// SQLite database file.
+    pub database_path: PathBuf,
+    /// The platform's service token, shared with the builder, registry and router.
+    pub service_token: String,
+    /// Registry base URL for the controller's own pushes (stacks), e.g. `http://127.0.0.1:7701`.
+    pub registry_url: String,
+    /// Registry host as the Docker engine pulls from it, e.g. `127.0.0.1:7701`.
+    pub registry_host: String,
+    /// Logger HTTP API base URL, e.g. `http://127.0.0.1:7702`.
+    pub logger_url: String,
+    /// Where apps answer: `http://<app>.<domain>:<router port>`.
+    pub domain: String,
+    /// The router's public HTTP port, for app URLs.
+    pub router_port: u16,
+    /// The builder's SSH address, for git URLs.
+    pub builder_ssh: SocketAddr,
+    /// The stack new apps build on unless they name one.
+    pub default_stack: StackName,
+    /// How often the reconcile loop runs when nothing pokes it.
+    pub reconcile_interval: Duration,
+    /// How long a new container may take to accept connections on `$PORT`.
+    pub boot_timeout: Duration,
+}
+
+impl Config {
+    /// An app's public URL.
+    pub fn app_url(&self, app: &str) -> String {
+        format!("http://{app}.{}:{}", self.domain, self.router_port)
+    }
+
+    /// An app's git URL.
+    pub fn git_url(&self, app: &str) -> String {
+        format!("ssh://git@{}/{app}.git", self.builder_ssh)
+    }
+}

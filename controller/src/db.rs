@@ -1,0 +1,416 @@
+//! The database: connection, migrations, and every query the controller makes.
+//!
+//! Queries are written with `$N` placeholders in order, which both SQLite and Postgres
+//! accept.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::str::FromStr;
+
+use skiff_api::{AppName, ProcessType, Release, StackName, Username};
+use sqlx::Row;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+
+/// Migrations, applied in order once each.
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+
+/// A database failure.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database query failed: {0}")]
+    Query(#[from] sqlx::Error),
+    #[error("database holds an invalid value: {0}")]
+    Corrupt(String),
+}
+
+/// The current time as RFC 3339.
+pub fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// A user row.
+#[derive(Debug, Clone)]
+pub struct UserRow {
+    pub id: i64,
+    pub username: Username,
+    pub password_hash: String,
+    pub admin: bool,
+}
+
+/// A key row.
+#[derive(Debug, Clone)]
+pub struct KeyRow {
+    pub id: i64,
+    pub fingerprint: String,
+    pub comment: String,
+    pub created_at: String,
+}
+
+/// An app row.
+#[derive(Debug, Clone)]
+pub struct AppRow {
+    pub id: i64,
+    pub name: AppName,
+    pub owner_id: i64,
+    pub owner: Username,
+    pub stack: StackName,
+    pub created_at: String,
+}
+
+/// The database handle.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: SqlitePool,
+}
+
+fn parse<T: FromStr>(value: String) -> Result<T, DbError> {
+    value.parse().map_err(|_| DbError::Corrupt(value))
+}
+
+impl Db {
+    /// Opens (creating if needed) a SQLite database file and applies migrations.
+    ///
+    /// # Errors
+    /// When the file cannot be opened or a migration fails.
+    pub async fn open_sqlite(path: &Path) -> Result<Self, DbError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .foreign_keys(true)
+            .busy_timeout(std::time::Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        let db = Self { pool };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    async fn migrate(&self) -> Result<(), DbError> {
+        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)")
+            .execute(&self.pool)
+            .await?;
+        let applied: i64 = sqlx::query("SELECT COUNT(*) FROM schema_migrations")
+            .fetch_one(&self.pool)
+            .await?
+            .get(0);
+        for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
+            let mut tx = self.pool.begin().await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(*migration)).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO schema_migrations (version) VALUES ($1)")
+                .bind(index as i64 + 1)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Creates a user; the first user becomes admin. `None` when the name is taken.
+    pub async fn create_user(&self, username: &Username, password_hash: &str) -> Result<Option<UserRow>, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let count: i64 = sqlx::query("SELECT COUNT(*) FROM users").fetch_one(&mut *tx).await?.get(0);
+        let admin = count == 0;
+        let inserted = sqlx::query(
+            "INSERT INTO users (username, password_hash, admin, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (username) DO NOTHING RETURNING id",
+        )
+        .bind(username.as_str())
+        .bind(password_hash)
+        .bind(admin)
+        .bind(now())
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(inserted.map(|row| UserRow {
+            id: row.get(0),
+            username: username.clone(),
+            password_hash: password_hash.to_owned(),
+            admin,
+        }))
+    }
+
+    fn user_row(row: sqlx::sqlite::SqliteRow) -> Result<UserRow, DbError> {
+        Ok(UserRow {
+            id: row.get("id"),
+            username: parse(row.get("username"))?,
+            password_hash: row.get("password_hash"),
+            admin: row.get("admin"),
+        })
+    }
+
+    /// A user by name.
+    pub async fn user_by_name(&self, username: &Username) -> Result<Option<UserRow>, DbError> {
+        sqlx::query("SELECT id, username, password_hash, admin FROM users WHERE username = $1")
+            .bind(username.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .map(Self::user_row)
+            .transpose()
+    }
+
+    /// Stores a token hash for a user.
+    pub async fn add_token(&self, user_id: i64, token_hash: &str) -> Result<(), DbError> {
+        sqlx::query("INSERT INTO tokens (hash, user_id, created_at) VALUES ($1, $2, $3)")
+            .bind(token_hash)
+            .bind(user_id)
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The user a token hash belongs to.
+    pub async fn user_by_token(&self, token_hash: &str) -> Result<Option<UserRow>, DbError> {
+        sqlx::query(
+            "SELECT u.id, u.username, u.password_hash, u.admin FROM users u
+             JOIN tokens t ON t.user_id = u.id WHERE t.hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(Self::user_row)
+        .transpose()
+    }
+
+    /// Adds an SSH key; `false` when the fingerprint is already registered.
+    pub async fn add_key(&self, user_id: i64, fingerprint: &str, public_key: &str, comment: &str) -> Result<Option<KeyRow>, DbError> {
+        let created_at = now();
+        let row = sqlx::query(
+            "INSERT INTO ssh_keys (user_id, fingerprint, public_key, comment, created_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (fingerprint) DO NOTHING RETURNING id",
+        )
+        .bind(user_id)
+        .bind(fingerprint)
+        .bind(public_key)
+        .bind(comment)
+        .bind(&created_at)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|row| KeyRow {
+            id: row.get(0),
+            fingerprint: fingerprint.to_owned(),
+            comment: comment.to_owned(),
+            created_at,
+        }))
+    }
+
+    /// A user's keys.
+    pub async fn keys(&self, user_id: i64) -> Result<Vec<KeyRow>, DbError> {
+        let rows = sqlx::query("SELECT id, fingerprint, comment, created_at FROM ssh_keys WHERE user_id = $1 ORDER BY id")
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| KeyRow {
+                id: row.get("id"),
+                fingerprint: row.get("fingerprint"),
+                comment: row.get("comment"),
+                created_at: row.get("created_at"),
+            })
+            .collect())
+    }
+
+    /// Removes one of a user's keys; `false` when there was none.
+    pub async fn remove_key(&self, user_id: i64, key_id: i64) -> Result<bool, DbError> {
+        let done = sqlx::query("DELETE FROM ssh_keys WHERE id = $1 AND user_id = $2")
+            .bind(key_id)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The owner of a key fingerprint.
+    pub async fn key_owner(&self, fingerprint: &str) -> Result<Option<UserRow>, DbError> {
+        sqlx::query(
+            "SELECT u.id, u.username, u.password_hash, u.admin FROM users u
+             JOIN ssh_keys k ON k.user_id = u.id WHERE k.fingerprint = $1",
+        )
+        .bind(fingerprint)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(Self::user_row)
+        .transpose()
+    }
+
+    /// Creates an app; `None` when the name is taken.
+    pub async fn create_app(&self, name: &AppName, owner: &UserRow, stack: &StackName) -> Result<Option<AppRow>, DbError> {
+        let created_at = now();
+        let row = sqlx::query(
+            "INSERT INTO apps (name, owner_id, stack, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (name) DO NOTHING RETURNING id",
+        )
+        .bind(name.as_str())
+        .bind(owner.id)
+        .bind(stack.as_str())
+        .bind(&created_at)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|row| AppRow {
+            id: row.get(0),
+            name: name.clone(),
+            owner_id: owner.id,
+            owner: owner.username.clone(),
+            stack: stack.clone(),
+            created_at,
+        }))
+    }
+
+    const APP_COLUMNS: &str = "SELECT a.id, a.name, a.owner_id, u.username, a.stack, a.created_at
+                               FROM apps a JOIN users u ON u.id = a.owner_id";
+
+    fn app_row(row: sqlx::sqlite::SqliteRow) -> Result<AppRow, DbError> {
+        Ok(AppRow {
+            id: row.get(0),
+            name: parse(row.get(1))?,
+            owner_id: row.get(2),
+            owner: parse(row.get(3))?,
+            stack: parse(row.get(4))?,
+            created_at: row.get(5),
+        })
+    }
+
+    /// An app by name.
+    pub async fn app(&self, name: &AppName) -> Result<Option<AppRow>, DbError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!("{} WHERE a.name = $1", Self::APP_COLUMNS)))
+            .bind(name.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .map(Self::app_row)
+            .transpose()
+    }
+
+    /// Every app, or those a user owns.
+    pub async fn apps(&self, owner_id: Option<i64>) -> Result<Vec<AppRow>, DbError> {
+        let rows = match owner_id {
+            Some(id) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!("{} WHERE a.owner_id = $1 ORDER BY a.name", Self::APP_COLUMNS)))
+                    .bind(id)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => sqlx::query(sqlx::AssertSqlSafe(format!("{} ORDER BY a.name", Self::APP_COLUMNS))).fetch_all(&self.pool).await?,
+        };
+        rows.into_iter().map(Self::app_row).collect()
+    }
+
+    /// Deletes an app and its releases.
+    pub async fn delete_app(&self, app_id: i64) -> Result<(), DbError> {
+        sqlx::query("DELETE FROM apps WHERE id = $1").bind(app_id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Creates the next release of an app.
+    pub async fn create_release(
+        &self,
+        app: &AppRow,
+        image: &str,
+        git_sha: Option<&str>,
+        procfile: &BTreeMap<ProcessType, String>,
+        created_by: &Username,
+        summary: &str,
+    ) -> Result<Release, DbError> {
+        let procfile_json = serde_json::to_string(procfile).map_err(|e| DbError::Corrupt(e.to_string()))?;
+        let created_at = now();
+        let mut tx = self.pool.begin().await?;
+        let version: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) + 1 FROM releases WHERE app_id = $1")
+            .bind(app.id)
+            .fetch_one(&mut *tx)
+            .await?
+            .get(0);
+        sqlx::query(
+            "INSERT INTO releases (app_id, version, image, git_sha, procfile, created_by, summary, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(app.id)
+        .bind(version)
+        .bind(image)
+        .bind(git_sha)
+        .bind(&procfile_json)
+        .bind(created_by.as_str())
+        .bind(summary)
+        .bind(&created_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Release {
+            app: app.name.clone(),
+            version: version as u32,
+            image: image.to_owned(),
+            git_sha: git_sha.map(str::to_owned),
+            procfile: procfile.clone(),
+            created_by: created_by.clone(),
+            created_at,
+            summary: summary.to_owned(),
+        })
+    }
+
+    fn release_row(app: &AppName, row: sqlx::sqlite::SqliteRow) -> Result<Release, DbError> {
+        let procfile: String = row.get("procfile");
+        Ok(Release {
+            app: app.clone(),
+            version: row.get::<i64, _>("version") as u32,
+            image: row.get("image"),
+            git_sha: row.get("git_sha"),
+            procfile: serde_json::from_str(&procfile).map_err(|e| DbError::Corrupt(e.to_string()))?,
+            created_by: parse(row.get("created_by"))?,
+            created_at: row.get("created_at"),
+            summary: row.get("summary"),
+        })
+    }
+
+    /// An app's releases, newest first.
+    pub async fn releases(&self, app: &AppRow) -> Result<Vec<Release>, DbError> {
+        sqlx::query("SELECT * FROM releases WHERE app_id = $1 ORDER BY version DESC")
+            .bind(app.id)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|row| Self::release_row(&app.name, row))
+            .collect()
+    }
+
+    /// The current (latest) release of every app that has one.
+    pub async fn current_releases(&self) -> Result<Vec<Release>, DbError> {
+        let rows = sqlx::query(
+            "SELECT a.name AS app_name, r.* FROM releases r JOIN apps a ON a.id = r.app_id
+             WHERE r.version = (SELECT MAX(version) FROM releases WHERE app_id = r.app_id)
+             ORDER BY a.name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let app: AppName = parse(row.get("app_name"))?;
+                Self::release_row(&app, row)
+            })
+            .collect()
+    }
+
+    /// Records (or replaces) a stack's image.
+    pub async fn put_stack(&self, name: &StackName, image: &str) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO stacks (name, image, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET image = excluded.image, created_at = excluded.created_at",
+        )
+        .bind(name.as_str())
+        .bind(image)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every stack: name and image.
+    pub async fn stacks(&self) -> Result<Vec<(StackName, String)>, DbError> {
+        sqlx::query("SELECT name, image FROM stacks ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|row| Ok((parse(row.get(0))?, row.get(1))))
+            .collect()
+    }
+}

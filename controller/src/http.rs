@@ -1,0 +1,374 @@
+//! The REST API. Every handler authenticates through an extractor, validates through the
+//! wire types, and answers errors as `{"code", "message"}` via [`ApiError`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use skiff_api::{
+    App, AppCreate, AppName, BuildCreate, Credentials, ErrorBody, Key, KeyCreate, KeyOwner, LogLine, PushGrant,
+    Release, RouteTable, Session, Stack, StackName, User, Username,
+};
+use skiff_registry_client::RegistryClient;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{CurrentUser, Service, hash_password, new_token, token_hash, verify_password};
+use crate::config::Config;
+use crate::db::{AppRow, Db, DbError, UserRow};
+use crate::keys;
+use crate::routes::RouteFeed;
+use crate::stacks;
+
+/// The largest stack archive accepted.
+const MAX_STACK_BYTES: usize = 2 << 30;
+/// How long a route-feed read waits for a change.
+const ROUTE_POLL: Duration = Duration::from_secs(25);
+
+/// An API error: a status, a stable code and a message that says what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("not logged in; run `skiff auth:login` (or set SKIFF_TOKEN)")]
+    Unauthenticated,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unavailable(String),
+    /// The cause is logged, never returned.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            Self::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Internal(cause) => {
+                tracing::error!(%cause, "controller.internal");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
+        };
+        (status, Json(ErrorBody { code: code.into(), message: self.to_string() })).into_response()
+    }
+}
+
+/// The controller's shared state.
+pub struct Controller {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub routes: Arc<RouteFeed>,
+    /// Pokes the reconcile loop.
+    pub reconcile: Arc<Notify>,
+    registry: RegistryClient,
+    http: reqwest::Client,
+}
+
+impl Controller {
+    pub fn new(config: Arc<Config>, db: Db, routes: Arc<RouteFeed>, reconcile: Arc<Notify>) -> Arc<Self> {
+        let registry = RegistryClient::new(&config.registry_url, "skiff", &config.service_token);
+        Arc::new(Self { config, db, routes, reconcile, registry, http: reqwest::Client::new() })
+    }
+
+    async fn app_for(&self, user: &UserRow, name: &str) -> Result<AppRow, ApiError> {
+        let not_found = || ApiError::NotFound(format!("app `{name}` not found; see `skiff apps`"));
+        let name: AppName = name.parse().map_err(|_| not_found())?;
+        let app = self.db.app(&name).await?.ok_or_else(not_found)?;
+        if app.owner_id == user.id || user.admin { Ok(app) } else { Err(not_found()) }
+    }
+
+    async fn app_view(&self, app: &AppRow) -> Result<App, ApiError> {
+        let release = self.db.releases(app).await?.first().map(|r| r.version);
+        Ok(App {
+            name: app.name.clone(),
+            owner: app.owner.clone(),
+            stack: app.stack.clone(),
+            url: self.config.app_url(app.name.as_str()),
+            git_url: self.config.git_url(app.name.as_str()),
+            created_at: app.created_at.clone(),
+            release,
+        })
+    }
+}
+
+/// The API as an axum router.
+pub fn router(controller: Arc<Controller>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }))
+        .route("/v2/auth/register", post(register))
+        .route("/v2/auth/login", post(login))
+        .route("/v2/auth/whoami", get(whoami))
+        .route("/v2/keys", get(keys_list).post(keys_add))
+        .route("/v2/keys/{id}", delete(keys_remove))
+        .route("/v2/apps", get(apps_list).post(apps_create))
+        .route("/v2/apps/{app}", get(app_info).delete(app_destroy))
+        .route("/v2/apps/{app}/releases", get(releases_list))
+        .route("/v2/apps/{app}/logs", get(app_logs))
+        .route("/v2/stacks", get(stacks_list))
+        .route("/v2/stacks/{name}", post(stacks_import).layer(DefaultBodyLimit::max(MAX_STACK_BYTES)))
+        .route("/v2/routes", get(routes_feed))
+        .route("/v2/hooks/keys/{fingerprint}", get(hook_key_owner))
+        .route("/v2/hooks/apps/{app}/access/{username}", get(hook_push_grant))
+        .route("/v2/hooks/builds", post(hook_build))
+        .with_state(controller)
+}
+
+/// Serves until `shutdown` is cancelled; in-flight requests finish.
+pub async fn serve(listener: TcpListener, controller: Arc<Controller>, shutdown: CancellationToken) -> std::io::Result<()> {
+    axum::serve(listener, router(controller))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+async fn issue_session(controller: &Controller, user: &UserRow) -> Result<Json<Session>, ApiError> {
+    let token = new_token();
+    controller.db.add_token(user.id, &token_hash(&token)).await?;
+    Ok(Json(Session { username: user.username.clone(), admin: user.admin, token }))
+}
+
+async fn register(State(c): State<Arc<Controller>>, Json(body): Json<Credentials>) -> Result<impl IntoResponse, ApiError> {
+    if body.password.len() < 8 {
+        return Err(ApiError::BadRequest("password too short; use at least 8 characters".into()));
+    }
+    let hash = hash_password(&body.password)?;
+    let user = c.db.create_user(&body.username, &hash).await?.ok_or_else(|| {
+        ApiError::Conflict(format!("user `{}` already exists; log in with `skiff auth:login`", body.username))
+    })?;
+    Ok((StatusCode::CREATED, issue_session(&c, &user).await?))
+}
+
+async fn login(State(c): State<Arc<Controller>>, Json(body): Json<Credentials>) -> Result<Json<Session>, ApiError> {
+    let user = c.db.user_by_name(&body.username).await?;
+    match user {
+        Some(user) if verify_password(&body.password, &user.password_hash) => issue_session(&c, &user).await,
+        _ => Err(ApiError::Forbidden("wrong user name or password".into())),
+    }
+}
+
+async fn whoami(CurrentUser(user): CurrentUser) -> Json<User> {
+    Json(User { username: user.username, admin: user.admin })
+}
+
+async fn keys_list(State(c): State<Arc<Controller>>, CurrentUser(user): CurrentUser) -> Result<Json<Vec<Key>>, ApiError> {
+    let keys = c.db.keys(user.id).await?;
+    Ok(Json(
+        keys.into_iter()
+            .map(|k| Key { id: k.id, fingerprint: k.fingerprint, comment: k.comment, created_at: k.created_at })
+            .collect(),
+    ))
+}
+
+async fn keys_add(
+    State(c): State<Arc<Controller>>,
+    CurrentUser(user): CurrentUser,
+    Json(body): Json<KeyCreate>,
+) -> Result<impl IntoResponse, ApiError> {
+    let key = keys::parse(&body.public_key).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let row = c
+        .db
+        .add_key(user.id, &key.fingerprint, &key.line, &key.comment)
+        .await?
+        .ok_or_else(|| ApiError::Conflict(format!("key {} is already registered", key.fingerprint)))?;
+    let key = Key { id: row.id, fingerprint: row.fingerprint, comment: row.comment, created_at: row.created_at };
+    Ok((StatusCode::CREATED, Json(key)))
+}
+
+async fn keys_remove(
+    State(c): State<Arc<Controller>>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<i64>,
+) -> Result<StatusCode, ApiError> {
+    if c.db.remove_key(user.id, id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound(format!("no key {id}; see `skiff keys`")))
+    }
+}
+
+async fn apps_list(State(c): State<Arc<Controller>>, CurrentUser(user): CurrentUser) -> Result<Json<Vec<App>>, ApiError> {
+    let rows = c.db.apps((!user.admin).then_some(user.id)).await?;
+    let mut apps = Vec::with_capacity(rows.len());
+    for row in &rows {
+        apps.push(c.app_view(row).await?);
+    }
+    Ok(Json(apps))
+}
+
+fn random_app_name() -> AppName {
+    const FIRST: &[&str] = &["brisk", "calm", "dusky", "eager", "fancy", "gentle", "hidden", "lucky", "quiet", "sunny"];
+    const SECOND: &[&str] = &["harbor", "island", "lagoon", "mast", "oar", "reef", "sail", "tide", "wave", "wharf"];
+    let n = rand::random::<u32>();
+    let name = format!(
+        "{}-{}-{:04}",
+        FIRST[n as usize % FIRST.len()],
+        SECOND[(n / 16) as usize % SECOND.len()],
+        (n / 256) % 10_000
+    );
+    name.parse().expect("generated names are valid")
+}
+
+async fn apps_create(
+    State(c): State<Arc<Controller>>,
+    CurrentUser(user): CurrentUser,
+    Json(body): Json<AppCreate>,
+) -> Result<impl IntoResponse, ApiError> {
+    let name = body.name.unwrap_or_else(random_app_name);
+    let stack = body.stack.unwrap_or_else(|| c.config.default_stack.clone());
+    let app = c
+        .db
+        .create_app(&name, &user, &stack)
+        .await?
+        .ok_or_else(|| ApiError::Conflict(format!("app `{name}` already exists; choose another name")))?;
+    c.reconcile.notify_one();
+    Ok((StatusCode::CREATED, Json(c.app_view(&app).await?)))
+}
+
+async fn app_info(
+    State(c): State<Arc<Controller>>,
+    CurrentUser(user): CurrentUser,
+    Path(app): Path<String>,
+) -> Result<Json<App>, ApiError> {
+    let app = c.app_for(&user, &app).await?;
+    Ok(Json(c.app_view(&app).await?))
+}
+
+async fn app_destroy(
+    State(c): State<Arc<Controller>>,
+    CurrentUser(user): CurrentUser,
+    Path(app): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let app = c.app_for(&user, &app).await?;
+    c.db.delete_app(app.id).await?;
+    c.reconcile.notify_one();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn releases_list(
+    State(c): State<Arc<Controller>>,
+    CurrentUser(user): CurrentUser,
+    Path(app): Path<String>,
+) -> Result<Json<Vec<Release>>, ApiError> {
+    let app = c.app_for(&user, &app).await?;
+    Ok(Json(c.db.releases(&app).await?))
+}
+
+async fn app_logs(
+    State(c): State<Arc<Controller>>,
+    CurrentUser(user): CurrentUser,
+    Path(app): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Vec<LogLine>>, ApiError> {
+    let app = c.app_for(&user, &app).await?;
+    let lines: usize = query.get("n").and_then(|n| n.parse().ok()).unwrap_or(100);
+    let url = format!("{}/v2/apps/{}/logs", c.config.logger_url, app.name);
+    let unavailable = |e: reqwest::Error| {
+        tracing::warn!(error = %e, "controller.logs.logger_unreachable");
+        ApiError::Unavailable("the logger is not reachable; try again shortly".into())
+    };
+    let response = c
+        .http
+        .get(url)
+        .query(&[("n", lines.to_string())])
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(unavailable)?;
+    Ok(Json(response.json().await.map_err(unavailable)?))
+}
+
+async fn stacks_list(State(c): State<Arc<Controller>>, CurrentUser(_): CurrentUser) -> Result<Json<Vec<Stack>>, ApiError> {
+    let stacks = c.db.stacks().await?;
+    Ok(Json(stacks.into_iter().map(|(name, image)| Stack { name, image }).collect()))
+}
+
+async fn stacks_import(
+    State(c): State<Arc<Controller>>,
+    CurrentUser(user): CurrentUser,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    if !user.admin {
+        return Err(ApiError::Forbidden("only admins import stacks".into()));
+    }
+    let name: StackName = name.parse().map_err(|e: skiff_api::NameError| ApiError::BadRequest(e.to_string()))?;
+    let image = stacks::import(&c.registry, &name, &body).await.map_err(|e| match e {
+        stacks::ImportError::NotTar => ApiError::BadRequest(e.to_string()),
+        stacks::ImportError::Registry(e) => ApiError::Internal(e.to_string()),
+    })?;
+    c.db.put_stack(&name, &image).await?;
+    Ok((StatusCode::CREATED, Json(Stack { name, image })))
+}
+
+async fn routes_feed(
+    State(c): State<Arc<Controller>>,
+    _: Service,
+    Query(query): Query<HashMap<String, String>>,
+) -> Json<RouteTable> {
+    let after = query.get("after").and_then(|v| v.parse().ok()).unwrap_or(0);
+    Json(c.routes.next(after, ROUTE_POLL).await)
+}
+
+async fn hook_key_owner(
+    State(c): State<Arc<Controller>>,
+    _: Service,
+    Path(fingerprint): Path<String>,
+) -> Result<Json<KeyOwner>, ApiError> {
+    let user = c
+        .db
+        .key_owner(&fingerprint)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("unknown key; add it with `skiff keys:add`".into()))?;
+    Ok(Json(KeyOwner { username: user.username }))
+}
+
+async fn hook_push_grant(
+    State(c): State<Arc<Controller>>,
+    _: Service,
+    Path((app, username)): Path<(String, String)>,
+) -> Result<Json<PushGrant>, ApiError> {
+    let username: Username = username.parse().map_err(|_| ApiError::NotFound("unknown user".into()))?;
+    let user = c.db.user_by_name(&username).await?.ok_or_else(|| ApiError::NotFound("unknown user".into()))?;
+    let app = c.app_for(&user, &app).await?;
+    Ok(Json(PushGrant { app: app.name, stack: app.stack }))
+}
+
+async fn hook_build(
+    State(c): State<Arc<Controller>>,
+    _: Service,
+    Json(build): Json<BuildCreate>,
+) -> Result<impl IntoResponse, ApiError> {
+    let user = c.db.user_by_name(&build.username).await?.ok_or_else(|| ApiError::NotFound("unknown user".into()))?;
+    let app = c.app_for(&user, build.app.as_str()).await?;
+    let short = build.git_sha.get(..7).unwrap_or(&build.git_sha);
+    let summary = format!("{} deployed {short}", build.username);
+    let release = c
+        .db
+        .create_release(&app, &build.image, Some(&build.git_sha), &build.procfile, &build.username, &summary)
+        .await?;
+    c.reconcile.notify_one();
+    Ok((StatusCode::CREATED, Json(release)))
+}

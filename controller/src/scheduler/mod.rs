@@ -1,0 +1,20 @@
+//! Scheduling: make the containers that run match the releases that should.
+//!
+//! Layout:
+//! - [`plan`]: the pure decision, desired (current releases) × actual (containers by label)
+//!   → steps.
+//! - [`runtime`]: the [`ContainerRuntime`] seam and its Docker backend (bollard).
+//! - [`reconcile`]: the loop that observes, plans, runs steps and publishes routes.
+//!
+//! A rollout, step by step: a new release appears → the plan starts its `web` container
+//! → the loop waits until it accepts TCP connections on its published port → routes switch
+//! to it → the next pass removes the old release's containers. Until the new container is
+//! ready, the old one keeps serving.
+
+pub mod plan;
+pub mod reconcile;
+pub mod runtime;
+
+pub use plan::{Desired, Observed, Step, plan};
+pub use reconcile::Scheduler;
+pub use runtime::{ContainerRuntime, DockerRuntime, RuntimeError, StartSpec};

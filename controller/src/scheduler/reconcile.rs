@@ -1,0 +1,191 @@
+//! The reconcile loop: observe, plan, act, publish routes. It runs when poked (a new
+//! release, a destroyed app) and on an interval, one pass at a time.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use skiff_api::Route;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::plan::{Desired, Observed, Step, plan};
+use super::runtime::{Container, ContainerRuntime, StartSpec};
+use crate::config::Config;
+use crate::db::{Db, DbError};
+use crate::routes::RouteFeed;
+
+/// At most this many plan-and-act rounds per pass (start new → remove old → settle).
+const ROUNDS_PER_PASS: usize = 4;
+
+/// Why a pass failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Runtime(#[from] super::runtime::RuntimeError),
+}
+
+/// The scheduler: owns the loop and the handle that pokes it.
+pub struct Scheduler {
+    db: Db,
+    runtime: Arc<dyn ContainerRuntime>,
+    routes: Arc<RouteFeed>,
+    config: Arc<Config>,
+    poke: Arc<Notify>,
+}
+
+impl Scheduler {
+    pub fn new(db: Db, runtime: Arc<dyn ContainerRuntime>, routes: Arc<RouteFeed>, config: Arc<Config>, poke: Arc<Notify>) -> Self {
+        Self { db, runtime, routes, config, poke }
+    }
+
+    /// Runs passes until `shutdown`; containers keep running after it.
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            if let Err(error) = self.pass().await {
+                tracing::warn!(%error, "controller.reconcile failed; retrying");
+            }
+            tokio::select! {
+                () = self.poke.notified() => {}
+                () = tokio::time::sleep(self.config.reconcile_interval) => {}
+                () = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// One pass: plan and act until converged (bounded), then publish routes.
+    pub async fn pass(&self) -> Result<(), ReconcileError> {
+        for _ in 0..ROUNDS_PER_PASS {
+            let desired = self.desired().await?;
+            let observed = self.observe().await?;
+            self.publish(&desired, &observed).await?;
+            let steps = plan(&desired, &observed.iter().map(|(o, _)| o.clone()).collect::<Vec<_>>());
+            if steps.is_empty() {
+                return Ok(());
+            }
+            for step in steps {
+                self.act(step).await?;
+            }
+        }
+        let desired = self.desired().await?;
+        let observed = self.observe().await?;
+        Ok(self.publish(&desired, &observed).await?)
+    }
+
+    async fn desired(&self) -> Result<Vec<Desired>, DbError> {
+        Ok(self
+            .db
+            .current_releases()
+            .await?
+            .into_iter()
+            .filter_map(|release| {
+                let command = release.procfile.iter().find(|(p, _)| p.as_str() == "web")?.1.clone();
+                let image = format!("{}/{}", self.config.registry_host, release.image);
+                Some(Desired { app: release.app, release: release.version, image, command })
+            })
+            .collect())
+    }
+
+    async fn observe(&self) -> Result<Vec<(Observed, Option<SocketAddr>)>, ReconcileError> {
+        let containers = self.runtime.list().await?;
+        let mut observed = Vec::with_capacity(containers.len());
+        for container in containers {
+            let address = container.host_port.map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
+            let ready = match address {
+                Some(address) if container.running => answers_http(address).await,
+                _ => false,
+            };
+            observed.push((observe(&container, ready), address));
+        }
+        Ok(observed)
+    }
+
+    async fn publish(&self, desired: &[Desired], observed: &[(Observed, Option<SocketAddr>)]) -> Result<(), DbError> {
+        let apps = self.db.apps(None).await?;
+        let routes = apps
+            .into_iter()
+            .map(|app| {
+                let ready: Vec<(&Observed, SocketAddr)> = observed
+                    .iter()
+                    .filter(|(o, _)| o.app == app.name && o.ready && o.process == "web")
+                    .filter_map(|(o, a)| Some((o, (*a)?)))
+                    .collect();
+                let current = desired.iter().find(|d| d.app == app.name).map(|d| d.release);
+                let of_current: Vec<SocketAddr> =
+                    ready.iter().filter(|(o, _)| Some(o.release) == current).map(|(_, a)| *a).collect();
+                // Until the current release is ready, older ones keep serving.
+                let backends = if of_current.is_empty() { ready.iter().map(|(_, a)| *a).collect() } else { of_current };
+                Route { hosts: vec![format!("{}.{}", app.name, self.config.domain)], app: app.name, backends }
+            })
+            .collect();
+        self.routes.publish(routes);
+        Ok(())
+    }
+
+    async fn act(&self, step: Step) -> Result<(), ReconcileError> {
+        match step {
+            Step::Start(want) => {
+                let spec = StartSpec {
+                    app: want.app.clone(),
+                    release: want.release,
+                    process: "web".into(),
+                    image: want.image,
+                    command: want.command,
+                    env: Vec::new(),
+                };
+                tracing::info!(app = %want.app, release = want.release, "controller.reconcile.start");
+                let container = self.runtime.start(&spec).await?;
+                if let Some(port) = container.host_port {
+                    let ready = wait_until_ready(SocketAddr::from(([127, 0, 0, 1], port)), self.config.boot_timeout).await;
+                    if !ready {
+                        tracing::warn!(app = %want.app, release = want.release, "controller.reconcile.not_ready");
+                    }
+                }
+            }
+            Step::Remove { id, app, release, reason } => {
+                tracing::info!(%app, release, reason, container = %id, "controller.reconcile.remove");
+                self.runtime.remove(&id).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn observe(container: &Container, ready: bool) -> Observed {
+    Observed {
+        id: container.id.clone(),
+        app: container.app.clone(),
+        release: container.release,
+        process: container.process.clone(),
+        running: container.running,
+        ready,
+    }
+}
+
+/// Whether something answers HTTP at `address`. A TCP connect alone proves nothing: the
+/// engine's port proxy accepts connections before the app listens.
+async fn answers_http(address: SocketAddr) -> bool {
+    let probe = async {
+        let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
+        stream.write_all(b"HEAD / HTTP/1.0\r\nHost: skiff-readiness\r\n\r\n").await.ok()?;
+        let mut buf = [0u8; 16];
+        let n = stream.read(&mut buf).await.ok()?;
+        (n > 0).then_some(())
+    };
+    matches!(tokio::time::timeout(Duration::from_secs(2), probe).await, Ok(Some(())))
+}
+
+/// Probes every 100 ms until the app answers or `timeout` passes.
+async fn wait_until_ready(address: SocketAddr, timeout: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if answers_http(address).await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}

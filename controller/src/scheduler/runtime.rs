@@ -1,0 +1,207 @@
+//! The [`ContainerRuntime`] seam and its Docker backend.
+//!
+//! Containers carry the labels `skiff.app`, `skiff.release` and `skiff.process`; the
+//! runtime finds Skiff's containers by them, so the controller keeps no container state
+//! of its own and a restarted controller picks up where it left off.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::models::{ContainerCreateBody, ContainerSummaryStateEnum, HostConfig, PortBinding};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, ListContainersOptions, RemoveContainerOptions, StopContainerOptions,
+};
+use futures_util::TryStreamExt;
+use skiff_api::AppName;
+
+/// The port an app listens on inside its container (`$PORT`).
+pub const CONTAINER_PORT: u16 = 5000;
+
+/// A runtime failure.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("docker engine: {0}")]
+    Docker(#[from] bollard::errors::Error),
+    #[error("container {0} has no port published on 127.0.0.1")]
+    NoPort(String),
+}
+
+/// What to start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartSpec {
+    pub app: AppName,
+    pub release: u32,
+    pub process: String,
+    /// A reference the engine can pull, e.g. `127.0.0.1:7701/app@sha256:…`.
+    pub image: String,
+    /// Run with `/bin/sh -c`.
+    pub command: String,
+    pub env: Vec<(String, String)>,
+}
+
+/// A container of Skiff's, as the runtime sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Container {
+    pub id: String,
+    pub app: AppName,
+    pub release: u32,
+    pub process: String,
+    pub running: bool,
+    /// The host port (on 127.0.0.1) that reaches `$PORT`.
+    pub host_port: Option<u16>,
+}
+
+/// Runs containers.
+#[async_trait]
+pub trait ContainerRuntime: Send + Sync + 'static {
+    /// Every container with Skiff's labels, running or not.
+    async fn list(&self) -> Result<Vec<Container>, RuntimeError>;
+    /// Pulls the image if needed, then creates and starts a container.
+    async fn start(&self, spec: &StartSpec) -> Result<Container, RuntimeError>;
+    /// Stops (gracefully, then by force) and removes a container; absent is fine.
+    async fn remove(&self, id: &str) -> Result<(), RuntimeError>;
+}
+
+/// The local Docker engine, through bollard.
+#[derive(Debug, Clone)]
+pub struct DockerRuntime {
+    docker: Docker,
+}
+
+impl DockerRuntime {
+    /// Connects to the local engine and negotiates the API version (engines down to API
+    /// 1.41 work).
+    ///
+    /// # Errors
+    /// When the engine is unreachable.
+    pub async fn connect() -> Result<Self, RuntimeError> {
+        let docker = Docker::connect_with_local_defaults()?.negotiate_version().await?;
+        Ok(Self { docker })
+    }
+
+    /// Splits `name@digest` or `name:tag` into what `POST /images/create` wants.
+    fn pull_args(image: &str) -> (String, String) {
+        if let Some((name, digest)) = image.split_once('@') {
+            return (name.to_owned(), digest.to_owned());
+        }
+        match image.rsplit_once(':') {
+            Some((name, tag)) if !tag.contains('/') => (name.to_owned(), tag.to_owned()),
+            _ => (image.to_owned(), "latest".to_owned()),
+        }
+    }
+}
+
+fn label_container(id: String, labels: &HashMap<String, String>, running: bool, host_port: Option<u16>) -> Option<Container> {
+    Some(Container {
+        id,
+        app: labels.get("skiff.app")?.parse().ok()?,
+        release: labels.get("skiff.release")?.parse().ok()?,
+        process: labels.get("skiff.process")?.clone(),
+        running,
+        host_port,
+    })
+}
+
+#[async_trait]
+impl ContainerRuntime for DockerRuntime {
+    async fn list(&self) -> Result<Vec<Container>, RuntimeError> {
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(HashMap::from([("label".to_owned(), vec!["skiff.app".to_owned()])])),
+            ..Default::default()
+        };
+        let summaries = self.docker.list_containers(Some(options)).await?;
+        Ok(summaries
+            .into_iter()
+            .filter_map(|s| {
+                let running = s.state == Some(ContainerSummaryStateEnum::RUNNING);
+                let host_port = s
+                    .ports
+                    .unwrap_or_default()
+                    .iter()
+                    .find(|p| p.private_port == CONTAINER_PORT && p.ip.as_deref() == Some("127.0.0.1"))
+                    .and_then(|p| p.public_port);
+                label_container(s.id?, &s.labels.unwrap_or_default(), running, host_port)
+            })
+            .collect())
+    }
+
+    async fn start(&self, spec: &StartSpec) -> Result<Container, RuntimeError> {
+        let (from_image, tag) = Self::pull_args(&spec.image);
+        let pull = CreateImageOptions { from_image: Some(from_image), tag: Some(tag), ..Default::default() };
+        self.docker.create_image(Some(pull), None, None).try_collect::<Vec<_>>().await?;
+
+        let labels = HashMap::from([
+            ("skiff.app".to_owned(), spec.app.to_string()),
+            ("skiff.release".to_owned(), spec.release.to_string()),
+            ("skiff.process".to_owned(), spec.process.clone()),
+        ]);
+        let port_key = format!("{CONTAINER_PORT}/tcp");
+        let bindings = HashMap::from([(
+            port_key.clone(),
+            Some(vec![PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(String::new()) }]),
+        )]);
+        let mut env = vec![format!("PORT={CONTAINER_PORT}")];
+        env.extend(spec.env.iter().map(|(k, v)| format!("{k}={v}")));
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            cmd: Some(vec!["/bin/sh".into(), "-c".into(), spec.command.clone()]),
+            entrypoint: Some(Vec::new()),
+            env: Some(env),
+            labels: Some(labels.clone()),
+            exposed_ports: Some(vec![port_key.clone()]),
+            host_config: Some(HostConfig { port_bindings: Some(bindings), ..Default::default() }),
+            ..Default::default()
+        };
+        let name = format!(
+            "skiff-{}-{}-v{}-{:06x}",
+            spec.app,
+            spec.process,
+            spec.release,
+            rand::random::<u32>() & 0xff_ffff
+        );
+        let created = self
+            .docker
+            .create_container(Some(CreateContainerOptions { name: Some(name), ..Default::default() }), body)
+            .await?;
+        self.docker.start_container(&created.id, None).await?;
+        let inspected = self.docker.inspect_container(&created.id, None).await?;
+        let host_port = inspected
+            .network_settings
+            .and_then(|n| n.ports)
+            .and_then(|ports| ports.get(&port_key).cloned().flatten())
+            .and_then(|bindings| bindings.into_iter().find_map(|b| b.host_port?.parse().ok()));
+        let host_port = host_port.ok_or_else(|| RuntimeError::NoPort(created.id.clone()))?;
+        let running = inspected.state.and_then(|s| s.running).unwrap_or(false);
+        label_container(created.id.clone(), &labels, running, Some(host_port)).ok_or(RuntimeError::NoPort(created.id))
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        let stop = StopContainerOptions { t: Some(10), ..Default::default() };
+        match self.docker.stop_container(id, Some(stop)).await {
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 304 | 404, .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let remove = RemoveContainerOptions { force: true, ..Default::default() };
+        match self.docker.remove_container(id, Some(remove)).await {
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_references_split_for_pulling() {
+        assert_eq!(
+            DockerRuntime::pull_args("127.0.0.1:7701/app@sha256:abc"),
+            ("127.0.0.1:7701/app".into(), "sha256:abc".into())
+        );
+        assert_eq!(DockerRuntime::pull_args("127.0.0.1:7701/app:v1"), ("127.0.0.1:7701/app".into(), "v1".into()));
+        assert_eq!(DockerRuntime::pull_args("127.0.0.1:7701/app"), ("127.0.0.1:7701/app".into(), "latest".into()));
+    }
+}
