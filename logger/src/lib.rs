@@ -1,1 +1,15 @@
-//! skiff-logger
+//! Skiff's logger: collects every app container's output and syslog messages into a
+//! per-app buffer of recent lines, served over HTTP.
+//!
+//! Layout:
+//! - [`buffer`]: the per-app ring buffers.
+//! - [`syslog`]: parsing RFC 5424 / RFC 3164 messages and the UDP and TCP listeners.
+//! - [`docker`]: following containers' stdout/stderr through the Docker API.
+//! - [`http`]: the read API (`GET /v2/apps/{app}/logs?n=`).
+
+pub mod buffer;
+pub mod docker;
+pub mod http;
+pub mod syslog;
+
+pub use buffer::Buffers;

@@ -1,1 +1,18 @@
-//! skiff-router
+//! Skiff's router: a hyper reverse proxy from `Host` to an app's healthy backends.
+//!
+//! Layout:
+//! - [`table`]: the route table, plain data swapped atomically; lookups are pure.
+//! - [`feed`]: keeps the table in step with the controller's route feed.
+//! - [`proxy`]: the request path and the server loop.
+//!
+//! The request path: read the head (bounded by a header timeout) → look the host up in
+//! the current table snapshot → unknown host: 404; app without backends: 503 → otherwise
+//! forward to the next backend (round robin) over a pooled connection and stream the
+//! answer back.
+
+pub mod feed;
+pub mod proxy;
+pub mod table;
+
+pub use proxy::{Config, serve};
+pub use table::{Lookup, Table};

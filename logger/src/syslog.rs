@@ -1,0 +1,235 @@
+//! Syslog in: a lenient parser for RFC 5424 and RFC 3164 messages, and the UDP and TCP
+//! listeners (TCP frames are octet-counted or newline-terminated, detected per frame).
+//!
+//! A message's APP-NAME (RFC 5424) or TAG (RFC 3164) names the app, optionally followed by
+//! `.<process>`: `myapp.web.1` lands in `myapp`'s stream as process `web.1`. Messages that
+//! name no known-shaped app are counted and dropped.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use skiff_api::{AppName, LogLine, LogSource};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::buffer::Buffers;
+
+/// The largest message kept; longer ones are cut.
+pub const MAX_MESSAGE: usize = 64 * 1024;
+
+/// A parsed message: who sent it and what it says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub timestamp: Option<String>,
+    pub app_name: String,
+    pub text: String,
+}
+
+/// Parses one message (without framing). Never fails: what cannot be read stays in `text`.
+pub fn parse(raw: &str) -> Message {
+    let raw = raw.trim_end_matches(['\n', '\r', '\0']);
+    let after_pri = raw
+        .strip_prefix('<')
+        .and_then(|r| r.split_once('>'))
+        .filter(|(pri, _)| !pri.is_empty() && pri.len() <= 3 && pri.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(raw, |(_, rest)| rest);
+    if let Some(rest) = after_pri.strip_prefix("1 ") {
+        // RFC 5424: TIMESTAMP HOSTNAME APP-NAME PROCID MSGID SD [MSG]
+        let mut fields = rest.splitn(6, ' ');
+        let timestamp = fields.next().filter(|t| *t != "-").map(str::to_owned);
+        let _host = fields.next();
+        let app_name = fields.next().unwrap_or("-").to_owned();
+        let _procid = fields.next();
+        let _msgid = fields.next();
+        let rest = fields.next().unwrap_or("");
+        let text = strip_structured_data(rest).trim_start_matches('\u{feff}').to_owned();
+        return Message { timestamp, app_name, text };
+    }
+    // RFC 3164: [Mmm dd hh:mm:ss ][HOSTNAME ]TAG[pid]: MSG
+    let rest = if after_pri.len() >= 16 && after_pri.as_bytes()[3] == b' ' && after_pri.as_bytes()[15] == b' ' {
+        &after_pri[16..]
+    } else {
+        after_pri
+    };
+    let (head, text) = rest.split_once(": ").unwrap_or(("", rest));
+    let tag = head.rsplit(' ').next().unwrap_or("");
+    let app_name = tag.split('[').next().unwrap_or("").to_owned();
+    Message { timestamp: None, app_name, text: text.to_owned() }
+}
+
+fn strip_structured_data(rest: &str) -> &str {
+    if let Some(msg) = rest.strip_prefix("- ") {
+        return msg;
+    }
+    if rest == "-" {
+        return "";
+    }
+    // Skip `[...]` elements, honouring backslash escapes inside values.
+    let bytes = rest.as_bytes();
+    let mut i = 0;
+    while bytes.get(i) == Some(&b'[') {
+        let mut in_quotes = false;
+        i += 1;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'\\' if in_quotes => i += 1,
+                b'"' => in_quotes = !in_quotes,
+                b']' if !in_quotes => break,
+                _ => {}
+            }
+            i += 1;
+        }
+        i += 1;
+    }
+    rest.get(i..).unwrap_or("").strip_prefix(' ').unwrap_or(rest.get(i..).unwrap_or(""))
+}
+
+/// The app and process a message belongs to.
+pub fn route(message: &Message) -> Option<(AppName, String)> {
+    let (app, process) = message.app_name.split_once('.').unwrap_or((&message.app_name, "syslog"));
+    Some((app.parse().ok()?, process.to_owned()))
+}
+
+/// Ingests parsed messages into the buffers and counts what it rejected.
+#[derive(Debug)]
+pub struct Ingest {
+    buffers: Arc<Buffers>,
+    pub rejected: AtomicU64,
+}
+
+impl Ingest {
+    pub fn new(buffers: Arc<Buffers>) -> Arc<Self> {
+        Arc::new(Self { buffers, rejected: AtomicU64::new(0) })
+    }
+
+    /// Takes one raw message.
+    pub fn take(&self, raw: &[u8]) {
+        let raw = &raw[..raw.len().min(MAX_MESSAGE)];
+        let message = parse(&String::from_utf8_lossy(raw));
+        match route(&message) {
+            Some((app, process)) => self.buffers.push(LogLine {
+                time: message.timestamp.unwrap_or_else(crate::docker::now),
+                app,
+                source: LogSource::App,
+                process,
+                message: message.text,
+            }),
+            None => {
+                self.rejected.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Receives datagrams until `shutdown`.
+pub async fn serve_udp(socket: UdpSocket, ingest: Arc<Ingest>, shutdown: CancellationToken) {
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        tokio::select! {
+            received = socket.recv_from(&mut buf) => match received {
+                Ok((n, _)) => ingest.take(&buf[..n]),
+                Err(error) => tracing::warn!(%error, "logger.syslog.udp"),
+            },
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Accepts TCP connections until `shutdown`; each connection ends at EOF, on a framing
+/// error, or at shutdown.
+pub async fn serve_tcp(listener: TcpListener, ingest: Arc<Ingest>, shutdown: CancellationToken) {
+    let tasks = TaskTracker::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let ingest = ingest.clone();
+                    let shutdown = shutdown.clone();
+                    tasks.spawn(async move {
+                        tokio::select! {
+                            result = read_frames(BufReader::new(stream), &ingest) => {
+                                if let Err(error) = result {
+                                    ingest.rejected.fetch_add(1, Ordering::Relaxed);
+                                    tracing::debug!(%error, "logger.syslog.tcp.closed");
+                                }
+                            }
+                            () = shutdown.cancelled() => {}
+                        }
+                    });
+                }
+                Err(error) => tracing::warn!(%error, "logger.syslog.tcp.accept"),
+            },
+            () = shutdown.cancelled() => break,
+        }
+    }
+    tasks.close();
+    tasks.wait().await;
+}
+
+/// Reads RFC 6587 frames: a leading digit means octet counting, anything else a
+/// newline-terminated message.
+async fn read_frames<R: tokio::io::AsyncBufRead + Unpin>(mut reader: R, ingest: &Ingest) -> std::io::Result<()> {
+    let mut frame = Vec::new();
+    loop {
+        let first = match reader.fill_buf().await?.first() {
+            Some(b) => *b,
+            None => return Ok(()),
+        };
+        frame.clear();
+        if first.is_ascii_digit() {
+            (&mut reader).take(12).read_until(b' ', &mut frame).await?;
+            let length: usize = std::str::from_utf8(&frame)
+                .ok()
+                .and_then(|s| s.trim_end().parse().ok())
+                .filter(|n| *n > 0 && *n <= MAX_MESSAGE * 16 && !frame.starts_with(b"0"))
+                .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "invalid octet count"))?;
+            frame.resize(length, 0);
+            reader.read_exact(&mut frame).await?;
+        } else {
+            (&mut reader).take(MAX_MESSAGE as u64 * 16).read_until(b'\n', &mut frame).await?;
+        }
+        if !frame.iter().all(|b| b.is_ascii_whitespace()) {
+            ingest.take(&frame);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc5424_messages_name_their_app() {
+        let m = parse("<30>1 2026-11-24T20:20:16.652145Z vm shop.web.1 2676 shop.web.1 - line-from-stdout\n");
+        assert_eq!(m.app_name, "shop.web.1");
+        assert_eq!(m.text, "line-from-stdout");
+        assert_eq!(m.timestamp.as_deref(), Some("2026-11-24T20:20:16.652145Z"));
+        assert_eq!(route(&m), Some(("shop".parse().unwrap(), "web.1".into())));
+    }
+
+    #[test]
+    fn structured_data_is_skipped() {
+        let m = parse(r#"<165>1 2003-10-11T22:14:15.003Z host app - ID47 [ex@32473 a="x\]y"][b c="d"] hello"#);
+        assert_eq!(m.text, "hello");
+    }
+
+    #[test]
+    fn rfc3164_messages_name_their_app_by_tag() {
+        let m = parse("<13>Nov 24 20:20:16 vm shop[123]: hello there");
+        assert_eq!(m.app_name, "shop");
+        assert_eq!(m.text, "hello there");
+        let m = parse("<13>shop: no timestamp");
+        assert_eq!(m.app_name, "shop");
+    }
+
+    #[test]
+    fn garbage_never_panics_and_routes_nowhere() {
+        for raw in ["", "<", "<999999>", "<13>1 ", "\u{0}\u{1}", "<1>1 - - - - - ["] {
+            let m = parse(raw);
+            let _ = route(&m);
+        }
+        assert_eq!(route(&parse("<13>Bad App!: x")), None);
+    }
+}

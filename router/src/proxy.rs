@@ -1,0 +1,182 @@
+//! The request path and the server loop.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::table::{Lookup, Table};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type ProxyBody = BoxBody<Bytes, BoxError>;
+
+/// Router settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// How long a client may take to send a request head.
+    pub header_read_timeout: Duration,
+    /// How long an upstream may take to accept a connection.
+    pub connect_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self { header_read_timeout: Duration::from_secs(30), connect_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// Headers that describe one connection and never cross a proxy (RFC 9110 §7.6.1).
+const HOP_BY_HOP: &[&str] =
+    &["connection", "keep-alive", "proxy-connection", "te", "transfer-encoding", "upgrade", "trailer", "proxy-authorization"];
+
+struct Proxy {
+    table: Arc<ArcSwap<Table>>,
+    client: Client<HttpConnector, Incoming>,
+}
+
+/// Serves until `shutdown`; open connections finish their current request, then close.
+pub async fn serve(listener: TcpListener, table: Arc<ArcSwap<Table>>, config: Config, shutdown: CancellationToken) {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(config.connect_timeout));
+    connector.set_nodelay(true);
+    let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(connector);
+    let proxy = Arc::new(Proxy { table, client });
+    let tasks = TaskTracker::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "router.accept");
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let proxy = proxy.clone();
+        let shutdown = shutdown.clone();
+        let header_read_timeout = config.header_read_timeout;
+        tasks.spawn(async move {
+            let service = service_fn(move |request| {
+                let proxy = proxy.clone();
+                async move { Ok::<_, Infallible>(proxy.handle(request, peer).await) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_read_timeout)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(error) = result {
+                        tracing::debug!(%error, "router.connection");
+                    }
+                }
+                () = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
+    }
+    tasks.close();
+    tasks.wait().await;
+}
+
+fn page(status: StatusCode, text: &str) -> Response<ProxyBody> {
+    let mut response = Response::new(Full::new(Bytes::from(format!("{text}\n"))).map_err(|e| match e {}).boxed());
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
+impl Proxy {
+    async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| request.uri().authority().map(|a| a.as_str()))
+            .unwrap_or("")
+            .to_owned();
+        let table = self.table.load();
+        match table.lookup(&host) {
+            Lookup::UnknownHost => page(StatusCode::NOT_FOUND, &format!("no app is served at {host}")),
+            Lookup::NoBackend(app) => page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("app {app} has no running web process; deploy it with `git push skiff main`"),
+            ),
+            Lookup::Backend(app, backend) => self.forward(request, &host, backend, peer, app.as_str()).await,
+        }
+    }
+
+    async fn forward(
+        &self,
+        mut request: Request<Incoming>,
+        host: &str,
+        backend: SocketAddr,
+        peer: SocketAddr,
+        app: &str,
+    ) -> Response<ProxyBody> {
+        let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+        let Ok(uri) = format!("http://{backend}{path}").parse::<Uri>() else {
+            return page(StatusCode::BAD_REQUEST, "invalid request target");
+        };
+        *request.uri_mut() = uri;
+        let headers = request.headers_mut();
+        strip_hop_by_hop(headers);
+        headers.insert("x-forwarded-for", HeaderValue::from_str(&peer.ip().to_string()).expect("ip is ascii"));
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+        if let Ok(value) = HeaderValue::from_str(host) {
+            headers.insert("x-forwarded-host", value);
+        }
+        headers.append(header::VIA, HeaderValue::from_static("1.1 skiff"));
+        if !headers.contains_key("x-request-id") {
+            let id = format!("{:032x}", rand::random::<u128>());
+            headers.insert("x-request-id", HeaderValue::from_str(&id).expect("hex is ascii"));
+        }
+        match self.client.request(request).await {
+            Ok(response) => {
+                let (mut parts, body) = response.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                Response::from_parts(parts, body.map_err(|e| Box::new(e) as BoxError).boxed())
+            }
+            Err(error) => {
+                tracing::warn!(%error, app, %backend, "router.upstream");
+                page(StatusCode::BAD_GATEWAY, &format!("app {app} did not answer"))
+            }
+        }
+    }
+}
+
+fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+}
