@@ -1,1 +1,47 @@
-//! skiff-builder
+//! Skiff's builder: the SSH front door that turns `git push` into a release.
+//!
+//! Layout:
+//! - [`command`]: pure parsing of the SSH exec command (`git-receive-pack '<app>.git'`).
+//! - [`procfile`]: pure parsing of a Procfile.
+//! - [`ssh`]: the russh server: public-key auth through the controller, one git process
+//!   per exec request.
+//! - [`repo`]: bare repositories and the pre-receive hook installed in them.
+//! - [`hook`]: the hook's two ends: the client the hook program runs, and the builder's
+//!   socket that receives pushes and streams build output back.
+//! - [`build`]: the build pipeline (Procfile app on a stack image → registry → release).
+//!
+//! The push pipeline: SSH auth (key fingerprint → user) → exec `git-receive-pack` for an
+//! app the user may access (checked before git runs) → take the app's push lock → real
+//! `git receive-pack` into `<data>/repos/<app>.git` → its pre-receive hook connects to the
+//! builder's socket → the build runs here, its output flowing back through the hook as
+//! `remote:` lines → success lets git update the ref; failure rejects the push and leaves
+//! the running release alone.
+
+pub mod build;
+pub mod command;
+pub mod hook;
+pub mod procfile;
+pub mod repo;
+pub mod ssh;
+
+use std::path::PathBuf;
+
+pub use ssh::{Builder, serve};
+
+/// Builder settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where repositories, the host key and the hook socket live.
+    pub data_dir: PathBuf,
+    /// The controller's base URL.
+    pub controller_url: String,
+    /// The registry's base URL, e.g. `http://127.0.0.1:7701`.
+    pub registry_url: String,
+    /// The platform's service token.
+    pub service_token: String,
+    /// The program git runs as the pre-receive hook, with arguments `hook pre-receive`
+    /// (the `skiffd` binary).
+    pub hook_program: PathBuf,
+    /// How many builds may run at once.
+    pub max_builds: usize,
+}

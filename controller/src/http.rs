@@ -353,7 +353,8 @@ async fn hook_push_grant(
     let username: Username = username.parse().map_err(|_| ApiError::NotFound("unknown user".into()))?;
     let user = c.db.user_by_name(&username).await?.ok_or_else(|| ApiError::NotFound("unknown user".into()))?;
     let app = c.app_for(&user, &app).await?;
-    Ok(Json(PushGrant { app: app.name, stack: app.stack }))
+    let url = c.config.app_url(app.name.as_str());
+    Ok(Json(PushGrant { app: app.name, stack: app.stack, url }))
 }
 
 async fn hook_build(

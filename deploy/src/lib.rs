@@ -1,1 +1,382 @@
-//! skiffd
+//! `skiffd`: the launcher that runs any subset of Skiff's components in one process.
+//!
+//! Layout: [`Settings`] is every knob (flags and `SKIFF_*` environment variables);
+//! [`start`] binds the chosen components' listeners and runs them until their
+//! [`Platform`] is stopped. Components still talk to each other only over their network
+//! protocols, even in one process, so any of them can move to another machine by
+//! configuration alone.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use clap::{Args, Parser, Subcommand};
+use skiff_api::StackName;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How long shutdown waits for in-flight work.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Parser)]
+#[command(name = "skiffd", version, about = "Run Skiff's components")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Every component in one process, on embedded defaults (SQLite, local files, Docker).
+    All(Settings),
+    /// The controller API and scheduler.
+    Controller(Settings),
+    /// The SSH builder.
+    Builder(Settings),
+    /// The registry.
+    Registry(Settings),
+    /// The HTTP router.
+    Router(Settings),
+    /// The logger.
+    Logger(Settings),
+    /// Internal: run by git as a repository hook (`skiffd hook pre-receive`).
+    #[command(hide = true)]
+    Hook(HookArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HookArgs {
+    /// The hook git runs.
+    pub hook: String,
+}
+
+/// Every setting, each with its `SKIFF_*` variable.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Where state lives: database, blobs, repositories, keys [default: ~/.local/share/skiff].
+    #[arg(long, env = "SKIFF_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Secret shared by the components [default: generated once into <data-dir>/service-token].
+    #[arg(long, env = "SKIFF_SERVICE_TOKEN", hide_env_values = true)]
+    pub service_token: Option<String>,
+    /// Platform domain: apps answer at http://<app>.<domain>.
+    #[arg(long, env = "SKIFF_DOMAIN", default_value = "localhost")]
+    pub domain: String,
+    /// Controller API listen address.
+    #[arg(long, env = "SKIFF_CONTROLLER_LISTEN", default_value = "127.0.0.1:7700")]
+    pub controller_listen: SocketAddr,
+    /// Registry listen address.
+    #[arg(long, env = "SKIFF_REGISTRY_LISTEN", default_value = "127.0.0.1:7701")]
+    pub registry_listen: SocketAddr,
+    /// Logger HTTP API listen address.
+    #[arg(long, env = "SKIFF_LOGGER_LISTEN", default_value = "127.0.0.1:7702")]
+    pub logger_listen: SocketAddr,
+    /// Logger syslog listen address (UDP and TCP).
+    #[arg(long, env = "SKIFF_LOGGER_SYSLOG_LISTEN", default_value = "127.0.0.1:7514")]
+    pub syslog_listen: SocketAddr,
+    /// Builder SSH listen address.
+    #[arg(long, env = "SKIFF_BUILDER_LISTEN", default_value = "127.0.0.1:2222")]
+    pub builder_listen: SocketAddr,
+    /// Router HTTP listen address.
+    #[arg(long, env = "SKIFF_ROUTER_LISTEN", default_value = "127.0.0.1:8080")]
+    pub router_listen: SocketAddr,
+    /// Controller URL for the other components [default: http://<controller-listen>].
+    #[arg(long, env = "SKIFF_CONTROLLER_URL")]
+    pub controller_url: Option<String>,
+    /// Registry URL for the other components [default: http://<registry-listen>].
+    #[arg(long, env = "SKIFF_REGISTRY_URL")]
+    pub registry_url: Option<String>,
+    /// Logger URL for the controller [default: http://<logger-listen>].
+    #[arg(long, env = "SKIFF_LOGGER_URL")]
+    pub logger_url: Option<String>,
+    /// Stack for apps that name none.
+    #[arg(long, env = "SKIFF_DEFAULT_STACK", default_value = "busybox")]
+    pub default_stack: StackName,
+    /// Seconds between reconcile passes when nothing changes.
+    #[arg(long, env = "SKIFF_RECONCILE_INTERVAL", default_value_t = 10)]
+    pub reconcile_interval: u64,
+    /// Seconds a new container may take to answer HTTP on $PORT.
+    #[arg(long, env = "SKIFF_BOOT_TIMEOUT", default_value_t = 60)]
+    pub boot_timeout: u64,
+    /// Recent log lines kept per app.
+    #[arg(long, env = "SKIFF_LOGGER_LINES", default_value_t = 10_000)]
+    pub log_lines: usize,
+    /// Builds that may run at once.
+    #[arg(long, env = "SKIFF_BUILDER_MAX_BUILDS", default_value_t = 2)]
+    pub max_builds: usize,
+    /// Program git runs as the pre-receive hook [default: this executable].
+    #[arg(long, env = "SKIFF_BUILDER_HOOK_PROGRAM")]
+    pub hook_program: Option<PathBuf>,
+}
+
+/// Which components to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Component {
+    Controller,
+    Builder,
+    Registry,
+    Router,
+    Logger,
+}
+
+const ALL: &[Component] =
+    &[Component::Registry, Component::Logger, Component::Controller, Component::Router, Component::Builder];
+
+/// Where the running components listen.
+#[derive(Debug, Clone, Default)]
+pub struct Addresses {
+    pub controller: Option<SocketAddr>,
+    pub registry: Option<SocketAddr>,
+    pub logger: Option<SocketAddr>,
+    pub syslog: Option<SocketAddr>,
+    pub builder: Option<SocketAddr>,
+    pub router: Option<SocketAddr>,
+}
+
+/// Running components.
+pub struct Platform {
+    pub addresses: Addresses,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Platform {
+    /// Stops accepting work, lets in-flight requests finish (bounded), and returns.
+    /// Containers keep running.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.tasks.wait()).await.is_err() {
+            tracing::warn!("skiffd.shutdown: gave up waiting for in-flight work");
+        }
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("skiff")
+}
+
+/// The service token from settings, or the one kept in the data directory (made on first use).
+fn service_token(settings: &Settings, data_dir: &std::path::Path) -> anyhow::Result<String> {
+    if let Some(token) = &settings.service_token {
+        return Ok(token.clone());
+    }
+    let path = data_dir.join("service-token");
+    if let Ok(token) = std::fs::read_to_string(&path) {
+        return Ok(token.trim().to_owned());
+    }
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let token = hex::encode(rand::random::<[u8; 32]>());
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(token.as_bytes())?;
+    Ok(token)
+}
+
+async fn bind(address: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address} for the {what}; is another Skiff running? (set SKIFF_{}_LISTEN)", what.to_uppercase()))
+}
+
+/// Starts `components` with `settings`. Listeners are bound first, so a port of 0 works
+/// and every component learns the others' real addresses.
+///
+/// # Errors
+/// When a listener cannot be bound, the data directory cannot be prepared, or the Docker
+/// engine is unreachable.
+pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Result<Platform> {
+    let data_dir = settings.data_dir.clone().unwrap_or_else(default_data_dir);
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let token = service_token(settings, &data_dir)?;
+    let runs = |c: Component| components.contains(&c);
+
+    let mut addresses = Addresses::default();
+    let registry_listener = if runs(Component::Registry) { Some(bind(settings.registry_listen, "registry").await?) } else { None };
+    let logger_listener = if runs(Component::Logger) { Some(bind(settings.logger_listen, "logger").await?) } else { None };
+    let syslog_listeners = if runs(Component::Logger) {
+        let tcp = bind(settings.syslog_listen, "logger syslog").await?;
+        let udp = UdpSocket::bind(tcp.local_addr()?).await.context("cannot bind the syslog UDP port")?;
+        Some((tcp, udp))
+    } else {
+        None
+    };
+    let controller_listener =
+        if runs(Component::Controller) { Some(bind(settings.controller_listen, "controller").await?) } else { None };
+    let router_listener = if runs(Component::Router) { Some(bind(settings.router_listen, "router").await?) } else { None };
+    let builder_listener = if runs(Component::Builder) { Some(bind(settings.builder_listen, "builder").await?) } else { None };
+    addresses.registry = registry_listener.as_ref().map(TcpListener::local_addr).transpose()?;
+    addresses.logger = logger_listener.as_ref().map(TcpListener::local_addr).transpose()?;
+    addresses.syslog = syslog_listeners.as_ref().map(|(t, _)| t.local_addr()).transpose()?;
+    addresses.controller = controller_listener.as_ref().map(TcpListener::local_addr).transpose()?;
+    addresses.router = router_listener.as_ref().map(TcpListener::local_addr).transpose()?;
+    addresses.builder = builder_listener.as_ref().map(TcpListener::local_addr).transpose()?;
+
+    let url = |configured: &Option<String>, bound: Option<SocketAddr>, default: SocketAddr| {
+        configured.clone().unwrap_or_else(|| format!("http://{}", bound.unwrap_or(default)))
+    };
+    let controller_url = url(&settings.controller_url, addresses.controller, settings.controller_listen);
+    let registry_url = url(&settings.registry_url, addresses.registry, settings.registry_listen);
+    let logger_url = url(&settings.logger_url, addresses.logger, settings.logger_listen);
+
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
+
+    if let Some(listener) = registry_listener {
+        let store = skiff_store::FsBlobStore::open(data_dir.join("store")).await?;
+        let config = skiff_registry::Config { data_dir: data_dir.join("registry"), service_token: token.clone() };
+        let registry = skiff_registry::Registry::new(config, Arc::new(store));
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(error) = skiff_registry::serve(listener, registry, shutdown).await {
+                tracing::error!(%error, "registry.serve");
+            }
+        });
+    }
+
+    if let (Some(listener), Some((tcp, udp))) = (logger_listener, syslog_listeners) {
+        let buffers = Arc::new(skiff_logger::Buffers::new(settings.log_lines));
+        let collector = skiff_logger::docker::Collector::connect(buffers.clone())
+            .await
+            .context("the logger cannot reach the Docker engine (is dockerd running? is /var/run/docker.sock readable?)")?;
+        let ingest = skiff_logger::syslog::Ingest::new(buffers.clone());
+        tasks.spawn(collector.run(shutdown.clone()));
+        tasks.spawn(skiff_logger::syslog::serve_udp(udp, ingest.clone(), shutdown.clone()));
+        tasks.spawn(skiff_logger::syslog::serve_tcp(tcp, ingest, shutdown.clone()));
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(error) = skiff_logger::http::serve(listener, buffers, shutdown).await {
+                tracing::error!(%error, "logger.serve");
+            }
+        });
+    }
+
+    if let Some(listener) = controller_listener {
+        let registry_host = registry_url
+            .split_once("://")
+            .map_or(registry_url.as_str(), |(_, rest)| rest)
+            .trim_end_matches('/')
+            .to_owned();
+        let config = Arc::new(skiff_controller::Config {
+            database_path: data_dir.join("skiff.db"),
+            service_token: token.clone(),
+            registry_url: registry_url.clone(),
+            registry_host,
+            logger_url,
+            domain: settings.domain.clone(),
+            router_port: addresses.router.unwrap_or(settings.router_listen).port(),
+            builder_ssh: addresses.builder.unwrap_or(settings.builder_listen),
+            default_stack: settings.default_stack.clone(),
+            reconcile_interval: Duration::from_secs(settings.reconcile_interval.max(1)),
+            boot_timeout: Duration::from_secs(settings.boot_timeout.max(1)),
+        });
+        let db = skiff_controller::db::Db::open_sqlite(&config.database_path)
+            .await
+            .with_context(|| format!("cannot open the database {}", config.database_path.display()))?;
+        let runtime = skiff_controller::scheduler::DockerRuntime::connect()
+            .await
+            .context("the controller cannot reach the Docker engine (is dockerd running? is /var/run/docker.sock readable?)")?;
+        let routes = Arc::new(skiff_controller::routes::RouteFeed::default());
+        let poke = Arc::new(tokio::sync::Notify::new());
+        let scheduler =
+            skiff_controller::scheduler::Scheduler::new(db.clone(), Arc::new(runtime), routes.clone(), config.clone(), poke.clone());
+        tasks.spawn(scheduler.run(shutdown.clone()));
+        let controller = skiff_controller::Controller::new(config, db, routes, poke);
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(error) = skiff_controller::serve(listener, controller, shutdown).await {
+                tracing::error!(%error, "controller.serve");
+            }
+        });
+    }
+
+    if let Some(listener) = router_listener {
+        let table = Arc::new(ArcSwap::from_pointee(skiff_router::Table::default()));
+        let client = skiff_client::Client::new(&controller_url, Some(token.clone()));
+        tasks.spawn(skiff_router::feed::follow(client, table.clone(), shutdown.clone()));
+        tasks.spawn(skiff_router::serve(listener, table, skiff_router::Config::default(), shutdown.clone()));
+    }
+
+    if let Some(listener) = builder_listener {
+        let hook_program = match &settings.hook_program {
+            Some(program) => program.clone(),
+            None => std::env::current_exe().context("cannot find the skiffd executable for the git hook")?,
+        };
+        let builder = skiff_builder::Builder::new(skiff_builder::Config {
+            data_dir: data_dir.join("builder"),
+            controller_url: controller_url.clone(),
+            registry_url: registry_url.clone(),
+            service_token: token.clone(),
+            hook_program,
+            max_builds: settings.max_builds,
+        })
+        .await
+        .context("cannot prepare the builder")?;
+        let hooks = builder.bind_hooks().context("cannot bind the builder's hook socket")?;
+        tasks.spawn(skiff_builder::serve(listener, hooks, builder, shutdown.clone()));
+    }
+
+    Ok(Platform { addresses, shutdown, tasks })
+}
+
+/// Runs a command until SIGINT or SIGTERM.
+///
+/// # Errors
+/// When the components cannot start.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let (settings, components): (Settings, &[Component]) = match cli.command {
+        Command::All(s) => (s, ALL),
+        Command::Controller(s) => (s, &[Component::Controller]),
+        Command::Builder(s) => (s, &[Component::Builder]),
+        Command::Registry(s) => (s, &[Component::Registry]),
+        Command::Router(s) => (s, &[Component::Router]),
+        Command::Logger(s) => (s, &[Component::Logger]),
+        Command::Hook(_) => anyhow::bail!("`skiffd hook` is run by git, not by hand"),
+    };
+    let platform = start(&settings, components).await?;
+    let a = &platform.addresses;
+    let show = |address: Option<SocketAddr>| address.map_or_else(|| "-".to_owned(), |a| a.to_string());
+    tracing::info!(
+        controller = show(a.controller),
+        registry = show(a.registry),
+        logger = show(a.logger),
+        syslog = show(a.syslog),
+        builder = show(a.builder),
+        router = show(a.router),
+        "skiffd.ready"
+    );
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("skiffd.shutdown: finishing in-flight work");
+    platform.stop().await;
+    Ok(())
+}
+
+/// `skiffd hook pre-receive`, run by git inside the builder's repositories.
+pub fn run_hook() -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            println!("skiff: hook cannot start: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let status = runtime.block_on(skiff_builder::hook::pre_receive());
+    std::process::ExitCode::from(u8::try_from(status).unwrap_or(1))
+}

@@ -112,6 +112,8 @@ pub struct KeyOwner {
 pub struct PushGrant {
     pub app: AppName,
     pub stack: StackName,
+    /// Where the app answers once deployed.
+    pub url: String,
 }
 
 /// A stack (base image) known to the platform.

@@ -1,1 +1,432 @@
-//! skiff-cli
+//! The `skiff` CLI: Heroku/Deis-style `topic:command` verbs over the controller API.
+//!
+//! Layout:
+//! - [`config`]: the stored login (URL, user, token).
+//! - [`git`]: the `skiff` git remote of the current directory.
+//! - [`output`]: aligned tables and JSON.
+//!
+//! [`run`] takes its environment as a [`Context`] and writes to the given streams, so tests
+//! drive the real CLI in-process.
+
+pub mod config;
+pub mod git;
+pub mod output;
+
+use std::ffi::OsString;
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context as _, anyhow, bail};
+use clap::{Args, Parser, Subcommand};
+use skiff_api::{AppCreate, AppName, Credentials, StackName, Username};
+use skiff_client::Client;
+
+use crate::output::{json, table};
+
+/// Where the CLI runs: its configuration directory, working directory and overrides.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// Holds `skiff/config.json`.
+    pub config_dir: PathBuf,
+    /// The directory whose git remote names the default app.
+    pub cwd: PathBuf,
+    /// The user's home (for `~/.ssh/id_*.pub`).
+    pub home: PathBuf,
+    /// `SKIFF_URL`.
+    pub url: Option<String>,
+    /// `SKIFF_TOKEN`.
+    pub token: Option<String>,
+}
+
+impl Context {
+    /// The context of the running process.
+    pub fn from_environment() -> Self {
+        let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from);
+        let config_dir = std::env::var_os("XDG_CONFIG_HOME").map_or_else(|| home.join(".config"), PathBuf::from);
+        Self {
+            config_dir,
+            cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+            home,
+            url: std::env::var("SKIFF_URL").ok().filter(|v| !v.is_empty()),
+            token: std::env::var("SKIFF_TOKEN").ok().filter(|v| !v.is_empty()),
+        }
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "skiff", version, about = "Deploy and run apps on a Skiff platform", disable_help_subcommand = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct AuthArgs {
+    /// Controller URL (default: the stored one, else http://127.0.0.1:7700).
+    #[arg(long)]
+    url: Option<String>,
+    /// User name (asked for when absent).
+    #[arg(long, short)]
+    username: Option<Username>,
+    /// Password (read from standard input when absent).
+    #[arg(long, short)]
+    password: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct AppArg {
+    /// The app (default: the one the `skiff` git remote names).
+    #[arg(long = "app", short = 'a')]
+    app: Option<AppName>,
+}
+
+#[derive(Debug, Args)]
+struct JsonArg {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create an account (the first one becomes admin) and log in.
+    #[command(name = "auth:register")]
+    AuthRegister(AuthArgs),
+    /// Log in and store the token.
+    #[command(name = "auth:login")]
+    AuthLogin(AuthArgs),
+    /// Forget the stored token.
+    #[command(name = "auth:logout")]
+    AuthLogout,
+    /// Show who you are logged in as.
+    #[command(name = "auth:whoami")]
+    AuthWhoami(JsonArg),
+    /// List your SSH keys.
+    #[command(name = "keys")]
+    Keys(JsonArg),
+    /// Add an SSH public key (default: ~/.ssh/id_ed25519.pub or ~/.ssh/id_rsa.pub).
+    #[command(name = "keys:add")]
+    KeysAdd { path: Option<PathBuf> },
+    /// Remove an SSH key by id.
+    #[command(name = "keys:remove")]
+    KeysRemove { id: i64 },
+    /// List apps.
+    #[command(name = "apps")]
+    Apps(JsonArg),
+    /// Create an app; inside a git repository, add a `skiff` remote for it.
+    #[command(name = "apps:create")]
+    AppsCreate {
+        /// The name (random when absent).
+        name: Option<AppName>,
+        /// The stack to build on (the platform's default when absent).
+        #[arg(long)]
+        stack: Option<StackName>,
+        /// Do not add a git remote.
+        #[arg(long)]
+        no_remote: bool,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Show an app.
+    #[command(name = "apps:info")]
+    AppsInfo {
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Destroy an app with its containers and routes.
+    #[command(name = "apps:destroy")]
+    AppsDestroy {
+        #[command(flatten)]
+        app: AppArg,
+        /// The app's name, to skip the question.
+        #[arg(long)]
+        confirm: Option<String>,
+    },
+    /// List an app's releases.
+    #[command(name = "releases")]
+    Releases {
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Show an app's recent log lines.
+    #[command(name = "logs")]
+    Logs {
+        #[command(flatten)]
+        app: AppArg,
+        /// How many lines.
+        #[arg(long, short = 'n', default_value_t = 100)]
+        num: usize,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Add (or update) the `skiff` git remote of the current repository.
+    #[command(name = "git:remote")]
+    GitRemote {
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// List stacks (base images apps build on).
+    #[command(name = "stacks")]
+    Stacks(JsonArg),
+    /// Import a root filesystem (a directory or a tarball) as a stack (admins only).
+    #[command(name = "stacks:import")]
+    StacksImport { name: StackName, source: PathBuf },
+}
+
+/// Runs the CLI; returns the exit status (0 success, 1 error, 2 usage).
+pub async fn run(
+    args: impl IntoIterator<Item = impl Into<OsString> + Clone>,
+    context: &Context,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> u8 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = if e.use_stderr() { write!(err, "{e}") } else { write!(out, "{e}") };
+            return code;
+        }
+    };
+    match execute(cli.command, context, out).await {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = writeln!(err, "skiff: {e:#}");
+            1
+        }
+    }
+}
+
+/// A controller client from the stored login and overrides.
+fn client(context: &Context) -> anyhow::Result<Client> {
+    let stored = config::load(&context.config_dir)?;
+    let url = context.url.clone().or(stored.url).unwrap_or_else(|| config::DEFAULT_URL.to_owned());
+    let token = context.token.clone().or(stored.token);
+    if token.is_none() {
+        bail!("not logged in; run `skiff auth:login` (or `skiff auth:register` for a new account)");
+    }
+    Ok(Client::new(&url, token))
+}
+
+fn app_name(context: &Context, arg: AppArg) -> anyhow::Result<AppName> {
+    arg.app.or_else(|| git::remote_app(&context.cwd)).ok_or_else(|| {
+        anyhow!("no app given and no `skiff` git remote here; pass `-a APP` or run `skiff git:remote -a APP`")
+    })
+}
+
+fn ask(question: &str) -> anyhow::Result<String> {
+    eprint!("{question}");
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).context("cannot read standard input")?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+async fn authenticate(context: &Context, args: AuthArgs, register: bool, out: &mut impl Write) -> anyhow::Result<()> {
+    let stored = config::load(&context.config_dir)?;
+    let url = args.url.or(context.url.clone()).or(stored.url).unwrap_or_else(|| config::DEFAULT_URL.to_owned());
+    let username = match args.username {
+        Some(username) => username,
+        None => ask("username: ")?.parse().context("invalid user name")?,
+    };
+    let password = match args.password {
+        Some(password) => password,
+        None => ask("password: ")?,
+    };
+    let client = Client::new(&url, None);
+    let credentials = Credentials { username, password };
+    let session = if register { client.register(&credentials).await? } else { client.login(&credentials).await? };
+    config::save(
+        &context.config_dir,
+        &config::Stored { url: Some(url.clone()), username: Some(session.username.to_string()), token: Some(session.token) },
+    )?;
+    let role = if session.admin { " (admin)" } else { "" };
+    writeln!(out, "Logged in to {url} as {}{role}", session.username)?;
+    Ok(())
+}
+
+fn default_key(context: &Context) -> anyhow::Result<PathBuf> {
+    ["id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub"]
+        .iter()
+        .map(|name| context.home.join(".ssh").join(name))
+        .find(|path| path.exists())
+        .ok_or_else(|| anyhow!("no key in ~/.ssh; create one with `ssh-keygen -t ed25519` or pass a .pub file"))
+}
+
+/// Tars a directory (through `tar`, which keeps links, devices and modes) or reads a tarball.
+fn read_rootfs(source: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    if source.is_dir() {
+        let output = std::process::Command::new("tar")
+            .arg("--numeric-owner")
+            .arg("-C")
+            .arg(source)
+            .arg("-cf")
+            .arg("-")
+            .arg(".")
+            .output()
+            .context("cannot run tar")?;
+        if !output.status.success() {
+            bail!("tar failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+        }
+        Ok(output.stdout)
+    } else {
+        std::fs::read(source).with_context(|| format!("cannot read {}", source.display()))
+    }
+}
+
+async fn execute(command: Command, context: &Context, out: &mut impl Write) -> anyhow::Result<()> {
+    match command {
+        Command::AuthRegister(args) => authenticate(context, args, true, out).await,
+        Command::AuthLogin(args) => authenticate(context, args, false, out).await,
+        Command::AuthLogout => {
+            let mut stored = config::load(&context.config_dir)?;
+            stored.token = None;
+            config::save(&context.config_dir, &stored)?;
+            writeln!(out, "Logged out")?;
+            Ok(())
+        }
+        Command::AuthWhoami(flag) => {
+            let user = client(context)?.whoami().await?;
+            if flag.json {
+                return json(out, &user);
+            }
+            writeln!(out, "{}{}", user.username, if user.admin { " (admin)" } else { "" })?;
+            Ok(())
+        }
+        Command::Keys(flag) => {
+            let keys = client(context)?.keys().await?;
+            if flag.json {
+                return json(out, &keys);
+            }
+            let rows = keys.iter().map(|k| vec![k.id.to_string(), k.fingerprint.clone(), k.comment.clone()]).collect();
+            table(out, &["ID", "FINGERPRINT", "COMMENT"], rows)
+        }
+        Command::KeysAdd { path } => {
+            let path = match path {
+                Some(path) => path,
+                None => default_key(context)?,
+            };
+            let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            let key = client(context)?.add_key(text.trim()).await?;
+            writeln!(out, "Added key {} ({})", key.fingerprint, path.display())?;
+            Ok(())
+        }
+        Command::KeysRemove { id } => {
+            client(context)?.remove_key(id).await?;
+            writeln!(out, "Removed key {id}")?;
+            Ok(())
+        }
+        Command::Apps(flag) => {
+            let apps = client(context)?.apps().await?;
+            if flag.json {
+                return json(out, &apps);
+            }
+            let rows = apps
+                .iter()
+                .map(|a| {
+                    let release = a.release.map_or_else(|| "-".to_owned(), |v| format!("v{v}"));
+                    vec![a.name.to_string(), a.owner.to_string(), release, a.url.clone()]
+                })
+                .collect();
+            table(out, &["NAME", "OWNER", "RELEASE", "URL"], rows)
+        }
+        Command::AppsCreate { name, stack, no_remote, json: flag } => {
+            let app = client(context)?.create_app(&AppCreate { name, stack }).await?;
+            let remote = !no_remote && git::in_repository(&context.cwd);
+            if remote {
+                git::set_remote(&context.cwd, &app.git_url)?;
+            }
+            if flag.json {
+                return json(out, &app);
+            }
+            writeln!(out, "Created {} on stack {}", app.name, app.stack)?;
+            writeln!(out, "  url: {}", app.url)?;
+            writeln!(out, "  git: {}", app.git_url)?;
+            if remote {
+                writeln!(out, "Added git remote `skiff`; deploy with `git push skiff main`")?;
+            }
+            Ok(())
+        }
+        Command::AppsInfo { app, json: flag } => {
+            let app = client(context)?.app(&app_name(context, app)?).await?;
+            if flag.json {
+                return json(out, &app);
+            }
+            let release = app.release.map_or_else(|| "none yet; `git push skiff main`".to_owned(), |v| format!("v{v}"));
+            for (key, value) in [
+                ("name", app.name.to_string()),
+                ("owner", app.owner.to_string()),
+                ("stack", app.stack.to_string()),
+                ("release", release),
+                ("url", app.url),
+                ("git", app.git_url),
+                ("created", app.created_at),
+            ] {
+                writeln!(out, "{key:>8}: {value}")?;
+            }
+            Ok(())
+        }
+        Command::AppsDestroy { app, confirm } => {
+            let app = app_name(context, app)?;
+            let confirm = match confirm {
+                Some(confirm) => confirm,
+                None => ask(&format!("This destroys {app} with its containers and releases. Type its name to confirm: "))?,
+            };
+            if confirm != app.as_str() {
+                bail!("confirmation `{confirm}` does not match `{app}`; nothing was destroyed");
+            }
+            client(context)?.destroy_app(&app).await?;
+            writeln!(out, "Destroyed {app}")?;
+            Ok(())
+        }
+        Command::Releases { app, json: flag } => {
+            let releases = client(context)?.releases(&app_name(context, app)?).await?;
+            if flag.json {
+                return json(out, &releases);
+            }
+            let rows = releases
+                .iter()
+                .map(|r| vec![format!("v{}", r.version), r.created_at.clone(), r.created_by.to_string(), r.summary.clone()])
+                .collect();
+            table(out, &["VERSION", "CREATED", "BY", "SUMMARY"], rows)
+        }
+        Command::Logs { app, num, json: flag } => {
+            let app = app_name(context, app)?;
+            let lines = client(context)?.logs(&app, num).await?;
+            if flag.json {
+                return json(out, &lines);
+            }
+            for line in lines {
+                writeln!(out, "{} {}[{}]: {}", line.time, line.app, line.process, line.message)?;
+            }
+            Ok(())
+        }
+        Command::GitRemote { app } => {
+            let app = client(context)?.app(&app_name(context, app)?).await?;
+            if !git::in_repository(&context.cwd) {
+                bail!("{} is not inside a git repository; run `git init` first", context.cwd.display());
+            }
+            git::set_remote(&context.cwd, &app.git_url)?;
+            writeln!(out, "Git remote `skiff` now points at {}", app.git_url)?;
+            Ok(())
+        }
+        Command::Stacks(flag) => {
+            let stacks = client(context)?.stacks().await?;
+            if flag.json {
+                return json(out, &stacks);
+            }
+            let rows = stacks.iter().map(|s| vec![s.name.to_string(), s.image.clone()]).collect();
+            table(out, &["NAME", "IMAGE"], rows)
+        }
+        Command::StacksImport { name, source } => {
+            let archive = read_rootfs(&source)?;
+            writeln!(out, "Uploading {} ({} KiB)...", source.display(), archive.len().div_ceil(1024))?;
+            let stack = client(context)?.import_stack(&name, archive).await?;
+            writeln!(out, "Imported stack {} as {}", stack.name, stack.image)?;
+            Ok(())
+        }
+    }
+}

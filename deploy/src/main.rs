@@ -1,0 +1,31 @@
+//! `skiffd`: runs Skiff's components, all in one process or one at a time.
+
+use clap::Parser as _;
+
+fn main() -> std::process::ExitCode {
+    let cli = skiffd::Cli::parse();
+    if let skiffd::Command::Hook(_) = cli.command {
+        // git runs the hook with the pusher's output on our stdout: no logging setup.
+        return skiffd::run_hook();
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG").unwrap_or_else(|_| "info,russh=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("skiffd: cannot start the runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(skiffd::run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("skiffd: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
