@@ -19,7 +19,7 @@ pub async fn prepare(data_dir: &Path, app: &AppName, hook_program: &Path) -> std
     let repo = path(data_dir, app);
     if !repo.join("HEAD").exists() {
         tokio::fs::create_dir_all(&repo).await?;
-        let status = Command::new("git").arg("init").arg("--bare").arg("--quiet").arg(&repo).status().await?;
+        let status = Command::new("git").arg("init").arg("--bare").arg("--quiet").arg("--initial-branch=main").arg(&repo).status().await?;
         if !status.success() {
             return Err(std::io::Error::other(format!("git init --bare failed with {status}")));
         }

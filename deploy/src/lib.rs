@@ -108,6 +108,10 @@ pub struct Settings {
     /// Builds that may run at once.
     #[arg(long, env = "SKIFF_BUILDER_MAX_BUILDS", default_value_t = 2)]
     pub max_builds: usize,
+    /// Names this platform's containers, so platforms can share a Docker engine
+    /// [default: generated once into <data-dir>/platform-id].
+    #[arg(long, env = "SKIFF_PLATFORM_ID")]
+    pub platform_id: Option<String>,
     /// Program git runs as the pre-receive hook [default: this executable].
     #[arg(long, env = "SKIFF_BUILDER_HOOK_PROGRAM")]
     pub hook_program: Option<PathBuf>,
@@ -164,18 +168,19 @@ fn default_data_dir() -> PathBuf {
         .join("skiff")
 }
 
-/// The service token from settings, or the one kept in the data directory (made on first use).
-fn service_token(settings: &Settings, data_dir: &std::path::Path) -> anyhow::Result<String> {
-    if let Some(token) = &settings.service_token {
-        return Ok(token.clone());
+/// A configured secret or id, else the one kept in `<data_dir>/<file>` (made on first use
+/// from `bytes` random bytes, hex-encoded).
+fn kept_value(configured: Option<&String>, data_dir: &std::path::Path, file: &str, bytes: usize) -> anyhow::Result<String> {
+    if let Some(value) = configured {
+        return Ok(value.clone());
     }
-    let path = data_dir.join("service-token");
+    let path = data_dir.join(file);
     if let Ok(token) = std::fs::read_to_string(&path) {
         return Ok(token.trim().to_owned());
     }
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
-    let token = hex::encode(rand::random::<[u8; 32]>());
+    let token = hex::encode((0..bytes).map(|_| rand::random::<u8>()).collect::<Vec<u8>>());
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -201,7 +206,8 @@ async fn bind(address: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Result<Platform> {
     let data_dir = settings.data_dir.clone().unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
-    let token = service_token(settings, &data_dir)?;
+    let token = kept_value(settings.service_token.as_ref(), &data_dir, "service-token", 32)?;
+    let platform = kept_value(settings.platform_id.as_ref(), &data_dir, "platform-id", 6)?;
     let runs = |c: Component| components.contains(&c);
 
     let mut addresses = Addresses::default();
@@ -249,7 +255,7 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
 
     if let (Some(listener), Some((tcp, udp))) = (logger_listener, syslog_listeners) {
         let buffers = Arc::new(skiff_logger::Buffers::new(settings.log_lines));
-        let collector = skiff_logger::docker::Collector::connect(buffers.clone())
+        let collector = skiff_logger::docker::Collector::connect(&platform, buffers.clone())
             .await
             .context("the logger cannot reach the Docker engine (is dockerd running? is /var/run/docker.sock readable?)")?;
         let ingest = skiff_logger::syslog::Ingest::new(buffers.clone());
@@ -286,7 +292,7 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
         let db = skiff_controller::db::Db::open_sqlite(&config.database_path)
             .await
             .with_context(|| format!("cannot open the database {}", config.database_path.display()))?;
-        let runtime = skiff_controller::scheduler::DockerRuntime::connect()
+        let runtime = skiff_controller::scheduler::DockerRuntime::connect(&platform)
             .await
             .context("the controller cannot reach the Docker engine (is dockerd running? is /var/run/docker.sock readable?)")?;
         let routes = Arc::new(skiff_controller::routes::RouteFeed::default());

@@ -1,6 +1,6 @@
 //! Following app containers' output through the Docker API.
 //!
-//! The logger lists Skiff's containers (label `skiff.app`) at start and whenever the
+//! The logger lists this platform's containers (label `skiff.platform`) at start and whenever the
 //! engine reports a container start, and follows each one's stdout and stderr from the
 //! beginning of its log. Containers keep the engine's default log driver, so an app's
 //! start never depends on the logger being up, and a restarted logger reads every line
@@ -30,6 +30,8 @@ pub fn now() -> String {
 /// Follows every Skiff container's output into the buffers.
 pub struct Collector {
     docker: Docker,
+    /// Only containers labelled `skiff.platform=<platform>` are followed.
+    platform: String,
     buffers: Arc<Buffers>,
     following: Mutex<HashSet<String>>,
     tasks: TaskTracker,
@@ -40,9 +42,15 @@ impl Collector {
     ///
     /// # Errors
     /// When the engine is unreachable.
-    pub async fn connect(buffers: Arc<Buffers>) -> Result<Arc<Self>, bollard::errors::Error> {
+    pub async fn connect(platform: &str, buffers: Arc<Buffers>) -> Result<Arc<Self>, bollard::errors::Error> {
         let docker = Docker::connect_with_local_defaults()?.negotiate_version().await?;
-        Ok(Arc::new(Self { docker, buffers, following: Mutex::new(HashSet::new()), tasks: TaskTracker::new() }))
+        Ok(Arc::new(Self {
+            docker,
+            platform: platform.to_owned(),
+            buffers,
+            following: Mutex::new(HashSet::new()),
+            tasks: TaskTracker::new(),
+        }))
     }
 
     /// Runs until `shutdown`: follows running containers and every one that starts.
@@ -50,7 +58,7 @@ impl Collector {
         let filters = HashMap::from([
             ("type".to_owned(), vec!["container".to_owned()]),
             ("event".to_owned(), vec!["start".to_owned()]),
-            ("label".to_owned(), vec!["skiff.app".to_owned()]),
+            ("label".to_owned(), vec![format!("skiff.platform={}", self.platform)]),
         ]);
         while !shutdown.is_cancelled() {
             let mut events = self.docker.events(Some(EventsOptions { filters: Some(filters.clone()), ..Default::default() }));
@@ -79,7 +87,7 @@ impl Collector {
 
     async fn follow_running(self: &Arc<Self>, shutdown: &CancellationToken) {
         let options = ListContainersOptions {
-            filters: Some(HashMap::from([("label".to_owned(), vec!["skiff.app".to_owned()])])),
+            filters: Some(HashMap::from([("label".to_owned(), vec![format!("skiff.platform={}", self.platform)])])),
             ..Default::default()
         };
         let containers = match self.docker.list_containers(Some(options)).await {

@@ -64,9 +64,13 @@ pub trait ContainerRuntime: Send + Sync + 'static {
 }
 
 /// The local Docker engine, through bollard.
+///
+/// Every container also carries `skiff.platform=<id>`, and only containers with this
+/// platform's id are listed, so several Skiff platforms can share one engine.
 #[derive(Debug, Clone)]
 pub struct DockerRuntime {
     docker: Docker,
+    platform: String,
 }
 
 impl DockerRuntime {
@@ -75,9 +79,9 @@ impl DockerRuntime {
     ///
     /// # Errors
     /// When the engine is unreachable.
-    pub async fn connect() -> Result<Self, RuntimeError> {
+    pub async fn connect(platform: &str) -> Result<Self, RuntimeError> {
         let docker = Docker::connect_with_local_defaults()?.negotiate_version().await?;
-        Ok(Self { docker })
+        Ok(Self { docker, platform: platform.to_owned() })
     }
 
     /// Splits `name@digest` or `name:tag` into what `POST /images/create` wants.
@@ -108,7 +112,7 @@ impl ContainerRuntime for DockerRuntime {
     async fn list(&self) -> Result<Vec<Container>, RuntimeError> {
         let options = ListContainersOptions {
             all: true,
-            filters: Some(HashMap::from([("label".to_owned(), vec!["skiff.app".to_owned()])])),
+            filters: Some(HashMap::from([("label".to_owned(), vec![format!("skiff.platform={}", self.platform)])])),
             ..Default::default()
         };
         let summaries = self.docker.list_containers(Some(options)).await?;
@@ -136,6 +140,7 @@ impl ContainerRuntime for DockerRuntime {
             ("skiff.app".to_owned(), spec.app.to_string()),
             ("skiff.release".to_owned(), spec.release.to_string()),
             ("skiff.process".to_owned(), spec.process.clone()),
+            ("skiff.platform".to_owned(), self.platform.clone()),
         ]);
         let port_key = format!("{CONTAINER_PORT}/tcp");
         let bindings = HashMap::from([(

@@ -1,0 +1,232 @@
+//! A platform per test: temporary data directory, ports chosen by the kernel, its own
+//! platform id (so its containers are its own), an admin logged in through the CLI.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// Fails the test with a clear message unless the real tools it needs are present.
+pub fn require_tools() {
+    let docker = Command::new("docker").arg("info").output();
+    assert!(
+        docker.is_ok_and(|o| o.status.success()),
+        "these tests need a running Docker engine (`docker info` failed); deploy/test.sh installs and starts one"
+    );
+    for (tool, package) in [("git", "git"), ("ssh", "openssh-client"), ("ssh-keygen", "openssh-client")] {
+        let found = Command::new(tool).arg("-V").output().or_else(|_| Command::new(tool).arg("--version").output());
+        assert!(found.is_ok(), "these tests need `{tool}`; install it with `apt-get install {package}`");
+    }
+    assert!(Path::new("/bin/busybox").exists(), "these tests need /bin/busybox; install it with `apt-get install busybox-static`");
+}
+
+/// A running platform and a logged-in admin.
+pub struct Platform {
+    pub dir: TempDir,
+    pub platform: Option<skiffd::Platform>,
+    pub addresses: skiffd::Addresses,
+    pub platform_id: String,
+}
+
+impl Platform {
+    pub async fn start() -> Self {
+        require_tools();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let platform_id = format!("test{:08x}", rand_u32());
+        let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let settings = skiffd::Settings {
+            data_dir: Some(dir.path().join("data")),
+            service_token: None,
+            domain: "localhost".into(),
+            controller_listen: loopback,
+            registry_listen: loopback,
+            logger_listen: loopback,
+            syslog_listen: loopback,
+            builder_listen: loopback,
+            router_listen: loopback,
+            controller_url: None,
+            registry_url: None,
+            logger_url: None,
+            default_stack: "busybox".parse().unwrap(),
+            reconcile_interval: 1,
+            boot_timeout: 30,
+            log_lines: 1000,
+            max_builds: 2,
+            platform_id: Some(platform_id.clone()),
+            hook_program: Some(PathBuf::from(env!("CARGO_BIN_EXE_skiffd"))),
+        };
+        let platform = skiffd::start(&settings, &[
+            skiffd::Component::Registry,
+            skiffd::Component::Logger,
+            skiffd::Component::Controller,
+            skiffd::Component::Router,
+            skiffd::Component::Builder,
+        ])
+        .await
+        .expect("platform starts");
+        let addresses = platform.addresses.clone();
+        Self { dir, platform: Some(platform), addresses, platform_id }
+    }
+
+    pub fn controller_url(&self) -> String {
+        format!("http://{}", self.addresses.controller.unwrap())
+    }
+
+    pub fn router(&self) -> SocketAddr {
+        self.addresses.router.unwrap()
+    }
+
+    /// Runs the `skiff` CLI in `cwd`; returns (status, stdout, stderr).
+    pub async fn cli(&self, cwd: &Path, args: &[&str]) -> (u8, String, String) {
+        let context = skiff_cli::Context {
+            config_dir: self.dir.path().join("config"),
+            cwd: cwd.to_owned(),
+            home: self.dir.path().join("home"),
+            url: Some(self.controller_url()),
+            token: None,
+        };
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        let argv = std::iter::once("skiff").chain(args.iter().copied());
+        let status = skiff_cli::run(argv, &context, &mut out, &mut err).await;
+        (status, String::from_utf8_lossy(&out).into_owned(), String::from_utf8_lossy(&err).into_owned())
+    }
+
+    /// Runs the CLI and requires success; returns stdout.
+    pub async fn cli_ok(&self, cwd: &Path, args: &[&str]) -> String {
+        let (status, out, err) = self.cli(cwd, args).await;
+        assert_eq!(status, 0, "skiff {args:?} failed: {err}{out}");
+        out
+    }
+
+    /// Builds a busybox root filesystem the way deploy/stacks/busybox.sh does and imports it.
+    pub async fn import_busybox_stack(&self) {
+        let rootfs = self.dir.path().join("rootfs");
+        for sub in ["bin", "etc", "tmp", "app"] {
+            std::fs::create_dir_all(rootfs.join(sub)).unwrap();
+        }
+        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+        for applet in ["sh", "echo", "httpd", "cat", "ls", "sleep"] {
+            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+        }
+        std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+        let out = self.cli_ok(self.dir.path(), &["stacks:import", "busybox", rootfs.to_str().unwrap()]).await;
+        assert!(out.contains("Imported stack busybox"), "{out}");
+    }
+
+    /// An SSH key pair registered for the admin; returns the private key path.
+    pub async fn add_ssh_key(&self) -> PathBuf {
+        let key = self.dir.path().join("id_ed25519");
+        let status = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "test@skiff", "-f"])
+            .arg(&key)
+            .status()
+            .expect("ssh-keygen runs");
+        assert!(status.success());
+        let public = format!("{}.pub", key.display());
+        self.cli_ok(self.dir.path(), &["keys:add", &public]).await;
+        key
+    }
+
+    /// `git` in `cwd`, with the OpenSSH client using `key`; returns (success, combined output).
+    pub fn git(&self, cwd: &Path, key: &Path, args: &[&str]) -> (bool, String) {
+        let ssh = format!(
+            "ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
+            key.display()
+        );
+        let output = Command::new("git")
+            .current_dir(cwd)
+            .env("GIT_SSH_COMMAND", ssh)
+            .args(["-c", "user.name=Skiff Test", "-c", "user.email=test@skiff.invalid"])
+            .args(args)
+            .output()
+            .expect("git runs");
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        (output.status.success(), text)
+    }
+
+    /// Removes this platform's containers (the platform itself leaves them running by design).
+    pub fn remove_containers(&self) {
+        let listed = Command::new("docker")
+            .args(["ps", "-aq", "--filter", &format!("label=skiff.platform={}", self.platform_id)])
+            .output()
+            .expect("docker ps");
+        let ids: Vec<String> = String::from_utf8_lossy(&listed.stdout).split_whitespace().map(str::to_owned).collect();
+        if !ids.is_empty() {
+            let _ = Command::new("docker").arg("rm").arg("-f").args(&ids).output();
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(platform) = self.platform.take() {
+            platform.stop().await;
+        }
+        self.remove_containers();
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        // A failed assertion skips `stop`; still leave no containers behind.
+        self.remove_containers();
+    }
+}
+
+fn rand_u32() -> u32 {
+    rand::random()
+}
+
+/// An HTTP GET through the router with a `Host` header: (status, body).
+pub async fn get_via_router(router: SocketAddr, host: &str) -> Option<(u16, String)> {
+    let response = reqwest::Client::new()
+        .get(format!("http://{router}/"))
+        .header("Host", host)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.text().await.unwrap_or_default()))
+}
+
+/// Polls `check` every 100 ms until it yields a value or `limit` passes.
+pub async fn eventually<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+/// Copies the example app into a new git repository with one commit on `main`.
+pub fn example_repo(platform: &Platform, key: &Path) -> PathBuf {
+    let repo = platform.dir.path().join("example");
+    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("example"), &repo);
+    for args in [&["init", "-q", "-b", "main"][..], &["add", "-A"], &["commit", "-qm", "example app"]] {
+        let (ok, out) = platform.git(&repo, key, args);
+        assert!(ok, "git {args:?}: {out}");
+    }
+    repo
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}

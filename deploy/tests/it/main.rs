@@ -1,0 +1,6 @@
+//! Whole-platform tests: Skiff in one process on ephemeral loopback ports, driven by the
+//! real `skiff` CLI code, the real `git` over the real OpenSSH client, the real Docker
+//! engine and HTTP through the router.
+
+mod harness;
+mod newcomer;

@@ -1,0 +1,106 @@
+//! The path a newcomer walks: register, add a key, create an app, `git push`, browse, read
+//! the logs.
+
+use std::time::Duration;
+
+use crate::harness::{Platform, eventually, example_repo, get_via_router};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushed_example_app_serves_through_the_router_and_logs() {
+    let platform = Platform::start().await;
+    let home = platform.dir.path().to_owned();
+
+    let out = platform.cli_ok(&home, &["auth:register", "-u", "admin", "-p", "correct-horse"]).await;
+    assert!(out.contains("as admin (admin)"), "the first user becomes admin: {out}");
+    platform.import_busybox_stack().await;
+    let key = platform.add_ssh_key().await;
+    let repo = example_repo(&platform, &key);
+
+    let out = platform.cli_ok(&repo, &["apps:create", "hello"]).await;
+    assert!(out.contains("Added git remote `skiff`"), "{out}");
+    let out = platform.cli_ok(&repo, &["apps:info"]).await;
+    assert!(out.contains("none yet"), "apps:info finds the app through the git remote: {out}");
+
+    // Before any push the app exists but has nothing running.
+    let (status, body) = get_via_router(platform.router(), "hello.localhost").await.expect("router answers");
+    assert_eq!(status, 503, "{body}");
+
+    let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
+    assert!(pushed, "git push failed:\n{out}");
+    assert!(out.contains("remote: -----> Building hello"), "{out}");
+    assert!(out.contains("remote: -----> Released v1"), "{out}");
+
+    let body = eventually(Duration::from_secs(60), || async {
+        match get_via_router(platform.router(), "hello.localhost:8080").await {
+            Some((200, body)) => Some(body),
+            _ => None,
+        }
+    })
+    .await
+    .expect("the app answers 200 through the router within 60 s");
+    assert!(body.contains("Hello from Skiff"), "{body}");
+
+    let (status, _) = get_via_router(platform.router(), "nobody.localhost").await.expect("router answers");
+    assert_eq!(status, 404);
+
+    let logs = eventually(Duration::from_secs(30), || async {
+        let (status, out, _) = platform.cli(&repo, &["logs", "-n", "50"]).await;
+        (status == 0 && out.contains("skiff example: listening on port 5000")).then_some(out)
+    })
+    .await
+    .expect("the container's stdout reaches `skiff logs`");
+    assert!(logs.contains("hello[web."), "{logs}");
+
+    let out = platform.cli_ok(&repo, &["releases"]).await;
+    assert!(out.contains("v1") && out.contains("admin deployed"), "{out}");
+    platform.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_without_access_or_procfile_are_rejected_and_change_nothing() {
+    let platform = Platform::start().await;
+    let home = platform.dir.path().to_owned();
+    platform.cli_ok(&home, &["auth:register", "-u", "admin", "-p", "correct-horse"]).await;
+    let key = platform.add_ssh_key().await;
+    let repo = example_repo(&platform, &key);
+    platform.cli_ok(&repo, &["apps:create", "hello"]).await;
+
+    // A push to an app that does not exist never reaches git.
+    let (has_remote, url) = platform.git(&repo, &key, &["remote", "get-url", "skiff"]);
+    assert!(has_remote, "{url}");
+    let other = url.trim().replace("/hello.git", "/other.git");
+    let (pushed, out) = platform.git(&repo, &key, &["push", &other, "main"]);
+    assert!(!pushed);
+    assert!(out.contains("app `other` does not exist or you have no access to it"), "{out}");
+
+    // Hostile names are refused before anything runs.
+    let hostile = url.trim().replace("/hello.git", "/a;id.git");
+    let (pushed, out) = platform.git(&repo, &key, &["push", &hostile, "main"]);
+    assert!(!pushed);
+    assert!(out.contains("is not a valid app name"), "{out}");
+
+    // A tree without a Procfile is rejected with the reason, and no release is made.
+    let (ok, out) = platform.git(&repo, &key, &["rm", "-q", "Procfile"]);
+    assert!(ok, "{out}");
+    let (ok, out) = platform.git(&repo, &key, &["commit", "-qm", "no procfile"]);
+    assert!(ok, "{out}");
+    let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
+    assert!(!pushed, "{out}");
+    assert!(out.contains("no Procfile found"), "{out}");
+    assert!(out.contains("pre-receive hook declined"), "{out}");
+    let out = platform.cli_ok(&repo, &["releases", "--json"]).await;
+    assert_eq!(out.trim(), "[]");
+
+    // An unregistered key is refused at authentication.
+    let stranger = platform.dir.path().join("stranger");
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&stranger)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (pushed, out) = platform.git(&repo, &stranger, &["push", "skiff", "main"]);
+    assert!(!pushed);
+    assert!(out.contains("Permission denied"), "{out}");
+    platform.stop().await;
+}
