@@ -81,7 +81,10 @@ impl Db {
             .journal_mode(SqliteJournalMode::Wal)
             .foreign_keys(true)
             .busy_timeout(std::time::Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
         let db = Self { pool };
         db.migrate().await?;
         Ok(db)
@@ -97,7 +100,9 @@ impl Db {
             .get(0);
         for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
             let mut tx = self.pool.begin().await?;
-            sqlx::raw_sql(sqlx::AssertSqlSafe(*migration)).execute(&mut *tx).await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(*migration))
+                .execute(&mut *tx)
+                .await?;
             sqlx::query("INSERT INTO schema_migrations (version) VALUES ($1)")
                 .bind(index as i64 + 1)
                 .execute(&mut *tx)
@@ -108,9 +113,16 @@ impl Db {
     }
 
     /// Creates a user; the first user becomes admin. `None` when the name is taken.
-    pub async fn create_user(&self, username: &Username, password_hash: &str) -> Result<Option<UserRow>, DbError> {
+    pub async fn create_user(
+        &self,
+        username: &Username,
+        password_hash: &str,
+    ) -> Result<Option<UserRow>, DbError> {
         let mut tx = self.pool.begin().await?;
-        let count: i64 = sqlx::query("SELECT COUNT(*) FROM users").fetch_one(&mut *tx).await?.get(0);
+        let count: i64 = sqlx::query("SELECT COUNT(*) FROM users")
+            .fetch_one(&mut *tx)
+            .await?
+            .get(0);
         let admin = count == 0;
         let inserted = sqlx::query(
             "INSERT INTO users (username, password_hash, admin, created_at) VALUES ($1, $2, $3, $4)
@@ -175,7 +187,13 @@ impl Db {
     }
 
     /// Adds an SSH key; `false` when the fingerprint is already registered.
-    pub async fn add_key(&self, user_id: i64, fingerprint: &str, public_key: &str, comment: &str) -> Result<Option<KeyRow>, DbError> {
+    pub async fn add_key(
+        &self,
+        user_id: i64,
+        fingerprint: &str,
+        public_key: &str,
+        comment: &str,
+    ) -> Result<Option<KeyRow>, DbError> {
         let created_at = now();
         let row = sqlx::query(
             "INSERT INTO ssh_keys (user_id, fingerprint, public_key, comment, created_at) VALUES ($1, $2, $3, $4, $5)
@@ -237,7 +255,12 @@ impl Db {
     }
 
     /// Creates an app; `None` when the name is taken.
-    pub async fn create_app(&self, name: &AppName, owner: &UserRow, stack: &StackName) -> Result<Option<AppRow>, DbError> {
+    pub async fn create_app(
+        &self,
+        name: &AppName,
+        owner: &UserRow,
+        stack: &StackName,
+    ) -> Result<Option<AppRow>, DbError> {
         let created_at = now();
         let row = sqlx::query(
             "INSERT INTO apps (name, owner_id, stack, created_at) VALUES ($1, $2, $3, $4)
@@ -275,31 +298,47 @@ impl Db {
 
     /// An app by name.
     pub async fn app(&self, name: &AppName) -> Result<Option<AppRow>, DbError> {
-        sqlx::query(sqlx::AssertSqlSafe(format!("{} WHERE a.name = $1", Self::APP_COLUMNS)))
-            .bind(name.as_str())
-            .fetch_optional(&self.pool)
-            .await?
-            .map(Self::app_row)
-            .transpose()
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{} WHERE a.name = $1",
+            Self::APP_COLUMNS
+        )))
+        .bind(name.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        .map(Self::app_row)
+        .transpose()
     }
 
     /// Every app, or those a user owns.
     pub async fn apps(&self, owner_id: Option<i64>) -> Result<Vec<AppRow>, DbError> {
         let rows = match owner_id {
             Some(id) => {
-                sqlx::query(sqlx::AssertSqlSafe(format!("{} WHERE a.owner_id = $1 ORDER BY a.name", Self::APP_COLUMNS)))
-                    .bind(id)
-                    .fetch_all(&self.pool)
-                    .await?
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "{} WHERE a.owner_id = $1 ORDER BY a.name",
+                    Self::APP_COLUMNS
+                )))
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?
             }
-            None => sqlx::query(sqlx::AssertSqlSafe(format!("{} ORDER BY a.name", Self::APP_COLUMNS))).fetch_all(&self.pool).await?,
+            None => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "{} ORDER BY a.name",
+                    Self::APP_COLUMNS
+                )))
+                .fetch_all(&self.pool)
+                .await?
+            }
         };
         rows.into_iter().map(Self::app_row).collect()
     }
 
     /// Deletes an app and its releases.
     pub async fn delete_app(&self, app_id: i64) -> Result<(), DbError> {
-        sqlx::query("DELETE FROM apps WHERE id = $1").bind(app_id).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM apps WHERE id = $1")
+            .bind(app_id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -313,14 +352,16 @@ impl Db {
         created_by: &Username,
         summary: &str,
     ) -> Result<Release, DbError> {
-        let procfile_json = serde_json::to_string(procfile).map_err(|e| DbError::Corrupt(e.to_string()))?;
+        let procfile_json =
+            serde_json::to_string(procfile).map_err(|e| DbError::Corrupt(e.to_string()))?;
         let created_at = now();
         let mut tx = self.pool.begin().await?;
-        let version: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) + 1 FROM releases WHERE app_id = $1")
-            .bind(app.id)
-            .fetch_one(&mut *tx)
-            .await?
-            .get(0);
+        let version: i64 =
+            sqlx::query("SELECT COALESCE(MAX(version), 0) + 1 FROM releases WHERE app_id = $1")
+                .bind(app.id)
+                .fetch_one(&mut *tx)
+                .await?
+                .get(0);
         sqlx::query(
             "INSERT INTO releases (app_id, version, image, git_sha, procfile, created_by, summary, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -355,7 +396,8 @@ impl Db {
             version: row.get::<i64, _>("version") as u32,
             image: row.get("image"),
             git_sha: row.get("git_sha"),
-            procfile: serde_json::from_str(&procfile).map_err(|e| DbError::Corrupt(e.to_string()))?,
+            procfile: serde_json::from_str(&procfile)
+                .map_err(|e| DbError::Corrupt(e.to_string()))?,
             created_by: parse(row.get("created_by"))?,
             created_at: row.get("created_at"),
             summary: row.get("summary"),

@@ -163,9 +163,10 @@ impl FromStr for Digest {
             Some(("sha256", hex)) => hex.len() == 64,
             Some(("sha512", hex)) => hex.len() == 128,
             _ => false,
-        } && value
-            .split_once(':')
-            .is_some_and(|(_, hex)| hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        } && value.split_once(':').is_some_and(|(_, hex)| {
+            hex.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        });
         if valid {
             Ok(Self(value.to_owned()))
         } else {
@@ -237,7 +238,11 @@ mod tests {
     fn digests_are_validated_before_they_reach_a_path() {
         let good = format!("sha256:{}", "a".repeat(64));
         assert_eq!(good.parse::<Digest>().unwrap().hex(), "a".repeat(64));
-        assert!(format!("sha512:{}", "0".repeat(128)).parse::<Digest>().is_ok());
+        assert!(
+            format!("sha512:{}", "0".repeat(128))
+                .parse::<Digest>()
+                .is_ok()
+        );
         for bad in [
             "sha256:baddigeststring".to_owned(),
             format!("sha256:{}", "A".repeat(64)),

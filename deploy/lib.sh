@@ -1,0 +1,59 @@
+# Shared shell helpers for Skiff's scripts (sourced, not run).
+
+# Installs missing Debian packages; arguments are "command:package" pairs.
+skiff_install_missing() {
+  local missing=() pair
+  for pair in "$@"; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+  done
+  [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1 || missing+=(busybox-static)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "skiff: missing packages: ${missing[*]}; install them with: sudo apt-get install ${missing[*]}" >&2
+    return 1
+  fi
+  echo "==> installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Makes sure a Docker engine answers, installing and starting one if there is none.
+skiff_ensure_docker() {
+  docker info >/dev/null 2>&1 && return 0
+  if [ ! -S /var/run/docker.sock ]; then
+    command -v dockerd >/dev/null 2>&1 || skiff_install_missing dockerd:docker.io docker:docker.io
+    echo "==> starting dockerd"
+    mkdir -p /var/log
+    nohup dockerd >/var/log/skiff-dockerd.log 2>&1 &
+  fi
+  local i
+  for i in $(seq 1 150); do
+    docker info >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  echo "skiff: the Docker engine did not come up; see /var/log/skiff-dockerd.log" >&2
+  return 1
+}
+
+# Checks for a Rust toolchain new enough to build Skiff.
+skiff_require_cargo() {
+  if ! command -v cargo >/dev/null 2>&1; then
+    echo "skiff: building needs Rust 1.89 or newer (cargo); install it with rustup" >&2
+    return 1
+  fi
+}
+
+# Waits until URL answers 2xx, for at most SECONDS (default 30).
+skiff_wait_http() {
+  local url=$1 limit=${2:-30} i
+  for i in $(seq 1 $((limit * 10))); do
+    curl -fsS -o /dev/null "$url" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# Milliseconds since the epoch.
+skiff_now_ms() {
+  echo $(( $(date +%s%N) / 1000000 ))
+}
