@@ -19,6 +19,8 @@ skiff_install_missing() {
 
 # Makes sure a Docker engine answers, installing and starting one if there is none.
 skiff_ensure_docker() {
+  # Skiff runs containers with an init process (the engine's docker-init, from tini).
+  command -v docker-init >/dev/null 2>&1 || skiff_install_missing tini:tini
   docker info >/dev/null 2>&1 && return 0
   if [ ! -S /var/run/docker.sock ]; then
     command -v dockerd >/dev/null 2>&1 || skiff_install_missing dockerd:docker.io docker:docker.io

@@ -40,9 +40,7 @@ pub enum BuildError {
     TooLarge,
     #[error("git failed: {0}")]
     Git(String),
-    #[error(
-        "stack `{0}` is not available ({1}); an admin can import it with `skiff stacks:import {0} DIR`"
-    )]
+    #[error("stack `{0}` is not available ({1}); an admin can import it with `skiff stacks:import {0} DIR`")]
     Stack(StackName, RegistryError),
     #[error("pushing the image failed: {0}")]
     Registry(#[from] RegistryError),
@@ -52,11 +50,7 @@ pub enum BuildError {
 
 /// Runs a git command against the pushed (quarantined) objects; returns stdout, or
 /// `None` when git exits non-zero.
-async fn git(
-    repo: &Path,
-    git_env: &[(String, String)],
-    args: &[&str],
-) -> Result<Option<Vec<u8>>, BuildError> {
+async fn git(repo: &Path, git_env: &[(String, String)], args: &[&str]) -> Result<Option<Vec<u8>>, BuildError> {
     let output = Command::new("git")
         .arg("--git-dir")
         .arg(repo)
@@ -85,67 +79,39 @@ pub async fn run(
     let started = Instant::now();
     let sha = update.new.as_str();
     let short = &sha[..7.min(sha.len())];
-    out.step(&format!(
-        "Building {} from {short} on stack {}",
-        push.app, push.stack
-    ))
-    .await;
+    out.step(&format!("Building {} from {short} on stack {}", push.app, push.stack)).await;
 
-    let procfile_text = git(
-        repo,
-        git_env,
-        &["cat-file", "blob", &format!("{sha}:Procfile")],
-    )
-    .await?
-    .ok_or(BuildError::NoProcfile)?;
+    let procfile_text =
+        git(repo, git_env, &["cat-file", "blob", &format!("{sha}:Procfile")]).await?.ok_or(BuildError::NoProcfile)?;
     let processes = procfile::parse(&String::from_utf8_lossy(&procfile_text))?;
     let types: Vec<&str> = processes.keys().map(|p| p.as_str()).collect();
-    out.step(&format!("Procfile declares types -> {}", types.join(", ")))
-        .await;
+    out.step(&format!("Procfile declares types -> {}", types.join(", "))).await;
 
-    let tar = git(
-        repo,
-        git_env,
-        &["archive", "--format=tar", "--prefix=app/", sha],
-    )
-    .await?
-    .ok_or_else(|| BuildError::Git(format!("cannot archive {short}")))?;
+    let tar = git(repo, git_env, &["archive", "--format=tar", "--prefix=app/", sha])
+        .await?
+        .ok_or_else(|| BuildError::Git(format!("cannot archive {short}")))?;
     if tar.len() > MAX_TREE_BYTES {
         return Err(BuildError::TooLarge);
     }
-    let layer = tokio::task::spawn_blocking(move || Layer::from_tar(&tar))
-        .await
-        .map_err(|e| BuildError::Git(e.to_string()))?;
-    out.step(&format!(
-        "Compressed app layer: {} KiB",
-        layer.blob.len().div_ceil(1024)
-    ))
-    .await;
+    let layer =
+        tokio::task::spawn_blocking(move || Layer::from_tar(&tar)).await.map_err(|e| BuildError::Git(e.to_string()))?;
+    out.step(&format!("Compressed app layer: {} KiB", layer.blob.len().div_ceil(1024))).await;
 
     let stack_repo = format!("stacks/{}", push.stack);
     let base = BaseImage::fetch(registry, &stack_repo, "latest")
         .await
         .map_err(|e| BuildError::Stack(push.stack.clone(), e))?;
     let procfile_label = serde_json::to_string(&processes).expect("maps serialize");
-    let digest = push_image(
-        registry,
-        push.app.as_str(),
-        &format!("git-{short}"),
-        Some(&base),
-        layer,
-        |config| {
-            let settings = &mut config["config"];
-            if !settings.is_object() {
-                *settings = serde_json::json!({});
-            }
-            settings["WorkingDir"] = "/app".into();
-            settings["Labels"] =
-                serde_json::json!({ "skiff.procfile": procfile_label, "skiff.git-sha": sha });
-        },
-    )
+    let digest = push_image(registry, push.app.as_str(), &format!("git-{short}"), Some(&base), layer, |config| {
+        let settings = &mut config["config"];
+        if !settings.is_object() {
+            *settings = serde_json::json!({});
+        }
+        settings["WorkingDir"] = "/app".into();
+        settings["Labels"] = serde_json::json!({ "skiff.procfile": procfile_label, "skiff.git-sha": sha });
+    })
     .await?;
-    out.step(&format!("Pushed image {}@{digest}", push.app))
-        .await;
+    out.step(&format!("Pushed image {}@{digest}", push.app)).await;
 
     let release = controller
         .create_build(&BuildCreate {
@@ -156,12 +122,7 @@ pub async fn run(
             procfile: processes,
         })
         .await?;
-    out.step(&format!(
-        "Released v{} in {:.1}s",
-        release.version,
-        started.elapsed().as_secs_f64()
-    ))
-    .await;
+    out.step(&format!("Released v{} in {:.1}s", release.version, started.elapsed().as_secs_f64())).await;
     out.detail(&format!("{} deployed to Skiff", push.url)).await;
     Ok(release)
 }

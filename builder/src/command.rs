@@ -45,9 +45,7 @@ pub enum CommandError {
 /// # Errors
 /// Anything but `git-receive-pack` / `git-upload-pack` with one valid app name.
 pub fn parse(command: &[u8]) -> Result<GitCommand, CommandError> {
-    let command = std::str::from_utf8(command)
-        .map_err(|_| CommandError::NotGit)?
-        .trim();
+    let command = std::str::from_utf8(command).map_err(|_| CommandError::NotGit)?.trim();
     let (service, argument) = command.split_once(' ').ok_or(CommandError::NotGit)?;
     let service = match service {
         "git-receive-pack" => Service::ReceivePack,
@@ -55,16 +53,11 @@ pub fn parse(command: &[u8]) -> Result<GitCommand, CommandError> {
         _ => return Err(CommandError::NotGit),
     };
     let argument = argument.trim();
-    let unquoted = argument
-        .strip_prefix('\'')
-        .and_then(|a| a.strip_suffix('\''))
-        .unwrap_or(argument);
+    let unquoted = argument.strip_prefix('\'').and_then(|a| a.strip_suffix('\'')).unwrap_or(argument);
     let path = unquoted.strip_prefix('/').unwrap_or(unquoted);
     let path = path.strip_suffix('/').unwrap_or(path);
     let name = path.strip_suffix(".git").unwrap_or(path);
-    let app = name
-        .parse()
-        .map_err(|_| CommandError::BadApp(name.chars().take(64).collect()))?;
+    let app = name.parse().map_err(|_| CommandError::BadApp(name.chars().take(64).collect()))?;
     Ok(GitCommand { service, app })
 }
 
@@ -74,34 +67,19 @@ mod tests {
 
     #[test]
     fn git_commands_name_a_valid_app() {
-        let push = |app: &str| {
-            Ok(GitCommand {
-                service: Service::ReceivePack,
-                app: app.parse().unwrap(),
-            })
-        };
+        let push = |app: &str| Ok(GitCommand { service: Service::ReceivePack, app: app.parse().unwrap() });
         assert_eq!(parse(b"git-receive-pack '/shop.git'"), push("shop"));
         assert_eq!(parse(b"git-receive-pack 'shop'"), push("shop"));
         assert_eq!(parse(b"git-receive-pack shop.git"), push("shop"));
         assert_eq!(
             parse(b"git-upload-pack '/shop.git'"),
-            Ok(GitCommand {
-                service: Service::UploadPack,
-                app: "shop".parse().unwrap()
-            })
+            Ok(GitCommand { service: Service::UploadPack, app: "shop".parse().unwrap() })
         );
     }
 
     #[test]
     fn anything_else_is_refused_before_it_runs() {
-        for command in [
-            &b"ls /"[..],
-            b"git-receive-pack",
-            b"sh -c id",
-            b"scp -t /",
-            b"\xff\xfe",
-            b"",
-        ] {
+        for command in [&b"ls /"[..], b"git-receive-pack", b"sh -c id", b"scp -t /", b"\xff\xfe", b""] {
             assert_eq!(parse(command), Err(CommandError::NotGit), "{command:?}");
         }
         for hostile in [
@@ -113,10 +91,7 @@ mod tests {
             b"git-receive-pack 'Shop.git'",
             b"git-receive-pack 'a\nb'",
         ] {
-            assert!(
-                matches!(parse(hostile), Err(CommandError::BadApp(_))),
-                "{hostile:?}"
-            );
+            assert!(matches!(parse(hostile), Err(CommandError::BadApp(_))), "{hostile:?}");
         }
     }
 }

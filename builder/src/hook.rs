@@ -12,11 +12,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
 /// The variables git sets for hooks that the build needs to see pushed objects.
-pub const GIT_ENV: &[&str] = &[
-    "GIT_OBJECT_DIRECTORY",
-    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-    "GIT_QUARANTINE_PATH",
-];
+pub const GIT_ENV: &[&str] = &["GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_QUARANTINE_PATH"];
 
 /// One ref update as git reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,11 +26,8 @@ impl RefUpdate {
     /// Parses a `<old> <new> <ref>` line.
     pub fn parse(line: &str) -> Option<Self> {
         let mut parts = line.split_whitespace();
-        let update = Self {
-            old: parts.next()?.to_owned(),
-            new: parts.next()?.to_owned(),
-            name: parts.next()?.to_owned(),
-        };
+        let update =
+            Self { old: parts.next()?.to_owned(), new: parts.next()?.to_owned(), name: parts.next()?.to_owned() };
         let is_sha = |s: &str| s.len() >= 40 && s.bytes().all(|b| b.is_ascii_hexdigit());
         (is_sha(&update.old) && is_sha(&update.new) && parts.next().is_none()).then_some(update)
     }
@@ -63,10 +56,7 @@ pub enum HookReply {
 
 /// The hook program's side: returns the exit status git should see.
 pub async fn pre_receive() -> i32 {
-    let (Ok(socket), Ok(push)) = (
-        std::env::var("SKIFF_HOOK_SOCKET"),
-        std::env::var("SKIFF_PUSH"),
-    ) else {
+    let (Ok(socket), Ok(push)) = (std::env::var("SKIFF_HOOK_SOCKET"), std::env::var("SKIFF_PUSH")) else {
         println!("skiff: this repository only takes pushes through the Skiff builder");
         return 1;
     };
@@ -77,20 +67,8 @@ pub async fn pre_receive() -> i32 {
             updates.push(update);
         }
     }
-    let git_env = GIT_ENV
-        .iter()
-        .filter_map(|name| Some((name.to_string(), std::env::var(name).ok()?)))
-        .collect();
-    match relay(
-        &socket,
-        HookRequest {
-            push,
-            updates,
-            git_env,
-        },
-    )
-    .await
-    {
+    let git_env = GIT_ENV.iter().filter_map(|name| Some((name.to_string(), std::env::var(name).ok()?))).collect();
+    match relay(&socket, HookRequest { push, updates, git_env }).await {
         Ok(status) => status,
         Err(error) => {
             println!("skiff: lost the builder ({error}); nothing was deployed");
@@ -117,10 +95,7 @@ async fn relay(socket: &str, request: HookRequest) -> std::io::Result<i32> {
             Err(_) => continue,
         }
     }
-    Err(std::io::Error::new(
-        std::io::ErrorKind::UnexpectedEof,
-        "the build ended without a result",
-    ))
+    Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the build ended without a result"))
 }
 
 /// The builder's side of one hook connection: output goes back as JSON lines.
@@ -168,25 +143,15 @@ mod tests {
         let update = RefUpdate::parse(&format!("{z} {a} refs/heads/main")).unwrap();
         assert_eq!(update.name, "refs/heads/main");
         assert!(!update.is_delete());
-        assert!(
-            RefUpdate::parse(&format!("{a} {z} refs/heads/x"))
-                .unwrap()
-                .is_delete()
-        );
+        assert!(RefUpdate::parse(&format!("{a} {z} refs/heads/x")).unwrap().is_delete());
         assert_eq!(RefUpdate::parse("garbage"), None);
-        assert_eq!(
-            RefUpdate::parse(&format!("{a} {a} refs/heads/main extra")),
-            None
-        );
+        assert_eq!(RefUpdate::parse(&format!("{a} {a} refs/heads/main extra")), None);
     }
 
     #[test]
     fn replies_are_one_json_object_per_line() {
         let text = serde_json::to_string(&HookReply::Out("hi\n".into())).unwrap();
         assert_eq!(text, r#"{"out":"hi\n"}"#);
-        assert_eq!(
-            serde_json::from_str::<HookReply>(r#"{"exit":1}"#).unwrap(),
-            HookReply::Exit(1)
-        );
+        assert_eq!(serde_json::from_str::<HookReply>(r#"{"exit":1}"#).unwrap(), HookReply::Exit(1));
     }
 }

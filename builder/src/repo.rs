@@ -15,11 +15,7 @@ pub fn path(data_dir: &Path, app: &AppName) -> PathBuf {
 ///
 /// # Errors
 /// When `git init` fails or the hook cannot be written.
-pub async fn prepare(
-    data_dir: &Path,
-    app: &AppName,
-    hook_program: &Path,
-) -> std::io::Result<PathBuf> {
+pub async fn prepare(data_dir: &Path, app: &AppName, hook_program: &Path) -> std::io::Result<PathBuf> {
     let repo = path(data_dir, app);
     if !repo.join("HEAD").exists() {
         tokio::fs::create_dir_all(&repo).await?;
@@ -32,17 +28,12 @@ pub async fn prepare(
             .status()
             .await?;
         if !status.success() {
-            return Err(std::io::Error::other(format!(
-                "git init --bare failed with {status}"
-            )));
+            return Err(std::io::Error::other(format!("git init --bare failed with {status}")));
         }
     }
     let hook = repo.join("hooks").join("pre-receive");
     tokio::fs::create_dir_all(repo.join("hooks")).await?;
-    let script = format!(
-        "#!/bin/sh\nexec {} hook pre-receive\n",
-        shell_quote(&hook_program.to_string_lossy())
-    );
+    let script = format!("#!/bin/sh\nexec {} hook pre-receive\n", shell_quote(&hook_program.to_string_lossy()));
     let temp = repo.join("hooks").join(".pre-receive.tmp");
     tokio::fs::write(&temp, script).await?;
     set_executable(&temp).await?;
@@ -74,15 +65,11 @@ mod tests {
     async fn repositories_get_a_bare_repo_and_an_executable_hook() {
         let dir = tempfile::tempdir().unwrap();
         let app: AppName = "shop".parse().unwrap();
-        let repo = prepare(dir.path(), &app, Path::new("/opt/skiff/skiffd"))
-            .await
-            .unwrap();
+        let repo = prepare(dir.path(), &app, Path::new("/opt/skiff/skiffd")).await.unwrap();
         assert!(repo.join("HEAD").exists());
         let hook = std::fs::read_to_string(repo.join("hooks/pre-receive")).unwrap();
         assert!(hook.contains("exec '/opt/skiff/skiffd' hook pre-receive"));
         // Preparing again is harmless.
-        prepare(dir.path(), &app, Path::new("/opt/skiff/skiffd"))
-            .await
-            .unwrap();
+        prepare(dir.path(), &app, Path::new("/opt/skiff/skiffd")).await.unwrap();
     }
 }

@@ -11,9 +11,7 @@ use std::time::Duration;
 use russh::keys::ssh_key::private::Ed25519Keypair;
 use russh::keys::{HashAlg, PrivateKey};
 use russh::server::{Auth, ChannelOpenHandle, Msg, Session};
-use russh::{
-    Channel, ChannelId, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, MethodKind, MethodSet,
-};
+use russh::{Channel, ChannelId, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, MethodKind, MethodSet};
 use skiff_api::{AppName, Username};
 use skiff_client::Client;
 use skiff_registry_client::RegistryClient;
@@ -76,9 +74,7 @@ impl Drop for PushRegistration {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A poisoned set or map only means a holder panicked; the data is still consistent.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Builder {
@@ -93,18 +89,13 @@ impl Builder {
             PrivateKey::read_openssh_file(&key_path).map_err(std::io::Error::other)?
         } else {
             let key = PrivateKey::from(Ed25519Keypair::from_seed(&rand::random::<[u8; 32]>()));
-            key.write_openssh_file(&key_path, russh::keys::ssh_key::LineEnding::LF)
-                .map_err(std::io::Error::other)?;
+            key.write_openssh_file(&key_path, russh::keys::ssh_key::LineEnding::LF).map_err(std::io::Error::other)?;
             key
         };
         let hook_socket = config.data_dir.join("hook.sock");
         Ok(Arc::new(Self {
             controller: Client::new(&config.controller_url, Some(config.service_token.clone())),
-            registry: RegistryClient::new(
-                &config.registry_url,
-                "skiff-builder",
-                &config.service_token,
-            ),
+            registry: RegistryClient::new(&config.registry_url, "skiff-builder", &config.service_token),
             builds: Semaphore::new(config.max_builds.max(1)),
             host_key,
             hook_socket,
@@ -137,12 +128,7 @@ impl Builder {
     }
 
     fn lock_app(self: &Arc<Self>, app: &AppName) -> Option<AppLock> {
-        lock(&self.locked_apps)
-            .insert(app.clone())
-            .then(|| AppLock {
-                builder: self.clone(),
-                app: app.clone(),
-            })
+        lock(&self.locked_apps).insert(app.clone()).then(|| AppLock { builder: self.clone(), app: app.clone() })
     }
 
     /// Runs one exec request; returns the exit status for the client.
@@ -155,45 +141,26 @@ impl Builder {
     ) -> Result<u32, String> {
         let command = command::parse(command).map_err(|e| e.to_string())?;
         let app = &command.app;
-        let grant = self
-            .controller
-            .push_grant(app, user)
-            .await
-            .map_err(|e| match e.status() {
-                Some(status) if status.is_client_error() => {
-                    format!(
-                        "app `{app}` does not exist or you have no access to it; see `skiff apps`"
-                    )
-                }
-                _ => format!("cannot check access right now: {e}"),
-            })?;
-        let _lock = match command.service {
-            Service::ReceivePack => Some(self.lock_app(app).ok_or_else(|| {
-                format!("another push to `{app}` is being built; push again when it has finished")
-            })?),
-            Service::UploadPack => None,
-        };
+        let grant = self.controller.push_grant(app, user).await.map_err(|e| match e.status() {
+            Some(status) if status.is_client_error() => {
+                format!("app `{app}` does not exist or you have no access to it; see `skiff apps`")
+            }
+            _ => format!("cannot check access right now: {e}"),
+        })?;
+        let _lock =
+            match command.service {
+                Service::ReceivePack => Some(self.lock_app(app).ok_or_else(|| {
+                    format!("another push to `{app}` is being built; push again when it has finished")
+                })?),
+                Service::UploadPack => None,
+            };
         let repo = repo::prepare(&self.config.data_dir, app, &self.config.hook_program)
             .await
             .map_err(|e| format!("cannot prepare the repository: {e}"))?;
         let id = format!("{:032x}", rand::random::<u128>());
-        let push = Push {
-            app: grant.app,
-            user: user.clone(),
-            stack: grant.stack,
-            url: grant.url,
-        };
-        lock(&self.pushes).insert(
-            id.clone(),
-            Arc::new(PushEntry {
-                push,
-                repo: repo.clone(),
-            }),
-        );
-        let _registration = PushRegistration {
-            builder: self.clone(),
-            id: id.clone(),
-        };
+        let push = Push { app: grant.app, user: user.clone(), stack: grant.stack, url: grant.url };
+        lock(&self.pushes).insert(id.clone(), Arc::new(PushEntry { push, repo: repo.clone() }));
+        let _registration = PushRegistration { builder: self.clone(), id: id.clone() };
 
         let mut child = Command::new("git")
             .arg(command.service.git_subcommand())
@@ -214,10 +181,9 @@ impl Builder {
         let input = async {
             while let Some(message) = reader.wait().await {
                 match message {
-                    ChannelMsg::Data { data }
-                        if stdin.write_all(&data).await.is_err() => {
-                            break;
-                        }
+                    ChannelMsg::Data { data } if stdin.write_all(&data).await.is_err() => {
+                        break;
+                    }
                     ChannelMsg::Eof | ChannelMsg::Close => break,
                     _ => {}
                 }
@@ -227,10 +193,7 @@ impl Builder {
         let outputs = async {
             let mut out = writer.make_writer();
             let mut err = writer.make_writer_ext(Some(1));
-            let _ = tokio::join!(
-                tokio::io::copy(&mut stdout, &mut out),
-                tokio::io::copy(&mut stderr, &mut err)
-            );
+            let _ = tokio::join!(tokio::io::copy(&mut stdout, &mut out), tokio::io::copy(&mut stderr, &mut err));
         };
         tokio::pin!(input, outputs);
         let mut input_done = false;
@@ -249,27 +212,16 @@ impl Builder {
         let (read, write) = stream.into_split();
         let mut out = Output::new(write);
         let mut line = String::new();
-        let read = BufReader::new(read)
-            .take(MAX_HOOK_REQUEST)
-            .read_line(&mut line)
-            .await;
+        let read = BufReader::new(read).take(MAX_HOOK_REQUEST).read_line(&mut line).await;
         let request: Option<HookRequest> = read.ok().and_then(|_| serde_json::from_str(&line).ok());
-        let entry = request
-            .as_ref()
-            .and_then(|r| lock(&self.pushes).get(&r.push).cloned());
+        let entry = request.as_ref().and_then(|r| lock(&self.pushes).get(&r.push).cloned());
         let (Some(request), Some(entry)) = (request, entry) else {
-            out.step("this push is unknown to the builder; push again")
-                .await;
+            out.step("this push is unknown to the builder; push again").await;
             return out.exit(1).await;
         };
         let deployable = |name: &str| name == "refs/heads/main" || name == "refs/heads/master";
-        let Some(update) = request
-            .updates
-            .iter()
-            .find(|u| deployable(&u.name) && !u.is_delete())
-        else {
-            out.step("nothing to deploy: only pushes to main (or master) are built")
-                .await;
+        let Some(update) = request.updates.iter().find(|u| deployable(&u.name) && !u.is_delete()) else {
+            out.step("nothing to deploy: only pushes to main (or master) are built").await;
             return out.exit(0).await;
         };
         let _permit = match self.builds.try_acquire() {
@@ -282,16 +234,9 @@ impl Builder {
                 }
             }
         };
-        let result = build::run(
-            &entry.push,
-            &entry.repo,
-            update,
-            &request.git_env,
-            &self.registry,
-            &self.controller,
-            &mut out,
-        )
-        .await;
+        let result =
+            build::run(&entry.push, &entry.repo, update, &request.git_env, &self.registry, &self.controller, &mut out)
+                .await;
         match result {
             Ok(release) => {
                 tracing::info!(app = %entry.push.app, version = release.version, "builder.push.released");
@@ -347,12 +292,7 @@ impl russh::server::Handler for Connection {
         Ok(())
     }
 
-    async fn exec_request(
-        &mut self,
-        id: ChannelId,
-        data: &[u8],
-        session: &mut Session,
-    ) -> Result<(), Self::Error> {
+    async fn exec_request(&mut self, id: ChannelId, data: &[u8], session: &mut Session) -> Result<(), Self::Error> {
         let (Some(channel), Some(user)) = (self.channels.remove(&id), self.user.clone()) else {
             return session.channel_failure(id);
         };
@@ -364,9 +304,7 @@ impl russh::server::Handler for Connection {
             let status = match builder.exec(&mut reader, &writer, &command, &user).await {
                 Ok(status) => status,
                 Err(message) => {
-                    let _ = writer
-                        .extended_data_bytes(1, format!("skiff: {message}\n").into_bytes())
-                        .await;
+                    let _ = writer.extended_data_bytes(1, format!("skiff: {message}\n").into_bytes()).await;
                     1
                 }
             };
@@ -377,22 +315,13 @@ impl russh::server::Handler for Connection {
         Ok(())
     }
 
-    async fn shell_request(
-        &mut self,
-        id: ChannelId,
-        session: &mut Session,
-    ) -> Result<(), Self::Error> {
+    async fn shell_request(&mut self, id: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
         session.channel_failure(id)
     }
 }
 
 /// Serves SSH and hook connections until `shutdown`.
-pub async fn serve(
-    ssh: TcpListener,
-    hooks: UnixListener,
-    builder: Arc<Builder>,
-    shutdown: CancellationToken,
-) {
+pub async fn serve(ssh: TcpListener, hooks: UnixListener, builder: Arc<Builder>, shutdown: CancellationToken) {
     let config = Arc::new(builder.ssh_config());
     let tasks = TaskTracker::new();
     loop {

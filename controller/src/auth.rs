@@ -27,11 +27,8 @@ pub fn hash_password(password: &str) -> Result<String, ApiError> {
 
 /// Checks a password against a stored hash.
 pub fn verify_password(password: &str, stored: &str) -> bool {
-    PasswordHash::new(stored).is_ok_and(|hash| {
-        argon2::Argon2::default()
-            .verify_password(password.as_bytes(), &hash)
-            .is_ok()
-    })
+    PasswordHash::new(stored)
+        .is_ok_and(|hash| argon2::Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
 }
 
 /// A new random API token: shown to the user once, stored only as [`token_hash`].
@@ -46,21 +43,11 @@ pub fn token_hash(token: &str) -> String {
 
 /// Compares two secrets in time independent of where they differ.
 pub fn secrets_match(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn bearer(parts: &Parts) -> Option<&str> {
-    parts
-        .headers
-        .get(http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
+    parts.headers.get(http::header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
 }
 
 /// The user a request's bearer token belongs to.
@@ -70,16 +57,9 @@ pub struct CurrentUser(pub UserRow);
 impl FromRequestParts<Arc<Controller>> for CurrentUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        controller: &Arc<Controller>,
-    ) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, controller: &Arc<Controller>) -> Result<Self, ApiError> {
         let token = bearer(parts).ok_or(ApiError::Unauthenticated)?;
-        let user = controller
-            .db
-            .user_by_token(&token_hash(token))
-            .await?
-            .ok_or(ApiError::Unauthenticated)?;
+        let user = controller.db.user_by_token(&token_hash(token)).await?.ok_or(ApiError::Unauthenticated)?;
         Ok(Self(user))
     }
 }
@@ -91,15 +71,10 @@ pub struct Service;
 impl FromRequestParts<Arc<Controller>> for Service {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        controller: &Arc<Controller>,
-    ) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, controller: &Arc<Controller>) -> Result<Self, ApiError> {
         match bearer(parts) {
             Some(token) if secrets_match(token, &controller.config.service_token) => Ok(Self),
-            _ => Err(ApiError::Forbidden(
-                "this endpoint is for Skiff's own components".into(),
-            )),
+            _ => Err(ApiError::Forbidden("this endpoint is for Skiff's own components".into())),
         }
     }
 }

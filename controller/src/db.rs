@@ -25,9 +25,7 @@ pub enum DbError {
 
 /// The current time as RFC 3339.
 pub fn now() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 /// A user row.
@@ -81,10 +79,7 @@ impl Db {
             .journal_mode(SqliteJournalMode::Wal)
             .foreign_keys(true)
             .busy_timeout(std::time::Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
         let db = Self { pool };
         db.migrate().await?;
         Ok(db)
@@ -94,15 +89,10 @@ impl Db {
         sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)")
             .execute(&self.pool)
             .await?;
-        let applied: i64 = sqlx::query("SELECT COUNT(*) FROM schema_migrations")
-            .fetch_one(&self.pool)
-            .await?
-            .get(0);
+        let applied: i64 = sqlx::query("SELECT COUNT(*) FROM schema_migrations").fetch_one(&self.pool).await?.get(0);
         for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
             let mut tx = self.pool.begin().await?;
-            sqlx::raw_sql(sqlx::AssertSqlSafe(*migration))
-                .execute(&mut *tx)
-                .await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(*migration)).execute(&mut *tx).await?;
             sqlx::query("INSERT INTO schema_migrations (version) VALUES ($1)")
                 .bind(index as i64 + 1)
                 .execute(&mut *tx)
@@ -113,16 +103,9 @@ impl Db {
     }
 
     /// Creates a user; the first user becomes admin. `None` when the name is taken.
-    pub async fn create_user(
-        &self,
-        username: &Username,
-        password_hash: &str,
-    ) -> Result<Option<UserRow>, DbError> {
+    pub async fn create_user(&self, username: &Username, password_hash: &str) -> Result<Option<UserRow>, DbError> {
         let mut tx = self.pool.begin().await?;
-        let count: i64 = sqlx::query("SELECT COUNT(*) FROM users")
-            .fetch_one(&mut *tx)
-            .await?
-            .get(0);
+        let count: i64 = sqlx::query("SELECT COUNT(*) FROM users").fetch_one(&mut *tx).await?.get(0);
         let admin = count == 0;
         let inserted = sqlx::query(
             "INSERT INTO users (username, password_hash, admin, created_at) VALUES ($1, $2, $3, $4)
@@ -216,10 +199,11 @@ impl Db {
 
     /// A user's keys.
     pub async fn keys(&self, user_id: i64) -> Result<Vec<KeyRow>, DbError> {
-        let rows = sqlx::query("SELECT id, fingerprint, comment, created_at FROM ssh_keys WHERE user_id = $1 ORDER BY id")
-            .bind(user_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT id, fingerprint, comment, created_at FROM ssh_keys WHERE user_id = $1 ORDER BY id")
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await?;
         Ok(rows
             .into_iter()
             .map(|row| KeyRow {
@@ -298,36 +282,27 @@ impl Db {
 
     /// An app by name.
     pub async fn app(&self, name: &AppName) -> Result<Option<AppRow>, DbError> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{} WHERE a.name = $1",
-            Self::APP_COLUMNS
-        )))
-        .bind(name.as_str())
-        .fetch_optional(&self.pool)
-        .await?
-        .map(Self::app_row)
-        .transpose()
+        sqlx::query(sqlx::AssertSqlSafe(format!("{} WHERE a.name = $1", Self::APP_COLUMNS)))
+            .bind(name.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .map(Self::app_row)
+            .transpose()
     }
 
     /// Every app, or those a user owns.
     pub async fn apps(&self, owner_id: Option<i64>) -> Result<Vec<AppRow>, DbError> {
         let rows = match owner_id {
             Some(id) => {
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "{} WHERE a.owner_id = $1 ORDER BY a.name",
-                    Self::APP_COLUMNS
-                )))
-                .bind(id)
-                .fetch_all(&self.pool)
-                .await?
+                sqlx::query(sqlx::AssertSqlSafe(format!("{} WHERE a.owner_id = $1 ORDER BY a.name", Self::APP_COLUMNS)))
+                    .bind(id)
+                    .fetch_all(&self.pool)
+                    .await?
             }
             None => {
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "{} ORDER BY a.name",
-                    Self::APP_COLUMNS
-                )))
-                .fetch_all(&self.pool)
-                .await?
+                sqlx::query(sqlx::AssertSqlSafe(format!("{} ORDER BY a.name", Self::APP_COLUMNS)))
+                    .fetch_all(&self.pool)
+                    .await?
             }
         };
         rows.into_iter().map(Self::app_row).collect()
@@ -335,10 +310,7 @@ impl Db {
 
     /// Deletes an app and its releases.
     pub async fn delete_app(&self, app_id: i64) -> Result<(), DbError> {
-        sqlx::query("DELETE FROM apps WHERE id = $1")
-            .bind(app_id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query("DELETE FROM apps WHERE id = $1").bind(app_id).execute(&self.pool).await?;
         Ok(())
     }
 
@@ -352,16 +324,14 @@ impl Db {
         created_by: &Username,
         summary: &str,
     ) -> Result<Release, DbError> {
-        let procfile_json =
-            serde_json::to_string(procfile).map_err(|e| DbError::Corrupt(e.to_string()))?;
+        let procfile_json = serde_json::to_string(procfile).map_err(|e| DbError::Corrupt(e.to_string()))?;
         let created_at = now();
         let mut tx = self.pool.begin().await?;
-        let version: i64 =
-            sqlx::query("SELECT COALESCE(MAX(version), 0) + 1 FROM releases WHERE app_id = $1")
-                .bind(app.id)
-                .fetch_one(&mut *tx)
-                .await?
-                .get(0);
+        let version: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) + 1 FROM releases WHERE app_id = $1")
+            .bind(app.id)
+            .fetch_one(&mut *tx)
+            .await?
+            .get(0);
         sqlx::query(
             "INSERT INTO releases (app_id, version, image, git_sha, procfile, created_by, summary, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -396,8 +366,7 @@ impl Db {
             version: row.get::<i64, _>("version") as u32,
             image: row.get("image"),
             git_sha: row.get("git_sha"),
-            procfile: serde_json::from_str(&procfile)
-                .map_err(|e| DbError::Corrupt(e.to_string()))?,
+            procfile: serde_json::from_str(&procfile).map_err(|e| DbError::Corrupt(e.to_string()))?,
             created_by: parse(row.get("created_by"))?,
             created_at: row.get("created_at"),
             summary: row.get("summary"),

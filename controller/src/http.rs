@@ -12,8 +12,8 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use skiff_api::{
-    App, AppCreate, AppName, BuildCreate, Credentials, ErrorBody, Key, KeyCreate, KeyOwner,
-    LogLine, PushGrant, Release, RouteTable, Session, Stack, StackName, User, Username,
+    App, AppCreate, AppName, BuildCreate, Credentials, ErrorBody, Key, KeyCreate, KeyOwner, LogLine, PushGrant,
+    Release, RouteTable, Session, Stack, StackName, User, Username,
 };
 use skiff_registry_client::RegistryClient;
 use tokio::net::TcpListener;
@@ -72,14 +72,7 @@ impl IntoResponse for ApiError {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
         };
-        (
-            status,
-            Json(ErrorBody {
-                code: code.into(),
-                message: self.to_string(),
-            }),
-        )
-            .into_response()
+        (status, Json(ErrorBody { code: code.into(), message: self.to_string() })).into_response()
     }
 }
 
@@ -95,32 +88,16 @@ pub struct Controller {
 }
 
 impl Controller {
-    pub fn new(
-        config: Arc<Config>,
-        db: Db,
-        routes: Arc<RouteFeed>,
-        reconcile: Arc<Notify>,
-    ) -> Arc<Self> {
+    pub fn new(config: Arc<Config>, db: Db, routes: Arc<RouteFeed>, reconcile: Arc<Notify>) -> Arc<Self> {
         let registry = RegistryClient::new(&config.registry_url, "skiff", &config.service_token);
-        Arc::new(Self {
-            config,
-            db,
-            routes,
-            reconcile,
-            registry,
-            http: reqwest::Client::new(),
-        })
+        Arc::new(Self { config, db, routes, reconcile, registry, http: reqwest::Client::new() })
     }
 
     async fn app_for(&self, user: &UserRow, name: &str) -> Result<AppRow, ApiError> {
         let not_found = || ApiError::NotFound(format!("app `{name}` not found; see `skiff apps`"));
         let name: AppName = name.parse().map_err(|_| not_found())?;
         let app = self.db.app(&name).await?.ok_or_else(not_found)?;
-        if app.owner_id == user.id || user.admin {
-            Ok(app)
-        } else {
-            Err(not_found())
-        }
+        if app.owner_id == user.id || user.admin { Ok(app) } else { Err(not_found()) }
     }
 
     async fn app_view(&self, app: &AppRow) -> Result<App, ApiError> {
@@ -152,16 +129,10 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .route("/v2/apps/{app}/releases", get(releases_list))
         .route("/v2/apps/{app}/logs", get(app_logs))
         .route("/v2/stacks", get(stacks_list))
-        .route(
-            "/v2/stacks/{name}",
-            post(stacks_import).layer(DefaultBodyLimit::max(MAX_STACK_BYTES)),
-        )
+        .route("/v2/stacks/{name}", post(stacks_import).layer(DefaultBodyLimit::max(MAX_STACK_BYTES)))
         .route("/v2/routes", get(routes_feed))
         .route("/v2/hooks/keys/{fingerprint}", get(hook_key_owner))
-        .route(
-            "/v2/hooks/apps/{app}/access/{username}",
-            get(hook_push_grant),
-        )
+        .route("/v2/hooks/apps/{app}/access/{username}", get(hook_push_grant))
         .route("/v2/hooks/builds", post(hook_build))
         .with_state(controller)
 }
@@ -172,22 +143,13 @@ pub async fn serve(
     controller: Arc<Controller>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(controller))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    axum::serve(listener, router(controller)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
 }
 
 async fn issue_session(controller: &Controller, user: &UserRow) -> Result<Json<Session>, ApiError> {
     let token = new_token();
-    controller
-        .db
-        .add_token(user.id, &token_hash(&token))
-        .await?;
-    Ok(Json(Session {
-        username: user.username.clone(),
-        admin: user.admin,
-        token,
-    }))
+    controller.db.add_token(user.id, &token_hash(&token)).await?;
+    Ok(Json(Session { username: user.username.clone(), admin: user.admin, token }))
 }
 
 async fn register(
@@ -195,41 +157,25 @@ async fn register(
     Json(body): Json<Credentials>,
 ) -> Result<impl IntoResponse, ApiError> {
     if body.password.len() < 8 {
-        return Err(ApiError::BadRequest(
-            "password too short; use at least 8 characters".into(),
-        ));
+        return Err(ApiError::BadRequest("password too short; use at least 8 characters".into()));
     }
     let hash = hash_password(&body.password)?;
-    let user =
-        c.db.create_user(&body.username, &hash)
-            .await?
-            .ok_or_else(|| {
-                ApiError::Conflict(format!(
-                    "user `{}` already exists; log in with `skiff auth:login`",
-                    body.username
-                ))
-            })?;
+    let user = c.db.create_user(&body.username, &hash).await?.ok_or_else(|| {
+        ApiError::Conflict(format!("user `{}` already exists; log in with `skiff auth:login`", body.username))
+    })?;
     Ok((StatusCode::CREATED, issue_session(&c, &user).await?))
 }
 
-async fn login(
-    State(c): State<Arc<Controller>>,
-    Json(body): Json<Credentials>,
-) -> Result<Json<Session>, ApiError> {
+async fn login(State(c): State<Arc<Controller>>, Json(body): Json<Credentials>) -> Result<Json<Session>, ApiError> {
     let user = c.db.user_by_name(&body.username).await?;
     match user {
-        Some(user) if verify_password(&body.password, &user.password_hash) => {
-            issue_session(&c, &user).await
-        }
+        Some(user) if verify_password(&body.password, &user.password_hash) => issue_session(&c, &user).await,
         _ => Err(ApiError::Forbidden("wrong user name or password".into())),
     }
 }
 
 async fn whoami(CurrentUser(user): CurrentUser) -> Json<User> {
-    Json(User {
-        username: user.username,
-        admin: user.admin,
-    })
+    Json(User { username: user.username, admin: user.admin })
 }
 
 async fn keys_list(
@@ -239,12 +185,7 @@ async fn keys_list(
     let keys = c.db.keys(user.id).await?;
     Ok(Json(
         keys.into_iter()
-            .map(|k| Key {
-                id: k.id,
-                fingerprint: k.fingerprint,
-                comment: k.comment,
-                created_at: k.created_at,
-            })
+            .map(|k| Key { id: k.id, fingerprint: k.fingerprint, comment: k.comment, created_at: k.created_at })
             .collect(),
     ))
 }
@@ -258,15 +199,8 @@ async fn keys_add(
     let row =
         c.db.add_key(user.id, &key.fingerprint, &key.line, &key.comment)
             .await?
-            .ok_or_else(|| {
-                ApiError::Conflict(format!("key {} is already registered", key.fingerprint))
-            })?;
-    let key = Key {
-        id: row.id,
-        fingerprint: row.fingerprint,
-        comment: row.comment,
-        created_at: row.created_at,
-    };
+            .ok_or_else(|| ApiError::Conflict(format!("key {} is already registered", key.fingerprint)))?;
+    let key = Key { id: row.id, fingerprint: row.fingerprint, comment: row.comment, created_at: row.created_at };
     Ok((StatusCode::CREATED, Json(key)))
 }
 
@@ -295,12 +229,8 @@ async fn apps_list(
 }
 
 fn random_app_name() -> AppName {
-    const FIRST: &[&str] = &[
-        "brisk", "calm", "dusky", "eager", "fancy", "gentle", "hidden", "lucky", "quiet", "sunny",
-    ];
-    const SECOND: &[&str] = &[
-        "harbor", "island", "lagoon", "mast", "oar", "reef", "sail", "tide", "wave", "wharf",
-    ];
+    const FIRST: &[&str] = &["brisk", "calm", "dusky", "eager", "fancy", "gentle", "hidden", "lucky", "quiet", "sunny"];
+    const SECOND: &[&str] = &["harbor", "island", "lagoon", "mast", "oar", "reef", "sail", "tide", "wave", "wharf"];
     let n = rand::random::<u32>();
     let name = format!(
         "{}-{}-{:04}",
@@ -321,9 +251,7 @@ async fn apps_create(
     let app =
         c.db.create_app(&name, &user, &stack)
             .await?
-            .ok_or_else(|| {
-                ApiError::Conflict(format!("app `{name}` already exists; choose another name"))
-            })?;
+            .ok_or_else(|| ApiError::Conflict(format!("app `{name}` already exists; choose another name")))?;
     c.reconcile.notify_one();
     Ok((StatusCode::CREATED, Json(c.app_view(&app).await?)))
 }
@@ -386,12 +314,7 @@ async fn stacks_list(
     CurrentUser(_): CurrentUser,
 ) -> Result<Json<Vec<Stack>>, ApiError> {
     let stacks = c.db.stacks().await?;
-    Ok(Json(
-        stacks
-            .into_iter()
-            .map(|(name, image)| Stack { name, image })
-            .collect(),
-    ))
+    Ok(Json(stacks.into_iter().map(|(name, image)| Stack { name, image }).collect()))
 }
 
 async fn stacks_import(
@@ -403,15 +326,11 @@ async fn stacks_import(
     if !user.admin {
         return Err(ApiError::Forbidden("only admins import stacks".into()));
     }
-    let name: StackName = name
-        .parse()
-        .map_err(|e: skiff_api::NameError| ApiError::BadRequest(e.to_string()))?;
-    let image = stacks::import(&c.registry, &name, &body)
-        .await
-        .map_err(|e| match e {
-            stacks::ImportError::NotTar => ApiError::BadRequest(e.to_string()),
-            stacks::ImportError::Registry(e) => ApiError::Internal(e.to_string()),
-        })?;
+    let name: StackName = name.parse().map_err(|e: skiff_api::NameError| ApiError::BadRequest(e.to_string()))?;
+    let image = stacks::import(&c.registry, &name, &body).await.map_err(|e| match e {
+        stacks::ImportError::NotTar => ApiError::BadRequest(e.to_string()),
+        stacks::ImportError::Registry(e) => ApiError::Internal(e.to_string()),
+    })?;
     c.db.put_stack(&name, &image).await?;
     Ok((StatusCode::CREATED, Json(Stack { name, image })))
 }
@@ -431,12 +350,10 @@ async fn hook_key_owner(
     Path(fingerprint): Path<String>,
 ) -> Result<Json<KeyOwner>, ApiError> {
     let user =
-        c.db.key_owner(&fingerprint).await?.ok_or_else(|| {
-            ApiError::NotFound("unknown key; add it with `skiff keys:add`".into())
-        })?;
-    Ok(Json(KeyOwner {
-        username: user.username,
-    }))
+        c.db.key_owner(&fingerprint)
+            .await?
+            .ok_or_else(|| ApiError::NotFound("unknown key; add it with `skiff keys:add`".into()))?;
+    Ok(Json(KeyOwner { username: user.username }))
 }
 
 async fn hook_push_grant(
@@ -444,20 +361,11 @@ async fn hook_push_grant(
     _: Service,
     Path((app, username)): Path<(String, String)>,
 ) -> Result<Json<PushGrant>, ApiError> {
-    let username: Username = username
-        .parse()
-        .map_err(|_| ApiError::NotFound("unknown user".into()))?;
-    let user =
-        c.db.user_by_name(&username)
-            .await?
-            .ok_or_else(|| ApiError::NotFound("unknown user".into()))?;
+    let username: Username = username.parse().map_err(|_| ApiError::NotFound("unknown user".into()))?;
+    let user = c.db.user_by_name(&username).await?.ok_or_else(|| ApiError::NotFound("unknown user".into()))?;
     let app = c.app_for(&user, &app).await?;
     let url = c.config.app_url(app.name.as_str());
-    Ok(Json(PushGrant {
-        app: app.name,
-        stack: app.stack,
-        url,
-    }))
+    Ok(Json(PushGrant { app: app.name, stack: app.stack, url }))
 }
 
 async fn hook_build(
@@ -465,23 +373,13 @@ async fn hook_build(
     _: Service,
     Json(build): Json<BuildCreate>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let user =
-        c.db.user_by_name(&build.username)
-            .await?
-            .ok_or_else(|| ApiError::NotFound("unknown user".into()))?;
+    let user = c.db.user_by_name(&build.username).await?.ok_or_else(|| ApiError::NotFound("unknown user".into()))?;
     let app = c.app_for(&user, build.app.as_str()).await?;
     let short = build.git_sha.get(..7).unwrap_or(&build.git_sha);
     let summary = format!("{} deployed {short}", build.username);
     let release =
-        c.db.create_release(
-            &app,
-            &build.image,
-            Some(&build.git_sha),
-            &build.procfile,
-            &build.username,
-            &summary,
-        )
-        .await?;
+        c.db.create_release(&app, &build.image, Some(&build.git_sha), &build.procfile, &build.username, &summary)
+            .await?;
     c.reconcile.notify_one();
     Ok((StatusCode::CREATED, Json(release)))
 }

@@ -27,9 +27,7 @@ pub struct PublicKey {
 /// Why a key line was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
-    #[error(
-        "not an OpenSSH public key line; expected `ssh-ed25519 AAAA… comment` (the content of a .pub file)"
-    )]
+    #[error("not an OpenSSH public key line; expected `ssh-ed25519 AAAA… comment` (the content of a .pub file)")]
     Shape,
     #[error("unsupported key type `{0}`; use ed25519, rsa or ecdsa")]
     Type(String),
@@ -50,9 +48,7 @@ pub fn parse(line: &str) -> Result<PublicKey, KeyError> {
     if !KEY_TYPES.contains(&kind) {
         return Err(KeyError::Type(kind.chars().take(40).collect()));
     }
-    let blob = base64::engine::general_purpose::STANDARD
-        .decode(data)
-        .map_err(|_| KeyError::Data)?;
+    let blob = base64::engine::general_purpose::STANDARD.decode(data).map_err(|_| KeyError::Data)?;
     // The blob starts with the key type as an SSH string: u32 length, then bytes.
     let declared = blob
         .get(..4)
@@ -61,21 +57,10 @@ pub fn parse(line: &str) -> Result<PublicKey, KeyError> {
     if declared != Some(kind.as_bytes()) {
         return Err(KeyError::Data);
     }
-    let comment: String = parts
-        .collect::<Vec<_>>()
-        .join(" ")
-        .chars()
-        .take(200)
-        .collect();
-    let fingerprint = format!(
-        "SHA256:{}",
-        base64::engine::general_purpose::STANDARD_NO_PAD.encode(Sha256::digest(&blob))
-    );
-    Ok(PublicKey {
-        line: format!("{kind} {data}"),
-        comment,
-        fingerprint,
-    })
+    let comment: String = parts.collect::<Vec<_>>().join(" ").chars().take(200).collect();
+    let fingerprint =
+        format!("SHA256:{}", base64::engine::general_purpose::STANDARD_NO_PAD.encode(Sha256::digest(&blob)));
+    Ok(PublicKey { line: format!("{kind} {data}"), comment, fingerprint })
 }
 
 #[cfg(test)]
@@ -89,10 +74,7 @@ mod tests {
     fn fingerprints_match_ssh_keygen() {
         let key = parse(KEY).unwrap();
         assert_eq!(key.comment, "alice@laptop");
-        assert_eq!(
-            key.fingerprint,
-            "SHA256:j6JZgxxDpxSb+XphmjioygMA7Fjn302QQIBnydL6z8o"
-        );
+        assert_eq!(key.fingerprint, "SHA256:j6JZgxxDpxSb+XphmjioygMA7Fjn302QQIBnydL6z8o");
     }
 
     #[test]

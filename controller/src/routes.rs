@@ -15,12 +15,7 @@ pub struct RouteFeed {
 
 impl Default for RouteFeed {
     fn default() -> Self {
-        Self {
-            table: watch::Sender::new(RouteTable {
-                version: 1,
-                routes: Vec::new(),
-            }),
-        }
+        Self { table: watch::Sender::new(RouteTable { version: 1, routes: Vec::new() }) }
     }
 }
 
@@ -94,9 +89,6 @@ mod tests {
         assert_eq!(table.version, v + 1);
         assert_eq!(table.routes, vec![route("b", 3)]);
         // Without a change the read ends at the timeout with the same version.
-        assert_eq!(
-            feed.next(v + 1, Duration::from_secs(30)).await.version,
-            v + 1
-        );
+        assert_eq!(feed.next(v + 1, Duration::from_secs(30)).await.version, v + 1);
     }
 }

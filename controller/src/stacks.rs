@@ -30,16 +30,10 @@ pub enum ImportError {
 ///
 /// # Errors
 /// When the archive is not a tar, or the registry refuses the image.
-pub async fn import(
-    registry: &RegistryClient,
-    name: &StackName,
-    archive: &[u8],
-) -> Result<String, ImportError> {
+pub async fn import(registry: &RegistryClient, name: &StackName, archive: &[u8]) -> Result<String, ImportError> {
     let tar = if archive.starts_with(&[0x1f, 0x8b]) {
         let mut tar = Vec::with_capacity(archive.len() * 3);
-        flate2::read::GzDecoder::new(archive)
-            .read_to_end(&mut tar)
-            .map_err(|_| ImportError::NotTar)?;
+        flate2::read::GzDecoder::new(archive).read_to_end(&mut tar).map_err(|_| ImportError::NotTar)?;
         tar
     } else {
         archive.to_vec()

@@ -67,11 +67,7 @@ pub struct Settings {
     #[arg(long, env = "SKIFF_DOMAIN", default_value = "localhost")]
     pub domain: String,
     /// Controller API listen address.
-    #[arg(
-        long,
-        env = "SKIFF_CONTROLLER_LISTEN",
-        default_value = "127.0.0.1:7700"
-    )]
+    #[arg(long, env = "SKIFF_CONTROLLER_LISTEN", default_value = "127.0.0.1:7700")]
     pub controller_listen: SocketAddr,
     /// Registry listen address.
     #[arg(long, env = "SKIFF_REGISTRY_LISTEN", default_value = "127.0.0.1:7701")]
@@ -80,11 +76,7 @@ pub struct Settings {
     #[arg(long, env = "SKIFF_LOGGER_LISTEN", default_value = "127.0.0.1:7702")]
     pub logger_listen: SocketAddr,
     /// Logger syslog listen address (UDP and TCP).
-    #[arg(
-        long,
-        env = "SKIFF_LOGGER_SYSLOG_LISTEN",
-        default_value = "127.0.0.1:7514"
-    )]
+    #[arg(long, env = "SKIFF_LOGGER_SYSLOG_LISTEN", default_value = "127.0.0.1:7514")]
     pub syslog_listen: SocketAddr,
     /// Builder SSH listen address.
     #[arg(long, env = "SKIFF_BUILDER_LISTEN", default_value = "127.0.0.1:2222")]
@@ -135,13 +127,8 @@ pub enum Component {
     Logger,
 }
 
-const ALL: &[Component] = &[
-    Component::Registry,
-    Component::Logger,
-    Component::Controller,
-    Component::Router,
-    Component::Builder,
-];
+const ALL: &[Component] =
+    &[Component::Registry, Component::Logger, Component::Controller, Component::Router, Component::Builder];
 
 /// Where the running components listen.
 #[derive(Debug, Clone, Default)]
@@ -167,10 +154,7 @@ impl Platform {
     pub async fn stop(self) {
         self.shutdown.cancel();
         self.tasks.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, self.tasks.wait())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.tasks.wait()).await.is_err() {
             tracing::warn!("skiffd.shutdown: gave up waiting for in-flight work");
         }
     }
@@ -201,11 +185,7 @@ fn kept_value(
     }
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
-    let token = hex::encode(
-        (0..bytes)
-            .map(|_| rand::random::<u8>())
-            .collect::<Vec<u8>>(),
-    );
+    let token = hex::encode((0..bytes).map(|_| rand::random::<u8>()).collect::<Vec<u8>>());
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -217,9 +197,12 @@ fn kept_value(
 }
 
 async fn bind(address: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(address)
-        .await
-        .with_context(|| format!("cannot listen on {address} for the {what}; is another Skiff running? (set SKIFF_{}_LISTEN)", what.to_uppercase()))
+    TcpListener::bind(address).await.with_context(|| {
+        format!(
+            "cannot listen on {address} for the {what}; is another Skiff running? (set SKIFF_{}_LISTEN)",
+            what.to_uppercase()
+        )
+    })
 }
 
 /// Starts `components` with `settings`. Listeners are bound first, so a port of 0 works
@@ -230,107 +213,49 @@ async fn bind(address: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 /// engine is unreachable.
 pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Result<Platform> {
     let data_dir = settings.data_dir.clone().unwrap_or_else(default_data_dir);
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("cannot create {}", data_dir.display()))?;
-    let token = kept_value(
-        settings.service_token.as_ref(),
-        &data_dir,
-        "service-token",
-        32,
-    )?;
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let token = kept_value(settings.service_token.as_ref(), &data_dir, "service-token", 32)?;
     let platform = kept_value(settings.platform_id.as_ref(), &data_dir, "platform-id", 6)?;
     let runs = |c: Component| components.contains(&c);
 
     let mut addresses = Addresses::default();
-    let registry_listener = if runs(Component::Registry) {
-        Some(bind(settings.registry_listen, "registry").await?)
-    } else {
-        None
-    };
-    let logger_listener = if runs(Component::Logger) {
-        Some(bind(settings.logger_listen, "logger").await?)
-    } else {
-        None
-    };
+    let registry_listener =
+        if runs(Component::Registry) { Some(bind(settings.registry_listen, "registry").await?) } else { None };
+    let logger_listener =
+        if runs(Component::Logger) { Some(bind(settings.logger_listen, "logger").await?) } else { None };
     let syslog_listeners = if runs(Component::Logger) {
         let tcp = bind(settings.syslog_listen, "logger syslog").await?;
-        let udp = UdpSocket::bind(tcp.local_addr()?)
-            .await
-            .context("cannot bind the syslog UDP port")?;
+        let udp = UdpSocket::bind(tcp.local_addr()?).await.context("cannot bind the syslog UDP port")?;
         Some((tcp, udp))
     } else {
         None
     };
-    let controller_listener = if runs(Component::Controller) {
-        Some(bind(settings.controller_listen, "controller").await?)
-    } else {
-        None
-    };
-    let router_listener = if runs(Component::Router) {
-        Some(bind(settings.router_listen, "router").await?)
-    } else {
-        None
-    };
-    let builder_listener = if runs(Component::Builder) {
-        Some(bind(settings.builder_listen, "builder").await?)
-    } else {
-        None
-    };
-    addresses.registry = registry_listener
-        .as_ref()
-        .map(TcpListener::local_addr)
-        .transpose()?;
-    addresses.logger = logger_listener
-        .as_ref()
-        .map(TcpListener::local_addr)
-        .transpose()?;
-    addresses.syslog = syslog_listeners
-        .as_ref()
-        .map(|(t, _)| t.local_addr())
-        .transpose()?;
-    addresses.controller = controller_listener
-        .as_ref()
-        .map(TcpListener::local_addr)
-        .transpose()?;
-    addresses.router = router_listener
-        .as_ref()
-        .map(TcpListener::local_addr)
-        .transpose()?;
-    addresses.builder = builder_listener
-        .as_ref()
-        .map(TcpListener::local_addr)
-        .transpose()?;
+    let controller_listener =
+        if runs(Component::Controller) { Some(bind(settings.controller_listen, "controller").await?) } else { None };
+    let router_listener =
+        if runs(Component::Router) { Some(bind(settings.router_listen, "router").await?) } else { None };
+    let builder_listener =
+        if runs(Component::Builder) { Some(bind(settings.builder_listen, "builder").await?) } else { None };
+    addresses.registry = registry_listener.as_ref().map(TcpListener::local_addr).transpose()?;
+    addresses.logger = logger_listener.as_ref().map(TcpListener::local_addr).transpose()?;
+    addresses.syslog = syslog_listeners.as_ref().map(|(t, _)| t.local_addr()).transpose()?;
+    addresses.controller = controller_listener.as_ref().map(TcpListener::local_addr).transpose()?;
+    addresses.router = router_listener.as_ref().map(TcpListener::local_addr).transpose()?;
+    addresses.builder = builder_listener.as_ref().map(TcpListener::local_addr).transpose()?;
 
     let url = |configured: &Option<String>, bound: Option<SocketAddr>, default: SocketAddr| {
-        configured
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", bound.unwrap_or(default)))
+        configured.clone().unwrap_or_else(|| format!("http://{}", bound.unwrap_or(default)))
     };
-    let controller_url = url(
-        &settings.controller_url,
-        addresses.controller,
-        settings.controller_listen,
-    );
-    let registry_url = url(
-        &settings.registry_url,
-        addresses.registry,
-        settings.registry_listen,
-    );
-    let logger_url = url(
-        &settings.logger_url,
-        addresses.logger,
-        settings.logger_listen,
-    );
+    let controller_url = url(&settings.controller_url, addresses.controller, settings.controller_listen);
+    let registry_url = url(&settings.registry_url, addresses.registry, settings.registry_listen);
+    let logger_url = url(&settings.logger_url, addresses.logger, settings.logger_listen);
 
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
 
     if let Some(listener) = registry_listener {
         let store = skiff_store::FsBlobStore::open(data_dir.join("store")).await?;
-        let config = skiff_registry::Config {
-            data_dir: data_dir.join("registry"),
-            service_token: token.clone(),
-        };
+        let config = skiff_registry::Config { data_dir: data_dir.join("registry"), service_token: token.clone() };
         let registry = skiff_registry::Registry::new(config, Arc::new(store));
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
@@ -342,21 +267,13 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
 
     if let (Some(listener), Some((tcp, udp))) = (logger_listener, syslog_listeners) {
         let buffers = Arc::new(skiff_logger::Buffers::new(settings.log_lines));
-        let collector = skiff_logger::docker::Collector::connect(&platform, buffers.clone())
-            .await
-            .context("the logger cannot reach the Docker engine (is dockerd running? is /var/run/docker.sock readable?)")?;
+        let collector = skiff_logger::docker::Collector::connect(&platform, buffers.clone()).await.context(
+            "the logger cannot reach the Docker engine (is dockerd running? is /var/run/docker.sock readable?)",
+        )?;
         let ingest = skiff_logger::syslog::Ingest::new(buffers.clone());
         tasks.spawn(collector.run(shutdown.clone()));
-        tasks.spawn(skiff_logger::syslog::serve_udp(
-            udp,
-            ingest.clone(),
-            shutdown.clone(),
-        ));
-        tasks.spawn(skiff_logger::syslog::serve_tcp(
-            tcp,
-            ingest,
-            shutdown.clone(),
-        ));
+        tasks.spawn(skiff_logger::syslog::serve_udp(udp, ingest.clone(), shutdown.clone()));
+        tasks.spawn(skiff_logger::syslog::serve_tcp(tcp, ingest, shutdown.clone()));
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
             if let Err(error) = skiff_logger::http::serve(listener, buffers, shutdown).await {
@@ -386,15 +303,10 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
         });
         let db = skiff_controller::db::Db::open_sqlite(&config.database_path)
             .await
-            .with_context(|| {
-                format!(
-                    "cannot open the database {}",
-                    config.database_path.display()
-                )
-            })?;
-        let runtime = skiff_controller::scheduler::DockerRuntime::connect(&platform)
-            .await
-            .context("the controller cannot reach the Docker engine (is dockerd running? is /var/run/docker.sock readable?)")?;
+            .with_context(|| format!("cannot open the database {}", config.database_path.display()))?;
+        let runtime = skiff_controller::scheduler::DockerRuntime::connect(&platform).await.context(
+            "the controller cannot reach the Docker engine (is dockerd running? is /var/run/docker.sock readable?)",
+        )?;
         let routes = Arc::new(skiff_controller::routes::RouteFeed::default());
         let poke = Arc::new(tokio::sync::Notify::new());
         let scheduler = skiff_controller::scheduler::Scheduler::new(
@@ -417,24 +329,14 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
     if let Some(listener) = router_listener {
         let table = Arc::new(ArcSwap::from_pointee(skiff_router::Table::default()));
         let client = skiff_client::Client::new(&controller_url, Some(token.clone()));
-        tasks.spawn(skiff_router::feed::follow(
-            client,
-            table.clone(),
-            shutdown.clone(),
-        ));
-        tasks.spawn(skiff_router::serve(
-            listener,
-            table,
-            skiff_router::Config::default(),
-            shutdown.clone(),
-        ));
+        tasks.spawn(skiff_router::feed::follow(client, table.clone(), shutdown.clone()));
+        tasks.spawn(skiff_router::serve(listener, table, skiff_router::Config::default(), shutdown.clone()));
     }
 
     if let Some(listener) = builder_listener {
         let hook_program = match &settings.hook_program {
             Some(program) => program.clone(),
-            None => std::env::current_exe()
-                .context("cannot find the skiffd executable for the git hook")?,
+            None => std::env::current_exe().context("cannot find the skiffd executable for the git hook")?,
         };
         let builder = skiff_builder::Builder::new(skiff_builder::Config {
             data_dir: data_dir.join("builder"),
@@ -446,22 +348,11 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
         })
         .await
         .context("cannot prepare the builder")?;
-        let hooks = builder
-            .bind_hooks()
-            .context("cannot bind the builder's hook socket")?;
-        tasks.spawn(skiff_builder::serve(
-            listener,
-            hooks,
-            builder,
-            shutdown.clone(),
-        ));
+        let hooks = builder.bind_hooks().context("cannot bind the builder's hook socket")?;
+        tasks.spawn(skiff_builder::serve(listener, hooks, builder, shutdown.clone()));
     }
 
-    Ok(Platform {
-        addresses,
-        shutdown,
-        tasks,
-    })
+    Ok(Platform { addresses, shutdown, tasks })
 }
 
 /// Runs a command until SIGINT or SIGTERM.
@@ -480,8 +371,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let platform = start(&settings, components).await?;
     let a = &platform.addresses;
-    let show =
-        |address: Option<SocketAddr>| address.map_or_else(|| "-".to_owned(), |a| a.to_string());
+    let show = |address: Option<SocketAddr>| address.map_or_else(|| "-".to_owned(), |a| a.to_string());
     tracing::info!(
         controller = show(a.controller),
         registry = show(a.registry),
@@ -503,10 +393,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// `skiffd hook pre-receive`, run by git inside the builder's repositories.
 pub fn run_hook() -> std::process::ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             println!("skiff: hook cannot start: {error}");

@@ -15,10 +15,7 @@ pub struct Buffers {
 impl Buffers {
     /// Buffers keeping at most `capacity` lines per app.
     pub fn new(capacity: usize) -> Self {
-        Self {
-            capacity: capacity.max(1),
-            apps: Mutex::new(HashMap::new()),
-        }
+        Self { capacity: capacity.max(1), apps: Mutex::new(HashMap::new()) }
     }
 
     /// Appends a line to its app's buffer.
@@ -34,20 +31,13 @@ impl Buffers {
     /// The last `n` lines of an app, oldest first.
     pub fn tail(&self, app: &AppName, n: usize) -> Vec<LogLine> {
         let apps = self.lock();
-        apps.get(app).map_or_else(Vec::new, |buffer| {
-            buffer
-                .iter()
-                .skip(buffer.len().saturating_sub(n))
-                .cloned()
-                .collect()
-        })
+        apps.get(app)
+            .map_or_else(Vec::new, |buffer| buffer.iter().skip(buffer.len().saturating_sub(n)).cloned().collect())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<AppName, VecDeque<LogLine>>> {
         // A poisoned lock means a push panicked; the buffers themselves stay consistent.
-        self.apps
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.apps.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -73,11 +63,7 @@ mod tests {
             buffers.push(line("a", m));
         }
         buffers.push(line("b", "x"));
-        let tail: Vec<String> = buffers
-            .tail(&"a".parse().unwrap(), 10)
-            .into_iter()
-            .map(|l| l.message)
-            .collect();
+        let tail: Vec<String> = buffers.tail(&"a".parse().unwrap(), 10).into_iter().map(|l| l.message).collect();
         assert_eq!(tail, ["2", "3"]);
         assert_eq!(buffers.tail(&"a".parse().unwrap(), 1)[0].message, "3");
         assert!(buffers.tail(&"c".parse().unwrap(), 5).is_empty());

@@ -22,9 +22,7 @@ use crate::buffer::Buffers;
 
 /// The current time as RFC 3339.
 pub fn now() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 /// Follows every Skiff container's output into the buffers.
@@ -42,13 +40,8 @@ impl Collector {
     ///
     /// # Errors
     /// When the engine is unreachable.
-    pub async fn connect(
-        platform: &str,
-        buffers: Arc<Buffers>,
-    ) -> Result<Arc<Self>, bollard::errors::Error> {
-        let docker = Docker::connect_with_local_defaults()?
-            .negotiate_version()
-            .await?;
+    pub async fn connect(platform: &str, buffers: Arc<Buffers>) -> Result<Arc<Self>, bollard::errors::Error> {
+        let docker = Docker::connect_with_local_defaults()?.negotiate_version().await?;
         Ok(Arc::new(Self {
             docker,
             platform: platform.to_owned(),
@@ -63,16 +56,11 @@ impl Collector {
         let filters = HashMap::from([
             ("type".to_owned(), vec!["container".to_owned()]),
             ("event".to_owned(), vec!["start".to_owned()]),
-            (
-                "label".to_owned(),
-                vec![format!("skiff.platform={}", self.platform)],
-            ),
+            ("label".to_owned(), vec![format!("skiff.platform={}", self.platform)]),
         ]);
         while !shutdown.is_cancelled() {
-            let mut events = self.docker.events(Some(EventsOptions {
-                filters: Some(filters.clone()),
-                ..Default::default()
-            }));
+            let mut events =
+                self.docker.events(Some(EventsOptions { filters: Some(filters.clone()), ..Default::default() }));
             self.follow_running(&shutdown).await;
             loop {
                 tokio::select! {
@@ -98,10 +86,7 @@ impl Collector {
 
     async fn follow_running(self: &Arc<Self>, shutdown: &CancellationToken) {
         let options = ListContainersOptions {
-            filters: Some(HashMap::from([(
-                "label".to_owned(),
-                vec![format!("skiff.platform={}", self.platform)],
-            )])),
+            filters: Some(HashMap::from([("label".to_owned(), vec![format!("skiff.platform={}", self.platform)])])),
             ..Default::default()
         };
         let containers = match self.docker.list_containers(Some(options)).await {
@@ -115,16 +100,10 @@ impl Collector {
             let (Some(id), Some(labels)) = (container.id, container.labels) else {
                 continue;
             };
-            let Some(app) = labels
-                .get("skiff.app")
-                .and_then(|a| a.parse::<AppName>().ok())
-            else {
+            let Some(app) = labels.get("skiff.app").and_then(|a| a.parse::<AppName>().ok()) else {
                 continue;
             };
-            let process = labels
-                .get("skiff.process")
-                .cloned()
-                .unwrap_or_else(|| "web".into());
+            let process = labels.get("skiff.process").cloned().unwrap_or_else(|| "web".into());
             if !self.lock().insert(id.clone()) {
                 continue;
             }
@@ -141,22 +120,14 @@ impl Collector {
     }
 
     async fn follow(&self, id: &str, app: AppName, process: String) {
-        let options = LogsOptions {
-            follow: true,
-            stdout: true,
-            stderr: true,
-            timestamps: true,
-            ..Default::default()
-        };
+        let options = LogsOptions { follow: true, stdout: true, stderr: true, timestamps: true, ..Default::default() };
         let instance = format!("{process}.{}", &id[..id.len().min(6)]);
         let mut stream = self.docker.logs(id, Some(options));
         while let Some(item) = stream.next().await {
             let bytes = match item {
-                Ok(
-                    LogOutput::StdOut { message }
-                    | LogOutput::StdErr { message }
-                    | LogOutput::Console { message },
-                ) => message,
+                Ok(LogOutput::StdOut { message } | LogOutput::StdErr { message } | LogOutput::Console { message }) => {
+                    message
+                }
                 Ok(LogOutput::StdIn { .. }) => continue,
                 Err(error) => {
                     tracing::debug!(%error, container = id, "logger.docker.follow.ended");
@@ -177,8 +148,6 @@ impl Collector {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        self.following
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.following.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

@@ -26,14 +26,8 @@ pub fn router(buffers: Arc<Buffers>) -> Router {
 }
 
 /// Serves until `shutdown`.
-pub async fn serve(
-    listener: TcpListener,
-    buffers: Arc<Buffers>,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(buffers))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+pub async fn serve(listener: TcpListener, buffers: Arc<Buffers>, shutdown: CancellationToken) -> std::io::Result<()> {
+    axum::serve(listener, router(buffers)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
 }
 
 async fn tail(
@@ -42,10 +36,6 @@ async fn tail(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Vec<LogLine>>, StatusCode> {
     let app: AppName = app.parse().map_err(|_| StatusCode::BAD_REQUEST)?;
-    let n = query
-        .get("n")
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(100)
-        .min(MAX_LINES);
+    let n = query.get("n").and_then(|n| n.parse().ok()).unwrap_or(100).min(MAX_LINES);
     Ok(Json(buffers.tail(&app, n)))
 }

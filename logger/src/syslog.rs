@@ -33,9 +33,7 @@ pub fn parse(raw: &str) -> Message {
     let after_pri = raw
         .strip_prefix('<')
         .and_then(|r| r.split_once('>'))
-        .filter(|(pri, _)| {
-            !pri.is_empty() && pri.len() <= 3 && pri.bytes().all(|b| b.is_ascii_digit())
-        })
+        .filter(|(pri, _)| !pri.is_empty() && pri.len() <= 3 && pri.bytes().all(|b| b.is_ascii_digit()))
         .map_or(raw, |(_, rest)| rest);
     if let Some(rest) = after_pri.strip_prefix("1 ") {
         // RFC 5424: TIMESTAMP HOSTNAME APP-NAME PROCID MSGID SD [MSG]
@@ -46,20 +44,11 @@ pub fn parse(raw: &str) -> Message {
         let _procid = fields.next();
         let _msgid = fields.next();
         let rest = fields.next().unwrap_or("");
-        let text = strip_structured_data(rest)
-            .trim_start_matches('\u{feff}')
-            .to_owned();
-        return Message {
-            timestamp,
-            app_name,
-            text,
-        };
+        let text = strip_structured_data(rest).trim_start_matches('\u{feff}').to_owned();
+        return Message { timestamp, app_name, text };
     }
     // RFC 3164: [Mmm dd hh:mm:ss ][HOSTNAME ]TAG[pid]: MSG
-    let rest = if after_pri.len() >= 16
-        && after_pri.as_bytes()[3] == b' '
-        && after_pri.as_bytes()[15] == b' '
-    {
+    let rest = if after_pri.len() >= 16 && after_pri.as_bytes()[3] == b' ' && after_pri.as_bytes()[15] == b' ' {
         &after_pri[16..]
     } else {
         after_pri
@@ -67,11 +56,7 @@ pub fn parse(raw: &str) -> Message {
     let (head, text) = rest.split_once(": ").unwrap_or(("", rest));
     let tag = head.rsplit(' ').next().unwrap_or("");
     let app_name = tag.split('[').next().unwrap_or("").to_owned();
-    Message {
-        timestamp: None,
-        app_name,
-        text: text.to_owned(),
-    }
+    Message { timestamp: None, app_name, text: text.to_owned() }
 }
 
 fn strip_structured_data(rest: &str) -> &str {
@@ -98,18 +83,12 @@ fn strip_structured_data(rest: &str) -> &str {
         }
         i += 1;
     }
-    rest.get(i..)
-        .unwrap_or("")
-        .strip_prefix(' ')
-        .unwrap_or(rest.get(i..).unwrap_or(""))
+    rest.get(i..).unwrap_or("").strip_prefix(' ').unwrap_or(rest.get(i..).unwrap_or(""))
 }
 
 /// The app and process a message belongs to.
 pub fn route(message: &Message) -> Option<(AppName, String)> {
-    let (app, process) = message
-        .app_name
-        .split_once('.')
-        .unwrap_or((&message.app_name, "syslog"));
+    let (app, process) = message.app_name.split_once('.').unwrap_or((&message.app_name, "syslog"));
     Some((app.parse().ok()?, process.to_owned()))
 }
 
@@ -122,10 +101,7 @@ pub struct Ingest {
 
 impl Ingest {
     pub fn new(buffers: Arc<Buffers>) -> Arc<Self> {
-        Arc::new(Self {
-            buffers,
-            rejected: AtomicU64::new(0),
-        })
+        Arc::new(Self { buffers, rejected: AtomicU64::new(0) })
     }
 
     /// Takes one raw message.
@@ -194,10 +170,7 @@ pub async fn serve_tcp(listener: TcpListener, ingest: Arc<Ingest>, shutdown: Can
 
 /// Reads RFC 6587 frames: a leading digit means octet counting, anything else a
 /// newline-terminated message.
-async fn read_frames<R: tokio::io::AsyncBufRead + Unpin>(
-    mut reader: R,
-    ingest: &Ingest,
-) -> std::io::Result<()> {
+async fn read_frames<R: tokio::io::AsyncBufRead + Unpin>(mut reader: R, ingest: &Ingest) -> std::io::Result<()> {
     let mut frame = Vec::new();
     loop {
         let first = match reader.fill_buf().await?.first() {
@@ -211,16 +184,11 @@ async fn read_frames<R: tokio::io::AsyncBufRead + Unpin>(
                 .ok()
                 .and_then(|s| s.trim_end().parse().ok())
                 .filter(|n| *n > 0 && *n <= MAX_MESSAGE * 16 && !frame.starts_with(b"0"))
-                .ok_or_else(|| {
-                    std::io::Error::new(std::io::ErrorKind::InvalidData, "invalid octet count")
-                })?;
+                .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "invalid octet count"))?;
             frame.resize(length, 0);
             reader.read_exact(&mut frame).await?;
         } else {
-            (&mut reader)
-                .take(MAX_MESSAGE as u64 * 16)
-                .read_until(b'\n', &mut frame)
-                .await?;
+            (&mut reader).take(MAX_MESSAGE as u64 * 16).read_until(b'\n', &mut frame).await?;
         }
         if !frame.iter().all(|b| b.is_ascii_whitespace()) {
             ingest.take(&frame);
@@ -234,9 +202,7 @@ mod tests {
 
     #[test]
     fn rfc5424_messages_name_their_app() {
-        let m = parse(
-            "<30>1 2026-11-24T20:20:16.652145Z vm shop.web.1 2676 shop.web.1 - line-from-stdout\n",
-        );
+        let m = parse("<30>1 2026-11-24T20:20:16.652145Z vm shop.web.1 2676 shop.web.1 - line-from-stdout\n");
         assert_eq!(m.app_name, "shop.web.1");
         assert_eq!(m.text, "line-from-stdout");
         assert_eq!(m.timestamp.as_deref(), Some("2026-11-24T20:20:16.652145Z"));
@@ -245,9 +211,7 @@ mod tests {
 
     #[test]
     fn structured_data_is_skipped() {
-        let m = parse(
-            r#"<165>1 2003-10-11T22:14:15.003Z host app - ID47 [ex@32473 a="x\]y"][b c="d"] hello"#,
-        );
+        let m = parse(r#"<165>1 2003-10-11T22:14:15.003Z host app - ID47 [ex@32473 a="x\]y"][b c="d"] hello"#);
         assert_eq!(m.text, "hello");
     }
 
@@ -262,14 +226,7 @@ mod tests {
 
     #[test]
     fn garbage_never_panics_and_routes_nowhere() {
-        for raw in [
-            "",
-            "<",
-            "<999999>",
-            "<13>1 ",
-            "\u{0}\u{1}",
-            "<1>1 - - - - - [",
-        ] {
+        for raw in ["", "<", "<999999>", "<13>1 ", "\u{0}\u{1}", "<1>1 - - - - - ["] {
             let m = parse(raw);
             let _ = route(&m);
         }

@@ -20,9 +20,7 @@ impl RepoName {
                 !bytes.is_empty()
                     && bytes.first().is_some_and(alnum)
                     && bytes.last().is_some_and(alnum)
-                    && bytes
-                        .iter()
-                        .all(|b| alnum(b) || matches!(b, b'.' | b'_' | b'-'))
+                    && bytes.iter().all(|b| alnum(b) || matches!(b, b'.' | b'_' | b'-'))
                     && !component.contains("..")
                     && !component.contains("___")
                     && !component.contains("._")
@@ -53,9 +51,7 @@ impl Reference {
         let valid_tag = !bytes.is_empty()
             && bytes.len() <= 128
             && (bytes[0].is_ascii_alphanumeric() || bytes[0] == b'_')
-            && bytes
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+            && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
         valid_tag.then(|| Self::Tag(value.to_owned()))
     }
 }
@@ -68,11 +64,7 @@ pub enum Endpoint {
     /// `GET /v2/_catalog`
     Catalog,
     /// `GET|HEAD /v2/<name>/blobs/<digest>`
-    BlobGet {
-        repo: RepoName,
-        digest: Digest,
-        head: bool,
-    },
+    BlobGet { repo: RepoName, digest: Digest, head: bool },
     /// `DELETE /v2/<name>/blobs/<digest>`
     BlobDelete { repo: RepoName, digest: Digest },
     /// `POST /v2/<name>/blobs/uploads/`
@@ -86,21 +78,11 @@ pub enum Endpoint {
     /// `DELETE /v2/<name>/blobs/uploads/<id>`
     UploadCancel { repo: RepoName, id: String },
     /// `GET|HEAD /v2/<name>/manifests/<reference>`
-    ManifestGet {
-        repo: RepoName,
-        reference: Reference,
-        head: bool,
-    },
+    ManifestGet { repo: RepoName, reference: Reference, head: bool },
     /// `PUT /v2/<name>/manifests/<reference>`
-    ManifestPut {
-        repo: RepoName,
-        reference: Reference,
-    },
+    ManifestPut { repo: RepoName, reference: Reference },
     /// `DELETE /v2/<name>/manifests/<reference>`
-    ManifestDelete {
-        repo: RepoName,
-        reference: Reference,
-    },
+    ManifestDelete { repo: RepoName, reference: Reference },
     /// `GET /v2/<name>/tags/list`
     TagsList { repo: RepoName },
 }
@@ -125,11 +107,7 @@ impl Endpoint {
     /// Decodes a request line. Pure: table-tested below.
     pub fn decode(method: &Method, path: &str) -> Result<Self, DecodeError> {
         let Some(rest) = path.strip_prefix("/v2/") else {
-            return if path == "/v2" {
-                Self::decode(method, "/v2/")
-            } else {
-                Err(DecodeError::NotFound)
-            };
+            return if path == "/v2" { Self::decode(method, "/v2/") } else { Err(DecodeError::NotFound) };
         };
         if rest.is_empty() {
             return only(method, &[Method::GET, Method::HEAD], Endpoint::Base);
@@ -139,15 +117,10 @@ impl Endpoint {
         }
         let repo = |name: &str| RepoName::parse(name).ok_or(DecodeError::NameInvalid);
         if let Some(name) = rest.strip_suffix("/tags/list") {
-            return only(
-                method,
-                &[Method::GET],
-                Endpoint::TagsList { repo: repo(name)? },
-            );
+            return only(method, &[Method::GET], Endpoint::TagsList { repo: repo(name)? });
         }
-        if let Some((name, tail)) = rest
-            .rsplit_once("/blobs/uploads/")
-            .or_else(|| rest.strip_suffix("/blobs/uploads").map(|name| (name, "")))
+        if let Some((name, tail)) =
+            rest.rsplit_once("/blobs/uploads/").or_else(|| rest.strip_suffix("/blobs/uploads").map(|name| (name, "")))
         {
             let repo = repo(name)?;
             if tail.is_empty() {
@@ -169,16 +142,8 @@ impl Endpoint {
             let repo = repo(name)?;
             let digest: Digest = digest.parse().map_err(|_| DecodeError::DigestInvalid)?;
             return match *method {
-                Method::GET => Ok(Endpoint::BlobGet {
-                    repo,
-                    digest,
-                    head: false,
-                }),
-                Method::HEAD => Ok(Endpoint::BlobGet {
-                    repo,
-                    digest,
-                    head: true,
-                }),
+                Method::GET => Ok(Endpoint::BlobGet { repo, digest, head: false }),
+                Method::HEAD => Ok(Endpoint::BlobGet { repo, digest, head: true }),
                 Method::DELETE => Ok(Endpoint::BlobDelete { repo, digest }),
                 _ => Err(DecodeError::MethodNotAllowed),
             };
@@ -187,16 +152,8 @@ impl Endpoint {
             let repo = repo(name)?;
             let reference = Reference::parse(reference).ok_or(DecodeError::ReferenceInvalid)?;
             return match *method {
-                Method::GET => Ok(Endpoint::ManifestGet {
-                    repo,
-                    reference,
-                    head: false,
-                }),
-                Method::HEAD => Ok(Endpoint::ManifestGet {
-                    repo,
-                    reference,
-                    head: true,
-                }),
+                Method::GET => Ok(Endpoint::ManifestGet { repo, reference, head: false }),
+                Method::HEAD => Ok(Endpoint::ManifestGet { repo, reference, head: true }),
                 Method::PUT => Ok(Endpoint::ManifestPut { repo, reference }),
                 Method::DELETE => Ok(Endpoint::ManifestDelete { repo, reference }),
                 _ => Err(DecodeError::MethodNotAllowed),
@@ -222,11 +179,7 @@ impl Endpoint {
 }
 
 fn only(method: &Method, allowed: &[Method], endpoint: Endpoint) -> Result<Endpoint, DecodeError> {
-    if allowed.contains(method) {
-        Ok(endpoint)
-    } else {
-        Err(DecodeError::MethodNotAllowed)
-    }
+    if allowed.contains(method) { Ok(endpoint) } else { Err(DecodeError::MethodNotAllowed) }
 }
 
 #[cfg(test)]
@@ -244,88 +197,38 @@ mod tests {
         let cases = [
             (Method::GET, "/v2/".to_owned(), Ok(Endpoint::Base)),
             (Method::GET, "/v2".to_owned(), Ok(Endpoint::Base)),
-            (
-                Method::GET,
-                "/v2/_catalog".to_owned(),
-                Ok(Endpoint::Catalog),
-            ),
+            (Method::GET, "/v2/_catalog".to_owned(), Ok(Endpoint::Catalog)),
             (
                 Method::HEAD,
                 format!("/v2/stacks/busybox/blobs/{}", digest()),
-                Ok(Endpoint::BlobGet {
-                    repo: repo("stacks/busybox"),
-                    digest: d.clone(),
-                    head: true,
-                }),
+                Ok(Endpoint::BlobGet { repo: repo("stacks/busybox"), digest: d.clone(), head: true }),
             ),
-            (
-                Method::POST,
-                "/v2/app/blobs/uploads/".to_owned(),
-                Ok(Endpoint::UploadStart { repo: repo("app") }),
-            ),
+            (Method::POST, "/v2/app/blobs/uploads/".to_owned(), Ok(Endpoint::UploadStart { repo: repo("app") })),
             (
                 Method::PATCH,
                 "/v2/app/blobs/uploads/abc".to_owned(),
-                Ok(Endpoint::UploadPatch {
-                    repo: repo("app"),
-                    id: "abc".into(),
-                }),
+                Ok(Endpoint::UploadPatch { repo: repo("app"), id: "abc".into() }),
             ),
             (
                 Method::PUT,
                 "/v2/app/manifests/v1".to_owned(),
-                Ok(Endpoint::ManifestPut {
-                    repo: repo("app"),
-                    reference: Reference::Tag("v1".into()),
-                }),
+                Ok(Endpoint::ManifestPut { repo: repo("app"), reference: Reference::Tag("v1".into()) }),
             ),
             (
                 Method::GET,
                 format!("/v2/app/manifests/{}", digest()),
-                Ok(Endpoint::ManifestGet {
-                    repo: repo("app"),
-                    reference: Reference::Digest(d),
-                    head: false,
-                }),
+                Ok(Endpoint::ManifestGet { repo: repo("app"), reference: Reference::Digest(d), head: false }),
             ),
-            (
-                Method::GET,
-                "/v2/app/tags/list".to_owned(),
-                Ok(Endpoint::TagsList { repo: repo("app") }),
-            ),
-            (
-                Method::GET,
-                "/v2/App/tags/list".to_owned(),
-                Err(DecodeError::NameInvalid),
-            ),
-            (
-                Method::GET,
-                "/v2/../x/tags/list".to_owned(),
-                Err(DecodeError::NameInvalid),
-            ),
-            (
-                Method::GET,
-                "/v2/app/blobs/sha256:baddigeststring".to_owned(),
-                Err(DecodeError::DigestInvalid),
-            ),
-            (
-                Method::GET,
-                "/v2/app/manifests/sha256:bad".to_owned(),
-                Err(DecodeError::ReferenceInvalid),
-            ),
-            (
-                Method::POST,
-                "/v2/app/manifests/v1".to_owned(),
-                Err(DecodeError::MethodNotAllowed),
-            ),
+            (Method::GET, "/v2/app/tags/list".to_owned(), Ok(Endpoint::TagsList { repo: repo("app") })),
+            (Method::GET, "/v2/App/tags/list".to_owned(), Err(DecodeError::NameInvalid)),
+            (Method::GET, "/v2/../x/tags/list".to_owned(), Err(DecodeError::NameInvalid)),
+            (Method::GET, "/v2/app/blobs/sha256:baddigeststring".to_owned(), Err(DecodeError::DigestInvalid)),
+            (Method::GET, "/v2/app/manifests/sha256:bad".to_owned(), Err(DecodeError::ReferenceInvalid)),
+            (Method::POST, "/v2/app/manifests/v1".to_owned(), Err(DecodeError::MethodNotAllowed)),
             (Method::GET, "/other".to_owned(), Err(DecodeError::NotFound)),
         ];
         for (method, path, expected) in cases {
-            assert_eq!(
-                Endpoint::decode(&method, &path),
-                expected,
-                "{method} {path}"
-            );
+            assert_eq!(Endpoint::decode(&method, &path), expected, "{method} {path}");
         }
     }
 }

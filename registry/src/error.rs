@@ -15,43 +15,23 @@ pub struct OciError {
 
 impl OciError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-        }
+        Self { status, code, message: message.into() }
     }
 
     pub fn blob_unknown() -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "BLOB_UNKNOWN",
-            "blob unknown to registry",
-        )
+        Self::new(StatusCode::NOT_FOUND, "BLOB_UNKNOWN", "blob unknown to registry")
     }
 
     pub fn manifest_unknown() -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "MANIFEST_UNKNOWN",
-            "manifest unknown",
-        )
+        Self::new(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN", "manifest unknown")
     }
 
     pub fn upload_unknown() -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "BLOB_UPLOAD_UNKNOWN",
-            "blob upload unknown to registry",
-        )
+        Self::new(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry")
     }
 
     pub fn name_unknown() -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "NAME_UNKNOWN",
-            "repository name not known to registry",
-        )
+        Self::new(StatusCode::NOT_FOUND, "NAME_UNKNOWN", "repository name not known to registry")
     }
 
     pub fn digest_invalid(message: impl Into<String>) -> Self {
@@ -65,11 +45,7 @@ impl OciError {
     /// An internal failure: logged here, never shown to the client.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "registry.internal");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "UNKNOWN",
-            "internal error",
-        )
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", "internal error")
     }
 }
 
@@ -90,16 +66,12 @@ impl From<skiff_store::StoreError> for OciError {
 
 impl IntoResponse for OciError {
     fn into_response(self) -> Response {
-        let mut response = (
-            self.status,
-            Json(json!({"errors": [{"code": self.code, "message": self.message}]})),
-        )
-            .into_response();
+        let mut response =
+            (self.status, Json(json!({"errors": [{"code": self.code, "message": self.message}]}))).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
-                http::header::WWW_AUTHENTICATE,
-                http::HeaderValue::from_static("Basic realm=\"skiff\""),
-            );
+            response
+                .headers_mut()
+                .insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Basic realm=\"skiff\""));
         }
         response
     }

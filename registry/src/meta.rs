@@ -26,10 +26,7 @@ impl Meta {
 
     fn manifest_path(&self, repo: &RepoName, digest: &Digest) -> PathBuf {
         let algorithm = digest.as_str().split(':').next().unwrap_or("sha256");
-        self.repo_dir(repo)
-            .join("_manifests")
-            .join(algorithm)
-            .join(digest.hex())
+        self.repo_dir(repo).join("_manifests").join(algorithm).join(digest.hex())
     }
 
     fn tag_path(&self, repo: &RepoName, tag: &str) -> PathBuf {
@@ -37,21 +34,12 @@ impl Meta {
     }
 
     /// Links a manifest into a repository with its media type.
-    pub async fn link_manifest(
-        &self,
-        repo: &RepoName,
-        digest: &Digest,
-        media_type: &str,
-    ) -> std::io::Result<()> {
+    pub async fn link_manifest(&self, repo: &RepoName, digest: &Digest, media_type: &str) -> std::io::Result<()> {
         write_atomic(&self.manifest_path(repo, digest), media_type.as_bytes()).await
     }
 
     /// The media type of a manifest linked into `repo`, or `None`.
-    pub async fn manifest_type(
-        &self,
-        repo: &RepoName,
-        digest: &Digest,
-    ) -> std::io::Result<Option<String>> {
+    pub async fn manifest_type(&self, repo: &RepoName, digest: &Digest) -> std::io::Result<Option<String>> {
         read_optional(&self.manifest_path(repo, digest)).await
     }
 
@@ -67,20 +55,13 @@ impl Meta {
     }
 
     /// Points `tag` at `digest`.
-    pub async fn set_tag(
-        &self,
-        repo: &RepoName,
-        tag: &str,
-        digest: &Digest,
-    ) -> std::io::Result<()> {
+    pub async fn set_tag(&self, repo: &RepoName, tag: &str, digest: &Digest) -> std::io::Result<()> {
         write_atomic(&self.tag_path(repo, tag), digest.as_str().as_bytes()).await
     }
 
     /// The digest a tag points at, or `None`.
     pub async fn tag(&self, repo: &RepoName, tag: &str) -> std::io::Result<Option<Digest>> {
-        Ok(read_optional(&self.tag_path(repo, tag))
-            .await?
-            .and_then(|s| s.parse().ok()))
+        Ok(read_optional(&self.tag_path(repo, tag)).await?.and_then(|s| s.parse().ok()))
     }
 
     /// Removes a tag; `false` when it did not exist.
@@ -123,9 +104,7 @@ impl Meta {
                     if let Ok(relative) = dir.strip_prefix(&self.root) {
                         found.push(relative.to_string_lossy().into_owned());
                     }
-                } else if !name.to_string_lossy().starts_with('_')
-                    && entry.file_type().await?.is_dir()
-                {
+                } else if !name.to_string_lossy().starts_with('_') && entry.file_type().await?.is_dir() {
                     pending.push(entry.path());
                 }
             }
@@ -137,9 +116,7 @@ impl Meta {
 }
 
 async fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| std::io::Error::other("metadata path has no parent"))?;
+    let dir = path.parent().ok_or_else(|| std::io::Error::other("metadata path has no parent"))?;
     tokio::fs::create_dir_all(dir).await?;
     let temp = dir.join(format!(".tmp-{:016x}", rand::random::<u64>()));
     tokio::fs::write(&temp, bytes).await?;

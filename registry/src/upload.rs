@@ -30,10 +30,7 @@ pub struct Uploads {
 
 impl Uploads {
     pub fn new(dir: PathBuf) -> Self {
-        Self {
-            dir,
-            open: Mutex::new(HashMap::new()),
-        }
+        Self { dir, open: Mutex::new(HashMap::new()) }
     }
 
     /// Opens a session under `repo`; returns its id.
@@ -42,14 +39,7 @@ impl Uploads {
         let path = self.dir.join(&id);
         tokio::fs::create_dir_all(&self.dir).await?;
         tokio::fs::write(&path, b"").await?;
-        self.lock().insert(
-            id.clone(),
-            Upload {
-                repo: repo.clone(),
-                path,
-                size: 0,
-            },
-        );
+        self.lock().insert(id.clone(), Upload { repo: repo.clone(), path, size: 0 });
         Ok(id)
     }
 
@@ -68,17 +58,11 @@ impl Uploads {
     /// Closes a session, returning it; its file is the caller's to consume or remove.
     pub fn close(&self, repo: &RepoName, id: &str) -> Option<Upload> {
         let mut open = self.lock();
-        if open.get(id).is_some_and(|u| &u.repo == repo) {
-            open.remove(id)
-        } else {
-            None
-        }
+        if open.get(id).is_some_and(|u| &u.repo == repo) { open.remove(id) } else { None }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Upload>> {
         // A poisoned map only means a handler panicked mid-insert; the map itself is fine.
-        self.open
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

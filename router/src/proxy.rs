@@ -36,10 +36,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Self {
-            header_read_timeout: Duration::from_secs(30),
-            connect_timeout: Duration::from_secs(5),
-        }
+        Self { header_read_timeout: Duration::from_secs(30), connect_timeout: Duration::from_secs(5) }
     }
 }
 
@@ -61,18 +58,11 @@ struct Proxy {
 }
 
 /// Serves until `shutdown`; open connections finish their current request, then close.
-pub async fn serve(
-    listener: TcpListener,
-    table: Arc<ArcSwap<Table>>,
-    config: Config,
-    shutdown: CancellationToken,
-) {
+pub async fn serve(listener: TcpListener, table: Arc<ArcSwap<Table>>, config: Config, shutdown: CancellationToken) {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(config.connect_timeout));
     connector.set_nodelay(true);
-    let client = Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build(connector);
+    let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(connector);
     let proxy = Arc::new(Proxy { table, client });
     let tasks = TaskTracker::new();
     loop {
@@ -118,16 +108,9 @@ pub async fn serve(
 }
 
 fn page(status: StatusCode, text: &str) -> Response<ProxyBody> {
-    let mut response = Response::new(
-        Full::new(Bytes::from(format!("{text}\n")))
-            .map_err(|e| match e {})
-            .boxed(),
-    );
+    let mut response = Response::new(Full::new(Bytes::from(format!("{text}\n"))).map_err(|e| match e {}).boxed());
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     response
 }
 
@@ -142,20 +125,12 @@ impl Proxy {
             .to_owned();
         let table = self.table.load();
         match table.lookup(&host) {
-            Lookup::UnknownHost => page(
-                StatusCode::NOT_FOUND,
-                &format!("no app is served at {host}"),
-            ),
+            Lookup::UnknownHost => page(StatusCode::NOT_FOUND, &format!("no app is served at {host}")),
             Lookup::NoBackend(app) => page(
                 StatusCode::SERVICE_UNAVAILABLE,
-                &format!(
-                    "app {app} has no running web process; deploy it with `git push skiff main`"
-                ),
+                &format!("app {app} has no running web process; deploy it with `git push skiff main`"),
             ),
-            Lookup::Backend(app, backend) => {
-                self.forward(request, &host, backend, peer, app.as_str())
-                    .await
-            }
+            Lookup::Backend(app, backend) => self.forward(request, &host, backend, peer, app.as_str()).await,
         }
     }
 
@@ -174,10 +149,7 @@ impl Proxy {
         *request.uri_mut() = uri;
         let headers = request.headers_mut();
         strip_hop_by_hop(headers);
-        headers.insert(
-            "x-forwarded-for",
-            HeaderValue::from_str(&peer.ip().to_string()).expect("ip is ascii"),
-        );
+        headers.insert("x-forwarded-for", HeaderValue::from_str(&peer.ip().to_string()).expect("ip is ascii"));
         headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
         if let Ok(value) = HeaderValue::from_str(host) {
             headers.insert("x-forwarded-host", value);
@@ -185,10 +157,7 @@ impl Proxy {
         headers.append(header::VIA, HeaderValue::from_static("1.1 skiff"));
         if !headers.contains_key("x-request-id") {
             let id = format!("{:032x}", rand::random::<u128>());
-            headers.insert(
-                "x-request-id",
-                HeaderValue::from_str(&id).expect("hex is ascii"),
-            );
+            headers.insert("x-request-id", HeaderValue::from_str(&id).expect("hex is ascii"));
         }
         match self.client.request(request).await {
             Ok(response) => {
@@ -198,10 +167,7 @@ impl Proxy {
             }
             Err(error) => {
                 tracing::warn!(%error, app, %backend, "router.upstream");
-                page(
-                    StatusCode::BAD_GATEWAY,
-                    &format!("app {app} did not answer"),
-                )
+                page(StatusCode::BAD_GATEWAY, &format!("app {app} did not answer"))
             }
         }
     }

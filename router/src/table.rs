@@ -48,10 +48,7 @@ impl Table {
                 hosts.insert(host.to_ascii_lowercase(), entry.clone());
             }
         }
-        Self {
-            version: snapshot.version,
-            hosts,
-        }
+        Self { version: snapshot.version, hosts }
     }
 
     /// Where a request for `host` (a `Host` header value, port allowed) goes.
@@ -86,11 +83,7 @@ mod tests {
                     hosts: vec!["shop.localhost".into()],
                     backends: vec![([127, 0, 0, 1], 1001).into(), ([127, 0, 0, 1], 1002).into()],
                 },
-                Route {
-                    app: "idle".parse().unwrap(),
-                    hosts: vec!["idle.localhost".into()],
-                    backends: vec![],
-                },
+                Route { app: "idle".parse().unwrap(), hosts: vec!["idle.localhost".into()], backends: vec![] },
             ],
         })
     }
@@ -98,19 +91,10 @@ mod tests {
     #[test]
     fn hosts_resolve_case_and_port_insensitively() {
         let table = table();
-        assert!(matches!(
-            table.lookup("SHOP.localhost:8080"),
-            Lookup::Backend(..)
-        ));
-        assert!(matches!(
-            table.lookup("shop.localhost."),
-            Lookup::Backend(..)
-        ));
+        assert!(matches!(table.lookup("SHOP.localhost:8080"), Lookup::Backend(..)));
+        assert!(matches!(table.lookup("shop.localhost."), Lookup::Backend(..)));
         assert_eq!(table.lookup("other.localhost"), Lookup::UnknownHost);
-        assert_eq!(
-            table.lookup("idle.localhost"),
-            Lookup::NoBackend("idle".parse().unwrap())
-        );
+        assert_eq!(table.lookup("idle.localhost"), Lookup::NoBackend("idle".parse().unwrap()));
     }
 
     #[test]

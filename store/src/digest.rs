@@ -69,9 +69,6 @@ mod tests {
 
     #[test]
     fn sha256_of_nothing_is_the_well_known_value() {
-        assert_eq!(
-            sha256(b"").as_str(),
-            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
+        assert_eq!(sha256(b"").as_str(), "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     }
 }

@@ -40,16 +40,11 @@ impl FsBlobStore {
     fn path_of(&self, digest: &Digest) -> PathBuf {
         let algorithm = digest.as_str().split(':').next().unwrap_or("sha256");
         let hex = digest.hex();
-        self.root
-            .join("blobs")
-            .join(algorithm)
-            .join(&hex[..2])
-            .join(hex)
+        self.root.join("blobs").join(algorithm).join(&hex[..2]).join(hex)
     }
 
     fn temp_path(&self) -> PathBuf {
-        self.staging_dir()
-            .join(format!("put-{:016x}", rand::random::<u64>()))
+        self.staging_dir().join(format!("put-{:016x}", rand::random::<u64>()))
     }
 
     async fn place(&self, digest: &Digest, temp: &Path) -> Result<(), StoreError> {
@@ -76,10 +71,7 @@ impl BlobStore for FsBlobStore {
         match tokio::fs::File::open(self.path_of(digest)).await {
             Ok(file) => {
                 let size = file.metadata().await?.len();
-                Ok(Some(BlobReader {
-                    size,
-                    body: Box::new(file),
-                }))
+                Ok(Some(BlobReader { size, body: Box::new(file) }))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
@@ -97,10 +89,7 @@ impl BlobStore for FsBlobStore {
     async fn put_bytes(&self, digest: &Digest, bytes: Bytes) -> Result<(), StoreError> {
         let actual = digest::of_bytes(digest.algorithm(), &bytes);
         if &actual != digest {
-            return Err(StoreError::DigestMismatch {
-                expected: digest.clone(),
-                actual,
-            });
+            return Err(StoreError::DigestMismatch { expected: digest.clone(), actual });
         }
         let temp = self.temp_path();
         let mut file = tokio::fs::File::create(&temp).await?;
@@ -114,10 +103,7 @@ impl BlobStore for FsBlobStore {
         let (actual, _) = digest::of_file(digest.algorithm(), path).await?;
         if &actual != digest {
             let _ = tokio::fs::remove_file(path).await;
-            return Err(StoreError::DigestMismatch {
-                expected: digest.clone(),
-                actual,
-            });
+            return Err(StoreError::DigestMismatch { expected: digest.clone(), actual });
         }
         tokio::fs::File::open(path).await?.sync_all().await?;
         self.place(digest, path).await
@@ -140,18 +126,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FsBlobStore::open(dir.path()).await.unwrap();
         let digest = digest::sha256(b"hello");
-        store
-            .put_bytes(&digest, Bytes::from_static(b"hello"))
-            .await
-            .unwrap();
+        store.put_bytes(&digest, Bytes::from_static(b"hello")).await.unwrap();
         assert_eq!(store.size(&digest).await.unwrap(), Some(5));
         assert_eq!(store.read(&digest).await.unwrap().unwrap(), "hello");
 
         let wrong = digest::sha256(b"other");
-        let err = store
-            .put_bytes(&wrong, Bytes::from_static(b"hello"))
-            .await
-            .unwrap_err();
+        let err = store.put_bytes(&wrong, Bytes::from_static(b"hello")).await.unwrap_err();
         assert!(matches!(err, StoreError::DigestMismatch { .. }));
         assert_eq!(store.size(&wrong).await.unwrap(), None);
 
@@ -166,10 +146,7 @@ mod tests {
         let store = FsBlobStore::open(dir.path()).await.unwrap();
         let body = Bytes::from(vec![7u8; 1 << 20]);
         let digest = digest::sha256(&body);
-        let (a, b) = tokio::join!(
-            store.put_bytes(&digest, body.clone()),
-            store.put_bytes(&digest, body.clone())
-        );
+        let (a, b) = tokio::join!(store.put_bytes(&digest, body.clone()), store.put_bytes(&digest, body.clone()));
         a.unwrap();
         b.unwrap();
         assert_eq!(store.read(&digest).await.unwrap().unwrap(), body);
@@ -181,10 +158,7 @@ mod tests {
         let store = FsBlobStore::open(dir.path()).await.unwrap();
         let staged = store.staging_dir().join("upload");
         tokio::fs::write(&staged, b"abc").await.unwrap();
-        let err = store
-            .ingest_file(&digest::sha256(b"xyz"), &staged)
-            .await
-            .unwrap_err();
+        let err = store.ingest_file(&digest::sha256(b"xyz"), &staged).await.unwrap_err();
         assert!(matches!(err, StoreError::DigestMismatch { .. }));
         assert!(!staged.exists());
     }

@@ -23,9 +23,7 @@ fn is_slug(value: &str, max_rest: usize, extra: &[u8]) -> bool {
         Some((first, rest)) => {
             first.is_ascii_lowercase()
                 && rest.len() <= max_rest
-                && rest.iter().all(|b| {
-                    b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-' || extra.contains(b)
-                })
+                && rest.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-' || extra.contains(b))
                 && !value.ends_with('-')
         }
         None => false,
@@ -133,11 +131,7 @@ impl Digest {
 
     /// The hash function.
     pub fn algorithm(&self) -> DigestAlgorithm {
-        if self.0.starts_with("sha512:") {
-            DigestAlgorithm::Sha512
-        } else {
-            DigestAlgorithm::Sha256
-        }
+        if self.0.starts_with("sha512:") { DigestAlgorithm::Sha512 } else { DigestAlgorithm::Sha256 }
     }
 
     /// The hex part.
@@ -163,10 +157,9 @@ impl FromStr for Digest {
             Some(("sha256", hex)) => hex.len() == 64,
             Some(("sha512", hex)) => hex.len() == 128,
             _ => false,
-        } && value.split_once(':').is_some_and(|(_, hex)| {
-            hex.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        });
+        } && value
+            .split_once(':')
+            .is_some_and(|(_, hex)| hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
         if valid {
             Ok(Self(value.to_owned()))
         } else {
@@ -238,11 +231,7 @@ mod tests {
     fn digests_are_validated_before_they_reach_a_path() {
         let good = format!("sha256:{}", "a".repeat(64));
         assert_eq!(good.parse::<Digest>().unwrap().hex(), "a".repeat(64));
-        assert!(
-            format!("sha512:{}", "0".repeat(128))
-                .parse::<Digest>()
-                .is_ok()
-        );
+        assert!(format!("sha512:{}", "0".repeat(128)).parse::<Digest>().is_ok());
         for bad in [
             "sha256:baddigeststring".to_owned(),
             format!("sha256:{}", "A".repeat(64)),

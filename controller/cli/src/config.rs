@@ -28,12 +28,8 @@ fn path(dir: &Path) -> PathBuf {
 pub fn load(dir: &Path) -> anyhow::Result<Stored> {
     let path = path(dir);
     match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
-            format!(
-                "{} is not valid; delete it and log in again",
-                path.display()
-            )
-        }),
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not valid; delete it and log in again", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Stored::default()),
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
@@ -48,8 +44,7 @@ pub fn save(dir: &Path, stored: &Stored) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt as _;
     let path = path(dir);
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
     }
     let mut file = std::fs::OpenOptions::new()
         .write(true)

@@ -12,16 +12,8 @@ pub fn app_of_url(url: &str) -> Option<AppName> {
 }
 
 fn git(cwd: &Path, args: &[&str]) -> Option<String> {
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(cwd)
-        .args(args)
-        .output()
-        .ok()?;
-    output
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    let output = Command::new("git").arg("-C").arg(cwd).args(args).output().ok()?;
+    output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
 /// The app of the `skiff` remote in `cwd`, if any.
@@ -54,14 +46,8 @@ mod tests {
 
     #[test]
     fn urls_name_their_app() {
-        assert_eq!(
-            app_of_url("ssh://git@127.0.0.1:2222/shop.git"),
-            Some("shop".parse().unwrap())
-        );
-        assert_eq!(
-            app_of_url("git@host:shop.git"),
-            Some("shop".parse().unwrap())
-        );
+        assert_eq!(app_of_url("ssh://git@127.0.0.1:2222/shop.git"), Some("shop".parse().unwrap()));
+        assert_eq!(app_of_url("git@host:shop.git"), Some("shop".parse().unwrap()));
         assert_eq!(app_of_url("ssh://git@127.0.0.1:2222/Bad App.git"), None);
     }
 }

@@ -42,8 +42,7 @@ impl Context {
     /// The context of the running process.
     pub fn from_environment() -> Self {
         let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from);
-        let config_dir =
-            std::env::var_os("XDG_CONFIG_HOME").map_or_else(|| home.join(".config"), PathBuf::from);
+        let config_dir = std::env::var_os("XDG_CONFIG_HOME").map_or_else(|| home.join(".config"), PathBuf::from);
         Self {
             config_dir,
             cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
@@ -55,12 +54,7 @@ impl Context {
 }
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "skiff",
-    version,
-    about = "Deploy and run apps on a Skiff platform",
-    disable_help_subcommand = true
-)]
+#[command(name = "skiff", version, about = "Deploy and run apps on a Skiff platform", disable_help_subcommand = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -194,11 +188,7 @@ pub async fn run(
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };
-            let _ = if e.use_stderr() {
-                write!(err, "{e}")
-            } else {
-                write!(out, "{e}")
-            };
+            let _ = if e.use_stderr() { write!(err, "{e}") } else { write!(out, "{e}") };
             return code;
         }
     };
@@ -214,11 +204,7 @@ pub async fn run(
 /// A controller client from the stored login and overrides.
 fn client(context: &Context) -> anyhow::Result<Client> {
     let stored = config::load(&context.config_dir)?;
-    let url = context
-        .url
-        .clone()
-        .or(stored.url)
-        .unwrap_or_else(|| config::DEFAULT_URL.to_owned());
+    let url = context.url.clone().or(stored.url).unwrap_or_else(|| config::DEFAULT_URL.to_owned());
     let token = context.token.clone().or(stored.token);
     if token.is_none() {
         bail!("not logged in; run `skiff auth:login` (or `skiff auth:register` for a new account)");
@@ -235,25 +221,13 @@ fn app_name(context: &Context, arg: AppArg) -> anyhow::Result<AppName> {
 fn ask(question: &str) -> anyhow::Result<String> {
     eprint!("{question}");
     let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .context("cannot read standard input")?;
+    std::io::stdin().lock().read_line(&mut line).context("cannot read standard input")?;
     Ok(line.trim_end_matches(['\n', '\r']).to_owned())
 }
 
-async fn authenticate(
-    context: &Context,
-    args: AuthArgs,
-    register: bool,
-    out: &mut impl Write,
-) -> anyhow::Result<()> {
+async fn authenticate(context: &Context, args: AuthArgs, register: bool, out: &mut impl Write) -> anyhow::Result<()> {
     let stored = config::load(&context.config_dir)?;
-    let url = args
-        .url
-        .or(context.url.clone())
-        .or(stored.url)
-        .unwrap_or_else(|| config::DEFAULT_URL.to_owned());
+    let url = args.url.or(context.url.clone()).or(stored.url).unwrap_or_else(|| config::DEFAULT_URL.to_owned());
     let username = match args.username {
         Some(username) => username,
         None => ask("username: ")?.parse().context("invalid user name")?,
@@ -264,11 +238,7 @@ async fn authenticate(
     };
     let client = Client::new(&url, None);
     let credentials = Credentials { username, password };
-    let session = if register {
-        client.register(&credentials).await?
-    } else {
-        client.login(&credentials).await?
-    };
+    let session = if register { client.register(&credentials).await? } else { client.login(&credentials).await? };
     config::save(
         &context.config_dir,
         &config::Stored {
@@ -287,9 +257,7 @@ fn default_key(context: &Context) -> anyhow::Result<PathBuf> {
         .iter()
         .map(|name| context.home.join(".ssh").join(name))
         .find(|path| path.exists())
-        .ok_or_else(|| {
-            anyhow!("no key in ~/.ssh; create one with `ssh-keygen -t ed25519` or pass a .pub file")
-        })
+        .ok_or_else(|| anyhow!("no key in ~/.ssh; create one with `ssh-keygen -t ed25519` or pass a .pub file"))
 }
 
 /// Tars a directory (through `tar`, which keeps links, devices and modes) or reads a tarball.
@@ -305,10 +273,7 @@ fn read_rootfs(source: &std::path::Path) -> anyhow::Result<Vec<u8>> {
             .output()
             .context("cannot run tar")?;
         if !output.status.success() {
-            bail!(
-                "tar failed: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
+            bail!("tar failed: {}", String::from_utf8_lossy(&output.stderr).trim());
         }
         Ok(output.stdout)
     } else {
@@ -332,12 +297,7 @@ async fn execute(command: Command, context: &Context, out: &mut impl Write) -> a
             if flag.json {
                 return json(out, &user);
             }
-            writeln!(
-                out,
-                "{}{}",
-                user.username,
-                if user.admin { " (admin)" } else { "" }
-            )?;
+            writeln!(out, "{}{}", user.username, if user.admin { " (admin)" } else { "" })?;
             Ok(())
         }
         Command::Keys(flag) => {
@@ -345,10 +305,7 @@ async fn execute(command: Command, context: &Context, out: &mut impl Write) -> a
             if flag.json {
                 return json(out, &keys);
             }
-            let rows = keys
-                .iter()
-                .map(|k| vec![k.id.to_string(), k.fingerprint.clone(), k.comment.clone()])
-                .collect();
+            let rows = keys.iter().map(|k| vec![k.id.to_string(), k.fingerprint.clone(), k.comment.clone()]).collect();
             table(out, &["ID", "FINGERPRINT", "COMMENT"], rows)
         }
         Command::KeysAdd { path } => {
@@ -356,8 +313,7 @@ async fn execute(command: Command, context: &Context, out: &mut impl Write) -> a
                 Some(path) => path,
                 None => default_key(context)?,
             };
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
+            let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
             let key = client(context)?.add_key(text.trim()).await?;
             writeln!(out, "Added key {} ({})", key.fingerprint, path.display())?;
             Ok(())
@@ -375,28 +331,14 @@ async fn execute(command: Command, context: &Context, out: &mut impl Write) -> a
             let rows = apps
                 .iter()
                 .map(|a| {
-                    let release = a
-                        .release
-                        .map_or_else(|| "-".to_owned(), |v| format!("v{v}"));
-                    vec![
-                        a.name.to_string(),
-                        a.owner.to_string(),
-                        release,
-                        a.url.clone(),
-                    ]
+                    let release = a.release.map_or_else(|| "-".to_owned(), |v| format!("v{v}"));
+                    vec![a.name.to_string(), a.owner.to_string(), release, a.url.clone()]
                 })
                 .collect();
             table(out, &["NAME", "OWNER", "RELEASE", "URL"], rows)
         }
-        Command::AppsCreate {
-            name,
-            stack,
-            no_remote,
-            json: flag,
-        } => {
-            let app = client(context)?
-                .create_app(&AppCreate { name, stack })
-                .await?;
+        Command::AppsCreate { name, stack, no_remote, json: flag } => {
+            let app = client(context)?.create_app(&AppCreate { name, stack }).await?;
             let remote = !no_remote && git::in_repository(&context.cwd);
             if remote {
                 git::set_remote(&context.cwd, &app.git_url)?;
@@ -408,10 +350,7 @@ async fn execute(command: Command, context: &Context, out: &mut impl Write) -> a
             writeln!(out, "  url: {}", app.url)?;
             writeln!(out, "  git: {}", app.git_url)?;
             if remote {
-                writeln!(
-                    out,
-                    "Added git remote `skiff`; deploy with `git push skiff main`"
-                )?;
+                writeln!(out, "Added git remote `skiff`; deploy with `git push skiff main`")?;
             }
             Ok(())
         }
@@ -420,10 +359,7 @@ async fn execute(command: Command, context: &Context, out: &mut impl Write) -> a
             if flag.json {
                 return json(out, &app);
             }
-            let release = app.release.map_or_else(
-                || "none yet; `git push skiff main`".to_owned(),
-                |v| format!("v{v}"),
-            );
+            let release = app.release.map_or_else(|| "none yet; `git push skiff main`".to_owned(), |v| format!("v{v}"));
             for (key, value) in [
                 ("name", app.name.to_string()),
                 ("owner", app.owner.to_string()),
@@ -441,9 +377,9 @@ async fn execute(command: Command, context: &Context, out: &mut impl Write) -> a
             let app = app_name(context, app)?;
             let confirm = match confirm {
                 Some(confirm) => confirm,
-                None => ask(&format!(
-                    "This destroys {app} with its containers and releases. Type its name to confirm: "
-                ))?,
+                None => {
+                    ask(&format!("This destroys {app} with its containers and releases. Type its name to confirm: "))?
+                }
             };
             if confirm != app.as_str() {
                 bail!("confirmation `{confirm}` does not match `{app}`; nothing was destroyed");
@@ -460,42 +396,26 @@ async fn execute(command: Command, context: &Context, out: &mut impl Write) -> a
             let rows = releases
                 .iter()
                 .map(|r| {
-                    vec![
-                        format!("v{}", r.version),
-                        r.created_at.clone(),
-                        r.created_by.to_string(),
-                        r.summary.clone(),
-                    ]
+                    vec![format!("v{}", r.version), r.created_at.clone(), r.created_by.to_string(), r.summary.clone()]
                 })
                 .collect();
             table(out, &["VERSION", "CREATED", "BY", "SUMMARY"], rows)
         }
-        Command::Logs {
-            app,
-            num,
-            json: flag,
-        } => {
+        Command::Logs { app, num, json: flag } => {
             let app = app_name(context, app)?;
             let lines = client(context)?.logs(&app, num).await?;
             if flag.json {
                 return json(out, &lines);
             }
             for line in lines {
-                writeln!(
-                    out,
-                    "{} {}[{}]: {}",
-                    line.time, line.app, line.process, line.message
-                )?;
+                writeln!(out, "{} {}[{}]: {}", line.time, line.app, line.process, line.message)?;
             }
             Ok(())
         }
         Command::GitRemote { app } => {
             let app = client(context)?.app(&app_name(context, app)?).await?;
             if !git::in_repository(&context.cwd) {
-                bail!(
-                    "{} is not inside a git repository; run `git init` first",
-                    context.cwd.display()
-                );
+                bail!("{} is not inside a git repository; run `git init` first", context.cwd.display());
             }
             git::set_remote(&context.cwd, &app.git_url)?;
             writeln!(out, "Git remote `skiff` now points at {}", app.git_url)?;
@@ -506,20 +426,12 @@ async fn execute(command: Command, context: &Context, out: &mut impl Write) -> a
             if flag.json {
                 return json(out, &stacks);
             }
-            let rows = stacks
-                .iter()
-                .map(|s| vec![s.name.to_string(), s.image.clone()])
-                .collect();
+            let rows = stacks.iter().map(|s| vec![s.name.to_string(), s.image.clone()]).collect();
             table(out, &["NAME", "IMAGE"], rows)
         }
         Command::StacksImport { name, source } => {
             let archive = read_rootfs(&source)?;
-            writeln!(
-                out,
-                "Uploading {} ({} KiB)...",
-                source.display(),
-                archive.len().div_ceil(1024)
-            )?;
+            writeln!(out, "Uploading {} ({} KiB)...", source.display(), archive.len().div_ceil(1024))?;
             let stack = client(context)?.import_stack(&name, archive).await?;
             writeln!(out, "Imported stack {} as {}", stack.name, stack.image)?;
             Ok(())

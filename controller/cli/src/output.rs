@@ -17,11 +17,7 @@ pub fn table(out: &mut impl Write, headers: &[&str], rows: Vec<Vec<String>>) -> 
     }
     let header_cells: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
     for row in std::iter::once(&header_cells).chain(rows.iter()) {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
-            .collect();
+        let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
         writeln!(out, "{}", cells.join("  ").trim_end())?;
     }
     Ok(())
@@ -43,18 +39,8 @@ mod tests {
     #[test]
     fn tables_align_columns() {
         let mut out = Vec::new();
-        table(
-            &mut out,
-            &["NAME", "URL"],
-            vec![
-                vec!["a".into(), "http://a".into()],
-                vec!["longer".into(), "x".into()],
-            ],
-        )
-        .unwrap();
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "NAME    URL\na       http://a\nlonger  x\n"
-        );
+        table(&mut out, &["NAME", "URL"], vec![vec!["a".into(), "http://a".into()], vec!["longer".into(), "x".into()]])
+            .unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "NAME    URL\na       http://a\nlonger  x\n");
     }
 }

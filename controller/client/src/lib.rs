@@ -7,24 +7,18 @@ use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use skiff_api::{
-    App, AppCreate, AppName, BuildCreate, Credentials, ErrorBody, Key, KeyCreate, KeyOwner,
-    LogLine, PushGrant, Release, RouteTable, Session, Stack, StackName, User, Username,
+    App, AppCreate, AppName, BuildCreate, Credentials, ErrorBody, Key, KeyCreate, KeyOwner, LogLine, PushGrant,
+    Release, RouteTable, Session, Stack, StackName, User, Username,
 };
 
 /// What can go wrong calling the controller.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error(
-        "cannot reach the controller at {url}: {reason}; is Skiff running? (start it with `skiffd all`)"
-    )]
+    #[error("cannot reach the controller at {url}: {reason}; is Skiff running? (start it with `skiffd all`)")]
     Unreachable { url: String, reason: String },
     /// The controller answered with an error body.
     #[error("{message}")]
-    Api {
-        status: StatusCode,
-        code: String,
-        message: String,
-    },
+    Api { status: StatusCode, code: String, message: String },
     #[error("the controller sent an unexpected answer: {0}")]
     Invalid(String),
 }
@@ -50,11 +44,7 @@ pub struct Client {
 impl Client {
     /// `base` is like `http://127.0.0.1:7700`.
     pub fn new(base: &str, token: Option<String>) -> Self {
-        Self {
-            http: reqwest::Client::new(),
-            base: base.trim_end_matches('/').to_owned(),
-            token,
-        }
+        Self { http: reqwest::Client::new(), base: base.trim_end_matches('/').to_owned(), token }
     }
 
     /// The controller's base URL.
@@ -70,21 +60,12 @@ impl Client {
         }
     }
 
-    async fn send<T: DeserializeOwned>(
-        &self,
-        request: reqwest::RequestBuilder,
-    ) -> Result<T, ClientError> {
+    async fn send<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> Result<T, ClientError> {
         let response = self.execute(request).await?;
-        response
-            .json()
-            .await
-            .map_err(|e| ClientError::Invalid(e.to_string()))
+        response.json().await.map_err(|e| ClientError::Invalid(e.to_string()))
     }
 
-    async fn execute(
-        &self,
-        request: reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response, ClientError> {
+    async fn execute(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
         let response = request.send().await.map_err(|e| ClientError::Unreachable {
             url: self.base.clone(),
             reason: std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string()),
@@ -94,33 +75,21 @@ impl Client {
             return Ok(response);
         }
         let text = response.text().await.unwrap_or_default();
-        let body: ErrorBody = serde_json::from_str(&text).unwrap_or(ErrorBody {
-            code: "http".into(),
-            message: format!("controller answered {status}: {text}"),
-        });
-        Err(ClientError::Api {
-            status,
-            code: body.code,
-            message: body.message,
-        })
+        let body: ErrorBody = serde_json::from_str(&text)
+            .unwrap_or(ErrorBody { code: "http".into(), message: format!("controller answered {status}: {text}") });
+        Err(ClientError::Api { status, code: body.code, message: body.message })
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         self.send(self.request(Method::GET, path)).await
     }
 
-    async fn post<B: Serialize, T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &B,
-    ) -> Result<T, ClientError> {
+    async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
         self.send(self.request(Method::POST, path).json(body)).await
     }
 
     async fn delete(&self, path: &str) -> Result<(), ClientError> {
-        self.execute(self.request(Method::DELETE, path))
-            .await
-            .map(drop)
+        self.execute(self.request(Method::DELETE, path)).await.map(drop)
     }
 
     pub async fn register(&self, credentials: &Credentials) -> Result<Session, ClientError> {
@@ -140,13 +109,7 @@ impl Client {
     }
 
     pub async fn add_key(&self, public_key: &str) -> Result<Key, ClientError> {
-        self.post(
-            "/v2/keys",
-            &KeyCreate {
-                public_key: public_key.to_owned(),
-            },
-        )
-        .await
+        self.post("/v2/keys", &KeyCreate { public_key: public_key.to_owned() }).await
     }
 
     pub async fn remove_key(&self, id: i64) -> Result<(), ClientError> {
@@ -182,11 +145,7 @@ impl Client {
     }
 
     /// Uploads a root filesystem tarball (plain or gzip) as a stack.
-    pub async fn import_stack(
-        &self,
-        name: &StackName,
-        archive: Vec<u8>,
-    ) -> Result<Stack, ClientError> {
+    pub async fn import_stack(&self, name: &StackName, archive: Vec<u8>) -> Result<Stack, ClientError> {
         let request = self
             .request(Method::POST, &format!("/v2/stacks/{name}"))
             .header(reqwest::header::CONTENT_TYPE, "application/x-tar")
@@ -196,9 +155,7 @@ impl Client {
 
     /// The route table once its version differs from `after` (service token).
     pub async fn routes(&self, after: u64) -> Result<RouteTable, ClientError> {
-        let request = self
-            .request(Method::GET, &format!("/v2/routes?after={after}"))
-            .timeout(Duration::from_secs(60));
+        let request = self.request(Method::GET, &format!("/v2/routes?after={after}")).timeout(Duration::from_secs(60));
         self.send(request).await
     }
 
@@ -206,25 +163,14 @@ impl Client {
     pub async fn key_owner(&self, fingerprint: &str) -> Result<KeyOwner, ClientError> {
         let encoded: String = fingerprint
             .bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
+            .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
             .collect();
         self.get(&format!("/v2/hooks/keys/{encoded}")).await
     }
 
     /// Whether a user may push to an app, and what it builds on (service token).
-    pub async fn push_grant(
-        &self,
-        app: &AppName,
-        username: &Username,
-    ) -> Result<PushGrant, ClientError> {
-        self.get(&format!("/v2/hooks/apps/{app}/access/{username}"))
-            .await
+    pub async fn push_grant(&self, app: &AppName, username: &Username) -> Result<PushGrant, ClientError> {
+        self.get(&format!("/v2/hooks/apps/{app}/access/{username}")).await
     }
 
     /// Turns a build into the app's next release (service token).

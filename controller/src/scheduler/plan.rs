@@ -32,12 +32,7 @@ pub enum Step {
     /// Start the desired `web` container of a release.
     Start(Desired),
     /// Remove a container (stopping it first).
-    Remove {
-        id: String,
-        app: AppName,
-        release: u32,
-        reason: &'static str,
-    },
+    Remove { id: String, app: AppName, release: u32, reason: &'static str },
 }
 
 /// Decides what to start and what to remove.
@@ -50,27 +45,20 @@ pub enum Step {
 pub fn plan(desired: &[Desired], observed: &[Observed]) -> Vec<Step> {
     let mut steps = Vec::new();
     for want in desired {
-        let running_current = observed.iter().any(|c| {
-            c.app == want.app && c.release == want.release && c.process == "web" && c.running
-        });
+        let running_current =
+            observed.iter().any(|c| c.app == want.app && c.release == want.release && c.process == "web" && c.running);
         if !running_current {
             steps.push(Step::Start(want.clone()));
         }
     }
-    let ready_apps: BTreeSet<(&AppName, u32)> = observed
-        .iter()
-        .filter(|c| c.ready && c.process == "web")
-        .map(|c| (&c.app, c.release))
-        .collect();
+    let ready_apps: BTreeSet<(&AppName, u32)> =
+        observed.iter().filter(|c| c.ready && c.process == "web").map(|c| (&c.app, c.release)).collect();
     for container in observed {
         let want = desired.iter().find(|d| d.app == container.app);
         let reason = match want {
             None => Some("app has no release to run"),
             Some(_) if !container.running => Some("container exited"),
-            Some(want)
-                if container.release != want.release
-                    && ready_apps.contains(&(&want.app, want.release)) =>
-            {
+            Some(want) if container.release != want.release && ready_apps.contains(&(&want.app, want.release)) => {
                 Some("replaced by a newer release")
             }
             Some(_) => None,
@@ -92,23 +80,11 @@ mod tests {
     use super::*;
 
     fn want(app: &str, release: u32) -> Desired {
-        Desired {
-            app: app.parse().unwrap(),
-            release,
-            image: format!("img-{release}"),
-            command: "serve".into(),
-        }
+        Desired { app: app.parse().unwrap(), release, image: format!("img-{release}"), command: "serve".into() }
     }
 
     fn seen(id: &str, app: &str, release: u32, running: bool, ready: bool) -> Observed {
-        Observed {
-            id: id.into(),
-            app: app.parse().unwrap(),
-            release,
-            process: "web".into(),
-            running,
-            ready,
-        }
+        Observed { id: id.into(), app: app.parse().unwrap(), release, process: "web".into(), running, ready }
     }
 
     fn removed(steps: &[Step]) -> Vec<&str> {
@@ -129,26 +105,14 @@ mod tests {
 
     #[test]
     fn the_old_release_goes_once_the_new_one_is_ready() {
-        let steps = plan(
-            &[want("a", 2)],
-            &[
-                seen("old", "a", 1, true, true),
-                seen("new", "a", 2, true, true),
-            ],
-        );
+        let steps = plan(&[want("a", 2)], &[seen("old", "a", 1, true, true), seen("new", "a", 2, true, true)]);
         assert_eq!(removed(&steps), vec!["old"]);
         assert!(!steps.iter().any(|s| matches!(s, Step::Start(_))));
     }
 
     #[test]
     fn a_new_container_that_is_not_ready_keeps_the_old_one() {
-        let steps = plan(
-            &[want("a", 2)],
-            &[
-                seen("old", "a", 1, true, true),
-                seen("new", "a", 2, true, false),
-            ],
-        );
+        let steps = plan(&[want("a", 2)], &[seen("old", "a", 1, true, true), seen("new", "a", 2, true, false)]);
         assert!(steps.is_empty());
     }
 

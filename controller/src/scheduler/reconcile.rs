@@ -45,13 +45,7 @@ impl Scheduler {
         config: Arc<Config>,
         poke: Arc<Notify>,
     ) -> Self {
-        Self {
-            db,
-            runtime,
-            routes,
-            config,
-            poke,
-        }
+        Self { db, runtime, routes, config, poke }
     }
 
     /// Runs passes until `shutdown`; containers keep running after it.
@@ -74,10 +68,7 @@ impl Scheduler {
             let desired = self.desired().await?;
             let observed = self.observe().await?;
             self.publish(&desired, &observed).await?;
-            let steps = plan(
-                &desired,
-                &observed.iter().map(|(o, _)| o.clone()).collect::<Vec<_>>(),
-            );
+            let steps = plan(&desired, &observed.iter().map(|(o, _)| o.clone()).collect::<Vec<_>>());
             if steps.is_empty() {
                 return Ok(());
             }
@@ -97,19 +88,9 @@ impl Scheduler {
             .await?
             .into_iter()
             .filter_map(|release| {
-                let command = release
-                    .procfile
-                    .iter()
-                    .find(|(p, _)| p.as_str() == "web")?
-                    .1
-                    .clone();
+                let command = release.procfile.iter().find(|(p, _)| p.as_str() == "web")?.1.clone();
                 let image = format!("{}/{}", self.config.registry_host, release.image);
-                Some(Desired {
-                    app: release.app,
-                    release: release.version,
-                    image,
-                    command,
-                })
+                Some(Desired { app: release.app, release: release.version, image, command })
             })
             .collect())
     }
@@ -118,9 +99,7 @@ impl Scheduler {
         let containers = self.runtime.list().await?;
         let mut observed = Vec::with_capacity(containers.len());
         for container in containers {
-            let address = container
-                .host_port
-                .map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
+            let address = container.host_port.map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
             let ready = match address {
                 Some(address) if container.running => answers_http(address).await,
                 _ => false,
@@ -130,11 +109,7 @@ impl Scheduler {
         Ok(observed)
     }
 
-    async fn publish(
-        &self,
-        desired: &[Desired],
-        observed: &[(Observed, Option<SocketAddr>)],
-    ) -> Result<(), DbError> {
+    async fn publish(&self, desired: &[Desired], observed: &[(Observed, Option<SocketAddr>)]) -> Result<(), DbError> {
         let apps = self.db.apps(None).await?;
         let routes = apps
             .into_iter()
@@ -144,26 +119,12 @@ impl Scheduler {
                     .filter(|(o, _)| o.app == app.name && o.ready && o.process == "web")
                     .filter_map(|(o, a)| Some((o, (*a)?)))
                     .collect();
-                let current = desired
-                    .iter()
-                    .find(|d| d.app == app.name)
-                    .map(|d| d.release);
-                let of_current: Vec<SocketAddr> = ready
-                    .iter()
-                    .filter(|(o, _)| Some(o.release) == current)
-                    .map(|(_, a)| *a)
-                    .collect();
+                let current = desired.iter().find(|d| d.app == app.name).map(|d| d.release);
+                let of_current: Vec<SocketAddr> =
+                    ready.iter().filter(|(o, _)| Some(o.release) == current).map(|(_, a)| *a).collect();
                 // Until the current release is ready, older ones keep serving.
-                let backends = if of_current.is_empty() {
-                    ready.iter().map(|(_, a)| *a).collect()
-                } else {
-                    of_current
-                };
-                Route {
-                    hosts: vec![format!("{}.{}", app.name, self.config.domain)],
-                    app: app.name,
-                    backends,
-                }
+                let backends = if of_current.is_empty() { ready.iter().map(|(_, a)| *a).collect() } else { of_current };
+                Route { hosts: vec![format!("{}.{}", app.name, self.config.domain)], app: app.name, backends }
             })
             .collect();
         self.routes.publish(routes);
@@ -184,22 +145,14 @@ impl Scheduler {
                 tracing::info!(app = %want.app, release = want.release, "controller.reconcile.start");
                 let container = self.runtime.start(&spec).await?;
                 if let Some(port) = container.host_port {
-                    let ready = wait_until_ready(
-                        SocketAddr::from(([127, 0, 0, 1], port)),
-                        self.config.boot_timeout,
-                    )
-                    .await;
+                    let ready =
+                        wait_until_ready(SocketAddr::from(([127, 0, 0, 1], port)), self.config.boot_timeout).await;
                     if !ready {
                         tracing::warn!(app = %want.app, release = want.release, "controller.reconcile.not_ready");
                     }
                 }
             }
-            Step::Remove {
-                id,
-                app,
-                release,
-                reason,
-            } => {
+            Step::Remove { id, app, release, reason } => {
                 tracing::info!(%app, release, reason, container = %id, "controller.reconcile.remove");
                 self.runtime.remove(&id).await?;
             }
@@ -224,18 +177,12 @@ fn observe(container: &Container, ready: bool) -> Observed {
 async fn answers_http(address: SocketAddr) -> bool {
     let probe = async {
         let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
-        stream
-            .write_all(b"HEAD / HTTP/1.0\r\nHost: skiff-readiness\r\n\r\n")
-            .await
-            .ok()?;
+        stream.write_all(b"HEAD / HTTP/1.0\r\nHost: skiff-readiness\r\n\r\n").await.ok()?;
         let mut buf = [0u8; 16];
         let n = stream.read(&mut buf).await.ok()?;
         (n > 0).then_some(())
     };
-    matches!(
-        tokio::time::timeout(Duration::from_secs(2), probe).await,
-        Ok(Some(()))
-    )
+    matches!(tokio::time::timeout(Duration::from_secs(2), probe).await, Ok(Some(())))
 }
 
 /// Probes every 100 ms until the app answers or `timeout` passes.

@@ -10,8 +10,7 @@ use async_trait::async_trait;
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, ContainerSummaryStateEnum, HostConfig, PortBinding};
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, ListContainersOptions, RemoveContainerOptions,
-    StopContainerOptions,
+    CreateContainerOptions, CreateImageOptions, ListContainersOptions, RemoveContainerOptions, StopContainerOptions,
 };
 use futures_util::TryStreamExt;
 use skiff_api::AppName;
@@ -81,13 +80,8 @@ impl DockerRuntime {
     /// # Errors
     /// When the engine is unreachable.
     pub async fn connect(platform: &str) -> Result<Self, RuntimeError> {
-        let docker = Docker::connect_with_local_defaults()?
-            .negotiate_version()
-            .await?;
-        Ok(Self {
-            docker,
-            platform: platform.to_owned(),
-        })
+        let docker = Docker::connect_with_local_defaults()?.negotiate_version().await?;
+        Ok(Self { docker, platform: platform.to_owned() })
     }
 
     /// Splits `name@digest` or `name:tag` into what `POST /images/create` wants.
@@ -123,10 +117,7 @@ impl ContainerRuntime for DockerRuntime {
     async fn list(&self) -> Result<Vec<Container>, RuntimeError> {
         let options = ListContainersOptions {
             all: true,
-            filters: Some(HashMap::from([(
-                "label".to_owned(),
-                vec![format!("skiff.platform={}", self.platform)],
-            )])),
+            filters: Some(HashMap::from([("label".to_owned(), vec![format!("skiff.platform={}", self.platform)])])),
             ..Default::default()
         };
         let summaries = self.docker.list_containers(Some(options)).await?;
@@ -138,9 +129,7 @@ impl ContainerRuntime for DockerRuntime {
                     .ports
                     .unwrap_or_default()
                     .iter()
-                    .find(|p| {
-                        p.private_port == CONTAINER_PORT && p.ip.as_deref() == Some("127.0.0.1")
-                    })
+                    .find(|p| p.private_port == CONTAINER_PORT && p.ip.as_deref() == Some("127.0.0.1"))
                     .and_then(|p| p.public_port);
                 label_container(s.id?, &s.labels.unwrap_or_default(), running, host_port)
             })
@@ -149,15 +138,8 @@ impl ContainerRuntime for DockerRuntime {
 
     async fn start(&self, spec: &StartSpec) -> Result<Container, RuntimeError> {
         let (from_image, tag) = Self::pull_args(&spec.image);
-        let pull = CreateImageOptions {
-            from_image: Some(from_image),
-            tag: Some(tag),
-            ..Default::default()
-        };
-        self.docker
-            .create_image(Some(pull), None, None)
-            .try_collect::<Vec<_>>()
-            .await?;
+        let pull = CreateImageOptions { from_image: Some(from_image), tag: Some(tag), ..Default::default() };
+        self.docker.create_image(Some(pull), None, None).try_collect::<Vec<_>>().await?;
 
         let labels = HashMap::from([
             ("skiff.app".to_owned(), spec.app.to_string()),
@@ -168,10 +150,7 @@ impl ContainerRuntime for DockerRuntime {
         let port_key = format!("{CONTAINER_PORT}/tcp");
         let bindings = HashMap::from([(
             port_key.clone(),
-            Some(vec![PortBinding {
-                host_ip: Some("127.0.0.1".into()),
-                host_port: Some(String::new()),
-            }]),
+            Some(vec![PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(String::new()) }]),
         )]);
         let mut env = vec![format!("PORT={CONTAINER_PORT}")];
         env.extend(spec.env.iter().map(|(k, v)| format!("{k}={v}")));
@@ -182,28 +161,16 @@ impl ContainerRuntime for DockerRuntime {
             env: Some(env),
             labels: Some(labels.clone()),
             exposed_ports: Some(vec![port_key.clone()]),
-            host_config: Some(HostConfig {
-                port_bindings: Some(bindings),
-                ..Default::default()
-            }),
+            // An init process as PID 1 forwards SIGTERM, so apps that never installed a
+            // handler still stop promptly instead of waiting for the kill.
+            host_config: Some(HostConfig { port_bindings: Some(bindings), init: Some(true), ..Default::default() }),
             ..Default::default()
         };
-        let name = format!(
-            "skiff-{}-{}-v{}-{:06x}",
-            spec.app,
-            spec.process,
-            spec.release,
-            rand::random::<u32>() & 0xff_ffff
-        );
+        let name =
+            format!("skiff-{}-{}-v{}-{:06x}", spec.app, spec.process, spec.release, rand::random::<u32>() & 0xff_ffff);
         let created = self
             .docker
-            .create_container(
-                Some(CreateContainerOptions {
-                    name: Some(name),
-                    ..Default::default()
-                }),
-                body,
-            )
+            .create_container(Some(CreateContainerOptions { name: Some(name), ..Default::default() }), body)
             .await?;
         self.docker.start_container(&created.id, None).await?;
         let inspected = self.docker.inspect_container(&created.id, None).await?;
@@ -214,32 +181,18 @@ impl ContainerRuntime for DockerRuntime {
             .and_then(|bindings| bindings.into_iter().find_map(|b| b.host_port?.parse().ok()));
         let host_port = host_port.ok_or_else(|| RuntimeError::NoPort(created.id.clone()))?;
         let running = inspected.state.and_then(|s| s.running).unwrap_or(false);
-        label_container(created.id.clone(), &labels, running, Some(host_port))
-            .ok_or(RuntimeError::NoPort(created.id))
+        label_container(created.id.clone(), &labels, running, Some(host_port)).ok_or(RuntimeError::NoPort(created.id))
     }
 
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
-        let stop = StopContainerOptions {
-            t: Some(10),
-            ..Default::default()
-        };
+        let stop = StopContainerOptions { t: Some(10), ..Default::default() };
         match self.docker.stop_container(id, Some(stop)).await {
-            Ok(())
-            | Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 304 | 404,
-                ..
-            }) => {}
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 304 | 404, .. }) => {}
             Err(e) => return Err(e.into()),
         }
-        let remove = RemoveContainerOptions {
-            force: true,
-            ..Default::default()
-        };
+        let remove = RemoveContainerOptions { force: true, ..Default::default() };
         match self.docker.remove_container(id, Some(remove)).await {
-            Ok(())
-            | Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(()),
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
@@ -255,13 +208,7 @@ mod tests {
             DockerRuntime::pull_args("127.0.0.1:7701/app@sha256:abc"),
             ("127.0.0.1:7701/app".into(), "sha256:abc".into())
         );
-        assert_eq!(
-            DockerRuntime::pull_args("127.0.0.1:7701/app:v1"),
-            ("127.0.0.1:7701/app".into(), "v1".into())
-        );
-        assert_eq!(
-            DockerRuntime::pull_args("127.0.0.1:7701/app"),
-            ("127.0.0.1:7701/app".into(), "latest".into())
-        );
+        assert_eq!(DockerRuntime::pull_args("127.0.0.1:7701/app:v1"), ("127.0.0.1:7701/app".into(), "v1".into()));
+        assert_eq!(DockerRuntime::pull_args("127.0.0.1:7701/app"), ("127.0.0.1:7701/app".into(), "latest".into()));
     }
 }

@@ -15,19 +15,9 @@ pub fn require_tools() {
         docker.is_ok_and(|o| o.status.success()),
         "these tests need a running Docker engine (`docker info` failed); deploy/test.sh installs and starts one"
     );
-    for (tool, package) in [
-        ("git", "git"),
-        ("ssh", "openssh-client"),
-        ("ssh-keygen", "openssh-client"),
-    ] {
-        let found = Command::new(tool)
-            .arg("-V")
-            .output()
-            .or_else(|_| Command::new(tool).arg("--version").output());
-        assert!(
-            found.is_ok(),
-            "these tests need `{tool}`; install it with `apt-get install {package}`"
-        );
+    for (tool, package) in [("git", "git"), ("ssh", "openssh-client"), ("ssh-keygen", "openssh-client")] {
+        let found = Command::new(tool).arg("-V").output().or_else(|_| Command::new(tool).arg("--version").output());
+        assert!(found.is_ok(), "these tests need `{tool}`; install it with `apt-get install {package}`");
     }
     assert!(
         Path::new("/bin/busybox").exists(),
@@ -83,12 +73,7 @@ impl Platform {
         .await
         .expect("platform starts");
         let addresses = platform.addresses.clone();
-        Self {
-            dir,
-            platform: Some(platform),
-            addresses,
-            platform_id,
-        }
+        Self { dir, platform: Some(platform), addresses, platform_id }
     }
 
     pub fn controller_url(&self) -> String {
@@ -112,11 +97,7 @@ impl Platform {
         let mut err = Vec::new();
         let argv = std::iter::once("skiff").chain(args.iter().copied());
         let status = skiff_cli::run(argv, &context, &mut out, &mut err).await;
-        (
-            status,
-            String::from_utf8_lossy(&out).into_owned(),
-            String::from_utf8_lossy(&err).into_owned(),
-        )
+        (status, String::from_utf8_lossy(&out).into_owned(), String::from_utf8_lossy(&err).into_owned())
     }
 
     /// Runs the CLI and requires success; returns stdout.
@@ -137,12 +118,7 @@ impl Platform {
             std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
         }
         std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
-        let out = self
-            .cli_ok(
-                self.dir.path(),
-                &["stacks:import", "busybox", rootfs.to_str().unwrap()],
-            )
-            .await;
+        let out = self.cli_ok(self.dir.path(), &["stacks:import", "busybox", rootfs.to_str().unwrap()]).await;
         assert!(out.contains("Imported stack busybox"), "{out}");
     }
 
@@ -169,58 +145,49 @@ impl Platform {
         let output = Command::new("git")
             .current_dir(cwd)
             .env("GIT_SSH_COMMAND", ssh)
-            .args([
-                "-c",
-                "user.name=Skiff Test",
-                "-c",
-                "user.email=test@skiff.invalid",
-            ])
+            .args(["-c", "user.name=Skiff Test", "-c", "user.email=test@skiff.invalid"])
             .args(args)
             .output()
             .expect("git runs");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
         (output.status.success(), text)
+    }
+
+    /// This platform's containers: (id, `skiff.release` label, running).
+    pub fn containers(&self) -> Vec<(String, String, bool)> {
+        let listed = Command::new("docker")
+            .args(["ps", "-a", "--format", "{{.ID}} {{.Label \"skiff.release\"}} {{.State}}"])
+            .args(["--filter", &format!("label=skiff.platform={}", self.platform_id)])
+            .output()
+            .expect("docker ps");
+        String::from_utf8_lossy(&listed.stdout)
+            .lines()
+            .filter_map(|line| {
+                let mut fields = line.split_whitespace();
+                Some((fields.next()?.to_owned(), fields.next()?.to_owned(), fields.next()? == "running"))
+            })
+            .collect()
     }
 
     /// Removes this platform's containers (the platform itself leaves them running by design).
     pub fn remove_containers(&self) {
-        let listed = Command::new("docker")
-            .args([
-                "ps",
-                "-aq",
-                "--filter",
-                &format!("label=skiff.platform={}", self.platform_id),
-            ])
-            .output()
-            .expect("docker ps");
-        let ids: Vec<String> = String::from_utf8_lossy(&listed.stdout)
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect();
+        let ids: Vec<String> = self.containers().into_iter().map(|(id, _, _)| id).collect();
         if !ids.is_empty() {
-            let _ = Command::new("docker")
-                .arg("rm")
-                .arg("-f")
-                .args(&ids)
-                .output();
+            let _ = Command::new("docker").arg("rm").arg("-f").args(&ids).output();
         }
     }
 
-    pub async fn stop(mut self) {
+    /// Stops the platform; its containers keep running until the harness is dropped.
+    pub async fn stop(&mut self) {
         if let Some(platform) = self.platform.take() {
             platform.stop().await;
         }
-        self.remove_containers();
     }
 }
 
 impl Drop for Platform {
     fn drop(&mut self) {
-        // A failed assertion skips `stop`; still leave no containers behind.
+        // Leave no containers behind, whether the test passed or not.
         self.remove_containers();
     }
 }
@@ -261,15 +228,8 @@ where
 /// Copies the example app into a new git repository with one commit on `main`.
 pub fn example_repo(platform: &Platform, key: &Path) -> PathBuf {
     let repo = platform.dir.path().join("example");
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("example"),
-        &repo,
-    );
-    for args in [
-        &["init", "-q", "-b", "main"][..],
-        &["add", "-A"],
-        &["commit", "-qm", "example app"],
-    ] {
+    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("example"), &repo);
+    for args in [&["init", "-q", "-b", "main"][..], &["add", "-A"], &["commit", "-qm", "example app"]] {
         let (ok, out) = platform.git(&repo, key, args);
         assert!(ok, "git {args:?}: {out}");
     }

@@ -7,19 +7,11 @@ use crate::harness::{Platform, eventually, example_repo, get_via_router};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pushed_example_app_serves_through_the_router_and_logs() {
-    let platform = Platform::start().await;
+    let mut platform = Platform::start().await;
     let home = platform.dir.path().to_owned();
 
-    let out = platform
-        .cli_ok(
-            &home,
-            &["auth:register", "-u", "admin", "-p", "correct-horse"],
-        )
-        .await;
-    assert!(
-        out.contains("as admin (admin)"),
-        "the first user becomes admin: {out}"
-    );
+    let out = platform.cli_ok(&home, &["auth:register", "-u", "admin", "-p", "correct-horse"]).await;
+    assert!(out.contains("as admin (admin)"), "the first user becomes admin: {out}");
     platform.import_busybox_stack().await;
     let key = platform.add_ssh_key().await;
     let repo = example_repo(&platform, &key);
@@ -27,15 +19,10 @@ async fn a_pushed_example_app_serves_through_the_router_and_logs() {
     let out = platform.cli_ok(&repo, &["apps:create", "hello"]).await;
     assert!(out.contains("Added git remote `skiff`"), "{out}");
     let out = platform.cli_ok(&repo, &["apps:info"]).await;
-    assert!(
-        out.contains("none yet"),
-        "apps:info finds the app through the git remote: {out}"
-    );
+    assert!(out.contains("none yet"), "apps:info finds the app through the git remote: {out}");
 
     // Before any push the app exists but has nothing running.
-    let (status, body) = get_via_router(platform.router(), "hello.localhost")
-        .await
-        .expect("router answers");
+    let (status, body) = get_via_router(platform.router(), "hello.localhost").await.expect("router answers");
     assert_eq!(status, 503, "{body}");
 
     let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
@@ -53,9 +40,7 @@ async fn a_pushed_example_app_serves_through_the_router_and_logs() {
     .expect("the app answers 200 through the router within 60 s");
     assert!(body.contains("Hello from Skiff"), "{body}");
 
-    let (status, _) = get_via_router(platform.router(), "nobody.localhost")
-        .await
-        .expect("router answers");
+    let (status, _) = get_via_router(platform.router(), "nobody.localhost").await.expect("router answers");
     assert_eq!(status, 404);
 
     let logs = eventually(Duration::from_secs(30), || async {
@@ -67,23 +52,42 @@ async fn a_pushed_example_app_serves_through_the_router_and_logs() {
     assert!(logs.contains("hello[web."), "{logs}");
 
     let out = platform.cli_ok(&repo, &["releases"]).await;
-    assert!(
-        out.contains("v1") && out.contains("admin deployed"),
-        "{out}"
-    );
+    assert!(out.contains("v1") && out.contains("admin deployed"), "{out}");
+
+    // A second push with one changed file replaces the running release.
+    let page = repo.join("public/index.html");
+    let html = std::fs::read_to_string(&page).unwrap();
+    std::fs::write(&page, html.replace("Hello from Skiff", "Hello again from Skiff")).unwrap();
+    let (ok, out) = platform.git(&repo, &key, &["commit", "-qam", "second"]);
+    assert!(ok, "{out}");
+    let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
+    assert!(pushed && out.contains("remote: -----> Released v2"), "{out}");
+    eventually(Duration::from_secs(60), || async {
+        match get_via_router(platform.router(), "hello.localhost").await {
+            Some((200, body)) if body.contains("Hello again") => Some(()),
+            _ => None,
+        }
+    })
+    .await
+    .expect("v2 serves through the router");
+    let only_v2 = eventually(Duration::from_secs(30), || async {
+        let containers = platform.containers();
+        (containers.len() == 1 && containers[0].1 == "2").then_some(())
+    })
+    .await;
+    assert!(only_v2.is_some(), "v1's container is removed: {:?}", platform.containers());
+
+    // Stopping the platform leaves the app's container running.
     platform.stop().await;
+    let containers = platform.containers();
+    assert!(containers.len() == 1 && containers[0].2, "{containers:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushes_without_access_or_procfile_are_rejected_and_change_nothing() {
-    let platform = Platform::start().await;
+    let mut platform = Platform::start().await;
     let home = platform.dir.path().to_owned();
-    platform
-        .cli_ok(
-            &home,
-            &["auth:register", "-u", "admin", "-p", "correct-horse"],
-        )
-        .await;
+    platform.cli_ok(&home, &["auth:register", "-u", "admin", "-p", "correct-horse"]).await;
     let key = platform.add_ssh_key().await;
     let repo = example_repo(&platform, &key);
     platform.cli_ok(&repo, &["apps:create", "hello"]).await;
@@ -94,10 +98,7 @@ async fn pushes_without_access_or_procfile_are_rejected_and_change_nothing() {
     let other = url.trim().replace("/hello.git", "/other.git");
     let (pushed, out) = platform.git(&repo, &key, &["push", &other, "main"]);
     assert!(!pushed);
-    assert!(
-        out.contains("app `other` does not exist or you have no access to it"),
-        "{out}"
-    );
+    assert!(out.contains("app `other` does not exist or you have no access to it"), "{out}");
 
     // Hostile names are refused before anything runs.
     let hostile = url.trim().replace("/hello.git", "/a;id.git");

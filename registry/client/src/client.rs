@@ -10,11 +10,7 @@ pub enum RegistryError {
     #[error("registry unreachable at {url}: {source}")]
     Unreachable { url: String, source: reqwest::Error },
     #[error("registry answered {status} to {what}: {body}")]
-    Status {
-        what: String,
-        status: StatusCode,
-        body: String,
-    },
+    Status { what: String, status: StatusCode, body: String },
     #[error("registry sent an invalid answer to {what}: {reason}")]
     Invalid { what: String, reason: String },
 }
@@ -39,19 +35,12 @@ impl RegistryClient {
         }
     }
 
-    async fn send(
-        &self,
-        what: &str,
-        request: reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response, RegistryError> {
+    async fn send(&self, what: &str, request: reqwest::RequestBuilder) -> Result<reqwest::Response, RegistryError> {
         request
             .basic_auth(&self.username, Some(&self.password))
             .send()
             .await
-            .map_err(|source| RegistryError::Unreachable {
-                url: format!("{} ({what})", self.base),
-                source,
-            })
+            .map_err(|source| RegistryError::Unreachable { url: format!("{} ({what})", self.base), source })
     }
 
     async fn expect(
@@ -66,11 +55,7 @@ impl RegistryClient {
         } else {
             let status = response.status();
             let body = response.text().await.unwrap_or_default();
-            Err(RegistryError::Status {
-                what: what.to_owned(),
-                status,
-                body,
-            })
+            Err(RegistryError::Status { what: what.to_owned(), status, body })
         }
     }
 
@@ -84,55 +69,30 @@ impl RegistryClient {
     /// Fetches a whole blob.
     pub async fn blob(&self, repo: &str, digest: &Digest) -> Result<Bytes, RegistryError> {
         let url = format!("{}/v2/{repo}/blobs/{digest}", self.base);
-        let response = self
-            .expect("blob GET", self.http.get(url), &[StatusCode::OK])
-            .await?;
-        response
-            .bytes()
-            .await
-            .map_err(|source| RegistryError::Unreachable {
-                url: self.base.clone(),
-                source,
-            })
+        let response = self.expect("blob GET", self.http.get(url), &[StatusCode::OK]).await?;
+        response.bytes().await.map_err(|source| RegistryError::Unreachable { url: self.base.clone(), source })
     }
 
     /// Asks the registry to mount a blob from another repository; `false` when it could not.
-    pub async fn mount(
-        &self,
-        repo: &str,
-        digest: &Digest,
-        from: &str,
-    ) -> Result<bool, RegistryError> {
-        let url = format!(
-            "{}/v2/{repo}/blobs/uploads/?mount={digest}&from={from}",
-            self.base
-        );
+    pub async fn mount(&self, repo: &str, digest: &Digest, from: &str) -> Result<bool, RegistryError> {
+        let url = format!("{}/v2/{repo}/blobs/uploads/?mount={digest}&from={from}", self.base);
         let response = self.send("blob mount", self.http.post(url)).await?;
         if response.status() == StatusCode::ACCEPTED {
             // An upload session was opened instead; cancel it.
             if let Some(location) = location(&response) {
-                let _ = self
-                    .send("upload cancel", self.http.delete(self.absolute(&location)))
-                    .await;
+                let _ = self.send("upload cancel", self.http.delete(self.absolute(&location))).await;
             }
         }
         Ok(response.status() == StatusCode::CREATED)
     }
 
     /// Uploads a blob (POST, then PUT with the whole body), unless the registry has it.
-    pub async fn push_blob(
-        &self,
-        repo: &str,
-        digest: &Digest,
-        bytes: Bytes,
-    ) -> Result<(), RegistryError> {
+    pub async fn push_blob(&self, repo: &str, digest: &Digest, bytes: Bytes) -> Result<(), RegistryError> {
         if self.has_blob(repo, digest).await? {
             return Ok(());
         }
         let url = format!("{}/v2/{repo}/blobs/uploads/", self.base);
-        let response = self
-            .expect("upload start", self.http.post(url), &[StatusCode::ACCEPTED])
-            .await?;
+        let response = self.expect("upload start", self.http.post(url), &[StatusCode::ACCEPTED]).await?;
         let location = location(&response).ok_or_else(|| RegistryError::Invalid {
             what: "upload start".into(),
             reason: "no Location header".into(),
@@ -140,22 +100,13 @@ impl RegistryClient {
         let mut url = self.absolute(&location);
         url.push(if url.contains('?') { '&' } else { '?' });
         url.push_str(&format!("digest={digest}"));
-        let request = self
-            .http
-            .put(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-            .body(bytes);
-        self.expect("upload finish", request, &[StatusCode::CREATED])
-            .await?;
+        let request = self.http.put(url).header(reqwest::header::CONTENT_TYPE, "application/octet-stream").body(bytes);
+        self.expect("upload finish", request, &[StatusCode::CREATED]).await?;
         Ok(())
     }
 
     /// Fetches a manifest: its media type, bytes and digest.
-    pub async fn manifest(
-        &self,
-        repo: &str,
-        reference: &str,
-    ) -> Result<(String, Bytes), RegistryError> {
+    pub async fn manifest(&self, repo: &str, reference: &str) -> Result<(String, Bytes), RegistryError> {
         let url = format!("{}/v2/{repo}/manifests/{reference}", self.base);
         let accept = [
             crate::image::DOCKER_MANIFEST,
@@ -165,22 +116,15 @@ impl RegistryClient {
         ]
         .join(", ");
         let request = self.http.get(url).header(reqwest::header::ACCEPT, accept);
-        let response = self
-            .expect("manifest GET", request, &[StatusCode::OK])
-            .await?;
+        let response = self.expect("manifest GET", request, &[StatusCode::OK]).await?;
         let media_type = response
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|source| RegistryError::Unreachable {
-                url: self.base.clone(),
-                source,
-            })?;
+        let bytes =
+            response.bytes().await.map_err(|source| RegistryError::Unreachable { url: self.base.clone(), source })?;
         Ok((media_type, bytes))
     }
 
@@ -193,14 +137,8 @@ impl RegistryClient {
         bytes: Bytes,
     ) -> Result<Digest, RegistryError> {
         let url = format!("{}/v2/{repo}/manifests/{reference}", self.base);
-        let request = self
-            .http
-            .put(url)
-            .header(reqwest::header::CONTENT_TYPE, media_type)
-            .body(bytes);
-        let response = self
-            .expect("manifest PUT", request, &[StatusCode::CREATED])
-            .await?;
+        let request = self.http.put(url).header(reqwest::header::CONTENT_TYPE, media_type).body(bytes);
+        let response = self.expect("manifest PUT", request, &[StatusCode::CREATED]).await?;
         response
             .headers()
             .get("Docker-Content-Digest")
@@ -222,10 +160,5 @@ impl RegistryClient {
 }
 
 fn location(response: &reqwest::Response) -> Option<String> {
-    response
-        .headers()
-        .get(reqwest::header::LOCATION)?
-        .to_str()
-        .ok()
-        .map(str::to_owned)
+    response.headers().get(reqwest::header::LOCATION)?.to_str().ok().map(str::to_owned)
 }

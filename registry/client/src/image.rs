@@ -55,18 +55,11 @@ impl Layer {
     /// Compresses a tar archive into a layer (fast gzip: layers are pushed over loopback).
     pub fn from_tar(tar: &[u8]) -> Self {
         let diff_id = sha256(tar);
-        let mut encoder = flate2::write::GzEncoder::new(
-            Vec::with_capacity(tar.len() / 2),
-            flate2::Compression::fast(),
-        );
+        let mut encoder = flate2::write::GzEncoder::new(Vec::with_capacity(tar.len() / 2), flate2::Compression::fast());
         // Writing into a Vec cannot fail.
         encoder.write_all(tar).expect("gzip into memory");
         let blob = Bytes::from(encoder.finish().expect("gzip into memory"));
-        Self {
-            digest: sha256(&blob),
-            diff_id,
-            blob,
-        }
+        Self { digest: sha256(&blob), diff_id, blob }
     }
 }
 
@@ -84,31 +77,16 @@ impl BaseImage {
     /// # Errors
     /// When the registry fails, or the reference names something other than an image
     /// manifest (an index, say).
-    pub async fn fetch(
-        client: &RegistryClient,
-        repo: &str,
-        reference: &str,
-    ) -> Result<Self, RegistryError> {
+    pub async fn fetch(client: &RegistryClient, repo: &str, reference: &str) -> Result<Self, RegistryError> {
         let (media_type, bytes) = client.manifest(repo, reference).await?;
-        let invalid = |reason: String| RegistryError::Invalid {
-            what: format!("manifest {repo}:{reference}"),
-            reason,
-        };
+        let invalid = |reason: String| RegistryError::Invalid { what: format!("manifest {repo}:{reference}"), reason };
         if media_type != DOCKER_MANIFEST && media_type != OCI_MANIFEST {
-            return Err(invalid(format!(
-                "expected an image manifest, got {media_type}"
-            )));
+            return Err(invalid(format!("expected an image manifest, got {media_type}")));
         }
-        let manifest: Manifest =
-            serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
+        let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
         let config_bytes = client.blob(repo, &manifest.config.digest).await?;
-        let config =
-            serde_json::from_slice(&config_bytes).map_err(|e| invalid(format!("config: {e}")))?;
-        Ok(Self {
-            repo: repo.to_owned(),
-            manifest,
-            config,
-        })
+        let config = serde_json::from_slice(&config_bytes).map_err(|e| invalid(format!("config: {e}")))?;
+        Ok(Self { repo: repo.to_owned(), manifest, config })
     }
 }
 
@@ -157,10 +135,7 @@ pub async fn push_image(
     });
     client.push_blob(repo, &layer.digest, layer.blob).await?;
 
-    if let Some(diff_ids) = config
-        .pointer_mut("/rootfs/diff_ids")
-        .and_then(|v| v.as_array_mut())
-    {
+    if let Some(diff_ids) = config.pointer_mut("/rootfs/diff_ids").and_then(|v| v.as_array_mut()) {
         diff_ids.push(serde_json::Value::String(layer.diff_id.to_string()));
     }
     if let Some(history) = config.get_mut("history").and_then(|v| v.as_array_mut()) {
@@ -175,11 +150,7 @@ pub async fn push_image(
     let manifest = Manifest {
         schema_version: 2,
         media_type: Some(DOCKER_MANIFEST.to_owned()),
-        config: Descriptor {
-            media_type: DOCKER_CONFIG.to_owned(),
-            digest: config_digest,
-            size: config_size,
-        },
+        config: Descriptor { media_type: DOCKER_CONFIG.to_owned(), digest: config_digest, size: config_size },
         layers,
     };
     let bytes = Bytes::from(serde_json::to_vec(&manifest).expect("manifests serialize"));

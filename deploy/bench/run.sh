@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Skiff's benchmarks: one entry point that runs each component's benchmark and prints one
+# table. Each benchmark starts every process it needs on 127.0.0.1 and stops what it
+# started.
+#
+#   deploy/bench/run.sh [RUNS]        (default RUNS: 3)
+#
+# Today: push-to-first-200 through the router (first push, and a second push with one
+# changed file). Side-by-side peers (nginx/HAProxy, docker-registry, rsyslog) join as the
+# router, registry and logger benchmarks land.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+. "$root/deploy/lib.sh"
+runs=${1:-3}
+
+skiff_install_missing git:git ssh:openssh-client ssh-keygen:openssh-client curl:curl tar:tar
+skiff_ensure_docker
+skiff_require_cargo
+(cd "$root" && cargo build --release --locked -q -p skiffd -p skiff-cli)
+
+echo
+echo "| benchmark | median | min | max | runs |"
+echo "|---|---|---|---|---|"
+"$here/push.sh" "$root/target/release" "$runs"
