@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use skiff_api::{
     App, AppCreate, AppName, BuildCreate, Credentials, ErrorBody, Key, KeyCreate, KeyOwner, LogLine, PushGrant,
-    Release, RouteTable, Session, Stack, StackName, User, Username,
+    RegistryAccess, RegistryGrant, Release, RouteTable, Session, Stack, StackName, User, Username,
 };
 use skiff_registry_client::RegistryClient;
 use tokio::net::TcpListener;
@@ -134,6 +134,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .route("/v2/hooks/keys/{fingerprint}", get(hook_key_owner))
         .route("/v2/hooks/apps/{app}/access/{username}", get(hook_push_grant))
         .route("/v2/hooks/builds", post(hook_build))
+        .route("/v2/hooks/registry/access", post(hook_registry_access))
         .with_state(controller)
 }
 
@@ -382,4 +383,35 @@ async fn hook_build(
             .await?;
     c.reconcile.notify_one();
     Ok((StatusCode::CREATED, Json(release)))
+}
+
+/// Registry credentials are a user's API token (the password field of `docker login`), or
+/// the user's password. Stacks are readable by every user and written by admins; an app's
+/// repository belongs to whoever may access the app; admins may use any repository.
+async fn hook_registry_access(
+    State(c): State<Arc<Controller>>,
+    _: Service,
+    Json(access): Json<RegistryAccess>,
+) -> Result<Json<RegistryGrant>, ApiError> {
+    let by_token = c.db.user_by_token(&token_hash(&access.secret)).await?;
+    let user = match (by_token, &access.username) {
+        (Some(user), Some(name)) if user.username.as_str() == name => Some(user),
+        (Some(user), None) => Some(user),
+        (_, Some(name)) => match name.parse::<Username>() {
+            Ok(name) => c.db.user_by_name(&name).await?.filter(|u| verify_password(&access.secret, &u.password_hash)),
+            Err(_) => None,
+        },
+        (None, None) => None,
+    };
+    let user = user.ok_or(ApiError::Unauthenticated)?;
+    let grant = match access.repository.as_deref() {
+        None => RegistryGrant { pull: true, push: false },
+        Some(_) if user.admin => RegistryGrant { pull: true, push: true },
+        Some(repo) if repo.starts_with("stacks/") => RegistryGrant { pull: true, push: false },
+        Some(repo) => {
+            let allowed = c.app_for(&user, repo).await.is_ok();
+            RegistryGrant { pull: allowed, push: allowed }
+        }
+    };
+    Ok(Json(grant))
 }

@@ -256,7 +256,8 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
     if let Some(listener) = registry_listener {
         let store = skiff_store::FsBlobStore::open(data_dir.join("store")).await?;
         let config = skiff_registry::Config { data_dir: data_dir.join("registry"), service_token: token.clone() };
-        let registry = skiff_registry::Registry::new(config, Arc::new(store));
+        let authorizer = skiff_registry::auth::ControllerAuthorizer::new(&controller_url, &token);
+        let registry = skiff_registry::Registry::new(config, Arc::new(store), Arc::new(authorizer));
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
             if let Err(error) = skiff_registry::serve(listener, registry, shutdown).await {
@@ -304,9 +305,11 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
         let db = skiff_controller::db::Db::open_sqlite(&config.database_path)
             .await
             .with_context(|| format!("cannot open the database {}", config.database_path.display()))?;
-        let runtime = skiff_controller::scheduler::DockerRuntime::connect(&platform).await.context(
-            "the controller cannot reach the Docker engine (is dockerd running? is /var/run/docker.sock readable?)",
-        )?;
+        let runtime = skiff_controller::scheduler::DockerRuntime::connect(&platform, &config.registry_host, &token)
+            .await
+            .context(
+                "the controller cannot reach the Docker engine (is dockerd running? is /var/run/docker.sock readable?)",
+            )?;
         let routes = Arc::new(skiff_controller::routes::RouteFeed::default());
         let poke = Arc::new(tokio::sync::Notify::new());
         let scheduler = skiff_controller::scheduler::Scheduler::new(

@@ -85,6 +85,8 @@ pub enum Endpoint {
     ManifestDelete { repo: RepoName, reference: Reference },
     /// `GET /v2/<name>/tags/list`
     TagsList { repo: RepoName },
+    /// `GET /v2/<name>/referrers/<digest>`
+    Referrers { repo: RepoName, digest: Digest },
 }
 
 /// Why a request could not be decoded.
@@ -118,6 +120,11 @@ impl Endpoint {
         let repo = |name: &str| RepoName::parse(name).ok_or(DecodeError::NameInvalid);
         if let Some(name) = rest.strip_suffix("/tags/list") {
             return only(method, &[Method::GET], Endpoint::TagsList { repo: repo(name)? });
+        }
+        if let Some((name, digest)) = rest.rsplit_once("/referrers/") {
+            let repo = repo(name)?;
+            let digest: Digest = digest.parse().map_err(|_| DecodeError::DigestInvalid)?;
+            return only(method, &[Method::GET], Endpoint::Referrers { repo, digest });
         }
         if let Some((name, tail)) =
             rest.rsplit_once("/blobs/uploads/").or_else(|| rest.strip_suffix("/blobs/uploads").map(|name| (name, "")))
@@ -160,6 +167,25 @@ impl Endpoint {
             };
         }
         Err(DecodeError::NotFound)
+    }
+
+    /// The repository the request is about, if any.
+    pub fn repo(&self) -> Option<&RepoName> {
+        match self {
+            Endpoint::Base | Endpoint::Catalog => None,
+            Endpoint::BlobGet { repo, .. }
+            | Endpoint::BlobDelete { repo, .. }
+            | Endpoint::UploadStart { repo }
+            | Endpoint::UploadPatch { repo, .. }
+            | Endpoint::UploadFinish { repo, .. }
+            | Endpoint::UploadStatus { repo, .. }
+            | Endpoint::UploadCancel { repo, .. }
+            | Endpoint::ManifestGet { repo, .. }
+            | Endpoint::ManifestPut { repo, .. }
+            | Endpoint::ManifestDelete { repo, .. }
+            | Endpoint::TagsList { repo }
+            | Endpoint::Referrers { repo, .. } => Some(repo),
+        }
     }
 
     /// Whether the request changes the registry (and so needs push rights).
@@ -220,6 +246,11 @@ mod tests {
                 Ok(Endpoint::ManifestGet { repo: repo("app"), reference: Reference::Digest(d), head: false }),
             ),
             (Method::GET, "/v2/app/tags/list".to_owned(), Ok(Endpoint::TagsList { repo: repo("app") })),
+            (
+                Method::GET,
+                format!("/v2/a/b/referrers/{}", digest()),
+                Ok(Endpoint::Referrers { repo: repo("a/b"), digest: digest().parse().unwrap() }),
+            ),
             (Method::GET, "/v2/App/tags/list".to_owned(), Err(DecodeError::NameInvalid)),
             (Method::GET, "/v2/../x/tags/list".to_owned(), Err(DecodeError::NameInvalid)),
             (Method::GET, "/v2/app/blobs/sha256:baddigeststring".to_owned(), Err(DecodeError::DigestInvalid)),

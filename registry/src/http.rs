@@ -1,5 +1,5 @@
 //! The registry's HTTP surface: one fallback handler decodes every request into an
-//! [`Endpoint`] and dispatches it.
+//! [`Endpoint`], authenticates it, and dispatches it.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -9,16 +9,16 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{Query, Request, State};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use skiff_api::Digest;
+use skiff_api::{Digest, DigestAlgorithm, RegistryGrant};
 use skiff_store::BlobStore;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::{Authorizer, Credentials};
 use crate::endpoint::{DecodeError, Endpoint, Reference, RepoName};
 use crate::error::OciError;
 use crate::meta::Meta;
@@ -26,15 +26,18 @@ use crate::upload::Uploads;
 
 /// The largest manifest accepted (the spec asks for at least 4 MB).
 const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
-/// The most entries one catalog or tags page returns.
+/// The most entries one catalog, tags or referrers page returns.
 const MAX_PAGE: usize = 1000;
+/// The principal name of the platform's own components.
+const SERVICE: &str = "skiff-service";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
 /// Registry settings.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Where metadata and upload staging live.
     pub data_dir: PathBuf,
-    /// The platform's service token; pushes must present it as the Basic password.
+    /// The platform's service token: any user name with it as password may do anything.
     pub service_token: String,
 }
 
@@ -44,29 +47,53 @@ pub struct Registry {
     meta: Meta,
     uploads: Uploads,
     service_token: String,
+    authorizer: Arc<dyn Authorizer>,
+}
+
+/// An authenticated caller and what it may do in the request's repository.
+struct Caller {
+    principal: String,
+    credentials: Option<Credentials>,
+    grant: RegistryGrant,
 }
 
 impl Registry {
-    pub fn new(config: Config, store: Arc<dyn BlobStore>) -> Arc<Self> {
+    pub fn new(config: Config, store: Arc<dyn BlobStore>, authorizer: Arc<dyn Authorizer>) -> Arc<Self> {
         Arc::new(Self {
             store,
             meta: Meta::new(config.data_dir.join("repositories")),
             uploads: Uploads::new(config.data_dir.join("uploads")),
             service_token: config.service_token,
+            authorizer,
         })
     }
 
-    fn may_write(&self, headers: &HeaderMap) -> bool {
-        let Some(encoded) =
-            headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Basic "))
-        else {
-            return false;
-        };
-        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
-            return false;
-        };
-        let decoded = String::from_utf8_lossy(&decoded);
-        decoded.split_once(':').is_some_and(|(_, password)| password == self.service_token)
+    /// Authenticates a request and finds what it may do in `repo`.
+    async fn caller(&self, headers: &HeaderMap, repo: Option<&str>) -> Result<Caller, OciError> {
+        let unauthorized = || OciError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "authentication required");
+        let credentials = Credentials::from_headers(headers).ok_or_else(unauthorized)?;
+        if crate::auth::secrets_match(&credentials.secret, &self.service_token) {
+            let grant = RegistryGrant { pull: true, push: true };
+            return Ok(Caller { principal: SERVICE.into(), credentials: None, grant });
+        }
+        let grant = self
+            .authorizer
+            .authorize(&credentials, repo)
+            .await
+            .map_err(|e| OciError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", e.to_string()))?
+            .ok_or_else(unauthorized)?;
+        let principal = credentials.username.clone().unwrap_or_else(|| "token".into());
+        Ok(Caller { principal, credentials: Some(credentials), grant })
+    }
+
+    /// Whether the caller may pull from another repository (a mount's `from`).
+    async fn may_pull(&self, caller: &Caller, repo: &RepoName) -> bool {
+        match &caller.credentials {
+            None => true,
+            Some(credentials) => {
+                matches!(self.authorizer.authorize(credentials, Some(repo.as_str())).await, Ok(Some(g)) if g.pull)
+            }
+        }
     }
 }
 
@@ -89,25 +116,32 @@ async fn handle(State(registry): State<Arc<Registry>>, request: Request) -> Resp
         Ok(endpoint) => endpoint,
         Err(e) => return decode_error(e).into_response(),
     };
-    if endpoint.writes() && !registry.may_write(request.headers()) {
-        return OciError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "authentication required to push")
+    let caller = match registry.caller(request.headers(), endpoint.repo().map(RepoName::as_str)).await {
+        Ok(caller) => caller,
+        Err(e) => return e.into_response(),
+    };
+    let allowed = if endpoint.writes() { caller.grant.push } else { caller.grant.pull };
+    if endpoint.repo().is_some() && !allowed {
+        return OciError::new(StatusCode::FORBIDDEN, "DENIED", "requested access to the resource is denied")
             .into_response();
     }
     let query: HashMap<String, String> = Query::try_from_uri(request.uri()).map(|Query(q)| q).unwrap_or_default();
+    let r = &registry;
     let result = match endpoint {
         Endpoint::Base => Ok(base()),
-        Endpoint::Catalog => catalog(&registry, &query).await,
-        Endpoint::BlobGet { digest, head, .. } => blob_get(&registry, &digest, head).await,
-        Endpoint::BlobDelete { digest, .. } => blob_delete(&registry, &digest).await,
-        Endpoint::UploadStart { repo } => upload_start(&registry, repo, &query, request).await,
-        Endpoint::UploadPatch { repo, id } => upload_patch(&registry, repo, id, request).await,
-        Endpoint::UploadFinish { repo, id } => upload_finish(&registry, repo, id, &query, request).await,
-        Endpoint::UploadStatus { repo, id } => upload_status(&registry, &repo, &id),
-        Endpoint::UploadCancel { repo, id } => upload_cancel(&registry, &repo, &id).await,
-        Endpoint::ManifestGet { repo, reference, head } => manifest_get(&registry, &repo, &reference, head).await,
-        Endpoint::ManifestPut { repo, reference } => manifest_put(&registry, repo, reference, request).await,
-        Endpoint::ManifestDelete { repo, reference } => manifest_delete(&registry, &repo, &reference).await,
-        Endpoint::TagsList { repo } => tags_list(&registry, &repo, &query).await,
+        Endpoint::Catalog => catalog(r, &caller, &query).await,
+        Endpoint::BlobGet { repo, digest, head } => blob_get(r, &repo, &digest, head, request.headers()).await,
+        Endpoint::BlobDelete { repo, digest } => blob_delete(r, &repo, &digest).await,
+        Endpoint::UploadStart { repo } => upload_start(r, &caller, repo, &query, request).await,
+        Endpoint::UploadPatch { repo, id } => upload_patch(r, &caller, repo, id, request).await,
+        Endpoint::UploadFinish { repo, id } => upload_finish(r, &caller, repo, id, &query, request).await,
+        Endpoint::UploadStatus { repo, id } => upload_status(r, &caller, &repo, &id),
+        Endpoint::UploadCancel { repo, id } => upload_cancel(r, &caller, &repo, &id).await,
+        Endpoint::ManifestGet { repo, reference, head } => manifest_get(r, &repo, &reference, head).await,
+        Endpoint::ManifestPut { repo, reference } => manifest_put(r, repo, reference, request).await,
+        Endpoint::ManifestDelete { repo, reference } => manifest_delete(r, &repo, &reference).await,
+        Endpoint::TagsList { repo } => tags_list(r, &repo, &query).await,
+        Endpoint::Referrers { repo, digest } => referrers(r, &repo, &digest, &query).await,
     };
     result.unwrap_or_else(IntoResponse::into_response)
 }
@@ -128,81 +162,189 @@ fn base() -> Response {
     ([("Docker-Distribution-API-Version", "registry/2.0")], axum::Json(serde_json::json!({}))).into_response()
 }
 
-fn with_digest(mut response: Response, digest: &Digest) -> Response {
-    if let Ok(value) = HeaderValue::from_str(digest.as_str()) {
-        response.headers_mut().insert("Docker-Content-Digest", value);
+fn set_header(response: &mut Response, name: &'static str, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        response.headers_mut().insert(name, value);
     }
+}
+
+fn with_digest(mut response: Response, digest: &Digest) -> Response {
+    set_header(&mut response, "docker-content-digest", digest.as_str());
     response
 }
 
 fn location(status: StatusCode, location: &str) -> Response {
     let mut response = status.into_response();
-    if let Ok(value) = HeaderValue::from_str(location) {
-        response.headers_mut().insert(header::LOCATION, value);
-    }
+    set_header(&mut response, "location", location);
     response
 }
 
-async fn catalog(registry: &Registry, query: &HashMap<String, String>) -> Result<Response, OciError> {
-    let limit = query.get("n").and_then(|n| n.parse().ok()).unwrap_or(MAX_PAGE).min(MAX_PAGE);
-    let repositories = registry.meta.repositories(limit).await?;
-    Ok(axum::Json(serde_json::json!({ "repositories": repositories })).into_response())
+/// `n` from a query, capped at [`MAX_PAGE`].
+fn page_size(query: &HashMap<String, String>) -> usize {
+    query.get("n").and_then(|n| n.parse().ok()).unwrap_or(MAX_PAGE).min(MAX_PAGE)
 }
 
-async fn blob_get(registry: &Registry, digest: &Digest, head: bool) -> Result<Response, OciError> {
-    let blob = registry.store.open(digest).await?.ok_or_else(OciError::blob_unknown)?;
-    let body = if head { Body::empty() } else { Body::from_stream(tokio_util::io::ReaderStream::new(blob.body)) };
-    let response = Response::builder()
-        .header(header::CONTENT_LENGTH, blob.size)
+/// One page of a sorted list: entries after `last`, at most `n`, and whether more remain.
+fn paginate(items: Vec<String>, query: &HashMap<String, String>) -> (Vec<String>, Option<String>) {
+    let limit = page_size(query);
+    let mut after: Vec<String> = match query.get("last") {
+        Some(last) => items.into_iter().filter(|t| t > last).collect(),
+        None => items,
+    };
+    let more = after.len() > limit && limit > 0;
+    after.truncate(limit);
+    let next = if more { after.last().cloned() } else { None };
+    (after, next)
+}
+
+fn link_next(response: &mut Response, path: &str, limit: usize, last: Option<String>) {
+    if let Some(last) = last {
+        set_header(response, "link", &format!("<{path}?n={limit}&last={last}>; rel=\"next\""));
+    }
+}
+
+async fn catalog(registry: &Registry, caller: &Caller, query: &HashMap<String, String>) -> Result<Response, OciError> {
+    let mut visible = Vec::new();
+    for repo in registry.meta.repositories().await? {
+        let readable = match (&caller.credentials, RepoName::parse(&repo)) {
+            (None, _) => true,
+            (Some(_), Some(name)) => registry.may_pull(caller, &name).await,
+            (Some(_), None) => false,
+        };
+        if readable {
+            visible.push(repo);
+        }
+    }
+    let (page, next) = paginate(visible, query);
+    let mut response = axum::Json(serde_json::json!({ "repositories": page })).into_response();
+    link_next(&mut response, "/v2/_catalog", page_size(query), next);
+    Ok(response)
+}
+
+/// A parsed `Range: bytes=…` against a blob of `size` bytes: `Ok(None)` without a header,
+/// `Err` (416) when unsatisfiable.
+fn byte_range(headers: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>, OciError> {
+    let Some(value) = headers.get(header::RANGE) else { return Ok(None) };
+    let unsatisfiable = || OciError::new(StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UNKNOWN", "range not satisfiable");
+    let spec = value.to_str().ok().and_then(|v| v.trim().strip_prefix("bytes=")).ok_or_else(unsatisfiable)?;
+    let (start, end) = spec.split_once('-').ok_or_else(unsatisfiable)?;
+    let (start, end) = match (start.trim(), end.trim()) {
+        ("", suffix) => {
+            let n: u64 = suffix.parse().map_err(|_| unsatisfiable())?;
+            (size.saturating_sub(n), size.saturating_sub(1))
+        }
+        (start, "") => (start.parse().map_err(|_| unsatisfiable())?, size.saturating_sub(1)),
+        (start, end) => {
+            let start: u64 = start.parse().map_err(|_| unsatisfiable())?;
+            let end: u64 = end.parse().map_err(|_| unsatisfiable())?;
+            (start, end.min(size.saturating_sub(1)))
+        }
+    };
+    if start >= size || start > end {
+        return Err(unsatisfiable());
+    }
+    Ok(Some((start, end)))
+}
+
+async fn blob_get(
+    registry: &Registry,
+    repo: &RepoName,
+    digest: &Digest,
+    head: bool,
+    headers: &HeaderMap,
+) -> Result<Response, OciError> {
+    if !registry.meta.has_blob(repo, digest).await {
+        return Err(OciError::blob_unknown());
+    }
+    let size = registry.store.size(digest).await?.ok_or_else(OciError::blob_unknown)?;
+    let range = byte_range(headers, size)?;
+    let (status, start, end) = match range {
+        Some((start, end)) => (StatusCode::PARTIAL_CONTENT, start, end + 1),
+        None => (StatusCode::OK, 0, size),
+    };
+    let body = if head {
+        Body::empty()
+    } else {
+        let blob = registry.store.open_range(digest, start, end).await?.ok_or_else(OciError::blob_unknown)?;
+        Body::from_stream(tokio_util::io::ReaderStream::new(blob.body))
+    };
+    let mut builder = Response::builder()
+        .status(status)
+        .header(header::CONTENT_LENGTH, end - start)
         .header(header::CONTENT_TYPE, "application/octet-stream")
-        .body(body)
-        .map_err(OciError::internal)?;
-    Ok(with_digest(response, digest))
+        .header(header::ACCEPT_RANGES, "bytes");
+    if range.is_some() {
+        builder = builder.header(header::CONTENT_RANGE, format!("bytes {start}-{}/{size}", end - 1));
+    }
+    Ok(with_digest(builder.body(body).map_err(OciError::internal)?, digest))
 }
 
-async fn blob_delete(registry: &Registry, digest: &Digest) -> Result<Response, OciError> {
-    registry.store.size(digest).await?.ok_or_else(OciError::blob_unknown)?;
-    registry.store.delete(digest).await?;
-    Ok(StatusCode::ACCEPTED.into_response())
+async fn blob_delete(registry: &Registry, repo: &RepoName, digest: &Digest) -> Result<Response, OciError> {
+    // The bytes stay in the store until garbage collection: other repositories may share them.
+    if registry.meta.unlink_blob(repo, digest).await? {
+        Ok(StatusCode::ACCEPTED.into_response())
+    } else {
+        Err(OciError::blob_unknown())
+    }
+}
+
+fn parse_digest(value: &str) -> Result<Digest, OciError> {
+    value.parse().map_err(|_| {
+        OciError::digest_invalid(format!("invalid digest `{}`", value.chars().take(80).collect::<String>()))
+    })
 }
 
 async fn upload_start(
     registry: &Registry,
+    caller: &Caller,
     repo: RepoName,
     query: &HashMap<String, String>,
     request: Request,
 ) -> Result<Response, OciError> {
     if let Some(mount) = query.get("mount") {
-        let digest: Digest = mount.parse().map_err(|_| OciError::digest_invalid("invalid mount digest"))?;
-        if registry.store.size(&digest).await?.is_some() {
+        let digest = parse_digest(mount)?;
+        // Mount only from a named repository the caller may read that holds the blob.
+        if let Some(from) = query.get("from").and_then(|f| RepoName::parse(f))
+            && registry.may_pull(caller, &from).await
+            && registry.meta.has_blob(&from, &digest).await
+            && registry.store.size(&digest).await?.is_some()
+        {
+            registry.meta.link_blob(&repo, &digest).await?;
             let target = format!("/v2/{}/blobs/{digest}", repo.as_str());
             return Ok(with_digest(location(StatusCode::CREATED, &target), &digest));
         }
     }
-    let id = registry.uploads.start(&repo).await?;
+    if let Some(algorithm) = query.get("digest-algorithm")
+        && algorithm != "sha256"
+        && algorithm != "sha512"
+    {
+        return Err(OciError::new(StatusCode::BAD_REQUEST, "DIGEST_INVALID", "unsupported digest algorithm"));
+    }
+    let id = registry.uploads.start(&repo, &caller.principal).await?;
     if let Some(digest) = query.get("digest") {
         // Single-POST upload: the body is the whole blob.
-        let digest: Digest = digest.parse().map_err(|_| OciError::digest_invalid("invalid digest"))?;
-        let upload = registry.uploads.get(&repo, &id).ok_or_else(OciError::upload_unknown)?;
-        append(&upload.path, request.into_body()).await?;
-        return finish(registry, &repo, &id, &digest).await;
+        let digest = parse_digest(digest)?;
+        let upload = registry.uploads.get(&repo, &caller.principal, &id).ok_or_else(OciError::upload_unknown)?;
+        if let Err(e) = append(&upload.path, request.into_body()).await {
+            let _ = registry.uploads.close(&repo, &caller.principal, &id);
+            let _ = tokio::fs::remove_file(&upload.path).await;
+            return Err(e);
+        }
+        return finish(registry, caller, &repo, &id, &digest).await;
     }
     Ok(upload_accepted(&repo, &id, 0))
 }
 
 fn upload_accepted(repo: &RepoName, id: &str, size: u64) -> Response {
     let mut response = location(StatusCode::ACCEPTED, &format!("/v2/{}/blobs/uploads/{id}", repo.as_str()));
-    let headers = response.headers_mut();
-    headers.insert(header::RANGE, HeaderValue::from_str(&format!("0-{}", size.saturating_sub(1))).expect("ascii"));
-    headers.insert("Docker-Upload-UUID", HeaderValue::from_str(id).expect("hex id"));
+    set_header(&mut response, "range", &format!("0-{}", size.saturating_sub(1)));
+    set_header(&mut response, "docker-upload-uuid", id);
     response
 }
 
 /// Parses `Content-Range: <start>-<end>` (inclusive).
 fn content_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>, OciError> {
-    let Some(value) = headers.get(header::CONTENT_RANGE) else {
-        return Ok(None);
-    };
+    let Some(value) = headers.get(header::CONTENT_RANGE) else { return Ok(None) };
     let text = value.to_str().unwrap_or("").trim();
     let text = text.strip_prefix("bytes ").unwrap_or(text);
     let text = text.split('/').next().unwrap_or("");
@@ -229,9 +371,16 @@ async fn append(path: &std::path::Path, body: Body) -> Result<u64, OciError> {
     Ok(written)
 }
 
-/// Appends a chunk, checking that a `Content-Range` starts where the upload stands.
-async fn append_chunk(registry: &Registry, repo: &RepoName, id: &str, request: Request) -> Result<u64, OciError> {
-    let upload = registry.uploads.get(repo, id).ok_or_else(OciError::upload_unknown)?;
+/// Appends a chunk, checking that a `Content-Range` starts where the upload stands. A
+/// body that breaks off leaves the upload where it was.
+async fn append_chunk(
+    registry: &Registry,
+    caller: &Caller,
+    repo: &RepoName,
+    id: &str,
+    request: Request,
+) -> Result<u64, OciError> {
+    let upload = registry.uploads.get(repo, &caller.principal, id).ok_or_else(OciError::upload_unknown)?;
     if let Some((start, _)) = content_range(request.headers())?
         && start != upload.size
     {
@@ -241,49 +390,73 @@ async fn append_chunk(registry: &Registry, repo: &RepoName, id: &str, request: R
             format!("chunk starts at {start} but the upload has {} bytes", upload.size),
         ));
     }
-    let written = append(&upload.path, request.into_body()).await?;
-    let size = upload.size + written;
-    registry.uploads.set_size(id, size);
-    Ok(size)
+    match append(&upload.path, request.into_body()).await {
+        Ok(written) => {
+            let size = upload.size + written;
+            registry.uploads.set_size(id, size);
+            Ok(size)
+        }
+        Err(e) => {
+            // Cut the file back to the last accepted byte so the client can resume.
+            if let Ok(file) = tokio::fs::OpenOptions::new().write(true).open(&upload.path).await {
+                let _ = file.set_len(upload.size).await;
+            }
+            Err(e)
+        }
+    }
 }
 
-async fn upload_patch(registry: &Registry, repo: RepoName, id: String, request: Request) -> Result<Response, OciError> {
-    let size = append_chunk(registry, &repo, &id, request).await?;
+async fn upload_patch(
+    registry: &Registry,
+    caller: &Caller,
+    repo: RepoName,
+    id: String,
+    request: Request,
+) -> Result<Response, OciError> {
+    let size = append_chunk(registry, caller, &repo, &id, request).await?;
     Ok(upload_accepted(&repo, &id, size))
 }
 
 async fn upload_finish(
     registry: &Registry,
+    caller: &Caller,
     repo: RepoName,
     id: String,
     query: &HashMap<String, String>,
     request: Request,
 ) -> Result<Response, OciError> {
-    let digest: Digest = query
-        .get("digest")
-        .ok_or_else(|| OciError::digest_invalid("missing digest"))?
-        .parse()
-        .map_err(|_| OciError::digest_invalid("invalid digest"))?;
-    append_chunk(registry, &repo, &id, request).await?;
-    finish(registry, &repo, &id, &digest).await
+    let digest = parse_digest(query.get("digest").ok_or_else(|| OciError::digest_invalid("missing digest"))?)?;
+    append_chunk(registry, caller, &repo, &id, request).await?;
+    finish(registry, caller, &repo, &id, &digest).await
 }
 
-async fn finish(registry: &Registry, repo: &RepoName, id: &str, digest: &Digest) -> Result<Response, OciError> {
-    let upload = registry.uploads.close(repo, id).ok_or_else(OciError::upload_unknown)?;
-    registry.store.ingest_file(digest, &upload.path).await?;
+/// Verifies and stores a finished upload; the session closes either way.
+async fn finish(
+    registry: &Registry,
+    caller: &Caller,
+    repo: &RepoName,
+    id: &str,
+    digest: &Digest,
+) -> Result<Response, OciError> {
+    let upload = registry.uploads.close(repo, &caller.principal, id).ok_or_else(OciError::upload_unknown)?;
+    if let Err(e) = registry.store.ingest_file(digest, &upload.path).await {
+        let _ = tokio::fs::remove_file(&upload.path).await;
+        return Err(e.into());
+    }
+    registry.meta.link_blob(repo, digest).await?;
     let target = format!("/v2/{}/blobs/{digest}", repo.as_str());
     Ok(with_digest(location(StatusCode::CREATED, &target), digest))
 }
 
-fn upload_status(registry: &Registry, repo: &RepoName, id: &str) -> Result<Response, OciError> {
-    let upload = registry.uploads.get(repo, id).ok_or_else(OciError::upload_unknown)?;
+fn upload_status(registry: &Registry, caller: &Caller, repo: &RepoName, id: &str) -> Result<Response, OciError> {
+    let upload = registry.uploads.get(repo, &caller.principal, id).ok_or_else(OciError::upload_unknown)?;
     let mut response = upload_accepted(repo, id, upload.size);
     *response.status_mut() = StatusCode::NO_CONTENT;
     Ok(response)
 }
 
-async fn upload_cancel(registry: &Registry, repo: &RepoName, id: &str) -> Result<Response, OciError> {
-    let upload = registry.uploads.close(repo, id).ok_or_else(OciError::upload_unknown)?;
+async fn upload_cancel(registry: &Registry, caller: &Caller, repo: &RepoName, id: &str) -> Result<Response, OciError> {
+    let upload = registry.uploads.close(repo, &caller.principal, id).ok_or_else(OciError::upload_unknown)?;
     let _ = tokio::fs::remove_file(&upload.path).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -314,8 +487,26 @@ async fn manifest_get(
     Ok(with_digest(response, &digest))
 }
 
-/// The digests a manifest or index refers to, after checking its shape.
-fn referenced_digests(media_type: &str, body: &serde_json::Value) -> Result<Vec<Digest>, OciError> {
+fn is_index(media_type: &str) -> bool {
+    media_type == OCI_INDEX || media_type == "application/vnd.docker.distribution.manifest.list.v2+json"
+}
+
+/// What a pushed manifest refers to, after checking its shape against its media type.
+struct References {
+    /// Blobs (config, layers) or, for an index, manifests.
+    descriptors: Vec<Digest>,
+    subject: Option<Digest>,
+}
+
+fn descriptor_digest(descriptor: &serde_json::Value) -> Result<Digest, OciError> {
+    descriptor
+        .get("digest")
+        .and_then(|v| v.as_str())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| OciError::manifest_invalid("descriptor without a valid digest"))
+}
+
+fn references(media_type: &str, body: &serde_json::Value) -> Result<References, OciError> {
     if let Some(declared) = body.get("mediaType").and_then(|v| v.as_str())
         && declared != media_type
     {
@@ -323,23 +514,38 @@ fn referenced_digests(media_type: &str, body: &serde_json::Value) -> Result<Vec<
             "Content-Type {media_type} does not match the manifest's mediaType {declared}"
         )));
     }
-    let is_index = media_type.contains("index") || media_type.contains("manifest.list");
-    let descriptors: Vec<&serde_json::Value> = if is_index {
+    let descriptors: Vec<&serde_json::Value> = if is_index(media_type) {
+        if body.get("layers").is_some() || body.get("config").is_some() {
+            return Err(OciError::manifest_invalid("an index has no config or layers"));
+        }
         body.get("manifests").and_then(|m| m.as_array()).map(|m| m.iter().collect()).unwrap_or_default()
     } else {
+        if body.get("manifests").is_some() {
+            return Err(OciError::manifest_invalid("an image manifest has no `manifests`; push it as an index"));
+        }
         let config = body.get("config").ok_or_else(|| OciError::manifest_invalid("manifest has no config"))?;
         let layers = body.get("layers").and_then(|l| l.as_array()).into_iter().flatten();
         std::iter::once(config).chain(layers).collect()
     };
-    descriptors
-        .into_iter()
-        .map(|d| {
-            d.get("digest")
-                .and_then(|v| v.as_str())
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| OciError::manifest_invalid("descriptor without a valid digest"))
-        })
-        .collect()
+    let subject = body.get("subject").map(descriptor_digest).transpose()?;
+    Ok(References { descriptors: descriptors.into_iter().map(descriptor_digest).collect::<Result<_, _>>()?, subject })
+}
+
+/// The referrers-API descriptor of a manifest: its artifact type (or config media type)
+/// and annotations.
+fn referrer_descriptor(media_type: &str, digest: &Digest, size: usize, body: &serde_json::Value) -> Vec<u8> {
+    let artifact_type = body
+        .get("artifactType")
+        .and_then(|v| v.as_str())
+        .or_else(|| body.pointer("/config/mediaType").and_then(|v| v.as_str()));
+    let mut descriptor = serde_json::json!({ "mediaType": media_type, "digest": digest, "size": size });
+    if let Some(artifact_type) = artifact_type {
+        descriptor["artifactType"] = artifact_type.into();
+    }
+    if let Some(annotations) = body.get("annotations") {
+        descriptor["annotations"] = annotations.clone();
+    }
+    serde_json::to_vec(&descriptor).expect("JSON values serialize")
 }
 
 async fn manifest_put(
@@ -360,44 +566,65 @@ async fn manifest_put(
         .map_err(|_| OciError::new(StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID", "manifest too large"))?;
     // Hash and parse the same bytes.
     let digest = match &reference {
-        Reference::Digest(expected) => skiff_store::digest::of_bytes(expected.algorithm(), &bytes),
-        Reference::Tag(_) => skiff_store::digest::sha256(&bytes),
+        Reference::Digest(expected) => {
+            let digest = skiff_store::digest::of_bytes(expected.algorithm(), &bytes);
+            if &digest != expected {
+                return Err(OciError::digest_invalid("manifest does not hash to the digest it was pushed under"));
+            }
+            digest
+        }
+        Reference::Tag(_) => skiff_store::digest::of_bytes(DigestAlgorithm::Sha256, &bytes),
     };
-    if let Reference::Digest(expected) = &reference
-        && &digest != expected
-    {
-        return Err(OciError::digest_invalid("manifest does not hash to the digest it was pushed under"));
-    }
     let body: serde_json::Value =
         serde_json::from_slice(&bytes).map_err(|e| OciError::manifest_invalid(format!("manifest is not JSON: {e}")))?;
-    let is_index = media_type.contains("index") || media_type.contains("manifest.list");
-    for referenced in referenced_digests(&media_type, &body)? {
-        let known = if is_index {
-            registry.meta.manifest_type(&repo, &referenced).await?.is_some()
+    let references = references(&media_type, &body)?;
+    for referenced in &references.descriptors {
+        let known = if is_index(&media_type) {
+            registry.meta.manifest_type(&repo, referenced).await?.is_some()
         } else {
-            registry.store.size(&referenced).await?.is_some()
+            registry.meta.has_blob(&repo, referenced).await && registry.store.size(referenced).await?.is_some()
         };
         if !known {
             return Err(OciError::new(
                 StatusCode::BAD_REQUEST,
                 "MANIFEST_BLOB_UNKNOWN",
-                format!("manifest references unknown {referenced}"),
+                format!("manifest references {referenced}, unknown in {}", repo.as_str()),
             ));
         }
     }
+    let size = bytes.len();
     registry.store.put_bytes(&digest, bytes).await?;
     registry.meta.link_manifest(&repo, &digest, &media_type).await?;
     if let Reference::Tag(tag) = &reference {
         registry.meta.set_tag(&repo, tag, &digest).await?;
     }
     let target = format!("/v2/{}/manifests/{digest}", repo.as_str());
-    Ok(with_digest(location(StatusCode::CREATED, &target), &digest))
+    let mut response = with_digest(location(StatusCode::CREATED, &target), &digest);
+    if let Some(subject) = &references.subject {
+        let descriptor = referrer_descriptor(&media_type, &digest, size, &body);
+        registry.meta.add_referrer(&repo, subject, &digest, &descriptor).await?;
+        set_header(&mut response, "oci-subject", subject.as_str());
+    }
+    Ok(response)
 }
 
 async fn manifest_delete(registry: &Registry, repo: &RepoName, reference: &Reference) -> Result<Response, OciError> {
     let found = match reference {
         Reference::Tag(tag) => registry.meta.remove_tag(repo, tag).await?,
-        Reference::Digest(digest) => registry.meta.unlink_manifest(repo, digest).await?,
+        Reference::Digest(digest) => {
+            // Drop it from the referrers of its subject, if it had one.
+            let media_type = registry.meta.manifest_type(repo, digest).await?;
+            if let (Some(media_type), Some(bytes)) = (media_type, registry.store.read(digest).await?) {
+                let subject = serde_json::from_slice::<serde_json::Value>(&bytes)
+                    .ok()
+                    .and_then(|body| references(&media_type, &body).ok())
+                    .and_then(|r| r.subject);
+                if let Some(subject) = subject {
+                    registry.meta.remove_referrer(repo, &subject, digest).await?;
+                }
+            }
+            registry.meta.unlink_manifest(repo, digest).await?
+        }
     };
     if found { Ok(StatusCode::ACCEPTED.into_response()) } else { Err(OciError::manifest_unknown()) }
 }
@@ -408,21 +635,34 @@ async fn tags_list(
     query: &HashMap<String, String>,
 ) -> Result<Response, OciError> {
     let tags = registry.meta.tags(repo).await?.ok_or_else(OciError::name_unknown)?;
-    let after: Vec<String> = match query.get("last") {
-        Some(last) => tags.into_iter().filter(|t| t > last).collect(),
-        None => tags,
-    };
-    let limit = query.get("n").and_then(|n| n.parse().ok()).unwrap_or(MAX_PAGE).min(MAX_PAGE);
-    let page: Vec<String> = after.iter().take(limit).cloned().collect();
+    let (page, next) = paginate(tags, query);
     let mut response = axum::Json(serde_json::json!({ "name": repo.as_str(), "tags": page })).into_response();
-    if after.len() > limit
-        && limit > 0
-        && let Some(last) = page.last()
-    {
-        let link = format!("</v2/{}/tags/list?n={limit}&last={last}>; rel=\"next\"", repo.as_str());
-        if let Ok(value) = HeaderValue::from_str(&link) {
-            response.headers_mut().insert(header::LINK, value);
-        }
+    link_next(&mut response, &format!("/v2/{}/tags/list", repo.as_str()), page_size(query), next);
+    Ok(response)
+}
+
+async fn referrers(
+    registry: &Registry,
+    repo: &RepoName,
+    subject: &Digest,
+    query: &HashMap<String, String>,
+) -> Result<Response, OciError> {
+    let filter = query.get("artifactType");
+    let manifests: Vec<serde_json::Value> = registry
+        .meta
+        .referrers(repo, subject)
+        .await?
+        .iter()
+        .filter_map(|bytes| serde_json::from_slice::<serde_json::Value>(bytes).ok())
+        .filter(|d| filter.is_none_or(|f| d.get("artifactType").and_then(|a| a.as_str()) == Some(f.as_str())))
+        .take(MAX_PAGE)
+        .collect();
+    let index = serde_json::json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests });
+    let mut response =
+        ([(header::CONTENT_TYPE, OCI_INDEX)], serde_json::to_vec(&index).expect("JSON values serialize"))
+            .into_response();
+    if filter.is_some() {
+        set_header(&mut response, "oci-filters-applied", "artifactType");
     }
     Ok(response)
 }

@@ -1,16 +1,20 @@
 //! Skiff's registry: the OCI distribution API over a [`BlobStore`].
 //!
 //! Layout:
+//! - [`auth`]: credentials and the [`auth::Authorizer`] that decides pulls and pushes.
 //! - [`endpoint`]: pure decoding of a request into an [`Endpoint`].
 //! - [`error`]: the OCI error envelope.
 //! - [`meta`]: per-repository metadata (manifest media types, tags) on the filesystem.
 //! - [`upload`]: blob upload sessions.
 //! - [`http`]: the handlers and the server loop.
 //!
-//! Blobs are content-addressed in the store; repositories hold links to manifests and
-//! tags. Pushes need the platform's service token (HTTP Basic, any user name); pulls are
-//! open to loopback clients such as the platform's Docker engine.
+//! Blobs are content-addressed in the store; a repository holds links to the blobs and
+//! manifests pushed or mounted into it, and its tags, so a blob is readable only through
+//! a repository that has it. Every request authenticates (HTTP Basic, as `docker login`
+//! stores it, or a bearer token): the platform's service token may do anything, other
+//! credentials are checked by the controller.
 
+pub mod auth;
 pub mod endpoint;
 pub mod error;
 pub mod http;

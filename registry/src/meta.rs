@@ -54,6 +54,71 @@ impl Meta {
         Ok(existed)
     }
 
+    fn blob_path(&self, repo: &RepoName, digest: &Digest) -> PathBuf {
+        let algorithm = digest.as_str().split(':').next().unwrap_or("sha256");
+        self.repo_dir(repo).join("_layers").join(algorithm).join(digest.hex())
+    }
+
+    /// Makes a stored blob readable through `repo`.
+    pub async fn link_blob(&self, repo: &RepoName, digest: &Digest) -> std::io::Result<()> {
+        write_atomic(&self.blob_path(repo, digest), b"").await
+    }
+
+    /// Whether `repo` may serve the blob.
+    pub async fn has_blob(&self, repo: &RepoName, digest: &Digest) -> bool {
+        tokio::fs::metadata(self.blob_path(repo, digest)).await.is_ok()
+    }
+
+    /// Removes a blob from `repo` (the bytes stay until garbage collection); `false` when
+    /// it was not there.
+    pub async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> std::io::Result<bool> {
+        remove_optional(&self.blob_path(repo, digest)).await
+    }
+
+    fn referrers_dir(&self, repo: &RepoName, subject: &Digest) -> PathBuf {
+        self.repo_dir(repo).join("_referrers").join(subject.as_str().replace(':', "-"))
+    }
+
+    /// Records that `manifest` (described by `descriptor`, JSON) refers to `subject`.
+    pub async fn add_referrer(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        manifest: &Digest,
+        descriptor: &[u8],
+    ) -> std::io::Result<()> {
+        let path = self.referrers_dir(repo, subject).join(manifest.as_str().replace(':', "-"));
+        write_atomic(&path, descriptor).await
+    }
+
+    /// Forgets that `manifest` refers to `subject`.
+    pub async fn remove_referrer(&self, repo: &RepoName, subject: &Digest, manifest: &Digest) -> std::io::Result<()> {
+        remove_optional(&self.referrers_dir(repo, subject).join(manifest.as_str().replace(':', "-"))).await.map(drop)
+    }
+
+    /// The descriptors (JSON) of every manifest in `repo` that refers to `subject`.
+    pub async fn referrers(&self, repo: &RepoName, subject: &Digest) -> std::io::Result<Vec<Vec<u8>>> {
+        let mut found = Vec::new();
+        let mut entries = match tokio::fs::read_dir(self.referrers_dir(repo, subject)).await {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+            Err(e) => return Err(e),
+        };
+        let mut names = Vec::new();
+        while let Some(entry) = entries.next_entry().await? {
+            if !entry.file_name().to_string_lossy().starts_with('.') {
+                names.push(entry.path());
+            }
+        }
+        names.sort();
+        for path in names {
+            if let Some(bytes) = read_optional(&path).await? {
+                found.push(bytes.into_bytes());
+            }
+        }
+        Ok(found)
+    }
+
     /// Points `tag` at `digest`.
     pub async fn set_tag(&self, repo: &RepoName, tag: &str, digest: &Digest) -> std::io::Result<()> {
         write_atomic(&self.tag_path(repo, tag), digest.as_str().as_bytes()).await
@@ -90,8 +155,8 @@ impl Meta {
         Ok(Some(tags))
     }
 
-    /// Every repository holding at least one manifest, sorted, at most `limit`.
-    pub async fn repositories(&self, limit: usize) -> std::io::Result<Vec<String>> {
+    /// Every repository holding at least one manifest, sorted.
+    pub async fn repositories(&self) -> std::io::Result<Vec<String>> {
         let mut found = Vec::new();
         let mut pending = vec![self.root.clone()];
         while let Some(dir) = pending.pop() {
@@ -110,7 +175,6 @@ impl Meta {
             }
         }
         found.sort();
-        found.truncate(limit);
         Ok(found)
     }
 }

@@ -16,6 +16,8 @@ use crate::endpoint::RepoName;
 #[derive(Debug, Clone)]
 pub struct Upload {
     pub repo: RepoName,
+    /// Who opened it; nobody else may continue it.
+    pub principal: String,
     pub path: PathBuf,
     /// Bytes received so far.
     pub size: u64,
@@ -33,19 +35,19 @@ impl Uploads {
         Self { dir, open: Mutex::new(HashMap::new()) }
     }
 
-    /// Opens a session under `repo`; returns its id.
-    pub async fn start(&self, repo: &RepoName) -> std::io::Result<String> {
+    /// Opens a session under `repo` for `principal`; returns its id.
+    pub async fn start(&self, repo: &RepoName, principal: &str) -> std::io::Result<String> {
         let id = format!("{:032x}", rand::random::<u128>());
         let path = self.dir.join(&id);
         tokio::fs::create_dir_all(&self.dir).await?;
         tokio::fs::write(&path, b"").await?;
-        self.lock().insert(id.clone(), Upload { repo: repo.clone(), path, size: 0 });
+        self.lock().insert(id.clone(), Upload { repo: repo.clone(), principal: principal.to_owned(), path, size: 0 });
         Ok(id)
     }
 
-    /// The session `id` if it belongs to `repo`.
-    pub fn get(&self, repo: &RepoName, id: &str) -> Option<Upload> {
-        self.lock().get(id).filter(|u| &u.repo == repo).cloned()
+    /// The session `id` if it belongs to `repo` and `principal`.
+    pub fn get(&self, repo: &RepoName, principal: &str, id: &str) -> Option<Upload> {
+        self.lock().get(id).filter(|u| &u.repo == repo && u.principal == principal).cloned()
     }
 
     /// Records the new size after an append.
@@ -56,9 +58,9 @@ impl Uploads {
     }
 
     /// Closes a session, returning it; its file is the caller's to consume or remove.
-    pub fn close(&self, repo: &RepoName, id: &str) -> Option<Upload> {
+    pub fn close(&self, repo: &RepoName, principal: &str, id: &str) -> Option<Upload> {
         let mut open = self.lock();
-        if open.get(id).is_some_and(|u| &u.repo == repo) { open.remove(id) } else { None }
+        if open.get(id).is_some_and(|u| &u.repo == repo && u.principal == principal) { open.remove(id) } else { None }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Upload>> {

@@ -78,6 +78,19 @@ impl BlobStore for FsBlobStore {
         }
     }
 
+    async fn open_range(&self, digest: &Digest, start: u64, end: u64) -> Result<Option<BlobReader>, StoreError> {
+        use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+        match tokio::fs::File::open(self.path_of(digest)).await {
+            Ok(mut file) => {
+                file.seek(std::io::SeekFrom::Start(start)).await?;
+                let size = end.saturating_sub(start);
+                Ok(Some(BlobReader { size, body: Box::new(file.take(size)) }))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     async fn read(&self, digest: &Digest) -> Result<Option<Bytes>, StoreError> {
         match tokio::fs::read(self.path_of(digest)).await {
             Ok(bytes) => Ok(Some(bytes.into())),
@@ -134,6 +147,12 @@ mod tests {
         let err = store.put_bytes(&wrong, Bytes::from_static(b"hello")).await.unwrap_err();
         assert!(matches!(err, StoreError::DigestMismatch { .. }));
         assert_eq!(store.size(&wrong).await.unwrap(), None);
+
+        let mut part = String::new();
+        let mut range = store.open_range(&digest, 1, 4).await.unwrap().unwrap();
+        assert_eq!(range.size, 3);
+        tokio::io::AsyncReadExt::read_to_string(&mut range.body, &mut part).await.unwrap();
+        assert_eq!(part, "ell");
 
         store.delete(&digest).await.unwrap();
         store.delete(&digest).await.unwrap();

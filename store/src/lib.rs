@@ -45,6 +45,10 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Opens a stored blob for reading, or `None` when absent.
     async fn open(&self, digest: &Digest) -> Result<Option<BlobReader>, StoreError>;
 
+    /// Opens bytes `start..end` of a stored blob (`end` within its size), or `None` when
+    /// absent. [`BlobReader::size`] is the length of the range.
+    async fn open_range(&self, digest: &Digest, start: u64, end: u64) -> Result<Option<BlobReader>, StoreError>;
+
     /// Reads a whole (small) blob into memory, or `None` when absent.
     async fn read(&self, digest: &Digest) -> Result<Option<Bytes>, StoreError>;
 

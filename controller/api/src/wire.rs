@@ -162,3 +162,22 @@ pub struct LogLine {
     pub process: String,
     pub message: String,
 }
+
+/// `POST /v2/hooks/registry/access` (registry, service token): may these credentials pull
+/// or push `repository`? Answered 401 when the credentials are wrong.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegistryAccess {
+    /// Absent for a bare bearer token.
+    pub username: Option<String>,
+    /// A password or an API token.
+    pub secret: String,
+    /// `None` asks only whether the credentials are valid (`docker login`).
+    pub repository: Option<String>,
+}
+
+/// What a registry client may do in a repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryGrant {
+    pub pull: bool,
+    pub push: bool,
+}

@@ -3,12 +3,13 @@
 
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
+pub use reqwest::StatusCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use skiff_api::{
     App, AppCreate, AppName, BuildCreate, Credentials, ErrorBody, Key, KeyCreate, KeyOwner, LogLine, PushGrant,
-    Release, RouteTable, Session, Stack, StackName, User, Username,
+    RegistryAccess, RegistryGrant, Release, RouteTable, Session, Stack, StackName, User, Username,
 };
 
 /// What can go wrong calling the controller.
@@ -171,6 +172,11 @@ impl Client {
     /// Whether a user may push to an app, and what it builds on (service token).
     pub async fn push_grant(&self, app: &AppName, username: &Username) -> Result<PushGrant, ClientError> {
         self.get(&format!("/v2/hooks/apps/{app}/access/{username}")).await
+    }
+
+    /// What registry credentials may do in a repository (service token).
+    pub async fn registry_access(&self, access: &RegistryAccess) -> Result<RegistryGrant, ClientError> {
+        self.post("/v2/hooks/registry/access", access).await
     }
 
     /// Turns a build into the app's next release (service token).

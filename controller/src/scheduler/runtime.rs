@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use bollard::Docker;
+use bollard::auth::DockerCredentials;
 use bollard::models::{ContainerCreateBody, ContainerSummaryStateEnum, HostConfig, PortBinding};
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, ListContainersOptions, RemoveContainerOptions, StopContainerOptions,
@@ -71,6 +72,8 @@ pub trait ContainerRuntime: Send + Sync + 'static {
 pub struct DockerRuntime {
     docker: Docker,
     platform: String,
+    /// Credentials the engine presents to Skiff's registry.
+    registry_credentials: DockerCredentials,
 }
 
 impl DockerRuntime {
@@ -79,9 +82,15 @@ impl DockerRuntime {
     ///
     /// # Errors
     /// When the engine is unreachable.
-    pub async fn connect(platform: &str) -> Result<Self, RuntimeError> {
+    pub async fn connect(platform: &str, registry_host: &str, service_token: &str) -> Result<Self, RuntimeError> {
         let docker = Docker::connect_with_local_defaults()?.negotiate_version().await?;
-        Ok(Self { docker, platform: platform.to_owned() })
+        let registry_credentials = DockerCredentials {
+            username: Some("skiff".into()),
+            password: Some(service_token.into()),
+            serveraddress: Some(registry_host.into()),
+            ..Default::default()
+        };
+        Ok(Self { docker, platform: platform.to_owned(), registry_credentials })
     }
 
     /// Splits `name@digest` or `name:tag` into what `POST /images/create` wants.
@@ -139,7 +148,10 @@ impl ContainerRuntime for DockerRuntime {
     async fn start(&self, spec: &StartSpec) -> Result<Container, RuntimeError> {
         let (from_image, tag) = Self::pull_args(&spec.image);
         let pull = CreateImageOptions { from_image: Some(from_image), tag: Some(tag), ..Default::default() };
-        self.docker.create_image(Some(pull), None, None).try_collect::<Vec<_>>().await?;
+        self.docker
+            .create_image(Some(pull), None, Some(self.registry_credentials.clone()))
+            .try_collect::<Vec<_>>()
+            .await?;
 
         let labels = HashMap::from([
             ("skiff.app".to_owned(), spec.app.to_string()),

@@ -1,0 +1,9 @@
+//! The registry driven over HTTP on 127.0.0.1: the OCI conformance checklist (pull, push,
+//! content discovery, content management) and hostile input.
+
+mod discovery;
+mod harness;
+mod management;
+mod pull;
+mod push;
+mod security;
