@@ -118,10 +118,14 @@ async fn handle(State(registry): State<Arc<Registry>>, request: Request) -> Resp
     };
     let caller = match registry.caller(request.headers(), endpoint.repo().map(RepoName::as_str)).await {
         Ok(caller) => caller,
-        Err(e) => return e.into_response(),
+        Err(e) => {
+            tracing::debug!(method = %request.method(), path = request.uri().path(), code = e.code, "registry.refused");
+            return e.into_response();
+        }
     };
     let allowed = if endpoint.writes() { caller.grant.push } else { caller.grant.pull };
     if endpoint.repo().is_some() && !allowed {
+        tracing::debug!(method = %request.method(), path = request.uri().path(), principal = caller.principal, "registry.denied");
         return OciError::new(StatusCode::FORBIDDEN, "DENIED", "requested access to the resource is denied")
             .into_response();
     }
@@ -143,7 +147,9 @@ async fn handle(State(registry): State<Arc<Registry>>, request: Request) -> Resp
         Endpoint::TagsList { repo } => tags_list(r, &repo, &query).await,
         Endpoint::Referrers { repo, digest } => referrers(r, &repo, &digest, &query).await,
     };
-    result.unwrap_or_else(IntoResponse::into_response)
+    let response = result.unwrap_or_else(IntoResponse::into_response);
+    tracing::debug!(principal = caller.principal, status = response.status().as_u16(), "registry.request");
+    response
 }
 
 fn decode_error(e: DecodeError) -> OciError {

@@ -4,3 +4,4 @@
 
 mod harness;
 mod newcomer;
+mod registry_clients;
