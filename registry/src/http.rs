@@ -13,8 +13,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use skiff_api::{Digest, DigestAlgorithm, RegistryGrant};
-use skiff_store::BlobStore;
-use tokio::io::AsyncWriteExt;
+use skiff_store::{BlobStore, Staged};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -28,6 +27,8 @@ use crate::upload::Uploads;
 const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
 /// The most entries one catalog, tags or referrers page returns.
 const MAX_PAGE: usize = 1000;
+/// Blobs are read and sent in pieces this large.
+const READ_CHUNK: usize = 256 * 1024;
 /// The principal name of the platform's own components.
 const SERVICE: &str = "skiff-service";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -62,7 +63,7 @@ impl Registry {
         Arc::new(Self {
             store,
             meta: Meta::new(config.data_dir.join("repositories")),
-            uploads: Uploads::new(config.data_dir.join("uploads")),
+            uploads: Uploads::default(),
             service_token: config.service_token,
             authorizer,
         })
@@ -139,7 +140,7 @@ async fn handle(State(registry): State<Arc<Registry>>, request: Request) -> Resp
         Endpoint::UploadStart { repo } => upload_start(r, &caller, repo, &query, request).await,
         Endpoint::UploadPatch { repo, id } => upload_patch(r, &caller, repo, id, request).await,
         Endpoint::UploadFinish { repo, id } => upload_finish(r, &caller, repo, id, &query, request).await,
-        Endpoint::UploadStatus { repo, id } => upload_status(r, &caller, &repo, &id),
+        Endpoint::UploadStatus { repo, id } => upload_status(r, &caller, &repo, &id).await,
         Endpoint::UploadCancel { repo, id } => upload_cancel(r, &caller, &repo, &id).await,
         Endpoint::ManifestGet { repo, reference, head } => manifest_get(r, &repo, &reference, head).await,
         Endpoint::ManifestPut { repo, reference } => manifest_put(r, repo, reference, request).await,
@@ -272,7 +273,7 @@ async fn blob_get(
         Body::empty()
     } else {
         let blob = registry.store.open_range(digest, start, end).await?.ok_or_else(OciError::blob_unknown)?;
-        Body::from_stream(tokio_util::io::ReaderStream::new(blob.body))
+        Body::from_stream(tokio_util::io::ReaderStream::with_capacity(blob.body, READ_CHUNK))
     };
     let mut builder = Response::builder()
         .status(status)
@@ -320,22 +321,18 @@ async fn upload_start(
             return Ok(with_digest(location(StatusCode::CREATED, &target), &digest));
         }
     }
-    if let Some(algorithm) = query.get("digest-algorithm")
-        && algorithm != "sha256"
-        && algorithm != "sha512"
-    {
-        return Err(OciError::new(StatusCode::BAD_REQUEST, "DIGEST_INVALID", "unsupported digest algorithm"));
-    }
-    let id = registry.uploads.start(&repo, &caller.principal).await?;
-    if let Some(digest) = query.get("digest") {
+    let algorithm = match query.get("digest-algorithm").map(String::as_str) {
+        None | Some("sha256") => DigestAlgorithm::Sha256,
+        Some("sha512") => DigestAlgorithm::Sha512,
+        Some(_) => return Err(OciError::digest_invalid("unsupported digest algorithm; use sha256 or sha512")),
+    };
+    let digest = query.get("digest").map(|d| parse_digest(d)).transpose()?;
+    let algorithm = digest.as_ref().map_or(algorithm, Digest::algorithm);
+    let staged = registry.store.stage(algorithm).await?;
+    let id = registry.uploads.open(&repo, &caller.principal, staged);
+    if let Some(digest) = digest {
         // Single-POST upload: the body is the whole blob.
-        let digest = parse_digest(digest)?;
-        let upload = registry.uploads.get(&repo, &caller.principal, &id).ok_or_else(OciError::upload_unknown)?;
-        if let Err(e) = append(&upload.path, request.into_body()).await {
-            let _ = registry.uploads.close(&repo, &caller.principal, &id);
-            let _ = tokio::fs::remove_file(&upload.path).await;
-            return Err(e);
-        }
+        append_chunk(registry, caller, &repo, &id, request).await?;
         return finish(registry, caller, &repo, &id, &digest).await;
     }
     Ok(upload_accepted(&repo, &id, 0))
@@ -361,24 +358,20 @@ fn content_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>, OciError> {
     }
 }
 
-/// Appends a request body to a staging file; returns the bytes written.
-async fn append(path: &std::path::Path, body: Body) -> Result<u64, OciError> {
-    let mut file = tokio::fs::OpenOptions::new().append(true).open(path).await?;
+/// Appends a request body to a staged blob.
+async fn append(staged: &mut Staged, body: Body) -> Result<(), OciError> {
     let mut stream = body.into_data_stream();
-    let mut written = 0u64;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
             OciError::new(StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID", format!("upload body broke off: {e}"))
         })?;
-        file.write_all(&chunk).await?;
-        written += chunk.len() as u64;
+        staged.write(&chunk).await?;
     }
-    file.flush().await?;
-    Ok(written)
+    Ok(())
 }
 
-/// Appends a chunk, checking that a `Content-Range` starts where the upload stands. A
-/// body that breaks off leaves the upload where it was.
+/// Appends a chunk, checking that a `Content-Range` starts where the upload stands; returns
+/// the new size. A body that breaks off leaves the upload where it was.
 async fn append_chunk(
     registry: &Registry,
     caller: &Caller,
@@ -386,30 +379,24 @@ async fn append_chunk(
     id: &str,
     request: Request,
 ) -> Result<u64, OciError> {
-    let upload = registry.uploads.get(repo, &caller.principal, id).ok_or_else(OciError::upload_unknown)?;
+    let blob = registry.uploads.get(repo, &caller.principal, id).ok_or_else(OciError::upload_unknown)?;
+    let mut guard = blob.lock().await;
+    let staged = guard.as_mut().ok_or_else(OciError::upload_unknown)?;
+    let before = staged.size();
     if let Some((start, _)) = content_range(request.headers())?
-        && start != upload.size
+        && start != before
     {
         return Err(OciError::new(
             StatusCode::RANGE_NOT_SATISFIABLE,
             "BLOB_UPLOAD_INVALID",
-            format!("chunk starts at {start} but the upload has {} bytes", upload.size),
+            format!("chunk starts at {start} but the upload has {before} bytes"),
         ));
     }
-    match append(&upload.path, request.into_body()).await {
-        Ok(written) => {
-            let size = upload.size + written;
-            registry.uploads.set_size(id, size);
-            Ok(size)
-        }
-        Err(e) => {
-            // Cut the file back to the last accepted byte so the client can resume.
-            if let Ok(file) = tokio::fs::OpenOptions::new().write(true).open(&upload.path).await {
-                let _ = file.set_len(upload.size).await;
-            }
-            Err(e)
-        }
+    if let Err(e) = append(staged, request.into_body()).await {
+        staged.truncate(before).await?;
+        return Err(e);
     }
+    Ok(staged.size())
 }
 
 async fn upload_patch(
@@ -444,26 +431,27 @@ async fn finish(
     id: &str,
     digest: &Digest,
 ) -> Result<Response, OciError> {
-    let upload = registry.uploads.close(repo, &caller.principal, id).ok_or_else(OciError::upload_unknown)?;
-    if let Err(e) = registry.store.ingest_file(digest, &upload.path).await {
-        let _ = tokio::fs::remove_file(&upload.path).await;
-        return Err(e.into());
-    }
+    let blob = registry.uploads.close(repo, &caller.principal, id).ok_or_else(OciError::upload_unknown)?;
+    let staged = blob.lock().await.take().ok_or_else(OciError::upload_unknown)?;
+    registry.store.commit(staged, digest).await?;
     registry.meta.link_blob(repo, digest).await?;
     let target = format!("/v2/{}/blobs/{digest}", repo.as_str());
     Ok(with_digest(location(StatusCode::CREATED, &target), digest))
 }
 
-fn upload_status(registry: &Registry, caller: &Caller, repo: &RepoName, id: &str) -> Result<Response, OciError> {
-    let upload = registry.uploads.get(repo, &caller.principal, id).ok_or_else(OciError::upload_unknown)?;
-    let mut response = upload_accepted(repo, id, upload.size);
+async fn upload_status(registry: &Registry, caller: &Caller, repo: &RepoName, id: &str) -> Result<Response, OciError> {
+    let blob = registry.uploads.get(repo, &caller.principal, id).ok_or_else(OciError::upload_unknown)?;
+    let size = blob.lock().await.as_ref().map(Staged::size).ok_or_else(OciError::upload_unknown)?;
+    let mut response = upload_accepted(repo, id, size);
     *response.status_mut() = StatusCode::NO_CONTENT;
     Ok(response)
 }
 
 async fn upload_cancel(registry: &Registry, caller: &Caller, repo: &RepoName, id: &str) -> Result<Response, OciError> {
-    let upload = registry.uploads.close(repo, &caller.principal, id).ok_or_else(OciError::upload_unknown)?;
-    let _ = tokio::fs::remove_file(&upload.path).await;
+    let blob = registry.uploads.close(repo, &caller.principal, id).ok_or_else(OciError::upload_unknown)?;
+    if let Some(staged) = blob.lock().await.take() {
+        staged.discard().await;
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

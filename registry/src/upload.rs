@@ -1,69 +1,61 @@
 //! Blob upload sessions.
 //!
-//! State machine: `POST` opens a session (an empty staging file) → zero or more `PATCH`es
-//! append at the current offset (a `Content-Range` must start exactly there, else 416) →
-//! `PUT ?digest=` appends an optional last chunk, verifies the digest and moves the file
-//! into the store, closing the session. `DELETE` closes it without storing anything. A
-//! session belongs to the repository it was opened under and is unknown anywhere else.
+//! State machine: `POST` opens a session (an empty staged blob in the store) → zero or
+//! more `PATCH`es append at the current offset (a `Content-Range` must start exactly
+//! there, else 416; a body that breaks off is cut back, so the client can resume) →
+//! `PUT ?digest=` appends an optional last chunk and commits the blob, which the store
+//! verifies against the digest; the session closes either way. `DELETE` closes it and
+//! discards the bytes. A session belongs to the repository and the principal that opened
+//! it and is unknown to anyone else.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use skiff_store::Staged;
 
 use crate::endpoint::RepoName;
 
-/// One open upload.
-#[derive(Debug, Clone)]
-pub struct Upload {
-    pub repo: RepoName,
-    /// Who opened it; nobody else may continue it.
-    pub principal: String,
-    pub path: PathBuf,
-    /// Bytes received so far.
-    pub size: u64,
+/// A session's blob; `None` once committed or discarded.
+pub type SessionBlob = Arc<tokio::sync::Mutex<Option<Staged>>>;
+
+struct Session {
+    repo: RepoName,
+    principal: String,
+    blob: SessionBlob,
 }
 
 /// The open uploads, by id.
-#[derive(Debug)]
+#[derive(Default)]
 pub struct Uploads {
-    dir: PathBuf,
-    open: Mutex<HashMap<String, Upload>>,
+    open: Mutex<HashMap<String, Session>>,
 }
 
 impl Uploads {
-    pub fn new(dir: PathBuf) -> Self {
-        Self { dir, open: Mutex::new(HashMap::new()) }
-    }
-
-    /// Opens a session under `repo` for `principal`; returns its id.
-    pub async fn start(&self, repo: &RepoName, principal: &str) -> std::io::Result<String> {
+    /// Opens a session for `principal` under `repo`; returns its id.
+    pub fn open(&self, repo: &RepoName, principal: &str, staged: Staged) -> String {
         let id = format!("{:032x}", rand::random::<u128>());
-        let path = self.dir.join(&id);
-        tokio::fs::create_dir_all(&self.dir).await?;
-        tokio::fs::write(&path, b"").await?;
-        self.lock().insert(id.clone(), Upload { repo: repo.clone(), principal: principal.to_owned(), path, size: 0 });
-        Ok(id)
+        let session = Session {
+            repo: repo.clone(),
+            principal: principal.to_owned(),
+            blob: Arc::new(tokio::sync::Mutex::new(Some(staged))),
+        };
+        self.lock().insert(id.clone(), session);
+        id
     }
 
-    /// The session `id` if it belongs to `repo` and `principal`.
-    pub fn get(&self, repo: &RepoName, principal: &str, id: &str) -> Option<Upload> {
-        self.lock().get(id).filter(|u| &u.repo == repo && u.principal == principal).cloned()
+    /// The blob of session `id`, if the session belongs to `repo` and `principal`.
+    pub fn get(&self, repo: &RepoName, principal: &str, id: &str) -> Option<SessionBlob> {
+        self.lock().get(id).filter(|s| &s.repo == repo && s.principal == principal).map(|s| s.blob.clone())
     }
 
-    /// Records the new size after an append.
-    pub fn set_size(&self, id: &str, size: u64) {
-        if let Some(upload) = self.lock().get_mut(id) {
-            upload.size = size;
-        }
-    }
-
-    /// Closes a session, returning it; its file is the caller's to consume or remove.
-    pub fn close(&self, repo: &RepoName, principal: &str, id: &str) -> Option<Upload> {
+    /// Closes a session, returning its blob to commit or discard.
+    pub fn close(&self, repo: &RepoName, principal: &str, id: &str) -> Option<SessionBlob> {
         let mut open = self.lock();
-        if open.get(id).is_some_and(|u| &u.repo == repo && u.principal == principal) { open.remove(id) } else { None }
+        let owned = open.get(id).is_some_and(|s| &s.repo == repo && s.principal == principal);
+        if owned { open.remove(id).map(|s| s.blob) } else { None }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Upload>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
         // A poisoned map only means a handler panicked mid-insert; the map itself is fine.
         self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use skiff_api::Digest;
+use skiff_api::{Digest, DigestAlgorithm};
 use tokio::io::AsyncWriteExt;
 
-use crate::{BlobReader, BlobStore, StoreError, digest};
+use crate::{BlobReader, BlobStore, Staged, StoreError, digest};
 
 /// Blobs in a directory of the local filesystem.
 #[derive(Debug, Clone)]
@@ -31,12 +31,6 @@ impl FsBlobStore {
         Ok(Self { root })
     }
 
-    /// A directory on the same filesystem as the blobs, for staging files that will be
-    /// ingested (a rename then moves them in without copying).
-    pub fn staging_dir(&self) -> PathBuf {
-        self.root.join("tmp")
-    }
-
     fn path_of(&self, digest: &Digest) -> PathBuf {
         let algorithm = digest.as_str().split(':').next().unwrap_or("sha256");
         let hex = digest.hex();
@@ -44,7 +38,8 @@ impl FsBlobStore {
     }
 
     fn temp_path(&self) -> PathBuf {
-        self.staging_dir().join(format!("put-{:016x}", rand::random::<u64>()))
+        // On the same filesystem as the blobs, so a rename moves a staged blob in.
+        self.root.join("tmp").join(format!("staged-{:032x}", rand::random::<u128>()))
     }
 
     async fn place(&self, digest: &Digest, temp: &Path) -> Result<(), StoreError> {
@@ -112,14 +107,17 @@ impl BlobStore for FsBlobStore {
         self.place(digest, &temp).await
     }
 
-    async fn ingest_file(&self, digest: &Digest, path: &Path) -> Result<(), StoreError> {
-        let (actual, _) = digest::of_file(digest.algorithm(), path).await?;
+    async fn stage(&self, algorithm: DigestAlgorithm) -> Result<Staged, StoreError> {
+        Ok(Staged::create(self.temp_path(), algorithm).await?)
+    }
+
+    async fn commit(&self, staged: Staged, digest: &Digest) -> Result<(), StoreError> {
+        let (path, actual) = staged.finish(digest.algorithm()).await?;
         if &actual != digest {
-            let _ = tokio::fs::remove_file(path).await;
+            let _ = tokio::fs::remove_file(&path).await;
             return Err(StoreError::DigestMismatch { expected: digest.clone(), actual });
         }
-        tokio::fs::File::open(path).await?.sync_all().await?;
-        self.place(digest, path).await
+        self.place(digest, &path).await
     }
 
     async fn delete(&self, digest: &Digest) -> Result<(), StoreError> {
@@ -172,13 +170,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn ingesting_a_wrong_file_removes_it() {
+    async fn staged_blobs_are_verified_on_commit_even_after_a_cut() {
         let dir = tempfile::tempdir().unwrap();
         let store = FsBlobStore::open(dir.path()).await.unwrap();
-        let staged = store.staging_dir().join("upload");
-        tokio::fs::write(&staged, b"abc").await.unwrap();
-        let err = store.ingest_file(&digest::sha256(b"xyz"), &staged).await.unwrap_err();
+        let mut staged = store.stage(DigestAlgorithm::Sha256).await.unwrap();
+        staged.write(b"hello, ").await.unwrap();
+        staged.write(b"broken").await.unwrap();
+        staged.truncate(7).await.unwrap();
+        staged.write(b"world").await.unwrap();
+        assert_eq!(staged.size(), 12);
+        let digest = digest::sha256(b"hello, world");
+        store.commit(staged, &digest).await.unwrap();
+        assert_eq!(store.read(&digest).await.unwrap().unwrap(), "hello, world");
+
+        let mut wrong = store.stage(DigestAlgorithm::Sha256).await.unwrap();
+        wrong.write(b"abc").await.unwrap();
+        let err = store.commit(wrong, &digest::sha256(b"xyz")).await.unwrap_err();
         assert!(matches!(err, StoreError::DigestMismatch { .. }));
-        assert!(!staged.exists());
+        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0, "nothing is left behind");
     }
 }

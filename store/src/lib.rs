@@ -4,20 +4,21 @@
 //! Layout:
 //! - [`fs`]: the default backend, a directory on the local filesystem.
 //! - [`digest`]: hashing files and bytes into [`Digest`]s.
+//! - [`staged`]: blobs being written, hashed as they arrive.
 //!
 //! Writes are verified: a blob is stored under a digest only after its bytes hashed to it.
 
 pub mod digest;
 pub mod fs;
-
-use std::path::Path;
+pub mod staged;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-pub use skiff_api::Digest;
+pub use skiff_api::{Digest, DigestAlgorithm};
 use tokio::io::AsyncRead;
 
 pub use fs::FsBlobStore;
+pub use staged::Staged;
 
 /// What can go wrong in a store.
 #[derive(Debug, thiserror::Error)]
@@ -58,12 +59,18 @@ pub trait BlobStore: Send + Sync + 'static {
     /// [`StoreError::DigestMismatch`] when the bytes do not hash to `digest`.
     async fn put_bytes(&self, digest: &Digest, bytes: Bytes) -> Result<(), StoreError>;
 
-    /// Moves a finished local file into the store under `digest`; the file is consumed.
+    /// Starts writing a blob whose content will be hashed with `algorithm`.
     ///
     /// # Errors
-    /// [`StoreError::DigestMismatch`] when the file does not hash to `digest` (the file is
-    /// then removed and nothing is stored).
-    async fn ingest_file(&self, digest: &Digest, path: &Path) -> Result<(), StoreError>;
+    /// When the staging file cannot be created.
+    async fn stage(&self, algorithm: DigestAlgorithm) -> Result<Staged, StoreError>;
+
+    /// Stores a staged blob under `digest`; the staged blob is consumed either way.
+    ///
+    /// # Errors
+    /// [`StoreError::DigestMismatch`] when the content does not hash to `digest` (nothing
+    /// is stored).
+    async fn commit(&self, staged: Staged, digest: &Digest) -> Result<(), StoreError>;
 
     /// Removes a blob; removing an absent blob is not an error.
     async fn delete(&self, digest: &Digest) -> Result<(), StoreError>;
