@@ -6,8 +6,8 @@
 #   deploy/bench/run.sh [RUNS]        (default RUNS: 3)
 #
 # Today: push-to-first-200 through the router (first push, and a second push with one
-# changed file). Side-by-side peers (nginx/HAProxy, docker-registry, rsyslog) join as the
-# router, registry and logger benchmarks land.
+# changed file), and the registry against Debian's docker-registry. The router (nginx,
+# HAProxy) and logger (rsyslog) benchmarks join as those components are deepened.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -23,3 +23,4 @@ echo
 echo "| benchmark | median | min | max | runs |"
 echo "|---|---|---|---|---|"
 "$here/push.sh" "$root/target/release" "$runs"
+"$here/registry.sh" "$root/target/release" "$runs"

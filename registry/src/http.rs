@@ -28,7 +28,7 @@ const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
 /// The most entries one catalog, tags or referrers page returns.
 const MAX_PAGE: usize = 1000;
 /// Blobs are read and sent in pieces this large.
-const READ_CHUNK: usize = 256 * 1024;
+const READ_CHUNK: usize = 1024 * 1024;
 /// The principal name of the platform's own components.
 const SERVICE: &str = "skiff-service";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Registry benchmark: Skiff's registry and Debian's docker-registry (distribution 2.8) side
+# by side in one run, both storing on the same disk, both driven by skopeo pinned to CPU 0
+# while the registry under test runs on CPU 1. Prints table rows for run.sh.
+#
+#   deploy/bench/registry.sh BIN_DIR RUNS
+set -euo pipefail
+bin=$1
+runs=$2
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../lib.sh"
+skiff_install_missing skopeo:skopeo docker-registry:docker-registry python3:python3 bc:bc
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Skiff's registry alone, with a known service token as the push credential.
+token=bench-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+SKIFF_DATA_DIR="$work/skiff" SKIFF_SERVICE_TOKEN="$token" SKIFF_REGISTRY_LISTEN=127.0.0.1:15001 \
+  taskset -c 1 "$bin/skiffd" registry >"$work/skiff.log" 2>&1 &
+pids+=($!)
+mkdir -p "$work/distribution"
+cat >"$work/distribution.yml" <<YAML
+version: 0.1
+log: {level: error}
+storage: {filesystem: {rootdirectory: $work/distribution}, delete: {enabled: true}}
+http: {addr: 127.0.0.1:15000}
+YAML
+env -u AWS_CA_BUNDLE taskset -c 1 docker-registry serve "$work/distribution.yml" >"$work/distribution.log" 2>&1 &
+pids+=($!)
+skiff_wait_http http://127.0.0.1:15000/v2/ 30
+until curl -s -o /dev/null http://127.0.0.1:15001/v2/; do sleep 0.1; done
+
+python3 "$here/oci_layouts.py" big "$work/big" 100
+python3 "$here/oci_layouts.py" small "$work/small" 500
+
+declare -A creds=([distribution]="" [skiff]="--creds skiff:$token")
+declare -A port=([distribution]=15000 [skiff]=15001)
+
+# Runs skopeo on CPU 0 with no blob-info cache (so every run really uploads).
+copy() {
+  rm -rf /var/lib/containers/cache "$HOME/.local/share/containers/cache" 2>/dev/null || true
+  taskset -c 0 skopeo copy -q --src-tls-verify=false --dest-tls-verify=false "$@"
+}
+
+# Prints seconds taken by the given command.
+seconds() {
+  local start end
+  start=$(date +%s%N)
+  "$@" >/dev/null
+  end=$(date +%s%N)
+  echo "scale=3; ($end - $start) / 1000000000" | bc
+}
+
+declare -A push pull small
+for run in $(seq 1 "$runs"); do
+  for system in distribution skiff; do
+    c=${creds[$system]}
+    p=${port[$system]}
+    push[$system]+="$(seconds copy ${c:+--dest-creds ${c#--creds }} "oci:$work/big:latest" "docker://127.0.0.1:$p/bench/big$run:latest") "
+    rm -rf "$work/pulled"
+    pull[$system]+="$(seconds copy ${c:+--src-creds ${c#--creds }} "docker://127.0.0.1:$p/bench/big$run:latest" "dir:$work/pulled") "
+    start=$(date +%s%N)
+    seq 0 499 | xargs -P 8 -I{} bash -c "rm -rf /var/lib/containers/cache 2>/dev/null; taskset -c 0 skopeo copy -q --dest-tls-verify=false ${c:+--dest-creds ${c#--creds }} oci:$work/small/{}:latest docker://127.0.0.1:$p/bench/small$run-{}:latest"
+    end=$(date +%s%N)
+    small[$system]+="$(echo "scale=1; 500 * 1000000000 / ($end - $start)" | bc) "
+  done
+done
+
+median() { printf '%s\n' $1 | sort -n | sed -n "$(( ($(printf '%s\n' $1 | wc -l) + 1) / 2 ))p"; }
+row() {
+  local name=$1 unit=$2 d s better=$4
+  d=$(median "${3%%|*}")
+  s=$(median "${3##*|}")
+  if [ "$better" = higher ]; then ratio=$(echo "scale=2; $s / $d" | bc); else ratio=$(echo "scale=2; $d / $s" | bc); fi
+  echo "| $name | $s $unit | $d $unit | ${ratio}× |"
+}
+echo
+echo "| registry benchmark (median of $runs) | skiff | docker-registry 2.8 | skiff advantage |"
+echo "|---|---|---|---|"
+row "push 100 MiB single-layer image (skopeo)" s "${push[distribution]}|${push[skiff]}" lower
+row "pull 100 MiB single-layer image (skopeo)" s "${pull[distribution]}|${pull[skiff]}" lower
+row "push 500 small images, 8 at a time (skopeo)" "images/s" "${small[distribution]}|${small[skiff]}" higher
