@@ -1,19 +1,27 @@
 //! The build pipeline for a pushed revision.
 //!
-//! Procfile apps: the pushed tree (`git archive`, so nothing is checked out) becomes one
-//! layer under `/app` on top of the app's stack image; the stack's layers are mounted in
-//! the registry, not uploaded again. The image is tagged `git-<sha>`, and the controller
-//! turns it into the next release.
+//! Detection, in order:
+//! 1. `Dockerfile`: the Docker engine builds the pushed tree and pushes the image to
+//!    Skiff's registry. A Procfile, if present, names the process types; otherwise `web`
+//!    runs the image's own command.
+//! 2. Procfile app: the pushed tree (`git archive`, so nothing is checked out) becomes one
+//!    layer under `/app` on top of the app's stack image; the stack's layers are mounted
+//!    in the registry, not uploaded again.
+//!
+//! Images are tagged `git-<sha>`. Every build, succeeded or failed, is recorded with its
+//! log; a succeeded one becomes the app's next release.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
-use skiff_api::{AppName, BuildCreate, Release, StackName, Username};
+use skiff_api::{AppName, BuildCreate, BuildKind, BuildStatus, ProcessType, Release, StackName, Username};
 use skiff_client::{Client, ClientError};
 use skiff_registry_client::image::{BaseImage, Layer, push_image};
 use skiff_registry_client::{RegistryClient, RegistryError};
 use tokio::process::Command;
 
+use crate::engine::{Engine, EngineError};
 use crate::hook::{Output, RefUpdate};
 use crate::procfile::{self, ProcfileError};
 
@@ -29,10 +37,23 @@ pub struct Push {
     pub url: String,
 }
 
+/// Everything a build needs.
+pub struct Context<'a> {
+    pub push: &'a Push,
+    /// The app's bare repository.
+    pub repo: &'a Path,
+    pub update: &'a RefUpdate,
+    /// git's quarantine variables: the pushed objects are only visible through them.
+    pub git_env: &'a [(String, String)],
+    pub registry: &'a RegistryClient,
+    pub controller: &'a Client,
+    pub engine: &'a Engine,
+}
+
 /// Why a build failed; the message is shown to the pusher.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("no Procfile found; add one with a line like `web: ./server --port $PORT`")]
+    #[error("no Procfile or Dockerfile found; add a Procfile with a line like `web: ./server --port $PORT`")]
     NoProcfile,
     #[error(transparent)]
     Procfile(#[from] ProcfileError),
@@ -42,6 +63,8 @@ pub enum BuildError {
     Git(String),
     #[error("stack `{0}` is not available ({1}); an admin can import it with `skiff stacks:import {0} DIR`")]
     Stack(StackName, RegistryError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
     #[error("pushing the image failed: {0}")]
     Registry(#[from] RegistryError),
     #[error("the controller refused the release: {0}")]
@@ -50,12 +73,12 @@ pub enum BuildError {
 
 /// Runs a git command against the pushed (quarantined) objects; returns stdout, or
 /// `None` when git exits non-zero.
-async fn git(repo: &Path, git_env: &[(String, String)], args: &[&str]) -> Result<Option<Vec<u8>>, BuildError> {
+async fn git(ctx: &Context<'_>, args: &[&str]) -> Result<Option<Vec<u8>>, BuildError> {
     let output = Command::new("git")
         .arg("--git-dir")
-        .arg(repo)
+        .arg(ctx.repo)
         .args(args)
-        .envs(git_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .envs(ctx.git_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .kill_on_drop(true)
         .output()
         .await
@@ -63,46 +86,110 @@ async fn git(repo: &Path, git_env: &[(String, String)], args: &[&str]) -> Result
     Ok(output.status.success().then_some(output.stdout))
 }
 
-/// Builds `update.new` and creates a release from it.
-///
-/// # Errors
-/// See [`BuildError`]; nothing is released when a step fails.
-pub async fn run(
-    push: &Push,
-    repo: &Path,
-    update: &RefUpdate,
-    git_env: &[(String, String)],
-    registry: &RegistryClient,
-    controller: &Client,
-    out: &mut Output,
-) -> Result<Release, BuildError> {
-    let started = Instant::now();
-    let sha = update.new.as_str();
-    let short = &sha[..7.min(sha.len())];
-    out.step(&format!("Building {} from {short} on stack {}", push.app, push.stack)).await;
-
-    let procfile_text =
-        git(repo, git_env, &["cat-file", "blob", &format!("{sha}:Procfile")]).await?.ok_or(BuildError::NoProcfile)?;
-    let processes = procfile::parse(&String::from_utf8_lossy(&procfile_text))?;
-    let types: Vec<&str> = processes.keys().map(|p| p.as_str()).collect();
-    out.step(&format!("Procfile declares types -> {}", types.join(", "))).await;
-
-    let tar = git(repo, git_env, &["archive", "--format=tar", "--prefix=app/", sha])
+/// The pushed tree as a tar, with every path under `prefix`.
+async fn tree_tar(ctx: &Context<'_>, prefix: &str) -> Result<Vec<u8>, BuildError> {
+    let prefix = format!("--prefix={prefix}");
+    let tar = git(ctx, &["archive", "--format=tar", &prefix, &ctx.update.new])
         .await?
-        .ok_or_else(|| BuildError::Git(format!("cannot archive {short}")))?;
+        .ok_or_else(|| BuildError::Git(format!("cannot archive {}", ctx.update.new)))?;
     if tar.len() > MAX_TREE_BYTES {
         return Err(BuildError::TooLarge);
     }
+    Ok(tar)
+}
+
+/// Builds the pushed revision, records the build, and releases it when it succeeded.
+///
+/// # Errors
+/// See [`BuildError`]; nothing is released when a step fails.
+pub async fn run(ctx: &Context<'_>, out: &mut Output) -> Result<Release, BuildError> {
+    let started = Instant::now();
+    let sha = ctx.update.new.as_str();
+    let short = &sha[..7.min(sha.len())];
+    out.step(&format!("Building {} from {short}", ctx.push.app)).await;
+    let mut kind = BuildKind::Procfile;
+    let result = build(ctx, &mut kind, out).await;
+    let mut record = BuildCreate {
+        app: ctx.push.app.clone(),
+        username: ctx.push.user.clone(),
+        kind,
+        status: BuildStatus::Failed,
+        image: None,
+        git_sha: Some(sha.to_owned()),
+        procfile: BTreeMap::new(),
+        duration_ms: started.elapsed().as_millis() as u64,
+        log: String::new(),
+    };
+    match result {
+        Ok((image, procfile)) => {
+            record.status = BuildStatus::Succeeded;
+            record.image = Some(image);
+            record.procfile = procfile;
+            record.log = out.log().to_owned();
+            let release =
+                ctx.controller.create_build(&record).await?.release.ok_or_else(|| {
+                    ClientError::Invalid("the controller recorded the build but made no release".into())
+                })?;
+            out.step(&format!("Released v{} in {:.1}s", release.version, started.elapsed().as_secs_f64())).await;
+            out.detail(&format!("{} deployed to Skiff", ctx.push.url)).await;
+            Ok(release)
+        }
+        Err(error) => {
+            out.step(&format!("Build failed: {error}")).await;
+            out.detail("the running release is unchanged").await;
+            record.log = out.log().to_owned();
+            if let Err(e) = ctx.controller.create_build(&record).await {
+                tracing::warn!(error = %e, app = %ctx.push.app, "builder.build.unrecorded");
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Detects the kind of app and builds it; returns the image and the process types.
+async fn build(
+    ctx: &Context<'_>,
+    kind: &mut BuildKind,
+    out: &mut Output,
+) -> Result<(String, BTreeMap<ProcessType, String>), BuildError> {
+    let sha = ctx.update.new.as_str();
+    let short = &sha[..7.min(sha.len())];
+    let tag = format!("git-{short}");
+    let processes = match git(ctx, &["cat-file", "blob", &format!("{sha}:Procfile")]).await? {
+        Some(text) => Some(procfile::parse(&String::from_utf8_lossy(&text))?),
+        None => None,
+    };
+    if let Some(processes) = &processes {
+        let types: Vec<&str> = processes.keys().map(|p| p.as_str()).collect();
+        out.step(&format!("Procfile declares types -> {}", types.join(", "))).await;
+    }
+
+    if git(ctx, &["cat-file", "-e", &format!("{sha}:Dockerfile")]).await?.is_some() {
+        *kind = BuildKind::Dockerfile;
+        out.step("Dockerfile app detected; building with the Docker engine").await;
+        let context = tree_tar(ctx, "").await?;
+        let repository = format!("{}/{}", ctx.engine.registry_host(), ctx.push.app);
+        ctx.engine.build(context, &format!("{repository}:{tag}"), Default::default(), out).await?;
+        ctx.engine.push(&repository, &tag).await?;
+        let digest = ctx.registry.manifest_digest(ctx.push.app.as_str(), &tag).await?;
+        out.step(&format!("Pushed image {}@{digest}", ctx.push.app)).await;
+        let processes =
+            processes.unwrap_or_else(|| [("web".parse().expect("valid process type"), String::new())].into());
+        return Ok((format!("{}@{digest}", ctx.push.app), processes));
+    }
+
+    let processes = processes.ok_or(BuildError::NoProcfile)?;
+    out.step(&format!("Procfile app on stack {}", ctx.push.stack)).await;
+    let tar = tree_tar(ctx, "app/").await?;
     let layer =
         tokio::task::spawn_blocking(move || Layer::from_tar(&tar)).await.map_err(|e| BuildError::Git(e.to_string()))?;
     out.step(&format!("Compressed app layer: {} KiB", layer.blob.len().div_ceil(1024))).await;
-
-    let stack_repo = format!("stacks/{}", push.stack);
-    let base = BaseImage::fetch(registry, &stack_repo, "latest")
+    let stack_repo = format!("stacks/{}", ctx.push.stack);
+    let base = BaseImage::fetch(ctx.registry, &stack_repo, "latest")
         .await
-        .map_err(|e| BuildError::Stack(push.stack.clone(), e))?;
+        .map_err(|e| BuildError::Stack(ctx.push.stack.clone(), e))?;
     let procfile_label = serde_json::to_string(&processes).expect("maps serialize");
-    let digest = push_image(registry, push.app.as_str(), &format!("git-{short}"), Some(&base), layer, |config| {
+    let digest = push_image(ctx.registry, ctx.push.app.as_str(), &tag, Some(&base), layer, |config| {
         let settings = &mut config["config"];
         if !settings.is_object() {
             *settings = serde_json::json!({});
@@ -111,18 +198,6 @@ pub async fn run(
         settings["Labels"] = serde_json::json!({ "skiff.procfile": procfile_label, "skiff.git-sha": sha });
     })
     .await?;
-    out.step(&format!("Pushed image {}@{digest}", push.app)).await;
-
-    let release = controller
-        .create_build(&BuildCreate {
-            app: push.app.clone(),
-            username: push.user.clone(),
-            image: format!("{}@{digest}", push.app),
-            git_sha: sha.to_owned(),
-            procfile: processes,
-        })
-        .await?;
-    out.step(&format!("Released v{} in {:.1}s", release.version, started.elapsed().as_secs_f64())).await;
-    out.detail(&format!("{} deployed to Skiff", push.url)).await;
-    Ok(release)
+    out.step(&format!("Pushed image {}@{digest}", ctx.push.app)).await;
+    Ok((format!("{}@{digest}", ctx.push.app), processes))
 }

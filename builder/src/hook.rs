@@ -98,17 +98,27 @@ async fn relay(socket: &str, request: HookRequest) -> std::io::Result<i32> {
     Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the build ended without a result"))
 }
 
-/// The builder's side of one hook connection: output goes back as JSON lines.
+/// The builder's side of one hook connection: output goes back as JSON lines, and is kept
+/// as the build's log.
 pub struct Output {
     write: tokio::net::unix::OwnedWriteHalf,
+    log: String,
 }
 
 impl Output {
     pub fn new(write: tokio::net::unix::OwnedWriteHalf) -> Self {
-        Self { write }
+        Self { write, log: String::new() }
+    }
+
+    /// Everything shown so far.
+    pub fn log(&self) -> &str {
+        &self.log
     }
 
     async fn send(&mut self, reply: &HookReply) {
+        if let HookReply::Out(text) = reply {
+            self.log.push_str(text);
+        }
         let mut line = serde_json::to_vec(reply).expect("replies serialize");
         line.push(b'\n');
         // A pusher that went away cannot read anything more; the build still finishes.

@@ -8,7 +8,8 @@
 //! - [`repo`]: bare repositories and the pre-receive hook installed in them.
 //! - [`hook`]: the hook's two ends: the client the hook program runs, and the builder's
 //!   socket that receives pushes and streams build output back.
-//! - [`build`]: the build pipeline (Procfile app on a stack image → registry → release).
+//! - [`build`]: the build pipeline (Dockerfile or Procfile app → registry → release).
+//! - [`engine`]: Dockerfile builds and pushes on the Docker engine.
 //!
 //! The push pipeline: SSH auth (key fingerprint → user) → exec `git-receive-pack` for an
 //! app the user may access (checked before git runs) → take the app's push lock → real
@@ -19,6 +20,7 @@
 
 pub mod build;
 pub mod command;
+pub mod engine;
 pub mod hook;
 pub mod procfile;
 pub mod repo;

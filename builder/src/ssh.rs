@@ -24,6 +24,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::build::{self, Push};
 use crate::command::{self, Service};
+use crate::engine::Engine;
 use crate::hook::{HookRequest, Output};
 use crate::{Config, repo};
 
@@ -41,6 +42,7 @@ pub struct Builder {
     config: Config,
     controller: Client,
     registry: RegistryClient,
+    engine: Engine,
     host_key: PrivateKey,
     hook_socket: PathBuf,
     pushes: Mutex<HashMap<String, Arc<PushEntry>>>,
@@ -93,10 +95,14 @@ impl Builder {
             key
         };
         let hook_socket = config.data_dir.join("hook.sock");
+        let registry_host = config.registry_url.split_once("://").map_or(config.registry_url.as_str(), |(_, h)| h);
+        let engine = Engine::connect(registry_host.trim_end_matches('/'), &config.service_token)
+            .map_err(std::io::Error::other)?;
         Ok(Arc::new(Self {
             controller: Client::new(&config.controller_url, Some(config.service_token.clone())),
             registry: RegistryClient::new(&config.registry_url, "skiff-builder", &config.service_token),
             builds: Semaphore::new(config.max_builds.max(1)),
+            engine,
             host_key,
             hook_socket,
             pushes: Mutex::new(HashMap::new()),
@@ -234,18 +240,22 @@ impl Builder {
                 }
             }
         };
-        let result =
-            build::run(&entry.push, &entry.repo, update, &request.git_env, &self.registry, &self.controller, &mut out)
-                .await;
-        match result {
+        let context = build::Context {
+            push: &entry.push,
+            repo: &entry.repo,
+            update,
+            git_env: &request.git_env,
+            registry: &self.registry,
+            controller: &self.controller,
+            engine: &self.engine,
+        };
+        match build::run(&context, &mut out).await {
             Ok(release) => {
                 tracing::info!(app = %entry.push.app, version = release.version, "builder.push.released");
                 out.exit(0).await;
             }
             Err(error) => {
                 tracing::info!(app = %entry.push.app, %error, "builder.push.failed");
-                out.step(&format!("Build failed: {error}")).await;
-                out.detail("the running release is unchanged").await;
                 out.exit(1).await;
             }
         }

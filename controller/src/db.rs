@@ -7,12 +7,15 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
 
-use skiff_api::{AppName, ProcessType, Release, StackName, Username};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use skiff_api::{AppName, Build, BuildCreate, ProcessType, Release, StackName, Username};
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 /// Migrations, applied in order once each.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] =
+    &[include_str!("../migrations/0001_init.sql"), include_str!("../migrations/0002_builds.sql")];
 
 /// A database failure.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +68,26 @@ pub struct Db {
 
 fn parse<T: FromStr>(value: String) -> Result<T, DbError> {
     value.parse().map_err(|_| DbError::Corrupt(value))
+}
+
+/// A unit enum as the text it serializes to (`"dockerfile"`).
+fn enum_text(value: &impl Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(text)) => text,
+        other => format!("{other:?}"),
+    }
+}
+
+fn enum_parse<T: DeserializeOwned>(text: String) -> Result<T, DbError> {
+    serde_json::from_value(serde_json::Value::String(text.clone())).map_err(|_| DbError::Corrupt(text))
+}
+
+fn procfile_json(procfile: &BTreeMap<ProcessType, String>) -> Result<String, DbError> {
+    serde_json::to_string(procfile).map_err(|e| DbError::Corrupt(e.to_string()))
+}
+
+fn procfile_parse(text: &str) -> Result<BTreeMap<ProcessType, String>, DbError> {
+    serde_json::from_str(text).map_err(|e| DbError::Corrupt(e.to_string()))
 }
 
 impl Db {
@@ -315,16 +338,18 @@ impl Db {
     }
 
     /// Creates the next release of an app.
+    #[allow(clippy::too_many_arguments)]
     pub async fn create_release(
         &self,
         app: &AppRow,
         image: &str,
+        build: Option<i64>,
         git_sha: Option<&str>,
         procfile: &BTreeMap<ProcessType, String>,
         created_by: &Username,
         summary: &str,
     ) -> Result<Release, DbError> {
-        let procfile_json = serde_json::to_string(procfile).map_err(|e| DbError::Corrupt(e.to_string()))?;
+        let procfile_json = procfile_json(procfile)?;
         let created_at = now();
         let mut tx = self.pool.begin().await?;
         let version: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) + 1 FROM releases WHERE app_id = $1")
@@ -333,12 +358,13 @@ impl Db {
             .await?
             .get(0);
         sqlx::query(
-            "INSERT INTO releases (app_id, version, image, git_sha, procfile, created_by, summary, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO releases (app_id, version, image, build_id, git_sha, procfile, created_by, summary, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(app.id)
         .bind(version)
         .bind(image)
+        .bind(build)
         .bind(git_sha)
         .bind(&procfile_json)
         .bind(created_by.as_str())
@@ -351,6 +377,7 @@ impl Db {
             app: app.name.clone(),
             version: version as u32,
             image: image.to_owned(),
+            build,
             git_sha: git_sha.map(str::to_owned),
             procfile: procfile.clone(),
             created_by: created_by.clone(),
@@ -365,8 +392,9 @@ impl Db {
             app: app.clone(),
             version: row.get::<i64, _>("version") as u32,
             image: row.get("image"),
+            build: row.get("build_id"),
             git_sha: row.get("git_sha"),
-            procfile: serde_json::from_str(&procfile).map_err(|e| DbError::Corrupt(e.to_string()))?,
+            procfile: procfile_parse(&procfile)?,
             created_by: parse(row.get("created_by"))?,
             created_at: row.get("created_at"),
             summary: row.get("summary"),
@@ -399,6 +427,82 @@ impl Db {
                 Self::release_row(&app, row)
             })
             .collect()
+    }
+
+    /// Records a finished build.
+    pub async fn create_build(&self, app: &AppRow, build: &BuildCreate) -> Result<Build, DbError> {
+        let created_at = now();
+        let row = sqlx::query(
+            "INSERT INTO builds (app_id, kind, status, image, git_sha, procfile, created_by, created_at, duration_ms, log)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+        )
+        .bind(app.id)
+        .bind(enum_text(&build.kind))
+        .bind(enum_text(&build.status))
+        .bind(&build.image)
+        .bind(&build.git_sha)
+        .bind(procfile_json(&build.procfile)?)
+        .bind(build.username.as_str())
+        .bind(&created_at)
+        .bind(build.duration_ms as i64)
+        .bind(&build.log)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Build {
+            id: row.get(0),
+            app: app.name.clone(),
+            kind: build.kind,
+            status: build.status,
+            image: build.image.clone(),
+            git_sha: build.git_sha.clone(),
+            procfile: build.procfile.clone(),
+            created_by: build.username.clone(),
+            created_at,
+            duration_ms: build.duration_ms,
+            log: None,
+        })
+    }
+
+    fn build_row(app: &AppName, row: sqlx::sqlite::SqliteRow, with_log: bool) -> Result<Build, DbError> {
+        let procfile: String = row.get("procfile");
+        Ok(Build {
+            id: row.get("id"),
+            app: app.clone(),
+            kind: enum_parse(row.get("kind"))?,
+            status: enum_parse(row.get("status"))?,
+            image: row.get("image"),
+            git_sha: row.get("git_sha"),
+            procfile: procfile_parse(&procfile)?,
+            created_by: parse(row.get("created_by"))?,
+            created_at: row.get("created_at"),
+            duration_ms: row.get::<i64, _>("duration_ms") as u64,
+            log: with_log.then(|| row.get("log")),
+        })
+    }
+
+    /// An app's builds, newest first, without their logs.
+    pub async fn builds(&self, app: &AppRow) -> Result<Vec<Build>, DbError> {
+        sqlx::query(
+            "SELECT id, kind, status, image, git_sha, procfile, created_by, created_at, duration_ms
+             FROM builds WHERE app_id = $1 ORDER BY id DESC",
+        )
+        .bind(app.id)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|row| Self::build_row(&app.name, row, false))
+        .collect()
+    }
+
+    /// One build of an app, with its log.
+    pub async fn build(&self, app: &AppRow, id: i64) -> Result<Option<Build>, DbError> {
+        sqlx::query("SELECT * FROM builds WHERE app_id = $1 AND id = $2")
+            .bind(app.id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|row| Self::build_row(&app.name, row, true))
+            .transpose()
     }
 
     /// Records (or replaces) a stack's image.

@@ -12,8 +12,9 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use skiff_api::{
-    App, AppCreate, AppName, BuildCreate, Credentials, ErrorBody, Key, KeyCreate, KeyOwner, LogLine, PushGrant,
-    RegistryAccess, RegistryGrant, Release, RouteTable, Session, Stack, StackName, User, Username,
+    App, AppCreate, AppName, Build, BuildCreate, BuildKind, BuildRecorded, BuildStatus, Credentials, DeployImage,
+    ErrorBody, Key, KeyCreate, KeyOwner, LogLine, PushGrant, RegistryAccess, RegistryGrant, Release, RouteTable,
+    Session, Stack, StackName, User, Username,
 };
 use skiff_registry_client::RegistryClient;
 use tokio::net::TcpListener;
@@ -127,6 +128,9 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .route("/v2/apps", get(apps_list).post(apps_create))
         .route("/v2/apps/{app}", get(app_info).delete(app_destroy))
         .route("/v2/apps/{app}/releases", get(releases_list))
+        .route("/v2/apps/{app}/builds", get(builds_list))
+        .route("/v2/apps/{app}/builds/{id}", get(build_info))
+        .route("/v2/apps/{app}/deploy", post(deploy_image))
         .route("/v2/apps/{app}/logs", get(app_logs))
         .route("/v2/stacks", get(stacks_list))
         .route("/v2/stacks/{name}", post(stacks_import).layer(DefaultBodyLimit::max(MAX_STACK_BYTES)))
@@ -376,13 +380,99 @@ async fn hook_build(
 ) -> Result<impl IntoResponse, ApiError> {
     let user = c.db.user_by_name(&build.username).await?.ok_or_else(|| ApiError::NotFound("unknown user".into()))?;
     let app = c.app_for(&user, build.app.as_str()).await?;
-    let short = build.git_sha.get(..7).unwrap_or(&build.git_sha);
-    let summary = format!("{} deployed {short}", build.username);
-    let release =
-        c.db.create_release(&app, &build.image, Some(&build.git_sha), &build.procfile, &build.username, &summary)
-            .await?;
-    c.reconcile.notify_one();
-    Ok((StatusCode::CREATED, Json(release)))
+    let recorded = record_build(&c, &app, &build).await?;
+    Ok((StatusCode::CREATED, Json(recorded)))
+}
+
+/// Records a build and, when it succeeded, makes it the app's next release.
+async fn record_build(c: &Controller, app: &AppRow, build: &BuildCreate) -> Result<BuildRecorded, ApiError> {
+    let recorded = c.db.create_build(app, build).await?;
+    let release = match (&build.status, &build.image) {
+        (BuildStatus::Succeeded, Some(image)) => {
+            let what = match &build.git_sha {
+                Some(sha) => sha.get(..7).unwrap_or(sha).to_owned(),
+                None => image.clone(),
+            };
+            let summary = format!("{} deployed {what}", build.username);
+            let release =
+                c.db.create_release(
+                    app,
+                    image,
+                    Some(recorded.id),
+                    build.git_sha.as_deref(),
+                    &build.procfile,
+                    &build.username,
+                    &summary,
+                )
+                .await?;
+            c.reconcile.notify_one();
+            Some(release)
+        }
+        _ => None,
+    };
+    Ok(BuildRecorded { build: recorded, release })
+}
+
+async fn builds_list(
+    State(c): State<Arc<Controller>>,
+    CurrentUser(user): CurrentUser,
+    Path(app): Path<String>,
+) -> Result<Json<Vec<Build>>, ApiError> {
+    let app = c.app_for(&user, &app).await?;
+    Ok(Json(c.db.builds(&app).await?))
+}
+
+async fn build_info(
+    State(c): State<Arc<Controller>>,
+    CurrentUser(user): CurrentUser,
+    Path((app, id)): Path<(String, i64)>,
+) -> Result<Json<Build>, ApiError> {
+    let app = c.app_for(&user, &app).await?;
+    let build = c.db.build(&app, id).await?;
+    build.map(Json).ok_or_else(|| ApiError::NotFound(format!("no build {id} for {}; see `skiff builds`", app.name)))
+}
+
+/// Whether `image` is a plausible image reference (`[host[:port]/]path[:tag][@digest]`).
+fn valid_image_reference(image: &str) -> bool {
+    !image.is_empty()
+        && image.len() <= 512
+        && image.bytes().all(|b| b.is_ascii_alphanumeric() || b"./:@_-".contains(&b))
+        && !image.starts_with(['-', '/', ':', '@'])
+}
+
+/// A reference with its registry host, as the engine resolves it: `nginx:1` is
+/// `docker.io/library/nginx:1`, `team/api` is `docker.io/team/api`.
+fn qualified_image(image: &str) -> String {
+    match image.split_once('/') {
+        Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => image.to_owned(),
+        Some(_) => format!("docker.io/{image}"),
+        None => format!("docker.io/library/{image}"),
+    }
+}
+
+async fn deploy_image(
+    State(c): State<Arc<Controller>>,
+    CurrentUser(user): CurrentUser,
+    Path(app): Path<String>,
+    Json(deploy): Json<DeployImage>,
+) -> Result<impl IntoResponse, ApiError> {
+    let app = c.app_for(&user, &app).await?;
+    if !valid_image_reference(&deploy.image) {
+        return Err(ApiError::BadRequest(format!("`{}` is not an image reference", deploy.image)));
+    }
+    let image = qualified_image(&deploy.image);
+    let build = BuildCreate {
+        app: app.name.clone(),
+        username: user.username.clone(),
+        kind: BuildKind::Image,
+        status: BuildStatus::Succeeded,
+        image: Some(image),
+        git_sha: None,
+        procfile: [("web".parse().expect("valid process type"), String::new())].into(),
+        duration_ms: 0,
+        log: String::new(),
+    };
+    Ok((StatusCode::CREATED, Json(record_build(&c, &app, &build).await?)))
 }
 
 /// Registry credentials are a user's API token (the password field of `docker login`), or
@@ -414,4 +504,20 @@ async fn hook_registry_access(
         }
     };
     Ok(Json(grant))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_references_are_checked_and_qualified() {
+        assert!(valid_image_reference("127.0.0.1:7701/app@sha256:abc"));
+        assert!(!valid_image_reference("nginx; rm -rf /"));
+        assert!(!valid_image_reference("-flag"));
+        assert_eq!(qualified_image("nginx:1"), "docker.io/library/nginx:1");
+        assert_eq!(qualified_image("team/api"), "docker.io/team/api");
+        assert_eq!(qualified_image("127.0.0.1:7701/app:v1"), "127.0.0.1:7701/app:v1");
+        assert_eq!(qualified_image("localhost/app"), "localhost/app");
+    }
 }

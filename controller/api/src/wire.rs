@@ -83,6 +83,8 @@ pub struct Release {
     pub version: u32,
     /// Image reference by digest, e.g. `127.0.0.1:7701/name@sha256:…`.
     pub image: String,
+    /// The build it runs.
+    pub build: Option<i64>,
     pub git_sha: Option<String>,
     pub procfile: BTreeMap<ProcessType, String>,
     pub created_by: Username,
@@ -90,15 +92,76 @@ pub struct Release {
     pub summary: String,
 }
 
-/// `POST /v2/hooks/builds` (builder, service token): a build that should become a release.
+/// How a build made its image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BuildKind {
+    /// The pushed `Dockerfile`, built by the Docker engine.
+    Dockerfile,
+    /// A buildpack's `bin/compile` on the app's stack.
+    Buildpack,
+    /// The pushed tree as a layer on the app's stack.
+    Procfile,
+    /// An existing image (`skiff deploy --image`).
+    Image,
+}
+
+/// Whether a build produced an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BuildStatus {
+    Succeeded,
+    Failed,
+}
+
+/// `POST /v2/hooks/builds` (builder, service token): a finished build. A succeeded build
+/// becomes the app's next release.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BuildCreate {
     pub app: AppName,
     pub username: Username,
-    /// Repository path and digest within Skiff's registry: `name@sha256:…`.
-    pub image: String,
-    pub git_sha: String,
+    pub kind: BuildKind,
+    pub status: BuildStatus,
+    /// Skiff's registry: `name@sha256:…`; elsewhere: a full reference. Absent when failed.
+    pub image: Option<String>,
+    pub git_sha: Option<String>,
+    /// Process types and commands; an empty command runs the image's own.
     pub procfile: BTreeMap<ProcessType, String>,
+    pub duration_ms: u64,
+    /// Everything the pusher saw.
+    pub log: String,
+}
+
+/// A recorded build.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Build {
+    pub id: i64,
+    pub app: AppName,
+    pub kind: BuildKind,
+    pub status: BuildStatus,
+    pub image: Option<String>,
+    pub git_sha: Option<String>,
+    pub procfile: BTreeMap<ProcessType, String>,
+    pub created_by: Username,
+    pub created_at: String,
+    pub duration_ms: u64,
+    /// The full build log; only in `builds/{id}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
+}
+
+/// The answer to [`BuildCreate`]: the build, and the release it made if it succeeded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BuildRecorded {
+    pub build: Build,
+    pub release: Option<Release>,
+}
+
+/// `POST /v2/apps/{app}/deploy`: release an existing image.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeployImage {
+    /// A reference the platform's Docker engine can pull, e.g. `registry.example:5000/team/api:1.4`.
+    pub image: String,
 }
 
 /// `GET /v2/hooks/keys/{fingerprint}` (builder): who owns a key.

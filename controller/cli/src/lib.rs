@@ -144,6 +144,33 @@ enum Command {
         #[arg(long)]
         confirm: Option<String>,
     },
+    /// List an app's builds.
+    #[command(name = "builds")]
+    Builds {
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Show one build with its full log.
+    #[command(name = "builds:info")]
+    BuildsInfo {
+        /// The build's id (see `skiff builds`).
+        id: i64,
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Release an existing image (from Skiff's registry or any registry the engine reaches).
+    #[command(name = "deploy")]
+    Deploy {
+        /// The image, e.g. `127.0.0.1:7701/app:tag` or `registry.example/team/api:1.4`.
+        #[arg(long)]
+        image: String,
+        #[command(flatten)]
+        app: AppArg,
+    },
     /// List an app's releases.
     #[command(name = "releases")]
     Releases {
@@ -216,6 +243,14 @@ fn app_name(context: &Context, arg: AppArg) -> anyhow::Result<AppName> {
     arg.app.or_else(|| git::remote_app(&context.cwd)).ok_or_else(|| {
         anyhow!("no app given and no `skiff` git remote here; pass `-a APP` or run `skiff git:remote -a APP`")
     })
+}
+
+/// A unit enum as the text it serializes to.
+fn text_of(value: &impl serde::Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(text)) => text,
+        _ => "?".into(),
+    }
 }
 
 fn ask(question: &str) -> anyhow::Result<String> {
@@ -386,6 +421,57 @@ async fn execute(command: Command, context: &Context, out: &mut impl Write) -> a
             }
             client(context)?.destroy_app(&app).await?;
             writeln!(out, "Destroyed {app}")?;
+            Ok(())
+        }
+        Command::Builds { app, json: flag } => {
+            let builds = client(context)?.builds(&app_name(context, app)?).await?;
+            if flag.json {
+                return json(out, &builds);
+            }
+            let rows = builds
+                .iter()
+                .map(|b| {
+                    let what = b.git_sha.as_deref().map_or("-", |s| s.get(..7).unwrap_or(s));
+                    vec![
+                        b.id.to_string(),
+                        text_of(&b.kind),
+                        text_of(&b.status),
+                        what.to_owned(),
+                        format!("{:.1}s", b.duration_ms as f64 / 1000.0),
+                        b.created_at.clone(),
+                        b.created_by.to_string(),
+                    ]
+                })
+                .collect();
+            table(out, &["ID", "KIND", "STATUS", "GIT", "TOOK", "CREATED", "BY"], rows)
+        }
+        Command::BuildsInfo { id, app, json: flag } => {
+            let build = client(context)?.build(&app_name(context, app)?, id).await?;
+            if flag.json {
+                return json(out, &build);
+            }
+            for (key, value) in [
+                ("id", build.id.to_string()),
+                ("kind", text_of(&build.kind)),
+                ("status", text_of(&build.status)),
+                ("git", build.git_sha.clone().unwrap_or_else(|| "-".into())),
+                ("image", build.image.clone().unwrap_or_else(|| "-".into())),
+                ("took", format!("{:.1}s", build.duration_ms as f64 / 1000.0)),
+                ("by", build.created_by.to_string()),
+                ("created", build.created_at.clone()),
+            ] {
+                writeln!(out, "{key:>8}: {value}")?;
+            }
+            writeln!(out, "\n{}", build.log.unwrap_or_default().trim_end())?;
+            Ok(())
+        }
+        Command::Deploy { image, app } => {
+            let app = app_name(context, app)?;
+            let recorded = client(context)?.deploy_image(&app, &image).await?;
+            match recorded.release {
+                Some(release) => writeln!(out, "Deployed {image} to {app} as v{}", release.version)?,
+                None => writeln!(out, "Recorded build {} of {app}", recorded.build.id)?,
+            }
             Ok(())
         }
         Command::Releases { app, json: flag } => {

@@ -8,8 +8,9 @@ pub use reqwest::StatusCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use skiff_api::{
-    App, AppCreate, AppName, BuildCreate, Credentials, ErrorBody, Key, KeyCreate, KeyOwner, LogLine, PushGrant,
-    RegistryAccess, RegistryGrant, Release, RouteTable, Session, Stack, StackName, User, Username,
+    App, AppCreate, AppName, Build, BuildCreate, BuildRecorded, Credentials, DeployImage, ErrorBody, Key, KeyCreate,
+    KeyOwner, LogLine, PushGrant, RegistryAccess, RegistryGrant, Release, RouteTable, Session, Stack, StackName, User,
+    Username,
 };
 
 /// What can go wrong calling the controller.
@@ -179,8 +180,23 @@ impl Client {
         self.post("/v2/hooks/registry/access", access).await
     }
 
-    /// Turns a build into the app's next release (service token).
-    pub async fn create_build(&self, build: &BuildCreate) -> Result<Release, ClientError> {
+    /// Records a finished build; a succeeded one becomes the app's next release (service
+    /// token).
+    pub async fn create_build(&self, build: &BuildCreate) -> Result<BuildRecorded, ClientError> {
         self.post("/v2/hooks/builds", build).await
+    }
+
+    pub async fn builds(&self, app: &AppName) -> Result<Vec<Build>, ClientError> {
+        self.get(&format!("/v2/apps/{app}/builds")).await
+    }
+
+    /// One build, with its log.
+    pub async fn build(&self, app: &AppName, id: i64) -> Result<Build, ClientError> {
+        self.get(&format!("/v2/apps/{app}/builds/{id}")).await
+    }
+
+    /// Releases an existing image.
+    pub async fn deploy_image(&self, app: &AppName, image: &str) -> Result<BuildRecorded, ClientError> {
+        self.post(&format!("/v2/apps/{app}/deploy"), &DeployImage { image: image.to_owned() }).await
     }
 }

@@ -10,7 +10,7 @@ pub struct Desired {
     pub app: AppName,
     pub release: u32,
     pub image: String,
-    /// The Procfile's `web` command.
+    /// The Procfile's `web` command; empty runs the image's own command.
     pub command: String,
 }
 

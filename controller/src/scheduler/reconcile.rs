@@ -89,7 +89,7 @@ impl Scheduler {
             .into_iter()
             .filter_map(|release| {
                 let command = release.procfile.iter().find(|(p, _)| p.as_str() == "web")?.1.clone();
-                let image = format!("{}/{}", self.config.registry_host, release.image);
+                let image = pull_reference(&self.config.registry_host, &release.image);
                 Some(Desired { app: release.app, release: release.version, image, command })
             })
             .collect())
@@ -159,6 +159,12 @@ impl Scheduler {
         }
         Ok(())
     }
+}
+
+/// Images built by Skiff are stored as `<app>@<digest>` in its registry; others carry their
+/// registry host.
+fn pull_reference(registry_host: &str, image: &str) -> String {
+    if image.contains('/') { image.to_owned() } else { format!("{registry_host}/{image}") }
 }
 
 fn observe(container: &Container, ready: bool) -> Observed {

@@ -36,7 +36,7 @@ pub struct StartSpec {
     pub process: String,
     /// A reference the engine can pull, e.g. `127.0.0.1:7701/app@sha256:…`.
     pub image: String,
-    /// Run with `/bin/sh -c`.
+    /// Run with `/bin/sh -c`; empty runs the image's own command.
     pub command: String,
     pub env: Vec<(String, String)>,
 }
@@ -168,8 +168,10 @@ impl ContainerRuntime for DockerRuntime {
         env.extend(spec.env.iter().map(|(k, v)| format!("{k}={v}")));
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
-            cmd: Some(vec!["/bin/sh".into(), "-c".into(), spec.command.clone()]),
-            entrypoint: Some(Vec::new()),
+            // A Procfile command replaces the image's entrypoint and command; without one
+            // the image runs as built.
+            cmd: (!spec.command.is_empty()).then(|| vec!["/bin/sh".into(), "-c".into(), spec.command.clone()]),
+            entrypoint: (!spec.command.is_empty()).then(Vec::new),
             env: Some(env),
             labels: Some(labels.clone()),
             exposed_ports: Some(vec![port_key.clone()]),

@@ -113,10 +113,14 @@ async fn pushes_without_access_or_procfile_are_rejected_and_change_nothing() {
     assert!(ok, "{out}");
     let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
     assert!(!pushed, "{out}");
-    assert!(out.contains("no Procfile found"), "{out}");
+    assert!(out.contains("no Procfile or Dockerfile found"), "{out}");
     assert!(out.contains("pre-receive hook declined"), "{out}");
     let out = platform.cli_ok(&repo, &["releases", "--json"]).await;
     assert_eq!(out.trim(), "[]");
+    let out = platform.cli_ok(&repo, &["builds"]).await;
+    assert!(out.contains("failed"), "the failed build is recorded: {out}");
+    let out = platform.cli_ok(&repo, &["builds:info", "1"]).await;
+    assert!(out.contains("no Procfile or Dockerfile found"), "with its log: {out}");
 
     // An unregistered key is refused at authentication.
     let stranger = platform.dir.path().join("stranger");

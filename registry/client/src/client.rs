@@ -105,17 +105,26 @@ impl RegistryClient {
         Ok(())
     }
 
+    /// The digest of the manifest a tag names.
+    pub async fn manifest_digest(&self, repo: &str, reference: &str) -> Result<Digest, RegistryError> {
+        let url = format!("{}/v2/{repo}/manifests/{reference}", self.base);
+        let request = self.http.head(url).header(reqwest::header::ACCEPT, manifest_types());
+        let response = self.expect("manifest HEAD", request, &[StatusCode::OK]).await?;
+        response
+            .headers()
+            .get("Docker-Content-Digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| RegistryError::Invalid {
+                what: "manifest HEAD".into(),
+                reason: "no valid Docker-Content-Digest".into(),
+            })
+    }
+
     /// Fetches a manifest: its media type, bytes and digest.
     pub async fn manifest(&self, repo: &str, reference: &str) -> Result<(String, Bytes), RegistryError> {
         let url = format!("{}/v2/{repo}/manifests/{reference}", self.base);
-        let accept = [
-            crate::image::DOCKER_MANIFEST,
-            crate::image::OCI_MANIFEST,
-            "application/vnd.docker.distribution.manifest.list.v2+json",
-            "application/vnd.oci.image.index.v1+json",
-        ]
-        .join(", ");
-        let request = self.http.get(url).header(reqwest::header::ACCEPT, accept);
+        let request = self.http.get(url).header(reqwest::header::ACCEPT, manifest_types());
         let response = self.expect("manifest GET", request, &[StatusCode::OK]).await?;
         let media_type = response
             .headers()
@@ -157,6 +166,17 @@ impl RegistryClient {
             format!("{}{location}", self.base)
         }
     }
+}
+
+/// Every manifest type this client reads.
+fn manifest_types() -> String {
+    [
+        crate::image::DOCKER_MANIFEST,
+        crate::image::OCI_MANIFEST,
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.oci.image.index.v1+json",
+    ]
+    .join(", ")
 }
 
 fn location(response: &reqwest::Response) -> Option<String> {

@@ -1,0 +1,80 @@
+//! Build paths beyond the Procfile app: Dockerfile apps built by the engine, images
+//! deployed as they are, and failed builds that leave the running release alone.
+
+use std::time::Duration;
+
+use crate::harness::{Platform, eventually, get_via_router};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dockerfile_apps_build_on_the_engine_and_failures_keep_the_release() {
+    let platform = Platform::start().await;
+    let home = platform.dir.path().to_owned();
+    platform.cli_ok(&home, &["auth:register", "-u", "admin", "-p", "correct-horse"]).await;
+    platform.import_busybox_stack().await;
+    let key = platform.add_ssh_key().await;
+    let registry = platform.addresses.registry.unwrap();
+
+    let repo = home.join("docker-app");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::write(
+        repo.join("Dockerfile"),
+        format!(
+            "FROM {registry}/stacks/busybox\nCOPY index.html /www/index.html\n\
+             CMD echo \"dockerfile app on $PORT\"; exec httpd -f -p \"$PORT\" -h /www\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(repo.join("index.html"), "<h1>built from a Dockerfile</h1>\n").unwrap();
+    for args in [&["init", "-q", "-b", "main"][..], &["add", "-A"], &["commit", "-qm", "dockerfile app"]] {
+        let (ok, out) = platform.git(&repo, &key, args);
+        assert!(ok, "git {args:?}: {out}");
+    }
+    platform.cli_ok(&repo, &["apps:create", "boxed"]).await;
+
+    let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
+    assert!(pushed, "{out}");
+    assert!(out.contains("remote: -----> Dockerfile app detected"), "{out}");
+    assert!(out.contains("remote: -----> Released v1"), "{out}");
+    let served = eventually(Duration::from_secs(60), || async {
+        match get_via_router(platform.router(), "boxed.localhost").await {
+            Some((200, body)) if body.contains("built from a Dockerfile") => Some(()),
+            _ => None,
+        }
+    })
+    .await;
+    assert!(served.is_some(), "the Dockerfile app serves through the router");
+    let builds = platform.cli_ok(&repo, &["builds"]).await;
+    assert!(builds.contains("dockerfile") && builds.contains("succeeded"), "{builds}");
+    let info = platform.cli_ok(&repo, &["builds:info", "1"]).await;
+    assert!(info.contains("Step 1/3 : FROM"), "the engine's output is in the build log: {info}");
+
+    // The same image, deployed by reference, becomes v2.
+    let image = out
+        .lines()
+        .find_map(|l| l.split("Pushed image boxed@").nth(1))
+        .map(|digest| format!("{registry}/boxed@{}", digest.trim()))
+        .expect("the push names its image");
+    let deployed = platform.cli_ok(&repo, &["deploy", "--image", &image]).await;
+    assert!(deployed.contains("as v2"), "{deployed}");
+
+    // A Dockerfile that fails rejects the push; the app keeps serving.
+    let dockerfile = std::fs::read_to_string(repo.join("Dockerfile")).unwrap();
+    std::fs::write(repo.join("Dockerfile"), dockerfile.replace("COPY", "RUN exit 3\nCOPY")).unwrap();
+    let (ok, out) = platform.git(&repo, &key, &["commit", "-qam", "broken"]);
+    assert!(ok, "{out}");
+    let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
+    assert!(!pushed, "{out}");
+    assert!(out.contains("docker build failed"), "{out}");
+    assert!(out.contains("the running release is unchanged"), "{out}");
+    let releases = platform.cli_ok(&repo, &["releases", "--json"]).await;
+    let releases: serde_json::Value = serde_json::from_str(&releases).unwrap();
+    assert_eq!(releases.as_array().unwrap().len(), 2, "no release for the failed build");
+    let still = eventually(Duration::from_secs(30), || async {
+        match get_via_router(platform.router(), "boxed.localhost").await {
+            Some((200, body)) if body.contains("built from a Dockerfile") => Some(()),
+            _ => None,
+        }
+    })
+    .await;
+    assert!(still.is_some(), "the running release keeps serving");
+}
