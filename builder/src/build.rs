@@ -35,6 +35,8 @@ pub struct Push {
     pub user: Username,
     pub stack: StackName,
     pub url: String,
+    /// The app's config: Dockerfile build arguments.
+    pub config: BTreeMap<String, String>,
 }
 
 /// Everything a build needs.
@@ -169,7 +171,8 @@ async fn build(
         out.step("Dockerfile app detected; building with the Docker engine").await;
         let context = tree_tar(ctx, "").await?;
         let repository = format!("{}/{}", ctx.engine.registry_host(), ctx.push.app);
-        ctx.engine.build(context, &format!("{repository}:{tag}"), Default::default(), out).await?;
+        let build_args = ctx.push.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        ctx.engine.build(context, &format!("{repository}:{tag}"), build_args, out).await?;
         ctx.engine.push(&repository, &tag).await?;
         let digest = ctx.registry.manifest_digest(ctx.push.app.as_str(), &tag).await?;
         out.step(&format!("Pushed image {}@{digest}", ctx.push.app)).await;

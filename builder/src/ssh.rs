@@ -164,7 +164,8 @@ impl Builder {
             .await
             .map_err(|e| format!("cannot prepare the repository: {e}"))?;
         let id = format!("{:032x}", rand::random::<u128>());
-        let push = Push { app: grant.app, user: user.clone(), stack: grant.stack, url: grant.url };
+        let push =
+            Push { app: grant.app, user: user.clone(), stack: grant.stack, url: grant.url, config: grant.config };
         lock(&self.pushes).insert(id.clone(), Arc::new(PushEntry { push, repo: repo.clone() }));
         let _registration = PushRegistration { builder: self.clone(), id: id.clone() };
 

@@ -14,8 +14,11 @@ use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 /// Migrations, applied in order once each.
-const MIGRATIONS: &[&str] =
-    &[include_str!("../migrations/0001_init.sql"), include_str!("../migrations/0002_builds.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_builds.sql"),
+    include_str!("../migrations/0003_config_formation.sql"),
+];
 
 /// A database failure.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +91,23 @@ fn procfile_json(procfile: &BTreeMap<ProcessType, String>) -> Result<String, DbE
 
 fn procfile_parse(text: &str) -> Result<BTreeMap<ProcessType, String>, DbError> {
     serde_json::from_str(text).map_err(|e| DbError::Corrupt(e.to_string()))
+}
+
+fn config_json(config: &BTreeMap<String, String>) -> Result<String, DbError> {
+    serde_json::to_string(config).map_err(|e| DbError::Corrupt(e.to_string()))
+}
+
+fn config_parse(text: &str) -> Result<BTreeMap<String, String>, DbError> {
+    serde_json::from_str(text).map_err(|e| DbError::Corrupt(e.to_string()))
+}
+
+/// One process type's scale, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormationRow {
+    pub process: ProcessType,
+    pub quantity: u32,
+    /// Bumped by a restart: containers of an older generation are replaced.
+    pub generation: u32,
 }
 
 impl Db {
@@ -346,6 +366,7 @@ impl Db {
         build: Option<i64>,
         git_sha: Option<&str>,
         procfile: &BTreeMap<ProcessType, String>,
+        config: &BTreeMap<String, String>,
         created_by: &Username,
         summary: &str,
     ) -> Result<Release, DbError> {
@@ -358,8 +379,8 @@ impl Db {
             .await?
             .get(0);
         sqlx::query(
-            "INSERT INTO releases (app_id, version, image, build_id, git_sha, procfile, created_by, summary, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO releases (app_id, version, image, build_id, git_sha, procfile, config, created_by, summary, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(app.id)
         .bind(version)
@@ -367,6 +388,7 @@ impl Db {
         .bind(build)
         .bind(git_sha)
         .bind(&procfile_json)
+        .bind(config_json(config)?)
         .bind(created_by.as_str())
         .bind(summary)
         .bind(&created_at)
@@ -380,6 +402,7 @@ impl Db {
             build,
             git_sha: git_sha.map(str::to_owned),
             procfile: procfile.clone(),
+            config: config.clone(),
             created_by: created_by.clone(),
             created_at,
             summary: summary.to_owned(),
@@ -395,6 +418,7 @@ impl Db {
             build: row.get("build_id"),
             git_sha: row.get("git_sha"),
             procfile: procfile_parse(&procfile)?,
+            config: config_parse(&row.get::<String, _>("config"))?,
             created_by: parse(row.get("created_by"))?,
             created_at: row.get("created_at"),
             summary: row.get("summary"),
@@ -409,23 +433,6 @@ impl Db {
             .await?
             .into_iter()
             .map(|row| Self::release_row(&app.name, row))
-            .collect()
-    }
-
-    /// The current (latest) release of every app that has one.
-    pub async fn current_releases(&self) -> Result<Vec<Release>, DbError> {
-        let rows = sqlx::query(
-            "SELECT a.name AS app_name, r.* FROM releases r JOIN apps a ON a.id = r.app_id
-             WHERE r.version = (SELECT MAX(version) FROM releases WHERE app_id = r.app_id)
-             ORDER BY a.name",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|row| {
-                let app: AppName = parse(row.get("app_name"))?;
-                Self::release_row(&app, row)
-            })
             .collect()
     }
 
@@ -503,6 +510,91 @@ impl Db {
             .await?
             .map(|row| Self::build_row(&app.name, row, true))
             .transpose()
+    }
+
+    /// An app's current config.
+    pub async fn config(&self, app: &AppRow) -> Result<BTreeMap<String, String>, DbError> {
+        let text: String =
+            sqlx::query("SELECT config FROM apps WHERE id = $1").bind(app.id).fetch_one(&self.pool).await?.get(0);
+        config_parse(&text)
+    }
+
+    /// Replaces an app's current config.
+    pub async fn set_config(&self, app: &AppRow, config: &BTreeMap<String, String>) -> Result<(), DbError> {
+        sqlx::query("UPDATE apps SET config = $1 WHERE id = $2")
+            .bind(config_json(config)?)
+            .bind(app.id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The stored formation of an app (process types never scaled have no row).
+    pub async fn formation(&self, app_id: i64) -> Result<Vec<FormationRow>, DbError> {
+        sqlx::query("SELECT process, quantity, generation FROM formation WHERE app_id = $1 ORDER BY process")
+            .bind(app_id)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|row| {
+                Ok(FormationRow {
+                    process: parse(row.get(0))?,
+                    quantity: row.get::<i64, _>(1) as u32,
+                    generation: row.get::<i64, _>(2) as u32,
+                })
+            })
+            .collect()
+    }
+
+    /// Sets how many containers of a process type run.
+    pub async fn scale(&self, app: &AppRow, process: &ProcessType, quantity: u32) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO formation (app_id, process, quantity) VALUES ($1, $2, $3)
+             ON CONFLICT (app_id, process) DO UPDATE SET quantity = excluded.quantity",
+        )
+        .bind(app.id)
+        .bind(process.as_str())
+        .bind(i64::from(quantity))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Bumps the generation of `processes` (with `default_quantity` for types never
+    /// scaled), so their containers are replaced.
+    pub async fn restart(&self, app: &AppRow, processes: &[(ProcessType, u32)]) -> Result<(), DbError> {
+        let mut tx = self.pool.begin().await?;
+        for (process, default_quantity) in processes {
+            sqlx::query(
+                "INSERT INTO formation (app_id, process, quantity, generation) VALUES ($1, $2, $3, 1)
+                 ON CONFLICT (app_id, process) DO UPDATE SET generation = formation.generation + 1",
+            )
+            .bind(app.id)
+            .bind(process.as_str())
+            .bind(i64::from(*default_quantity))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every app's id with its current release.
+    pub async fn current_releases_by_app(&self) -> Result<Vec<(i64, Release)>, DbError> {
+        let rows = sqlx::query(
+            "SELECT a.id AS app_id, a.name AS app_name, r.* FROM releases r JOIN apps a ON a.id = r.app_id
+             WHERE r.version = (SELECT MAX(version) FROM releases WHERE app_id = r.app_id)
+             ORDER BY a.name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let app: AppName = parse(row.get("app_name"))?;
+                let id: i64 = row.get("app_id");
+                Ok((id, Self::release_row(&app, row)?))
+            })
+            .collect()
     }
 
     /// Records (or replaces) a stack's image.

@@ -12,9 +12,10 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use skiff_api::{
-    App, AppCreate, AppName, Build, BuildCreate, BuildKind, BuildRecorded, BuildStatus, Credentials, DeployImage,
-    ErrorBody, Key, KeyCreate, KeyOwner, LogLine, PushGrant, RegistryAccess, RegistryGrant, Release, RouteTable,
-    Session, Stack, StackName, User, Username,
+    App, AppCreate, AppName, Build, BuildCreate, BuildKind, BuildRecorded, BuildStatus, ConfigChange, ConfigChanged,
+    Credentials, DeployImage, ErrorBody, Formation, Key, KeyCreate, KeyOwner, LogLine, Process, PushGrant,
+    RegistryAccess, RegistryGrant, Release, Restart, Rollback, RouteTable, Scale, Session, Stack, StackName, User,
+    Username,
 };
 use skiff_registry_client::RegistryClient;
 use tokio::net::TcpListener;
@@ -26,6 +27,8 @@ use crate::config::Config;
 use crate::db::{AppRow, Db, DbError, UserRow};
 use crate::keys;
 use crate::routes::RouteFeed;
+use crate::scheduler::ContainerRuntime;
+use crate::scheduler::reconcile::default_quantity;
 use crate::stacks;
 
 /// The largest stack archive accepted.
@@ -81,6 +84,7 @@ impl IntoResponse for ApiError {
 pub struct Controller {
     pub config: Arc<Config>,
     pub db: Db,
+    runtime: Arc<dyn ContainerRuntime>,
     pub routes: Arc<RouteFeed>,
     /// Pokes the reconcile loop.
     pub reconcile: Arc<Notify>,
@@ -89,9 +93,22 @@ pub struct Controller {
 }
 
 impl Controller {
-    pub fn new(config: Arc<Config>, db: Db, routes: Arc<RouteFeed>, reconcile: Arc<Notify>) -> Arc<Self> {
+    pub fn new(
+        config: Arc<Config>,
+        db: Db,
+        runtime: Arc<dyn ContainerRuntime>,
+        routes: Arc<RouteFeed>,
+        reconcile: Arc<Notify>,
+    ) -> Arc<Self> {
         let registry = RegistryClient::new(&config.registry_url, "skiff", &config.service_token);
-        Arc::new(Self { config, db, routes, reconcile, registry, http: reqwest::Client::new() })
+        Arc::new(Self { config, db, runtime, routes, reconcile, registry, http: reqwest::Client::new() })
+    }
+
+    /// The app's current release, or a clear error.
+    async fn current_release(&self, app: &AppRow) -> Result<Release, ApiError> {
+        self.db.releases(app).await?.into_iter().next().ok_or_else(|| {
+            ApiError::Conflict(format!("app `{}` has no release yet; push with `git push skiff main`", app.name))
+        })
     }
 
     async fn app_for(&self, user: &UserRow, name: &str) -> Result<AppRow, ApiError> {
@@ -128,6 +145,12 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .route("/v2/apps", get(apps_list).post(apps_create))
         .route("/v2/apps/{app}", get(app_info).delete(app_destroy))
         .route("/v2/apps/{app}/releases", get(releases_list))
+        .route("/v2/apps/{app}/releases/rollback", post(rollback))
+        .route("/v2/apps/{app}/config", get(config_get).patch(config_change))
+        .route("/v2/apps/{app}/formation", get(formation_get))
+        .route("/v2/apps/{app}/scale", post(scale))
+        .route("/v2/apps/{app}/ps", get(ps_list))
+        .route("/v2/apps/{app}/ps/restart", post(ps_restart))
         .route("/v2/apps/{app}/builds", get(builds_list))
         .route("/v2/apps/{app}/builds/{id}", get(build_info))
         .route("/v2/apps/{app}/deploy", post(deploy_image))
@@ -370,7 +393,8 @@ async fn hook_push_grant(
     let user = c.db.user_by_name(&username).await?.ok_or_else(|| ApiError::NotFound("unknown user".into()))?;
     let app = c.app_for(&user, &app).await?;
     let url = c.config.app_url(app.name.as_str());
-    Ok(Json(PushGrant { app: app.name, stack: app.stack, url }))
+    let config = c.db.config(&app).await?;
+    Ok(Json(PushGrant { app: app.name, stack: app.stack, url, config }))
 }
 
 async fn hook_build(
@@ -401,6 +425,7 @@ async fn record_build(c: &Controller, app: &AppRow, build: &BuildCreate) -> Resu
                     Some(recorded.id),
                     build.git_sha.as_deref(),
                     &build.procfile,
+                    &c.db.config(app).await?,
                     &build.username,
                     &summary,
                 )
@@ -473,6 +498,243 @@ async fn deploy_image(
         log: String::new(),
     };
     Ok((StatusCode::CREATED, Json(record_build(&c, &app, &build).await?)))
+}
+
+/// Config names follow the shell's rules; values and the whole config are bounded.
+fn check_config(config: &std::collections::BTreeMap<String, String>) -> Result<(), ApiError> {
+    const MAX_VALUE: usize = 32 * 1024;
+    const MAX_TOTAL: usize = 256 * 1024;
+    for (name, value) in config {
+        let valid = name.len() <= 256
+            && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(ApiError::BadRequest(format!(
+                "`{}` is not a valid config name; use letters, digits and `_`, not starting with a digit",
+                name.chars().take(64).collect::<String>()
+            )));
+        }
+        if name == "PORT" {
+            return Err(ApiError::BadRequest("PORT is set by Skiff; listen on $PORT instead".into()));
+        }
+        if value.len() > MAX_VALUE || value.contains('\0') {
+            return Err(ApiError::BadRequest(format!("the value of {name} is longer than 32 KiB or holds a NUL byte")));
+        }
+    }
+    if config.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>() > MAX_TOTAL {
+        return Err(ApiError::BadRequest("the config would exceed 256 KiB".into()));
+    }
+    Ok(())
+}
+
+async fn config_get(
+    State(c): State<Arc<Controller>>,
+    CurrentUser(user): CurrentUser,
+    Path(app): Path<String>,
+) -> Result<Json<std::collections::BTreeMap<String, String>>, ApiError> {
+    let app = c.app_for(&user, &app).await?;
+    Ok(Json(c.db.config(&app).await?))
+}
+
+/// Sets and unsets config keys at once; with a release to base it on, the change makes a
+/// new release (the same build with the new config).
+async fn config_change(
+    State(c): State<Arc<Controller>>,
+    CurrentUser(user): CurrentUser,
+    Path(app): Path<String>,
+    Json(change): Json<ConfigChange>,
+) -> Result<Json<ConfigChanged>, ApiError> {
+    let app = c.app_for(&user, &app).await?;
+    if change.is_empty() {
+        return Err(ApiError::BadRequest("no config keys given; use `skiff config:set KEY=VALUE`".into()));
+    }
+    let mut config = c.db.config(&app).await?;
+    let (mut set, mut unset) = (Vec::new(), Vec::new());
+    for (name, value) in change {
+        match value {
+            Some(value) => {
+                set.push(name.clone());
+                config.insert(name, value);
+            }
+            None => {
+                unset.push(name.clone());
+                config.remove(&name);
+            }
+        }
+    }
+    check_config(&config)?;
+    c.db.set_config(&app, &config).await?;
+    let release = match c.db.releases(&app).await?.into_iter().next() {
+        Some(current) => {
+            let mut summary = format!("{}", user.username);
+            if !set.is_empty() {
+                summary.push_str(&format!(" set {}", set.join(", ")));
+            }
+            if !unset.is_empty() {
+                summary.push_str(&format!(" unset {}", unset.join(", ")));
+            }
+            let release =
+                c.db.create_release(
+                    &app,
+                    &current.image,
+                    current.build,
+                    current.git_sha.as_deref(),
+                    &current.procfile,
+                    &config,
+                    &user.username,
+                    &summary,
+                )
+                .await?;
+            c.reconcile.notify_one();
+            Some(release)
+        }
+        None => None,
+    };
+    Ok(Json(ConfigChanged { config, release }))
+}
+
+/// A new release with an earlier release's build and config.
+async fn rollback(
+    State(c): State<Arc<Controller>>,
+    CurrentUser(user): CurrentUser,
+    Path(app): Path<String>,
+    Json(body): Json<Rollback>,
+) -> Result<impl IntoResponse, ApiError> {
+    let app = c.app_for(&user, &app).await?;
+    let releases = c.db.releases(&app).await?;
+    let current = releases.first().map_or(0, |r| r.version);
+    let target_version = body.version.unwrap_or(current.saturating_sub(1));
+    let target = releases.iter().find(|r| r.version == target_version && r.version != current).ok_or_else(|| {
+        ApiError::NotFound(format!("no earlier release v{target_version} of {}; see `skiff releases`", app.name))
+    })?;
+    let summary = format!("{} rolled back to v{}", user.username, target.version);
+    let release =
+        c.db.create_release(
+            &app,
+            &target.image,
+            target.build,
+            target.git_sha.as_deref(),
+            &target.procfile,
+            &target.config,
+            &user.username,
+            &summary,
+        )
+        .await?;
+    c.db.set_config(&app, &target.config).await?;
+    c.reconcile.notify_one();
+    Ok((StatusCode::CREATED, Json(release)))
+}
+
+async fn formation_of(c: &Controller, app: &AppRow) -> Result<Vec<Formation>, ApiError> {
+    let rows = c.db.formation(app.id).await?;
+    let procfile = match c.db.releases(app).await?.into_iter().next() {
+        Some(release) => release.procfile,
+        None => Default::default(),
+    };
+    Ok(procfile
+        .into_iter()
+        .map(|(process, command)| {
+            let quantity = rows
+                .iter()
+                .find(|r| r.process == process)
+                .map_or_else(|| default_quantity(process.as_str()), |r| r.quantity);
+            Formation { process, quantity, command }
+        })
+        .collect())
+}
+
+async fn formation_get(
+    State(c): State<Arc<Controller>>,
+    CurrentUser(user): CurrentUser,
+    Path(app): Path<String>,
+) -> Result<Json<Vec<Formation>>, ApiError> {
+    let app = c.app_for(&user, &app).await?;
+    Ok(Json(formation_of(&c, &app).await?))
+}
+
+/// The most containers one process type may run.
+const MAX_SCALE: u32 = 100;
+
+async fn scale(
+    State(c): State<Arc<Controller>>,
+    CurrentUser(user): CurrentUser,
+    Path(app): Path<String>,
+    Json(body): Json<Scale>,
+) -> Result<Json<Vec<Formation>>, ApiError> {
+    let app = c.app_for(&user, &app).await?;
+    let release = c.current_release(&app).await?;
+    for (process, quantity) in &body {
+        if !release.procfile.contains_key(process) {
+            let known: Vec<&str> = release.procfile.keys().map(|p| p.as_str()).collect();
+            return Err(ApiError::BadRequest(format!(
+                "v{} has no `{process}` process type; it has: {}",
+                release.version,
+                known.join(", ")
+            )));
+        }
+        if *quantity > MAX_SCALE {
+            return Err(ApiError::BadRequest(format!("at most {MAX_SCALE} containers per process type")));
+        }
+    }
+    for (process, quantity) in &body {
+        c.db.scale(&app, process, *quantity).await?;
+    }
+    c.reconcile.notify_one();
+    Ok(Json(formation_of(&c, &app).await?))
+}
+
+async fn ps_list(
+    State(c): State<Arc<Controller>>,
+    CurrentUser(user): CurrentUser,
+    Path(app): Path<String>,
+) -> Result<Json<Vec<Process>>, ApiError> {
+    let app = c.app_for(&user, &app).await?;
+    let containers =
+        c.runtime.list().await.map_err(|e| ApiError::Unavailable(format!("cannot list containers: {e}")))?;
+    let mut processes: Vec<Process> = containers
+        .into_iter()
+        .filter(|container| container.app == app.name)
+        .map(|container| Process {
+            id: container.id.chars().take(12).collect(),
+            process: container.process,
+            release: container.release,
+            state: if container.running { "running" } else { "exited" }.into(),
+            started_at: time::OffsetDateTime::from_unix_timestamp(container.created)
+                .ok()
+                .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
+        })
+        .collect();
+    processes.sort_by(|a, b| a.process.cmp(&b.process).then_with(|| a.started_at.cmp(&b.started_at)));
+    Ok(Json(processes))
+}
+
+/// Replaces an app's containers (of one type, or all) without downtime: new ones start,
+/// and the old ones go once the new ones are ready.
+async fn ps_restart(
+    State(c): State<Arc<Controller>>,
+    CurrentUser(user): CurrentUser,
+    Path(app): Path<String>,
+    Json(body): Json<Restart>,
+) -> Result<StatusCode, ApiError> {
+    let app = c.app_for(&user, &app).await?;
+    let release = c.current_release(&app).await?;
+    let processes: Vec<_> = match body.process {
+        Some(process) if release.procfile.contains_key(&process) => vec![process],
+        Some(process) => {
+            return Err(ApiError::BadRequest(format!("v{} has no `{process}` process type", release.version)));
+        }
+        None => release.procfile.keys().cloned().collect(),
+    };
+    let with_defaults: Vec<_> = processes
+        .into_iter()
+        .map(|p| {
+            let quantity = default_quantity(p.as_str());
+            (p, quantity)
+        })
+        .collect();
+    c.db.restart(&app, &with_defaults).await?;
+    c.reconcile.notify_one();
+    Ok(StatusCode::ACCEPTED)
 }
 
 /// Registry credentials are a user's API token (the password field of `docker login`), or

@@ -312,15 +312,16 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
             )?;
         let routes = Arc::new(skiff_controller::routes::RouteFeed::default());
         let poke = Arc::new(tokio::sync::Notify::new());
+        let runtime: Arc<dyn skiff_controller::scheduler::ContainerRuntime> = Arc::new(runtime);
         let scheduler = skiff_controller::scheduler::Scheduler::new(
             db.clone(),
-            Arc::new(runtime),
+            runtime.clone(),
             routes.clone(),
             config.clone(),
             poke.clone(),
         );
         tasks.spawn(scheduler.run(shutdown.clone()));
-        let controller = skiff_controller::Controller::new(config, db, routes, poke);
+        let controller = skiff_controller::Controller::new(config, db, runtime, routes, poke);
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
             if let Err(error) = skiff_controller::serve(listener, controller, shutdown).await {

@@ -87,9 +87,59 @@ pub struct Release {
     pub build: Option<i64>,
     pub git_sha: Option<String>,
     pub procfile: BTreeMap<ProcessType, String>,
+    /// The app's config (environment) in this release.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
     pub created_by: Username,
     pub created_at: String,
     pub summary: String,
+}
+
+/// `PATCH /v2/apps/{app}/config`: keys to set (a value) or unset (`null`), all at once.
+pub type ConfigChange = BTreeMap<String, Option<String>>;
+
+/// The answer to a config change: the new config, and the release it made (if the app
+/// had one to base it on).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConfigChanged {
+    pub config: BTreeMap<String, String>,
+    pub release: Option<Release>,
+}
+
+/// How many containers of a process type run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Formation {
+    pub process: ProcessType,
+    pub quantity: u32,
+    /// The command from the current release's Procfile (empty: the image's own).
+    pub command: String,
+}
+
+/// `POST /v2/apps/{app}/scale`: process type → quantity.
+pub type Scale = BTreeMap<ProcessType, u32>;
+
+/// `POST /v2/apps/{app}/ps/restart`: one process type, or every one.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Restart {
+    pub process: Option<ProcessType>,
+}
+
+/// `POST /v2/apps/{app}/releases/rollback`: the version to go back to (default: the one
+/// before the current).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Rollback {
+    pub version: Option<u32>,
+}
+
+/// A running (or stopped) container of an app.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Process {
+    pub id: String,
+    pub process: String,
+    pub release: u32,
+    pub state: String,
+    /// When it started (RFC 3339), if it runs.
+    pub started_at: Option<String>,
 }
 
 /// How a build made its image.
@@ -177,6 +227,10 @@ pub struct PushGrant {
     pub stack: StackName,
     /// Where the app answers once deployed.
     pub url: String,
+    /// The app's config: build arguments for Dockerfile builds, the environment of
+    /// buildpacks (`BUILDPACK_URL` picks one).
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
 }
 
 /// A stack (base image) known to the platform.

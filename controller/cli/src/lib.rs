@@ -18,7 +18,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
-use skiff_api::{AppCreate, AppName, Credentials, StackName, Username};
+use skiff_api::{AppCreate, AppName, Credentials, ProcessType, StackName, Username};
 use skiff_client::Client;
 
 use crate::output::{json, table};
@@ -144,6 +144,60 @@ enum Command {
         #[arg(long)]
         confirm: Option<String>,
     },
+    /// Show an app's config (environment).
+    #[command(name = "config")]
+    Config {
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Print one config value.
+    #[command(name = "config:get")]
+    ConfigGet {
+        key: String,
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// Set config values (KEY=VALUE ...); makes a new release.
+    #[command(name = "config:set")]
+    ConfigSet {
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        pairs: Vec<String>,
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// Unset config keys; makes a new release.
+    #[command(name = "config:unset")]
+    ConfigUnset {
+        #[arg(required = true, value_name = "KEY")]
+        keys: Vec<String>,
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// List an app's containers.
+    #[command(name = "ps")]
+    Ps {
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Scale process types (TYPE=N ...), to 0 as well.
+    #[command(name = "ps:scale")]
+    PsScale {
+        #[arg(required = true, value_name = "TYPE=N")]
+        pairs: Vec<String>,
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// Replace an app's containers (all, or one process type) without downtime.
+    #[command(name = "ps:restart")]
+    PsRestart {
+        process: Option<ProcessType>,
+        #[command(flatten)]
+        app: AppArg,
+    },
     /// List an app's builds.
     #[command(name = "builds")]
     Builds {
@@ -168,6 +222,24 @@ enum Command {
         /// The image, e.g. `127.0.0.1:7701/app:tag` or `registry.example/team/api:1.4`.
         #[arg(long)]
         image: String,
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// Show one release.
+    #[command(name = "releases:info")]
+    ReleasesInfo {
+        /// The version, e.g. v3.
+        version: String,
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Make a new release from an earlier one's build and config (default: the previous).
+    #[command(name = "releases:rollback")]
+    ReleasesRollback {
+        /// The version to go back to, e.g. v3.
+        version: Option<String>,
         #[command(flatten)]
         app: AppArg,
     },
@@ -243,6 +315,19 @@ fn app_name(context: &Context, arg: AppArg) -> anyhow::Result<AppName> {
     arg.app.or_else(|| git::remote_app(&context.cwd)).ok_or_else(|| {
         anyhow!("no app given and no `skiff` git remote here; pass `-a APP` or run `skiff git:remote -a APP`")
     })
+}
+
+fn report_config(out: &mut impl Write, app: &AppName, release: Option<u32>) -> anyhow::Result<()> {
+    match release {
+        Some(version) => writeln!(out, "Config of {app} updated; released v{version}")?,
+        None => writeln!(out, "Config of {app} updated; it applies from the first release")?,
+    }
+    Ok(())
+}
+
+/// `v3` or `3`.
+fn parse_version(text: &str) -> anyhow::Result<u32> {
+    text.trim_start_matches(['v', 'V']).parse().map_err(|_| anyhow!("`{text}` is not a release version like v3"))
 }
 
 /// A unit enum as the text it serializes to.
@@ -421,6 +506,115 @@ async fn execute(command: Command, context: &Context, out: &mut impl Write) -> a
             }
             client(context)?.destroy_app(&app).await?;
             writeln!(out, "Destroyed {app}")?;
+            Ok(())
+        }
+        Command::Config { app, json: flag } => {
+            let config = client(context)?.config(&app_name(context, app)?).await?;
+            if flag.json {
+                return json(out, &config);
+            }
+            let width = config.keys().map(String::len).max().unwrap_or(0);
+            for (key, value) in &config {
+                writeln!(out, "{key:<width$}  {value}")?;
+            }
+            Ok(())
+        }
+        Command::ConfigGet { key, app } => {
+            let config = client(context)?.config(&app_name(context, app)?).await?;
+            let value = config.get(&key).ok_or_else(|| anyhow!("{key} is not set; see `skiff config`"))?;
+            writeln!(out, "{value}")?;
+            Ok(())
+        }
+        Command::ConfigSet { pairs, app } => {
+            let app = app_name(context, app)?;
+            let mut change = std::collections::BTreeMap::new();
+            for pair in pairs {
+                let (key, value) = pair.split_once('=').ok_or_else(|| anyhow!("`{pair}` is not KEY=VALUE"))?;
+                change.insert(key.to_owned(), Some(value.to_owned()));
+            }
+            let changed = client(context)?.change_config(&app, &change).await?;
+            report_config(out, &app, changed.release.map(|r| r.version))
+        }
+        Command::ConfigUnset { keys, app } => {
+            let app = app_name(context, app)?;
+            let change = keys.into_iter().map(|k| (k, None)).collect();
+            let changed = client(context)?.change_config(&app, &change).await?;
+            report_config(out, &app, changed.release.map(|r| r.version))
+        }
+        Command::Ps { app, json: flag } => {
+            let processes = client(context)?.ps(&app_name(context, app)?).await?;
+            if flag.json {
+                return json(out, &processes);
+            }
+            let rows = processes
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.process.clone(),
+                        p.id.clone(),
+                        format!("v{}", p.release),
+                        p.state.clone(),
+                        p.started_at.clone().unwrap_or_else(|| "-".into()),
+                    ]
+                })
+                .collect();
+            table(out, &["TYPE", "ID", "RELEASE", "STATE", "STARTED"], rows)
+        }
+        Command::PsScale { pairs, app } => {
+            let app = app_name(context, app)?;
+            let mut scale = std::collections::BTreeMap::new();
+            for pair in pairs {
+                let (process, quantity) = pair.split_once('=').ok_or_else(|| anyhow!("`{pair}` is not TYPE=N"))?;
+                let process: ProcessType = process.parse()?;
+                let quantity: u32 = quantity.parse().map_err(|_| anyhow!("`{quantity}` is not a number"))?;
+                scale.insert(process, quantity);
+            }
+            let formation = client(context)?.scale(&app, &scale).await?;
+            let summary: Vec<String> = formation.iter().map(|f| format!("{}={}", f.process, f.quantity)).collect();
+            writeln!(out, "Scaled {app} to {}", summary.join(" "))?;
+            Ok(())
+        }
+        Command::PsRestart { process, app } => {
+            let app = app_name(context, app)?;
+            let what = process.as_ref().map_or_else(|| "all processes".to_owned(), |p| format!("{p} processes"));
+            client(context)?.restart(&app, &skiff_api::Restart { process }).await?;
+            writeln!(out, "Restarting {what} of {app}")?;
+            Ok(())
+        }
+        Command::ReleasesInfo { version, app, json: flag } => {
+            let app = app_name(context, app)?;
+            let version = parse_version(&version)?;
+            let releases = client(context)?.releases(&app).await?;
+            let release = releases
+                .into_iter()
+                .find(|r| r.version == version)
+                .ok_or_else(|| anyhow!("{app} has no release v{version}; see `skiff releases -a {app}`"))?;
+            if flag.json {
+                return json(out, &release);
+            }
+            let build = release.build.map_or_else(|| "-".into(), |b| b.to_string());
+            let config: Vec<&str> = release.config.keys().map(String::as_str).collect();
+            let processes: Vec<&str> = release.procfile.keys().map(|p| p.as_str()).collect();
+            for (key, value) in [
+                ("version", format!("v{}", release.version)),
+                ("by", release.created_by.to_string()),
+                ("created", release.created_at.clone()),
+                ("summary", release.summary.clone()),
+                ("build", build),
+                ("image", release.image.clone()),
+                ("git", release.git_sha.clone().unwrap_or_else(|| "-".into())),
+                ("types", processes.join(", ")),
+                ("config", config.join(", ")),
+            ] {
+                writeln!(out, "{key:>8}: {value}")?;
+            }
+            Ok(())
+        }
+        Command::ReleasesRollback { version, app } => {
+            let app = app_name(context, app)?;
+            let version = version.as_deref().map(parse_version).transpose()?;
+            let release = client(context)?.rollback(&app, &skiff_api::Rollback { version }).await?;
+            writeln!(out, "Rolled back {app}: {} (v{})", release.summary, release.version)?;
             Ok(())
         }
         Command::Builds { app, json: flag } => {

@@ -7,10 +7,12 @@ use reqwest::Method;
 pub use reqwest::StatusCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+
 use skiff_api::{
-    App, AppCreate, AppName, Build, BuildCreate, BuildRecorded, Credentials, DeployImage, ErrorBody, Key, KeyCreate,
-    KeyOwner, LogLine, PushGrant, RegistryAccess, RegistryGrant, Release, RouteTable, Session, Stack, StackName, User,
-    Username,
+    App, AppCreate, AppName, Build, BuildCreate, BuildRecorded, ConfigChange, ConfigChanged, Credentials, DeployImage,
+    ErrorBody, Formation, Key, KeyCreate, KeyOwner, LogLine, Process, PushGrant, RegistryAccess, RegistryGrant,
+    Release, Restart, Rollback, RouteTable, Scale, Session, Stack, StackName, User, Username,
 };
 
 /// What can go wrong calling the controller.
@@ -136,6 +138,35 @@ impl Client {
 
     pub async fn releases(&self, app: &AppName) -> Result<Vec<Release>, ClientError> {
         self.get(&format!("/v2/apps/{app}/releases")).await
+    }
+
+    pub async fn config(&self, app: &AppName) -> Result<BTreeMap<String, String>, ClientError> {
+        self.get(&format!("/v2/apps/{app}/config")).await
+    }
+
+    /// Sets (`Some`) and unsets (`None`) config keys at once.
+    pub async fn change_config(&self, app: &AppName, change: &ConfigChange) -> Result<ConfigChanged, ClientError> {
+        self.send(self.request(Method::PATCH, &format!("/v2/apps/{app}/config")).json(change)).await
+    }
+
+    pub async fn formation(&self, app: &AppName) -> Result<Vec<Formation>, ClientError> {
+        self.get(&format!("/v2/apps/{app}/formation")).await
+    }
+
+    pub async fn scale(&self, app: &AppName, scale: &Scale) -> Result<Vec<Formation>, ClientError> {
+        self.post(&format!("/v2/apps/{app}/scale"), scale).await
+    }
+
+    pub async fn ps(&self, app: &AppName) -> Result<Vec<Process>, ClientError> {
+        self.get(&format!("/v2/apps/{app}/ps")).await
+    }
+
+    pub async fn restart(&self, app: &AppName, restart: &Restart) -> Result<(), ClientError> {
+        self.execute(self.request(Method::POST, &format!("/v2/apps/{app}/ps/restart")).json(restart)).await.map(drop)
+    }
+
+    pub async fn rollback(&self, app: &AppName, rollback: &Rollback) -> Result<Release, ClientError> {
+        self.post(&format!("/v2/apps/{app}/releases/rollback"), rollback).await
     }
 
     pub async fn logs(&self, app: &AppName, lines: usize) -> Result<Vec<LogLine>, ClientError> {

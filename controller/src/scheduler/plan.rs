@@ -1,17 +1,34 @@
 //! The reconcile plan: pure, deterministic, table-tested.
-
-use std::collections::BTreeSet;
+//!
+//! A container is *current* when it runs the desired release and generation of its
+//! process type (a restart bumps the generation). Per process type the plan starts
+//! current containers up to the desired quantity and removes extras; it removes older
+//! containers only once enough current ones are ready, so a rollout never leaves a process
+//! type with fewer ready containers than it had.
 
 use skiff_api::AppName;
 
-/// The `web` process an app's current release should run.
+/// One process type of an app's current release, and how many should run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Desired {
     pub app: AppName,
     pub release: u32,
+    pub generation: u32,
+    pub process: String,
     pub image: String,
-    /// The Procfile's `web` command; empty runs the image's own command.
+    /// The Procfile command; empty runs the image's own command.
     pub command: String,
+    pub env: Vec<(String, String)>,
+    pub quantity: u32,
+}
+
+impl Desired {
+    fn is_current(&self, container: &Observed) -> bool {
+        container.app == self.app
+            && container.process == self.process
+            && container.release == self.release
+            && container.generation == self.generation
+    }
 }
 
 /// A container that exists, as the runtime reports it.
@@ -20,56 +37,54 @@ pub struct Observed {
     pub id: String,
     pub app: AppName,
     pub release: u32,
+    pub generation: u32,
     pub process: String,
     pub running: bool,
-    /// Accepts connections on its published port.
+    /// Serving: a `web` container answers HTTP on its port; others run.
     pub ready: bool,
 }
 
 /// One thing to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    /// Start the desired `web` container of a release.
+    /// Start one container of a process type.
     Start(Desired),
     /// Remove a container (stopping it first).
     Remove { id: String, app: AppName, release: u32, reason: &'static str },
 }
 
+fn remove(container: &Observed, reason: &'static str) -> Step {
+    Step::Remove { id: container.id.clone(), app: container.app.clone(), release: container.release, reason }
+}
+
 /// Decides what to start and what to remove.
-///
-/// - A desired release without a running container of its own gets one started.
-/// - A container whose app has no desired release (destroyed, or no `web`) is removed.
-/// - A container that exited is removed (a running one of its release is started anew).
-/// - A container of an older release is removed once one of the desired release is ready;
-///   until then it keeps serving.
 pub fn plan(desired: &[Desired], observed: &[Observed]) -> Vec<Step> {
     let mut steps = Vec::new();
     for want in desired {
-        let running_current =
-            observed.iter().any(|c| c.app == want.app && c.release == want.release && c.process == "web" && c.running);
-        if !running_current {
+        let mut current: Vec<&Observed> = observed.iter().filter(|c| want.is_current(c) && c.running).collect();
+        let quantity = want.quantity as usize;
+        for _ in current.len()..quantity {
             steps.push(Step::Start(want.clone()));
         }
+        if current.len() > quantity {
+            // Keep ready containers over unready ones; the order is otherwise by id.
+            current.sort_by(|a, b| b.ready.cmp(&a.ready).then_with(|| a.id.cmp(&b.id)));
+            steps.extend(current[quantity..].iter().map(|c| remove(c, "scaled down")));
+        }
     }
-    let ready_apps: BTreeSet<(&AppName, u32)> =
-        observed.iter().filter(|c| c.ready && c.process == "web").map(|c| (&c.app, c.release)).collect();
     for container in observed {
-        let want = desired.iter().find(|d| d.app == container.app);
+        let want = desired.iter().find(|d| d.app == container.app && d.process == container.process);
         let reason = match want {
-            None => Some("app has no release to run"),
+            None => Some("no release runs this process type"),
             Some(_) if !container.running => Some("container exited"),
-            Some(want) if container.release != want.release && ready_apps.contains(&(&want.app, want.release)) => {
-                Some("replaced by a newer release")
+            Some(want) if want.is_current(container) => None,
+            Some(want) => {
+                let ready = observed.iter().filter(|c| want.is_current(c) && c.ready).count();
+                (ready >= want.quantity as usize).then_some("replaced by a newer release")
             }
-            Some(_) => None,
         };
         if let Some(reason) = reason {
-            steps.push(Step::Remove {
-                id: container.id.clone(),
-                app: container.app.clone(),
-                release: container.release,
-                reason,
-            });
+            steps.push(remove(container, reason));
         }
     }
     steps
@@ -79,12 +94,29 @@ pub fn plan(desired: &[Desired], observed: &[Observed]) -> Vec<Step> {
 mod tests {
     use super::*;
 
-    fn want(app: &str, release: u32) -> Desired {
-        Desired { app: app.parse().unwrap(), release, image: format!("img-{release}"), command: "serve".into() }
+    fn want(app: &str, release: u32, quantity: u32) -> Desired {
+        Desired {
+            app: app.parse().unwrap(),
+            release,
+            generation: 0,
+            process: "web".into(),
+            image: format!("img-{release}"),
+            command: "serve".into(),
+            env: Vec::new(),
+            quantity,
+        }
     }
 
     fn seen(id: &str, app: &str, release: u32, running: bool, ready: bool) -> Observed {
-        Observed { id: id.into(), app: app.parse().unwrap(), release, process: "web".into(), running, ready }
+        Observed {
+            id: id.into(),
+            app: app.parse().unwrap(),
+            release,
+            generation: 0,
+            process: "web".into(),
+            running,
+            ready,
+        }
     }
 
     fn removed(steps: &[Step]) -> Vec<&str> {
@@ -97,30 +129,67 @@ mod tests {
             .collect()
     }
 
+    fn started(steps: &[Step]) -> usize {
+        steps.iter().filter(|s| matches!(s, Step::Start(_))).count()
+    }
+
     #[test]
     fn a_new_release_starts_without_touching_the_old_one() {
-        let steps = plan(&[want("a", 2)], &[seen("old", "a", 1, true, true)]);
-        assert_eq!(steps, vec![Step::Start(want("a", 2))]);
+        let steps = plan(&[want("a", 2, 1)], &[seen("old", "a", 1, true, true)]);
+        assert_eq!(steps, vec![Step::Start(want("a", 2, 1))]);
     }
 
     #[test]
     fn the_old_release_goes_once_the_new_one_is_ready() {
-        let steps = plan(&[want("a", 2)], &[seen("old", "a", 1, true, true), seen("new", "a", 2, true, true)]);
+        let steps = plan(&[want("a", 2, 1)], &[seen("old", "a", 1, true, true), seen("new", "a", 2, true, true)]);
         assert_eq!(removed(&steps), vec!["old"]);
-        assert!(!steps.iter().any(|s| matches!(s, Step::Start(_))));
+        assert_eq!(started(&steps), 0);
     }
 
     #[test]
     fn a_new_container_that_is_not_ready_keeps_the_old_one() {
-        let steps = plan(&[want("a", 2)], &[seen("old", "a", 1, true, true), seen("new", "a", 2, true, false)]);
+        let steps = plan(&[want("a", 2, 1)], &[seen("old", "a", 1, true, true), seen("new", "a", 2, true, false)]);
         assert!(steps.is_empty());
     }
 
     #[test]
+    fn old_containers_stay_until_every_new_one_is_ready() {
+        let observed = [
+            seen("old1", "a", 1, true, true),
+            seen("old2", "a", 1, true, true),
+            seen("new1", "a", 2, true, true),
+            seen("new2", "a", 2, true, false),
+        ];
+        assert!(plan(&[want("a", 2, 2)], &observed).is_empty());
+    }
+
+    #[test]
+    fn scaling_starts_and_removes_current_containers() {
+        let steps = plan(&[want("a", 1, 3)], &[seen("c1", "a", 1, true, true)]);
+        assert_eq!(started(&steps), 2);
+        let steps = plan(
+            &[want("a", 1, 1)],
+            &[seen("c1", "a", 1, true, true), seen("c2", "a", 1, true, false), seen("c3", "a", 1, true, true)],
+        );
+        let mut gone = removed(&steps);
+        gone.sort();
+        assert_eq!(gone, vec!["c2", "c3"], "the ready c1 stays");
+        let steps = plan(&[want("a", 1, 0)], &[seen("c1", "a", 1, true, true)]);
+        assert_eq!(removed(&steps), vec!["c1"]);
+    }
+
+    #[test]
+    fn a_restart_replaces_containers_like_a_release() {
+        let mut restarted = want("a", 1, 1);
+        restarted.generation = 1;
+        let steps = plan(std::slice::from_ref(&restarted), &[seen("c1", "a", 1, true, true)]);
+        assert_eq!(steps, vec![Step::Start(restarted)]);
+    }
+
+    #[test]
     fn exited_containers_are_replaced() {
-        let steps = plan(&[want("a", 1)], &[seen("dead", "a", 1, false, false)]);
-        assert_eq!(steps.len(), 2);
-        assert!(steps.contains(&Step::Start(want("a", 1))));
+        let steps = plan(&[want("a", 1, 1)], &[seen("dead", "a", 1, false, false)]);
+        assert_eq!(started(&steps), 1);
         assert_eq!(removed(&steps), vec!["dead"]);
     }
 
@@ -132,6 +201,6 @@ mod tests {
 
     #[test]
     fn a_converged_platform_has_nothing_to_do() {
-        assert!(plan(&[want("a", 1)], &[seen("c", "a", 1, true, true)]).is_empty());
+        assert!(plan(&[want("a", 1, 1)], &[seen("c", "a", 1, true, true)]).is_empty());
     }
 }

@@ -82,17 +82,31 @@ impl Scheduler {
     }
 
     async fn desired(&self) -> Result<Vec<Desired>, DbError> {
-        Ok(self
-            .db
-            .current_releases()
-            .await?
-            .into_iter()
-            .filter_map(|release| {
-                let command = release.procfile.iter().find(|(p, _)| p.as_str() == "web")?.1.clone();
-                let image = pull_reference(&self.config.registry_host, &release.image);
-                Some(Desired { app: release.app, release: release.version, image, command })
-            })
-            .collect())
+        let mut desired = Vec::new();
+        for (app_id, release) in self.db.current_releases_by_app().await? {
+            let formation = self.db.formation(app_id).await?;
+            let image = pull_reference(&self.config.registry_host, &release.image);
+            for (process, command) in &release.procfile {
+                let row = formation.iter().find(|f| &f.process == process);
+                let quantity = row.map_or_else(|| default_quantity(process.as_str()), |f| f.quantity);
+                let mut env: Vec<(String, String)> =
+                    release.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                env.push(("SKIFF_APP".into(), release.app.to_string()));
+                env.push(("SKIFF_RELEASE".into(), format!("v{}", release.version)));
+                env.push(("SKIFF_PROCESS_TYPE".into(), process.to_string()));
+                desired.push(Desired {
+                    app: release.app.clone(),
+                    release: release.version,
+                    generation: row.map_or(0, |f| f.generation),
+                    process: process.to_string(),
+                    image: image.clone(),
+                    command: command.clone(),
+                    env,
+                    quantity,
+                });
+            }
+        }
+        Ok(desired)
     }
 
     async fn observe(&self) -> Result<Vec<(Observed, Option<SocketAddr>)>, ReconcileError> {
@@ -101,8 +115,8 @@ impl Scheduler {
         for container in containers {
             let address = container.host_port.map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
             let ready = match address {
-                Some(address) if container.running => answers_http(address).await,
-                _ => false,
+                Some(address) if container.running && container.process == "web" => answers_http(address).await,
+                _ => container.running && container.process != "web",
             };
             observed.push((observe(&container, ready), address));
         }
@@ -119,9 +133,10 @@ impl Scheduler {
                     .filter(|(o, _)| o.app == app.name && o.ready && o.process == "web")
                     .filter_map(|(o, a)| Some((o, (*a)?)))
                     .collect();
-                let current = desired.iter().find(|d| d.app == app.name).map(|d| d.release);
+                let current =
+                    desired.iter().find(|d| d.app == app.name && d.process == "web").map(|d| (d.release, d.generation));
                 let of_current: Vec<SocketAddr> =
-                    ready.iter().filter(|(o, _)| Some(o.release) == current).map(|(_, a)| *a).collect();
+                    ready.iter().filter(|(o, _)| Some((o.release, o.generation)) == current).map(|(_, a)| *a).collect();
                 // Until the current release is ready, older ones keep serving.
                 let backends = if of_current.is_empty() { ready.iter().map(|(_, a)| *a).collect() } else { of_current };
                 Route { hosts: vec![format!("{}.{}", app.name, self.config.domain)], app: app.name, backends }
@@ -137,12 +152,13 @@ impl Scheduler {
                 let spec = StartSpec {
                     app: want.app.clone(),
                     release: want.release,
-                    process: "web".into(),
+                    generation: want.generation,
+                    process: want.process.clone(),
                     image: want.image,
                     command: want.command,
-                    env: Vec::new(),
+                    env: want.env,
                 };
-                tracing::info!(app = %want.app, release = want.release, "controller.reconcile.start");
+                tracing::info!(app = %want.app, release = want.release, process = want.process, "controller.reconcile.start");
                 let container = self.runtime.start(&spec).await?;
                 if let Some(port) = container.host_port {
                     let ready =
@@ -161,6 +177,11 @@ impl Scheduler {
     }
 }
 
+/// How many containers a process type runs until it is scaled: one `web`, no others.
+pub fn default_quantity(process: &str) -> u32 {
+    u32::from(process == "web")
+}
+
 /// Images built by Skiff are stored as `<app>@<digest>` in its registry; others carry their
 /// registry host.
 fn pull_reference(registry_host: &str, image: &str) -> String {
@@ -172,6 +193,7 @@ fn observe(container: &Container, ready: bool) -> Observed {
         id: container.id.clone(),
         app: container.app.clone(),
         release: container.release,
+        generation: container.generation,
         process: container.process.clone(),
         running: container.running,
         ready,

@@ -33,6 +33,7 @@ pub enum RuntimeError {
 pub struct StartSpec {
     pub app: AppName,
     pub release: u32,
+    pub generation: u32,
     pub process: String,
     /// A reference the engine can pull, e.g. `127.0.0.1:7701/app@sha256:…`.
     pub image: String,
@@ -47,8 +48,11 @@ pub struct Container {
     pub id: String,
     pub app: AppName,
     pub release: u32,
+    pub generation: u32,
     pub process: String,
     pub running: bool,
+    /// Unix seconds when it was created.
+    pub created: i64,
     /// The host port (on 127.0.0.1) that reaches `$PORT`.
     pub host_port: Option<u16>,
 }
@@ -105,20 +109,29 @@ impl DockerRuntime {
     }
 }
 
-fn label_container(
+/// A container as its labels describe it.
+struct Labelled<'a> {
     id: String,
-    labels: &HashMap<String, String>,
+    labels: &'a HashMap<String, String>,
     running: bool,
+    created: i64,
     host_port: Option<u16>,
-) -> Option<Container> {
-    Some(Container {
-        id,
-        app: labels.get("skiff.app")?.parse().ok()?,
-        release: labels.get("skiff.release")?.parse().ok()?,
-        process: labels.get("skiff.process")?.clone(),
-        running,
-        host_port,
-    })
+}
+
+impl Labelled<'_> {
+    fn container(self) -> Option<Container> {
+        let labels = self.labels;
+        Some(Container {
+            id: self.id,
+            app: labels.get("skiff.app")?.parse().ok()?,
+            release: labels.get("skiff.release")?.parse().ok()?,
+            generation: labels.get("skiff.generation").and_then(|g| g.parse().ok()).unwrap_or(0),
+            process: labels.get("skiff.process")?.clone(),
+            running: self.running,
+            created: self.created,
+            host_port: self.host_port,
+        })
+    }
 }
 
 #[async_trait]
@@ -140,7 +153,8 @@ impl ContainerRuntime for DockerRuntime {
                     .iter()
                     .find(|p| p.private_port == CONTAINER_PORT && p.ip.as_deref() == Some("127.0.0.1"))
                     .and_then(|p| p.public_port);
-                label_container(s.id?, &s.labels.unwrap_or_default(), running, host_port)
+                let labels = s.labels.unwrap_or_default();
+                Labelled { id: s.id?, labels: &labels, running, created: s.created.unwrap_or(0), host_port }.container()
             })
             .collect())
     }
@@ -157,8 +171,11 @@ impl ContainerRuntime for DockerRuntime {
             ("skiff.app".to_owned(), spec.app.to_string()),
             ("skiff.release".to_owned(), spec.release.to_string()),
             ("skiff.process".to_owned(), spec.process.clone()),
+            ("skiff.generation".to_owned(), spec.generation.to_string()),
             ("skiff.platform".to_owned(), self.platform.clone()),
         ]);
+        // Only web containers get a port; others have nothing to serve.
+        let web = spec.process == "web";
         let port_key = format!("{CONTAINER_PORT}/tcp");
         let bindings = HashMap::from([(
             port_key.clone(),
@@ -174,10 +191,14 @@ impl ContainerRuntime for DockerRuntime {
             entrypoint: (!spec.command.is_empty()).then(Vec::new),
             env: Some(env),
             labels: Some(labels.clone()),
-            exposed_ports: Some(vec![port_key.clone()]),
+            exposed_ports: web.then(|| vec![port_key.clone()]),
             // An init process as PID 1 forwards SIGTERM, so apps that never installed a
             // handler still stop promptly instead of waiting for the kill.
-            host_config: Some(HostConfig { port_bindings: Some(bindings), init: Some(true), ..Default::default() }),
+            host_config: Some(HostConfig {
+                port_bindings: web.then_some(bindings),
+                init: Some(true),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let name =
@@ -193,9 +214,14 @@ impl ContainerRuntime for DockerRuntime {
             .and_then(|n| n.ports)
             .and_then(|ports| ports.get(&port_key).cloned().flatten())
             .and_then(|bindings| bindings.into_iter().find_map(|b| b.host_port?.parse().ok()));
-        let host_port = host_port.ok_or_else(|| RuntimeError::NoPort(created.id.clone()))?;
+        if web && host_port.is_none() {
+            return Err(RuntimeError::NoPort(created.id));
+        }
         let running = inspected.state.and_then(|s| s.running).unwrap_or(false);
-        label_container(created.id.clone(), &labels, running, Some(host_port)).ok_or(RuntimeError::NoPort(created.id))
+        let created_at = time::OffsetDateTime::now_utc().unix_timestamp();
+        Labelled { id: created.id.clone(), labels: &labels, running, created: created_at, host_port }
+            .container()
+            .ok_or(RuntimeError::NoPort(created.id))
     }
 
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {

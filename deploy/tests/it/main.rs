@@ -5,4 +5,5 @@
 mod builds;
 mod harness;
 mod newcomer;
+mod operations;
 mod registry_clients;

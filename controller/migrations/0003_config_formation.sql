@@ -1,0 +1,9 @@
+ALTER TABLE apps ADD COLUMN config TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE releases ADD COLUMN config TEXT NOT NULL DEFAULT '{}';
+CREATE TABLE formation (
+    app_id INTEGER NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+    process TEXT NOT NULL,
+    quantity INTEGER NOT NULL,
+    generation INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (app_id, process)
+);

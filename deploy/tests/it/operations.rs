@@ -1,0 +1,100 @@
+//! Day-two operations on a running app: config, scaling, restarts, rollback.
+
+use std::time::Duration;
+
+use crate::harness::{Platform, eventually, example_repo, get_via_router};
+
+/// Running containers per process type, as `skiff ps --json` reports them.
+async fn running(platform: &Platform, repo: &std::path::Path, process: &str) -> Vec<serde_json::Value> {
+    let out = platform.cli_ok(repo, &["ps", "--json"]).await;
+    let all: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    all.into_iter().filter(|p| p["process"] == process && p["state"] == "running").collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_scale_restart_and_rollback_reach_the_containers() {
+    let platform = Platform::start().await;
+    let home = platform.dir.path().to_owned();
+    platform.cli_ok(&home, &["auth:register", "-u", "admin", "-p", "correct-horse"]).await;
+    platform.import_busybox_stack().await;
+    let key = platform.add_ssh_key().await;
+    let repo = example_repo(&platform, &key);
+    std::fs::write(
+        repo.join("Procfile"),
+        "web: echo \"greeting=$GREETING\"; exec httpd -f -p \"$PORT\" -h /app/public\n\
+         worker: while true; do echo \"worker tick $GREETING\"; sleep 1; done\n",
+    )
+    .unwrap();
+    for args in [&["add", "-A"][..], &["commit", "-qm", "worker"]] {
+        let (ok, out) = platform.git(&repo, &key, args);
+        assert!(ok, "{out}");
+    }
+    platform.cli_ok(&repo, &["apps:create", "ops"]).await;
+    let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
+    assert!(pushed, "{out}");
+    let serving = eventually(Duration::from_secs(60), || async {
+        matches!(get_via_router(platform.router(), "ops.localhost").await, Some((200, _))).then_some(())
+    });
+    assert!(serving.await.is_some());
+    assert!(running(&platform, &repo, "worker").await.is_empty(), "only web runs until scaled");
+
+    // Config changes make releases and reach the containers' environment.
+    let out = platform.cli_ok(&repo, &["config:set", "GREETING=hello world", "OTHER=x"]).await;
+    assert!(out.contains("released v2"), "{out}");
+    let out = platform.cli_ok(&repo, &["config:unset", "OTHER"]).await;
+    assert!(out.contains("released v3"), "{out}");
+    assert_eq!(platform.cli_ok(&repo, &["config:get", "GREETING"]).await.trim(), "hello world");
+    let (status, _, err) = platform.cli(&repo, &["config:set", "1BAD=x"]).await;
+    assert_eq!(status, 1);
+    assert!(err.contains("not a valid config name"), "{err}");
+    let (status, _, err) = platform.cli(&repo, &["config:set", "PORT=80"]).await;
+    assert!(status == 1 && err.contains("PORT is set by Skiff"), "{err}");
+    let logs = eventually(Duration::from_secs(60), || async {
+        let (_, out, _) = platform.cli(&repo, &["logs", "-n", "200"]).await;
+        out.contains("greeting=hello world").then_some(out)
+    });
+    assert!(logs.await.is_some(), "v3's web container sees the config");
+
+    // Scaling starts workers and more web containers.
+    let out = platform.cli_ok(&repo, &["ps:scale", "web=2", "worker=1"]).await;
+    assert!(out.contains("web=2") && out.contains("worker=1"), "{out}");
+    let scaled = eventually(Duration::from_secs(60), || async {
+        let web = running(&platform, &repo, "web").await;
+        let worker = running(&platform, &repo, "worker").await;
+        (web.len() == 2 && worker.len() == 1).then_some(())
+    });
+    assert!(scaled.await.is_some(), "{}", platform.cli_ok(&repo, &["ps"]).await);
+    let ticks = eventually(Duration::from_secs(30), || async {
+        let (_, out, _) = platform.cli(&repo, &["logs", "-n", "500"]).await;
+        out.contains("worker tick hello world").then_some(())
+    });
+    assert!(ticks.await.is_some(), "the worker's output reaches the logs");
+    let (status, _, err) = platform.cli(&repo, &["ps:scale", "nosuch=1"]).await;
+    assert!(status == 1 && err.contains("has no `nosuch` process type"), "{err}");
+
+    // A restart replaces the web containers; the app keeps serving.
+    let before: Vec<String> =
+        running(&platform, &repo, "web").await.iter().map(|p| p["id"].as_str().unwrap().to_owned()).collect();
+    platform.cli_ok(&repo, &["ps:restart", "web"]).await;
+    let replaced = eventually(Duration::from_secs(60), || async {
+        let now = running(&platform, &repo, "web").await;
+        let fresh = now.iter().all(|p| !before.contains(&p["id"].as_str().unwrap().to_owned()));
+        (now.len() == 2 && fresh).then_some(())
+    });
+    assert!(replaced.await.is_some(), "{}", platform.cli_ok(&repo, &["ps"]).await);
+    assert!(matches!(get_via_router(platform.router(), "ops.localhost").await, Some((200, _))));
+
+    // Rolling back to v1 brings back v1's (empty) config as v4.
+    let out = platform.cli_ok(&repo, &["releases:rollback", "v1"]).await;
+    assert!(out.contains("rolled back to v1") && out.contains("(v4)"), "{out}");
+    let config = platform.cli_ok(&repo, &["config", "--json"]).await;
+    assert_eq!(config.trim(), "{}");
+    let info = platform.cli_ok(&repo, &["releases:info", "v4"]).await;
+    assert!(info.contains("web, worker"), "{info}");
+
+    platform.cli_ok(&repo, &["ps:scale", "worker=0"]).await;
+    let stopped = eventually(Duration::from_secs(60), || async {
+        running(&platform, &repo, "worker").await.is_empty().then_some(())
+    });
+    assert!(stopped.await.is_some(), "{}", platform.cli_ok(&repo, &["ps"]).await);
+}
