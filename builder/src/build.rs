@@ -13,9 +13,11 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use skiff_api::{AppName, BuildCreate, BuildKind, BuildStatus, ProcessType, Release, StackName, Username};
+use skiff_api::{
+    AppName, BuildCreate, BuildKind, BuildStatus, ProcessType, Release, ReleaseState, StackName, Username,
+};
 use skiff_client::{Client, ClientError};
 use skiff_registry_client::image::{BaseImage, Layer, push_image};
 use skiff_registry_client::{RegistryClient, RegistryError};
@@ -71,6 +73,8 @@ pub enum BuildError {
     Registry(#[from] RegistryError),
     #[error("the controller refused the release: {0}")]
     Controller(#[from] ClientError),
+    #[error("v{0} failed to start: {1}; the previous release keeps serving (see `skiff logs`)")]
+    Rollout(u32, String),
 }
 
 /// Runs a git command against the pushed (quarantined) objects; returns stdout, or
@@ -132,9 +136,12 @@ pub async fn run(ctx: &Context<'_>, out: &mut Output) -> Result<Release, BuildEr
                 ctx.controller.create_build(&record).await?.release.ok_or_else(|| {
                     ClientError::Invalid("the controller recorded the build but made no release".into())
                 })?;
-            out.step(&format!("Released v{} in {:.1}s", release.version, started.elapsed().as_secs_f64())).await;
-            out.detail(&format!("{} deployed to Skiff", ctx.push.url)).await;
-            Ok(release)
+            out.step(&format!("Released v{}; starting it", release.version)).await;
+            let rollout = follow_rollout(ctx, release, started, out).await;
+            if let Err(error) = &rollout {
+                out.step(&error.to_string()).await;
+            }
+            rollout
         }
         Err(error) => {
             out.step(&format!("Build failed: {error}")).await;
@@ -144,6 +151,42 @@ pub async fn run(ctx: &Context<'_>, out: &mut Output) -> Result<Release, BuildEr
                 tracing::warn!(error = %e, app = %ctx.push.app, "builder.build.unrecorded");
             }
             Err(error)
+        }
+    }
+}
+
+/// How long a push waits to see its release start.
+const ROLLOUT_WAIT: Duration = Duration::from_secs(120);
+
+/// Waits until the release runs (or failed to start) and tells the pusher.
+async fn follow_rollout(
+    ctx: &Context<'_>,
+    release: Release,
+    started: Instant,
+    out: &mut Output,
+) -> Result<Release, BuildError> {
+    let deadline = Instant::now() + ROLLOUT_WAIT;
+    loop {
+        let current = ctx.controller.release(&ctx.push.app, release.version).await?;
+        match current.state {
+            ReleaseState::Deployed => {
+                let took = started.elapsed().as_secs_f64();
+                out.step(&format!("v{} is up in {took:.1}s: {}", current.version, ctx.push.url)).await;
+                return Ok(current);
+            }
+            ReleaseState::Failed => {
+                let reason = current.failure.unwrap_or_default();
+                return Err(BuildError::Rollout(current.version, reason));
+            }
+            ReleaseState::Pending if Instant::now() >= deadline => {
+                out.step(&format!(
+                    "v{} is still starting; follow it with `skiff ps -a {}`",
+                    current.version, ctx.push.app
+                ))
+                .await;
+                return Ok(current);
+            }
+            ReleaseState::Pending => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
 }

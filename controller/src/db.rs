@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use skiff_api::{AppName, Build, BuildCreate, ProcessType, Release, StackName, Username};
+use skiff_api::{AppName, Build, BuildCreate, ProcessType, Release, ReleaseState, StackName, Username};
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_builds.sql"),
     include_str!("../migrations/0003_config_formation.sql"),
+    include_str!("../migrations/0004_release_state.sql"),
 ];
 
 /// A database failure.
@@ -379,8 +380,8 @@ impl Db {
             .await?
             .get(0);
         sqlx::query(
-            "INSERT INTO releases (app_id, version, image, build_id, git_sha, procfile, config, created_by, summary, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO releases (app_id, version, image, build_id, git_sha, procfile, config, created_by, summary, created_at, state)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending')",
         )
         .bind(app.id)
         .bind(version)
@@ -403,6 +404,8 @@ impl Db {
             git_sha: git_sha.map(str::to_owned),
             procfile: procfile.clone(),
             config: config.clone(),
+            state: ReleaseState::Pending,
+            failure: None,
             created_by: created_by.clone(),
             created_at,
             summary: summary.to_owned(),
@@ -419,6 +422,8 @@ impl Db {
             git_sha: row.get("git_sha"),
             procfile: procfile_parse(&procfile)?,
             config: config_parse(&row.get::<String, _>("config"))?,
+            state: enum_parse(row.get("state"))?,
+            failure: row.get("failure"),
             created_by: parse(row.get("created_by"))?,
             created_at: row.get("created_at"),
             summary: row.get("summary"),
@@ -512,6 +517,39 @@ impl Db {
             .transpose()
     }
 
+    /// Moves a pending release to `state`, with the reason when it failed; `false` when
+    /// the release was not pending.
+    pub async fn settle_release(
+        &self,
+        app: &AppName,
+        version: u32,
+        state: ReleaseState,
+        failure: Option<&str>,
+    ) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "UPDATE releases SET state = $1, failure = $2
+             WHERE state = 'pending' AND version = $3 AND app_id = (SELECT id FROM apps WHERE name = $4)",
+        )
+        .bind(enum_text(&state))
+        .bind(failure)
+        .bind(i64::from(version))
+        .bind(app.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// One release of an app.
+    pub async fn release(&self, app: &AppRow, version: u32) -> Result<Option<Release>, DbError> {
+        sqlx::query("SELECT * FROM releases WHERE app_id = $1 AND version = $2")
+            .bind(app.id)
+            .bind(i64::from(version))
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|row| Self::release_row(&app.name, row))
+            .transpose()
+    }
+
     /// An app's current config.
     pub async fn config(&self, app: &AppRow) -> Result<BTreeMap<String, String>, DbError> {
         let text: String =
@@ -579,11 +617,11 @@ impl Db {
         Ok(())
     }
 
-    /// Every app's id with its current release.
+    /// Every app's id with the release it should run: its newest that did not fail.
     pub async fn current_releases_by_app(&self) -> Result<Vec<(i64, Release)>, DbError> {
         let rows = sqlx::query(
             "SELECT a.id AS app_id, a.name AS app_name, r.* FROM releases r JOIN apps a ON a.id = r.app_id
-             WHERE r.version = (SELECT MAX(version) FROM releases WHERE app_id = r.app_id)
+             WHERE r.version = (SELECT MAX(version) FROM releases WHERE app_id = r.app_id AND state <> 'failed')
              ORDER BY a.name",
         )
         .fetch_all(&self.pool)

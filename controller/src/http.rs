@@ -14,8 +14,8 @@ use bytes::Bytes;
 use skiff_api::{
     App, AppCreate, AppName, Build, BuildCreate, BuildKind, BuildRecorded, BuildStatus, ConfigChange, ConfigChanged,
     Credentials, DeployImage, ErrorBody, Formation, Key, KeyCreate, KeyOwner, LogLine, Process, PushGrant,
-    RegistryAccess, RegistryGrant, Release, Restart, Rollback, RouteTable, Scale, Session, Stack, StackName, User,
-    Username,
+    RegistryAccess, RegistryGrant, Release, ReleaseState, Restart, Rollback, RouteTable, Scale, Session, Stack,
+    StackName, User, Username,
 };
 use skiff_registry_client::RegistryClient;
 use tokio::net::TcpListener;
@@ -104,9 +104,14 @@ impl Controller {
         Arc::new(Self { config, db, runtime, routes, reconcile, registry, http: reqwest::Client::new() })
     }
 
+    /// The release the app runs (or is rolling out): its newest that did not fail.
+    async fn running_release(&self, app: &AppRow) -> Result<Option<Release>, ApiError> {
+        Ok(self.db.releases(app).await?.into_iter().find(|r| r.state != ReleaseState::Failed))
+    }
+
     /// The app's current release, or a clear error.
     async fn current_release(&self, app: &AppRow) -> Result<Release, ApiError> {
-        self.db.releases(app).await?.into_iter().next().ok_or_else(|| {
+        self.running_release(app).await?.ok_or_else(|| {
             ApiError::Conflict(format!("app `{}` has no release yet; push with `git push skiff main`", app.name))
         })
     }
@@ -119,7 +124,7 @@ impl Controller {
     }
 
     async fn app_view(&self, app: &AppRow) -> Result<App, ApiError> {
-        let release = self.db.releases(app).await?.first().map(|r| r.version);
+        let release = self.running_release(app).await?.map(|r| r.version);
         Ok(App {
             name: app.name.clone(),
             owner: app.owner.clone(),
@@ -161,6 +166,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .route("/v2/hooks/keys/{fingerprint}", get(hook_key_owner))
         .route("/v2/hooks/apps/{app}/access/{username}", get(hook_push_grant))
         .route("/v2/hooks/builds", post(hook_build))
+        .route("/v2/hooks/apps/{app}/releases/{version}", get(hook_release))
         .route("/v2/hooks/registry/access", post(hook_registry_access))
         .with_state(controller)
 }
@@ -408,6 +414,18 @@ async fn hook_build(
     Ok((StatusCode::CREATED, Json(recorded)))
 }
 
+/// One release, for the builder to follow its rollout.
+async fn hook_release(
+    State(c): State<Arc<Controller>>,
+    _: Service,
+    Path((app, version)): Path<(String, u32)>,
+) -> Result<Json<Release>, ApiError> {
+    let not_found = || ApiError::NotFound(format!("no release v{version} of {app}"));
+    let name: AppName = app.parse().map_err(|_| not_found())?;
+    let app = c.db.app(&name).await?.ok_or_else(not_found)?;
+    c.db.release(&app, version).await?.map(Json).ok_or_else(not_found)
+}
+
 /// Records a build and, when it succeeded, makes it the app's next release.
 async fn record_build(c: &Controller, app: &AppRow, build: &BuildCreate) -> Result<BuildRecorded, ApiError> {
     let recorded = c.db.create_build(app, build).await?;
@@ -564,7 +582,7 @@ async fn config_change(
     }
     check_config(&config)?;
     c.db.set_config(&app, &config).await?;
-    let release = match c.db.releases(&app).await?.into_iter().next() {
+    let release = match c.running_release(&app).await? {
         Some(current) => {
             let mut summary = format!("{}", user.username);
             if !set.is_empty() {
@@ -602,11 +620,16 @@ async fn rollback(
 ) -> Result<impl IntoResponse, ApiError> {
     let app = c.app_for(&user, &app).await?;
     let releases = c.db.releases(&app).await?;
-    let current = releases.first().map_or(0, |r| r.version);
-    let target_version = body.version.unwrap_or(current.saturating_sub(1));
-    let target = releases.iter().find(|r| r.version == target_version && r.version != current).ok_or_else(|| {
-        ApiError::NotFound(format!("no earlier release v{target_version} of {}; see `skiff releases`", app.name))
-    })?;
+    let current = c.running_release(&app).await?.map_or(0, |r| r.version);
+    // Releases are listed newest first: by default, the newest good one before the current.
+    let target = releases
+        .iter()
+        .filter(|r| r.version != current && r.state != ReleaseState::Failed)
+        .find(|r| body.version.map_or(r.version < current, |v| r.version == v))
+        .ok_or_else(|| {
+            let which = body.version.map_or_else(|| "an earlier release".to_owned(), |v| format!("release v{v}"));
+            ApiError::NotFound(format!("{} has no {which} to roll back to; see `skiff releases`", app.name))
+        })?;
     let summary = format!("{} rolled back to v{}", user.username, target.version);
     let release =
         c.db.create_release(
@@ -627,7 +650,7 @@ async fn rollback(
 
 async fn formation_of(c: &Controller, app: &AppRow) -> Result<Vec<Formation>, ApiError> {
     let rows = c.db.formation(app.id).await?;
-    let procfile = match c.db.releases(app).await?.into_iter().next() {
+    let procfile = match c.running_release(app).await? {
         Some(release) => release.procfile,
         None => Default::default(),
     };

@@ -90,9 +90,25 @@ pub struct Release {
     /// The app's config (environment) in this release.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    pub state: ReleaseState,
+    /// Why it failed to start, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
     pub created_by: Username,
     pub created_at: String,
     pub summary: String,
+}
+
+/// Where a release is in its rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReleaseState {
+    /// Its containers are starting.
+    Pending,
+    /// It runs (or ran, before a newer release).
+    Deployed,
+    /// Its containers never became ready; the release before it kept serving.
+    Failed,
 }
 
 /// `PATCH /v2/apps/{app}/config`: keys to set (a value) or unset (`null`), all at once.

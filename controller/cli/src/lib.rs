@@ -600,6 +600,8 @@ async fn execute(command: Command, context: &Context, out: &mut impl Write) -> a
                 ("by", release.created_by.to_string()),
                 ("created", release.created_at.clone()),
                 ("summary", release.summary.clone()),
+                ("state", text_of(&release.state)),
+                ("failure", release.failure.clone().unwrap_or_else(|| "-".into())),
                 ("build", build),
                 ("image", release.image.clone()),
                 ("git", release.git_sha.clone().unwrap_or_else(|| "-".into())),
@@ -676,10 +678,20 @@ async fn execute(command: Command, context: &Context, out: &mut impl Write) -> a
             let rows = releases
                 .iter()
                 .map(|r| {
-                    vec![format!("v{}", r.version), r.created_at.clone(), r.created_by.to_string(), r.summary.clone()]
+                    let summary = match &r.failure {
+                        Some(failure) => format!("{} (failed: {failure})", r.summary),
+                        None => r.summary.clone(),
+                    };
+                    vec![
+                        format!("v{}", r.version),
+                        text_of(&r.state),
+                        r.created_at.clone(),
+                        r.created_by.to_string(),
+                        summary,
+                    ]
                 })
                 .collect();
-            table(out, &["VERSION", "CREATED", "BY", "SUMMARY"], rows)
+            table(out, &["VERSION", "STATE", "CREATED", "BY", "SUMMARY"], rows)
         }
         Command::Logs { app, num, json: flag } => {
             let app = app_name(context, app)?;

@@ -192,6 +192,11 @@ impl Client {
         self.send(request).await
     }
 
+    /// One release of an app (service token).
+    pub async fn release(&self, app: &AppName, version: u32) -> Result<Release, ClientError> {
+        self.get(&format!("/v2/hooks/apps/{app}/releases/{version}")).await
+    }
+
     /// Who owns an SSH key (service token).
     pub async fn key_owner(&self, fingerprint: &str) -> Result<KeyOwner, ClientError> {
         let encoded: String = fingerprint

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use skiff_api::Route;
+use skiff_api::{ReleaseState, Route};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -70,6 +70,10 @@ impl Scheduler {
             self.publish(&desired, &observed).await?;
             let steps = plan(&desired, &observed.iter().map(|(o, _)| o.clone()).collect::<Vec<_>>());
             if steps.is_empty() {
+                // Converged: every desired release runs as asked.
+                for want in &desired {
+                    self.db.settle_release(&want.app, want.release, ReleaseState::Deployed, None).await?;
+                }
                 return Ok(());
             }
             for step in steps {
@@ -159,13 +163,22 @@ impl Scheduler {
                     env: want.env,
                 };
                 tracing::info!(app = %want.app, release = want.release, process = want.process, "controller.reconcile.start");
-                let container = self.runtime.start(&spec).await?;
-                if let Some(port) = container.host_port {
-                    let ready =
-                        wait_until_ready(SocketAddr::from(([127, 0, 0, 1], port)), self.config.boot_timeout).await;
-                    if !ready {
-                        tracing::warn!(app = %want.app, release = want.release, "controller.reconcile.not_ready");
-                    }
+                let failure = match self.runtime.start(&spec).await {
+                    Ok(container) => match self.boot(&container).await? {
+                        Ok(()) => None,
+                        Err(reason) => {
+                            self.runtime.remove(&container.id).await?;
+                            Some(reason)
+                        }
+                    },
+                    Err(error) => Some(format!("{} could not start: {error}", want.process)),
+                };
+                if let Some(reason) = failure {
+                    // A pending release that cannot start fails, and the one before it keeps
+                    // serving; a running release's container is simply tried again later.
+                    let failed =
+                        self.db.settle_release(&want.app, want.release, ReleaseState::Failed, Some(&reason)).await?;
+                    tracing::warn!(app = %want.app, release = want.release, reason, failed, "controller.reconcile.boot_failed");
                 }
             }
             Step::Remove { id, app, release, reason } => {
@@ -174,6 +187,35 @@ impl Scheduler {
             }
         }
         Ok(())
+    }
+}
+
+impl Scheduler {
+    /// Waits until a new container is ready: a `web` one answers HTTP on its port, others
+    /// keep running for a second. `Err` says why it never became ready.
+    async fn boot(&self, container: &Container) -> Result<Result<(), String>, ReconcileError> {
+        let deadline = tokio::time::Instant::now() + self.config.boot_timeout;
+        let settle = tokio::time::Instant::now() + Duration::from_secs(1);
+        loop {
+            if let Some(code) = self.runtime.exit_code(&container.id).await? {
+                return Ok(Err(format!("{} exited with status {code} while starting", container.process)));
+            }
+            let ready = match container.host_port {
+                Some(port) => answers_http(SocketAddr::from(([127, 0, 0, 1], port))).await,
+                None => tokio::time::Instant::now() >= settle,
+            };
+            if ready {
+                return Ok(Ok(()));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(Err(format!(
+                    "{} did not answer HTTP on $PORT within {} s",
+                    container.process,
+                    self.config.boot_timeout.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 
@@ -211,16 +253,4 @@ async fn answers_http(address: SocketAddr) -> bool {
         (n > 0).then_some(())
     };
     matches!(tokio::time::timeout(Duration::from_secs(2), probe).await, Ok(Some(())))
-}
-
-/// Probes every 100 ms until the app answers or `timeout` passes.
-async fn wait_until_ready(address: SocketAddr, timeout: Duration) -> bool {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while tokio::time::Instant::now() < deadline {
-        if answers_http(address).await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
 }

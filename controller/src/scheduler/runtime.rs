@@ -64,6 +64,8 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn list(&self) -> Result<Vec<Container>, RuntimeError>;
     /// Pulls the image if needed, then creates and starts a container.
     async fn start(&self, spec: &StartSpec) -> Result<Container, RuntimeError>;
+    /// The exit status of a container that stopped; `None` while it runs.
+    async fn exit_code(&self, id: &str) -> Result<Option<i64>, RuntimeError>;
     /// Stops (gracefully, then by force) and removes a container; absent is fine.
     async fn remove(&self, id: &str) -> Result<(), RuntimeError>;
 }
@@ -214,14 +216,24 @@ impl ContainerRuntime for DockerRuntime {
             .and_then(|n| n.ports)
             .and_then(|ports| ports.get(&port_key).cloned().flatten())
             .and_then(|bindings| bindings.into_iter().find_map(|b| b.host_port?.parse().ok()));
-        if web && host_port.is_none() {
+        let running = inspected.state.and_then(|s| s.running).unwrap_or(false);
+        // A container that already exited has no port; the caller sees its exit status.
+        if web && running && host_port.is_none() {
             return Err(RuntimeError::NoPort(created.id));
         }
-        let running = inspected.state.and_then(|s| s.running).unwrap_or(false);
         let created_at = time::OffsetDateTime::now_utc().unix_timestamp();
         Labelled { id: created.id.clone(), labels: &labels, running, created: created_at, host_port }
             .container()
             .ok_or(RuntimeError::NoPort(created.id))
+    }
+
+    async fn exit_code(&self, id: &str) -> Result<Option<i64>, RuntimeError> {
+        let state = self.docker.inspect_container(id, None).await?.state;
+        Ok(match state {
+            Some(state) if state.running == Some(true) => None,
+            Some(state) => Some(state.exit_code.unwrap_or(-1)),
+            None => Some(-1),
+        })
     }
 
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {

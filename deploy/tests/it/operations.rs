@@ -98,3 +98,40 @@ async fn config_scale_restart_and_rollback_reach_the_containers() {
     });
     assert!(stopped.await.is_some(), "{}", platform.cli_ok(&repo, &["ps"]).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_that_cannot_start_fails_and_the_previous_keeps_serving() {
+    let platform = Platform::start().await;
+    let home = platform.dir.path().to_owned();
+    platform.cli_ok(&home, &["auth:register", "-u", "admin", "-p", "correct-horse"]).await;
+    platform.import_busybox_stack().await;
+    let key = platform.add_ssh_key().await;
+    let repo = example_repo(&platform, &key);
+    platform.cli_ok(&repo, &["apps:create", "steady"]).await;
+    let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
+    assert!(pushed, "{out}");
+    assert!(out.contains("remote: -----> v1 is up"), "the push waits for the release to run: {out}");
+
+    std::fs::write(repo.join("Procfile"), "web: echo crashing; exit 3\n").unwrap();
+    let (ok, out) = platform.git(&repo, &key, &["commit", "-qam", "crash"]);
+    assert!(ok, "{out}");
+    let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
+    assert!(!pushed, "a release that cannot start rejects the push: {out}");
+    assert!(out.contains("v2 failed to start: web exited with status 3"), "{out}");
+
+    let releases = platform.cli_ok(&repo, &["releases"]).await;
+    assert!(releases.contains("failed") && releases.contains("web exited with status 3"), "{releases}");
+    let (status, body) = get_via_router(platform.router(), "steady.localhost").await.expect("router answers");
+    assert_eq!(status, 200, "v1 keeps serving: {body}");
+    assert!(body.contains("Hello from Skiff"), "{body}");
+
+    // The next good release goes out normally.
+    let out = platform.cli_ok(&repo, &["config:set", "A=1"]).await;
+    assert!(out.contains("released v3"), "{out}");
+    let deployed = eventually(Duration::from_secs(60), || async {
+        let releases = platform.cli_ok(&repo, &["releases", "--json"]).await;
+        let releases: Vec<serde_json::Value> = serde_json::from_str(&releases).unwrap();
+        (releases[0]["version"] == 3 && releases[0]["state"] == "deployed").then_some(())
+    });
+    assert!(deployed.await.is_some(), "{}", platform.cli_ok(&repo, &["releases"]).await);
+}

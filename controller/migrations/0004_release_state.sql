@@ -1,0 +1,2 @@
+ALTER TABLE releases ADD COLUMN state TEXT NOT NULL DEFAULT 'deployed';
+ALTER TABLE releases ADD COLUMN failure TEXT;
