@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use skiff_api::{
     App, AppCreate, AppName, Build, BuildCreate, BuildKind, BuildRecorded, BuildStatus, ConfigChange, ConfigChanged,
-    Credentials, DeployImage, ErrorBody, Formation, Key, KeyCreate, KeyOwner, LogLine, Process, PushGrant,
+    Credentials, DeployImage, ErrorBody, Formation, Key, KeyCreate, KeyOwner, Process, PushGrant,
     RegistryAccess, RegistryGrant, Release, ReleaseState, Restart, Rollback, RouteTable, Scale, Session, Stack,
     StackName, User, Username,
 };
@@ -90,6 +90,8 @@ pub struct Controller {
     pub reconcile: Arc<Notify>,
     registry: RegistryClient,
     http: reqwest::Client,
+    /// Ends long-lived responses (log follows) at shutdown.
+    shutdown: CancellationToken,
 }
 
 impl Controller {
@@ -99,9 +101,10 @@ impl Controller {
         runtime: Arc<dyn ContainerRuntime>,
         routes: Arc<RouteFeed>,
         reconcile: Arc<Notify>,
+        shutdown: CancellationToken,
     ) -> Arc<Self> {
         let registry = RegistryClient::new(&config.registry_url, "skiff", &config.service_token);
-        Arc::new(Self { config, db, runtime, routes, reconcile, registry, http: reqwest::Client::new() })
+        Arc::new(Self { config, db, runtime, routes, reconcile, registry, http: reqwest::Client::new(), shutdown })
     }
 
     /// The release the app runs (or is rolling out): its newest that did not fail.
@@ -319,28 +322,37 @@ async fn releases_list(
     Ok(Json(c.db.releases(&app).await?))
 }
 
+/// Proxies to the logger: a JSON array of recent lines, or (with `follow=true`) a stream
+/// of JSON lines that ends when the client goes or the controller shuts down.
 async fn app_logs(
     State(c): State<Arc<Controller>>,
     CurrentUser(user): CurrentUser,
     Path(app): Path<String>,
     Query(query): Query<HashMap<String, String>>,
-) -> Result<Json<Vec<LogLine>>, ApiError> {
+) -> Result<Response, ApiError> {
     let app = c.app_for(&user, &app).await?;
-    let lines: usize = query.get("n").and_then(|n| n.parse().ok()).unwrap_or(100);
     let url = format!("{}/v2/apps/{}/logs", c.config.logger_url, app.name);
-    let unavailable = |e: reqwest::Error| {
+    let params: Vec<(&str, &String)> =
+        ["n", "process", "source", "follow"].into_iter().filter_map(|k| Some((k, query.get(k)?))).collect();
+    let response = c.http.get(url).query(&params).send().await.map_err(|e| {
         tracing::warn!(error = %e, "controller.logs.logger_unreachable");
         ApiError::Unavailable("the logger is not reachable; try again shortly".into())
-    };
-    let response = c
-        .http
-        .get(url)
-        .query(&[("n", lines.to_string())])
-        .send()
-        .await
-        .and_then(|r| r.error_for_status())
-        .map_err(unavailable)?;
-    Ok(Json(response.json().await.map_err(unavailable)?))
+    })?;
+    if response.status() == reqwest::StatusCode::BAD_REQUEST {
+        return Err(ApiError::BadRequest("invalid log filter; --source is one of app, router, platform".into()));
+    }
+    if !response.status().is_success() {
+        return Err(ApiError::Unavailable(format!("the logger answered {}; try again shortly", response.status())));
+    }
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_owned();
+    let shutdown = c.shutdown.clone();
+    let body = futures_util::StreamExt::take_until(response.bytes_stream(), async move { shutdown.cancelled().await });
+    Ok(([(axum::http::header::CONTENT_TYPE, content_type)], axum::body::Body::from_stream(body)).into_response())
 }
 
 async fn stacks_list(

@@ -321,7 +321,7 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
             poke.clone(),
         );
         tasks.spawn(scheduler.run(shutdown.clone()));
-        let controller = skiff_controller::Controller::new(config, db, runtime, routes, poke);
+        let controller = skiff_controller::Controller::new(config, db, runtime, routes, poke, shutdown.clone());
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
             if let Err(error) = skiff_controller::serve(listener, controller, shutdown).await {

@@ -1,38 +1,50 @@
-//! Per-app ring buffers of recent lines. The oldest line goes when a buffer is full.
+//! Per-app ring buffers of recent lines, and the live feed that `logs -f` follows. The
+//! oldest line goes when a buffer is full.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use skiff_api::{AppName, LogLine};
+use tokio::sync::broadcast;
+
+/// Lines a slow follower may fall behind by before it skips ahead.
+const LIVE_BACKLOG: usize = 4096;
 
 /// Every app's recent lines.
 #[derive(Debug)]
 pub struct Buffers {
     capacity: usize,
     apps: Mutex<HashMap<AppName, VecDeque<LogLine>>>,
+    live: broadcast::Sender<LogLine>,
 }
 
 impl Buffers {
     /// Buffers keeping at most `capacity` lines per app.
     pub fn new(capacity: usize) -> Self {
-        Self { capacity: capacity.max(1), apps: Mutex::new(HashMap::new()) }
+        Self { capacity: capacity.max(1), apps: Mutex::new(HashMap::new()), live: broadcast::Sender::new(LIVE_BACKLOG) }
     }
 
-    /// Appends a line to its app's buffer.
+    /// Appends a line to its app's buffer and hands it to followers.
     pub fn push(&self, line: LogLine) {
         let mut apps = self.lock();
         let buffer = apps.entry(line.app.clone()).or_default();
         if buffer.len() == self.capacity {
             buffer.pop_front();
         }
-        buffer.push_back(line);
+        buffer.push_back(line.clone());
+        // No follower is not an error.
+        let _ = self.live.send(line);
     }
 
-    /// The last `n` lines of an app, oldest first.
-    pub fn tail(&self, app: &AppName, n: usize) -> Vec<LogLine> {
+    /// The last `n` lines of an app, and every line pushed after them (of every app): no
+    /// line is missed or repeated between the two.
+    pub fn tail_and_follow(&self, app: &AppName, n: usize) -> (Vec<LogLine>, broadcast::Receiver<LogLine>) {
         let apps = self.lock();
-        apps.get(app)
-            .map_or_else(Vec::new, |buffer| buffer.iter().skip(buffer.len().saturating_sub(n)).cloned().collect())
+        let receiver = self.live.subscribe();
+        let tail = apps
+            .get(app)
+            .map_or_else(Vec::new, |buffer| buffer.iter().skip(buffer.len().saturating_sub(n)).cloned().collect());
+        (tail, receiver)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<AppName, VecDeque<LogLine>>> {
@@ -63,9 +75,9 @@ mod tests {
             buffers.push(line("a", m));
         }
         buffers.push(line("b", "x"));
-        let tail: Vec<String> = buffers.tail(&"a".parse().unwrap(), 10).into_iter().map(|l| l.message).collect();
+        let tail: Vec<String> = buffers.tail_and_follow(&"a".parse().unwrap(), 10).0.into_iter().map(|l| l.message).collect();
         assert_eq!(tail, ["2", "3"]);
-        assert_eq!(buffers.tail(&"a".parse().unwrap(), 1)[0].message, "3");
-        assert!(buffers.tail(&"c".parse().unwrap(), 5).is_empty());
+        assert_eq!(buffers.tail_and_follow(&"a".parse().unwrap(), 1).0[0].message, "3");
+        assert!(buffers.tail_and_follow(&"c".parse().unwrap(), 5).0.is_empty());
     }
 }

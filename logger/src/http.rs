@@ -1,14 +1,19 @@
-//! The logger's read API.
+//! The logger's read API: `GET /v2/apps/{app}/logs?n=&process=&source=&follow=`. Without
+//! `follow` the answer is a JSON array; with it, a stream of JSON lines (the tail, then
+//! every new line) that ends when the client goes or the logger shuts down.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use skiff_api::{AppName, LogLine};
+use skiff_api::{AppName, LogLine, LogSource};
 use tokio::net::TcpListener;
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::buffer::Buffers;
@@ -16,26 +21,112 @@ use crate::buffer::Buffers;
 /// The most lines one read returns.
 const MAX_LINES: usize = 10_000;
 
+/// Which lines a reader wants.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub app: Option<AppName>,
+    /// A process type (`web`) or instance (`web.1a2b3c`).
+    pub process: Option<String>,
+    pub source: Option<LogSource>,
+}
+
+impl Filter {
+    /// Whether `line` passes.
+    pub fn matches(&self, line: &LogLine) -> bool {
+        self.app.as_ref().is_none_or(|app| &line.app == app)
+            && self.process.as_ref().is_none_or(|p| line.process == *p || line.process.starts_with(&format!("{p}.")))
+            && self.source.is_none_or(|s| line.source == s)
+    }
+}
+
+#[derive(Clone)]
+struct Reader {
+    buffers: Arc<Buffers>,
+    shutdown: CancellationToken,
+}
+
 /// The API as an axum router.
-pub fn router(buffers: Arc<Buffers>) -> Router {
+pub fn router(buffers: Arc<Buffers>, shutdown: CancellationToken) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }))
         .route("/v2/apps/{app}/logs", get(tail))
-        .with_state(buffers)
+        .with_state(Reader { buffers, shutdown })
 }
 
-/// Serves until `shutdown`.
+/// Serves until `shutdown`; follow streams end then too.
 pub async fn serve(listener: TcpListener, buffers: Arc<Buffers>, shutdown: CancellationToken) -> std::io::Result<()> {
-    axum::serve(listener, router(buffers)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+    let app = router(buffers, shutdown.clone());
+    axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+}
+
+fn json_line(line: &LogLine) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec(line).expect("log lines serialize");
+    bytes.push(b'\n');
+    bytes
 }
 
 async fn tail(
-    State(buffers): State<Arc<Buffers>>,
+    State(reader): State<Reader>,
     Path(app): Path<String>,
     Query(query): Query<HashMap<String, String>>,
-) -> Result<Json<Vec<LogLine>>, StatusCode> {
+) -> Result<Response, StatusCode> {
     let app: AppName = app.parse().map_err(|_| StatusCode::BAD_REQUEST)?;
     let n = query.get("n").and_then(|n| n.parse().ok()).unwrap_or(100).min(MAX_LINES);
-    Ok(Json(buffers.tail(&app, n)))
+    let source = match query.get("source") {
+        Some(source) => Some(
+            serde_json::from_value::<LogSource>(serde_json::Value::String(source.clone()))
+                .map_err(|_| StatusCode::BAD_REQUEST)?,
+        ),
+        None => None,
+    };
+    let filter = Filter { app: Some(app.clone()), process: query.get("process").cloned(), source };
+    // Take more than `n` from the buffer so that `n` remain after filtering.
+    let (mut lines, live) = reader.buffers.tail_and_follow(&app, MAX_LINES);
+    lines.retain(|line| filter.matches(line));
+    let lines: Vec<LogLine> = lines.split_off(lines.len().saturating_sub(n));
+    if query.get("follow").is_none_or(|f| f != "true" && f != "1") {
+        return Ok(Json(lines).into_response());
+    }
+    let head = futures_util::stream::iter(lines.into_iter().map(|l| Ok::<_, std::io::Error>(json_line(&l))));
+    let live = futures_util::stream::unfold((live, filter, reader.shutdown), |(mut live, filter, shutdown)| async move {
+        loop {
+            let received = tokio::select! {
+                received = live.recv() => received,
+                () = shutdown.cancelled() => return None,
+            };
+            match received {
+                Ok(line) if filter.matches(&line) => {
+                    return Some((Ok(json_line(&line)), (live, filter, shutdown)));
+                }
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    let body = Body::from_stream(futures_util::StreamExt::chain(head, live));
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(process: &str, source: LogSource) -> LogLine {
+        LogLine { time: String::new(), app: "a".parse().unwrap(), source, process: process.into(), message: "m".into() }
+    }
+
+    #[test]
+    fn filters_pick_process_types_instances_and_sources() {
+        let web = Filter { process: Some("web".into()), ..Default::default() };
+        assert!(web.matches(&line("web.1a2b3c", LogSource::App)));
+        assert!(web.matches(&line("web", LogSource::App)));
+        assert!(!web.matches(&line("worker.1", LogSource::App)));
+        assert!(!web.matches(&line("webhook.1", LogSource::App)));
+        let router = Filter { source: Some(LogSource::Router), ..Default::default() };
+        assert!(router.matches(&line("router", LogSource::Router)));
+        assert!(!router.matches(&line("web.1", LogSource::App)));
+        let other = Filter { app: Some("b".parse().unwrap()), ..Default::default() };
+        assert!(!other.matches(&line("web.1", LogSource::App)));
+    }
 }

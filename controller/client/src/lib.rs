@@ -10,10 +10,38 @@ use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 
 use skiff_api::{
+    LogSource,
     App, AppCreate, AppName, Build, BuildCreate, BuildRecorded, ConfigChange, ConfigChanged, Credentials, DeployImage,
     ErrorBody, Formation, Key, KeyCreate, KeyOwner, LogLine, Process, PushGrant, RegistryAccess, RegistryGrant,
     Release, Restart, Rollback, RouteTable, Scale, Session, Stack, StackName, User, Username,
 };
+
+/// Which log lines to read.
+#[derive(Debug, Clone, Default)]
+pub struct LogQuery {
+    /// How many recent lines.
+    pub lines: usize,
+    /// A process type (`web`) or instance (`web.1a2b3c`).
+    pub process: Option<String>,
+    pub source: Option<LogSource>,
+}
+
+impl LogQuery {
+    fn params(&self, follow: bool) -> Vec<(&'static str, String)> {
+        let mut params = vec![("n", self.lines.to_string())];
+        if let Some(process) = &self.process {
+            params.push(("process", process.clone()));
+        }
+        if let Some(source) = self.source {
+            let source = serde_json::to_value(source).ok().and_then(|v| v.as_str().map(str::to_owned));
+            params.extend(source.map(|s| ("source", s)));
+        }
+        if follow {
+            params.push(("follow", "true".into()));
+        }
+        params
+    }
+}
 
 /// What can go wrong calling the controller.
 #[derive(Debug, thiserror::Error)]
@@ -169,8 +197,35 @@ impl Client {
         self.post(&format!("/v2/apps/{app}/releases/rollback"), rollback).await
     }
 
-    pub async fn logs(&self, app: &AppName, lines: usize) -> Result<Vec<LogLine>, ClientError> {
-        self.get(&format!("/v2/apps/{app}/logs?n={lines}")).await
+    /// An app's recent log lines.
+    pub async fn logs(&self, app: &AppName, query: &LogQuery) -> Result<Vec<LogLine>, ClientError> {
+        self.send(self.request(Method::GET, &format!("/v2/apps/{app}/logs")).query(&query.params(false))).await
+    }
+
+    /// An app's recent log lines, then every new one as it arrives; the stream ends when
+    /// the platform shuts down or the connection breaks.
+    pub async fn follow_logs(
+        &self,
+        app: &AppName,
+        query: &LogQuery,
+    ) -> Result<impl futures_util::Stream<Item = Result<LogLine, ClientError>> + use<>, ClientError> {
+        let request = self.request(Method::GET, &format!("/v2/apps/{app}/logs")).query(&query.params(true));
+        let response = self.execute(request).await?;
+        let state = (Box::pin(response.bytes_stream()), Vec::<u8>::new());
+        Ok(futures_util::stream::unfold(state, |(mut body, mut pending)| async move {
+            loop {
+                if let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=end).collect();
+                    let parsed = serde_json::from_slice(&line).map_err(|e| ClientError::Invalid(e.to_string()));
+                    return Some((parsed, (body, pending)));
+                }
+                match futures_util::StreamExt::next(&mut body).await {
+                    Some(Ok(chunk)) => pending.extend_from_slice(&chunk),
+                    Some(Err(e)) => return Some((Err(ClientError::Invalid(e.to_string())), (body, Vec::new()))),
+                    None => return None,
+                }
+            }
+        }))
     }
 
     pub async fn stacks(&self) -> Result<Vec<Stack>, ClientError> {

@@ -84,15 +84,20 @@ impl Platform {
         self.addresses.router.unwrap()
     }
 
-    /// Runs the `skiff` CLI in `cwd`; returns (status, stdout, stderr).
-    pub async fn cli(&self, cwd: &Path, args: &[&str]) -> (u8, String, String) {
-        let context = skiff_cli::Context {
+    /// The CLI's context for running in `cwd`.
+    pub fn cli_context(&self, cwd: &Path) -> skiff_cli::Context {
+        skiff_cli::Context {
             config_dir: self.dir.path().join("config"),
             cwd: cwd.to_owned(),
             home: self.dir.path().join("home"),
             url: Some(self.controller_url()),
             token: None,
-        };
+        }
+    }
+
+    /// Runs the `skiff` CLI in `cwd`; returns (status, stdout, stderr).
+    pub async fn cli(&self, cwd: &Path, args: &[&str]) -> (u8, String, String) {
+        let context = self.cli_context(cwd);
         let mut out = Vec::new();
         let mut err = Vec::new();
         let argv = std::iter::once("skiff").chain(args.iter().copied());

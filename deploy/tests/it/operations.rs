@@ -4,6 +4,20 @@ use std::time::Duration;
 
 use crate::harness::{Platform, eventually, example_repo, get_via_router};
 
+/// A writer whose bytes a test can read while it is still being written.
+struct SharedWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for SharedWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Running containers per process type, as `skiff ps --json` reports them.
 async fn running(platform: &Platform, repo: &std::path::Path, process: &str) -> Vec<serde_json::Value> {
     let out = platform.cli_ok(repo, &["ps", "--json"]).await;
@@ -64,11 +78,24 @@ async fn config_scale_restart_and_rollback_reach_the_containers() {
         (web.len() == 2 && worker.len() == 1).then_some(())
     });
     assert!(scaled.await.is_some(), "{}", platform.cli_ok(&repo, &["ps"]).await);
+    // `logs -f` prints new lines as they come, filtered by process type.
+    let followed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let follower = {
+        let (context, followed) = (platform.cli_context(&repo), followed.clone());
+        tokio::spawn(async move {
+            let mut out = SharedWriter(followed);
+            let args = ["skiff", "logs", "-f", "-n", "0", "--process", "worker"];
+            skiff_cli::run(args, &context, &mut out, &mut std::io::sink()).await
+        })
+    };
     let ticks = eventually(Duration::from_secs(30), || async {
-        let (_, out, _) = platform.cli(&repo, &["logs", "-n", "500"]).await;
-        out.contains("worker tick hello world").then_some(())
-    });
-    assert!(ticks.await.is_some(), "the worker's output reaches the logs");
+        let text = String::from_utf8_lossy(&followed.lock().unwrap()).into_owned();
+        (text.matches("worker tick hello world").count() >= 2).then_some(text)
+    })
+    .await;
+    follower.abort();
+    let ticks = ticks.expect("the worker's output reaches `logs -f`");
+    assert!(!ticks.contains("greeting="), "only worker lines: {ticks}");
     let (status, _, err) = platform.cli(&repo, &["ps:scale", "nosuch=1"]).await;
     assert!(status == 1 && err.contains("has no `nosuch` process type"), "{err}");
 
