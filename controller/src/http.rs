@@ -13,9 +13,9 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use skiff_api::{
     App, AppCreate, AppName, Build, BuildCreate, BuildKind, BuildRecorded, BuildStatus, ConfigChange, ConfigChanged,
-    Credentials, DeployImage, ErrorBody, Formation, Key, KeyCreate, KeyOwner, Process, PushGrant,
-    RegistryAccess, RegistryGrant, Release, ReleaseState, Restart, Rollback, RouteTable, Scale, Session, Stack,
-    StackName, User, Username,
+    Credentials, DeployImage, ErrorBody, Formation, Key, KeyCreate, KeyOwner, Process, PushGrant, RegistryAccess,
+    RegistryGrant, Release, ReleaseState, Restart, Rollback, RouteTable, Scale, Session, Stack, StackName, User,
+    Username,
 };
 use skiff_registry_client::RegistryClient;
 use tokio::net::TcpListener;
@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::{CurrentUser, Service, hash_password, new_token, token_hash, verify_password};
 use crate::config::Config;
 use crate::db::{AppRow, Db, DbError, UserRow};
+use crate::events::Events;
 use crate::keys;
 use crate::routes::RouteFeed;
 use crate::scheduler::ContainerRuntime;
@@ -92,6 +93,7 @@ pub struct Controller {
     http: reqwest::Client,
     /// Ends long-lived responses (log follows) at shutdown.
     shutdown: CancellationToken,
+    events: Arc<Events>,
 }
 
 impl Controller {
@@ -101,10 +103,12 @@ impl Controller {
         runtime: Arc<dyn ContainerRuntime>,
         routes: Arc<RouteFeed>,
         reconcile: Arc<Notify>,
+        events: Arc<Events>,
         shutdown: CancellationToken,
     ) -> Arc<Self> {
         let registry = RegistryClient::new(&config.registry_url, "skiff", &config.service_token);
-        Arc::new(Self { config, db, runtime, routes, reconcile, registry, http: reqwest::Client::new(), shutdown })
+        let http = reqwest::Client::new();
+        Arc::new(Self { config, db, runtime, routes, reconcile, registry, http, shutdown, events })
     }
 
     /// The release the app runs (or is rolling out): its newest that did not fail.
@@ -441,6 +445,8 @@ async fn hook_release(
 /// Records a build and, when it succeeded, makes it the app's next release.
 async fn record_build(c: &Controller, app: &AppRow, build: &BuildCreate) -> Result<BuildRecorded, ApiError> {
     let recorded = c.db.create_build(app, build).await?;
+    let outcome = if build.status == BuildStatus::Succeeded { "succeeded" } else { "failed" };
+    c.events.emit(&app.name, &format!("Build {} {outcome} for {}", recorded.id, build.username));
     let release = match (&build.status, &build.image) {
         (BuildStatus::Succeeded, Some(image)) => {
             let what = match &build.git_sha {
@@ -460,6 +466,7 @@ async fn record_build(c: &Controller, app: &AppRow, build: &BuildCreate) -> Resu
                     &summary,
                 )
                 .await?;
+            c.events.emit(&app.name, &format!("Release v{} created: {}", release.version, release.summary));
             c.reconcile.notify_one();
             Some(release)
         }
@@ -615,6 +622,7 @@ async fn config_change(
                     &summary,
                 )
                 .await?;
+            c.events.emit(&app.name, &format!("Release v{} created: {}", release.version, release.summary));
             c.reconcile.notify_one();
             Some(release)
         }
@@ -656,6 +664,7 @@ async fn rollback(
         )
         .await?;
     c.db.set_config(&app, &target.config).await?;
+    c.events.emit(&app.name, &format!("Release v{} created: {}", release.version, release.summary));
     c.reconcile.notify_one();
     Ok((StatusCode::CREATED, Json(release)))
 }
@@ -714,6 +723,8 @@ async fn scale(
     for (process, quantity) in &body {
         c.db.scale(&app, process, *quantity).await?;
     }
+    let scaled: Vec<String> = body.iter().map(|(p, q)| format!("{p}={q}")).collect();
+    c.events.emit(&app.name, &format!("Scaled to {} by {}", scaled.join(" "), user.username));
     c.reconcile.notify_one();
     Ok(Json(formation_of(&c, &app).await?))
 }
@@ -768,6 +779,8 @@ async fn ps_restart(
         })
         .collect();
     c.db.restart(&app, &with_defaults).await?;
+    let restarted: Vec<&str> = with_defaults.iter().map(|(p, _)| p.as_str()).collect();
+    c.events.emit(&app.name, &format!("Restarting {} by {}", restarted.join(", "), user.username));
     c.reconcile.notify_one();
     Ok(StatusCode::ACCEPTED)
 }

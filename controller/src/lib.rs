@@ -3,6 +3,7 @@
 //! Layout:
 //! - [`config`]: the controller's settings.
 //! - [`db`]: the database (sqlx; SQLite by default) and its queries.
+//! - [`events`]: platform events in apps' log streams.
 //! - [`auth`]: passwords, API tokens and the request extractors that check them.
 //! - [`keys`]: OpenSSH public keys and their fingerprints.
 //! - [`http`]: the REST API (axum) and its [`http::ApiError`].
@@ -13,6 +14,7 @@
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod events;
 pub mod http;
 pub mod keys;
 pub mod routes;

@@ -249,6 +249,8 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
     let controller_url = url(&settings.controller_url, addresses.controller, settings.controller_listen);
     let registry_url = url(&settings.registry_url, addresses.registry, settings.registry_listen);
     let logger_url = url(&settings.logger_url, addresses.logger, settings.logger_listen);
+    // Where the router and the controller send their lines for apps' log streams.
+    let syslog_address = addresses.syslog.unwrap_or(settings.syslog_listen);
 
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
@@ -313,15 +315,17 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
         let routes = Arc::new(skiff_controller::routes::RouteFeed::default());
         let poke = Arc::new(tokio::sync::Notify::new());
         let runtime: Arc<dyn skiff_controller::scheduler::ContainerRuntime> = Arc::new(runtime);
+        let events = Arc::new(skiff_controller::events::Events::connect(syslog_address).await);
         let scheduler = skiff_controller::scheduler::Scheduler::new(
             db.clone(),
             runtime.clone(),
             routes.clone(),
             config.clone(),
             poke.clone(),
+            events.clone(),
         );
         tasks.spawn(scheduler.run(shutdown.clone()));
-        let controller = skiff_controller::Controller::new(config, db, runtime, routes, poke, shutdown.clone());
+        let controller = skiff_controller::Controller::new(config, db, runtime, routes, poke, events, shutdown.clone());
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
             if let Err(error) = skiff_controller::serve(listener, controller, shutdown).await {
@@ -334,7 +338,8 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
         let table = Arc::new(ArcSwap::from_pointee(skiff_router::Table::default()));
         let client = skiff_client::Client::new(&controller_url, Some(token.clone()));
         tasks.spawn(skiff_router::feed::follow(client, table.clone(), shutdown.clone()));
-        tasks.spawn(skiff_router::serve(listener, table, skiff_router::Config::default(), shutdown.clone()));
+        let config = skiff_router::Config { access_log: Some(syslog_address), ..Default::default() };
+        tasks.spawn(skiff_router::serve(listener, table, config, shutdown.clone()));
     }
 
     if let Some(listener) = builder_listener {

@@ -75,7 +75,8 @@ mod tests {
             buffers.push(line("a", m));
         }
         buffers.push(line("b", "x"));
-        let tail: Vec<String> = buffers.tail_and_follow(&"a".parse().unwrap(), 10).0.into_iter().map(|l| l.message).collect();
+        let tail: Vec<String> =
+            buffers.tail_and_follow(&"a".parse().unwrap(), 10).0.into_iter().map(|l| l.message).collect();
         assert_eq!(tail, ["2", "3"]);
         assert_eq!(buffers.tail_and_follow(&"a".parse().unwrap(), 1).0[0].message, "3");
         assert!(buffers.tail_and_follow(&"c".parse().unwrap(), 5).0.is_empty());

@@ -89,21 +89,22 @@ async fn tail(
         return Ok(Json(lines).into_response());
     }
     let head = futures_util::stream::iter(lines.into_iter().map(|l| Ok::<_, std::io::Error>(json_line(&l))));
-    let live = futures_util::stream::unfold((live, filter, reader.shutdown), |(mut live, filter, shutdown)| async move {
-        loop {
-            let received = tokio::select! {
-                received = live.recv() => received,
-                () = shutdown.cancelled() => return None,
-            };
-            match received {
-                Ok(line) if filter.matches(&line) => {
-                    return Some((Ok(json_line(&line)), (live, filter, shutdown)));
+    let live =
+        futures_util::stream::unfold((live, filter, reader.shutdown), |(mut live, filter, shutdown)| async move {
+            loop {
+                let received = tokio::select! {
+                    received = live.recv() => received,
+                    () = shutdown.cancelled() => return None,
+                };
+                match received {
+                    Ok(line) if filter.matches(&line) => {
+                        return Some((Ok(json_line(&line)), (live, filter, shutdown)));
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return None,
                 }
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => return None,
             }
-        }
-    });
+        });
     let body = Body::from_stream(futures_util::StreamExt::chain(head, live));
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
 }

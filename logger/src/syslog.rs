@@ -86,10 +86,16 @@ fn strip_structured_data(rest: &str) -> &str {
     rest.get(i..).unwrap_or("").strip_prefix(' ').unwrap_or(rest.get(i..).unwrap_or(""))
 }
 
-/// The app and process a message belongs to.
-pub fn route(message: &Message) -> Option<(AppName, String)> {
+/// The app, process and source a message belongs to: `shop.web.1` is process `web.1` of
+/// `shop`; `shop.router` and `shop.platform` are the router's and the platform's lines.
+pub fn route(message: &Message) -> Option<(AppName, String, LogSource)> {
     let (app, process) = message.app_name.split_once('.').unwrap_or((&message.app_name, "syslog"));
-    Some((app.parse().ok()?, process.to_owned()))
+    let source = match process {
+        "router" => LogSource::Router,
+        "platform" => LogSource::Platform,
+        _ => LogSource::App,
+    };
+    Some((app.parse().ok()?, process.to_owned(), source))
 }
 
 /// Ingests parsed messages into the buffers and counts what it rejected.
@@ -109,10 +115,10 @@ impl Ingest {
         let raw = &raw[..raw.len().min(MAX_MESSAGE)];
         let message = parse(&String::from_utf8_lossy(raw));
         match route(&message) {
-            Some((app, process)) => self.buffers.push(LogLine {
+            Some((app, process, source)) => self.buffers.push(LogLine {
                 time: message.timestamp.unwrap_or_else(crate::docker::now),
                 app,
-                source: LogSource::App,
+                source,
                 process,
                 message: message.text,
             }),
@@ -206,7 +212,9 @@ mod tests {
         assert_eq!(m.app_name, "shop.web.1");
         assert_eq!(m.text, "line-from-stdout");
         assert_eq!(m.timestamp.as_deref(), Some("2026-11-24T20:20:16.652145Z"));
-        assert_eq!(route(&m), Some(("shop".parse().unwrap(), "web.1".into())));
+        assert_eq!(route(&m), Some(("shop".parse().unwrap(), "web.1".into(), LogSource::App)));
+        let router = parse("<134>1 2026-11-24T20:20:16Z - shop.router - - - at=info status=200");
+        assert_eq!(route(&router), Some(("shop".parse().unwrap(), "router".into(), LogSource::Router)));
     }
 
     #[test]

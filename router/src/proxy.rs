@@ -32,11 +32,13 @@ pub struct Config {
     pub header_read_timeout: Duration,
     /// How long an upstream may take to accept a connection.
     pub connect_timeout: Duration,
+    /// The logger's syslog address for access lines; none are sent without one.
+    pub access_log: Option<SocketAddr>,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Self { header_read_timeout: Duration::from_secs(30), connect_timeout: Duration::from_secs(5) }
+        Self { header_read_timeout: Duration::from_secs(30), connect_timeout: Duration::from_secs(5), access_log: None }
     }
 }
 
@@ -55,6 +57,8 @@ const HOP_BY_HOP: &[&str] = &[
 struct Proxy {
     table: Arc<ArcSwap<Table>>,
     client: Client<HttpConnector, Incoming>,
+    /// Access lines into each app's log stream.
+    access: Option<skiff_client::syslog::Sender>,
 }
 
 /// Serves until `shutdown`; open connections finish their current request, then close.
@@ -63,7 +67,17 @@ pub async fn serve(listener: TcpListener, table: Arc<ArcSwap<Table>>, config: Co
     connector.set_connect_timeout(Some(config.connect_timeout));
     connector.set_nodelay(true);
     let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(connector);
-    let proxy = Arc::new(Proxy { table, client });
+    let access = match config.access_log {
+        Some(logger) => match skiff_client::syslog::Sender::connect(logger, "router").await {
+            Ok(access) => Some(access),
+            Err(error) => {
+                tracing::warn!(%error, "router.access_log: cannot reach the logger; no access lines");
+                None
+            }
+        },
+        None => None,
+    };
+    let proxy = Arc::new(Proxy { table, client, access });
     let tasks = TaskTracker::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -116,6 +130,7 @@ fn page(status: StatusCode, text: &str) -> Response<ProxyBody> {
 
 impl Proxy {
     async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+        let started = std::time::Instant::now();
         let host = request
             .headers()
             .get(header::HOST)
@@ -123,15 +138,32 @@ impl Proxy {
             .or_else(|| request.uri().authority().map(|a| a.as_str()))
             .unwrap_or("")
             .to_owned();
+        let method = request.method().clone();
+        let path = request.uri().path_and_query().map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
         let table = self.table.load();
-        match table.lookup(&host) {
-            Lookup::UnknownHost => page(StatusCode::NOT_FOUND, &format!("no app is served at {host}")),
-            Lookup::NoBackend(app) => page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &format!("app {app} has no running web process; deploy it with `git push skiff main`"),
-            ),
-            Lookup::Backend(app, backend) => self.forward(request, &host, backend, peer, app.as_str()).await,
+        let (app, response) = match table.lookup(&host) {
+            Lookup::UnknownHost => return page(StatusCode::NOT_FOUND, &format!("no app is served at {host}")),
+            Lookup::NoBackend(app) => {
+                let text = format!("app {app} has no running web process; deploy it with `git push skiff main`");
+                (app, page(StatusCode::SERVICE_UNAVAILABLE, &text))
+            }
+            Lookup::Backend(app, backend) => {
+                let response = self.forward(request, &host, backend, peer, app.as_str()).await;
+                (app, response)
+            }
+        };
+        if let Some(access) = &self.access {
+            let request_id = response.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+            let status = response.status().as_u16();
+            let level = if status >= 500 { "error" } else { "info" };
+            let message = format!(
+                "at={level} method={method} path=\"{path}\" host={host} request_id={request_id} fwd=\"{}\" status={status} service={}ms",
+                peer.ip(),
+                started.elapsed().as_millis()
+            );
+            access.send(&app, &message);
         }
+        response
     }
 
     async fn forward(

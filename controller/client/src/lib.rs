@@ -1,5 +1,8 @@
 //! The typed client of the controller API, used by the CLI (with a user's token) and by
-//! Skiff's components (with the service token).
+//! Skiff's components (with the service token), and [`syslog::Sender`], which puts lines
+//! into apps' log streams.
+
+pub mod syslog;
 
 use std::time::Duration;
 
@@ -10,10 +13,9 @@ use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 
 use skiff_api::{
-    LogSource,
     App, AppCreate, AppName, Build, BuildCreate, BuildRecorded, ConfigChange, ConfigChanged, Credentials, DeployImage,
-    ErrorBody, Formation, Key, KeyCreate, KeyOwner, LogLine, Process, PushGrant, RegistryAccess, RegistryGrant,
-    Release, Restart, Rollback, RouteTable, Scale, Session, Stack, StackName, User, Username,
+    ErrorBody, Formation, Key, KeyCreate, KeyOwner, LogLine, LogSource, Process, PushGrant, RegistryAccess,
+    RegistryGrant, Release, Restart, Rollback, RouteTable, Scale, Session, Stack, StackName, User, Username,
 };
 
 /// Which log lines to read.

@@ -14,6 +14,7 @@ use super::plan::{Desired, Observed, Step, plan};
 use super::runtime::{Container, ContainerRuntime, StartSpec};
 use crate::config::Config;
 use crate::db::{Db, DbError};
+use crate::events::Events;
 use crate::routes::RouteFeed;
 
 /// At most this many plan-and-act rounds per pass (start new → remove old → settle).
@@ -35,6 +36,7 @@ pub struct Scheduler {
     routes: Arc<RouteFeed>,
     config: Arc<Config>,
     poke: Arc<Notify>,
+    events: Arc<Events>,
 }
 
 impl Scheduler {
@@ -44,8 +46,9 @@ impl Scheduler {
         routes: Arc<RouteFeed>,
         config: Arc<Config>,
         poke: Arc<Notify>,
+        events: Arc<Events>,
     ) -> Self {
-        Self { db, runtime, routes, config, poke }
+        Self { db, runtime, routes, config, poke, events }
     }
 
     /// Runs passes until `shutdown`; containers keep running after it.
@@ -72,7 +75,9 @@ impl Scheduler {
             if steps.is_empty() {
                 // Converged: every desired release runs as asked.
                 for want in &desired {
-                    self.db.settle_release(&want.app, want.release, ReleaseState::Deployed, None).await?;
+                    if self.db.settle_release(&want.app, want.release, ReleaseState::Deployed, None).await? {
+                        self.events.emit(&want.app, &format!("Release v{} is up", want.release));
+                    }
                 }
                 return Ok(());
             }
@@ -178,11 +183,16 @@ impl Scheduler {
                     // serving; a running release's container is simply tried again later.
                     let failed =
                         self.db.settle_release(&want.app, want.release, ReleaseState::Failed, Some(&reason)).await?;
+                    let outcome = if failed { "; the previous release keeps serving" } else { "" };
+                    self.events
+                        .emit(&want.app, &format!("Release v{} failed to start: {reason}{outcome}", want.release));
                     tracing::warn!(app = %want.app, release = want.release, reason, failed, "controller.reconcile.boot_failed");
                 }
             }
             Step::Remove { id, app, release, reason } => {
                 tracing::info!(%app, release, reason, container = %id, "controller.reconcile.remove");
+                let short: String = id.chars().take(12).collect();
+                self.events.emit(&app, &format!("Stopping container {short} of v{release}: {reason}"));
                 self.runtime.remove(&id).await?;
             }
         }

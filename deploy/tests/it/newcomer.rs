@@ -50,6 +50,16 @@ async fn a_pushed_example_app_serves_through_the_router_and_logs() {
     .await
     .expect("the container's stdout reaches `skiff logs`");
     assert!(logs.contains("hello[web."), "{logs}");
+    // The router's access lines and the platform's events share the app's stream.
+    let router = eventually(Duration::from_secs(30), || async {
+        let (_, out, _) = platform.cli(&repo, &["logs", "--source", "router"]).await;
+        (out.contains("hello[router]: at=info method=GET path=\"/\"") && out.contains("status=200")).then_some(out)
+    })
+    .await;
+    assert!(router.is_some(), "router lines reach `skiff logs --source router`");
+    let events = platform.cli_ok(&repo, &["logs", "--source", "platform"]).await;
+    assert!(events.contains("Release v1 created") && events.contains("Release v1 is up"), "{events}");
+    assert!(!events.contains("[router]"), "{events}");
 
     let out = platform.cli_ok(&repo, &["releases"]).await;
     assert!(out.contains("v1") && out.contains("admin deployed"), "{out}");
