@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use skiff_api::AppName;
 use tokio::process::Command;
 
-/// The bare repository of an app.
-pub fn path(data_dir: &Path, app: &AppName) -> PathBuf {
-    data_dir.join("repos").join(format!("{app}.git"))
+/// The bare repository of an app. The app's id is part of the path, so an app created
+/// after another of the same name was destroyed starts with an empty repository.
+pub fn path(data_dir: &Path, app: &AppName, id: i64) -> PathBuf {
+    data_dir.join("repos").join(format!("{app}-{id}.git"))
 }
 
 /// Creates the bare repository if needed and (re)writes its pre-receive hook so that it
@@ -15,8 +16,8 @@ pub fn path(data_dir: &Path, app: &AppName) -> PathBuf {
 ///
 /// # Errors
 /// When `git init` fails or the hook cannot be written.
-pub async fn prepare(data_dir: &Path, app: &AppName, hook_program: &Path) -> std::io::Result<PathBuf> {
-    let repo = path(data_dir, app);
+pub async fn prepare(data_dir: &Path, app: &AppName, id: i64, hook_program: &Path) -> std::io::Result<PathBuf> {
+    let repo = path(data_dir, app, id);
     if !repo.join("HEAD").exists() {
         tokio::fs::create_dir_all(&repo).await?;
         let status = Command::new("git")
@@ -65,11 +66,12 @@ mod tests {
     async fn repositories_get_a_bare_repo_and_an_executable_hook() {
         let dir = tempfile::tempdir().unwrap();
         let app: AppName = "shop".parse().unwrap();
-        let repo = prepare(dir.path(), &app, Path::new("/opt/skiff/skiffd")).await.unwrap();
+        let repo = prepare(dir.path(), &app, 7, Path::new("/opt/skiff/skiffd")).await.unwrap();
+        assert!(repo.ends_with("repos/shop-7.git"));
         assert!(repo.join("HEAD").exists());
         let hook = std::fs::read_to_string(repo.join("hooks/pre-receive")).unwrap();
         assert!(hook.contains("exec '/opt/skiff/skiffd' hook pre-receive"));
         // Preparing again is harmless.
-        prepare(dir.path(), &app, Path::new("/opt/skiff/skiffd")).await.unwrap();
+        prepare(dir.path(), &app, 7, Path::new("/opt/skiff/skiffd")).await.unwrap();
     }
 }

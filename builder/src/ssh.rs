@@ -160,7 +160,7 @@ impl Builder {
                 })?),
                 Service::UploadPack => None,
             };
-        let repo = repo::prepare(&self.config.data_dir, app, &self.config.hook_program)
+        let repo = repo::prepare(&self.config.data_dir, app, grant.id, &self.config.hook_program)
             .await
             .map_err(|e| format!("cannot prepare the repository: {e}"))?;
         let id = format!("{:032x}", rand::random::<u128>());

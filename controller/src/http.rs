@@ -416,7 +416,7 @@ async fn hook_push_grant(
     let app = c.app_for(&user, &app).await?;
     let url = c.config.app_url(app.name.as_str());
     let config = c.db.config(&app).await?;
-    Ok(Json(PushGrant { app: app.name, stack: app.stack, url, config }))
+    Ok(Json(PushGrant { app: app.name, id: app.id, stack: app.stack, url, config }))
 }
 
 async fn hook_build(

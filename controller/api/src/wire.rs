@@ -240,6 +240,8 @@ pub struct KeyOwner {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PushGrant {
     pub app: AppName,
+    /// The app's unique id: a destroyed app's name may come back, its repository may not.
+    pub id: i64,
     pub stack: StackName,
     /// Where the app answers once deployed.
     pub url: String,
