@@ -54,8 +54,22 @@ const HOP_BY_HOP: &[&str] = &[
     "proxy-authorization",
 ];
 
+/// Where a request goes.
+struct Target<'a> {
+    host: &'a str,
+    backend: SocketAddr,
+    peer: SocketAddr,
+    app: &'a str,
+    request_id: &'a str,
+}
+
 struct Proxy {
     table: Arc<ArcSwap<Table>>,
+    /// The router's own port, for `X-Forwarded-Port`.
+    port: u16,
+    /// Upgraded connections (tunnels).
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
     client: Client<HttpConnector, Incoming>,
     /// Access lines into each app's log stream.
     access: Option<skiff_client::syslog::Sender>,
@@ -77,7 +91,9 @@ pub async fn serve(listener: TcpListener, table: Arc<ArcSwap<Table>>, config: Co
         },
         None => None,
     };
-    let proxy = Arc::new(Proxy { table, client, access });
+    let port = listener.local_addr().map_or(0, |a| a.port());
+    let tunnels = TaskTracker::new();
+    let proxy = Arc::new(Proxy { table, port, tasks: tunnels.clone(), shutdown: shutdown.clone(), client, access });
     let tasks = TaskTracker::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -102,7 +118,8 @@ pub async fn serve(listener: TcpListener, table: Arc<ArcSwap<Table>>, config: Co
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_read_timeout)
-                .serve_connection(TokioIo::new(stream), service);
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
             tokio::pin!(connection);
             tokio::select! {
                 result = connection.as_mut() => {
@@ -119,6 +136,8 @@ pub async fn serve(listener: TcpListener, table: Arc<ArcSwap<Table>>, config: Co
     }
     tasks.close();
     tasks.wait().await;
+    tunnels.close();
+    tunnels.wait().await;
 }
 
 fn page(status: StatusCode, text: &str) -> Response<ProxyBody> {
@@ -139,6 +158,12 @@ impl Proxy {
             .unwrap_or("")
             .to_owned();
         let method = request.method().clone();
+        let request_id = request
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|id| !id.is_empty() && id.len() <= 200)
+            .map_or_else(|| format!("{:032x}", rand::random::<u128>()), str::to_owned);
         let path = request.uri().path_and_query().map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
         let table = self.table.load();
         let (app, response) = match table.lookup(&host) {
@@ -148,12 +173,12 @@ impl Proxy {
                 (app, page(StatusCode::SERVICE_UNAVAILABLE, &text))
             }
             Lookup::Backend(app, backend) => {
-                let response = self.forward(request, &host, backend, peer, app.as_str()).await;
+                let target = Target { host: &host, backend, peer, app: app.as_str(), request_id: &request_id };
+                let response = self.forward(request, target).await;
                 (app, response)
             }
         };
         if let Some(access) = &self.access {
-            let request_id = response.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
             let status = response.status().as_u16();
             let level = if status >= 500 { "error" } else { "info" };
             let message = format!(
@@ -166,32 +191,42 @@ impl Proxy {
         response
     }
 
-    async fn forward(
-        &self,
-        mut request: Request<Incoming>,
-        host: &str,
-        backend: SocketAddr,
-        peer: SocketAddr,
-        app: &str,
-    ) -> Response<ProxyBody> {
+    async fn forward(&self, mut request: Request<Incoming>, target: Target<'_>) -> Response<ProxyBody> {
+        let Target { host, backend, peer, app, request_id } = target;
         let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
         let Ok(uri) = format!("http://{backend}{path}").parse::<Uri>() else {
             return page(StatusCode::BAD_REQUEST, "invalid request target");
         };
         *request.uri_mut() = uri;
+        // An Upgrade (WebSocket and the like) keeps its Connection and Upgrade headers and
+        // becomes a tunnel once the app answers 101.
+        let upgrade = request.headers().get(header::UPGRADE).cloned();
+        let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
         let headers = request.headers_mut();
         strip_hop_by_hop(headers);
+        if let Some(protocol) = upgrade {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            headers.insert(header::UPGRADE, protocol);
+        }
         headers.insert("x-forwarded-for", HeaderValue::from_str(&peer.ip().to_string()).expect("ip is ascii"));
         headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+        headers.insert("x-forwarded-port", HeaderValue::from(self.port));
         if let Ok(value) = HeaderValue::from_str(host) {
             headers.insert("x-forwarded-host", value);
         }
         headers.append(header::VIA, HeaderValue::from_static("1.1 skiff"));
-        if !headers.contains_key("x-request-id") {
-            let id = format!("{:032x}", rand::random::<u128>());
-            headers.insert("x-request-id", HeaderValue::from_str(&id).expect("hex is ascii"));
+        if let Ok(value) = HeaderValue::from_str(request_id) {
+            headers.insert("x-request-id", value);
         }
         match self.client.request(request).await {
+            Ok(mut response) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                let upstream_upgrade = hyper::upgrade::on(&mut response);
+                if let Some(client_upgrade) = client_upgrade {
+                    self.tunnel(client_upgrade, upstream_upgrade, app.to_owned());
+                }
+                let (parts, body) = response.into_parts();
+                Response::from_parts(parts, body.map_err(|e| Box::new(e) as BoxError).boxed())
+            }
             Ok(response) => {
                 let (mut parts, body) = response.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
@@ -202,6 +237,30 @@ impl Proxy {
                 page(StatusCode::BAD_GATEWAY, &format!("app {app} did not answer"))
             }
         }
+    }
+
+    /// Copies bytes both ways between an upgraded client connection and the upgraded
+    /// upstream one until either side closes (or the router shuts down).
+    fn tunnel(&self, client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade, app: String) {
+        let shutdown = self.shutdown.clone();
+        self.tasks.spawn(async move {
+            let (client, upstream) = match tokio::try_join!(client, upstream) {
+                Ok(pair) => pair,
+                Err(error) => {
+                    tracing::debug!(%error, app, "router.upgrade");
+                    return;
+                }
+            };
+            let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+            tokio::select! {
+                result = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+                    if let Err(error) = result {
+                        tracing::debug!(%error, app, "router.tunnel");
+                    }
+                }
+                () = shutdown.cancelled() => {}
+            }
+        });
     }
 }
 

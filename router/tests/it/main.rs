@@ -1,0 +1,193 @@
+//! The router on 127.0.0.1 with hand-made upstreams: routing answers, forwarded headers,
+//! Upgrade tunnels, and route changes under a kept-alive connection.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use skiff_api::{Route, RouteTable};
+use skiff_router::Table;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+struct Router {
+    address: SocketAddr,
+    table: Arc<ArcSwap<Table>>,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn snapshot(version: u64, routes: &[(&str, Vec<SocketAddr>)]) -> Table {
+    Table::from_snapshot(&RouteTable {
+        version,
+        routes: routes
+            .iter()
+            .map(|(app, backends)| Route {
+                app: app.parse().unwrap(),
+                hosts: vec![format!("{app}.localhost")],
+                backends: backends.clone(),
+            })
+            .collect(),
+    })
+}
+
+async fn router(table: Table) -> Router {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let table = Arc::new(ArcSwap::from_pointee(table));
+    let shutdown = CancellationToken::new();
+    tokio::spawn(skiff_router::serve(listener, table.clone(), skiff_router::Config::default(), shutdown.clone()));
+    Router { address, table, shutdown }
+}
+
+/// An upstream that answers every request with its own head as the body, keeping the
+/// connection alive; a request with `Upgrade` gets a 101 and then an echo of every byte.
+async fn upstream(name: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut stream = BufReader::new(stream);
+                loop {
+                    let mut head = String::new();
+                    loop {
+                        let mut line = String::new();
+                        if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push_str(&line);
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    if head.to_ascii_lowercase().contains("\r\nupgrade:") {
+                        let answer = "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n";
+                        stream.get_mut().write_all(answer.as_bytes()).await.unwrap();
+                        let mut buf = [0u8; 1024];
+                        loop {
+                            let n = stream.read(&mut buf).await.unwrap_or(0);
+                            if n == 0 || stream.get_mut().write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    let body = format!("{name}\n{head}");
+                    let answer = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+                    if stream.get_mut().write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    address
+}
+
+/// Sends one request on `stream` and reads one answer: (status, body).
+async fn exchange(stream: &mut BufReader<TcpStream>, host: &str, extra: &str) -> (u16, String) {
+    let request = format!("GET /path?q=1 HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n");
+    stream.get_mut().write_all(request.as_bytes()).await.unwrap();
+    let mut status = String::new();
+    stream.read_line(&mut status).await.unwrap();
+    let code = status.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        stream.read_line(&mut line).await.unwrap();
+        if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = value.trim().parse().unwrap();
+        }
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).await.unwrap();
+    (code, String::from_utf8_lossy(&body).into_owned())
+}
+
+async fn connect(router: &Router) -> BufReader<TcpStream> {
+    BufReader::new(TcpStream::connect(router.address).await.unwrap())
+}
+
+#[tokio::test]
+async fn unknown_hosts_get_404_and_apps_without_backends_503() {
+    let router = router(snapshot(1, &[("idle", vec![])])).await;
+    let mut stream = connect(&router).await;
+    let (status, body) = exchange(&mut stream, "nobody.localhost", "").await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = exchange(&mut stream, "idle.localhost:8080", "").await;
+    assert_eq!(status, 503);
+    assert!(body.contains("no running web process"), "{body}");
+}
+
+#[tokio::test]
+async fn requests_carry_forwarded_headers_and_hop_by_hop_headers_stop() {
+    let app = upstream("one").await;
+    let router = router(snapshot(1, &[("shop", vec![app])])).await;
+    let mut stream = connect(&router).await;
+    let (status, body) = exchange(
+        &mut stream,
+        "shop.localhost",
+        "X-Forwarded-For: 6.6.6.6\r\nKeep-Alive: timeout=5\r\nX-Secret: kept\r\n",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let body = body.to_ascii_lowercase();
+    assert!(body.starts_with("one\nget /path?q=1 http/1.1"), "{body}");
+    assert!(body.contains("x-forwarded-for: 127.0.0.1\r\n"), "the client's own value is replaced: {body}");
+    assert!(body.contains("x-forwarded-proto: http"), "{body}");
+    assert!(body.contains(&format!("x-forwarded-port: {}", router.address.port())), "{body}");
+    assert!(body.contains("x-forwarded-host: shop.localhost"), "{body}");
+    assert!(body.contains("x-request-id: "), "{body}");
+    assert!(body.contains("via: 1.1 skiff"), "{body}");
+    assert!(body.contains("x-secret: kept"), "{body}");
+    assert!(!body.contains("keep-alive:"), "{body}");
+}
+
+#[tokio::test]
+async fn upgrades_become_tunnels() {
+    let app = upstream("ws").await;
+    let router = router(snapshot(1, &[("chat", vec![app])])).await;
+    let mut stream = connect(&router).await;
+    let request = "GET /socket HTTP/1.1\r\nHost: chat.localhost\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n";
+    stream.get_mut().write_all(request.as_bytes()).await.unwrap();
+    let mut status = String::new();
+    stream.read_line(&mut status).await.unwrap();
+    assert!(status.starts_with("HTTP/1.1 101"), "{status}");
+    loop {
+        let mut line = String::new();
+        stream.read_line(&mut line).await.unwrap();
+        if line == "\r\n" {
+            break;
+        }
+    }
+    for message in ["hello", "over the tunnel"] {
+        stream.get_mut().write_all(message.as_bytes()).await.unwrap();
+        let mut echoed = vec![0u8; message.len()];
+        stream.read_exact(&mut echoed).await.unwrap();
+        assert_eq!(echoed, message.as_bytes());
+    }
+}
+
+#[tokio::test]
+async fn a_route_change_keeps_open_connections_working() {
+    let (one, two) = (upstream("one").await, upstream("two").await);
+    let router = router(snapshot(1, &[("shop", vec![one])])).await;
+    let mut stream = connect(&router).await;
+    let (_, body) = exchange(&mut stream, "shop.localhost", "").await;
+    assert!(body.starts_with("one"), "{body}");
+    router.table.store(Arc::new(snapshot(2, &[("shop", vec![two])])));
+    for _ in 0..3 {
+        let (status, body) = exchange(&mut stream, "shop.localhost", "").await;
+        assert_eq!(status, 200);
+        assert!(body.starts_with("two"), "the same connection follows the new table: {body}");
+    }
+}
