@@ -14,13 +14,14 @@ use bytes::Bytes;
 use skiff_api::{
     App, AppCreate, AppName, Build, BuildCreate, BuildKind, BuildRecorded, BuildStatus, ConfigChange, ConfigChanged,
     Credentials, DeployImage, ErrorBody, Formation, Key, KeyCreate, KeyOwner, Process, PushGrant, RegistryAccess,
-    RegistryGrant, Release, ReleaseState, Restart, Rollback, RouteTable, Scale, Session, Stack, StackName, User,
-    Username,
+    RegistryGrant, Release, ReleaseState, Restart, Rollback, RouteTable, RunOutput, RunRequest, Scale, Session, Stack,
+    StackName, User, Username,
 };
 use skiff_registry_client::RegistryClient;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::auth::{CurrentUser, Service, hash_password, new_token, token_hash, verify_password};
 use crate::config::Config;
@@ -29,7 +30,8 @@ use crate::events::Events;
 use crate::keys;
 use crate::routes::RouteFeed;
 use crate::scheduler::ContainerRuntime;
-use crate::scheduler::reconcile::default_quantity;
+use crate::scheduler::StartSpec;
+use crate::scheduler::reconcile::{default_quantity, pull_reference, release_env};
 use crate::stacks;
 
 /// The largest stack archive accepted.
@@ -94,6 +96,8 @@ pub struct Controller {
     /// Ends long-lived responses (log follows) at shutdown.
     shutdown: CancellationToken,
     events: Arc<Events>,
+    /// One-off commands in flight.
+    one_offs: TaskTracker,
 }
 
 impl Controller {
@@ -108,7 +112,8 @@ impl Controller {
     ) -> Arc<Self> {
         let registry = RegistryClient::new(&config.registry_url, "skiff", &config.service_token);
         let http = reqwest::Client::new();
-        Arc::new(Self { config, db, runtime, routes, reconcile, registry, http, shutdown, events })
+        let one_offs = TaskTracker::new();
+        Arc::new(Self { config, db, runtime, routes, reconcile, registry, http, shutdown, events, one_offs })
     }
 
     /// The release the app runs (or is rolling out): its newest that did not fail.
@@ -163,6 +168,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .route("/v2/apps/{app}/scale", post(scale))
         .route("/v2/apps/{app}/ps", get(ps_list))
         .route("/v2/apps/{app}/ps/restart", post(ps_restart))
+        .route("/v2/apps/{app}/run", post(run_one_off))
         .route("/v2/apps/{app}/builds", get(builds_list))
         .route("/v2/apps/{app}/builds/{id}", get(build_info))
         .route("/v2/apps/{app}/deploy", post(deploy_image))
@@ -783,6 +789,58 @@ async fn ps_restart(
     c.events.emit(&app.name, &format!("Restarting {} by {}", restarted.join(", "), user.username));
     c.reconcile.notify_one();
     Ok(StatusCode::ACCEPTED)
+}
+
+/// The longest a one-off command may run.
+const MAX_RUN: Duration = Duration::from_secs(24 * 3600);
+
+/// Runs a command in a new container of the current release; streams its output as JSON
+/// lines ending with its exit status. The container goes when the command ends, when the
+/// timeout passes, or when the client hangs up.
+async fn run_one_off(
+    State(c): State<Arc<Controller>>,
+    CurrentUser(user): CurrentUser,
+    Path(app): Path<String>,
+    Json(body): Json<RunRequest>,
+) -> Result<Response, ApiError> {
+    let app = c.app_for(&user, &app).await?;
+    let release = c.current_release(&app).await?;
+    if body.command.trim().is_empty() {
+        return Err(ApiError::BadRequest("no command given; use `skiff run -- COMMAND`".into()));
+    }
+    let timeout = Duration::from_secs(body.timeout_secs.unwrap_or(3600)).clamp(Duration::from_secs(1), MAX_RUN);
+    let spec = StartSpec {
+        app: app.name.clone(),
+        release: release.version,
+        generation: 0,
+        process: "run".into(),
+        image: pull_reference(&c.config.registry_host, &release.image),
+        command: body.command.clone(),
+        env: release_env(&release, "run"),
+    };
+    c.events.emit(&app.name, &format!("Running `{}` for {}", body.command, user.username));
+    let (sender, receiver) = tokio::sync::mpsc::channel(64);
+    let runtime = c.runtime.clone();
+    c.one_offs.spawn(async move {
+        let status = match runtime.run_one_off(&spec, timeout, sender.clone()).await {
+            Ok(status) => status,
+            Err(error) => {
+                let _ = sender.send(RunOutput::Err(format!("skiff: the command could not run: {error}\n"))).await;
+                1
+            }
+        };
+        let _ = sender.send(RunOutput::Exit(status)).await;
+    });
+    let lines = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        let output = receiver.recv().await?;
+        let mut line = serde_json::to_vec(&output).expect("run output serializes");
+        line.push(b'\n');
+        Some((Ok::<_, std::io::Error>(line), receiver))
+    });
+    let shutdown = c.shutdown.clone();
+    let body = futures_util::StreamExt::take_until(lines, async move { shutdown.cancelled().await });
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/x-ndjson")], axum::body::Body::from_stream(body))
+        .into_response())
 }
 
 /// Registry credentials are a user's API token (the password field of `docker login`), or

@@ -316,3 +316,25 @@ pub struct RegistryGrant {
     pub pull: bool,
     pub push: bool,
 }
+
+/// `POST /v2/apps/{app}/run`: a one-off command in a new container of the current release,
+/// with the app's config. The answer streams [`RunOutput`] JSON lines.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRequest {
+    /// Run with `/bin/sh -c`.
+    pub command: String,
+    /// Seconds before the command is killed (default 3600).
+    pub timeout_secs: Option<u64>,
+}
+
+/// One line of a one-off command's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunOutput {
+    /// Standard output.
+    Out(String),
+    /// Standard error.
+    Err(String),
+    /// The command's exit status; the last line.
+    Exit(i64),
+}

@@ -89,6 +89,25 @@ struct JsonArg {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a one-off command in a new container of the current release; exits with its status.
+    #[command(name = "run")]
+    Run {
+        #[command(flatten)]
+        app: AppArg,
+        /// Seconds before the command is killed.
+        #[arg(long, default_value_t = 3600)]
+        timeout: u64,
+        /// The command and its arguments (after `--`).
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+    #[command(flatten)]
+    Verb(Verb),
+}
+
+/// Every verb but `run` (which exits with its command's status).
+#[derive(Debug, Subcommand)]
+enum Verb {
     /// Create an account (the first one becomes admin) and log in.
     #[command(name = "auth:register")]
     AuthRegister(AuthArgs),
@@ -300,8 +319,12 @@ pub async fn run(
             return code;
         }
     };
-    match execute(cli.command, context, out).await {
-        Ok(()) => 0,
+    let result = match cli.command {
+        Command::Run { app, timeout, command } => run_command(context, app, timeout, command.join(" "), out, err).await,
+        Command::Verb(verb) => execute(verb, context, out).await.map(|()| 0),
+    };
+    match result {
+        Ok(status) => status,
         Err(e) => {
             let _ = writeln!(err, "skiff: {e:#}");
             1
@@ -337,6 +360,35 @@ fn report_config(out: &mut impl Write, app: &AppName, release: Option<u32>) -> a
 /// `v3` or `3`.
 fn parse_version(text: &str) -> anyhow::Result<u32> {
     text.trim_start_matches(['v', 'V']).parse().map_err(|_| anyhow!("`{text}` is not a release version like v3"))
+}
+
+/// `skiff run`: streams the command's output; its exit status becomes ours (1 when it
+/// does not fit a process exit status).
+async fn run_command(
+    context: &Context,
+    app: AppArg,
+    timeout: u64,
+    command: String,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> anyhow::Result<u8> {
+    let app = app_name(context, app)?;
+    let request = skiff_api::RunRequest { command, timeout_secs: Some(timeout) };
+    let mut output = std::pin::pin!(client(context)?.run(&app, &request).await?);
+    while let Some(line) = futures_util::StreamExt::next(&mut output).await {
+        match line? {
+            skiff_api::RunOutput::Out(text) => {
+                out.write_all(text.as_bytes())?;
+                out.flush()?;
+            }
+            skiff_api::RunOutput::Err(text) => {
+                err.write_all(text.as_bytes())?;
+                err.flush()?;
+            }
+            skiff_api::RunOutput::Exit(status) => return Ok(u8::try_from(status).unwrap_or(1)),
+        }
+    }
+    bail!("the connection ended before the command did; see `skiff ps -a {app}`")
 }
 
 /// A unit enum as the text it serializes to.
@@ -410,18 +462,18 @@ fn read_rootfs(source: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     }
 }
 
-async fn execute(command: Command, context: &Context, out: &mut impl Write) -> anyhow::Result<()> {
-    match command {
-        Command::AuthRegister(args) => authenticate(context, args, true, out).await,
-        Command::AuthLogin(args) => authenticate(context, args, false, out).await,
-        Command::AuthLogout => {
+async fn execute(verb: Verb, context: &Context, out: &mut impl Write) -> anyhow::Result<()> {
+    match verb {
+        Verb::AuthRegister(args) => authenticate(context, args, true, out).await,
+        Verb::AuthLogin(args) => authenticate(context, args, false, out).await,
+        Verb::AuthLogout => {
             let mut stored = config::load(&context.config_dir)?;
             stored.token = None;
             config::save(&context.config_dir, &stored)?;
             writeln!(out, "Logged out")?;
             Ok(())
         }
-        Command::AuthWhoami(flag) => {
+        Verb::AuthWhoami(flag) => {
             let user = client(context)?.whoami().await?;
             if flag.json {
                 return json(out, &user);
@@ -429,7 +481,7 @@ async fn execute(command: Command, context: &Context, out: &mut impl Write) -> a
             writeln!(out, "{}{}", user.username, if user.admin { " (admin)" } else { "" })?;
             Ok(())
         }
-        Command::Keys(flag) => {
+        Verb::Keys(flag) => {
             let keys = client(context)?.keys().await?;
             if flag.json {
                 return json(out, &keys);
@@ -437,7 +489,7 @@ async fn execute(command: Command, context: &Context, out: &mut impl Write) -> a
             let rows = keys.iter().map(|k| vec![k.id.to_string(), k.fingerprint.clone(), k.comment.clone()]).collect();
             table(out, &["ID", "FINGERPRINT", "COMMENT"], rows)
         }
-        Command::KeysAdd { path } => {
+        Verb::KeysAdd { path } => {
             let path = match path {
                 Some(path) => path,
                 None => default_key(context)?,
@@ -447,12 +499,12 @@ async fn execute(command: Command, context: &Context, out: &mut impl Write) -> a
             writeln!(out, "Added key {} ({})", key.fingerprint, path.display())?;
             Ok(())
         }
-        Command::KeysRemove { id } => {
+        Verb::KeysRemove { id } => {
             client(context)?.remove_key(id).await?;
             writeln!(out, "Removed key {id}")?;
             Ok(())
         }
-        Command::Apps(flag) => {
+        Verb::Apps(flag) => {
             let apps = client(context)?.apps().await?;
             if flag.json {
                 return json(out, &apps);
@@ -466,7 +518,7 @@ async fn execute(command: Command, context: &Context, out: &mut impl Write) -> a
                 .collect();
             table(out, &["NAME", "OWNER", "RELEASE", "URL"], rows)
         }
-        Command::AppsCreate { name, stack, no_remote, json: flag } => {
+        Verb::AppsCreate { name, stack, no_remote, json: flag } => {
             let app = client(context)?.create_app(&AppCreate { name, stack }).await?;
             let remote = !no_remote && git::in_repository(&context.cwd);
             if remote {
@@ -483,7 +535,7 @@ async fn execute(command: Command, context: &Context, out: &mut impl Write) -> a
             }
             Ok(())
         }
-        Command::AppsInfo { app, json: flag } => {
+        Verb::AppsInfo { app, json: flag } => {
             let app = client(context)?.app(&app_name(context, app)?).await?;
             if flag.json {
                 return json(out, &app);
@@ -502,7 +554,7 @@ async fn execute(command: Command, context: &Context, out: &mut impl Write) -> a
             }
             Ok(())
         }
-        Command::AppsDestroy { app, confirm } => {
+        Verb::AppsDestroy { app, confirm } => {
             let app = app_name(context, app)?;
             let confirm = match confirm {
                 Some(confirm) => confirm,
@@ -517,7 +569,7 @@ async fn execute(command: Command, context: &Context, out: &mut impl Write) -> a
             writeln!(out, "Destroyed {app}")?;
             Ok(())
         }
-        Command::Config { app, json: flag } => {
+        Verb::Config { app, json: flag } => {
             let config = client(context)?.config(&app_name(context, app)?).await?;
             if flag.json {
                 return json(out, &config);
@@ -528,13 +580,13 @@ async fn execute(command: Command, context: &Context, out: &mut impl Write) -> a
             }
             Ok(())
         }
-        Command::ConfigGet { key, app } => {
+        Verb::ConfigGet { key, app } => {
             let config = client(context)?.config(&app_name(context, app)?).await?;
             let value = config.get(&key).ok_or_else(|| anyhow!("{key} is not set; see `skiff config`"))?;
             writeln!(out, "{value}")?;
             Ok(())
         }
-        Command::ConfigSet { pairs, app } => {
+        Verb::ConfigSet { pairs, app } => {
             let app = app_name(context, app)?;
             let mut change = std::collections::BTreeMap::new();
             for pair in pairs {
@@ -544,13 +596,13 @@ async fn execute(command: Command, context: &Context, out: &mut impl Write) -> a
             let changed = client(context)?.change_config(&app, &change).await?;
             report_config(out, &app, changed.release.map(|r| r.version))
         }
-        Command::ConfigUnset { keys, app } => {
+        Verb::ConfigUnset { keys, app } => {
             let app = app_name(context, app)?;
             let change = keys.into_iter().map(|k| (k, None)).collect();
             let changed = client(context)?.change_config(&app, &change).await?;
             report_config(out, &app, changed.release.map(|r| r.version))
         }
-        Command::Ps { app, json: flag } => {
+        Verb::Ps { app, json: flag } => {
             let processes = client(context)?.ps(&app_name(context, app)?).await?;
             if flag.json {
                 return json(out, &processes);
@@ -569,7 +621,7 @@ async fn execute(command: Command, context: &Context, out: &mut impl Write) -> a
                 .collect();
             table(out, &["TYPE", "ID", "RELEASE", "STATE", "STARTED"], rows)
         }
-        Command::PsScale { pairs, app } => {
+        Verb::PsScale { pairs, app } => {
             let app = app_name(context, app)?;
             let mut scale = std::collections::BTreeMap::new();
             for pair in pairs {
@@ -583,14 +635,14 @@ async fn execute(command: Command, context: &Context, out: &mut impl Write) -> a
             writeln!(out, "Scaled {app} to {}", summary.join(" "))?;
             Ok(())
         }
-        Command::PsRestart { process, app } => {
+        Verb::PsRestart { process, app } => {
             let app = app_name(context, app)?;
             let what = process.as_ref().map_or_else(|| "all processes".to_owned(), |p| format!("{p} processes"));
             client(context)?.restart(&app, &skiff_api::Restart { process }).await?;
             writeln!(out, "Restarting {what} of {app}")?;
             Ok(())
         }
-        Command::ReleasesInfo { version, app, json: flag } => {
+        Verb::ReleasesInfo { version, app, json: flag } => {
             let app = app_name(context, app)?;
             let version = parse_version(&version)?;
             let releases = client(context)?.releases(&app).await?;
@@ -621,14 +673,14 @@ async fn execute(command: Command, context: &Context, out: &mut impl Write) -> a
             }
             Ok(())
         }
-        Command::ReleasesRollback { version, app } => {
+        Verb::ReleasesRollback { version, app } => {
             let app = app_name(context, app)?;
             let version = version.as_deref().map(parse_version).transpose()?;
             let release = client(context)?.rollback(&app, &skiff_api::Rollback { version }).await?;
             writeln!(out, "Rolled back {app}: {} (v{})", release.summary, release.version)?;
             Ok(())
         }
-        Command::Builds { app, json: flag } => {
+        Verb::Builds { app, json: flag } => {
             let builds = client(context)?.builds(&app_name(context, app)?).await?;
             if flag.json {
                 return json(out, &builds);
@@ -650,7 +702,7 @@ async fn execute(command: Command, context: &Context, out: &mut impl Write) -> a
                 .collect();
             table(out, &["ID", "KIND", "STATUS", "GIT", "TOOK", "CREATED", "BY"], rows)
         }
-        Command::BuildsInfo { id, app, json: flag } => {
+        Verb::BuildsInfo { id, app, json: flag } => {
             let build = client(context)?.build(&app_name(context, app)?, id).await?;
             if flag.json {
                 return json(out, &build);
@@ -670,7 +722,7 @@ async fn execute(command: Command, context: &Context, out: &mut impl Write) -> a
             writeln!(out, "\n{}", build.log.unwrap_or_default().trim_end())?;
             Ok(())
         }
-        Command::Deploy { image, app } => {
+        Verb::Deploy { image, app } => {
             let app = app_name(context, app)?;
             let recorded = client(context)?.deploy_image(&app, &image).await?;
             match recorded.release {
@@ -679,7 +731,7 @@ async fn execute(command: Command, context: &Context, out: &mut impl Write) -> a
             }
             Ok(())
         }
-        Command::Releases { app, json: flag } => {
+        Verb::Releases { app, json: flag } => {
             let releases = client(context)?.releases(&app_name(context, app)?).await?;
             if flag.json {
                 return json(out, &releases);
@@ -702,7 +754,7 @@ async fn execute(command: Command, context: &Context, out: &mut impl Write) -> a
                 .collect();
             table(out, &["VERSION", "STATE", "CREATED", "BY", "SUMMARY"], rows)
         }
-        Command::Logs { app, num, follow, process, source, json: flag } => {
+        Verb::Logs { app, num, follow, process, source, json: flag } => {
             let app = app_name(context, app)?;
             let source = source.map(|s| serde_json::from_value(serde_json::Value::String(s))).transpose()?;
             let query = LogQuery { lines: num, process, source };
@@ -731,7 +783,7 @@ async fn execute(command: Command, context: &Context, out: &mut impl Write) -> a
             }
             Ok(())
         }
-        Command::GitRemote { app } => {
+        Verb::GitRemote { app } => {
             let app = client(context)?.app(&app_name(context, app)?).await?;
             if !git::in_repository(&context.cwd) {
                 bail!("{} is not inside a git repository; run `git init` first", context.cwd.display());
@@ -740,7 +792,7 @@ async fn execute(command: Command, context: &Context, out: &mut impl Write) -> a
             writeln!(out, "Git remote `skiff` now points at {}", app.git_url)?;
             Ok(())
         }
-        Command::Stacks(flag) => {
+        Verb::Stacks(flag) => {
             let stacks = client(context)?.stacks().await?;
             if flag.json {
                 return json(out, &stacks);
@@ -748,7 +800,7 @@ async fn execute(command: Command, context: &Context, out: &mut impl Write) -> a
             let rows = stacks.iter().map(|s| vec![s.name.to_string(), s.image.clone()]).collect();
             table(out, &["NAME", "IMAGE"], rows)
         }
-        Command::StacksImport { name, source } => {
+        Verb::StacksImport { name, source } => {
             let archive = read_rootfs(&source)?;
             writeln!(out, "Uploading {} ({} KiB)...", source.display(), archive.len().div_ceil(1024))?;
             let stack = client(context)?.import_stack(&name, archive).await?;

@@ -15,8 +15,30 @@ use std::collections::BTreeMap;
 use skiff_api::{
     App, AppCreate, AppName, Build, BuildCreate, BuildRecorded, ConfigChange, ConfigChanged, Credentials, DeployImage,
     ErrorBody, Formation, Key, KeyCreate, KeyOwner, LogLine, LogSource, Process, PushGrant, RegistryAccess,
-    RegistryGrant, Release, Restart, Rollback, RouteTable, Scale, Session, Stack, StackName, User, Username,
+    RegistryGrant, Release, Restart, Rollback, RouteTable, RunOutput, RunRequest, Scale, Session, Stack, StackName,
+    User, Username,
 };
+
+/// A response body of JSON lines as a stream of values.
+fn json_lines<T: DeserializeOwned>(
+    response: reqwest::Response,
+) -> impl futures_util::Stream<Item = Result<T, ClientError>> {
+    let state = (Box::pin(response.bytes_stream()), Vec::<u8>::new());
+    futures_util::stream::unfold(state, |(mut body, mut pending)| async move {
+        loop {
+            if let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                let parsed = serde_json::from_slice(&line).map_err(|e| ClientError::Invalid(e.to_string()));
+                return Some((parsed, (body, pending)));
+            }
+            match futures_util::StreamExt::next(&mut body).await {
+                Some(Ok(chunk)) => pending.extend_from_slice(&chunk),
+                Some(Err(e)) => return Some((Err(ClientError::Invalid(e.to_string())), (body, Vec::new()))),
+                None => return None,
+            }
+        }
+    })
+}
 
 /// Which log lines to read.
 #[derive(Debug, Clone, Default)]
@@ -212,22 +234,18 @@ impl Client {
         query: &LogQuery,
     ) -> Result<impl futures_util::Stream<Item = Result<LogLine, ClientError>> + use<>, ClientError> {
         let request = self.request(Method::GET, &format!("/v2/apps/{app}/logs")).query(&query.params(true));
-        let response = self.execute(request).await?;
-        let state = (Box::pin(response.bytes_stream()), Vec::<u8>::new());
-        Ok(futures_util::stream::unfold(state, |(mut body, mut pending)| async move {
-            loop {
-                if let Some(end) = pending.iter().position(|b| *b == b'\n') {
-                    let line: Vec<u8> = pending.drain(..=end).collect();
-                    let parsed = serde_json::from_slice(&line).map_err(|e| ClientError::Invalid(e.to_string()));
-                    return Some((parsed, (body, pending)));
-                }
-                match futures_util::StreamExt::next(&mut body).await {
-                    Some(Ok(chunk)) => pending.extend_from_slice(&chunk),
-                    Some(Err(e)) => return Some((Err(ClientError::Invalid(e.to_string())), (body, Vec::new()))),
-                    None => return None,
-                }
-            }
-        }))
+        Ok(json_lines(self.execute(request).await?))
+    }
+
+    /// Runs a one-off command in a new container of the app's current release; the
+    /// stream carries its output and ends with its exit status.
+    pub async fn run(
+        &self,
+        app: &AppName,
+        run: &RunRequest,
+    ) -> Result<impl futures_util::Stream<Item = Result<RunOutput, ClientError>> + use<>, ClientError> {
+        let request = self.request(Method::POST, &format!("/v2/apps/{app}/run")).json(run);
+        Ok(json_lines(self.execute(request).await?))
     }
 
     pub async fn stacks(&self) -> Result<Vec<Stack>, ClientError> {

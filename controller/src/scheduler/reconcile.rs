@@ -98,11 +98,7 @@ impl Scheduler {
             for (process, command) in &release.procfile {
                 let row = formation.iter().find(|f| &f.process == process);
                 let quantity = row.map_or_else(|| default_quantity(process.as_str()), |f| f.quantity);
-                let mut env: Vec<(String, String)> =
-                    release.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-                env.push(("SKIFF_APP".into(), release.app.to_string()));
-                env.push(("SKIFF_RELEASE".into(), format!("v{}", release.version)));
-                env.push(("SKIFF_PROCESS_TYPE".into(), process.to_string()));
+                let env = release_env(&release, process.as_str());
                 desired.push(Desired {
                     app: release.app.clone(),
                     release: release.version,
@@ -121,7 +117,7 @@ impl Scheduler {
     async fn observe(&self) -> Result<Vec<(Observed, Option<SocketAddr>)>, ReconcileError> {
         let containers = self.runtime.list().await?;
         let mut observed = Vec::with_capacity(containers.len());
-        for container in containers {
+        for container in containers.into_iter().filter(|c| !c.one_off) {
             let address = container.host_port.map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
             let ready = match address {
                 Some(address) if container.running && container.process == "web" => answers_http(address).await,
@@ -234,9 +230,18 @@ pub fn default_quantity(process: &str) -> u32 {
     u32::from(process == "web")
 }
 
+/// A container's environment: the release's config, and who it is.
+pub fn release_env(release: &skiff_api::Release, process: &str) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = release.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    env.push(("SKIFF_APP".into(), release.app.to_string()));
+    env.push(("SKIFF_RELEASE".into(), format!("v{}", release.version)));
+    env.push(("SKIFF_PROCESS_TYPE".into(), process.to_owned()));
+    env
+}
+
 /// Images built by Skiff are stored as `<app>@<digest>` in its registry; others carry their
 /// registry host.
-fn pull_reference(registry_host: &str, image: &str) -> String {
+pub fn pull_reference(registry_host: &str, image: &str) -> String {
     if image.contains('/') { image.to_owned() } else { format!("{registry_host}/{image}") }
 }
 

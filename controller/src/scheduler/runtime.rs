@@ -9,12 +9,17 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use bollard::Docker;
 use bollard::auth::DockerCredentials;
+use bollard::container::LogOutput;
 use bollard::models::{ContainerCreateBody, ContainerSummaryStateEnum, HostConfig, PortBinding};
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, ListContainersOptions, RemoveContainerOptions, StopContainerOptions,
+    CreateContainerOptions, CreateImageOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
+    StopContainerOptions,
 };
-use futures_util::TryStreamExt;
-use skiff_api::AppName;
+use futures_util::{StreamExt, TryStreamExt};
+use skiff_api::{AppName, RunOutput};
+
+/// Marks one-off containers (`skiff run`); the scheduler leaves them alone.
+pub const ONE_OFF_LABEL: &str = "skiff.one-off";
 
 /// The port an app listens on inside its container (`$PORT`).
 pub const CONTAINER_PORT: u16 = 5000;
@@ -51,6 +56,8 @@ pub struct Container {
     pub generation: u32,
     pub process: String,
     pub running: bool,
+    /// A `skiff run` container, which the scheduler leaves alone.
+    pub one_off: bool,
     /// Unix seconds when it was created.
     pub created: i64,
     /// The host port (on 127.0.0.1) that reaches `$PORT`.
@@ -64,6 +71,15 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn list(&self) -> Result<Vec<Container>, RuntimeError>;
     /// Pulls the image if needed, then creates and starts a container.
     async fn start(&self, spec: &StartSpec) -> Result<Container, RuntimeError>;
+    /// Runs a one-off container to completion (or `timeout`), sending its output to
+    /// `output`, and removes it; returns its exit status. A closed `output` (the client
+    /// went away) stops it.
+    async fn run_one_off(
+        &self,
+        spec: &StartSpec,
+        timeout: std::time::Duration,
+        output: tokio::sync::mpsc::Sender<RunOutput>,
+    ) -> Result<i64, RuntimeError>;
     /// The exit status of a container that stopped; `None` while it runs.
     async fn exit_code(&self, id: &str) -> Result<Option<i64>, RuntimeError>;
     /// Stops (gracefully, then by force) and removes a container; absent is fine.
@@ -99,6 +115,17 @@ impl DockerRuntime {
         Ok(Self { docker, platform: platform.to_owned(), registry_credentials })
     }
 
+    /// Pulls an image (a no-op when the engine has it).
+    async fn pull(&self, image: &str) -> Result<(), RuntimeError> {
+        let (from_image, tag) = Self::pull_args(image);
+        let pull = CreateImageOptions { from_image: Some(from_image), tag: Some(tag), ..Default::default() };
+        self.docker
+            .create_image(Some(pull), None, Some(self.registry_credentials.clone()))
+            .try_collect::<Vec<_>>()
+            .await?;
+        Ok(())
+    }
+
     /// Splits `name@digest` or `name:tag` into what `POST /images/create` wants.
     fn pull_args(image: &str) -> (String, String) {
         if let Some((name, digest)) = image.split_once('@') {
@@ -130,6 +157,7 @@ impl Labelled<'_> {
             generation: labels.get("skiff.generation").and_then(|g| g.parse().ok()).unwrap_or(0),
             process: labels.get("skiff.process")?.clone(),
             running: self.running,
+            one_off: labels.contains_key(ONE_OFF_LABEL),
             created: self.created,
             host_port: self.host_port,
         })
@@ -162,12 +190,7 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn start(&self, spec: &StartSpec) -> Result<Container, RuntimeError> {
-        let (from_image, tag) = Self::pull_args(&spec.image);
-        let pull = CreateImageOptions { from_image: Some(from_image), tag: Some(tag), ..Default::default() };
-        self.docker
-            .create_image(Some(pull), None, Some(self.registry_credentials.clone()))
-            .try_collect::<Vec<_>>()
-            .await?;
+        self.pull(&spec.image).await?;
 
         let labels = HashMap::from([
             ("skiff.app".to_owned(), spec.app.to_string()),
@@ -225,6 +248,69 @@ impl ContainerRuntime for DockerRuntime {
         Labelled { id: created.id.clone(), labels: &labels, running, created: created_at, host_port }
             .container()
             .ok_or(RuntimeError::NoPort(created.id))
+    }
+
+    async fn run_one_off(
+        &self,
+        spec: &StartSpec,
+        timeout: std::time::Duration,
+        output: tokio::sync::mpsc::Sender<RunOutput>,
+    ) -> Result<i64, RuntimeError> {
+        self.pull(&spec.image).await?;
+        let labels = HashMap::from([
+            ("skiff.app".to_owned(), spec.app.to_string()),
+            ("skiff.release".to_owned(), spec.release.to_string()),
+            ("skiff.process".to_owned(), spec.process.clone()),
+            ("skiff.platform".to_owned(), self.platform.clone()),
+            (ONE_OFF_LABEL.to_owned(), "true".to_owned()),
+        ]);
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            cmd: Some(vec!["/bin/sh".into(), "-c".into(), spec.command.clone()]),
+            entrypoint: Some(Vec::new()),
+            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            labels: Some(labels),
+            host_config: Some(HostConfig { init: Some(true), ..Default::default() }),
+            ..Default::default()
+        };
+        let name = format!("skiff-{}-run-{:06x}", spec.app, rand::random::<u32>() & 0xff_ffff);
+        let created = self
+            .docker
+            .create_container(Some(CreateContainerOptions { name: Some(name), ..Default::default() }), body)
+            .await?;
+        let id = created.id;
+        let run = async {
+            self.docker.start_container(&id, None).await?;
+            let options = LogsOptions { follow: true, stdout: true, stderr: true, ..Default::default() };
+            let mut logs = self.docker.logs(&id, Some(options));
+            while let Some(item) = logs.next().await {
+                let line = match item? {
+                    LogOutput::StdErr { message } => RunOutput::Err(String::from_utf8_lossy(&message).into_owned()),
+                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                        RunOutput::Out(String::from_utf8_lossy(&message).into_owned())
+                    }
+                    LogOutput::StdIn { .. } => continue,
+                };
+                if output.send(line).await.is_err() {
+                    return Ok(None);
+                }
+            }
+            Ok::<_, RuntimeError>(self.exit_code(&id).await?)
+        };
+        let status = match tokio::time::timeout(timeout, run).await {
+            Ok(Ok(Some(code))) => code,
+            Ok(Ok(None)) => -1,
+            Ok(Err(error)) => {
+                self.remove(&id).await?;
+                return Err(error);
+            }
+            Err(_) => {
+                let _ = output.send(RunOutput::Err(format!("skiff: timed out after {} s\n", timeout.as_secs()))).await;
+                124
+            }
+        };
+        self.remove(&id).await?;
+        Ok(status)
     }
 
     async fn exit_code(&self, id: &str) -> Result<Option<i64>, RuntimeError> {

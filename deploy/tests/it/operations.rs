@@ -69,6 +69,18 @@ async fn config_scale_restart_and_rollback_reach_the_containers() {
     });
     assert!(logs.await.is_some(), "v3's web container sees the config");
 
+    // A one-off command runs with the app's config and exits with its own status.
+    let (status, out, err) = platform
+        .cli(&repo, &["run", "--", "echo \"$GREETING from $SKIFF_PROCESS_TYPE\"; ls /app/Procfile; exit 7"])
+        .await;
+    assert_eq!(status, 7, "{out}{err}");
+    assert!(out.contains("hello world from run") && out.contains("/app/Procfile"), "{out}{err}");
+    let (status, _, err) = platform.cli(&repo, &["run", "--timeout", "1", "--", "sleep 30"]).await;
+    assert_eq!(status, 124, "{err}");
+    assert!(err.contains("timed out after 1 s"), "{err}");
+    let leftovers = platform.cli_ok(&repo, &["ps", "--json"]).await;
+    assert!(!leftovers.contains("\"run\""), "one-off containers are removed: {leftovers}");
+
     // Scaling starts workers and more web containers.
     let out = platform.cli_ok(&repo, &["ps:scale", "web=2", "worker=1"]).await;
     assert!(out.contains("web=2") && out.contains("worker=1"), "{out}");
