@@ -295,7 +295,7 @@ impl ContainerRuntime for DockerRuntime {
                     return Ok(None);
                 }
             }
-            Ok::<_, RuntimeError>(self.exit_code(&id).await?)
+            self.exit_code(&id).await
         };
         let status = match tokio::time::timeout(timeout, run).await {
             Ok(Ok(Some(code))) => code,
