@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_builds.sql"),
     include_str!("../migrations/0003_config_formation.sql"),
     include_str!("../migrations/0004_release_state.sql"),
+    include_str!("../migrations/0005_perms_domains_maintenance.sql"),
 ];
 
 /// A database failure.
@@ -62,6 +63,7 @@ pub struct AppRow {
     pub owner: Username,
     pub stack: StackName,
     pub created_at: String,
+    pub maintenance: bool,
 }
 
 /// The database handle.
@@ -307,10 +309,11 @@ impl Db {
             owner: owner.username.clone(),
             stack: stack.clone(),
             created_at,
+            maintenance: false,
         }))
     }
 
-    const APP_COLUMNS: &str = "SELECT a.id, a.name, a.owner_id, u.username, a.stack, a.created_at
+    const APP_COLUMNS: &str = "SELECT a.id, a.name, a.owner_id, u.username, a.stack, a.created_at, a.maintenance
                                FROM apps a JOIN users u ON u.id = a.owner_id";
 
     fn app_row(row: sqlx::sqlite::SqliteRow) -> Result<AppRow, DbError> {
@@ -321,6 +324,7 @@ impl Db {
             owner: parse(row.get(3))?,
             stack: parse(row.get(4))?,
             created_at: row.get(5),
+            maintenance: row.get(6),
         })
     }
 
@@ -334,21 +338,23 @@ impl Db {
             .transpose()
     }
 
-    /// Every app, or those a user owns.
+    /// Every app, or those a user owns or collaborates on.
     pub async fn apps(&self, owner_id: Option<i64>) -> Result<Vec<AppRow>, DbError> {
-        let rows = match owner_id {
-            Some(id) => {
-                sqlx::query(sqlx::AssertSqlSafe(format!("{} WHERE a.owner_id = $1 ORDER BY a.name", Self::APP_COLUMNS)))
-                    .bind(id)
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-            None => {
-                sqlx::query(sqlx::AssertSqlSafe(format!("{} ORDER BY a.name", Self::APP_COLUMNS)))
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-        };
+        let rows =
+            match owner_id {
+                Some(id) => sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "{} WHERE a.owner_id = $1 OR a.id IN (SELECT app_id FROM perms WHERE user_id = $1) ORDER BY a.name",
+                    Self::APP_COLUMNS
+                )))
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?,
+                None => {
+                    sqlx::query(sqlx::AssertSqlSafe(format!("{} ORDER BY a.name", Self::APP_COLUMNS)))
+                        .fetch_all(&self.pool)
+                        .await?
+                }
+            };
         rows.into_iter().map(Self::app_row).collect()
     }
 
@@ -548,6 +554,107 @@ impl Db {
             .await?
             .map(|row| Self::release_row(&app.name, row))
             .transpose()
+    }
+
+    /// Whether `user_id` collaborates on `app_id`.
+    pub async fn is_collaborator(&self, app_id: i64, user_id: i64) -> Result<bool, DbError> {
+        let row = sqlx::query("SELECT 1 FROM perms WHERE app_id = $1 AND user_id = $2")
+            .bind(app_id)
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// An app's collaborators.
+    pub async fn perms(&self, app_id: i64) -> Result<Vec<Username>, DbError> {
+        sqlx::query(
+            "SELECT u.username FROM perms p JOIN users u ON u.id = p.user_id WHERE p.app_id = $1 ORDER BY u.username",
+        )
+        .bind(app_id)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|row| parse(row.get(0)))
+        .collect()
+    }
+
+    /// Adds a collaborator; `false` when already one.
+    pub async fn add_perm(&self, app_id: i64, user_id: i64) -> Result<bool, DbError> {
+        let done = sqlx::query("INSERT INTO perms (app_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(app_id)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Removes a collaborator; `false` when not one.
+    pub async fn remove_perm(&self, app_id: i64, user_id: i64) -> Result<bool, DbError> {
+        let done = sqlx::query("DELETE FROM perms WHERE app_id = $1 AND user_id = $2")
+            .bind(app_id)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Gives an app to another user.
+    pub async fn transfer(&self, app_id: i64, owner_id: i64) -> Result<(), DbError> {
+        sqlx::query("UPDATE apps SET owner_id = $1 WHERE id = $2")
+            .bind(owner_id)
+            .bind(app_id)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("DELETE FROM perms WHERE app_id = $1 AND user_id = $2")
+            .bind(app_id)
+            .bind(owner_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Turns maintenance mode on or off.
+    pub async fn set_maintenance(&self, app_id: i64, enabled: bool) -> Result<(), DbError> {
+        sqlx::query("UPDATE apps SET maintenance = $1 WHERE id = $2")
+            .bind(enabled)
+            .bind(app_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Adds a custom domain; `false` when some app has it already.
+    pub async fn add_domain(&self, app_id: i64, domain: &str) -> Result<bool, DbError> {
+        let done =
+            sqlx::query("INSERT INTO domains (domain, app_id, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                .bind(domain)
+                .bind(app_id)
+                .bind(now())
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Removes one of an app's domains; `false` when it had no such domain.
+    pub async fn remove_domain(&self, app_id: i64, domain: &str) -> Result<bool, DbError> {
+        let done = sqlx::query("DELETE FROM domains WHERE app_id = $1 AND domain = $2")
+            .bind(app_id)
+            .bind(domain)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Custom domains: (app id, domain, created at), by domain.
+    pub async fn domains(&self, app_id: Option<i64>) -> Result<Vec<(i64, String, String)>, DbError> {
+        let rows = sqlx::query(
+            "SELECT app_id, domain, created_at FROM domains WHERE $1 IS NULL OR app_id = $1 ORDER BY domain",
+        )
+        .bind(app_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|row| (row.get(0), row.get(1), row.get(2))).collect())
     }
 
     /// An app's current config.

@@ -13,9 +13,9 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use skiff_api::{
     App, AppCreate, AppName, Build, BuildCreate, BuildKind, BuildRecorded, BuildStatus, ConfigChange, ConfigChanged,
-    Credentials, DeployImage, ErrorBody, Formation, Key, KeyCreate, KeyOwner, Process, PushGrant, RegistryAccess,
-    RegistryGrant, Release, ReleaseState, Restart, Rollback, RouteTable, RunOutput, RunRequest, Scale, Session, Stack,
-    StackName, User, Username,
+    Credentials, DeployImage, Domain, DomainCreate, ErrorBody, Formation, Key, KeyCreate, KeyOwner, Maintenance,
+    Process, PushGrant, RegistryAccess, RegistryGrant, Release, ReleaseState, Restart, Rollback, RouteTable, RunOutput,
+    RunRequest, Scale, Session, Stack, StackName, User, UserRef, Username,
 };
 use skiff_registry_client::RegistryClient;
 use tokio::net::TcpListener;
@@ -132,7 +132,21 @@ impl Controller {
         let not_found = || ApiError::NotFound(format!("app `{name}` not found; see `skiff apps`"));
         let name: AppName = name.parse().map_err(|_| not_found())?;
         let app = self.db.app(&name).await?.ok_or_else(not_found)?;
-        if app.owner_id == user.id || user.admin { Ok(app) } else { Err(not_found()) }
+        if app.owner_id == user.id || user.admin || self.db.is_collaborator(app.id, user.id).await? {
+            Ok(app)
+        } else {
+            Err(not_found())
+        }
+    }
+
+    /// An app whose sharing the user may change: the owner's, or any for an admin.
+    async fn owned_app(&self, user: &UserRow, name: &str) -> Result<AppRow, ApiError> {
+        let app = self.app_for(user, name).await?;
+        if app.owner_id == user.id || user.admin {
+            Ok(app)
+        } else {
+            Err(ApiError::Forbidden(format!("only the owner of `{}` ({}) may do that", app.name, app.owner)))
+        }
     }
 
     async fn app_view(&self, app: &AppRow) -> Result<App, ApiError> {
@@ -145,6 +159,7 @@ impl Controller {
             git_url: self.config.git_url(app.name.as_str()),
             created_at: app.created_at.clone(),
             release,
+            maintenance: app.maintenance,
         })
     }
 }
@@ -169,6 +184,12 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .route("/v2/apps/{app}/ps", get(ps_list))
         .route("/v2/apps/{app}/ps/restart", post(ps_restart))
         .route("/v2/apps/{app}/run", post(run_one_off))
+        .route("/v2/apps/{app}/perms", get(perms_list).post(perms_add))
+        .route("/v2/apps/{app}/perms/{username}", delete(perms_remove))
+        .route("/v2/apps/{app}/transfer", post(app_transfer))
+        .route("/v2/apps/{app}/domains", get(domains_list).post(domains_add))
+        .route("/v2/apps/{app}/domains/{domain}", delete(domains_remove))
+        .route("/v2/apps/{app}/maintenance", post(maintenance))
         .route("/v2/apps/{app}/builds", get(builds_list))
         .route("/v2/apps/{app}/builds/{id}", get(build_info))
         .route("/v2/apps/{app}/deploy", post(deploy_image))
@@ -791,6 +812,150 @@ async fn ps_restart(
     Ok(StatusCode::ACCEPTED)
 }
 
+async fn perms_list(
+    State(c): State<Arc<Controller>>,
+    CurrentUser(user): CurrentUser,
+    Path(app): Path<String>,
+) -> Result<Json<Vec<Username>>, ApiError> {
+    let app = c.app_for(&user, &app).await?;
+    Ok(Json(c.db.perms(app.id).await?))
+}
+
+async fn user_named(c: &Controller, username: &Username) -> Result<UserRow, ApiError> {
+    c.db.user_by_name(username).await?.ok_or_else(|| ApiError::NotFound(format!("no user `{username}`")))
+}
+
+async fn perms_add(
+    State(c): State<Arc<Controller>>,
+    CurrentUser(user): CurrentUser,
+    Path(app): Path<String>,
+    Json(body): Json<UserRef>,
+) -> Result<StatusCode, ApiError> {
+    let app = c.owned_app(&user, &app).await?;
+    let other = user_named(&c, &body.username).await?;
+    if other.id == app.owner_id {
+        return Err(ApiError::Conflict(format!("{} owns {}", other.username, app.name)));
+    }
+    if !c.db.add_perm(app.id, other.id).await? {
+        return Err(ApiError::Conflict(format!("{} already collaborates on {}", other.username, app.name)));
+    }
+    c.events.emit(&app.name, &format!("{} added {} as a collaborator", user.username, other.username));
+    Ok(StatusCode::CREATED)
+}
+
+async fn perms_remove(
+    State(c): State<Arc<Controller>>,
+    CurrentUser(user): CurrentUser,
+    Path((app, username)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let app = c.owned_app(&user, &app).await?;
+    let username: Username = username.parse().map_err(|e: skiff_api::NameError| ApiError::BadRequest(e.to_string()))?;
+    let other = user_named(&c, &username).await?;
+    if !c.db.remove_perm(app.id, other.id).await? {
+        return Err(ApiError::NotFound(format!("{} does not collaborate on {}", other.username, app.name)));
+    }
+    c.events.emit(&app.name, &format!("{} removed collaborator {}", user.username, other.username));
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn app_transfer(
+    State(c): State<Arc<Controller>>,
+    CurrentUser(user): CurrentUser,
+    Path(app): Path<String>,
+    Json(body): Json<UserRef>,
+) -> Result<Json<App>, ApiError> {
+    let app = c.owned_app(&user, &app).await?;
+    let other = user_named(&c, &body.username).await?;
+    c.db.transfer(app.id, other.id).await?;
+    c.events.emit(&app.name, &format!("{} transferred the app to {}", user.username, other.username));
+    let app = c.db.app(&app.name).await?.ok_or_else(|| ApiError::Internal("transferred app vanished".into()))?;
+    Ok(Json(c.app_view(&app).await?))
+}
+
+/// A custom domain: lowercase labels of letters, digits and dashes, at least two, an
+/// optional leading `*.` for every name under it, and not under the platform's domain.
+fn check_domain(domain: &str, platform: &str) -> Result<String, ApiError> {
+    let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+    let name = domain.strip_prefix("*.").unwrap_or(&domain);
+    let labels: Vec<&str> = name.split('.').collect();
+    let valid = name.len() <= 253
+        && labels.len() >= 2
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        });
+    if !valid {
+        return Err(ApiError::BadRequest(format!(
+            "`{domain}` is not a domain name like www.example.com or *.example.com"
+        )));
+    }
+    if name == platform || name.ends_with(&format!(".{platform}")) {
+        return Err(ApiError::BadRequest(format!(
+            "names under {platform} belong to apps by name; pick another domain"
+        )));
+    }
+    Ok(domain)
+}
+
+async fn domains_list(
+    State(c): State<Arc<Controller>>,
+    CurrentUser(user): CurrentUser,
+    Path(app): Path<String>,
+) -> Result<Json<Vec<Domain>>, ApiError> {
+    let app = c.app_for(&user, &app).await?;
+    let domains = c.db.domains(Some(app.id)).await?;
+    Ok(Json(domains.into_iter().map(|(_, domain, created_at)| Domain { domain, created_at }).collect()))
+}
+
+async fn domains_add(
+    State(c): State<Arc<Controller>>,
+    CurrentUser(user): CurrentUser,
+    Path(app): Path<String>,
+    Json(body): Json<DomainCreate>,
+) -> Result<StatusCode, ApiError> {
+    let app = c.app_for(&user, &app).await?;
+    let domain = check_domain(&body.domain, &c.config.domain)?;
+    if !c.db.add_domain(app.id, &domain).await? {
+        return Err(ApiError::Conflict(format!("{domain} is already in use")));
+    }
+    c.events.emit(&app.name, &format!("{} added domain {domain}", user.username));
+    c.reconcile.notify_one();
+    Ok(StatusCode::CREATED)
+}
+
+async fn domains_remove(
+    State(c): State<Arc<Controller>>,
+    CurrentUser(user): CurrentUser,
+    Path((app, domain)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let app = c.app_for(&user, &app).await?;
+    let domain = domain.to_ascii_lowercase();
+    if !c.db.remove_domain(app.id, &domain).await? {
+        return Err(ApiError::NotFound(format!("{} has no domain {domain}; see `skiff domains`", app.name)));
+    }
+    c.events.emit(&app.name, &format!("{} removed domain {domain}", user.username));
+    c.reconcile.notify_one();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn maintenance(
+    State(c): State<Arc<Controller>>,
+    CurrentUser(user): CurrentUser,
+    Path(app): Path<String>,
+    Json(body): Json<Maintenance>,
+) -> Result<Json<App>, ApiError> {
+    let app = c.app_for(&user, &app).await?;
+    c.db.set_maintenance(app.id, body.enabled).await?;
+    let state = if body.enabled { "on" } else { "off" };
+    c.events.emit(&app.name, &format!("{} turned maintenance mode {state}", user.username));
+    c.reconcile.notify_one();
+    let app = c.db.app(&app.name).await?.ok_or_else(|| ApiError::Internal("app vanished".into()))?;
+    Ok(Json(c.app_view(&app).await?))
+}
+
 /// The longest a one-off command may run.
 const MAX_RUN: Duration = Duration::from_secs(24 * 3600);
 
@@ -877,6 +1042,15 @@ async fn hook_registry_access(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn domains_are_checked_and_kept_off_the_platform_domain() {
+        assert_eq!(check_domain("WWW.Example.com.", "localhost").unwrap(), "www.example.com");
+        assert_eq!(check_domain("*.example.com", "localhost").unwrap(), "*.example.com");
+        for bad in ["example", "-a.example.com", "a..com", "a b.com", "*.com", "x.localhost", "localhost", "é.com"] {
+            assert!(check_domain(bad, "localhost").is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn image_references_are_checked_and_qualified() {

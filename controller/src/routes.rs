@@ -61,6 +61,7 @@ mod tests {
             app: app.parse().unwrap(),
             hosts: vec![format!("{app}.localhost")],
             backends: vec![([127, 0, 0, 1], port).into()],
+            maintenance: false,
         }
     }
 

@@ -168,6 +168,12 @@ impl Proxy {
         let table = self.table.load();
         let (app, response) = match table.lookup(&host) {
             Lookup::UnknownHost => return page(StatusCode::NOT_FOUND, &format!("no app is served at {host}")),
+            Lookup::Maintenance(app) => {
+                let text = format!("{app} is down for maintenance; please try again shortly");
+                let mut response = page(StatusCode::SERVICE_UNAVAILABLE, &text);
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+                (app, response)
+            }
             Lookup::NoBackend(app) => {
                 let text = format!("app {app} has no running web process; deploy it with `git push skiff main`");
                 (app, page(StatusCode::SERVICE_UNAVAILABLE, &text))

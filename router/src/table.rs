@@ -12,6 +12,7 @@ use skiff_api::{AppName, RouteTable};
 #[derive(Debug)]
 pub struct AppRoute {
     pub app: AppName,
+    maintenance: bool,
     backends: Vec<SocketAddr>,
     next: AtomicUsize,
 }
@@ -23,6 +24,8 @@ pub enum Lookup {
     UnknownHost,
     /// The app exists but nothing runs.
     NoBackend(AppName),
+    /// The app is in maintenance mode.
+    Maintenance(AppName),
     /// Send the request here.
     Backend(AppName, SocketAddr),
 }
@@ -32,23 +35,34 @@ pub enum Lookup {
 pub struct Table {
     pub version: u64,
     hosts: HashMap<String, Arc<AppRoute>>,
+    /// `*.example.com` routes by suffix (`.example.com`), longest first.
+    wildcards: Vec<(String, Arc<AppRoute>)>,
 }
 
 impl Table {
     /// Builds a table from the controller's snapshot.
     pub fn from_snapshot(snapshot: &RouteTable) -> Self {
         let mut hosts = HashMap::new();
+        let mut wildcards = Vec::new();
         for route in &snapshot.routes {
             let entry = Arc::new(AppRoute {
                 app: route.app.clone(),
+                maintenance: route.maintenance,
                 backends: route.backends.clone(),
                 next: AtomicUsize::new(0),
             });
             for host in &route.hosts {
-                hosts.insert(host.to_ascii_lowercase(), entry.clone());
+                let host = host.to_ascii_lowercase();
+                match host.strip_prefix('*') {
+                    Some(suffix) => wildcards.push((suffix.to_owned(), entry.clone())),
+                    None => {
+                        hosts.insert(host, entry.clone());
+                    }
+                }
             }
         }
-        Self { version: snapshot.version, hosts }
+        wildcards.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+        Self { version: snapshot.version, hosts, wildcards }
     }
 
     /// Where a request for `host` (a `Host` header value, port allowed) goes.
@@ -58,9 +72,16 @@ impl Table {
             .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
             .map_or(host, |(name, _)| name);
         let name = name.trim_end_matches('.').to_ascii_lowercase();
-        let Some(route) = self.hosts.get(&name) else {
-            return Lookup::UnknownHost;
-        };
+        let route = self.hosts.get(&name).or_else(|| {
+            self.wildcards
+                .iter()
+                .find(|(suffix, _)| name.ends_with(suffix.as_str()) && name.len() > suffix.len())
+                .map(|(_, r)| r)
+        });
+        let Some(route) = route else { return Lookup::UnknownHost };
+        if route.maintenance {
+            return Lookup::Maintenance(route.app.clone());
+        }
         if route.backends.is_empty() {
             return Lookup::NoBackend(route.app.clone());
         }
@@ -80,10 +101,22 @@ mod tests {
             routes: vec![
                 Route {
                     app: "shop".parse().unwrap(),
-                    hosts: vec!["shop.localhost".into()],
+                    hosts: vec!["shop.localhost".into(), "*.shop.example".into()],
                     backends: vec![([127, 0, 0, 1], 1001).into(), ([127, 0, 0, 1], 1002).into()],
+                    maintenance: false,
                 },
-                Route { app: "idle".parse().unwrap(), hosts: vec!["idle.localhost".into()], backends: vec![] },
+                Route {
+                    app: "idle".parse().unwrap(),
+                    hosts: vec!["idle.localhost".into(), "www.shop.example".into()],
+                    backends: vec![],
+                    maintenance: false,
+                },
+                Route {
+                    app: "closed".parse().unwrap(),
+                    hosts: vec!["closed.localhost".into()],
+                    backends: vec![([127, 0, 0, 1], 1003).into()],
+                    maintenance: true,
+                },
             ],
         })
     }
@@ -95,6 +128,21 @@ mod tests {
         assert!(matches!(table.lookup("shop.localhost."), Lookup::Backend(..)));
         assert_eq!(table.lookup("other.localhost"), Lookup::UnknownHost);
         assert_eq!(table.lookup("idle.localhost"), Lookup::NoBackend("idle".parse().unwrap()));
+    }
+
+    #[test]
+    fn wildcards_match_names_under_them_and_exact_names_win() {
+        let table = table();
+        assert!(matches!(table.lookup("api.shop.example"), Lookup::Backend(app, _) if app.as_str() == "shop"));
+        assert!(matches!(table.lookup("a.b.shop.example:80"), Lookup::Backend(..)));
+        assert_eq!(table.lookup("www.shop.example"), Lookup::NoBackend("idle".parse().unwrap()));
+        assert_eq!(table.lookup("shop.example"), Lookup::UnknownHost);
+        assert_eq!(table.lookup("evilshop.example"), Lookup::UnknownHost);
+    }
+
+    #[test]
+    fn maintenance_mode_wins_over_backends() {
+        assert_eq!(table().lookup("closed.localhost"), Lookup::Maintenance("closed".parse().unwrap()));
     }
 
     #[test]

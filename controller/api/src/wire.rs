@@ -74,6 +74,34 @@ pub struct App {
     pub created_at: String,
     /// The current release, if any.
     pub release: Option<u32>,
+    /// Requests get a maintenance page.
+    #[serde(default)]
+    pub maintenance: bool,
+}
+
+/// A custom domain of an app.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Domain {
+    pub domain: String,
+    pub created_at: String,
+}
+
+/// `POST /v2/apps/{app}/domains`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DomainCreate {
+    pub domain: String,
+}
+
+/// `POST /v2/apps/{app}/perms` (add a collaborator) and `POST /v2/apps/{app}/transfer`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserRef {
+    pub username: Username,
+}
+
+/// `POST /v2/apps/{app}/maintenance`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Maintenance {
+    pub enabled: bool,
 }
 
 /// A numbered, immutable release.
@@ -263,8 +291,12 @@ pub struct Stack {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Route {
     pub app: AppName,
-    /// Host names that reach the app (without port), lowercase.
+    /// Host names that reach the app (without port), lowercase; `*.example.com` matches
+    /// every name under `example.com`.
     pub hosts: Vec<String>,
+    /// Answer every request with a maintenance page.
+    #[serde(default)]
+    pub maintenance: bool,
     /// Healthy `web` backends; empty means "answer 503".
     pub backends: Vec<SocketAddr>,
 }

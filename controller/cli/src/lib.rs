@@ -163,6 +163,75 @@ enum Verb {
         #[arg(long)]
         confirm: Option<String>,
     },
+    /// Give an app to another user.
+    #[command(name = "apps:transfer")]
+    AppsTransfer {
+        username: Username,
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// List an app's collaborators.
+    #[command(name = "perms")]
+    Perms {
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Let another user deploy and manage an app.
+    #[command(name = "perms:add")]
+    PermsAdd {
+        username: Username,
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// Take a collaborator off an app.
+    #[command(name = "perms:remove")]
+    PermsRemove {
+        username: Username,
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// List an app's custom domains.
+    #[command(name = "domains")]
+    Domains {
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Route a custom domain (www.example.com, or *.example.com) to an app.
+    #[command(name = "domains:add")]
+    DomainsAdd {
+        domain: String,
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// Stop routing a custom domain to an app.
+    #[command(name = "domains:remove")]
+    DomainsRemove {
+        domain: String,
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// Show whether an app is in maintenance mode.
+    #[command(name = "maintenance")]
+    MaintenanceStatus {
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// Answer every request to an app with a maintenance page (503).
+    #[command(name = "maintenance:on")]
+    MaintenanceOn {
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// Serve an app's requests again.
+    #[command(name = "maintenance:off")]
+    MaintenanceOff {
+        #[command(flatten)]
+        app: AppArg,
+    },
     /// Show an app's config (environment).
     #[command(name = "config")]
     Config {
@@ -567,6 +636,68 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write) -> anyhow:
             }
             client(context)?.destroy_app(&app).await?;
             writeln!(out, "Destroyed {app}")?;
+            Ok(())
+        }
+        Verb::AppsTransfer { username, app } => {
+            let app = client(context)?.transfer(&app_name(context, app)?, &username).await?;
+            writeln!(out, "Transferred {} to {}", app.name, app.owner)?;
+            Ok(())
+        }
+        Verb::Perms { app, json: flag } => {
+            let users = client(context)?.perms(&app_name(context, app)?).await?;
+            if flag.json {
+                return json(out, &users);
+            }
+            for user in users {
+                writeln!(out, "{user}")?;
+            }
+            Ok(())
+        }
+        Verb::PermsAdd { username, app } => {
+            let app = app_name(context, app)?;
+            client(context)?.add_perm(&app, &username).await?;
+            writeln!(out, "{username} can now deploy and manage {app}")?;
+            Ok(())
+        }
+        Verb::PermsRemove { username, app } => {
+            let app = app_name(context, app)?;
+            client(context)?.remove_perm(&app, &username).await?;
+            writeln!(out, "{username} no longer collaborates on {app}")?;
+            Ok(())
+        }
+        Verb::Domains { app, json: flag } => {
+            let domains = client(context)?.domains(&app_name(context, app)?).await?;
+            if flag.json {
+                return json(out, &domains);
+            }
+            let rows = domains.iter().map(|d| vec![d.domain.clone(), d.created_at.clone()]).collect();
+            table(out, &["DOMAIN", "ADDED"], rows)
+        }
+        Verb::DomainsAdd { domain, app } => {
+            let app = app_name(context, app)?;
+            client(context)?.add_domain(&app, &domain).await?;
+            writeln!(out, "Routing {domain} to {app}; point its DNS at the router")?;
+            Ok(())
+        }
+        Verb::DomainsRemove { domain, app } => {
+            let app = app_name(context, app)?;
+            client(context)?.remove_domain(&app, &domain).await?;
+            writeln!(out, "No longer routing {domain} to {app}")?;
+            Ok(())
+        }
+        Verb::MaintenanceStatus { app } => {
+            let app = client(context)?.app(&app_name(context, app)?).await?;
+            writeln!(out, "{}", if app.maintenance { "on" } else { "off" })?;
+            Ok(())
+        }
+        Verb::MaintenanceOn { app } => {
+            let app = client(context)?.maintenance(&app_name(context, app)?, true).await?;
+            writeln!(out, "Maintenance mode is on for {}: requests get a 503 page", app.name)?;
+            Ok(())
+        }
+        Verb::MaintenanceOff { app } => {
+            let app = client(context)?.maintenance(&app_name(context, app)?, false).await?;
+            writeln!(out, "Maintenance mode is off for {}", app.name)?;
             Ok(())
         }
         Verb::Config { app, json: flag } => {

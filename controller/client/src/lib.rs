@@ -18,6 +18,7 @@ use skiff_api::{
     RegistryGrant, Release, Restart, Rollback, RouteTable, RunOutput, RunRequest, Scale, Session, Stack, StackName,
     User, Username,
 };
+use skiff_api::{Domain, DomainCreate, Maintenance, UserRef};
 
 /// A response body of JSON lines as a stream of values.
 fn json_lines<T: DeserializeOwned>(
@@ -190,6 +191,40 @@ impl Client {
 
     pub async fn releases(&self, app: &AppName) -> Result<Vec<Release>, ClientError> {
         self.get(&format!("/v2/apps/{app}/releases")).await
+    }
+
+    pub async fn perms(&self, app: &AppName) -> Result<Vec<Username>, ClientError> {
+        self.get(&format!("/v2/apps/{app}/perms")).await
+    }
+
+    pub async fn add_perm(&self, app: &AppName, username: &Username) -> Result<(), ClientError> {
+        let body = UserRef { username: username.clone() };
+        self.execute(self.request(Method::POST, &format!("/v2/apps/{app}/perms")).json(&body)).await.map(drop)
+    }
+
+    pub async fn remove_perm(&self, app: &AppName, username: &Username) -> Result<(), ClientError> {
+        self.delete(&format!("/v2/apps/{app}/perms/{username}")).await
+    }
+
+    pub async fn transfer(&self, app: &AppName, username: &Username) -> Result<App, ClientError> {
+        self.post(&format!("/v2/apps/{app}/transfer"), &UserRef { username: username.clone() }).await
+    }
+
+    pub async fn domains(&self, app: &AppName) -> Result<Vec<Domain>, ClientError> {
+        self.get(&format!("/v2/apps/{app}/domains")).await
+    }
+
+    pub async fn add_domain(&self, app: &AppName, domain: &str) -> Result<(), ClientError> {
+        let body = DomainCreate { domain: domain.to_owned() };
+        self.execute(self.request(Method::POST, &format!("/v2/apps/{app}/domains")).json(&body)).await.map(drop)
+    }
+
+    pub async fn remove_domain(&self, app: &AppName, domain: &str) -> Result<(), ClientError> {
+        self.delete(&format!("/v2/apps/{app}/domains/{domain}")).await
+    }
+
+    pub async fn maintenance(&self, app: &AppName, enabled: bool) -> Result<App, ClientError> {
+        self.post(&format!("/v2/apps/{app}/maintenance"), &Maintenance { enabled }).await
     }
 
     pub async fn config(&self, app: &AppName) -> Result<BTreeMap<String, String>, ClientError> {

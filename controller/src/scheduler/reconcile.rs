@@ -130,6 +130,7 @@ impl Scheduler {
 
     async fn publish(&self, desired: &[Desired], observed: &[(Observed, Option<SocketAddr>)]) -> Result<(), DbError> {
         let apps = self.db.apps(None).await?;
+        let domains = self.db.domains(None).await?;
         let routes = apps
             .into_iter()
             .map(|app| {
@@ -144,7 +145,9 @@ impl Scheduler {
                     ready.iter().filter(|(o, _)| Some((o.release, o.generation)) == current).map(|(_, a)| *a).collect();
                 // Until the current release is ready, older ones keep serving.
                 let backends = if of_current.is_empty() { ready.iter().map(|(_, a)| *a).collect() } else { of_current };
-                Route { hosts: vec![format!("{}.{}", app.name, self.config.domain)], app: app.name, backends }
+                let mut hosts = vec![format!("{}.{}", app.name, self.config.domain)];
+                hosts.extend(domains.iter().filter(|(id, _, _)| *id == app.id).map(|(_, domain, _)| domain.clone()));
+                Route { hosts, app: app.name, backends, maintenance: app.maintenance }
             })
             .collect();
         self.routes.publish(routes);

@@ -86,8 +86,13 @@ impl Platform {
 
     /// The CLI's context for running in `cwd`.
     pub fn cli_context(&self, cwd: &Path) -> skiff_cli::Context {
+        self.cli_context_of("config", cwd)
+    }
+
+    /// The CLI's context with its own stored login (`profile`), as a second user has.
+    pub fn cli_context_of(&self, profile: &str, cwd: &Path) -> skiff_cli::Context {
         skiff_cli::Context {
-            config_dir: self.dir.path().join("config"),
+            config_dir: self.dir.path().join(profile),
             cwd: cwd.to_owned(),
             home: self.dir.path().join("home"),
             url: Some(self.controller_url()),
@@ -97,7 +102,12 @@ impl Platform {
 
     /// Runs the `skiff` CLI in `cwd`; returns (status, stdout, stderr).
     pub async fn cli(&self, cwd: &Path, args: &[&str]) -> (u8, String, String) {
-        let context = self.cli_context(cwd);
+        self.cli_as("config", cwd, args).await
+    }
+
+    /// Runs the `skiff` CLI with the stored login of `profile`.
+    pub async fn cli_as(&self, profile: &str, cwd: &Path, args: &[&str]) -> (u8, String, String) {
+        let context = self.cli_context_of(profile, cwd);
         let mut out = Vec::new();
         let mut err = Vec::new();
         let argv = std::iter::once("skiff").chain(args.iter().copied());

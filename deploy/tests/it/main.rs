@@ -7,3 +7,4 @@ mod harness;
 mod newcomer;
 mod operations;
 mod registry_clients;
+mod sharing;

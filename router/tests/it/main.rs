@@ -32,6 +32,7 @@ fn snapshot(version: u64, routes: &[(&str, Vec<SocketAddr>)]) -> Table {
                 app: app.parse().unwrap(),
                 hosts: vec![format!("{app}.localhost")],
                 backends: backends.clone(),
+                maintenance: false,
             })
             .collect(),
     })

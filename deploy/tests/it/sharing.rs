@@ -1,0 +1,78 @@
+//! Sharing an app, custom domains and maintenance mode.
+
+use std::time::Duration;
+
+use crate::harness::{Platform, eventually, example_repo, get_via_router};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collaborators_domains_and_maintenance() {
+    let platform = Platform::start().await;
+    let home = platform.dir.path().to_owned();
+    platform.cli_ok(&home, &["auth:register", "-u", "admin", "-p", "correct-horse"]).await;
+    let (status, out, err) = platform.cli_as("bob", &home, &["auth:register", "-u", "bob", "-p", "bob-password"]).await;
+    assert_eq!(status, 0, "{out}{err}");
+    assert!(!out.contains("(admin)"), "only the first user is admin: {out}");
+    platform.import_busybox_stack().await;
+    let key = platform.add_ssh_key().await;
+    let repo = example_repo(&platform, &key);
+    platform.cli_ok(&repo, &["apps:create", "shared"]).await;
+    let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
+    assert!(pushed, "{out}");
+
+    // Bob sees nothing of it until he is a collaborator; then he may run it but not share it.
+    let (status, _, err) = platform.cli_as("bob", &home, &["apps:info", "-a", "shared"]).await;
+    assert!(status == 1 && err.contains("app `shared` not found"), "{err}");
+    platform.cli_ok(&repo, &["perms:add", "bob"]).await;
+    assert_eq!(platform.cli_ok(&repo, &["perms"]).await.trim(), "bob");
+    let (status, out, err) = platform.cli_as("bob", &home, &["config:set", "-a", "shared", "BY=bob"]).await;
+    assert_eq!(status, 0, "{out}{err}");
+    let (status, _, err) = platform.cli_as("bob", &home, &["perms:add", "-a", "shared", "admin"]).await;
+    assert!(status == 1 && err.contains("only the owner"), "{err}");
+    platform.cli_ok(&repo, &["perms:remove", "bob"]).await;
+    let (status, _, _) = platform.cli_as("bob", &home, &["apps:info", "-a", "shared"]).await;
+    assert_eq!(status, 1, "bob lost access");
+
+    // Custom domains, exact and wildcard, reach the app through the router.
+    platform.cli_ok(&repo, &["domains:add", "www.example.test"]).await;
+    platform.cli_ok(&repo, &["domains:add", "*.apps.example.test"]).await;
+    let (status, _, err) = platform.cli(&repo, &["domains:add", "other.localhost"]).await;
+    assert!(status == 1 && err.contains("belong to apps by name"), "{err}");
+    let (status, _, err) = platform.cli(&repo, &["domains:add", "bad domain"]).await;
+    assert!(status == 1 && err.contains("not a domain name"), "{err}");
+    for host in ["www.example.test", "blog.apps.example.test"] {
+        let served = eventually(Duration::from_secs(60), || async {
+            match get_via_router(platform.router(), host).await {
+                Some((200, body)) if body.contains("Hello from Skiff") => Some(()),
+                _ => None,
+            }
+        });
+        assert!(served.await.is_some(), "{host} serves the app");
+    }
+    platform.cli_ok(&repo, &["domains:remove", "www.example.test"]).await;
+    let gone = eventually(Duration::from_secs(30), || async {
+        matches!(get_via_router(platform.router(), "www.example.test").await, Some((404, _))).then_some(())
+    });
+    assert!(gone.await.is_some(), "a removed domain is no longer routed");
+
+    // Maintenance mode answers 503 with a page, and goes away again.
+    platform.cli_ok(&repo, &["maintenance:on"]).await;
+    assert_eq!(platform.cli_ok(&repo, &["maintenance"]).await.trim(), "on");
+    let closed = eventually(Duration::from_secs(30), || async {
+        match get_via_router(platform.router(), "shared.localhost").await {
+            Some((503, body)) if body.contains("down for maintenance") => Some(()),
+            _ => None,
+        }
+    });
+    assert!(closed.await.is_some(), "maintenance page");
+    platform.cli_ok(&repo, &["maintenance:off"]).await;
+    let open = eventually(Duration::from_secs(30), || async {
+        matches!(get_via_router(platform.router(), "shared.localhost").await, Some((200, _))).then_some(())
+    });
+    assert!(open.await.is_some(), "serving again");
+
+    // The owner can hand the app over.
+    let out = platform.cli_ok(&repo, &["apps:transfer", "bob"]).await;
+    assert!(out.contains("Transferred shared to bob"), "{out}");
+    let (status, out, _) = platform.cli_as("bob", &home, &["apps"]).await;
+    assert!(status == 0 && out.contains("shared"), "{out}");
+}
