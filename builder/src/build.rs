@@ -4,7 +4,10 @@
 //! 1. `Dockerfile`: the Docker engine builds the pushed tree and pushes the image to
 //!    Skiff's registry. A Procfile, if present, names the process types; otherwise `web`
 //!    runs the image's own command.
-//! 2. Procfile app: the pushed tree (`git archive`, so nothing is checked out) becomes one
+//! 2. Buildpack: `BUILDPACK_URL`, or an installed buildpack that detects the app, compiles
+//!    the tree in a build container of the stack (see [`crate::buildpack`]); the result is
+//!    pushed like a Procfile app.
+//! 3. Procfile app: the pushed tree (`git archive`, so nothing is checked out) becomes one
 //!    layer under `/app` on top of the app's stack image; the stack's layers are mounted
 //!    in the registry, not uploaded again.
 //!
@@ -23,6 +26,7 @@ use skiff_registry_client::image::{BaseImage, Layer, push_image};
 use skiff_registry_client::{RegistryClient, RegistryError};
 use tokio::process::Command;
 
+use crate::buildpack::{self, BuildDir, BuildpackError};
 use crate::engine::{Engine, EngineError};
 use crate::hook::{Output, RefUpdate};
 use crate::procfile::{self, ProcfileError};
@@ -34,6 +38,8 @@ const MAX_TREE_BYTES: usize = 1 << 30;
 #[derive(Debug, Clone)]
 pub struct Push {
     pub app: AppName,
+    /// The app's unique id.
+    pub id: i64,
     pub user: Username,
     pub stack: StackName,
     pub url: String,
@@ -44,6 +50,8 @@ pub struct Push {
 /// Everything a build needs.
 pub struct Context<'a> {
     pub push: &'a Push,
+    /// The builder's data directory (buildpacks, caches, build directories).
+    pub data_dir: &'a Path,
     /// The app's bare repository.
     pub repo: &'a Path,
     pub update: &'a RefUpdate,
@@ -69,6 +77,8 @@ pub enum BuildError {
     Stack(StackName, RegistryError),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    #[error(transparent)]
+    Buildpack(#[from] BuildpackError),
     #[error("pushing the image failed: {0}")]
     Registry(#[from] RegistryError),
     #[error("the controller refused the release: {0}")]
@@ -224,9 +234,79 @@ async fn build(
         return Ok((format!("{}@{digest}", ctx.push.app), processes));
     }
 
+    if let Some(built) = build_with_buildpack(ctx, processes.clone(), kind, out).await? {
+        return Ok(built);
+    }
+
     let processes = processes.ok_or(BuildError::NoProcfile)?;
     out.step(&format!("Procfile app on stack {}", ctx.push.stack)).await;
     let tar = tree_tar(ctx, "app/").await?;
+    let image = push_on_stack(ctx, tar, &processes, out).await?;
+    Ok((image, processes))
+}
+
+/// Builds with a buildpack when one is named or detected; `None` when none applies.
+async fn build_with_buildpack(
+    ctx: &Context<'_>,
+    processes: Option<BTreeMap<ProcessType, String>>,
+    kind: &mut BuildKind,
+    out: &mut Output,
+) -> Result<Option<(String, BTreeMap<ProcessType, String>)>, BuildError> {
+    let work = ctx.data_dir.join("builds").join(format!("{:016x}", rand::random::<u64>()));
+    tokio::fs::create_dir_all(&work).await.map_err(BuildpackError::Io)?;
+    let result = async {
+        let (buildpacks, named) = buildpack::candidates(ctx.data_dir, &ctx.push.config, &work).await?;
+        if buildpacks.is_empty() {
+            return Ok(None);
+        }
+        let stack = format!("{}/stacks/{}:latest", ctx.engine.registry_host(), ctx.push.stack);
+        let dir = BuildDir::prepare(work.join("tree"), tree_tar(ctx, "").await?, &ctx.push.config).await?;
+        let mut chosen = None;
+        for candidate in &buildpacks {
+            if dir.detect(ctx.engine, &stack, candidate, out).await? {
+                chosen = Some(candidate);
+                break;
+            }
+        }
+        let buildpack = match chosen {
+            Some(buildpack) => buildpack,
+            None if named => return Err(BuildpackError::NotDetected(buildpacks[0].name.clone()).into()),
+            None => return Ok(None),
+        };
+        *kind = BuildKind::Buildpack;
+        out.step(&format!("Buildpack {} detected; compiling on stack {}", buildpack.name, ctx.push.stack)).await;
+        let cache = ctx.data_dir.join("cache").join(format!("{}-{}", ctx.push.app, ctx.push.id));
+        dir.compile(ctx.engine, &stack, buildpack, &cache, out).await?;
+        let processes = match processes {
+            Some(processes) => processes,
+            // bin/compile may write the Procfile.
+            None => match tokio::fs::read_to_string(dir.app().join("Procfile")).await {
+                Ok(text) => procfile::parse(&text)?,
+                Err(_) => return Err(BuildError::NoProcfile),
+            },
+        };
+        let tar = dir.tar().await?;
+        let image = push_on_stack(ctx, tar, &processes, out).await?;
+        Ok(Some((image, processes)))
+    }
+    .await;
+    let _ = tokio::fs::remove_dir_all(&work).await;
+    result
+}
+
+/// Pushes `tar` (paths under `app/`) as one layer on the app's stack image; returns the
+/// image as `<app>@<digest>`.
+async fn push_on_stack(
+    ctx: &Context<'_>,
+    tar: Vec<u8>,
+    processes: &BTreeMap<ProcessType, String>,
+    out: &mut Output,
+) -> Result<String, BuildError> {
+    let sha = ctx.update.new.as_str();
+    let tag = format!("git-{}", &sha[..7.min(sha.len())]);
+    if tar.len() > MAX_TREE_BYTES {
+        return Err(BuildError::TooLarge);
+    }
     let layer =
         tokio::task::spawn_blocking(move || Layer::from_tar(&tar)).await.map_err(|e| BuildError::Git(e.to_string()))?;
     out.step(&format!("Compressed app layer: {} KiB", layer.blob.len().div_ceil(1024))).await;
@@ -234,7 +314,7 @@ async fn build(
     let base = BaseImage::fetch(ctx.registry, &stack_repo, "latest")
         .await
         .map_err(|e| BuildError::Stack(ctx.push.stack.clone(), e))?;
-    let procfile_label = serde_json::to_string(&processes).expect("maps serialize");
+    let procfile_label = serde_json::to_string(processes).expect("maps serialize");
     let digest = push_image(ctx.registry, ctx.push.app.as_str(), &tag, Some(&base), layer, |config| {
         let settings = &mut config["config"];
         if !settings.is_object() {
@@ -245,5 +325,5 @@ async fn build(
     })
     .await?;
     out.step(&format!("Pushed image {}@{digest}", ctx.push.app)).await;
-    Ok((format!("{}@{digest}", ctx.push.app), processes))
+    Ok(format!("{}@{digest}", ctx.push.app))
 }

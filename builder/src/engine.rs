@@ -7,9 +7,14 @@ use std::collections::HashMap;
 
 use bollard::Docker;
 use bollard::auth::DockerCredentials;
-use bollard::query_parameters::{BuildImageOptions, PushImageOptions};
+use bollard::container::LogOutput;
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    BuildImageOptions, CreateContainerOptions, CreateImageOptions, LogsOptions, PushImageOptions,
+    RemoveContainerOptions,
+};
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 
 use crate::hook::Output;
 
@@ -88,6 +93,60 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// Runs `command` in a throwaway container of `image` (pulled from Skiff's registry)
+    /// with `binds` (`host:container[:ro]`) mounted and `env` set, streaming its output
+    /// to `out`; returns its exit status. The container is removed afterwards.
+    ///
+    /// # Errors
+    /// When the engine fails.
+    pub async fn run(
+        &self,
+        image: &str,
+        binds: Vec<String>,
+        env: Vec<String>,
+        command: &str,
+        out: &mut Output,
+    ) -> Result<i64, EngineError> {
+        let docker = self.docker.clone().negotiate_version().await.map_err(EngineError::Unreachable)?;
+        let fail = |e: bollard::errors::Error| EngineError::Build(e.to_string());
+        let (from_image, tag) = image.rsplit_once(':').unwrap_or((image, "latest"));
+        let pull =
+            CreateImageOptions { from_image: Some(from_image.into()), tag: Some(tag.into()), ..Default::default() };
+        docker
+            .create_image(Some(pull), None, Some(self.credentials.clone()))
+            .try_collect::<Vec<_>>()
+            .await
+            .map_err(fail)?;
+        let body = ContainerCreateBody {
+            image: Some(image.to_owned()),
+            cmd: Some(vec!["/bin/sh".into(), "-c".into(), command.to_owned()]),
+            entrypoint: Some(Vec::new()),
+            env: Some(env),
+            labels: Some(HashMap::from([("skiff.build".to_owned(), "true".to_owned())])),
+            host_config: Some(HostConfig { binds: Some(binds), init: Some(true), ..Default::default() }),
+            ..Default::default()
+        };
+        let id = docker.create_container(None::<CreateContainerOptions>, body).await.map_err(fail)?.id;
+        let run = async {
+            docker.start_container(&id, None).await?;
+            let options = LogsOptions { follow: true, stdout: true, stderr: true, ..Default::default() };
+            let mut logs = docker.logs(&id, Some(options));
+            while let Some(item) = logs.next().await {
+                if let LogOutput::StdOut { message } | LogOutput::StdErr { message } = item? {
+                    for line in String::from_utf8_lossy(&message).lines() {
+                        out.detail(line).await;
+                    }
+                }
+            }
+            let state = docker.inspect_container(&id, None).await?.state;
+            Ok::<_, bollard::errors::Error>(state.and_then(|s| s.exit_code).unwrap_or(-1))
+        };
+        let status = run.await;
+        let remove = RemoveContainerOptions { force: true, ..Default::default() };
+        let _ = docker.remove_container(&id, Some(remove)).await;
+        status.map_err(fail)
     }
 
     /// Pushes `repository:tag` (tagged with the registry host) to Skiff's registry.

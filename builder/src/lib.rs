@@ -8,7 +8,9 @@
 //! - [`repo`]: bare repositories and the pre-receive hook installed in them.
 //! - [`hook`]: the hook's two ends: the client the hook program runs, and the builder's
 //!   socket that receives pushes and streams build output back.
-//! - [`build`]: the build pipeline (Dockerfile or Procfile app → registry → release).
+//! - [`build`]: the build pipeline (Dockerfile, buildpack or Procfile app → registry →
+//!   release).
+//! - [`buildpack`]: `bin/detect` and `bin/compile` in a build container of the stack.
 //! - [`engine`]: Dockerfile builds and pushes on the Docker engine.
 //!
 //! The push pipeline: SSH auth (key fingerprint → user) → exec `git-receive-pack` for an
@@ -19,6 +21,7 @@
 //! the running release alone.
 
 pub mod build;
+pub mod buildpack;
 pub mod command;
 pub mod engine;
 pub mod hook;

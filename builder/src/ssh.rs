@@ -164,8 +164,14 @@ impl Builder {
             .await
             .map_err(|e| format!("cannot prepare the repository: {e}"))?;
         let id = format!("{:032x}", rand::random::<u128>());
-        let push =
-            Push { app: grant.app, user: user.clone(), stack: grant.stack, url: grant.url, config: grant.config };
+        let push = Push {
+            app: grant.app,
+            id: grant.id,
+            user: user.clone(),
+            stack: grant.stack,
+            url: grant.url,
+            config: grant.config,
+        };
         lock(&self.pushes).insert(id.clone(), Arc::new(PushEntry { push, repo: repo.clone() }));
         let _registration = PushRegistration { builder: self.clone(), id: id.clone() };
 
@@ -243,6 +249,7 @@ impl Builder {
         };
         let context = build::Context {
             push: &entry.push,
+            data_dir: &self.config.data_dir,
             repo: &entry.repo,
             update,
             git_env: &request.git_env,

@@ -6,6 +6,57 @@ use std::time::Duration;
 use crate::harness::{Platform, eventually, get_via_router};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buildpack_apps_compile_on_the_stack_with_a_cache_that_survives() {
+    let platform = Platform::start().await;
+    let home = platform.dir.path().to_owned();
+    platform.cli_ok(&home, &["auth:register", "-u", "admin", "-p", "correct-horse"]).await;
+    platform.import_busybox_stack().await;
+    let key = platform.add_ssh_key().await;
+    let buildpack = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/greeting-buildpack");
+
+    let repo = home.join("greeting-app");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::write(repo.join("greeting.txt"), "Hello from a buildpack").unwrap();
+    std::fs::write(repo.join("Procfile"), "web: exec httpd -f -p \"$PORT\" -h /app/public\n").unwrap();
+    for args in [&["init", "-q", "-b", "main"][..], &["add", "-A"], &["commit", "-qm", "greeting app"]] {
+        let (ok, out) = platform.git(&repo, &key, args);
+        assert!(ok, "git {args:?}: {out}");
+    }
+    platform.cli_ok(&repo, &["apps:create", "greeter"]).await;
+    platform
+        .cli_ok(&repo, &["config:set", &format!("BUILDPACK_URL={}", buildpack.display()), "GREETING_SUFFIX=!"])
+        .await;
+
+    let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
+    assert!(pushed, "{out}");
+    assert!(out.contains("remote: -----> Buildpack"), "{out}");
+    assert!(out.contains("cache: 0 earlier builds") && out.contains("rendered public/index.html"), "{out}");
+    let served = eventually(Duration::from_secs(60), || async {
+        match get_via_router(platform.router(), "greeter.localhost").await {
+            Some((200, body)) if body.contains("Hello from a buildpack!") => Some(()),
+            _ => None,
+        }
+    });
+    assert!(served.await.is_some(), "the compiled page is served, with the config the buildpack saw");
+
+    std::fs::write(repo.join("greeting.txt"), "Hello again").unwrap();
+    let (ok, out) = platform.git(&repo, &key, &["commit", "-qam", "again"]);
+    assert!(ok, "{out}");
+    let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
+    assert!(pushed, "{out}");
+    assert!(out.contains("cache: 1 earlier builds"), "the cache survives between builds: {out}");
+    let builds = platform.cli_ok(&repo, &["builds"]).await;
+    assert!(builds.contains("buildpack"), "{builds}");
+
+    // A buildpack that does not accept the app rejects the push.
+    std::fs::remove_file(repo.join("greeting.txt")).unwrap();
+    let (ok, out) = platform.git(&repo, &key, &["commit", "-qam", "no greeting"]);
+    assert!(ok, "{out}");
+    let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
+    assert!(!pushed && out.contains("does not support this app"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dockerfile_apps_build_on_the_engine_and_failures_keep_the_release() {
     let platform = Platform::start().await;
     let home = platform.dir.path().to_owned();

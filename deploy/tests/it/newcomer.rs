@@ -21,9 +21,11 @@ async fn a_pushed_example_app_serves_through_the_router_and_logs() {
     let out = platform.cli_ok(&repo, &["apps:info"]).await;
     assert!(out.contains("none yet"), "apps:info finds the app through the git remote: {out}");
 
-    // Before any push the app exists but has nothing running.
-    let (status, body) = get_via_router(platform.router(), "hello.localhost").await.expect("router answers");
-    assert_eq!(status, 503, "{body}");
+    // Before any push the app exists (once the route reaches the router) but has nothing running.
+    let unavailable = eventually(Duration::from_secs(30), || async {
+        matches!(get_via_router(platform.router(), "hello.localhost").await, Some((503, _))).then_some(())
+    });
+    assert!(unavailable.await.is_some(), "an app without a release answers 503");
 
     let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
     assert!(pushed, "git push failed:\n{out}");
