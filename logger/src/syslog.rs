@@ -16,8 +16,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::buffer::Buffers;
 
-/// The largest message kept; longer ones are cut.
+/// The largest message kept; longer ones are cut and marked with [`TRUNCATED`].
 pub const MAX_MESSAGE: usize = 64 * 1024;
+/// Ends a message that was cut.
+pub const TRUNCATED: &str = " [truncated]";
 
 /// A parsed message: who sent it and what it says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,8 +114,12 @@ impl Ingest {
 
     /// Takes one raw message.
     pub fn take(&self, raw: &[u8]) {
+        let truncated = raw.len() > MAX_MESSAGE;
         let raw = &raw[..raw.len().min(MAX_MESSAGE)];
-        let message = parse(&String::from_utf8_lossy(raw));
+        let mut message = parse(&String::from_utf8_lossy(raw));
+        if truncated {
+            message.text.push_str(TRUNCATED);
+        }
         match route(&message) {
             Some((app, process, source)) => self.buffers.push(LogLine {
                 time: message.timestamp.unwrap_or_else(crate::docker::now),
