@@ -232,6 +232,9 @@ enum Verb {
         #[command(flatten)]
         app: AppArg,
     },
+    /// Print a completion script for a shell (bash, zsh, fish, elvish, powershell).
+    #[command(name = "completions")]
+    Completions { shell: clap_complete::Shell },
     /// Show an app's config (environment).
     #[command(name = "config")]
     Config {
@@ -484,7 +487,8 @@ async fn authenticate(context: &Context, args: AuthArgs, register: bool, out: &m
     };
     let password = match args.password {
         Some(password) => password,
-        None => ask("password: ")?,
+        // No echo on a terminal; piped input is read as a line.
+        None => rpassword::prompt_password("password: ").or_else(|_| ask(""))?,
     };
     let client = Client::new(&url, None);
     let credentials = Credentials { username, password };
@@ -698,6 +702,11 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write) -> anyhow:
         Verb::MaintenanceOff { app } => {
             let app = client(context)?.maintenance(&app_name(context, app)?, false).await?;
             writeln!(out, "Maintenance mode is off for {}", app.name)?;
+            Ok(())
+        }
+        Verb::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "skiff", out);
             Ok(())
         }
         Verb::Config { app, json: flag } => {

@@ -12,6 +12,8 @@ async fn a_pushed_example_app_serves_through_the_router_and_logs() {
 
     let out = platform.cli_ok(&home, &["auth:register", "-u", "admin", "-p", "correct-horse"]).await;
     assert!(out.contains("as admin (admin)"), "the first user becomes admin: {out}");
+    let stored = std::fs::metadata(home.join("config/skiff/config.json")).expect("the login is stored");
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&stored.permissions()) & 0o777, 0o600);
     platform.import_busybox_stack().await;
     let key = platform.add_ssh_key().await;
     let repo = example_repo(&platform, &key);

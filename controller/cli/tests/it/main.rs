@@ -1,0 +1,82 @@
+//! The CLI without a platform: its help, usage errors and the messages for common mistakes.
+
+use std::path::Path;
+
+fn context(dir: &Path, url: &str) -> skiff_cli::Context {
+    skiff_cli::Context {
+        config_dir: dir.join("config"),
+        cwd: dir.to_owned(),
+        home: dir.to_owned(),
+        url: Some(url.to_owned()),
+        token: None,
+    }
+}
+
+async fn run(context: &skiff_cli::Context, args: &[&str]) -> (u8, String, String) {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let status =
+        skiff_cli::run(std::iter::once("skiff").chain(args.iter().copied()), context, &mut out, &mut err).await;
+    (status, String::from_utf8_lossy(&out).into_owned(), String::from_utf8_lossy(&err).into_owned())
+}
+
+/// Compares with a stored snapshot; `SKIFF_UPDATE_SNAPSHOTS=1` rewrites it instead.
+fn assert_snapshot(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots").join(name);
+    if std::env::var_os("SKIFF_UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_default();
+    assert_eq!(actual, expected, "{name} changed; rerun with SKIFF_UPDATE_SNAPSHOTS=1 if that is intended");
+}
+
+#[tokio::test]
+async fn help_lists_every_verb() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, out, _) = run(&context(dir.path(), "http://127.0.0.1:9"), &["--help"]).await;
+    assert_eq!(status, 0);
+    assert_snapshot("help.txt", &out);
+    let (status, out, _) = run(&context(dir.path(), "http://127.0.0.1:9"), &["logs", "--help"]).await;
+    assert_eq!(status, 0);
+    assert_snapshot("logs-help.txt", &out);
+}
+
+#[tokio::test]
+async fn common_mistakes_say_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path(), "http://127.0.0.1:9");
+
+    let (status, _, err) = run(&ctx, &["apps"]).await;
+    assert_eq!(status, 1);
+    assert!(err.contains("not logged in; run `skiff auth:login`"), "{err}");
+
+    let (status, _, err) = run(&ctx, &["nosuchverb"]).await;
+    assert_eq!(status, 2, "usage errors exit 2: {err}");
+
+    let (status, _, err) = run(&ctx, &["ps:scale", "-a", "Bad_Name", "web=1"]).await;
+    assert_eq!(status, 2, "{err}");
+    assert!(err.contains("invalid app name"), "{err}");
+
+    let with_token = skiff_cli::Context { token: Some("t".into()), ..ctx.clone() };
+    let (status, _, err) = run(&with_token, &["config"]).await;
+    assert_eq!(status, 1);
+    assert!(err.contains("no `skiff` git remote here; pass `-a APP`"), "{err}");
+
+    // Port 9 (discard) has no controller on loopback: the network is "down".
+    let (status, _, err) = run(&with_token, &["apps"]).await;
+    assert_eq!(status, 1);
+    assert!(
+        err.contains("cannot reach the controller at http://127.0.0.1:9") && err.contains("is Skiff running?"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn completions_are_generated_for_the_usual_shells() {
+    let dir = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish"] {
+        let (status, out, err) = run(&context(dir.path(), "http://127.0.0.1:9"), &["completions", shell]).await;
+        assert_eq!(status, 0, "{err}");
+        assert!(out.contains("config:set"), "{shell}");
+    }
+}
