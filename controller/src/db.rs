@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_config_formation.sql"),
     include_str!("../migrations/0004_release_state.sql"),
     include_str!("../migrations/0005_perms_domains_maintenance.sql"),
+    include_str!("../migrations/0006_limits_healthchecks.sql"),
 ];
 
 /// A database failure.
@@ -102,6 +103,13 @@ fn config_json(config: &BTreeMap<String, String>) -> Result<String, DbError> {
 
 fn config_parse(text: &str) -> Result<BTreeMap<String, String>, DbError> {
     serde_json::from_str(text).map_err(|e| DbError::Corrupt(e.to_string()))
+}
+
+/// Per-process settings kept with an app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettingsKind {
+    Limits,
+    Healthchecks,
 }
 
 /// One process type's scale, as stored.
@@ -655,6 +663,36 @@ impl Db {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(|row| (row.get(0), row.get(1), row.get(2))).collect())
+    }
+
+    /// An app's per-process settings of one kind.
+    pub async fn settings<T: DeserializeOwned>(
+        &self,
+        app_id: i64,
+        kind: SettingsKind,
+    ) -> Result<BTreeMap<ProcessType, T>, DbError> {
+        let sql = match kind {
+            SettingsKind::Limits => "SELECT limits FROM apps WHERE id = $1",
+            SettingsKind::Healthchecks => "SELECT healthchecks FROM apps WHERE id = $1",
+        };
+        let text: String = sqlx::query(sql).bind(app_id).fetch_one(&self.pool).await?.get(0);
+        serde_json::from_str(&text).map_err(|e| DbError::Corrupt(e.to_string()))
+    }
+
+    /// Replaces an app's per-process settings of one kind.
+    pub async fn set_settings<T: Serialize>(
+        &self,
+        app_id: i64,
+        kind: SettingsKind,
+        settings: &BTreeMap<ProcessType, T>,
+    ) -> Result<(), DbError> {
+        let sql = match kind {
+            SettingsKind::Limits => "UPDATE apps SET limits = $1 WHERE id = $2",
+            SettingsKind::Healthchecks => "UPDATE apps SET healthchecks = $1 WHERE id = $2",
+        };
+        let text = serde_json::to_string(settings).map_err(|e| DbError::Corrupt(e.to_string()))?;
+        sqlx::query(sql).bind(text).bind(app_id).execute(&self.pool).await?;
+        Ok(())
     }
 
     /// An app's current config.

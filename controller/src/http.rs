@@ -25,6 +25,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::{CurrentUser, Service, hash_password, new_token, token_hash, verify_password};
 use crate::config::Config;
+use crate::db::SettingsKind;
 use crate::db::{AppRow, Db, DbError, UserRow};
 use crate::events::Events;
 use crate::keys;
@@ -33,6 +34,8 @@ use crate::scheduler::ContainerRuntime;
 use crate::scheduler::StartSpec;
 use crate::scheduler::reconcile::{default_quantity, pull_reference, release_env};
 use crate::stacks;
+use skiff_api::{Healthcheck, Limits, ProcessType, SettingsChange};
+use std::collections::BTreeMap;
 
 /// The largest stack archive accepted.
 const MAX_STACK_BYTES: usize = 2 << 30;
@@ -190,6 +193,8 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .route("/v2/apps/{app}/domains", get(domains_list).post(domains_add))
         .route("/v2/apps/{app}/domains/{domain}", delete(domains_remove))
         .route("/v2/apps/{app}/maintenance", post(maintenance))
+        .route("/v2/apps/{app}/limits", get(limits_get).patch(limits_change))
+        .route("/v2/apps/{app}/healthchecks", get(healthchecks_get).patch(healthchecks_change))
         .route("/v2/apps/{app}/builds", get(builds_list))
         .route("/v2/apps/{app}/builds/{id}", get(build_info))
         .route("/v2/apps/{app}/deploy", post(deploy_image))
@@ -956,6 +961,100 @@ async fn maintenance(
     Ok(Json(c.app_view(&app).await?))
 }
 
+/// Applies a per-process settings change after `check`ing each new value, and replaces
+/// the affected containers.
+async fn change_settings<T: serde::Serialize + serde::de::DeserializeOwned>(
+    c: &Controller,
+    user: &UserRow,
+    app: &AppRow,
+    kind: SettingsKind,
+    change: SettingsChange<T>,
+    check: impl Fn(&T) -> Result<(), ApiError>,
+) -> Result<BTreeMap<ProcessType, T>, ApiError> {
+    let release = c.current_release(app).await?;
+    let mut settings: BTreeMap<ProcessType, T> = c.db.settings(app.id, kind).await?;
+    for (process, value) in change {
+        if !release.procfile.contains_key(&process) {
+            return Err(ApiError::BadRequest(format!("v{} has no `{process}` process type", release.version)));
+        }
+        match value {
+            Some(value) => {
+                check(&value)?;
+                settings.insert(process, value);
+            }
+            None => {
+                settings.remove(&process);
+            }
+        }
+    }
+    c.db.set_settings(app.id, kind, &settings).await?;
+    let processes: Vec<(ProcessType, u32)> =
+        release.procfile.keys().map(|p| (p.clone(), default_quantity(p.as_str()))).collect();
+    c.db.restart(app, &processes).await?;
+    let what = if kind == SettingsKind::Limits { "limits" } else { "health checks" };
+    c.events.emit(&app.name, &format!("{} changed {what}; replacing containers", user.username));
+    c.reconcile.notify_one();
+    Ok(settings)
+}
+
+async fn limits_get(
+    State(c): State<Arc<Controller>>,
+    CurrentUser(user): CurrentUser,
+    Path(app): Path<String>,
+) -> Result<Json<BTreeMap<ProcessType, Limits>>, ApiError> {
+    let app = c.app_for(&user, &app).await?;
+    Ok(Json(c.db.settings(app.id, SettingsKind::Limits).await?))
+}
+
+async fn limits_change(
+    State(c): State<Arc<Controller>>,
+    CurrentUser(user): CurrentUser,
+    Path(app): Path<String>,
+    Json(change): Json<SettingsChange<Limits>>,
+) -> Result<Json<BTreeMap<ProcessType, Limits>>, ApiError> {
+    let app = c.app_for(&user, &app).await?;
+    let check = |limits: &Limits| {
+        if limits.memory_mb.is_some_and(|mb| !(4..=1 << 20).contains(&mb)) {
+            return Err(ApiError::BadRequest("memory must be between 4 MiB and 1 TiB".into()));
+        }
+        if limits.cpu.is_some_and(|cpu| !(0.01..=256.0).contains(&cpu)) {
+            return Err(ApiError::BadRequest("cpu must be between 0.01 and 256 cores".into()));
+        }
+        Ok(())
+    };
+    Ok(Json(change_settings(&c, &user, &app, SettingsKind::Limits, change, check).await?))
+}
+
+async fn healthchecks_get(
+    State(c): State<Arc<Controller>>,
+    CurrentUser(user): CurrentUser,
+    Path(app): Path<String>,
+) -> Result<Json<BTreeMap<ProcessType, Healthcheck>>, ApiError> {
+    let app = c.app_for(&user, &app).await?;
+    Ok(Json(c.db.settings(app.id, SettingsKind::Healthchecks).await?))
+}
+
+async fn healthchecks_change(
+    State(c): State<Arc<Controller>>,
+    CurrentUser(user): CurrentUser,
+    Path(app): Path<String>,
+    Json(change): Json<SettingsChange<Healthcheck>>,
+) -> Result<Json<BTreeMap<ProcessType, Healthcheck>>, ApiError> {
+    let app = c.app_for(&user, &app).await?;
+    let check = |health: &Healthcheck| {
+        if let Some(path) = &health.path
+            && (!path.starts_with('/') || path.len() > 1024 || path.bytes().any(|b| b.is_ascii_control() || b == b' '))
+        {
+            return Err(ApiError::BadRequest(format!("`{path}` is not a request path like /health")));
+        }
+        if health.timeout_secs.is_some_and(|t| !(1..=3600).contains(&t)) {
+            return Err(ApiError::BadRequest("the timeout must be between 1 and 3600 seconds".into()));
+        }
+        Ok(())
+    };
+    Ok(Json(change_settings(&c, &user, &app, SettingsKind::Healthchecks, change, check).await?))
+}
+
 /// The longest a one-off command may run.
 const MAX_RUN: Duration = Duration::from_secs(24 * 3600);
 
@@ -982,6 +1081,7 @@ async fn run_one_off(
         image: pull_reference(&c.config.registry_host, &release.image),
         command: body.command.clone(),
         env: release_env(&release, "run"),
+        limits: Limits::default(),
     };
     c.events.emit(&app.name, &format!("Running `{}` for {}", body.command, user.username));
     let (sender, receiver) = tokio::sync::mpsc::channel(64);

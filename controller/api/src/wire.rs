@@ -370,3 +370,41 @@ pub enum RunOutput {
     /// The command's exit status; the last line.
     Exit(i64),
 }
+
+/// Resource limits of a process type's containers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Memory in MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u64>,
+    /// CPU in cores (0.5 is half a core).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<f64>,
+}
+
+/// How a new container shows it is ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckKind {
+    /// It answers HTTP on `$PORT` (at `path` with a 2xx or 3xx status, when a path is set).
+    Http,
+    /// It accepts and keeps a TCP connection on `$PORT`.
+    Tcp,
+    /// It keeps running.
+    None,
+}
+
+/// A process type's readiness check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Healthcheck {
+    pub kind: CheckKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Seconds a new container has to pass (default: the platform's boot timeout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
+}
+
+/// `PATCH /v2/apps/{app}/limits` and `…/healthchecks`: per process type, a new setting or
+/// `null` to go back to the default.
+pub type SettingsChange<T> = BTreeMap<ProcessType, Option<T>>;

@@ -235,6 +235,64 @@ enum Verb {
     /// Print a completion script for a shell (bash, zsh, fish, elvish, powershell).
     #[command(name = "completions")]
     Completions { shell: clap_complete::Shell },
+    /// Show the memory and CPU limits of an app's process types.
+    #[command(name = "limits")]
+    Limits {
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Limit a process type's containers: memory=256m (or 1g), cpu=0.5 (cores).
+    #[command(name = "limits:set")]
+    LimitsSet {
+        process: ProcessType,
+        #[arg(required = true, value_name = "memory=SIZE|cpu=CORES")]
+        limits: Vec<String>,
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// Remove a process type's limits.
+    #[command(name = "limits:unset")]
+    LimitsUnset {
+        process: ProcessType,
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// Show how new containers of each process type prove they are ready.
+    #[command(name = "healthchecks")]
+    Healthchecks {
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Set a process type's readiness check: --http PATH, --tcp or --none.
+    #[command(name = "healthchecks:set")]
+    HealthchecksSet {
+        process: ProcessType,
+        /// Ready when PATH answers 2xx or 3xx on $PORT.
+        #[arg(long, value_name = "PATH", conflicts_with_all = ["tcp", "none"])]
+        http: Option<String>,
+        /// Ready when $PORT keeps a TCP connection open.
+        #[arg(long, conflicts_with = "none")]
+        tcp: bool,
+        /// Ready once the process keeps running.
+        #[arg(long)]
+        none: bool,
+        /// Seconds a new container has to pass.
+        #[arg(long)]
+        timeout: Option<u64>,
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// Go back to the default check (any HTTP answer for web; running for others).
+    #[command(name = "healthchecks:unset")]
+    HealthchecksUnset {
+        process: ProcessType,
+        #[command(flatten)]
+        app: AppArg,
+    },
     /// Show an app's config (environment).
     #[command(name = "config")]
     Config {
@@ -427,6 +485,17 @@ fn report_config(out: &mut impl Write, app: &AppName, release: Option<u32>) -> a
         None => writeln!(out, "Config of {app} updated; it applies from the first release")?,
     }
     Ok(())
+}
+
+/// `256m`, `1g` or `512` (MiB) as MiB.
+fn parse_memory(size: &str) -> anyhow::Result<u64> {
+    let lower = size.to_ascii_lowercase();
+    let (number, factor) = match lower.strip_suffix('g') {
+        Some(number) => (number, 1024),
+        None => (lower.strip_suffix('m').unwrap_or(&lower), 1),
+    };
+    let number: u64 = number.parse().map_err(|_| anyhow!("`{size}` is not a size like 256m or 1g"))?;
+    Ok(number * factor)
 }
 
 /// `v3` or `3`.
@@ -707,6 +776,77 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write) -> anyhow:
         Verb::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "skiff", out);
+            Ok(())
+        }
+        Verb::Limits { app, json: flag } => {
+            let limits = client(context)?.limits(&app_name(context, app)?).await?;
+            if flag.json {
+                return json(out, &limits);
+            }
+            let rows = limits
+                .iter()
+                .map(|(process, l)| {
+                    let memory = l.memory_mb.map_or_else(|| "-".into(), |mb| format!("{mb}m"));
+                    let cpu = l.cpu.map_or_else(|| "-".into(), |cpu| cpu.to_string());
+                    vec![process.to_string(), memory, cpu]
+                })
+                .collect();
+            table(out, &["TYPE", "MEMORY", "CPU"], rows)
+        }
+        Verb::LimitsSet { process, limits, app } => {
+            let app = app_name(context, app)?;
+            let mut parsed = skiff_api::Limits::default();
+            for limit in limits {
+                match limit.split_once('=') {
+                    Some(("memory", size)) => parsed.memory_mb = Some(parse_memory(size)?),
+                    Some(("cpu", cores)) => {
+                        parsed.cpu = Some(cores.parse().map_err(|_| anyhow!("`{cores}` is not a number of cores"))?);
+                    }
+                    _ => bail!("`{limit}` is not memory=SIZE or cpu=CORES"),
+                }
+            }
+            let change = [(process.clone(), Some(parsed))].into();
+            client(context)?.change_limits(&app, &change).await?;
+            writeln!(out, "Limits of {process} set; replacing its containers")?;
+            Ok(())
+        }
+        Verb::LimitsUnset { process, app } => {
+            let app = app_name(context, app)?;
+            client(context)?.change_limits(&app, &[(process.clone(), None)].into()).await?;
+            writeln!(out, "Limits of {process} removed; replacing its containers")?;
+            Ok(())
+        }
+        Verb::Healthchecks { app, json: flag } => {
+            let checks = client(context)?.healthchecks(&app_name(context, app)?).await?;
+            if flag.json {
+                return json(out, &checks);
+            }
+            let rows = checks
+                .iter()
+                .map(|(process, c)| {
+                    let timeout = c.timeout_secs.map_or_else(|| "-".into(), |t| format!("{t}s"));
+                    vec![process.to_string(), text_of(&c.kind), c.path.clone().unwrap_or_else(|| "-".into()), timeout]
+                })
+                .collect();
+            table(out, &["TYPE", "CHECK", "PATH", "TIMEOUT"], rows)
+        }
+        Verb::HealthchecksSet { process, http, tcp, none, timeout, app } => {
+            let app = app_name(context, app)?;
+            let kind = match (&http, tcp, none) {
+                (Some(_), _, _) => skiff_api::CheckKind::Http,
+                (None, true, _) => skiff_api::CheckKind::Tcp,
+                (None, false, true) => skiff_api::CheckKind::None,
+                (None, false, false) => bail!("say how to check: --http PATH, --tcp or --none"),
+            };
+            let check = skiff_api::Healthcheck { kind, path: http, timeout_secs: timeout };
+            client(context)?.change_healthchecks(&app, &[(process.clone(), Some(check))].into()).await?;
+            writeln!(out, "Health check of {process} set; replacing its containers")?;
+            Ok(())
+        }
+        Verb::HealthchecksUnset { process, app } => {
+            let app = app_name(context, app)?;
+            client(context)?.change_healthchecks(&app, &[(process.clone(), None)].into()).await?;
+            writeln!(out, "Health check of {process} back to the default; replacing its containers")?;
             Ok(())
         }
         Verb::Config { app, json: flag } => {

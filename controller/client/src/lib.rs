@@ -18,7 +18,7 @@ use skiff_api::{
     RegistryGrant, Release, Restart, Rollback, RouteTable, RunOutput, RunRequest, Scale, Session, Stack, StackName,
     User, Username,
 };
-use skiff_api::{Domain, DomainCreate, Maintenance, UserRef};
+use skiff_api::{Domain, DomainCreate, Healthcheck, Limits, Maintenance, ProcessType, SettingsChange, UserRef};
 
 /// A response body of JSON lines as a stream of values.
 fn json_lines<T: DeserializeOwned>(
@@ -225,6 +225,30 @@ impl Client {
 
     pub async fn maintenance(&self, app: &AppName, enabled: bool) -> Result<App, ClientError> {
         self.post(&format!("/v2/apps/{app}/maintenance"), &Maintenance { enabled }).await
+    }
+
+    pub async fn limits(&self, app: &AppName) -> Result<BTreeMap<ProcessType, Limits>, ClientError> {
+        self.get(&format!("/v2/apps/{app}/limits")).await
+    }
+
+    pub async fn change_limits(
+        &self,
+        app: &AppName,
+        change: &SettingsChange<Limits>,
+    ) -> Result<BTreeMap<ProcessType, Limits>, ClientError> {
+        self.send(self.request(Method::PATCH, &format!("/v2/apps/{app}/limits")).json(change)).await
+    }
+
+    pub async fn healthchecks(&self, app: &AppName) -> Result<BTreeMap<ProcessType, Healthcheck>, ClientError> {
+        self.get(&format!("/v2/apps/{app}/healthchecks")).await
+    }
+
+    pub async fn change_healthchecks(
+        &self,
+        app: &AppName,
+        change: &SettingsChange<Healthcheck>,
+    ) -> Result<BTreeMap<ProcessType, Healthcheck>, ClientError> {
+        self.send(self.request(Method::PATCH, &format!("/v2/apps/{app}/healthchecks")).json(change)).await
     }
 
     pub async fn config(&self, app: &AppName) -> Result<BTreeMap<String, String>, ClientError> {

@@ -3,6 +3,7 @@
 //! Layout:
 //! - [`plan`]: the pure decision, desired (current releases) × actual (containers by label)
 //!   → steps.
+//! - [`health`]: readiness checks (HTTP, TCP, running).
 //! - [`runtime`]: the [`ContainerRuntime`] seam and its Docker backend (bollard).
 //! - [`reconcile`]: the loop that observes, plans, runs steps and publishes routes.
 //!
@@ -11,6 +12,7 @@
 //! to it → the next pass removes the old release's containers. Until the new container is
 //! ready, the old one keeps serving.
 
+pub mod health;
 pub mod plan;
 pub mod reconcile;
 pub mod runtime;

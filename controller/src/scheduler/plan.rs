@@ -9,7 +9,7 @@
 use skiff_api::AppName;
 
 /// One process type of an app's current release, and how many should run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Desired {
     pub app: AppName,
     pub release: u32,
@@ -20,6 +20,10 @@ pub struct Desired {
     pub command: String,
     pub env: Vec<(String, String)>,
     pub quantity: u32,
+    pub limits: skiff_api::Limits,
+    pub check: super::health::Check,
+    /// How long a new container has to pass its check.
+    pub boot_timeout: std::time::Duration,
 }
 
 impl Desired {
@@ -45,7 +49,7 @@ pub struct Observed {
 }
 
 /// One thing to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Step {
     /// Start one container of a process type.
     Start(Desired),
@@ -104,6 +108,9 @@ mod tests {
             command: "serve".into(),
             env: Vec::new(),
             quantity,
+            limits: Default::default(),
+            check: super::super::health::Check::Running,
+            boot_timeout: std::time::Duration::from_secs(1),
         }
     }
 

@@ -6,16 +6,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use skiff_api::{ReleaseState, Route};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::health::Check;
 use super::plan::{Desired, Observed, Step, plan};
 use super::runtime::{Container, ContainerRuntime, StartSpec};
 use crate::config::Config;
+use crate::db::SettingsKind;
 use crate::db::{Db, DbError};
 use crate::events::Events;
 use crate::routes::RouteFeed;
+use skiff_api::{Healthcheck, Limits, ProcessType};
+use std::collections::BTreeMap;
 
 /// At most this many plan-and-act rounds per pass (start new → remove old → settle).
 const ROUNDS_PER_PASS: usize = 4;
@@ -69,7 +72,7 @@ impl Scheduler {
     pub async fn pass(&self) -> Result<(), ReconcileError> {
         for _ in 0..ROUNDS_PER_PASS {
             let desired = self.desired().await?;
-            let observed = self.observe().await?;
+            let observed = self.observe(&desired).await?;
             self.publish(&desired, &observed).await?;
             let steps = plan(&desired, &observed.iter().map(|(o, _)| o.clone()).collect::<Vec<_>>());
             if steps.is_empty() {
@@ -86,7 +89,7 @@ impl Scheduler {
             }
         }
         let desired = self.desired().await?;
-        let observed = self.observe().await?;
+        let observed = self.observe(&desired).await?;
         Ok(self.publish(&desired, &observed).await?)
     }
 
@@ -94,6 +97,9 @@ impl Scheduler {
         let mut desired = Vec::new();
         for (app_id, release) in self.db.current_releases_by_app().await? {
             let formation = self.db.formation(app_id).await?;
+            let limits: BTreeMap<ProcessType, Limits> = self.db.settings(app_id, SettingsKind::Limits).await?;
+            let checks: BTreeMap<ProcessType, Healthcheck> =
+                self.db.settings(app_id, SettingsKind::Healthchecks).await?;
             let image = pull_reference(&self.config.registry_host, &release.image);
             for (process, command) in &release.procfile {
                 let row = formation.iter().find(|f| &f.process == process);
@@ -108,21 +114,33 @@ impl Scheduler {
                     command: command.clone(),
                     env,
                     quantity,
+                    limits: limits.get(process).copied().unwrap_or_default(),
+                    check: Check::of(process.as_str(), checks.get(process)),
+                    boot_timeout: checks
+                        .get(process)
+                        .and_then(|c| c.timeout_secs)
+                        .map_or(self.config.boot_timeout, Duration::from_secs),
                 });
             }
         }
         Ok(desired)
     }
 
-    async fn observe(&self) -> Result<Vec<(Observed, Option<SocketAddr>)>, ReconcileError> {
+    async fn observe(&self, desired: &[Desired]) -> Result<Vec<(Observed, Option<SocketAddr>)>, ReconcileError> {
         let containers = self.runtime.list().await?;
         let mut observed = Vec::with_capacity(containers.len());
         for container in containers.into_iter().filter(|c| !c.one_off) {
             let address = container.host_port.map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
-            let ready = match address {
-                Some(address) if container.running && container.process == "web" => answers_http(address).await,
-                _ => container.running && container.process != "web",
-            };
+            // Current containers must pass the configured check; older ones, deployed under
+            // whatever check held then, keep serving while they answer at all.
+            let current = desired.iter().find(|d| {
+                d.app == container.app
+                    && d.process == container.process
+                    && d.release == container.release
+                    && d.generation == container.generation
+            });
+            let check = current.map_or_else(|| Check::of(&container.process, None), |d| d.check.clone());
+            let ready = container.running && check.probe(address).await;
             observed.push((observe(&container, ready), address));
         }
         Ok(observed)
@@ -165,10 +183,11 @@ impl Scheduler {
                     image: want.image,
                     command: want.command,
                     env: want.env,
+                    limits: want.limits,
                 };
                 tracing::info!(app = %want.app, release = want.release, process = want.process, "controller.reconcile.start");
                 let failure = match self.runtime.start(&spec).await {
-                    Ok(container) => match self.boot(&container).await? {
+                    Ok(container) => match self.boot(&container, &want.check, want.boot_timeout).await? {
                         Ok(()) => None,
                         Err(reason) => {
                             self.runtime.remove(&container.id).await?;
@@ -202,26 +221,35 @@ impl Scheduler {
 impl Scheduler {
     /// Waits until a new container is ready: a `web` one answers HTTP on its port, others
     /// keep running for a second. `Err` says why it never became ready.
-    async fn boot(&self, container: &Container) -> Result<Result<(), String>, ReconcileError> {
-        let deadline = tokio::time::Instant::now() + self.config.boot_timeout;
+    async fn boot(
+        &self,
+        container: &Container,
+        check: &Check,
+        timeout: Duration,
+    ) -> Result<Result<(), String>, ReconcileError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        // A process with nothing to probe is ready once it has kept running for a second.
         let settle = tokio::time::Instant::now() + Duration::from_secs(1);
+        let address = container.host_port.map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
         loop {
             if let Some(code) = self.runtime.exit_code(&container.id).await? {
                 return Ok(Err(format!("{} exited with status {code} while starting", container.process)));
             }
-            let ready = match container.host_port {
-                Some(port) => answers_http(SocketAddr::from(([127, 0, 0, 1], port))).await,
-                None => tokio::time::Instant::now() >= settle,
+            let ready = match check {
+                Check::Running => tokio::time::Instant::now() >= settle,
+                _ => check.probe(address).await,
             };
             if ready {
                 return Ok(Ok(()));
             }
             if tokio::time::Instant::now() >= deadline {
-                return Ok(Err(format!(
-                    "{} did not answer HTTP on $PORT within {} s",
-                    container.process,
-                    self.config.boot_timeout.as_secs()
-                )));
+                let what = match check {
+                    Check::Http { path: Some(path) } => format!("answer {path} with a 2xx or 3xx status on $PORT"),
+                    Check::Http { path: None } => "answer HTTP on $PORT".to_owned(),
+                    Check::Tcp => "accept TCP connections on $PORT".to_owned(),
+                    Check::Running => "keep running".to_owned(),
+                };
+                return Ok(Err(format!("{} did not {what} within {} s", container.process, timeout.as_secs())));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -258,17 +286,4 @@ fn observe(container: &Container, ready: bool) -> Observed {
         running: container.running,
         ready,
     }
-}
-
-/// Whether something answers HTTP at `address`. A TCP connect alone proves nothing: the
-/// engine's port proxy accepts connections before the app listens.
-async fn answers_http(address: SocketAddr) -> bool {
-    let probe = async {
-        let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
-        stream.write_all(b"HEAD / HTTP/1.0\r\nHost: skiff-readiness\r\n\r\n").await.ok()?;
-        let mut buf = [0u8; 16];
-        let n = stream.read(&mut buf).await.ok()?;
-        (n > 0).then_some(())
-    };
-    matches!(tokio::time::timeout(Duration::from_secs(2), probe).await, Ok(Some(())))
 }

@@ -34,7 +34,7 @@ pub enum RuntimeError {
 }
 
 /// What to start.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StartSpec {
     pub app: AppName,
     pub release: u32,
@@ -45,6 +45,7 @@ pub struct StartSpec {
     /// Run with `/bin/sh -c`; empty runs the image's own command.
     pub command: String,
     pub env: Vec<(String, String)>,
+    pub limits: skiff_api::Limits,
 }
 
 /// A container of Skiff's, as the runtime sees it.
@@ -221,6 +222,8 @@ impl ContainerRuntime for DockerRuntime {
             // handler still stop promptly instead of waiting for the kill.
             host_config: Some(HostConfig {
                 port_bindings: web.then_some(bindings),
+                memory: spec.limits.memory_mb.map(|mb| (mb as i64) << 20),
+                nano_cpus: spec.limits.cpu.map(|cores| (cores * 1e9) as i64),
                 init: Some(true),
                 ..Default::default()
             }),

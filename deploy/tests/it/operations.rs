@@ -174,3 +174,43 @@ async fn a_release_that_cannot_start_fails_and_the_previous_keeps_serving() {
     });
     assert!(deployed.await.is_some(), "{}", platform.cli_ok(&repo, &["releases"]).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_and_health_checks_shape_new_containers() {
+    let platform = Platform::start().await;
+    let home = platform.dir.path().to_owned();
+    platform.cli_ok(&home, &["auth:register", "-u", "admin", "-p", "correct-horse"]).await;
+    platform.import_busybox_stack().await;
+    let key = platform.add_ssh_key().await;
+    let repo = example_repo(&platform, &key);
+    platform.cli_ok(&repo, &["apps:create", "shaped"]).await;
+    let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
+    assert!(pushed, "{out}");
+
+    platform.cli_ok(&repo, &["limits:set", "web", "memory=64m", "cpu=0.5"]).await;
+    let limited = eventually(Duration::from_secs(60), || async {
+        let web = running(&platform, &repo, "web").await;
+        let id = web.first()?["id"].as_str()?.to_owned();
+        let inspect = std::process::Command::new("docker")
+            .args(["inspect", "--format", "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}", &id])
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&inspect.stdout).trim().to_owned();
+        (web.len() == 1 && text == "67108864 500000000").then_some(())
+    });
+    assert!(limited.await.is_some(), "the replaced container has the limits");
+    assert!(platform.cli_ok(&repo, &["limits"]).await.contains("64m"));
+
+    // A path check that passes replaces the containers; one that cannot fails the next release.
+    platform.cli_ok(&repo, &["healthchecks:set", "web", "--http", "/index.html"]).await;
+    platform.cli_ok(&repo, &["healthchecks:set", "web", "--http", "/missing", "--timeout", "2"]).await;
+    platform.cli_ok(&repo, &["config:set", "V=2"]).await;
+    let failed = eventually(Duration::from_secs(60), || async {
+        let releases = platform.cli_ok(&repo, &["releases"]).await;
+        releases.contains("did not answer /missing with a 2xx or 3xx status on $PORT within 2 s").then_some(())
+    });
+    assert!(failed.await.is_some(), "{}", platform.cli_ok(&repo, &["releases"]).await);
+    assert!(matches!(get_via_router(platform.router(), "shaped.localhost").await, Some((200, _))), "v1 still serves");
+    let (status, _, err) = platform.cli(&repo, &["healthchecks:set", "web", "--http", "no-slash"]).await;
+    assert!(status == 1 && err.contains("not a request path"), "{err}");
+}
