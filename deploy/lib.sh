@@ -59,3 +59,32 @@ skiff_wait_http() {
 skiff_now_ms() {
   echo $(( $(date +%s%N) / 1000000 ))
 }
+
+# Starts a private Postgres server on 127.0.0.1:PORT (default 55432) with its data in DIR,
+# installing the server if needed; prints the URL of its `postgres` database. Stop it with
+# `skiff_stop_postgres DIR`.
+skiff_start_postgres() {
+  local dir=$1 port=${2:-55432} bin
+  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  if [ -z "$bin" ] || [ ! -x "$bin/postgres" ]; then
+    skiff_install_missing pg_ctlcluster:postgresql >&2
+    bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  fi
+  mkdir -p "$dir"
+  local as=()
+  if [ "$(id -u)" -eq 0 ]; then
+    chown postgres: "$dir"
+    as=(runuser -u postgres --)
+  fi
+  "${as[@]}" "$bin/initdb" -D "$dir/data" --auth=trust -U skiff >/dev/null
+  "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1" start >/dev/null
+  echo "postgres://skiff@127.0.0.1:$port/postgres"
+}
+
+skiff_stop_postgres() {
+  local dir=$1 bin as=()
+  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  [ "$(id -u)" -eq 0 ] && as=(runuser -u postgres --)
+  [ -n "$bin" ] && "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -m fast stop >/dev/null 2>&1 || true
+}

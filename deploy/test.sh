@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Skiff's second command: installs and starts what the tests need (git, the OpenSSH
-# client, busybox-static, a Docker engine), then runs the whole test suite.
+# client, busybox-static, skopeo, a Docker engine, a private Postgres server), then runs the
+# whole test suite.
 #
 #   deploy/test.sh [extra cargo test arguments]
 set -euo pipefail
@@ -14,7 +15,10 @@ skiff_require_cargo
 
 cd "$root"
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+pg=$(mktemp -d)
+trap 'skiff_stop_postgres "$pg"; rm -rf "$log" "$pg"' EXIT
+SKIFF_TEST_POSTGRES_URL=$(skiff_start_postgres "$pg" "${SKIFF_TEST_POSTGRES_PORT:-55432}")
+export SKIFF_TEST_POSTGRES_URL
 status=0
 cargo test --workspace --locked --all-targets "$@" 2>&1 | tee "$log" || status=$?
 # One closing line for the whole suite.

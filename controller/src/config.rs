@@ -1,7 +1,6 @@
 //! The controller's settings, built by the launcher from its command line and environment.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use skiff_api::StackName;
@@ -9,8 +8,8 @@ use skiff_api::StackName;
 /// Controller settings.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// SQLite database file.
-    pub database_path: PathBuf,
+    /// The database: `sqlite://PATH?mode=rwc` or `postgres://USER@HOST/DB`.
+    pub database_url: String,
     /// The platform's service token, shared with the builder, registry and router.
     pub service_token: String,
     /// Registry base URL for the controller's own pushes (stacks), e.g. `http://127.0.0.1:7701`.

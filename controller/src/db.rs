@@ -1,7 +1,10 @@
 //! The database: connection, migrations, and every query the controller makes.
 //!
-//! Queries are written with `$N` placeholders in order, which both SQLite and Postgres
-//! accept.
+//! One code path for both backends (sqlx's `Any` driver): SQLite by default, Postgres when
+//! the database URL says so. Queries use `$N` placeholders in order, which both accept;
+//! each backend has its own migrations (`migrations/sqlite`, `migrations/postgres`).
+//! Booleans are read as `CASE WHEN … THEN 1 ELSE 0 END`: the `Any` driver cannot decode
+//! SQLite's BOOLEAN columns.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,16 +14,20 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use skiff_api::{AppName, Build, BuildCreate, ProcessType, Release, ReleaseState, StackName, Username};
 use sqlx::Row;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, any::AnyPoolOptions};
 
-/// Migrations, applied in order once each.
-const MIGRATIONS: &[&str] = &[
-    include_str!("../migrations/0001_init.sql"),
-    include_str!("../migrations/0002_builds.sql"),
-    include_str!("../migrations/0003_config_formation.sql"),
-    include_str!("../migrations/0004_release_state.sql"),
-    include_str!("../migrations/0005_perms_domains_maintenance.sql"),
-    include_str!("../migrations/0006_limits_healthchecks.sql"),
+/// Postgres migrations, applied in order once each.
+const POSTGRES_MIGRATIONS: &[&str] = &[include_str!("../migrations/postgres/0001_init.sql")];
+
+/// SQLite migrations, applied in order once each.
+const SQLITE_MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/sqlite/0001_init.sql"),
+    include_str!("../migrations/sqlite/0002_builds.sql"),
+    include_str!("../migrations/sqlite/0003_config_formation.sql"),
+    include_str!("../migrations/sqlite/0004_release_state.sql"),
+    include_str!("../migrations/sqlite/0005_perms_domains_maintenance.sql"),
+    include_str!("../migrations/sqlite/0006_limits_healthchecks.sql"),
 ];
 
 /// A database failure.
@@ -70,7 +77,8 @@ pub struct AppRow {
 /// The database handle.
 #[derive(Debug, Clone)]
 pub struct Db {
-    pool: SqlitePool,
+    pool: AnyPool,
+    postgres: bool,
 }
 
 fn parse<T: FromStr>(value: String) -> Result<T, DbError> {
@@ -127,24 +135,43 @@ impl Db {
     /// # Errors
     /// When the file cannot be opened or a migration fails.
     pub async fn open_sqlite(path: &Path) -> Result<Self, DbError> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .foreign_keys(true)
-            .busy_timeout(std::time::Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
-        let db = Self { pool };
+        Self::open(&format!("sqlite://{}?mode=rwc", path.display())).await
+    }
+
+    /// Opens a database by URL (`sqlite://PATH?mode=rwc` or `postgres://…`) and applies
+    /// migrations.
+    ///
+    /// # Errors
+    /// When the database cannot be reached or a migration fails.
+    pub async fn open(url: &str) -> Result<Self, DbError> {
+        sqlx::any::install_default_drivers();
+        let postgres = url.starts_with("postgres:") || url.starts_with("postgresql:");
+        let pool = AnyPoolOptions::new().max_connections(if postgres { 8 } else { 4 }).connect(url).await?;
+        if !postgres {
+            // Readers do not block the writer; the setting stays with the file.
+            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+        }
+        let db = Self { pool, postgres };
         db.migrate().await?;
         Ok(db)
     }
 
+    /// Runs one administrative statement (`CREATE DATABASE …`), outside any transaction.
+    ///
+    /// # Errors
+    /// When the database refuses it.
+    pub async fn execute_admin(&self, statement: &str) -> Result<(), DbError> {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned())).execute(&self.pool).await?;
+        Ok(())
+    }
+
     async fn migrate(&self) -> Result<(), DbError> {
-        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)")
+        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)")
             .execute(&self.pool)
             .await?;
         let applied: i64 = sqlx::query("SELECT COUNT(*) FROM schema_migrations").fetch_one(&self.pool).await?.get(0);
-        for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
+        let migrations = if self.postgres { POSTGRES_MIGRATIONS } else { SQLITE_MIGRATIONS };
+        for (index, migration) in migrations.iter().enumerate().skip(applied as usize) {
             let mut tx = self.pool.begin().await?;
             sqlx::raw_sql(sqlx::AssertSqlSafe(*migration)).execute(&mut *tx).await?;
             sqlx::query("INSERT INTO schema_migrations (version) VALUES ($1)")
@@ -180,18 +207,18 @@ impl Db {
         }))
     }
 
-    fn user_row(row: sqlx::sqlite::SqliteRow) -> Result<UserRow, DbError> {
+    fn user_row(row: AnyRow) -> Result<UserRow, DbError> {
         Ok(UserRow {
             id: row.get("id"),
             username: parse(row.get("username"))?,
             password_hash: row.get("password_hash"),
-            admin: row.get("admin"),
+            admin: row.get::<i64, _>("admin") != 0,
         })
     }
 
     /// A user by name.
     pub async fn user_by_name(&self, username: &Username) -> Result<Option<UserRow>, DbError> {
-        sqlx::query("SELECT id, username, password_hash, admin FROM users WHERE username = $1")
+        sqlx::query("SELECT id, username, password_hash, CASE WHEN admin THEN 1 ELSE 0 END AS admin FROM users WHERE username = $1")
             .bind(username.as_str())
             .fetch_optional(&self.pool)
             .await?
@@ -213,7 +240,7 @@ impl Db {
     /// The user a token hash belongs to.
     pub async fn user_by_token(&self, token_hash: &str) -> Result<Option<UserRow>, DbError> {
         sqlx::query(
-            "SELECT u.id, u.username, u.password_hash, u.admin FROM users u
+            "SELECT u.id, u.username, u.password_hash, CASE WHEN u.admin THEN 1 ELSE 0 END AS admin FROM users u
              JOIN tokens t ON t.user_id = u.id WHERE t.hash = $1",
         )
         .bind(token_hash)
@@ -282,7 +309,7 @@ impl Db {
     /// The owner of a key fingerprint.
     pub async fn key_owner(&self, fingerprint: &str) -> Result<Option<UserRow>, DbError> {
         sqlx::query(
-            "SELECT u.id, u.username, u.password_hash, u.admin FROM users u
+            "SELECT u.id, u.username, u.password_hash, CASE WHEN u.admin THEN 1 ELSE 0 END AS admin FROM users u
              JOIN ssh_keys k ON k.user_id = u.id WHERE k.fingerprint = $1",
         )
         .bind(fingerprint)
@@ -321,10 +348,11 @@ impl Db {
         }))
     }
 
-    const APP_COLUMNS: &str = "SELECT a.id, a.name, a.owner_id, u.username, a.stack, a.created_at, a.maintenance
+    const APP_COLUMNS: &str = "SELECT a.id, a.name, a.owner_id, u.username, a.stack, a.created_at,
+                               CASE WHEN a.maintenance THEN 1 ELSE 0 END
                                FROM apps a JOIN users u ON u.id = a.owner_id";
 
-    fn app_row(row: sqlx::sqlite::SqliteRow) -> Result<AppRow, DbError> {
+    fn app_row(row: AnyRow) -> Result<AppRow, DbError> {
         Ok(AppRow {
             id: row.get(0),
             name: parse(row.get(1))?,
@@ -332,7 +360,7 @@ impl Db {
             owner: parse(row.get(3))?,
             stack: parse(row.get(4))?,
             created_at: row.get(5),
-            maintenance: row.get(6),
+            maintenance: row.get::<i64, _>(6) != 0,
         })
     }
 
@@ -426,7 +454,7 @@ impl Db {
         })
     }
 
-    fn release_row(app: &AppName, row: sqlx::sqlite::SqliteRow) -> Result<Release, DbError> {
+    fn release_row(app: &AppName, row: AnyRow) -> Result<Release, DbError> {
         let procfile: String = row.get("procfile");
         Ok(Release {
             app: app.clone(),
@@ -489,7 +517,7 @@ impl Db {
         })
     }
 
-    fn build_row(app: &AppName, row: sqlx::sqlite::SqliteRow, with_log: bool) -> Result<Build, DbError> {
+    fn build_row(app: &AppName, row: AnyRow, with_log: bool) -> Result<Build, DbError> {
         let procfile: String = row.get("procfile");
         Ok(Build {
             id: row.get("id"),

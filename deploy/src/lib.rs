@@ -108,6 +108,10 @@ pub struct Settings {
     /// Builds that may run at once.
     #[arg(long, env = "SKIFF_BUILDER_MAX_BUILDS", default_value_t = 2)]
     pub max_builds: usize,
+    /// The controller's database: `postgres://USER@HOST:PORT/DB` [default: SQLite in
+    /// <data-dir>/skiff.db].
+    #[arg(long, env = "SKIFF_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
     /// Names this platform's containers, so platforms can share a Docker engine
     /// [default: generated once into <data-dir>/platform-id].
     #[arg(long, env = "SKIFF_PLATFORM_ID")]
@@ -292,7 +296,10 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
             .trim_end_matches('/')
             .to_owned();
         let config = Arc::new(skiff_controller::Config {
-            database_path: data_dir.join("skiff.db"),
+            database_url: settings
+                .database_url
+                .clone()
+                .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", data_dir.join("skiff.db").display())),
             service_token: token.clone(),
             registry_url: registry_url.clone(),
             registry_host,
@@ -304,9 +311,9 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
             reconcile_interval: Duration::from_secs(settings.reconcile_interval.max(1)),
             boot_timeout: Duration::from_secs(settings.boot_timeout.max(1)),
         });
-        let db = skiff_controller::db::Db::open_sqlite(&config.database_path)
+        let db = skiff_controller::db::Db::open(&config.database_url)
             .await
-            .with_context(|| format!("cannot open the database {}", config.database_path.display()))?;
+            .context("cannot open the database (SKIFF_DATABASE_URL)")?;
         let runtime = skiff_controller::scheduler::DockerRuntime::connect(&platform, &config.registry_host, &token)
             .await
             .context(

@@ -35,6 +35,22 @@ pub struct Platform {
 
 impl Platform {
     pub async fn start() -> Self {
+        Self::start_with_database(None).await
+    }
+
+    /// A platform whose controller keeps its data in a fresh database of the Postgres
+    /// server deploy/test.sh starts.
+    pub async fn start_on_postgres() -> Self {
+        let url = std::env::var("SKIFF_TEST_POSTGRES_URL")
+            .expect("this test needs Postgres: run deploy/test.sh, which installs and starts one");
+        let name = format!("skiff_platform_{:08x}", rand_u32());
+        let admin = skiff_controller::db::Db::open(&url).await.expect("Postgres answers");
+        admin.execute_admin(&format!("CREATE DATABASE {name}")).await.expect("a test database");
+        let (base, _) = url.rsplit_once('/').expect("the URL names a database");
+        Self::start_with_database(Some(format!("{base}/{name}"))).await
+    }
+
+    async fn start_with_database(database_url: Option<String>) -> Self {
         require_tools();
         let dir = tempfile::tempdir().expect("temp dir");
         let platform_id = format!("test{:08x}", rand_u32());
@@ -58,6 +74,7 @@ impl Platform {
             log_lines: 1000,
             max_builds: 2,
             platform_id: Some(platform_id.clone()),
+            database_url,
             hook_program: Some(PathBuf::from(env!("CARGO_BIN_EXE_skiffd"))),
         };
         let platform = skiffd::start(

@@ -98,6 +98,30 @@ async fn a_pushed_example_app_serves_through_the_router_and_logs() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_path_works_with_the_controller_on_postgres() {
+    let platform = Platform::start_on_postgres().await;
+    let home = platform.dir.path().to_owned();
+    platform.cli_ok(&home, &["auth:register", "-u", "admin", "-p", "correct-horse"]).await;
+    platform.import_busybox_stack().await;
+    let key = platform.add_ssh_key().await;
+    let repo = example_repo(&platform, &key);
+    platform.cli_ok(&repo, &["apps:create", "pg-hello"]).await;
+    let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
+    assert!(pushed && out.contains("remote: -----> v1 is up"), "{out}");
+    let served = eventually(Duration::from_secs(60), || async {
+        match get_via_router(platform.router(), "pg-hello.localhost").await {
+            Some((200, body)) if body.contains("Hello from Skiff") => Some(()),
+            _ => None,
+        }
+    });
+    assert!(served.await.is_some());
+    let out = platform.cli_ok(&repo, &["config:set", "DB=postgres"]).await;
+    assert!(out.contains("released v2"), "{out}");
+    let out = platform.cli_ok(&repo, &["builds"]).await;
+    assert!(out.contains("succeeded"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushes_without_access_or_procfile_are_rejected_and_change_nothing() {
     let mut platform = Platform::start().await;
     let home = platform.dir.path().to_owned();

@@ -1,0 +1,161 @@
+//! The data layer against every backend it supports: SQLite (a file) and a real Postgres
+//! (started by deploy/test.sh; its URL comes in `SKIFF_TEST_POSTGRES_URL`).
+
+use std::collections::BTreeMap;
+
+use skiff_api::{BuildCreate, BuildKind, BuildStatus, Limits, ReleaseState};
+use skiff_controller::db::{Db, SettingsKind};
+
+/// A fresh Postgres database for one test.
+async fn postgres() -> Db {
+    let url = std::env::var("SKIFF_TEST_POSTGRES_URL").expect(
+        "these tests need Postgres: run deploy/test.sh, which installs and starts one, \
+         or set SKIFF_TEST_POSTGRES_URL=postgres://USER@127.0.0.1:PORT/DB",
+    );
+    let name = format!("skiff_test_{:016x}", rand_u64());
+    let admin = Db::open(&url).await.expect("Postgres answers");
+    admin.execute_admin(&format!("CREATE DATABASE {name}")).await.expect("create a test database");
+    let (base, _) = url.rsplit_once('/').expect("the URL names a database");
+    Db::open(&format!("{base}/{name}")).await.expect("the test database opens")
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
+    hasher.finish()
+}
+
+async fn sqlite() -> (Db, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    (Db::open_sqlite(&dir.path().join("skiff.db")).await.unwrap(), dir)
+}
+
+/// Walks every query once and checks what comes back.
+async fn exercise(db: &Db) {
+    let admin = db.create_user(&"admin".parse().unwrap(), "hash").await.unwrap().expect("created");
+    assert!(admin.admin, "the first user is admin");
+    let bob = db.create_user(&"bob".parse().unwrap(), "hash").await.unwrap().expect("created");
+    assert!(!bob.admin);
+    assert!(db.create_user(&"bob".parse().unwrap(), "hash").await.unwrap().is_none(), "names are unique");
+    db.add_token(bob.id, "token-hash").await.unwrap();
+    assert_eq!(db.user_by_token("token-hash").await.unwrap().unwrap().username.as_str(), "bob");
+
+    let key = db.add_key(bob.id, "SHA256:abc", "ssh-ed25519 AAAA", "laptop").await.unwrap().expect("added");
+    assert!(db.add_key(admin.id, "SHA256:abc", "ssh-ed25519 AAAA", "x").await.unwrap().is_none());
+    assert_eq!(db.key_owner("SHA256:abc").await.unwrap().unwrap().id, bob.id);
+    assert_eq!(db.keys(bob.id).await.unwrap().len(), 1);
+    assert!(db.remove_key(bob.id, key.id).await.unwrap());
+
+    let app = db.create_app(&"shop".parse().unwrap(), &bob, &"busybox".parse().unwrap()).await.unwrap().unwrap();
+    assert!(db.create_app(&"shop".parse().unwrap(), &admin, &"busybox".parse().unwrap()).await.unwrap().is_none());
+    assert_eq!(db.apps(Some(bob.id)).await.unwrap().len(), 1);
+    assert!(db.apps(Some(admin.id)).await.unwrap().is_empty());
+    assert!(db.add_perm(app.id, admin.id).await.unwrap());
+    assert!(db.is_collaborator(app.id, admin.id).await.unwrap());
+    assert_eq!(db.apps(Some(admin.id)).await.unwrap().len(), 1, "collaborators see the app");
+    assert_eq!(db.perms(app.id).await.unwrap().len(), 1);
+    assert!(db.remove_perm(app.id, admin.id).await.unwrap());
+
+    let procfile: BTreeMap<_, _> = [("web".parse().unwrap(), "serve".to_owned())].into();
+    let build = BuildCreate {
+        app: app.name.clone(),
+        username: bob.username.clone(),
+        kind: BuildKind::Procfile,
+        status: BuildStatus::Succeeded,
+        image: Some("shop@sha256:abc".into()),
+        git_sha: Some("0123456789".into()),
+        procfile: procfile.clone(),
+        duration_ms: 1234,
+        log: "-----> built".into(),
+    };
+    let recorded = db.create_build(&app, &build).await.unwrap();
+    assert_eq!(db.builds(&app).await.unwrap()[0].duration_ms, 1234);
+    assert_eq!(db.build(&app, recorded.id).await.unwrap().unwrap().log.as_deref(), Some("-----> built"));
+
+    let config: BTreeMap<String, String> = [("A".to_owned(), "1".to_owned())].into();
+    db.set_config(&app, &config).await.unwrap();
+    assert_eq!(db.config(&app).await.unwrap(), config);
+    let v1 = db
+        .create_release(
+            &app,
+            "shop@sha256:abc",
+            Some(recorded.id),
+            Some("0123456789"),
+            &procfile,
+            &config,
+            &bob.username,
+            "v1",
+        )
+        .await
+        .unwrap();
+    assert_eq!((v1.version, v1.state), (1, ReleaseState::Pending));
+    let v2 =
+        db.create_release(&app, "shop@sha256:def", None, None, &procfile, &config, &bob.username, "v2").await.unwrap();
+    assert_eq!(v2.version, 2);
+    assert!(db.settle_release(&app.name, 1, ReleaseState::Deployed, None).await.unwrap());
+    assert!(
+        !db.settle_release(&app.name, 1, ReleaseState::Failed, None).await.unwrap(),
+        "only pending releases settle"
+    );
+    assert!(db.settle_release(&app.name, 2, ReleaseState::Failed, Some("crashed")).await.unwrap());
+    let current = db.current_releases_by_app().await.unwrap();
+    assert_eq!(current.len(), 1);
+    assert_eq!(current[0].1.version, 1, "a failed release is skipped");
+    let releases = db.releases(&app).await.unwrap();
+    assert_eq!(releases[0].failure.as_deref(), Some("crashed"));
+    assert_eq!(releases[1].config, config);
+    assert_eq!(db.release(&app, 1).await.unwrap().unwrap().build, Some(recorded.id));
+
+    db.scale(&app, &"web".parse().unwrap(), 3).await.unwrap();
+    db.restart(&app, &[("web".parse().unwrap(), 1), ("worker".parse().unwrap(), 0)]).await.unwrap();
+    let formation = db.formation(app.id).await.unwrap();
+    assert_eq!(formation.len(), 2);
+    assert_eq!((formation[0].quantity, formation[0].generation), (3, 1));
+    assert_eq!((formation[1].quantity, formation[1].generation), (0, 1));
+
+    let limits: BTreeMap<_, _> = [("web".parse().unwrap(), Limits { memory_mb: Some(64), cpu: Some(0.5) })].into();
+    db.set_settings(app.id, SettingsKind::Limits, &limits).await.unwrap();
+    let back: BTreeMap<skiff_api::ProcessType, Limits> = db.settings(app.id, SettingsKind::Limits).await.unwrap();
+    assert_eq!(back, limits);
+
+    assert!(db.add_domain(app.id, "www.example.test").await.unwrap());
+    assert!(!db.add_domain(app.id, "www.example.test").await.unwrap());
+    assert_eq!(db.domains(None).await.unwrap().len(), 1);
+    assert_eq!(db.domains(Some(app.id)).await.unwrap()[0].1, "www.example.test");
+    assert!(db.remove_domain(app.id, "www.example.test").await.unwrap());
+    db.set_maintenance(app.id, true).await.unwrap();
+    assert!(db.app(&app.name).await.unwrap().unwrap().maintenance);
+
+    db.put_stack(&"busybox".parse().unwrap(), "stacks/busybox@sha256:1").await.unwrap();
+    db.put_stack(&"busybox".parse().unwrap(), "stacks/busybox@sha256:2").await.unwrap();
+    assert_eq!(db.stacks().await.unwrap()[0].1, "stacks/busybox@sha256:2");
+
+    db.transfer(app.id, admin.id).await.unwrap();
+    assert_eq!(db.app(&app.name).await.unwrap().unwrap().owner.as_str(), "admin");
+    db.delete_app(app.id).await.unwrap();
+    assert!(db.app(&app.name).await.unwrap().is_none());
+    assert!(db.builds(&app).await.unwrap().is_empty(), "an app's builds go with it");
+}
+
+#[tokio::test]
+async fn every_query_works_on_sqlite() {
+    let (db, _dir) = sqlite().await;
+    exercise(&db).await;
+}
+
+#[tokio::test]
+async fn every_query_works_on_postgres() {
+    exercise(&postgres().await).await;
+}
+
+#[tokio::test]
+async fn migrations_are_applied_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("skiff.db");
+    let db = Db::open_sqlite(&path).await.unwrap();
+    db.create_user(&"admin".parse().unwrap(), "hash").await.unwrap();
+    drop(db);
+    let again = Db::open_sqlite(&path).await.unwrap();
+    assert!(again.user_by_name(&"admin".parse().unwrap()).await.unwrap().is_some(), "reopening keeps the data");
+}
