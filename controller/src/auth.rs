@@ -64,6 +64,21 @@ impl FromRequestParts<Arc<Controller>> for CurrentUser {
     }
 }
 
+/// The user a request's bearer token belongs to, when it carries a valid one.
+#[derive(Debug, Clone)]
+pub struct MaybeUser(pub Option<UserRow>);
+
+impl FromRequestParts<Arc<Controller>> for MaybeUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, controller: &Arc<Controller>) -> Result<Self, ApiError> {
+        match bearer(parts) {
+            Some(token) => Ok(Self(controller.db.user_by_token(&token_hash(token)).await?)),
+            None => Ok(Self(None)),
+        }
+    }
+}
+
 /// A request from one of Skiff's components, carrying the service token.
 #[derive(Debug, Clone, Copy)]
 pub struct Service;

@@ -5,6 +5,30 @@ use std::time::Duration;
 
 use skiff_api::StackName;
 
+/// Who may create accounts once the first (admin) account exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Registration {
+    /// Anyone who can reach the controller.
+    Open,
+    /// Admins, for others (the default).
+    #[default]
+    AdminOnly,
+    /// Nobody.
+    Disabled,
+}
+
+impl std::str::FromStr for Registration {
+    type Err = String;
+    fn from_str(value: &str) -> Result<Self, String> {
+        match value {
+            "open" => Ok(Self::Open),
+            "admin_only" | "admin-only" => Ok(Self::AdminOnly),
+            "disabled" => Ok(Self::Disabled),
+            other => Err(format!("`{other}` is not a registration mode; use open, admin_only or disabled")),
+        }
+    }
+}
+
 /// Controller settings.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -24,6 +48,8 @@ pub struct Config {
     pub router_port: u16,
     /// The builder's SSH address, for git URLs.
     pub builder_ssh: SocketAddr,
+    /// Who may create accounts after the first.
+    pub registration: Registration,
     /// The stack new apps build on unless they name one.
     pub default_stack: StackName,
     /// How often the reconcile loop runs when nothing pokes it.

@@ -183,6 +183,11 @@ impl Db {
         Ok(())
     }
 
+    /// How many users exist.
+    pub async fn user_count(&self) -> Result<i64, DbError> {
+        Ok(sqlx::query("SELECT COUNT(*) FROM users").fetch_one(&self.pool).await?.get(0))
+    }
+
     /// Creates a user; the first user becomes admin. `None` when the name is taken.
     pub async fn create_user(&self, username: &Username, password_hash: &str) -> Result<Option<UserRow>, DbError> {
         let mut tx = self.pool.begin().await?;
@@ -235,6 +240,12 @@ impl Db {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    /// Revokes a token; `false` when there was none.
+    pub async fn remove_token(&self, token_hash: &str) -> Result<bool, DbError> {
+        let done = sqlx::query("DELETE FROM tokens WHERE hash = $1").bind(token_hash).execute(&self.pool).await?;
+        Ok(done.rows_affected() > 0)
     }
 
     /// The user a token hash belongs to.

@@ -23,8 +23,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{CurrentUser, Service, hash_password, new_token, token_hash, verify_password};
-use crate::config::Config;
+use crate::auth::{CurrentUser, MaybeUser, Service, hash_password, new_token, token_hash, verify_password};
+use crate::config::{Config, Registration};
 use crate::db::SettingsKind;
 use crate::db::{AppRow, Db, DbError, UserRow};
 use crate::events::Events;
@@ -175,6 +175,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .route("/v2/auth/register", post(register))
         .route("/v2/auth/login", post(login))
         .route("/v2/auth/whoami", get(whoami))
+        .route("/v2/auth/token", delete(revoke_token))
         .route("/v2/keys", get(keys_list).post(keys_add))
         .route("/v2/keys/{id}", delete(keys_remove))
         .route("/v2/apps", get(apps_list).post(apps_create))
@@ -225,10 +226,26 @@ async fn issue_session(controller: &Controller, user: &UserRow) -> Result<Json<S
     Ok(Json(Session { username: user.username.clone(), admin: user.admin, token }))
 }
 
+/// Creates an account. The first one is always possible (it becomes the admin); after it,
+/// the registration mode decides: anyone, admins only (for others), or nobody.
 async fn register(
     State(c): State<Arc<Controller>>,
+    MaybeUser(requester): MaybeUser,
     Json(body): Json<Credentials>,
 ) -> Result<impl IntoResponse, ApiError> {
+    if c.db.user_count().await? > 0 {
+        let by_admin = requester.as_ref().is_some_and(|u| u.admin);
+        match c.config.registration {
+            Registration::Open => {}
+            Registration::AdminOnly if by_admin => {}
+            Registration::AdminOnly => {
+                return Err(ApiError::Forbidden(
+                    "registration is for admins only here; ask an admin to run `skiff auth:register`".into(),
+                ));
+            }
+            Registration::Disabled => return Err(ApiError::Forbidden("registration is disabled".into())),
+        }
+    }
     if body.password.len() < 8 {
         return Err(ApiError::BadRequest("password too short; use at least 8 characters".into()));
     }
@@ -237,6 +254,23 @@ async fn register(
         ApiError::Conflict(format!("user `{}` already exists; log in with `skiff auth:login`", body.username))
     })?;
     Ok((StatusCode::CREATED, issue_session(&c, &user).await?))
+}
+
+/// Revokes the token the request carries (`skiff auth:logout`).
+async fn revoke_token(
+    State(c): State<Arc<Controller>>,
+    headers: axum::http::HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(ApiError::Unauthenticated)?;
+    if c.db.remove_token(&token_hash(token.trim())).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::Unauthenticated)
+    }
 }
 
 async fn login(State(c): State<Arc<Controller>>, Json(body): Json<Credentials>) -> Result<Json<Session>, ApiError> {

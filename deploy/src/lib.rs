@@ -93,6 +93,9 @@ pub struct Settings {
     /// Logger URL for the controller [default: http://<logger-listen>].
     #[arg(long, env = "SKIFF_LOGGER_URL")]
     pub logger_url: Option<String>,
+    /// Who may create accounts after the first (admin) one: open, admin_only or disabled.
+    #[arg(long, env = "SKIFF_REGISTRATION", default_value = "admin_only")]
+    pub registration: skiff_controller::config::Registration,
     /// Stack for apps that name none.
     #[arg(long, env = "SKIFF_DEFAULT_STACK", default_value = "busybox")]
     pub default_stack: StackName,
@@ -308,6 +311,7 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
             router_port: addresses.router.unwrap_or(settings.router_listen).port(),
             builder_ssh: addresses.builder.unwrap_or(settings.builder_listen),
             default_stack: settings.default_stack.clone(),
+            registration: settings.registration,
             reconcile_interval: Duration::from_secs(settings.reconcile_interval.max(1)),
             boot_timeout: Duration::from_secs(settings.boot_timeout.max(1)),
         });

@@ -549,7 +549,7 @@ fn ask(question: &str) -> anyhow::Result<String> {
 
 async fn authenticate(context: &Context, args: AuthArgs, register: bool, out: &mut impl Write) -> anyhow::Result<()> {
     let stored = config::load(&context.config_dir)?;
-    let url = args.url.or(context.url.clone()).or(stored.url).unwrap_or_else(|| config::DEFAULT_URL.to_owned());
+    let url = args.url.or(context.url.clone()).or(stored.url.clone()).unwrap_or_else(|| config::DEFAULT_URL.to_owned());
     let username = match args.username {
         Some(username) => username,
         None => ask("username: ")?.parse().context("invalid user name")?,
@@ -559,9 +559,16 @@ async fn authenticate(context: &Context, args: AuthArgs, register: bool, out: &m
         // No echo on a terminal; piped input is read as a line.
         None => rpassword::prompt_password("password: ").or_else(|_| ask(""))?,
     };
-    let client = Client::new(&url, None);
+    // An admin who is logged in creates accounts for others and stays logged in as before.
+    let token = context.token.clone().or(stored.token).filter(|_| register);
+    let creating_for_other = token.is_some();
+    let client = Client::new(&url, token);
     let credentials = Credentials { username, password };
     let session = if register { client.register(&credentials).await? } else { client.login(&credentials).await? };
+    if creating_for_other {
+        writeln!(out, "Created user {}; they log in with `skiff auth:login`", session.username)?;
+        return Ok(());
+    }
     config::save(
         &context.config_dir,
         &config::Stored {
@@ -609,6 +616,10 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write) -> anyhow:
         Verb::AuthRegister(args) => authenticate(context, args, true, out).await,
         Verb::AuthLogin(args) => authenticate(context, args, false, out).await,
         Verb::AuthLogout => {
+            // Revoke the token on the controller when it can be reached; forget it either way.
+            if let Ok(client) = client(context) {
+                let _ = client.logout().await;
+            }
             let mut stored = config::load(&context.config_dir)?;
             stored.token = None;
             config::save(&context.config_dir, &stored)?;

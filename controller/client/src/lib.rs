@@ -157,6 +157,11 @@ impl Client {
         self.post("/v2/auth/login", credentials).await
     }
 
+    /// Revokes this client's token.
+    pub async fn logout(&self) -> Result<(), ClientError> {
+        self.delete("/v2/auth/token").await
+    }
+
     pub async fn whoami(&self) -> Result<User, ClientError> {
         self.get("/v2/auth/whoami").await
     }

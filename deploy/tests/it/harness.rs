@@ -75,6 +75,7 @@ impl Platform {
             max_builds: 2,
             platform_id: Some(platform_id.clone()),
             database_url,
+            registration: skiff_controller::config::Registration::AdminOnly,
             hook_program: Some(PathBuf::from(env!("CARGO_BIN_EXE_skiffd"))),
         };
         let platform = skiffd::start(

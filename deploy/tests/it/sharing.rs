@@ -9,7 +9,14 @@ async fn collaborators_domains_and_maintenance() {
     let platform = Platform::start().await;
     let home = platform.dir.path().to_owned();
     platform.cli_ok(&home, &["auth:register", "-u", "admin", "-p", "correct-horse"]).await;
-    let (status, out, err) = platform.cli_as("bob", &home, &["auth:register", "-u", "bob", "-p", "bob-password"]).await;
+    // After the first account, only an admin creates accounts (the default mode).
+    let (status, _, err) =
+        platform.cli_as("mallory", &home, &["auth:register", "-u", "mallory", "-p", "mallory-pw"]).await;
+    assert!(status == 1 && err.contains("registration is for admins only"), "{err}");
+    let out = platform.cli_ok(&home, &["auth:register", "-u", "bob", "-p", "bob-password"]).await;
+    assert!(out.contains("Created user bob"), "{out}");
+    assert!(platform.cli_ok(&home, &["auth:whoami"]).await.contains("admin"), "the admin stays logged in");
+    let (status, out, err) = platform.cli_as("bob", &home, &["auth:login", "-u", "bob", "-p", "bob-password"]).await;
     assert_eq!(status, 0, "{out}{err}");
     assert!(!out.contains("(admin)"), "only the first user is admin: {out}");
     platform.import_busybox_stack().await;
@@ -69,6 +76,20 @@ async fn collaborators_domains_and_maintenance() {
         matches!(get_via_router(platform.router(), "shared.localhost").await, Some((200, _))).then_some(())
     });
     assert!(open.await.is_some(), "serving again");
+
+    // Logging out revokes the token on the controller.
+    let token = std::fs::read_to_string(home.join("bob/skiff/config.json")).unwrap();
+    let token: serde_json::Value = serde_json::from_str(&token).unwrap();
+    let token = token["token"].as_str().unwrap().to_owned();
+    platform.cli_as("bob", &home, &["auth:logout"]).await;
+    let whoami = reqwest::Client::new()
+        .get(format!("{}/v2/auth/whoami", platform.controller_url()))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(whoami.status(), 401, "a revoked token no longer works");
+    platform.cli_as("bob", &home, &["auth:login", "-u", "bob", "-p", "bob-password"]).await;
 
     // The owner can hand the app over.
     let out = platform.cli_ok(&repo, &["apps:transfer", "bob"]).await;
