@@ -27,6 +27,8 @@ use crate::upload::Uploads;
 const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
 /// The most entries one catalog, tags or referrers page returns.
 const MAX_PAGE: usize = 1000;
+/// Blobs younger than this survive a collection (their manifest may not be pushed yet).
+const DEFAULT_GC_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
 /// Blobs are read and sent in pieces this large.
 const READ_CHUNK: usize = 1024 * 1024;
 /// The principal name of the platform's own components.
@@ -49,6 +51,8 @@ pub struct Registry {
     uploads: Uploads,
     service_token: String,
     authorizer: Arc<dyn Authorizer>,
+    /// Held while a garbage collection runs.
+    gc: tokio::sync::Mutex<()>,
 }
 
 /// An authenticated caller and what it may do in the request's repository.
@@ -66,6 +70,7 @@ impl Registry {
             uploads: Uploads::default(),
             service_token: config.service_token,
             authorizer,
+            gc: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -103,6 +108,9 @@ pub fn router(registry: Arc<Registry>) -> Router {
     Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .route("/readyz", axum::routing::get(|| async { "ok" }))
+        .route("/_skiff/gc", axum::routing::post(collect_garbage))
+        .route("/_skiff/retain/{*repo}", axum::routing::post(retain))
+        .route("/_skiff/repositories/{*repo}", axum::routing::delete(forget_repository))
         .fallback(handle)
         .with_state(registry)
 }
@@ -151,6 +159,67 @@ async fn handle(State(registry): State<Arc<Registry>>, request: Request) -> Resp
     let response = result.unwrap_or_else(IntoResponse::into_response);
     tracing::debug!(principal = caller.principal, status = response.status().as_u16(), "registry.request");
     response
+}
+
+/// Skiff's own maintenance endpoints take only the service token.
+fn require_service(registry: &Registry, headers: &HeaderMap) -> Result<(), OciError> {
+    match Credentials::from_headers(headers) {
+        Some(c) if crate::auth::secrets_match(&c.secret, &registry.service_token) => Ok(()),
+        _ => Err(OciError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "the platform's service token is required")),
+    }
+}
+
+fn repo_param(repo: &str) -> Result<RepoName, OciError> {
+    RepoName::parse(repo)
+        .ok_or_else(|| OciError::new(StatusCode::BAD_REQUEST, "NAME_INVALID", "invalid repository name"))
+}
+
+/// `POST /_skiff/gc?dry_run=true&grace_secs=3600`: one collection at a time.
+async fn collect_garbage(
+    State(registry): State<Arc<Registry>>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, OciError> {
+    require_service(&registry, &headers)?;
+    let dry_run = query.get("dry_run").is_some_and(|v| v == "true" || v == "1");
+    let grace =
+        query.get("grace_secs").and_then(|g| g.parse().ok()).map_or(DEFAULT_GC_GRACE, std::time::Duration::from_secs);
+    let _one_at_a_time = registry.gc.lock().await;
+    let report = crate::gc::collect(&registry.meta, registry.store.as_ref(), grace, dry_run).await?;
+    tracing::info!(deleted = report.deleted.len(), bytes = report.bytes, dry_run, "registry.gc");
+    Ok(axum::Json(report).into_response())
+}
+
+/// `POST /_skiff/retain/<repo>` with `{"manifests": [digest, …]}`: unlinks every other
+/// manifest of the repository.
+async fn retain(
+    State(registry): State<Arc<Registry>>,
+    headers: HeaderMap,
+    axum::extract::Path(repo): axum::extract::Path<String>,
+    axum::Json(body): axum::Json<RetainBody>,
+) -> Result<Response, OciError> {
+    require_service(&registry, &headers)?;
+    let repo = repo_param(&repo)?;
+    let keep = body.manifests.into_iter().collect();
+    let unlinked = crate::gc::retain(&registry.meta, &repo, &keep).await?;
+    Ok(axum::Json(serde_json::json!({ "unlinked": unlinked })).into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct RetainBody {
+    manifests: Vec<Digest>,
+}
+
+/// `DELETE /_skiff/repositories/<repo>`: forgets a repository (its blobs go at the next
+/// collection).
+async fn forget_repository(
+    State(registry): State<Arc<Registry>>,
+    headers: HeaderMap,
+    axum::extract::Path(repo): axum::extract::Path<String>,
+) -> Result<Response, OciError> {
+    require_service(&registry, &headers)?;
+    registry.meta.remove_repository(&repo_param(&repo)?).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 fn decode_error(e: DecodeError) -> OciError {
@@ -213,6 +282,13 @@ fn link_next(response: &mut Response, path: &str, limit: usize, last: Option<Str
 async fn catalog(registry: &Registry, caller: &Caller, query: &HashMap<String, String>) -> Result<Response, OciError> {
     let mut visible = Vec::new();
     for repo in registry.meta.repositories().await? {
+        let has_manifests = match RepoName::parse(&repo) {
+            Some(name) => !registry.meta.manifests(&name).await?.is_empty(),
+            None => false,
+        };
+        if !has_manifests {
+            continue;
+        }
         let readable = match (&caller.credentials, RepoName::parse(&repo)) {
             (None, _) => true,
             (Some(_), Some(name)) => registry.may_pull(caller, &name).await,

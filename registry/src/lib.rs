@@ -6,6 +6,7 @@
 //! - [`error`]: the OCI error envelope.
 //! - [`meta`]: per-repository metadata (manifest media types, tags) on the filesystem.
 //! - [`upload`]: blob upload sessions.
+//! - [`gc`]: online garbage collection (mark and sweep with a grace period).
 //! - [`http`]: the handlers and the server loop.
 //!
 //! Blobs are content-addressed in the store; a repository holds links to the blobs and
@@ -17,6 +18,7 @@
 pub mod auth;
 pub mod endpoint;
 pub mod error;
+pub mod gc;
 pub mod http;
 pub mod meta;
 pub mod upload;

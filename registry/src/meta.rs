@@ -155,7 +155,28 @@ impl Meta {
         Ok(Some(tags))
     }
 
-    /// Every repository holding at least one manifest, sorted.
+    /// The manifests linked into a repository.
+    pub async fn manifests(&self, repo: &RepoName) -> std::io::Result<Vec<Digest>> {
+        Ok(linked(&self.repo_dir(repo).join("_manifests")).await?.into_iter().map(|(d, _)| d).collect())
+    }
+
+    /// The blobs linked into a repository, with when each link was made.
+    pub async fn blob_links(&self, repo: &RepoName) -> std::io::Result<Vec<(Digest, std::time::SystemTime)>> {
+        linked(&self.repo_dir(repo).join("_layers")).await
+    }
+
+    /// Forgets a repository: its manifests, tags, blob links and referrers.
+    pub async fn remove_repository(&self, repo: &RepoName) -> std::io::Result<()> {
+        for part in ["_manifests", "_tags", "_layers", "_referrers"] {
+            match tokio::fs::remove_dir_all(self.repo_dir(repo).join(part)).await {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Every repository holding at least one manifest or blob, sorted.
     pub async fn repositories(&self) -> std::io::Result<Vec<String>> {
         let mut found = Vec::new();
         let mut pending = vec![self.root.clone()];
@@ -165,7 +186,7 @@ impl Meta {
             };
             while let Some(entry) = entries.next_entry().await? {
                 let name = entry.file_name();
-                if name == "_manifests" {
+                if name == "_manifests" || name == "_layers" {
                     if let Ok(relative) = dir.strip_prefix(&self.root) {
                         found.push(relative.to_string_lossy().into_owned());
                     }
@@ -175,8 +196,27 @@ impl Meta {
             }
         }
         found.sort();
+        found.dedup();
         Ok(found)
     }
+}
+
+/// The digests under `<dir>/<algorithm>/<hex>`, with each file's modification time.
+async fn linked(dir: &Path) -> std::io::Result<Vec<(Digest, std::time::SystemTime)>> {
+    let mut found = Vec::new();
+    for algorithm in ["sha256", "sha512"] {
+        let mut entries = match tokio::fs::read_dir(dir.join(algorithm)).await {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        while let Some(entry) = entries.next_entry().await? {
+            if let Ok(digest) = format!("{algorithm}:{}", entry.file_name().to_string_lossy()).parse() {
+                found.push((digest, entry.metadata().await?.modified()?));
+            }
+        }
+    }
+    Ok(found)
 }
 
 async fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

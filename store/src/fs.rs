@@ -120,6 +120,23 @@ impl BlobStore for FsBlobStore {
         self.place(digest, &path).await
     }
 
+    async fn list(&self) -> Result<Vec<(Digest, std::time::SystemTime)>, StoreError> {
+        let mut found = Vec::new();
+        for algorithm in ["sha256", "sha512"] {
+            let Ok(mut prefixes) = tokio::fs::read_dir(self.root.join("blobs").join(algorithm)).await else { continue };
+            while let Some(prefix) = prefixes.next_entry().await? {
+                let mut blobs = tokio::fs::read_dir(prefix.path()).await?;
+                while let Some(blob) = blobs.next_entry().await? {
+                    let name = format!("{algorithm}:{}", blob.file_name().to_string_lossy());
+                    if let Ok(digest) = name.parse() {
+                        found.push((digest, blob.metadata().await?.modified()?));
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
     async fn delete(&self, digest: &Digest) -> Result<(), StoreError> {
         match tokio::fs::remove_file(self.path_of(digest)).await {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
@@ -140,6 +157,7 @@ mod tests {
         store.put_bytes(&digest, Bytes::from_static(b"hello")).await.unwrap();
         assert_eq!(store.size(&digest).await.unwrap(), Some(5));
         assert_eq!(store.read(&digest).await.unwrap().unwrap(), "hello");
+        assert_eq!(store.list().await.unwrap().into_iter().map(|(d, _)| d).collect::<Vec<_>>(), vec![digest.clone()]);
 
         let wrong = digest::sha256(b"other");
         let err = store.put_bytes(&wrong, Bytes::from_static(b"hello")).await.unwrap_err();

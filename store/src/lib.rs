@@ -72,6 +72,9 @@ pub trait BlobStore: Send + Sync + 'static {
     /// is stored).
     async fn commit(&self, staged: Staged, digest: &Digest) -> Result<(), StoreError>;
 
+    /// Every stored blob with the time it was last written.
+    async fn list(&self) -> Result<Vec<(Digest, std::time::SystemTime)>, StoreError>;
+
     /// Removes a blob; removing an absent blob is not an error.
     async fn delete(&self, digest: &Digest) -> Result<(), StoreError>;
 }

@@ -2,6 +2,7 @@
 //! content discovery, content management) and hostile input.
 
 mod discovery;
+mod gc;
 mod harness;
 mod management;
 mod pull;

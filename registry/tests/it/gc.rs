@@ -1,0 +1,112 @@
+//! Garbage collection: what goes, what stays, and uploads in flight.
+
+use reqwest::{Method, StatusCode};
+
+use crate::harness::{As, Registry, header, with_query};
+
+async fn gc(registry: &Registry, query: &str) -> serde_json::Value {
+    let response = registry.send(registry.request(As::Service, Method::POST, &format!("/_skiff/gc?{query}"))).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+async fn blob_status(registry: &Registry, repo: &str, digest: &str) -> StatusCode {
+    registry.send(registry.request(As::Service, Method::HEAD, &format!("/v2/{repo}/blobs/{digest}"))).await.status()
+}
+
+#[tokio::test]
+async fn unreferenced_blobs_go_once_past_the_grace_period() {
+    let registry = Registry::start().await;
+    let loose = registry.push_blob("app", b"pushed, never referenced").await;
+    let (manifest, _) = registry.push_image("app", "v1", b"referenced layer").await;
+
+    let report = gc(&registry, "grace_secs=3600").await;
+    assert_eq!(report["deleted"].as_array().unwrap().len(), 0, "young blobs stay: {report}");
+
+    let dry = gc(&registry, "grace_secs=0&dry_run=true").await;
+    assert_eq!(dry["deleted"], serde_json::json!([loose]), "{dry}");
+    assert_eq!(blob_status(&registry, "app", &loose).await, StatusCode::OK, "a dry run deletes nothing");
+
+    let report = gc(&registry, "grace_secs=0").await;
+    assert_eq!(report["deleted"], serde_json::json!([loose]), "{report}");
+    assert_eq!(blob_status(&registry, "app", &loose).await, StatusCode::NOT_FOUND);
+    let pulled =
+        registry.send(registry.request(As::Service, Method::GET, &format!("/v2/app/manifests/{manifest}"))).await;
+    assert_eq!(pulled.status(), StatusCode::OK, "what a manifest uses stays");
+}
+
+#[tokio::test]
+async fn retained_releases_keep_their_layers_and_dropped_ones_free_theirs() {
+    let registry = Registry::start().await;
+    let (v1, v1_bytes) = registry.push_image("app", "v1", b"layer of v1").await;
+    let (v2, _) = registry.push_image("app", "v2", b"layer of v2").await;
+    let v1_layer = serde_json::from_slice::<serde_json::Value>(&v1_bytes).unwrap()["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let retained = registry
+        .send(
+            registry
+                .request(As::Service, Method::POST, "/_skiff/retain/app")
+                .json(&serde_json::json!({"manifests": [v2]})),
+        )
+        .await;
+    assert_eq!(retained.status(), StatusCode::OK);
+    let gone = registry.send(registry.request(As::Service, Method::GET, "/v2/app/manifests/v1")).await;
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND, "the dropped release's tag goes with it");
+
+    let report = gc(&registry, "grace_secs=0").await;
+    let deleted: Vec<&str> = report["deleted"].as_array().unwrap().iter().map(|d| d.as_str().unwrap()).collect();
+    assert!(deleted.contains(&v1.as_str()) && deleted.contains(&v1_layer.as_str()), "{report}");
+    assert!(!deleted.contains(&v2.as_str()), "{report}");
+    let kept = registry.send(registry.request(As::Service, Method::GET, "/v2/app/manifests/v2")).await;
+    assert_eq!(kept.status(), StatusCode::OK);
+    assert_eq!(blob_status(&registry, "app", &v1_layer).await, StatusCode::NOT_FOUND, "no stale link answers for it");
+}
+
+#[tokio::test]
+async fn an_upload_in_flight_survives_a_collection() {
+    let registry = Registry::start().await;
+    let started = registry.send(registry.request(As::Service, Method::POST, "/v2/app/blobs/uploads/")).await;
+    let location = header(&started, "location");
+    let patched = registry.send(registry.request(As::Service, Method::PATCH, &location).body("half of it")).await;
+    assert_eq!(patched.status(), StatusCode::ACCEPTED);
+
+    gc(&registry, "grace_secs=0").await;
+
+    let digest = crate::harness::sha256(b"half of it and the rest");
+    let location = header(&patched, "location");
+    let finished = registry
+        .send(
+            registry
+                .request(As::Service, Method::PUT, &with_query(&location, &format!("digest={digest}")))
+                .body(" and the rest"),
+        )
+        .await;
+    assert_eq!(finished.status(), StatusCode::CREATED);
+    assert_eq!(blob_status(&registry, "app", &digest).await, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_forgotten_repository_frees_only_its_own_blobs() {
+    let registry = Registry::start().await;
+    let shared = registry.push_blob("gone", b"shared layer").await;
+    registry.push_blob("kept", b"shared layer").await;
+    registry.push_image("kept", "v1", b"shared layer").await;
+    let (own, _) = registry.push_image("gone", "v1", b"only in gone").await;
+    let forgotten = registry.send(registry.request(As::Service, Method::DELETE, "/_skiff/repositories/gone")).await;
+    assert_eq!(forgotten.status(), StatusCode::NO_CONTENT);
+    let report = gc(&registry, "grace_secs=0").await;
+    let deleted: Vec<&str> = report["deleted"].as_array().unwrap().iter().map(|d| d.as_str().unwrap()).collect();
+    assert!(deleted.contains(&own.as_str()), "{report}");
+    assert!(!deleted.contains(&shared.as_str()), "{report}");
+    assert_eq!(blob_status(&registry, "kept", &shared).await, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn only_the_platform_collects() {
+    let registry = Registry::start().await;
+    let response = registry.send(registry.request(As::Alice, Method::POST, "/_skiff/gc")).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
