@@ -48,6 +48,8 @@ pub struct Config {
     pub router_port: u16,
     /// The builder's SSH address, for git URLs.
     pub builder_ssh: SocketAddr,
+    /// How many recent releases of each app keep their images.
+    pub release_retention: usize,
     /// Who may create accounts after the first.
     pub registration: Registration,
     /// The stack new apps build on unless they name one.

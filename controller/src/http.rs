@@ -94,7 +94,7 @@ pub struct Controller {
     pub routes: Arc<RouteFeed>,
     /// Pokes the reconcile loop.
     pub reconcile: Arc<Notify>,
-    registry: RegistryClient,
+    registry: Arc<RegistryClient>,
     http: reqwest::Client,
     /// Ends long-lived responses (log follows) at shutdown.
     shutdown: CancellationToken,
@@ -113,7 +113,7 @@ impl Controller {
         events: Arc<Events>,
         shutdown: CancellationToken,
     ) -> Arc<Self> {
-        let registry = RegistryClient::new(&config.registry_url, "skiff", &config.service_token);
+        let registry = Arc::new(RegistryClient::new(&config.registry_url, "skiff", &config.service_token));
         let http = reqwest::Client::new();
         let one_offs = TaskTracker::new();
         Arc::new(Self { config, db, runtime, routes, reconcile, registry, http, shutdown, events, one_offs })
@@ -201,6 +201,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .route("/v2/apps/{app}/deploy", post(deploy_image))
         .route("/v2/apps/{app}/logs", get(app_logs))
         .route("/v2/stacks", get(stacks_list))
+        .route("/v2/admin/gc", post(admin_gc))
         .route("/v2/stacks/{name}", post(stacks_import).layer(DefaultBodyLimit::max(MAX_STACK_BYTES)))
         .route("/v2/routes", get(routes_feed))
         .route("/v2/hooks/keys/{fingerprint}", get(hook_key_owner))
@@ -379,6 +380,10 @@ async fn app_destroy(
 ) -> Result<StatusCode, ApiError> {
     let app = c.app_for(&user, &app).await?;
     c.db.delete_app(app.id).await?;
+    // The app's images go at the next collection.
+    if let Err(error) = c.registry.forget(app.name.as_str()).await {
+        tracing::warn!(%error, app = %app.name, "controller.destroy: the registry kept the repository");
+    }
     c.reconcile.notify_one();
     Ok(StatusCode::NO_CONTENT)
 }
@@ -423,6 +428,24 @@ async fn app_logs(
     let shutdown = c.shutdown.clone();
     let body = futures_util::StreamExt::take_until(response.bytes_stream(), async move { shutdown.cancelled().await });
     Ok(([(axum::http::header::CONTENT_TYPE, content_type)], axum::body::Body::from_stream(body)).into_response())
+}
+
+/// `POST /v2/admin/gc?dry_run=true`: applies image retention and collects garbage now;
+/// a dry run changes nothing and reports what a collection would delete.
+async fn admin_gc(
+    State(c): State<Arc<Controller>>,
+    CurrentUser(user): CurrentUser,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if !user.admin {
+        return Err(ApiError::Forbidden("only admins collect garbage".into()));
+    }
+    let dry_run = query.get("dry_run").is_some_and(|v| v == "true" || v == "1");
+    let grace = query.get("grace_secs").and_then(|g| g.parse().ok());
+    crate::retention::pass(&c.db, &c.registry, c.config.release_retention, dry_run, grace)
+        .await
+        .map(Json)
+        .map_err(|e| ApiError::Unavailable(format!("garbage collection failed: {e}")))
 }
 
 async fn stacks_list(

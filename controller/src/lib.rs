@@ -7,6 +7,7 @@
 //! - [`auth`]: passwords, API tokens and the request extractors that check them.
 //! - [`keys`]: OpenSSH public keys and their fingerprints.
 //! - [`http`]: the REST API (axum) and its [`http::ApiError`].
+//! - [`retention`]: which images the registry keeps, and its garbage collection.
 //! - [`routes`]: the router feed, a versioned route table with long-poll reads.
 //! - [`scheduler`]: the reconcile loop over a [`scheduler::ContainerRuntime`].
 //! - [`stacks`]: turning a root filesystem tarball into a stack image in the registry.
@@ -17,6 +18,7 @@ pub mod db;
 pub mod events;
 pub mod http;
 pub mod keys;
+pub mod retention;
 pub mod routes;
 pub mod scheduler;
 pub mod stacks;

@@ -93,6 +93,12 @@ pub struct Settings {
     /// Logger URL for the controller [default: http://<logger-listen>].
     #[arg(long, env = "SKIFF_LOGGER_URL")]
     pub logger_url: Option<String>,
+    /// How many recent releases of each app keep their images in the registry.
+    #[arg(long, env = "SKIFF_RELEASE_RETENTION", default_value_t = 10)]
+    pub release_retention: usize,
+    /// Seconds between image retention passes and registry garbage collections.
+    #[arg(long, env = "SKIFF_GC_INTERVAL", default_value_t = 3600)]
+    pub gc_interval: u64,
     /// Who may create accounts after the first (admin) one: open, admin_only or disabled.
     #[arg(long, env = "SKIFF_REGISTRATION", default_value = "admin_only")]
     pub registration: skiff_controller::config::Registration,
@@ -312,6 +318,7 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
             builder_ssh: addresses.builder.unwrap_or(settings.builder_listen),
             default_stack: settings.default_stack.clone(),
             registration: settings.registration,
+            release_retention: settings.release_retention,
             reconcile_interval: Duration::from_secs(settings.reconcile_interval.max(1)),
             boot_timeout: Duration::from_secs(settings.boot_timeout.max(1)),
         });
@@ -336,6 +343,15 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
             events.clone(),
         );
         tasks.spawn(scheduler.run(shutdown.clone()));
+        let retention_registry =
+            Arc::new(skiff_registry_client::RegistryClient::new(&config.registry_url, "skiff", &token));
+        tasks.spawn(skiff_controller::retention::run(
+            db.clone(),
+            retention_registry,
+            settings.release_retention,
+            Duration::from_secs(settings.gc_interval.max(60)),
+            shutdown.clone(),
+        ));
         let controller = skiff_controller::Controller::new(config, db, runtime, routes, poke, events, shutdown.clone());
         let shutdown = shutdown.clone();
         tasks.spawn(async move {

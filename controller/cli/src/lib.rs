@@ -293,6 +293,18 @@ enum Verb {
         #[command(flatten)]
         app: AppArg,
     },
+    /// Drop the images of releases no longer kept and collect the registry's garbage (admins).
+    #[command(name = "registry:gc")]
+    RegistryGc {
+        /// Only report what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+        /// Spare blobs younger than this many seconds (default: the registry's hour).
+        #[arg(long, value_name = "SECONDS")]
+        grace: Option<u64>,
+        #[command(flatten)]
+        json: JsonArg,
+    },
     /// Show an app's config (environment).
     #[command(name = "config")]
     Config {
@@ -858,6 +870,17 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write) -> anyhow:
             let app = app_name(context, app)?;
             client(context)?.change_healthchecks(&app, &[(process.clone(), None)].into()).await?;
             writeln!(out, "Health check of {process} back to the default; replacing its containers")?;
+            Ok(())
+        }
+        Verb::RegistryGc { dry_run, grace, json: flag } => {
+            let report = client(context)?.collect_garbage(dry_run, grace).await?;
+            if flag.json {
+                return json(out, &report);
+            }
+            let deleted = report["deleted"].as_array().map_or(0, Vec::len);
+            let bytes = report["bytes"].as_u64().unwrap_or(0);
+            let verb = if dry_run { "Would delete" } else { "Deleted" };
+            writeln!(out, "{verb} {deleted} blobs ({} KiB)", bytes.div_ceil(1024))?;
             Ok(())
         }
         Verb::Config { app, json: flag } => {

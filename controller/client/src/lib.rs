@@ -157,6 +157,14 @@ impl Client {
         self.post("/v2/auth/login", credentials).await
     }
 
+    /// Applies image retention and collects the registry's garbage (admins); `grace`
+    /// spares blobs younger than that many seconds.
+    pub async fn collect_garbage(&self, dry_run: bool, grace: Option<u64>) -> Result<serde_json::Value, ClientError> {
+        let mut query = vec![("dry_run", dry_run.to_string())];
+        query.extend(grace.map(|g| ("grace_secs", g.to_string())));
+        self.send(self.request(Method::POST, "/v2/admin/gc").query(&query)).await
+    }
+
     /// Revokes this client's token.
     pub async fn logout(&self) -> Result<(), ClientError> {
         self.delete("/v2/auth/token").await

@@ -76,6 +76,8 @@ impl Platform {
             platform_id: Some(platform_id.clone()),
             database_url,
             registration: skiff_controller::config::Registration::AdminOnly,
+            release_retention: 1,
+            gc_interval: 3600,
             hook_program: Some(PathBuf::from(env!("CARGO_BIN_EXE_skiffd"))),
         };
         let platform = skiffd::start(

@@ -91,6 +91,18 @@ async fn a_pushed_example_app_serves_through_the_router_and_logs() {
     .await;
     assert!(only_v2.is_some(), "v1's container is removed: {:?}", platform.containers());
 
+    // With one release kept, v1's image goes at a collection; v2 keeps running.
+    let dry = platform.cli_ok(&repo, &["registry:gc", "--dry-run", "--grace", "0", "--json"]).await;
+    let dry: serde_json::Value = serde_json::from_str(&dry).unwrap();
+    assert_eq!(dry["dry_run"], true, "{dry}");
+    let report = platform.cli_ok(&repo, &["registry:gc", "--grace", "0", "--json"]).await;
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert!(report["deleted"].as_array().unwrap().len() >= 2, "v1's manifest, config and app layer go: {report}");
+    let (status, _) = get_via_router(platform.router(), "hello.localhost").await.unwrap();
+    assert_eq!(status, 200, "v2 keeps serving");
+    let (status, out, err) = platform.cli(&repo, &["run", "--", "cat /app/public/index.html"]).await;
+    assert!(status == 0 && out.contains("Hello again"), "v2's image is still pullable: {out}{err}");
+
     // Stopping the platform leaves the app's container running.
     platform.stop().await;
     let containers = platform.containers();

@@ -121,6 +121,27 @@ impl RegistryClient {
             })
     }
 
+    /// Unlinks every manifest of `repo` but `keep` (service token).
+    pub async fn retain(&self, repo: &str, keep: &[Digest]) -> Result<(), RegistryError> {
+        let url = format!("{}/_skiff/retain/{repo}", self.base);
+        let body = serde_json::json!({ "manifests": keep });
+        self.expect("retain", self.http.post(url).json(&body), &[StatusCode::OK]).await.map(drop)
+    }
+
+    /// Forgets a repository (service token).
+    pub async fn forget(&self, repo: &str) -> Result<(), RegistryError> {
+        let url = format!("{}/_skiff/repositories/{repo}", self.base);
+        self.expect("forget", self.http.delete(url), &[StatusCode::NO_CONTENT]).await.map(drop)
+    }
+
+    /// Runs a garbage collection; returns the registry's report (service token).
+    pub async fn collect_garbage(&self, dry_run: bool, grace: Option<u64>) -> Result<serde_json::Value, RegistryError> {
+        let grace = grace.map_or_else(String::new, |secs| format!("&grace_secs={secs}"));
+        let url = format!("{}/_skiff/gc?dry_run={dry_run}{grace}", self.base);
+        let response = self.expect("gc", self.http.post(url), &[StatusCode::OK]).await?;
+        response.json().await.map_err(|e| RegistryError::Invalid { what: "gc".into(), reason: e.to_string() })
+    }
+
     /// Fetches a manifest: its media type, bytes and digest.
     pub async fn manifest(&self, repo: &str, reference: &str) -> Result<(String, Bytes), RegistryError> {
         let url = format!("{}/v2/{repo}/manifests/{reference}", self.base);
