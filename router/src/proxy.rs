@@ -42,6 +42,9 @@ impl Default for Config {
     }
 }
 
+/// Concurrent HTTP/2 streams per client connection.
+const MAX_STREAMS: u32 = 200;
+
 /// Headers that describe one connection and never cross a proxy (RFC 9110 §7.6.1).
 const HOP_BY_HOP: &[&str] = &[
     "connection",
@@ -115,11 +118,11 @@ pub async fn serve(listener: TcpListener, table: Arc<ArcSwap<Table>>, config: Co
                 let proxy = proxy.clone();
                 async move { Ok::<_, Infallible>(proxy.handle(request, peer).await) }
             });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_read_timeout)
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
+            // HTTP/1.1, and HTTP/2 with prior knowledge (h2c), told apart by the preface.
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder.http1().timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
+            builder.http2().timer(TokioTimer::new()).max_concurrent_streams(MAX_STREAMS);
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             tokio::pin!(connection);
             tokio::select! {
                 result = connection.as_mut() => {
@@ -204,6 +207,14 @@ impl Proxy {
             return page(StatusCode::BAD_REQUEST, "invalid request target");
         };
         *request.uri_mut() = uri;
+        // Upstreams speak HTTP/1.1, whatever the client spoke; an HTTP/2 request names its
+        // host in `:authority`, which becomes `Host`.
+        *request.version_mut() = http::Version::HTTP_11;
+        if !request.headers().contains_key(header::HOST)
+            && let Ok(value) = HeaderValue::from_str(host)
+        {
+            request.headers_mut().insert(header::HOST, value);
+        }
         // An Upgrade (WebSocket and the like) keeps its Connection and Upgrade headers and
         // becomes a tunnel once the app answers 101.
         let upgrade = request.headers().get(header::UPGRADE).cloned();

@@ -192,3 +192,20 @@ async fn a_route_change_keeps_open_connections_working() {
         assert!(body.starts_with("two"), "the same connection follows the new table: {body}");
     }
 }
+
+#[tokio::test]
+async fn http2_clients_with_prior_knowledge_are_served() {
+    let app = upstream("one").await;
+    let router = router(snapshot(1, &[("shop", vec![app])])).await;
+    let url = format!("http://{}/h2?x=1", router.address);
+    let output = tokio::process::Command::new("curl")
+        .args(["-sS", "--http2-prior-knowledge", "-H", "Host: shop.localhost", "-w", "\nversion=%{http_version}", &url])
+        .output()
+        .await
+        .expect("curl runs (apt-get install curl)");
+    let text = String::from_utf8_lossy(&output.stdout).to_ascii_lowercase();
+    assert!(output.status.success(), "{text}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(text.contains("version=2"), "the client spoke HTTP/2: {text}");
+    assert!(text.starts_with("one\nget /h2?x=1 http/1.1"), "the upstream got HTTP/1.1: {text}");
+    assert!(text.contains("host: shop.localhost"), "{text}");
+}
