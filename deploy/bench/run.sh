@@ -6,8 +6,8 @@
 #   deploy/bench/run.sh [RUNS]        (default RUNS: 3)
 #
 # Today: push-to-first-200 through the router (first push, and a second push with one
-# changed file), and the registry against Debian's docker-registry. The router (nginx,
-# HAProxy) and logger (rsyslog) benchmarks join as those components are deepened.
+# changed file), the registry against Debian's docker-registry, and the router against
+# nginx and HAProxy. The logger (rsyslog) benchmark joins as the logger is deepened.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -24,3 +24,4 @@ echo "| benchmark | median | min | max | runs |"
 echo "|---|---|---|---|---|"
 "$here/push.sh" "$root/target/release" "$runs"
 "$here/registry.sh" "$root/target/release" "$runs"
+"$here/router.sh" "$root/target/release" "$runs"

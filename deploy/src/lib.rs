@@ -93,6 +93,13 @@ pub struct Settings {
     /// Logger URL for the controller [default: http://<logger-listen>].
     #[arg(long, env = "SKIFF_LOGGER_URL")]
     pub logger_url: Option<String>,
+    /// A fixed route table for a router without a controller: `HOST=ADDR[,ADDR…]` entries
+    /// separated by spaces.
+    #[arg(long, env = "SKIFF_ROUTER_ROUTES")]
+    pub router_routes: Option<String>,
+    /// Send an access line per request into the app's log stream.
+    #[arg(long, env = "SKIFF_ROUTER_ACCESS_LOG", default_value_t = true, action = clap::ArgAction::Set)]
+    pub router_access_log: bool,
     /// How many recent releases of each app keep their images in the registry.
     #[arg(long, env = "SKIFF_RELEASE_RETENTION", default_value_t = 10)]
     pub release_retention: usize,
@@ -362,10 +369,20 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
     }
 
     if let Some(listener) = router_listener {
-        let table = Arc::new(ArcSwap::from_pointee(skiff_router::Table::default()));
-        let client = skiff_client::Client::new(&controller_url, Some(token.clone()));
-        tasks.spawn(skiff_router::feed::follow(client, table.clone(), shutdown.clone()));
-        let config = skiff_router::Config { access_log: Some(syslog_address), ..Default::default() };
+        let table = match &settings.router_routes {
+            // A fixed table: no controller to follow.
+            Some(spec) => Arc::new(ArcSwap::from_pointee(
+                skiff_router::Table::from_static(spec).map_err(|e| anyhow::anyhow!("SKIFF_ROUTER_ROUTES: {e}"))?,
+            )),
+            None => {
+                let table = Arc::new(ArcSwap::from_pointee(skiff_router::Table::default()));
+                let client = skiff_client::Client::new(&controller_url, Some(token.clone()));
+                tasks.spawn(skiff_router::feed::follow(client, table.clone(), shutdown.clone()));
+                table
+            }
+        };
+        let access_log = settings.router_access_log.then_some(syslog_address);
+        let config = skiff_router::Config { access_log, ..Default::default() };
         tasks.spawn(skiff_router::serve(listener, table, config, shutdown.clone()));
     }
 

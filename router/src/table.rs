@@ -65,6 +65,23 @@ impl Table {
         Self { version: snapshot.version, hosts, wildcards }
     }
 
+    /// A fixed table from `HOST=ADDR[,ADDR…]` entries separated by spaces (a router that
+    /// runs without a controller, e.g. in benchmarks). The app is the host's first label.
+    ///
+    /// # Errors
+    /// A message naming the first entry that is not `HOST=ADDR[,ADDR…]`.
+    pub fn from_static(spec: &str) -> Result<Self, String> {
+        let mut routes = Vec::new();
+        for entry in spec.split_whitespace() {
+            let bad = || format!("`{entry}` is not HOST=ADDR[,ADDR…] (e.g. shop.localhost=127.0.0.1:5000)");
+            let (host, addresses) = entry.split_once('=').ok_or_else(bad)?;
+            let app = host.split('.').next().and_then(|a| a.parse().ok()).ok_or_else(bad)?;
+            let backends = addresses.split(',').map(|a| a.parse().map_err(|_| bad())).collect::<Result<_, _>>()?;
+            routes.push(skiff_api::Route { app, hosts: vec![host.to_ascii_lowercase()], backends, maintenance: false });
+        }
+        Ok(Self::from_snapshot(&RouteTable { version: 1, routes }))
+    }
+
     /// Where a request for `host` (a `Host` header value, port allowed) goes.
     pub fn lookup(&self, host: &str) -> Lookup {
         let name = host
@@ -143,6 +160,15 @@ mod tests {
     #[test]
     fn maintenance_mode_wins_over_backends() {
         assert_eq!(table().lookup("closed.localhost"), Lookup::Maintenance("closed".parse().unwrap()));
+    }
+
+    #[test]
+    fn static_tables_parse_and_say_what_is_wrong() {
+        let table = Table::from_static("shop.localhost=127.0.0.1:1,127.0.0.1:2 api.example.test=127.0.0.1:3").unwrap();
+        assert!(matches!(table.lookup("shop.localhost"), Lookup::Backend(..)));
+        assert!(matches!(table.lookup("api.example.test"), Lookup::Backend(app, _) if app.as_str() == "api"));
+        assert!(Table::from_static("shop.localhost").unwrap_err().contains("HOST=ADDR"));
+        assert!(Table::from_static("shop.localhost=nowhere").is_err());
     }
 
     #[test]

@@ -77,6 +77,8 @@ impl Platform {
             database_url,
             registration: skiff_controller::config::Registration::AdminOnly,
             release_retention: 1,
+            router_routes: None,
+            router_access_log: true,
             gc_interval: 3600,
             hook_program: Some(PathBuf::from(env!("CARGO_BIN_EXE_skiffd"))),
         };
