@@ -48,6 +48,32 @@ async fn buildpack_apps_compile_on_the_stack_with_a_cache_that_survives() {
     let builds = platform.cli_ok(&repo, &["builds"]).await;
     assert!(builds.contains("buildpack"), "{builds}");
 
+    // One push per app at a time: while a slow build runs, another push is told so.
+    platform.cli_ok(&repo, &["config:set", "COMPILE_SECONDS=4"]).await;
+    std::fs::write(repo.join("greeting.txt"), "Hello, slowly").unwrap();
+    let (ok, out) = platform.git(&repo, &key, &["commit", "-qam", "slow"]);
+    assert!(ok, "{out}");
+    let slow = {
+        let git = platform.git_command(&repo, &key);
+        tokio::task::spawn_blocking(move || git(&["push", "skiff", "main"]))
+    };
+    // Whichever push takes the lock first builds; the other hears about it.
+    let (second_pushed, second) = platform.git(&repo, &key, &["push", "skiff", "HEAD:main"]);
+    let (first_pushed, first) = slow.await.unwrap();
+    let busy = "another push to `greeter` is being built";
+    let (winner, loser) = if first_pushed { (first, second) } else { (second, first) };
+    assert!(first_pushed != second_pushed, "exactly one push builds:\n{winner}\n{loser}");
+    assert!(winner.contains("is up"), "{winner}");
+    assert!(loser.contains(busy), "{loser}");
+    platform.cli_ok(&repo, &["config:unset", "COMPILE_SECONDS"]).await;
+
+    // The app's repository can be cloned back.
+    let clone = home.join("cloned");
+    let url = platform.git(&repo, &key, &["remote", "get-url", "skiff"]).1;
+    let (cloned, out) = platform.git(&home, &key, &["clone", "-q", url.trim(), clone.to_str().unwrap()]);
+    assert!(cloned, "{out}");
+    assert_eq!(std::fs::read_to_string(clone.join("greeting.txt")).unwrap(), "Hello, slowly");
+
     // A buildpack that does not accept the app rejects the push.
     std::fs::remove_file(repo.join("greeting.txt")).unwrap();
     let (ok, out) = platform.git(&repo, &key, &["commit", "-qam", "no greeting"]);

@@ -174,21 +174,15 @@ impl Platform {
         key
     }
 
+    /// A `git` runner for `cwd` that can move to another thread.
+    pub fn git_command(&self, cwd: &Path, key: &Path) -> impl Fn(&[&str]) -> (bool, String) + Send + 'static {
+        let (cwd, key) = (cwd.to_owned(), key.to_owned());
+        move |args| run_git(&cwd, &key, args)
+    }
+
     /// `git` in `cwd`, with the OpenSSH client using `key`; returns (success, combined output).
     pub fn git(&self, cwd: &Path, key: &Path, args: &[&str]) -> (bool, String) {
-        let ssh = format!(
-            "ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
-            key.display()
-        );
-        let output = Command::new("git")
-            .current_dir(cwd)
-            .env("GIT_SSH_COMMAND", ssh)
-            .args(["-c", "user.name=Skiff Test", "-c", "user.email=test@skiff.invalid"])
-            .args(args)
-            .output()
-            .expect("git runs");
-        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-        (output.status.success(), text)
+        run_git(cwd, key, args)
     }
 
     /// This platform's containers: (id, `skiff.release` label, running).
@@ -285,4 +279,21 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), target).unwrap();
         }
     }
+}
+
+/// `git` in `cwd`, with the OpenSSH client using `key`; returns (success, combined output).
+fn run_git(cwd: &Path, key: &Path, args: &[&str]) -> (bool, String) {
+    let ssh = format!(
+        "ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
+        key.display()
+    );
+    let output = Command::new("git")
+        .current_dir(cwd)
+        .env("GIT_SSH_COMMAND", ssh)
+        .args(["-c", "user.name=Skiff Test", "-c", "user.email=test@skiff.invalid"])
+        .args(args)
+        .output()
+        .expect("git runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
 }
