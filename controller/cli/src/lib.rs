@@ -9,6 +9,7 @@
 //! drive the real CLI in-process.
 
 pub mod config;
+pub mod dotenv;
 pub mod git;
 pub mod output;
 
@@ -163,6 +164,12 @@ enum Verb {
         #[arg(long)]
         confirm: Option<String>,
     },
+    /// Open the app's URL in a browser (or print it).
+    #[command(name = "apps:open")]
+    AppsOpen {
+        #[command(flatten)]
+        app: AppArg,
+    },
     /// Give an app to another user.
     #[command(name = "apps:transfer")]
     AppsTransfer {
@@ -312,6 +319,27 @@ enum Verb {
         app: AppArg,
         #[command(flatten)]
         json: JsonArg,
+    },
+    /// Write the app's config to a .env file (default: .env).
+    #[command(name = "config:pull")]
+    ConfigPull {
+        /// The file to write.
+        #[arg(long, default_value = ".env")]
+        file: PathBuf,
+        /// Replace the file if it exists.
+        #[arg(long)]
+        overwrite: bool,
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// Set the app's config from a .env file (default: .env); makes a new release.
+    #[command(name = "config:push")]
+    ConfigPush {
+        /// The file to read.
+        #[arg(long, default_value = ".env")]
+        file: PathBuf,
+        #[command(flatten)]
+        app: AppArg,
     },
     /// Print one config value.
     #[command(name = "config:get")]
@@ -734,6 +762,18 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write) -> anyhow:
             writeln!(out, "Destroyed {app}")?;
             Ok(())
         }
+        Verb::AppsOpen { app } => {
+            let app = client(context)?.app(&app_name(context, app)?).await?;
+            // A browser when one is at hand; the URL either way.
+            let opened = std::process::Command::new("xdg-open")
+                .arg(&app.url)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            writeln!(out, "{}{}", app.url, if opened { "" } else { " (no browser found; open it yourself)" })?;
+            Ok(())
+        }
         Verb::AppsTransfer { username, app } => {
             let app = client(context)?.transfer(&app_name(context, app)?, &username).await?;
             writeln!(out, "Transferred {} to {}", app.name, app.owner)?;
@@ -893,6 +933,30 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write) -> anyhow:
                 writeln!(out, "{key:<width$}  {value}")?;
             }
             Ok(())
+        }
+        Verb::ConfigPull { file, overwrite, app } => {
+            let app = app_name(context, app)?;
+            let path = context.cwd.join(&file);
+            if path.exists() && !overwrite {
+                bail!("{} exists; pass --overwrite to replace it", file.display());
+            }
+            let config = client(context)?.config(&app).await?;
+            std::fs::write(&path, dotenv::render(&config))
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            writeln!(out, "Wrote {} keys of {app} to {}", config.len(), file.display())?;
+            Ok(())
+        }
+        Verb::ConfigPush { file, app } => {
+            let app = app_name(context, app)?;
+            let path = context.cwd.join(&file);
+            let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            let pairs = dotenv::parse(&text)?;
+            if pairs.is_empty() {
+                bail!("{} sets nothing", file.display());
+            }
+            let change = pairs.into_iter().map(|(k, v)| (k, Some(v))).collect();
+            let changed = client(context)?.change_config(&app, &change).await?;
+            report_config(out, &app, changed.release.map(|r| r.version))
         }
         Verb::ConfigGet { key, app } => {
             let config = client(context)?.config(&app_name(context, app)?).await?;

@@ -58,6 +58,12 @@ async fn config_scale_restart_and_rollback_reach_the_containers() {
     let out = platform.cli_ok(&repo, &["config:unset", "OTHER"]).await;
     assert!(out.contains("released v3"), "{out}");
     assert_eq!(platform.cli_ok(&repo, &["config:get", "GREETING"]).await.trim(), "hello world");
+    platform.cli_ok(&repo, &["config:pull", "--file", "pulled.env"]).await;
+    assert_eq!(std::fs::read_to_string(repo.join("pulled.env")).unwrap(), "GREETING=\"hello world\"\n");
+    std::fs::write(repo.join("pushed.env"), "# from a file\nexport FROM_FILE='yes'\n").unwrap();
+    let out = platform.cli_ok(&repo, &["config:push", "--file", "pushed.env"]).await;
+    assert!(out.contains("released v4"), "{out}");
+    platform.cli_ok(&repo, &["config:unset", "FROM_FILE"]).await;
     let (status, _, err) = platform.cli(&repo, &["config:set", "1BAD=x"]).await;
     assert_eq!(status, 1);
     assert!(err.contains("not a valid config name"), "{err}");
@@ -123,12 +129,12 @@ async fn config_scale_restart_and_rollback_reach_the_containers() {
     assert!(replaced.await.is_some(), "{}", platform.cli_ok(&repo, &["ps"]).await);
     assert!(matches!(get_via_router(platform.router(), "ops.localhost").await, Some((200, _))));
 
-    // Rolling back to v1 brings back v1's (empty) config as v4.
+    // Rolling back to v1 brings back v1's (empty) config as v6.
     let out = platform.cli_ok(&repo, &["releases:rollback", "v1"]).await;
-    assert!(out.contains("rolled back to v1") && out.contains("(v4)"), "{out}");
+    assert!(out.contains("rolled back to v1") && out.contains("(v6)"), "{out}");
     let config = platform.cli_ok(&repo, &["config", "--json"]).await;
     assert_eq!(config.trim(), "{}");
-    let info = platform.cli_ok(&repo, &["releases:info", "v4"]).await;
+    let info = platform.cli_ok(&repo, &["releases:info", "v6"]).await;
     assert!(info.contains("web, worker"), "{info}");
 
     platform.cli_ok(&repo, &["ps:scale", "worker=0"]).await;
