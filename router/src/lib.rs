@@ -4,6 +4,7 @@
 //! - [`table`]: the route table, plain data swapped atomically; lookups are pure.
 //! - [`feed`]: keeps the table in step with the controller's route feed.
 //! - [`proxy`]: the request path and the server loop.
+//! - [`metrics`]: per-app Prometheus metrics, at `/metrics` on any host that is not an app's.
 //!
 //! The request path: read the head (bounded by a header timeout) → look the host up in
 //! the current table snapshot → unknown host: 404; app without backends: 503 → otherwise
@@ -11,6 +12,7 @@
 //! answer back.
 
 pub mod feed;
+pub mod metrics;
 pub mod proxy;
 pub mod table;
 

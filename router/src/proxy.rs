@@ -74,6 +74,7 @@ struct Proxy {
     tasks: TaskTracker,
     shutdown: CancellationToken,
     client: Client<HttpConnector, Incoming>,
+    metrics: crate::metrics::Metrics,
     /// Access lines into each app's log stream.
     access: Option<skiff_client::syslog::Sender>,
 }
@@ -96,7 +97,15 @@ pub async fn serve(listener: TcpListener, table: Arc<ArcSwap<Table>>, config: Co
     };
     let port = listener.local_addr().map_or(0, |a| a.port());
     let tunnels = TaskTracker::new();
-    let proxy = Arc::new(Proxy { table, port, tasks: tunnels.clone(), shutdown: shutdown.clone(), client, access });
+    let proxy = Arc::new(Proxy {
+        table,
+        port,
+        tasks: tunnels.clone(),
+        shutdown: shutdown.clone(),
+        client,
+        access,
+        metrics: Default::default(),
+    });
     let tasks = TaskTracker::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -170,7 +179,21 @@ impl Proxy {
         let path = request.uri().path_and_query().map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
         let table = self.table.load();
         let (app, response) = match table.lookup(&host) {
-            Lookup::UnknownHost => return page(StatusCode::NOT_FOUND, &format!("no app is served at {host}")),
+            // The router's own endpoints answer on any host that is not an app's.
+            Lookup::UnknownHost => {
+                return match path.as_str() {
+                    "/metrics" => {
+                        let mut response = page(StatusCode::OK, self.metrics.render().trim_end());
+                        response.headers_mut().insert(
+                            header::CONTENT_TYPE,
+                            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                        );
+                        response
+                    }
+                    "/healthz" | "/readyz" => page(StatusCode::OK, "ok"),
+                    _ => page(StatusCode::NOT_FOUND, &format!("no app is served at {host}")),
+                };
+            }
             Lookup::Maintenance(app) => {
                 let text = format!("{app} is down for maintenance; please try again shortly");
                 let mut response = page(StatusCode::SERVICE_UNAVAILABLE, &text);
@@ -187,6 +210,8 @@ impl Proxy {
                 (app, response)
             }
         };
+        let upstream_error = response.status() == StatusCode::BAD_GATEWAY;
+        self.metrics.record(&app, response.status().as_u16(), started.elapsed(), upstream_error);
         if let Some(access) = &self.access {
             let status = response.status().as_u16();
             let level = if status >= 500 { "error" } else { "info" };

@@ -127,6 +127,11 @@ async fn unknown_hosts_get_404_and_apps_without_backends_503() {
     let (status, body) = exchange(&mut stream, "idle.localhost:8080", "").await;
     assert_eq!(status, 503);
     assert!(body.contains("no running web process"), "{body}");
+    let metrics = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    stream.get_mut().write_all(metrics.as_bytes()).await.unwrap();
+    let mut status_line = String::new();
+    stream.read_line(&mut status_line).await.unwrap();
+    assert!(status_line.starts_with("HTTP/1.1 200"), "{status_line}");
 }
 
 #[tokio::test]

@@ -1,0 +1,102 @@
+//! Per-app request metrics in Prometheus' text format: requests by status class, upstream
+//! errors, and a latency histogram. Served at `/metrics` on the router's own address (any
+//! host that is not an app's).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use skiff_api::AppName;
+
+/// Histogram bucket bounds, in seconds.
+const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+
+#[derive(Debug, Default, Clone)]
+struct AppMetrics {
+    /// By status class: 1xx … 5xx.
+    classes: [u64; 5],
+    upstream_errors: u64,
+    /// Cumulative counts per bucket, then the +Inf count.
+    buckets: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+/// Every app's metrics.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    apps: Mutex<BTreeMap<AppName, AppMetrics>>,
+}
+
+impl Metrics {
+    /// Counts one answered request.
+    pub fn record(&self, app: &AppName, status: u16, took: Duration, upstream_error: bool) {
+        let mut apps = self.apps.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let entry = apps.entry(app.clone()).or_default();
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        entry.classes[class] += 1;
+        entry.upstream_errors += u64::from(upstream_error);
+        let seconds = took.as_secs_f64();
+        for (bound, count) in BUCKETS.iter().zip(entry.buckets.iter_mut()) {
+            if seconds <= *bound {
+                *count += 1;
+            }
+        }
+        entry.count += 1;
+        entry.sum += seconds;
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let apps = self.apps.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        let mut out = String::new();
+        let _ = writeln!(out, "# HELP skiff_router_requests_total Requests answered, by app and status class.");
+        let _ = writeln!(out, "# TYPE skiff_router_requests_total counter");
+        for (app, m) in &apps {
+            for (index, count) in m.classes.iter().enumerate() {
+                let _ = writeln!(out, "skiff_router_requests_total{{app=\"{app}\",class=\"{}xx\"}} {count}", index + 1);
+            }
+        }
+        let _ = writeln!(out, "# HELP skiff_router_upstream_errors_total Requests whose app did not answer.");
+        let _ = writeln!(out, "# TYPE skiff_router_upstream_errors_total counter");
+        for (app, m) in &apps {
+            let _ = writeln!(out, "skiff_router_upstream_errors_total{{app=\"{app}\"}} {}", m.upstream_errors);
+        }
+        let _ = writeln!(out, "# HELP skiff_router_request_duration_seconds Time to the answer's head, by app.");
+        let _ = writeln!(out, "# TYPE skiff_router_request_duration_seconds histogram");
+        for (app, m) in &apps {
+            for (bound, count) in BUCKETS.iter().zip(m.buckets.iter()) {
+                let _ = writeln!(
+                    out,
+                    "skiff_router_request_duration_seconds_bucket{{app=\"{app}\",le=\"{bound}\"}} {count}"
+                );
+            }
+            let _ =
+                writeln!(out, "skiff_router_request_duration_seconds_bucket{{app=\"{app}\",le=\"+Inf\"}} {}", m.count);
+            let _ = writeln!(out, "skiff_router_request_duration_seconds_sum{{app=\"{app}\"}} {}", m.sum);
+            let _ = writeln!(out, "skiff_router_request_duration_seconds_count{{app=\"{app}\"}} {}", m.count);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_counted_by_class_and_bucket() {
+        let metrics = Metrics::default();
+        let app: AppName = "shop".parse().unwrap();
+        metrics.record(&app, 200, Duration::from_millis(3), false);
+        metrics.record(&app, 502, Duration::from_millis(30), true);
+        let text = metrics.render();
+        assert!(text.contains("skiff_router_requests_total{app=\"shop\",class=\"2xx\"} 1"), "{text}");
+        assert!(text.contains("skiff_router_requests_total{app=\"shop\",class=\"5xx\"} 1"), "{text}");
+        assert!(text.contains("skiff_router_upstream_errors_total{app=\"shop\"} 1"), "{text}");
+        assert!(text.contains("skiff_router_request_duration_seconds_bucket{app=\"shop\",le=\"0.005\"} 1"), "{text}");
+        assert!(text.contains("skiff_router_request_duration_seconds_bucket{app=\"shop\",le=\"0.05\"} 2"), "{text}");
+        assert!(text.contains("skiff_router_request_duration_seconds_count{app=\"shop\"} 2"), "{text}");
+    }
+}
