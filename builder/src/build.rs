@@ -263,7 +263,7 @@ async fn build_with_buildpack(
         let dir = BuildDir::prepare(work.join("tree"), tree_tar(ctx, "").await?, &ctx.push.config).await?;
         let mut chosen = None;
         for candidate in &buildpacks {
-            if dir.detect(ctx.engine, &stack, candidate, out).await? {
+            if dir.detect(ctx.engine, ctx.push.app.as_str(), &stack, candidate, out).await? {
                 chosen = Some(candidate);
                 break;
             }
@@ -276,7 +276,7 @@ async fn build_with_buildpack(
         *kind = BuildKind::Buildpack;
         out.step(&format!("Buildpack {} detected; compiling on stack {}", buildpack.name, ctx.push.stack)).await;
         let cache = ctx.data_dir.join("cache").join(format!("{}-{}", ctx.push.app, ctx.push.id));
-        dir.compile(ctx.engine, &stack, buildpack, &cache, out).await?;
+        dir.compile(ctx.engine, ctx.push.app.as_str(), &stack, buildpack, &cache, out).await?;
         let processes = match processes {
             Some(processes) => processes,
             // bin/compile may write the Procfile.

@@ -129,13 +129,14 @@ impl BuildDir {
     pub async fn detect(
         &self,
         engine: &Engine,
+        app: &str,
         stack: &str,
         buildpack: &Buildpack,
         out: &mut Output,
     ) -> Result<bool, BuildpackError> {
         let binds =
             vec![format!("{}:/app:ro", self.app().display()), format!("{}:/buildpack:ro", buildpack.dir.display())];
-        Ok(engine.run(stack, binds, Vec::new(), "/buildpack/bin/detect /app", out).await? == 0)
+        Ok(engine.run(app, stack, binds, Vec::new(), "/buildpack/bin/detect /app", out).await? == 0)
     }
 
     /// Runs a buildpack's `bin/compile` with the app's cache directory.
@@ -145,6 +146,7 @@ impl BuildDir {
     pub async fn compile(
         &self,
         engine: &Engine,
+        app: &str,
         stack: &str,
         buildpack: &Buildpack,
         cache: &Path,
@@ -158,7 +160,7 @@ impl BuildDir {
             format!("{}:/env:ro", self.env().display()),
         ];
         let env = vec!["STACK=skiff".to_owned()];
-        let status = engine.run(stack, binds, env, "/buildpack/bin/compile /app /cache /env", out).await?;
+        let status = engine.run(app, stack, binds, env, "/buildpack/bin/compile /app /cache /env", out).await?;
         if status == 0 { Ok(()) } else { Err(BuildpackError::Compile(buildpack.name.clone(), status)) }
     }
 

@@ -10,13 +10,16 @@ use bollard::auth::DockerCredentials;
 use bollard::container::LogOutput;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
-    BuildImageOptions, CreateContainerOptions, CreateImageOptions, LogsOptions, PushImageOptions,
-    RemoveContainerOptions,
+    BuildImageOptions, CreateContainerOptions, CreateImageOptions, ListContainersOptions, LogsOptions,
+    PushImageOptions, RemoveContainerOptions,
 };
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 
 use crate::hook::Output;
+
+/// Labels build containers with the app they build.
+pub const BUILD_LABEL: &str = "skiff.build";
 
 /// Why the engine failed.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +106,7 @@ impl Engine {
     /// When the engine fails.
     pub async fn run(
         &self,
+        app: &str,
         image: &str,
         binds: Vec<String>,
         env: Vec<String>,
@@ -124,7 +128,7 @@ impl Engine {
             cmd: Some(vec!["/bin/sh".into(), "-c".into(), command.to_owned()]),
             entrypoint: Some(Vec::new()),
             env: Some(env),
-            labels: Some(HashMap::from([("skiff.build".to_owned(), "true".to_owned())])),
+            labels: Some(HashMap::from([(BUILD_LABEL.to_owned(), app.to_owned())])),
             host_config: Some(HostConfig { binds: Some(binds), init: Some(true), ..Default::default() }),
             ..Default::default()
         };
@@ -147,6 +151,19 @@ impl Engine {
         let remove = RemoveContainerOptions { force: true, ..Default::default() };
         let _ = docker.remove_container(&id, Some(remove)).await;
         status.map_err(fail)
+    }
+
+    /// Removes the build containers of `app` (those of a build that was abandoned).
+    pub async fn remove_builds(&self, app: &str) {
+        let Ok(docker) = self.docker.clone().negotiate_version().await else { return };
+        let filters = HashMap::from([("label".to_owned(), vec![format!("{BUILD_LABEL}={app}")])]);
+        let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+        for container in docker.list_containers(Some(options)).await.unwrap_or_default() {
+            if let Some(id) = container.id {
+                let remove = RemoveContainerOptions { force: true, ..Default::default() };
+                let _ = docker.remove_container(&id, Some(remove)).await;
+            }
+        }
     }
 
     /// Pushes `repository:tag` (tagged with the registry host) to Skiff's registry.

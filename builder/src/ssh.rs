@@ -35,6 +35,8 @@ const MAX_HOOK_REQUEST: u64 = 1 << 20;
 struct PushEntry {
     push: Push,
     repo: PathBuf,
+    /// Cancelled when the pusher goes away: the build stops and nothing is released.
+    gone: CancellationToken,
 }
 
 /// The builder's shared state.
@@ -70,7 +72,9 @@ struct PushRegistration {
 
 impl Drop for PushRegistration {
     fn drop(&mut self) {
-        lock(&self.builder.pushes).remove(&self.id);
+        if let Some(entry) = lock(&self.builder.pushes).remove(&self.id) {
+            entry.gone.cancel();
+        }
     }
 }
 
@@ -172,7 +176,8 @@ impl Builder {
             url: grant.url,
             config: grant.config,
         };
-        lock(&self.pushes).insert(id.clone(), Arc::new(PushEntry { push, repo: repo.clone() }));
+        let entry = PushEntry { push, repo: repo.clone(), gone: CancellationToken::new() };
+        lock(&self.pushes).insert(id.clone(), Arc::new(entry));
         let _registration = PushRegistration { builder: self.clone(), id: id.clone() };
 
         let mut child = Command::new("git")
@@ -186,35 +191,44 @@ impl Builder {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("cannot run git: {e}"))?;
-        let (Some(mut stdin), Some(mut stdout), Some(mut stderr)) =
+        let (Some(stdin), Some(mut stdout), Some(mut stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
             return Err("git started without pipes".into());
         };
-        let input = async {
+        // Ends only when the pusher goes away (the channel closes before git has finished);
+        // the end of its input just closes git's stdin.
+        let gone = async {
+            let mut stdin = Some(stdin);
             while let Some(message) = reader.wait().await {
                 match message {
-                    ChannelMsg::Data { data } if stdin.write_all(&data).await.is_err() => {
-                        break;
+                    ChannelMsg::Data { data } => {
+                        if let Some(pipe) = stdin.as_mut()
+                            && pipe.write_all(&data).await.is_err()
+                        {
+                            stdin = None;
+                        }
                     }
-                    ChannelMsg::Eof | ChannelMsg::Close => break,
+                    ChannelMsg::Eof => stdin = None,
+                    ChannelMsg::Close => return,
                     _ => {}
                 }
             }
-            drop(stdin);
         };
         let outputs = async {
             let mut out = writer.make_writer();
             let mut err = writer.make_writer_ext(Some(1));
             let _ = tokio::join!(tokio::io::copy(&mut stdout, &mut out), tokio::io::copy(&mut stderr, &mut err));
         };
-        tokio::pin!(input, outputs);
-        let mut input_done = false;
-        loop {
-            tokio::select! {
-                () = &mut input, if !input_done => input_done = true,
-                () = &mut outputs => break,
+        tokio::select! {
+            () = gone => {
+                // Stop git; dropping the registration (on return) cancels the build, so
+                // nothing is released, and dropping the lock frees the app.
+                tracing::info!(app = %app, "builder.push.disconnected");
+                let _ = child.kill().await;
+                return Ok(1);
             }
+            () = outputs => {}
         }
         let status = child.wait().await.map_err(|e| format!("git failed: {e}"))?;
         Ok(status.code().map_or(1, |c| c as u32))
@@ -257,7 +271,15 @@ impl Builder {
             controller: &self.controller,
             engine: &self.engine,
         };
-        match build::run(&context, &mut out).await {
+        let result = tokio::select! {
+            result = build::run(&context, &mut out) => result,
+            () = entry.gone.cancelled() => {
+                tracing::info!(app = %entry.push.app, "builder.push.abandoned");
+                self.engine.remove_builds(entry.push.app.as_str()).await;
+                return;
+            }
+        };
+        match result {
             Ok(release) => {
                 tracing::info!(app = %entry.push.app, version = release.version, "builder.push.released");
                 out.exit(0).await;

@@ -1,6 +1,7 @@
 //! Build paths beyond the Procfile app: Dockerfile apps built by the engine, images
 //! deployed as they are, and failed builds that leave the running release alone.
 
+use std::os::unix::process::CommandExt as _;
 use std::time::Duration;
 
 use crate::harness::{Platform, eventually, get_via_router};
@@ -65,14 +66,53 @@ async fn buildpack_apps_compile_on_the_stack_with_a_cache_that_survives() {
     assert!(first_pushed != second_pushed, "exactly one push builds:\n{winner}\n{loser}");
     assert!(winner.contains("is up"), "{winner}");
     assert!(loser.contains(busy), "{loser}");
+    // A pusher that hangs up mid-build leaves no release behind and frees the app.
+    std::fs::write(repo.join("greeting.txt"), "Hello, abandoned").unwrap();
+    let (ok, out) = platform.git(&repo, &key, &["commit", "-qam", "abandoned"]);
+    assert!(ok, "{out}");
+    let releases = |text: String| serde_json::from_str::<Vec<serde_json::Value>>(&text).unwrap().len();
+    let before = releases(platform.cli_ok(&repo, &["releases", "--json"]).await);
+    // In its own process group, so that git and its ssh go together, as when a laptop
+    // drops off the network.
+    let mut abandoned = crate::harness::git_process(&repo, &key, &["push", "-q", "skiff", "main"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    // Its bin/compile runs in a build container while it sleeps.
+    let building = eventually(Duration::from_secs(30), || async {
+        let listed = std::process::Command::new("docker")
+            .args(["ps", "-q", "--filter", "label=skiff.build=greeter"])
+            .output()
+            .ok()?;
+        (!listed.stdout.is_empty()).then_some(())
+    });
+    assert!(building.await.is_some(), "the abandoned push got as far as building");
+    let group = format!("-{}", abandoned.id());
+    let killed = std::process::Command::new("kill").args(["-9", "--", &group]).status().unwrap();
+    assert!(killed.success());
+    abandoned.wait().unwrap();
     platform.cli_ok(&repo, &["config:unset", "COMPILE_SECONDS"]).await;
+    let freed = eventually(Duration::from_secs(30), || async {
+        let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
+        (pushed && out.contains("is up")).then_some(())
+    });
+    assert!(freed.await.is_some(), "the lock went with the pusher");
+    let after = releases(platform.cli_ok(&repo, &["releases", "--json"]).await);
+    assert_eq!(after, before + 2, "the config change and the last push made releases; the abandoned push none");
+    let leftovers = std::process::Command::new("docker")
+        .args(["ps", "-aq", "--filter", "label=skiff.build=greeter"])
+        .output()
+        .unwrap();
+    assert!(leftovers.stdout.is_empty(), "the abandoned build's container is gone");
 
     // The app's repository can be cloned back.
     let clone = home.join("cloned");
     let url = platform.git(&repo, &key, &["remote", "get-url", "skiff"]).1;
     let (cloned, out) = platform.git(&home, &key, &["clone", "-q", url.trim(), clone.to_str().unwrap()]);
     assert!(cloned, "{out}");
-    assert_eq!(std::fs::read_to_string(clone.join("greeting.txt")).unwrap(), "Hello, slowly");
+    assert_eq!(std::fs::read_to_string(clone.join("greeting.txt")).unwrap(), "Hello, abandoned");
 
     // A buildpack that does not accept the app rejects the push.
     std::fs::remove_file(repo.join("greeting.txt")).unwrap();

@@ -281,19 +281,24 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// `git` in `cwd`, with the OpenSSH client using `key`; returns (success, combined output).
-fn run_git(cwd: &Path, key: &Path, args: &[&str]) -> (bool, String) {
+/// `git` in `cwd`, with the OpenSSH client using `key`, not yet run.
+pub fn git_process(cwd: &Path, key: &Path, args: &[&str]) -> Command {
     let ssh = format!(
         "ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
         key.display()
     );
-    let output = Command::new("git")
+    let mut command = Command::new("git");
+    command
         .current_dir(cwd)
         .env("GIT_SSH_COMMAND", ssh)
         .args(["-c", "user.name=Skiff Test", "-c", "user.email=test@skiff.invalid"])
-        .args(args)
-        .output()
-        .expect("git runs");
+        .args(args);
+    command
+}
+
+/// `git` in `cwd`, with the OpenSSH client using `key`; returns (success, combined output).
+fn run_git(cwd: &Path, key: &Path, args: &[&str]) -> (bool, String) {
+    let output = git_process(cwd, key, args).output().expect("git runs");
     let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     (output.status.success(), text)
 }
