@@ -66,7 +66,7 @@ cd "$repo"
 "$skiff" apps:info -a "$app" >/dev/null 2>&1 || "$skiff" apps:create "$app"
 "$skiff" git:remote -a "$app" >/dev/null
 echo "==> git push skiff main"
-GIT_SSH_COMMAND="ssh -i $key -o IdentitiesOnly=yes -o StrictHostKeyChecking=accept-new" git push skiff main
+GIT_SSH_COMMAND="ssh -i $key -o IdentitiesOnly=yes -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile=$SKIFF_DATA_DIR/known_hosts" git push skiff main
 
 url="http://$app.localhost:8080/"
 skiff_wait_http "$url" 60 || { echo "skiff: $url did not answer; see $SKIFF_DATA_DIR/skiffd.log" >&2; exit 1; }

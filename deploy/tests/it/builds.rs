@@ -8,7 +8,7 @@ use crate::harness::{Platform, eventually, get_via_router};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buildpack_apps_compile_on_the_stack_with_a_cache_that_survives() {
-    let platform = Platform::start().await;
+    let mut platform = Platform::start().await;
     let home = platform.dir.path().to_owned();
     platform.cli_ok(&home, &["auth:register", "-u", "admin", "-p", "correct-horse"]).await;
     platform.import_busybox_stack().await;
@@ -120,11 +120,13 @@ async fn buildpack_apps_compile_on_the_stack_with_a_cache_that_survives() {
     assert!(ok, "{out}");
     let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
     assert!(!pushed && out.contains("does not support this app"), "{out}");
+    // Stop before the harness removes the containers, so no new one starts after.
+    platform.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dockerfile_apps_build_on_the_engine_and_failures_keep_the_release() {
-    let platform = Platform::start().await;
+    let mut platform = Platform::start().await;
     let home = platform.dir.path().to_owned();
     platform.cli_ok(&home, &["auth:register", "-u", "admin", "-p", "correct-horse"]).await;
     platform.import_busybox_stack().await;
@@ -194,4 +196,6 @@ async fn dockerfile_apps_build_on_the_engine_and_failures_keep_the_release() {
     })
     .await;
     assert!(still.is_some(), "the running release keeps serving");
+    // Stop before the harness removes the containers, so no new one starts after.
+    platform.stop().await;
 }

@@ -111,7 +111,7 @@ async fn a_pushed_example_app_serves_through_the_router_and_logs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_path_works_with_the_controller_on_postgres() {
-    let platform = Platform::start_on_postgres().await;
+    let mut platform = Platform::start_on_postgres().await;
     let home = platform.dir.path().to_owned();
     platform.cli_ok(&home, &["auth:register", "-u", "admin", "-p", "correct-horse"]).await;
     platform.import_busybox_stack().await;
@@ -131,6 +131,8 @@ async fn the_same_path_works_with_the_controller_on_postgres() {
     assert!(out.contains("released v2"), "{out}");
     let out = platform.cli_ok(&repo, &["builds"]).await;
     assert!(out.contains("succeeded"), "{out}");
+    // Stop before the harness removes the containers, so no new one starts after.
+    platform.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -27,7 +27,7 @@ async fn running(platform: &Platform, repo: &std::path::Path, process: &str) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_scale_restart_and_rollback_reach_the_containers() {
-    let platform = Platform::start().await;
+    let mut platform = Platform::start().await;
     let home = platform.dir.path().to_owned();
     platform.cli_ok(&home, &["auth:register", "-u", "admin", "-p", "correct-horse"]).await;
     platform.import_busybox_stack().await;
@@ -142,11 +142,13 @@ async fn config_scale_restart_and_rollback_reach_the_containers() {
         running(&platform, &repo, "worker").await.is_empty().then_some(())
     });
     assert!(stopped.await.is_some(), "{}", platform.cli_ok(&repo, &["ps"]).await);
+    // Stop before the harness removes the containers, so no new one starts after.
+    platform.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_that_cannot_start_fails_and_the_previous_keeps_serving() {
-    let platform = Platform::start().await;
+    let mut platform = Platform::start().await;
     let home = platform.dir.path().to_owned();
     platform.cli_ok(&home, &["auth:register", "-u", "admin", "-p", "correct-horse"]).await;
     platform.import_busybox_stack().await;
@@ -179,11 +181,13 @@ async fn a_release_that_cannot_start_fails_and_the_previous_keeps_serving() {
         (releases[0]["version"] == 3 && releases[0]["state"] == "deployed").then_some(())
     });
     assert!(deployed.await.is_some(), "{}", platform.cli_ok(&repo, &["releases"]).await);
+    // Stop before the harness removes the containers, so no new one starts after.
+    platform.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_and_health_checks_shape_new_containers() {
-    let platform = Platform::start().await;
+    let mut platform = Platform::start().await;
     let home = platform.dir.path().to_owned();
     platform.cli_ok(&home, &["auth:register", "-u", "admin", "-p", "correct-horse"]).await;
     platform.import_busybox_stack().await;
@@ -219,4 +223,6 @@ async fn limits_and_health_checks_shape_new_containers() {
     assert!(matches!(get_via_router(platform.router(), "shaped.localhost").await, Some((200, _))), "v1 still serves");
     let (status, _, err) = platform.cli(&repo, &["healthchecks:set", "web", "--http", "no-slash"]).await;
     assert!(status == 1 && err.contains("not a request path"), "{err}");
+    // Stop before the harness removes the containers, so no new one starts after.
+    platform.stop().await;
 }

@@ -23,7 +23,7 @@ fn docker(config: &Path) -> Command {
 async fn docker_and_skopeo_push_and_pull_through_the_registry() {
     let (found, _) = run(Command::new("skopeo").arg("--version"));
     assert!(found, "this test needs skopeo; install it with `apt-get install skopeo` (deploy/test.sh does)");
-    let platform = Platform::start().await;
+    let mut platform = Platform::start().await;
     let home = platform.dir.path().to_owned();
     platform.cli_ok(&home, &["auth:register", "-u", "admin", "-p", "correct-horse"]).await;
     platform.cli_ok(&home, &["auth:register", "-u", "eve", "-p", "eve-password"]).await;
@@ -109,4 +109,6 @@ async fn docker_and_skopeo_push_and_pull_through_the_registry() {
     assert!(!out.contains("\"oci\""), "{out}");
 
     let _ = run(docker(&config).args(["rmi", "-f", &image, &base]));
+    // Stop before the harness removes the containers, so no new one starts after.
+    platform.stop().await;
 }

@@ -6,7 +6,7 @@ use crate::harness::{Platform, eventually, example_repo, get_via_router};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collaborators_domains_and_maintenance() {
-    let platform = Platform::start().await;
+    let mut platform = Platform::start().await;
     let home = platform.dir.path().to_owned();
     platform.cli_ok(&home, &["auth:register", "-u", "admin", "-p", "correct-horse"]).await;
     // After the first account, only an admin creates accounts (the default mode).
@@ -96,4 +96,6 @@ async fn collaborators_domains_and_maintenance() {
     assert!(out.contains("Transferred shared to bob"), "{out}");
     let (status, out, _) = platform.cli_as("bob", &home, &["apps"]).await;
     assert!(status == 0 && out.contains("shared"), "{out}");
+    // Stop before the harness removes the containers, so no new one starts after.
+    platform.stop().await;
 }
