@@ -88,3 +88,11 @@ skiff_stop_postgres() {
   [ "$(id -u)" -eq 0 ] && as=(runuser -u postgres --)
   [ -n "$bin" ] && "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -m fast stop >/dev/null 2>&1 || true
 }
+
+# Background processes a script started; `skiff_clean_up_on_exit WORK` kills them and
+# removes WORK when the script ends.
+skiff_pids=()
+skiff_clean_up_on_exit() {
+  skiff_work=$1
+  trap 'for pid in "${skiff_pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$skiff_work"' EXIT
+}

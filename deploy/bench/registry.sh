@@ -12,19 +12,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 skiff_install_missing skopeo:skopeo docker-registry:docker-registry python3:python3 bc:bc
 
 work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+skiff_clean_up_on_exit "$work"
 
 # Skiff's registry alone, with a known service token as the push credential.
 token=bench-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 SKIFF_DATA_DIR="$work/skiff" SKIFF_SERVICE_TOKEN="$token" SKIFF_REGISTRY_LISTEN=127.0.0.1:15001 \
   taskset -c 1 "$bin/skiffd" registry >"$work/skiff.log" 2>&1 &
-pids+=($!)
+skiff_pids+=($!)
 mkdir -p "$work/distribution"
 cat >"$work/distribution.yml" <<YAML
 version: 0.1
@@ -33,7 +27,7 @@ storage: {filesystem: {rootdirectory: $work/distribution}, delete: {enabled: tru
 http: {addr: 127.0.0.1:15000}
 YAML
 env -u AWS_CA_BUNDLE taskset -c 1 docker-registry serve "$work/distribution.yml" >"$work/distribution.log" 2>&1 &
-pids+=($!)
+skiff_pids+=($!)
 skiff_wait_http http://127.0.0.1:15000/v2/ 30
 until curl -s -o /dev/null http://127.0.0.1:15001/v2/; do sleep 0.1; done
 

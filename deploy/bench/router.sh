@@ -13,13 +13,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 skiff_install_missing nginx:nginx haproxy:haproxy wrk:wrk bc:bc
 
 work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+skiff_clean_up_on_exit "$work"
 
 mkdir -p "$work"/{upstream,proxy}/{logs,tmp} "$work/upstream/html"
 printf 'hello world\n' >"$work/upstream/html/index.html"
@@ -44,14 +38,14 @@ printf '%s\n' global '  maxconn 4096' '  nbthread 1' defaults '  mode http' '  t
   '  server app 127.0.0.1:18090' >"$work/haproxy.cfg"
 
 taskset -c 0 nginx -c "$work/upstream/nginx.conf" -p "$work/upstream/" -g 'daemon off;' &
-pids+=($!)
+skiff_pids+=($!)
 taskset -c 1 nginx -c "$work/proxy/nginx.conf" -p "$work/proxy/" -g 'daemon off;' &
-pids+=($!)
+skiff_pids+=($!)
 taskset -c 1 haproxy -db -f "$work/haproxy.cfg" &
-pids+=($!)
+skiff_pids+=($!)
 SKIFF_DATA_DIR="$work/skiff" SKIFF_ROUTER_LISTEN=127.0.0.1:18084 SKIFF_ROUTER_ROUTES="bench.localhost=127.0.0.1:18090" \
   TOKIO_WORKER_THREADS=1 SKIFF_LOG=warn SKIFF_ROUTER_ACCESS_LOG=false taskset -c 1 "$bin/skiffd" router >"$work/skiff.log" 2>&1 &
-pids+=($!)
+skiff_pids+=($!)
 for port in 18090 18081 18083 18084; do
   for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" -H 'Host: bench.localhost' && break; sleep 0.1; done
 done

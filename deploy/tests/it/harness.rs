@@ -38,6 +38,19 @@ impl Platform {
         Self::start_with_database(None).await
     }
 
+    /// A platform with an admin logged in, the busybox stack, an SSH key and the example
+    /// app created as `app` (not pushed yet); returns it with the repository and the key.
+    pub async fn with_example(app: &str) -> (Self, PathBuf, PathBuf) {
+        let platform = Self::start().await;
+        let home = platform.dir.path().to_owned();
+        platform.cli_ok(&home, &["auth:register", "-u", "admin", "-p", "correct-horse"]).await;
+        platform.import_busybox_stack().await;
+        let key = platform.add_ssh_key().await;
+        let repo = example_repo(&platform, &key);
+        platform.cli_ok(&repo, &["apps:create", app]).await;
+        (platform, repo, key)
+    }
+
     /// A platform whose controller keeps its data in a fresh database of the Postgres
     /// server deploy/test.sh starts.
     pub async fn start_on_postgres() -> Self {

@@ -148,13 +148,7 @@ async fn config_scale_restart_and_rollback_reach_the_containers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_that_cannot_start_fails_and_the_previous_keeps_serving() {
-    let mut platform = Platform::start().await;
-    let home = platform.dir.path().to_owned();
-    platform.cli_ok(&home, &["auth:register", "-u", "admin", "-p", "correct-horse"]).await;
-    platform.import_busybox_stack().await;
-    let key = platform.add_ssh_key().await;
-    let repo = example_repo(&platform, &key);
-    platform.cli_ok(&repo, &["apps:create", "steady"]).await;
+    let (mut platform, repo, key) = Platform::with_example("steady").await;
     let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
     assert!(pushed, "{out}");
     assert!(out.contains("remote: -----> v1 is up"), "the push waits for the release to run: {out}");
@@ -187,13 +181,7 @@ async fn a_release_that_cannot_start_fails_and_the_previous_keeps_serving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_and_health_checks_shape_new_containers() {
-    let mut platform = Platform::start().await;
-    let home = platform.dir.path().to_owned();
-    platform.cli_ok(&home, &["auth:register", "-u", "admin", "-p", "correct-horse"]).await;
-    platform.import_busybox_stack().await;
-    let key = platform.add_ssh_key().await;
-    let repo = example_repo(&platform, &key);
-    platform.cli_ok(&repo, &["apps:create", "shaped"]).await;
+    let (mut platform, repo, key) = Platform::with_example("shaped").await;
     let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
     assert!(pushed, "{out}");
 

@@ -110,15 +110,7 @@ impl RegistryClient {
         let url = format!("{}/v2/{repo}/manifests/{reference}", self.base);
         let request = self.http.head(url).header(reqwest::header::ACCEPT, manifest_types());
         let response = self.expect("manifest HEAD", request, &[StatusCode::OK]).await?;
-        response
-            .headers()
-            .get("Docker-Content-Digest")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| RegistryError::Invalid {
-                what: "manifest HEAD".into(),
-                reason: "no valid Docker-Content-Digest".into(),
-            })
+        content_digest(&response, "manifest HEAD")
     }
 
     /// Unlinks every manifest of `repo` but `keep` (service token).
@@ -169,15 +161,7 @@ impl RegistryClient {
         let url = format!("{}/v2/{repo}/manifests/{reference}", self.base);
         let request = self.http.put(url).header(reqwest::header::CONTENT_TYPE, media_type).body(bytes);
         let response = self.expect("manifest PUT", request, &[StatusCode::CREATED]).await?;
-        response
-            .headers()
-            .get("Docker-Content-Digest")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| RegistryError::Invalid {
-                what: "manifest PUT".into(),
-                reason: "no valid Docker-Content-Digest".into(),
-            })
+        content_digest(&response, "manifest PUT")
     }
 
     fn absolute(&self, location: &str) -> String {
@@ -198,6 +182,16 @@ fn manifest_types() -> String {
         "application/vnd.oci.image.index.v1+json",
     ]
     .join(", ")
+}
+
+/// The `Docker-Content-Digest` a registry answered with.
+fn content_digest(response: &reqwest::Response, what: &str) -> Result<Digest, RegistryError> {
+    response
+        .headers()
+        .get("Docker-Content-Digest")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| RegistryError::Invalid { what: what.into(), reason: "no valid Docker-Content-Digest".into() })
 }
 
 fn location(response: &reqwest::Response) -> Option<String> {
