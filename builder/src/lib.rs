@@ -49,4 +49,6 @@ pub struct Config {
     pub hook_program: PathBuf,
     /// How many builds may run at once.
     pub max_builds: usize,
+    /// The largest pack a push may send, in bytes; git refuses bigger ones.
+    pub max_push_bytes: u64,
 }

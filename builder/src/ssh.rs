@@ -181,6 +181,8 @@ impl Builder {
         let _registration = PushRegistration { builder: self.clone(), id: id.clone() };
 
         let mut child = Command::new("git")
+            .arg("-c")
+            .arg(format!("receive.maxInputSize={}", self.config.max_push_bytes))
             .arg(command.service.git_subcommand())
             .arg(&repo)
             .env("SKIFF_HOOK_SOCKET", &self.hook_socket)

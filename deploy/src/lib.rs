@@ -121,6 +121,9 @@ pub struct Settings {
     /// Recent log lines kept per app.
     #[arg(long, env = "SKIFF_LOGGER_LINES", default_value_t = 10_000)]
     pub log_lines: usize,
+    /// The largest push accepted, in MiB of packed git objects.
+    #[arg(long, env = "SKIFF_BUILDER_MAX_PUSH_MB", default_value_t = 1024)]
+    pub max_push_mb: u64,
     /// Builds that may run at once.
     #[arg(long, env = "SKIFF_BUILDER_MAX_BUILDS", default_value_t = 2)]
     pub max_builds: usize,
@@ -398,6 +401,7 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
             service_token: token.clone(),
             hook_program,
             max_builds: settings.max_builds,
+            max_push_bytes: settings.max_push_mb.saturating_mul(1 << 20),
         })
         .await
         .context("cannot prepare the builder")?;

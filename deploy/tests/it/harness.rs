@@ -86,6 +86,7 @@ impl Platform {
             boot_timeout: 30,
             log_lines: 1000,
             max_builds: 2,
+            max_push_mb: 1,
             platform_id: Some(platform_id.clone()),
             database_url,
             registration: skiff_controller::config::Registration::AdminOnly,

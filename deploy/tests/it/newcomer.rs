@@ -174,6 +174,16 @@ async fn pushes_without_access_or_procfile_are_rejected_and_change_nothing() {
     let out = platform.cli_ok(&repo, &["builds:info", "1"]).await;
     assert!(out.contains("no Procfile or Dockerfile found"), "with its log: {out}");
 
+    // A push over the size limit (1 MiB here) is refused with git's own message.
+    let noise: Vec<u8> = (0..3 << 15).flat_map(|_| rand::random::<[u8; 32]>()).collect();
+    std::fs::write(repo.join("big.bin"), noise).unwrap();
+    let (ok, out) = platform.git(&repo, &key, &["add", "big.bin"]);
+    assert!(ok, "{out}");
+    let (ok, out) = platform.git(&repo, &key, &["commit", "-qm", "too big"]);
+    assert!(ok, "{out}");
+    let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
+    assert!(!pushed && out.contains("pack exceeds maximum allowed size"), "{out}");
+
     // An unregistered key is refused at authentication.
     let stranger = platform.dir.path().join("stranger");
     let status = std::process::Command::new("ssh-keygen")
