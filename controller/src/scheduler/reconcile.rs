@@ -233,7 +233,12 @@ impl Scheduler {
         let address = container.host_port.map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
         loop {
             if let Some(code) = self.runtime.exit_code(&container.id).await? {
-                return Ok(Err(format!("{} exited with status {code} while starting", container.process)));
+                // 126 and 127 are the shell's "cannot run" and "not found".
+                let hint = match code {
+                    126 | 127 => " (its command is not in the image: is the stack the right one?)",
+                    _ => "",
+                };
+                return Ok(Err(format!("{} exited with status {code} while starting{hint}", container.process)));
             }
             let ready = match check {
                 Check::Running => tokio::time::Instant::now() >= settle,
@@ -245,7 +250,7 @@ impl Scheduler {
             if tokio::time::Instant::now() >= deadline {
                 let what = match check {
                     Check::Http { path: Some(path) } => format!("answer {path} with a 2xx or 3xx status on $PORT"),
-                    Check::Http { path: None } => "answer HTTP on $PORT".to_owned(),
+                    Check::Http { path: None } => "answer HTTP on $PORT (listen on 0.0.0.0:$PORT)".to_owned(),
                     Check::Tcp => "accept TCP connections on $PORT".to_owned(),
                     Check::Running => "keep running".to_owned(),
                 };
