@@ -172,6 +172,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }))
+        .route("/v2/openapi.json", get(|| async { Json(crate::openapi::document()) }))
         .route("/v2/auth/register", post(register))
         .route("/v2/auth/login", post(login))
         .route("/v2/auth/whoami", get(whoami))

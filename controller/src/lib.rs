@@ -7,6 +7,7 @@
 //! - [`auth`]: passwords, API tokens and the request extractors that check them.
 //! - [`keys`]: OpenSSH public keys and their fingerprints.
 //! - [`http`]: the REST API (axum) and its [`http::ApiError`].
+//! - [`openapi`]: the API's OpenAPI document.
 //! - [`retention`]: which images the registry keeps, and its garbage collection.
 //! - [`routes`]: the router feed, a versioned route table with long-poll reads.
 //! - [`scheduler`]: the reconcile loop over a [`scheduler::ContainerRuntime`].
@@ -18,6 +19,7 @@ pub mod db;
 pub mod events;
 pub mod http;
 pub mod keys;
+pub mod openapi;
 pub mod retention;
 pub mod routes;
 pub mod scheduler;
