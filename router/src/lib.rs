@@ -17,4 +17,4 @@ pub mod proxy;
 pub mod table;
 
 pub use proxy::{Config, serve};
-pub use table::{Lookup, Table};
+pub use table::{Backends, Lookup, Table};

@@ -10,8 +10,8 @@ use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Either, Empty, Full};
+use hyper::body::{Body, Incoming};
 use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -20,10 +20,13 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::table::{Lookup, Table};
+use crate::table::{Backends, Lookup, Table};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type ProxyBody = BoxBody<Bytes, BoxError>;
+/// What the router sends upstream: the client's body, or nothing when a body-less request
+/// is sent again.
+type UpstreamBody = Either<Incoming, Empty<Bytes>>;
 
 /// Router settings.
 #[derive(Debug, Clone)]
@@ -60,7 +63,7 @@ const HOP_BY_HOP: &[&str] = &[
 /// Where a request goes.
 struct Target<'a> {
     host: &'a str,
-    backend: SocketAddr,
+    backends: Backends,
     peer: SocketAddr,
     app: &'a str,
     request_id: &'a str,
@@ -73,7 +76,7 @@ struct Proxy {
     /// Upgraded connections (tunnels).
     tasks: TaskTracker,
     shutdown: CancellationToken,
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpConnector, UpstreamBody>,
     metrics: crate::metrics::Metrics,
     /// Access lines into each app's log stream.
     access: Option<skiff_client::syslog::Sender>,
@@ -204,8 +207,8 @@ impl Proxy {
                 let text = format!("app {app} has no running web process; deploy it with `git push skiff main`");
                 (app, page(StatusCode::SERVICE_UNAVAILABLE, &text))
             }
-            Lookup::Backend(app, backend) => {
-                let target = Target { host: &host, backend, peer, app: app.as_str(), request_id: &request_id };
+            Lookup::Backend(app, backends) => {
+                let target = Target { host: &host, backends, peer, app: app.as_str(), request_id: &request_id };
                 let response = self.forward(request, target).await;
                 (app, response)
             }
@@ -226,12 +229,8 @@ impl Proxy {
     }
 
     async fn forward(&self, mut request: Request<Incoming>, target: Target<'_>) -> Response<ProxyBody> {
-        let Target { host, backend, peer, app, request_id } = target;
-        let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
-        let Ok(uri) = format!("http://{backend}{path}").parse::<Uri>() else {
-            return page(StatusCode::BAD_REQUEST, "invalid request target");
-        };
-        *request.uri_mut() = uri;
+        let Target { host, backends, peer, app, request_id } = target;
+        let path = request.uri().path_and_query().map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
         // Upstreams speak HTTP/1.1, whatever the client spoke; an HTTP/2 request names its
         // host in `:authority`, which becomes `Host`.
         *request.version_mut() = http::Version::HTTP_11;
@@ -260,7 +259,30 @@ impl Proxy {
         if let Ok(value) = HeaderValue::from_str(request_id) {
             headers.insert("x-request-id", value);
         }
-        match self.client.request(request).await {
+        // A request without a body can be sent again: when a backend refuses the connection
+        // (its container just stopped), the app's next backend gets it. One with a body is
+        // never sent twice.
+        let replayable = client_upgrade.is_none() && request.body().is_end_stream();
+        let mut request = request.map(Either::Left);
+        let mut candidates = backends.iter().peekable();
+        let answer = loop {
+            let backend = candidates.next().expect("a route with backends");
+            let Ok(uri) = format!("http://{backend}{path}").parse::<Uri>() else {
+                return page(StatusCode::BAD_REQUEST, "invalid request target");
+            };
+            *request.uri_mut() = uri;
+            let (head, body) = request.into_parts();
+            let again = (replayable && candidates.peek().is_some())
+                .then(|| Request::from_parts(head.clone(), Either::Right(Empty::new())));
+            match (self.client.request(Request::from_parts(head, body)).await, again) {
+                (Err(error), Some(again)) if error.is_connect() => {
+                    tracing::warn!(%error, app, %backend, "router.upstream: trying the next backend");
+                    request = again;
+                }
+                (answer, _) => break answer.map_err(|error| (error, backend)),
+            }
+        };
+        match answer {
             Ok(mut response) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
                 let upstream_upgrade = hyper::upgrade::on(&mut response);
                 if let Some(client_upgrade) = client_upgrade {
@@ -274,7 +296,7 @@ impl Proxy {
                 strip_hop_by_hop(&mut parts.headers);
                 Response::from_parts(parts, body.map_err(|e| Box::new(e) as BoxError).boxed())
             }
-            Err(error) => {
+            Err((error, backend)) => {
                 tracing::warn!(%error, app, %backend, "router.upstream");
                 page(StatusCode::BAD_GATEWAY, &format!("app {app} did not answer"))
             }

@@ -1,5 +1,5 @@
 //! The router on 127.0.0.1 with hand-made upstreams: routing answers, forwarded headers,
-//! Upgrade tunnels, and route changes under a kept-alive connection.
+//! Upgrade tunnels, route changes under a kept-alive connection, and stopped backends.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -91,9 +91,13 @@ async fn upstream(name: &'static str) -> SocketAddr {
     address
 }
 
-/// Sends one request on `stream` and reads one answer: (status, body).
+/// Sends one GET on `stream` and reads one answer: (status, body).
 async fn exchange(stream: &mut BufReader<TcpStream>, host: &str, extra: &str) -> (u16, String) {
-    let request = format!("GET /path?q=1 HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n");
+    send(stream, &format!("GET /path?q=1 HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n")).await
+}
+
+/// Sends `request` as it is on `stream` and reads one answer: (status, body).
+async fn send(stream: &mut BufReader<TcpStream>, request: &str) -> (u16, String) {
     stream.get_mut().write_all(request.as_bytes()).await.unwrap();
     let mut status = String::new();
     stream.read_line(&mut status).await.unwrap();
@@ -196,6 +200,33 @@ async fn a_route_change_keeps_open_connections_working() {
         assert_eq!(status, 200);
         assert!(body.starts_with("two"), "the same connection follows the new table: {body}");
     }
+}
+
+/// An address nothing listens on, like a container that has just stopped.
+async fn refusing() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap()
+}
+
+#[tokio::test]
+async fn a_refused_connection_sends_body_less_requests_to_the_next_backend_and_never_resends_a_body() {
+    let (gone, live) = (refusing().await, upstream("live").await);
+    let alone = router(snapshot(1, &[("shop", vec![gone])])).await;
+    let router = router(snapshot(1, &[("shop", vec![gone, live])])).await;
+    let mut stream = connect(&router).await;
+    for _ in 0..4 {
+        let (status, body) = exchange(&mut stream, "shop.localhost", "").await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.starts_with("live"), "{body}");
+    }
+    let post = "POST /orders HTTP/1.1\r\nHost: shop.localhost\r\nContent-Length: 5\r\n\r\nhello";
+    let mut statuses = Vec::new();
+    for _ in 0..2 {
+        statuses.push(send(&mut connect(&router).await, post).await.0);
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 502], "the POST that met the stopped backend is not replayed");
+    let (status, body) = exchange(&mut connect(&alone).await, "shop.localhost", "").await;
+    assert_eq!(status, 502, "with no other backend the client hears the failure: {body}");
 }
 
 #[tokio::test]
