@@ -97,6 +97,9 @@ pub struct Settings {
     /// separated by spaces.
     #[arg(long, env = "SKIFF_ROUTER_ROUTES")]
     pub router_routes: Option<String>,
+    /// Seconds an app may take to start answering a request before the router answers 504.
+    #[arg(long, env = "SKIFF_ROUTER_RESPONSE_TIMEOUT", default_value_t = 30)]
+    pub router_response_timeout: u64,
     /// Send an access line per request into the app's log stream.
     #[arg(long, env = "SKIFF_ROUTER_ACCESS_LOG", default_value_t = true, action = clap::ArgAction::Set)]
     pub router_access_log: bool,
@@ -385,7 +388,11 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
             }
         };
         let access_log = settings.router_access_log.then_some(syslog_address);
-        let config = skiff_router::Config { access_log, ..Default::default() };
+        let config = skiff_router::Config {
+            access_log,
+            response_timeout: Duration::from_secs(settings.router_response_timeout.max(1)),
+            ..Default::default()
+        };
         tasks.spawn(skiff_router::serve(listener, table, config, shutdown.clone()));
     }
 

@@ -35,13 +35,21 @@ pub struct Config {
     pub header_read_timeout: Duration,
     /// How long an upstream may take to accept a connection.
     pub connect_timeout: Duration,
+    /// How long an app may take to start answering (its response head) before the client
+    /// gets a 504; a response already under way streams for as long as it takes.
+    pub response_timeout: Duration,
     /// The logger's syslog address for access lines; none are sent without one.
     pub access_log: Option<SocketAddr>,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Self { header_read_timeout: Duration::from_secs(30), connect_timeout: Duration::from_secs(5), access_log: None }
+        Self {
+            header_read_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(30),
+            access_log: None,
+        }
     }
 }
 
@@ -73,6 +81,7 @@ struct Proxy {
     table: Arc<ArcSwap<Table>>,
     /// The router's own port, for `X-Forwarded-Port`.
     port: u16,
+    response_timeout: Duration,
     /// Upgraded connections (tunnels).
     tasks: TaskTracker,
     shutdown: CancellationToken,
@@ -103,6 +112,7 @@ pub async fn serve(listener: TcpListener, table: Arc<ArcSwap<Table>>, config: Co
     let proxy = Arc::new(Proxy {
         table,
         port,
+        response_timeout: config.response_timeout,
         tasks: tunnels.clone(),
         shutdown: shutdown.clone(),
         client,
@@ -213,7 +223,7 @@ impl Proxy {
                 (app, response)
             }
         };
-        let upstream_error = response.status() == StatusCode::BAD_GATEWAY;
+        let upstream_error = matches!(response.status(), StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT);
         self.metrics.record(&app, response.status().as_u16(), started.elapsed(), upstream_error);
         if let Some(access) = &self.access {
             let status = response.status().as_u16();
@@ -274,7 +284,13 @@ impl Proxy {
             let (head, body) = request.into_parts();
             let again = (replayable && candidates.peek().is_some())
                 .then(|| Request::from_parts(head.clone(), Either::Right(Empty::new())));
-            match (self.client.request(Request::from_parts(head, body)).await, again) {
+            let sent = self.client.request(Request::from_parts(head, body));
+            let Ok(sent) = tokio::time::timeout(self.response_timeout, sent).await else {
+                tracing::warn!(app, %backend, "router.upstream: no answer within {:?}", self.response_timeout);
+                let text = format!("app {app} did not answer within {} s", self.response_timeout.as_secs_f32());
+                return page(StatusCode::GATEWAY_TIMEOUT, &text);
+            };
+            match (sent, again) {
                 (Err(error), Some(again)) if error.is_connect() => {
                     tracing::warn!(%error, app, %backend, "router.upstream: trying the next backend");
                     request = again;

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use skiff_api::{Route, RouteTable};
@@ -39,11 +40,15 @@ fn snapshot(version: u64, routes: &[(&str, Vec<SocketAddr>)]) -> Table {
 }
 
 async fn router(table: Table) -> Router {
+    router_with(table, skiff_router::Config::default()).await
+}
+
+async fn router_with(table: Table, config: skiff_router::Config) -> Router {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let table = Arc::new(ArcSwap::from_pointee(table));
     let shutdown = CancellationToken::new();
-    tokio::spawn(skiff_router::serve(listener, table.clone(), skiff_router::Config::default(), shutdown.clone()));
+    tokio::spawn(skiff_router::serve(listener, table.clone(), config, shutdown.clone()));
     Router { address, table, shutdown }
 }
 
@@ -227,6 +232,23 @@ async fn a_refused_connection_sends_body_less_requests_to_the_next_backend_and_n
     assert_eq!(statuses, [200, 502], "the POST that met the stopped backend is not replayed");
     let (status, body) = exchange(&mut connect(&alone).await, "shop.localhost", "").await;
     assert_eq!(status, 502, "with no other backend the client hears the failure: {body}");
+}
+
+#[tokio::test]
+async fn an_app_that_never_answers_gets_a_504_after_the_response_timeout() {
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = silent.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            held.push(stream);
+        }
+    });
+    let config = skiff_router::Config { response_timeout: Duration::from_millis(300), ..Default::default() };
+    let router = router_with(snapshot(1, &[("shop", vec![address])]), config).await;
+    let (status, body) = exchange(&mut connect(&router).await, "shop.localhost", "").await;
+    assert_eq!(status, 504, "{body}");
+    assert!(body.contains("shop did not answer within 0.3 s"), "{body}");
 }
 
 #[tokio::test]
