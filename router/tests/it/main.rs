@@ -252,6 +252,34 @@ async fn an_app_that_never_answers_gets_a_504_after_the_response_timeout() {
 }
 
 #[tokio::test]
+async fn a_client_that_never_finishes_its_request_head_is_cut_off() {
+    let app = upstream("one").await;
+    let config = skiff_router::Config { header_read_timeout: Duration::from_millis(300), ..Default::default() };
+    let router = router_with(snapshot(1, &[("shop", vec![app])]), config).await;
+    let mut stream = connect(&router).await;
+    stream.get_mut().write_all(b"GET / HTTP/1.1\r\nHost: shop.loc").await.unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the router closes the connection instead of waiting for the head");
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(rest.is_empty() || rest.starts_with("HTTP/1.1 408"), "{rest}");
+}
+
+#[tokio::test]
+async fn ambiguous_request_framing_is_refused_before_it_reaches_the_app() {
+    let app = upstream("one").await;
+    let router = router(snapshot(1, &[("shop", vec![app])])).await;
+    let smuggled = "POST / HTTP/1.1\r\nHost: shop.localhost\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\nabcd";
+    let mut stream = connect(&router).await;
+    stream.get_mut().write_all(smuggled.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await.unwrap().unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(!answer.contains("\r\n\r\none\n"), "the app never saw the request: {answer}");
+}
+
+#[tokio::test]
 async fn http2_clients_with_prior_knowledge_are_served() {
     let app = upstream("one").await;
     let router = router(snapshot(1, &[("shop", vec![app])])).await;
