@@ -271,7 +271,7 @@ impl Proxy {
         }
         // A request without a body can be sent again: when a backend refuses the connection
         // (its container just stopped), the app's next backend gets it. One with a body is
-        // never sent twice.
+        // never sent twice. A refusing backend is tried last for a while either way.
         let replayable = client_upgrade.is_none() && request.body().is_end_stream();
         let mut request = request.map(Either::Left);
         let mut candidates = backends.iter().peekable();
@@ -290,6 +290,11 @@ impl Proxy {
                 let text = format!("app {app} did not answer within {} s", self.response_timeout.as_secs_f32());
                 return page(StatusCode::GATEWAY_TIMEOUT, &text);
             };
+            if let Err(error) = &sent
+                && error.is_connect()
+            {
+                backends.set_aside(backend);
+            }
             match (sent, again) {
                 (Err(error), Some(again)) if error.is_connect() => {
                     tracing::warn!(%error, app, %backend, "router.upstream: trying the next backend");

@@ -4,21 +4,39 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use skiff_api::{AppName, RouteTable};
 
-/// One app's backends and its round-robin position.
+/// How long a backend that refused a connection is tried only after the others.
+const SET_ASIDE: Duration = Duration::from_secs(10);
+
+/// One app's backends, its round-robin position, and which backends are set aside.
 #[derive(Debug)]
 pub struct AppRoute {
     pub app: AppName,
     maintenance: bool,
     backends: Vec<SocketAddr>,
     next: AtomicUsize,
+    /// When this route was built; the clock for `aside_until`.
+    built: Instant,
+    /// Per backend, milliseconds after `built` until which it is tried last (0: never set aside).
+    aside_until: Vec<AtomicU64>,
+}
+
+impl AppRoute {
+    fn millis_now(&self) -> u64 {
+        u64::try_from(self.built.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn is_aside(&self, index: usize, now: u64) -> bool {
+        self.aside_until[index].load(Ordering::Relaxed) > now
+    }
 }
 
 /// An app's backends in the order to try them: this request's round-robin pick first,
-/// then the others.
+/// then the others, with backends that recently refused a connection last.
 #[derive(Debug, Clone)]
 pub struct Backends {
     route: Arc<AppRoute>,
@@ -27,8 +45,22 @@ pub struct Backends {
 
 impl Backends {
     pub fn iter(&self) -> impl Iterator<Item = SocketAddr> + '_ {
-        let count = self.route.backends.len();
-        (0..count).map(move |offset| self.route.backends[(self.first + offset) % count])
+        let route = &self.route;
+        let now = route.millis_now();
+        let rotation =
+            move || (0..route.backends.len()).map(move |offset| (self.first + offset) % route.backends.len());
+        let ready = rotation().filter(move |&index| !route.is_aside(index, now));
+        let aside = rotation().filter(move |&index| route.is_aside(index, now));
+        ready.chain(aside).map(move |index| route.backends[index])
+    }
+
+    /// Tries `backend` only after the others for a while: it refused a connection.
+    pub fn set_aside(&self, backend: SocketAddr) {
+        let route = &self.route;
+        if let Some(index) = route.backends.iter().position(|b| *b == backend) {
+            let until = route.millis_now().saturating_add(SET_ASIDE.as_millis() as u64);
+            route.aside_until[index].store(until, Ordering::Relaxed);
+        }
     }
 }
 
@@ -65,6 +97,8 @@ impl Table {
                 maintenance: route.maintenance,
                 backends: route.backends.clone(),
                 next: AtomicUsize::new(0),
+                built: Instant::now(),
+                aside_until: route.backends.iter().map(|_| AtomicU64::new(0)).collect(),
             });
             for host in &route.hosts {
                 let host = host.to_ascii_lowercase();
@@ -200,5 +234,23 @@ mod tests {
         assert_eq!(orders[1], vec![second, first]);
         assert_eq!(orders[2], orders[0]);
         assert_eq!(orders[3], orders[1]);
+    }
+
+    #[test]
+    fn a_backend_set_aside_comes_last_and_is_still_tried_when_alone() {
+        let table = table();
+        let order = |table: &Table| match table.lookup("shop.localhost") {
+            Lookup::Backend(_, backends) => (backends.iter().collect::<Vec<_>>(), backends),
+            other => panic!("{other:?}"),
+        };
+        let (first, second): (SocketAddr, SocketAddr) = (([127, 0, 0, 1], 1001).into(), ([127, 0, 0, 1], 1002).into());
+        let (_, backends) = order(&table);
+        backends.set_aside(first);
+        for _ in 0..4 {
+            assert_eq!(order(&table).0, vec![second, first]);
+        }
+        backends.set_aside(second);
+        let (both_aside, _) = order(&table);
+        assert_eq!(both_aside.len(), 2, "every backend is still tried: {both_aside:?}");
     }
 }

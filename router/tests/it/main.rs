@@ -216,20 +216,22 @@ async fn refusing() -> SocketAddr {
 async fn a_refused_connection_sends_body_less_requests_to_the_next_backend_and_never_resends_a_body() {
     let (gone, live) = (refusing().await, upstream("live").await);
     let alone = router(snapshot(1, &[("shop", vec![gone])])).await;
-    let router = router(snapshot(1, &[("shop", vec![gone, live])])).await;
-    let mut stream = connect(&router).await;
+    // On a fresh table the first request goes to the first backend: the stopped one.
+    let for_gets = router(snapshot(1, &[("shop", vec![gone, live])])).await;
+    let for_posts = router(snapshot(1, &[("shop", vec![gone, live])])).await;
+    let mut stream = connect(&for_gets).await;
     for _ in 0..4 {
         let (status, body) = exchange(&mut stream, "shop.localhost", "").await;
         assert_eq!(status, 200, "{body}");
         assert!(body.starts_with("live"), "{body}");
     }
     let post = "POST /orders HTTP/1.1\r\nHost: shop.localhost\r\nContent-Length: 5\r\n\r\nhello";
-    let mut statuses = Vec::new();
+    let (status, body) = send(&mut connect(&for_posts).await, post).await;
+    assert_eq!(status, 502, "the POST that met the stopped backend is not replayed: {body}");
     for _ in 0..2 {
-        statuses.push(send(&mut connect(&router).await, post).await.0);
+        let (status, body) = send(&mut connect(&for_posts).await, post).await;
+        assert_eq!(status, 200, "the stopped backend is set aside, so later POSTs reach the live one: {body}");
     }
-    statuses.sort_unstable();
-    assert_eq!(statuses, [200, 502], "the POST that met the stopped backend is not replayed");
     let (status, body) = exchange(&mut connect(&alone).await, "shop.localhost", "").await;
     assert_eq!(status, 502, "with no other backend the client hears the failure: {body}");
 }
