@@ -20,13 +20,15 @@ pub struct FsBlobStore {
 }
 
 impl FsBlobStore {
-    /// Opens (creating if needed) a store rooted at `root`.
+    /// Opens (creating if needed) a store rooted at `root`. Temporary files a previous run
+    /// left behind (uploads it never finished) are removed: no upload outlives the process.
     ///
     /// # Errors
-    /// When the directories cannot be created.
+    /// When the directories cannot be created or emptied.
     pub async fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let root = root.into();
         tokio::fs::create_dir_all(root.join("blobs")).await?;
+        let _ = tokio::fs::remove_dir_all(root.join("tmp")).await;
         tokio::fs::create_dir_all(root.join("tmp")).await?;
         Ok(Self { root })
     }
@@ -206,5 +208,20 @@ mod tests {
         let err = store.commit(wrong, &digest::sha256(b"xyz")).await.unwrap_err();
         assert!(matches!(err, StoreError::DigestMismatch { .. }));
         assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0, "nothing is left behind");
+    }
+
+    #[tokio::test]
+    async fn reopening_removes_unfinished_uploads_and_keeps_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path()).await.unwrap();
+        let digest = digest::sha256(b"kept");
+        store.put_bytes(&digest, Bytes::from_static(b"kept")).await.unwrap();
+        let mut abandoned = store.stage(DigestAlgorithm::Sha256).await.unwrap();
+        abandoned.write(b"half an upload").await.unwrap();
+        std::mem::forget(abandoned);
+        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 1);
+        let store = FsBlobStore::open(dir.path()).await.unwrap();
+        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert_eq!(store.read(&digest).await.unwrap().unwrap(), "kept");
     }
 }
