@@ -254,7 +254,7 @@ async fn an_app_that_never_answers_gets_a_504_after_the_response_timeout() {
 }
 
 #[tokio::test]
-async fn a_client_that_never_finishes_its_request_head_is_cut_off() {
+async fn clients_that_never_finish_a_request_head_or_go_idle_are_cut_off() {
     let app = upstream("one").await;
     let config = skiff_router::Config { header_read_timeout: Duration::from_millis(300), ..Default::default() };
     let router = router_with(snapshot(1, &[("shop", vec![app])]), config).await;
@@ -265,6 +265,13 @@ async fn a_client_that_never_finishes_its_request_head_is_cut_off() {
     assert!(read.is_ok(), "the router closes the connection instead of waiting for the head");
     let rest = String::from_utf8_lossy(&rest);
     assert!(rest.is_empty() || rest.starts_with("HTTP/1.1 408"), "{rest}");
+
+    let mut idle = connect(&router).await;
+    let (status, _) = exchange(&mut idle, "shop.localhost", "").await;
+    assert_eq!(status, 200);
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "a kept-alive connection that sends nothing more is closed too");
 }
 
 #[tokio::test]
