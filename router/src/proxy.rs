@@ -71,6 +71,8 @@ const HOP_BY_HOP: &[&str] = &[
 /// Where a request goes.
 struct Target<'a> {
     host: &'a str,
+    /// The request's path and query.
+    path: &'a str,
     backends: Backends,
     peer: SocketAddr,
     app: &'a str,
@@ -218,7 +220,8 @@ impl Proxy {
                 (app, page(StatusCode::SERVICE_UNAVAILABLE, &text))
             }
             Lookup::Backend(app, backends) => {
-                let target = Target { host: &host, backends, peer, app: app.as_str(), request_id: &request_id };
+                let target =
+                    Target { host: &host, path: &path, backends, peer, app: app.as_str(), request_id: &request_id };
                 let response = self.forward(request, target).await;
                 (app, response)
             }
@@ -239,8 +242,7 @@ impl Proxy {
     }
 
     async fn forward(&self, mut request: Request<Incoming>, target: Target<'_>) -> Response<ProxyBody> {
-        let Target { host, backends, peer, app, request_id } = target;
-        let path = request.uri().path_and_query().map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
+        let Target { host, path, backends, peer, app, request_id } = target;
         // Upstreams speak HTTP/1.1, whatever the client spoke; an HTTP/2 request names its
         // host in `:authority`, which becomes `Host`.
         *request.version_mut() = http::Version::HTTP_11;
