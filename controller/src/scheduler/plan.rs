@@ -8,19 +8,14 @@
 
 use skiff_api::AppName;
 
+use super::runtime::StartSpec;
+
 /// One process type of an app's current release, and how many should run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Desired {
-    pub app: AppName,
-    pub release: u32,
-    pub generation: u32,
-    pub process: String,
-    pub image: String,
-    /// The Procfile command; empty runs the image's own command.
-    pub command: String,
-    pub env: Vec<(String, String)>,
+    /// What each of its containers runs.
+    pub spec: StartSpec,
     pub quantity: u32,
-    pub limits: skiff_api::Limits,
     pub check: super::health::Check,
     /// How long a new container has to pass its check.
     pub boot_timeout: std::time::Duration,
@@ -28,10 +23,11 @@ pub struct Desired {
 
 impl Desired {
     fn is_current(&self, container: &Observed) -> bool {
-        container.app == self.app
-            && container.process == self.process
-            && container.release == self.release
-            && container.generation == self.generation
+        let spec = &self.spec;
+        container.app == spec.app
+            && container.process == spec.process
+            && container.release == spec.release
+            && container.generation == spec.generation
     }
 }
 
@@ -77,7 +73,7 @@ pub fn plan(desired: &[Desired], observed: &[Observed]) -> Vec<Step> {
         }
     }
     for container in observed {
-        let want = desired.iter().find(|d| d.app == container.app && d.process == container.process);
+        let want = desired.iter().find(|d| d.spec.app == container.app && d.spec.process == container.process);
         let reason = match want {
             None => Some("no release runs this process type"),
             Some(_) if !container.running => Some("container exited"),
@@ -100,15 +96,17 @@ mod tests {
 
     fn want(app: &str, release: u32, quantity: u32) -> Desired {
         Desired {
-            app: app.parse().unwrap(),
-            release,
-            generation: 0,
-            process: "web".into(),
-            image: format!("img-{release}"),
-            command: "serve".into(),
-            env: Vec::new(),
+            spec: StartSpec {
+                app: app.parse().unwrap(),
+                release,
+                generation: 0,
+                process: "web".into(),
+                image: format!("img-{release}"),
+                command: "serve".into(),
+                env: Vec::new(),
+                limits: Default::default(),
+            },
             quantity,
-            limits: Default::default(),
             check: super::super::health::Check::Running,
             boot_timeout: std::time::Duration::from_secs(1),
         }
@@ -188,7 +186,7 @@ mod tests {
     #[test]
     fn a_restart_replaces_containers_like_a_release() {
         let mut restarted = want("a", 1, 1);
-        restarted.generation = 1;
+        restarted.spec.generation = 1;
         let steps = plan(std::slice::from_ref(&restarted), &[seen("c1", "a", 1, true, true)]);
         assert_eq!(steps, vec![Step::Start(restarted)]);
     }

@@ -77,9 +77,9 @@ impl Scheduler {
             let steps = plan(&desired, &observed.iter().map(|(o, _)| o.clone()).collect::<Vec<_>>());
             if steps.is_empty() {
                 // Converged: every desired release runs as asked.
-                for want in &desired {
-                    if self.db.settle_release(&want.app, want.release, ReleaseState::Deployed, None).await? {
-                        self.events.emit(&want.app, &format!("Release v{} is up", want.release));
+                for Desired { spec, .. } in &desired {
+                    if self.db.settle_release(&spec.app, spec.release, ReleaseState::Deployed, None).await? {
+                        self.events.emit(&spec.app, &format!("Release v{} is up", spec.release));
                     }
                 }
                 return Ok(());
@@ -106,15 +106,17 @@ impl Scheduler {
                 let quantity = row.map_or_else(|| default_quantity(process.as_str()), |f| f.quantity);
                 let env = release_env(&release, process.as_str());
                 desired.push(Desired {
-                    app: release.app.clone(),
-                    release: release.version,
-                    generation: row.map_or(0, |f| f.generation),
-                    process: process.to_string(),
-                    image: image.clone(),
-                    command: command.clone(),
-                    env,
+                    spec: StartSpec {
+                        app: release.app.clone(),
+                        release: release.version,
+                        generation: row.map_or(0, |f| f.generation),
+                        process: process.to_string(),
+                        image: image.clone(),
+                        command: command.clone(),
+                        env,
+                        limits: limits.get(process).copied().unwrap_or_default(),
+                    },
                     quantity,
-                    limits: limits.get(process).copied().unwrap_or_default(),
                     check: Check::of(process.as_str(), checks.get(process)),
                     boot_timeout: checks
                         .get(process)
@@ -134,10 +136,10 @@ impl Scheduler {
             // Current containers must pass the configured check; older ones, deployed under
             // whatever check held then, keep serving while they answer at all.
             let current = desired.iter().find(|d| {
-                d.app == container.app
-                    && d.process == container.process
-                    && d.release == container.release
-                    && d.generation == container.generation
+                d.spec.app == container.app
+                    && d.spec.process == container.process
+                    && d.spec.release == container.release
+                    && d.spec.generation == container.generation
             });
             let check = current.map_or_else(|| Check::of(&container.process, None), |d| d.check.clone());
             let ready = container.running && check.probe(address).await;
@@ -157,8 +159,10 @@ impl Scheduler {
                     .filter(|(o, _)| o.app == app.name && o.ready && o.process == "web")
                     .filter_map(|(o, a)| Some((o, (*a)?)))
                     .collect();
-                let current =
-                    desired.iter().find(|d| d.app == app.name && d.process == "web").map(|d| (d.release, d.generation));
+                let current = desired
+                    .iter()
+                    .find(|d| d.spec.app == app.name && d.spec.process == "web")
+                    .map(|d| (d.spec.release, d.spec.generation));
                 let of_current: Vec<SocketAddr> =
                     ready.iter().filter(|(o, _)| Some((o.release, o.generation)) == current).map(|(_, a)| *a).collect();
                 // Until the current release is ready, older ones keep serving.
@@ -174,37 +178,27 @@ impl Scheduler {
 
     async fn act(&self, step: Step) -> Result<(), ReconcileError> {
         match step {
-            Step::Start(want) => {
-                let spec = StartSpec {
-                    app: want.app.clone(),
-                    release: want.release,
-                    generation: want.generation,
-                    process: want.process.clone(),
-                    image: want.image,
-                    command: want.command,
-                    env: want.env,
-                    limits: want.limits,
-                };
-                tracing::info!(app = %want.app, release = want.release, process = want.process, "controller.reconcile.start");
+            Step::Start(Desired { spec, check, boot_timeout, .. }) => {
+                tracing::info!(app = %spec.app, release = spec.release, process = spec.process, "controller.reconcile.start");
                 let failure = match self.runtime.start(&spec).await {
-                    Ok(container) => match self.boot(&container, &want.check, want.boot_timeout).await? {
+                    Ok(container) => match self.boot(&container, &check, boot_timeout).await? {
                         Ok(()) => None,
                         Err(reason) => {
                             self.runtime.remove(&container.id).await?;
                             Some(reason)
                         }
                     },
-                    Err(error) => Some(format!("{} could not start: {error}", want.process)),
+                    Err(error) => Some(format!("{} could not start: {error}", spec.process)),
                 };
                 if let Some(reason) = failure {
                     // A pending release that cannot start fails, and the one before it keeps
                     // serving; a running release's container is simply tried again later.
                     let failed =
-                        self.db.settle_release(&want.app, want.release, ReleaseState::Failed, Some(&reason)).await?;
+                        self.db.settle_release(&spec.app, spec.release, ReleaseState::Failed, Some(&reason)).await?;
                     let outcome = if failed { "; the previous release keeps serving" } else { "" };
                     self.events
-                        .emit(&want.app, &format!("Release v{} failed to start: {reason}{outcome}", want.release));
-                    tracing::warn!(app = %want.app, release = want.release, reason, failed, "controller.reconcile.boot_failed");
+                        .emit(&spec.app, &format!("Release v{} failed to start: {reason}{outcome}", spec.release));
+                    tracing::warn!(app = %spec.app, release = spec.release, reason, failed, "controller.reconcile.boot_failed");
                 }
             }
             Step::Remove { id, app, release, reason } => {
