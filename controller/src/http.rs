@@ -95,10 +95,10 @@ pub struct Controller {
     /// Pokes the reconcile loop.
     pub reconcile: Arc<Notify>,
     registry: Arc<RegistryClient>,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
     /// Ends long-lived responses (log follows) at shutdown.
     shutdown: CancellationToken,
-    events: Arc<Events>,
+    pub(crate) events: Arc<Events>,
     /// One-off commands in flight.
     one_offs: TaskTracker,
 }
@@ -131,7 +131,7 @@ impl Controller {
         })
     }
 
-    async fn app_for(&self, user: &UserRow, name: &str) -> Result<AppRow, ApiError> {
+    pub(crate) async fn app_for(&self, user: &UserRow, name: &str) -> Result<AppRow, ApiError> {
         let not_found = || ApiError::NotFound(format!("app `{name}` not found; see `skiff apps`"));
         let name: AppName = name.parse().map_err(|_| not_found())?;
         let app = self.db.app(&name).await?.ok_or_else(not_found)?;
@@ -210,6 +210,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .route("/v2/hooks/builds", post(hook_build))
         .route("/v2/hooks/apps/{app}/releases/{version}", get(hook_release))
         .route("/v2/hooks/registry/access", post(hook_registry_access))
+        .merge(crate::drains::routes())
         .with_state(controller)
 }
 

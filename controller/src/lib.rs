@@ -3,6 +3,7 @@
 //! Layout:
 //! - [`config`]: the controller's settings.
 //! - [`db`]: the database (sqlx; SQLite by default) and its queries.
+//! - [`drains`]: the log drain API.
 //! - [`events`]: platform events in apps' log streams.
 //! - [`auth`]: passwords, API tokens and the request extractors that check them.
 //! - [`keys`]: OpenSSH public keys and their fingerprints.
@@ -16,6 +17,7 @@
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod drains;
 pub mod events;
 pub mod http;
 pub mod keys;

@@ -124,6 +124,12 @@ pub struct Settings {
     /// Recent log lines kept per app.
     #[arg(long, env = "SKIFF_LOGGER_LINES", default_value_t = 10_000)]
     pub log_lines: usize,
+    /// Lines each log drain may queue while it is slow or down; more are dropped and counted.
+    #[arg(long, env = "SKIFF_LOGGER_DRAIN_QUEUE", default_value_t = 10_000)]
+    pub drain_queue: usize,
+    /// A PEM file of CA certificates trusted for TLS drains, beside the system's.
+    #[arg(long, env = "SKIFF_LOGGER_DRAIN_CA")]
+    pub drain_ca: Option<PathBuf>,
     /// The largest push accepted, in MiB of packed git objects.
     #[arg(long, env = "SKIFF_BUILDER_MAX_PUSH_MB", default_value_t = 1024)]
     pub max_push_mb: u64,
@@ -295,7 +301,12 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
     }
 
     if let (Some(listener), Some((tcp, udp))) = (logger_listener, syslog_listeners) {
-        let buffers = Arc::new(skiff_logger::Buffers::new(settings.log_lines));
+        let tls = skiff_logger::drain::tls_config(settings.drain_ca.as_deref())
+            .map_err(|e| anyhow::anyhow!("SKIFF_LOGGER_DRAIN_CA: {e}"))?;
+        let drains = skiff_logger::drain::Drains::new(tls, settings.drain_queue, shutdown.clone());
+        let client = skiff_client::Client::new(&controller_url, Some(token.clone()));
+        tasks.spawn(skiff_logger::drain::follow(client, drains.clone(), shutdown.clone()));
+        let buffers = Arc::new(skiff_logger::Buffers::with_drains(settings.log_lines, Some(drains)));
         let collector = skiff_logger::docker::Collector::connect(&platform, buffers.clone()).await.context(
             "the logger cannot reach the Docker engine (is dockerd running? is /var/run/docker.sock readable?)",
         )?;

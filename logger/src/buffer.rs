@@ -5,7 +5,10 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use skiff_api::{AppName, LogLine};
+use std::sync::Arc;
 use tokio::sync::broadcast;
+
+use crate::drain::Drains;
 
 /// Lines a slow follower may fall behind by before it skips ahead.
 const LIVE_BACKLOG: usize = 4096;
@@ -16,17 +19,37 @@ pub struct Buffers {
     capacity: usize,
     apps: Mutex<HashMap<AppName, VecDeque<LogLine>>>,
     live: broadcast::Sender<LogLine>,
+    drains: Option<Arc<Drains>>,
 }
 
 impl Buffers {
     /// Buffers keeping at most `capacity` lines per app.
     pub fn new(capacity: usize) -> Self {
-        Self { capacity: capacity.max(1), apps: Mutex::new(HashMap::new()), live: broadcast::Sender::new(LIVE_BACKLOG) }
+        Self::with_drains(capacity, None)
     }
 
-    /// Appends a line to its app's buffer and hands it to followers.
+    /// Buffers that also hand every line to `drains`.
+    pub fn with_drains(capacity: usize, drains: Option<Arc<Drains>>) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            apps: Mutex::new(HashMap::new()),
+            live: broadcast::Sender::new(LIVE_BACKLOG),
+            drains,
+        }
+    }
+
+    /// The drains lines are handed to.
+    pub fn drains(&self) -> Option<&Arc<Drains>> {
+        self.drains.as_ref()
+    }
+
+    /// Appends a line to its app's buffer and hands it to followers and drains.
     pub fn push(&self, line: LogLine) {
         let mut apps = self.lock();
+        // Under the lock, so that drains see lines in the order the buffers keep them.
+        if let Some(drains) = &self.drains {
+            drains.offer(&line);
+        }
         let buffer = apps.entry(line.app.clone()).or_default();
         if buffer.len() == self.capacity {
             buffer.pop_front();

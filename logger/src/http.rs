@@ -1,6 +1,7 @@
 //! The logger's read API: `GET /v2/apps/{app}/logs?n=&process=&source=&follow=`. Without
 //! `follow` the answer is a JSON array; with it, a stream of JSON lines (the tail, then
-//! every new line) that ends when the client goes or the logger shuts down.
+//! every new line) that ends when the client goes or the logger shuts down. And
+//! `GET /v2/drains`: each drain's deliveries.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use skiff_api::{AppName, LogLine, LogSource};
+use skiff_api::{AppName, DrainStatus, LogLine, LogSource};
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -51,6 +52,7 @@ pub fn router(buffers: Arc<Buffers>, shutdown: CancellationToken) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }))
         .route("/v2/apps/{app}/logs", get(tail))
+        .route("/v2/drains", get(drains_status))
         .with_state(Reader { buffers, shutdown })
 }
 
@@ -58,6 +60,11 @@ pub fn router(buffers: Arc<Buffers>, shutdown: CancellationToken) -> Router {
 pub async fn serve(listener: TcpListener, buffers: Arc<Buffers>, shutdown: CancellationToken) -> std::io::Result<()> {
     let app = router(buffers, shutdown.clone());
     axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+}
+
+/// Every drain's deliveries since the logger started.
+async fn drains_status(State(reader): State<Reader>) -> Json<Vec<DrainStatus>> {
+    Json(reader.buffers.drains().map(|drains| drains.status()).unwrap_or_default())
 }
 
 fn json_line(line: &LogLine) -> Vec<u8> {

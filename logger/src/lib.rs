@@ -5,10 +5,12 @@
 //! - [`buffer`]: the per-app ring buffers.
 //! - [`syslog`]: parsing RFC 5424 / RFC 3164 messages and the UDP and TCP listeners.
 //! - [`docker`]: following containers' stdout/stderr through the Docker API.
-//! - [`http`]: the read API (`GET /v2/apps/{app}/logs?n=`).
+//! - [`drain`]: forwarding lines to syslog and HTTPS drains.
+//! - [`http`]: the read API (`GET /v2/apps/{app}/logs?n=`, `GET /v2/drains`).
 
 pub mod buffer;
 pub mod docker;
+pub mod drain;
 pub mod http;
 pub mod syslog;
 

@@ -6,10 +6,13 @@
 //! - [`name`]: validated names (`AppName`, `Username`, `StackName`, `ProcessType`).
 //! - [`wire`]: request and response bodies of the controller API, the route feed and the
 //!   builder/registry hooks.
+//! - [`drain`]: log drains and their URLs.
 
+pub mod drain;
 pub mod name;
 pub mod wire;
 
+pub use drain::{Drain, DrainCreate, DrainProtocol, DrainStatus, DrainTarget};
 pub use name::{AppName, Digest, DigestAlgorithm, NameError, ProcessType, StackName, Username};
 pub use wire::*;
 

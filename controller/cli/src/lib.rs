@@ -19,7 +19,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
-use skiff_api::{AppCreate, AppName, Credentials, LogLine, ProcessType, StackName, Username};
+use skiff_api::{AppCreate, AppName, Credentials, Drain, DrainStatus, LogLine, ProcessType, StackName, Username};
 use skiff_client::{Client, LogQuery};
 
 use crate::output::{json, table};
@@ -79,6 +79,16 @@ struct AppArg {
     /// The app (default: the one the `skiff` git remote names).
     #[arg(long = "app", short = 'a')]
     app: Option<AppName>,
+}
+
+/// An app's drains, or with `--platform` the platform-wide ones.
+#[derive(Debug, Args)]
+struct DrainScopeArg {
+    #[command(flatten)]
+    app: AppArg,
+    /// The platform-wide drains, which get every app's lines (admins).
+    #[arg(long, conflicts_with = "app")]
+    platform: bool,
 }
 
 #[derive(Debug, Args)]
@@ -220,6 +230,29 @@ enum Verb {
         domain: String,
         #[command(flatten)]
         app: AppArg,
+    },
+    /// List log drains with what each delivered and dropped.
+    #[command(name = "drains")]
+    Drains {
+        #[command(flatten)]
+        scope: DrainScopeArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Forward an app's log lines to syslog://HOST:PORT, syslog+tls://HOST:PORT or https://HOST/PATH.
+    #[command(name = "drains:add")]
+    DrainsAdd {
+        url: String,
+        #[command(flatten)]
+        scope: DrainScopeArg,
+    },
+    /// Stop a log drain, by URL or id.
+    #[command(name = "drains:remove")]
+    DrainsRemove {
+        #[arg(value_name = "URL|ID")]
+        drain: String,
+        #[command(flatten)]
+        scope: DrainScopeArg,
     },
     /// Show whether an app is in maintenance mode.
     #[command(name = "maintenance")]
@@ -517,6 +550,18 @@ fn app_name(context: &Context, arg: AppArg) -> anyhow::Result<AppName> {
     arg.app.or_else(|| git::remote_app(&context.cwd)).ok_or_else(|| {
         anyhow!("no app given and no `skiff` git remote here; pass `-a APP` or run `skiff git:remote -a APP`")
     })
+}
+
+fn drain_scope(context: &Context, arg: DrainScopeArg) -> anyhow::Result<Option<AppName>> {
+    if arg.platform { Ok(None) } else { app_name(context, arg.app).map(Some) }
+}
+
+fn drain_state(drain: &Drain) -> String {
+    match &drain.status {
+        None => "unknown (logger unreachable)".into(),
+        Some(DrainStatus { last_error: Some(error), .. }) => format!("failing: {error}"),
+        Some(_) => "ok".into(),
+    }
 }
 
 fn report_config(out: &mut impl Write, app: &AppName, release: Option<u32>) -> anyhow::Result<()> {
@@ -819,6 +864,42 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write) -> anyhow:
             let app = app_name(context, app)?;
             client(context)?.remove_domain(&app, &domain).await?;
             writeln!(out, "No longer routing {domain} to {app}")?;
+            Ok(())
+        }
+        Verb::Drains { scope, json: flag } => {
+            let drains = client(context)?.drains(drain_scope(context, scope)?.as_ref()).await?;
+            if flag.json {
+                return json(out, &drains);
+            }
+            let rows = drains
+                .iter()
+                .map(|d| {
+                    let number = |pick: fn(&DrainStatus) -> u64| d.status.as_ref().map_or("-".into(), |s| pick(s).to_string());
+                    let counts = [number(|s| s.delivered), number(|s| s.dropped), number(|s| s.queued)];
+                    [vec![d.id.to_string(), d.url.clone()], counts.to_vec(), vec![drain_state(d)]].concat()
+                })
+                .collect();
+            table(out, &["ID", "URL", "DELIVERED", "DROPPED", "QUEUED", "STATE"], rows)
+        }
+        Verb::DrainsAdd { url, scope } => {
+            let scope = drain_scope(context, scope)?;
+            let drain = client(context)?.add_drain(scope.as_ref(), &url).await?;
+            match scope {
+                Some(app) => writeln!(out, "Draining {app}'s logs to {url} (drain {})", drain.id)?,
+                None => writeln!(out, "Draining every app's logs to {url} (drain {})", drain.id)?,
+            }
+            Ok(())
+        }
+        Verb::DrainsRemove { drain, scope } => {
+            let scope = drain_scope(context, scope)?;
+            let client = client(context)?;
+            let drains = client.drains(scope.as_ref()).await?;
+            let found = drains
+                .iter()
+                .find(|d| d.url == drain || d.id.to_string() == drain)
+                .ok_or_else(|| anyhow!("no drain {drain} here; see `skiff drains`"))?;
+            client.remove_drain(scope.as_ref(), found.id).await?;
+            writeln!(out, "Removed drain {} ({})", found.id, found.url)?;
             Ok(())
         }
         Verb::MaintenanceStatus { app } => {

@@ -18,7 +18,7 @@ use skiff_api::{
     RegistryGrant, Release, Restart, Rollback, RouteTable, RunOutput, RunRequest, Scale, Session, Stack, StackName,
     User, Username,
 };
-use skiff_api::{Domain, DomainCreate, Healthcheck, Limits, Maintenance, ProcessType, SettingsChange, UserRef};
+use skiff_api::{Domain, DomainCreate, Drain, DrainCreate, Healthcheck, Limits, Maintenance, ProcessType, SettingsChange, UserRef};
 
 /// A response body of JSON lines as a stream of values.
 fn json_lines<T: DeserializeOwned>(
@@ -234,6 +234,29 @@ impl Client {
 
     pub async fn remove_domain(&self, app: &AppName, domain: &str) -> Result<(), ClientError> {
         self.delete(&format!("/v2/apps/{app}/domains/{domain}")).await
+    }
+
+    /// Where an app's drains live, or the platform-wide ones' without an app.
+    fn drains_path(app: Option<&AppName>) -> String {
+        app.map_or_else(|| "/v2/drains".to_owned(), |app| format!("/v2/apps/{app}/drains"))
+    }
+
+    /// An app's drains, or the platform-wide ones (admins) without an app.
+    pub async fn drains(&self, app: Option<&AppName>) -> Result<Vec<Drain>, ClientError> {
+        self.get(&Self::drains_path(app)).await
+    }
+
+    pub async fn add_drain(&self, app: Option<&AppName>, url: &str) -> Result<Drain, ClientError> {
+        self.post(&Self::drains_path(app), &DrainCreate { url: url.to_owned() }).await
+    }
+
+    pub async fn remove_drain(&self, app: Option<&AppName>, id: i64) -> Result<(), ClientError> {
+        self.delete(&format!("{}/{id}", Self::drains_path(app))).await
+    }
+
+    /// Every drain of every app and of the platform (service token).
+    pub async fn drain_targets(&self) -> Result<Vec<Drain>, ClientError> {
+        self.get("/v2/hooks/drains").await
     }
 
     pub async fn maintenance(&self, app: &AppName, enabled: bool) -> Result<App, ClientError> {

@@ -124,6 +124,14 @@ async fn exercise(db: &Db) {
     assert_eq!(db.domains(None).await.unwrap().len(), 1);
     assert_eq!(db.domains(Some(app.id)).await.unwrap()[0].1, "www.example.test");
     assert!(db.remove_domain(app.id, "www.example.test").await.unwrap());
+    let drain = db.add_drain(Some(&app), "syslog://logs.example.test:514").await.unwrap().expect("added");
+    assert!(db.add_drain(Some(&app), "syslog://logs.example.test:514").await.unwrap().is_none(), "once per app");
+    let platform = db.add_drain(None, "syslog://logs.example.test:514").await.unwrap().expect("platform-wide");
+    assert_eq!(db.drains(Some(&app)).await.unwrap()[0].app.as_ref(), Some(&app.name));
+    assert_eq!(db.drains(None).await.unwrap()[0].id, platform.id);
+    assert_eq!(db.all_drains().await.unwrap().len(), 2);
+    assert!(!db.remove_drain(None, drain.id).await.unwrap(), "an app's drain is not the platform's");
+    assert!(db.remove_drain(None, platform.id).await.unwrap());
     db.set_maintenance(app.id, true).await.unwrap();
     assert!(db.app(&app.name).await.unwrap().unwrap().maintenance);
 
@@ -136,6 +144,7 @@ async fn exercise(db: &Db) {
     db.delete_app(app.id).await.unwrap();
     assert!(db.app(&app.name).await.unwrap().is_none());
     assert!(db.builds(&app).await.unwrap().is_empty(), "an app's builds go with it");
+    assert!(db.all_drains().await.unwrap().is_empty(), "and its drains");
 }
 
 #[tokio::test]

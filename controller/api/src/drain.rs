@@ -1,0 +1,167 @@
+//! Log drains: where an app's lines (or, platform-wide, every app's) are forwarded, and
+//! the URL forms a drain may take.
+
+use serde::{Deserialize, Serialize};
+
+use crate::AppName;
+
+/// A log drain. `app` is absent for a platform-wide drain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drain {
+    pub id: i64,
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<AppName>,
+    pub created_at: String,
+    /// What the logger reports of its deliveries; absent when the logger did not answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<DrainStatus>,
+}
+
+/// `POST /v2/apps/{app}/drains` and `POST /v2/drains`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DrainCreate {
+    pub url: String,
+}
+
+/// A drain's deliveries since the logger started (`GET /v2/drains` on the logger).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainStatus {
+    pub id: i64,
+    /// Lines the drain accepted.
+    pub delivered: u64,
+    /// Lines dropped because the drain's queue was full (the drain was slow or down).
+    pub dropped: u64,
+    /// Lines waiting to be sent.
+    pub queued: u64,
+    /// Why the last delivery failed, while the drain is failing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// How a drain is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrainProtocol {
+    /// `syslog://`: RFC 5424 over TCP, octet-counted (RFC 6587).
+    Syslog,
+    /// `syslog+tls://`: the same over TLS (RFC 5425).
+    SyslogTls,
+    /// `http://`: batches POSTed as `application/logplex-1`.
+    Http,
+    /// `https://`: the same over TLS.
+    Https,
+}
+
+impl DrainProtocol {
+    /// Whether the connection is TLS.
+    pub fn tls(self) -> bool {
+        matches!(self, Self::SyslogTls | Self::Https)
+    }
+}
+
+/// A parsed drain URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrainTarget {
+    pub protocol: DrainProtocol,
+    /// A DNS name or an IP address (IPv6 without brackets).
+    pub host: String,
+    pub port: u16,
+    /// The request path for HTTP drains (`/` when absent).
+    pub path: String,
+    /// `user:password` for HTTP drains, sent as Basic authorization.
+    pub userinfo: Option<String>,
+}
+
+impl DrainTarget {
+    /// Parses `syslog://HOST:PORT`, `syslog+tls://HOST:PORT`, `http[s]://[USER:PASS@]HOST[:PORT][/PATH]`.
+    ///
+    /// # Errors
+    /// A message that says what a valid drain URL looks like.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let usage = "use syslog://HOST:PORT, syslog+tls://HOST:PORT or https://HOST/PATH";
+        if url.len() > 2048 || url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(format!("`{}` is not a drain URL; {usage}", url.escape_debug()));
+        }
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| format!("`{url}` has no scheme; {usage}"))?;
+        let protocol = match scheme.to_ascii_lowercase().as_str() {
+            "syslog" => DrainProtocol::Syslog,
+            "syslog+tls" => DrainProtocol::SyslogTls,
+            "http" => DrainProtocol::Http,
+            "https" => DrainProtocol::Https,
+            _ => return Err(format!("drains do not speak `{scheme}`; {usage}")),
+        };
+        let http = matches!(protocol, DrainProtocol::Http | DrainProtocol::Https);
+        let (authority, path) = rest.find(['/', '?']).map_or((rest, "/"), |at| rest.split_at(at));
+        let path = if path.starts_with('?') { format!("/{path}") } else { path.to_owned() };
+        if !http && path != "/" {
+            return Err(format!("a syslog drain has no path: `{url}`; {usage}"));
+        }
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((userinfo, hostport)) if http => (Some(userinfo.to_owned()), hostport),
+            Some(_) => return Err(format!("a syslog drain takes no user or password: `{url}`")),
+            None => (None, authority),
+        };
+        let (host, port) = if let Some(bracketed) = hostport.strip_prefix('[') {
+            let (host, after) = bracketed.split_once(']').ok_or_else(|| format!("`{url}` has an unclosed `[`"))?;
+            (host, after.strip_prefix(':'))
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (hostport, None),
+            }
+        };
+        let host_ok = !host.is_empty()
+            && host.len() <= 253
+            && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '_'));
+        if !host_ok {
+            return Err(format!("`{url}` names no valid host; {usage}"));
+        }
+        let port = match (port, protocol) {
+            (Some(port), _) => port.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| format!("`{port}` is not a port"))?,
+            (None, DrainProtocol::Http) => 80,
+            (None, DrainProtocol::Https) => 443,
+            (None, _) => return Err(format!("a syslog drain needs a port: `{url}`; {usage}")),
+        };
+        Ok(Self { protocol, host: host.to_ascii_lowercase(), port, path, userinfo })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drain_urls_parse_into_targets() {
+        let syslog = DrainTarget::parse("syslog://logs.example.com:514").unwrap();
+        assert_eq!((syslog.protocol, syslog.host.as_str(), syslog.port), (DrainProtocol::Syslog, "logs.example.com", 514));
+        let tls = DrainTarget::parse("syslog+tls://[::1]:6514").unwrap();
+        assert_eq!((tls.protocol, tls.host.as_str(), tls.port), (DrainProtocol::SyslogTls, "::1", 6514));
+        let https = DrainTarget::parse("https://user:secret@Example.com/logs?x=1").unwrap();
+        assert_eq!(https.port, 443);
+        assert_eq!(https.host, "example.com");
+        assert_eq!(https.path, "/logs?x=1");
+        assert_eq!(https.userinfo.as_deref(), Some("user:secret"));
+        assert_eq!(DrainTarget::parse("http://127.0.0.1:8080").unwrap().path, "/");
+    }
+
+    #[test]
+    fn bad_drain_urls_say_what_is_wrong() {
+        for bad in [
+            "",
+            "logs.example.com:514",
+            "ftp://example.com",
+            "syslog://example.com",
+            "syslog://example.com:0",
+            "syslog://example.com:99999",
+            "syslog://example.com:514/path",
+            "syslog://u:p@example.com:514",
+            "https://",
+            "https://exa mple.com/",
+            "https://example.com\n/",
+            "https://ex$ample.com/",
+            "syslog+tls://[::1:6514",
+        ] {
+            assert!(DrainTarget::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}
