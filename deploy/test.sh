@@ -9,7 +9,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 . "$here/lib.sh"
 
-skiff_install_missing git:git ssh:openssh-client ssh-keygen:openssh-client curl:curl tar:tar skopeo:skopeo logger:bsdutils
+skiff_install_missing git:git ssh:openssh-client ssh-keygen:openssh-client curl:curl tar:tar skopeo:skopeo logger:bsdutils rsyslogd:rsyslog
 skiff_ensure_docker
 skiff_require_cargo
 

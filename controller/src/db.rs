@@ -18,10 +18,8 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, any::AnyPoolOptions};
 
 /// Postgres migrations, applied in order once each.
-const POSTGRES_MIGRATIONS: &[&str] = &[
-    include_str!("../migrations/postgres/0001_init.sql"),
-    include_str!("../migrations/postgres/0002_drains.sql"),
-];
+const POSTGRES_MIGRATIONS: &[&str] =
+    &[include_str!("../migrations/postgres/0001_init.sql"), include_str!("../migrations/postgres/0002_drains.sql")];
 
 /// SQLite migrations, applied in order once each.
 const SQLITE_MIGRATIONS: &[&str] = &[
@@ -769,7 +767,13 @@ impl Db {
 
     fn drain_row(row: AnyRow) -> Result<Drain, DbError> {
         let app: Option<String> = row.get(2);
-        Ok(Drain { id: row.get(0), url: row.get(1), app: app.map(parse).transpose()?, created_at: row.get(3), status: None })
+        Ok(Drain {
+            id: row.get(0),
+            url: row.get(1),
+            app: app.map(parse).transpose()?,
+            created_at: row.get(3),
+            status: None,
+        })
     }
 
     /// An app's per-process settings of one kind.

@@ -65,11 +65,10 @@ async fn add(
 ) -> Result<(StatusCode, Json<Drain>), ApiError> {
     let url = body.url.trim();
     DrainTarget::parse(url).map_err(ApiError::BadRequest)?;
-    let drain = c
-        .db
-        .add_drain(app, url)
-        .await?
-        .ok_or_else(|| ApiError::Conflict(format!("{url} is a drain already; see `skiff drains`")))?;
+    let drain =
+        c.db.add_drain(app, url)
+            .await?
+            .ok_or_else(|| ApiError::Conflict(format!("{url} is a drain already; see `skiff drains`")))?;
     match app {
         Some(app) => c.events.emit(&app.name, &format!("{} added drain {}", user.username, drain.id)),
         None => tracing::info!(user = %user.username, id = drain.id, "controller.drains.platform.add"),

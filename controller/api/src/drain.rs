@@ -117,7 +117,9 @@ impl DrainTarget {
             return Err(format!("`{url}` names no valid host; {usage}"));
         }
         let port = match (port, protocol) {
-            (Some(port), _) => port.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| format!("`{port}` is not a port"))?,
+            (Some(port), _) => {
+                port.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| format!("`{port}` is not a port"))?
+            }
             (None, DrainProtocol::Http) => 80,
             (None, DrainProtocol::Https) => 443,
             (None, _) => return Err(format!("a syslog drain needs a port: `{url}`; {usage}")),
@@ -133,7 +135,10 @@ mod tests {
     #[test]
     fn drain_urls_parse_into_targets() {
         let syslog = DrainTarget::parse("syslog://logs.example.com:514").unwrap();
-        assert_eq!((syslog.protocol, syslog.host.as_str(), syslog.port), (DrainProtocol::Syslog, "logs.example.com", 514));
+        assert_eq!(
+            (syslog.protocol, syslog.host.as_str(), syslog.port),
+            (DrainProtocol::Syslog, "logs.example.com", 514)
+        );
         let tls = DrainTarget::parse("syslog+tls://[::1]:6514").unwrap();
         assert_eq!((tls.protocol, tls.host.as_str(), tls.port), (DrainProtocol::SyslogTls, "::1", 6514));
         let https = DrainTarget::parse("https://user:secret@Example.com/logs?x=1").unwrap();

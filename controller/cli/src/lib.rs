@@ -874,7 +874,8 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write) -> anyhow:
             let rows = drains
                 .iter()
                 .map(|d| {
-                    let number = |pick: fn(&DrainStatus) -> u64| d.status.as_ref().map_or("-".into(), |s| pick(s).to_string());
+                    let number =
+                        |pick: fn(&DrainStatus) -> u64| d.status.as_ref().map_or("-".into(), |s| pick(s).to_string());
                     let counts = [number(|s| s.delivered), number(|s| s.dropped), number(|s| s.queued)];
                     [vec![d.id.to_string(), d.url.clone()], counts.to_vec(), vec![drain_state(d)]].concat()
                 })

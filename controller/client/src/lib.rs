@@ -18,7 +18,9 @@ use skiff_api::{
     RegistryGrant, Release, Restart, Rollback, RouteTable, RunOutput, RunRequest, Scale, Session, Stack, StackName,
     User, Username,
 };
-use skiff_api::{Domain, DomainCreate, Drain, DrainCreate, Healthcheck, Limits, Maintenance, ProcessType, SettingsChange, UserRef};
+use skiff_api::{
+    Domain, DomainCreate, Drain, DrainCreate, Healthcheck, Limits, Maintenance, ProcessType, SettingsChange, UserRef,
+};
 
 /// A response body of JSON lines as a stream of values.
 fn json_lines<T: DeserializeOwned>(

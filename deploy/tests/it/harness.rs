@@ -85,6 +85,8 @@ impl Platform {
             reconcile_interval: 1,
             boot_timeout: 30,
             log_lines: 1000,
+            drain_queue: 1000,
+            drain_ca: None,
             max_builds: 2,
             max_push_mb: 1,
             platform_id: Some(platform_id.clone()),

@@ -114,6 +114,44 @@ async fn config_scale_restart_and_rollback_reach_the_containers() {
     follower.abort();
     let ticks = ticks.expect("the worker's output reaches `logs -f`");
     assert!(!ticks.contains("greeting="), "only worker lines: {ticks}");
+
+    // A drain receives the app's lines as octet-counted RFC 5424 and reports what it delivered.
+    let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("syslog://{}", receiver.local_addr().unwrap());
+    let out = platform.cli_ok(&repo, &["drains:add", &url]).await;
+    assert!(out.contains("Draining ops's logs to"), "{out}");
+    let (status, _, err) = platform.cli(&repo, &["drains:add", &url]).await;
+    assert!(status == 1 && err.contains("is a drain already"), "{err}");
+    let (status, _, err) = platform.cli(&repo, &["drains:add", "syslog://logs.example.com"]).await;
+    assert!(status == 1 && err.contains("needs a port"), "{err}");
+    let received = tokio::time::timeout(Duration::from_secs(30), async {
+        let (mut stream, _) = receiver.accept().await.unwrap();
+        let mut seen = Vec::new();
+        while !String::from_utf8_lossy(&seen).contains("worker tick hello world") {
+            let mut chunk = [0u8; 4096];
+            let n = tokio::io::AsyncReadExt::read(&mut stream, &mut chunk).await.unwrap();
+            assert!(n > 0, "the drain hung up: {}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&chunk[..n]);
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    })
+    .await
+    .expect("the worker's lines reach the drain within 30 s");
+    assert!(received.contains(" skiff ops worker."), "{received}");
+    let listed = eventually(Duration::from_secs(10), || async {
+        let drains: Vec<serde_json::Value> =
+            serde_json::from_str(&platform.cli_ok(&repo, &["drains", "--json"]).await).unwrap();
+        (drains.len() == 1 && drains[0]["status"]["delivered"].as_u64() > Some(0)).then_some(())
+    });
+    assert!(listed.await.is_some(), "{}", platform.cli_ok(&repo, &["drains"]).await);
+    let table = platform.cli_ok(&repo, &["drains"]).await;
+    assert!(table.contains("DELIVERED") && table.contains(" ok"), "{table}");
+    platform.cli_ok(&repo, &["drains:remove", &url]).await;
+    assert_eq!(platform.cli_ok(&repo, &["drains", "--json"]).await.trim(), "[]");
+    let out = platform.cli_ok(&repo, &["drains:add", "--platform", "https://127.0.0.1:1/ingest"]).await;
+    assert!(out.contains("every app's logs"), "{out}");
+    assert!(platform.cli_ok(&repo, &["drains", "--platform"]).await.contains("127.0.0.1:1/ingest"));
+
     let (status, _, err) = platform.cli(&repo, &["ps:scale", "nosuch=1"]).await;
     assert!(status == 1 && err.contains("has no `nosuch` process type"), "{err}");
 

@@ -1,6 +1,9 @@
 //! The logger's syslog listeners driven by util-linux `logger(1)` and by hostile bytes,
 //! read back through the HTTP API.
 
+mod drains;
+mod rsyslog;
+
 use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::Arc;
