@@ -12,14 +12,20 @@ use std::str::FromStr;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use skiff_api::{AppName, Build, BuildCreate, Drain, ProcessType, Release, ReleaseState, StackName, Username};
+use skiff_api::{
+    AppName, Build, BuildCreate, Certificate, Drain, ProcessType, Release, ReleaseState, StackName, TlsSettings,
+    Username,
+};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, any::AnyPoolOptions};
 
 /// Postgres migrations, applied in order once each.
-const POSTGRES_MIGRATIONS: &[&str] =
-    &[include_str!("../migrations/postgres/0001_init.sql"), include_str!("../migrations/postgres/0002_drains.sql")];
+const POSTGRES_MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/postgres/0001_init.sql"),
+    include_str!("../migrations/postgres/0002_drains.sql"),
+    include_str!("../migrations/postgres/0003_certs_tls.sql"),
+];
 
 /// SQLite migrations, applied in order once each.
 const SQLITE_MIGRATIONS: &[&str] = &[
@@ -30,6 +36,7 @@ const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0005_perms_domains_maintenance.sql"),
     include_str!("../migrations/sqlite/0006_limits_healthchecks.sql"),
     include_str!("../migrations/sqlite/0007_drains.sql"),
+    include_str!("../migrations/sqlite/0008_certs_tls.sql"),
 ];
 
 /// A database failure.
@@ -74,6 +81,7 @@ pub struct AppRow {
     pub stack: StackName,
     pub created_at: String,
     pub maintenance: bool,
+    pub tls: TlsSettings,
 }
 
 /// The database handle.
@@ -358,11 +366,13 @@ impl Db {
             stack: stack.clone(),
             created_at,
             maintenance: false,
+            tls: TlsSettings::default(),
         }))
     }
 
     const APP_COLUMNS: &str = "SELECT a.id, a.name, a.owner_id, u.username, a.stack, a.created_at,
-                               CASE WHEN a.maintenance THEN 1 ELSE 0 END
+                               CASE WHEN a.maintenance THEN 1 ELSE 0 END,
+                               CASE WHEN a.force_https THEN 1 ELSE 0 END, a.hsts_max_age
                                FROM apps a JOIN users u ON u.id = a.owner_id";
 
     fn app_row(row: AnyRow) -> Result<AppRow, DbError> {
@@ -374,6 +384,7 @@ impl Db {
             stack: parse(row.get(4))?,
             created_at: row.get(5),
             maintenance: row.get::<i64, _>(6) != 0,
+            tls: TlsSettings { force_https: row.get::<i64, _>(7) != 0, hsts_max_age: row.get::<i64, _>(8) as u64 },
         })
     }
 
@@ -774,6 +785,127 @@ impl Db {
             created_at: row.get(3),
             status: None,
         })
+    }
+
+    /// Sets an app's HTTPS policy.
+    pub async fn set_tls(&self, app_id: i64, tls: TlsSettings) -> Result<(), DbError> {
+        sqlx::query("UPDATE apps SET force_https = $1, hsts_max_age = $2 WHERE id = $3")
+            .bind(tls.force_https)
+            .bind(i64::try_from(tls.hsts_max_age).unwrap_or(i64::MAX))
+            .bind(app_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Stores a certificate (already checked); `false` when the app has one by that name.
+    pub async fn add_cert(
+        &self,
+        app_id: i64,
+        cert: &Certificate,
+        chain_pem: &str,
+        key_pem: &str,
+    ) -> Result<bool, DbError> {
+        let names = serde_json::to_string(&cert.names).map_err(|e| DbError::Corrupt(e.to_string()))?;
+        let done = sqlx::query(
+            "INSERT INTO certs (app_id, name, chain_pem, key_pem, common_name, names, expires_at, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (app_id, name) DO NOTHING",
+        )
+        .bind(app_id)
+        .bind(&cert.name)
+        .bind(chain_pem)
+        .bind(key_pem)
+        .bind(&cert.common_name)
+        .bind(names)
+        .bind(&cert.expires_at)
+        .bind(&cert.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Removes an app's certificate (and its attachments); `false` when it had none by that name.
+    pub async fn remove_cert(&self, app_id: i64, name: &str) -> Result<bool, DbError> {
+        let done = sqlx::query("DELETE FROM certs WHERE app_id = $1 AND name = $2")
+            .bind(app_id)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Serves an app's certificate for one of its domains (replacing whichever was attached).
+    /// `false` when the app has no such certificate or no such domain.
+    pub async fn attach_cert(&self, app_id: i64, name: &str, domain: &str) -> Result<bool, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let cert = sqlx::query("SELECT id FROM certs WHERE app_id = $1 AND name = $2")
+            .bind(app_id)
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let owned = sqlx::query("SELECT domain FROM domains WHERE app_id = $1 AND domain = $2")
+            .bind(app_id)
+            .bind(domain)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let (Some(cert), Some(_)) = (cert, owned) else { return Ok(false) };
+        sqlx::query(
+            "INSERT INTO cert_domains (domain, cert_id) VALUES ($1, $2)
+             ON CONFLICT (domain) DO UPDATE SET cert_id = excluded.cert_id",
+        )
+        .bind(domain)
+        .bind(cert.get::<i64, _>(0))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Stops serving an app's certificate for a domain; `false` when it was not attached.
+    pub async fn detach_cert(&self, app_id: i64, name: &str, domain: &str) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "DELETE FROM cert_domains WHERE domain = $1
+             AND cert_id IN (SELECT id FROM certs WHERE app_id = $2 AND name = $3)",
+        )
+        .bind(domain)
+        .bind(app_id)
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// An app's certificates, by name, with the domains each is attached to.
+    pub async fn certs(&self, app_id: i64) -> Result<Vec<Certificate>, DbError> {
+        Ok(self.certs_with_keys(Some(app_id)).await?.into_iter().map(|(cert, _, _)| cert).collect())
+    }
+
+    /// Certificates with their PEM chain and key: an app's, or every app's.
+    pub async fn certs_with_keys(&self, app_id: Option<i64>) -> Result<Vec<(Certificate, String, String)>, DbError> {
+        let rows = sqlx::query(
+            "SELECT c.id, c.name, c.common_name, c.names, c.expires_at, c.created_at, c.chain_pem, c.key_pem
+             FROM certs c WHERE $1 IS NULL OR c.app_id = $1 ORDER BY c.app_id, c.name",
+        )
+        .bind(app_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let attached =
+            sqlx::query("SELECT cert_id, domain FROM cert_domains ORDER BY domain").fetch_all(&self.pool).await?;
+        rows.into_iter()
+            .map(|row| {
+                let id: i64 = row.get(0);
+                let names: String = row.get(3);
+                let cert = Certificate {
+                    name: row.get(1),
+                    common_name: row.get(2),
+                    names: serde_json::from_str(&names).map_err(|e| DbError::Corrupt(e.to_string()))?,
+                    domains: attached.iter().filter(|a| a.get::<i64, _>(0) == id).map(|a| a.get(1)).collect(),
+                    expires_at: row.get(4),
+                    created_at: row.get(5),
+                };
+                Ok((cert, row.get(6), row.get(7)))
+            })
+            .collect()
     }
 
     /// An app's per-process settings of one kind.

@@ -211,6 +211,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .route("/v2/hooks/apps/{app}/releases/{version}", get(hook_release))
         .route("/v2/hooks/registry/access", post(hook_registry_access))
         .merge(crate::drains::routes())
+        .merge(crate::certs::routes())
         .with_state(controller)
 }
 

@@ -1,6 +1,7 @@
 //! Skiff's controller: the platform's source of truth and its scheduler.
 //!
 //! Layout:
+//! - [`certs`]: TLS certificates and HTTPS policy per app.
 //! - [`config`]: the controller's settings.
 //! - [`db`]: the database (sqlx; SQLite by default) and its queries.
 //! - [`drains`]: the log drain API.
@@ -15,6 +16,7 @@
 //! - [`stacks`]: turning a root filesystem tarball into a stack image in the registry.
 
 pub mod auth;
+pub mod certs;
 pub mod config;
 pub mod db;
 pub mod drains;

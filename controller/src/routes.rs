@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use skiff_api::{Route, RouteTable};
+use skiff_api::{Route, RouteCertificate, RouteTable};
 use tokio::sync::watch;
 
 /// The route table and its change notifications.
@@ -15,22 +15,23 @@ pub struct RouteFeed {
 
 impl Default for RouteFeed {
     fn default() -> Self {
-        Self { table: watch::Sender::new(RouteTable { version: 1, routes: Vec::new() }) }
+        Self { table: watch::Sender::new(RouteTable { version: 1, ..RouteTable::default() }) }
     }
 }
 
 impl RouteFeed {
-    /// Replaces the routes; bumps the version only when they changed.
-    pub fn publish(&self, mut routes: Vec<Route>) {
+    /// Replaces the routes and certificates; bumps the version only when they changed.
+    pub fn publish(&self, mut routes: Vec<Route>, certificates: Vec<RouteCertificate>) {
         routes.sort_by(|a, b| a.app.cmp(&b.app));
         for route in &mut routes {
             route.backends.sort();
         }
         self.table.send_if_modified(|table| {
-            if table.routes == routes {
+            if table.routes == routes && table.certificates == certificates {
                 return false;
             }
             table.routes = routes;
+            table.certificates = certificates;
             table.version += 1;
             true
         });
@@ -62,17 +63,18 @@ mod tests {
             hosts: vec![format!("{app}.localhost")],
             backends: vec![([127, 0, 0, 1], port).into()],
             maintenance: false,
+            tls: Default::default(),
         }
     }
 
     #[tokio::test]
     async fn identical_tables_keep_their_version() {
         let feed = RouteFeed::default();
-        feed.publish(vec![route("a", 1)]);
+        feed.publish(vec![route("a", 1)], vec![]);
         let v = feed.current().version;
-        feed.publish(vec![route("a", 1)]);
+        feed.publish(vec![route("a", 1)], vec![]);
         assert_eq!(feed.current().version, v);
-        feed.publish(vec![route("a", 2)]);
+        feed.publish(vec![route("a", 2)], vec![]);
         assert_eq!(feed.current().version, v + 1);
     }
 
@@ -85,7 +87,7 @@ mod tests {
             tokio::spawn(async move { feed.next(v, Duration::from_secs(30)).await })
         };
         tokio::task::yield_now().await;
-        feed.publish(vec![route("b", 3)]);
+        feed.publish(vec![route("b", 3)], vec![]);
         let table = reader.await.unwrap();
         assert_eq!(table.version, v + 1);
         assert_eq!(table.routes, vec![route("b", 3)]);

@@ -126,9 +126,15 @@ impl Table {
             let (host, addresses) = entry.split_once('=').ok_or_else(bad)?;
             let app = host.split('.').next().and_then(|a| a.parse().ok()).ok_or_else(bad)?;
             let backends = addresses.split(',').map(|a| a.parse().map_err(|_| bad())).collect::<Result<_, _>>()?;
-            routes.push(skiff_api::Route { app, hosts: vec![host.to_ascii_lowercase()], backends, maintenance: false });
+            routes.push(skiff_api::Route {
+                app,
+                hosts: vec![host.to_ascii_lowercase()],
+                backends,
+                maintenance: false,
+                tls: Default::default(),
+            });
         }
-        Ok(Self::from_snapshot(&RouteTable { version: 1, routes }))
+        Ok(Self::from_snapshot(&RouteTable { version: 1, routes, certificates: Vec::new() }))
     }
 
     /// Where a request for `host` (a `Host` header value, port allowed) goes.
@@ -170,20 +176,24 @@ mod tests {
                     hosts: vec!["shop.localhost".into(), "*.shop.example".into()],
                     backends: vec![([127, 0, 0, 1], 1001).into(), ([127, 0, 0, 1], 1002).into()],
                     maintenance: false,
+                    tls: Default::default(),
                 },
                 Route {
                     app: "idle".parse().unwrap(),
                     hosts: vec!["idle.localhost".into(), "www.shop.example".into()],
                     backends: vec![],
                     maintenance: false,
+                    tls: Default::default(),
                 },
                 Route {
                     app: "closed".parse().unwrap(),
                     hosts: vec!["closed.localhost".into()],
                     backends: vec![([127, 0, 0, 1], 1003).into()],
                     maintenance: true,
+                    tls: Default::default(),
                 },
             ],
+            certificates: Vec::new(),
         })
     }
 

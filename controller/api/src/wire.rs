@@ -299,6 +299,55 @@ pub struct Route {
     pub maintenance: bool,
     /// Healthy `web` backends; empty means "answer 503".
     pub backends: Vec<SocketAddr>,
+    /// How the app wants HTTPS handled.
+    #[serde(default)]
+    pub tls: TlsSettings,
+}
+
+/// An app's HTTPS policy: `GET`/`PUT /v2/apps/{app}/tls`, and in the route feed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsSettings {
+    /// Redirect plain HTTP requests to HTTPS (308).
+    #[serde(default)]
+    pub force_https: bool,
+    /// Send `Strict-Transport-Security: max-age=N` on HTTPS answers; 0 sends none.
+    #[serde(default)]
+    pub hsts_max_age: u64,
+}
+
+/// A certificate the router serves for some hosts (chosen by SNI), in the route feed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteCertificate {
+    /// Exact names or `*.example.com`.
+    pub hosts: Vec<String>,
+    /// The PEM chain, leaf first.
+    pub chain_pem: String,
+    pub key_pem: String,
+}
+
+/// An app's TLS certificate: `GET /v2/apps/{app}/certs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Certificate {
+    pub name: String,
+    pub common_name: String,
+    /// The names the certificate covers (its subject alternative names).
+    pub names: Vec<String>,
+    /// The app's domains it is served for.
+    pub domains: Vec<String>,
+    /// When the certificate stops being valid (RFC 3339).
+    pub expires_at: String,
+    pub created_at: String,
+}
+
+/// `POST /v2/apps/{app}/certs`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CertificateCreate {
+    /// Letters, digits and dashes, like an app name.
+    pub name: String,
+    /// PEM certificates, the leaf first, then its intermediates.
+    pub certificate_chain: String,
+    /// The leaf's PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub private_key: String,
 }
 
 /// `GET /v2/routes?after=N`: the whole route table at a version. The call waits until the
@@ -308,6 +357,8 @@ pub struct Route {
 pub struct RouteTable {
     pub version: u64,
     pub routes: Vec<Route>,
+    #[serde(default)]
+    pub certificates: Vec<RouteCertificate>,
 }
 
 /// Where a log line came from.

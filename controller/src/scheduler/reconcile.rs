@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use skiff_api::{ReleaseState, Route};
+use skiff_api::{ReleaseState, Route, RouteCertificate};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -169,10 +169,18 @@ impl Scheduler {
                 let backends = if of_current.is_empty() { ready.iter().map(|(_, a)| *a).collect() } else { of_current };
                 let mut hosts = vec![format!("{}.{}", app.name, self.config.domain)];
                 hosts.extend(domains.iter().filter(|(id, _, _)| *id == app.id).map(|(_, domain, _)| domain.clone()));
-                Route { hosts, app: app.name, backends, maintenance: app.maintenance }
+                Route { hosts, app: app.name, backends, maintenance: app.maintenance, tls: app.tls }
             })
             .collect();
-        self.routes.publish(routes);
+        let certificates = self
+            .db
+            .certs_with_keys(None)
+            .await?
+            .into_iter()
+            .filter(|(cert, _, _)| !cert.domains.is_empty())
+            .map(|(cert, chain_pem, key_pem)| RouteCertificate { hosts: cert.domains, chain_pem, key_pem })
+            .collect();
+        self.routes.publish(routes, certificates);
         Ok(())
     }
 

@@ -123,7 +123,30 @@ async fn exercise(db: &Db) {
     assert!(!db.add_domain(app.id, "www.example.test").await.unwrap());
     assert_eq!(db.domains(None).await.unwrap().len(), 1);
     assert_eq!(db.domains(Some(app.id)).await.unwrap()[0].1, "www.example.test");
+    let cert = skiff_api::Certificate {
+        name: "main".into(),
+        common_name: "www.example.test".into(),
+        names: vec!["www.example.test".into()],
+        domains: vec![],
+        expires_at: "2030-01-01T00:00:00Z".into(),
+        created_at: "2026-11-24T00:00:00Z".into(),
+    };
+    assert!(db.add_cert(app.id, &cert, "CHAIN", "KEY").await.unwrap());
+    assert!(!db.add_cert(app.id, &cert, "CHAIN", "KEY").await.unwrap(), "names are unique per app");
+    assert!(db.attach_cert(app.id, "main", "www.example.test").await.unwrap());
+    assert!(!db.attach_cert(app.id, "main", "other.example.test").await.unwrap(), "only the app's domains");
+    assert!(!db.attach_cert(app.id, "nosuch", "www.example.test").await.unwrap());
+    let (listed, chain, key) = db.certs_with_keys(None).await.unwrap().remove(0);
+    assert_eq!((listed.domains, chain.as_str(), key.as_str()), (vec!["www.example.test".to_owned()], "CHAIN", "KEY"));
+    assert!(db.detach_cert(app.id, "main", "www.example.test").await.unwrap());
+    assert!(db.certs(app.id).await.unwrap()[0].domains.is_empty());
+    assert!(db.attach_cert(app.id, "main", "www.example.test").await.unwrap());
+    let tls = skiff_api::TlsSettings { force_https: true, hsts_max_age: 31_536_000 };
+    db.set_tls(app.id, tls).await.unwrap();
+    assert_eq!(db.app(&app.name).await.unwrap().unwrap().tls, tls);
     assert!(db.remove_domain(app.id, "www.example.test").await.unwrap());
+    assert!(db.certs(app.id).await.unwrap()[0].domains.is_empty(), "a removed domain loses its certificate");
+    assert!(db.remove_cert(app.id, "main").await.unwrap());
     let drain = db.add_drain(Some(&app), "syslog://logs.example.test:514").await.unwrap().expect("added");
     assert!(db.add_drain(Some(&app), "syslog://logs.example.test:514").await.unwrap().is_none(), "once per app");
     let platform = db.add_drain(None, "syslog://logs.example.test:514").await.unwrap().expect("platform-wide");

@@ -34,8 +34,10 @@ fn snapshot(version: u64, routes: &[(&str, Vec<SocketAddr>)]) -> Table {
                 hosts: vec![format!("{app}.localhost")],
                 backends: backends.clone(),
                 maintenance: false,
+                tls: Default::default(),
             })
             .collect(),
+        certificates: Vec::new(),
     })
 }
 

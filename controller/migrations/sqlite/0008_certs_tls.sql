@@ -1,0 +1,18 @@
+CREATE TABLE certs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    app_id INTEGER NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    chain_pem TEXT NOT NULL,
+    key_pem TEXT NOT NULL,
+    common_name TEXT NOT NULL,
+    names TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    UNIQUE (app_id, name)
+);
+CREATE TABLE cert_domains (
+    domain TEXT PRIMARY KEY REFERENCES domains(domain) ON DELETE CASCADE,
+    cert_id INTEGER NOT NULL REFERENCES certs(id) ON DELETE CASCADE
+);
+ALTER TABLE apps ADD COLUMN force_https BOOLEAN NOT NULL DEFAULT FALSE;
+ALTER TABLE apps ADD COLUMN hsts_max_age BIGINT NOT NULL DEFAULT 0;
