@@ -84,6 +84,16 @@ pub struct Settings {
     /// Router HTTP listen address.
     #[arg(long, env = "SKIFF_ROUTER_LISTEN", default_value = "127.0.0.1:8080")]
     pub router_listen: SocketAddr,
+    /// Router HTTPS listen address.
+    #[arg(long, env = "SKIFF_ROUTER_TLS_LISTEN", default_value = "127.0.0.1:8443")]
+    pub router_tls_listen: SocketAddr,
+    /// The router's default certificate (PEM chain), served for names without their own
+    /// [default: one made for *.<domain> once, kept in <data-dir>/router/tls.crt].
+    #[arg(long, env = "SKIFF_ROUTER_TLS_CERT", requires = "router_tls_key")]
+    pub router_tls_cert: Option<PathBuf>,
+    /// The default certificate's PEM private key.
+    #[arg(long, env = "SKIFF_ROUTER_TLS_KEY", requires = "router_tls_cert")]
+    pub router_tls_key: Option<PathBuf>,
     /// Controller URL for the other components [default: http://<controller-listen>].
     #[arg(long, env = "SKIFF_CONTROLLER_URL")]
     pub controller_url: Option<String>,
@@ -171,6 +181,7 @@ pub struct Addresses {
     pub syslog: Option<SocketAddr>,
     pub builder: Option<SocketAddr>,
     pub router: Option<SocketAddr>,
+    pub router_tls: Option<SocketAddr>,
 }
 
 /// Running components.
@@ -232,7 +243,7 @@ async fn bind(address: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(address).await.with_context(|| {
         format!(
             "cannot listen on {address} for the {what}; is another Skiff running? (set SKIFF_{}_LISTEN)",
-            what.to_uppercase()
+            what.to_uppercase().replace(' ', "_")
         )
     })
 }
@@ -264,15 +275,21 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
     };
     let controller_listener =
         if runs(Component::Controller) { Some(bind(settings.controller_listen, "controller").await?) } else { None };
-    let router_listener =
-        if runs(Component::Router) { Some(bind(settings.router_listen, "router").await?) } else { None };
+    let router_listener = if runs(Component::Router) {
+        let http = bind(settings.router_listen, "router").await?;
+        let https = bind(settings.router_tls_listen, "router tls").await?;
+        Some((http, https))
+    } else {
+        None
+    };
     let builder_listener =
         if runs(Component::Builder) { Some(bind(settings.builder_listen, "builder").await?) } else { None };
     addresses.registry = registry_listener.as_ref().map(TcpListener::local_addr).transpose()?;
     addresses.logger = logger_listener.as_ref().map(TcpListener::local_addr).transpose()?;
     addresses.syslog = syslog_listeners.as_ref().map(|(t, _)| t.local_addr()).transpose()?;
     addresses.controller = controller_listener.as_ref().map(TcpListener::local_addr).transpose()?;
-    addresses.router = router_listener.as_ref().map(TcpListener::local_addr).transpose()?;
+    addresses.router = router_listener.as_ref().map(|(http, _)| http.local_addr()).transpose()?;
+    addresses.router_tls = router_listener.as_ref().map(|(_, https)| https.local_addr()).transpose()?;
     addresses.builder = builder_listener.as_ref().map(TcpListener::local_addr).transpose()?;
 
     let url = |configured: &Option<String>, bound: Option<SocketAddr>, default: SocketAddr| {
@@ -385,7 +402,7 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
         });
     }
 
-    if let Some(listener) = router_listener {
+    if let Some((http, https)) = router_listener {
         let table = match &settings.router_routes {
             // A fixed table: no controller to follow.
             Some(spec) => Arc::new(ArcSwap::from_pointee(
@@ -404,7 +421,12 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
             response_timeout: Duration::from_secs(settings.router_response_timeout.max(1)),
             ..Default::default()
         };
-        tasks.spawn(skiff_router::serve(listener, table, config, shutdown.clone()));
+        let (chain, key) = router_default_certificate(settings, &data_dir)?;
+        let default = skiff_router::tls::certified_key(&chain, &key)
+            .map_err(|e| anyhow::anyhow!("the router's default certificate: {e}"))?;
+        let tls = skiff_router::tls::server_config(table.clone(), default).map_err(|e| anyhow::anyhow!(e))?;
+        let listeners = skiff_router::Listeners { http, https: Some((https, tls)) };
+        tasks.spawn(skiff_router::serve(listeners, table, config, shutdown.clone()));
     }
 
     if let Some(listener) = builder_listener {
@@ -428,6 +450,37 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
     }
 
     Ok(Platform { addresses, shutdown, tasks })
+}
+
+/// The router's default certificate and key (PEM): the configured files, else a
+/// self-signed one for `*.<domain>` made once and kept in `<data-dir>/router`.
+fn router_default_certificate(settings: &Settings, data_dir: &std::path::Path) -> anyhow::Result<(String, String)> {
+    let read = |path: &std::path::Path| {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    if let (Some(cert), Some(key)) = (&settings.router_tls_cert, &settings.router_tls_key) {
+        return Ok((read(cert)?, read(key)?));
+    }
+    let dir = data_dir.join("router");
+    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    if cert.exists() && key.exists() {
+        return Ok((read(&cert)?, read(&key)?));
+    }
+    let names = vec![format!("*.{}", settings.domain), settings.domain.clone()];
+    let made = rcgen::generate_simple_self_signed(names).context("cannot make the router's certificate")?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let (cert_pem, key_pem) = (made.cert.pem(), made.signing_key.serialize_pem());
+    std::fs::write(&cert, &cert_pem).with_context(|| format!("cannot write {}", cert.display()))?;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&key)
+        .with_context(|| format!("cannot write {}", key.display()))?;
+    std::io::Write::write_all(&mut file, key_pem.as_bytes())?;
+    Ok((cert_pem, key_pem))
 }
 
 /// Runs a command until SIGINT or SIGTERM.
@@ -454,6 +507,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         syslog = show(a.syslog),
         builder = show(a.builder),
         router = show(a.router),
+        router_tls = show(a.router_tls),
         "skiffd.ready"
     );
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -5,6 +5,7 @@
 //! - [`feed`]: keeps the table in step with the controller's route feed.
 //! - [`proxy`]: the request path and the server loop.
 //! - [`metrics`]: per-app Prometheus metrics, at `/metrics` on any host that is not an app's.
+//! - [`tls`]: HTTPS certificates chosen by SNI from the table, and the listener's TLS settings.
 //!
 //! The request path: read the head (bounded by a header timeout) → look the host up in
 //! the current table snapshot → unknown host: 404; app without backends: 503 → otherwise
@@ -15,6 +16,7 @@ pub mod feed;
 pub mod metrics;
 pub mod proxy;
 pub mod table;
+pub mod tls;
 
-pub use proxy::{Config, serve};
+pub use proxy::{Config, Listeners, serve};
 pub use table::{Backends, Lookup, Table};

@@ -75,14 +75,35 @@ struct Target<'a> {
     path: &'a str,
     backends: Backends,
     peer: SocketAddr,
+    entry: Entry,
     app: &'a str,
     request_id: &'a str,
 }
 
+/// The router's sockets: plain HTTP, and HTTPS with its TLS settings.
+pub struct Listeners {
+    pub http: TcpListener,
+    pub https: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
+}
+
+impl From<TcpListener> for Listeners {
+    fn from(http: TcpListener) -> Self {
+        Self { http, https: None }
+    }
+}
+
+/// Which listener a connection came in on.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    https: bool,
+    /// The listener's port, for `X-Forwarded-Port`.
+    port: u16,
+}
+
 struct Proxy {
     table: Arc<ArcSwap<Table>>,
-    /// The router's own port, for `X-Forwarded-Port`.
-    port: u16,
+    /// The HTTPS listener's port, where plain requests to HTTPS-only apps are sent.
+    https_port: Option<u16>,
     response_timeout: Duration,
     /// Upgraded connections (tunnels).
     tasks: TaskTracker,
@@ -94,7 +115,7 @@ struct Proxy {
 }
 
 /// Serves until `shutdown`; open connections finish their current request, then close.
-pub async fn serve(listener: TcpListener, table: Arc<ArcSwap<Table>>, config: Config, shutdown: CancellationToken) {
+pub async fn serve(listeners: Listeners, table: Arc<ArcSwap<Table>>, config: Config, shutdown: CancellationToken) {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(config.connect_timeout));
     connector.set_nodelay(true);
@@ -109,11 +130,11 @@ pub async fn serve(listener: TcpListener, table: Arc<ArcSwap<Table>>, config: Co
         },
         None => None,
     };
-    let port = listener.local_addr().map_or(0, |a| a.port());
+    let https_port = listeners.https.as_ref().and_then(|(l, _)| l.local_addr().ok()).map(|a| a.port());
     let tunnels = TaskTracker::new();
     let proxy = Arc::new(Proxy {
         table,
-        port,
+        https_port,
         response_timeout: config.response_timeout,
         tasks: tunnels.clone(),
         shutdown: shutdown.clone(),
@@ -121,50 +142,95 @@ pub async fn serve(listener: TcpListener, table: Arc<ArcSwap<Table>>, config: Co
         access,
         metrics: Default::default(),
     });
-    let tasks = TaskTracker::new();
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    tracing::warn!(%error, "router.accept");
-                    continue;
-                }
-            },
-            () = shutdown.cancelled() => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let proxy = proxy.clone();
-        let shutdown = shutdown.clone();
-        let header_read_timeout = config.header_read_timeout;
-        tasks.spawn(async move {
-            let service = service_fn(move |request| {
-                let proxy = proxy.clone();
-                async move { Ok::<_, Infallible>(proxy.handle(request, peer).await) }
-            });
-            // HTTP/1.1, and HTTP/2 with prior knowledge (h2c), told apart by the preface.
-            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            builder.http1().timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
-            builder.http2().timer(TokioTimer::new()).max_concurrent_streams(MAX_STREAMS);
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            tokio::select! {
-                result = connection.as_mut() => {
-                    if let Err(error) = result {
-                        tracing::debug!(%error, "router.connection");
-                    }
-                }
-                () = shutdown.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
-                }
-            }
-        });
+    let connections = TaskTracker::new();
+    let https = listeners.https.map(|(listener, tls)| {
+        let accepting = accept(listener, Some(tls), proxy.clone(), &config, &connections, shutdown.clone());
+        connections.spawn(accepting)
+    });
+    accept(listeners.http, None, proxy, &config, &connections, shutdown).await;
+    if let Some(https) = https {
+        let _ = https.await;
     }
-    tasks.close();
-    tasks.wait().await;
+    connections.close();
+    connections.wait().await;
     tunnels.close();
     tunnels.wait().await;
+}
+
+/// Accepts connections on one listener until `shutdown`, each served on `connections`.
+fn accept(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    proxy: Arc<Proxy>,
+    config: &Config,
+    connections: &TaskTracker,
+    shutdown: CancellationToken,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let entry = Entry { https: tls.is_some(), port: listener.local_addr().map_or(0, |a| a.port()) };
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let header_read_timeout = config.header_read_timeout;
+    let connections = connections.clone();
+    async move {
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        tracing::warn!(%error, "router.accept");
+                        continue;
+                    }
+                },
+                () = shutdown.cancelled() => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let (proxy, shutdown, acceptor) = (proxy.clone(), shutdown.clone(), acceptor.clone());
+            connections.spawn(async move {
+                let Some(acceptor) = acceptor else {
+                    return serve_connection(stream, proxy, peer, entry, header_read_timeout, shutdown).await;
+                };
+                // The handshake is bounded like a request head.
+                match tokio::time::timeout(header_read_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => serve_connection(stream, proxy, peer, entry, header_read_timeout, shutdown).await,
+                    Ok(Err(error)) => tracing::debug!(%error, "router.tls.handshake"),
+                    Err(_) => tracing::debug!("router.tls.handshake: timed out"),
+                }
+            });
+        }
+    }
+}
+
+/// Serves one client connection: HTTP/1.1, or HTTP/2 (with prior knowledge, or chosen
+/// by ALPN over TLS), told apart by the preface.
+async fn serve_connection<I>(
+    io: I,
+    proxy: Arc<Proxy>,
+    peer: SocketAddr,
+    entry: Entry,
+    header_read_timeout: Duration,
+    shutdown: CancellationToken,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request| {
+        let proxy = proxy.clone();
+        async move { Ok::<_, Infallible>(proxy.handle(request, peer, entry).await) }
+    });
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
+    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(MAX_STREAMS);
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(error) = result {
+                tracing::debug!(%error, "router.connection");
+            }
+        }
+        () = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
 }
 
 fn page(status: StatusCode, text: &str) -> Response<ProxyBody> {
@@ -175,7 +241,7 @@ fn page(status: StatusCode, text: &str) -> Response<ProxyBody> {
 }
 
 impl Proxy {
-    async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+    async fn handle(&self, request: Request<Incoming>, peer: SocketAddr, entry: Entry) -> Response<ProxyBody> {
         let started = std::time::Instant::now();
         let host = request
             .headers()
@@ -193,7 +259,8 @@ impl Proxy {
             .map_or_else(|| format!("{:032x}", rand::random::<u128>()), str::to_owned);
         let path = request.uri().path_and_query().map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
         let table = self.table.load();
-        let (app, response) = match table.lookup(&host) {
+        let (lookup, tls) = table.lookup_with_tls(&host);
+        let (app, mut response) = match lookup {
             // The router's own endpoints answer on any host that is not an app's.
             Lookup::UnknownHost => {
                 return match path.as_str() {
@@ -209,6 +276,19 @@ impl Proxy {
                     _ => page(StatusCode::NOT_FOUND, &format!("no app is served at {host}")),
                 };
             }
+            Lookup::Maintenance(app) | Lookup::NoBackend(app) | Lookup::Backend(app, _)
+                if tls.force_https && !entry.https && self.https_port.is_some() =>
+            {
+                let port = self.https_port.filter(|p| *p != 443).map_or_else(String::new, |p| format!(":{p}"));
+                let name = host.rsplit_once(':').map_or(host.as_str(), |(name, _)| name);
+                let location = format!("https://{name}{port}{path}");
+                let mut response =
+                    page(StatusCode::PERMANENT_REDIRECT, &format!("{app} is served over HTTPS: {location}"));
+                if let Ok(location) = HeaderValue::from_str(&location) {
+                    response.headers_mut().insert(header::LOCATION, location);
+                }
+                (app, response)
+            }
             Lookup::Maintenance(app) => {
                 let text = format!("{app} is down for maintenance; please try again shortly");
                 let mut response = page(StatusCode::SERVICE_UNAVAILABLE, &text);
@@ -220,12 +300,25 @@ impl Proxy {
                 (app, page(StatusCode::SERVICE_UNAVAILABLE, &text))
             }
             Lookup::Backend(app, backends) => {
-                let target =
-                    Target { host: &host, path: &path, backends, peer, app: app.as_str(), request_id: &request_id };
+                let target = Target {
+                    host: &host,
+                    path: &path,
+                    backends,
+                    peer,
+                    entry,
+                    app: app.as_str(),
+                    request_id: &request_id,
+                };
                 let response = self.forward(request, target).await;
                 (app, response)
             }
         };
+        if entry.https
+            && tls.hsts_max_age > 0
+            && let Ok(value) = HeaderValue::from_str(&format!("max-age={}", tls.hsts_max_age))
+        {
+            response.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, value);
+        }
         let upstream_error = matches!(response.status(), StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT);
         self.metrics.record(&app, response.status().as_u16(), started.elapsed(), upstream_error);
         if let Some(access) = &self.access {
@@ -242,7 +335,7 @@ impl Proxy {
     }
 
     async fn forward(&self, mut request: Request<Incoming>, target: Target<'_>) -> Response<ProxyBody> {
-        let Target { host, path, backends, peer, app, request_id } = target;
+        let Target { host, path, backends, peer, entry, app, request_id } = target;
         // Upstreams speak HTTP/1.1, whatever the client spoke; an HTTP/2 request names its
         // host in `:authority`, which becomes `Host`.
         *request.version_mut() = http::Version::HTTP_11;
@@ -262,8 +355,8 @@ impl Proxy {
             headers.insert(header::UPGRADE, protocol);
         }
         headers.insert("x-forwarded-for", HeaderValue::from_str(&peer.ip().to_string()).expect("ip is ascii"));
-        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-        headers.insert("x-forwarded-port", HeaderValue::from(self.port));
+        headers.insert("x-forwarded-proto", HeaderValue::from_static(if entry.https { "https" } else { "http" }));
+        headers.insert("x-forwarded-port", HeaderValue::from(entry.port));
         if let Ok(value) = HeaderValue::from_str(host) {
             headers.insert("x-forwarded-host", value);
         }

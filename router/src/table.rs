@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use skiff_api::{AppName, RouteTable};
+use skiff_api::{AppName, RouteTable, TlsSettings};
+
+use crate::tls::Certificates;
 
 /// How long a backend that refused a connection is tried only after the others.
 const SET_ASIDE: Duration = Duration::from_secs(10);
@@ -17,6 +19,7 @@ const SET_ASIDE: Duration = Duration::from_secs(10);
 pub struct AppRoute {
     pub app: AppName,
     maintenance: bool,
+    tls: TlsSettings,
     backends: Vec<SocketAddr>,
     next: AtomicUsize,
     /// When this route was built; the clock for `aside_until`.
@@ -84,6 +87,8 @@ pub struct Table {
     hosts: HashMap<String, Arc<AppRoute>>,
     /// `*.example.com` routes by suffix (`.example.com`), longest first.
     wildcards: Vec<(String, Arc<AppRoute>)>,
+    /// What HTTPS clients are served, by the name they ask for.
+    pub certificates: Certificates,
 }
 
 impl Table {
@@ -95,6 +100,7 @@ impl Table {
             let entry = Arc::new(AppRoute {
                 app: route.app.clone(),
                 maintenance: route.maintenance,
+                tls: route.tls,
                 backends: route.backends.clone(),
                 next: AtomicUsize::new(0),
                 built: Instant::now(),
@@ -111,7 +117,8 @@ impl Table {
             }
         }
         wildcards.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
-        Self { version: snapshot.version, hosts, wildcards }
+        let certificates = Certificates::from_routes(&snapshot.certificates);
+        Self { version: snapshot.version, hosts, wildcards, certificates }
     }
 
     /// A fixed table from `HOST=ADDR[,ADDR…]` entries separated by spaces (a router that
@@ -139,6 +146,11 @@ impl Table {
 
     /// Where a request for `host` (a `Host` header value, port allowed) goes.
     pub fn lookup(&self, host: &str) -> Lookup {
+        self.lookup_with_tls(host).0
+    }
+
+    /// Where a request for `host` goes, and the app's HTTPS policy.
+    pub fn lookup_with_tls(&self, host: &str) -> (Lookup, TlsSettings) {
         let name = host
             .rsplit_once(':')
             .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
@@ -150,15 +162,16 @@ impl Table {
                 .find(|(suffix, _)| name.ends_with(suffix.as_str()) && name.len() > suffix.len())
                 .map(|(_, r)| r)
         });
-        let Some(route) = route else { return Lookup::UnknownHost };
-        if route.maintenance {
-            return Lookup::Maintenance(route.app.clone());
-        }
-        if route.backends.is_empty() {
-            return Lookup::NoBackend(route.app.clone());
-        }
-        let first = route.next.fetch_add(1, Ordering::Relaxed) % route.backends.len();
-        Lookup::Backend(route.app.clone(), Backends { route: route.clone(), first })
+        let Some(route) = route else { return (Lookup::UnknownHost, TlsSettings::default()) };
+        let lookup = if route.maintenance {
+            Lookup::Maintenance(route.app.clone())
+        } else if route.backends.is_empty() {
+            Lookup::NoBackend(route.app.clone())
+        } else {
+            let first = route.next.fetch_add(1, Ordering::Relaxed) % route.backends.len();
+            Lookup::Backend(route.app.clone(), Backends { route: route.clone(), first })
+        };
+        (lookup, route.tls)
     }
 }
 

@@ -50,7 +50,7 @@ async fn router_with(table: Table, config: skiff_router::Config) -> Router {
     let address = listener.local_addr().unwrap();
     let table = Arc::new(ArcSwap::from_pointee(table));
     let shutdown = CancellationToken::new();
-    tokio::spawn(skiff_router::serve(listener, table.clone(), config, shutdown.clone()));
+    tokio::spawn(skiff_router::serve(listener.into(), table.clone(), config, shutdown.clone()));
     Router { address, table, shutdown }
 }
 
