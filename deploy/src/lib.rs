@@ -421,9 +421,7 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
             response_timeout: Duration::from_secs(settings.router_response_timeout.max(1)),
             ..Default::default()
         };
-        let (chain, key) = router_default_certificate(settings, &data_dir)?;
-        let default = skiff_router::tls::certified_key(&chain, &key)
-            .map_err(|e| anyhow::anyhow!("the router's default certificate: {e}"))?;
+        let default = router_default_certificate(settings, &data_dir)?;
         let tls = skiff_router::tls::server_config(table.clone(), default).map_err(|e| anyhow::anyhow!(e))?;
         let listeners = skiff_router::Listeners { http, https: Some((https, tls)) };
         tasks.spawn(skiff_router::serve(listeners, table, config, shutdown.clone()));
@@ -452,35 +450,40 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
     Ok(Platform { addresses, shutdown, tasks })
 }
 
-/// The router's default certificate and key (PEM): the configured files, else a
-/// self-signed one for `*.<domain>` made once and kept in `<data-dir>/router`.
-fn router_default_certificate(settings: &Settings, data_dir: &std::path::Path) -> anyhow::Result<(String, String)> {
+/// What the router serves for names without a certificate of their own: the configured
+/// certificate, else certificates from the platform's local CA, made once and kept in
+/// `<data-dir>/router/ca.crt` (trust that file to browse `https://<app>.<domain>`).
+fn router_default_certificate(
+    settings: &Settings,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<skiff_router::tls::DefaultCertificate> {
+    use skiff_router::tls::{DefaultCertificate, LocalCa, certified_key};
     let read = |path: &std::path::Path| {
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
     };
     if let (Some(cert), Some(key)) = (&settings.router_tls_cert, &settings.router_tls_key) {
-        return Ok((read(cert)?, read(key)?));
+        let key = certified_key(&read(cert)?, &read(key)?)
+            .map_err(|e| anyhow::anyhow!("SKIFF_ROUTER_TLS_CERT/SKIFF_ROUTER_TLS_KEY: {e}"))?;
+        return Ok(DefaultCertificate::Fixed(key));
     }
     let dir = data_dir.join("router");
-    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
-    if cert.exists() && key.exists() {
-        return Ok((read(&cert)?, read(&key)?));
+    let (cert, key) = (dir.join("ca.crt"), dir.join("ca.key"));
+    if !key.exists() {
+        let (cert_pem, key_pem) = LocalCa::generate().map_err(|e| anyhow::anyhow!("cannot make the local CA: {e}"))?;
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&key)
+            .with_context(|| format!("cannot write {}", key.display()))?;
+        std::io::Write::write_all(&mut file, key_pem.as_bytes())?;
+        std::fs::write(&cert, cert_pem).with_context(|| format!("cannot write {}", cert.display()))?;
     }
-    let names = vec![format!("*.{}", settings.domain), settings.domain.clone()];
-    let made = rcgen::generate_simple_self_signed(names).context("cannot make the router's certificate")?;
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let (cert_pem, key_pem) = (made.cert.pem(), made.signing_key.serialize_pem());
-    std::fs::write(&cert, &cert_pem).with_context(|| format!("cannot write {}", cert.display()))?;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&key)
-        .with_context(|| format!("cannot write {}", key.display()))?;
-    std::io::Write::write_all(&mut file, key_pem.as_bytes())?;
-    Ok((cert_pem, key_pem))
+    let ca = LocalCa::from_key_pem(&read(&key)?).map_err(|e| anyhow::anyhow!("{}: {e}", key.display()))?;
+    tracing::info!(ca = %cert.display(), "router.tls: HTTPS certificates come from the local CA; trust its certificate");
+    DefaultCertificate::issued(ca, &settings.domain).map_err(|e| anyhow::anyhow!("SKIFF_DOMAIN: {e}"))
 }
 
 /// Runs a command until SIGINT or SIGTERM.

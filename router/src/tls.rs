@@ -1,9 +1,11 @@
 //! HTTPS: each handshake gets the certificate the current route table holds for the
-//! name the client asked for (SNI), or the default certificate for every other name.
-//! ALPN offers HTTP/2 and HTTP/1.1.
+//! name the client asked for (SNI), or else the default: a configured certificate, or one
+//! the platform's local CA issues for that name on the spot (for hosts the table routes),
+//! so that `https://<app>.localhost` verifies for anyone who trusts that CA. ALPN offers
+//! HTTP/2 and HTTP/1.1.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use rustls::pki_types::pem::PemObject as _;
@@ -71,27 +73,129 @@ impl Certificates {
     }
 }
 
+/// Names issued certificates are kept for at most; the cache starts over beyond it.
+const MAX_ISSUED: usize = 10_000;
+/// How long an issued certificate is valid.
+const ISSUED_DAYS: i64 = 90;
+
+/// A certificate authority of the platform's own that issues certificates for routed
+/// names as clients ask for them.
+pub struct LocalCa {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    /// One key for every issued certificate, made at start.
+    leaf_key: rcgen::KeyPair,
+    issued: Mutex<HashMap<String, Arc<CertifiedKey>>>,
+}
+
+impl std::fmt::Debug for LocalCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalCa").finish_non_exhaustive()
+    }
+}
+
+impl LocalCa {
+    fn params() -> rcgen::CertificateParams {
+        let mut params = rcgen::CertificateParams::default();
+        params.distinguished_name.push(rcgen::DnType::CommonName, "Skiff local CA");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+        params
+    }
+
+    /// A new CA: its certificate (to trust) and key, as PEM.
+    ///
+    /// # Errors
+    /// When the key cannot be made.
+    pub fn generate() -> Result<(String, String), String> {
+        let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+        let cert = Self::params().self_signed(&key).map_err(|e| e.to_string())?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+
+    /// The CA whose key [`LocalCa::generate`] made.
+    ///
+    /// # Errors
+    /// When the key does not parse.
+    pub fn from_key_pem(key_pem: &str) -> Result<Self, String> {
+        let key = rcgen::KeyPair::from_pem(key_pem).map_err(|e| format!("invalid CA key: {e}"))?;
+        let leaf_key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+        Ok(Self { issuer: rcgen::Issuer::new(Self::params(), key), leaf_key, issued: Mutex::new(HashMap::new()) })
+    }
+
+    /// A certificate for `name`, issued now or earlier.
+    fn issue(&self, name: &str) -> Option<Arc<CertifiedKey>> {
+        let mut issued = self.issued.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(found) = issued.get(name) {
+            return Some(found.clone());
+        }
+        let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).ok()?;
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::days(1);
+        params.not_after = now + time::Duration::days(ISSUED_DAYS);
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(&rand::random::<[u8; 16]>()));
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        let cert = params.signed_by(&self.leaf_key, &self.issuer).ok()?;
+        let key = certified_key(&cert.pem(), &self.leaf_key.serialize_pem()).ok()?;
+        if issued.len() >= MAX_ISSUED {
+            issued.clear();
+        }
+        issued.insert(name.to_owned(), key.clone());
+        Some(key)
+    }
+}
+
+/// What a client gets when the table holds no certificate for the name it asked for.
+#[derive(Debug)]
+pub enum DefaultCertificate {
+    /// One certificate for every such name (e.g. for `*.<platform domain>`).
+    Fixed(Arc<CertifiedKey>),
+    /// A certificate from the local CA for each routed name; `fallback` for the rest.
+    Issued { ca: LocalCa, fallback: Arc<CertifiedKey> },
+}
+
+impl DefaultCertificate {
+    /// Certificates from `ca` for routed names, and its certificate for `domain` for
+    /// every other name.
+    ///
+    /// # Errors
+    /// When `domain` is not a name a certificate can be issued for.
+    pub fn issued(ca: LocalCa, domain: &str) -> Result<Self, String> {
+        let fallback = ca.issue(domain).ok_or_else(|| format!("cannot issue a certificate for {domain}"))?;
+        Ok(Self::Issued { ca, fallback })
+    }
+}
+
 /// Picks a certificate per handshake from the current table.
 #[derive(Debug)]
 struct Resolver {
     table: Arc<ArcSwap<Table>>,
-    default: Arc<CertifiedKey>,
+    default: DefaultCertificate,
 }
 
 impl ResolvesServerCert for Resolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let found = hello.server_name().and_then(|name| self.table.load().certificates.find(name));
-        Some(found.unwrap_or_else(|| self.default.clone()))
+        let name = hello.server_name().map(|name| name.trim_end_matches('.').to_ascii_lowercase());
+        let table = self.table.load();
+        if let Some(found) = name.as_deref().and_then(|name| table.certificates.find(name)) {
+            return Some(found);
+        }
+        match &self.default {
+            DefaultCertificate::Fixed(key) => Some(key.clone()),
+            DefaultCertificate::Issued { ca, fallback } => {
+                let routed = name.filter(|name| !matches!(table.lookup(name), crate::Lookup::UnknownHost));
+                Some(routed.and_then(|name| ca.issue(&name)).unwrap_or_else(|| fallback.clone()))
+            }
+        }
     }
 }
 
 /// The TLS settings of the router's HTTPS listener.
 ///
 /// # Errors
-/// When the default certificate is unusable.
+/// When the TLS library refuses its defaults.
 pub fn server_config(
     table: Arc<ArcSwap<Table>>,
-    default: Arc<CertifiedKey>,
+    default: DefaultCertificate,
 ) -> Result<Arc<rustls::ServerConfig>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)

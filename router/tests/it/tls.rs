@@ -1,0 +1,149 @@
+//! HTTPS through the router with curl: certificates chosen by SNI for two domains, the
+//! default certificate for every other name, HTTP/2 by ALPN, force-HTTPS redirects and HSTS.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use skiff_api::{Route, RouteCertificate, RouteTable, TlsSettings};
+use skiff_router::Table;
+use skiff_router::tls::{DefaultCertificate, LocalCa};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::upstream;
+
+/// A self-signed certificate and key for `names`, as PEM.
+fn certificate(names: &[&str]) -> (String, String) {
+    let made = rcgen::generate_simple_self_signed(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>()).unwrap();
+    (made.cert.pem(), made.signing_key.serialize_pem())
+}
+
+/// curl against `url` with `name` resolved to the router, trusting `ca`; the status
+/// line's code (0 when curl failed), the headers and body, and curl's exit status.
+async fn curl(ca: &Path, name: &str, port: u16, url: &str) -> (u16, String, i32) {
+    let resolve = format!("{name}:{port}:127.0.0.1");
+    let output = tokio::process::Command::new("curl")
+        .args(["-sS", "-i", "--cacert"])
+        .arg(ca)
+        .args(["--resolve", &resolve, "-w", "\nversion=%{http_version}", url])
+        .output()
+        .await
+        .expect("curl runs (apt-get install curl)");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, text.to_ascii_lowercase(), output.status.code().unwrap_or(-1))
+}
+
+#[tokio::test]
+async fn https_serves_each_domain_its_certificate_and_the_default_to_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, pem: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, pem).unwrap();
+        path
+    };
+    let (shop_cert, shop_key) = certificate(&["www.shop.test"]);
+    let (blog_cert, blog_key) = certificate(&["*.blog.test"]);
+    let (default_cert, default_key) = certificate(&["*.apps.test"]);
+    let (shop_ca, blog_ca, default_ca) =
+        (write("shop.pem", &shop_cert), write("blog.pem", &blog_cert), write("default.pem", &default_cert));
+
+    let app = upstream("one").await;
+    let route = |name: &str, hosts: &[&str], tls: TlsSettings| Route {
+        app: name.parse().unwrap(),
+        hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),
+        backends: vec![app],
+        maintenance: false,
+        tls,
+    };
+    let table = Table::from_snapshot(&RouteTable {
+        version: 1,
+        routes: vec![
+            route("shop", &["shop.apps.test", "www.shop.test"], TlsSettings::default()),
+            route("blog", &["blog.apps.test", "*.blog.test"], TlsSettings { force_https: true, hsts_max_age: 600 }),
+        ],
+        certificates: vec![
+            RouteCertificate { hosts: vec!["www.shop.test".into()], chain_pem: shop_cert, key_pem: shop_key },
+            RouteCertificate { hosts: vec!["*.blog.test".into()], chain_pem: blog_cert, key_pem: blog_key },
+        ],
+    });
+    let table = Arc::new(ArcSwap::from_pointee(table));
+    let (http, https) =
+        (TcpListener::bind("127.0.0.1:0").await.unwrap(), TcpListener::bind("127.0.0.1:0").await.unwrap());
+    let (http_port, port) = (http.local_addr().unwrap().port(), https.local_addr().unwrap().port());
+    let default = skiff_router::tls::certified_key(&default_cert, &default_key).unwrap();
+    let tls = skiff_router::tls::server_config(table.clone(), DefaultCertificate::Fixed(default)).unwrap();
+    let shutdown = CancellationToken::new();
+    let listeners = skiff_router::Listeners { http, https: Some((https, tls)) };
+    tokio::spawn(skiff_router::serve(listeners, table, skiff_router::Config::default(), shutdown.clone()));
+
+    // A domain with its own certificate, over HTTP/2 chosen by ALPN.
+    let (status, text, _) = curl(&shop_ca, "www.shop.test", port, &format!("https://www.shop.test:{port}/x?y=1")).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("version=2"), "ALPN picked HTTP/2: {text}");
+    assert!(text.contains("get /x?y=1 http/1.1") && text.contains("x-forwarded-proto: https"), "{text}");
+    assert!(text.contains(&format!("x-forwarded-port: {port}")), "{text}");
+    assert!(!text.contains("strict-transport-security"), "no HSTS unless the app asks: {text}");
+
+    // Another domain, its wildcard certificate, and the app's HSTS.
+    let (status, text, _) = curl(&blog_ca, "news.blog.test", port, &format!("https://news.blog.test:{port}/")).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("strict-transport-security: max-age=600"), "{text}");
+
+    // Names without a certificate of their own get the default one; the wrong CA fails.
+    let (status, text, _) = curl(&default_ca, "shop.apps.test", port, &format!("https://shop.apps.test:{port}/")).await;
+    assert_eq!(status, 200, "{text}");
+    let (status, text, code) = curl(&shop_ca, "shop.apps.test", port, &format!("https://shop.apps.test:{port}/")).await;
+    assert!(status == 0 && code == 60, "the default certificate is not shop's: {text}");
+
+    // Plain HTTP to an HTTPS-only app is redirected, path and query kept; others are served.
+    let url = format!("http://news.blog.test:{http_port}/a/b?c=d");
+    let (status, text, _) = curl(&default_ca, "news.blog.test", http_port, &url).await;
+    assert_eq!(status, 308, "{text}");
+    assert!(text.contains(&format!("location: https://news.blog.test:{port}/a/b?c=d")), "{text}");
+    let url = format!("http://shop.apps.test:{http_port}/");
+    assert_eq!(curl(&default_ca, "shop.apps.test", http_port, &url).await.0, 200);
+
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn the_local_ca_issues_certificates_for_routed_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca_pem, ca_key) = LocalCa::generate().unwrap();
+    let ca_path = dir.path().join("ca.crt");
+    std::fs::write(&ca_path, ca_pem).unwrap();
+    let app = upstream("one").await;
+    let table = Table::from_snapshot(&RouteTable {
+        version: 1,
+        routes: vec![Route {
+            app: "shop".parse().unwrap(),
+            hosts: vec!["shop.localhost".into()],
+            backends: vec![app],
+            maintenance: false,
+            tls: TlsSettings::default(),
+        }],
+        certificates: Vec::new(),
+    });
+    let table = Arc::new(ArcSwap::from_pointee(table));
+    let (http, https) =
+        (TcpListener::bind("127.0.0.1:0").await.unwrap(), TcpListener::bind("127.0.0.1:0").await.unwrap());
+    let port = https.local_addr().unwrap().port();
+    // The CA is loaded from its key, as after a restart.
+    let default = DefaultCertificate::issued(LocalCa::from_key_pem(&ca_key).unwrap(), "localhost").unwrap();
+    let tls = skiff_router::tls::server_config(table.clone(), default).unwrap();
+    let shutdown = CancellationToken::new();
+    let listeners = skiff_router::Listeners { http, https: Some((https, tls)) };
+    tokio::spawn(skiff_router::serve(listeners, table, skiff_router::Config::default(), shutdown.clone()));
+
+    for _ in 0..2 {
+        let (status, text, _) =
+            curl(&ca_path, "shop.localhost", port, &format!("https://shop.localhost:{port}/")).await;
+        assert_eq!(status, 200, "a certificate for shop.localhost that chains to the CA: {text}");
+    }
+    let (status, text, code) =
+        curl(&ca_path, "nobody.localhost", port, &format!("https://nobody.localhost:{port}/")).await;
+    assert!(status == 0 && code == 60, "names the table does not route get no certificate of their own: {text}");
+    shutdown.cancel();
+}
