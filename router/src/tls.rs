@@ -150,7 +150,7 @@ pub enum DefaultCertificate {
     /// One certificate for every such name (e.g. for `*.<platform domain>`).
     Fixed(Arc<CertifiedKey>),
     /// A certificate from the local CA for each routed name; `fallback` for the rest.
-    Issued { ca: LocalCa, fallback: Arc<CertifiedKey> },
+    Issued { ca: Box<LocalCa>, fallback: Arc<CertifiedKey> },
 }
 
 impl DefaultCertificate {
@@ -161,7 +161,7 @@ impl DefaultCertificate {
     /// When `domain` is not a name a certificate can be issued for.
     pub fn issued(ca: LocalCa, domain: &str) -> Result<Self, String> {
         let fallback = ca.issue(domain).ok_or_else(|| format!("cannot issue a certificate for {domain}"))?;
-        Ok(Self::Issued { ca, fallback })
+        Ok(Self::Issued { ca: Box::new(ca), fallback })
     }
 }
 
