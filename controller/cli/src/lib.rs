@@ -19,7 +19,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
-use skiff_api::{AppCreate, AppName, Credentials, Drain, DrainStatus, LogLine, ProcessType, StackName, Username};
+use skiff_api::{
+    AppCreate, AppName, CertificateCreate, Credentials, Drain, DrainStatus, LogLine, ProcessType, StackName,
+    TlsSettings, Username,
+};
 use skiff_client::{Client, LogQuery};
 
 use crate::output::{json, table};
@@ -269,6 +272,71 @@ enum Verb {
     /// Serve an app's requests again.
     #[command(name = "maintenance:off")]
     MaintenanceOff {
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// List an app's TLS certificates: the names they cover, where they are served, expiry.
+    #[command(name = "certs")]
+    Certs {
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Add a TLS certificate: a PEM chain (leaf first) and its PEM private key.
+    #[command(name = "certs:add")]
+    CertsAdd {
+        name: String,
+        #[arg(value_name = "CERT.pem")]
+        certificate: PathBuf,
+        #[arg(value_name = "KEY.pem")]
+        key: PathBuf,
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// Serve a certificate for one of the app's domains (see `skiff domains`).
+    #[command(name = "certs:attach")]
+    CertsAttach {
+        name: String,
+        domain: String,
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// Stop serving a certificate for a domain.
+    #[command(name = "certs:detach")]
+    CertsDetach {
+        name: String,
+        domain: String,
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// Remove a TLS certificate.
+    #[command(name = "certs:remove")]
+    CertsRemove {
+        name: String,
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// Show an app's HTTPS policy.
+    #[command(name = "tls")]
+    Tls {
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Redirect an app's plain HTTP requests to HTTPS, optionally with HSTS.
+    #[command(name = "tls:enable")]
+    TlsEnable {
+        /// Also send Strict-Transport-Security with this max-age, in seconds.
+        #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+        hsts: u64,
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// Serve an app over plain HTTP again, without HSTS.
+    #[command(name = "tls:disable")]
+    TlsDisable {
         #[command(flatten)]
         app: AppArg,
     },
@@ -550,6 +618,13 @@ fn app_name(context: &Context, arg: AppArg) -> anyhow::Result<AppName> {
     arg.app.or_else(|| git::remote_app(&context.cwd)).ok_or_else(|| {
         anyhow!("no app given and no `skiff` git remote here; pass `-a APP` or run `skiff git:remote -a APP`")
     })
+}
+
+fn report_tls(out: &mut impl Write, tls: &TlsSettings) -> anyhow::Result<()> {
+    let https = if tls.force_https { "HTTPS only (plain HTTP is redirected)" } else { "HTTP and HTTPS" };
+    let hsts = if tls.hsts_max_age > 0 { format!("max-age={}", tls.hsts_max_age) } else { "off".into() };
+    writeln!(out, "{https}; HSTS {hsts}")?;
+    Ok(())
 }
 
 fn drain_scope(context: &Context, arg: DrainScopeArg) -> anyhow::Result<Option<AppName>> {
@@ -917,6 +992,63 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write) -> anyhow:
             let app = client(context)?.maintenance(&app_name(context, app)?, false).await?;
             writeln!(out, "Maintenance mode is off for {}", app.name)?;
             Ok(())
+        }
+        Verb::Certs { app, json: flag } => {
+            let certs = client(context)?.certs(&app_name(context, app)?).await?;
+            if flag.json {
+                return json(out, &certs);
+            }
+            let rows = certs
+                .iter()
+                .map(|c| vec![c.name.clone(), c.names.join(", "), c.domains.join(", "), c.expires_at.clone()])
+                .collect();
+            table(out, &["NAME", "COVERS", "SERVED FOR", "EXPIRES"], rows)
+        }
+        Verb::CertsAdd { name, certificate, key, app } => {
+            let app = app_name(context, app)?;
+            let read = |path: &PathBuf| {
+                std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+            };
+            let create = CertificateCreate { name, certificate_chain: read(&certificate)?, private_key: read(&key)? };
+            let cert = client(context)?.add_cert(&app, &create).await?;
+            let covers = cert.names.join(", ");
+            writeln!(out, "Added certificate {} to {app}: covers {covers}, expires {}", cert.name, cert.expires_at)?;
+            writeln!(out, "Serve it with `skiff certs:attach {} DOMAIN`", cert.name)?;
+            Ok(())
+        }
+        Verb::CertsAttach { name, domain, app } => {
+            let app = app_name(context, app)?;
+            client(context)?.attach_cert(&app, &name, &domain).await?;
+            writeln!(out, "Serving certificate {name} for https://{domain}")?;
+            Ok(())
+        }
+        Verb::CertsDetach { name, domain, app } => {
+            let app = app_name(context, app)?;
+            client(context)?.detach_cert(&app, &name, &domain).await?;
+            writeln!(out, "No longer serving certificate {name} for {domain}")?;
+            Ok(())
+        }
+        Verb::CertsRemove { name, app } => {
+            let app = app_name(context, app)?;
+            client(context)?.remove_cert(&app, &name).await?;
+            writeln!(out, "Removed certificate {name} from {app}")?;
+            Ok(())
+        }
+        Verb::Tls { app, json: flag } => {
+            let tls = client(context)?.tls(&app_name(context, app)?).await?;
+            if flag.json {
+                return json(out, &tls);
+            }
+            report_tls(out, &tls)
+        }
+        Verb::TlsEnable { hsts, app } => {
+            let tls = TlsSettings { force_https: true, hsts_max_age: hsts };
+            let tls = client(context)?.set_tls(&app_name(context, app)?, &tls).await?;
+            report_tls(out, &tls)
+        }
+        Verb::TlsDisable { app } => {
+            let tls = client(context)?.set_tls(&app_name(context, app)?, &TlsSettings::default()).await?;
+            report_tls(out, &tls)
         }
         Verb::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();

@@ -19,7 +19,8 @@ use skiff_api::{
     User, Username,
 };
 use skiff_api::{
-    Domain, DomainCreate, Drain, DrainCreate, Healthcheck, Limits, Maintenance, ProcessType, SettingsChange, UserRef,
+    Certificate, CertificateCreate, Domain, DomainCreate, Drain, DrainCreate, Healthcheck, Limits, Maintenance,
+    ProcessType, SettingsChange, TlsSettings, UserRef,
 };
 
 /// A response body of JSON lines as a stream of values.
@@ -236,6 +237,37 @@ impl Client {
 
     pub async fn remove_domain(&self, app: &AppName, domain: &str) -> Result<(), ClientError> {
         self.delete(&format!("/v2/apps/{app}/domains/{domain}")).await
+    }
+
+    pub async fn certs(&self, app: &AppName) -> Result<Vec<Certificate>, ClientError> {
+        self.get(&format!("/v2/apps/{app}/certs")).await
+    }
+
+    pub async fn add_cert(&self, app: &AppName, cert: &CertificateCreate) -> Result<Certificate, ClientError> {
+        self.post(&format!("/v2/apps/{app}/certs"), cert).await
+    }
+
+    pub async fn remove_cert(&self, app: &AppName, name: &str) -> Result<(), ClientError> {
+        self.delete(&format!("/v2/apps/{app}/certs/{name}")).await
+    }
+
+    /// Serves a certificate for one of the app's domains.
+    pub async fn attach_cert(&self, app: &AppName, name: &str, domain: &str) -> Result<(), ClientError> {
+        let body = DomainCreate { domain: domain.to_owned() };
+        let path = format!("/v2/apps/{app}/certs/{name}/domains");
+        self.execute(self.request(Method::POST, &path).json(&body)).await.map(drop)
+    }
+
+    pub async fn detach_cert(&self, app: &AppName, name: &str, domain: &str) -> Result<(), ClientError> {
+        self.delete(&format!("/v2/apps/{app}/certs/{name}/domains/{domain}")).await
+    }
+
+    pub async fn tls(&self, app: &AppName) -> Result<TlsSettings, ClientError> {
+        self.get(&format!("/v2/apps/{app}/tls")).await
+    }
+
+    pub async fn set_tls(&self, app: &AppName, tls: &TlsSettings) -> Result<TlsSettings, ClientError> {
+        self.send(self.request(Method::PUT, &format!("/v2/apps/{app}/tls")).json(tls)).await
     }
 
     /// Where an app's drains live, or the platform-wide ones' without an app.

@@ -9,3 +9,4 @@ mod newcomer;
 mod operations;
 mod registry_clients;
 mod sharing;
+mod tls;
