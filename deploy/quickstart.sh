@@ -72,4 +72,5 @@ url="http://$app.localhost:8080/"
 skiff_wait_http "$url" 60 || { echo "skiff: $url did not answer; see $SKIFF_DATA_DIR/skiffd.log" >&2; exit 1; }
 echo
 echo "The example app is live: $url"
+echo "Over HTTPS: curl --cacert $SKIFF_DATA_DIR/router/ca.crt https://$app.localhost:8443/"
 echo "Use the CLI with: export PATH=\"$bin:\$PATH\"; skiff apps; skiff logs -a $app"
