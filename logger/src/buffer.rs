@@ -6,6 +6,7 @@ use std::sync::Mutex;
 
 use skiff_api::{AppName, LogLine};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::broadcast;
 
 use crate::drain::Drains;
@@ -13,9 +14,19 @@ use crate::drain::Drains;
 /// Lines a slow follower may fall behind by before it skips ahead.
 const LIVE_BACKLOG: usize = 4096;
 
+/// What the logger took in since it started.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Lines kept (from containers and syslog).
+    pub lines: AtomicU64,
+    /// Syslog messages or connections refused (no app named, broken framing).
+    pub rejected: AtomicU64,
+}
+
 /// Every app's recent lines.
 #[derive(Debug)]
 pub struct Buffers {
+    pub stats: Stats,
     capacity: usize,
     apps: Mutex<HashMap<AppName, VecDeque<LogLine>>>,
     live: broadcast::Sender<LogLine>,
@@ -31,6 +42,7 @@ impl Buffers {
     /// Buffers that also hand every line to `drains`.
     pub fn with_drains(capacity: usize, drains: Option<Arc<Drains>>) -> Self {
         Self {
+            stats: Stats::default(),
             capacity: capacity.max(1),
             apps: Mutex::new(HashMap::new()),
             live: broadcast::Sender::new(LIVE_BACKLOG),
@@ -45,6 +57,7 @@ impl Buffers {
 
     /// Appends a line to its app's buffer and hands it to followers and drains.
     pub fn push(&self, line: LogLine) {
+        self.stats.lines.fetch_add(1, Ordering::Relaxed);
         let mut apps = self.lock();
         // Under the lock, so that drains see lines in the order the buffers keep them.
         if let Some(drains) = &self.drains {

@@ -53,6 +53,7 @@ pub fn router(buffers: Arc<Buffers>, shutdown: CancellationToken) -> Router {
         .route("/readyz", get(|| async { "ok" }))
         .route("/v2/apps/{app}/logs", get(tail))
         .route("/v2/drains", get(drains_status))
+        .route("/metrics", get(metrics))
         .with_state(Reader { buffers, shutdown })
 }
 
@@ -60,6 +61,34 @@ pub fn router(buffers: Arc<Buffers>, shutdown: CancellationToken) -> Router {
 pub async fn serve(listener: TcpListener, buffers: Arc<Buffers>, shutdown: CancellationToken) -> std::io::Result<()> {
     let app = router(buffers, shutdown.clone());
     axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+}
+
+/// Prometheus metrics: lines taken in and rejected, and each drain's deliveries.
+async fn metrics(State(reader): State<Reader>) -> Response {
+    use std::fmt::Write as _;
+    let stats = &reader.buffers.stats;
+    let mut text = String::new();
+    let mut counter = |name: &str, help: &str, values: &[(String, u64)]| {
+        let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (labels, value) in values {
+            let _ = writeln!(text, "{name}{labels} {value}");
+        }
+    };
+    let lines = stats.lines.load(std::sync::atomic::Ordering::Relaxed);
+    let rejected = stats.rejected.load(std::sync::atomic::Ordering::Relaxed);
+    counter("skiff_logger_lines_total", "Lines kept, from containers and syslog.", &[(String::new(), lines)]);
+    counter("skiff_logger_rejected_total", "Syslog messages and connections refused.", &[(String::new(), rejected)]);
+    let drains = reader.buffers.drains().map(|d| d.status()).unwrap_or_default();
+    let per_drain = |pick: fn(&DrainStatus) -> u64| -> Vec<(String, u64)> {
+        drains.iter().map(|d| (format!("{{drain=\"{}\"}}", d.id), pick(d))).collect()
+    };
+    counter("skiff_logger_drain_delivered_total", "Lines a drain accepted.", &per_drain(|d| d.delivered));
+    counter(
+        "skiff_logger_drain_dropped_total",
+        "Lines dropped because a drain's queue was full.",
+        &per_drain(|d| d.dropped),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
 /// Every drain's deliveries since the logger started.

@@ -6,7 +6,7 @@
 //! name no known-shaped app are counted and dropped.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use skiff_api::{AppName, LogLine, LogSource};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
@@ -100,16 +100,20 @@ pub fn route(message: &Message) -> Option<(AppName, String, LogSource)> {
     Some((app.parse().ok()?, process.to_owned(), source))
 }
 
-/// Ingests parsed messages into the buffers and counts what it rejected.
+/// Ingests parsed messages into the buffers and counts what it rejected (in the buffers'
+/// [`crate::buffer::Stats`]).
 #[derive(Debug)]
 pub struct Ingest {
     buffers: Arc<Buffers>,
-    pub rejected: AtomicU64,
 }
 
 impl Ingest {
     pub fn new(buffers: Arc<Buffers>) -> Arc<Self> {
-        Arc::new(Self { buffers, rejected: AtomicU64::new(0) })
+        Arc::new(Self { buffers })
+    }
+
+    fn reject(&self) {
+        self.buffers.stats.rejected.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Takes one raw message.
@@ -128,9 +132,7 @@ impl Ingest {
                 process,
                 message: message.text,
             }),
-            None => {
-                self.rejected.fetch_add(1, Ordering::Relaxed);
-            }
+            None => self.reject(),
         }
     }
 }
@@ -163,7 +165,7 @@ pub async fn serve_tcp(listener: TcpListener, ingest: Arc<Ingest>, shutdown: Can
                         tokio::select! {
                             result = read_frames(BufReader::new(stream), &ingest) => {
                                 if let Err(error) = result {
-                                    ingest.rejected.fetch_add(1, Ordering::Relaxed);
+                                    ingest.reject();
                                     tracing::debug!(%error, "logger.syslog.tcp.closed");
                                 }
                             }
