@@ -43,7 +43,7 @@ taskset -c 1 nginx -c "$work/proxy/nginx.conf" -p "$work/proxy/" -g 'daemon off;
 skiff_pids+=($!)
 taskset -c 1 haproxy -db -f "$work/haproxy.cfg" &
 skiff_pids+=($!)
-SKIFF_DATA_DIR="$work/skiff" SKIFF_ROUTER_LISTEN=127.0.0.1:18084 SKIFF_ROUTER_ROUTES="bench.localhost=127.0.0.1:18090" \
+SKIFF_DATA_DIR="$work/skiff" SKIFF_ROUTER_LISTEN=127.0.0.1:18084 SKIFF_ROUTER_TLS_LISTEN=127.0.0.1:18444 SKIFF_ROUTER_ROUTES="bench.localhost=127.0.0.1:18090" \
   TOKIO_WORKER_THREADS=1 SKIFF_LOG=warn SKIFF_ROUTER_ACCESS_LOG=false taskset -c 1 "$bin/skiffd" router >"$work/skiff.log" 2>&1 &
 skiff_pids+=($!)
 for port in 18090 18081 18083 18084; do

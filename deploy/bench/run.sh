@@ -5,9 +5,9 @@
 #
 #   deploy/bench/run.sh [RUNS]        (default RUNS: 3)
 #
-# Today: push-to-first-200 through the router (first push, and a second push with one
-# changed file), the registry against Debian's docker-registry, and the router against
-# nginx and HAProxy. The logger (rsyslog) benchmark joins as the logger is deepened.
+# Push-to-first-200 through the router (first push, and a second push with one changed
+# file), the registry against Debian's docker-registry, the router against nginx and
+# HAProxy, and the logger against rsyslog.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -18,6 +18,7 @@ skiff_install_missing git:git ssh:openssh-client ssh-keygen:openssh-client curl:
 skiff_ensure_docker
 skiff_require_cargo
 (cd "$root" && cargo build --release --locked -q -p skiffd -p skiff-cli)
+(cd "$root" && cargo build --release --locked -q -p skiff-logger --example syslog_flood)
 
 echo
 echo "| benchmark | median | min | max | runs |"
@@ -25,3 +26,4 @@ echo "|---|---|---|---|---|"
 "$here/push.sh" "$root/target/release" "$runs"
 "$here/registry.sh" "$root/target/release" "$runs"
 "$here/router.sh" "$root/target/release" "$runs"
+"$here/logger.sh" "$root/target/release" "$runs"
