@@ -19,6 +19,8 @@ pg=$(mktemp -d)
 trap 'skiff_stop_postgres "$pg"; rm -rf "$log" "$pg"' EXIT
 SKIFF_TEST_POSTGRES_URL=$(skiff_start_postgres "$pg" "${SKIFF_TEST_POSTGRES_PORT:-55432}")
 export SKIFF_TEST_POSTGRES_URL
+# The router's tests hold a thousand idle client connections open at once.
+[ "$(ulimit -n)" -ge 8192 ] || ulimit -n 8192 2>/dev/null || true
 status=0
 cargo test --workspace --locked --all-targets "$@" 2>&1 | tee "$log" || status=$?
 # One closing line for the whole suite.

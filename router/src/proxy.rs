@@ -412,6 +412,10 @@ impl Proxy {
                 strip_hop_by_hop(&mut parts.headers);
                 Response::from_parts(parts, body.map_err(|e| Box::new(e) as BoxError).boxed())
             }
+            Err((error, _)) if client_body_failed(&error) => {
+                tracing::debug!(%error, app, "router.request_body");
+                page(StatusCode::BAD_REQUEST, "the request body is malformed or was cut short")
+            }
             Err((error, backend)) => {
                 tracing::warn!(%error, app, %backend, "router.upstream");
                 page(StatusCode::BAD_GATEWAY, &format!("app {app} did not answer"))
@@ -442,6 +446,13 @@ impl Proxy {
             }
         });
     }
+}
+
+/// Whether a request failed because the client's body did (a malformed chunk, a client
+/// that went away mid-body) rather than the app.
+fn client_body_failed(error: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(error), |e| e.source())
+        .any(|e| e.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_user))
 }
 
 fn strip_hop_by_hop(headers: &mut http::HeaderMap) {

@@ -1,6 +1,7 @@
 //! The router on 127.0.0.1 with hand-made upstreams: routing answers, forwarded headers,
 //! Upgrade tunnels, route changes under a kept-alive connection, and stopped backends.
 
+mod hardening;
 mod tls;
 
 use std::net::SocketAddr;
