@@ -139,7 +139,7 @@ async fn add(
     if !c.db.add_cert(app.id, &cert, &body.certificate_chain, &body.private_key).await? {
         return Err(ApiError::Conflict(format!("{} has a certificate named {} already", app.name, cert.name)));
     }
-    c.events.emit(&app.name, &format!("{} added certificate {}", user.username, cert.name));
+    c.events.emit(&app.name, &format!("{} added certificate {}", user.username, cert.name)).await;
     Ok((StatusCode::CREATED, Json(cert)))
 }
 
@@ -152,7 +152,7 @@ async fn remove(
     if !c.db.remove_cert(app.id, &name).await? {
         return Err(ApiError::NotFound(format!("{} has no certificate {name}; see `skiff certs`", app.name)));
     }
-    c.events.emit(&app.name, &format!("{} removed certificate {name}", user.username));
+    c.events.emit(&app.name, &format!("{} removed certificate {name}", user.username)).await;
     c.reconcile.notify_one();
     Ok(StatusCode::NO_CONTENT)
 }
@@ -180,7 +180,7 @@ async fn attach(
             app.name
         )));
     }
-    c.events.emit(&app.name, &format!("{} attached certificate {name} to {domain}", user.username));
+    c.events.emit(&app.name, &format!("{} attached certificate {name} to {domain}", user.username)).await;
     c.reconcile.notify_one();
     Ok(StatusCode::CREATED)
 }
@@ -195,7 +195,7 @@ async fn detach(
     if !c.db.detach_cert(app.id, &name, &domain).await? {
         return Err(ApiError::NotFound(format!("certificate {name} is not attached to {domain}; see `skiff certs`")));
     }
-    c.events.emit(&app.name, &format!("{} detached certificate {name} from {domain}", user.username));
+    c.events.emit(&app.name, &format!("{} detached certificate {name} from {domain}", user.username)).await;
     c.reconcile.notify_one();
     Ok(StatusCode::NO_CONTENT)
 }
@@ -218,7 +218,7 @@ async fn tls_set(
     c.db.set_tls(app.id, tls).await?;
     let hsts = if tls.hsts_max_age > 0 { format!(", HSTS max-age {}", tls.hsts_max_age) } else { String::new() };
     let https = if tls.force_https { "HTTPS only" } else { "HTTP and HTTPS" };
-    c.events.emit(&app.name, &format!("{} set TLS: {https}{hsts}", user.username));
+    c.events.emit(&app.name, &format!("{} set TLS: {https}{hsts}", user.username)).await;
     c.reconcile.notify_one();
     Ok(Json(tls))
 }

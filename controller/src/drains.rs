@@ -70,8 +70,8 @@ async fn add(
             .await?
             .ok_or_else(|| ApiError::Conflict(format!("{url} is a drain already; see `skiff drains`")))?;
     match app {
-        Some(app) => c.events.emit(&app.name, &format!("{} added drain {}", user.username, drain.id)),
-        None => tracing::info!(user = %user.username, id = drain.id, "controller.drains.platform.add"),
+        Some(app) => c.events.emit(&app.name, &format!("{} added drain {}", user.username, drain.id)).await,
+        None => c.events.emit_platform(&format!("{} added platform drain {}", user.username, drain.id)).await,
     }
     Ok((StatusCode::CREATED, Json(drain)))
 }
@@ -83,8 +83,8 @@ async fn remove(c: &Controller, user: &UserRow, app: Option<&AppRow>, id: &str) 
         return Err(missing());
     }
     match app {
-        Some(app) => c.events.emit(&app.name, &format!("{} removed drain {id}", user.username)),
-        None => tracing::info!(user = %user.username, id, "controller.drains.platform.remove"),
+        Some(app) => c.events.emit(&app.name, &format!("{} removed drain {id}", user.username)).await,
+        None => c.events.emit_platform(&format!("{} removed platform drain {id}", user.username)).await,
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -212,6 +212,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .route("/v2/hooks/registry/access", post(hook_registry_access))
         .merge(crate::drains::routes())
         .merge(crate::certs::routes())
+        .merge(crate::events::routes())
         .with_state(controller)
 }
 
@@ -257,6 +258,12 @@ async fn register(
     let user = c.db.create_user(&body.username, &hash).await?.ok_or_else(|| {
         ApiError::Conflict(format!("user `{}` already exists; log in with `skiff auth:login`", body.username))
     })?;
+    let role = if user.admin { "admin" } else { "user" };
+    let message = match &requester {
+        Some(by) => format!("{} created {role} {}", by.username, user.username),
+        None => format!("{} registered as {role}", user.username),
+    };
+    c.events.emit_platform(&message).await;
     Ok((StatusCode::CREATED, issue_session(&c, &user).await?))
 }
 
@@ -311,6 +318,7 @@ async fn keys_add(
         c.db.add_key(user.id, &key.fingerprint, &key.line, &key.comment)
             .await?
             .ok_or_else(|| ApiError::Conflict(format!("key {} is already registered", key.fingerprint)))?;
+    c.events.emit_platform(&format!("{} added SSH key {}", user.username, row.fingerprint)).await;
     let key = Key { id: row.id, fingerprint: row.fingerprint, comment: row.comment, created_at: row.created_at };
     Ok((StatusCode::CREATED, Json(key)))
 }
@@ -321,6 +329,7 @@ async fn keys_remove(
     Path(id): Path<i64>,
 ) -> Result<StatusCode, ApiError> {
     if c.db.remove_key(user.id, id).await? {
+        c.events.emit_platform(&format!("{} removed SSH key {id}", user.username)).await;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound(format!("no key {id}; see `skiff keys`")))
@@ -363,6 +372,7 @@ async fn apps_create(
         c.db.create_app(&name, &user, &stack)
             .await?
             .ok_or_else(|| ApiError::Conflict(format!("app `{name}` already exists; choose another name")))?;
+    c.events.emit(&app.name, &format!("{} created the app on stack {stack}", user.username)).await;
     c.reconcile.notify_one();
     Ok((StatusCode::CREATED, Json(c.app_view(&app).await?)))
 }
@@ -383,6 +393,9 @@ async fn app_destroy(
 ) -> Result<StatusCode, ApiError> {
     let app = c.app_for(&user, &app).await?;
     c.db.delete_app(app.id).await?;
+    c.events.emit(&app.name, &format!("{} destroyed the app", user.username)).await;
+    // The trail stays, platform-wide; an app made later with this name starts afresh.
+    c.db.retire_events(&app.name).await?;
     // The app's images go at the next collection.
     if let Err(error) = c.registry.forget(app.name.as_str()).await {
         tracing::warn!(%error, app = %app.name, "controller.destroy: the registry kept the repository");
@@ -445,6 +458,9 @@ async fn admin_gc(
     }
     let dry_run = query.get("dry_run").is_some_and(|v| v == "true" || v == "1");
     let grace = query.get("grace_secs").and_then(|g| g.parse().ok());
+    let what =
+        if dry_run { "listed what registry garbage collection would delete" } else { "collected registry garbage" };
+    c.events.emit_platform(&format!("{} {what}", user.username)).await;
     crate::retention::pass(&c.db, &c.registry, c.config.release_retention, dry_run, grace)
         .await
         .map(Json)
@@ -474,6 +490,7 @@ async fn stacks_import(
         stacks::ImportError::Registry(e) => ApiError::Internal(e.to_string()),
     })?;
     c.db.put_stack(&name, &image).await?;
+    c.events.emit_platform(&format!("{} imported stack {name} ({image})", user.username)).await;
     Ok((StatusCode::CREATED, Json(Stack { name, image })))
 }
 
@@ -538,7 +555,7 @@ async fn hook_release(
 async fn record_build(c: &Controller, app: &AppRow, build: &BuildCreate) -> Result<BuildRecorded, ApiError> {
     let recorded = c.db.create_build(app, build).await?;
     let outcome = if build.status == BuildStatus::Succeeded { "succeeded" } else { "failed" };
-    c.events.emit(&app.name, &format!("Build {} {outcome} for {}", recorded.id, build.username));
+    c.events.emit(&app.name, &format!("Build {} {outcome} for {}", recorded.id, build.username)).await;
     let release = match (&build.status, &build.image) {
         (BuildStatus::Succeeded, Some(image)) => {
             let what = match &build.git_sha {
@@ -558,7 +575,7 @@ async fn record_build(c: &Controller, app: &AppRow, build: &BuildCreate) -> Resu
                     &summary,
                 )
                 .await?;
-            c.events.emit(&app.name, &format!("Release v{} created: {}", release.version, release.summary));
+            c.events.emit(&app.name, &format!("Release v{} created: {}", release.version, release.summary)).await;
             c.reconcile.notify_one();
             Some(release)
         }
@@ -714,7 +731,7 @@ async fn config_change(
                     &summary,
                 )
                 .await?;
-            c.events.emit(&app.name, &format!("Release v{} created: {}", release.version, release.summary));
+            c.events.emit(&app.name, &format!("Release v{} created: {}", release.version, release.summary)).await;
             c.reconcile.notify_one();
             Some(release)
         }
@@ -756,7 +773,7 @@ async fn rollback(
         )
         .await?;
     c.db.set_config(&app, &target.config).await?;
-    c.events.emit(&app.name, &format!("Release v{} created: {}", release.version, release.summary));
+    c.events.emit(&app.name, &format!("Release v{} created: {}", release.version, release.summary)).await;
     c.reconcile.notify_one();
     Ok((StatusCode::CREATED, Json(release)))
 }
@@ -816,7 +833,7 @@ async fn scale(
         c.db.scale(&app, process, *quantity).await?;
     }
     let scaled: Vec<String> = body.iter().map(|(p, q)| format!("{p}={q}")).collect();
-    c.events.emit(&app.name, &format!("Scaled to {} by {}", scaled.join(" "), user.username));
+    c.events.emit(&app.name, &format!("Scaled to {} by {}", scaled.join(" "), user.username)).await;
     c.reconcile.notify_one();
     Ok(Json(formation_of(&c, &app).await?))
 }
@@ -872,7 +889,7 @@ async fn ps_restart(
         .collect();
     c.db.restart(&app, &with_defaults).await?;
     let restarted: Vec<&str> = with_defaults.iter().map(|(p, _)| p.as_str()).collect();
-    c.events.emit(&app.name, &format!("Restarting {} by {}", restarted.join(", "), user.username));
+    c.events.emit(&app.name, &format!("Restarting {} by {}", restarted.join(", "), user.username)).await;
     c.reconcile.notify_one();
     Ok(StatusCode::ACCEPTED)
 }
@@ -904,7 +921,7 @@ async fn perms_add(
     if !c.db.add_perm(app.id, other.id).await? {
         return Err(ApiError::Conflict(format!("{} already collaborates on {}", other.username, app.name)));
     }
-    c.events.emit(&app.name, &format!("{} added {} as a collaborator", user.username, other.username));
+    c.events.emit(&app.name, &format!("{} added {} as a collaborator", user.username, other.username)).await;
     Ok(StatusCode::CREATED)
 }
 
@@ -919,7 +936,7 @@ async fn perms_remove(
     if !c.db.remove_perm(app.id, other.id).await? {
         return Err(ApiError::NotFound(format!("{} does not collaborate on {}", other.username, app.name)));
     }
-    c.events.emit(&app.name, &format!("{} removed collaborator {}", user.username, other.username));
+    c.events.emit(&app.name, &format!("{} removed collaborator {}", user.username, other.username)).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -932,7 +949,7 @@ async fn app_transfer(
     let app = c.owned_app(&user, &app).await?;
     let other = user_named(&c, &body.username).await?;
     c.db.transfer(app.id, other.id).await?;
-    c.events.emit(&app.name, &format!("{} transferred the app to {}", user.username, other.username));
+    c.events.emit(&app.name, &format!("{} transferred the app to {}", user.username, other.username)).await;
     let app = c.db.app(&app.name).await?.ok_or_else(|| ApiError::Internal("transferred app vanished".into()))?;
     Ok(Json(c.app_view(&app).await?))
 }
@@ -986,7 +1003,7 @@ async fn domains_add(
     if !c.db.add_domain(app.id, &domain).await? {
         return Err(ApiError::Conflict(format!("{domain} is already in use")));
     }
-    c.events.emit(&app.name, &format!("{} added domain {domain}", user.username));
+    c.events.emit(&app.name, &format!("{} added domain {domain}", user.username)).await;
     c.reconcile.notify_one();
     Ok(StatusCode::CREATED)
 }
@@ -1001,7 +1018,7 @@ async fn domains_remove(
     if !c.db.remove_domain(app.id, &domain).await? {
         return Err(ApiError::NotFound(format!("{} has no domain {domain}; see `skiff domains`", app.name)));
     }
-    c.events.emit(&app.name, &format!("{} removed domain {domain}", user.username));
+    c.events.emit(&app.name, &format!("{} removed domain {domain}", user.username)).await;
     c.reconcile.notify_one();
     Ok(StatusCode::NO_CONTENT)
 }
@@ -1015,7 +1032,7 @@ async fn maintenance(
     let app = c.app_for(&user, &app).await?;
     c.db.set_maintenance(app.id, body.enabled).await?;
     let state = if body.enabled { "on" } else { "off" };
-    c.events.emit(&app.name, &format!("{} turned maintenance mode {state}", user.username));
+    c.events.emit(&app.name, &format!("{} turned maintenance mode {state}", user.username)).await;
     c.reconcile.notify_one();
     let app = c.db.app(&app.name).await?.ok_or_else(|| ApiError::Internal("app vanished".into()))?;
     Ok(Json(c.app_view(&app).await?))
@@ -1052,7 +1069,7 @@ async fn change_settings<T: serde::Serialize + serde::de::DeserializeOwned>(
         release.procfile.keys().map(|p| (p.clone(), default_quantity(p.as_str()))).collect();
     c.db.restart(app, &processes).await?;
     let what = if kind == SettingsKind::Limits { "limits" } else { "health checks" };
-    c.events.emit(&app.name, &format!("{} changed {what}; replacing containers", user.username));
+    c.events.emit(&app.name, &format!("{} changed {what}; replacing containers", user.username)).await;
     c.reconcile.notify_one();
     Ok(settings)
 }
@@ -1143,7 +1160,7 @@ async fn run_one_off(
         env: release_env(&release, "run"),
         limits: Limits::default(),
     };
-    c.events.emit(&app.name, &format!("Running `{}` for {}", body.command, user.username));
+    c.events.emit(&app.name, &format!("Running `{}` for {}", body.command, user.username)).await;
     let (sender, receiver) = tokio::sync::mpsc::channel(64);
     let runtime = c.runtime.clone();
     c.one_offs.spawn(async move {

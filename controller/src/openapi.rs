@@ -83,6 +83,8 @@ pub const OPERATIONS: &[Operation] = &[
     op("get", "/v2/apps/{app}/builds/{id}", User, "Show a build with its log"),
     op("post", "/v2/apps/{app}/deploy", User, "Release an existing image"),
     op("get", "/v2/apps/{app}/logs", User, "Recent log lines, or with follow=true a stream of JSON lines"),
+    op("get", "/v2/apps/{app}/events", User, "The app's audit trail: who did what and when"),
+    op("get", "/v2/events", User, "Every event, the platform's and every app's (admins)"),
     op("get", "/v2/stacks", User, "List stacks"),
     op("post", "/v2/stacks/{name}", User, "Import a root filesystem tarball as a stack (admins)"),
     op("post", "/v2/admin/gc", User, "Apply image retention and collect the registry's garbage (admins)"),

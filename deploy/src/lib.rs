@@ -374,7 +374,7 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
         let routes = Arc::new(skiff_controller::routes::RouteFeed::default());
         let poke = Arc::new(tokio::sync::Notify::new());
         let runtime: Arc<dyn skiff_controller::scheduler::ContainerRuntime> = Arc::new(runtime);
-        let events = Arc::new(skiff_controller::events::Events::connect(syslog_address).await);
+        let events = Arc::new(skiff_controller::events::Events::connect(db.clone(), syslog_address).await);
         let scheduler = skiff_controller::scheduler::Scheduler::new(
             db.clone(),
             runtime.clone(),

@@ -304,6 +304,18 @@ pub struct Route {
     pub tls: TlsSettings,
 }
 
+/// An entry of the audit trail: `GET /v2/apps/{app}/events`, `GET /v2/events`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: i64,
+    /// Absent for platform-wide events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<AppName>,
+    /// What happened, naming who did it.
+    pub message: String,
+    pub created_at: String,
+}
+
 /// An app's HTTPS policy: `GET`/`PUT /v2/apps/{app}/tls`, and in the route feed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TlsSettings {

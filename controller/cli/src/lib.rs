@@ -84,12 +84,12 @@ struct AppArg {
     app: Option<AppName>,
 }
 
-/// An app's drains, or with `--platform` the platform-wide ones.
+/// An app, or with `--platform` the whole platform.
 #[derive(Debug, Args)]
-struct DrainScopeArg {
+struct ScopeArg {
     #[command(flatten)]
     app: AppArg,
-    /// The platform-wide drains, which get every app's lines (admins).
+    /// The platform's instead of an app's (admins).
     #[arg(long, conflicts_with = "app")]
     platform: bool,
 }
@@ -234,11 +234,22 @@ enum Verb {
         #[command(flatten)]
         app: AppArg,
     },
+    /// Show the audit trail: who did what and when, to an app or (admins) on the platform.
+    #[command(name = "events")]
+    Events {
+        /// How many of the newest events.
+        #[arg(short = 'n', long = "num", default_value_t = 50)]
+        lines: u32,
+        #[command(flatten)]
+        scope: ScopeArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
     /// List log drains with what each delivered and dropped.
     #[command(name = "drains")]
     Drains {
         #[command(flatten)]
-        scope: DrainScopeArg,
+        scope: ScopeArg,
         #[command(flatten)]
         json: JsonArg,
     },
@@ -247,7 +258,7 @@ enum Verb {
     DrainsAdd {
         url: String,
         #[command(flatten)]
-        scope: DrainScopeArg,
+        scope: ScopeArg,
     },
     /// Stop a log drain, by URL or id.
     #[command(name = "drains:remove")]
@@ -255,7 +266,7 @@ enum Verb {
         #[arg(value_name = "URL|ID")]
         drain: String,
         #[command(flatten)]
-        scope: DrainScopeArg,
+        scope: ScopeArg,
     },
     /// Show whether an app is in maintenance mode.
     #[command(name = "maintenance")]
@@ -627,7 +638,7 @@ fn report_tls(out: &mut impl Write, tls: &TlsSettings) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn drain_scope(context: &Context, arg: DrainScopeArg) -> anyhow::Result<Option<AppName>> {
+fn app_or_platform(context: &Context, arg: ScopeArg) -> anyhow::Result<Option<AppName>> {
     if arg.platform { Ok(None) } else { app_name(context, arg.app).map(Some) }
 }
 
@@ -941,8 +952,22 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write) -> anyhow:
             writeln!(out, "No longer routing {domain} to {app}")?;
             Ok(())
         }
+        Verb::Events { lines, scope, json: flag } => {
+            let events = client(context)?.events(app_or_platform(context, scope)?.as_ref(), lines).await?;
+            if flag.json {
+                return json(out, &events);
+            }
+            let rows = events
+                .iter()
+                .map(|e| {
+                    let app = e.app.as_ref().map_or_else(|| "-".to_owned(), ToString::to_string);
+                    vec![e.created_at.clone(), app, e.message.clone()]
+                })
+                .collect();
+            table(out, &["WHEN", "APP", "WHAT"], rows)
+        }
         Verb::Drains { scope, json: flag } => {
-            let drains = client(context)?.drains(drain_scope(context, scope)?.as_ref()).await?;
+            let drains = client(context)?.drains(app_or_platform(context, scope)?.as_ref()).await?;
             if flag.json {
                 return json(out, &drains);
             }
@@ -958,7 +983,7 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write) -> anyhow:
             table(out, &["ID", "URL", "DELIVERED", "DROPPED", "QUEUED", "STATE"], rows)
         }
         Verb::DrainsAdd { url, scope } => {
-            let scope = drain_scope(context, scope)?;
+            let scope = app_or_platform(context, scope)?;
             let drain = client(context)?.add_drain(scope.as_ref(), &url).await?;
             match scope {
                 Some(app) => writeln!(out, "Draining {app}'s logs to {url} (drain {})", drain.id)?,
@@ -967,7 +992,7 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write) -> anyhow:
             Ok(())
         }
         Verb::DrainsRemove { drain, scope } => {
-            let scope = drain_scope(context, scope)?;
+            let scope = app_or_platform(context, scope)?;
             let client = client(context)?;
             let drains = client.drains(scope.as_ref()).await?;
             let found = drains

@@ -19,7 +19,7 @@ use skiff_api::{
     User, Username,
 };
 use skiff_api::{
-    Certificate, CertificateCreate, Domain, DomainCreate, Drain, DrainCreate, Healthcheck, Limits, Maintenance,
+    Certificate, CertificateCreate, Domain, DomainCreate, Drain, DrainCreate, Event, Healthcheck, Limits, Maintenance,
     ProcessType, SettingsChange, TlsSettings, UserRef,
 };
 
@@ -268,6 +268,12 @@ impl Client {
 
     pub async fn set_tls(&self, app: &AppName, tls: &TlsSettings) -> Result<TlsSettings, ClientError> {
         self.send(self.request(Method::PUT, &format!("/v2/apps/{app}/tls")).json(tls)).await
+    }
+
+    /// The newest `limit` events of an app, or every event (admins) without an app.
+    pub async fn events(&self, app: Option<&AppName>, limit: u32) -> Result<Vec<Event>, ClientError> {
+        let path = app.map_or_else(|| "/v2/events".to_owned(), |app| format!("/v2/apps/{app}/events"));
+        self.send(self.request(Method::GET, &path).query(&[("n", limit)])).await
     }
 
     /// Where an app's drains live, or the platform-wide ones' without an app.

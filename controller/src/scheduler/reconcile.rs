@@ -79,7 +79,7 @@ impl Scheduler {
                 // Converged: every desired release runs as asked.
                 for Desired { spec, .. } in &desired {
                     if self.db.settle_release(&spec.app, spec.release, ReleaseState::Deployed, None).await? {
-                        self.events.emit(&spec.app, &format!("Release v{} is up", spec.release));
+                        self.events.emit(&spec.app, &format!("Release v{} is up", spec.release)).await;
                     }
                 }
                 return Ok(());
@@ -205,14 +205,15 @@ impl Scheduler {
                         self.db.settle_release(&spec.app, spec.release, ReleaseState::Failed, Some(&reason)).await?;
                     let outcome = if failed { "; the previous release keeps serving" } else { "" };
                     self.events
-                        .emit(&spec.app, &format!("Release v{} failed to start: {reason}{outcome}", spec.release));
+                        .emit(&spec.app, &format!("Release v{} failed to start: {reason}{outcome}", spec.release))
+                        .await;
                     tracing::warn!(app = %spec.app, release = spec.release, reason, failed, "controller.reconcile.boot_failed");
                 }
             }
             Step::Remove { id, app, release, reason } => {
                 tracing::info!(%app, release, reason, container = %id, "controller.reconcile.remove");
                 let short: String = id.chars().take(12).collect();
-                self.events.emit(&app, &format!("Stopping container {short} of v{release}: {reason}"));
+                self.events.emit(&app, &format!("Stopping container {short} of v{release}: {reason}")).await;
                 self.runtime.remove(&id).await?;
             }
         }

@@ -162,6 +162,22 @@ async fn exercise(db: &Db) {
     db.put_stack(&"busybox".parse().unwrap(), "stacks/busybox@sha256:2").await.unwrap();
     assert_eq!(db.stacks().await.unwrap()[0].1, "stacks/busybox@sha256:2");
 
+    db.add_event(Some(&app.name), "bob created the app").await.unwrap();
+    db.add_event(None, "admin imported stack busybox").await.unwrap();
+    db.add_event(Some(&app.name), "bob scaled web=3").await.unwrap();
+    let events = db.events(Some(&app.name), 10).await.unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.message.as_str()).collect::<Vec<_>>(),
+        ["bob created the app", "bob scaled web=3"]
+    );
+    assert_eq!(
+        db.events(None, 2).await.unwrap()[0].message,
+        "admin imported stack busybox",
+        "the newest, oldest first"
+    );
+    db.retire_events(&app.name).await.unwrap();
+    assert!(db.events(Some(&app.name), 10).await.unwrap().is_empty());
+    assert_eq!(db.events(None, 10).await.unwrap()[0].message, "shop: bob created the app");
     db.transfer(app.id, admin.id).await.unwrap();
     assert_eq!(db.app(&app.name).await.unwrap().unwrap().owner.as_str(), "admin");
     db.delete_app(app.id).await.unwrap();

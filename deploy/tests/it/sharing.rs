@@ -96,6 +96,27 @@ async fn collaborators_domains_and_maintenance() {
     assert!(out.contains("Transferred shared to bob"), "{out}");
     let (status, out, _) = platform.cli_as("bob", &home, &["apps"]).await;
     assert!(status == 0 && out.contains("shared"), "{out}");
+
+    // The audit trail says who did what: the app's to whoever may see the app, the
+    // platform's to admins.
+    let (status, trail, err) = platform.cli_as("bob", &home, &["events", "-a", "shared"]).await;
+    assert_eq!(status, 0, "{err}");
+    for entry in [
+        "admin created the app",
+        "admin added bob as a collaborator",
+        "Release v2 created",
+        "admin added domain *.apps.example.test",
+        "admin turned maintenance mode on",
+        "admin transferred the app to bob",
+    ] {
+        assert!(trail.contains(entry), "{entry}: {trail}");
+    }
+    let platform_trail = platform.cli_ok(&home, &["events", "--platform"]).await;
+    assert!(platform_trail.contains("admin registered as admin"), "{platform_trail}");
+    assert!(platform_trail.contains("admin created user bob"), "{platform_trail}");
+    assert!(platform_trail.contains("admin imported stack busybox"), "{platform_trail}");
+    let (status, _, err) = platform.cli_as("bob", &home, &["events", "--platform"]).await;
+    assert!(status == 1 && err.contains("only admins"), "{err}");
     // Stop before the harness removes the containers, so no new one starts after.
     platform.stop().await;
 }
