@@ -13,8 +13,8 @@ use std::str::FromStr;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use skiff_api::{
-    AppName, Build, BuildCreate, Certificate, Drain, Event, ProcessType, Release, ReleaseState, StackName, TlsSettings,
-    Username,
+    AccessPolicy, AppName, Build, BuildCreate, Certificate, Drain, Event, ProcessType, Release, ReleaseState,
+    StackName, TlsSettings, Username,
 };
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -26,6 +26,7 @@ const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0002_drains.sql"),
     include_str!("../migrations/postgres/0003_certs_tls.sql"),
     include_str!("../migrations/postgres/0004_events.sql"),
+    include_str!("../migrations/postgres/0005_access.sql"),
 ];
 
 /// SQLite migrations, applied in order once each.
@@ -39,6 +40,7 @@ const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0007_drains.sql"),
     include_str!("../migrations/sqlite/0008_certs_tls.sql"),
     include_str!("../migrations/sqlite/0009_events.sql"),
+    include_str!("../migrations/sqlite/0010_access.sql"),
 ];
 
 /// A database failure.
@@ -84,6 +86,7 @@ pub struct AppRow {
     pub created_at: String,
     pub maintenance: bool,
     pub tls: TlsSettings,
+    pub access: AccessPolicy,
 }
 
 /// The database handle.
@@ -369,12 +372,13 @@ impl Db {
             created_at,
             maintenance: false,
             tls: TlsSettings::default(),
+            access: AccessPolicy::default(),
         }))
     }
 
     const APP_COLUMNS: &str = "SELECT a.id, a.name, a.owner_id, u.username, a.stack, a.created_at,
                                CASE WHEN a.maintenance THEN 1 ELSE 0 END,
-                               CASE WHEN a.force_https THEN 1 ELSE 0 END, a.hsts_max_age
+                               CASE WHEN a.force_https THEN 1 ELSE 0 END, a.hsts_max_age, a.access
                                FROM apps a JOIN users u ON u.id = a.owner_id";
 
     fn app_row(row: AnyRow) -> Result<AppRow, DbError> {
@@ -387,6 +391,7 @@ impl Db {
             created_at: row.get(5),
             maintenance: row.get::<i64, _>(6) != 0,
             tls: TlsSettings { force_https: row.get::<i64, _>(7) != 0, hsts_max_age: row.get::<i64, _>(8) as u64 },
+            access: serde_json::from_str(&row.get::<String, _>(9)).map_err(|e| DbError::Corrupt(e.to_string()))?,
         })
     }
 
@@ -833,6 +838,13 @@ impl Db {
             .collect::<Result<Vec<_>, DbError>>()?;
         events.reverse();
         Ok(events)
+    }
+
+    /// Sets what the router lets through to an app.
+    pub async fn set_access(&self, app_id: i64, access: &AccessPolicy) -> Result<(), DbError> {
+        let text = serde_json::to_string(access).map_err(|e| DbError::Corrupt(e.to_string()))?;
+        sqlx::query("UPDATE apps SET access = $1 WHERE id = $2").bind(text).bind(app_id).execute(&self.pool).await?;
+        Ok(())
     }
 
     /// Sets an app's HTTPS policy.

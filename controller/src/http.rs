@@ -213,6 +213,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .merge(crate::drains::routes())
         .merge(crate::certs::routes())
         .merge(crate::events::routes())
+        .merge(crate::access::routes())
         .with_state(controller)
 }
 

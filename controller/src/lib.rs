@@ -1,6 +1,7 @@
 //! Skiff's controller: the platform's source of truth and its scheduler.
 //!
 //! Layout:
+//! - [`access`]: what the router lets through to an app (body size, client addresses).
 //! - [`certs`]: TLS certificates and HTTPS policy per app.
 //! - [`config`]: the controller's settings.
 //! - [`db`]: the database (sqlx; SQLite by default) and its queries.
@@ -15,6 +16,7 @@
 //! - [`scheduler`]: the reconcile loop over a [`scheduler::ContainerRuntime`].
 //! - [`stacks`]: turning a root filesystem tarball into a stack image in the registry.
 
+pub mod access;
 pub mod auth;
 pub mod certs;
 pub mod config;

@@ -72,6 +72,13 @@ pub const OPERATIONS: &[Operation] = &[
     op("delete", "/v2/apps/{app}/certs/{name}", User, "Remove a TLS certificate"),
     op("post", "/v2/apps/{app}/certs/{name}/domains", User, "Serve a certificate for one of the app's domains"),
     op("delete", "/v2/apps/{app}/certs/{name}/domains/{domain}", User, "Stop serving a certificate for a domain"),
+    op(
+        "get",
+        "/v2/apps/{app}/access",
+        User,
+        "Show what the router lets through (body limit, allowed and denied addresses)",
+    ),
+    op("put", "/v2/apps/{app}/access", User, "Set what the router lets through"),
     op("get", "/v2/apps/{app}/tls", User, "Show the HTTPS policy (force HTTPS, HSTS)"),
     op("put", "/v2/apps/{app}/tls", User, "Set the HTTPS policy"),
     op("post", "/v2/apps/{app}/maintenance", User, "Turn maintenance mode on or off"),

@@ -64,6 +64,7 @@ mod tests {
             backends: vec![([127, 0, 0, 1], port).into()],
             maintenance: false,
             tls: Default::default(),
+            access: Default::default(),
         }
     }
 

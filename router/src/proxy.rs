@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Either, Empty, Full};
+use http_body_util::{BodyExt, Either, Empty, Full, Limited};
 use hyper::body::{Body, Incoming};
 use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
@@ -26,7 +26,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type ProxyBody = BoxBody<Bytes, BoxError>;
 /// What the router sends upstream: the client's body, or nothing when a body-less request
 /// is sent again.
-type UpstreamBody = Either<Incoming, Empty<Bytes>>;
+type UpstreamBody = Either<Limited<Incoming>, Empty<Bytes>>;
 
 /// Router settings.
 #[derive(Debug, Clone)]
@@ -77,6 +77,8 @@ struct Target<'a> {
     peer: SocketAddr,
     entry: Entry,
     app: &'a str,
+    /// The largest request body the app takes, in bytes.
+    max_body: Option<u64>,
     request_id: &'a str,
 }
 
@@ -259,7 +261,8 @@ impl Proxy {
             .map_or_else(|| format!("{:032x}", rand::random::<u128>()), str::to_owned);
         let path = request.uri().path_and_query().map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
         let table = self.table.load();
-        let (lookup, tls) = table.lookup_with_tls(&host);
+        let (lookup, policy) = table.lookup_with_policy(&host);
+        let tls = policy.map_or_else(Default::default, |p| p.tls);
         let (app, mut response) = match lookup {
             // The router's own endpoints answer on any host that is not an app's.
             Lookup::UnknownHost => {
@@ -289,6 +292,12 @@ impl Proxy {
                 }
                 (app, response)
             }
+            Lookup::Maintenance(app) | Lookup::NoBackend(app) | Lookup::Backend(app, _)
+                if policy.is_some_and(|p| !p.admits(peer.ip())) =>
+            {
+                let text = format!("your address ({}) may not reach {app}", peer.ip());
+                (app, page(StatusCode::FORBIDDEN, &text))
+            }
             Lookup::Maintenance(app) => {
                 let text = format!("{app} is down for maintenance; please try again shortly");
                 let mut response = page(StatusCode::SERVICE_UNAVAILABLE, &text);
@@ -308,6 +317,7 @@ impl Proxy {
                     entry,
                     app: app.as_str(),
                     request_id: &request_id,
+                    max_body: policy.and_then(|p| p.max_body),
                 };
                 let response = self.forward(request, target).await;
                 (app, response)
@@ -335,7 +345,13 @@ impl Proxy {
     }
 
     async fn forward(&self, mut request: Request<Incoming>, target: Target<'_>) -> Response<ProxyBody> {
-        let Target { host, path, backends, peer, entry, app, request_id } = target;
+        let Target { host, path, backends, peer, entry, app, request_id, max_body } = target;
+        let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if let (Some(limit), Some(length)) = (max_body, declared)
+            && length > limit
+        {
+            return too_large(app, limit);
+        }
         // Upstreams speak HTTP/1.1, whatever the client spoke; an HTTP/2 request names its
         // host in `:authority`, which becomes `Host`.
         *request.version_mut() = http::Version::HTTP_11;
@@ -368,7 +384,8 @@ impl Proxy {
         // (its container just stopped), the app's next backend gets it. One with a body is
         // never sent twice. A refusing backend is tried last for a while either way.
         let replayable = client_upgrade.is_none() && request.body().is_end_stream();
-        let mut request = request.map(Either::Left);
+        let limit = max_body.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
+        let mut request = request.map(|body| Either::Left(Limited::new(body, limit)));
         let mut candidates = backends.iter().peekable();
         let answer = loop {
             let backend = candidates.next().expect("a route with backends");
@@ -412,6 +429,7 @@ impl Proxy {
                 strip_hop_by_hop(&mut parts.headers);
                 Response::from_parts(parts, body.map_err(|e| Box::new(e) as BoxError).boxed())
             }
+            Err((error, _)) if body_over_limit(&error) => too_large(app, max_body.unwrap_or_default()),
             Err((error, _)) if client_body_failed(&error) => {
                 tracing::debug!(%error, app, "router.request_body");
                 page(StatusCode::BAD_REQUEST, "the request body is malformed or was cut short")
@@ -446,6 +464,15 @@ impl Proxy {
             }
         });
     }
+}
+
+fn too_large(app: &str, limit: u64) -> Response<ProxyBody> {
+    page(StatusCode::PAYLOAD_TOO_LARGE, &format!("{app} takes request bodies of at most {limit} bytes"))
+}
+
+/// Whether a request failed because its body went past the app's limit.
+fn body_over_limit(error: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(error), |e| e.source()).any(|e| e.is::<http_body_util::LengthLimitError>())
 }
 
 /// Whether a request failed because the client's body did (a malformed chunk, a client

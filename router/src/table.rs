@@ -7,19 +7,60 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use skiff_api::{AppName, RouteTable, TlsSettings};
+use std::net::IpAddr;
+
+use skiff_api::{AppName, Cidr, Route, RouteTable, TlsSettings};
 
 use crate::tls::Certificates;
 
 /// How long a backend that refused a connection is tried only after the others.
 const SET_ASIDE: Duration = Duration::from_secs(10);
 
+/// What an app's route asks of every request: HTTPS handling, which clients may reach
+/// it, and how large a body may be.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    pub tls: TlsSettings,
+    pub max_body: Option<u64>,
+    allow: Vec<Cidr>,
+    deny: Vec<Cidr>,
+}
+
+impl Policy {
+    fn of(route: &Route) -> Self {
+        let parse = |entries: &[String]| -> Vec<Cidr> {
+            entries
+                .iter()
+                .filter_map(|entry| match entry.parse() {
+                    Ok(cidr) => Some(cidr),
+                    Err(error) => {
+                        tracing::warn!(app = %route.app, %error, "router.table: address left out");
+                        None
+                    }
+                })
+                .collect()
+        };
+        Self {
+            tls: route.tls,
+            max_body: route.access.max_body_bytes,
+            allow: parse(&route.access.allow),
+            deny: parse(&route.access.deny),
+        }
+    }
+
+    /// Whether a client at `address` may reach the app.
+    pub fn admits(&self, address: IpAddr) -> bool {
+        (self.allow.is_empty() || self.allow.iter().any(|c| c.contains(address)))
+            && !self.deny.iter().any(|c| c.contains(address))
+    }
+}
+
 /// One app's backends, its round-robin position, and which backends are set aside.
 #[derive(Debug)]
 pub struct AppRoute {
     pub app: AppName,
     maintenance: bool,
-    tls: TlsSettings,
+    policy: Policy,
     backends: Vec<SocketAddr>,
     next: AtomicUsize,
     /// When this route was built; the clock for `aside_until`.
@@ -100,7 +141,7 @@ impl Table {
             let entry = Arc::new(AppRoute {
                 app: route.app.clone(),
                 maintenance: route.maintenance,
-                tls: route.tls,
+                policy: Policy::of(route),
                 backends: route.backends.clone(),
                 next: AtomicUsize::new(0),
                 built: Instant::now(),
@@ -139,6 +180,7 @@ impl Table {
                 backends,
                 maintenance: false,
                 tls: Default::default(),
+                access: Default::default(),
             });
         }
         Ok(Self::from_snapshot(&RouteTable { version: 1, routes, certificates: Vec::new() }))
@@ -146,11 +188,11 @@ impl Table {
 
     /// Where a request for `host` (a `Host` header value, port allowed) goes.
     pub fn lookup(&self, host: &str) -> Lookup {
-        self.lookup_with_tls(host).0
+        self.lookup_with_policy(host).0
     }
 
-    /// Where a request for `host` goes, and the app's HTTPS policy.
-    pub fn lookup_with_tls(&self, host: &str) -> (Lookup, TlsSettings) {
+    /// Where a request for `host` goes, and what the app asks of it.
+    pub fn lookup_with_policy(&self, host: &str) -> (Lookup, Option<&Policy>) {
         let name = host
             .rsplit_once(':')
             .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
@@ -162,7 +204,7 @@ impl Table {
                 .find(|(suffix, _)| name.ends_with(suffix.as_str()) && name.len() > suffix.len())
                 .map(|(_, r)| r)
         });
-        let Some(route) = route else { return (Lookup::UnknownHost, TlsSettings::default()) };
+        let Some(route) = route else { return (Lookup::UnknownHost, None) };
         let lookup = if route.maintenance {
             Lookup::Maintenance(route.app.clone())
         } else if route.backends.is_empty() {
@@ -171,7 +213,7 @@ impl Table {
             let first = route.next.fetch_add(1, Ordering::Relaxed) % route.backends.len();
             Lookup::Backend(route.app.clone(), Backends { route: route.clone(), first })
         };
-        (lookup, route.tls)
+        (lookup, Some(&route.policy))
     }
 }
 
@@ -190,6 +232,7 @@ mod tests {
                     backends: vec![([127, 0, 0, 1], 1001).into(), ([127, 0, 0, 1], 1002).into()],
                     maintenance: false,
                     tls: Default::default(),
+                    access: Default::default(),
                 },
                 Route {
                     app: "idle".parse().unwrap(),
@@ -197,6 +240,7 @@ mod tests {
                     backends: vec![],
                     maintenance: false,
                     tls: Default::default(),
+                    access: Default::default(),
                 },
                 Route {
                     app: "closed".parse().unwrap(),
@@ -204,6 +248,7 @@ mod tests {
                     backends: vec![([127, 0, 0, 1], 1003).into()],
                     maintenance: true,
                     tls: Default::default(),
+                    access: Default::default(),
                 },
             ],
             certificates: Vec::new(),

@@ -302,6 +302,66 @@ pub struct Route {
     /// How the app wants HTTPS handled.
     #[serde(default)]
     pub tls: TlsSettings,
+    /// Which clients and bodies the router lets through.
+    #[serde(default)]
+    pub access: AccessPolicy,
+}
+
+/// What the router lets through to an app: `GET`/`PUT /v2/apps/{app}/access`, and in the
+/// route feed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessPolicy {
+    /// The largest request body in bytes (larger ones get 413); none: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<u64>,
+    /// Client addresses allowed in (`10.0.0.0/8`, `192.0.2.7`, `2001:db8::/32`); empty: all.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Client addresses refused (403), even when also allowed.
+    #[serde(default)]
+    pub deny: Vec<String>,
+}
+
+/// An address block: `192.0.2.0/24`, `2001:db8::/32`, or one address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    network: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = || format!("`{}` is not an address or block like 10.0.0.0/8 or 2001:db8::/32", text.escape_debug());
+        let (address, prefix) = text.split_once('/').map_or((text, None), |(a, p)| (a, Some(p)));
+        let network: std::net::IpAddr = address.parse().map_err(|_| bad())?;
+        let bits = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= bits).ok_or_else(bad)?,
+            None => bits,
+        };
+        Ok(Self { network, prefix })
+    }
+}
+
+impl Cidr {
+    /// Whether `address` is in the block (an IPv4-mapped IPv6 address counts as IPv4).
+    pub fn contains(&self, address: std::net::IpAddr) -> bool {
+        let address = match address {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        let (network, address, bits) = match (self.network, address) {
+            (std::net::IpAddr::V4(n), std::net::IpAddr::V4(a)) => {
+                (u128::from(n.to_bits()), u128::from(a.to_bits()), 32)
+            }
+            (std::net::IpAddr::V6(n), std::net::IpAddr::V6(a)) => (n.to_bits(), a.to_bits(), 128),
+            _ => return false,
+        };
+        let host_bits = bits - u32::from(self.prefix);
+        host_bits >= bits || (network >> host_bits) == (address >> host_bits)
+    }
 }
 
 /// An entry of the audit trail: `GET /v2/apps/{app}/events`, `GET /v2/events`.
@@ -471,3 +531,26 @@ pub struct Healthcheck {
 /// `PATCH /v2/apps/{app}/limits` and `…/healthchecks`: per process type, a new setting or
 /// `null` to go back to the default.
 pub type SettingsChange<T> = BTreeMap<ProcessType, Option<T>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_blocks_contain_their_addresses() {
+        let block: Cidr = "10.1.0.0/16".parse().unwrap();
+        assert!(block.contains("10.1.200.3".parse().unwrap()));
+        assert!(!block.contains("10.2.0.1".parse().unwrap()));
+        assert!(block.contains("::ffff:10.1.0.9".parse().unwrap()), "IPv4-mapped IPv6 counts as IPv4");
+        let one: Cidr = "192.0.2.7".parse().unwrap();
+        assert!(one.contains("192.0.2.7".parse().unwrap()) && !one.contains("192.0.2.8".parse().unwrap()));
+        let everyone: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(everyone.contains("203.0.113.1".parse().unwrap()));
+        let v6: Cidr = "2001:db8::/32".parse().unwrap();
+        assert!(v6.contains("2001:db8:1::1".parse().unwrap()) && !v6.contains("2001:db9::1".parse().unwrap()));
+        assert!(!v6.contains("10.0.0.1".parse().unwrap()));
+        for bad in ["10.0.0.0/33", "10.0.0/8", "example.com", "::/129", "10.0.0.0/x", ""] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad}");
+        }
+    }
+}

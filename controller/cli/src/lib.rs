@@ -20,8 +20,8 @@ use std::path::PathBuf;
 use anyhow::{Context as _, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use skiff_api::{
-    AppCreate, AppName, CertificateCreate, Credentials, Drain, DrainStatus, LogLine, ProcessType, StackName,
-    TlsSettings, Username,
+    AccessPolicy, AppCreate, AppName, CertificateCreate, Credentials, Drain, DrainStatus, LogLine, ProcessType,
+    StackName, TlsSettings, Username,
 };
 use skiff_client::{Client, LogQuery};
 
@@ -328,6 +328,45 @@ enum Verb {
         #[command(flatten)]
         app: AppArg,
     },
+    /// Show which client addresses may reach an app and how large a request body may be.
+    #[command(name = "access")]
+    Access {
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Let only these addresses or blocks (10.0.0.0/8, 2001:db8::/32) reach an app, besides any allowed before.
+    #[command(name = "access:allow")]
+    AccessAllow {
+        #[arg(required = true, value_name = "ADDRESS")]
+        addresses: Vec<String>,
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// Refuse these addresses or blocks (403), even when allowed.
+    #[command(name = "access:deny")]
+    AccessDeny {
+        #[arg(required = true, value_name = "ADDRESS")]
+        addresses: Vec<String>,
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// Take addresses off both lists.
+    #[command(name = "access:remove")]
+    AccessRemove {
+        #[arg(required = true, value_name = "ADDRESS")]
+        addresses: Vec<String>,
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// Limit request bodies (413 beyond): a size like 512k, 10m or 1g, or `off`.
+    #[command(name = "access:max-body")]
+    AccessMaxBody {
+        size: String,
+        #[command(flatten)]
+        app: AppArg,
+    },
     /// Show an app's HTTPS policy.
     #[command(name = "tls")]
     Tls {
@@ -629,6 +668,48 @@ fn app_name(context: &Context, arg: AppArg) -> anyhow::Result<AppName> {
     arg.app.or_else(|| git::remote_app(&context.cwd)).ok_or_else(|| {
         anyhow!("no app given and no `skiff` git remote here; pass `-a APP` or run `skiff git:remote -a APP`")
     })
+}
+
+/// Reads an app's access policy, changes it, and stores it.
+async fn change_access(
+    context: &Context,
+    app: AppArg,
+    out: &mut impl Write,
+    change: impl FnOnce(&mut AccessPolicy),
+) -> anyhow::Result<()> {
+    let app = app_name(context, app)?;
+    let client = client(context)?;
+    let mut policy = client.access(&app).await?;
+    change(&mut policy);
+    for list in [&mut policy.allow, &mut policy.deny] {
+        let mut seen = std::collections::HashSet::new();
+        list.retain(|a| seen.insert(a.clone()));
+    }
+    let policy = client.set_access(&app, &policy).await?;
+    report_access(out, &policy)
+}
+
+fn report_access(out: &mut impl Write, policy: &AccessPolicy) -> anyhow::Result<()> {
+    let list = |l: &[String]| if l.is_empty() { "-".to_owned() } else { l.join(", ") };
+    let allow = if policy.allow.is_empty() { "every address".to_owned() } else { policy.allow.join(", ") };
+    writeln!(out, "Allowed:  {allow}")?;
+    writeln!(out, "Denied:   {}", list(&policy.deny))?;
+    let body = policy.max_body_bytes.map_or_else(|| "no limit".to_owned(), |b| format!("{b} bytes"));
+    writeln!(out, "Max body: {body}")?;
+    Ok(())
+}
+
+/// `512k`, `10m`, `1g` or a number of bytes.
+fn parse_bytes(size: &str) -> anyhow::Result<u64> {
+    let lower = size.to_ascii_lowercase();
+    let (number, shift) = match lower.chars().last() {
+        Some('k') => (&lower[..lower.len() - 1], 10),
+        Some('m') => (&lower[..lower.len() - 1], 20),
+        Some('g') => (&lower[..lower.len() - 1], 30),
+        _ => (lower.as_str(), 0),
+    };
+    let number: u64 = number.parse().map_err(|_| anyhow!("`{size}` is not a size like 512k, 10m or 1g"))?;
+    number.checked_shl(shift).filter(|n| n >> shift == number).ok_or_else(|| anyhow!("`{size}` is too large"))
 }
 
 fn report_tls(out: &mut impl Write, tls: &TlsSettings) -> anyhow::Result<()> {
@@ -1059,6 +1140,30 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write) -> anyhow:
             writeln!(out, "Removed certificate {name} from {app}")?;
             Ok(())
         }
+        Verb::Access { app, json: flag } => {
+            let policy = client(context)?.access(&app_name(context, app)?).await?;
+            if flag.json {
+                return json(out, &policy);
+            }
+            report_access(out, &policy)
+        }
+        Verb::AccessAllow { addresses, app } => {
+            change_access(context, app, out, |policy| policy.allow.extend(addresses)).await
+        }
+        Verb::AccessDeny { addresses, app } => {
+            change_access(context, app, out, |policy| policy.deny.extend(addresses)).await
+        }
+        Verb::AccessRemove { addresses, app } => {
+            change_access(context, app, out, |policy| {
+                policy.allow.retain(|a| !addresses.contains(a));
+                policy.deny.retain(|a| !addresses.contains(a));
+            })
+            .await
+        }
+        Verb::AccessMaxBody { size, app } => {
+            let limit = if size == "off" { None } else { Some(parse_bytes(&size)?) };
+            change_access(context, app, out, |policy| policy.max_body_bytes = limit).await
+        }
         Verb::Tls { app, json: flag } => {
             let tls = client(context)?.tls(&app_name(context, app)?).await?;
             if flag.json {
@@ -1424,5 +1529,21 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write) -> anyhow:
             writeln!(out, "Imported stack {} as {}", stack.name, stack.image)?;
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_in_bytes_and_mebibytes() {
+        assert_eq!(parse_bytes("512k").unwrap(), 512 << 10);
+        assert_eq!(parse_bytes("10M").unwrap(), 10 << 20);
+        assert_eq!(parse_bytes("1g").unwrap(), 1 << 30);
+        assert_eq!(parse_bytes("100").unwrap(), 100);
+        assert!(parse_bytes("ten").is_err() && parse_bytes("99999999999999g").is_err() && parse_bytes("").is_err());
+        assert_eq!(parse_memory("1g").unwrap(), 1024);
+        assert_eq!(parse_memory("256m").unwrap(), 256);
     }
 }

@@ -13,14 +13,14 @@ use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 
 use skiff_api::{
+    AccessPolicy, Certificate, CertificateCreate, Domain, DomainCreate, Drain, DrainCreate, Event, Healthcheck, Limits,
+    Maintenance, ProcessType, SettingsChange, TlsSettings, UserRef,
+};
+use skiff_api::{
     App, AppCreate, AppName, Build, BuildCreate, BuildRecorded, ConfigChange, ConfigChanged, Credentials, DeployImage,
     ErrorBody, Formation, Key, KeyCreate, KeyOwner, LogLine, LogSource, Process, PushGrant, RegistryAccess,
     RegistryGrant, Release, Restart, Rollback, RouteTable, RunOutput, RunRequest, Scale, Session, Stack, StackName,
     User, Username,
-};
-use skiff_api::{
-    Certificate, CertificateCreate, Domain, DomainCreate, Drain, DrainCreate, Event, Healthcheck, Limits, Maintenance,
-    ProcessType, SettingsChange, TlsSettings, UserRef,
 };
 
 /// A response body of JSON lines as a stream of values.
@@ -260,6 +260,14 @@ impl Client {
 
     pub async fn detach_cert(&self, app: &AppName, name: &str, domain: &str) -> Result<(), ClientError> {
         self.delete(&format!("/v2/apps/{app}/certs/{name}/domains/{domain}")).await
+    }
+
+    pub async fn access(&self, app: &AppName) -> Result<AccessPolicy, ClientError> {
+        self.get(&format!("/v2/apps/{app}/access")).await
+    }
+
+    pub async fn set_access(&self, app: &AppName, policy: &AccessPolicy) -> Result<AccessPolicy, ClientError> {
+        self.send(self.request(Method::PUT, &format!("/v2/apps/{app}/access")).json(policy)).await
     }
 
     pub async fn tls(&self, app: &AppName) -> Result<TlsSettings, ClientError> {

@@ -169,7 +169,7 @@ impl Scheduler {
                 let backends = if of_current.is_empty() { ready.iter().map(|(_, a)| *a).collect() } else { of_current };
                 let mut hosts = vec![format!("{}.{}", app.name, self.config.domain)];
                 hosts.extend(domains.iter().filter(|(id, _, _)| *id == app.id).map(|(_, domain, _)| domain.clone()));
-                Route { hosts, app: app.name, backends, maintenance: app.maintenance, tls: app.tls }
+                Route { hosts, app: app.name, backends, maintenance: app.maintenance, tls: app.tls, access: app.access }
             })
             .collect();
         let certificates = self

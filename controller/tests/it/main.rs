@@ -143,6 +143,9 @@ async fn exercise(db: &Db) {
     assert!(db.attach_cert(app.id, "main", "www.example.test").await.unwrap());
     let tls = skiff_api::TlsSettings { force_https: true, hsts_max_age: 31_536_000 };
     db.set_tls(app.id, tls).await.unwrap();
+    let access = skiff_api::AccessPolicy { max_body_bytes: Some(1024), allow: vec!["10.0.0.0/8".into()], deny: vec![] };
+    db.set_access(app.id, &access).await.unwrap();
+    assert_eq!(db.app(&app.name).await.unwrap().unwrap().access, access);
     assert_eq!(db.app(&app.name).await.unwrap().unwrap().tls, tls);
     assert!(db.remove_domain(app.id, "www.example.test").await.unwrap());
     assert!(db.certs(app.id).await.unwrap()[0].domains.is_empty(), "a removed domain loses its certificate");

@@ -77,6 +77,31 @@ async fn collaborators_domains_and_maintenance() {
     });
     assert!(open.await.is_some(), "serving again");
 
+    // The router refuses denied addresses and bodies over the app's limit.
+    platform.cli_ok(&repo, &["access:deny", "127.0.0.1", "::1"]).await;
+    let refused = eventually(Duration::from_secs(30), || async {
+        matches!(get_via_router(platform.router(), "shared.localhost").await, Some((403, _))).then_some(())
+    });
+    assert!(refused.await.is_some(), "a denied address gets 403");
+    platform.cli_ok(&repo, &["access:remove", "127.0.0.1", "::1"]).await;
+    let out = platform.cli_ok(&repo, &["access:max-body", "1k"]).await;
+    assert!(out.contains("Max body: 1024 bytes"), "{out}");
+    let router = platform.router();
+    let post = move |size: usize| async move {
+        let response = reqwest::Client::new()
+            .post(format!("http://{router}/"))
+            .header("Host", "shared.localhost")
+            .body(vec![b'x'; size])
+            .send()
+            .await
+            .ok()?;
+        Some(response.status().as_u16())
+    };
+    let limited = eventually(Duration::from_secs(30), || async move { (post(4096).await == Some(413)).then_some(()) });
+    assert!(limited.await.is_some(), "a body over the limit gets 413");
+    assert_ne!(post(100).await, Some(413), "a small body passes");
+    platform.cli_ok(&repo, &["access:max-body", "off"]).await;
+
     // Logging out revokes the token on the controller.
     let token = std::fs::read_to_string(home.join("bob/skiff/config.json")).unwrap();
     let token: serde_json::Value = serde_json::from_str(&token).unwrap();

@@ -152,3 +152,48 @@ async fn routes_changing_every_100ms_under_load_fail_no_request() {
     assert!(served > 500, "served {served}");
     assert_eq!(failed, 0, "of {served} requests");
 }
+
+#[tokio::test]
+async fn access_policies_refuse_addresses_and_oversized_bodies() {
+    let app = upstream("one").await;
+    let table = |allow: &[&str], deny: &[&str], max_body_bytes: Option<u64>| {
+        skiff_router::Table::from_snapshot(&skiff_api::RouteTable {
+            version: 1,
+            routes: vec![skiff_api::Route {
+                app: "shop".parse().unwrap(),
+                hosts: vec!["shop.localhost".into()],
+                backends: vec![app],
+                maintenance: false,
+                tls: Default::default(),
+                access: skiff_api::AccessPolicy {
+                    max_body_bytes,
+                    allow: allow.iter().map(|a| (*a).to_owned()).collect(),
+                    deny: deny.iter().map(|d| (*d).to_owned()).collect(),
+                },
+            }],
+            certificates: Vec::new(),
+        })
+    };
+    let router = router(table(&["10.0.0.0/8"], &[], None)).await;
+    let get = "GET / HTTP/1.1\r\nHost: shop.localhost\r\nConnection: close\r\n\r\n";
+    assert!(raw(router.address, get).await.starts_with("HTTP/1.1 403"), "only 10/8 may come in");
+    router.table.store(Arc::new(table(&["127.0.0.0/8"], &["127.0.0.1"], None)));
+    assert!(raw(router.address, get).await.starts_with("HTTP/1.1 403"), "denied wins over allowed");
+    router.table.store(Arc::new(table(&["127.0.0.0/8", "::1"], &["127.0.0.2"], Some(10))));
+    assert!(raw(router.address, get).await.starts_with("HTTP/1.1 200"));
+
+    let post = |body: &str, chunked: bool| {
+        let framing = if chunked {
+            format!("Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n", body.len())
+        } else {
+            format!("Content-Length: {}\r\n\r\n{body}", body.len())
+        };
+        format!("POST / HTTP/1.1\r\nHost: shop.localhost\r\nConnection: close\r\n{framing}")
+    };
+    assert!(raw(router.address, &post("0123456789", false)).await.starts_with("HTTP/1.1 200"), "at the limit");
+    let over = raw(router.address, &post("0123456789a", false)).await;
+    assert!(over.starts_with("HTTP/1.1 413") && over.contains("at most 10 bytes"), "{over}");
+    let streamed = raw(router.address, &post(&"x".repeat(100), true)).await;
+    assert!(streamed.starts_with("HTTP/1.1 413"), "a chunked body is counted as it streams: {streamed}");
+    assert!(raw(router.address, &post("small", true)).await.starts_with("HTTP/1.1 200"));
+}

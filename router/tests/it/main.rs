@@ -38,6 +38,7 @@ fn snapshot(version: u64, routes: &[(&str, Vec<SocketAddr>)]) -> Table {
                 backends: backends.clone(),
                 maintenance: false,
                 tls: Default::default(),
+                access: Default::default(),
             })
             .collect(),
         certificates: Vec::new(),

@@ -56,6 +56,7 @@ async fn https_serves_each_domain_its_certificate_and_the_default_to_the_rest() 
         backends: vec![app],
         maintenance: false,
         tls,
+        access: Default::default(),
     };
     let table = Table::from_snapshot(&RouteTable {
         version: 1,
@@ -123,6 +124,7 @@ async fn the_local_ca_issues_certificates_for_routed_names() {
             backends: vec![app],
             maintenance: false,
             tls: TlsSettings::default(),
+            access: Default::default(),
         }],
         certificates: Vec::new(),
     });
