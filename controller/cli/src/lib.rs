@@ -25,7 +25,7 @@ use skiff_api::{
 };
 use skiff_client::{Client, LogQuery};
 
-use crate::output::{json, table};
+use crate::output::{ago, json, table};
 
 /// Where the CLI runs: its configuration directory, working directory and overrides.
 #[derive(Debug, Clone)]
@@ -40,6 +40,10 @@ pub struct Context {
     pub url: Option<String>,
     /// `SKIFF_TOKEN`.
     pub token: Option<String>,
+    /// Colour tables (on a terminal, without `NO_COLOR`).
+    pub colour: bool,
+    /// Show progress with a spinner (standard error is a terminal).
+    pub live_progress: bool,
 }
 
 impl Context {
@@ -53,6 +57,8 @@ impl Context {
             home,
             url: std::env::var("SKIFF_URL").ok().filter(|v| !v.is_empty()),
             token: std::env::var("SKIFF_TOKEN").ok().filter(|v| !v.is_empty()),
+            colour: output::colour_wanted(),
+            live_progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         }
     }
 }
@@ -92,6 +98,13 @@ struct ScopeArg {
     /// The platform's instead of an app's (admins).
     #[arg(long, conflicts_with = "app")]
     platform: bool,
+}
+
+#[derive(Debug, Args)]
+struct WaitArg {
+    /// Wait until the new release runs (or fails), showing progress.
+    #[arg(long)]
+    wait: bool,
 }
 
 #[derive(Debug, Args)]
@@ -506,6 +519,8 @@ enum Verb {
         pairs: Vec<String>,
         #[command(flatten)]
         app: AppArg,
+        #[command(flatten)]
+        wait: WaitArg,
     },
     /// Unset config keys; makes a new release.
     #[command(name = "config:unset")]
@@ -514,6 +529,8 @@ enum Verb {
         keys: Vec<String>,
         #[command(flatten)]
         app: AppArg,
+        #[command(flatten)]
+        wait: WaitArg,
     },
     /// List an app's containers.
     #[command(name = "ps")]
@@ -564,6 +581,8 @@ enum Verb {
         image: String,
         #[command(flatten)]
         app: AppArg,
+        #[command(flatten)]
+        wait: WaitArg,
     },
     /// Show one release.
     #[command(name = "releases:info")]
@@ -582,6 +601,8 @@ enum Verb {
         version: Option<String>,
         #[command(flatten)]
         app: AppArg,
+        #[command(flatten)]
+        wait: WaitArg,
     },
     /// List an app's releases.
     #[command(name = "releases")]
@@ -642,7 +663,7 @@ pub async fn run(
     };
     let result = match cli.command {
         Command::Run { app, timeout, command } => run_command(context, app, timeout, command.join(" "), out, err).await,
-        Command::Verb(verb) => execute(verb, context, out).await.map(|()| 0),
+        Command::Verb(verb) => execute(verb, context, out, err).await.map(|()| 0),
     };
     match result {
         Ok(status) => status,
@@ -710,6 +731,53 @@ fn parse_bytes(size: &str) -> anyhow::Result<u64> {
     };
     let number: u64 = number.parse().map_err(|_| anyhow!("`{size}` is not a size like 512k, 10m or 1g"))?;
     number.checked_shl(shift).filter(|n| n >> shift == number).ok_or_else(|| anyhow!("`{size}` is too large"))
+}
+
+/// How often progress moves on.
+const PROGRESS_TICK: std::time::Duration = std::time::Duration::from_millis(250);
+/// How long `--wait` follows a rollout at most.
+const ROLLOUT_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// With a version, follows its rollout until the release runs or fails, showing progress
+/// on `err`; a failed release is an error that says what to do next.
+async fn follow_rollout(
+    context: &Context,
+    app: &AppName,
+    version: Option<u32>,
+    err: &mut impl Write,
+) -> anyhow::Result<()> {
+    let Some(version) = version else { return Ok(()) };
+    let client = client(context)?;
+    let what = format!("Waiting for v{version} of {app} to start");
+    let mut progress = output::Progress::start(err, context.live_progress, what);
+    loop {
+        let release = client.releases(app).await?.into_iter().find(|r| r.version == version);
+        match release.as_ref().map(|r| r.state) {
+            Some(skiff_api::ReleaseState::Deployed) => {
+                let took = progress.elapsed().as_secs_f64();
+                progress.finish(&format!("up in {took:.1}s"));
+                return Ok(());
+            }
+            Some(skiff_api::ReleaseState::Failed) => {
+                progress.finish("failed");
+                let reason = release.and_then(|r| r.failure).unwrap_or_else(|| "it never became ready".into());
+                bail!("v{version} failed: {reason}; the previous release keeps serving (see `skiff logs -a {app}`)");
+            }
+            _ if progress.elapsed() > ROLLOUT_WAIT => {
+                progress.finish("still starting");
+                bail!(
+                    "v{version} is not up after {} s; see `skiff ps -a {app}` and `skiff logs -a {app}`",
+                    ROLLOUT_WAIT.as_secs()
+                );
+            }
+            _ => {
+                for _ in 0..2 {
+                    tokio::time::sleep(PROGRESS_TICK).await;
+                    progress.tick();
+                }
+            }
+        }
+    }
 }
 
 fn report_tls(out: &mut impl Write, tls: &TlsSettings) -> anyhow::Result<()> {
@@ -863,7 +931,7 @@ fn read_rootfs(source: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     }
 }
 
-async fn execute(verb: Verb, context: &Context, out: &mut impl Write) -> anyhow::Result<()> {
+async fn execute(verb: Verb, context: &Context, out: &mut impl Write, err: &mut impl Write) -> anyhow::Result<()> {
     match verb {
         Verb::AuthRegister(args) => authenticate(context, args, true, out).await,
         Verb::AuthLogin(args) => authenticate(context, args, false, out).await,
@@ -892,7 +960,7 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write) -> anyhow:
                 return json(out, &keys);
             }
             let rows = keys.iter().map(|k| vec![k.id.to_string(), k.fingerprint.clone(), k.comment.clone()]).collect();
-            table(out, &["ID", "FINGERPRINT", "COMMENT"], rows)
+            table(out, context.colour, &["ID", "FINGERPRINT", "COMMENT"], rows)
         }
         Verb::KeysAdd { path } => {
             let path = match path {
@@ -921,7 +989,7 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write) -> anyhow:
                     vec![a.name.to_string(), a.owner.to_string(), release, a.url.clone()]
                 })
                 .collect();
-            table(out, &["NAME", "OWNER", "RELEASE", "URL"], rows)
+            table(out, context.colour, &["NAME", "OWNER", "RELEASE", "URL"], rows)
         }
         Verb::AppsCreate { name, stack, no_remote, json: flag } => {
             let app = client(context)?.create_app(&AppCreate { name, stack }).await?;
@@ -953,7 +1021,7 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write) -> anyhow:
                 ("release", release),
                 ("url", app.url),
                 ("git", app.git_url),
-                ("created", app.created_at),
+                ("created", ago(&app.created_at)),
             ] {
                 writeln!(out, "{key:>8}: {value}")?;
             }
@@ -1018,8 +1086,8 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write) -> anyhow:
             if flag.json {
                 return json(out, &domains);
             }
-            let rows = domains.iter().map(|d| vec![d.domain.clone(), d.created_at.clone()]).collect();
-            table(out, &["DOMAIN", "ADDED"], rows)
+            let rows = domains.iter().map(|d| vec![d.domain.clone(), ago(&d.created_at)]).collect();
+            table(out, context.colour, &["DOMAIN", "ADDED"], rows)
         }
         Verb::DomainsAdd { domain, app } => {
             let app = app_name(context, app)?;
@@ -1042,10 +1110,10 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write) -> anyhow:
                 .iter()
                 .map(|e| {
                     let app = e.app.as_ref().map_or_else(|| "-".to_owned(), ToString::to_string);
-                    vec![e.created_at.clone(), app, e.message.clone()]
+                    vec![ago(&e.created_at), app, e.message.clone()]
                 })
                 .collect();
-            table(out, &["WHEN", "APP", "WHAT"], rows)
+            table(out, context.colour, &["WHEN", "APP", "WHAT"], rows)
         }
         Verb::Drains { scope, json: flag } => {
             let drains = client(context)?.drains(app_or_platform(context, scope)?.as_ref()).await?;
@@ -1061,7 +1129,7 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write) -> anyhow:
                     [vec![d.id.to_string(), d.url.clone()], counts.to_vec(), vec![drain_state(d)]].concat()
                 })
                 .collect();
-            table(out, &["ID", "URL", "DELIVERED", "DROPPED", "QUEUED", "STATE"], rows)
+            table(out, context.colour, &["ID", "URL", "DELIVERED", "DROPPED", "QUEUED", "STATE"], rows)
         }
         Verb::DrainsAdd { url, scope } => {
             let scope = app_or_platform(context, scope)?;
@@ -1106,9 +1174,9 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write) -> anyhow:
             }
             let rows = certs
                 .iter()
-                .map(|c| vec![c.name.clone(), c.names.join(", "), c.domains.join(", "), c.expires_at.clone()])
+                .map(|c| vec![c.name.clone(), c.names.join(", "), c.domains.join(", "), ago(&c.expires_at)])
                 .collect();
-            table(out, &["NAME", "COVERS", "SERVED FOR", "EXPIRES"], rows)
+            table(out, context.colour, &["NAME", "COVERS", "SERVED FOR", "EXPIRES"], rows)
         }
         Verb::CertsAdd { name, certificate, key, app } => {
             let app = app_name(context, app)?;
@@ -1198,7 +1266,7 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write) -> anyhow:
                     vec![process.to_string(), memory, cpu]
                 })
                 .collect();
-            table(out, &["TYPE", "MEMORY", "CPU"], rows)
+            table(out, context.colour, &["TYPE", "MEMORY", "CPU"], rows)
         }
         Verb::LimitsSet { process, limits, app } => {
             let app = app_name(context, app)?;
@@ -1235,7 +1303,7 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write) -> anyhow:
                     vec![process.to_string(), text_of(&c.kind), c.path.clone().unwrap_or_else(|| "-".into()), timeout]
                 })
                 .collect();
-            table(out, &["TYPE", "CHECK", "PATH", "TIMEOUT"], rows)
+            table(out, context.colour, &["TYPE", "CHECK", "PATH", "TIMEOUT"], rows)
         }
         Verb::HealthchecksSet { process, http, tcp, none, timeout, app } => {
             let app = app_name(context, app)?;
@@ -1308,7 +1376,7 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write) -> anyhow:
             writeln!(out, "{value}")?;
             Ok(())
         }
-        Verb::ConfigSet { pairs, app } => {
+        Verb::ConfigSet { pairs, app, wait } => {
             let app = app_name(context, app)?;
             let mut change = std::collections::BTreeMap::new();
             for pair in pairs {
@@ -1316,13 +1384,17 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write) -> anyhow:
                 change.insert(key.to_owned(), Some(value.to_owned()));
             }
             let changed = client(context)?.change_config(&app, &change).await?;
-            report_config(out, &app, changed.release.map(|r| r.version))
+            let version = changed.release.map(|r| r.version);
+            report_config(out, &app, version)?;
+            follow_rollout(context, &app, version.filter(|_| wait.wait), err).await
         }
-        Verb::ConfigUnset { keys, app } => {
+        Verb::ConfigUnset { keys, app, wait } => {
             let app = app_name(context, app)?;
             let change = keys.into_iter().map(|k| (k, None)).collect();
             let changed = client(context)?.change_config(&app, &change).await?;
-            report_config(out, &app, changed.release.map(|r| r.version))
+            let version = changed.release.map(|r| r.version);
+            report_config(out, &app, version)?;
+            follow_rollout(context, &app, version.filter(|_| wait.wait), err).await
         }
         Verb::Ps { app, json: flag } => {
             let processes = client(context)?.ps(&app_name(context, app)?).await?;
@@ -1337,11 +1409,11 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write) -> anyhow:
                         p.id.clone(),
                         format!("v{}", p.release),
                         p.state.clone(),
-                        p.started_at.clone().unwrap_or_else(|| "-".into()),
+                        p.started_at.as_deref().map_or_else(|| "-".into(), ago),
                     ]
                 })
                 .collect();
-            table(out, &["TYPE", "ID", "RELEASE", "STATE", "STARTED"], rows)
+            table(out, context.colour, &["TYPE", "ID", "RELEASE", "STATE", "STARTED"], rows)
         }
         Verb::PsScale { pairs, app } => {
             let app = app_name(context, app)?;
@@ -1381,7 +1453,7 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write) -> anyhow:
             for (key, value) in [
                 ("version", format!("v{}", release.version)),
                 ("by", release.created_by.to_string()),
-                ("created", release.created_at.clone()),
+                ("created", ago(&release.created_at)),
                 ("summary", release.summary.clone()),
                 ("state", text_of(&release.state)),
                 ("failure", release.failure.clone().unwrap_or_else(|| "-".into())),
@@ -1395,12 +1467,12 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write) -> anyhow:
             }
             Ok(())
         }
-        Verb::ReleasesRollback { version, app } => {
+        Verb::ReleasesRollback { version, app, wait } => {
             let app = app_name(context, app)?;
             let version = version.as_deref().map(parse_version).transpose()?;
             let release = client(context)?.rollback(&app, &skiff_api::Rollback { version }).await?;
             writeln!(out, "Rolled back {app}: {} (v{})", release.summary, release.version)?;
-            Ok(())
+            follow_rollout(context, &app, Some(release.version).filter(|_| wait.wait), err).await
         }
         Verb::Builds { app, json: flag } => {
             let builds = client(context)?.builds(&app_name(context, app)?).await?;
@@ -1417,12 +1489,12 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write) -> anyhow:
                         text_of(&b.status),
                         what.to_owned(),
                         format!("{:.1}s", b.duration_ms as f64 / 1000.0),
-                        b.created_at.clone(),
+                        ago(&b.created_at),
                         b.created_by.to_string(),
                     ]
                 })
                 .collect();
-            table(out, &["ID", "KIND", "STATUS", "GIT", "TOOK", "CREATED", "BY"], rows)
+            table(out, context.colour, &["ID", "KIND", "STATUS", "GIT", "TOOK", "CREATED", "BY"], rows)
         }
         Verb::BuildsInfo { id, app, json: flag } => {
             let build = client(context)?.build(&app_name(context, app)?, id).await?;
@@ -1437,21 +1509,21 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write) -> anyhow:
                 ("image", build.image.clone().unwrap_or_else(|| "-".into())),
                 ("took", format!("{:.1}s", build.duration_ms as f64 / 1000.0)),
                 ("by", build.created_by.to_string()),
-                ("created", build.created_at.clone()),
+                ("created", ago(&build.created_at)),
             ] {
                 writeln!(out, "{key:>8}: {value}")?;
             }
             writeln!(out, "\n{}", build.log.unwrap_or_default().trim_end())?;
             Ok(())
         }
-        Verb::Deploy { image, app } => {
+        Verb::Deploy { image, app, wait } => {
             let app = app_name(context, app)?;
             let recorded = client(context)?.deploy_image(&app, &image).await?;
-            match recorded.release {
+            match &recorded.release {
                 Some(release) => writeln!(out, "Deployed {image} to {app} as v{}", release.version)?,
                 None => writeln!(out, "Recorded build {} of {app}", recorded.build.id)?,
             }
-            Ok(())
+            follow_rollout(context, &app, recorded.release.map(|r| r.version).filter(|_| wait.wait), err).await
         }
         Verb::Releases { app, json: flag } => {
             let releases = client(context)?.releases(&app_name(context, app)?).await?;
@@ -1468,13 +1540,13 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write) -> anyhow:
                     vec![
                         format!("v{}", r.version),
                         text_of(&r.state),
-                        r.created_at.clone(),
+                        ago(&r.created_at),
                         r.created_by.to_string(),
                         summary,
                     ]
                 })
                 .collect();
-            table(out, &["VERSION", "STATE", "CREATED", "BY", "SUMMARY"], rows)
+            table(out, context.colour, &["VERSION", "STATE", "CREATED", "BY", "SUMMARY"], rows)
         }
         Verb::Logs { app, num, follow, process, source, json: flag } => {
             let app = app_name(context, app)?;
@@ -1520,13 +1592,25 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write) -> anyhow:
                 return json(out, &stacks);
             }
             let rows = stacks.iter().map(|s| vec![s.name.to_string(), s.image.clone()]).collect();
-            table(out, &["NAME", "IMAGE"], rows)
+            table(out, context.colour, &["NAME", "IMAGE"], rows)
         }
         Verb::StacksImport { name, source } => {
             let archive = read_rootfs(&source)?;
-            writeln!(out, "Uploading {} ({} KiB)...", source.display(), archive.len().div_ceil(1024))?;
-            let stack = client(context)?.import_stack(&name, archive).await?;
-            writeln!(out, "Imported stack {} as {}", stack.name, stack.image)?;
+            let what = format!("Uploading {} ({} KiB)", source.display(), archive.len().div_ceil(1024));
+            let mut progress = output::Progress::start(err, context.live_progress, what);
+            let client = client(context)?;
+            let upload = client.import_stack(&name, archive);
+            tokio::pin!(upload);
+            let stack = loop {
+                tokio::select! {
+                    stack = &mut upload => break stack,
+                    () = tokio::time::sleep(PROGRESS_TICK) => progress.tick(),
+                }
+            };
+            let seconds = progress.elapsed().as_secs_f64();
+            progress.finish(if stack.is_ok() { "done" } else { "failed" });
+            let stack = stack?;
+            writeln!(out, "Imported stack {} as {} in {seconds:.1}s", stack.name, stack.image)?;
             Ok(())
         }
     }

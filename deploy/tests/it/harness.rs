@@ -139,6 +139,8 @@ impl Platform {
             home: self.dir.path().join("home"),
             url: Some(self.controller_url()),
             token: None,
+            colour: false,
+            live_progress: false,
         }
     }
 

@@ -204,15 +204,19 @@ async fn a_release_that_cannot_start_fails_and_the_previous_keeps_serving() {
     assert_eq!(status, 200, "v1 keeps serving: {body}");
     assert!(body.contains("Hello from Skiff"), "{body}");
 
-    // The next good release goes out normally.
-    let out = platform.cli_ok(&repo, &["config:set", "A=1"]).await;
+    // The next good release goes out normally; `--wait` follows it until it runs.
+    let (status, out, err) = platform.cli(&repo, &["config:set", "A=1", "--wait"]).await;
+    assert_eq!(status, 0, "{out}{err}");
     assert!(out.contains("released v3"), "{out}");
-    let deployed = eventually(Duration::from_secs(60), || async {
-        let releases = platform.cli_ok(&repo, &["releases", "--json"]).await;
-        let releases: Vec<serde_json::Value> = serde_json::from_str(&releases).unwrap();
-        (releases[0]["version"] == 3 && releases[0]["state"] == "deployed").then_some(())
-    });
-    assert!(deployed.await.is_some(), "{}", platform.cli_ok(&repo, &["releases"]).await);
+    assert!(err.contains("Waiting for v3 of steady to start... up in"), "{err}");
+    let releases = platform.cli_ok(&repo, &["releases", "--json"]).await;
+    let releases: Vec<serde_json::Value> = serde_json::from_str(&releases).unwrap();
+    assert_eq!(releases[0]["state"], "deployed", "{releases:?}");
+    // An image that cannot run fails, and `--wait` says so with exit status 1.
+    let (status, out, err) = platform.cli(&repo, &["deploy", "--image", "127.0.0.1:1/missing:v1", "--wait"]).await;
+    assert_eq!(status, 1, "{out}{err}");
+    assert!(err.contains("v4 failed: ") && err.contains("the previous release keeps serving"), "{err}");
+    assert!(matches!(get_via_router(platform.router(), "steady.localhost").await, Some((200, _))));
     // Stop before the harness removes the containers, so no new one starts after.
     platform.stop().await;
 }

@@ -9,6 +9,8 @@ fn context(dir: &Path, url: &str) -> skiff_cli::Context {
         home: dir.to_owned(),
         url: Some(url.to_owned()),
         token: None,
+        colour: false,
+        live_progress: false,
     }
 }
 
