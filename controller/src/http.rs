@@ -873,6 +873,9 @@ async fn ps_restart(
     Json(body): Json<Restart>,
 ) -> Result<StatusCode, ApiError> {
     let app = c.app_for(&user, &app).await?;
+    if let Some(id) = &body.container {
+        return restart_container(&c, &user, &app, id).await;
+    }
     let release = c.current_release(&app).await?;
     let processes: Vec<_> = match body.process {
         Some(process) if release.procfile.contains_key(&process) => vec![process],
@@ -891,6 +894,25 @@ async fn ps_restart(
     c.db.restart(&app, &with_defaults).await?;
     let restarted: Vec<&str> = with_defaults.iter().map(|(p, _)| p.as_str()).collect();
     c.events.emit(&app.name, &format!("Restarting {} by {}", restarted.join(", "), user.username)).await;
+    c.reconcile.notify_one();
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Stops one of an app's containers; the scheduler replaces it.
+async fn restart_container(c: &Controller, user: &UserRow, app: &AppRow, id: &str) -> Result<StatusCode, ApiError> {
+    let missing = || ApiError::NotFound(format!("{} has no container {id}; see `skiff ps`", app.name));
+    if id.len() < 4 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(missing());
+    }
+    let containers =
+        c.runtime.list().await.map_err(|e| ApiError::Unavailable(format!("cannot list containers: {e}")))?;
+    let mut matching = containers.iter().filter(|k| k.app == app.name && !k.one_off && k.id.starts_with(id));
+    let (Some(container), None) = (matching.next(), matching.next()) else { return Err(missing()) };
+    c.runtime.remove(&container.id).await.map_err(|e| ApiError::Unavailable(format!("cannot stop {id}: {e}")))?;
+    let short: String = container.id.chars().take(12).collect();
+    c.events
+        .emit(&app.name, &format!("Restarting container {short} ({}) by {}", container.process, user.username))
+        .await;
     c.reconcile.notify_one();
     Ok(StatusCode::ACCEPTED)
 }

@@ -165,7 +165,13 @@ pub type Scale = BTreeMap<ProcessType, u32>;
 /// `POST /v2/apps/{app}/ps/restart`: one process type, or every one.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Restart {
+    /// Replace the containers of this process type without downtime (all types when neither
+    /// this nor `container` is given).
     pub process: Option<ProcessType>,
+    /// Replace this one container (its id, or a prefix of at least 4 characters, as
+    /// `skiff ps` shows): it is stopped at once and the scheduler starts another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
 }
 
 /// `POST /v2/apps/{app}/releases/rollback`: the version to go back to (default: the one

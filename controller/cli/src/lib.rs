@@ -551,7 +551,9 @@ enum Verb {
     /// Replace an app's containers (all, or one process type) without downtime.
     #[command(name = "ps:restart")]
     PsRestart {
-        process: Option<ProcessType>,
+        /// A process type (`web`), or one container's id as `skiff ps` shows it.
+        #[arg(value_name = "TYPE|ID")]
+        target: Option<String>,
         #[command(flatten)]
         app: AppArg,
     },
@@ -1429,10 +1431,24 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write, err: &mut 
             writeln!(out, "Scaled {app} to {}", summary.join(" "))?;
             Ok(())
         }
-        Verb::PsRestart { process, app } => {
+        Verb::PsRestart { target, app } => {
             let app = app_name(context, app)?;
-            let what = process.as_ref().map_or_else(|| "all processes".to_owned(), |p| format!("{p} processes"));
-            client(context)?.restart(&app, &skiff_api::Restart { process }).await?;
+            let client = client(context)?;
+            let containers = client.ps(&app).await?;
+            let (restart, what) = match target {
+                None => (skiff_api::Restart { process: None, container: None }, "all processes".to_owned()),
+                Some(id) if id.len() >= 4 && containers.iter().any(|p| p.id.starts_with(&id)) => {
+                    (skiff_api::Restart { process: None, container: Some(id.clone()) }, format!("container {id}"))
+                }
+                Some(process) => {
+                    let process: ProcessType = process.parse().map_err(|_| {
+                        anyhow!("`{process}` is neither a process type nor a container of {app}; see `skiff ps`")
+                    })?;
+                    let what = format!("{process} processes");
+                    (skiff_api::Restart { process: Some(process), container: None }, what)
+                }
+            };
+            client.restart(&app, &restart).await?;
             writeln!(out, "Restarting {what} of {app}")?;
             Ok(())
         }

@@ -10,3 +10,4 @@ mod operations;
 mod registry_clients;
 mod sharing;
 mod tls;
+mod verbs;

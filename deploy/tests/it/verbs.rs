@@ -1,0 +1,107 @@
+//! The CLI verbs the other whole-platform tests do not reach, each against the running
+//! platform: keys, git remotes, listings, settings that are unset again, restarting one
+//! container, opening and destroying an app.
+
+use std::time::Duration;
+
+use crate::harness::{Platform, eventually, get_via_router};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_remaining_verbs_do_what_they_say() {
+    let (mut platform, repo, key) = Platform::with_example("verbs").await;
+    let home = platform.dir.path().to_owned();
+
+    // Keys: listed with their fingerprint, and removed by id.
+    let keys: Vec<serde_json::Value> =
+        serde_json::from_str(&platform.cli_ok(&home, &["keys", "--json"]).await).unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let listed = platform.cli_ok(&home, &["keys"]).await;
+    assert!(listed.contains(keys[0]["fingerprint"].as_str().unwrap()), "{listed}");
+
+    // A second repository gets its `skiff` remote from git:remote.
+    let other = home.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let (status, _, err) = platform.cli(&other, &["git:remote", "-a", "verbs"]).await;
+    assert!(status == 1 && err.contains("run `git init` first"), "{err}");
+    let (ok, out) = platform.git(&other, &key, &["init", "-q"]);
+    assert!(ok, "{out}");
+    let out = platform.cli_ok(&other, &["git:remote", "-a", "verbs"]).await;
+    assert!(out.contains("Git remote `skiff` now points at ssh://"), "{out}");
+    assert!(platform.cli_ok(&other, &["apps:info"]).await.contains("verbs"), "the remote names the app");
+
+    let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
+    assert!(pushed, "{out}");
+    let serving = eventually(Duration::from_secs(60), || async {
+        matches!(get_via_router(platform.router(), "verbs.localhost").await, Some((200, _))).then_some(())
+    });
+    assert!(serving.await.is_some());
+
+    // Listings.
+    assert!(platform.cli_ok(&repo, &["stacks"]).await.contains("busybox"));
+    assert_eq!(platform.cli_ok(&repo, &["domains", "--json"]).await.trim(), "[]");
+    platform.cli_ok(&repo, &["domains:add", "www.verbs.test"]).await;
+    let domains = platform.cli_ok(&repo, &["domains"]).await;
+    assert!(domains.contains("www.verbs.test") && domains.contains("just now"), "relative times: {domains}");
+    let out = platform.cli_ok(&repo, &["access"]).await;
+    assert!(out.contains("Allowed:  every address") && out.contains("Max body: no limit"), "{out}");
+    let out = platform.cli_ok(&repo, &["access:allow", "10.0.0.0/8", "10.0.0.0/8"]).await;
+    assert!(out.contains("Allowed:  10.0.0.0/8\n"), "listed once: {out}");
+    let (status, _, err) = platform.cli(&repo, &["access:allow", "not-an-address"]).await;
+    assert!(status == 1 && err.contains("is not an address or block"), "{err}");
+    platform.cli_ok(&repo, &["access:remove", "10.0.0.0/8"]).await;
+    assert!(platform.cli_ok(&repo, &["tls"]).await.contains("HTTP and HTTPS; HSTS off"));
+
+    // Settings that are set, shown and unset again.
+    platform.cli_ok(&repo, &["limits:set", "web", "memory=128m"]).await;
+    platform.cli_ok(&repo, &["limits:unset", "web"]).await;
+    assert_eq!(platform.cli_ok(&repo, &["limits", "--json"]).await.trim(), "{}");
+    platform.cli_ok(&repo, &["healthchecks:set", "web", "--tcp"]).await;
+    assert!(platform.cli_ok(&repo, &["healthchecks"]).await.contains("tcp"));
+    platform.cli_ok(&repo, &["healthchecks:unset", "web"]).await;
+    assert_eq!(platform.cli_ok(&repo, &["healthchecks", "--json"]).await.trim(), "{}");
+
+    // A certificate attached and detached again.
+    let made = rcgen::generate_simple_self_signed(vec!["www.verbs.test".to_owned()]).unwrap();
+    let (cert, key_file) = (home.join("verbs.crt"), home.join("verbs.key"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key_file, made.signing_key.serialize_pem()).unwrap();
+    platform.cli_ok(&repo, &["certs:add", "www", cert.to_str().unwrap(), key_file.to_str().unwrap()]).await;
+    platform.cli_ok(&repo, &["certs:attach", "www", "www.verbs.test"]).await;
+    let out = platform.cli_ok(&repo, &["certs:detach", "www", "www.verbs.test"]).await;
+    assert!(out.contains("No longer serving certificate www for www.verbs.test"), "{out}");
+    let certs: Vec<serde_json::Value> =
+        serde_json::from_str(&platform.cli_ok(&repo, &["certs", "--json"]).await).unwrap();
+    assert_eq!(certs[0]["domains"], serde_json::json!([]), "{certs:?}");
+
+    // One container restarted by id: it is replaced, the app keeps serving.
+    let ps: Vec<serde_json::Value> = serde_json::from_str(&platform.cli_ok(&repo, &["ps", "--json"]).await).unwrap();
+    let id = ps[0]["id"].as_str().unwrap().to_owned();
+    let out = platform.cli_ok(&repo, &["ps:restart", &id[..8]]).await;
+    assert!(out.contains(&format!("Restarting container {}", &id[..8])), "{out}");
+    let replaced = eventually(Duration::from_secs(60), || async {
+        let ps = platform.cli_ok(&repo, &["ps", "--json"]).await;
+        let ps: Vec<serde_json::Value> = serde_json::from_str(&ps).unwrap();
+        (ps.len() == 1 && ps[0]["id"] != id.as_str() && ps[0]["state"] == "running").then_some(())
+    });
+    assert!(replaced.await.is_some(), "{}", platform.cli_ok(&repo, &["ps"]).await);
+    let (status, _, err) = platform.cli(&repo, &["ps:restart", "0000dead"]).await;
+    assert!(status == 1 && err.contains("`0000dead` is neither a process type nor a container of verbs"), "{err}");
+
+    // apps:open prints the URL (no browser here); apps:destroy wants the name.
+    let out = platform.cli_ok(&repo, &["apps:open"]).await;
+    assert!(out.contains("http://verbs.localhost"), "{out}");
+    let (status, _, err) = platform.cli(&repo, &["apps:destroy", "--confirm", "other"]).await;
+    assert!(status == 1 && err.contains("nothing was destroyed"), "{err}");
+    let out = platform.cli_ok(&repo, &["apps:destroy", "--confirm", "verbs"]).await;
+    assert!(out.contains("Destroyed verbs"), "{out}");
+    let gone = eventually(Duration::from_secs(30), || async {
+        matches!(get_via_router(platform.router(), "verbs.localhost").await, Some((404, _))).then_some(())
+    });
+    assert!(gone.await.is_some(), "a destroyed app is no longer routed");
+    assert!(platform.cli_ok(&repo, &["apps", "--json"]).await.trim() == "[]");
+
+    let id = keys[0]["id"].to_string();
+    platform.cli_ok(&home, &["keys:remove", &id]).await;
+    assert_eq!(platform.cli_ok(&home, &["keys", "--json"]).await.trim(), "[]");
+    platform.stop().await;
+}
