@@ -286,6 +286,8 @@ enum Verb {
     MaintenanceStatus {
         #[command(flatten)]
         app: AppArg,
+        #[command(flatten)]
+        json: JsonArg,
     },
     /// Answer every request to an app with a maintenance page (503).
     #[command(name = "maintenance:on")]
@@ -1154,8 +1156,11 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write, err: &mut 
             writeln!(out, "Removed drain {} ({})", found.id, found.url)?;
             Ok(())
         }
-        Verb::MaintenanceStatus { app } => {
+        Verb::MaintenanceStatus { app, json: flag } => {
             let app = client(context)?.app(&app_name(context, app)?).await?;
+            if flag.json {
+                return json(out, &skiff_api::Maintenance { enabled: app.maintenance });
+            }
             writeln!(out, "{}", if app.maintenance { "on" } else { "off" })?;
             Ok(())
         }

@@ -64,6 +64,9 @@ async fn collaborators_domains_and_maintenance() {
     // Maintenance mode answers 503 with a page, and goes away again.
     platform.cli_ok(&repo, &["maintenance:on"]).await;
     assert_eq!(platform.cli_ok(&repo, &["maintenance"]).await.trim(), "on");
+    let status: serde_json::Value =
+        serde_json::from_str(&platform.cli_ok(&repo, &["maintenance", "--json"]).await).unwrap();
+    assert_eq!(status["enabled"], true);
     let closed = eventually(Duration::from_secs(30), || async {
         match get_via_router(platform.router(), "shared.localhost").await {
             Some((503, body)) if body.contains("down for maintenance") => Some(()),
