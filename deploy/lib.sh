@@ -92,6 +92,31 @@ skiff_stop_postgres() {
   [ -n "$bin" ] && "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -m fast stop >/dev/null 2>&1 || true
 }
 
+# Starts a private Redis server on 127.0.0.1:PORT (default 56379) with its files in DIR,
+# installing it if needed; prints its URL. Stop it with `skiff_stop_redis DIR`.
+skiff_start_redis() {
+  local dir=$1 port=${2:-56379}
+  command -v redis-server >/dev/null 2>&1 || skiff_install_missing redis-server:redis-server >&2
+  mkdir -p "$dir"
+  if ! redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --save '' --appendonly no \
+    --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" >/dev/null; then
+    echo "skiff: Redis did not start on 127.0.0.1:$port ($dir/redis.log says why)" >&2
+    return 1
+  fi
+  local _
+  for _ in $(seq 1 50); do
+    redis-cli -p "$port" ping >/dev/null 2>&1 && { echo "redis://127.0.0.1:$port/"; return 0; }
+    sleep 0.1
+  done
+  echo "skiff: Redis did not answer on 127.0.0.1:$port ($dir/redis.log says why)" >&2
+  return 1
+}
+
+skiff_stop_redis() {
+  local dir=$1
+  [ -f "$dir/redis.pid" ] && kill "$(cat "$dir/redis.pid")" 2>/dev/null || true
+}
+
 # Background processes a script started; `skiff_clean_up_on_exit WORK` kills them and
 # removes WORK when the script ends.
 skiff_pids=()

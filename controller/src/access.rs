@@ -63,7 +63,7 @@ async fn set(
     let allow = if policy.allow.is_empty() { "everyone".to_owned() } else { policy.allow.join(", ") };
     let deny = if policy.deny.is_empty() { String::new() } else { format!(" but {}", policy.deny.join(", ")) };
     c.events.emit(&app.name, &format!("{} set access: {allow}{deny}, {body}", user.username)).await;
-    c.reconcile.notify_one();
+    c.coordination.changed().await;
     Ok(Json(policy))
 }
 

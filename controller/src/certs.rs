@@ -153,7 +153,7 @@ async fn remove(
         return Err(ApiError::NotFound(format!("{} has no certificate {name}; see `skiff certs`", app.name)));
     }
     c.events.emit(&app.name, &format!("{} removed certificate {name}", user.username)).await;
-    c.reconcile.notify_one();
+    c.coordination.changed().await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -181,7 +181,7 @@ async fn attach(
         )));
     }
     c.events.emit(&app.name, &format!("{} attached certificate {name} to {domain}", user.username)).await;
-    c.reconcile.notify_one();
+    c.coordination.changed().await;
     Ok(StatusCode::CREATED)
 }
 
@@ -196,7 +196,7 @@ async fn detach(
         return Err(ApiError::NotFound(format!("certificate {name} is not attached to {domain}; see `skiff certs`")));
     }
     c.events.emit(&app.name, &format!("{} detached certificate {name} from {domain}", user.username)).await;
-    c.reconcile.notify_one();
+    c.coordination.changed().await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -219,7 +219,7 @@ async fn tls_set(
     let hsts = if tls.hsts_max_age > 0 { format!(", HSTS max-age {}", tls.hsts_max_age) } else { String::new() };
     let https = if tls.force_https { "HTTPS only" } else { "HTTP and HTTPS" };
     c.events.emit(&app.name, &format!("{} set TLS: {https}{hsts}", user.username)).await;
-    c.reconcile.notify_one();
+    c.coordination.changed().await;
     Ok(Json(tls))
 }
 

@@ -14,6 +14,7 @@ use skiff_api::{AppName, Event};
 use skiff_client::syslog::Sender;
 
 use crate::auth::CurrentUser;
+use crate::coordination::Coordination;
 use crate::db::Db;
 use crate::http::{ApiError, Controller};
 
@@ -21,13 +22,15 @@ use crate::http::{ApiError, Controller};
 #[derive(Debug)]
 pub struct Events {
     db: Db,
+    coordination: Arc<Coordination>,
     /// Without a logger, app events are only kept and traced.
     sender: Option<Sender>,
 }
 
 impl Events {
-    /// Events kept in `db` and sent to the logger's syslog address.
-    pub async fn connect(db: Db, logger: SocketAddr) -> Self {
+    /// Events kept in `db`, sent to the logger's syslog address and published to other
+    /// listeners through `coordination`.
+    pub async fn connect(db: Db, logger: SocketAddr, coordination: Arc<Coordination>) -> Self {
         let sender = match Sender::connect(logger, "platform").await {
             Ok(sender) => Some(sender),
             Err(error) => {
@@ -35,7 +38,7 @@ impl Events {
                 None
             }
         };
-        Self { db, sender }
+        Self { db, coordination, sender }
     }
 
     /// Records an event of `app`, in the audit trail and in its log stream.
@@ -45,12 +48,14 @@ impl Events {
             sender.send(app, message);
         }
         self.keep(Some(app), message).await;
+        self.coordination.publish_event(Some(app), message).await;
     }
 
     /// Records a platform-wide event (accounts, stacks, platform drains) in the audit trail.
     pub async fn emit_platform(&self, message: &str) {
         tracing::info!(message, "controller.event");
         self.keep(None, message).await;
+        self.coordination.publish_event(None, message).await;
     }
 
     async fn keep(&self, app: Option<&AppName>, message: &str) {

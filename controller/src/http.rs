@@ -19,12 +19,12 @@ use skiff_api::{
 };
 use skiff_registry_client::RegistryClient;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::{CurrentUser, MaybeUser, Service, hash_password, new_token, token_hash, verify_password};
 use crate::config::{Config, Registration};
+use crate::coordination::Coordination;
 use crate::db::SettingsKind;
 use crate::db::{AppRow, Db, DbError, UserRow};
 use crate::events::Events;
@@ -92,8 +92,8 @@ pub struct Controller {
     pub db: Db,
     runtime: Arc<dyn ContainerRuntime>,
     pub routes: Arc<RouteFeed>,
-    /// Pokes the reconcile loop.
-    pub reconcile: Arc<Notify>,
+    /// Wakes the reconcile loops (this replica's, and others' through Redis).
+    pub coordination: Arc<Coordination>,
     registry: Arc<RegistryClient>,
     pub(crate) http: reqwest::Client,
     /// Ends long-lived responses (log follows) at shutdown.
@@ -109,14 +109,14 @@ impl Controller {
         db: Db,
         runtime: Arc<dyn ContainerRuntime>,
         routes: Arc<RouteFeed>,
-        reconcile: Arc<Notify>,
+        coordination: Arc<Coordination>,
         events: Arc<Events>,
         shutdown: CancellationToken,
     ) -> Arc<Self> {
         let registry = Arc::new(RegistryClient::new(&config.registry_url, "skiff", &config.service_token));
         let http = reqwest::Client::new();
         let one_offs = TaskTracker::new();
-        Arc::new(Self { config, db, runtime, routes, reconcile, registry, http, shutdown, events, one_offs })
+        Arc::new(Self { config, db, runtime, routes, coordination, registry, http, shutdown, events, one_offs })
     }
 
     /// The release the app runs (or is rolling out): its newest that did not fail.
@@ -374,7 +374,7 @@ async fn apps_create(
             .await?
             .ok_or_else(|| ApiError::Conflict(format!("app `{name}` already exists; choose another name")))?;
     c.events.emit(&app.name, &format!("{} created the app on stack {stack}", user.username)).await;
-    c.reconcile.notify_one();
+    c.coordination.changed().await;
     Ok((StatusCode::CREATED, Json(c.app_view(&app).await?)))
 }
 
@@ -401,7 +401,7 @@ async fn app_destroy(
     if let Err(error) = c.registry.forget(app.name.as_str()).await {
         tracing::warn!(%error, app = %app.name, "controller.destroy: the registry kept the repository");
     }
-    c.reconcile.notify_one();
+    c.coordination.changed().await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -577,7 +577,7 @@ async fn record_build(c: &Controller, app: &AppRow, build: &BuildCreate) -> Resu
                 )
                 .await?;
             c.events.emit(&app.name, &format!("Release v{} created: {}", release.version, release.summary)).await;
-            c.reconcile.notify_one();
+            c.coordination.changed().await;
             Some(release)
         }
         _ => None,
@@ -733,7 +733,7 @@ async fn config_change(
                 )
                 .await?;
             c.events.emit(&app.name, &format!("Release v{} created: {}", release.version, release.summary)).await;
-            c.reconcile.notify_one();
+            c.coordination.changed().await;
             Some(release)
         }
         None => None,
@@ -775,7 +775,7 @@ async fn rollback(
         .await?;
     c.db.set_config(&app, &target.config).await?;
     c.events.emit(&app.name, &format!("Release v{} created: {}", release.version, release.summary)).await;
-    c.reconcile.notify_one();
+    c.coordination.changed().await;
     Ok((StatusCode::CREATED, Json(release)))
 }
 
@@ -835,7 +835,7 @@ async fn scale(
     }
     let scaled: Vec<String> = body.iter().map(|(p, q)| format!("{p}={q}")).collect();
     c.events.emit(&app.name, &format!("Scaled to {} by {}", scaled.join(" "), user.username)).await;
-    c.reconcile.notify_one();
+    c.coordination.changed().await;
     Ok(Json(formation_of(&c, &app).await?))
 }
 
@@ -894,7 +894,7 @@ async fn ps_restart(
     c.db.restart(&app, &with_defaults).await?;
     let restarted: Vec<&str> = with_defaults.iter().map(|(p, _)| p.as_str()).collect();
     c.events.emit(&app.name, &format!("Restarting {} by {}", restarted.join(", "), user.username)).await;
-    c.reconcile.notify_one();
+    c.coordination.changed().await;
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -913,7 +913,7 @@ async fn restart_container(c: &Controller, user: &UserRow, app: &AppRow, id: &st
     c.events
         .emit(&app.name, &format!("Restarting container {short} ({}) by {}", container.process, user.username))
         .await;
-    c.reconcile.notify_one();
+    c.coordination.changed().await;
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -1027,7 +1027,7 @@ async fn domains_add(
         return Err(ApiError::Conflict(format!("{domain} is already in use")));
     }
     c.events.emit(&app.name, &format!("{} added domain {domain}", user.username)).await;
-    c.reconcile.notify_one();
+    c.coordination.changed().await;
     Ok(StatusCode::CREATED)
 }
 
@@ -1042,7 +1042,7 @@ async fn domains_remove(
         return Err(ApiError::NotFound(format!("{} has no domain {domain}; see `skiff domains`", app.name)));
     }
     c.events.emit(&app.name, &format!("{} removed domain {domain}", user.username)).await;
-    c.reconcile.notify_one();
+    c.coordination.changed().await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -1056,7 +1056,7 @@ async fn maintenance(
     c.db.set_maintenance(app.id, body.enabled).await?;
     let state = if body.enabled { "on" } else { "off" };
     c.events.emit(&app.name, &format!("{} turned maintenance mode {state}", user.username)).await;
-    c.reconcile.notify_one();
+    c.coordination.changed().await;
     let app = c.db.app(&app.name).await?.ok_or_else(|| ApiError::Internal("app vanished".into()))?;
     Ok(Json(c.app_view(&app).await?))
 }
@@ -1093,7 +1093,7 @@ async fn change_settings<T: serde::Serialize + serde::de::DeserializeOwned>(
     c.db.restart(app, &processes).await?;
     let what = if kind == SettingsKind::Limits { "limits" } else { "health checks" };
     c.events.emit(&app.name, &format!("{} changed {what}; replacing containers", user.username)).await;
-    c.reconcile.notify_one();
+    c.coordination.changed().await;
     Ok(settings)
 }
 

@@ -4,6 +4,7 @@
 //! - [`access`]: what the router lets through to an app (body size, client addresses).
 //! - [`certs`]: TLS certificates and HTTPS policy per app.
 //! - [`config`]: the controller's settings.
+//! - [`coordination`]: how replicas share work (alone, or through Redis).
 //! - [`db`]: the database (sqlx; SQLite by default) and its queries.
 //! - [`drains`]: the log drain API.
 //! - [`events`]: platform events in apps' log streams.
@@ -20,6 +21,7 @@ pub mod access;
 pub mod auth;
 pub mod certs;
 pub mod config;
+pub mod coordination;
 pub mod db;
 pub mod drains;
 pub mod events;

@@ -20,8 +20,9 @@ impl Default for RouteFeed {
 }
 
 impl RouteFeed {
-    /// Replaces the routes and certificates; bumps the version only when they changed.
-    pub fn publish(&self, mut routes: Vec<Route>, certificates: Vec<RouteCertificate>) {
+    /// Replaces the routes and certificates; bumps the version (and says `true`) only when
+    /// they changed.
+    pub fn publish(&self, mut routes: Vec<Route>, certificates: Vec<RouteCertificate>) -> bool {
         routes.sort_by(|a, b| a.app.cmp(&b.app));
         for route in &mut routes {
             route.backends.sort();
@@ -34,7 +35,7 @@ impl RouteFeed {
             table.certificates = certificates;
             table.version += 1;
             true
-        });
+        })
     }
 
     /// The current table.

@@ -150,6 +150,10 @@ pub struct Settings {
     /// <data-dir>/skiff.db].
     #[arg(long, env = "SKIFF_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// Redis, for controller replicas to share work and logger replicas to share log
+    /// buffers: `redis://HOST:PORT/DB` [default: none; one replica of each].
+    #[arg(long, env = "SKIFF_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
     /// Names this platform's containers, so platforms can share a Docker engine
     /// [default: generated once into <data-dir>/platform-id].
     #[arg(long, env = "SKIFF_PLATFORM_ID")]
@@ -372,15 +376,21 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
                 "the controller cannot reach the Docker engine (is dockerd running? is /var/run/docker.sock readable?)",
             )?;
         let routes = Arc::new(skiff_controller::routes::RouteFeed::default());
-        let poke = Arc::new(tokio::sync::Notify::new());
+        let coordination = match &settings.redis_url {
+            Some(url) => skiff_controller::coordination::Coordination::redis(url, shutdown.clone())
+                .await
+                .context("cannot reach Redis (SKIFF_REDIS_URL)")?,
+            None => skiff_controller::coordination::Coordination::local(),
+        };
         let runtime: Arc<dyn skiff_controller::scheduler::ContainerRuntime> = Arc::new(runtime);
-        let events = Arc::new(skiff_controller::events::Events::connect(db.clone(), syslog_address).await);
+        let events =
+            Arc::new(skiff_controller::events::Events::connect(db.clone(), syslog_address, coordination.clone()).await);
         let scheduler = skiff_controller::scheduler::Scheduler::new(
             db.clone(),
             runtime.clone(),
             routes.clone(),
             config.clone(),
-            poke.clone(),
+            coordination.clone(),
             events.clone(),
         );
         tasks.spawn(scheduler.run(shutdown.clone()));
@@ -393,7 +403,8 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
             Duration::from_secs(settings.gc_interval.max(60)),
             shutdown.clone(),
         ));
-        let controller = skiff_controller::Controller::new(config, db, runtime, routes, poke, events, shutdown.clone());
+        let controller =
+            skiff_controller::Controller::new(config, db, runtime, routes, coordination, events, shutdown.clone());
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
             if let Err(error) = skiff_controller::serve(listener, controller, shutdown).await {

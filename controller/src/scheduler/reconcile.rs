@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use skiff_api::{ReleaseState, Route, RouteCertificate};
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::health::Check;
 use super::plan::{Desired, Observed, Step, plan};
 use super::runtime::{Container, ContainerRuntime, StartSpec};
 use crate::config::Config;
+use crate::coordination::Coordination;
 use crate::db::SettingsKind;
 use crate::db::{Db, DbError};
 use crate::events::Events;
@@ -38,7 +38,7 @@ pub struct Scheduler {
     runtime: Arc<dyn ContainerRuntime>,
     routes: Arc<RouteFeed>,
     config: Arc<Config>,
-    poke: Arc<Notify>,
+    coordination: Arc<Coordination>,
     events: Arc<Events>,
 }
 
@@ -48,10 +48,10 @@ impl Scheduler {
         runtime: Arc<dyn ContainerRuntime>,
         routes: Arc<RouteFeed>,
         config: Arc<Config>,
-        poke: Arc<Notify>,
+        coordination: Arc<Coordination>,
         events: Arc<Events>,
     ) -> Self {
-        Self { db, runtime, routes, config, poke, events }
+        Self { db, runtime, routes, config, coordination, events }
     }
 
     /// Runs passes until `shutdown`; containers keep running after it.
@@ -61,20 +61,29 @@ impl Scheduler {
                 tracing::warn!(%error, "controller.reconcile failed; retrying");
             }
             tokio::select! {
-                () = self.poke.notified() => {}
+                () = self.coordination.poked() => {}
                 () = tokio::time::sleep(self.config.reconcile_interval) => {}
                 () = shutdown.cancelled() => return,
             }
         }
     }
 
-    /// One pass: plan and act until converged (bounded), then publish routes.
+    /// One pass: plan and act until converged (bounded), then publish routes. Only the
+    /// apps this replica may act on are changed (all of them, without other replicas).
     pub async fn pass(&self) -> Result<(), ReconcileError> {
         for _ in 0..ROUNDS_PER_PASS {
-            let desired = self.desired().await?;
+            let mut desired = self.desired().await?;
             let observed = self.observe(&desired).await?;
             self.publish(&desired, &observed).await?;
-            let steps = plan(&desired, &observed.iter().map(|(o, _)| o.clone()).collect::<Vec<_>>());
+            let mut ours = std::collections::HashMap::new();
+            for app in desired.iter().map(|d| &d.spec.app).chain(observed.iter().map(|(o, _)| &o.app)) {
+                if !ours.contains_key(app) {
+                    ours.insert(app.clone(), self.coordination.may_act(app).await);
+                }
+            }
+            desired.retain(|d| ours[&d.spec.app]);
+            let observed: Vec<Observed> = observed.into_iter().map(|(o, _)| o).filter(|o| ours[&o.app]).collect();
+            let steps = plan(&desired, &observed);
             if steps.is_empty() {
                 // Converged: every desired release runs as asked.
                 for Desired { spec, .. } in &desired {
@@ -180,7 +189,10 @@ impl Scheduler {
             .filter(|(cert, _, _)| !cert.domains.is_empty())
             .map(|(cert, chain_pem, key_pem)| RouteCertificate { hosts: cert.domains, chain_pem, key_pem })
             .collect();
-        self.routes.publish(routes, certificates);
+        if self.routes.publish(routes, certificates) {
+            // Other replicas look again at once rather than at their next interval.
+            self.coordination.announce().await;
+        }
         Ok(())
     }
 

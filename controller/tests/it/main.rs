@@ -1,5 +1,8 @@
 //! The data layer against every backend it supports: SQLite (a file) and a real Postgres
-//! (started by deploy/test.sh; its URL comes in `SKIFF_TEST_POSTGRES_URL`).
+//! (started by deploy/test.sh; its URL comes in `SKIFF_TEST_POSTGRES_URL`); replicas
+//! coordinating through a real Redis.
+
+mod coordination;
 
 use std::collections::BTreeMap;
 

@@ -94,6 +94,7 @@ impl Platform {
             max_push_mb: 1,
             platform_id: Some(platform_id.clone()),
             database_url,
+            redis_url: None,
             registration: skiff_controller::config::Registration::AdminOnly,
             release_retention: 1,
             router_routes: None,
