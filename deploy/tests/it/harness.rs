@@ -31,11 +31,12 @@ pub struct Platform {
     pub platform: Option<skiffd::Platform>,
     pub addresses: skiffd::Addresses,
     pub platform_id: String,
+    settings: skiffd::Settings,
 }
 
 impl Platform {
     pub async fn start() -> Self {
-        Self::start_with_database(None).await
+        Self::start_with(None, None).await
     }
 
     /// A platform with an admin logged in, the busybox stack, an SSH key and the example
@@ -60,10 +61,18 @@ impl Platform {
         let admin = skiff_controller::db::Db::open(&url).await.expect("Postgres answers");
         admin.execute_admin(&format!("CREATE DATABASE {name}")).await.expect("a test database");
         let (base, _) = url.rsplit_once('/').expect("the URL names a database");
-        Self::start_with_database(Some(format!("{base}/{name}"))).await
+        Self::start_with(Some(format!("{base}/{name}")), None).await
     }
 
-    async fn start_with_database(database_url: Option<String>) -> Self {
+    /// A platform whose controller coordinates with others through the Redis server
+    /// deploy/test.sh starts (see [`Platform::controller_replica`]).
+    pub async fn start_on_redis() -> Self {
+        let url = std::env::var("SKIFF_TEST_REDIS_URL")
+            .expect("this test needs Redis: run deploy/test.sh, which installs and starts one");
+        Self::start_with(None, Some(url)).await
+    }
+
+    async fn start_with(database_url: Option<String>, redis_url: Option<String>) -> Self {
         require_tools();
         let dir = tempfile::tempdir().expect("temp dir");
         let platform_id = format!("test{:08x}", rand_u32());
@@ -94,7 +103,7 @@ impl Platform {
             max_push_mb: 1,
             platform_id: Some(platform_id.clone()),
             database_url,
-            redis_url: None,
+            redis_url,
             registration: skiff_controller::config::Registration::AdminOnly,
             release_retention: 1,
             router_routes: None,
@@ -116,7 +125,22 @@ impl Platform {
         .await
         .expect("platform starts");
         let addresses = platform.addresses.clone();
-        Self { dir, platform: Some(platform), addresses, platform_id }
+        Self { dir, platform: Some(platform), addresses, platform_id, settings }
+    }
+
+    /// A second controller on the same database, engine and Redis, reaching this
+    /// platform's registry, logger and router: a replica.
+    pub async fn controller_replica(&self) -> skiffd::Platform {
+        let a = &self.addresses;
+        let settings = skiffd::Settings {
+            registry_url: Some(format!("http://{}", a.registry.unwrap())),
+            logger_url: Some(format!("http://{}", a.logger.unwrap())),
+            syslog_listen: a.syslog.unwrap(),
+            router_listen: a.router.unwrap(),
+            builder_listen: a.builder.unwrap(),
+            ..self.settings.clone()
+        };
+        skiffd::start(&settings, &[skiffd::Component::Controller]).await.expect("the replica starts")
     }
 
     pub fn controller_url(&self) -> String {

@@ -8,6 +8,7 @@ mod harness;
 mod newcomer;
 mod operations;
 mod registry_clients;
+mod replicas;
 mod sharing;
 mod tls;
 mod verbs;
