@@ -327,7 +327,21 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
         let drains = skiff_logger::drain::Drains::new(tls, settings.drain_queue, shutdown.clone());
         let client = skiff_client::Client::new(&controller_url, Some(token.clone()));
         tasks.spawn(skiff_logger::drain::follow(client, drains.clone(), shutdown.clone()));
-        let buffers = Arc::new(skiff_logger::Buffers::with_drains(settings.log_lines, Some(drains)));
+        let buffers = skiff_logger::Buffers::with_drains(settings.log_lines, Some(drains));
+        let buffers = match &settings.redis_url {
+            Some(url) => {
+                let sharing = skiff_logger::shared::Sharing::connect(url)
+                    .await
+                    .context("cannot reach Redis (SKIFF_REDIS_URL)")?;
+                let (share, taken) = tokio::sync::mpsc::channel(skiff_logger::shared::QUEUE);
+                let buffers = Arc::new(buffers.sharing(share));
+                let loaded = sharing.load(&buffers).await.context("cannot read the shared log buffers from Redis")?;
+                tracing::info!(loaded, "logger.shared: recent lines loaded");
+                tasks.spawn(sharing.run(buffers.clone(), taken, shutdown.clone()));
+                buffers
+            }
+            None => Arc::new(buffers),
+        };
         let collector = skiff_logger::docker::Collector::connect(&platform, buffers.clone()).await.context(
             "the logger cannot reach the Docker engine (is dockerd running? is /var/run/docker.sock readable?)",
         )?;

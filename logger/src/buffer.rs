@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use skiff_api::{AppName, LogLine};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
 use crate::drain::Drains;
 
@@ -21,6 +21,8 @@ pub struct Stats {
     pub lines: AtomicU64,
     /// Syslog messages or connections refused (no app named, broken framing).
     pub rejected: AtomicU64,
+    /// Lines not shared with other replicas because Redis was slow or away.
+    pub unshared: AtomicU64,
 }
 
 /// Every app's recent lines.
@@ -31,6 +33,8 @@ pub struct Buffers {
     apps: Mutex<HashMap<AppName, VecDeque<LogLine>>>,
     live: broadcast::Sender<LogLine>,
     drains: Option<Arc<Drains>>,
+    /// Where lines taken in here go to reach other replicas.
+    share: Option<mpsc::Sender<LogLine>>,
 }
 
 impl Buffers {
@@ -47,7 +51,20 @@ impl Buffers {
             apps: Mutex::new(HashMap::new()),
             live: broadcast::Sender::new(LIVE_BACKLOG),
             drains,
+            share: None,
         }
+    }
+
+    /// These buffers, also handing every line taken in here to `share` (see
+    /// [`crate::shared`]); never waits: a line that finds it full is counted in
+    /// [`Stats::unshared`].
+    pub fn sharing(self, share: mpsc::Sender<LogLine>) -> Self {
+        Self { share: Some(share), ..self }
+    }
+
+    /// The most lines kept per app.
+    pub fn capacity(&self) -> usize {
+        self.capacity
     }
 
     /// The drains lines are handed to.
@@ -55,21 +72,43 @@ impl Buffers {
         self.drains.as_ref()
     }
 
-    /// Appends a line to its app's buffer and hands it to followers and drains.
+    /// Appends a line taken in here to its app's buffer and hands it to followers, drains
+    /// and other replicas.
     pub fn push(&self, line: LogLine) {
         self.stats.lines.fetch_add(1, Ordering::Relaxed);
         let mut apps = self.lock();
-        // Under the lock, so that drains see lines in the order the buffers keep them.
+        // Under the lock, so that drains and replicas see lines in the order kept here.
         if let Some(drains) = &self.drains {
             drains.offer(&line);
         }
+        if let Some(share) = &self.share
+            && share.try_send(line.clone()).is_err()
+        {
+            self.stats.unshared.fetch_add(1, Ordering::Relaxed);
+        }
+        Self::keep(&mut apps, self.capacity, &self.live, line);
+    }
+
+    /// Appends a line another replica took in: kept and followed here, but not drained
+    /// again (its replica did) nor shared again.
+    pub fn push_shared(&self, line: LogLine) {
+        let mut apps = self.lock();
+        Self::keep(&mut apps, self.capacity, &self.live, line);
+    }
+
+    fn keep(
+        apps: &mut HashMap<AppName, VecDeque<LogLine>>,
+        capacity: usize,
+        live: &broadcast::Sender<LogLine>,
+        line: LogLine,
+    ) {
         let buffer = apps.entry(line.app.clone()).or_default();
-        if buffer.len() == self.capacity {
+        if buffer.len() == capacity {
             buffer.pop_front();
         }
         buffer.push_back(line.clone());
         // No follower is not an error.
-        let _ = self.live.send(line);
+        let _ = live.send(line);
     }
 
     /// The last `n` lines of an app, and every line pushed after them (of every app): no

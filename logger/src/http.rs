@@ -78,6 +78,12 @@ async fn metrics(State(reader): State<Reader>) -> Response {
     let rejected = stats.rejected.load(std::sync::atomic::Ordering::Relaxed);
     counter("skiff_logger_lines_total", "Lines kept, from containers and syslog.", &[(String::new(), lines)]);
     counter("skiff_logger_rejected_total", "Syslog messages and connections refused.", &[(String::new(), rejected)]);
+    let unshared = stats.unshared.load(std::sync::atomic::Ordering::Relaxed);
+    counter(
+        "skiff_logger_unshared_total",
+        "Lines not shared with other replicas (Redis slow or away).",
+        &[(String::new(), unshared)],
+    );
     let drains = reader.buffers.drains().map(|d| d.status()).unwrap_or_default();
     let per_drain = |pick: fn(&DrainStatus) -> u64| -> Vec<(String, u64)> {
         drains.iter().map(|d| (format!("{{drain=\"{}\"}}", d.id), pick(d))).collect()

@@ -6,12 +6,14 @@
 //! - [`syslog`]: parsing RFC 5424 / RFC 3164 messages and the UDP and TCP listeners.
 //! - [`docker`]: following containers' stdout/stderr through the Docker API.
 //! - [`drain`]: forwarding lines to syslog and HTTPS drains.
+//! - [`shared`]: buffers shared by logger replicas through Redis.
 //! - [`http`]: the read API (`GET /v2/apps/{app}/logs?n=`, `GET /v2/drains`).
 
 pub mod buffer;
 pub mod docker;
 pub mod drain;
 pub mod http;
+pub mod shared;
 pub mod syslog;
 
 pub use buffer::Buffers;

@@ -3,6 +3,7 @@
 
 mod drains;
 mod rsyslog;
+mod shared;
 
 use std::net::SocketAddr;
 use std::process::Command;
