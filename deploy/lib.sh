@@ -1,10 +1,11 @@
 # Shared shell helpers for Skiff's scripts (sourced, not run).
 
-# Installs missing Debian packages; arguments are "command:package" pairs.
+# Installs missing Debian packages; arguments are "command:package" pairs (or
+# "/path/of/a/file:package" for packages without a command).
 skiff_install_missing() {
   local missing=() pair
   for pair in "$@"; do
-    command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+    command -v "${pair%%:*}" >/dev/null 2>&1 || [ -e "${pair%%:*}" ] || missing+=("${pair#*:}")
   done
   [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1 || missing+=(busybox-static)
   [ ${#missing[@]} -eq 0 ] && return 0

@@ -78,6 +78,16 @@ pub struct Settings {
     /// Logger syslog listen address (UDP and TCP).
     #[arg(long, env = "SKIFF_LOGGER_SYSLOG_LISTEN", default_value = "127.0.0.1:7514")]
     pub syslog_listen: SocketAddr,
+    /// Logger syslog-over-TLS (RFC 5425) listen address.
+    #[arg(long, env = "SKIFF_LOGGER_SYSLOG_TLS_LISTEN", default_value = "127.0.0.1:6514")]
+    pub syslog_tls_listen: SocketAddr,
+    /// The syslog-over-TLS certificate (PEM chain) [default: one for `localhost` from the
+    /// local CA in <data-dir>/router/ca.crt].
+    #[arg(long, env = "SKIFF_LOGGER_TLS_CERT", requires = "logger_tls_key")]
+    pub logger_tls_cert: Option<PathBuf>,
+    /// Its PEM private key.
+    #[arg(long, env = "SKIFF_LOGGER_TLS_KEY", requires = "logger_tls_cert")]
+    pub logger_tls_key: Option<PathBuf>,
     /// Builder SSH listen address.
     #[arg(long, env = "SKIFF_BUILDER_LISTEN", default_value = "127.0.0.1:2222")]
     pub builder_listen: SocketAddr,
@@ -183,6 +193,7 @@ pub struct Addresses {
     pub registry: Option<SocketAddr>,
     pub logger: Option<SocketAddr>,
     pub syslog: Option<SocketAddr>,
+    pub syslog_tls: Option<SocketAddr>,
     pub builder: Option<SocketAddr>,
     pub router: Option<SocketAddr>,
     pub router_tls: Option<SocketAddr>,
@@ -273,7 +284,8 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
     let syslog_listeners = if runs(Component::Logger) {
         let tcp = bind(settings.syslog_listen, "logger syslog").await?;
         let udp = UdpSocket::bind(tcp.local_addr()?).await.context("cannot bind the syslog UDP port")?;
-        Some((tcp, udp))
+        let tls = bind(settings.syslog_tls_listen, "logger syslog tls").await?;
+        Some((tcp, udp, tls))
     } else {
         None
     };
@@ -290,7 +302,8 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
         if runs(Component::Builder) { Some(bind(settings.builder_listen, "builder").await?) } else { None };
     addresses.registry = registry_listener.as_ref().map(TcpListener::local_addr).transpose()?;
     addresses.logger = logger_listener.as_ref().map(TcpListener::local_addr).transpose()?;
-    addresses.syslog = syslog_listeners.as_ref().map(|(t, _)| t.local_addr()).transpose()?;
+    addresses.syslog = syslog_listeners.as_ref().map(|(tcp, _, _)| tcp.local_addr()).transpose()?;
+    addresses.syslog_tls = syslog_listeners.as_ref().map(|(_, _, tls)| tls.local_addr()).transpose()?;
     addresses.controller = controller_listener.as_ref().map(TcpListener::local_addr).transpose()?;
     addresses.router = router_listener.as_ref().map(|(http, _)| http.local_addr()).transpose()?;
     addresses.router_tls = router_listener.as_ref().map(|(_, https)| https.local_addr()).transpose()?;
@@ -321,7 +334,7 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
         });
     }
 
-    if let (Some(listener), Some((tcp, udp))) = (logger_listener, syslog_listeners) {
+    if let (Some(listener), Some((tcp, udp, tcp_tls))) = (logger_listener, syslog_listeners) {
         let tls = skiff_logger::drain::tls_config(settings.drain_ca.as_deref())
             .map_err(|e| anyhow::anyhow!("SKIFF_LOGGER_DRAIN_CA: {e}"))?;
         let drains = skiff_logger::drain::Drains::new(tls, settings.drain_queue, shutdown.clone());
@@ -348,7 +361,9 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
         let ingest = skiff_logger::syslog::Ingest::new(buffers.clone());
         tasks.spawn(collector.run(shutdown.clone()));
         tasks.spawn(skiff_logger::syslog::serve_udp(udp, ingest.clone(), shutdown.clone()));
-        tasks.spawn(skiff_logger::syslog::serve_tcp(tcp, ingest, shutdown.clone()));
+        tasks.spawn(skiff_logger::syslog::serve_tcp(tcp, None, ingest.clone(), shutdown.clone()));
+        let acceptor = logger_tls(settings, &data_dir)?;
+        tasks.spawn(skiff_logger::syslog::serve_tcp(tcp_tls, Some(acceptor), ingest, shutdown.clone()));
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
             if let Err(error) = skiff_logger::http::serve(listener, buffers, shutdown).await {
@@ -475,22 +490,14 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
     Ok(Platform { addresses, shutdown, tasks })
 }
 
-/// What the router serves for names without a certificate of their own: the configured
-/// certificate, else certificates from the platform's local CA, made once and kept in
-/// `<data-dir>/router/ca.crt` (trust that file to browse `https://<app>.<domain>`).
-fn router_default_certificate(
-    settings: &Settings,
-    data_dir: &std::path::Path,
-) -> anyhow::Result<skiff_router::tls::DefaultCertificate> {
-    use skiff_router::tls::{DefaultCertificate, LocalCa, certified_key};
-    let read = |path: &std::path::Path| {
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
-    };
-    if let (Some(cert), Some(key)) = (&settings.router_tls_cert, &settings.router_tls_key) {
-        let key = certified_key(&read(cert)?, &read(key)?)
-            .map_err(|e| anyhow::anyhow!("SKIFF_ROUTER_TLS_CERT/SKIFF_ROUTER_TLS_KEY: {e}"))?;
-        return Ok(DefaultCertificate::Fixed(key));
-    }
+fn read_file(path: &std::path::Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// The platform's local CA, made once and kept in `<data-dir>/router` (`ca.crt` is what
+/// clients trust), with the path of its certificate.
+fn local_ca(data_dir: &std::path::Path) -> anyhow::Result<(skiff_router::tls::LocalCa, PathBuf)> {
+    use skiff_router::tls::LocalCa;
     let dir = data_dir.join("router");
     let (cert, key) = (dir.join("ca.crt"), dir.join("ca.key"));
     if !key.exists() {
@@ -506,9 +513,37 @@ fn router_default_certificate(
         std::io::Write::write_all(&mut file, key_pem.as_bytes())?;
         std::fs::write(&cert, cert_pem).with_context(|| format!("cannot write {}", cert.display()))?;
     }
-    let ca = LocalCa::from_key_pem(&read(&key)?).map_err(|e| anyhow::anyhow!("{}: {e}", key.display()))?;
+    let ca = LocalCa::from_key_pem(&read_file(&key)?).map_err(|e| anyhow::anyhow!("{}: {e}", key.display()))?;
+    Ok((ca, cert))
+}
+
+/// What the router serves for names without a certificate of their own: the configured
+/// certificate, else certificates from the platform's local CA (trust its `ca.crt` to
+/// browse `https://<app>.<domain>`).
+fn router_default_certificate(
+    settings: &Settings,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<skiff_router::tls::DefaultCertificate> {
+    use skiff_router::tls::{DefaultCertificate, certified_key};
+    if let (Some(cert), Some(key)) = (&settings.router_tls_cert, &settings.router_tls_key) {
+        let key = certified_key(&read_file(cert)?, &read_file(key)?)
+            .map_err(|e| anyhow::anyhow!("SKIFF_ROUTER_TLS_CERT/SKIFF_ROUTER_TLS_KEY: {e}"))?;
+        return Ok(DefaultCertificate::Fixed(key));
+    }
+    let (ca, cert) = local_ca(data_dir)?;
     tracing::info!(ca = %cert.display(), "router.tls: HTTPS certificates come from the local CA; trust its certificate");
     DefaultCertificate::issued(ca, &settings.domain).map_err(|e| anyhow::anyhow!("SKIFF_DOMAIN: {e}"))
+}
+
+/// The syslog-over-TLS listener's settings: the configured certificate, else one for
+/// `localhost` from the local CA.
+fn logger_tls(settings: &Settings, data_dir: &std::path::Path) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    let key = match (&settings.logger_tls_cert, &settings.logger_tls_key) {
+        (Some(cert), Some(key)) => skiff_router::tls::certified_key(&read_file(cert)?, &read_file(key)?)
+            .map_err(|e| anyhow::anyhow!("SKIFF_LOGGER_TLS_CERT/SKIFF_LOGGER_TLS_KEY: {e}"))?,
+        _ => local_ca(data_dir)?.0.issue("localhost").context("cannot issue the logger's certificate")?,
+    };
+    skiff_logger::syslog::tls_acceptor(key).map_err(|e| anyhow::anyhow!(e))
 }
 
 /// Runs a command until SIGINT or SIGTERM.
@@ -533,6 +568,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         registry = show(a.registry),
         logger = show(a.logger),
         syslog = show(a.syslog),
+        syslog_tls = show(a.syslog_tls),
         builder = show(a.builder),
         router = show(a.router),
         router_tls = show(a.router_tls),

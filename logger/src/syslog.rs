@@ -1,5 +1,6 @@
-//! Syslog in: a lenient parser for RFC 5424 and RFC 3164 messages, and the UDP and TCP
-//! listeners (TCP frames are octet-counted or newline-terminated, detected per frame).
+//! Syslog in: a lenient parser for RFC 5424 and RFC 3164 messages, and the UDP, TCP and
+//! TLS (RFC 5425) listeners (TCP and TLS frames are octet-counted or newline-terminated,
+//! detected per frame).
 //!
 //! A message's APP-NAME (RFC 5424) or TAG (RFC 3164) names the app, optionally followed by
 //! `.<process>`: `myapp.web.1` lands in `myapp`'s stream as process `web.1`. Messages that
@@ -151,9 +152,31 @@ pub async fn serve_udp(socket: UdpSocket, ingest: Arc<Ingest>, shutdown: Cancell
     }
 }
 
-/// Accepts TCP connections until `shutdown`; each connection ends at EOF, on a framing
-/// error, or at shutdown.
-pub async fn serve_tcp(listener: TcpListener, ingest: Arc<Ingest>, shutdown: CancellationToken) {
+/// The TLS settings of the syslog-over-TLS listener, serving `key` to every client.
+///
+/// # Errors
+/// When the TLS library refuses its defaults.
+pub fn tls_acceptor(key: Arc<rustls::sign::CertifiedKey>) -> Result<tokio_rustls::TlsAcceptor, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(key)));
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// How long a TLS client may take to finish its handshake.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Accepts TCP connections until `shutdown`, over TLS (RFC 5425) with `tls`; each
+/// connection ends at EOF, on a framing error, or at shutdown.
+pub async fn serve_tcp(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    ingest: Arc<Ingest>,
+    shutdown: CancellationToken,
+) {
     let tasks = TaskTracker::new();
     loop {
         tokio::select! {
@@ -161,9 +184,21 @@ pub async fn serve_tcp(listener: TcpListener, ingest: Arc<Ingest>, shutdown: Can
                 Ok((stream, _)) => {
                     let ingest = ingest.clone();
                     let shutdown = shutdown.clone();
+                    let tls = tls.clone();
                     tasks.spawn(async move {
+                        let frames = async {
+                            match tls {
+                                None => read_frames(BufReader::new(stream), &ingest).await,
+                                Some(tls) => {
+                                    let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream))
+                                        .await
+                                        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake"))??;
+                                    read_frames(BufReader::new(stream), &ingest).await
+                                }
+                            }
+                        };
                         tokio::select! {
-                            result = read_frames(BufReader::new(stream), &ingest) => {
+                            result = frames => {
                                 if let Err(error) = result {
                                     ingest.reject();
                                     tracing::debug!(%error, "logger.syslog.tcp.closed");

@@ -123,7 +123,7 @@ impl LocalCa {
     }
 
     /// A certificate for `name`, issued now or earlier.
-    fn issue(&self, name: &str) -> Option<Arc<CertifiedKey>> {
+    pub fn issue(&self, name: &str) -> Option<Arc<CertifiedKey>> {
         let mut issued = self.issued.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(found) = issued.get(name) {
             return Some(found.clone());

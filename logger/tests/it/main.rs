@@ -39,7 +39,7 @@ async fn logger() -> Logger {
     let api_address = api.local_addr().unwrap();
     let shutdown = CancellationToken::new();
     tokio::spawn(skiff_logger::syslog::serve_udp(udp, ingest.clone(), shutdown.clone()));
-    tokio::spawn(skiff_logger::syslog::serve_tcp(tcp, ingest, shutdown.clone()));
+    tokio::spawn(skiff_logger::syslog::serve_tcp(tcp, None, ingest, shutdown.clone()));
     tokio::spawn(skiff_logger::http::serve(api, buffers, shutdown.clone()));
     Logger { syslog, api: api_address, shutdown }
 }
