@@ -5,6 +5,7 @@
 mod api;
 mod builds;
 mod harness;
+mod logger_restart;
 mod newcomer;
 mod operations;
 mod registry_clients;
