@@ -41,7 +41,7 @@ pub fn parse(raw: &str) -> Message {
     if let Some(rest) = after_pri.strip_prefix("1 ") {
         // RFC 5424: TIMESTAMP HOSTNAME APP-NAME PROCID MSGID SD [MSG]
         let mut fields = rest.splitn(6, ' ');
-        let timestamp = fields.next().filter(|t| *t != "-").map(str::to_owned);
+        let timestamp = fields.next().filter(|t| *t != "-" && !t.is_empty()).map(str::to_owned);
         let _host = fields.next();
         let app_name = fields.next().unwrap_or("-").to_owned();
         let _procid = fields.next();

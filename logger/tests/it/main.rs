@@ -1,6 +1,7 @@
 //! The logger's syslog listeners driven by util-linux `logger(1)` and by hostile bytes,
 //! read back through the HTTP API.
 
+mod corpus;
 mod drains;
 mod rsyslog;
 mod shared;
