@@ -355,7 +355,8 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
             }
             None => Arc::new(buffers),
         };
-        let collector = skiff_logger::docker::Collector::connect(&platform, buffers.clone()).await.context(
+        let positions = skiff_logger::positions::Positions::load(data_dir.join("logger/positions.json"));
+        let collector = skiff_logger::docker::Collector::connect(&platform, buffers.clone(), positions).await.context(
             "the logger cannot reach the Docker engine (is dockerd running? is /var/run/docker.sock readable?)",
         )?;
         let ingest = skiff_logger::syslog::Ingest::new(buffers.clone());

@@ -23,6 +23,8 @@ pub struct Stats {
     pub rejected: AtomicU64,
     /// Lines not shared with other replicas because Redis was slow or away.
     pub unshared: AtomicU64,
+    /// Container lines read again after a restart, already taken in before it.
+    pub replayed: AtomicU64,
 }
 
 /// Every app's recent lines.
@@ -94,6 +96,17 @@ impl Buffers {
     pub fn push_shared(&self, line: LogLine) {
         let mut apps = self.lock();
         Self::keep(&mut apps, self.capacity, &self.live, line);
+    }
+
+    /// Keeps a container line read again after a restart, taken in before it: not drained,
+    /// shared or counted again; not even kept when the buffers are shared (the other
+    /// replicas' lists hold it already).
+    pub fn push_replayed(&self, line: LogLine) {
+        self.stats.replayed.fetch_add(1, Ordering::Relaxed);
+        if self.share.is_none() {
+            let mut apps = self.lock();
+            Self::keep(&mut apps, self.capacity, &self.live, line);
+        }
     }
 
     fn keep(

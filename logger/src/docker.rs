@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::buffer::Buffers;
+use crate::positions::Positions;
 
 /// The current time as RFC 3339.
 pub fn now() -> String {
@@ -31,28 +32,57 @@ pub struct Collector {
     /// Only containers labelled `skiff.platform=<platform>` are followed.
     platform: String,
     buffers: Arc<Buffers>,
+    positions: Positions,
     following: Mutex<HashSet<String>>,
     tasks: TaskTracker,
 }
 
+/// How often read positions are saved.
+const SAVE_POSITIONS: Duration = Duration::from_secs(1);
+
 impl Collector {
-    /// Connects to the local Docker engine.
+    /// Connects to the local Docker engine; read positions are kept in `positions`.
     ///
     /// # Errors
     /// When the engine is unreachable.
-    pub async fn connect(platform: &str, buffers: Arc<Buffers>) -> Result<Arc<Self>, bollard::errors::Error> {
+    pub async fn connect(
+        platform: &str,
+        buffers: Arc<Buffers>,
+        positions: Positions,
+    ) -> Result<Arc<Self>, bollard::errors::Error> {
         let docker = Docker::connect_with_local_defaults()?.negotiate_version().await?;
         Ok(Arc::new(Self {
             docker,
             platform: platform.to_owned(),
             buffers,
+            positions,
             following: Mutex::new(HashSet::new()),
             tasks: TaskTracker::new(),
         }))
     }
 
-    /// Runs until `shutdown`: follows running containers and every one that starts.
+    /// Runs until `shutdown`: follows running containers and every one that starts, and
+    /// saves read positions every second (and at the end).
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let saver = {
+            let collector = self.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                loop {
+                    let stop = tokio::select! {
+                        () = tokio::time::sleep(SAVE_POSITIONS) => false,
+                        () = shutdown.cancelled() => true,
+                    };
+                    let live = collector.lock().clone();
+                    if let Err(error) = collector.positions.save(&live) {
+                        tracing::warn!(%error, "logger.docker: read positions not saved");
+                    }
+                    if stop {
+                        return;
+                    }
+                }
+            })
+        };
         let filters = HashMap::from([
             ("type".to_owned(), vec!["container".to_owned()]),
             ("event".to_owned(), vec!["start".to_owned()]),
@@ -82,6 +112,7 @@ impl Collector {
         }
         self.tasks.close();
         self.tasks.wait().await;
+        let _ = saver.await;
     }
 
     async fn follow_running(self: &Arc<Self>, shutdown: &CancellationToken) {
@@ -136,13 +167,21 @@ impl Collector {
             };
             for raw in String::from_utf8_lossy(&bytes).lines() {
                 let (time, message) = raw.split_once(' ').unwrap_or(("", raw));
-                self.buffers.push(LogLine {
+                let line = LogLine {
                     time: time.to_owned(),
                     app: app.clone(),
                     source: LogSource::App,
                     process: instance.clone(),
                     message: message.to_owned(),
-                });
+                };
+                match time::OffsetDateTime::parse(time, &time::format_description::well_known::Rfc3339) {
+                    Ok(at) if self.positions.seen_before(id, at) => self.buffers.push_replayed(line),
+                    Ok(at) => {
+                        self.positions.advance(id, at);
+                        self.buffers.push(line);
+                    }
+                    Err(_) => self.buffers.push(line),
+                }
             }
         }
     }

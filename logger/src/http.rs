@@ -78,6 +78,12 @@ async fn metrics(State(reader): State<Reader>) -> Response {
     let rejected = stats.rejected.load(std::sync::atomic::Ordering::Relaxed);
     counter("skiff_logger_lines_total", "Lines kept, from containers and syslog.", &[(String::new(), lines)]);
     counter("skiff_logger_rejected_total", "Syslog messages and connections refused.", &[(String::new(), rejected)]);
+    let replayed = stats.replayed.load(std::sync::atomic::Ordering::Relaxed);
+    counter(
+        "skiff_logger_replayed_total",
+        "Container lines read again after a restart, taken in before it.",
+        &[(String::new(), replayed)],
+    );
     let unshared = stats.unshared.load(std::sync::atomic::Ordering::Relaxed);
     counter(
         "skiff_logger_unshared_total",

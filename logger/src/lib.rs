@@ -6,6 +6,7 @@
 //! - [`syslog`]: parsing RFC 5424 / RFC 3164 messages and the UDP and TCP listeners.
 //! - [`docker`]: following containers' stdout/stderr through the Docker API.
 //! - [`drain`]: forwarding lines to syslog and HTTPS drains.
+//! - [`positions`]: how far each container's output was read, across restarts.
 //! - [`shared`]: buffers shared by logger replicas through Redis.
 //! - [`http`]: the read API (`GET /v2/apps/{app}/logs?n=`, `GET /v2/drains`).
 
@@ -13,6 +14,7 @@ pub mod buffer;
 pub mod docker;
 pub mod drain;
 pub mod http;
+pub mod positions;
 pub mod shared;
 pub mod syslog;
 
