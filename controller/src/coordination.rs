@@ -98,6 +98,11 @@ impl Coordination {
         }
     }
 
+    /// Runs this replica's reconcile loop soon.
+    pub fn poke(&self) {
+        self.poke.notify_one();
+    }
+
     /// Waits until something changed (here or, with Redis, on another replica).
     pub async fn poked(&self) {
         self.poke.notified().await;

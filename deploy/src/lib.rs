@@ -141,6 +141,10 @@ pub struct Settings {
     /// Seconds a new container may take to answer HTTP on $PORT.
     #[arg(long, env = "SKIFF_BOOT_TIMEOUT", default_value_t = 60)]
     pub boot_timeout: u64,
+    /// Seconds a container leaving service (replaced, scaled down) keeps running after
+    /// routers stop sending it requests, so that requests in flight finish.
+    #[arg(long, env = "SKIFF_DRAIN_SECONDS", default_value_t = 5)]
+    pub drain_seconds: u64,
     /// Recent log lines kept per app.
     #[arg(long, env = "SKIFF_LOGGER_LINES", default_value_t = 10_000)]
     pub log_lines: usize,
@@ -396,6 +400,7 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
             release_retention: settings.release_retention,
             reconcile_interval: Duration::from_secs(settings.reconcile_interval.max(1)),
             boot_timeout: Duration::from_secs(settings.boot_timeout.max(1)),
+            drain_period: Duration::from_secs(settings.drain_seconds),
         });
         let db = skiff_controller::db::Db::open(&config.database_url)
             .await

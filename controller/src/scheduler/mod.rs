@@ -4,15 +4,17 @@
 //! - [`plan`]: the pure decision, desired (current releases) × actual (containers by label)
 //!   → steps.
 //! - [`health`]: readiness checks (HTTP, TCP, running).
+//! - [`hold`]: steps that wait: containers draining before they stop, crash-loop backoff.
 //! - [`runtime`]: the [`ContainerRuntime`] seam and its Docker backend (bollard).
 //! - [`reconcile`]: the loop that observes, plans, runs steps and publishes routes.
 //!
 //! A rollout, step by step: a new release appears → the plan starts its `web` container
 //! → the loop waits until it accepts TCP connections on its published port → routes switch
-//! to it → the next pass removes the old release's containers. Until the new container is
-//! ready, the old one keeps serving.
+//! to it → the old release's containers drain for the grace period, then stop. Until the
+//! new container is ready, the old one keeps serving.
 
 pub mod health;
+pub mod hold;
 pub mod plan;
 pub mod reconcile;
 pub mod runtime;

@@ -50,11 +50,17 @@ pub enum Step {
     /// Start one container of a process type.
     Start(Desired),
     /// Remove a container (stopping it first).
-    Remove { id: String, app: AppName, release: u32, reason: &'static str },
+    Remove { id: String, app: AppName, process: String, release: u32, reason: &'static str },
 }
 
 fn remove(container: &Observed, reason: &'static str) -> Step {
-    Step::Remove { id: container.id.clone(), app: container.app.clone(), release: container.release, reason }
+    Step::Remove {
+        id: container.id.clone(),
+        app: container.app.clone(),
+        process: container.process.clone(),
+        release: container.release,
+        reason,
+    }
 }
 
 /// Decides what to start and what to remove.
@@ -76,7 +82,7 @@ pub fn plan(desired: &[Desired], observed: &[Observed]) -> Vec<Step> {
         let want = desired.iter().find(|d| d.spec.app == container.app && d.spec.process == container.process);
         let reason = match want {
             None => Some("no release runs this process type"),
-            Some(_) if !container.running => Some("container exited"),
+            Some(_) if !container.running => Some(super::hold::EXITED),
             Some(want) if want.is_current(container) => None,
             Some(want) => {
                 let ready = observed.iter().filter(|c| want.is_current(c) && c.ready).count();

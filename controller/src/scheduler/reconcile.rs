@@ -3,12 +3,13 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use skiff_api::{ReleaseState, Route, RouteCertificate};
 use tokio_util::sync::CancellationToken;
 
 use super::health::Check;
+use super::hold::{EXITED, Hold};
 use super::plan::{Desired, Observed, Step, plan};
 use super::runtime::{Container, ContainerRuntime, StartSpec};
 use crate::config::Config;
@@ -40,6 +41,8 @@ pub struct Scheduler {
     config: Arc<Config>,
     coordination: Arc<Coordination>,
     events: Arc<Events>,
+    /// Containers draining and process types backing off.
+    hold: std::sync::Mutex<Hold>,
 }
 
 impl Scheduler {
@@ -51,7 +54,7 @@ impl Scheduler {
         coordination: Arc<Coordination>,
         events: Arc<Events>,
     ) -> Self {
-        Self { db, runtime, routes, config, coordination, events }
+        Self { db, runtime, routes, config, coordination, events, hold: Default::default() }
     }
 
     /// Runs passes until `shutdown`; containers keep running after it.
@@ -83,7 +86,24 @@ impl Scheduler {
             }
             desired.retain(|d| ours[&d.spec.app]);
             let observed: Vec<Observed> = observed.into_iter().map(|(o, _)| o).filter(|o| ours[&o.app]).collect();
-            let steps = plan(&desired, &observed);
+            let (steps, next) = self.hold().due(
+                plan(&desired, &observed),
+                Instant::now(),
+                self.config.drain_period,
+                self.config.reconcile_interval,
+            );
+            if let Some(next) = next {
+                // Held steps fall due without waiting for the next interval.
+                let coordination = self.coordination.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep_until(next.into()).await;
+                    coordination.poke();
+                });
+                for step in steps {
+                    self.act(step).await?;
+                }
+                break;
+            }
             if steps.is_empty() {
                 // Converged: every desired release runs as asked.
                 for Desired { spec, .. } in &desired {
@@ -202,7 +222,10 @@ impl Scheduler {
                 tracing::info!(app = %spec.app, release = spec.release, process = spec.process, "controller.reconcile.start");
                 let failure = match self.runtime.start(&spec).await {
                     Ok(container) => match self.boot(&container, &check, boot_timeout).await? {
-                        Ok(()) => None,
+                        Ok(()) => {
+                            self.hold().recovered(&spec.app, &spec.process);
+                            None
+                        }
                         Err(reason) => {
                             self.runtime.remove(&container.id).await?;
                             Some(reason)
@@ -215,17 +238,22 @@ impl Scheduler {
                     // serving; a running release's container is simply tried again later.
                     let failed =
                         self.db.settle_release(&spec.app, spec.release, ReleaseState::Failed, Some(&reason)).await?;
-                    let outcome = if failed { "; the previous release keeps serving" } else { "" };
+                    let outcome = if failed {
+                        "; the previous release keeps serving".to_owned()
+                    } else {
+                        self.crash_outcome(&spec.app, &spec.process)
+                    };
                     self.events
                         .emit(&spec.app, &format!("Release v{} failed to start: {reason}{outcome}", spec.release))
                         .await;
                     tracing::warn!(app = %spec.app, release = spec.release, reason, failed, "controller.reconcile.boot_failed");
                 }
             }
-            Step::Remove { id, app, release, reason } => {
+            Step::Remove { id, app, process, release, reason } => {
                 tracing::info!(%app, release, reason, container = %id, "controller.reconcile.remove");
                 let short: String = id.chars().take(12).collect();
-                self.events.emit(&app, &format!("Stopping container {short} of v{release}: {reason}")).await;
+                let outcome = if reason == EXITED { self.crash_outcome(&app, &process) } else { String::new() };
+                self.events.emit(&app, &format!("Stopping container {short} of v{release}: {reason}{outcome}")).await;
                 self.runtime.remove(&id).await?;
             }
         }
@@ -234,6 +262,20 @@ impl Scheduler {
 }
 
 impl Scheduler {
+    fn hold(&self) -> std::sync::MutexGuard<'_, Hold> {
+        self.hold.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records a crash of one of `app`'s `process` containers; says when it starts again.
+    fn crash_outcome(&self, app: &skiff_api::AppName, process: &str) -> String {
+        let (crashes, pause) = self.hold().crashed(app, process, Instant::now(), self.config.reconcile_interval);
+        if pause.is_zero() {
+            "; starting another".into()
+        } else {
+            format!("; {crashes} crashes in a row, starting another in {} s", pause.as_secs())
+        }
+    }
+
     /// Waits until a new container is ready: a `web` one answers HTTP on its port, others
     /// keep running for a second. `Err` says why it never became ready.
     async fn boot(

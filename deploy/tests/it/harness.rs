@@ -99,6 +99,7 @@ impl Platform {
             default_stack: "busybox".parse().unwrap(),
             reconcile_interval: 1,
             boot_timeout: 30,
+            drain_seconds: 1,
             log_lines: 1000,
             drain_queue: 1000,
             drain_ca: None,

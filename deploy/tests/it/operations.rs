@@ -256,3 +256,30 @@ async fn limits_and_health_checks_shape_new_containers() {
     // Stop before the harness removes the containers, so no new one starts after.
     platform.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashing_process_type_is_restarted_with_growing_pauses() {
+    let (mut platform, repo, key) = Platform::with_example("crashy").await;
+    std::fs::write(
+        repo.join("Procfile"),
+        "web: exec httpd -f -p \"$PORT\" -h /app/public\nworker: echo boom; exit 1\n",
+    )
+    .unwrap();
+    for args in [&["add", "-A"][..], &["commit", "-qm", "crashing worker"]] {
+        let (ok, out) = platform.git(&repo, &key, args);
+        assert!(ok, "{out}");
+    }
+    let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
+    assert!(pushed, "{out}");
+    platform.cli_ok(&repo, &["ps:scale", "worker=1"]).await;
+    // With a reconcile pass every second, restarting at once would mean a dozen attempts
+    // in 12 s; with pauses of 0, 2, 4 and 8 passes there are five or six.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let trail = platform.cli_ok(&repo, &["events", "-n", "200"]).await;
+    let attempts = trail.lines().filter(|l| l.contains("Release v1 failed to start: worker")).count();
+    assert!((3..=7).contains(&attempts), "{attempts} attempts: {trail}");
+    assert!(trail.contains("crashes in a row, starting another in"), "{trail}");
+    let (status, _) = get_via_router(platform.router(), "crashy.localhost").await.unwrap();
+    assert_eq!(status, 200, "web keeps serving");
+    platform.stop().await;
+}
