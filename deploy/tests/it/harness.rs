@@ -73,11 +73,24 @@ impl Platform {
     }
 
     async fn start_with(database_url: Option<String>, redis_url: Option<String>) -> Self {
+        Self::start_changed(database_url, redis_url, |_| {}).await
+    }
+
+    /// A platform on embedded defaults with some settings changed.
+    pub async fn start_with_settings(change: impl FnOnce(&mut skiffd::Settings)) -> Self {
+        Self::start_changed(None, None, change).await
+    }
+
+    async fn start_changed(
+        database_url: Option<String>,
+        redis_url: Option<String>,
+        change: impl FnOnce(&mut skiffd::Settings),
+    ) -> Self {
         require_tools();
         let dir = tempfile::tempdir().expect("temp dir");
         let platform_id = format!("test{:08x}", rand_u32());
         let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let settings = skiffd::Settings {
+        let mut settings = skiffd::Settings {
             data_dir: Some(dir.path().join("data")),
             service_token: None,
             domain: "localhost".into(),
@@ -116,6 +129,7 @@ impl Platform {
             gc_interval: 3600,
             hook_program: Some(PathBuf::from(env!("CARGO_BIN_EXE_skiffd"))),
         };
+        change(&mut settings);
         let platform = skiffd::start(
             &settings,
             &[

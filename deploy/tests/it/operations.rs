@@ -283,3 +283,49 @@ async fn a_crashing_process_type_is_restarted_with_growing_pauses() {
     assert_eq!(status, 200, "web keeps serving");
     platform.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_in_flight_during_a_deploy_finishes() {
+    let mut platform = Platform::start_with_settings(|settings| settings.drain_seconds = 6).await;
+    let home = platform.dir.path().to_owned();
+    platform.cli_ok(&home, &["auth:register", "-u", "admin", "-p", "correct-horse"]).await;
+    platform.import_busybox_stack().await;
+    let key = platform.add_ssh_key().await;
+    let repo = example_repo(&platform, &key);
+    // A page that takes three seconds to answer, served by httpd's CGI.
+    let cgi = repo.join("public/cgi-bin");
+    std::fs::create_dir_all(&cgi).unwrap();
+    std::fs::write(
+        cgi.join("slow"),
+        "#!/bin/sh\nsleep 3\necho 'Content-Type: text/plain'\necho\necho slow page done\n",
+    )
+    .unwrap();
+    let status = std::process::Command::new("chmod").arg("755").arg(cgi.join("slow")).status().unwrap();
+    assert!(status.success());
+    for args in [&["add", "-A"][..], &["commit", "-qm", "slow page"]] {
+        let (ok, out) = platform.git(&repo, &key, args);
+        assert!(ok, "{out}");
+    }
+    platform.cli_ok(&repo, &["apps:create", "inflight"]).await;
+    let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
+    assert!(pushed, "{out}");
+    let router = platform.router();
+    let slow = tokio::spawn(async move {
+        let response = reqwest::Client::new()
+            .get(format!("http://{router}/cgi-bin/slow"))
+            .header("Host", "inflight.localhost")
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        Ok::<_, String>((status, response.text().await.unwrap_or_default()))
+    });
+    // A new release goes out while the slow request is on v1's container.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, out, err) = platform.cli(&repo, &["config:set", "V=2", "--wait"]).await;
+    assert_eq!(status, 0, "{out}{err}");
+    let (status, body) = slow.await.unwrap().expect("the slow request is answered");
+    assert_eq!((status, body.trim()), (200, "slow page done"), "v1 drained before it stopped");
+    platform.stop().await;
+}
