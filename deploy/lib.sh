@@ -118,6 +118,31 @@ skiff_stop_redis() {
   [ -f "$dir/redis.pid" ] && kill "$(cat "$dir/redis.pid")" 2>/dev/null || true
 }
 
+# Starts a private S3-compatible server (moto's, installed from PyPI if needed) on
+# 127.0.0.1:PORT (default 55900) with its log in DIR; prints its endpoint. Stop it with
+# `skiff_stop_s3 DIR`.
+skiff_start_s3() {
+  local dir=$1 port=${2:-55900} _
+  if ! command -v moto_server >/dev/null 2>&1; then
+    echo "==> installing moto (an S3-compatible server) from PyPI" >&2
+    python3 -m pip install --quiet 'moto[server]' >&2
+  fi
+  mkdir -p "$dir"
+  moto_server -H 127.0.0.1 -p "$port" >"$dir/s3.log" 2>&1 &
+  echo $! >"$dir/s3.pid"
+  for _ in $(seq 1 100); do
+    curl -fsS -o /dev/null "http://127.0.0.1:$port/" 2>/dev/null && { echo "http://127.0.0.1:$port"; return 0; }
+    sleep 0.1
+  done
+  echo "skiff: the S3 server did not answer on 127.0.0.1:$port ($dir/s3.log says why)" >&2
+  return 1
+}
+
+skiff_stop_s3() {
+  local dir=$1
+  [ -f "$dir/s3.pid" ] && kill "$(cat "$dir/s3.pid")" 2>/dev/null || true
+}
+
 # Background processes a script started; `skiff_clean_up_on_exit WORK` kills them and
 # removes WORK when the script ends.
 skiff_pids=()

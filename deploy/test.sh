@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Skiff's second command: installs and starts what the tests need (git, the OpenSSH
 # client, busybox-static, skopeo, rsyslog, a Docker engine, a private Postgres server and a
-# private Redis server), then runs the whole test suite.
+# private Redis server, a private S3-compatible server), then runs the whole test suite.
 #
 #   deploy/test.sh [extra cargo test arguments]
 set -euo pipefail
@@ -18,10 +18,12 @@ cd "$root"
 log=$(mktemp)
 pg=$(mktemp -d)
 redis=$(mktemp -d)
-trap 'skiff_stop_postgres "$pg"; skiff_stop_redis "$redis"; rm -rf "$log" "$pg" "$redis"' EXIT
+s3=$(mktemp -d)
+trap 'skiff_stop_postgres "$pg"; skiff_stop_redis "$redis"; skiff_stop_s3 "$s3"; rm -rf "$log" "$pg" "$redis" "$s3"' EXIT
 SKIFF_TEST_POSTGRES_URL=$(skiff_start_postgres "$pg" "${SKIFF_TEST_POSTGRES_PORT:-55432}")
 SKIFF_TEST_REDIS_URL=$(skiff_start_redis "$redis" "${SKIFF_TEST_REDIS_PORT:-56379}")
-export SKIFF_TEST_POSTGRES_URL SKIFF_TEST_REDIS_URL
+SKIFF_TEST_S3_ENDPOINT=$(skiff_start_s3 "$s3" "${SKIFF_TEST_S3_PORT:-55900}")
+export SKIFF_TEST_POSTGRES_URL SKIFF_TEST_REDIS_URL SKIFF_TEST_S3_ENDPOINT
 # The router's tests hold a thousand idle client connections open at once.
 [ "$(ulimit -n)" -ge 8192 ] || ulimit -n 8192 2>/dev/null || true
 status=0

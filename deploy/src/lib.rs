@@ -160,6 +160,11 @@ pub struct Settings {
     /// Builds that may run at once.
     #[arg(long, env = "SKIFF_BUILDER_MAX_BUILDS", default_value_t = 2)]
     pub max_builds: usize,
+    /// The registry's blob store: `s3://BUCKET?endpoint=http://HOST:PORT[&region=R]`
+    /// (credentials in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or `access_key_id=` and
+    /// `secret_access_key=` in the URL) [default: files in <data-dir>/store].
+    #[arg(long, env = "SKIFF_STORE_URL", hide_env_values = true)]
+    pub store_url: Option<String>,
     /// The controller's database: `postgres://USER@HOST:PORT/DB` [default: SQLite in
     /// <data-dir>/skiff.db].
     #[arg(long, env = "SKIFF_DATABASE_URL", hide_env_values = true)]
@@ -326,10 +331,17 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
     let tasks = TaskTracker::new();
 
     if let Some(listener) = registry_listener {
-        let store = skiff_store::FsBlobStore::open(data_dir.join("store")).await?;
+        let store: Arc<dyn skiff_store::BlobStore> = match &settings.store_url {
+            Some(url) => Arc::new(
+                skiff_store::S3BlobStore::open(url, data_dir.join("store-staging"))
+                    .await
+                    .context("cannot use the S3 store (SKIFF_STORE_URL)")?,
+            ),
+            None => Arc::new(skiff_store::FsBlobStore::open(data_dir.join("store")).await?),
+        };
         let config = skiff_registry::Config { data_dir: data_dir.join("registry"), service_token: token.clone() };
         let authorizer = skiff_registry::auth::ControllerAuthorizer::new(&controller_url, &token);
-        let registry = skiff_registry::Registry::new(config, Arc::new(store), Arc::new(authorizer));
+        let registry = skiff_registry::Registry::new(config, store, Arc::new(authorizer));
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
             if let Err(error) = skiff_registry::serve(listener, registry, shutdown).await {

@@ -3,6 +3,7 @@
 //!
 //! Layout:
 //! - [`fs`]: the default backend, a directory on the local filesystem.
+//! - [`s3`]: any S3-compatible engine, for a store several machines share.
 //! - [`digest`]: hashing files and bytes into [`Digest`]s.
 //! - [`staged`]: blobs being written, hashed as they arrive.
 //!
@@ -10,6 +11,7 @@
 
 pub mod digest;
 pub mod fs;
+pub mod s3;
 pub mod staged;
 
 use async_trait::async_trait;
@@ -18,6 +20,7 @@ pub use skiff_api::{Digest, DigestAlgorithm};
 use tokio::io::AsyncRead;
 
 pub use fs::FsBlobStore;
+pub use s3::S3BlobStore;
 pub use staged::Staged;
 
 /// What can go wrong in a store.

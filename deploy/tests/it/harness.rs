@@ -121,6 +121,7 @@ impl Platform {
             platform_id: Some(platform_id.clone()),
             database_url,
             redis_url,
+            store_url: None,
             registration: skiff_controller::config::Registration::AdminOnly,
             release_retention: 1,
             router_routes: None,

@@ -197,3 +197,35 @@ async fn pushes_without_access_or_procfile_are_rejected_and_change_nothing() {
     assert!(out.contains("Permission denied"), "{out}");
     platform.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_path_works_with_blobs_in_s3() {
+    let endpoint = std::env::var("SKIFF_TEST_S3_ENDPOINT")
+        .expect("this test needs an S3 server: run deploy/test.sh, which installs and starts one");
+    let bucket = format!("skiff-platform-{:08x}", rand::random::<u32>());
+    let created = reqwest::Client::new().put(format!("{endpoint}/{bucket}")).send().await.unwrap();
+    assert!(created.status().is_success());
+    let url = format!("s3://{bucket}?endpoint={endpoint}&access_key_id=skiff&secret_access_key=skiff-secret");
+    let mut platform = Platform::start_with_settings(|settings| settings.store_url = Some(url)).await;
+    let home = platform.dir.path().to_owned();
+    platform.cli_ok(&home, &["auth:register", "-u", "admin", "-p", "correct-horse"]).await;
+    platform.import_busybox_stack().await;
+    let key = platform.add_ssh_key().await;
+    let repo = example_repo(&platform, &key);
+    platform.cli_ok(&repo, &["apps:create", "s3-hello"]).await;
+    let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
+    assert!(pushed && out.contains("remote: -----> v1 is up"), "{out}");
+    let served = eventually(Duration::from_secs(60), || async {
+        match get_via_router(platform.router(), "s3-hello.localhost").await {
+            Some((200, body)) if body.contains("Hello from Skiff") => Some(()),
+            _ => None,
+        }
+    });
+    assert!(served.await.is_some());
+    // The layers are objects in the bucket, not files on the registry's disk.
+    let listing =
+        reqwest::get(format!("{endpoint}/{bucket}?list-type=2&prefix=blobs/")).await.unwrap().text().await.unwrap();
+    assert!(listing.matches("<Key>blobs/sha256/").count() >= 3, "{listing}");
+    assert!(!home.join("data/store/blobs").exists(), "no blob on the local disk");
+    platform.stop().await;
+}

@@ -1,0 +1,110 @@
+//! Every backend behind the same checks: the filesystem in a temporary directory, and S3
+//! against a real S3-compatible server (moto's, started by deploy/test.sh; its endpoint
+//! comes in `SKIFF_TEST_S3_ENDPOINT`).
+
+use bytes::Bytes;
+use skiff_store::{BlobStore, DigestAlgorithm, FsBlobStore, S3BlobStore, StoreError, digest};
+
+/// Round trips, ranges, listing, deleting, and a mismatched digest that stores nothing.
+async fn blobs_round_trip_and_mismatches_store_nothing(store: &dyn BlobStore) {
+    let digest = digest::sha256(b"hello");
+    store.put_bytes(&digest, Bytes::from_static(b"hello")).await.unwrap();
+    assert_eq!(store.size(&digest).await.unwrap(), Some(5));
+    assert_eq!(store.read(&digest).await.unwrap().unwrap(), "hello");
+    assert_eq!(store.list().await.unwrap().into_iter().map(|(d, _)| d).collect::<Vec<_>>(), vec![digest.clone()]);
+
+    let wrong = digest::sha256(b"other");
+    let err = store.put_bytes(&wrong, Bytes::from_static(b"hello")).await.unwrap_err();
+    assert!(matches!(err, StoreError::DigestMismatch { .. }));
+    assert_eq!(store.size(&wrong).await.unwrap(), None);
+    assert!(store.read(&wrong).await.unwrap().is_none());
+
+    let mut part = String::new();
+    let mut range = store.open_range(&digest, 1, 4).await.unwrap().unwrap();
+    assert_eq!(range.size, 3);
+    tokio::io::AsyncReadExt::read_to_string(&mut range.body, &mut part).await.unwrap();
+    assert_eq!(part, "ell");
+    let mut whole = store.open(&digest).await.unwrap().unwrap();
+    assert_eq!(whole.size, 5);
+    let mut text = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut whole.body, &mut text).await.unwrap();
+    assert_eq!(text, "hello");
+
+    store.delete(&digest).await.unwrap();
+    store.delete(&digest).await.unwrap();
+    assert!(store.open(&digest).await.unwrap().is_none());
+    assert!(store.list().await.unwrap().is_empty());
+}
+
+/// Two writers of one digest both succeed.
+async fn concurrent_writers_of_one_digest_both_succeed(store: &dyn BlobStore) {
+    let body = Bytes::from(vec![7u8; 1 << 20]);
+    let digest = digest::sha256(&body);
+    let (a, b) = tokio::join!(store.put_bytes(&digest, body.clone()), store.put_bytes(&digest, body.clone()));
+    a.unwrap();
+    b.unwrap();
+    assert_eq!(store.read(&digest).await.unwrap().unwrap(), body);
+}
+
+/// A staged blob is verified when committed, also after it was cut back; a large one
+/// (several upload parts on S3) arrives whole.
+async fn staged_blobs_are_verified_on_commit_even_after_a_cut(store: &dyn BlobStore) {
+    let mut staged = store.stage(DigestAlgorithm::Sha256).await.unwrap();
+    staged.write(b"hello, ").await.unwrap();
+    staged.write(b"broken").await.unwrap();
+    staged.truncate(7).await.unwrap();
+    staged.write(b"world").await.unwrap();
+    assert_eq!(staged.size(), 12);
+    let digest = digest::sha256(b"hello, world");
+    store.commit(staged, &digest).await.unwrap();
+    assert_eq!(store.read(&digest).await.unwrap().unwrap(), "hello, world");
+
+    let mut wrong = store.stage(DigestAlgorithm::Sha256).await.unwrap();
+    wrong.write(b"abc").await.unwrap();
+    let err = store.commit(wrong, &digest::sha256(b"xyz")).await.unwrap_err();
+    assert!(matches!(err, StoreError::DigestMismatch { .. }));
+    assert_eq!(store.size(&digest::sha256(b"xyz")).await.unwrap(), None);
+
+    let large: Vec<u8> = (0..24u32 << 20).map(|i| (i % 251) as u8).collect();
+    let mut staged = store.stage(DigestAlgorithm::Sha512).await.unwrap();
+    for chunk in large.chunks(1 << 20) {
+        staged.write(chunk).await.unwrap();
+    }
+    let digest = digest::of_bytes(DigestAlgorithm::Sha512, &large);
+    store.commit(staged, &digest).await.unwrap();
+    assert_eq!(store.size(&digest).await.unwrap(), Some(large.len() as u64));
+    let mut range = store.open_range(&digest, (20 << 20) - 3, (20 << 20) + 3).await.unwrap().unwrap();
+    let mut bytes = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut range.body, &mut bytes).await.unwrap();
+    assert_eq!(bytes, large[(20 << 20) - 3..(20 << 20) + 3]);
+}
+
+async fn every_check(store: &dyn BlobStore) {
+    blobs_round_trip_and_mismatches_store_nothing(store).await;
+    concurrent_writers_of_one_digest_both_succeed(store).await;
+    staged_blobs_are_verified_on_commit_even_after_a_cut(store).await;
+}
+
+#[tokio::test]
+async fn the_filesystem_backend_passes_every_check() {
+    let dir = tempfile::tempdir().unwrap();
+    every_check(&FsBlobStore::open(dir.path()).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn the_s3_backend_passes_every_check_against_a_real_s3_server() {
+    let endpoint = std::env::var("SKIFF_TEST_S3_ENDPOINT").expect(
+        "this test needs an S3 server: run deploy/test.sh, which installs and starts one (moto), \
+         or set SKIFF_TEST_S3_ENDPOINT=http://127.0.0.1:PORT",
+    );
+    let bucket = format!("skiff-test-{:08x}", rand::random::<u32>());
+    let created =
+        reqwest::Client::new().put(format!("{endpoint}/{bucket}")).send().await.expect("the S3 server answers");
+    assert!(created.status().is_success(), "creating bucket {bucket}: {}", created.status());
+    let staging = tempfile::tempdir().unwrap();
+    let url = format!("s3://{bucket}?endpoint={endpoint}&access_key_id=skiff&secret_access_key=skiff-secret");
+    every_check(&S3BlobStore::open(&url, staging.path()).await.unwrap()).await;
+    let missing = format!("s3://no-such-bucket-{:08x}?endpoint={endpoint}", rand::random::<u32>());
+    assert!(S3BlobStore::open(&missing, staging.path()).await.is_err(), "a bucket that is not there fails at start");
+    assert_eq!(std::fs::read_dir(staging.path()).unwrap().count(), 0, "nothing staged is left behind");
+}
