@@ -148,6 +148,9 @@ pub struct Settings {
     /// Recent log lines kept per app.
     #[arg(long, env = "SKIFF_LOGGER_LINES", default_value_t = 10_000)]
     pub log_lines: usize,
+    /// The longest syslog message kept, in bytes; longer ones are cut and marked.
+    #[arg(long, env = "SKIFF_LOGGER_MAX_MESSAGE", default_value_t = skiff_logger::syslog::DEFAULT_MAX_MESSAGE)]
+    pub max_log_message: usize,
     /// Lines each log drain may queue while it is slow or down; more are dropped and counted.
     #[arg(long, env = "SKIFF_LOGGER_DRAIN_QUEUE", default_value_t = 10_000)]
     pub drain_queue: usize,
@@ -375,7 +378,7 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
         let collector = skiff_logger::docker::Collector::connect(&platform, buffers.clone(), positions).await.context(
             "the logger cannot reach the Docker engine (is dockerd running? is /var/run/docker.sock readable?)",
         )?;
-        let ingest = skiff_logger::syslog::Ingest::new(buffers.clone());
+        let ingest = skiff_logger::syslog::Ingest::new(buffers.clone(), settings.max_log_message);
         tasks.spawn(collector.run(shutdown.clone()));
         tasks.spawn(skiff_logger::syslog::serve_udp(udp, ingest.clone(), shutdown.clone()));
         tasks.spawn(skiff_logger::syslog::serve_tcp(tcp, None, ingest.clone(), shutdown.clone()));

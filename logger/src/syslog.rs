@@ -17,8 +17,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::buffer::Buffers;
 
-/// The largest message kept; longer ones are cut and marked with [`TRUNCATED`].
-pub const MAX_MESSAGE: usize = 64 * 1024;
+/// The largest message kept unless configured otherwise; longer ones are cut and marked
+/// with [`TRUNCATED`].
+pub const DEFAULT_MAX_MESSAGE: usize = 64 * 1024;
 /// Ends a message that was cut.
 pub const TRUNCATED: &str = " [truncated]";
 
@@ -106,11 +107,14 @@ pub fn route(message: &Message) -> Option<(AppName, String, LogSource)> {
 #[derive(Debug)]
 pub struct Ingest {
     buffers: Arc<Buffers>,
+    /// Longer messages are cut; frames claiming more than 16 times this are refused.
+    max_message: usize,
 }
 
 impl Ingest {
-    pub fn new(buffers: Arc<Buffers>) -> Arc<Self> {
-        Arc::new(Self { buffers })
+    /// Ingestion into `buffers`, cutting messages longer than `max_message` bytes.
+    pub fn new(buffers: Arc<Buffers>, max_message: usize) -> Arc<Self> {
+        Arc::new(Self { buffers, max_message: max_message.max(1) })
     }
 
     fn reject(&self) {
@@ -119,8 +123,8 @@ impl Ingest {
 
     /// Takes one raw message.
     pub fn take(&self, raw: &[u8]) {
-        let truncated = raw.len() > MAX_MESSAGE;
-        let raw = &raw[..raw.len().min(MAX_MESSAGE)];
+        let truncated = raw.len() > self.max_message;
+        let raw = &raw[..raw.len().min(self.max_message)];
         let mut message = parse(&String::from_utf8_lossy(raw));
         if truncated {
             message.text.push_str(TRUNCATED);
@@ -232,12 +236,12 @@ async fn read_frames<R: tokio::io::AsyncBufRead + Unpin>(mut reader: R, ingest: 
             let length: usize = std::str::from_utf8(&frame)
                 .ok()
                 .and_then(|s| s.trim_end().parse().ok())
-                .filter(|n| *n > 0 && *n <= MAX_MESSAGE * 16 && !frame.starts_with(b"0"))
+                .filter(|n| *n > 0 && *n <= ingest.max_message.saturating_mul(16) && !frame.starts_with(b"0"))
                 .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "invalid octet count"))?;
             frame.resize(length, 0);
             reader.read_exact(&mut frame).await?;
         } else {
-            (&mut reader).take(MAX_MESSAGE as u64 * 16).read_until(b'\n', &mut frame).await?;
+            (&mut reader).take(ingest.max_message as u64 * 16).read_until(b'\n', &mut frame).await?;
         }
         if !frame.iter().all(|b| b.is_ascii_whitespace()) {
             ingest.take(&frame);
@@ -273,6 +277,23 @@ mod tests {
         assert_eq!(m.text, "hello there");
         let m = parse("<13>shop: no timestamp");
         assert_eq!(m.app_name, "shop");
+    }
+
+    #[test]
+    fn messages_are_cut_at_the_configured_size() {
+        let buffers = Arc::new(Buffers::new(10));
+        let ingest = Ingest::new(buffers.clone(), 40);
+        let head = "<14>1 - - shop.web.1 - - - ";
+        let long = format!("{head}{}", "x".repeat(100));
+        ingest.take(long.as_bytes());
+        ingest.take(b"<14>1 - - shop.web.1 - - - short");
+        let kept = buffers.tail_and_follow(&"shop".parse().unwrap(), 10).0;
+        assert_eq!(
+            kept[0].message,
+            format!("{}{TRUNCATED}", "x".repeat(40 - head.len())),
+            "40 bytes of the raw message"
+        );
+        assert_eq!(kept[1].message, "short");
     }
 
     #[test]

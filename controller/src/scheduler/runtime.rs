@@ -333,7 +333,8 @@ impl ContainerRuntime for DockerRuntime {
         }
         let remove = RemoveContainerOptions { force: true, ..Default::default() };
         match self.docker.remove_container(id, Some(remove)).await {
-            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            // Gone already, or going (409: another removal of it is in progress).
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404 | 409, .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }

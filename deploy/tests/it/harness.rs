@@ -115,6 +115,7 @@ impl Platform {
             drain_seconds: 1,
             log_lines: 1000,
             drain_queue: 1000,
+            max_log_message: skiff_logger::syslog::DEFAULT_MAX_MESSAGE,
             drain_ca: None,
             max_builds: 2,
             max_push_mb: 1,

@@ -73,9 +73,15 @@ async fn the_remaining_verbs_do_what_they_say() {
         serde_json::from_str(&platform.cli_ok(&repo, &["certs", "--json"]).await).unwrap();
     assert_eq!(certs[0]["domains"], serde_json::json!([]), "{certs:?}");
 
-    // One container restarted by id: it is replaced, the app keeps serving.
-    let ps: Vec<serde_json::Value> = serde_json::from_str(&platform.cli_ok(&repo, &["ps", "--json"]).await).unwrap();
-    let id = ps[0]["id"].as_str().unwrap().to_owned();
+    // One container restarted by id (once the health-check changes above have settled to
+    // one running container): it is replaced, the app keeps serving.
+    let id = eventually(Duration::from_secs(60), || async {
+        let ps = platform.cli_ok(&repo, &["ps", "--json"]).await;
+        let ps: Vec<serde_json::Value> = serde_json::from_str(&ps).unwrap();
+        (ps.len() == 1 && ps[0]["state"] == "running").then(|| ps[0]["id"].as_str().unwrap().to_owned())
+    })
+    .await
+    .expect("one running container");
     let out = platform.cli_ok(&repo, &["ps:restart", &id[..8]]).await;
     assert!(out.contains(&format!("Restarting container {}", &id[..8])), "{out}");
     let replaced = eventually(Duration::from_secs(60), || async {

@@ -32,7 +32,7 @@ impl Drop for Logger {
 
 async fn logger() -> Logger {
     let buffers = Arc::new(Buffers::new(1000));
-    let ingest = Ingest::new(buffers.clone());
+    let ingest = Ingest::new(buffers.clone(), skiff_logger::syslog::DEFAULT_MAX_MESSAGE);
     let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let syslog = tcp.local_addr().unwrap();
     let udp = UdpSocket::bind(syslog).await.unwrap();
@@ -131,7 +131,7 @@ async fn hostile_bytes_cost_only_their_own_connection() {
     assert!(found.iter().any(|l| l.message == "still here"), "{found:?}");
     let long = found.iter().find(|l| l.process == "web.9").expect("the long line's start is kept");
     assert!(long.message.ends_with(skiff_logger::syslog::TRUNCATED), "and marked as cut");
-    assert!(long.message.len() <= skiff_logger::syslog::MAX_MESSAGE + skiff_logger::syslog::TRUNCATED.len());
+    assert!(long.message.len() <= skiff_logger::syslog::DEFAULT_MAX_MESSAGE + skiff_logger::syslog::TRUNCATED.len());
     let metrics = reqwest::get(format!("http://{}/metrics", logger.api)).await.unwrap().text().await.unwrap();
     let rejected = metrics.lines().find_map(|l| l.strip_prefix("skiff_logger_rejected_total ")).unwrap();
     assert!(rejected.parse::<u64>().unwrap() >= 4, "rejections are counted: {metrics}");

@@ -161,7 +161,7 @@ fn localhost_chain() -> (String, String, String) {
 async fn rsyslog_forwards_to_skiff_over_tls() {
     let (ca, chain, key) = localhost_chain();
     let buffers = Arc::new(Buffers::new(100));
-    let ingest = Ingest::new(buffers.clone());
+    let ingest = Ingest::new(buffers.clone(), skiff_logger::syslog::DEFAULT_MAX_MESSAGE);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let key = certified_key(&chain, &key);
@@ -217,7 +217,12 @@ async fn a_plain_client_on_the_tls_port_is_refused_and_counted() {
     let address = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
     let acceptor = tls_acceptor(certified_key(&chain, &key)).unwrap();
-    tokio::spawn(serve_tcp(listener, Some(acceptor), Ingest::new(buffers.clone()), shutdown.clone()));
+    tokio::spawn(serve_tcp(
+        listener,
+        Some(acceptor),
+        Ingest::new(buffers.clone(), skiff_logger::syslog::DEFAULT_MAX_MESSAGE),
+        shutdown.clone(),
+    ));
     let mut plain = tokio::net::TcpStream::connect(address).await.unwrap();
     tokio::io::AsyncWriteExt::write_all(&mut plain, b"<13>1 - - shop.web.1 - - - not encrypted\n").await.unwrap();
     let mut rest = Vec::new();
