@@ -444,12 +444,92 @@ impl Db {
         created_by: &Username,
         summary: &str,
     ) -> Result<Release, DbError> {
+        let mut tx = self.pool.begin().await?;
+        Self::lock_app(&mut tx, app.id).await?;
+        let release =
+            Self::insert_release(&mut tx, app, image, build, git_sha, procfile, config, created_by, summary).await?;
+        tx.commit().await?;
+        Ok(release)
+    }
+
+    /// Applies `change` to an app's config (the result must pass `check`) and, with `base`
+    /// (the release the app runs), makes the next release: `base`'s build with the new
+    /// config. One transaction that first takes the app's write lock, so that concurrent
+    /// changes each build on the one before and get consecutive versions.
+    pub async fn change_config(
+        &self,
+        app: &AppRow,
+        change: &BTreeMap<String, Option<String>>,
+        check: impl FnOnce(&BTreeMap<String, String>) -> Result<(), String>,
+        base: Option<&Release>,
+        created_by: &Username,
+        summary: &str,
+    ) -> Result<Result<(BTreeMap<String, String>, Option<Release>), String>, DbError> {
+        let mut tx = self.pool.begin().await?;
+        Self::lock_app(&mut tx, app.id).await?;
+        let text: String =
+            sqlx::query("SELECT config FROM apps WHERE id = $1").bind(app.id).fetch_one(&mut *tx).await?.get(0);
+        let mut config = config_parse(&text)?;
+        for (name, value) in change {
+            match value {
+                Some(value) => config.insert(name.clone(), value.clone()),
+                None => config.remove(name),
+            };
+        }
+        if let Err(problem) = check(&config) {
+            return Ok(Err(problem));
+        }
+        sqlx::query("UPDATE apps SET config = $1 WHERE id = $2")
+            .bind(config_json(&config)?)
+            .bind(app.id)
+            .execute(&mut *tx)
+            .await?;
+        let release = match base {
+            Some(base) => Some(
+                Self::insert_release(
+                    &mut tx,
+                    app,
+                    &base.image,
+                    base.build,
+                    base.git_sha.as_deref(),
+                    &base.procfile,
+                    &config,
+                    created_by,
+                    summary,
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        tx.commit().await?;
+        Ok(Ok((config, release)))
+    }
+
+    /// Takes an app's write lock for the rest of the transaction: a write first (a row
+    /// lock on Postgres, the database's write lock on SQLite), so that what the
+    /// transaction reads next no other writer changes before it commits.
+    async fn lock_app(tx: &mut sqlx::Transaction<'_, sqlx::Any>, app_id: i64) -> Result<(), DbError> {
+        sqlx::query("UPDATE apps SET id = id WHERE id = $1").bind(app_id).execute(&mut **tx).await?;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn insert_release(
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        app: &AppRow,
+        image: &str,
+        build: Option<i64>,
+        git_sha: Option<&str>,
+        procfile: &BTreeMap<ProcessType, String>,
+        config: &BTreeMap<String, String>,
+        created_by: &Username,
+        summary: &str,
+    ) -> Result<Release, DbError> {
         let procfile_json = procfile_json(procfile)?;
         let created_at = now();
-        let mut tx = self.pool.begin().await?;
         let version: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) + 1 FROM releases WHERE app_id = $1")
             .bind(app.id)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut **tx)
             .await?
             .get(0);
         sqlx::query(
@@ -466,9 +546,8 @@ impl Db {
         .bind(created_by.as_str())
         .bind(summary)
         .bind(&created_at)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-        tx.commit().await?;
         Ok(Release {
             app: app.name.clone(),
             version: version as u32,

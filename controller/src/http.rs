@@ -695,49 +695,25 @@ async fn config_change(
     if change.is_empty() {
         return Err(ApiError::BadRequest("no config keys given; use `skiff config:set KEY=VALUE`".into()));
     }
-    let mut config = c.db.config(&app).await?;
-    let (mut set, mut unset) = (Vec::new(), Vec::new());
-    for (name, value) in change {
-        match value {
-            Some(value) => {
-                set.push(name.clone());
-                config.insert(name, value);
-            }
-            None => {
-                unset.push(name.clone());
-                config.remove(&name);
-            }
-        }
+    let set: Vec<&str> = change.iter().filter(|(_, v)| v.is_some()).map(|(k, _)| k.as_str()).collect();
+    let unset: Vec<&str> = change.iter().filter(|(_, v)| v.is_none()).map(|(k, _)| k.as_str()).collect();
+    let mut summary = user.username.to_string();
+    if !set.is_empty() {
+        summary.push_str(&format!(" set {}", set.join(", ")));
     }
-    check_config(&config)?;
-    c.db.set_config(&app, &config).await?;
-    let release = match c.running_release(&app).await? {
-        Some(current) => {
-            let mut summary = format!("{}", user.username);
-            if !set.is_empty() {
-                summary.push_str(&format!(" set {}", set.join(", ")));
-            }
-            if !unset.is_empty() {
-                summary.push_str(&format!(" unset {}", unset.join(", ")));
-            }
-            let release =
-                c.db.create_release(
-                    &app,
-                    &current.image,
-                    current.build,
-                    current.git_sha.as_deref(),
-                    &current.procfile,
-                    &config,
-                    &user.username,
-                    &summary,
-                )
-                .await?;
-            c.events.emit(&app.name, &format!("Release v{} created: {}", release.version, release.summary)).await;
-            c.coordination.changed().await;
-            Some(release)
-        }
-        None => None,
-    };
+    if !unset.is_empty() {
+        summary.push_str(&format!(" unset {}", unset.join(", ")));
+    }
+    let base = c.running_release(&app).await?;
+    let check = |config: &std::collections::BTreeMap<String, String>| check_config(config).map_err(|e| e.to_string());
+    let (config, release) =
+        c.db.change_config(&app, &change, check, base.as_ref(), &user.username, &summary)
+            .await?
+            .map_err(ApiError::BadRequest)?;
+    if let Some(release) = &release {
+        c.events.emit(&app.name, &format!("Release v{} created: {}", release.version, release.summary)).await;
+        c.coordination.changed().await;
+    }
     Ok(Json(ConfigChanged { config, release }))
 }
 

@@ -203,6 +203,47 @@ async fn every_query_works_on_postgres() {
     exercise(&postgres().await).await;
 }
 
+/// Twenty config changes at once, each with a release: every key kept, versions 2..=21.
+async fn concurrent_config_changes(db: &Db) {
+    let owner = db.create_user(&"owner".parse().unwrap(), "hash").await.unwrap().unwrap();
+    let app = db.create_app(&"busy".parse().unwrap(), &owner, &"busybox".parse().unwrap()).await.unwrap().unwrap();
+    let procfile: BTreeMap<_, _> = [("web".parse().unwrap(), "serve".to_owned())].into();
+    let base = db
+        .create_release(&app, "busy@sha256:1", None, None, &procfile, &BTreeMap::new(), &owner.username, "v1")
+        .await
+        .unwrap();
+    let changes = (0..20).map(|n| {
+        let (db, app, base, owner) = (db.clone(), app.clone(), base.clone(), owner.clone());
+        tokio::spawn(async move {
+            let change: BTreeMap<String, Option<String>> = [(format!("K{n}"), Some(n.to_string()))].into();
+            let changed = db.change_config(&app, &change, |_| Ok(()), Some(&base), &owner.username, "set").await;
+            changed.unwrap().unwrap().1.unwrap().version
+        })
+    });
+    let mut versions = Vec::new();
+    for change in changes.collect::<Vec<_>>() {
+        versions.push(change.await.unwrap());
+    }
+    versions.sort_unstable();
+    assert_eq!(versions, (2..=21).collect::<Vec<u32>>());
+    assert_eq!(db.config(&app).await.unwrap().len(), 20, "no change is lost");
+    let bad: BTreeMap<String, Option<String>> = [("BAD".into(), None)].into();
+    let refused = db.change_config(&app, &bad, |_| Err("no".into()), None, &owner.username, "x").await;
+    assert_eq!(refused.unwrap().unwrap_err(), "no", "a change that fails its check is refused");
+    assert_eq!(db.releases(&app).await.unwrap().len(), 21, "and stores nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_config_changes_lose_nothing_on_sqlite() {
+    let (db, _dir) = sqlite().await;
+    concurrent_config_changes(&db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_config_changes_lose_nothing_on_postgres() {
+    concurrent_config_changes(&postgres().await).await;
+}
+
 #[tokio::test]
 async fn migrations_are_applied_once() {
     let dir = tempfile::tempdir().unwrap();

@@ -54,3 +54,45 @@ async fn every_documented_operation_is_served() {
     }
     platform.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_parallel_config_changes_make_fifty_consecutive_releases() {
+    let (mut platform, repo, key) = Platform::with_example("busy").await;
+    let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
+    assert!(pushed, "{out}");
+    let stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(platform.dir.path().join("config/skiff/config.json")).unwrap())
+            .unwrap();
+    let token = stored["token"].as_str().unwrap().to_owned();
+    let url = format!("{}/v2/apps/busy/config", platform.controller_url());
+    let changes = (0..50).map(|n| {
+        let (url, token) = (url.clone(), token.clone());
+        tokio::spawn(async move {
+            let change = serde_json::json!({ format!("KEY_{n}"): format!("value-{n}") });
+            let response = reqwest::Client::new().patch(url).bearer_auth(token).json(&change).send().await.unwrap();
+            let status = response.status();
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            (status.as_u16(), body["release"]["version"].as_u64())
+        })
+    });
+    let mut versions = Vec::new();
+    for change in changes.collect::<Vec<_>>() {
+        let (status, version) = change.await.unwrap();
+        assert_eq!(status, 200, "every change is taken");
+        versions.push(version.expect("each makes a release"));
+    }
+    versions.sort_unstable();
+    assert_eq!(versions, (2..=51).collect::<Vec<_>>(), "distinct and consecutive after v1");
+    let config: serde_json::Value = serde_json::from_str(&platform.cli_ok(&repo, &["config", "--json"]).await).unwrap();
+    assert_eq!(config.as_object().unwrap().len(), 50, "no change is lost: {config}");
+    let releases: Vec<serde_json::Value> =
+        serde_json::from_str(&platform.cli_ok(&repo, &["releases", "--json"]).await).unwrap();
+    assert_eq!(releases[0]["version"], 51);
+    assert_eq!(releases[0]["config"].as_object().unwrap().len(), 50, "the last release has every key");
+    // Keys are named in the trail and the platform's log lines; values never are.
+    let trail = platform.cli_ok(&repo, &["events", "-n", "200"]).await;
+    let platform_lines = platform.cli_ok(&repo, &["logs", "--source", "platform", "-n", "500"]).await;
+    assert!(trail.contains("set KEY_7"), "{trail}");
+    assert!(!trail.contains("value-") && !platform_lines.contains("value-"), "{trail}{platform_lines}");
+    platform.stop().await;
+}
