@@ -77,6 +77,9 @@ pub async fn pre_receive() -> i32 {
     }
 }
 
+/// How long a build may be silent before the pusher hears that it is still going.
+const DEFAULT_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(10);
+
 async fn relay(socket: &str, request: HookRequest) -> std::io::Result<i32> {
     let stream = UnixStream::connect(socket).await?;
     let (read, mut write) = stream.into_split();
@@ -85,7 +88,21 @@ async fn relay(socket: &str, request: HookRequest) -> std::io::Result<i32> {
     write.write_all(&line).await?;
     let mut replies = BufReader::new(read).lines();
     let mut stdout = tokio::io::stdout();
-    while let Some(line) = replies.next_line().await? {
+    // A silent step (a long compile, a big upload) still shows signs of life.
+    let keepalive = std::env::var("SKIFF_HOOK_KEEPALIVE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(DEFAULT_KEEPALIVE, std::time::Duration::from_secs);
+    let mut silent = std::time::Duration::ZERO;
+    loop {
+        let Ok(line) = tokio::time::timeout(keepalive, replies.next_line()).await else {
+            silent += keepalive;
+            stdout.write_all(format!("       ... still working ({}s)\n", silent.as_secs()).as_bytes()).await?;
+            stdout.flush().await?;
+            continue;
+        };
+        let Some(line) = line? else { break };
+        silent = std::time::Duration::ZERO;
         match serde_json::from_str(&line) {
             Ok(HookReply::Out(text)) => {
                 stdout.write_all(text.as_bytes()).await?;

@@ -51,4 +51,6 @@ pub struct Config {
     pub max_builds: usize,
     /// The largest pack a push may send, in bytes; git refuses bigger ones.
     pub max_push_bytes: u64,
+    /// After this long without build output the pusher is told the build is still going.
+    pub keepalive: std::time::Duration,
 }

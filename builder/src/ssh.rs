@@ -187,6 +187,7 @@ impl Builder {
             .arg(&repo)
             .env("SKIFF_HOOK_SOCKET", &self.hook_socket)
             .env("SKIFF_PUSH", &id)
+            .env("SKIFF_HOOK_KEEPALIVE_SECS", self.config.keepalive.as_secs().max(1).to_string())
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())

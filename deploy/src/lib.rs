@@ -160,6 +160,9 @@ pub struct Settings {
     /// The largest push accepted, in MiB of packed git objects.
     #[arg(long, env = "SKIFF_BUILDER_MAX_PUSH_MB", default_value_t = 1024)]
     pub max_push_mb: u64,
+    /// Seconds a build may be silent before the pusher sees `... still working`.
+    #[arg(long, env = "SKIFF_BUILDER_KEEPALIVE", default_value_t = 10)]
+    pub builder_keepalive: u64,
     /// Builds that may run at once.
     #[arg(long, env = "SKIFF_BUILDER_MAX_BUILDS", default_value_t = 2)]
     pub max_builds: usize,
@@ -501,6 +504,7 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
             hook_program,
             max_builds: settings.max_builds,
             max_push_bytes: settings.max_push_mb.saturating_mul(1 << 20),
+            keepalive: Duration::from_secs(settings.builder_keepalive.max(1)),
         })
         .await
         .context("cannot prepare the builder")?;

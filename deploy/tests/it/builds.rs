@@ -65,6 +65,7 @@ async fn buildpack_apps_compile_on_the_stack_with_a_cache_that_survives() {
     let (winner, loser) = if first_pushed { (first, second) } else { (second, first) };
     assert!(first_pushed != second_pushed, "exactly one push builds:\n{winner}\n{loser}");
     assert!(winner.contains("is up"), "{winner}");
+    assert!(winner.contains("remote:        ... still working (2s)"), "a silent compile shows signs of life: {winner}");
     assert!(loser.contains(busy), "{loser}");
     // A pusher that hangs up mid-build leaves no release behind and frees the app.
     std::fs::write(repo.join("greeting.txt"), "Hello, abandoned").unwrap();

@@ -118,6 +118,7 @@ impl Platform {
             max_log_message: skiff_logger::syslog::DEFAULT_MAX_MESSAGE,
             drain_ca: None,
             max_builds: 2,
+            builder_keepalive: 1,
             max_push_mb: 1,
             platform_id: Some(platform_id.clone()),
             database_url,
