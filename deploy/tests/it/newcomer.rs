@@ -229,3 +229,51 @@ async fn the_same_path_works_with_blobs_in_s3() {
     assert!(!home.join("data/store/blobs").exists(), "no blob on the local disk");
     platform.stop().await;
 }
+
+/// Runs `command` (any bytes) over the real OpenSSH client against the builder: (exit
+/// status, what it printed).
+fn ssh_raw(platform: &Platform, key: &std::path::Path, command: &[u8]) -> (Option<i32>, String) {
+    use std::os::unix::ffi::OsStrExt as _;
+    let builder = platform.addresses.builder.unwrap();
+    let output = std::process::Command::new("ssh")
+        .args(["-i"])
+        .arg(key)
+        .args(["-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no"])
+        .args(["-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-p", &builder.port().to_string()])
+        .arg(format!("git@{}", builder.ip()))
+        .arg(std::ffi::OsStr::from_bytes(command))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("ssh runs");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    (output.status.code(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_ssh_commands_are_refused_before_anything_runs() {
+    let (mut platform, _repo, key) = Platform::with_example("target").await;
+    let marker = platform.dir.path().join("pwned");
+    let long = format!("git-receive-pack '{}.git'", "a".repeat(100_000));
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (format!("git-receive-pack 'x;touch {}'", marker.display()).into_bytes(), "is not a valid app name"),
+        (b"git-receive-pack '../other.git'".to_vec(), "is not a valid app name"),
+        (b"git-receive-pack '/etc/passwd'".to_vec(), "is not a valid app name"),
+        (long.into_bytes(), "is not a valid app name"),
+        (b"git-receive-pack '\xff\xfebad.git'".to_vec(), "only git pushes and clones are accepted here"),
+        (format!("touch {}", marker.display()).into_bytes(), "only git pushes and clones are accepted here"),
+        // No command asks for a shell, which is refused.
+        (b"".to_vec(), "shell request failed"),
+    ];
+    for (command, expected) in cases {
+        let (status, text) = ssh_raw(&platform, &key, &command);
+        let shown = String::from_utf8_lossy(&command[..command.len().min(60)]).into_owned();
+        assert!(status.is_some_and(|s| s != 0), "{shown}: exit {status:?}: {text}");
+        assert!(text.contains(expected), "{shown}: {text}");
+        assert!(text.len() < 4096, "{shown}: the answer stays short");
+    }
+    assert!(!marker.exists(), "nothing was run through a shell");
+    // The builder keeps serving after all that.
+    let (status, text) = ssh_raw(&platform, &key, b"git-upload-pack 'target.git'");
+    assert!(status.is_some(), "{text}");
+    platform.stop().await;
+}
