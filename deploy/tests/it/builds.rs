@@ -200,3 +200,30 @@ async fn dockerfile_apps_build_on_the_engine_and_failures_keep_the_release() {
     // Stop before the harness removes the containers, so no new one starts after.
     platform.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_to_different_apps_build_at_the_same_time() {
+    let (mut platform, repo, key) = Platform::with_example("north").await;
+    let other = platform.dir.path().join("south");
+    let copied = std::process::Command::new("cp").arg("-r").arg(&repo).arg(&other).status().unwrap();
+    assert!(copied.success());
+    platform.cli_ok(&other, &["apps:create", "south"]).await;
+    let pushes: Vec<_> = [repo.clone(), other.clone()]
+        .into_iter()
+        .map(|dir| {
+            let git = platform.git_command(&dir, &key);
+            tokio::task::spawn_blocking(move || git(&["push", "skiff", "main"]))
+        })
+        .collect();
+    for push in pushes {
+        let (pushed, out) = push.await.unwrap();
+        assert!(pushed && out.contains("is up"), "{out}");
+    }
+    for app in ["north", "south"] {
+        let served = eventually(Duration::from_secs(60), || async {
+            matches!(get_via_router(platform.router(), &format!("{app}.localhost")).await, Some((200, _))).then_some(())
+        });
+        assert!(served.await.is_some(), "{app} serves");
+    }
+    platform.stop().await;
+}
