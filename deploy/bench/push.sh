@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Push-to-first-200: the time from starting `git push` to the first 200 through the router
-# that serves the pushed content. Prints table rows for run.sh.
+# that serves the pushed content, with the time of every stage (read off the push's
+# `remote:` lines as they arrive), beside a minimal baseline in the same run: the real
+# OpenSSH server, a bare repository and a pre-receive hook that only reads the updates.
+# Prints table rows for run.sh.
 #
 #   deploy/bench/push.sh BIN_DIR RUNS
 set -euo pipefail
@@ -33,14 +36,21 @@ ssh-keygen -q -t ed25519 -N '' -f "$work/key"
 SKIFF="$skiff" "$here/../stacks/busybox.sh" busybox >/dev/null
 export GIT_SSH_COMMAND="ssh -i $work/key -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
 
-# Times a push until the router serves a body containing MARKER; prints milliseconds.
+# Times a push until the router serves a body containing MARKER; prints the milliseconds
+# from the start to the end of each stage: SSH + receive, build, image push, release,
+# container start + healthy, routed.
 push_until_served() {
-  local app=$1 marker=$2 start i
+  local app=$1 marker=$2 start i log
+  log=$(mktemp -p "$work")
   start=$(skiff_now_ms)
-  git push -q skiff main 2>/dev/null
+  # Each line of the push, stamped with its arrival in milliseconds.
+  git push --progress skiff main 2>&1 | perl -MTime::HiRes=time -ne 'printf("%d %s", time() * 1000, $_)' >"$log"
   for i in $(seq 1 600); do
     if curl -fsS "http://127.0.0.1:18080/" -H "Host: $app.localhost" 2>/dev/null | grep -q "$marker"; then
-      echo $(( $(skiff_now_ms) - start ))
+      local routed
+      routed=$(( $(skiff_now_ms) - start ))
+      at() { awk -v start="$start" -v pattern="$1" 'index($0, pattern) { print $1 - start; exit }' "$log"; }
+      echo "$(at '-----> Building') $(at 'Compressed app layer') $(at 'Pushed image') $(at 'Released v') $(at ' is up in') $routed"
       return 0
     fi
     sleep 0.02
@@ -49,7 +59,46 @@ push_until_served() {
   return 1
 }
 
-first=() second=()
+# The baseline: OpenSSH's sshd on loopback, a bare repository, a hook that only reads.
+if ! command -v sshd >/dev/null 2>&1; then
+  # Installed without letting the package start a system sshd: the baseline runs its own.
+  guard=/usr/sbin/policy-rc.d
+  if [ ! -e "$guard" ] && [ "$(id -u)" -eq 0 ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$guard" && chmod +x "$guard"
+    skiff_install_missing sshd:openssh-server
+    rm -f "$guard"
+  else
+    skiff_install_missing sshd:openssh-server
+  fi
+fi
+mkdir -p /run/sshd
+ssh-keygen -q -t ed25519 -N '' -f "$work/sshd_host_key"
+cp "$work/key.pub" "$work/authorized_keys"
+cat >"$work/sshd_config" <<CONF
+ListenAddress 127.0.0.1:12022
+HostKey $work/sshd_host_key
+AuthorizedKeysFile $work/authorized_keys
+PidFile $work/sshd.pid
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+PermitRootLogin prohibit-password
+CONF
+"$(command -v sshd)" -f "$work/sshd_config" -D -e 2>"$work/sshd.log" &
+sshd_pid=$!
+trap 'kill "$sshd_pid" 2>/dev/null || true; cleanup' EXIT
+baseline_push() {
+  local n=$1 start bare="$work/baseline-$1.git"
+  git init -q --bare "$bare"
+  printf '#!/bin/sh\ncat >/dev/null\n' >"$bare/hooks/pre-receive" && chmod +x "$bare/hooks/pre-receive"
+  start=$(skiff_now_ms)
+  git push -q "ssh://$(id -un)@127.0.0.1:12022$bare" main 2>/dev/null
+  echo $(( $(skiff_now_ms) - start ))
+}
+
+first=() second=() baseline=()
+declare -a stages_first=() stages_second=()
 for n in $(seq 1 "$runs"); do
   app="bench-$n"
   repo="$work/$app"
@@ -58,10 +107,15 @@ for n in $(seq 1 "$runs"); do
   git -C "$repo" init -q -b main && git -C "$repo" add -A
   git -C "$repo" -c user.name=b -c user.email=b@localhost commit -qm first
   (cd "$repo" && "$skiff" apps:create "$app" >/dev/null)
-  first+=("$(cd "$repo" && push_until_served "$app" "run $n first")")
+  stages=$(cd "$repo" && push_until_served "$app" "run $n first")
+  stages_first+=("$stages")
+  first+=("${stages##* }")
   echo "<p>run $n second</p>" >>"$repo/public/index.html"
   git -C "$repo" -c user.name=b -c user.email=b@localhost commit -qam second
-  second+=("$(cd "$repo" && push_until_served "$app" "run $n second")")
+  stages=$(cd "$repo" && push_until_served "$app" "run $n second")
+  stages_second+=("$stages")
+  second+=("${stages##* }")
+  baseline+=("$(cd "$repo" && baseline_push "$n")")
 done
 
 row() {
@@ -76,3 +130,21 @@ row() {
 }
 row "push-to-first-200, first push (busybox example)" "${first[@]}"
 row "push-to-first-200, second push, one file changed" "${second[@]}"
+row "baseline: OpenSSH + bare repository + receive-only hook" "${baseline[@]}"
+
+# Stage ends (medians, ms from the start of the push) and the stages' own lengths.
+stage_table() {
+  local title=$1; shift
+  local names=("SSH + receive" "build" "image push" "release" "container start + healthy" "routed")
+  echo
+  echo "| $title | ends at (median) | takes |"
+  echo "|---|---|---|"
+  local column previous=0 end
+  for column in 1 2 3 4 5 6; do
+    end=$(printf '%s\n' "$@" | awk -v c="$column" '{print $c}' | sort -n | sed -n "$(( ($# + 1) / 2 ))p")
+    echo "| ${names[$((column - 1))]} | ${end} ms | $(( end - previous )) ms |"
+    previous=$end
+  done
+}
+stage_table "stages, first push" "${stages_first[@]}"
+stage_table "stages, second push" "${stages_second[@]}"

@@ -22,6 +22,11 @@ pub struct Desired {
 }
 
 impl Desired {
+    /// Whether as many of its containers as asked for run and are ready.
+    pub fn is_up(&self, observed: &[Observed]) -> bool {
+        observed.iter().filter(|c| self.is_current(c) && c.running && c.ready).count() >= self.quantity as usize
+    }
+
     fn is_current(&self, container: &Observed) -> bool {
         let spec = &self.spec;
         container.app == spec.app

@@ -86,12 +86,22 @@ impl Scheduler {
             }
             desired.retain(|d| ours[&d.spec.app]);
             let observed: Vec<Observed> = observed.into_iter().map(|(o, _)| o).filter(|o| ours[&o.app]).collect();
-            let (steps, next) = self.hold().due(
-                plan(&desired, &observed),
-                Instant::now(),
-                self.config.drain_period,
-                self.config.reconcile_interval,
-            );
+            let planned = plan(&desired, &observed);
+            if !planned.iter().any(|step| matches!(step, Step::Start(_))) {
+                // Nothing left to start: a release whose containers are all up is up, even
+                // while the containers it replaces still drain.
+                for Desired { spec, .. } in &desired {
+                    let mut of_release =
+                        desired.iter().filter(|d| d.spec.app == spec.app && d.spec.release == spec.release);
+                    if of_release.all(|d| d.is_up(&observed))
+                        && self.db.settle_release(&spec.app, spec.release, ReleaseState::Deployed, None).await?
+                    {
+                        self.events.emit(&spec.app, &format!("Release v{} is up", spec.release)).await;
+                    }
+                }
+            }
+            let (steps, next) =
+                self.hold().due(planned, Instant::now(), self.config.drain_period, self.config.reconcile_interval);
             if let Some(next) = next {
                 // Held steps fall due without waiting for the next interval.
                 let coordination = self.coordination.clone();
@@ -99,18 +109,8 @@ impl Scheduler {
                     tokio::time::sleep_until(next.into()).await;
                     coordination.poke();
                 });
-                for step in steps {
-                    self.act(step).await?;
-                }
-                break;
             }
             if steps.is_empty() {
-                // Converged: every desired release runs as asked.
-                for Desired { spec, .. } in &desired {
-                    if self.db.settle_release(&spec.app, spec.release, ReleaseState::Deployed, None).await? {
-                        self.events.emit(&spec.app, &format!("Release v{} is up", spec.release)).await;
-                    }
-                }
                 return Ok(());
             }
             for step in steps {
