@@ -272,6 +272,22 @@ async fn hostile_ssh_commands_are_refused_before_anything_runs() {
         assert!(text.len() < 4096, "{shown}: the answer stays short");
     }
     assert!(!marker.exists(), "nothing was run through a shell");
+
+    // Another user's key reaches the builder but not this app.
+    let home = platform.dir.path().to_owned();
+    platform.cli_ok(&home, &["auth:register", "-u", "bob", "-p", "bob-password"]).await;
+    let (status, out, err) = platform.cli_as("bob", &home, &["auth:login", "-u", "bob", "-p", "bob-password"]).await;
+    assert_eq!(status, 0, "{out}{err}");
+    let bob_key = home.join("bob-key");
+    let made =
+        std::process::Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&bob_key).status();
+    assert!(made.unwrap().success());
+    let public = format!("{}.pub", bob_key.display());
+    let (status, out, err) = platform.cli_as("bob", &home, &["keys:add", &public]).await;
+    assert_eq!(status, 0, "{out}{err}");
+    let (status, text) = ssh_raw(&platform, &bob_key, b"git-receive-pack 'target.git'");
+    assert_eq!(status, Some(1), "{text}");
+    assert!(text.contains("app `target` does not exist or you have no access to it"), "{text}");
     // The builder keeps serving after all that.
     let (status, text) = ssh_raw(&platform, &key, b"git-upload-pack 'target.git'");
     assert!(status.is_some(), "{text}");
