@@ -452,14 +452,14 @@ impl Db {
         Ok(release)
     }
 
-    /// Applies `change` to an app's config (the result must pass `check`) and, with `base`
-    /// (the release the app runs), makes the next release: `base`'s build with the new
+    /// Changes an app's config with `edit` (the result must pass `check`) and, with `base`
+    /// (the release to build on), makes the next release: `base`'s build with the new
     /// config. One transaction that first takes the app's write lock, so that concurrent
     /// changes each build on the one before and get consecutive versions.
     pub async fn change_config(
         &self,
         app: &AppRow,
-        change: &BTreeMap<String, Option<String>>,
+        edit: impl FnOnce(&mut BTreeMap<String, String>),
         check: impl FnOnce(&BTreeMap<String, String>) -> Result<(), String>,
         base: Option<&Release>,
         created_by: &Username,
@@ -470,12 +470,7 @@ impl Db {
         let text: String =
             sqlx::query("SELECT config FROM apps WHERE id = $1").bind(app.id).fetch_one(&mut *tx).await?.get(0);
         let mut config = config_parse(&text)?;
-        for (name, value) in change {
-            match value {
-                Some(value) => config.insert(name.clone(), value.clone()),
-                None => config.remove(name),
-            };
-        }
+        edit(&mut config);
         if let Err(problem) = check(&config) {
             return Ok(Err(problem));
         }
@@ -1082,16 +1077,6 @@ impl Db {
         let text: String =
             sqlx::query("SELECT config FROM apps WHERE id = $1").bind(app.id).fetch_one(&self.pool).await?.get(0);
         config_parse(&text)
-    }
-
-    /// Replaces an app's current config.
-    pub async fn set_config(&self, app: &AppRow, config: &BTreeMap<String, String>) -> Result<(), DbError> {
-        sqlx::query("UPDATE apps SET config = $1 WHERE id = $2")
-            .bind(config_json(config)?)
-            .bind(app.id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
     }
 
     /// The stored formation of an app (process types never scaled have no row).

@@ -683,6 +683,16 @@ async fn config_get(
     Ok(Json(c.db.config(&app).await?))
 }
 
+/// Sets (`Some`) and unsets (`None`) config keys.
+fn apply_change(config: &mut std::collections::BTreeMap<String, String>, change: &ConfigChange) {
+    for (name, value) in change {
+        match value {
+            Some(value) => config.insert(name.clone(), value.clone()),
+            None => config.remove(name),
+        };
+    }
+}
+
 /// Sets and unsets config keys at once; with a release to base it on, the change makes a
 /// new release (the same build with the new config).
 async fn config_change(
@@ -706,10 +716,11 @@ async fn config_change(
     }
     let base = c.running_release(&app).await?;
     let check = |config: &std::collections::BTreeMap<String, String>| check_config(config).map_err(|e| e.to_string());
-    let (config, release) =
-        c.db.change_config(&app, &change, check, base.as_ref(), &user.username, &summary)
-            .await?
-            .map_err(ApiError::BadRequest)?;
+    let (config, release) = c
+        .db
+        .change_config(&app, |config| apply_change(config, &change), check, base.as_ref(), &user.username, &summary)
+        .await?
+        .map_err(ApiError::BadRequest)?;
     if let Some(release) = &release {
         c.events.emit(&app.name, &format!("Release v{} created: {}", release.version, release.summary)).await;
         c.coordination.changed().await;
@@ -737,19 +748,19 @@ async fn rollback(
             ApiError::NotFound(format!("{} has no {which} to roll back to; see `skiff releases`", app.name))
         })?;
     let summary = format!("{} rolled back to v{}", user.username, target.version);
-    let release =
-        c.db.create_release(
+    // The config and the release change together, as for a config change.
+    let (_, release) =
+        c.db.change_config(
             &app,
-            &target.image,
-            target.build,
-            target.git_sha.as_deref(),
-            &target.procfile,
-            &target.config,
+            |config| config.clone_from(&target.config),
+            |_| Ok(()),
+            Some(target),
             &user.username,
             &summary,
         )
-        .await?;
-    c.db.set_config(&app, &target.config).await?;
+        .await?
+        .map_err(ApiError::BadRequest)?;
+    let release = release.ok_or_else(|| ApiError::Internal("a rollback made no release".into()))?;
     c.events.emit(&app.name, &format!("Release v{} created: {}", release.version, release.summary)).await;
     c.coordination.changed().await;
     Ok((StatusCode::CREATED, Json(release)))

@@ -77,7 +77,8 @@ async fn exercise(db: &Db) {
     assert_eq!(db.build(&app, recorded.id).await.unwrap().unwrap().log.as_deref(), Some("-----> built"));
 
     let config: BTreeMap<String, String> = [("A".to_owned(), "1".to_owned())].into();
-    db.set_config(&app, &config).await.unwrap();
+    let replace = |current: &mut BTreeMap<String, String>| current.clone_from(&config);
+    db.change_config(&app, replace, |_| Ok(()), None, &bob.username, "config").await.unwrap().unwrap();
     assert_eq!(db.config(&app).await.unwrap(), config);
     let v1 = db
         .create_release(
@@ -215,8 +216,10 @@ async fn concurrent_config_changes(db: &Db) {
     let changes = (0..20).map(|n| {
         let (db, app, base, owner) = (db.clone(), app.clone(), base.clone(), owner.clone());
         tokio::spawn(async move {
-            let change: BTreeMap<String, Option<String>> = [(format!("K{n}"), Some(n.to_string()))].into();
-            let changed = db.change_config(&app, &change, |_| Ok(()), Some(&base), &owner.username, "set").await;
+            let edit = |config: &mut BTreeMap<String, String>| {
+                config.insert(format!("K{n}"), n.to_string());
+            };
+            let changed = db.change_config(&app, edit, |_| Ok(()), Some(&base), &owner.username, "set").await;
             changed.unwrap().unwrap().1.unwrap().version
         })
     });
@@ -227,8 +230,8 @@ async fn concurrent_config_changes(db: &Db) {
     versions.sort_unstable();
     assert_eq!(versions, (2..=21).collect::<Vec<u32>>());
     assert_eq!(db.config(&app).await.unwrap().len(), 20, "no change is lost");
-    let bad: BTreeMap<String, Option<String>> = [("BAD".into(), None)].into();
-    let refused = db.change_config(&app, &bad, |_| Err("no".into()), None, &owner.username, "x").await;
+    let refused =
+        db.change_config(&app, |config| config.clear(), |_| Err("no".into()), None, &owner.username, "x").await;
     assert_eq!(refused.unwrap().unwrap_err(), "no", "a change that fails its check is refused");
     assert_eq!(db.releases(&app).await.unwrap().len(), 21, "and stores nothing");
 }
