@@ -114,11 +114,7 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn commit(&self, staged: Staged, digest: &Digest) -> Result<(), StoreError> {
-        let (path, actual) = staged.finish(digest.algorithm()).await?;
-        if &actual != digest {
-            let _ = tokio::fs::remove_file(&path).await;
-            return Err(StoreError::DigestMismatch { expected: digest.clone(), actual });
-        }
+        let path = staged.verified(digest).await?;
         self.place(digest, &path).await
     }
 

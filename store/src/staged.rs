@@ -75,9 +75,21 @@ impl Staged {
         let _ = tokio::fs::remove_file(&self.path).await;
     }
 
+    /// Flushes and syncs the file and checks that its content hashes to `digest`: its path,
+    /// or a mismatch (and the file is removed).
+    pub(crate) async fn verified(self, digest: &Digest) -> Result<PathBuf, crate::StoreError> {
+        let (path, actual) = self.finish(digest.algorithm()).await?;
+        if &actual == digest {
+            Ok(path)
+        } else {
+            let _ = tokio::fs::remove_file(&path).await;
+            Err(crate::StoreError::DigestMismatch { expected: digest.clone(), actual })
+        }
+    }
+
     /// Flushes and syncs the file; returns its path and the digest of its content in
     /// `algorithm` (from the running hash when it is still whole and of that algorithm).
-    pub(crate) async fn finish(mut self, algorithm: DigestAlgorithm) -> std::io::Result<(PathBuf, Digest)> {
+    async fn finish(mut self, algorithm: DigestAlgorithm) -> std::io::Result<(PathBuf, Digest)> {
         self.file.flush().await?;
         self.file.get_ref().sync_all().await?;
         drop(self.file);

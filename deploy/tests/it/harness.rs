@@ -42,7 +42,13 @@ impl Platform {
     /// A platform with an admin logged in, the busybox stack, an SSH key and the example
     /// app created as `app` (not pushed yet); returns it with the repository and the key.
     pub async fn with_example(app: &str) -> (Self, PathBuf, PathBuf) {
-        let platform = Self::start().await;
+        Self::start().await.with_app(app).await
+    }
+
+    /// This platform with an admin logged in, the busybox stack, an SSH key and the example
+    /// app created as `app` (not pushed yet); returns it with the repository and the key.
+    pub async fn with_app(self, app: &str) -> (Self, PathBuf, PathBuf) {
+        let platform = self;
         let home = platform.dir.path().to_owned();
         platform.cli_ok(&home, &["auth:register", "-u", "admin", "-p", "correct-horse"]).await;
         platform.import_busybox_stack().await;

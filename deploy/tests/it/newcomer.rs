@@ -111,13 +111,7 @@ async fn a_pushed_example_app_serves_through_the_router_and_logs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_path_works_with_the_controller_on_postgres() {
-    let mut platform = Platform::start_on_postgres().await;
-    let home = platform.dir.path().to_owned();
-    platform.cli_ok(&home, &["auth:register", "-u", "admin", "-p", "correct-horse"]).await;
-    platform.import_busybox_stack().await;
-    let key = platform.add_ssh_key().await;
-    let repo = example_repo(&platform, &key);
-    platform.cli_ok(&repo, &["apps:create", "pg-hello"]).await;
+    let (mut platform, repo, key) = Platform::start_on_postgres().await.with_app("pg-hello").await;
     let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
     assert!(pushed && out.contains("remote: -----> v1 is up"), "{out}");
     let served = eventually(Duration::from_secs(60), || async {
@@ -206,13 +200,9 @@ async fn the_same_path_works_with_blobs_in_s3() {
     let created = reqwest::Client::new().put(format!("{endpoint}/{bucket}")).send().await.unwrap();
     assert!(created.status().is_success());
     let url = format!("s3://{bucket}?endpoint={endpoint}&access_key_id=skiff&secret_access_key=skiff-secret");
-    let mut platform = Platform::start_with_settings(|settings| settings.store_url = Some(url)).await;
+    let (mut platform, repo, key) =
+        Platform::start_with_settings(|settings| settings.store_url = Some(url)).await.with_app("s3-hello").await;
     let home = platform.dir.path().to_owned();
-    platform.cli_ok(&home, &["auth:register", "-u", "admin", "-p", "correct-horse"]).await;
-    platform.import_busybox_stack().await;
-    let key = platform.add_ssh_key().await;
-    let repo = example_repo(&platform, &key);
-    platform.cli_ok(&repo, &["apps:create", "s3-hello"]).await;
     let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
     assert!(pushed && out.contains("remote: -----> v1 is up"), "{out}");
     let served = eventually(Duration::from_secs(60), || async {

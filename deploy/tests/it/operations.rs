@@ -286,12 +286,8 @@ async fn a_crashing_process_type_is_restarted_with_growing_pauses() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_in_flight_during_a_deploy_finishes() {
-    let mut platform = Platform::start_with_settings(|settings| settings.drain_seconds = 6).await;
-    let home = platform.dir.path().to_owned();
-    platform.cli_ok(&home, &["auth:register", "-u", "admin", "-p", "correct-horse"]).await;
-    platform.import_busybox_stack().await;
-    let key = platform.add_ssh_key().await;
-    let repo = example_repo(&platform, &key);
+    let platform = Platform::start_with_settings(|settings| settings.drain_seconds = 6).await;
+    let (mut platform, repo, key) = platform.with_app("inflight").await;
     // A page that takes three seconds to answer, served by httpd's CGI.
     let cgi = repo.join("public/cgi-bin");
     std::fs::create_dir_all(&cgi).unwrap();
@@ -306,7 +302,6 @@ async fn a_request_in_flight_during_a_deploy_finishes() {
         let (ok, out) = platform.git(&repo, &key, args);
         assert!(ok, "{out}");
     }
-    platform.cli_ok(&repo, &["apps:create", "inflight"]).await;
     let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
     assert!(pushed, "{out}");
     let router = platform.router();

@@ -3,17 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::{Platform, eventually, example_repo, get_via_router};
+use crate::harness::{Platform, eventually, get_via_router};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_controller_replicas_never_double_an_apps_containers() {
-    let mut platform = Platform::start_on_redis().await;
-    let home = platform.dir.path().to_owned();
-    platform.cli_ok(&home, &["auth:register", "-u", "admin", "-p", "correct-horse"]).await;
-    platform.import_busybox_stack().await;
-    let key = platform.add_ssh_key().await;
-    let repo = example_repo(&platform, &key);
-    platform.cli_ok(&repo, &["apps:create", "twice"]).await;
+    let (mut platform, repo, key) = Platform::start_on_redis().await.with_app("twice").await;
     let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
     assert!(pushed, "{out}");
     let replica = platform.controller_replica().await;

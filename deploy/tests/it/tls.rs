@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::harness::{Platform, eventually, example_repo, get_via_router};
+use crate::harness::{Platform, eventually, get_via_router};
 
 /// `curl -i` of `url`, with the URL's host resolved to 127.0.0.1 and `ca` trusted: the
 /// status (0 when curl failed) and what curl printed, lowercase.
@@ -23,13 +23,8 @@ async fn curl(ca: &Path, host: &str, port: u16, url: &str) -> (u16, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apps_are_served_over_https_with_their_certificates() {
-    let mut platform = Platform::start().await;
+    let (mut platform, repo, key) = Platform::start().await.with_app("secure").await;
     let home = platform.dir.path().to_owned();
-    platform.cli_ok(&home, &["auth:register", "-u", "admin", "-p", "correct-horse"]).await;
-    platform.import_busybox_stack().await;
-    let key = platform.add_ssh_key().await;
-    let repo = example_repo(&platform, &key);
-    platform.cli_ok(&repo, &["apps:create", "secure"]).await;
     let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
     assert!(pushed, "{out}");
     let serving = eventually(Duration::from_secs(60), || async {

@@ -16,7 +16,8 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-fn line(app: &str, message: &str) -> LogLine {
+/// A line of `app`'s `web.1` at a fixed time.
+pub fn line(app: &str, message: &str) -> LogLine {
     LogLine {
         time: "2026-11-24T20:20:16Z".into(),
         app: app.parse().unwrap(),

@@ -4,28 +4,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use skiff_api::{Drain, LogLine, LogSource};
+use skiff_api::Drain;
 use skiff_logger::Buffers;
 use skiff_logger::drain::{Drains, tls_config};
 use skiff_logger::shared::{QUEUE, Sharing};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::drains::line;
+
 fn redis_url() -> String {
     std::env::var("SKIFF_TEST_REDIS_URL").expect(
         "these tests need Redis: run deploy/test.sh, which installs and starts one, \
          or set SKIFF_TEST_REDIS_URL=redis://127.0.0.1:PORT/",
     )
-}
-
-fn line(app: &str, message: &str) -> LogLine {
-    LogLine {
-        time: "2026-11-24T20:20:16Z".into(),
-        app: app.parse().unwrap(),
-        source: LogSource::App,
-        process: "web.1".into(),
-        message: message.into(),
-    }
 }
 
 /// A replica: buffers of `capacity` lines sharing through Redis, after loading what is there.
