@@ -14,7 +14,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt as _;
 use skiff_api::AppName;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -142,40 +141,16 @@ impl Coordination {
     }
 }
 
-/// Pokes the reconcile loop for every change another replica announces.
+/// Pokes the reconcile loop for every change another replica announces, and whenever the
+/// feed is (re)joined: changes missed while away are caught by a pass then.
 async fn follow_changes(client: redis::Client, coordination: Arc<Coordination>, shutdown: CancellationToken) {
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        let subscribed = async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(CHANGES).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        };
-        match subscribed.await {
-            Ok(pubsub) => {
-                backoff = Duration::from_millis(200);
-                // Changes missed while away are caught by a pass now.
-                coordination.poke.notify_one();
-                let mut messages = pubsub.into_on_message();
-                loop {
-                    let message = tokio::select! {
-                        message = messages.next() => message,
-                        () = shutdown.cancelled() => return,
-                    };
-                    let Some(message) = message else { break };
-                    let from: String = message.get_payload().unwrap_or_default();
-                    if from != coordination.replica {
-                        coordination.poke.notify_one();
-                    }
-                }
-                tracing::warn!("controller.coordination: lost the change feed; reconnecting");
-            }
-            Err(error) => tracing::warn!(%error, "controller.coordination: cannot follow changes; retrying"),
+    let on_message = |message: redis::Msg| {
+        let from: String = message.get_payload().unwrap_or_default();
+        if from != coordination.replica {
+            coordination.poke.notify_one();
         }
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
-            () = shutdown.cancelled() => return,
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
-    }
+    };
+    let on_subscribed = || coordination.poke.notify_one();
+    skiff_client::pubsub::follow(client, CHANGES, None, on_subscribed, on_message, shutdown, "controller.coordination")
+        .await;
 }

@@ -9,9 +9,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
-use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use skiff_api::LogLine;
 use tokio::sync::mpsc;
@@ -55,7 +53,7 @@ impl Sharing {
     pub async fn connect(url: &str) -> Result<Self, redis::RedisError> {
         let client = redis::Client::open(url)?;
         let connection = client.get_connection_manager().await?;
-        let subscribed = subscribe(&client).await?;
+        let subscribed = skiff_client::pubsub::subscribe(&client, CHANNEL).await?;
         Ok(Self { client, connection, subscribed, replica: format!("{:016x}", rand::random::<u64>()) })
     }
 
@@ -133,13 +131,7 @@ async fn publish(
     }
 }
 
-async fn subscribe(client: &redis::Client) -> Result<redis::aio::PubSub, redis::RedisError> {
-    let mut pubsub = client.get_async_pubsub().await?;
-    pubsub.subscribe(CHANNEL).await?;
-    Ok(pubsub)
-}
-
-/// Keeps the lines other replicas publish, resubscribing when the connection drops.
+/// Keeps the lines other replicas publish.
 async fn follow(
     client: redis::Client,
     subscribed: redis::aio::PubSub,
@@ -147,40 +139,15 @@ async fn follow(
     buffers: Arc<Buffers>,
     shutdown: CancellationToken,
 ) {
-    let mut backoff = Duration::from_millis(200);
-    let mut subscribed = Some(subscribed);
-    loop {
-        let pubsub = match subscribed.take() {
-            Some(pubsub) => Ok(pubsub),
-            None => subscribe(&client).await,
-        };
-        match pubsub {
-            Ok(pubsub) => {
-                backoff = Duration::from_millis(200);
-                let mut messages = pubsub.into_on_message();
-                loop {
-                    let message = tokio::select! {
-                        message = messages.next() => message,
-                        () = shutdown.cancelled() => return,
-                    };
-                    let Some(message) = message else { break };
-                    let Ok(payload) = message.get_payload::<String>() else { continue };
-                    match serde_json::from_str::<Published>(&payload) {
-                        Ok(published) if published.replica != replica => {
-                            published.lines.into_iter().for_each(|line| buffers.push_shared(line));
-                        }
-                        Ok(_) => {}
-                        Err(error) => tracing::debug!(%error, "logger.shared: not a batch of lines"),
-                    }
-                }
-                tracing::warn!("logger.shared: lost the line feed; reconnecting");
+    let on_message = |message: redis::Msg| {
+        let Ok(payload) = message.get_payload::<String>() else { return };
+        match serde_json::from_str::<Published>(&payload) {
+            Ok(published) if published.replica != replica => {
+                published.lines.into_iter().for_each(|line| buffers.push_shared(line));
             }
-            Err(error) => tracing::warn!(%error, "logger.shared: cannot follow other replicas; retrying"),
+            Ok(_) => {}
+            Err(error) => tracing::debug!(%error, "logger.shared: not a batch of lines"),
         }
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
-            () = shutdown.cancelled() => return,
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
-    }
+    };
+    skiff_client::pubsub::follow(client, CHANNEL, Some(subscribed), || {}, on_message, shutdown, "logger.shared").await;
 }

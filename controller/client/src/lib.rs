@@ -2,6 +2,8 @@
 //! Skiff's components (with the service token), and [`syslog::Sender`], which puts lines
 //! into apps' log streams.
 
+#[cfg(feature = "redis")]
+pub mod pubsub;
 pub mod syslog;
 
 use std::time::Duration;
