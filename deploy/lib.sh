@@ -56,6 +56,11 @@ skiff_wait_http() {
   return 1
 }
 
+# The median of a space-separated list of numbers.
+skiff_median() {
+  printf '%s\n' $1 | sort -g | sed -n "$(( ($(printf '%s\n' $1 | wc -l) + 1) / 2 ))p"
+}
+
 # Milliseconds since the epoch.
 skiff_now_ms() {
   echo $(( $(date +%s%N) / 1000000 ))

@@ -76,13 +76,12 @@ for _ in $(seq 1 "$runs"); do
   done
 done
 
-median() { printf '%s\n' $1 | sort -g | sed -n "$(( ($(printf '%s\n' $1 | wc -l) + 1) / 2 ))p"; }
 echo
 echo "| logger benchmark (TCP, octet counting, 100-byte messages, $messages per run, median of $runs) | msgs/s | lines lost (all runs) | skiff vs it |"
 echo "|---|---|---|---|"
-skiff=$(median "${rate[skiff]}")
+skiff=$(skiff_median "${rate[skiff]}")
 for system in rsyslog skiff; do
-  r=$(median "${rate[$system]}")
+  r=$(skiff_median "${rate[$system]}")
   total_lost=$(printf '%s\n' ${lost[$system]} | awk '{s += $1} END {print s}')
   echo "| $system | $(printf '%.0f' "$r") | $total_lost | $(echo "scale=2; $skiff / $r" | bc)× |"
 done

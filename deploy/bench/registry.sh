@@ -67,11 +67,10 @@ for run in $(seq 1 "$runs"); do
   done
 done
 
-median() { printf '%s\n' $1 | sort -n | sed -n "$(( ($(printf '%s\n' $1 | wc -l) + 1) / 2 ))p"; }
 row() {
   local name=$1 unit=$2 d s better=$4
-  d=$(median "${3%%|*}")
-  s=$(median "${3##*|}")
+  d=$(skiff_median "${3%%|*}")
+  s=$(skiff_median "${3##*|}")
   if [ "$better" = higher ]; then ratio=$(echo "scale=2; $s / $d" | bc); else ratio=$(echo "scale=2; $d / $s" | bc); fi
   echo "| $name | $s $unit | $d $unit | ${ratio}× |"
 }

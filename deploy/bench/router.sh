@@ -64,13 +64,12 @@ for _ in $(seq 1 "$runs"); do
   done
 done
 
-median() { printf '%s\n' $1 | sort -g | sed -n "$(( ($(printf '%s\n' $1 | wc -l) + 1) / 2 ))p"; }
 echo
 echo "| router benchmark (wrk -t1 -c32, 12-byte page, median of $runs) | req/s | p99 | vs direct | skiff vs it |"
 echo "|---|---|---|---|---|"
-skiff=$(median "${rps[skiff]}")
-direct=$(median "${rps[direct]}")
+skiff=$(skiff_median "${rps[skiff]}")
+direct=$(skiff_median "${rps[direct]}")
 for system in direct nginx haproxy skiff; do
-  r=$(median "${rps[$system]}")
-  echo "| $system | $(printf '%.0f' "$r") | $(median "${p99[$system]}") ms | $(echo "scale=2; $r / $direct" | bc)× | $(echo "scale=2; $skiff / $r" | bc)× |"
+  r=$(skiff_median "${rps[$system]}")
+  echo "| $system | $(printf '%.0f' "$r") | $(skiff_median "${p99[$system]}") ms | $(echo "scale=2; $r / $direct" | bc)× | $(echo "scale=2; $skiff / $r" | bc)× |"
 done
