@@ -120,6 +120,10 @@ pub struct Settings {
     /// Seconds an app may take to start answering a request before the router answers 504.
     #[arg(long, env = "SKIFF_ROUTER_RESPONSE_TIMEOUT", default_value_t = 30)]
     pub router_response_timeout: u64,
+    /// Proxies in front of the router whose X-Forwarded-* headers are believed (addresses
+    /// or blocks separated by commas or spaces, e.g. `10.0.0.0/8`) [default: none].
+    #[arg(long, env = "SKIFF_ROUTER_TRUSTED_PROXIES", default_value = "")]
+    pub router_trusted_proxies: String,
     /// Send an access line per request into the app's log stream.
     #[arg(long, env = "SKIFF_ROUTER_ACCESS_LOG", default_value_t = true, action = clap::ArgAction::Set)]
     pub router_access_log: bool,
@@ -480,8 +484,15 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
             }
         };
         let access_log = settings.router_access_log.then_some(syslog_address);
+        let trusted_proxies = settings
+            .router_trusted_proxies
+            .split([',', ' '])
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| entry.parse().map_err(|e| anyhow::anyhow!("SKIFF_ROUTER_TRUSTED_PROXIES: {e}")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let config = skiff_router::Config {
             access_log,
+            trusted_proxies,
             response_timeout: Duration::from_secs(settings.router_response_timeout.max(1)),
             ..Default::default()
         };

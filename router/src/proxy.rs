@@ -40,6 +40,9 @@ pub struct Config {
     pub response_timeout: Duration,
     /// The logger's syslog address for access lines; none are sent without one.
     pub access_log: Option<SocketAddr>,
+    /// Proxies in front of the router (a load balancer, a TLS terminator) whose
+    /// `X-Forwarded-*` headers are believed; everyone else's are replaced.
+    pub trusted_proxies: Vec<skiff_api::Cidr>,
 }
 
 impl Default for Config {
@@ -49,6 +52,7 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(30),
             access_log: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -107,6 +111,7 @@ struct Proxy {
     /// The HTTPS listener's port, where plain requests to HTTPS-only apps are sent.
     https_port: Option<u16>,
     response_timeout: Duration,
+    trusted_proxies: Vec<skiff_api::Cidr>,
     /// Upgraded connections (tunnels).
     tasks: TaskTracker,
     shutdown: CancellationToken,
@@ -138,6 +143,7 @@ pub async fn serve(listeners: Listeners, table: Arc<ArcSwap<Table>>, config: Con
         table,
         https_port,
         response_timeout: config.response_timeout,
+        trusted_proxies: config.trusted_proxies.clone(),
         tasks: tunnels.clone(),
         shutdown: shutdown.clone(),
         client,
@@ -243,8 +249,30 @@ fn page(status: StatusCode, text: &str) -> Response<ProxyBody> {
 }
 
 impl Proxy {
+    /// Whether `address` is one of the trusted proxies.
+    fn trusts(&self, address: std::net::IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|proxy| proxy.contains(address))
+    }
+
+    /// The client's address: the peer's, or, behind trusted proxies, the nearest address
+    /// in `X-Forwarded-For` that is not itself a trusted proxy.
+    fn client_address(&self, headers: &http::HeaderMap, peer: std::net::IpAddr) -> std::net::IpAddr {
+        if !self.trusts(peer) {
+            return peer;
+        }
+        let forwarded: Vec<std::net::IpAddr> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|a| a.trim().parse().ok())
+            .collect();
+        forwarded.iter().rev().copied().find(|a| !self.trusts(*a)).or(forwarded.first().copied()).unwrap_or(peer)
+    }
+
     async fn handle(&self, request: Request<Incoming>, peer: SocketAddr, entry: Entry) -> Response<ProxyBody> {
         let started = std::time::Instant::now();
+        let client = self.client_address(request.headers(), peer.ip());
         let host = request
             .headers()
             .get(header::HOST)
@@ -293,9 +321,9 @@ impl Proxy {
                 (app, response)
             }
             Lookup::Maintenance(app) | Lookup::NoBackend(app) | Lookup::Backend(app, _)
-                if policy.is_some_and(|p| !p.admits(peer.ip())) =>
+                if policy.is_some_and(|p| !p.admits(client)) =>
             {
-                let text = format!("your address ({}) may not reach {app}", peer.ip());
+                let text = format!("your address ({client}) may not reach {app}");
                 (app, page(StatusCode::FORBIDDEN, &text))
             }
             Lookup::Maintenance(app) => {
@@ -336,7 +364,7 @@ impl Proxy {
             let level = if status >= 500 { "error" } else { "info" };
             let message = format!(
                 "at={level} method={method} path=\"{path}\" host={host} request_id={request_id} fwd=\"{}\" status={status} service={}ms",
-                peer.ip(),
+                client,
                 started.elapsed().as_millis()
             );
             access.send(&app, &message);
@@ -346,6 +374,7 @@ impl Proxy {
 
     async fn forward(&self, mut request: Request<Incoming>, target: Target<'_>) -> Response<ProxyBody> {
         let Target { host, path, backends, peer, entry, app, request_id, max_body } = target;
+        let trusted = self.trusts(peer.ip());
         let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if let (Some(limit), Some(length)) = (max_body, declared)
             && length > limit
@@ -370,10 +399,23 @@ impl Proxy {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, protocol);
         }
-        headers.insert("x-forwarded-for", HeaderValue::from_str(&peer.ip().to_string()).expect("ip is ascii"));
-        headers.insert("x-forwarded-proto", HeaderValue::from_static(if entry.https { "https" } else { "http" }));
-        headers.insert("x-forwarded-port", HeaderValue::from(entry.port));
-        if let Ok(value) = HeaderValue::from_str(host) {
+        // A trusted proxy's forwarded headers are kept, with its own address appended;
+        // anyone else's are replaced by what the router saw.
+        let peer_ip = peer.ip().to_string();
+        let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            Some(earlier) if trusted => format!("{earlier}, {peer_ip}"),
+            _ => peer_ip,
+        };
+        headers.insert("x-forwarded-for", HeaderValue::from_str(&forwarded_for).expect("addresses are ascii"));
+        if !trusted || !headers.contains_key("x-forwarded-proto") {
+            headers.insert("x-forwarded-proto", HeaderValue::from_static(if entry.https { "https" } else { "http" }));
+        }
+        if !trusted || !headers.contains_key("x-forwarded-port") {
+            headers.insert("x-forwarded-port", HeaderValue::from(entry.port));
+        }
+        if (!trusted || !headers.contains_key("x-forwarded-host"))
+            && let Ok(value) = HeaderValue::from_str(host)
+        {
             headers.insert("x-forwarded-host", value);
         }
         headers.append(header::VIA, HeaderValue::from_static("1.1 skiff"));

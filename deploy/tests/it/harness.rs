@@ -134,6 +134,7 @@ impl Platform {
             release_retention: 1,
             router_routes: None,
             router_access_log: true,
+            router_trusted_proxies: String::new(),
             router_response_timeout: 30,
             gc_interval: 3600,
             hook_program: Some(PathBuf::from(env!("CARGO_BIN_EXE_skiffd"))),

@@ -174,6 +174,37 @@ async fn requests_carry_forwarded_headers_and_hop_by_hop_headers_stop() {
 }
 
 #[tokio::test]
+async fn a_trusted_proxys_forwarded_headers_are_kept_and_name_the_client() {
+    let app = upstream("one").await;
+    let config = skiff_router::Config { trusted_proxies: vec!["127.0.0.0/8".parse().unwrap()], ..Default::default() };
+    let router = router_with(snapshot(1, &[("shop", vec![app])]), config).await;
+    let mut stream = connect(&router).await;
+    let forwarded = "X-Forwarded-For: 203.0.113.9, 10.0.0.1\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Port: 443\r\n";
+    let (status, body) = exchange(&mut stream, "shop.localhost", forwarded).await;
+    assert_eq!(status, 200);
+    let body = body.to_ascii_lowercase();
+    assert!(body.contains("x-forwarded-for: 203.0.113.9, 10.0.0.1, 127.0.0.1\r\n"), "appended: {body}");
+    assert!(body.contains("x-forwarded-proto: https") && body.contains("x-forwarded-port: 443"), "{body}");
+
+    // Access rules apply to the client the trusted proxy names, not to the proxy.
+    let mut table = RouteTable { version: 2, routes: Vec::new(), certificates: Vec::new() };
+    table.routes.push(Route {
+        app: "shop".parse().unwrap(),
+        hosts: vec!["shop.localhost".into()],
+        backends: vec![app],
+        maintenance: false,
+        tls: Default::default(),
+        access: skiff_api::AccessPolicy { deny: vec!["10.0.0.1".into()], ..Default::default() },
+    });
+    router.table.store(Arc::new(Table::from_snapshot(&table)));
+    let (status, body) = exchange(&mut stream, "shop.localhost", "X-Forwarded-For: 10.0.0.1\r\n").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("(10.0.0.1)"), "{body}");
+    let (status, _) = exchange(&mut stream, "shop.localhost", "X-Forwarded-For: 10.0.0.2\r\n").await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
 async fn upgrades_become_tunnels() {
     let app = upstream("ws").await;
     let router = router(snapshot(1, &[("chat", vec![app])])).await;
