@@ -110,3 +110,102 @@ async fn only_the_platform_collects() {
     let response = registry.send(registry.request(As::Alice, Method::POST, "/_skiff/gc")).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 }
+
+/// The store under a collection that dies after `deletes` deletions, as a registry killed
+/// mid-sweep would.
+struct DyingStore {
+    inner: skiff_store::FsBlobStore,
+    deletes: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl skiff_store::BlobStore for DyingStore {
+    async fn size(&self, digest: &skiff_store::Digest) -> Result<Option<u64>, skiff_store::StoreError> {
+        self.inner.size(digest).await
+    }
+    async fn open(&self, d: &skiff_store::Digest) -> Result<Option<skiff_store::BlobReader>, skiff_store::StoreError> {
+        self.inner.open(d).await
+    }
+    async fn open_range(
+        &self,
+        digest: &skiff_store::Digest,
+        start: u64,
+        end: u64,
+    ) -> Result<Option<skiff_store::BlobReader>, skiff_store::StoreError> {
+        self.inner.open_range(digest, start, end).await
+    }
+    async fn read(&self, digest: &skiff_store::Digest) -> Result<Option<bytes::Bytes>, skiff_store::StoreError> {
+        self.inner.read(digest).await
+    }
+    async fn put_bytes(
+        &self,
+        digest: &skiff_store::Digest,
+        bytes: bytes::Bytes,
+    ) -> Result<(), skiff_store::StoreError> {
+        self.inner.put_bytes(digest, bytes).await
+    }
+    async fn stage(
+        &self,
+        algorithm: skiff_store::DigestAlgorithm,
+    ) -> Result<skiff_store::Staged, skiff_store::StoreError> {
+        self.inner.stage(algorithm).await
+    }
+    async fn commit(
+        &self,
+        staged: skiff_store::Staged,
+        digest: &skiff_store::Digest,
+    ) -> Result<(), skiff_store::StoreError> {
+        self.inner.commit(staged, digest).await
+    }
+    async fn list(&self) -> Result<Vec<(skiff_store::Digest, std::time::SystemTime)>, skiff_store::StoreError> {
+        self.inner.list().await
+    }
+    async fn delete(&self, digest: &skiff_store::Digest) -> Result<(), skiff_store::StoreError> {
+        use std::sync::atomic::Ordering;
+        if self.deletes.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_err() {
+            return Err(skiff_store::StoreError::Io(std::io::Error::other("killed mid-sweep")));
+        }
+        self.inner.delete(digest).await
+    }
+}
+
+#[tokio::test]
+async fn a_collection_cut_short_is_finished_by_the_next_and_spares_what_is_used() {
+    let registry = Registry::start().await;
+    let loose = [
+        registry.push_blob("app", b"loose one").await,
+        registry.push_blob("app", b"loose two").await,
+        registry.push_blob("app", b"loose three").await,
+    ];
+    let (manifest, bytes) = registry.push_image("app", "v1", b"a layer in use").await;
+    let layer = serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // A collection over the same data that dies after its first deletion.
+    let meta = skiff_registry::meta::Meta::new(registry.dir().join("registry/repositories"));
+    let dying = DyingStore {
+        inner: skiff_store::FsBlobStore::open(registry.dir().join("store")).await.unwrap(),
+        deletes: std::sync::atomic::AtomicUsize::new(1),
+    };
+    let cut = skiff_registry::gc::collect(&meta, &dying, std::time::Duration::ZERO, false).await;
+    assert!(cut.is_err(), "the first collection dies mid-sweep");
+    let gone = futures_util::future::join_all(loose.iter().map(|d| blob_status(&registry, "app", d))).await;
+    assert_eq!(
+        gone.iter().filter(|s| **s == StatusCode::OK).count(),
+        2,
+        "one loose blob went before it died: {gone:?}"
+    );
+
+    // The next collection finishes the job, and what the image uses stays.
+    let report = gc(&registry, "grace_secs=0").await;
+    assert_eq!(report["deleted"].as_array().unwrap().len(), 2, "{report}");
+    for digest in &loose {
+        assert_eq!(blob_status(&registry, "app", digest).await, StatusCode::NOT_FOUND);
+    }
+    assert_eq!(blob_status(&registry, "app", &layer).await, StatusCode::OK);
+    let pulled =
+        registry.send(registry.request(As::Service, Method::GET, &format!("/v2/app/manifests/{manifest}"))).await;
+    assert_eq!(pulled.status(), StatusCode::OK);
+}

@@ -76,6 +76,11 @@ impl Registry {
         Self { base, _dir: dir, shutdown, http: reqwest::Client::new() }
     }
 
+    /// The directory holding the store (`store`) and the registry's data (`registry`).
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     /// A request to `path` (absolute URL or path) as `who`.
     pub fn request(&self, who: As, method: Method, path: &str) -> reqwest::RequestBuilder {
         let url = if path.starts_with("http") { path.to_owned() } else { format!("{}{path}", self.base) };
