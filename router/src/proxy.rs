@@ -440,12 +440,17 @@ impl Proxy {
                 .then(|| Request::from_parts(head.clone(), Either::Right(Empty::new())));
             let sent = self.client.request(Request::from_parts(head, body));
             let Ok(sent) = tokio::time::timeout(self.response_timeout, sent).await else {
+                // A backend that does not answer is tried last for a while, like one that
+                // refuses connections.
+                backends.set_aside(backend);
                 tracing::warn!(app, %backend, "router.upstream: no answer within {:?}", self.response_timeout);
                 let text = format!("app {app} did not answer within {} s", self.response_timeout.as_secs_f32());
                 return page(StatusCode::GATEWAY_TIMEOUT, &text);
             };
+            // A backend that refused the connection or broke it off without an answer is
+            // tried last for a while (a client's broken body is not the backend's fault).
             if let Err(error) = &sent
-                && error.is_connect()
+                && (error.is_connect() || !client_body_failed(error))
             {
                 backends.set_aside(backend);
             }

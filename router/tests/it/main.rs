@@ -291,6 +291,28 @@ async fn an_app_that_never_answers_gets_a_504_after_the_response_timeout() {
 }
 
 #[tokio::test]
+async fn a_backend_that_timed_out_is_tried_last_for_a_while() {
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hanging = silent.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            held.push(stream);
+        }
+    });
+    let good = upstream("good").await;
+    let config = skiff_router::Config { response_timeout: Duration::from_millis(300), ..Default::default() };
+    let router = router_with(snapshot(1, &[("shop", vec![hanging, good])]), config).await;
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(exchange(&mut connect(&router).await, "shop.localhost", "").await.0);
+    }
+    // Round robin sends the first request to the hanging backend; after its 504 every
+    // request goes to the good one, ahead of its turn.
+    assert_eq!(statuses, [504, 200, 200, 200, 200, 200]);
+}
+
+#[tokio::test]
 async fn clients_that_never_finish_a_request_head_or_go_idle_are_cut_off() {
     let app = upstream("one").await;
     let config = skiff_router::Config { header_read_timeout: Duration::from_millis(300), ..Default::default() };
