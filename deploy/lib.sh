@@ -135,11 +135,12 @@ skiff_start_s3() {
   mkdir -p "$dir"
   moto_server -H 127.0.0.1 -p "$port" >"$dir/s3.log" 2>&1 &
   echo $! >"$dir/s3.pid"
-  for _ in $(seq 1 100); do
+  for _ in $(seq 1 300); do
     curl -fsS -o /dev/null "http://127.0.0.1:$port/" 2>/dev/null && { echo "http://127.0.0.1:$port"; return 0; }
     sleep 0.1
   done
-  echo "skiff: the S3 server did not answer on 127.0.0.1:$port ($dir/s3.log says why)" >&2
+  echo "skiff: the S3 server did not answer on 127.0.0.1:$port within 30 s; its log:" >&2
+  cat "$dir/s3.log" >&2
   return 1
 }
 
