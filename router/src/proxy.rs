@@ -428,9 +428,11 @@ impl Proxy {
         let replayable = client_upgrade.is_none() && request.body().is_end_stream();
         let limit = max_body.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
         let mut request = request.map(|body| Either::Left(Limited::new(body, limit)));
+        let mut outstanding;
         let mut candidates = backends.iter().peekable();
         let answer = loop {
             let backend = candidates.next().expect("a route with backends");
+            outstanding = backends.track(backend);
             let Ok(uri) = format!("http://{backend}{path}").parse::<Uri>() else {
                 return page(StatusCode::BAD_REQUEST, "invalid request target");
             };
@@ -474,6 +476,11 @@ impl Proxy {
             Ok(response) => {
                 let (mut parts, body) = response.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
+                // Outstanding until the answer's body is done (or dropped).
+                let body = body.map_frame(move |frame| {
+                    let _ = &outstanding;
+                    frame
+                });
                 Response::from_parts(parts, body.map_err(|e| Box::new(e) as BoxError).boxed())
             }
             Err((error, _)) if body_over_limit(&error) => too_large(app, max_body.unwrap_or_default()),

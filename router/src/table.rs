@@ -67,6 +67,8 @@ pub struct AppRoute {
     built: Instant,
     /// Per backend, milliseconds after `built` until which it is tried last (0: never set aside).
     aside_until: Vec<AtomicU64>,
+    /// Per backend, requests sent to it whose answer has not ended yet.
+    outstanding: Vec<AtomicUsize>,
 }
 
 impl AppRoute {
@@ -88,14 +90,27 @@ pub struct Backends {
 }
 
 impl Backends {
+    /// The backends to try in order: those with the fewest requests outstanding first
+    /// (ties in round-robin order), then those set aside.
     pub fn iter(&self) -> impl Iterator<Item = SocketAddr> + '_ {
         let route = &self.route;
         let now = route.millis_now();
         let rotation =
             move || (0..route.backends.len()).map(move |offset| (self.first + offset) % route.backends.len());
-        let ready = rotation().filter(move |&index| !route.is_aside(index, now));
+        let mut ready: Vec<usize> = rotation().filter(|&index| !route.is_aside(index, now)).collect();
+        // Stable: among equally busy backends the rotation decides.
+        ready.sort_by_key(|&index| route.outstanding[index].load(Ordering::Relaxed));
         let aside = rotation().filter(move |&index| route.is_aside(index, now));
-        ready.chain(aside).map(move |index| route.backends[index])
+        ready.into_iter().chain(aside).map(move |index| route.backends[index])
+    }
+
+    /// Counts a request to `backend` as outstanding until the returned guard is dropped.
+    pub fn track(&self, backend: SocketAddr) -> Outstanding {
+        let index = self.route.backends.iter().position(|b| *b == backend).unwrap_or(usize::MAX);
+        if let Some(count) = self.route.outstanding.get(index) {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+        Outstanding { route: self.route.clone(), index }
     }
 
     /// Tries `backend` only after the others for a while: it refused a connection.
@@ -104,6 +119,21 @@ impl Backends {
         if let Some(index) = route.backends.iter().position(|b| *b == backend) {
             let until = route.millis_now().saturating_add(SET_ASIDE.as_millis() as u64);
             route.aside_until[index].store(until, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A request in flight to one backend (see [`Backends::track`]).
+#[derive(Debug)]
+pub struct Outstanding {
+    route: Arc<AppRoute>,
+    index: usize,
+}
+
+impl Drop for Outstanding {
+    fn drop(&mut self) {
+        if let Some(count) = self.route.outstanding.get(self.index) {
+            count.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -146,6 +176,7 @@ impl Table {
                 next: AtomicUsize::new(0),
                 built: Instant::now(),
                 aside_until: route.backends.iter().map(|_| AtomicU64::new(0)).collect(),
+                outstanding: route.backends.iter().map(|_| AtomicUsize::new(0)).collect(),
             });
             for host in &route.hosts {
                 let host = host.to_ascii_lowercase();

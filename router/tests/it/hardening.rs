@@ -197,3 +197,52 @@ async fn access_policies_refuse_addresses_and_oversized_bodies() {
     assert!(streamed.starts_with("HTTP/1.1 413"), "a chunked body is counted as it streams: {streamed}");
     assert!(raw(router.address, &post("small", true)).await.starts_with("HTTP/1.1 200"));
 }
+
+/// An upstream that takes `delay` to answer each request with its name.
+async fn slow(name: &'static str, delay: Duration) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stream.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                    tokio::time::sleep(delay).await;
+                    let answer = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{name}", name.len());
+                    if stream.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    address
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_go_to_the_backend_with_the_fewest_outstanding() {
+    let (busy, idle) = (slow("busy", Duration::from_secs(2)).await, slow("idle", Duration::ZERO).await);
+    let router = router(snapshot(1, &[("shop", vec![busy, idle])])).await;
+    let get = |address: SocketAddr| async move {
+        let response = reqwest::Client::new()
+            .get(format!("http://{address}/"))
+            .header("Host", "shop.localhost")
+            .send()
+            .await
+            .unwrap();
+        response.text().await.unwrap()
+    };
+    // The first request goes to `busy` (its turn) and stays outstanding for two seconds.
+    let first = tokio::spawn(get(router.address));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Round robin would send every other one of these to `busy` too.
+    let mut answers = Vec::new();
+    for _ in 0..4 {
+        answers.push(get(router.address).await);
+    }
+    assert_eq!(answers, ["idle"; 4], "the idle backend takes them while the other is busy");
+    assert_eq!(first.await.unwrap(), "busy");
+}
