@@ -273,16 +273,22 @@ async fn a_refused_connection_sends_body_less_requests_to_the_next_backend_and_n
     assert_eq!(status, 502, "with no other backend the client hears the failure: {body}");
 }
 
-#[tokio::test]
-async fn an_app_that_never_answers_gets_a_504_after_the_response_timeout() {
-    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = silent.local_addr().unwrap();
+/// An upstream that accepts connections and never answers.
+async fn silent() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
     tokio::spawn(async move {
         let mut held = Vec::new();
-        while let Ok((stream, _)) = silent.accept().await {
+        while let Ok((stream, _)) = listener.accept().await {
             held.push(stream);
         }
     });
+    address
+}
+
+#[tokio::test]
+async fn an_app_that_never_answers_gets_a_504_after_the_response_timeout() {
+    let address = silent().await;
     let config = skiff_router::Config { response_timeout: Duration::from_millis(300), ..Default::default() };
     let router = router_with(snapshot(1, &[("shop", vec![address])]), config).await;
     let (status, body) = exchange(&mut connect(&router).await, "shop.localhost", "").await;
@@ -292,14 +298,7 @@ async fn an_app_that_never_answers_gets_a_504_after_the_response_timeout() {
 
 #[tokio::test]
 async fn a_backend_that_timed_out_is_tried_last_for_a_while() {
-    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hanging = silent.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((stream, _)) = silent.accept().await {
-            held.push(stream);
-        }
-    });
+    let hanging = silent().await;
     let good = upstream("good").await;
     let config = skiff_router::Config { response_timeout: Duration::from_millis(300), ..Default::default() };
     let router = router_with(snapshot(1, &[("shop", vec![hanging, good])]), config).await;
