@@ -152,6 +152,7 @@ mod tests {
             app: app.parse().unwrap(),
             source: LogSource::App,
             process: "web".into(),
+            release: None,
             message: message.into(),
         }
     }

@@ -135,6 +135,7 @@ impl Collector {
                 continue;
             };
             let process = labels.get("skiff.process").cloned().unwrap_or_else(|| "web".into());
+            let release = labels.get("skiff.release").and_then(|r| r.parse().ok());
             if !self.lock().insert(id.clone()) {
                 continue;
             }
@@ -142,7 +143,7 @@ impl Collector {
             let shutdown = shutdown.clone();
             self.tasks.spawn(async move {
                 tokio::select! {
-                    () = collector.follow(&id, app, process) => {}
+                    () = collector.follow(&id, app, process, release) => {}
                     () = shutdown.cancelled() => {}
                 }
                 collector.lock().remove(&id);
@@ -150,7 +151,7 @@ impl Collector {
         }
     }
 
-    async fn follow(&self, id: &str, app: AppName, process: String) {
+    async fn follow(&self, id: &str, app: AppName, process: String, release: Option<u32>) {
         let options = LogsOptions { follow: true, stdout: true, stderr: true, timestamps: true, ..Default::default() };
         let instance = format!("{process}.{}", &id[..id.len().min(6)]);
         let mut stream = self.docker.logs(id, Some(options));
@@ -172,6 +173,7 @@ impl Collector {
                     app: app.clone(),
                     source: LogSource::App,
                     process: instance.clone(),
+                    release,
                     message: message.to_owned(),
                 };
                 match time::OffsetDateTime::parse(time, &time::format_description::well_known::Rfc3339) {

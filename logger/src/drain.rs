@@ -341,6 +341,7 @@ mod tests {
             app: "shop".parse().unwrap(),
             source: LogSource::App,
             process: "web.1a2b".into(),
+            release: None,
             message: "héllo".into(),
         };
         let frame = frame(&line);

@@ -162,7 +162,14 @@ mod tests {
     use super::*;
 
     fn line(process: &str, source: LogSource) -> LogLine {
-        LogLine { time: String::new(), app: "a".parse().unwrap(), source, process: process.into(), message: "m".into() }
+        LogLine {
+            time: String::new(),
+            app: "a".parse().unwrap(),
+            source,
+            process: process.into(),
+            release: None,
+            message: "m".into(),
+        }
     }
 
     #[test]

@@ -135,6 +135,7 @@ impl Ingest {
                 app,
                 source,
                 process,
+                release: None,
                 message: message.text,
             }),
             None => self.reject(),

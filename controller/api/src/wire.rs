@@ -456,6 +456,9 @@ pub struct LogLine {
     pub source: LogSource,
     /// Process and instance, e.g. `web.1`; the component name for platform lines.
     pub process: String,
+    /// The release the container runs, for an app container's own output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<u32>,
     pub message: String,
 }
 

@@ -54,6 +54,13 @@ async fn a_pushed_example_app_serves_through_the_router_and_logs() {
     .await
     .expect("the container's stdout reaches `skiff logs`");
     assert!(logs.contains("hello[web."), "{logs}");
+    // Each line of the app's own output names the release its container runs.
+    let lines = platform.cli_ok(&repo, &["logs", "-n", "50", "--json"]).await;
+    let lines: Vec<serde_json::Value> = serde_json::from_str(&lines)
+        .unwrap_or_else(|_| lines.lines().filter_map(|l| serde_json::from_str(l).ok()).collect());
+    let listening =
+        lines.iter().find(|l| l["message"].as_str().is_some_and(|m| m.contains("listening on port"))).unwrap();
+    assert_eq!(listening["release"], 1, "{listening}");
     // The router's access lines and the platform's events share the app's stream.
     let router = eventually(Duration::from_secs(30), || async {
         let (_, out, _) = platform.cli(&repo, &["logs", "--source", "router"]).await;

@@ -23,6 +23,7 @@ pub fn line(app: &str, message: &str) -> LogLine {
         app: app.parse().unwrap(),
         source: LogSource::App,
         process: "web.1".into(),
+        release: None,
         message: message.into(),
     }
 }

@@ -121,6 +121,7 @@ async fn a_skiff_drain_delivers_to_rsyslog() {
             app: "shop".parse().unwrap(),
             source: LogSource::App,
             process: "web.1".into(),
+            release: None,
             message: format!("numbered line {n}"),
         });
     }
