@@ -198,6 +198,14 @@ impl Db {
         Ok(())
     }
 
+    /// Runs a write; says whether it changed any row.
+    async fn changed(
+        &self,
+        query: sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments>,
+    ) -> Result<bool, DbError> {
+        Ok(query.execute(&self.pool).await?.rows_affected() > 0)
+    }
+
     /// How many users exist.
     pub async fn user_count(&self) -> Result<i64, DbError> {
         Ok(sqlx::query("SELECT COUNT(*) FROM users").fetch_one(&self.pool).await?.get(0))
@@ -259,8 +267,7 @@ impl Db {
 
     /// Revokes a token; `false` when there was none.
     pub async fn remove_token(&self, token_hash: &str) -> Result<bool, DbError> {
-        let done = sqlx::query("DELETE FROM tokens WHERE hash = $1").bind(token_hash).execute(&self.pool).await?;
-        Ok(done.rows_affected() > 0)
+        self.changed(sqlx::query("DELETE FROM tokens WHERE hash = $1").bind(token_hash)).await
     }
 
     /// The user a token hash belongs to.
@@ -324,12 +331,8 @@ impl Db {
 
     /// Removes one of a user's keys; `false` when there was none.
     pub async fn remove_key(&self, user_id: i64, key_id: i64) -> Result<bool, DbError> {
-        let done = sqlx::query("DELETE FROM ssh_keys WHERE id = $1 AND user_id = $2")
-            .bind(key_id)
-            .bind(user_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        self.changed(sqlx::query("DELETE FROM ssh_keys WHERE id = $1 AND user_id = $2").bind(key_id).bind(user_id))
+            .await
     }
 
     /// The owner of a key fingerprint.
@@ -673,17 +676,17 @@ impl Db {
         state: ReleaseState,
         failure: Option<&str>,
     ) -> Result<bool, DbError> {
-        let done = sqlx::query(
-            "UPDATE releases SET state = $1, failure = $2
+        self.changed(
+            sqlx::query(
+                "UPDATE releases SET state = $1, failure = $2
              WHERE state = 'pending' AND version = $3 AND app_id = (SELECT id FROM apps WHERE name = $4)",
+            )
+            .bind(enum_text(&state))
+            .bind(failure)
+            .bind(i64::from(version))
+            .bind(app.as_str()),
         )
-        .bind(enum_text(&state))
-        .bind(failure)
-        .bind(i64::from(version))
-        .bind(app.as_str())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() > 0)
+        .await
     }
 
     /// One release of an app.
@@ -722,22 +725,18 @@ impl Db {
 
     /// Adds a collaborator; `false` when already one.
     pub async fn add_perm(&self, app_id: i64, user_id: i64) -> Result<bool, DbError> {
-        let done = sqlx::query("INSERT INTO perms (app_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .bind(app_id)
-            .bind(user_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        self.changed(
+            sqlx::query("INSERT INTO perms (app_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(app_id)
+                .bind(user_id),
+        )
+        .await
     }
 
     /// Removes a collaborator; `false` when not one.
     pub async fn remove_perm(&self, app_id: i64, user_id: i64) -> Result<bool, DbError> {
-        let done = sqlx::query("DELETE FROM perms WHERE app_id = $1 AND user_id = $2")
-            .bind(app_id)
-            .bind(user_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        self.changed(sqlx::query("DELETE FROM perms WHERE app_id = $1 AND user_id = $2").bind(app_id).bind(user_id))
+            .await
     }
 
     /// Gives an app to another user.
@@ -767,24 +766,19 @@ impl Db {
 
     /// Adds a custom domain; `false` when some app has it already.
     pub async fn add_domain(&self, app_id: i64, domain: &str) -> Result<bool, DbError> {
-        let done =
+        self.changed(
             sqlx::query("INSERT INTO domains (domain, app_id, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
                 .bind(domain)
                 .bind(app_id)
-                .bind(now())
-                .execute(&self.pool)
-                .await?;
-        Ok(done.rows_affected() > 0)
+                .bind(now()),
+        )
+        .await
     }
 
     /// Removes one of an app's domains; `false` when it had no such domain.
     pub async fn remove_domain(&self, app_id: i64, domain: &str) -> Result<bool, DbError> {
-        let done = sqlx::query("DELETE FROM domains WHERE app_id = $1 AND domain = $2")
-            .bind(app_id)
-            .bind(domain)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        self.changed(sqlx::query("DELETE FROM domains WHERE app_id = $1 AND domain = $2").bind(app_id).bind(domain))
+            .await
     }
 
     /// Custom domains: (app id, domain, created at), by domain.
@@ -827,12 +821,12 @@ impl Db {
     /// Removes a drain of an app, or of the platform without one; `false` when there was
     /// no such drain.
     pub async fn remove_drain(&self, app: Option<&AppRow>, id: i64) -> Result<bool, DbError> {
-        let done = sqlx::query("DELETE FROM drains WHERE id = $1 AND app_id IS NOT DISTINCT FROM $2")
-            .bind(id)
-            .bind(app.map(|a| a.id))
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        self.changed(
+            sqlx::query("DELETE FROM drains WHERE id = $1 AND app_id IS NOT DISTINCT FROM $2")
+                .bind(id)
+                .bind(app.map(|a| a.id)),
+        )
+        .await
     }
 
     /// An app's drains, the platform's without an app, by id.
@@ -941,31 +935,26 @@ impl Db {
         key_pem: &str,
     ) -> Result<bool, DbError> {
         let names = serde_json::to_string(&cert.names).map_err(|e| DbError::Corrupt(e.to_string()))?;
-        let done = sqlx::query(
-            "INSERT INTO certs (app_id, name, chain_pem, key_pem, common_name, names, expires_at, created_at)
+        self.changed(
+            sqlx::query(
+                "INSERT INTO certs (app_id, name, chain_pem, key_pem, common_name, names, expires_at, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (app_id, name) DO NOTHING",
+            )
+            .bind(app_id)
+            .bind(&cert.name)
+            .bind(chain_pem)
+            .bind(key_pem)
+            .bind(&cert.common_name)
+            .bind(names)
+            .bind(&cert.expires_at)
+            .bind(&cert.created_at),
         )
-        .bind(app_id)
-        .bind(&cert.name)
-        .bind(chain_pem)
-        .bind(key_pem)
-        .bind(&cert.common_name)
-        .bind(names)
-        .bind(&cert.expires_at)
-        .bind(&cert.created_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() > 0)
+        .await
     }
 
     /// Removes an app's certificate (and its attachments); `false` when it had none by that name.
     pub async fn remove_cert(&self, app_id: i64, name: &str) -> Result<bool, DbError> {
-        let done = sqlx::query("DELETE FROM certs WHERE app_id = $1 AND name = $2")
-            .bind(app_id)
-            .bind(name)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        self.changed(sqlx::query("DELETE FROM certs WHERE app_id = $1 AND name = $2").bind(app_id).bind(name)).await
     }
 
     /// Serves an app's certificate for one of its domains (replacing whichever was attached).
@@ -997,16 +986,16 @@ impl Db {
 
     /// Stops serving an app's certificate for a domain; `false` when it was not attached.
     pub async fn detach_cert(&self, app_id: i64, name: &str, domain: &str) -> Result<bool, DbError> {
-        let done = sqlx::query(
-            "DELETE FROM cert_domains WHERE domain = $1
+        self.changed(
+            sqlx::query(
+                "DELETE FROM cert_domains WHERE domain = $1
              AND cert_id IN (SELECT id FROM certs WHERE app_id = $2 AND name = $3)",
+            )
+            .bind(domain)
+            .bind(app_id)
+            .bind(name),
         )
-        .bind(domain)
-        .bind(app_id)
-        .bind(name)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() > 0)
+        .await
     }
 
     /// An app's certificates, by name, with the domains each is attached to.
