@@ -337,6 +337,11 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
     // Where the router and the controller send their lines for apps' log streams.
     let syslog_address = addresses.syslog.unwrap_or(settings.syslog_listen);
 
+    // The platform's local CA, read (or made) once for every component that needs it.
+    let needs_ca = (runs(Component::Logger) && settings.logger_tls_cert.is_none())
+        || (runs(Component::Router) && settings.router_tls_cert.is_none());
+    let mut ca = if needs_ca { Some(local_ca(&data_dir)?) } else { None };
+
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
 
@@ -389,7 +394,7 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
         tasks.spawn(collector.run(shutdown.clone()));
         tasks.spawn(skiff_logger::syslog::serve_udp(udp, ingest.clone(), shutdown.clone()));
         tasks.spawn(skiff_logger::syslog::serve_tcp(tcp, None, ingest.clone(), shutdown.clone()));
-        let acceptor = logger_tls(settings, &data_dir)?;
+        let acceptor = logger_tls(settings, ca.as_ref().map(|(ca, _)| ca))?;
         tasks.spawn(skiff_logger::syslog::serve_tcp(tcp_tls, Some(acceptor), ingest, shutdown.clone()));
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
@@ -496,7 +501,7 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
             response_timeout: Duration::from_secs(settings.router_response_timeout.max(1)),
             ..Default::default()
         };
-        let default = router_default_certificate(settings, &data_dir)?;
+        let default = router_default_certificate(settings, ca.take())?;
         let tls = skiff_router::tls::server_config(table.clone(), default).map_err(|e| anyhow::anyhow!(e))?;
         let listeners = skiff_router::Listeners { http, https: Some((https, tls)) };
         tasks.spawn(skiff_router::serve(listeners, table, config, shutdown.clone()));
@@ -558,7 +563,7 @@ fn local_ca(data_dir: &std::path::Path) -> anyhow::Result<(skiff_router::tls::Lo
 /// browse `https://<app>.<domain>`).
 fn router_default_certificate(
     settings: &Settings,
-    data_dir: &std::path::Path,
+    ca: Option<(skiff_router::tls::LocalCa, PathBuf)>,
 ) -> anyhow::Result<skiff_router::tls::DefaultCertificate> {
     use skiff_router::tls::{DefaultCertificate, certified_key};
     if let (Some(cert), Some(key)) = (&settings.router_tls_cert, &settings.router_tls_key) {
@@ -566,18 +571,23 @@ fn router_default_certificate(
             .map_err(|e| anyhow::anyhow!("SKIFF_ROUTER_TLS_CERT/SKIFF_ROUTER_TLS_KEY: {e}"))?;
         return Ok(DefaultCertificate::Fixed(key));
     }
-    let (ca, cert) = local_ca(data_dir)?;
+    let (ca, cert) = ca.ok_or_else(|| anyhow::anyhow!("the router has neither a certificate nor the local CA"))?;
     tracing::info!(ca = %cert.display(), "router.tls: HTTPS certificates come from the local CA; trust its certificate");
     DefaultCertificate::issued(ca, &settings.domain).map_err(|e| anyhow::anyhow!("SKIFF_DOMAIN: {e}"))
 }
 
 /// The syslog-over-TLS listener's settings: the configured certificate, else one for
 /// `localhost` from the local CA.
-fn logger_tls(settings: &Settings, data_dir: &std::path::Path) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+fn logger_tls(
+    settings: &Settings,
+    ca: Option<&skiff_router::tls::LocalCa>,
+) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
     let key = match (&settings.logger_tls_cert, &settings.logger_tls_key) {
         (Some(cert), Some(key)) => skiff_router::tls::certified_key(&read_file(cert)?, &read_file(key)?)
             .map_err(|e| anyhow::anyhow!("SKIFF_LOGGER_TLS_CERT/SKIFF_LOGGER_TLS_KEY: {e}"))?,
-        _ => local_ca(data_dir)?.0.issue("localhost").context("cannot issue the logger's certificate")?,
+        _ => ca
+            .and_then(|ca| ca.issue("localhost"))
+            .ok_or_else(|| anyhow::anyhow!("cannot issue the logger's certificate from the local CA"))?,
     };
     skiff_logger::syslog::tls_acceptor(key).map_err(|e| anyhow::anyhow!(e))
 }
