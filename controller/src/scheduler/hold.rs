@@ -2,14 +2,15 @@
 //! stopped (routers have swapped it out; requests in flight finish), and a process type
 //! whose containers keep crashing is started again only after a growing pause (crash-loop
 //! backoff: at once after the first crash, then 2, 4, 8… reconcile intervals, at most
-//! [`MAX_BACKOFF`]).
+//! [`MAX_BACKOFF`]). The count starts over after [`CRASH_MEMORY`] without a crash, and for
+//! a new release or restart generation: a deploy that fixes the crash starts at once.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use skiff_api::AppName;
 
-use super::plan::Step;
+use super::plan::{Desired, Step};
 
 /// The longest pause between restarts of a crashing process type.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -31,6 +32,8 @@ pub fn backoff(crashes: u32, interval: Duration) -> Duration {
 struct Crashes {
     count: u32,
     last: Instant,
+    /// The release and generation whose containers crashed.
+    of: (u32, u32),
 }
 
 /// What waits, and until when.
@@ -43,26 +46,39 @@ pub struct Hold {
 }
 
 impl Hold {
-    /// Records a crash of one of `app`'s `process` containers at `now`; says how many in a
-    /// row and the pause before the next start.
-    pub fn crashed(&mut self, app: &AppName, process: &str, now: Instant, interval: Duration) -> (u32, Duration) {
-        let entry = self.crashes.entry((app.clone(), process.to_owned())).or_insert(Crashes { count: 0, last: now });
-        if now.duration_since(entry.last) > CRASH_MEMORY {
+    /// Records a crash at `now` of one of `app`'s `process` containers, of release and
+    /// generation `of`; says how many in a row and the pause before the next start.
+    pub fn crashed(
+        &mut self,
+        app: &AppName,
+        process: &str,
+        of: (u32, u32),
+        now: Instant,
+        interval: Duration,
+    ) -> (u32, Duration) {
+        let entry =
+            self.crashes.entry((app.clone(), process.to_owned())).or_insert(Crashes { count: 0, last: now, of });
+        if now.duration_since(entry.last) > CRASH_MEMORY || entry.of != of {
             entry.count = 0;
         }
         entry.count += 1;
         entry.last = now;
+        entry.of = of;
         (entry.count, backoff(entry.count, interval))
     }
 
-    /// Forgets `app`'s `process` crashes: a container of it became ready.
-    pub fn recovered(&mut self, app: &AppName, process: &str) {
-        self.crashes.remove(&(app.clone(), process.to_owned()));
+    /// The crashes in a row of `app`'s `process` and the pause before its next start.
+    pub fn crashes(&self, app: &AppName, process: &str, interval: Duration) -> (u32, Duration) {
+        self.crashes
+            .get(&(app.clone(), process.to_owned()))
+            .map_or((0, Duration::ZERO), |c| (c.count, backoff(c.count, interval)))
     }
 
     /// The steps due at `now`, and when the first held one falls due. A container that
-    /// leaves service (not one that exited) is removed `drain` after it first came up for
-    /// removal; a start of a crashing process type waits out its backoff.
+    /// exited counts as a crash of its process type (before its replacement is planned, so
+    /// the replacement waits out the new backoff); a container that leaves service is
+    /// removed `drain` after it first came up for removal; a start of a crashing process
+    /// type waits out its backoff.
     pub fn due(
         &mut self,
         steps: Vec<Step>,
@@ -81,14 +97,22 @@ impl Hold {
             .collect();
         // A container no longer up for removal (a rollback brought it back) starts over.
         self.leaving.retain(|id, _| proposed.contains(id));
+        for step in &steps {
+            if let Step::Remove { app, process, release, generation, reason, .. } = step
+                && *reason == EXITED
+            {
+                self.crashed(app, process, (*release, *generation), now, interval);
+            }
+        }
         let mut due = Vec::with_capacity(steps.len());
         for step in steps {
             let until = match &step {
                 Step::Remove { reason, .. } if *reason == EXITED => None,
                 Step::Remove { id, .. } => Some(*self.leaving.entry(id.clone()).or_insert(now) + drain),
-                Step::Start(desired) => self
+                Step::Start(Desired { spec, .. }) => self
                     .crashes
-                    .get(&(desired.spec.app.clone(), desired.spec.process.clone()))
+                    .get(&(spec.app.clone(), spec.process.clone()))
+                    .filter(|c| c.of == (spec.release, spec.generation))
                     .map(|c| c.last + backoff(c.count, interval)),
             };
             match until {
@@ -105,13 +129,12 @@ mod tests {
     use super::*;
     use crate::scheduler::StartSpec;
     use crate::scheduler::health::Check;
-    use crate::scheduler::plan::Desired;
 
-    fn start(app: &str) -> Step {
+    fn start(app: &str, release: u32) -> Step {
         Step::Start(Desired {
             spec: StartSpec {
                 app: app.parse().unwrap(),
-                release: 2,
+                release,
                 generation: 0,
                 process: "web".into(),
                 image: "img".into(),
@@ -126,7 +149,8 @@ mod tests {
     }
 
     fn remove(id: &str, reason: &'static str) -> Step {
-        Step::Remove { id: id.into(), app: "shop".parse().unwrap(), process: "web".into(), release: 1, reason }
+        let app = "shop".parse().unwrap();
+        Step::Remove { id: id.into(), app, process: "web".into(), release: 1, generation: 0, reason }
     }
 
     const SECOND: Duration = Duration::from_secs(1);
@@ -161,14 +185,16 @@ mod tests {
     fn a_crashing_process_type_starts_again_after_its_backoff_and_recovers() {
         let (mut hold, app) = (Hold::default(), "shop".parse().unwrap());
         let t0 = Instant::now();
-        assert_eq!(hold.crashed(&app, "web", t0, SECOND), (1, Duration::ZERO));
-        assert_eq!(hold.due(vec![start("shop")], t0, SECOND, SECOND).0.len(), 1, "at once after one crash");
-        assert_eq!(hold.crashed(&app, "web", t0, SECOND), (2, 2 * SECOND));
-        let (due, next) = hold.due(vec![start("shop"), start("other")], t0 + SECOND, SECOND, SECOND);
+        assert_eq!(hold.crashed(&app, "web", (2, 0), t0, SECOND), (1, Duration::ZERO));
+        assert_eq!(hold.due(vec![start("shop", 2)], t0, SECOND, SECOND).0.len(), 1, "at once after one crash");
+        assert_eq!(hold.crashed(&app, "web", (2, 0), t0, SECOND), (2, 2 * SECOND));
+        let (due, next) = hold.due(vec![start("shop", 2), start("other", 2)], t0 + SECOND, SECOND, SECOND);
         assert_eq!((due.len(), next), (1, Some(t0 + 2 * SECOND)), "another app is not held");
-        assert_eq!(hold.due(vec![start("shop")], t0 + 2 * SECOND, SECOND, SECOND).0.len(), 1);
-        hold.recovered(&app, "web");
-        assert_eq!(hold.crashed(&app, "web", t0 + 3 * SECOND, SECOND).0, 1, "counting starts over");
-        assert_eq!(hold.crashed(&app, "web", t0 + CRASH_MEMORY + 4 * SECOND, SECOND).0, 1, "and after a quiet spell");
+        assert_eq!(hold.due(vec![start("shop", 3)], t0 + SECOND, SECOND, SECOND).0.len(), 1, "nor a new release");
+        assert_eq!(hold.due(vec![start("shop", 2)], t0 + 2 * SECOND, SECOND, SECOND).0.len(), 1);
+        assert_eq!(hold.crashed(&app, "web", (2, 0), t0 + 3 * SECOND, SECOND).0, 3, "crashes add up");
+        assert_eq!(hold.crashed(&app, "web", (3, 0), t0 + 3 * SECOND, SECOND).0, 1, "a new release starts over");
+        let later = t0 + CRASH_MEMORY + 4 * SECOND;
+        assert_eq!(hold.crashed(&app, "web", (3, 0), later, SECOND).0, 1, "and so does a quiet spell");
     }
 }

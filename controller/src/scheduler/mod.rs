@@ -6,6 +6,7 @@
 //! - [`health`]: readiness checks (HTTP, TCP, running).
 //! - [`hold`]: steps that wait: containers draining before they stop, crash-loop backoff.
 //! - [`runtime`]: the [`ContainerRuntime`] seam and its Docker backend (bollard).
+//! - [`memory`]: a runtime whose containers live in this process (tests, measurements).
 //! - [`reconcile`]: the loop that observes, plans, runs steps and publishes routes.
 //!
 //! A rollout, step by step: a new release appears → the plan starts its `web` container
@@ -15,10 +16,12 @@
 
 pub mod health;
 pub mod hold;
+pub mod memory;
 pub mod plan;
 pub mod reconcile;
 pub mod runtime;
 
+pub use memory::MemoryRuntime;
 pub use plan::{Desired, Observed, Step, plan};
 pub use reconcile::Scheduler;
 pub use runtime::{ContainerRuntime, DockerRuntime, RuntimeError, StartSpec};

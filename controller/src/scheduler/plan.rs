@@ -55,7 +55,7 @@ pub enum Step {
     /// Start one container of a process type.
     Start(Desired),
     /// Remove a container (stopping it first).
-    Remove { id: String, app: AppName, process: String, release: u32, reason: &'static str },
+    Remove { id: String, app: AppName, process: String, release: u32, generation: u32, reason: &'static str },
 }
 
 fn remove(container: &Observed, reason: &'static str) -> Step {
@@ -64,6 +64,7 @@ fn remove(container: &Observed, reason: &'static str) -> Step {
         app: container.app.clone(),
         process: container.process.clone(),
         release: container.release,
+        generation: container.generation,
         reason,
     }
 }

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt as _;
 use skiff_api::{ReleaseState, Route, RouteCertificate};
 use tokio_util::sync::CancellationToken;
 
@@ -23,6 +24,8 @@ use std::collections::BTreeMap;
 
 /// At most this many plan-and-act rounds per pass (start new → remove old → settle).
 const ROUNDS_PER_PASS: usize = 4;
+/// At most this many containers start or stop at once.
+const PARALLEL_STEPS: usize = 8;
 
 /// Why a pass failed.
 #[derive(Debug, thiserror::Error)]
@@ -113,9 +116,14 @@ impl Scheduler {
             if steps.is_empty() {
                 return Ok(());
             }
-            for step in steps {
-                self.act(step).await?;
-            }
+            // Steps of one round are independent: old containers go only once enough
+            // new ones are ready, which the plan saw before this round.
+            let results: Vec<Result<(), ReconcileError>> =
+                futures_util::stream::iter(steps.into_iter().map(|step| self.act(step)))
+                    .buffer_unordered(PARALLEL_STEPS)
+                    .collect()
+                    .await;
+            results.into_iter().collect::<Result<(), _>>()?;
         }
         let desired = self.desired().await?;
         let observed = self.observe(&desired).await?;
@@ -222,10 +230,7 @@ impl Scheduler {
                 tracing::info!(app = %spec.app, release = spec.release, process = spec.process, "controller.reconcile.start");
                 let failure = match self.runtime.start(&spec).await {
                     Ok(container) => match self.boot(&container, &check, boot_timeout).await? {
-                        Ok(()) => {
-                            self.hold().recovered(&spec.app, &spec.process);
-                            None
-                        }
+                        Ok(()) => None,
                         Err(reason) => {
                             self.runtime.remove(&container.id).await?;
                             Some(reason)
@@ -241,7 +246,11 @@ impl Scheduler {
                     let outcome = if failed {
                         "; the previous release keeps serving".to_owned()
                     } else {
-                        self.crash_outcome(&spec.app, &spec.process)
+                        let of = (spec.release, spec.generation);
+                        let interval = self.config.reconcile_interval;
+                        let (crashes, pause) =
+                            self.hold().crashed(&spec.app, &spec.process, of, Instant::now(), interval);
+                        crash_outcome(crashes, pause)
                     };
                     self.events
                         .emit(&spec.app, &format!("Release v{} failed to start: {reason}{outcome}", spec.release))
@@ -249,10 +258,16 @@ impl Scheduler {
                     tracing::warn!(app = %spec.app, release = spec.release, reason, failed, "controller.reconcile.boot_failed");
                 }
             }
-            Step::Remove { id, app, process, release, reason } => {
+            Step::Remove { id, app, process, release, reason, .. } => {
                 tracing::info!(%app, release, reason, container = %id, "controller.reconcile.remove");
                 let short: String = id.chars().take(12).collect();
-                let outcome = if reason == EXITED { self.crash_outcome(&app, &process) } else { String::new() };
+                // The hold counted the crash when it let this step through.
+                let outcome = if reason == EXITED {
+                    let (crashes, pause) = self.hold().crashes(&app, &process, self.config.reconcile_interval);
+                    crash_outcome(crashes, pause)
+                } else {
+                    String::new()
+                };
                 self.events.emit(&app, &format!("Stopping container {short} of v{release}: {reason}{outcome}")).await;
                 self.runtime.remove(&id).await?;
             }
@@ -264,16 +279,6 @@ impl Scheduler {
 impl Scheduler {
     fn hold(&self) -> std::sync::MutexGuard<'_, Hold> {
         self.hold.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Records a crash of one of `app`'s `process` containers; says when it starts again.
-    fn crash_outcome(&self, app: &skiff_api::AppName, process: &str) -> String {
-        let (crashes, pause) = self.hold().crashed(app, process, Instant::now(), self.config.reconcile_interval);
-        if pause.is_zero() {
-            "; starting another".into()
-        } else {
-            format!("; {crashes} crashes in a row, starting another in {} s", pause.as_secs())
-        }
     }
 
     /// Waits until a new container is ready: a `web` one answers HTTP on its port, others
@@ -315,6 +320,15 @@ impl Scheduler {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+/// What follows a crash, for its event: when another container starts.
+fn crash_outcome(crashes: u32, pause: Duration) -> String {
+    if pause.is_zero() {
+        "; starting another".into()
+    } else {
+        format!("; {crashes} crashes in a row, starting another in {} s", pause.as_secs())
     }
 }
 

@@ -31,6 +31,8 @@ pub enum RuntimeError {
     Docker(#[from] bollard::errors::Error),
     #[error("container {0} has no port published on 127.0.0.1")]
     NoPort(String),
+    #[error("in-process container: {0}")]
+    Memory(#[from] std::io::Error),
 }
 
 /// What to start.

@@ -3,6 +3,7 @@
 //! coordinating through a real Redis.
 
 mod coordination;
+mod scheduler;
 
 use std::collections::BTreeMap;
 
