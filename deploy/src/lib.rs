@@ -139,6 +139,11 @@ pub struct Settings {
     /// Stack for apps that name none.
     #[arg(long, env = "SKIFF_DEFAULT_STACK", default_value = "busybox")]
     pub default_stack: StackName,
+    /// Where app containers run: `docker` (the local engine) or `memory` (small HTTP
+    /// servers inside skiffd that answer like apps; for measuring or trying the controller
+    /// and router without an engine).
+    #[arg(long, env = "SKIFF_RUNTIME", value_enum, default_value = "docker")]
+    pub runtime: Runtime,
     /// Seconds between reconcile passes when nothing changes.
     #[arg(long, env = "SKIFF_RECONCILE_INTERVAL", default_value_t = 10)]
     pub reconcile_interval: u64,
@@ -190,6 +195,13 @@ pub struct Settings {
     /// Program git runs as the pre-receive hook [default: this executable].
     #[arg(long, env = "SKIFF_BUILDER_HOOK_PROGRAM")]
     pub hook_program: Option<PathBuf>,
+}
+
+/// Where app containers run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Runtime {
+    Docker,
+    Memory,
 }
 
 /// Which components to run.
@@ -432,11 +444,17 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
         let db = skiff_controller::db::Db::open(&config.database_url)
             .await
             .context("cannot open the database (SKIFF_DATABASE_URL)")?;
-        let runtime = skiff_controller::scheduler::DockerRuntime::connect(&platform, &config.registry_host, &token)
-            .await
-            .context(
-                "the controller cannot reach the Docker engine (is dockerd running? is /var/run/docker.sock readable?)",
-            )?;
+        let runtime: Arc<dyn skiff_controller::scheduler::ContainerRuntime> = match settings.runtime {
+            Runtime::Docker => Arc::new(
+                skiff_controller::scheduler::DockerRuntime::connect(&platform, &config.registry_host, &token)
+                    .await
+                    .context(
+                        "the controller cannot reach the Docker engine \
+                         (is dockerd running? is /var/run/docker.sock readable?)",
+                    )?,
+            ),
+            Runtime::Memory => Arc::new(skiff_controller::scheduler::MemoryRuntime::new()),
+        };
         let routes = Arc::new(skiff_controller::routes::RouteFeed::default());
         let coordination = match &settings.redis_url {
             Some(url) => skiff_controller::coordination::Coordination::redis(url, shutdown.clone())
@@ -444,7 +462,6 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
                 .context("cannot reach Redis (SKIFF_REDIS_URL)")?,
             None => skiff_controller::coordination::Coordination::local(),
         };
-        let runtime: Arc<dyn skiff_controller::scheduler::ContainerRuntime> = Arc::new(runtime);
         let events =
             Arc::new(skiff_controller::events::Events::connect(db.clone(), syslog_address, coordination.clone()).await);
         let scheduler = skiff_controller::scheduler::Scheduler::new(

@@ -116,6 +116,7 @@ impl Platform {
             registry_url: None,
             logger_url: None,
             default_stack: "busybox".parse().unwrap(),
+            runtime: skiffd::Runtime::Docker,
             reconcile_interval: 1,
             boot_timeout: 30,
             drain_seconds: 1,
