@@ -172,6 +172,54 @@ impl Platform {
         skiffd::start(&settings, &[skiffd::Component::Controller]).await.expect("the replica starts")
     }
 
+    /// Stops this platform and starts every component but the controller again, on the
+    /// addresses they had, following a controller that the caller runs at `controller`
+    /// (with [`Platform::controller_env`]).
+    pub async fn restart_without_controller(&mut self, controller: SocketAddr) {
+        self.stop().await;
+        let a = &self.addresses;
+        let settings = skiffd::Settings {
+            controller_url: Some(format!("http://{controller}")),
+            registry_listen: a.registry.unwrap(),
+            logger_listen: a.logger.unwrap(),
+            syslog_listen: a.syslog.unwrap(),
+            syslog_tls_listen: a.syslog_tls.unwrap(),
+            router_listen: a.router.unwrap(),
+            router_tls_listen: a.router_tls.unwrap(),
+            builder_listen: a.builder.unwrap(),
+            ..self.settings.clone()
+        };
+        let components = [
+            skiffd::Component::Registry,
+            skiffd::Component::Logger,
+            skiffd::Component::Router,
+            skiffd::Component::Builder,
+        ];
+        let platform = skiffd::start(&settings, &components).await.expect("the platform starts again");
+        self.addresses = skiffd::Addresses { controller: Some(controller), ..platform.addresses.clone() };
+        self.platform = Some(platform);
+    }
+
+    /// The environment of a `skiffd controller` process that takes this platform's
+    /// controller's place (after [`Platform::restart_without_controller`]).
+    pub fn controller_env(&self) -> Vec<(&'static str, String)> {
+        let a = &self.addresses;
+        let s = &self.settings;
+        vec![
+            ("SKIFF_DATA_DIR", s.data_dir.as_ref().unwrap().display().to_string()),
+            ("SKIFF_PLATFORM_ID", self.platform_id.clone()),
+            ("SKIFF_CONTROLLER_LISTEN", a.controller.unwrap().to_string()),
+            ("SKIFF_REGISTRY_URL", format!("http://{}", a.registry.unwrap())),
+            ("SKIFF_LOGGER_URL", format!("http://{}", a.logger.unwrap())),
+            ("SKIFF_LOGGER_SYSLOG_LISTEN", a.syslog.unwrap().to_string()),
+            ("SKIFF_ROUTER_LISTEN", a.router.unwrap().to_string()),
+            ("SKIFF_BUILDER_LISTEN", a.builder.unwrap().to_string()),
+            ("SKIFF_RECONCILE_INTERVAL", s.reconcile_interval.to_string()),
+            ("SKIFF_BOOT_TIMEOUT", s.boot_timeout.to_string()),
+            ("SKIFF_RELEASE_RETENTION", s.release_retention.to_string()),
+        ]
+    }
+
     pub fn controller_url(&self) -> String {
         format!("http://{}", self.addresses.controller.unwrap())
     }

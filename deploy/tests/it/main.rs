@@ -4,6 +4,7 @@
 
 mod api;
 mod builds;
+mod controller_kill;
 mod harness;
 mod logger_restart;
 mod newcomer;

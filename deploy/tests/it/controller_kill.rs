@@ -1,0 +1,100 @@
+//! The controller killed with SIGKILL in the middle of a rollout, then started again: the
+//! rollout completes, no container is left behind or started twice, and the router serves
+//! the app throughout (it keeps its last route table while the controller is gone).
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::harness::{Platform, eventually, get_via_router};
+
+/// `skiffd controller` as its own process.
+struct Controller {
+    child: Child,
+}
+
+impl Controller {
+    fn start(platform: &Platform, drain_seconds: u64) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_skiffd"))
+            .arg("controller")
+            .envs(platform.controller_env())
+            .env("SKIFF_DRAIN_SECONDS", drain_seconds.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("skiffd runs");
+        Self { child }
+    }
+
+    fn kill(&mut self) {
+        // SIGKILL: no pass finishes, nothing is said goodbye to.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// (release, running) of every container of the platform, sorted.
+fn releases(platform: &Platform) -> Vec<(String, bool)> {
+    let mut found: Vec<(String, bool)> =
+        platform.containers().into_iter().map(|(_, r, running)| (r, running)).collect();
+    found.sort();
+    found
+}
+
+async fn serves(platform: &Platform) -> bool {
+    matches!(get_via_router(platform.router(), "survivor.localhost").await, Some((200, _)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_cut_off_by_sigkill_completes_after_a_restart() {
+    let (mut platform, repo, key) = Platform::with_example("survivor").await;
+    let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
+    assert!(pushed, "{out}");
+    platform.cli_ok(&repo, &["ps:scale", "web=3"]).await;
+    let three = eventually(Duration::from_secs(60), || async {
+        (releases(&platform) == vec![("1".to_owned(), true); 3]).then_some(())
+    });
+    assert!(three.await.is_some(), "{:?}", releases(&platform));
+
+    // The controller moves out of process.
+    let controller: SocketAddr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    platform.restart_without_controller(controller).await;
+    let mut first = Controller::start(&platform, 5);
+    let served = eventually(Duration::from_secs(30), || async { serves(&platform).await.then_some(()) });
+    assert!(served.await.is_some(), "the router follows the controller process");
+
+    // A config change rolls out v2; the controller dies as its first containers appear.
+    let out = platform.cli_ok(&repo, &["config:set", "ROUND=2"]).await;
+    assert!(out.contains("released v2"), "{out}");
+    let midway = eventually(Duration::from_secs(60), || async {
+        releases(&platform).iter().any(|(release, _)| release == "2").then_some(())
+    });
+    assert!(midway.await.is_some(), "v2 starts");
+    first.kill();
+    let at_kill = releases(&platform);
+    assert_eq!(
+        at_kill.iter().filter(|(release, running)| release == "1" && *running).count(),
+        3,
+        "the kill came before any v1 container was stopped: {at_kill:?}"
+    );
+    assert!(serves(&platform).await, "v1 serves while no controller runs");
+
+    // Started again, the controller finishes the rollout from what it finds.
+    let _second = Controller::start(&platform, 1);
+    let finished = eventually(Duration::from_secs(90), || async {
+        let (status, out, _) = platform.cli(&repo, &["releases", "--json"]).await;
+        let releases_listed: Vec<serde_json::Value> = serde_json::from_str(&out).ok()?;
+        let deployed = status == 0 && releases_listed.iter().any(|r| r["version"] == 2 && r["state"] == "deployed");
+        (deployed && releases(&platform) == vec![("2".to_owned(), true); 3]).then_some(())
+    });
+    assert!(finished.await.is_some(), "v2 runs 3 containers and nothing else: {:?}", releases(&platform));
+    assert!(serves(&platform).await);
+    let (_, out, _) = platform.cli(&repo, &["run", "--", "echo round=$ROUND"]).await;
+    assert!(out.contains("round=2"), "{out}");
+}
