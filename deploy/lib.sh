@@ -149,10 +149,49 @@ skiff_stop_s3() {
   [ -f "$dir/s3.pid" ] && kill "$(cat "$dir/s3.pid")" 2>/dev/null || true
 }
 
-# Background processes a script started; `skiff_clean_up_on_exit WORK` kills them and
-# removes WORK when the script ends.
+# What a script started: background processes, Skiff data directories (whose platforms'
+# containers are removed) and Postgres directories. `skiff_clean_up_on_exit WORK` stops
+# them all and removes WORK when the script ends.
 skiff_pids=()
+skiff_data_dirs=()
+skiff_postgres_dirs=()
 skiff_clean_up_on_exit() {
   skiff_work=$1
-  trap 'for pid in "${skiff_pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$skiff_work"' EXIT
+  trap skiff_clean_up EXIT
+}
+skiff_clean_up() {
+  local pid dir ids
+  for pid in "${skiff_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  for dir in "${skiff_data_dirs[@]}"; do
+    ids=$(docker ps -aq --filter "label=skiff.platform=$(cat "$dir/platform-id" 2>/dev/null || echo none)")
+    [ -z "$ids" ] || docker rm -f $ids >/dev/null
+  done
+  for dir in "${skiff_postgres_dirs[@]}"; do skiff_stop_postgres "$dir" && rm -rf "$dir"; done
+  rm -rf "$skiff_work"
+}
+
+# Starts `skiffd all` from BIN with its data in DIR, on 127.0.0.1 ports PREFIX00
+# (controller), PREFIX01 (registry), PREFIX02 (logger), PREFIX03 and PREFIX04 (syslog, and
+# over TLS), PREFIX05 (builder), PREFIX80 and PREFIX43 (router, and HTTPS); registers a
+# user, adds an SSH key and imports the busybox stack. Exports the SKIFF_* settings and
+# GIT_SSH_COMMAND, so that `skiff` and `git push skiff` reach it. Needs
+# `skiff_clean_up_on_exit`.
+skiff_bench_platform() {
+  local bin=$1 dir=$2 p=$3
+  export SKIFF_DATA_DIR="$dir/data" XDG_CONFIG_HOME="$dir/config"
+  export SKIFF_CONTROLLER_LISTEN=127.0.0.1:${p}00 SKIFF_REGISTRY_LISTEN=127.0.0.1:${p}01 \
+    SKIFF_LOGGER_LISTEN=127.0.0.1:${p}02 SKIFF_LOGGER_SYSLOG_LISTEN=127.0.0.1:${p}03 \
+    SKIFF_LOGGER_SYSLOG_TLS_LISTEN=127.0.0.1:${p}04 SKIFF_BUILDER_LISTEN=127.0.0.1:${p}05 \
+    SKIFF_ROUTER_LISTEN=127.0.0.1:${p}80 SKIFF_ROUTER_TLS_LISTEN=127.0.0.1:${p}43
+  mkdir -p "$SKIFF_DATA_DIR"
+  skiff_data_dirs+=("$SKIFF_DATA_DIR")
+  "$bin/skiffd" all >"$dir/skiffd.log" 2>&1 &
+  skiff_pids+=($!)
+  skiff_wait_http "http://$SKIFF_CONTROLLER_LISTEN/healthz" 30
+  "$bin/skiff" auth:register --url "http://$SKIFF_CONTROLLER_LISTEN" -u bench -p bench-password >/dev/null
+  ssh-keygen -q -t ed25519 -N '' -f "$dir/key"
+  "$bin/skiff" keys:add "$dir/key.pub" >/dev/null
+  SKIFF="$bin/skiff" "$(dirname "${BASH_SOURCE[0]}")/stacks/busybox.sh" busybox >/dev/null
+  export GIT_SSH_COMMAND="ssh -i $dir/key -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
 }

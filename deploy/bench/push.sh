@@ -13,28 +13,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib.sh"
 
 work=$(mktemp -d)
-export SKIFF_DATA_DIR="$work/data" XDG_CONFIG_HOME="$work/config"
-export SKIFF_CONTROLLER_LISTEN=127.0.0.1:17700 SKIFF_REGISTRY_LISTEN=127.0.0.1:17701 \
-  SKIFF_LOGGER_LISTEN=127.0.0.1:17702 SKIFF_LOGGER_SYSLOG_LISTEN=127.0.0.1:17514 \
-  SKIFF_BUILDER_LISTEN=127.0.0.1:12222 SKIFF_ROUTER_LISTEN=127.0.0.1:18080
-mkdir -p "$SKIFF_DATA_DIR"
-"$bin/skiffd" all >"$work/skiffd.log" 2>&1 &
-pid=$!
-cleanup() {
-  kill "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  ids=$(docker ps -aq --filter "label=skiff.platform=$(cat "$SKIFF_DATA_DIR/platform-id" 2>/dev/null || echo none)")
-  [ -z "$ids" ] || docker rm -f $ids >/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-skiff_wait_http http://127.0.0.1:17700/healthz 30
+skiff_clean_up_on_exit "$work"
+skiff_bench_platform "$bin" "$work" 177
 skiff="$bin/skiff"
-"$skiff" auth:register --url http://127.0.0.1:17700 -u bench -p bench-password >/dev/null
-ssh-keygen -q -t ed25519 -N '' -f "$work/key"
-"$skiff" keys:add "$work/key.pub" >/dev/null
-SKIFF="$skiff" "$here/../stacks/busybox.sh" busybox >/dev/null
-export GIT_SSH_COMMAND="ssh -i $work/key -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
 
 # Times a push until the router serves a body containing MARKER; prints the milliseconds
 # from the start to the end of each stage: SSH + receive, build, image push, release,
@@ -46,7 +27,7 @@ push_until_served() {
   # Each line of the push, stamped with its arrival in milliseconds.
   git push --progress skiff main 2>&1 | perl -MTime::HiRes=time -ne 'printf("%d %s", time() * 1000, $_)' >"$log"
   for i in $(seq 1 600); do
-    if curl -fsS "http://127.0.0.1:18080/" -H "Host: $app.localhost" 2>/dev/null | grep -q "$marker"; then
+    if curl -fsS "http://$SKIFF_ROUTER_LISTEN/" -H "Host: $app.localhost" 2>/dev/null | grep -q "$marker"; then
       local routed
       routed=$(( $(skiff_now_ms) - start ))
       at() { awk -v start="$start" -v pattern="$1" 'index($0, pattern) { print $1 - start; exit }' "$log"; }
@@ -86,8 +67,7 @@ StrictModes no
 PermitRootLogin prohibit-password
 CONF
 "$(command -v sshd)" -f "$work/sshd_config" -D -e 2>"$work/sshd.log" &
-sshd_pid=$!
-trap 'kill "$sshd_pid" 2>/dev/null || true; cleanup' EXIT
+skiff_pids+=($!)
 baseline_push() {
   local n=$1 start bare="$work/baseline-$1.git"
   git init -q --bare "$bare"

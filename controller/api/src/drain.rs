@@ -7,6 +7,7 @@ use crate::AppName;
 
 /// A log drain. `app` is absent for a platform-wide drain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Drain {
     pub id: i64,
     pub url: String,
@@ -20,12 +21,14 @@ pub struct Drain {
 
 /// `POST /v2/apps/{app}/drains` and `POST /v2/drains`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DrainCreate {
     pub url: String,
 }
 
 /// A drain's deliveries since the logger started (`GET /v2/drains` on the logger).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DrainStatus {
     pub id: i64,
     /// Lines the drain accepted.

@@ -31,7 +31,7 @@ fn is_slug(value: &str, max_rest: usize, extra: &[u8]) -> bool {
 }
 
 macro_rules! validated_name {
-    ($(#[$doc:meta])* $name:ident, $kind:literal, $rule:literal, $check:expr) => {
+    ($(#[$doc:meta])* $name:ident, $kind:literal, $rule:literal, $pattern:literal, $check:expr) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
@@ -74,6 +74,17 @@ macro_rules! validated_name {
                 f.write_str(&self.0)
             }
         }
+
+        #[cfg(feature = "schema")]
+        impl schemars::JsonSchema for $name {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({"type": "string", "pattern": $pattern, "description": $rule})
+            }
+        }
     };
 }
 
@@ -83,6 +94,7 @@ validated_name!(
     AppName,
     "app name",
     "use 1 to 63 lowercase letters, digits and dashes, starting with a letter",
+    "^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$",
     |v| is_slug(v, 62, b"")
 );
 
@@ -91,6 +103,7 @@ validated_name!(
     Username,
     "user name",
     "use 1 to 32 lowercase letters, digits, `.`, `_` and `-`, starting with a letter",
+    "^[a-z]([a-z0-9_.-]{0,30}[a-z0-9_.])?$",
     |v| is_slug(v, 31, b"._")
 );
 
@@ -99,6 +112,7 @@ validated_name!(
     StackName,
     "stack name",
     "use 1 to 31 lowercase letters, digits and dashes, starting with a letter",
+    "^[a-z]([a-z0-9-]{0,29}[a-z0-9])?$",
     |v| is_slug(v, 30, b"")
 );
 
@@ -107,6 +121,7 @@ validated_name!(
     ProcessType,
     "process type",
     "use 1 to 31 lowercase letters, digits and dashes, starting with a letter",
+    "^[a-z]([a-z0-9-]{0,29}[a-z0-9])?$",
     |v| is_slug(v, 30, b"")
 );
 

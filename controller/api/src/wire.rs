@@ -9,6 +9,7 @@ use crate::{AppName, ProcessType, StackName, Username};
 
 /// The body of every error answer: `{"code": "...", "message": "..."}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ErrorBody {
     pub code: String,
     pub message: String,
@@ -16,6 +17,7 @@ pub struct ErrorBody {
 
 /// `POST /v2/auth/register` and `POST /v2/auth/login`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Credentials {
     pub username: Username,
     pub password: String,
@@ -23,6 +25,7 @@ pub struct Credentials {
 
 /// A freshly issued API token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Session {
     pub username: Username,
     pub admin: bool,
@@ -31,6 +34,7 @@ pub struct Session {
 
 /// `GET /v2/auth/whoami`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct User {
     pub username: Username,
     pub admin: bool,
@@ -38,12 +42,14 @@ pub struct User {
 
 /// `POST /v2/keys`: an OpenSSH public key line (`ssh-ed25519 AAAA… comment`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct KeyCreate {
     pub public_key: String,
 }
 
 /// A registered SSH key.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Key {
     pub id: i64,
     /// `SHA256:<base64>`, as `ssh-keygen -l` prints it.
@@ -54,6 +60,7 @@ pub struct Key {
 
 /// `POST /v2/apps`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AppCreate {
     /// A random name is chosen when absent.
     pub name: Option<AppName>,
@@ -63,6 +70,7 @@ pub struct AppCreate {
 
 /// An app as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct App {
     pub name: AppName,
     pub owner: Username,
@@ -81,6 +89,7 @@ pub struct App {
 
 /// A custom domain of an app.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Domain {
     pub domain: String,
     pub created_at: String,
@@ -88,24 +97,28 @@ pub struct Domain {
 
 /// `POST /v2/apps/{app}/domains`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DomainCreate {
     pub domain: String,
 }
 
 /// `POST /v2/apps/{app}/perms` (add a collaborator) and `POST /v2/apps/{app}/transfer`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct UserRef {
     pub username: Username,
 }
 
 /// `POST /v2/apps/{app}/maintenance`.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Maintenance {
     pub enabled: bool,
 }
 
 /// A numbered, immutable release.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Release {
     pub app: AppName,
     pub version: u32,
@@ -129,6 +142,7 @@ pub struct Release {
 
 /// Where a release is in its rollout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ReleaseState {
     /// Its containers are starting.
@@ -145,6 +159,7 @@ pub type ConfigChange = BTreeMap<String, Option<String>>;
 /// The answer to a config change: the new config, and the release it made (if the app
 /// had one to base it on).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ConfigChanged {
     pub config: BTreeMap<String, String>,
     pub release: Option<Release>,
@@ -152,6 +167,7 @@ pub struct ConfigChanged {
 
 /// How many containers of a process type run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Formation {
     pub process: ProcessType,
     pub quantity: u32,
@@ -164,6 +180,7 @@ pub type Scale = BTreeMap<ProcessType, u32>;
 
 /// `POST /v2/apps/{app}/ps/restart`: one process type, or every one.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Restart {
     /// Replace the containers of this process type without downtime (all types when neither
     /// this nor `container` is given).
@@ -177,12 +194,14 @@ pub struct Restart {
 /// `POST /v2/apps/{app}/releases/rollback`: the version to go back to (default: the one
 /// before the current).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Rollback {
     pub version: Option<u32>,
 }
 
 /// A running (or stopped) container of an app.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Process {
     pub id: String,
     pub process: String,
@@ -194,6 +213,7 @@ pub struct Process {
 
 /// How a build made its image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum BuildKind {
     /// The pushed `Dockerfile`, built by the Docker engine.
@@ -208,6 +228,7 @@ pub enum BuildKind {
 
 /// Whether a build produced an image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum BuildStatus {
     Succeeded,
@@ -217,6 +238,7 @@ pub enum BuildStatus {
 /// `POST /v2/hooks/builds` (builder, service token): a finished build. A succeeded build
 /// becomes the app's next release.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct BuildCreate {
     pub app: AppName,
     pub username: Username,
@@ -234,6 +256,7 @@ pub struct BuildCreate {
 
 /// A recorded build.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Build {
     pub id: i64,
     pub app: AppName,
@@ -252,6 +275,7 @@ pub struct Build {
 
 /// The answer to [`BuildCreate`]: the build, and the release it made if it succeeded.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct BuildRecorded {
     pub build: Build,
     pub release: Option<Release>,
@@ -259,6 +283,7 @@ pub struct BuildRecorded {
 
 /// `POST /v2/apps/{app}/deploy`: release an existing image.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DeployImage {
     /// A reference the platform's Docker engine can pull, e.g. `registry.example:5000/team/api:1.4`.
     pub image: String,
@@ -266,12 +291,14 @@ pub struct DeployImage {
 
 /// `GET /v2/hooks/keys/{fingerprint}` (builder): who owns a key.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct KeyOwner {
     pub username: Username,
 }
 
 /// `GET /v2/hooks/apps/{app}/access/{username}` (builder): what a push needs to know.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PushGrant {
     pub app: AppName,
     /// The app's unique id: a destroyed app's name may come back, its repository may not.
@@ -287,6 +314,7 @@ pub struct PushGrant {
 
 /// A stack (base image) known to the platform.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Stack {
     pub name: StackName,
     /// Repository and digest within Skiff's registry: `stacks/name@sha256:…`.
@@ -295,6 +323,7 @@ pub struct Stack {
 
 /// One app's routes in the router feed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Route {
     pub app: AppName,
     /// Host names that reach the app (without port), lowercase; `*.example.com` matches
@@ -316,6 +345,7 @@ pub struct Route {
 /// What the router lets through to an app: `GET`/`PUT /v2/apps/{app}/access`, and in the
 /// route feed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AccessPolicy {
     /// The largest request body in bytes (larger ones get 413); none: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -372,6 +402,7 @@ impl Cidr {
 
 /// An entry of the audit trail: `GET /v2/apps/{app}/events`, `GET /v2/events`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Event {
     pub id: i64,
     /// Absent for platform-wide events.
@@ -384,6 +415,7 @@ pub struct Event {
 
 /// An app's HTTPS policy: `GET`/`PUT /v2/apps/{app}/tls`, and in the route feed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TlsSettings {
     /// Redirect plain HTTP requests to HTTPS (308).
     #[serde(default)]
@@ -395,6 +427,7 @@ pub struct TlsSettings {
 
 /// A certificate the router serves for some hosts (chosen by SNI), in the route feed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RouteCertificate {
     /// Exact names or `*.example.com`.
     pub hosts: Vec<String>,
@@ -405,6 +438,7 @@ pub struct RouteCertificate {
 
 /// An app's TLS certificate: `GET /v2/apps/{app}/certs`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Certificate {
     pub name: String,
     pub common_name: String,
@@ -419,6 +453,7 @@ pub struct Certificate {
 
 /// `POST /v2/apps/{app}/certs`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CertificateCreate {
     /// Letters, digits and dashes, like an app name.
     pub name: String,
@@ -432,6 +467,7 @@ pub struct CertificateCreate {
 /// table's version differs from `after` (or a timeout passes), so a loop of calls is a
 /// stream of changes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RouteTable {
     pub version: u64,
     pub routes: Vec<Route>,
@@ -441,6 +477,7 @@ pub struct RouteTable {
 
 /// Where a log line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum LogSource {
     App,
@@ -450,6 +487,7 @@ pub enum LogSource {
 
 /// One line of an app's log stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct LogLine {
     pub time: String,
     pub app: AppName,
@@ -465,6 +503,7 @@ pub struct LogLine {
 /// `POST /v2/hooks/registry/access` (registry, service token): may these credentials pull
 /// or push `repository`? Answered 401 when the credentials are wrong.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RegistryAccess {
     /// Absent for a bare bearer token.
     pub username: Option<String>,
@@ -476,6 +515,7 @@ pub struct RegistryAccess {
 
 /// What a registry client may do in a repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RegistryGrant {
     pub pull: bool,
     pub push: bool,
@@ -484,6 +524,7 @@ pub struct RegistryGrant {
 /// `POST /v2/apps/{app}/run`: a one-off command in a new container of the current release,
 /// with the app's config. The answer streams [`RunOutput`] JSON lines.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RunRequest {
     /// Run with `/bin/sh -c`.
     pub command: String,
@@ -493,6 +534,7 @@ pub struct RunRequest {
 
 /// One line of a one-off command's answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum RunOutput {
     /// Standard output.
@@ -505,6 +547,7 @@ pub enum RunOutput {
 
 /// Resource limits of a process type's containers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Limits {
     /// Memory in MiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -516,6 +559,7 @@ pub struct Limits {
 
 /// How a new container shows it is ready.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum CheckKind {
     /// It answers HTTP on `$PORT` (at `path` with a 2xx or 3xx status, when a path is set).
@@ -528,6 +572,7 @@ pub enum CheckKind {
 
 /// A process type's readiness check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Healthcheck {
     pub kind: CheckKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
