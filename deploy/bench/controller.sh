@@ -143,7 +143,7 @@ delay = function() return 10 end
 LUA
 (
   for round in $(seq 1 20); do
-    (cd "$repo" && "$bin/skiff" config:set "ROUND=$round" --wait >/dev/null)
+    (cd "$repo" && "$bin/skiff" config:set "ROUND=$round" --wait >/dev/null 2>&1)
   done
 ) &
 rollouts=$!

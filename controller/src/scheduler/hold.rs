@@ -67,6 +67,11 @@ impl Hold {
         (entry.count, backoff(entry.count, interval))
     }
 
+    /// Whether a container is leaving service (draining before it stops).
+    pub fn is_leaving(&self, id: &str) -> bool {
+        self.leaving.contains_key(id)
+    }
+
     /// The crashes in a row of `app`'s `process` and the pause before its next start.
     pub fn crashes(&self, app: &AppName, process: &str, interval: Duration) -> (u32, Duration) {
         self.crashes

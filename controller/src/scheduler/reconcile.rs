@@ -81,6 +81,7 @@ impl Scheduler {
             let mut desired = self.desired().await?;
             let observed = self.observe(&desired).await?;
             self.publish(&desired, &observed).await?;
+            let (everything, observed_all) = (desired.clone(), observed.clone());
             let mut ours = std::collections::HashMap::new();
             for app in desired.iter().map(|d| &d.spec.app).chain(observed.iter().map(|(o, _)| &o.app)) {
                 if !ours.contains_key(app) {
@@ -105,6 +106,8 @@ impl Scheduler {
             }
             let (steps, next) =
                 self.hold().due(planned, Instant::now(), self.config.drain_period, self.config.reconcile_interval);
+            // Containers that just started to drain leave the routes now, not when they stop.
+            self.publish(&everything, &observed_all).await?;
             if let Some(next) = next {
                 // Held steps fall due without waiting for the next interval.
                 let coordination = self.coordination.clone();
@@ -188,12 +191,18 @@ impl Scheduler {
     async fn publish(&self, desired: &[Desired], observed: &[(Observed, Option<SocketAddr>)]) -> Result<(), DbError> {
         let apps = self.db.apps(None).await?;
         let domains = self.db.domains(None).await?;
+        let leaving: std::collections::HashSet<&str> = {
+            let hold = self.hold();
+            observed.iter().map(|(o, _)| o.id.as_str()).filter(|id| hold.is_leaving(id)).collect()
+        };
         let routes = apps
             .into_iter()
             .map(|app| {
                 let ready: Vec<(&Observed, SocketAddr)> = observed
                     .iter()
-                    .filter(|(o, _)| o.app == app.name && o.ready && o.process == "web")
+                    .filter(|(o, _)| {
+                        o.app == app.name && o.ready && o.process == "web" && !leaving.contains(o.id.as_str())
+                    })
                     .filter_map(|(o, a)| Some((o, (*a)?)))
                     .collect();
                 let current = desired

@@ -23,7 +23,7 @@ struct Fixture {
     _dir: tempfile::TempDir,
 }
 
-fn config() -> Arc<Config> {
+fn config(drain_period: Duration) -> Arc<Config> {
     Arc::new(Config {
         database_url: String::new(),
         service_token: "token".into(),
@@ -38,7 +38,7 @@ fn config() -> Arc<Config> {
         default_stack: "busybox".parse().unwrap(),
         reconcile_interval: Duration::from_secs(1),
         boot_timeout: Duration::from_secs(1),
-        drain_period: Duration::ZERO,
+        drain_period,
     })
 }
 
@@ -52,14 +52,19 @@ impl Fixture {
     }
 
     /// A scheduler over this fixture's database and runtime, as a (re)started controller
-    /// has.
+    /// has; containers leaving service stop at once.
     async fn scheduler(&self) -> Scheduler {
+        self.scheduler_draining(Duration::ZERO).await
+    }
+
+    /// A scheduler whose containers leaving service drain for `drain_period`.
+    async fn scheduler_draining(&self, drain_period: Duration) -> Scheduler {
         let coordination = Coordination::local();
         // Nothing listens there: events are kept in the database only.
         let events =
             Arc::new(Events::connect(self.db.clone(), "127.0.0.1:9".parse().unwrap(), coordination.clone()).await);
         let runtime: Arc<dyn ContainerRuntime> = self.runtime.clone();
-        Scheduler::new(self.db.clone(), runtime, self.routes.clone(), config(), coordination, events)
+        Scheduler::new(self.db.clone(), runtime, self.routes.clone(), config(drain_period), coordination, events)
     }
 
     /// A release whose processes run `commands`.
@@ -277,17 +282,27 @@ async fn a_rollout_cut_off_midway_is_finished_by_the_next_controller() {
 #[tokio::test]
 async fn scaling_to_twenty_and_back_to_zero() {
     let fixture = Fixture::new().await;
-    let scheduler = fixture.scheduler().await;
+    let scheduler = fixture.scheduler_draining(Duration::from_millis(500)).await;
     fixture.release(&[("web", "serve")]).await;
     fixture.scale("web", 20).await;
     scheduler.pass().await.unwrap();
     assert_eq!(fixture.containers("web").await, vec![(1, true); 20]);
     assert_eq!(fixture.answers().await.len(), 20, "every container is routed");
 
+    fixture.scale("web", 5).await;
+    scheduler.pass().await.unwrap();
+    assert_eq!(fixture.answers().await.len(), 5, "routers stop sending to the other 15 at once");
+    assert_eq!(fixture.containers("web").await.len(), 20, "while they drain");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    scheduler.pass().await.unwrap();
+    assert_eq!(fixture.containers("web").await, vec![(1, true); 5], "then they stop");
+
     fixture.scale("web", 0).await;
     scheduler.pass().await.unwrap();
-    assert!(fixture.containers("web").await.is_empty());
     assert!(fixture.answers().await.is_empty());
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    scheduler.pass().await.unwrap();
+    assert!(fixture.containers("web").await.is_empty());
 }
 
 #[tokio::test]
