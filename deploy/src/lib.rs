@@ -120,6 +120,10 @@ pub struct Settings {
     /// Seconds an app may take to start answering a request before the router answers 504.
     #[arg(long, env = "SKIFF_ROUTER_RESPONSE_TIMEOUT", default_value_t = 30)]
     pub router_response_timeout: u64,
+    /// Seconds a client connection may go without a byte either way before the router
+    /// closes it (idle HTTP/2 connections, stalled request bodies).
+    #[arg(long, env = "SKIFF_ROUTER_IDLE_TIMEOUT", default_value_t = 60)]
+    pub router_idle_timeout: u64,
     /// Proxies in front of the router whose X-Forwarded-* headers are believed (addresses
     /// or blocks separated by commas or spaces, e.g. `10.0.0.0/8`) [default: none].
     #[arg(long, env = "SKIFF_ROUTER_TRUSTED_PROXIES", default_value = "")]
@@ -516,6 +520,7 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
             access_log,
             trusted_proxies,
             response_timeout: Duration::from_secs(settings.router_response_timeout.max(1)),
+            idle_timeout: Duration::from_secs(settings.router_idle_timeout.max(1)),
             ..Default::default()
         };
         let default = router_default_certificate(settings, ca.take())?;

@@ -4,6 +4,7 @@
 //! - [`table`]: the route table, plain data swapped atomically; lookups are pure.
 //! - [`feed`]: keeps the table in step with the controller's route feed.
 //! - [`proxy`]: the request path and the server loop.
+//! - [`idle`]: closing client connections on which nothing moved for a while.
 //! - [`metrics`]: per-app Prometheus metrics, at `/metrics` on any host that is not an app's.
 //! - [`tls`]: HTTPS certificates chosen by SNI from the table, and the listener's TLS settings.
 //!
@@ -13,6 +14,7 @@
 //! answer back.
 
 pub mod feed;
+pub mod idle;
 pub mod metrics;
 pub mod proxy;
 pub mod table;

@@ -33,6 +33,9 @@ type UpstreamBody = Either<Limited<Incoming>, Empty<Bytes>>;
 pub struct Config {
     /// How long a client may take to send a request head.
     pub header_read_timeout: Duration,
+    /// How long a client connection may go without a byte either way before it is closed
+    /// (idle HTTP/2 connections, stalled request bodies).
+    pub idle_timeout: Duration,
     /// How long an upstream may take to accept a connection.
     pub connect_timeout: Duration,
     /// How long an app may take to start answering (its response head) before the client
@@ -49,6 +52,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             header_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(30),
             access_log: None,
@@ -176,7 +180,7 @@ fn accept(
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     let entry = Entry { https: tls.is_some(), port: listener.local_addr().map_or(0, |a| a.port()) };
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
-    let header_read_timeout = config.header_read_timeout;
+    let timeouts = Timeouts { header_read: config.header_read_timeout, idle: config.idle_timeout };
     let connections = connections.clone();
     async move {
         loop {
@@ -194,11 +198,11 @@ fn accept(
             let (proxy, shutdown, acceptor) = (proxy.clone(), shutdown.clone(), acceptor.clone());
             connections.spawn(async move {
                 let Some(acceptor) = acceptor else {
-                    return serve_connection(stream, proxy, peer, entry, header_read_timeout, shutdown).await;
+                    return serve_connection(stream, proxy, peer, entry, timeouts, shutdown).await;
                 };
                 // The handshake is bounded like a request head.
-                match tokio::time::timeout(header_read_timeout, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => serve_connection(stream, proxy, peer, entry, header_read_timeout, shutdown).await,
+                match tokio::time::timeout(timeouts.header_read, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => serve_connection(stream, proxy, peer, entry, timeouts, shutdown).await,
                     Ok(Err(error)) => tracing::debug!(%error, "router.tls.handshake"),
                     Err(_) => tracing::debug!("router.tls.handshake: timed out"),
                 }
@@ -207,6 +211,16 @@ fn accept(
     }
 }
 
+/// How long a client may take over a request head, and go without a byte.
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    header_read: Duration,
+    idle: Duration,
+}
+
+/// How long a connection closing for idleness may take to say goodbye.
+const IDLE_GOODBYE: Duration = Duration::from_secs(1);
+
 /// Serves one client connection: HTTP/1.1, or HTTP/2 (with prior knowledge, or chosen
 /// by ALPN over TLS), told apart by the preface.
 async fn serve_connection<I>(
@@ -214,7 +228,7 @@ async fn serve_connection<I>(
     proxy: Arc<Proxy>,
     peer: SocketAddr,
     entry: Entry,
-    header_read_timeout: Duration,
+    timeouts: Timeouts,
     shutdown: CancellationToken,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -224,8 +238,10 @@ async fn serve_connection<I>(
         async move { Ok::<_, Infallible>(proxy.handle(request, peer, entry).await) }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(timeouts.header_read);
     builder.http2().timer(TokioTimer::new()).max_concurrent_streams(MAX_STREAMS);
+    let activity = crate::idle::Activity::new();
+    let io = crate::idle::Watched::new(io, activity.clone());
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(connection);
     tokio::select! {
@@ -233,6 +249,10 @@ async fn serve_connection<I>(
             if let Err(error) = result {
                 tracing::debug!(%error, "router.connection");
             }
+        }
+        () = activity.idle_for(timeouts.idle) => {
+            connection.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(IDLE_GOODBYE, connection).await;
         }
         () = shutdown.cancelled() => {
             connection.as_mut().graceful_shutdown();

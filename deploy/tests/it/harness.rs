@@ -137,6 +137,7 @@ impl Platform {
             router_access_log: true,
             router_trusted_proxies: String::new(),
             router_response_timeout: 30,
+            router_idle_timeout: 60,
             gc_interval: 3600,
             hook_program: Some(PathBuf::from(env!("CARGO_BIN_EXE_skiffd"))),
         };

@@ -362,3 +362,29 @@ async fn http2_clients_with_prior_knowledge_are_served() {
     assert!(text.starts_with("one\nget /h2?x=1 http/1.1"), "the upstream got HTTP/1.1: {text}");
     assert!(text.contains("host: shop.localhost"), "{text}");
 }
+
+#[tokio::test]
+async fn idle_http2_connections_and_stalled_bodies_are_closed() {
+    let app = upstream("one").await;
+    let config = skiff_router::Config { idle_timeout: Duration::from_millis(500), ..Default::default() };
+    let router = router_with(snapshot(1, &[("shop", vec![app])]), config).await;
+    let stream = TcpStream::connect(router.address).await.unwrap();
+    let executor = hyper_util::rt::TokioExecutor::new();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(executor, hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    let driver = tokio::spawn(connection);
+    let request =
+        http::Request::get("http://shop.localhost/").body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    http_body_util::BodyExt::collect(response.into_body()).await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), driver).await;
+    assert!(closed.is_ok(), "an HTTP/2 connection with nothing going on is closed");
+
+    let mut stalled = connect(&router).await;
+    let head = "POST / HTTP/1.1\r\nHost: shop.localhost\r\nContent-Length: 100\r\n\r\nonly part of it";
+    stalled.get_mut().write_all(head.as_bytes()).await.unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stalled.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "a body that stops arriving does not hold the connection open");
+}

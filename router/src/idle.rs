@@ -1,0 +1,130 @@
+//! Idle client connections: one on which no byte moved either way for the idle timeout is
+//! closed (an HTTP/2 client gets a GOAWAY first). This covers HTTP/2 connections without
+//! streams (hyper has no idle timeout for them) and request bodies that stall; HTTP/1
+//! keep-alive connections between requests are also closed by the header read timeout.
+//! Upgraded connections (WebSockets) are tunnels of their own and are not watched.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
+
+/// When bytes last moved on a connection.
+#[derive(Debug)]
+pub struct Activity {
+    opened: Instant,
+    /// Milliseconds after `opened`.
+    last: AtomicU64,
+}
+
+impl Activity {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self { opened: Instant::now(), last: AtomicU64::new(0) })
+    }
+
+    fn touch(&self) {
+        let now = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(now, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.opened + Duration::from_millis(self.last.load(Ordering::Relaxed))
+    }
+
+    /// Returns once nothing has moved for `timeout`.
+    pub async fn idle_for(&self, timeout: Duration) {
+        loop {
+            let deadline = self.last() + timeout;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
+}
+
+/// A connection that records its activity.
+pub struct Watched<I> {
+    io: I,
+    activity: Arc<Activity>,
+}
+
+impl<I> Watched<I> {
+    pub fn new(io: I, activity: Arc<Activity>) -> Self {
+        Self { io, activity }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.touch();
+        }
+        polled
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bytes: &[u8]) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write(cx, bytes);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test(start_paused = true)]
+    async fn reads_and_writes_put_the_idle_deadline_off() {
+        let (near, mut far) = tokio::io::duplex(64);
+        let activity = Activity::new();
+        let mut watched = Watched::new(near, activity.clone());
+        tokio::time::advance(Duration::from_secs(5)).await;
+        watched.write_all(b"x").await.unwrap();
+        let started = Instant::now();
+        activity.idle_for(Duration::from_secs(10)).await;
+        assert_eq!(started.elapsed(), Duration::from_secs(10), "counted from the write");
+        far.write_all(b"y").await.unwrap();
+        let mut byte = [0u8; 1];
+        watched.read_exact(&mut byte).await.unwrap();
+        let started = Instant::now();
+        activity.idle_for(Duration::from_secs(3)).await;
+        assert_eq!(started.elapsed(), Duration::from_secs(3), "and from the read");
+    }
+}
