@@ -61,6 +61,25 @@ skiff_median() {
   printf '%s\n' $1 | sort -g | sed -n "$(( ($(printf '%s\n' $1 | wc -l) + 1) / 2 ))p"
 }
 
+# wrk's output (run with --latency) as "REQ/S P50_MS P99_MS FAILED REQUESTS", where FAILED
+# counts answers other than 2xx/3xx and socket errors.
+skiff_wrk_summary() {
+  awk '
+    function ms(v) {
+      if (v ~ /us$/) { sub(/us$/, "", v); return v / 1000 }
+      if (v ~ /ms$/) { sub(/ms$/, "", v); return v }
+      if (v ~ /s$/) { sub(/s$/, "", v); return v * 1000 }
+      return v
+    }
+    /Requests\/sec/ { rps = $2 }
+    $1 == "50%" { p50 = ms($2) }
+    $1 == "99%" { p99 = ms($2) }
+    / requests in / { requests = $1 }
+    /Non-2xx or 3xx responses/ { failed += $NF }
+    /Socket errors/ { gsub(/,/, ""); failed += $4 + $6 + $8 + $10 }
+    END { printf "%d %.2f %.2f %d %d\n", rps, p50, p99, failed, requests }'
+}
+
 # Milliseconds since the epoch.
 skiff_now_ms() {
   echo $(( $(date +%s%N) / 1000000 ))

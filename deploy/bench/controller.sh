@@ -24,16 +24,6 @@ skiff_clean_up_on_exit "$work"
 apps=1000
 releases=10000
 
-# wrk's summary as "req/s p99-in-ms failed".
-summary() {
-  awk '
-    /Requests\/sec/ { rps = $2 }
-    $1 == "99%" { v = $2; if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v) } else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 } p99 = v }
-    /Non-2xx or 3xx responses/ { failed += $NF }
-    /Socket errors/ { gsub(/,/, ""); failed += $4 + $6 + $8 + $10 }
-    END { printf "%d %.2f %d\n", rps, p99, failed }'
-}
-
 # A JSON field of standard input.
 field() { python3 -c "import json, sys; print(json.load(sys.stdin)$1)"; }
 
@@ -71,7 +61,7 @@ LUA
   for kind in get change; do
     wrk -t1 -c8 -d1s -s "$dir/$kind.lua" "$url" >/dev/null
     for _ in $(seq 1 "$runs"); do
-      read -r r p f < <(wrk -t1 -c8 -d5s --latency -s "$dir/$kind.lua" "$url" | summary)
+      read -r r _ p f _ < <(wrk -t1 -c8 -d5s --latency -s "$dir/$kind.lua" "$url" | skiff_wrk_summary)
       rps[$kind]+="$r " p99[$kind]+="$p " failed[$kind]=$(( ${failed[$kind]:-0} + f ))
     done
   done
@@ -150,9 +140,8 @@ rollouts=$!
 rollout_start=$(skiff_now_ms)
 total=0 failed=0
 while kill -0 "$rollouts" 2>/dev/null; do
-  out=$(wrk -t1 -c4 -d3s -s "$work/steady.lua" "http://$SKIFF_ROUTER_LISTEN/")
-  total=$(( total + $(echo "$out" | awk '/requests in/ {print $1}') ))
-  failed=$(( failed + $(echo "$out" | summary | awk '{print $3}') ))
+  read -r _ _ _ f n < <(wrk -t1 -c4 -d3s --latency -s "$work/steady.lua" "http://$SKIFF_ROUTER_LISTEN/" | skiff_wrk_summary)
+  total=$(( total + n )) failed=$(( failed + f ))
 done
 wait "$rollouts"
 seconds=$(( ($(skiff_now_ms) - rollout_start) / 1000 ))

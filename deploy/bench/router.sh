@@ -2,7 +2,11 @@
 # Router benchmark: Skiff's router, nginx (upstream keepalive on) and HAProxy side by side
 # in one run, in front of the same upstream (nginx serving a 12-byte file), driven by the
 # same wrk, none of them writing access logs. The proxy under test runs alone on CPU 1 (one
-# worker thread each); wrk and the upstream share CPU 0. Prints table rows for run.sh.
+# worker thread each); wrk and the upstream share CPU 0. Prints, for each: req/s, p50 and
+# p99 latency, CPU time per request, memory while 10,000 idle keep-alive connections are
+# open, the ratio to the upstream served directly; then the failed requests while the
+# route changes every 100 ms (Skiff: its route feed; nginx: a rewritten config and
+# `nginx -s reload`, as Deis and Dokku did; HAProxy: its runtime API).
 #
 #   deploy/bench/router.sh BIN_DIR RUNS
 set -euo pipefail
@@ -10,7 +14,9 @@ bin=$1
 runs=$2
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib.sh"
-skiff_install_missing nginx:nginx haproxy:haproxy wrk:wrk bc:bc
+skiff_install_missing nginx:nginx haproxy:haproxy wrk:wrk bc:bc python3:python3
+# 10,000 held connections per proxy, on both ends.
+ulimit -n 65536
 
 work=$(mktemp -d)
 skiff_clean_up_on_exit "$work"
@@ -22,54 +28,137 @@ cat >"$work/upstream/nginx.conf" <<CONF
 worker_processes 1; pid $work/upstream/nginx.pid; error_log $work/upstream/logs/error.log warn;
 events { worker_connections 4096; }
 http { access_log off; keepalive_requests 1000000; $(temps "$work/upstream")
-  server { listen 127.0.0.1:18090; root $work/upstream/html; } }
+  server { listen 127.0.0.1:18090; root $work/upstream/html; }
+  server { listen 127.0.0.1:18091; root $work/upstream/html; } }
 CONF
-cat >"$work/proxy/nginx.conf" <<CONF
-worker_processes 1; pid $work/proxy/nginx.pid; error_log $work/proxy/logs/error.log warn;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000; $(temps "$work/proxy")
-  upstream app { server 127.0.0.1:18090; keepalive 64; }
+# The proxy's config with its upstream on PORT.
+proxy_conf() {
+  cat <<CONF
+worker_processes 1; worker_rlimit_nofile 40000; pid $work/proxy/nginx.pid; error_log $work/proxy/logs/error.log warn;
+events { worker_connections 20000; }
+http { access_log off; keepalive_requests 1000000; keepalive_timeout 600s; $(temps "$work/proxy")
+  upstream app { server 127.0.0.1:$1; keepalive 64; }
   server { listen 127.0.0.1:18081;
     location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
 CONF
-printf '%s\n' global '  maxconn 4096' '  nbthread 1' defaults '  mode http' '  timeout connect 2s' \
-  '  timeout client 30s' '  timeout server 30s' '  option http-keep-alive' frontend\ fe \
-  '  bind 127.0.0.1:18083' '  default_backend be' backend\ be '  http-reuse always' \
+}
+proxy_conf 18090 >"$work/proxy/nginx.conf"
+printf '%s\n' global '  maxconn 20000' '  nbthread 1' "  stats socket $work/haproxy.sock level admin" defaults \
+  '  mode http' '  timeout connect 2s' '  timeout client 600s' '  timeout server 30s' '  option http-keep-alive' \
+  frontend\ fe '  bind 127.0.0.1:18083' '  default_backend be' backend\ be '  http-reuse always' \
   '  server app 127.0.0.1:18090' >"$work/haproxy.cfg"
 
 taskset -c 0 nginx -c "$work/upstream/nginx.conf" -p "$work/upstream/" -g 'daemon off;' &
 skiff_pids+=($!)
 taskset -c 1 nginx -c "$work/proxy/nginx.conf" -p "$work/proxy/" -g 'daemon off;' &
 skiff_pids+=($!)
+nginx_pid=$!
 taskset -c 1 haproxy -db -f "$work/haproxy.cfg" &
 skiff_pids+=($!)
-SKIFF_DATA_DIR="$work/skiff" SKIFF_ROUTER_LISTEN=127.0.0.1:18084 SKIFF_ROUTER_TLS_LISTEN=127.0.0.1:18444 SKIFF_ROUTER_ROUTES="bench.localhost=127.0.0.1:18090" \
-  TOKIO_WORKER_THREADS=1 SKIFF_LOG=warn SKIFF_ROUTER_ACCESS_LOG=false taskset -c 1 "$bin/skiffd" router >"$work/skiff.log" 2>&1 &
-skiff_pids+=($!)
-for port in 18090 18081 18083 18084; do
+haproxy_pid=$!
+router() {
+  local listen=$1 tls=$2 data=$3; shift 3
+  env SKIFF_DATA_DIR="$work/$data" SKIFF_ROUTER_LISTEN="127.0.0.1:$listen" SKIFF_ROUTER_TLS_LISTEN="127.0.0.1:$tls" \
+    SKIFF_ROUTER_IDLE_TIMEOUT=600 TOKIO_WORKER_THREADS=1 SKIFF_LOG=warn SKIFF_ROUTER_ACCESS_LOG=false "$@" \
+    taskset -c 1 "$bin/skiffd" router >"$work/$data.log" 2>&1 &
+  skiff_pids+=($!)
+}
+router 18084 18444 skiff SKIFF_ROUTER_ROUTES="bench.localhost=127.0.0.1:18090"
+skiff_pid=$!
+for port in 18090 18091 18081 18083 18084; do
   for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" -H 'Host: bench.localhost' && break; sleep 0.1; done
 done
 
 declare -A port=([direct]=18090 [nginx]=18081 [haproxy]=18083 [skiff]=18084)
-declare -A rps p99
+declare -A rps p50 p99 requests
+# CPU time (clock ticks) used so far by a process and its children that still run.
+ticks() {
+  local pids
+  pids=$(echo "$1"; pgrep -P "$1" || true)
+  for pid in $pids; do awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || true; done | awk '{s += $1} END {print s + 0}'
+}
+# Resident memory (KiB) of a process and its children.
+rss() {
+  local pids
+  pids=$(echo "$1"; pgrep -P "$1" || true)
+  for pid in $pids; do awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || true; done | awk '{s += $1} END {print s + 0}'
+}
+declare -A pid=([nginx]=$nginx_pid [haproxy]=$haproxy_pid [skiff]=$skiff_pid)
 load() {
   taskset -c 0 wrk -t1 -c32 -d"$2" --latency -H 'Host: bench.localhost' "http://127.0.0.1:${port[$1]}/"
 }
 for system in direct nginx haproxy skiff; do load "$system" 2s >/dev/null; done
+declare -A ticks_before
+for system in nginx haproxy skiff; do ticks_before[$system]=$(ticks "${pid[$system]}"); done
 for _ in $(seq 1 "$runs"); do
   for system in direct nginx haproxy skiff; do
-    out=$(load "$system" 5s)
-    rps[$system]+="$(echo "$out" | awk '/Requests\/sec/ {print $2}') "
-    p99[$system]+="$(echo "$out" | awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us$/, "", v); v=v/1000} else if (v ~ /ms$/) {sub(/ms$/, "", v)} else if (v ~ /s$/) {sub(/s$/, "", v); v=v*1000} print v}') "
+    read -r r a b _ n < <(load "$system" 5s | skiff_wrk_summary)
+    rps[$system]+="$r " p50[$system]+="$a " p99[$system]+="$b " requests[$system]=$(( ${requests[$system]:-0} + n ))
   done
 done
+declare -A cpu memory
+for system in nginx haproxy skiff; do
+  used=$(( $(ticks "${pid[$system]}") - ticks_before[$system] ))
+  cpu[$system]=$(echo "scale=2; $used * 1000000 / $(getconf CLK_TCK) / ${requests[$system]}" | bc)
+done
+
+# Memory with 10,000 idle keep-alive connections, each from its own source address block.
+source=10
+for system in nginx haproxy skiff; do
+  source=$((source + 1))
+  fifo="$work/hold-$system"
+  mkfifo "$fifo"
+  taskset -c 0 python3 "$here/idle_connections.py" "${port[$system]}" 10000 "127.0.0.$source" <"$fifo" >"$work/hold-$system.out" &
+  holder=$!
+  exec {hold}>"$fifo"
+  for _ in $(seq 1 600); do grep -q ready "$work/hold-$system.out" 2>/dev/null && break; sleep 0.1; done
+  grep -q ready "$work/hold-$system.out" || { echo "router.sh: $system did not take 10,000 connections" >&2; exit 1; }
+  memory[$system]=$(( $(rss "${pid[$system]}") / 1024 ))
+  exec {hold}>&-
+  wait "$holder" || true
+done
+
+# Failed requests while the route changes every 100 ms.
+python3 "$here/route_changes.py" feed 18099 bench.localhost 127.0.0.1:18090 127.0.0.1:18091 &
+skiff_pids+=($!)
+router 18085 18445 skiff-feed SKIFF_CONTROLLER_URL=http://127.0.0.1:18099 SKIFF_SERVICE_TOKEN=bench
+port[skiff]=18085
+for _ in $(seq 1 100); do curl -fs -o /dev/null "http://127.0.0.1:18085/" -H 'Host: bench.localhost' && break; sleep 0.1; done
+declare -A changes_failed changes_total
+changing() {
+  local system=$1
+  read -r _ _ _ f n < <(load "$system" 5s | skiff_wrk_summary)
+  changes_failed[$system]=$f changes_total[$system]=$n
+}
+changing skiff
+proxy_conf 18091 >"$work/proxy/nginx-b.conf"
+cp "$work/proxy/nginx.conf" "$work/proxy/nginx-a.conf"
+(
+  for n in $(seq 1 1000); do
+    if [ $((n % 2)) -eq 1 ]; then cp "$work/proxy/nginx-b.conf" "$work/proxy/nginx.conf"; else cp "$work/proxy/nginx-a.conf" "$work/proxy/nginx.conf"; fi
+    nginx -c "$work/proxy/nginx.conf" -p "$work/proxy/" -s reload 2>/dev/null || true
+    sleep 0.1
+  done
+) &
+reloads=$!
+changing nginx
+kill "$reloads" 2>/dev/null || true
+wait "$reloads" 2>/dev/null || true
+python3 "$here/route_changes.py" haproxy "$work/haproxy.sock" 127.0.0.1:18090 127.0.0.1:18091 &
+switches=$!
+changing haproxy
+kill "$switches" 2>/dev/null || true
 
 echo
-echo "| router benchmark (wrk -t1 -c32, 12-byte page, median of $runs) | req/s | p99 | vs direct | skiff vs it |"
-echo "|---|---|---|---|---|"
+echo "| router benchmark (wrk -t1 -c32, 12-byte page, median of $runs) | req/s | p50 | p99 | CPU per request | memory, 10k idle connections | vs direct | skiff vs it | failed while routes change every 100 ms |"
+echo "|---|---|---|---|---|---|---|---|---|"
 skiff=$(skiff_median "${rps[skiff]}")
 direct=$(skiff_median "${rps[direct]}")
 for system in direct nginx haproxy skiff; do
   r=$(skiff_median "${rps[$system]}")
-  echo "| $system | $(printf '%.0f' "$r") | $(skiff_median "${p99[$system]}") ms | $(echo "scale=2; $r / $direct" | bc)× | $(echo "scale=2; $skiff / $r" | bc)× |"
+  extra="| | |"
+  [ "$system" = direct ] || extra="| ${cpu[$system]} µs | ${memory[$system]} MiB |"
+  changes=""
+  [ "$system" = direct ] || changes="${changes_failed[$system]} of ${changes_total[$system]}"
+  echo "| $system | $(printf '%.0f' "$r") | $(skiff_median "${p50[$system]}") ms | $(skiff_median "${p99[$system]}") ms $extra $(echo "scale=2; $r / $direct" | bc)× | $(echo "scale=2; $skiff / $r" | bc)× | $changes |"
 done
