@@ -21,6 +21,7 @@ use crate::auth::{Authorizer, Credentials};
 use crate::endpoint::{DecodeError, Endpoint, Reference, RepoName};
 use crate::error::OciError;
 use crate::meta::Meta;
+use crate::token::{Access, Claims, Signer};
 use crate::upload::Uploads;
 
 /// The largest manifest accepted (the spec asks for at least 4 MB).
@@ -51,14 +52,25 @@ pub struct Registry {
     uploads: Uploads,
     service_token: String,
     authorizer: Arc<dyn Authorizer>,
+    tokens: Signer,
     /// Held while a garbage collection runs.
     gc: tokio::sync::Mutex<()>,
+}
+
+/// Who a caller proved to be.
+enum Identity {
+    /// The platform's own components.
+    Service,
+    /// A user's password or API token, checked by the authorizer.
+    Credentials(Credentials),
+    /// A token this registry issued (Docker's token flow).
+    Token(Claims),
 }
 
 /// An authenticated caller and what it may do in the request's repository.
 struct Caller {
     principal: String,
-    credentials: Option<Credentials>,
+    identity: Identity,
     grant: RegistryGrant,
 }
 
@@ -68,6 +80,7 @@ impl Registry {
             store,
             meta: Meta::new(config.data_dir.join("repositories")),
             uploads: Uploads::default(),
+            tokens: Signer::new(&config.service_token),
             service_token: config.service_token,
             authorizer,
             gc: tokio::sync::Mutex::new(()),
@@ -80,7 +93,13 @@ impl Registry {
         let credentials = Credentials::from_headers(headers).ok_or_else(unauthorized)?;
         if crate::auth::secrets_match(&credentials.secret, &self.service_token) {
             let grant = RegistryGrant { pull: true, push: true };
-            return Ok(Caller { principal: SERVICE.into(), credentials: None, grant });
+            return Ok(Caller { principal: SERVICE.into(), identity: Identity::Service, grant });
+        }
+        if credentials.username.is_none() && Signer::is_token(&credentials.secret) {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let claims = self.tokens.verify(&credentials.secret, now).ok_or_else(unauthorized)?;
+            let grant = claims.grant(repo);
+            return Ok(Caller { principal: claims.subject.clone(), identity: Identity::Token(claims), grant });
         }
         let grant = self
             .authorizer
@@ -89,17 +108,46 @@ impl Registry {
             .map_err(|e| OciError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", e.to_string()))?
             .ok_or_else(unauthorized)?;
         let principal = credentials.username.clone().unwrap_or_else(|| "token".into());
-        Ok(Caller { principal, credentials: Some(credentials), grant })
+        Ok(Caller { principal, identity: Identity::Credentials(credentials), grant })
     }
 
     /// Whether the caller may pull from another repository (a mount's `from`).
     async fn may_pull(&self, caller: &Caller, repo: &RepoName) -> bool {
-        match &caller.credentials {
-            None => true,
-            Some(credentials) => {
+        match &caller.identity {
+            Identity::Service => true,
+            Identity::Credentials(credentials) => {
                 matches!(self.authorizer.authorize(credentials, Some(repo.as_str())).await, Ok(Some(g)) if g.pull)
             }
+            Identity::Token(claims) => claims.grant(Some(repo.as_str())).pull,
         }
+    }
+
+    /// What `credentials` may do in each requested repository, for a token: the
+    /// service token everything asked, other credentials what the authorizer grants.
+    /// `None` when the credentials are wrong.
+    async fn token_access(
+        &self,
+        credentials: &Credentials,
+        scopes: Vec<(String, bool, bool)>,
+    ) -> Result<Option<Vec<Access>>, OciError> {
+        let unavailable =
+            |e: crate::auth::AuthError| OciError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", e.to_string());
+        let service = crate::auth::secrets_match(&credentials.secret, &self.service_token);
+        if !service && self.authorizer.authorize(credentials, None).await.map_err(unavailable)?.is_none() {
+            return Ok(None);
+        }
+        let mut access = Vec::with_capacity(scopes.len());
+        for (repository, pull, push) in scopes {
+            let grant = if service {
+                RegistryGrant { pull: true, push: true }
+            } else {
+                let grant = self.authorizer.authorize(credentials, Some(&repository)).await.map_err(unavailable)?;
+                grant.unwrap_or(RegistryGrant { pull: false, push: false })
+            };
+            let refused = (pull && !grant.pull) || (push && !grant.push);
+            access.push(Access { repository, pull: pull && grant.pull, push: push && grant.push, refused });
+        }
+        Ok(Some(access))
     }
 }
 
@@ -108,6 +156,7 @@ pub fn router(registry: Arc<Registry>) -> Router {
     Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .route("/readyz", axum::routing::get(|| async { "ok" }))
+        .route("/v2/token", axum::routing::get(issue_token))
         .route("/_skiff/gc", axum::routing::post(collect_garbage))
         .route("/_skiff/retain/{*repo}", axum::routing::post(retain))
         .route("/_skiff/repositories/{*repo}", axum::routing::delete(forget_repository))
@@ -125,14 +174,35 @@ async fn handle(State(registry): State<Arc<Registry>>, request: Request) -> Resp
         Ok(endpoint) => endpoint,
         Err(e) => return decode_error(e).into_response(),
     };
-    let caller = match registry.caller(request.headers(), endpoint.repo().map(RepoName::as_str)).await {
+    let repo = endpoint.repo().map(RepoName::as_str);
+    // A client without credentials, or whose token lacks this repository, is sent to the
+    // token realm with the scope it needs.
+    let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1").to_owned();
+    let wanted = crate::token::challenge(&host, repo, endpoint.writes());
+    let challenge = || {
+        let mut response =
+            OciError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "authentication required").into_response();
+        if let Ok(value) = HeaderValue::from_str(&wanted) {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+        }
+        response
+    };
+    let caller = match registry.caller(request.headers(), repo).await {
         Ok(caller) => caller,
         Err(e) => {
             tracing::debug!(method = %request.method(), path = request.uri().path(), code = e.code, "registry.refused");
-            return e.into_response();
+            return if e.status == StatusCode::UNAUTHORIZED { challenge() } else { e.into_response() };
         }
     };
     let allowed = if endpoint.writes() { caller.grant.push } else { caller.grant.pull };
+    // A token holder is challenged for what its token does not cover, unless that was
+    // asked for and refused: then it is denied like anyone else.
+    if let (Identity::Token(claims), Some(repo)) = (&caller.identity, repo)
+        && !allowed
+        && !claims.refused(repo)
+    {
+        return challenge();
+    }
     if endpoint.repo().is_some() && !allowed {
         tracing::debug!(method = %request.method(), path = request.uri().path(), principal = caller.principal, "registry.denied");
         return OciError::new(StatusCode::FORBIDDEN, "DENIED", "requested access to the resource is denied")
@@ -159,6 +229,34 @@ async fn handle(State(registry): State<Arc<Registry>>, request: Request) -> Resp
     let response = result.unwrap_or_else(IntoResponse::into_response);
     tracing::debug!(principal = caller.principal, status = response.status().as_u16(), "registry.request");
     response
+}
+
+/// `GET /v2/token?service=skiff&scope=repository:NAME:pull,push` (any number of scopes)
+/// with Basic credentials: a token for what they may do there, as Docker's token flow
+/// expects (`token` and `access_token`, `expires_in`, `issued_at`). Without a scope (what
+/// `docker login` asks), a token that only proves the login.
+async fn issue_token(
+    State(registry): State<Arc<Registry>>,
+    headers: HeaderMap,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Result<Response, OciError> {
+    let unauthorized = || OciError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "wrong user name or password");
+    let credentials = Credentials::from_headers(&headers).ok_or_else(unauthorized)?;
+    let scopes = query.iter().filter(|(k, _)| k == "scope").filter_map(|(_, v)| crate::token::parse_scope(v)).collect();
+    let access = registry.token_access(&credentials, scopes).await?.ok_or_else(unauthorized)?;
+    let now = time::OffsetDateTime::now_utc();
+    let subject = credentials.username.clone().unwrap_or_else(|| "token".into());
+    let claims = Claims { subject, expires: now.unix_timestamp() + crate::token::LIFETIME_SECS, access };
+    let token = registry.tokens.issue(&claims);
+    let issued_at = now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+    tracing::debug!(subject = claims.subject, scopes = claims.access.len(), "registry.token");
+    Ok(axum::Json(serde_json::json!({
+        "token": token,
+        "access_token": token,
+        "expires_in": crate::token::LIFETIME_SECS,
+        "issued_at": issued_at,
+    }))
+    .into_response())
 }
 
 /// Skiff's own maintenance endpoints take only the service token.
@@ -289,10 +387,10 @@ async fn catalog(registry: &Registry, caller: &Caller, query: &HashMap<String, S
         if !has_manifests {
             continue;
         }
-        let readable = match (&caller.credentials, RepoName::parse(&repo)) {
-            (None, _) => true,
-            (Some(_), Some(name)) => registry.may_pull(caller, &name).await,
-            (Some(_), None) => false,
+        let readable = match (&caller.identity, RepoName::parse(&repo)) {
+            (Identity::Service, _) => true,
+            (_, Some(name)) => registry.may_pull(caller, &name).await,
+            (_, None) => false,
         };
         if readable {
             visible.push(repo);

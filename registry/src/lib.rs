@@ -6,14 +6,16 @@
 //! - [`error`]: the OCI error envelope.
 //! - [`meta`]: per-repository metadata (manifest media types, tags) on the filesystem.
 //! - [`upload`]: blob upload sessions.
+//! - [`token`]: Docker's token flow (short-lived signed tokens for pulls and pushes).
 //! - [`gc`]: online garbage collection (mark and sweep with a grace period).
 //! - [`http`]: the handlers and the server loop.
 //!
 //! Blobs are content-addressed in the store; a repository holds links to the blobs and
 //! manifests pushed or mounted into it, and its tags, so a blob is readable only through
 //! a repository that has it. Every request authenticates (HTTP Basic, as `docker login`
-//! stores it, or a bearer token): the platform's service token may do anything, other
-//! credentials are checked by the controller.
+//! stores it, a bearer API token, or a token from Docker's token flow at `/v2/token`): the
+//! platform's service token may do anything, other credentials are checked by the
+//! controller.
 
 pub mod auth;
 pub mod endpoint;
@@ -21,6 +23,7 @@ pub mod error;
 pub mod gc;
 pub mod http;
 pub mod meta;
+pub mod token;
 pub mod upload;
 
 pub use http::{Config, Registry, router, serve};

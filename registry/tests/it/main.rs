@@ -8,3 +8,4 @@ mod management;
 mod pull;
 mod push;
 mod security;
+mod tokens;

@@ -12,7 +12,9 @@ async fn the_base_endpoint_answers_authenticated_clients() {
     assert_eq!(header(&response, "docker-distribution-api-version"), "registry/2.0");
     let response = registry.send(registry.request(As::Nobody, Method::GET, "/v2/")).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    assert!(header(&response, "www-authenticate").starts_with("Basic realm="));
+    let host = registry.base.trim_start_matches("http://");
+    let challenge = format!("Bearer realm=\"http://{host}/v2/token\",service=\"skiff\"");
+    assert_eq!(header(&response, "www-authenticate"), challenge, "Docker's token flow");
 }
 
 #[tokio::test]
