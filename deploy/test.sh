@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Skiff's second command: installs and starts what the tests need (git, the OpenSSH
-# client, busybox-static, skopeo, rsyslog, a Docker engine, a private Postgres server and a
+# client, busybox-static, skopeo, Debian's docker-registry, rsyslog, a Docker engine, a private Postgres server and a
 # private Redis server, a private S3-compatible server), then runs the whole test suite.
 #
 #   deploy/test.sh [extra cargo test arguments]
@@ -9,7 +9,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 . "$here/lib.sh"
 
-skiff_install_missing git:git ssh:openssh-client ssh-keygen:openssh-client curl:curl tar:tar skopeo:skopeo logger:bsdutils rsyslogd:rsyslog \
+skiff_install_missing git:git ssh:openssh-client ssh-keygen:openssh-client curl:curl tar:tar skopeo:skopeo docker-registry:docker-registry python3:python3 logger:bsdutils rsyslogd:rsyslog \
   "/usr/lib/$(uname -m)-linux-gnu/rsyslog/lmnsd_gtls.so:rsyslog-gnutls"
 skiff_ensure_docker
 skiff_require_cargo

@@ -209,3 +209,99 @@ async fn a_collection_cut_short_is_finished_by_the_next_and_spares_what_is_used(
         registry.send(registry.request(As::Service, Method::GET, &format!("/v2/app/manifests/{manifest}"))).await;
     assert_eq!(pulled.status(), StatusCode::OK);
 }
+
+/// Runs a command to completion; panics with its output when it fails.
+fn run(command: &mut std::process::Command) -> String {
+    let output = command.output().unwrap_or_else(|e| panic!("{command:?} runs: {e}"));
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{command:?}: {text}");
+    text
+}
+
+/// Debian's docker-registry (distribution 2.8), deletes allowed, stopped when dropped.
+struct Distribution {
+    child: std::process::Child,
+    config: std::path::PathBuf,
+    address: String,
+}
+
+impl Drop for Distribution {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Distribution {
+    async fn start(dir: &std::path::Path) -> Self {
+        let address = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+        let config = dir.join("distribution.yml");
+        let yaml = format!(
+            "version: 0.1\nlog: {{level: error}}\nstorage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\nhttp: {{addr: {address}}}\n",
+            dir.join("distribution").display()
+        );
+        std::fs::write(&config, yaml).unwrap();
+        let child = std::process::Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .env_remove("AWS_CA_BUNDLE")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("docker-registry runs (apt-get install docker-registry; deploy/test.sh installs it)");
+        for _ in 0..100 {
+            if reqwest::get(format!("http://{address}/v2/")).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Self { child, config, address }
+    }
+
+    /// What `docker-registry garbage-collect --dry-run` would delete.
+    fn eligible(&self) -> std::collections::BTreeSet<String> {
+        let out =
+            run(std::process::Command::new("docker-registry").args(["garbage-collect", "--dry-run"]).arg(&self.config));
+        out.lines().filter_map(|l| l.trim().strip_prefix("blob eligible for deletion: ")).map(str::to_owned).collect()
+    }
+}
+
+// Two threads: the registry serves while the test waits for skopeo.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_lists_what_docker_registry_garbage_collect_would_delete() {
+    let registry = Registry::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let distribution = Distribution::start(dir.path()).await;
+    let layouts = dir.path().join("layouts");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/bench/oci_layouts.py");
+    run(std::process::Command::new("python3").arg(script).arg("small").arg(&layouts).arg("3"));
+    let skiff = registry.base.trim_start_matches("http://").to_owned();
+    let credentials = format!("skiff:{}", crate::harness::SERVICE_TOKEN);
+    // The same three images in both, as the same repository.
+    for n in 0..3 {
+        let source = format!("oci:{}:latest", layouts.join(n.to_string()).display());
+        for (host, creds) in [(&skiff, Some(&credentials)), (&distribution.address, None)] {
+            let mut copy = std::process::Command::new("skopeo");
+            copy.args(["copy", "-q", "--dest-tls-verify=false"]);
+            if let Some(creds) = creds {
+                copy.args(["--dest-creds", creds]);
+            }
+            run(copy.arg(&source).arg(format!("docker://{host}/app:v{n}")));
+        }
+    }
+    // Both forget the second image.
+    let manifest = registry.send(registry.request(As::Service, Method::HEAD, "/v2/app/manifests/v1")).await;
+    let digest = header(&manifest, "docker-content-digest");
+    let deleted = registry.send(registry.request(As::Service, Method::DELETE, &format!("/v2/app/manifests/{digest}")));
+    assert_eq!(deleted.await.status(), StatusCode::ACCEPTED);
+    let url = format!("http://{}/v2/app/manifests/{digest}", distribution.address);
+    let deleted = reqwest::Client::new().delete(url).send().await.unwrap();
+    assert_eq!(deleted.status(), StatusCode::ACCEPTED);
+
+    let theirs = distribution.eligible();
+    let ours = gc(&registry, "grace_secs=0&dry_run=true").await;
+    let ours: std::collections::BTreeSet<String> =
+        ours["deleted"].as_array().unwrap().iter().map(|d| d.as_str().unwrap().to_owned()).collect();
+    assert_eq!(theirs.len(), 3, "the manifest, its config and its layer: {theirs:?}");
+    assert_eq!(ours, theirs);
+}
