@@ -53,7 +53,11 @@ seconds() {
 }
 
 declare -A push pull small
+floor=""
 for run in $(seq 1 "$runs"); do
+  # The client's own share of a pull: skopeo copying the same image with no registry.
+  rm -rf "$work/local"
+  floor+="$(seconds copy "oci:$work/big:latest" "dir:$work/local") "
   for system in distribution skiff; do
     c=${creds[$system]}
     p=${port[$system]}
@@ -79,4 +83,6 @@ echo "| registry benchmark (median of $runs) | skiff | docker-registry 2.8 | ski
 echo "|---|---|---|---|"
 row "push 100 MiB single-layer image (skopeo)" s "${push[distribution]}|${push[skiff]}" lower
 row "pull 100 MiB single-layer image (skopeo)" s "${pull[distribution]}|${pull[skiff]}" lower
+f=$(skiff_median "$floor")
+echo "| skopeo alone, the same image from a local layout (no registry): the floor under any pull | $f s | $f s | at most $(echo "scale=2; $(skiff_median "${pull[distribution]}") / $f" | bc)× |"
 row "push 500 small images, 8 at a time (skopeo)" "images/s" "${small[distribution]}|${small[skiff]}" higher
