@@ -7,7 +7,8 @@
 #
 # Push-to-first-200 through the router (first push, and a second push with one changed
 # file), the registry against Debian's docker-registry, the router against nginx and
-# HAProxy, and the logger against rsyslog.
+# HAProxy, the logger against rsyslog, and the controller (API throughput with 1,000 apps
+# and 10,000 releases on SQLite and Postgres, scaling, rollouts under load).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -27,3 +28,4 @@ echo "|---|---|---|---|---|"
 "$here/registry.sh" "$root/target/release" "$runs"
 "$here/router.sh" "$root/target/release" "$runs"
 "$here/logger.sh" "$root/target/release" "$runs"
+"$here/controller.sh" "$root/target/release" "$runs"
