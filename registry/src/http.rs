@@ -32,6 +32,8 @@ const MAX_PAGE: usize = 1000;
 const DEFAULT_GC_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
 /// Blobs are read and sent in pieces this large.
 const READ_CHUNK: usize = 1024 * 1024;
+/// What a client without (valid) credentials is told.
+const LOG_IN: &str = "authentication required: `docker login` with your Skiff user name and password or API token";
 /// The principal name of the platform's own components.
 const SERVICE: &str = "skiff-service";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -89,7 +91,7 @@ impl Registry {
 
     /// Authenticates a request and finds what it may do in `repo`.
     async fn caller(&self, headers: &HeaderMap, repo: Option<&str>) -> Result<Caller, OciError> {
-        let unauthorized = || OciError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "authentication required");
+        let unauthorized = || OciError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", LOG_IN);
         let credentials = Credentials::from_headers(headers).ok_or_else(unauthorized)?;
         if crate::auth::secrets_match(&credentials.secret, &self.service_token) {
             let grant = RegistryGrant { pull: true, push: true };
@@ -180,8 +182,7 @@ async fn handle(State(registry): State<Arc<Registry>>, request: Request) -> Resp
     let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1").to_owned();
     let wanted = crate::token::challenge(&host, repo, endpoint.writes());
     let challenge = || {
-        let mut response =
-            OciError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "authentication required").into_response();
+        let mut response = OciError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", LOG_IN).into_response();
         if let Ok(value) = HeaderValue::from_str(&wanted) {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
         }
@@ -240,8 +241,9 @@ async fn issue_token(
     headers: HeaderMap,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, OciError> {
+    let credentials = Credentials::from_headers(&headers)
+        .ok_or_else(|| OciError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", LOG_IN))?;
     let unauthorized = || OciError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "wrong user name or password");
-    let credentials = Credentials::from_headers(&headers).ok_or_else(unauthorized)?;
     let scopes = query.iter().filter(|(k, _)| k == "scope").filter_map(|(_, v)| crate::token::parse_scope(v)).collect();
     let access = registry.token_access(&credentials, scopes).await?.ok_or_else(unauthorized)?;
     let now = time::OffsetDateTime::now_utc();

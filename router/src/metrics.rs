@@ -33,7 +33,11 @@ impl Metrics {
     /// Counts one answered request.
     pub fn record(&self, app: &AppName, status: u16, took: Duration, upstream_error: bool) {
         let mut apps = self.apps.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let entry = apps.entry(app.clone()).or_default();
+        // The app's name is copied only the first time it is seen.
+        if !apps.contains_key(app) {
+            apps.insert(app.clone(), AppMetrics::default());
+        }
+        let Some(entry) = apps.get_mut(app) else { return };
         let class = usize::from(status / 100).clamp(1, 5) - 1;
         entry.classes[class] += 1;
         entry.upstream_errors += u64::from(upstream_error);
