@@ -12,38 +12,36 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::Instant;
 
-/// When bytes last moved on a connection.
-#[derive(Debug)]
+/// Looks for silence this many times per idle timeout.
+const LOOKS: u32 = 4;
+
+/// Whether bytes moved on a connection: a count of reads and writes, so that the request
+/// path reads no clock; the idle watch looks at it a few times per timeout.
+#[derive(Debug, Default)]
 pub struct Activity {
-    opened: Instant,
-    /// Milliseconds after `opened`.
-    last: AtomicU64,
+    moves: AtomicU64,
 }
 
 impl Activity {
     pub fn new() -> Arc<Self> {
-        Arc::new(Self { opened: Instant::now(), last: AtomicU64::new(0) })
+        Arc::default()
     }
 
     fn touch(&self) {
-        let now = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last.store(now, Ordering::Relaxed);
+        self.moves.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn last(&self) -> Instant {
-        self.opened + Duration::from_millis(self.last.load(Ordering::Relaxed))
-    }
-
-    /// Returns once nothing has moved for `timeout`.
+    /// Returns once nothing has moved for `timeout` (at most a quarter more).
     pub async fn idle_for(&self, timeout: Duration) {
-        loop {
-            let deadline = self.last() + timeout;
-            if Instant::now() >= deadline {
-                return;
-            }
-            tokio::time::sleep_until(deadline).await;
+        let look = timeout / LOOKS;
+        let mut quiet = 0;
+        let mut seen = self.moves.load(Ordering::Relaxed);
+        while quiet < LOOKS {
+            tokio::time::sleep(look).await;
+            let now = self.moves.load(Ordering::Relaxed);
+            quiet = if now == seen { quiet + 1 } else { 0 };
+            seen = now;
         }
     }
 }
@@ -109,22 +107,29 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::time::Instant;
 
     #[tokio::test(start_paused = true)]
     async fn reads_and_writes_put_the_idle_deadline_off() {
         let (near, mut far) = tokio::io::duplex(64);
         let activity = Activity::new();
         let mut watched = Watched::new(near, activity.clone());
-        tokio::time::advance(Duration::from_secs(5)).await;
-        watched.write_all(b"x").await.unwrap();
         let started = Instant::now();
-        activity.idle_for(Duration::from_secs(10)).await;
-        assert_eq!(started.elapsed(), Duration::from_secs(10), "counted from the write");
-        far.write_all(b"y").await.unwrap();
-        let mut byte = [0u8; 1];
-        watched.read_exact(&mut byte).await.unwrap();
+        activity.idle_for(Duration::from_secs(8)).await;
+        assert_eq!(started.elapsed(), Duration::from_secs(8), "silence from the start");
+
+        // A write at 5 s and a read at 11 s: silent for 8 s only from the read on.
         let started = Instant::now();
-        activity.idle_for(Duration::from_secs(3)).await;
-        assert_eq!(started.elapsed(), Duration::from_secs(3), "and from the read");
+        let traffic = async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            watched.write_all(b"x").await.unwrap();
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            far.write_all(b"y").await.unwrap();
+            let mut byte = [0u8; 1];
+            watched.read_exact(&mut byte).await.unwrap();
+        };
+        tokio::join!(traffic, activity.idle_for(Duration::from_secs(8)));
+        let took = started.elapsed();
+        assert!(took >= Duration::from_secs(19) && took <= Duration::from_secs(21), "{took:?}");
     }
 }
