@@ -80,6 +80,14 @@ skiff_wrk_summary() {
     END { printf "%d %.2f %.2f %d %d\n", rps, p50, p99, failed, requests }'
 }
 
+# CPU time (user + system, in clock ticks) used so far by process PID and its children.
+skiff_cpu_ticks() {
+  local pid
+  for pid in $1 $(pgrep -P "$1" || true); do
+    awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || true
+  done | awk '{s += $1} END {print s + 0}'
+}
+
 # Milliseconds since the epoch.
 skiff_now_ms() {
   echo $(( $(date +%s%N) / 1000000 ))

@@ -19,6 +19,7 @@ token=bench-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 SKIFF_DATA_DIR="$work/skiff" SKIFF_SERVICE_TOKEN="$token" SKIFF_REGISTRY_LISTEN=127.0.0.1:15001 \
   taskset -c 1 "$bin/skiffd" registry >"$work/skiff.log" 2>&1 &
 skiff_pids+=($!)
+skiff_pid=$!
 mkdir -p "$work/distribution"
 cat >"$work/distribution.yml" <<YAML
 version: 0.1
@@ -28,6 +29,7 @@ http: {addr: 127.0.0.1:15000}
 YAML
 env -u AWS_CA_BUNDLE taskset -c 1 docker-registry serve "$work/distribution.yml" >"$work/distribution.log" 2>&1 &
 skiff_pids+=($!)
+declare -A pid=([distribution]=$! [skiff]=$skiff_pid)
 skiff_wait_http http://127.0.0.1:15000/v2/ 30
 until curl -s -o /dev/null http://127.0.0.1:15001/v2/; do sleep 0.1; done
 
@@ -52,6 +54,17 @@ seconds() {
   echo "scale=3; ($end - $start) / 1000000000" | bc
 }
 
+# The registry's own CPU time (clock ticks), per system and operation, over every run.
+declare -A cpu
+# Runs "$@" and adds the CPU time SYSTEM's registry spent meanwhile to cpu[SYSTEM,WHAT].
+charged() {
+  local system=$1 what=$2 before
+  shift 2
+  before=$(skiff_cpu_ticks "${pid[$system]}")
+  "$@"
+  cpu[$system,$what]=$(( ${cpu[$system,$what]:-0} + $(skiff_cpu_ticks "${pid[$system]}") - before ))
+}
+
 declare -A push pull small
 floor=""
 for run in $(seq 1 "$runs"); do
@@ -61,13 +74,35 @@ for run in $(seq 1 "$runs"); do
   for system in distribution skiff; do
     c=${creds[$system]}
     p=${port[$system]}
-    push[$system]+="$(seconds copy ${c:+--dest-creds ${c#--creds }} "oci:$work/big:latest" "docker://127.0.0.1:$p/bench/big$run:latest") "
+    charged "$system" push eval 'push[$system]+="$(seconds copy ${c:+--dest-creds ${c#--creds }} "oci:$work/big:latest" "docker://127.0.0.1:$p/bench/big$run:latest") "'
     rm -rf "$work/pulled"
-    pull[$system]+="$(seconds copy ${c:+--src-creds ${c#--creds }} "docker://127.0.0.1:$p/bench/big$run:latest" "dir:$work/pulled") "
+    charged "$system" pull eval 'pull[$system]+="$(seconds copy ${c:+--src-creds ${c#--creds }} "docker://127.0.0.1:$p/bench/big$run:latest" "dir:$work/pulled") "'
     start=$(date +%s%N)
-    seq 0 499 | xargs -P 8 -I{} bash -c "rm -rf /var/lib/containers/cache 2>/dev/null; taskset -c 0 skopeo copy -q --dest-tls-verify=false ${c:+--dest-creds ${c#--creds }} oci:$work/small/{}:latest docker://127.0.0.1:$p/bench/small$run-{}:latest"
+    charged "$system" small eval 'seq 0 499 | xargs -P 8 -I{} bash -c "rm -rf /var/lib/containers/cache 2>/dev/null; taskset -c 0 skopeo copy -q --dest-tls-verify=false ${c:+--dest-creds ${c#--creds }} oci:$work/small/{}:latest docker://127.0.0.1:$p/bench/small$run-{}:latest"'
     end=$(date +%s%N)
     small[$system]+="$(echo "scale=1; 500 * 1000000000 / ($end - $start)" | bc) "
+  done
+done
+
+# The registries on their own: curl, which does little work of its own, moving the
+# 100 MiB layer as one blob (POST then a streamed PUT; GET to /dev/null).
+layer_digest=$(python3 -c 'import json, sys
+index = json.load(open(sys.argv[1] + "/index.json"))
+manifest = index["manifests"][0]["digest"].split(":")[1]
+print(json.load(open(sys.argv[1] + "/blobs/sha256/" + manifest))["layers"][0]["digest"])' "$work/big")
+layer_file="$work/big/blobs/sha256/${layer_digest#sha256:}"
+declare -A blob_put blob_get
+for run in $(seq 1 "$runs"); do
+  for system in distribution skiff; do
+    base="http://127.0.0.1:${port[$system]}"
+    auth=()
+    [ "$system" = distribution ] || auth=(-u "skiff:$token")
+    location=$(curl -fsS "${auth[@]}" -X POST -D - -o /dev/null "$base/v2/bench/blob$run/blobs/uploads/" |
+      awk 'tolower($1) == "location:" {print $2}' | tr -d '\r')
+    case $location in http*) ;; *) location="$base$location" ;; esac
+    case $location in *\?*) location+="&digest=$layer_digest" ;; *) location+="?digest=$layer_digest" ;; esac
+    blob_put[$system]+="$(seconds taskset -c 0 curl -fsS "${auth[@]}" -T "$layer_file" "$location") "
+    blob_get[$system]+="$(seconds taskset -c 0 curl -fsS "${auth[@]}" -o /dev/null "$base/v2/bench/blob$run/blobs/$layer_digest") "
   done
 done
 
@@ -86,3 +121,14 @@ row "pull 100 MiB single-layer image (skopeo)" s "${pull[distribution]}|${pull[s
 f=$(skiff_median "$floor")
 echo "| skopeo alone, the same image from a local layout (no registry): the floor under any pull | $f s | $f s | at most $(echo "scale=2; $(skiff_median "${pull[distribution]}") / $f" | bc)× |"
 row "push 500 small images, 8 at a time (skopeo)" "images/s" "${small[distribution]}|${small[skiff]}" higher
+row "upload the 100 MiB layer as one blob (curl, streamed PUT)" s "${blob_put[distribution]}|${blob_put[skiff]}" lower
+row "download the 100 MiB layer (curl to /dev/null)" s "${blob_get[distribution]}|${blob_get[skiff]}" lower
+# The registries' own work, which the client's does not hide: CPU time per operation.
+hz=$(getconf CLK_TCK)
+per() { echo "scale=1; ${cpu[$1,$2]} * 1000 / $hz / $3" | bc; }
+for what in "push:100 MiB push:$runs:ms" "pull:100 MiB pull:$runs:ms" "small:small image pushed:$((runs * 500)):ms"; do
+  IFS=: read -r key label count unit <<<"$what"
+  d=$(per distribution "$key" "$count")
+  s=$(per skiff "$key" "$count")
+  echo "| registry CPU time per $label | $s $unit | $d $unit | $(echo "scale=2; $d / $s" | bc)× |"
+done

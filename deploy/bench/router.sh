@@ -77,12 +77,6 @@ done
 
 declare -A port=([direct]=18090 [nginx]=18081 [haproxy]=18083 [skiff]=18084)
 declare -A rps p50 p99 requests
-# CPU time (clock ticks) used so far by a process and its children that still run.
-ticks() {
-  local pids
-  pids=$(echo "$1"; pgrep -P "$1" || true)
-  for pid in $pids; do awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || true; done | awk '{s += $1} END {print s + 0}'
-}
 # Resident memory (KiB) of a process and its children.
 rss() {
   local pids
@@ -95,7 +89,7 @@ load() {
 }
 for system in direct nginx haproxy skiff; do load "$system" 2s >/dev/null; done
 declare -A ticks_before
-for system in nginx haproxy skiff; do ticks_before[$system]=$(ticks "${pid[$system]}"); done
+for system in nginx haproxy skiff; do ticks_before[$system]=$(skiff_cpu_ticks "${pid[$system]}"); done
 for _ in $(seq 1 "$runs"); do
   for system in direct nginx haproxy skiff; do
     read -r r a b _ n < <(load "$system" 5s | skiff_wrk_summary)
@@ -104,7 +98,7 @@ for _ in $(seq 1 "$runs"); do
 done
 declare -A cpu memory
 for system in nginx haproxy skiff; do
-  used=$(( $(ticks "${pid[$system]}") - ticks_before[$system] ))
+  used=$(( $(skiff_cpu_ticks "${pid[$system]}") - ticks_before[$system] ))
   cpu[$system]=$(echo "scale=2; $used * 1000000 / $(getconf CLK_TCK) / ${requests[$system]}" | bc)
 done
 
