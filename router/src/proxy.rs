@@ -120,6 +120,8 @@ struct Proxy {
     tasks: TaskTracker,
     shutdown: CancellationToken,
     client: Client<HttpConnector, UpstreamBody>,
+    /// HTTP/2 with prior knowledge, for gRPC (apps serve it as h2c on `$PORT`).
+    h2c: Client<HttpConnector, UpstreamBody>,
     metrics: crate::metrics::Metrics,
     /// Access lines into each app's log stream.
     access: Option<skiff_client::syslog::Sender>,
@@ -130,7 +132,12 @@ pub async fn serve(listeners: Listeners, table: Arc<ArcSwap<Table>>, config: Con
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(config.connect_timeout));
     connector.set_nodelay(true);
-    let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(connector);
+    let client =
+        Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(connector.clone());
+    let h2c = Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .http2_only(true)
+        .build(connector);
     let access = match config.access_log {
         Some(logger) => match skiff_client::syslog::Sender::connect(logger, "router").await {
             Ok(access) => Some(access),
@@ -151,6 +158,7 @@ pub async fn serve(listeners: Listeners, table: Arc<ArcSwap<Table>>, config: Con
         tasks: tunnels.clone(),
         shutdown: shutdown.clone(),
         client,
+        h2c,
         access,
         metrics: Default::default(),
     });
@@ -402,8 +410,16 @@ impl Proxy {
             return too_large(app, limit);
         }
         // Upstreams speak HTTP/1.1, whatever the client spoke; an HTTP/2 request names its
-        // host in `:authority`, which becomes `Host`.
-        *request.version_mut() = http::Version::HTTP_11;
+        // host in `:authority`, which becomes `Host`. gRPC needs HTTP/2 (and trailers) end
+        // to end: it goes to the app over HTTP/2 with prior knowledge.
+        let grpc = request.version() == http::Version::HTTP_2
+            && request
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|t| t.as_bytes().starts_with(b"application/grpc"));
+        if !grpc {
+            *request.version_mut() = http::Version::HTTP_11;
+        }
         if !request.headers().contains_key(header::HOST)
             && let Ok(value) = HeaderValue::from_str(host)
         {
@@ -439,6 +455,10 @@ impl Proxy {
             headers.insert("x-forwarded-host", value);
         }
         headers.append(header::VIA, HeaderValue::from_static("1.1 skiff"));
+        if grpc {
+            // The one `TE` HTTP/2 allows, and gRPC servers require.
+            headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        }
         if let Ok(value) = HeaderValue::from_str(request_id) {
             headers.insert("x-request-id", value);
         }
@@ -460,7 +480,8 @@ impl Proxy {
             let (head, body) = request.into_parts();
             let again = (replayable && candidates.peek().is_some())
                 .then(|| Request::from_parts(head.clone(), Either::Right(Empty::new())));
-            let sent = self.client.request(Request::from_parts(head, body));
+            let client = if grpc { &self.h2c } else { &self.client };
+            let sent = client.request(Request::from_parts(head, body));
             let Ok(sent) = tokio::time::timeout(self.response_timeout, sent).await else {
                 // A backend that does not answer is tried last for a while, like one that
                 // refuses connections.

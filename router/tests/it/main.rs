@@ -388,3 +388,68 @@ async fn idle_http2_connections_and_stalled_bodies_are_closed() {
     let read = tokio::time::timeout(Duration::from_secs(5), stalled.read_to_end(&mut rest)).await;
     assert!(read.is_ok(), "a body that stops arriving does not hold the connection open");
 }
+
+/// An HTTP/2 (h2c) upstream that answers like a gRPC server: the request's protocol and
+/// `te` header in response headers, the request body echoed, then `grpc-status: 0` as a
+/// trailer.
+async fn grpc_upstream() -> SocketAddr {
+    use http_body_util::BodyExt as _;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = hyper::service::service_fn(|request: http::Request<hyper::body::Incoming>| async move {
+                let version = format!("{:?}", request.version());
+                let te = request.headers().get("te").cloned();
+                let body = request.into_body().collect().await?.to_bytes();
+                let mut trailers = http::HeaderMap::new();
+                trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+                let frames = vec![
+                    Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(body)),
+                    Ok(hyper::body::Frame::trailers(trailers)),
+                ];
+                let mut response =
+                    http::Response::new(http_body_util::StreamBody::new(futures_util::stream::iter(frames)));
+                response.headers_mut().insert("content-type", http::HeaderValue::from_static("application/grpc"));
+                response.headers_mut().insert("x-upstream-version", version.parse().unwrap());
+                if let Some(te) = te {
+                    response.headers_mut().insert("x-upstream-te", te);
+                }
+                Ok::<_, hyper::Error>(response)
+            });
+            tokio::spawn(async move {
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(io, service)
+                    .await;
+            });
+        }
+    });
+    address
+}
+
+#[tokio::test]
+async fn grpc_goes_to_the_app_over_http2_with_its_trailers() {
+    use http_body_util::BodyExt as _;
+    let app = grpc_upstream().await;
+    let router = router(snapshot(1, &[("rpc", vec![app])])).await;
+    let stream = TcpStream::connect(router.address).await.unwrap();
+    let executor = hyper_util::rt::TokioExecutor::new();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(executor, hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(connection);
+    let message = bytes::Bytes::from_static(b"\0\0\0\0\x05hello");
+    let request = http::Request::post("http://rpc.localhost/echo.Echo/Say")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(http_body_util::Full::new(message.clone()))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-upstream-version"], "HTTP/2.0", "the app got HTTP/2");
+    assert_eq!(response.headers()["x-upstream-te"], "trailers");
+    let collected = response.into_body().collect().await.unwrap();
+    let trailers = collected.trailers().cloned().expect("the app's trailers reach the client");
+    assert_eq!(trailers["grpc-status"], "0");
+    assert_eq!(collected.to_bytes(), message, "the message went there and back");
+}
