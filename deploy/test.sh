@@ -13,6 +13,8 @@ skiff_install_missing git:git ssh:openssh-client ssh-keygen:openssh-client curl:
   "/usr/lib/$(uname -m)-linux-gnu/rsyslog/lmnsd_gtls.so:rsyslog-gnutls"
 skiff_ensure_docker
 skiff_require_cargo
+# The router's gRPC test runs a real gRPC client and server (grpcio, from PyPI).
+python3 -c 'import grpc' 2>/dev/null || { echo "==> installing grpcio from PyPI"; python3 -m pip install --quiet grpcio; }
 
 cd "$root"
 log=$(mktemp)

@@ -453,3 +453,28 @@ async fn grpc_goes_to_the_app_over_http2_with_its_trailers() {
     assert_eq!(trailers["grpc-status"], "0");
     assert_eq!(collected.to_bytes(), message, "the message went there and back");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_grpc_client_reaches_a_real_grpc_server() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/grpc_echo.py");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut server = tokio::process::Command::new("python3")
+        .args([script, "serve", &port.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 runs");
+    let mut ready = String::new();
+    let mut out = BufReader::new(server.stdout.take().unwrap());
+    tokio::time::timeout(Duration::from_secs(30), out.read_line(&mut ready)).await.unwrap().unwrap();
+    assert_eq!(ready.trim(), "ready", "the gRPC server starts (deploy/test.sh installs grpcio)");
+    let router = router(snapshot(1, &[("rpc", vec![SocketAddr::from(([127, 0, 0, 1], port))])])).await;
+    let output = tokio::process::Command::new("python3")
+        .args([script, "call", &router.address.to_string(), "rpc.localhost"])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(text.trim(), "echo:hello trailer", "the answer and the server's trailing metadata");
+}
