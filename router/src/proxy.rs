@@ -412,6 +412,8 @@ impl Proxy {
         // Upstreams speak HTTP/1.1, whatever the client spoke; an HTTP/2 request names its
         // host in `:authority`, which becomes `Host`. gRPC needs HTTP/2 (and trailers) end
         // to end: it goes to the app over HTTP/2 with prior knowledge.
+        // `Via` names the protocol the request came in with (RFC 9110 §7.6.3).
+        let via = if request.version() == http::Version::HTTP_2 { "2 skiff" } else { "1.1 skiff" };
         let grpc = request.version() == http::Version::HTTP_2
             && request
                 .headers()
@@ -454,7 +456,7 @@ impl Proxy {
         {
             headers.insert("x-forwarded-host", value);
         }
-        headers.append(header::VIA, HeaderValue::from_static("1.1 skiff"));
+        headers.append(header::VIA, HeaderValue::from_static(via));
         if grpc {
             // The one `TE` HTTP/2 allows, and gRPC servers require.
             headers.insert(header::TE, HeaderValue::from_static("trailers"));

@@ -361,6 +361,7 @@ async fn http2_clients_with_prior_knowledge_are_served() {
     assert!(text.contains("version=2"), "the client spoke HTTP/2: {text}");
     assert!(text.starts_with("one\nget /h2?x=1 http/1.1"), "the upstream got HTTP/1.1: {text}");
     assert!(text.contains("host: shop.localhost"), "{text}");
+    assert!(text.contains("via: 2 skiff"), "Via names the protocol the router received: {text}");
 }
 
 #[tokio::test]
