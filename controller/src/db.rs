@@ -92,7 +92,11 @@ pub struct AppRow {
 /// The database handle.
 #[derive(Debug, Clone)]
 pub struct Db {
+    /// Reads.
     pool: AnyPool,
+    /// Writes: with SQLite, one connection, so that writers queue in order instead of
+    /// retrying against the file's lock with growing sleeps; with Postgres, the same pool.
+    writer: AnyPool,
     postgres: bool,
 }
 
@@ -161,12 +165,28 @@ impl Db {
     pub async fn open(url: &str) -> Result<Self, DbError> {
         sqlx::any::install_default_drivers();
         let postgres = url.starts_with("postgres:") || url.starts_with("postgresql:");
-        let pool = AnyPoolOptions::new().max_connections(if postgres { 8 } else { 4 }).connect(url).await?;
+        let mut options = AnyPoolOptions::new();
         if !postgres {
+            // With the write-ahead log, a commit is written but not synced at once: it
+            // survives skiffd being killed, and a power cut can lose only the last moments'
+            // commits, never corrupt the file. Syncing every commit made concurrent
+            // releases queue for the disk (the SQLite default, FULL).
+            options = options.after_connect(|connection, _| {
+                Box::pin(async move {
+                    sqlx::query("PRAGMA synchronous = NORMAL").execute(connection).await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options.clone().max_connections(if postgres { 8 } else { 4 }).connect(url).await?;
+        let writer = if postgres {
+            pool.clone()
+        } else {
             // Readers do not block the writer; the setting stays with the file.
             sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
-        }
-        let db = Self { pool, postgres };
+            options.max_connections(1).connect(url).await?
+        };
+        let db = Self { pool, writer, postgres };
         db.migrate().await?;
         Ok(db)
     }
@@ -176,18 +196,18 @@ impl Db {
     /// # Errors
     /// When the database refuses it.
     pub async fn execute_admin(&self, statement: &str) -> Result<(), DbError> {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned())).execute(&self.pool).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned())).execute(&self.writer).await?;
         Ok(())
     }
 
     async fn migrate(&self) -> Result<(), DbError> {
         sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)")
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         let applied: i64 = sqlx::query("SELECT COUNT(*) FROM schema_migrations").fetch_one(&self.pool).await?.get(0);
         let migrations = if self.postgres { POSTGRES_MIGRATIONS } else { SQLITE_MIGRATIONS };
         for (index, migration) in migrations.iter().enumerate().skip(applied as usize) {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.writer.begin().await?;
             sqlx::raw_sql(sqlx::AssertSqlSafe(*migration)).execute(&mut *tx).await?;
             sqlx::query("INSERT INTO schema_migrations (version) VALUES ($1)")
                 .bind(index as i64 + 1)
@@ -203,7 +223,7 @@ impl Db {
         &self,
         query: sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments>,
     ) -> Result<bool, DbError> {
-        Ok(query.execute(&self.pool).await?.rows_affected() > 0)
+        Ok(query.execute(&self.writer).await?.rows_affected() > 0)
     }
 
     /// How many users exist.
@@ -213,7 +233,7 @@ impl Db {
 
     /// Creates a user; the first user becomes admin. `None` when the name is taken.
     pub async fn create_user(&self, username: &Username, password_hash: &str) -> Result<Option<UserRow>, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let count: i64 = sqlx::query("SELECT COUNT(*) FROM users").fetch_one(&mut *tx).await?.get(0);
         let admin = count == 0;
         let inserted = sqlx::query(
@@ -260,7 +280,7 @@ impl Db {
             .bind(token_hash)
             .bind(user_id)
             .bind(now())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -430,7 +450,7 @@ impl Db {
 
     /// Deletes an app and its releases.
     pub async fn delete_app(&self, app_id: i64) -> Result<(), DbError> {
-        sqlx::query("DELETE FROM apps WHERE id = $1").bind(app_id).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM apps WHERE id = $1").bind(app_id).execute(&self.writer).await?;
         Ok(())
     }
 
@@ -447,7 +467,7 @@ impl Db {
         created_by: &Username,
         summary: &str,
     ) -> Result<Release, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         Self::lock_app(&mut tx, app.id).await?;
         let release =
             Self::insert_release(&mut tx, app, image, build, git_sha, procfile, config, created_by, summary).await?;
@@ -468,7 +488,7 @@ impl Db {
         created_by: &Username,
         summary: &str,
     ) -> Result<Result<(BTreeMap<String, String>, Option<Release>), String>, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         Self::lock_app(&mut tx, app.id).await?;
         let text: String =
             sqlx::query("SELECT config FROM apps WHERE id = $1").bind(app.id).fetch_one(&mut *tx).await?.get(0);
@@ -744,12 +764,12 @@ impl Db {
         sqlx::query("UPDATE apps SET owner_id = $1 WHERE id = $2")
             .bind(owner_id)
             .bind(app_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         sqlx::query("DELETE FROM perms WHERE app_id = $1 AND user_id = $2")
             .bind(app_id)
             .bind(owner_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -759,7 +779,7 @@ impl Db {
         sqlx::query("UPDATE apps SET maintenance = $1 WHERE id = $2")
             .bind(enabled)
             .bind(app_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -795,7 +815,7 @@ impl Db {
     /// Adds a drain to an app, or to the platform without one; `None` when it has that
     /// URL already.
     pub async fn add_drain(&self, app: Option<&AppRow>, url: &str) -> Result<Option<Drain>, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let app_id = app.map(|a| a.id);
         let taken: i64 = sqlx::query("SELECT COUNT(*) FROM drains WHERE url = $1 AND app_id IS NOT DISTINCT FROM $2")
             .bind(url)
@@ -868,7 +888,7 @@ impl Db {
             .bind(app.map(AppName::as_str))
             .bind(message)
             .bind(now())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -878,7 +898,7 @@ impl Db {
     pub async fn retire_events(&self, app: &AppName) -> Result<(), DbError> {
         sqlx::query("UPDATE events SET message = app || ': ' || message, app = NULL WHERE app = $1")
             .bind(app.as_str())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -911,7 +931,7 @@ impl Db {
     /// Sets what the router lets through to an app.
     pub async fn set_access(&self, app_id: i64, access: &AccessPolicy) -> Result<(), DbError> {
         let text = serde_json::to_string(access).map_err(|e| DbError::Corrupt(e.to_string()))?;
-        sqlx::query("UPDATE apps SET access = $1 WHERE id = $2").bind(text).bind(app_id).execute(&self.pool).await?;
+        sqlx::query("UPDATE apps SET access = $1 WHERE id = $2").bind(text).bind(app_id).execute(&self.writer).await?;
         Ok(())
     }
 
@@ -921,7 +941,7 @@ impl Db {
             .bind(tls.force_https)
             .bind(i64::try_from(tls.hsts_max_age).unwrap_or(i64::MAX))
             .bind(app_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -960,7 +980,7 @@ impl Db {
     /// Serves an app's certificate for one of its domains (replacing whichever was attached).
     /// `false` when the app has no such certificate or no such domain.
     pub async fn attach_cert(&self, app_id: i64, name: &str, domain: &str) -> Result<bool, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let cert = sqlx::query("SELECT id FROM certs WHERE app_id = $1 AND name = $2")
             .bind(app_id)
             .bind(name)
@@ -1057,7 +1077,7 @@ impl Db {
             SettingsKind::Healthchecks => "UPDATE apps SET healthchecks = $1 WHERE id = $2",
         };
         let text = serde_json::to_string(settings).map_err(|e| DbError::Corrupt(e.to_string()))?;
-        sqlx::query(sql).bind(text).bind(app_id).execute(&self.pool).await?;
+        sqlx::query(sql).bind(text).bind(app_id).execute(&self.writer).await?;
         Ok(())
     }
 
@@ -1094,7 +1114,7 @@ impl Db {
         .bind(app.id)
         .bind(process.as_str())
         .bind(i64::from(quantity))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -1102,7 +1122,7 @@ impl Db {
     /// Bumps the generation of `processes` (with `default_quantity` for types never
     /// scaled), so their containers are replaced.
     pub async fn restart(&self, app: &AppRow, processes: &[(ProcessType, u32)]) -> Result<(), DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         for (process, default_quantity) in processes {
             sqlx::query(
                 "INSERT INTO formation (app_id, process, quantity, generation) VALUES ($1, $2, $3, 1)
@@ -1145,7 +1165,7 @@ impl Db {
         .bind(name.as_str())
         .bind(image)
         .bind(now())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
