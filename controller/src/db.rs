@@ -6,7 +6,7 @@
 //! Booleans are read as `CASE WHEN … THEN 1 ELSE 0 END`: the `Any` driver cannot decode
 //! SQLite's BOOLEAN columns.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::str::FromStr;
 
@@ -1065,6 +1065,26 @@ impl Db {
         serde_json::from_str(&text).map_err(|e| DbError::Corrupt(e.to_string()))
     }
 
+    /// Every app's per-process settings of one kind, by app id (one query, for the
+    /// scheduler).
+    pub async fn all_settings<T: DeserializeOwned>(
+        &self,
+        kind: SettingsKind,
+    ) -> Result<HashMap<i64, BTreeMap<ProcessType, T>>, DbError> {
+        let sql = match kind {
+            SettingsKind::Limits => "SELECT id, limits FROM apps",
+            SettingsKind::Healthchecks => "SELECT id, healthchecks FROM apps",
+        };
+        let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
+        rows.into_iter()
+            .map(|row| {
+                let text: String = row.get(1);
+                let settings = serde_json::from_str(&text).map_err(|e| DbError::Corrupt(e.to_string()))?;
+                Ok((row.get(0), settings))
+            })
+            .collect()
+    }
+
     /// Replaces an app's per-process settings of one kind.
     pub async fn set_settings<T: Serialize>(
         &self,
@@ -1095,14 +1115,28 @@ impl Db {
             .fetch_all(&self.pool)
             .await?
             .into_iter()
-            .map(|row| {
-                Ok(FormationRow {
-                    process: parse(row.get(0))?,
-                    quantity: row.get::<i64, _>(1) as u32,
-                    generation: row.get::<i64, _>(2) as u32,
-                })
-            })
+            .map(|row| Self::formation_row(&row))
             .collect()
+    }
+
+    /// Every app's formation, by app id (one query, for the scheduler).
+    pub async fn formations(&self) -> Result<HashMap<i64, Vec<FormationRow>>, DbError> {
+        let rows = sqlx::query("SELECT process, quantity, generation, app_id FROM formation ORDER BY app_id, process")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut by_app: HashMap<i64, Vec<FormationRow>> = HashMap::new();
+        for row in rows {
+            by_app.entry(row.get(3)).or_default().push(Self::formation_row(&row)?);
+        }
+        Ok(by_app)
+    }
+
+    fn formation_row(row: &AnyRow) -> Result<FormationRow, DbError> {
+        Ok(FormationRow {
+            process: parse(row.get(0))?,
+            quantity: row.get::<i64, _>(1) as u32,
+            generation: row.get::<i64, _>(2) as u32,
+        })
     }
 
     /// Sets how many containers of a process type run.

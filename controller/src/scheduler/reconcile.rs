@@ -20,7 +20,7 @@ use crate::db::{Db, DbError};
 use crate::events::Events;
 use crate::routes::RouteFeed;
 use skiff_api::{Healthcheck, Limits, ProcessType};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// At most this many plan-and-act rounds per pass (start new → remove old → settle).
 const ROUNDS_PER_PASS: usize = 4;
@@ -135,11 +135,16 @@ impl Scheduler {
 
     async fn desired(&self) -> Result<Vec<Desired>, DbError> {
         let mut desired = Vec::new();
+        // Four queries whatever the number of apps.
+        let mut formations = self.db.formations().await?;
+        let mut all_limits: HashMap<i64, BTreeMap<ProcessType, Limits>> =
+            self.db.all_settings(SettingsKind::Limits).await?;
+        let mut all_checks: HashMap<i64, BTreeMap<ProcessType, Healthcheck>> =
+            self.db.all_settings(SettingsKind::Healthchecks).await?;
         for (app_id, release) in self.db.current_releases_by_app().await? {
-            let formation = self.db.formation(app_id).await?;
-            let limits: BTreeMap<ProcessType, Limits> = self.db.settings(app_id, SettingsKind::Limits).await?;
-            let checks: BTreeMap<ProcessType, Healthcheck> =
-                self.db.settings(app_id, SettingsKind::Healthchecks).await?;
+            let formation = formations.remove(&app_id).unwrap_or_default();
+            let limits = all_limits.remove(&app_id).unwrap_or_default();
+            let checks = all_checks.remove(&app_id).unwrap_or_default();
             let image = pull_reference(&self.config.registry_host, &release.image);
             for (process, command) in &release.procfile {
                 let row = formation.iter().find(|f| &f.process == process);

@@ -118,11 +118,15 @@ async fn exercise(db: &Db) {
     assert_eq!(formation.len(), 2);
     assert_eq!((formation[0].quantity, formation[0].generation), (3, 1));
     assert_eq!((formation[1].quantity, formation[1].generation), (0, 1));
+    assert_eq!(db.formations().await.unwrap()[&app.id], formation, "every app's at once, the same");
 
     let limits: BTreeMap<_, _> = [("web".parse().unwrap(), Limits { memory_mb: Some(64), cpu: Some(0.5) })].into();
     db.set_settings(app.id, SettingsKind::Limits, &limits).await.unwrap();
     let back: BTreeMap<skiff_api::ProcessType, Limits> = db.settings(app.id, SettingsKind::Limits).await.unwrap();
     assert_eq!(back, limits);
+    let every: std::collections::HashMap<i64, BTreeMap<skiff_api::ProcessType, Limits>> =
+        db.all_settings(SettingsKind::Limits).await.unwrap();
+    assert_eq!(every[&app.id], limits);
 
     assert!(db.add_domain(app.id, "www.example.test").await.unwrap());
     assert!(!db.add_domain(app.id, "www.example.test").await.unwrap());
