@@ -26,6 +26,8 @@ use std::collections::{BTreeMap, HashMap};
 const ROUNDS_PER_PASS: usize = 4;
 /// At most this many containers start or stop at once.
 const PARALLEL_STEPS: usize = 8;
+/// At most this many containers are probed at once.
+const PARALLEL_PROBES: usize = 32;
 
 /// Why a pass failed.
 #[derive(Debug, thiserror::Error)]
@@ -175,8 +177,9 @@ impl Scheduler {
 
     async fn observe(&self, desired: &[Desired]) -> Result<Vec<(Observed, Option<SocketAddr>)>, ReconcileError> {
         let containers = self.runtime.list().await?;
-        let mut observed = Vec::with_capacity(containers.len());
-        for container in containers.into_iter().filter(|c| !c.one_off) {
+        // Probed a few at a time: a pass over many containers waits for the slowest few,
+        // not for all of them in turn.
+        let probes = containers.into_iter().filter(|c| !c.one_off).map(|container| async move {
             let address = container.host_port.map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
             // Current containers must pass the configured check; older ones, deployed under
             // whatever check held then, keep serving while they answer at all.
@@ -188,9 +191,9 @@ impl Scheduler {
             });
             let check = current.map_or_else(|| Check::of(&container.process, None), |d| d.check.clone());
             let ready = container.running && check.probe(address).await;
-            observed.push((observe(&container, ready), address));
-        }
-        Ok(observed)
+            (observe(&container, ready), address)
+        });
+        Ok(futures_util::stream::iter(probes).buffered(PARALLEL_PROBES).collect().await)
     }
 
     async fn publish(&self, desired: &[Desired], observed: &[(Observed, Option<SocketAddr>)]) -> Result<(), DbError> {
