@@ -181,28 +181,38 @@ async fn handle(State(registry): State<Arc<Registry>>, request: Request) -> Resp
     // token realm with the scope it needs.
     let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1").to_owned();
     let wanted = crate::token::challenge(&host, repo, endpoint.writes());
-    let challenge = || {
-        let mut response = OciError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", LOG_IN).into_response();
-        if let Ok(value) = HeaderValue::from_str(&wanted) {
+    let challenge = |error: OciError, scope_refused: bool| {
+        let mut response = error.into_response();
+        // `insufficient_scope`, as docker-registry says it: clients stop there instead of
+        // retrying the push for a minute.
+        let value = if scope_refused { format!("{wanted},error=\"insufficient_scope\"") } else { wanted.clone() };
+        if let Ok(value) = HeaderValue::from_str(&value) {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
         }
         response
     };
+    let log_in = || OciError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", LOG_IN);
     let caller = match registry.caller(request.headers(), repo).await {
         Ok(caller) => caller,
         Err(e) => {
             tracing::debug!(method = %request.method(), path = request.uri().path(), code = e.code, "registry.refused");
-            return if e.status == StatusCode::UNAUTHORIZED { challenge() } else { e.into_response() };
+            return if e.status == StatusCode::UNAUTHORIZED { challenge(log_in(), false) } else { e.into_response() };
         }
     };
     let allowed = if endpoint.writes() { caller.grant.push } else { caller.grant.pull };
-    // A token holder is challenged for what its token does not cover, unless that was
-    // asked for and refused: then it is denied like anyone else.
+    // A token holder is challenged for what its token does not cover; what was asked for
+    // and refused is denied, as a challenge for a scope it cannot have.
     if let (Identity::Token(claims), Some(repo)) = (&caller.identity, repo)
         && !allowed
-        && !claims.refused(repo)
     {
-        return challenge();
+        return if claims.refused(repo) {
+            tracing::debug!(method = %request.method(), path = request.uri().path(), principal = caller.principal, "registry.denied");
+            let denied =
+                OciError::new(StatusCode::UNAUTHORIZED, "DENIED", "requested access to the resource is denied");
+            challenge(denied, true)
+        } else {
+            challenge(log_in(), false)
+        };
     }
     if endpoint.repo().is_some() && !allowed {
         tracing::debug!(method = %request.method(), path = request.uri().path(), principal = caller.principal, "registry.denied");

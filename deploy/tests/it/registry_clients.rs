@@ -70,12 +70,15 @@ async fn docker_and_skopeo_push_and_pull_through_the_registry() {
         run(docker(&config).args(["run", "--rm", &image, "sh", "-c", "read a < /one; read b < /f; echo $a $b"]));
     assert!(ok && out.contains("one file"), "{out}");
 
-    // Another user may neither pull nor push the app's repository. (A denied `docker push`
-    // is retried by the engine for about a minute before it gives up, so skopeo pushes.)
+    // Another user may neither pull nor push the app's repository, and is told at once
+    // (the engine gives up on `insufficient_scope` instead of retrying for a minute).
     let (ok, out) = run(docker(&config).args(["login", &registry, "-u", "eve", "-p", "eve-password"]));
     assert!(ok, "{out}");
     let (ok, out) = run(docker(&config).args(["pull", &image]));
     assert!(!ok && out.contains("denied"), "{out}");
+    let (ok, out) = run(docker(&config).args(["push", &image]));
+    assert!(!ok && out.contains("denied"), "{out}");
+    assert!(!out.contains("Retrying"), "the engine does not retry a denial: {out}");
     let (ok, out) = run(Command::new("skopeo")
         .args(["copy", "--dest-tls-verify=false", "--dest-creds", "eve:eve-password"])
         .arg(format!("docker-daemon:{base}"))

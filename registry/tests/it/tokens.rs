@@ -57,7 +57,9 @@ async fn clients_are_sent_to_the_token_realm_and_get_what_they_may_do() {
     let push = registry.send(bearer(&registry, Method::POST, "/v2/alice/app/blobs/uploads/", &alice)).await;
     assert_eq!(push.status(), StatusCode::ACCEPTED);
     let theirs = registry.send(bearer(&registry, Method::GET, &format!("/v2/bob/app/blobs/{digest}"), &alice)).await;
-    assert_error(theirs, StatusCode::FORBIDDEN, "DENIED").await;
+    let refused = theirs.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(refused.ends_with(",error=\"insufficient_scope\""), "{refused}");
+    assert_error(theirs, StatusCode::UNAUTHORIZED, "DENIED").await;
     let elsewhere = registry.send(bearer(&registry, Method::GET, "/v2/alice/other/tags/list", &alice)).await;
     assert_eq!(elsewhere.status(), StatusCode::UNAUTHORIZED, "a repository the token does not name is challenged");
     let wanted = elsewhere.headers()["www-authenticate"].to_str().unwrap();
