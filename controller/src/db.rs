@@ -711,13 +711,23 @@ impl Db {
 
     /// One release of an app.
     pub async fn release(&self, app: &AppRow, version: u32) -> Result<Option<Release>, DbError> {
-        sqlx::query("SELECT * FROM releases WHERE app_id = $1 AND version = $2")
-            .bind(app.id)
-            .bind(i64::from(version))
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|row| Self::release_row(&app.name, row))
-            .transpose()
+        let query = sqlx::query("SELECT * FROM releases WHERE app_id = $1 AND version = $2");
+        self.release_of(app, query.bind(app.id).bind(i64::from(version))).await
+    }
+
+    /// The release an app runs (or is rolling out): its newest that did not fail.
+    pub async fn running_release(&self, app: &AppRow) -> Result<Option<Release>, DbError> {
+        let query =
+            sqlx::query("SELECT * FROM releases WHERE app_id = $1 AND state <> 'failed' ORDER BY version DESC LIMIT 1");
+        self.release_of(app, query.bind(app.id)).await
+    }
+
+    async fn release_of(
+        &self,
+        app: &AppRow,
+        query: sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments>,
+    ) -> Result<Option<Release>, DbError> {
+        query.fetch_optional(&self.pool).await?.map(|row| Self::release_row(&app.name, row)).transpose()
     }
 
     /// Whether `user_id` collaborates on `app_id`.

@@ -121,7 +121,7 @@ impl Controller {
 
     /// The release the app runs (or is rolling out): its newest that did not fail.
     async fn running_release(&self, app: &AppRow) -> Result<Option<Release>, ApiError> {
-        Ok(self.db.releases(app).await?.into_iter().find(|r| r.state != ReleaseState::Failed))
+        Ok(self.db.running_release(app).await?)
     }
 
     /// The app's current release, or a clear error.

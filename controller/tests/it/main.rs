@@ -107,6 +107,7 @@ async fn exercise(db: &Db) {
     let current = db.current_releases_by_app().await.unwrap();
     assert_eq!(current.len(), 1);
     assert_eq!(current[0].1.version, 1, "a failed release is skipped");
+    assert_eq!(db.running_release(&app).await.unwrap().unwrap().version, 1, "here too");
     let releases = db.releases(&app).await.unwrap();
     assert_eq!(releases[0].failure.as_deref(), Some("crashed"));
     assert_eq!(releases[1].config, config);
