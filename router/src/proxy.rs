@@ -63,6 +63,8 @@ impl Default for Config {
 
 /// Concurrent HTTP/2 streams per client connection.
 const MAX_STREAMS: u32 = 200;
+/// The largest request head (request line and headers) taken; larger ones get 431.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// Headers that describe one connection and never cross a proxy (RFC 9110 §7.6.1).
 const HOP_BY_HOP: &[&str] = &[
@@ -246,8 +248,12 @@ async fn serve_connection<I>(
         async move { Ok::<_, Infallible>(proxy.handle(request, peer, entry).await) }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(timeouts.header_read);
-    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(MAX_STREAMS);
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(timeouts.header_read).max_buf_size(MAX_HEAD_BYTES);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_STREAMS)
+        .max_header_list_size(MAX_HEAD_BYTES as u32);
     let activity = crate::idle::Activity::new();
     let io = crate::idle::Watched::new(io, activity.clone());
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);

@@ -246,3 +246,18 @@ async fn requests_go_to_the_backend_with_the_fewest_outstanding() {
     assert_eq!(answers, ["idle"; 4], "the idle backend takes them while the other is busy");
     assert_eq!(first.await.unwrap(), "busy");
 }
+
+#[tokio::test]
+async fn request_heads_over_64_kib_are_refused() {
+    let (app, _) = recording().await;
+    let router = router(snapshot(1, &[("shop", vec![app])])).await;
+    let within =
+        format!("GET / HTTP/1.1\r\nHost: shop.localhost\r\nX-Big: {}\r\nConnection: close\r\n\r\n", "a".repeat(40_000));
+    assert!(raw(router.address, &within).await.starts_with("HTTP/1.1 200"), "40 KB of headers pass");
+    let over = format!(
+        "GET / HTTP/1.1\r\nHost: shop.localhost\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(100_000)
+    );
+    let answer = raw(router.address, &over).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{}", answer.lines().next().unwrap_or_default());
+}
