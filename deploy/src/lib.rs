@@ -121,7 +121,7 @@ pub struct Settings {
     #[arg(long, env = "SKIFF_ROUTER_RESPONSE_TIMEOUT", default_value_t = 30)]
     pub router_response_timeout: u64,
     /// Seconds a client connection may go without a byte either way before the router
-    /// closes it (idle HTTP/2 connections, stalled request bodies).
+    /// closes it (idle HTTP/2 connections, stalled request bodies, quiet WebSockets).
     #[arg(long, env = "SKIFF_ROUTER_IDLE_TIMEOUT", default_value_t = 60)]
     pub router_idle_timeout: u64,
     /// Proxies in front of the router whose X-Forwarded-* headers are believed (addresses

@@ -1,8 +1,8 @@
 //! Idle client connections: one on which no byte moved either way for the idle timeout is
 //! closed (an HTTP/2 client gets a GOAWAY first). This covers HTTP/2 connections without
-//! streams (hyper has no idle timeout for them) and request bodies that stall; HTTP/1
-//! keep-alive connections between requests are also closed by the header read timeout.
-//! Upgraded connections (WebSockets) are tunnels of their own and are not watched.
+//! streams (hyper has no idle timeout for them), request bodies that stall, and tunnels
+//! (WebSockets and other upgrades) gone quiet; HTTP/1 keep-alive connections between
+//! requests are also closed by the header read timeout.
 
 use std::io;
 use std::pin::Pin;

@@ -34,7 +34,7 @@ pub struct Config {
     /// How long a client may take to send a request head.
     pub header_read_timeout: Duration,
     /// How long a client connection may go without a byte either way before it is closed
-    /// (idle HTTP/2 connections, stalled request bodies).
+    /// (idle HTTP/2 connections, stalled request bodies, quiet WebSockets).
     pub idle_timeout: Duration,
     /// How long an upstream may take to accept a connection.
     pub connect_timeout: Duration,
@@ -117,6 +117,8 @@ struct Proxy {
     /// The HTTPS listener's port, where plain requests to HTTPS-only apps are sent.
     https_port: Option<u16>,
     response_timeout: Duration,
+    /// How long a tunnel may go without a byte either way.
+    idle_timeout: Duration,
     trusted_proxies: Vec<skiff_api::Cidr>,
     /// Upgraded connections (tunnels).
     tasks: TaskTracker,
@@ -156,6 +158,7 @@ pub async fn serve(listeners: Listeners, table: Arc<ArcSwap<Table>>, config: Con
         table,
         https_port,
         response_timeout: config.response_timeout,
+        idle_timeout: config.idle_timeout,
         trusted_proxies: config.trusted_proxies.clone(),
         tasks: tunnels.clone(),
         shutdown: shutdown.clone(),
@@ -545,9 +548,11 @@ impl Proxy {
     }
 
     /// Copies bytes both ways between an upgraded client connection and the upgraded
-    /// upstream one until either side closes (or the router shuts down).
+    /// upstream one until either side closes, nothing moves for the idle timeout, or the
+    /// router shuts down.
     fn tunnel(&self, client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade, app: String) {
         let shutdown = self.shutdown.clone();
+        let idle_timeout = self.idle_timeout;
         self.tasks.spawn(async move {
             let (client, upstream) = match tokio::try_join!(client, upstream) {
                 Ok(pair) => pair,
@@ -556,13 +561,16 @@ impl Proxy {
                     return;
                 }
             };
-            let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+            let activity = crate::idle::Activity::new();
+            let mut client = crate::idle::Watched::new(TokioIo::new(client), activity.clone());
+            let mut upstream = TokioIo::new(upstream);
             tokio::select! {
                 result = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
                     if let Err(error) = result {
                         tracing::debug!(%error, app, "router.tunnel");
                     }
                 }
+                () = activity.idle_for(idle_timeout) => tracing::debug!(app, "router.tunnel: idle"),
                 () = shutdown.cancelled() => {}
             }
         });

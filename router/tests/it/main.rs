@@ -230,6 +230,34 @@ async fn upgrades_become_tunnels() {
 }
 
 #[tokio::test]
+async fn a_quiet_tunnel_is_closed_after_the_idle_timeout_and_a_chatty_one_is_not() {
+    let app = upstream("ws").await;
+    let config = skiff_router::Config { idle_timeout: Duration::from_millis(600), ..Default::default() };
+    let router = router_with(snapshot(1, &[("chat", vec![app])]), config).await;
+    let mut stream = connect(&router).await;
+    let request = "GET /socket HTTP/1.1\r\nHost: chat.localhost\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n";
+    stream.get_mut().write_all(request.as_bytes()).await.unwrap();
+    loop {
+        let mut line = String::new();
+        stream.read_line(&mut line).await.unwrap();
+        if line == "\r\n" {
+            break;
+        }
+    }
+    // A message every 200 ms for 1.5 s: never 600 ms of silence.
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        stream.get_mut().write_all(b"ping").await.unwrap();
+        let mut echoed = [0u8; 4];
+        stream.read_exact(&mut echoed).await.unwrap();
+        assert_eq!(&echoed, b"ping", "the tunnel stays open while it is used");
+    }
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "then, quiet, it is closed");
+}
+
+#[tokio::test]
 async fn a_route_change_keeps_open_connections_working() {
     let (one, two) = (upstream("one").await, upstream("two").await);
     let router = router(snapshot(1, &[("shop", vec![one])])).await;
