@@ -601,9 +601,10 @@ impl Db {
     }
 
     /// An app's releases, newest first.
-    pub async fn releases(&self, app: &AppRow) -> Result<Vec<Release>, DbError> {
-        sqlx::query("SELECT * FROM releases WHERE app_id = $1 ORDER BY version DESC")
+    pub async fn releases(&self, app: &AppRow, limit: Option<u32>) -> Result<Vec<Release>, DbError> {
+        sqlx::query("SELECT * FROM releases WHERE app_id = $1 ORDER BY version DESC LIMIT $2")
             .bind(app.id)
+            .bind(limit.map_or(i64::MAX, i64::from))
             .fetch_all(&self.pool)
             .await?
             .into_iter()

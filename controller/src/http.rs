@@ -183,6 +183,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .route("/v2/apps/{app}", get(app_info).delete(app_destroy))
         .route("/v2/apps/{app}/releases", get(releases_list))
         .route("/v2/apps/{app}/releases/rollback", post(rollback))
+        .route("/v2/apps/{app}/releases/{version}", get(release_info))
         .route("/v2/apps/{app}/config", get(config_get).patch(config_change))
         .route("/v2/apps/{app}/formation", get(formation_get))
         .route("/v2/apps/{app}/scale", post(scale))
@@ -405,13 +406,33 @@ async fn app_destroy(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `?limit=N`: the newest N only.
 async fn releases_list(
     State(c): State<Arc<Controller>>,
     CurrentUser(user): CurrentUser,
     Path(app): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Vec<Release>>, ApiError> {
     let app = c.app_for(&user, &app).await?;
-    Ok(Json(c.db.releases(&app).await?))
+    let limit = match query.get("limit") {
+        Some(limit) => {
+            Some(limit.parse().map_err(|_| ApiError::BadRequest(format!("`{limit}` is not a number of releases")))?)
+        }
+        None => None,
+    };
+    Ok(Json(c.db.releases(&app, limit).await?))
+}
+
+/// One release, by `3` or `v3`.
+async fn release_info(
+    State(c): State<Arc<Controller>>,
+    CurrentUser(user): CurrentUser,
+    Path((app, version)): Path<(String, String)>,
+) -> Result<Json<Release>, ApiError> {
+    let app = c.app_for(&user, &app).await?;
+    let not_found = || ApiError::NotFound(format!("{} has no release {version}; see `skiff releases`", app.name));
+    let number: u32 = version.trim_start_matches('v').parse().map_err(|_| not_found())?;
+    Ok(Json(c.db.release(&app, number).await?.ok_or_else(not_found)?))
 }
 
 /// Proxies to the logger: a JSON array of recent lines, or (with `follow=true`) a stream
@@ -736,7 +757,7 @@ async fn rollback(
     Json(body): Json<Rollback>,
 ) -> Result<impl IntoResponse, ApiError> {
     let app = c.app_for(&user, &app).await?;
-    let releases = c.db.releases(&app).await?;
+    let releases = c.db.releases(&app, None).await?;
     let current = c.running_release(&app).await?.map_or(0, |r| r.version);
     // Releases are listed newest first: by default, the newest good one before the current.
     let target = releases

@@ -121,7 +121,22 @@ pub const OPERATIONS: &[Operation] = &[
     op("post", "/v2/apps", User, "Create an app", Some(of::<w::AppCreate>), Json(201, of::<w::App>)),
     op("get", "/v2/apps/{app}", User, "Show an app", None, Json(200, of::<w::App>)),
     op("delete", "/v2/apps/{app}", User, "Destroy an app", None, Empty(204)),
-    op("get", "/v2/apps/{app}/releases", User, "List releases", None, Json(200, of::<Vec<w::Release>>)),
+    op(
+        "get",
+        "/v2/apps/{app}/releases",
+        User,
+        "List releases, newest first (`?limit=N`: the newest N)",
+        None,
+        Json(200, of::<Vec<w::Release>>),
+    ),
+    op(
+        "get",
+        "/v2/apps/{app}/releases/{version}",
+        User,
+        "Show one release (`3` or `v3`)",
+        None,
+        Json(200, of::<w::Release>),
+    ),
     op(
         "post",
         "/v2/apps/{app}/releases/rollback",

@@ -45,7 +45,7 @@ pub async fn pass(
     if !dry_run {
         let running = db.current_releases_by_app().await?;
         for app in db.apps(None).await? {
-            let releases = db.releases(&app).await?;
+            let releases = db.releases(&app, None).await?;
             let mut retained: Vec<Digest> =
                 releases.iter().take(keep.max(1)).filter_map(|r| own_digest(&r.image)).collect();
             retained.extend(running.iter().filter(|(id, _)| *id == app.id).filter_map(|(_, r)| own_digest(&r.image)));

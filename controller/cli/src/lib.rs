@@ -608,11 +608,14 @@ enum Verb {
         #[command(flatten)]
         wait: WaitArg,
     },
-    /// List an app's releases.
+    /// List an app's releases, newest first.
     #[command(name = "releases")]
     Releases {
         #[command(flatten)]
         app: AppArg,
+        /// How many of the newest.
+        #[arg(long, short = 'n', default_value_t = 15)]
+        num: u32,
         #[command(flatten)]
         json: JsonArg,
     },
@@ -755,16 +758,16 @@ async fn follow_rollout(
     let what = format!("Waiting for v{version} of {app} to start");
     let mut progress = output::Progress::start(err, context.live_progress, what);
     loop {
-        let release = client.releases(app).await?.into_iter().find(|r| r.version == version);
-        match release.as_ref().map(|r| r.state) {
-            Some(skiff_api::ReleaseState::Deployed) => {
+        let release = client.release_of(app, version).await?;
+        match release.state {
+            skiff_api::ReleaseState::Deployed => {
                 let took = progress.elapsed().as_secs_f64();
                 progress.finish(&format!("up in {took:.1}s"));
                 return Ok(());
             }
-            Some(skiff_api::ReleaseState::Failed) => {
+            skiff_api::ReleaseState::Failed => {
                 progress.finish("failed");
-                let reason = release.and_then(|r| r.failure).unwrap_or_else(|| "it never became ready".into());
+                let reason = release.failure.unwrap_or_else(|| "it never became ready".into());
                 bail!("v{version} failed: {reason}; the previous release keeps serving (see `skiff logs -a {app}`)");
             }
             _ if progress.elapsed() > ROLLOUT_WAIT => {
@@ -1460,11 +1463,7 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write, err: &mut 
         Verb::ReleasesInfo { version, app, json: flag } => {
             let app = app_name(context, app)?;
             let version = parse_version(&version)?;
-            let releases = client(context)?.releases(&app).await?;
-            let release = releases
-                .into_iter()
-                .find(|r| r.version == version)
-                .ok_or_else(|| anyhow!("{app} has no release v{version}; see `skiff releases -a {app}`"))?;
+            let release = client(context)?.release_of(&app, version).await?;
             if flag.json {
                 return json(out, &release);
             }
@@ -1546,8 +1545,8 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write, err: &mut 
             }
             follow_rollout(context, &app, recorded.release.map(|r| r.version).filter(|_| wait.wait), err).await
         }
-        Verb::Releases { app, json: flag } => {
-            let releases = client(context)?.releases(&app_name(context, app)?).await?;
+        Verb::Releases { app, num, json: flag } => {
+            let releases = client(context)?.releases(&app_name(context, app)?, Some(num)).await?;
             if flag.json {
                 return json(out, &releases);
             }

@@ -207,8 +207,17 @@ impl Client {
         self.delete(&format!("/v2/apps/{app}")).await
     }
 
-    pub async fn releases(&self, app: &AppName) -> Result<Vec<Release>, ClientError> {
-        self.get(&format!("/v2/apps/{app}/releases")).await
+    /// The app's releases, newest first; with `limit`, the newest `limit`.
+    pub async fn releases(&self, app: &AppName, limit: Option<u32>) -> Result<Vec<Release>, ClientError> {
+        match limit {
+            Some(limit) => self.get(&format!("/v2/apps/{app}/releases?limit={limit}")).await,
+            None => self.get(&format!("/v2/apps/{app}/releases")).await,
+        }
+    }
+
+    /// One release.
+    pub async fn release_of(&self, app: &AppName, version: u32) -> Result<Release, ClientError> {
+        self.get(&format!("/v2/apps/{app}/releases/{version}")).await
     }
 
     pub async fn perms(&self, app: &AppName) -> Result<Vec<Username>, ClientError> {

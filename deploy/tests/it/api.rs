@@ -195,6 +195,10 @@ async fn every_documented_operation_is_served_as_documented() {
     ok("patch", "/config", Some(json!({"SECOND": "2"}))).await;
     ok("post", "/run", Some(json!({"command": "echo hello", "timeout_secs": 10}))).await;
     ok("get", "/releases", None).await;
+    let newest = c.ok("get", "/v2/apps/{app}/releases", &app("/releases?limit=1"), user, None).await;
+    assert_eq!(newest.as_array().unwrap().len(), 1, "{newest}");
+    let v1 = c.ok("get", "/v2/apps/{app}/releases/{version}", &app("/releases/v1"), user, None).await;
+    assert_eq!(v1["version"], 1);
     ok("post", "/releases/rollback", Some(json!({"version": 1}))).await;
     ok("get", "/builds", None).await;
     c.ok("get", "/v2/apps/{app}/builds/{id}", &app("/builds/1"), user, None).await;
