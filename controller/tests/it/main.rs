@@ -108,7 +108,9 @@ async fn exercise(db: &Db) {
     assert_eq!(current.len(), 1);
     assert_eq!(current[0].1.version, 1, "a failed release is skipped");
     assert_eq!(db.running_release(&app).await.unwrap().unwrap().version, 1, "here too");
-    let releases = db.releases(&app).await.unwrap();
+    let releases = db.releases(&app, None).await.unwrap();
+    let newest: Vec<u32> = db.releases(&app, Some(1)).await.unwrap().iter().map(|r| r.version).collect();
+    assert_eq!(newest, [releases[0].version], "the newest first");
     assert_eq!(releases[0].failure.as_deref(), Some("crashed"));
     assert_eq!(releases[1].config, config);
     assert_eq!(db.release(&app, 1).await.unwrap().unwrap().build, Some(recorded.id));
@@ -239,7 +241,7 @@ async fn concurrent_config_changes(db: &Db) {
     let refused =
         db.change_config(&app, |config| config.clear(), |_| Err("no".into()), None, &owner.username, "x").await;
     assert_eq!(refused.unwrap().unwrap_err(), "no", "a change that fails its check is refused");
-    assert_eq!(db.releases(&app).await.unwrap().len(), 21, "and stores nothing");
+    assert_eq!(db.releases(&app, None).await.unwrap().len(), 21, "and stores nothing");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
