@@ -21,8 +21,11 @@ use skiff_api::{AppName, RunOutput};
 /// Marks one-off containers (`skiff run`); the scheduler leaves them alone.
 pub const ONE_OFF_LABEL: &str = "skiff.one-off";
 
-/// The port an app listens on inside its container (`$PORT`).
+/// The port an app listens on inside its container (`$PORT`), unless its image exposes
+/// one.
 pub const CONTAINER_PORT: u16 = 5000;
+/// The label naming the port a container's app listens on.
+const PORT_LABEL: &str = "skiff.port";
 
 /// A runtime failure.
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +132,14 @@ impl DockerRuntime {
         Ok(())
     }
 
+    /// The port the app listens on: the image's lowest exposed TCP port (a Dockerfile's
+    /// `EXPOSE`, as Deis and Dokku use it), else [`CONTAINER_PORT`].
+    async fn app_port(&self, image: &str) -> u16 {
+        let Ok(inspected) = self.docker.inspect_image(image).await else { return CONTAINER_PORT };
+        let exposed = inspected.config.and_then(|c| c.exposed_ports).unwrap_or_default();
+        exposed_port(&exposed).unwrap_or(CONTAINER_PORT)
+    }
+
     /// Splits `name@digest` or `name:tag` into what `POST /images/create` wants.
     fn pull_args(image: &str) -> (String, String) {
         if let Some((name, digest)) = image.split_once('@') {
@@ -180,13 +191,14 @@ impl ContainerRuntime for DockerRuntime {
             .into_iter()
             .filter_map(|s| {
                 let running = s.state == Some(ContainerSummaryStateEnum::RUNNING);
+                let labels = s.labels.unwrap_or_default();
+                let port = labels.get(PORT_LABEL).and_then(|p| p.parse().ok()).unwrap_or(CONTAINER_PORT);
                 let host_port = s
                     .ports
                     .unwrap_or_default()
                     .iter()
-                    .find(|p| p.private_port == CONTAINER_PORT && p.ip.as_deref() == Some("127.0.0.1"))
+                    .find(|p| p.private_port == port && p.ip.as_deref() == Some("127.0.0.1"))
                     .and_then(|p| p.public_port);
-                let labels = s.labels.unwrap_or_default();
                 Labelled { id: s.id?, labels: &labels, running, created: s.created.unwrap_or(0), host_port }.container()
             })
             .collect())
@@ -195,21 +207,23 @@ impl ContainerRuntime for DockerRuntime {
     async fn start(&self, spec: &StartSpec) -> Result<Container, RuntimeError> {
         self.pull(&spec.image).await?;
 
+        // Only web containers get a port; others have nothing to serve.
+        let web = spec.process == "web";
+        let port = if web { self.app_port(&spec.image).await } else { CONTAINER_PORT };
         let labels = HashMap::from([
             ("skiff.app".to_owned(), spec.app.to_string()),
             ("skiff.release".to_owned(), spec.release.to_string()),
             ("skiff.process".to_owned(), spec.process.clone()),
             ("skiff.generation".to_owned(), spec.generation.to_string()),
             ("skiff.platform".to_owned(), self.platform.clone()),
+            (PORT_LABEL.to_owned(), port.to_string()),
         ]);
-        // Only web containers get a port; others have nothing to serve.
-        let web = spec.process == "web";
-        let port_key = format!("{CONTAINER_PORT}/tcp");
+        let port_key = format!("{port}/tcp");
         let bindings = HashMap::from([(
             port_key.clone(),
             Some(vec![PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(String::new()) }]),
         )]);
-        let mut env = vec![format!("PORT={CONTAINER_PORT}")];
+        let mut env = vec![format!("PORT={port}")];
         env.extend(spec.env.iter().map(|(k, v)| format!("{k}={v}")));
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
@@ -342,9 +356,22 @@ impl ContainerRuntime for DockerRuntime {
     }
 }
 
+/// The lowest TCP port of an image's exposed ports (`8080/tcp`, `53/udp`, …).
+fn exposed_port(exposed: &[String]) -> Option<u16> {
+    exposed.iter().filter_map(|p| p.strip_suffix("/tcp").unwrap_or(p).parse().ok()).min()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_lowest_exposed_tcp_port_is_the_apps() {
+        let exposed = ["9090/tcp".to_owned(), "53/udp".to_owned(), "8080/tcp".to_owned()];
+        assert_eq!(exposed_port(&exposed), Some(8080));
+        assert_eq!(exposed_port(&["7000".to_owned()]), Some(7000));
+        assert_eq!(exposed_port(&[]), None);
+    }
 
     #[test]
     fn image_references_split_for_pulling() {

@@ -139,8 +139,8 @@ async fn dockerfile_apps_build_on_the_engine_and_failures_keep_the_release() {
     std::fs::write(
         repo.join("Dockerfile"),
         format!(
-            "FROM {registry}/stacks/busybox\nCOPY index.html /www/index.html\n\
-             CMD echo \"dockerfile app on $PORT\"; exec httpd -f -p \"$PORT\" -h /www\n"
+            "FROM {registry}/stacks/busybox\nCOPY index.html /www/index.html\nEXPOSE 8080\n\
+             CMD echo \"dockerfile app on $PORT\"; exec httpd -f -p 8080 -h /www\n"
         ),
     )
     .unwrap();
@@ -162,11 +162,11 @@ async fn dockerfile_apps_build_on_the_engine_and_failures_keep_the_release() {
         }
     })
     .await;
-    assert!(served.is_some(), "the Dockerfile app serves through the router");
+    assert!(served.is_some(), "the Dockerfile app serves on the port it EXPOSEs, through the router");
     let builds = platform.cli_ok(&repo, &["builds"]).await;
     assert!(builds.contains("dockerfile") && builds.contains("succeeded"), "{builds}");
     let info = platform.cli_ok(&repo, &["builds:info", "1"]).await;
-    assert!(info.contains("Step 1/3 : FROM"), "the engine's output is in the build log: {info}");
+    assert!(info.contains("Step 1/4 : FROM"), "the engine's output is in the build log: {info}");
 
     // The same image, deployed by reference, becomes v2.
     let image = out
