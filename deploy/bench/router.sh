@@ -14,7 +14,7 @@ bin=$1
 runs=$2
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib.sh"
-skiff_install_missing nginx:nginx haproxy:haproxy wrk:wrk bc:bc python3:python3
+skiff_install_missing nginx:nginx haproxy:haproxy wrk:wrk h2load:nghttp2-client bc:bc python3:python3
 # 10,000 held connections per proxy, on both ends (fewer where the hard limit is lower).
 # HAProxy asks for two descriptors per connection it may take.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -44,14 +44,14 @@ worker_processes 1; worker_rlimit_nofile $files; pid $work/proxy/nginx.pid; erro
 events { worker_connections $((idle + 1000)); }
 http { access_log off; keepalive_requests 1000000; keepalive_timeout 600s; $(temps "$work/proxy")
   upstream app { server 127.0.0.1:$1; keepalive 64; }
-  server { listen 127.0.0.1:18081;
+  server { listen 127.0.0.1:18081; listen 127.0.0.1:18082 http2;
     location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
 CONF
 }
 proxy_conf 18090 >"$work/proxy/nginx.conf"
 printf '%s\n' global "  maxconn $((idle + 500))" '  nbthread 1' "  stats socket $work/haproxy.sock level admin" defaults \
   '  mode http' '  timeout connect 2s' '  timeout client 600s' '  timeout server 30s' '  option http-keep-alive' \
-  frontend\ fe '  bind 127.0.0.1:18083' '  default_backend be' backend\ be '  http-reuse always' \
+  frontend\ fe '  bind 127.0.0.1:18083' '  bind 127.0.0.1:18086 proto h2' '  default_backend be' backend\ be '  http-reuse always' \
   '  server app 127.0.0.1:18090' >"$work/haproxy.cfg"
 
 taskset -c 0 nginx -c "$work/upstream/nginx.conf" -p "$work/upstream/" -g 'daemon off;' &
@@ -88,6 +88,20 @@ load() {
   taskset -c 0 wrk -t1 -c32 -d"$2" --latency -H 'Host: bench.localhost' "http://127.0.0.1:${port[$1]}/"
 }
 for system in direct nginx haproxy skiff; do load "$system" 2s >/dev/null; done
+# HTTP/2 with prior knowledge (h2c): h2load, 32 connections, 10 streams each.
+declare -A h2port=([nginx]=18082 [haproxy]=18086 [skiff]=18084) h2rps h2mean
+for _ in $(seq 1 "$runs"); do
+  for system in nginx haproxy skiff; do
+    out=$(taskset -c 0 h2load -n 100000 -c 32 -m 10 -H ':authority: bench.localhost' "http://127.0.0.1:${h2port[$system]}/")
+    if [ "$(echo "$out" | awk '/^status codes:/ {print $3}')" != 100000 ]; then
+      echo "router.sh: $system did not answer every HTTP/2 request with 2xx: $(echo "$out" | grep -E '^(requests|status codes):')" >&2
+      exit 1
+    fi
+    h2rps[$system]+="$(echo "$out" | awk '/^finished in/ {print $4}') "
+    h2mean[$system]+="$(echo "$out" | awk '$1 == "time" && $3 == "request:" {v=$6; if (v ~ /us$/) {sub(/us$/, "", v); v=v/1000} else if (v ~ /ms$/) {sub(/ms$/, "", v)} print v}') "
+  done
+done
+
 declare -A ticks_before
 for system in nginx haproxy skiff; do ticks_before[$system]=$(skiff_cpu_ticks "${pid[$system]}"); done
 for _ in $(seq 1 "$runs"); do
@@ -161,4 +175,13 @@ for system in direct nginx haproxy skiff; do
   changes=""
   [ "$system" = direct ] || changes="${changes_failed[$system]} of ${changes_total[$system]}"
   echo "| $system | $(printf '%.0f' "$r") | $(skiff_median "${p50[$system]}") ms | $(skiff_median "${p99[$system]}") ms $extra $(echo "scale=2; $r / $direct" | bc)× | $(echo "scale=2; $skiff / $r" | bc)× | $changes |"
+done
+
+echo
+echo "| router benchmark, HTTP/2 (h2load -c32 -m10, h2c, median of $runs) | req/s | mean request time | skiff vs it |"
+echo "|---|---|---|---|"
+skiff=$(skiff_median "${h2rps[skiff]}")
+for system in nginx haproxy skiff; do
+  r=$(skiff_median "${h2rps[$system]}")
+  echo "| $system | $(printf '%.0f' "$r") | $(skiff_median "${h2mean[$system]}") ms | $(echo "scale=2; $skiff / $r" | bc)× |"
 done
