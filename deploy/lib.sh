@@ -112,7 +112,8 @@ skiff_start_postgres() {
   "${as[@]}" "$bin/initdb" -D "$dir/data" --auth=trust -U skiff >/dev/null
   if ! "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
     -o "-p $port -k $dir -c listen_addresses=127.0.0.1" start >/dev/null; then
-    echo "skiff: Postgres did not start on 127.0.0.1:$port (is the port in use? $dir/log says why)" >&2
+    echo "skiff: Postgres did not start on 127.0.0.1:$port (is the port in use?); its log:" >&2
+    tail -n 20 "$dir/log" >&2 || true
     return 1
   fi
   echo "postgres://skiff@127.0.0.1:$port/postgres"
