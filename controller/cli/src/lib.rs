@@ -549,6 +549,9 @@ enum Verb {
         pairs: Vec<String>,
         #[command(flatten)]
         app: AppArg,
+        /// Wait until each type runs that many containers, showing progress.
+        #[arg(long)]
+        wait: bool,
     },
     /// Replace an app's containers (all, or one process type) without downtime.
     #[command(name = "ps:restart")]
@@ -783,6 +786,40 @@ async fn follow_rollout(
                     progress.tick();
                 }
             }
+        }
+    }
+}
+
+/// Waits until `ps` shows exactly `scale`'s number of running containers of each type
+/// (containers leaving service count until they stop).
+async fn wait_for_scale(
+    context: &Context,
+    app: &AppName,
+    scale: &std::collections::BTreeMap<ProcessType, u32>,
+    err: &mut impl Write,
+) -> anyhow::Result<()> {
+    let client = client(context)?;
+    let mut progress = output::Progress::start(err, context.live_progress, format!("Waiting for {app} to scale"));
+    loop {
+        let containers = client.ps(app).await?;
+        let running = |process: &ProcessType| {
+            containers.iter().filter(|c| c.process == process.as_str() && c.state == "running").count()
+        };
+        if scale.iter().all(|(process, quantity)| running(process) == *quantity as usize) {
+            let took = progress.elapsed().as_secs_f64();
+            progress.finish(&format!("done in {took:.1}s"));
+            return Ok(());
+        }
+        if progress.elapsed() > ROLLOUT_WAIT {
+            progress.finish("still scaling");
+            bail!(
+                "{app} has not scaled after {} s; see `skiff ps -a {app}` and `skiff events -a {app}`",
+                ROLLOUT_WAIT.as_secs()
+            );
+        }
+        for _ in 0..2 {
+            tokio::time::sleep(PROGRESS_TICK).await;
+            progress.tick();
         }
     }
 }
@@ -1425,7 +1462,7 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write, err: &mut 
                 .collect();
             table(out, context.colour, &["TYPE", "ID", "RELEASE", "STATE", "STARTED"], rows)
         }
-        Verb::PsScale { pairs, app } => {
+        Verb::PsScale { pairs, app, wait } => {
             let app = app_name(context, app)?;
             let mut scale = std::collections::BTreeMap::new();
             for pair in pairs {
@@ -1437,6 +1474,9 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write, err: &mut 
             let formation = client(context)?.scale(&app, &scale).await?;
             let summary: Vec<String> = formation.iter().map(|f| format!("{}={}", f.process, f.quantity)).collect();
             writeln!(out, "Scaled {app} to {}", summary.join(" "))?;
+            if wait {
+                wait_for_scale(context, &app, &scale, err).await?;
+            }
             Ok(())
         }
         Verb::PsRestart { target, app } => {

@@ -56,11 +56,8 @@ async fn a_rollout_cut_off_by_sigkill_completes_after_a_restart() {
     let (mut platform, repo, key) = Platform::with_example("survivor").await;
     let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
     assert!(pushed, "{out}");
-    platform.cli_ok(&repo, &["ps:scale", "web=3"]).await;
-    let three = eventually(Duration::from_secs(60), || async {
-        (releases(&platform) == vec![("1".to_owned(), true); 3]).then_some(())
-    });
-    assert!(three.await.is_some(), "{:?}", releases(&platform));
+    platform.cli_ok(&repo, &["ps:scale", "web=3", "--wait"]).await;
+    assert_eq!(releases(&platform), vec![("1".to_owned(), true); 3], "--wait returns once the three run");
 
     // The controller moves out of process.
     let controller: SocketAddr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
