@@ -80,36 +80,36 @@ impl Scheduler {
     /// apps this replica may act on are changed (all of them, without other replicas).
     pub async fn pass(&self) -> Result<(), ReconcileError> {
         for _ in 0..ROUNDS_PER_PASS {
-            let mut desired = self.desired().await?;
+            let desired = self.desired().await?;
             let observed = self.observe(&desired).await?;
-            self.publish(&desired, &observed).await?;
-            let (everything, observed_all) = (desired.clone(), observed.clone());
             let mut ours = std::collections::HashMap::new();
             for app in desired.iter().map(|d| &d.spec.app).chain(observed.iter().map(|(o, _)| &o.app)) {
                 if !ours.contains_key(app) {
                     ours.insert(app.clone(), self.coordination.may_act(app).await);
                 }
             }
-            desired.retain(|d| ours[&d.spec.app]);
-            let observed: Vec<Observed> = observed.into_iter().map(|(o, _)| o).filter(|o| ours[&o.app]).collect();
-            let planned = plan(&desired, &observed);
-            if !planned.iter().any(|step| matches!(step, Step::Start(_))) {
+            let acting: Vec<Desired> = desired.iter().filter(|d| ours[&d.spec.app]).cloned().collect();
+            let seen: Vec<Observed> = observed.iter().map(|(o, _)| o).filter(|o| ours[&o.app]).cloned().collect();
+            let planned = plan(&acting, &seen);
+            let starts = planned.iter().any(|step| matches!(step, Step::Start(_)));
+            let (steps, next) =
+                self.hold().due(planned, Instant::now(), self.config.drain_period, self.config.reconcile_interval);
+            // Routes go to the ready containers, and not to those that just started to drain,
+            // before anything stops.
+            self.publish(&desired, &observed).await?;
+            if !starts {
                 // Nothing left to start: a release whose containers are all up is up, even
                 // while the containers it replaces still drain.
-                for Desired { spec, .. } in &desired {
+                for Desired { spec, .. } in &acting {
                     let mut of_release =
-                        desired.iter().filter(|d| d.spec.app == spec.app && d.spec.release == spec.release);
-                    if of_release.all(|d| d.is_up(&observed))
+                        acting.iter().filter(|d| d.spec.app == spec.app && d.spec.release == spec.release);
+                    if of_release.all(|d| d.is_up(&seen))
                         && self.db.settle_release(&spec.app, spec.release, ReleaseState::Deployed, None).await?
                     {
                         self.events.emit(&spec.app, &format!("Release v{} is up", spec.release)).await;
                     }
                 }
             }
-            let (steps, next) =
-                self.hold().due(planned, Instant::now(), self.config.drain_period, self.config.reconcile_interval);
-            // Containers that just started to drain leave the routes now, not when they stop.
-            self.publish(&everything, &observed_all).await?;
             if let Some(next) = next {
                 // Held steps fall due without waiting for the next interval.
                 let coordination = self.coordination.clone();
