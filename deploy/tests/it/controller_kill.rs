@@ -3,40 +3,16 @@
 //! the app throughout (it keeps its last route table while the controller is gone).
 
 use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::harness::{Platform, eventually, get_via_router};
+use crate::harness::{Platform, Skiffd, eventually, get_via_router};
 
-/// `skiffd controller` as its own process.
-struct Controller {
-    child: Child,
-}
-
-impl Controller {
-    fn start(platform: &Platform, drain_seconds: u64) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_skiffd"))
-            .arg("controller")
-            .envs(platform.controller_env())
-            .env("SKIFF_DRAIN_SECONDS", drain_seconds.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("skiffd runs");
-        Self { child }
-    }
-
-    fn kill(&mut self) {
-        // SIGKILL: no pass finishes, nothing is said goodbye to.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// `skiffd controller` in this platform's controller's place, draining containers for
+/// `drain_seconds`.
+fn start_controller(platform: &Platform, drain_seconds: u64) -> Skiffd {
+    let mut env = platform.controller_env();
+    env.push(("SKIFF_DRAIN_SECONDS", drain_seconds.to_string()));
+    Skiffd::start("controller", env)
 }
 
 /// (release, running) of every container of the platform, sorted.
@@ -62,7 +38,7 @@ async fn a_rollout_cut_off_by_sigkill_completes_after_a_restart() {
     // The controller moves out of process.
     let controller: SocketAddr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     platform.restart_without_controller(controller).await;
-    let mut first = Controller::start(&platform, 5);
+    let mut first = start_controller(&platform, 5);
     let served = eventually(Duration::from_secs(30), || async { serves(&platform).await.then_some(()) });
     assert!(served.await.is_some(), "the router follows the controller process");
 
@@ -83,7 +59,7 @@ async fn a_rollout_cut_off_by_sigkill_completes_after_a_restart() {
     assert!(serves(&platform).await, "v1 serves while no controller runs");
 
     // Started again, the controller finishes the rollout from what it finds.
-    let _second = Controller::start(&platform, 1);
+    let _second = start_controller(&platform, 1);
     let finished = eventually(Duration::from_secs(90), || async {
         let (status, out, _) = platform.cli(&repo, &["releases", "--json"]).await;
         let releases_listed: Vec<serde_json::Value> = serde_json::from_str(&out).ok()?;

@@ -427,3 +427,37 @@ fn run_git(cwd: &Path, key: &Path, args: &[&str]) -> (bool, String) {
     let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     (output.status.success(), text)
 }
+
+/// One `skiffd` component as its own process, with its output discarded; killed with
+/// SIGKILL (nothing flushed, nothing said goodbye to) by [`Skiffd::kill`] or when dropped.
+pub struct Skiffd {
+    child: std::process::Child,
+}
+
+impl Skiffd {
+    pub fn start<K, V>(component: &str, env: impl IntoIterator<Item = (K, V)>) -> Self
+    where
+        K: AsRef<std::ffi::OsStr>,
+        V: AsRef<std::ffi::OsStr>,
+    {
+        let child = Command::new(env!("CARGO_BIN_EXE_skiffd"))
+            .arg(component)
+            .envs(env)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("skiffd runs");
+        Self { child }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Skiffd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -4,10 +4,10 @@
 use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use crate::harness::{eventually, require_tools};
+use crate::harness::{Skiffd, eventually, require_tools};
 
 /// Lines the container writes.
 const NUMBERS: u32 = 400;
@@ -16,39 +16,20 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// `skiffd logger` as its own process.
-struct Logger {
-    child: Child,
-}
-
-impl Logger {
-    fn start(data: &Path, platform: &str, api: u16) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_skiffd"))
-            .arg("logger")
-            .env("SKIFF_DATA_DIR", data)
-            .env("SKIFF_PLATFORM_ID", platform)
-            .env("SKIFF_LOGGER_LISTEN", format!("127.0.0.1:{api}"))
-            .env("SKIFF_LOGGER_SYSLOG_LISTEN", format!("127.0.0.1:{}", free_port()))
-            .env("SKIFF_LOGGER_SYSLOG_TLS_LISTEN", format!("127.0.0.1:{}", free_port()))
-            .env("SKIFF_CONTROLLER_URL", "http://127.0.0.1:9")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("skiffd runs");
-        Self { child }
-    }
-
-    fn kill(&mut self) {
-        // SIGKILL: nothing is flushed, nothing is said goodbye to.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Logger {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// `skiffd logger` on its own, with its data in `data`, its API on `api`.
+fn start_logger(data: &Path, platform: &str, api: u16) -> Skiffd {
+    let data = data.display().to_string();
+    Skiffd::start(
+        "logger",
+        [
+            ("SKIFF_DATA_DIR", data),
+            ("SKIFF_PLATFORM_ID", platform.to_owned()),
+            ("SKIFF_LOGGER_LISTEN", format!("127.0.0.1:{api}")),
+            ("SKIFF_LOGGER_SYSLOG_LISTEN", format!("127.0.0.1:{}", free_port())),
+            ("SKIFF_LOGGER_SYSLOG_TLS_LISTEN", format!("127.0.0.1:{}", free_port())),
+            ("SKIFF_CONTROLLER_URL", "http://127.0.0.1:9".to_owned()),
+        ],
+    )
 }
 
 /// The numbers the logger holds for the app.
@@ -83,7 +64,7 @@ async fn a_logger_killed_mid_stream_loses_no_number() {
     assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
 
     let api = free_port();
-    let mut logger = Logger::start(&dir.path().join("data"), &platform, api);
+    let mut logger = start_logger(&dir.path().join("data"), &platform, api);
     let script = format!(
         "i=0; while [ $i -lt {NUMBERS} ]; do echo n=$i; i=$((i+1)); busybox usleep 20000; done; exec busybox sleep 3600"
     );
@@ -108,7 +89,7 @@ async fn a_logger_killed_mid_stream_loses_no_number() {
     assert!(some.await.is_some(), "the logger follows the container");
     logger.kill();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let _logger = Logger::start(&dir.path().join("data"), &platform, api);
+    let _logger = start_logger(&dir.path().join("data"), &platform, api);
     let all = eventually(Duration::from_secs(60), || async {
         let seen = numbers(api).await;
         (seen.len() == NUMBERS as usize).then_some(seen)
