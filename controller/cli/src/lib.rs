@@ -748,6 +748,59 @@ const PROGRESS_TICK: std::time::Duration = std::time::Duration::from_millis(250)
 /// How long `--wait` follows a rollout at most.
 const ROLLOUT_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
 
+/// What one look at something `--wait` follows says.
+enum Look {
+    Done,
+    /// Failed, and why (with what to do next).
+    Failed(String),
+    Pending,
+}
+
+/// How `--wait` words one thing it follows.
+struct Waiting {
+    /// The progress line, e.g. `Waiting for v3 of shop to start`.
+    what: String,
+    /// The progress line's end once done, before ` in 1.2s`.
+    done: &'static str,
+    /// The progress line's end when the wait runs out.
+    still: &'static str,
+    /// The error when the wait runs out.
+    timed_out: String,
+}
+
+/// Looks every half second, with progress on `err`, until `look` says done or failed, or
+/// [`ROLLOUT_WAIT`] passes.
+async fn wait_for<F, Fut>(context: &Context, err: &mut impl Write, waiting: Waiting, mut look: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Look>>,
+{
+    let mut progress = output::Progress::start(err, context.live_progress, waiting.what);
+    loop {
+        match look().await? {
+            Look::Done => {
+                let took = progress.elapsed().as_secs_f64();
+                progress.finish(&format!("{} in {took:.1}s", waiting.done));
+                return Ok(());
+            }
+            Look::Failed(reason) => {
+                progress.finish("failed");
+                bail!(reason);
+            }
+            Look::Pending if progress.elapsed() > ROLLOUT_WAIT => {
+                progress.finish(waiting.still);
+                bail!(waiting.timed_out);
+            }
+            Look::Pending => {
+                for _ in 0..2 {
+                    tokio::time::sleep(PROGRESS_TICK).await;
+                    progress.tick();
+                }
+            }
+        }
+    }
+}
+
 /// With a version, follows its rollout until the release runs or fails, showing progress
 /// on `err`; a failed release is an error that says what to do next.
 async fn follow_rollout(
@@ -757,37 +810,30 @@ async fn follow_rollout(
     err: &mut impl Write,
 ) -> anyhow::Result<()> {
     let Some(version) = version else { return Ok(()) };
-    let client = client(context)?;
-    let what = format!("Waiting for v{version} of {app} to start");
-    let mut progress = output::Progress::start(err, context.live_progress, what);
-    loop {
+    let client = &client(context)?;
+    let waiting = Waiting {
+        what: format!("Waiting for v{version} of {app} to start"),
+        done: "up",
+        still: "still starting",
+        timed_out: format!(
+            "v{version} is not up after {} s; see `skiff ps -a {app}` and `skiff logs -a {app}`",
+            ROLLOUT_WAIT.as_secs()
+        ),
+    };
+    wait_for(context, err, waiting, || async move {
         let release = client.release_of(app, version).await?;
-        match release.state {
-            skiff_api::ReleaseState::Deployed => {
-                let took = progress.elapsed().as_secs_f64();
-                progress.finish(&format!("up in {took:.1}s"));
-                return Ok(());
-            }
+        Ok(match release.state {
+            skiff_api::ReleaseState::Deployed => Look::Done,
             skiff_api::ReleaseState::Failed => {
-                progress.finish("failed");
                 let reason = release.failure.unwrap_or_else(|| "it never became ready".into());
-                bail!("v{version} failed: {reason}; the previous release keeps serving (see `skiff logs -a {app}`)");
+                Look::Failed(format!(
+                    "v{version} failed: {reason}; the previous release keeps serving (see `skiff logs -a {app}`)"
+                ))
             }
-            _ if progress.elapsed() > ROLLOUT_WAIT => {
-                progress.finish("still starting");
-                bail!(
-                    "v{version} is not up after {} s; see `skiff ps -a {app}` and `skiff logs -a {app}`",
-                    ROLLOUT_WAIT.as_secs()
-                );
-            }
-            _ => {
-                for _ in 0..2 {
-                    tokio::time::sleep(PROGRESS_TICK).await;
-                    progress.tick();
-                }
-            }
-        }
-    }
+            _ => Look::Pending,
+        })
+    })
+    .await
 }
 
 /// Waits until `ps` shows exactly `scale`'s number of running containers of each type
@@ -798,30 +844,25 @@ async fn wait_for_scale(
     scale: &std::collections::BTreeMap<ProcessType, u32>,
     err: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let client = client(context)?;
-    let mut progress = output::Progress::start(err, context.live_progress, format!("Waiting for {app} to scale"));
-    loop {
+    let client = &client(context)?;
+    let waiting = Waiting {
+        what: format!("Waiting for {app} to scale"),
+        done: "done",
+        still: "still scaling",
+        timed_out: format!(
+            "{app} has not scaled after {} s; see `skiff ps -a {app}` and `skiff events -a {app}`",
+            ROLLOUT_WAIT.as_secs()
+        ),
+    };
+    wait_for(context, err, waiting, || async move {
         let containers = client.ps(app).await?;
         let running = |process: &ProcessType| {
             containers.iter().filter(|c| c.process == process.as_str() && c.state == "running").count()
         };
-        if scale.iter().all(|(process, quantity)| running(process) == *quantity as usize) {
-            let took = progress.elapsed().as_secs_f64();
-            progress.finish(&format!("done in {took:.1}s"));
-            return Ok(());
-        }
-        if progress.elapsed() > ROLLOUT_WAIT {
-            progress.finish("still scaling");
-            bail!(
-                "{app} has not scaled after {} s; see `skiff ps -a {app}` and `skiff events -a {app}`",
-                ROLLOUT_WAIT.as_secs()
-            );
-        }
-        for _ in 0..2 {
-            tokio::time::sleep(PROGRESS_TICK).await;
-            progress.tick();
-        }
-    }
+        let settled = scale.iter().all(|(process, quantity)| running(process) == *quantity as usize);
+        Ok(if settled { Look::Done } else { Look::Pending })
+    })
+    .await
 }
 
 fn report_tls(out: &mut impl Write, tls: &TlsSettings) -> anyhow::Result<()> {
