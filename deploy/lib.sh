@@ -93,11 +93,11 @@ skiff_now_ms() {
   echo $(( $(date +%s%N) / 1000000 ))
 }
 
-# Starts a private Postgres server on 127.0.0.1:PORT (default 55432) with its data in DIR,
+# Starts a private Postgres server on 127.0.0.1:PORT (default 25432) with its data in DIR,
 # installing the server if needed; prints the URL of its `postgres` database. Stop it with
 # `skiff_stop_postgres DIR`.
 skiff_start_postgres() {
-  local dir=$1 port=${2:-55432} bin
+  local dir=$1 port=${2:-25432} bin
   bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
   if [ -z "$bin" ] || [ ! -x "$bin/postgres" ]; then
     skiff_install_missing pg_ctlcluster:postgresql >&2
@@ -126,10 +126,10 @@ skiff_stop_postgres() {
   [ -n "$bin" ] && "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -m fast stop >/dev/null 2>&1 || true
 }
 
-# Starts a private Redis server on 127.0.0.1:PORT (default 56379) with its files in DIR,
+# Starts a private Redis server on 127.0.0.1:PORT (default 26379) with its files in DIR,
 # installing it if needed; prints its URL. Stop it with `skiff_stop_redis DIR`.
 skiff_start_redis() {
-  local dir=$1 port=${2:-56379}
+  local dir=$1 port=${2:-26379}
   command -v redis-server >/dev/null 2>&1 || skiff_install_missing redis-server:redis-server >&2
   mkdir -p "$dir"
   if ! redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --save '' --appendonly no \
@@ -152,10 +152,10 @@ skiff_stop_redis() {
 }
 
 # Starts a private S3-compatible server (moto's, installed from PyPI if needed) on
-# 127.0.0.1:PORT (default 55900) with its log in DIR; prints its endpoint. Stop it with
+# 127.0.0.1:PORT (default 25900) with its log in DIR; prints its endpoint. Stop it with
 # `skiff_stop_s3 DIR`.
 skiff_start_s3() {
-  local dir=$1 port=${2:-55900} _
+  local dir=$1 port=${2:-25900} _
   if ! command -v moto_server >/dev/null 2>&1; then
     echo "==> installing moto (an S3-compatible server) from PyPI" >&2
     python3 -m pip install --quiet 'moto[server]' >&2

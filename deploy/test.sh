@@ -22,9 +22,11 @@ pg=$(mktemp -d)
 redis=$(mktemp -d)
 s3=$(mktemp -d)
 trap 'skiff_stop_postgres "$pg"; skiff_stop_redis "$redis"; skiff_stop_s3 "$s3"; rm -rf "$log" "$pg" "$redis" "$s3"' EXIT
-SKIFF_TEST_POSTGRES_URL=$(skiff_start_postgres "$pg" "${SKIFF_TEST_POSTGRES_PORT:-55432}")
-SKIFF_TEST_REDIS_URL=$(skiff_start_redis "$redis" "${SKIFF_TEST_REDIS_PORT:-56379}")
-SKIFF_TEST_S3_ENDPOINT=$(skiff_start_s3 "$s3" "${SKIFF_TEST_S3_PORT:-55900}")
+# Ports below the kernel's ephemeral range (32768 and up), so that no outgoing connection
+# of the tests or anything else on the machine can be holding them.
+SKIFF_TEST_POSTGRES_URL=$(skiff_start_postgres "$pg" "${SKIFF_TEST_POSTGRES_PORT:-25432}")
+SKIFF_TEST_REDIS_URL=$(skiff_start_redis "$redis" "${SKIFF_TEST_REDIS_PORT:-26379}")
+SKIFF_TEST_S3_ENDPOINT=$(skiff_start_s3 "$s3" "${SKIFF_TEST_S3_PORT:-25900}")
 export SKIFF_TEST_POSTGRES_URL SKIFF_TEST_REDIS_URL SKIFF_TEST_S3_ENDPOINT
 # The router's tests hold a thousand idle client connections open at once.
 [ "$(ulimit -n)" -ge 8192 ] || ulimit -n 8192 2>/dev/null || true

@@ -78,7 +78,7 @@ api_part SQLite "sqlite://$work/api-sqlite.db?mode=rwc"
 # Its own directory: the server runs as the postgres user, who cannot enter $work.
 pg=$(mktemp -d)
 skiff_postgres_dirs+=("$pg")
-api_part Postgres "$(skiff_start_postgres "$pg" 55510)"
+api_part Postgres "$(skiff_start_postgres "$pg" 25510)"
 
 # Part 2: the whole platform on the Docker engine.
 skiff_ensure_docker
