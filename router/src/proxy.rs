@@ -67,16 +67,23 @@ const MAX_STREAMS: u32 = 200;
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// Headers that describe one connection and never cross a proxy (RFC 9110 §7.6.1).
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "transfer-encoding",
-    "upgrade",
-    "trailer",
-    "proxy-authorization",
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::TRAILER,
+    header::PROXY_AUTHORIZATION,
 ];
+
+// Header names the router reads or sets on every request, parsed once.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Where a request goes.
 struct Target<'a> {
@@ -298,7 +305,7 @@ impl Proxy {
             return peer;
         }
         let forwarded: Vec<std::net::IpAddr> = headers
-            .get_all("x-forwarded-for")
+            .get_all(X_FORWARDED_FOR)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
@@ -320,7 +327,7 @@ impl Proxy {
         let method = request.method().clone();
         let request_id = request
             .headers()
-            .get("x-request-id")
+            .get(X_REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .filter(|id| !id.is_empty() && id.len() <= 200)
             .map_or_else(|| format!("{:032x}", rand::random::<u128>()), str::to_owned);
@@ -449,21 +456,21 @@ impl Proxy {
         // A trusted proxy's forwarded headers are kept, with its own address appended;
         // anyone else's are replaced by what the router saw.
         let peer_ip = peer.ip().to_string();
-        let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        let forwarded_for = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
             Some(earlier) if trusted => format!("{earlier}, {peer_ip}"),
             _ => peer_ip,
         };
-        headers.insert("x-forwarded-for", HeaderValue::from_str(&forwarded_for).expect("addresses are ascii"));
-        if !trusted || !headers.contains_key("x-forwarded-proto") {
-            headers.insert("x-forwarded-proto", HeaderValue::from_static(if entry.https { "https" } else { "http" }));
+        headers.insert(X_FORWARDED_FOR, HeaderValue::from_str(&forwarded_for).expect("addresses are ascii"));
+        if !trusted || !headers.contains_key(X_FORWARDED_PROTO) {
+            headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(if entry.https { "https" } else { "http" }));
         }
-        if !trusted || !headers.contains_key("x-forwarded-port") {
-            headers.insert("x-forwarded-port", HeaderValue::from(entry.port));
+        if !trusted || !headers.contains_key(X_FORWARDED_PORT) {
+            headers.insert(X_FORWARDED_PORT, HeaderValue::from(entry.port));
         }
-        if (!trusted || !headers.contains_key("x-forwarded-host"))
+        if (!trusted || !headers.contains_key(X_FORWARDED_HOST))
             && let Ok(value) = HeaderValue::from_str(host)
         {
-            headers.insert("x-forwarded-host", value);
+            headers.insert(X_FORWARDED_HOST, value);
         }
         headers.append(header::VIA, HeaderValue::from_static(via));
         if grpc {
@@ -471,7 +478,7 @@ impl Proxy {
             headers.insert(header::TE, HeaderValue::from_static("trailers"));
         }
         if let Ok(value) = HeaderValue::from_str(request_id) {
-            headers.insert("x-request-id", value);
+            headers.insert(X_REQUEST_ID, value);
         }
         // A request without a body can be sent again: when a backend refuses the connection
         // (its container just stopped), the app's next backend gets it. One with a body is
@@ -605,6 +612,6 @@ fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
         headers.remove(name);
     }
     for name in HOP_BY_HOP {
-        headers.remove(*name);
+        headers.remove(name);
     }
 }
