@@ -362,17 +362,25 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
     let tasks = TaskTracker::new();
 
     if let Some(listener) = registry_listener {
-        let store: Arc<dyn skiff_store::BlobStore> = match &settings.store_url {
-            Some(url) => Arc::new(
-                skiff_store::S3BlobStore::open(url, data_dir.join("store-staging"))
-                    .await
-                    .context("cannot use the S3 store (SKIFF_STORE_URL)")?,
-            ),
-            None => Arc::new(skiff_store::FsBlobStore::open(data_dir.join("store")).await?),
-        };
-        let config = skiff_registry::Config { data_dir: data_dir.join("registry"), service_token: token.clone() };
+        // Repository metadata lives beside the blobs: in the bucket with S3, so that every
+        // registry on it sees the same repositories.
+        let (store, records): (Arc<dyn skiff_store::BlobStore>, Arc<dyn skiff_store::RecordStore>) =
+            match &settings.store_url {
+                Some(url) => {
+                    let store = skiff_store::S3BlobStore::open(url, data_dir.join("store-staging"))
+                        .await
+                        .context("cannot use the S3 store (SKIFF_STORE_URL)")?;
+                    let records = store.records("repositories");
+                    (Arc::new(store), Arc::new(records))
+                }
+                None => (
+                    Arc::new(skiff_store::FsBlobStore::open(data_dir.join("store")).await?),
+                    Arc::new(skiff_store::FsRecordStore::new(data_dir.join("registry/repositories"))),
+                ),
+            };
+        let config = skiff_registry::Config { service_token: token.clone() };
         let authorizer = skiff_registry::auth::ControllerAuthorizer::new(&controller_url, &token);
-        let registry = skiff_registry::Registry::new(config, store, Arc::new(authorizer));
+        let registry = skiff_registry::Registry::new(config, store, records, Arc::new(authorizer));
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
             if let Err(error) = skiff_registry::serve(listener, registry, shutdown).await {

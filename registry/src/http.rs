@@ -2,7 +2,6 @@
 //! [`Endpoint`], authenticates it, and dispatches it.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
@@ -13,7 +12,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use skiff_api::{Digest, DigestAlgorithm, RegistryGrant};
-use skiff_store::{BlobStore, Staged};
+use skiff_store::{BlobStore, RecordStore, Staged};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -41,8 +40,6 @@ const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 /// Registry settings.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Where metadata and upload staging live.
-    pub data_dir: PathBuf,
     /// The platform's service token: any user name with it as password may do anything.
     pub service_token: String,
 }
@@ -77,10 +74,16 @@ struct Caller {
 }
 
 impl Registry {
-    pub fn new(config: Config, store: Arc<dyn BlobStore>, authorizer: Arc<dyn Authorizer>) -> Arc<Self> {
+    /// A registry over `store`'s blobs, with repository metadata in `records`.
+    pub fn new(
+        config: Config,
+        store: Arc<dyn BlobStore>,
+        records: Arc<dyn RecordStore>,
+        authorizer: Arc<dyn Authorizer>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             store,
-            meta: Meta::new(config.data_dir.join("repositories")),
+            meta: Meta::new(records),
             uploads: Uploads::default(),
             tokens: Signer::new(&config.service_token),
             service_token: config.service_token,
@@ -446,7 +449,7 @@ async fn blob_get(
     head: bool,
     headers: &HeaderMap,
 ) -> Result<Response, OciError> {
-    if !registry.meta.has_blob(repo, digest).await {
+    if !registry.meta.has_blob(repo, digest).await? {
         return Err(OciError::blob_unknown());
     }
     let size = registry.store.size(digest).await?.ok_or_else(OciError::blob_unknown)?;
@@ -499,7 +502,7 @@ async fn upload_start(
         // Mount only from a named repository the caller may read that holds the blob.
         if let Some(from) = query.get("from").and_then(|f| RepoName::parse(f))
             && registry.may_pull(caller, &from).await
-            && registry.meta.has_blob(&from, &digest).await
+            && registry.meta.has_blob(&from, &digest).await?
             && registry.store.size(&digest).await?.is_some()
         {
             registry.meta.link_blob(&repo, &digest).await?;
@@ -762,7 +765,7 @@ async fn manifest_put(
         let known = if is_index(&media_type) {
             registry.meta.manifest_type(&repo, referenced).await?.is_some()
         } else {
-            registry.meta.has_blob(&repo, referenced).await && registry.store.size(referenced).await?.is_some()
+            registry.meta.has_blob(&repo, referenced).await? && registry.store.size(referenced).await?.is_some()
         };
         if !known {
             return Err(OciError::new(

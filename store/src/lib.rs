@@ -6,11 +6,13 @@
 //! - [`s3`]: any S3-compatible engine, for a store several machines share.
 //! - [`digest`]: hashing files and bytes into [`Digest`]s.
 //! - [`staged`]: blobs being written, hashed as they arrive.
+//! - [`records`]: small named values beside the blobs (a registry's tags and links).
 //!
 //! Writes are verified: a blob is stored under a digest only after its bytes hashed to it.
 
 pub mod digest;
 pub mod fs;
+pub mod records;
 pub mod s3;
 pub mod staged;
 
@@ -20,7 +22,8 @@ pub use skiff_api::{Digest, DigestAlgorithm};
 use tokio::io::AsyncRead;
 
 pub use fs::FsBlobStore;
-pub use s3::S3BlobStore;
+pub use records::{FsRecordStore, RecordStore};
+pub use s3::{S3BlobStore, S3RecordStore};
 pub use staged::Staged;
 
 /// What can go wrong in a store.

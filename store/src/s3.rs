@@ -1,6 +1,7 @@
 //! The S3 backend, for any S3-compatible engine (Garage, Ceph RGW, MinIO, AWS S3), so
 //! that several machines share one store: blobs are objects `blobs/<algorithm>/<first two
-//! hex>/<hex>` in a bucket.
+//! hex>/<hex>` in a bucket, and [`S3RecordStore`]'s records objects under their own prefix
+//! in the same bucket.
 //!
 //! Writes are staged in a local file (hashed as the bytes arrive, like the filesystem
 //! backend's) and uploaded only once verified, so an object only ever holds a complete,
@@ -18,7 +19,8 @@ use object_store::path::Path;
 use object_store::{GetOptions, ObjectStore};
 use skiff_api::{Digest, DigestAlgorithm};
 
-use crate::{BlobReader, BlobStore, Staged, StoreError, digest};
+use crate::records::checked;
+use crate::{BlobReader, BlobStore, RecordStore, Staged, StoreError, digest};
 
 /// Blobs in an S3 bucket.
 #[derive(Debug, Clone)]
@@ -100,6 +102,11 @@ impl S3BlobStore {
         let _ = tokio::fs::remove_dir_all(&staging).await;
         tokio::fs::create_dir_all(&staging).await?;
         Ok(Self { bucket: Arc::new(bucket), staging })
+    }
+
+    /// Records in the same bucket, as objects under `prefix/`.
+    pub fn records(&self, prefix: &str) -> S3RecordStore {
+        S3RecordStore { bucket: self.bucket.clone(), prefix: prefix.to_owned() }
     }
 
     fn temp_path(&self) -> PathBuf {
@@ -206,6 +213,68 @@ impl BlobStore for S3BlobStore {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(error) => Err(remote(error)),
         }
+    }
+}
+
+/// Records as objects under a prefix of a bucket (see [`S3BlobStore::records`]).
+#[derive(Debug, Clone)]
+pub struct S3RecordStore {
+    bucket: Arc<dyn ObjectStore>,
+    prefix: String,
+}
+
+impl S3RecordStore {
+    fn key(&self, name: &str) -> std::io::Result<Path> {
+        Ok(Path::from(format!("{}/{}", self.prefix, checked(name)?)))
+    }
+}
+
+fn io_error(error: object_store::Error) -> std::io::Error {
+    std::io::Error::other(error)
+}
+
+#[async_trait]
+impl RecordStore for S3RecordStore {
+    async fn put(&self, name: &str, value: Bytes) -> std::io::Result<()> {
+        // S3 replaces an object whole: readers get the old value or the new.
+        self.bucket.put(&self.key(name)?, value.into()).await.map_err(io_error)?;
+        Ok(())
+    }
+
+    async fn get(&self, name: &str) -> std::io::Result<Option<Bytes>> {
+        match self.bucket.get(&self.key(name)?).await {
+            Ok(result) => Ok(Some(result.bytes().await.map_err(io_error)?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(error) => Err(io_error(error)),
+        }
+    }
+
+    async fn delete(&self, name: &str) -> std::io::Result<bool> {
+        let key = self.key(name)?;
+        // S3 deletes a missing object without a word: ask first.
+        match self.bucket.head(&key).await {
+            Ok(_) => {}
+            Err(object_store::Error::NotFound { .. }) => return Ok(false),
+            Err(error) => return Err(io_error(error)),
+        }
+        match self.bucket.delete(&key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(true),
+            Err(error) => Err(io_error(error)),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> std::io::Result<Vec<(String, std::time::SystemTime)>> {
+        let top = if prefix.is_empty() { Path::from(self.prefix.as_str()) } else { self.key(prefix)? };
+        let below = top.parts().count();
+        let mut listing = self.bucket.list(Some(&top));
+        let mut found = Vec::new();
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(io_error)?;
+            let name: Vec<_> = meta.location.parts().skip(below).collect();
+            let name = name.iter().map(AsRef::as_ref).collect::<Vec<&str>>().join("/");
+            found.push((name, meta.last_modified.into()));
+        }
+        Ok(found)
     }
 }
 

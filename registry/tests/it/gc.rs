@@ -184,7 +184,8 @@ async fn a_collection_cut_short_is_finished_by_the_next_and_spares_what_is_used(
         .to_owned();
 
     // A collection over the same data that dies after its first deletion.
-    let meta = skiff_registry::meta::Meta::new(registry.dir().join("registry/repositories"));
+    let records = skiff_store::FsRecordStore::new(registry.dir().join("registry/repositories"));
+    let meta = skiff_registry::meta::Meta::new(std::sync::Arc::new(records));
     let dying = DyingStore {
         inner: skiff_store::FsBlobStore::open(registry.dir().join("store")).await.unwrap(),
         deletes: std::sync::atomic::AtomicUsize::new(1),

@@ -54,6 +54,18 @@ pub enum As {
     Nobody,
 }
 
+/// A new, empty bucket on the test S3 server (`SKIFF_TEST_S3_ENDPOINT`), as a store URL.
+pub async fn s3_bucket() -> String {
+    let endpoint = std::env::var("SKIFF_TEST_S3_ENDPOINT").expect(
+        "this test needs an S3 server: run deploy/test.sh, which installs and starts one (moto), \
+         or set SKIFF_TEST_S3_ENDPOINT=http://127.0.0.1:PORT",
+    );
+    let bucket = format!("skiff-registry-{:08x}", rand::random::<u32>());
+    let created = reqwest::Client::new().put(format!("{endpoint}/{bucket}")).send().await.expect("S3 answers");
+    assert!(created.status().is_success(), "creating bucket {bucket}: {}", created.status());
+    format!("s3://{bucket}?endpoint={endpoint}&access_key_id=skiff&secret_access_key=skiff-secret")
+}
+
 pub fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{}", hex(&Sha256::digest(bytes)))
 }
@@ -63,12 +75,30 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 impl Registry {
+    /// A registry on a filesystem store in a temporary directory.
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = skiff_store::FsBlobStore::open(dir.path().join("store")).await.unwrap();
-        let config =
-            skiff_registry::Config { data_dir: dir.path().join("registry"), service_token: SERVICE_TOKEN.into() };
-        let registry = skiff_registry::Registry::new(config, Arc::new(store), Arc::new(Users));
+        let records = skiff_store::FsRecordStore::new(dir.path().join("registry/repositories"));
+        Self::start_on(dir, Arc::new(store), Arc::new(records)).await
+    }
+
+    /// A registry on an S3 bucket of the test server (see [`s3_bucket`]); several started
+    /// on one bucket share every blob and repository.
+    pub async fn start_on_s3(bucket: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = skiff_store::S3BlobStore::open(bucket, dir.path().join("staging")).await.unwrap();
+        let records = store.records("repositories");
+        Self::start_on(dir, Arc::new(store), Arc::new(records)).await
+    }
+
+    async fn start_on(
+        dir: TempDir,
+        store: Arc<dyn skiff_store::BlobStore>,
+        records: Arc<dyn skiff_store::RecordStore>,
+    ) -> Self {
+        let config = skiff_registry::Config { service_token: SERVICE_TOKEN.into() };
+        let registry = skiff_registry::Registry::new(config, store, records, Arc::new(Users));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let shutdown = CancellationToken::new();

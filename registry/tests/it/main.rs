@@ -8,4 +8,5 @@ mod management;
 mod pull;
 mod push;
 mod security;
+mod shared;
 mod tokens;

@@ -3,7 +3,9 @@
 //! comes in `SKIFF_TEST_S3_ENDPOINT`).
 
 use bytes::Bytes;
-use skiff_store::{BlobStore, DigestAlgorithm, FsBlobStore, S3BlobStore, StoreError, digest};
+use skiff_store::{
+    BlobStore, DigestAlgorithm, FsBlobStore, FsRecordStore, RecordStore, S3BlobStore, StoreError, digest,
+};
 
 /// Round trips, ranges, listing, deleting, and a mismatched digest that stores nothing.
 async fn blobs_round_trip_and_mismatches_store_nothing(store: &dyn BlobStore) {
@@ -79,6 +81,40 @@ async fn staged_blobs_are_verified_on_commit_even_after_a_cut(store: &dyn BlobSt
     assert_eq!(bytes, large[(20 << 20) - 3..(20 << 20) + 3]);
 }
 
+/// Records: written, replaced, read, listed under a prefix (and only that prefix),
+/// deleted; names that would leave the root are refused.
+async fn records_round_trip_and_list_by_prefix(records: &dyn RecordStore) {
+    assert_eq!(records.get("shop/web/_tags/v1").await.unwrap(), None);
+    records.put("shop/web/_tags/v1", Bytes::from_static(b"sha256:1")).await.unwrap();
+    records.put("shop/web/_tags/v1", Bytes::from_static(b"sha256:2")).await.unwrap();
+    records.put("shop/web/_layers/sha256/ab", Bytes::new()).await.unwrap();
+    records.put("shop/webshop/_tags/v9", Bytes::from_static(b"x")).await.unwrap();
+    records.put("shop/_tags/latest", Bytes::from_static(b"y")).await.unwrap();
+    assert_eq!(records.get("shop/web/_tags/v1").await.unwrap().unwrap(), Bytes::from_static(b"sha256:2"));
+    assert_eq!(records.get("shop/web/_layers/sha256/ab").await.unwrap().unwrap(), Bytes::new());
+
+    let names = |listed: Vec<(String, std::time::SystemTime)>| {
+        let mut names: Vec<String> = listed.into_iter().map(|(name, _)| name).collect();
+        names.sort();
+        names
+    };
+    assert_eq!(names(records.list("shop/web").await.unwrap()), ["_layers/sha256/ab", "_tags/v1"]);
+    assert_eq!(names(records.list("shop/web/_tags").await.unwrap()), ["v1"]);
+    assert!(records.list("shop/nothing").await.unwrap().is_empty());
+    let everything = names(records.list("").await.unwrap());
+    for name in ["shop/_tags/latest", "shop/web/_tags/v1", "shop/webshop/_tags/v9"] {
+        assert!(everything.iter().any(|n| n == name), "{name} in {everything:?}");
+    }
+
+    assert!(records.delete("shop/web/_tags/v1").await.unwrap());
+    assert!(!records.delete("shop/web/_tags/v1").await.unwrap(), "a second delete finds nothing");
+    assert_eq!(records.get("shop/web/_tags/v1").await.unwrap(), None);
+    for bad in ["../escape", "shop/../../etc/passwd", "/absolute", "shop//web", "shop/.tmp-1"] {
+        assert!(records.put(bad, Bytes::from_static(b"no")).await.is_err(), "{bad}");
+        assert!(records.get(bad).await.is_err(), "{bad}");
+    }
+}
+
 async fn every_check(store: &dyn BlobStore) {
     blobs_round_trip_and_mismatches_store_nothing(store).await;
     concurrent_writers_of_one_digest_both_succeed(store).await;
@@ -89,6 +125,7 @@ async fn every_check(store: &dyn BlobStore) {
 async fn the_filesystem_backend_passes_every_check() {
     let dir = tempfile::tempdir().unwrap();
     every_check(&FsBlobStore::open(dir.path()).await.unwrap()).await;
+    records_round_trip_and_list_by_prefix(&FsRecordStore::new(dir.path().join("records"))).await;
 }
 
 #[tokio::test]
@@ -103,7 +140,9 @@ async fn the_s3_backend_passes_every_check_against_a_real_s3_server() {
     assert!(created.status().is_success(), "creating bucket {bucket}: {}", created.status());
     let staging = tempfile::tempdir().unwrap();
     let url = format!("s3://{bucket}?endpoint={endpoint}&access_key_id=skiff&secret_access_key=skiff-secret");
-    every_check(&S3BlobStore::open(&url, staging.path()).await.unwrap()).await;
+    let store = S3BlobStore::open(&url, staging.path()).await.unwrap();
+    every_check(&store).await;
+    records_round_trip_and_list_by_prefix(&store.records("records")).await;
     let missing = format!("s3://no-such-bucket-{:08x}?endpoint={endpoint}", rand::random::<u32>());
     assert!(S3BlobStore::open(&missing, staging.path()).await.is_err(), "a bucket that is not there fails at start");
     assert_eq!(std::fs::read_dir(staging.path()).unwrap().count(), 0, "nothing staged is left behind");
