@@ -110,6 +110,10 @@ pub struct Settings {
     /// Registry URL for the other components [default: http://<registry-listen>].
     #[arg(long, env = "SKIFF_REGISTRY_URL")]
     pub registry_url: Option<String>,
+    /// Where other registries on the same S3 store reach this one, to pass it requests for
+    /// the uploads it holds [default: http://<registry-listen>].
+    #[arg(long, env = "SKIFF_REGISTRY_PEER_URL")]
+    pub registry_peer_url: Option<String>,
     /// Logger URL for the controller [default: http://<logger-listen>].
     #[arg(long, env = "SKIFF_LOGGER_URL")]
     pub logger_url: Option<String>,
@@ -364,6 +368,7 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
     if let Some(listener) = registry_listener {
         // Repository metadata lives beside the blobs: in the bucket with S3, so that every
         // registry on it sees the same repositories.
+        let shared = settings.store_url.is_some();
         let (store, records): (Arc<dyn skiff_store::BlobStore>, Arc<dyn skiff_store::RecordStore>) =
             match &settings.store_url {
                 Some(url) => {
@@ -378,7 +383,9 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
                     Arc::new(skiff_store::FsRecordStore::new(data_dir.join("registry/repositories"))),
                 ),
             };
-        let config = skiff_registry::Config { service_token: token.clone() };
+        // Registries sharing a bucket pass each other requests for the uploads they hold.
+        let peer_url = shared.then(|| url(&settings.registry_peer_url, addresses.registry, settings.registry_listen));
+        let config = skiff_registry::Config { service_token: token.clone(), peer_url };
         let authorizer = skiff_registry::auth::ControllerAuthorizer::new(&controller_url, &token);
         let registry = skiff_registry::Registry::new(config, store, records, Arc::new(authorizer));
         let shutdown = shutdown.clone();

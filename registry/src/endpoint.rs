@@ -133,7 +133,9 @@ impl Endpoint {
             if tail.is_empty() {
                 return only(method, &[Method::POST], Endpoint::UploadStart { repo });
             }
-            if tail.contains('/') || tail.len() > 64 {
+            // Session ids are the registry's own (hex); anything else names no session, and
+            // never reaches the records where sessions are noted.
+            if tail.len() > 64 || !tail.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
                 return Err(DecodeError::NotFound);
             }
             let id = tail.to_owned();
@@ -185,6 +187,17 @@ impl Endpoint {
             | Endpoint::ManifestDelete { repo, .. }
             | Endpoint::TagsList { repo }
             | Endpoint::Referrers { repo, .. } => Some(repo),
+        }
+    }
+
+    /// The upload session a request continues, if it continues one.
+    pub fn upload_id(&self) -> Option<&str> {
+        match self {
+            Endpoint::UploadPatch { id, .. }
+            | Endpoint::UploadFinish { id, .. }
+            | Endpoint::UploadStatus { id, .. }
+            | Endpoint::UploadCancel { id, .. } => Some(id),
+            _ => None,
         }
     }
 
@@ -257,6 +270,8 @@ mod tests {
             (Method::GET, "/v2/app/manifests/sha256:bad".to_owned(), Err(DecodeError::ReferenceInvalid)),
             (Method::POST, "/v2/app/manifests/v1".to_owned(), Err(DecodeError::MethodNotAllowed)),
             (Method::GET, "/other".to_owned(), Err(DecodeError::NotFound)),
+            (Method::PATCH, "/v2/app/blobs/uploads/..".to_owned(), Err(DecodeError::NotFound)),
+            (Method::PUT, "/v2/app/blobs/uploads/.hidden".to_owned(), Err(DecodeError::NotFound)),
         ];
         for (method, path, expected) in cases {
             assert_eq!(Endpoint::decode(&method, &path), expected, "{method} {path}");

@@ -101,6 +101,8 @@ pub async fn collect(
         report.deleted.push(blob);
     }
     if !dry_run {
+        // Records of upload sessions idle past their limit point at bytes long discarded.
+        meta.forget_uploads_before(now - crate::upload::IDLE_LIMIT).await?;
         // Links to swept blobs would answer "exists" for bytes that are gone.
         let deleted: HashSet<&Digest> = report.deleted.iter().collect();
         for repo in &repositories {

@@ -21,7 +21,7 @@ use crate::endpoint::{DecodeError, Endpoint, Reference, RepoName};
 use crate::error::OciError;
 use crate::meta::Meta;
 use crate::token::{Access, Claims, Signer};
-use crate::upload::Uploads;
+use crate::upload::{SessionBlob, Uploads};
 
 /// The largest manifest accepted (the spec asks for at least 4 MB).
 const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
@@ -42,6 +42,11 @@ const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub struct Config {
     /// The platform's service token: any user name with it as password may do anything.
     pub service_token: String,
+    /// Where the other registries on the same store reach this one. With it, each upload
+    /// session opened here is recorded in the shared records, and a request for one that
+    /// reaches another registry is passed here, where its bytes are staged, so a balancer
+    /// in front of several registries need not keep a client on one.
+    pub peer_url: Option<String>,
 }
 
 /// The registry's state, shared by every request.
@@ -54,6 +59,9 @@ pub struct Registry {
     tokens: Signer,
     /// Held while a garbage collection runs.
     gc: tokio::sync::Mutex<()>,
+    peer_url: Option<String>,
+    /// Passes requests for upload sessions to the registries holding them.
+    peers: reqwest::Client,
 }
 
 /// Who a caller proved to be.
@@ -89,7 +97,27 @@ impl Registry {
             service_token: config.service_token,
             authorizer,
             gc: tokio::sync::Mutex::new(()),
+            peer_url: config.peer_url,
+            peers: reqwest::Client::new(),
         })
+    }
+
+    /// The other registry holding upload session `id`, when this one does not.
+    async fn upload_elsewhere(&self, id: &str) -> Result<Option<String>, OciError> {
+        let Some(own) = &self.peer_url else { return Ok(None) };
+        if self.uploads.holds(id) {
+            return Ok(None);
+        }
+        Ok(self.meta.upload_owner(id).await?.filter(|owner| owner != own))
+    }
+
+    /// Closes an upload session, returning its blob to commit or discard.
+    async fn close_upload(&self, repo: &RepoName, principal: &str, id: &str) -> Result<SessionBlob, OciError> {
+        let blob = self.uploads.close(repo, principal, id).ok_or_else(OciError::upload_unknown)?;
+        if self.peer_url.is_some() {
+            self.meta.forget_upload(id).await?;
+        }
+        Ok(blob)
     }
 
     /// Authenticates a request and finds what it may do in `repo`.
@@ -224,6 +252,13 @@ async fn handle(State(registry): State<Arc<Registry>>, request: Request) -> Resp
     }
     let query: HashMap<String, String> = Query::try_from_uri(request.uri()).map(|Query(q)| q).unwrap_or_default();
     let r = &registry;
+    if let Some(id) = endpoint.upload_id() {
+        match r.upload_elsewhere(id).await {
+            Ok(Some(owner)) => return pass_to_owner(r, &owner, request).await,
+            Ok(None) => {}
+            Err(e) => return e.into_response(),
+        }
+    }
     let result = match endpoint {
         Endpoint::Base => Ok(base()),
         Endpoint::Catalog => catalog(r, &caller, &query).await,
@@ -519,6 +554,9 @@ async fn upload_start(
     let algorithm = digest.as_ref().map_or(algorithm, Digest::algorithm);
     let staged = registry.store.stage(algorithm).await?;
     let id = registry.uploads.open(&repo, &caller.principal, staged);
+    if let Some(own) = &registry.peer_url {
+        registry.meta.record_upload(&id, own).await?;
+    }
     if let Some(digest) = digest {
         // Single-POST upload: the body is the whole blob.
         append_chunk(registry, caller, &repo, &id, request).await?;
@@ -620,7 +658,7 @@ async fn finish(
     id: &str,
     digest: &Digest,
 ) -> Result<Response, OciError> {
-    let blob = registry.uploads.close(repo, &caller.principal, id).ok_or_else(OciError::upload_unknown)?;
+    let blob = registry.close_upload(repo, &caller.principal, id).await?;
     let staged = blob.lock().await.take().ok_or_else(OciError::upload_unknown)?;
     registry.store.commit(staged, digest).await?;
     registry.meta.link_blob(repo, digest).await?;
@@ -637,11 +675,43 @@ async fn upload_status(registry: &Registry, caller: &Caller, repo: &RepoName, id
 }
 
 async fn upload_cancel(registry: &Registry, caller: &Caller, repo: &RepoName, id: &str) -> Result<Response, OciError> {
-    let blob = registry.uploads.close(repo, &caller.principal, id).ok_or_else(OciError::upload_unknown)?;
+    let blob = registry.close_upload(repo, &caller.principal, id).await?;
     if let Some(staged) = blob.lock().await.take() {
         staged.discard().await;
     }
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Request headers that matter to an upload, passed on with it.
+const UPLOAD_HEADERS: [header::HeaderName; 4] =
+    [header::AUTHORIZATION, header::CONTENT_TYPE, header::CONTENT_RANGE, header::CONTENT_LENGTH];
+
+/// Passes a request for an upload session to the registry at `owner` that holds it,
+/// streaming the body both ways. When that registry cannot be reached the session is
+/// unknown: the client starts the upload again.
+async fn pass_to_owner(registry: &Registry, owner: &str, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let target = format!("{owner}{}", parts.uri.path_and_query().map_or("/", |p| p.as_str()));
+    let mut passed = registry.peers.request(parts.method, target);
+    for name in UPLOAD_HEADERS {
+        if let Some(value) = parts.headers.get(&name) {
+            passed = passed.header(name, value);
+        }
+    }
+    let answer = match passed.body(reqwest::Body::wrap_stream(body.into_data_stream())).send().await {
+        Ok(answer) => answer,
+        Err(error) => {
+            tracing::warn!(%error, owner, "registry.upload: the registry holding this upload cannot be reached");
+            return OciError::upload_unknown().into_response();
+        }
+    };
+    let mut response = Response::builder().status(answer.status());
+    for (name, value) in answer.headers() {
+        if !matches!(*name, header::CONNECTION | header::TRANSFER_ENCODING) {
+            response = response.header(name, value);
+        }
+    }
+    response.body(Body::from_stream(answer.bytes_stream())).unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
 }
 
 async fn resolve(registry: &Registry, repo: &RepoName, reference: &Reference) -> Result<Digest, OciError> {

@@ -2,9 +2,10 @@
 //! `<repo>/_manifests/<algorithm>/<hex>` holds a manifest's media type,
 //! `<repo>/_tags/<tag>` the digest a tag points at, `<repo>/_layers/<algorithm>/<hex>`
 //! links a blob into the repository, and `<repo>/_referrers/<subject>/<manifest>` holds
-//! the descriptor of a manifest that refers to `subject`. The manifest bytes live in the
-//! blob store. With the S3 store the records share its bucket, so every registry on it
-//! sees the same repositories.
+//! the descriptor of a manifest that refers to `subject`; `_uploads/<id>` names the registry
+//! holding an upload session's bytes. The manifest bytes live in the blob store. With the
+//! S3 store the records share its bucket, so every registry on it sees the same
+//! repositories and finds where each upload is staged.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -185,6 +186,34 @@ impl Meta {
             }
         }
         Ok(())
+    }
+
+    /// Records that the upload session `id` is held by the registry at `owner`.
+    pub async fn record_upload(&self, id: &str, owner: &str) -> std::io::Result<()> {
+        self.records.put(&format!("_uploads/{id}"), Bytes::copy_from_slice(owner.as_bytes())).await
+    }
+
+    /// The registry holding the upload session `id`, if one recorded it.
+    pub async fn upload_owner(&self, id: &str) -> std::io::Result<Option<String>> {
+        self.text(&format!("_uploads/{id}")).await
+    }
+
+    /// Forgets where the upload session `id` is held.
+    pub async fn forget_upload(&self, id: &str) -> std::io::Result<()> {
+        self.records.delete(&format!("_uploads/{id}")).await.map(drop)
+    }
+
+    /// Forgets upload sessions recorded before `cutoff` (their registries have abandoned
+    /// them, or were stopped); returns how many.
+    pub async fn forget_uploads_before(&self, cutoff: SystemTime) -> std::io::Result<usize> {
+        let mut forgotten = 0;
+        for (id, recorded) in self.records.list("_uploads").await? {
+            if recorded < cutoff {
+                self.forget_upload(&id).await?;
+                forgotten += 1;
+            }
+        }
+        Ok(forgotten)
     }
 
     /// Every repository holding at least one manifest or blob, sorted.

@@ -21,7 +21,7 @@ use crate::endpoint::RepoName;
 pub type SessionBlob = Arc<tokio::sync::Mutex<Option<Staged>>>;
 
 /// How long an upload session may go untouched before it is abandoned.
-const IDLE_LIMIT: Duration = Duration::from_secs(24 * 60 * 60);
+pub(crate) const IDLE_LIMIT: Duration = Duration::from_secs(24 * 60 * 60);
 
 struct Session {
     repo: RepoName,
@@ -78,6 +78,11 @@ impl Uploads {
         let session = open.get_mut(id).filter(|s| &s.repo == repo && s.principal == principal)?;
         session.touched = Instant::now();
         Some(session.blob.clone())
+    }
+
+    /// Whether session `id` is open here.
+    pub fn holds(&self, id: &str) -> bool {
+        self.lock().contains_key(id)
     }
 
     /// Closes a session, returning its blob to commit or discard.

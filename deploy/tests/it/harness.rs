@@ -114,6 +114,7 @@ impl Platform {
             router_tls_key: None,
             controller_url: None,
             registry_url: None,
+            registry_peer_url: None,
             logger_url: None,
             default_stack: "busybox".parse().unwrap(),
             runtime: skiffd::Runtime::Docker,

@@ -36,6 +36,7 @@ pub struct Registry {
     pub base: String,
     _dir: TempDir,
     shutdown: CancellationToken,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     http: reqwest::Client,
 }
 
@@ -43,6 +44,13 @@ impl Drop for Registry {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
+}
+
+/// Where a test registry keeps its data: registries on a shared bucket pass each other
+/// requests for the uploads they hold.
+enum Medium {
+    OwnDisk,
+    SharedBucket,
 }
 
 /// Who a request is from.
@@ -80,30 +88,42 @@ impl Registry {
         let dir = tempfile::tempdir().unwrap();
         let store = skiff_store::FsBlobStore::open(dir.path().join("store")).await.unwrap();
         let records = skiff_store::FsRecordStore::new(dir.path().join("registry/repositories"));
-        Self::start_on(dir, Arc::new(store), Arc::new(records)).await
+        Self::start_on(dir, Arc::new(store), Arc::new(records), Medium::OwnDisk).await
     }
 
     /// A registry on an S3 bucket of the test server (see [`s3_bucket`]); several started
-    /// on one bucket share every blob and repository.
+    /// on one bucket share every blob, repository and upload session.
     pub async fn start_on_s3(bucket: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = skiff_store::S3BlobStore::open(bucket, dir.path().join("staging")).await.unwrap();
         let records = store.records("repositories");
-        Self::start_on(dir, Arc::new(store), Arc::new(records)).await
+        Self::start_on(dir, Arc::new(store), Arc::new(records), Medium::SharedBucket).await
     }
 
     async fn start_on(
         dir: TempDir,
         store: Arc<dyn skiff_store::BlobStore>,
         records: Arc<dyn skiff_store::RecordStore>,
+        medium: Medium,
     ) -> Self {
-        let config = skiff_registry::Config { service_token: SERVICE_TOKEN.into() };
-        let registry = skiff_registry::Registry::new(config, store, records, Arc::new(Users));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        let config = skiff_registry::Config {
+            service_token: SERVICE_TOKEN.into(),
+            peer_url: matches!(medium, Medium::SharedBucket).then(|| base.clone()),
+        };
+        let registry = skiff_registry::Registry::new(config, store, records, Arc::new(Users));
         let shutdown = CancellationToken::new();
-        tokio::spawn(skiff_registry::serve(listener, registry, shutdown.clone()));
-        Self { base, _dir: dir, shutdown, http: reqwest::Client::new() }
+        let server = Some(tokio::spawn(skiff_registry::serve(listener, registry, shutdown.clone())));
+        Self { base, _dir: dir, shutdown, server, http: reqwest::Client::new() }
+    }
+
+    /// Stops the registry and waits until it has closed every connection.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            server.await.expect("the registry's task ends").expect("the registry stops cleanly");
+        }
     }
 
     /// The directory holding the store (`store`) and the registry's data (`registry`).

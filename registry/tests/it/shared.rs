@@ -1,9 +1,10 @@
 //! Several registries on one S3 bucket (behind one address, say): what one is given, every
-//! other serves — blobs, manifests, tags, the catalog, deletions.
+//! other serves — blobs, manifests, tags, the catalog, deletions — and an upload opened on
+//! one is continued through any other.
 
 use reqwest::{Method, StatusCode};
 
-use crate::harness::{As, Registry, assert_error, header, s3_bucket, with_query};
+use crate::harness::{As, Registry, assert_error, header, s3_bucket, sha256, with_query};
 
 #[tokio::test]
 async fn registries_on_one_bucket_serve_each_others_repositories() {
@@ -55,25 +56,86 @@ async fn registries_on_one_bucket_serve_each_others_repositories() {
 }
 
 #[tokio::test]
-async fn an_upload_session_is_continued_on_the_registry_that_opened_it() {
+async fn an_upload_opened_on_one_registry_is_continued_through_another() {
     let bucket = s3_bucket().await;
     let (first, second) = tokio::join!(Registry::start_on_s3(&bucket), Registry::start_on_s3(&bucket));
     let opened = first.send(first.request(As::Service, Method::POST, "/v2/shop/web/blobs/uploads/")).await;
     assert_eq!(opened.status(), StatusCode::ACCEPTED);
     let location = header(&opened, "location");
-    // An upload's bytes are staged on the registry that opened it: another registry does
-    // not know the session (a balancer in front keeps a client on one registry).
-    let elsewhere = second.send(second.request(As::Service, Method::PATCH, &location).body(&b"chunk"[..])).await;
-    assert_error(elsewhere, StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN").await;
-    let digest = crate::harness::sha256(b"chunk");
-    let finished = first
+
+    // The bytes are staged on the first registry; the second passes every request for the
+    // session there, so a balancer in front need not keep a client on one registry.
+    let patched = second
         .send(
-            first
+            second
+                .request(As::Service, Method::PATCH, &location)
+                .header("content-type", "application/octet-stream")
+                .header("content-range", "0-5")
+                .body(&b"first "[..]),
+        )
+        .await;
+    assert_eq!(patched.status(), StatusCode::ACCEPTED);
+    assert_eq!(header(&patched, "range"), "0-5");
+    let status = first.send(first.request(As::Service, Method::GET, &location)).await;
+    assert_eq!(header(&status, "range"), "0-5", "the chunk landed where the session is held");
+    let status = second.send(second.request(As::Service, Method::GET, &location)).await;
+    assert_eq!(status.status(), StatusCode::NO_CONTENT);
+    assert_eq!(header(&status, "range"), "0-5");
+
+    // Out of order through the second registry: the first's 416 comes back.
+    let out_of_order = second
+        .send(second.request(As::Service, Method::PATCH, &location).header("content-range", "9-12").body(&b"late"[..]))
+        .await;
+    assert_eq!(out_of_order.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+
+    // Someone without rights is refused by the second registry before anything is passed.
+    let stranger = second.send(second.request(As::Bob, Method::PATCH, &location).body(&b"x"[..])).await;
+    assert_eq!(stranger.status(), StatusCode::FORBIDDEN);
+
+    let digest = sha256(b"first second");
+    let finished = second
+        .send(
+            second
                 .request(As::Service, Method::PUT, &with_query(&location, &format!("digest={digest}")))
-                .body(&b"chunk"[..]),
+                .body(&b"second"[..]),
         )
         .await;
     assert_eq!(finished.status(), StatusCode::CREATED);
-    let there = second.send(second.request(As::Service, Method::HEAD, &format!("/v2/shop/web/blobs/{digest}"))).await;
-    assert_eq!(there.status(), StatusCode::OK, "once committed, the blob is everyone's");
+    assert_eq!(header(&finished, "docker-content-digest"), digest);
+    for registry in [&first, &second] {
+        let blob =
+            registry.send(registry.request(As::Service, Method::GET, &format!("/v2/shop/web/blobs/{digest}"))).await;
+        assert_eq!(blob.bytes().await.unwrap().as_ref(), b"first second", "once committed, the blob is everyone's");
+    }
+    let closed = second.send(second.request(As::Service, Method::GET, &location)).await;
+    assert_error(closed, StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN").await;
+}
+
+#[tokio::test]
+async fn an_upload_whose_registry_stopped_is_unknown_elsewhere() {
+    let bucket = s3_bucket().await;
+    let (first, second) = tokio::join!(Registry::start_on_s3(&bucket), Registry::start_on_s3(&bucket));
+    let opened = first.send(first.request(As::Service, Method::POST, "/v2/shop/web/blobs/uploads/")).await;
+    let location = header(&opened, "location");
+    let cancelled = second.send(second.request(As::Service, Method::DELETE, &location)).await;
+    assert_eq!(cancelled.status(), StatusCode::NO_CONTENT, "cancelled through the other registry");
+    let gone = first.send(first.request(As::Service, Method::GET, &location)).await;
+    assert_error(gone, StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN").await;
+
+    // A session whose registry went away (its staged bytes with it): the client is told to
+    // start again, and nothing of it is visible.
+    let opened = first.send(first.request(As::Service, Method::POST, "/v2/shop/web/blobs/uploads/")).await;
+    let location = header(&opened, "location");
+    first.stop().await;
+    let digest = sha256(b"orphan");
+    let orphaned = second
+        .send(
+            second
+                .request(As::Service, Method::PUT, &with_query(&location, &format!("digest={digest}")))
+                .body(&b"orphan"[..]),
+        )
+        .await;
+    assert_error(orphaned, StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN").await;
+    let absent = second.send(second.request(As::Service, Method::HEAD, &format!("/v2/shop/web/blobs/{digest}"))).await;
+    assert_eq!(absent.status(), StatusCode::NOT_FOUND);
 }
