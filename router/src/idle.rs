@@ -46,15 +46,22 @@ impl Activity {
     }
 }
 
-/// A connection that records its activity.
+/// A connection that records its activity, and on a client connection shows every byte
+/// read to the request framing [`Screen`](crate::framing::Screen).
 pub struct Watched<I> {
     io: I,
     activity: Arc<Activity>,
+    screen: Option<crate::framing::Screen>,
 }
 
 impl<I> Watched<I> {
     pub fn new(io: I, activity: Arc<Activity>) -> Self {
-        Self { io, activity }
+        Self { io, activity, screen: None }
+    }
+
+    /// Shows every byte read to `screen`.
+    pub fn screened(self, screen: crate::framing::Screen) -> Self {
+        Self { screen: Some(screen), ..self }
     }
 }
 
@@ -64,6 +71,9 @@ impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
         let polled = Pin::new(&mut self.io).poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             self.activity.touch();
+            if let Some(screen) = &mut self.screen {
+                screen.read(&buf.filled()[before..]);
+            }
         }
         polled
     }

@@ -5,6 +5,7 @@
 //! - [`feed`]: keeps the table in step with the controller's route feed.
 //! - [`proxy`]: the request path and the server loop.
 //! - [`idle`]: closing client connections on which nothing moved for a while.
+//! - [`framing`]: refusing request heads that give a body's length two ways.
 //! - [`metrics`]: per-app Prometheus metrics, at `/metrics` on any host that is not an app's.
 //! - [`tls`]: HTTPS certificates chosen by SNI from the table, and the listener's TLS settings.
 //!
@@ -14,6 +15,7 @@
 //! answer back.
 
 pub mod feed;
+pub mod framing;
 pub mod idle;
 pub mod metrics;
 pub mod proxy;

@@ -64,7 +64,7 @@ impl Default for Config {
 /// Concurrent HTTP/2 streams per client connection.
 const MAX_STREAMS: u32 = 200;
 /// The largest request head (request line and headers) taken; larger ones get 431.
-const MAX_HEAD_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// Headers that describe one connection and never cross a proxy (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -253,9 +253,20 @@ async fn serve_connection<I>(
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let verdict = Arc::new(crate::framing::Verdict::default());
+    let screen = crate::framing::Screen::new(verdict.clone());
     let service = service_fn(move |request| {
         let proxy = proxy.clone();
-        async move { Ok::<_, Infallible>(proxy.handle(request, peer, entry).await) }
+        let refused = verdict.refuses_next();
+        async move {
+            if refused {
+                return Ok::<_, Infallible>(page(
+                    StatusCode::BAD_REQUEST,
+                    "a request gives its body's length either by Content-Length or by Transfer-Encoding, not both",
+                ));
+            }
+            Ok(proxy.handle(request, peer, entry).await)
+        }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(timeouts.header_read).max_buf_size(MAX_HEAD_BYTES);
@@ -265,7 +276,7 @@ async fn serve_connection<I>(
         .max_concurrent_streams(MAX_STREAMS)
         .max_header_list_size(MAX_HEAD_BYTES as u32);
     let activity = crate::idle::Activity::new();
-    let io = crate::idle::Watched::new(io, activity.clone());
+    let io = crate::idle::Watched::new(io, activity.clone()).screened(screen);
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(connection);
     tokio::select! {
