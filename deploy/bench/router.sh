@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # Router benchmark: Skiff's router, nginx (upstream keepalive on) and HAProxy side by side
-# in one run, in front of the same upstream (nginx serving a 12-byte file), driven by the
-# same wrk, none of them writing access logs. The proxy under test runs alone on CPU 1 (one
-# worker thread each); wrk and the upstream share CPU 0. Prints, for each: req/s, p50 and
+# in one run, in front of the same upstream, driven by the same wrk, none of them writing
+# access logs, each adding the same headers (X-Forwarded-For, -Proto, -Port and -Host,
+# X-Request-Id, Via). The upstream is `router/examples/tiny_upstream.rs`, which answers a
+# 12-byte page doing as little as it can, so that the proxy, not the upstream, is what
+# limits a run. The proxy under test runs alone on CPU 1 (one worker thread each); wrk and
+# the upstream share CPU 0. Prints, for each: req/s, p50 and
 # p99 latency, CPU time per request, memory while 10,000 idle keep-alive connections are
 # open, the ratio to the upstream served directly; then the failed requests while the
 # route changes every 100 ms (Skiff: its route feed; nginx: a rewritten config and
 # `nginx -s reload`, as Deis and Dokku did; HAProxy: its runtime API).
 #
 #   deploy/bench/router.sh BIN_DIR RUNS
+#
+# BIN_DIR holds skiffd and examples/tiny_upstream (cargo build --release -p skiffd; cargo
+# build --release -p skiff-router --example tiny_upstream; deploy/bench/run.sh builds both).
 set -euo pipefail
 bin=$1
 runs=$2
@@ -25,18 +31,8 @@ idle=$(( files / 2 - 1000 ))
 work=$(mktemp -d)
 skiff_clean_up_on_exit "$work"
 
-mkdir -p "$work"/{upstream,proxy}/{logs,tmp} "$work/upstream/html"
-printf 'hello world\n' >"$work/upstream/html/index.html"
-# nginx's workers run as nobody: the page must be readable to them.
-chmod o+rx "$work" "$work/upstream" "$work/upstream/html"
+mkdir -p "$work"/proxy/{logs,tmp}
 temps() { echo "client_body_temp_path $1/tmp/b; proxy_temp_path $1/tmp/p; fastcgi_temp_path $1/tmp/f; uwsgi_temp_path $1/tmp/u; scgi_temp_path $1/tmp/s;"; }
-cat >"$work/upstream/nginx.conf" <<CONF
-worker_processes 1; pid $work/upstream/nginx.pid; error_log $work/upstream/logs/error.log warn;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000; $(temps "$work/upstream")
-  server { listen 127.0.0.1:18090; root $work/upstream/html; }
-  server { listen 127.0.0.1:18091; root $work/upstream/html; } }
-CONF
 # The proxy's config with its upstream on PORT.
 proxy_conf() {
   cat <<CONF
@@ -45,16 +41,22 @@ events { worker_connections $((idle + 1000)); }
 http { access_log off; keepalive_requests 1000000; keepalive_timeout 600s; $(temps "$work/proxy")
   upstream app { server 127.0.0.1:$1; keepalive 64; }
   server { listen 127.0.0.1:18081; listen 127.0.0.1:18082 http2;
-    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_set_header Host \$host; proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto \$scheme; proxy_set_header X-Forwarded-Port \$server_port;
+      proxy_set_header X-Forwarded-Host \$host; proxy_set_header X-Request-Id \$request_id; proxy_set_header Via "1.1 nginx"; } } }
 CONF
 }
 proxy_conf 18090 >"$work/proxy/nginx.conf"
 printf '%s\n' global "  maxconn $((idle + 500))" '  nbthread 1' "  stats socket $work/haproxy.sock level admin" defaults \
   '  mode http' '  timeout connect 2s' '  timeout client 600s' '  timeout server 30s' '  option http-keep-alive' \
-  frontend\ fe '  bind 127.0.0.1:18083' '  bind 127.0.0.1:18086 proto h2' '  default_backend be' backend\ be '  http-reuse always' \
+  frontend\ fe '  bind 127.0.0.1:18083' '  bind 127.0.0.1:18086 proto h2' '  option forwardfor' \
+  '  http-request set-header X-Forwarded-Proto http' '  http-request set-header X-Forwarded-Port %[dst_port]' \
+  '  http-request set-header X-Forwarded-Host %[req.hdr(host)]' '  unique-id-format %{+X}o%ci%cp%fp%Ts%rt%pid' \
+  '  unique-id-header X-Request-Id' '  http-request add-header Via "1.1 haproxy"' '  default_backend be' backend\ be '  http-reuse always' \
   '  server app 127.0.0.1:18090' >"$work/haproxy.cfg"
 
-taskset -c 0 nginx -c "$work/upstream/nginx.conf" -p "$work/upstream/" -g 'daemon off;' &
+taskset -c 0 "$bin/examples/tiny_upstream" 127.0.0.1:18090 127.0.0.1:18091 &
 skiff_pids+=($!)
 taskset -c 1 nginx -c "$work/proxy/nginx.conf" -p "$work/proxy/" -g 'daemon off;' &
 skiff_pids+=($!)

@@ -20,6 +20,7 @@ skiff_ensure_docker
 skiff_require_cargo
 (cd "$root" && cargo build --release --locked -q -p skiffd -p skiff-cli)
 (cd "$root" && cargo build --release --locked -q -p skiff-logger --example syslog_flood)
+(cd "$root" && cargo build --release --locked -q -p skiff-router --example tiny_upstream)
 
 echo
 echo "| benchmark | median | min | max | runs |"

@@ -7,6 +7,7 @@
 //! - [`idle`]: closing client connections on which nothing moved for a while.
 //! - [`framing`]: refusing request heads that give a body's length two ways.
 //! - [`metrics`]: per-app Prometheus metrics, at `/metrics` on any host that is not an app's.
+//! - [`upstream`]: kept-alive connections to apps' backends.
 //! - [`tls`]: HTTPS certificates chosen by SNI from the table, and the listener's TLS settings.
 //!
 //! The request path: read the head (bounded by a header timeout) → look the host up in
@@ -21,6 +22,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod table;
 pub mod tls;
+pub mod upstream;
 
 pub use proxy::{Config, Listeners, serve};
 pub use table::{Backends, Lookup, Table};

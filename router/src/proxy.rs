@@ -21,12 +21,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::table::{Backends, Lookup, Table};
+use crate::upstream::{Pooled, UpstreamBody, UpstreamError, Upstreams};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type ProxyBody = BoxBody<Bytes, BoxError>;
-/// What the router sends upstream: the client's body, or nothing when a body-less request
-/// is sent again.
-type UpstreamBody = Either<Limited<Incoming>, Empty<Bytes>>;
+/// An app's answer: over a kept-alive HTTP/1.1 connection, or over HTTP/2 for gRPC.
+type AnswerBody = Either<Pooled, Incoming>;
 
 /// Router settings.
 #[derive(Debug, Clone)]
@@ -61,6 +61,8 @@ impl Default for Config {
     }
 }
 
+/// How long a connection to an app may wait for its next request before it is closed.
+const UPSTREAM_IDLE_LIMIT: Duration = Duration::from_secs(30);
 /// Concurrent HTTP/2 streams per client connection.
 const MAX_STREAMS: u32 = 200;
 /// The largest request head (request line and headers) taken; larger ones get 431.
@@ -130,7 +132,7 @@ struct Proxy {
     /// Upgraded connections (tunnels).
     tasks: TaskTracker,
     shutdown: CancellationToken,
-    client: Client<HttpConnector, UpstreamBody>,
+    upstreams: Arc<Upstreams>,
     /// HTTP/2 with prior knowledge, for gRPC (apps serve it as h2c on `$PORT`).
     h2c: Client<HttpConnector, UpstreamBody>,
     metrics: crate::metrics::Metrics,
@@ -143,12 +145,10 @@ pub async fn serve(listeners: Listeners, table: Arc<ArcSwap<Table>>, config: Con
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(config.connect_timeout));
     connector.set_nodelay(true);
-    let client =
-        Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(connector.clone());
-    let h2c = Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .http2_only(true)
-        .build(connector);
+    let h2c =
+        Client::builder(TokioExecutor::new()).pool_idle_timeout(UPSTREAM_IDLE_LIMIT).http2_only(true).build(connector);
+    let upstream_connections = TaskTracker::new();
+    let upstreams = Upstreams::new(config.connect_timeout, upstream_connections.clone());
     let access = match config.access_log {
         Some(logger) => match skiff_client::syslog::Sender::connect(logger, "router").await {
             Ok(access) => Some(access),
@@ -169,12 +169,13 @@ pub async fn serve(listeners: Listeners, table: Arc<ArcSwap<Table>>, config: Con
         trusted_proxies: config.trusted_proxies.clone(),
         tasks: tunnels.clone(),
         shutdown: shutdown.clone(),
-        client,
+        upstreams: upstreams.clone(),
         h2c,
         access,
         metrics: Default::default(),
     });
     let connections = TaskTracker::new();
+    connections.spawn(upstreams.sweep(UPSTREAM_IDLE_LIMIT, shutdown.clone()));
     let https = listeners.https.map(|(listener, tls)| {
         let accepting = accept(listener, Some(tls), proxy.clone(), &config, &connections, shutdown.clone());
         connections.spawn(accepting)
@@ -187,6 +188,9 @@ pub async fn serve(listeners: Listeners, table: Arc<ArcSwap<Table>>, config: Con
     connections.wait().await;
     tunnels.close();
     tunnels.wait().await;
+    // Every request is done: the idle connections to apps close as the pool goes.
+    upstream_connections.close();
+    upstream_connections.wait().await;
 }
 
 /// Accepts connections on one listener until `shutdown`, each served on `connections`.
@@ -497,20 +501,27 @@ impl Proxy {
         let replayable = client_upgrade.is_none() && request.body().is_end_stream();
         let limit = max_body.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
         let mut request = request.map(|body| Either::Left(Limited::new(body, limit)));
+        if !grpc && request.uri().scheme().is_some() {
+            // HTTP/1.1 apps get the origin form (`/path?query`) an HTTP/2 client's
+            // `:scheme` and `:authority` are not part of.
+            *request.uri_mut() = origin_form(request.uri());
+        }
         let mut outstanding;
         let mut candidates = backends.iter().peekable();
         let answer = loop {
             let backend = candidates.next().expect("a route with backends");
             outstanding = backends.track(backend);
-            let Ok(uri) = format!("http://{backend}{path}").parse::<Uri>() else {
-                return page(StatusCode::BAD_REQUEST, "invalid request target");
-            };
-            *request.uri_mut() = uri;
+            if grpc {
+                // The HTTP/2 client picks its connection by the absolute form.
+                let Ok(uri) = format!("http://{backend}{path}").parse::<Uri>() else {
+                    return page(StatusCode::BAD_REQUEST, "invalid request target");
+                };
+                *request.uri_mut() = uri;
+            }
             let (head, body) = request.into_parts();
             let again = (replayable && candidates.peek().is_some())
                 .then(|| Request::from_parts(head.clone(), Either::Right(Empty::new())));
-            let client = if grpc { &self.h2c } else { &self.client };
-            let sent = client.request(Request::from_parts(head, body));
+            let sent = self.exchange(backend, Request::from_parts(head, body), grpc);
             let Ok(sent) = tokio::time::timeout(self.response_timeout, sent).await else {
                 // A backend that does not answer is tried last for a while, like one that
                 // refuses connections.
@@ -540,8 +551,7 @@ impl Proxy {
                 if let Some(client_upgrade) = client_upgrade {
                     self.tunnel(client_upgrade, upstream_upgrade, app.to_owned());
                 }
-                let (parts, body) = response.into_parts();
-                Response::from_parts(parts, body.map_err(|e| Box::new(e) as BoxError).boxed())
+                response.map(BodyExt::boxed)
             }
             Ok(response) => {
                 let (mut parts, body) = response.into_parts();
@@ -551,7 +561,7 @@ impl Proxy {
                     let _ = &outstanding;
                     frame
                 });
-                Response::from_parts(parts, body.map_err(|e| Box::new(e) as BoxError).boxed())
+                Response::from_parts(parts, body.boxed())
             }
             Err((error, _)) if body_over_limit(&error) => too_large(app, max_body.unwrap_or_default()),
             Err((error, _)) if client_body_failed(&error) => {
@@ -563,6 +573,24 @@ impl Proxy {
                 page(StatusCode::BAD_GATEWAY, &format!("app {app} did not answer"))
             }
         }
+    }
+
+    /// Sends a request to `backend`: over HTTP/2 with prior knowledge for gRPC, otherwise
+    /// over a kept-alive HTTP/1.1 connection.
+    async fn exchange(
+        &self,
+        backend: SocketAddr,
+        request: Request<UpstreamBody>,
+        grpc: bool,
+    ) -> Result<Response<AnswerBody>, UpstreamError> {
+        if grpc {
+            return match self.h2c.request(request).await {
+                Ok(response) => Ok(response.map(Either::Right)),
+                Err(error) if error.is_connect() => Err(UpstreamError::connect(error)),
+                Err(error) => Err(UpstreamError::exchange(error)),
+            };
+        }
+        Ok(self.upstreams.send(backend, request).await?.map(Either::Left))
     }
 
     /// Copies bytes both ways between an upgraded client connection and the upgraded
@@ -609,6 +637,14 @@ fn body_over_limit(error: &(dyn std::error::Error + 'static)) -> bool {
 fn client_body_failed(error: &(dyn std::error::Error + 'static)) -> bool {
     std::iter::successors(Some(error), |e| e.source())
         .any(|e| e.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_user))
+}
+
+/// `uri` without its scheme and authority.
+fn origin_form(uri: &Uri) -> Uri {
+    let mut parts = http::uri::Parts::default();
+    parts.path_and_query =
+        Some(uri.path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")));
+    Uri::from_parts(parts).unwrap_or_else(|_| Uri::from_static("/"))
 }
 
 fn strip_hop_by_hop(headers: &mut http::HeaderMap) {

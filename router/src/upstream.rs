@@ -1,0 +1,327 @@
+//! Connections to apps' backends: HTTP/1.1, kept alive and reused per backend address.
+//!
+//! A request takes the connection to its backend that was used last (or opens one within
+//! the connect timeout) and gives it back once the answer's body has been read to its
+//! end; a connection whose answer was cut short, or that was upgraded, is never reused.
+//! A request that a reused connection could not even start (the app closed it while it
+//! sat idle) is sent on a new one: it never reached the app. Connections idle for longer
+//! than the idle limit are closed by [`Upstreams::sweep`].
+//!
+//! This is what hyper-util's pooled client does, minus what the request path paid for
+//! it: a task spawned per request to hand the connection back, and a pool keyed by
+//! hashed scheme and authority strings.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{Either, Empty, Limited};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What the router sends upstream: the client's body, or nothing when a body-less request
+/// is sent again.
+pub type UpstreamBody = Either<Limited<Incoming>, Empty<Bytes>>;
+
+/// A connection waiting for its next request.
+struct Idle {
+    sender: SendRequest<UpstreamBody>,
+    since: Instant,
+}
+
+/// Kept-alive HTTP/1.1 connections to backends.
+pub struct Upstreams {
+    idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
+    connect_timeout: Duration,
+    /// Each connection's task, which reads and writes its socket.
+    connections: TaskTracker,
+}
+
+/// Why a request got no answer from a backend.
+#[derive(Debug)]
+pub struct UpstreamError {
+    /// Whether no connection could be made (the request never left the router).
+    connect: bool,
+    source: BoxError,
+}
+
+impl UpstreamError {
+    pub fn connect(source: impl Into<BoxError>) -> Self {
+        Self { connect: true, source: source.into() }
+    }
+
+    pub fn exchange(source: impl Into<BoxError>) -> Self {
+        Self { connect: false, source: source.into() }
+    }
+
+    /// Whether no connection could be made: the request may go to another backend.
+    pub fn is_connect(&self) -> bool {
+        self.connect
+    }
+}
+
+impl std::fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let stage = if self.connect { "connecting to the app" } else { "exchanging with the app" };
+        write!(f, "{stage}: {}", self.source)
+    }
+}
+
+impl std::error::Error for UpstreamError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
+}
+
+impl Upstreams {
+    pub fn new(connect_timeout: Duration, connections: TaskTracker) -> Arc<Self> {
+        Arc::new(Self { idle: Mutex::default(), connect_timeout, connections })
+    }
+
+    /// Sends `request` (whose URI is in origin form, with a `Host` header) to `backend`.
+    ///
+    /// # Errors
+    ///
+    /// [`UpstreamError::is_connect`] when no connection could be made; otherwise the
+    /// exchange failed (the app broke off, or the client's body did).
+    pub async fn send(
+        self: &Arc<Self>,
+        backend: SocketAddr,
+        mut request: Request<UpstreamBody>,
+    ) -> Result<Response<Pooled>, UpstreamError> {
+        // Bounded: each pass that goes round again used up an idle connection; a new
+        // connection always ends the loop.
+        loop {
+            let (mut sender, reused) = match self.take_idle(backend) {
+                Some(sender) => (sender, true),
+                None => (self.connect(backend).await?, false),
+            };
+            if reused && sender.ready().await.is_err() {
+                continue;
+            }
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    let reusable = response.status() != http::StatusCode::SWITCHING_PROTOCOLS;
+                    let home = reusable.then(|| (self.clone(), backend, sender));
+                    return Ok(response.map(|body| Pooled { body, home, ended: false }));
+                }
+                Err(mut error) => match error.take_message() {
+                    Some(unsent) if reused => request = unsent,
+                    _ => return Err(UpstreamError::exchange(error.into_error())),
+                },
+            }
+        }
+    }
+
+    /// The connection to `backend` used last, if one is open and idle.
+    fn take_idle(&self, backend: SocketAddr) -> Option<SendRequest<UpstreamBody>> {
+        let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let waiting = idle.get_mut(&backend)?;
+        while let Some(Idle { sender, .. }) = waiting.pop() {
+            if !sender.is_closed() {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    async fn connect(&self, backend: SocketAddr) -> Result<SendRequest<UpstreamBody>, UpstreamError> {
+        let stream = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(backend)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => return Err(UpstreamError::connect(error)),
+            Err(_) => {
+                let waited = self.connect_timeout.as_secs_f32();
+                return Err(UpstreamError::connect(format!("no connection within {waited} s")));
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = hyper::client::conn::http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(UpstreamError::connect)?;
+        self.connections.spawn(async move {
+            if let Err(error) = connection.with_upgrades().await {
+                tracing::debug!(%error, %backend, "router.upstream.connection");
+            }
+        });
+        Ok(sender)
+    }
+
+    fn give_back(&self, backend: SocketAddr, sender: SendRequest<UpstreamBody>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        idle.entry(backend).or_default().push(Idle { sender, since: Instant::now() });
+    }
+
+    /// Closes connections idle for longer than `limit` (and forgets closed ones), every
+    /// half `limit`, until `shutdown`.
+    pub async fn sweep(self: Arc<Self>, limit: Duration, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(limit / 2) => {}
+                () = shutdown.cancelled() => return,
+            }
+            let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            for waiting in idle.values_mut() {
+                waiting.retain(|i| i.since.elapsed() < limit && !i.sender.is_closed());
+            }
+            idle.retain(|_, waiting| !waiting.is_empty());
+        }
+    }
+}
+
+/// An answer's body; its connection goes back to the pool once it has been read to the end.
+pub struct Pooled {
+    body: Incoming,
+    home: Option<(Arc<Upstreams>, SocketAddr, SendRequest<UpstreamBody>)>,
+    ended: bool,
+}
+
+impl Body for Pooled {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if let Poll::Ready(None) = polled {
+            self.ended = true;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        if (self.ended || self.body.is_end_stream())
+            && let Some((upstreams, backend, sender)) = self.home.take()
+        {
+            upstreams.give_back(backend, sender);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+    use tokio::sync::mpsc;
+
+    use super::*;
+
+    /// An app that answers every request on a connection with `answer`; counts the
+    /// connections it accepted, and says when one is closed by the router.
+    async fn app(answer: &'static [u8]) -> (SocketAddr, Arc<AtomicUsize>, mpsc::UnboundedReceiver<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let (closed, closes) = mpsc::unbounded_channel();
+        let counted = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let closed = closed.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buffer = [0u8; 1024];
+                    loop {
+                        match stream.read(&mut buffer).await {
+                            Ok(0) | Err(_) => {
+                                let _ = closed.send(());
+                                return;
+                            }
+                            Ok(n) => head.extend_from_slice(&buffer[..n]),
+                        }
+                        if head.windows(4).any(|w| w == b"\r\n\r\n") {
+                            head.clear();
+                            if stream.write_all(answer).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (address, accepted, closes)
+    }
+
+    fn get() -> Request<UpstreamBody> {
+        Request::builder().uri("/").header("host", "app").body(Either::Right(Empty::new())).unwrap()
+    }
+
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+    #[tokio::test]
+    async fn a_connection_is_reused_once_its_answer_was_read_to_the_end() {
+        let (backend, accepted, _) = app(OK).await;
+        let upstreams = Upstreams::new(Duration::from_secs(5), TaskTracker::new());
+        for _ in 0..5 {
+            let response = upstreams.send(backend, get()).await.unwrap();
+            assert_eq!(response.into_body().collect().await.unwrap().to_bytes(), "ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_whose_answer_was_cut_short_or_that_the_app_closes_is_not_reused() {
+        // The router stops reading an answer midway (its client went away).
+        let (backend, accepted, _) = app(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npart").await;
+        let upstreams = Upstreams::new(Duration::from_secs(5), TaskTracker::new());
+        for _ in 0..2 {
+            let response = upstreams.send(backend, get()).await.unwrap();
+            drop(response);
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+
+        // The app says it closes the connection after its answer.
+        let (backend, accepted, _) = app(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok").await;
+        for _ in 0..2 {
+            let response = upstreams.send(backend, get()).await.unwrap();
+            assert_eq!(response.into_body().collect().await.unwrap().to_bytes(), "ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn idle_connections_are_closed_after_the_limit() {
+        let (backend, _, mut closes) = app(OK).await;
+        let upstreams = Upstreams::new(Duration::from_secs(5), TaskTracker::new());
+        let response = upstreams.send(backend, get()).await.unwrap();
+        response.into_body().collect().await.unwrap();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(upstreams.clone().sweep(Duration::from_millis(100), shutdown.clone()));
+        tokio::time::timeout(Duration::from_secs(5), closes.recv()).await.expect("the idle connection is closed");
+        shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_backend_that_refuses_is_a_connect_error() {
+        let refusing = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+        let upstreams = Upstreams::new(Duration::from_secs(5), TaskTracker::new());
+        let Err(error) = upstreams.send(refusing, get()).await else { panic!("a refused connection answered") };
+        assert!(error.is_connect(), "{error}");
+    }
+}
