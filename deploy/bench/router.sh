@@ -4,9 +4,9 @@
 # access logs, each adding the same headers (X-Forwarded-For, -Proto, -Port and -Host,
 # X-Request-Id, Via). The upstream is `router/examples/tiny_upstream.rs`, which answers a
 # 12-byte page doing as little as it can, so that the proxy, not the upstream, is what
-# limits a run. The proxy under test runs alone on CPU 1 (one worker thread each); wrk and
-# the upstream share CPU 0. Prints, for each: req/s, p50 and
-# p99 latency, CPU time per request, memory while 10,000 idle keep-alive connections are
+# limits a run. The proxy under test runs alone on CPU 1 (one worker thread each: Skiff with
+# SKIFF_ROUTER_THREADS=1); wrk and the upstream share CPU 0. Prints, for each: req/s, p50
+# and p99 latency, CPU time per request, memory while 10,000 idle keep-alive connections are
 # open, the ratio to the upstream served directly; then the failed requests while the
 # route changes every 100 ms (Skiff: its route feed; nginx: a rewritten config and
 # `nginx -s reload`, as Deis and Dokku did; HAProxy: its runtime API).
@@ -67,7 +67,7 @@ haproxy_pid=$!
 router() {
   local listen=$1 tls=$2 data=$3; shift 3
   env SKIFF_DATA_DIR="$work/$data" SKIFF_ROUTER_LISTEN="127.0.0.1:$listen" SKIFF_ROUTER_TLS_LISTEN="127.0.0.1:$tls" \
-    SKIFF_ROUTER_IDLE_TIMEOUT=600 TOKIO_WORKER_THREADS=1 SKIFF_LOG=warn SKIFF_ROUTER_ACCESS_LOG=false "$@" \
+    SKIFF_ROUTER_IDLE_TIMEOUT=600 SKIFF_ROUTER_THREADS=1 TOKIO_WORKER_THREADS=1 SKIFF_LOG=warn SKIFF_ROUTER_ACCESS_LOG=false "$@" \
     taskset -c 1 "$bin/skiffd" router >"$work/$data.log" 2>&1 &
   skiff_pids+=($!)
 }

@@ -132,6 +132,10 @@ pub struct Settings {
     /// or blocks separated by commas or spaces, e.g. `10.0.0.0/8`) [default: none].
     #[arg(long, env = "SKIFF_ROUTER_TRUSTED_PROXIES", default_value = "")]
     pub router_trusted_proxies: String,
+    /// Router worker threads, each serving client connections with its own event loop
+    /// [default: 0, one per CPU].
+    #[arg(long, env = "SKIFF_ROUTER_THREADS", default_value_t = 0)]
+    pub router_threads: usize,
     /// Send an access line per request into the app's log stream.
     #[arg(long, env = "SKIFF_ROUTER_ACCESS_LOG", default_value_t = true, action = clap::ArgAction::Set)]
     pub router_access_log: bool,
@@ -536,12 +540,18 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
             trusted_proxies,
             response_timeout: Duration::from_secs(settings.router_response_timeout.max(1)),
             idle_timeout: Duration::from_secs(settings.router_idle_timeout.max(1)),
+            threads: settings.router_threads,
             ..Default::default()
         };
         let default = router_default_certificate(settings, ca.take())?;
         let tls = skiff_router::tls::server_config(table.clone(), default).map_err(|e| anyhow::anyhow!(e))?;
         let listeners = skiff_router::Listeners { http, https: Some((https, tls)) };
-        tasks.spawn(skiff_router::serve(listeners, table, config, shutdown.clone()));
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(error) = skiff_router::serve(listeners, table, config, shutdown).await {
+                tracing::error!(%error, "router: stopped");
+            }
+        });
     }
 
     if let Some(listener) = builder_listener {

@@ -46,6 +46,9 @@ pub struct Config {
     /// Proxies in front of the router (a load balancer, a TLS terminator) whose
     /// `X-Forwarded-*` headers are believed; everyone else's are replaced.
     pub trusted_proxies: Vec<skiff_api::Cidr>,
+    /// Worker threads serving client connections, each with its own event loop; 0 for
+    /// one per CPU.
+    pub threads: usize,
 }
 
 impl Default for Config {
@@ -57,6 +60,7 @@ impl Default for Config {
             response_timeout: Duration::from_secs(30),
             access_log: None,
             trusted_proxies: Vec::new(),
+            threads: 0,
         }
     }
 }
@@ -135,23 +139,42 @@ struct Proxy {
     upstreams: Arc<Upstreams>,
     /// HTTP/2 with prior knowledge, for gRPC (apps serve it as h2c on `$PORT`).
     h2c: Client<HttpConnector, UpstreamBody>,
-    metrics: crate::metrics::Metrics,
+    metrics: Arc<crate::metrics::Metrics>,
     /// Access lines into each app's log stream.
-    access: Option<skiff_client::syslog::Sender>,
+    access: Option<Arc<skiff_client::syslog::Sender>>,
+}
+
+/// What every worker thread shares.
+struct Shared {
+    table: Arc<ArcSwap<Table>>,
+    config: Config,
+    https_port: Option<u16>,
+    metrics: Arc<crate::metrics::Metrics>,
+    access: Option<Arc<skiff_client::syslog::Sender>>,
+    shutdown: CancellationToken,
 }
 
 /// Serves until `shutdown`; open connections finish their current request, then close.
-pub async fn serve(listeners: Listeners, table: Arc<ArcSwap<Table>>, config: Config, shutdown: CancellationToken) {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(config.connect_timeout));
-    connector.set_nodelay(true);
-    let h2c =
-        Client::builder(TokioExecutor::new()).pool_idle_timeout(UPSTREAM_IDLE_LIMIT).http2_only(true).build(connector);
-    let upstream_connections = TaskTracker::new();
-    let upstreams = Upstreams::new(config.connect_timeout, upstream_connections.clone());
+///
+/// Client connections are served by `config.threads` worker threads, each with an event
+/// loop of its own (a single-threaded tokio runtime, as nginx runs one per worker
+/// process), all accepting on the same sockets: a connection, its requests and its
+/// connections to apps stay on the thread that accepted it, so the request path never
+/// hands work from one thread to another. The route table, the metrics and the access
+/// log are shared.
+///
+/// # Errors
+///
+/// When the listeners cannot be shared with the worker threads, or no thread starts.
+pub async fn serve(
+    listeners: Listeners,
+    table: Arc<ArcSwap<Table>>,
+    config: Config,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     let access = match config.access_log {
         Some(logger) => match skiff_client::syslog::Sender::connect(logger, "router").await {
-            Ok(access) => Some(access),
+            Ok(access) => Some(Arc::new(access)),
             Err(error) => {
                 tracing::warn!(%error, "router.access_log: cannot reach the logger; no access lines");
                 None
@@ -160,10 +183,71 @@ pub async fn serve(listeners: Listeners, table: Arc<ArcSwap<Table>>, config: Con
         None => None,
     };
     let https_port = listeners.https.as_ref().and_then(|(l, _)| l.local_addr().ok()).map(|a| a.port());
+    let http = listeners.http.into_std()?;
+    let https = listeners.https.map(|(listener, tls)| listener.into_std().map(|l| (l, tls))).transpose()?;
+    let threads = match config.threads {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        threads => threads,
+    };
+    let shared = Arc::new(Shared { table, config, https_port, metrics: Arc::default(), access, shutdown });
+    let mut workers = Vec::new();
+    for index in 0..threads {
+        let http = http.try_clone()?;
+        let https = https.as_ref().map(|(listener, tls)| listener.try_clone().map(|l| (l, tls.clone()))).transpose()?;
+        let shared = shared.clone();
+        let (finished, done) = tokio::sync::oneshot::channel::<()>();
+        let started = std::thread::Builder::new().name(format!("skiff-router-{index}")).spawn(move || {
+            match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => runtime.block_on(work(http, https, &shared)),
+                Err(error) => tracing::error!(%error, "router: cannot start an event loop"),
+            }
+            drop(finished);
+        });
+        match started {
+            Ok(_) => workers.push(done),
+            Err(error) => tracing::error!(%error, "router: cannot start a worker thread"),
+        }
+    }
+    if workers.is_empty() {
+        return Err(std::io::Error::other("no router worker thread could start"));
+    }
+    for done in workers {
+        let _ = done.await;
+    }
+    Ok(())
+}
+
+/// One worker thread's share of the work: accepts on the listeners until `shutdown`, with
+/// its own connections to apps.
+async fn work(
+    http: std::net::TcpListener,
+    https: Option<(std::net::TcpListener, Arc<rustls::ServerConfig>)>,
+    shared: &Shared,
+) {
+    let config = &shared.config;
+    let shutdown = shared.shutdown.clone();
+    let http = match TcpListener::from_std(http) {
+        Ok(listener) => listener,
+        Err(error) => return tracing::error!(%error, "router: cannot listen"),
+    };
+    let https = https.and_then(|(listener, tls)| match TcpListener::from_std(listener) {
+        Ok(listener) => Some((listener, tls)),
+        Err(error) => {
+            tracing::error!(%error, "router: cannot listen for HTTPS");
+            None
+        }
+    });
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(config.connect_timeout));
+    connector.set_nodelay(true);
+    let h2c =
+        Client::builder(TokioExecutor::new()).pool_idle_timeout(UPSTREAM_IDLE_LIMIT).http2_only(true).build(connector);
+    let upstream_connections = TaskTracker::new();
+    let upstreams = Upstreams::new(config.connect_timeout, upstream_connections.clone());
     let tunnels = TaskTracker::new();
     let proxy = Arc::new(Proxy {
-        table,
-        https_port,
+        table: shared.table.clone(),
+        https_port: shared.https_port,
         response_timeout: config.response_timeout,
         idle_timeout: config.idle_timeout,
         trusted_proxies: config.trusted_proxies.clone(),
@@ -171,16 +255,16 @@ pub async fn serve(listeners: Listeners, table: Arc<ArcSwap<Table>>, config: Con
         shutdown: shutdown.clone(),
         upstreams: upstreams.clone(),
         h2c,
-        access,
-        metrics: Default::default(),
+        access: shared.access.clone(),
+        metrics: shared.metrics.clone(),
     });
     let connections = TaskTracker::new();
     connections.spawn(upstreams.sweep(UPSTREAM_IDLE_LIMIT, shutdown.clone()));
-    let https = listeners.https.map(|(listener, tls)| {
-        let accepting = accept(listener, Some(tls), proxy.clone(), &config, &connections, shutdown.clone());
+    let https = https.map(|(listener, tls)| {
+        let accepting = accept(listener, Some(tls), proxy.clone(), config, &connections, shutdown.clone());
         connections.spawn(accepting)
     });
-    accept(listeners.http, None, proxy, &config, &connections, shutdown).await;
+    accept(http, None, proxy, config, &connections, shutdown).await;
     if let Some(https) = https {
         let _ = https.await;
     }

@@ -136,6 +136,7 @@ impl Platform {
             release_retention: 1,
             router_routes: None,
             router_access_log: true,
+            router_threads: 0,
             router_trusted_proxies: String::new(),
             router_response_timeout: 30,
             router_idle_timeout: 60,
