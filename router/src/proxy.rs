@@ -65,8 +65,10 @@ impl Default for Config {
     }
 }
 
-/// How long a connection to an app may wait for its next request before it is closed.
-const UPSTREAM_IDLE_LIMIT: Duration = Duration::from_secs(30);
+/// How long a connection to an app may wait for its next request before it is closed:
+/// less than app servers' own keep-alive timeouts (gunicorn's 2 s, Node's and uvicorn's
+/// 5 s), so that the router does not send a request on a connection as the app closes it.
+const UPSTREAM_IDLE_LIMIT: Duration = Duration::from_secs(1);
 /// Concurrent HTTP/2 streams per client connection.
 const MAX_STREAMS: u32 = 200;
 /// The largest request head (request line and headers) taken; larger ones get 431.
@@ -243,7 +245,7 @@ async fn work(
     let h2c =
         Client::builder(TokioExecutor::new()).pool_idle_timeout(UPSTREAM_IDLE_LIMIT).http2_only(true).build(connector);
     let upstream_connections = TaskTracker::new();
-    let upstreams = Upstreams::new(config.connect_timeout, upstream_connections.clone());
+    let upstreams = Upstreams::new(config.connect_timeout, UPSTREAM_IDLE_LIMIT, upstream_connections.clone());
     let tunnels = TaskTracker::new();
     let proxy = Arc::new(Proxy {
         table: shared.table.clone(),
@@ -259,7 +261,7 @@ async fn work(
         metrics: shared.metrics.clone(),
     });
     let connections = TaskTracker::new();
-    connections.spawn(upstreams.sweep(UPSTREAM_IDLE_LIMIT, shutdown.clone()));
+    connections.spawn(upstreams.sweep(shutdown.clone()));
     let https = https.map(|(listener, tls)| {
         let accepting = accept(listener, Some(tls), proxy.clone(), config, &connections, shutdown.clone());
         connections.spawn(accepting)

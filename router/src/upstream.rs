@@ -4,8 +4,10 @@
 //! the connect timeout) and gives it back once the answer's body has been read to its
 //! end; a connection whose answer was cut short, or that was upgraded, is never reused.
 //! A request that a reused connection could not even start (the app closed it while it
-//! sat idle) is sent on a new one: it never reached the app. Connections idle for longer
-//! than the idle limit are closed by [`Upstreams::sweep`].
+//! sat idle) is sent on a new one: it never reached the app. A connection idle for longer
+//! than the idle limit is not used again, and [`Upstreams::sweep`] closes it: with a limit
+//! shorter than app servers' own keep-alive timeouts, the router never sends a request on
+//! a connection the app is closing at that moment (which would fail the request).
 //!
 //! This is what hyper-util's pooled client does, minus what the request path paid for
 //! it: a task spawned per request to hand the connection back, and a pool keyed by
@@ -44,6 +46,8 @@ struct Idle {
 pub struct Upstreams {
     idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
     connect_timeout: Duration,
+    /// How long a connection may wait for its next request.
+    idle_limit: Duration,
     /// Each connection's task, which reads and writes its socket.
     connections: TaskTracker,
 }
@@ -85,8 +89,8 @@ impl std::error::Error for UpstreamError {
 }
 
 impl Upstreams {
-    pub fn new(connect_timeout: Duration, connections: TaskTracker) -> Arc<Self> {
-        Arc::new(Self { idle: Mutex::default(), connect_timeout, connections })
+    pub fn new(connect_timeout: Duration, idle_limit: Duration, connections: TaskTracker) -> Arc<Self> {
+        Arc::new(Self { idle: Mutex::default(), connect_timeout, idle_limit, connections })
     }
 
     /// Sends `request` (whose URI is in origin form, with a `Host` header) to `backend`.
@@ -124,12 +128,12 @@ impl Upstreams {
         }
     }
 
-    /// The connection to `backend` used last, if one is open and idle.
+    /// The connection to `backend` used last, if one is open and idle within the limit.
     fn take_idle(&self, backend: SocketAddr) -> Option<SendRequest<UpstreamBody>> {
         let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let waiting = idle.get_mut(&backend)?;
-        while let Some(Idle { sender, .. }) = waiting.pop() {
-            if !sender.is_closed() {
+        while let Some(Idle { sender, since }) = waiting.pop() {
+            if !sender.is_closed() && since.elapsed() < self.idle_limit {
                 return Some(sender);
             }
         }
@@ -166,9 +170,10 @@ impl Upstreams {
         idle.entry(backend).or_default().push(Idle { sender, since: Instant::now() });
     }
 
-    /// Closes connections idle for longer than `limit` (and forgets closed ones), every
-    /// half `limit`, until `shutdown`.
-    pub async fn sweep(self: Arc<Self>, limit: Duration, shutdown: CancellationToken) {
+    /// Closes connections idle for longer than the limit (and forgets closed ones), every
+    /// half limit, until `shutdown`.
+    pub async fn sweep(self: Arc<Self>, shutdown: CancellationToken) {
+        let limit = self.idle_limit;
         loop {
             tokio::select! {
                 () = tokio::time::sleep(limit / 2) => {}
@@ -277,7 +282,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_is_reused_once_its_answer_was_read_to_the_end() {
         let (backend, accepted, _) = app(OK).await;
-        let upstreams = Upstreams::new(Duration::from_secs(5), TaskTracker::new());
+        let upstreams = Upstreams::new(Duration::from_secs(5), Duration::from_secs(5), TaskTracker::new());
         for _ in 0..5 {
             let response = upstreams.send(backend, get()).await.unwrap();
             assert_eq!(response.into_body().collect().await.unwrap().to_bytes(), "ok");
@@ -289,7 +294,7 @@ mod tests {
     async fn a_connection_whose_answer_was_cut_short_or_that_the_app_closes_is_not_reused() {
         // The router stops reading an answer midway (its client went away).
         let (backend, accepted, _) = app(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npart").await;
-        let upstreams = Upstreams::new(Duration::from_secs(5), TaskTracker::new());
+        let upstreams = Upstreams::new(Duration::from_secs(5), Duration::from_secs(5), TaskTracker::new());
         for _ in 0..2 {
             let response = upstreams.send(backend, get()).await.unwrap();
             drop(response);
@@ -306,21 +311,28 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn idle_connections_are_closed_after_the_limit() {
-        let (backend, _, mut closes) = app(OK).await;
-        let upstreams = Upstreams::new(Duration::from_secs(5), TaskTracker::new());
-        let response = upstreams.send(backend, get()).await.unwrap();
-        response.into_body().collect().await.unwrap();
+    async fn connections_idle_past_the_limit_are_neither_reused_nor_kept() {
+        let (backend, accepted, mut closes) = app(OK).await;
+        let limit = Duration::from_millis(100);
+        let upstreams = Upstreams::new(Duration::from_secs(5), limit, TaskTracker::new());
+        for _ in 0..2 {
+            let response = upstreams.send(backend, get()).await.unwrap();
+            response.into_body().collect().await.unwrap();
+            // The time under test passes: the connection outlives its limit.
+            tokio::time::sleep(limit * 2).await;
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 2, "the first connection was too old to reuse");
+        tokio::time::timeout(Duration::from_secs(5), closes.recv()).await.expect("the first connection is closed");
         let shutdown = CancellationToken::new();
-        tokio::spawn(upstreams.clone().sweep(Duration::from_millis(100), shutdown.clone()));
-        tokio::time::timeout(Duration::from_secs(5), closes.recv()).await.expect("the idle connection is closed");
+        tokio::spawn(upstreams.clone().sweep(shutdown.clone()));
+        tokio::time::timeout(Duration::from_secs(5), closes.recv()).await.expect("the sweep closes the second");
         shutdown.cancel();
     }
 
     #[tokio::test]
     async fn a_backend_that_refuses_is_a_connect_error() {
         let refusing = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
-        let upstreams = Upstreams::new(Duration::from_secs(5), TaskTracker::new());
+        let upstreams = Upstreams::new(Duration::from_secs(5), Duration::from_secs(5), TaskTracker::new());
         let Err(error) = upstreams.send(refusing, get()).await else { panic!("a refused connection answered") };
         assert!(error.is_connect(), "{error}");
     }
