@@ -95,16 +95,33 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Where a request goes.
 struct Target<'a> {
-    host: &'a str,
+    host: &'a HeaderValue,
     /// The request's path and query.
     path: &'a str,
     backends: Backends,
-    peer: SocketAddr,
-    entry: Entry,
+    origin: &'a Origin,
     app: &'a str,
     /// The largest request body the app takes, in bytes.
     max_body: Option<u64>,
-    request_id: &'a str,
+    request_id: &'a HeaderValue,
+}
+
+/// Where a client connection comes from, with the forwarded headers that say so, made
+/// once per connection rather than per request.
+struct Origin {
+    peer: SocketAddr,
+    entry: Entry,
+    /// The peer's address, as `X-Forwarded-For` gives it.
+    address: HeaderValue,
+    /// The listener's port, as `X-Forwarded-Port` gives it.
+    port: HeaderValue,
+}
+
+impl Origin {
+    fn new(peer: SocketAddr, entry: Entry) -> Self {
+        let address = HeaderValue::from_str(&peer.ip().to_string()).expect("addresses are ascii");
+        Self { peer, entry, address, port: HeaderValue::from(entry.port) }
+    }
 }
 
 /// The router's sockets: plain HTTP, and HTTPS with its TLS settings.
@@ -345,8 +362,10 @@ async fn serve_connection<I>(
 {
     let verdict = Arc::new(crate::framing::Verdict::default());
     let screen = crate::framing::Screen::new(verdict.clone());
+    let origin = Arc::new(Origin::new(peer, entry));
     let service = service_fn(move |request| {
         let proxy = proxy.clone();
+        let origin = origin.clone();
         let refused = verdict.refuses_next();
         async move {
             if refused {
@@ -355,7 +374,7 @@ async fn serve_connection<I>(
                     "a request gives its body's length either by Content-Length or by Transfer-Encoding, not both",
                 ));
             }
-            Ok(proxy.handle(request, peer, entry).await)
+            Ok(proxy.handle(request, &origin).await)
         }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -384,6 +403,14 @@ async fn serve_connection<I>(
             let _ = connection.await;
         }
     }
+}
+
+/// A new request id: 128 random bits in hex.
+fn new_request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bits = rand::random::<u128>();
+    let digits: [u8; 32] = std::array::from_fn(|index| HEX[((bits >> (124 - 4 * index)) & 0xf) as usize]);
+    HeaderValue::from_bytes(&digits).expect("hex digits are a header value")
 }
 
 fn page(status: StatusCode, text: &str) -> Response<ProxyBody> {
@@ -415,31 +442,33 @@ impl Proxy {
         forwarded.iter().rev().copied().find(|a| !self.trusts(*a)).or(forwarded.first().copied()).unwrap_or(peer)
     }
 
-    async fn handle(&self, request: Request<Incoming>, peer: SocketAddr, entry: Entry) -> Response<ProxyBody> {
+    async fn handle(&self, request: Request<Incoming>, origin: &Origin) -> Response<ProxyBody> {
         let started = std::time::Instant::now();
-        let client = self.client_address(request.headers(), peer.ip());
-        let host = request
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| request.uri().authority().map(|a| a.as_str()))
-            .unwrap_or("")
-            .to_owned();
+        let entry = origin.entry;
+        let client = self.client_address(request.headers(), origin.peer.ip());
+        // Header values share the request's bytes: kept without copying them.
+        let host_value = request.headers().get(header::HOST).cloned().unwrap_or_else(|| {
+            let authority = request.uri().authority().map_or("", |a| a.as_str());
+            HeaderValue::from_str(authority).unwrap_or(HeaderValue::from_static(""))
+        });
+        let host = host_value.to_str().unwrap_or("");
         let method = request.method().clone();
         let request_id = request
             .headers()
             .get(X_REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .filter(|id| !id.is_empty() && id.len() <= 200)
-            .map_or_else(|| format!("{:032x}", rand::random::<u128>()), str::to_owned);
-        let path = request.uri().path_and_query().map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
+            .filter(|id| !id.is_empty() && id.len() <= 200 && id.to_str().is_ok())
+            .cloned()
+            .unwrap_or_else(new_request_id);
+        let request_id_text = request_id.to_str().unwrap_or("");
+        let path_and_query = request.uri().path_and_query().cloned();
+        let path = path_and_query.as_ref().map_or("/", |p| p.as_str());
         let table = self.table.load();
-        let (lookup, policy) = table.lookup_with_policy(&host);
+        let (lookup, policy) = table.lookup_with_policy(host);
         let tls = policy.map_or_else(Default::default, |p| p.tls);
         let (app, mut response) = match lookup {
             // The router's own endpoints answer on any host that is not an app's.
             Lookup::UnknownHost => {
-                return match path.as_str() {
+                return match path {
                     "/metrics" => {
                         let mut response = page(StatusCode::OK, self.metrics.render().trim_end());
                         response.headers_mut().insert(
@@ -456,7 +485,7 @@ impl Proxy {
                 if tls.force_https && !entry.https && self.https_port.is_some() =>
             {
                 let port = self.https_port.filter(|p| *p != 443).map_or_else(String::new, |p| format!(":{p}"));
-                let name = host.rsplit_once(':').map_or(host.as_str(), |(name, _)| name);
+                let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
                 let location = format!("https://{name}{port}{path}");
                 let mut response =
                     page(StatusCode::PERMANENT_REDIRECT, &format!("{app} is served over HTTPS: {location}"));
@@ -483,11 +512,10 @@ impl Proxy {
             }
             Lookup::Backend(app, backends) => {
                 let target = Target {
-                    host: &host,
-                    path: &path,
+                    host: &host_value,
+                    path,
                     backends,
-                    peer,
-                    entry,
+                    origin,
                     app: app.as_str(),
                     request_id: &request_id,
                     max_body: policy.and_then(|p| p.max_body),
@@ -508,7 +536,7 @@ impl Proxy {
             let status = response.status().as_u16();
             let level = if status >= 500 { "error" } else { "info" };
             let message = format!(
-                "at={level} method={method} path=\"{path}\" host={host} request_id={request_id} fwd=\"{}\" status={status} service={}ms",
+                "at={level} method={method} path=\"{path}\" host={host} request_id={request_id_text} fwd=\"{}\" status={status} service={}ms",
                 client,
                 started.elapsed().as_millis()
             );
@@ -518,8 +546,9 @@ impl Proxy {
     }
 
     async fn forward(&self, mut request: Request<Incoming>, target: Target<'_>) -> Response<ProxyBody> {
-        let Target { host, path, backends, peer, entry, app, request_id, max_body } = target;
-        let trusted = self.trusts(peer.ip());
+        let Target { host, path, backends, origin, app, request_id, max_body } = target;
+        let entry = origin.entry;
+        let trusted = self.trusts(origin.peer.ip());
         let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if let (Some(limit), Some(length)) = (max_body, declared)
             && length > limit
@@ -539,10 +568,8 @@ impl Proxy {
         if !grpc {
             *request.version_mut() = http::Version::HTTP_11;
         }
-        if !request.headers().contains_key(header::HOST)
-            && let Ok(value) = HeaderValue::from_str(host)
-        {
-            request.headers_mut().insert(header::HOST, value);
+        if !request.headers().contains_key(header::HOST) {
+            request.headers_mut().insert(header::HOST, host.clone());
         }
         // An Upgrade (WebSocket and the like) keeps its Connection and Upgrade headers and
         // becomes a tunnel once the app answers 101.
@@ -556,31 +583,29 @@ impl Proxy {
         }
         // A trusted proxy's forwarded headers are kept, with its own address appended;
         // anyone else's are replaced by what the router saw.
-        let peer_ip = peer.ip().to_string();
         let forwarded_for = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            Some(earlier) if trusted => format!("{earlier}, {peer_ip}"),
-            _ => peer_ip,
+            Some(earlier) if trusted => {
+                let address = origin.address.to_str().unwrap_or_default();
+                HeaderValue::from_str(&format!("{earlier}, {address}")).unwrap_or_else(|_| origin.address.clone())
+            }
+            _ => origin.address.clone(),
         };
-        headers.insert(X_FORWARDED_FOR, HeaderValue::from_str(&forwarded_for).expect("addresses are ascii"));
+        headers.insert(X_FORWARDED_FOR, forwarded_for);
         if !trusted || !headers.contains_key(X_FORWARDED_PROTO) {
             headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(if entry.https { "https" } else { "http" }));
         }
         if !trusted || !headers.contains_key(X_FORWARDED_PORT) {
-            headers.insert(X_FORWARDED_PORT, HeaderValue::from(entry.port));
+            headers.insert(X_FORWARDED_PORT, origin.port.clone());
         }
-        if (!trusted || !headers.contains_key(X_FORWARDED_HOST))
-            && let Ok(value) = HeaderValue::from_str(host)
-        {
-            headers.insert(X_FORWARDED_HOST, value);
+        if !trusted || !headers.contains_key(X_FORWARDED_HOST) {
+            headers.insert(X_FORWARDED_HOST, host.clone());
         }
         headers.append(header::VIA, HeaderValue::from_static(via));
         if grpc {
             // The one `TE` HTTP/2 allows, and gRPC servers require.
             headers.insert(header::TE, HeaderValue::from_static("trailers"));
         }
-        if let Ok(value) = HeaderValue::from_str(request_id) {
-            headers.insert(X_REQUEST_ID, value);
-        }
+        headers.insert(X_REQUEST_ID, request_id.clone());
         // A request without a body can be sent again: when a backend refuses the connection
         // (its container just stopped), the app's next backend gets it. One with a body is
         // never sent twice. A refusing backend is tried last for a while either way.

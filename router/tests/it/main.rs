@@ -167,10 +167,17 @@ async fn requests_carry_forwarded_headers_and_hop_by_hop_headers_stop() {
     assert!(body.contains("x-forwarded-proto: http"), "{body}");
     assert!(body.contains(&format!("x-forwarded-port: {}", router.address.port())), "{body}");
     assert!(body.contains("x-forwarded-host: shop.localhost"), "{body}");
-    assert!(body.contains("x-request-id: "), "{body}");
+    let request_id = body.split("x-request-id: ").nth(1).and_then(|rest| rest.split("\r\n").next()).unwrap_or("");
+    assert!(request_id.len() == 32 && request_id.bytes().all(|b| b.is_ascii_hexdigit()), "a new id: {body}");
     assert!(body.contains("via: 1.1 skiff"), "{body}");
     assert!(body.contains("x-secret: kept"), "{body}");
     assert!(!body.contains("keep-alive:"), "{body}");
+
+    // A request id the client gives is passed on; each request without one gets its own.
+    let (_, body) = exchange(&mut stream, "shop.localhost", "X-Request-Id: trace-7\r\n").await;
+    assert!(body.to_ascii_lowercase().contains("x-request-id: trace-7\r\n"), "{body}");
+    let (_, again) = exchange(&mut stream, "shop.localhost", "").await;
+    assert!(!again.to_ascii_lowercase().contains(&format!("x-request-id: {request_id}")), "{again}");
 }
 
 #[tokio::test]
