@@ -65,7 +65,7 @@ charged() {
   cpu[$system,$what]=$(( ${cpu[$system,$what]:-0} + $(skiff_cpu_ticks "${pid[$system]}") - before ))
 }
 
-declare -A push pull small
+declare -A push pull small one_by_one
 floor="" small_floor=""
 # 500 small images copied by skopeo, 8 at a time on CPU 0, to DESTINATION-PREFIX{} (an
 # image reference ending where the image's number goes); prints images per second.
@@ -91,6 +91,13 @@ for run in $(seq 1 "$runs"); do
     rm -rf "$work/pulled"
     charged "$system" pull eval 'pull[$system]+="$(seconds copy ${c:+--src-creds ${c#--creds }} "docker://127.0.0.1:$p/bench/big$run:latest" "dir:$work/pulled") "'
     charged "$system" small eval 'small[$system]+="$(small_copies "--dest-tls-verify=false ${c:+--dest-creds ${c#--creds }}" "docker://127.0.0.1:$p/bench/small$run-{}:latest") "'
+    # One at a time, where the registry's answers, not the client's work, set the pace.
+    start=$(date +%s%N)
+    for image in $(seq 0 19); do
+      copy ${c:+--dest-creds ${c#--creds }} "oci:$work/small/$image:latest" "docker://127.0.0.1:$p/bench/single$run-$image:latest"
+    done
+    end=$(date +%s%N)
+    one_by_one[$system]+="$(echo "scale=1; ($end - $start) / 20000000" | bc) "
   done
 done
 
@@ -133,6 +140,7 @@ echo "| skopeo alone, the same image from a local layout (no registry): the floo
 row "push 500 small images, 8 at a time (skopeo)" "images/s" "${small[distribution]}|${small[skiff]}" higher
 f=$(skiff_median "$small_floor")
 echo "| skopeo alone, the same 500 small images into local directories (no registry): the ceiling for any push | $f images/s | $f images/s | at most $(echo "scale=2; $f / $(skiff_median "${small[distribution]}")" | bc)× |"
+row "push 20 small images one at a time (skopeo), per image" ms "${one_by_one[distribution]}|${one_by_one[skiff]}" lower
 row "upload the 100 MiB layer as one blob (curl, streamed PUT)" s "${blob_put[distribution]}|${blob_put[skiff]}" lower
 row "download the 100 MiB layer (curl to /dev/null)" s "${blob_get[distribution]}|${blob_get[skiff]}" lower
 # The registries' own work, which the client's does not hide: CPU time per operation.

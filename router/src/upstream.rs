@@ -279,13 +279,18 @@ mod tests {
 
     const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 
+    /// Sends a GET to `backend` and reads the whole answer.
+    async fn fetch(upstreams: &Arc<Upstreams>, backend: SocketAddr) -> Bytes {
+        let response = upstreams.send(backend, get()).await.unwrap();
+        response.into_body().collect().await.unwrap().to_bytes()
+    }
+
     #[tokio::test]
     async fn a_connection_is_reused_once_its_answer_was_read_to_the_end() {
         let (backend, accepted, _) = app(OK).await;
         let upstreams = Upstreams::new(Duration::from_secs(5), Duration::from_secs(5), TaskTracker::new());
         for _ in 0..5 {
-            let response = upstreams.send(backend, get()).await.unwrap();
-            assert_eq!(response.into_body().collect().await.unwrap().to_bytes(), "ok");
+            assert_eq!(fetch(&upstreams, backend).await, "ok");
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
     }
@@ -304,8 +309,7 @@ mod tests {
         // The app says it closes the connection after its answer.
         let (backend, accepted, _) = app(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok").await;
         for _ in 0..2 {
-            let response = upstreams.send(backend, get()).await.unwrap();
-            assert_eq!(response.into_body().collect().await.unwrap().to_bytes(), "ok");
+            assert_eq!(fetch(&upstreams, backend).await, "ok");
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
@@ -316,8 +320,7 @@ mod tests {
         let limit = Duration::from_millis(100);
         let upstreams = Upstreams::new(Duration::from_secs(5), limit, TaskTracker::new());
         for _ in 0..2 {
-            let response = upstreams.send(backend, get()).await.unwrap();
-            response.into_body().collect().await.unwrap();
+            fetch(&upstreams, backend).await;
             // The time under test passes: the connection outlives its limit.
             tokio::time::sleep(limit * 2).await;
         }

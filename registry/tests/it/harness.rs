@@ -149,18 +149,18 @@ impl Registry {
 
     /// POST then PUT a blob into `repo`; returns its digest.
     pub async fn push_blob(&self, repo: &str, bytes: &[u8]) -> String {
-        let digest = sha256(bytes);
         let started = self.send(self.request(As::Service, Method::POST, &format!("/v2/{repo}/blobs/uploads/"))).await;
         assert_eq!(started.status(), StatusCode::ACCEPTED);
-        let location = header(&started, "location");
-        let finished = self
-            .send(
-                self.request(As::Service, Method::PUT, &with_query(&location, &format!("digest={digest}")))
-                    .body(bytes.to_vec()),
-            )
-            .await;
+        let digest = sha256(bytes);
+        let finished = self.finish_upload(&header(&started, "location"), bytes, &digest).await;
         assert_eq!(finished.status(), StatusCode::CREATED, "{}", finished.text().await.unwrap());
         digest
+    }
+
+    /// Ends the upload at `location` with its last bytes, naming the whole blob's `digest`.
+    pub async fn finish_upload(&self, location: &str, last: &[u8], digest: &str) -> reqwest::Response {
+        let target = with_query(location, &format!("digest={digest}"));
+        self.send(self.request(As::Service, Method::PUT, &target).body(last.to_vec())).await
     }
 
     /// Pushes a one-layer image manifest under `reference`; returns (manifest digest, bytes).

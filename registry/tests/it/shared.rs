@@ -4,7 +4,7 @@
 
 use reqwest::{Method, StatusCode};
 
-use crate::harness::{As, Registry, assert_error, header, s3_bucket, sha256, with_query};
+use crate::harness::{As, Registry, assert_error, header, s3_bucket, sha256};
 
 #[tokio::test]
 async fn registries_on_one_bucket_serve_each_others_repositories() {
@@ -93,13 +93,7 @@ async fn an_upload_opened_on_one_registry_is_continued_through_another() {
     assert_eq!(stranger.status(), StatusCode::FORBIDDEN);
 
     let digest = sha256(b"first second");
-    let finished = second
-        .send(
-            second
-                .request(As::Service, Method::PUT, &with_query(&location, &format!("digest={digest}")))
-                .body(&b"second"[..]),
-        )
-        .await;
+    let finished = second.finish_upload(&location, b"second", &digest).await;
     assert_eq!(finished.status(), StatusCode::CREATED);
     assert_eq!(header(&finished, "docker-content-digest"), digest);
     for registry in [&first, &second] {
@@ -128,13 +122,7 @@ async fn an_upload_whose_registry_stopped_is_unknown_elsewhere() {
     let location = header(&opened, "location");
     first.stop().await;
     let digest = sha256(b"orphan");
-    let orphaned = second
-        .send(
-            second
-                .request(As::Service, Method::PUT, &with_query(&location, &format!("digest={digest}")))
-                .body(&b"orphan"[..]),
-        )
-        .await;
+    let orphaned = second.finish_upload(&location, b"orphan", &digest).await;
     assert_error(orphaned, StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN").await;
     let absent = second.send(second.request(As::Service, Method::HEAD, &format!("/v2/shop/web/blobs/{digest}"))).await;
     assert_eq!(absent.status(), StatusCode::NOT_FOUND);
