@@ -132,8 +132,8 @@ pub struct Settings {
     /// or blocks separated by commas or spaces, e.g. `10.0.0.0/8`) [default: none].
     #[arg(long, env = "SKIFF_ROUTER_TRUSTED_PROXIES", default_value = "")]
     pub router_trusted_proxies: String,
-    /// Router worker threads, each serving client connections with its own event loop
-    /// [default: 0, one per CPU].
+    /// Router worker threads, each serving client connections with its own event loop; 0
+    /// for one per CPU.
     #[arg(long, env = "SKIFF_ROUTER_THREADS", default_value_t = 0)]
     pub router_threads: usize,
     /// Send an access line per request into the app's log stream.
