@@ -11,7 +11,8 @@
 //! notes the first request whose head has both; [`Screen`] feeds it every byte read from
 //! a client connection, and [`Verdict`] tells the request path, request by request, which
 //! one to refuse. Whatever the scan does not understand (an HTTP/2 preface, an upgrade, a
-//! head hyper refuses itself) ends it: it never refuses a request hyper would frame alone.
+//! head hyper refuses itself) ends it without a verdict: a request is refused only for the
+//! two lengths in its own head, never because the scan lost its place.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
