@@ -531,7 +531,7 @@ impl Proxy {
             response.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, value);
         }
         let upstream_error = matches!(response.status(), StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT);
-        self.metrics.record(&app, response.status().as_u16(), started.elapsed(), upstream_error);
+        self.metrics.record(app, response.status().as_u16(), started.elapsed(), upstream_error);
         if let Some(access) = &self.access {
             let status = response.status().as_u16();
             let level = if status >= 500 { "error" } else { "info" };
@@ -540,7 +540,7 @@ impl Proxy {
                 client,
                 started.elapsed().as_millis()
             );
-            access.send(&app, &message);
+            access.send(app, &message);
         }
         response
     }

@@ -140,15 +140,15 @@ impl Drop for Outstanding {
 
 /// What a host leads to.
 #[derive(Debug, Clone)]
-pub enum Lookup {
+pub enum Lookup<'a> {
     /// No app has this host.
     UnknownHost,
     /// The app exists but nothing runs.
-    NoBackend(AppName),
+    NoBackend(&'a AppName),
     /// The app is in maintenance mode.
-    Maintenance(AppName),
+    Maintenance(&'a AppName),
     /// Send the request to these backends.
-    Backend(AppName, Backends),
+    Backend(&'a AppName, Backends),
 }
 
 /// An immutable table.
@@ -218,18 +218,21 @@ impl Table {
     }
 
     /// Where a request for `host` (a `Host` header value, port allowed) goes.
-    pub fn lookup(&self, host: &str) -> Lookup {
+    pub fn lookup(&self, host: &str) -> Lookup<'_> {
         self.lookup_with_policy(host).0
     }
 
     /// Where a request for `host` goes, and what the app asks of it.
-    pub fn lookup_with_policy(&self, host: &str) -> (Lookup, Option<&Policy>) {
+    pub fn lookup_with_policy(&self, host: &str) -> (Lookup<'_>, Option<&Policy>) {
         let name = host
             .rsplit_once(':')
             .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
             .map_or(host, |(name, _)| name);
-        let name = name.trim_end_matches('.').to_ascii_lowercase();
-        let route = self.hosts.get(&name).or_else(|| {
+        let name = name.trim_end_matches('.');
+        // Host names come lowercase nearly always: a copy only for the others.
+        let name: std::borrow::Cow<'_, str> =
+            if name.bytes().any(|b| b.is_ascii_uppercase()) { name.to_ascii_lowercase().into() } else { name.into() };
+        let route = self.hosts.get(name.as_ref()).or_else(|| {
             self.wildcards
                 .iter()
                 .find(|(suffix, _)| name.ends_with(suffix.as_str()) && name.len() > suffix.len())
@@ -237,12 +240,12 @@ impl Table {
         });
         let Some(route) = route else { return (Lookup::UnknownHost, None) };
         let lookup = if route.maintenance {
-            Lookup::Maintenance(route.app.clone())
+            Lookup::Maintenance(&route.app)
         } else if route.backends.is_empty() {
-            Lookup::NoBackend(route.app.clone())
+            Lookup::NoBackend(&route.app)
         } else {
             let first = route.next.fetch_add(1, Ordering::Relaxed) % route.backends.len();
-            Lookup::Backend(route.app.clone(), Backends { route: route.clone(), first })
+            Lookup::Backend(&route.app, Backends { route: route.clone(), first })
         };
         (lookup, Some(&route.policy))
     }
