@@ -577,6 +577,8 @@ impl Proxy {
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
         let headers = request.headers_mut();
         strip_hop_by_hop(headers);
+        // Room for the headers added below, in one growth of the map at most.
+        headers.reserve(7);
         if let Some(protocol) = upgrade {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, protocol);
@@ -759,6 +761,10 @@ fn origin_form(uri: &Uri) -> Uri {
 }
 
 fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    // Most messages carry none: one look at the names before any removal.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
