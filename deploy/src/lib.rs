@@ -372,7 +372,6 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
     if let Some(listener) = registry_listener {
         // Repository metadata lives beside the blobs: in the bucket with S3, so that every
         // registry on it sees the same repositories.
-        let shared = settings.store_url.is_some();
         let (store, records): (Arc<dyn skiff_store::BlobStore>, Arc<dyn skiff_store::RecordStore>) =
             match &settings.store_url {
                 Some(url) => {
@@ -388,7 +387,10 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
                 ),
             };
         // Registries sharing a bucket pass each other requests for the uploads they hold.
-        let peer_url = shared.then(|| url(&settings.registry_peer_url, addresses.registry, settings.registry_listen));
+        let peer_url = settings
+            .store_url
+            .as_ref()
+            .map(|_| url(&settings.registry_peer_url, addresses.registry, settings.registry_listen));
         let config = skiff_registry::Config { service_token: token.clone(), peer_url };
         let authorizer = skiff_registry::auth::ControllerAuthorizer::new(&controller_url, &token);
         let registry = skiff_registry::Registry::new(config, store, records, Arc::new(authorizer));

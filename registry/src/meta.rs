@@ -188,32 +188,34 @@ impl Meta {
         Ok(())
     }
 
+    fn upload_name(id: &str) -> String {
+        format!("_uploads/{id}")
+    }
+
     /// Records that the upload session `id` is held by the registry at `owner`.
     pub async fn record_upload(&self, id: &str, owner: &str) -> std::io::Result<()> {
-        self.records.put(&format!("_uploads/{id}"), Bytes::copy_from_slice(owner.as_bytes())).await
+        self.records.put(&Self::upload_name(id), Bytes::copy_from_slice(owner.as_bytes())).await
     }
 
     /// The registry holding the upload session `id`, if one recorded it.
     pub async fn upload_owner(&self, id: &str) -> std::io::Result<Option<String>> {
-        self.text(&format!("_uploads/{id}")).await
+        self.text(&Self::upload_name(id)).await
     }
 
     /// Forgets where the upload session `id` is held.
     pub async fn forget_upload(&self, id: &str) -> std::io::Result<()> {
-        self.records.delete(&format!("_uploads/{id}")).await.map(drop)
+        self.records.delete(&Self::upload_name(id)).await.map(drop)
     }
 
     /// Forgets upload sessions recorded before `cutoff` (their registries have abandoned
-    /// them, or were stopped); returns how many.
-    pub async fn forget_uploads_before(&self, cutoff: SystemTime) -> std::io::Result<usize> {
-        let mut forgotten = 0;
+    /// them, or were stopped).
+    pub async fn forget_uploads_before(&self, cutoff: SystemTime) -> std::io::Result<()> {
         for (id, recorded) in self.records.list("_uploads").await? {
             if recorded < cutoff {
                 self.forget_upload(&id).await?;
-                forgotten += 1;
             }
         }
-        Ok(forgotten)
+        Ok(())
     }
 
     /// Every repository holding at least one manifest or blob, sorted.

@@ -144,32 +144,26 @@ struct Entry {
     port: u16,
 }
 
+/// One worker thread's request path: what every thread shares, and the thread's own
+/// connections to apps and tunnels.
 struct Proxy {
-    table: Arc<ArcSwap<Table>>,
-    /// The HTTPS listener's port, where plain requests to HTTPS-only apps are sent.
-    https_port: Option<u16>,
-    response_timeout: Duration,
-    /// How long a tunnel may go without a byte either way.
-    idle_timeout: Duration,
-    trusted_proxies: Vec<skiff_api::Cidr>,
+    shared: Arc<Shared>,
     /// Upgraded connections (tunnels).
     tasks: TaskTracker,
-    shutdown: CancellationToken,
     upstreams: Arc<Upstreams>,
     /// HTTP/2 with prior knowledge, for gRPC (apps serve it as h2c on `$PORT`).
     h2c: Client<HttpConnector, UpstreamBody>,
-    metrics: Arc<crate::metrics::Metrics>,
-    /// Access lines into each app's log stream.
-    access: Option<Arc<skiff_client::syslog::Sender>>,
 }
 
 /// What every worker thread shares.
 struct Shared {
     table: Arc<ArcSwap<Table>>,
     config: Config,
+    /// The HTTPS listener's port, where plain requests to HTTPS-only apps are sent.
     https_port: Option<u16>,
-    metrics: Arc<crate::metrics::Metrics>,
-    access: Option<Arc<skiff_client::syslog::Sender>>,
+    metrics: crate::metrics::Metrics,
+    /// Access lines into each app's log stream.
+    access: Option<skiff_client::syslog::Sender>,
     shutdown: CancellationToken,
 }
 
@@ -193,7 +187,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let access = match config.access_log {
         Some(logger) => match skiff_client::syslog::Sender::connect(logger, "router").await {
-            Ok(access) => Some(Arc::new(access)),
+            Ok(access) => Some(access),
             Err(error) => {
                 tracing::warn!(%error, "router.access_log: cannot reach the logger; no access lines");
                 None
@@ -208,7 +202,7 @@ pub async fn serve(
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         threads => threads,
     };
-    let shared = Arc::new(Shared { table, config, https_port, metrics: Arc::default(), access, shutdown });
+    let shared = Arc::new(Shared { table, config, https_port, metrics: Default::default(), access, shutdown });
     let mut workers = Vec::new();
     for index in 0..threads {
         let http = http.try_clone()?;
@@ -217,7 +211,7 @@ pub async fn serve(
         let (finished, done) = tokio::sync::oneshot::channel::<()>();
         let started = std::thread::Builder::new().name(format!("skiff-router-{index}")).spawn(move || {
             match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(runtime) => runtime.block_on(work(http, https, &shared)),
+                Ok(runtime) => runtime.block_on(work(http, https, shared)),
                 Err(error) => tracing::error!(%error, "router: cannot start an event loop"),
             }
             drop(finished);
@@ -241,7 +235,7 @@ pub async fn serve(
 async fn work(
     http: std::net::TcpListener,
     https: Option<(std::net::TcpListener, Arc<rustls::ServerConfig>)>,
-    shared: &Shared,
+    shared: Arc<Shared>,
 ) {
     let config = &shared.config;
     let shutdown = shared.shutdown.clone();
@@ -264,19 +258,7 @@ async fn work(
     let upstream_connections = TaskTracker::new();
     let upstreams = Upstreams::new(config.connect_timeout, UPSTREAM_IDLE_LIMIT, upstream_connections.clone());
     let tunnels = TaskTracker::new();
-    let proxy = Arc::new(Proxy {
-        table: shared.table.clone(),
-        https_port: shared.https_port,
-        response_timeout: config.response_timeout,
-        idle_timeout: config.idle_timeout,
-        trusted_proxies: config.trusted_proxies.clone(),
-        tasks: tunnels.clone(),
-        shutdown: shutdown.clone(),
-        upstreams: upstreams.clone(),
-        h2c,
-        access: shared.access.clone(),
-        metrics: shared.metrics.clone(),
-    });
+    let proxy = Arc::new(Proxy { shared: shared.clone(), tasks: tunnels.clone(), upstreams: upstreams.clone(), h2c });
     let connections = TaskTracker::new();
     connections.spawn(upstreams.sweep(shutdown.clone()));
     let https = https.map(|(listener, tls)| {
@@ -423,7 +405,7 @@ fn page(status: StatusCode, text: &str) -> Response<ProxyBody> {
 impl Proxy {
     /// Whether `address` is one of the trusted proxies.
     fn trusts(&self, address: std::net::IpAddr) -> bool {
-        self.trusted_proxies.iter().any(|proxy| proxy.contains(address))
+        self.shared.config.trusted_proxies.iter().any(|proxy| proxy.contains(address))
     }
 
     /// The client's address: the peer's, or, behind trusted proxies, the nearest address
@@ -462,7 +444,7 @@ impl Proxy {
         let request_id_text = request_id.to_str().unwrap_or("");
         let path_and_query = request.uri().path_and_query().cloned();
         let path = path_and_query.as_ref().map_or("/", |p| p.as_str());
-        let table = self.table.load();
+        let table = self.shared.table.load();
         let (lookup, policy) = table.lookup_with_policy(host);
         let tls = policy.map_or_else(Default::default, |p| p.tls);
         let (app, mut response) = match lookup {
@@ -470,7 +452,7 @@ impl Proxy {
             Lookup::UnknownHost => {
                 return match path {
                     "/metrics" => {
-                        let mut response = page(StatusCode::OK, self.metrics.render().trim_end());
+                        let mut response = page(StatusCode::OK, self.shared.metrics.render().trim_end());
                         response.headers_mut().insert(
                             header::CONTENT_TYPE,
                             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -482,9 +464,9 @@ impl Proxy {
                 };
             }
             Lookup::Maintenance(app) | Lookup::NoBackend(app) | Lookup::Backend(app, _)
-                if tls.force_https && !entry.https && self.https_port.is_some() =>
+                if tls.force_https && !entry.https && self.shared.https_port.is_some() =>
             {
-                let port = self.https_port.filter(|p| *p != 443).map_or_else(String::new, |p| format!(":{p}"));
+                let port = self.shared.https_port.filter(|p| *p != 443).map_or_else(String::new, |p| format!(":{p}"));
                 let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
                 let location = format!("https://{name}{port}{path}");
                 let mut response =
@@ -531,8 +513,8 @@ impl Proxy {
             response.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, value);
         }
         let upstream_error = matches!(response.status(), StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT);
-        self.metrics.record(app, response.status().as_u16(), started.elapsed(), upstream_error);
-        if let Some(access) = &self.access {
+        self.shared.metrics.record(app, response.status().as_u16(), started.elapsed(), upstream_error);
+        if let Some(access) = &self.shared.access {
             let status = response.status().as_u16();
             let level = if status >= 500 { "error" } else { "info" };
             let message = format!(
@@ -635,12 +617,13 @@ impl Proxy {
             let again = (replayable && candidates.peek().is_some())
                 .then(|| Request::from_parts(head.clone(), Either::Right(Empty::new())));
             let sent = self.exchange(backend, Request::from_parts(head, body), grpc);
-            let Ok(sent) = tokio::time::timeout(self.response_timeout, sent).await else {
+            let response_timeout = self.shared.config.response_timeout;
+            let Ok(sent) = tokio::time::timeout(response_timeout, sent).await else {
                 // A backend that does not answer is tried last for a while, like one that
                 // refuses connections.
                 backends.set_aside(backend);
-                tracing::warn!(app, %backend, "router.upstream: no answer within {:?}", self.response_timeout);
-                let text = format!("app {app} did not answer within {} s", self.response_timeout.as_secs_f32());
+                tracing::warn!(app, %backend, "router.upstream: no answer within {response_timeout:?}");
+                let text = format!("app {app} did not answer within {} s", response_timeout.as_secs_f32());
                 return page(StatusCode::GATEWAY_TIMEOUT, &text);
             };
             // A backend that refused the connection or broke it off without an answer is
@@ -710,8 +693,8 @@ impl Proxy {
     /// upstream one until either side closes, nothing moves for the idle timeout, or the
     /// router shuts down.
     fn tunnel(&self, client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade, app: String) {
-        let shutdown = self.shutdown.clone();
-        let idle_timeout = self.idle_timeout;
+        let shutdown = self.shared.shutdown.clone();
+        let idle_timeout = self.shared.config.idle_timeout;
         self.tasks.spawn(async move {
             let (client, upstream) = match tokio::try_join!(client, upstream) {
                 Ok(pair) => pair,
