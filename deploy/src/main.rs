@@ -2,6 +2,11 @@
 
 use clap::Parser as _;
 
+/// mimalloc: the router's request path allocates and frees small objects on every request,
+/// which glibc's allocator does in about twice the time.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = skiffd::Cli::parse();
     if let skiffd::Command::Hook(_) = cli.command {

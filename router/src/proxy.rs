@@ -360,7 +360,12 @@ async fn serve_connection<I>(
         }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(timeouts.header_read).max_buf_size(MAX_HEAD_BYTES);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeouts.header_read)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .writev(false);
     builder
         .http2()
         .timer(TokioTimer::new())

@@ -155,7 +155,9 @@ pub enum Lookup<'a> {
 #[derive(Debug, Default)]
 pub struct Table {
     pub version: u64,
-    hosts: HashMap<String, Arc<AppRoute>>,
+    /// Hashed with foldhash, not SipHash: every request looks a host up here, and only
+    /// the controller's routes are ever inserted (no collisions a client could provoke).
+    hosts: HashMap<String, Arc<AppRoute>, foldhash::fast::RandomState>,
     /// `*.example.com` routes by suffix (`.example.com`), longest first.
     wildcards: Vec<(String, Arc<AppRoute>)>,
     /// What HTTPS clients are served, by the name they ask for.
@@ -165,7 +167,7 @@ pub struct Table {
 impl Table {
     /// Builds a table from the controller's snapshot.
     pub fn from_snapshot(snapshot: &RouteTable) -> Self {
-        let mut hosts = HashMap::new();
+        let mut hosts = HashMap::default();
         let mut wildcards = Vec::new();
         for route in &snapshot.routes {
             let entry = Arc::new(AppRoute {

@@ -44,7 +44,8 @@ struct Idle {
 
 /// Kept-alive HTTP/1.1 connections to backends.
 pub struct Upstreams {
-    idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
+    /// Hashed with foldhash (the keys are backend addresses from the route table).
+    idle: Mutex<HashMap<SocketAddr, Vec<Idle>, foldhash::fast::RandomState>>,
     connect_timeout: Duration,
     /// How long a connection may wait for its next request.
     idle_limit: Duration,
@@ -151,6 +152,7 @@ impl Upstreams {
         };
         let _ = stream.set_nodelay(true);
         let (sender, connection) = hyper::client::conn::http1::Builder::new()
+            .writev(false)
             .handshake(TokioIo::new(stream))
             .await
             .map_err(UpstreamError::connect)?;
