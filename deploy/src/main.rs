@@ -3,11 +3,18 @@
 use clap::Parser as _;
 
 /// mimalloc: the router's request path allocates and frees small objects on every request,
-/// which glibc's allocator does in about twice the time.
+/// which glibc's allocator does in about twice the time. Its arenas are large aligned
+/// mappings, which the kernel backs with transparent huge pages where they are on by
+/// default, so `main` turns them off for the process: with them, 9,000 idle router
+/// connections took 40 KiB each instead of 27.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    #[cfg(target_os = "linux")]
+    if let Err(error) = rustix::thread::disable_transparent_huge_pages(true) {
+        eprintln!("skiffd: transparent huge pages stay on: {error}");
+    }
     let cli = skiffd::Cli::parse();
     if let skiffd::Command::Hook(_) = cli.command {
         // git runs the hook with the pusher's output on our stdout: no logging setup.
