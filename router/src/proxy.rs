@@ -507,7 +507,7 @@ impl Proxy {
                     request_id: &request_id,
                     max_body: policy.and_then(|p| p.max_body),
                 };
-                let response = Box::pin(self.forward(request, target)).await;
+                let response = self.forward(request, target).await;
                 (app, response)
             }
         };
