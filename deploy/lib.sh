@@ -80,11 +80,13 @@ skiff_wrk_summary() {
     END { printf "%d %.2f %.2f %d %d\n", rps, p50, p99, failed, requests }'
 }
 
-# CPU time (user + system, in clock ticks) used so far by process PID and its children.
+# CPU time (in clock ticks) used so far by process PID and its children: user + system,
+# or with a second argument `system`, only the time spent in the kernel on their behalf.
 skiff_cpu_ticks() {
-  local pid
+  local pid fields='$14 + $15'
+  [ "${2:-}" != system ] || fields='$15'
   for pid in $1 $(pgrep -P "$1" || true); do
-    awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || true
+    awk "{print $fields}" "/proc/$pid/stat" 2>/dev/null || true
   done | awk '{s += $1} END {print s + 0}'
 }
 

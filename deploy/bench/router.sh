@@ -104,18 +104,23 @@ for _ in $(seq 1 "$runs"); do
   done
 done
 
-declare -A ticks_before
-for system in nginx haproxy skiff; do ticks_before[$system]=$(skiff_cpu_ticks "${pid[$system]}"); done
+declare -A ticks_before kernel_ticks_before
+for system in nginx haproxy skiff; do
+  ticks_before[$system]=$(skiff_cpu_ticks "${pid[$system]}")
+  kernel_ticks_before[$system]=$(skiff_cpu_ticks "${pid[$system]}" system)
+done
 for _ in $(seq 1 "$runs"); do
   for system in direct nginx haproxy skiff; do
     read -r r a b _ n < <(load "$system" 5s | skiff_wrk_summary)
     rps[$system]+="$r " p50[$system]+="$a " p99[$system]+="$b " requests[$system]=$(( ${requests[$system]:-0} + n ))
   done
 done
-declare -A cpu memory
+declare -A cpu kernel memory
+# Microseconds per request from clock ticks.
+per_request() { echo "scale=2; $1 * 1000000 / $(getconf CLK_TCK) / $2" | bc; }
 for system in nginx haproxy skiff; do
-  used=$(( $(skiff_cpu_ticks "${pid[$system]}") - ticks_before[$system] ))
-  cpu[$system]=$(echo "scale=2; $used * 1000000 / $(getconf CLK_TCK) / ${requests[$system]}" | bc)
+  cpu[$system]=$(per_request $(( $(skiff_cpu_ticks "${pid[$system]}") - ticks_before[$system] )) "${requests[$system]}")
+  kernel[$system]=$(per_request $(( $(skiff_cpu_ticks "${pid[$system]}" system) - kernel_ticks_before[$system] )) "${requests[$system]}")
 done
 
 # Memory with $idle idle keep-alive connections, each system's from its own source address.
@@ -166,14 +171,14 @@ changing haproxy
 kill "$switches" 2>/dev/null || true
 
 echo
-echo "| router benchmark (wrk -t1 -c32, 12-byte page, median of $runs) | req/s | p50 | p99 | CPU per request | memory, $idle idle connections | vs direct | skiff vs it | failed while routes change every 100 ms |"
+echo "| router benchmark (wrk -t1 -c32, 12-byte page, median of $runs) | req/s | p50 | p99 | CPU per request (of it in the kernel) | memory, $idle idle connections | vs direct | skiff vs it | failed while routes change every 100 ms |"
 echo "|---|---|---|---|---|---|---|---|---|"
 skiff=$(skiff_median "${rps[skiff]}")
 direct=$(skiff_median "${rps[direct]}")
 for system in direct nginx haproxy skiff; do
   r=$(skiff_median "${rps[$system]}")
   extra="| | |"
-  [ "$system" = direct ] || extra="| ${cpu[$system]} µs | ${memory[$system]} MiB |"
+  [ "$system" = direct ] || extra="| ${cpu[$system]} µs (${kernel[$system]} µs) | ${memory[$system]} MiB |"
   changes=""
   [ "$system" = direct ] || changes="${changes_failed[$system]} of ${changes_total[$system]}"
   echo "| $system | $(printf '%.0f' "$r") | $(skiff_median "${p50[$system]}") ms | $(skiff_median "${p99[$system]}") ms $extra $(echo "scale=2; $r / $direct" | bc)× | $(echo "scale=2; $skiff / $r" | bc)× | $changes |"
