@@ -23,16 +23,38 @@ struct AppMetrics {
     sum: f64,
 }
 
-/// Every app's metrics.
-#[derive(Debug, Default)]
+impl AppMetrics {
+    fn add(&mut self, other: &Self) {
+        for (mine, theirs) in self.classes.iter_mut().zip(other.classes) {
+            *mine += theirs;
+        }
+        for (mine, theirs) in self.buckets.iter_mut().zip(other.buckets) {
+            *mine += theirs;
+        }
+        self.upstream_errors += other.upstream_errors;
+        self.count += other.count;
+        self.sum += other.sum;
+    }
+}
+
+type AppsMetrics = BTreeMap<AppName, AppMetrics>;
+
+/// Every app's metrics, in one shard per router thread (each thread counts into its own,
+/// so that threads never wait for each other's lock), summed when rendered.
+#[derive(Debug)]
 pub struct Metrics {
-    apps: Mutex<BTreeMap<AppName, AppMetrics>>,
+    shards: Box<[Mutex<AppsMetrics>]>,
 }
 
 impl Metrics {
-    /// Counts one answered request.
-    pub fn record(&self, app: &AppName, status: u16, took: Duration, upstream_error: bool) {
-        let mut apps = self.apps.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    /// Metrics counted by `shards` threads.
+    pub fn new(shards: usize) -> Self {
+        Self { shards: (0..shards.max(1)).map(|_| Mutex::default()).collect() }
+    }
+
+    /// Counts one answered request, in the counting thread's `shard`.
+    pub fn record(&self, shard: usize, app: &AppName, status: u16, took: Duration, upstream_error: bool) {
+        let mut apps = self.shards[shard % self.shards.len()].lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         // The app's name is copied only the first time it is seen.
         if !apps.contains_key(app) {
             apps.insert(app.clone(), AppMetrics::default());
@@ -53,7 +75,12 @@ impl Metrics {
 
     /// The text exposition.
     pub fn render(&self) -> String {
-        let apps = self.apps.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        let mut apps = AppsMetrics::new();
+        for shard in &self.shards {
+            for (app, counted) in shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).iter() {
+                apps.entry(app.clone()).or_default().add(counted);
+            }
+        }
         let mut out = String::new();
         let _ = writeln!(out, "# HELP skiff_router_requests_total Requests answered, by app and status class.");
         let _ = writeln!(out, "# TYPE skiff_router_requests_total counter");
@@ -90,11 +117,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn requests_are_counted_by_class_and_bucket() {
-        let metrics = Metrics::default();
+    fn requests_are_counted_by_class_and_bucket_across_shards() {
+        let metrics = Metrics::new(2);
         let app: AppName = "shop".parse().unwrap();
-        metrics.record(&app, 200, Duration::from_millis(3), false);
-        metrics.record(&app, 502, Duration::from_millis(30), true);
+        metrics.record(0, &app, 200, Duration::from_millis(3), false);
+        metrics.record(1, &app, 502, Duration::from_millis(30), true);
         let text = metrics.render();
         assert!(text.contains("skiff_router_requests_total{app=\"shop\",class=\"2xx\"} 1"), "{text}");
         assert!(text.contains("skiff_router_requests_total{app=\"shop\",class=\"5xx\"} 1"), "{text}");

@@ -153,6 +153,8 @@ struct Proxy {
     upstreams: Arc<Upstreams>,
     /// HTTP/2 with prior knowledge, for gRPC (apps serve it as h2c on `$PORT`).
     h2c: Client<HttpConnector, UpstreamBody>,
+    /// The thread's number, which is also its shard of the metrics.
+    index: usize,
 }
 
 /// What every worker thread shares.
@@ -173,8 +175,8 @@ struct Shared {
 /// loop of its own (a single-threaded tokio runtime, as nginx runs one per worker
 /// process), all accepting on the same sockets: a connection, its requests and its
 /// connections to apps stay on the thread that accepted it, so the request path never
-/// hands work from one thread to another. The route table, the metrics and the access
-/// log are shared.
+/// hands work from one thread to another. The route table and the access log are shared;
+/// each thread counts its metrics in a shard of its own.
 ///
 /// # Errors
 ///
@@ -202,7 +204,8 @@ pub async fn serve(
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         threads => threads,
     };
-    let shared = Arc::new(Shared { table, config, https_port, metrics: Default::default(), access, shutdown });
+    let metrics = crate::metrics::Metrics::new(threads);
+    let shared = Arc::new(Shared { table, config, https_port, metrics, access, shutdown });
     let mut workers = Vec::new();
     for index in 0..threads {
         let http = http.try_clone()?;
@@ -211,7 +214,7 @@ pub async fn serve(
         let (finished, done) = tokio::sync::oneshot::channel::<()>();
         let started = std::thread::Builder::new().name(format!("skiff-router-{index}")).spawn(move || {
             match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(runtime) => runtime.block_on(work(http, https, shared)),
+                Ok(runtime) => runtime.block_on(work(http, https, shared, index)),
                 Err(error) => tracing::error!(%error, "router: cannot start an event loop"),
             }
             drop(finished);
@@ -236,6 +239,7 @@ async fn work(
     http: std::net::TcpListener,
     https: Option<(std::net::TcpListener, Arc<rustls::ServerConfig>)>,
     shared: Arc<Shared>,
+    index: usize,
 ) {
     let config = &shared.config;
     let shutdown = shared.shutdown.clone();
@@ -258,7 +262,8 @@ async fn work(
     let upstream_connections = TaskTracker::new();
     let upstreams = Upstreams::new(config.connect_timeout, UPSTREAM_IDLE_LIMIT, upstream_connections.clone());
     let tunnels = TaskTracker::new();
-    let proxy = Arc::new(Proxy { shared: shared.clone(), tasks: tunnels.clone(), upstreams: upstreams.clone(), h2c });
+    let proxy =
+        Arc::new(Proxy { shared: shared.clone(), tasks: tunnels.clone(), upstreams: upstreams.clone(), h2c, index });
     let connections = TaskTracker::new();
     connections.spawn(upstreams.sweep(shutdown.clone()));
     let https = https.map(|(listener, tls)| {
@@ -518,7 +523,7 @@ impl Proxy {
             response.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, value);
         }
         let upstream_error = matches!(response.status(), StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT);
-        self.shared.metrics.record(app, response.status().as_u16(), started.elapsed(), upstream_error);
+        self.shared.metrics.record(self.index, app, response.status().as_u16(), started.elapsed(), upstream_error);
         if let Some(access) = &self.shared.access {
             let status = response.status().as_u16();
             let level = if status >= 500 { "error" } else { "info" };
