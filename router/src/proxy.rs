@@ -115,12 +115,14 @@ struct Origin {
     address: HeaderValue,
     /// The listener's port, as `X-Forwarded-Port` gives it.
     port: HeaderValue,
+    /// Whether the peer is a trusted proxy, whose forwarded headers are believed.
+    trusted: bool,
 }
 
 impl Origin {
-    fn new(peer: SocketAddr, entry: Entry) -> Self {
+    fn new(peer: SocketAddr, entry: Entry, trusted: bool) -> Self {
         let address = HeaderValue::from_str(&peer.ip().to_string()).expect("addresses are ascii");
-        Self { peer, entry, address, port: HeaderValue::from(entry.port) }
+        Self { peer, entry, address, port: HeaderValue::from(entry.port), trusted }
     }
 }
 
@@ -349,7 +351,8 @@ async fn serve_connection<I>(
 {
     let verdict = Arc::new(crate::framing::Verdict::default());
     let screen = crate::framing::Screen::new(verdict.clone());
-    let origin = Arc::new(Origin::new(peer, entry));
+    let trusted = proxy.trusts(peer.ip());
+    let origin = Arc::new(Origin::new(peer, entry, trusted));
     let service = service_fn(move |request| {
         let proxy = proxy.clone();
         let origin = origin.clone();
@@ -420,8 +423,9 @@ impl Proxy {
 
     /// The client's address: the peer's, or, behind trusted proxies, the nearest address
     /// in `X-Forwarded-For` that is not itself a trusted proxy.
-    fn client_address(&self, headers: &http::HeaderMap, peer: std::net::IpAddr) -> std::net::IpAddr {
-        if !self.trusts(peer) {
+    fn client_address(&self, headers: &http::HeaderMap, origin: &Origin) -> std::net::IpAddr {
+        let peer = origin.peer.ip();
+        if !origin.trusted {
             return peer;
         }
         let forwarded: Vec<std::net::IpAddr> = headers
@@ -437,7 +441,7 @@ impl Proxy {
     async fn handle(&self, request: Request<Incoming>, origin: &Origin) -> Response<ProxyBody> {
         let started = std::time::Instant::now();
         let entry = origin.entry;
-        let client = self.client_address(request.headers(), origin.peer.ip());
+        let client = self.client_address(request.headers(), origin);
         // Header values share the request's bytes: kept without copying them.
         let host_value = request.headers().get(header::HOST).cloned().unwrap_or_else(|| {
             let authority = request.uri().authority().map_or("", |a| a.as_str());
@@ -540,7 +544,7 @@ impl Proxy {
     async fn forward(&self, mut request: Request<Incoming>, target: Target<'_>) -> Response<ProxyBody> {
         let Target { host, path, backends, origin, app, request_id, max_body } = target;
         let entry = origin.entry;
-        let trusted = self.trusts(origin.peer.ip());
+        let trusted = origin.trusted;
         let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if let (Some(limit), Some(length)) = (max_body, declared)
             && length > limit
