@@ -592,7 +592,7 @@ async fn append(staged: &mut Staged, body: Body) -> Result<(), OciError> {
         let chunk = chunk.map_err(|e| {
             OciError::new(StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID", format!("upload body broke off: {e}"))
         })?;
-        staged.write(&chunk).await?;
+        staged.write(chunk).await?;
     }
     Ok(())
 }

@@ -154,7 +154,7 @@ mod tests {
         let digest = digest::sha256(b"kept");
         store.put_bytes(&digest, Bytes::from_static(b"kept")).await.unwrap();
         let mut abandoned = store.stage(DigestAlgorithm::Sha256).await.unwrap();
-        abandoned.write(b"half an upload").await.unwrap();
+        abandoned.write(Bytes::from_static(b"half an upload")).await.unwrap();
         std::mem::forget(abandoned);
         assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 1);
         let store = FsBlobStore::open(dir.path()).await.unwrap();

@@ -1,24 +1,63 @@
 //! Blobs being written: a local file and a running hash of everything appended, so a
 //! finished upload is verified without reading it again.
+//!
+//! The bytes a request body arrives in are handed to the file as they are (no copy into a
+//! buffer of our own), a batch at a time on the blocking pool while the next batch is
+//! received and hashed. Every [`WRITEBACK_EVERY`] bytes a sync is started in the
+//! background, so that the disk writes while the upload goes on and the sync that makes a
+//! finished blob durable waits only for its tail.
 
+use std::os::unix::fs::FileExt as _;
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use bytes::Bytes;
 use skiff_api::{Digest, DigestAlgorithm};
-use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufWriter};
+use tokio::task::JoinHandle;
 
 use crate::digest::{self, Hasher};
 
-/// Writes are gathered into buffers this large before they reach the file.
-const WRITE_BUFFER: usize = 1 << 20;
+/// Received bytes are handed to the file in batches at least this large.
+const WRITE_BATCH: usize = 1 << 20;
+/// Bytes handed to the file after which a background sync is started.
+const WRITEBACK_EVERY: u64 = 16 << 20;
+
+/// Work on the file running on the blocking pool.
+type FileJob = JoinHandle<std::io::Result<()>>;
 
 /// A blob being written.
 pub struct Staged {
     path: PathBuf,
-    file: BufWriter<tokio::fs::File>,
+    file: Arc<std::fs::File>,
+    /// Received bytes not yet handed to the file, and how many there are.
+    gathered: Vec<Bytes>,
+    gathered_len: usize,
+    /// The write of the batch handed over last.
+    writing: Option<FileJob>,
+    /// The background sync started last, and how many bytes had been handed over then.
+    syncing: Option<FileJob>,
+    synced_at: u64,
     algorithm: DigestAlgorithm,
     /// `None` after the content was cut back: the hash is then recomputed from the file.
     hasher: Option<Hasher>,
     size: u64,
+}
+
+/// Waits for a job on the file; a job that panicked is an I/O error.
+async fn finished(job: Option<FileJob>) -> std::io::Result<()> {
+    match job {
+        Some(job) => job.await.map_err(std::io::Error::other)?,
+        None => Ok(()),
+    }
+}
+
+/// Writes `batch` to `file` from `offset` on.
+fn write_batch(file: &std::fs::File, batch: &[Bytes], mut offset: u64) -> std::io::Result<()> {
+    for bytes in batch {
+        file.write_all_at(bytes, offset)?;
+        offset += bytes.len() as u64;
+    }
+    Ok(())
 }
 
 impl Staged {
@@ -30,7 +69,12 @@ impl Staged {
         let file = tokio::fs::OpenOptions::new().create_new(true).read(true).write(true).open(&path).await?;
         Ok(Self {
             path,
-            file: BufWriter::with_capacity(WRITE_BUFFER, file),
+            file: Arc::new(file.into_std().await),
+            gathered: Vec::new(),
+            gathered_len: 0,
+            writing: None,
+            syncing: None,
+            synced_at: 0,
             algorithm,
             hasher: Some(Hasher::new(algorithm)),
             size: 0,
@@ -46,13 +90,44 @@ impl Staged {
     ///
     /// # Errors
     /// When the file cannot be written (the blob should then be cut back or discarded).
-    pub async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.file.write_all(bytes).await?;
+    pub async fn write(&mut self, bytes: Bytes) -> std::io::Result<()> {
         if let Some(hasher) = &mut self.hasher {
-            hasher.update(bytes);
+            hasher.update(&bytes);
         }
         self.size += bytes.len() as u64;
+        self.gathered_len += bytes.len();
+        self.gathered.push(bytes);
+        if self.gathered_len >= WRITE_BATCH {
+            self.hand_over().await?;
+        }
         Ok(())
+    }
+
+    /// Hands the gathered bytes to the file (once the previous batch is written), and
+    /// starts a background sync when enough was written since the last one finished.
+    async fn hand_over(&mut self) -> std::io::Result<()> {
+        finished(self.writing.take()).await?;
+        let offset = self.size - self.gathered_len as u64;
+        let batch = std::mem::take(&mut self.gathered);
+        self.gathered_len = 0;
+        let file = self.file.clone();
+        self.writing = Some(tokio::task::spawn_blocking(move || write_batch(&file, &batch, offset)));
+        if offset - self.synced_at >= WRITEBACK_EVERY && self.syncing.as_ref().is_none_or(JoinHandle::is_finished) {
+            finished(self.syncing.take()).await?;
+            let file = self.file.clone();
+            self.syncing = Some(tokio::task::spawn_blocking(move || file.sync_data()));
+            self.synced_at = offset;
+        }
+        Ok(())
+    }
+
+    /// Writes everything received to the file and waits for the background work on it.
+    async fn settle(&mut self) -> std::io::Result<()> {
+        if !self.gathered.is_empty() {
+            self.hand_over().await?;
+        }
+        finished(self.writing.take()).await?;
+        finished(self.syncing.take()).await
     }
 
     /// Cuts the blob back to its first `size` bytes (after a request body broke off).
@@ -60,22 +135,22 @@ impl Staged {
     /// # Errors
     /// When the file cannot be truncated.
     pub async fn truncate(&mut self, size: u64) -> std::io::Result<()> {
-        self.file.flush().await?;
-        let file = self.file.get_mut();
-        file.set_len(size).await?;
-        file.seek(std::io::SeekFrom::Start(size)).await?;
+        self.settle().await?;
+        let file = self.file.clone();
+        tokio::task::spawn_blocking(move || file.set_len(size)).await.map_err(std::io::Error::other)??;
         self.hasher = None;
         self.size = size;
+        self.synced_at = self.synced_at.min(size);
         Ok(())
     }
 
     /// Removes the file.
-    pub async fn discard(self) {
-        drop(self.file);
+    pub async fn discard(mut self) {
+        let _ = self.settle().await;
         let _ = tokio::fs::remove_file(&self.path).await;
     }
 
-    /// Flushes and syncs the file and checks that its content hashes to `digest`: its path,
+    /// Writes and syncs the file and checks that its content hashes to `digest`: its path,
     /// or a mismatch (and the file is removed).
     pub(crate) async fn verified(self, digest: &Digest) -> Result<PathBuf, crate::StoreError> {
         let (path, actual) = self.finish(digest.algorithm()).await?;
@@ -87,12 +162,12 @@ impl Staged {
         }
     }
 
-    /// Flushes and syncs the file; returns its path and the digest of its content in
+    /// Writes and syncs the file; returns its path and the digest of its content in
     /// `algorithm` (from the running hash when it is still whole and of that algorithm).
     async fn finish(mut self, algorithm: DigestAlgorithm) -> std::io::Result<(PathBuf, Digest)> {
-        self.file.flush().await?;
-        self.file.get_ref().sync_all().await?;
-        drop(self.file);
+        self.settle().await?;
+        let file = self.file.clone();
+        tokio::task::spawn_blocking(move || file.sync_all()).await.map_err(std::io::Error::other)??;
         let digest = match self.hasher {
             Some(hasher) if self.algorithm == algorithm => hasher.finish(),
             _ => digest::of_file(algorithm, &self.path).await?.0,
