@@ -89,7 +89,7 @@ done
 echo
 echo "| UDP loss (100,000 messages at each rate) | rsyslog | skiff |"
 echo "|---|---|---|"
-for udp_rate in 50000 100000 200000 400000; do
+for udp_rate in 50000 100000 200000 400000 800000; do
   row="| $udp_rate msgs/s |"
   for system in rsyslog skiff; do
     before=$(received "$system")

@@ -143,8 +143,25 @@ impl Ingest {
     }
 }
 
+/// How much the kernel may queue of datagrams not yet read: room for a burst of some ten
+/// thousand short messages while the receiver is busy (the kernel's default holds a few
+/// hundred, and what does not fit is dropped).
+const UDP_RECEIVE_QUEUE: usize = 8 << 20;
+
+/// Asks the kernel for a receive queue of [`UDP_RECEIVE_QUEUE`] bytes: past its usual cap
+/// (`net.core.rmem_max`) where the process may, up to that cap otherwise.
+fn widen_receive_queue(socket: &UdpSocket) {
+    if rustix::net::sockopt::set_socket_recv_buffer_size_force(socket, UDP_RECEIVE_QUEUE).is_ok() {
+        return;
+    }
+    if let Err(error) = rustix::net::sockopt::set_socket_recv_buffer_size(socket, UDP_RECEIVE_QUEUE) {
+        tracing::warn!(%error, "logger.syslog.udp: the receive queue stays at the kernel's default");
+    }
+}
+
 /// Receives datagrams until `shutdown`.
 pub async fn serve_udp(socket: UdpSocket, ingest: Arc<Ingest>, shutdown: CancellationToken) {
+    widen_receive_queue(&socket);
     let mut buf = vec![0u8; 65_536];
     loop {
         tokio::select! {
@@ -253,6 +270,19 @@ async fn read_frames<R: tokio::io::AsyncBufRead + Unpin>(mut reader: R, ingest: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_udp_receive_queue_is_widened() {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let before = rustix::net::sockopt::socket_recv_buffer_size(&socket).unwrap();
+        widen_receive_queue(&socket);
+        let after = rustix::net::sockopt::socket_recv_buffer_size(&socket).unwrap();
+        // The kernel reports twice what it grants, and without the privilege to pass its
+        // cap grants at most the cap.
+        let cap: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max").unwrap().trim().parse().unwrap();
+        assert!(after >= 2 * UDP_RECEIVE_QUEUE.min(cap), "{before} → {after} bytes (cap {cap})");
+        assert!(after > before, "{before} → {after} bytes");
+    }
 
     #[test]
     fn rfc5424_messages_name_their_app() {
