@@ -357,7 +357,10 @@ async fn serve_connection<I>(
         let proxy = proxy.clone();
         let origin = origin.clone();
         let refused = verdict.refuses_next();
-        async move {
+        // Boxed: hyper spawns a task per HTTP/2 stream around this future and moves it
+        // several times on the way; a box is moved as a pointer (a request's future is
+        // some kilobytes).
+        Box::pin(async move {
             if refused {
                 return Ok::<_, Infallible>(page(
                     StatusCode::BAD_REQUEST,
@@ -365,7 +368,7 @@ async fn serve_connection<I>(
                 ));
             }
             Ok(proxy.handle(request, &origin).await)
-        }
+        })
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder

@@ -110,7 +110,9 @@ impl Upstreams {
         loop {
             let (mut sender, reused) = match self.take_idle(backend) {
                 Some(sender) => (sender, true),
-                None => (self.connect(backend).await?, false),
+                // Boxed: connecting is rare, and its state would otherwise make every
+                // request's future larger (and costlier to move).
+                None => (Box::pin(self.connect(backend)).await?, false),
             };
             if reused && sender.ready().await.is_err() {
                 continue;
