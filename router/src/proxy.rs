@@ -519,8 +519,7 @@ impl Proxy {
                     request_id: &request_id,
                     max_body: policy.and_then(|p| p.max_body),
                 };
-                let response = self.forward(request, target).await;
-                (app, response)
+                (app, self.forward(request, target).await)
             }
         };
         if entry.https
@@ -630,12 +629,19 @@ impl Proxy {
                 };
                 *request.uri_mut() = uri;
             }
-            let (head, body) = request.into_parts();
-            let again = (replayable && candidates.peek().is_some())
-                .then(|| Request::from_parts(head.clone(), Either::Right(Empty::new())));
-            let sent = self.exchange(backend, Request::from_parts(head, body), grpc);
             let response_timeout = self.shared.config.response_timeout;
-            let Ok(sent) = tokio::time::timeout(response_timeout, sent).await else {
+            let again;
+            // Awaited as it is made, from a block that `head` and `body` end with: a future
+            // (or part of a request) held by a name while this function waits would take
+            // room in its future a second time, and the request's future is moved whole.
+            let sent = {
+                let (head, body) = request.into_parts();
+                again = (replayable && candidates.peek().is_some())
+                    .then(|| Request::from_parts(head.clone(), Either::Right(Empty::new())));
+                tokio::time::timeout(response_timeout, self.exchange(backend, Request::from_parts(head, body), grpc))
+            }
+            .await;
+            let Ok(sent) = sent else {
                 // A backend that does not answer is tried last for a while, like one that
                 // refuses connections.
                 backends.set_aside(backend);
