@@ -634,14 +634,14 @@ impl Proxy {
             // Awaited as it is made, from a block that `head` and `body` end with: a future
             // (or part of a request) held by a name while this function waits would take
             // room in its future a second time, and the request's future is moved whole.
-            let sent = {
+            let Ok(sent) = {
                 let (head, body) = request.into_parts();
                 again = (replayable && candidates.peek().is_some())
                     .then(|| Request::from_parts(head.clone(), Either::Right(Empty::new())));
                 tokio::time::timeout(response_timeout, self.exchange(backend, Request::from_parts(head, body), grpc))
             }
-            .await;
-            let Ok(sent) = sent else {
+            .await
+            else {
                 // A backend that does not answer is tried last for a while, like one that
                 // refuses connections.
                 backends.set_aside(backend);

@@ -105,6 +105,12 @@ impl Staged {
         Ok(())
     }
 
+    /// Starts `job` on the file on the blocking pool.
+    fn start(&self, job: impl FnOnce(&std::fs::File) -> std::io::Result<()> + Send + 'static) -> FileJob {
+        let file = self.file.clone();
+        tokio::task::spawn_blocking(move || job(&file))
+    }
+
     /// Hands the gathered bytes to the file (once the previous batch is written), and
     /// starts a background sync when enough was written since the last one finished.
     async fn hand_over(&mut self) -> std::io::Result<()> {
@@ -112,12 +118,10 @@ impl Staged {
         let offset = self.size - self.gathered_len as u64;
         let batch = std::mem::take(&mut self.gathered);
         self.gathered_len = 0;
-        let file = self.file.clone();
-        self.writing = Some(tokio::task::spawn_blocking(move || write_batch(&file, &batch, offset)));
+        self.writing = Some(self.start(move |file| write_batch(file, &batch, offset)));
         if offset - self.synced_at >= WRITEBACK_EVERY && self.syncing.as_ref().is_none_or(JoinHandle::is_finished) {
             finished(&mut self.syncing).await?;
-            let file = self.file.clone();
-            self.syncing = Some(tokio::task::spawn_blocking(move || file.sync_data()));
+            self.syncing = Some(self.start(std::fs::File::sync_data));
             self.synced_at = offset;
         }
         Ok(())
@@ -138,8 +142,7 @@ impl Staged {
     /// When the file cannot be truncated.
     pub async fn truncate(&mut self, size: u64) -> std::io::Result<()> {
         self.settle().await?;
-        let file = self.file.clone();
-        tokio::task::spawn_blocking(move || file.set_len(size)).await.map_err(std::io::Error::other)??;
+        finished(&mut Some(self.start(move |file| file.set_len(size)))).await?;
         self.hasher = None;
         self.size = size;
         self.synced_at = self.synced_at.min(size);
@@ -168,8 +171,7 @@ impl Staged {
     /// `algorithm` (from the running hash when it is still whole and of that algorithm).
     async fn finish(mut self, algorithm: DigestAlgorithm) -> std::io::Result<(PathBuf, Digest)> {
         self.settle().await?;
-        let file = self.file.clone();
-        tokio::task::spawn_blocking(move || file.sync_all()).await.map_err(std::io::Error::other)??;
+        finished(&mut Some(self.start(std::fs::File::sync_all))).await?;
         let digest = match self.hasher {
             Some(hasher) if self.algorithm == algorithm => hasher.finish(),
             _ => digest::of_file(algorithm, &self.path).await?.0,
