@@ -108,27 +108,60 @@ fn parse_head(bytes: &[u8]) -> Parsed {
     Parsed::Complete(head, length)
 }
 
+/// Where a chunked body ends, as far as its bytes have come.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Chunked {
+    /// After this many of the bytes (its last chunk and trailers).
+    Ended(usize),
+    /// Not within them.
+    More,
+    Malformed,
+}
+
 impl Scan {
+    /// A scan at the start of a chunked body (an answer's, which the relay passes on).
+    pub fn chunked_body() -> Self {
+        Self { state: State::ChunkSize { size: 0, digits: false, extension: false }, ..Self::default() }
+    }
+
+    /// Follows the next bytes of a chunked body begun with [`Scan::chunked_body`].
+    pub fn chunked_end(&mut self, bytes: &[u8]) -> Chunked {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            rest = self.body(rest);
+            match self.state {
+                State::Head => return Chunked::Ended(bytes.len() - rest.len()),
+                State::Stopped => return Chunked::Malformed,
+                _ => {}
+            }
+        }
+        Chunked::More
+    }
+
     /// Reads the next bytes of the stream.
     pub fn feed(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() && self.state != State::Stopped {
-            bytes = match self.state {
-                State::Head => self.head(bytes),
-                State::Body(left) => {
-                    let (rest, left) = skip(bytes, left);
-                    self.state = if left == 0 { State::Head } else { State::Body(left) };
-                    rest
-                }
-                State::ChunkData(left) => {
-                    let (rest, left) = skip(bytes, left);
-                    self.state = if left == 0 { State::ChunkEnd } else { State::ChunkData(left) };
-                    rest
-                }
-                _ => {
-                    self.line_byte(bytes[0]);
-                    &bytes[1..]
-                }
-            };
+            bytes = if self.state == State::Head { self.head(bytes) } else { self.body(bytes) };
+        }
+    }
+
+    /// Reads body bytes; returns what follows the part of the body they hold.
+    fn body<'a>(&mut self, bytes: &'a [u8]) -> &'a [u8] {
+        match self.state {
+            State::Body(left) => {
+                let (rest, left) = skip(bytes, left);
+                self.state = if left == 0 { State::Head } else { State::Body(left) };
+                rest
+            }
+            State::ChunkData(left) => {
+                let (rest, left) = skip(bytes, left);
+                self.state = if left == 0 { State::ChunkEnd } else { State::ChunkData(left) };
+                rest
+            }
+            _ => {
+                self.line_byte(bytes[0]);
+                &bytes[1..]
+            }
         }
     }
 

@@ -59,6 +59,10 @@ impl<I> Watched<I> {
         Self { io, activity, screen: None }
     }
 
+    pub fn into_inner(self) -> I {
+        self.io
+    }
+
     /// Shows every byte read to `screen`.
     pub fn screened(self, screen: crate::framing::Screen) -> Self {
         Self { screen: Some(screen), ..self }

@@ -20,6 +20,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+mod relay;
+
 use crate::table::{Backends, Lookup, Table};
 use crate::upstream::{Pooled, UpstreamBody, UpstreamError, Upstreams};
 
@@ -318,6 +320,10 @@ fn accept(
                 };
                 // The handshake is bounded like a request head.
                 match tokio::time::timeout(timeouts.header_read, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) if stream.get_ref().1.alpn_protocol() == Some(b"h2") => {
+                        let io = relay::Prefixed::new(Bytes::new(), stream);
+                        serve_with_hyper(io, proxy, peer, entry, timeouts, shutdown).await;
+                    }
                     Ok(Ok(stream)) => serve_connection(stream, proxy, peer, entry, timeouts, shutdown).await,
                     Ok(Err(error)) => tracing::debug!(%error, "router.tls.handshake"),
                     Err(_) => tracing::debug!("router.tls.handshake: timed out"),
@@ -337,9 +343,35 @@ struct Timeouts {
 /// How long a connection closing for idleness may take to say goodbye.
 const IDLE_GOODBYE: Duration = Duration::from_secs(1);
 
-/// Serves one client connection: HTTP/1.1, or HTTP/2 (with prior knowledge, or chosen
-/// by ALPN over TLS), told apart by the preface.
+/// Serves one client connection that has not chosen HTTP/2 by ALPN: the relay takes its
+/// requests while they are ones it takes; hyper's server the rest of the connection.
 async fn serve_connection<I>(
+    io: I,
+    proxy: Arc<Proxy>,
+    peer: SocketAddr,
+    entry: Entry,
+    timeouts: Timeouts,
+    shutdown: CancellationToken,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let origin = Origin::new(peer, entry, proxy.trusts(peer.ip()));
+    let activity = crate::idle::Activity::new();
+    let mut io = crate::idle::Watched::new(io, activity.clone());
+    let mut buffer = bytes::BytesMut::new();
+    let left = tokio::select! {
+        left = relay::serve(&proxy, &origin, &mut io, &mut buffer, timeouts.header_read, &shutdown) => left,
+        () = activity.idle_for(timeouts.idle) => relay::Left::Closed,
+    };
+    if let relay::Left::HandedOver = left {
+        let io = relay::Prefixed::new(buffer.freeze(), io.into_inner());
+        serve_with_hyper(io, proxy, peer, entry, timeouts, shutdown).await;
+    }
+}
+
+/// Serves one client connection with hyper's server: HTTP/1.1, or HTTP/2 (with prior
+/// knowledge, or chosen by ALPN over TLS), told apart by the preface.
+async fn serve_with_hyper<I>(
     io: I,
     proxy: Arc<Proxy>,
     peer: SocketAddr,
@@ -404,11 +436,8 @@ async fn serve_connection<I>(
 }
 
 /// A new request id: 128 random bits in hex.
-fn new_request_id() -> HeaderValue {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bits = rand::random::<u128>();
-    let digits: [u8; 32] = std::array::from_fn(|index| HEX[((bits >> (124 - 4 * index)) & 0xf) as usize]);
-    HeaderValue::from_bytes(&digits).expect("hex digits are a header value")
+fn new_request_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
 }
 
 fn page(status: StatusCode, text: &str) -> Response<ProxyBody> {
@@ -418,7 +447,34 @@ fn page(status: StatusCode, text: &str) -> Response<ProxyBody> {
     response
 }
 
+/// What is known of a request once it is answered.
+struct AccessLine<'a> {
+    app: &'a skiff_api::AppName,
+    method: &'a str,
+    path: &'a str,
+    host: &'a str,
+    request_id: &'a str,
+    client: std::net::IpAddr,
+    status: u16,
+    started: std::time::Instant,
+}
+
 impl Proxy {
+    /// Counts an answered request in its app's metrics and sends its access line.
+    fn log_access(&self, line: &AccessLine<'_>) {
+        let AccessLine { app, method, path, host, request_id, client, status, started } = *line;
+        let upstream_error = status == StatusCode::BAD_GATEWAY || status == StatusCode::GATEWAY_TIMEOUT;
+        self.shared.metrics.record(self.index, app, status, started.elapsed(), upstream_error);
+        if let Some(access) = &self.shared.access {
+            let level = if status >= 500 { "error" } else { "info" };
+            let took = started.elapsed().as_millis();
+            let message = format!(
+                "at={level} method={method} path=\"{path}\" host={host} request_id={request_id} fwd=\"{client}\" status={status} service={took}ms"
+            );
+            access.send(app, &message);
+        }
+    }
+
     /// Whether `address` is one of the trusted proxies.
     fn trusts(&self, address: std::net::IpAddr) -> bool {
         self.shared.config.trusted_proxies.iter().any(|proxy| proxy.contains(address))
@@ -426,15 +482,13 @@ impl Proxy {
 
     /// The client's address: the peer's, or, behind trusted proxies, the nearest address
     /// in `X-Forwarded-For` that is not itself a trusted proxy.
-    fn client_address(&self, headers: &http::HeaderMap, origin: &Origin) -> std::net::IpAddr {
+    fn client_address<'a>(&self, forwarded: impl Iterator<Item = &'a [u8]>, origin: &Origin) -> std::net::IpAddr {
         let peer = origin.peer.ip();
         if !origin.trusted {
             return peer;
         }
-        let forwarded: Vec<std::net::IpAddr> = headers
-            .get_all(X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
+        let forwarded: Vec<std::net::IpAddr> = forwarded
+            .filter_map(|v| std::str::from_utf8(v).ok())
             .flat_map(|v| v.split(','))
             .filter_map(|a| a.trim().parse().ok())
             .collect();
@@ -444,7 +498,8 @@ impl Proxy {
     async fn handle(&self, request: Request<Incoming>, origin: &Origin) -> Response<ProxyBody> {
         let started = std::time::Instant::now();
         let entry = origin.entry;
-        let client = self.client_address(request.headers(), origin);
+        let forwarded = request.headers().get_all(X_FORWARDED_FOR).into_iter().map(HeaderValue::as_bytes);
+        let client = self.client_address(forwarded, origin);
         // Header values share the request's bytes: kept without copying them.
         let host_value = request.headers().get(header::HOST).cloned().unwrap_or_else(|| {
             let authority = request.uri().authority().map_or("", |a| a.as_str());
@@ -457,7 +512,7 @@ impl Proxy {
             .get(X_REQUEST_ID)
             .filter(|id| !id.is_empty() && id.len() <= 200 && id.to_str().is_ok())
             .cloned()
-            .unwrap_or_else(new_request_id);
+            .unwrap_or_else(|| HeaderValue::try_from(new_request_id()).expect("hex digits are a header value"));
         let request_id_text = request_id.to_str().unwrap_or("");
         let path_and_query = request.uri().path_and_query().cloned();
         let path = path_and_query.as_ref().map_or("/", |p| p.as_str());
@@ -528,18 +583,17 @@ impl Proxy {
         {
             response.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, value);
         }
-        let upstream_error = matches!(response.status(), StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT);
-        self.shared.metrics.record(self.index, app, response.status().as_u16(), started.elapsed(), upstream_error);
-        if let Some(access) = &self.shared.access {
-            let status = response.status().as_u16();
-            let level = if status >= 500 { "error" } else { "info" };
-            let message = format!(
-                "at={level} method={method} path=\"{path}\" host={host} request_id={request_id_text} fwd=\"{}\" status={status} service={}ms",
-                client,
-                started.elapsed().as_millis()
-            );
-            access.send(app, &message);
-        }
+        let line = AccessLine {
+            app,
+            method: method.as_str(),
+            path,
+            host,
+            request_id: request_id_text,
+            client,
+            status: response.status().as_u16(),
+            started,
+        };
+        self.log_access(&line);
         response
     }
 

@@ -20,12 +20,13 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{Request, Response};
 use http_body_util::{Either, Empty, Limited};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -37,15 +38,93 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type UpstreamBody = Either<Limited<Incoming>, Empty<Bytes>>;
 
 /// A connection waiting for its next request.
-struct Idle {
-    sender: SendRequest<UpstreamBody>,
+struct Idle<C> {
+    connection: C,
     since: Instant,
 }
 
-/// Kept-alive HTTP/1.1 connections to backends.
-pub struct Upstreams {
+/// A kept-alive connection: whether the app has closed it (or it broke).
+trait Reusable {
+    fn is_closed(&self) -> bool;
+}
+
+impl Reusable for SendRequest<UpstreamBody> {
+    fn is_closed(&self) -> bool {
+        SendRequest::is_closed(self)
+    }
+}
+
+/// Connections waiting for their next request, per backend; the one used last is taken
+/// first.
+struct Pool<C> {
     /// Hashed with foldhash (the keys are backend addresses from the route table).
-    idle: Mutex<HashMap<SocketAddr, Vec<Idle>, foldhash::fast::RandomState>>,
+    idle: Mutex<HashMap<SocketAddr, Vec<Idle<C>>, foldhash::fast::RandomState>>,
+}
+
+impl<C> Default for Pool<C> {
+    fn default() -> Self {
+        Self { idle: Mutex::default() }
+    }
+}
+
+impl<C: Reusable> Pool<C> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Vec<Idle<C>>, foldhash::fast::RandomState>> {
+        self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The connection to `backend` used last, if one is open and has been idle for less
+    /// than `limit`.
+    fn take(&self, backend: SocketAddr, limit: Duration) -> Option<C> {
+        let mut idle = self.lock();
+        let waiting = idle.get_mut(&backend)?;
+        while let Some(Idle { connection, since }) = waiting.pop() {
+            if !connection.is_closed() && since.elapsed() < limit {
+                return Some(connection);
+            }
+        }
+        None
+    }
+
+    fn give_back(&self, backend: SocketAddr, connection: C) {
+        if connection.is_closed() {
+            return;
+        }
+        self.lock().entry(backend).or_default().push(Idle { connection, since: Instant::now() });
+    }
+
+    /// Closes connections idle for `limit` or longer, and forgets closed ones.
+    fn sweep(&self, limit: Duration) {
+        let mut idle = self.lock();
+        for waiting in idle.values_mut() {
+            waiting.retain(|i| i.since.elapsed() < limit && !i.connection.is_closed());
+        }
+        idle.retain(|_, waiting| !waiting.is_empty());
+    }
+}
+
+/// A connection to a backend that the router reads and writes itself (the relay's, for
+/// requests without a body), with the bytes read from it that are not used yet.
+pub struct Plain {
+    pub stream: TcpStream,
+    pub buffer: BytesMut,
+}
+
+impl Reusable for Plain {
+    /// Whether anything arrived since the last read that emptied the socket: the app
+    /// closed the connection, or sent bytes no request asked for. Either way it is not
+    /// used again. (tokio forgets a socket's readiness after a read that did not fill
+    /// the buffer, so nothing is read here.)
+    fn is_closed(&self) -> bool {
+        let mut context = Context::from_waker(std::task::Waker::noop());
+        self.stream.poll_read_ready(&mut context).is_ready()
+    }
+}
+
+/// Kept-alive HTTP/1.1 connections to backends: hyper's, for requests that hyper's server
+/// took, and plain ones for the relay.
+pub struct Upstreams {
+    idle: Pool<SendRequest<UpstreamBody>>,
+    plain: Pool<Plain>,
     connect_timeout: Duration,
     /// How long a connection may wait for its next request.
     idle_limit: Duration,
@@ -91,7 +170,7 @@ impl std::error::Error for UpstreamError {
 
 impl Upstreams {
     pub fn new(connect_timeout: Duration, idle_limit: Duration, connections: TaskTracker) -> Arc<Self> {
-        Arc::new(Self { idle: Mutex::default(), connect_timeout, idle_limit, connections })
+        Arc::new(Self { idle: Pool::default(), plain: Pool::default(), connect_timeout, idle_limit, connections })
     }
 
     /// Sends `request` (whose URI is in origin form, with a `Host` header) to `backend`.
@@ -131,19 +210,11 @@ impl Upstreams {
         }
     }
 
-    /// The connection to `backend` used last, if one is open and idle within the limit.
     fn take_idle(&self, backend: SocketAddr) -> Option<SendRequest<UpstreamBody>> {
-        let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let waiting = idle.get_mut(&backend)?;
-        while let Some(Idle { sender, since }) = waiting.pop() {
-            if !sender.is_closed() && since.elapsed() < self.idle_limit {
-                return Some(sender);
-            }
-        }
-        None
+        self.idle.take(backend, self.idle_limit)
     }
 
-    async fn connect(&self, backend: SocketAddr) -> Result<SendRequest<UpstreamBody>, UpstreamError> {
+    async fn connect_tcp(&self, backend: SocketAddr) -> Result<TcpStream, UpstreamError> {
         let stream = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(backend)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(error)) => return Err(UpstreamError::connect(error)),
@@ -153,6 +224,11 @@ impl Upstreams {
             }
         };
         let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+
+    async fn connect(&self, backend: SocketAddr) -> Result<SendRequest<UpstreamBody>, UpstreamError> {
+        let stream = self.connect_tcp(backend).await?;
         let (sender, connection) = hyper::client::conn::http1::Builder::new()
             .writev(false)
             .handshake(TokioIo::new(stream))
@@ -167,11 +243,40 @@ impl Upstreams {
     }
 
     fn give_back(&self, backend: SocketAddr, sender: SendRequest<UpstreamBody>) {
-        if sender.is_closed() {
-            return;
+        self.idle.give_back(backend, sender);
+    }
+
+    /// Sends a request `head` (of a request without a body) to `backend` over a plain
+    /// kept-alive connection, and reads until the first bytes of the answer are in the
+    /// connection's buffer. A reused connection that fails before any byte of an answer
+    /// came (the app closed it while it sat idle) is replaced by a new one, once.
+    ///
+    /// # Errors
+    ///
+    /// [`UpstreamError::is_connect`] when no connection could be made; otherwise the app
+    /// broke off before answering.
+    pub async fn send_plain(&self, backend: SocketAddr, head: &[u8]) -> Result<Plain, UpstreamError> {
+        let reused = self.plain.take(backend, self.idle_limit);
+        let retry = reused.is_some();
+        let mut connection = match reused {
+            Some(connection) => connection,
+            None => Plain { stream: Box::pin(self.connect_tcp(backend)).await?, buffer: BytesMut::new() },
+        };
+        match exchange_head(&mut connection, head).await {
+            Ok(()) => Ok(connection),
+            Err(_) if retry => {
+                let stream = Box::pin(self.connect_tcp(backend)).await?;
+                let mut connection = Plain { stream, buffer: BytesMut::new() };
+                exchange_head(&mut connection, head).await.map_err(UpstreamError::exchange)?;
+                Ok(connection)
+            }
+            Err(error) => Err(UpstreamError::exchange(error)),
         }
-        let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        idle.entry(backend).or_default().push(Idle { sender, since: Instant::now() });
+    }
+
+    /// Keeps a plain connection whose last answer was read to its end for the next request.
+    pub fn give_back_plain(&self, backend: SocketAddr, connection: Plain) {
+        self.plain.give_back(backend, connection);
     }
 
     /// Closes connections idle for longer than the limit (and forgets closed ones), every
@@ -183,14 +288,24 @@ impl Upstreams {
                 () = tokio::time::sleep(limit / 2) => {}
                 () = shutdown.cancelled() => return,
             }
-            let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            for waiting in idle.values_mut() {
-                waiting.retain(|i| i.since.elapsed() < limit && !i.sender.is_closed());
-            }
-            idle.retain(|_, waiting| !waiting.is_empty());
+            self.idle.sweep(limit);
+            self.plain.sweep(limit);
         }
     }
 }
+
+/// Writes `head` and reads the first bytes of the answer.
+async fn exchange_head(connection: &mut Plain, head: &[u8]) -> std::io::Result<()> {
+    connection.stream.write_all(head).await?;
+    connection.buffer.reserve(PLAIN_READ);
+    match connection.stream.read_buf(&mut connection.buffer).await? {
+        0 => Err(std::io::ErrorKind::UnexpectedEof.into()),
+        _ => Ok(()),
+    }
+}
+
+/// How much room a plain connection's buffer has for each read.
+pub const PLAIN_READ: usize = 16 * 1024;
 
 /// An answer's body; its connection goes back to the pool once it has been read to the end.
 pub struct Pooled {

@@ -1,0 +1,621 @@
+//! Requests without a body over HTTP/1.1 (GETs and their kind: most of an app's traffic)
+//! relayed without hyper: the router reads the head itself, writes the app's head with
+//! the forwarded headers added, and copies the answer back as it comes (its framing kept:
+//! a chunked answer stays chunked), over plain kept-alive connections to the app. hyper's
+//! server and client cost several times the user time per request, in their dispatch
+//! between tasks and in building header maps that a proxy only copies.
+//!
+//! Everything else leaves the relay before any of it is read, with the bytes already
+//! received: a request with a body, an upgrade, HTTP/1.0, HTTP/2's preface, a head the
+//! relay does not take (malformed, too large, trusted proxies' headers it cannot read,
+//! `Connection` naming other headers), and every request the router answers itself
+//! (unknown hosts, redirects, maintenance and the like). hyper's server then serves the
+//! connection from that request on, with the request path that handles all of them.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::io;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::StatusCode;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio_util::sync::CancellationToken;
+
+use super::{MAX_HEAD_BYTES, Origin, Proxy, new_request_id};
+use crate::framing::{Chunked, Scan};
+use crate::table::{Backends, Lookup, Table};
+use crate::upstream::{PLAIN_READ, Plain, UpstreamError};
+
+/// The most header fields a head may have (as hyper takes).
+const MAX_FIELDS: usize = 100;
+
+/// How much room a client connection's buffer has for each read.
+const CLIENT_READ: usize = 4 * 1024;
+
+/// How the relay left a connection.
+pub(super) enum Left {
+    /// It is closed (or is to be).
+    Closed,
+    /// hyper's server takes it from the request in the buffer on.
+    HandedOver,
+}
+
+/// A request the relay takes, read from its head.
+struct Request<'a> {
+    method: &'a str,
+    path: &'a str,
+    host: &'a str,
+    client: IpAddr,
+    request_id: Cow<'a, str>,
+    app: &'a skiff_api::AppName,
+    backends: Backends,
+    /// The HSTS max-age to add to the answer (HTTPS only), 0 for none.
+    hsts_max_age: u64,
+    /// Whether the client asked to close the connection after this request.
+    close: bool,
+    /// The head's length in the buffer.
+    length: usize,
+}
+
+/// How an answer's body ends (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Length(u64),
+    Chunked,
+    /// When the app closes the connection.
+    Close,
+}
+
+/// An answer's head, read from the app's connection and rewritten for the client.
+struct Answer {
+    status: u16,
+    /// The head's length in the connection's buffer.
+    length: usize,
+    framing: Framing,
+    /// Whether the app keeps the connection open after this answer.
+    keep_alive: bool,
+}
+
+/// An answer's head, as far as it has come.
+enum AnswerHead {
+    Whole(Answer),
+    /// An interim (1xx) answer of this length, which the relay passes over.
+    Interim(usize),
+    Partial,
+}
+
+/// Serves requests from `io` (`buffer` holding what was read of it) for as long as the
+/// relay takes them: until the connection closes, or a request for hyper's server comes
+/// (left at the start of `buffer`).
+pub(super) async fn serve<I>(
+    proxy: &Proxy,
+    origin: &Origin,
+    io: &mut I,
+    buffer: &mut BytesMut,
+    header_read: Duration,
+    shutdown: &CancellationToken,
+) -> Left
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut out = Vec::new();
+    loop {
+        if !read_head(io, buffer, header_read, shutdown).await {
+            return Left::Closed;
+        }
+        let started = Instant::now();
+        let table = proxy.shared.table.load();
+        out.clear();
+        let Some(request) = prepare(proxy, origin, &table, buffer, &mut out) else {
+            return Left::HandedOver;
+        };
+        let (close, length) = (request.close, request.length);
+        let open = proxy.relay(&request, started, &mut out, io).await;
+        drop(request);
+        buffer.advance(length);
+        if !open || close {
+            let _ = io.shutdown().await;
+            return Left::Closed;
+        }
+    }
+}
+
+/// Reads until `buffer` holds a whole head; false when the connection closed, broke, timed
+/// out or is to close for the shutdown first. A head that never ends within the limit is
+/// left to hyper's server, which refuses it.
+async fn read_head<I>(io: &mut I, buffer: &mut BytesMut, timeout: Duration, shutdown: &CancellationToken) -> bool
+where
+    I: AsyncRead + Unpin,
+{
+    if head_is_whole(buffer) {
+        return true;
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if buffer.is_empty() && shutdown.is_cancelled() {
+            return false;
+        }
+        buffer.reserve(CLIENT_READ);
+        let read = tokio::select! {
+            biased;
+            read = tokio::time::timeout_at(deadline, io.read_buf(buffer)) => read,
+            // Between requests the shutdown closes the connection; a head under way is
+            // read and answered first.
+            () = shutdown.cancelled(), if buffer.is_empty() => return false,
+        };
+        match read {
+            Ok(Ok(0) | Err(_)) | Err(_) => return false,
+            Ok(Ok(_)) if head_is_whole(buffer) || buffer.len() > MAX_HEAD_BYTES => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// Whether `bytes` hold the empty line that ends a head (CRLF or a bare LF).
+fn head_is_whole(bytes: &[u8]) -> bool {
+    let mut rest = bytes;
+    while let Some(at) = rest.iter().position(|&b| b == b'\n') {
+        rest = &rest[at + 1..];
+        if rest.first() == Some(&b'\n') || rest.starts_with(b"\r\n") {
+            return true;
+        }
+    }
+    false
+}
+
+/// Reads the request at the start of `bytes` and, if the relay takes it, writes the head
+/// to send the app into `out`.
+fn prepare<'a>(
+    proxy: &Proxy,
+    origin: &Origin,
+    table: &'a Table,
+    bytes: &'a [u8],
+    out: &mut Vec<u8>,
+) -> Option<Request<'a>> {
+    // Left uninitialised: httparse writes the fields it finds.
+    let mut fields = [const { std::mem::MaybeUninit::uninit() }; MAX_FIELDS];
+    let mut head = httparse::Request::new(&mut []);
+    let Ok(httparse::Status::Complete(length)) = head.parse_with_uninit_headers(bytes, &mut fields) else {
+        return None;
+    };
+    let (Some(method), Some(path), Some(1)) = (head.method, head.path, head.version) else { return None };
+    if method == "CONNECT" || !path.starts_with('/') || length > MAX_HEAD_BYTES {
+        return None;
+    }
+    let mut host = None;
+    let mut close = false;
+    let mut request_id = None;
+    let mut forwarded_for = None;
+    let mut forwarded = [false; 3];
+    for field in head.headers.iter() {
+        let name = field.name;
+        let value = field.value;
+        if name.eq_ignore_ascii_case("host") {
+            if host.is_some() {
+                return None;
+            }
+            host = Some(std::str::from_utf8(value).ok()?);
+        } else if name.eq_ignore_ascii_case("content-length") {
+            // A body is hyper's to read.
+            if value.trim_ascii() != b"0" {
+                return None;
+            }
+        } else if ["transfer-encoding", "upgrade", "expect"].iter().any(|n| name.eq_ignore_ascii_case(n)) {
+            return None;
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if !token.eq_ignore_ascii_case(b"keep-alive") && !token.is_empty() {
+                    // It names other headers as hop-by-hop.
+                    return None;
+                }
+            }
+        } else if name.eq_ignore_ascii_case("x-request-id") {
+            request_id = std::str::from_utf8(value)
+                .ok()
+                .filter(|id| !id.is_empty() && id.len() <= 200 && id.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)));
+        } else if name.eq_ignore_ascii_case("x-forwarded-for") {
+            forwarded_for = forwarded_for.or(Some(value));
+        } else if let Some(index) = FORWARDED.iter().position(|n| name.eq_ignore_ascii_case(n)) {
+            forwarded[index] = true;
+        }
+    }
+    let host = host?;
+    let trusted = origin.trusted;
+    let client = if trusted {
+        let values = head.headers.iter().filter(|f| f.name.eq_ignore_ascii_case("x-forwarded-for")).map(|f| f.value);
+        proxy.client_address(values, origin)
+    } else {
+        origin.peer.ip()
+    };
+    let (Lookup::Backend(app, backends), policy) = table.lookup_with_policy(host) else { return None };
+    let tls = policy.map_or_else(Default::default, |p| p.tls);
+    let entry = origin.entry;
+    if (tls.force_https && !entry.https && proxy.shared.https_port.is_some()) || policy.is_some_and(|p| !p.admits(client))
+    {
+        return None;
+    }
+    let request_id = request_id.map_or_else(|| Cow::Owned(new_request_id()), Cow::Borrowed);
+
+    // The app's head: the client's fields but those that describe the connection and the
+    // ones the router sets, then the router's.
+    for part in [method, " ", path, " HTTP/1.1\r\n"] {
+        out.extend_from_slice(part.as_bytes());
+    }
+    for field in head.headers.iter() {
+        let name = field.name;
+        let replaced = name.eq_ignore_ascii_case("x-forwarded-for")
+            || name.eq_ignore_ascii_case("x-request-id")
+            || (!trusted && FORWARDED.iter().any(|n| name.eq_ignore_ascii_case(n)));
+        if !replaced && !REQUEST_HOP_BY_HOP.iter().any(|n| name.eq_ignore_ascii_case(n)) {
+            field_line(out, name.as_bytes(), field.value);
+        }
+    }
+    let address = origin.address.as_bytes();
+    match forwarded_for.filter(|_| trusted).and_then(|v| std::str::from_utf8(v).ok()) {
+        Some(earlier) => field_line(out, b"x-forwarded-for", &[earlier.as_bytes(), b", ", address].concat()),
+        None => field_line(out, b"x-forwarded-for", address),
+    }
+    let [proto, port, forwarded_host] = forwarded.map(|given| !trusted || !given);
+    if proto {
+        field_line(out, b"x-forwarded-proto", if entry.https { b"https" } else { b"http" });
+    }
+    if port {
+        field_line(out, b"x-forwarded-port", origin.port.as_bytes());
+    }
+    if forwarded_host {
+        field_line(out, b"x-forwarded-host", host.as_bytes());
+    }
+    field_line(out, b"via", b"1.1 skiff");
+    field_line(out, b"x-request-id", request_id.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    Some(Request {
+        method,
+        path,
+        host,
+        client,
+        request_id,
+        app,
+        backends,
+        hsts_max_age: if entry.https { tls.hsts_max_age } else { 0 },
+        close,
+        length,
+    })
+}
+
+/// The forwarded headers kept from trusted proxies, replaced for everyone else.
+const FORWARDED: [&str; 3] = ["x-forwarded-proto", "x-forwarded-port", "x-forwarded-host"];
+
+/// Request headers that describe one connection (the rest of RFC 9110 §7.6.1's are
+/// left to hyper's server).
+const REQUEST_HOP_BY_HOP: [&str; 6] = ["connection", "keep-alive", "proxy-connection", "te", "trailer", "proxy-authorization"];
+
+/// Answer headers that describe one connection. `Transfer-Encoding` is kept: the body is
+/// passed on as it came.
+const ANSWER_HOP_BY_HOP: [&str; 6] = ["connection", "keep-alive", "proxy-connection", "trailer", "upgrade", "proxy-authorization"];
+
+fn field_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    for part in [name, b": ", value, b"\r\n"] {
+        out.extend_from_slice(part);
+    }
+}
+
+impl Proxy {
+    /// Counts the request in the app's metrics and sends its access line.
+    fn account(&self, request: &Request<'_>, status: u16, started: Instant) {
+        let line = super::AccessLine {
+            app: request.app,
+            method: request.method,
+            path: request.path,
+            host: request.host,
+            request_id: &request.request_id,
+            client: request.client,
+            status,
+            started,
+        };
+        self.log_access(&line);
+    }
+
+    /// Sends `request` (whose head for the app is in `out`) to its app and copies the
+    /// answer back; whether the client connection can take another request.
+    async fn relay<I>(&self, request: &Request<'_>, started: Instant, out: &mut Vec<u8>, io: &mut I) -> bool
+    where
+        I: AsyncWrite + Unpin,
+    {
+        let Request { app, backends, .. } = request;
+        let response_timeout = self.shared.config.response_timeout;
+        let mut candidates = backends.iter().peekable();
+        let (mut connection, answer, backend, outstanding) = loop {
+            let backend = candidates.next().expect("a route with backends");
+            let outstanding = backends.track(backend);
+            let sent = tokio::time::timeout(response_timeout, async {
+                let mut connection = self.upstreams.send_plain(backend, out).await?;
+                let answer = read_answer(&mut connection, request, out).await.map_err(UpstreamError::exchange)?;
+                Ok::<_, UpstreamError>((connection, answer))
+            })
+            .await;
+            match sent {
+                Ok(Ok((connection, answer))) => break (connection, answer, backend, outstanding),
+                Ok(Err(error)) if error.is_connect() && candidates.peek().is_some() => {
+                    backends.set_aside(backend);
+                    tracing::warn!(%error, %app, %backend, "router.upstream: trying the next backend");
+                }
+                Ok(Err(error)) => {
+                    backends.set_aside(backend);
+                    tracing::warn!(%error, %app, %backend, "router.upstream");
+                    let text = format!("app {app} did not answer");
+                    return self.answer_page(request, started, StatusCode::BAD_GATEWAY, &text, io).await;
+                }
+                Err(_) => {
+                    backends.set_aside(backend);
+                    tracing::warn!(%app, %backend, "router.upstream: no answer within {response_timeout:?}");
+                    let text = format!("app {app} did not answer within {} s", response_timeout.as_secs_f32());
+                    return self.answer_page(request, started, StatusCode::GATEWAY_TIMEOUT, &text, io).await;
+                }
+            }
+        };
+        let passed = pass_body(&mut connection, &answer, out, io).await;
+        drop(outstanding);
+        self.account(request, answer.status, started);
+        match passed {
+            Ok(()) if answer.keep_alive && answer.framing != Framing::Close && connection.buffer.is_empty() => {
+                self.upstreams.give_back_plain(backend, connection);
+                true
+            }
+            Ok(()) => answer.framing != Framing::Close,
+            Err(error) => {
+                tracing::debug!(%error, %app, %backend, "router.relay");
+                false
+            }
+        }
+    }
+
+    /// Answers `request` with one of the router's pages; whether the connection goes on.
+    async fn answer_page<I>(&self, request: &Request<'_>, started: Instant, status: StatusCode, text: &str, io: &mut I) -> bool
+    where
+        I: AsyncWrite + Unpin,
+    {
+        let body = format!("{text}\n");
+        let mut head = format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\ndate: ",
+            status.as_str(),
+            status.canonical_reason().unwrap_or_default(),
+            body.len()
+        );
+        with_date(|date| head.push_str(date));
+        head.push_str("\r\n");
+        if request.hsts_max_age > 0 {
+            head.push_str(&format!("strict-transport-security: max-age={}\r\n", request.hsts_max_age));
+        }
+        head.push_str("\r\n");
+        head.push_str(&body);
+        let written = write(io, head.as_bytes()).await;
+        self.account(request, status.as_u16(), started);
+        written.is_ok()
+    }
+}
+
+/// Reads the app's answer head (passing over interim answers) and writes the client's
+/// into `out`.
+async fn read_answer(connection: &mut Plain, request: &Request<'_>, out: &mut Vec<u8>) -> io::Result<Answer> {
+    loop {
+        out.clear();
+        match answer_head(&connection.buffer, request, out)? {
+            AnswerHead::Whole(answer) => return Ok(answer),
+            AnswerHead::Interim(length) => connection.buffer.advance(length),
+            AnswerHead::Partial => {
+                if connection.buffer.len() > MAX_HEAD_BYTES {
+                    return Err(io::Error::other("the answer's head is too large"));
+                }
+                connection.buffer.reserve(PLAIN_READ);
+                if connection.stream.read_buf(&mut connection.buffer).await? == 0 {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+            }
+        }
+    }
+}
+
+fn malformed(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.to_owned())
+}
+
+/// Reads an answer head from `bytes` and writes the client's into `out`.
+fn answer_head(bytes: &[u8], request: &Request<'_>, out: &mut Vec<u8>) -> io::Result<AnswerHead> {
+    let mut fields = [const { std::mem::MaybeUninit::uninit() }; MAX_FIELDS];
+    let mut head = httparse::Response::new(&mut []);
+    let length = match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut head, bytes, &mut fields) {
+        Ok(httparse::Status::Complete(length)) => length,
+        Ok(httparse::Status::Partial) => return Ok(AnswerHead::Partial),
+        Err(error) => return Err(malformed(&format!("the app's answer: {error}"))),
+    };
+    let (Some(version), Some(status)) = (head.version, head.code) else { return Err(malformed("no status")) };
+    match status {
+        101 => return Err(malformed("the app switched protocols unasked")),
+        100..=199 => return Ok(AnswerHead::Interim(length)),
+        _ => {}
+    }
+    let code = StatusCode::from_u16(status).map_err(|_| malformed("a status out of range"))?;
+    let bodiless = request.method == "HEAD" || status == 204 || status == 304;
+    let mut keep_alive = version == 1;
+    let mut content_length = None;
+    let mut chunked = None;
+    let mut dated = false;
+    for field in head.headers.iter() {
+        let name = field.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            let value = std::str::from_utf8(field.value).ok().and_then(|v| v.trim().parse::<u64>().ok());
+            match (content_length, value) {
+                (_, None) => return Err(malformed("an invalid Content-Length")),
+                (Some(earlier), Some(value)) if earlier != value => return Err(malformed("two Content-Lengths")),
+                (_, value) => content_length = value,
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            let last = field.value.rsplit(|&b| b == b',').next().unwrap_or_default().trim_ascii();
+            chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
+        } else if name.eq_ignore_ascii_case("connection") {
+            if field.value.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close")) {
+                keep_alive = false;
+            }
+        } else if name.eq_ignore_ascii_case("date") {
+            dated = true;
+        }
+    }
+    let framing = match (bodiless, chunked, content_length) {
+        (true, _, _) => Framing::Length(0),
+        (false, Some(true), _) => Framing::Chunked,
+        (false, Some(false), _) | (false, None, None) => Framing::Close,
+        (false, None, Some(length)) => Framing::Length(length),
+    };
+    // With both lengths the chunks count, and the connection is not trusted again.
+    if chunked.is_some() && content_length.is_some() {
+        keep_alive = false;
+    }
+    for part in ["HTTP/1.1 ", code.as_str(), " ", code.canonical_reason().unwrap_or_default(), "\r\n"] {
+        out.extend_from_slice(part.as_bytes());
+    }
+    for field in head.headers.iter() {
+        let name = field.name;
+        let dropped = ANSWER_HOP_BY_HOP.iter().any(|n| name.eq_ignore_ascii_case(n))
+            || (chunked.is_some() && name.eq_ignore_ascii_case("content-length"))
+            || (request.hsts_max_age > 0 && name.eq_ignore_ascii_case("strict-transport-security"));
+        if !dropped {
+            field_line(out, name.as_bytes(), field.value);
+        }
+    }
+    if !dated {
+        with_date(|date| field_line(out, b"date", date.as_bytes()));
+    }
+    if request.hsts_max_age > 0 {
+        field_line(out, b"strict-transport-security", format!("max-age={}", request.hsts_max_age).as_bytes());
+    }
+    if request.close || framing == Framing::Close {
+        field_line(out, b"connection", b"close");
+    }
+    out.extend_from_slice(b"\r\n");
+    Ok(AnswerHead::Whole(Answer { status, length, framing, keep_alive }))
+}
+
+/// Copies the answer's body from the app to the client after its head (in `out`), as it
+/// comes. Leaves in the connection's buffer any bytes past the answer.
+async fn pass_body<I>(connection: &mut Plain, answer: &Answer, out: &mut Vec<u8>, io: &mut I) -> io::Result<()>
+where
+    I: AsyncWrite + Unpin,
+{
+    let buffer = &mut connection.buffer;
+    buffer.advance(answer.length);
+    let mut left = answer.framing;
+    let mut scan = Scan::chunked_body();
+    // The head goes out with the first part of the body, in one write.
+    let mut pending: &mut Vec<u8> = out;
+    loop {
+        let (take, done) = match left {
+            Framing::Length(length) => {
+                let take = usize::try_from(length).unwrap_or(usize::MAX).min(buffer.len());
+                left = Framing::Length(length - take as u64);
+                (take, length == take as u64)
+            }
+            Framing::Chunked => match scan.chunked_end(buffer) {
+                Chunked::Ended(length) => (length, true),
+                Chunked::More => (buffer.len(), false),
+                Chunked::Malformed => return Err(malformed("the app's chunked body")),
+            },
+            Framing::Close => (buffer.len(), false),
+        };
+        if pending.is_empty() {
+            write(io, &buffer[..take]).await?;
+        } else {
+            pending.extend_from_slice(&buffer[..take]);
+            write(io, pending).await?;
+            pending.clear();
+        }
+        buffer.advance(take);
+        if done {
+            return Ok(());
+        }
+        buffer.reserve(PLAIN_READ);
+        if connection.stream.read_buf(buffer).await? == 0 {
+            return match left {
+                Framing::Close => Ok(()),
+                _ => Err(io::ErrorKind::UnexpectedEof.into()),
+            };
+        }
+        pending = out;
+    }
+}
+
+async fn write<I: AsyncWrite + Unpin>(io: &mut I, bytes: &[u8]) -> io::Result<()> {
+    io.write_all(bytes).await?;
+    io.flush().await
+}
+
+/// Calls `f` with the current time as an HTTP date, made once a second per thread.
+fn with_date(f: impl FnOnce(&str)) {
+    thread_local! {
+        static DATE: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
+    }
+    let now = SystemTime::now();
+    let second = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    DATE.with_borrow_mut(|(made, date)| {
+        if *made != second || date.is_empty() {
+            *made = second;
+            *date = httpdate::fmt_http_date(now);
+        }
+        f(date);
+    });
+}
+
+/// A connection with bytes already read from it in front: what the relay read of the
+/// request it hands over.
+pub(super) struct Prefixed<I> {
+    prefix: Bytes,
+    io: I,
+}
+
+impl<I> Prefixed<I> {
+    pub(super) fn new(prefix: Bytes, io: I) -> Self {
+        Self { prefix, io }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Prefixed<I> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if self.prefix.is_empty() {
+            return Pin::new(&mut self.io).poll_read(cx, buf);
+        }
+        let taken = self.prefix.len().min(buf.remaining());
+        buf.put_slice(&self.prefix.split_to(taken));
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Prefixed<I> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bytes: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, bytes)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
