@@ -379,6 +379,23 @@ mod tests {
     }
 
     #[test]
+    fn a_chunked_body_ends_after_its_last_chunk_and_trailers_however_it_is_split() {
+        let body = b"3;x=y\r\nabc\r\n10\r\n0123456789abcdef\r\n0\r\nX-Sum: 1\r\n\r\n";
+        let mut whole = Scan::chunked_body();
+        let stream = [&body[..], b"HTTP/1.1 200 OK\r\n"].concat();
+        assert_eq!(whole.chunked_end(&stream), Chunked::Ended(body.len()));
+        for split in 1..body.len() {
+            let mut parts = Scan::chunked_body();
+            assert_eq!(parts.chunked_end(&body[..split]), Chunked::More, "split at {split}");
+            assert_eq!(parts.chunked_end(&stream[split..]), Chunked::Ended(body.len() - split), "split at {split}");
+        }
+        assert_eq!(Scan::chunked_body().chunked_end(b"0\r\n\r\n"), Chunked::Ended(5));
+        for malformed in [&b"zz\r\n"[..], b"3\r\nabcX", b"ffffffffffffffffff\r\n"] {
+            assert_eq!(Scan::chunked_body().chunked_end(malformed), Chunked::Malformed, "{malformed:?}");
+        }
+    }
+
+    #[test]
     fn the_verdict_names_the_request_to_refuse() {
         let verdict = Arc::new(Verdict::default());
         let mut screen = Screen::new(verdict.clone());

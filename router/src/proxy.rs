@@ -315,21 +315,38 @@ fn accept(
             let _ = stream.set_nodelay(true);
             let (proxy, shutdown, acceptor) = (proxy.clone(), shutdown.clone(), acceptor.clone());
             connections.spawn(async move {
-                let Some(acceptor) = acceptor else {
-                    return serve_connection(stream, proxy, peer, entry, timeouts, shutdown).await;
-                };
-                // The handshake is bounded like a request head.
-                match tokio::time::timeout(timeouts.header_read, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) if stream.get_ref().1.alpn_protocol() == Some(b"h2") => {
-                        let io = relay::Prefixed::new(Bytes::new(), stream);
-                        serve_with_hyper(io, proxy, peer, entry, timeouts, shutdown).await;
+                match acceptor {
+                    None => serve_connection(stream, proxy, peer, entry, timeouts, shutdown).await,
+                    // Boxed: the TLS session's state would make every plain connection's task
+                    // larger too.
+                    Some(acceptor) => {
+                        Box::pin(serve_tls(acceptor, stream, proxy, peer, entry, timeouts, shutdown)).await
                     }
-                    Ok(Ok(stream)) => serve_connection(stream, proxy, peer, entry, timeouts, shutdown).await,
-                    Ok(Err(error)) => tracing::debug!(%error, "router.tls.handshake"),
-                    Err(_) => tracing::debug!("router.tls.handshake: timed out"),
                 }
             });
         }
+    }
+}
+
+/// Serves one HTTPS connection: HTTP/2 when ALPN chose it, otherwise as plain ones.
+async fn serve_tls(
+    acceptor: tokio_rustls::TlsAcceptor,
+    stream: tokio::net::TcpStream,
+    proxy: Arc<Proxy>,
+    peer: SocketAddr,
+    entry: Entry,
+    timeouts: Timeouts,
+    shutdown: CancellationToken,
+) {
+    // The handshake is bounded like a request head.
+    match tokio::time::timeout(timeouts.header_read, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) if stream.get_ref().1.alpn_protocol() == Some(b"h2") => {
+            let io = relay::Prefixed::new(Bytes::new(), stream);
+            serve_with_hyper(io, proxy, peer, entry, timeouts, shutdown).await;
+        }
+        Ok(Ok(stream)) => serve_connection(stream, proxy, peer, entry, timeouts, shutdown).await,
+        Ok(Err(error)) => tracing::debug!(%error, "router.tls.handshake"),
+        Err(_) => tracing::debug!("router.tls.handshake: timed out"),
     }
 }
 
@@ -365,7 +382,8 @@ async fn serve_connection<I>(
     };
     if let relay::Left::HandedOver = left {
         let io = relay::Prefixed::new(buffer.freeze(), io.into_inner());
-        serve_with_hyper(io, proxy, peer, entry, timeouts, shutdown).await;
+        // Boxed: hyper's connection state is large, and most connections never need it.
+        Box::pin(serve_with_hyper(io, proxy, peer, entry, timeouts, shutdown)).await;
     }
 }
 

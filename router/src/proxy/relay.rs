@@ -216,9 +216,9 @@ fn prepare<'a>(
                 }
             }
         } else if name.eq_ignore_ascii_case("x-request-id") {
-            request_id = std::str::from_utf8(value)
-                .ok()
-                .filter(|id| !id.is_empty() && id.len() <= 200 && id.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)));
+            request_id = std::str::from_utf8(value).ok().filter(|id| {
+                !id.is_empty() && id.len() <= 200 && id.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+            });
         } else if name.eq_ignore_ascii_case("x-forwarded-for") {
             forwarded_for = forwarded_for.or(Some(value));
         } else if let Some(index) = FORWARDED.iter().position(|n| name.eq_ignore_ascii_case(n)) {
@@ -236,7 +236,8 @@ fn prepare<'a>(
     let (Lookup::Backend(app, backends), policy) = table.lookup_with_policy(host) else { return None };
     let tls = policy.map_or_else(Default::default, |p| p.tls);
     let entry = origin.entry;
-    if (tls.force_https && !entry.https && proxy.shared.https_port.is_some()) || policy.is_some_and(|p| !p.admits(client))
+    if (tls.force_https && !entry.https && proxy.shared.https_port.is_some())
+        || policy.is_some_and(|p| !p.admits(client))
     {
         return None;
     }
@@ -293,11 +294,13 @@ const FORWARDED: [&str; 3] = ["x-forwarded-proto", "x-forwarded-port", "x-forwar
 
 /// Request headers that describe one connection (the rest of RFC 9110 §7.6.1's are
 /// left to hyper's server).
-const REQUEST_HOP_BY_HOP: [&str; 6] = ["connection", "keep-alive", "proxy-connection", "te", "trailer", "proxy-authorization"];
+const REQUEST_HOP_BY_HOP: [&str; 6] =
+    ["connection", "keep-alive", "proxy-connection", "te", "trailer", "proxy-authorization"];
 
 /// Answer headers that describe one connection. `Transfer-Encoding` is kept: the body is
 /// passed on as it came.
-const ANSWER_HOP_BY_HOP: [&str; 6] = ["connection", "keep-alive", "proxy-connection", "trailer", "upgrade", "proxy-authorization"];
+const ANSWER_HOP_BY_HOP: [&str; 6] =
+    ["connection", "keep-alive", "proxy-connection", "trailer", "upgrade", "proxy-authorization"];
 
 fn field_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     for part in [name, b": ", value, b"\r\n"] {
@@ -376,7 +379,14 @@ impl Proxy {
     }
 
     /// Answers `request` with one of the router's pages; whether the connection goes on.
-    async fn answer_page<I>(&self, request: &Request<'_>, started: Instant, status: StatusCode, text: &str, io: &mut I) -> bool
+    async fn answer_page<I>(
+        &self,
+        request: &Request<'_>,
+        started: Instant,
+        status: StatusCode,
+        text: &str,
+        io: &mut I,
+    ) -> bool
     where
         I: AsyncWrite + Unpin,
     {
@@ -429,11 +439,12 @@ fn malformed(what: &str) -> io::Error {
 fn answer_head(bytes: &[u8], request: &Request<'_>, out: &mut Vec<u8>) -> io::Result<AnswerHead> {
     let mut fields = [const { std::mem::MaybeUninit::uninit() }; MAX_FIELDS];
     let mut head = httparse::Response::new(&mut []);
-    let length = match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut head, bytes, &mut fields) {
-        Ok(httparse::Status::Complete(length)) => length,
-        Ok(httparse::Status::Partial) => return Ok(AnswerHead::Partial),
-        Err(error) => return Err(malformed(&format!("the app's answer: {error}"))),
-    };
+    let length =
+        match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut head, bytes, &mut fields) {
+            Ok(httparse::Status::Complete(length)) => length,
+            Ok(httparse::Status::Partial) => return Ok(AnswerHead::Partial),
+            Err(error) => return Err(malformed(&format!("the app's answer: {error}"))),
+        };
     let (Some(version), Some(status)) = (head.version, head.code) else { return Err(malformed("no status")) };
     match status {
         101 => return Err(malformed("the app switched protocols unasked")),

@@ -1,0 +1,200 @@
+//! Requests without a body, which the router relays itself: answers keep their framing
+//! (lengths, chunks and trailers, HEAD, close-delimited), pipelined requests are answered
+//! in order, interim answers are passed over, broken answers become 502s, app connections
+//! are reused only when clean, and a request with a body on the same connection goes to
+//! hyper's server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::{connect, exchange, router, send, snapshot, upstream};
+
+/// An app that answers each request with the bytes `answer` gives for its path (and
+/// closes the connection after it when the path ends in `/close`); counts connections.
+async fn scripted(answer: fn(&str) -> String) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counted = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut read = Vec::new();
+                let mut buffer = [0u8; 4096];
+                loop {
+                    let Some(end) = read.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match stream.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => read.extend_from_slice(&buffer[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&read[..end]).into_owned();
+                    read.drain(..end + 4);
+                    let path = head.split_whitespace().nth(1).unwrap_or_default().to_owned();
+                    if stream.write_all(answer(&path).as_bytes()).await.is_err() || path.ends_with("/close") {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (address, accepted)
+}
+
+/// Sends `requests` on one connection at once, and reads everything until the router
+/// closes it (bounded).
+async fn pipelined(router: SocketAddr, requests: &str) -> String {
+    let mut stream = TcpStream::connect(router).await.unwrap();
+    stream.write_all(requests.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    read.expect("the router closes").unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+fn framed(path: &str) -> String {
+    match path {
+        "/length" => "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nlength".into(),
+        "/chunked" => {
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nchu\r\n5\r\nnked!\r\n0\r\nX-Sum: 8\r\n\r\n"
+                .into()
+        }
+        "/interim" => {
+            "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal".into()
+        }
+        "/empty" => "HTTP/1.1 204 No Content\r\n\r\n".into(),
+        "/stray" => "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokSTRAY".into(),
+        "/broken" => "HTTP/1.1 2xx Nonsense\r\n\r\n".into(),
+        // No length: the body ends when the app closes the connection.
+        "/until/close" => "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end".into(),
+        _ => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".into(),
+    }
+}
+
+fn get(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: app.localhost\r\n\r\n")
+}
+
+#[tokio::test]
+async fn answers_keep_their_framing_and_pipelined_requests_are_answered_in_order() {
+    let (app, _) = scripted(framed).await;
+    let router = router(snapshot(1, &[("app", vec![app])])).await;
+    let requests = [
+        get("/length"),
+        get("/chunked"),
+        "HEAD /length HTTP/1.1\r\nHost: app.localhost\r\n\r\n".into(),
+        get("/empty"),
+        get("/interim"),
+        get("/until/close"),
+    ]
+    .concat();
+    let answer = pipelined(router.address, &requests).await;
+    // Bodies are not followed by a line end: status lines are found wherever they start.
+    let statuses: Vec<&str> =
+        answer.match_indices("HTTP/1.1 ").filter_map(|(at, _)| answer[at..].lines().next()).collect();
+    assert_eq!(
+        statuses,
+        [
+            "HTTP/1.1 200 OK",
+            "HTTP/1.1 200 OK",
+            "HTTP/1.1 200 OK",
+            "HTTP/1.1 204 No Content",
+            "HTTP/1.1 200 OK",
+            "HTTP/1.1 200 OK"
+        ],
+        "{answer}"
+    );
+    // The chunks and their trailer pass as they came.
+    assert!(answer.contains("\r\n\r\n3;x=y\r\nchu\r\n5\r\nnked!\r\n0\r\nX-Sum: 8\r\n\r\nHTTP/1.1 200 OK"), "{answer}");
+    // HEAD's answer has the length but no body, 204's nothing: the next status follows.
+    let after_head = answer.split("HTTP/1.1 204").next().unwrap();
+    assert!(after_head.ends_with("Content-Length: 6\r\n") || after_head.ends_with("\r\n\r\n"), "{answer}");
+    assert_eq!(answer.matches("length").count(), 1, "one body of /length: {answer}");
+    assert!(!answer.contains("Early Hints"), "the interim answer is passed over: {answer}");
+    assert!(answer.contains("\r\n\r\nfinal"), "{answer}");
+    // The client learns that the close-delimited body ends with the connection.
+    assert!(answer.to_ascii_lowercase().contains("connection: close\r\n"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\nuntil the end"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_broken_answer_is_a_502_and_a_connection_with_stray_bytes_is_not_reused() {
+    let (app, accepted) = scripted(framed).await;
+    let router = router(snapshot(1, &[("app", vec![app])])).await;
+    let mut client = connect(&router).await;
+    assert_eq!(send(&mut client, &get("/broken")).await.0, 502);
+    assert_eq!(send(&mut client, &get("/length")).await, (200, "length".into()), "the client connection goes on");
+    let before = accepted.load(Ordering::SeqCst);
+    assert_eq!(send(&mut client, &get("/stray")).await, (200, "ok".into()));
+    assert_eq!(send(&mut client, &get("/length")).await, (200, "length".into()));
+    assert_eq!(accepted.load(Ordering::SeqCst), before + 1, "a new connection after the stray bytes");
+    // A clean answer leaves its connection for the next request.
+    assert_eq!(send(&mut client, &get("/length")).await, (200, "length".into()));
+    assert_eq!(accepted.load(Ordering::SeqCst), before + 1);
+}
+
+#[tokio::test]
+async fn an_app_that_closes_connections_unannounced_answers_every_request() {
+    // Every connection is closed after one answer that says nothing of it.
+    let (app, accepted) = scripted(|_| "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".into()).await;
+    let router = router(snapshot(1, &[("app", vec![app])])).await;
+    let mut client = connect(&router).await;
+    for round in 0..20 {
+        let path = if round % 2 == 0 { "/close" } else { "/x/close" };
+        assert_eq!(send(&mut client, &get(path)).await, (200, "ok".into()), "round {round}");
+        // Sometimes the close arrives before the next request, sometimes not.
+        if round % 4 == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 20);
+}
+
+#[tokio::test]
+async fn a_request_with_a_body_goes_on_to_hypers_server_on_the_same_connection() {
+    let app = upstream("app").await;
+    let router = router(snapshot(1, &[("app", vec![app])])).await;
+    let mut client = connect(&router).await;
+    let (status, relayed) = exchange(&mut client, "app.localhost", "").await;
+    assert_eq!(status, 200);
+    assert!(relayed.contains("via: 1.1 skiff"), "{relayed}");
+    let post = "POST /form HTTP/1.1\r\nHost: app.localhost\r\nContent-Length: 5\r\n\r\nhello";
+    let (status, served) = send(&mut client, post).await;
+    assert_eq!(status, 200);
+    assert!(served.starts_with("app\nPOST /form HTTP/1.1"), "{served}");
+    // Both ways give the app the same headers (hyper's server writes names in lower case).
+    for header in
+        ["x-forwarded-for: 127.0.0.1", "x-forwarded-proto: http", "x-forwarded-host: app.localhost", "via: 1.1 skiff"]
+    {
+        assert!(relayed.to_ascii_lowercase().contains(header), "relayed: {relayed}");
+        assert!(served.to_ascii_lowercase().contains(header), "served: {served}");
+    }
+    let (status, after) = exchange(&mut client, "app.localhost", "").await;
+    // (The test app leaves bodies unread: the POST's is in front of this head.)
+    assert_eq!((status, after.contains("GET /path?q=1 HTTP/1.1")), (200, true), "{after}");
+}
+
+#[tokio::test]
+async fn curl_gets_every_framing_through_the_relay() {
+    let (app, _) = scripted(framed).await;
+    let router = router(snapshot(1, &[("app", vec![app])])).await;
+    let base = format!("http://{}", router.address);
+    let urls = ["/length", "/chunked", "/interim", "/until/close", "/length"].map(|p| format!("{base}{p}"));
+    let output = tokio::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-H", "Host: app.localhost", "-w", "|%{http_code}\\n"])
+        .args(&urls)
+        .output()
+        .await
+        .expect("curl runs");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "length|200\nchunked!|200\nfinal|200\nuntil the end|200\nlength|200\n"
+    );
+}
