@@ -61,6 +61,11 @@ skiff_median() {
   printf '%s\n' $1 | sort -g | sed -n "$(( ($(printf '%s\n' $1 | wc -l) + 1) / 2 ))p"
 }
 
+# A / B with two decimals and a leading zero (bc leaves it out below 1).
+skiff_ratio() {
+  printf '%.2f' "$(echo "scale=4; $1 / $2" | bc)"
+}
+
 # wrk's output (run with --latency) as "REQ/S P50_MS P99_MS FAILED REQUESTS", where FAILED
 # counts answers other than 2xx/3xx and socket errors.
 skiff_wrk_summary() {

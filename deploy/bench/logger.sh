@@ -83,7 +83,7 @@ skiff=$(skiff_median "${rate[skiff]}")
 for system in rsyslog skiff; do
   r=$(skiff_median "${rate[$system]}")
   total_lost=$(printf '%s\n' ${lost[$system]} | awk '{s += $1} END {print s}')
-  echo "| $system | $(printf '%.0f' "$r") | $total_lost | $(echo "scale=2; $skiff / $r" | bc)× |"
+  echo "| $system | $(printf '%.0f' "$r") | $total_lost | $(skiff_ratio "$skiff" "$r")× |"
 done
 
 echo

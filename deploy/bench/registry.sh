@@ -131,7 +131,7 @@ row() {
   local name=$1 unit=$2 d s better=$4
   d=$(skiff_median "${3%%|*}")
   s=$(skiff_median "${3##*|}")
-  if [ "$better" = higher ]; then ratio=$(echo "scale=2; $s / $d" | bc); else ratio=$(echo "scale=2; $d / $s" | bc); fi
+  if [ "$better" = higher ]; then ratio=$(skiff_ratio "$s" "$d"); else ratio=$(skiff_ratio "$d" "$s"); fi
   echo "| $name | $s $unit | $d $unit | ${ratio}× |"
 }
 echo
@@ -139,13 +139,13 @@ echo "| registry benchmark (median of $runs) | skiff | docker-registry 2.8 | ski
 echo "|---|---|---|---|"
 row "push 100 MiB single-layer image (skopeo)" s "${push[distribution]}|${push[skiff]}" lower
 f=$(skiff_median "$null_push")
-echo "| the same push to a registry that does no work (no hashing, no disk): the floor under any push | $f s | $f s | at most $(echo "scale=2; $(skiff_median "${push[distribution]}") / $f" | bc)× |"
+echo "| the same push to a registry that does no work (no hashing, no disk): the floor under any push | $f s | $f s | at most $(skiff_ratio "$(skiff_median "${push[distribution]}")" "$f")× |"
 row "pull 100 MiB single-layer image (skopeo)" s "${pull[distribution]}|${pull[skiff]}" lower
 f=$(skiff_median "$floor")
-echo "| skopeo alone, the same image from a local layout (no registry): the floor under any pull | $f s | $f s | at most $(echo "scale=2; $(skiff_median "${pull[distribution]}") / $f" | bc)× |"
+echo "| skopeo alone, the same image from a local layout (no registry): the floor under any pull | $f s | $f s | at most $(skiff_ratio "$(skiff_median "${pull[distribution]}")" "$f")× |"
 row "push 500 small images, 8 at a time (skopeo)" "images/s" "${small[distribution]}|${small[skiff]}" higher
 f=$(skiff_median "$null_small")
-echo "| the same pushes to a registry that does no work: the ceiling for any registry | $f images/s | $f images/s | at most $(echo "scale=2; $f / $(skiff_median "${small[distribution]}")" | bc)× |"
+echo "| the same pushes to a registry that does no work: the ceiling for any registry | $f images/s | $f images/s | at most $(skiff_ratio "$f" "$(skiff_median "${small[distribution]}")")× |"
 row "push 20 small images one at a time (skopeo), per image" ms "${one_by_one[distribution]}|${one_by_one[skiff]}" lower
 row "upload the 100 MiB layer as one blob (curl, streamed PUT)" s "${blob_put[distribution]}|${blob_put[skiff]}" lower
 row "download the 100 MiB layer (curl to /dev/null)" s "${blob_get[distribution]}|${blob_get[skiff]}" lower
@@ -156,5 +156,5 @@ for what in "push:100 MiB push:$runs:ms" "pull:100 MiB pull:$runs:ms" "small:sma
   IFS=: read -r key label count unit <<<"$what"
   d=$(per distribution "$key" "$count")
   s=$(per skiff "$key" "$count")
-  echo "| registry CPU time per $label | $s $unit | $d $unit | $(echo "scale=2; $d / $s" | bc)× |"
+  echo "| registry CPU time per $label | $s $unit | $d $unit | $(skiff_ratio "$d" "$s")× |"
 done

@@ -181,7 +181,7 @@ for system in direct nginx haproxy skiff; do
   [ "$system" = direct ] || extra="| ${cpu[$system]} µs (${kernel[$system]} µs) | ${memory[$system]} MiB |"
   changes=""
   [ "$system" = direct ] || changes="${changes_failed[$system]} of ${changes_total[$system]}"
-  echo "| $system | $(printf '%.0f' "$r") | $(skiff_median "${p50[$system]}") ms | $(skiff_median "${p99[$system]}") ms $extra $(echo "scale=2; $r / $direct" | bc)× | $(echo "scale=2; $skiff / $r" | bc)× | $changes |"
+  echo "| $system | $(printf '%.0f' "$r") | $(skiff_median "${p50[$system]}") ms | $(skiff_median "${p99[$system]}") ms $extra $(skiff_ratio "$r" "$direct")× | $(skiff_ratio "$skiff" "$r")× | $changes |"
 done
 
 echo
@@ -190,5 +190,5 @@ echo "|---|---|---|---|"
 skiff=$(skiff_median "${h2rps[skiff]}")
 for system in nginx haproxy skiff; do
   r=$(skiff_median "${h2rps[$system]}")
-  echo "| $system | $(printf '%.0f' "$r") | $(skiff_median "${h2mean[$system]}") ms | $(echo "scale=2; $skiff / $r" | bc)× |"
+  echo "| $system | $(printf '%.0f' "$r") | $(skiff_median "${h2mean[$system]}") ms | $(skiff_ratio "$skiff" "$r")× |"
 done

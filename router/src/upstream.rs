@@ -248,16 +248,17 @@ impl Upstreams {
 
     /// Sends a request `head` (of a request without a body) to `backend` over a plain
     /// kept-alive connection, and reads until the first bytes of the answer are in the
-    /// connection's buffer. A reused connection that fails before any byte of an answer
-    /// came (the app closed it while it sat idle) is replaced by a new one, once.
+    /// connection's buffer. When a reused connection fails before any byte of an answer
+    /// came (the app closed it while it sat idle), a `replayable` request is sent again
+    /// on a new one; the app may have seen it, so others are not.
     ///
     /// # Errors
     ///
     /// [`UpstreamError::is_connect`] when no connection could be made; otherwise the app
     /// broke off before answering.
-    pub async fn send_plain(&self, backend: SocketAddr, head: &[u8]) -> Result<Plain, UpstreamError> {
+    pub async fn send_plain(&self, backend: SocketAddr, head: &[u8], replayable: bool) -> Result<Plain, UpstreamError> {
         let reused = self.plain.take(backend, self.idle_limit);
-        let retry = reused.is_some();
+        let retry = replayable && reused.is_some();
         let mut connection = match reused {
             Some(connection) => connection,
             None => Plain { stream: Box::pin(self.connect_tcp(backend)).await?, buffer: BytesMut::new() },

@@ -131,7 +131,10 @@ async fn read_head<I>(io: &mut I, buffer: &mut BytesMut, timeout: Duration, shut
 where
     I: AsyncRead + Unpin,
 {
-    if head_is_whole(buffer) {
+    // Bytes already looked at for the head's end (each read's are looked at once, so that
+    // a head sent a byte at a time costs no more than one sent whole).
+    let mut looked = 0;
+    if head_ends_after(buffer, &mut looked) {
         return true;
     }
     let deadline = tokio::time::Instant::now() + timeout;
@@ -149,15 +152,18 @@ where
         };
         match read {
             Ok(Ok(0) | Err(_)) | Err(_) => return false,
-            Ok(Ok(_)) if head_is_whole(buffer) || buffer.len() > MAX_HEAD_BYTES => return true,
+            Ok(Ok(_)) if head_ends_after(buffer, &mut looked) || buffer.len() > MAX_HEAD_BYTES => return true,
             Ok(Ok(_)) => {}
         }
     }
 }
 
-/// Whether `bytes` hold the empty line that ends a head (CRLF or a bare LF).
-fn head_is_whole(bytes: &[u8]) -> bool {
-    let mut rest = bytes;
+/// Whether `bytes` hold the empty line that ends a head (after CRLF or a bare LF), looking
+/// from `looked` on (less the three bytes an end may have begun in) and moving it on.
+fn head_ends_after(bytes: &[u8], looked: &mut usize) -> bool {
+    let from = looked.saturating_sub(3);
+    *looked = bytes.len();
+    let mut rest = &bytes[from..];
     while let Some(at) = rest.iter().position(|&b| b == b'\n') {
         rest = &rest[at + 1..];
         if rest.first() == Some(&b'\n') || rest.starts_with(b"\r\n") {
@@ -308,6 +314,13 @@ fn field_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     }
 }
 
+impl Request<'_> {
+    /// Whether sending the request twice does what sending it once does (RFC 9110 §9.2.2).
+    fn idempotent(&self) -> bool {
+        matches!(self.method, "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE")
+    }
+}
+
 impl Proxy {
     /// Counts the request in the app's metrics and sends its access line.
     fn account(&self, request: &Request<'_>, status: u16, started: Instant) {
@@ -337,7 +350,7 @@ impl Proxy {
             let backend = candidates.next().expect("a route with backends");
             let outstanding = backends.track(backend);
             let sent = tokio::time::timeout(response_timeout, async {
-                let mut connection = self.upstreams.send_plain(backend, out).await?;
+                let mut connection = self.upstreams.send_plain(backend, out, request.idempotent()).await?;
                 let answer = read_answer(&mut connection, request, out).await.map_err(UpstreamError::exchange)?;
                 Ok::<_, UpstreamError>((connection, answer))
             })
@@ -628,5 +641,26 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Prefixed<I> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_head_ends_at_its_empty_line_however_its_bytes_arrive() {
+        for head in
+            [&b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"[..], b"GET / HTTP/1.1\nHost: a\n\n", b"GET / HTTP/1.1\r\n\r\n"]
+        {
+            for split in 1..head.len() {
+                let mut looked = 0;
+                assert!(!head_ends_after(&head[..split], &mut looked), "{head:?} split at {split}");
+                for end in split + 1..head.len() {
+                    assert!(!head_ends_after(&head[..end], &mut looked), "{head:?} at {end}");
+                }
+                assert!(head_ends_after(head, &mut looked), "{head:?} split at {split}");
+            }
+        }
     }
 }
