@@ -95,7 +95,7 @@ for udp_rate in 50000 100000 200000 400000 800000; do
     before=$(received "$system")
     taskset -c 0 "$flood" udp "${address[$system]}" 100000 "$udp_rate" >/dev/null
     got=$(( $(settle "$system" $((before + 100000))) - before ))
-    row+=" $(echo "scale=2; (100000 - $got) * 100 / 100000" | bc)% |"
+    row+=" $(skiff_ratio "(100000 - $got) * 100" 100000)% |"
   done
   echo "$row"
 done
