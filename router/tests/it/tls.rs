@@ -22,8 +22,14 @@ fn certificate(names: &[&str]) -> (String, String) {
 /// curl against `url` with `name` resolved to the router, trusting `ca`; the status
 /// line's code (0 when curl failed), the headers and body, and curl's exit status.
 async fn curl(ca: &Path, name: &str, port: u16, url: &str) -> (u16, String, i32) {
+    curl_with(&[], ca, name, port, url).await
+}
+
+/// [`curl`] with more of curl's options.
+async fn curl_with(options: &[&str], ca: &Path, name: &str, port: u16, url: &str) -> (u16, String, i32) {
     let resolve = format!("{name}:{port}:127.0.0.1");
     let output = tokio::process::Command::new("curl")
+        .args(options)
         .args(["-sS", "-i", "--cacert"])
         .arg(ca)
         .args(["--resolve", &resolve, "-w", "\nversion=%{http_version}", url])
@@ -91,6 +97,14 @@ async fn https_serves_each_domain_its_certificate_and_the_default_to_the_rest() 
     let (status, text, _) = curl(&blog_ca, "news.blog.test", port, &format!("https://news.blog.test:{port}/")).await;
     assert_eq!(status, 200, "{text}");
     assert!(text.contains("strict-transport-security: max-age=600"), "{text}");
+    // The same over HTTP/1.1 (the relay, over TLS), then twice in one curl.
+    let url = format!("https://news.blog.test:{port}/one");
+    let (status, text, _) = curl_with(&["--http1.1"], &blog_ca, "news.blog.test", port, &url).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("version=1.1") && text.contains("strict-transport-security: max-age=600"), "{text}");
+    assert!(text.contains("get /one http/1.1") && text.contains("x-forwarded-proto: https"), "{text}");
+    let (status, text, _) = curl_with(&["--http1.1", &url], &blog_ca, "news.blog.test", port, &url).await;
+    assert_eq!((status, text.matches("strict-transport-security: max-age=600").count()), (200, 2), "{text}");
 
     // Names without a certificate of their own get the default one; the wrong CA fails.
     let (status, text, _) = curl(&default_ca, "shop.apps.test", port, &format!("https://shop.apps.test:{port}/")).await;
