@@ -118,6 +118,19 @@ pub enum Chunked {
     Malformed,
 }
 
+/// The next part of a chunked body's bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ChunkPart {
+    /// `framing` bytes (sizes, line ends), then `data` bytes of the body (0: none yet).
+    Data {
+        framing: usize,
+        data: usize,
+    },
+    /// The body ends after this many bytes (its last chunk and trailers).
+    End(usize),
+    Malformed,
+}
+
 impl Scan {
     /// A scan at the start of a chunked body (an answer's, which the relay passes on).
     pub fn chunked_body() -> Self {
@@ -136,6 +149,26 @@ impl Scan {
             }
         }
         Chunked::More
+    }
+
+    /// Finds the next data in the bytes of a chunked body begun with
+    /// [`Scan::chunked_body`] (the chunks undone).
+    pub fn next_data(&mut self, bytes: &[u8]) -> ChunkPart {
+        let mut rest = bytes;
+        loop {
+            match self.state {
+                State::ChunkData(left) if !rest.is_empty() => {
+                    let data = usize::try_from(left).unwrap_or(usize::MAX).min(rest.len());
+                    let left = left - data as u64;
+                    self.state = if left == 0 { State::ChunkEnd } else { State::ChunkData(left) };
+                    return ChunkPart::Data { framing: bytes.len() - rest.len(), data };
+                }
+                State::Head => return ChunkPart::End(bytes.len() - rest.len()),
+                State::Stopped => return ChunkPart::Malformed,
+                _ if rest.is_empty() => return ChunkPart::Data { framing: bytes.len(), data: 0 },
+                _ => rest = self.body(rest),
+            }
+        }
     }
 
     /// Reads the next bytes of the stream.
@@ -393,6 +426,33 @@ mod tests {
         for malformed in [&b"zz\r\n"[..], b"3\r\nabcX", b"ffffffffffffffffff\r\n"] {
             assert_eq!(Scan::chunked_body().chunked_end(malformed), Chunked::Malformed, "{malformed:?}");
         }
+    }
+
+    #[test]
+    fn a_chunked_body_is_undone_into_its_data_however_it_is_split() {
+        let body = b"3;x=y\r\nabc\r\n10\r\n0123456789abcdef\r\n0\r\nX-Sum: 1\r\n\r\nNEXT";
+        for split in 1..body.len() {
+            let mut scan = Scan::chunked_body();
+            let (mut data, mut ended) = (Vec::new(), None);
+            let mut offset = 0;
+            for part in [&body[..split], &body[split..]] {
+                let mut at = 0;
+                while at < part.len() && ended.is_none() {
+                    match scan.next_data(&part[at..]) {
+                        ChunkPart::Data { framing, data: length } => {
+                            data.extend_from_slice(&part[at + framing..at + framing + length]);
+                            at += framing + length;
+                        }
+                        ChunkPart::End(framing) => ended = Some(offset + at + framing),
+                        ChunkPart::Malformed => panic!("split at {split}"),
+                    }
+                }
+                offset += part.len();
+            }
+            assert_eq!(data, b"abc0123456789abcdef", "split at {split}");
+            assert_eq!(ended, Some(body.len() - 4), "split at {split}");
+        }
+        assert_eq!(Scan::chunked_body().next_data(b"zz\r\n"), ChunkPart::Malformed);
     }
 
     #[test]

@@ -23,12 +23,23 @@ use tokio_util::task::TaskTracker;
 mod relay;
 
 use crate::table::{Backends, Lookup, Table};
-use crate::upstream::{Pooled, UpstreamBody, UpstreamError, Upstreams};
+use crate::upstream::{PlainBody, Pooled, UpstreamBody, UpstreamError, Upstreams};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type ProxyBody = BoxBody<Bytes, BoxError>;
 /// An app's answer: over a kept-alive HTTP/1.1 connection, or over HTTP/2 for gRPC.
-type AnswerBody = Either<Pooled, Incoming>;
+type AnswerBody = Either<Pooled, Either<Incoming, PlainBody>>;
+
+/// How a request goes to its app.
+#[derive(Debug, Clone, Copy)]
+enum Carrier {
+    /// gRPC: HTTP/2 with prior knowledge.
+    H2c,
+    /// Without a body: a plain kept-alive connection, as the relay's requests.
+    Plain,
+    /// With a body, or an upgrade: one of hyper's kept-alive HTTP/1.1 connections.
+    Hyper,
+}
 
 /// Router settings.
 #[derive(Debug, Clone)]
@@ -682,6 +693,11 @@ impl Proxy {
         // (its container just stopped), the app's next backend gets it. One with a body is
         // never sent twice. A refusing backend is tried last for a while either way.
         let replayable = client_upgrade.is_none() && request.body().is_end_stream();
+        let carrier = match (grpc, replayable) {
+            (true, _) => Carrier::H2c,
+            (false, true) => Carrier::Plain,
+            (false, false) => Carrier::Hyper,
+        };
         let limit = max_body.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
         let mut request = request.map(|body| Either::Left(Limited::new(body, limit)));
         if !grpc && request.uri().scheme().is_some() {
@@ -710,7 +726,7 @@ impl Proxy {
                 let (head, body) = request.into_parts();
                 again = (replayable && candidates.peek().is_some())
                     .then(|| Request::from_parts(head.clone(), Either::Right(Empty::new())));
-                tokio::time::timeout(response_timeout, self.exchange(backend, Request::from_parts(head, body), grpc))
+                tokio::time::timeout(response_timeout, self.exchange(backend, Request::from_parts(head, body), carrier))
             }
             .await
             else {
@@ -766,22 +782,53 @@ impl Proxy {
         }
     }
 
-    /// Sends a request to `backend`: over HTTP/2 with prior knowledge for gRPC, otherwise
-    /// over a kept-alive HTTP/1.1 connection.
+    /// Sends a request to `backend` by `carrier`.
     async fn exchange(
         &self,
         backend: SocketAddr,
         request: Request<UpstreamBody>,
-        grpc: bool,
+        carrier: Carrier,
     ) -> Result<Response<AnswerBody>, UpstreamError> {
-        if grpc {
-            return match self.h2c.request(request).await {
-                Ok(response) => Ok(response.map(Either::Right)),
+        match carrier {
+            Carrier::H2c => match self.h2c.request(request).await {
+                Ok(response) => Ok(response.map(|body| Either::Right(Either::Left(body)))),
                 Err(error) if error.is_connect() => Err(UpstreamError::connect(error)),
                 Err(error) => Err(UpstreamError::exchange(error)),
-            };
+            },
+            Carrier::Plain => {
+                let (parts, _) = request.into_parts();
+                let mut head = Vec::with_capacity(512);
+                let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+                for part in [parts.method.as_str(), " ", target, " HTTP/1.1\r\n"] {
+                    head.extend_from_slice(part.as_bytes());
+                }
+                for (name, value) in &parts.headers {
+                    relay::field_line(&mut head, name.as_str().as_bytes(), value.as_bytes());
+                }
+                head.extend_from_slice(b"\r\n");
+                let mut connection = self.upstreams.send_plain(backend, &head, parts.method.is_idempotent()).await?;
+                let bodiless = parts.method == http::Method::HEAD;
+                let (answer, response) = crate::upstream::read_answer(&mut connection, bodiless, |answer, fields| {
+                    let mut response = Response::new(());
+                    *response.status_mut() = answer.status;
+                    let headers = response.headers_mut();
+                    headers.reserve(fields.len());
+                    for field in fields.iter().filter(|f| answer.passes_on(f.name)) {
+                        if let (Ok(name), Ok(value)) =
+                            (HeaderName::from_bytes(field.name.as_bytes()), HeaderValue::from_bytes(field.value))
+                        {
+                            headers.append(name, value);
+                        }
+                    }
+                    response
+                })
+                .await
+                .map_err(UpstreamError::exchange)?;
+                let body = PlainBody::new(connection, &answer, self.upstreams.clone(), backend);
+                Ok(response.map(|()| Either::Right(Either::Right(body))))
+            }
+            Carrier::Hyper => Ok(self.upstreams.send(backend, request).await?.map(Either::Left)),
         }
-        Ok(self.upstreams.send(backend, request).await?.map(Either::Left))
     }
 
     /// Copies bytes both ways between an upgraded client connection and the upgraded

@@ -20,8 +20,9 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use bytes::Buf;
 use bytes::{Bytes, BytesMut};
-use http::{Request, Response};
+use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Empty, Limited};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
@@ -30,6 +31,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use crate::framing::{ChunkPart, Scan};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -307,6 +310,256 @@ async fn exchange_head(connection: &mut Plain, head: &[u8]) -> std::io::Result<(
 
 /// How much room a plain connection's buffer has for each read.
 pub const PLAIN_READ: usize = 16 * 1024;
+
+/// The most header fields a head may have (as hyper takes).
+pub const MAX_FIELDS: usize = 100;
+
+/// How an answer's body ends (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    Length(u64),
+    Chunked,
+    /// When the app closes the connection.
+    Close,
+}
+
+/// What an answer's head says about its body and its connection.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    /// The head's length in the connection's buffer.
+    pub length: usize,
+    pub framing: Framing,
+    /// Whether the answer gives Transfer-Encoding (which overrules a Content-Length).
+    pub transfer_encoded: bool,
+    /// Whether the app keeps the connection open after this answer.
+    pub keep_alive: bool,
+}
+
+/// Answer headers that describe one connection. Transfer-Encoding is not among them: the
+/// relay passes chunks on as they came (hyper's server frames bodies itself and drops it).
+const ANSWER_HOP_BY_HOP: [&str; 6] =
+    ["connection", "keep-alive", "proxy-connection", "trailer", "upgrade", "proxy-authorization"];
+
+impl Answer {
+    /// Whether the answer's header `name` goes on to the client: not one that describes
+    /// the connection to the app, nor a Content-Length that Transfer-Encoding overrules.
+    pub fn passes_on(&self, name: &str) -> bool {
+        let overruled = self.transfer_encoded && name.eq_ignore_ascii_case("content-length");
+        !overruled && !ANSWER_HOP_BY_HOP.iter().any(|n| name.eq_ignore_ascii_case(n))
+    }
+}
+
+fn malformed(what: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned())
+}
+
+/// An answer head, as far as it has come.
+enum Head<T> {
+    Whole(Answer, T),
+    /// An interim (1xx) answer of this length, passed over.
+    Interim(usize),
+    Partial,
+}
+
+/// Reads the head of the app's answer to a request (`bodiless` for HEAD) from
+/// `connection`, passing over interim (1xx) answers, and gives it with its fields to
+/// `take`; the connection's buffer still starts with the head.
+///
+/// # Errors
+///
+/// When the app broke off, or its head is malformed or larger than [`MAX_HEAD_BYTES`](crate::proxy::MAX_HEAD_BYTES).
+pub async fn read_answer<T>(
+    connection: &mut Plain,
+    bodiless: bool,
+    mut take: impl FnMut(&Answer, &[httparse::Header<'_>]) -> T,
+) -> std::io::Result<(Answer, T)> {
+    loop {
+        match answer_head(&connection.buffer, bodiless, &mut take)? {
+            Head::Whole(answer, taken) => return Ok((answer, taken)),
+            Head::Interim(length) => connection.buffer.advance(length),
+            Head::Partial => {
+                if connection.buffer.len() > crate::proxy::MAX_HEAD_BYTES {
+                    return Err(std::io::Error::other("the answer's head is too large"));
+                }
+                connection.buffer.reserve(PLAIN_READ);
+                if connection.stream.read_buf(&mut connection.buffer).await? == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+            }
+        }
+    }
+}
+
+fn answer_head<T>(
+    bytes: &[u8],
+    bodiless: bool,
+    take: &mut impl FnMut(&Answer, &[httparse::Header<'_>]) -> T,
+) -> std::io::Result<Head<T>> {
+    // Left uninitialised: httparse writes the fields it finds.
+    let mut fields = [const { std::mem::MaybeUninit::uninit() }; MAX_FIELDS];
+    let mut head = httparse::Response::new(&mut []);
+    let length =
+        match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut head, bytes, &mut fields) {
+            Ok(httparse::Status::Complete(length)) => length,
+            Ok(httparse::Status::Partial) => return Ok(Head::Partial),
+            Err(error) => return Err(malformed(&format!("the app's answer: {error}"))),
+        };
+    let (Some(version), Some(code)) = (head.version, head.code) else { return Err(malformed("no status")) };
+    match code {
+        101 => return Err(malformed("the app switched protocols unasked")),
+        100..=199 => return Ok(Head::Interim(length)),
+        _ => {}
+    }
+    let status = StatusCode::from_u16(code).map_err(|_| malformed("a status out of range"))?;
+    let mut keep_alive = version == 1;
+    let mut content_length = None;
+    let mut chunked = None;
+    for field in head.headers.iter() {
+        let name = field.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            let value = std::str::from_utf8(field.value).ok().and_then(|v| v.trim().parse::<u64>().ok());
+            match (content_length, value) {
+                (_, None) => return Err(malformed("an invalid Content-Length")),
+                (Some(earlier), Some(value)) if earlier != value => return Err(malformed("two Content-Lengths")),
+                (_, value) => content_length = value,
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            let last = field.value.rsplit(|&b| b == b',').next().unwrap_or_default().trim_ascii();
+            chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
+        } else if name.eq_ignore_ascii_case("connection")
+            && field.value.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+        {
+            keep_alive = false;
+        }
+    }
+    let framing = match (bodiless || code == 204 || code == 304, chunked, content_length) {
+        (true, _, _) => Framing::Length(0),
+        (false, Some(true), _) => Framing::Chunked,
+        (false, Some(false), _) | (false, None, None) => Framing::Close,
+        (false, None, Some(length)) => Framing::Length(length),
+    };
+    // With both lengths the chunks count, and the connection is not trusted again.
+    if chunked.is_some() && content_length.is_some() {
+        keep_alive = false;
+    }
+    let answer = Answer { status, length, framing, transfer_encoded: chunked.is_some(), keep_alive };
+    let taken = take(&answer, head.headers);
+    Ok(Head::Whole(answer, taken))
+}
+
+/// An answer's body read from a plain connection (chunks undone); the connection goes
+/// back to the pool once the body has been read to its end, and is closed if it is
+/// dropped before.
+pub struct PlainBody {
+    connection: Option<Plain>,
+    framing: Framing,
+    chunks: Scan,
+    reusable: bool,
+    home: (Arc<Upstreams>, SocketAddr),
+}
+
+impl PlainBody {
+    /// The body of `answer`, whose head is at the start of the connection's buffer.
+    pub fn new(mut connection: Plain, answer: &Answer, upstreams: Arc<Upstreams>, backend: SocketAddr) -> Self {
+        connection.buffer.advance(answer.length);
+        let reusable = answer.keep_alive && answer.framing != Framing::Close;
+        let mut body = Self {
+            connection: Some(connection),
+            framing: answer.framing,
+            chunks: Scan::chunked_body(),
+            reusable,
+            home: (upstreams, backend),
+        };
+        if body.framing == Framing::Length(0) {
+            body.end();
+        }
+        body
+    }
+
+    /// The body has been read: the connection goes back if it can take another request.
+    fn end(&mut self) {
+        if let Some(connection) = self.connection.take()
+            && self.reusable
+            && connection.buffer.is_empty()
+        {
+            let (upstreams, backend) = &self.home;
+            upstreams.give_back_plain(*backend, connection);
+        }
+    }
+}
+
+/// Bodies parts larger than this are handed on in the connection's buffer; smaller ones
+/// are copied out, so that the buffer is used again.
+const COPIED_UP_TO: usize = 4 * 1024;
+
+impl Body for PlainBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<std::io::Result<Frame<Bytes>>>> {
+        let this = &mut *self;
+        loop {
+            let Some(connection) = this.connection.as_mut() else { return Poll::Ready(None) };
+            let buffer = &mut connection.buffer;
+            let (skip, data, ended) = match this.framing {
+                Framing::Length(left) => {
+                    let take = usize::try_from(left).unwrap_or(usize::MAX).min(buffer.len());
+                    this.framing = Framing::Length(left - take as u64);
+                    (0, take, left == take as u64)
+                }
+                Framing::Chunked => match this.chunks.next_data(buffer) {
+                    ChunkPart::Data { framing, data } => (framing, data, false),
+                    ChunkPart::End(framing) => (framing, 0, true),
+                    ChunkPart::Malformed => return Poll::Ready(Some(Err(malformed("the app's chunked body")))),
+                },
+                Framing::Close => (0, buffer.len(), false),
+            };
+            buffer.advance(skip);
+            let frame = match data {
+                0 => None,
+                small if small <= COPIED_UP_TO => {
+                    let frame = Bytes::copy_from_slice(&buffer[..small]);
+                    buffer.advance(small);
+                    Some(frame)
+                }
+                large => Some(buffer.split_to(large).freeze()),
+            };
+            if ended {
+                this.end();
+            }
+            if let Some(frame) = frame {
+                return Poll::Ready(Some(Ok(Frame::data(frame))));
+            }
+            if ended {
+                return Poll::Ready(None);
+            }
+            let Some(connection) = this.connection.as_mut() else { return Poll::Ready(None) };
+            connection.buffer.reserve(PLAIN_READ);
+            match tokio_util::io::poll_read_buf(Pin::new(&mut connection.stream), cx, &mut connection.buffer) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) if this.framing == Framing::Close => {
+                    this.connection = None;
+                    return Poll::Ready(None);
+                }
+                Poll::Ready(Ok(0)) => return Poll::Ready(Some(Err(std::io::ErrorKind::UnexpectedEof.into()))),
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(error)) => return Poll::Ready(Some(Err(error))),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.connection.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.framing {
+            Framing::Length(left) => SizeHint::with_exact(left),
+            _ => SizeHint::default(),
+        }
+    }
+}
 
 /// An answer's body; its connection goes back to the pool once it has been read to the end.
 pub struct Pooled {

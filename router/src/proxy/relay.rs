@@ -28,10 +28,9 @@ use tokio_util::sync::CancellationToken;
 use super::{MAX_HEAD_BYTES, Origin, Proxy, new_request_id};
 use crate::framing::{Chunked, Scan};
 use crate::table::{Backends, Lookup, Table};
-use crate::upstream::{PLAIN_READ, Plain, UpstreamError};
+use crate::upstream::{Answer, Framing, PLAIN_READ, Plain, UpstreamError, read_answer};
 
-/// The most header fields a head may have (as hyper takes).
-const MAX_FIELDS: usize = 100;
+use crate::upstream::MAX_FIELDS;
 
 /// How much room a client connection's buffer has for each read.
 const CLIENT_READ: usize = 4 * 1024;
@@ -59,33 +58,6 @@ struct Request<'a> {
     close: bool,
     /// The head's length in the buffer.
     length: usize,
-}
-
-/// How an answer's body ends (RFC 9112 §6.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    Length(u64),
-    Chunked,
-    /// When the app closes the connection.
-    Close,
-}
-
-/// An answer's head, read from the app's connection and rewritten for the client.
-struct Answer {
-    status: u16,
-    /// The head's length in the connection's buffer.
-    length: usize,
-    framing: Framing,
-    /// Whether the app keeps the connection open after this answer.
-    keep_alive: bool,
-}
-
-/// An answer's head, as far as it has come.
-enum AnswerHead {
-    Whole(Answer),
-    /// An interim (1xx) answer of this length, which the relay passes over.
-    Interim(usize),
-    Partial,
 }
 
 /// Serves requests from `io` (`buffer` holding what was read of it) for as long as the
@@ -303,12 +275,7 @@ const FORWARDED: [&str; 3] = ["x-forwarded-proto", "x-forwarded-port", "x-forwar
 const REQUEST_HOP_BY_HOP: [&str; 6] =
     ["connection", "keep-alive", "proxy-connection", "te", "trailer", "proxy-authorization"];
 
-/// Answer headers that describe one connection. `Transfer-Encoding` is kept: the body is
-/// passed on as it came.
-const ANSWER_HOP_BY_HOP: [&str; 6] =
-    ["connection", "keep-alive", "proxy-connection", "trailer", "upgrade", "proxy-authorization"];
-
-fn field_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+pub(super) fn field_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     for part in [name, b": ", value, b"\r\n"] {
         out.extend_from_slice(part);
     }
@@ -351,7 +318,13 @@ impl Proxy {
             let outstanding = backends.track(backend);
             let sent = tokio::time::timeout(response_timeout, async {
                 let mut connection = self.upstreams.send_plain(backend, out, request.idempotent()).await?;
-                let answer = read_answer(&mut connection, request, out).await.map_err(UpstreamError::exchange)?;
+                out.clear();
+                let bodiless = request.method == "HEAD";
+                let written = read_answer(&mut connection, bodiless, |answer, fields| {
+                    write_answer_head(out, request, answer, fields);
+                })
+                .await;
+                let (answer, ()) = written.map_err(UpstreamError::exchange)?;
                 Ok::<_, UpstreamError>((connection, answer))
             })
             .await;
@@ -377,7 +350,7 @@ impl Proxy {
         };
         let passed = pass_body(&mut connection, &answer, out, io).await;
         drop(outstanding);
-        self.account(request, answer.status, started);
+        self.account(request, answer.status.as_u16(), started);
         match passed {
             Ok(()) if answer.keep_alive && answer.framing != Framing::Close && connection.buffer.is_empty() => {
                 self.upstreams.give_back_plain(backend, connection);
@@ -423,92 +396,19 @@ impl Proxy {
     }
 }
 
-/// Reads the app's answer head (passing over interim answers) and writes the client's
-/// into `out`.
-async fn read_answer(connection: &mut Plain, request: &Request<'_>, out: &mut Vec<u8>) -> io::Result<Answer> {
-    loop {
-        out.clear();
-        match answer_head(&connection.buffer, request, out)? {
-            AnswerHead::Whole(answer) => return Ok(answer),
-            AnswerHead::Interim(length) => connection.buffer.advance(length),
-            AnswerHead::Partial => {
-                if connection.buffer.len() > MAX_HEAD_BYTES {
-                    return Err(io::Error::other("the answer's head is too large"));
-                }
-                connection.buffer.reserve(PLAIN_READ);
-                if connection.stream.read_buf(&mut connection.buffer).await? == 0 {
-                    return Err(io::ErrorKind::UnexpectedEof.into());
-                }
-            }
-        }
-    }
-}
-
-fn malformed(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, what.to_owned())
-}
-
-/// Reads an answer head from `bytes` and writes the client's into `out`.
-fn answer_head(bytes: &[u8], request: &Request<'_>, out: &mut Vec<u8>) -> io::Result<AnswerHead> {
-    let mut fields = [const { std::mem::MaybeUninit::uninit() }; MAX_FIELDS];
-    let mut head = httparse::Response::new(&mut []);
-    let length =
-        match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut head, bytes, &mut fields) {
-            Ok(httparse::Status::Complete(length)) => length,
-            Ok(httparse::Status::Partial) => return Ok(AnswerHead::Partial),
-            Err(error) => return Err(malformed(&format!("the app's answer: {error}"))),
-        };
-    let (Some(version), Some(status)) = (head.version, head.code) else { return Err(malformed("no status")) };
-    match status {
-        101 => return Err(malformed("the app switched protocols unasked")),
-        100..=199 => return Ok(AnswerHead::Interim(length)),
-        _ => {}
-    }
-    let code = StatusCode::from_u16(status).map_err(|_| malformed("a status out of range"))?;
-    let bodiless = request.method == "HEAD" || status == 204 || status == 304;
-    let mut keep_alive = version == 1;
-    let mut content_length = None;
-    let mut chunked = None;
-    let mut dated = false;
-    for field in head.headers.iter() {
-        let name = field.name;
-        if name.eq_ignore_ascii_case("content-length") {
-            let value = std::str::from_utf8(field.value).ok().and_then(|v| v.trim().parse::<u64>().ok());
-            match (content_length, value) {
-                (_, None) => return Err(malformed("an invalid Content-Length")),
-                (Some(earlier), Some(value)) if earlier != value => return Err(malformed("two Content-Lengths")),
-                (_, value) => content_length = value,
-            }
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            let last = field.value.rsplit(|&b| b == b',').next().unwrap_or_default().trim_ascii();
-            chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
-        } else if name.eq_ignore_ascii_case("connection") {
-            if field.value.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close")) {
-                keep_alive = false;
-            }
-        } else if name.eq_ignore_ascii_case("date") {
-            dated = true;
-        }
-    }
-    let framing = match (bodiless, chunked, content_length) {
-        (true, _, _) => Framing::Length(0),
-        (false, Some(true), _) => Framing::Chunked,
-        (false, Some(false), _) | (false, None, None) => Framing::Close,
-        (false, None, Some(length)) => Framing::Length(length),
-    };
-    // With both lengths the chunks count, and the connection is not trusted again.
-    if chunked.is_some() && content_length.is_some() {
-        keep_alive = false;
-    }
-    for part in ["HTTP/1.1 ", code.as_str(), " ", code.canonical_reason().unwrap_or_default(), "\r\n"] {
+/// Writes the head of the app's `answer` (with its `fields`) for the client into `out`.
+fn write_answer_head(out: &mut Vec<u8>, request: &Request<'_>, answer: &Answer, fields: &[httparse::Header<'_>]) {
+    let status = answer.status;
+    for part in ["HTTP/1.1 ", status.as_str(), " ", status.canonical_reason().unwrap_or_default(), "\r\n"] {
         out.extend_from_slice(part.as_bytes());
     }
-    for field in head.headers.iter() {
+    let mut dated = false;
+    for field in fields {
         let name = field.name;
-        let dropped = ANSWER_HOP_BY_HOP.iter().any(|n| name.eq_ignore_ascii_case(n))
-            || (chunked.is_some() && name.eq_ignore_ascii_case("content-length"))
-            || (request.hsts_max_age > 0 && name.eq_ignore_ascii_case("strict-transport-security"));
-        if !dropped {
+        dated |= name.eq_ignore_ascii_case("date");
+        // Transfer-Encoding is kept: the body is passed on as it came.
+        let replaced = request.hsts_max_age > 0 && name.eq_ignore_ascii_case("strict-transport-security");
+        if answer.passes_on(name) && !replaced {
             field_line(out, name.as_bytes(), field.value);
         }
     }
@@ -518,11 +418,10 @@ fn answer_head(bytes: &[u8], request: &Request<'_>, out: &mut Vec<u8>) -> io::Re
     if request.hsts_max_age > 0 {
         field_line(out, b"strict-transport-security", format!("max-age={}", request.hsts_max_age).as_bytes());
     }
-    if request.close || framing == Framing::Close {
+    if request.close || answer.framing == Framing::Close {
         field_line(out, b"connection", b"close");
     }
     out.extend_from_slice(b"\r\n");
-    Ok(AnswerHead::Whole(Answer { status, length, framing, keep_alive }))
 }
 
 /// Copies the answer's body from the app to the client after its head (in `out`), as it
@@ -547,7 +446,7 @@ where
             Framing::Chunked => match scan.chunked_end(buffer) {
                 Chunked::Ended(length) => (length, true),
                 Chunked::More => (buffer.len(), false),
-                Chunked::Malformed => return Err(malformed("the app's chunked body")),
+                Chunked::Malformed => return Err(io::Error::new(io::ErrorKind::InvalidData, "the app's chunked body")),
             },
             Framing::Close => (buffer.len(), false),
         };
