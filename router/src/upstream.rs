@@ -705,6 +705,31 @@ mod tests {
         shutdown.cancel();
     }
 
+    /// Sends a GET to `backend` over a plain connection and reads the whole answer.
+    async fn fetch_plain(upstreams: &Arc<Upstreams>, backend: SocketAddr) -> Bytes {
+        let head = b"GET / HTTP/1.1\r\nHost: app\r\n\r\n";
+        let mut connection = upstreams.send_plain(backend, head, true).await.unwrap();
+        let (answer, ()) = read_answer(&mut connection, false, |_, _| ()).await.unwrap();
+        PlainBody::new(connection, &answer, upstreams.clone(), backend).collect().await.unwrap().to_bytes()
+    }
+
+    #[tokio::test]
+    async fn a_plain_connection_goes_back_once_its_chunked_answer_was_undone_to_the_end() {
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n3;x\r\n!!!\r\n0\r\n\r\n";
+        let (backend, accepted, _) = app(chunked).await;
+        let upstreams = Upstreams::new(Duration::from_secs(5), Duration::from_secs(5), TaskTracker::new());
+        for _ in 0..3 {
+            assert_eq!(fetch_plain(&upstreams, backend).await, "ok!!!");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        // A body dropped before its end takes its connection with it.
+        let mut connection = upstreams.send_plain(backend, b"GET / HTTP/1.1\r\n\r\n", true).await.unwrap();
+        let (answer, ()) = read_answer(&mut connection, false, |_, _| ()).await.unwrap();
+        drop(PlainBody::new(connection, &answer, upstreams.clone(), backend));
+        assert_eq!(fetch_plain(&upstreams, backend).await, "ok!!!");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
     #[tokio::test]
     async fn a_backend_that_refuses_is_a_connect_error() {
         let refusing = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();

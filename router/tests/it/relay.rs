@@ -181,20 +181,46 @@ async fn a_request_with_a_body_goes_on_to_hypers_server_on_the_same_connection()
     assert_eq!((status, after.contains("GET /path?q=1 HTTP/1.1")), (200, true), "{after}");
 }
 
-#[tokio::test]
-async fn curl_gets_every_framing_through_the_relay() {
-    let (app, _) = scripted(framed).await;
-    let router = router(snapshot(1, &[("app", vec![app])])).await;
-    let base = format!("http://{}", router.address);
-    let urls = ["/length", "/chunked", "/interim", "/until/close", "/length"].map(|p| format!("{base}{p}"));
+/// curl's bodies and statuses for `paths` through the router (one connection), with
+/// `options` of curl's.
+async fn curl_bodies(router: SocketAddr, options: &[&str], paths: &[&str]) -> String {
+    let urls: Vec<String> = paths.iter().map(|p| format!("http://{router}{p}")).collect();
     let output = tokio::process::Command::new("curl")
-        .args(["-sS", "--max-time", "10", "-H", "Host: app.localhost", "-w", "|%{http_code}\\n"])
+        .args(["-sS", "--max-time", "10", "-H", "Host: app.localhost", "-w", "|%{http_code}|%{http_version}\\n"])
+        .args(options)
         .args(&urls)
         .output()
         .await
         .expect("curl runs");
-    assert_eq!(
-        String::from_utf8_lossy(&output.stdout),
-        "length|200\nchunked!|200\nfinal|200\nuntil the end|200\nlength|200\n"
-    );
+    String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
+}
+
+#[tokio::test]
+async fn curl_gets_every_framing_over_http1_and_http2() {
+    let (app, _) = scripted(framed).await;
+    let router = router(snapshot(1, &[("app", vec![app])])).await;
+    let paths = ["/length", "/chunked", "/interim", "/empty", "/until/close", "/length"];
+    let bodies = |version: &str| {
+        format!(
+            "length|200|{version}\nchunked!|200|{version}\nfinal|200|{version}\n|204|{version}\nuntil the end|200|{version}\nlength|200|{version}\n"
+        )
+    };
+    // The relay.
+    assert_eq!(curl_bodies(router.address, &[], &paths).await, bodies("1.1"));
+    // hyper's server (HTTP/1.1 handed over: `Connection` names a header; HTTP/2), with the
+    // answers read from plain connections and their chunks undone.
+    let handed_over = ["-H", "Connection: keep-alive, x-hop", "-H", "X-Hop: 1"];
+    assert_eq!(curl_bodies(router.address, &handed_over, &paths).await, bodies("1.1"));
+    // One curl per request: curl (7.88) breaks off a reused HTTP/2 connection with prior
+    // knowledge ("Error in the HTTP2 framing layer"), against HAProxy as well.
+    let mut http2 = String::new();
+    for path in paths {
+        http2 += &curl_bodies(router.address, &["--http2-prior-knowledge"], &[path]).await;
+    }
+    assert_eq!(http2, bodies("2"));
+    // HEAD: the length, no body.
+    for options in [&["-I"][..], &["-I", "--http2-prior-knowledge"]] {
+        let head = curl_bodies(router.address, options, &["/length"]).await.to_ascii_lowercase();
+        assert!(head.contains("content-length: 6") && !head.contains("\r\n\r\nlength"), "{head}");
+    }
 }
