@@ -13,6 +13,10 @@
 //! one to refuse. Whatever the scan does not understand (an HTTP/2 preface, an upgrade, a
 //! head hyper refuses itself) ends it without a verdict: a request is refused only for the
 //! two lengths in its own head, never because the scan lost its place.
+//!
+//! The same scan follows apps' chunked answers: where one ends, for the relay that passes
+//! the chunks on as they are ([`Scan::chunked_end`]), and where its data is, for the
+//! answers that hyper's server frames again ([`Scan::next_data`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -139,16 +143,19 @@ impl Scan {
 
     /// Follows the next bytes of a chunked body begun with [`Scan::chunked_body`].
     pub fn chunked_end(&mut self, bytes: &[u8]) -> Chunked {
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            rest = self.body(rest);
-            match self.state {
-                State::Head => return Chunked::Ended(bytes.len() - rest.len()),
-                State::Stopped => return Chunked::Malformed,
-                _ => {}
+        let mut at = 0;
+        loop {
+            match self.next_data(&bytes[at..]) {
+                ChunkPart::Data { framing, data } => {
+                    at += framing + data;
+                    if at == bytes.len() {
+                        return Chunked::More;
+                    }
+                }
+                ChunkPart::End(framing) => return Chunked::Ended(at + framing),
+                ChunkPart::Malformed => return Chunked::Malformed,
             }
         }
-        Chunked::More
     }
 
     /// Finds the next data in the bytes of a chunked body begun with

@@ -3,11 +3,13 @@
 //! Layout:
 //! - [`table`]: the route table, plain data swapped atomically; lookups are pure.
 //! - [`feed`]: keeps the table in step with the controller's route feed.
-//! - [`proxy`]: the request path and the server loop.
+//! - [`proxy`]: the request path and the server loop; requests without a body over
+//!   HTTP/1.1 are relayed by the router itself, everything else goes through hyper.
 //! - [`idle`]: closing client connections on which nothing moved for a while.
-//! - [`framing`]: refusing request heads that give a body's length two ways.
+//! - [`framing`]: refusing request heads that give a body's length two ways; following
+//!   apps' chunked answers.
 //! - [`metrics`]: per-app Prometheus metrics, at `/metrics` on any host that is not an app's.
-//! - [`upstream`]: kept-alive connections to apps' backends.
+//! - [`upstream`]: kept-alive connections to apps' backends, and reading apps' answers.
 //! - [`tls`]: HTTPS certificates chosen by SNI from the table, and the listener's TLS settings.
 //!
 //! The request path: read the head (bounded by a header timeout) → look the host up in

@@ -27,7 +27,8 @@ use crate::upstream::{PlainBody, Pooled, UpstreamBody, UpstreamError, Upstreams}
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type ProxyBody = BoxBody<Bytes, BoxError>;
-/// An app's answer: over a kept-alive HTTP/1.1 connection, or over HTTP/2 for gRPC.
+/// An app's answer: over one of hyper's kept-alive HTTP/1.1 connections, over HTTP/2 for
+/// gRPC, or over a plain kept-alive connection.
 type AnswerBody = Either<Pooled, Either<Incoming, PlainBody>>;
 
 /// How a request goes to its app.
