@@ -59,6 +59,10 @@ impl<I> Watched<I> {
         Self { io, activity, screen: None }
     }
 
+    pub fn get_ref(&self) -> &I {
+        &self.io
+    }
+
     pub fn into_inner(self) -> I {
         self.io
     }

@@ -382,7 +382,7 @@ async fn serve_connection<I>(
     timeouts: Timeouts,
     shutdown: CancellationToken,
 ) where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + relay::Readable + Unpin + Send + 'static,
 {
     let origin = Origin::new(peer, entry, proxy.trusts(peer.ip()));
     let activity = crate::idle::Activity::new();

@@ -72,7 +72,7 @@ pub(super) async fn serve<I>(
     shutdown: &CancellationToken,
 ) -> Left
 where
-    I: AsyncRead + AsyncWrite + Unpin,
+    I: AsyncRead + AsyncWrite + Readable + Unpin,
 {
     let mut out = Vec::new();
     loop {
@@ -89,6 +89,10 @@ where
         let open = proxy.relay(&request, started, &mut out, io).await;
         drop(request);
         buffer.advance(length);
+        if buffer.is_empty() {
+            // Given back: an idle connection keeps no buffer.
+            *buffer = BytesMut::new();
+        }
         if !open || close {
             let _ = io.shutdown().await;
             return Left::Closed;
@@ -101,7 +105,7 @@ where
 /// left to hyper's server, which refuses it.
 async fn read_head<I>(io: &mut I, buffer: &mut BytesMut, timeout: Duration, shutdown: &CancellationToken) -> bool
 where
-    I: AsyncRead + Unpin,
+    I: AsyncRead + Readable + Unpin,
 {
     // Bytes already looked at for the head's end (each read's are looked at once, so that
     // a head sent a byte at a time costs no more than one sent whole).
@@ -114,13 +118,21 @@ where
         if buffer.is_empty() && shutdown.is_cancelled() {
             return false;
         }
-        buffer.reserve(CLIENT_READ);
+        let between_requests = buffer.is_empty();
+        let read = async {
+            // A connection between requests holds no buffer until it has bytes to read.
+            if buffer.capacity() == 0 {
+                std::future::poll_fn(|cx| io.poll_readable(cx)).await;
+            }
+            buffer.reserve(CLIENT_READ);
+            io.read_buf(buffer).await
+        };
         let read = tokio::select! {
             biased;
-            read = tokio::time::timeout_at(deadline, io.read_buf(buffer)) => read,
+            read = tokio::time::timeout_at(deadline, read) => read,
             // Between requests the shutdown closes the connection; a head under way is
             // read and answered first.
-            () = shutdown.cancelled(), if buffer.is_empty() => return false,
+            () = shutdown.cancelled(), if between_requests => return false,
         };
         match read {
             Ok(Ok(0) | Err(_)) | Err(_) => return false,
@@ -491,6 +503,32 @@ fn with_date(f: impl FnOnce(&str)) {
         }
         f(date);
     });
+}
+
+/// A client connection that can tell when a read would find bytes (or the end) without
+/// reading, so that an idle one needs no buffer to wait with.
+pub(super) trait Readable {
+    /// Ready once a read would not wait; at once where that cannot be told (TLS).
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<()>;
+}
+
+impl Readable for tokio::net::TcpStream {
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<()> {
+        // An error is for the read to report.
+        self.poll_read_ready(cx).map(|_| ())
+    }
+}
+
+impl<I> Readable for tokio_rustls::server::TlsStream<I> {
+    fn poll_readable(&self, _: &mut Context<'_>) -> Poll<()> {
+        Poll::Ready(())
+    }
+}
+
+impl<I: Readable> Readable for crate::idle::Watched<I> {
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.get_ref().poll_readable(cx)
+    }
 }
 
 /// A connection with bytes already read from it in front: what the relay read of the
