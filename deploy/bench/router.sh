@@ -6,8 +6,9 @@
 # 12-byte page doing as little as it can, so that the proxy, not the upstream, is what
 # limits a run. The proxy under test runs alone on CPU 1 (one worker thread each: Skiff with
 # SKIFF_ROUTER_THREADS=1); wrk and the upstream share CPU 0. Prints, for each: req/s, p50
-# and p99 latency, CPU time per request, memory while 10,000 idle keep-alive connections are
-# open, the ratio to the upstream served directly; then the failed requests while the
+# and p99 latency, how busy CPU 0 was (wrk and the upstream), CPU time per request,
+# memory while 10,000 idle keep-alive connections are open, the ratio to the upstream
+# served directly; then the failed requests while the
 # route changes every 100 ms (Skiff: its route feed; nginx: a rewritten config and
 # `nginx -s reload`, as Deis and Dokku did; HAProxy: its runtime API).
 #
@@ -109,9 +110,15 @@ for system in nginx haproxy skiff; do
   ticks_before[$system]=$(skiff_cpu_ticks "${pid[$system]}")
   kernel_ticks_before[$system]=$(skiff_cpu_ticks "${pid[$system]}" system)
 done
+# CPU 0's idle ticks: how busy wrk and the upstream were during a run (at 100%, the
+# client side sets the pace and its queueing shows in the latencies).
+cpu0_idle() { awk '/^cpu0 / {print $5 + $6}' /proc/stat; }
+declare -A busy
 for _ in $(seq 1 "$runs"); do
   for system in direct nginx haproxy skiff; do
+    idle_before=$(cpu0_idle)
     read -r r a b _ n < <(load "$system" 5s | skiff_wrk_summary)
+    busy[$system]+="$(( 100 - ($(cpu0_idle) - idle_before) * 100 / (5 * $(getconf CLK_TCK)) )) "
     rps[$system]+="$r " p50[$system]+="$a " p99[$system]+="$b " requests[$system]=$(( ${requests[$system]:-0} + n ))
   done
 done
@@ -171,8 +178,8 @@ changing haproxy
 kill "$switches" 2>/dev/null || true
 
 echo
-echo "| router benchmark (wrk -t1 -c32, 12-byte page, median of $runs) | req/s | p50 | p99 | CPU per request (of it in the kernel) | memory, $idle idle connections | vs direct | skiff vs it | failed while routes change every 100 ms |"
-echo "|---|---|---|---|---|---|---|---|---|"
+echo "| router benchmark (wrk -t1 -c32, 12-byte page, median of $runs) | req/s | p50 | p99 | CPU 0 busy (wrk, upstream) | CPU per request (of it in the kernel) | memory, $idle idle connections | vs direct | skiff vs it | failed while routes change every 100 ms |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 skiff=$(skiff_median "${rps[skiff]}")
 direct=$(skiff_median "${rps[direct]}")
 for system in direct nginx haproxy skiff; do
@@ -181,7 +188,7 @@ for system in direct nginx haproxy skiff; do
   [ "$system" = direct ] || extra="| ${cpu[$system]} µs (${kernel[$system]} µs) | ${memory[$system]} MiB |"
   changes=""
   [ "$system" = direct ] || changes="${changes_failed[$system]} of ${changes_total[$system]}"
-  echo "| $system | $(printf '%.0f' "$r") | $(skiff_median "${p50[$system]}") ms | $(skiff_median "${p99[$system]}") ms $extra $(skiff_ratio "$r" "$direct")× | $(skiff_ratio "$skiff" "$r")× | $changes |"
+  echo "| $system | $(printf '%.0f' "$r") | $(skiff_median "${p50[$system]}") ms | $(skiff_median "${p99[$system]}") ms | $(skiff_median "${busy[$system]}")% $extra $(skiff_ratio "$r" "$direct")× | $(skiff_ratio "$skiff" "$r")× | $changes |"
 done
 
 echo
