@@ -350,6 +350,10 @@ impl Answer {
     }
 }
 
+fn too_large() -> std::io::Error {
+    malformed(&format!("the answer's head is larger than {} KiB", crate::proxy::MAX_HEAD_BYTES / 1024))
+}
+
 fn malformed(what: &str) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned())
 }
@@ -380,7 +384,7 @@ pub async fn read_answer<T>(
             Head::Interim(length) => connection.buffer.advance(length),
             Head::Partial => {
                 if connection.buffer.len() > crate::proxy::MAX_HEAD_BYTES {
-                    return Err(std::io::Error::other("the answer's head is too large"));
+                    return Err(too_large());
                 }
                 connection.buffer.reserve(PLAIN_READ);
                 if connection.stream.read_buf(&mut connection.buffer).await? == 0 {
@@ -401,7 +405,8 @@ fn answer_head<T>(
     let mut head = httparse::Response::new(&mut []);
     let length =
         match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut head, bytes, &mut fields) {
-            Ok(httparse::Status::Complete(length)) => length,
+            Ok(httparse::Status::Complete(length)) if length <= crate::proxy::MAX_HEAD_BYTES => length,
+            Ok(httparse::Status::Complete(_)) => return Err(too_large()),
             Ok(httparse::Status::Partial) => return Ok(Head::Partial),
             Err(error) => return Err(malformed(&format!("the app's answer: {error}"))),
         };

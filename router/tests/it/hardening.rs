@@ -209,7 +209,7 @@ async fn access_policies_refuse_addresses_and_oversized_bodies() {
 }
 
 /// An upstream that takes `delay` to answer each request with its name.
-async fn slow(name: &'static str, delay: Duration) -> SocketAddr {
+pub(crate) async fn slow(name: &'static str, delay: Duration) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move {

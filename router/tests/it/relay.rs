@@ -224,3 +224,27 @@ async fn curl_gets_every_framing_over_http1_and_http2() {
         assert!(head.contains("content-length: 6") && !head.contains("\r\n\r\nlength"), "{head}");
     }
 }
+
+#[tokio::test]
+async fn an_answer_head_past_the_limit_is_a_502() {
+    let (app, _) =
+        scripted(|_| format!("HTTP/1.1 200 OK\r\nX-Big: {}\r\nContent-Length: 0\r\n\r\n", "a".repeat(70_000))).await;
+    let router = router(snapshot(1, &[("app", vec![app])])).await;
+    let mut client = connect(&router).await;
+    let (status, body) = send(&mut client, &get("/")).await;
+    assert_eq!((status, body.trim()), (502, "app app did not answer"));
+}
+
+#[tokio::test]
+async fn a_shutdown_lets_the_request_under_way_finish_then_closes_the_connection() {
+    let app = crate::hardening::slow("late", Duration::from_millis(300)).await;
+    let router = router(snapshot(1, &[("app", vec![app])])).await;
+    let mut client = connect(&router).await;
+    client.get_mut().write_all(get("/").as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    router.shutdown.cancel();
+    let mut answer = String::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), client.read_to_string(&mut answer)).await;
+    read.expect("the connection is closed after the answer").unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK") && answer.ends_with("\r\n\r\nlate"), "{answer}");
+}
