@@ -354,7 +354,8 @@ fn too_large() -> std::io::Error {
     malformed(&format!("the answer's head is larger than {} KiB", crate::proxy::MAX_HEAD_BYTES / 1024))
 }
 
-fn malformed(what: &str) -> std::io::Error {
+/// An error for bytes from an app that break HTTP.
+pub fn malformed(what: &str) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned())
 }
 

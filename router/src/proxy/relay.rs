@@ -28,9 +28,7 @@ use tokio_util::sync::CancellationToken;
 use super::{MAX_HEAD_BYTES, Origin, Proxy, new_request_id};
 use crate::framing::{Chunked, Scan};
 use crate::table::{Backends, Lookup, Table};
-use crate::upstream::{Answer, Framing, PLAIN_READ, Plain, UpstreamError, read_answer};
-
-use crate::upstream::MAX_FIELDS;
+use crate::upstream::{Answer, Framing, MAX_FIELDS, PLAIN_READ, Plain, UpstreamError, malformed, read_answer};
 
 /// How much room a client connection's buffer has for each read.
 const CLIENT_READ: usize = 4 * 1024;
@@ -205,10 +203,11 @@ fn prepare<'a>(
                     return None;
                 }
             }
-        } else if name.eq_ignore_ascii_case("x-request-id") {
-            request_id = std::str::from_utf8(value).ok().filter(|id| {
+        } else if name.eq_ignore_ascii_case("x-request-id") && request_id.is_none() {
+            // The first one counts, if it is fit to pass on.
+            request_id = Some(std::str::from_utf8(value).ok().filter(|id| {
                 !id.is_empty() && id.len() <= 200 && id.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
-            });
+            }));
         } else if name.eq_ignore_ascii_case("x-forwarded-for") {
             forwarded_for = forwarded_for.or(Some(value));
         } else if let Some(index) = FORWARDED.iter().position(|n| name.eq_ignore_ascii_case(n)) {
@@ -231,7 +230,7 @@ fn prepare<'a>(
     {
         return None;
     }
-    let request_id = request_id.map_or_else(|| Cow::Owned(new_request_id()), Cow::Borrowed);
+    let request_id = request_id.flatten().map_or_else(|| Cow::Owned(new_request_id()), Cow::Borrowed);
 
     // The app's head: the client's fields but those that describe the connection and the
     // ones the router sets, then the router's.
@@ -293,13 +292,6 @@ pub(super) fn field_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     }
 }
 
-impl Request<'_> {
-    /// Whether sending the request twice does what sending it once does (RFC 9110 §9.2.2).
-    fn idempotent(&self) -> bool {
-        matches!(self.method, "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE")
-    }
-}
-
 impl Proxy {
     /// Counts the request in the app's metrics and sends its access line.
     fn account(&self, request: &Request<'_>, status: u16, started: Instant) {
@@ -323,13 +315,14 @@ impl Proxy {
         I: AsyncWrite + Unpin,
     {
         let Request { app, backends, .. } = request;
+        let idempotent = request.method.parse::<http::Method>().is_ok_and(|m| m.is_idempotent());
         let response_timeout = self.shared.config.response_timeout;
         let mut candidates = backends.iter().peekable();
         let (mut connection, answer, backend, outstanding) = loop {
             let backend = candidates.next().expect("a route with backends");
             let outstanding = backends.track(backend);
             let sent = tokio::time::timeout(response_timeout, async {
-                let mut connection = self.upstreams.send_plain(backend, out, request.idempotent()).await?;
+                let mut connection = self.upstreams.send_plain(backend, out, idempotent).await?;
                 out.clear();
                 let bodiless = request.method == "HEAD";
                 let written = read_answer(&mut connection, bodiless, |answer, fields| {
@@ -446,8 +439,6 @@ where
     buffer.advance(answer.length);
     let mut left = answer.framing;
     let mut scan = Scan::chunked_body();
-    // The head goes out with the first part of the body, in one write.
-    let mut pending: &mut Vec<u8> = out;
     loop {
         let (take, done) = match left {
             Framing::Length(length) => {
@@ -458,16 +449,17 @@ where
             Framing::Chunked => match scan.chunked_end(buffer) {
                 Chunked::Ended(length) => (length, true),
                 Chunked::More => (buffer.len(), false),
-                Chunked::Malformed => return Err(io::Error::new(io::ErrorKind::InvalidData, "the app's chunked body")),
+                Chunked::Malformed => return Err(malformed("the app's chunked body")),
             },
             Framing::Close => (buffer.len(), false),
         };
-        if pending.is_empty() {
+        if out.is_empty() {
             write(io, &buffer[..take]).await?;
         } else {
-            pending.extend_from_slice(&buffer[..take]);
-            write(io, pending).await?;
-            pending.clear();
+            // The head goes out with the first part of the body, in one write.
+            out.extend_from_slice(&buffer[..take]);
+            write(io, out).await?;
+            out.clear();
         }
         buffer.advance(take);
         if done {
@@ -480,7 +472,6 @@ where
                 _ => Err(io::ErrorKind::UnexpectedEof.into()),
             };
         }
-        pending = out;
     }
 }
 
