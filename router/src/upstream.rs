@@ -20,8 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Buf;
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Empty, Limited};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
@@ -123,10 +122,11 @@ impl Reusable for Plain {
     }
 }
 
-/// Kept-alive HTTP/1.1 connections to backends: hyper's, for requests that hyper's server
-/// took, and plain ones for the relay.
+/// Kept-alive HTTP/1.1 connections to backends: hyper's, for requests with a body or an
+/// upgrade, and plain ones for requests without a body (the relay's, and those that
+/// hyper's server takes).
 pub struct Upstreams {
-    idle: Pool<SendRequest<UpstreamBody>>,
+    hyper: Pool<SendRequest<UpstreamBody>>,
     plain: Pool<Plain>,
     connect_timeout: Duration,
     /// How long a connection may wait for its next request.
@@ -173,7 +173,7 @@ impl std::error::Error for UpstreamError {
 
 impl Upstreams {
     pub fn new(connect_timeout: Duration, idle_limit: Duration, connections: TaskTracker) -> Arc<Self> {
-        Arc::new(Self { idle: Pool::default(), plain: Pool::default(), connect_timeout, idle_limit, connections })
+        Arc::new(Self { hyper: Pool::default(), plain: Pool::default(), connect_timeout, idle_limit, connections })
     }
 
     /// Sends `request` (whose URI is in origin form, with a `Host` header) to `backend`.
@@ -190,7 +190,7 @@ impl Upstreams {
         // Bounded: each pass that goes round again used up an idle connection; a new
         // connection always ends the loop.
         loop {
-            let (mut sender, reused) = match self.take_idle(backend) {
+            let (mut sender, reused) = match self.hyper.take(backend, self.idle_limit) {
                 Some(sender) => (sender, true),
                 // Boxed: connecting is rare, and its state would otherwise make every
                 // request's future larger (and costlier to move).
@@ -211,10 +211,6 @@ impl Upstreams {
                 },
             }
         }
-    }
-
-    fn take_idle(&self, backend: SocketAddr) -> Option<SendRequest<UpstreamBody>> {
-        self.idle.take(backend, self.idle_limit)
     }
 
     async fn connect_tcp(&self, backend: SocketAddr) -> Result<TcpStream, UpstreamError> {
@@ -245,10 +241,6 @@ impl Upstreams {
         Ok(sender)
     }
 
-    fn give_back(&self, backend: SocketAddr, sender: SendRequest<UpstreamBody>) {
-        self.idle.give_back(backend, sender);
-    }
-
     /// Sends a request `head` (of a request without a body) to `backend` over a plain
     /// kept-alive connection, and reads until the first bytes of the answer are in the
     /// connection's buffer. When a reused connection fails before any byte of an answer
@@ -260,22 +252,17 @@ impl Upstreams {
     /// [`UpstreamError::is_connect`] when no connection could be made; otherwise the app
     /// broke off before answering.
     pub async fn send_plain(&self, backend: SocketAddr, head: &[u8], replayable: bool) -> Result<Plain, UpstreamError> {
-        let reused = self.plain.take(backend, self.idle_limit);
-        let retry = replayable && reused.is_some();
-        let mut connection = match reused {
-            Some(connection) => connection,
-            None => Plain { stream: Box::pin(self.connect_tcp(backend)).await?, buffer: BytesMut::new() },
-        };
-        match exchange_head(&mut connection, head).await {
-            Ok(()) => Ok(connection),
-            Err(_) if retry => {
-                let stream = Box::pin(self.connect_tcp(backend)).await?;
-                let mut connection = Plain { stream, buffer: BytesMut::new() };
-                exchange_head(&mut connection, head).await.map_err(UpstreamError::exchange)?;
-                Ok(connection)
+        if let Some(mut connection) = self.plain.take(backend, self.idle_limit) {
+            match exchange_head(&mut connection, head).await {
+                Ok(()) => return Ok(connection),
+                Err(error) if !replayable => return Err(UpstreamError::exchange(error)),
+                // The app closed it while it sat idle: a new one.
+                Err(_) => {}
             }
-            Err(error) => Err(UpstreamError::exchange(error)),
         }
+        let mut connection = Plain { stream: Box::pin(self.connect_tcp(backend)).await?, buffer: BytesMut::new() };
+        exchange_head(&mut connection, head).await.map_err(UpstreamError::exchange)?;
+        Ok(connection)
     }
 
     /// Keeps a plain connection whose last answer was read to its end for the next request.
@@ -292,7 +279,7 @@ impl Upstreams {
                 () = tokio::time::sleep(limit / 2) => {}
                 () = shutdown.cancelled() => return,
             }
-            self.idle.sweep(limit);
+            self.hyper.sweep(limit);
             self.plain.sweep(limit);
         }
     }
@@ -600,7 +587,7 @@ impl Drop for Pooled {
         if (self.ended || self.body.is_end_stream())
             && let Some((upstreams, backend, sender)) = self.home.take()
         {
-            upstreams.give_back(backend, sender);
+            upstreams.hyper.give_back(backend, sender);
         }
     }
 }
