@@ -329,6 +329,11 @@ const ANSWER_HOP_BY_HOP: [&str; 6] =
     ["connection", "keep-alive", "proxy-connection", "trailer", "upgrade", "proxy-authorization"];
 
 impl Answer {
+    /// Whether the connection can take another request once this answer's body is read.
+    pub fn reusable(&self) -> bool {
+        self.keep_alive && self.framing != Framing::Close
+    }
+
     /// Whether the answer's header `name` goes on to the client: not one that describes
     /// the connection to the app, nor a Content-Length that Transfer-Encoding overrules.
     pub fn passes_on(&self, name: &str) -> bool {
@@ -456,12 +461,11 @@ impl PlainBody {
     /// The body of `answer`, whose head is at the start of the connection's buffer.
     pub fn new(mut connection: Plain, answer: &Answer, upstreams: Arc<Upstreams>, backend: SocketAddr) -> Self {
         connection.buffer.advance(answer.length);
-        let reusable = answer.keep_alive && answer.framing != Framing::Close;
         let mut body = Self {
             connection: Some(connection),
             framing: answer.framing,
             chunks: Scan::chunked_body(),
-            reusable,
+            reusable: answer.reusable(),
             home: (upstreams, backend),
         };
         if body.framing == Framing::Length(0) {
@@ -482,7 +486,7 @@ impl PlainBody {
     }
 }
 
-/// Bodies parts larger than this are handed on in the connection's buffer; smaller ones
+/// Body parts larger than this are handed on in the connection's buffer; smaller ones
 /// are copied out, so that the buffer is used again.
 const COPIED_UP_TO: usize = 4 * 1024;
 

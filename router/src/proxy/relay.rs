@@ -357,7 +357,7 @@ impl Proxy {
         drop(outstanding);
         self.account(request, answer.status.as_u16(), started);
         match passed {
-            Ok(()) if answer.keep_alive && answer.framing != Framing::Close && connection.buffer.is_empty() => {
+            Ok(()) if answer.reusable() && connection.buffer.is_empty() => {
                 self.upstreams.give_back_plain(backend, connection);
                 true
             }
