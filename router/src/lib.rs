@@ -1,4 +1,5 @@
-//! Skiff's router: a hyper reverse proxy from `Host` to an app's healthy backends.
+//! Skiff's router: a reverse proxy from `Host` to an app's healthy backends (its own relay for
+//! requests without a body over HTTP/1.1, hyper for the rest).
 //!
 //! Layout:
 //! - [`table`]: the route table, plain data swapped atomically; lookups are pure.
@@ -14,8 +15,8 @@
 //!
 //! The request path: read the head (bounded by a header timeout) → look the host up in
 //! the current table snapshot → unknown host: 404; app without backends: 503 → otherwise
-//! forward to the next backend (round robin) over a pooled connection and stream the
-//! answer back.
+//! forward to the backend with the fewest requests outstanding over a pooled connection
+//! and stream the answer back.
 
 pub mod feed;
 pub mod framing;
