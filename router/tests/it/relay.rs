@@ -248,3 +248,39 @@ async fn a_shutdown_lets_the_request_under_way_finish_then_closes_the_connection
     read.expect("the connection is closed after the answer").unwrap();
     assert!(answer.starts_with("HTTP/1.1 200 OK") && answer.ends_with("\r\n\r\nlate"), "{answer}");
 }
+
+#[tokio::test]
+async fn large_answers_stream_through_whole_in_every_framing() {
+    fn large(path: &str) -> String {
+        let body: String = (0..200_000).map(|i| format!("{:09}\n", i % 1_000_000_000)).collect();
+        match path {
+            "/chunked" => {
+                let chunks: String = body
+                    .as_bytes()
+                    .chunks(7_000)
+                    .map(|c| format!("{:x}\r\n{}\r\n", c.len(), String::from_utf8_lossy(c)))
+                    .collect();
+                format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{chunks}0\r\n\r\n")
+            }
+            _ => format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len()),
+        }
+    }
+    let (app, accepted) = scripted(large).await;
+    let router = router(snapshot(1, &[("app", vec![app])])).await;
+    for options in [&[][..], &["--http2-prior-knowledge"]] {
+        for path in ["/length", "/chunked"] {
+            let url = format!("http://{}{path}", router.address);
+            let output = tokio::process::Command::new("curl")
+                .args(["-sS", "--max-time", "20", "-H", "Host: app.localhost"])
+                .args(options)
+                .arg(&url)
+                .output()
+                .await
+                .expect("curl runs");
+            let body = String::from_utf8_lossy(&output.stdout);
+            assert_eq!(body.len(), 2_000_000, "{path} {options:?}: {}", String::from_utf8_lossy(&output.stderr));
+            assert!(body.lines().enumerate().all(|(i, line)| line == format!("{i:09}")), "{path} {options:?}");
+        }
+    }
+    assert!(accepted.load(Ordering::SeqCst) <= 2, "app connections reused after whole answers");
+}
