@@ -47,16 +47,24 @@ impl Activity {
 }
 
 /// A connection that records its activity, and on a client connection shows every byte
-/// read to the request framing [`Screen`](crate::framing::Screen).
+/// read to the request framing [`Screen`](crate::framing::Screen). Bytes already read from
+/// the connection (by the relay) can be put back in front.
 pub struct Watched<I> {
     io: I,
     activity: Arc<Activity>,
     screen: Option<crate::framing::Screen>,
+    /// Bytes read before the connection's own.
+    prefix: bytes::Bytes,
 }
 
 impl<I> Watched<I> {
     pub fn new(io: I, activity: Arc<Activity>) -> Self {
-        Self { io, activity, screen: None }
+        Self { io, activity, screen: None, prefix: bytes::Bytes::new() }
+    }
+
+    /// Reads `prefix` first, then the connection.
+    pub fn after(self, prefix: bytes::Bytes) -> Self {
+        Self { prefix, ..self }
     }
 
     pub fn get_ref(&self) -> &I {
@@ -76,7 +84,13 @@ impl<I> Watched<I> {
 impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
-        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        let polled = if self.prefix.is_empty() {
+            Pin::new(&mut self.io).poll_read(cx, buf)
+        } else {
+            let taken = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix.split_to(taken));
+            Poll::Ready(Ok(()))
+        };
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             self.activity.touch();
             if let Some(screen) = &mut self.screen {

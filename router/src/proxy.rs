@@ -353,8 +353,7 @@ async fn serve_tls(
     // The handshake is bounded like a request head.
     match tokio::time::timeout(timeouts.header_read, acceptor.accept(stream)).await {
         Ok(Ok(stream)) if stream.get_ref().1.alpn_protocol() == Some(b"h2") => {
-            let io = relay::Prefixed::new(Bytes::new(), stream);
-            serve_with_hyper(io, proxy, peer, entry, timeouts, shutdown).await;
+            serve_with_hyper(stream, Bytes::new(), proxy, peer, entry, timeouts, shutdown).await;
         }
         Ok(Ok(stream)) => serve_connection(stream, proxy, peer, entry, timeouts, shutdown).await,
         Ok(Err(error)) => tracing::debug!(%error, "router.tls.handshake"),
@@ -393,16 +392,17 @@ async fn serve_connection<I>(
         () = activity.idle_for(timeouts.idle) => relay::Left::Closed,
     };
     if let relay::Left::HandedOver = left {
-        let io = relay::Prefixed::new(buffer.freeze(), io.into_inner());
         // Boxed: hyper's connection state is large, and most connections never need it.
-        Box::pin(serve_with_hyper(io, proxy, peer, entry, timeouts, shutdown)).await;
+        Box::pin(serve_with_hyper(io.into_inner(), buffer.freeze(), proxy, peer, entry, timeouts, shutdown)).await;
     }
 }
 
 /// Serves one client connection with hyper's server: HTTP/1.1, or HTTP/2 (with prior
-/// knowledge, or chosen by ALPN over TLS), told apart by the preface.
+/// knowledge, or chosen by ALPN over TLS), told apart by the preface; `read` is what the
+/// relay read of it before handing it over.
 async fn serve_with_hyper<I>(
     io: I,
+    read: Bytes,
     proxy: Arc<Proxy>,
     peer: SocketAddr,
     entry: Entry,
@@ -445,7 +445,7 @@ async fn serve_with_hyper<I>(
         .max_concurrent_streams(MAX_STREAMS)
         .max_header_list_size(MAX_HEAD_BYTES as u32);
     let activity = crate::idle::Activity::new();
-    let io = crate::idle::Watched::new(io, activity.clone()).screened(screen);
+    let io = crate::idle::Watched::new(io, activity.clone()).after(read).screened(screen);
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(connection);
     tokio::select! {

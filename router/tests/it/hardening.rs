@@ -35,12 +35,14 @@ async fn recording() -> (SocketAddr, Arc<std::sync::Mutex<Vec<u8>>>) {
     (address, seen)
 }
 
-/// Sends raw bytes and reads the answer until the router closes (bounded).
-async fn raw(router: SocketAddr, request: &str) -> String {
+/// Sends raw bytes (one request or several) and reads the answers until the router closes
+/// the connection (bounded).
+pub(crate) async fn raw(router: SocketAddr, request: &str) -> String {
     let mut stream = TcpStream::connect(router).await.unwrap();
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut answer = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    read.expect("the router closes").unwrap();
     String::from_utf8_lossy(&answer).into_owned()
 }
 

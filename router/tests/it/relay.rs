@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 use crate::{connect, exchange, router, send, snapshot, upstream};
 
@@ -46,17 +46,6 @@ async fn scripted(answer: fn(&str) -> String) -> (SocketAddr, Arc<AtomicUsize>) 
         }
     });
     (address, accepted)
-}
-
-/// Sends `requests` on one connection at once, and reads everything until the router
-/// closes it (bounded).
-async fn pipelined(router: SocketAddr, requests: &str) -> String {
-    let mut stream = TcpStream::connect(router).await.unwrap();
-    stream.write_all(requests.as_bytes()).await.unwrap();
-    let mut answer = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
-    read.expect("the router closes").unwrap();
-    String::from_utf8_lossy(&answer).into_owned()
 }
 
 fn framed(path: &str) -> String {
@@ -95,7 +84,7 @@ async fn answers_keep_their_framing_and_pipelined_requests_are_answered_in_order
         get("/until/close"),
     ]
     .concat();
-    let answer = pipelined(router.address, &requests).await;
+    let answer = crate::hardening::raw(router.address, &requests).await;
     // Bodies are not followed by a line end: status lines are found wherever they start.
     let statuses: Vec<&str> =
         answer.match_indices("HTTP/1.1 ").filter_map(|(at, _)| answer[at..].lines().next()).collect();
