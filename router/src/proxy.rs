@@ -325,37 +325,37 @@ fn accept(
                 () = shutdown.cancelled() => break,
             };
             let _ = stream.set_nodelay(true);
-            let (proxy, shutdown, acceptor) = (proxy.clone(), shutdown.clone(), acceptor.clone());
+            let origin = Arc::new(Origin::new(peer, entry, proxy.trusts(peer.ip())));
+            let accepted = Accepted { proxy: proxy.clone(), origin, timeouts, shutdown: shutdown.clone() };
+            let acceptor = acceptor.clone();
             connections.spawn(async move {
                 match acceptor {
-                    None => serve_connection(stream, proxy, peer, entry, timeouts, shutdown).await,
+                    None => serve_connection(stream, accepted).await,
                     // Boxed: the TLS session's state would make every plain connection's task
                     // larger too.
-                    Some(acceptor) => {
-                        Box::pin(serve_tls(acceptor, stream, proxy, peer, entry, timeouts, shutdown)).await
-                    }
+                    Some(acceptor) => Box::pin(serve_tls(acceptor, stream, accepted)).await,
                 }
             });
         }
     }
 }
 
-/// Serves one HTTPS connection: HTTP/2 when ALPN chose it, otherwise as plain ones.
-async fn serve_tls(
-    acceptor: tokio_rustls::TlsAcceptor,
-    stream: tokio::net::TcpStream,
+/// What serving an accepted client connection takes.
+struct Accepted {
     proxy: Arc<Proxy>,
-    peer: SocketAddr,
-    entry: Entry,
+    origin: Arc<Origin>,
     timeouts: Timeouts,
     shutdown: CancellationToken,
-) {
+}
+
+/// Serves one HTTPS connection: HTTP/2 when ALPN chose it, otherwise as plain ones.
+async fn serve_tls(acceptor: tokio_rustls::TlsAcceptor, stream: tokio::net::TcpStream, accepted: Accepted) {
     // The handshake is bounded like a request head.
-    match tokio::time::timeout(timeouts.header_read, acceptor.accept(stream)).await {
+    match tokio::time::timeout(accepted.timeouts.header_read, acceptor.accept(stream)).await {
         Ok(Ok(stream)) if stream.get_ref().1.alpn_protocol() == Some(b"h2") => {
-            serve_with_hyper(stream, Bytes::new(), proxy, peer, entry, timeouts, shutdown).await;
+            serve_with_hyper(stream, Bytes::new(), accepted).await;
         }
-        Ok(Ok(stream)) => serve_connection(stream, proxy, peer, entry, timeouts, shutdown).await,
+        Ok(Ok(stream)) => serve_connection(stream, accepted).await,
         Ok(Err(error)) => tracing::debug!(%error, "router.tls.handshake"),
         Err(_) => tracing::debug!("router.tls.handshake: timed out"),
     }
@@ -373,48 +373,34 @@ const IDLE_GOODBYE: Duration = Duration::from_secs(1);
 
 /// Serves one client connection that has not chosen HTTP/2 by ALPN: the relay takes its
 /// requests while they are ones it takes; hyper's server the rest of the connection.
-async fn serve_connection<I>(
-    io: I,
-    proxy: Arc<Proxy>,
-    peer: SocketAddr,
-    entry: Entry,
-    timeouts: Timeouts,
-    shutdown: CancellationToken,
-) where
+async fn serve_connection<I>(io: I, accepted: Accepted)
+where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + relay::Readable + Unpin + Send + 'static,
 {
-    let origin = Origin::new(peer, entry, proxy.trusts(peer.ip()));
+    let Accepted { proxy, origin, timeouts, shutdown } = &accepted;
     let activity = crate::idle::Activity::new();
     let mut io = crate::idle::Watched::new(io, activity.clone());
     let mut buffer = bytes::BytesMut::new();
     let left = tokio::select! {
-        left = relay::serve(&proxy, &origin, &mut io, &mut buffer, timeouts.header_read, &shutdown) => left,
+        left = relay::serve(proxy, origin, &mut io, &mut buffer, timeouts.header_read, shutdown) => left,
         () = activity.idle_for(timeouts.idle) => relay::Left::Closed,
     };
     if let relay::Left::HandedOver = left {
         // Boxed: hyper's connection state is large, and most connections never need it.
-        Box::pin(serve_with_hyper(io.into_inner(), buffer.freeze(), proxy, peer, entry, timeouts, shutdown)).await;
+        Box::pin(serve_with_hyper(io.into_inner(), buffer.freeze(), accepted)).await;
     }
 }
 
 /// Serves one client connection with hyper's server: HTTP/1.1, or HTTP/2 (with prior
 /// knowledge, or chosen by ALPN over TLS), told apart by the preface; `read` is what the
 /// relay read of it before handing it over.
-async fn serve_with_hyper<I>(
-    io: I,
-    read: Bytes,
-    proxy: Arc<Proxy>,
-    peer: SocketAddr,
-    entry: Entry,
-    timeouts: Timeouts,
-    shutdown: CancellationToken,
-) where
+async fn serve_with_hyper<I>(io: I, read: Bytes, accepted: Accepted)
+where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let Accepted { proxy, origin, timeouts, shutdown } = accepted;
     let verdict = Arc::new(crate::framing::Verdict::default());
     let screen = crate::framing::Screen::new(verdict.clone());
-    let trusted = proxy.trusts(peer.ip());
-    let origin = Arc::new(Origin::new(peer, entry, trusted));
     let service = service_fn(move |request| {
         let proxy = proxy.clone();
         let origin = origin.clone();
