@@ -5,7 +5,7 @@
 //! [`MAX_BACKOFF`]). The count starts over after [`CRASH_MEMORY`] without a crash, and for
 //! a new release or restart generation: a deploy that fixes the crash starts at once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use skiff_api::AppName;
@@ -39,8 +39,8 @@ struct Crashes {
 /// What waits, and until when.
 #[derive(Debug, Default)]
 pub struct Hold {
-    /// Containers leaving service, since when.
-    leaving: HashMap<String, Instant>,
+    /// Containers leaving service: whose, since when.
+    leaving: HashMap<String, (AppName, Instant)>,
     /// Crashes in a row per app and process type.
     crashes: HashMap<(AppName, String), Crashes>,
 }
@@ -83,10 +83,12 @@ impl Hold {
     /// exited counts as a crash of its process type (before its replacement is planned, so
     /// the replacement waits out the new backoff); a container that leaves service is
     /// removed `drain` after it first came up for removal; a start of a crashing process
-    /// type waits out its backoff.
+    /// type waits out its backoff. The apps in `busy` were not planned for (their steps are
+    /// under way): their containers keep their place.
     pub fn due(
         &mut self,
         steps: Vec<Step>,
+        busy: &HashSet<AppName>,
         now: Instant,
         drain: Duration,
         interval: Duration,
@@ -101,7 +103,7 @@ impl Hold {
             })
             .collect();
         // A container no longer up for removal (a rollback brought it back) starts over.
-        self.leaving.retain(|id, _| proposed.contains(id));
+        self.leaving.retain(|id, (app, _)| proposed.contains(id) || busy.contains(app));
         for step in &steps {
             if let Step::Remove { app, process, release, generation, reason, .. } = step
                 && *reason == EXITED
@@ -113,7 +115,9 @@ impl Hold {
         for step in steps {
             let until = match &step {
                 Step::Remove { reason, .. } if *reason == EXITED => None,
-                Step::Remove { id, .. } => Some(*self.leaving.entry(id.clone()).or_insert(now) + drain),
+                Step::Remove { id, app, .. } => {
+                    Some(self.leaving.entry(id.clone()).or_insert((app.clone(), now)).1 + drain)
+                }
                 Step::Start(Desired { spec, .. }) => self
                     .crashes
                     .get(&(spec.app.clone(), spec.process.clone()))
@@ -171,19 +175,43 @@ mod tests {
         let mut hold = Hold::default();
         let t0 = Instant::now();
         let steps = vec![remove("old", "replaced by a newer release"), remove("dead", EXITED)];
-        let (due, next) = hold.due(steps.clone(), t0, 5 * SECOND, SECOND);
+        let (due, next) = hold.due(steps.clone(), &HashSet::new(), t0, 5 * SECOND, SECOND);
         assert_eq!(due.len(), 1, "the exited one only");
         assert_eq!(next, Some(t0 + 5 * SECOND));
-        let (due, _) =
-            hold.due(vec![remove("old", "replaced by a newer release")], t0 + 3 * SECOND, 5 * SECOND, SECOND);
+        let (due, _) = hold.due(
+            vec![remove("old", "replaced by a newer release")],
+            &HashSet::new(),
+            t0 + 3 * SECOND,
+            5 * SECOND,
+            SECOND,
+        );
         assert!(due.is_empty(), "still draining");
-        let (due, next) =
-            hold.due(vec![remove("old", "replaced by a newer release")], t0 + 5 * SECOND, 5 * SECOND, SECOND);
+        let (due, next) = hold.due(
+            vec![remove("old", "replaced by a newer release")],
+            &HashSet::new(),
+            t0 + 5 * SECOND,
+            5 * SECOND,
+            SECOND,
+        );
         assert_eq!((due.len(), next), (1, None), "drained");
         // Brought back (no longer proposed), then proposed again: drains afresh.
-        hold.due(Vec::new(), t0 + 6 * SECOND, 5 * SECOND, SECOND);
-        let (due, _) = hold.due(vec![remove("old", "scaled down")], t0 + 7 * SECOND, 5 * SECOND, SECOND);
+        hold.due(Vec::new(), &HashSet::new(), t0 + 6 * SECOND, 5 * SECOND, SECOND);
+        let (due, _) =
+            hold.due(vec![remove("old", "scaled down")], &HashSet::new(), t0 + 7 * SECOND, 5 * SECOND, SECOND);
         assert!(due.is_empty());
+    }
+
+    #[test]
+    fn a_busy_apps_draining_containers_keep_draining_while_it_is_not_planned_for() {
+        let mut hold = Hold::default();
+        let t0 = Instant::now();
+        let busy: HashSet<AppName> = ["shop".parse().unwrap()].into();
+        hold.due(vec![remove("old", "scaled down")], &HashSet::new(), t0, 5 * SECOND, SECOND);
+        hold.due(Vec::new(), &busy, t0 + 2 * SECOND, 5 * SECOND, SECOND);
+        assert!(hold.is_leaving("old"), "still out of the routes");
+        let (due, _) =
+            hold.due(vec![remove("old", "scaled down")], &HashSet::new(), t0 + 5 * SECOND, 5 * SECOND, SECOND);
+        assert_eq!(due.len(), 1, "drained since it first came up, not since the app was free again");
     }
 
     #[test]
@@ -191,12 +219,21 @@ mod tests {
         let (mut hold, app) = (Hold::default(), "shop".parse().unwrap());
         let t0 = Instant::now();
         assert_eq!(hold.crashed(&app, "web", (2, 0), t0, SECOND), (1, Duration::ZERO));
-        assert_eq!(hold.due(vec![start("shop", 2)], t0, SECOND, SECOND).0.len(), 1, "at once after one crash");
+        assert_eq!(
+            hold.due(vec![start("shop", 2)], &HashSet::new(), t0, SECOND, SECOND).0.len(),
+            1,
+            "at once after one crash"
+        );
         assert_eq!(hold.crashed(&app, "web", (2, 0), t0, SECOND), (2, 2 * SECOND));
-        let (due, next) = hold.due(vec![start("shop", 2), start("other", 2)], t0 + SECOND, SECOND, SECOND);
+        let (due, next) =
+            hold.due(vec![start("shop", 2), start("other", 2)], &HashSet::new(), t0 + SECOND, SECOND, SECOND);
         assert_eq!((due.len(), next), (1, Some(t0 + 2 * SECOND)), "another app is not held");
-        assert_eq!(hold.due(vec![start("shop", 3)], t0 + SECOND, SECOND, SECOND).0.len(), 1, "nor a new release");
-        assert_eq!(hold.due(vec![start("shop", 2)], t0 + 2 * SECOND, SECOND, SECOND).0.len(), 1);
+        assert_eq!(
+            hold.due(vec![start("shop", 3)], &HashSet::new(), t0 + SECOND, SECOND, SECOND).0.len(),
+            1,
+            "nor a new release"
+        );
+        assert_eq!(hold.due(vec![start("shop", 2)], &HashSet::new(), t0 + 2 * SECOND, SECOND, SECOND).0.len(), 1);
         assert_eq!(hold.crashed(&app, "web", (2, 0), t0 + 3 * SECOND, SECOND).0, 3, "crashes add up");
         assert_eq!(hold.crashed(&app, "web", (3, 0), t0 + 3 * SECOND, SECOND).0, 1, "a new release starts over");
         let later = t0 + CRASH_MEMORY + 4 * SECOND;

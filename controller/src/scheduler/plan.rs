@@ -58,6 +58,16 @@ pub enum Step {
     Remove { id: String, app: AppName, process: String, release: u32, generation: u32, reason: &'static str },
 }
 
+impl Step {
+    /// The app whose container it starts or removes.
+    pub fn app(&self) -> &AppName {
+        match self {
+            Self::Start(desired) => &desired.spec.app,
+            Self::Remove { app, .. } => app,
+        }
+    }
+}
+
 fn remove(container: &Observed, reason: &'static str) -> Step {
     Step::Remove {
         id: container.id.clone(),

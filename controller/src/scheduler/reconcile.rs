@@ -1,12 +1,21 @@
-//! The reconcile loop: observe, plan, act, publish routes. It runs when poked (a new
-//! release, a destroyed app) and on an interval, one pass at a time.
+//! The reconcile loop: observe, plan, act, publish routes. A round runs when poked (a new
+//! release, a destroyed app), on an interval, and whenever an app's steps finish.
+//!
+//! Each round observes every app and plans for the apps that have nothing under way; each
+//! such app's steps then run in a task of their own. An app whose containers are slow to
+//! boot, fail their health check or crash is busy only with itself: other apps' rollouts
+//! go on in the next rounds, and each app's release settles (deployed) as soon as that
+//! app has nothing left to start, whatever any other app is doing.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
-use skiff_api::{ReleaseState, Route, RouteCertificate};
+use skiff_api::{AppName, Healthcheck, Limits, ProcessType, ReleaseState, Route, RouteCertificate};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::health::Check;
@@ -19,12 +28,12 @@ use crate::db::SettingsKind;
 use crate::db::{Db, DbError};
 use crate::events::Events;
 use crate::routes::RouteFeed;
-use skiff_api::{Healthcheck, Limits, ProcessType};
-use std::collections::{BTreeMap, HashMap};
 
-/// At most this many plan-and-act rounds per pass (start new → remove old → settle).
+/// At most this many rounds of steps per app in one [`Scheduler::pass`] (start new →
+/// remove old → settle).
 const ROUNDS_PER_PASS: usize = 4;
-/// At most this many containers start or stop at once.
+/// At most this many containers are created or removed at once, over all apps. Waiting
+/// for a container to become ready holds no permit.
 const PARALLEL_STEPS: usize = 8;
 /// At most this many containers are probed at once.
 const PARALLEL_PROBES: usize = 32;
@@ -38,7 +47,9 @@ pub enum ReconcileError {
     Runtime(#[from] super::runtime::RuntimeError),
 }
 
-/// The scheduler: owns the loop and the handle that pokes it.
+/// The scheduler: owns the loop and the handle that pokes it. Clones share everything
+/// (an app's steps run on a clone, in a task of their own).
+#[derive(Clone)]
 pub struct Scheduler {
     db: Db,
     runtime: Arc<dyn ContainerRuntime>,
@@ -47,7 +58,51 @@ pub struct Scheduler {
     coordination: Arc<Coordination>,
     events: Arc<Events>,
     /// Containers draining and process types backing off.
-    hold: std::sync::Mutex<Hold>,
+    hold: Arc<std::sync::Mutex<Hold>>,
+    /// Engine calls (create, remove) under way, over all apps.
+    engine_calls: Arc<Semaphore>,
+}
+
+/// Apps whose steps are under way, each app's in a task of its own.
+#[derive(Default)]
+struct Rollouts {
+    tasks: JoinSet<Result<(), ReconcileError>>,
+    busy: HashMap<tokio::task::Id, AppName>,
+}
+
+impl Rollouts {
+    fn is_busy(&self, app: &AppName) -> bool {
+        self.busy.values().any(|busy| busy == app)
+    }
+
+    fn busy_apps(&self) -> HashSet<AppName> {
+        self.busy.values().cloned().collect()
+    }
+
+    fn start(
+        &mut self,
+        app: AppName,
+        steps: impl std::future::Future<Output = Result<(), ReconcileError>> + Send + 'static,
+    ) {
+        let id = self.tasks.spawn(steps).id();
+        self.busy.insert(id, app);
+    }
+
+    /// Waits for the next app whose steps finished; `None` when none are under way.
+    async fn finished(&mut self) -> Option<Result<(), ReconcileError>> {
+        let joined = self.tasks.join_next_with_id().await?;
+        Some(match joined {
+            Ok((id, result)) => {
+                self.busy.remove(&id);
+                result
+            }
+            Err(error) => {
+                let app = self.busy.remove(&error.id());
+                tracing::error!(?app, %error, "controller.reconcile.steps_panicked");
+                Ok(())
+            }
+        })
+    }
 }
 
 impl Scheduler {
@@ -59,82 +114,139 @@ impl Scheduler {
         coordination: Arc<Coordination>,
         events: Arc<Events>,
     ) -> Self {
-        Self { db, runtime, routes, config, coordination, events, hold: Default::default() }
+        Self {
+            db,
+            runtime,
+            routes,
+            config,
+            coordination,
+            events,
+            hold: Default::default(),
+            engine_calls: Arc::new(Semaphore::new(PARALLEL_STEPS)),
+        }
     }
 
-    /// Runs passes until `shutdown`; containers keep running after it.
+    /// Runs rounds until `shutdown`; containers keep running after it (steps under way are
+    /// dropped; the next controller adopts what they started).
     pub async fn run(self, shutdown: CancellationToken) {
+        let mut rollouts = Rollouts::default();
         loop {
-            if let Err(error) = self.pass().await {
+            if let Err(error) = self.round(&mut rollouts).await {
                 tracing::warn!(%error, "controller.reconcile failed; retrying");
             }
             tokio::select! {
                 () = self.coordination.poked() => {}
                 () = tokio::time::sleep(self.config.reconcile_interval) => {}
+                Some(result) = rollouts.finished() => {
+                    if let Err(error) = result {
+                        tracing::warn!(%error, "controller.reconcile.steps failed; retrying");
+                    }
+                }
                 () = shutdown.cancelled() => return,
             }
         }
     }
 
-    /// One pass: plan and act until converged (bounded), then publish routes. Only the
-    /// apps this replica may act on are changed (all of them, without other replicas).
+    /// One pass, for tests and tools: rounds until every app converged (at most a few
+    /// rounds of steps each), waiting for each round's steps; then routes are published.
+    /// Only the apps this replica may act on are changed (all of them, without other
+    /// replicas).
+    ///
+    /// # Errors
+    /// The first database or engine error.
     pub async fn pass(&self) -> Result<(), ReconcileError> {
+        let mut rollouts = Rollouts::default();
         for _ in 0..ROUNDS_PER_PASS {
-            let desired = self.desired().await?;
-            let observed = self.observe(&desired).await?;
-            let mut ours = std::collections::HashMap::new();
-            for app in desired.iter().map(|d| &d.spec.app).chain(observed.iter().map(|(o, _)| &o.app)) {
-                if !ours.contains_key(app) {
-                    ours.insert(app.clone(), self.coordination.may_act(app).await);
-                }
-            }
-            let acting: Vec<Desired> = desired.iter().filter(|d| ours[&d.spec.app]).cloned().collect();
-            let seen: Vec<Observed> = observed.iter().map(|(o, _)| o).filter(|o| ours[&o.app]).cloned().collect();
-            let planned = plan(&acting, &seen);
-            let starts = planned.iter().any(|step| matches!(step, Step::Start(_)));
-            let (steps, next) =
-                self.hold().due(planned, Instant::now(), self.config.drain_period, self.config.reconcile_interval);
-            // Routes go to the ready containers, and not to those that just started to drain,
-            // before anything stops.
-            self.publish(&desired, &observed).await?;
-            if !starts {
-                // Nothing left to start: a release whose containers are all up is up, even
-                // while the containers it replaces still drain.
-                for Desired { spec, .. } in &acting {
-                    let mut of_release =
-                        acting.iter().filter(|d| d.spec.app == spec.app && d.spec.release == spec.release);
-                    if of_release.all(|d| d.is_up(&seen))
-                        && self.db.settle_release(&spec.app, spec.release, ReleaseState::Deployed, None).await?
-                    {
-                        self.events.emit(&spec.app, &format!("Release v{} is up", spec.release)).await;
-                    }
-                }
-            }
-            if let Some(next) = next {
-                // Held steps fall due without waiting for the next interval.
-                let coordination = self.coordination.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep_until(next.into()).await;
-                    coordination.poke();
-                });
-            }
-            if steps.is_empty() {
+            self.round(&mut rollouts).await?;
+            if rollouts.busy.is_empty() {
                 return Ok(());
             }
-            // Steps of one round are independent: old containers go only once enough
-            // new ones are ready, which the plan saw before this round.
-            let results: Vec<Result<(), ReconcileError>> =
-                futures_util::stream::iter(steps.into_iter().map(|step| self.act(step)))
-                    .buffer_unordered(PARALLEL_STEPS)
-                    .collect()
-                    .await;
-            results.into_iter().collect::<Result<(), _>>()?;
+            while let Some(result) = rollouts.finished().await {
+                result?;
+            }
         }
         let desired = self.desired().await?;
         let observed = self.observe(&desired).await?;
         Ok(self.publish(&desired, &observed).await?)
     }
 
+    /// Observes every app, publishes routes, settles the releases of apps that have nothing
+    /// left to start, and sets the steps of every app that has none under way going.
+    async fn round(&self, rollouts: &mut Rollouts) -> Result<(), ReconcileError> {
+        let desired = self.desired().await?;
+        let observed = self.observe(&desired).await?;
+        let mut ours = HashMap::new();
+        for app in desired.iter().map(|d| &d.spec.app).chain(observed.iter().map(|(o, _)| &o.app)) {
+            if !ours.contains_key(app) {
+                // Asked for busy apps too: it renews their locks.
+                ours.insert(app.clone(), self.coordination.may_act(app).await);
+            }
+        }
+        let free = |app: &AppName| ours[app] && !rollouts.is_busy(app);
+        let acting: Vec<Desired> = desired.iter().filter(|d| free(&d.spec.app)).cloned().collect();
+        let seen: Vec<Observed> = observed.iter().map(|(o, _)| o).filter(|o| free(&o.app)).cloned().collect();
+        let planned = plan(&acting, &seen);
+        let starting: HashSet<AppName> = planned
+            .iter()
+            .filter_map(|step| match step {
+                Step::Start(d) => Some(d.spec.app.clone()),
+                Step::Remove { .. } => None,
+            })
+            .collect();
+        let (steps, next) = self.hold().due(
+            planned,
+            &rollouts.busy_apps(),
+            Instant::now(),
+            self.config.drain_period,
+            self.config.reconcile_interval,
+        );
+        // Routes go to the ready containers, and not to those that just started to drain,
+        // before anything stops.
+        self.publish(&desired, &observed).await?;
+        self.settle(&acting, &seen, &starting).await?;
+        if let Some(next) = next {
+            // Held steps fall due without waiting for the next interval.
+            let coordination = self.coordination.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep_until(next.into()).await;
+                coordination.poke();
+            });
+        }
+        let mut by_app: BTreeMap<AppName, Vec<Step>> = BTreeMap::new();
+        for step in steps {
+            by_app.entry(step.app().clone()).or_default().push(step);
+        }
+        for (app, steps) in by_app {
+            let scheduler = self.clone();
+            rollouts.start(app, async move { scheduler.act_all(steps).await });
+        }
+        Ok(())
+    }
+
+    /// A release whose containers are all up is up, even while the containers it replaces
+    /// still drain; only apps with nothing left to start are looked at.
+    async fn settle(&self, acting: &[Desired], seen: &[Observed], starting: &HashSet<AppName>) -> Result<(), DbError> {
+        for Desired { spec, .. } in acting.iter().filter(|d| !starting.contains(&d.spec.app)) {
+            let mut of_release = acting.iter().filter(|d| d.spec.app == spec.app && d.spec.release == spec.release);
+            if of_release.all(|d| d.is_up(seen))
+                && self.db.settle_release(&spec.app, spec.release, ReleaseState::Deployed, None).await?
+            {
+                self.events.emit(&spec.app, &format!("Release v{} is up", spec.release)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// One app's steps; they are independent: old containers go only once enough new ones
+    /// are ready, which the plan saw before.
+    async fn act_all(&self, steps: Vec<Step>) -> Result<(), ReconcileError> {
+        let results: Vec<Result<(), ReconcileError>> =
+            futures_util::stream::iter(steps.into_iter().map(|step| self.act(step)))
+                .buffer_unordered(PARALLEL_STEPS)
+                .collect()
+                .await;
+        results.into_iter().collect()
+    }
     async fn desired(&self) -> Result<Vec<Desired>, DbError> {
         let mut desired = Vec::new();
         // Four queries whatever the number of apps.
@@ -245,11 +357,15 @@ impl Scheduler {
         match step {
             Step::Start(Desired { spec, check, boot_timeout, .. }) => {
                 tracing::info!(app = %spec.app, release = spec.release, process = spec.process, "controller.reconcile.start");
-                let failure = match self.runtime.start(&spec).await {
+                let started = {
+                    let _permit = self.engine_calls.acquire().await;
+                    self.runtime.start(&spec).await
+                };
+                let failure = match started {
                     Ok(container) => match self.boot(&container, &check, boot_timeout).await? {
                         Ok(()) => None,
                         Err(reason) => {
-                            self.runtime.remove(&container.id).await?;
+                            self.remove(&container.id).await?;
                             Some(reason)
                         }
                     },
@@ -269,9 +385,13 @@ impl Scheduler {
                             self.hold().crashed(&spec.app, &spec.process, of, Instant::now(), interval);
                         crash_outcome(crashes, pause)
                     };
-                    self.events
-                        .emit(&spec.app, &format!("Release v{} failed to start: {reason}{outcome}", spec.release))
-                        .await;
+                    // A release that runs already did start: only this container of it failed.
+                    let what = if failed {
+                        format!("Release v{}", spec.release)
+                    } else {
+                        format!("{} of v{}", spec.process, spec.release)
+                    };
+                    self.events.emit(&spec.app, &format!("{what} failed to start: {reason}{outcome}")).await;
                     tracing::warn!(app = %spec.app, release = spec.release, reason, failed, "controller.reconcile.boot_failed");
                 }
             }
@@ -286,7 +406,7 @@ impl Scheduler {
                     String::new()
                 };
                 self.events.emit(&app, &format!("Stopping container {short} of v{release}: {reason}{outcome}")).await;
-                self.runtime.remove(&id).await?;
+                self.remove(&id).await?;
             }
         }
         Ok(())
@@ -294,6 +414,11 @@ impl Scheduler {
 }
 
 impl Scheduler {
+    async fn remove(&self, id: &str) -> Result<(), ReconcileError> {
+        let _permit = self.engine_calls.acquire().await;
+        Ok(self.runtime.remove(id).await?)
+    }
+
     fn hold(&self) -> std::sync::MutexGuard<'_, Hold> {
         self.hold.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }

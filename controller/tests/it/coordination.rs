@@ -83,3 +83,16 @@ async fn a_replica_on_its_own_acts_on_everything() {
     alone.changed().await;
     tokio::time::timeout(Duration::from_secs(1), alone.poked()).await.expect("its own loop runs");
 }
+
+#[tokio::test]
+async fn two_replicas_roll_out_an_app_beside_apps_in_trouble() {
+    let shutdown = CancellationToken::new();
+    let fixture = crate::scheduler::Fixture::with_app(fresh_app().as_str()).await;
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let coordination = Coordination::redis(&redis_url(), shutdown.clone()).await.unwrap();
+        replicas.push(fixture.scheduler_with(coordination, Duration::ZERO).await);
+    }
+    crate::scheduler::rollouts_beside_apps_in_trouble(&fixture, replicas).await;
+    shutdown.cancel();
+}

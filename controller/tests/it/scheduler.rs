@@ -6,15 +6,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use skiff_api::{ReleaseState, RouteTable};
+use skiff_api::{CheckKind, Healthcheck, ReleaseState, RouteTable};
 use skiff_controller::Config;
 use skiff_controller::coordination::Coordination;
-use skiff_controller::db::{AppRow, Db, UserRow};
+use skiff_controller::db::{AppRow, Db, SettingsKind, UserRow};
 use skiff_controller::events::Events;
 use skiff_controller::routes::RouteFeed;
 use skiff_controller::scheduler::{ContainerRuntime, MemoryRuntime, Scheduler};
+use tokio_util::sync::CancellationToken;
 
-struct Fixture {
+pub(crate) struct Fixture {
     db: Db,
     runtime: Arc<MemoryRuntime>,
     routes: Arc<RouteFeed>,
@@ -44,10 +45,15 @@ fn config(drain_period: Duration) -> Arc<Config> {
 
 impl Fixture {
     async fn new() -> Self {
+        Self::with_app("shop").await
+    }
+
+    /// A fixture whose app is called `name` (apps in trouble are named after it).
+    pub(crate) async fn with_app(name: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open_sqlite(&dir.path().join("skiff.db")).await.unwrap();
         let user = db.create_user(&"alice".parse().unwrap(), "hash").await.unwrap().unwrap();
-        let app = db.create_app(&"shop".parse().unwrap(), &user, &"busybox".parse().unwrap()).await.unwrap().unwrap();
+        let app = db.create_app(&name.parse().unwrap(), &user, &"busybox".parse().unwrap()).await.unwrap().unwrap();
         Self { db, runtime: Arc::new(MemoryRuntime::new()), routes: Arc::default(), user, app, _dir: dir }
     }
 
@@ -59,7 +65,11 @@ impl Fixture {
 
     /// A scheduler whose containers leaving service drain for `drain_period`.
     async fn scheduler_draining(&self, drain_period: Duration) -> Scheduler {
-        let coordination = Coordination::local();
+        self.scheduler_with(Coordination::local(), drain_period).await
+    }
+
+    /// A scheduler that meets other replicas through `coordination`.
+    pub(crate) async fn scheduler_with(&self, coordination: Arc<Coordination>, drain_period: Duration) -> Scheduler {
         // Nothing listens there: events are kept in the database only.
         let events =
             Arc::new(Events::connect(self.db.clone(), "127.0.0.1:9".parse().unwrap(), coordination.clone()).await);
@@ -68,12 +78,17 @@ impl Fixture {
     }
 
     /// A release whose processes run `commands`.
-    async fn release(&self, commands: &[(&str, &str)]) -> u32 {
+    pub(crate) async fn release(&self, commands: &[(&str, &str)]) -> u32 {
+        self.release_of(&self.app, commands).await
+    }
+
+    /// A release of `app` whose processes run `commands`.
+    async fn release_of(&self, app: &AppRow, commands: &[(&str, &str)]) -> u32 {
         let procfile = commands.iter().map(|(p, c)| (p.parse().unwrap(), (*c).to_owned())).collect();
         let release = self
             .db
             .create_release(
-                &self.app,
+                app,
                 "shop@sha256:abc",
                 None,
                 None,
@@ -112,6 +127,37 @@ impl Fixture {
         containers.into_iter().find(|c| c.process == process && c.running).expect("one runs").id
     }
 
+    /// Another app of the same owner.
+    async fn other_app(&self, name: &str) -> AppRow {
+        let stack = "busybox".parse().unwrap();
+        self.db.create_app(&name.parse().unwrap(), &self.user, &stack).await.unwrap().unwrap()
+    }
+
+    /// Two apps in trouble: `<app>-hung`'s first release never answers its health check (for a
+    /// minute, then it fails), and `<app>-crashy` runs a release whose worker crashes at every
+    /// start (back-off).
+    pub(crate) async fn apps_in_trouble(&self) {
+        let crashy = self.other_app(&format!("{}-crashy", self.app.name)).await;
+        self.release_of(&crashy, &[("web", "serve"), ("worker", "exit 1")]).await;
+        self.scheduler().await.pass().await.unwrap();
+        self.db.scale(&crashy, &"worker".parse().unwrap(), 1).await.unwrap();
+        let hung = self.other_app(&format!("{}-hung", self.app.name)).await;
+        let patient = Healthcheck { kind: CheckKind::Http, path: None, timeout_secs: Some(60) };
+        let checks = BTreeMap::from([("web".parse().unwrap(), patient)]);
+        self.db.set_settings(hung.id, SettingsKind::Healthchecks, &checks).await.unwrap();
+        self.release_of(&hung, &[("web", "hang")]).await;
+    }
+
+    /// Waits (at most `limit`) until release `version` of the fixture's app is deployed.
+    pub(crate) async fn deployed_within(&self, version: u32, limit: Duration) -> bool {
+        let deployed = async {
+            while self.state(version).await.0 != ReleaseState::Deployed {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(limit, deployed).await.is_ok()
+    }
+
     async fn state(&self, version: u32) -> (ReleaseState, Option<String>) {
         let release = self.db.release(&self.app, version).await.unwrap().unwrap();
         (release.state, release.failure)
@@ -129,7 +175,7 @@ impl Fixture {
         answers
     }
 
-    async fn events(&self) -> Vec<String> {
+    pub(crate) async fn events(&self) -> Vec<String> {
         self.db.events(Some(&self.app.name), 100).await.unwrap().into_iter().map(|e| e.message).collect()
     }
 }
@@ -319,4 +365,34 @@ async fn a_restart_replaces_every_container_of_the_type() {
     let after: Vec<String> = fixture.runtime.list().await.unwrap().into_iter().map(|c| c.id).collect();
     assert_eq!(after.len(), 2);
     assert!(after.iter().all(|id| !before.contains(id)), "all replaced: {before:?} → {after:?}");
+}
+
+/// Rolls out two releases of the fixture's app while other apps are in trouble, on the
+/// given replicas' reconcile loops; each must be deployed within a few seconds.
+pub(crate) async fn rollouts_beside_apps_in_trouble(fixture: &Fixture, replicas: Vec<Scheduler>) {
+    fixture.apps_in_trouble().await;
+    let shutdown = CancellationToken::new();
+    let loops: Vec<_> = replicas.into_iter().map(|replica| tokio::spawn(replica.run(shutdown.clone()))).collect();
+    for version in 1..=2 {
+        fixture.release(&[("web", "serve")]).await;
+        let deployed = fixture.deployed_within(version, Duration::from_secs(10)).await;
+        assert!(deployed, "v{version} is deployed beside the hung and crashing apps: {:?}", fixture.events().await);
+    }
+    let crashy = format!("{}-crashy", fixture.app.name).parse().unwrap();
+    let crashy = fixture.db.events(Some(&crashy), 100).await.unwrap();
+    assert!(
+        crashy.iter().any(|e| e.message.starts_with("worker of v1 failed to start: worker exited with status 1")),
+        "the crash is the worker's, not its release's: {crashy:?}"
+    );
+    shutdown.cancel();
+    for running in loops {
+        running.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn an_app_stuck_in_its_rollout_holds_up_no_other_app() {
+    let fixture = Fixture::new().await;
+    let scheduler = fixture.scheduler().await;
+    rollouts_beside_apps_in_trouble(&fixture, vec![scheduler]).await;
 }

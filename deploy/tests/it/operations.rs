@@ -276,7 +276,7 @@ async fn a_crashing_process_type_is_restarted_with_growing_pauses() {
     // in 12 s; with pauses of 0, 2, 4 and 8 passes there are five or six.
     tokio::time::sleep(Duration::from_secs(12)).await;
     let trail = platform.cli_ok(&repo, &["events", "-n", "200"]).await;
-    let attempts = trail.lines().filter(|l| l.contains("Release v1 failed to start: worker")).count();
+    let attempts = trail.lines().filter(|l| l.contains("worker of v1 failed to start: worker")).count();
     assert!((3..=7).contains(&attempts), "{attempts} attempts: {trail}");
     assert!(trail.contains("crashes in a row, starting another in"), "{trail}");
     let (status, _) = get_via_router(platform.router(), "crashy.localhost").await.unwrap();
