@@ -59,7 +59,7 @@ impl FromRequestParts<Arc<Controller>> for CurrentUser {
 
     async fn from_request_parts(parts: &mut Parts, controller: &Arc<Controller>) -> Result<Self, ApiError> {
         let token = bearer(parts).ok_or(ApiError::Unauthenticated)?;
-        let user = controller.db.user_by_token(&token_hash(token)).await?.ok_or(ApiError::Unauthenticated)?;
+        let user = controller.db.user_by_token(&token_hash(token)).await?.ok_or(ApiError::TokenRejected)?;
         Ok(Self(user))
     }
 }

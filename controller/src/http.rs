@@ -47,6 +47,11 @@ const ROUTE_POLL: Duration = Duration::from_secs(25);
 pub enum ApiError {
     #[error("not logged in; run `skiff auth:login` (or set SKIFF_TOKEN)")]
     Unauthenticated,
+    #[error(
+        "the token was rejected (revoked, or not one of this platform's); log in again with `skiff auth:login`, \
+         or set SKIFF_TOKEN to a valid token"
+    )]
+    TokenRejected,
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -71,7 +76,7 @@ impl From<DbError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = match &self {
-            Self::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            Self::Unauthenticated | Self::TokenRejected => (StatusCode::UNAUTHORIZED, "unauthenticated"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
@@ -282,7 +287,7 @@ async fn revoke_token(
     if c.db.remove_token(&token_hash(token.trim())).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(ApiError::Unauthenticated)
+        Err(ApiError::TokenRejected)
     }
 }
 

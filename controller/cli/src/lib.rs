@@ -117,6 +117,10 @@ struct JsonArg {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a one-off command in a new container of the current release; exits with its status.
+    ///
+    /// The command runs through `sh -c` in the container. One argument is a shell command
+    /// line (`skiff run 'rake db:migrate && echo done'`); several are quoted one by one and
+    /// run as they were typed (`skiff run -- sh -c 'echo first; echo second'`).
     #[command(name = "run")]
     Run {
         #[command(flatten)]
@@ -378,7 +382,8 @@ enum Verb {
     /// Limit request bodies (413 beyond): a size like 512k, 10m or 1g, or `off`.
     #[command(name = "access:max-body")]
     AccessMaxBody {
-        size: String,
+        #[arg(value_parser = parse_body_limit, value_name = "SIZE")]
+        size: BodyLimit,
         #[command(flatten)]
         app: AppArg,
     },
@@ -420,8 +425,8 @@ enum Verb {
     #[command(name = "limits:set")]
     LimitsSet {
         process: ProcessType,
-        #[arg(required = true, value_name = "memory=SIZE|cpu=CORES")]
-        limits: Vec<String>,
+        #[arg(required = true, value_name = "memory=SIZE|cpu=CORES", value_parser = parse_limit)]
+        limits: Vec<Limit>,
         #[command(flatten)]
         app: AppArg,
     },
@@ -517,8 +522,8 @@ enum Verb {
     /// Set config values (KEY=VALUE ...); makes a new release.
     #[command(name = "config:set")]
     ConfigSet {
-        #[arg(required = true, value_name = "KEY=VALUE")]
-        pairs: Vec<String>,
+        #[arg(required = true, value_name = "KEY=VALUE", value_parser = parse_config_pair)]
+        pairs: Vec<(String, String)>,
         #[command(flatten)]
         app: AppArg,
         #[command(flatten)]
@@ -545,8 +550,8 @@ enum Verb {
     /// Scale process types (TYPE=N ...), to 0 as well.
     #[command(name = "ps:scale")]
     PsScale {
-        #[arg(required = true, value_name = "TYPE=N")]
-        pairs: Vec<String>,
+        #[arg(required = true, value_name = "TYPE=N", value_parser = parse_scale_pair)]
+        pairs: Vec<(ProcessType, u32)>,
         #[command(flatten)]
         app: AppArg,
         /// Wait until each type runs that many containers, showing progress.
@@ -595,7 +600,8 @@ enum Verb {
     #[command(name = "releases:info")]
     ReleasesInfo {
         /// The version, e.g. v3.
-        version: String,
+        #[arg(value_parser = parse_version)]
+        version: u32,
         #[command(flatten)]
         app: AppArg,
         #[command(flatten)]
@@ -605,7 +611,8 @@ enum Verb {
     #[command(name = "releases:rollback")]
     ReleasesRollback {
         /// The version to go back to, e.g. v3.
-        version: Option<String>,
+        #[arg(value_parser = parse_version)]
+        version: Option<u32>,
         #[command(flatten)]
         app: AppArg,
         #[command(flatten)]
@@ -672,7 +679,9 @@ pub async fn run(
         }
     };
     let result = match cli.command {
-        Command::Run { app, timeout, command } => run_command(context, app, timeout, command.join(" "), out, err).await,
+        Command::Run { app, timeout, command } => {
+            run_command(context, app, timeout, shell_line(&command), out, err).await
+        }
         Command::Verb(verb) => execute(verb, context, out, err).await.map(|()| 0),
     };
     match result {
@@ -682,6 +691,22 @@ pub async fn run(
             1
         }
     }
+}
+
+/// The shell command line that runs `args`: a single argument is a command line already;
+/// several are each quoted, so the shell passes them on unchanged.
+fn shell_line(args: &[String]) -> String {
+    match args {
+        [line] => line.clone(),
+        args => args.iter().map(|arg| shell_quote(arg)).collect::<Vec<_>>().join(" "),
+    }
+}
+
+/// `arg` as one shell word: bare when it holds only safe characters, otherwise in single
+/// quotes (a quote inside becomes `'\''`).
+fn shell_quote(arg: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c);
+    if !arg.is_empty() && arg.chars().all(safe) { arg.to_owned() } else { format!("'{}'", arg.replace('\'', "'\\''")) }
 }
 
 /// A controller client from the stored login and overrides.
@@ -730,8 +755,52 @@ fn report_access(out: &mut impl Write, policy: &AccessPolicy) -> anyhow::Result<
     Ok(())
 }
 
+/// A request body limit: a size, or none (`off`).
+#[derive(Debug, Clone, Copy)]
+struct BodyLimit(Option<u64>);
+
+fn parse_body_limit(text: &str) -> Result<BodyLimit, String> {
+    if text == "off" { Ok(BodyLimit(None)) } else { parse_bytes(text).map(|b| BodyLimit(Some(b))) }
+}
+
+/// One `limits:set` setting.
+#[derive(Debug, Clone, Copy)]
+enum Limit {
+    MemoryMb(u64),
+    Cpu(f64),
+}
+
+/// `memory=256m` or `cpu=0.5`.
+fn parse_limit(text: &str) -> Result<Limit, String> {
+    match text.split_once('=') {
+        Some(("memory", size)) => parse_memory(size).map(Limit::MemoryMb),
+        Some(("cpu", cores)) => match cores.parse::<f64>() {
+            Ok(cores) if cores.is_finite() && cores > 0.0 => Ok(Limit::Cpu(cores)),
+            _ => Err(format!("`{cores}` is not a number of cores like 0.5 or 2")),
+        },
+        _ => Err(format!("`{text}` is not memory=SIZE or cpu=CORES")),
+    }
+}
+
+/// `KEY=VALUE` (the value may be empty and may hold `=`).
+fn parse_config_pair(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text.split_once('=').ok_or_else(|| format!("`{text}` is not KEY=VALUE"))?;
+    if key.is_empty() {
+        return Err(format!("`{text}` has no key before `=`"));
+    }
+    Ok((key.to_owned(), value.to_owned()))
+}
+
+/// `TYPE=N`.
+fn parse_scale_pair(text: &str) -> Result<(ProcessType, u32), String> {
+    let (process, quantity) = text.split_once('=').ok_or_else(|| format!("`{text}` is not TYPE=N"))?;
+    let process: ProcessType = process.parse().map_err(|e| format!("{e}"))?;
+    let quantity = quantity.parse().map_err(|_| format!("`{quantity}` is not a number of containers"))?;
+    Ok((process, quantity))
+}
+
 /// `512k`, `10m`, `1g` or a number of bytes.
-fn parse_bytes(size: &str) -> anyhow::Result<u64> {
+fn parse_bytes(size: &str) -> Result<u64, String> {
     let lower = size.to_ascii_lowercase();
     let (number, shift) = match lower.chars().last() {
         Some('k') => (&lower[..lower.len() - 1], 10),
@@ -739,8 +808,8 @@ fn parse_bytes(size: &str) -> anyhow::Result<u64> {
         Some('g') => (&lower[..lower.len() - 1], 30),
         _ => (lower.as_str(), 0),
     };
-    let number: u64 = number.parse().map_err(|_| anyhow!("`{size}` is not a size like 512k, 10m or 1g"))?;
-    number.checked_shl(shift).filter(|n| n >> shift == number).ok_or_else(|| anyhow!("`{size}` is too large"))
+    let number: u64 = number.parse().map_err(|_| format!("`{size}` is not a size like 512k, 10m or 1g"))?;
+    number.checked_shl(shift).filter(|n| n >> shift == number).ok_or_else(|| format!("`{size}` is too large"))
 }
 
 /// How often progress moves on.
@@ -893,19 +962,19 @@ fn report_config(out: &mut impl Write, app: &AppName, release: Option<u32>) -> a
 }
 
 /// `256m`, `1g` or `512` (MiB) as MiB.
-fn parse_memory(size: &str) -> anyhow::Result<u64> {
+fn parse_memory(size: &str) -> Result<u64, String> {
     let lower = size.to_ascii_lowercase();
     let (number, factor) = match lower.strip_suffix('g') {
         Some(number) => (number, 1024),
         None => (lower.strip_suffix('m').unwrap_or(&lower), 1),
     };
-    let number: u64 = number.parse().map_err(|_| anyhow!("`{size}` is not a size like 256m or 1g"))?;
-    Ok(number * factor)
+    let number: u64 = number.parse().map_err(|_| format!("`{size}` is not a size like 256m or 1g"))?;
+    number.checked_mul(factor).ok_or_else(|| format!("`{size}` is too large"))
 }
 
 /// `v3` or `3`.
-fn parse_version(text: &str) -> anyhow::Result<u32> {
-    text.trim_start_matches(['v', 'V']).parse().map_err(|_| anyhow!("`{text}` is not a release version like v3"))
+fn parse_version(text: &str) -> Result<u32, String> {
+    text.trim_start_matches(['v', 'V']).parse().map_err(|_| format!("`{text}` is not a release version like v3"))
 }
 
 /// `skiff run`: streams the command's output; its exit status becomes ours (1 when it
@@ -1317,8 +1386,7 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write, err: &mut 
             .await
         }
         Verb::AccessMaxBody { size, app } => {
-            let limit = if size == "off" { None } else { Some(parse_bytes(&size)?) };
-            change_access(context, app, out, |policy| policy.max_body_bytes = limit).await
+            change_access(context, app, out, |policy| policy.max_body_bytes = size.0).await
         }
         Verb::Tls { app, json: flag } => {
             let tls = client(context)?.tls(&app_name(context, app)?).await?;
@@ -1360,12 +1428,9 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write, err: &mut 
             let app = app_name(context, app)?;
             let mut parsed = skiff_api::Limits::default();
             for limit in limits {
-                match limit.split_once('=') {
-                    Some(("memory", size)) => parsed.memory_mb = Some(parse_memory(size)?),
-                    Some(("cpu", cores)) => {
-                        parsed.cpu = Some(cores.parse().map_err(|_| anyhow!("`{cores}` is not a number of cores"))?);
-                    }
-                    _ => bail!("`{limit}` is not memory=SIZE or cpu=CORES"),
+                match limit {
+                    Limit::MemoryMb(mb) => parsed.memory_mb = Some(mb),
+                    Limit::Cpu(cores) => parsed.cpu = Some(cores),
                 }
             }
             let change = [(process.clone(), Some(parsed))].into();
@@ -1466,11 +1531,7 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write, err: &mut 
         }
         Verb::ConfigSet { pairs, app, wait } => {
             let app = app_name(context, app)?;
-            let mut change = std::collections::BTreeMap::new();
-            for pair in pairs {
-                let (key, value) = pair.split_once('=').ok_or_else(|| anyhow!("`{pair}` is not KEY=VALUE"))?;
-                change.insert(key.to_owned(), Some(value.to_owned()));
-            }
+            let change = pairs.into_iter().map(|(key, value)| (key, Some(value))).collect();
             let changed = client(context)?.change_config(&app, &change).await?;
             let version = changed.release.map(|r| r.version);
             report_config(out, &app, version)?;
@@ -1505,13 +1566,7 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write, err: &mut 
         }
         Verb::PsScale { pairs, app, wait } => {
             let app = app_name(context, app)?;
-            let mut scale = std::collections::BTreeMap::new();
-            for pair in pairs {
-                let (process, quantity) = pair.split_once('=').ok_or_else(|| anyhow!("`{pair}` is not TYPE=N"))?;
-                let process: ProcessType = process.parse()?;
-                let quantity: u32 = quantity.parse().map_err(|_| anyhow!("`{quantity}` is not a number"))?;
-                scale.insert(process, quantity);
-            }
+            let scale: std::collections::BTreeMap<ProcessType, u32> = pairs.into_iter().collect();
             let formation = client(context)?.scale(&app, &scale).await?;
             let summary: Vec<String> = formation.iter().map(|f| format!("{}={}", f.process, f.quantity)).collect();
             writeln!(out, "Scaled {app} to {}", summary.join(" "))?;
@@ -1543,7 +1598,6 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write, err: &mut 
         }
         Verb::ReleasesInfo { version, app, json: flag } => {
             let app = app_name(context, app)?;
-            let version = parse_version(&version)?;
             let release = client(context)?.release_of(&app, version).await?;
             if flag.json {
                 return json(out, &release);
@@ -1570,7 +1624,6 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write, err: &mut 
         }
         Verb::ReleasesRollback { version, app, wait } => {
             let app = app_name(context, app)?;
-            let version = version.as_deref().map(parse_version).transpose()?;
             let release = client(context)?.rollback(&app, &skiff_api::Rollback { version }).await?;
             writeln!(out, "Rolled back {app}: {} (v{})", release.summary, release.version)?;
             follow_rollout(context, &app, Some(release.version).filter(|_| wait.wait), err).await
@@ -1720,6 +1773,16 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write, err: &mut 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn several_run_arguments_reach_the_command_as_they_were_typed() {
+        let typed = ["printf", "%s|", "echo first; echo second", "it's", "$HOME", "", "a\\b", "*"];
+        let args: Vec<String> = typed.iter().map(|a| (*a).to_owned()).collect();
+        let output = std::process::Command::new("sh").arg("-c").arg(shell_line(&args)).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "echo first; echo second|it's|$HOME||a\\b|*|");
+        let line = vec!["echo first; echo second".to_owned()];
+        assert_eq!(shell_line(&line), "echo first; echo second", "one argument is a command line");
+    }
 
     #[test]
     fn sizes_read_in_bytes_and_mebibytes() {

@@ -74,6 +74,29 @@ async fn common_mistakes_say_what_to_do() {
 }
 
 #[tokio::test]
+async fn malformed_values_are_usage_errors_that_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = skiff_cli::Context { token: Some("t".into()), ..context(dir.path(), "http://127.0.0.1:9") };
+    let cases: &[(&[&str], &str)] = &[
+        (&["config:set", "FOO", "-a", "shop"], "`FOO` is not KEY=VALUE"),
+        (&["config:set", "=1", "-a", "shop"], "has no key"),
+        (&["ps:scale", "web=abc", "-a", "shop"], "`abc` is not a number"),
+        (&["ps:scale", "web", "-a", "shop"], "`web` is not TYPE=N"),
+        (&["limits:set", "web", "memory=lots", "-a", "shop"], "`lots` is not a size"),
+        (&["limits:set", "web", "cpu=-1", "-a", "shop"], "is not a number of cores"),
+        (&["limits:set", "web", "disk=1g", "-a", "shop"], "is not memory=SIZE or cpu=CORES"),
+        (&["access:max-body", "huge", "-a", "shop"], "is not a size"),
+        (&["releases:info", "three", "-a", "shop"], "is not a release version"),
+        (&["releases:rollback", "vx", "-a", "shop"], "is not a release version"),
+    ];
+    for (args, message) in cases {
+        let (status, _, err) = run(&ctx, args).await;
+        assert_eq!(status, 2, "{args:?}: {err}");
+        assert!(err.contains(message) && err.contains("--help"), "{args:?}: {err}");
+    }
+}
+
+#[tokio::test]
 async fn completions_are_generated_for_the_usual_shells() {
     let dir = tempfile::tempdir().unwrap();
     for shell in ["bash", "zsh", "fish"] {
