@@ -188,6 +188,10 @@ async fn follow_rollout(
                 let reason = current.failure.unwrap_or_default();
                 return Err(BuildError::Rollout(current.version, reason));
             }
+            ReleaseState::Superseded => {
+                out.step(&format!("v{} never ran: a newer release was deployed first", current.version)).await;
+                return Ok(current);
+            }
             ReleaseState::Pending if Instant::now() >= deadline => {
                 out.step(&format!(
                     "v{} is still starting; follow it with `skiff ps -a {}`",

@@ -689,7 +689,8 @@ impl Db {
     }
 
     /// Moves a pending release to `state`, with the reason when it failed; `false` when
-    /// the release was not pending.
+    /// the release was not pending. A release that is deployed supersedes the app's older
+    /// pending ones (they never ran).
     pub async fn settle_release(
         &self,
         app: &AppName,
@@ -697,17 +698,32 @@ impl Db {
         state: ReleaseState,
         failure: Option<&str>,
     ) -> Result<bool, DbError> {
-        self.changed(
-            sqlx::query(
-                "UPDATE releases SET state = $1, failure = $2
+        let mut tx = self.writer.begin().await?;
+        let settled = sqlx::query(
+            "UPDATE releases SET state = $1, failure = $2
              WHERE state = 'pending' AND version = $3 AND app_id = (SELECT id FROM apps WHERE name = $4)",
-            )
-            .bind(enum_text(&state))
-            .bind(failure)
-            .bind(i64::from(version))
-            .bind(app.as_str()),
         )
-        .await
+        .bind(enum_text(&state))
+        .bind(failure)
+        .bind(i64::from(version))
+        .bind(app.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        if settled && state == ReleaseState::Deployed {
+            // Older releases still waiting to start never will.
+            sqlx::query(
+                "UPDATE releases SET state = 'superseded'
+                 WHERE state = 'pending' AND version < $1 AND app_id = (SELECT id FROM apps WHERE name = $2)",
+            )
+            .bind(i64::from(version))
+            .bind(app.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(settled)
     }
 
     /// One release of an app.

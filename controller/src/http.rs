@@ -764,6 +764,12 @@ async fn rollback(
     let app = c.app_for(&user, &app).await?;
     let releases = c.db.releases(&app, None).await?;
     let current = c.running_release(&app).await?.map_or(0, |r| r.version);
+    if body.version == Some(current) {
+        return Err(ApiError::Conflict(format!(
+            "v{current} is already the current release of {}; name an earlier one (see `skiff releases`)",
+            app.name
+        )));
+    }
     // Releases are listed newest first: by default, the newest good one before the current.
     let target = releases
         .iter()
@@ -1086,6 +1092,8 @@ async fn change_settings<T: serde::Serialize + serde::de::DeserializeOwned>(
 ) -> Result<BTreeMap<ProcessType, T>, ApiError> {
     let release = c.current_release(app).await?;
     let mut settings: BTreeMap<ProcessType, T> = c.db.settings(app.id, kind).await?;
+    // Only the process types whose setting changed get new containers.
+    let processes: Vec<(ProcessType, u32)> = change.keys().map(|p| (p.clone(), default_quantity(p.as_str()))).collect();
     for (process, value) in change {
         if !release.procfile.contains_key(&process) {
             return Err(ApiError::BadRequest(format!("v{} has no `{process}` process type", release.version)));
@@ -1101,11 +1109,11 @@ async fn change_settings<T: serde::Serialize + serde::de::DeserializeOwned>(
         }
     }
     c.db.set_settings(app.id, kind, &settings).await?;
-    let processes: Vec<(ProcessType, u32)> =
-        release.procfile.keys().map(|p| (p.clone(), default_quantity(p.as_str()))).collect();
     c.db.restart(app, &processes).await?;
     let what = if kind == SettingsKind::Limits { "limits" } else { "health checks" };
-    c.events.emit(&app.name, &format!("{} changed {what}; replacing containers", user.username)).await;
+    let of: Vec<&str> = processes.iter().map(|(p, _)| p.as_str()).collect();
+    let message = format!("{} changed {what} of {}; replacing those containers", user.username, of.join(", "));
+    c.events.emit(&app.name, &message).await;
     c.coordination.changed().await;
     Ok(settings)
 }

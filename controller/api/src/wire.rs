@@ -151,6 +151,8 @@ pub enum ReleaseState {
     Deployed,
     /// Its containers never became ready; the release before it kept serving.
     Failed,
+    /// It never ran: a newer release was deployed before it started.
+    Superseded,
 }
 
 /// `PATCH /v2/apps/{app}/config`: keys to set (a value) or unset (`null`), all at once.

@@ -899,6 +899,9 @@ async fn follow_rollout(
                     "v{version} failed: {reason}; the previous release keeps serving (see `skiff logs -a {app}`)"
                 ))
             }
+            skiff_api::ReleaseState::Superseded => Look::Failed(format!(
+                "v{version} never ran: a newer release was deployed first (see `skiff releases -a {app}`)"
+            )),
             _ => Look::Pending,
         })
     })
@@ -1684,6 +1687,8 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write, err: &mut 
             if flag.json {
                 return json(out, &releases);
             }
+            // Listed newest first: the first deployed one serves.
+            let current = releases.iter().find(|r| r.state == skiff_api::ReleaseState::Deployed).map(|r| r.version);
             let rows = releases
                 .iter()
                 .map(|r| {
@@ -1691,13 +1696,8 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write, err: &mut 
                         Some(failure) => format!("{} (failed: {failure})", r.summary),
                         None => r.summary.clone(),
                     };
-                    vec![
-                        format!("v{}", r.version),
-                        text_of(&r.state),
-                        ago(&r.created_at),
-                        r.created_by.to_string(),
-                        summary,
-                    ]
+                    let state = if Some(r.version) == current { "current".to_owned() } else { text_of(&r.state) };
+                    vec![format!("v{}", r.version), state, ago(&r.created_at), r.created_by.to_string(), summary]
                 })
                 .collect();
             table(out, context.colour, &["VERSION", "STATE", "CREATED", "BY", "SUMMARY"], rows)

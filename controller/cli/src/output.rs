@@ -21,7 +21,7 @@ pub fn colour_wanted() -> bool {
 fn paint(text: &str) -> String {
     let word = text.split([':', ' ']).next().unwrap_or("").to_ascii_lowercase();
     let code = match word.as_str() {
-        "succeeded" | "deployed" | "running" | "up" | "ok" => "32",
+        "succeeded" | "deployed" | "current" | "running" | "up" | "ok" => "32",
         "failed" | "failing" | "crashed" | "exited" | "dead" => "31",
         "pending" | "building" | "starting" | "restarting" | "created" | "unknown" => "33",
         _ => return text.to_owned(),

@@ -102,7 +102,13 @@ pub fn plan(desired: &[Desired], observed: &[Observed]) -> Vec<Step> {
             Some(want) if want.is_current(container) => None,
             Some(want) => {
                 let ready = observed.iter().filter(|c| want.is_current(c) && c.ready).count();
-                (ready >= want.quantity as usize).then_some("replaced by a newer release")
+                let reason = if container.release == want.spec.release {
+                    // A restart, or new limits or health checks.
+                    "replaced by a fresh container of the same release"
+                } else {
+                    "replaced by a newer release"
+                };
+                (ready >= want.quantity as usize).then_some(reason)
             }
         };
         if let Some(reason) = reason {
@@ -210,7 +216,18 @@ mod tests {
         let mut restarted = want("a", 1, 1);
         restarted.spec.generation = 1;
         let steps = plan(std::slice::from_ref(&restarted), &[seen("c1", "a", 1, true, true)]);
-        assert_eq!(steps, vec![Step::Start(restarted)]);
+        assert_eq!(steps, vec![Step::Start(restarted.clone())]);
+        let mut fresh = seen("c2", "a", 1, true, true);
+        fresh.generation = 1;
+        let steps = plan(&[restarted], &[seen("c1", "a", 1, true, true), fresh]);
+        let reasons: Vec<&str> = steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Remove { reason, .. } => Some(*reason),
+                Step::Start(_) => None,
+            })
+            .collect();
+        assert_eq!(reasons, ["replaced by a fresh container of the same release"], "no newer release was made");
     }
 
     #[test]

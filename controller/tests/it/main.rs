@@ -114,6 +114,16 @@ async fn exercise(db: &Db) {
     assert_eq!(releases[0].failure.as_deref(), Some("crashed"));
     assert_eq!(releases[1].config, config);
     assert_eq!(db.release(&app, 1).await.unwrap().unwrap().build, Some(recorded.id));
+    // Two releases in quick succession: once the newer is deployed, the older never runs.
+    for summary in ["v3", "v4"] {
+        db.create_release(&app, "shop@sha256:def", None, None, &procfile, &config, &bob.username, summary)
+            .await
+            .unwrap();
+    }
+    assert!(db.settle_release(&app.name, 4, ReleaseState::Deployed, None).await.unwrap());
+    assert_eq!(db.release(&app, 3).await.unwrap().unwrap().state, ReleaseState::Superseded);
+    assert_eq!(db.release(&app, 1).await.unwrap().unwrap().state, ReleaseState::Deployed, "deployed ones stay");
+    assert_eq!(db.running_release(&app).await.unwrap().unwrap().version, 4);
 
     db.scale(&app, &"web".parse().unwrap(), 3).await.unwrap();
     db.restart(&app, &[("web".parse().unwrap(), 1), ("worker".parse().unwrap(), 0)]).await.unwrap();
