@@ -100,9 +100,11 @@ pub enum DecodeError {
     NameInvalid,
     /// The digest is invalid (400 `DIGEST_INVALID`).
     DigestInvalid,
-    /// The tag or digest is invalid (400 `MANIFEST_INVALID`... reported as `NAME_INVALID`
-    /// by distribution; we say what it is).
-    ReferenceInvalid,
+    /// A tag that cannot exist, in a read or a delete (404 `MANIFEST_UNKNOWN`, as
+    /// distribution answers).
+    ManifestUnknown,
+    /// A tag that cannot exist, in a write (400 `TAG_INVALID`).
+    TagInvalid,
 }
 
 impl Endpoint {
@@ -159,7 +161,14 @@ impl Endpoint {
         }
         if let Some((name, reference)) = rest.rsplit_once("/manifests/") {
             let repo = repo(name)?;
-            let reference = Reference::parse(reference).ok_or(DecodeError::ReferenceInvalid)?;
+            let Some(reference) = Reference::parse(reference) else {
+                return Err(match *method {
+                    _ if reference.contains(':') => DecodeError::DigestInvalid,
+                    Method::GET | Method::HEAD | Method::DELETE => DecodeError::ManifestUnknown,
+                    Method::PUT => DecodeError::TagInvalid,
+                    _ => DecodeError::MethodNotAllowed,
+                });
+            };
             return match *method {
                 Method::GET => Ok(Endpoint::ManifestGet { repo, reference, head: false }),
                 Method::HEAD => Ok(Endpoint::ManifestGet { repo, reference, head: true }),
@@ -267,7 +276,11 @@ mod tests {
             (Method::GET, "/v2/App/tags/list".to_owned(), Err(DecodeError::NameInvalid)),
             (Method::GET, "/v2/../x/tags/list".to_owned(), Err(DecodeError::NameInvalid)),
             (Method::GET, "/v2/app/blobs/sha256:baddigeststring".to_owned(), Err(DecodeError::DigestInvalid)),
-            (Method::GET, "/v2/app/manifests/sha256:bad".to_owned(), Err(DecodeError::ReferenceInvalid)),
+            (Method::GET, "/v2/app/manifests/sha256:bad".to_owned(), Err(DecodeError::DigestInvalid)),
+            (Method::GET, "/v2/app/manifests/.INVALID_MANIFEST_NAME".to_owned(), Err(DecodeError::ManifestUnknown)),
+            (Method::HEAD, "/v2/app/manifests/.INVALID_MANIFEST_NAME".to_owned(), Err(DecodeError::ManifestUnknown)),
+            (Method::DELETE, "/v2/app/manifests/-x".to_owned(), Err(DecodeError::ManifestUnknown)),
+            (Method::PUT, "/v2/app/manifests/.INVALID_MANIFEST_NAME".to_owned(), Err(DecodeError::TagInvalid)),
             (Method::POST, "/v2/app/manifests/v1".to_owned(), Err(DecodeError::MethodNotAllowed)),
             (Method::GET, "/other".to_owned(), Err(DecodeError::NotFound)),
             (Method::PATCH, "/v2/app/blobs/uploads/..".to_owned(), Err(DecodeError::NotFound)),

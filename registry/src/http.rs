@@ -378,7 +378,12 @@ fn decode_error(e: DecodeError) -> OciError {
         }
         DecodeError::NameInvalid => OciError::new(StatusCode::BAD_REQUEST, "NAME_INVALID", "invalid repository name"),
         DecodeError::DigestInvalid => OciError::digest_invalid("invalid digest"),
-        DecodeError::ReferenceInvalid => OciError::manifest_invalid("invalid tag or digest"),
+        DecodeError::ManifestUnknown => OciError::manifest_unknown(),
+        DecodeError::TagInvalid => OciError::new(
+            StatusCode::BAD_REQUEST,
+            "TAG_INVALID",
+            "invalid tag: up to 128 letters, digits, `_`, `.` and `-`, not starting with `.` or `-`",
+        ),
     }
 }
 

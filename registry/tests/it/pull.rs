@@ -63,7 +63,7 @@ async fn manifests_are_served_by_tag_and_digest_with_their_type() {
     }
     let response =
         registry.send(registry.request(As::Service, Method::GET, "/v2/app/manifests/sha256:baddigeststring")).await;
-    assert_error(response, StatusCode::BAD_REQUEST, "MANIFEST_INVALID").await;
+    assert_error(response, StatusCode::BAD_REQUEST, "DIGEST_INVALID").await;
 }
 
 #[tokio::test]

@@ -66,7 +66,9 @@ async fn invalid_names_digests_and_references_are_refused_before_storage() {
         ("/v2/-a/tags/list", StatusCode::BAD_REQUEST, "NAME_INVALID"),
         ("/v2/app/blobs/sha256:../../etc/passwd", StatusCode::BAD_REQUEST, "DIGEST_INVALID"),
         ("/v2/app/blobs/md5:abc", StatusCode::BAD_REQUEST, "DIGEST_INVALID"),
-        ("/v2/app/manifests/bad%20tag", StatusCode::BAD_REQUEST, "MANIFEST_INVALID"),
+        // A tag that cannot exist is not there to read (distribution answers the same).
+        ("/v2/app/manifests/bad%20tag", StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
+        ("/v2/app/manifests/.INVALID_MANIFEST_NAME", StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
     ];
     for (path, status, code) in cases {
         let response = registry.send(registry.request(As::Service, Method::GET, path)).await;
@@ -78,6 +80,11 @@ async fn invalid_names_digests_and_references_are_refused_before_storage() {
         .send(registry.request(As::Service, Method::POST, "/v2/app/blobs/uploads/?digest=sha256:short").body("x"))
         .await;
     assert_error(response, StatusCode::BAD_REQUEST, "DIGEST_INVALID").await;
+    // Writing such a tag is refused as what it is.
+    let response = registry
+        .send(registry.request(As::Service, Method::PUT, "/v2/app/manifests/.INVALID_MANIFEST_NAME").body("{}"))
+        .await;
+    assert_error(response, StatusCode::BAD_REQUEST, "TAG_INVALID").await;
     // Dot segments that HTTP clients would normalise away, sent as they are.
     for path in ["/v2/a/../b/tags/list", "/v2/a/%2e%2e/b/tags/list", "/v2/../../etc/tags/list"] {
         assert!(raw_status(&registry, path).await.starts_with("HTTP/1.1 400"), "{path}");
