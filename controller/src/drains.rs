@@ -53,7 +53,10 @@ async fn with_status(c: &Controller, mut drains: Vec<Drain>) -> Vec<Drain> {
 }
 
 async fn list(c: &Controller, app: Option<&AppRow>) -> Result<Json<Vec<Drain>>, ApiError> {
-    let drains = c.db.drains(app).await?;
+    let mut drains = c.db.drains(app).await?;
+    for drain in &mut drains {
+        drain.url = skiff_api::drain::masked_url(&drain.url);
+    }
     Ok(Json(with_status(c, drains).await))
 }
 
@@ -73,6 +76,7 @@ async fn add(
         Some(app) => c.events.emit(&app.name, &format!("{} added drain {}", user.username, drain.id)).await,
         None => c.events.emit_platform(&format!("{} added platform drain {}", user.username, drain.id)).await,
     }
+    let drain = Drain { url: skiff_api::drain::masked_url(&drain.url), ..drain };
     Ok((StatusCode::CREATED, Json(drain)))
 }
 

@@ -10,7 +10,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use bytes::Bytes;
 use skiff_api::{
     App, AppCreate, AppName, Build, BuildCreate, BuildKind, BuildRecorded, BuildStatus, ConfigChange, ConfigChanged,
     Credentials, DeployImage, Domain, DomainCreate, ErrorBody, Formation, Key, KeyCreate, KeyOwner, Maintenance,
@@ -506,12 +505,16 @@ async fn stacks_import(
     State(c): State<Arc<Controller>>,
     CurrentUser(user): CurrentUser,
     Path(name): Path<String>,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Result<impl IntoResponse, ApiError> {
+    // Checked before a byte of the archive is read.
     if !user.admin {
         return Err(ApiError::Forbidden("only admins import stacks".into()));
     }
     let name: StackName = name.parse().map_err(|e: skiff_api::NameError| ApiError::BadRequest(e.to_string()))?;
+    let body = axum::body::to_bytes(body, MAX_STACK_BYTES)
+        .await
+        .map_err(|_| ApiError::BadRequest(format!("the archive broke off or is over {} GiB", MAX_STACK_BYTES >> 30)))?;
     let image = stacks::import(&c.registry, &name, &body).await.map_err(|e| match e {
         stacks::ImportError::NotTar => ApiError::BadRequest(e.to_string()),
         stacks::ImportError::Registry(e) => ApiError::Internal(e.to_string()),

@@ -114,6 +114,17 @@ fn json_line(line: &LogLine) -> Vec<u8> {
     bytes
 }
 
+/// Sorts lines by their time (stable: lines of the same instant, or without a readable
+/// time, keep their order of arrival). Lines from the engine, the router and the platform
+/// arrive by different paths, so arrival order is not always time order.
+fn in_time_order(lines: &mut [LogLine]) {
+    let at = |line: &LogLine| {
+        time::OffsetDateTime::parse(&line.time, &time::format_description::well_known::Rfc3339)
+            .map_or(i128::MIN, time::OffsetDateTime::unix_timestamp_nanos)
+    };
+    lines.sort_by_cached_key(at);
+}
+
 async fn tail(
     State(reader): State<Reader>,
     Path(app): Path<String>,
@@ -132,6 +143,7 @@ async fn tail(
     // Take more than `n` from the buffer so that `n` remain after filtering.
     let (mut lines, live) = reader.buffers.tail_and_follow(&app, MAX_LINES);
     lines.retain(|line| filter.matches(line));
+    in_time_order(&mut lines);
     let lines: Vec<LogLine> = lines.split_off(lines.len().saturating_sub(n));
     if query.get("follow").is_none_or(|f| f != "true" && f != "1") {
         return Ok(Json(lines).into_response());
@@ -160,6 +172,25 @@ async fn tail(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tail_is_in_time_order_whatever_the_precision_and_offset() {
+        let at = |time: &str, message: &str| LogLine {
+            time: time.into(),
+            message: message.into(),
+            ..line("web", LogSource::App)
+        };
+        let mut lines = vec![
+            at("2026-12-06T10:00:01.65Z", "third"),
+            at("2026-12-06T10:00:01.652145Z", "fourth"),
+            at("2026-12-06T11:00:00.5+01:00", "second"),
+            at("2026-12-06T10:00:00Z", "first"),
+            at("2026-12-06T10:00:01.652145Z", "fifth"),
+        ];
+        in_time_order(&mut lines);
+        let order: Vec<&str> = lines.iter().map(|l| l.message.as_str()).collect();
+        assert_eq!(order, ["first", "second", "third", "fourth", "fifth"]);
+    }
 
     fn line(process: &str, source: LogSource) -> LogLine {
         LogLine {

@@ -131,9 +131,33 @@ impl DrainTarget {
     }
 }
 
+/// `url` with the password of its user information masked (`https://user:****@host/`),
+/// for listings: the full URL stays with the platform.
+pub fn masked_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+            let masked = if userinfo.contains(':') { format!("{user}:****") } else { "****".to_owned() };
+            format!("{scheme}://{masked}@{host}{tail}")
+        }
+        None => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listed_drain_urls_hide_their_passwords() {
+        assert_eq!(masked_url("https://logs:s3cret@drain.example.com/in"), "https://logs:****@drain.example.com/in");
+        assert_eq!(masked_url("https://tok3n@drain.example.com"), "https://****@drain.example.com");
+        assert_eq!(masked_url("https://drain.example.com/p?a=b@c"), "https://drain.example.com/p?a=b@c");
+        assert_eq!(masked_url("syslog://logs.example.com:514"), "syslog://logs.example.com:514");
+    }
 
     #[test]
     fn drain_urls_parse_into_targets() {

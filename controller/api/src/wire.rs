@@ -349,8 +349,8 @@ pub struct Route {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AccessPolicy {
-    /// The largest request body in bytes (larger ones get 413); none: no limit.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The largest request body in bytes (larger ones get 413); `null`: no limit.
+    #[serde(default)]
     pub max_body_bytes: Option<u64>,
     /// Client addresses allowed in (`10.0.0.0/8`, `192.0.2.7`, `2001:db8::/32`); empty: all.
     #[serde(default)]

@@ -1749,10 +1749,14 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write, err: &mut 
             table(out, context.colour, &["NAME", "IMAGE"], rows)
         }
         Verb::StacksImport { name, source } => {
+            let client = client(context)?;
+            // Refused before anything is packed or uploaded.
+            if !client.whoami().await?.admin {
+                bail!("only admins import stacks; ask an admin of this platform");
+            }
             let archive = read_rootfs(&source)?;
             let what = format!("Uploading {} ({} KiB)", source.display(), archive.len().div_ceil(1024));
             let mut progress = output::Progress::start(err, context.live_progress, what);
-            let client = client(context)?;
             let upload = client.import_stack(&name, archive);
             tokio::pin!(upload);
             let stack = loop {
