@@ -27,6 +27,7 @@ const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0003_certs_tls.sql"),
     include_str!("../migrations/postgres/0004_events.sql"),
     include_str!("../migrations/postgres/0005_access.sql"),
+    include_str!("../migrations/postgres/0006_crashes.sql"),
 ];
 
 /// SQLite migrations, applied in order once each.
@@ -41,6 +42,7 @@ const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0008_certs_tls.sql"),
     include_str!("../migrations/sqlite/0009_events.sql"),
     include_str!("../migrations/sqlite/0010_access.sql"),
+    include_str!("../migrations/sqlite/0011_crashes.sql"),
 ];
 
 /// A database failure.
@@ -137,6 +139,21 @@ fn config_parse(text: &str) -> Result<BTreeMap<String, String>, DbError> {
 pub enum SettingsKind {
     Limits,
     Healthchecks,
+}
+
+/// The latest crash of a process type that backs off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Crash {
+    /// The release whose container crashed.
+    pub release: u32,
+    /// What happened (`worker exited with status 1 while starting`).
+    pub reason: String,
+    /// Crashes in a row.
+    pub count: u32,
+    /// When (RFC 3339).
+    pub crashed_at: String,
+    /// When the next container starts (RFC 3339).
+    pub restart_at: String,
 }
 
 /// One process type's scale, as stored.
@@ -1197,6 +1214,61 @@ impl Db {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Records the latest crash of an app's process type: why, how many in a row, and
+    /// when it starts again.
+    pub async fn record_crash(&self, app: &AppName, process: &str, crash: &Crash) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO crashes (app_id, process, release_version, reason, in_a_row, crashed_at, restart_at)
+             SELECT id, $2, $3, $4, $5, $6, $7 FROM apps WHERE name = $1
+             ON CONFLICT (app_id, process) DO UPDATE SET release_version = excluded.release_version,
+               reason = excluded.reason, in_a_row = excluded.in_a_row, crashed_at = excluded.crashed_at,
+               restart_at = excluded.restart_at",
+        )
+        .bind(app.as_str())
+        .bind(process)
+        .bind(i64::from(crash.release))
+        .bind(&crash.reason)
+        .bind(i64::from(crash.count))
+        .bind(&crash.crashed_at)
+        .bind(&crash.restart_at)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// Forgets the crashes of an app's process type (one of its containers is up).
+    pub async fn clear_crash(&self, app: &AppName, process: &str) -> Result<(), DbError> {
+        sqlx::query("DELETE FROM crashes WHERE process = $1 AND app_id = (SELECT id FROM apps WHERE name = $2)")
+            .bind(process)
+            .bind(app.as_str())
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    /// The latest crash of each of an app's process types that back off, by type.
+    pub async fn crashes(&self, app: &AppRow) -> Result<Vec<(String, Crash)>, DbError> {
+        let rows = sqlx::query(
+            "SELECT process, release_version, reason, in_a_row, crashed_at, restart_at FROM crashes WHERE app_id = $1
+             ORDER BY process",
+        )
+        .bind(app.id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let crash = Crash {
+                    release: u32::try_from(row.get::<i64, _>(1)).map_err(|e| DbError::Corrupt(e.to_string()))?,
+                    reason: row.get(2),
+                    count: u32::try_from(row.get::<i64, _>(3)).map_err(|e| DbError::Corrupt(e.to_string()))?,
+                    crashed_at: row.get(4),
+                    restart_at: row.get(5),
+                };
+                Ok((row.get(0), crash))
+            })
+            .collect()
     }
 
     /// Every app's id with the release it should run: its newest that did not fail.

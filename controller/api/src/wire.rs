@@ -211,6 +211,24 @@ pub struct Process {
     pub state: String,
     /// When it started (RFC 3339), if it runs.
     pub started_at: Option<String>,
+    /// For a process type that keeps crashing (state `crashed`, no container): its last
+    /// crash and when it starts again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crash: Option<CrashReport>,
+}
+
+/// The last crash of a process type that backs off before starting again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct CrashReport {
+    /// What happened (`worker exited with status 1 while starting`).
+    pub reason: String,
+    /// Crashes in a row.
+    pub in_a_row: u32,
+    /// When (RFC 3339).
+    pub crashed_at: String,
+    /// When its next container starts (RFC 3339).
+    pub restart_at: String,
 }
 
 /// How a build made its image.

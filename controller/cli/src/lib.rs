@@ -1556,11 +1556,20 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write, err: &mut 
             let rows = processes
                 .iter()
                 .map(|p| {
+                    let state = match &p.crash {
+                        Some(crash) => format!(
+                            "crashed: {} ({} in a row; next start {})",
+                            crash.reason,
+                            crash.in_a_row,
+                            ago(&crash.restart_at)
+                        ),
+                        None => p.state.clone(),
+                    };
                     vec![
                         p.process.clone(),
                         p.id.clone(),
                         format!("v{}", p.release),
-                        p.state.clone(),
+                        state,
                         p.started_at.as_deref().map_or_else(|| "-".into(), ago),
                     ]
                 })

@@ -363,7 +363,10 @@ impl Scheduler {
                 };
                 let failure = match started {
                     Ok(container) => match self.boot(&container, &check, boot_timeout).await? {
-                        Ok(()) => None,
+                        Ok(()) => {
+                            self.db.clear_crash(&spec.app, &spec.process).await?;
+                            None
+                        }
                         Err(reason) => {
                             self.remove(&container.id).await?;
                             Some(reason)
@@ -383,6 +386,7 @@ impl Scheduler {
                         let interval = self.config.reconcile_interval;
                         let (crashes, pause) =
                             self.hold().crashed(&spec.app, &spec.process, of, Instant::now(), interval);
+                        self.record_crash(&spec.app, &spec.process, spec.release, &reason, crashes, pause).await?;
                         crash_outcome(crashes, pause)
                     };
                     // A release that runs already did start: only this container of it failed.
@@ -401,6 +405,12 @@ impl Scheduler {
                 // The hold counted the crash when it let this step through.
                 let outcome = if reason == EXITED {
                     let (crashes, pause) = self.hold().crashes(&app, &process, self.config.reconcile_interval);
+                    let status = self.runtime.exit_code(&id).await?;
+                    let what = status.map_or_else(
+                        || format!("{process} exited"),
+                        |code| format!("{process} exited with status {code}"),
+                    );
+                    self.record_crash(&app, &process, release, &what, crashes, pause).await?;
                     crash_outcome(crashes, pause)
                 } else {
                     String::new()
@@ -414,6 +424,29 @@ impl Scheduler {
 }
 
 impl Scheduler {
+    /// Keeps a crash where `skiff ps` (on any replica) finds it.
+    async fn record_crash(
+        &self,
+        app: &AppName,
+        process: &str,
+        release: u32,
+        reason: &str,
+        crashes: u32,
+        pause: Duration,
+    ) -> Result<(), DbError> {
+        let now = time::OffsetDateTime::now_utc();
+        let rfc3339 =
+            |t: time::OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+        let crash = crate::db::Crash {
+            release,
+            reason: reason.to_owned(),
+            count: crashes,
+            crashed_at: rfc3339(now),
+            restart_at: rfc3339(now + pause),
+        };
+        self.db.record_crash(app, process, &crash).await
+    }
+
     async fn remove(&self, id: &str) -> Result<(), ReconcileError> {
         let _permit = self.engine_calls.acquire().await;
         Ok(self.runtime.remove(id).await?)

@@ -270,9 +270,17 @@ async fn crashed_containers_come_back_with_growing_pauses() {
         "{events:?}"
     );
 
+    let crashes = fixture.db.crashes(&fixture.app).await.unwrap();
+    assert_eq!(crashes.len(), 1, "{crashes:?}");
+    let (process, crash) = &crashes[0];
+    assert_eq!((process.as_str(), crash.release, crash.count), ("worker", 1, 2));
+    assert_eq!(crash.reason, "worker exited with status 1", "kept for `skiff ps`");
+    assert!(crash.restart_at > crash.crashed_at);
+
     tokio::time::sleep(Duration::from_millis(2100)).await;
     scheduler.pass().await.unwrap();
     assert_eq!(fixture.containers("worker").await, [(1, true)], "after the pause it runs again");
+    assert!(fixture.db.crashes(&fixture.app).await.unwrap().is_empty(), "and is no longer listed as crashed");
     assert_eq!(fixture.containers("web").await, [(1, true)], "the web process was never touched");
 }
 

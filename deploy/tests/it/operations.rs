@@ -279,6 +279,8 @@ async fn a_crashing_process_type_is_restarted_with_growing_pauses() {
     let attempts = trail.lines().filter(|l| l.contains("worker of v1 failed to start: worker")).count();
     assert!((3..=7).contains(&attempts), "{attempts} attempts: {trail}");
     assert!(trail.contains("crashes in a row, starting another in"), "{trail}");
+    let ps = platform.cli_ok(&repo, &["ps"]).await;
+    assert!(ps.contains("crashed: worker exited with status 1") && ps.contains("in a row; next start"), "{ps}");
     let (status, _) = get_via_router(platform.router(), "crashy.localhost").await.unwrap();
     assert_eq!(status, 200, "web keeps serving");
     platform.stop().await;
