@@ -1303,7 +1303,7 @@ async fn execute(verb: Verb, context: &Context, out: &mut impl Write, err: &mut 
             let drains = client.drains(scope.as_ref()).await?;
             let found = drains
                 .iter()
-                .find(|d| d.url == drain || d.id.to_string() == drain)
+                .find(|d| d.url == drain || d.url == skiff_api::drain::masked_url(&drain) || d.id.to_string() == drain)
                 .ok_or_else(|| anyhow!("no drain {drain} here; see `skiff drains`"))?;
             client.remove_drain(scope.as_ref(), found.id).await?;
             writeln!(out, "Removed drain {} ({})", found.id, found.url)?;

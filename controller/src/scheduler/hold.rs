@@ -164,6 +164,11 @@ mod tests {
 
     const SECOND: Duration = Duration::from_secs(1);
 
+    /// The steps due at `now` when no app is busy, with a reconcile interval of a second.
+    fn due_when_free(hold: &mut Hold, steps: Vec<Step>, now: Instant, drain: Duration) -> (Vec<Step>, Option<Instant>) {
+        hold.due(steps, &HashSet::new(), now, drain, SECOND)
+    }
+
     #[test]
     fn backoff_doubles_from_the_second_crash_up_to_a_limit() {
         let pauses: Vec<u64> = (1..=12).map(|n| backoff(n, Duration::from_secs(10)).as_secs()).collect();
@@ -175,29 +180,18 @@ mod tests {
         let mut hold = Hold::default();
         let t0 = Instant::now();
         let steps = vec![remove("old", "replaced by a newer release"), remove("dead", EXITED)];
-        let (due, next) = hold.due(steps.clone(), &HashSet::new(), t0, 5 * SECOND, SECOND);
+        let (due, next) = due_when_free(&mut hold, steps.clone(), t0, 5 * SECOND);
         assert_eq!(due.len(), 1, "the exited one only");
         assert_eq!(next, Some(t0 + 5 * SECOND));
-        let (due, _) = hold.due(
-            vec![remove("old", "replaced by a newer release")],
-            &HashSet::new(),
-            t0 + 3 * SECOND,
-            5 * SECOND,
-            SECOND,
-        );
+        let (due, _) =
+            due_when_free(&mut hold, vec![remove("old", "replaced by a newer release")], t0 + 3 * SECOND, 5 * SECOND);
         assert!(due.is_empty(), "still draining");
-        let (due, next) = hold.due(
-            vec![remove("old", "replaced by a newer release")],
-            &HashSet::new(),
-            t0 + 5 * SECOND,
-            5 * SECOND,
-            SECOND,
-        );
+        let (due, next) =
+            due_when_free(&mut hold, vec![remove("old", "replaced by a newer release")], t0 + 5 * SECOND, 5 * SECOND);
         assert_eq!((due.len(), next), (1, None), "drained");
         // Brought back (no longer proposed), then proposed again: drains afresh.
-        hold.due(Vec::new(), &HashSet::new(), t0 + 6 * SECOND, 5 * SECOND, SECOND);
-        let (due, _) =
-            hold.due(vec![remove("old", "scaled down")], &HashSet::new(), t0 + 7 * SECOND, 5 * SECOND, SECOND);
+        due_when_free(&mut hold, Vec::new(), t0 + 6 * SECOND, 5 * SECOND);
+        let (due, _) = due_when_free(&mut hold, vec![remove("old", "scaled down")], t0 + 7 * SECOND, 5 * SECOND);
         assert!(due.is_empty());
     }
 
@@ -206,11 +200,10 @@ mod tests {
         let mut hold = Hold::default();
         let t0 = Instant::now();
         let busy: HashSet<AppName> = ["shop".parse().unwrap()].into();
-        hold.due(vec![remove("old", "scaled down")], &HashSet::new(), t0, 5 * SECOND, SECOND);
+        due_when_free(&mut hold, vec![remove("old", "scaled down")], t0, 5 * SECOND);
         hold.due(Vec::new(), &busy, t0 + 2 * SECOND, 5 * SECOND, SECOND);
         assert!(hold.is_leaving("old"), "still out of the routes");
-        let (due, _) =
-            hold.due(vec![remove("old", "scaled down")], &HashSet::new(), t0 + 5 * SECOND, 5 * SECOND, SECOND);
+        let (due, _) = due_when_free(&mut hold, vec![remove("old", "scaled down")], t0 + 5 * SECOND, 5 * SECOND);
         assert_eq!(due.len(), 1, "drained since it first came up, not since the app was free again");
     }
 
@@ -219,21 +212,16 @@ mod tests {
         let (mut hold, app) = (Hold::default(), "shop".parse().unwrap());
         let t0 = Instant::now();
         assert_eq!(hold.crashed(&app, "web", (2, 0), t0, SECOND), (1, Duration::ZERO));
-        assert_eq!(
-            hold.due(vec![start("shop", 2)], &HashSet::new(), t0, SECOND, SECOND).0.len(),
-            1,
-            "at once after one crash"
-        );
+        assert_eq!(due_when_free(&mut hold, vec![start("shop", 2)], t0, SECOND).0.len(), 1, "at once after one crash");
         assert_eq!(hold.crashed(&app, "web", (2, 0), t0, SECOND), (2, 2 * SECOND));
-        let (due, next) =
-            hold.due(vec![start("shop", 2), start("other", 2)], &HashSet::new(), t0 + SECOND, SECOND, SECOND);
+        let (due, next) = due_when_free(&mut hold, vec![start("shop", 2), start("other", 2)], t0 + SECOND, SECOND);
         assert_eq!((due.len(), next), (1, Some(t0 + 2 * SECOND)), "another app is not held");
         assert_eq!(
-            hold.due(vec![start("shop", 3)], &HashSet::new(), t0 + SECOND, SECOND, SECOND).0.len(),
+            due_when_free(&mut hold, vec![start("shop", 3)], t0 + SECOND, SECOND).0.len(),
             1,
             "nor a new release"
         );
-        assert_eq!(hold.due(vec![start("shop", 2)], &HashSet::new(), t0 + 2 * SECOND, SECOND, SECOND).0.len(), 1);
+        assert_eq!(due_when_free(&mut hold, vec![start("shop", 2)], t0 + 2 * SECOND, SECOND).0.len(), 1);
         assert_eq!(hold.crashed(&app, "web", (2, 0), t0 + 3 * SECOND, SECOND).0, 3, "crashes add up");
         assert_eq!(hold.crashed(&app, "web", (3, 0), t0 + 3 * SECOND, SECOND).0, 1, "a new release starts over");
         let later = t0 + CRASH_MEMORY + 4 * SECOND;

@@ -19,6 +19,16 @@ async fn collaborators_domains_and_maintenance() {
     let (status, out, err) = platform.cli_as("bob", &home, &["auth:login", "-u", "bob", "-p", "bob-password"]).await;
     assert_eq!(status, 0, "{out}{err}");
     assert!(!out.contains("(admin)"), "only the first user is admin: {out}");
+    // A non-admin's stack import is refused before the directory is even read.
+    let (status, _, err) =
+        platform.cli_as("bob", &home, &["stacks:import", "mine", "/nonexistent-root-filesystem"]).await;
+    assert!(status == 1 && err.contains("only admins import stacks"), "{err}");
+    // A token that is set but not valid is said to be rejected, not missing.
+    let bogus = skiff_cli::Context { token: Some("not-a-token".into()), ..platform.cli_context(&home) };
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let status = skiff_cli::run(["skiff", "apps"], &bogus, &mut out, &mut err).await;
+    let err = String::from_utf8_lossy(&err);
+    assert!(status == 1 && err.contains("the token was rejected"), "{err}");
     platform.import_busybox_stack().await;
     let key = platform.add_ssh_key().await;
     let repo = example_repo(&platform, &key);

@@ -44,6 +44,20 @@ async fn the_remaining_verbs_do_what_they_say() {
     assert!(domains.contains("www.verbs.test") && domains.contains("just now"), "relative times: {domains}");
     let out = platform.cli_ok(&repo, &["access"]).await;
     assert!(out.contains("Allowed:  every address") && out.contains("Max body: no limit"), "{out}");
+    let out = platform.cli_ok(&repo, &["access", "--json"]).await;
+    assert!(out.contains("\"max_body_bytes\": null"), "always there: {out}");
+    // A drain's password is not shown back.
+    platform.cli_ok(&repo, &["drains:add", "https://logs:s3cret@127.0.0.1:9/in"]).await;
+    let out = platform.cli_ok(&repo, &["drains"]).await;
+    assert!(out.contains("https://logs:****@127.0.0.1:9/in") && !out.contains("s3cret"), "{out}");
+    platform.cli_ok(&repo, &["drains:remove", "https://logs:s3cret@127.0.0.1:9/in"]).await;
+    // Rolling back to the release that runs says so.
+    let current = platform.cli_ok(&repo, &["releases", "--json"]).await;
+    let current: Vec<serde_json::Value> = serde_json::from_str(&current).unwrap();
+    let version = format!("v{}", current[0]["version"]);
+    let (status, _, err) = platform.cli(&repo, &["releases:rollback", &version]).await;
+    assert!(status == 1 && err.contains(&format!("{version} is already the current release")), "{err}");
+    assert!(platform.cli_ok(&repo, &["releases"]).await.contains("current"));
     let out = platform.cli_ok(&repo, &["access:allow", "10.0.0.0/8", "10.0.0.0/8"]).await;
     assert!(out.contains("Allowed:  10.0.0.0/8\n"), "listed once: {out}");
     let (status, _, err) = platform.cli(&repo, &["access:allow", "not-an-address"]).await;
