@@ -38,6 +38,9 @@ use std::collections::BTreeMap;
 
 /// The largest stack archive accepted.
 const MAX_STACK_BYTES: usize = 2 << 30;
+/// The longest one-off command line accepted (well under what the engine and the kernel
+/// take for a process's arguments).
+const MAX_RUN_COMMAND: usize = 64 << 10;
 /// How long a route-feed read waits for a change.
 const ROUTE_POLL: Duration = Duration::from_secs(25);
 
@@ -373,6 +376,13 @@ async fn apps_create(
     Json(body): Json<AppCreate>,
 ) -> Result<impl IntoResponse, ApiError> {
     let name = body.name.unwrap_or_else(random_app_name);
+    // A stack named here must exist; the default one may be imported after the app is made
+    // (the first push says so if it still is not there).
+    if let Some(stack) = &body.stack
+        && !c.db.stacks().await?.iter().any(|(known, _)| known == stack)
+    {
+        return Err(ApiError::BadRequest(format!("there is no stack `{stack}`; see `skiff stacks`")));
+    }
     let stack = body.stack.unwrap_or_else(|| c.config.default_stack.clone());
     let app =
         c.db.create_app(&name, &user, &stack)
@@ -1218,6 +1228,12 @@ async fn run_one_off(
     let release = c.current_release(&app).await?;
     if body.command.trim().is_empty() {
         return Err(ApiError::BadRequest("no command given; use `skiff run -- COMMAND`".into()));
+    }
+    if body.command.len() > MAX_RUN_COMMAND {
+        return Err(ApiError::BadRequest(format!(
+            "the command is {} bytes, over the limit of {MAX_RUN_COMMAND}; put a long script in the app and run that",
+            body.command.len()
+        )));
     }
     let timeout = Duration::from_secs(body.timeout_secs.unwrap_or(3600)).clamp(Duration::from_secs(1), MAX_RUN);
     let spec = StartSpec {

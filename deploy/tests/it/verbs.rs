@@ -38,6 +38,15 @@ async fn the_remaining_verbs_do_what_they_say() {
 
     // Listings.
     assert!(platform.cli_ok(&repo, &["stacks"]).await.contains("busybox"));
+    let (status, _, err) = platform.cli(&repo, &["apps:create", "nostack", "--stack", "nosuchstack"]).await;
+    assert!(status == 1 && err.contains("there is no stack `nosuchstack`"), "refused at once: {err}");
+    let long = "x".repeat(1 << 20);
+    let (status, _, err) = platform.cli(&repo, &["run", &long]).await;
+    assert!(
+        status == 1 && err.contains("over the limit of 65536"),
+        "a 1 MB command is refused: {}",
+        &err[..200.min(err.len())]
+    );
     assert_eq!(platform.cli_ok(&repo, &["domains", "--json"]).await.trim(), "[]");
     platform.cli_ok(&repo, &["domains:add", "www.verbs.test"]).await;
     let domains = platform.cli_ok(&repo, &["domains"]).await;
