@@ -13,8 +13,8 @@ use std::str::FromStr;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use skiff_api::{
-    AccessPolicy, AppName, Build, BuildCreate, Certificate, Drain, Event, ProcessType, Release, ReleaseState,
-    StackName, TlsSettings, Username,
+    AccessPolicy, AppName, Build, BuildCreate, Certificate, CrashReport, Drain, Event, ProcessType, Release,
+    ReleaseState, StackName, TlsSettings, Username,
 };
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -56,7 +56,11 @@ pub enum DbError {
 
 /// The current time as RFC 3339.
 pub fn now() -> String {
-    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    rfc3339(time::OffsetDateTime::now_utc())
+}
+
+fn rfc3339(at: time::OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 /// A user row.
@@ -139,21 +143,6 @@ fn config_parse(text: &str) -> Result<BTreeMap<String, String>, DbError> {
 pub enum SettingsKind {
     Limits,
     Healthchecks,
-}
-
-/// The latest crash of a process type that backs off.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Crash {
-    /// The release whose container crashed.
-    pub release: u32,
-    /// What happened (`worker exited with status 1 while starting`).
-    pub reason: String,
-    /// Crashes in a row.
-    pub count: u32,
-    /// When (RFC 3339).
-    pub crashed_at: String,
-    /// When the next container starts (RFC 3339).
-    pub restart_at: String,
 }
 
 /// One process type's scale, as stored.
@@ -1216,9 +1205,18 @@ impl Db {
         Ok(())
     }
 
-    /// Records the latest crash of an app's process type: why, how many in a row, and
-    /// when it starts again.
-    pub async fn record_crash(&self, app: &AppName, process: &str, crash: &Crash) -> Result<(), DbError> {
+    /// Records the latest crash of an app's process type, of `release`: why, how many in a
+    /// row, and that it starts again `restart_in` from now.
+    pub async fn record_crash(
+        &self,
+        app: &AppName,
+        process: &str,
+        release: u32,
+        reason: &str,
+        in_a_row: u32,
+        restart_in: std::time::Duration,
+    ) -> Result<(), DbError> {
+        let crashed_at = time::OffsetDateTime::now_utc();
         sqlx::query(
             "INSERT INTO crashes (app_id, process, release_version, reason, in_a_row, crashed_at, restart_at)
              SELECT id, $2, $3, $4, $5, $6, $7 FROM apps WHERE name = $1
@@ -1228,11 +1226,11 @@ impl Db {
         )
         .bind(app.as_str())
         .bind(process)
-        .bind(i64::from(crash.release))
-        .bind(&crash.reason)
-        .bind(i64::from(crash.count))
-        .bind(&crash.crashed_at)
-        .bind(&crash.restart_at)
+        .bind(i64::from(release))
+        .bind(reason)
+        .bind(i64::from(in_a_row))
+        .bind(rfc3339(crashed_at))
+        .bind(rfc3339(crashed_at + restart_in))
         .execute(&self.writer)
         .await?;
         Ok(())
@@ -1248,8 +1246,9 @@ impl Db {
         Ok(())
     }
 
-    /// The latest crash of each of an app's process types that back off, by type.
-    pub async fn crashes(&self, app: &AppRow) -> Result<Vec<(String, Crash)>, DbError> {
+    /// The latest crash of each of an app's process types that back off: the type, the
+    /// release whose container crashed, and the crash.
+    pub async fn crashes(&self, app: &AppRow) -> Result<Vec<(String, u32, CrashReport)>, DbError> {
         let rows = sqlx::query(
             "SELECT process, release_version, reason, in_a_row, crashed_at, restart_at FROM crashes WHERE app_id = $1
              ORDER BY process",
@@ -1257,16 +1256,17 @@ impl Db {
         .bind(app.id)
         .fetch_all(&self.pool)
         .await?;
+        let number =
+            |row: &AnyRow, at: usize| u32::try_from(row.get::<i64, _>(at)).map_err(|e| DbError::Corrupt(e.to_string()));
         rows.into_iter()
             .map(|row| {
-                let crash = Crash {
-                    release: u32::try_from(row.get::<i64, _>(1)).map_err(|e| DbError::Corrupt(e.to_string()))?,
+                let crash = CrashReport {
                     reason: row.get(2),
-                    count: u32::try_from(row.get::<i64, _>(3)).map_err(|e| DbError::Corrupt(e.to_string()))?,
+                    in_a_row: number(&row, 3)?,
                     crashed_at: row.get(4),
                     restart_at: row.get(5),
                 };
-                Ok((row.get(0), crash))
+                Ok((row.get(0), number(&row, 1)?, crash))
             })
             .collect()
     }

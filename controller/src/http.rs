@@ -12,9 +12,9 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use skiff_api::{
     App, AppCreate, AppName, Build, BuildCreate, BuildKind, BuildRecorded, BuildStatus, ConfigChange, ConfigChanged,
-    CrashReport, Credentials, DeployImage, Domain, DomainCreate, ErrorBody, Formation, Key, KeyCreate, KeyOwner,
-    Maintenance, Process, PushGrant, RegistryAccess, RegistryGrant, Release, ReleaseState, Restart, Rollback,
-    RouteTable, RunOutput, RunRequest, Scale, Session, Stack, StackName, User, UserRef, Username,
+    Credentials, DeployImage, Domain, DomainCreate, ErrorBody, Formation, Key, KeyCreate, KeyOwner, Maintenance,
+    Process, PushGrant, RegistryAccess, RegistryGrant, Release, ReleaseState, Restart, Rollback, RouteTable, RunOutput,
+    RunRequest, Scale, Session, Stack, StackName, User, UserRef, Username,
 };
 use skiff_registry_client::RegistryClient;
 use tokio::net::TcpListener;
@@ -895,24 +895,23 @@ async fn ps_list(
         .collect();
     // Process types of the running release that crash and back off have no container
     // most of the time: they are listed with their last crash.
-    let running = c.running_release(&app).await?.map(|r| r.version);
-    let formation = formation_of(&c, &app).await?;
-    for (process, crash) in c.db.crashes(&app).await? {
-        let scaled_up = formation.iter().any(|f| f.process.as_str() == process && f.quantity > 0);
-        if Some(crash.release) == running && scaled_up {
-            processes.push(Process {
-                id: "-".into(),
-                process,
-                release: crash.release,
-                state: "crashed".into(),
-                started_at: None,
-                crash: Some(CrashReport {
-                    reason: crash.reason,
-                    in_a_row: crash.count,
-                    crashed_at: crash.crashed_at,
-                    restart_at: crash.restart_at,
-                }),
-            });
+    let crashes = c.db.crashes(&app).await?;
+    if !crashes.is_empty() {
+        let running = c.running_release(&app).await?.map(|r| r.version);
+        let formation = formation_of(&c, &app).await?;
+        for (process, release, crash) in crashes {
+            let scaled_up = formation.iter().any(|f| f.process.as_str() == process && f.quantity > 0);
+            if Some(release) == running && scaled_up {
+                let state = "crashed".into();
+                processes.push(Process {
+                    id: "-".into(),
+                    process,
+                    release,
+                    state,
+                    started_at: None,
+                    crash: Some(crash),
+                });
+            }
         }
     }
     processes.sort_by(|a, b| a.process.cmp(&b.process).then_with(|| a.started_at.cmp(&b.started_at)));

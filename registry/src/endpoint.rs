@@ -163,9 +163,11 @@ impl Endpoint {
             let repo = repo(name)?;
             let Some(reference) = Reference::parse(reference) else {
                 return Err(match *method {
+                    // A digest is invalid whatever the method; a tag that cannot exist is
+                    // not there to read, and cannot be written.
                     _ if reference.contains(':') => DecodeError::DigestInvalid,
-                    Method::GET | Method::HEAD | Method::DELETE => DecodeError::ManifestUnknown,
                     Method::PUT => DecodeError::TagInvalid,
+                    Method::GET | Method::HEAD | Method::DELETE => DecodeError::ManifestUnknown,
                     _ => DecodeError::MethodNotAllowed,
                 });
             };

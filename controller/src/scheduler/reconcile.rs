@@ -71,10 +71,6 @@ struct Rollouts {
 }
 
 impl Rollouts {
-    fn is_busy(&self, app: &AppName) -> bool {
-        self.busy.values().any(|busy| busy == app)
-    }
-
     fn busy_apps(&self) -> HashSet<AppName> {
         self.busy.values().cloned().collect()
     }
@@ -182,7 +178,8 @@ impl Scheduler {
                 ours.insert(app.clone(), self.coordination.may_act(app).await);
             }
         }
-        let free = |app: &AppName| ours[app] && !rollouts.is_busy(app);
+        let busy = rollouts.busy_apps();
+        let free = |app: &AppName| ours[app] && !busy.contains(app);
         let acting: Vec<Desired> = desired.iter().filter(|d| free(&d.spec.app)).cloned().collect();
         let seen: Vec<Observed> = observed.iter().map(|(o, _)| o).filter(|o| free(&o.app)).cloned().collect();
         let planned = plan(&acting, &seen);
@@ -193,13 +190,8 @@ impl Scheduler {
                 Step::Remove { .. } => None,
             })
             .collect();
-        let (steps, next) = self.hold().due(
-            planned,
-            &rollouts.busy_apps(),
-            Instant::now(),
-            self.config.drain_period,
-            self.config.reconcile_interval,
-        );
+        let (steps, next) =
+            self.hold().due(planned, &busy, Instant::now(), self.config.drain_period, self.config.reconcile_interval);
         // Routes go to the ready containers, and not to those that just started to drain,
         // before anything stops.
         self.publish(&desired, &observed).await?;
@@ -226,12 +218,14 @@ impl Scheduler {
     /// A release whose containers are all up is up, even while the containers it replaces
     /// still drain; only apps with nothing left to start are looked at.
     async fn settle(&self, acting: &[Desired], seen: &[Observed], starting: &HashSet<AppName>) -> Result<(), DbError> {
-        for Desired { spec, .. } in acting.iter().filter(|d| !starting.contains(&d.spec.app)) {
-            let mut of_release = acting.iter().filter(|d| d.spec.app == spec.app && d.spec.release == spec.release);
+        let releases: HashSet<(&AppName, u32)> =
+            acting.iter().filter(|d| !starting.contains(&d.spec.app)).map(|d| (&d.spec.app, d.spec.release)).collect();
+        for (app, release) in releases {
+            let mut of_release = acting.iter().filter(|d| &d.spec.app == app && d.spec.release == release);
             if of_release.all(|d| d.is_up(seen))
-                && self.db.settle_release(&spec.app, spec.release, ReleaseState::Deployed, None).await?
+                && self.db.settle_release(app, release, ReleaseState::Deployed, None).await?
             {
-                self.events.emit(&spec.app, &format!("Release v{} is up", spec.release)).await;
+                self.events.emit(app, &format!("Release v{release} is up")).await;
             }
         }
         Ok(())
@@ -247,6 +241,7 @@ impl Scheduler {
                 .await;
         results.into_iter().collect()
     }
+
     async fn desired(&self) -> Result<Vec<Desired>, DbError> {
         let mut desired = Vec::new();
         // Four queries whatever the number of apps.
@@ -386,7 +381,8 @@ impl Scheduler {
                         let interval = self.config.reconcile_interval;
                         let (crashes, pause) =
                             self.hold().crashed(&spec.app, &spec.process, of, Instant::now(), interval);
-                        self.record_crash(&spec.app, &spec.process, spec.release, &reason, crashes, pause).await?;
+                        // Kept where `skiff ps` on any replica finds it.
+                        self.db.record_crash(&spec.app, &spec.process, spec.release, &reason, crashes, pause).await?;
                         crash_outcome(crashes, pause)
                     };
                     // A release that runs already did start: only this container of it failed.
@@ -410,7 +406,7 @@ impl Scheduler {
                         || format!("{process} exited"),
                         |code| format!("{process} exited with status {code}"),
                     );
-                    self.record_crash(&app, &process, release, &what, crashes, pause).await?;
+                    self.db.record_crash(&app, &process, release, &what, crashes, pause).await?;
                     crash_outcome(crashes, pause)
                 } else {
                     String::new()
@@ -424,29 +420,6 @@ impl Scheduler {
 }
 
 impl Scheduler {
-    /// Keeps a crash where `skiff ps` (on any replica) finds it.
-    async fn record_crash(
-        &self,
-        app: &AppName,
-        process: &str,
-        release: u32,
-        reason: &str,
-        crashes: u32,
-        pause: Duration,
-    ) -> Result<(), DbError> {
-        let now = time::OffsetDateTime::now_utc();
-        let rfc3339 =
-            |t: time::OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-        let crash = crate::db::Crash {
-            release,
-            reason: reason.to_owned(),
-            count: crashes,
-            crashed_at: rfc3339(now),
-            restart_at: rfc3339(now + pause),
-        };
-        self.db.record_crash(app, process, &crash).await
-    }
-
     async fn remove(&self, id: &str) -> Result<(), ReconcileError> {
         let _permit = self.engine_calls.acquire().await;
         Ok(self.runtime.remove(id).await?)

@@ -14,6 +14,10 @@ fn redis_url() -> String {
     )
 }
 
+/// Held by the tests whose replicas announce changes on `skiff:changes` or count who hears
+/// them: every replica on this Redis hears every announcement.
+static CHANGES_CHANNEL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// An app name no other test uses.
 fn fresh_app() -> skiff_api::AppName {
     format!("lock-{:08x}", rand::random::<u32>()).parse().unwrap()
@@ -45,6 +49,7 @@ async fn one_replica_at_a_time_acts_on_an_app() {
 
 #[tokio::test]
 async fn a_change_on_one_replica_wakes_the_others_and_events_are_published() {
+    let _alone = CHANGES_CHANNEL.lock().await;
     let shutdown = CancellationToken::new();
     let (a, b) = (
         Coordination::redis(&redis_url(), shutdown.clone()).await.unwrap(),
@@ -86,6 +91,7 @@ async fn a_replica_on_its_own_acts_on_everything() {
 
 #[tokio::test]
 async fn two_replicas_roll_out_an_app_beside_apps_in_trouble() {
+    let _alone = CHANGES_CHANNEL.lock().await;
     let shutdown = CancellationToken::new();
     let fixture = crate::scheduler::Fixture::with_app(fresh_app().as_str()).await;
     let mut replicas = Vec::new();

@@ -272,8 +272,8 @@ async fn crashed_containers_come_back_with_growing_pauses() {
 
     let crashes = fixture.db.crashes(&fixture.app).await.unwrap();
     assert_eq!(crashes.len(), 1, "{crashes:?}");
-    let (process, crash) = &crashes[0];
-    assert_eq!((process.as_str(), crash.release, crash.count), ("worker", 1, 2));
+    let (process, release, crash) = &crashes[0];
+    assert_eq!((process.as_str(), *release, crash.in_a_row), ("worker", 1, 2));
     assert_eq!(crash.reason, "worker exited with status 1", "kept for `skiff ps`");
     assert!(crash.restart_at > crash.crashed_at);
 
