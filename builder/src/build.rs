@@ -245,7 +245,7 @@ async fn build(
     let processes = processes.ok_or(BuildError::NoProcfile)?;
     out.step(&format!("Procfile app on stack {}", ctx.push.stack)).await;
     let tar = tree_tar(ctx, "app/").await?;
-    let image = push_on_stack(ctx, tar, &processes, out).await?;
+    let image = push_on_stack(ctx, tar, &processes, &BTreeMap::new(), out).await?;
     Ok((image, processes))
 }
 
@@ -281,16 +281,22 @@ async fn build_with_buildpack(
         out.step(&format!("Buildpack {} detected; compiling on stack {}", buildpack.name, ctx.push.stack)).await;
         let cache = ctx.data_dir.join("cache").join(format!("{}-{}", ctx.push.app, ctx.push.id));
         dir.compile(ctx.engine, ctx.push.app.as_str(), &stack, buildpack, &cache, out).await?;
+        let release = dir.release(ctx.engine, ctx.push.app.as_str(), &stack, buildpack, out).await?;
         let processes = match processes {
             Some(processes) => processes,
-            // bin/compile may write the Procfile.
+            // bin/compile may write the Procfile; else bin/release names the types.
             None => match tokio::fs::read_to_string(dir.app().join("Procfile")).await {
                 Ok(text) => procfile::parse(&text)?,
+                Err(_) if !release.default_process_types.is_empty() => {
+                    let types: Vec<&str> = release.default_process_types.keys().map(|p| p.as_str()).collect();
+                    out.step(&format!("Default types from bin/release -> {}", types.join(", "))).await;
+                    release.default_process_types
+                }
                 Err(_) => return Err(BuildError::NoProcfile),
             },
         };
         let tar = dir.tar().await?;
-        let image = push_on_stack(ctx, tar, &processes, out).await?;
+        let image = push_on_stack(ctx, tar, &processes, &release.config_vars, out).await?;
         Ok(Some((image, processes)))
     }
     .await;
@@ -298,12 +304,14 @@ async fn build_with_buildpack(
     result
 }
 
-/// Pushes `tar` (paths under `app/`) as one layer on the app's stack image; returns the
-/// image as `<app>@<digest>`.
+/// Pushes `tar` (paths under `app/`) as one layer on the app's stack image, with
+/// `env_defaults` added to the image's environment (the app's config overrides them);
+/// returns the image as `<app>@<digest>`.
 async fn push_on_stack(
     ctx: &Context<'_>,
     tar: Vec<u8>,
     processes: &BTreeMap<ProcessType, String>,
+    env_defaults: &BTreeMap<String, String>,
     out: &mut Output,
 ) -> Result<String, BuildError> {
     let sha = ctx.update.new.as_str();
@@ -325,6 +333,14 @@ async fn push_on_stack(
             *settings = serde_json::json!({});
         }
         settings["WorkingDir"] = "/app".into();
+        if !env_defaults.is_empty() {
+            let mut env: Vec<serde_json::Value> = settings["Env"].as_array().cloned().unwrap_or_default();
+            let set = |name: &str| env.iter().any(|e| e.as_str().is_some_and(|e| e.split('=').next() == Some(name)));
+            let added: Vec<serde_json::Value> =
+                env_defaults.iter().filter(|(name, _)| !set(name)).map(|(n, v)| format!("{n}={v}").into()).collect();
+            env.extend(added);
+            settings["Env"] = env.into();
+        }
         settings["Labels"] = serde_json::json!({ "skiff.procfile": procfile_label, "skiff.git-sha": sha });
     })
     .await?;

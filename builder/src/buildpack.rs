@@ -7,13 +7,18 @@
 //! Which buildpack: `BUILDPACK_URL` in the app's config (a directory the builder can read,
 //! or a git URL), else the first of `<data>/buildpacks/*` (in name order) whose `bin/detect`
 //! accepts the app; with none, the app builds as a plain Procfile app.
+//!
+//! After `bin/compile`, the buildpack's `bin/release` (when it has one) prints YAML with
+//! `default_process_types` (used when the app has no Procfile) and `config_vars`
+//! (defaults that the app's config overrides), as Heroku's buildpack API says.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use skiff_api::ProcessType;
 use tokio::process::Command;
 
-use crate::engine::{Engine, EngineError};
+use crate::engine::{BuildContainer, Engine, EngineError};
 use crate::hook::Output;
 
 /// A buildpack on the builder's disk.
@@ -35,6 +40,10 @@ pub enum BuildpackError {
     NotDetected(String),
     #[error("buildpack {0} failed: bin/compile exited with status {1}")]
     Compile(String, i64),
+    #[error("buildpack {0} failed: bin/release exited with status {1}")]
+    ReleaseFailed(String, i64),
+    #[error("buildpack {0}'s bin/release printed what Skiff cannot read: {1}")]
+    ReleaseUnreadable(String, String),
     #[error("the build directory failed: {0}")]
     Io(#[from] std::io::Error),
     #[error(transparent)]
@@ -136,7 +145,14 @@ impl BuildDir {
     ) -> Result<bool, BuildpackError> {
         let binds =
             vec![format!("{}:/app:ro", self.app().display()), format!("{}:/buildpack:ro", buildpack.dir.display())];
-        Ok(engine.run(app, stack, binds, Vec::new(), "/buildpack/bin/detect /app", out).await? == 0)
+        Ok(engine
+            .run(
+                BuildContainer { app, image: stack, binds, env: Vec::new(), command: "/buildpack/bin/detect /app" },
+                out,
+                None,
+            )
+            .await?
+            == 0)
     }
 
     /// Runs a buildpack's `bin/compile` with the app's cache directory.
@@ -160,8 +176,46 @@ impl BuildDir {
             format!("{}:/env:ro", self.env().display()),
         ];
         let env = vec!["STACK=skiff".to_owned()];
-        let status = engine.run(app, stack, binds, env, "/buildpack/bin/compile /app /cache /env", out).await?;
+        let status = engine
+            .run(
+                BuildContainer { app, image: stack, binds, env, command: "/buildpack/bin/compile /app /cache /env" },
+                out,
+                None,
+            )
+            .await?;
         if status == 0 { Ok(()) } else { Err(BuildpackError::Compile(buildpack.name.clone(), status)) }
+    }
+
+    /// Runs a buildpack's `bin/release` on the compiled app, when it has one, and reads
+    /// what it prints.
+    ///
+    /// # Errors
+    /// When `bin/release` fails or prints something unreadable, or the engine fails.
+    pub async fn release(
+        &self,
+        engine: &Engine,
+        app: &str,
+        stack: &str,
+        buildpack: &Buildpack,
+        out: &mut Output,
+    ) -> Result<BuildpackRelease, BuildpackError> {
+        if !buildpack.dir.join("bin/release").is_file() {
+            return Ok(BuildpackRelease::default());
+        }
+        let binds =
+            vec![format!("{}:/app:ro", self.app().display()), format!("{}:/buildpack:ro", buildpack.dir.display())];
+        let mut printed = String::new();
+        let status = engine
+            .run(
+                BuildContainer { app, image: stack, binds, env: Vec::new(), command: "/buildpack/bin/release /app" },
+                out,
+                Some(&mut printed),
+            )
+            .await?;
+        if status != 0 {
+            return Err(BuildpackError::ReleaseFailed(buildpack.name.clone(), status));
+        }
+        BuildpackRelease::parse(&printed).map_err(|e| BuildpackError::ReleaseUnreadable(buildpack.name.clone(), e))
     }
 
     /// The compiled tree as a tar with every path under `app/`.
@@ -188,6 +242,91 @@ impl BuildDir {
     }
 }
 
+/// What a buildpack's `bin/release` says of the app it compiled.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BuildpackRelease {
+    /// Process types for an app without a Procfile.
+    pub default_process_types: BTreeMap<ProcessType, String>,
+    /// Environment defaults; the app's config wins over them.
+    pub config_vars: BTreeMap<String, String>,
+}
+
+impl BuildpackRelease {
+    /// Reads the YAML `bin/release` prints: the mappings `default_process_types` and
+    /// `config_vars`, one `key: value` a line, values plain or quoted; other top-level keys
+    /// (`addons`) are skipped.
+    ///
+    /// # Errors
+    /// Says which line cannot be read and why.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        enum Section {
+            ProcessTypes,
+            ConfigVars,
+            Other,
+        }
+        let mut release = Self::default();
+        let mut section = Section::Other;
+        for (number, line) in text.lines().enumerate().map(|(i, l)| (i + 1, l.trim_end())) {
+            let content = line.trim_start();
+            let top_level = line.len() == content.len();
+            let skipped = !top_level && matches!(section, Section::Other);
+            if content.is_empty() || content.starts_with('#') || line == "---" || skipped {
+                continue;
+            }
+            let (key, value) =
+                content.split_once(':').ok_or_else(|| format!("line {number}: `{content}` is not `key: value`"))?;
+            let value = value.trim();
+            if top_level {
+                // A top-level key opens a section; only an empty mapping may follow one
+                // that Skiff reads (others, such as `addons: []`, may hold anything).
+                section = match key {
+                    "default_process_types" => Section::ProcessTypes,
+                    "config_vars" => Section::ConfigVars,
+                    _ => Section::Other,
+                };
+                if !matches!(section, Section::Other) && !value.is_empty() && value != "{}" {
+                    return Err(format!("line {number}: `{key}` should be a mapping, one `key: value` a line"));
+                }
+                continue;
+            }
+            let value = unquote(value).map_err(|e| format!("line {number}: {e}"))?;
+            match section {
+                Section::ProcessTypes => {
+                    let process: ProcessType =
+                        key.trim().parse().map_err(|e| format!("line {number}: process type `{key}`: {e}"))?;
+                    release.default_process_types.insert(process, value);
+                }
+                Section::ConfigVars => {
+                    release.config_vars.insert(key.trim().to_owned(), value);
+                }
+                // Skipped above.
+                Section::Other => {}
+            }
+        }
+        Ok(release)
+    }
+}
+
+/// A YAML scalar as written on one line: plain, `'single'` (`''` is a quote) or
+/// `"double"` (with `\"` and `\\` escapes).
+fn unquote(value: &str) -> Result<String, String> {
+    if let Some(inner) = value.strip_prefix('\'') {
+        let inner = inner.strip_suffix('\'').ok_or_else(|| format!("`{value}` has no closing quote"))?;
+        return Ok(inner.replace("''", "'"));
+    }
+    if let Some(inner) = value.strip_prefix('"') {
+        let inner = inner.strip_suffix('"').ok_or_else(|| format!("`{value}` has no closing quote"))?;
+        let mut unescaped = String::with_capacity(inner.len());
+        let mut chars = inner.chars();
+        while let Some(c) = chars.next() {
+            let c = if c == '\\' { chars.next().ok_or_else(|| format!("`{value}` ends in a lone `\\`"))? } else { c };
+            unescaped.push(c);
+        }
+        return Ok(unescaped);
+    }
+    Ok(value.to_owned())
+}
+
 /// Unpacks a tar into `dir` with the system's `tar`, which refuses paths that leave it.
 async fn untar(dir: &Path, tree: Vec<u8>) -> std::io::Result<()> {
     use tokio::io::AsyncWriteExt;
@@ -212,6 +351,27 @@ async fn untar(dir: &Path, tree: Vec<u8>) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bin_release_output_gives_process_types_and_config_defaults() {
+        let printed = "---\naddons: []\nother:\n  - heroku-postgresql\nconfig_vars:\n  LANG: en_US.UTF-8\n  QUOTED: \"a \\\"b\\\" c\"\n  SINGLE: 'it''s'\ndefault_process_types:\n  web: exec ./server --port \"$PORT\"\n  worker: bin/worker\n";
+        let release = BuildpackRelease::parse(printed).unwrap();
+        let types: Vec<(&str, &str)> =
+            release.default_process_types.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
+        assert_eq!(types, [("web", "exec ./server --port \"$PORT\""), ("worker", "bin/worker")]);
+        assert_eq!(release.config_vars["LANG"], "en_US.UTF-8");
+        assert_eq!(release.config_vars["QUOTED"], "a \"b\" c");
+        assert_eq!(release.config_vars["SINGLE"], "it's");
+        assert_eq!(BuildpackRelease::parse("--- {}\n").ok(), None, "not a mapping");
+        assert_eq!(BuildpackRelease::parse("").unwrap(), BuildpackRelease::default(), "nothing to say");
+        assert_eq!(BuildpackRelease::parse("config_vars: {}\n").unwrap(), BuildpackRelease::default());
+        let bad = BuildpackRelease::parse("default_process_types:\n  Web Server: x\n").unwrap_err();
+        assert!(bad.starts_with("line 2: process type"), "{bad}");
+        let bad = BuildpackRelease::parse("config_vars:\n  A: \"open\n").unwrap_err();
+        assert!(bad.contains("no closing quote"), "{bad}");
+        let bad = BuildpackRelease::parse("default_process_types: {web: x}\n").unwrap_err();
+        assert!(bad.contains("should be a mapping"), "{bad}");
+    }
 
     #[test]
     fn git_urls_are_told_from_paths() {

@@ -40,6 +40,17 @@ pub struct Engine {
     credentials: DockerCredentials,
 }
 
+/// A throwaway container of a build: `command` (run by `sh -c`) in `image`, pulled from
+/// Skiff's registry, with `binds` (`host:container[:ro]`) mounted and `env` set.
+pub struct BuildContainer<'a> {
+    /// The app it builds (its label, for cleaning up after an abandoned build).
+    pub app: &'a str,
+    pub image: &'a str,
+    pub binds: Vec<String>,
+    pub env: Vec<String>,
+    pub command: &'a str,
+}
+
 impl Engine {
     /// Connects to the local engine (lazily: nothing is sent until a build).
     ///
@@ -98,21 +109,19 @@ impl Engine {
         Ok(())
     }
 
-    /// Runs `command` in a throwaway container of `image` (pulled from Skiff's registry)
-    /// with `binds` (`host:container[:ro]`) mounted and `env` set, streaming its output
-    /// to `out`; returns its exit status. The container is removed afterwards.
+    /// Runs a throwaway build container, streaming its output to `out` (its standard
+    /// output to `keep` instead, when given); returns its exit status. The container is
+    /// removed afterwards.
     ///
     /// # Errors
     /// When the engine fails.
     pub async fn run(
         &self,
-        app: &str,
-        image: &str,
-        binds: Vec<String>,
-        env: Vec<String>,
-        command: &str,
+        container: BuildContainer<'_>,
         out: &mut Output,
+        mut keep: Option<&mut String>,
     ) -> Result<i64, EngineError> {
+        let BuildContainer { app, image, binds, env, command } = container;
         let docker = self.docker.clone().negotiate_version().await.map_err(EngineError::Unreachable)?;
         let fail = |e: bollard::errors::Error| EngineError::Build(e.to_string());
         let (from_image, tag) = image.rsplit_once(':').unwrap_or((image, "latest"));
@@ -138,10 +147,14 @@ impl Engine {
             let options = LogsOptions { follow: true, stdout: true, stderr: true, ..Default::default() };
             let mut logs = docker.logs(&id, Some(options));
             while let Some(item) = logs.next().await {
-                if let LogOutput::StdOut { message } | LogOutput::StdErr { message } = item? {
-                    for line in String::from_utf8_lossy(&message).lines() {
-                        out.detail(line).await;
+                match (item?, keep.as_deref_mut()) {
+                    (LogOutput::StdOut { message }, Some(kept)) => kept.push_str(&String::from_utf8_lossy(&message)),
+                    (LogOutput::StdOut { message } | LogOutput::StdErr { message }, _) => {
+                        for line in String::from_utf8_lossy(&message).lines() {
+                            out.detail(line).await;
+                        }
                     }
+                    _ => {}
                 }
             }
             let state = docker.inspect_container(&id, None).await?.state;

@@ -115,6 +115,26 @@ async fn buildpack_apps_compile_on_the_stack_with_a_cache_that_survives() {
     assert!(cloned, "{out}");
     assert_eq!(std::fs::read_to_string(clone.join("greeting.txt")).unwrap(), "Hello, abandoned");
 
+    // Without a Procfile the buildpack's bin/release names the process types, and its
+    // config_vars are defaults that the app's config overrides.
+    std::fs::remove_file(repo.join("Procfile")).unwrap();
+    let (ok, out) = platform.git(&repo, &key, &["commit", "-qam", "no Procfile"]);
+    assert!(ok, "{out}");
+    let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
+    assert!(pushed && out.contains("Default types from bin/release -> web") && out.contains("is up"), "{out}");
+    let (status, out, err) = platform.cli(&repo, &["run", "echo \"by $GREETED_BY, $GREETING_SUFFIX\""]).await;
+    assert!(status == 0 && out.contains("by the greeting buildpack, !"), "{out}{err}");
+    platform.cli_ok(&repo, &["config:set", "GREETED_BY=its owner"]).await;
+    let (status, out, err) = platform.cli(&repo, &["run", "echo \"by $GREETED_BY\""]).await;
+    assert!(status == 0 && out.contains("by its owner"), "the app's config wins: {out}{err}");
+    let served = eventually(Duration::from_secs(60), || async {
+        match get_via_router(platform.router(), "greeter.localhost").await {
+            Some((200, body)) if body.contains("Hello, abandoned!") => Some(()),
+            _ => None,
+        }
+    });
+    assert!(served.await.is_some(), "web runs as bin/release says");
+
     // A buildpack that does not accept the app rejects the push.
     std::fs::remove_file(repo.join("greeting.txt")).unwrap();
     let (ok, out) = platform.git(&repo, &key, &["commit", "-qam", "no greeting"]);
