@@ -17,6 +17,8 @@ use crate::http::{ApiError, Controller};
 
 /// How long a listing waits for the logger's delivery counts.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a change waits for the logger to apply it.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(6);
 
 /// The drain routes.
 pub fn routes() -> Router<Arc<Controller>> {
@@ -52,6 +54,17 @@ async fn with_status(c: &Controller, mut drains: Vec<Drain>) -> Vec<Drain> {
     drains
 }
 
+/// Has the logger read the drains now, so that a new drain gets every line taken in
+/// after its request is answered. A logger that does not answer picks the change up on
+/// its next read (within seconds).
+async fn sync_logger(c: &Controller) {
+    let url = format!("{}/v2/drains/sync", c.config.logger_url);
+    let synced = c.http.post(url).timeout(SYNC_TIMEOUT).send().await.map(|r| r.status());
+    if !matches!(synced, Ok(status) if status.is_success()) {
+        tracing::warn!(?synced, "controller.drains: the logger did not confirm the change; it reads it within seconds");
+    }
+}
+
 async fn list(c: &Controller, app: Option<&AppRow>) -> Result<Json<Vec<Drain>>, ApiError> {
     let mut drains = c.db.drains(app).await?;
     for drain in &mut drains {
@@ -72,6 +85,7 @@ async fn add(
         c.db.add_drain(app, url)
             .await?
             .ok_or_else(|| ApiError::Conflict(format!("{url} is a drain already; see `skiff drains`")))?;
+    sync_logger(c).await;
     match app {
         Some(app) => c.events.emit(&app.name, &format!("{} added drain {}", user.username, drain.id)).await,
         None => c.events.emit_platform(&format!("{} added platform drain {}", user.username, drain.id)).await,
@@ -86,6 +100,7 @@ async fn remove(c: &Controller, user: &UserRow, app: Option<&AppRow>, id: &str) 
     if !c.db.remove_drain(app, id).await? {
         return Err(missing());
     }
+    sync_logger(c).await;
     match app {
         Some(app) => c.events.emit(&app.name, &format!("{} removed drain {id}", user.username)).await,
         None => c.events.emit_platform(&format!("{} removed platform drain {id}", user.username)).await,

@@ -4,7 +4,10 @@
 //! Ingestion never waits for a drain: each drain has a bounded queue, and a line that
 //! finds it full is dropped and counted. A delivery that fails keeps its batch and is
 //! retried with backoff (1 s doubling to a minute), so a drain that comes back receives
-//! what was queued while it was away. The set of drains follows the controller.
+//! what was queued while it was away. The set of drains follows the controller: read every
+//! couple of seconds, and at once when the controller asks (`POST /v2/drains/sync`, after
+//! a drain is added or removed), so that a drain gets every line taken in after
+//! `drains:add` returns.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +20,7 @@ use hyper_util::rt::TokioIo;
 use skiff_api::{Drain, DrainProtocol, DrainStatus, DrainTarget, LogLine, LogSource};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 /// Lines sent in one write or one HTTP request at most.
@@ -85,6 +88,12 @@ pub struct Drains {
     tls: Arc<rustls::ClientConfig>,
     queue_capacity: usize,
     shutdown: CancellationToken,
+    /// Reads of the controller's drains asked for so far.
+    asked: AtomicU64,
+    /// Wakes the follower for a read.
+    ask: Notify,
+    /// The number of asked reads the newest applied read covers.
+    applied: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Drains {
@@ -97,7 +106,24 @@ impl Drains {
     /// No drains yet; each added drain queues at most `queue_capacity` lines. Deliveries
     /// stop at `shutdown`.
     pub fn new(tls: Arc<rustls::ClientConfig>, queue_capacity: usize, shutdown: CancellationToken) -> Arc<Self> {
-        Arc::new(Self { running: RwLock::new(HashMap::new()), tls, queue_capacity: queue_capacity.max(1), shutdown })
+        Arc::new(Self {
+            running: RwLock::new(HashMap::new()),
+            tls,
+            queue_capacity: queue_capacity.max(1),
+            shutdown,
+            asked: AtomicU64::new(0),
+            ask: Notify::new(),
+            applied: watch::Sender::new(0),
+        })
+    }
+
+    /// Asks the follower to read the drains from the controller now; `true` once a read
+    /// that began after this call is applied, `false` if none was within `limit`.
+    pub async fn sync(&self, limit: Duration) -> bool {
+        let ticket = self.asked.fetch_add(1, Ordering::SeqCst) + 1;
+        self.ask.notify_one();
+        let mut applied = self.applied.subscribe();
+        matches!(tokio::time::timeout(limit, applied.wait_for(|done| *done >= ticket)).await, Ok(Ok(_)))
     }
 
     /// Queues a line for every drain that wants it; never waits.
@@ -163,15 +189,19 @@ impl Drains {
     }
 }
 
-/// Reads the set of drains from the controller every couple of seconds until `shutdown`.
-/// While the controller is away the drains keep running as they were.
+/// Reads the set of drains from the controller every couple of seconds, and when asked
+/// ([`Drains::sync`]), until `shutdown`. While the controller is away the drains keep
+/// running as they were.
 pub async fn follow(client: skiff_client::Client, drains: Arc<Drains>, shutdown: CancellationToken) {
     let mut reported = false;
     loop {
+        // Every ask made before this read began is answered by it.
+        let covers = drains.asked.load(Ordering::SeqCst);
         match client.drain_targets().await {
             Ok(wanted) => {
                 reported = false;
                 drains.set(wanted);
+                drains.applied.send_modify(|done| *done = (*done).max(covers));
             }
             Err(error) if !reported => {
                 reported = true;
@@ -181,6 +211,7 @@ pub async fn follow(client: skiff_client::Client, drains: Arc<Drains>, shutdown:
         }
         tokio::select! {
             () = tokio::time::sleep(FOLLOW_INTERVAL) => {}
+            () = drains.ask.notified() => {}
             () = shutdown.cancelled() => return,
         }
     }

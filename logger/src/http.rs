@@ -1,7 +1,8 @@
 //! The logger's read API: `GET /v2/apps/{app}/logs?n=&process=&source=&follow=`. Without
 //! `follow` the answer is a JSON array; with it, a stream of JSON lines (the tail, then
 //! every new line) that ends when the client goes or the logger shuts down. And
-//! `GET /v2/drains`: each drain's deliveries.
+//! `GET /v2/drains`: each drain's deliveries; `POST /v2/drains/sync`: read the drains from
+//! the controller now (answers once they apply; the controller asks after every change).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use skiff_api::{AppName, DrainStatus, LogLine, LogSource};
 use tokio::net::TcpListener;
@@ -53,6 +54,7 @@ pub fn router(buffers: Arc<Buffers>, shutdown: CancellationToken) -> Router {
         .route("/readyz", get(|| async { "ok" }))
         .route("/v2/apps/{app}/logs", get(tail))
         .route("/v2/drains", get(drains_status))
+        .route("/v2/drains/sync", post(drains_sync))
         .route("/metrics", get(metrics))
         .with_state(Reader { buffers, shutdown })
 }
@@ -106,6 +108,19 @@ async fn metrics(State(reader): State<Reader>) -> Response {
 /// Every drain's deliveries since the logger started.
 async fn drains_status(State(reader): State<Reader>) -> Json<Vec<DrainStatus>> {
     Json(reader.buffers.drains().map(|drains| drains.status()).unwrap_or_default())
+}
+
+/// How long a sync waits for the controller's answer.
+const SYNC_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads the drains from the controller now; 204 once they apply. Anyone may ask: the
+/// drains come from the controller, under the service token, whoever asks.
+async fn drains_sync(State(reader): State<Reader>) -> StatusCode {
+    match reader.buffers.drains() {
+        Some(drains) if drains.sync(SYNC_LIMIT).await => StatusCode::NO_CONTENT,
+        Some(_) => StatusCode::SERVICE_UNAVAILABLE,
+        None => StatusCode::NOT_FOUND,
+    }
 }
 
 fn json_line(line: &LogLine) -> Vec<u8> {

@@ -127,7 +127,13 @@ async fn config_scale_restart_and_rollback_reach_the_containers() {
     let received = tokio::time::timeout(Duration::from_secs(30), async {
         let (mut stream, _) = receiver.accept().await.unwrap();
         let mut seen = Vec::new();
-        while !String::from_utf8_lossy(&seen).contains("worker tick hello world") {
+        // The platform's own "added drain" line is taken in after the drain started, so it
+        // is delivered too: no line accepted after `drains:add` returns is missed.
+        let complete = |seen: &[u8]| {
+            let text = String::from_utf8_lossy(seen);
+            text.contains("worker tick hello world") && text.contains("added drain")
+        };
+        while !complete(&seen) {
             let mut chunk = [0u8; 4096];
             let n = tokio::io::AsyncReadExt::read(&mut stream, &mut chunk).await.unwrap();
             assert!(n > 0, "the drain hung up: {}", String::from_utf8_lossy(&seen));
