@@ -201,6 +201,51 @@ async fn tls_drains_check_the_certificate() {
 }
 
 #[tokio::test]
+async fn a_self_signed_ca_certificate_the_operator_trusts_is_accepted_and_refusals_say_why() {
+    let shutdown = CancellationToken::new();
+    // As `openssl req -x509` makes them: self-signed and marked as a CA.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key).unwrap();
+    let pem = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(pem.path(), cert.pem()).unwrap();
+    let private = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let tls = acceptor(cert.der().clone(), private);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (frames, mut received) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (tls, frames) = (tls.clone(), frames.clone());
+            tokio::spawn(async move {
+                let Ok(stream) = tls.accept(stream).await else { return };
+                let mut reader = BufReader::new(stream);
+                while let Some(frame) = read_frame(&mut reader).await {
+                    let _ = frames.send(frame);
+                }
+            });
+        }
+    });
+    let url = format!("syslog+tls://localhost:{port}");
+
+    let trusted = Drains::new(tls_config(Some(pem.path())).unwrap(), 100, shutdown.clone());
+    trusted.set(vec![drain(1, url.clone(), Some("shop"))]);
+    Buffers::with_drains(10, Some(trusted.clone())).push(line("shop", "pinned"));
+    assert!(next(&mut received).await.ends_with("- - pinned"));
+
+    let untrusted = Drains::new(tls_config(None).unwrap(), 100, shutdown.clone());
+    untrusted.set(vec![drain(2, url, Some("shop"))]);
+    Buffers::with_drains(10, Some(untrusted.clone())).push(line("shop", "must not arrive"));
+    let error = wait_status(&untrusted, 2, |s| s.last_error.is_some()).await.last_error.unwrap();
+    assert!(
+        error.contains("presents a CA certificate as its own") && error.contains("SKIFF_LOGGER_DRAIN_CA"),
+        "{error}"
+    );
+    shutdown.cancel();
+}
+
+#[tokio::test]
 async fn https_drains_post_logplex_batches() {
     let shutdown = CancellationToken::new();
     let (cert, key, pem) = certificate();
