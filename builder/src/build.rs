@@ -19,7 +19,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use skiff_api::{
-    AppName, BuildCreate, BuildKind, BuildStatus, ProcessType, Release, ReleaseState, StackName, Username,
+    AppName, BuildCreate, BuildKind, BuildStatus, ImageUse, ProcessType, Release, ReleaseState, StackName, Username,
 };
 use skiff_client::{Client, ClientError};
 use skiff_registry_client::image::{BaseImage, Layer, push_image};
@@ -83,6 +83,10 @@ pub enum BuildError {
     Registry(#[from] RegistryError),
     #[error("the controller refused the release: {0}")]
     Controller(#[from] ClientError),
+    #[error("the Dockerfile cannot be built here: {0}")]
+    Dockerfile(String),
+    #[error("cannot check the Dockerfile's images with the controller: {0}")]
+    ImageCheck(ClientError),
     #[error("v{0} failed to start: {1}; the previous release keeps serving (see `skiff logs`)")]
     Rollout(u32, String),
 }
@@ -223,9 +227,10 @@ async fn build(
         out.step(&format!("Procfile declares types -> {}", types.join(", "))).await;
     }
 
-    if git(ctx, &["cat-file", "-e", &format!("{sha}:Dockerfile")]).await?.is_some() {
+    if let Some(dockerfile) = git(ctx, &["cat-file", "blob", &format!("{sha}:Dockerfile")]).await? {
         *kind = BuildKind::Dockerfile;
         out.step("Dockerfile app detected; building with the Docker engine").await;
+        check_base_images(ctx, &String::from_utf8_lossy(&dockerfile)).await?;
         let context = tree_tar(ctx, "").await?;
         let repository = format!("{}/{}", ctx.engine.registry_host(), ctx.push.app);
         let build_args = ctx.push.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -247,6 +252,22 @@ async fn build(
     let tar = tree_tar(ctx, "app/").await?;
     let image = push_on_stack(ctx, tar, &processes, &BTreeMap::new(), out).await?;
     Ok((image, processes))
+}
+
+/// A build may use only images its pusher may pull (stacks, their apps' images, and
+/// registries the operator allows): every image the Dockerfile names is checked by the
+/// controller before the engine sees it, so no image another tenant pushed, even one the
+/// engine already holds, can be built upon.
+async fn check_base_images(ctx: &Context<'_>, dockerfile: &str) -> Result<(), BuildError> {
+    let images = crate::dockerfile::images(dockerfile, &ctx.push.config).map_err(BuildError::Dockerfile)?;
+    for image in images {
+        let request = ImageUse { username: ctx.push.user.clone(), image: image.clone() };
+        ctx.controller.check_image_use(&request).await.map_err(|e| match e {
+            ClientError::Api { message, .. } => BuildError::Dockerfile(message),
+            other => BuildError::ImageCheck(other),
+        })?;
+    }
+    Ok(())
 }
 
 /// Builds with a buildpack when one is named or detected; `None` when none applies.

@@ -3,6 +3,7 @@
 //! Layout:
 //! - [`command`]: pure parsing of the SSH exec command (`git-receive-pack '<app>.git'`).
 //! - [`procfile`]: pure parsing of a Procfile.
+//! - [`dockerfile`]: pure reading of the images a Dockerfile builds from.
 //! - [`ssh`]: the russh server: public-key auth through the controller, one git process
 //!   per exec request.
 //! - [`repo`]: bare repositories and the pre-receive hook installed in them.
@@ -10,7 +11,8 @@
 //!   socket that receives pushes and streams build output back.
 //! - [`build`]: the build pipeline (Dockerfile, buildpack or Procfile app → registry →
 //!   release).
-//! - [`buildpack`]: `bin/detect` and `bin/compile` in a build container of the stack.
+//! - [`buildpack`]: `bin/detect`, `bin/compile` and `bin/release` in a build container of
+//!   the stack.
 //! - [`engine`]: Dockerfile builds and pushes on the Docker engine.
 //!
 //! The push pipeline: SSH auth (key fingerprint → user) → exec `git-receive-pack` for an
@@ -23,6 +25,7 @@
 pub mod build;
 pub mod buildpack;
 pub mod command;
+pub mod dockerfile;
 pub mod engine;
 pub mod hook;
 pub mod procfile;

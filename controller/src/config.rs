@@ -40,6 +40,9 @@ pub struct Config {
     pub registry_url: String,
     /// Registry host as the Docker engine pulls from it, e.g. `127.0.0.1:7701`.
     pub registry_host: String,
+    /// Other registries whose images builds and `deploy --image` may use (`host[:port]`,
+    /// or `*` for any); none by default: only the platform's own registry.
+    pub allowed_registries: Vec<String>,
     /// Logger HTTP API base URL, e.g. `http://127.0.0.1:7702`.
     pub logger_url: String,
     /// Where apps answer: `http://<app>.<domain>:<router port>`.

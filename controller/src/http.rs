@@ -12,9 +12,9 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use skiff_api::{
     App, AppCreate, AppName, Build, BuildCreate, BuildKind, BuildRecorded, BuildStatus, ConfigChange, ConfigChanged,
-    Credentials, DeployImage, Domain, DomainCreate, ErrorBody, Formation, Key, KeyCreate, KeyOwner, Maintenance,
-    Process, PushGrant, RegistryAccess, RegistryGrant, Release, ReleaseState, Restart, Rollback, RouteTable, RunOutput,
-    RunRequest, Scale, Session, Stack, StackName, User, UserRef, Username,
+    Credentials, DeployImage, Domain, DomainCreate, ErrorBody, Formation, ImageRef, ImageUse, Key, KeyCreate, KeyOwner,
+    Maintenance, Process, PushGrant, RegistryAccess, RegistryGrant, Release, ReleaseState, Restart, Rollback,
+    RouteTable, RunOutput, RunRequest, Scale, Session, Stack, StackName, User, UserRef, Username,
 };
 use skiff_registry_client::RegistryClient;
 use tokio::net::TcpListener;
@@ -159,6 +159,45 @@ impl Controller {
         }
     }
 
+    /// What `user` may do with a repository of the platform's registry: stacks are
+    /// readable by everyone and written by admins; an app's repository belongs to whoever
+    /// may access the app; admins may use any.
+    async fn registry_grant(&self, user: &UserRow, repository: Option<&str>) -> RegistryGrant {
+        match repository {
+            None => RegistryGrant { pull: true, push: false },
+            Some(_) if user.admin => RegistryGrant { pull: true, push: true },
+            Some(repo) if repo.starts_with("stacks/") => RegistryGrant { pull: true, push: false },
+            Some(repo) => {
+                let allowed = self.app_for(user, repo).await.is_ok();
+                RegistryGrant { pull: allowed, push: allowed }
+            }
+        }
+    }
+
+    /// Checks that `user` may run or build from `image`: from the platform's registry, a
+    /// repository they may pull; from another registry, only one the operator allows.
+    /// Returns the image as the engine should pull it (the platform's registry under the
+    /// name the engine knows it by).
+    pub(crate) async fn usable_image(&self, user: &UserRow, image: &str) -> Result<ImageRef, ApiError> {
+        let mut image = ImageRef::parse(image).map_err(ApiError::BadRequest)?;
+        if image.is_on(&self.config.registry_host) {
+            if !self.registry_grant(user, Some(&image.repository)).await.pull {
+                return Err(ApiError::Forbidden(format!(
+                    "you may not use `{}`: it belongs to an app you cannot access; use your own apps' images or a stack",
+                    image.repository
+                )));
+            }
+            image.registry.clone_from(&self.config.registry_host);
+        } else if !skiff_api::image::registry_allowed(&image.registry, &self.config.allowed_registries) {
+            return Err(ApiError::Forbidden(format!(
+                "images from {} are not allowed here: use this platform's registry ({}), or ask the operator to \
+                 allow {} in SKIFF_ALLOWED_REGISTRIES",
+                image.registry, self.config.registry_host, image.registry
+            )));
+        }
+        Ok(image)
+    }
+
     async fn app_view(&self, app: &AppRow) -> Result<App, ApiError> {
         let release = self.running_release(app).await?.map(|r| r.version);
         Ok(App {
@@ -218,6 +257,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .route("/v2/hooks/builds", post(hook_build))
         .route("/v2/hooks/apps/{app}/releases/{version}", get(hook_release))
         .route("/v2/hooks/registry/access", post(hook_registry_access))
+        .route("/v2/hooks/images/use", post(hook_image_use))
         .merge(crate::drains::routes())
         .merge(crate::certs::routes())
         .merge(crate::events::routes())
@@ -643,24 +683,6 @@ async fn build_info(
     build.map(Json).ok_or_else(|| ApiError::NotFound(format!("no build {id} for {}; see `skiff builds`", app.name)))
 }
 
-/// Whether `image` is a plausible image reference (`[host[:port]/]path[:tag][@digest]`).
-fn valid_image_reference(image: &str) -> bool {
-    !image.is_empty()
-        && image.len() <= 512
-        && image.bytes().all(|b| b.is_ascii_alphanumeric() || b"./:@_-".contains(&b))
-        && !image.starts_with(['-', '/', ':', '@'])
-}
-
-/// A reference with its registry host, as the engine resolves it: `nginx:1` is
-/// `docker.io/library/nginx:1`, `team/api` is `docker.io/team/api`.
-fn qualified_image(image: &str) -> String {
-    match image.split_once('/') {
-        Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => image.to_owned(),
-        Some(_) => format!("docker.io/{image}"),
-        None => format!("docker.io/library/{image}"),
-    }
-}
-
 async fn deploy_image(
     State(c): State<Arc<Controller>>,
     CurrentUser(user): CurrentUser,
@@ -668,10 +690,7 @@ async fn deploy_image(
     Json(deploy): Json<DeployImage>,
 ) -> Result<impl IntoResponse, ApiError> {
     let app = c.app_for(&user, &app).await?;
-    if !valid_image_reference(&deploy.image) {
-        return Err(ApiError::BadRequest(format!("`{}` is not an image reference", deploy.image)));
-    }
-    let image = qualified_image(&deploy.image);
+    let image = c.usable_image(&user, &deploy.image).await?.to_string();
     let build = BuildCreate {
         app: app.name.clone(),
         username: user.username.clone(),
@@ -1289,16 +1308,22 @@ async fn hook_registry_access(
         (None, None) => None,
     };
     let user = user.ok_or(ApiError::Unauthenticated)?;
-    let grant = match access.repository.as_deref() {
-        None => RegistryGrant { pull: true, push: false },
-        Some(_) if user.admin => RegistryGrant { pull: true, push: true },
-        Some(repo) if repo.starts_with("stacks/") => RegistryGrant { pull: true, push: false },
-        Some(repo) => {
-            let allowed = c.app_for(&user, repo).await.is_ok();
-            RegistryGrant { pull: allowed, push: allowed }
-        }
-    };
-    Ok(Json(grant))
+    Ok(Json(c.registry_grant(&user, access.repository.as_deref()).await))
+}
+
+/// Whether the pusher of a build may build from an image (its Dockerfile's `FROM` and
+/// `COPY --from`): 204, or 403 with the reason.
+async fn hook_image_use(
+    State(c): State<Arc<Controller>>,
+    _: Service,
+    Json(body): Json<ImageUse>,
+) -> Result<StatusCode, ApiError> {
+    let user =
+        c.db.user_by_name(&body.username)
+            .await?
+            .ok_or_else(|| ApiError::Forbidden(format!("user `{}` no longer exists", body.username)))?;
+    c.usable_image(&user, &body.image).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[cfg(test)]
@@ -1312,16 +1337,5 @@ mod tests {
         for bad in ["example", "-a.example.com", "a..com", "a b.com", "*.com", "x.localhost", "localhost", "é.com"] {
             assert!(check_domain(bad, "localhost").is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn image_references_are_checked_and_qualified() {
-        assert!(valid_image_reference("127.0.0.1:7701/app@sha256:abc"));
-        assert!(!valid_image_reference("nginx; rm -rf /"));
-        assert!(!valid_image_reference("-flag"));
-        assert_eq!(qualified_image("nginx:1"), "docker.io/library/nginx:1");
-        assert_eq!(qualified_image("team/api"), "docker.io/team/api");
-        assert_eq!(qualified_image("127.0.0.1:7701/app:v1"), "127.0.0.1:7701/app:v1");
-        assert_eq!(qualified_image("localhost/app"), "localhost/app");
     }
 }

@@ -426,6 +426,14 @@ pub const OPERATIONS: &[Operation] = &[
         Some(of::<w::RegistryAccess>),
         Json(200, of::<w::RegistryGrant>),
     ),
+    op(
+        "post",
+        "/v2/hooks/images/use",
+        Service,
+        "May a build's pusher build from an image (403 with the reason)",
+        Some(of::<w::ImageUse>),
+        Empty(204),
+    ),
 ];
 
 /// The document.

@@ -151,6 +151,11 @@ pub struct Settings {
     /// Stack for apps that name none.
     #[arg(long, env = "SKIFF_DEFAULT_STACK", default_value = "busybox")]
     pub default_stack: StackName,
+    /// Registries other than the platform's whose images Dockerfile builds and `deploy
+    /// --image` may use: `host[:port]` names, comma-separated, or `*` for any [default:
+    /// none; the engine pulls from them without the platform's credentials].
+    #[arg(long, env = "SKIFF_ALLOWED_REGISTRIES", value_delimiter = ',')]
+    pub allowed_registries: Vec<String>,
     /// Where app containers run: `docker` (the local engine) or `memory` (small HTTP
     /// servers inside skiffd that answer like apps; for measuring or trying the controller
     /// and router without an engine).
@@ -455,6 +460,7 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
             service_token: token.clone(),
             registry_url: registry_url.clone(),
             registry_host,
+            allowed_registries: settings.allowed_registries.clone(),
             logger_url,
             domain: settings.domain.clone(),
             router_port: addresses.router.unwrap_or(settings.router_listen).port(),

@@ -7,12 +7,15 @@
 //! - [`wire`]: request and response bodies of the controller API, the route feed and the
 //!   builder/registry hooks.
 //! - [`drain`]: log drains and their URLs.
+//! - [`image`]: image references and which registry they name.
 
 pub mod drain;
+pub mod image;
 pub mod name;
 pub mod wire;
 
 pub use drain::{Drain, DrainCreate, DrainProtocol, DrainStatus, DrainTarget};
+pub use image::ImageRef;
 pub use name::{AppName, Digest, DigestAlgorithm, NameError, ProcessType, StackName, Username};
 pub use wire::*;
 

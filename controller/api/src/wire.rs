@@ -332,6 +332,15 @@ pub struct PushGrant {
     pub config: BTreeMap<String, String>,
 }
 
+/// `POST /v2/hooks/images/use`: may `username` build from `image` (a Dockerfile's `FROM`
+/// or `COPY --from`)? 204, or 403 with the reason.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ImageUse {
+    pub username: Username,
+    pub image: String,
+}
+
 /// A stack (base image) known to the platform.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]

@@ -20,7 +20,7 @@ use skiff_api::{
 };
 use skiff_api::{
     App, AppCreate, AppName, Build, BuildCreate, BuildRecorded, ConfigChange, ConfigChanged, Credentials, DeployImage,
-    ErrorBody, Formation, Key, KeyCreate, KeyOwner, LogLine, LogSource, Process, PushGrant, RegistryAccess,
+    ErrorBody, Formation, ImageUse, Key, KeyCreate, KeyOwner, LogLine, LogSource, Process, PushGrant, RegistryAccess,
     RegistryGrant, Release, Restart, Rollback, RouteTable, RunOutput, RunRequest, Scale, Session, Stack, StackName,
     User, Username,
 };
@@ -443,6 +443,12 @@ impl Client {
     /// What registry credentials may do in a repository (service token).
     pub async fn registry_access(&self, access: &RegistryAccess) -> Result<RegistryGrant, ClientError> {
         self.post("/v2/hooks/registry/access", access).await
+    }
+
+    /// Whether a build's pusher may build from an image (service token); the error says
+    /// why not.
+    pub async fn check_image_use(&self, request: &ImageUse) -> Result<(), ClientError> {
+        self.execute(self.request(Method::POST, "/v2/hooks/images/use").json(request)).await.map(drop)
     }
 
     /// Records a finished build; a succeeded one becomes the app's next release (service

@@ -121,12 +121,18 @@ impl DockerRuntime {
         Ok(Self { docker, platform: platform.to_owned(), registry_credentials })
     }
 
-    /// Pulls an image (a no-op when the engine has it).
+    /// Pulls an image (a no-op when the engine has it). The platform's credentials go
+    /// only to the platform's registry; other registries are asked anonymously.
     async fn pull(&self, image: &str) -> Result<(), RuntimeError> {
         let (from_image, tag) = Self::pull_args(image);
         let pull = CreateImageOptions { from_image: Some(from_image), tag: Some(tag), ..Default::default() };
+        let ours = self
+            .registry_credentials
+            .serveraddress
+            .as_deref()
+            .is_some_and(|registry| skiff_api::ImageRef::parse(image).is_ok_and(|image| image.is_on(registry)));
         self.docker
-            .create_image(Some(pull), None, Some(self.registry_credentials.clone()))
+            .create_image(Some(pull), None, ours.then(|| self.registry_credentials.clone()))
             .try_collect::<Vec<_>>()
             .await?;
         Ok(())

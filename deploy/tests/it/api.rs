@@ -191,7 +191,8 @@ async fn every_documented_operation_is_served_as_documented() {
     ok("get", "", None).await;
     ok("patch", "/config", Some(json!({"GREETING": "hello", "GONE": null}))).await;
     ok("get", "/config", None).await;
-    ok("post", "/deploy", Some(json!({"image": "127.0.0.1:9/shape:1"}))).await;
+    let image = format!("{}/shape:1", platform.addresses.registry.unwrap());
+    ok("post", "/deploy", Some(json!({"image": image}))).await;
     ok("patch", "/config", Some(json!({"SECOND": "2"}))).await;
     ok("post", "/run", Some(json!({"command": "echo hello", "timeout_secs": 10}))).await;
     ok("get", "/releases", None).await;
@@ -241,6 +242,9 @@ async fn every_documented_operation_is_served_as_documented() {
     c.ok("get", "/v2/hooks/apps/{app}/releases/{version}", "/v2/hooks/apps/shape/releases/1", service, None).await;
     let access = json!({"username": "admin", "secret": user_token, "repository": "shape"});
     c.ok("post", "/v2/hooks/registry/access", "/v2/hooks/registry/access", service, Some(access)).await;
+    let image =
+        json!({"username": "admin", "image": format!("{}/stacks/busybox", platform.addresses.registry.unwrap())});
+    c.ok("post", "/v2/hooks/images/use", "/v2/hooks/images/use", service, Some(image)).await;
     c.ok("delete", "/v2/apps/{app}/domains/{domain}", &app("/domains/shape.example.test"), user, None).await;
     c.ok("post", "/v2/apps/{app}/transfer", &app("/transfer"), user, Some(json!({"username": "bob"}))).await;
     c.ok("delete", "/v2/apps/{app}", &app(""), user, None).await;

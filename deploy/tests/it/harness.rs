@@ -117,6 +117,7 @@ impl Platform {
             registry_peer_url: None,
             logger_url: None,
             default_stack: "busybox".parse().unwrap(),
+            allowed_registries: Vec::new(),
             runtime: skiffd::Runtime::Docker,
             reconcile_interval: 1,
             boot_timeout: 30,

@@ -12,5 +12,6 @@ mod operations;
 mod registry_clients;
 mod replicas;
 mod sharing;
+mod tenants;
 mod tls;
 mod verbs;

@@ -219,7 +219,8 @@ async fn a_release_that_cannot_start_fails_and_the_previous_keeps_serving() {
     let releases: Vec<serde_json::Value> = serde_json::from_str(&releases).unwrap();
     assert_eq!(releases[0]["state"], "deployed", "{releases:?}");
     // An image that cannot run fails, and `--wait` says so with exit status 1.
-    let (status, out, err) = platform.cli(&repo, &["deploy", "--image", "127.0.0.1:1/missing:v1", "--wait"]).await;
+    let missing = format!("{}/steady:missing", platform.addresses.registry.unwrap());
+    let (status, out, err) = platform.cli(&repo, &["deploy", "--image", &missing, "--wait"]).await;
     assert_eq!(status, 1, "{out}{err}");
     assert!(err.contains("v4 failed: ") && err.contains("the previous release keeps serving"), "{err}");
     assert!(matches!(get_via_router(platform.router(), "steady.localhost").await, Some((200, _))));

@@ -1,0 +1,122 @@
+//! Skiff attacked as a hostile tenant would attack it: a second user, with his own app, key
+//! and token, goes after another tenant's images through git, the CLI and the API. Each
+//! attack, and the answer it gets.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::harness::Platform;
+
+/// A second user, `mallory`, logged in under his own CLI profile with his own SSH key and
+/// an app `evil`; returns the key.
+async fn mallory(platform: &Platform, home: &Path) -> PathBuf {
+    platform.cli_ok(home, &["auth:register", "-u", "mallory", "-p", "mallory-password"]).await;
+    let (status, out, err) =
+        platform.cli_as("mallory", home, &["auth:login", "-u", "mallory", "-p", "mallory-password"]).await;
+    assert_eq!(status, 0, "{out}{err}");
+    let key = home.join("mallory_ed25519");
+    let made = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key).status().unwrap();
+    assert!(made.success());
+    let public = format!("{}.pub", key.display());
+    let (status, out, err) = platform.cli_as("mallory", home, &["keys:add", &public]).await;
+    assert_eq!(status, 0, "{out}{err}");
+    let (status, out, err) = platform.cli_as("mallory", home, &["apps:create", "evil"]).await;
+    assert_eq!(status, 0, "{out}{err}");
+    key
+}
+
+/// Mallory's repository holding `dockerfile`, with the `skiff` remote of his app.
+fn evil_repo(platform: &Platform, key: &Path, home: &Path, name: &str, dockerfile: &str) -> PathBuf {
+    let repo = home.join(name);
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::write(repo.join("Dockerfile"), dockerfile).unwrap();
+    let builder = platform.addresses.builder.unwrap();
+    let remote = format!("ssh://git@{builder}/evil.git");
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &["add", "-A"],
+        &["commit", "-qm", "evil"],
+        &["remote", "add", "skiff", &remote],
+    ] {
+        let (ok, out) = platform.git(&repo, key, args);
+        assert!(ok, "git {args:?}: {out}");
+    }
+    repo
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_cannot_build_from_or_deploy_another_tenants_image() {
+    let (mut platform, repo, key) = Platform::with_example("victim").await;
+    let home = platform.dir.path().to_owned();
+    let registry = platform.addresses.registry.unwrap();
+    let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
+    assert!(pushed, "{out}");
+    let digest = out.lines().find_map(|l| l.split("Pushed image victim@").nth(1)).expect("the push names its image");
+    let victim = format!("{registry}/victim@{}", digest.trim());
+    let port = registry.port();
+    let mallory_key = mallory(&platform, &home).await;
+
+    // Building from the victim's image: FROM, COPY --from, an ARG default, the app's config
+    // as a build argument, and other names of the same registry. Each push is refused
+    // before the engine sees the Dockerfile, and says why.
+    let attacks = [
+        format!("FROM {victim}\n"),
+        format!("FROM {registry}/stacks/busybox\nCOPY --from={victim} /app /stolen\n"),
+        format!("ARG BASE={victim}\nFROM ${{BASE}}\n"),
+        format!("ARG BASE={registry}/stacks/busybox\nFROM $BASE\n"),
+        format!("FROM 127.1:{port}/victim@{}\n", digest.trim()),
+        format!("FROM localhost:{port}/victim@{}\n", digest.trim()),
+        format!("FROM {registry}/stacks/busybox AS base\nFROM base\nCOPY --from={victim} /app /stolen\n"),
+    ];
+    for (n, dockerfile) in attacks.iter().enumerate() {
+        let evil = evil_repo(&platform, &mallory_key, &home, &format!("evil{n}"), dockerfile);
+        // The app's config is passed as build arguments: it must not pick another image.
+        let by_config = dockerfile.ends_with("FROM $BASE\n");
+        if by_config {
+            let (status, out, err) =
+                platform.cli_as("mallory", &evil, &["config:set", "-a", "evil", &format!("BASE={victim}")]).await;
+            assert_eq!(status, 0, "{out}{err}");
+        }
+        let (pushed, out) = platform.git(&evil, &mallory_key, &["push", "skiff", "main"]);
+        assert!(!pushed, "attack {n} was built:\n{dockerfile}\n{out}");
+        assert!(
+            out.contains("you may not use `victim`: it belongs to an app you cannot access"),
+            "{dockerfile}\n{out}"
+        );
+        if by_config {
+            let (status, out, err) = platform.cli_as("mallory", &evil, &["config:unset", "-a", "evil", "BASE"]).await;
+            assert_eq!(status, 0, "{out}{err}");
+        }
+    }
+    let releases = platform.cli_as("mallory", &home, &["releases", "-a", "evil", "--json"]).await.1;
+    assert_eq!(releases.trim(), "[]", "no attack made a release");
+
+    // Deploying the victim's image by reference, under any of its names.
+    for image in [victim.clone(), format!("localhost:{port}/victim@{}", digest.trim())] {
+        let (status, _, err) = platform.cli_as("mallory", &home, &["deploy", "-a", "evil", "--image", &image]).await;
+        assert!(status == 1 && err.contains("you may not use `victim`"), "{image}: {err}");
+    }
+    // Images of other registries are refused unless the operator allows them.
+    let (status, _, err) =
+        platform.cli_as("mallory", &home, &["deploy", "-a", "evil", "--image", "10.9.8.7:5000/anything:v1"]).await;
+    assert!(status == 1 && err.contains("images from 10.9.8.7:5000 are not allowed here"), "{err}");
+
+    // What a tenant may use still works: a stack, and his own app's images.
+    let own = evil_repo(
+        &platform,
+        &mallory_key,
+        &home,
+        "own",
+        &format!(
+            "FROM {registry}/stacks/busybox\nRUN mkdir -p /www && echo mine > /www/index.html\n\
+             CMD exec httpd -f -p 5000 -h /www\n"
+        ),
+    );
+    let (pushed, out) = platform.git(&own, &mallory_key, &["push", "skiff", "main"]);
+    assert!(pushed, "{out}");
+    let own_digest = out.lines().find_map(|l| l.split("Pushed image evil@").nth(1)).expect("named");
+    let own_image = format!("{registry}/evil@{}", own_digest.trim());
+    let (status, out, err) = platform.cli_as("mallory", &home, &["deploy", "-a", "evil", "--image", &own_image]).await;
+    assert_eq!(status, 0, "{out}{err}");
+    platform.stop().await;
+}
