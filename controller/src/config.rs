@@ -43,6 +43,8 @@ pub struct Config {
     /// Other registries whose images builds and `deploy --image` may use (`host[:port]`,
     /// or `*` for any); none by default: only the platform's own registry.
     pub allowed_registries: Vec<String>,
+    /// Which addresses URLs given by tenants (app drains) may reach.
+    pub outbound: skiff_api::OutboundPolicy,
     /// Logger HTTP API base URL, e.g. `http://127.0.0.1:7702`.
     pub logger_url: String,
     /// Where apps answer: `http://<app>.<domain>:<router port>`.

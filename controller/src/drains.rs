@@ -54,6 +54,27 @@ async fn with_status(c: &Controller, mut drains: Vec<Drain>) -> Vec<Drain> {
     drains
 }
 
+/// Refuses a target any of whose addresses the outbound guard refuses.
+async fn check_outbound(c: &Controller, target: &DrainTarget) -> Result<(), ApiError> {
+    let resolved: Vec<std::net::SocketAddr> = tokio::net::lookup_host((target.host.as_str(), target.port))
+        .await
+        .map_err(|e| ApiError::BadRequest(format!("cannot resolve {}: {e}", target.host)))?
+        .collect();
+    for address in &resolved {
+        if let Some(why) = c.config.outbound.refusal(address.ip()) {
+            return Err(ApiError::BadRequest(format!(
+                "drains may not reach {} ({} is {why}); the operator can allow a network with SKIFF_OUTBOUND_ALLOW",
+                target.host,
+                address.ip()
+            )));
+        }
+    }
+    if resolved.is_empty() {
+        return Err(ApiError::BadRequest(format!("{} resolves to no address", target.host)));
+    }
+    Ok(())
+}
+
 /// Has the logger read the drains now, so that a new drain gets every line taken in
 /// after its request is answered. A logger that does not answer picks the change up on
 /// its next read (within seconds).
@@ -80,7 +101,12 @@ async fn add(
     body: &DrainCreate,
 ) -> Result<(StatusCode, Json<Drain>), ApiError> {
     let url = body.url.trim();
-    DrainTarget::parse(url).map_err(ApiError::BadRequest)?;
+    let target = DrainTarget::parse(url).map_err(ApiError::BadRequest)?;
+    // An app's drain must not reach the platform or the networks around it; platform
+    // drains, set by admins, may point anywhere. The logger checks again at every connect.
+    if app.is_some() {
+        check_outbound(c, &target).await?;
+    }
     let drain =
         c.db.add_drain(app, url)
             .await?

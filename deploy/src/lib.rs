@@ -180,9 +180,19 @@ pub struct Settings {
     /// Lines each log drain may queue while it is slow or down; more are dropped and counted.
     #[arg(long, env = "SKIFF_LOGGER_DRAIN_QUEUE", default_value_t = 10_000)]
     pub drain_queue: usize,
-    /// A PEM file of CA certificates trusted for TLS drains, beside the system's.
+    /// A PEM file of CA certificates trusted for TLS drains, beside the system's (a drain
+    /// that presents one of them itself, as a self-signed one does, is trusted too).
     #[arg(long, env = "SKIFF_LOGGER_DRAIN_CA")]
     pub drain_ca: Option<PathBuf>,
+    /// Lines a second each app's drain may send (bursts up to a second's worth); more are
+    /// dropped and counted. Platform drains are not limited.
+    #[arg(long, env = "SKIFF_LOGGER_DRAIN_RATE", default_value_t = 1000)]
+    pub drain_rate: u32,
+    /// Networks that URLs given by tenants (app drains) may reach although they are
+    /// loopback, private, link-local or otherwise internal: comma-separated addresses or
+    /// blocks (`10.1.0.0/16,127.0.0.1`) [default: none].
+    #[arg(long, env = "SKIFF_OUTBOUND_ALLOW", default_value = "", value_parser = skiff_api::OutboundPolicy::parse)]
+    pub outbound_allow: skiff_api::OutboundPolicy,
     /// The largest push accepted, in MiB of packed git objects.
     #[arg(long, env = "SKIFF_BUILDER_MAX_PUSH_MB", default_value_t = 1024)]
     pub max_push_mb: u64,
@@ -410,7 +420,13 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
     if let (Some(listener), Some((tcp, udp, tcp_tls))) = (logger_listener, syslog_listeners) {
         let tls = skiff_logger::drain::tls_config(settings.drain_ca.as_deref())
             .map_err(|e| anyhow::anyhow!("SKIFF_LOGGER_DRAIN_CA: {e}"))?;
-        let drains = skiff_logger::drain::Drains::new(tls, settings.drain_queue, shutdown.clone());
+        let options = skiff_logger::drain::DrainOptions {
+            tls,
+            queue_capacity: settings.drain_queue,
+            outbound: settings.outbound_allow.clone(),
+            lines_per_second: settings.drain_rate,
+        };
+        let drains = skiff_logger::drain::Drains::new(options, shutdown.clone());
         let client = skiff_client::Client::new(&controller_url, Some(token.clone()));
         tasks.spawn(skiff_logger::drain::follow(client, drains.clone(), shutdown.clone()));
         let buffers = skiff_logger::Buffers::with_drains(settings.log_lines, Some(drains));
@@ -461,6 +477,7 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
             registry_url: registry_url.clone(),
             registry_host,
             allowed_registries: settings.allowed_registries.clone(),
+            outbound: settings.outbound_allow.clone(),
             logger_url,
             domain: settings.domain.clone(),
             router_port: addresses.router.unwrap_or(settings.router_listen).port(),

@@ -203,19 +203,19 @@ pub async fn serve_tcp(
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+                Ok((stream, peer)) => {
                     let ingest = ingest.clone();
                     let shutdown = shutdown.clone();
                     let tls = tls.clone();
                     tasks.spawn(async move {
                         let frames = async {
                             match tls {
-                                None => read_frames(BufReader::new(stream), &ingest).await,
+                                None => read_frames(BufReader::new(stream), peer, &ingest).await,
                                 Some(tls) => {
                                     let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream))
                                         .await
                                         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake"))??;
-                                    read_frames(BufReader::new(stream), &ingest).await
+                                    read_frames(BufReader::new(stream), peer, &ingest).await
                                 }
                             }
                         };
@@ -240,14 +240,28 @@ pub async fn serve_tcp(
 }
 
 /// Reads RFC 6587 frames: a leading digit means octet counting, anything else a
-/// newline-terminated message.
-async fn read_frames<R: tokio::io::AsyncBufRead + Unpin>(mut reader: R, ingest: &Ingest) -> std::io::Result<()> {
+/// newline-terminated message. A connection that turns out to be one of this logger's own
+/// drains (checked once its first bytes came, by then the drain knows its connection) is
+/// closed unread: its lines were taken in already.
+async fn read_frames<R: tokio::io::AsyncBufRead + Unpin>(
+    mut reader: R,
+    peer: std::net::SocketAddr,
+    ingest: &Ingest,
+) -> std::io::Result<()> {
     let mut frame = Vec::new();
+    let mut checked = false;
     loop {
         let first = match reader.fill_buf().await?.first() {
             Some(b) => *b,
             None => return Ok(()),
         };
+        if !checked {
+            checked = true;
+            if ingest.buffers.drains().is_some_and(|drains| drains.is_own(peer)) {
+                tracing::warn!(%peer, "logger.syslog.tcp: a drain of this logger delivers into it; refused");
+                return Ok(());
+            }
+        }
         frame.clear();
         if first.is_ascii_digit() {
             (&mut reader).take(12).read_until(b' ', &mut frame).await?;

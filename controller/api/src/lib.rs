@@ -8,15 +8,18 @@
 //!   builder/registry hooks.
 //! - [`drain`]: log drains and their URLs.
 //! - [`image`]: image references and which registry they name.
+//! - [`outbound`]: which addresses tenant-given URLs may reach.
 
 pub mod drain;
 pub mod image;
 pub mod name;
+pub mod outbound;
 pub mod wire;
 
 pub use drain::{Drain, DrainCreate, DrainProtocol, DrainStatus, DrainTarget};
 pub use image::ImageRef;
 pub use name::{AppName, Digest, DigestAlgorithm, NameError, ProcessType, StackName, Username};
+pub use outbound::OutboundPolicy;
 pub use wire::*;
 
 /// Syslog lines that Skiff's own components send to the logger.

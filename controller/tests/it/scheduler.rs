@@ -31,6 +31,7 @@ fn config(drain_period: Duration) -> Arc<Config> {
         registry_url: "http://127.0.0.1:9".into(),
         registry_host: "127.0.0.1:9".into(),
         allowed_registries: Vec::new(),
+        outbound: Default::default(),
         logger_url: "http://127.0.0.1:9".into(),
         domain: "localhost".into(),
         router_port: 8080,

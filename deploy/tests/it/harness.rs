@@ -126,6 +126,9 @@ impl Platform {
             drain_queue: 1000,
             max_log_message: skiff_logger::syslog::DEFAULT_MAX_MESSAGE,
             drain_ca: None,
+            drain_rate: 1000,
+            // The tests' drain receivers listen on loopback.
+            outbound_allow: skiff_api::OutboundPolicy::parse("127.0.0.0/8").unwrap(),
             max_builds: 2,
             builder_keepalive: 1,
             max_push_mb: 1,

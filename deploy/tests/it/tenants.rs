@@ -44,9 +44,47 @@ fn evil_repo(platform: &Platform, key: &Path, home: &Path, name: &str, dockerfil
     repo
 }
 
+/// A platform with the default outbound guard (the other tests let drains reach their
+/// receivers on loopback), an admin's app `victim`, and mallory.
+async fn platform_with_mallory() -> (Platform, PathBuf, PathBuf, PathBuf) {
+    let default_guard = |settings: &mut skiffd::Settings| settings.outbound_allow = Default::default();
+    let (platform, repo, key) = Platform::start_with_settings(default_guard).await.with_app("victim").await;
+    let home = platform.dir.path().to_owned();
+    let mallory_key = mallory(&platform, &home).await;
+    (platform, repo, key, mallory_key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_drains_reach_neither_the_platform_nor_the_networks_around_it() {
+    let (mut platform, _, _, _) = platform_with_mallory().await;
+    let home = platform.dir.path().to_owned();
+    let syslog = platform.addresses.syslog.unwrap().port();
+    let attacks = [
+        format!("syslog://127.0.0.1:{syslog}"),
+        format!("syslog://127.1:{syslog}"),
+        format!("syslog://2130706433:{syslog}"),
+        format!("syslog://0.0.0.0:{syslog}"),
+        format!("syslog://[::1]:{syslog}"),
+        format!("syslog://localhost:{syslog}"),
+        "syslog://172.17.0.1:514".to_owned(),
+        "syslog://10.0.0.1:514".to_owned(),
+        "https://169.254.169.254/latest/meta-data".to_owned(),
+        format!("https://127.0.0.1:{}/", platform.addresses.controller.unwrap().port()),
+    ];
+    for url in &attacks {
+        let (status, _, err) = platform.cli_as("mallory", &home, &["drains:add", "-a", "evil", url]).await;
+        assert!(status == 1 && err.contains("drains may not reach"), "{url}: {err}");
+    }
+    assert_eq!(platform.cli_as("mallory", &home, &["drains", "-a", "evil", "--json"]).await.1.trim(), "[]");
+    // An admin's platform-wide drain may point anywhere.
+    let out = platform.cli_ok(&home, &["drains:add", "--platform", &format!("syslog://127.0.0.1:{syslog}")]).await;
+    assert!(out.contains("every app's logs"), "{out}");
+    platform.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_cannot_build_from_or_deploy_another_tenants_image() {
-    let (mut platform, repo, key) = Platform::with_example("victim").await;
+    let (mut platform, repo, key, mallory_key) = platform_with_mallory().await;
     let home = platform.dir.path().to_owned();
     let registry = platform.addresses.registry.unwrap();
     let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
@@ -54,7 +92,6 @@ async fn a_tenant_cannot_build_from_or_deploy_another_tenants_image() {
     let digest = out.lines().find_map(|l| l.split("Pushed image victim@").nth(1)).expect("the push names its image");
     let victim = format!("{registry}/victim@{}", digest.trim());
     let port = registry.port();
-    let mallory_key = mallory(&platform, &home).await;
 
     // Building from the victim's image: FROM, COPY --from, an ARG default, the app's config
     // as a build argument, and other names of the same registry. Each push is refused

@@ -8,13 +8,26 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use skiff_api::{Drain, DrainStatus, LogLine, LogSource};
+use skiff_api::{Drain, DrainStatus, LogLine, LogSource, OutboundPolicy};
 use skiff_logger::Buffers;
-use skiff_logger::drain::{Drains, tls_config};
+use skiff_logger::drain::{DrainOptions, Drains, tls_config};
+use skiff_logger::syslog::{Ingest, serve_tcp};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+/// Drains that may reach the receivers these tests run on loopback (the outbound guard
+/// refuses loopback by default), queueing `capacity` lines each.
+pub fn loopback_drains(tls: Arc<rustls::ClientConfig>, capacity: usize, shutdown: &CancellationToken) -> Arc<Drains> {
+    let options = DrainOptions {
+        tls,
+        queue_capacity: capacity,
+        outbound: OutboundPolicy::parse("127.0.0.0/8").unwrap(),
+        lines_per_second: 100_000,
+    };
+    Drains::new(options, shutdown.clone())
+}
 
 /// A line of `app`'s `web.1` at a fixed time.
 pub fn line(app: &str, message: &str) -> LogLine {
@@ -83,7 +96,7 @@ async fn syslog_drains_get_their_apps_lines_and_platform_drains_every_line() {
     let app_url = format!("syslog://127.0.0.1:{}", app_listener.local_addr().unwrap().port());
     let all_url = format!("syslog://127.0.0.1:{}", all_listener.local_addr().unwrap().port());
     let (mut app_frames, mut all_frames) = (receive_syslog(app_listener), receive_syslog(all_listener));
-    let drains = Drains::new(tls_config(None).unwrap(), 100, shutdown.clone());
+    let drains = loopback_drains(tls_config(None).unwrap(), 100, &shutdown);
     drains.set(vec![drain(1, app_url, Some("shop")), drain(2, all_url, None)]);
     let buffers = Buffers::with_drains(100, Some(drains.clone()));
 
@@ -111,7 +124,7 @@ async fn a_dead_drain_never_blocks_ingestion_and_gets_its_queue_when_it_returns(
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         listener.local_addr().unwrap().port()
     };
-    let drains = Drains::new(tls_config(None).unwrap(), 10, shutdown.clone());
+    let drains = loopback_drains(tls_config(None).unwrap(), 10, &shutdown);
     drains.set(vec![drain(7, format!("syslog://127.0.0.1:{port}"), Some("shop"))]);
     let buffers = Buffers::with_drains(10_000, Some(drains.clone()));
 
@@ -185,13 +198,13 @@ async fn tls_drains_check_the_certificate() {
     let url = format!("syslog+tls://localhost:{}", address.port());
 
     // Trusted through the extra CA file: delivered.
-    let trusted = Drains::new(tls_config(Some(pem.path())).unwrap(), 100, shutdown.clone());
+    let trusted = loopback_drains(tls_config(Some(pem.path())).unwrap(), 100, &shutdown);
     trusted.set(vec![drain(1, url.clone(), Some("shop"))]);
     Buffers::with_drains(10, Some(trusted.clone())).push(line("shop", "over tls"));
     assert!(next(&mut received).await.ends_with("- - over tls"));
 
     // Not trusted: nothing is sent, and the reason is reported.
-    let untrusted = Drains::new(tls_config(None).unwrap(), 100, shutdown.clone());
+    let untrusted = loopback_drains(tls_config(None).unwrap(), 100, &shutdown);
     untrusted.set(vec![drain(2, url, Some("shop"))]);
     Buffers::with_drains(10, Some(untrusted.clone())).push(line("shop", "must not arrive"));
     let status = wait_status(&untrusted, 2, |s| s.last_error.is_some()).await;
@@ -229,12 +242,12 @@ async fn a_self_signed_ca_certificate_the_operator_trusts_is_accepted_and_refusa
     });
     let url = format!("syslog+tls://localhost:{port}");
 
-    let trusted = Drains::new(tls_config(Some(pem.path())).unwrap(), 100, shutdown.clone());
+    let trusted = loopback_drains(tls_config(Some(pem.path())).unwrap(), 100, &shutdown);
     trusted.set(vec![drain(1, url.clone(), Some("shop"))]);
     Buffers::with_drains(10, Some(trusted.clone())).push(line("shop", "pinned"));
     assert!(next(&mut received).await.ends_with("- - pinned"));
 
-    let untrusted = Drains::new(tls_config(None).unwrap(), 100, shutdown.clone());
+    let untrusted = loopback_drains(tls_config(None).unwrap(), 100, &shutdown);
     untrusted.set(vec![drain(2, url, Some("shop"))]);
     Buffers::with_drains(10, Some(untrusted.clone())).push(line("shop", "must not arrive"));
     let error = wait_status(&untrusted, 2, |s| s.last_error.is_some()).await.last_error.unwrap();
@@ -273,7 +286,7 @@ async fn https_drains_post_logplex_batches() {
             });
         }
     });
-    let drains = Drains::new(tls_config(Some(pem.path())).unwrap(), 100, shutdown.clone());
+    let drains = loopback_drains(tls_config(Some(pem.path())).unwrap(), 100, &shutdown);
     drains.set(vec![drain(3, format!("https://user:secret@localhost:{port}/logs?token=x"), Some("shop"))]);
     let buffers = Buffers::with_drains(10, Some(drains.clone()));
     buffers.push(line("shop", "one"));
@@ -294,5 +307,96 @@ async fn https_drains_post_logplex_batches() {
     }
     assert!(frames[0].ends_with("- - one") && frames[1].ends_with("- - two"), "{frames:?}");
     wait_status(&drains, 3, |s| s.delivered == 2).await;
+    shutdown.cancel();
+}
+
+/// Drains with the default outbound guard, `lines_per_second` per app drain.
+fn guarded_drains(lines_per_second: u32, shutdown: &CancellationToken) -> Arc<Drains> {
+    let options = DrainOptions {
+        tls: tls_config(None).unwrap(),
+        queue_capacity: 1000,
+        outbound: OutboundPolicy::default(),
+        lines_per_second,
+    };
+    Drains::new(options, shutdown.clone())
+}
+
+#[tokio::test]
+async fn a_drain_into_this_logger_itself_does_not_go_round() {
+    let shutdown = CancellationToken::new();
+    let drains = loopback_drains(tls_config(None).unwrap(), 1000, &shutdown);
+    let buffers = Arc::new(Buffers::with_drains(10_000, Some(drains.clone())));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let ingest = Ingest::new(buffers.clone(), skiff_logger::syslog::DEFAULT_MAX_MESSAGE);
+    tokio::spawn(serve_tcp(listener, None, ingest, shutdown.clone()));
+    // An app's drain (allowed onto loopback here) and a platform drain, under two names of
+    // this logger's own syslog port.
+    let own = [
+        drain(1, format!("syslog://127.0.0.1:{port}"), Some("shop")),
+        drain(2, format!("syslog://127.1:{port}"), None),
+    ];
+    drains.set(own.to_vec());
+
+    buffers.push(line("shop", "said once"));
+    wait_status(&drains, 1, |s| s.delivered == 1).await;
+    wait_status(&drains, 2, |s| s.delivered == 1).await;
+    // Given time to go round, nothing comes back.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (kept, _) = buffers.tail_and_follow(&"shop".parse().unwrap(), 100);
+    assert_eq!(kept.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(), ["said once"]);
+    let status = drains.status();
+    assert!(status.iter().all(|s| s.delivered == 1), "each drain delivered the line once: {status:?}");
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn an_apps_drain_reaches_no_internal_address_and_platform_drains_may() {
+    let shutdown = CancellationToken::new();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut received = receive_syslog(listener);
+    let drains = guarded_drains(1000, &shutdown);
+    let internal = ["127.0.0.1", "127.1", "2130706433", "0.0.0.0", "[::1]", "localhost"];
+    let mut wanted: Vec<Drain> =
+        internal.iter().zip(1..).map(|(host, id)| drain(id, format!("syslog://{host}:{port}"), Some("shop"))).collect();
+    wanted.push(drain(100, format!("syslog://127.0.0.1:{port}"), None));
+    drains.set(wanted);
+    Buffers::with_drains(10, Some(drains.clone())).push(line("shop", "for the platform drain only"));
+    assert!(next(&mut received).await.ends_with("for the platform drain only"));
+    for id in 1..=6 {
+        let status = wait_status(&drains, id, |s| s.last_error.is_some()).await;
+        let error = status.last_error.unwrap();
+        assert!(error.starts_with("refused: ") && error.contains("SKIFF_OUTBOUND_ALLOW"), "{id}: {error}");
+        assert_eq!(status.delivered, 0);
+    }
+    assert!(tokio::time::timeout(Duration::from_millis(300), received.recv()).await.is_err(), "nothing else came");
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn an_apps_drain_sends_at_most_its_rate_and_platform_drains_everything() {
+    let shutdown = CancellationToken::new();
+    let (app_listener, all_listener) =
+        (TcpListener::bind("127.0.0.1:0").await.unwrap(), TcpListener::bind("127.0.0.1:0").await.unwrap());
+    let options = DrainOptions {
+        tls: tls_config(None).unwrap(),
+        queue_capacity: 1000,
+        outbound: OutboundPolicy::parse("127.0.0.0/8").unwrap(),
+        lines_per_second: 10,
+    };
+    let drains = Drains::new(options, shutdown.clone());
+    drains.set(vec![
+        drain(1, format!("syslog://{}", app_listener.local_addr().unwrap()), Some("shop")),
+        drain(2, format!("syslog://{}", all_listener.local_addr().unwrap()), None),
+    ]);
+    let (_app_frames, _all_frames) = (receive_syslog(app_listener), receive_syslog(all_listener));
+    let buffers = Buffers::with_drains(1000, Some(drains.clone()));
+    for n in 0..200 {
+        buffers.push(line("shop", &format!("line {n}")));
+    }
+    let limited = wait_status(&drains, 1, |s| s.delivered + s.dropped == 200 && s.queued == 0).await;
+    assert!((10..=12).contains(&limited.delivered), "a second's worth goes: {limited:?}");
+    wait_status(&drains, 2, |s| s.delivered == 200).await;
     shutdown.cancel();
 }

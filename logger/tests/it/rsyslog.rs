@@ -9,10 +9,11 @@ use std::sync::Arc;
 
 use skiff_api::{Drain, LogLine, LogSource};
 use skiff_logger::Buffers;
-use skiff_logger::drain::{Drains, tls_config};
+use skiff_logger::drain::tls_config;
 use skiff_logger::syslog::{Ingest, serve_tcp, tls_acceptor};
 use tokio_util::sync::CancellationToken;
 
+use crate::drains::loopback_drains;
 use crate::{logger, wait_for};
 
 /// An rsyslogd in the foreground with a private configuration and work directory.
@@ -111,7 +112,7 @@ async fn a_skiff_drain_delivers_to_rsyslog() {
     )
     .await;
     let shutdown = CancellationToken::new();
-    let drains = Drains::new(tls_config(None).unwrap(), 100, shutdown.clone());
+    let drains = loopback_drains(tls_config(None).unwrap(), 100, &shutdown);
     let url = format!("syslog://127.0.0.1:{}", rsyslog.port);
     drains.set(vec![Drain { id: 1, url, app: Some("shop".parse().unwrap()), created_at: String::new(), status: None }]);
     let buffers = Buffers::with_drains(100, Some(drains));

@@ -11,7 +11,7 @@ use skiff_logger::shared::{QUEUE, Sharing};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::drains::line;
+use crate::drains::{line, loopback_drains};
 
 fn redis_url() -> String {
     std::env::var("SKIFF_TEST_REDIS_URL").expect(
@@ -51,7 +51,7 @@ async fn replicas_see_each_others_lines_and_a_new_replica_loads_them() {
     let app = format!("shared-{:08x}", rand::random::<u32>());
     // B drains every app's lines to a receiver; lines A took in must not reach it.
     let receiver = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let drains = Drains::new(tls_config(None).unwrap(), 100, shutdown.clone());
+    let drains = loopback_drains(tls_config(None).unwrap(), 100, &shutdown);
     let url = format!("syslog://{}", receiver.local_addr().unwrap());
     drains.set(vec![Drain { id: 1, url, app: None, created_at: String::new(), status: None }]);
     let a = replica(5, None, &shutdown).await;

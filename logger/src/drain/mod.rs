@@ -8,16 +8,29 @@
 //! couple of seconds, and at once when the controller asks (`POST /v2/drains/sync`, after
 //! a drain is added or removed), so that a drain gets every line taken in after
 //! `drains:add` returns.
+//!
+//! An app's drain reaches only addresses the outbound guard allows (checked for every
+//! address its name resolves to, when it connects), and sends at most so many lines a
+//! second. A drain that delivers into this logger's own syslog port (a platform drain, or
+//! one the operator allowed there) is recognised by its connection and not taken in
+//! again, so no line goes round.
+//!
+//! Layout: [`tls`] (trusted servers, refusals explained).
 
-use std::collections::HashMap;
+mod tls;
+
+pub use tls::tls_config;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use skiff_api::{Drain, DrainProtocol, DrainStatus, DrainTarget, LogLine, LogSource};
+use skiff_api::{Drain, DrainProtocol, DrainStatus, DrainTarget, LogLine, LogSource, OutboundPolicy};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc, watch};
@@ -32,107 +45,18 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How often the set of drains is read from the controller.
 const FOLLOW_INTERVAL: Duration = Duration::from_secs(2);
 
-/// Reads trusted roots for TLS drains: the system's, plus the PEM certificates in
-/// `extra_ca` (for drains behind a private CA). A drain that presents one of the `extra_ca`
-/// certificates itself is trusted too, even when that certificate is marked as a CA (as
-/// `openssl req -x509` makes self-signed ones), which the usual checks refuse.
-///
-/// # Errors
-/// When `extra_ca` cannot be read or holds no certificate.
-pub fn tls_config(extra_ca: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>, String> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject as _;
-    let mut roots = rustls::RootCertStore::empty();
-    let system = rustls_native_certs::load_native_certs();
-    roots.add_parsable_certificates(system.certs);
-    let mut pinned = Vec::new();
-    if let Some(path) = extra_ca {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-            .and_then(Iterator::collect)
-            .map_err(|e| format!("cannot read CA certificates from {}: {e}", path.display()))?;
-        if certs.is_empty() {
-            return Err(format!("{} holds no PEM certificate", path.display()));
-        }
-        roots.add_parsable_certificates(certs.iter().cloned());
-        pinned = certs;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .map_err(|e| format!("no usable trusted certificate: {e}"))?;
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(TrustedOrPinned { webpki, pinned }))
-        .with_no_client_auth();
-    Ok(Arc::new(config))
-}
-
-/// The usual certificate checks, and besides them: a drain that presents, as its own
-/// certificate, exactly one the operator trusts (`SKIFF_LOGGER_DRAIN_CA`) is trusted.
-/// The handshake's signatures are checked the usual way either way.
-#[derive(Debug)]
-struct TrustedOrPinned {
-    webpki: Arc<rustls::client::WebPkiServerVerifier>,
-    pinned: Vec<rustls::pki_types::CertificateDer<'static>>,
-}
-
-impl rustls::client::danger::ServerCertVerifier for TrustedOrPinned {
-    fn verify_server_cert(
-        &self,
-        end_entity: &rustls::pki_types::CertificateDer<'_>,
-        intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        server_name: &rustls::pki_types::ServerName<'_>,
-        ocsp_response: &[u8],
-        now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        match self.webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
-            Err(_) if self.pinned.iter().any(|pinned| pinned.as_ref() == end_entity.as_ref()) => {
-                Ok(rustls::client::danger::ServerCertVerified::assertion())
-            }
-            checked => checked,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        signature: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls12_signature(message, cert, signature)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        signature: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls13_signature(message, cert, signature)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.webpki.supported_verify_schemes()
-    }
-}
-
-/// A failed TLS handshake with a drain, in words an operator can act on.
-fn handshake_failure(error: &std::io::Error) -> String {
-    use rustls::{CertificateError, Error};
-    let trust = "; trust its CA, or the drain's own certificate, with SKIFF_LOGGER_DRAIN_CA";
-    let Some(Error::InvalidCertificate(refused)) = error.get_ref().and_then(|e| e.downcast_ref::<Error>()) else {
-        return format!("TLS handshake failed: {error}");
-    };
-    match refused {
-        CertificateError::UnknownIssuer => format!("the drain's certificate is not signed by a trusted CA{trust}"),
-        // webpki's CaUsedAsEndEntity reaches rustls as an `Other` error.
-        CertificateError::Other(other) if other.to_string().contains("CaUsedAsEndEntity") => {
-            format!("the drain presents a CA certificate as its own (a self-signed one made as a CA){trust}")
-        }
-        refused => format!("the drain's certificate is refused: {refused}"),
-    }
+/// How drains deliver.
+#[derive(Debug, Clone)]
+pub struct DrainOptions {
+    /// TLS client settings ([`tls_config`]).
+    pub tls: Arc<rustls::ClientConfig>,
+    /// Lines a drain may queue while it is slow or down.
+    pub queue_capacity: usize,
+    /// Which addresses an app's drains may reach; platform drains may reach any.
+    pub outbound: OutboundPolicy,
+    /// Lines a second an app's drain may send (bursts up to a second's worth); platform
+    /// drains are not limited.
+    pub lines_per_second: u32,
 }
 
 /// One running drain.
@@ -141,6 +65,57 @@ struct Running {
     queue: mpsc::Sender<LogLine>,
     counters: Arc<Counters>,
     stop: CancellationToken,
+    /// An app drain's rate limit.
+    limit: Option<Mutex<Bucket>>,
+}
+
+/// A token bucket: `rate` lines a second, at most a second's worth saved up.
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+    rate: f64,
+}
+
+impl Bucket {
+    fn new(rate: u32) -> Self {
+        let rate = f64::from(rate.max(1));
+        Self { tokens: rate, last: Instant::now(), rate }
+    }
+
+    /// Whether one more line may go now.
+    fn take(&mut self, now: Instant) -> bool {
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.rate);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The local addresses of this logger's own drain connections: a syslog connection coming
+/// from one of them is a drain delivering into this logger.
+#[derive(Debug, Default)]
+struct OwnConnections(Mutex<HashSet<SocketAddr>>);
+
+impl OwnConnections {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<SocketAddr>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Keeps a connection's local address in [`OwnConnections`] while the connection lives.
+struct Registered {
+    address: SocketAddr,
+    own: Arc<OwnConnections>,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.own.lock().remove(&self.address);
+    }
 }
 
 #[derive(Default)]
@@ -159,8 +134,8 @@ impl Counters {
 /// The drains the logger forwards to.
 pub struct Drains {
     running: RwLock<HashMap<i64, Running>>,
-    tls: Arc<rustls::ClientConfig>,
-    queue_capacity: usize,
+    options: DrainOptions,
+    own: Arc<OwnConnections>,
     shutdown: CancellationToken,
     /// Reads of the controller's drains asked for so far.
     asked: AtomicU64,
@@ -172,18 +147,18 @@ pub struct Drains {
 
 impl std::fmt::Debug for Drains {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Drains").field("queue_capacity", &self.queue_capacity).finish_non_exhaustive()
+        f.debug_struct("Drains").field("options", &self.options).finish_non_exhaustive()
     }
 }
 
 impl Drains {
-    /// No drains yet; each added drain queues at most `queue_capacity` lines. Deliveries
-    /// stop at `shutdown`.
-    pub fn new(tls: Arc<rustls::ClientConfig>, queue_capacity: usize, shutdown: CancellationToken) -> Arc<Self> {
+    /// No drains yet. Deliveries stop at `shutdown`.
+    pub fn new(options: DrainOptions, shutdown: CancellationToken) -> Arc<Self> {
+        let options = DrainOptions { queue_capacity: options.queue_capacity.max(1), ..options };
         Arc::new(Self {
             running: RwLock::new(HashMap::new()),
-            tls,
-            queue_capacity: queue_capacity.max(1),
+            options,
+            own: Arc::default(),
             shutdown,
             asked: AtomicU64::new(0),
             ask: Notify::new(),
@@ -200,17 +175,29 @@ impl Drains {
         matches!(tokio::time::timeout(limit, applied.wait_for(|done| *done >= ticket)).await, Ok(Ok(_)))
     }
 
-    /// Queues a line for every drain that wants it; never waits.
+    /// Queues a line for every drain that wants it; never waits. A line over an app
+    /// drain's rate, or that finds its queue full, is dropped and counted.
     pub fn offer(&self, line: &LogLine) {
         let running = self.running.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
         for drain in running.values() {
             if drain.drain.app.as_ref().is_some_and(|app| *app != line.app) {
                 continue;
             }
-            if drain.queue.try_send(line.clone()).is_err() {
+            let within_rate = drain
+                .limit
+                .as_ref()
+                .is_none_or(|bucket| bucket.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take(now));
+            if !within_rate || drain.queue.try_send(line.clone()).is_err() {
                 drain.counters.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Whether a connection from `peer` is one of this logger's own drains delivering
+    /// into it.
+    pub fn is_own(&self, peer: SocketAddr) -> bool {
+        self.own.lock().contains(&peer)
     }
 
     /// Makes `wanted` the set of drains: new ones start, missing ones stop (dropping what
@@ -235,13 +222,22 @@ impl Drains {
                     continue;
                 }
             };
-            let (queue, lines) = mpsc::channel(self.queue_capacity);
+            let (queue, lines) = mpsc::channel(self.options.queue_capacity);
             let counters = Arc::new(Counters::default());
             let stop = self.shutdown.child_token();
-            let delivery = Delivery { target, tls: self.tls.clone(), counters: counters.clone() };
+            // Platform drains, set by admins, may point anywhere and are not limited.
+            let app_drain = drain.app.is_some();
+            let delivery = Delivery {
+                target,
+                tls: self.options.tls.clone(),
+                counters: counters.clone(),
+                guard: app_drain.then(|| self.options.outbound.clone()),
+                own: self.own.clone(),
+            };
             tokio::spawn(delivery.run(lines, stop.clone()));
             tracing::info!(id = drain.id, url = %drain.url, "logger.drain.start");
-            running.insert(drain.id, Running { drain, queue, counters, stop });
+            let limit = app_drain.then(|| Mutex::new(Bucket::new(self.options.lines_per_second)));
+            running.insert(drain.id, Running { drain, queue, counters, stop, limit });
         }
     }
 
@@ -309,10 +305,19 @@ enum Connection {
     Http(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
 }
 
+/// A connection to a drain, known as this logger's own while it is open.
+struct Open {
+    connection: Connection,
+    _own: Registered,
+}
+
 struct Delivery {
     target: DrainTarget,
     tls: Arc<rustls::ClientConfig>,
     counters: Arc<Counters>,
+    /// The outbound guard, for an app's drain.
+    guard: Option<OutboundPolicy>,
+    own: Arc<OwnConnections>,
 }
 
 impl Delivery {
@@ -363,12 +368,12 @@ impl Delivery {
         }
     }
 
-    async fn send(&self, connection: &mut Option<Connection>, batch: &[LogLine]) -> Result<(), String> {
-        if connection.is_none() {
-            *connection = Some(self.connect().await?);
+    async fn send(&self, open: &mut Option<Open>, batch: &[LogLine]) -> Result<(), String> {
+        if open.is_none() {
+            *open = Some(self.connect().await?);
         }
         let frames: String = batch.iter().map(frame).collect();
-        match connection.as_mut().expect("connected above") {
+        match &mut open.as_mut().expect("connected above").connection {
             Connection::Syslog(stream) => {
                 stream.write_all(frames.as_bytes()).await.map_err(|e| format!("write failed: {e}"))?;
                 stream.flush().await.map_err(|e| format!("write failed: {e}"))
@@ -399,13 +404,46 @@ impl Delivery {
         }
     }
 
-    async fn connect(&self) -> Result<Connection, String> {
-        let address = (self.target.host.as_str(), self.target.port);
-        let tcp = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(address))
+    /// The addresses this drain may connect to: every address its name resolves to now,
+    /// less those the outbound guard refuses (so a name that changes what it resolves to
+    /// is checked again at each connection).
+    async fn addresses(&self) -> Result<Vec<SocketAddr>, String> {
+        let resolved: Vec<SocketAddr> = tokio::net::lookup_host((self.target.host.as_str(), self.target.port))
+            .await
+            .map_err(|e| format!("cannot resolve {}: {e}", self.target.host))?
+            .collect();
+        let Some(guard) = &self.guard else { return Ok(resolved) };
+        let mut refusals = Vec::new();
+        let allowed: Vec<SocketAddr> = resolved
+            .into_iter()
+            .filter(|address| match guard.refusal(address.ip()) {
+                Some(why) => {
+                    refusals.push(format!("{} is {why}", address.ip()));
+                    false
+                }
+                None => true,
+            })
+            .collect();
+        if allowed.is_empty() {
+            return Err(format!(
+                "refused: {} ({}); the operator can allow a network with SKIFF_OUTBOUND_ALLOW",
+                self.target.host,
+                refusals.join(", ")
+            ));
+        }
+        Ok(allowed)
+    }
+
+    async fn connect(&self) -> Result<Open, String> {
+        let addresses = self.addresses().await?;
+        let tcp = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(addresses.as_slice()))
             .await
             .map_err(|_| "connect timed out".to_owned())?
             .map_err(|e| format!("cannot connect: {e}"))?;
         let _ = tcp.set_nodelay(true);
+        let local = tcp.local_addr().map_err(|e| format!("cannot connect: {e}"))?;
+        self.own.lock().insert(local);
+        let registered = Registered { address: local, own: self.own.clone() };
         let stream: Box<dyn Stream> = if self.target.protocol.tls() {
             let name = rustls::pki_types::ServerName::try_from(self.target.host.clone())
                 .map_err(|e| format!("not a TLS server name: {e}"))?;
@@ -413,13 +451,15 @@ impl Delivery {
             let tls = tokio::time::timeout(IO_TIMEOUT, connector.connect(name, tcp))
                 .await
                 .map_err(|_| "TLS handshake timed out".to_owned())?
-                .map_err(|e| handshake_failure(&e))?;
+                .map_err(|e| tls::handshake_failure(&e))?;
             Box::new(tls)
         } else {
             Box::new(tcp)
         };
         match self.target.protocol {
-            DrainProtocol::Syslog | DrainProtocol::SyslogTls => Ok(Connection::Syslog(stream)),
+            DrainProtocol::Syslog | DrainProtocol::SyslogTls => {
+                Ok(Open { connection: Connection::Syslog(stream), _own: registered })
+            }
             DrainProtocol::Http | DrainProtocol::Https => {
                 let (sender, driver) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
                     .await
@@ -429,7 +469,7 @@ impl Delivery {
                         tracing::debug!(%error, "logger.drain.http.closed");
                     }
                 });
-                Ok(Connection::Http(sender))
+                Ok(Open { connection: Connection::Http(sender), _own: registered })
             }
         }
     }
