@@ -55,8 +55,8 @@ async fn platform_with_mallory() -> (Platform, PathBuf, PathBuf, PathBuf) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tenants_drains_reach_neither_the_platform_nor_the_networks_around_it() {
-    let (mut platform, _, _, _) = platform_with_mallory().await;
+async fn a_tenant_aims_neither_drains_inside_the_platform_nor_domains_at_others_names() {
+    let (mut platform, repo, _, _) = platform_with_mallory().await;
     let home = platform.dir.path().to_owned();
     let syslog = platform.addresses.syslog.unwrap().port();
     let attacks = [
@@ -76,6 +76,24 @@ async fn a_tenants_drains_reach_neither_the_platform_nor_the_networks_around_it(
         assert!(status == 1 && err.contains("drains may not reach"), "{url}: {err}");
     }
     assert_eq!(platform.cli_as("mallory", &home, &["drains", "-a", "evil", "--json"]).await.1.trim(), "[]");
+    // Domains: another owner's names, wildcards over them, IP literals, the platform's own.
+    platform.cli_ok(&repo, &["domains:add", "www.victim.test"]).await;
+    platform.cli_ok(&repo, &["domains:add", "*.shop.victim.test"]).await;
+    let taken = [
+        ("*.victim.test", "already in use by another app"),
+        ("www.victim.test", "already in use"),
+        ("a.shop.victim.test", "already in use by another app"),
+        ("*.b.shop.victim.test", "already in use by another app"),
+        ("127.0.0.1", "is an IP address"),
+        ("*.localhost", "belong to apps by name"),
+    ];
+    for (domain, answer) in taken {
+        let (status, _, err) = platform.cli_as("mallory", &home, &["domains:add", "-a", "evil", domain]).await;
+        assert!(status == 1 && err.contains(answer), "{domain}: {err}");
+    }
+    let (status, out, err) = platform.cli_as("mallory", &home, &["domains:add", "-a", "evil", "www.evil.test"]).await;
+    assert_eq!(status, 0, "a name nobody holds is free: {out}{err}");
+
     // An admin's platform-wide drain may point anywhere.
     let out = platform.cli_ok(&home, &["drains:add", "--platform", &format!("syslog://127.0.0.1:{syslog}")]).await;
     assert!(out.contains("every app's logs"), "{out}");
