@@ -45,6 +45,10 @@ pub struct Config {
     pub allowed_registries: Vec<String>,
     /// Which addresses URLs given by tenants (app drains) may reach.
     pub outbound: skiff_api::OutboundPolicy,
+    /// Memory of an app container whose app set none, in MiB.
+    pub default_memory_mb: u64,
+    /// The most memory an app may ask for, in MiB.
+    pub max_memory_mb: u64,
     /// Logger HTTP API base URL, e.g. `http://127.0.0.1:7702`.
     pub logger_url: String,
     /// Where apps answer: `http://<app>.<domain>:<router port>`.
@@ -72,6 +76,13 @@ impl Config {
     /// An app's public URL.
     pub fn app_url(&self, app: &str) -> String {
         format!("http://{app}.{}:{}", self.domain, self.router_port)
+    }
+
+    /// A container's limits: what its app asked for, the operator's default memory where
+    /// it asked for none, and never more memory than the operator's most.
+    pub fn container_limits(&self, asked: skiff_api::Limits) -> skiff_api::Limits {
+        let memory = asked.memory_mb.unwrap_or(self.default_memory_mb).min(self.max_memory_mb);
+        skiff_api::Limits { memory_mb: Some(memory), ..asked }
     }
 
     /// An app's git URL.

@@ -1215,8 +1215,11 @@ async fn limits_change(
 ) -> Result<Json<BTreeMap<ProcessType, Limits>>, ApiError> {
     let app = c.app_for(&user, &app).await?;
     let check = |limits: &Limits| {
-        if limits.memory_mb.is_some_and(|mb| !(4..=1 << 20).contains(&mb)) {
-            return Err(ApiError::BadRequest("memory must be between 4 MiB and 1 TiB".into()));
+        let most = c.config.max_memory_mb;
+        if limits.memory_mb.is_some_and(|mb| !(4..=most).contains(&mb)) {
+            return Err(ApiError::BadRequest(format!(
+                "memory must be between 4 MiB and {most} MiB (this platform's most)"
+            )));
         }
         if limits.cpu.is_some_and(|cpu| !(0.01..=256.0).contains(&cpu)) {
             return Err(ApiError::BadRequest("cpu must be between 0.01 and 256 cores".into()));
@@ -1288,7 +1291,7 @@ async fn run_one_off(
         image: pull_reference(&c.config.registry_host, &release.image),
         command: body.command.clone(),
         env: release_env(&release, "run"),
-        limits: Limits::default(),
+        limits: c.config.container_limits(Limits::default()),
     };
     c.events.emit(&app.name, &format!("Running `{}` for {}", body.command, user.username)).await;
     let (sender, receiver) = tokio::sync::mpsc::channel(64);

@@ -161,6 +161,23 @@ pub struct Settings {
     /// and router without an engine).
     #[arg(long, env = "SKIFF_RUNTIME", value_enum, default_value = "docker")]
     pub runtime: Runtime,
+    /// The Docker network app containers sit on; Skiff makes it, with inter-container
+    /// traffic off, when it does not exist, so that containers of different apps cannot
+    /// reach each other.
+    #[arg(long, env = "SKIFF_DOCKER_NETWORK", default_value = "skiff-apps")]
+    pub docker_network: String,
+    /// Memory of an app container whose app set none with `limits:set`, in MiB.
+    #[arg(long, env = "SKIFF_DEFAULT_MEMORY", default_value_t = 512)]
+    pub default_memory: u64,
+    /// The most memory an app may ask for with `limits:set`, in MiB.
+    #[arg(long, env = "SKIFF_MAX_MEMORY", default_value_t = 8192)]
+    pub max_memory: u64,
+    /// The most processes (and threads) an app container may run.
+    #[arg(long, env = "SKIFF_DEFAULT_PIDS", default_value_t = 512)]
+    pub default_pids: i64,
+    /// Each app container's CPU weight against the others (1024 is Docker's default).
+    #[arg(long, env = "SKIFF_DEFAULT_CPU_SHARES", default_value_t = 1024)]
+    pub default_cpu_shares: i64,
     /// Seconds between reconcile passes when nothing changes.
     #[arg(long, env = "SKIFF_RECONCILE_INTERVAL", default_value_t = 10)]
     pub reconcile_interval: u64,
@@ -478,6 +495,8 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
             registry_host,
             allowed_registries: settings.allowed_registries.clone(),
             outbound: settings.outbound_allow.clone(),
+            default_memory_mb: settings.default_memory,
+            max_memory_mb: settings.max_memory,
             logger_url,
             domain: settings.domain.clone(),
             router_port: addresses.router.unwrap_or(settings.router_listen).port(),
@@ -494,12 +513,21 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
             .context("cannot open the database (SKIFF_DATABASE_URL)")?;
         let runtime: Arc<dyn skiff_controller::scheduler::ContainerRuntime> = match settings.runtime {
             Runtime::Docker => Arc::new(
-                skiff_controller::scheduler::DockerRuntime::connect(&platform, &config.registry_host, &token)
-                    .await
-                    .context(
-                        "the controller cannot reach the Docker engine \
+                skiff_controller::scheduler::DockerRuntime::connect(
+                    &platform,
+                    &config.registry_host,
+                    &token,
+                    skiff_controller::scheduler::Confinement {
+                        network: settings.docker_network.clone(),
+                        pids: settings.default_pids,
+                        cpu_shares: settings.default_cpu_shares,
+                    },
+                )
+                .await
+                .context(
+                    "the controller cannot reach the Docker engine \
                          (is dockerd running? is /var/run/docker.sock readable?)",
-                    )?,
+                )?,
             ),
             Runtime::Memory => Arc::new(skiff_controller::scheduler::MemoryRuntime::new()),
         };

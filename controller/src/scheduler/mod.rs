@@ -24,4 +24,4 @@ pub mod runtime;
 pub use memory::MemoryRuntime;
 pub use plan::{Desired, Observed, Step, plan};
 pub use reconcile::Scheduler;
-pub use runtime::{ContainerRuntime, DockerRuntime, RuntimeError, StartSpec};
+pub use runtime::{Confinement, ContainerRuntime, DockerRuntime, RuntimeError, StartSpec};

@@ -268,7 +268,7 @@ impl Scheduler {
                         image: image.clone(),
                         command: command.clone(),
                         env,
-                        limits: limits.get(process).copied().unwrap_or_default(),
+                        limits: self.config.container_limits(limits.get(process).copied().unwrap_or_default()),
                     },
                     quantity,
                     check: Check::of(process.as_str(), checks.get(process)),
@@ -401,11 +401,7 @@ impl Scheduler {
                 // The hold counted the crash when it let this step through.
                 let outcome = if reason == EXITED {
                     let (crashes, pause) = self.hold().crashes(&app, &process, self.config.reconcile_interval);
-                    let status = self.runtime.exit_code(&id).await?;
-                    let what = status.map_or_else(
-                        || format!("{process} exited"),
-                        |code| format!("{process} exited with status {code}"),
-                    );
+                    let what = self.exit_reason(&id, &process).await?;
                     self.db.record_crash(&app, &process, release, &what, crashes, pause).await?;
                     crash_outcome(crashes, pause)
                 } else {
@@ -425,6 +421,17 @@ impl Scheduler {
         Ok(self.runtime.remove(id).await?)
     }
 
+    /// Why a container stopped: killed for memory, or its exit status.
+    async fn exit_reason(&self, id: &str, process: &str) -> Result<String, ReconcileError> {
+        if self.runtime.out_of_memory(id).await? {
+            return Ok(format!("{process} was killed for using more than its memory limit"));
+        }
+        Ok(match self.runtime.exit_code(id).await? {
+            Some(code) => format!("{process} exited with status {code}"),
+            None => format!("{process} exited"),
+        })
+    }
+
     fn hold(&self) -> std::sync::MutexGuard<'_, Hold> {
         self.hold.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -442,13 +449,15 @@ impl Scheduler {
         let settle = tokio::time::Instant::now() + Duration::from_secs(1);
         let address = container.host_port.map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
         loop {
-            if let Some(code) = self.runtime.exit_code(&container.id).await? {
+            if self.runtime.exit_code(&container.id).await?.is_some() {
+                let reason = self.exit_reason(&container.id, &container.process).await?;
                 // 126 and 127 are the shell's "cannot run" and "not found".
-                let hint = match code {
-                    126 | 127 => " (its command is not in the image: is the stack the right one?)",
-                    _ => "",
+                let hint = if reason.ends_with("status 126") || reason.ends_with("status 127") {
+                    " (its command is not in the image: is the stack the right one?)"
+                } else {
+                    ""
                 };
-                return Ok(Err(format!("{} exited with status {code} while starting{hint}", container.process)));
+                return Ok(Err(format!("{reason} while starting{hint}")));
             }
             let ready = match check {
                 Check::Running => tokio::time::Instant::now() >= settle,

@@ -3,6 +3,11 @@
 //! Containers carry the labels `skiff.app`, `skiff.release` and `skiff.process`; the
 //! runtime finds Skiff's containers by them, so the controller keeps no container state
 //! of its own and a restarted controller picks up where it left off.
+//!
+//! Every app container, one-offs included, is confined: it sits on the platform's Docker
+//! network, on which containers cannot reach each other (the routers reach them through
+//! their ports published on 127.0.0.1), runs without `NET_RAW` and with
+//! `no-new-privileges`, and has the operator's process and CPU-share limits.
 
 use std::collections::HashMap;
 
@@ -10,7 +15,7 @@ use async_trait::async_trait;
 use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::container::LogOutput;
-use bollard::models::{ContainerCreateBody, ContainerSummaryStateEnum, HostConfig, PortBinding};
+use bollard::models::{ContainerCreateBody, ContainerSummaryStateEnum, HostConfig, NetworkCreateRequest, PortBinding};
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
     StopContainerOptions,
@@ -36,6 +41,11 @@ pub enum RuntimeError {
     NoPort(String),
     #[error("in-process container: {0}")]
     Memory(#[from] std::io::Error),
+    #[error(
+        "the Docker network `{0}` lets containers reach each other; remove it (Skiff makes it anew with \
+         inter-container traffic off) or name another with SKIFF_DOCKER_NETWORK"
+    )]
+    OpenNetwork(String),
 }
 
 /// What to start.
@@ -88,8 +98,24 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     ) -> Result<i64, RuntimeError>;
     /// The exit status of a container that stopped; `None` while it runs.
     async fn exit_code(&self, id: &str) -> Result<Option<i64>, RuntimeError>;
+    /// Whether a stopped container was killed for using more than its memory limit.
+    async fn out_of_memory(&self, _id: &str) -> Result<bool, RuntimeError> {
+        Ok(false)
+    }
     /// Stops (gracefully, then by force) and removes a container; absent is fine.
     async fn remove(&self, id: &str) -> Result<(), RuntimeError>;
+}
+
+/// How every app container is confined, whatever its app asks for.
+#[derive(Debug, Clone)]
+pub struct Confinement {
+    /// The Docker network app containers sit on; made (with inter-container traffic
+    /// off) when it does not exist.
+    pub network: String,
+    /// The most processes (and threads) a container may run.
+    pub pids: i64,
+    /// Each container's CPU weight against the others (Docker's default is 1024).
+    pub cpu_shares: i64,
 }
 
 /// The local Docker engine, through bollard.
@@ -102,15 +128,21 @@ pub struct DockerRuntime {
     platform: String,
     /// Credentials the engine presents to Skiff's registry.
     registry_credentials: DockerCredentials,
+    confinement: Confinement,
 }
 
 impl DockerRuntime {
     /// Connects to the local engine and negotiates the API version (engines down to API
-    /// 1.41 work).
+    /// 1.41 work), and makes the confinement's network if it does not exist.
     ///
     /// # Errors
-    /// When the engine is unreachable.
-    pub async fn connect(platform: &str, registry_host: &str, service_token: &str) -> Result<Self, RuntimeError> {
+    /// When the engine is unreachable, or the network lets containers reach each other.
+    pub async fn connect(
+        platform: &str,
+        registry_host: &str,
+        service_token: &str,
+        confinement: Confinement,
+    ) -> Result<Self, RuntimeError> {
         let docker = Docker::connect_with_local_defaults()?.negotiate_version().await?;
         let registry_credentials = DockerCredentials {
             username: Some("skiff".into()),
@@ -118,7 +150,23 @@ impl DockerRuntime {
             serveraddress: Some(registry_host.into()),
             ..Default::default()
         };
-        Ok(Self { docker, platform: platform.to_owned(), registry_credentials })
+        ensure_network(&docker, &confinement.network).await?;
+        Ok(Self { docker, platform: platform.to_owned(), registry_credentials, confinement })
+    }
+
+    /// What every container's host settings start from: its network, no `NET_RAW`, no
+    /// new privileges, the process and CPU-share limits, and an init process as PID 1
+    /// (it forwards SIGTERM, so apps that never installed a handler still stop promptly).
+    fn confined(&self) -> HostConfig {
+        HostConfig {
+            network_mode: Some(self.confinement.network.clone()),
+            cap_drop: Some(vec!["NET_RAW".into()]),
+            security_opt: Some(vec!["no-new-privileges".into()]),
+            pids_limit: Some(self.confinement.pids),
+            cpu_shares: Some(self.confinement.cpu_shares),
+            init: Some(true),
+            ..Default::default()
+        }
     }
 
     /// Pulls an image (a no-op when the engine has it). The platform's credentials go
@@ -156,6 +204,33 @@ impl DockerRuntime {
             _ => (image.to_owned(), "latest".to_owned()),
         }
     }
+}
+
+/// Makes the network app containers sit on, with inter-container traffic off, unless it
+/// exists; refuses one that lets containers reach each other.
+async fn ensure_network(docker: &Docker, name: &str) -> Result<(), RuntimeError> {
+    const ICC: &str = "com.docker.network.bridge.enable_icc";
+    // Engines before API 1.44 make a second network of the same name when asked twice:
+    // platforms in this process make it one at a time.
+    static MAKING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _alone = MAKING.lock().await;
+    let inspected = match docker.inspect_network(name, None).await {
+        Ok(inspected) => inspected,
+        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
+            let create = NetworkCreateRequest {
+                name: name.to_owned(),
+                driver: Some("bridge".into()),
+                options: Some(HashMap::from([(ICC.to_owned(), "false".to_owned())])),
+                labels: Some(HashMap::from([("skiff.network".to_owned(), "apps".to_owned())])),
+                ..Default::default()
+            };
+            docker.create_network(create).await?;
+            docker.inspect_network(name, None).await?
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let isolated = inspected.options.is_some_and(|options| options.get(ICC).is_some_and(|v| v == "false"));
+    if isolated { Ok(()) } else { Err(RuntimeError::OpenNetwork(name.to_owned())) }
 }
 
 /// A container as its labels describe it.
@@ -240,14 +315,11 @@ impl ContainerRuntime for DockerRuntime {
             env: Some(env),
             labels: Some(labels.clone()),
             exposed_ports: web.then(|| vec![port_key.clone()]),
-            // An init process as PID 1 forwards SIGTERM, so apps that never installed a
-            // handler still stop promptly instead of waiting for the kill.
             host_config: Some(HostConfig {
                 port_bindings: web.then_some(bindings),
                 memory: spec.limits.memory_mb.map(|mb| (mb as i64) << 20),
                 nano_cpus: spec.limits.cpu.map(|cores| (cores * 1e9) as i64),
-                init: Some(true),
-                ..Default::default()
+                ..self.confined()
             }),
             ..Default::default()
         };
@@ -295,7 +367,11 @@ impl ContainerRuntime for DockerRuntime {
             entrypoint: Some(Vec::new()),
             env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             labels: Some(labels),
-            host_config: Some(HostConfig { init: Some(true), ..Default::default() }),
+            host_config: Some(HostConfig {
+                memory: spec.limits.memory_mb.map(|mb| (mb as i64) << 20),
+                nano_cpus: spec.limits.cpu.map(|cores| (cores * 1e9) as i64),
+                ..self.confined()
+            }),
             ..Default::default()
         };
         let name = format!("skiff-{}-run-{:06x}", spec.app, rand::random::<u32>() & 0xff_ffff);
@@ -345,6 +421,11 @@ impl ContainerRuntime for DockerRuntime {
             Some(state) => Some(state.exit_code.unwrap_or(-1)),
             None => Some(-1),
         })
+    }
+
+    async fn out_of_memory(&self, id: &str) -> Result<bool, RuntimeError> {
+        let state = self.docker.inspect_container(id, None).await?.state;
+        Ok(state.and_then(|s| s.oom_killed).unwrap_or(false))
     }
 
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {

@@ -32,6 +32,8 @@ fn config(drain_period: Duration) -> Arc<Config> {
         registry_host: "127.0.0.1:9".into(),
         allowed_registries: Vec::new(),
         outbound: Default::default(),
+        default_memory_mb: 512,
+        max_memory_mb: 8192,
         logger_url: "http://127.0.0.1:9".into(),
         domain: "localhost".into(),
         router_port: 8080,

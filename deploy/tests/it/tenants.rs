@@ -173,5 +173,70 @@ async fn a_tenant_cannot_build_from_or_deploy_another_tenants_image() {
     let own_image = format!("{registry}/evil@{}", own_digest.trim());
     let (status, out, err) = platform.cli_as("mallory", &home, &["deploy", "-a", "evil", "--image", &own_image]).await;
     assert_eq!(status, 0, "{out}{err}");
+
+    // From inside his own container, the victim's container is out of reach: access
+    // rules, maintenance mode and HTTPS-only cannot be bypassed by going around the router.
+    let victim_ip = container_address(&platform, "victim");
+    let probe = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {victim_ip} 5000; echo probe done");
+    let (status, out, err) = platform.cli_as("mallory", &home, &["run", "-a", "evil", &probe]).await;
+    assert!(status == 0 && out.contains("probe done"), "{out}{err}");
+    assert!(!out.contains("HTTP/1."), "the victim's container answered mallory's: {out}");
+    // And it runs confined: no raw sockets, no new privileges, the default limits.
+    let confinement = "grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; \
+        cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null \
+        || cat /sys/fs/cgroup/pids.max /sys/fs/cgroup/memory.max";
+    let (status, out, err) = platform.cli_as("mallory", &home, &["run", "-a", "evil", confinement]).await;
+    assert_eq!(status, 0, "{out}{err}");
+    let effective = out.lines().find_map(|l| l.strip_prefix("CapEff:")).expect("capabilities listed").trim();
+    let effective = u64::from_str_radix(effective, 16).unwrap();
+    assert_eq!(effective & (1 << 13), 0, "no NET_RAW: {out}");
+    assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+    assert!(out.contains("\n512\n") && out.contains("536870912"), "512 processes and 512 MiB by default: {out}");
+    platform.stop().await;
+}
+
+/// The address on the apps' network of `app`'s running web container.
+fn container_address(platform: &Platform, app: &str) -> String {
+    let listed = Command::new("docker")
+        .args(["ps", "-q", "--filter", &format!("label=skiff.app={app}")])
+        .args([
+            "--filter",
+            &format!("label=skiff.platform={}", platform.platform_id),
+            "--filter",
+            "label=skiff.process=web",
+        ])
+        .output()
+        .unwrap();
+    let id = String::from_utf8_lossy(&listed.stdout).lines().next().expect("a running web container").to_owned();
+    let inspect = Command::new("docker")
+        .args(["inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", &id])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&inspect.stdout).trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_over_its_memory_is_killed_and_says_so() {
+    let (mut platform, repo, key) = Platform::with_example("hungry").await;
+    std::fs::write(
+        repo.join("Procfile"),
+        "web: exec httpd -f -p \"$PORT\" -h /app/public\nworker: awk 'BEGIN { s = \"x\"; while (1) s = s s }'\n",
+    )
+    .unwrap();
+    let (ok, out) = platform.git(&repo, &key, &["commit", "-qam", "a hungry worker"]);
+    assert!(ok, "{out}");
+    let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
+    assert!(pushed, "{out}");
+    platform.cli_ok(&repo, &["limits:set", "worker", "memory=16m"]).await;
+    platform.cli_ok(&repo, &["ps:scale", "worker=1"]).await;
+    let killed = crate::harness::eventually(std::time::Duration::from_secs(60), || async {
+        let ps = platform.cli_ok(&repo, &["ps"]).await;
+        ps.contains("crashed: worker was killed for using more than its memory limit").then_some(ps)
+    });
+    assert!(killed.await.is_some(), "{}", platform.cli_ok(&repo, &["ps"]).await);
+    let events = platform.cli_ok(&repo, &["events", "-n", "50"]).await;
+    assert!(events.contains("worker was killed for using more than its memory limit"), "{events}");
+    let (status, _, err) = platform.cli(&repo, &["limits:set", "worker", "memory=9000m"]).await;
+    assert!(status == 1 && err.contains("this platform's most"), "{err}");
     platform.stop().await;
 }
