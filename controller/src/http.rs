@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
@@ -21,7 +21,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{CurrentUser, MaybeUser, Service, hash_password, new_token, token_hash, verify_password};
+use crate::auth::{
+    ClientAddress, CurrentUser, MaybeUser, Service, hash_password, new_token, token_hash, verify_password,
+};
 use crate::config::{Config, Registration};
 use crate::coordination::Coordination;
 use crate::db::SettingsKind;
@@ -33,6 +35,7 @@ use crate::scheduler::ContainerRuntime;
 use crate::scheduler::StartSpec;
 use crate::scheduler::reconcile::{default_quantity, pull_reference, release_env};
 use crate::stacks;
+use crate::throttle::{Attempt, LoginThrottle};
 use skiff_api::{Healthcheck, Limits, ProcessType, SettingsChange};
 use std::collections::BTreeMap;
 
@@ -64,6 +67,8 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     Unavailable(String),
+    #[error("too many failed sign-ins; try again in {} s", .0.as_secs())]
+    TooManyAttempts(Duration),
     /// The cause is logged, never returned.
     #[error("internal error")]
     Internal(String),
@@ -84,12 +89,19 @@ impl IntoResponse for ApiError {
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::TooManyAttempts(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
             Self::Internal(cause) => {
                 tracing::error!(%cause, "controller.internal");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
         };
-        (status, Json(ErrorBody { code: code.into(), message: self.to_string() })).into_response()
+        let mut response = (status, Json(ErrorBody { code: code.into(), message: self.to_string() })).into_response();
+        if let Self::TooManyAttempts(wait) = &self
+            && let Ok(seconds) = axum::http::HeaderValue::from_str(&wait.as_secs().to_string())
+        {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds);
+        }
+        response
     }
 }
 
@@ -108,6 +120,8 @@ pub struct Controller {
     pub(crate) events: Arc<Events>,
     /// One-off commands in flight.
     one_offs: TaskTracker,
+    /// Failed sign-ins, for refusing guessers.
+    logins: LoginThrottle,
 }
 
 impl Controller {
@@ -123,7 +137,8 @@ impl Controller {
         let registry = Arc::new(RegistryClient::new(&config.registry_url, "skiff", &config.service_token));
         let http = reqwest::Client::new();
         let one_offs = TaskTracker::new();
-        Arc::new(Self { config, db, runtime, routes, coordination, registry, http, shutdown, events, one_offs })
+        let logins = LoginThrottle::default();
+        Arc::new(Self { config, db, runtime, routes, coordination, registry, http, shutdown, events, one_offs, logins })
     }
 
     /// The release the app runs (or is rolling out): its newest that did not fail.
@@ -271,7 +286,9 @@ pub async fn serve(
     controller: Arc<Controller>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(controller)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+    // Requests carry the client's address, for counting failed sign-ins.
+    let service = router(controller).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
 }
 
 async fn issue_session(controller: &Controller, user: &UserRow) -> Result<Json<Session>, ApiError> {
@@ -333,11 +350,20 @@ async fn revoke_token(
     }
 }
 
-async fn login(State(c): State<Arc<Controller>>, Json(body): Json<Credentials>) -> Result<Json<Session>, ApiError> {
+async fn login(
+    State(c): State<Arc<Controller>>,
+    ClientAddress(address): ClientAddress,
+    Json(body): Json<Credentials>,
+) -> Result<Json<Session>, ApiError> {
+    let attempt = Attempt { username: Some(body.username.as_str()), address };
+    c.logins.check(attempt, Instant::now()).map_err(ApiError::TooManyAttempts)?;
     let user = c.db.user_by_name(&body.username).await?;
     match user {
         Some(user) if verify_password(&body.password, &user.password_hash) => issue_session(&c, &user).await,
-        _ => Err(ApiError::Forbidden("wrong user name or password".into())),
+        _ => {
+            c.logins.failed(attempt, Instant::now());
+            Err(ApiError::Forbidden("wrong user name or password".into()))
+        }
     }
 }
 
@@ -1326,6 +1352,11 @@ async fn hook_registry_access(
     _: Service,
     Json(access): Json<RegistryAccess>,
 ) -> Result<Json<RegistryGrant>, ApiError> {
+    let attempt = Attempt {
+        username: access.username.as_deref(),
+        address: access.client.as_deref().and_then(|a| a.parse().ok()),
+    };
+    c.logins.check(attempt, Instant::now()).map_err(ApiError::TooManyAttempts)?;
     let by_token = c.db.user_by_token(&token_hash(&access.secret)).await?;
     let user = match (by_token, &access.username) {
         (Some(user), Some(name)) if user.username.as_str() == name => Some(user),
@@ -1336,7 +1367,10 @@ async fn hook_registry_access(
         },
         (None, None) => None,
     };
-    let user = user.ok_or(ApiError::Unauthenticated)?;
+    let Some(user) = user else {
+        c.logins.failed(attempt, Instant::now());
+        return Err(ApiError::Unauthenticated);
+    };
     Ok(Json(c.registry_grant(&user, access.repository.as_deref()).await))
 }
 

@@ -16,6 +16,7 @@
 //! - [`routes`]: the router feed, a versioned route table with long-poll reads.
 //! - [`scheduler`]: the reconcile loop over a [`scheduler::ContainerRuntime`].
 //! - [`stacks`]: turning a root filesystem tarball into a stack image in the registry.
+//! - [`throttle`]: failed sign-ins counted per user name and client address.
 
 pub mod access;
 pub mod auth;
@@ -32,6 +33,7 @@ pub mod retention;
 pub mod routes;
 pub mod scheduler;
 pub mod stacks;
+pub mod throttle;
 
 pub use config::Config;
 pub use http::{Controller, serve};

@@ -28,9 +28,17 @@ pub fn secrets_match(a: &str, b: &str) -> bool {
 pub struct Credentials {
     pub username: Option<String>,
     pub secret: String,
+    /// Where they came from, for counting failed sign-ins.
+    pub client: Option<std::net::IpAddr>,
 }
 
 impl Credentials {
+    /// Reads `Authorization: Basic …` or `Authorization: Bearer …` of a request from
+    /// `client`.
+    pub fn from_request(headers: &HeaderMap, client: Option<std::net::IpAddr>) -> Option<Self> {
+        Self::from_headers(headers).map(|credentials| Self { client, ..credentials })
+    }
+
     /// Reads `Authorization: Basic …` or `Authorization: Bearer …`.
     pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
         let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
@@ -38,16 +46,35 @@ impl Credentials {
             let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
             let decoded = String::from_utf8(decoded).ok()?;
             let (user, secret) = decoded.split_once(':')?;
-            return Some(Self { username: Some(user.to_owned()).filter(|u| !u.is_empty()), secret: secret.to_owned() });
+            let username = Some(user.to_owned()).filter(|u| !u.is_empty());
+            return Some(Self { username, secret: secret.to_owned(), client: None });
         }
-        value.strip_prefix("Bearer ").map(|token| Self { username: None, secret: token.trim().to_owned() })
+        value.strip_prefix("Bearer ").map(|token| Self {
+            username: None,
+            secret: token.trim().to_owned(),
+            client: None,
+        })
     }
 }
 
 /// Why an authorizer could not answer.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot check credentials: {0}")]
-pub struct AuthError(pub String);
+pub enum AuthError {
+    #[error("cannot check credentials: {0}")]
+    Unavailable(String),
+    /// Too many failed sign-ins from this user or address lately; wait this long.
+    #[error("too many failed sign-ins; try again in {} s", .0.as_secs())]
+    Throttled(Duration),
+}
+
+impl From<AuthError> for crate::error::OciError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Throttled(wait) => Self::too_many_attempts(wait),
+            AuthError::Unavailable(_) => Self::new(http::StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", e.to_string()),
+        }
+    }
+}
 
 /// Decides what credentials may do in a repository; `Ok(None)` means the credentials
 /// are wrong.
@@ -121,11 +148,15 @@ impl Authorizer for ControllerAuthorizer {
             username: credentials.username.clone(),
             secret: credentials.secret.clone(),
             repository: repo.map(str::to_owned),
+            client: credentials.client.map(|address| address.to_string()),
         };
         let grant = match self.client.registry_access(&access).await {
             Ok(grant) => Some(grant),
             Err(e) if e.status() == Some(skiff_client::StatusCode::UNAUTHORIZED) => None,
-            Err(e) => return Err(AuthError(e.to_string())),
+            Err(skiff_client::ClientError::Api { retry_after: Some(wait), .. }) => {
+                return Err(AuthError::Throttled(wait));
+            }
+            Err(e) => return Err(AuthError::Unavailable(e.to_string())),
         };
         let mut cache = self.cache();
         if cache.len() >= CACHE_LIMIT {
@@ -146,10 +177,13 @@ mod tests {
         headers.insert(header::AUTHORIZATION, "Basic YWRtaW46czNjcmV0".parse().unwrap());
         assert_eq!(
             Credentials::from_headers(&headers),
-            Some(Credentials { username: Some("admin".into()), secret: "s3cret".into() })
+            Some(Credentials { username: Some("admin".into()), secret: "s3cret".into(), client: None })
         );
         headers.insert(header::AUTHORIZATION, "Bearer tok".parse().unwrap());
-        assert_eq!(Credentials::from_headers(&headers), Some(Credentials { username: None, secret: "tok".into() }));
+        assert_eq!(
+            Credentials::from_headers(&headers),
+            Some(Credentials { username: None, secret: "tok".into(), client: None })
+        );
         headers.insert(header::AUTHORIZATION, "Basic !!!".parse().unwrap());
         assert_eq!(Credentials::from_headers(&headers), None);
     }

@@ -11,11 +11,19 @@ pub struct OciError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// How long to wait before asking again (429).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl OciError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self { status, code, message: message.into(), retry_after: None }
+    }
+
+    /// Too many failed sign-ins lately: 429 `TOOMANYREQUESTS` with `Retry-After`.
+    pub fn too_many_attempts(wait: std::time::Duration) -> Self {
+        let message = format!("too many failed sign-ins; try again in {} s", wait.as_secs());
+        Self { retry_after: Some(wait), ..Self::new(StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS", message) }
     }
 
     pub fn blob_unknown() -> Self {
@@ -72,6 +80,9 @@ impl IntoResponse for OciError {
             response
                 .headers_mut()
                 .insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Basic realm=\"skiff\""));
+        }
+        if let Some(wait) = self.retry_after {
+            response.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from(wait.as_secs()));
         }
         response
     }

@@ -120,10 +120,15 @@ impl Registry {
         Ok(blob)
     }
 
-    /// Authenticates a request and finds what it may do in `repo`.
-    async fn caller(&self, headers: &HeaderMap, repo: Option<&str>) -> Result<Caller, OciError> {
+    /// Authenticates a request from `client` and finds what it may do in `repo`.
+    async fn caller(
+        &self,
+        headers: &HeaderMap,
+        client: Option<std::net::IpAddr>,
+        repo: Option<&str>,
+    ) -> Result<Caller, OciError> {
         let unauthorized = || OciError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", LOG_IN);
-        let credentials = Credentials::from_headers(headers).ok_or_else(unauthorized)?;
+        let credentials = Credentials::from_request(headers, client).ok_or_else(unauthorized)?;
         if crate::auth::secrets_match(&credentials.secret, &self.service_token) {
             let grant = RegistryGrant { pull: true, push: true };
             return Ok(Caller { principal: SERVICE.into(), identity: Identity::Service, grant });
@@ -134,12 +139,7 @@ impl Registry {
             let grant = claims.grant(repo);
             return Ok(Caller { principal: claims.subject.clone(), identity: Identity::Token(claims), grant });
         }
-        let grant = self
-            .authorizer
-            .authorize(&credentials, repo)
-            .await
-            .map_err(|e| OciError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", e.to_string()))?
-            .ok_or_else(unauthorized)?;
+        let grant = self.authorizer.authorize(&credentials, repo).await?.ok_or_else(unauthorized)?;
         let principal = credentials.username.clone().unwrap_or_else(|| "token".into());
         Ok(Caller { principal, identity: Identity::Credentials(credentials), grant })
     }
@@ -163,10 +163,8 @@ impl Registry {
         credentials: &Credentials,
         scopes: Vec<(String, bool, bool)>,
     ) -> Result<Option<Vec<Access>>, OciError> {
-        let unavailable =
-            |e: crate::auth::AuthError| OciError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", e.to_string());
         let service = crate::auth::secrets_match(&credentials.secret, &self.service_token);
-        if !service && self.authorizer.authorize(credentials, None).await.map_err(unavailable)?.is_none() {
+        if !service && self.authorizer.authorize(credentials, None).await?.is_none() {
             return Ok(None);
         }
         let mut access = Vec::with_capacity(scopes.len());
@@ -174,7 +172,7 @@ impl Registry {
             let grant = if service {
                 RegistryGrant { pull: true, push: true }
             } else {
-                let grant = self.authorizer.authorize(credentials, Some(&repository)).await.map_err(unavailable)?;
+                let grant = self.authorizer.authorize(credentials, Some(&repository)).await?;
                 grant.unwrap_or(RegistryGrant { pull: false, push: false })
             };
             let refused = (pull && !grant.pull) || (push && !grant.push);
@@ -199,7 +197,9 @@ pub fn router(registry: Arc<Registry>) -> Router {
 
 /// Serves until `shutdown` is cancelled; in-flight requests finish.
 pub async fn serve(listener: TcpListener, registry: Arc<Registry>, shutdown: CancellationToken) -> std::io::Result<()> {
-    axum::serve(listener, router(registry)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+    // Requests carry the client's address, for counting failed sign-ins.
+    let service = router(registry).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
 }
 
 async fn handle(State(registry): State<Arc<Registry>>, request: Request) -> Response {
@@ -223,7 +223,8 @@ async fn handle(State(registry): State<Arc<Registry>>, request: Request) -> Resp
         response
     };
     let log_in = || OciError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", LOG_IN);
-    let caller = match registry.caller(request.headers(), repo).await {
+    let client = client_address(request.extensions());
+    let caller = match registry.caller(request.headers(), client, repo).await {
         Ok(caller) => caller,
         Err(e) => {
             tracing::debug!(method = %request.method(), path = request.uri().path(), code = e.code, "registry.refused");
@@ -286,10 +287,11 @@ async fn handle(State(registry): State<Arc<Registry>>, request: Request) -> Resp
 /// `docker login` asks), a token that only proves the login.
 async fn issue_token(
     State(registry): State<Arc<Registry>>,
+    extensions: http::Extensions,
     headers: HeaderMap,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, OciError> {
-    let credentials = Credentials::from_headers(&headers)
+    let credentials = Credentials::from_request(&headers, client_address(&extensions))
         .ok_or_else(|| OciError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", LOG_IN))?;
     let unauthorized = || OciError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "wrong user name or password");
     let scopes = query.iter().filter(|(k, _)| k == "scope").filter_map(|(_, v)| crate::token::parse_scope(v)).collect();
@@ -307,6 +309,11 @@ async fn issue_token(
         "issued_at": issued_at,
     }))
     .into_response())
+}
+
+/// The address a request came from, when the server knows it.
+fn client_address(extensions: &http::Extensions) -> Option<std::net::IpAddr> {
+    extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|info| info.0.ip())
 }
 
 /// Skiff's own maintenance endpoints take only the service token.

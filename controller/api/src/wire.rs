@@ -540,6 +540,9 @@ pub struct RegistryAccess {
     pub secret: String,
     /// `None` asks only whether the credentials are valid (`docker login`).
     pub repository: Option<String>,
+    /// The registry client's address, for counting failed sign-ins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
 }
 
 /// What a registry client may do in a repository.

@@ -80,7 +80,13 @@ pub enum ClientError {
     Unreachable { url: String, reason: String },
     /// The controller answered with an error body.
     #[error("{message}")]
-    Api { status: StatusCode, code: String, message: String },
+    Api {
+        status: StatusCode,
+        code: String,
+        message: String,
+        /// How long to wait before asking again, when the controller said (429).
+        retry_after: Option<std::time::Duration>,
+    },
     #[error("the controller sent an unexpected answer: {0}")]
     Invalid(String),
 }
@@ -136,10 +142,15 @@ impl Client {
         if status.is_success() {
             return Ok(response);
         }
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .map(std::time::Duration::from_secs);
         let text = response.text().await.unwrap_or_default();
         let body: ErrorBody = serde_json::from_str(&text)
             .unwrap_or(ErrorBody { code: "http".into(), message: format!("controller answered {status}: {text}") });
-        Err(ClientError::Api { status, code: body.code, message: body.message })
+        Err(ClientError::Api { status, code: body.code, message: body.message, retry_after })
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {

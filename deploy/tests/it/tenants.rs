@@ -240,3 +240,53 @@ async fn a_process_over_its_memory_is_killed_and_says_so() {
     assert!(status == 1 && err.contains("this platform's most"), "{err}");
     platform.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guessing_passwords_is_refused_for_a_while_on_the_api_and_the_registry() {
+    let (mut platform, _, _, _) = platform_with_mallory().await;
+    let http = reqwest::Client::new();
+    let login = |password: &'static str| {
+        let (http, url) = (http.clone(), format!("{}/v2/auth/login", platform.controller_url()));
+        async move {
+            let body = serde_json::json!({"username": "admin", "password": password});
+            http.post(url).json(&body).send().await.unwrap()
+        }
+    };
+    for guess in 0..skiff_controller::throttle::PER_USER {
+        assert_eq!(login("guess").await.status(), 403, "guess {guess} is simply wrong");
+    }
+    let refused = login("guess").await;
+    assert_eq!(refused.status(), 429);
+    let wait: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=300).contains(&wait), "{wait}");
+    assert!(refused.text().await.unwrap().contains("too many failed sign-ins"));
+    assert_eq!(login("correct-horse").await.status(), 429, "held, whatever the password, until the window passes");
+    // Another user from the same address signs in as usual.
+    let body = serde_json::json!({"username": "mallory", "password": "mallory-password"});
+    let other = http.post(format!("{}/v2/auth/login", platform.controller_url())).json(&body).send().await.unwrap();
+    assert_eq!(other.status(), 200);
+
+    // The registry's Basic auth and token endpoint count against the same user.
+    let registry = platform.addresses.registry.unwrap();
+    for path in ["/v2/", "/v2/token?service=skiff"] {
+        let answer =
+            http.get(format!("http://{registry}{path}")).basic_auth("admin", Some("guess")).send().await.unwrap();
+        assert_eq!(answer.status(), 429, "{path}");
+        assert!(answer.headers().contains_key("retry-after"), "{path}");
+        assert!(answer.text().await.unwrap().contains("TOOMANYREQUESTS"), "{path}");
+    }
+    // Wrong passwords for one user from many tries through the registry are counted too.
+    for n in 0..skiff_controller::throttle::PER_USER {
+        let answer = http
+            .get(format!("http://{registry}/v2/"))
+            .basic_auth("mallory", Some(format!("guess{n}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 401, "try {n}");
+    }
+    let answer =
+        http.get(format!("http://{registry}/v2/")).basic_auth("mallory", Some("guess-again")).send().await.unwrap();
+    assert_eq!(answer.status(), 429);
+    platform.stop().await;
+}
