@@ -105,11 +105,14 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Where a request goes.
 struct Target<'a> {
     host: &'a HeaderValue,
+    /// The client the router believes it is (behind trusted proxies, the one they name).
+    client: std::net::IpAddr,
     /// The request's path and query.
     path: &'a str,
     backends: Backends,
@@ -514,6 +517,10 @@ impl Proxy {
     async fn handle(&self, request: Request<Incoming>, origin: &Origin) -> Response<ProxyBody> {
         let started = std::time::Instant::now();
         let entry = origin.entry;
+        // Two Host headers leave the app to guess which one the client meant.
+        if request.headers().get_all(header::HOST).iter().nth(1).is_some() {
+            return page(StatusCode::BAD_REQUEST, "a request names its host once: it has two Host headers");
+        }
         let forwarded = request.headers().get_all(X_FORWARDED_FOR).into_iter().map(HeaderValue::as_bytes);
         let client = self.client_address(forwarded, origin);
         // Header values share the request's bytes: kept without copying them.
@@ -583,6 +590,7 @@ impl Proxy {
             Lookup::Backend(app, backends) => {
                 let target = Target {
                     host: &host_value,
+                    client,
                     path,
                     backends,
                     origin,
@@ -614,7 +622,7 @@ impl Proxy {
     }
 
     async fn forward(&self, mut request: Request<Incoming>, target: Target<'_>) -> Response<ProxyBody> {
-        let Target { host, path, backends, origin, app, request_id, max_body } = target;
+        let Target { host, client, path, backends, origin, app, request_id, max_body } = target;
         let entry = origin.entry;
         let trusted = origin.trusted;
         let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
@@ -646,7 +654,7 @@ impl Proxy {
         let headers = request.headers_mut();
         strip_hop_by_hop(headers);
         // Room for the headers added below, in one growth of the map at most.
-        headers.reserve(7);
+        headers.reserve(8);
         if let Some(protocol) = upgrade {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, protocol);
@@ -670,6 +678,18 @@ impl Proxy {
         if !trusted || !headers.contains_key(X_FORWARDED_HOST) {
             headers.insert(X_FORWARDED_HOST, host.clone());
         }
+        // `Forwarded` says the same as `X-Forwarded-*`: only a trusted proxy's is passed
+        // on. `X-Real-IP` is the client the router believes it is.
+        if !trusted {
+            headers.remove(header::FORWARDED);
+        }
+        let real_ip = if client == origin.peer.ip() {
+            // Made once per connection.
+            origin.address.clone()
+        } else {
+            HeaderValue::try_from(client.to_string()).unwrap_or_else(|_| origin.address.clone())
+        };
+        headers.insert(X_REAL_IP, real_ip);
         headers.append(header::VIA, HeaderValue::from_static(via));
         if grpc {
             // The one `TE` HTTP/2 allows, and gRPC servers require.

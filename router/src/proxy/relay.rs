@@ -240,7 +240,9 @@ fn prepare<'a>(
         let name = field.name;
         let replaced = name.eq_ignore_ascii_case("x-forwarded-for")
             || name.eq_ignore_ascii_case("x-request-id")
-            || (!trusted && FORWARDED.iter().any(|n| name.eq_ignore_ascii_case(n)));
+            || name.eq_ignore_ascii_case("x-real-ip")
+            || (!trusted
+                && (name.eq_ignore_ascii_case("forwarded") || FORWARDED.iter().any(|n| name.eq_ignore_ascii_case(n))));
         if !replaced && !REQUEST_HOP_BY_HOP.iter().any(|n| name.eq_ignore_ascii_case(n)) {
             field_line(out, name.as_bytes(), field.value);
         }
@@ -259,6 +261,12 @@ fn prepare<'a>(
     }
     if forwarded_host {
         field_line(out, b"x-forwarded-host", host.as_bytes());
+    }
+    // The client the router believes it is (behind trusted proxies, the one they name).
+    if client == origin.peer.ip() {
+        field_line(out, b"x-real-ip", address);
+    } else {
+        field_line(out, b"x-real-ip", client.to_string().as_bytes());
     }
     field_line(out, b"via", b"1.1 skiff");
     field_line(out, b"x-request-id", request_id.as_bytes());

@@ -158,13 +158,16 @@ async fn requests_carry_forwarded_headers_and_hop_by_hop_headers_stop() {
     let (status, body) = exchange(
         &mut stream,
         "shop.localhost",
-        "X-Forwarded-For: 6.6.6.6\r\nKeep-Alive: timeout=5\r\nX-Secret: kept\r\n",
+        "X-Forwarded-For: 6.6.6.6\r\nKeep-Alive: timeout=5\r\nX-Secret: kept\r\nForwarded: for=6.6.6.6\r\n\
+         X-Real-IP: 6.6.6.6\r\n",
     )
     .await;
     assert_eq!(status, 200);
     let body = body.to_ascii_lowercase();
     assert!(body.starts_with("one\nget /path?q=1 http/1.1"), "{body}");
     assert!(body.contains("x-forwarded-for: 127.0.0.1\r\n"), "the client's own value is replaced: {body}");
+    assert!(!body.contains("6.6.6.6"), "nor Forwarded nor X-Real-IP pass as the client sent them: {body}");
+    assert!(body.contains("x-real-ip: 127.0.0.1\r\n"), "{body}");
     assert!(body.contains("x-forwarded-proto: http"), "{body}");
     assert!(body.contains(&format!("x-forwarded-port: {}", router.address.port())), "{body}");
     assert!(body.contains("x-forwarded-host: shop.localhost"), "{body}");
@@ -173,6 +176,11 @@ async fn requests_carry_forwarded_headers_and_hop_by_hop_headers_stop() {
     assert!(body.contains("via: 1.1 skiff"), "{body}");
     assert!(body.contains("x-secret: kept"), "{body}");
     assert!(!body.contains("keep-alive:"), "{body}");
+
+    // Two Host headers are refused, whichever the router would have read.
+    let (status, body) = exchange(&mut stream, "shop.localhost", "Host: other.localhost\r\n").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("two Host headers"), "{body}");
 
     // A request id the client gives is passed on; each request without one gets its own.
     let (_, body) = exchange(&mut stream, "shop.localhost", "X-Request-Id: trace-7\r\n").await;
@@ -187,11 +195,14 @@ async fn a_trusted_proxys_forwarded_headers_are_kept_and_name_the_client() {
     let config = skiff_router::Config { trusted_proxies: vec!["127.0.0.0/8".parse().unwrap()], ..Default::default() };
     let router = router_with(snapshot(1, &[("shop", vec![app])]), config).await;
     let mut stream = connect(&router).await;
-    let forwarded = "X-Forwarded-For: 203.0.113.9, 10.0.0.1\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Port: 443\r\n";
+    let forwarded = "X-Forwarded-For: 203.0.113.9, 10.0.0.1\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Port: 443\r\n\
+                     Forwarded: for=203.0.113.9;proto=https\r\n";
     let (status, body) = exchange(&mut stream, "shop.localhost", forwarded).await;
     assert_eq!(status, 200);
     let body = body.to_ascii_lowercase();
     assert!(body.contains("x-forwarded-for: 203.0.113.9, 10.0.0.1, 127.0.0.1\r\n"), "appended: {body}");
+    assert!(body.contains("forwarded: for=203.0.113.9;proto=https\r\n"), "a trusted proxy's is kept: {body}");
+    assert!(body.contains("x-real-ip: 10.0.0.1\r\n"), "the client it names: {body}");
     assert!(body.contains("x-forwarded-proto: https") && body.contains("x-forwarded-port: 443"), "{body}");
 
     // Access rules apply to the client the trusted proxy names, not to the proxy.

@@ -154,17 +154,23 @@ async fn a_request_with_a_body_goes_on_to_hypers_server_on_the_same_connection()
     let (status, relayed) = exchange(&mut client, "app.localhost", "").await;
     assert_eq!(status, 200);
     assert!(relayed.contains("via: 1.1 skiff"), "{relayed}");
-    let post = "POST /form HTTP/1.1\r\nHost: app.localhost\r\nContent-Length: 5\r\n\r\nhello";
+    let post = "POST /form HTTP/1.1\r\nHost: app.localhost\r\nForwarded: for=6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\n\
+                Content-Length: 5\r\n\r\nhello";
     let (status, served) = send(&mut client, post).await;
     assert_eq!(status, 200);
     assert!(served.starts_with("app\nPOST /form HTTP/1.1"), "{served}");
     // Both ways give the app the same headers (hyper's server writes names in lower case).
-    for header in
-        ["x-forwarded-for: 127.0.0.1", "x-forwarded-proto: http", "x-forwarded-host: app.localhost", "via: 1.1 skiff"]
-    {
+    for header in [
+        "x-forwarded-for: 127.0.0.1",
+        "x-forwarded-proto: http",
+        "x-forwarded-host: app.localhost",
+        "via: 1.1 skiff",
+        "x-real-ip: 127.0.0.1",
+    ] {
         assert!(relayed.to_ascii_lowercase().contains(header), "relayed: {relayed}");
         assert!(served.to_ascii_lowercase().contains(header), "served: {served}");
     }
+    assert!(!served.contains("6.6.6.6"), "an untrusted client's Forwarded and X-Real-IP stop here: {served}");
     let (status, after) = exchange(&mut client, "app.localhost", "").await;
     // (The test app leaves bodies unread: the POST's is in front of this head.)
     assert_eq!((status, after.contains("GET /path?q=1 HTTP/1.1")), (200, true), "{after}");
