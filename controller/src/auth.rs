@@ -9,6 +9,8 @@ use axum::extract::FromRequestParts;
 use http::request::Parts;
 use sha2::{Digest as _, Sha256};
 
+use skiff_api::secrets_match;
+
 use crate::db::UserRow;
 use crate::http::{ApiError, Controller};
 
@@ -39,11 +41,6 @@ pub fn new_token() -> String {
 /// The stored form of a token.
 pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
-}
-
-/// Compares two secrets in time independent of where they differ.
-pub fn secrets_match(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The address a request came from, when the server knows it.

@@ -40,14 +40,14 @@ fn require_admin(user: &UserRow) -> Result<(), ApiError> {
 
 /// The drains with the logger's counts; without them when the logger does not answer.
 async fn with_status(c: &Controller, mut drains: Vec<Drain>) -> Vec<Drain> {
-    let url = format!("{}/v2/drains", c.config.logger_url);
-    let status: Vec<DrainStatus> = match c.http.get(url).timeout(STATUS_TIMEOUT).send().await {
-        Ok(response) => response.json().await.unwrap_or_default(),
-        Err(error) => {
-            tracing::warn!(%error, "controller.drains: the logger did not report deliveries");
-            Vec::new()
-        }
-    };
+    let status: Vec<DrainStatus> =
+        match c.logger_request(reqwest::Method::GET, "/v2/drains").timeout(STATUS_TIMEOUT).send().await {
+            Ok(response) => response.json().await.unwrap_or_default(),
+            Err(error) => {
+                tracing::warn!(%error, "controller.drains: the logger did not report deliveries");
+                Vec::new()
+            }
+        };
     for drain in &mut drains {
         drain.status = status.iter().find(|s| s.id == drain.id).cloned();
     }
@@ -79,8 +79,8 @@ async fn check_outbound(c: &Controller, target: &DrainTarget) -> Result<(), ApiE
 /// after its request is answered. A logger that does not answer picks the change up on
 /// its next read (within seconds).
 async fn sync_logger(c: &Controller) {
-    let url = format!("{}/v2/drains/sync", c.config.logger_url);
-    let synced = c.http.post(url).timeout(SYNC_TIMEOUT).send().await.map(|r| r.status());
+    let sync = c.logger_request(reqwest::Method::POST, "/v2/drains/sync");
+    let synced = sync.timeout(SYNC_TIMEOUT).send().await.map(|r| r.status());
     if !matches!(synced, Ok(status) if status.is_success()) {
         tracing::warn!(?synced, "controller.drains: the logger did not confirm the change; it reads it within seconds");
     }

@@ -174,6 +174,11 @@ impl Controller {
         }
     }
 
+    /// A request to the logger's API, with the service token it requires.
+    pub(crate) fn logger_request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.config.logger_url)).bearer_auth(&self.config.service_token)
+    }
+
     /// What `user` may do with a repository of the platform's registry: stacks are
     /// readable by everyone and written by admins; an app's repository belongs to whoever
     /// may access the app; admins may use any.
@@ -524,10 +529,10 @@ async fn app_logs(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let app = c.app_for(&user, &app).await?;
-    let url = format!("{}/v2/apps/{}/logs", c.config.logger_url, app.name);
     let params: Vec<(&str, &String)> =
         ["n", "process", "source", "follow"].into_iter().filter_map(|k| Some((k, query.get(k)?))).collect();
-    let response = c.http.get(url).query(&params).send().await.map_err(|e| {
+    let logs = c.logger_request(reqwest::Method::GET, &format!("/v2/apps/{}/logs", app.name));
+    let response = logs.query(&params).send().await.map_err(|e| {
         tracing::warn!(error = %e, "controller.logs.logger_unreachable");
         ApiError::Unavailable("the logger is not reachable; try again shortly".into())
     })?;

@@ -30,7 +30,7 @@ field() { python3 -c "import json, sys; print(json.load(sys.stdin)$1)"; }
 api_part() {
   local backend=$1 database=$2 dir="$work/api-$1" url=http://127.0.0.1:17800 token
   mkdir -p "$dir"
-  SKIFF_DATA_DIR="$dir" SKIFF_DATABASE_URL="$database" SKIFF_RUNTIME=memory SKIFF_LOG=warn \
+  SKIFF_DATA_DIR="$dir" SKIFF_DATABASE_URL="$database" SKIFF_RUNTIME=memory SKIFF_LOG=warn SKIFF_ALLOWED_REGISTRIES=docker.io \
     SKIFF_CONTROLLER_LISTEN=127.0.0.1:17800 SKIFF_LOGGER_SYSLOG_LISTEN=127.0.0.1:17899 \
     SKIFF_REGISTRY_URL=http://127.0.0.1:17898 SKIFF_GC_INTERVAL=86400 \
     "$bin/skiffd" controller >"$dir/skiffd.log" 2>&1 &

@@ -471,9 +471,9 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
         tasks.spawn(skiff_logger::syslog::serve_tcp(tcp, None, ingest.clone(), shutdown.clone()));
         let acceptor = logger_tls(settings, ca.as_ref().map(|(ca, _)| ca))?;
         tasks.spawn(skiff_logger::syslog::serve_tcp(tcp_tls, Some(acceptor), ingest, shutdown.clone()));
-        let shutdown = shutdown.clone();
+        let (shutdown, token) = (shutdown.clone(), token.clone());
         tasks.spawn(async move {
-            if let Err(error) = skiff_logger::http::serve(listener, buffers, shutdown).await {
+            if let Err(error) = skiff_logger::http::serve(listener, buffers, &token, shutdown).await {
                 tracing::error!(%error, "logger.serve");
             }
         });

@@ -3,6 +3,8 @@
 //! every new line) that ends when the client goes or the logger shuts down. And
 //! `GET /v2/drains`: each drain's deliveries; `POST /v2/drains/sync`: read the drains from
 //! the controller now (answers once they apply; the controller asks after every change).
+//! Everything under `/v2/` takes only the platform's service token: the controller asks on
+//! its users' behalf, having checked what each may read.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,6 +12,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -47,21 +50,41 @@ struct Reader {
     shutdown: CancellationToken,
 }
 
-/// The API as an axum router.
-pub fn router(buffers: Arc<Buffers>, shutdown: CancellationToken) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ok" }))
+/// The API as an axum router; `/v2/` answers only requests with `service_token`.
+pub fn router(buffers: Arc<Buffers>, service_token: &str, shutdown: CancellationToken) -> Router {
+    let expected = Arc::<str>::from(format!("Bearer {service_token}"));
+    let platform_only = axum::middleware::from_fn(move |request: axum::extract::Request, next: Next| {
+        let expected = expected.clone();
+        async move {
+            let given = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+            if skiff_api::secrets_match(given, &expected) {
+                next.run(request).await
+            } else {
+                (StatusCode::UNAUTHORIZED, "the platform's service token is required").into_response()
+            }
+        }
+    });
+    let api = Router::new()
         .route("/v2/apps/{app}/logs", get(tail))
         .route("/v2/drains", get(drains_status))
         .route("/v2/drains/sync", post(drains_sync))
+        .layer(platform_only);
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
+        .merge(api)
         .with_state(Reader { buffers, shutdown })
 }
 
 /// Serves until `shutdown`; follow streams end then too.
-pub async fn serve(listener: TcpListener, buffers: Arc<Buffers>, shutdown: CancellationToken) -> std::io::Result<()> {
-    let app = router(buffers, shutdown.clone());
+pub async fn serve(
+    listener: TcpListener,
+    buffers: Arc<Buffers>,
+    service_token: &str,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let app = router(buffers, service_token, shutdown.clone());
     axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
 }
 

@@ -18,11 +18,6 @@ const CACHE_TTL: Duration = Duration::from_secs(30);
 /// Cached answers kept at most (the cache is emptied when full).
 const CACHE_LIMIT: usize = 10_000;
 
-/// Compares two secrets in time independent of where they differ.
-pub fn secrets_match(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Credentials presented with a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credentials {

@@ -129,7 +129,7 @@ impl Registry {
     ) -> Result<Caller, OciError> {
         let unauthorized = || OciError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", LOG_IN);
         let credentials = Credentials::from_request(headers, client).ok_or_else(unauthorized)?;
-        if crate::auth::secrets_match(&credentials.secret, &self.service_token) {
+        if skiff_api::secrets_match(&credentials.secret, &self.service_token) {
             let grant = RegistryGrant { pull: true, push: true };
             return Ok(Caller { principal: SERVICE.into(), identity: Identity::Service, grant });
         }
@@ -163,7 +163,7 @@ impl Registry {
         credentials: &Credentials,
         scopes: Vec<(String, bool, bool)>,
     ) -> Result<Option<Vec<Access>>, OciError> {
-        let service = crate::auth::secrets_match(&credentials.secret, &self.service_token);
+        let service = skiff_api::secrets_match(&credentials.secret, &self.service_token);
         if !service && self.authorizer.authorize(credentials, None).await?.is_none() {
             return Ok(None);
         }
@@ -319,7 +319,7 @@ fn client_address(extensions: &http::Extensions) -> Option<std::net::IpAddr> {
 /// Skiff's own maintenance endpoints take only the service token.
 fn require_service(registry: &Registry, headers: &HeaderMap) -> Result<(), OciError> {
     match Credentials::from_headers(headers) {
-        Some(c) if crate::auth::secrets_match(&c.secret, &registry.service_token) => Ok(()),
+        Some(c) if skiff_api::secrets_match(&c.secret, &registry.service_token) => Ok(()),
         _ => Err(OciError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "the platform's service token is required")),
     }
 }

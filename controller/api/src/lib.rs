@@ -22,6 +22,11 @@ pub use name::{AppName, Digest, DigestAlgorithm, NameError, ProcessType, StackNa
 pub use outbound::OutboundPolicy;
 pub use wire::*;
 
+/// Compares two secrets (tokens, passwords) in time independent of where they differ.
+pub fn secrets_match(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// Syslog lines that Skiff's own components send to the logger.
 pub mod syslog {
     /// An RFC 5424 message (facility local0, severity info) whose APP-NAME is

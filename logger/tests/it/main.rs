@@ -30,6 +30,9 @@ impl Drop for Logger {
     }
 }
 
+/// The platform's service token, which the logger's API requires.
+const SERVICE_TOKEN: &str = "service-token-for-tests";
+
 async fn logger() -> Logger {
     let buffers = Arc::new(Buffers::new(1000));
     let ingest = Ingest::new(buffers.clone(), skiff_logger::syslog::DEFAULT_MAX_MESSAGE);
@@ -41,13 +44,14 @@ async fn logger() -> Logger {
     let shutdown = CancellationToken::new();
     tokio::spawn(skiff_logger::syslog::serve_udp(udp, ingest.clone(), shutdown.clone()));
     tokio::spawn(skiff_logger::syslog::serve_tcp(tcp, None, ingest, shutdown.clone()));
-    tokio::spawn(skiff_logger::http::serve(api, buffers, shutdown.clone()));
+    tokio::spawn(skiff_logger::http::serve(api, buffers, SERVICE_TOKEN, shutdown.clone()));
     Logger { syslog, api: api_address, shutdown }
 }
 
 async fn lines(logger: &Logger, app: &str) -> Vec<LogLine> {
     let url = format!("http://{}/v2/apps/{app}/logs?n=1000", logger.api);
-    reqwest::get(url).await.unwrap().json().await.unwrap()
+    let request = reqwest::Client::new().get(url).bearer_auth(SERVICE_TOKEN);
+    request.send().await.unwrap().json().await.unwrap()
 }
 
 /// Polls until `app` has `count` lines (bounded).
@@ -136,4 +140,23 @@ async fn hostile_bytes_cost_only_their_own_connection() {
     let rejected = metrics.lines().find_map(|l| l.strip_prefix("skiff_logger_rejected_total ")).unwrap();
     assert!(rejected.parse::<u64>().unwrap() >= 4, "rejections are counted: {metrics}");
     drop(quiet);
+}
+
+#[tokio::test]
+async fn the_api_answers_only_the_platform() {
+    let logger = logger().await;
+    let http = reqwest::Client::new();
+    for path in ["/v2/apps/shop/logs", "/v2/drains"] {
+        let url = format!("http://{}{path}", logger.api);
+        assert_eq!(http.get(&url).send().await.unwrap().status(), 401, "{path} without a token");
+        assert_eq!(http.get(&url).bearer_auth("a-user-token").send().await.unwrap().status(), 401, "{path}");
+    }
+    let sync = http.post(format!("http://{}/v2/drains/sync", logger.api)).send().await.unwrap();
+    assert_eq!(sync.status(), 401);
+    let logs = http.get(format!("http://{}/v2/apps/shop/logs", logger.api)).bearer_auth(SERVICE_TOKEN);
+    assert_eq!(logs.send().await.unwrap().status(), 200);
+    for open in ["/healthz", "/metrics"] {
+        assert_eq!(http.get(format!("http://{}{open}", logger.api)).send().await.unwrap().status(), 200, "{open}");
+    }
+    logger.shutdown.cancel();
 }
