@@ -316,11 +316,20 @@ fn client_address(extensions: &http::Extensions) -> Option<std::net::IpAddr> {
     extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|info| info.0.ip())
 }
 
-/// Skiff's own maintenance endpoints take only the service token.
-fn require_service(registry: &Registry, headers: &HeaderMap) -> Result<(), OciError> {
-    match Credentials::from_headers(headers) {
-        Some(c) if skiff_api::secrets_match(&c.secret, &registry.service_token) => Ok(()),
-        _ => Err(OciError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "the platform's service token is required")),
+/// A request with the platform's service token, which Skiff's own maintenance endpoints
+/// take: checked before anything else of the request (its body above all) is read.
+struct ServiceCaller;
+
+impl axum::extract::FromRequestParts<Arc<Registry>> for ServiceCaller {
+    type Rejection = OciError;
+
+    async fn from_request_parts(parts: &mut http::request::Parts, registry: &Arc<Registry>) -> Result<Self, OciError> {
+        match Credentials::from_headers(&parts.headers) {
+            Some(c) if skiff_api::secrets_match(&c.secret, &registry.service_token) => Ok(Self),
+            _ => {
+                Err(OciError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "the platform's service token is required"))
+            }
+        }
     }
 }
 
@@ -332,10 +341,9 @@ fn repo_param(repo: &str) -> Result<RepoName, OciError> {
 /// `POST /_skiff/gc?dry_run=true&grace_secs=3600`: one collection at a time.
 async fn collect_garbage(
     State(registry): State<Arc<Registry>>,
-    headers: HeaderMap,
+    _: ServiceCaller,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, OciError> {
-    require_service(&registry, &headers)?;
     let dry_run = query.get("dry_run").is_some_and(|v| v == "true" || v == "1");
     let grace =
         query.get("grace_secs").and_then(|g| g.parse().ok()).map_or(DEFAULT_GC_GRACE, std::time::Duration::from_secs);
@@ -349,11 +357,10 @@ async fn collect_garbage(
 /// manifest of the repository.
 async fn retain(
     State(registry): State<Arc<Registry>>,
-    headers: HeaderMap,
+    _: ServiceCaller,
     axum::extract::Path(repo): axum::extract::Path<String>,
     axum::Json(body): axum::Json<RetainBody>,
 ) -> Result<Response, OciError> {
-    require_service(&registry, &headers)?;
     let repo = repo_param(&repo)?;
     let keep = body.manifests.into_iter().collect();
     let unlinked = crate::gc::retain(&registry.meta, &repo, &keep).await?;
@@ -369,10 +376,9 @@ struct RetainBody {
 /// collection).
 async fn forget_repository(
     State(registry): State<Arc<Registry>>,
-    headers: HeaderMap,
+    _: ServiceCaller,
     axum::extract::Path(repo): axum::extract::Path<String>,
 ) -> Result<Response, OciError> {
-    require_service(&registry, &headers)?;
     registry.meta.remove_repository(&repo_param(&repo)?).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

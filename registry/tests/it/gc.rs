@@ -109,6 +109,13 @@ async fn only_the_platform_collects() {
     let registry = Registry::start().await;
     let response = registry.send(registry.request(As::Alice, Method::POST, "/_skiff/gc")).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    // The token is checked before a body is read: a malformed one from a stranger gets 401,
+    // not a parse error.
+    for (method, path) in [(Method::POST, "/_skiff/retain/app"), (Method::DELETE, "/_skiff/repositories/app")] {
+        let request =
+            registry.request(As::Alice, method, path).header("content-type", "application/json").body("{not json");
+        assert_eq!(registry.send(request).await.status(), StatusCode::UNAUTHORIZED, "{path}");
+    }
 }
 
 /// The store under a collection that dies after `deletes` deletions, as a registry killed
