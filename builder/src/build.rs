@@ -257,17 +257,46 @@ async fn build(
 /// A build may use only images its pusher may pull (stacks, their apps' images, and
 /// registries the operator allows): every image the Dockerfile names is checked by the
 /// controller before the engine sees it, so no image another tenant pushed, even one the
-/// engine already holds, can be built upon.
+/// engine already holds, can be built upon. The `ONBUILD` triggers of base images in
+/// Skiff's registry run in this build too: the images they name are checked the same way.
 async fn check_base_images(ctx: &Context<'_>, dockerfile: &str) -> Result<(), BuildError> {
-    let images = crate::dockerfile::images(dockerfile, &ctx.push.config).map_err(BuildError::Dockerfile)?;
+    let named = crate::dockerfile::images(dockerfile, &ctx.push.config).map_err(BuildError::Dockerfile)?;
+    let mut images: Vec<String> = named.iter().map(|n| n.image.clone()).collect();
+    for base in named.iter().filter(|n| n.base) {
+        check_image_use(ctx, &base.image).await?;
+        let triggers = onbuild_triggers(ctx, &base.image).await?;
+        let triggered = crate::dockerfile::images(&triggers.join("\n"), &BTreeMap::new())
+            .map_err(|e| BuildError::Dockerfile(format!("{}'s ONBUILD triggers: {e}", base.image)))?;
+        images.extend(triggered.into_iter().map(|n| n.image));
+    }
     for image in images {
-        let request = ImageUse { username: ctx.push.user.clone(), image: image.clone() };
-        ctx.controller.check_image_use(&request).await.map_err(|e| match e {
-            ClientError::Api { message, .. } => BuildError::Dockerfile(message),
-            other => BuildError::ImageCheck(other),
-        })?;
+        check_image_use(ctx, &image).await?;
     }
     Ok(())
+}
+
+async fn check_image_use(ctx: &Context<'_>, image: &str) -> Result<(), BuildError> {
+    let request = ImageUse { username: ctx.push.user.clone(), image: image.to_owned() };
+    ctx.controller.check_image_use(&request).await.map_err(|e| match e {
+        ClientError::Api { message, .. } => BuildError::Dockerfile(message),
+        other => BuildError::ImageCheck(other),
+    })
+}
+
+/// The `ONBUILD` triggers of a (permitted) base image in Skiff's registry; none for images
+/// of other registries, which the operator chose to trust.
+async fn onbuild_triggers(ctx: &Context<'_>, image: &str) -> Result<Vec<String>, BuildError> {
+    let Ok(reference) = skiff_api::ImageRef::parse(image) else { return Ok(Vec::new()) };
+    if !reference.is_on(ctx.engine.registry_host()) {
+        return Ok(Vec::new());
+    }
+    let tag = reference.reference.trim_start_matches([':', '@']);
+    let tag = if tag.is_empty() { "latest" } else { tag };
+    let base = BaseImage::fetch(ctx.registry, &reference.repository, tag)
+        .await
+        .map_err(|e| BuildError::Dockerfile(format!("cannot read {image} to check its ONBUILD triggers: {e}")))?;
+    let triggers = base.config["config"]["OnBuild"].as_array().cloned().unwrap_or_default();
+    Ok(triggers.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect())
 }
 
 /// Builds with a buildpack when one is named or detected; `None` when none applies.

@@ -2,26 +2,46 @@
 //! `FROM` that is not an earlier stage, and every `COPY --from=` that names an image rather
 //! than a stage, with `ARG`s substituted (their defaults, or the build arguments given for
 //! them). A build may use only images its pusher may pull, so each of them is checked
-//! before the engine sees the Dockerfile. Pure: table-tested below.
+//! before the engine sees the Dockerfile. An `ONBUILD COPY --from=` names an image too: the
+//! image being built carries it into every build on top of it. Pure: table-tested below.
 
 use std::collections::BTreeMap;
 
-/// The images `text` builds from, in order, each once.
+/// An image a Dockerfile uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Named {
+    pub image: String,
+    /// Built upon (`FROM`): its own `ONBUILD` triggers run in this build.
+    pub base: bool,
+}
+
+/// The images `text` uses, in order, each once.
 ///
 /// # Errors
 /// When an instruction that names an image cannot be read.
-pub fn images(text: &str, build_args: &BTreeMap<String, String>) -> Result<Vec<String>, String> {
+pub fn images(text: &str, build_args: &BTreeMap<String, String>) -> Result<Vec<Named>, String> {
     // ARGs before the first FROM are the ones FROM may use; a stage sees only its own
     // (an `ARG NAME` in a stage takes the earlier value of NAME).
     let mut global: BTreeMap<String, String> = BTreeMap::new();
     let mut stage: Option<BTreeMap<String, String>> = None;
     let mut stages: Vec<String> = Vec::new();
-    let mut found: Vec<String> = Vec::new();
+    let mut found: Vec<Named> = Vec::new();
+    let mut add = |image: String, base: bool| {
+        if !found.iter().any(|named| named.image == image) {
+            found.push(Named { image, base });
+        }
+    };
     for (number, instruction) in instructions(text) {
-        let mut words = instruction.split_whitespace();
-        let Some(keyword) = words.next() else { continue };
-        let words: Vec<&str> = words.collect();
-        match keyword.to_ascii_uppercase().as_str() {
+        let mut words: Vec<&str> = instruction.split_whitespace().collect();
+        if words.is_empty() {
+            continue;
+        }
+        let mut keyword = words.remove(0).to_ascii_uppercase();
+        // A trigger is read as the instruction it will be.
+        if keyword == "ONBUILD" && !words.is_empty() {
+            keyword = words.remove(0).to_ascii_uppercase();
+        }
+        match keyword.as_str() {
             "ARG" => {
                 for declaration in &words {
                     let (name, default) = match declaration.split_once('=') {
@@ -40,8 +60,8 @@ pub fn images(text: &str, build_args: &BTreeMap<String, String>) -> Result<Vec<S
                 let mut operands = words.iter().filter(|w| !w.starts_with("--"));
                 let image = operands.next().ok_or_else(|| format!("line {number}: FROM names no image"))?;
                 let image = substitute(image, &global);
-                if !image.eq_ignore_ascii_case("scratch") && !is_stage(&image, &stages) && !found.contains(&image) {
-                    found.push(image);
+                if !image.eq_ignore_ascii_case("scratch") && !is_stage(&image, &stages) {
+                    add(image, true);
                 }
                 match (operands.next(), operands.next()) {
                     (Some(r#as), Some(name)) if r#as.eq_ignore_ascii_case("as") => {
@@ -55,8 +75,8 @@ pub fn images(text: &str, build_args: &BTreeMap<String, String>) -> Result<Vec<S
                 let scope = stage.as_ref().unwrap_or(&global);
                 for from in words.iter().filter_map(|w| w.strip_prefix("--from=")) {
                     let from = substitute(from, scope);
-                    if !is_stage(&from, &stages) && !found.contains(&from) {
-                        found.push(from);
+                    if !is_stage(&from, &stages) {
+                        add(from, false);
                     }
                 }
             }
@@ -159,7 +179,7 @@ mod tests {
 
     fn read(text: &str, build_args: &[(&str, &str)]) -> Vec<String> {
         let build_args = build_args.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        images(text, &build_args).unwrap()
+        images(text, &build_args).unwrap().into_iter().map(|named| named.image).collect()
     }
 
     #[test]
@@ -193,6 +213,8 @@ mod tests {
             // A stage does not see the ARGs before FROM unless it declares them again.
             ("ARG X=r:1/mine\nFROM r:1/a\nCOPY --from=${X:-r:1/victim} /x /x\n", &[], &["r:1/a", "r:1/victim"]),
             ("ARG X=r:1/mine\nFROM r:1/a\nARG X\nCOPY --from=$X /x /x\n", &[], &["r:1/a", "r:1/mine"]),
+            // A trigger carried by the image being built.
+            ("FROM r:1/a\nONBUILD COPY --from=r:1/victim /x /x\n", &[], &["r:1/a", "r:1/victim"]),
             // Another escape character continues lines with it.
             ("# escape=`\nFROM r:1/a\nCOPY `\n  --from=r:1/victim /x /x\n", &[], &["r:1/a", "r:1/victim"]),
         ];
@@ -200,5 +222,8 @@ mod tests {
             assert_eq!(read(text, build_args), *expected, "{text}");
         }
         assert!(images("FROM\n", &BTreeMap::new()).unwrap_err().contains("line 1"));
+        let named = images("FROM r:1/a AS b\nCOPY --from=r:1/c /x /x\n", &BTreeMap::new()).unwrap();
+        let bases: Vec<(&str, bool)> = named.iter().map(|n| (n.image.as_str(), n.base)).collect();
+        assert_eq!(bases, [("r:1/a", true), ("r:1/c", false)], "only FROM images are built upon");
     }
 }

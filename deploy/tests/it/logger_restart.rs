@@ -11,6 +11,8 @@ use crate::harness::{Skiffd, eventually, require_tools};
 
 /// Lines the container writes.
 const NUMBERS: u32 = 400;
+/// The service token the logger's API requires.
+const SERVICE_TOKEN: &str = "logger-restart-test-token";
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -28,6 +30,7 @@ fn start_logger(data: &Path, platform: &str, api: u16) -> Skiffd {
             ("SKIFF_LOGGER_SYSLOG_LISTEN", format!("127.0.0.1:{}", free_port())),
             ("SKIFF_LOGGER_SYSLOG_TLS_LISTEN", format!("127.0.0.1:{}", free_port())),
             ("SKIFF_CONTROLLER_URL", "http://127.0.0.1:9".to_owned()),
+            ("SKIFF_SERVICE_TOKEN", SERVICE_TOKEN.to_owned()),
         ],
     )
 }
@@ -35,7 +38,9 @@ fn start_logger(data: &Path, platform: &str, api: u16) -> Skiffd {
 /// The numbers the logger holds for the app.
 async fn numbers(api: u16) -> BTreeSet<u32> {
     let url = format!("http://127.0.0.1:{api}/v2/apps/numbers/logs?n=10000");
-    let Ok(response) = reqwest::get(url).await else { return BTreeSet::new() };
+    let Ok(response) = reqwest::Client::new().get(url).bearer_auth(SERVICE_TOKEN).send().await else {
+        return BTreeSet::new();
+    };
     let lines: Vec<skiff_api::LogLine> = response.json().await.unwrap_or_default();
     lines.iter().filter_map(|l| l.message.strip_prefix("n=")?.parse().ok()).collect()
 }

@@ -146,6 +146,25 @@ async fn a_tenant_cannot_build_from_or_deploy_another_tenants_image() {
     let releases = platform.cli_as("mallory", &home, &["releases", "-a", "evil", "--json"]).await.1;
     assert_eq!(releases.trim(), "[]", "no attack made a release");
 
+    // A trigger: an image of mallory's own, built and pushed with docker outside Skiff,
+    // whose ONBUILD copies from the victim's image, then built upon through Skiff.
+    let docker_config = home.join("mallory-docker");
+    let docker = |args: &[&str]| {
+        let output = Command::new("docker").arg("--config").arg(&docker_config).args(args).output().unwrap();
+        assert!(output.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    };
+    let trap_dir = home.join("trap");
+    std::fs::create_dir_all(&trap_dir).unwrap();
+    let trap_dockerfile = format!("FROM {registry}/stacks/busybox\nONBUILD COPY --from={victim} /app /stolen\n");
+    std::fs::write(trap_dir.join("Dockerfile"), trap_dockerfile).unwrap();
+    let trap = format!("{registry}/evil:trap");
+    docker(&["login", "-u", "mallory", "-p", "mallory-password", &registry.to_string()]);
+    docker(&["build", "-q", "-t", &trap, trap_dir.to_str().unwrap()]);
+    docker(&["push", &trap]);
+    let evil = evil_repo(&platform, &mallory_key, &home, "evil-trap", &format!("FROM {trap}\n"));
+    let (pushed, out) = platform.git(&evil, &mallory_key, &["push", "skiff", "main"]);
+    assert!(!pushed && out.contains("you may not use `victim`"), "the trigger was let through: {out}");
+
     // Deploying the victim's image by reference, under any of its names.
     for image in [victim.clone(), format!("localhost:{port}/victim@{}", digest.trim())] {
         let (status, _, err) = platform.cli_as("mallory", &home, &["deploy", "-a", "evil", "--image", &image]).await;
