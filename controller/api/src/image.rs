@@ -29,6 +29,11 @@ impl ImageRef {
         if !valid {
             return Err(format!("`{}` is not an image reference", text.escape_debug()));
         }
+        // The engine reads a bare ID as the image it holds under that ID, whoever's it is.
+        let hex = |s: &str| s.len() >= 12 && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
+        if hex(text) || text.strip_prefix("sha256:").is_some_and(hex) {
+            return Err(format!("`{text}` is an image ID; name an image by its registry and repository"));
+        }
         let (registry, rest) = match text.split_once('/') {
             Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => (first, rest),
             Some(_) => ("docker.io", text),
@@ -118,7 +123,17 @@ mod tests {
                 "{text}"
             );
         }
-        for bad in ["", "-x", "a b", "a//b", "/x", "registry.example.com/:v1", "x\n"] {
+        for bad in [
+            "",
+            "-x",
+            "a b",
+            "a//b",
+            "/x",
+            "registry.example.com/:v1",
+            "x\n",
+            "5d0da3dc9764",
+            "sha256:5d0da3dc9764abcd",
+        ] {
             assert!(ImageRef::parse(bad).is_err(), "{bad:?}");
         }
     }

@@ -146,6 +146,22 @@ async fn a_tenant_cannot_build_from_or_deploy_another_tenants_image() {
     let releases = platform.cli_as("mallory", &home, &["releases", "-a", "evil", "--json"]).await.1;
     assert_eq!(releases.trim(), "[]", "no attack made a release");
 
+    // The engine holds the victim's image; its ID names it without a registry.
+    let id = Command::new("docker").args(["inspect", "--format", "{{.Id}}", &victim]).output().unwrap();
+    let id = String::from_utf8_lossy(&id.stdout).trim().to_owned();
+    assert!(id.starts_with("sha256:"), "{id}");
+    for reference in [id.clone(), id.trim_start_matches("sha256:")[..12].to_owned()] {
+        let evil = evil_repo(
+            &platform,
+            &mallory_key,
+            &home,
+            &format!("evil-{}", &reference[..16.min(reference.len())].replace(':', "-")),
+            &format!("FROM {reference}\n"),
+        );
+        let (pushed, out) = platform.git(&evil, &mallory_key, &["push", "skiff", "main"]);
+        assert!(!pushed && out.contains("is an image ID"), "{reference}: {out}");
+    }
+
     // A trigger: an image of mallory's own, built and pushed with docker outside Skiff,
     // whose ONBUILD copies from the victim's image, then built upon through Skiff.
     let docker_config = home.join("mallory-docker");
