@@ -27,7 +27,7 @@ use skiff_registry_client::{RegistryClient, RegistryError};
 use tokio::process::Command;
 
 use crate::buildpack::{self, BuildDir, BuildpackError};
-use crate::engine::{Engine, EngineError};
+use crate::engine::{BasePulls, Engine, EngineError};
 use crate::hook::{Output, RefUpdate};
 use crate::procfile::{self, ProcfileError};
 
@@ -230,11 +230,11 @@ async fn build(
     if let Some(dockerfile) = git(ctx, &["cat-file", "blob", &format!("{sha}:Dockerfile")]).await? {
         *kind = BuildKind::Dockerfile;
         out.step("Dockerfile app detected; building with the Docker engine").await;
-        check_base_images(ctx, &String::from_utf8_lossy(&dockerfile)).await?;
+        let pulls = check_base_images(ctx, &String::from_utf8_lossy(&dockerfile)).await?;
         let context = tree_tar(ctx, "").await?;
         let repository = format!("{}/{}", ctx.engine.registry_host(), ctx.push.app);
         let build_args = ctx.push.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        ctx.engine.build(context, &format!("{repository}:{tag}"), build_args, out).await?;
+        ctx.engine.build(context, &format!("{repository}:{tag}"), build_args, &pulls, out).await?;
         ctx.engine.push(&repository, &tag).await?;
         let digest = ctx.registry.manifest_digest(ctx.push.app.as_str(), &tag).await?;
         out.step(&format!("Pushed image {}@{digest}", ctx.push.app)).await;
@@ -259,7 +259,11 @@ async fn build(
 /// controller before the engine sees it, so no image another tenant pushed, even one the
 /// engine already holds, can be built upon. The `ONBUILD` triggers of base images in
 /// Skiff's registry run in this build too: the images they name are checked the same way.
-async fn check_base_images(ctx: &Context<'_>, dockerfile: &str) -> Result<(), BuildError> {
+///
+/// The engine then fetches them with a token that may pull only those repositories, as
+/// the pusher (and, unless a base image is another registry's, always from the registry:
+/// a name the engine already holds is not taken on trust).
+async fn check_base_images(ctx: &Context<'_>, dockerfile: &str) -> Result<BasePulls, BuildError> {
     let named = crate::dockerfile::images(dockerfile, &ctx.push.config).map_err(BuildError::Dockerfile)?;
     let mut images: Vec<String> = named.iter().map(|n| n.image.clone()).collect();
     for base in named.iter().filter(|n| n.base) {
@@ -269,10 +273,16 @@ async fn check_base_images(ctx: &Context<'_>, dockerfile: &str) -> Result<(), Bu
             .map_err(|e| BuildError::Dockerfile(format!("{}'s ONBUILD triggers: {e}", base.image)))?;
         images.extend(triggered.into_iter().map(|n| n.image));
     }
-    for image in images {
-        check_image_use(ctx, &image).await?;
+    for image in &images {
+        check_image_use(ctx, image).await?;
     }
-    Ok(())
+    let ours = |image: &str| {
+        skiff_api::ImageRef::parse(image).ok().filter(|reference| reference.is_on(ctx.engine.registry_host()))
+    };
+    let repositories: Vec<String> = images.iter().filter_map(|image| ours(image)).map(|r| r.repository).collect();
+    let token = ctx.registry.pull_token(ctx.push.user.as_str(), &repositories).await?;
+    let always = named.iter().filter(|n| n.base).all(|n| ours(&n.image).is_some());
+    Ok(BasePulls { token, always })
 }
 
 async fn check_image_use(ctx: &Context<'_>, image: &str) -> Result<(), BuildError> {

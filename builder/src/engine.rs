@@ -32,6 +32,15 @@ pub enum EngineError {
     Push(String),
 }
 
+/// How a Dockerfile build fetches its base images from Skiff's registry: with a token that
+/// may pull only what the pusher may, and, when every base image is in Skiff's registry,
+/// always from the registry (so an image the engine already holds is not taken on trust).
+#[derive(Debug, Clone)]
+pub struct BasePulls {
+    pub token: String,
+    pub always: bool,
+}
+
 /// The local Docker engine, with credentials for Skiff's registry.
 #[derive(Debug, Clone)]
 pub struct Engine {
@@ -82,6 +91,7 @@ impl Engine {
         context: Vec<u8>,
         tag: &str,
         build_args: HashMap<String, String>,
+        pulls: &BasePulls,
         out: &mut Output,
     ) -> Result<(), EngineError> {
         let docker = self.docker.clone().negotiate_version().await.map_err(EngineError::Unreachable)?;
@@ -91,9 +101,15 @@ impl Engine {
             rm: true,
             forcerm: true,
             buildargs: Some(build_args),
+            pull: pulls.always.then(|| "true".to_owned()),
             ..Default::default()
         };
-        let credentials = HashMap::from([(self.registry_host.clone(), self.credentials.clone())]);
+        let as_pusher = DockerCredentials {
+            registrytoken: Some(pulls.token.clone()),
+            serveraddress: Some(self.registry_host.clone()),
+            ..Default::default()
+        };
+        let credentials = HashMap::from([(self.registry_host.clone(), as_pusher)]);
         let mut stream = docker.build_image(options, Some(credentials), Some(bollard::body_full(Bytes::from(context))));
         while let Some(item) = stream.next().await {
             let info = item.map_err(|e| EngineError::Build(e.to_string()))?;

@@ -191,6 +191,7 @@ pub fn router(registry: Arc<Registry>) -> Router {
         .route("/_skiff/gc", axum::routing::post(collect_garbage))
         .route("/_skiff/retain/{*repo}", axum::routing::post(retain))
         .route("/_skiff/repositories/{*repo}", axum::routing::delete(forget_repository))
+        .route("/_skiff/tokens", axum::routing::post(issue_pull_token))
         .fallback(handle)
         .with_state(registry)
 }
@@ -336,6 +337,30 @@ impl axum::extract::FromRequestParts<Arc<Registry>> for ServiceCaller {
 fn repo_param(repo: &str) -> Result<RepoName, OciError> {
     RepoName::parse(repo)
         .ok_or_else(|| OciError::new(StatusCode::BAD_REQUEST, "NAME_INVALID", "invalid repository name"))
+}
+
+#[derive(serde::Deserialize)]
+struct PullTokenRequest {
+    subject: String,
+    repositories: Vec<String>,
+}
+
+/// `POST /_skiff/tokens {"subject": "alice", "repositories": [...]}`: a token that may pull
+/// those repositories and nothing else, for the builder to hand the engine for one build
+/// (the builder has checked with the controller that the subject may pull them).
+async fn issue_pull_token(
+    State(registry): State<Arc<Registry>>,
+    _: ServiceCaller,
+    axum::Json(body): axum::Json<PullTokenRequest>,
+) -> Result<Response, OciError> {
+    let mut access = Vec::with_capacity(body.repositories.len());
+    for repository in body.repositories {
+        let repository = repo_param(&repository)?.as_str().to_owned();
+        access.push(Access { repository, pull: true, push: false, refused: false });
+    }
+    let expires = time::OffsetDateTime::now_utc().unix_timestamp() + crate::token::LIFETIME_SECS;
+    let token = registry.tokens.issue(&Claims { subject: body.subject, expires, access });
+    Ok(axum::Json(serde_json::json!({ "token": token })).into_response())
 }
 
 /// `POST /_skiff/gc?dry_run=true&grace_secs=3600`: one collection at a time.

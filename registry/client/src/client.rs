@@ -120,6 +120,22 @@ impl RegistryClient {
         self.expect("retain", self.http.post(url).json(&body), &[StatusCode::OK]).await.map(drop)
     }
 
+    /// A token that lets `subject` pull `repositories` and nothing else, for a short while
+    /// (service token): what a build's engine pulls its base images with.
+    pub async fn pull_token(&self, subject: &str, repositories: &[String]) -> Result<String, RegistryError> {
+        let url = format!("{}/_skiff/tokens", self.base);
+        let body = serde_json::json!({ "subject": subject, "repositories": repositories });
+        let response = self.expect("pull token", self.http.post(url).json(&body), &[StatusCode::OK]).await?;
+        let answer: serde_json::Value = response
+            .json()
+            .await
+            .map_err(|e| RegistryError::Invalid { what: "pull token".into(), reason: e.to_string() })?;
+        answer["token"].as_str().map(str::to_owned).ok_or_else(|| RegistryError::Invalid {
+            what: "pull token".into(),
+            reason: "no token in the answer".into(),
+        })
+    }
+
     /// Forgets a repository (service token).
     pub async fn forget(&self, repo: &str) -> Result<(), RegistryError> {
         let url = format!("{}/_skiff/repositories/{repo}", self.base);

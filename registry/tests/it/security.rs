@@ -150,3 +150,24 @@ fn base64_service() -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(format!("skiff:{}", crate::harness::SERVICE_TOKEN))
 }
+
+#[tokio::test]
+async fn a_builds_pull_token_pulls_what_it_names_and_nothing_else() {
+    let registry = Registry::start().await;
+    registry.push_blob("alice/base", b"base layer").await;
+    registry.push_blob("bob/private", b"bob's layer").await;
+    let body = serde_json::json!({"subject": "alice", "repositories": ["alice/base"]});
+    let stranger = registry.request(As::Alice, Method::POST, "/_skiff/tokens").json(&body);
+    assert_eq!(registry.send(stranger).await.status(), StatusCode::UNAUTHORIZED, "the platform's alone to ask");
+    let issued = registry.send(registry.request(As::Service, Method::POST, "/_skiff/tokens").json(&body)).await;
+    assert_eq!(issued.status(), StatusCode::OK);
+    let token = issued.json::<serde_json::Value>().await.unwrap()["token"].as_str().unwrap().to_owned();
+    let with_token = |path: &str| registry.request(As::Nobody, Method::GET, path).bearer_auth(&token);
+    let listed = registry.send(with_token("/v2/alice/base/tags/list")).await;
+    assert!(listed.status() == StatusCode::OK || listed.status() == StatusCode::NOT_FOUND, "{}", listed.status());
+    let elsewhere = registry.send(with_token("/v2/bob/private/tags/list")).await.status();
+    assert!(elsewhere == StatusCode::UNAUTHORIZED || elsewhere == StatusCode::FORBIDDEN, "{elsewhere}");
+    let upload = registry.request(As::Nobody, Method::POST, "/v2/alice/base/blobs/uploads/").bearer_auth(&token);
+    let pushed = registry.send(upload).await.status();
+    assert!(pushed == StatusCode::UNAUTHORIZED || pushed == StatusCode::FORBIDDEN, "pull only: {pushed}");
+}
