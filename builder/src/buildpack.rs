@@ -131,6 +131,11 @@ impl BuildDir {
         Ok(dir)
     }
 
+    /// The app and the buildpack, mounted read-only (for `bin/detect` and `bin/release`).
+    fn read_only(&self, buildpack: &Buildpack) -> Vec<String> {
+        vec![format!("{}:/app:ro", self.app().display()), format!("{}:/buildpack:ro", buildpack.dir.display())]
+    }
+
     /// Runs a buildpack's `bin/detect`; `true` when it accepts the app.
     ///
     /// # Errors
@@ -143,8 +148,7 @@ impl BuildDir {
         buildpack: &Buildpack,
         out: &mut Output,
     ) -> Result<bool, BuildpackError> {
-        let binds =
-            vec![format!("{}:/app:ro", self.app().display()), format!("{}:/buildpack:ro", buildpack.dir.display())];
+        let binds = self.read_only(buildpack);
         Ok(engine
             .run(
                 BuildContainer { app, image: stack, binds, env: Vec::new(), command: "/buildpack/bin/detect /app" },
@@ -202,8 +206,7 @@ impl BuildDir {
         if !buildpack.dir.join("bin/release").is_file() {
             return Ok(BuildpackRelease::default());
         }
-        let binds =
-            vec![format!("{}:/app:ro", self.app().display()), format!("{}:/buildpack:ro", buildpack.dir.display())];
+        let binds = self.read_only(buildpack);
         let mut printed = String::new();
         let status = engine
             .run(

@@ -72,6 +72,24 @@ fn receive_syslog(listener: TcpListener) -> mpsc::UnboundedReceiver<String> {
     received
 }
 
+/// A syslog receiver over TLS: every frame of every connection that completes a handshake.
+fn receive_syslog_tls(listener: TcpListener, tls: tokio_rustls::TlsAcceptor) -> mpsc::UnboundedReceiver<String> {
+    let (frames, received) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (tls, frames) = (tls.clone(), frames.clone());
+            tokio::spawn(async move {
+                let Ok(stream) = tls.accept(stream).await else { return };
+                let mut reader = BufReader::new(stream);
+                while let Some(frame) = read_frame(&mut reader).await {
+                    let _ = frames.send(frame);
+                }
+            });
+        }
+    });
+    received
+}
+
 async fn next(received: &mut mpsc::UnboundedReceiver<String>) -> String {
     tokio::time::timeout(Duration::from_secs(10), received.recv()).await.expect("a frame within 10 s").unwrap()
 }
@@ -182,19 +200,7 @@ async fn tls_drains_check_the_certificate() {
     let tls = acceptor(cert, key);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address: SocketAddr = listener.local_addr().unwrap();
-    let (frames, mut received) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let (tls, frames) = (tls.clone(), frames.clone());
-            tokio::spawn(async move {
-                let Ok(stream) = tls.accept(stream).await else { return };
-                let mut reader = BufReader::new(stream);
-                while let Some(frame) = read_frame(&mut reader).await {
-                    let _ = frames.send(frame);
-                }
-            });
-        }
-    });
+    let mut received = receive_syslog_tls(listener, tls);
     let url = format!("syslog+tls://localhost:{}", address.port());
 
     // Trusted through the extra CA file: delivered.
@@ -227,19 +233,7 @@ async fn a_self_signed_ca_certificate_the_operator_trusts_is_accepted_and_refusa
     let tls = acceptor(cert.der().clone(), private);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let (frames, mut received) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let (tls, frames) = (tls.clone(), frames.clone());
-            tokio::spawn(async move {
-                let Ok(stream) = tls.accept(stream).await else { return };
-                let mut reader = BufReader::new(stream);
-                while let Some(frame) = read_frame(&mut reader).await {
-                    let _ = frames.send(frame);
-                }
-            });
-        }
-    });
+    let mut received = receive_syslog_tls(listener, tls);
     let url = format!("syslog+tls://localhost:{port}");
 
     let trusted = loopback_drains(tls_config(Some(pem.path())).unwrap(), 100, &shutdown);
