@@ -1,18 +1,10 @@
-//! Passwords (argon2), API tokens (random, stored as sha256 hashes) and the extractors
-//! that authenticate requests: [`CurrentUser`] for people, [`Service`] for Skiff's own
-//! components.
-
-use std::sync::Arc;
+//! Passwords (argon2) and API tokens (random, stored as sha256 hashes). The HTTP layer's
+//! extractors (`crate::http::extract`) check them on each request.
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use axum::extract::FromRequestParts;
-use http::request::Parts;
 use sha2::{Digest as _, Sha256};
 
-use skiff_api::secrets_match;
-
-use crate::db::UserRow;
-use crate::http::{ApiError, Controller};
+use crate::error::ApiError;
 
 /// Hashes a password for storage.
 ///
@@ -43,69 +35,10 @@ pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// The address a request came from, when the server knows it.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientAddress(pub Option<std::net::IpAddr>);
-
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let connected = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
-        Ok(Self(connected.map(|info| info.0.ip())))
-    }
-}
-
-fn bearer(parts: &Parts) -> Option<&str> {
-    parts.headers.get(http::header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
-}
-
-/// The user a request's bearer token belongs to.
-#[derive(Debug, Clone)]
-pub struct CurrentUser(pub UserRow);
-
-impl FromRequestParts<Arc<Controller>> for CurrentUser {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, controller: &Arc<Controller>) -> Result<Self, ApiError> {
-        let token = bearer(parts).ok_or(ApiError::Unauthenticated)?;
-        let user = controller.db.user_by_token(&token_hash(token)).await?.ok_or(ApiError::TokenRejected)?;
-        Ok(Self(user))
-    }
-}
-
-/// The user a request's bearer token belongs to, when it carries a valid one.
-#[derive(Debug, Clone)]
-pub struct MaybeUser(pub Option<UserRow>);
-
-impl FromRequestParts<Arc<Controller>> for MaybeUser {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, controller: &Arc<Controller>) -> Result<Self, ApiError> {
-        match bearer(parts) {
-            Some(token) => Ok(Self(controller.db.user_by_token(&token_hash(token)).await?)),
-            None => Ok(Self(None)),
-        }
-    }
-}
-
-/// A request from one of Skiff's components, carrying the service token.
-#[derive(Debug, Clone, Copy)]
-pub struct Service;
-
-impl FromRequestParts<Arc<Controller>> for Service {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, controller: &Arc<Controller>) -> Result<Self, ApiError> {
-        match bearer(parts) {
-            Some(token) if secrets_match(token, &controller.config.service_token) => Ok(Self),
-            _ => Err(ApiError::Forbidden("this endpoint is for Skiff's own components".into())),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use skiff_api::secrets_match;
+
     use super::*;
 
     #[test]

@@ -1,22 +1,16 @@
 //! The audit trail: who did what and when. Every event is kept in the database (per app,
-//! or platform-wide) and read back through `/v2/apps/{app}/events` and `/v2/events`; an
-//! app's events also reach its log stream (`skiff logs --source platform`): builds,
-//! releases created, started or failed, scaling and restarts, settings changed.
+//! or platform-wide) and read back through the API; an app's events also reach its log
+//! stream (`skiff logs --source platform`): builds, releases created, started or
+//! failed, scaling and restarts, settings changed.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::Json;
-use axum::extract::{Path, Query, State};
-use axum::routing::get;
-use skiff_api::{AppName, Event};
+use skiff_api::AppName;
 use skiff_client::syslog::Sender;
 
-use crate::auth::CurrentUser;
 use crate::coordination::Coordination;
 use crate::db::Db;
-use crate::http::{ApiError, Controller};
 
 /// Where events go.
 #[derive(Debug)]
@@ -63,38 +57,4 @@ impl Events {
             tracing::error!(%error, message, "controller.events: not kept");
         }
     }
-}
-
-/// The most events one read returns.
-const MAX_EVENTS: u32 = 1000;
-
-/// `GET /v2/apps/{app}/events` (anyone with access to the app) and `GET /v2/events`
-/// (admins: every event, the platform's and every app's), both with `?n=` (default 100).
-pub fn routes() -> axum::Router<Arc<Controller>> {
-    axum::Router::new().route("/v2/apps/{app}/events", get(app_events)).route("/v2/events", get(all_events))
-}
-
-fn limit(query: &HashMap<String, String>) -> u32 {
-    query.get("n").and_then(|n| n.parse().ok()).unwrap_or(100).min(MAX_EVENTS)
-}
-
-async fn app_events(
-    State(c): State<Arc<Controller>>,
-    CurrentUser(user): CurrentUser,
-    Path(app): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Result<Json<Vec<Event>>, ApiError> {
-    let app = c.app_for(&user, &app).await?;
-    Ok(Json(c.db.events(Some(&app.name), limit(&query)).await?))
-}
-
-async fn all_events(
-    State(c): State<Arc<Controller>>,
-    CurrentUser(user): CurrentUser,
-    Query(query): Query<HashMap<String, String>>,
-) -> Result<Json<Vec<Event>>, ApiError> {
-    if !user.admin {
-        return Err(ApiError::Forbidden("only admins read the platform's events; add -a APP for an app's".into()));
-    }
-    Ok(Json(c.db.events(None, limit(&query)).await?))
 }

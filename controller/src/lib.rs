@@ -1,30 +1,30 @@
 //! Skiff's controller: the platform's source of truth and its scheduler.
 //!
-//! Layout:
-//! - [`access`]: what the router lets through to an app (body size, client addresses).
-//! - [`certs`]: TLS certificates and HTTPS policy per app.
-//! - [`config`]: the controller's settings.
+//! Layout, from the outside in:
+//! - [`http`]: the REST API (axum), one module per resource, over the domain operations.
+//! - [`domain`]: what the controller does, named by what it acts on ([`domain::Releases`],
+//!   [`domain::Apps`], …): each operation validates, writes, records the event and wakes
+//!   the scheduler in one place.
+//! - [`state`]: the shared [`Controller`] state and the checks every operation starts with.
+//! - [`error`]: [`error::ApiError`], what went wrong and what to do next.
+//! - [`scheduler`]: the reconcile loop over a [`scheduler::ContainerRuntime`]. It knows
+//!   nothing of HTTP or of the domain layer.
+//! - [`db`]: the database (sqlx; SQLite by default, or Postgres), one module per table group.
+//! - [`events`]: the audit trail, kept and sent to apps' log streams.
 //! - [`coordination`]: how replicas share work (alone, or through Redis).
-//! - [`db`]: the database (sqlx; SQLite by default) and its queries.
-//! - [`drains`]: the log drain API.
-//! - [`events`]: platform events in apps' log streams.
-//! - [`auth`]: passwords, API tokens and the request extractors that check them.
-//! - [`keys`]: OpenSSH public keys and their fingerprints.
-//! - [`http`]: the REST API (axum) and its [`http::ApiError`].
-//! - [`openapi`]: the API's OpenAPI document.
-//! - [`retention`]: which images the registry keeps, and its garbage collection.
 //! - [`routes`]: the router feed, a versioned route table with long-poll reads.
-//! - [`scheduler`]: the reconcile loop over a [`scheduler::ContainerRuntime`].
+//! - [`retention`]: which images the registry keeps, and its garbage collection.
 //! - [`stacks`]: turning a root filesystem tarball into a stack image in the registry.
+//! - [`auth`]: passwords and API tokens; [`keys`]: OpenSSH public keys.
 //! - [`throttle`]: failed sign-ins counted per user name and client address.
+//! - [`config`]: the controller's settings; [`openapi`]: the API's OpenAPI document.
 
-pub mod access;
 pub mod auth;
-pub mod certs;
 pub mod config;
 pub mod coordination;
 pub mod db;
-pub mod drains;
+pub mod domain;
+pub mod error;
 pub mod events;
 pub mod http;
 pub mod keys;
@@ -33,7 +33,9 @@ pub mod retention;
 pub mod routes;
 pub mod scheduler;
 pub mod stacks;
+pub mod state;
 pub mod throttle;
 
 pub use config::Config;
-pub use http::{Controller, serve};
+pub use http::serve;
+pub use state::Controller;

@@ -24,6 +24,7 @@ fn fresh_app() -> skiff_api::AppName {
 }
 
 #[tokio::test]
+#[ignore = "needs Redis (deploy/test.sh starts one)"]
 async fn one_replica_at_a_time_acts_on_an_app() {
     let shutdown = CancellationToken::new();
     let (a, b) = (
@@ -48,6 +49,7 @@ async fn one_replica_at_a_time_acts_on_an_app() {
 }
 
 #[tokio::test]
+#[ignore = "needs Redis (deploy/test.sh starts one)"]
 async fn a_change_on_one_replica_wakes_the_others_and_events_are_published() {
     let _alone = CHANGES_CHANNEL.lock().await;
     let shutdown = CancellationToken::new();
@@ -90,6 +92,7 @@ async fn a_replica_on_its_own_acts_on_everything() {
 }
 
 #[tokio::test]
+#[ignore = "needs Redis (deploy/test.sh starts one)"]
 async fn two_replicas_roll_out_an_app_beside_apps_in_trouble() {
     let _alone = CHANGES_CHANNEL.lock().await;
     let shutdown = CancellationToken::new();

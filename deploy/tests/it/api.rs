@@ -145,6 +145,7 @@ impl Caller {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker (deploy/test.sh)"]
 async fn every_documented_operation_is_served_as_documented() {
     // App containers in process: releases start at once, one-off commands echo.
     let mut platform = Platform::start_with_settings(|s| s.runtime = skiffd::Runtime::Memory).await;
@@ -296,6 +297,7 @@ async fn every_documented_operation_is_served_as_documented() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker (deploy/test.sh)"]
 async fn fifty_parallel_config_changes_make_fifty_consecutive_releases() {
     let (mut platform, repo, key) = Platform::with_example("busy").await;
     let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);

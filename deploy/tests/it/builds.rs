@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::harness::{Platform, eventually, get_via_router};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker (deploy/test.sh)"]
 async fn buildpack_apps_compile_on_the_stack_with_a_cache_that_survives() {
     let mut platform = Platform::start().await;
     let home = platform.dir.path().to_owned();
@@ -146,6 +147,7 @@ async fn buildpack_apps_compile_on_the_stack_with_a_cache_that_survives() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker (deploy/test.sh)"]
 async fn dockerfile_apps_build_on_the_engine_and_failures_keep_the_release() {
     let mut platform = Platform::start().await;
     let home = platform.dir.path().to_owned();
@@ -222,6 +224,7 @@ async fn dockerfile_apps_build_on_the_engine_and_failures_keep_the_release() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker (deploy/test.sh)"]
 async fn pushes_to_different_apps_build_at_the_same_time() {
     let (mut platform, repo, key) = Platform::with_example("north").await;
     let other = platform.dir.path().join("south");

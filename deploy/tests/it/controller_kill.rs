@@ -28,6 +28,7 @@ async fn serves(platform: &Platform) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker (deploy/test.sh)"]
 async fn a_rollout_cut_off_by_sigkill_completes_after_a_restart() {
     let (mut platform, repo, key) = Platform::with_example("survivor").await;
     let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);

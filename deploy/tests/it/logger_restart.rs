@@ -52,6 +52,7 @@ fn docker(args: &[&str]) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker (deploy/test.sh)"]
 async fn a_logger_killed_mid_stream_loses_no_number() {
     require_tools();
     let dir = tempfile::tempdir().unwrap();

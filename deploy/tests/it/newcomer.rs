@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::harness::{Platform, eventually, example_repo, get_via_router};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker (deploy/test.sh)"]
 async fn a_pushed_example_app_serves_through_the_router_and_logs() {
     let mut platform = Platform::start().await;
     let home = platform.dir.path().to_owned();
@@ -117,6 +118,7 @@ async fn a_pushed_example_app_serves_through_the_router_and_logs() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker (deploy/test.sh)"]
 async fn the_same_path_works_with_the_controller_on_postgres() {
     let (mut platform, repo, key) = Platform::start_on_postgres().await.with_app("pg-hello").await;
     let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
@@ -137,6 +139,7 @@ async fn the_same_path_works_with_the_controller_on_postgres() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker (deploy/test.sh)"]
 async fn pushes_without_access_or_procfile_are_rejected_and_change_nothing() {
     let mut platform = Platform::start().await;
     let home = platform.dir.path().to_owned();
@@ -200,6 +203,7 @@ async fn pushes_without_access_or_procfile_are_rejected_and_change_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker (deploy/test.sh)"]
 async fn the_same_path_works_with_blobs_in_s3() {
     let endpoint = std::env::var("SKIFF_TEST_S3_ENDPOINT")
         .expect("this test needs an S3 server: run deploy/test.sh, which installs and starts one");
@@ -247,6 +251,7 @@ fn ssh_raw(platform: &Platform, key: &std::path::Path, command: &[u8]) -> (Optio
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker (deploy/test.sh)"]
 async fn hostile_ssh_commands_are_refused_before_anything_runs() {
     let (mut platform, _repo, key) = Platform::with_example("target").await;
     let marker = platform.dir.path().join("pwned");

@@ -26,6 +26,7 @@ async fn running(platform: &Platform, repo: &std::path::Path, process: &str) -> 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker (deploy/test.sh)"]
 async fn config_scale_restart_and_rollback_reach_the_containers() {
     let mut platform = Platform::start().await;
     let home = platform.dir.path().to_owned();
@@ -191,6 +192,7 @@ async fn config_scale_restart_and_rollback_reach_the_containers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker (deploy/test.sh)"]
 async fn a_release_that_cannot_start_fails_and_the_previous_keeps_serving() {
     let (mut platform, repo, key) = Platform::with_example("steady").await;
     let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
@@ -229,6 +231,7 @@ async fn a_release_that_cannot_start_fails_and_the_previous_keeps_serving() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker (deploy/test.sh)"]
 async fn limits_and_health_checks_shape_new_containers() {
     let (mut platform, repo, key) = Platform::with_example("shaped").await;
     let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
@@ -265,6 +268,7 @@ async fn limits_and_health_checks_shape_new_containers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker (deploy/test.sh)"]
 async fn a_crashing_process_type_is_restarted_with_growing_pauses() {
     let (mut platform, repo, key) = Platform::with_example("crashy").await;
     std::fs::write(
@@ -294,6 +298,7 @@ async fn a_crashing_process_type_is_restarted_with_growing_pauses() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker (deploy/test.sh)"]
 async fn a_request_in_flight_during_a_deploy_finishes() {
     let platform = Platform::start_with_settings(|settings| settings.drain_seconds = 6).await;
     let (mut platform, repo, key) = platform.with_app("inflight").await;

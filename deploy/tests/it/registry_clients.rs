@@ -20,6 +20,7 @@ fn docker(config: &Path) -> Command {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker (deploy/test.sh)"]
 async fn docker_and_skopeo_push_and_pull_through_the_registry() {
     let (found, _) = run(Command::new("skopeo").arg("--version"));
     assert!(found, "this test needs skopeo; install it with `apt-get install skopeo` (deploy/test.sh does)");

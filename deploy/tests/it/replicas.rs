@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use crate::harness::{Platform, eventually, get_via_router};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker (deploy/test.sh)"]
 async fn two_controller_replicas_never_double_an_apps_containers() {
     let (mut platform, repo, key) = Platform::start_on_redis().await.with_app("twice").await;
     let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);

@@ -5,6 +5,7 @@ use std::time::Duration;
 use crate::harness::{Platform, eventually, example_repo, get_via_router};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker (deploy/test.sh)"]
 async fn collaborators_domains_and_maintenance() {
     let mut platform = Platform::start().await;
     let home = platform.dir.path().to_owned();

@@ -55,6 +55,7 @@ async fn platform_with_mallory() -> (Platform, PathBuf, PathBuf, PathBuf) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker (deploy/test.sh)"]
 async fn a_tenant_aims_neither_drains_inside_the_platform_nor_domains_at_others_names() {
     let (mut platform, repo, _, _) = platform_with_mallory().await;
     let home = platform.dir.path().to_owned();
@@ -101,6 +102,7 @@ async fn a_tenant_aims_neither_drains_inside_the_platform_nor_domains_at_others_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker (deploy/test.sh)"]
 async fn a_tenant_cannot_build_from_or_deploy_another_tenants_image() {
     let (mut platform, repo, key, mallory_key) = platform_with_mallory().await;
     let home = platform.dir.path().to_owned();
@@ -251,6 +253,7 @@ fn container_address(platform: &Platform, app: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker (deploy/test.sh)"]
 async fn a_process_over_its_memory_is_killed_and_says_so() {
     let (mut platform, repo, key) = Platform::with_example("hungry").await;
     std::fs::write(
@@ -277,6 +280,7 @@ async fn a_process_over_its_memory_is_killed_and_says_so() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker (deploy/test.sh)"]
 async fn guessing_passwords_is_refused_for_a_while_on_the_api_and_the_registry() {
     let (mut platform, _, _, _) = platform_with_mallory().await;
     let http = reqwest::Client::new();

@@ -22,6 +22,7 @@ async fn curl(ca: &Path, host: &str, port: u16, url: &str) -> (u16, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker (deploy/test.sh)"]
 async fn apps_are_served_over_https_with_their_certificates() {
     let (mut platform, repo, key) = Platform::start().await.with_app("secure").await;
     let home = platform.dir.path().to_owned();

@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::harness::{Platform, eventually, get_via_router};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker (deploy/test.sh)"]
 async fn the_remaining_verbs_do_what_they_say() {
     let (mut platform, repo, key) = Platform::with_example("verbs").await;
     let home = platform.dir.path().to_owned();

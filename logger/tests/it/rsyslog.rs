@@ -80,6 +80,7 @@ impl Rsyslog {
 }
 
 #[tokio::test]
+#[ignore = "needs rsyslog (deploy/test.sh installs it)"]
 async fn rsyslog_forwards_to_skiff_with_octet_counting() {
     let skiff = logger().await;
     let rules = format!(
@@ -105,6 +106,7 @@ async fn rsyslog_forwards_to_skiff_with_octet_counting() {
 }
 
 #[tokio::test]
+#[ignore = "needs rsyslog (deploy/test.sh installs it)"]
 async fn a_skiff_drain_delivers_to_rsyslog() {
     let rsyslog = Rsyslog::start(
         "template(name=\"fields\" type=\"string\" string=\"%APP-NAME%|%PROCID%|%msg%\\n\")",
@@ -160,6 +162,7 @@ fn localhost_chain() -> (String, String, String) {
 }
 
 #[tokio::test]
+#[ignore = "needs rsyslog (deploy/test.sh installs it)"]
 async fn rsyslog_forwards_to_skiff_over_tls() {
     let (ca, chain, key) = localhost_chain();
     let buffers = Arc::new(Buffers::new(100));

@@ -177,6 +177,7 @@ impl skiff_store::BlobStore for DyingStore {
 }
 
 #[tokio::test]
+#[ignore = "needs skopeo and Debian's docker-registry (deploy/test.sh installs them)"]
 async fn a_collection_cut_short_is_finished_by_the_next_and_spares_what_is_used() {
     let registry = Registry::start().await;
     let loose = [
@@ -276,6 +277,7 @@ impl Distribution {
 
 // Two threads: the registry serves while the test waits for skopeo.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs skopeo and Debian's docker-registry (deploy/test.sh installs them)"]
 async fn a_dry_run_lists_what_docker_registry_garbage_collect_would_delete() {
     let registry = Registry::start().await;
     let dir = tempfile::tempdir().unwrap();

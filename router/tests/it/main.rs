@@ -503,6 +503,7 @@ async fn grpc_goes_to_the_app_over_http2_with_its_trailers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Python's grpcio (deploy/test.sh installs it)"]
 async fn a_real_grpc_client_reaches_a_real_grpc_server() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/grpc_echo.py");
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

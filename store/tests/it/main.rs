@@ -132,6 +132,7 @@ async fn the_filesystem_backend_passes_every_check() {
 }
 
 #[tokio::test]
+#[ignore = "needs an S3 server (deploy/test.sh starts one)"]
 async fn the_s3_backend_passes_every_check_against_a_real_s3_server() {
     let endpoint = std::env::var("SKIFF_TEST_S3_ENDPOINT").expect(
         "this test needs an S3 server: run deploy/test.sh, which installs and starts one (moto), \

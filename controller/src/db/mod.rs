@@ -1,0 +1,245 @@
+//! The database: connection, migrations, and every query the controller makes.
+//!
+//! One code path for both backends (sqlx's `Any` driver): SQLite by default, Postgres when
+//! the database URL says so. Queries use `$N` placeholders in order, which both accept;
+//! each backend has its own migrations (`migrations/sqlite`, `migrations/postgres`).
+//! Booleans are read as `CASE WHEN … THEN 1 ELSE 0 END`: the `Any` driver cannot decode
+//! SQLite's BOOLEAN columns.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::str::FromStr;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use skiff_api::{
+    AccessPolicy, AppName, Build, BuildCreate, Certificate, CrashReport, Drain, Event, ProcessType, Release,
+    ReleaseState, StackName, TlsSettings, Username,
+};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, any::AnyPoolOptions};
+
+mod apps;
+mod builds;
+mod certs;
+mod domains;
+mod drains;
+mod events;
+mod formation;
+mod releases;
+mod stacks;
+mod users;
+
+/// Postgres migrations, applied in order once each.
+const POSTGRES_MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/postgres/0001_init.sql"),
+    include_str!("../../migrations/postgres/0002_drains.sql"),
+    include_str!("../../migrations/postgres/0003_certs_tls.sql"),
+    include_str!("../../migrations/postgres/0004_events.sql"),
+    include_str!("../../migrations/postgres/0005_access.sql"),
+    include_str!("../../migrations/postgres/0006_crashes.sql"),
+];
+
+/// SQLite migrations, applied in order once each.
+const SQLITE_MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../migrations/sqlite/0002_builds.sql"),
+    include_str!("../../migrations/sqlite/0003_config_formation.sql"),
+    include_str!("../../migrations/sqlite/0004_release_state.sql"),
+    include_str!("../../migrations/sqlite/0005_perms_domains_maintenance.sql"),
+    include_str!("../../migrations/sqlite/0006_limits_healthchecks.sql"),
+    include_str!("../../migrations/sqlite/0007_drains.sql"),
+    include_str!("../../migrations/sqlite/0008_certs_tls.sql"),
+    include_str!("../../migrations/sqlite/0009_events.sql"),
+    include_str!("../../migrations/sqlite/0010_access.sql"),
+    include_str!("../../migrations/sqlite/0011_crashes.sql"),
+];
+
+/// A database failure.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database query failed: {0}")]
+    Query(#[from] sqlx::Error),
+    #[error("database holds an invalid value: {0}")]
+    Corrupt(String),
+}
+
+/// The current time as RFC 3339.
+pub fn now() -> String {
+    rfc3339(time::OffsetDateTime::now_utc())
+}
+
+fn rfc3339(at: time::OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+/// A user row.
+#[derive(Debug, Clone)]
+pub struct UserRow {
+    pub id: i64,
+    pub username: Username,
+    pub password_hash: String,
+    pub admin: bool,
+}
+
+/// A key row.
+#[derive(Debug, Clone)]
+pub struct KeyRow {
+    pub id: i64,
+    pub fingerprint: String,
+    pub comment: String,
+    pub created_at: String,
+}
+
+/// An app row.
+#[derive(Debug, Clone)]
+pub struct AppRow {
+    pub id: i64,
+    pub name: AppName,
+    pub owner_id: i64,
+    pub owner: Username,
+    pub stack: StackName,
+    pub created_at: String,
+    pub maintenance: bool,
+    pub tls: TlsSettings,
+    pub access: AccessPolicy,
+}
+
+/// The database handle.
+#[derive(Debug, Clone)]
+pub struct Db {
+    /// Reads.
+    pool: AnyPool,
+    /// Writes: with SQLite, one connection, so that writers queue in order instead of
+    /// retrying against the file's lock with growing sleeps; with Postgres, the same pool.
+    writer: AnyPool,
+    postgres: bool,
+}
+
+fn parse<T: FromStr>(value: String) -> Result<T, DbError> {
+    value.parse().map_err(|_| DbError::Corrupt(value))
+}
+
+/// A unit enum as the text it serializes to (`"dockerfile"`).
+fn enum_text(value: &impl Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(text)) => text,
+        other => format!("{other:?}"),
+    }
+}
+
+fn enum_parse<T: DeserializeOwned>(text: String) -> Result<T, DbError> {
+    serde_json::from_value(serde_json::Value::String(text.clone())).map_err(|_| DbError::Corrupt(text))
+}
+
+fn procfile_json(procfile: &BTreeMap<ProcessType, String>) -> Result<String, DbError> {
+    serde_json::to_string(procfile).map_err(|e| DbError::Corrupt(e.to_string()))
+}
+
+fn procfile_parse(text: &str) -> Result<BTreeMap<ProcessType, String>, DbError> {
+    serde_json::from_str(text).map_err(|e| DbError::Corrupt(e.to_string()))
+}
+
+fn config_json(config: &BTreeMap<String, String>) -> Result<String, DbError> {
+    serde_json::to_string(config).map_err(|e| DbError::Corrupt(e.to_string()))
+}
+
+fn config_parse(text: &str) -> Result<BTreeMap<String, String>, DbError> {
+    serde_json::from_str(text).map_err(|e| DbError::Corrupt(e.to_string()))
+}
+
+/// Per-process settings kept with an app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettingsKind {
+    Limits,
+    Healthchecks,
+}
+
+/// One process type's scale, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormationRow {
+    pub process: ProcessType,
+    pub quantity: u32,
+    /// Bumped by a restart: containers of an older generation are replaced.
+    pub generation: u32,
+}
+
+impl Db {
+    /// Opens (creating if needed) a SQLite database file and applies migrations.
+    ///
+    /// # Errors
+    /// When the file cannot be opened or a migration fails.
+    pub async fn open_sqlite(path: &Path) -> Result<Self, DbError> {
+        Self::open(&format!("sqlite://{}?mode=rwc", path.display())).await
+    }
+
+    /// Opens a database by URL (`sqlite://PATH?mode=rwc` or `postgres://…`) and applies
+    /// migrations.
+    ///
+    /// # Errors
+    /// When the database cannot be reached or a migration fails.
+    pub async fn open(url: &str) -> Result<Self, DbError> {
+        sqlx::any::install_default_drivers();
+        let postgres = url.starts_with("postgres:") || url.starts_with("postgresql:");
+        let mut options = AnyPoolOptions::new();
+        if !postgres {
+            // With the write-ahead log, a commit is written but not synced at once: it
+            // survives skiffd being killed, and a power cut can lose only the last moments'
+            // commits, never corrupt the file. Syncing every commit made concurrent
+            // releases queue for the disk (the SQLite default, FULL).
+            options = options.after_connect(|connection, _| {
+                Box::pin(async move {
+                    sqlx::query("PRAGMA synchronous = NORMAL").execute(connection).await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options.clone().max_connections(if postgres { 8 } else { 4 }).connect(url).await?;
+        let writer = if postgres {
+            pool.clone()
+        } else {
+            // Readers do not block the writer; the setting stays with the file.
+            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+            options.max_connections(1).connect(url).await?
+        };
+        let db = Self { pool, writer, postgres };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    /// Runs one administrative statement (`CREATE DATABASE …`), outside any transaction.
+    ///
+    /// # Errors
+    /// When the database refuses it.
+    pub async fn execute_admin(&self, statement: &str) -> Result<(), DbError> {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned())).execute(&self.writer).await?;
+        Ok(())
+    }
+
+    async fn migrate(&self) -> Result<(), DbError> {
+        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)")
+            .execute(&self.writer)
+            .await?;
+        let applied: i64 = sqlx::query("SELECT COUNT(*) FROM schema_migrations").fetch_one(&self.pool).await?.get(0);
+        let migrations = if self.postgres { POSTGRES_MIGRATIONS } else { SQLITE_MIGRATIONS };
+        for (index, migration) in migrations.iter().enumerate().skip(applied as usize) {
+            let mut tx = self.writer.begin().await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(*migration)).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO schema_migrations (version) VALUES ($1)")
+                .bind(index as i64 + 1)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Runs a write; says whether it changed any row.
+    async fn changed(
+        &self,
+        query: sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments>,
+    ) -> Result<bool, DbError> {
+        Ok(query.execute(&self.writer).await?.rows_affected() > 0)
+    }
+}

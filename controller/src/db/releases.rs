@@ -1,0 +1,247 @@
+//! Releases and the config they carry: numbered in order per app, created in one transaction with the config they change.
+
+use super::*;
+
+impl Db {
+    /// Creates the next release of an app.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_release(
+        &self,
+        app: &AppRow,
+        image: &str,
+        build: Option<i64>,
+        git_sha: Option<&str>,
+        procfile: &BTreeMap<ProcessType, String>,
+        config: &BTreeMap<String, String>,
+        created_by: &Username,
+        summary: &str,
+    ) -> Result<Release, DbError> {
+        let mut tx = self.writer.begin().await?;
+        Self::lock_app(&mut tx, app.id).await?;
+        let release =
+            Self::insert_release(&mut tx, app, image, build, git_sha, procfile, config, created_by, summary).await?;
+        tx.commit().await?;
+        Ok(release)
+    }
+
+    /// Changes an app's config with `edit` (the result must pass `check`) and, with `base`
+    /// (the release to build on), makes the next release: `base`'s build with the new
+    /// config. One transaction that first takes the app's write lock, so that concurrent
+    /// changes each build on the one before and get consecutive versions.
+    pub async fn change_config(
+        &self,
+        app: &AppRow,
+        edit: impl FnOnce(&mut BTreeMap<String, String>),
+        check: impl FnOnce(&BTreeMap<String, String>) -> Result<(), String>,
+        base: Option<&Release>,
+        created_by: &Username,
+        summary: &str,
+    ) -> Result<Result<(BTreeMap<String, String>, Option<Release>), String>, DbError> {
+        let mut tx = self.writer.begin().await?;
+        Self::lock_app(&mut tx, app.id).await?;
+        let text: String =
+            sqlx::query("SELECT config FROM apps WHERE id = $1").bind(app.id).fetch_one(&mut *tx).await?.get(0);
+        let mut config = config_parse(&text)?;
+        edit(&mut config);
+        if let Err(problem) = check(&config) {
+            return Ok(Err(problem));
+        }
+        sqlx::query("UPDATE apps SET config = $1 WHERE id = $2")
+            .bind(config_json(&config)?)
+            .bind(app.id)
+            .execute(&mut *tx)
+            .await?;
+        let release = match base {
+            Some(base) => Some(
+                Self::insert_release(
+                    &mut tx,
+                    app,
+                    &base.image,
+                    base.build,
+                    base.git_sha.as_deref(),
+                    &base.procfile,
+                    &config,
+                    created_by,
+                    summary,
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        tx.commit().await?;
+        Ok(Ok((config, release)))
+    }
+
+    /// Takes an app's write lock for the rest of the transaction: a write first (a row
+    /// lock on Postgres, the database's write lock on SQLite), so that what the
+    /// transaction reads next no other writer changes before it commits.
+    async fn lock_app(tx: &mut sqlx::Transaction<'_, sqlx::Any>, app_id: i64) -> Result<(), DbError> {
+        sqlx::query("UPDATE apps SET id = id WHERE id = $1").bind(app_id).execute(&mut **tx).await?;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn insert_release(
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        app: &AppRow,
+        image: &str,
+        build: Option<i64>,
+        git_sha: Option<&str>,
+        procfile: &BTreeMap<ProcessType, String>,
+        config: &BTreeMap<String, String>,
+        created_by: &Username,
+        summary: &str,
+    ) -> Result<Release, DbError> {
+        let procfile_json = procfile_json(procfile)?;
+        let created_at = now();
+        let version: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) + 1 FROM releases WHERE app_id = $1")
+            .bind(app.id)
+            .fetch_one(&mut **tx)
+            .await?
+            .get(0);
+        sqlx::query(
+            "INSERT INTO releases (app_id, version, image, build_id, git_sha, procfile, config, created_by, summary, created_at, state)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending')",
+        )
+        .bind(app.id)
+        .bind(version)
+        .bind(image)
+        .bind(build)
+        .bind(git_sha)
+        .bind(&procfile_json)
+        .bind(config_json(config)?)
+        .bind(created_by.as_str())
+        .bind(summary)
+        .bind(&created_at)
+        .execute(&mut **tx)
+        .await?;
+        Ok(Release {
+            app: app.name.clone(),
+            version: version as u32,
+            image: image.to_owned(),
+            build,
+            git_sha: git_sha.map(str::to_owned),
+            procfile: procfile.clone(),
+            config: config.clone(),
+            state: ReleaseState::Pending,
+            failure: None,
+            created_by: created_by.clone(),
+            created_at,
+            summary: summary.to_owned(),
+        })
+    }
+
+    fn release_row(app: &AppName, row: AnyRow) -> Result<Release, DbError> {
+        let procfile: String = row.get("procfile");
+        Ok(Release {
+            app: app.clone(),
+            version: row.get::<i64, _>("version") as u32,
+            image: row.get("image"),
+            build: row.get("build_id"),
+            git_sha: row.get("git_sha"),
+            procfile: procfile_parse(&procfile)?,
+            config: config_parse(&row.get::<String, _>("config"))?,
+            state: enum_parse(row.get("state"))?,
+            failure: row.get("failure"),
+            created_by: parse(row.get("created_by"))?,
+            created_at: row.get("created_at"),
+            summary: row.get("summary"),
+        })
+    }
+
+    /// An app's releases, newest first.
+    pub async fn releases(&self, app: &AppRow, limit: Option<u32>) -> Result<Vec<Release>, DbError> {
+        sqlx::query("SELECT * FROM releases WHERE app_id = $1 ORDER BY version DESC LIMIT $2")
+            .bind(app.id)
+            .bind(limit.map_or(i64::MAX, i64::from))
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|row| Self::release_row(&app.name, row))
+            .collect()
+    }
+
+    /// Moves a pending release to `state`, with the reason when it failed; `false` when
+    /// the release was not pending. A release that is deployed supersedes the app's older
+    /// pending ones (they never ran).
+    pub async fn settle_release(
+        &self,
+        app: &AppName,
+        version: u32,
+        state: ReleaseState,
+        failure: Option<&str>,
+    ) -> Result<bool, DbError> {
+        let mut tx = self.writer.begin().await?;
+        let settled = sqlx::query(
+            "UPDATE releases SET state = $1, failure = $2
+             WHERE state = 'pending' AND version = $3 AND app_id = (SELECT id FROM apps WHERE name = $4)",
+        )
+        .bind(enum_text(&state))
+        .bind(failure)
+        .bind(i64::from(version))
+        .bind(app.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        if settled && state == ReleaseState::Deployed {
+            // Older releases still waiting to start never will.
+            sqlx::query(
+                "UPDATE releases SET state = 'superseded'
+                 WHERE state = 'pending' AND version < $1 AND app_id = (SELECT id FROM apps WHERE name = $2)",
+            )
+            .bind(i64::from(version))
+            .bind(app.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(settled)
+    }
+
+    /// One release of an app.
+    pub async fn release(&self, app: &AppRow, version: u32) -> Result<Option<Release>, DbError> {
+        let query = sqlx::query("SELECT * FROM releases WHERE app_id = $1 AND version = $2");
+        self.release_of(app, query.bind(app.id).bind(i64::from(version))).await
+    }
+
+    /// The release an app runs (or is rolling out): its newest that did not fail.
+    pub async fn running_release(&self, app: &AppRow) -> Result<Option<Release>, DbError> {
+        let query =
+            sqlx::query("SELECT * FROM releases WHERE app_id = $1 AND state <> 'failed' ORDER BY version DESC LIMIT 1");
+        self.release_of(app, query.bind(app.id)).await
+    }
+
+    async fn release_of(
+        &self,
+        app: &AppRow,
+        query: sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments>,
+    ) -> Result<Option<Release>, DbError> {
+        query.fetch_optional(&self.pool).await?.map(|row| Self::release_row(&app.name, row)).transpose()
+    }
+
+    /// An app's current config.
+    pub async fn config(&self, app: &AppRow) -> Result<BTreeMap<String, String>, DbError> {
+        let text: String =
+            sqlx::query("SELECT config FROM apps WHERE id = $1").bind(app.id).fetch_one(&self.pool).await?.get(0);
+        config_parse(&text)
+    }
+
+    /// Every app's id with the release it should run: its newest that did not fail.
+    pub async fn current_releases_by_app(&self) -> Result<Vec<(i64, Release)>, DbError> {
+        let rows = sqlx::query(
+            "SELECT a.id AS app_id, a.name AS app_name, r.* FROM releases r JOIN apps a ON a.id = r.app_id
+             WHERE r.version = (SELECT MAX(version) FROM releases WHERE app_id = r.app_id AND state <> 'failed')
+             ORDER BY a.name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let app: AppName = parse(row.get("app_name"))?;
+                let id: i64 = row.get("app_id");
+                Ok((id, Self::release_row(&app, row)?))
+            })
+            .collect()
+    }
+}

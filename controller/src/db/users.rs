@@ -1,0 +1,147 @@
+//! Users, their API tokens and their SSH keys.
+
+use super::*;
+
+impl Db {
+    /// How many users exist.
+    pub async fn user_count(&self) -> Result<i64, DbError> {
+        Ok(sqlx::query("SELECT COUNT(*) FROM users").fetch_one(&self.pool).await?.get(0))
+    }
+
+    /// Creates a user; the first user becomes admin. `None` when the name is taken.
+    pub async fn create_user(&self, username: &Username, password_hash: &str) -> Result<Option<UserRow>, DbError> {
+        let mut tx = self.writer.begin().await?;
+        let count: i64 = sqlx::query("SELECT COUNT(*) FROM users").fetch_one(&mut *tx).await?.get(0);
+        let admin = count == 0;
+        let inserted = sqlx::query(
+            "INSERT INTO users (username, password_hash, admin, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (username) DO NOTHING RETURNING id",
+        )
+        .bind(username.as_str())
+        .bind(password_hash)
+        .bind(admin)
+        .bind(now())
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(inserted.map(|row| UserRow {
+            id: row.get(0),
+            username: username.clone(),
+            password_hash: password_hash.to_owned(),
+            admin,
+        }))
+    }
+
+    fn user_row(row: AnyRow) -> Result<UserRow, DbError> {
+        Ok(UserRow {
+            id: row.get("id"),
+            username: parse(row.get("username"))?,
+            password_hash: row.get("password_hash"),
+            admin: row.get::<i64, _>("admin") != 0,
+        })
+    }
+
+    /// A user by name.
+    pub async fn user_by_name(&self, username: &Username) -> Result<Option<UserRow>, DbError> {
+        sqlx::query("SELECT id, username, password_hash, CASE WHEN admin THEN 1 ELSE 0 END AS admin FROM users WHERE username = $1")
+            .bind(username.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .map(Self::user_row)
+            .transpose()
+    }
+
+    /// Stores a token hash for a user.
+    pub async fn add_token(&self, user_id: i64, token_hash: &str) -> Result<(), DbError> {
+        sqlx::query("INSERT INTO tokens (hash, user_id, created_at) VALUES ($1, $2, $3)")
+            .bind(token_hash)
+            .bind(user_id)
+            .bind(now())
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    /// Revokes a token; `false` when there was none.
+    pub async fn remove_token(&self, token_hash: &str) -> Result<bool, DbError> {
+        self.changed(sqlx::query("DELETE FROM tokens WHERE hash = $1").bind(token_hash)).await
+    }
+
+    /// The user a token hash belongs to.
+    pub async fn user_by_token(&self, token_hash: &str) -> Result<Option<UserRow>, DbError> {
+        sqlx::query(
+            "SELECT u.id, u.username, u.password_hash, CASE WHEN u.admin THEN 1 ELSE 0 END AS admin FROM users u
+             JOIN tokens t ON t.user_id = u.id WHERE t.hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(Self::user_row)
+        .transpose()
+    }
+
+    /// Adds an SSH key; `false` when the fingerprint is already registered.
+    pub async fn add_key(
+        &self,
+        user_id: i64,
+        fingerprint: &str,
+        public_key: &str,
+        comment: &str,
+    ) -> Result<Option<KeyRow>, DbError> {
+        let created_at = now();
+        let row = sqlx::query(
+            "INSERT INTO ssh_keys (user_id, fingerprint, public_key, comment, created_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (fingerprint) DO NOTHING RETURNING id",
+        )
+        .bind(user_id)
+        .bind(fingerprint)
+        .bind(public_key)
+        .bind(comment)
+        .bind(&created_at)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|row| KeyRow {
+            id: row.get(0),
+            fingerprint: fingerprint.to_owned(),
+            comment: comment.to_owned(),
+            created_at,
+        }))
+    }
+
+    /// A user's keys.
+    pub async fn keys(&self, user_id: i64) -> Result<Vec<KeyRow>, DbError> {
+        let rows =
+            sqlx::query("SELECT id, fingerprint, comment, created_at FROM ssh_keys WHERE user_id = $1 ORDER BY id")
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| KeyRow {
+                id: row.get("id"),
+                fingerprint: row.get("fingerprint"),
+                comment: row.get("comment"),
+                created_at: row.get("created_at"),
+            })
+            .collect())
+    }
+
+    /// Removes one of a user's keys; `false` when there was none.
+    pub async fn remove_key(&self, user_id: i64, key_id: i64) -> Result<bool, DbError> {
+        self.changed(sqlx::query("DELETE FROM ssh_keys WHERE id = $1 AND user_id = $2").bind(key_id).bind(user_id))
+            .await
+    }
+
+    /// The owner of a key fingerprint.
+    pub async fn key_owner(&self, fingerprint: &str) -> Result<Option<UserRow>, DbError> {
+        sqlx::query(
+            "SELECT u.id, u.username, u.password_hash, CASE WHEN u.admin THEN 1 ELSE 0 END AS admin FROM users u
+             JOIN ssh_keys k ON k.user_id = u.id WHERE k.fingerprint = $1",
+        )
+        .bind(fingerprint)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(Self::user_row)
+        .transpose()
+    }
+}

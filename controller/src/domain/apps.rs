@@ -1,0 +1,146 @@
+//! Apps: creating and destroying them, who owns them and who collaborates on them, and
+//! maintenance mode.
+
+use skiff_api::{AccessPolicy, App, AppCreate, AppName, Username};
+
+use crate::db::{AppRow, UserRow};
+use crate::error::ApiError;
+use crate::state::Controller;
+
+/// Apps and their sharing.
+pub struct Apps<'a>(&'a Controller);
+
+impl Controller {
+    pub fn apps(&self) -> Apps<'_> {
+        Apps(self)
+    }
+}
+
+/// A memorable name for an app made without one (`brisk-harbor-0421`).
+fn random_app_name() -> AppName {
+    const FIRST: &[&str] = &["brisk", "calm", "dusky", "eager", "fancy", "gentle", "hidden", "lucky", "quiet", "sunny"];
+    const SECOND: &[&str] = &["harbor", "island", "lagoon", "mast", "oar", "reef", "sail", "tide", "wave", "wharf"];
+    let n = rand::random::<u32>();
+    let name = format!(
+        "{}-{}-{:04}",
+        FIRST[n as usize % FIRST.len()],
+        SECOND[(n / 16) as usize % SECOND.len()],
+        (n / 256) % 10_000
+    );
+    name.parse().expect("generated names are valid")
+}
+
+impl Apps<'_> {
+    /// The apps `user` may see: their own and those shared with them (every app for an admin).
+    pub async fn list(&self, user: &UserRow) -> Result<Vec<App>, ApiError> {
+        let c = self.0;
+        let rows = c.db.apps((!user.admin).then_some(user.id)).await?;
+        let mut apps = Vec::with_capacity(rows.len());
+        for row in &rows {
+            apps.push(c.app_view(row).await?);
+        }
+        Ok(apps)
+    }
+
+    /// Creates an app owned by `user`, on the stack named (or the platform's default).
+    pub async fn create(&self, user: &UserRow, body: AppCreate) -> Result<App, ApiError> {
+        let c = self.0;
+        let name = body.name.unwrap_or_else(random_app_name);
+        // A stack named here must exist; the default one may be imported after the app is
+        // made (the first push says so if it still is not there).
+        if let Some(stack) = &body.stack
+            && !c.db.stacks().await?.iter().any(|(known, _)| known == stack)
+        {
+            return Err(ApiError::BadRequest(format!("there is no stack `{stack}`; see `skiff stacks`")));
+        }
+        let stack = body.stack.unwrap_or_else(|| c.config.default_stack.clone());
+        let app =
+            c.db.create_app(&name, user, &stack)
+                .await?
+                .ok_or_else(|| ApiError::Conflict(format!("app `{name}` already exists; choose another name")))?;
+        c.announce_change(&app.name, &format!("{} created the app on stack {stack}", user.username)).await;
+        c.app_view(&app).await
+    }
+
+    /// Destroys an app: its containers go, its trail is retired, and its images go at the
+    /// registry's next collection.
+    pub async fn destroy(&self, user: &UserRow, app: &AppRow) -> Result<(), ApiError> {
+        let c = self.0;
+        c.db.delete_app(app.id).await?;
+        c.events.emit(&app.name, &format!("{} destroyed the app", user.username)).await;
+        // The trail stays, platform-wide; an app made later with this name starts afresh.
+        c.db.retire_events(&app.name).await?;
+        if let Err(error) = c.registry.forget(app.name.as_str()).await {
+            tracing::warn!(%error, app = %app.name, "controller.destroy: the registry kept the repository");
+        }
+        c.coordination.changed().await;
+        Ok(())
+    }
+
+    /// Gives the app to another user.
+    pub async fn transfer(&self, user: &UserRow, app: &AppRow, to: &Username) -> Result<App, ApiError> {
+        let c = self.0;
+        let other = c.user_named(to).await?;
+        c.db.transfer(app.id, other.id).await?;
+        c.events.emit(&app.name, &format!("{} transferred the app to {}", user.username, other.username)).await;
+        self.reread(app).await
+    }
+
+    /// Turns maintenance mode (the router answers 503 for the app) on or off.
+    pub async fn set_maintenance(&self, user: &UserRow, app: &AppRow, enabled: bool) -> Result<App, ApiError> {
+        let c = self.0;
+        c.db.set_maintenance(app.id, enabled).await?;
+        let state = if enabled { "on" } else { "off" };
+        c.announce_change(&app.name, &format!("{} turned maintenance mode {state}", user.username)).await;
+        self.reread(app).await
+    }
+
+    async fn reread(&self, app: &AppRow) -> Result<App, ApiError> {
+        let c = self.0;
+        let app = c.db.app(&app.name).await?.ok_or_else(|| ApiError::Internal(format!("{} vanished", app.name)))?;
+        c.app_view(&app).await
+    }
+
+    /// The users an app is shared with.
+    pub async fn collaborators(&self, app: &AppRow) -> Result<Vec<Username>, ApiError> {
+        Ok(self.0.db.perms(app.id).await?)
+    }
+
+    /// Shares the app with another user.
+    pub async fn add_collaborator(&self, user: &UserRow, app: &AppRow, other: &Username) -> Result<(), ApiError> {
+        let c = self.0;
+        let other = c.user_named(other).await?;
+        if other.id == app.owner_id {
+            return Err(ApiError::Conflict(format!("{} owns {}", other.username, app.name)));
+        }
+        if !c.db.add_perm(app.id, other.id).await? {
+            return Err(ApiError::Conflict(format!("{} already collaborates on {}", other.username, app.name)));
+        }
+        c.events.emit(&app.name, &format!("{} added {} as a collaborator", user.username, other.username)).await;
+        Ok(())
+    }
+
+    /// Stops sharing the app with a user.
+    pub async fn remove_collaborator(&self, user: &UserRow, app: &AppRow, other: &Username) -> Result<(), ApiError> {
+        let c = self.0;
+        let other = c.user_named(other).await?;
+        if !c.db.remove_perm(app.id, other.id).await? {
+            return Err(ApiError::NotFound(format!("{} does not collaborate on {}", other.username, app.name)));
+        }
+        c.events.emit(&app.name, &format!("{} removed collaborator {}", user.username, other.username)).await;
+        Ok(())
+    }
+
+    /// Sets what the router lets through to the app.
+    pub async fn set_access(&self, user: &UserRow, app: &AppRow, policy: &AccessPolicy) -> Result<(), ApiError> {
+        let c = self.0;
+        super::access::check(policy).map_err(ApiError::BadRequest)?;
+        c.db.set_access(app.id, policy).await?;
+        let body =
+            policy.max_body_bytes.map_or_else(|| "no body limit".to_owned(), |b| format!("bodies up to {b} bytes"));
+        let allow = if policy.allow.is_empty() { "everyone".to_owned() } else { policy.allow.join(", ") };
+        let deny = if policy.deny.is_empty() { String::new() } else { format!(" but {}", policy.deny.join(", ")) };
+        c.announce_change(&app.name, &format!("{} set access: {allow}{deny}, {body}", user.username)).await;
+        Ok(())
+    }
+}

@@ -1,0 +1,26 @@
+//! What the controller does, named by what it acts on: [`Accounts`], [`Apps`],
+//! [`Releases`], [`Formation`], [`Domains`], [`Certificates`], [`Drains`] and
+//! [`OneOffs`]. An operation checks its input, writes the database, records the event and
+//! wakes the scheduler in one place; the HTTP layer (`crate::http`) only turns requests into
+//! calls and results into answers. Each is reached from the shared state:
+//! `controller.releases().rollback(…)`.
+
+mod access;
+mod accounts;
+mod apps;
+mod certs;
+mod domains;
+mod drains;
+mod formation;
+mod one_offs;
+mod releases;
+
+pub use access::check as check_access;
+pub use accounts::Accounts;
+pub use apps::Apps;
+pub use certs::{Certificates, Inspected, covers, inspect};
+pub use domains::{Domains, check_domain, overlaps};
+pub use drains::Drains;
+pub use formation::Formation;
+pub use one_offs::OneOffs;
+pub use releases::{Releases, check_config};

@@ -1,0 +1,77 @@
+//! One-off commands (`skiff run`): a command in a new container of the app's current
+//! release, its output streamed back, the container gone when it ends.
+
+use std::time::Duration;
+
+use skiff_api::{Limits, RunOutput, RunRequest};
+use tokio::sync::mpsc;
+
+use crate::db::{AppRow, UserRow};
+use crate::error::ApiError;
+use crate::scheduler::StartSpec;
+use crate::scheduler::reconcile::{pull_reference, release_env};
+use crate::state::Controller;
+
+/// The longest one-off command line accepted (well under what the engine and the kernel
+/// take for a process's arguments).
+const MAX_RUN_COMMAND: usize = 64 << 10;
+/// The longest a one-off command may run.
+const MAX_RUN: Duration = Duration::from_secs(24 * 3600);
+
+/// An app's one-off commands.
+pub struct OneOffs<'a>(&'a Controller);
+
+impl Controller {
+    pub fn one_offs(&self) -> OneOffs<'_> {
+        OneOffs(self)
+    }
+}
+
+impl OneOffs<'_> {
+    /// Starts the command; its output, then its exit status, arrive on the receiver. The
+    /// container goes when the command ends, when the timeout passes, or when the receiver
+    /// is dropped.
+    pub async fn run(
+        &self,
+        user: &UserRow,
+        app: &AppRow,
+        request: &RunRequest,
+    ) -> Result<mpsc::Receiver<RunOutput>, ApiError> {
+        let c = self.0;
+        let release = c.current_release(app).await?;
+        if request.command.trim().is_empty() {
+            return Err(ApiError::BadRequest("no command given; use `skiff run -- COMMAND`".into()));
+        }
+        if request.command.len() > MAX_RUN_COMMAND {
+            return Err(ApiError::BadRequest(format!(
+                "the command is {} bytes, over the limit of {MAX_RUN_COMMAND}; put a long script in the app and run that",
+                request.command.len()
+            )));
+        }
+        let timeout = Duration::from_secs(request.timeout_secs.unwrap_or(3600)).clamp(Duration::from_secs(1), MAX_RUN);
+        let spec = StartSpec {
+            app: app.name.clone(),
+            release: release.version,
+            generation: 0,
+            process: "run".into(),
+            image: pull_reference(&c.config.registry_host, &release.image),
+            command: request.command.clone(),
+            env: release_env(&release, "run"),
+            limits: c.config.container_limits(Limits::default()),
+        };
+        c.events.emit(&app.name, &format!("Running `{}` for {}", request.command, user.username)).await;
+        let (sender, receiver) = mpsc::channel(64);
+        let runtime = c.runtime.clone();
+        c.one_offs.spawn(async move {
+            let status = match runtime.run_one_off(&spec, timeout, sender.clone()).await {
+                Ok(status) => status,
+                Err(error) => {
+                    let _ = sender.send(RunOutput::Err(format!("skiff: the command could not run: {error}\n"))).await;
+                    1
+                }
+            };
+            let _ = sender.send(RunOutput::Exit(status)).await;
+        });
+        Ok(receiver)
+    }
+}

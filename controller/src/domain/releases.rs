@@ -1,0 +1,213 @@
+//! Releases: a build and a config, numbered per app. Made by a successful build, an image
+//! deploy, a config change and a rollback; every one is announced and wakes the scheduler
+//! in [`Releases::created`].
+
+use std::collections::BTreeMap;
+
+use skiff_api::{
+    BuildCreate, BuildKind, BuildRecorded, BuildStatus, ConfigChange, ConfigChanged, Release, ReleaseState,
+};
+
+use crate::db::{AppRow, UserRow};
+use crate::error::ApiError;
+use crate::state::Controller;
+
+/// An app's releases and the config they carry.
+pub struct Releases<'a>(&'a Controller);
+
+impl Controller {
+    pub fn releases(&self) -> Releases<'_> {
+        Releases(self)
+    }
+}
+
+/// Config names follow the shell's rules; values and the whole config are bounded.
+///
+/// # Errors
+/// What is wrong, for the person who set it.
+pub fn check_config(config: &BTreeMap<String, String>) -> Result<(), String> {
+    const MAX_VALUE: usize = 32 * 1024;
+    const MAX_TOTAL: usize = 256 * 1024;
+    for (name, value) in config {
+        let valid = name.len() <= 256
+            && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(format!(
+                "`{}` is not a valid config name; use letters, digits and `_`, not starting with a digit",
+                name.chars().take(64).collect::<String>()
+            ));
+        }
+        if name == "PORT" {
+            return Err("PORT is set by Skiff; listen on $PORT instead".into());
+        }
+        if value.len() > MAX_VALUE || value.contains('\0') {
+            return Err(format!("the value of {name} is longer than 32 KiB or holds a NUL byte"));
+        }
+    }
+    if config.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>() > MAX_TOTAL {
+        return Err("the config would exceed 256 KiB".into());
+    }
+    Ok(())
+}
+
+/// Sets (`Some`) and unsets (`None`) config keys.
+fn apply_change(config: &mut BTreeMap<String, String>, change: &ConfigChange) {
+    for (name, value) in change {
+        match value {
+            Some(value) => config.insert(name.clone(), value.clone()),
+            None => config.remove(name),
+        };
+    }
+}
+
+/// What a config change says it did: `alice set A, B unset C`.
+fn change_summary(user: &UserRow, change: &ConfigChange) -> String {
+    let set: Vec<&str> = change.iter().filter(|(_, v)| v.is_some()).map(|(k, _)| k.as_str()).collect();
+    let unset: Vec<&str> = change.iter().filter(|(_, v)| v.is_none()).map(|(k, _)| k.as_str()).collect();
+    let mut summary = user.username.to_string();
+    if !set.is_empty() {
+        summary.push_str(&format!(" set {}", set.join(", ")));
+    }
+    if !unset.is_empty() {
+        summary.push_str(&format!(" unset {}", unset.join(", ")));
+    }
+    summary
+}
+
+impl Releases<'_> {
+    /// Announces a new release and wakes the scheduler to roll it out.
+    async fn created(&self, app: &AppRow, release: &Release) {
+        let message = format!("Release v{} created: {}", release.version, release.summary);
+        self.0.announce_change(&app.name, &message).await;
+    }
+
+    /// The app's releases, newest first; `limit` keeps the newest N only.
+    pub async fn list(&self, app: &AppRow, limit: Option<u32>) -> Result<Vec<Release>, ApiError> {
+        Ok(self.0.db.releases(app, limit).await?)
+    }
+
+    /// One release by number.
+    pub async fn get(&self, app: &AppRow, version: u32) -> Result<Option<Release>, ApiError> {
+        Ok(self.0.db.release(app, version).await?)
+    }
+
+    /// Records a build and, when it succeeded, makes it the app's next release.
+    pub async fn record_build(&self, app: &AppRow, build: &BuildCreate) -> Result<BuildRecorded, ApiError> {
+        let c = self.0;
+        let recorded = c.db.create_build(app, build).await?;
+        let outcome = if build.status == BuildStatus::Succeeded { "succeeded" } else { "failed" };
+        c.events.emit(&app.name, &format!("Build {} {outcome} for {}", recorded.id, build.username)).await;
+        let (BuildStatus::Succeeded, Some(image)) = (&build.status, &build.image) else {
+            return Ok(BuildRecorded { build: recorded, release: None });
+        };
+        let what = match &build.git_sha {
+            Some(sha) => sha.get(..7).unwrap_or(sha).to_owned(),
+            None => image.clone(),
+        };
+        let summary = format!("{} deployed {what}", build.username);
+        let config = c.db.config(app).await?;
+        let release =
+            c.db.create_release(
+                app,
+                image,
+                Some(recorded.id),
+                build.git_sha.as_deref(),
+                &build.procfile,
+                &config,
+                &build.username,
+                &summary,
+            )
+            .await?;
+        self.created(app, &release).await;
+        Ok(BuildRecorded { build: recorded, release: Some(release) })
+    }
+
+    /// Deploys an existing image (`skiff deploy IMAGE`) as a build of its own with one
+    /// `web` process running the image's own command.
+    pub async fn deploy_image(&self, user: &UserRow, app: &AppRow, image: &str) -> Result<BuildRecorded, ApiError> {
+        let image = self.0.usable_image(user, image).await?.to_string();
+        let build = BuildCreate {
+            app: app.name.clone(),
+            username: user.username.clone(),
+            kind: BuildKind::Image,
+            status: BuildStatus::Succeeded,
+            image: Some(image),
+            git_sha: None,
+            procfile: [("web".parse().expect("valid process type"), String::new())].into(),
+            duration_ms: 0,
+            log: String::new(),
+        };
+        self.record_build(app, &build).await
+    }
+
+    /// Sets and unsets config keys at once; with a release to base it on, the change
+    /// makes a new release (the same build with the new config).
+    pub async fn change_config(
+        &self,
+        user: &UserRow,
+        app: &AppRow,
+        change: &ConfigChange,
+    ) -> Result<ConfigChanged, ApiError> {
+        let c = self.0;
+        if change.is_empty() {
+            return Err(ApiError::BadRequest("no config keys given; use `skiff config:set KEY=VALUE`".into()));
+        }
+        let summary = change_summary(user, change);
+        let base = c.running_release(app).await?;
+        let (config, release) =
+            c.db.change_config(
+                app,
+                |config| apply_change(config, change),
+                check_config,
+                base.as_ref(),
+                &user.username,
+                &summary,
+            )
+            .await?
+            .map_err(ApiError::BadRequest)?;
+        if let Some(release) = &release {
+            self.created(app, release).await;
+        }
+        Ok(ConfigChanged { config, release })
+    }
+
+    /// A new release with an earlier release's build and config: `version`, or the
+    /// newest good one before the current.
+    pub async fn rollback(&self, user: &UserRow, app: &AppRow, version: Option<u32>) -> Result<Release, ApiError> {
+        let c = self.0;
+        let releases = c.db.releases(app, None).await?;
+        let current = c.running_release(app).await?.map_or(0, |r| r.version);
+        if version == Some(current) {
+            return Err(ApiError::Conflict(format!(
+                "v{current} is already the current release of {}; name an earlier one (see `skiff releases`)",
+                app.name
+            )));
+        }
+        // Releases are listed newest first.
+        let target = releases
+            .iter()
+            .filter(|r| r.version != current && r.state != ReleaseState::Failed)
+            .find(|r| version.map_or(r.version < current, |v| r.version == v))
+            .ok_or_else(|| {
+                let which = version.map_or_else(|| "an earlier release".to_owned(), |v| format!("release v{v}"));
+                ApiError::NotFound(format!("{} has no {which} to roll back to; see `skiff releases`", app.name))
+            })?;
+        let summary = format!("{} rolled back to v{}", user.username, target.version);
+        // The config and the release change together, as for a config change.
+        let (_, release) =
+            c.db.change_config(
+                app,
+                |config| config.clone_from(&target.config),
+                |_| Ok(()),
+                Some(target),
+                &user.username,
+                &summary,
+            )
+            .await?
+            .map_err(ApiError::BadRequest)?;
+        let release = release.ok_or_else(|| ApiError::Internal("a rollback made no release".into()))?;
+        self.created(app, &release).await;
+        Ok(release)
+    }
+}

@@ -1,0 +1,79 @@
+//! The platform's own resources: `/v2/stacks` (listed by everyone, imported by admins)
+//! and `/v2/admin/gc` (registry garbage collection, admins).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use skiff_api::{Stack, StackName};
+
+use super::extract::CurrentUser;
+use crate::error::ApiError;
+use crate::stacks;
+use crate::state::Controller;
+
+/// The largest stack archive accepted.
+const MAX_STACK_BYTES: usize = 2 << 30;
+
+pub(super) fn routes() -> Router<Arc<Controller>> {
+    Router::new()
+        .route("/v2/stacks", get(stacks_list))
+        .route("/v2/stacks/{name}", post(stacks_import).layer(DefaultBodyLimit::max(MAX_STACK_BYTES)))
+        .route("/v2/admin/gc", post(gc))
+}
+
+async fn stacks_list(
+    State(c): State<Arc<Controller>>,
+    CurrentUser(_): CurrentUser,
+) -> Result<Json<Vec<Stack>>, ApiError> {
+    let stacks = c.db.stacks().await?;
+    Ok(Json(stacks.into_iter().map(|(name, image)| Stack { name, image }).collect()))
+}
+
+async fn stacks_import(
+    State(c): State<Arc<Controller>>,
+    CurrentUser(user): CurrentUser,
+    Path(name): Path<String>,
+    body: axum::body::Body,
+) -> Result<impl IntoResponse, ApiError> {
+    // Checked before a byte of the archive is read.
+    if !user.admin {
+        return Err(ApiError::Forbidden("only admins import stacks".into()));
+    }
+    let name: StackName = name.parse().map_err(|e: skiff_api::NameError| ApiError::BadRequest(e.to_string()))?;
+    let body = axum::body::to_bytes(body, MAX_STACK_BYTES)
+        .await
+        .map_err(|_| ApiError::BadRequest(format!("the archive broke off or is over {} GiB", MAX_STACK_BYTES >> 30)))?;
+    let image = stacks::import(&c.registry, &name, &body).await.map_err(|e| match e {
+        stacks::ImportError::NotTar => ApiError::BadRequest(e.to_string()),
+        stacks::ImportError::Registry(e) => ApiError::Internal(e.to_string()),
+    })?;
+    c.db.put_stack(&name, &image).await?;
+    c.events.emit_platform(&format!("{} imported stack {name} ({image})", user.username)).await;
+    Ok((StatusCode::CREATED, Json(Stack { name, image })))
+}
+
+/// `POST /v2/admin/gc?dry_run=true`: applies image retention and collects garbage now;
+/// a dry run changes nothing and reports what a collection would delete.
+async fn gc(
+    State(c): State<Arc<Controller>>,
+    CurrentUser(user): CurrentUser,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if !user.admin {
+        return Err(ApiError::Forbidden("only admins collect garbage".into()));
+    }
+    let dry_run = query.get("dry_run").is_some_and(|v| v == "true" || v == "1");
+    let grace = query.get("grace_secs").and_then(|g| g.parse().ok());
+    let what =
+        if dry_run { "listed what registry garbage collection would delete" } else { "collected registry garbage" };
+    c.events.emit_platform(&format!("{} {what}", user.username)).await;
+    crate::retention::pass(&c.db, &c.registry, c.config.release_retention, dry_run, grace)
+        .await
+        .map(Json)
+        .map_err(|e| ApiError::Unavailable(format!("garbage collection failed: {e}")))
+}

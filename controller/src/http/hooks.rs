@@ -1,0 +1,122 @@
+//! What Skiff's own components ask, with the service token: the router's route feed, the
+//! builder's key, push and image checks and build records, the registry's sign-ins, and
+//! the logger's drain list.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use skiff_api::{
+    AppName, BuildCreate, Drain, ImageUse, KeyOwner, PushGrant, RegistryAccess, RegistryGrant, Release, RouteTable,
+    Username,
+};
+
+use super::extract::Service;
+use crate::error::ApiError;
+use crate::state::Controller;
+
+/// How long a route-feed read waits for a change.
+const ROUTE_POLL: Duration = Duration::from_secs(25);
+
+pub(super) fn routes() -> Router<Arc<Controller>> {
+    Router::new()
+        .route("/v2/routes", get(route_feed))
+        .route("/v2/hooks/keys/{fingerprint}", get(key_owner))
+        .route("/v2/hooks/apps/{app}/access/{username}", get(push_grant))
+        .route("/v2/hooks/builds", post(build))
+        .route("/v2/hooks/apps/{app}/releases/{version}", get(release))
+        .route("/v2/hooks/registry/access", post(registry_access))
+        .route("/v2/hooks/images/use", post(image_use))
+        .route("/v2/hooks/drains", get(drain_targets))
+}
+
+async fn route_feed(
+    State(c): State<Arc<Controller>>,
+    _: Service,
+    Query(query): Query<HashMap<String, String>>,
+) -> Json<RouteTable> {
+    let after = query.get("after").and_then(|v| v.parse().ok()).unwrap_or(0);
+    Json(c.routes.next(after, ROUTE_POLL).await)
+}
+
+async fn key_owner(
+    State(c): State<Arc<Controller>>,
+    _: Service,
+    Path(fingerprint): Path<String>,
+) -> Result<Json<KeyOwner>, ApiError> {
+    let user =
+        c.db.key_owner(&fingerprint)
+            .await?
+            .ok_or_else(|| ApiError::NotFound("unknown key; add it with `skiff keys:add`".into()))?;
+    Ok(Json(KeyOwner { username: user.username }))
+}
+
+async fn push_grant(
+    State(c): State<Arc<Controller>>,
+    _: Service,
+    Path((app, username)): Path<(String, String)>,
+) -> Result<Json<PushGrant>, ApiError> {
+    let username: Username = username.parse().map_err(|_| ApiError::NotFound("unknown user".into()))?;
+    let user = c.db.user_by_name(&username).await?.ok_or_else(|| ApiError::NotFound("unknown user".into()))?;
+    let app = c.app_for(&user, &app).await?;
+    let url = c.config.app_url(app.name.as_str());
+    let config = c.db.config(&app).await?;
+    Ok(Json(PushGrant { app: app.name, id: app.id, stack: app.stack, url, config }))
+}
+
+async fn build(
+    State(c): State<Arc<Controller>>,
+    _: Service,
+    Json(build): Json<BuildCreate>,
+) -> Result<impl IntoResponse, ApiError> {
+    let user = c.db.user_by_name(&build.username).await?.ok_or_else(|| ApiError::NotFound("unknown user".into()))?;
+    let app = c.app_for(&user, build.app.as_str()).await?;
+    Ok((StatusCode::CREATED, Json(c.releases().record_build(&app, &build).await?)))
+}
+
+/// One release, for the builder to follow its rollout.
+async fn release(
+    State(c): State<Arc<Controller>>,
+    _: Service,
+    Path((app, version)): Path<(String, u32)>,
+) -> Result<Json<Release>, ApiError> {
+    let not_found = || ApiError::NotFound(format!("no release v{version} of {app}"));
+    let name: AppName = app.parse().map_err(|_| not_found())?;
+    let app = c.db.app(&name).await?.ok_or_else(not_found)?;
+    c.releases().get(&app, version).await?.map(Json).ok_or_else(not_found)
+}
+
+/// Registry credentials are a user's API token (the password field of `docker login`), or
+/// the user's password.
+async fn registry_access(
+    State(c): State<Arc<Controller>>,
+    _: Service,
+    Json(access): Json<RegistryAccess>,
+) -> Result<Json<RegistryGrant>, ApiError> {
+    Ok(Json(c.accounts().registry_grant(&access).await?))
+}
+
+/// Whether the pusher of a build may build from an image (its Dockerfile's `FROM` and
+/// `COPY --from`): 204, or 403 with the reason.
+async fn image_use(
+    State(c): State<Arc<Controller>>,
+    _: Service,
+    Json(body): Json<ImageUse>,
+) -> Result<StatusCode, ApiError> {
+    let user =
+        c.db.user_by_name(&body.username)
+            .await?
+            .ok_or_else(|| ApiError::Forbidden(format!("user `{}` no longer exists", body.username)))?;
+    c.usable_image(&user, &body.image).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Every drain, for the logger.
+async fn drain_targets(State(c): State<Arc<Controller>>, _: Service) -> Result<Json<Vec<Drain>>, ApiError> {
+    Ok(Json(c.drains().all().await?))
+}

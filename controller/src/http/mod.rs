@@ -1,0 +1,91 @@
+//! The REST API: one module per resource, each a thin layer over the domain operations
+//! (`crate::domain`). Every handler authenticates through an extractor ([`extract`]),
+//! takes the wire types, and answers errors as `{"code", "message"}`.
+
+mod access;
+mod accounts;
+mod admin;
+mod apps;
+mod certs;
+mod config;
+mod domains;
+mod drains;
+mod events;
+pub mod extract;
+mod hooks;
+mod keys;
+mod perms;
+mod ps;
+mod releases;
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use skiff_api::ErrorBody;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::ApiError;
+use crate::state::Controller;
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            Self::Unauthenticated | Self::TokenRejected => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::TooManyAttempts(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
+            Self::Internal(cause) => {
+                tracing::error!(%cause, "controller.internal");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
+        };
+        let mut response = (status, Json(ErrorBody { code: code.into(), message: self.to_string() })).into_response();
+        if let Self::TooManyAttempts(wait) = &self
+            && let Ok(seconds) = axum::http::HeaderValue::from_str(&wait.as_secs().to_string())
+        {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds);
+        }
+        response
+    }
+}
+
+/// The API as an axum router.
+pub fn router(controller: Arc<Controller>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }))
+        .route("/v2/openapi.json", get(|| async { Json(crate::openapi::document()) }))
+        .merge(accounts::routes())
+        .merge(keys::routes())
+        .merge(apps::routes())
+        .merge(releases::routes())
+        .merge(config::routes())
+        .merge(ps::routes())
+        .merge(perms::routes())
+        .merge(domains::routes())
+        .merge(certs::routes())
+        .merge(access::routes())
+        .merge(drains::routes())
+        .merge(events::routes())
+        .merge(admin::routes())
+        .merge(hooks::routes())
+        .with_state(controller)
+}
+
+/// Serves until `shutdown` is cancelled; in-flight requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    controller: Arc<Controller>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    // Requests carry the client's address, for counting failed sign-ins.
+    let service = router(controller).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+}

@@ -1,0 +1,161 @@
+//! The controller's shared state, and the checks every operation starts with: who may see
+//! an app, who may change its sharing, which images a user may run.
+
+use std::sync::Arc;
+
+use skiff_api::{App, AppName, ImageRef, RegistryGrant, Release, Username};
+use skiff_registry_client::RegistryClient;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::coordination::Coordination;
+use crate::db::{AppRow, Db, UserRow};
+use crate::error::ApiError;
+use crate::events::Events;
+use crate::routes::RouteFeed;
+use crate::scheduler::ContainerRuntime;
+use crate::throttle::LoginThrottle;
+
+/// The controller's shared state.
+pub struct Controller {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub(crate) runtime: Arc<dyn ContainerRuntime>,
+    pub routes: Arc<RouteFeed>,
+    /// Wakes the reconcile loops (this replica's, and others' through Redis).
+    pub coordination: Arc<Coordination>,
+    pub(crate) registry: Arc<RegistryClient>,
+    pub(crate) http: reqwest::Client,
+    /// Ends long-lived responses (log follows, one-off commands) at shutdown.
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) events: Arc<Events>,
+    /// One-off commands in flight.
+    pub(crate) one_offs: TaskTracker,
+    /// Failed sign-ins, for refusing guessers.
+    pub(crate) logins: LoginThrottle,
+}
+
+impl Controller {
+    pub fn new(
+        config: Arc<Config>,
+        db: Db,
+        runtime: Arc<dyn ContainerRuntime>,
+        routes: Arc<RouteFeed>,
+        coordination: Arc<Coordination>,
+        events: Arc<Events>,
+        shutdown: CancellationToken,
+    ) -> Arc<Self> {
+        let registry = Arc::new(RegistryClient::new(&config.registry_url, "skiff", &config.service_token));
+        let http = reqwest::Client::new();
+        let one_offs = TaskTracker::new();
+        let logins = LoginThrottle::default();
+        Arc::new(Self { config, db, runtime, routes, coordination, registry, http, shutdown, events, one_offs, logins })
+    }
+
+    /// Records an event of `app` that changes what should run or be routed, and wakes the
+    /// scheduler (this replica's and the others').
+    pub(crate) async fn announce_change(&self, app: &AppName, message: &str) {
+        self.events.emit(app, message).await;
+        self.coordination.changed().await;
+    }
+
+    /// The release the app runs (or is rolling out): its newest that did not fail.
+    pub(crate) async fn running_release(&self, app: &AppRow) -> Result<Option<Release>, ApiError> {
+        Ok(self.db.running_release(app).await?)
+    }
+
+    /// The app's current release, or a clear error.
+    pub(crate) async fn current_release(&self, app: &AppRow) -> Result<Release, ApiError> {
+        self.running_release(app).await?.ok_or_else(|| {
+            ApiError::Conflict(format!("app `{}` has no release yet; push with `git push skiff main`", app.name))
+        })
+    }
+
+    /// The app named `name`, when `user` may see it: the owner, a collaborator, or an
+    /// admin. Apps a user may not see are reported as missing, never as forbidden.
+    pub(crate) async fn app_for(&self, user: &UserRow, name: &str) -> Result<AppRow, ApiError> {
+        let not_found = || ApiError::NotFound(format!("app `{name}` not found; see `skiff apps`"));
+        let name: AppName = name.parse().map_err(|_| not_found())?;
+        let app = self.db.app(&name).await?.ok_or_else(not_found)?;
+        if app.owner_id == user.id || user.admin || self.db.is_collaborator(app.id, user.id).await? {
+            Ok(app)
+        } else {
+            Err(not_found())
+        }
+    }
+
+    /// An app whose sharing the user may change: the owner's, or any for an admin.
+    pub(crate) async fn owned_app(&self, user: &UserRow, name: &str) -> Result<AppRow, ApiError> {
+        let app = self.app_for(user, name).await?;
+        if app.owner_id == user.id || user.admin {
+            Ok(app)
+        } else {
+            Err(ApiError::Forbidden(format!("only the owner of `{}` ({}) may do that", app.name, app.owner)))
+        }
+    }
+
+    /// A user by name, or a clear error.
+    pub(crate) async fn user_named(&self, username: &Username) -> Result<UserRow, ApiError> {
+        self.db.user_by_name(username).await?.ok_or_else(|| ApiError::NotFound(format!("no user `{username}`")))
+    }
+
+    /// A request to the logger's API, with the service token it requires.
+    pub(crate) fn logger_request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.config.logger_url)).bearer_auth(&self.config.service_token)
+    }
+
+    /// What `user` may do with a repository of the platform's registry: stacks are
+    /// readable by everyone and written by admins; an app's repository belongs to whoever
+    /// may access the app; admins may use any.
+    pub(crate) async fn registry_grant(&self, user: &UserRow, repository: Option<&str>) -> RegistryGrant {
+        match repository {
+            None => RegistryGrant { pull: true, push: false },
+            Some(_) if user.admin => RegistryGrant { pull: true, push: true },
+            Some(repo) if repo.starts_with("stacks/") => RegistryGrant { pull: true, push: false },
+            Some(repo) => {
+                let allowed = self.app_for(user, repo).await.is_ok();
+                RegistryGrant { pull: allowed, push: allowed }
+            }
+        }
+    }
+
+    /// Checks that `user` may run or build from `image`: from the platform's registry, a
+    /// repository they may pull; from another registry, only one the operator allows.
+    /// Returns the image as the engine should pull it (the platform's registry under the
+    /// name the engine knows it by).
+    pub(crate) async fn usable_image(&self, user: &UserRow, image: &str) -> Result<ImageRef, ApiError> {
+        let mut image = ImageRef::parse(image).map_err(ApiError::BadRequest)?;
+        if image.is_on(&self.config.registry_host) {
+            if !self.registry_grant(user, Some(&image.repository)).await.pull {
+                return Err(ApiError::Forbidden(format!(
+                    "you may not use `{}`: it belongs to an app you cannot access; use your own apps' images or a stack",
+                    image.repository
+                )));
+            }
+            image.registry.clone_from(&self.config.registry_host);
+        } else if !skiff_api::image::registry_allowed(&image.registry, &self.config.allowed_registries) {
+            return Err(ApiError::Forbidden(format!(
+                "images from {} are not allowed here: use this platform's registry ({}), or ask the operator to \
+                 allow {} in SKIFF_ALLOWED_REGISTRIES",
+                image.registry, self.config.registry_host, image.registry
+            )));
+        }
+        Ok(image)
+    }
+
+    /// An app as the API shows it.
+    pub(crate) async fn app_view(&self, app: &AppRow) -> Result<App, ApiError> {
+        let release = self.running_release(app).await?.map(|r| r.version);
+        Ok(App {
+            name: app.name.clone(),
+            owner: app.owner.clone(),
+            stack: app.stack.clone(),
+            url: self.config.app_url(app.name.as_str()),
+            git_url: self.config.git_url(app.name.as_str()),
+            created_at: app.created_at.clone(),
+            release,
+            maintenance: app.maintenance,
+        })
+    }
+}

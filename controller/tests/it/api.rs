@@ -1,0 +1,339 @@
+//! The API in process (`TestApp`): each operation's work and its errors, with releases
+//! rolled out by the real reconcile loop onto the in-memory runtime.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::test_app::{Answer, PASSWORD, SERVICE_TOKEN, Scheduling, TestApp};
+
+/// A platform with an admin and `alice`, who owns `shop`, released once (a `web` process).
+struct Shop {
+    platform: TestApp,
+    admin: String,
+    alice: String,
+}
+
+impl Shop {
+    async fn start() -> Self {
+        let platform = TestApp::start(Scheduling::On).await;
+        let admin = platform.register(None, "admin").await;
+        let alice = platform.register(Some(&admin), "alice").await;
+        let created = platform.call(Some(&alice), "post", "/v2/apps", Some(json!({"name": "shop"}))).await;
+        assert_eq!(created.status, 201, "{created:?}");
+        assert_eq!(platform.build("shop", "alice", &[("web", "serve")]).await.status, 201);
+        let shop = Self { platform, admin, alice };
+        assert!(shop.deployed(1).await, "v1 rolls out");
+        shop
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Answer {
+        self.platform.call(Some(&self.alice), method, &format!("/v2/apps/shop{path}"), body).await
+    }
+
+    /// Waits until release `version` is deployed.
+    async fn deployed(&self, version: u32) -> bool {
+        self.platform
+            .eventually(Duration::from_secs(10), async || {
+                self.call("get", &format!("/releases/{version}"), None).await.body["state"] == "deployed"
+            })
+            .await
+    }
+
+    /// How many containers of `process` run.
+    async fn running(&self, process: &str) -> usize {
+        let ps = self.call("get", "/ps", None).await.body;
+        ps.as_array().unwrap().iter().filter(|p| p["process"] == process && p["state"] == "running").count()
+    }
+}
+
+#[tokio::test]
+async fn apps_are_created_listed_shown_and_destroyed() {
+    let shop = Shop::start().await;
+    let app = shop.call("get", "", None).await;
+    assert_eq!(app.body["url"], "http://shop.skiff.test:8080");
+    assert_eq!(app.body["release"], 1);
+    let named = shop.platform.call(Some(&shop.alice), "post", "/v2/apps", Some(json!({}))).await;
+    assert_eq!(named.status, 201, "an app made without a name gets one");
+    let taken = shop.platform.call(Some(&shop.alice), "post", "/v2/apps", Some(json!({"name": "shop"}))).await;
+    assert_eq!(taken.status, 409);
+    let unknown_stack =
+        shop.platform.call(Some(&shop.alice), "post", "/v2/apps", Some(json!({"name": "x1", "stack": "nope"}))).await;
+    assert_eq!(unknown_stack.status, 400, "{unknown_stack:?}");
+    let list = shop.platform.call(Some(&shop.alice), "get", "/v2/apps", None).await;
+    assert_eq!(list.body.as_array().unwrap().len(), 2);
+
+    assert_eq!(shop.call("delete", "", None).await.status, 204);
+    assert_eq!(shop.call("get", "", None).await.status, 404);
+    let gone =
+        shop.platform.eventually(Duration::from_secs(5), async || shop.platform.runtime_is_empty_of("shop").await);
+    assert!(gone.await, "the app's containers go");
+}
+
+#[tokio::test]
+async fn config_changes_make_releases_and_bad_names_are_refused() {
+    let shop = Shop::start().await;
+    let set = shop.call("patch", "/config", Some(json!({"GREETING": "hello", "MODE": "fast"}))).await;
+    assert_eq!(set.status, 200);
+    assert_eq!(set.body["release"]["version"], 2);
+    assert_eq!(set.body["release"]["summary"], "alice set GREETING, MODE");
+    let unset = shop.call("patch", "/config", Some(json!({"MODE": null}))).await;
+    assert_eq!(unset.body["config"], json!({"GREETING": "hello"}));
+    assert_eq!(shop.call("get", "/config", None).await.body, json!({"GREETING": "hello"}));
+    for bad in [json!({"1X": "a"}), json!({"PORT": "80"}), json!({"A": "x".repeat(40_000)}), json!({})] {
+        let refused = shop.call("patch", "/config", Some(bad)).await;
+        assert_eq!(refused.status, 400, "{refused:?}");
+    }
+    assert!(shop.deployed(3).await);
+    let events = shop.call("get", "/events", None).await.body;
+    let messages: Vec<&str> = events.as_array().unwrap().iter().filter_map(|e| e["message"].as_str()).collect();
+    assert!(messages.iter().any(|m| m.starts_with("Release v2 created: alice set GREETING")), "{messages:?}");
+}
+
+#[tokio::test]
+async fn rollbacks_make_a_release_of_an_earlier_one() {
+    let shop = Shop::start().await;
+    shop.call("patch", "/config", Some(json!({"A": "1"}))).await;
+    assert!(shop.deployed(2).await);
+    let current = shop.call("post", "/releases/rollback", Some(json!({"version": 2}))).await;
+    assert_eq!(current.status, 409, "{current:?}");
+    let back = shop.call("post", "/releases/rollback", Some(json!({}))).await;
+    assert_eq!(back.status, 201, "{back:?}");
+    assert_eq!(back.body["version"], 3);
+    assert_eq!(back.body["summary"], "alice rolled back to v1");
+    assert_eq!(back.body["config"], json!({}), "the config goes back with the build");
+    assert_eq!(shop.call("post", "/releases/rollback", Some(json!({"version": 9}))).await.status, 404);
+    let listed = shop.call("get", "/releases?limit=2", None).await.body;
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert_eq!(shop.call("get", "/releases?limit=x", None).await.status, 400);
+    assert_eq!(shop.call("get", "/releases/v3", None).await.body["version"], 3);
+    assert_eq!(shop.call("get", "/releases/v99", None).await.status, 404);
+}
+
+#[tokio::test]
+async fn scaling_restarting_and_one_off_commands() {
+    let shop = Shop::start().await;
+    let scaled = shop.call("post", "/scale", Some(json!({"web": 2}))).await;
+    assert_eq!(scaled.body[0]["quantity"], 2, "{scaled:?}");
+    assert!(shop.platform.eventually(Duration::from_secs(10), async || shop.running("web").await == 2).await);
+    assert_eq!(shop.call("post", "/scale", Some(json!({"worker": 1}))).await.status, 400);
+    assert_eq!(shop.call("post", "/scale", Some(json!({"web": 101}))).await.status, 400);
+    assert_eq!(shop.call("get", "/formation", None).await.body[0]["quantity"], 2);
+
+    assert_eq!(shop.call("post", "/ps/restart", Some(json!({}))).await.status, 202);
+    assert_eq!(shop.call("post", "/ps/restart", Some(json!({"process": "worker"}))).await.status, 400);
+    let ps = shop.call("get", "/ps", None).await.body;
+    let id = ps[0]["id"].as_str().unwrap().to_owned();
+    let one = shop.call("post", "/ps/restart", Some(json!({"container": id[..8]}))).await;
+    assert_eq!(one.status, 202, "{one:?}");
+    assert_eq!(shop.call("post", "/ps/restart", Some(json!({"container": "zz"}))).await.status, 404);
+
+    let run =
+        shop.platform.call_text(Some(&shop.alice), "post", "/v2/apps/shop/run", json!({"command": "echo hi"})).await;
+    let lines: Vec<Value> = run.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines, [json!({"out": "echo hi\n"}), json!({"exit": 0})]);
+    assert_eq!(shop.call("post", "/run", Some(json!({"command": "  "}))).await.status, 400);
+    let long = shop.call("post", "/run", Some(json!({"command": "x".repeat(70_000)}))).await;
+    assert_eq!(long.status, 400);
+}
+
+#[tokio::test]
+async fn limits_and_health_checks_are_checked_and_kept() {
+    let shop = Shop::start().await;
+    let too_much = shop.call("patch", "/limits", Some(json!({"web": {"memory_mb": 100_000}}))).await;
+    assert_eq!(too_much.status, 400);
+    assert!(too_much.message().contains("8192 MiB"), "{too_much:?}");
+    let limits = shop.call("patch", "/limits", Some(json!({"web": {"memory_mb": 256}}))).await;
+    assert_eq!(limits.body, json!({"web": {"memory_mb": 256}}));
+    assert_eq!(shop.call("get", "/limits", None).await.body, limits.body);
+    let bad_path = shop.call("patch", "/healthchecks", Some(json!({"web": {"kind": "http", "path": "health"}}))).await;
+    assert_eq!(bad_path.status, 400);
+    let checks = shop.call("patch", "/healthchecks", Some(json!({"web": {"kind": "http", "path": "/up"}}))).await;
+    assert_eq!(checks.status, 200, "{checks:?}");
+    assert_eq!(shop.call("get", "/healthchecks", None).await.body["web"]["path"], "/up");
+    assert_eq!(shop.call("patch", "/limits", Some(json!({"worker": {"cpu": 1.0}}))).await.status, 400);
+}
+
+#[tokio::test]
+async fn domains_are_checked_and_kept_apart_between_owners() {
+    let shop = Shop::start().await;
+    assert_eq!(shop.call("post", "/domains", Some(json!({"domain": "WWW.Example.com."}))).await.status, 201);
+    assert_eq!(shop.call("get", "/domains", None).await.body[0]["domain"], "www.example.com");
+    assert_eq!(shop.call("post", "/domains", Some(json!({"domain": "10.0.0.1"}))).await.status, 400);
+    assert_eq!(shop.call("post", "/domains", Some(json!({"domain": "x.skiff.test"}))).await.status, 400);
+
+    let mallory = shop.platform.register(Some(&shop.admin), "mallory").await;
+    shop.platform.call(Some(&mallory), "post", "/v2/apps", Some(json!({"name": "evil"}))).await;
+    let grab = json!({"domain": "*.example.com"});
+    let taken = shop.platform.call(Some(&mallory), "post", "/v2/apps/evil/domains", Some(grab)).await;
+    assert_eq!(taken.status, 409, "{taken:?}");
+    assert_eq!(shop.call("delete", "/domains/www.example.com", None).await.status, 204);
+    assert_eq!(shop.call("delete", "/domains/www.example.com", None).await.status, 404);
+}
+
+#[tokio::test]
+async fn certificates_are_inspected_attached_and_detached() {
+    let shop = Shop::start().await;
+    let certified = rcgen::generate_simple_self_signed(vec!["www.example.com".to_owned()]).unwrap();
+    let upload = json!({
+        "name": "site",
+        "certificate_chain": certified.cert.pem(),
+        "private_key": certified.signing_key.serialize_pem(),
+    });
+    let added = shop.call("post", "/certs", Some(upload.clone())).await;
+    assert_eq!(added.status, 201, "{added:?}");
+    assert_eq!(added.body["names"], json!(["www.example.com"]));
+    assert_eq!(shop.call("post", "/certs", Some(upload)).await.status, 409);
+    let bad = json!({"name": "bad", "certificate_chain": "nope", "private_key": "nope"});
+    assert_eq!(shop.call("post", "/certs", Some(bad)).await.status, 400);
+
+    let domain = json!({"domain": "www.example.com"});
+    assert_eq!(shop.call("post", "/certs/site/domains", Some(domain.clone())).await.status, 404, "not a domain yet");
+    shop.call("post", "/domains", Some(domain.clone())).await;
+    assert_eq!(shop.call("post", "/certs/site/domains", Some(domain)).await.status, 201);
+    let other = json!({"domain": "api.example.com"});
+    assert_eq!(shop.call("post", "/certs/site/domains", Some(other)).await.status, 400, "not covered");
+    assert_eq!(shop.call("get", "/certs", None).await.body[0]["domains"], json!(["www.example.com"]));
+    assert_eq!(shop.call("delete", "/certs/site/domains/www.example.com", None).await.status, 204);
+    assert_eq!(shop.call("delete", "/certs/site", None).await.status, 204);
+
+    let tls = json!({"force_https": true, "hsts_max_age": 3600});
+    assert_eq!(shop.call("put", "/tls", Some(tls.clone())).await.body, tls);
+    assert_eq!(shop.call("get", "/tls", None).await.body, tls);
+}
+
+#[tokio::test]
+async fn access_maintenance_and_the_route_feed() {
+    let shop = Shop::start().await;
+    let policy = json!({"max_body_bytes": 1024, "allow": ["10.0.0.0/8"], "deny": []});
+    assert_eq!(shop.call("put", "/access", Some(policy.clone())).await.body, policy);
+    assert_eq!(shop.call("get", "/access", None).await.body, policy);
+    let bad = json!({"allow": ["10.0.0.0/40"], "deny": []});
+    assert_eq!(shop.call("put", "/access", Some(bad)).await.status, 400);
+
+    let on = shop.call("post", "/maintenance", Some(json!({"enabled": true}))).await;
+    assert_eq!(on.body["maintenance"], true);
+    let routed = shop
+        .platform
+        .eventually(Duration::from_secs(5), async || {
+            let feed = shop.platform.call(Some(SERVICE_TOKEN), "get", "/v2/routes", None).await.body;
+            feed["routes"].as_array().unwrap().iter().any(|r| r["app"] == "shop" && r["maintenance"] == true)
+        })
+        .await;
+    assert!(routed, "the router is told");
+}
+
+#[tokio::test]
+async fn builds_and_image_deploys() {
+    let shop = Shop::start().await;
+    let builds = shop.call("get", "/builds", None).await.body;
+    let id = builds[0]["id"].as_i64().unwrap();
+    assert_eq!(shop.call("get", &format!("/builds/{id}"), None).await.body["log"], "-----> built");
+    assert_eq!(shop.call("get", "/builds/999", None).await.status, 404);
+
+    let foreign = shop.call("post", "/deploy", Some(json!({"image": "docker.io/library/nginx"}))).await;
+    assert_eq!(foreign.status, 403);
+    assert!(foreign.message().contains("SKIFF_ALLOWED_REGISTRIES"), "{foreign:?}");
+    let by_id = shop.call("post", "/deploy", Some(json!({"image": "ab".repeat(32)}))).await;
+    assert_eq!(by_id.status, 400, "{by_id:?}");
+    let allowed = shop.call("post", "/deploy", Some(json!({"image": "registry.example.com/shop:1"}))).await;
+    assert_eq!(allowed.status, 201, "{allowed:?}");
+    assert_eq!(allowed.body["release"]["version"], 2);
+
+    let failed = json!({
+        "app": "shop", "username": "alice", "kind": "dockerfile", "status": "failed", "image": null,
+        "git_sha": null, "procfile": {}, "duration_ms": 1, "log": "boom",
+    });
+    let recorded = shop.platform.call(Some(SERVICE_TOKEN), "post", "/v2/hooks/builds", Some(failed)).await;
+    assert_eq!(recorded.body["release"], Value::Null, "a failed build makes no release");
+}
+
+#[tokio::test]
+async fn collaborators_and_transfers() {
+    let shop = Shop::start().await;
+    let bob = shop.platform.register(Some(&shop.admin), "bob").await;
+    assert_eq!(shop.platform.call(Some(&bob), "get", "/v2/apps/shop", None).await.status, 404);
+    assert_eq!(shop.call("post", "/perms", Some(json!({"username": "bob"}))).await.status, 201);
+    assert_eq!(shop.call("post", "/perms", Some(json!({"username": "bob"}))).await.status, 409);
+    assert_eq!(shop.call("post", "/perms", Some(json!({"username": "alice"}))).await.status, 409, "the owner");
+    assert_eq!(shop.call("post", "/perms", Some(json!({"username": "nobody"}))).await.status, 404);
+    assert_eq!(shop.platform.call(Some(&bob), "get", "/v2/apps/shop", None).await.status, 200);
+    assert_eq!(shop.call("get", "/perms", None).await.body, json!(["bob"]));
+    assert_eq!(shop.call("delete", "/perms/bob", None).await.status, 204);
+    assert_eq!(shop.call("delete", "/perms/bob", None).await.status, 404);
+
+    let moved = shop.call("post", "/transfer", Some(json!({"username": "bob"}))).await;
+    assert_eq!(moved.body["owner"], "bob");
+    assert_eq!(shop.call("get", "", None).await.status, 404, "alice no longer sees it");
+}
+
+#[tokio::test]
+async fn accounts_keys_and_sign_ins() {
+    let platform = TestApp::start(Scheduling::Off).await;
+    let admin = platform.register(None, "admin").await;
+    let closed = platform
+        .call(None, "post", "/v2/auth/register", Some(json!({"username": "eve", "password": "long enough"})))
+        .await;
+    assert_eq!(closed.status, 403);
+    let short = json!({"username": "eve", "password": "short"});
+    assert_eq!(platform.call(Some(&admin), "post", "/v2/auth/register", Some(short)).await.status, 400);
+    platform.register(Some(&admin), "eve").await;
+    let again = json!({"username": "eve", "password": "long enough"});
+    assert_eq!(platform.call(Some(&admin), "post", "/v2/auth/register", Some(again)).await.status, 409);
+
+    let eve = platform.login("eve").await;
+    assert_eq!(
+        platform.call(Some(&eve), "get", "/v2/auth/whoami", None).await.body,
+        json!({"username": "eve", "admin": false})
+    );
+    let wrong = json!({"username": "eve", "password": "wrong password"});
+    assert_eq!(platform.call(None, "post", "/v2/auth/login", Some(wrong)).await.status, 403);
+
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIqzHN+XzL0EbNGfx/x4yzsnMtJ5kKsUaz2HpIsviIFj eve@laptop";
+    let added = platform.call(Some(&eve), "post", "/v2/keys", Some(json!({"public_key": key}))).await;
+    assert_eq!(added.status, 201, "{added:?}");
+    let fingerprint = added.body["fingerprint"].as_str().unwrap().to_owned();
+    let owner = platform.call(Some(SERVICE_TOKEN), "get", &format!("/v2/hooks/keys/{fingerprint}"), None).await;
+    assert_eq!(owner.body["username"], "eve");
+    assert_eq!(platform.call(Some(&eve), "post", "/v2/keys", Some(json!({"public_key": key}))).await.status, 409);
+    assert_eq!(platform.call(Some(&eve), "post", "/v2/keys", Some(json!({"public_key": "nope"}))).await.status, 400);
+    let id = added.body["id"].as_i64().unwrap();
+    assert_eq!(platform.call(Some(&eve), "get", "/v2/keys", None).await.body.as_array().unwrap().len(), 1);
+    assert_eq!(platform.call(Some(&eve), "delete", &format!("/v2/keys/{id}"), None).await.status, 204);
+    assert_eq!(platform.call(Some(&eve), "delete", &format!("/v2/keys/{id}"), None).await.status, 404);
+
+    assert_eq!(platform.call(Some(&eve), "delete", "/v2/auth/token", None).await.status, 204);
+    assert_eq!(platform.call(Some(&eve), "get", "/v2/auth/whoami", None).await.status, 401, "the token is revoked");
+
+    // The registry's sign-in: a token or the password, per repository.
+    let grant = json!({"username": "eve", "secret": PASSWORD, "repository": "stacks/busybox"});
+    let answer = platform.call(Some(SERVICE_TOKEN), "post", "/v2/hooks/registry/access", Some(grant)).await;
+    assert_eq!(answer.body, json!({"pull": true, "push": false}));
+    let wrong = json!({"username": "eve", "secret": "guess", "repository": "stacks/busybox"});
+    assert_eq!(platform.call(Some(SERVICE_TOKEN), "post", "/v2/hooks/registry/access", Some(wrong)).await.status, 401);
+}
+
+#[tokio::test]
+async fn drains_events_logs_and_the_platform_pages() {
+    let shop = Shop::start().await;
+    let drain = shop.call("post", "/drains", Some(json!({"url": "https://user:secret@127.0.0.1:9/logs"}))).await;
+    assert_eq!(drain.status, 201, "{drain:?}");
+    assert!(!drain.body["url"].as_str().unwrap().contains("secret"), "{drain:?}");
+    let outside = shop.call("post", "/drains", Some(json!({"url": "syslog://10.1.2.3:514"}))).await;
+    assert_eq!(outside.status, 400, "{outside:?}");
+    assert_eq!(shop.call("get", "/drains", None).await.body.as_array().unwrap().len(), 1);
+    let id = drain.body["id"].as_i64().unwrap();
+    let all = shop.platform.call(Some(SERVICE_TOKEN), "get", "/v2/hooks/drains", None).await.body;
+    assert!(all[0]["url"].as_str().unwrap().contains("secret"), "the logger gets the whole URL");
+    assert_eq!(shop.call("delete", &format!("/drains/{id}"), None).await.status, 204);
+
+    let logs = shop.call("get", "/logs", None).await;
+    assert_eq!(logs.status, 503, "no logger runs here: {logs:?}");
+    let gc = shop.platform.call(Some(&shop.admin), "post", "/v2/admin/gc?dry_run=true", None).await;
+    assert_eq!(gc.status, 503, "no registry runs here: {gc:?}");
+    let stack = shop.platform.call(Some(&shop.admin), "post", "/v2/stacks/tiny", Some(json!("not a tarball"))).await;
+    assert_eq!(stack.status, 400, "{stack:?}");
+    let platform_events = shop.platform.call(Some(&shop.admin), "get", "/v2/events?n=500", None).await.body;
+    assert!(platform_events.as_array().unwrap().iter().any(|e| e["message"] == "admin created user alice"));
+    assert_eq!(shop.platform.call(Some(&shop.alice), "get", "/v2/stacks", None).await.body, json!([]));
+}
