@@ -120,13 +120,14 @@ async fn scaling_restarting_and_one_off_commands() {
     assert_eq!(shop.call("post", "/scale", Some(json!({"web": 101}))).await.status, 400);
     assert_eq!(shop.call("get", "/formation", None).await.body[0]["quantity"], 2);
 
-    assert_eq!(shop.call("post", "/ps/restart", Some(json!({}))).await.status, 202);
-    assert_eq!(shop.call("post", "/ps/restart", Some(json!({"process": "worker"}))).await.status, 400);
     let ps = shop.call("get", "/ps", None).await.body;
     let id = ps[0]["id"].as_str().unwrap().to_owned();
     let one = shop.call("post", "/ps/restart", Some(json!({"container": id[..8]}))).await;
     assert_eq!(one.status, 202, "{one:?}");
+    assert_eq!(shop.call("post", "/ps/restart", Some(json!({"container": id[..8]}))).await.status, 404, "gone");
     assert_eq!(shop.call("post", "/ps/restart", Some(json!({"container": "zz"}))).await.status, 404);
+    assert_eq!(shop.call("post", "/ps/restart", Some(json!({}))).await.status, 202);
+    assert_eq!(shop.call("post", "/ps/restart", Some(json!({"process": "worker"}))).await.status, 400);
 
     let run =
         shop.platform.call_text(Some(&shop.alice), "post", "/v2/apps/shop/run", json!({"command": "echo hi"})).await;

@@ -44,6 +44,21 @@ async fn help_lists_every_verb() {
 }
 
 #[tokio::test]
+async fn every_verbs_help_is_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path(), "http://127.0.0.1:9");
+    let (_, help, _) = run(&ctx, &["--help"]).await;
+    let verbs = help.lines().skip_while(|l| *l != "Commands:").skip(1).take_while(|l| !l.is_empty());
+    let mut all = String::new();
+    for verb in verbs.filter_map(|line| line.split_whitespace().next()) {
+        let (status, out, err) = run(&ctx, &[verb, "--help"]).await;
+        assert_eq!(status, 0, "{verb}: {err}");
+        all.push_str(&format!("== skiff {verb} --help\n{out}\n"));
+    }
+    assert_snapshot("verbs-help.txt", &all);
+}
+
+#[tokio::test]
 async fn common_mistakes_say_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = context(dir.path(), "http://127.0.0.1:9");
