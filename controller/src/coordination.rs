@@ -79,6 +79,17 @@ impl Coordination {
         Ok(coordination)
     }
 
+    /// Whether Redis answers (always, for a replica on its own).
+    ///
+    /// # Errors
+    /// Redis' error.
+    pub async fn ping(&self) -> Result<(), redis::RedisError> {
+        match &self.shared {
+            Some(shared) => redis::cmd("PING").query_async(&mut shared.connection.clone()).await,
+            None => Ok(()),
+        }
+    }
+
     /// Something changed: this replica's reconcile loop runs soon, and every other's.
     pub async fn changed(&self) {
         self.poke.notify_one();

@@ -94,7 +94,8 @@ use Caller::{Anyone, Service, User};
 /// Every operation the controller serves.
 pub const OPERATIONS: &[Operation] = &[
     op("get", "/healthz", Anyone, "Liveness", None, Text),
-    op("get", "/readyz", Anyone, "Readiness", None, Text),
+    op("get", "/readyz", Anyone, "Readiness: every dependency answers (503 with the one that does not)", None, Text),
+    op("get", "/metrics", Anyone, "Prometheus metrics", None, Text),
     op("get", "/v2/openapi.json", Anyone, "This document", None, Json(200, of::<Value>)),
     op(
         "post",

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use skiff_api::{App, AppName, ImageRef, RegistryGrant, Release, Username};
 use skiff_registry_client::RegistryClient;
+use skiff_service::{Answers, Readiness};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -34,6 +35,8 @@ pub struct Controller {
     pub(crate) one_offs: TaskTracker,
     /// Failed sign-ins, for refusing guessers.
     pub(crate) logins: LoginThrottle,
+    /// Answers given, by status class, for `/metrics`.
+    pub(crate) answers: Arc<Answers>,
 }
 
 impl Controller {
@@ -50,7 +53,47 @@ impl Controller {
         let http = reqwest::Client::new();
         let one_offs = TaskTracker::new();
         let logins = LoginThrottle::default();
-        Arc::new(Self { config, db, runtime, routes, coordination, registry, http, shutdown, events, one_offs, logins })
+        let answers = Answers::new();
+        Arc::new(Self {
+            config,
+            db,
+            runtime,
+            routes,
+            coordination,
+            registry,
+            http,
+            shutdown,
+            events,
+            one_offs,
+            logins,
+            answers,
+        })
+    }
+
+    /// What the controller needs to answer: its database, the container engine, and
+    /// Redis when replicas share one.
+    pub fn readiness(&self) -> Readiness {
+        let (db, runtime, coordination) = (self.db.clone(), self.runtime.clone(), self.coordination.clone());
+        Readiness::new()
+            .check("database", move || {
+                let db = db.clone();
+                async move { db.ping().await.map_err(|e| e.to_string()) }
+            })
+            .check("engine", move || {
+                let runtime = runtime.clone();
+                async move { runtime.ping().await.map_err(|e| e.to_string()) }
+            })
+            .check("redis", move || {
+                let coordination = coordination.clone();
+                async move { coordination.ping().await.map_err(|e| e.to_string()) }
+            })
+    }
+
+    /// The controller's `/metrics` page.
+    pub fn metrics(&self) -> String {
+        let mut text = skiff_service::Text::new();
+        self.answers.render(&mut text, "skiff_controller");
+        text.finish()
     }
 
     /// Records an event of `app` that changes what should run or be routed, and wakes the

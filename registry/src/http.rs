@@ -12,6 +12,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use skiff_api::{Digest, DigestAlgorithm, RegistryGrant};
+use skiff_service::{Answers, Readiness};
 use skiff_store::{BlobStore, RecordStore, Staged};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -49,6 +50,9 @@ pub struct Config {
     pub peer_url: Option<String>,
 }
 
+/// The digest of the empty blob, which readiness asks the store about.
+const EMPTY_BLOB: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
 /// The registry's state, shared by every request.
 pub struct Registry {
     store: Arc<dyn BlobStore>,
@@ -62,6 +66,8 @@ pub struct Registry {
     peer_url: Option<String>,
     /// Passes requests for upload sessions to the registries holding them.
     peers: reqwest::Client,
+    /// Answers given, by status class, for `/metrics`.
+    answers: Arc<Answers>,
 }
 
 /// Who a caller proved to be.
@@ -99,7 +105,27 @@ impl Registry {
             gc: tokio::sync::Mutex::new(()),
             peer_url: config.peer_url,
             peers: reqwest::Client::new(),
+            answers: Answers::new(),
         })
+    }
+
+    /// What the registry needs to answer: its blob store (a file system, or S3).
+    pub fn readiness(&self) -> Readiness {
+        let store = self.store.clone();
+        Readiness::new().check("store", move || {
+            let store = store.clone();
+            async move {
+                let probe: Digest = EMPTY_BLOB.parse().map_err(|e: skiff_api::NameError| e.to_string())?;
+                store.size(&probe).await.map(drop).map_err(|e| e.to_string())
+            }
+        })
+    }
+
+    /// The registry's `/metrics` page.
+    pub fn metrics(&self) -> String {
+        let mut text = skiff_service::Text::new();
+        self.answers.render(&mut text, "skiff_registry");
+        text.finish()
     }
 
     /// The other registry holding upload session `id`, when this one does not.
@@ -184,15 +210,17 @@ impl Registry {
 
 /// The registry as an axum router.
 pub fn router(registry: Arc<Registry>) -> Router {
+    let metrics = registry.clone();
+    let answers = registry.answers.clone();
     Router::new()
-        .route("/healthz", axum::routing::get(|| async { "ok" }))
-        .route("/readyz", axum::routing::get(|| async { "ok" }))
+        .merge(skiff_service::routes(registry.readiness(), Arc::new(move || metrics.metrics())))
         .route("/v2/token", axum::routing::get(issue_token))
         .route("/_skiff/gc", axum::routing::post(collect_garbage))
         .route("/_skiff/retain/{*repo}", axum::routing::post(retain))
         .route("/_skiff/repositories/{*repo}", axum::routing::delete(forget_repository))
         .route("/_skiff/tokens", axum::routing::post(issue_pull_token))
         .fallback(handle)
+        .layer(axum::middleware::from_fn_with_state(answers, Answers::layer))
         .with_state(registry)
 }
 

@@ -208,6 +208,15 @@ impl Db {
         Ok(db)
     }
 
+    /// Whether the database answers.
+    ///
+    /// # Errors
+    /// When it does not.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// Runs one administrative statement (`CREATE DATABASE …`), outside any transaction.
     ///
     /// # Errors

@@ -58,9 +58,10 @@ impl IntoResponse for ApiError {
 
 /// The API as an axum router.
 pub fn router(controller: Arc<Controller>) -> Router {
+    let metrics = controller.clone();
+    let answers = controller.answers.clone();
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ok" }))
+        .merge(skiff_service::routes(controller.readiness(), Arc::new(move || metrics.metrics())))
         .route("/v2/openapi.json", get(|| async { Json(crate::openapi::document()) }))
         .merge(accounts::routes())
         .merge(keys::routes())
@@ -76,6 +77,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .merge(events::routes())
         .merge(admin::routes())
         .merge(hooks::routes())
+        .layer(axum::middleware::from_fn_with_state(answers, skiff_service::Answers::layer))
         .with_state(controller)
 }
 

@@ -104,6 +104,10 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     }
     /// Stops (gracefully, then by force) and removes a container; absent is fine.
     async fn remove(&self, id: &str) -> Result<(), RuntimeError>;
+    /// Whether the engine answers.
+    async fn ping(&self) -> Result<(), RuntimeError> {
+        self.list().await.map(drop)
+    }
 }
 
 /// How every app container is confined, whatever its app asks for.

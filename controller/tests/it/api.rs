@@ -5,6 +5,12 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use skiff_controller::scheduler::runtime::Container;
+use skiff_controller::scheduler::{ContainerRuntime, MemoryRuntime, RuntimeError, StartSpec};
+
 use crate::test_app::{Answer, PASSWORD, SERVICE_TOKEN, Scheduling, TestApp};
 
 /// A platform with an admin and `alice`, who owns `shop`, released once (a `web` process).
@@ -337,4 +343,50 @@ async fn drains_events_logs_and_the_platform_pages() {
     let platform_events = shop.platform.call(Some(&shop.admin), "get", "/v2/events?n=500", None).await.body;
     assert!(platform_events.as_array().unwrap().iter().any(|e| e["message"] == "admin created user alice"));
     assert_eq!(shop.platform.call(Some(&shop.alice), "get", "/v2/stacks", None).await.body, json!([]));
+}
+
+/// An engine that does not answer.
+struct EngineAway;
+
+#[async_trait]
+impl ContainerRuntime for EngineAway {
+    async fn list(&self) -> Result<Vec<Container>, RuntimeError> {
+        Err(RuntimeError::Memory(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "cannot connect to the engine",
+        )))
+    }
+    async fn start(&self, _: &StartSpec) -> Result<Container, RuntimeError> {
+        self.list().await.map(|_| unreachable!())
+    }
+    async fn run_one_off(
+        &self,
+        _: &StartSpec,
+        _: Duration,
+        _: tokio::sync::mpsc::Sender<skiff_api::RunOutput>,
+    ) -> Result<i64, RuntimeError> {
+        self.list().await.map(|_| 0)
+    }
+    async fn exit_code(&self, _: &str) -> Result<Option<i64>, RuntimeError> {
+        self.list().await.map(|_| None)
+    }
+    async fn remove(&self, _: &str) -> Result<(), RuntimeError> {
+        self.list().await.map(drop)
+    }
+}
+
+#[tokio::test]
+async fn readiness_names_what_does_not_answer_and_metrics_count_answers() {
+    let platform = TestApp::start(Scheduling::Off).await;
+    let ready = platform.call_text(None, "get", "/readyz", Value::Null).await;
+    assert_eq!(ready, "database ok\nengine ok\nredis ok\n");
+    platform.call(None, "get", "/v2/apps", None).await;
+    let metrics = platform.call_text(None, "get", "/metrics", Value::Null).await;
+    assert!(metrics.contains("skiff_controller_http_responses_total{class=\"4xx\"} 1"), "{metrics}");
+
+    let away = TestApp::start_on(Scheduling::Off, Arc::new(EngineAway), Arc::new(MemoryRuntime::new())).await;
+    let answer = away.call(None, "get", "/readyz", None).await;
+    assert_eq!(answer.status, 503);
+    let text = away.call_text(None, "get", "/readyz", Value::Null).await;
+    assert!(text.contains("engine: ") && text.contains("cannot connect") && text.contains("database ok"), "{text}");
 }

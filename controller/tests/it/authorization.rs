@@ -82,6 +82,7 @@ fn table() -> Vec<(&'static str, &'static str, Access, Option<Value>)> {
     vec![
         ("get", "/healthz", Anyone, None),
         ("get", "/readyz", Anyone, None),
+        ("get", "/metrics", Anyone, None),
         ("get", "/v2/openapi.json", Anyone, None),
         ("post", "/v2/auth/register", Register, Some(json!({"username": "newcomer", "password": PASSWORD}))),
         ("post", "/v2/auth/login", Anyone, Some(json!({"username": "owner", "password": PASSWORD}))),

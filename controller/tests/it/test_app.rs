@@ -77,15 +77,23 @@ fn config() -> Arc<Config> {
 
 impl TestApp {
     pub async fn start(scheduling: Scheduling) -> Self {
+        let runtime = Arc::new(MemoryRuntime::new());
+        Self::start_on(scheduling, runtime.clone(), runtime).await
+    }
+
+    /// A controller over another engine (`runtime` is kept for the tests' own looks).
+    pub async fn start_on(
+        scheduling: Scheduling,
+        engine: Arc<dyn ContainerRuntime>,
+        runtime: Arc<MemoryRuntime>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open_sqlite(&dir.path().join("skiff.db")).await.unwrap();
         let shutdown = CancellationToken::new();
         let config = config();
         let coordination = Coordination::local();
         let events = Arc::new(Events::connect(db.clone(), "127.0.0.1:9".parse().unwrap(), coordination.clone()).await);
-        let runtime = Arc::new(MemoryRuntime::new());
         let routes = Arc::new(RouteFeed::default());
-        let engine: Arc<dyn ContainerRuntime> = runtime.clone();
         if scheduling == Scheduling::On {
             let scheduler = Scheduler::new(
                 db.clone(),

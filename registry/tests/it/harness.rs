@@ -100,6 +100,14 @@ impl Registry {
         Self::start_on(dir, Arc::new(store), Arc::new(records), Medium::SharedBucket).await
     }
 
+    /// A registry on an S3 store at `url` (any server that speaks enough of S3).
+    pub async fn start_on_s3_url(url: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = skiff_store::S3BlobStore::open(url, dir.path().join("staging")).await.unwrap();
+        let records = store.records("repositories");
+        Self::start_on(dir, Arc::new(store), Arc::new(records), Medium::OwnDisk).await
+    }
+
     async fn start_on(
         dir: TempDir,
         store: Arc<dyn skiff_store::BlobStore>,

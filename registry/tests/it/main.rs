@@ -5,6 +5,7 @@ mod discovery;
 mod gc;
 mod harness;
 mod management;
+mod probes;
 mod pull;
 mod push;
 mod security;

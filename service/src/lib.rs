@@ -1,0 +1,47 @@
+//! What every Skiff service serves besides its own API: `/healthz` (the process answers),
+//! `/readyz` (every dependency it needs answers: its database, engine, store or Redis) and
+//! `/metrics` (Prometheus' text format).
+//!
+//! Layout:
+//! - [`probe`]: readiness checks, run together with a deadline each.
+//! - [`metrics`]: Prometheus text, and a counter of answers by status class.
+
+pub mod metrics;
+pub mod probe;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+pub use metrics::{Answers, Text};
+pub use probe::Readiness;
+
+/// What a service says at `/metrics`: its own metrics, rendered on each read.
+pub type RenderMetrics = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// `/healthz`, `/readyz` and `/metrics` for a service, to merge into its router.
+pub fn routes<S: Clone + Send + Sync + 'static>(readiness: Readiness, render: RenderMetrics) -> Router<S> {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let readiness = readiness.clone();
+                async move {
+                    let report = readiness.report().await;
+                    let status = if report.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+                    (status, report.text)
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let text = render();
+                async move { ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response() }
+            }),
+        )
+}
