@@ -217,6 +217,25 @@ impl Db {
         Ok(())
     }
 
+    /// Every table with its columns, as the migrations left them (for comparing backends).
+    ///
+    /// # Errors
+    /// When the catalogue cannot be read.
+    pub async fn schema(&self) -> Result<BTreeMap<String, Vec<String>>, DbError> {
+        let query = if self.postgres {
+            "SELECT table_name::text, column_name::text FROM information_schema.columns
+             WHERE table_schema = current_schema() ORDER BY table_name, column_name"
+        } else {
+            "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p
+             WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' ORDER BY m.name, p.name"
+        };
+        let mut schema: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for row in sqlx::query(query).fetch_all(&self.pool).await? {
+            schema.entry(row.get(0)).or_default().push(row.get(1));
+        }
+        Ok(schema)
+    }
+
     /// Runs one administrative statement (`CREATE DATABASE …`), outside any transaction.
     ///
     /// # Errors

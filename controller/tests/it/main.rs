@@ -274,6 +274,15 @@ async fn concurrent_config_changes_lose_nothing_on_postgres() {
 }
 
 #[tokio::test]
+#[ignore = "needs Postgres (deploy/test.sh starts one)"]
+async fn both_backends_end_at_the_same_schema() {
+    let (lite, _dir) = sqlite().await;
+    let (lite, postgres) = (lite.schema().await.unwrap(), postgres().await.schema().await.unwrap());
+    assert!(lite.contains_key("releases") && lite["releases"].contains(&"state".to_owned()), "{lite:?}");
+    assert_eq!(lite, postgres, "the SQLite and Postgres migrations disagree");
+}
+
+#[tokio::test]
 async fn migrations_are_applied_once() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("skiff.db");
