@@ -57,3 +57,26 @@ pub struct Config {
     /// After this long without build output the pusher is told the build is still going.
     pub keepalive: std::time::Duration,
 }
+
+/// Why the builder stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot prepare the builder's data directory, host key or hook socket: {0}")]
+    Prepare(#[from] std::io::Error),
+}
+
+/// Prepares the builder (data directory, host key, hook socket) and serves SSH on
+/// `listener` until `shutdown`.
+///
+/// # Errors
+/// When the builder cannot be prepared.
+pub async fn run(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<(), RunError> {
+    let builder = Builder::new(config).await?;
+    let hooks = builder.bind_hooks()?;
+    serve(listener, hooks, builder, shutdown).await;
+    Ok(())
+}

@@ -18,6 +18,7 @@
 //! - [`auth`]: passwords and API tokens; [`keys`]: OpenSSH public keys.
 //! - [`throttle`]: failed sign-ins counted per user name and client address.
 //! - [`config`]: the controller's settings; [`openapi`]: the API's OpenAPI document.
+//! - [`service`]: what the controller needs to run, and [`run`], which starts every part.
 
 pub mod auth;
 pub mod config;
@@ -32,10 +33,12 @@ pub mod openapi;
 pub mod retention;
 pub mod routes;
 pub mod scheduler;
+pub mod service;
 pub mod stacks;
 pub mod state;
 pub mod throttle;
 
 pub use config::Config;
 pub use http::serve;
+pub use service::{Engine, RunError, ServiceConfig, run};
 pub use state::Controller;

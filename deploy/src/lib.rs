@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use arc_swap::ArcSwap;
 use clap::{Args, Parser, Subcommand};
 use skiff_api::StackName;
 use tokio::net::{TcpListener, UdpSocket};
@@ -277,17 +276,28 @@ pub struct Addresses {
 /// Running components.
 pub struct Platform {
     pub addresses: Addresses,
-    shutdown: CancellationToken,
-    tasks: TaskTracker,
+    supervisor: Supervisor,
 }
 
 impl Platform {
+    /// Waits until a component fails, and says which and why (every other component is
+    /// stopping by then).
+    pub async fn failed(&self) -> String {
+        let mut failure = self.supervisor.failure.subscribe();
+        match failure.wait_for(Option::is_some).await {
+            Ok(why) => why.clone().unwrap_or_default(),
+            // The platform keeps its sender: this does not happen.
+            Err(_) => std::future::pending().await,
+        }
+    }
+
     /// Stops accepting work, lets in-flight requests finish (bounded), and returns.
     /// Containers keep running.
     pub async fn stop(self) {
-        self.shutdown.cancel();
-        self.tasks.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, self.tasks.wait()).await.is_err() {
+        let Supervisor { shutdown, tasks, .. } = self.supervisor;
+        shutdown.cancel();
+        tasks.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait()).await.is_err() {
             tracing::warn!("skiffd.shutdown: gave up waiting for in-flight work");
         }
     }
@@ -339,11 +349,14 @@ async fn bind(address: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 }
 
 /// Starts `components` with `settings`. Listeners are bound first, so a port of 0 works
-/// and every component learns the others' real addresses.
+/// and every component learns the others' real addresses; then every component's
+/// configuration is made and checked; then each runs as a named task of the platform's
+/// supervisor. A component that cannot start (its database, engine or store unreachable)
+/// or fails later stops the platform: [`Platform::failed`] says which and why.
 ///
 /// # Errors
-/// When a listener cannot be bound, the data directory cannot be prepared, or the Docker
-/// engine is unreachable.
+/// When a listener cannot be bound, the data directory cannot be prepared, or settings are
+/// wrong (all of them at once).
 pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Result<Platform> {
     let data_dir = settings.data_dir.clone().unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
@@ -351,38 +364,17 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
     let platform = kept_value(settings.platform_id.as_ref(), &data_dir, "platform-id", 6)?;
     let runs = |c: Component| components.contains(&c);
 
-    let mut addresses = Addresses::default();
-    let registry_listener =
-        if runs(Component::Registry) { Some(bind(settings.registry_listen, "registry").await?) } else { None };
-    let logger_listener =
-        if runs(Component::Logger) { Some(bind(settings.logger_listen, "logger").await?) } else { None };
-    let syslog_listeners = if runs(Component::Logger) {
-        let tcp = bind(settings.syslog_listen, "logger syslog").await?;
-        let udp = UdpSocket::bind(tcp.local_addr()?).await.context("cannot bind the syslog UDP port")?;
-        let tls = bind(settings.syslog_tls_listen, "logger syslog tls").await?;
-        Some((tcp, udp, tls))
-    } else {
-        None
+    let Bound { registry, logger, syslog, controller, router, builder } = bind_all(settings, components).await?;
+    let addresses = Addresses {
+        registry: registry.as_ref().map(TcpListener::local_addr).transpose()?,
+        logger: logger.as_ref().map(TcpListener::local_addr).transpose()?,
+        syslog: syslog.as_ref().map(|(tcp, _, _)| tcp.local_addr()).transpose()?,
+        syslog_tls: syslog.as_ref().map(|(_, _, tls)| tls.local_addr()).transpose()?,
+        controller: controller.as_ref().map(TcpListener::local_addr).transpose()?,
+        router: router.as_ref().map(|(http, _)| http.local_addr()).transpose()?,
+        router_tls: router.as_ref().map(|(_, https)| https.local_addr()).transpose()?,
+        builder: builder.as_ref().map(TcpListener::local_addr).transpose()?,
     };
-    let controller_listener =
-        if runs(Component::Controller) { Some(bind(settings.controller_listen, "controller").await?) } else { None };
-    let router_listener = if runs(Component::Router) {
-        let http = bind(settings.router_listen, "router").await?;
-        let https = bind(settings.router_tls_listen, "router tls").await?;
-        Some((http, https))
-    } else {
-        None
-    };
-    let builder_listener =
-        if runs(Component::Builder) { Some(bind(settings.builder_listen, "builder").await?) } else { None };
-    addresses.registry = registry_listener.as_ref().map(TcpListener::local_addr).transpose()?;
-    addresses.logger = logger_listener.as_ref().map(TcpListener::local_addr).transpose()?;
-    addresses.syslog = syslog_listeners.as_ref().map(|(tcp, _, _)| tcp.local_addr()).transpose()?;
-    addresses.syslog_tls = syslog_listeners.as_ref().map(|(_, _, tls)| tls.local_addr()).transpose()?;
-    addresses.controller = controller_listener.as_ref().map(TcpListener::local_addr).transpose()?;
-    addresses.router = router_listener.as_ref().map(|(http, _)| http.local_addr()).transpose()?;
-    addresses.router_tls = router_listener.as_ref().map(|(_, https)| https.local_addr()).transpose()?;
-    addresses.builder = builder_listener.as_ref().map(TcpListener::local_addr).transpose()?;
 
     let url = |configured: &Option<String>, bound: Option<SocketAddr>, default: SocketAddr| {
         configured.clone().unwrap_or_else(|| format!("http://{}", bound.unwrap_or(default)))
@@ -398,237 +390,292 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
         || (runs(Component::Router) && settings.router_tls_cert.is_none());
     let mut ca = if needs_ca { Some(local_ca(&data_dir)?) } else { None };
 
-    let shutdown = CancellationToken::new();
-    let tasks = TaskTracker::new();
+    // Every component's configuration, checked before any starts: all that is wrong with
+    // the settings is reported at once.
+    let mut problems = Problems::default();
+    let known = Known { data_dir: &data_dir, token: &token, platform: &platform, controller_url: &controller_url };
+    let registry = registry.map(|listener| (listener, registry_config(settings, &known, &addresses)));
+    let logger = match (logger, syslog) {
+        (Some(api), Some((tcp, udp, tls))) => {
+            let acceptor = problems.note(logger_tls(settings, ca.as_ref().map(|(ca, _)| ca)));
+            let config = logger_config(settings, &known, &mut problems);
+            Some((api, tcp, udp, tls, acceptor, config))
+        }
+        _ => None,
+    };
+    let controller = controller
+        .map(|listener| (listener, controller_config(settings, &known, &addresses, &registry_url, &logger_url)));
+    let router = router
+        .map(|(http, https)| (http, https, router_config(settings, &known, syslog_address, ca.take(), &mut problems)));
+    let builder = builder.map(|listener| (listener, problems.note(builder_config(settings, &known, &registry_url))));
+    problems.into_result()?;
 
-    if let Some(listener) = registry_listener {
-        // Repository metadata lives beside the blobs: in the bucket with S3, so that every
-        // registry on it sees the same repositories.
-        let (store, records): (Arc<dyn skiff_store::BlobStore>, Arc<dyn skiff_store::RecordStore>) =
-            match &settings.store_url {
-                Some(url) => {
-                    let store = skiff_store::S3BlobStore::open(url, data_dir.join("store-staging"))
-                        .await
-                        .context("cannot use the S3 store (SKIFF_STORE_URL)")?;
-                    let records = store.records("repositories");
-                    (Arc::new(store), Arc::new(records))
-                }
-                None => (
-                    Arc::new(skiff_store::FsBlobStore::open(data_dir.join("store")).await?),
-                    Arc::new(skiff_store::FsRecordStore::new(data_dir.join("registry/repositories"))),
-                ),
+    let supervisor = Supervisor::default();
+    let shutdown = supervisor.shutdown.clone();
+    if let Some((listener, config)) = registry {
+        supervisor.spawn("registry", skiff_registry::run(config, listener, shutdown.clone()));
+    }
+    if let Some((api, syslog_tcp, syslog_udp, tls, Some(acceptor), Some(config))) = logger {
+        let listeners = skiff_logger::Listeners { api, syslog_tcp, syslog_udp, syslog_tls: (tls, acceptor) };
+        supervisor.spawn("logger", skiff_logger::run(config, listeners, shutdown.clone()));
+    }
+    if let Some((listener, config)) = controller {
+        supervisor.spawn("controller", skiff_controller::run(config, listener, shutdown.clone()));
+    }
+    if let Some((http, https, Some(config))) = router {
+        supervisor.spawn("router", skiff_router::run(config, http, https, shutdown.clone()));
+    }
+    if let Some((listener, Some(config))) = builder {
+        supervisor.spawn("builder", skiff_builder::run(config, listener, shutdown.clone()));
+    }
+    Ok(Platform { addresses, supervisor })
+}
+
+/// The listeners of the components that run.
+struct Bound {
+    registry: Option<TcpListener>,
+    logger: Option<TcpListener>,
+    /// TCP, UDP, and TLS over TCP.
+    syslog: Option<(TcpListener, UdpSocket, TcpListener)>,
+    controller: Option<TcpListener>,
+    /// HTTP and HTTPS.
+    router: Option<(TcpListener, TcpListener)>,
+    builder: Option<TcpListener>,
+}
+
+/// Binds every listener of `components`.
+async fn bind_all(settings: &Settings, components: &[Component]) -> anyhow::Result<Bound> {
+    let runs = |c: Component| components.contains(&c);
+    let mut bound = Bound { registry: None, logger: None, syslog: None, controller: None, router: None, builder: None };
+    if runs(Component::Registry) {
+        bound.registry = Some(bind(settings.registry_listen, "registry").await?);
+    }
+    if runs(Component::Logger) {
+        bound.logger = Some(bind(settings.logger_listen, "logger").await?);
+        let tcp = bind(settings.syslog_listen, "logger syslog").await?;
+        let udp = UdpSocket::bind(tcp.local_addr()?).await.context("cannot bind the syslog UDP port")?;
+        let tls = bind(settings.syslog_tls_listen, "logger syslog tls").await?;
+        bound.syslog = Some((tcp, udp, tls));
+    }
+    if runs(Component::Controller) {
+        bound.controller = Some(bind(settings.controller_listen, "controller").await?);
+    }
+    if runs(Component::Router) {
+        let http = bind(settings.router_listen, "router").await?;
+        bound.router = Some((http, bind(settings.router_tls_listen, "router tls").await?));
+    }
+    if runs(Component::Builder) {
+        bound.builder = Some(bind(settings.builder_listen, "builder").await?);
+    }
+    Ok(bound)
+}
+
+/// What every component's configuration is made from, besides the settings.
+struct Known<'a> {
+    data_dir: &'a std::path::Path,
+    token: &'a str,
+    platform: &'a str,
+    controller_url: &'a str,
+}
+
+/// Everything wrong with the settings, gathered so that one start reports all of it.
+#[derive(Debug, Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    /// The value, or `None` with the problem noted.
+    fn note<T>(&mut self, result: anyhow::Result<T>) -> Option<T> {
+        result.map_err(|problem| self.0.push(format!("{problem:#}"))).ok()
+    }
+
+    fn into_result(self) -> anyhow::Result<()> {
+        match self.0.as_slice() {
+            [] => Ok(()),
+            [one] => Err(anyhow::anyhow!("{one}")),
+            many => Err(anyhow::anyhow!("{} settings are wrong:\n  {}", many.len(), many.join("\n  "))),
+        }
+    }
+}
+
+/// Runs components as named tasks: the first that fails (or stops on its own while the
+/// platform runs) stops every other, and its error is the platform's.
+#[derive(Debug, Default)]
+struct Supervisor {
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    failure: Arc<tokio::sync::watch::Sender<Option<String>>>,
+}
+
+impl Supervisor {
+    fn spawn<E: std::fmt::Display>(
+        &self,
+        name: &'static str,
+        component: impl std::future::Future<Output = Result<(), E>> + Send + 'static,
+    ) {
+        let (shutdown, failure) = (self.shutdown.clone(), self.failure.clone());
+        self.tasks.spawn(async move {
+            let why = match component.await {
+                Err(error) => format!("the {name} failed: {error}"),
+                Ok(()) if shutdown.is_cancelled() => return,
+                Ok(()) => format!("the {name} stopped on its own"),
             };
-        // Registries sharing a bucket pass each other requests for the uploads they hold.
-        let peer_url = settings
-            .store_url
-            .as_ref()
-            .map(|_| url(&settings.registry_peer_url, addresses.registry, settings.registry_listen));
-        let config = skiff_registry::Config { service_token: token.clone(), peer_url };
-        let authorizer = skiff_registry::auth::ControllerAuthorizer::new(&controller_url, &token);
-        let registry = skiff_registry::Registry::new(config, store, records, Arc::new(authorizer));
-        let shutdown = shutdown.clone();
-        tasks.spawn(async move {
-            if let Err(error) = skiff_registry::serve(listener, registry, shutdown).await {
-                tracing::error!(%error, "registry.serve");
-            }
+            tracing::error!(component = name, error = %why, "skiffd.component_failed");
+            failure.send_if_modified(|first| first.is_none() && first.replace(why).is_none());
+            shutdown.cancel();
         });
     }
+}
 
-    if let (Some(listener), Some((tcp, udp, tcp_tls))) = (logger_listener, syslog_listeners) {
-        let tls = skiff_logger::drain::tls_config(settings.drain_ca.as_deref())
-            .map_err(|e| anyhow::anyhow!("SKIFF_LOGGER_DRAIN_CA: {e}"))?;
-        let options = skiff_logger::drain::DrainOptions {
-            tls,
-            queue_capacity: settings.drain_queue,
-            outbound: settings.outbound_allow.clone(),
-            lines_per_second: settings.drain_rate,
-        };
-        let drains = skiff_logger::drain::Drains::new(options, shutdown.clone());
-        let client = skiff_client::Client::new(&controller_url, Some(token.clone()));
-        tasks.spawn(skiff_logger::drain::follow(client, drains.clone(), shutdown.clone()));
-        let buffers = skiff_logger::Buffers::with_drains(settings.log_lines, Some(drains));
-        let buffers = match &settings.redis_url {
-            Some(url) => {
-                let sharing = skiff_logger::shared::Sharing::connect(url)
-                    .await
-                    .context("cannot reach Redis (SKIFF_REDIS_URL)")?;
-                let (share, taken) = tokio::sync::mpsc::channel(skiff_logger::shared::QUEUE);
-                let buffers = Arc::new(buffers.sharing(share));
-                let loaded = sharing.load(&buffers).await.context("cannot read the shared log buffers from Redis")?;
-                tracing::info!(loaded, "logger.shared: recent lines loaded");
-                tasks.spawn(sharing.run(buffers.clone(), taken, shutdown.clone()));
-                buffers
-            }
-            None => Arc::new(buffers),
-        };
-        let positions = skiff_logger::positions::Positions::load(data_dir.join("logger/positions.json"));
-        let collector = skiff_logger::docker::Collector::connect(&platform, buffers.clone(), positions).await.context(
-            "the logger cannot reach the Docker engine (is dockerd running? is /var/run/docker.sock readable?)",
-        )?;
-        let ingest = skiff_logger::syslog::Ingest::new(buffers.clone(), settings.max_log_message);
-        tasks.spawn(collector.run(shutdown.clone()));
-        tasks.spawn(skiff_logger::syslog::serve_udp(udp, ingest.clone(), shutdown.clone()));
-        tasks.spawn(skiff_logger::syslog::serve_tcp(tcp, None, ingest.clone(), shutdown.clone()));
-        let acceptor = logger_tls(settings, ca.as_ref().map(|(ca, _)| ca))?;
-        tasks.spawn(skiff_logger::syslog::serve_tcp(tcp_tls, Some(acceptor), ingest, shutdown.clone()));
-        let (shutdown, token) = (shutdown.clone(), token.clone());
-        tasks.spawn(async move {
-            if let Err(error) = skiff_logger::http::serve(listener, buffers, &token, shutdown).await {
-                tracing::error!(%error, "logger.serve");
-            }
-        });
+/// The registry's configuration.
+fn registry_config(settings: &Settings, known: &Known, addresses: &Addresses) -> skiff_registry::ServiceConfig {
+    let bound = addresses.registry.unwrap_or(settings.registry_listen);
+    // Registries sharing a bucket pass each other requests for the uploads they hold.
+    let peer_url = settings
+        .store_url
+        .as_ref()
+        .map(|_| settings.registry_peer_url.clone().unwrap_or_else(|| format!("http://{bound}")));
+    let storage = match &settings.store_url {
+        Some(url) => skiff_registry::Storage::S3 { url: url.clone(), staging: known.data_dir.join("store-staging") },
+        None => skiff_registry::Storage::Files(known.data_dir.to_owned()),
+    };
+    skiff_registry::ServiceConfig {
+        registry: skiff_registry::Config { service_token: known.token.to_owned(), peer_url },
+        storage,
+        controller_url: known.controller_url.to_owned(),
     }
+}
 
-    if let Some(listener) = controller_listener {
-        let registry_host = registry_url
-            .split_once("://")
-            .map_or(registry_url.as_str(), |(_, rest)| rest)
-            .trim_end_matches('/')
-            .to_owned();
-        let config = Arc::new(skiff_controller::Config {
-            database_url: settings
-                .database_url
-                .clone()
-                .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", data_dir.join("skiff.db").display())),
-            service_token: token.clone(),
-            registry_url: registry_url.clone(),
-            registry_host,
-            allowed_registries: settings.allowed_registries.clone(),
-            outbound: settings.outbound_allow.clone(),
-            default_memory_mb: settings.default_memory,
-            max_memory_mb: settings.max_memory,
-            logger_url,
-            domain: settings.domain.clone(),
-            router_port: addresses.router.unwrap_or(settings.router_listen).port(),
-            builder_ssh: addresses.builder.unwrap_or(settings.builder_listen),
-            default_stack: settings.default_stack.clone(),
-            registration: settings.registration,
-            release_retention: settings.release_retention,
-            reconcile_interval: Duration::from_secs(settings.reconcile_interval.max(1)),
-            boot_timeout: Duration::from_secs(settings.boot_timeout.max(1)),
-            drain_period: Duration::from_secs(settings.drain_seconds),
-        });
-        let db = skiff_controller::db::Db::open(&config.database_url)
-            .await
-            .context("cannot open the database (SKIFF_DATABASE_URL)")?;
-        let runtime: Arc<dyn skiff_controller::scheduler::ContainerRuntime> = match settings.runtime {
-            Runtime::Docker => Arc::new(
-                skiff_controller::scheduler::DockerRuntime::connect(
-                    &platform,
-                    &config.registry_host,
-                    &token,
-                    skiff_controller::scheduler::Confinement {
-                        network: settings.docker_network.clone(),
-                        pids: settings.default_pids,
-                        cpu_shares: settings.default_cpu_shares,
-                    },
-                )
-                .await
-                .context(
-                    "the controller cannot reach the Docker engine \
-                         (is dockerd running? is /var/run/docker.sock readable?)",
-                )?,
-            ),
-            Runtime::Memory => Arc::new(skiff_controller::scheduler::MemoryRuntime::new()),
-        };
-        let routes = Arc::new(skiff_controller::routes::RouteFeed::default());
-        let coordination = match &settings.redis_url {
-            Some(url) => skiff_controller::coordination::Coordination::redis(url, shutdown.clone())
-                .await
-                .context("cannot reach Redis (SKIFF_REDIS_URL)")?,
-            None => skiff_controller::coordination::Coordination::local(),
-        };
-        let events =
-            Arc::new(skiff_controller::events::Events::connect(db.clone(), syslog_address, coordination.clone()).await);
-        let scheduler = skiff_controller::scheduler::Scheduler::new(
-            db.clone(),
-            runtime.clone(),
-            routes.clone(),
-            config.clone(),
-            coordination.clone(),
-            events.clone(),
-        );
-        tasks.spawn(scheduler.run(shutdown.clone()));
-        let retention_registry =
-            Arc::new(skiff_registry_client::RegistryClient::new(&config.registry_url, "skiff", &token));
-        tasks.spawn(skiff_controller::retention::run(
-            db.clone(),
-            retention_registry,
-            settings.release_retention,
-            Duration::from_secs(settings.gc_interval.max(60)),
-            shutdown.clone(),
-        ));
-        let controller =
-            skiff_controller::Controller::new(config, db, runtime, routes, coordination, events, shutdown.clone());
-        let shutdown = shutdown.clone();
-        tasks.spawn(async move {
-            if let Err(error) = skiff_controller::serve(listener, controller, shutdown).await {
-                tracing::error!(%error, "controller.serve");
-            }
-        });
+/// The logger's configuration.
+fn logger_config(settings: &Settings, known: &Known, problems: &mut Problems) -> Option<skiff_logger::ServiceConfig> {
+    let tls = skiff_logger::drain::tls_config(settings.drain_ca.as_deref())
+        .map_err(|e| anyhow::anyhow!("SKIFF_LOGGER_DRAIN_CA: {e}"));
+    let drains = skiff_logger::drain::DrainOptions {
+        tls: problems.note(tls)?,
+        queue_capacity: settings.drain_queue,
+        outbound: settings.outbound_allow.clone(),
+        lines_per_second: settings.drain_rate,
+    };
+    Some(skiff_logger::ServiceConfig {
+        platform: known.platform.to_owned(),
+        service_token: known.token.to_owned(),
+        controller_url: known.controller_url.to_owned(),
+        lines_per_app: settings.log_lines,
+        max_message: settings.max_log_message,
+        drains,
+        redis_url: settings.redis_url.clone(),
+        positions: known.data_dir.join("logger/positions.json"),
+    })
+}
+
+/// The controller's configuration.
+fn controller_config(
+    settings: &Settings,
+    known: &Known,
+    addresses: &Addresses,
+    registry_url: &str,
+    logger_url: &str,
+) -> skiff_controller::ServiceConfig {
+    let registry_host =
+        registry_url.split_once("://").map_or(registry_url, |(_, rest)| rest).trim_end_matches('/').to_owned();
+    let controller = skiff_controller::Config {
+        database_url: settings
+            .database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", known.data_dir.join("skiff.db").display())),
+        service_token: known.token.to_owned(),
+        registry_url: registry_url.to_owned(),
+        registry_host,
+        allowed_registries: settings.allowed_registries.clone(),
+        outbound: settings.outbound_allow.clone(),
+        default_memory_mb: settings.default_memory,
+        max_memory_mb: settings.max_memory,
+        logger_url: logger_url.to_owned(),
+        domain: settings.domain.clone(),
+        router_port: addresses.router.unwrap_or(settings.router_listen).port(),
+        builder_ssh: addresses.builder.unwrap_or(settings.builder_listen),
+        default_stack: settings.default_stack.clone(),
+        registration: settings.registration,
+        release_retention: settings.release_retention,
+        reconcile_interval: Duration::from_secs(settings.reconcile_interval.max(1)),
+        boot_timeout: Duration::from_secs(settings.boot_timeout.max(1)),
+        drain_period: Duration::from_secs(settings.drain_seconds),
+    };
+    let engine = match settings.runtime {
+        Runtime::Docker => skiff_controller::Engine::Docker {
+            platform: known.platform.to_owned(),
+            confinement: skiff_controller::scheduler::Confinement {
+                network: settings.docker_network.clone(),
+                pids: settings.default_pids,
+                cpu_shares: settings.default_cpu_shares,
+            },
+        },
+        Runtime::Memory => skiff_controller::Engine::Memory,
+    };
+    skiff_controller::ServiceConfig {
+        controller,
+        engine,
+        redis_url: settings.redis_url.clone(),
+        syslog: addresses.syslog.unwrap_or(settings.syslog_listen),
+        gc_interval: Duration::from_secs(settings.gc_interval.max(60)),
     }
+}
 
-    if let Some((http, https)) = router_listener {
-        let table = match &settings.router_routes {
-            // A fixed table: no controller to follow.
-            Some(spec) => Arc::new(ArcSwap::from_pointee(
-                skiff_router::Table::from_static(spec).map_err(|e| anyhow::anyhow!("SKIFF_ROUTER_ROUTES: {e}"))?,
-            )),
-            None => {
-                let table = Arc::new(ArcSwap::from_pointee(skiff_router::Table::default()));
-                let client = skiff_client::Client::new(&controller_url, Some(token.clone()));
-                tasks.spawn(skiff_router::feed::follow(client, table.clone(), shutdown.clone()));
-                table
-            }
-        };
-        let access_log = settings.router_access_log.then_some(syslog_address);
-        let trusted_proxies = settings
-            .router_trusted_proxies
-            .split([',', ' '])
-            .filter(|entry| !entry.is_empty())
-            .map(|entry| entry.parse().map_err(|e| anyhow::anyhow!("SKIFF_ROUTER_TRUSTED_PROXIES: {e}")))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let config = skiff_router::Config {
-            access_log,
-            trusted_proxies,
-            response_timeout: Duration::from_secs(settings.router_response_timeout.max(1)),
-            idle_timeout: Duration::from_secs(settings.router_idle_timeout.max(1)),
-            threads: settings.router_threads,
-            ..Default::default()
-        };
-        let default = router_default_certificate(settings, ca.take())?;
-        let tls = skiff_router::tls::server_config(table.clone(), default).map_err(|e| anyhow::anyhow!(e))?;
-        let listeners = skiff_router::Listeners { http, https: Some((https, tls)) };
-        let shutdown = shutdown.clone();
-        tasks.spawn(async move {
-            if let Err(error) = skiff_router::serve(listeners, table, config, shutdown).await {
-                tracing::error!(%error, "router: stopped");
-            }
-        });
-    }
+/// The router's configuration.
+fn router_config(
+    settings: &Settings,
+    known: &Known,
+    syslog: SocketAddr,
+    ca: Option<(skiff_router::tls::LocalCa, PathBuf)>,
+    problems: &mut Problems,
+) -> Option<skiff_router::ServiceConfig> {
+    let routes = match &settings.router_routes {
+        // A fixed table: no controller to follow.
+        Some(spec) => skiff_router::Table::from_static(spec)
+            .map(skiff_router::Routes::Fixed)
+            .map_err(|e| anyhow::anyhow!("SKIFF_ROUTER_ROUTES: {e}")),
+        None => Ok(skiff_router::Routes::Follow {
+            controller_url: known.controller_url.to_owned(),
+            service_token: known.token.to_owned(),
+        }),
+    };
+    let trusted_proxies = settings
+        .router_trusted_proxies
+        .split([',', ' '])
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| entry.parse().map_err(|e| anyhow::anyhow!("SKIFF_ROUTER_TRUSTED_PROXIES: {e}")))
+        .collect::<anyhow::Result<Vec<_>>>();
+    let (routes, trusted_proxies, default_certificate) = (
+        problems.note(routes),
+        problems.note(trusted_proxies),
+        problems.note(router_default_certificate(settings, ca)),
+    );
+    let router = skiff_router::Config {
+        access_log: settings.router_access_log.then_some(syslog),
+        trusted_proxies: trusted_proxies?,
+        response_timeout: Duration::from_secs(settings.router_response_timeout.max(1)),
+        idle_timeout: Duration::from_secs(settings.router_idle_timeout.max(1)),
+        threads: settings.router_threads,
+        ..Default::default()
+    };
+    Some(skiff_router::ServiceConfig { router, routes: routes?, default_certificate: default_certificate? })
+}
 
-    if let Some(listener) = builder_listener {
-        let hook_program = match &settings.hook_program {
-            Some(program) => program.clone(),
-            None => std::env::current_exe().context("cannot find the skiffd executable for the git hook")?,
-        };
-        let builder = skiff_builder::Builder::new(skiff_builder::Config {
-            data_dir: data_dir.join("builder"),
-            controller_url: controller_url.clone(),
-            registry_url: registry_url.clone(),
-            service_token: token.clone(),
-            hook_program,
-            max_builds: settings.max_builds,
-            max_push_bytes: settings.max_push_mb.saturating_mul(1 << 20),
-            keepalive: Duration::from_secs(settings.builder_keepalive.max(1)),
-        })
-        .await
-        .context("cannot prepare the builder")?;
-        let hooks = builder.bind_hooks().context("cannot bind the builder's hook socket")?;
-        tasks.spawn(skiff_builder::serve(listener, hooks, builder, shutdown.clone()));
-    }
-
-    Ok(Platform { addresses, shutdown, tasks })
+/// The builder's configuration.
+fn builder_config(settings: &Settings, known: &Known, registry_url: &str) -> anyhow::Result<skiff_builder::Config> {
+    let hook_program = match &settings.hook_program {
+        Some(program) => program.clone(),
+        None => std::env::current_exe().context("cannot find the skiffd executable for the git hook")?,
+    };
+    Ok(skiff_builder::Config {
+        data_dir: known.data_dir.join("builder"),
+        controller_url: known.controller_url.to_owned(),
+        registry_url: registry_url.to_owned(),
+        service_token: known.token.to_owned(),
+        hook_program,
+        max_builds: settings.max_builds,
+        max_push_bytes: settings.max_push_mb.saturating_mul(1 << 20),
+        keepalive: Duration::from_secs(settings.builder_keepalive.max(1)),
+    })
 }
 
 fn read_file(path: &std::path::Path) -> anyhow::Result<String> {
@@ -721,13 +768,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         "skiffd.ready"
     );
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
+    let failure = tokio::select! {
+        _ = tokio::signal::ctrl_c() => None,
+        _ = terminate.recv() => None,
+        why = platform.failed() => Some(why),
+    };
     tracing::info!("skiffd.shutdown: finishing in-flight work");
     platform.stop().await;
-    Ok(())
+    match failure {
+        Some(why) => Err(anyhow::anyhow!(why)),
+        None => Ok(()),
+    }
 }
 
 /// `skiffd hook pre-receive`, run by git inside the builder's repositories.

@@ -61,6 +61,14 @@ impl Collector {
         }))
     }
 
+    /// Whether the engine answers.
+    ///
+    /// # Errors
+    /// The engine's error.
+    pub async fn ping(&self) -> Result<(), bollard::errors::Error> {
+        self.docker.ping().await.map(drop)
+    }
+
     /// Runs until `shutdown`: follows running containers and every one that starts, and
     /// saves read positions every second (and at the end).
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {

@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use skiff_api::{AppName, DrainStatus, LogLine, LogSource};
+use skiff_service::Readiness;
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -51,7 +52,7 @@ struct Reader {
 }
 
 /// The API as an axum router; `/v2/` answers only requests with `service_token`.
-pub fn router(buffers: Arc<Buffers>, service_token: &str, shutdown: CancellationToken) -> Router {
+pub fn router(buffers: Arc<Buffers>, service_token: &str, readiness: Readiness, shutdown: CancellationToken) -> Router {
     let expected = Arc::<str>::from(format!("Bearer {service_token}"));
     let platform_only = axum::middleware::from_fn(move |request: axum::extract::Request, next: Next| {
         let expected = expected.clone();
@@ -69,10 +70,9 @@ pub fn router(buffers: Arc<Buffers>, service_token: &str, shutdown: Cancellation
         .route("/v2/drains", get(drains_status))
         .route("/v2/drains/sync", post(drains_sync))
         .layer(platform_only);
+    let metrics_of = buffers.clone();
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ok" }))
-        .route("/metrics", get(metrics))
+        .merge(skiff_service::routes(readiness, Arc::new(move || metrics(&metrics_of))))
         .merge(api)
         .with_state(Reader { buffers, shutdown })
 }
@@ -82,50 +82,42 @@ pub async fn serve(
     listener: TcpListener,
     buffers: Arc<Buffers>,
     service_token: &str,
+    readiness: Readiness,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = router(buffers, service_token, shutdown.clone());
+    let app = router(buffers, service_token, readiness, shutdown.clone());
     axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
 }
 
 /// Prometheus metrics: lines taken in and rejected, and each drain's deliveries.
-async fn metrics(State(reader): State<Reader>) -> Response {
-    use std::fmt::Write as _;
-    let stats = &reader.buffers.stats;
-    let mut text = String::new();
-    let mut counter = |name: &str, help: &str, values: &[(String, u64)]| {
-        let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} counter");
-        for (labels, value) in values {
-            let _ = writeln!(text, "{name}{labels} {value}");
-        }
-    };
-    let lines = stats.lines.load(std::sync::atomic::Ordering::Relaxed);
-    let rejected = stats.rejected.load(std::sync::atomic::Ordering::Relaxed);
-    counter("skiff_logger_lines_total", "Lines kept, from containers and syslog.", &[(String::new(), lines)]);
-    counter("skiff_logger_rejected_total", "Syslog messages and connections refused.", &[(String::new(), rejected)]);
-    let replayed = stats.replayed.load(std::sync::atomic::Ordering::Relaxed);
-    counter(
-        "skiff_logger_replayed_total",
-        "Container lines read again after a restart, taken in before it.",
-        &[(String::new(), replayed)],
-    );
-    let unshared = stats.unshared.load(std::sync::atomic::Ordering::Relaxed);
-    counter(
-        "skiff_logger_unshared_total",
-        "Lines not shared with other replicas (Redis slow or away).",
-        &[(String::new(), unshared)],
-    );
-    let drains = reader.buffers.drains().map(|d| d.status()).unwrap_or_default();
+fn metrics(buffers: &Buffers) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let stats = &buffers.stats;
+    let one = |value: &std::sync::atomic::AtomicU64| [(String::new(), value.load(Relaxed))];
+    let drains = buffers.drains().map(|d| d.status()).unwrap_or_default();
     let per_drain = |pick: fn(&DrainStatus) -> u64| -> Vec<(String, u64)> {
         drains.iter().map(|d| (format!("{{drain=\"{}\"}}", d.id), pick(d))).collect()
     };
-    counter("skiff_logger_drain_delivered_total", "Lines a drain accepted.", &per_drain(|d| d.delivered));
-    counter(
-        "skiff_logger_drain_dropped_total",
-        "Lines dropped because a drain's queue was full.",
-        &per_drain(|d| d.dropped),
-    );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+    skiff_service::Text::new()
+        .counter("skiff_logger_lines_total", "Lines kept, from containers and syslog.", &one(&stats.lines))
+        .counter("skiff_logger_rejected_total", "Syslog messages and connections refused.", &one(&stats.rejected))
+        .counter(
+            "skiff_logger_replayed_total",
+            "Container lines read again after a restart, taken in before it.",
+            &one(&stats.replayed),
+        )
+        .counter(
+            "skiff_logger_unshared_total",
+            "Lines not shared with other replicas (Redis slow or away).",
+            &one(&stats.unshared),
+        )
+        .counter("skiff_logger_drain_delivered_total", "Lines a drain accepted.", &per_drain(|d| d.delivered))
+        .counter(
+            "skiff_logger_drain_dropped_total",
+            "Lines dropped because a drain's queue was full.",
+            &per_drain(|d| d.dropped),
+        )
+        .finish()
 }
 
 /// Every drain's deliveries since the logger started.

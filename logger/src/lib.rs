@@ -9,13 +9,16 @@
 //! - [`positions`]: how far each container's output was read, across restarts.
 //! - [`shared`]: buffers shared by logger replicas through Redis.
 //! - [`http`]: the read API (`GET /v2/apps/{app}/logs?n=`, `GET /v2/drains`).
+//! - [`service`]: what the logger needs to run, and [`run`], which starts every part.
 
 pub mod buffer;
 pub mod docker;
 pub mod drain;
 pub mod http;
 pub mod positions;
+pub mod service;
 pub mod shared;
 pub mod syslog;
 
 pub use buffer::Buffers;
+pub use service::{Listeners, RunError, ServiceConfig, run};

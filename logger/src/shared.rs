@@ -57,6 +57,11 @@ impl Sharing {
         Ok(Self { client, connection, subscribed, replica: format!("{:016x}", rand::random::<u64>()) })
     }
 
+    /// A connection for other uses (readiness checks).
+    pub fn connection(&self) -> redis::aio::ConnectionManager {
+        self.connection.clone()
+    }
+
     /// Loads every app's shared lines into `buffers` (before this replica takes lines in).
     ///
     /// # Errors

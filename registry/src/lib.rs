@@ -9,6 +9,7 @@
 //! - [`token`]: Docker's token flow (short-lived signed tokens for pulls and pushes).
 //! - [`gc`]: online garbage collection (mark and sweep with a grace period).
 //! - [`http`]: the handlers and the server loop.
+//! - [`service`]: what the registry needs to run, and [`run`] (store, authorizer, server).
 //!
 //! Blobs are content-addressed in the store; a repository holds links to the blobs and
 //! manifests pushed or mounted into it, and its tags, so a blob is readable only through
@@ -23,7 +24,9 @@ pub mod error;
 pub mod gc;
 pub mod http;
 pub mod meta;
+pub mod service;
 pub mod token;
 pub mod upload;
 
 pub use http::{Config, Registry, router, serve};
+pub use service::{RunError, ServiceConfig, Storage, run};

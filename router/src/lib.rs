@@ -12,6 +12,7 @@
 //! - [`metrics`]: per-app Prometheus metrics, at `/metrics` on any host that is not an app's.
 //! - [`upstream`]: kept-alive connections to apps' backends, and reading apps' answers.
 //! - [`tls`]: HTTPS certificates chosen by SNI from the table, and the listener's TLS settings.
+//! - [`service`]: what the router needs to run, and [`run`] (route table, HTTP and HTTPS).
 //!
 //! The request path: read the head (bounded by a header timeout) → look the host up in
 //! the current table snapshot → unknown host: 404; app without backends: 503 → otherwise
@@ -23,9 +24,11 @@ pub mod framing;
 pub mod idle;
 pub mod metrics;
 pub mod proxy;
+pub mod service;
 pub mod table;
 pub mod tls;
 pub mod upstream;
 
 pub use proxy::{Config, Listeners, serve};
+pub use service::{Routes, RunError, ServiceConfig, run};
 pub use table::{Backends, Lookup, Table};

@@ -12,6 +12,7 @@ mod operations;
 mod registry_clients;
 mod replicas;
 mod sharing;
+mod supervision;
 mod tenants;
 mod tls;
 mod verbs;

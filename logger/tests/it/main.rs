@@ -44,7 +44,8 @@ async fn logger() -> Logger {
     let shutdown = CancellationToken::new();
     tokio::spawn(skiff_logger::syslog::serve_udp(udp, ingest.clone(), shutdown.clone()));
     tokio::spawn(skiff_logger::syslog::serve_tcp(tcp, None, ingest, shutdown.clone()));
-    tokio::spawn(skiff_logger::http::serve(api, buffers, SERVICE_TOKEN, shutdown.clone()));
+    let readiness = skiff_service::Readiness::new();
+    tokio::spawn(skiff_logger::http::serve(api, buffers, SERVICE_TOKEN, readiness, shutdown.clone()));
     Logger { syslog, api: api_address, shutdown }
 }
 
