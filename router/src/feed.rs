@@ -25,7 +25,7 @@ pub async fn follow(client: Client, table: Arc<ArcSwap<Table>>, shutdown: Cancel
                 backoff = Duration::from_millis(100);
                 if snapshot.version != version {
                     tracing::info!(version = snapshot.version, routes = snapshot.routes.len(), "router.table.swap");
-                    table.store(Arc::new(Table::from_snapshot(&snapshot)));
+                    table.store(Arc::new(table.load().next(&snapshot)));
                 }
             }
             Err(error) => {

@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use std::net::IpAddr;
@@ -55,29 +55,38 @@ impl Policy {
     }
 }
 
-/// One app's backends, its round-robin position, and which backends are set aside.
+/// Milliseconds since the router's first look at the clock: the clock of `aside_until`,
+/// shared by every table so that a backend's state means the same in the next one.
+fn millis_now() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    u64::try_from(START.get_or_init(Instant::now).elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// One backend's load and health. Kept from table to table while the backend stays in its
+/// app's route, so that a swap (every deploy, scale or domain change makes one) forgets
+/// neither the requests in flight nor a backend that just refused connections.
+#[derive(Debug, Default)]
+struct BackendState {
+    /// Requests sent to it whose answer has not ended yet.
+    outstanding: AtomicUsize,
+    /// Until when (see [`millis_now`]) it is tried last; 0: never set aside.
+    aside_until: AtomicU64,
+}
+
+/// One app's backends, its round-robin position, and each backend's state.
 #[derive(Debug)]
 pub struct AppRoute {
     pub app: AppName,
     maintenance: bool,
     policy: Policy,
     backends: Vec<SocketAddr>,
+    states: Vec<Arc<BackendState>>,
     next: AtomicUsize,
-    /// When this route was built; the clock for `aside_until`.
-    built: Instant,
-    /// Per backend, milliseconds after `built` until which it is tried last (0: never set aside).
-    aside_until: Vec<AtomicU64>,
-    /// Per backend, requests sent to it whose answer has not ended yet.
-    outstanding: Vec<AtomicUsize>,
 }
 
 impl AppRoute {
-    fn millis_now(&self) -> u64 {
-        u64::try_from(self.built.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
     fn is_aside(&self, index: usize, now: u64) -> bool {
-        self.aside_until[index].load(Ordering::Relaxed) > now
+        self.states[index].aside_until.load(Ordering::Relaxed) > now
     }
 }
 
@@ -94,31 +103,35 @@ impl Backends {
     /// (ties in round-robin order), then those set aside.
     pub fn iter(&self) -> impl Iterator<Item = SocketAddr> + '_ {
         let route = &self.route;
-        let now = route.millis_now();
+        let now = millis_now();
         let rotation =
             move || (0..route.backends.len()).map(move |offset| (self.first + offset) % route.backends.len());
         let mut ready: Vec<usize> = rotation().filter(|&index| !route.is_aside(index, now)).collect();
         // Stable: among equally busy backends the rotation decides.
-        ready.sort_by_key(|&index| route.outstanding[index].load(Ordering::Relaxed));
+        ready.sort_by_key(|&index| route.states[index].outstanding.load(Ordering::Relaxed));
         let aside = rotation().filter(move |&index| route.is_aside(index, now));
         ready.into_iter().chain(aside).map(move |index| route.backends[index])
     }
 
+    fn state(&self, backend: SocketAddr) -> Option<&Arc<BackendState>> {
+        let index = self.route.backends.iter().position(|b| *b == backend)?;
+        self.route.states.get(index)
+    }
+
     /// Counts a request to `backend` as outstanding until the returned guard is dropped.
     pub fn track(&self, backend: SocketAddr) -> Outstanding {
-        let index = self.route.backends.iter().position(|b| *b == backend).unwrap_or(usize::MAX);
-        if let Some(count) = self.route.outstanding.get(index) {
-            count.fetch_add(1, Ordering::Relaxed);
+        let state = self.state(backend).cloned();
+        if let Some(state) = &state {
+            state.outstanding.fetch_add(1, Ordering::Relaxed);
         }
-        Outstanding { route: self.route.clone(), index }
+        Outstanding { state }
     }
 
     /// Tries `backend` only after the others for a while: it refused a connection.
     pub fn set_aside(&self, backend: SocketAddr) {
-        let route = &self.route;
-        if let Some(index) = route.backends.iter().position(|b| *b == backend) {
-            let until = route.millis_now().saturating_add(SET_ASIDE.as_millis() as u64);
-            route.aside_until[index].store(until, Ordering::Relaxed);
+        if let Some(state) = self.state(backend) {
+            let until = millis_now().saturating_add(SET_ASIDE.as_millis() as u64);
+            state.aside_until.store(until, Ordering::Relaxed);
         }
     }
 }
@@ -126,14 +139,13 @@ impl Backends {
 /// A request in flight to one backend (see [`Backends::track`]).
 #[derive(Debug)]
 pub struct Outstanding {
-    route: Arc<AppRoute>,
-    index: usize,
+    state: Option<Arc<BackendState>>,
 }
 
 impl Drop for Outstanding {
     fn drop(&mut self) {
-        if let Some(count) = self.route.outstanding.get(self.index) {
-            count.fetch_sub(1, Ordering::Relaxed);
+        if let Some(state) = &self.state {
+            state.outstanding.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -167,18 +179,33 @@ pub struct Table {
 impl Table {
     /// Builds a table from the controller's snapshot.
     pub fn from_snapshot(snapshot: &RouteTable) -> Self {
+        Self::default().next(snapshot)
+    }
+
+    /// The table that follows this one: built from `snapshot`, with the state of every
+    /// backend that stays in its app's route carried over.
+    pub fn next(&self, snapshot: &RouteTable) -> Self {
+        let kept: HashMap<(&AppName, SocketAddr), &Arc<BackendState>> = self
+            .hosts
+            .values()
+            .chain(self.wildcards.iter().map(|(_, route)| route))
+            .flat_map(|route| route.backends.iter().zip(&route.states).map(|(b, state)| ((&route.app, *b), state)))
+            .collect();
         let mut hosts = HashMap::default();
         let mut wildcards = Vec::new();
         for route in &snapshot.routes {
+            let states = route
+                .backends
+                .iter()
+                .map(|backend| kept.get(&(&route.app, *backend)).map_or_else(Arc::default, |s| Arc::clone(s)))
+                .collect();
             let entry = Arc::new(AppRoute {
                 app: route.app.clone(),
                 maintenance: route.maintenance,
                 policy: Policy::of(route),
                 backends: route.backends.clone(),
+                states,
                 next: AtomicUsize::new(0),
-                built: Instant::now(),
-                aside_until: route.backends.iter().map(|_| AtomicU64::new(0)).collect(),
-                outstanding: route.backends.iter().map(|_| AtomicUsize::new(0)).collect(),
             });
             for host in &route.hosts {
                 let host = host.to_ascii_lowercase();
@@ -259,8 +286,12 @@ mod tests {
     use skiff_api::Route;
 
     fn table() -> Table {
-        Table::from_snapshot(&RouteTable {
-            version: 3,
+        Table::from_snapshot(&snapshot(3))
+    }
+
+    fn snapshot(version: u64) -> RouteTable {
+        RouteTable {
+            version,
             routes: vec![
                 Route {
                     app: "shop".parse().unwrap(),
@@ -288,7 +319,7 @@ mod tests {
                 },
             ],
             certificates: Vec::new(),
-        })
+        }
     }
 
     #[test]
@@ -356,5 +387,40 @@ mod tests {
         backends.set_aside(second);
         let (both_aside, _) = order(&table);
         assert_eq!(both_aside.len(), 2, "every backend is still tried: {both_aside:?}");
+    }
+
+    /// The order in which `table` tries the shop's backends (from a pick of its own).
+    fn shop_backends(table: &Table) -> Backends {
+        match table.lookup("shop.localhost") {
+            Lookup::Backend(_, backends) => backends,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn backend_state_survives_a_table_swap() {
+        let (first, second): (SocketAddr, SocketAddr) = (([127, 0, 0, 1], 1001).into(), ([127, 0, 0, 1], 1002).into());
+        let before = table();
+        shop_backends(&before).set_aside(first);
+        let after = before.next(&snapshot(4));
+        for _ in 0..4 {
+            assert_eq!(shop_backends(&after).iter().collect::<Vec<_>>(), vec![second, first], "still set aside");
+        }
+
+        // Requests in flight when the table changes still count in the next one.
+        let busy = before.next(&snapshot(5));
+        let in_flight = shop_backends(&busy).track(second);
+        let later = busy.next(&snapshot(6));
+        let state = |table: &Table, index: usize| shop_backends(table).route.states[index].clone();
+        assert_eq!(state(&later, 1).outstanding.load(Ordering::Relaxed), 1);
+        drop(in_flight);
+        assert_eq!(state(&later, 1).outstanding.load(Ordering::Relaxed), 0);
+
+        // A backend that leaves its route and comes back starts afresh.
+        let mut without = snapshot(7);
+        without.routes[0].backends = vec![second];
+        let back = later.next(&without).next(&snapshot(8));
+        assert!(!shop_backends(&back).route.is_aside(0, millis_now()));
+        assert!(shop_backends(&later).route.is_aside(0, millis_now()), "the table it left keeps the old state");
     }
 }
