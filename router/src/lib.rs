@@ -4,6 +4,8 @@
 //! Layout:
 //! - [`table`]: the route table, plain data swapped atomically; lookups are pure.
 //! - [`feed`]: keeps the table in step with the controller's route feed.
+//! - [`policy`]: what the router does with a request (route, refusal, redirect, the
+//!   forwarded headers), decided once, pure, for both engines to render.
 //! - [`proxy`]: the request path and the server loop; requests without a body over
 //!   HTTP/1.1 are relayed by the router itself, everything else goes through hyper.
 //! - [`idle`]: closing client connections on which nothing moved for a while.
@@ -23,6 +25,7 @@ pub mod feed;
 pub mod framing;
 pub mod idle;
 pub mod metrics;
+pub mod policy;
 pub mod proxy;
 pub mod service;
 pub mod table;

@@ -20,10 +20,13 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+mod failover;
 mod relay;
 
-use crate::table::{Backends, Lookup, Table};
+use crate::policy::{self, Decision, Endpoint, Failure, Forwarding, Page};
+use crate::table::{Backends, Table};
 use crate::upstream::{PlainBody, Pooled, UpstreamBody, UpstreamError, Upstreams};
+use failover::{Tried, Unanswered, try_backends};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type ProxyBody = BoxBody<Bytes, BoxError>;
@@ -88,24 +91,8 @@ const MAX_STREAMS: u32 = 200;
 /// The largest request head (request line and headers) taken; larger ones get 431.
 pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
 
-/// Headers that describe one connection and never cross a proxy (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::TE,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::TRAILER,
-    header::PROXY_AUTHORIZATION,
-];
-
-// Header names the router reads or sets on every request, parsed once.
+// Header names the router reads on every request, parsed once.
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Where a request goes.
@@ -120,7 +107,7 @@ struct Target<'a> {
     app: &'a str,
     /// The largest request body the app takes, in bytes.
     max_body: Option<u64>,
-    request_id: &'a HeaderValue,
+    request_id: &'a str,
 }
 
 /// Where a client connection comes from, with the forwarded headers that say so, made
@@ -454,9 +441,16 @@ where
     }
 }
 
-/// A new request id: 128 random bits in hex.
-fn new_request_id() -> String {
-    format!("{:032x}", rand::random::<u128>())
+/// One of the router's pages as a response.
+fn render(page: Page) -> Response<ProxyBody> {
+    let mut response = self::page(page.status, &page.text);
+    if let Some(location) = page.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    if let Some(seconds) = page.retry_after {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
 }
 
 fn page(status: StatusCode, text: &str) -> Response<ProxyBody> {
@@ -499,19 +493,9 @@ impl Proxy {
         self.shared.config.trusted_proxies.iter().any(|proxy| proxy.contains(address))
     }
 
-    /// The client's address: the peer's, or, behind trusted proxies, the nearest address
-    /// in `X-Forwarded-For` that is not itself a trusted proxy.
+    /// The client the router believes a request comes from (see [`policy::client_address`]).
     fn client_address<'a>(&self, forwarded: impl Iterator<Item = &'a [u8]>, origin: &Origin) -> std::net::IpAddr {
-        let peer = origin.peer.ip();
-        if !origin.trusted {
-            return peer;
-        }
-        let forwarded: Vec<std::net::IpAddr> = forwarded
-            .filter_map(|v| std::str::from_utf8(v).ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|a| a.trim().parse().ok())
-            .collect();
-        forwarded.iter().rev().copied().find(|a| !self.trusts(*a)).or(forwarded.first().copied()).unwrap_or(peer)
+        policy::client_address(&self.shared.config.trusted_proxies, origin.peer.ip(), origin.trusted, forwarded)
     }
 
     async fn handle(&self, request: Request<Incoming>, origin: &Origin) -> Response<ProxyBody> {
@@ -530,64 +514,25 @@ impl Proxy {
         });
         let host = host_value.to_str().unwrap_or("");
         let method = request.method().clone();
-        let request_id = request
-            .headers()
-            .get(X_REQUEST_ID)
-            .filter(|id| !id.is_empty() && id.len() <= 200 && id.to_str().is_ok())
-            .cloned()
-            .unwrap_or_else(|| HeaderValue::try_from(new_request_id()).expect("hex digits are a header value"));
-        let request_id_text = request_id.to_str().unwrap_or("");
+        let request_id =
+            policy::request_id(request.headers().get(X_REQUEST_ID).map(HeaderValue::as_bytes)).into_owned();
         let path_and_query = request.uri().path_and_query().cloned();
         let path = path_and_query.as_ref().map_or("/", |p| p.as_str());
         let table = self.shared.table.load();
-        let (lookup, policy) = table.lookup_with_policy(host);
-        let tls = policy.map_or_else(Default::default, |p| p.tls);
-        let (app, mut response) = match lookup {
+        let facts = policy::Facts { host, path, client, https: entry.https, https_port: self.shared.https_port };
+        let (app, mut response, hsts) = match policy::decide(&table, &facts) {
             // The router's own endpoints answer on any host that is not an app's.
-            Lookup::UnknownHost => {
-                return match path {
-                    "/metrics" => {
-                        let mut response = page(StatusCode::OK, self.shared.metrics.render().trim_end());
-                        response.headers_mut().insert(
-                            header::CONTENT_TYPE,
-                            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-                        );
-                        response
-                    }
-                    "/healthz" | "/readyz" => page(StatusCode::OK, "ok"),
-                    _ => page(StatusCode::NOT_FOUND, &format!("no app is served at {host}")),
-                };
+            Decision::Router(Endpoint::Metrics) => {
+                let mut response = page(StatusCode::OK, self.shared.metrics.render().trim_end());
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+                return response;
             }
-            Lookup::Maintenance(app) | Lookup::NoBackend(app) | Lookup::Backend(app, _)
-                if tls.force_https && !entry.https && self.shared.https_port.is_some() =>
-            {
-                let port = self.shared.https_port.filter(|p| *p != 443).map_or_else(String::new, |p| format!(":{p}"));
-                let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
-                let location = format!("https://{name}{port}{path}");
-                let mut response =
-                    page(StatusCode::PERMANENT_REDIRECT, &format!("{app} is served over HTTPS: {location}"));
-                if let Ok(location) = HeaderValue::from_str(&location) {
-                    response.headers_mut().insert(header::LOCATION, location);
-                }
-                (app, response)
-            }
-            Lookup::Maintenance(app) | Lookup::NoBackend(app) | Lookup::Backend(app, _)
-                if policy.is_some_and(|p| !p.admits(client)) =>
-            {
-                let text = format!("your address ({client}) may not reach {app}");
-                (app, page(StatusCode::FORBIDDEN, &text))
-            }
-            Lookup::Maintenance(app) => {
-                let text = format!("{app} is down for maintenance; please try again shortly");
-                let mut response = page(StatusCode::SERVICE_UNAVAILABLE, &text);
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
-                (app, response)
-            }
-            Lookup::NoBackend(app) => {
-                let text = format!("app {app} has no running web process; deploy it with `git push skiff main`");
-                (app, page(StatusCode::SERVICE_UNAVAILABLE, &text))
-            }
-            Lookup::Backend(app, backends) => {
+            Decision::Router(Endpoint::Health) => return page(StatusCode::OK, "ok"),
+            Decision::Router(Endpoint::NoApp) => return render(policy::no_app(host)),
+            Decision::Answer { app, page, hsts } => (app, render(page), hsts),
+            Decision::Forward { app, backends, max_body, hsts } => {
                 let target = Target {
                     host: &host_value,
                     client,
@@ -596,14 +541,13 @@ impl Proxy {
                     origin,
                     app: app.as_str(),
                     request_id: &request_id,
-                    max_body: policy.and_then(|p| p.max_body),
+                    max_body,
                 };
-                (app, self.forward(request, target).await)
+                (app, self.forward(request, target).await, hsts)
             }
         };
-        if entry.https
-            && tls.hsts_max_age > 0
-            && let Ok(value) = HeaderValue::from_str(&format!("max-age={}", tls.hsts_max_age))
+        if hsts > 0
+            && let Ok(value) = HeaderValue::from_str(&format!("max-age={hsts}"))
         {
             response.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, value);
         }
@@ -612,7 +556,7 @@ impl Proxy {
             method: method.as_str(),
             path,
             host,
-            request_id: request_id_text,
+            request_id: &request_id,
             client,
             status: response.status().as_u16(),
             started,
@@ -624,12 +568,11 @@ impl Proxy {
     async fn forward(&self, mut request: Request<Incoming>, target: Target<'_>) -> Response<ProxyBody> {
         let Target { host, client, path, backends, origin, app, request_id, max_body } = target;
         let entry = origin.entry;
-        let trusted = origin.trusted;
         let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if let (Some(limit), Some(length)) = (max_body, declared)
             && length > limit
         {
-            return too_large(app, limit);
+            return render(policy::failure_page(app, Failure::BodyTooLarge(limit)));
         }
         // Upstreams speak HTTP/1.1, whatever the client spoke; an HTTP/2 request names its
         // host in `:authority`, which becomes `Host`. gRPC needs HTTP/2 (and trailers) end
@@ -652,53 +595,37 @@ impl Proxy {
         let upgrade = request.headers().get(header::UPGRADE).cloned();
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
         let headers = request.headers_mut();
-        strip_hop_by_hop(headers);
-        // Room for the headers added below, in one growth of the map at most.
-        headers.reserve(8);
+        let mut forwarded_for = None;
+        let mut forwarded = [false; 3];
+        for (name, value) in headers.iter() {
+            policy::note_forwarded(name.as_str(), value.as_bytes(), &mut forwarded_for, &mut forwarded);
+        }
+        let forwarded_for = forwarded_for.map(<[u8]>::to_vec);
+        let forwarding = Forwarding {
+            trusted: origin.trusted,
+            https: entry.https,
+            peer: origin.peer.ip(),
+            peer_text: origin.address.as_bytes(),
+            port: origin.port.as_bytes(),
+            host: host.to_str().unwrap_or_default(),
+            client,
+            forwarded_for: forwarded_for.as_deref(),
+            forwarded,
+            request_id,
+            via,
+        };
+        edit_request_headers(headers, &forwarding);
         if let Some(protocol) = upgrade {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, protocol);
         }
-        // A trusted proxy's forwarded headers are kept, with its own address appended;
-        // anyone else's are replaced by what the router saw.
-        let forwarded_for = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            Some(earlier) if trusted => {
-                let address = origin.address.to_str().unwrap_or_default();
-                HeaderValue::from_str(&format!("{earlier}, {address}")).unwrap_or_else(|_| origin.address.clone())
-            }
-            _ => origin.address.clone(),
-        };
-        headers.insert(X_FORWARDED_FOR, forwarded_for);
-        if !trusted || !headers.contains_key(X_FORWARDED_PROTO) {
-            headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(if entry.https { "https" } else { "http" }));
-        }
-        if !trusted || !headers.contains_key(X_FORWARDED_PORT) {
-            headers.insert(X_FORWARDED_PORT, origin.port.clone());
-        }
-        if !trusted || !headers.contains_key(X_FORWARDED_HOST) {
-            headers.insert(X_FORWARDED_HOST, host.clone());
-        }
-        // `Forwarded` says the same as `X-Forwarded-*`: only a trusted proxy's is passed
-        // on. `X-Real-IP` is the client the router believes it is.
-        if !trusted {
-            headers.remove(header::FORWARDED);
-        }
-        let real_ip = if client == origin.peer.ip() {
-            // Made once per connection.
-            origin.address.clone()
-        } else {
-            HeaderValue::try_from(client.to_string()).unwrap_or_else(|_| origin.address.clone())
-        };
-        headers.insert(X_REAL_IP, real_ip);
-        headers.append(header::VIA, HeaderValue::from_static(via));
         if grpc {
             // The one `TE` HTTP/2 allows, and gRPC servers require.
             headers.insert(header::TE, HeaderValue::from_static("trailers"));
         }
-        headers.insert(X_REQUEST_ID, request_id.clone());
         // A request without a body can be sent again: when a backend refuses the connection
         // (its container just stopped), the app's next backend gets it. One with a body is
-        // never sent twice. A refusing backend is tried last for a while either way.
+        // never sent twice.
         let replayable = client_upgrade.is_none() && request.body().is_end_stream();
         let carrier = match (grpc, replayable) {
             (true, _) => Carrier::H2c,
@@ -706,59 +633,34 @@ impl Proxy {
             (false, false) => Carrier::Hyper,
         };
         let limit = max_body.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
-        let mut request = request.map(|body| Either::Left(Limited::new(body, limit)));
+        let request = request.map(|body| Either::Left(Limited::new(body, limit)));
+        let mut request = request;
         if !grpc && request.uri().scheme().is_some() {
             // HTTP/1.1 apps get the origin form (`/path?query`) an HTTP/2 client's
             // `:scheme` and `:authority` are not part of.
             *request.uri_mut() = origin_form(request.uri());
         }
-        let mut outstanding;
-        let mut candidates = backends.iter().peekable();
-        let answer = loop {
-            let backend = candidates.next().expect("a route with backends");
-            outstanding = backends.track(backend);
+        let response_timeout = self.shared.config.response_timeout;
+        // The request goes through the attempts: a copy without a body is kept for the next
+        // backend while the request may go again.
+        let attempt = |backend: SocketAddr, again: bool, next: Option<Request<UpstreamBody>>| async move {
+            let Some(mut request) = next else {
+                return (Err(UpstreamError::exchange("the request went to an earlier backend")), None);
+            };
             if grpc {
                 // The HTTP/2 client picks its connection by the absolute form.
-                let Ok(uri) = format!("http://{backend}{path}").parse::<Uri>() else {
-                    return page(StatusCode::BAD_REQUEST, "invalid request target");
-                };
-                *request.uri_mut() = uri;
-            }
-            let response_timeout = self.shared.config.response_timeout;
-            let again;
-            // Awaited as it is made, from a block that `head` and `body` end with: a future
-            // (or part of a request) held by a name while this function waits would take
-            // room in its future a second time, and the request's future is moved whole.
-            let Ok(sent) = {
-                let (head, body) = request.into_parts();
-                again = (replayable && candidates.peek().is_some())
-                    .then(|| Request::from_parts(head.clone(), Either::Right(Empty::new())));
-                tokio::time::timeout(response_timeout, self.exchange(backend, Request::from_parts(head, body), carrier))
-            }
-            .await
-            else {
-                // A backend that does not answer is tried last for a while, like one that
-                // refuses connections.
-                backends.set_aside(backend);
-                tracing::warn!(app, %backend, "router.upstream: no answer within {response_timeout:?}");
-                let text = format!("app {app} did not answer within {} s", response_timeout.as_secs_f32());
-                return page(StatusCode::GATEWAY_TIMEOUT, &text);
-            };
-            // A backend that refused the connection or broke it off without an answer is
-            // tried last for a while (a client's broken body is not the backend's fault).
-            if let Err(error) = &sent
-                && (error.is_connect() || !client_body_failed(error))
-            {
-                backends.set_aside(backend);
-            }
-            match (sent, again) {
-                (Err(error), Some(again)) if error.is_connect() => {
-                    tracing::warn!(%error, app, %backend, "router.upstream: trying the next backend");
-                    request = again;
+                match format!("http://{backend}{path}").parse::<Uri>() {
+                    Ok(uri) => *request.uri_mut() = uri,
+                    Err(error) => return (Err(UpstreamError::exchange(error)), None),
                 }
-                (answer, _) => break answer.map_err(|error| (error, backend)),
             }
+            let (head, body) = request.into_parts();
+            let next = again.then(|| Request::from_parts(head.clone(), Either::Right(Empty::new())));
+            (self.exchange(backend, Request::from_parts(head, body), carrier).await, next)
         };
+        let client_failed = |error: &UpstreamError| client_body_failed(error);
+        let (Tried { answer, backend, outstanding }, _) =
+            try_backends(app, &backends, response_timeout, replayable, Some(request), attempt, client_failed).await;
         match answer {
             Ok(mut response) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
                 let upstream_upgrade = hyper::upgrade::on(&mut response);
@@ -777,14 +679,17 @@ impl Proxy {
                 });
                 Response::from_parts(parts, body.boxed())
             }
-            Err((error, _)) if body_over_limit(&error) => too_large(app, max_body.unwrap_or_default()),
-            Err((error, _)) if client_body_failed(&error) => {
-                tracing::debug!(%error, app, "router.request_body");
-                page(StatusCode::BAD_REQUEST, "the request body is malformed or was cut short")
+            Err(Unanswered::TimedOut) => render(policy::failure_page(app, Failure::TimedOut(response_timeout))),
+            Err(Unanswered::Failed(error)) if body_over_limit(&error) => {
+                render(policy::failure_page(app, Failure::BodyTooLarge(max_body.unwrap_or_default())))
             }
-            Err((error, backend)) => {
+            Err(Unanswered::Failed(error)) if client_body_failed(&error) => {
+                tracing::debug!(%error, app, "router.request_body");
+                render(policy::failure_page(app, Failure::ClientBody))
+            }
+            Err(Unanswered::Failed(error)) => {
                 tracing::warn!(%error, app, %backend, "router.upstream");
-                page(StatusCode::BAD_GATEWAY, &format!("app {app} did not answer"))
+                render(policy::failure_page(app, Failure::NoAnswer))
             }
         }
     }
@@ -868,10 +773,6 @@ impl Proxy {
     }
 }
 
-fn too_large(app: &str, limit: u64) -> Response<ProxyBody> {
-    page(StatusCode::PAYLOAD_TOO_LARGE, &format!("{app} takes request bodies of at most {limit} bytes"))
-}
-
 /// Whether a request failed because its body went past the app's limit.
 fn body_over_limit(error: &(dyn std::error::Error + 'static)) -> bool {
     std::iter::successors(Some(error), |e| e.source()).any(|e| e.is::<http_body_util::LengthLimitError>())
@@ -892,9 +793,29 @@ fn origin_form(uri: &Uri) -> Uri {
     Uri::from_parts(parts).unwrap_or_else(|_| Uri::from_static("/"))
 }
 
-fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
-    // Most messages carry none: one look at the names before any removal.
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+/// The app's request headers from the client's, as the policy says: the fields that
+/// describe the connection (those `Connection` names too) or that the router sets go, and
+/// the router's are added. The relay writes the same edits as bytes
+/// (`relay::write_app_head`).
+fn edit_request_headers(headers: &mut http::HeaderMap, forwarding: &Forwarding<'_>) {
+    strip_connection_named(headers);
+    let dropped: Vec<HeaderName> =
+        headers.keys().filter(|name| policy::drops(name.as_str(), forwarding.trusted)).cloned().collect();
+    for name in dropped {
+        headers.remove(name);
+    }
+    // Room for the headers added, in one growth of the map at most.
+    headers.reserve(8);
+    for (name, value) in policy::added(forwarding) {
+        if let Ok(value) = HeaderValue::from_bytes(&value) {
+            headers.append(HeaderName::from_static(name), value);
+        }
+    }
+}
+
+/// Removes the headers a `Connection` header names.
+fn strip_connection_named(headers: &mut http::HeaderMap) {
+    if !headers.contains_key(header::CONNECTION) {
         return;
     }
     let named: Vec<HeaderName> = headers
@@ -907,7 +828,114 @@ fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
+}
+
+/// Removes from an app's answer the headers that describe its connection to the router.
+fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    strip_connection_named(headers);
+    for name in policy::HOP_BY_HOP {
         headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The app's head fields as the relay writes them for a client head with `fields`.
+    fn by_relay(fields: &[(&str, &str)], forwarding: &Forwarding<'_>) -> Vec<(String, String)> {
+        let parsed: Vec<httparse::Header<'_>> =
+            fields.iter().map(|(name, value)| httparse::Header { name, value: value.as_bytes() }).collect();
+        let mut out = Vec::new();
+        relay::write_app_head(&mut out, "GET", "/", &parsed, forwarding);
+        let mut slots = [httparse::EMPTY_HEADER; 64];
+        let mut head = httparse::Request::new(&mut slots);
+        assert!(head.parse(&out).unwrap().is_complete(), "{}", String::from_utf8_lossy(&out));
+        head.headers.iter().map(|f| (f.name.to_ascii_lowercase(), String::from_utf8_lossy(f.value).into())).collect()
+    }
+
+    /// The same through hyper's path.
+    fn by_hyper(fields: &[(&str, &str)], forwarding: &Forwarding<'_>) -> Vec<(String, String)> {
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in fields {
+            headers.append(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_str(value).unwrap());
+        }
+        edit_request_headers(&mut headers, forwarding);
+        headers.iter().map(|(name, value)| (name.as_str().to_owned(), value.to_str().unwrap().to_owned())).collect()
+    }
+
+    /// Sorted by name, each name's values in order.
+    fn normalised(mut fields: Vec<(String, String)>) -> Vec<(String, String)> {
+        fields.sort_by(|a, b| a.0.cmp(&b.0));
+        fields
+    }
+
+    #[test]
+    fn both_engines_forward_the_same_head() {
+        let peer: std::net::IpAddr = [10, 0, 0, 1].into();
+        let outside: std::net::IpAddr = [203, 0, 113, 9].into();
+        type Fields<'a> = &'a [(&'a str, &'a str)];
+        /// What, trusted, over HTTPS, the client, the client's fields; fields the app must get.
+        type Case<'a> = (&'a str, bool, bool, std::net::IpAddr, Fields<'a>, Fields<'a>);
+        #[rustfmt::skip]
+        let cases: &[Case<'_>] = &[
+            ("a plain request", false, false, peer, &[("host", "shop.test"), ("accept", "*/*")],
+                &[("x-forwarded-proto", "http"), ("x-real-ip", "10.0.0.1")]),
+            ("spoofed forwarded headers from a stranger", false, true, peer,
+                &[("host", "shop.test"), ("x-forwarded-for", "1.2.3.4"), ("x-forwarded-proto", "http"),
+                  ("x-forwarded-host", "evil.test"), ("x-real-ip", "1.2.3.4"), ("forwarded", "for=1.2.3.4"),
+                  ("x-forwarded-port", "1")],
+                &[("x-forwarded-for", "10.0.0.1"), ("x-forwarded-proto", "https"), ("x-forwarded-host", "shop.test")]),
+            ("a trusted proxy's headers", true, false, outside,
+                &[("host", "shop.test"), ("x-forwarded-for", "203.0.113.9"), ("x-forwarded-proto", "https"),
+                  ("forwarded", "for=203.0.113.9")],
+                &[("x-forwarded-for", "203.0.113.9, 10.0.0.1"), ("x-forwarded-proto", "https"),
+                  ("x-real-ip", "203.0.113.9"), ("forwarded", "for=203.0.113.9")]),
+            ("hop-by-hop fields", false, false, peer,
+                &[("host", "shop.test"), ("connection", "keep-alive"), ("keep-alive", "timeout=5"),
+                  ("proxy-authorization", "Basic eA=="), ("proxy-connection", "keep-alive"), ("trailer", "x")],
+                &[("x-forwarded-port", "8080")]),
+            ("the client's ids and vias", false, false, peer,
+                &[("host", "shop.test"), ("x-request-id", "abc"), ("x-request-id", "def"), ("via", "1.1 edge")],
+                &[("x-request-id", "abc"), ("via", "1.1 edge")]),
+            ("repeated fields keep their order", false, false, peer,
+                &[("host", "shop.test"), ("cookie", "a=1"), ("cookie", "b=2"), ("accept", "text/html")],
+                &[("cookie", "a=1")]),
+        ];
+        for (what, trusted, https, client, fields, expected) in cases {
+            let mut forwarded_for = None;
+            let mut forwarded = [false; 3];
+            for (name, value) in *fields {
+                policy::note_forwarded(name, value.as_bytes(), &mut forwarded_for, &mut forwarded);
+            }
+            let given = fields.iter().find(|(n, _)| *n == "x-request-id").map(|(_, v)| v.as_bytes());
+            let request_id = policy::request_id(given);
+            let forwarding = Forwarding {
+                trusted: *trusted,
+                https: *https,
+                peer,
+                peer_text: b"10.0.0.1",
+                port: b"8080",
+                host: "shop.test",
+                client: *client,
+                forwarded_for,
+                forwarded,
+                request_id: &request_id,
+                via: "1.1 skiff",
+            };
+            let relayed = normalised(by_relay(fields, &forwarding));
+            assert_eq!(relayed, normalised(by_hyper(fields, &forwarding)), "{what}");
+            for (name, value) in *expected {
+                assert!(relayed.iter().any(|(n, v)| n == name && v == value), "{what}: {name}: {value} in {relayed:?}");
+            }
+            for dropped in ["connection", "keep-alive", "proxy-authorization", "proxy-connection", "trailer"] {
+                assert!(!relayed.iter().any(|(n, _)| n == dropped), "{what}: {dropped} in {relayed:?}");
+            }
+            let once = |name: &str| relayed.iter().filter(|(n, _)| n == name).count();
+            assert_eq!((once("x-forwarded-for"), once("x-real-ip"), once("x-request-id")), (1, 1, 1), "{what}");
+            if !trusted {
+                assert_eq!(once("forwarded"), 0, "{what}: a stranger's Forwarded goes");
+            }
+        }
     }
 }

@@ -20,13 +20,14 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Buf, BytesMut};
-use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-use super::{MAX_HEAD_BYTES, Origin, Proxy, new_request_id};
+use super::failover::{Tried, Unanswered, try_backends};
+use super::{MAX_HEAD_BYTES, Origin, Proxy};
 use crate::framing::{Chunked, Scan};
-use crate::table::{Backends, Lookup, Table};
+use crate::policy::{self, Decision, Facts, Failure, Forwarding, Page};
+use crate::table::{Backends, Table};
 use crate::upstream::{Answer, Framing, MAX_FIELDS, PLAIN_READ, Plain, UpstreamError, malformed, read_answer};
 
 /// How much room a client connection's buffer has for each read.
@@ -202,96 +203,61 @@ fn prepare<'a>(
                     return None;
                 }
             }
-        } else if name.eq_ignore_ascii_case("x-request-id") && request_id.is_none() {
-            // The first one counts, if it is fit to pass on.
-            request_id = Some(std::str::from_utf8(value).ok().filter(|id| {
-                !id.is_empty() && id.len() <= 200 && id.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
-            }));
-        } else if name.eq_ignore_ascii_case("x-forwarded-for") {
-            forwarded_for = forwarded_for.or(Some(value));
-        } else if let Some(index) = FORWARDED.iter().position(|n| name.eq_ignore_ascii_case(n)) {
-            forwarded[index] = true;
+        } else if name.eq_ignore_ascii_case("x-request-id") {
+            // The first one counts.
+            request_id.get_or_insert(value);
+        } else {
+            policy::note_forwarded(name, value, &mut forwarded_for, &mut forwarded);
         }
     }
     let host = host?;
-    let trusted = origin.trusted;
-    let client = if trusted {
-        let values = head.headers.iter().filter(|f| f.name.eq_ignore_ascii_case("x-forwarded-for")).map(|f| f.value);
-        proxy.client_address(values, origin)
-    } else {
-        origin.peer.ip()
-    };
-    let (Lookup::Backend(app, backends), policy) = table.lookup_with_policy(host) else { return None };
-    let tls = policy.map_or_else(Default::default, |p| p.tls);
+    let values = head.headers.iter().filter(|f| f.name.eq_ignore_ascii_case("x-forwarded-for")).map(|f| f.value);
+    let client = proxy.client_address(values, origin);
     let entry = origin.entry;
-    if (tls.force_https && !entry.https && proxy.shared.https_port.is_some())
-        || policy.is_some_and(|p| !p.admits(client))
-    {
-        return None;
-    }
-    let request_id = request_id.flatten().map_or_else(|| Cow::Owned(new_request_id()), Cow::Borrowed);
+    let facts = Facts { host, path, client, https: entry.https, https_port: proxy.shared.https_port };
+    // Everything the router answers itself is hyper's.
+    let Decision::Forward { app, backends, hsts, .. } = policy::decide(table, &facts) else { return None };
+    let request_id = policy::request_id(request_id);
+    let forwarding = Forwarding {
+        trusted: origin.trusted,
+        https: entry.https,
+        peer: origin.peer.ip(),
+        peer_text: origin.address.as_bytes(),
+        port: origin.port.as_bytes(),
+        host,
+        client,
+        forwarded_for,
+        forwarded,
+        request_id: &request_id,
+        via: "1.1 skiff",
+    };
+    write_app_head(out, method, path, head.headers, &forwarding);
+    Some(Request { method, path, host, client, request_id, app, backends, hsts_max_age: hsts, close, length })
+}
 
-    // The app's head: the client's fields but those that describe the connection and the
-    // ones the router sets, then the router's.
+/// Writes the head the app gets: the request line, the client's fields but those the
+/// policy drops, then the router's. hyper's path makes the same edits to a header map
+/// (`edit_request_headers`).
+pub(super) fn write_app_head(
+    out: &mut Vec<u8>,
+    method: &str,
+    path: &str,
+    fields: &[httparse::Header<'_>],
+    forwarding: &Forwarding<'_>,
+) {
     for part in [method, " ", path, " HTTP/1.1\r\n"] {
         out.extend_from_slice(part.as_bytes());
     }
-    for field in head.headers.iter() {
-        let name = field.name;
-        let replaced = name.eq_ignore_ascii_case("x-forwarded-for")
-            || name.eq_ignore_ascii_case("x-request-id")
-            || name.eq_ignore_ascii_case("x-real-ip")
-            || (!trusted
-                && (name.eq_ignore_ascii_case("forwarded") || FORWARDED.iter().any(|n| name.eq_ignore_ascii_case(n))));
-        if !replaced && !REQUEST_HOP_BY_HOP.iter().any(|n| name.eq_ignore_ascii_case(n)) {
-            field_line(out, name.as_bytes(), field.value);
+    for field in fields {
+        if !policy::drops(field.name, forwarding.trusted) {
+            field_line(out, field.name.as_bytes(), field.value);
         }
     }
-    let address = origin.address.as_bytes();
-    match forwarded_for.filter(|_| trusted).and_then(|v| std::str::from_utf8(v).ok()) {
-        Some(earlier) => field_line(out, b"x-forwarded-for", &[earlier.as_bytes(), b", ", address].concat()),
-        None => field_line(out, b"x-forwarded-for", address),
+    for (name, value) in policy::added(forwarding) {
+        field_line(out, name.as_bytes(), &value);
     }
-    let [proto, port, forwarded_host] = forwarded.map(|given| !trusted || !given);
-    if proto {
-        field_line(out, b"x-forwarded-proto", if entry.https { b"https" } else { b"http" });
-    }
-    if port {
-        field_line(out, b"x-forwarded-port", origin.port.as_bytes());
-    }
-    if forwarded_host {
-        field_line(out, b"x-forwarded-host", host.as_bytes());
-    }
-    // The client the router believes it is (behind trusted proxies, the one they name).
-    if client == origin.peer.ip() {
-        field_line(out, b"x-real-ip", address);
-    } else {
-        field_line(out, b"x-real-ip", client.to_string().as_bytes());
-    }
-    field_line(out, b"via", b"1.1 skiff");
-    field_line(out, b"x-request-id", request_id.as_bytes());
     out.extend_from_slice(b"\r\n");
-    Some(Request {
-        method,
-        path,
-        host,
-        client,
-        request_id,
-        app,
-        backends,
-        hsts_max_age: if entry.https { tls.hsts_max_age } else { 0 },
-        close,
-        length,
-    })
 }
-
-/// The forwarded headers kept from trusted proxies, replaced for everyone else.
-const FORWARDED: [&str; 3] = ["x-forwarded-proto", "x-forwarded-port", "x-forwarded-host"];
-
-/// Request headers that describe one connection (the rest of RFC 9110 §7.6.1's are
-/// left to hyper's server).
-const REQUEST_HOP_BY_HOP: [&str; 6] =
-    ["connection", "keep-alive", "proxy-connection", "te", "trailer", "proxy-authorization"];
 
 pub(super) fn field_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     for part in [name, b": ", value, b"\r\n"] {
@@ -324,40 +290,36 @@ impl Proxy {
         let Request { app, backends, .. } = request;
         let idempotent = request.method.parse::<http::Method>().is_ok_and(|m| m.is_idempotent());
         let response_timeout = self.shared.config.response_timeout;
-        let mut candidates = backends.iter().peekable();
-        let (mut connection, answer, backend, outstanding) = loop {
-            let backend = candidates.next().expect("a route with backends");
-            let outstanding = backends.track(backend);
-            let sent = tokio::time::timeout(response_timeout, async {
-                let mut connection = self.upstreams.send_plain(backend, out, idempotent).await?;
+        // The buffer goes through the attempts: the app's head, then the client's answer head.
+        let attempt = |backend, _again, mut out: Vec<u8>| async move {
+            let exchanged = async {
+                let mut connection = self.upstreams.send_plain(backend, &out, idempotent).await?;
                 out.clear();
                 let bodiless = request.method == "HEAD";
                 let written = read_answer(&mut connection, bodiless, |answer, fields| {
-                    write_answer_head(out, request, answer, fields);
+                    write_answer_head(&mut out, request, answer, fields);
                 })
                 .await;
                 let (answer, ()) = written.map_err(UpstreamError::exchange)?;
                 Ok::<_, UpstreamError>((connection, answer))
-            })
+            }
             .await;
-            match sent {
-                Ok(Ok((connection, answer))) => break (connection, answer, backend, outstanding),
-                Ok(Err(error)) if error.is_connect() && candidates.peek().is_some() => {
-                    backends.set_aside(backend);
-                    tracing::warn!(%error, %app, %backend, "router.upstream: trying the next backend");
-                }
-                Ok(Err(error)) => {
-                    backends.set_aside(backend);
-                    tracing::warn!(%error, %app, %backend, "router.upstream");
-                    let text = format!("app {app} did not answer");
-                    return self.answer_page(request, started, StatusCode::BAD_GATEWAY, &text, io).await;
-                }
-                Err(_) => {
-                    backends.set_aside(backend);
-                    tracing::warn!(%app, %backend, "router.upstream: no answer within {response_timeout:?}");
-                    let text = format!("app {app} did not answer within {} s", response_timeout.as_secs_f32());
-                    return self.answer_page(request, started, StatusCode::GATEWAY_TIMEOUT, &text, io).await;
-                }
+            (exchanged, out)
+        };
+        let (tried, kept) =
+            try_backends(app.as_str(), backends, response_timeout, true, std::mem::take(out), attempt, |_| false).await;
+        *out = kept;
+        let Tried { answer, backend, outstanding } = tried;
+        let (mut connection, answer) = match answer {
+            Ok(exchanged) => exchanged,
+            Err(Unanswered::Failed(error)) => {
+                tracing::warn!(%error, %app, %backend, "router.upstream");
+                let page = policy::failure_page(app.as_str(), Failure::NoAnswer);
+                return self.answer_page(request, started, page, io).await;
+            }
+            Err(Unanswered::TimedOut) => {
+                let page = policy::failure_page(app.as_str(), Failure::TimedOut(response_timeout));
+                return self.answer_page(request, started, page, io).await;
             }
         };
         let passed = pass_body(&mut connection, &answer, out, io).await;
@@ -377,18 +339,12 @@ impl Proxy {
     }
 
     /// Answers `request` with one of the router's pages; whether the connection goes on.
-    async fn answer_page<I>(
-        &self,
-        request: &Request<'_>,
-        started: Instant,
-        status: StatusCode,
-        text: &str,
-        io: &mut I,
-    ) -> bool
+    async fn answer_page<I>(&self, request: &Request<'_>, started: Instant, page: Page, io: &mut I) -> bool
     where
         I: AsyncWrite + Unpin,
     {
-        let body = format!("{text}\n");
+        let status = page.status;
+        let body = format!("{}\n", page.text);
         let mut head = format!(
             "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\ndate: ",
             status.as_str(),
