@@ -215,27 +215,29 @@ pub struct Forwarding<'a> {
     pub host: &'a str,
     /// The client the router believes it is.
     pub client: IpAddr,
-    /// The client's first `X-Forwarded-For` value.
-    pub forwarded_for: Option<&'a [u8]>,
-    /// Whether the client sent `X-Forwarded-Proto`, `-Port` and `-Host`.
-    pub forwarded: [bool; 3],
+    /// What the client's head said of its way.
+    pub given: Given<'a>,
     pub request_id: &'a str,
     /// `1.1 skiff`, or `2 skiff` for a request that came in over HTTP/2.
     pub via: &'static str,
 }
 
-/// Notes a field of the client's head that [`Forwarding`] depends on: the first
-/// `X-Forwarded-For`, and whether `X-Forwarded-Proto`, `-Port` and `-Host` came.
-pub fn note_forwarded<'b>(
-    name: &str,
-    value: &'b [u8],
-    forwarded_for: &mut Option<&'b [u8]>,
-    forwarded: &mut [bool; 3],
-) {
-    if name.eq_ignore_ascii_case("x-forwarded-for") {
-        forwarded_for.get_or_insert(value);
-    } else if let Some(index) = FORWARDED.iter().position(|n| name.eq_ignore_ascii_case(n)) {
-        forwarded[index] = true;
+/// What a client's head says of the way it came: its first `X-Forwarded-For`, and
+/// whether `X-Forwarded-Proto`, `-Port` and `-Host` came.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Given<'a> {
+    pub forwarded_for: Option<&'a [u8]>,
+    pub forwarded: [bool; 3],
+}
+
+impl<'a> Given<'a> {
+    /// Notes one field of the head.
+    pub fn note(&mut self, name: &str, value: &'a [u8]) {
+        if name.eq_ignore_ascii_case("x-forwarded-for") {
+            self.forwarded_for.get_or_insert(value);
+        } else if let Some(index) = FORWARDED.iter().position(|n| name.eq_ignore_ascii_case(n)) {
+            self.forwarded[index] = true;
+        }
     }
 }
 
@@ -244,11 +246,11 @@ pub fn note_forwarded<'b>(
 /// (unless a trusted proxy gave them), `X-Real-IP` (the client the router believes it is),
 /// `Via` and `X-Request-Id`.
 pub fn added<'a>(f: &Forwarding<'a>) -> impl Iterator<Item = (&'static str, Cow<'a, [u8]>)> {
-    let forwarded_for = match f.forwarded_for.filter(|_| f.trusted).and_then(|v| std::str::from_utf8(v).ok()) {
+    let forwarded_for = match f.given.forwarded_for.filter(|_| f.trusted).and_then(|v| std::str::from_utf8(v).ok()) {
         Some(earlier) => Cow::Owned([earlier.as_bytes(), b", ", f.peer_text].concat()),
         None => Cow::Borrowed(f.peer_text),
     };
-    let [proto, port, host] = f.forwarded.map(|given| !f.trusted || !given);
+    let [proto, port, host] = f.given.forwarded.map(|given| !f.trusted || !given);
     let scheme: &'static [u8] = if f.https { b"https" } else { b"http" };
     let real_ip =
         if f.client == f.peer { Cow::Borrowed(f.peer_text) } else { Cow::Owned(f.client.to_string().into_bytes()) };

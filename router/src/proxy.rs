@@ -128,6 +128,29 @@ impl Origin {
         let address = HeaderValue::from_str(&peer.ip().to_string()).expect("addresses are ascii");
         Self { peer, entry, address, port: HeaderValue::from(entry.port), trusted }
     }
+
+    /// What the router says, in the head it forwards, of a request from this connection.
+    fn forwarding<'a>(
+        &'a self,
+        host: &'a str,
+        client: std::net::IpAddr,
+        given: policy::Given<'a>,
+        request_id: &'a str,
+        via: &'static str,
+    ) -> Forwarding<'a> {
+        Forwarding {
+            trusted: self.trusted,
+            https: self.entry.https,
+            peer: self.peer.ip(),
+            peer_text: self.address.as_bytes(),
+            port: self.port.as_bytes(),
+            host,
+            client,
+            given,
+            request_id,
+            via,
+        }
+    }
 }
 
 /// The router's sockets: plain HTTP, and HTTPS with its TLS settings.
@@ -567,7 +590,6 @@ impl Proxy {
 
     async fn forward(&self, mut request: Request<Incoming>, target: Target<'_>) -> Response<ProxyBody> {
         let Target { host, client, path, backends, origin, app, request_id, max_body } = target;
-        let entry = origin.entry;
         let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if let (Some(limit), Some(length)) = (max_body, declared)
             && length > limit
@@ -595,25 +617,14 @@ impl Proxy {
         let upgrade = request.headers().get(header::UPGRADE).cloned();
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
         let headers = request.headers_mut();
-        let mut forwarded_for = None;
-        let mut forwarded = [false; 3];
+        let mut given = policy::Given::default();
         for (name, value) in headers.iter() {
-            policy::note_forwarded(name.as_str(), value.as_bytes(), &mut forwarded_for, &mut forwarded);
+            given.note(name.as_str(), value.as_bytes());
         }
-        let forwarded_for = forwarded_for.map(<[u8]>::to_vec);
-        let forwarding = Forwarding {
-            trusted: origin.trusted,
-            https: entry.https,
-            peer: origin.peer.ip(),
-            peer_text: origin.address.as_bytes(),
-            port: origin.port.as_bytes(),
-            host: host.to_str().unwrap_or_default(),
-            client,
-            forwarded_for: forwarded_for.as_deref(),
-            forwarded,
-            request_id,
-            via,
-        };
+        // Copied: the header map changes below.
+        let forwarded_for = given.forwarded_for.map(<[u8]>::to_vec);
+        let given = policy::Given { forwarded_for: forwarded_for.as_deref(), ..given };
+        let forwarding = origin.forwarding(host.to_str().unwrap_or_default(), client, given, request_id, via);
         edit_request_headers(headers, &forwarding);
         if let Some(protocol) = upgrade {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -903,13 +914,12 @@ mod tests {
                 &[("cookie", "a=1")]),
         ];
         for (what, trusted, https, client, fields, expected) in cases {
-            let mut forwarded_for = None;
-            let mut forwarded = [false; 3];
+            let mut given = policy::Given::default();
             for (name, value) in *fields {
-                policy::note_forwarded(name, value.as_bytes(), &mut forwarded_for, &mut forwarded);
+                given.note(name, value.as_bytes());
             }
-            let given = fields.iter().find(|(n, _)| *n == "x-request-id").map(|(_, v)| v.as_bytes());
-            let request_id = policy::request_id(given);
+            let id = fields.iter().find(|(n, _)| *n == "x-request-id").map(|(_, v)| v.as_bytes());
+            let request_id = policy::request_id(id);
             let forwarding = Forwarding {
                 trusted: *trusted,
                 https: *https,
@@ -918,8 +928,7 @@ mod tests {
                 port: b"8080",
                 host: "shop.test",
                 client: *client,
-                forwarded_for,
-                forwarded,
+                given,
                 request_id: &request_id,
                 via: "1.1 skiff",
             };

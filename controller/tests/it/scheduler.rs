@@ -24,7 +24,9 @@ pub(crate) struct Fixture {
     _dir: tempfile::TempDir,
 }
 
-fn config(drain_period: Duration) -> Arc<Config> {
+/// Settings for a controller without a registry or logger (nothing listens on the discard
+/// port), whose containers leaving service drain for `drain_period`.
+pub(crate) fn config(drain_period: Duration) -> Arc<Config> {
     Arc::new(Config {
         database_url: String::new(),
         service_token: "token".into(),

@@ -52,27 +52,13 @@ impl Answer {
 }
 
 fn config() -> Arc<Config> {
-    Arc::new(Config {
-        database_url: String::new(),
-        service_token: SERVICE_TOKEN.into(),
-        // Nothing listens on the discard port: no registry, no logger.
-        registry_url: "http://127.0.0.1:9".into(),
-        registry_host: "127.0.0.1:9".into(),
-        allowed_registries: vec!["registry.example.com".into()],
-        outbound: skiff_api::OutboundPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]),
-        default_memory_mb: 512,
-        max_memory_mb: 8192,
-        logger_url: "http://127.0.0.1:9".into(),
-        domain: "skiff.test".into(),
-        router_port: 8080,
-        builder_ssh: "127.0.0.1:2222".parse().unwrap(),
-        release_retention: 5,
-        registration: Default::default(),
-        default_stack: "busybox".parse().unwrap(),
-        reconcile_interval: Duration::from_secs(1),
-        boot_timeout: Duration::from_secs(2),
-        drain_period: Duration::ZERO,
-    })
+    let mut config = (*crate::scheduler::config(Duration::ZERO)).clone();
+    config.service_token = SERVICE_TOKEN.into();
+    config.allowed_registries = vec!["registry.example.com".into()];
+    config.outbound = skiff_api::OutboundPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]);
+    config.domain = "skiff.test".into();
+    config.boot_timeout = Duration::from_secs(2);
+    Arc::new(config)
 }
 
 impl TestApp {

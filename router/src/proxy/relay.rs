@@ -177,8 +177,7 @@ fn prepare<'a>(
     let mut host = None;
     let mut close = false;
     let mut request_id = None;
-    let mut forwarded_for = None;
-    let mut forwarded = [false; 3];
+    let mut given = policy::Given::default();
     for field in head.headers.iter() {
         let name = field.name;
         let value = field.value;
@@ -207,7 +206,7 @@ fn prepare<'a>(
             // The first one counts.
             request_id.get_or_insert(value);
         } else {
-            policy::note_forwarded(name, value, &mut forwarded_for, &mut forwarded);
+            given.note(name, value);
         }
     }
     let host = host?;
@@ -218,19 +217,7 @@ fn prepare<'a>(
     // Everything the router answers itself is hyper's.
     let Decision::Forward { app, backends, hsts, .. } = policy::decide(table, &facts) else { return None };
     let request_id = policy::request_id(request_id);
-    let forwarding = Forwarding {
-        trusted: origin.trusted,
-        https: entry.https,
-        peer: origin.peer.ip(),
-        peer_text: origin.address.as_bytes(),
-        port: origin.port.as_bytes(),
-        host,
-        client,
-        forwarded_for,
-        forwarded,
-        request_id: &request_id,
-        via: "1.1 skiff",
-    };
+    let forwarding = origin.forwarding(host, client, given, &request_id, "1.1 skiff");
     write_app_head(out, method, path, head.headers, &forwarding);
     Some(Request { method, path, host, client, request_id, app, backends, hsts_max_age: hsts, close, length })
 }
