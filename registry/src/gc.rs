@@ -16,6 +16,7 @@ use skiff_store::BlobStore;
 
 use crate::endpoint::RepoName;
 use crate::meta::Meta;
+use crate::oci::Document;
 
 /// What a collection removed (or, in a dry run, would remove).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -26,24 +27,11 @@ pub struct Report {
     pub kept: usize,
 }
 
-/// The digests a manifest's bytes refer to: config, layers, manifests of an index, subject.
+/// The digests a stored manifest's bytes refer to: config, layers, manifests of an index,
+/// subject (see [`Document::references`]).
 pub fn references(manifest: &[u8]) -> Vec<Digest> {
-    let Ok(body) = serde_json::from_slice::<serde_json::Value>(manifest) else { return Vec::new() };
-    let mut found: Vec<Digest> = Vec::new();
-    let mut take = |d: &serde_json::Value| {
-        if let Some(digest) = d.get("digest").and_then(|v| v.as_str()).and_then(|v| v.parse().ok()) {
-            found.push(digest);
-        }
-    };
-    if let Some(config) = body.get("config") {
-        take(config);
-    }
-    for list in ["layers", "manifests"] {
-        for descriptor in body.get(list).and_then(|l| l.as_array()).into_iter().flatten() {
-            take(descriptor);
-        }
-    }
-    found
+    Document::read(manifest)
+        .map_or_else(Vec::new, |document| document.references().map(|r| r.digest().clone()).collect())
 }
 
 /// Unlinks every manifest of `repo` but `keep` (and the tags pointing at them).

@@ -3,12 +3,14 @@
 //! Layout:
 //! - [`auth`]: credentials and the [`auth::Authorizer`] that decides pulls and pushes.
 //! - [`endpoint`]: pure decoding of a request into an [`Endpoint`].
+//! - [`oci`]: OCI documents (manifests, indexes, descriptors) and what they refer to, pure.
 //! - [`error`]: the OCI error envelope.
 //! - [`meta`]: per-repository metadata (manifest media types, tags) on the filesystem.
 //! - [`upload`]: blob upload sessions.
 //! - [`token`]: Docker's token flow (short-lived signed tokens for pulls and pushes).
 //! - [`gc`]: online garbage collection (mark and sweep with a grace period).
-//! - [`http`]: the handlers and the server loop.
+//! - [`http`]: the server: one module per resource (blobs, uploads, manifests, lists,
+//!   tokens, the platform's maintenance endpoints) behind one decoding dispatcher.
 //! - [`service`]: what the registry needs to run, and [`run`] (store, authorizer, server).
 //!
 //! Blobs are content-addressed in the store; a repository holds links to the blobs and
@@ -24,6 +26,7 @@ pub mod error;
 pub mod gc;
 pub mod http;
 pub mod meta;
+pub mod oci;
 pub mod service;
 pub mod token;
 pub mod upload;
