@@ -66,7 +66,7 @@ impl Engine {
     /// # Errors
     /// When the engine's socket settings are unusable.
     pub fn connect(registry_host: &str, service_token: &str) -> Result<Self, EngineError> {
-        let docker = Docker::connect_with_local_defaults().map_err(EngineError::Unreachable)?;
+        let docker = skiff_service::docker::local().map_err(EngineError::Unreachable)?;
         let credentials = DockerCredentials {
             username: Some("skiff".into()),
             password: Some(service_token.into()),

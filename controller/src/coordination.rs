@@ -162,6 +162,14 @@ async fn follow_changes(client: redis::Client, coordination: Arc<Coordination>, 
         }
     };
     let on_subscribed = || coordination.poke.notify_one();
-    skiff_client::pubsub::follow(client, CHANGES, None, on_subscribed, on_message, shutdown, "controller.coordination")
-        .await;
+    skiff_service::pubsub::follow(
+        client,
+        CHANGES,
+        None,
+        on_subscribed,
+        on_message,
+        shutdown,
+        "controller.coordination",
+    )
+    .await;
 }

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use skiff_api::AppName;
-use skiff_client::syslog::Sender;
+use skiff_service::syslog::Sender;
 
 use crate::coordination::Coordination;
 use crate::db::Db;

@@ -388,7 +388,11 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
     // The platform's local CA, read (or made) once for every component that needs it.
     let needs_ca = (runs(Component::Logger) && settings.logger_tls_cert.is_none())
         || (runs(Component::Router) && settings.router_tls_cert.is_none());
-    let mut ca = if needs_ca { Some(local_ca(&data_dir)?) } else { None };
+    let mut ca = match needs_ca {
+        // Kept in `<data-dir>/router` (`ca.crt` is what clients trust).
+        true => Some(skiff_service::ca::LocalCa::kept_in(&data_dir.join("router")).map_err(anyhow::Error::msg)?),
+        false => None,
+    };
 
     // Every component's configuration, checked before any starts: all that is wrong with
     // the settings is reported at once.
@@ -625,7 +629,7 @@ fn router_config(
     settings: &Settings,
     known: &Known,
     syslog: SocketAddr,
-    ca: Option<(skiff_router::tls::LocalCa, PathBuf)>,
+    ca: Option<(skiff_service::ca::LocalCa, PathBuf)>,
     problems: &mut Problems,
 ) -> Option<skiff_router::ServiceConfig> {
     let routes = match &settings.router_routes {
@@ -682,37 +686,15 @@ fn read_file(path: &std::path::Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
-/// The platform's local CA, made once and kept in `<data-dir>/router` (`ca.crt` is what
-/// clients trust), with the path of its certificate.
-fn local_ca(data_dir: &std::path::Path) -> anyhow::Result<(skiff_router::tls::LocalCa, PathBuf)> {
-    use skiff_router::tls::LocalCa;
-    let dir = data_dir.join("router");
-    let (cert, key) = (dir.join("ca.crt"), dir.join("ca.key"));
-    if !key.exists() {
-        let (cert_pem, key_pem) = LocalCa::generate().map_err(|e| anyhow::anyhow!("cannot make the local CA: {e}"))?;
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        use std::os::unix::fs::OpenOptionsExt as _;
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&key)
-            .with_context(|| format!("cannot write {}", key.display()))?;
-        std::io::Write::write_all(&mut file, key_pem.as_bytes())?;
-        std::fs::write(&cert, cert_pem).with_context(|| format!("cannot write {}", cert.display()))?;
-    }
-    let ca = LocalCa::from_key_pem(&read_file(&key)?).map_err(|e| anyhow::anyhow!("{}: {e}", key.display()))?;
-    Ok((ca, cert))
-}
-
 /// What the router serves for names without a certificate of their own: the configured
 /// certificate, else certificates from the platform's local CA (trust its `ca.crt` to
 /// browse `https://<app>.<domain>`).
 fn router_default_certificate(
     settings: &Settings,
-    ca: Option<(skiff_router::tls::LocalCa, PathBuf)>,
+    ca: Option<(skiff_service::ca::LocalCa, PathBuf)>,
 ) -> anyhow::Result<skiff_router::tls::DefaultCertificate> {
-    use skiff_router::tls::{DefaultCertificate, certified_key};
+    use skiff_router::tls::DefaultCertificate;
+    use skiff_service::ca::certified_key;
     if let (Some(cert), Some(key)) = (&settings.router_tls_cert, &settings.router_tls_key) {
         let key = certified_key(&read_file(cert)?, &read_file(key)?)
             .map_err(|e| anyhow::anyhow!("SKIFF_ROUTER_TLS_CERT/SKIFF_ROUTER_TLS_KEY: {e}"))?;
@@ -727,10 +709,10 @@ fn router_default_certificate(
 /// `localhost` from the local CA.
 fn logger_tls(
     settings: &Settings,
-    ca: Option<&skiff_router::tls::LocalCa>,
+    ca: Option<&skiff_service::ca::LocalCa>,
 ) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
     let key = match (&settings.logger_tls_cert, &settings.logger_tls_key) {
-        (Some(cert), Some(key)) => skiff_router::tls::certified_key(&read_file(cert)?, &read_file(key)?)
+        (Some(cert), Some(key)) => skiff_service::ca::certified_key(&read_file(cert)?, &read_file(key)?)
             .map_err(|e| anyhow::anyhow!("SKIFF_LOGGER_TLS_CERT/SKIFF_LOGGER_TLS_KEY: {e}"))?,
         _ => ca
             .and_then(|ca| ca.issue("localhost"))

@@ -50,7 +50,7 @@ impl Collector {
         buffers: Arc<Buffers>,
         positions: Positions,
     ) -> Result<Arc<Self>, bollard::errors::Error> {
-        let docker = Docker::connect_with_local_defaults()?.negotiate_version().await?;
+        let docker = skiff_service::docker::connect().await?;
         Ok(Arc::new(Self {
             docker,
             platform: platform.to_owned(),

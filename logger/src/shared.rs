@@ -53,7 +53,7 @@ impl Sharing {
     pub async fn connect(url: &str) -> Result<Self, redis::RedisError> {
         let client = redis::Client::open(url)?;
         let connection = client.get_connection_manager().await?;
-        let subscribed = skiff_client::pubsub::subscribe(&client, CHANNEL).await?;
+        let subscribed = skiff_service::pubsub::subscribe(&client, CHANNEL).await?;
         Ok(Self { client, connection, subscribed, replica: format!("{:016x}", rand::random::<u64>()) })
     }
 
@@ -154,5 +154,6 @@ async fn follow(
             Err(error) => tracing::debug!(%error, "logger.shared: not a batch of lines"),
         }
     };
-    skiff_client::pubsub::follow(client, CHANNEL, Some(subscribed), || {}, on_message, shutdown, "logger.shared").await;
+    skiff_service::pubsub::follow(client, CHANNEL, Some(subscribed), || {}, on_message, shutdown, "logger.shared")
+        .await;
 }

@@ -194,7 +194,7 @@ struct Shared {
     https_port: Option<u16>,
     metrics: crate::metrics::Metrics,
     /// Access lines into each app's log stream.
-    access: Option<skiff_client::syslog::Sender>,
+    access: Option<skiff_service::syslog::Sender>,
     shutdown: CancellationToken,
 }
 
@@ -217,7 +217,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let access = match config.access_log {
-        Some(logger) => match skiff_client::syslog::Sender::connect(logger, "router").await {
+        Some(logger) => match skiff_service::syslog::Sender::connect(logger, "router").await {
             Ok(access) => Some(access),
             Err(error) => {
                 tracing::warn!(%error, "router.access_log: cannot reach the logger; no access lines");

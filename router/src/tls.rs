@@ -5,32 +5,15 @@
 //! HTTP/2 and HTTP/1.1.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use skiff_api::RouteCertificate;
+pub use skiff_service::ca::{LocalCa, certified_key};
 
 use crate::table::Table;
-
-/// A PEM chain (leaf first) and its key, ready to serve.
-///
-/// # Errors
-/// When either does not parse or the key's type is not supported.
-pub fn certified_key(chain_pem: &str, key_pem: &str) -> Result<Arc<CertifiedKey>, String> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("invalid certificate PEM: {e}"))?;
-    if chain.is_empty() {
-        return Err("no PEM certificate".into());
-    }
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| format!("invalid private key PEM: {e}"))?;
-    let key = rustls::crypto::ring::sign::any_supported_type(&key).map_err(|e| e.to_string())?;
-    Ok(Arc::new(CertifiedKey::new(chain, key)))
-}
 
 /// Certificates by host: exact names, and `*.example.com` for one label under it.
 #[derive(Debug, Default)]
@@ -70,77 +53,6 @@ impl Certificates {
             .get(&name)
             .or_else(|| name.split_once('.').and_then(|(_, parent)| self.wildcard.get(parent)))
             .cloned()
-    }
-}
-
-/// Names issued certificates are kept for at most; the cache starts over beyond it.
-const MAX_ISSUED: usize = 10_000;
-/// How long an issued certificate is valid.
-const ISSUED_DAYS: i64 = 90;
-
-/// A certificate authority of the platform's own that issues certificates for routed
-/// names as clients ask for them.
-pub struct LocalCa {
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-    /// One key for every issued certificate, made at start.
-    leaf_key: rcgen::KeyPair,
-    issued: Mutex<HashMap<String, Arc<CertifiedKey>>>,
-}
-
-impl std::fmt::Debug for LocalCa {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalCa").finish_non_exhaustive()
-    }
-}
-
-impl LocalCa {
-    fn params() -> rcgen::CertificateParams {
-        let mut params = rcgen::CertificateParams::default();
-        params.distinguished_name.push(rcgen::DnType::CommonName, "Skiff local CA");
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
-        params
-    }
-
-    /// A new CA: its certificate (to trust) and key, as PEM.
-    ///
-    /// # Errors
-    /// When the key cannot be made.
-    pub fn generate() -> Result<(String, String), String> {
-        let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
-        let cert = Self::params().self_signed(&key).map_err(|e| e.to_string())?;
-        Ok((cert.pem(), key.serialize_pem()))
-    }
-
-    /// The CA whose key [`LocalCa::generate`] made.
-    ///
-    /// # Errors
-    /// When the key does not parse.
-    pub fn from_key_pem(key_pem: &str) -> Result<Self, String> {
-        let key = rcgen::KeyPair::from_pem(key_pem).map_err(|e| format!("invalid CA key: {e}"))?;
-        let leaf_key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
-        Ok(Self { issuer: rcgen::Issuer::new(Self::params(), key), leaf_key, issued: Mutex::new(HashMap::new()) })
-    }
-
-    /// A certificate for `name`, issued now or earlier.
-    pub fn issue(&self, name: &str) -> Option<Arc<CertifiedKey>> {
-        let mut issued = self.issued.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(found) = issued.get(name) {
-            return Some(found.clone());
-        }
-        let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).ok()?;
-        let now = time::OffsetDateTime::now_utc();
-        params.not_before = now - time::Duration::days(1);
-        params.not_after = now + time::Duration::days(ISSUED_DAYS);
-        params.serial_number = Some(rcgen::SerialNumber::from_slice(&rand::random::<[u8; 16]>()));
-        params.distinguished_name.push(rcgen::DnType::CommonName, name);
-        let cert = params.signed_by(&self.leaf_key, &self.issuer).ok()?;
-        let key = certified_key(&cert.pem(), &self.leaf_key.serialize_pem()).ok()?;
-        if issued.len() >= MAX_ISSUED {
-            issued.clear();
-        }
-        issued.insert(name.to_owned(), key.clone());
-        Some(key)
     }
 }
 

@@ -2,12 +2,25 @@
 //! `/readyz` (every dependency it needs answers: its database, engine, store or Redis) and
 //! `/metrics` (Prometheus' text format).
 //!
+//! It also holds the plumbing the services share:
+//!
 //! Layout:
 //! - [`probe`]: readiness checks, run together with a deadline each.
 //! - [`metrics`]: Prometheus text, and a counter of answers by status class.
+//! - [`syslog`]: lines from Skiff's own components into apps' log streams.
+//! - `ca` (feature `tls`): certificates ready to serve, and the platform's local CA.
+//! - `pubsub` (feature `redis`): following a Redis channel across reconnections.
+//! - `docker` (feature `docker`): the connection to the local engine.
 
+#[cfg(feature = "tls")]
+pub mod ca;
+#[cfg(feature = "docker")]
+pub mod docker;
 pub mod metrics;
 pub mod probe;
+#[cfg(feature = "redis")]
+pub mod pubsub;
+pub mod syslog;
 
 use std::sync::Arc;
 

@@ -26,13 +26,3 @@ pub use wire::*;
 pub fn secrets_match(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
-
-/// Syslog lines that Skiff's own components send to the logger.
-pub mod syslog {
-    /// An RFC 5424 message (facility local0, severity info) whose APP-NAME is
-    /// `<app>.<source>`, e.g. `shop.router`: the logger files it in `shop`'s stream under
-    /// that source. `timestamp` is RFC 3339.
-    pub fn line(app: &crate::AppName, source: &str, timestamp: &str, message: &str) -> String {
-        format!("<134>1 {timestamp} - {app}.{source} - - - {message}")
-    }
-}

@@ -1,10 +1,5 @@
 //! The typed client of the controller API, used by the CLI (with a user's token) and by
-//! Skiff's components (with the service token), and [`syslog::Sender`], which puts lines
-//! into apps' log streams.
-
-#[cfg(feature = "redis")]
-pub mod pubsub;
-pub mod syslog;
+//! Skiff's components (with the service token).
 
 use std::time::Duration;
 

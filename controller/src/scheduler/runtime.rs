@@ -147,7 +147,7 @@ impl DockerRuntime {
         service_token: &str,
         confinement: Confinement,
     ) -> Result<Self, RuntimeError> {
-        let docker = Docker::connect_with_local_defaults()?.negotiate_version().await?;
+        let docker = skiff_service::docker::connect().await?;
         let registry_credentials = DockerCredentials {
             username: Some("skiff".into()),
             password: Some(service_token.into()),

@@ -29,6 +29,13 @@ impl Sender {
     pub fn send(&self, app: &AppName, message: &str) {
         let now =
             time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-        let _ = self.socket.try_send(skiff_api::syslog::line(app, self.source, &now, message).as_bytes());
+        let _ = self.socket.try_send(line(app, self.source, &now, message).as_bytes());
     }
+}
+
+/// An RFC 5424 message (facility local0, severity info) whose APP-NAME is
+/// `<app>.<source>`, e.g. `shop.router`: the logger files it in `shop`'s stream under that
+/// source. `timestamp` is RFC 3339.
+pub fn line(app: &AppName, source: &str, timestamp: &str, message: &str) -> String {
+    format!("<134>1 {timestamp} - {app}.{source} - - - {message}")
 }
