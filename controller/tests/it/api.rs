@@ -11,6 +11,8 @@ use async_trait::async_trait;
 use skiff_controller::scheduler::runtime::Container;
 use skiff_controller::scheduler::{ContainerRuntime, MemoryRuntime, RuntimeError, StartSpec};
 
+use skiff_testing::eventually_true;
+
 use crate::test_app::{Answer, PASSWORD, SERVICE_TOKEN, Scheduling, TestApp};
 
 /// A platform with an admin and `alice`, who owns `shop`, released once (a `web` process).
@@ -39,11 +41,10 @@ impl Shop {
 
     /// Waits until release `version` is deployed.
     async fn deployed(&self, version: u32) -> bool {
-        self.platform
-            .eventually(Duration::from_secs(10), async || {
-                self.call("get", &format!("/releases/{version}"), None).await.body["state"] == "deployed"
-            })
-            .await
+        eventually_true(Duration::from_secs(10), || async move {
+            self.call("get", &format!("/releases/{version}"), None).await.body["state"] == "deployed"
+        })
+        .await
     }
 
     /// How many containers of `process` run.
@@ -71,8 +72,7 @@ async fn apps_are_created_listed_shown_and_destroyed() {
 
     assert_eq!(shop.call("delete", "", None).await.status, 204);
     assert_eq!(shop.call("get", "", None).await.status, 404);
-    let gone =
-        shop.platform.eventually(Duration::from_secs(5), async || shop.platform.runtime_is_empty_of("shop").await);
+    let gone = eventually_true(Duration::from_secs(5), || async { shop.platform.runtime_is_empty_of("shop").await });
     assert!(gone.await, "the app's containers go");
 }
 
@@ -121,7 +121,7 @@ async fn scaling_restarting_and_one_off_commands() {
     let shop = Shop::start().await;
     let scaled = shop.call("post", "/scale", Some(json!({"web": 2}))).await;
     assert_eq!(scaled.body[0]["quantity"], 2, "{scaled:?}");
-    assert!(shop.platform.eventually(Duration::from_secs(10), async || shop.running("web").await == 2).await);
+    assert!(eventually_true(Duration::from_secs(10), || async { shop.running("web").await == 2 }).await);
     assert_eq!(shop.call("post", "/scale", Some(json!({"worker": 1}))).await.status, 400);
     assert_eq!(shop.call("post", "/scale", Some(json!({"web": 101}))).await.status, 400);
     assert_eq!(shop.call("get", "/formation", None).await.body[0]["quantity"], 2);
@@ -220,13 +220,11 @@ async fn access_maintenance_and_the_route_feed() {
 
     let on = shop.call("post", "/maintenance", Some(json!({"enabled": true}))).await;
     assert_eq!(on.body["maintenance"], true);
-    let routed = shop
-        .platform
-        .eventually(Duration::from_secs(5), async || {
-            let feed = shop.platform.call(Some(SERVICE_TOKEN), "get", "/v2/routes", None).await.body;
-            feed["routes"].as_array().unwrap().iter().any(|r| r["app"] == "shop" && r["maintenance"] == true)
-        })
-        .await;
+    let routed = eventually_true(Duration::from_secs(5), || async {
+        let feed = shop.platform.call(Some(SERVICE_TOKEN), "get", "/v2/routes", None).await.body;
+        feed["routes"].as_array().unwrap().iter().any(|r| r["app"] == "shop" && r["maintenance"] == true)
+    })
+    .await;
     assert!(routed, "the router is told");
 }
 

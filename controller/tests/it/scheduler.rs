@@ -13,6 +13,7 @@ use skiff_controller::db::{AppRow, Db, SettingsKind, UserRow};
 use skiff_controller::events::Events;
 use skiff_controller::routes::RouteFeed;
 use skiff_controller::scheduler::{ContainerRuntime, MemoryRuntime, Scheduler};
+use skiff_testing::eventually_true;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) struct Fixture {
@@ -156,12 +157,7 @@ impl Fixture {
 
     /// Waits (at most `limit`) until release `version` of the fixture's app is deployed.
     pub(crate) async fn deployed_within(&self, version: u32, limit: Duration) -> bool {
-        let deployed = async {
-            while self.state(version).await.0 != ReleaseState::Deployed {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        };
-        tokio::time::timeout(limit, deployed).await.is_ok()
+        eventually_true(limit, || async { self.state(version).await.0 == ReleaseState::Deployed }).await
     }
 
     async fn state(&self, version: u32) -> (ReleaseState, Option<String>) {

@@ -157,20 +157,6 @@ impl TestApp {
         });
         self.call(Some(SERVICE_TOKEN), "post", "/v2/hooks/builds", Some(build)).await
     }
-
-    /// Waits (at most `limit`) until `check` holds.
-    pub async fn eventually(&self, limit: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            if check().await {
-                return true;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
 }
 
 impl Drop for TestApp {

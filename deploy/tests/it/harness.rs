@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tempfile::TempDir;
 
@@ -377,21 +377,7 @@ pub async fn get_via_router(router: SocketAddr, host: &str) -> Option<(u16, Stri
     Some((status, response.text().await.unwrap_or_default()))
 }
 
-/// Polls `check` every 100 ms until it yields a value or `limit` passes.
-pub async fn eventually<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if let Some(value) = check().await {
-            return Some(value);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    None
-}
+pub use skiff_testing::eventually;
 
 /// Copies the example app into a new git repository with one commit on `main`.
 pub fn example_repo(platform: &Platform, key: &Path) -> PathBuf {

@@ -96,14 +96,12 @@ async fn next(received: &mut mpsc::UnboundedReceiver<String>) -> String {
 
 /// Polls a drain's status until `done` holds (bounded).
 async fn wait_status(drains: &Drains, id: i64, done: impl Fn(&DrainStatus) -> bool) -> DrainStatus {
-    for _ in 0..200 {
+    let there = || async {
         let status = drains.status().into_iter().find(|s| s.id == id).unwrap();
-        if done(&status) {
-            return status;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("drain {id} never got there: {:?}", drains.status());
+        done(&status).then_some(status)
+    };
+    let status = skiff_testing::eventually(Duration::from_secs(10), there).await;
+    status.unwrap_or_else(|| panic!("drain {id} never got there: {:?}", drains.status()))
 }
 
 #[tokio::test]

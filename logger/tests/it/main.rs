@@ -57,14 +57,14 @@ async fn lines(logger: &Logger, app: &str) -> Vec<LogLine> {
 
 /// Polls until `app` has `count` lines (bounded).
 async fn wait_for(logger: &Logger, app: &str, count: usize) -> Vec<LogLine> {
-    for _ in 0..100 {
+    let enough = || async {
         let found = lines(logger, app).await;
-        if found.len() >= count {
-            return found;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        (found.len() >= count).then_some(found)
+    };
+    match skiff_testing::eventually(Duration::from_secs(5), enough).await {
+        Some(found) => found,
+        None => lines(logger, app).await,
     }
-    lines(logger, app).await
 }
 
 fn logger_cli(logger: &Logger, args: &[&str], message: &str) {

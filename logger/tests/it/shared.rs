@@ -36,12 +36,7 @@ fn messages(buffers: &Buffers, app: &str) -> Vec<String> {
 
 /// The app's messages once `done` holds of them (or after 5 s).
 async fn wait_until(buffers: &Buffers, app: &str, done: impl Fn(&[String]) -> bool) -> Vec<String> {
-    for _ in 0..100 {
-        if done(&messages(buffers, app)) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    skiff_testing::eventually_true(Duration::from_secs(5), || async { done(&messages(buffers, app)) }).await;
     messages(buffers, app)
 }
 
