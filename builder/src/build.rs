@@ -238,8 +238,7 @@ async fn build(
         ctx.engine.push(&repository, &tag).await?;
         let digest = ctx.registry.manifest_digest(ctx.push.app.as_str(), &tag).await?;
         out.step(&format!("Pushed image {}@{digest}", ctx.push.app)).await;
-        let processes =
-            processes.unwrap_or_else(|| [("web".parse().expect("valid process type"), String::new())].into());
+        let processes = processes.unwrap_or_else(|| [(ProcessType::web(), String::new())].into());
         return Ok((format!("{}@{digest}", ctx.push.app), processes));
     }
 

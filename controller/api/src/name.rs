@@ -125,6 +125,22 @@ validated_name!(
     |v| is_slug(v, 30, b"")
 );
 
+impl ProcessType {
+    /// The process type that gets the app's HTTP traffic, as on Heroku: one container of it
+    /// runs by default, and the router sends requests to its containers.
+    pub const WEB: &'static str = "web";
+
+    /// The `web` process type.
+    pub fn web() -> Self {
+        Self(Self::WEB.to_owned())
+    }
+
+    /// Whether `name` is the web process type.
+    pub fn is_web(name: &str) -> bool {
+        name == Self::WEB
+    }
+}
+
 /// A content digest, `sha256:<64 hex>` or `sha512:<128 hex>`, lowercase. Safe as a file
 /// name or a storage key once parsed.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

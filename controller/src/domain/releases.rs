@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use skiff_api::{
-    BuildCreate, BuildKind, BuildRecorded, BuildStatus, ConfigChange, ConfigChanged, Release, ReleaseState,
+    BuildCreate, BuildKind, BuildRecorded, BuildStatus, ConfigChange, ConfigChanged, ProcessType, Release, ReleaseState,
 };
 
 use crate::db::{AppRow, UserRow};
@@ -134,7 +134,7 @@ impl Releases<'_> {
             status: BuildStatus::Succeeded,
             image: Some(image),
             git_sha: None,
-            procfile: [("web".parse().expect("valid process type"), String::new())].into(),
+            procfile: [(ProcessType::web(), String::new())].into(),
             duration_ms: 0,
             log: String::new(),
         };

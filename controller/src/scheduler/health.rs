@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use skiff_api::{CheckKind, Healthcheck};
+use skiff_api::{CheckKind, Healthcheck, ProcessType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How long one probe may take.
@@ -34,7 +34,7 @@ impl Check {
             Some(Healthcheck { kind: CheckKind::Http, path, .. }) => Check::Http { path: path.clone() },
             Some(Healthcheck { kind: CheckKind::Tcp, .. }) => Check::Tcp,
             Some(Healthcheck { kind: CheckKind::None, .. }) => Check::Running,
-            None if process == "web" => Check::Http { path: None },
+            None if ProcessType::is_web(process) => Check::Http { path: None },
             None => Check::Running,
         }
     }

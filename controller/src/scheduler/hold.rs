@@ -10,15 +10,12 @@ use std::time::{Duration, Instant};
 
 use skiff_api::AppName;
 
-use super::plan::{Desired, Step};
+use super::plan::{Desired, Removal, Step};
 
 /// The longest pause between restarts of a crashing process type.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// A crash this long after the previous one starts the count afresh.
 const CRASH_MEMORY: Duration = Duration::from_secs(600);
-
-/// Why a container is removed when it crashed (rather than left service).
-pub const EXITED: &str = "container exited";
 
 /// The pause before starting a process type again after its `crashes`-th crash in a row.
 pub fn backoff(crashes: u32, interval: Duration) -> Duration {
@@ -106,7 +103,7 @@ impl Hold {
         self.leaving.retain(|id, (app, _)| proposed.contains(id) || busy.contains(app));
         for step in &steps {
             if let Step::Remove { app, process, release, generation, reason, .. } = step
-                && *reason == EXITED
+                && *reason == Removal::Exited
             {
                 self.crashed(app, process, (*release, *generation), now, interval);
             }
@@ -114,7 +111,7 @@ impl Hold {
         let mut due = Vec::with_capacity(steps.len());
         for step in steps {
             let until = match &step {
-                Step::Remove { reason, .. } if *reason == EXITED => None,
+                Step::Remove { reason: Removal::Exited, .. } => None,
                 Step::Remove { id, app, .. } => {
                     Some(self.leaving.entry(id.clone()).or_insert((app.clone(), now)).1 + drain)
                 }
@@ -157,7 +154,7 @@ mod tests {
         })
     }
 
-    fn remove(id: &str, reason: &'static str) -> Step {
+    fn remove(id: &str, reason: Removal) -> Step {
         let app = "shop".parse().unwrap();
         Step::Remove { id: id.into(), app, process: "web".into(), release: 1, generation: 0, reason }
     }
@@ -179,19 +176,17 @@ mod tests {
     fn leaving_containers_drain_and_exited_ones_go_at_once() {
         let mut hold = Hold::default();
         let t0 = Instant::now();
-        let steps = vec![remove("old", "replaced by a newer release"), remove("dead", EXITED)];
+        let steps = vec![remove("old", Removal::Replaced), remove("dead", Removal::Exited)];
         let (due, next) = due_when_free(&mut hold, steps.clone(), t0, 5 * SECOND);
         assert_eq!(due.len(), 1, "the exited one only");
         assert_eq!(next, Some(t0 + 5 * SECOND));
-        let (due, _) =
-            due_when_free(&mut hold, vec![remove("old", "replaced by a newer release")], t0 + 3 * SECOND, 5 * SECOND);
+        let (due, _) = due_when_free(&mut hold, vec![remove("old", Removal::Replaced)], t0 + 3 * SECOND, 5 * SECOND);
         assert!(due.is_empty(), "still draining");
-        let (due, next) =
-            due_when_free(&mut hold, vec![remove("old", "replaced by a newer release")], t0 + 5 * SECOND, 5 * SECOND);
+        let (due, next) = due_when_free(&mut hold, vec![remove("old", Removal::Replaced)], t0 + 5 * SECOND, 5 * SECOND);
         assert_eq!((due.len(), next), (1, None), "drained");
         // Brought back (no longer proposed), then proposed again: drains afresh.
         due_when_free(&mut hold, Vec::new(), t0 + 6 * SECOND, 5 * SECOND);
-        let (due, _) = due_when_free(&mut hold, vec![remove("old", "scaled down")], t0 + 7 * SECOND, 5 * SECOND);
+        let (due, _) = due_when_free(&mut hold, vec![remove("old", Removal::ScaledDown)], t0 + 7 * SECOND, 5 * SECOND);
         assert!(due.is_empty());
     }
 
@@ -200,10 +195,10 @@ mod tests {
         let mut hold = Hold::default();
         let t0 = Instant::now();
         let busy: HashSet<AppName> = ["shop".parse().unwrap()].into();
-        due_when_free(&mut hold, vec![remove("old", "scaled down")], t0, 5 * SECOND);
+        due_when_free(&mut hold, vec![remove("old", Removal::ScaledDown)], t0, 5 * SECOND);
         hold.due(Vec::new(), &busy, t0 + 2 * SECOND, 5 * SECOND, SECOND);
         assert!(hold.is_leaving("old"), "still out of the routes");
-        let (due, _) = due_when_free(&mut hold, vec![remove("old", "scaled down")], t0 + 5 * SECOND, 5 * SECOND);
+        let (due, _) = due_when_free(&mut hold, vec![remove("old", Removal::ScaledDown)], t0 + 5 * SECOND, 5 * SECOND);
         assert_eq!(due.len(), 1, "drained since it first came up, not since the app was free again");
     }
 

@@ -22,6 +22,6 @@ pub mod reconcile;
 pub mod runtime;
 
 pub use memory::MemoryRuntime;
-pub use plan::{Desired, Observed, Step, plan};
+pub use plan::{Desired, Observed, Removal, Step, plan};
 pub use reconcile::Scheduler;
 pub use runtime::{Confinement, ContainerRuntime, DockerRuntime, RuntimeError, StartSpec};

@@ -49,13 +49,41 @@ pub struct Observed {
     pub ready: bool,
 }
 
+/// Why a container is removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// Its process type runs fewer containers now.
+    ScaledDown,
+    /// No release runs its process type any more.
+    Unused,
+    /// It stopped on its own (a crash, or a command that ended).
+    Exited,
+    /// A restart, or new limits or health checks, gave its process type fresh containers
+    /// of the same release, which are ready.
+    Renewed,
+    /// A newer release's containers are ready.
+    Replaced,
+}
+
+impl std::fmt::Display for Removal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::ScaledDown => "scaled down",
+            Self::Unused => "no release runs this process type",
+            Self::Exited => "container exited",
+            Self::Renewed => "replaced by a fresh container of the same release",
+            Self::Replaced => "replaced by a newer release",
+        })
+    }
+}
+
 /// One thing to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
     /// Start one container of a process type.
     Start(Desired),
     /// Remove a container (stopping it first).
-    Remove { id: String, app: AppName, process: String, release: u32, generation: u32, reason: &'static str },
+    Remove { id: String, app: AppName, process: String, release: u32, generation: u32, reason: Removal },
 }
 
 impl Step {
@@ -68,7 +96,7 @@ impl Step {
     }
 }
 
-fn remove(container: &Observed, reason: &'static str) -> Step {
+fn remove(container: &Observed, reason: Removal) -> Step {
     Step::Remove {
         id: container.id.clone(),
         app: container.app.clone(),
@@ -91,23 +119,18 @@ pub fn plan(desired: &[Desired], observed: &[Observed]) -> Vec<Step> {
         if current.len() > quantity {
             // Keep ready containers over unready ones; the order is otherwise by id.
             current.sort_by(|a, b| b.ready.cmp(&a.ready).then_with(|| a.id.cmp(&b.id)));
-            steps.extend(current[quantity..].iter().map(|c| remove(c, "scaled down")));
+            steps.extend(current[quantity..].iter().map(|c| remove(c, Removal::ScaledDown)));
         }
     }
     for container in observed {
         let want = desired.iter().find(|d| d.spec.app == container.app && d.spec.process == container.process);
         let reason = match want {
-            None => Some("no release runs this process type"),
-            Some(_) if !container.running => Some(super::hold::EXITED),
+            None => Some(Removal::Unused),
+            Some(_) if !container.running => Some(Removal::Exited),
             Some(want) if want.is_current(container) => None,
             Some(want) => {
                 let ready = observed.iter().filter(|c| want.is_current(c) && c.ready).count();
-                let reason = if container.release == want.spec.release {
-                    // A restart, or new limits or health checks.
-                    "replaced by a fresh container of the same release"
-                } else {
-                    "replaced by a newer release"
-                };
+                let reason = if container.release == want.spec.release { Removal::Renewed } else { Removal::Replaced };
                 (ready >= want.quantity as usize).then_some(reason)
             }
         };
@@ -220,14 +243,14 @@ mod tests {
         let mut fresh = seen("c2", "a", 1, true, true);
         fresh.generation = 1;
         let steps = plan(&[restarted], &[seen("c1", "a", 1, true, true), fresh]);
-        let reasons: Vec<&str> = steps
+        let reasons: Vec<Removal> = steps
             .iter()
             .filter_map(|s| match s {
                 Step::Remove { reason, .. } => Some(*reason),
                 Step::Start(_) => None,
             })
             .collect();
-        assert_eq!(reasons, ["replaced by a fresh container of the same release"], "no newer release was made");
+        assert_eq!(reasons, [Removal::Renewed], "no newer release was made");
     }
 
     #[test]

@@ -19,8 +19,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::health::Check;
-use super::hold::{EXITED, Hold};
-use super::plan::{Desired, Observed, Step, plan};
+use super::hold::Hold;
+use super::plan::{Desired, Observed, Removal, Step, plan};
 use super::runtime::{Container, ContainerRuntime, StartSpec};
 use crate::config::Config;
 use crate::coordination::Coordination;
@@ -316,13 +316,16 @@ impl Scheduler {
                 let ready: Vec<(&Observed, SocketAddr)> = observed
                     .iter()
                     .filter(|(o, _)| {
-                        o.app == app.name && o.ready && o.process == "web" && !leaving.contains(o.id.as_str())
+                        o.app == app.name
+                            && o.ready
+                            && ProcessType::is_web(&o.process)
+                            && !leaving.contains(o.id.as_str())
                     })
                     .filter_map(|(o, a)| Some((o, (*a)?)))
                     .collect();
                 let current = desired
                     .iter()
-                    .find(|d| d.spec.app == app.name && d.spec.process == "web")
+                    .find(|d| d.spec.app == app.name && ProcessType::is_web(&d.spec.process))
                     .map(|d| (d.spec.release, d.spec.generation));
                 let of_current: Vec<SocketAddr> =
                     ready.iter().filter(|(o, _)| Some((o.release, o.generation)) == current).map(|(_, a)| *a).collect();
@@ -396,10 +399,10 @@ impl Scheduler {
                 }
             }
             Step::Remove { id, app, process, release, reason, .. } => {
-                tracing::info!(%app, release, reason, container = %id, "controller.reconcile.remove");
+                tracing::info!(%app, release, %reason, container = %id, "controller.reconcile.remove");
                 let short: String = id.chars().take(12).collect();
                 // The hold counted the crash when it let this step through.
-                let outcome = if reason == EXITED {
+                let outcome = if reason == Removal::Exited {
                     let (crashes, pause) = self.hold().crashes(&app, &process, self.config.reconcile_interval);
                     let what = self.exit_reason(&id, &process).await?;
                     self.db.record_crash(&app, &process, release, &what, crashes, pause).await?;
@@ -491,7 +494,7 @@ fn crash_outcome(crashes: u32, pause: Duration) -> String {
 
 /// How many containers a process type runs until it is scaled: one `web`, no others.
 pub fn default_quantity(process: &str) -> u32 {
-    u32::from(process == "web")
+    u32::from(ProcessType::is_web(process))
 }
 
 /// A container's environment: the release's config, and who it is.

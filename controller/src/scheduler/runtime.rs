@@ -21,7 +21,7 @@ use bollard::query_parameters::{
     StopContainerOptions,
 };
 use futures_util::{StreamExt, TryStreamExt};
-use skiff_api::{AppName, RunOutput};
+use skiff_api::{AppName, ProcessType, RunOutput};
 
 /// Marks one-off containers (`skiff run`); the scheduler leaves them alone.
 pub const ONE_OFF_LABEL: &str = "skiff.one-off";
@@ -293,7 +293,7 @@ impl ContainerRuntime for DockerRuntime {
         self.pull(&spec.image).await?;
 
         // Only web containers get a port; others have nothing to serve.
-        let web = spec.process == "web";
+        let web = ProcessType::is_web(&spec.process);
         let port = if web { self.app_port(&spec.image).await } else { CONTAINER_PORT };
         let labels = HashMap::from([
             ("skiff.app".to_owned(), spec.app.to_string()),
