@@ -241,27 +241,88 @@ impl<'a> Given<'a> {
     }
 }
 
+/// A field the router adds to the app's head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    ForwardedFor,
+    ForwardedProto,
+    ForwardedPort,
+    ForwardedHost,
+    RealIp,
+    Via,
+    RequestId,
+}
+
+impl Field {
+    /// Its name, lowercase.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ForwardedFor => "x-forwarded-for",
+            Self::ForwardedProto => "x-forwarded-proto",
+            Self::ForwardedPort => "x-forwarded-port",
+            Self::ForwardedHost => "x-forwarded-host",
+            Self::RealIp => "x-real-ip",
+            Self::Via => "via",
+            Self::RequestId => "x-request-id",
+        }
+    }
+}
+
+/// What an added field says. Most values are ones each engine has at hand already (the
+/// peer's address, the port, the host): named, they are rendered without being made again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    /// The peer's address.
+    Peer,
+    /// The listener's port.
+    Port,
+    /// The request's host.
+    Host,
+    /// `http` or `https`.
+    Scheme(&'static str),
+    /// [`Forwarding::via`].
+    Via,
+    /// [`Forwarding::request_id`].
+    RequestId,
+    /// Anything else, spelled out.
+    Text(String),
+}
+
+impl Forwarding<'_> {
+    /// A value's bytes.
+    pub fn bytes<'v>(&'v self, value: &'v Value) -> &'v [u8] {
+        match value {
+            Value::Peer => self.peer_text,
+            Value::Port => self.port,
+            Value::Host => self.host.as_bytes(),
+            Value::Scheme(scheme) => scheme.as_bytes(),
+            Value::Via => self.via.as_bytes(),
+            Value::RequestId => self.request_id.as_bytes(),
+            Value::Text(text) => text.as_bytes(),
+        }
+    }
+}
+
 /// The fields the router adds to the app's head, in order: `X-Forwarded-For` (a trusted
 /// proxy's list with the peer appended, else the peer), `-Proto`, `-Port` and `-Host`
 /// (unless a trusted proxy gave them), `X-Real-IP` (the client the router believes it is),
 /// `Via` and `X-Request-Id`.
-pub fn added<'a>(f: &Forwarding<'a>) -> impl Iterator<Item = (&'static str, Cow<'a, [u8]>)> {
+pub fn added(f: &Forwarding<'_>) -> impl Iterator<Item = (Field, Value)> {
     let forwarded_for = match f.given.forwarded_for.filter(|_| f.trusted).and_then(|v| std::str::from_utf8(v).ok()) {
-        Some(earlier) => Cow::Owned([earlier.as_bytes(), b", ", f.peer_text].concat()),
-        None => Cow::Borrowed(f.peer_text),
+        Some(earlier) => Value::Text(format!("{earlier}, {}", String::from_utf8_lossy(f.peer_text))),
+        None => Value::Peer,
     };
     let [proto, port, host] = f.given.forwarded.map(|given| !f.trusted || !given);
-    let scheme: &'static [u8] = if f.https { b"https" } else { b"http" };
-    let real_ip =
-        if f.client == f.peer { Cow::Borrowed(f.peer_text) } else { Cow::Owned(f.client.to_string().into_bytes()) };
+    let scheme = if f.https { "https" } else { "http" };
+    let real_ip = if f.client == f.peer { Value::Peer } else { Value::Text(f.client.to_string()) };
     [
-        Some(("x-forwarded-for", forwarded_for)),
-        proto.then_some(("x-forwarded-proto", Cow::Borrowed(scheme))),
-        port.then_some(("x-forwarded-port", Cow::Borrowed(f.port))),
-        host.then_some(("x-forwarded-host", Cow::Borrowed(f.host.as_bytes()))),
-        Some(("x-real-ip", real_ip)),
-        Some(("via", Cow::Borrowed(f.via.as_bytes()))),
-        Some(("x-request-id", Cow::Borrowed(f.request_id.as_bytes()))),
+        Some((Field::ForwardedFor, forwarded_for)),
+        proto.then_some((Field::ForwardedProto, Value::Scheme(scheme))),
+        port.then_some((Field::ForwardedPort, Value::Port)),
+        host.then_some((Field::ForwardedHost, Value::Host)),
+        Some((Field::RealIp, real_ip)),
+        Some((Field::Via, Value::Via)),
+        Some((Field::RequestId, Value::RequestId)),
     ]
     .into_iter()
     .flatten()

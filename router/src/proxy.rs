@@ -107,7 +107,7 @@ struct Target<'a> {
     app: &'a str,
     /// The largest request body the app takes, in bytes.
     max_body: Option<u64>,
-    request_id: &'a str,
+    request_id: &'a HeaderValue,
 }
 
 /// Where a client connection comes from, with the forwarded headers that say so, made
@@ -537,8 +537,13 @@ impl Proxy {
         });
         let host = host_value.to_str().unwrap_or("");
         let method = request.method().clone();
-        let request_id =
-            policy::request_id(request.headers().get(X_REQUEST_ID).map(HeaderValue::as_bytes)).into_owned();
+        // Kept as the client's header value when it passes on, made once otherwise.
+        let given_id = request.headers().get(X_REQUEST_ID);
+        let request_id = match policy::request_id(given_id.map(HeaderValue::as_bytes)) {
+            std::borrow::Cow::Borrowed(_) => given_id.cloned().expect("a borrowed id is the client's"),
+            std::borrow::Cow::Owned(made) => HeaderValue::try_from(made).expect("hex digits are a header value"),
+        };
+        let request_id_text = request_id.to_str().unwrap_or_default();
         let path_and_query = request.uri().path_and_query().cloned();
         let path = path_and_query.as_ref().map_or("/", |p| p.as_str());
         let table = self.shared.table.load();
@@ -579,7 +584,7 @@ impl Proxy {
             method: method.as_str(),
             path,
             host,
-            request_id: &request_id,
+            request_id: request_id_text,
             client,
             status: response.status().as_u16(),
             started,
@@ -624,8 +629,15 @@ impl Proxy {
         // Copied: the header map changes below.
         let forwarded_for = given.forwarded_for.map(<[u8]>::to_vec);
         let given = policy::Given { forwarded_for: forwarded_for.as_deref(), ..given };
-        let forwarding = origin.forwarding(host.to_str().unwrap_or_default(), client, given, request_id, via);
-        edit_request_headers(headers, &forwarding);
+        let forwarding = origin.forwarding(
+            host.to_str().unwrap_or_default(),
+            client,
+            given,
+            request_id.to_str().unwrap_or_default(),
+            via,
+        );
+        let known = Known { peer: &origin.address, port: &origin.port, host, request_id };
+        edit_request_headers(headers, &forwarding, &known);
         if let Some(protocol) = upgrade {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, protocol);
@@ -806,21 +818,58 @@ fn origin_form(uri: &Uri) -> Uri {
 
 /// The app's request headers from the client's, as the policy says: the fields that
 /// describe the connection (those `Connection` names too) or that the router sets go, and
-/// the router's are added. The relay writes the same edits as bytes
-/// (`relay::write_app_head`).
-fn edit_request_headers(headers: &mut http::HeaderMap, forwarding: &Forwarding<'_>) {
+/// the router's are added, with the values `known` has ready made. The relay writes the
+/// same edits as bytes (`relay::write_app_head`).
+fn edit_request_headers(headers: &mut http::HeaderMap, forwarding: &Forwarding<'_>, known: &Known<'_>) {
     strip_connection_named(headers);
-    let dropped: Vec<HeaderName> =
-        headers.keys().filter(|name| policy::drops(name.as_str(), forwarding.trusted)).cloned().collect();
-    for name in dropped {
-        headers.remove(name);
+    if headers.keys().any(|name| policy::drops(name.as_str(), forwarding.trusted)) {
+        let dropped: Vec<HeaderName> =
+            headers.keys().filter(|name| policy::drops(name.as_str(), forwarding.trusted)).cloned().collect();
+        for name in dropped {
+            headers.remove(name);
+        }
     }
     // Room for the headers added, in one growth of the map at most.
     headers.reserve(8);
-    for (name, value) in policy::added(forwarding) {
-        if let Ok(value) = HeaderValue::from_bytes(&value) {
-            headers.append(HeaderName::from_static(name), value);
-        }
+    for (field, value) in policy::added(forwarding) {
+        let value = match value {
+            policy::Value::Peer => known.peer.clone(),
+            policy::Value::Port => known.port.clone(),
+            policy::Value::Host => known.host.clone(),
+            policy::Value::Scheme(scheme) => HeaderValue::from_static(scheme),
+            policy::Value::Via => HeaderValue::from_static(forwarding.via),
+            policy::Value::RequestId => known.request_id.clone(),
+            policy::Value::Text(text) => match HeaderValue::try_from(text) {
+                Ok(value) => value,
+                Err(_) => continue,
+            },
+        };
+        headers.append(field_name(field), value);
+    }
+}
+
+/// The header values hyper's path has ready for the fields the router adds.
+struct Known<'a> {
+    peer: &'a HeaderValue,
+    port: &'a HeaderValue,
+    host: &'a HeaderValue,
+    request_id: &'a HeaderValue,
+}
+
+/// A field's name, made once.
+fn field_name(field: policy::Field) -> HeaderName {
+    const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+    const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+    const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+    const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+    match field {
+        policy::Field::ForwardedFor => X_FORWARDED_FOR,
+        policy::Field::ForwardedProto => X_FORWARDED_PROTO,
+        policy::Field::ForwardedPort => X_FORWARDED_PORT,
+        policy::Field::ForwardedHost => X_FORWARDED_HOST,
+        policy::Field::RealIp => X_REAL_IP,
+        policy::Field::Via => header::VIA,
+        policy::Field::RequestId => X_REQUEST_ID,
     }
 }
 
@@ -843,6 +892,10 @@ fn strip_connection_named(headers: &mut http::HeaderMap) {
 
 /// Removes from an app's answer the headers that describe its connection to the router.
 fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    // Most answers carry none: one look at the names before any removal.
+    if !headers.keys().any(|name| policy::HOP_BY_HOP.contains(&name.as_str())) {
+        return;
+    }
     strip_connection_named(headers);
     for name in policy::HOP_BY_HOP {
         headers.remove(name);
@@ -871,7 +924,12 @@ mod tests {
         for (name, value) in fields {
             headers.append(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_str(value).unwrap());
         }
-        edit_request_headers(&mut headers, forwarding);
+        let value = |bytes: &[u8]| HeaderValue::from_bytes(bytes).unwrap();
+        let (peer, port, host) =
+            (value(forwarding.peer_text), value(forwarding.port), value(forwarding.host.as_bytes()));
+        let request_id = value(forwarding.request_id.as_bytes());
+        let known = Known { peer: &peer, port: &port, host: &host, request_id: &request_id };
+        edit_request_headers(&mut headers, forwarding, &known);
         headers.iter().map(|(name, value)| (name.as_str().to_owned(), value.to_str().unwrap().to_owned())).collect()
     }
 

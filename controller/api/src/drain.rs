@@ -9,10 +9,14 @@ use crate::AppName;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Drain {
+    /// The drain's id, for `drains:remove`.
     pub id: i64,
+    /// Where lines go (passwords masked in listings).
     pub url: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The app whose lines it takes; absent for a platform-wide drain (every app's).
     pub app: Option<AppName>,
+    /// When it was added, RFC 3339.
     pub created_at: String,
     /// What the logger reports of its deliveries; absent when the logger did not answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -23,6 +27,7 @@ pub struct Drain {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DrainCreate {
+    /// `syslog://HOST:PORT`, `syslog+tls://HOST:PORT`, or `http(s)://[USER:PASS@]HOST/PATH`.
     pub url: String,
 }
 
@@ -30,6 +35,7 @@ pub struct DrainCreate {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DrainStatus {
+    /// The drain's id.
     pub id: i64,
     /// Lines the drain accepted.
     pub delivered: u64,
@@ -65,9 +71,11 @@ impl DrainProtocol {
 /// A parsed drain URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DrainTarget {
+    /// How it is reached.
     pub protocol: DrainProtocol,
     /// A DNS name or an IP address (IPv6 without brackets).
     pub host: String,
+    /// The port (the scheme's default when the URL names none).
     pub port: u16,
     /// The request path for HTTP drains (`/` when absent).
     pub path: String,

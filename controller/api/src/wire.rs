@@ -11,7 +11,9 @@ use crate::{AppName, ProcessType, StackName, Username};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ErrorBody {
+    /// A stable code: `unauthenticated`, `forbidden`, `not_found`, `conflict`, `bad_request`, `unavailable`, `too_many_attempts` or `internal`.
     pub code: String,
+    /// What went wrong and what to do next, for people.
     pub message: String,
 }
 
@@ -19,7 +21,9 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Credentials {
+    /// The account's user name.
     pub username: Username,
+    /// Its password (at least 8 characters when registering).
     pub password: String,
 }
 
@@ -27,8 +31,11 @@ pub struct Credentials {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Session {
+    /// Who signed in.
     pub username: Username,
+    /// Whether they are an admin.
     pub admin: bool,
+    /// The API token, shown once; send it as `Authorization: Bearer <token>`.
     pub token: String,
 }
 
@@ -36,7 +43,9 @@ pub struct Session {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct User {
+    /// The user's name.
     pub username: Username,
+    /// Whether the user is an admin.
     pub admin: bool,
 }
 
@@ -44,6 +53,7 @@ pub struct User {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct KeyCreate {
+    /// An OpenSSH public key line, as in a `.pub` file.
     pub public_key: String,
 }
 
@@ -51,10 +61,13 @@ pub struct KeyCreate {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Key {
+    /// The key's id, for `keys:remove`.
     pub id: i64,
     /// `SHA256:<base64>`, as `ssh-keygen -l` prints it.
     pub fingerprint: String,
+    /// The comment at the end of the key line (often `user@host`).
     pub comment: String,
+    /// When it was added, RFC 3339.
     pub created_at: String,
 }
 
@@ -72,13 +85,17 @@ pub struct AppCreate {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct App {
+    /// The app's name, also its host name under the platform's domain.
     pub name: AppName,
+    /// Who owns it.
     pub owner: Username,
+    /// The stack it builds on.
     pub stack: StackName,
     /// Where the app answers, e.g. `http://name.localhost:8080`.
     pub url: String,
     /// Where to push, e.g. `ssh://git@127.0.0.1:2222/name.git`.
     pub git_url: String,
+    /// When it was created, RFC 3339.
     pub created_at: String,
     /// The current release, if any.
     pub release: Option<u32>,
@@ -91,7 +108,9 @@ pub struct App {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Domain {
+    /// The domain, exact (`www.example.com`) or a wildcard (`*.example.com`).
     pub domain: String,
+    /// When it was added, RFC 3339.
     pub created_at: String,
 }
 
@@ -99,6 +118,7 @@ pub struct Domain {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DomainCreate {
+    /// The domain to add or attach, exact or a wildcard.
     pub domain: String,
 }
 
@@ -106,6 +126,7 @@ pub struct DomainCreate {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct UserRef {
+    /// The user meant.
     pub username: Username,
 }
 
@@ -113,6 +134,7 @@ pub struct UserRef {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Maintenance {
+    /// Whether the router answers the app's requests with a maintenance page.
     pub enabled: bool,
 }
 
@@ -120,23 +142,31 @@ pub struct Maintenance {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Release {
+    /// The app it belongs to.
     pub app: AppName,
+    /// Its number: 1 for an app's first release, one more for each after.
     pub version: u32,
     /// Image reference by digest, e.g. `127.0.0.1:7701/name@sha256:…`.
     pub image: String,
     /// The build it runs.
     pub build: Option<i64>,
+    /// The pushed commit it was built from, when it came from a push.
     pub git_sha: Option<String>,
+    /// Process types and their commands (an empty command runs the image's own).
     pub procfile: BTreeMap<ProcessType, String>,
     /// The app's config (environment) in this release.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    /// How its rollout went.
     pub state: ReleaseState,
     /// Why it failed to start, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,
+    /// Who made it.
     pub created_by: Username,
+    /// When it was made, RFC 3339.
     pub created_at: String,
+    /// What made it, in words (`alice deployed 1a2b3c4`, `bob set GREETING`).
     pub summary: String,
 }
 
@@ -163,7 +193,9 @@ pub type ConfigChange = BTreeMap<String, Option<String>>;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ConfigChanged {
+    /// The whole config after the change.
     pub config: BTreeMap<String, String>,
+    /// The release the change made; none while the app has no build.
     pub release: Option<Release>,
 }
 
@@ -171,7 +203,9 @@ pub struct ConfigChanged {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Formation {
+    /// The process type.
     pub process: ProcessType,
+    /// How many of its containers run.
     pub quantity: u32,
     /// The command from the current release's Procfile (empty: the image's own).
     pub command: String,
@@ -198,6 +232,7 @@ pub struct Restart {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Rollback {
+    /// The release to go back to; the newest good one before the current when absent.
     pub version: Option<u32>,
 }
 
@@ -205,9 +240,13 @@ pub struct Rollback {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Process {
+    /// The container's id, shortened (`-` for a process type between crashes).
     pub id: String,
+    /// Its process type.
     pub process: String,
+    /// The release it runs.
     pub release: u32,
+    /// `running`, `exited`, or `crashed` (backing off before the next start).
     pub state: String,
     /// When it started (RFC 3339), if it runs.
     pub started_at: Option<String>,
@@ -260,15 +299,21 @@ pub enum BuildStatus {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct BuildCreate {
+    /// The app built.
     pub app: AppName,
+    /// Who pushed.
     pub username: Username,
+    /// How it was built.
     pub kind: BuildKind,
+    /// Whether it succeeded.
     pub status: BuildStatus,
     /// Skiff's registry: `name@sha256:…`; elsewhere: a full reference. Absent when failed.
     pub image: Option<String>,
+    /// The pushed commit.
     pub git_sha: Option<String>,
     /// Process types and commands; an empty command runs the image's own.
     pub procfile: BTreeMap<ProcessType, String>,
+    /// How long the build took, in milliseconds.
     pub duration_ms: u64,
     /// Everything the pusher saw.
     pub log: String,
@@ -278,15 +323,25 @@ pub struct BuildCreate {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Build {
+    /// The build's id, for `builds:info`.
     pub id: i64,
+    /// The app built.
     pub app: AppName,
+    /// How it was built.
     pub kind: BuildKind,
+    /// Whether it succeeded.
     pub status: BuildStatus,
+    /// The image it made, when it succeeded.
     pub image: Option<String>,
+    /// The pushed commit.
     pub git_sha: Option<String>,
+    /// The process types it found.
     pub procfile: BTreeMap<ProcessType, String>,
+    /// Who pushed.
     pub created_by: Username,
+    /// When it was recorded, RFC 3339.
     pub created_at: String,
+    /// How long it took, in milliseconds.
     pub duration_ms: u64,
     /// The full build log; only in `builds/{id}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -297,7 +352,9 @@ pub struct Build {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct BuildRecorded {
+    /// The build as recorded.
     pub build: Build,
+    /// The release it made, when it succeeded.
     pub release: Option<Release>,
 }
 
@@ -313,6 +370,7 @@ pub struct DeployImage {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct KeyOwner {
+    /// The user the key belongs to.
     pub username: Username,
 }
 
@@ -320,9 +378,11 @@ pub struct KeyOwner {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PushGrant {
+    /// The app pushed to.
     pub app: AppName,
     /// The app's unique id: a destroyed app's name may come back, its repository may not.
     pub id: i64,
+    /// The stack it builds on.
     pub stack: StackName,
     /// Where the app answers once deployed.
     pub url: String,
@@ -337,7 +397,9 @@ pub struct PushGrant {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ImageUse {
+    /// The pusher.
     pub username: Username,
+    /// The image their build would use, as the Dockerfile names it.
     pub image: String,
 }
 
@@ -345,6 +407,7 @@ pub struct ImageUse {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Stack {
+    /// The stack's name, as apps name it.
     pub name: StackName,
     /// Repository and digest within Skiff's registry: `stacks/name@sha256:…`.
     pub image: String,
@@ -354,6 +417,7 @@ pub struct Stack {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Route {
+    /// The app routed.
     pub app: AppName,
     /// Host names that reach the app (without port), lowercase; `*.example.com` matches
     /// every name under `example.com`.
@@ -433,12 +497,14 @@ impl Cidr {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Event {
+    /// The event's id, in the order events happened.
     pub id: i64,
     /// Absent for platform-wide events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app: Option<AppName>,
     /// What happened, naming who did it.
     pub message: String,
+    /// When it happened, RFC 3339.
     pub created_at: String,
 }
 
@@ -462,6 +528,7 @@ pub struct RouteCertificate {
     pub hosts: Vec<String>,
     /// The PEM chain, leaf first.
     pub chain_pem: String,
+    /// Its PEM private key.
     pub key_pem: String,
 }
 
@@ -469,7 +536,9 @@ pub struct RouteCertificate {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Certificate {
+    /// The name it was added under.
     pub name: String,
+    /// The subject's common name.
     pub common_name: String,
     /// The names the certificate covers (its subject alternative names).
     pub names: Vec<String>,
@@ -477,6 +546,7 @@ pub struct Certificate {
     pub domains: Vec<String>,
     /// When the certificate stops being valid (RFC 3339).
     pub expires_at: String,
+    /// When it was added, RFC 3339.
     pub created_at: String,
 }
 
@@ -498,8 +568,11 @@ pub struct CertificateCreate {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RouteTable {
+    /// Bumped at every change; a reader asks for the table after the version it has.
     pub version: u64,
+    /// Every app's hosts and backends.
     pub routes: Vec<Route>,
+    /// The certificates attached to apps' domains.
     #[serde(default)]
     pub certificates: Vec<RouteCertificate>,
 }
@@ -518,14 +591,18 @@ pub enum LogSource {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct LogLine {
+    /// When it was taken in, RFC 3339.
     pub time: String,
+    /// The app whose stream it is in.
     pub app: AppName,
+    /// Where it came from: the app, the router or the platform.
     pub source: LogSource,
     /// Process and instance, e.g. `web.1`; the component name for platform lines.
     pub process: String,
     /// The release the container runs, for an app container's own output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release: Option<u32>,
+    /// The line, without its trailing newline.
     pub message: String,
 }
 
@@ -549,7 +626,9 @@ pub struct RegistryAccess {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RegistryGrant {
+    /// Whether the user may pull from the repository.
     pub pull: bool,
+    /// Whether the user may push to it.
     pub push: bool,
 }
 
@@ -606,7 +685,9 @@ pub enum CheckKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Healthcheck {
+    /// How readiness is checked.
     pub kind: CheckKind,
+    /// For an HTTP check, the path to ask (a 2xx or 3xx answer passes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     /// Seconds a new container has to pass (default: the platform's boot timeout).

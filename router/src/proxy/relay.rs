@@ -240,8 +240,8 @@ pub(super) fn write_app_head(
             field_line(out, field.name.as_bytes(), field.value);
         }
     }
-    for (name, value) in policy::added(forwarding) {
-        field_line(out, name.as_bytes(), &value);
+    for (field, value) in policy::added(forwarding) {
+        field_line(out, field.name().as_bytes(), forwarding.bytes(&value));
     }
     out.extend_from_slice(b"\r\n");
 }
