@@ -84,7 +84,10 @@ where
             return Left::HandedOver;
         };
         let (close, length) = (request.close, request.length);
-        let open = proxy.relay(&request, started, &mut out, io).await;
+        // Boxed: the exchange with the app (the failover loop, the connection to the app,
+        // the answer being copied) is most of this future, and an idle connection, waiting
+        // for its next request above, would otherwise hold room for it.
+        let open = Box::pin(proxy.relay(&request, started, &mut out, io)).await;
         drop(request);
         buffer.advance(length);
         if buffer.is_empty() {
