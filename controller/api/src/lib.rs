@@ -9,11 +9,14 @@
 //! - [`drain`]: log drains and their URLs.
 //! - [`image`]: image references and which registry they name.
 //! - [`outbound`]: which addresses tenant-given URLs may reach.
+//! - [`rules`]: what the platform accepts of what users set (config vars, custom domains,
+//!   access policies).
 
 pub mod drain;
 pub mod image;
 pub mod name;
 pub mod outbound;
+pub mod rules;
 pub mod wire;
 
 pub use drain::{Drain, DrainCreate, DrainProtocol, DrainStatus, DrainTarget};

@@ -28,15 +28,15 @@ impl Db {
     /// (the release to build on), makes the next release: `base`'s build with the new
     /// config. One transaction that first takes the app's write lock, so that concurrent
     /// changes each build on the one before and get consecutive versions.
-    pub async fn change_config(
+    pub async fn change_config<E>(
         &self,
         app: &AppRow,
         edit: impl FnOnce(&mut BTreeMap<String, String>),
-        check: impl FnOnce(&BTreeMap<String, String>) -> Result<(), String>,
+        check: impl FnOnce(&BTreeMap<String, String>) -> Result<(), E>,
         base: Option<&Release>,
         created_by: &Username,
         summary: &str,
-    ) -> Result<Result<(BTreeMap<String, String>, Option<Release>), String>, DbError> {
+    ) -> Result<Result<(BTreeMap<String, String>, Option<Release>), E>, DbError> {
         let mut tx = self.writer.begin().await?;
         Self::lock_app(&mut tx, app.id).await?;
         let text: String =

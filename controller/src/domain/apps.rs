@@ -134,7 +134,7 @@ impl Apps<'_> {
     /// Sets what the router lets through to the app.
     pub async fn set_access(&self, user: &UserRow, app: &AppRow, policy: &AccessPolicy) -> Result<(), ApiError> {
         let c = self.0;
-        super::access::check(policy).map_err(ApiError::BadRequest)?;
+        policy.check().map_err(|e| ApiError::BadRequest(e.to_string()))?;
         c.db.set_access(app.id, policy).await?;
         let body =
             policy.max_body_bytes.map_or_else(|| "no body limit".to_owned(), |b| format!("bodies up to {b} bytes"));

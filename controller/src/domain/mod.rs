@@ -5,7 +5,6 @@
 //! calls and results into answers. Each is reached from the shared state:
 //! `controller.releases().rollback(…)`.
 
-mod access;
 mod accounts;
 mod apps;
 mod certs;
@@ -15,12 +14,11 @@ mod formation;
 mod one_offs;
 mod releases;
 
-pub use access::check as check_access;
 pub use accounts::Accounts;
 pub use apps::Apps;
 pub use certs::{Certificates, Inspected, covers, inspect};
-pub use domains::{Domains, check_domain, overlaps};
+pub use domains::Domains;
 pub use drains::Drains;
 pub use formation::Formation;
 pub use one_offs::OneOffs;
-pub use releases::{Releases, check_config};
+pub use releases::Releases;

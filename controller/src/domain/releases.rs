@@ -8,6 +8,8 @@ use skiff_api::{
     BuildCreate, BuildKind, BuildRecorded, BuildStatus, ConfigChange, ConfigChanged, ProcessType, Release, ReleaseState,
 };
 
+use skiff_api::rules::{ConfigError, check_config};
+
 use crate::db::{AppRow, UserRow};
 use crate::error::ApiError;
 use crate::state::Controller;
@@ -19,36 +21,6 @@ impl Controller {
     pub fn releases(&self) -> Releases<'_> {
         Releases(self)
     }
-}
-
-/// Config names follow the shell's rules; values and the whole config are bounded.
-///
-/// # Errors
-/// What is wrong, for the person who set it.
-pub fn check_config(config: &BTreeMap<String, String>) -> Result<(), String> {
-    const MAX_VALUE: usize = 32 * 1024;
-    const MAX_TOTAL: usize = 256 * 1024;
-    for (name, value) in config {
-        let valid = name.len() <= 256
-            && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
-            return Err(format!(
-                "`{}` is not a valid config name; use letters, digits and `_`, not starting with a digit",
-                name.chars().take(64).collect::<String>()
-            ));
-        }
-        if name == "PORT" {
-            return Err("PORT is set by Skiff; listen on $PORT instead".into());
-        }
-        if value.len() > MAX_VALUE || value.contains('\0') {
-            return Err(format!("the value of {name} is longer than 32 KiB or holds a NUL byte"));
-        }
-    }
-    if config.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>() > MAX_TOTAL {
-        return Err("the config would exceed 256 KiB".into());
-    }
-    Ok(())
 }
 
 /// Sets (`Some`) and unsets (`None`) config keys.
@@ -165,7 +137,7 @@ impl Releases<'_> {
                 &summary,
             )
             .await?
-            .map_err(ApiError::BadRequest)?;
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
         if let Some(release) = &release {
             self.created(app, release).await;
         }
@@ -199,13 +171,13 @@ impl Releases<'_> {
             c.db.change_config(
                 app,
                 |config| config.clone_from(&target.config),
-                |_| Ok(()),
+                |_| Ok::<(), ConfigError>(()),
                 Some(target),
                 &user.username,
                 &summary,
             )
             .await?
-            .map_err(ApiError::BadRequest)?;
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
         let release = release.ok_or_else(|| ApiError::Internal("a rollback made no release".into()))?;
         self.created(app, &release).await;
         Ok(release)

@@ -85,7 +85,7 @@ async fn exercise(db: &Db) {
 
     let config: BTreeMap<String, String> = [("A".to_owned(), "1".to_owned())].into();
     let replace = |current: &mut BTreeMap<String, String>| current.clone_from(&config);
-    db.change_config(&app, replace, |_| Ok(()), None, &bob.username, "config").await.unwrap().unwrap();
+    db.change_config(&app, replace, |_| Ok::<(), String>(()), None, &bob.username, "config").await.unwrap().unwrap();
     assert_eq!(db.config(&app).await.unwrap(), config);
     let v1 = db
         .create_release(
@@ -244,7 +244,8 @@ async fn concurrent_config_changes(db: &Db) {
             let edit = |config: &mut BTreeMap<String, String>| {
                 config.insert(format!("K{n}"), n.to_string());
             };
-            let changed = db.change_config(&app, edit, |_| Ok(()), Some(&base), &owner.username, "set").await;
+            let changed =
+                db.change_config(&app, edit, |_| Ok::<(), String>(()), Some(&base), &owner.username, "set").await;
             changed.unwrap().unwrap().1.unwrap().version
         })
     });
@@ -255,8 +256,9 @@ async fn concurrent_config_changes(db: &Db) {
     versions.sort_unstable();
     assert_eq!(versions, (2..=21).collect::<Vec<u32>>());
     assert_eq!(db.config(&app).await.unwrap().len(), 20, "no change is lost");
-    let refused =
-        db.change_config(&app, |config| config.clear(), |_| Err("no".into()), None, &owner.username, "x").await;
+    let refused = db
+        .change_config(&app, |config| config.clear(), |_| Err::<(), String>("no".into()), None, &owner.username, "x")
+        .await;
     assert_eq!(refused.unwrap().unwrap_err(), "no", "a change that fails its check is refused");
     assert_eq!(db.releases(&app, None).await.unwrap().len(), 21, "and stores nothing");
 }
