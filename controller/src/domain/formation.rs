@@ -9,7 +9,7 @@ use skiff_api::{Formation as Scaled, Healthcheck, Limits, Process, ProcessType, 
 
 use crate::db::{AppRow, SettingsKind, UserRow};
 use crate::error::ApiError;
-use crate::scheduler::reconcile::default_quantity;
+use crate::scheduler::plan::default_quantity;
 use crate::state::Controller;
 
 /// The most containers one process type may run.

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use crate::db::{AppRow, UserRow};
 use crate::error::ApiError;
 use crate::scheduler::StartSpec;
-use crate::scheduler::reconcile::{pull_reference, release_env};
+use crate::scheduler::plan::{pull_reference, release_env};
 use crate::state::Controller;
 
 /// The longest one-off command line accepted (well under what the engine and the kernel

@@ -10,6 +10,8 @@ use std::time::Duration;
 use skiff_api::{CheckKind, Healthcheck, ProcessType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::runtime::{Container, ContainerRuntime, RuntimeError};
+
 /// How long one probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a TCP connection must stay open to count.
@@ -81,6 +83,64 @@ async fn tcp(address: SocketAddr) -> Option<bool> {
         Err(_) => true,
         Ok(Ok(n)) => n > 0,
         Ok(Err(_)) => false,
+    })
+}
+
+/// Waits until a new container is ready: a `web` one answers HTTP on its port, others
+/// keep running for a second. `Err` says why it never became ready.
+pub(super) async fn boot(
+    runtime: &dyn ContainerRuntime,
+    container: &Container,
+    check: &Check,
+    timeout: Duration,
+) -> Result<Result<(), String>, RuntimeError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    // A process with nothing to probe is ready once it has kept running for a second.
+    let settle = tokio::time::Instant::now() + Duration::from_secs(1);
+    let address = container.host_port.map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
+    loop {
+        if runtime.exit_code(&container.id).await?.is_some() {
+            let reason = exit_reason(runtime, &container.id, &container.process).await?;
+            // 126 and 127 are the shell's "cannot run" and "not found".
+            let hint = if reason.ends_with("status 126") || reason.ends_with("status 127") {
+                " (its command is not in the image: is the stack the right one?)"
+            } else {
+                ""
+            };
+            return Ok(Err(format!("{reason} while starting{hint}")));
+        }
+        let ready = match check {
+            Check::Running => tokio::time::Instant::now() >= settle,
+            _ => check.probe(address).await,
+        };
+        if ready {
+            return Ok(Ok(()));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let what = match check {
+                Check::Http { path: Some(path) } => format!("answer {path} with a 2xx or 3xx status on $PORT"),
+                Check::Http { path: None } => "answer HTTP on $PORT (listen on 0.0.0.0:$PORT)".to_owned(),
+                Check::Tcp => "accept TCP connections on $PORT".to_owned(),
+                Check::Running => "keep running".to_owned(),
+            };
+            return Ok(Err(format!("{} did not {what} within {} s", container.process, timeout.as_secs())));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Why a container stopped: killed for memory, or its exit status.
+pub(super) async fn exit_reason(
+    runtime: &dyn ContainerRuntime,
+    id: &str,
+    process: &str,
+) -> Result<String, RuntimeError> {
+    if runtime.out_of_memory(id).await? {
+        return Ok(format!("{process} was killed for using more than its memory limit"));
+    }
+    Ok(match runtime.exit_code(id).await? {
+        Some(code) => format!("{process} exited with status {code}"),
+        None => format!("{process} exited"),
     })
 }
 

@@ -6,7 +6,7 @@
 //! containers only once enough current ones are ready, so a rollout never leaves a process
 //! type with fewer ready containers than it had.
 
-use skiff_api::AppName;
+use skiff_api::{AppName, ProcessType};
 
 use super::runtime::StartSpec;
 
@@ -139,6 +139,26 @@ pub fn plan(desired: &[Desired], observed: &[Observed]) -> Vec<Step> {
         }
     }
     steps
+}
+
+/// How many containers a process type runs until it is scaled: one `web`, no others.
+pub fn default_quantity(process: &str) -> u32 {
+    u32::from(ProcessType::is_web(process))
+}
+
+/// A container's environment: the release's config, and who it is.
+pub fn release_env(release: &skiff_api::Release, process: &str) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = release.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    env.push(("SKIFF_APP".into(), release.app.to_string()));
+    env.push(("SKIFF_RELEASE".into(), format!("v{}", release.version)));
+    env.push(("SKIFF_PROCESS_TYPE".into(), process.to_owned()));
+    env
+}
+
+/// Images built by Skiff are stored as `<app>@<digest>` in its registry; others carry their
+/// registry host.
+pub fn pull_reference(registry_host: &str, image: &str) -> String {
+    if image.contains('/') { image.to_owned() } else { format!("{registry_host}/{image}") }
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::health::Check;
 use super::hold::Hold;
-use super::plan::{Desired, Observed, Removal, Step, plan};
+use super::plan::{Desired, Observed, Removal, Step, default_quantity, plan, pull_reference, release_env};
 use super::runtime::{Container, ContainerRuntime, StartSpec};
 use crate::config::Config;
 use crate::coordination::Coordination;
@@ -360,16 +360,18 @@ impl Scheduler {
                     self.runtime.start(&spec).await
                 };
                 let failure = match started {
-                    Ok(container) => match self.boot(&container, &check, boot_timeout).await? {
-                        Ok(()) => {
-                            self.db.clear_crash(&spec.app, &spec.process).await?;
-                            None
+                    Ok(container) => {
+                        match super::health::boot(self.runtime.as_ref(), &container, &check, boot_timeout).await? {
+                            Ok(()) => {
+                                self.db.clear_crash(&spec.app, &spec.process).await?;
+                                None
+                            }
+                            Err(reason) => {
+                                self.remove(&container.id).await?;
+                                Some(reason)
+                            }
                         }
-                        Err(reason) => {
-                            self.remove(&container.id).await?;
-                            Some(reason)
-                        }
-                    },
+                    }
                     Err(error) => Some(format!("{} could not start: {error}", spec.process)),
                 };
                 if let Some(reason) = failure {
@@ -404,7 +406,7 @@ impl Scheduler {
                 // The hold counted the crash when it let this step through.
                 let outcome = if reason == Removal::Exited {
                     let (crashes, pause) = self.hold().crashes(&app, &process, self.config.reconcile_interval);
-                    let what = self.exit_reason(&id, &process).await?;
+                    let what = super::health::exit_reason(self.runtime.as_ref(), &id, &process).await?;
                     self.db.record_crash(&app, &process, release, &what, crashes, pause).await?;
                     crash_outcome(crashes, pause)
                 } else {
@@ -424,62 +426,8 @@ impl Scheduler {
         Ok(self.runtime.remove(id).await?)
     }
 
-    /// Why a container stopped: killed for memory, or its exit status.
-    async fn exit_reason(&self, id: &str, process: &str) -> Result<String, ReconcileError> {
-        if self.runtime.out_of_memory(id).await? {
-            return Ok(format!("{process} was killed for using more than its memory limit"));
-        }
-        Ok(match self.runtime.exit_code(id).await? {
-            Some(code) => format!("{process} exited with status {code}"),
-            None => format!("{process} exited"),
-        })
-    }
-
     fn hold(&self) -> std::sync::MutexGuard<'_, Hold> {
         self.hold.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Waits until a new container is ready: a `web` one answers HTTP on its port, others
-    /// keep running for a second. `Err` says why it never became ready.
-    async fn boot(
-        &self,
-        container: &Container,
-        check: &Check,
-        timeout: Duration,
-    ) -> Result<Result<(), String>, ReconcileError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        // A process with nothing to probe is ready once it has kept running for a second.
-        let settle = tokio::time::Instant::now() + Duration::from_secs(1);
-        let address = container.host_port.map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
-        loop {
-            if self.runtime.exit_code(&container.id).await?.is_some() {
-                let reason = self.exit_reason(&container.id, &container.process).await?;
-                // 126 and 127 are the shell's "cannot run" and "not found".
-                let hint = if reason.ends_with("status 126") || reason.ends_with("status 127") {
-                    " (its command is not in the image: is the stack the right one?)"
-                } else {
-                    ""
-                };
-                return Ok(Err(format!("{reason} while starting{hint}")));
-            }
-            let ready = match check {
-                Check::Running => tokio::time::Instant::now() >= settle,
-                _ => check.probe(address).await,
-            };
-            if ready {
-                return Ok(Ok(()));
-            }
-            if tokio::time::Instant::now() >= deadline {
-                let what = match check {
-                    Check::Http { path: Some(path) } => format!("answer {path} with a 2xx or 3xx status on $PORT"),
-                    Check::Http { path: None } => "answer HTTP on $PORT (listen on 0.0.0.0:$PORT)".to_owned(),
-                    Check::Tcp => "accept TCP connections on $PORT".to_owned(),
-                    Check::Running => "keep running".to_owned(),
-                };
-                return Ok(Err(format!("{} did not {what} within {} s", container.process, timeout.as_secs())));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
     }
 }
 
@@ -490,26 +438,6 @@ fn crash_outcome(crashes: u32, pause: Duration) -> String {
     } else {
         format!("; {crashes} crashes in a row, starting another in {} s", pause.as_secs())
     }
-}
-
-/// How many containers a process type runs until it is scaled: one `web`, no others.
-pub fn default_quantity(process: &str) -> u32 {
-    u32::from(ProcessType::is_web(process))
-}
-
-/// A container's environment: the release's config, and who it is.
-pub fn release_env(release: &skiff_api::Release, process: &str) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = release.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    env.push(("SKIFF_APP".into(), release.app.to_string()));
-    env.push(("SKIFF_RELEASE".into(), format!("v{}", release.version)));
-    env.push(("SKIFF_PROCESS_TYPE".into(), process.to_owned()));
-    env
-}
-
-/// Images built by Skiff are stored as `<app>@<digest>` in its registry; others carry their
-/// registry host.
-pub fn pull_reference(registry_host: &str, image: &str) -> String {
-    if image.contains('/') { image.to_owned() } else { format!("{registry_host}/{image}") }
 }
 
 fn observe(container: &Container, ready: bool) -> Observed {
