@@ -31,7 +31,10 @@ pub struct Facts<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     Metrics,
-    Health,
+    /// `/healthz`: the router answers.
+    Live,
+    /// `/readyz`: it has a route table to route by.
+    Ready,
     /// Anything else: 404.
     NoApp,
 }
@@ -77,7 +80,8 @@ pub fn decide<'t>(table: &'t Table, facts: &Facts<'_>) -> Decision<'t> {
         Lookup::UnknownHost => {
             return Decision::Router(match facts.path {
                 "/metrics" => Endpoint::Metrics,
-                "/healthz" | "/readyz" => Endpoint::Health,
+                "/healthz" => Endpoint::Live,
+                "/readyz" => Endpoint::Ready,
                 _ => Endpoint::NoApp,
             });
         }
@@ -374,12 +378,13 @@ mod tests {
         type Case<'a> = (&'a str, &'a str, IpAddr, bool, Option<u16>, Outcome<'a>);
         type Outcome<'a> = (u16, &'a str, u64);
         #[rustfmt::skip]
-        let cases: [Case<'_>; 14] = [
+        let cases: [Case<'_>; 15] = [
             ("shop.localhost", "/", outside, false, Some(8443), (200, "shop None", 0)),
             ("SHOP.localhost:8080", "/a?b", outside, false, None, (200, "shop None", 0)),
             ("nowhere.localhost", "/", outside, false, None, (0, "NoApp", 0)),
             ("nowhere.localhost", "/metrics", outside, false, None, (0, "Metrics", 0)),
-            ("127.0.0.1:8080", "/readyz", outside, false, None, (0, "Health", 0)),
+            ("127.0.0.1:8080", "/readyz", outside, false, None, (0, "Ready", 0)),
+            ("127.0.0.1:8080", "/healthz", outside, false, None, (0, "Live", 0)),
             ("idle.localhost", "/", outside, false, None, (503, "", 0)),
             ("closed.localhost", "/", outside, true, None, (503, "retry 60", 0)),
             ("secure.localhost:8080", "/x?y", outside, false, Some(8443), (308, "https://secure.localhost:8443/x?y", 0)),

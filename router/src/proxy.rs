@@ -557,7 +557,12 @@ impl Proxy {
                     .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
                 return response;
             }
-            Decision::Router(Endpoint::Health) => return page(StatusCode::OK, "ok"),
+            Decision::Router(Endpoint::Live) => return page(StatusCode::OK, "ok"),
+            // A router that has not heard from the controller yet knows no app.
+            Decision::Router(Endpoint::Ready) if table.version == 0 => {
+                return page(StatusCode::SERVICE_UNAVAILABLE, "route table: not received from the controller yet");
+            }
+            Decision::Router(Endpoint::Ready) => return page(StatusCode::OK, "route table ok"),
             Decision::Router(Endpoint::NoApp) => return render(policy::no_app(host)),
             Decision::Answer { app, page, hsts } => (app, render(page), hsts),
             Decision::Forward { app, backends, max_body, hsts } => {

@@ -527,3 +527,17 @@ async fn a_real_grpc_client_reaches_a_real_grpc_server() {
     assert!(output.status.success(), "{text}{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(text.trim(), "echo:hello trailer", "the answer and the server's trailing metadata");
 }
+
+#[tokio::test]
+async fn the_router_is_ready_once_it_has_a_route_table() {
+    let waiting = router(Table::default()).await;
+    let client = reqwest::Client::new();
+    let ready = |router: &Router| client.get(format!("http://{}/readyz", router.address)).send();
+    let answer = ready(&waiting).await.unwrap();
+    assert_eq!(answer.status(), 503);
+    assert!(answer.text().await.unwrap().contains("not received from the controller"));
+    let live = client.get(format!("http://{}/healthz", waiting.address)).send().await.unwrap();
+    assert_eq!(live.status(), 200, "alive all the same");
+    waiting.table.store(Arc::new(snapshot(1, &[])));
+    assert_eq!(ready(&waiting).await.unwrap().status(), 200, "ready once a table came");
+}
