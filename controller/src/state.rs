@@ -168,7 +168,7 @@ impl Controller {
     /// Returns the image as the engine should pull it (the platform's registry under the
     /// name the engine knows it by).
     pub(crate) async fn usable_image(&self, user: &UserRow, image: &str) -> Result<ImageRef, ApiError> {
-        let mut image = ImageRef::parse(image).map_err(ApiError::BadRequest)?;
+        let mut image = ImageRef::parse(image).map_err(|e| ApiError::BadRequest(e.to_string()))?;
         if image.is_on(&self.config.registry_host) {
             if !self.registry_grant(user, Some(&image.repository)).await.pull {
                 return Err(ApiError::Forbidden(format!(

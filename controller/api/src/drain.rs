@@ -83,37 +83,63 @@ pub struct DrainTarget {
     pub userinfo: Option<String>,
 }
 
+/// How drain URLs are written, for error messages.
+const DRAIN_USAGE: &str = "use syslog://HOST:PORT, syslog+tls://HOST:PORT or https://HOST/PATH";
+
+/// Why text is not a drain URL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DrainUrlError {
+    #[error("`{}` is not a drain URL; {DRAIN_USAGE}", .0.escape_debug())]
+    Malformed(String),
+    #[error("`{0}` has no scheme; {DRAIN_USAGE}")]
+    NoScheme(String),
+    #[error("drains do not speak `{0}`; {DRAIN_USAGE}")]
+    Scheme(String),
+    #[error("a syslog drain has no path: `{0}`; {DRAIN_USAGE}")]
+    SyslogPath(String),
+    #[error("a syslog drain takes no user or password: `{0}`")]
+    SyslogUser(String),
+    #[error("`{0}` has an unclosed `[`")]
+    Bracket(String),
+    #[error("`{0}` names no valid host; {DRAIN_USAGE}")]
+    Host(String),
+    #[error("`{0}` is not a port")]
+    Port(String),
+    #[error("a syslog drain needs a port: `{0}`; {DRAIN_USAGE}")]
+    NoPort(String),
+}
+
 impl DrainTarget {
     /// Parses `syslog://HOST:PORT`, `syslog+tls://HOST:PORT`, `http[s]://[USER:PASS@]HOST[:PORT][/PATH]`.
     ///
     /// # Errors
     /// A message that says what a valid drain URL looks like.
-    pub fn parse(url: &str) -> Result<Self, String> {
-        let usage = "use syslog://HOST:PORT, syslog+tls://HOST:PORT or https://HOST/PATH";
+    pub fn parse(url: &str) -> Result<Self, DrainUrlError> {
+        let whole = || url.to_owned();
         if url.len() > 2048 || url.chars().any(|c| c.is_control() || c.is_whitespace()) {
-            return Err(format!("`{}` is not a drain URL; {usage}", url.escape_debug()));
+            return Err(DrainUrlError::Malformed(whole()));
         }
-        let (scheme, rest) = url.split_once("://").ok_or_else(|| format!("`{url}` has no scheme; {usage}"))?;
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| DrainUrlError::NoScheme(whole()))?;
         let protocol = match scheme.to_ascii_lowercase().as_str() {
             "syslog" => DrainProtocol::Syslog,
             "syslog+tls" => DrainProtocol::SyslogTls,
             "http" => DrainProtocol::Http,
             "https" => DrainProtocol::Https,
-            _ => return Err(format!("drains do not speak `{scheme}`; {usage}")),
+            _ => return Err(DrainUrlError::Scheme(scheme.to_owned())),
         };
         let http = matches!(protocol, DrainProtocol::Http | DrainProtocol::Https);
         let (authority, path) = rest.find(['/', '?']).map_or((rest, "/"), |at| rest.split_at(at));
         let path = if path.starts_with('?') { format!("/{path}") } else { path.to_owned() };
         if !http && path != "/" {
-            return Err(format!("a syslog drain has no path: `{url}`; {usage}"));
+            return Err(DrainUrlError::SyslogPath(whole()));
         }
         let (userinfo, hostport) = match authority.rsplit_once('@') {
             Some((userinfo, hostport)) if http => (Some(userinfo.to_owned()), hostport),
-            Some(_) => return Err(format!("a syslog drain takes no user or password: `{url}`")),
+            Some(_) => return Err(DrainUrlError::SyslogUser(whole())),
             None => (None, authority),
         };
         let (host, port) = if let Some(bracketed) = hostport.strip_prefix('[') {
-            let (host, after) = bracketed.split_once(']').ok_or_else(|| format!("`{url}` has an unclosed `[`"))?;
+            let (host, after) = bracketed.split_once(']').ok_or_else(|| DrainUrlError::Bracket(whole()))?;
             (host, after.strip_prefix(':'))
         } else {
             match hostport.rsplit_once(':') {
@@ -125,15 +151,15 @@ impl DrainTarget {
             && host.len() <= 253
             && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '_'));
         if !host_ok {
-            return Err(format!("`{url}` names no valid host; {usage}"));
+            return Err(DrainUrlError::Host(whole()));
         }
         let port = match (port, protocol) {
             (Some(port), _) => {
-                port.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| format!("`{port}` is not a port"))?
+                port.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| DrainUrlError::Port(port.to_owned()))?
             }
             (None, DrainProtocol::Http) => 80,
             (None, DrainProtocol::Https) => 443,
-            (None, _) => return Err(format!("a syslog drain needs a port: `{url}`; {usage}")),
+            (None, _) => return Err(DrainUrlError::NoPort(whole())),
         };
         Ok(Self { protocol, host: host.to_ascii_lowercase(), port, path, userinfo })
     }

@@ -15,24 +15,36 @@ pub struct ImageRef {
     pub reference: String,
 }
 
+/// Why text is not an image reference the platform takes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImageRefError {
+    #[error("`{}` is not an image reference", .0.escape_debug())]
+    Malformed(String),
+    /// The engine reads a bare ID as the image it holds under it, whoever's it is.
+    #[error("`{0}` is an image ID; name an image by its registry and repository")]
+    ImageId(String),
+    #[error("`{0}` names no repository")]
+    NoRepository(String),
+}
+
 impl ImageRef {
     /// Reads a reference.
     ///
     /// # Errors
     /// When it is not one: empty, over 512 bytes, or with characters no reference has.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, ImageRefError> {
         let valid = !text.is_empty()
             && text.len() <= 512
             && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"./:@_-[]".contains(&b))
             && !text.starts_with(['-', '/', ':', '@'])
             && !text.contains("//");
         if !valid {
-            return Err(format!("`{}` is not an image reference", text.escape_debug()));
+            return Err(ImageRefError::Malformed(text.to_owned()));
         }
         // The engine reads a bare ID as the image it holds under that ID, whoever's it is.
         let hex = |s: &str| s.len() >= 12 && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
         if hex(text) || text.strip_prefix("sha256:").is_some_and(hex) {
-            return Err(format!("`{text}` is an image ID; name an image by its registry and repository"));
+            return Err(ImageRefError::ImageId(text.to_owned()));
         }
         let (registry, rest) = match text.split_once('/') {
             Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => (first, rest),
@@ -46,7 +58,7 @@ impl ImageRef {
         });
         let (repository, reference) = rest.split_at(name_end);
         if repository.is_empty() {
-            return Err(format!("`{text}` names no repository"));
+            return Err(ImageRefError::NoRepository(text.to_owned()));
         }
         let repository = if registry == "docker.io" && !repository.contains('/') {
             format!("library/{repository}")

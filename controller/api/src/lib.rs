@@ -19,8 +19,8 @@ pub mod outbound;
 pub mod rules;
 pub mod wire;
 
-pub use drain::{Drain, DrainCreate, DrainProtocol, DrainStatus, DrainTarget};
-pub use image::ImageRef;
+pub use drain::{Drain, DrainCreate, DrainProtocol, DrainStatus, DrainTarget, DrainUrlError};
+pub use image::{ImageRef, ImageRefError};
 pub use name::{AppName, Digest, DigestAlgorithm, NameError, ProcessType, StackName, Username};
 pub use outbound::OutboundPolicy;
 pub use wire::*;

@@ -26,7 +26,7 @@ impl OutboundPolicy {
     ///
     /// # Errors
     /// Names the entry that is not an address or block.
-    pub fn parse(list: &str) -> Result<Self, String> {
+    pub fn parse(list: &str) -> Result<Self, crate::wire::CidrError> {
         let allowed =
             list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::parse).collect::<Result<_, _>>()?;
         Ok(Self { allowed })

@@ -134,8 +134,8 @@ const MAX_BODY_LIMIT: u64 = 10 << 30;
 pub enum AccessError {
     #[error("at most {MAX_ACCESS_ENTRIES} addresses may be allowed or denied")]
     TooMany,
-    #[error("{0}")]
-    Address(String),
+    #[error(transparent)]
+    Address(#[from] crate::wire::CidrError),
     #[error("the body limit must be between 1 byte and {} GiB", MAX_BODY_LIMIT >> 30)]
     BodyLimit,
 }
@@ -152,7 +152,7 @@ impl AccessPolicy {
                 return Err(AccessError::TooMany);
             }
             for entry in list {
-                entry.parse::<Cidr>().map_err(AccessError::Address)?;
+                entry.parse::<Cidr>()?;
             }
         }
         match self.max_body_bytes {

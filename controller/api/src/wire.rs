@@ -458,11 +458,16 @@ pub struct Cidr {
     prefix: u8,
 }
 
-impl std::str::FromStr for Cidr {
-    type Err = String;
+/// Text that is not an address or an address block.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{}` is not an address or block like 10.0.0.0/8 or 2001:db8::/32", .0.escape_debug())]
+pub struct CidrError(pub String);
 
-    fn from_str(text: &str) -> Result<Self, String> {
-        let bad = || format!("`{}` is not an address or block like 10.0.0.0/8 or 2001:db8::/32", text.escape_debug());
+impl std::str::FromStr for Cidr {
+    type Err = CidrError;
+
+    fn from_str(text: &str) -> Result<Self, CidrError> {
+        let bad = || CidrError(text.to_owned());
         let (address, prefix) = text.split_once('/').map_or((text, None), |(a, p)| (a, Some(p)));
         let network: std::net::IpAddr = address.parse().map_err(|_| bad())?;
         let bits = if network.is_ipv4() { 32 } else { 128 };

@@ -95,7 +95,7 @@ impl Drains<'_> {
     pub async fn add(&self, user: &UserRow, app: Option<&AppRow>, body: &DrainCreate) -> Result<Drain, ApiError> {
         let c = self.0;
         let url = body.url.trim();
-        let target = DrainTarget::parse(url).map_err(ApiError::BadRequest)?;
+        let target = DrainTarget::parse(url).map_err(|e| ApiError::BadRequest(e.to_string()))?;
         if app.is_some() {
             check_outbound(c, &target).await?;
         }
