@@ -79,6 +79,11 @@ impl Coordination {
         Ok(coordination)
     }
 
+    /// Whether replicas share work through Redis.
+    pub fn shares(&self) -> bool {
+        self.shared.is_some()
+    }
+
     /// Whether Redis answers (always, for a replica on its own).
     ///
     /// # Errors

@@ -74,7 +74,7 @@ impl Controller {
     /// Redis when replicas share one.
     pub fn readiness(&self) -> Readiness {
         let (db, runtime, coordination) = (self.db.clone(), self.runtime.clone(), self.coordination.clone());
-        Readiness::new()
+        let readiness = Readiness::new()
             .check("database", move || {
                 let db = db.clone();
                 async move { db.ping().await.map_err(|e| e.to_string()) }
@@ -82,11 +82,14 @@ impl Controller {
             .check("engine", move || {
                 let runtime = runtime.clone();
                 async move { runtime.ping().await.map_err(|e| e.to_string()) }
-            })
-            .check("redis", move || {
-                let coordination = coordination.clone();
-                async move { coordination.ping().await.map_err(|e| e.to_string()) }
-            })
+            });
+        if !coordination.shares() {
+            return readiness;
+        }
+        readiness.check("redis", move || {
+            let coordination = coordination.clone();
+            async move { coordination.ping().await.map_err(|e| e.to_string()) }
+        })
     }
 
     /// The controller's `/metrics` page.
