@@ -17,14 +17,19 @@ pub enum Registration {
     Disabled,
 }
 
+/// Text that names no registration mode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a registration mode; use open, admin_only or disabled")]
+pub struct UnknownRegistration(pub String);
+
 impl std::str::FromStr for Registration {
-    type Err = String;
-    fn from_str(value: &str) -> Result<Self, String> {
+    type Err = UnknownRegistration;
+    fn from_str(value: &str) -> Result<Self, UnknownRegistration> {
         match value {
             "open" => Ok(Self::Open),
             "admin_only" | "admin-only" => Ok(Self::AdminOnly),
             "disabled" => Ok(Self::Disabled),
-            other => Err(format!("`{other}` is not a registration mode; use open, admin_only or disabled")),
+            other => Err(UnknownRegistration(other.to_owned())),
         }
     }
 }

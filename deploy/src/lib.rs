@@ -390,7 +390,7 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
         || (runs(Component::Router) && settings.router_tls_cert.is_none());
     let mut ca = match needs_ca {
         // Kept in `<data-dir>/router` (`ca.crt` is what clients trust).
-        true => Some(skiff_service::ca::LocalCa::kept_in(&data_dir.join("router")).map_err(anyhow::Error::msg)?),
+        true => Some(skiff_service::ca::LocalCa::kept_in(&data_dir.join("router"))?),
         false => None,
     };
 

@@ -32,7 +32,7 @@ pub struct ServiceConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("cannot set up HTTPS: {0}")]
-    Tls(String),
+    Tls(#[from] crate::tls::TlsError),
     #[error("the server failed: {0}")]
     Serve(#[from] std::io::Error),
 }
@@ -57,7 +57,7 @@ pub async fn run(
             table
         }
     };
-    let tls = server_config(table.clone(), config.default_certificate).map_err(RunError::Tls)?;
+    let tls = server_config(table.clone(), config.default_certificate)?;
     let listeners = Listeners { http, https: Some((https, tls)) };
     let served = serve(listeners, table, config.router, shutdown.clone()).await;
     shutdown.cancel();

@@ -56,6 +56,15 @@ impl Certificates {
     }
 }
 
+/// Why HTTPS cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot issue a certificate for {0}")]
+    Issue(String),
+    #[error("the TLS library refuses its settings: {0}")]
+    Settings(rustls::Error),
+}
+
 /// What a client gets when the table holds no certificate for the name it asked for.
 #[derive(Debug)]
 pub enum DefaultCertificate {
@@ -71,8 +80,8 @@ impl DefaultCertificate {
     ///
     /// # Errors
     /// When `domain` is not a name a certificate can be issued for.
-    pub fn issued(ca: LocalCa, domain: &str) -> Result<Self, String> {
-        let fallback = ca.issue(domain).ok_or_else(|| format!("cannot issue a certificate for {domain}"))?;
+    pub fn issued(ca: LocalCa, domain: &str) -> Result<Self, TlsError> {
+        let fallback = ca.issue(domain).ok_or_else(|| TlsError::Issue(domain.to_owned()))?;
         Ok(Self::Issued { ca: Box::new(ca), fallback })
     }
 }
@@ -108,11 +117,11 @@ impl ResolvesServerCert for Resolver {
 pub fn server_config(
     table: Arc<ArcSwap<Table>>,
     default: DefaultCertificate,
-) -> Result<Arc<rustls::ServerConfig>, String> {
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(TlsError::Settings)?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(Resolver { table, default }));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];

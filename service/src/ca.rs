@@ -10,19 +10,38 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 
+/// Why a certificate, a key or the local CA cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    #[error("invalid certificate PEM: {0}")]
+    CertificatePem(String),
+    #[error("no PEM certificate")]
+    NoCertificate,
+    #[error("invalid private key PEM: {0}")]
+    KeyPem(String),
+    #[error("the private key cannot be used: {0}")]
+    Key(String),
+    #[error("cannot make the local CA: {0}")]
+    Generate(String),
+    #[error("invalid CA key: {0}")]
+    CaKey(String),
+    #[error("{}: {source}", .path.display())]
+    File { path: PathBuf, source: std::io::Error },
+}
+
 /// A PEM chain (leaf first) and its key, ready to serve.
 ///
 /// # Errors
 /// When either does not parse or the key's type is not supported.
-pub fn certified_key(chain_pem: &str, key_pem: &str) -> Result<Arc<CertifiedKey>, String> {
+pub fn certified_key(chain_pem: &str, key_pem: &str) -> Result<Arc<CertifiedKey>, CaError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("invalid certificate PEM: {e}"))?;
+        .map_err(|e| CaError::CertificatePem(e.to_string()))?;
     if chain.is_empty() {
-        return Err("no PEM certificate".into());
+        return Err(CaError::NoCertificate);
     }
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| format!("invalid private key PEM: {e}"))?;
-    let key = rustls::crypto::ring::sign::any_supported_type(&key).map_err(|e| e.to_string())?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| CaError::KeyPem(e.to_string()))?;
+    let key = rustls::crypto::ring::sign::any_supported_type(&key).map_err(|e| CaError::Key(e.to_string()))?;
     Ok(Arc::new(CertifiedKey::new(chain, key)))
 }
 
@@ -59,9 +78,9 @@ impl LocalCa {
     ///
     /// # Errors
     /// When the key cannot be made.
-    pub fn generate() -> Result<(String, String), String> {
-        let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
-        let cert = Self::params().self_signed(&key).map_err(|e| e.to_string())?;
+    pub fn generate() -> Result<(String, String), CaError> {
+        let key = rcgen::KeyPair::generate().map_err(|e| CaError::Generate(e.to_string()))?;
+        let cert = Self::params().self_signed(&key).map_err(|e| CaError::Generate(e.to_string()))?;
         Ok((cert.pem(), key.serialize_pem()))
     }
 
@@ -69,9 +88,9 @@ impl LocalCa {
     ///
     /// # Errors
     /// When the key does not parse.
-    pub fn from_key_pem(key_pem: &str) -> Result<Self, String> {
-        let key = rcgen::KeyPair::from_pem(key_pem).map_err(|e| format!("invalid CA key: {e}"))?;
-        let leaf_key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+    pub fn from_key_pem(key_pem: &str) -> Result<Self, CaError> {
+        let key = rcgen::KeyPair::from_pem(key_pem).map_err(|e| CaError::CaKey(e.to_string()))?;
+        let leaf_key = rcgen::KeyPair::generate().map_err(|e| CaError::Generate(e.to_string()))?;
         Ok(Self { issuer: rcgen::Issuer::new(Self::params(), key), leaf_key, issued: Mutex::new(HashMap::new()) })
     }
 
@@ -103,11 +122,11 @@ impl LocalCa {
     ///
     /// # Errors
     /// When the directory or the files cannot be written or read, or the key is not one.
-    pub fn kept_in(dir: &Path) -> Result<(Self, PathBuf), String> {
+    pub fn kept_in(dir: &Path) -> Result<(Self, PathBuf), CaError> {
         let (cert, key) = (dir.join("ca.crt"), dir.join("ca.key"));
-        let failed = |path: &Path, e: std::io::Error| format!("{}: {e}", path.display());
+        let failed = |path: &Path, source: std::io::Error| CaError::File { path: path.to_owned(), source };
         if !key.exists() {
-            let (cert_pem, key_pem) = Self::generate().map_err(|e| format!("cannot make the local CA: {e}"))?;
+            let (cert_pem, key_pem) = Self::generate()?;
             std::fs::create_dir_all(dir).map_err(|e| failed(dir, e))?;
             use std::os::unix::fs::OpenOptionsExt as _;
             let mut file = std::fs::OpenOptions::new()
@@ -120,7 +139,7 @@ impl LocalCa {
             std::fs::write(&cert, cert_pem).map_err(|e| failed(&cert, e))?;
         }
         let key_pem = std::fs::read_to_string(&key).map_err(|e| failed(&key, e))?;
-        let ca = Self::from_key_pem(&key_pem).map_err(|e| format!("{}: {e}", key.display()))?;
+        let ca = Self::from_key_pem(&key_pem)?;
         Ok((ca, cert))
     }
 }

@@ -23,36 +23,59 @@ pub struct Inspected {
     pub expires_at: String,
 }
 
+/// What is wrong with an uploaded certificate, in words for the person who uploaded it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CertificateError {
+    #[error("the certificate chain may be {MAX_CHAIN} bytes and the key {MAX_KEY} at most")]
+    TooLarge,
+    #[error("the certificate is not valid PEM: {0}")]
+    Pem(String),
+    #[error("no PEM certificate found (expected -----BEGIN CERTIFICATE-----)")]
+    NoCertificate,
+    #[error("no PEM private key found (expected -----BEGIN PRIVATE KEY----- or similar)")]
+    NoKey,
+    #[error("the certificate is invalid: {0}")]
+    Invalid(String),
+    #[error("the private key cannot be used: {0}")]
+    UnusableKey(String),
+    #[error("the private key's type is not supported")]
+    KeyType,
+    #[error("the private key does not belong to the certificate (the first one in the chain)")]
+    NotTheLeafsKey,
+    #[error("the certificate's expiry cannot be read")]
+    Expiry,
+    #[error("the certificate expired at {0}")]
+    Expired(String),
+}
+
 /// Checks a PEM chain (leaf first) and its private key: both parse, the key is the leaf's,
 /// and the leaf has not expired at `now` (Unix seconds).
 ///
 /// # Errors
-/// What is wrong, in words for the person who uploaded it.
-pub fn inspect(chain_pem: &str, key_pem: &str, now: i64) -> Result<Inspected, String> {
+/// What is wrong.
+pub fn inspect(chain_pem: &str, key_pem: &str, now: i64) -> Result<Inspected, CertificateError> {
     if chain_pem.len() > MAX_CHAIN || key_pem.len() > MAX_KEY {
-        return Err(format!("the certificate chain may be {MAX_CHAIN} bytes and the key {MAX_KEY} at most"));
+        return Err(CertificateError::TooLarge);
     }
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("the certificate is not valid PEM: {e}"))?;
-    let leaf = chain.first().ok_or("no PEM certificate found (expected -----BEGIN CERTIFICATE-----)")?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
-        .map_err(|_| "no PEM private key found (expected -----BEGIN PRIVATE KEY----- or similar)".to_owned())?;
-    let (_, cert) =
-        x509_parser::parse_x509_certificate(leaf).map_err(|e| format!("the certificate is invalid: {e}"))?;
+        .map_err(|e| CertificateError::Pem(e.to_string()))?;
+    let leaf = chain.first().ok_or(CertificateError::NoCertificate)?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|_| CertificateError::NoKey)?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf).map_err(|e| CertificateError::Invalid(e.to_string()))?;
     let signing = rustls::crypto::ring::sign::any_supported_type(&key)
-        .map_err(|e| format!("the private key cannot be used: {e}"))?;
-    let public = signing.public_key().ok_or("the private key's type is not supported")?;
+        .map_err(|e| CertificateError::UnusableKey(e.to_string()))?;
+    let public = signing.public_key().ok_or(CertificateError::KeyType)?;
     if public.as_ref() != cert.public_key().raw {
-        return Err("the private key does not belong to the certificate (the first one in the chain)".into());
+        return Err(CertificateError::NotTheLeafsKey);
     }
     let not_after = cert.validity().not_after.timestamp();
     let expires_at = time::OffsetDateTime::from_unix_timestamp(not_after)
         .ok()
         .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .ok_or("the certificate's expiry cannot be read")?;
+        .ok_or(CertificateError::Expiry)?;
     if not_after <= now {
-        return Err(format!("the certificate expired at {expires_at}"));
+        return Err(CertificateError::Expired(expires_at));
     }
     let common_name =
         cert.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()).unwrap_or_default().to_owned();
@@ -112,7 +135,7 @@ impl Certificates<'_> {
         }
         let inspected =
             inspect(&body.certificate_chain, &body.private_key, time::OffsetDateTime::now_utc().unix_timestamp())
-                .map_err(ApiError::BadRequest)?;
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?;
         let cert = Certificate {
             name: body.name,
             common_name: inspected.common_name,
@@ -214,10 +237,10 @@ mod tests {
             ("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", key.as_str(), "invalid"),
         ];
         for (chain, key, expected) in cases {
-            let error = inspect(chain, key, 0).unwrap_err();
+            let error = inspect(chain, key, 0).unwrap_err().to_string();
             assert!(error.contains(expected), "{error}");
         }
-        assert!(inspect(&chain, &key, i64::MAX / 2).unwrap_err().contains("expired"));
+        assert!(matches!(inspect(&chain, &key, i64::MAX / 2), Err(CertificateError::Expired(_))));
     }
 
     #[test]

@@ -16,7 +16,7 @@ mod releases;
 
 pub use accounts::Accounts;
 pub use apps::Apps;
-pub use certs::{Certificates, Inspected, covers, inspect};
+pub use certs::{CertificateError, Certificates, Inspected, covers, inspect};
 pub use domains::Domains;
 pub use drains::Drains;
 pub use formation::Formation;
