@@ -718,7 +718,7 @@ fn logger_tls(
             .and_then(|ca| ca.issue("localhost"))
             .ok_or_else(|| anyhow::anyhow!("cannot issue the logger's certificate from the local CA"))?,
     };
-    skiff_logger::syslog::tls_acceptor(key).map_err(|e| anyhow::anyhow!(e))
+    skiff_logger::syslog::tls_acceptor(key).context("cannot set up syslog over TLS")
 }
 
 /// Runs a command until SIGINT or SIGTERM.

@@ -68,6 +68,7 @@ impl From<skiff_store::StoreError> for OciError {
         match e {
             skiff_store::StoreError::DigestMismatch { .. } => Self::digest_invalid(e.to_string()),
             skiff_store::StoreError::Io(io) => Self::internal(io),
+            skiff_store::StoreError::Url(_) => Self::internal(e),
         }
     }
 }

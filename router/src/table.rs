@@ -150,6 +150,11 @@ impl Drop for Outstanding {
     }
 }
 
+/// An entry of a fixed route table that is not `HOST=ADDR[,ADDR…]`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not HOST=ADDR[,ADDR…] (e.g. shop.localhost=127.0.0.1:5000)")]
+pub struct StaticRouteError(pub String);
+
 /// What a host leads to.
 #[derive(Debug, Clone)]
 pub enum Lookup<'a> {
@@ -226,11 +231,11 @@ impl Table {
     /// runs without a controller, e.g. in benchmarks). The app is the host's first label.
     ///
     /// # Errors
-    /// A message naming the first entry that is not `HOST=ADDR[,ADDR…]`.
-    pub fn from_static(spec: &str) -> Result<Self, String> {
+    /// The first entry that is not `HOST=ADDR[,ADDR…]`.
+    pub fn from_static(spec: &str) -> Result<Self, StaticRouteError> {
         let mut routes = Vec::new();
         for entry in spec.split_whitespace() {
-            let bad = || format!("`{entry}` is not HOST=ADDR[,ADDR…] (e.g. shop.localhost=127.0.0.1:5000)");
+            let bad = || StaticRouteError(entry.to_owned());
             let (host, addresses) = entry.split_once('=').ok_or_else(bad)?;
             let app = host.split('.').next().and_then(|a| a.parse().ok()).ok_or_else(bad)?;
             let backends = addresses.split(',').map(|a| a.parse().map_err(|_| bad())).collect::<Result<_, _>>()?;
@@ -351,7 +356,7 @@ mod tests {
         let table = Table::from_static("shop.localhost=127.0.0.1:1,127.0.0.1:2 api.example.test=127.0.0.1:3").unwrap();
         assert!(matches!(table.lookup("shop.localhost"), Lookup::Backend(..)));
         assert!(matches!(table.lookup("api.example.test"), Lookup::Backend(app, _) if app.as_str() == "api"));
-        assert!(Table::from_static("shop.localhost").unwrap_err().contains("HOST=ADDR"));
+        assert!(Table::from_static("shop.localhost").unwrap_err().to_string().contains("HOST=ADDR"));
         assert!(Table::from_static("shop.localhost=nowhere").is_err());
     }
 

@@ -34,6 +34,9 @@ pub enum StoreError {
     DigestMismatch { expected: Digest, actual: Digest },
     #[error("storage i/o failed: {0}")]
     Io(#[from] std::io::Error),
+    /// A store URL that says nothing usable.
+    #[error("{0}")]
+    Url(String),
 }
 
 /// A readable blob and its length in bytes.

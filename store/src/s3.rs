@@ -37,22 +37,23 @@ struct Location {
     options: Vec<(String, String)>,
 }
 
-fn parse_url(url: &str) -> Result<Location, String> {
+fn parse_url(url: &str) -> Result<Location, StoreError> {
     let usage = "use s3://BUCKET?endpoint=http://HOST:PORT[&region=R]";
-    let rest = url.strip_prefix("s3://").ok_or_else(|| format!("`{url}` is not an s3:// URL; {usage}"))?;
+    let invalid = |what: String| StoreError::Url(format!("{what}; {usage}"));
+    let rest = url.strip_prefix("s3://").ok_or_else(|| invalid(format!("`{url}` is not an s3:// URL")))?;
     let (bucket, query) = rest.split_once('?').unwrap_or((rest, ""));
     let bucket = bucket.trim_end_matches('/');
     if bucket.is_empty() || bucket.contains('/') {
-        return Err(format!("`{url}` names no bucket; {usage}"));
+        return Err(invalid(format!("`{url}` names no bucket")));
     }
     let mut options = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').ok_or_else(|| format!("`{pair}` is not KEY=VALUE; {usage}"))?;
+        let (key, value) = pair.split_once('=').ok_or_else(|| invalid(format!("`{pair}` is not KEY=VALUE")))?;
         match key {
             "endpoint" | "region" | "access_key_id" | "secret_access_key" => {
                 options.push((key.to_owned(), value.to_owned()));
             }
-            _ => return Err(format!("unknown S3 option `{key}`; {usage}")),
+            _ => return Err(invalid(format!("unknown S3 option `{key}`"))),
         }
     }
     Ok(Location { bucket: bucket.to_owned(), options })
@@ -77,8 +78,7 @@ impl S3BlobStore {
     /// When the URL is not understood, the bucket cannot be reached, or the staging
     /// directory cannot be prepared.
     pub async fn open(url: &str, staging: impl Into<PathBuf>) -> Result<Self, StoreError> {
-        let location =
-            parse_url(url).map_err(|e| StoreError::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?;
+        let location = parse_url(url)?;
         let mut builder =
             AmazonS3Builder::from_env().with_bucket_name(&location.bucket).with_virtual_hosted_style_request(false);
         if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {

@@ -2,6 +2,19 @@
 
 use std::sync::Arc;
 
+/// Why TLS cannot be set up: the operator's CA file, or the TLS library's settings.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("cannot read CA certificates from {}: {reason}", .path.display())]
+    Read { path: std::path::PathBuf, reason: String },
+    #[error("{} holds no PEM certificate", .0.display())]
+    NoCertificate(std::path::PathBuf),
+    #[error("no usable trusted certificate: {0}")]
+    NoTrust(String),
+    #[error("the TLS library refuses its settings: {0}")]
+    Settings(rustls::Error),
+}
+
 /// Reads trusted roots for TLS drains: the system's, plus the PEM certificates in
 /// `extra_ca` (for drains behind a private CA). A drain that presents one of the `extra_ca`
 /// certificates itself is trusted too, even when that certificate is marked as a CA (as
@@ -9,7 +22,7 @@ use std::sync::Arc;
 ///
 /// # Errors
 /// When `extra_ca` cannot be read or holds no certificate.
-pub fn tls_config(extra_ca: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+pub fn tls_config(extra_ca: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>, TlsSetupError> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject as _;
     let mut roots = rustls::RootCertStore::empty();
@@ -19,9 +32,9 @@ pub fn tls_config(extra_ca: Option<&std::path::Path>) -> Result<Arc<rustls::Clie
     if let Some(path) = extra_ca {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
             .and_then(Iterator::collect)
-            .map_err(|e| format!("cannot read CA certificates from {}: {e}", path.display()))?;
+            .map_err(|e| TlsSetupError::Read { path: path.to_owned(), reason: e.to_string() })?;
         if certs.is_empty() {
-            return Err(format!("{} holds no PEM certificate", path.display()));
+            return Err(TlsSetupError::NoCertificate(path.to_owned()));
         }
         roots.add_parsable_certificates(certs.iter().cloned());
         pinned = certs;
@@ -29,10 +42,10 @@ pub fn tls_config(extra_ca: Option<&std::path::Path>) -> Result<Arc<rustls::Clie
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
-        .map_err(|e| format!("no usable trusted certificate: {e}"))?;
+        .map_err(|e| TlsSetupError::NoTrust(e.to_string()))?;
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(TlsSetupError::Settings)?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(TrustedOrPinned { webpki, pinned }))
         .with_no_client_auth();
