@@ -263,7 +263,8 @@ async fn build(
 /// the pusher (and, unless a base image is another registry's, always from the registry:
 /// a name the engine already holds is not taken on trust).
 async fn check_base_images(ctx: &Context<'_>, dockerfile: &str) -> Result<BasePulls, BuildError> {
-    let named = crate::dockerfile::images(dockerfile, &ctx.push.config).map_err(BuildError::Dockerfile)?;
+    let named =
+        crate::dockerfile::images(dockerfile, &ctx.push.config).map_err(|e| BuildError::Dockerfile(e.to_string()))?;
     let mut images: Vec<String> = named.iter().map(|n| n.image.clone()).collect();
     for base in named.iter().filter(|n| n.base) {
         check_image_use(ctx, &base.image).await?;

@@ -43,7 +43,7 @@ pub enum BuildpackError {
     #[error("buildpack {0} failed: bin/release exited with status {1}")]
     ReleaseFailed(String, i64),
     #[error("buildpack {0}'s bin/release printed what Skiff cannot read: {1}")]
-    ReleaseUnreadable(String, String),
+    ReleaseUnreadable(String, ReleaseFileError),
     #[error("the build directory failed: {0}")]
     Io(#[from] std::io::Error),
     #[error(transparent)]
@@ -254,6 +254,29 @@ pub struct BuildpackRelease {
     pub config_vars: BTreeMap<String, String>,
 }
 
+/// A line of `bin/release`'s output that Skiff cannot read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {problem}")]
+pub struct ReleaseFileError {
+    pub line: usize,
+    pub problem: ReleaseProblem,
+}
+
+/// What is wrong with a line of `bin/release`'s output.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReleaseProblem {
+    #[error("`{0}` is not `key: value`")]
+    NotKeyValue(String),
+    #[error("`{0}` should be a mapping, one `key: value` a line")]
+    NotMapping(String),
+    #[error("`{0}` has no closing quote")]
+    Unclosed(String),
+    #[error("`{0}` ends in a lone `\\`")]
+    LoneBackslash(String),
+    #[error("process type `{0}`: {1}")]
+    ProcessType(String, skiff_api::NameError),
+}
+
 impl BuildpackRelease {
     /// Reads the YAML `bin/release` prints: the mappings `default_process_types` and
     /// `config_vars`, one `key: value` a line, values plain or quoted; other top-level keys
@@ -261,7 +284,7 @@ impl BuildpackRelease {
     ///
     /// # Errors
     /// Says which line cannot be read and why.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, ReleaseFileError> {
         enum Section {
             ProcessTypes,
             ConfigVars,
@@ -270,6 +293,7 @@ impl BuildpackRelease {
         let mut release = Self::default();
         let mut section = Section::Other;
         for (number, line) in text.lines().enumerate().map(|(i, l)| (i + 1, l.trim_end())) {
+            let at = |problem| ReleaseFileError { line: number, problem };
             let content = line.trim_start();
             let top_level = line.len() == content.len();
             let skipped = !top_level && matches!(section, Section::Other);
@@ -277,7 +301,7 @@ impl BuildpackRelease {
                 continue;
             }
             let (key, value) =
-                content.split_once(':').ok_or_else(|| format!("line {number}: `{content}` is not `key: value`"))?;
+                content.split_once(':').ok_or_else(|| at(ReleaseProblem::NotKeyValue(content.to_owned())))?;
             let value = value.trim();
             if top_level {
                 // A top-level key opens a section; only an empty mapping may follow one
@@ -288,15 +312,15 @@ impl BuildpackRelease {
                     _ => Section::Other,
                 };
                 if !matches!(section, Section::Other) && !value.is_empty() && value != "{}" {
-                    return Err(format!("line {number}: `{key}` should be a mapping, one `key: value` a line"));
+                    return Err(at(ReleaseProblem::NotMapping(key.to_owned())));
                 }
                 continue;
             }
-            let value = unquote(value).map_err(|e| format!("line {number}: {e}"))?;
+            let value = unquote(value).map_err(at)?;
             match section {
                 Section::ProcessTypes => {
                     let process: ProcessType =
-                        key.trim().parse().map_err(|e| format!("line {number}: process type `{key}`: {e}"))?;
+                        key.trim().parse().map_err(|e| at(ReleaseProblem::ProcessType(key.to_owned(), e)))?;
                     release.default_process_types.insert(process, value);
                 }
                 Section::ConfigVars => {
@@ -312,17 +336,21 @@ impl BuildpackRelease {
 
 /// A YAML scalar as written on one line: plain, `'single'` (`''` is a quote) or
 /// `"double"` (with `\"` and `\\` escapes).
-fn unquote(value: &str) -> Result<String, String> {
+fn unquote(value: &str) -> Result<String, ReleaseProblem> {
     if let Some(inner) = value.strip_prefix('\'') {
-        let inner = inner.strip_suffix('\'').ok_or_else(|| format!("`{value}` has no closing quote"))?;
+        let inner = inner.strip_suffix('\'').ok_or_else(|| ReleaseProblem::Unclosed(value.to_owned()))?;
         return Ok(inner.replace("''", "'"));
     }
     if let Some(inner) = value.strip_prefix('"') {
-        let inner = inner.strip_suffix('"').ok_or_else(|| format!("`{value}` has no closing quote"))?;
+        let inner = inner.strip_suffix('"').ok_or_else(|| ReleaseProblem::Unclosed(value.to_owned()))?;
         let mut unescaped = String::with_capacity(inner.len());
         let mut chars = inner.chars();
         while let Some(c) = chars.next() {
-            let c = if c == '\\' { chars.next().ok_or_else(|| format!("`{value}` ends in a lone `\\`"))? } else { c };
+            let c = if c == '\\' {
+                chars.next().ok_or_else(|| ReleaseProblem::LoneBackslash(value.to_owned()))?
+            } else {
+                c
+            };
             unescaped.push(c);
         }
         return Ok(unescaped);
@@ -369,11 +397,13 @@ mod tests {
         assert_eq!(BuildpackRelease::parse("").unwrap(), BuildpackRelease::default(), "nothing to say");
         assert_eq!(BuildpackRelease::parse("config_vars: {}\n").unwrap(), BuildpackRelease::default());
         let bad = BuildpackRelease::parse("default_process_types:\n  Web Server: x\n").unwrap_err();
-        assert!(bad.starts_with("line 2: process type"), "{bad}");
+        assert!(bad.line == 2 && matches!(bad.problem, ReleaseProblem::ProcessType(..)), "{bad}");
+        assert!(bad.to_string().starts_with("line 2: process type"), "{bad}");
         let bad = BuildpackRelease::parse("config_vars:\n  A: \"open\n").unwrap_err();
-        assert!(bad.contains("no closing quote"), "{bad}");
+        assert_eq!(bad.problem, ReleaseProblem::Unclosed("\"open".into()), "{bad}");
+        assert!(bad.to_string().contains("no closing quote"), "{bad}");
         let bad = BuildpackRelease::parse("default_process_types: {web: x}\n").unwrap_err();
-        assert!(bad.contains("should be a mapping"), "{bad}");
+        assert!(bad.to_string().contains("should be a mapping"), "{bad}");
     }
 
     #[test]

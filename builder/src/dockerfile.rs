@@ -15,11 +15,18 @@ pub struct Named {
     pub base: bool,
 }
 
+/// A `FROM` without an image, on the Dockerfile's line `line`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: FROM names no image")]
+pub struct FromWithoutImage {
+    pub line: usize,
+}
+
 /// The images `text` uses, in order, each once.
 ///
 /// # Errors
 /// When an instruction that names an image cannot be read.
-pub fn images(text: &str, build_args: &BTreeMap<String, String>) -> Result<Vec<Named>, String> {
+pub fn images(text: &str, build_args: &BTreeMap<String, String>) -> Result<Vec<Named>, FromWithoutImage> {
     // ARGs before the first FROM are the ones FROM may use; a stage sees only its own
     // (an `ARG NAME` in a stage takes the earlier value of NAME).
     let mut global: BTreeMap<String, String> = BTreeMap::new();
@@ -58,7 +65,7 @@ pub fn images(text: &str, build_args: &BTreeMap<String, String>) -> Result<Vec<N
             }
             "FROM" => {
                 let mut operands = words.iter().filter(|w| !w.starts_with("--"));
-                let image = operands.next().ok_or_else(|| format!("line {number}: FROM names no image"))?;
+                let image = operands.next().ok_or(FromWithoutImage { line: number })?;
                 let image = substitute(image, &global);
                 if !image.eq_ignore_ascii_case("scratch") && !is_stage(&image, &stages) {
                     add(image, true);
@@ -221,7 +228,7 @@ mod tests {
         for (text, build_args, expected) in cases {
             assert_eq!(read(text, build_args), *expected, "{text}");
         }
-        assert!(images("FROM\n", &BTreeMap::new()).unwrap_err().contains("line 1"));
+        assert_eq!(images("FROM\n", &BTreeMap::new()), Err(FromWithoutImage { line: 1 }));
         let named = images("FROM r:1/a AS b\nCOPY --from=r:1/c /x /x\n", &BTreeMap::new()).unwrap();
         let bases: Vec<(&str, bool)> = named.iter().map(|n| (n.image.as_str(), n.base)).collect();
         assert_eq!(bases, [("r:1/a", true), ("r:1/c", false)], "only FROM images are built upon");

@@ -86,6 +86,37 @@ async fn tcp(address: SocketAddr) -> Option<bool> {
     })
 }
 
+/// Why a new container never became ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BootFailure {
+    /// It stopped while starting; `reason` says how (see [`exit_reason`]).
+    Exited {
+        reason: String,
+        /// The shell could not run its command or did not find it (status 126 or 127).
+        missing_command: bool,
+    },
+    /// It kept running but did not pass its check in time; `what` is what the check asked.
+    NotReady { process: String, what: String, timeout: Duration },
+}
+
+impl std::fmt::Display for BootFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Exited { reason, missing_command } => {
+                let hint = if *missing_command {
+                    " (its command is not in the image: is the stack the right one?)"
+                } else {
+                    ""
+                };
+                write!(f, "{reason} while starting{hint}")
+            }
+            Self::NotReady { process, what, timeout } => {
+                write!(f, "{process} did not {what} within {} s", timeout.as_secs())
+            }
+        }
+    }
+}
+
 /// Waits until a new container is ready: a `web` one answers HTTP on its port, others
 /// keep running for a second. `Err` says why it never became ready.
 pub(super) async fn boot(
@@ -93,7 +124,7 @@ pub(super) async fn boot(
     container: &Container,
     check: &Check,
     timeout: Duration,
-) -> Result<Result<(), String>, RuntimeError> {
+) -> Result<Result<(), BootFailure>, RuntimeError> {
     let deadline = tokio::time::Instant::now() + timeout;
     // A process with nothing to probe is ready once it has kept running for a second.
     let settle = tokio::time::Instant::now() + Duration::from_secs(1);
@@ -102,12 +133,8 @@ pub(super) async fn boot(
         if runtime.exit_code(&container.id).await?.is_some() {
             let reason = exit_reason(runtime, &container.id, &container.process).await?;
             // 126 and 127 are the shell's "cannot run" and "not found".
-            let hint = if reason.ends_with("status 126") || reason.ends_with("status 127") {
-                " (its command is not in the image: is the stack the right one?)"
-            } else {
-                ""
-            };
-            return Ok(Err(format!("{reason} while starting{hint}")));
+            let missing_command = reason.ends_with("status 126") || reason.ends_with("status 127");
+            return Ok(Err(BootFailure::Exited { reason, missing_command }));
         }
         let ready = match check {
             Check::Running => tokio::time::Instant::now() >= settle,
@@ -123,7 +150,7 @@ pub(super) async fn boot(
                 Check::Tcp => "accept TCP connections on $PORT".to_owned(),
                 Check::Running => "keep running".to_owned(),
             };
-            return Ok(Err(format!("{} did not {what} within {} s", container.process, timeout.as_secs())));
+            return Ok(Err(BootFailure::NotReady { process: container.process.clone(), what, timeout }));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

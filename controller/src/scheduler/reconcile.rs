@@ -366,9 +366,9 @@ impl Scheduler {
                                 self.db.clear_crash(&spec.app, &spec.process).await?;
                                 None
                             }
-                            Err(reason) => {
+                            Err(failure) => {
                                 self.remove(&container.id).await?;
-                                Some(reason)
+                                Some(failure.to_string())
                             }
                         }
                     }
