@@ -191,7 +191,7 @@ impl Scheduler {
             })
             .collect();
         let (steps, next) =
-            self.hold().due(planned, &busy, Instant::now(), self.config.drain_period, self.config.reconcile_interval);
+            self.hold().due(planned, &busy, now(), self.config.drain_period, self.config.reconcile_interval);
         // Routes go to the ready containers, and not to those that just started to drain,
         // before anything stops.
         self.publish(&desired, &observed).await?;
@@ -384,8 +384,7 @@ impl Scheduler {
                     } else {
                         let of = (spec.release, spec.generation);
                         let interval = self.config.reconcile_interval;
-                        let (crashes, pause) =
-                            self.hold().crashed(&spec.app, &spec.process, of, Instant::now(), interval);
+                        let (crashes, pause) = self.hold().crashed(&spec.app, &spec.process, of, now(), interval);
                         // Kept where `skiff ps` on any replica finds it.
                         self.db.record_crash(&spec.app, &spec.process, spec.release, &reason, crashes, pause).await?;
                         crash_outcome(crashes, pause)
@@ -429,6 +428,12 @@ impl Scheduler {
     fn hold(&self) -> std::sync::MutexGuard<'_, Hold> {
         self.hold.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// The scheduler's clock: tokio's, so that tests can move it (`tokio::time::advance`)
+/// instead of waiting out a drain or a backoff.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 /// What follows a crash, for its event: when another container starts.

@@ -182,6 +182,13 @@ impl Fixture {
     }
 }
 
+/// Moves the scheduler's clock (tokio's) on by `span` instead of waiting it out.
+async fn pass_time(span: Duration) {
+    tokio::time::pause();
+    tokio::time::advance(span).await;
+    tokio::time::resume();
+}
+
 /// Every table the feed publishes while `during` runs.
 async fn tables_during<F: std::future::Future<Output = ()>>(routes: &RouteFeed, during: F) -> Vec<RouteTable> {
     let mut seen = vec![routes.current()];
@@ -279,7 +286,7 @@ async fn crashed_containers_come_back_with_growing_pauses() {
     assert_eq!(crash.reason, "worker exited with status 1", "kept for `skiff ps`");
     assert!(crash.restart_at > crash.crashed_at);
 
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    pass_time(Duration::from_millis(2100)).await;
     scheduler.pass().await.unwrap();
     assert_eq!(fixture.containers("worker").await, [(1, true)], "after the pause it runs again");
     assert!(fixture.db.crashes(&fixture.app).await.unwrap().is_empty(), "and is no longer listed as crashed");
@@ -349,14 +356,14 @@ async fn scaling_to_twenty_and_back_to_zero() {
     scheduler.pass().await.unwrap();
     assert_eq!(fixture.answers().await.len(), 5, "routers stop sending to the other 15 at once");
     assert_eq!(fixture.containers("web").await.len(), 20, "while they drain");
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    pass_time(Duration::from_millis(600)).await;
     scheduler.pass().await.unwrap();
     assert_eq!(fixture.containers("web").await, vec![(1, true); 5], "then they stop");
 
     fixture.scale("web", 0).await;
     scheduler.pass().await.unwrap();
     assert!(fixture.answers().await.is_empty());
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    pass_time(Duration::from_millis(600)).await;
     scheduler.pass().await.unwrap();
     assert!(fixture.containers("web").await.is_empty());
 }
