@@ -61,6 +61,14 @@ pub struct BuildContainer<'a> {
 }
 
 impl Engine {
+    /// Whether the engine answers.
+    ///
+    /// # Errors
+    /// The engine's error.
+    pub async fn ping(&self) -> Result<(), bollard::errors::Error> {
+        self.docker.ping().await.map(drop)
+    }
+
     /// Connects to the local engine (lazily: nothing is sent until a build).
     ///
     /// # Errors

@@ -61,22 +61,26 @@ pub struct Config {
 /// Why the builder stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("cannot prepare the builder's data directory, host key or hook socket: {0}")]
+    #[error("cannot prepare the builder's data directory, host key or hook socket, or serve its health: {0}")]
     Prepare(#[from] std::io::Error),
 }
 
-/// Prepares the builder (data directory, host key, hook socket) and serves SSH on
-/// `listener` until `shutdown`.
+/// Prepares the builder (data directory, host key, hook socket) and serves SSH on `ssh`,
+/// and `/healthz`, `/readyz` and `/metrics` on `http`, until `shutdown`.
 ///
 /// # Errors
-/// When the builder cannot be prepared.
+/// When the builder cannot be prepared, or its HTTP server fails.
 pub async fn run(
     config: Config,
-    listener: tokio::net::TcpListener,
+    ssh: tokio::net::TcpListener,
+    http: tokio::net::TcpListener,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<(), RunError> {
     let builder = Builder::new(config).await?;
     let hooks = builder.bind_hooks()?;
-    serve(listener, hooks, builder, shutdown).await;
-    Ok(())
+    let (readiness, metrics) = (builder.readiness(), builder.clone());
+    let stop = shutdown.clone().cancelled_owned();
+    let health = skiff_service::serve(http, readiness, std::sync::Arc::new(move || metrics.metrics()), stop);
+    let ((), served) = tokio::join!(serve(ssh, hooks, builder, shutdown), health);
+    Ok(served?)
 }

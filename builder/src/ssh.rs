@@ -5,6 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -50,6 +51,16 @@ pub struct Builder {
     pushes: Mutex<HashMap<String, Arc<PushEntry>>>,
     locked_apps: Mutex<HashSet<AppName>>,
     builds: Semaphore,
+    /// How pushes ended, for `/metrics`.
+    outcomes: Outcomes,
+}
+
+/// How pushes ended: released, failed, or abandoned by the pusher.
+#[derive(Debug, Default)]
+struct Outcomes {
+    released: AtomicU64,
+    failed: AtomicU64,
+    abandoned: AtomicU64,
 }
 
 /// Holds an app's push lock; dropping it (the push ended, or its connection did) frees it.
@@ -111,8 +122,33 @@ impl Builder {
             hook_socket,
             pushes: Mutex::new(HashMap::new()),
             locked_apps: Mutex::new(HashSet::new()),
+            outcomes: Outcomes::default(),
             config,
         }))
+    }
+
+    /// What the builder needs to build: the container engine.
+    pub fn readiness(self: &Arc<Self>) -> skiff_service::Readiness {
+        let builder = self.clone();
+        skiff_service::Readiness::new().check("engine", move || {
+            let builder = builder.clone();
+            async move { builder.engine.ping().await.map_err(|e| e.to_string()) }
+        })
+    }
+
+    /// The builder's `/metrics` page: pushes by how they ended.
+    pub fn metrics(&self) -> String {
+        let count = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        let outcomes = [
+            ("released", count(&self.outcomes.released)),
+            ("failed", count(&self.outcomes.failed)),
+            ("abandoned", count(&self.outcomes.abandoned)),
+        ];
+        let values: Vec<(String, u64)> =
+            outcomes.iter().map(|(outcome, n)| (format!("{{outcome=\"{outcome}\"}}"), *n)).collect();
+        skiff_service::Text::new()
+            .counter("skiff_builder_pushes_total", "Pushes built, by how they ended.", &values)
+            .finish()
     }
 
     /// Binds the hook socket (replacing a stale one from an earlier run).
@@ -278,6 +314,7 @@ impl Builder {
             result = build::run(&context, &mut out) => result,
             () = entry.gone.cancelled() => {
                 tracing::info!(app = %entry.push.app, "builder.push.abandoned");
+                self.outcomes.abandoned.fetch_add(1, Ordering::Relaxed);
                 self.engine.remove_builds(entry.push.app.as_str()).await;
                 return;
             }
@@ -285,10 +322,12 @@ impl Builder {
         match result {
             Ok(release) => {
                 tracing::info!(app = %entry.push.app, version = release.version, "builder.push.released");
+                self.outcomes.released.fetch_add(1, Ordering::Relaxed);
                 out.exit(0).await;
             }
             Err(error) => {
                 tracing::info!(app = %entry.push.app, %error, "builder.push.failed");
+                self.outcomes.failed.fetch_add(1, Ordering::Relaxed);
                 out.exit(1).await;
             }
         }

@@ -90,6 +90,9 @@ pub struct Settings {
     /// Builder SSH listen address.
     #[arg(long, env = "SKIFF_BUILDER_LISTEN", default_value = "127.0.0.1:2222")]
     pub builder_listen: SocketAddr,
+    /// Builder health and metrics listen address (`/healthz`, `/readyz`, `/metrics`).
+    #[arg(long, env = "SKIFF_BUILDER_HTTP_LISTEN", default_value = "127.0.0.1:7703")]
+    pub builder_http_listen: SocketAddr,
     /// Router HTTP listen address.
     #[arg(long, env = "SKIFF_ROUTER_LISTEN", default_value = "127.0.0.1:8080")]
     pub router_listen: SocketAddr,
@@ -269,6 +272,7 @@ pub struct Addresses {
     pub syslog: Option<SocketAddr>,
     pub syslog_tls: Option<SocketAddr>,
     pub builder: Option<SocketAddr>,
+    pub builder_http: Option<SocketAddr>,
     pub router: Option<SocketAddr>,
     pub router_tls: Option<SocketAddr>,
 }
@@ -373,7 +377,8 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
         controller: controller.as_ref().map(TcpListener::local_addr).transpose()?,
         router: router.as_ref().map(|(http, _)| http.local_addr()).transpose()?,
         router_tls: router.as_ref().map(|(_, https)| https.local_addr()).transpose()?,
-        builder: builder.as_ref().map(TcpListener::local_addr).transpose()?,
+        builder: builder.as_ref().map(|(ssh, _)| ssh.local_addr()).transpose()?,
+        builder_http: builder.as_ref().map(|(_, http)| http.local_addr()).transpose()?,
     };
 
     let url = |configured: &Option<String>, bound: Option<SocketAddr>, default: SocketAddr| {
@@ -411,7 +416,8 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
         .map(|listener| (listener, controller_config(settings, &known, &addresses, &registry_url, &logger_url)));
     let router = router
         .map(|(http, https)| (http, https, router_config(settings, &known, syslog_address, ca.take(), &mut problems)));
-    let builder = builder.map(|listener| (listener, problems.note(builder_config(settings, &known, &registry_url))));
+    let builder =
+        builder.map(|(ssh, http)| (ssh, http, problems.note(builder_config(settings, &known, &registry_url))));
     problems.into_result()?;
 
     let supervisor = Supervisor::default();
@@ -429,8 +435,8 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
     if let Some((http, https, Some(config))) = router {
         supervisor.spawn("router", skiff_router::run(config, http, https, shutdown.clone()));
     }
-    if let Some((listener, Some(config))) = builder {
-        supervisor.spawn("builder", skiff_builder::run(config, listener, shutdown.clone()));
+    if let Some((ssh, http, Some(config))) = builder {
+        supervisor.spawn("builder", skiff_builder::run(config, ssh, http, shutdown.clone()));
     }
     Ok(Platform { addresses, supervisor })
 }
@@ -444,7 +450,8 @@ struct Bound {
     controller: Option<TcpListener>,
     /// HTTP and HTTPS.
     router: Option<(TcpListener, TcpListener)>,
-    builder: Option<TcpListener>,
+    /// SSH, and HTTP for health and metrics.
+    builder: Option<(TcpListener, TcpListener)>,
 }
 
 /// Binds every listener of `components`.
@@ -469,7 +476,8 @@ async fn bind_all(settings: &Settings, components: &[Component]) -> anyhow::Resu
         bound.router = Some((http, bind(settings.router_tls_listen, "router tls").await?));
     }
     if runs(Component::Builder) {
-        bound.builder = Some(bind(settings.builder_listen, "builder").await?);
+        let ssh = bind(settings.builder_listen, "builder").await?;
+        bound.builder = Some((ssh, bind(settings.builder_http_listen, "builder http").await?));
     }
     Ok(bound)
 }

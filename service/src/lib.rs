@@ -35,6 +35,20 @@ pub use probe::Readiness;
 /// What a service says at `/metrics`: its own metrics, rendered on each read.
 pub type RenderMetrics = Arc<dyn Fn() -> String + Send + Sync>;
 
+/// Serves only `/healthz`, `/readyz` and `/metrics` on `listener` until `shutdown`, for a
+/// service whose own protocol is not HTTP (the builder's SSH).
+///
+/// # Errors
+/// When the server fails.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    readiness: Readiness,
+    render: RenderMetrics,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, routes::<()>(readiness, render)).with_graceful_shutdown(shutdown).await
+}
+
 /// `/healthz`, `/readyz` and `/metrics` for a service, to merge into its router.
 pub fn routes<S: Clone + Send + Sync + 'static>(readiness: Readiness, render: RenderMetrics) -> Router<S> {
     Router::new()

@@ -108,6 +108,7 @@ impl Platform {
             logger_tls_cert: None,
             logger_tls_key: None,
             builder_listen: loopback,
+            builder_http_listen: loopback,
             router_listen: loopback,
             router_tls_listen: loopback,
             router_tls_cert: None,

@@ -34,6 +34,12 @@ async fn a_pushed_example_app_serves_through_the_router_and_logs() {
     assert!(pushed, "git push failed:\n{out}");
     assert!(out.contains("remote: -----> Building hello"), "{out}");
     assert!(out.contains("remote: -----> Released v1"), "{out}");
+    // The builder says how its pushes ended, and that its engine answers.
+    let builder = format!("http://{}", platform.addresses.builder_http.unwrap());
+    let metrics = reqwest::get(format!("{builder}/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("skiff_builder_pushes_total{outcome=\"released\"} 1"), "{metrics}");
+    let ready = reqwest::get(format!("{builder}/readyz")).await.unwrap();
+    assert_eq!((ready.status().as_u16(), ready.text().await.unwrap()), (200, "engine ok\n".to_owned()));
 
     let body = eventually(Duration::from_secs(60), || async {
         match get_via_router(platform.router(), "hello.localhost:8080").await {

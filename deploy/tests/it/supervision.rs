@@ -18,6 +18,7 @@ fn settings(dir: &Path, extra: &[&str]) -> skiffd::Settings {
         "--syslog-listen",
         "--syslog-tls-listen",
         "--builder-listen",
+        "--builder-http-listen",
         "--router-listen",
         "--router-tls-listen",
     ] {
@@ -61,4 +62,21 @@ async fn every_wrong_setting_is_reported_at_once() {
     let error = skiffd::start(&settings, &[skiffd::Component::Router]).await.err().expect("refused").to_string();
     assert!(error.starts_with("2 settings are wrong"), "{error}");
     assert!(error.contains("SKIFF_ROUTER_TRUSTED_PROXIES") && error.contains("SKIFF_ROUTER_ROUTES"), "{error}");
+}
+
+#[tokio::test]
+async fn the_builder_serves_its_health_and_metrics_beside_ssh() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings(dir.path(), &[]);
+    let platform = skiffd::start(&settings, &[skiffd::Component::Builder]).await.expect("it starts");
+    let base = format!("http://{}", platform.addresses.builder_http.unwrap());
+    let live = reqwest::get(format!("{base}/healthz")).await.unwrap();
+    assert_eq!(live.status(), 200);
+    let metrics = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("skiff_builder_pushes_total{outcome=\"failed\"} 0"), "{metrics}");
+    // Ready when the engine answers (the whole-platform tests see `engine ok`); either way
+    // the answer names the engine.
+    let ready = reqwest::get(format!("{base}/readyz")).await.unwrap().text().await.unwrap();
+    assert!(ready.starts_with("engine"), "{ready}");
+    platform.stop().await;
 }
