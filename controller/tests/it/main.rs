@@ -18,6 +18,12 @@ use skiff_controller::db::{Db, SettingsKind};
 
 /// A fresh Postgres database for one test.
 async fn postgres() -> Db {
+    postgres_named().await.0
+}
+
+/// A fresh Postgres database for one test, its name, and a connection to the server's
+/// default database (to drop it with).
+async fn postgres_named() -> (Db, String, Db) {
     let url = std::env::var("SKIFF_TEST_POSTGRES_URL").expect(
         "these tests need Postgres: run deploy/test.sh, which installs and starts one, \
          or set SKIFF_TEST_POSTGRES_URL=postgres://USER@127.0.0.1:PORT/DB",
@@ -26,7 +32,8 @@ async fn postgres() -> Db {
     let admin = Db::open(&url).await.expect("Postgres answers");
     admin.execute_admin(&format!("CREATE DATABASE {name}")).await.expect("create a test database");
     let (base, _) = url.rsplit_once('/').expect("the URL names a database");
-    Db::open(&format!("{base}/{name}")).await.expect("the test database opens")
+    let db = Db::open(&format!("{base}/{name}")).await.expect("the test database opens");
+    (db, name, admin)
 }
 
 fn rand_u64() -> u64 {
@@ -293,4 +300,18 @@ async fn migrations_are_applied_once() {
     drop(db);
     let again = Db::open_sqlite(&path).await.unwrap();
     assert!(again.user_by_name(&"admin".parse().unwrap()).await.unwrap().is_some(), "reopening keeps the data");
+}
+
+#[tokio::test]
+#[ignore = "needs Postgres (deploy/test.sh starts one)"]
+async fn readiness_names_a_database_that_went_away() {
+    let (db, name, admin) = postgres_named().await;
+    let platform = test_app::TestApp::start_with_db(db).await;
+    let ready = platform.call_text(None, "get", "/readyz", serde_json::Value::Null).await;
+    assert_eq!(ready, "database ok\nengine ok\n");
+    admin.execute_admin(&format!("DROP DATABASE {name} WITH (FORCE)")).await.expect("the database is dropped");
+    let answer = platform.call(None, "get", "/readyz", None).await;
+    assert_eq!(answer.status, 503);
+    let text = platform.call_text(None, "get", "/readyz", serde_json::Value::Null).await;
+    assert!(text.starts_with("database: ") && text.ends_with("engine ok\n"), "{text}");
 }

@@ -75,6 +75,22 @@ impl TestApp {
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open_sqlite(&dir.path().join("skiff.db")).await.unwrap();
+        Self::serve(scheduling, engine, runtime, db, dir).await
+    }
+
+    /// A controller on `db` (a Postgres database, say), without the reconcile loop.
+    pub async fn start_with_db(db: Db) -> Self {
+        let runtime = Arc::new(MemoryRuntime::new());
+        Self::serve(Scheduling::Off, runtime.clone(), runtime, db, tempfile::tempdir().unwrap()).await
+    }
+
+    async fn serve(
+        scheduling: Scheduling,
+        engine: Arc<dyn ContainerRuntime>,
+        runtime: Arc<MemoryRuntime>,
+        db: Db,
+        dir: tempfile::TempDir,
+    ) -> Self {
         let shutdown = CancellationToken::new();
         let config = config();
         let coordination = Coordination::local();

@@ -9,6 +9,7 @@ mod harness;
 mod logger_restart;
 mod newcomer;
 mod operations;
+mod readiness;
 mod registry_clients;
 mod replicas;
 mod sharing;
