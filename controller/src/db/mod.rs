@@ -149,6 +149,21 @@ fn config_parse(text: &str) -> Result<BTreeMap<String, String>, DbError> {
     serde_json::from_str(text).map_err(|e| DbError::Corrupt(e.to_string()))
 }
 
+/// What a new release is made of.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRelease<'a> {
+    /// The image: `<app>@<digest>` in Skiff's registry, or a full reference elsewhere.
+    pub image: &'a str,
+    /// The build it came from, when it came from one.
+    pub build: Option<i64>,
+    pub git_sha: Option<&'a str>,
+    pub procfile: &'a BTreeMap<ProcessType, String>,
+    pub config: &'a BTreeMap<String, String>,
+    pub created_by: &'a Username,
+    /// What made it, in words.
+    pub summary: &'a str,
+}
+
 /// Per-process settings kept with an app.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SettingsKind {

@@ -4,22 +4,10 @@ use super::*;
 
 impl Db {
     /// Creates the next release of an app.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn create_release(
-        &self,
-        app: &AppRow,
-        image: &str,
-        build: Option<i64>,
-        git_sha: Option<&str>,
-        procfile: &BTreeMap<ProcessType, String>,
-        config: &BTreeMap<String, String>,
-        created_by: &Username,
-        summary: &str,
-    ) -> Result<Release, DbError> {
+    pub async fn create_release(&self, app: &AppRow, new: &NewRelease<'_>) -> Result<Release, DbError> {
         let mut tx = self.writer.begin().await?;
         Self::lock_app(&mut tx, app.id).await?;
-        let release =
-            Self::insert_release(&mut tx, app, image, build, git_sha, procfile, config, created_by, summary).await?;
+        let release = Self::insert_release(&mut tx, app, new).await?;
         tx.commit().await?;
         Ok(release)
     }
@@ -52,20 +40,18 @@ impl Db {
             .execute(&mut *tx)
             .await?;
         let release = match base {
-            Some(base) => Some(
-                Self::insert_release(
-                    &mut tx,
-                    app,
-                    &base.image,
-                    base.build,
-                    base.git_sha.as_deref(),
-                    &base.procfile,
-                    &config,
+            Some(base) => {
+                let new = NewRelease {
+                    image: &base.image,
+                    build: base.build,
+                    git_sha: base.git_sha.as_deref(),
+                    procfile: &base.procfile,
+                    config: &config,
                     created_by,
                     summary,
-                )
-                .await?,
-            ),
+                };
+                Some(Self::insert_release(&mut tx, app, &new).await?)
+            }
             None => None,
         };
         tx.commit().await?;
@@ -80,18 +66,12 @@ impl Db {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn insert_release(
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         app: &AppRow,
-        image: &str,
-        build: Option<i64>,
-        git_sha: Option<&str>,
-        procfile: &BTreeMap<ProcessType, String>,
-        config: &BTreeMap<String, String>,
-        created_by: &Username,
-        summary: &str,
+        new: &NewRelease<'_>,
     ) -> Result<Release, DbError> {
+        let NewRelease { image, build, git_sha, procfile, config, created_by, summary } = *new;
         let procfile_json = procfile_json(procfile)?;
         let created_at = now();
         let version: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) + 1 FROM releases WHERE app_id = $1")

@@ -41,14 +41,24 @@ impl Db {
         })
     }
 
-    /// A user by name.
-    pub async fn user_by_name(&self, username: &Username) -> Result<Option<UserRow>, DbError> {
-        sqlx::query("SELECT id, username, password_hash, CASE WHEN admin THEN 1 ELSE 0 END AS admin FROM users WHERE username = $1")
-            .bind(username.as_str())
+    /// A user's columns, as [`Db::user_row`] reads them, from `users u`.
+    const USER_COLUMNS: &str =
+        "SELECT u.id, u.username, u.password_hash, CASE WHEN u.admin THEN 1 ELSE 0 END AS admin FROM users u";
+
+    /// The one user `query` (the user's columns, then joins and conditions with one
+    /// parameter) finds for `value`.
+    async fn one_user(&self, query: &str, value: &str) -> Result<Option<UserRow>, DbError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!("{} {query}", Self::USER_COLUMNS)))
+            .bind(value)
             .fetch_optional(&self.pool)
             .await?
             .map(Self::user_row)
             .transpose()
+    }
+
+    /// A user by name.
+    pub async fn user_by_name(&self, username: &Username) -> Result<Option<UserRow>, DbError> {
+        self.one_user("WHERE u.username = $1", username.as_str()).await
     }
 
     /// Stores a token hash for a user.
@@ -69,15 +79,7 @@ impl Db {
 
     /// The user a token hash belongs to.
     pub async fn user_by_token(&self, token_hash: &str) -> Result<Option<UserRow>, DbError> {
-        sqlx::query(
-            "SELECT u.id, u.username, u.password_hash, CASE WHEN u.admin THEN 1 ELSE 0 END AS admin FROM users u
-             JOIN tokens t ON t.user_id = u.id WHERE t.hash = $1",
-        )
-        .bind(token_hash)
-        .fetch_optional(&self.pool)
-        .await?
-        .map(Self::user_row)
-        .transpose()
+        self.one_user("JOIN tokens t ON t.user_id = u.id WHERE t.hash = $1", token_hash).await
     }
 
     /// Adds an SSH key; `false` when the fingerprint is already registered.
@@ -134,14 +136,6 @@ impl Db {
 
     /// The owner of a key fingerprint.
     pub async fn key_owner(&self, fingerprint: &str) -> Result<Option<UserRow>, DbError> {
-        sqlx::query(
-            "SELECT u.id, u.username, u.password_hash, CASE WHEN u.admin THEN 1 ELSE 0 END AS admin FROM users u
-             JOIN ssh_keys k ON k.user_id = u.id WHERE k.fingerprint = $1",
-        )
-        .bind(fingerprint)
-        .fetch_optional(&self.pool)
-        .await?
-        .map(Self::user_row)
-        .transpose()
+        self.one_user("JOIN ssh_keys k ON k.user_id = u.id WHERE k.fingerprint = $1", fingerprint).await
     }
 }

@@ -10,7 +10,7 @@ use skiff_api::{
 
 use skiff_api::rules::{ConfigError, check_config};
 
-use crate::db::{AppRow, UserRow};
+use crate::db::{AppRow, NewRelease, UserRow};
 use crate::error::ApiError;
 use crate::state::Controller;
 
@@ -79,18 +79,16 @@ impl Releases<'_> {
         };
         let summary = format!("{} deployed {what}", build.username);
         let config = c.db.config(app).await?;
-        let release =
-            c.db.create_release(
-                app,
-                image,
-                Some(recorded.id),
-                build.git_sha.as_deref(),
-                &build.procfile,
-                &config,
-                &build.username,
-                &summary,
-            )
-            .await?;
+        let new = NewRelease {
+            image,
+            build: Some(recorded.id),
+            git_sha: build.git_sha.as_deref(),
+            procfile: &build.procfile,
+            config: &config,
+            created_by: &build.username,
+            summary: &summary,
+        };
+        let release = c.db.create_release(app, &new).await?;
         self.created(app, &release).await;
         Ok(BuildRecorded { build: recorded, release: Some(release) })
     }

@@ -14,7 +14,7 @@ mod test_app;
 use std::collections::BTreeMap;
 
 use skiff_api::{BuildCreate, BuildKind, BuildStatus, Limits, ReleaseState};
-use skiff_controller::db::{Db, SettingsKind};
+use skiff_controller::db::{Db, NewRelease, SettingsKind};
 
 /// A fresh Postgres database for one test.
 async fn postgres() -> Db {
@@ -94,22 +94,20 @@ async fn exercise(db: &Db) {
     let replace = |current: &mut BTreeMap<String, String>| current.clone_from(&config);
     db.change_config(&app, replace, |_| Ok::<(), String>(()), None, &bob.username, "config").await.unwrap().unwrap();
     assert_eq!(db.config(&app).await.unwrap(), config);
-    let v1 = db
-        .create_release(
-            &app,
-            "shop@sha256:abc",
-            Some(recorded.id),
-            Some("0123456789"),
-            &procfile,
-            &config,
-            &bob.username,
-            "v1",
-        )
-        .await
-        .unwrap();
+    let release = |image, summary| NewRelease {
+        image,
+        build: None,
+        git_sha: None,
+        procfile: &procfile,
+        config: &config,
+        created_by: &bob.username,
+        summary,
+    };
+    let first =
+        NewRelease { build: Some(recorded.id), git_sha: Some("0123456789"), ..release("shop@sha256:abc", "v1") };
+    let v1 = db.create_release(&app, &first).await.unwrap();
     assert_eq!((v1.version, v1.state), (1, ReleaseState::Pending));
-    let v2 =
-        db.create_release(&app, "shop@sha256:def", None, None, &procfile, &config, &bob.username, "v2").await.unwrap();
+    let v2 = db.create_release(&app, &release("shop@sha256:def", "v2")).await.unwrap();
     assert_eq!(v2.version, 2);
     assert!(db.settle_release(&app.name, 1, ReleaseState::Deployed, None).await.unwrap());
     assert!(
@@ -129,9 +127,7 @@ async fn exercise(db: &Db) {
     assert_eq!(db.release(&app, 1).await.unwrap().unwrap().build, Some(recorded.id));
     // Two releases in quick succession: once the newer is deployed, the older never runs.
     for summary in ["v3", "v4"] {
-        db.create_release(&app, "shop@sha256:def", None, None, &procfile, &config, &bob.username, summary)
-            .await
-            .unwrap();
+        db.create_release(&app, &release("shop@sha256:def", summary)).await.unwrap();
     }
     assert!(db.settle_release(&app.name, 4, ReleaseState::Deployed, None).await.unwrap());
     assert_eq!(db.release(&app, 3).await.unwrap().unwrap().state, ReleaseState::Superseded);
@@ -241,10 +237,17 @@ async fn concurrent_config_changes(db: &Db) {
     let owner = db.create_user(&"owner".parse().unwrap(), "hash").await.unwrap().unwrap();
     let app = db.create_app(&"busy".parse().unwrap(), &owner, &"busybox".parse().unwrap()).await.unwrap().unwrap();
     let procfile: BTreeMap<_, _> = [("web".parse().unwrap(), "serve".to_owned())].into();
-    let base = db
-        .create_release(&app, "busy@sha256:1", None, None, &procfile, &BTreeMap::new(), &owner.username, "v1")
-        .await
-        .unwrap();
+    let config = BTreeMap::new();
+    let first = NewRelease {
+        image: "busy@sha256:1",
+        build: None,
+        git_sha: None,
+        procfile: &procfile,
+        config: &config,
+        created_by: &owner.username,
+        summary: "v1",
+    };
+    let base = db.create_release(&app, &first).await.unwrap();
     let changes = (0..20).map(|n| {
         let (db, app, base, owner) = (db.clone(), app.clone(), base.clone(), owner.clone());
         tokio::spawn(async move {

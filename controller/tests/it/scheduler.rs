@@ -9,7 +9,7 @@ use std::time::Duration;
 use skiff_api::{CheckKind, Healthcheck, ReleaseState, RouteTable};
 use skiff_controller::Config;
 use skiff_controller::coordination::Coordination;
-use skiff_controller::db::{AppRow, Db, SettingsKind, UserRow};
+use skiff_controller::db::{AppRow, Db, NewRelease, SettingsKind, UserRow};
 use skiff_controller::events::Events;
 use skiff_controller::routes::RouteFeed;
 use skiff_controller::scheduler::{ContainerRuntime, MemoryRuntime, Scheduler};
@@ -92,20 +92,17 @@ impl Fixture {
     /// A release of `app` whose processes run `commands`.
     async fn release_of(&self, app: &AppRow, commands: &[(&str, &str)]) -> u32 {
         let procfile = commands.iter().map(|(p, c)| (p.parse().unwrap(), (*c).to_owned())).collect();
-        let release = self
-            .db
-            .create_release(
-                app,
-                "shop@sha256:abc",
-                None,
-                None,
-                &procfile,
-                &BTreeMap::new(),
-                &self.user.username,
-                "test",
-            )
-            .await
-            .unwrap();
+        let config = BTreeMap::new();
+        let new = NewRelease {
+            image: "shop@sha256:abc",
+            build: None,
+            git_sha: None,
+            procfile: &procfile,
+            config: &config,
+            created_by: &self.user.username,
+            summary: "test",
+        };
+        let release = self.db.create_release(app, &new).await.unwrap();
         release.version
     }
 
