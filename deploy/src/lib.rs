@@ -163,11 +163,20 @@ pub struct Settings {
     /// and router without an engine).
     #[arg(long, env = "SKIFF_RUNTIME", value_enum, default_value = "docker")]
     pub runtime: Runtime,
-    /// The Docker network app containers sit on; Skiff makes it, with inter-container
-    /// traffic off, when it does not exist, so that containers of different apps cannot
-    /// reach each other.
+    /// Each app's containers sit on a Docker network of the app's own, named
+    /// `<this>-<platform id>-<app>`: they reach each other there by process type (`web`,
+    /// `worker`, …) and no other app's containers.
     #[arg(long, env = "SKIFF_DOCKER_NETWORK", default_value = "skiff-apps")]
     pub docker_network: String,
+    /// The IPv4 block apps' networks are cut from, a /24 per app.
+    #[arg(long, env = "SKIFF_DOCKER_SUBNET", default_value = "10.199.0.0/16")]
+    pub docker_subnet: skiff_controller::scheduler::SubnetPool,
+    /// How routers and health checks reach app containers: `direct` (at each container's
+    /// address on its app's network) or `published` (through a port Docker publishes on
+    /// 127.0.0.1, for routers that cannot route to those networks; slower: Docker's
+    /// userland proxy carries every request).
+    #[arg(long, env = "SKIFF_DOCKER_ADDRESSING", default_value = "direct")]
+    pub docker_addressing: skiff_controller::scheduler::Addressing,
     /// Memory of an app container whose app set none with `limits:set`, in MiB.
     #[arg(long, env = "SKIFF_DEFAULT_MEMORY", default_value_t = 512)]
     pub default_memory: u64,
@@ -616,7 +625,11 @@ fn controller_config(
         Runtime::Docker => skiff_controller::Engine::Docker {
             platform: known.platform.to_owned(),
             confinement: skiff_controller::scheduler::Confinement {
-                network: settings.docker_network.clone(),
+                networking: skiff_controller::scheduler::Networking {
+                    prefix: settings.docker_network.clone(),
+                    subnets: settings.docker_subnet,
+                    addressing: settings.docker_addressing,
+                },
                 pids: settings.default_pids,
                 cpu_shares: settings.default_cpu_shares,
             },

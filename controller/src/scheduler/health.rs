@@ -128,7 +128,7 @@ pub(super) async fn boot(
     let deadline = tokio::time::Instant::now() + timeout;
     // A process with nothing to probe is ready once it has kept running for a second.
     let settle = tokio::time::Instant::now() + Duration::from_secs(1);
-    let address = container.host_port.map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
+    let address = container.address;
     loop {
         if runtime.exit_code(&container.id).await?.is_some() {
             let reason = exit_reason(runtime, &container.id, &container.process).await?;

@@ -13,6 +13,7 @@
 //! One-off containers print their command and exit 0 (`exit N` exits with N).
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -129,7 +130,7 @@ impl ContainerRuntime for MemoryRuntime {
             running: exit.is_none(),
             one_off: false,
             created: time::OffsetDateTime::now_utc().unix_timestamp(),
-            host_port,
+            address: host_port.map(|port| SocketAddr::from(([127, 0, 0, 1], port))),
         };
         self.lock().insert(id, Running { container: container.clone(), exit, server });
         Ok(container)
@@ -180,7 +181,7 @@ mod tests {
     async fn web_containers_answer_http_until_removed() {
         let runtime = MemoryRuntime::new();
         let web = runtime.start(&spec("web", "serve")).await.unwrap();
-        let url = format!("http://127.0.0.1:{}/", web.host_port.unwrap());
+        let url = format!("http://{}/", web.address.unwrap());
         let body = reqwest::get(&url).await.unwrap().text().await.unwrap();
         assert_eq!(body, format!("shop v3 {}\n", web.id));
         assert_eq!(runtime.exit_code(&web.id).await.unwrap(), None, "it runs");
@@ -197,10 +198,10 @@ mod tests {
         assert_eq!(runtime.exit_code(&crashed.id).await.unwrap(), Some(127));
         let hung = runtime.start(&spec("web", "hang")).await.unwrap();
         assert!(hung.running);
-        let url = format!("http://127.0.0.1:{}/", hung.host_port.unwrap());
+        let url = format!("http://{}/", hung.address.unwrap());
         assert!(reqwest::get(&url).await.is_err(), "a hung container never answers");
         let worker = runtime.start(&spec("worker", "work")).await.unwrap();
-        assert!(worker.running && worker.host_port.is_none());
+        assert!(worker.running && worker.address.is_none());
         runtime.crash(&worker.id, 2);
         assert_eq!(runtime.exit_code(&worker.id).await.unwrap(), Some(2));
         assert_eq!(runtime.starts(), 3);

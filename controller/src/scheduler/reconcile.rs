@@ -287,7 +287,7 @@ impl Scheduler {
         // Probed a few at a time: a pass over many containers waits for the slowest few,
         // not for all of them in turn.
         let probes = containers.into_iter().filter(|c| !c.one_off).map(|container| async move {
-            let address = container.host_port.map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
+            let address = container.address;
             // Current containers must pass the configured check; older ones, deployed under
             // whatever check held then, keep serving while they answer at all.
             let current = desired.iter().find(|d| {

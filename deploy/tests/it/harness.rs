@@ -120,6 +120,8 @@ impl Platform {
             default_stack: "busybox".parse().unwrap(),
             allowed_registries: Vec::new(),
             docker_network: "skiff-apps".into(),
+            docker_subnet: "10.199.0.0/16".parse().unwrap(),
+            docker_addressing: skiff_controller::scheduler::Addressing::Direct,
             default_memory: 512,
             max_memory: 8192,
             default_pids: 512,
@@ -338,12 +340,15 @@ impl Platform {
             .collect()
     }
 
-    /// Removes this platform's containers (the platform itself leaves them running by design).
+    /// Removes this platform's containers (the platform itself leaves them running by
+    /// design), then its apps' networks.
     pub fn remove_containers(&self) {
         let ids: Vec<String> = self.containers().into_iter().map(|(id, _, _)| id).collect();
         if !ids.is_empty() {
             let _ = Command::new("docker").arg("rm").arg("-f").args(&ids).output();
         }
+        let label = format!("label=skiff.platform={}", self.platform_id);
+        let _ = Command::new("docker").args(["network", "prune", "-f", "--filter", &label]).output();
     }
 
     /// Stops the platform; its containers keep running until the harness is dropped.
@@ -356,7 +361,7 @@ impl Platform {
 
 impl Drop for Platform {
     fn drop(&mut self) {
-        // Leave no containers behind, whether the test passed or not.
+        // Leave no containers or networks behind, whether the test passed or not.
         self.remove_containers();
     }
 }

@@ -218,6 +218,10 @@ async fn a_tenant_cannot_build_from_or_deploy_another_tenants_image() {
     let (status, out, err) = platform.cli_as("mallory", &home, &["run", "-a", "evil", &probe]).await;
     assert!(status == 0 && out.contains("probe done"), "{out}{err}");
     assert!(!out.contains("HTTP/1."), "the victim's container answered mallory's: {out}");
+    // The victim's own containers reach its web containers by their process type.
+    let (status, out, err) = platform.cli(&home, &["run", "-a", "victim", "wget -qO- http://web:5000/"]).await;
+    assert_eq!(status, 0, "the app's own one-off reaches its web by name: {out}{err}");
+    assert!(!out.is_empty(), "{out}{err}");
     // And it runs confined: no raw sockets, no new privileges, the default limits.
     let confinement = "grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; \
         cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null \
@@ -232,7 +236,8 @@ async fn a_tenant_cannot_build_from_or_deploy_another_tenants_image() {
     platform.stop().await;
 }
 
-/// The address on the apps' network of `app`'s running web container.
+/// The address on its app's network of `app`'s running web container, which publishes
+/// no port: the router reaches it there.
 fn container_address(platform: &Platform, app: &str) -> String {
     let listed = Command::new("docker")
         .args(["ps", "-q", "--filter", &format!("label=skiff.app={app}")])
@@ -245,11 +250,15 @@ fn container_address(platform: &Platform, app: &str) -> String {
         .output()
         .unwrap();
     let id = String::from_utf8_lossy(&listed.stdout).lines().next().expect("a running web container").to_owned();
-    let inspect = Command::new("docker")
-        .args(["inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", &id])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&inspect.stdout).trim().to_owned()
+    let inspect = |format: &str| {
+        let out = Command::new("docker").args(["inspect", "--format", format, &id]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let ports = inspect("{{json .NetworkSettings.Ports}}");
+    assert!(!ports.contains("HostPort"), "{app} published a port: {ports}");
+    let networks = inspect("{{range $name, $_ := .NetworkSettings.Networks}}{{$name}} {{end}}");
+    assert_eq!(networks, format!("skiff-apps-{}-{app}", platform.platform_id), "{app} sits on its own network");
+    inspect("{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,448 @@
+//! The Docker backend of [`ContainerRuntime`]: one engine, through bollard.
+//!
+//! Every app container, one-offs included, is confined: it sits on its app's own network
+//! ([`super::networks`]), where it reaches the app's other containers and no other app's,
+//! runs without `NET_RAW` and with `no-new-privileges`, and has the operator's process and
+//! CPU-share limits. The routers reach it at its address on that network (or, where they
+//! cannot route there, through a port published on 127.0.0.1).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::auth::DockerCredentials;
+use bollard::container::LogOutput;
+use bollard::models::{
+    ContainerCreateBody, ContainerSummaryStateEnum, EndpointSettings, HostConfig, NetworkingConfig, PortBinding,
+    PortMap,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
+    StopContainerOptions,
+};
+use futures_util::{StreamExt, TryStreamExt};
+use skiff_api::{AppName, ProcessType, RunOutput};
+
+use super::networks::{Addressing, AppNetworks, Networking};
+use super::runtime::{CONTAINER_PORT, Container, ContainerRuntime, ONE_OFF_LABEL, RuntimeError, StartSpec};
+
+/// The label naming the port a container's app listens on.
+const PORT_LABEL: &str = "skiff.port";
+
+/// How every app container is confined, whatever its app asks for.
+#[derive(Debug, Clone)]
+pub struct Confinement {
+    /// The networks app containers sit on, and how the routers reach them.
+    pub networking: Networking,
+    /// The most processes (and threads) a container may run.
+    pub pids: i64,
+    /// Each container's CPU weight against the others (Docker's default is 1024).
+    pub cpu_shares: i64,
+}
+
+/// The local Docker engine, through bollard.
+///
+/// Every container also carries `skiff.platform=<id>`, and only containers with this
+/// platform's id are listed, so several Skiff platforms can share one engine.
+#[derive(Debug, Clone)]
+pub struct DockerRuntime {
+    docker: Docker,
+    platform: String,
+    /// Credentials the engine presents to Skiff's registry.
+    registry_credentials: DockerCredentials,
+    networks: AppNetworks,
+    pids: i64,
+    cpu_shares: i64,
+}
+
+/// A container about to be made: what it runs and where it sits.
+struct Creating {
+    name: String,
+    body: ContainerCreateBody,
+    /// Its name on the app's network besides its own (the process type), if any.
+    alias: Option<String>,
+}
+
+impl DockerRuntime {
+    /// Connects to the local engine and negotiates the API version (engines down to API
+    /// 1.41 work).
+    ///
+    /// # Errors
+    /// When the engine is unreachable.
+    pub async fn connect(
+        platform: &str,
+        registry_host: &str,
+        service_token: &str,
+        confinement: Confinement,
+    ) -> Result<Self, RuntimeError> {
+        let docker = skiff_service::docker::connect().await?;
+        let registry_credentials = DockerCredentials {
+            username: Some("skiff".into()),
+            password: Some(service_token.into()),
+            serveraddress: Some(registry_host.into()),
+            ..Default::default()
+        };
+        let networks = AppNetworks::new(docker.clone(), platform, confinement.networking);
+        Ok(Self {
+            docker,
+            platform: platform.to_owned(),
+            registry_credentials,
+            networks,
+            pids: confinement.pids,
+            cpu_shares: confinement.cpu_shares,
+        })
+    }
+
+    /// What every container's host settings start from: no `NET_RAW`, no new
+    /// privileges, the process and CPU-share limits, and an init process as PID 1 (it
+    /// forwards SIGTERM, so apps that never installed a handler still stop promptly).
+    fn confined(&self, limits: &skiff_api::Limits) -> HostConfig {
+        HostConfig {
+            cap_drop: Some(vec!["NET_RAW".into()]),
+            security_opt: Some(vec!["no-new-privileges".into()]),
+            pids_limit: Some(self.pids),
+            cpu_shares: Some(self.cpu_shares),
+            init: Some(true),
+            memory: limits.memory_mb.map(|mb| (mb as i64) << 20),
+            nano_cpus: limits.cpu.map(|cores| (cores * 1e9) as i64),
+            ..Default::default()
+        }
+    }
+
+    /// The labels every container of `spec` carries.
+    fn labels(&self, spec: &StartSpec) -> HashMap<String, String> {
+        HashMap::from([
+            ("skiff.app".to_owned(), spec.app.to_string()),
+            ("skiff.release".to_owned(), spec.release.to_string()),
+            ("skiff.process".to_owned(), spec.process.clone()),
+            ("skiff.platform".to_owned(), self.platform.clone()),
+        ])
+    }
+
+    /// Pulls an image (a no-op when the engine has it). The platform's credentials go
+    /// only to the platform's registry; other registries are asked anonymously.
+    async fn pull(&self, image: &str) -> Result<(), RuntimeError> {
+        let (from_image, tag) = Self::pull_args(image);
+        let pull = CreateImageOptions { from_image: Some(from_image), tag: Some(tag), ..Default::default() };
+        let ours = self
+            .registry_credentials
+            .serveraddress
+            .as_deref()
+            .is_some_and(|registry| skiff_api::ImageRef::parse(image).is_ok_and(|image| image.is_on(registry)));
+        self.docker
+            .create_image(Some(pull), None, ours.then(|| self.registry_credentials.clone()))
+            .try_collect::<Vec<_>>()
+            .await?;
+        Ok(())
+    }
+
+    /// The port the app listens on: the image's lowest exposed TCP port (a Dockerfile's
+    /// `EXPOSE`, as Deis and Dokku use it), else [`CONTAINER_PORT`].
+    async fn app_port(&self, image: &str) -> u16 {
+        let Ok(inspected) = self.docker.inspect_image(image).await else { return CONTAINER_PORT };
+        let exposed = inspected.config.and_then(|c| c.exposed_ports).unwrap_or_default();
+        exposed_port(&exposed).unwrap_or(CONTAINER_PORT)
+    }
+
+    /// Splits `name@digest` or `name:tag` into what `POST /images/create` wants.
+    fn pull_args(image: &str) -> (String, String) {
+        if let Some((name, digest)) = image.split_once('@') {
+            return (name.to_owned(), digest.to_owned());
+        }
+        match image.rsplit_once(':') {
+            Some((name, tag)) if !tag.contains('/') => (name.to_owned(), tag.to_owned()),
+            _ => (image.to_owned(), "latest".to_owned()),
+        }
+    }
+
+    /// Creates a container on its app's network and returns its id. The network is made
+    /// if need be, and made again if it went away meanwhile (the app's last container
+    /// was removed as this one was being made).
+    async fn create(&self, app: &AppName, creating: Creating) -> Result<String, RuntimeError> {
+        let mut attempts_left = 2;
+        loop {
+            let network = self.networks.ensure(app).await?;
+            let endpoint = EndpointSettings { aliases: creating.alias.clone().map(|a| vec![a]), ..Default::default() };
+            let mut body = creating.body.clone();
+            body.networking_config =
+                Some(NetworkingConfig { endpoints_config: Some(HashMap::from([(network.clone(), endpoint)])) });
+            let host_config = body.host_config.get_or_insert_with(HostConfig::default);
+            host_config.network_mode = Some(network);
+            let options = CreateContainerOptions { name: Some(creating.name.clone()), ..Default::default() };
+            match self.docker.create_container(Some(options), body).await {
+                Ok(created) => return Ok(created.id),
+                Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, message })
+                    if attempts_left > 1 && message.contains("network") =>
+                {
+                    attempts_left -= 1;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
+    /// Where the routers reach a web container: its address on its app's network (any
+    /// network, for containers made before apps had networks of their own), or its port
+    /// published on 127.0.0.1.
+    fn address(
+        &self,
+        app: &AppName,
+        port: u16,
+        networks: Option<&HashMap<String, EndpointSettings>>,
+        published: Option<u16>,
+    ) -> Option<SocketAddr> {
+        match self.networks.addressing() {
+            Addressing::Published => published.map(|port| SocketAddr::from(([127, 0, 0, 1], port))),
+            Addressing::Direct => {
+                let networks = networks?;
+                let own = networks.get(&self.networks.name(app));
+                let ip = own.into_iter().chain(networks.values()).find_map(|endpoint| {
+                    endpoint.ip_address.as_deref().filter(|ip| !ip.is_empty())?.parse::<IpAddr>().ok()
+                })?;
+                Some(SocketAddr::new(ip, port))
+            }
+        }
+    }
+}
+
+/// A container as its labels describe it.
+struct Labelled<'a> {
+    id: String,
+    labels: &'a HashMap<String, String>,
+    running: bool,
+    created: i64,
+    address: Option<SocketAddr>,
+}
+
+impl Labelled<'_> {
+    fn container(self) -> Option<Container> {
+        let labels = self.labels;
+        Some(Container {
+            id: self.id,
+            app: labels.get("skiff.app")?.parse().ok()?,
+            release: labels.get("skiff.release")?.parse().ok()?,
+            generation: labels.get("skiff.generation").and_then(|g| g.parse().ok()).unwrap_or(0),
+            process: labels.get("skiff.process")?.clone(),
+            running: self.running,
+            one_off: labels.contains_key(ONE_OFF_LABEL),
+            created: self.created,
+            address: self.address,
+        })
+    }
+}
+
+/// The labels' port, or [`CONTAINER_PORT`].
+fn labelled_port(labels: &HashMap<String, String>) -> u16 {
+    labels.get(PORT_LABEL).and_then(|p| p.parse().ok()).unwrap_or(CONTAINER_PORT)
+}
+
+/// Whether the labels name a `web` container.
+fn labelled_web(labels: &HashMap<String, String>) -> bool {
+    labels.get("skiff.process").is_some_and(|p| ProcessType::is_web(p))
+}
+
+#[async_trait]
+impl ContainerRuntime for DockerRuntime {
+    async fn list(&self) -> Result<Vec<Container>, RuntimeError> {
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(HashMap::from([("label".to_owned(), vec![format!("skiff.platform={}", self.platform)])])),
+            ..Default::default()
+        };
+        let summaries = self.docker.list_containers(Some(options)).await?;
+        Ok(summaries
+            .into_iter()
+            .filter_map(|s| {
+                let running = s.state == Some(ContainerSummaryStateEnum::RUNNING);
+                let labels = s.labels.unwrap_or_default();
+                let port = labelled_port(&labels);
+                let published = s
+                    .ports
+                    .unwrap_or_default()
+                    .iter()
+                    .find(|p| p.private_port == port && p.ip.as_deref() == Some("127.0.0.1"))
+                    .and_then(|p| p.public_port);
+                let networks = s.network_settings.and_then(|n| n.networks);
+                let app: AppName = labels.get("skiff.app")?.parse().ok()?;
+                let address = if labelled_web(&labels) && running {
+                    self.address(&app, port, networks.as_ref(), published)
+                } else {
+                    None
+                };
+                Labelled { id: s.id?, labels: &labels, running, created: s.created.unwrap_or(0), address }.container()
+            })
+            .collect())
+    }
+
+    async fn start(&self, spec: &StartSpec) -> Result<Container, RuntimeError> {
+        self.pull(&spec.image).await?;
+
+        // Only web containers get a port; others have nothing to serve.
+        let web = ProcessType::is_web(&spec.process);
+        let port = if web { self.app_port(&spec.image).await } else { CONTAINER_PORT };
+        let mut labels = self.labels(spec);
+        labels.insert("skiff.generation".to_owned(), spec.generation.to_string());
+        labels.insert(PORT_LABEL.to_owned(), port.to_string());
+        let port_key = format!("{port}/tcp");
+        let publish = web && self.networks.addressing() == Addressing::Published;
+        let bindings: PortMap = HashMap::from([(
+            port_key.clone(),
+            Some(vec![PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(String::new()) }]),
+        )]);
+        let mut env = vec![format!("PORT={port}")];
+        env.extend(spec.env.iter().map(|(k, v)| format!("{k}={v}")));
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            // A Procfile command replaces the image's entrypoint and command; without one
+            // the image runs as built.
+            cmd: (!spec.command.is_empty()).then(|| vec!["/bin/sh".into(), "-c".into(), spec.command.clone()]),
+            entrypoint: (!spec.command.is_empty()).then(Vec::new),
+            env: Some(env),
+            labels: Some(labels.clone()),
+            exposed_ports: web.then(|| vec![port_key.clone()]),
+            host_config: Some(HostConfig { port_bindings: publish.then_some(bindings), ..self.confined(&spec.limits) }),
+            ..Default::default()
+        };
+        let name =
+            format!("skiff-{}-{}-v{}-{:06x}", spec.app, spec.process, spec.release, rand::random::<u32>() & 0xff_ffff);
+        let creating = Creating { name, body, alias: Some(spec.process.clone()) };
+        let id = self.create(&spec.app, creating).await?;
+        self.docker.start_container(&id, None).await?;
+        let inspected = self.docker.inspect_container(&id, None).await?;
+        let running = inspected.state.and_then(|s| s.running).unwrap_or(false);
+        let settings = inspected.network_settings.unwrap_or_default();
+        let published = settings
+            .ports
+            .and_then(|ports| ports.get(&port_key).cloned().flatten())
+            .and_then(|bindings| bindings.into_iter().find_map(|b| b.host_port?.parse().ok()));
+        let address = self.address(&spec.app, port, settings.networks.as_ref(), published).filter(|_| web && running);
+        // A container that already exited has no address; the caller sees its exit status.
+        if web && running && address.is_none() {
+            return Err(RuntimeError::NoAddress(id));
+        }
+        let created = time::OffsetDateTime::now_utc().unix_timestamp();
+        Labelled { id: id.clone(), labels: &labels, running, created, address }
+            .container()
+            .ok_or(RuntimeError::NoAddress(id))
+    }
+
+    async fn run_one_off(
+        &self,
+        spec: &StartSpec,
+        timeout: std::time::Duration,
+        output: tokio::sync::mpsc::Sender<RunOutput>,
+    ) -> Result<i64, RuntimeError> {
+        self.pull(&spec.image).await?;
+        let mut labels = self.labels(spec);
+        labels.insert(ONE_OFF_LABEL.to_owned(), "true".to_owned());
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            cmd: Some(vec!["/bin/sh".into(), "-c".into(), spec.command.clone()]),
+            entrypoint: Some(Vec::new()),
+            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            labels: Some(labels),
+            host_config: Some(self.confined(&spec.limits)),
+            ..Default::default()
+        };
+        let name = format!("skiff-{}-run-{:06x}", spec.app, rand::random::<u32>() & 0xff_ffff);
+        let id = self.create(&spec.app, Creating { name, body, alias: None }).await?;
+        let run = async {
+            self.docker.start_container(&id, None).await?;
+            let options = LogsOptions { follow: true, stdout: true, stderr: true, ..Default::default() };
+            let mut logs = self.docker.logs(&id, Some(options));
+            while let Some(item) = logs.next().await {
+                let line = match item? {
+                    LogOutput::StdErr { message } => RunOutput::Err(String::from_utf8_lossy(&message).into_owned()),
+                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                        RunOutput::Out(String::from_utf8_lossy(&message).into_owned())
+                    }
+                    LogOutput::StdIn { .. } => continue,
+                };
+                if output.send(line).await.is_err() {
+                    return Ok(None);
+                }
+            }
+            self.exit_code(&id).await
+        };
+        let status = match tokio::time::timeout(timeout, run).await {
+            Ok(Ok(Some(code))) => code,
+            Ok(Ok(None)) => -1,
+            Ok(Err(error)) => {
+                self.remove(&id).await?;
+                return Err(error);
+            }
+            Err(_) => {
+                let _ = output.send(RunOutput::Err(format!("skiff: timed out after {} s\n", timeout.as_secs()))).await;
+                124
+            }
+        };
+        self.remove(&id).await?;
+        Ok(status)
+    }
+
+    async fn exit_code(&self, id: &str) -> Result<Option<i64>, RuntimeError> {
+        let state = self.docker.inspect_container(id, None).await?.state;
+        Ok(match state {
+            Some(state) if state.running == Some(true) => None,
+            Some(state) => Some(state.exit_code.unwrap_or(-1)),
+            None => Some(-1),
+        })
+    }
+
+    async fn out_of_memory(&self, id: &str) -> Result<bool, RuntimeError> {
+        let state = self.docker.inspect_container(id, None).await?.state;
+        Ok(state.and_then(|s| s.oom_killed).unwrap_or(false))
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        let app = match self.docker.inspect_container(id, None).await {
+            Ok(inspected) => inspected.config.and_then(|c| c.labels?.get("skiff.app")?.parse::<AppName>().ok()),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => return Ok(()),
+            Err(error) => return Err(error.into()),
+        };
+        let stop = StopContainerOptions { t: Some(10), ..Default::default() };
+        match self.docker.stop_container(id, Some(stop)).await {
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 304 | 404, .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let remove = RemoveContainerOptions { force: true, ..Default::default() };
+        match self.docker.remove_container(id, Some(remove)).await {
+            // Gone already, or going (409: another removal of it is in progress).
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404 | 409, .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        match app {
+            Some(app) => self.networks.remove_if_unused(&app).await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// The lowest TCP port of an image's exposed ports (`8080/tcp`, `53/udp`, …).
+fn exposed_port(exposed: &[String]) -> Option<u16> {
+    exposed.iter().filter_map(|p| p.strip_suffix("/tcp").unwrap_or(p).parse().ok()).min()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lowest_exposed_tcp_port_is_the_apps() {
+        let exposed = ["9090/tcp".to_owned(), "53/udp".to_owned(), "8080/tcp".to_owned()];
+        assert_eq!(exposed_port(&exposed), Some(8080));
+        assert_eq!(exposed_port(&["7000".to_owned()]), Some(7000));
+        assert_eq!(exposed_port(&[]), None);
+    }
+
+    #[test]
+    fn image_references_split_for_pulling() {
+        assert_eq!(
+            DockerRuntime::pull_args("127.0.0.1:7701/app@sha256:abc"),
+            ("127.0.0.1:7701/app".into(), "sha256:abc".into())
+        );
+        assert_eq!(DockerRuntime::pull_args("127.0.0.1:7701/app:v1"), ("127.0.0.1:7701/app".into(), "v1".into()));
+        assert_eq!(DockerRuntime::pull_args("127.0.0.1:7701/app"), ("127.0.0.1:7701/app".into(), "latest".into()));
+    }
+}
