@@ -185,23 +185,30 @@ skiff_stop_s3() {
 }
 
 # What a script started: background processes, Skiff data directories (whose platforms'
-# containers are removed) and Postgres directories. `skiff_clean_up_on_exit WORK` stops
-# them all and removes WORK when the script ends.
+# containers and networks are removed), Postgres directories, and containers and images
+# of its own. `skiff_clean_up_on_exit WORK` stops them all and removes WORK when the
+# script ends.
 skiff_pids=()
 skiff_data_dirs=()
 skiff_postgres_dirs=()
+skiff_containers=()
+skiff_images=()
 skiff_clean_up_on_exit() {
   skiff_work=$1
   trap skiff_clean_up EXIT
 }
 skiff_clean_up() {
-  local pid dir ids
+  local pid dir ids label
   for pid in "${skiff_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   for dir in "${skiff_data_dirs[@]}"; do
-    ids=$(docker ps -aq --filter "label=skiff.platform=$(cat "$dir/platform-id" 2>/dev/null || echo none)")
+    label="label=skiff.platform=$(cat "$dir/platform-id" 2>/dev/null || echo none)"
+    ids=$(docker ps -aq --filter "$label")
     [ -z "$ids" ] || docker rm -f $ids >/dev/null
+    docker network prune -f --filter "$label" >/dev/null
   done
+  [ "${#skiff_containers[@]}" -eq 0 ] || docker rm -f "${skiff_containers[@]}" >/dev/null 2>&1 || true
+  [ "${#skiff_images[@]}" -eq 0 ] || docker rmi -f "${skiff_images[@]}" >/dev/null 2>&1 || true
   for dir in "${skiff_postgres_dirs[@]}"; do skiff_stop_postgres "$dir" && rm -rf "$dir"; done
   rm -rf "$skiff_work"
 }

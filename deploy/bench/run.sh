@@ -7,7 +7,7 @@
 #
 # Push-to-first-200 through the router (first push, and a second push with one changed
 # file), the registry against Debian's docker-registry, the router against nginx and
-# HAProxy, the logger against rsyslog, and the controller (API throughput with 1,000 apps
+# HAProxy, the deployed path (router → a real app container) against nginx as Dokku sets it up, the logger against rsyslog, and the controller (API throughput with 1,000 apps
 # and 10,000 releases on SQLite and Postgres, scaling, rollouts under load).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -21,6 +21,9 @@ skiff_require_cargo
 (cd "$root" && cargo build --release --locked -q -p skiffd -p skiff-cli)
 (cd "$root" && cargo build --release --locked -q -p skiff-logger --example syslog_flood)
 (cd "$root" && cargo build --release --locked -q -p skiff-router --example tiny_upstream)
+# The same upstream linked statically, for a one-file app image.
+(cd "$root" && RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked -q -p skiff-router \
+  --example tiny_upstream --target "$(uname -m)-unknown-linux-gnu")
 
 echo
 echo "| benchmark | median | min | max | runs |"
@@ -28,5 +31,6 @@ echo "|---|---|---|---|---|"
 "$here/push.sh" "$root/target/release" "$runs"
 "$here/registry.sh" "$root/target/release" "$runs"
 "$here/router.sh" "$root/target/release" "$runs"
+"$here/deployed.sh" "$root/target/release" "$runs" "$root/target/$(uname -m)-unknown-linux-gnu/release/examples/tiny_upstream"
 "$here/logger.sh" "$root/target/release" "$runs"
 "$here/controller.sh" "$root/target/release" "$runs"
