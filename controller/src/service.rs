@@ -16,7 +16,9 @@ use crate::coordination::Coordination;
 use crate::db::{Db, DbError};
 use crate::events::Events;
 use crate::routes::RouteFeed;
-use crate::scheduler::{Confinement, ContainerRuntime, DockerRuntime, MemoryRuntime, RuntimeError, Scheduler};
+use crate::scheduler::{
+    Confinement, ContainerRuntime, DockerRuntime, MemoryRuntime, RuntimeError, Scheduler, SwarmRuntime,
+};
 use crate::state::Controller;
 
 /// Where app containers run.
@@ -24,6 +26,9 @@ use crate::state::Controller;
 pub enum Engine {
     /// The local Docker engine; `platform` names this platform's containers on it.
     Docker { platform: String, confinement: Confinement },
+    /// A Docker Swarm, through a manager's engine; its process limit applies, CPU shares
+    /// do not (Swarm has none).
+    Swarm { platform: String, confinement: Confinement },
     /// Small HTTP servers inside the process that answer like apps.
     Memory,
 }
@@ -64,6 +69,16 @@ pub async fn run(config: ServiceConfig, listener: TcpListener, shutdown: Cancell
     let runtime: Arc<dyn ContainerRuntime> = match config.engine {
         Engine::Docker { platform, confinement } => Arc::new(
             DockerRuntime::connect(&platform, &settings.registry_host, &settings.service_token, confinement).await?,
+        ),
+        Engine::Swarm { platform, confinement } => Arc::new(
+            SwarmRuntime::connect(
+                &platform,
+                &settings.registry_host,
+                &settings.service_token,
+                confinement.networking,
+                confinement.pids,
+            )
+            .await?,
         ),
         Engine::Memory => Arc::new(MemoryRuntime::new()),
     };

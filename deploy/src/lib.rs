@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use skiff_api::StackName;
+use skiff_service::https::HttpsListener;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -71,6 +72,18 @@ pub struct Settings {
     /// Registry listen address.
     #[arg(long, env = "SKIFF_REGISTRY_LISTEN", default_value = "127.0.0.1:7701")]
     pub registry_listen: SocketAddr,
+    /// Where the registry also serves HTTPS, for engines on other machines (a swarm's
+    /// nodes), which pull only over TLS from addresses other than their own loopback
+    /// [default: none].
+    #[arg(long, env = "SKIFF_REGISTRY_TLS_LISTEN")]
+    pub registry_tls_listen: Option<SocketAddr>,
+    /// PEM certificate chain for the registry's HTTPS [default: one from the local CA for
+    /// the host of SKIFF_REGISTRY_ADDRESS, else of SKIFF_REGISTRY_TLS_LISTEN].
+    #[arg(long, env = "SKIFF_REGISTRY_TLS_CERT", requires = "registry_tls_key")]
+    pub registry_tls_cert: Option<PathBuf>,
+    /// PEM private key for SKIFF_REGISTRY_TLS_CERT.
+    #[arg(long, env = "SKIFF_REGISTRY_TLS_KEY", requires = "registry_tls_cert")]
+    pub registry_tls_key: Option<PathBuf>,
     /// Logger HTTP API listen address.
     #[arg(long, env = "SKIFF_LOGGER_LISTEN", default_value = "127.0.0.1:7702")]
     pub logger_listen: SocketAddr,
@@ -158,11 +171,17 @@ pub struct Settings {
     /// none; the engine pulls from them without the platform's credentials].
     #[arg(long, env = "SKIFF_ALLOWED_REGISTRIES", value_delimiter = ',')]
     pub allowed_registries: Vec<String>,
-    /// Where app containers run: `docker` (the local engine) or `memory` (small HTTP
+    /// Where app containers run: `docker` (the local engine), `swarm` (a Docker Swarm,
+    /// through the manager at DOCKER_HOST or the local socket) or `memory` (small HTTP
     /// servers inside skiffd that answer like apps; for measuring or trying the controller
     /// and router without an engine).
     #[arg(long, env = "SKIFF_RUNTIME", value_enum, default_value = "docker")]
     pub runtime: Runtime,
+    /// The registry's address as engines pull from it (`HOST:PORT`), when it is not the
+    /// address of SKIFF_REGISTRY_URL: on a swarm, one every node reaches [default: the
+    /// registry URL's].
+    #[arg(long, env = "SKIFF_REGISTRY_ADDRESS")]
+    pub registry_address: Option<String>,
     /// Each app's containers sit on a Docker network of the app's own, named
     /// `<this>-<platform id>-<app>`: they reach each other there by process type (`web`,
     /// `worker`, …) and no other app's containers.
@@ -256,6 +275,7 @@ pub struct Settings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Runtime {
     Docker,
+    Swarm,
     Memory,
 }
 
@@ -277,6 +297,7 @@ const ALL: &[Component] =
 pub struct Addresses {
     pub controller: Option<SocketAddr>,
     pub registry: Option<SocketAddr>,
+    pub registry_tls: Option<SocketAddr>,
     pub logger: Option<SocketAddr>,
     pub syslog: Option<SocketAddr>,
     pub syslog_tls: Option<SocketAddr>,
@@ -379,7 +400,12 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
 
     let Bound { registry, logger, syslog, controller, router, builder } = bind_all(settings, components).await?;
     let addresses = Addresses {
-        registry: registry.as_ref().map(TcpListener::local_addr).transpose()?,
+        registry: registry.as_ref().map(|(http, _)| http.local_addr()).transpose()?,
+        registry_tls: registry
+            .as_ref()
+            .and_then(|(_, https)| https.as_ref())
+            .map(TcpListener::local_addr)
+            .transpose()?,
         logger: logger.as_ref().map(TcpListener::local_addr).transpose()?,
         syslog: syslog.as_ref().map(|(tcp, _, _)| tcp.local_addr()).transpose()?,
         syslog_tls: syslog.as_ref().map(|(_, _, tls)| tls.local_addr()).transpose()?,
@@ -401,7 +427,10 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
 
     // The platform's local CA, read (or made) once for every component that needs it.
     let needs_ca = (runs(Component::Logger) && settings.logger_tls_cert.is_none())
-        || (runs(Component::Router) && settings.router_tls_cert.is_none());
+        || (runs(Component::Router) && settings.router_tls_cert.is_none())
+        || (runs(Component::Registry)
+            && settings.registry_tls_listen.is_some()
+            && settings.registry_tls_cert.is_none());
     let mut ca = match needs_ca {
         // Kept in `<data-dir>/router` (`ca.crt` is what clients trust).
         true => Some(skiff_service::ca::LocalCa::kept_in(&data_dir.join("router"))?),
@@ -412,7 +441,13 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
     // the settings is reported at once.
     let mut problems = Problems::default();
     let known = Known { data_dir: &data_dir, token: &token, platform: &platform, controller_url: &controller_url };
-    let registry = registry.map(|listener| (listener, registry_config(settings, &known, &addresses)));
+    let registry = registry.map(|(http, https)| {
+        let https = https.and_then(|listener| {
+            let config = problems.note(registry_tls(settings, ca.as_ref().map(|(ca, _)| ca)))?;
+            problems.note(HttpsListener::new(listener, config).context("cannot serve the registry over HTTPS"))
+        });
+        (http, https, registry_config(settings, &known, &addresses))
+    });
     let logger = match (logger, syslog) {
         (Some(api), Some((tcp, udp, tls))) => {
             let acceptor = problems.note(logger_tls(settings, ca.as_ref().map(|(ca, _)| ca)));
@@ -431,8 +466,8 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
 
     let supervisor = Supervisor::default();
     let shutdown = supervisor.shutdown.clone();
-    if let Some((listener, config)) = registry {
-        supervisor.spawn("registry", skiff_registry::run(config, listener, shutdown.clone()));
+    if let Some((http, https, config)) = registry {
+        supervisor.spawn("registry", skiff_registry::run(config, http, https, shutdown.clone()));
     }
     if let Some((api, syslog_tcp, syslog_udp, tls, Some(acceptor), Some(config))) = logger {
         let listeners = skiff_logger::Listeners { api, syslog_tcp, syslog_udp, syslog_tls: (tls, acceptor) };
@@ -452,7 +487,8 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
 
 /// The listeners of the components that run.
 struct Bound {
-    registry: Option<TcpListener>,
+    /// HTTP, and HTTPS when asked for.
+    registry: Option<(TcpListener, Option<TcpListener>)>,
     logger: Option<TcpListener>,
     /// TCP, UDP, and TLS over TCP.
     syslog: Option<(TcpListener, UdpSocket, TcpListener)>,
@@ -468,7 +504,11 @@ async fn bind_all(settings: &Settings, components: &[Component]) -> anyhow::Resu
     let runs = |c: Component| components.contains(&c);
     let mut bound = Bound { registry: None, logger: None, syslog: None, controller: None, router: None, builder: None };
     if runs(Component::Registry) {
-        bound.registry = Some(bind(settings.registry_listen, "registry").await?);
+        let https = match settings.registry_tls_listen {
+            Some(address) => Some(bind(address, "registry tls").await?),
+            None => None,
+        };
+        bound.registry = Some((bind(settings.registry_listen, "registry").await?, https));
     }
     if runs(Component::Logger) {
         bound.logger = Some(bind(settings.logger_listen, "logger").await?);
@@ -596,8 +636,9 @@ fn controller_config(
     registry_url: &str,
     logger_url: &str,
 ) -> skiff_controller::ServiceConfig {
-    let registry_host =
-        registry_url.split_once("://").map_or(registry_url, |(_, rest)| rest).trim_end_matches('/').to_owned();
+    let registry_host = settings.registry_address.clone().unwrap_or_else(|| {
+        registry_url.split_once("://").map_or(registry_url, |(_, rest)| rest).trim_end_matches('/').to_owned()
+    });
     let controller = skiff_controller::Config {
         database_url: settings
             .database_url
@@ -621,19 +662,19 @@ fn controller_config(
         boot_timeout: Duration::from_secs(settings.boot_timeout.max(1)),
         drain_period: Duration::from_secs(settings.drain_seconds),
     };
-    let engine = match settings.runtime {
-        Runtime::Docker => skiff_controller::Engine::Docker {
-            platform: known.platform.to_owned(),
-            confinement: skiff_controller::scheduler::Confinement {
-                networking: skiff_controller::scheduler::Networking {
-                    prefix: settings.docker_network.clone(),
-                    subnets: settings.docker_subnet,
-                    addressing: settings.docker_addressing,
-                },
-                pids: settings.default_pids,
-                cpu_shares: settings.default_cpu_shares,
-            },
+    let confinement = skiff_controller::scheduler::Confinement {
+        networking: skiff_controller::scheduler::Networking {
+            prefix: settings.docker_network.clone(),
+            subnets: settings.docker_subnet,
+            addressing: settings.docker_addressing,
         },
+        pids: settings.default_pids,
+        cpu_shares: settings.default_cpu_shares,
+    };
+    let platform = known.platform.to_owned();
+    let engine = match settings.runtime {
+        Runtime::Docker => skiff_controller::Engine::Docker { platform, confinement },
+        Runtime::Swarm => skiff_controller::Engine::Swarm { platform, confinement },
         Runtime::Memory => skiff_controller::Engine::Memory,
     };
     skiff_controller::ServiceConfig {
@@ -724,6 +765,31 @@ fn router_default_certificate(
     let (ca, cert) = ca.ok_or_else(|| anyhow::anyhow!("the router has neither a certificate nor the local CA"))?;
     tracing::info!(ca = %cert.display(), "router.tls: HTTPS certificates come from the local CA; trust its certificate");
     DefaultCertificate::issued(ca, &settings.domain).map_err(|e| anyhow::anyhow!("SKIFF_DOMAIN: {e}"))
+}
+
+/// The registry's HTTPS settings: the configured certificate, else one from the local CA
+/// for the name engines pull by (SKIFF_REGISTRY_ADDRESS's host, else the HTTPS listener's
+/// address).
+fn registry_tls(
+    settings: &Settings,
+    ca: Option<&skiff_service::ca::LocalCa>,
+) -> anyhow::Result<tokio_rustls::rustls::ServerConfig> {
+    let key = match (&settings.registry_tls_cert, &settings.registry_tls_key) {
+        (Some(cert), Some(key)) => skiff_service::ca::certified_key(&read_file(cert)?, &read_file(key)?)
+            .map_err(|e| anyhow::anyhow!("SKIFF_REGISTRY_TLS_CERT/SKIFF_REGISTRY_TLS_KEY: {e}"))?,
+        _ => {
+            let listen = settings.registry_tls_listen.map(|a| a.ip().to_string()).unwrap_or_default();
+            let name = match &settings.registry_address {
+                Some(address) => address.rsplit_once(':').map_or(address.as_str(), |(host, _)| host),
+                None => &listen,
+            };
+            let name = name.trim_start_matches('[').trim_end_matches(']');
+            ca.and_then(|ca| ca.issue(name)).ok_or_else(|| {
+                anyhow::anyhow!("cannot issue the registry's certificate for {name} from the local CA")
+            })?
+        }
+    };
+    skiff_service::https::server_config(key).context("cannot set up the registry's HTTPS")
 }
 
 /// The syslog-over-TLS listener's settings: the configured certificate, else one for

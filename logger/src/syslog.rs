@@ -179,12 +179,7 @@ pub async fn serve_udp(socket: UdpSocket, ingest: Arc<Ingest>, shutdown: Cancell
 /// # Errors
 /// When the TLS library refuses its defaults.
 pub fn tls_acceptor(key: Arc<rustls::sign::CertifiedKey>) -> Result<tokio_rustls::TlsAcceptor, rustls::Error> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(key)));
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(skiff_service::https::server_config(key)?)))
 }
 
 /// How long a TLS client may take to finish its handshake.

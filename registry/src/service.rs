@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use skiff_service::https::HttpsListener;
 use skiff_store::{BlobStore, FsBlobStore, FsRecordStore, RecordStore, S3BlobStore, StoreError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -38,11 +39,16 @@ pub enum RunError {
     Serve(#[from] std::io::Error),
 }
 
-/// Opens the store and serves on `listener` until `shutdown`.
+/// Opens the store and serves on `listener` (and over HTTPS on `https`) until `shutdown`.
 ///
 /// # Errors
 /// When the store cannot be used or the server fails.
-pub async fn run(config: ServiceConfig, listener: TcpListener, shutdown: CancellationToken) -> Result<(), RunError> {
+pub async fn run(
+    config: ServiceConfig,
+    listener: TcpListener,
+    https: Option<HttpsListener>,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
     let (store, records): (Arc<dyn BlobStore>, Arc<dyn RecordStore>) = match &config.storage {
         Storage::Files(dir) => (
             Arc::new(FsBlobStore::open(dir.join("store")).await?),
@@ -57,6 +63,6 @@ pub async fn run(config: ServiceConfig, listener: TcpListener, shutdown: Cancell
     let token = config.registry.service_token.clone();
     let authorizer = ControllerAuthorizer::new(&config.controller_url, &token);
     let registry = Registry::new(config.registry, store, records, Arc::new(authorizer));
-    serve(listener, registry, shutdown).await?;
+    serve(listener, https, registry, shutdown).await?;
     Ok(())
 }

@@ -103,10 +103,21 @@ pub fn parse_scope(scope: &str) -> Option<(String, bool, bool)> {
     Some((name.to_owned(), pull || actions.contains(&"*"), push || actions.contains(&"*")))
 }
 
+/// How a request reached the registry, which is how its client reaches the token realm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
 /// The challenge that sends a client to the token realm on `host`, asking for `push` (and
 /// pull) or only pull in `repository`.
-pub fn challenge(host: &str, repository: Option<&str>, push: bool) -> String {
-    let realm = format!("Bearer realm=\"http://{host}/v2/token\",service=\"skiff\"");
+pub fn challenge(scheme: Scheme, host: &str, repository: Option<&str>, push: bool) -> String {
+    let scheme = match scheme {
+        Scheme::Http => "http",
+        Scheme::Https => "https",
+    };
+    let realm = format!("Bearer realm=\"{scheme}://{host}/v2/token\",service=\"skiff\"");
     match repository {
         Some(repository) => {
             let actions = if push { "pull,push" } else { "pull" };
@@ -161,8 +172,12 @@ mod tests {
         assert_eq!(parse_scope("repository:127.0.0.1:7701/x:pull"), Some(("127.0.0.1:7701/x".into(), true, false)));
         assert_eq!(parse_scope("registry:catalog:*"), None);
         assert_eq!(
-            challenge("127.0.0.1:7701", Some("shop"), true),
+            challenge(Scheme::Http, "127.0.0.1:7701", Some("shop"), true),
             "Bearer realm=\"http://127.0.0.1:7701/v2/token\",service=\"skiff\",scope=\"repository:shop:pull,push\""
+        );
+        assert_eq!(
+            challenge(Scheme::Https, "10.250.0.1:7743", None, false),
+            "Bearer realm=\"https://10.250.0.1:7743/v2/token\",service=\"skiff\""
         );
     }
 }

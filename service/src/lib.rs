@@ -9,6 +9,7 @@
 //! - [`metrics`]: Prometheus text, and a counter of answers by status class.
 //! - [`syslog`]: lines from Skiff's own components into apps' log streams.
 //! - `ca` (feature `tls`): certificates ready to serve, and the platform's local CA.
+//! - `https` (feature `tls`): HTTPS for axum services.
 //! - `pubsub` (feature `redis`): following a Redis channel across reconnections.
 //! - `docker` (feature `docker`): the connection to the local engine.
 
@@ -16,6 +17,8 @@
 pub mod ca;
 #[cfg(feature = "docker")]
 pub mod docker;
+#[cfg(feature = "tls")]
+pub mod https;
 pub mod metrics;
 pub mod probe;
 #[cfg(feature = "redis")]

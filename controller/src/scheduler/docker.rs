@@ -24,7 +24,7 @@ use bollard::query_parameters::{
 use futures_util::{StreamExt, TryStreamExt};
 use skiff_api::{AppName, ProcessType, RunOutput};
 
-use super::networks::{Addressing, AppNetworks, Networking};
+use super::networks::{Addressing, AppNetworks, NetworkDriver, Networking};
 use super::runtime::{CONTAINER_PORT, Container, ContainerRuntime, ONE_OFF_LABEL, RuntimeError, StartSpec};
 
 /// The label naming the port a container's app listens on.
@@ -83,7 +83,7 @@ impl DockerRuntime {
             serveraddress: Some(registry_host.into()),
             ..Default::default()
         };
-        let networks = AppNetworks::new(docker.clone(), platform, confinement.networking);
+        let networks = AppNetworks::new(docker.clone(), platform, confinement.networking, NetworkDriver::Bridge);
         Ok(Self {
             docker,
             platform: platform.to_owned(),

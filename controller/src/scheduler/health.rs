@@ -127,8 +127,8 @@ pub(super) async fn boot(
 ) -> Result<Result<(), BootFailure>, RuntimeError> {
     let deadline = tokio::time::Instant::now() + timeout;
     // A process with nothing to probe is ready once it has kept running for a second.
-    let settle = tokio::time::Instant::now() + Duration::from_secs(1);
-    let address = container.address;
+    let mut settle = container.running.then(|| tokio::time::Instant::now() + Duration::from_secs(1));
+    let mut address = container.address;
     loop {
         if runtime.exit_code(&container.id).await?.is_some() {
             let reason = exit_reason(runtime, &container.id, &container.process).await?;
@@ -136,8 +136,16 @@ pub(super) async fn boot(
             let missing_command = reason.ends_with("status 126") || reason.ends_with("status 127");
             return Ok(Err(BootFailure::Exited { reason, missing_command }));
         }
+        // A container an orchestrator has yet to place runs (and gets its address) later.
+        if settle.is_none()
+            && let Some(now) = runtime.find(&container.id).await?
+            && now.running
+        {
+            settle = Some(tokio::time::Instant::now() + Duration::from_secs(1));
+            address = now.address;
+        }
         let ready = match check {
-            Check::Running => tokio::time::Instant::now() >= settle,
+            Check::Running => settle.is_some_and(|settle| tokio::time::Instant::now() >= settle),
             _ => check.probe(address).await,
         };
         if ready {

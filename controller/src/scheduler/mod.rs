@@ -8,6 +8,7 @@
 //! - [`runtime`]: the [`ContainerRuntime`] seam.
 //! - [`docker`]: its backend on one Docker engine (bollard), with [`networks`]: a network
 //!   per app, on which the routers reach containers at their own addresses.
+//! - [`swarm`]: its backend on a Docker Swarm: a one-task service per container.
 //! - [`memory`]: a runtime whose containers live in this process (tests, measurements).
 //! - [`reconcile`]: the loop that observes, plans, runs steps and publishes routes.
 //!
@@ -24,6 +25,7 @@ pub mod networks;
 pub mod plan;
 pub mod reconcile;
 pub mod runtime;
+pub mod swarm;
 
 pub use docker::{Confinement, DockerRuntime};
 pub use memory::MemoryRuntime;
@@ -31,3 +33,4 @@ pub use networks::{Addressing, Networking, SubnetPool};
 pub use plan::{Desired, Observed, Removal, Step, plan};
 pub use reconcile::Scheduler;
 pub use runtime::{ContainerRuntime, RuntimeError, StartSpec};
+pub use swarm::SwarmRuntime;

@@ -13,7 +13,7 @@ use std::net::Ipv4Addr;
 
 use bollard::Docker;
 use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest};
-use bollard::query_parameters::{ListContainersOptions, ListNetworksOptions};
+use bollard::query_parameters::ListNetworksOptions;
 use skiff_api::AppName;
 
 use super::runtime::RuntimeError;
@@ -118,17 +118,27 @@ impl std::str::FromStr for Addressing {
     }
 }
 
-/// The apps' networks of one platform on one engine.
+/// The kind of network apps get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkDriver {
+    /// A bridge on one engine.
+    Bridge,
+    /// A swarm-wide overlay (VXLAN) that one-off containers may join too.
+    Overlay,
+}
+
+/// The apps' networks of one platform on one engine (or swarm).
 #[derive(Debug, Clone)]
 pub struct AppNetworks {
     docker: Docker,
     platform: String,
     settings: Networking,
+    driver: NetworkDriver,
 }
 
 impl AppNetworks {
-    pub fn new(docker: Docker, platform: &str, settings: Networking) -> Self {
-        Self { docker, platform: platform.to_owned(), settings }
+    pub fn new(docker: Docker, platform: &str, settings: Networking, driver: NetworkDriver) -> Self {
+        Self { docker, platform: platform.to_owned(), settings, driver }
     }
 
     pub fn addressing(&self) -> Addressing {
@@ -162,9 +172,11 @@ impl AppNetworks {
                 return Err(RuntimeError::SubnetsExhausted(self.settings.subnets.to_string()));
             };
             let subnet = format!("{}/{prefix}", Ipv4Addr::from_bits(network));
+            let overlay = self.driver == NetworkDriver::Overlay;
             let create = NetworkCreateRequest {
                 name: name.clone(),
-                driver: Some("bridge".into()),
+                driver: Some(if overlay { "overlay" } else { "bridge" }.into()),
+                attachable: overlay.then_some(true),
                 ipam: Some(Ipam {
                     config: Some(vec![IpamConfig { subnet: Some(subnet), ..Default::default() }]),
                     ..Default::default()
@@ -205,26 +217,16 @@ impl AppNetworks {
             .collect())
     }
 
-    /// Removes the app's network once none of the platform's containers of the app is
-    /// left; a network still in use stays.
+    /// Removes the app's network unless something still uses it (the engine refuses to
+    /// remove a network with containers or services on it).
     ///
     /// # Errors
-    /// When the engine cannot list containers.
+    /// When the engine cannot list networks.
     pub async fn remove_if_unused(&self, app: &AppName) -> Result<(), RuntimeError> {
-        let labels = vec![format!("skiff.platform={}", self.platform), format!("skiff.app={app}")];
-        let options = ListContainersOptions {
-            all: true,
-            filters: Some(HashMap::from([("label".to_owned(), labels)])),
-            ..Default::default()
-        };
-        if !self.docker.list_containers(Some(options)).await?.is_empty() {
-            return Ok(());
-        }
         if let Some(id) = self.existing(app).await?
             && let Err(error) = self.docker.remove_network(&id).await
         {
-            // A container joined it meanwhile: it is in use again.
-            tracing::debug!(%error, %app, "scheduler: kept the app's network");
+            tracing::debug!(%error, %app, "scheduler: kept the app's network, still in use");
         }
         Ok(())
     }

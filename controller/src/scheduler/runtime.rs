@@ -85,6 +85,10 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         timeout: std::time::Duration,
         output: tokio::sync::mpsc::Sender<RunOutput>,
     ) -> Result<i64, RuntimeError>;
+    /// The container with this id, if it exists.
+    async fn find(&self, id: &str) -> Result<Option<Container>, RuntimeError> {
+        Ok(self.list().await?.into_iter().find(|container| container.id == id))
+    }
     /// The exit status of a container that stopped; `None` while it runs.
     async fn exit_code(&self, id: &str) -> Result<Option<i64>, RuntimeError>;
     /// Whether a stopped container was killed for using more than its memory limit.

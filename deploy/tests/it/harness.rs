@@ -119,6 +119,10 @@ impl Platform {
             logger_url: None,
             default_stack: "busybox".parse().unwrap(),
             allowed_registries: Vec::new(),
+            registry_address: None,
+            registry_tls_listen: None,
+            registry_tls_cert: None,
+            registry_tls_key: None,
             docker_network: "skiff-apps".into(),
             docker_subnet: "10.199.0.0/16".parse().unwrap(),
             docker_addressing: skiff_controller::scheduler::Addressing::Direct,
@@ -348,6 +352,19 @@ impl Platform {
             let _ = Command::new("docker").arg("rm").arg("-f").args(&ids).output();
         }
         let label = format!("label=skiff.platform={}", self.platform_id);
+        // On a swarm, its services, and their tasks before the networks they sit on.
+        let services = Command::new("docker").args(["service", "ls", "-q", "--filter", &label]).output();
+        let services = services.map(|out| String::from_utf8_lossy(&out.stdout).into_owned()).unwrap_or_default();
+        if !services.trim().is_empty() {
+            let _ = Command::new("docker").args(["service", "rm"]).args(services.split_whitespace()).output();
+            for _ in 0..100 {
+                let tasks = Command::new("docker").args(["ps", "-aq", "--filter", &label]).output();
+                if tasks.is_ok_and(|out| out.stdout.is_empty()) {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
         let _ = Command::new("docker").args(["network", "prune", "-f", "--filter", &label]).output();
     }
 

@@ -14,6 +14,7 @@ mod registry_clients;
 mod replicas;
 mod sharing;
 mod supervision;
+mod swarm;
 mod tenants;
 mod tls;
 mod verbs;

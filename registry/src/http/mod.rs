@@ -230,10 +230,29 @@ pub fn router(registry: Arc<Registry>) -> Router {
 }
 
 /// Serves until `shutdown` is cancelled; in-flight requests finish.
-pub async fn serve(listener: TcpListener, registry: Arc<Registry>, shutdown: CancellationToken) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    https: Option<skiff_service::https::HttpsListener>,
+    registry: Arc<Registry>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let routes = router(registry);
     // Requests carry the client's address, for counting failed sign-ins.
-    let service = router(registry).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+    let service = routes.clone().into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let stopped = shutdown.clone();
+    let plain = axum::serve(listener, service).with_graceful_shutdown(async move { stopped.cancelled().await });
+    match https {
+        None => plain.await,
+        Some(https) => {
+            // Tapped (doing nothing) so that requests carry the client's address here too.
+            let https = axum::serve::ListenerExt::tap_io(https, |_| {});
+            let service = routes
+                .layer(axum::Extension(crate::token::Scheme::Https))
+                .into_make_service_with_connect_info::<std::net::SocketAddr>();
+            let secure = axum::serve(https, service).with_graceful_shutdown(async move { shutdown.cancelled().await });
+            tokio::try_join!(plain.into_future(), secure.into_future()).map(drop)
+        }
+    }
 }
 
 pub(super) async fn handle(State(registry): State<Arc<Registry>>, request: Request) -> Response {
@@ -245,7 +264,8 @@ pub(super) async fn handle(State(registry): State<Arc<Registry>>, request: Reque
     // A client without credentials, or whose token lacks this repository, is sent to the
     // token realm with the scope it needs.
     let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1").to_owned();
-    let wanted = crate::token::challenge(&host, repo, endpoint.writes());
+    let scheme = request.extensions().get().copied().unwrap_or(crate::token::Scheme::Http);
+    let wanted = crate::token::challenge(scheme, &host, repo, endpoint.writes());
     let challenge = |error: OciError, scope_refused: bool| {
         let mut response = error.into_response();
         // `insufficient_scope`, as docker-registry says it: clients stop there instead of

@@ -122,7 +122,7 @@ impl Registry {
         };
         let registry = skiff_registry::Registry::new(config, store, records, Arc::new(Users));
         let shutdown = CancellationToken::new();
-        let server = Some(tokio::spawn(skiff_registry::serve(listener, registry, shutdown.clone())));
+        let server = Some(tokio::spawn(skiff_registry::serve(listener, None, registry, shutdown.clone())));
         Self { base, _dir: dir, shutdown, server, http: reqwest::Client::new() }
     }
 

@@ -1,0 +1,386 @@
+//! The Swarm backend of [`ContainerRuntime`]: apps on a Docker Swarm, through a manager's
+//! engine API.
+//!
+//! Each container Skiff starts is a one-replica Swarm service (its id is the service's):
+//! Skiff's own rollout decides when each replica starts and stops, one at a time and
+//! health-gated, which Swarm's rolling update of a many-replica service cannot do for
+//! a replica of Skiff's choosing. Swarm places each service on a node (spreading them by
+//! the tasks each node runs), pulls its image there from Skiff's registry with the
+//! platform's credentials, and attaches it to its app's overlay network, where the app's
+//! containers reach each other by process type. Restarts are Skiff's (the restart policy
+//! is `none`), so a crash is seen, counted and backed off as on one engine.
+//!
+//! The routers reach a web task at its node's address and a port Swarm publishes in host
+//! mode on that node: the packets go through the node's kernel (a DNAT rule), not through
+//! a userland proxy, and not through the routing mesh, which needs IPVS. A task whose node
+//! is down counts as stopped, so its routes go and the scheduler starts it elsewhere.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::auth::DockerCredentials;
+use bollard::container::LogOutput;
+use bollard::models::{
+    EndpointPortConfig, EndpointPortConfigPublishModeEnum, EndpointSpec, Limit, NetworkAttachmentConfig, NodeState,
+    ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, ServiceSpecModeReplicatedJob, Task, TaskSpec,
+    TaskSpecContainerSpec, TaskSpecResources, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum, TaskState,
+};
+use bollard::query_parameters::{ListServicesOptions, ListTasksOptions, LogsOptions};
+use futures_util::StreamExt;
+use skiff_api::{AppName, ProcessType, RunOutput};
+
+use super::networks::{AppNetworks, NetworkDriver, Networking};
+use super::runtime::{CONTAINER_PORT, Container, ContainerRuntime, ONE_OFF_LABEL, RuntimeError, StartSpec};
+
+/// A swarm, through one of its managers.
+#[derive(Debug, Clone)]
+pub struct SwarmRuntime {
+    docker: Docker,
+    platform: String,
+    registry_credentials: DockerCredentials,
+    networks: AppNetworks,
+    pids: i64,
+}
+
+/// A task as Skiff reads it: its service, state, node and published port.
+struct TaskView {
+    state: TaskState,
+    exit_code: Option<i64>,
+    node: Option<String>,
+    published: Option<u16>,
+}
+
+impl SwarmRuntime {
+    /// Connects to a manager's engine (`DOCKER_HOST`, or the local socket).
+    ///
+    /// # Errors
+    /// When the engine is unreachable.
+    pub async fn connect(
+        platform: &str,
+        registry_host: &str,
+        service_token: &str,
+        networking: Networking,
+        pids: i64,
+    ) -> Result<Self, RuntimeError> {
+        let docker = skiff_service::docker::connect().await?;
+        let registry_credentials = DockerCredentials {
+            username: Some("skiff".into()),
+            password: Some(service_token.into()),
+            serveraddress: Some(registry_host.into()),
+            ..Default::default()
+        };
+        let networks = AppNetworks::new(docker.clone(), platform, networking, NetworkDriver::Overlay);
+        Ok(Self { docker, platform: platform.to_owned(), registry_credentials, networks, pids })
+    }
+
+    fn labels(&self, spec: &StartSpec) -> HashMap<String, String> {
+        HashMap::from([
+            ("skiff.app".to_owned(), spec.app.to_string()),
+            ("skiff.release".to_owned(), spec.release.to_string()),
+            ("skiff.process".to_owned(), spec.process.clone()),
+            ("skiff.generation".to_owned(), spec.generation.to_string()),
+            ("skiff.platform".to_owned(), self.platform.clone()),
+        ])
+    }
+
+    /// The service that runs `spec`: one task, Skiff's labels, the app's network, limits,
+    /// no restarts of Swarm's own, and for web the app's port published in host mode.
+    fn service(
+        &self,
+        spec: &StartSpec,
+        network: String,
+        labels: HashMap<String, String>,
+        one_off: bool,
+    ) -> ServiceSpec {
+        let web = !one_off && ProcessType::is_web(&spec.process);
+        let mut env = vec![format!("PORT={CONTAINER_PORT}")];
+        env.extend(spec.env.iter().map(|(k, v)| format!("{k}={v}")));
+        let command = (!spec.command.is_empty()).then(|| vec!["/bin/sh".into(), "-c".into(), spec.command.clone()]);
+        let mode = if one_off {
+            ServiceSpecMode {
+                replicated_job: Some(ServiceSpecModeReplicatedJob {
+                    max_concurrent: Some(1),
+                    total_completions: Some(1),
+                }),
+                ..Default::default()
+            }
+        } else {
+            ServiceSpecMode { replicated: Some(ServiceSpecModeReplicated { replicas: Some(1) }), ..Default::default() }
+        };
+        let name = format!(
+            "skiff-{}-{}-{}-{:06x}",
+            self.platform,
+            spec.app,
+            if one_off { "run" } else { spec.process.as_str() },
+            rand::random::<u32>() & 0xff_ffff
+        );
+        ServiceSpec {
+            name: Some(name),
+            labels: Some(labels.clone()),
+            task_template: Some(TaskSpec {
+                container_spec: Some(TaskSpecContainerSpec {
+                    image: Some(spec.image.clone()),
+                    labels: Some(labels),
+                    command,
+                    env: Some(env),
+                    init: Some(true),
+                    capability_drop: Some(vec!["CAP_NET_RAW".into()]),
+                    stop_grace_period: Some(10_000_000_000),
+                    ..Default::default()
+                }),
+                resources: Some(TaskSpecResources {
+                    limits: Some(Limit {
+                        memory_bytes: spec.limits.memory_mb.map(|mb| (mb as i64) << 20),
+                        nano_cpus: spec.limits.cpu.map(|cores| (cores * 1e9) as i64),
+                        pids: Some(self.pids),
+                    }),
+                    ..Default::default()
+                }),
+                restart_policy: Some(TaskSpecRestartPolicy {
+                    condition: Some(TaskSpecRestartPolicyConditionEnum::NONE),
+                    ..Default::default()
+                }),
+                networks: Some(vec![NetworkAttachmentConfig {
+                    target: Some(network),
+                    aliases: (!one_off).then(|| vec![spec.process.clone()]),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            mode: Some(mode),
+            endpoint_spec: web.then(|| EndpointSpec {
+                ports: Some(vec![EndpointPortConfig {
+                    target_port: Some(i64::from(CONTAINER_PORT)),
+                    publish_mode: Some(EndpointPortConfigPublishModeEnum::HOST),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Every node's address, for the nodes that are up.
+    async fn live_nodes(&self) -> Result<HashMap<String, String>, RuntimeError> {
+        let nodes = self.docker.list_nodes(None).await?;
+        Ok(nodes
+            .into_iter()
+            .filter_map(|node| {
+                let status = node.status?;
+                (status.state == Some(NodeState::READY)).then_some((node.id?, status.addr?))
+            })
+            .collect())
+    }
+
+    /// The newest task of each of `services`.
+    async fn newest_tasks(&self, services: Vec<String>) -> Result<HashMap<String, Task>, RuntimeError> {
+        if services.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let options = ListTasksOptions { filters: Some(HashMap::from([("service".to_owned(), services)])) };
+        let mut newest: HashMap<String, Task> = HashMap::new();
+        for task in self.docker.list_tasks(Some(options)).await? {
+            let Some(service) = task.service_id.clone() else { continue };
+            if newest.get(&service).is_none_or(|known| version(known) < version(&task)) {
+                newest.insert(service, task);
+            }
+        }
+        Ok(newest)
+    }
+
+    /// The service's newest task, read; `None` before Swarm made one.
+    async fn task_of(&self, service: &str) -> Result<Option<TaskView>, RuntimeError> {
+        let options =
+            ListTasksOptions { filters: Some(HashMap::from([("service".to_owned(), vec![service.to_owned()])])) };
+        let tasks = self.docker.list_tasks(Some(options)).await?;
+        let newest = tasks.into_iter().max_by_key(version);
+        Ok(newest.map(|task| view(&task)))
+    }
+}
+
+/// A task's place in the swarm's history: later tasks of a service have higher ones.
+fn version(task: &Task) -> u64 {
+    task.version.as_ref().and_then(|v| v.index).unwrap_or(0)
+}
+
+fn view(task: &Task) -> TaskView {
+    let status = task.status.clone().unwrap_or_default();
+    TaskView {
+        state: status.state.unwrap_or(TaskState::NEW),
+        exit_code: status.container_status.and_then(|c| c.exit_code),
+        node: task.node_id.clone(),
+        published: status
+            .port_status
+            .and_then(|p| p.ports)
+            .unwrap_or_default()
+            .into_iter()
+            .find_map(|p| u16::try_from(p.published_port?).ok()),
+    }
+}
+
+/// Whether a task has stopped for good (or never will run).
+fn finished(state: TaskState) -> bool {
+    matches!(
+        state,
+        TaskState::COMPLETE
+            | TaskState::SHUTDOWN
+            | TaskState::FAILED
+            | TaskState::REJECTED
+            | TaskState::REMOVE
+            | TaskState::ORPHANED
+    )
+}
+
+/// Unix seconds of an RFC 3339 time.
+fn unix_seconds(text: Option<&str>) -> i64 {
+    text.and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
+        .map_or(0, |t| t.unix_timestamp())
+}
+
+#[async_trait]
+impl ContainerRuntime for SwarmRuntime {
+    async fn list(&self) -> Result<Vec<Container>, RuntimeError> {
+        let options = ListServicesOptions {
+            filters: Some(HashMap::from([("label".to_owned(), vec![format!("skiff.platform={}", self.platform)])])),
+            ..Default::default()
+        };
+        let services = self.docker.list_services(Some(options)).await?;
+        let ids = services.iter().filter_map(|service| service.id.clone()).collect();
+        let (tasks, nodes) = (self.newest_tasks(ids).await?, self.live_nodes().await?);
+        Ok(services
+            .into_iter()
+            .filter_map(|service| {
+                let id = service.id?;
+                let labels = service.spec?.labels.unwrap_or_default();
+                let task = tasks.get(&id).map(view);
+                let node_address = task.as_ref().and_then(|t| nodes.get(t.node.as_deref()?));
+                let running = task.as_ref().is_some_and(|t| t.state == TaskState::RUNNING) && node_address.is_some();
+                let web = labels.get("skiff.process").is_some_and(|p| ProcessType::is_web(p));
+                let address = match (&task, node_address) {
+                    (Some(task), Some(node)) if web && running => {
+                        Some(SocketAddr::new(node.parse().ok()?, task.published?))
+                    }
+                    _ => None,
+                };
+                Some(Container {
+                    id,
+                    app: labels.get("skiff.app")?.parse().ok()?,
+                    release: labels.get("skiff.release")?.parse().ok()?,
+                    generation: labels.get("skiff.generation").and_then(|g| g.parse().ok()).unwrap_or(0),
+                    process: labels.get("skiff.process")?.clone(),
+                    running,
+                    one_off: labels.contains_key(ONE_OFF_LABEL),
+                    created: unix_seconds(service.created_at.as_deref()),
+                    address,
+                })
+            })
+            .collect())
+    }
+
+    async fn start(&self, spec: &StartSpec) -> Result<Container, RuntimeError> {
+        let labels = self.labels(spec);
+        let network = self.networks.ensure(&spec.app).await?;
+        let service = self.service(spec, network, labels, false);
+        let created = self.docker.create_service(service, Some(self.registry_credentials.clone())).await?;
+        let id = created.id.ok_or_else(|| RuntimeError::NoAddress("a service Swarm gave no id".into()))?;
+        Ok(Container {
+            id,
+            app: spec.app.clone(),
+            release: spec.release,
+            generation: spec.generation,
+            process: spec.process.clone(),
+            // Swarm has yet to place it: the boot check waits for it to run and answer.
+            running: false,
+            one_off: false,
+            created: time::OffsetDateTime::now_utc().unix_timestamp(),
+            address: None,
+        })
+    }
+
+    async fn run_one_off(
+        &self,
+        spec: &StartSpec,
+        timeout: std::time::Duration,
+        output: tokio::sync::mpsc::Sender<RunOutput>,
+    ) -> Result<i64, RuntimeError> {
+        let mut labels = self.labels(spec);
+        labels.insert(ONE_OFF_LABEL.to_owned(), "true".to_owned());
+        let network = self.networks.ensure(&spec.app).await?;
+        let service = self.service(spec, network, labels, true);
+        let created = self.docker.create_service(service, Some(self.registry_credentials.clone())).await?;
+        let id = created.id.ok_or_else(|| RuntimeError::NoAddress("a job Swarm gave no id".into()))?;
+        let run = async {
+            // The job's output, from whichever node runs it, once it has finished.
+            let code = loop {
+                match self.task_of(&id).await? {
+                    Some(task) if finished(task.state) => break task.exit_code.unwrap_or(-1),
+                    _ => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+                }
+            };
+            let options = LogsOptions { follow: false, stdout: true, stderr: true, ..Default::default() };
+            let mut logs = self.docker.service_logs(&id, Some(options));
+            while let Some(item) = logs.next().await {
+                let line = match item? {
+                    LogOutput::StdErr { message } => RunOutput::Err(String::from_utf8_lossy(&message).into_owned()),
+                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                        RunOutput::Out(String::from_utf8_lossy(&message).into_owned())
+                    }
+                    LogOutput::StdIn { .. } => continue,
+                };
+                if output.send(line).await.is_err() {
+                    break;
+                }
+            }
+            Ok::<_, RuntimeError>(code)
+        };
+        let status = match tokio::time::timeout(timeout, run).await {
+            Ok(Ok(code)) => code,
+            Ok(Err(error)) => {
+                self.remove(&id).await?;
+                return Err(error);
+            }
+            Err(_) => {
+                let _ = output.send(RunOutput::Err(format!("skiff: timed out after {} s\n", timeout.as_secs()))).await;
+                124
+            }
+        };
+        self.remove(&id).await?;
+        Ok(status)
+    }
+
+    async fn exit_code(&self, id: &str) -> Result<Option<i64>, RuntimeError> {
+        let task = match self.task_of(id).await {
+            Ok(task) => task,
+            Err(RuntimeError::Docker(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            })) => return Ok(Some(-1)),
+            Err(error) => return Err(error),
+        };
+        let Some(task) = task else { return Ok(None) };
+        if finished(task.state) {
+            return Ok(Some(task.exit_code.unwrap_or(-1)));
+        }
+        // A task on a node that went down will not run again.
+        let on_dead_node = task.node.as_ref().is_some_and(|_| task.state == TaskState::RUNNING)
+            && !self.live_nodes().await?.contains_key(task.node.as_deref().unwrap_or_default());
+        Ok(on_dead_node.then_some(-1))
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        let app = match self.docker.inspect_service(id, None).await {
+            Ok(service) => service.spec.and_then(|s| s.labels?.get("skiff.app")?.parse::<AppName>().ok()),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => return Ok(()),
+            Err(error) => return Err(error.into()),
+        };
+        match self.docker.delete_service(id).await {
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
+            Err(error) => return Err(error.into()),
+        }
+        match app {
+            Some(app) => self.networks.remove_if_unused(&app).await,
+            None => Ok(()),
+        }
+    }
+}
