@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Skiff's second command: installs and starts what the tests need (git, the OpenSSH
 # client, busybox-static, skopeo, Debian's docker-registry, rsyslog, a Docker engine, a private Postgres server and a
-# private Redis server, a private S3-compatible server), then runs the whole test suite.
+# private Redis server, a private S3-compatible server, a three-node Docker Swarm of this
+# host's engine and two more in network namespaces), then runs the whole test suite.
 #
 #   deploy/test.sh [extra cargo test arguments, before the test binaries' `--`]
 set -euo pipefail
@@ -9,7 +10,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 . "$here/lib.sh"
 
-skiff_install_missing git:git ssh:openssh-client ssh-keygen:openssh-client curl:curl tar:tar skopeo:skopeo docker-registry:docker-registry python3:python3 logger:bsdutils rsyslogd:rsyslog \
+skiff_install_missing ip:iproute2 nsenter:util-linux git:git ssh:openssh-client ssh-keygen:openssh-client curl:curl tar:tar skopeo:skopeo docker-registry:docker-registry python3:python3 logger:bsdutils rsyslogd:rsyslog \
   "/usr/lib/$(uname -m)-linux-gnu/rsyslog/lmnsd_gtls.so:rsyslog-gnutls"
 skiff_ensure_docker
 skiff_require_cargo
@@ -21,13 +22,23 @@ log=$(mktemp)
 pg=$(mktemp -d)
 redis=$(mktemp -d)
 s3=$(mktemp -d)
-trap 'skiff_stop_postgres "$pg"; skiff_stop_redis "$redis"; skiff_stop_s3 "$s3"; rm -rf "$log" "$pg" "$redis" "$s3"' EXIT
+swarm=$(mktemp -d)
+made_swarm=false
+trap 'skiff_stop_postgres "$pg"; skiff_stop_redis "$redis"; skiff_stop_s3 "$s3"; ! $made_swarm || bash "$here/swarm.sh" down "$swarm"; rm -rf "$log" "$pg" "$redis" "$s3" "$swarm"' EXIT
 # Ports below the kernel's ephemeral range (32768 and up), so that no outgoing connection
 # of the tests or anything else on the machine can be holding them.
 SKIFF_TEST_POSTGRES_URL=$(skiff_start_postgres "$pg" "${SKIFF_TEST_POSTGRES_PORT:-25432}")
 SKIFF_TEST_REDIS_URL=$(skiff_start_redis "$redis" "${SKIFF_TEST_REDIS_PORT:-26379}")
 SKIFF_TEST_S3_ENDPOINT=$(skiff_start_s3 "$s3" "${SKIFF_TEST_S3_PORT:-25900}")
 export SKIFF_TEST_POSTGRES_URL SKIFF_TEST_REDIS_URL SKIFF_TEST_S3_ENDPOINT
+# The cluster tests' swarm (deploy/tests/it/swarm.rs says what they need of it).
+if docker info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null | grep -qx active; then
+  echo "==> this host's engine is in a swarm already: the cluster tests use it"
+else
+  echo "==> making a three-node swarm"
+  made_swarm=true
+  bash "$here/swarm.sh" up "$swarm" >/dev/null || echo "==> no swarm (see above): the cluster tests will fail and say so"
+fi
 # The router's tests hold a thousand idle client connections open at once.
 [ "$(ulimit -n)" -ge 8192 ] || ulimit -n 8192 2>/dev/null || true
 status=0
