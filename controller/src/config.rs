@@ -45,6 +45,9 @@ pub struct Config {
     pub registry_url: String,
     /// Registry host as the Docker engine pulls from it, e.g. `127.0.0.1:7701`.
     pub registry_host: String,
+    /// The CA certificate (PEM) engines trust for `registry_host`, when the platform's
+    /// local CA issued its certificate (a swarm's nodes need it).
+    pub registry_ca: Option<String>,
     /// Other registries whose images builds and `deploy --image` may use (`host[:port]`,
     /// or `*` for any); none by default: only the platform's own registry.
     pub allowed_registries: Vec<String>,

@@ -647,6 +647,10 @@ fn controller_config(
         service_token: known.token.to_owned(),
         registry_url: registry_url.to_owned(),
         registry_host,
+        // Made before any component's configuration when the registry serves HTTPS.
+        registry_ca: (settings.registry_tls_listen.is_some() && settings.registry_tls_cert.is_none())
+            .then(|| std::fs::read_to_string(known.data_dir.join("router/ca.crt")).ok())
+            .flatten(),
         allowed_registries: settings.allowed_registries.clone(),
         outbound: settings.outbound_allow.clone(),
         default_memory_mb: settings.default_memory,

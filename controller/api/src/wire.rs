@@ -254,6 +254,9 @@ pub struct Process {
     /// crash and when it starts again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crash: Option<CrashReport>,
+    /// The cluster node it runs on (`hostname (address)`); absent on a single engine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// The last crash of a process type that backs off before starting again.
@@ -411,6 +414,52 @@ pub struct Stack {
     pub name: StackName,
     /// Repository and digest within Skiff's registry: `stacks/name@sha256:…`.
     pub image: String,
+}
+
+/// A node of the cluster: `GET /v2/nodes` (admins).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct NodeView {
+    /// The orchestrator's id of the node.
+    pub id: String,
+    pub hostname: String,
+    /// The address the cluster reaches it at.
+    pub address: String,
+    /// `ready`, `down`, … as the orchestrator reports it.
+    pub state: String,
+    /// `active` (takes containers), `pause` (keeps what it runs; Skiff moves its
+    /// containers off) or `drain` (runs nothing).
+    pub availability: String,
+    /// Whether it manages the cluster.
+    pub manager: bool,
+    /// The app containers on it.
+    pub containers: Vec<NodeContainer>,
+}
+
+/// An app container on a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct NodeContainer {
+    pub app: AppName,
+    pub process: String,
+    pub release: u32,
+    /// The container's id, shortened.
+    pub id: String,
+}
+
+/// What a new node needs to join: `GET /v2/nodes/join` (admins).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct NodeJoin {
+    /// The orchestrator's join command, with its token.
+    pub command: String,
+    /// The registry every node pulls apps' images from (`HOST:PORT`).
+    pub registry: String,
+    /// The CA certificate (PEM) a node's engine must trust for that registry, kept in
+    /// `/etc/docker/certs.d/<registry>/ca.crt`; absent when the operator gave the registry
+    /// a certificate of their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_ca: Option<String>,
 }
 
 /// One app's routes in the router feed.

@@ -15,9 +15,9 @@ use skiff_api::{
 };
 use skiff_api::{
     App, AppCreate, AppName, Build, BuildCreate, BuildRecorded, ConfigChange, ConfigChanged, Credentials, DeployImage,
-    ErrorBody, Formation, ImageUse, Key, KeyCreate, KeyOwner, LogLine, LogSource, Process, PushGrant, RegistryAccess,
-    RegistryGrant, Release, Restart, Rollback, RouteTable, RunOutput, RunRequest, Scale, Session, Stack, StackName,
-    User, Username,
+    ErrorBody, Formation, ImageUse, Key, KeyCreate, KeyOwner, LogLine, LogSource, NodeJoin, NodeView, Process,
+    PushGrant, RegistryAccess, RegistryGrant, Release, Restart, Rollback, RouteTable, RunOutput, RunRequest, Scale,
+    Session, Stack, StackName, User, Username,
 };
 
 /// A response body of JSON lines as a stream of values.
@@ -410,6 +410,26 @@ impl Client {
 
     pub async fn stacks(&self) -> Result<Vec<Stack>, ClientError> {
         self.get("/v2/stacks").await
+    }
+
+    /// The cluster's nodes with the app containers on each (admins).
+    pub async fn nodes(&self) -> Result<Vec<NodeView>, ClientError> {
+        self.get("/v2/nodes").await
+    }
+
+    /// Moves every app container off a node, then drains it (admins).
+    pub async fn drain_node(&self, node: &str) -> Result<NodeView, ClientError> {
+        self.post(&format!("/v2/nodes/{node}/drain"), &serde_json::json!({})).await
+    }
+
+    /// Lets a node take containers again (admins).
+    pub async fn activate_node(&self, node: &str) -> Result<NodeView, ClientError> {
+        self.post(&format!("/v2/nodes/{node}/activate"), &serde_json::json!({})).await
+    }
+
+    /// What a new node needs to join (admins).
+    pub async fn node_join(&self) -> Result<NodeJoin, ClientError> {
+        self.get("/v2/nodes/join").await
     }
 
     /// Uploads a root filesystem tarball (plain or gzip) as a stack.

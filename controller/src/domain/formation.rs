@@ -76,10 +76,18 @@ impl Formation<'_> {
         let c = self.0;
         let containers =
             c.runtime.list().await.map_err(|e| ApiError::Unavailable(format!("cannot list containers: {e}")))?;
+        let nodes = match containers.iter().any(|container| container.node.is_some()) {
+            true => c.runtime.nodes().await.map_err(|e| ApiError::Unavailable(format!("cannot list nodes: {e}")))?,
+            false => Vec::new(),
+        };
         let mut processes: Vec<Process> = containers
             .into_iter()
             .filter(|container| container.app == app.name)
             .map(|container| Process {
+                node: container.node.as_deref().map(|id| match nodes.iter().find(|node| node.id == id) {
+                    Some(node) => format!("{} ({})", node.hostname, node.address),
+                    None => id.chars().take(12).collect(),
+                }),
                 id: container.id.chars().take(12).collect(),
                 process: container.process,
                 release: container.release,
@@ -105,6 +113,7 @@ impl Formation<'_> {
                         state,
                         started_at: None,
                         crash: Some(crash),
+                        node: None,
                     });
                 }
             }

@@ -1,6 +1,6 @@
 //! What the controller does, named by what it acts on: [`Accounts`], [`Apps`],
-//! [`Releases`], [`Formation`], [`Domains`], [`Certificates`], [`Drains`] and
-//! [`OneOffs`]. An operation checks its input, writes the database, records the event and
+//! [`Releases`], [`Formation`], [`Domains`], [`Certificates`], [`Drains`], [`OneOffs`]
+//! and [`Nodes`]. An operation checks its input, writes the database, records the event and
 //! wakes the scheduler in one place; the HTTP layer (`crate::http`) only turns requests into
 //! calls and results into answers. Each is reached from the shared state:
 //! `controller.releases().rollback(…)`.
@@ -11,6 +11,7 @@ mod certs;
 mod domains;
 mod drains;
 mod formation;
+mod nodes;
 mod one_offs;
 mod releases;
 
@@ -20,5 +21,6 @@ pub use certs::{CertificateError, Certificates, Inspected, covers, inspect};
 pub use domains::Domains;
 pub use drains::Drains;
 pub use formation::Formation;
+pub use nodes::Nodes;
 pub use one_offs::OneOffs;
 pub use releases::Releases;

@@ -14,6 +14,7 @@ mod events;
 pub mod extract;
 mod hooks;
 mod keys;
+mod nodes;
 mod perms;
 mod ps;
 mod releases;
@@ -76,6 +77,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .merge(drains::routes())
         .merge(events::routes())
         .merge(admin::routes())
+        .merge(nodes::routes())
         .merge(hooks::routes())
         .layer(axum::middleware::from_fn_with_state(answers, skiff_service::Answers::layer))
         .with_state(controller)

@@ -25,7 +25,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use skiff_api::{AppName, ProcessType, RunOutput};
 
 use super::networks::{Addressing, AppNetworks, NetworkDriver, Networking};
-use super::runtime::{CONTAINER_PORT, Container, ContainerRuntime, ONE_OFF_LABEL, RuntimeError, StartSpec};
+use super::runtime::{CONTAINER_PORT, Container, ContainerRuntime, NodeState, ONE_OFF_LABEL, RuntimeError, StartSpec};
 
 /// The label naming the port a container's app listens on.
 const PORT_LABEL: &str = "skiff.port";
@@ -228,6 +228,8 @@ impl Labelled<'_> {
             one_off: labels.contains_key(ONE_OFF_LABEL),
             created: self.created,
             address: self.address,
+            node: None,
+            node_state: NodeState::Up,
         })
     }
 }

@@ -111,7 +111,8 @@ impl Hold {
         let mut due = Vec::with_capacity(steps.len());
         for step in steps {
             let until = match &step {
-                Step::Remove { reason: Removal::Exited, .. } => None,
+                // Gone already: nothing is left to drain.
+                Step::Remove { reason: Removal::Exited | Removal::NodeLost, .. } => None,
                 Step::Remove { id, app, .. } => {
                     Some(self.leaving.entry(id.clone()).or_insert((app.clone(), now)).1 + drain)
                 }
@@ -176,9 +177,11 @@ mod tests {
     fn leaving_containers_drain_and_exited_ones_go_at_once() {
         let mut hold = Hold::default();
         let t0 = Instant::now();
-        let steps = vec![remove("old", Removal::Replaced), remove("dead", Removal::Exited)];
+        let steps =
+            vec![remove("old", Removal::Replaced), remove("dead", Removal::Exited), remove("lost", Removal::NodeLost)];
         let (due, next) = due_when_free(&mut hold, steps.clone(), t0, 5 * SECOND);
-        assert_eq!(due.len(), 1, "the exited one only");
+        assert_eq!(due.len(), 2, "the exited one and the one whose node is down");
+        assert_eq!(hold.crashes(&"shop".parse().unwrap(), "web", SECOND).0, 1, "a lost node is no crash");
         assert_eq!(next, Some(t0 + 5 * SECOND));
         let (due, _) = due_when_free(&mut hold, vec![remove("old", Removal::Replaced)], t0 + 3 * SECOND, 5 * SECOND);
         assert!(due.is_empty(), "still draining");

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use skiff_api::RunOutput;
 
-use super::runtime::{Container, ContainerRuntime, RuntimeError, StartSpec};
+use super::runtime::{Container, ContainerRuntime, NodeState, RuntimeError, StartSpec};
 
 /// Containers as tasks of this process.
 #[derive(Default)]
@@ -131,6 +131,8 @@ impl ContainerRuntime for MemoryRuntime {
             one_off: false,
             created: time::OffsetDateTime::now_utc().unix_timestamp(),
             address: host_port.map(|port| SocketAddr::from(([127, 0, 0, 1], port))),
+            node: None,
+            node_state: NodeState::Up,
         };
         self.lock().insert(id, Running { container: container.clone(), exit, server });
         Ok(container)

@@ -8,7 +8,7 @@
 
 use skiff_api::{AppName, ProcessType};
 
-use super::runtime::StartSpec;
+use super::runtime::{NodeState, StartSpec};
 
 /// One process type of an app's current release, and how many should run.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,7 +29,8 @@ impl Desired {
 
     fn is_current(&self, container: &Observed) -> bool {
         let spec = &self.spec;
-        container.app == spec.app
+        container.node_state == NodeState::Up
+            && container.app == spec.app
             && container.process == spec.process
             && container.release == spec.release
             && container.generation == spec.generation
@@ -47,6 +48,8 @@ pub struct Observed {
     pub running: bool,
     /// Serving: a `web` container answers HTTP on its port; others run.
     pub ready: bool,
+    /// Whether its node keeps it.
+    pub node_state: NodeState,
 }
 
 /// Why a container is removed.
@@ -63,6 +66,10 @@ pub enum Removal {
     Renewed,
     /// A newer release's containers are ready.
     Replaced,
+    /// Its node is being drained, and its replacements elsewhere are ready.
+    Evacuated,
+    /// Its node went down.
+    NodeLost,
 }
 
 impl std::fmt::Display for Removal {
@@ -73,6 +80,8 @@ impl std::fmt::Display for Removal {
             Self::Exited => "container exited",
             Self::Renewed => "replaced by a fresh container of the same release",
             Self::Replaced => "replaced by a newer release",
+            Self::Evacuated => "its node is being drained; replaced on another",
+            Self::NodeLost => "its node is down; starting another elsewhere",
         })
     }
 }
@@ -126,11 +135,18 @@ pub fn plan(desired: &[Desired], observed: &[Observed]) -> Vec<Step> {
         let want = desired.iter().find(|d| d.spec.app == container.app && d.spec.process == container.process);
         let reason = match want {
             None => Some(Removal::Unused),
+            Some(_) if container.node_state == NodeState::Lost => Some(Removal::NodeLost),
             Some(_) if !container.running => Some(Removal::Exited),
             Some(want) if want.is_current(container) => None,
             Some(want) => {
                 let ready = observed.iter().filter(|c| want.is_current(c) && c.ready).count();
-                let reason = if container.release == want.spec.release { Removal::Renewed } else { Removal::Replaced };
+                let reason = if container.node_state == NodeState::Leaving {
+                    Removal::Evacuated
+                } else if container.release == want.spec.release {
+                    Removal::Renewed
+                } else {
+                    Removal::Replaced
+                };
                 (ready >= want.quantity as usize).then_some(reason)
             }
         };
@@ -192,7 +208,23 @@ mod tests {
             process: "web".into(),
             running,
             ready,
+            node_state: NodeState::Up,
         }
+    }
+
+    fn on(node_state: NodeState, mut container: Observed) -> Observed {
+        container.node_state = node_state;
+        container
+    }
+
+    fn reasons(steps: &[Step]) -> Vec<Removal> {
+        steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Remove { reason, .. } => Some(*reason),
+                Step::Start(_) => None,
+            })
+            .collect()
     }
 
     fn removed(steps: &[Step]) -> Vec<&str> {
@@ -263,14 +295,28 @@ mod tests {
         let mut fresh = seen("c2", "a", 1, true, true);
         fresh.generation = 1;
         let steps = plan(&[restarted], &[seen("c1", "a", 1, true, true), fresh]);
-        let reasons: Vec<Removal> = steps
-            .iter()
-            .filter_map(|s| match s {
-                Step::Remove { reason, .. } => Some(*reason),
-                Step::Start(_) => None,
-            })
-            .collect();
-        assert_eq!(reasons, [Removal::Renewed], "no newer release was made");
+        assert_eq!(reasons(&steps), [Removal::Renewed], "no newer release was made");
+    }
+
+    #[test]
+    fn a_container_on_a_draining_node_moves_new_one_first() {
+        let leaving = on(NodeState::Leaving, seen("c1", "a", 1, true, true));
+        let steps = plan(&[want("a", 1, 1)], std::slice::from_ref(&leaving));
+        assert_eq!((started(&steps), removed(&steps)), (1, vec![]), "it keeps serving until another is ready");
+        let steps = plan(&[want("a", 1, 1)], &[leaving.clone(), seen("c2", "a", 1, true, false)]);
+        assert!(steps.is_empty(), "its replacement is not ready yet");
+        let steps = plan(&[want("a", 1, 1)], &[leaving, seen("c2", "a", 1, true, true)]);
+        assert_eq!((removed(&steps), reasons(&steps)), (vec!["c1"], vec![Removal::Evacuated]));
+    }
+
+    #[test]
+    fn a_container_on_a_lost_node_is_replaced_at_once_and_is_no_crash() {
+        let lost = on(NodeState::Lost, seen("c1", "a", 1, false, false));
+        let steps = plan(&[want("a", 1, 1)], &[lost, seen("c2", "a", 1, true, true)]);
+        assert_eq!((removed(&steps), reasons(&steps)), (vec!["c1"], vec![Removal::NodeLost]));
+        let lost = on(NodeState::Lost, seen("c1", "a", 1, false, false));
+        let steps = plan(&[want("a", 1, 2)], &[lost, seen("c2", "a", 1, true, true)]);
+        assert_eq!(started(&steps), 1);
     }
 
     #[test]

@@ -454,5 +454,6 @@ fn observe(container: &Container, ready: bool) -> Observed {
         process: container.process.clone(),
         running: container.running,
         ready,
+        node_state: container.node_state,
     }
 }

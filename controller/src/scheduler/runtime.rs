@@ -35,6 +35,10 @@ pub enum RuntimeError {
     SubnetsExhausted(String),
     #[error("the Docker network {0} vanished as it was made")]
     NetworkVanished(String),
+    #[error("this runtime runs on one engine and has no nodes (SKIFF_RUNTIME=swarm has)")]
+    NoCluster,
+    #[error("no node is named {0}")]
+    NoSuchNode(String),
 }
 
 /// What to start.
@@ -67,6 +71,63 @@ pub struct Container {
     pub created: i64,
     /// Where the routers and health checks reach its `$PORT` (`web` containers only).
     pub address: Option<SocketAddr>,
+    /// The cluster node it runs on (`None` on a single engine).
+    pub node: Option<String>,
+    /// Whether that node keeps it.
+    pub node_state: NodeState,
+}
+
+/// What a container's node means for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NodeState {
+    /// The node is up and takes work.
+    #[default]
+    Up,
+    /// The node is being drained: the container moves elsewhere, replaced first.
+    Leaving,
+    /// The node is down: the container is gone with it.
+    Lost,
+}
+
+/// A node of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub id: String,
+    pub hostname: String,
+    /// The address other nodes reach it at.
+    pub address: String,
+    /// `ready`, `down`, …, as the orchestrator says.
+    pub state: String,
+    pub availability: Availability,
+    pub manager: bool,
+}
+
+/// Whether a node takes work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Availability {
+    /// It takes new containers.
+    Active,
+    /// It keeps what it runs and takes nothing new (Skiff moves its containers off).
+    Pause,
+    /// It runs nothing.
+    Drain,
+}
+
+impl std::fmt::Display for Availability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Active => "active",
+            Self::Pause => "pause",
+            Self::Drain => "drain",
+        })
+    }
+}
+
+/// How a cluster is joined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinCommand {
+    /// The command a new worker runs, with its token.
+    pub command: String,
 }
 
 /// Runs containers.
@@ -100,5 +161,17 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// Whether the engine answers.
     async fn ping(&self) -> Result<(), RuntimeError> {
         self.list().await.map(drop)
+    }
+    /// The cluster's nodes; none on a single engine.
+    async fn nodes(&self) -> Result<Vec<Node>, RuntimeError> {
+        Ok(Vec::new())
+    }
+    /// Sets whether a node (by id or host name) takes work.
+    async fn set_availability(&self, _node: &str, _availability: Availability) -> Result<Node, RuntimeError> {
+        Err(RuntimeError::NoCluster)
+    }
+    /// What a new worker runs to join the cluster.
+    async fn join_command(&self) -> Result<JoinCommand, RuntimeError> {
+        Err(RuntimeError::NoCluster)
     }
 }

@@ -23,16 +23,20 @@ use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::container::LogOutput;
 use bollard::models::{
-    EndpointPortConfig, EndpointPortConfigPublishModeEnum, EndpointSpec, Limit, NetworkAttachmentConfig, NodeState,
-    ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, ServiceSpecModeReplicatedJob, Task, TaskSpec,
-    TaskSpecContainerSpec, TaskSpecResources, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum, TaskState,
+    EndpointPortConfig, EndpointPortConfigPublishModeEnum, EndpointSpec, Limit, NetworkAttachmentConfig,
+    NodeSpecAvailabilityEnum, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, ServiceSpecModeReplicatedJob,
+    Task, TaskSpec, TaskSpecContainerSpec, TaskSpecResources, TaskSpecRestartPolicy,
+    TaskSpecRestartPolicyConditionEnum, TaskState,
 };
-use bollard::query_parameters::{ListServicesOptions, ListTasksOptions, LogsOptions};
+use bollard::query_parameters::{ListServicesOptions, ListTasksOptions, LogsOptions, UpdateNodeOptions};
 use futures_util::StreamExt;
 use skiff_api::{AppName, ProcessType, RunOutput};
 
 use super::networks::{AppNetworks, NetworkDriver, Networking};
-use super::runtime::{CONTAINER_PORT, Container, ContainerRuntime, ONE_OFF_LABEL, RuntimeError, StartSpec};
+use super::runtime::{
+    Availability, CONTAINER_PORT, Container, ContainerRuntime, JoinCommand, Node, NodeState, ONE_OFF_LABEL,
+    RuntimeError, StartSpec,
+};
 
 /// A swarm, through one of its managers.
 #[derive(Debug, Clone)]
@@ -162,16 +166,24 @@ impl SwarmRuntime {
         }
     }
 
-    /// Every node's address, for the nodes that are up.
-    async fn live_nodes(&self) -> Result<HashMap<String, String>, RuntimeError> {
+    /// Every node of the swarm, by id.
+    async fn nodes_by_id(&self) -> Result<HashMap<String, Node>, RuntimeError> {
         let nodes = self.docker.list_nodes(None).await?;
-        Ok(nodes
-            .into_iter()
-            .filter_map(|node| {
-                let status = node.status?;
-                (status.state == Some(NodeState::READY)).then_some((node.id?, status.addr?))
-            })
-            .collect())
+        Ok(nodes.into_iter().filter_map(read_node).map(|node| (node.id.clone(), node)).collect())
+    }
+
+    /// The node named by id, id prefix or host name (only when one node has it).
+    async fn node_named(&self, name: &str) -> Result<bollard::models::Node, RuntimeError> {
+        let nodes = self.docker.list_nodes(None).await?;
+        let matches = |node: &&bollard::models::Node| {
+            node.id.as_deref().is_some_and(|id| id == name || (name.len() >= 4 && id.starts_with(name)))
+                || node.description.as_ref().and_then(|d| d.hostname.as_deref()) == Some(name)
+        };
+        let mut found = nodes.iter().filter(matches);
+        match (found.next(), found.next()) {
+            (Some(node), None) => Ok(node.clone()),
+            _ => Err(RuntimeError::NoSuchNode(name.to_owned())),
+        }
     }
 
     /// The newest task of each of `services`.
@@ -203,6 +215,25 @@ impl SwarmRuntime {
 /// A task's place in the swarm's history: later tasks of a service have higher ones.
 fn version(task: &Task) -> u64 {
     task.version.as_ref().and_then(|v| v.index).unwrap_or(0)
+}
+
+/// A swarm node as Skiff shows it.
+fn read_node(node: bollard::models::Node) -> Option<Node> {
+    let status = node.status.unwrap_or_default();
+    let spec = node.spec.unwrap_or_default();
+    let availability = match spec.availability {
+        Some(NodeSpecAvailabilityEnum::PAUSE) => Availability::Pause,
+        Some(NodeSpecAvailabilityEnum::DRAIN) => Availability::Drain,
+        _ => Availability::Active,
+    };
+    Some(Node {
+        id: node.id?,
+        hostname: node.description.and_then(|d| d.hostname).unwrap_or_default(),
+        address: status.addr.unwrap_or_default(),
+        state: status.state.map_or_else(|| "unknown".to_owned(), |s| s.to_string()),
+        availability,
+        manager: node.manager_status.is_some(),
+    })
 }
 
 fn view(task: &Task) -> TaskView {
@@ -248,19 +279,26 @@ impl ContainerRuntime for SwarmRuntime {
         };
         let services = self.docker.list_services(Some(options)).await?;
         let ids = services.iter().filter_map(|service| service.id.clone()).collect();
-        let (tasks, nodes) = (self.newest_tasks(ids).await?, self.live_nodes().await?);
+        let (tasks, nodes) = (self.newest_tasks(ids).await?, self.nodes_by_id().await?);
         Ok(services
             .into_iter()
             .filter_map(|service| {
                 let id = service.id?;
                 let labels = service.spec?.labels.unwrap_or_default();
                 let task = tasks.get(&id).map(view);
-                let node_address = task.as_ref().and_then(|t| nodes.get(t.node.as_deref()?));
-                let running = task.as_ref().is_some_and(|t| t.state == TaskState::RUNNING) && node_address.is_some();
+                let node = task.as_ref().and_then(|t| nodes.get(t.node.as_deref()?));
+                let node_state = match node {
+                    Some(node) if node.state != "ready" => NodeState::Lost,
+                    Some(node) if node.availability != Availability::Active => NodeState::Leaving,
+                    _ => NodeState::Up,
+                };
+                let running = task.as_ref().is_some_and(|t| t.state == TaskState::RUNNING)
+                    && node.is_some()
+                    && node_state != NodeState::Lost;
                 let web = labels.get("skiff.process").is_some_and(|p| ProcessType::is_web(p));
-                let address = match (&task, node_address) {
+                let address = match (&task, node) {
                     (Some(task), Some(node)) if web && running => {
-                        Some(SocketAddr::new(node.parse().ok()?, task.published?))
+                        Some(SocketAddr::new(node.address.parse().ok()?, task.published?))
                     }
                     _ => None,
                 };
@@ -274,6 +312,8 @@ impl ContainerRuntime for SwarmRuntime {
                     one_off: labels.contains_key(ONE_OFF_LABEL),
                     created: unix_seconds(service.created_at.as_deref()),
                     address,
+                    node: node.map(|n| n.id.clone()),
+                    node_state,
                 })
             })
             .collect())
@@ -296,6 +336,8 @@ impl ContainerRuntime for SwarmRuntime {
             one_off: false,
             created: time::OffsetDateTime::now_utc().unix_timestamp(),
             address: None,
+            node: None,
+            node_state: NodeState::Up,
         })
     }
 
@@ -363,9 +405,41 @@ impl ContainerRuntime for SwarmRuntime {
             return Ok(Some(task.exit_code.unwrap_or(-1)));
         }
         // A task on a node that went down will not run again.
-        let on_dead_node = task.node.as_ref().is_some_and(|_| task.state == TaskState::RUNNING)
-            && !self.live_nodes().await?.contains_key(task.node.as_deref().unwrap_or_default());
-        Ok(on_dead_node.then_some(-1))
+        let node = match task.node.as_deref() {
+            Some(node) if task.state == TaskState::RUNNING => self.nodes_by_id().await?.remove(node),
+            _ => return Ok(None),
+        };
+        Ok(node.is_none_or(|node| node.state != "ready").then_some(-1))
+    }
+
+    async fn nodes(&self) -> Result<Vec<Node>, RuntimeError> {
+        let mut nodes: Vec<Node> = self.nodes_by_id().await?.into_values().collect();
+        nodes.sort_by(|a, b| (!a.manager, &a.hostname, &a.address).cmp(&(!b.manager, &b.hostname, &b.address)));
+        Ok(nodes)
+    }
+
+    async fn set_availability(&self, name: &str, availability: Availability) -> Result<Node, RuntimeError> {
+        let node = self.node_named(name).await?;
+        let id = node.id.clone().ok_or_else(|| RuntimeError::NoSuchNode(name.to_owned()))?;
+        let version = node.version.as_ref().and_then(|v| v.index).unwrap_or(0);
+        let mut spec = node.spec.clone().unwrap_or_default();
+        spec.availability = Some(match availability {
+            Availability::Active => NodeSpecAvailabilityEnum::ACTIVE,
+            Availability::Pause => NodeSpecAvailabilityEnum::PAUSE,
+            Availability::Drain => NodeSpecAvailabilityEnum::DRAIN,
+        });
+        let options = UpdateNodeOptions { version: i64::try_from(version).unwrap_or(i64::MAX) };
+        self.docker.update_node(&id, spec, options).await?;
+        let updated = self.docker.inspect_node(&id).await?;
+        read_node(updated).ok_or(RuntimeError::NoSuchNode(id))
+    }
+
+    async fn join_command(&self) -> Result<JoinCommand, RuntimeError> {
+        let swarm = self.docker.inspect_swarm().await?;
+        let token = swarm.join_tokens.and_then(|t| t.worker).unwrap_or_default();
+        let managers: Vec<String> =
+            self.docker.list_nodes(None).await?.into_iter().filter_map(|node| node.manager_status?.addr).collect();
+        Ok(JoinCommand { command: format!("docker swarm join --token {token} {}", managers.join(" ")) })
     }
 
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {

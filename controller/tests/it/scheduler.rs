@@ -33,6 +33,7 @@ pub(crate) fn config(drain_period: Duration) -> Arc<Config> {
         service_token: "token".into(),
         registry_url: "http://127.0.0.1:9".into(),
         registry_host: "127.0.0.1:9".into(),
+        registry_ca: None,
         allowed_registries: Vec::new(),
         outbound: Default::default(),
         default_memory_mb: 512,

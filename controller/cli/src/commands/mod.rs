@@ -7,6 +7,7 @@ mod completions;
 mod config_vars;
 mod git_remote;
 mod logs;
+mod nodes;
 mod ps;
 mod registry;
 mod releases;
@@ -55,6 +56,8 @@ pub(crate) enum Verb {
     GitRemote(git_remote::GitRemoteVerb),
     #[command(flatten)]
     Stacks(stacks::StacksVerb),
+    #[command(flatten)]
+    Nodes(nodes::NodesVerb),
 }
 
 /// Runs one verb.
@@ -78,6 +81,7 @@ pub(crate) async fn execute(
         Verb::Logs(verb) => logs::execute(verb, context, out, err).await,
         Verb::GitRemote(verb) => git_remote::execute(verb, context, out, err).await,
         Verb::Stacks(verb) => stacks::execute(verb, context, out, err).await,
+        Verb::Nodes(verb) => nodes::execute(verb, context, out, err).await,
     }
 }
 

@@ -56,6 +56,8 @@ pub(crate) async fn execute(
             if flag.json {
                 return json(out, &processes);
             }
+            // A column for nodes only on a cluster.
+            let clustered = processes.iter().any(|p| p.node.is_some());
             let rows = processes
                 .iter()
                 .map(|p| {
@@ -68,16 +70,25 @@ pub(crate) async fn execute(
                         ),
                         None => p.state.clone(),
                     };
-                    vec![
+                    let mut row = vec![
                         p.process.clone(),
                         p.id.clone(),
                         format!("v{}", p.release),
                         state,
                         p.started_at.as_deref().map_or_else(|| "-".into(), ago),
-                    ]
+                    ];
+                    if clustered {
+                        row.push(p.node.clone().unwrap_or_else(|| "-".into()));
+                    }
+                    row
                 })
                 .collect();
-            table(out, context.colour, &["TYPE", "ID", "RELEASE", "STATE", "STARTED"], rows)
+            let headers: &[&str] = if clustered {
+                &["TYPE", "ID", "RELEASE", "STATE", "STARTED", "NODE"]
+            } else {
+                &["TYPE", "ID", "RELEASE", "STATE", "STARTED"]
+            };
+            table(out, context.colour, headers, rows)
         }
         PsVerb::PsScale { pairs, app, wait } => {
             let app = app_name(context, app)?;
