@@ -38,6 +38,7 @@ else
   echo "==> making a three-node swarm"
   made_swarm=true
   bash "$here/swarm.sh" up "$swarm" >/dev/null || echo "==> no swarm (see above): the cluster tests will fail and say so"
+  export SKIFF_TEST_SWARM_DIR=$swarm
 fi
 # The router's tests hold a thousand idle client connections open at once.
 [ "$(ulimit -n)" -ge 8192 ] || ulimit -n 8192 2>/dev/null || true

@@ -4,11 +4,15 @@
 //! the host's address on the nodes' bridge, where every node pulls from it, trusting the
 //! platform's CA through `/etc/docker/certs.d` as an operator would set it up.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::harness::{Platform, eventually};
+use crate::harness::{Platform, Skiffd, eventually};
 
 /// Where Docker engines look for the CA of a registry at an address.
 const CERTS_D: &str = "/etc/docker/certs.d";
@@ -40,6 +44,14 @@ fn free_port(host: &str) -> u16 {
 
 /// The host's address on the swarm nodes' bridge.
 const HOST_ON_BRIDGE: &str = "10.250.0.1";
+
+/// The directory deploy/swarm.sh made the worker nodes in (their pid files and sockets).
+fn swarm_dir() -> PathBuf {
+    std::env::var_os("SKIFF_TEST_SWARM_DIR").map(PathBuf::from).expect(
+        "this test needs the swarm deploy/swarm.sh makes, and its directory in SKIFF_TEST_SWARM_DIR \
+         (deploy/test.sh sets both up)",
+    )
+}
 
 /// Fails with what to do when this host's engine is not the manager of a swarm with
 /// workers.
@@ -82,26 +94,110 @@ fn web_task_nodes(platform: &Platform, app: &str) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// Requests through the router, a few at a time, until stopped: how many got a 2xx
+/// and how many did not (an error status, a refused or broken connection, a timeout).
+struct Load {
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    stop: tokio_util::sync::CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(router: SocketAddr, host: &'static str) -> Self {
+        let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let stop = tokio_util::sync::CancellationToken::new();
+        let client = reqwest::Client::new();
+        let tasks = (0..4)
+            .map(|_| {
+                let (ok, failed, stop, client) = (ok.clone(), failed.clone(), stop.clone(), client.clone());
+                tokio::spawn(async move {
+                    while !stop.is_cancelled() {
+                        let answer = client
+                            .get(format!("http://{router}/who.txt"))
+                            .header("Host", host)
+                            .timeout(Duration::from_secs(10))
+                            .send()
+                            .await;
+                        match answer {
+                            Ok(response) if response.status().is_success() => ok.fetch_add(1, Ordering::Relaxed),
+                            _ => failed.fetch_add(1, Ordering::Relaxed),
+                        };
+                    }
+                })
+            })
+            .collect();
+        Self { ok, failed, stop, tasks }
+    }
+
+    /// (answered, failed).
+    async fn stop(self) -> (u64, u64) {
+        self.stop.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        (self.ok.load(Ordering::Relaxed), self.failed.load(Ordering::Relaxed))
+    }
+}
+
+/// `skiff ps` of the app: each running web container's node address.
+async fn web_nodes_in_ps(platform: &Platform, repo: &Path) -> Vec<String> {
+    let out = platform.cli_ok(repo, &["ps"]).await;
+    out.lines()
+        .filter(|line| line.starts_with("web") && line.contains("running"))
+        .filter_map(|line| Some(line.rsplit_once('(')?.1.trim_end_matches(')').to_owned()))
+        .collect()
+}
+
+/// A logger for the app containers of one node: `skiffd logger` following that node's
+/// engine, sharing its lines with the platform's logger through Redis.
+fn node_logger(platform: &Platform, redis: &str, node_socket: &Path, dir: &Path) -> Skiffd {
+    let token = std::fs::read_to_string(platform.dir.path().join("data/service-token")).expect("the token is kept");
+    Skiffd::start(
+        "logger",
+        [
+            ("DOCKER_HOST", format!("unix://{}", node_socket.display())),
+            ("SKIFF_DATA_DIR", dir.display().to_string()),
+            ("SKIFF_PLATFORM_ID", platform.platform_id.clone()),
+            ("SKIFF_SERVICE_TOKEN", token.trim().to_owned()),
+            ("SKIFF_REDIS_URL", redis.to_owned()),
+            ("SKIFF_CONTROLLER_URL", platform.controller_url()),
+            ("SKIFF_LOGGER_LISTEN", "127.0.0.1:0".into()),
+            ("SKIFF_LOGGER_SYSLOG_LISTEN", "127.0.0.1:0".into()),
+            ("SKIFF_LOGGER_SYSLOG_TLS_LISTEN", "127.0.0.1:0".into()),
+        ],
+    )
+}
+
+/// A worker's numbered lines: `numbered <host> <n>`, n from 0 to [`NUMBERED`].
+const NUMBERED: u32 = 150;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs a Docker Swarm (deploy/test.sh)"]
-async fn a_push_runs_web_replicas_across_the_swarm_and_every_one_answers_through_the_router() {
+async fn an_app_spreads_over_the_swarm_moves_off_drained_and_lost_nodes_and_logs_from_every_node() {
     require_swarm();
+    let swarm = swarm_dir();
+    let redis = std::env::var("SKIFF_TEST_REDIS_URL").expect("this test needs Redis: run deploy/test.sh");
     let registry = format!("{HOST_ON_BRIDGE}:{}", free_port(HOST_ON_BRIDGE));
     let (platform, repo, key) = Platform::start_with_settings(|settings| {
         settings.runtime = skiffd::Runtime::Swarm;
         settings.registry_tls_listen = Some(registry.parse().unwrap());
         settings.registry_address = Some(registry.clone());
+        settings.redis_url = Some(redis.clone());
+        // Reached by the router of another node.
+        settings.controller_listen = format!("{HOST_ON_BRIDGE}:0").parse().unwrap();
     })
     .await
     .with_app("spread")
     .await;
     let _trusted = TrustedRegistry::install(&platform, &registry);
-    // Each replica names itself, so that the test can tell who answered.
-    std::fs::write(
-        repo.join("Procfile"),
-        "web: echo \"$HOSTNAME\" > /app/public/who.txt; exec httpd -f -p \"$PORT\" -h /app/public\n",
-    )
-    .unwrap();
+    // Each replica names itself, so that the test can tell who answered; workers print
+    // numbered lines.
+    let procfile = format!(
+        "web: echo \"$HOSTNAME\" > /app/public/who.txt; exec httpd -f -p \"$PORT\" -h /app/public\n\
+         worker: i=0; while [ $i -lt {NUMBERED} ]; do echo \"numbered $HOSTNAME $i\"; i=$((i+1)); done; exec sleep 3600\n"
+    );
+    std::fs::write(repo.join("Procfile"), procfile).unwrap();
     for args in [&["add", "-A"][..], &["commit", "-qm", "replicas name themselves"]] {
         let (ok, out) = platform.git(&repo, &key, args);
         assert!(ok, "{out}");
@@ -110,7 +206,7 @@ async fn a_push_runs_web_replicas_across_the_swarm_and_every_one_answers_through
     assert!(pushed, "{out}");
     platform.cli_ok(&repo, &["ps:scale", "web=4", "--wait"]).await;
 
-    // Four tasks, on three nodes.
+    // Four tasks, on three nodes, as `skiff ps` and `skiff nodes` say.
     let nodes = eventually(Duration::from_secs(60), || async {
         let nodes = web_task_nodes(&platform, "spread");
         (nodes.len() == 4).then_some(nodes)
@@ -119,6 +215,16 @@ async fn a_push_runs_web_replicas_across_the_swarm_and_every_one_answers_through
     .expect("four web tasks running");
     let distinct: HashSet<_> = nodes.iter().collect();
     assert_eq!(distinct.len(), 3, "four replicas spread over three nodes: {nodes:?}");
+    let placed: HashSet<String> = web_nodes_in_ps(&platform, &repo).await.into_iter().collect();
+    assert_eq!(placed.len(), 3, "skiff ps names three nodes: {placed:?}");
+    let listed = platform.cli_ok(&repo, &["nodes"]).await;
+    for node in ["10.250.0.1", "10.250.0.2", "10.250.0.3"] {
+        let line = listed.lines().find(|l| l.contains(node)).unwrap_or_else(|| panic!("{node} listed: {listed}"));
+        assert!(line.contains("ready") && line.contains("active") && line.contains("spread/web v1"), "{line}");
+    }
+    let join = platform.cli_ok(&repo, &["nodes:join"]).await;
+    assert!(join.contains("docker swarm join --token SWMTKN-") && join.contains("10.250.0.1:2377"), "{join}");
+    assert!(join.contains(&format!("/etc/docker/certs.d/{registry}/ca.crt")) && join.contains("BEGIN CERTIFICATE"));
 
     // Every replica answers through the router.
     let router = platform.router();
@@ -142,14 +248,123 @@ async fn a_push_runs_web_replicas_across_the_swarm_and_every_one_answers_through
     .await;
     assert!(answered.is_some(), "every one of the four replicas answers through the router");
 
+    // A second router, on another node, serves the same app.
+    let token = std::fs::read_to_string(platform.dir.path().join("data/service-token")).unwrap();
+    let second = tempfile::tempdir().unwrap();
+    let mut second_router = Command::new("nsenter")
+        .arg("--net=/var/run/netns/skn2")
+        .arg(env!("CARGO_BIN_EXE_skiffd"))
+        .arg("router")
+        .env("SKIFF_DATA_DIR", second.path())
+        .env("SKIFF_CONTROLLER_URL", platform.controller_url())
+        .env("SKIFF_SERVICE_TOKEN", token.trim())
+        .env("SKIFF_ROUTER_LISTEN", "10.250.0.2:18480")
+        .env("SKIFF_ROUTER_TLS_LISTEN", "10.250.0.2:18443")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("nsenter runs skiffd");
+    let served = eventually(Duration::from_secs(30), || async {
+        let response = client
+            .get("http://10.250.0.2:18480/who.txt")
+            .header("Host", "spread.localhost")
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .ok()?;
+        (response.status() == 200).then_some(())
+    });
+    let served = served.await;
+    let _ = second_router.kill();
+    let _ = second_router.wait();
+    assert!(served.is_some(), "the router on another node serves the app");
+
     // A one-off runs somewhere in the swarm; its output and status come back.
     let (status, out, err) = platform.cli(&repo, &["run", "-a", "spread", "echo from-the-swarm; exit 3"]).await;
     assert_eq!(status, 3, "{out}{err}");
     assert!(out.contains("from-the-swarm"), "{out}{err}");
 
-    // Scaling down removes services; none is left behind once the app is gone.
+    // Lines from every node reach `skiff logs`, each worker's whole: the platform's logger
+    // follows this host's engine, one more logger follows each other node's.
+    let logger_dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let _loggers: Vec<Skiffd> = [2, 3]
+        .iter()
+        .zip(&logger_dirs)
+        .map(|(n, dir)| node_logger(&platform, &redis, &swarm.join(format!("n{n}.sock")), dir.path()))
+        .collect();
+    platform.cli_ok(&repo, &["ps:scale", "worker=3", "--wait"]).await;
+    let complete = eventually(Duration::from_secs(60), || async {
+        let out = platform.cli_ok(&repo, &["logs", "-p", "worker", "--source", "app", "-n", "1000"]).await;
+        let mut numbers: HashMap<String, HashSet<u32>> = HashMap::new();
+        for line in out.lines() {
+            let Some(rest) = line.split("numbered ").nth(1) else { continue };
+            let Some((host, n)) = rest.trim().split_once(' ') else { continue };
+            numbers.entry(host.to_owned()).or_default().extend(n.parse::<u32>().ok());
+        }
+        let whole = numbers.values().filter(|n| n.len() == NUMBERED as usize).count();
+        (numbers.len() == 3 && whole == 3).then_some(numbers.len())
+    })
+    .await;
+    assert!(complete.is_some(), "every worker's {NUMBERED} numbered lines arrive, from every node");
+    platform.cli_ok(&repo, &["ps:scale", "worker=0", "--wait"]).await;
+
+    // Draining a node under constant load: its containers move, and no request fails.
+    let load = Load::start(router, "spread.localhost");
+    let drained = platform.cli_ok(&repo, &["nodes:drain", &nodes_id_at(&platform, &repo, "10.250.0.2").await]).await;
+    assert!(drained.contains("Draining"), "{drained}");
+    let moved = eventually(Duration::from_secs(90), || async {
+        let listed = platform.cli_ok(&repo, &["nodes"]).await;
+        let line = listed.lines().find(|l| l.contains("10.250.0.2"))?.to_owned();
+        let elsewhere = web_nodes_in_ps(&platform, &repo).await;
+        (line.contains("drain")
+            && line.ends_with(" -")
+            && elsewhere.len() == 4
+            && !elsewhere.iter().any(|n| n == "10.250.0.2"))
+        .then_some(())
+    })
+    .await;
+    let (answered, failed) = load.stop().await;
+    assert!(moved.is_some(), "the drained node's containers moved");
+    eprintln!("nodes:drain under load: {failed} of {} requests failed", answered + failed);
+    assert!(answered > 0 && failed == 0, "{failed} of {} requests failed while a node drained", answered + failed);
+    platform.cli_ok(&repo, &["nodes:activate", &nodes_id_at(&platform, &repo, "10.250.0.2").await]).await;
+
+    // Rollouts under constant load lose no request on the cluster either.
+    let load = Load::start(router, "spread.localhost");
+    for n in 0..5 {
+        platform.cli_ok(&repo, &["config:set", &format!("ROUND={n}"), "--wait"]).await;
+    }
+    let (answered, failed) = load.stop().await;
+    eprintln!("5 rollouts of web=4 under load: {failed} of {} requests failed", answered + failed);
+    assert!(answered > 0 && failed == 0, "{failed} of {} requests failed during rollouts", answered + failed);
+
+    // A node lost under load (its engine killed, its link cut): its containers start
+    // elsewhere, and the failed requests are counted.
+    let load = Load::start(router, "spread.localhost");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let pid = std::fs::read_to_string(swarm.join("n3.pid")).expect("node 3's pid file");
+    Command::new("kill").args(["-9", pid.trim()]).status().unwrap();
+    Command::new("ip").args(["link", "set", "skv3", "down"]).status().unwrap();
+    let recovered = eventually(Duration::from_secs(90), || async {
+        let placed = web_nodes_in_ps(&platform, &repo).await;
+        (placed.len() == 4 && !placed.iter().any(|n| n == "10.250.0.3")).then_some(())
+    })
+    .await;
+    let (answered, failed) = load.stop().await;
+    eprintln!("a node lost under load: {failed} of {} requests failed", answered + failed);
+    assert!(recovered.is_some(), "the lost node's containers run on the others");
+    assert!(answered > 0, "requests were served while the node was lost");
+
+    // Once the app is gone, no service is left behind.
     platform.cli_ok(&repo, &["apps:destroy", "--confirm", "spread"]).await;
     let gone =
         eventually(Duration::from_secs(60), || async { web_task_nodes(&platform, "spread").is_empty().then_some(()) });
     assert!(gone.await.is_some(), "the destroyed app's services are removed");
+}
+
+/// The id of the node at `address`, as `skiff nodes` lists it.
+async fn nodes_id_at(platform: &Platform, repo: &Path, address: &str) -> String {
+    let listed = platform.cli_ok(repo, &["nodes"]).await;
+    let line = listed.lines().find(|l| l.contains(address)).unwrap_or_else(|| panic!("{address} in {listed}"));
+    line.split_whitespace().next().unwrap().to_owned()
 }
