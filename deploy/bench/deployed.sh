@@ -14,8 +14,9 @@
 #   reached directly (Docker's userland proxy carries every request).
 #
 # Both proxies log every request: the routers send their access lines to the platform's
-# logger, nginx sends its access log to the same logger over syslog. Each proxy runs
-# alone on CPU 1 with one worker; wrk, the app and the platform share CPU 0.
+# logger (which files them in the app's log stream), nginx sends its access log over
+# syslog to Debian's rsyslog, which writes it to a file. Each proxy runs alone on CPU 1
+# with one worker; wrk, the app, the platform and rsyslog share CPU 0.
 #
 #   deploy/bench/deployed.sh BIN_DIR RUNS APP_BINARY
 #
@@ -27,7 +28,7 @@ runs=$2
 app_binary=$3
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib.sh"
-skiff_install_missing nginx:nginx wrk:wrk bc:bc
+skiff_install_missing nginx:nginx wrk:wrk bc:bc rsyslogd:rsyslog
 
 work=$(mktemp -d)
 skiff_clean_up_on_exit "$work"
@@ -46,8 +47,8 @@ docker_config="$work/docker"
 docker --config "$docker_config" login -u bench -p bench-password "$registry" >/dev/null 2>&1
 docker tag "$image" "$registry/deployed:v1"
 docker --config "$docker_config" push -q "$registry/deployed:v1" >/dev/null
-"$skiff" deploy -a deployed --image "$registry/deployed:v1" >/dev/null
-docker rmi "$registry/deployed:v1" >/dev/null
+skiff_images+=("$registry/deployed:v1")
+"$skiff" deploy -a deployed --image "$registry/deployed:v1" --wait >/dev/null
 container=""
 for _ in $(seq 1 300); do
   container=$(docker ps -q --filter label=skiff.app=deployed --filter label=skiff.process=web | head -1)
@@ -75,6 +76,17 @@ token=$(cat "$SKIFF_DATA_DIR/service-token")
 router 18380 router-direct SKIFF_CONTROLLER_URL="http://$SKIFF_CONTROLLER_LISTEN" SKIFF_SERVICE_TOKEN="$token"
 router 18382 router-published SKIFF_ROUTER_ROUTES="deployed.localhost=127.0.0.1:$published_port"
 
+# nginx's syslog: rsyslog writing every line to a file.
+cat >"$work/rsyslog.conf" <<CONF
+global(workDirectory="$work")
+module(load="imudp")
+template(name="line" type="string" string="%timegenerated:::date-rfc3339% %syslogtag%%msg%\n")
+ruleset(name="access") { action(type="omfile" file="$work/nginx-access.log" template="line") }
+input(type="imudp" address="127.0.0.1" port="18389" ruleset="access")
+CONF
+taskset -c 0 rsyslogd -n -f "$work/rsyslog.conf" -i "$work/rsyslog.pid" >"$work/rsyslog.log" 2>&1 &
+skiff_pids+=($!)
+
 # nginx as Dokku writes it: upstream = the container's address, keepalive, the usual
 # forwarding headers, the access log to syslog.
 mkdir -p "$work/nginx"/{logs,tmp}
@@ -83,7 +95,7 @@ worker_processes 1; pid $work/nginx/nginx.pid; error_log $work/nginx/logs/error.
 events { worker_connections 4096; }
 http { client_body_temp_path $work/nginx/tmp/b; proxy_temp_path $work/nginx/tmp/p; fastcgi_temp_path $work/nginx/tmp/f;
   uwsgi_temp_path $work/nginx/tmp/u; scgi_temp_path $work/nginx/tmp/s;
-  access_log syslog:server=$SKIFF_LOGGER_SYSLOG_LISTEN,tag=nginx combined;
+  access_log syslog:server=127.0.0.1:18389,tag=nginx combined;
   keepalive_requests 1000000;
   upstream deployed-5000 { server $address; keepalive 64; }
   server { listen 127.0.0.1:18384;
@@ -121,3 +133,7 @@ for system in app skiff nginx published; do
   r=$(skiff_median "${rps[$system]}")
   echo "| ${label[$system]} | $(printf '%.0f' "$r") | $(skiff_median "${p50[$system]}") ms | $(skiff_median "${p99[$system]}") ms | ${failed[$system]} | $(skiff_ratio "$skiff_rps" "$r")× |"
 done
+# Both kept their logs: the app's stream has the router's lines, rsyslog's file nginx's.
+routed=$("$skiff" logs -a deployed --source router -n 5 | grep -c 'status=200' || true)
+echo "(access lines: the app's log stream ends with $routed of 5 router lines with status=200; rsyslog wrote $(wc -l <"$work/nginx-access.log") nginx lines)"
+

@@ -21,6 +21,7 @@
 //! forward to the backend with the fewest requests outstanding over a pooled connection
 //! and stream the answer back.
 
+pub mod access;
 pub mod feed;
 pub mod framing;
 pub mod idle;

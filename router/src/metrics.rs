@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use skiff_api::AppName;
@@ -44,12 +45,19 @@ type AppsMetrics = BTreeMap<AppName, AppMetrics>;
 #[derive(Debug)]
 pub struct Metrics {
     shards: Box<[Mutex<AppsMetrics>]>,
+    /// Access lines dropped because the logger was too slow or away.
+    access_lines_dropped: AtomicU64,
 }
 
 impl Metrics {
     /// Metrics counted by `shards` threads.
     pub fn new(shards: usize) -> Self {
-        Self { shards: (0..shards.max(1)).map(|_| Mutex::default()).collect() }
+        Self { shards: (0..shards.max(1)).map(|_| Mutex::default()).collect(), access_lines_dropped: AtomicU64::new(0) }
+    }
+
+    /// Counts an access line the logger did not get.
+    pub fn access_line_dropped(&self) {
+        self.access_lines_dropped.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one answered request, in the counting thread's `shard`.
@@ -108,6 +116,11 @@ impl Metrics {
             let _ = writeln!(out, "skiff_router_request_duration_seconds_sum{{app=\"{app}\"}} {}", m.sum);
             let _ = writeln!(out, "skiff_router_request_duration_seconds_count{{app=\"{app}\"}} {}", m.count);
         }
+        let _ =
+            writeln!(out, "# HELP skiff_router_access_lines_dropped_total Access lines the logger was too slow for.");
+        let _ = writeln!(out, "# TYPE skiff_router_access_lines_dropped_total counter");
+        let dropped = self.access_lines_dropped.load(Ordering::Relaxed);
+        let _ = writeln!(out, "skiff_router_access_lines_dropped_total {dropped}");
         out
     }
 }

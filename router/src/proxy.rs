@@ -1,6 +1,7 @@
 //! The request path and the server loop.
 
 use std::convert::Infallible;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -184,6 +185,8 @@ struct Proxy {
     h2c: Client<HttpConnector, UpstreamBody>,
     /// The thread's number, which is also its shard of the metrics.
     index: usize,
+    /// This thread's access lines, on their way to the logger.
+    access: Option<Arc<crate::access::AccessLog>>,
 }
 
 /// What every worker thread shares.
@@ -193,8 +196,6 @@ struct Shared {
     /// The HTTPS listener's port, where plain requests to HTTPS-only apps are sent.
     https_port: Option<u16>,
     metrics: crate::metrics::Metrics,
-    /// Access lines into each app's log stream.
-    access: Option<skiff_service::syslog::Sender>,
     shutdown: CancellationToken,
 }
 
@@ -216,16 +217,6 @@ pub async fn serve(
     config: Config,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let access = match config.access_log {
-        Some(logger) => match skiff_service::syslog::Sender::connect(logger, "router").await {
-            Ok(access) => Some(access),
-            Err(error) => {
-                tracing::warn!(%error, "router.access_log: cannot reach the logger; no access lines");
-                None
-            }
-        },
-        None => None,
-    };
     let https_port = listeners.https.as_ref().and_then(|(l, _)| l.local_addr().ok()).map(|a| a.port());
     let http = listeners.http.into_std()?;
     let https = listeners.https.map(|(listener, tls)| listener.into_std().map(|l| (l, tls))).transpose()?;
@@ -234,7 +225,7 @@ pub async fn serve(
         threads => threads,
     };
     let metrics = crate::metrics::Metrics::new(threads);
-    let shared = Arc::new(Shared { table, config, https_port, metrics, access, shutdown });
+    let shared = Arc::new(Shared { table, config, https_port, metrics, shutdown });
     let mut workers = Vec::new();
     for index in 0..threads {
         let http = http.try_clone()?;
@@ -291,9 +282,22 @@ async fn work(
     let upstream_connections = TaskTracker::new();
     let upstreams = Upstreams::new(config.connect_timeout, UPSTREAM_IDLE_LIMIT, upstream_connections.clone());
     let tunnels = TaskTracker::new();
-    let proxy =
-        Arc::new(Proxy { shared: shared.clone(), tasks: tunnels.clone(), upstreams: upstreams.clone(), h2c, index });
     let connections = TaskTracker::new();
+    let access = config.access_log.map(|logger| {
+        let access = Arc::new(crate::access::AccessLog::default());
+        let delivering = access.clone();
+        let stopped = shutdown.clone();
+        connections.spawn(async move { delivering.deliver(logger, stopped).await });
+        access
+    });
+    let proxy = Arc::new(Proxy {
+        shared: shared.clone(),
+        tasks: tunnels.clone(),
+        upstreams: upstreams.clone(),
+        h2c,
+        index,
+        access,
+    });
     connections.spawn(upstreams.sweep(shutdown.clone()));
     let https = https.map(|(listener, tls)| {
         let accepting = accept(listener, Some(tls), proxy.clone(), config, &connections, shutdown.clone());
@@ -501,13 +505,18 @@ impl Proxy {
         let AccessLine { app, method, path, host, request_id, client, status, started } = *line;
         let upstream_error = status == StatusCode::BAD_GATEWAY || status == StatusCode::GATEWAY_TIMEOUT;
         self.shared.metrics.record(self.index, app, status, started.elapsed(), upstream_error);
-        if let Some(access) = &self.shared.access {
+        if let Some(access) = &self.access {
             let level = if status >= 500 { "error" } else { "info" };
             let took = started.elapsed().as_millis();
-            let message = format!(
-                "at={level} method={method} path=\"{path}\" host={host} request_id={request_id} fwd=\"{client}\" status={status} service={took}ms"
-            );
-            access.send(app, &message);
+            let sent = access.send(app, |line| {
+                write!(
+                    line,
+                    "at={level} method={method} path=\"{path}\" host={host} request_id={request_id} fwd=\"{client}\" status={status} service={took}ms"
+                )
+            });
+            if !sent {
+                self.shared.metrics.access_line_dropped();
+            }
         }
     }
 

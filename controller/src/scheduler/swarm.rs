@@ -15,8 +15,9 @@
 //! a userland proxy, and not through the routing mesh, which needs IPVS. A task whose node
 //! is down counts as stopped, so its routes go and the scheduler starts it elsewhere.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bollard::Docker;
@@ -25,7 +26,7 @@ use bollard::container::LogOutput;
 use bollard::models::{
     EndpointPortConfig, EndpointPortConfigPublishModeEnum, EndpointSpec, Limit, NetworkAttachmentConfig,
     NodeSpecAvailabilityEnum, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, ServiceSpecModeReplicatedJob,
-    Task, TaskSpec, TaskSpecContainerSpec, TaskSpecResources, TaskSpecRestartPolicy,
+    Task, TaskSpec, TaskSpecContainerSpec, TaskSpecPlacement, TaskSpecResources, TaskSpecRestartPolicy,
     TaskSpecRestartPolicyConditionEnum, TaskState,
 };
 use bollard::query_parameters::{ListServicesOptions, ListTasksOptions, LogsOptions, UpdateNodeOptions};
@@ -46,7 +47,13 @@ pub struct SwarmRuntime {
     registry_credentials: DockerCredentials,
     networks: AppNetworks,
     pids: i64,
+    /// Held while a container's node is chosen and its service made, so that two starts
+    /// do not both pick the same emptiest node.
+    placing: Arc<tokio::sync::Mutex<()>>,
 }
+
+/// The label naming the node Skiff placed a service on.
+const NODE_LABEL: &str = "skiff.node";
 
 /// A task as Skiff reads it: its service, state, node and published port.
 struct TaskView {
@@ -76,7 +83,14 @@ impl SwarmRuntime {
             ..Default::default()
         };
         let networks = AppNetworks::new(docker.clone(), platform, networking, NetworkDriver::Overlay);
-        Ok(Self { docker, platform: platform.to_owned(), registry_credentials, networks, pids })
+        Ok(Self {
+            docker,
+            platform: platform.to_owned(),
+            registry_credentials,
+            networks,
+            pids,
+            placing: Arc::default(),
+        })
     }
 
     fn labels(&self, spec: &StartSpec) -> HashMap<String, String> {
@@ -87,6 +101,37 @@ impl SwarmRuntime {
             ("skiff.generation".to_owned(), spec.generation.to_string()),
             ("skiff.platform".to_owned(), self.platform.clone()),
         ])
+    }
+
+    /// The node for a new container of `spec`'s process type: of the ready nodes that take
+    /// work, the one with the fewest containers of that process type, then the fewest
+    /// containers; `None` when no node takes work (Swarm then holds the task until one
+    /// does).
+    async fn choose_node(&self, spec: &StartSpec) -> Result<Option<String>, RuntimeError> {
+        let nodes = self.nodes_by_id().await?;
+        let mut load: HashMap<&str, (usize, usize)> = nodes
+            .values()
+            .filter(|node| node.state == "ready" && node.availability == Availability::Active)
+            .map(|node| (node.id.as_str(), (0, 0)))
+            .collect();
+        let options = ListServicesOptions {
+            filters: Some(HashMap::from([("label".to_owned(), vec![format!("skiff.platform={}", self.platform)])])),
+            ..Default::default()
+        };
+        for service in self.docker.list_services(Some(options)).await? {
+            let labels = service.spec.and_then(|s| s.labels).unwrap_or_default();
+            let Some((same, total)) = labels.get(NODE_LABEL).and_then(|node| load.get_mut(node.as_str())) else {
+                continue;
+            };
+            *total += 1;
+            let app = spec.app.as_str();
+            if labels.get("skiff.app").map(String::as_str) == Some(app)
+                && labels.get("skiff.process") == Some(&spec.process)
+            {
+                *same += 1;
+            }
+        }
+        Ok(load.into_iter().min_by_key(|(id, counts)| (*counts, *id)).map(|(id, _)| id.to_owned()))
     }
 
     /// The service that runs `spec`: one task, Skiff's labels, the app's network, limits,
@@ -186,15 +231,16 @@ impl SwarmRuntime {
         }
     }
 
-    /// The newest task of each of `services`.
-    async fn newest_tasks(&self, services: Vec<String>) -> Result<HashMap<String, Task>, RuntimeError> {
+    /// The newest task of each of `services`. Every task is listed and those of other
+    /// services left out: a filter by service fails whole when one of them was removed
+    /// meanwhile.
+    async fn newest_tasks(&self, services: &HashSet<String>) -> Result<HashMap<String, Task>, RuntimeError> {
         if services.is_empty() {
             return Ok(HashMap::new());
         }
-        let options = ListTasksOptions { filters: Some(HashMap::from([("service".to_owned(), services)])) };
         let mut newest: HashMap<String, Task> = HashMap::new();
-        for task in self.docker.list_tasks(Some(options)).await? {
-            let Some(service) = task.service_id.clone() else { continue };
+        for task in self.docker.list_tasks(None::<ListTasksOptions>).await? {
+            let Some(service) = task.service_id.clone().filter(|id| services.contains(id)) else { continue };
             if newest.get(&service).is_none_or(|known| version(known) < version(&task)) {
                 newest.insert(service, task);
             }
@@ -279,7 +325,7 @@ impl ContainerRuntime for SwarmRuntime {
         };
         let services = self.docker.list_services(Some(options)).await?;
         let ids = services.iter().filter_map(|service| service.id.clone()).collect();
-        let (tasks, nodes) = (self.newest_tasks(ids).await?, self.nodes_by_id().await?);
+        let (tasks, nodes) = (self.newest_tasks(&ids).await?, self.nodes_by_id().await?);
         Ok(services
             .into_iter()
             .filter_map(|service| {
@@ -320,10 +366,21 @@ impl ContainerRuntime for SwarmRuntime {
     }
 
     async fn start(&self, spec: &StartSpec) -> Result<Container, RuntimeError> {
-        let labels = self.labels(spec);
+        let mut labels = self.labels(spec);
         let network = self.networks.ensure(&spec.app).await?;
-        let service = self.service(spec, network, labels, false);
+        let placing = self.placing.lock().await;
+        let node = self.choose_node(spec).await?;
+        if let Some(node) = &node {
+            labels.insert(NODE_LABEL.to_owned(), node.clone());
+        }
+        let mut service = self.service(spec, network, labels, false);
+        if let (Some(node), Some(task)) = (&node, service.task_template.as_mut()) {
+            // Placed by Skiff; a container whose node is lost is replaced by Skiff elsewhere.
+            task.placement =
+                Some(TaskSpecPlacement { constraints: Some(vec![format!("node.id=={node}")]), ..Default::default() });
+        }
         let created = self.docker.create_service(service, Some(self.registry_credentials.clone())).await?;
+        drop(placing);
         let id = created.id.ok_or_else(|| RuntimeError::NoAddress("a service Swarm gave no id".into()))?;
         Ok(Container {
             id,

@@ -214,7 +214,7 @@ async fn an_app_spreads_over_the_swarm_moves_off_drained_and_lost_nodes_and_logs
     .await
     .expect("four web tasks running");
     let distinct: HashSet<_> = nodes.iter().collect();
-    assert_eq!(distinct.len(), 3, "four replicas spread over three nodes: {nodes:?}");
+    assert_eq!(distinct.len(), 3, "four replicas spread over three nodes, none left out: {nodes:?}");
     let placed: HashSet<String> = web_nodes_in_ps(&platform, &repo).await.into_iter().collect();
     assert_eq!(placed.len(), 3, "skiff ps names three nodes: {placed:?}");
     let listed = platform.cli_ok(&repo, &["nodes"]).await;
@@ -329,13 +329,16 @@ async fn an_app_spreads_over_the_swarm_moves_off_drained_and_lost_nodes_and_logs
     assert!(answered > 0 && failed == 0, "{failed} of {} requests failed while a node drained", answered + failed);
     platform.cli_ok(&repo, &["nodes:activate", &nodes_id_at(&platform, &repo, "10.250.0.2").await]).await;
 
-    // Rollouts under constant load lose no request on the cluster either.
+    // Rollouts under constant load lose no request on the cluster either, and each
+    // leaves the replicas spread.
     let load = Load::start(router, "spread.localhost");
-    for n in 0..5 {
+    for n in 0..20 {
         platform.cli_ok(&repo, &["config:set", &format!("ROUND={n}"), "--wait"]).await;
     }
     let (answered, failed) = load.stop().await;
-    eprintln!("5 rollouts of web=4 under load: {failed} of {} requests failed", answered + failed);
+    eprintln!("20 rollouts of web=4 under load: {failed} of {} requests failed", answered + failed);
+    let placed = web_nodes_in_ps(&platform, &repo).await;
+    assert_eq!(placed.iter().collect::<HashSet<_>>().len(), 3, "still spread over three nodes: {placed:?}");
     assert!(answered > 0 && failed == 0, "{failed} of {} requests failed during rollouts", answered + failed);
 
     // A node lost under load (its engine killed, its link cut): its containers start
