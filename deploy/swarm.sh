@@ -62,6 +62,8 @@ down() {
   for n in "${nodes[@]}"; do
     for pid in $(ip netns pids "skn$n" 2>/dev/null) $(pgrep -f "$dir/n$n/" || true); do kill -9 "$pid" 2>/dev/null || true; done
   done
+  # The routing mesh's sandbox can outlive the swarm on its bridge.
+  docker network disconnect -f docker_gwbridge gateway_ingress-sbox >/dev/null 2>&1 || true
   docker network rm docker_gwbridge >/dev/null 2>&1 || true
   for n in "${nodes[@]}"; do
     ip netns del "skn$n" 2>/dev/null || true

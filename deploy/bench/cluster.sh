@@ -6,9 +6,9 @@
 # - req/s through one router (one worker, on CPU 1) to the four replicas spread over three
 #   nodes, and to the same four replicas on one node (the two workers drained);
 # - the seconds from `skiff nodes:drain` to every container moved (and the requests that
-#   failed meanwhile, under load);
-# - the requests that failed while a node was lost under load (its engine killed, its link
-#   cut), and the seconds until four replicas served again.
+#   failed meanwhile, under a steady load of sequential requests);
+# - the requests that failed while a node was lost under that load (its engine killed, its
+#   link cut), and the seconds until four replicas served again.
 #
 #   deploy/bench/cluster.sh BIN_DIR RUNS APP_BINARY
 #
@@ -22,12 +22,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 skiff_install_missing wrk:wrk bc:bc ip:iproute2 nsenter:util-linux
 
 work=$(mktemp -d)
-swarm="$work/swarm"
+swarm=$(mktemp -d)
 registry=10.250.0.1:18743
 certs="/etc/docker/certs.d/$registry"
+# The swarm goes first (its engines hold mounts under its directory), then the platform.
 finish() {
-  skiff_clean_up
   bash "$here/../swarm.sh" down "$swarm" || true
+  skiff_clean_up
   rm -rf "$certs"
 }
 trap finish EXIT
@@ -67,54 +68,69 @@ url=http://127.0.0.1:18480/
 for _ in $(seq 1 100); do curl -fs -o /dev/null "$url" -H 'Host: spread.localhost' && break; sleep 0.1; done
 load() { taskset -c 0 wrk -t1 -c32 -d"$1" --latency -H 'Host: spread.localhost' "$url"; }
 # Each running web container's node, as `skiff ps` names it.
-placement() { "$skiff" ps -a spread | awk '$1 == "web" && /running/ {print $NF}' | sort | uniq -c | awk '{print $1 "×" $2}' | paste -sd' '; }
+placement() { "$skiff" ps -a spread | awk '$1 == "web" && /running/ {gsub(/[()]/, "", $NF); print $NF}' | sort | uniq -c | awk '{print $1 " on " $2}' | paste -sd',' | sed 's/,/, /g'; }
 spread_placement=$(placement)
 
 load 2s >/dev/null
 spread_rps=""
 for _ in $(seq 1 "$runs"); do spread_rps+="$(load 5s | skiff_wrk_summary | awk '{print $1}') "; done
 
-# Drain both workers under load: seconds until every container moved.
+# A steady load beside the operations: sequential requests (curl), each answer's status
+# in FILE, until STOP exists.
+steady() {
+  local file=$1 stop=$2
+  while [ ! -e "$stop" ]; do
+    curl -s -o /dev/null -w '%{http_code}\n' --max-time 5 -H 'Host: spread.localhost' "$url" >>"$file" || echo 000 >>"$file"
+  done
+}
+# "FAILED of TOTAL" in a steady load's file.
+tally() { echo "$(grep -vc '^200$' "$1" || true) of $(wc -l <"$1")"; }
+running_web() { "$skiff" ps -a spread | awk '$1 == "web" && /running/' | wc -l; }
+
+# Drain both workers: seconds until every container moved.
 node_id() { "$skiff" nodes | awk -v a="$1" '$3 == a {print $1}'; }
 on_node() { "$skiff" ps -a spread | awk -v a="($1)" '$1 == "web" && /running/ && $NF == a' | wc -l; }
-load 60s >"$work/drain.wrk" &
+steady "$work/drain.codes" "$work/drain.stop" &
 drain_load=$!
 start=$(skiff_now_ms)
 "$skiff" nodes:drain "$(node_id 10.250.0.2)" >/dev/null
 "$skiff" nodes:drain "$(node_id 10.250.0.3)" >/dev/null
 for _ in $(seq 1 1200); do
-  [ "$(on_node 10.250.0.1)" = 4 ] && break
+  [ "$(on_node 10.250.0.1)" = 4 ] && [ "$(running_web)" = 4 ] && break
   sleep 0.1
 done
-drain_seconds=$(echo "scale=1; ($(skiff_now_ms) - start) / 1000" | bc)
-kill -INT "$drain_load" 2>/dev/null || true
+drain_seconds=$(echo "scale=1; ($(skiff_now_ms) - $start) / 1000" | bc)
+touch "$work/drain.stop"
 wait "$drain_load" || true
-read -r _ _ _ drain_failed drain_total < <(skiff_wrk_summary <"$work/drain.wrk")
+drain_failed=$(tally "$work/drain.codes")
 one_node_placement=$(placement)
 load 2s >/dev/null
 one_rps=""
 for _ in $(seq 1 "$runs"); do one_rps+="$(load 5s | skiff_wrk_summary | awk '{print $1}') "; done
 
-# Spread again, then lose node 3 under load.
+# Spread again, then lose node 3.
 "$skiff" nodes:activate "$(node_id 10.250.0.2)" >/dev/null
 "$skiff" nodes:activate "$(node_id 10.250.0.3)" >/dev/null
 "$skiff" ps:restart web -a spread >/dev/null
-for _ in $(seq 1 600); do [ "$(on_node 10.250.0.3)" -ge 1 ] && [ "$(on_node 10.250.0.2)" -ge 1 ] && break; sleep 0.1; done
-load 40s >"$work/lost.wrk" &
+for _ in $(seq 1 600); do
+  [ "$(on_node 10.250.0.3)" -ge 1 ] && [ "$(on_node 10.250.0.2)" -ge 1 ] && [ "$(running_web)" = 4 ] && break
+  sleep 0.1
+done
+steady "$work/lost.codes" "$work/lost.stop" &
 lost_load=$!
 sleep 2
 start=$(skiff_now_ms)
 kill -9 "$(cat "$swarm/n3.pid")"
 ip link set skv3 down
 for _ in $(seq 1 1200); do
-  running=$("$skiff" ps -a spread | awk '$1 == "web" && /running/' | wc -l)
-  [ "$running" = 4 ] && [ "$(on_node 10.250.0.3)" = 0 ] && break
+  [ "$(running_web)" = 4 ] && [ "$(on_node 10.250.0.3)" = 0 ] && break
   sleep 0.1
 done
-recovered_seconds=$(echo "scale=1; ($(skiff_now_ms) - start) / 1000" | bc)
-kill -INT "$lost_load" 2>/dev/null || true
+recovered_seconds=$(echo "scale=1; ($(skiff_now_ms) - $start) / 1000" | bc)
+sleep 2
+touch "$work/lost.stop"
 wait "$lost_load" || true
-read -r _ _ _ lost_failed lost_total < <(skiff_wrk_summary <"$work/lost.wrk")
+lost_failed=$(tally "$work/lost.codes")
 
 echo
 echo "| cluster (web=4 of a 12-byte page, one router on CPU 1, wrk -t1 -c32, median of $runs) | value |"
@@ -123,6 +139,5 @@ spread=$(skiff_median "$spread_rps")
 one=$(skiff_median "$one_rps")
 echo "| req/s, four replicas over three nodes ($spread_placement) | $(printf '%.0f' "$spread") |"
 echo "| req/s, four replicas on one node ($one_node_placement) | $(printf '%.0f' "$one") ($(skiff_ratio "$spread" "$one")× spread vs one) |"
-echo "| seconds from nodes:drain of two nodes to four replicas on the third | $drain_seconds ($drain_failed of $drain_total requests failed) |"
-echo "| a node lost under load: failed requests | $lost_failed of $lost_total |"
-echo "| a node lost: seconds until four replicas serve on the others | $recovered_seconds |"
+echo "| seconds from nodes:drain of two nodes to four replicas on the third; requests failed meanwhile (sequential) | $drain_seconds; $drain_failed |"
+echo "| a node lost (engine killed, link cut): seconds until four replicas serve on the others; requests failed (sequential) | $recovered_seconds; $lost_failed |"

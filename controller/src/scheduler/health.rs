@@ -10,7 +10,7 @@ use std::time::Duration;
 use skiff_api::{CheckKind, Healthcheck, ProcessType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::runtime::{Container, ContainerRuntime, RuntimeError};
+use super::runtime::{Container, ContainerRuntime, NodeState, RuntimeError};
 
 /// How long one probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -97,6 +97,9 @@ pub enum BootFailure {
     },
     /// It kept running but did not pass its check in time; `what` is what the check asked.
     NotReady { process: String, what: String, timeout: Duration },
+    /// Its node stopped taking work (drained or lost) before it ran: it is no fault of
+    /// the app's, and another is started elsewhere.
+    NodeGone { process: String },
 }
 
 impl std::fmt::Display for BootFailure {
@@ -113,6 +116,7 @@ impl std::fmt::Display for BootFailure {
             Self::NotReady { process, what, timeout } => {
                 write!(f, "{process} did not {what} within {} s", timeout.as_secs())
             }
+            Self::NodeGone { process } => write!(f, "the node {process} was placed on left before it ran"),
         }
     }
 }
@@ -136,13 +140,18 @@ pub(super) async fn boot(
             let missing_command = reason.ends_with("status 126") || reason.ends_with("status 127");
             return Ok(Err(BootFailure::Exited { reason, missing_command }));
         }
-        // A container an orchestrator has yet to place runs (and gets its address) later.
+        // A container an orchestrator has yet to place runs (and gets its address) later,
+        // unless its node stops taking work first.
         if settle.is_none()
             && let Some(now) = runtime.find(&container.id).await?
-            && now.running
         {
-            settle = Some(tokio::time::Instant::now() + Duration::from_secs(1));
-            address = now.address;
+            if now.node_state != NodeState::Up {
+                return Ok(Err(BootFailure::NodeGone { process: container.process.clone() }));
+            }
+            if now.running {
+                settle = Some(tokio::time::Instant::now() + Duration::from_secs(1));
+                address = now.address;
+            }
         }
         let ready = match check {
             Check::Running => settle.is_some_and(|settle| tokio::time::Instant::now() >= settle),

@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::health::Check;
+use super::health::{BootFailure, Check};
 use super::hold::Hold;
 use super::plan::{Desired, Observed, Removal, Step, default_quantity, plan, pull_reference, release_env};
 use super::runtime::{Container, ContainerRuntime, StartSpec};
@@ -364,6 +364,15 @@ impl Scheduler {
                         match super::health::boot(self.runtime.as_ref(), &container, &check, boot_timeout).await? {
                             Ok(()) => {
                                 self.db.clear_crash(&spec.app, &spec.process).await?;
+                                None
+                            }
+                            Err(BootFailure::NodeGone { .. }) => {
+                                // Not the app's doing: the next round starts another elsewhere.
+                                self.remove(&container.id).await?;
+                                let what = format!("{} of v{}", spec.process, spec.release);
+                                self.events
+                                    .emit(&spec.app, &format!("{what}: its node left before it ran; starting another"))
+                                    .await;
                                 None
                             }
                             Err(failure) => {

@@ -332,7 +332,12 @@ impl ContainerRuntime for SwarmRuntime {
                 let id = service.id?;
                 let labels = service.spec?.labels.unwrap_or_default();
                 let task = tasks.get(&id).map(view);
-                let node = task.as_ref().and_then(|t| nodes.get(t.node.as_deref()?));
+                // Its task's node, or before Swarm placed it, the node Skiff chose.
+                let node = task
+                    .as_ref()
+                    .and_then(|t| t.node.as_deref())
+                    .or_else(|| labels.get(NODE_LABEL).map(String::as_str))
+                    .and_then(|node| nodes.get(node));
                 let node_state = match node {
                     Some(node) if node.state != "ready" => NodeState::Lost,
                     Some(node) if node.availability != Availability::Active => NodeState::Leaving,
