@@ -352,35 +352,12 @@ impl ContainerRuntime for DockerRuntime {
         let run = async {
             self.docker.start_container(&id, None).await?;
             let options = LogsOptions { follow: true, stdout: true, stderr: true, ..Default::default() };
-            let mut logs = self.docker.logs(&id, Some(options));
-            while let Some(item) = logs.next().await {
-                let line = match item? {
-                    LogOutput::StdErr { message } => RunOutput::Err(String::from_utf8_lossy(&message).into_owned()),
-                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                        RunOutput::Out(String::from_utf8_lossy(&message).into_owned())
-                    }
-                    LogOutput::StdIn { .. } => continue,
-                };
-                if output.send(line).await.is_err() {
-                    return Ok(None);
-                }
+            if !forward_output(self.docker.logs(&id, Some(options)), &output).await? {
+                return Ok(None);
             }
             self.exit_code(&id).await
         };
-        let status = match tokio::time::timeout(timeout, run).await {
-            Ok(Ok(Some(code))) => code,
-            Ok(Ok(None)) => -1,
-            Ok(Err(error)) => {
-                self.remove(&id).await?;
-                return Err(error);
-            }
-            Err(_) => {
-                let _ = output.send(RunOutput::Err(format!("skiff: timed out after {} s\n", timeout.as_secs()))).await;
-                124
-            }
-        };
-        self.remove(&id).await?;
-        Ok(status)
+        finish_one_off(self, &id, timeout, &output, run).await
     }
 
     async fn exit_code(&self, id: &str) -> Result<Option<i64>, RuntimeError> {
@@ -419,6 +396,53 @@ impl ContainerRuntime for DockerRuntime {
             None => Ok(()),
         }
     }
+}
+
+/// Sends a one-off's output on to its client as it comes; `false` once the client went
+/// away.
+pub(super) async fn forward_output(
+    logs: impl futures_util::Stream<Item = Result<LogOutput, bollard::errors::Error>>,
+    output: &tokio::sync::mpsc::Sender<RunOutput>,
+) -> Result<bool, RuntimeError> {
+    let mut logs = std::pin::pin!(logs);
+    while let Some(item) = logs.next().await {
+        let line = match item? {
+            LogOutput::StdErr { message } => RunOutput::Err(String::from_utf8_lossy(&message).into_owned()),
+            LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                RunOutput::Out(String::from_utf8_lossy(&message).into_owned())
+            }
+            LogOutput::StdIn { .. } => continue,
+        };
+        if output.send(line).await.is_err() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Waits at most `timeout` for a one-off's `run` to give its exit status (`None`: its
+/// client went away, -1), then removes it, whatever happened; a timeout is status 124,
+/// and the client is told.
+pub(super) async fn finish_one_off(
+    runtime: &(impl ContainerRuntime + ?Sized),
+    id: &str,
+    timeout: std::time::Duration,
+    output: &tokio::sync::mpsc::Sender<RunOutput>,
+    run: impl Future<Output = Result<Option<i64>, RuntimeError>>,
+) -> Result<i64, RuntimeError> {
+    let status = match tokio::time::timeout(timeout, run).await {
+        Ok(Ok(code)) => code.unwrap_or(-1),
+        Ok(Err(error)) => {
+            runtime.remove(id).await?;
+            return Err(error);
+        }
+        Err(_) => {
+            let _ = output.send(RunOutput::Err(format!("skiff: timed out after {} s\n", timeout.as_secs()))).await;
+            124
+        }
+    };
+    runtime.remove(id).await?;
+    Ok(status)
 }
 
 /// The lowest TCP port of an image's exposed ports (`8080/tcp`, `53/udp`, …).

@@ -22,7 +22,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bollard::Docker;
 use bollard::auth::DockerCredentials;
-use bollard::container::LogOutput;
 use bollard::models::{
     EndpointPortConfig, EndpointPortConfigPublishModeEnum, EndpointSpec, Limit, NetworkAttachmentConfig,
     NodeSpecAvailabilityEnum, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, ServiceSpecModeReplicatedJob,
@@ -30,9 +29,9 @@ use bollard::models::{
     TaskSpecRestartPolicyConditionEnum, TaskState,
 };
 use bollard::query_parameters::{ListServicesOptions, ListTasksOptions, LogsOptions, UpdateNodeOptions};
-use futures_util::StreamExt;
 use skiff_api::{AppName, ProcessType, RunOutput};
 
+use super::docker::{finish_one_off, forward_output};
 use super::networks::{AppNetworks, NetworkDriver, Networking};
 use super::runtime::{
     Availability, CONTAINER_PORT, Container, ContainerRuntime, JoinCommand, Node, NodeState, ONE_OFF_LABEL,
@@ -424,34 +423,10 @@ impl ContainerRuntime for SwarmRuntime {
                 }
             };
             let options = LogsOptions { follow: false, stdout: true, stderr: true, ..Default::default() };
-            let mut logs = self.docker.service_logs(&id, Some(options));
-            while let Some(item) = logs.next().await {
-                let line = match item? {
-                    LogOutput::StdErr { message } => RunOutput::Err(String::from_utf8_lossy(&message).into_owned()),
-                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                        RunOutput::Out(String::from_utf8_lossy(&message).into_owned())
-                    }
-                    LogOutput::StdIn { .. } => continue,
-                };
-                if output.send(line).await.is_err() {
-                    break;
-                }
-            }
-            Ok::<_, RuntimeError>(code)
+            forward_output(self.docker.service_logs(&id, Some(options)), &output).await?;
+            Ok(Some(code))
         };
-        let status = match tokio::time::timeout(timeout, run).await {
-            Ok(Ok(code)) => code,
-            Ok(Err(error)) => {
-                self.remove(&id).await?;
-                return Err(error);
-            }
-            Err(_) => {
-                let _ = output.send(RunOutput::Err(format!("skiff: timed out after {} s\n", timeout.as_secs()))).await;
-                124
-            }
-        };
-        self.remove(&id).await?;
-        Ok(status)
+        finish_one_off(self, &id, timeout, &output, run).await
     }
 
     async fn exit_code(&self, id: &str) -> Result<Option<i64>, RuntimeError> {
