@@ -59,13 +59,15 @@ skiff_images+=("$registry/spread:v1")
 
 # One router with one worker on CPU 1, following the platform's routes.
 token=$(cat "$SKIFF_DATA_DIR/service-token")
-env SKIFF_DATA_DIR="$work/router" SKIFF_ROUTER_LISTEN=127.0.0.1:18480 SKIFF_ROUTER_TLS_LISTEN=127.0.0.1:18481 \
+env SKIFF_DATA_DIR="$work/router" SKIFF_ROUTER_LISTEN=127.0.0.1:18460 SKIFF_ROUTER_TLS_LISTEN=127.0.0.1:18461 \
   SKIFF_ROUTER_THREADS=1 TOKIO_WORKER_THREADS=1 SKIFF_LOG=warn SKIFF_ROUTER_ACCESS_LOG=false \
   SKIFF_CONTROLLER_URL="http://$SKIFF_CONTROLLER_LISTEN" SKIFF_SERVICE_TOKEN="$token" \
   taskset -c 1 "$bin/skiffd" router >"$work/router.log" 2>&1 &
 skiff_pids+=($!)
-url=http://127.0.0.1:18480/
+router_pid=$!
+url=http://127.0.0.1:18460/
 for _ in $(seq 1 100); do curl -fs -o /dev/null "$url" -H 'Host: spread.localhost' && break; sleep 0.1; done
+kill -0 "$router_pid" 2>/dev/null || { echo "cluster.sh: the router did not start: $(tail -3 "$work/router.log")" >&2; exit 1; }
 load() { taskset -c 0 wrk -t1 -c32 -d"$1" --latency -H 'Host: spread.localhost' "$url"; }
 # Each running web container's node, as `skiff ps` names it.
 placement() { "$skiff" ps -a spread | awk '$1 == "web" && /running/ {gsub(/[()]/, "", $NF); print $NF}' | sort | uniq -c | awk '{print $1 " on " $2}' | paste -sd',' | sed 's/,/, /g'; }

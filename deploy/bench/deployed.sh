@@ -71,10 +71,12 @@ router() {
     SKIFF_ROUTER_THREADS=1 TOKIO_WORKER_THREADS=1 SKIFF_LOG=warn SKIFF_ROUTER_ACCESS_LOG=true \
     SKIFF_LOGGER_SYSLOG_LISTEN="$SKIFF_LOGGER_SYSLOG_LISTEN" "$@" taskset -c 1 "$bin/skiffd" router >"$work/$data.log" 2>&1 &
   skiff_pids+=($!)
+  routers+=($!)
 }
+routers=()
 token=$(cat "$SKIFF_DATA_DIR/service-token")
-router 18380 router-direct SKIFF_CONTROLLER_URL="http://$SKIFF_CONTROLLER_LISTEN" SKIFF_SERVICE_TOKEN="$token"
-router 18382 router-published SKIFF_ROUTER_ROUTES="deployed.localhost=127.0.0.1:$published_port"
+router 18360 router-direct SKIFF_CONTROLLER_URL="http://$SKIFF_CONTROLLER_LISTEN" SKIFF_SERVICE_TOKEN="$token"
+router 18362 router-published SKIFF_ROUTER_ROUTES="deployed.localhost=127.0.0.1:$published_port"
 
 # nginx's syslog: rsyslog writing every line to a file.
 cat >"$work/rsyslog.conf" <<CONF
@@ -107,12 +109,14 @@ CONF
 taskset -c 1 nginx -c "$work/nginx/nginx.conf" -p "$work/nginx/" -g 'daemon off;' &
 skiff_pids+=($!)
 
-declare -A url=([app]="http://$address/" [skiff]="http://127.0.0.1:18380/" [nginx]="http://127.0.0.1:18384/"
-  [published]="http://127.0.0.1:18382/")
+declare -A url=([app]="http://$address/" [skiff]="http://127.0.0.1:18360/" [nginx]="http://127.0.0.1:18384/"
+  [published]="http://127.0.0.1:18362/")
 for system in app skiff nginx published; do
   for _ in $(seq 1 100); do curl -fs -o /dev/null "${url[$system]}" -H 'Host: deployed.localhost' && break; sleep 0.1; done
   curl -fs -o /dev/null "${url[$system]}" -H 'Host: deployed.localhost' || { echo "deployed.sh: $system does not answer" >&2; exit 1; }
 done
+# The routers measured are the ones started here (a port taken elsewhere stops them).
+for pid in "${routers[@]}"; do kill -0 "$pid" 2>/dev/null || { echo "deployed.sh: a router did not start" >&2; exit 1; }; done
 load() { taskset -c 0 wrk -t1 -c32 -d"$2" --latency -H 'Host: deployed.localhost' "${url[$1]}"; }
 for system in app skiff nginx published; do load "$system" 2s >/dev/null; done
 declare -A rps p50 p99 failed
