@@ -7,7 +7,8 @@
 #
 # Push-to-first-200 through the router (first push, and a second push with one changed
 # file), the registry against Debian's docker-registry, the router against nginx and
-# HAProxy, the deployed path (router → a real app container) against nginx as Dokku sets it up, the logger against rsyslog, and the controller (API throughput with 1,000 apps
+# HAProxy, the deployed path (router → a real app container) against nginx as Dokku sets it up,
+# the cluster (a three-node swarm on this machine: spread, drain, a node lost), the logger against rsyslog, and the controller (API throughput with 1,000 apps
 # and 10,000 releases on SQLite and Postgres, scaling, rollouts under load).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -32,5 +33,6 @@ echo "|---|---|---|---|---|"
 "$here/registry.sh" "$root/target/release" "$runs"
 "$here/router.sh" "$root/target/release" "$runs"
 "$here/deployed.sh" "$root/target/release" "$runs" "$root/target/$(uname -m)-unknown-linux-gnu/release/examples/tiny_upstream"
+"$here/cluster.sh" "$root/target/release" "$runs" "$root/target/$(uname -m)-unknown-linux-gnu/release/examples/tiny_upstream"
 "$here/logger.sh" "$root/target/release" "$runs"
 "$here/controller.sh" "$root/target/release" "$runs"
