@@ -1,5 +1,6 @@
 //! Day-two operations on a running app: config, scaling, restarts, rollback.
 
+use std::process::Command;
 use std::time::Duration;
 
 use crate::harness::{Platform, eventually, example_repo, get_via_router};
@@ -241,7 +242,7 @@ async fn limits_and_health_checks_shape_new_containers() {
     let limited = eventually(Duration::from_secs(60), || async {
         let web = running(&platform, &repo, "web").await;
         let id = web.first()?["id"].as_str()?.to_owned();
-        let inspect = std::process::Command::new("docker")
+        let inspect = Command::new("docker")
             .args(["inspect", "--format", "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}", &id])
             .output()
             .ok()?;
@@ -310,7 +311,7 @@ async fn a_request_in_flight_during_a_deploy_finishes() {
         "#!/bin/sh\nsleep 3\necho 'Content-Type: text/plain'\necho\necho slow page done\n",
     )
     .unwrap();
-    let status = std::process::Command::new("chmod").arg("755").arg(cgi.join("slow")).status().unwrap();
+    let status = Command::new("chmod").arg("755").arg(cgi.join("slow")).status().unwrap();
     assert!(status.success());
     for args in [&["add", "-A"][..], &["commit", "-qm", "slow page"]] {
         let (ok, out) = platform.git(&repo, &key, args);
@@ -337,4 +338,28 @@ async fn a_request_in_flight_during_a_deploy_finishes() {
     let (status, body) = slow.await.unwrap().expect("the slow request is answered");
     assert_eq!((status, body.trim()), (200, "slow page done"), "v1 drained before it stopped");
     platform.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker (deploy/test.sh)"]
+async fn published_addressing_reaches_containers_through_a_loopback_port() {
+    let (platform, repo, key) = Platform::start_with_settings(|settings| {
+        settings.docker_addressing = skiff_controller::scheduler::Addressing::Published;
+    })
+    .await
+    .with_app("old-path")
+    .await;
+    let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
+    assert!(pushed, "{out}");
+    let served = eventually(Duration::from_secs(30), || async {
+        matches!(get_via_router(platform.router(), "old-path.localhost").await, Some((200, _))).then_some(())
+    });
+    assert!(served.await.is_some(), "the router serves the app through its published port");
+    let listed = Command::new("docker")
+        .args(["ps", "--format", "{{.Ports}}", "--filter", "label=skiff.app=old-path"])
+        .args(["--filter", &format!("label=skiff.platform={}", platform.platform_id)])
+        .output()
+        .unwrap();
+    let ports = String::from_utf8_lossy(&listed.stdout);
+    assert!(ports.contains("127.0.0.1:") && ports.contains("->5000/tcp"), "published on loopback only: {ports}");
 }
