@@ -106,11 +106,16 @@ impl Backends {
         let now = millis_now();
         let rotation =
             move || (0..route.backends.len()).map(move |offset| (self.first + offset) % route.backends.len());
-        let mut ready: Vec<usize> = rotation().filter(|&index| !route.is_aside(index, now)).collect();
+        // Each backend's count is read once: other threads change the counts while this
+        // one sorts, and a sort whose keys change under it has no order to find.
+        let mut ready: Vec<(usize, usize)> = rotation()
+            .filter(|&index| !route.is_aside(index, now))
+            .map(|index| (route.states[index].outstanding.load(Ordering::Relaxed), index))
+            .collect();
         // Stable: among equally busy backends the rotation decides.
-        ready.sort_by_key(|&index| route.states[index].outstanding.load(Ordering::Relaxed));
+        ready.sort_by_key(|&(outstanding, _)| outstanding);
         let aside = rotation().filter(move |&index| route.is_aside(index, now));
-        ready.into_iter().chain(aside).map(move |index| route.backends[index])
+        ready.into_iter().map(|(_, index)| index).chain(aside).map(move |index| route.backends[index])
     }
 
     fn state(&self, backend: SocketAddr) -> Option<&Arc<BackendState>> {
@@ -374,6 +379,40 @@ mod tests {
         assert_eq!(orders[1], vec![second, first]);
         assert_eq!(orders[2], orders[0]);
         assert_eq!(orders[3], orders[1]);
+    }
+
+    #[test]
+    fn ordering_backends_holds_while_other_threads_change_their_counts() {
+        // Many backends whose outstanding counts other threads change as this one orders
+        // them: the order is taken from one reading of each count, so ordering never
+        // meets counts that contradict each other (which makes the sort panic).
+        let mut routes = snapshot(3);
+        routes.routes[0].backends = (0..40).map(|n| SocketAddr::from(([127, 0, 0, 1], 2000 + n))).collect();
+        let table = Table::from_snapshot(&routes);
+        let Lookup::Backend(_, backends) = table.lookup("shop.localhost") else { panic!("a route") };
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        // Stops the other threads however this one ends, a panic included.
+        struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        std::thread::scope(|scope| {
+            for _ in 0..2 {
+                scope.spawn(|| {
+                    let all: Vec<SocketAddr> = backends.iter().collect();
+                    while !stop.load(Ordering::Relaxed) {
+                        let held: Vec<Outstanding> = all.iter().map(|b| backends.track(*b)).collect();
+                        drop(held);
+                    }
+                });
+            }
+            let _stop = Stop(&stop);
+            for _ in 0..20_000 {
+                assert_eq!(backends.iter().count(), 40);
+            }
+        });
     }
 
     #[test]

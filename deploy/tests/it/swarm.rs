@@ -341,7 +341,11 @@ async fn an_app_spreads_over_the_swarm_moves_off_drained_and_lost_nodes_and_logs
     }
     let (answered, failed) = load.stop().await;
     eprintln!("20 rollouts of web=4 under load: {failed} of {} requests failed", answered + failed);
-    let placed = web_nodes_in_ps(&platform, &repo).await;
+    let settled = eventually(Duration::from_secs(30), || async {
+        let placed = web_nodes_in_ps(&platform, &repo).await;
+        (placed.len() == 4).then_some(placed)
+    });
+    let placed = settled.await.expect("four web containers once the older releases' have drained");
     assert_eq!(placed.iter().collect::<HashSet<_>>().len(), 3, "still spread over three nodes: {placed:?}");
     assert!(answered > 0 && failed == 0, "{failed} of {} requests failed during rollouts", answered + failed);
 
