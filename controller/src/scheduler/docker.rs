@@ -77,12 +77,7 @@ impl DockerRuntime {
         confinement: Confinement,
     ) -> Result<Self, RuntimeError> {
         let docker = skiff_service::docker::connect().await?;
-        let registry_credentials = DockerCredentials {
-            username: Some("skiff".into()),
-            password: Some(service_token.into()),
-            serveraddress: Some(registry_host.into()),
-            ..Default::default()
-        };
+        let registry_credentials = platform_credentials(registry_host, service_token);
         let networks = AppNetworks::new(docker.clone(), platform, confinement.networking, NetworkDriver::Bridge);
         Ok(Self {
             docker,
@@ -108,16 +103,6 @@ impl DockerRuntime {
             nano_cpus: limits.cpu.map(|cores| (cores * 1e9) as i64),
             ..Default::default()
         }
-    }
-
-    /// The labels every container of `spec` carries.
-    fn labels(&self, spec: &StartSpec) -> HashMap<String, String> {
-        HashMap::from([
-            ("skiff.app".to_owned(), spec.app.to_string()),
-            ("skiff.release".to_owned(), spec.release.to_string()),
-            ("skiff.process".to_owned(), spec.process.clone()),
-            ("skiff.platform".to_owned(), self.platform.clone()),
-        ])
     }
 
     /// Pulls an image (a no-op when the engine has it). The platform's credentials go
@@ -247,11 +232,8 @@ fn labelled_web(labels: &HashMap<String, String>) -> bool {
 #[async_trait]
 impl ContainerRuntime for DockerRuntime {
     async fn list(&self) -> Result<Vec<Container>, RuntimeError> {
-        let options = ListContainersOptions {
-            all: true,
-            filters: Some(HashMap::from([("label".to_owned(), vec![format!("skiff.platform={}", self.platform)])])),
-            ..Default::default()
-        };
+        let options =
+            ListContainersOptions { all: true, filters: Some(platform_filter(&self.platform)), ..Default::default() };
         let summaries = self.docker.list_containers(Some(options)).await?;
         Ok(summaries
             .into_iter()
@@ -283,8 +265,7 @@ impl ContainerRuntime for DockerRuntime {
         // Only web containers get a port; others have nothing to serve.
         let web = ProcessType::is_web(&spec.process);
         let port = if web { self.app_port(&spec.image).await } else { CONTAINER_PORT };
-        let mut labels = self.labels(spec);
-        labels.insert("skiff.generation".to_owned(), spec.generation.to_string());
+        let mut labels = labels(spec, &self.platform);
         labels.insert(PORT_LABEL.to_owned(), port.to_string());
         let port_key = format!("{port}/tcp");
         let publish = web && self.networks.addressing() == Addressing::Published;
@@ -336,7 +317,7 @@ impl ContainerRuntime for DockerRuntime {
         output: tokio::sync::mpsc::Sender<RunOutput>,
     ) -> Result<i64, RuntimeError> {
         self.pull(&spec.image).await?;
-        let mut labels = self.labels(spec);
+        let mut labels = labels(spec, &self.platform);
         labels.insert(ONE_OFF_LABEL.to_owned(), "true".to_owned());
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
@@ -396,6 +377,32 @@ impl ContainerRuntime for DockerRuntime {
             None => Ok(()),
         }
     }
+}
+
+/// The credentials an engine presents to the platform's registry at `registry_host`.
+pub(super) fn platform_credentials(registry_host: &str, service_token: &str) -> DockerCredentials {
+    DockerCredentials {
+        username: Some("skiff".into()),
+        password: Some(service_token.into()),
+        serveraddress: Some(registry_host.into()),
+        ..Default::default()
+    }
+}
+
+/// The labels every container (or service) of `spec` carries.
+pub(super) fn labels(spec: &StartSpec, platform: &str) -> HashMap<String, String> {
+    HashMap::from([
+        ("skiff.app".to_owned(), spec.app.to_string()),
+        ("skiff.release".to_owned(), spec.release.to_string()),
+        ("skiff.process".to_owned(), spec.process.clone()),
+        ("skiff.generation".to_owned(), spec.generation.to_string()),
+        ("skiff.platform".to_owned(), platform.to_owned()),
+    ])
+}
+
+/// An engine filter for what carries this platform's label.
+pub(super) fn platform_filter(platform: &str) -> HashMap<String, Vec<String>> {
+    HashMap::from([("label".to_owned(), vec![format!("skiff.platform={platform}")])])
 }
 
 /// Sends a one-off's output on to its client as it comes; `false` once the client went

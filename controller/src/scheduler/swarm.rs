@@ -31,7 +31,7 @@ use bollard::models::{
 use bollard::query_parameters::{ListServicesOptions, ListTasksOptions, LogsOptions, UpdateNodeOptions};
 use skiff_api::{AppName, ProcessType, RunOutput};
 
-use super::docker::{finish_one_off, forward_output};
+use super::docker::{finish_one_off, forward_output, labels, platform_credentials, platform_filter};
 use super::networks::{AppNetworks, NetworkDriver, Networking};
 use super::runtime::{
     Availability, CONTAINER_PORT, Container, ContainerRuntime, JoinCommand, Node, NodeState, ONE_OFF_LABEL,
@@ -75,12 +75,7 @@ impl SwarmRuntime {
         pids: i64,
     ) -> Result<Self, RuntimeError> {
         let docker = skiff_service::docker::connect().await?;
-        let registry_credentials = DockerCredentials {
-            username: Some("skiff".into()),
-            password: Some(service_token.into()),
-            serveraddress: Some(registry_host.into()),
-            ..Default::default()
-        };
+        let registry_credentials = platform_credentials(registry_host, service_token);
         let networks = AppNetworks::new(docker.clone(), platform, networking, NetworkDriver::Overlay);
         Ok(Self {
             docker,
@@ -90,16 +85,6 @@ impl SwarmRuntime {
             pids,
             placing: Arc::default(),
         })
-    }
-
-    fn labels(&self, spec: &StartSpec) -> HashMap<String, String> {
-        HashMap::from([
-            ("skiff.app".to_owned(), spec.app.to_string()),
-            ("skiff.release".to_owned(), spec.release.to_string()),
-            ("skiff.process".to_owned(), spec.process.clone()),
-            ("skiff.generation".to_owned(), spec.generation.to_string()),
-            ("skiff.platform".to_owned(), self.platform.clone()),
-        ])
     }
 
     /// The node for a new container of `spec`'s process type: of the ready nodes that take
@@ -113,10 +98,7 @@ impl SwarmRuntime {
             .filter(|node| node.state == "ready" && node.availability == Availability::Active)
             .map(|node| (node.id.as_str(), (0, 0)))
             .collect();
-        let options = ListServicesOptions {
-            filters: Some(HashMap::from([("label".to_owned(), vec![format!("skiff.platform={}", self.platform)])])),
-            ..Default::default()
-        };
+        let options = ListServicesOptions { filters: Some(platform_filter(&self.platform)), ..Default::default() };
         for service in self.docker.list_services(Some(options)).await? {
             let labels = service.spec.and_then(|s| s.labels).unwrap_or_default();
             let Some((same, total)) = labels.get(NODE_LABEL).and_then(|node| load.get_mut(node.as_str())) else {
@@ -318,10 +300,7 @@ fn unix_seconds(text: Option<&str>) -> i64 {
 #[async_trait]
 impl ContainerRuntime for SwarmRuntime {
     async fn list(&self) -> Result<Vec<Container>, RuntimeError> {
-        let options = ListServicesOptions {
-            filters: Some(HashMap::from([("label".to_owned(), vec![format!("skiff.platform={}", self.platform)])])),
-            ..Default::default()
-        };
+        let options = ListServicesOptions { filters: Some(platform_filter(&self.platform)), ..Default::default() };
         let services = self.docker.list_services(Some(options)).await?;
         let ids = services.iter().filter_map(|service| service.id.clone()).collect();
         let (tasks, nodes) = (self.newest_tasks(&ids).await?, self.nodes_by_id().await?);
@@ -370,7 +349,7 @@ impl ContainerRuntime for SwarmRuntime {
     }
 
     async fn start(&self, spec: &StartSpec) -> Result<Container, RuntimeError> {
-        let mut labels = self.labels(spec);
+        let mut labels = labels(spec, &self.platform);
         let network = self.networks.ensure(&spec.app).await?;
         let placing = self.placing.lock().await;
         let node = self.choose_node(spec).await?;
@@ -408,7 +387,7 @@ impl ContainerRuntime for SwarmRuntime {
         timeout: std::time::Duration,
         output: tokio::sync::mpsc::Sender<RunOutput>,
     ) -> Result<i64, RuntimeError> {
-        let mut labels = self.labels(spec);
+        let mut labels = labels(spec, &self.platform);
         labels.insert(ONE_OFF_LABEL.to_owned(), "true".to_owned());
         let network = self.networks.ensure(&spec.app).await?;
         let service = self.service(spec, network, labels, true);
