@@ -45,6 +45,10 @@ pub struct Config {
     pub controller_url: String,
     /// The registry's base URL, e.g. `http://127.0.0.1:7701`.
     pub registry_url: String,
+    /// The registry's address as engines pull from it (`HOST:PORT`), when it is not the
+    /// registry URL's: the name built images are pushed under and base images in Skiff's
+    /// registry are pulled by, as the controller names them.
+    pub registry_address: Option<String>,
     /// The platform's service token.
     pub service_token: String,
     /// The program git runs as the pre-receive hook, with arguments `hook pre-receive`

@@ -110,9 +110,9 @@ impl Builder {
             key
         };
         let hook_socket = config.data_dir.join("hook.sock");
-        let registry_host = config.registry_url.split_once("://").map_or(config.registry_url.as_str(), |(_, h)| h);
-        let engine = Engine::connect(registry_host.trim_end_matches('/'), &config.service_token)
-            .map_err(std::io::Error::other)?;
+        let url_host = config.registry_url.split_once("://").map_or(config.registry_url.as_str(), |(_, h)| h);
+        let registry_host = config.registry_address.as_deref().unwrap_or(url_host.trim_end_matches('/'));
+        let engine = Engine::connect(registry_host, &config.service_token).map_err(std::io::Error::other)?;
         Ok(Arc::new(Self {
             controller: Client::new(&config.controller_url, Some(config.service_token.clone())),
             registry: RegistryClient::new(&config.registry_url, "skiff-builder", &config.service_token),

@@ -740,6 +740,7 @@ fn builder_config(settings: &Settings, known: &Known, registry_url: &str) -> any
         data_dir: known.data_dir.join("builder"),
         controller_url: known.controller_url.to_owned(),
         registry_url: registry_url.to_owned(),
+        registry_address: settings.registry_address.clone(),
         service_token: known.token.to_owned(),
         hook_program,
         max_builds: settings.max_builds,

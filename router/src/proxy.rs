@@ -27,7 +27,7 @@ mod relay;
 use crate::policy::{self, Decision, Endpoint, Failure, Forwarding, Page};
 use crate::table::{Backends, Table};
 use crate::upstream::{PlainBody, Pooled, UpstreamBody, UpstreamError, Upstreams};
-use failover::{Tried, Unanswered, try_backends};
+use failover::{Resend, Tried, Unanswered, try_backends};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type ProxyBody = BoxBody<Bytes, BoxError>;
@@ -661,9 +661,10 @@ impl Proxy {
             headers.insert(header::TE, HeaderValue::from_static("trailers"));
         }
         // A request without a body can be sent again: when a backend refuses the connection
-        // (its container just stopped), the app's next backend gets it. One with a body is
-        // never sent twice.
+        // (its container just stopped), or dies before answering an idempotent request (its
+        // node is gone), the app's next backend gets it. One with a body is never sent twice.
         let replayable = client_upgrade.is_none() && request.body().is_end_stream();
+        let resend = Resend::of(replayable, request.method().is_idempotent());
         let carrier = match (grpc, replayable) {
             (true, _) => Carrier::H2c,
             (false, true) => Carrier::Plain,
@@ -697,7 +698,7 @@ impl Proxy {
         };
         let client_failed = |error: &UpstreamError| client_body_failed(error);
         let (Tried { answer, backend, outstanding }, _) =
-            try_backends(app, &backends, response_timeout, replayable, Some(request), attempt, client_failed).await;
+            try_backends(app, &backends, response_timeout, resend, Some(request), attempt, client_failed).await;
         match answer {
             Ok(mut response) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
                 let upstream_upgrade = hyper::upgrade::on(&mut response);

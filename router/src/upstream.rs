@@ -138,29 +138,53 @@ pub struct Upstreams {
 /// Why a request got no answer from a backend.
 #[derive(Debug)]
 pub struct UpstreamError {
-    /// Whether no connection could be made (the request never left the router).
-    connect: bool,
+    stage: Stage,
     source: BoxError,
+}
+
+/// How far a failed request got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// No connection could be made: the request never left the router.
+    Connect,
+    /// It was sent, and the connection failed before any byte of an answer came.
+    Unanswered,
+    /// The answer broke off or was not HTTP, or the client's body failed.
+    Exchange,
 }
 
 impl UpstreamError {
     pub fn connect(source: impl Into<BoxError>) -> Self {
-        Self { connect: true, source: source.into() }
+        Self { stage: Stage::Connect, source: source.into() }
+    }
+
+    pub fn unanswered(source: impl Into<BoxError>) -> Self {
+        Self { stage: Stage::Unanswered, source: source.into() }
     }
 
     pub fn exchange(source: impl Into<BoxError>) -> Self {
-        Self { connect: false, source: source.into() }
+        Self { stage: Stage::Exchange, source: source.into() }
     }
 
     /// Whether no connection could be made: the request may go to another backend.
     pub fn is_connect(&self) -> bool {
-        self.connect
+        self.stage == Stage::Connect
+    }
+
+    /// Whether the app (or its node) went away before answering anything: an idempotent
+    /// request may go to another backend (RFC 9110 §9.2.2).
+    pub fn is_unanswered(&self) -> bool {
+        self.stage == Stage::Unanswered
     }
 }
 
 impl std::fmt::Display for UpstreamError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let stage = if self.connect { "connecting to the app" } else { "exchanging with the app" };
+        let stage = match self.stage {
+            Stage::Connect => "connecting to the app",
+            Stage::Unanswered => "waiting for the app's answer",
+            Stage::Exchange => "exchanging with the app",
+        };
         write!(f, "{stage}: {}", self.source)
     }
 }
@@ -223,6 +247,7 @@ impl Upstreams {
             }
         };
         let _ = stream.set_nodelay(true);
+        let _ = notice_dead_peers(&stream);
         Ok(stream)
     }
 
@@ -249,19 +274,23 @@ impl Upstreams {
     ///
     /// # Errors
     ///
-    /// [`UpstreamError::is_connect`] when no connection could be made; otherwise the app
-    /// broke off before answering.
+    /// [`UpstreamError::is_connect`] when no connection could be made;
+    /// [`UpstreamError::is_unanswered`] when the app (or its node) went away before
+    /// answering anything.
     pub async fn send_plain(&self, backend: SocketAddr, head: &[u8], replayable: bool) -> Result<Plain, UpstreamError> {
         if let Some(mut connection) = self.plain.take(backend, self.idle_limit) {
             match exchange_head(&mut connection, head).await {
                 Ok(()) => return Ok(connection),
-                Err(error) if !replayable => return Err(UpstreamError::exchange(error)),
+                // The app may have seen it; or its peer is gone (no reset, only silence).
+                Err(error) if !replayable || error.kind() == std::io::ErrorKind::TimedOut => {
+                    return Err(UpstreamError::unanswered(error));
+                }
                 // The app closed it while it sat idle: a new one.
                 Err(_) => {}
             }
         }
         let mut connection = Plain { stream: Box::pin(self.connect_tcp(backend)).await?, buffer: BytesMut::new() };
-        exchange_head(&mut connection, head).await.map_err(UpstreamError::exchange)?;
+        exchange_head(&mut connection, head).await.map_err(UpstreamError::unanswered)?;
         Ok(connection)
     }
 
@@ -283,6 +312,25 @@ impl Upstreams {
             self.plain.sweep(limit);
         }
     }
+}
+
+/// How long a backend's kernel may leave what the router sent unacknowledged, and stay
+/// silent to keep-alive probes, before the connection fails: a node that is gone (its
+/// engine killed, its link cut) sends no reset, and without this a request waiting on it
+/// would wait for the response timeout, and an idle connection to it would look alive.
+const DEAD_PEER: Duration = Duration::from_secs(4);
+
+/// Makes the kernel fail a connection whose peer went silent within about [`DEAD_PEER`]:
+/// probes after two seconds without traffic, one a second, and a limit on unacknowledged
+/// data. A live app that is merely slow answers the probes, so a long request lives on.
+fn notice_dead_peers(stream: &TcpStream) -> std::io::Result<()> {
+    let socket = socket2::SockRef::from(stream);
+    let probes = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(2))
+        .with_interval(Duration::from_secs(1))
+        .with_retries(3);
+    socket.set_tcp_keepalive(&probes)?;
+    socket.set_tcp_user_timeout(Some(DEAD_PEER))
 }
 
 /// Writes `head` and reads the first bytes of the answer.

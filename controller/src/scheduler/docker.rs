@@ -11,19 +11,18 @@ use std::net::{IpAddr, SocketAddr};
 
 use async_trait::async_trait;
 use bollard::Docker;
-use bollard::auth::DockerCredentials;
 use bollard::container::LogOutput;
 use bollard::models::{
     ContainerCreateBody, ContainerSummaryStateEnum, EndpointSettings, HostConfig, NetworkingConfig, PortBinding,
     PortMap,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
-    StopContainerOptions,
+    CreateContainerOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions, StopContainerOptions,
 };
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use skiff_api::{AppName, ProcessType, RunOutput};
 
+use super::images::Images;
 use super::networks::{Addressing, AppNetworks, NetworkDriver, Networking};
 use super::runtime::{CONTAINER_PORT, Container, ContainerRuntime, NodeState, ONE_OFF_LABEL, RuntimeError, StartSpec};
 
@@ -49,8 +48,7 @@ pub struct Confinement {
 pub struct DockerRuntime {
     docker: Docker,
     platform: String,
-    /// Credentials the engine presents to Skiff's registry.
-    registry_credentials: DockerCredentials,
+    images: Images,
     networks: AppNetworks,
     pids: i64,
     cpu_shares: i64,
@@ -77,12 +75,12 @@ impl DockerRuntime {
         confinement: Confinement,
     ) -> Result<Self, RuntimeError> {
         let docker = skiff_service::docker::connect().await?;
-        let registry_credentials = platform_credentials(registry_host, service_token);
+        let images = Images::new(docker.clone(), registry_host, service_token);
         let networks = AppNetworks::new(docker.clone(), platform, confinement.networking, NetworkDriver::Bridge);
         Ok(Self {
             docker,
             platform: platform.to_owned(),
-            registry_credentials,
+            images,
             networks,
             pids: confinement.pids,
             cpu_shares: confinement.cpu_shares,
@@ -102,42 +100,6 @@ impl DockerRuntime {
             memory: limits.memory_mb.map(|mb| (mb as i64) << 20),
             nano_cpus: limits.cpu.map(|cores| (cores * 1e9) as i64),
             ..Default::default()
-        }
-    }
-
-    /// Pulls an image (a no-op when the engine has it). The platform's credentials go
-    /// only to the platform's registry; other registries are asked anonymously.
-    async fn pull(&self, image: &str) -> Result<(), RuntimeError> {
-        let (from_image, tag) = Self::pull_args(image);
-        let pull = CreateImageOptions { from_image: Some(from_image), tag: Some(tag), ..Default::default() };
-        let ours = self
-            .registry_credentials
-            .serveraddress
-            .as_deref()
-            .is_some_and(|registry| skiff_api::ImageRef::parse(image).is_ok_and(|image| image.is_on(registry)));
-        self.docker
-            .create_image(Some(pull), None, ours.then(|| self.registry_credentials.clone()))
-            .try_collect::<Vec<_>>()
-            .await?;
-        Ok(())
-    }
-
-    /// The port the app listens on: the image's lowest exposed TCP port (a Dockerfile's
-    /// `EXPOSE`, as Deis and Dokku use it), else [`CONTAINER_PORT`].
-    async fn app_port(&self, image: &str) -> u16 {
-        let Ok(inspected) = self.docker.inspect_image(image).await else { return CONTAINER_PORT };
-        let exposed = inspected.config.and_then(|c| c.exposed_ports).unwrap_or_default();
-        exposed_port(&exposed).unwrap_or(CONTAINER_PORT)
-    }
-
-    /// Splits `name@digest` or `name:tag` into what `POST /images/create` wants.
-    fn pull_args(image: &str) -> (String, String) {
-        if let Some((name, digest)) = image.split_once('@') {
-            return (name.to_owned(), digest.to_owned());
-        }
-        match image.rsplit_once(':') {
-            Some((name, tag)) if !tag.contains('/') => (name.to_owned(), tag.to_owned()),
-            _ => (image.to_owned(), "latest".to_owned()),
         }
     }
 
@@ -260,11 +222,11 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn start(&self, spec: &StartSpec) -> Result<Container, RuntimeError> {
-        self.pull(&spec.image).await?;
+        self.images.pull(&spec.image).await?;
 
         // Only web containers get a port; others have nothing to serve.
         let web = ProcessType::is_web(&spec.process);
-        let port = if web { self.app_port(&spec.image).await } else { CONTAINER_PORT };
+        let port = if web { self.images.app_port(&spec.image).await } else { CONTAINER_PORT };
         let mut labels = labels(spec, &self.platform);
         labels.insert(PORT_LABEL.to_owned(), port.to_string());
         let port_key = format!("{port}/tcp");
@@ -316,7 +278,7 @@ impl ContainerRuntime for DockerRuntime {
         timeout: std::time::Duration,
         output: tokio::sync::mpsc::Sender<RunOutput>,
     ) -> Result<i64, RuntimeError> {
-        self.pull(&spec.image).await?;
+        self.images.pull(&spec.image).await?;
         let mut labels = labels(spec, &self.platform);
         labels.insert(ONE_OFF_LABEL.to_owned(), "true".to_owned());
         let body = ContainerCreateBody {
@@ -376,16 +338,6 @@ impl ContainerRuntime for DockerRuntime {
             Some(app) => self.networks.remove_if_unused(&app).await,
             None => Ok(()),
         }
-    }
-}
-
-/// The credentials an engine presents to the platform's registry at `registry_host`.
-pub(super) fn platform_credentials(registry_host: &str, service_token: &str) -> DockerCredentials {
-    DockerCredentials {
-        username: Some("skiff".into()),
-        password: Some(service_token.into()),
-        serveraddress: Some(registry_host.into()),
-        ..Default::default()
     }
 }
 
@@ -450,32 +402,4 @@ pub(super) async fn finish_one_off(
     };
     runtime.remove(id).await?;
     Ok(status)
-}
-
-/// The lowest TCP port of an image's exposed ports (`8080/tcp`, `53/udp`, …).
-fn exposed_port(exposed: &[String]) -> Option<u16> {
-    exposed.iter().filter_map(|p| p.strip_suffix("/tcp").unwrap_or(p).parse().ok()).min()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_lowest_exposed_tcp_port_is_the_apps() {
-        let exposed = ["9090/tcp".to_owned(), "53/udp".to_owned(), "8080/tcp".to_owned()];
-        assert_eq!(exposed_port(&exposed), Some(8080));
-        assert_eq!(exposed_port(&["7000".to_owned()]), Some(7000));
-        assert_eq!(exposed_port(&[]), None);
-    }
-
-    #[test]
-    fn image_references_split_for_pulling() {
-        assert_eq!(
-            DockerRuntime::pull_args("127.0.0.1:7701/app@sha256:abc"),
-            ("127.0.0.1:7701/app".into(), "sha256:abc".into())
-        );
-        assert_eq!(DockerRuntime::pull_args("127.0.0.1:7701/app:v1"), ("127.0.0.1:7701/app".into(), "v1".into()));
-        assert_eq!(DockerRuntime::pull_args("127.0.0.1:7701/app"), ("127.0.0.1:7701/app".into(), "latest".into()));
-    }
 }

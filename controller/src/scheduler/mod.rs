@@ -8,6 +8,8 @@
 //! - [`runtime`]: the [`ContainerRuntime`] seam.
 //! - [`docker`]: its backend on one Docker engine (bollard), with [`networks`]: a network
 //!   per app, on which the routers reach containers at their own addresses.
+//! - [`images`]: pulling app images (from Skiff's registry with the platform's
+//!   credentials) and reading the port their app listens on, for both backends.
 //! - [`swarm`]: its backend on a Docker Swarm: a one-task service per container.
 //! - [`memory`]: a runtime whose containers live in this process (tests, measurements).
 //! - [`reconcile`]: the loop that observes, plans, runs steps and publishes routes.
@@ -20,6 +22,7 @@
 pub mod docker;
 pub mod health;
 pub mod hold;
+pub mod images;
 pub mod memory;
 pub mod networks;
 pub mod plan;

@@ -230,6 +230,24 @@ impl AppNetworks {
         }
         Ok(())
     }
+
+    /// Removes the app's network once the tasks of its removed services have left it:
+    /// Swarm takes a task off its node some seconds after its service goes (its stop grace
+    /// period), so this tries every two seconds for a minute, in the background. A
+    /// container of the app started meanwhile keeps the network (the engine refuses).
+    pub fn remove_once_left(&self, app: &AppName) {
+        let (networks, app) = (self.clone(), app.clone());
+        tokio::spawn(async move {
+            for _ in 0..30 {
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                let Ok(Some(id)) = networks.existing(&app).await else { return };
+                if networks.docker.remove_network(&id).await.is_ok() {
+                    return;
+                }
+            }
+            tracing::debug!(%app, "scheduler: kept the app's network, still in use after a minute");
+        });
+    }
 }
 
 #[cfg(test)]

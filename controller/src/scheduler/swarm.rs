@@ -10,6 +10,9 @@
 //! containers reach each other by process type. Restarts are Skiff's (the restart policy
 //! is `none`), so a crash is seen, counted and backed off as on one engine.
 //!
+//! The manager's engine pulls a web container's image too, to read the port its app
+//! listens on (the image's `EXPOSE`, else 5000) as the Docker backend does.
+//!
 //! The routers reach a web task at its node's address and a port Swarm publishes in host
 //! mode on that node: the packets go through the node's kernel (a DNAT rule), not through
 //! a userland proxy, and not through the routing mesh, which needs IPVS. A task whose node
@@ -21,7 +24,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bollard::Docker;
-use bollard::auth::DockerCredentials;
 use bollard::models::{
     EndpointPortConfig, EndpointPortConfigPublishModeEnum, EndpointSpec, Limit, NetworkAttachmentConfig,
     NodeSpecAvailabilityEnum, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, ServiceSpecModeReplicatedJob,
@@ -31,7 +33,8 @@ use bollard::models::{
 use bollard::query_parameters::{ListServicesOptions, ListTasksOptions, LogsOptions, UpdateNodeOptions};
 use skiff_api::{AppName, ProcessType, RunOutput};
 
-use super::docker::{finish_one_off, forward_output, labels, platform_credentials, platform_filter};
+use super::docker::{finish_one_off, forward_output, labels, platform_filter};
+use super::images::Images;
 use super::networks::{AppNetworks, NetworkDriver, Networking};
 use super::runtime::{
     Availability, CONTAINER_PORT, Container, ContainerRuntime, JoinCommand, Node, NodeState, ONE_OFF_LABEL,
@@ -43,7 +46,7 @@ use super::runtime::{
 pub struct SwarmRuntime {
     docker: Docker,
     platform: String,
-    registry_credentials: DockerCredentials,
+    images: Images,
     networks: AppNetworks,
     pids: i64,
     /// Held while a container's node is chosen and its service made, so that two starts
@@ -53,6 +56,17 @@ pub struct SwarmRuntime {
 
 /// The label naming the node Skiff placed a service on.
 const NODE_LABEL: &str = "skiff.node";
+
+/// The port a service's container listens on, and whether it is published.
+#[derive(Debug, Clone, Copy)]
+enum Port {
+    /// A one-off job: the default port, nothing published.
+    OneOff,
+    /// A container with nothing to serve: the default port, nothing published.
+    Unpublished,
+    /// A web container: its app's port, published in host mode on its node.
+    Published(u16),
+}
 
 /// A task as Skiff reads it: its service, state, node and published port.
 struct TaskView {
@@ -75,16 +89,9 @@ impl SwarmRuntime {
         pids: i64,
     ) -> Result<Self, RuntimeError> {
         let docker = skiff_service::docker::connect().await?;
-        let registry_credentials = platform_credentials(registry_host, service_token);
+        let images = Images::new(docker.clone(), registry_host, service_token);
         let networks = AppNetworks::new(docker.clone(), platform, networking, NetworkDriver::Overlay);
-        Ok(Self {
-            docker,
-            platform: platform.to_owned(),
-            registry_credentials,
-            networks,
-            pids,
-            placing: Arc::default(),
-        })
+        Ok(Self { docker, platform: platform.to_owned(), images, networks, pids, placing: Arc::default() })
     }
 
     /// The node for a new container of `spec`'s process type: of the ready nodes that take
@@ -116,16 +123,14 @@ impl SwarmRuntime {
     }
 
     /// The service that runs `spec`: one task, Skiff's labels, the app's network, limits,
-    /// no restarts of Swarm's own, and for web the app's port published in host mode.
-    fn service(
-        &self,
-        spec: &StartSpec,
-        network: String,
-        labels: HashMap<String, String>,
-        one_off: bool,
-    ) -> ServiceSpec {
-        let web = !one_off && ProcessType::is_web(&spec.process);
-        let mut env = vec![format!("PORT={CONTAINER_PORT}")];
+    /// no restarts of Swarm's own, and for web the app's `port` published in host mode.
+    fn service(&self, spec: &StartSpec, network: String, labels: HashMap<String, String>, port: Port) -> ServiceSpec {
+        let (one_off, web, port) = match port {
+            Port::OneOff => (true, false, CONTAINER_PORT),
+            Port::Unpublished => (false, false, CONTAINER_PORT),
+            Port::Published(port) => (false, true, port),
+        };
+        let mut env = vec![format!("PORT={port}")];
         env.extend(spec.env.iter().map(|(k, v)| format!("{k}={v}")));
         let command = (!spec.command.is_empty()).then(|| vec!["/bin/sh".into(), "-c".into(), spec.command.clone()]);
         let mode = if one_off {
@@ -182,7 +187,7 @@ impl SwarmRuntime {
             mode: Some(mode),
             endpoint_spec: web.then(|| EndpointSpec {
                 ports: Some(vec![EndpointPortConfig {
-                    target_port: Some(i64::from(CONTAINER_PORT)),
+                    target_port: Some(i64::from(port)),
                     publish_mode: Some(EndpointPortConfigPublishModeEnum::HOST),
                     ..Default::default()
                 }]),
@@ -349,6 +354,13 @@ impl ContainerRuntime for SwarmRuntime {
     }
 
     async fn start(&self, spec: &StartSpec) -> Result<Container, RuntimeError> {
+        // The manager reads the app's port from the image; the node pulls it for itself.
+        let port = if ProcessType::is_web(&spec.process) {
+            self.images.pull(&spec.image).await?;
+            Port::Published(self.images.app_port(&spec.image).await)
+        } else {
+            Port::Unpublished
+        };
         let mut labels = labels(spec, &self.platform);
         let network = self.networks.ensure(&spec.app).await?;
         let placing = self.placing.lock().await;
@@ -356,13 +368,13 @@ impl ContainerRuntime for SwarmRuntime {
         if let Some(node) = &node {
             labels.insert(NODE_LABEL.to_owned(), node.clone());
         }
-        let mut service = self.service(spec, network, labels, false);
+        let mut service = self.service(spec, network, labels, port);
         if let (Some(node), Some(task)) = (&node, service.task_template.as_mut()) {
             // Placed by Skiff; a container whose node is lost is replaced by Skiff elsewhere.
             task.placement =
                 Some(TaskSpecPlacement { constraints: Some(vec![format!("node.id=={node}")]), ..Default::default() });
         }
-        let created = self.docker.create_service(service, Some(self.registry_credentials.clone())).await?;
+        let created = self.docker.create_service(service, Some(self.images.credentials().clone())).await?;
         drop(placing);
         let id = created.id.ok_or_else(|| RuntimeError::NoAddress("a service Swarm gave no id".into()))?;
         Ok(Container {
@@ -390,8 +402,8 @@ impl ContainerRuntime for SwarmRuntime {
         let mut labels = labels(spec, &self.platform);
         labels.insert(ONE_OFF_LABEL.to_owned(), "true".to_owned());
         let network = self.networks.ensure(&spec.app).await?;
-        let service = self.service(spec, network, labels, true);
-        let created = self.docker.create_service(service, Some(self.registry_credentials.clone())).await?;
+        let service = self.service(spec, network, labels, Port::OneOff);
+        let created = self.docker.create_service(service, Some(self.images.credentials().clone())).await?;
         let id = created.id.ok_or_else(|| RuntimeError::NoAddress("a job Swarm gave no id".into()))?;
         let run = async {
             // The job's output, from whichever node runs it, once it has finished.
@@ -468,9 +480,14 @@ impl ContainerRuntime for SwarmRuntime {
             Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
             Err(error) => return Err(error.into()),
         }
-        match app {
-            Some(app) => self.networks.remove_if_unused(&app).await,
-            None => Ok(()),
+        let Some(app) = app else { return Ok(()) };
+        let labels = vec![format!("skiff.platform={}", self.platform), format!("skiff.app={app}")];
+        let filters = HashMap::from([("label".to_owned(), labels)]);
+        let others =
+            self.docker.list_services(Some(ListServicesOptions { filters: Some(filters), ..Default::default() }));
+        if others.await?.is_empty() {
+            self.networks.remove_once_left(&app);
         }
+        Ok(())
     }
 }

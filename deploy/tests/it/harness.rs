@@ -224,7 +224,7 @@ impl Platform {
     pub fn controller_env(&self) -> Vec<(&'static str, String)> {
         let a = &self.addresses;
         let s = &self.settings;
-        vec![
+        let mut env = vec![
             ("SKIFF_DATA_DIR", s.data_dir.as_ref().unwrap().display().to_string()),
             ("SKIFF_PLATFORM_ID", self.platform_id.clone()),
             ("SKIFF_CONTROLLER_LISTEN", a.controller.unwrap().to_string()),
@@ -236,7 +236,15 @@ impl Platform {
             ("SKIFF_RECONCILE_INTERVAL", s.reconcile_interval.to_string()),
             ("SKIFF_BOOT_TIMEOUT", s.boot_timeout.to_string()),
             ("SKIFF_RELEASE_RETENTION", s.release_retention.to_string()),
-        ]
+        ];
+        let shared = [
+            ("SKIFF_DATABASE_URL", s.database_url.clone()),
+            ("SKIFF_REDIS_URL", s.redis_url.clone()),
+            ("SKIFF_REGISTRY_ADDRESS", s.registry_address.clone()),
+            ("SKIFF_RUNTIME", (s.runtime == skiffd::Runtime::Swarm).then(|| "swarm".to_owned())),
+        ];
+        env.extend(shared.into_iter().filter_map(|(name, value)| Some((name, value?))));
+        env
     }
 
     pub fn controller_url(&self) -> String {

@@ -16,6 +16,37 @@ pub(super) enum Unanswered {
     Failed(UpstreamError),
 }
 
+/// After which failed attempts a request may go to the app's next backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Resend {
+    /// None: its body went with the first attempt (or it is an upgrade).
+    Never,
+    /// Those that never reached the app: no connection could be made.
+    Unsent,
+    /// Those too where the app (or its node) went away before answering anything: the
+    /// request is idempotent, so the app may see it twice (RFC 9110 §9.2.2).
+    Unanswered,
+}
+
+impl Resend {
+    /// For a request that can be sent again (it has no body, or none was read) or not.
+    pub fn of(replayable: bool, idempotent: bool) -> Self {
+        match (replayable, idempotent) {
+            (false, _) => Self::Never,
+            (true, false) => Self::Unsent,
+            (true, true) => Self::Unanswered,
+        }
+    }
+
+    fn after(self, error: &UpstreamError) -> bool {
+        match self {
+            Self::Never => false,
+            Self::Unsent => error.is_connect(),
+            Self::Unanswered => error.is_connect() || error.is_unanswered(),
+        }
+    }
+}
+
 /// How trying the backends ended: the answer (or why there is none), from which backend,
 /// and the request counted as outstanding there until the guard goes.
 pub(super) struct Tried<T> {
@@ -25,11 +56,12 @@ pub(super) struct Tried<T> {
 }
 
 /// Tries `backends` in order with `attempt(backend, again, state)` until one answers. A
-/// backend that refuses the connection is set aside (tried last for a while) and, while
-/// another follows and the request may go `again` (it has no body, or it was never read),
-/// the next one gets the request. One that breaks off, answers garbage or gives no answer
-/// head within `response_timeout` is set aside too, and the client gets the failure (a
-/// client's own broken body, `client_failed`, is not the backend's fault).
+/// backend that fails is set aside (tried last for a while) and, while another follows
+/// and the request may go `again` after that failure ([`Resend`]: a refused connection,
+/// or for an idempotent request a connection that died before any answer), the next one
+/// gets the request. Otherwise (the answer broke off or was garbage, no answer head came
+/// within `response_timeout`) the client gets the failure (a client's own broken body,
+/// `client_failed`, is not the backend's fault, and does not set the backend aside).
 ///
 /// `state` goes through every attempt and comes back with the outcome (an attempt cut off
 /// by the timeout loses it: the default comes back).
@@ -37,7 +69,7 @@ pub(super) async fn try_backends<T, C, F, Fut>(
     app: &str,
     backends: &Backends,
     response_timeout: Duration,
-    replayable: bool,
+    resend: Resend,
     mut state: C,
     mut attempt: F,
     client_failed: impl Fn(&UpstreamError) -> bool,
@@ -51,7 +83,7 @@ where
     loop {
         let backend = candidates.next().expect("a route with backends");
         let outstanding = backends.track(backend);
-        let again = replayable && candidates.peek().is_some();
+        let again = resend != Resend::Never && candidates.peek().is_some();
         let answer = match tokio::time::timeout(response_timeout, attempt(backend, again, state)).await {
             Ok((Ok(answer), kept)) => {
                 state = kept;
@@ -62,7 +94,7 @@ where
                 if !client_failed(&error) {
                     backends.set_aside(backend);
                 }
-                if error.is_connect() && again {
+                if again && resend.after(&error) {
                     tracing::warn!(%error, app, %backend, "router.upstream: trying the next backend");
                     continue;
                 }

@@ -23,7 +23,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-use super::failover::{Tried, Unanswered, try_backends};
+use super::failover::{Resend, Tried, Unanswered, try_backends};
 use super::{MAX_HEAD_BYTES, Origin, Proxy};
 use crate::framing::{Chunked, Scan};
 use crate::policy::{self, Decision, Facts, Failure, Forwarding, Page};
@@ -279,6 +279,8 @@ impl Proxy {
     {
         let Request { app, backends, .. } = request;
         let idempotent = request.method.parse::<http::Method>().is_ok_and(|m| m.is_idempotent());
+        // The relay takes requests without a body only.
+        let resend = Resend::of(true, idempotent);
         let response_timeout = self.shared.config.response_timeout;
         // The buffer goes through the attempts: the app's head, then the client's answer head.
         let attempt = |backend, _again, mut out: Vec<u8>| async move {
@@ -297,7 +299,8 @@ impl Proxy {
             (exchanged, out)
         };
         let (tried, kept) =
-            try_backends(app.as_str(), backends, response_timeout, true, std::mem::take(out), attempt, |_| false).await;
+            try_backends(app.as_str(), backends, response_timeout, resend, std::mem::take(out), attempt, |_| false)
+                .await;
         *out = kept;
         let Tried { answer, backend, outstanding } = tried;
         let (mut connection, answer) = match answer {

@@ -320,6 +320,41 @@ async fn a_refused_connection_sends_body_less_requests_to_the_next_backend_and_n
     assert_eq!(status, 502, "with no other backend the client hears the failure: {body}");
 }
 
+/// An upstream that reads each request's head and closes the connection without a word,
+/// like an app whose node went away while the request was on its way.
+async fn dying() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let mut stream = BufReader::new(stream);
+            let mut line = String::new();
+            while stream.read_line(&mut line).await.unwrap_or(0) > 0 && line != "\r\n" {
+                line.clear();
+            }
+        }
+    });
+    address
+}
+
+#[tokio::test]
+async fn a_backend_that_dies_before_answering_sends_idempotent_requests_to_the_next_backend() {
+    let (gone, live) = (dying().await, upstream("live").await);
+    for method in ["GET", "DELETE", "OPTIONS"] {
+        // On a fresh table the first request goes to the first backend: the dying one.
+        let router = router(snapshot(1, &[("shop", vec![gone, live])])).await;
+        let request = format!("{method} /orders/1 HTTP/1.1\r\nHost: shop.localhost\r\n\r\n");
+        let (status, body) = send(&mut connect(&router).await, &request).await;
+        assert_eq!(status, 200, "{method} went to the live backend: {body}");
+    }
+    let router = router(snapshot(1, &[("shop", vec![gone, live])])).await;
+    let post = "POST /orders HTTP/1.1\r\nHost: shop.localhost\r\nContent-Length: 0\r\n\r\n";
+    let (status, body) = send(&mut connect(&router).await, post).await;
+    assert_eq!(status, 502, "a POST the app may have seen is not sent again: {body}");
+    let (status, body) = send(&mut connect(&router).await, post).await;
+    assert_eq!(status, 200, "the dying backend is set aside: {body}");
+}
+
 /// An upstream that accepts connections and never answers.
 async fn silent() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
