@@ -19,7 +19,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use skiff_api::{
-    AppName, BuildCreate, BuildKind, BuildStatus, ImageUse, ProcessType, Release, ReleaseState, StackName, Username,
+    AppName, BuildCreate, BuildKind, BuildStatus, ImageUse, PhaseState, ProcessType, Release, ReleaseState, StackName,
+    Username,
 };
 use skiff_client::{Client, ClientError};
 use skiff_registry_client::image::{BaseImage, Layer, push_image};
@@ -180,8 +181,10 @@ async fn follow_rollout(
     out: &mut Output,
 ) -> Result<Release, BuildError> {
     let deadline = Instant::now() + ROLLOUT_WAIT;
+    let mut phase = PhaseShown::default();
     loop {
         let current = ctx.controller.release(&ctx.push.app, release.version).await?;
+        phase.show(&current, out).await;
         match current.state {
             ReleaseState::Deployed => {
                 let took = started.elapsed().as_secs_f64();
@@ -206,6 +209,38 @@ async fn follow_rollout(
             }
             ReleaseState::Pending => tokio::time::sleep(Duration::from_millis(100)).await,
         }
+    }
+}
+
+/// How much of a release's release phase the pusher has seen.
+#[derive(Default)]
+struct PhaseShown {
+    started: bool,
+    /// Bytes of its output printed.
+    printed: usize,
+}
+
+impl PhaseShown {
+    /// Tells the pusher that the release command runs, and each whole line it printed
+    /// since the last look (the rest too once it ended).
+    async fn show(&mut self, release: &Release, out: &mut Output) {
+        let Some(phase) = &release.phase else { return };
+        if !self.started {
+            self.started = true;
+            let command = release.procfile.iter().find(|(p, _)| ProcessType::is_release(p.as_str()));
+            let command = command.map_or("", |(_, command)| command.as_str());
+            out.step(&format!("Running the release command: {command}")).await;
+        }
+        // The controller keeps the last 64 KiB: past that, `skiff logs` has the lines.
+        let fresh = phase.output.get(self.printed..).unwrap_or_default();
+        let whole = match phase.state {
+            PhaseState::Running => fresh.rfind('\n').map_or(0, |end| end + 1),
+            PhaseState::Succeeded | PhaseState::Failed => fresh.len(),
+        };
+        for line in fresh[..whole].lines() {
+            out.detail(line).await;
+        }
+        self.printed = if fresh.is_empty() { phase.output.len() } else { self.printed + whole };
     }
 }
 

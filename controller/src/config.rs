@@ -75,6 +75,8 @@ pub struct Config {
     pub reconcile_interval: Duration,
     /// How long a new container may take to accept connections on `$PORT`.
     pub boot_timeout: Duration,
+    /// How long a release's `release` command may run before the release fails.
+    pub release_timeout: Duration,
     /// How long a container leaving service keeps running after routers stop sending it
     /// requests, so that requests in flight finish.
     pub drain_period: Duration,

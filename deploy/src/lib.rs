@@ -214,6 +214,10 @@ pub struct Settings {
     /// Seconds a new container may take to answer HTTP on $PORT.
     #[arg(long, env = "SKIFF_BOOT_TIMEOUT", default_value_t = 60)]
     pub boot_timeout: u64,
+    /// Seconds a release's `release` command (the Procfile's release phase) may run before
+    /// the release fails.
+    #[arg(long, env = "SKIFF_RELEASE_TIMEOUT", default_value_t = 3600)]
+    pub release_timeout: u64,
     /// Seconds a container leaving service (replaced, scaled down) keeps running after
     /// routers stop sending it requests, so that requests in flight finish.
     #[arg(long, env = "SKIFF_DRAIN_SECONDS", default_value_t = 5)]
@@ -664,6 +668,7 @@ fn controller_config(
         release_retention: settings.release_retention,
         reconcile_interval: Duration::from_secs(settings.reconcile_interval.max(1)),
         boot_timeout: Duration::from_secs(settings.boot_timeout.max(1)),
+        release_timeout: Duration::from_secs(settings.release_timeout.max(1)),
         drain_period: Duration::from_secs(settings.drain_seconds),
     };
     let confinement = skiff_controller::scheduler::Confinement {

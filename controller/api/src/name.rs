@@ -139,6 +139,15 @@ impl ProcessType {
     pub fn is_web(name: &str) -> bool {
         name == Self::WEB
     }
+
+    /// The process type that runs once for every new release, before it gets any traffic
+    /// (Heroku's release phase: migrations and the like); no container of it keeps running.
+    pub const RELEASE: &'static str = "release";
+
+    /// Whether `name` is the release phase's process type.
+    pub fn is_release(name: &str) -> bool {
+        name == Self::RELEASE
+    }
 }
 
 /// A content digest, `sha256:<64 hex>` or `sha512:<128 hex>`, lowercase. Safe as a file

@@ -168,6 +168,34 @@ pub struct Release {
     pub created_at: String,
     /// What made it, in words (`alice deployed 1a2b3c4`, `bob set GREETING`).
     pub summary: String,
+    /// Its release phase, when its Procfile has a `release` command: the command runs
+    /// once, in a container of this release, before the release gets any traffic; the
+    /// release fails if the command does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<ReleasePhase>,
+}
+
+/// A release's `release` command: where it is and what it printed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ReleasePhase {
+    /// Where the command is.
+    pub state: PhaseState,
+    /// What it printed so far, standard output and error as they came (the last 64 KiB).
+    pub output: String,
+}
+
+/// Where a release's `release` command is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum PhaseState {
+    /// Waiting for its turn, or running.
+    Running,
+    /// It exited with status 0: the release rolls out.
+    Succeeded,
+    /// It exited otherwise or ran out of time: the release failed.
+    Failed,
 }
 
 /// Where a release is in its rollout.

@@ -13,8 +13,8 @@ use std::str::FromStr;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use skiff_api::{
-    AccessPolicy, AppName, Build, BuildCreate, Certificate, CrashReport, Drain, Event, ProcessType, Release,
-    ReleaseState, StackName, TlsSettings, Username,
+    AccessPolicy, AppName, Build, BuildCreate, Certificate, CrashReport, Drain, Event, PhaseState, ProcessType,
+    Release, ReleasePhase, ReleaseState, StackName, TlsSettings, Username,
 };
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -39,6 +39,7 @@ const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0004_events.sql"),
     include_str!("../../migrations/postgres/0005_access.sql"),
     include_str!("../../migrations/postgres/0006_crashes.sql"),
+    include_str!("../../migrations/postgres/0007_release_phase.sql"),
 ];
 
 /// SQLite migrations, applied in order once each.
@@ -54,6 +55,7 @@ const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0009_events.sql"),
     include_str!("../../migrations/sqlite/0010_access.sql"),
     include_str!("../../migrations/sqlite/0011_crashes.sql"),
+    include_str!("../../migrations/sqlite/0012_release_phase.sql"),
 ];
 
 /// A database failure.

@@ -74,14 +74,18 @@ impl Db {
         let NewRelease { image, build, git_sha, procfile, config, created_by, summary } = *new;
         let procfile_json = procfile_json(procfile)?;
         let created_at = now();
+        let phase = procfile
+            .keys()
+            .any(|process| ProcessType::is_release(process.as_str()))
+            .then(|| ReleasePhase { state: PhaseState::Running, output: String::new() });
         let version: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) + 1 FROM releases WHERE app_id = $1")
             .bind(app.id)
             .fetch_one(&mut **tx)
             .await?
             .get(0);
         sqlx::query(
-            "INSERT INTO releases (app_id, version, image, build_id, git_sha, procfile, config, created_by, summary, created_at, state)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending')",
+            "INSERT INTO releases (app_id, version, image, build_id, git_sha, procfile, config, created_by, summary, created_at, state, phase)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', $11)",
         )
         .bind(app.id)
         .bind(version)
@@ -93,6 +97,7 @@ impl Db {
         .bind(created_by.as_str())
         .bind(summary)
         .bind(&created_at)
+        .bind(phase.as_ref().map(|p| enum_text(&p.state)))
         .execute(&mut **tx)
         .await?;
         Ok(Release {
@@ -108,6 +113,7 @@ impl Db {
             created_by: created_by.clone(),
             created_at,
             summary: summary.to_owned(),
+            phase,
         })
     }
 
@@ -126,6 +132,10 @@ impl Db {
             created_by: parse(row.get("created_by"))?,
             created_at: row.get("created_at"),
             summary: row.get("summary"),
+            phase: match row.get::<Option<String>, _>("phase") {
+                Some(state) => Some(ReleasePhase { state: enum_parse(state)?, output: row.get("phase_output") }),
+                None => None,
+            },
         })
     }
 
@@ -179,6 +189,28 @@ impl Db {
         Ok(settled)
     }
 
+    /// Keeps what a release's `release` command printed so far and, once it ended, how
+    /// (`state`); `false` when the release no longer waits for it.
+    pub async fn record_phase(
+        &self,
+        app: &AppName,
+        version: u32,
+        state: PhaseState,
+        output: &str,
+    ) -> Result<bool, DbError> {
+        let updated = sqlx::query(
+            "UPDATE releases SET phase = $1, phase_output = $2
+             WHERE phase = 'running' AND version = $3 AND app_id = (SELECT id FROM apps WHERE name = $4)",
+        )
+        .bind(enum_text(&state))
+        .bind(output)
+        .bind(i64::from(version))
+        .bind(app.as_str())
+        .execute(&self.writer)
+        .await?;
+        Ok(updated.rows_affected() > 0)
+    }
+
     /// One release of an app.
     pub async fn release(&self, app: &AppRow, version: u32) -> Result<Option<Release>, DbError> {
         let query = sqlx::query("SELECT * FROM releases WHERE app_id = $1 AND version = $2");
@@ -207,15 +239,32 @@ impl Db {
         config_parse(&text)
     }
 
-    /// Every app's id with the release it should run: its newest that did not fail.
+    /// Every app's id with the release it should run: its newest that did not fail and
+    /// whose `release` command (if it has one) succeeded.
     pub async fn current_releases_by_app(&self) -> Result<Vec<(i64, Release)>, DbError> {
-        let rows = sqlx::query(
+        self.releases_by_app(
             "SELECT a.id AS app_id, a.name AS app_name, r.* FROM releases r JOIN apps a ON a.id = r.app_id
-             WHERE r.version = (SELECT MAX(version) FROM releases WHERE app_id = r.app_id AND state <> 'failed')
+             WHERE r.version = (SELECT MAX(version) FROM releases
+                                WHERE app_id = r.app_id AND state <> 'failed' AND (phase IS NULL OR phase = 'succeeded'))
              ORDER BY a.name",
         )
-        .fetch_all(&self.pool)
-        .await?;
+        .await
+    }
+
+    /// Every app's id with its newest release, when that one waits for its `release`
+    /// command.
+    pub async fn releases_awaiting_phase(&self) -> Result<Vec<(i64, Release)>, DbError> {
+        self.releases_by_app(
+            "SELECT a.id AS app_id, a.name AS app_name, r.* FROM releases r JOIN apps a ON a.id = r.app_id
+             WHERE r.state = 'pending' AND r.phase = 'running'
+               AND r.version = (SELECT MAX(version) FROM releases WHERE app_id = r.app_id AND state <> 'failed')
+             ORDER BY a.name",
+        )
+        .await
+    }
+
+    async fn releases_by_app(&self, query: &'static str) -> Result<Vec<(i64, Release)>, DbError> {
+        let rows = sqlx::query(query).fetch_all(&self.pool).await?;
         rows.into_iter()
             .map(|row| {
                 let app: AppName = parse(row.get("app_name"))?;

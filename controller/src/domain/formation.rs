@@ -35,6 +35,7 @@ impl Formation<'_> {
         };
         Ok(procfile
             .into_iter()
+            .filter(|(process, _)| !ProcessType::is_release(process.as_str()))
             .map(|(process, command)| {
                 let quantity = rows
                     .iter()
@@ -57,6 +58,11 @@ impl Formation<'_> {
                     release.version,
                     known.join(", ")
                 )));
+            }
+            if ProcessType::is_release(process.as_str()) {
+                return Err(ApiError::BadRequest(
+                    "`release` runs once for each new release, before it gets traffic; it is not scaled".into(),
+                ));
             }
             if *quantity > MAX_SCALE {
                 return Err(ApiError::BadRequest(format!("at most {MAX_SCALE} containers per process type")));

@@ -29,6 +29,8 @@ use crate::db::{Db, DbError};
 use crate::events::Events;
 use crate::routes::RouteFeed;
 
+mod phase;
+
 /// At most this many rounds of steps per app in one [`Scheduler::pass`] (start new →
 /// remove old → settle).
 const ROUNDS_PER_PASS: usize = 4;
@@ -212,6 +214,31 @@ impl Scheduler {
             let scheduler = self.clone();
             rollouts.start(app, async move { scheduler.act_all(steps).await });
         }
+        self.start_release_phases(rollouts, &ours).await
+    }
+
+    /// Runs the `release` command of each app's newest release that waits for one, unless
+    /// the app has steps under way or another replica acts on it.
+    async fn start_release_phases(
+        &self,
+        rollouts: &mut Rollouts,
+        ours: &HashMap<AppName, bool>,
+    ) -> Result<(), ReconcileError> {
+        let busy = rollouts.busy_apps();
+        for (_, release) in self.db.releases_awaiting_phase().await? {
+            let app = release.app.clone();
+            if busy.contains(&app) {
+                continue;
+            }
+            let may_act = match ours.get(&app) {
+                Some(ours) => *ours,
+                None => self.coordination.may_act(&app).await,
+            };
+            if may_act {
+                let scheduler = self.clone();
+                rollouts.start(app, async move { scheduler.release_phase(release).await });
+            }
+        }
         Ok(())
     }
 
@@ -255,7 +282,8 @@ impl Scheduler {
             let limits = all_limits.remove(&app_id).unwrap_or_default();
             let checks = all_checks.remove(&app_id).unwrap_or_default();
             let image = pull_reference(&self.config.registry_host, &release.image);
-            for (process, command) in &release.procfile {
+            // The release command ran before this release became current; nothing keeps it running.
+            for (process, command) in release.procfile.iter().filter(|(p, _)| !ProcessType::is_release(p.as_str())) {
                 let row = formation.iter().find(|f| &f.process == process);
                 let quantity = row.map_or_else(|| default_quantity(process.as_str()), |f| f.quantity);
                 let env = release_env(&release, process.as_str());

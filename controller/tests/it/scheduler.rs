@@ -47,6 +47,7 @@ pub(crate) fn config(drain_period: Duration) -> Arc<Config> {
         default_stack: "busybox".parse().unwrap(),
         reconcile_interval: Duration::from_secs(1),
         boot_timeout: Duration::from_secs(1),
+        release_timeout: Duration::from_secs(5),
         drain_period,
     })
 }

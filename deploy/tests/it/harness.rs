@@ -133,6 +133,7 @@ impl Platform {
             runtime: skiffd::Runtime::Docker,
             reconcile_interval: 1,
             boot_timeout: 30,
+            release_timeout: 60,
             drain_seconds: 1,
             log_lines: 1000,
             drain_queue: 1000,
@@ -235,6 +236,7 @@ impl Platform {
             ("SKIFF_BUILDER_LISTEN", a.builder.unwrap().to_string()),
             ("SKIFF_RECONCILE_INTERVAL", s.reconcile_interval.to_string()),
             ("SKIFF_BOOT_TIMEOUT", s.boot_timeout.to_string()),
+            ("SKIFF_RELEASE_TIMEOUT", s.release_timeout.to_string()),
             ("SKIFF_RELEASE_RETENTION", s.release_retention.to_string()),
         ];
         let shared = [
