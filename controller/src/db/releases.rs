@@ -162,18 +162,9 @@ impl Db {
         failure: Option<&str>,
     ) -> Result<bool, DbError> {
         let mut tx = self.writer.begin().await?;
-        let settled = sqlx::query(
-            "UPDATE releases SET state = $1, failure = $2
-             WHERE state = 'pending' AND version = $3 AND app_id = (SELECT id FROM apps WHERE name = $4)",
-        )
-        .bind(enum_text(&state))
-        .bind(failure)
-        .bind(i64::from(version))
-        .bind(app.as_str())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            > 0;
+        let settle = "UPDATE releases SET state = $1, failure = $2
+                      WHERE state = 'pending' AND version = $3 AND app_id = (SELECT id FROM apps WHERE name = $4)";
+        let settled = update_release(&mut *tx, settle, enum_text(&state), failure, version, app).await?;
         if settled && state == ReleaseState::Deployed {
             // Older releases still waiting to start never will.
             sqlx::query(
@@ -198,17 +189,9 @@ impl Db {
         state: PhaseState,
         output: &str,
     ) -> Result<bool, DbError> {
-        let updated = sqlx::query(
-            "UPDATE releases SET phase = $1, phase_output = $2
-             WHERE phase = 'running' AND version = $3 AND app_id = (SELECT id FROM apps WHERE name = $4)",
-        )
-        .bind(enum_text(&state))
-        .bind(output)
-        .bind(i64::from(version))
-        .bind(app.as_str())
-        .execute(&self.writer)
-        .await?;
-        Ok(updated.rows_affected() > 0)
+        let record = "UPDATE releases SET phase = $1, phase_output = $2
+                      WHERE phase = 'running' AND version = $3 AND app_id = (SELECT id FROM apps WHERE name = $4)";
+        update_release(&self.writer, record, enum_text(&state), Some(output), version, app).await
     }
 
     /// One release of an app.
@@ -273,4 +256,18 @@ impl Db {
             })
             .collect()
     }
+}
+
+/// Runs `sql`, an UPDATE of one release that binds `first` and `second` as `$1` and `$2`,
+/// the version as `$3` and the app's name as `$4`; whether it changed the release.
+async fn update_release<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    sql: &'static str,
+    first: String,
+    second: Option<&str>,
+    version: u32,
+    app: &AppName,
+) -> Result<bool, DbError> {
+    let query = sqlx::query(sql).bind(first).bind(second).bind(i64::from(version)).bind(app.as_str());
+    Ok(query.execute(executor).await?.rows_affected() > 0)
 }

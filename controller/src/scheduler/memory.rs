@@ -10,7 +10,8 @@
 //! - `hang`: runs but never answers on its port (it never becomes ready);
 //! - anything else: serves (web) or keeps running.
 //!
-//! One-off containers print their command and exit 0 (`exit N` exits with N).
+//! One-off containers print their command and exit 0 (`exit N` exits with N; `hang` runs
+//! until its timeout, then ends with 124 as a timed-out one-off does on an engine).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -141,11 +142,15 @@ impl ContainerRuntime for MemoryRuntime {
     async fn run_one_off(
         &self,
         spec: &StartSpec,
-        _timeout: std::time::Duration,
+        timeout: std::time::Duration,
         output: tokio::sync::mpsc::Sender<RunOutput>,
     ) -> Result<i64, RuntimeError> {
         self.starts.fetch_add(1, Ordering::Relaxed);
         let _ = output.send(RunOutput::Out(format!("{}\n", spec.command))).await;
+        if spec.command == "hang" {
+            tokio::time::sleep(timeout).await;
+            return Ok(124);
+        }
         Ok(Self::exit_status(&spec.command).unwrap_or(0))
     }
 

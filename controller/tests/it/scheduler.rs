@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use skiff_api::{CheckKind, Healthcheck, ReleaseState, RouteTable};
+use skiff_api::{CheckKind, Healthcheck, PhaseState, ReleasePhase, ReleaseState, RouteTable};
 use skiff_controller::Config;
 use skiff_controller::coordination::Coordination;
 use skiff_controller::db::{AppRow, Db, NewRelease, SettingsKind, UserRow};
@@ -47,7 +47,7 @@ pub(crate) fn config(drain_period: Duration) -> Arc<Config> {
         default_stack: "busybox".parse().unwrap(),
         reconcile_interval: Duration::from_secs(1),
         boot_timeout: Duration::from_secs(1),
-        release_timeout: Duration::from_secs(5),
+        release_timeout: Duration::from_secs(1),
         drain_period,
     })
 }
@@ -252,6 +252,53 @@ async fn a_release_that_never_gets_ready_fails_and_the_previous_keeps_serving() 
             .any(|e| e.starts_with("Release v3 failed to start") && e.ends_with("the previous release keeps serving")),
         "{events:?}"
     );
+}
+
+#[tokio::test]
+async fn a_release_command_runs_once_before_its_release_serves_and_failing_fails_the_release() {
+    let fixture = Fixture::new().await;
+    let scheduler = fixture.scheduler().await;
+    fixture.release(&[("web", "serve")]).await;
+    scheduler.pass().await.unwrap();
+
+    // v2 migrates, then serves; the command runs once, and no container keeps running it.
+    fixture.release(&[("web", "serve"), ("release", "migrate")]).await;
+    let starts = fixture.runtime.starts();
+    scheduler.pass().await.unwrap();
+    scheduler.pass().await.unwrap();
+    assert_eq!(fixture.state(2).await.0, ReleaseState::Deployed);
+    assert_eq!(fixture.answers().await, ["shop v2"]);
+    assert_eq!(fixture.runtime.starts(), starts + 2, "the release command, then one web container");
+    assert!(fixture.containers("release").await.is_empty());
+    let v2 = fixture.db.release(&fixture.app, 2).await.unwrap().unwrap();
+    assert_eq!(v2.phase, Some(ReleasePhase { state: PhaseState::Succeeded, output: "migrate\n".into() }));
+    let ran = |events: &[String], version: u32| {
+        let started = format!("Release v{version}: running its release command");
+        events.iter().filter(|e| e.starts_with(&started)).count()
+    };
+    scheduler.pass().await.unwrap();
+    assert_eq!(ran(&fixture.events().await, 2), 1, "once per release");
+
+    // A failing command fails its release before any of its containers start.
+    fixture.release(&[("web", "serve"), ("release", "exit 3")]).await;
+    scheduler.pass().await.unwrap();
+    scheduler.pass().await.unwrap();
+    let (state, reason) = fixture.state(3).await;
+    assert_eq!((state, reason.as_deref()), (ReleaseState::Failed, Some("the release command exited with status 3")));
+    assert_eq!(fixture.containers("web").await, [(2, true)], "v2 keeps serving");
+    assert_eq!(fixture.answers().await, ["shop v2"]);
+    let events = fixture.events().await;
+    assert!(events.iter().any(|e| e.starts_with("Release v3 failed: the release command exited with status 3")));
+
+    // So does one that runs out of time.
+    fixture.release(&[("web", "serve"), ("release", "hang")]).await;
+    scheduler.pass().await.unwrap();
+    let (state, reason) = fixture.state(4).await;
+    assert_eq!(
+        (state, reason.as_deref()),
+        (ReleaseState::Failed, Some("the release command ran out of time after 1 s"))
+    );
+    assert_eq!(fixture.answers().await, ["shop v2"]);
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ mod newcomer;
 mod operations;
 mod readiness;
 mod registry_clients;
+mod release_phase;
 mod replicas;
 mod sharing;
 mod supervision;

@@ -158,6 +158,12 @@ pub(crate) async fn execute(
             ] {
                 writeln!(out, "{key:>8}: {value}")?;
             }
+            if let Some(phase) = &release.phase {
+                writeln!(out, "{:>8}: {}", "release", text_of(&phase.state))?;
+                for line in phase.output.lines() {
+                    writeln!(out, "{:>8}  {line}", "")?;
+                }
+            }
             Ok(())
         }
         ReleasesVerb::ReleasesRollback { version, app, wait } => {
