@@ -19,8 +19,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use skiff_api::{
-    AppName, BuildCreate, BuildKind, BuildStatus, ImageUse, PhaseState, ProcessType, Release, ReleaseState, StackName,
-    Username,
+    AppJson, AppName, BuildCreate, BuildKind, BuildStatus, ImageUse, PhaseState, ProcessType, Release, ReleaseState,
+    StackName, Username,
 };
 use skiff_client::{Client, ClientError};
 use skiff_registry_client::image::{BaseImage, Layer, push_image};
@@ -90,6 +90,10 @@ pub enum BuildError {
     ImageCheck(ClientError),
     #[error("v{0} failed to start: {1}; the previous release keeps serving (see `skiff logs`)")]
     Rollout(u32, String),
+    #[error(transparent)]
+    AppJson(#[from] skiff_api::AppJsonError),
+    #[error("app.json requires config the app lacks: {0}; set it with `skiff config:set KEY=VALUE` and push again")]
+    MissingConfig(String),
 }
 
 /// Runs a git command against the pushed (quarantined) objects; returns stdout, or
@@ -129,7 +133,12 @@ pub async fn run(ctx: &Context<'_>, out: &mut Output) -> Result<Release, BuildEr
     let short = &sha[..7.min(sha.len())];
     out.step(&format!("Building {} from {short}", ctx.push.app)).await;
     let mut kind = BuildKind::Procfile;
-    let result = build(ctx, &mut kind, out).await;
+    let result = async {
+        let manifest = app_json(ctx, out).await?;
+        let (image, procfile) = build(ctx, &mut kind, out).await?;
+        Ok((image, procfile, manifest))
+    }
+    .await;
     let mut record = BuildCreate {
         app: ctx.push.app.clone(),
         username: ctx.push.user.clone(),
@@ -140,12 +149,14 @@ pub async fn run(ctx: &Context<'_>, out: &mut Output) -> Result<Release, BuildEr
         procfile: BTreeMap::new(),
         duration_ms: started.elapsed().as_millis() as u64,
         log: String::new(),
+        app_json: None,
     };
     match result {
-        Ok((image, procfile)) => {
+        Ok((image, procfile, manifest)) => {
             record.status = BuildStatus::Succeeded;
             record.image = Some(image);
             record.procfile = procfile;
+            record.app_json = manifest;
             record.log = out.log().to_owned();
             let release =
                 ctx.controller.create_build(&record).await?.release.ok_or_else(|| {
@@ -242,6 +253,24 @@ impl PhaseShown {
         }
         self.printed = if fresh.is_empty() { phase.output.len() } else { self.printed + whole };
     }
+}
+
+/// The pushed tree's `app.json`, when it has one: it must read, and the app's config must
+/// hold every key it requires (the rest it gives values as the release is made).
+async fn app_json(ctx: &Context<'_>, out: &mut Output) -> Result<Option<AppJson>, BuildError> {
+    let sha = ctx.update.new.as_str();
+    let Some(text) = git(ctx, &["cat-file", "blob", &format!("{sha}:app.json")]).await? else { return Ok(None) };
+    let manifest = AppJson::parse(&String::from_utf8_lossy(&text))?;
+    let missing: Vec<String> = manifest
+        .missing_env(&ctx.push.config)
+        .into_iter()
+        .map(|(key, description)| description.map_or_else(|| key.to_owned(), |d| format!("{key} ({d})")))
+        .collect();
+    if !missing.is_empty() {
+        return Err(BuildError::MissingConfig(missing.join(", ")));
+    }
+    out.step("app.json found: formation, env and health checks apply to this release").await;
+    Ok(Some(manifest))
 }
 
 /// Detects the kind of app and builds it; returns the image and the process types.

@@ -12,6 +12,7 @@
 //! - [`rules`]: what the platform accepts of what users set (config vars, custom domains,
 //!   access policies).
 
+pub mod app_json;
 pub mod drain;
 pub mod image;
 pub mod name;
@@ -19,6 +20,7 @@ pub mod outbound;
 pub mod rules;
 pub mod wire;
 
+pub use app_json::{AppJson, AppJsonError};
 pub use drain::{Drain, DrainCreate, DrainProtocol, DrainStatus, DrainTarget, DrainUrlError};
 pub use image::{ImageRef, ImageRefError};
 pub use name::{AppName, Digest, DigestAlgorithm, NameError, ProcessType, StackName, Username};

@@ -348,6 +348,9 @@ pub struct BuildCreate {
     pub duration_ms: u64,
     /// Everything the pusher saw.
     pub log: String,
+    /// The pushed tree's `app.json`, when it has one: applied as the release is made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_json: Option<crate::AppJson>,
 }
 
 /// A recorded build.

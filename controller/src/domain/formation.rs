@@ -13,7 +13,7 @@ use crate::scheduler::plan::default_quantity;
 use crate::state::Controller;
 
 /// The most containers one process type may run.
-const MAX_SCALE: u32 = 100;
+pub(crate) const MAX_SCALE: u32 = 100;
 
 /// An app's process types and their containers.
 pub struct Formation<'a>(&'a Controller);
@@ -212,20 +212,7 @@ impl Formation<'_> {
         app: &AppRow,
         change: SettingsChange<Healthcheck>,
     ) -> Result<BTreeMap<ProcessType, Healthcheck>, ApiError> {
-        let check = |health: &Healthcheck| {
-            if let Some(path) = &health.path
-                && (!path.starts_with('/')
-                    || path.len() > 1024
-                    || path.bytes().any(|b| b.is_ascii_control() || b == b' '))
-            {
-                return Err(ApiError::BadRequest(format!("`{path}` is not a request path like /health")));
-            }
-            if health.timeout_secs.is_some_and(|t| !(1..=3600).contains(&t)) {
-                return Err(ApiError::BadRequest("the timeout must be between 1 and 3600 seconds".into()));
-            }
-            Ok(())
-        };
-        self.change_settings(user, app, SettingsKind::Healthchecks, change, check).await
+        self.change_settings(user, app, SettingsKind::Healthchecks, change, check_healthcheck).await
     }
 
     /// Applies a per-process settings change after `check`ing each new value, and
@@ -266,4 +253,17 @@ impl Formation<'_> {
         c.announce_change(&app.name, &message).await;
         Ok(settings)
     }
+}
+
+/// A health check's path must be a request path, and its timeout between 1 and 3600 s.
+pub(crate) fn check_healthcheck(health: &Healthcheck) -> Result<(), ApiError> {
+    if let Some(path) = &health.path
+        && (!path.starts_with('/') || path.len() > 1024 || path.bytes().any(|b| b.is_ascii_control() || b == b' '))
+    {
+        return Err(ApiError::BadRequest(format!("`{path}` is not a request path like /health")));
+    }
+    if health.timeout_secs.is_some_and(|t| !(1..=3600).contains(&t)) {
+        return Err(ApiError::BadRequest("the timeout must be between 1 and 3600 seconds".into()));
+    }
+    Ok(())
 }

@@ -5,12 +5,14 @@
 use std::collections::BTreeMap;
 
 use skiff_api::{
-    BuildCreate, BuildKind, BuildRecorded, BuildStatus, ConfigChange, ConfigChanged, ProcessType, Release, ReleaseState,
+    AppJson, BuildCreate, BuildKind, BuildRecorded, BuildStatus, ConfigChange, ConfigChanged, Healthcheck, ProcessType,
+    Release, ReleaseState,
 };
 
 use skiff_api::rules::{ConfigError, check_config};
 
-use crate::db::{AppRow, NewRelease, UserRow};
+use super::formation::{MAX_SCALE, check_healthcheck};
+use crate::db::{AppRow, NewRelease, SettingsKind, UserRow};
 use crate::error::ApiError;
 use crate::state::Controller;
 
@@ -78,6 +80,9 @@ impl Releases<'_> {
             None => image.clone(),
         };
         let summary = format!("{} deployed {what}", build.username);
+        if let Some(manifest) = &build.app_json {
+            self.apply_app_json(app, build, manifest).await?;
+        }
         let config = c.db.config(app).await?;
         let new = NewRelease {
             image,
@@ -91,6 +96,52 @@ impl Releases<'_> {
         let release = c.db.create_release(app, &new).await?;
         self.created(app, &release).await;
         Ok(BuildRecorded { build: recorded, release: Some(release) })
+    }
+
+    /// Applies a pushed `app.json` before its build's release is made: values for the config
+    /// keys the app lacks (a generated secret is made once), the scale of process types
+    /// never scaled, and readiness checks.
+    async fn apply_app_json(&self, app: &AppRow, build: &BuildCreate, manifest: &AppJson) -> Result<(), ApiError> {
+        let c = self.0;
+        let mut applied = Vec::new();
+        let secret = || format!("{:032x}{:032x}", rand::random::<u128>(), rand::random::<u128>());
+        let defaults = manifest.defaults(&c.db.config(app).await?, secret);
+        if !defaults.is_empty() {
+            let fill = |config: &mut BTreeMap<String, String>| {
+                for (key, value) in &defaults {
+                    config.entry(key.clone()).or_insert_with(|| value.clone());
+                }
+            };
+            c.db.change_config(app, fill, check_config, None, &build.username, "app.json")
+                .await?
+                .map_err(|e| ApiError::BadRequest(format!("app.json's env: {e}")))?;
+            applied.push(format!("set {}", defaults.keys().cloned().collect::<Vec<_>>().join(", ")));
+        }
+        let scaled = c.db.formation(app.id).await?;
+        for (process, entry) in &manifest.formation {
+            if build.procfile.contains_key(process) && !scaled.iter().any(|row| &row.process == process) {
+                c.db.scale(app, process, entry.quantity.min(MAX_SCALE)).await?;
+                applied.push(format!("{process}={}", entry.quantity.min(MAX_SCALE)));
+            }
+        }
+        let checks: BTreeMap<ProcessType, Healthcheck> = manifest
+            .readiness_checks()
+            .into_iter()
+            .filter(|(process, _)| build.procfile.contains_key(process))
+            .collect();
+        if !checks.is_empty() {
+            checks.values().try_for_each(check_healthcheck)?;
+            let mut settings: BTreeMap<ProcessType, Healthcheck> =
+                c.db.settings(app.id, SettingsKind::Healthchecks).await?;
+            let of: Vec<&str> = checks.keys().map(|p| p.as_str()).collect();
+            applied.push(format!("health checks of {}", of.join(", ")));
+            settings.extend(checks);
+            c.db.set_settings(app.id, SettingsKind::Healthchecks, &settings).await?;
+        }
+        if !applied.is_empty() {
+            c.events.emit(&app.name, &format!("app.json applied: {}", applied.join("; "))).await;
+        }
+        Ok(())
     }
 
     /// Deploys an existing image (`skiff deploy IMAGE`) as a build of its own with one
@@ -107,6 +158,7 @@ impl Releases<'_> {
             procfile: [(ProcessType::web(), String::new())].into(),
             duration_ms: 0,
             log: String::new(),
+            app_json: None,
         };
         self.record_build(app, &build).await
     }

@@ -85,6 +85,7 @@ async fn exercise(db: &Db) {
         procfile: procfile.clone(),
         duration_ms: 1234,
         log: "-----> built".into(),
+        app_json: None,
     };
     let recorded = db.create_build(&app, &build).await.unwrap();
     assert_eq!(db.builds(&app).await.unwrap()[0].duration_ms, 1234);

@@ -334,6 +334,16 @@ impl Platform {
     }
 
     /// `git` in `cwd`, with the OpenSSH client using `key`; returns (success, combined output).
+    /// Commits everything in `repo` with `message` and pushes it to the `skiff` remote:
+    /// (pushed, git's output).
+    pub fn commit_and_push(&self, repo: &Path, key: &Path, message: &str) -> (bool, String) {
+        for args in [&["add", "-A"][..], &["commit", "-qm", message]] {
+            let (ok, out) = self.git(repo, key, args);
+            assert!(ok, "{out}");
+        }
+        self.git(repo, key, &["push", "skiff", "main"])
+    }
+
     pub fn git(&self, cwd: &Path, key: &Path, args: &[&str]) -> (bool, String) {
         run_git(cwd, key, args)
     }

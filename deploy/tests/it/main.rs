@@ -5,13 +5,13 @@
 mod api;
 mod builds;
 mod controller_kill;
+mod delivery;
 mod harness;
 mod logger_restart;
 mod newcomer;
 mod operations;
 mod readiness;
 mod registry_clients;
-mod release_phase;
 mod replicas;
 mod sharing;
 mod supervision;

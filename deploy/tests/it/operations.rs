@@ -277,11 +277,7 @@ async fn a_crashing_process_type_is_restarted_with_growing_pauses() {
         "web: exec httpd -f -p \"$PORT\" -h /app/public\nworker: echo boom; exit 1\n",
     )
     .unwrap();
-    for args in [&["add", "-A"][..], &["commit", "-qm", "crashing worker"]] {
-        let (ok, out) = platform.git(&repo, &key, args);
-        assert!(ok, "{out}");
-    }
-    let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
+    let (pushed, out) = platform.commit_and_push(&repo, &key, "crashing worker");
     assert!(pushed, "{out}");
     platform.cli_ok(&repo, &["ps:scale", "worker=1"]).await;
     // With a reconcile pass every second, restarting at once would mean a dozen attempts
@@ -313,11 +309,7 @@ async fn a_request_in_flight_during_a_deploy_finishes() {
     .unwrap();
     let status = Command::new("chmod").arg("755").arg(cgi.join("slow")).status().unwrap();
     assert!(status.success());
-    for args in [&["add", "-A"][..], &["commit", "-qm", "slow page"]] {
-        let (ok, out) = platform.git(&repo, &key, args);
-        assert!(ok, "{out}");
-    }
-    let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
+    let (pushed, out) = platform.commit_and_push(&repo, &key, "slow page");
     assert!(pushed, "{out}");
     let router = platform.router();
     let slow = tokio::spawn(async move {

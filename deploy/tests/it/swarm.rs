@@ -218,11 +218,7 @@ async fn an_app_spreads_over_the_swarm_moves_off_drained_and_lost_nodes_and_logs
          worker: i=0; while [ $i -lt {NUMBERED} ]; do echo \"numbered $HOSTNAME $i\"; i=$((i+1)); done; exec sleep 3600\n"
     );
     std::fs::write(repo.join("Procfile"), procfile).unwrap();
-    for args in [&["add", "-A"][..], &["commit", "-qm", "replicas name themselves"]] {
-        let (ok, out) = platform.git(&repo, &key, args);
-        assert!(ok, "{out}");
-    }
-    let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
+    let (pushed, out) = platform.commit_and_push(&repo, &key, "replicas name themselves");
     assert!(pushed, "{out}");
     platform.cli_ok(&repo, &["ps:scale", "web=4", "--wait"]).await;
 

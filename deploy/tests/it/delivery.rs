@@ -1,0 +1,119 @@
+//! Delivery with real pushes on the real engine.
+//!
+//! The release phase: a Procfile's `release` command runs once for every new release, in a
+//! container of that release, before it gets any traffic; its output reaches the pusher
+//! and the logs; when it fails the release fails and the one before keeps serving.
+//!
+//! `app.json`: its formation, env and health checks apply as a push is released; a push
+//! that lacks a required key, or whose `app.json` does not read, is refused.
+
+use std::time::Duration;
+
+use crate::harness::{Platform, eventually, get_via_router};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker (deploy/test.sh)"]
+async fn a_release_command_runs_once_before_traffic_moves_and_a_failing_one_keeps_the_old_release() {
+    let (platform, repo, key) = Platform::with_example("migrating").await;
+    let procfile = "web: exec httpd -f -p \"$PORT\" -h /app/public\n\
+                    release: echo \"migrating to $SKIFF_RELEASE\"; echo \"schema ready\" >&2; [ -z \"$BREAK_MIGRATION\" ]\n";
+    std::fs::write(repo.join("Procfile"), procfile).unwrap();
+    let (pushed, out) = platform.commit_and_push(&repo, &key, "migrates on release");
+    assert!(pushed, "{out}");
+    let order =
+        ["remote: -----> Running the release command", "remote:        migrating to v1", "schema ready", "v1 is up"];
+    let mut at = 0;
+    for expected in order {
+        let found =
+            out[at..].find(expected).unwrap_or_else(|| panic!("`{expected}` after the earlier lines in: {out}"));
+        at += found + expected.len();
+    }
+    assert!(matches!(get_via_router(platform.router(), "migrating.localhost").await, Some((200, _))));
+    let ps = platform.cli_ok(&repo, &["ps"]).await;
+    assert!(!ps.contains("release"), "nothing keeps running the release command: {ps}");
+
+    // A config change is a new release: the command runs again, once; when it fails, the
+    // release fails and v2 keeps serving.
+    platform.cli_ok(&repo, &["config:set", "SCHEMA=2", "--wait"]).await;
+    platform.cli_ok(&repo, &["config:set", "BREAK_MIGRATION=1"]).await;
+    let failed = eventually(Duration::from_secs(60), || async {
+        let out = platform.cli_ok(&repo, &["releases", "--json"]).await;
+        let releases: Vec<serde_json::Value> = serde_json::from_str(&out).ok()?;
+        let v3 = releases.iter().find(|r| r["version"] == 3)?;
+        (v3["state"] == "failed").then(|| v3["failure"].as_str().unwrap_or_default().to_owned())
+    })
+    .await;
+    assert_eq!(failed.as_deref(), Some("the release command exited with status 1"));
+    let containers = platform.containers();
+    assert!(containers.iter().all(|(_, release, _)| release != "3"), "no container of v3 ever started: {containers:?}");
+    assert!(matches!(get_via_router(platform.router(), "migrating.localhost").await, Some((200, _))));
+
+    let info = platform.cli_ok(&repo, &["releases:info", "v3"]).await;
+    assert!(info.contains("release: failed") && info.contains("migrating to v3"), "{info}");
+
+    let trail = platform.cli_ok(&repo, &["events", "-n", "200"]).await;
+    for version in 1..=3 {
+        let runs = trail.matches(&format!("Release v{version}: running its release command")).count();
+        assert_eq!(runs, 1, "v{version}'s command ran once: {trail}");
+    }
+    assert!(trail.contains("Release v3 failed: the release command exited with status 1"), "{trail}");
+    let logged = eventually(Duration::from_secs(30), || async {
+        let logs = platform.cli_ok(&repo, &["logs", "-n", "500"]).await;
+        (1..=3).all(|v| logs.contains(&format!("migrating to v{v}"))).then_some(())
+    });
+    assert!(logged.await.is_some(), "every run's output reaches the app's logs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker (deploy/test.sh)"]
+async fn app_json_sets_formation_env_and_health_checks_and_a_bad_one_refuses_the_push() {
+    let (platform, repo, key) = Platform::with_example("manifest").await;
+    let procfile = "web: exec httpd -f -p \"$PORT\" -h /app/public\nworker: exec sleep 3600\n";
+    std::fs::write(repo.join("Procfile"), procfile).unwrap();
+    let manifest = r#"{
+  "name": "manifest", "description": "keys Skiff does not know are ignored",
+  "formation": {"web": {"quantity": 2}, "worker": {"quantity": 1}},
+  "env": {
+    "GREETING": "hello",
+    "SECRET_KEY": {"description": "signs sessions", "generator": "secret"},
+    "DATABASE_URL": {"description": "where the data lives", "required": true}
+  },
+  "healthchecks": {"web": [{"type": "startup", "path": "/index.html", "attempts": 2}]}
+}"#;
+    std::fs::write(repo.join("app.json"), manifest).unwrap();
+    let (pushed, out) = platform.commit_and_push(&repo, &key, "app.json");
+    assert!(!pushed, "a required key is missing: {out}");
+    assert!(out.contains("app.json requires config the app lacks: DATABASE_URL (where the data lives)"), "{out}");
+
+    platform.cli_ok(&repo, &["config:set", "DATABASE_URL=postgres://db.internal/shop"]).await;
+    let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
+    assert!(pushed && out.contains("v1 is up"), "{out}");
+    assert_eq!(platform.cli_ok(&repo, &["config:get", "GREETING"]).await.trim(), "hello");
+    let secret = platform.cli_ok(&repo, &["config:get", "SECRET_KEY"]).await.trim().to_owned();
+    assert!(secret.len() == 64 && secret.bytes().all(|b| b.is_ascii_hexdigit()), "{secret}");
+    let running = eventually(Duration::from_secs(60), || async {
+        let ps = platform.cli_ok(&repo, &["ps"]).await;
+        let count = |kind: &str| ps.lines().filter(|l| l.starts_with(kind) && l.contains("running")).count();
+        (count("web") == 2 && count("worker") == 1).then_some(())
+    });
+    assert!(running.await.is_some(), "app.json's formation: web=2 worker=1");
+    let checks = platform.cli_ok(&repo, &["healthchecks"]).await;
+    assert!(checks.contains("/index.html"), "{checks}");
+
+    // Another push keeps what the app has: its scale, and the secret made once.
+    platform.cli_ok(&repo, &["ps:scale", "web=1", "--wait"]).await;
+    std::fs::write(repo.join("app.json"), manifest.replace("\"quantity\": 2", "\"quantity\": 3")).unwrap();
+    let (pushed, out) = platform.commit_and_push(&repo, &key, "more web");
+    assert!(pushed, "{out}");
+    assert_eq!(platform.cli_ok(&repo, &["config:get", "SECRET_KEY"]).await.trim(), secret);
+    let ps = platform.cli_ok(&repo, &["ps"]).await;
+    let web_of_v2 = ps.lines().filter(|l| l.starts_with("web") && l.contains(" v2 ")).count();
+    assert_eq!(web_of_v2, 1, "web stays scaled as the app had it: {ps}");
+
+    // A manifest that does not read refuses the push, saying where.
+    std::fs::write(repo.join("app.json"), "{\n  \"formation\": {\"web\": {\"quantity\": 2,}}\n}\n").unwrap();
+    let (pushed, out) = platform.commit_and_push(&repo, &key, "broken app.json");
+    assert!(!pushed, "{out}");
+    assert!(out.contains("app.json is not valid: trailing comma (line 2, column 39)"), "{out}");
+    assert!(out.contains("the running release is unchanged"), "{out}");
+}
