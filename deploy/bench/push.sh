@@ -3,6 +3,8 @@
 # that serves the pushed content, with the time of every stage (read off the push's
 # `remote:` lines as they arrive), beside a minimal baseline in the same run: the real
 # OpenSSH server, a bare repository and a pre-receive hook that only reads the updates.
+# Then promote-to-first-200: `skiff pipelines:promote` of the pushed build to a production
+# app of the same pipeline (no build) until that app serves it.
 # Prints table rows for run.sh.
 #
 #   deploy/bench/push.sh BIN_DIR RUNS
@@ -77,7 +79,23 @@ baseline_push() {
   echo $(( $(skiff_now_ms) - start ))
 }
 
-first=() second=() baseline=()
+# Times `pipelines:promote` of APP's build until PROD serves a body containing MARKER.
+promote_until_served() {
+  local app=$1 prod=$2 marker=$3 start i
+  start=$(skiff_now_ms)
+  "$skiff" pipelines:promote -a "$app" >/dev/null
+  for i in $(seq 1 600); do
+    if curl -fsS "http://$SKIFF_ROUTER_LISTEN/" -H "Host: $prod.localhost" 2>/dev/null | grep -q "$marker"; then
+      echo $(( $(skiff_now_ms) - start ))
+      return 0
+    fi
+    sleep 0.02
+  done
+  echo "push.sh: $prod never served $marker" >&2
+  return 1
+}
+
+first=() second=() baseline=() promoted=()
 declare -a stages_first=() stages_second=()
 for n in $(seq 1 "$runs"); do
   app="bench-$n"
@@ -96,6 +114,11 @@ for n in $(seq 1 "$runs"); do
   stages_second+=("$stages")
   second+=("${stages##* }")
   baseline+=("$(cd "$repo" && baseline_push "$n")")
+  "$skiff" apps:create "$app-prod" --no-remote >/dev/null
+  "$skiff" pipelines:create "line-$n" >/dev/null
+  "$skiff" pipelines:add "line-$n" -a "$app" --stage staging >/dev/null
+  "$skiff" pipelines:add "line-$n" -a "$app-prod" --stage production >/dev/null
+  promoted+=("$(promote_until_served "$app" "$app-prod" "run $n second")")
 done
 
 row() {
@@ -111,6 +134,7 @@ row() {
 row "push-to-first-200, first push (busybox example)" "${first[@]}"
 row "push-to-first-200, second push, one file changed" "${second[@]}"
 row "baseline: OpenSSH + bare repository + receive-only hook" "${baseline[@]}"
+row "promote-to-first-200 (pipelines:promote to production, no build)" "${promoted[@]}"
 
 # Stage ends (medians, ms from the start of the push) and the stages' own lengths.
 stage_table() {

@@ -23,7 +23,7 @@ pub mod wire;
 pub use app_json::{AppJson, AppJsonError};
 pub use drain::{Drain, DrainCreate, DrainProtocol, DrainStatus, DrainTarget, DrainUrlError};
 pub use image::{ImageRef, ImageRefError};
-pub use name::{AppName, Digest, DigestAlgorithm, NameError, ProcessType, StackName, Username};
+pub use name::{AppName, Digest, DigestAlgorithm, NameError, PipelineName, ProcessType, StackName, Username};
 pub use outbound::OutboundPolicy;
 pub use wire::*;
 

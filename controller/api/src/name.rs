@@ -117,6 +117,15 @@ validated_name!(
 );
 
 validated_name!(
+    /// A pipeline name: `^[a-z][a-z0-9-]{0,62}$`, not ending with `-`, as app names.
+    PipelineName,
+    "pipeline name",
+    "use 1 to 63 lowercase letters, digits and dashes, starting with a letter",
+    "^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$",
+    |v| is_slug(v, 62, b"")
+);
+
+validated_name!(
     /// A Procfile process type such as `web` or `worker`: `^[a-z][a-z0-9-]{0,30}$`.
     ProcessType,
     "process type",

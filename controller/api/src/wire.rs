@@ -784,6 +784,109 @@ pub struct Healthcheck {
 /// `null` to go back to the default.
 pub type SettingsChange<T> = BTreeMap<ProcessType, Option<T>>;
 
+/// `POST /v2/pipelines`: a new pipeline.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct PipelineCreate {
+    /// Its name, unique on the platform.
+    pub name: crate::PipelineName,
+}
+
+/// A stage of a pipeline; a build is promoted from each to the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    Development,
+    Staging,
+    Production,
+}
+
+impl Stage {
+    /// Every stage, in promotion order.
+    pub const ALL: [Stage; 3] = [Stage::Development, Stage::Staging, Stage::Production];
+
+    /// The stage a build of this stage is promoted to.
+    pub fn next(self) -> Option<Stage> {
+        match self {
+            Stage::Development => Some(Stage::Staging),
+            Stage::Staging => Some(Stage::Production),
+            Stage::Production => None,
+        }
+    }
+
+    /// Its name, as the API and the CLI spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Development => "development",
+            Stage::Staging => "staging",
+            Stage::Production => "production",
+        }
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Stage {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        Stage::ALL
+            .into_iter()
+            .find(|stage| stage.as_str() == text)
+            .ok_or_else(|| format!("`{text}` is not a stage: use development, staging or production"))
+    }
+}
+
+/// A pipeline: apps in stages, and who made it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Pipeline {
+    /// Its name.
+    pub name: crate::PipelineName,
+    /// Who made it (they, and admins, change it).
+    pub owner: Username,
+    /// When it was made, RFC 3339.
+    pub created_at: String,
+    /// Its apps (those the caller may see), by stage then name.
+    pub apps: Vec<PipelineApp>,
+}
+
+/// An app of a pipeline.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct PipelineApp {
+    /// The app.
+    pub app: AppName,
+    /// Its stage.
+    pub stage: Stage,
+    /// The release it runs (or rolls out), if it has one.
+    pub release: Option<u32>,
+    /// That release's image.
+    pub image: Option<String>,
+}
+
+/// `PUT /v2/pipelines/{pipeline}/apps/{app}`: the stage the app takes in the pipeline.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct PipelineCoupling {
+    /// The app's stage.
+    pub stage: Stage,
+}
+
+/// `POST /v2/apps/{app}/promote`: where the app's current build goes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Promotion {
+    /// These apps of the pipeline; none: every app of the next stage.
+    #[serde(default)]
+    pub to: Vec<AppName>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 
 use skiff_api::{
     AccessPolicy, Certificate, CertificateCreate, Domain, DomainCreate, Drain, DrainCreate, Event, Healthcheck, Limits,
-    Maintenance, ProcessType, SettingsChange, TlsSettings, UserRef,
+    Maintenance, Pipeline, PipelineCoupling, PipelineCreate, PipelineName, ProcessType, Promotion, SettingsChange,
+    Stage, TlsSettings, UserRef,
 };
 use skiff_api::{
     App, AppCreate, AppName, Build, BuildCreate, BuildRecorded, ConfigChange, ConfigChanged, Credentials, DeployImage,
@@ -430,6 +431,39 @@ impl Client {
     /// What a new node needs to join (admins).
     pub async fn node_join(&self) -> Result<NodeJoin, ClientError> {
         self.get("/v2/nodes/join").await
+    }
+
+    /// The pipelines the caller may see.
+    pub async fn pipelines(&self) -> Result<Vec<Pipeline>, ClientError> {
+        self.get("/v2/pipelines").await
+    }
+
+    pub async fn create_pipeline(&self, name: &PipelineName) -> Result<Pipeline, ClientError> {
+        self.post("/v2/pipelines", &PipelineCreate { name: name.clone() }).await
+    }
+
+    pub async fn pipeline(&self, name: &PipelineName) -> Result<Pipeline, ClientError> {
+        self.get(&format!("/v2/pipelines/{name}")).await
+    }
+
+    pub async fn destroy_pipeline(&self, name: &PipelineName) -> Result<(), ClientError> {
+        self.delete(&format!("/v2/pipelines/{name}")).await
+    }
+
+    /// Puts `app` in the pipeline at `stage`.
+    pub async fn couple(&self, name: &PipelineName, app: &AppName, stage: Stage) -> Result<Pipeline, ClientError> {
+        let request = self.request(Method::PUT, &format!("/v2/pipelines/{name}/apps/{app}"));
+        self.send(request.json(&PipelineCoupling { stage })).await
+    }
+
+    /// Takes `app` out of its pipeline.
+    pub async fn uncouple(&self, app: &AppName) -> Result<(), ClientError> {
+        self.delete(&format!("/v2/apps/{app}/pipeline")).await
+    }
+
+    /// Promotes `app`'s running build: the releases it made.
+    pub async fn promote(&self, app: &AppName, promotion: &Promotion) -> Result<Vec<Release>, ClientError> {
+        self.post(&format!("/v2/apps/{app}/promote"), promotion).await
     }
 
     /// Uploads a root filesystem tarball (plain or gzip) as a stack.

@@ -13,8 +13,8 @@ use std::str::FromStr;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use skiff_api::{
-    AccessPolicy, AppName, Build, BuildCreate, Certificate, CrashReport, Drain, Event, PhaseState, ProcessType,
-    Release, ReleasePhase, ReleaseState, StackName, TlsSettings, Username,
+    AccessPolicy, AppName, Build, BuildCreate, Certificate, CrashReport, Drain, Event, PhaseState, PipelineName,
+    ProcessType, Release, ReleasePhase, ReleaseState, StackName, Stage, TlsSettings, Username,
 };
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -27,9 +27,12 @@ mod domains;
 mod drains;
 mod events;
 mod formation;
+mod pipelines;
 mod releases;
 mod stacks;
 mod users;
+
+pub use pipelines::PipelineRow;
 
 /// Postgres migrations, applied in order once each.
 const POSTGRES_MIGRATIONS: &[&str] = &[
@@ -40,6 +43,7 @@ const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0005_access.sql"),
     include_str!("../../migrations/postgres/0006_crashes.sql"),
     include_str!("../../migrations/postgres/0007_release_phase.sql"),
+    include_str!("../../migrations/postgres/0008_pipelines.sql"),
 ];
 
 /// SQLite migrations, applied in order once each.
@@ -56,6 +60,7 @@ const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0010_access.sql"),
     include_str!("../../migrations/sqlite/0011_crashes.sql"),
     include_str!("../../migrations/sqlite/0012_release_phase.sql"),
+    include_str!("../../migrations/sqlite/0013_pipelines.sql"),
 ];
 
 /// A database failure.

@@ -1,6 +1,6 @@
 //! What the controller does, named by what it acts on: [`Accounts`], [`Apps`],
-//! [`Releases`], [`Formation`], [`Domains`], [`Certificates`], [`Drains`], [`OneOffs`]
-//! and [`Nodes`]. An operation checks its input, writes the database, records the event and
+//! [`Releases`], [`Formation`], [`Domains`], [`Certificates`], [`Drains`], [`OneOffs`],
+//! [`Nodes`] and [`Pipelines`]. An operation checks its input, writes the database, records the event and
 //! wakes the scheduler in one place; the HTTP layer (`crate::http`) only turns requests into
 //! calls and results into answers. Each is reached from the shared state:
 //! `controller.releases().rollback(…)`.
@@ -13,6 +13,7 @@ mod drains;
 mod formation;
 mod nodes;
 mod one_offs;
+mod pipelines;
 mod releases;
 
 pub use accounts::Accounts;
@@ -23,4 +24,5 @@ pub use drains::Drains;
 pub use formation::Formation;
 pub use nodes::Nodes;
 pub use one_offs::OneOffs;
+pub use pipelines::Pipelines;
 pub use releases::Releases;

@@ -51,7 +51,7 @@ fn change_summary(user: &UserRow, change: &ConfigChange) -> String {
 
 impl Releases<'_> {
     /// Announces a new release and wakes the scheduler to roll it out.
-    async fn created(&self, app: &AppRow, release: &Release) {
+    pub(super) async fn created(&self, app: &AppRow, release: &Release) {
         let message = format!("Release v{} created: {}", release.version, release.summary);
         self.0.announce_change(&app.name, &message).await;
     }

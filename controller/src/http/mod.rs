@@ -16,6 +16,7 @@ mod hooks;
 mod keys;
 mod nodes;
 mod perms;
+mod pipelines;
 mod ps;
 mod releases;
 
@@ -78,6 +79,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .merge(events::routes())
         .merge(admin::routes())
         .merge(nodes::routes())
+        .merge(pipelines::routes())
         .merge(hooks::routes())
         .layer(axum::middleware::from_fn_with_state(answers, skiff_service::Answers::layer))
         .with_state(controller)

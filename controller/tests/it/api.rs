@@ -388,3 +388,77 @@ async fn readiness_names_what_does_not_answer_and_metrics_count_answers() {
     let text = away.call_text(None, "get", "/readyz", Value::Null).await;
     assert!(text.contains("engine: ") && text.contains("cannot connect") && text.contains("database ok"), "{text}");
 }
+
+#[tokio::test]
+async fn pipelines_promote_the_same_image_with_each_apps_config() {
+    let shop = Shop::start().await;
+    let (platform, alice) = (&shop.platform, Some(shop.alice.as_str()));
+    for app in ["shop-staging", "shop-prod"] {
+        assert_eq!(platform.call(alice, "post", "/v2/apps", Some(json!({"name": app}))).await.status, 201);
+    }
+    let prod_config = json!({"GREETING": "from production"});
+    assert_eq!(platform.call(alice, "patch", "/v2/apps/shop-prod/config", Some(prod_config)).await.status, 200);
+    let image = "registry.example.com/shop@sha256:".to_owned() + &"cd".repeat(32);
+    assert_eq!(shop.call("post", "/deploy", Some(json!({"image": image}))).await.status, 201);
+    assert!(shop.deployed(2).await);
+
+    let made = platform.call(alice, "post", "/v2/pipelines", Some(json!({"name": "shop-line"}))).await;
+    assert_eq!(made.status, 201, "{made:?}");
+    let taken = platform.call(alice, "post", "/v2/pipelines", Some(json!({"name": "shop-line"}))).await;
+    assert_eq!(taken.status, 409);
+    for (app, stage) in [("shop-prod", "production"), ("shop", "development"), ("shop-staging", "staging")] {
+        let path = format!("/v2/pipelines/shop-line/apps/{app}");
+        let coupled = platform.call(alice, "put", &path, Some(json!({"stage": stage}))).await;
+        assert_eq!(coupled.status, 200, "{coupled:?}");
+    }
+    let info = platform.call(alice, "get", "/v2/pipelines/shop-line", None).await.body;
+    let order: Vec<&str> = info["apps"].as_array().unwrap().iter().map(|a| a["app"].as_str().unwrap()).collect();
+    assert_eq!(order, ["shop", "shop-staging", "shop-prod"], "by stage");
+
+    // Development → staging: the same image, staging's (empty) config, a summary naming
+    // where it came from.
+    let promoted = platform.call(alice, "post", "/v2/apps/shop/promote", Some(json!({}))).await;
+    assert_eq!(promoted.status, 200, "{promoted:?}");
+    let release = &promoted.body[0];
+    assert_eq!((release["app"].as_str(), release["version"].as_u64()), (Some("shop-staging"), Some(1)));
+    assert_eq!(release["image"], image.as_str());
+    assert_eq!(release["summary"], "alice promoted v2 of shop");
+    let staged = || async { platform.call(alice, "get", "/v2/apps/shop-staging/releases/1", None).await };
+    assert!(eventually_true(Duration::from_secs(10), || async { staged().await.body["state"] == "deployed" }).await);
+
+    // Staging → production: production's own config.
+    let promoted = platform.call(alice, "post", "/v2/apps/shop-staging/promote", Some(json!({}))).await;
+    assert_eq!(promoted.body[0]["app"], "shop-prod", "{promoted:?}");
+    assert_eq!(promoted.body[0]["image"], image.as_str());
+    assert_eq!(promoted.body[0]["config"]["GREETING"], "from production");
+    let last = platform.call(alice, "post", "/v2/apps/shop-prod/promote", Some(json!({}))).await;
+    assert_eq!(last.status, 400);
+    assert!(last.message().contains("production, the last stage"), "{last:?}");
+    let named = platform.call(alice, "post", "/v2/apps/shop/promote", Some(json!({"to": ["shop-prod"]}))).await;
+    assert_eq!(named.body[0]["version"], 2, "{named:?}");
+    let outside = platform.call(alice, "post", "/v2/apps/shop/promote", Some(json!({"to": ["shop"]}))).await;
+    assert_eq!(outside.status, 400, "{outside:?}");
+
+    // Who sees what: a collaborator on shop alone sees the pipeline with shop only, and
+    // cannot promote to apps it may not deploy to; a stranger sees no pipeline.
+    let bob = platform.register(Some(&shop.admin), "bob").await;
+    assert_eq!(shop.call("post", "/perms", Some(json!({"username": "bob"}))).await.status, 201);
+    let seen = platform.call(Some(&bob), "get", "/v2/pipelines/shop-line", None).await.body;
+    assert_eq!(seen["apps"].as_array().unwrap().len(), 1, "{seen}");
+    let refused = platform.call(Some(&bob), "post", "/v2/apps/shop/promote", Some(json!({}))).await;
+    assert_eq!(refused.status, 404, "{refused:?}");
+    let carol = platform.register(Some(&shop.admin), "carol").await;
+    assert_eq!(platform.call(Some(&carol), "get", "/v2/pipelines/shop-line", None).await.status, 404);
+    assert_eq!(platform.call(Some(&carol), "get", "/v2/pipelines", None).await.body, json!([]));
+    let not_owner = platform.call(Some(&bob), "delete", "/v2/pipelines/shop-line", None).await;
+    assert_eq!(not_owner.status, 403, "{not_owner:?}");
+
+    // Out of the pipeline, then the pipeline goes; the apps stay.
+    assert_eq!(platform.call(alice, "delete", "/v2/apps/shop-prod/pipeline", None).await.status, 204);
+    let info = platform.call(alice, "get", "/v2/pipelines/shop-line", None).await.body;
+    assert_eq!(info["apps"].as_array().unwrap().len(), 2);
+    assert_eq!(platform.call(alice, "delete", "/v2/pipelines/shop-line", None).await.status, 204);
+    assert_eq!(platform.call(alice, "get", "/v2/apps/shop-prod", None).await.status, 200);
+    let alone = platform.call(alice, "post", "/v2/apps/shop/promote", Some(json!({}))).await;
+    assert_eq!(alone.status, 409, "{alone:?}");
+}

@@ -49,9 +49,9 @@ enum Access {
     Register,
     /// Any signed-in user.
     User,
-    /// Whoever may see the app.
+    /// Whoever may see the app (or the pipeline it is in).
     App,
-    /// The app's owner, or an admin.
+    /// The app's (or the pipeline's) owner, or an admin.
     Owner,
     Admin,
     Service,
@@ -157,6 +157,13 @@ fn table() -> Vec<(&'static str, &'static str, Access, Option<Value>)> {
         ("get", "/v2/nodes/join", Admin, None),
         ("post", "/v2/nodes/{node}/drain", Admin, None),
         ("post", "/v2/nodes/{node}/activate", Admin, None),
+        ("get", "/v2/pipelines", User, None),
+        ("post", "/v2/pipelines", User, Some(json!({"name": "fresh-pipeline"}))),
+        ("get", "/v2/pipelines/{pipeline}", App, None),
+        ("delete", "/v2/pipelines/{pipeline}", Owner, None),
+        ("put", "/v2/pipelines/{pipeline}/apps/{app}", Owner, Some(json!({"stage": "staging"}))),
+        ("delete", "/v2/apps/{app}/pipeline", App, None),
+        ("post", "/v2/apps/{app}/promote", App, Some(json!({}))),
         ("get", "/v2/routes", Service, None),
         ("get", "/v2/hooks/drains", Service, None),
         ("get", "/v2/hooks/keys/{fingerprint}", Service, None),
@@ -181,7 +188,7 @@ fn is_refusal(verdict: Verdict, status: u16, message: &str) -> bool {
     match verdict {
         Verdict::Allowed => false,
         Verdict::Unauthenticated => status == 401,
-        Verdict::Hidden => status == 404 && message.contains("not found; see `skiff apps`"),
+        Verdict::Hidden => status == 404 && message.contains("not found; see `skiff "),
         Verdict::OwnerOnly => status == 403 && message.starts_with("only the owner of"),
         Verdict::AdminOnly => status == 403 && message.starts_with("only admins"),
         Verdict::ServiceOnly => status == 403 && message.contains("for Skiff's own components"),
@@ -227,6 +234,14 @@ async fn every_operation_refuses_exactly_the_callers_it_should() {
             let perms = platform.call(Some(&owner), "post", &format!("/v2/apps/{app}/perms"), Some(shared)).await;
             assert_eq!(perms.status, 201, "{perms:?}");
             assert_eq!(platform.build(&app, "owner", &[("web", "serve")]).await.status, 201);
+            // And in a pipeline of the owner's, at the first stage.
+            let pipeline = format!("pipe-{case}-{}", role as u8);
+            let made = platform.call(Some(&owner), "post", "/v2/pipelines", Some(json!({"name": pipeline}))).await;
+            assert_eq!(made.status, 201, "{made:?}");
+            let stage = Some(json!({"stage": "development"}));
+            let coupled =
+                platform.call(Some(&owner), "put", &format!("/v2/pipelines/{pipeline}/apps/{app}"), stage).await;
+            assert_eq!(coupled.status, 200, "{coupled:?}");
 
             let name = match role {
                 Role::Stranger => "stranger",
@@ -246,6 +261,7 @@ async fn every_operation_refuses_exactly_the_callers_it_should() {
             };
             let path = template
                 .replace("{app}", &app)
+                .replace("{pipeline}", &pipeline)
                 .replace("{version}", "1")
                 .replace("{id}", "1")
                 .replace("{name}", "site")

@@ -6,6 +6,9 @@
 //!
 //! `app.json`: its formation, env and health checks apply as a push is released; a push
 //! that lacks a required key, or whose `app.json` does not read, is refused.
+//!
+//! Pipelines: a build pushed to staging is promoted to production, the same image by
+//! digest with production's config, without a build.
 
 use std::time::Duration;
 
@@ -116,4 +119,62 @@ async fn app_json_sets_formation_env_and_health_checks_and_a_bad_one_refuses_the
     assert!(!pushed, "{out}");
     assert!(out.contains("app.json is not valid: trailing comma (line 2, column 39)"), "{out}");
     assert!(out.contains("the running release is unchanged"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker (deploy/test.sh)"]
+async fn a_staging_build_is_promoted_to_production_by_digest_with_productions_config() {
+    let (platform, repo, key) = Platform::with_example("shop-staging").await;
+    let procfile = "web: echo \"$GREETING\" > /app/public/greeting.txt; exec httpd -f -p \"$PORT\" -h /app/public\n";
+    std::fs::write(repo.join("Procfile"), procfile).unwrap();
+    platform.cli_ok(&repo, &["config:set", "GREETING=hello from staging"]).await;
+    let (pushed, out) = platform.commit_and_push(&repo, &key, "greets");
+    assert!(pushed, "{out}");
+    platform.cli_ok(&repo, &["apps:create", "shop-prod", "--no-remote"]).await;
+    platform.cli_ok(&repo, &["config:set", "-a", "shop-prod", "GREETING=hello from production"]).await;
+    platform.cli_ok(&repo, &["pipelines:create", "shop"]).await;
+    platform.cli_ok(&repo, &["pipelines:add", "shop", "--stage", "staging"]).await;
+    platform.cli_ok(&repo, &["pipelines:add", "shop", "-a", "shop-prod", "--stage", "production"]).await;
+
+    let started = std::time::Instant::now();
+    let out = platform.cli_ok(&repo, &["pipelines:promote", "--wait"]).await;
+    let took = started.elapsed().as_secs_f64();
+    assert!(out.contains("Promoted to shop-prod: v1 (admin promoted v1 of shop-staging"), "{out}");
+    eprintln!("pipelines:promote to serving: {took:.2} s");
+    let greeting = eventually(Duration::from_secs(30), || async {
+        let answer = reqwest::Client::new()
+            .get(format!("http://{}/greeting.txt", platform.router()))
+            .header("Host", "shop-prod.localhost")
+            .send()
+            .await
+            .ok()?;
+        (answer.status() == 200).then_some(())?;
+        Some(answer.text().await.ok()?.trim().to_owned())
+    });
+    assert_eq!(greeting.await.as_deref(), Some("hello from production"));
+
+    let digest = |app: &'static str| {
+        let platform = &platform;
+        let repo = &repo;
+        async move {
+            let out = platform.cli_ok(repo, &["releases:info", "-a", app, "v1", "--json"]).await;
+            let release: serde_json::Value = serde_json::from_str(&out).unwrap();
+            let image = release["image"].as_str().unwrap().to_owned();
+            image.split_once('@').map(|(_, d)| d.to_owned()).unwrap_or(image)
+        }
+    };
+    assert_eq!(digest("shop-staging").await, digest("shop-prod").await, "the same image, by digest");
+    let builds = platform.cli_ok(&repo, &["builds", "-a", "shop-prod"]).await;
+    assert!(!builds.contains("succeeded"), "nothing was built for production: {builds}");
+    let info = platform.cli_ok(&repo, &["pipelines:info", "shop"]).await;
+    assert!(info.contains("staging") && info.contains("production") && info.contains("shop-prod"), "{info}");
+
+    // An app on another stack does not take the build.
+    let other = platform.dir.path().join("rootfs");
+    platform.cli_ok(&repo, &["stacks:import", "other", other.to_str().unwrap()]).await;
+    platform.cli_ok(&repo, &["apps:create", "shop-other", "--stack", "other", "--no-remote"]).await;
+    platform.cli_ok(&repo, &["pipelines:add", "shop", "-a", "shop-other", "--stage", "production"]).await;
+    let (status, _, err) = platform.cli(&repo, &["pipelines:promote", "--to", "shop-other"]).await;
+    assert_eq!(status, 1);
+    assert!(err.contains("cannot promote to shop-other: it builds on stack other"), "{err}");
 }

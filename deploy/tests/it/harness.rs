@@ -215,7 +215,19 @@ impl Platform {
             skiffd::Component::Router,
             skiffd::Component::Builder,
         ];
-        let platform = skiffd::start(&settings, &components).await.expect("the platform starts again");
+        // Another socket of the machine may hold one of the ports for a moment (as the
+        // source port of a connection of its own): a few more tries.
+        let mut tries = 10;
+        let platform = loop {
+            match skiffd::start(&settings, &components).await {
+                Ok(platform) => break platform,
+                Err(error) if tries > 1 && format!("{error:#}").contains("Address already in use") => {
+                    tries -= 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+                Err(error) => panic!("the platform starts again: {error:?}"),
+            }
+        };
         self.addresses = skiffd::Addresses { controller: Some(controller), ..platform.addresses.clone() };
         self.platform = Some(platform);
     }

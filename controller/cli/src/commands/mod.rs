@@ -8,6 +8,7 @@ mod config_vars;
 mod git_remote;
 mod logs;
 mod nodes;
+mod pipelines;
 mod ps;
 mod registry;
 mod releases;
@@ -51,6 +52,8 @@ pub(crate) enum Verb {
     #[command(flatten)]
     Releases(releases::ReleasesVerb),
     #[command(flatten)]
+    Pipelines(pipelines::PipelinesVerb),
+    #[command(flatten)]
     Logs(logs::LogsVerb),
     #[command(flatten)]
     GitRemote(git_remote::GitRemoteVerb),
@@ -78,6 +81,7 @@ pub(crate) async fn execute(
         Verb::ConfigVars(verb) => config_vars::execute(verb, context, out, err).await,
         Verb::Ps(verb) => ps::execute(verb, context, out, err).await,
         Verb::Releases(verb) => releases::execute(verb, context, out, err).await,
+        Verb::Pipelines(verb) => pipelines::execute(verb, context, out, err).await,
         Verb::Logs(verb) => logs::execute(verb, context, out, err).await,
         Verb::GitRemote(verb) => git_remote::execute(verb, context, out, err).await,
         Verb::Stacks(verb) => stacks::execute(verb, context, out, err).await,
