@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use skiff_api::{
     AppJson, AppName, BuildCreate, BuildKind, BuildStatus, ImageUse, PhaseState, ProcessType, Release, ReleaseState,
-    StackName, Username,
+    RunOutput, StackName, Username,
 };
 use skiff_client::{Client, ClientError};
 use skiff_registry_client::image::{BaseImage, Layer, push_image};
@@ -252,6 +252,48 @@ impl PhaseShown {
             out.detail(line).await;
         }
         self.printed = if fresh.is_empty() { phase.output.len() } else { self.printed + whole };
+    }
+}
+
+/// Runs the pushed `app.json`'s `scripts.postdeploy` on the review app the push made, as
+/// its output comes; whether it succeeded (or there was none).
+pub async fn postdeploy(ctx: &Context<'_>, out: &mut Output) -> bool {
+    let sha = ctx.update.new.as_str();
+    let Ok(Some(text)) = git(ctx, &["cat-file", "blob", &format!("{sha}:app.json")]).await else { return true };
+    let Some(command) = AppJson::parse(&String::from_utf8_lossy(&text)).ok().and_then(|m| m.scripts.postdeploy) else {
+        return true;
+    };
+    out.step(&format!("Running postdeploy: {command}")).await;
+    let request = skiff_api::RunRequest { command, timeout_secs: None };
+    let mut lines = match ctx.controller.postdeploy(&ctx.push.app, &request).await {
+        Ok(lines) => Box::pin(lines),
+        Err(error) => {
+            out.step(&format!("postdeploy could not run: {error}")).await;
+            return false;
+        }
+    };
+    let mut status = None;
+    while let Some(line) = futures_util::StreamExt::next(&mut lines).await {
+        match line {
+            Ok(RunOutput::Out(text) | RunOutput::Err(text)) => {
+                for line in text.lines() {
+                    out.detail(line).await;
+                }
+            }
+            Ok(RunOutput::Exit(code)) => status = Some(code),
+            Err(error) => {
+                out.step(&format!("postdeploy's output broke off: {error}")).await;
+                return false;
+            }
+        }
+    }
+    match status {
+        Some(0) => true,
+        other => {
+            let code = other.map_or_else(|| "no status".to_owned(), |c| format!("status {c}"));
+            out.step(&format!("postdeploy failed ({code}); the review app runs, set it up by hand")).await;
+            false
+        }
     }
 }
 

@@ -13,8 +13,8 @@ use russh::keys::ssh_key::private::Ed25519Keypair;
 use russh::keys::{HashAlg, PrivateKey};
 use russh::server::{Auth, ChannelOpenHandle, Msg, Session};
 use russh::{Channel, ChannelId, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, MethodKind, MethodSet};
-use skiff_api::{AppName, Username};
-use skiff_client::Client;
+use skiff_api::{AppName, ReviewAppGrant, ReviewAppPush, Username};
+use skiff_client::{Client, ClientError};
 use skiff_registry_client::RegistryClient;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, UnixListener, UnixStream};
@@ -26,7 +26,7 @@ use tokio_util::task::TaskTracker;
 use crate::build::{self, Push};
 use crate::command::{self, Service};
 use crate::engine::Engine;
-use crate::hook::{HookRequest, Output};
+use crate::hook::{HookRequest, Output, RefUpdate};
 use crate::{Config, repo};
 
 /// The longest hook request line accepted.
@@ -286,9 +286,19 @@ impl Builder {
             return out.exit(1).await;
         };
         let deployable = |name: &str| name == "refs/heads/main" || name == "refs/heads/master";
-        let Some(update) = request.updates.iter().find(|u| deployable(&u.name) && !u.is_delete()) else {
-            out.step("nothing to deploy: only pushes to main (or master) are built").await;
-            return out.exit(0).await;
+        let (update, push, review_app) = match request.updates.iter().find(|u| deployable(&u.name) && !u.is_delete()) {
+            Some(update) => (update, entry.push.clone(), None),
+            None => {
+                let branch = request.updates.iter().find(|u| u.name.starts_with("refs/heads/") && !deployable(&u.name));
+                let Some(update) = branch else {
+                    out.step("nothing to deploy: only pushes to main (or master) are built").await;
+                    return out.exit(0).await;
+                };
+                match self.branch_pushed(&entry.push, update, &mut out).await {
+                    Some((push, created)) => (update, push, Some(created)),
+                    None => return out.exit(0).await,
+                }
+            }
         };
         let _permit = match self.builds.try_acquire() {
             Ok(permit) => permit,
@@ -301,7 +311,7 @@ impl Builder {
             }
         };
         let context = build::Context {
-            push: &entry.push,
+            push: &push,
             data_dir: &self.config.data_dir,
             repo: &entry.repo,
             update,
@@ -321,14 +331,60 @@ impl Builder {
         };
         match result {
             Ok(release) => {
-                tracing::info!(app = %entry.push.app, version = release.version, "builder.push.released");
+                tracing::info!(app = %push.app, version = release.version, "builder.push.released");
                 self.outcomes.released.fetch_add(1, Ordering::Relaxed);
-                out.exit(0).await;
+                let ran = match review_app {
+                    Some(true) => build::postdeploy(&context, &mut out).await,
+                    _ => true,
+                };
+                out.exit(if ran { 0 } else { 1 }).await;
             }
             Err(error) => {
                 tracing::info!(app = %entry.push.app, %error, "builder.push.failed");
                 self.outcomes.failed.fetch_add(1, Ordering::Relaxed);
                 out.exit(1).await;
+            }
+        }
+    }
+}
+
+impl Builder {
+    /// A push of a branch other than main: its review app to build (and whether the push
+    /// made it), or `None` when there is nothing to build (the branch was deleted, and its
+    /// review app with it; or its app makes no review apps), which the pusher is told.
+    async fn branch_pushed(&self, push: &Push, update: &RefUpdate, out: &mut Output) -> Option<(Push, bool)> {
+        let branch = update.name.trim_start_matches("refs/heads/").to_owned();
+        let request = ReviewAppPush { app: push.app.clone(), branch: branch.clone(), username: push.user.clone() };
+        let refused = |error: ClientError| match error {
+            ClientError::Api { message, .. } => message,
+            other => other.to_string(),
+        };
+        if update.is_delete() {
+            let message = match self.controller.close_review_app(&request).await {
+                Ok(Some(app)) => format!("Branch {branch} deleted: destroyed review app {app}"),
+                Ok(None) => format!("Branch {branch} deleted; it had no review app"),
+                Err(error) => refused(error),
+            };
+            out.step(&message).await;
+            return None;
+        }
+        match self.controller.open_review_app(&request).await {
+            Ok(ReviewAppGrant { grant, created }) => {
+                let made = if created { "new review app" } else { "review app" };
+                out.step(&format!("Branch {branch}: building {made} {}", grant.app)).await;
+                let review = Push {
+                    app: grant.app,
+                    id: grant.id,
+                    user: push.user.clone(),
+                    stack: grant.stack,
+                    url: grant.url,
+                    config: grant.config,
+                };
+                Some((review, created))
+            }
+            Err(error) => {
+                out.step(&format!("nothing to deploy: {}", refused(error))).await;
+                None
             }
         }
     }

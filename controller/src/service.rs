@@ -101,7 +101,9 @@ pub async fn run(config: ServiceConfig, listener: TcpListener, shutdown: Cancell
     let registry = Arc::new(RegistryClient::new(&settings.registry_url, "skiff", &settings.service_token));
     let (keep, interval) = (settings.release_retention, config.gc_interval);
     tasks.spawn(crate::retention::run(db.clone(), registry, keep, interval, shutdown.clone()));
+    let expiry = settings.reconcile_interval;
     let controller = Controller::new(settings, db, runtime, routes, coordination, events, shutdown.clone());
+    tasks.spawn(crate::domain::expire_review_apps(controller.clone(), expiry, shutdown.clone()));
     let served = crate::http::serve(listener, controller, shutdown.clone()).await;
     // The API ended: at shutdown, or because it failed, when the loops stop too.
     shutdown.cancel();

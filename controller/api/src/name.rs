@@ -240,6 +240,42 @@ impl fmt::Display for Digest {
     }
 }
 
+impl AppName {
+    /// The name of the review app of `branch` of this app: `<app>-<branch>`, the branch
+    /// lowercased with every run of other characters made one `-`; when that is longer
+    /// than an app name may be, the branch is cut and six hexadecimal digits of its hash
+    /// keep names of different branches apart. `None` for a branch with no letter or digit.
+    pub fn review_app(&self, branch: &str) -> Option<AppName> {
+        let mut slug = String::new();
+        for c in branch.chars().map(|c| c.to_ascii_lowercase()) {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() {
+                slug.push(c);
+            } else if !slug.is_empty() && !slug.ends_with('-') {
+                slug.push('-');
+            }
+        }
+        let slug = slug.trim_end_matches('-');
+        if slug.is_empty() {
+            return None;
+        }
+        let whole = format!("{self}-{slug}");
+        if whole.len() <= 63 {
+            return whole.parse().ok();
+        }
+        // FNV-1a: stable across builds and platforms, unlike the standard hasher.
+        let hash =
+            branch.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        let room = 63usize.saturating_sub(self.as_str().len() + 1 + 7);
+        let cut = slug[..room.min(slug.len())].trim_end_matches('-');
+        let name = if cut.is_empty() {
+            format!("{}-{:06x}", &self.as_str()[..self.as_str().len().min(56)], hash & 0xff_ffff)
+        } else {
+            format!("{self}-{cut}-{:06x}", hash & 0xff_ffff)
+        };
+        name.trim_end_matches('-').parse().ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,5 +332,21 @@ mod tests {
     fn user_names_allow_dots_and_underscores() {
         assert!("alice.b_c".parse::<Username>().is_ok());
         assert!("Alice".parse::<Username>().is_err());
+    }
+
+    #[test]
+    fn review_app_names_are_valid_app_names_that_tell_branches_apart() {
+        let shop: AppName = "shop".parse().unwrap();
+        assert_eq!(shop.review_app("feature-x").unwrap().as_str(), "shop-feature-x");
+        assert_eq!(shop.review_app("Fix/Login_Page!").unwrap().as_str(), "shop-fix-login-page");
+        assert_eq!(shop.review_app("--/--"), None);
+        let long = "a-very-long-branch-name-that-goes-on-and-on-past-what-fits-in-a-name";
+        let (one, two) = (shop.review_app(long).unwrap(), shop.review_app(&format!("{long}-2")).unwrap());
+        assert!(one.as_str().len() <= 63 && two.as_str().len() <= 63, "{one} {two}");
+        assert_ne!(one, two, "cut names of different branches differ");
+        assert!(one.as_str().starts_with("shop-a-very-long-branch"), "{one}");
+        let longest: AppName = "a".repeat(63).parse().unwrap();
+        let review = longest.review_app("feature").unwrap();
+        assert!(review.as_str().len() <= 63, "{review}");
     }
 }

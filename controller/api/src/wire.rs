@@ -854,6 +854,73 @@ pub struct Pipeline {
     pub created_at: String,
     /// Its apps (those the caller may see), by stage then name.
     pub apps: Vec<PipelineApp>,
+    /// Whether a push of a branch to one of its apps makes a review app, and how.
+    pub review_apps: ReviewAppSettings,
+}
+
+/// `PUT /v2/pipelines/{pipeline}/review-apps`: review apps of a pipeline, on or off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ReviewAppSettings {
+    /// Whether a push of a branch other than main to an app of the pipeline makes (or
+    /// updates) the review app `<app>-<branch>`.
+    pub enabled: bool,
+    /// A review app is destroyed once it went this many days without a push.
+    #[serde(default = "default_review_days")]
+    pub days: u32,
+    /// The config every new review app starts with (`app.json`'s `env` fills the rest).
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+fn default_review_days() -> u32 {
+    5
+}
+
+impl Default for ReviewAppSettings {
+    fn default() -> Self {
+        Self { enabled: false, days: default_review_days(), config: BTreeMap::new() }
+    }
+}
+
+/// A review app: an app made for a branch of an app of a pipeline.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ReviewApp {
+    /// The review app.
+    pub app: AppName,
+    /// The app whose branch it runs.
+    pub parent: AppName,
+    /// The branch.
+    pub branch: String,
+    /// Where it answers.
+    pub url: String,
+    /// When its branch was last pushed, RFC 3339.
+    pub pushed_at: String,
+}
+
+/// `POST /v2/hooks/review-apps` and `…/close`: a push of `branch` to `app` by `username`
+/// (the builder's), making or updating the branch's review app, or (the branch deleted)
+/// destroying it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ReviewAppPush {
+    /// The app pushed to.
+    pub app: AppName,
+    /// The branch pushed (without `refs/heads/`).
+    pub branch: String,
+    /// Who pushed.
+    pub username: Username,
+}
+
+/// The review app a branch push builds for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ReviewAppGrant {
+    /// What the build needs of it, as for a push to the app itself.
+    pub grant: PushGrant,
+    /// Whether the push made it (its `app.json`'s `scripts.postdeploy` runs once it is up).
+    pub created: bool,
 }
 
 /// An app of a pipeline.

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 
 use skiff_api::{
     AccessPolicy, Certificate, CertificateCreate, Domain, DomainCreate, Drain, DrainCreate, Event, Healthcheck, Limits,
-    Maintenance, Pipeline, PipelineCoupling, PipelineCreate, PipelineName, ProcessType, Promotion, SettingsChange,
-    Stage, TlsSettings, UserRef,
+    Maintenance, Pipeline, PipelineCoupling, PipelineCreate, PipelineName, ProcessType, Promotion, ReviewApp,
+    ReviewAppGrant, ReviewAppPush, ReviewAppSettings, SettingsChange, Stage, TlsSettings, UserRef,
 };
 use skiff_api::{
     App, AppCreate, AppName, Build, BuildCreate, BuildRecorded, ConfigChange, ConfigChanged, Credentials, DeployImage,
@@ -513,6 +513,41 @@ impl Client {
 
     /// Records a finished build; a succeeded one becomes the app's next release (service
     /// token).
+    /// The review app a push of a branch builds for, made if need be (service token).
+    pub async fn open_review_app(&self, push: &ReviewAppPush) -> Result<ReviewAppGrant, ClientError> {
+        self.post("/v2/hooks/review-apps", push).await
+    }
+
+    /// Destroys the review app of a deleted branch: its name, if it had one (service token).
+    pub async fn close_review_app(&self, push: &ReviewAppPush) -> Result<Option<AppName>, ClientError> {
+        self.post("/v2/hooks/review-apps/close", push).await
+    }
+
+    /// Runs a review app's postdeploy script, once (service token).
+    pub async fn postdeploy(
+        &self,
+        app: &AppName,
+        run: &RunRequest,
+    ) -> Result<impl futures_util::Stream<Item = Result<RunOutput, ClientError>> + use<>, ClientError> {
+        let request = self.request(Method::POST, &format!("/v2/hooks/apps/{app}/postdeploy")).json(run);
+        Ok(json_lines(self.execute(request).await?))
+    }
+
+    /// The pipeline's review apps.
+    pub async fn review_apps(&self, pipeline: &PipelineName) -> Result<Vec<ReviewApp>, ClientError> {
+        self.get(&format!("/v2/pipelines/{pipeline}/review-apps")).await
+    }
+
+    /// Turns the pipeline's review apps on or off.
+    pub async fn configure_review_apps(
+        &self,
+        pipeline: &PipelineName,
+        settings: &ReviewAppSettings,
+    ) -> Result<Pipeline, ClientError> {
+        let request = self.request(Method::PUT, &format!("/v2/pipelines/{pipeline}/review-apps"));
+        self.send(request.json(settings)).await
+    }
+
     pub async fn create_build(&self, build: &BuildCreate) -> Result<BuildRecorded, ClientError> {
         self.post("/v2/hooks/builds", build).await
     }

@@ -63,6 +63,16 @@ impl Db {
             .transpose()
     }
 
+    /// An app by id.
+    pub async fn app_by_id(&self, id: i64) -> Result<Option<AppRow>, DbError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!("{} WHERE a.id = $1", Self::APP_COLUMNS)))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(Self::app_row)
+            .transpose()
+    }
+
     /// Every app, or those a user owns or collaborates on.
     pub async fn apps(&self, owner_id: Option<i64>) -> Result<Vec<AppRow>, DbError> {
         let rows =

@@ -32,7 +32,7 @@ mod releases;
 mod stacks;
 mod users;
 
-pub use pipelines::PipelineRow;
+pub use pipelines::{PipelineRow, ReviewAppRow};
 
 /// Postgres migrations, applied in order once each.
 const POSTGRES_MIGRATIONS: &[&str] = &[

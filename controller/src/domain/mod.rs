@@ -1,6 +1,6 @@
 //! What the controller does, named by what it acts on: [`Accounts`], [`Apps`],
 //! [`Releases`], [`Formation`], [`Domains`], [`Certificates`], [`Drains`], [`OneOffs`],
-//! [`Nodes`] and [`Pipelines`]. An operation checks its input, writes the database, records the event and
+//! [`Nodes`], [`Pipelines`] and [`ReviewApps`]. An operation checks its input, writes the database, records the event and
 //! wakes the scheduler in one place; the HTTP layer (`crate::http`) only turns requests into
 //! calls and results into answers. Each is reached from the shared state:
 //! `controller.releases().rollback(…)`.
@@ -15,6 +15,7 @@ mod nodes;
 mod one_offs;
 mod pipelines;
 mod releases;
+mod review_apps;
 
 pub use accounts::Accounts;
 pub use apps::Apps;
@@ -26,3 +27,4 @@ pub use nodes::Nodes;
 pub use one_offs::OneOffs;
 pub use pipelines::Pipelines;
 pub use releases::Releases;
+pub use review_apps::{ReviewApps, expire_review_apps};

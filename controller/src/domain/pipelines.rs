@@ -213,7 +213,7 @@ impl Pipelines<'_> {
     }
 
     /// The pipeline named `name`, when `user` may see it.
-    async fn visible(&self, user: &UserRow, name: &str) -> Result<PipelineRow, ApiError> {
+    pub(super) async fn visible(&self, user: &UserRow, name: &str) -> Result<PipelineRow, ApiError> {
         let not_found = || ApiError::NotFound(format!("pipeline `{name}` not found; see `skiff pipelines`"));
         let name: PipelineName = name.parse().map_err(|_| not_found())?;
         let row = self.0.db.pipeline(&name).await?.ok_or_else(not_found)?;
@@ -225,7 +225,7 @@ impl Pipelines<'_> {
     }
 
     /// The pipeline named `name`, when `user` may change it: its owner, or an admin.
-    async fn owned(&self, user: &UserRow, name: &str) -> Result<PipelineRow, ApiError> {
+    pub(super) async fn owned(&self, user: &UserRow, name: &str) -> Result<PipelineRow, ApiError> {
         let row = self.visible(user, name).await?;
         if user.admin || row.owner_id == user.id {
             Ok(row)
@@ -250,6 +250,6 @@ impl Pipelines<'_> {
             });
         }
         apps.sort_by(|a, b| (a.stage, &a.app).cmp(&(b.stage, &b.app)));
-        Ok(Pipeline { name: row.name, owner: row.owner, created_at: row.created_at, apps })
+        Ok(Pipeline { name: row.name, owner: row.owner, created_at: row.created_at, apps, review_apps: row.review })
     }
 }

@@ -1,6 +1,6 @@
 //! What Skiff's own components ask, with the service token: the router's route feed, the
-//! builder's key, push and image checks and build records, the registry's sign-ins, and
-//! the logger's drain list.
+//! builder's key, push and image checks, build records and review apps, the registry's
+//! sign-ins, and the logger's drain list.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,8 +12,8 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use skiff_api::{
-    AppName, BuildCreate, Drain, ImageUse, KeyOwner, PushGrant, RegistryAccess, RegistryGrant, Release, RouteTable,
-    Username,
+    AppName, BuildCreate, Drain, ImageUse, KeyOwner, PushGrant, RegistryAccess, RegistryGrant, Release, ReviewAppGrant,
+    ReviewAppPush, RouteTable, RunRequest, Username,
 };
 
 use super::extract::Service;
@@ -33,6 +33,9 @@ pub(super) fn routes() -> Router<Arc<Controller>> {
         .route("/v2/hooks/registry/access", post(registry_access))
         .route("/v2/hooks/images/use", post(image_use))
         .route("/v2/hooks/drains", get(drain_targets))
+        .route("/v2/hooks/review-apps", post(open_review_app))
+        .route("/v2/hooks/review-apps/close", post(close_review_app))
+        .route("/v2/hooks/apps/{app}/postdeploy", post(postdeploy))
 }
 
 async fn route_feed(
@@ -119,4 +122,31 @@ async fn image_use(
 /// Every drain, for the logger.
 async fn drain_targets(State(c): State<Arc<Controller>>, _: Service) -> Result<Json<Vec<Drain>>, ApiError> {
     Ok(Json(c.drains().all().await?))
+}
+
+async fn open_review_app(
+    State(c): State<Arc<Controller>>,
+    _: Service,
+    Json(push): Json<ReviewAppPush>,
+) -> Result<Json<ReviewAppGrant>, ApiError> {
+    c.review_apps().open(&push).await.map(Json)
+}
+
+async fn close_review_app(
+    State(c): State<Arc<Controller>>,
+    _: Service,
+    Json(push): Json<ReviewAppPush>,
+) -> Result<Json<Option<AppName>>, ApiError> {
+    c.review_apps().close(&push).await.map(Json)
+}
+
+async fn postdeploy(
+    State(c): State<Arc<Controller>>,
+    _: Service,
+    Path(app): Path<String>,
+    Json(body): Json<RunRequest>,
+) -> Result<axum::response::Response, ApiError> {
+    let app: AppName = app.parse().map_err(|_| ApiError::NotFound(format!("app `{app}` not found")))?;
+    let receiver = c.review_apps().postdeploy(&app, &body.command).await?;
+    Ok(super::run_output(&c, receiver))
 }

@@ -58,6 +58,21 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A one-off command's output as JSON lines, ending with its exit status (or when the
+/// controller shuts down).
+fn run_output(c: &Controller, receiver: tokio::sync::mpsc::Receiver<skiff_api::RunOutput>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let lines = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        let output = receiver.recv().await?;
+        let mut line = serde_json::to_vec(&output).expect("run output serializes");
+        line.push(b'\n');
+        Some((Ok::<_, std::io::Error>(line), receiver))
+    });
+    let shutdown = c.shutdown.clone();
+    let body = futures_util::StreamExt::take_until(lines, async move { shutdown.cancelled().await });
+    ([(axum::http::header::CONTENT_TYPE, "application/x-ndjson")], axum::body::Body::from_stream(body)).into_response()
+}
+
 /// The API as an axum router.
 pub fn router(controller: Arc<Controller>) -> Router {
     let metrics = controller.clone();

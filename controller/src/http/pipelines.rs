@@ -1,6 +1,7 @@
 //! Pipelines: `/v2/pipelines`, `/v2/pipelines/{pipeline}`, an app's stage in one
 //! (`PUT /v2/pipelines/{pipeline}/apps/{app}`, `DELETE /v2/apps/{app}/pipeline`), and
-//! promotion (`POST /v2/apps/{app}/promote`).
+//! promotion (`POST /v2/apps/{app}/promote`), and review apps
+//! (`/v2/pipelines/{pipeline}/review-apps`).
 
 use std::sync::Arc;
 
@@ -8,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
-use skiff_api::{Pipeline, PipelineCoupling, PipelineCreate, Promotion, Release};
+use skiff_api::{Pipeline, PipelineCoupling, PipelineCreate, Promotion, Release, ReviewApp, ReviewAppSettings};
 
 use super::extract::{CurrentUser, VisibleApp};
 use crate::error::ApiError;
@@ -19,6 +20,7 @@ pub(super) fn routes() -> Router<Arc<Controller>> {
         .route("/v2/pipelines", get(list).post(create))
         .route("/v2/pipelines/{pipeline}", get(info).delete(destroy))
         .route("/v2/pipelines/{pipeline}/apps/{app}", put(add))
+        .route("/v2/pipelines/{pipeline}/review-apps", get(review_apps).put(configure_review_apps))
         .route("/v2/apps/{app}/pipeline", delete(remove))
         .route("/v2/apps/{app}/promote", post(promote))
 }
@@ -78,4 +80,21 @@ async fn promote(
     Json(body): Json<Promotion>,
 ) -> Result<Json<Vec<Release>>, ApiError> {
     c.pipelines().promote(&user, &app, &body).await.map(Json)
+}
+
+async fn review_apps(
+    State(c): State<Arc<Controller>>,
+    CurrentUser(user): CurrentUser,
+    Path(pipeline): Path<String>,
+) -> Result<Json<Vec<ReviewApp>>, ApiError> {
+    c.review_apps().list(&user, &pipeline).await.map(Json)
+}
+
+async fn configure_review_apps(
+    State(c): State<Arc<Controller>>,
+    CurrentUser(user): CurrentUser,
+    Path(pipeline): Path<String>,
+    Json(body): Json<ReviewAppSettings>,
+) -> Result<Json<Pipeline>, ApiError> {
+    c.review_apps().configure(&user, &pipeline, &body).await.map(Json)
 }

@@ -98,16 +98,7 @@ async fn run(
     Json(body): Json<RunRequest>,
 ) -> Result<Response, ApiError> {
     let receiver = c.one_offs().run(&user, &app, &body).await?;
-    let lines = futures_util::stream::unfold(receiver, |mut receiver| async move {
-        let output = receiver.recv().await?;
-        let mut line = serde_json::to_vec(&output).expect("run output serializes");
-        line.push(b'\n');
-        Some((Ok::<_, std::io::Error>(line), receiver))
-    });
-    let shutdown = c.shutdown.clone();
-    let body = futures_util::StreamExt::take_until(lines, async move { shutdown.cancelled().await });
-    Ok(([(axum::http::header::CONTENT_TYPE, "application/x-ndjson")], axum::body::Body::from_stream(body))
-        .into_response())
+    Ok(super::run_output(&c, receiver))
 }
 
 /// Proxies to the logger: a JSON array of recent lines, or (with `follow=true`) a stream

@@ -462,3 +462,57 @@ async fn pipelines_promote_the_same_image_with_each_apps_config() {
     let alone = platform.call(alice, "post", "/v2/apps/shop/promote", Some(json!({}))).await;
     assert_eq!(alone.status, 409, "{alone:?}");
 }
+
+#[tokio::test]
+async fn review_apps_are_made_updated_destroyed_and_expire() {
+    let shop = Shop::start().await;
+    let (platform, alice) = (&shop.platform, Some(shop.alice.as_str()));
+    assert_eq!(platform.call(alice, "post", "/v2/pipelines", Some(json!({"name": "line"}))).await.status, 201);
+    let coupling = Some(json!({"stage": "development"}));
+    assert_eq!(platform.call(alice, "put", "/v2/pipelines/line/apps/shop", coupling).await.status, 200);
+    let hook = |path: &'static str, username: &'static str| async move {
+        let push = json!({"app": "shop", "branch": "Feature/X", "username": username});
+        platform.call(Some(SERVICE_TOKEN), "post", path, Some(push)).await
+    };
+    let off = hook("/v2/hooks/review-apps", "alice").await;
+    assert_eq!(off.status, 409);
+    assert!(off.message().contains("review apps are off for pipeline line"), "{off:?}");
+
+    let settings = json!({"enabled": true, "days": 5, "config": {"REVIEW": "yes"}});
+    let on = platform.call(alice, "put", "/v2/pipelines/line/review-apps", Some(settings)).await;
+    assert_eq!(on.body["review_apps"]["enabled"], true, "{on:?}");
+    let opened = hook("/v2/hooks/review-apps", "alice").await;
+    assert_eq!(opened.status, 200, "{opened:?}");
+    assert_eq!(opened.body["created"], true);
+    assert_eq!(opened.body["grant"]["app"], "shop-feature-x");
+    assert_eq!(opened.body["grant"]["config"]["REVIEW"], "yes", "the pipeline's review config");
+    assert_eq!(hook("/v2/hooks/review-apps", "alice").await.body["created"], false, "a later push updates it");
+    let listed = platform.call(alice, "get", "/v2/pipelines/line/review-apps", None).await.body;
+    assert_eq!(listed[0]["branch"], "Feature/X", "{listed}");
+    let bob = platform.register(Some(&shop.admin), "bob").await;
+    assert_eq!(platform.call(Some(&bob), "get", "/v2/pipelines/line/review-apps", None).await.status, 404);
+    assert_eq!(hook("/v2/hooks/review-apps", "bob").await.status, 404, "bob may not see shop");
+
+    // Once it is deployed, its postdeploy runs, once.
+    assert_eq!(platform.build("shop-feature-x", "alice", &[("web", "serve")]).await.status, 201);
+    let run = json!({"command": "echo seeded"});
+    let path = "/v2/hooks/apps/shop-feature-x/postdeploy";
+    let first = platform.call_text(Some(SERVICE_TOKEN), "post", path, run.clone()).await;
+    assert!(first.contains("seeded") && first.contains("\"exit\":0"), "{first}");
+    let again = platform.call(Some(SERVICE_TOKEN), "post", path, Some(run)).await;
+    assert_eq!(again.status, 409, "{again:?}");
+
+    let closed = hook("/v2/hooks/review-apps/close", "alice").await;
+    assert_eq!(closed.body, "shop-feature-x", "{closed:?}");
+    assert_eq!(platform.call(alice, "get", "/v2/apps/shop-feature-x", None).await.status, 404);
+    assert_eq!(hook("/v2/hooks/review-apps/close", "alice").await.body, Value::Null, "nothing left to close");
+
+    // A review app that goes longer than its pipeline's days without a push is destroyed.
+    let settings = json!({"enabled": true, "days": 0});
+    assert_eq!(platform.call(alice, "put", "/v2/pipelines/line/review-apps", Some(settings)).await.status, 200);
+    assert_eq!(hook("/v2/hooks/review-apps", "alice").await.body["created"], true);
+    let gone = eventually_true(Duration::from_secs(10), || async {
+        platform.call(alice, "get", "/v2/apps/shop-feature-x", None).await.status == 404
+    });
+    assert!(gone.await, "the idle review app expired");
+}

@@ -107,7 +107,12 @@ impl TestApp {
             );
             tokio::spawn(scheduler.run(shutdown.clone()));
         }
+        let expiry = config.reconcile_interval;
         let controller = Controller::new(config, db.clone(), engine, routes, coordination, events, shutdown.clone());
+        if scheduling == Scheduling::On {
+            let expiring = skiff_controller::domain::expire_review_apps(controller.clone(), expiry, shutdown.clone());
+            tokio::spawn(expiring);
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(skiff_controller::serve(listener, controller, shutdown.clone()));

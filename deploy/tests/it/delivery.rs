@@ -8,7 +8,8 @@
 //! that lacks a required key, or whose `app.json` does not read, is refused.
 //!
 //! Pipelines: a build pushed to staging is promoted to production, the same image by
-//! digest with production's config, without a build.
+//! digest with production's config, without a build; a branch pushed to an app of a
+//! pipeline with review apps on gets an app of its own, which deleting the branch destroys.
 
 use std::time::Duration;
 
@@ -23,13 +24,13 @@ async fn a_release_command_runs_once_before_traffic_moves_and_a_failing_one_keep
     std::fs::write(repo.join("Procfile"), procfile).unwrap();
     let (pushed, out) = platform.commit_and_push(&repo, &key, "migrates on release");
     assert!(pushed, "{out}");
-    let order =
-        ["remote: -----> Running the release command", "remote:        migrating to v1", "schema ready", "v1 is up"];
-    let mut at = 0;
-    for expected in order {
-        let found =
-            out[at..].find(expected).unwrap_or_else(|| panic!("`{expected}` after the earlier lines in: {out}"));
-        at += found + expected.len();
+    // The command's output (standard output and error, in whichever order they came)
+    // reaches the pusher while it runs, before the release is up.
+    let (running, up) = (out.find("remote: -----> Running the release command"), out.find("v1 is up"));
+    let (Some(running), Some(up)) = (running, up) else { panic!("the release command ran, then v1 came up: {out}") };
+    for line in ["remote:        migrating to v1", "remote:        schema ready"] {
+        let at = out.find(line).unwrap_or_else(|| panic!("`{line}` in {out}"));
+        assert!(running < at && at < up, "`{line}` between the command's start and v1 up: {out}");
     }
     assert!(matches!(get_via_router(platform.router(), "migrating.localhost").await, Some((200, _))));
     let ps = platform.cli_ok(&repo, &["ps"]).await;
@@ -177,4 +178,66 @@ async fn a_staging_build_is_promoted_to_production_by_digest_with_productions_co
     let (status, _, err) = platform.cli(&repo, &["pipelines:promote", "--to", "shop-other"]).await;
     assert_eq!(status, 1);
     assert!(err.contains("cannot promote to shop-other: it builds on stack other"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker (deploy/test.sh)"]
+async fn a_pushed_branch_gets_a_review_app_that_deleting_the_branch_destroys() {
+    let (platform, repo, key) = Platform::with_example("web-shop").await;
+    let procfile =
+        "web: echo \"$GREETING $REVIEW_FLAG\" > /app/public/greeting.txt; exec httpd -f -p \"$PORT\" -h /app/public\n";
+    std::fs::write(repo.join("Procfile"), procfile).unwrap();
+    let manifest = r#"{"env": {"GREETING": {"value": "from app.json"}},
+                       "scripts": {"postdeploy": "echo seeded review app $SKIFF_APP"}}"#;
+    std::fs::write(repo.join("app.json"), manifest).unwrap();
+    let (pushed, out) = platform.commit_and_push(&repo, &key, "greets");
+    assert!(pushed, "{out}");
+    assert!(!out.contains("postdeploy"), "postdeploy is for review apps: {out}");
+    platform.cli_ok(&repo, &["pipelines:create", "web"]).await;
+    platform.cli_ok(&repo, &["pipelines:add", "web", "--stage", "development"]).await;
+
+    let branch = |message: &str| {
+        std::fs::write(repo.join("public/index.html"), format!("<p>{message}</p>\n")).unwrap();
+        for args in [&["add", "-A"][..], &["commit", "-qm", message]] {
+            let (ok, out) = platform.git(&repo, &key, args);
+            assert!(ok, "{out}");
+        }
+        platform.git(&repo, &key, &["push", "skiff", "feature/login"])
+    };
+    let (ok, out) = platform.git(&repo, &key, &["checkout", "-qb", "feature/login"]);
+    assert!(ok, "{out}");
+    let (_, out) = branch("before review apps");
+    assert!(out.contains("review apps are off for pipeline web"), "{out}");
+
+    platform.cli_ok(&repo, &["reviewapps:enable", "-p", "web", "--config", "REVIEW_FLAG=review"]).await;
+    let (pushed, out) = branch("first review");
+    assert!(pushed, "{out}");
+    for expected in [
+        "Branch feature/login: building new review app web-shop-feature-login",
+        "v1 is up",
+        "Running postdeploy: echo seeded review app $SKIFF_APP",
+        "seeded review app web-shop-feature-login",
+    ] {
+        assert!(out.contains(expected), "`{expected}` in {out}");
+    }
+    let greeting = reqwest::Client::new()
+        .get(format!("http://{}/greeting.txt", platform.router()))
+        .header("Host", "web-shop-feature-login.localhost")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(greeting.text().await.unwrap().trim(), "from app.json review", "app.json's env and the review config");
+    let listed = platform.cli_ok(&repo, &["reviewapps", "-p", "web"]).await;
+    assert!(listed.contains("web-shop-feature-login") && listed.contains("feature/login"), "{listed}");
+
+    let (pushed, out) = branch("second review");
+    assert!(pushed && out.contains("building review app web-shop-feature-login") && out.contains("v2 is up"), "{out}");
+    assert!(!out.contains("postdeploy"), "postdeploy runs once: {out}");
+    assert!(matches!(get_via_router(platform.router(), "web-shop.localhost").await, Some((200, _))), "main serves");
+
+    let (_, out) = platform.git(&repo, &key, &["push", "skiff", ":feature/login"]);
+    assert!(out.contains("Branch feature/login deleted: destroyed review app web-shop-feature-login"), "{out}");
+    let apps = platform.cli_ok(&repo, &["apps"]).await;
+    assert!(!apps.contains("web-shop-feature-login"), "{apps}");
+    assert!(platform.cli_ok(&repo, &["reviewapps", "-p", "web"]).await.lines().count() <= 1);
 }

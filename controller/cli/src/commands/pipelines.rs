@@ -1,14 +1,15 @@
-//! `pipelines:*`: apps in stages, and promoting a build from one stage to the next.
+//! `pipelines:*`: apps in stages, and promoting a build from one stage to the next;
+//! `reviewapps:*`: apps made for the branches pushed to a pipeline's apps.
 
 use std::io::Write;
 
 use clap::Subcommand;
-use skiff_api::{AppName, PipelineName, Promotion, Stage};
+use skiff_api::{AppName, PipelineName, Promotion, ReviewAppSettings, Stage};
 
 use crate::Context;
-use crate::args::{AppArg, JsonArg, WaitArg};
+use crate::args::{AppArg, JsonArg, WaitArg, parse_config_pair};
 use crate::commands::{app_name, client};
-use crate::output::{json, table};
+use crate::output::{ago, json, table};
 use crate::rollout::follow_rollout;
 
 #[derive(Debug, Subcommand)]
@@ -57,6 +58,41 @@ pub(crate) enum PipelinesVerb {
         #[command(flatten)]
         wait: WaitArg,
     },
+    /// List a pipeline's review apps.
+    #[command(name = "reviewapps")]
+    ReviewApps {
+        #[command(flatten)]
+        pipeline: PipelineArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Make a review app `<app>-<branch>` for each branch pushed to an app of the pipeline
+    /// (`git push skiff feature-x`; `git push skiff :feature-x` destroys it).
+    #[command(name = "reviewapps:enable")]
+    ReviewAppsEnable {
+        #[command(flatten)]
+        pipeline: PipelineArg,
+        /// Destroy a review app after this many days without a push.
+        #[arg(long, default_value_t = 5)]
+        days: u32,
+        /// Config every new review app starts with (KEY=VALUE, repeatable).
+        #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_config_pair)]
+        config: Vec<(String, String)>,
+    },
+    /// Stop making review apps for the pipeline (those made stay until their branch goes).
+    #[command(name = "reviewapps:disable")]
+    ReviewAppsDisable {
+        #[command(flatten)]
+        pipeline: PipelineArg,
+    },
+}
+
+/// The pipeline a review-app verb acts on.
+#[derive(Debug, clap::Args)]
+pub(crate) struct PipelineArg {
+    /// The pipeline.
+    #[arg(long = "pipeline", short = 'p')]
+    pipeline: PipelineName,
 }
 
 pub(crate) async fn execute(
@@ -92,6 +128,11 @@ pub(crate) async fn execute(
                 return json(out, &pipeline);
             }
             writeln!(out, "{} (owner {})", pipeline.name, pipeline.owner)?;
+            let review = &pipeline.review_apps;
+            match review.enabled {
+                true => writeln!(out, "review apps: on, destroyed after {} days without a push", review.days)?,
+                false => writeln!(out, "review apps: off")?,
+            }
             let rows = pipeline
                 .apps
                 .iter()
@@ -132,6 +173,34 @@ pub(crate) async fn execute(
             for release in releases.iter().filter(|_| wait.wait) {
                 follow_rollout(context, &release.app, Some(release.version), err).await?;
             }
+            Ok(())
+        }
+        PipelinesVerb::ReviewApps { pipeline, json: flag } => {
+            let apps = client.review_apps(&pipeline.pipeline).await?;
+            if flag.json {
+                return json(out, &apps);
+            }
+            let rows = apps
+                .iter()
+                .map(|a| vec![a.app.to_string(), a.branch.clone(), a.url.clone(), ago(&a.pushed_at)])
+                .collect();
+            table(out, context.colour, &["APP", "BRANCH", "URL", "PUSHED"], rows)
+        }
+        PipelinesVerb::ReviewAppsEnable { pipeline, days, config } => {
+            let settings = ReviewAppSettings { enabled: true, days, config: config.into_iter().collect() };
+            client.configure_review_apps(&pipeline.pipeline, &settings).await?;
+            writeln!(
+                out,
+                "Review apps on for {}: a branch pushed to one of its apps gets an app of its own, destroyed after {days} days without a push",
+                pipeline.pipeline
+            )?;
+            Ok(())
+        }
+        PipelinesVerb::ReviewAppsDisable { pipeline } => {
+            let current = client.pipeline(&pipeline.pipeline).await?.review_apps;
+            let settings = ReviewAppSettings { enabled: false, ..current };
+            client.configure_review_apps(&pipeline.pipeline, &settings).await?;
+            writeln!(out, "Review apps off for {}", pipeline.pipeline)?;
             Ok(())
         }
     }
