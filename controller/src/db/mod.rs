@@ -267,21 +267,29 @@ impl Db {
         Ok(())
     }
 
+    /// Applies the migrations the database lacks, all in one transaction (both backends
+    /// change their schema transactionally): all of them or none.
     async fn migrate(&self) -> Result<(), DbError> {
+        let mut tx = self.writer.begin().await?;
+        if self.postgres {
+            // Controllers that start at once on a fresh database take turns: the first
+            // applies what is missing, the others then find it applied. (SQLite has one
+            // writer at a time already.)
+            sqlx::query("SELECT pg_advisory_xact_lock(7700)").execute(&mut *tx).await?;
+        }
         sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)")
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await?;
-        let applied: i64 = sqlx::query("SELECT COUNT(*) FROM schema_migrations").fetch_one(&self.pool).await?.get(0);
+        let applied: i64 = sqlx::query("SELECT COUNT(*) FROM schema_migrations").fetch_one(&mut *tx).await?.get(0);
         let migrations = if self.postgres { POSTGRES_MIGRATIONS } else { SQLITE_MIGRATIONS };
         for (index, migration) in migrations.iter().enumerate().skip(applied as usize) {
-            let mut tx = self.writer.begin().await?;
             sqlx::raw_sql(sqlx::AssertSqlSafe(*migration)).execute(&mut *tx).await?;
             sqlx::query("INSERT INTO schema_migrations (version) VALUES ($1)")
                 .bind(index as i64 + 1)
                 .execute(&mut *tx)
                 .await?;
-            tx.commit().await?;
         }
+        tx.commit().await?;
         Ok(())
     }
 

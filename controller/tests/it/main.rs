@@ -13,8 +13,8 @@ mod test_app;
 
 use std::collections::BTreeMap;
 
-use skiff_api::{BuildCreate, BuildKind, BuildStatus, Limits, ReleaseState};
-use skiff_controller::db::{Db, NewRelease, SettingsKind};
+use skiff_api::{BuildCreate, BuildKind, BuildStatus, Limits, PhaseState, ReleaseState, ReviewAppSettings, Stage};
+use skiff_controller::db::{AppRow, Db, NewRelease, SettingsKind, UserRow};
 
 /// A fresh Postgres database for one test.
 async fn postgres() -> Db {
@@ -213,12 +213,69 @@ async fn exercise(db: &Db) {
     db.retire_events(&app.name).await.unwrap();
     assert!(db.events(Some(&app.name), 10).await.unwrap().is_empty());
     assert_eq!(db.events(None, 10).await.unwrap()[0].message, "shop: bob created the app");
+    delivery_queries(db, &app, &bob).await;
     db.transfer(app.id, admin.id).await.unwrap();
     assert_eq!(db.app(&app.name).await.unwrap().unwrap().owner.as_str(), "admin");
     db.delete_app(app.id).await.unwrap();
     assert!(db.app(&app.name).await.unwrap().is_none());
     assert!(db.builds(&app).await.unwrap().is_empty(), "an app's builds go with it");
     assert!(db.all_drains().await.unwrap().is_empty(), "and its drains");
+}
+
+/// The release phase's, pipelines' and review apps' queries.
+async fn delivery_queries(db: &Db, app: &AppRow, bob: &UserRow) {
+    let procfile: BTreeMap<_, _> =
+        [("web".parse().unwrap(), "serve".to_owned()), ("release".parse().unwrap(), "migrate".to_owned())].into();
+    let config = BTreeMap::new();
+    let new = NewRelease {
+        image: "shop@sha256:def",
+        build: None,
+        git_sha: None,
+        procfile: &procfile,
+        config: &config,
+        created_by: &bob.username,
+        summary: "migrates",
+    };
+    let waiting = db.create_release(app, &new).await.unwrap();
+    assert_eq!(waiting.phase.as_ref().map(|p| p.state), Some(PhaseState::Running));
+    assert!(db.releases_awaiting_phase().await.unwrap().iter().any(|(_, r)| r.version == waiting.version));
+    let current = |db: &Db| {
+        let db = db.clone();
+        async move { db.current_releases_by_app().await.unwrap().into_iter().map(|(_, r)| r.version).collect::<Vec<_>>() }
+    };
+    assert!(!current(db).await.contains(&waiting.version), "not current before its command ran");
+    assert!(db.record_phase(&app.name, waiting.version, PhaseState::Succeeded, "done\n").await.unwrap());
+    assert!(!db.record_phase(&app.name, waiting.version, PhaseState::Failed, "").await.unwrap(), "it ended already");
+    assert!(current(db).await.contains(&waiting.version));
+    let phase = db.release(app, waiting.version).await.unwrap().unwrap().phase.unwrap();
+    assert_eq!((phase.state, phase.output.as_str()), (PhaseState::Succeeded, "done\n"));
+
+    let line: skiff_api::PipelineName = "line".parse().unwrap();
+    let pipeline = db.create_pipeline(&line, bob).await.unwrap().expect("made");
+    assert!(db.create_pipeline(&line, bob).await.unwrap().is_none(), "names are unique");
+    db.couple(pipeline.id, app.id, Stage::Staging).await.unwrap();
+    db.couple(pipeline.id, app.id, Stage::Production).await.unwrap();
+    assert_eq!(db.pipeline_apps(pipeline.id).await.unwrap(), [(app.id, Stage::Production)]);
+    let (found, stage) = db.coupling(app.id).await.unwrap().expect("in the pipeline");
+    assert_eq!((found.name.as_str(), stage), ("line", Stage::Production));
+    let review = ReviewAppSettings { enabled: true, days: 2, config: [("A".to_owned(), "1".to_owned())].into() };
+    db.set_review_apps(pipeline.id, &review).await.unwrap();
+    assert_eq!(db.pipeline(&line).await.unwrap().unwrap().review, review);
+    let branch = db.create_app(&"shop-fix".parse().unwrap(), bob, &"busybox".parse().unwrap()).await.unwrap().unwrap();
+    db.add_review_app(branch.id, app.id, pipeline.id, "fix").await.unwrap();
+    db.review_app_pushed(branch.id).await.unwrap();
+    assert_eq!(db.review_app(app.id, "fix").await.unwrap().unwrap().app_id, branch.id);
+    assert_eq!(db.review_apps(None).await.unwrap().len(), 1);
+    assert_eq!(db.review_apps(Some(pipeline.id)).await.unwrap()[0].branch, "fix");
+    assert!(db.claim_postdeploy(branch.id).await.unwrap());
+    assert!(!db.claim_postdeploy(branch.id).await.unwrap(), "once");
+    assert_eq!(db.app_by_id(branch.id).await.unwrap().unwrap().name, branch.name);
+    assert!(db.uncouple(app.id).await.unwrap());
+    assert!(!db.uncouple(app.id).await.unwrap());
+    db.delete_pipeline(pipeline.id).await.unwrap();
+    assert!(db.pipelines().await.unwrap().is_empty());
+    assert!(db.review_apps(None).await.unwrap().is_empty(), "the pipeline's review app records go with it");
+    db.delete_app(branch.id).await.unwrap();
 }
 
 #[tokio::test]
