@@ -139,6 +139,11 @@ pub struct Settings {
     /// Seconds an app may take to start answering a request before the router answers 504.
     #[arg(long, env = "SKIFF_ROUTER_RESPONSE_TIMEOUT", default_value_t = 30)]
     pub router_response_timeout: u64,
+    /// Milliseconds the router waits for a connection to an app's container before it tries
+    /// the app's next one (a container that just stopped refuses at once; one on a node that
+    /// vanished never answers).
+    #[arg(long, env = "SKIFF_ROUTER_CONNECT_TIMEOUT", default_value_t = 5000)]
+    pub router_connect_timeout: u64,
     /// Seconds a client connection may go without a byte either way before the router
     /// closes it (idle HTTP/2 connections, stalled request bodies, quiet WebSockets).
     #[arg(long, env = "SKIFF_ROUTER_IDLE_TIMEOUT", default_value_t = 60)]
@@ -728,6 +733,7 @@ fn router_config(
         access_log: settings.router_access_log.then_some(syslog),
         trusted_proxies: trusted_proxies?,
         response_timeout: Duration::from_secs(settings.router_response_timeout.max(1)),
+        connect_timeout: Duration::from_millis(settings.router_connect_timeout.max(1)),
         idle_timeout: Duration::from_secs(settings.router_idle_timeout.max(1)),
         threads: settings.router_threads,
         ..Default::default()

@@ -156,6 +156,7 @@ impl Platform {
             router_threads: 0,
             router_trusted_proxies: String::new(),
             router_response_timeout: 30,
+            router_connect_timeout: 5000,
             router_idle_timeout: 60,
             gc_interval: 3600,
             hook_program: Some(PathBuf::from(env!("CARGO_BIN_EXE_skiffd"))),
