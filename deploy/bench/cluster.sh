@@ -86,7 +86,13 @@ steady() {
   done
 }
 # "FAILED of TOTAL" in a steady load's file.
-tally() { echo "$(grep -vc '^200$' "$1" || true) of $(wc -l <"$1")"; }
+# "N of M", and the failed answers by status (000: no answer within curl's 5 s).
+tally() {
+  local failed codes
+  failed=$(grep -vc '^200$' "$1" || true)
+  codes=$(grep -v '^200$' "$1" | sort | uniq -c | awk '{printf "%s%s ×%s", sep, $2, $1; sep=", "}')
+  echo "$failed of $(wc -l <"$1")${codes:+ ($codes)}"
+}
 running_web() { "$skiff" ps -a spread | awk '$1 == "web" && /running/' | wc -l; }
 
 # Drain both workers: seconds until every container moved.

@@ -318,15 +318,15 @@ impl Upstreams {
 /// silent to keep-alive probes, before the connection fails: a node that is gone (its
 /// engine killed, its link cut) sends no reset, and without this a request waiting on it
 /// would wait for the response timeout, and an idle connection to it would look alive.
-const DEAD_PEER: Duration = Duration::from_secs(4);
+const DEAD_PEER: Duration = Duration::from_secs(3);
 
 /// Makes the kernel fail a connection whose peer went silent within about [`DEAD_PEER`]:
-/// probes after two seconds without traffic, one a second, and a limit on unacknowledged
+/// probes after a second without traffic, one a second, and a limit on unacknowledged
 /// data. A live app that is merely slow answers the probes, so a long request lives on.
 fn notice_dead_peers(stream: &TcpStream) -> std::io::Result<()> {
     let socket = socket2::SockRef::from(stream);
     let probes = socket2::TcpKeepalive::new()
-        .with_time(Duration::from_secs(2))
+        .with_time(Duration::from_secs(1))
         .with_interval(Duration::from_secs(1))
         .with_retries(3);
     socket.set_tcp_keepalive(&probes)?;
