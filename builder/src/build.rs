@@ -127,7 +127,7 @@ async fn tree_tar(ctx: &Context<'_>, prefix: &str) -> Result<Vec<u8>, BuildError
 ///
 /// # Errors
 /// See [`BuildError`]; nothing is released when a step fails.
-pub async fn run(ctx: &Context<'_>, out: &mut Output) -> Result<Release, BuildError> {
+pub async fn run(ctx: &Context<'_>, out: &mut Output) -> Result<Released, BuildError> {
     let started = Instant::now();
     let sha = ctx.update.new.as_str();
     let short = &sha[..7.min(sha.len())];
@@ -156,6 +156,7 @@ pub async fn run(ctx: &Context<'_>, out: &mut Output) -> Result<Release, BuildEr
             record.status = BuildStatus::Succeeded;
             record.image = Some(image);
             record.procfile = procfile;
+            let postdeploy = manifest.as_ref().and_then(|m| m.scripts.postdeploy.clone());
             record.app_json = manifest;
             record.log = out.log().to_owned();
             let release =
@@ -167,7 +168,7 @@ pub async fn run(ctx: &Context<'_>, out: &mut Output) -> Result<Release, BuildEr
             if let Err(error) = &rollout {
                 out.step(&error.to_string()).await;
             }
-            rollout
+            Ok(Released { release: rollout?, postdeploy })
         }
         Err(error) => {
             out.step(&format!("Build failed: {error}")).await;
@@ -255,14 +256,16 @@ impl PhaseShown {
     }
 }
 
-/// Runs the pushed `app.json`'s `scripts.postdeploy` on the review app the push made, as
-/// its output comes; whether it succeeded (or there was none).
-pub async fn postdeploy(ctx: &Context<'_>, out: &mut Output) -> bool {
-    let sha = ctx.update.new.as_str();
-    let Ok(Some(text)) = git(ctx, &["cat-file", "blob", &format!("{sha}:app.json")]).await else { return true };
-    let Some(command) = AppJson::parse(&String::from_utf8_lossy(&text)).ok().and_then(|m| m.scripts.postdeploy) else {
-        return true;
-    };
+/// A push that was released: its release, and the pushed `app.json`'s
+/// `scripts.postdeploy` (which a new review app runs).
+pub struct Released {
+    pub release: Release,
+    pub postdeploy: Option<String>,
+}
+
+/// Runs `command` (a pushed `app.json`'s `scripts.postdeploy`) on the review app the push
+/// made, showing its output as it comes; whether it succeeded.
+pub async fn postdeploy(ctx: &Context<'_>, command: String, out: &mut Output) -> bool {
     out.step(&format!("Running postdeploy: {command}")).await;
     let request = skiff_api::RunRequest { command, timeout_secs: None };
     let mut lines = match ctx.controller.postdeploy(&ctx.push.app, &request).await {

@@ -330,11 +330,11 @@ impl Builder {
             }
         };
         match result {
-            Ok(release) => {
+            Ok(build::Released { release, postdeploy }) => {
                 tracing::info!(app = %push.app, version = release.version, "builder.push.released");
                 self.outcomes.released.fetch_add(1, Ordering::Relaxed);
-                let ran = match review_app {
-                    Some(true) => build::postdeploy(&context, &mut out).await,
+                let ran = match (review_app, postdeploy) {
+                    (Some(true), Some(command)) => build::postdeploy(&context, command, &mut out).await,
                     _ => true,
                 };
                 out.exit(if ran { 0 } else { 1 }).await;

@@ -25,9 +25,10 @@ pub struct ReviewAppRow {
     pub pushed_at: String,
 }
 
-const PIPELINE_COLUMNS: &str =
-    "SELECT p.id, p.name, p.owner_id, u.username, p.created_at, p.review_apps, p.review_days,
-     p.review_config FROM pipelines p JOIN users u ON u.id = p.owner_id";
+/// What [`Db::pipeline_row`] reads, from [`PIPELINE_TABLES`].
+const PIPELINE_FIELDS: &str =
+    "p.id, p.name, p.owner_id, u.username, p.created_at, p.review_apps, p.review_days, p.review_config";
+const PIPELINE_TABLES: &str = "pipelines p JOIN users u ON u.id = p.owner_id";
 
 const REVIEW_APP_COLUMNS: &str = "SELECT app_id, parent_id, pipeline_id, branch, pushed_at FROM review_apps";
 
@@ -81,7 +82,7 @@ impl Db {
 
     /// A pipeline by name.
     pub async fn pipeline(&self, name: &PipelineName) -> Result<Option<PipelineRow>, DbError> {
-        sqlx::query(sqlx::AssertSqlSafe(format!("{PIPELINE_COLUMNS} WHERE p.name = $1")))
+        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {PIPELINE_FIELDS} FROM {PIPELINE_TABLES} WHERE p.name = $1")))
             .bind(name.as_str())
             .fetch_optional(&self.pool)
             .await?
@@ -91,9 +92,11 @@ impl Db {
 
     /// Every pipeline, by name.
     pub async fn pipelines(&self) -> Result<Vec<PipelineRow>, DbError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{PIPELINE_COLUMNS} ORDER BY p.name")))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {PIPELINE_FIELDS} FROM {PIPELINE_TABLES} ORDER BY p.name"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
         rows.into_iter().map(Self::pipeline_row).collect()
     }
 
@@ -137,19 +140,15 @@ impl Db {
     /// The pipeline an app is in, with its stage there.
     pub async fn coupling(&self, app_id: i64) -> Result<Option<(PipelineRow, Stage)>, DbError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{PIPELINE_COLUMNS} JOIN pipeline_apps pa ON pa.pipeline_id = p.id WHERE pa.app_id = $1"
+            "SELECT {PIPELINE_FIELDS}, pa.stage FROM {PIPELINE_TABLES}
+             JOIN pipeline_apps pa ON pa.pipeline_id = p.id WHERE pa.app_id = $1"
         )))
         .bind(app_id)
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let row = Self::pipeline_row(row)?;
-        let stage: String = sqlx::query("SELECT stage FROM pipeline_apps WHERE app_id = $1")
-            .bind(app_id)
-            .fetch_one(&self.pool)
-            .await?
-            .get(0);
-        Ok(Some((row, enum_parse(stage)?)))
+        let stage = enum_parse(row.get(8))?;
+        Ok(Some((Self::pipeline_row(row)?, stage)))
     }
 
     /// Sets a pipeline's review apps on or off, and how they are made.

@@ -32,16 +32,17 @@ impl Pipelines<'_> {
             ApiError::Conflict(format!("a pipeline named `{name}` exists already; pick another name"))
         })?;
         c.events.emit_platform(&format!("{} created pipeline {name}", user.username)).await;
-        self.view(user, row).await
+        self.view(row, Vec::new()).await
     }
 
     /// The pipelines `user` may see.
     pub async fn list(&self, user: &UserRow) -> Result<Vec<Pipeline>, ApiError> {
+        let apps = self.apps_of(user).await?;
         let mut seen = Vec::new();
         for row in self.0.db.pipelines().await? {
-            let view = self.view(user, row).await?;
-            if user.admin || view.owner == user.username || !view.apps.is_empty() {
-                seen.push(view);
+            let members = self.members_seen(&row, &apps).await?;
+            if may_see(user, &row, &members) {
+                seen.push(self.view(row, members).await?);
             }
         }
         Ok(seen)
@@ -49,8 +50,8 @@ impl Pipelines<'_> {
 
     /// One pipeline, when `user` may see it.
     pub async fn info(&self, user: &UserRow, name: &str) -> Result<Pipeline, ApiError> {
-        let row = self.visible(user, name).await?;
-        self.view(user, row).await
+        let (row, members) = self.visible_with_members(user, name).await?;
+        self.view(row, members).await
     }
 
     /// Destroys a pipeline (its owner or an admin); its apps stay.
@@ -77,7 +78,8 @@ impl Pipelines<'_> {
         c.events
             .emit(&app.name, &format!("{} put {} in pipeline {} ({stage})", user.username, app.name, row.name))
             .await;
-        self.view(user, row).await
+        let members = self.members_seen(&row, &self.apps_of(user).await?).await?;
+        self.view(row, members).await
     }
 
     /// Takes `app` out of its pipeline.
@@ -118,8 +120,8 @@ impl Pipelines<'_> {
             let next = stage.next().ok_or_else(|| {
                 ApiError::BadRequest(format!("{} is in production, the last stage; name apps with --to", app.name))
             })?;
-            let next_ids: Vec<i64> = members.iter().filter(|(_, s)| *s == next).map(|(id, _)| *id).collect();
-            for target in c.db.apps(None).await?.into_iter().filter(|a| next_ids.contains(&a.id)) {
+            for (id, _) in members.iter().filter(|(_, s)| *s == next) {
+                let Some(target) = c.db.app_by_id(*id).await? else { continue };
                 targets.push(c.app_for(user, target.name.as_str()).await?);
             }
             if targets.is_empty() {
@@ -214,14 +216,31 @@ impl Pipelines<'_> {
 
     /// The pipeline named `name`, when `user` may see it.
     pub(super) async fn visible(&self, user: &UserRow, name: &str) -> Result<PipelineRow, ApiError> {
+        Ok(self.visible_with_members(user, name).await?.0)
+    }
+
+    /// The pipeline named `name`, when `user` may see it, with the apps of it they see.
+    async fn visible_with_members(
+        &self,
+        user: &UserRow,
+        name: &str,
+    ) -> Result<(PipelineRow, Vec<(AppRow, Stage)>), ApiError> {
         let not_found = || ApiError::NotFound(format!("pipeline `{name}` not found; see `skiff pipelines`"));
         let name: PipelineName = name.parse().map_err(|_| not_found())?;
         let row = self.0.db.pipeline(&name).await?.ok_or_else(not_found)?;
-        if user.admin || row.owner_id == user.id || !self.view(user, row.clone()).await?.apps.is_empty() {
-            Ok(row)
-        } else {
-            Err(not_found())
-        }
+        let members = self.members_seen(&row, &self.apps_of(user).await?).await?;
+        if may_see(user, &row, &members) { Ok((row, members)) } else { Err(not_found()) }
+    }
+
+    /// The apps `user` may see.
+    async fn apps_of(&self, user: &UserRow) -> Result<Vec<AppRow>, ApiError> {
+        Ok(self.0.db.apps((!user.admin).then_some(user.id)).await?)
+    }
+
+    /// The apps of the pipeline among `apps`, with their stages.
+    async fn members_seen(&self, row: &PipelineRow, apps: &[AppRow]) -> Result<Vec<(AppRow, Stage)>, ApiError> {
+        let members = self.0.db.pipeline_apps(row.id).await?;
+        Ok(apps.iter().filter_map(|app| Some((app.clone(), members.iter().find(|(id, _)| *id == app.id)?.1))).collect())
     }
 
     /// The pipeline named `name`, when `user` may change it: its owner, or an admin.
@@ -234,17 +253,15 @@ impl Pipelines<'_> {
         }
     }
 
-    /// A pipeline with the apps of it that `user` may see, by stage then name.
-    async fn view(&self, user: &UserRow, row: PipelineRow) -> Result<Pipeline, ApiError> {
-        let c = self.0;
-        let members = c.db.pipeline_apps(row.id).await?;
+    /// A pipeline with `members` (the apps of it the caller sees) and the release each
+    /// runs, by stage then name.
+    async fn view(&self, row: PipelineRow, members: Vec<(AppRow, Stage)>) -> Result<Pipeline, ApiError> {
         let mut apps = Vec::new();
-        for app in c.db.apps((!user.admin).then_some(user.id)).await? {
-            let Some((_, stage)) = members.iter().find(|(id, _)| *id == app.id) else { continue };
-            let release = c.db.running_release(&app).await?;
+        for (app, stage) in members {
+            let release = self.0.db.running_release(&app).await?;
             apps.push(PipelineApp {
                 app: app.name,
-                stage: *stage,
+                stage,
                 release: release.as_ref().map(|r| r.version),
                 image: release.map(|r| r.image),
             });
@@ -252,4 +269,10 @@ impl Pipelines<'_> {
         apps.sort_by(|a, b| (a.stage, &a.app).cmp(&(b.stage, &b.app)));
         Ok(Pipeline { name: row.name, owner: row.owner, created_at: row.created_at, apps, review_apps: row.review })
     }
+}
+
+/// Whether `user` sees a pipeline: its owner and admins do, and whoever sees one of its
+/// apps (`members`: those they see).
+fn may_see(user: &UserRow, row: &PipelineRow, members: &[(AppRow, Stage)]) -> bool {
+    user.admin || row.owner_id == user.id || !members.is_empty()
 }
