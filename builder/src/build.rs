@@ -211,6 +211,11 @@ async fn follow_rollout(
                 out.step(&format!("v{} never ran: a newer release was deployed first", current.version)).await;
                 return Ok(current);
             }
+            ReleaseState::Trial => {
+                let app = &ctx.push.app;
+                out.step(&format!("v{} is on trial as a canary; see `skiff canary -a {app}`", current.version)).await;
+                return Ok(current);
+            }
             ReleaseState::Pending if Instant::now() >= deadline => {
                 out.step(&format!(
                     "v{} is still starting; follow it with `skiff ps -a {}`",

@@ -66,6 +66,7 @@ mod tests {
             maintenance: false,
             tls: Default::default(),
             access: Default::default(),
+            canary: None,
         }
     }
 

@@ -3,6 +3,7 @@
 //!
 //! Layout:
 //! - [`table`]: the route table, plain data swapped atomically; lookups are pure.
+//! - [`canary`]: per-release counts of apps' canaries, reported to the controller.
 //! - [`feed`]: keeps the table in step with the controller's route feed.
 //! - [`policy`]: what the router does with a request (route, refusal, redirect, the
 //!   forwarded headers), decided once, pure, for both engines to render.
@@ -22,6 +23,7 @@
 //! and stream the answer back.
 
 pub mod access;
+pub mod canary;
 pub mod feed;
 pub mod framing;
 pub mod idle;

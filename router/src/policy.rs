@@ -73,7 +73,7 @@ pub enum Decision<'t> {
 /// backends, else its backends. `hsts` is the `Strict-Transport-Security` max-age to add to
 /// the answer (0: none; only over HTTPS).
 pub fn decide<'t>(table: &'t Table, facts: &Facts<'_>) -> Decision<'t> {
-    let (lookup, policy) = table.lookup_with_policy(facts.host);
+    let (lookup, policy) = table.lookup_with_policy(facts.host, facts.client);
     let tls = policy.map_or_else(Default::default, |p| p.tls);
     let hsts = if facts.https { tls.hsts_max_age } else { 0 };
     let app = match &lookup {
@@ -345,6 +345,7 @@ mod tests {
             maintenance: false,
             tls: TlsSettings::default(),
             access: AccessPolicy::default(),
+            canary: None,
         };
         let backend = || vec![([127, 0, 0, 1], 9).into()];
         let mut secure = route("secure", backend());

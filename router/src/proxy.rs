@@ -67,6 +67,8 @@ pub struct Config {
     /// Worker threads serving client connections, each with its own event loop; 0 for
     /// one per CPU.
     pub threads: usize,
+    /// Where requests of apps' canaries are counted, for the controller's judge.
+    pub canary_counts: Arc<crate::canary::CanaryCounts>,
 }
 
 impl Default for Config {
@@ -79,6 +81,7 @@ impl Default for Config {
             access_log: None,
             trusted_proxies: Vec::new(),
             threads: 0,
+            canary_counts: Arc::default(),
         }
     }
 }
@@ -497,22 +500,32 @@ struct AccessLine<'a> {
     client: std::net::IpAddr,
     status: u16,
     started: std::time::Instant,
+    /// The side of the app's canary the request went to.
+    canary: Option<crate::table::CanaryPick>,
 }
 
 impl Proxy {
     /// Counts an answered request in its app's metrics and sends its access line.
     fn log_access(&self, line: &AccessLine<'_>) {
-        let AccessLine { app, method, path, host, request_id, client, status, started } = *line;
+        let AccessLine { app, method, path, host, request_id, client, status, started, canary } = *line;
+        let took = started.elapsed();
         let upstream_error = status == StatusCode::BAD_GATEWAY || status == StatusCode::GATEWAY_TIMEOUT;
-        self.shared.metrics.record(self.index, app, status, started.elapsed(), upstream_error);
+        self.shared.metrics.record(self.index, app, status, took, upstream_error);
+        if let Some(pick) = canary {
+            self.shared.config.canary_counts.record(app, pick, status, took);
+        }
         if let Some(access) = &self.access {
             let level = if status >= 500 { "error" } else { "info" };
-            let took = started.elapsed().as_millis();
+            let took = took.as_millis();
             let sent = access.send(app, |line| {
                 write!(
                     line,
                     "at={level} method={method} path=\"{path}\" host={host} request_id={request_id} fwd=\"{client}\" status={status} service={took}ms"
-                )
+                )?;
+                match canary {
+                    Some(pick) => write!(line, " canary={}", pick.arm),
+                    None => Ok(()),
+                }
             });
             if !sent {
                 self.shared.metrics.access_line_dropped();
@@ -557,6 +570,7 @@ impl Proxy {
         let path = path_and_query.as_ref().map_or("/", |p| p.as_str());
         let table = self.shared.table.load();
         let facts = policy::Facts { host, path, client, https: entry.https, https_port: self.shared.https_port };
+        let mut canary = None;
         let (app, mut response, hsts) = match policy::decide(&table, &facts) {
             // The router's own endpoints answer on any host that is not an app's.
             Decision::Router(Endpoint::Metrics) => {
@@ -575,6 +589,7 @@ impl Proxy {
             Decision::Router(Endpoint::NoApp) => return render(policy::no_app(host)),
             Decision::Answer { app, page, hsts } => (app, render(page), hsts),
             Decision::Forward { app, backends, max_body, hsts } => {
+                canary = backends.canary();
                 let target = Target {
                     host: &host_value,
                     client,
@@ -602,6 +617,7 @@ impl Proxy {
             client,
             status: response.status().as_u16(),
             started,
+            canary,
         };
         self.log_access(&line);
         response

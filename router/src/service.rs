@@ -53,6 +53,10 @@ pub async fn run(
         Routes::Follow { controller_url, service_token } => {
             let table = Arc::new(ArcSwap::from_pointee(Table::default()));
             let client = skiff_client::Client::new(&controller_url, Some(service_token));
+            let counts = config.router.canary_counts.clone();
+            let reporting = client.clone();
+            let stopped = shutdown.clone();
+            tasks.spawn(async move { counts.report(reporting, stopped).await });
             tasks.spawn(crate::feed::follow(client, table.clone(), shutdown.clone()));
             table
         }

@@ -2,6 +2,7 @@
 //! swapped in atomically; requests in flight keep the snapshot they started with.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use std::net::IpAddr;
 
-use skiff_api::{AppName, Cidr, Route, RouteTable, TlsSettings};
+use skiff_api::{AppName, Arm, Cidr, Route, RouteTable, TlsSettings};
 
 use crate::tls::Certificates;
 
@@ -73,54 +74,130 @@ struct BackendState {
     aside_until: AtomicU64,
 }
 
-/// One app's backends, its round-robin position, and each backend's state.
+/// Backends that take turns, and each one's state.
+#[derive(Debug)]
+struct Pool {
+    backends: Vec<SocketAddr>,
+    states: Vec<Arc<BackendState>>,
+    /// The round-robin position.
+    next: AtomicUsize,
+}
+
+impl Pool {
+    /// `backends`, with the state each had in `kept` (see [`Table::next`]).
+    fn new(app: &AppName, backends: &[SocketAddr], kept: &HashMap<(&AppName, SocketAddr), &Arc<BackendState>>) -> Self {
+        let states =
+            backends.iter().map(|b| kept.get(&(app, *b)).map_or_else(Arc::default, |s| Arc::clone(s))).collect();
+        Self { backends: backends.to_vec(), states, next: AtomicUsize::new(0) }
+    }
+
+    fn is_aside(&self, index: usize, now: u64) -> bool {
+        self.states[index].aside_until.load(Ordering::Relaxed) > now
+    }
+
+    fn states(&self) -> impl Iterator<Item = (SocketAddr, &Arc<BackendState>)> {
+        self.backends.iter().copied().zip(&self.states)
+    }
+}
+
+/// A release on trial: its backends and the share of requests they get.
+#[derive(Debug)]
+struct CanarySplit {
+    id: i64,
+    release: u32,
+    percent: u8,
+    sticky: bool,
+    pool: Pool,
+    /// Requests split so far (by request, not sticky).
+    counted: AtomicU64,
+}
+
+impl CanarySplit {
+    /// Whether this request goes to the canary: exactly `percent` of every hundred in
+    /// turn, or, sticky, by a hash of the client's address (the same side every time).
+    fn takes(&self, client: IpAddr) -> bool {
+        let percent = u64::from(self.percent);
+        if self.sticky {
+            let hash = foldhash::fast::FixedState::with_seed(self.id as u64).hash_one(client);
+            return hash % 100 < percent;
+        }
+        let n = self.counted.fetch_add(1, Ordering::Relaxed);
+        (n + 1) * percent / 100 != n * percent / 100
+    }
+}
+
+/// One app's backends, and the canary beside them.
 #[derive(Debug)]
 pub struct AppRoute {
     pub app: AppName,
     maintenance: bool,
     policy: Policy,
-    backends: Vec<SocketAddr>,
-    states: Vec<Arc<BackendState>>,
-    next: AtomicUsize,
+    pool: Pool,
+    canary: Option<CanarySplit>,
 }
 
 impl AppRoute {
-    fn is_aside(&self, index: usize, now: u64) -> bool {
-        self.states[index].aside_until.load(Ordering::Relaxed) > now
+    fn pools(&self) -> impl Iterator<Item = &Pool> {
+        std::iter::once(&self.pool).chain(self.canary.as_ref().map(|c| &c.pool))
     }
 }
 
+/// The canary a request took part in, and on which side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CanaryPick {
+    pub id: i64,
+    pub arm: Arm,
+    /// The release of the side it went to, when known (the canary's).
+    pub release: Option<u32>,
+}
+
 /// An app's backends in the order to try them: this request's round-robin pick first,
-/// then the others, with backends that recently refused a connection last.
+/// then the others, with backends that recently refused a connection last. With a canary
+/// running, only the backends of the side the request was sent to.
 #[derive(Debug, Clone)]
 pub struct Backends {
     route: Arc<AppRoute>,
+    arm: Arm,
     first: usize,
 }
 
 impl Backends {
+    fn pool(&self) -> &Pool {
+        match (self.arm, &self.route.canary) {
+            (Arm::Canary, Some(canary)) => &canary.pool,
+            _ => &self.route.pool,
+        }
+    }
+
+    /// The canary this request is part of.
+    pub fn canary(&self) -> Option<CanaryPick> {
+        let canary = self.route.canary.as_ref()?;
+        let release = (self.arm == Arm::Canary).then_some(canary.release);
+        Some(CanaryPick { id: canary.id, arm: self.arm, release })
+    }
+
     /// The backends to try in order: those with the fewest requests outstanding first
     /// (ties in round-robin order), then those set aside.
     pub fn iter(&self) -> impl Iterator<Item = SocketAddr> + '_ {
-        let route = &self.route;
+        let pool = self.pool();
         let now = millis_now();
-        let rotation =
-            move || (0..route.backends.len()).map(move |offset| (self.first + offset) % route.backends.len());
+        let rotation = move || (0..pool.backends.len()).map(move |offset| (self.first + offset) % pool.backends.len());
         // Each backend's count is read once: other threads change the counts while this
         // one sorts, and a sort whose keys change under it has no order to find.
         let mut ready: Vec<(usize, usize)> = rotation()
-            .filter(|&index| !route.is_aside(index, now))
-            .map(|index| (route.states[index].outstanding.load(Ordering::Relaxed), index))
+            .filter(|&index| !pool.is_aside(index, now))
+            .map(|index| (pool.states[index].outstanding.load(Ordering::Relaxed), index))
             .collect();
         // Stable: among equally busy backends the rotation decides.
         ready.sort_by_key(|&(outstanding, _)| outstanding);
-        let aside = rotation().filter(move |&index| route.is_aside(index, now));
-        ready.into_iter().map(|(_, index)| index).chain(aside).map(move |index| route.backends[index])
+        let aside = rotation().filter(move |&index| pool.is_aside(index, now));
+        ready.into_iter().map(|(_, index)| index).chain(aside).map(move |index| pool.backends[index])
     }
 
     fn state(&self, backend: SocketAddr) -> Option<&Arc<BackendState>> {
-        let index = self.route.backends.iter().position(|b| *b == backend)?;
-        self.route.states.get(index)
+        let pool = self.pool();
+        let index = pool.backends.iter().position(|b| *b == backend)?;
+        pool.states.get(index)
     }
 
     /// Counts a request to `backend` as outstanding until the returned guard is dropped.
@@ -199,23 +276,27 @@ impl Table {
             .hosts
             .values()
             .chain(self.wildcards.iter().map(|(_, route)| route))
-            .flat_map(|route| route.backends.iter().zip(&route.states).map(|(b, state)| ((&route.app, *b), state)))
+            .flat_map(|route| route.pools().flat_map(|pool| pool.states().map(|(b, state)| ((&route.app, b), state))))
             .collect();
         let mut hosts = HashMap::default();
         let mut wildcards = Vec::new();
         for route in &snapshot.routes {
-            let states = route
-                .backends
-                .iter()
-                .map(|backend| kept.get(&(&route.app, *backend)).map_or_else(Arc::default, |s| Arc::clone(s)))
-                .collect();
+            // A canary with no backend ready takes no requests.
+            let canary =
+                route.canary.as_ref().filter(|c| !c.backends.is_empty() && c.percent > 0).map(|c| CanarySplit {
+                    id: c.id,
+                    release: c.release,
+                    percent: c.percent.min(100),
+                    sticky: c.sticky,
+                    pool: Pool::new(&route.app, &c.backends, &kept),
+                    counted: AtomicU64::new(0),
+                });
             let entry = Arc::new(AppRoute {
                 app: route.app.clone(),
                 maintenance: route.maintenance,
                 policy: Policy::of(route),
-                backends: route.backends.clone(),
-                states,
-                next: AtomicUsize::new(0),
+                pool: Pool::new(&route.app, &route.backends, &kept),
+                canary,
             });
             for host in &route.hosts {
                 let host = host.to_ascii_lowercase();
@@ -251,6 +332,7 @@ impl Table {
                 maintenance: false,
                 tls: Default::default(),
                 access: Default::default(),
+                canary: None,
             });
         }
         Ok(Self::from_snapshot(&RouteTable { version: 1, routes, certificates: Vec::new() }))
@@ -258,11 +340,11 @@ impl Table {
 
     /// Where a request for `host` (a `Host` header value, port allowed) goes.
     pub fn lookup(&self, host: &str) -> Lookup<'_> {
-        self.lookup_with_policy(host).0
+        self.lookup_with_policy(host, IpAddr::from([0, 0, 0, 0])).0
     }
 
-    /// Where a request for `host` goes, and what the app asks of it.
-    pub fn lookup_with_policy(&self, host: &str) -> (Lookup<'_>, Option<&Policy>) {
+    /// Where a request for `host` from `client` goes, and what the app asks of it.
+    pub fn lookup_with_policy(&self, host: &str, client: IpAddr) -> (Lookup<'_>, Option<&Policy>) {
         let name = host
             .rsplit_once(':')
             .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
@@ -280,11 +362,19 @@ impl Table {
         let Some(route) = route else { return (Lookup::UnknownHost, None) };
         let lookup = if route.maintenance {
             Lookup::Maintenance(&route.app)
-        } else if route.backends.is_empty() {
-            Lookup::NoBackend(&route.app)
         } else {
-            let first = route.next.fetch_add(1, Ordering::Relaxed) % route.backends.len();
-            Lookup::Backend(&route.app, Backends { route: route.clone(), first })
+            let arm = match &route.canary {
+                Some(canary) if canary.takes(client) => Arm::Canary,
+                _ => Arm::Baseline,
+            };
+            let pool = if arm == Arm::Canary { route.canary.as_ref().map(|c| &c.pool) } else { Some(&route.pool) };
+            match pool.filter(|pool| !pool.backends.is_empty()) {
+                None => Lookup::NoBackend(&route.app),
+                Some(pool) => {
+                    let first = pool.next.fetch_add(1, Ordering::Relaxed) % pool.backends.len();
+                    Lookup::Backend(&route.app, Backends { route: route.clone(), arm, first })
+                }
+            }
         };
         (lookup, Some(&route.policy))
     }
@@ -310,6 +400,7 @@ mod tests {
                     maintenance: false,
                     tls: Default::default(),
                     access: Default::default(),
+                    canary: None,
                 },
                 Route {
                     app: "idle".parse().unwrap(),
@@ -318,6 +409,7 @@ mod tests {
                     maintenance: false,
                     tls: Default::default(),
                     access: Default::default(),
+                    canary: None,
                 },
                 Route {
                     app: "closed".parse().unwrap(),
@@ -326,6 +418,7 @@ mod tests {
                     maintenance: true,
                     tls: Default::default(),
                     access: Default::default(),
+                    canary: None,
                 },
             ],
             certificates: Vec::new(),
@@ -455,7 +548,7 @@ mod tests {
         let busy = before.next(&snapshot(5));
         let in_flight = shop_backends(&busy).track(second);
         let later = busy.next(&snapshot(6));
-        let state = |table: &Table, index: usize| shop_backends(table).route.states[index].clone();
+        let state = |table: &Table, index: usize| shop_backends(table).route.pool.states[index].clone();
         assert_eq!(state(&later, 1).outstanding.load(Ordering::Relaxed), 1);
         drop(in_flight);
         assert_eq!(state(&later, 1).outstanding.load(Ordering::Relaxed), 0);
@@ -464,7 +557,72 @@ mod tests {
         let mut without = snapshot(7);
         without.routes[0].backends = vec![second];
         let back = later.next(&without).next(&snapshot(8));
-        assert!(!shop_backends(&back).route.is_aside(0, millis_now()));
-        assert!(shop_backends(&later).route.is_aside(0, millis_now()), "the table it left keeps the old state");
+        assert!(!shop_backends(&back).route.pool.is_aside(0, millis_now()));
+        assert!(shop_backends(&later).route.pool.is_aside(0, millis_now()), "the table it left keeps the old state");
+    }
+
+    fn with_canary(percent: u8, sticky: bool) -> Table {
+        let mut routes = snapshot(9);
+        routes.routes[0].canary = Some(skiff_api::CanaryRoute {
+            id: 4,
+            release: 7,
+            percent,
+            sticky,
+            backends: vec![([127, 0, 0, 1], 1009).into()],
+        });
+        Table::from_snapshot(&routes)
+    }
+
+    fn side(table: &Table, client: IpAddr) -> Option<CanaryPick> {
+        match table.lookup_with_policy("shop.localhost", client).0 {
+            Lookup::Backend(_, backends) => {
+                let canary = backends.canary();
+                let canary_backend: SocketAddr = ([127, 0, 0, 1], 1009).into();
+                let took_canary = backends.iter().any(|b| b == canary_backend);
+                assert_eq!(took_canary, canary.is_some_and(|c| c.arm == Arm::Canary), "the side's own backends");
+                canary
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_canary_takes_exactly_its_share_of_requests_in_turn() {
+        let table = with_canary(10, false);
+        let client = IpAddr::from([192, 0, 2, 1]);
+        let picks: Vec<CanaryPick> = (0..1000).map(|_| side(&table, client).unwrap()).collect();
+        let canary = picks.iter().filter(|p| p.arm == Arm::Canary).count();
+        assert_eq!(canary, 100);
+        assert!(picks.iter().all(|p| p.id == 4));
+        assert!(picks.iter().filter(|p| p.arm == Arm::Canary).all(|p| p.release == Some(7)));
+        // Spread out: never more than one canary request in ten in a row.
+        for window in picks.chunks(10) {
+            assert_eq!(window.iter().filter(|p| p.arm == Arm::Canary).count(), 1);
+        }
+        assert!(side(&self::table(), client).is_none(), "no canary, no side");
+    }
+
+    #[test]
+    fn a_sticky_canary_keeps_each_client_on_one_side() {
+        let table = with_canary(10, true);
+        let clients: Vec<IpAddr> = (0..2000u32).map(|n| IpAddr::from((0xc000_0000u32 + n).to_be_bytes())).collect();
+        let mut canary = 0;
+        for client in &clients {
+            let first = side(&table, *client).unwrap().arm;
+            for _ in 0..3 {
+                assert_eq!(side(&table, *client).unwrap().arm, first, "{client} changed sides");
+            }
+            canary += usize::from(first == Arm::Canary);
+        }
+        assert!((150..=250).contains(&canary), "{canary} of 2000 clients on the canary");
+    }
+
+    #[test]
+    fn a_canary_without_backends_takes_nothing() {
+        let mut routes = snapshot(9);
+        routes.routes[0].canary =
+            Some(skiff_api::CanaryRoute { id: 4, release: 7, percent: 50, sticky: false, backends: vec![] });
+        let table = Table::from_snapshot(&routes);
+        assert!((0..10).all(|_| side(&table, IpAddr::from([192, 0, 2, 1])).is_none()));
     }
 }

@@ -6,6 +6,7 @@
 //! - [`name`]: validated names (`AppName`, `Username`, `StackName`, `ProcessType`).
 //! - [`wire`]: request and response bodies of the controller API, the route feed and the
 //!   builder/registry hooks.
+//! - [`canary`]: canary releases: the traffic split, routers' samples, the judge's view.
 //! - [`drain`]: log drains and their URLs.
 //! - [`image`]: image references and which registry they name.
 //! - [`outbound`]: which addresses tenant-given URLs may reach.
@@ -13,6 +14,7 @@
 //!   access policies).
 
 pub mod app_json;
+pub mod canary;
 pub mod drain;
 pub mod image;
 pub mod name;
@@ -21,6 +23,10 @@ pub mod rules;
 pub mod wire;
 
 pub use app_json::{AppJson, AppJsonError};
+pub use canary::{
+    Arm, ArmSummary, BucketCount, Canary, CanaryCreate, CanaryRoute, CanarySample, CanarySamples, CanaryState,
+    CanaryTrial, DEFAULT_MIN_REQUESTS, Judgement, MetricJudgement, Verdict,
+};
 pub use drain::{Drain, DrainCreate, DrainProtocol, DrainStatus, DrainTarget, DrainUrlError};
 pub use image::{ImageRef, ImageRefError};
 pub use name::{AppName, Digest, DigestAlgorithm, NameError, PipelineName, ProcessType, StackName, Username};

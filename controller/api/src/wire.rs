@@ -211,6 +211,8 @@ pub enum ReleaseState {
     Failed,
     /// It never ran: a newer release was deployed before it started.
     Superseded,
+    /// It runs as a canary beside the current release, on trial (`skiff canary`).
+    Trial,
 }
 
 /// `PATCH /v2/apps/{app}/config`: keys to set (a value) or unset (`null`), all at once.
@@ -513,6 +515,9 @@ pub struct Route {
     /// Which clients and bodies the router lets through.
     #[serde(default)]
     pub access: AccessPolicy,
+    /// A release on trial beside the one `backends` run, with its share of requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<crate::CanaryRoute>,
 }
 
 /// What the router lets through to an app: `GET`/`PUT /v2/apps/{app}/access`, and in the
@@ -952,6 +957,9 @@ pub struct Promotion {
     /// These apps of the pipeline; none: every app of the next stage.
     #[serde(default)]
     pub to: Vec<AppName>,
+    /// Put the build on trial on each target instead of rolling it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<crate::CanaryTrial>,
 }
 
 #[cfg(test)]

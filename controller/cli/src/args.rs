@@ -120,9 +120,34 @@ pub(crate) fn parse_version(text: &str) -> Result<u32, String> {
     text.trim_start_matches(['v', 'V']).parse().map_err(|_| format!("`{text}` is not a release version like v3"))
 }
 
+/// `90s`, `10m`, `2h`, `1d` or `600` (seconds) as seconds.
+pub(crate) fn parse_duration(text: &str) -> Result<u64, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let (number, factor) = match lower.char_indices().last() {
+        Some((at, 's')) => (&lower[..at], 1),
+        Some((at, 'm')) => (&lower[..at], 60),
+        Some((at, 'h')) => (&lower[..at], 3600),
+        Some((at, 'd')) => (&lower[..at], 86_400),
+        _ => (lower.as_str(), 1),
+    };
+    let number: u64 = number.parse().map_err(|_| format!("`{text}` is not a duration like 90s, 10m or 2h"))?;
+    number.checked_mul(factor).ok_or_else(|| format!("`{text}` is too long"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_in_seconds() {
+        assert_eq!(parse_duration("90s").unwrap(), 90);
+        assert_eq!(parse_duration("10m").unwrap(), 600);
+        assert_eq!(parse_duration("2H").unwrap(), 7200);
+        assert_eq!(parse_duration("1d").unwrap(), 86_400);
+        assert_eq!(parse_duration("45").unwrap(), 45);
+        assert!(parse_duration("soon").unwrap_err().contains("like 90s"));
+        assert!(parse_duration("").is_err());
+    }
 
     #[test]
     fn sizes_read_in_bytes_and_mebibytes() {

@@ -10,9 +10,10 @@ use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 
 use skiff_api::{
-    AccessPolicy, Certificate, CertificateCreate, Domain, DomainCreate, Drain, DrainCreate, Event, Healthcheck, Limits,
-    Maintenance, Pipeline, PipelineCoupling, PipelineCreate, PipelineName, ProcessType, Promotion, ReviewApp,
-    ReviewAppGrant, ReviewAppPush, ReviewAppSettings, SettingsChange, Stage, TlsSettings, UserRef,
+    AccessPolicy, Canary, CanaryCreate, CanarySamples, Certificate, CertificateCreate, Domain, DomainCreate, Drain,
+    DrainCreate, Event, Healthcheck, Limits, Maintenance, Pipeline, PipelineCoupling, PipelineCreate, PipelineName,
+    ProcessType, Promotion, ReviewApp, ReviewAppGrant, ReviewAppPush, ReviewAppSettings, SettingsChange, Stage,
+    TlsSettings, UserRef,
 };
 use skiff_api::{
     App, AppCreate, AppName, Build, BuildCreate, BuildRecorded, ConfigChange, ConfigChanged, Credentials, DeployImage,
@@ -464,6 +465,29 @@ impl Client {
     /// Promotes `app`'s running build: the releases it made.
     pub async fn promote(&self, app: &AppName, promotion: &Promotion) -> Result<Vec<Release>, ClientError> {
         self.post(&format!("/v2/apps/{app}/promote"), promotion).await
+    }
+
+    /// The app's running canary, or its last one.
+    pub async fn canary(&self, app: &AppName) -> Result<Canary, ClientError> {
+        self.get(&format!("/v2/apps/{app}/canary")).await
+    }
+
+    /// Puts a release's build on trial beside the current release.
+    pub async fn start_canary(&self, app: &AppName, canary: &CanaryCreate) -> Result<Canary, ClientError> {
+        self.post(&format!("/v2/apps/{app}/canary"), canary).await
+    }
+
+    /// Ends the app's running canary by hand: `promote` rolls it out, otherwise it is
+    /// rolled back.
+    pub async fn end_canary(&self, app: &AppName, promote: bool) -> Result<Canary, ClientError> {
+        let action = if promote { "promote" } else { "abort" };
+        self.send(self.request(Method::POST, &format!("/v2/apps/{app}/canary/{action}"))).await
+    }
+
+    /// What a router counted of apps' canaries since its last report (service token).
+    pub async fn canary_samples(&self, samples: &CanarySamples) -> Result<(), ClientError> {
+        let request = self.request(Method::POST, "/v2/hooks/canary-samples").timeout(Duration::from_secs(10));
+        self.execute(request.json(samples)).await.map(drop)
     }
 
     /// Uploads a root filesystem tarball (plain or gzip) as a stack.

@@ -22,6 +22,7 @@ use sqlx::{AnyPool, any::AnyPoolOptions};
 
 mod apps;
 mod builds;
+mod canaries;
 mod certs;
 mod domains;
 mod drains;
@@ -32,6 +33,7 @@ mod releases;
 mod stacks;
 mod users;
 
+pub use canaries::CanaryRow;
 pub use pipelines::{PipelineRow, ReviewAppRow};
 
 /// Postgres migrations, applied in order once each.
@@ -44,6 +46,7 @@ const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0006_crashes.sql"),
     include_str!("../../migrations/postgres/0007_release_phase.sql"),
     include_str!("../../migrations/postgres/0008_pipelines.sql"),
+    include_str!("../../migrations/postgres/0009_canaries.sql"),
 ];
 
 /// SQLite migrations, applied in order once each.
@@ -61,6 +64,7 @@ const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0011_crashes.sql"),
     include_str!("../../migrations/sqlite/0012_release_phase.sql"),
     include_str!("../../migrations/sqlite/0013_pipelines.sql"),
+    include_str!("../../migrations/sqlite/0014_canaries.sql"),
 ];
 
 /// A database failure.

@@ -61,12 +61,12 @@ impl Db {
     /// Takes an app's write lock for the rest of the transaction: a write first (a row
     /// lock on Postgres, the database's write lock on SQLite), so that what the
     /// transaction reads next no other writer changes before it commits.
-    async fn lock_app(tx: &mut sqlx::Transaction<'_, sqlx::Any>, app_id: i64) -> Result<(), DbError> {
+    pub(super) async fn lock_app(tx: &mut sqlx::Transaction<'_, sqlx::Any>, app_id: i64) -> Result<(), DbError> {
         sqlx::query("UPDATE apps SET id = id WHERE id = $1").bind(app_id).execute(&mut **tx).await?;
         Ok(())
     }
 
-    async fn insert_release(
+    pub(super) async fn insert_release(
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         app: &AppRow,
         new: &NewRelease<'_>,
@@ -78,6 +78,16 @@ impl Db {
             .keys()
             .any(|process| ProcessType::is_release(process.as_str()))
             .then(|| ReleasePhase { state: PhaseState::Running, output: String::new() });
+        // A release on trial never becomes current once a newer one is made: its canary ends.
+        sqlx::query("UPDATE releases SET state = 'superseded' WHERE app_id = $1 AND state = 'trial'")
+            .bind(app.id)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query("UPDATE canaries SET state = 'superseded', ended_at = $1 WHERE app_id = $2 AND state = 'running'")
+            .bind(&created_at)
+            .bind(app.id)
+            .execute(&mut **tx)
+            .await?;
         let version: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) + 1 FROM releases WHERE app_id = $1")
             .bind(app.id)
             .fetch_one(&mut **tx)
@@ -117,7 +127,7 @@ impl Db {
         })
     }
 
-    fn release_row(app: &AppName, row: AnyRow) -> Result<Release, DbError> {
+    pub(super) fn release_row(app: &AppName, row: AnyRow) -> Result<Release, DbError> {
         let procfile: String = row.get("procfile");
         Ok(Release {
             app: app.clone(),
@@ -162,8 +172,11 @@ impl Db {
         failure: Option<&str>,
     ) -> Result<bool, DbError> {
         let mut tx = self.writer.begin().await?;
+        // A release on trial fails like a pending one (its canary then ends); it is deployed
+        // only once its canary passed.
         let settle = "UPDATE releases SET state = $1, failure = $2
-                      WHERE state = 'pending' AND version = $3 AND app_id = (SELECT id FROM apps WHERE name = $4)";
+                      WHERE (state = 'pending' OR (state = 'trial' AND $1 = 'failed'))
+                        AND version = $3 AND app_id = (SELECT id FROM apps WHERE name = $4)";
         let settled = update_release(&mut *tx, settle, enum_text(&state), failure, version, app).await?;
         if settled && state == ReleaseState::Deployed {
             // Older releases still waiting to start never will.
@@ -200,10 +213,12 @@ impl Db {
         self.release_of(app, query.bind(app.id).bind(i64::from(version))).await
     }
 
-    /// The release an app runs (or is rolling out): its newest that did not fail.
+    /// The release an app runs (or is rolling out): its newest that did not fail and is
+    /// not on trial.
     pub async fn running_release(&self, app: &AppRow) -> Result<Option<Release>, DbError> {
-        let query =
-            sqlx::query("SELECT * FROM releases WHERE app_id = $1 AND state <> 'failed' ORDER BY version DESC LIMIT 1");
+        let query = sqlx::query(
+            "SELECT * FROM releases WHERE app_id = $1 AND state NOT IN ('failed', 'trial') ORDER BY version DESC LIMIT 1",
+        );
         self.release_of(app, query.bind(app.id)).await
     }
 
@@ -222,24 +237,25 @@ impl Db {
         config_parse(&text)
     }
 
-    /// Every app's id with the release it should run: its newest that did not fail and
-    /// whose `release` command (if it has one) succeeded.
+    /// Every app's id with the release it should run: its newest that did not fail, is not
+    /// on trial, and whose `release` command (if it has one) succeeded.
     pub async fn current_releases_by_app(&self) -> Result<Vec<(i64, Release)>, DbError> {
         self.releases_by_app(
             "SELECT a.id AS app_id, a.name AS app_name, r.* FROM releases r JOIN apps a ON a.id = r.app_id
              WHERE r.version = (SELECT MAX(version) FROM releases
-                                WHERE app_id = r.app_id AND state <> 'failed' AND (phase IS NULL OR phase = 'succeeded'))
+                                WHERE app_id = r.app_id AND state NOT IN ('failed', 'trial')
+                                  AND (phase IS NULL OR phase = 'succeeded'))
              ORDER BY a.name",
         )
         .await
     }
 
-    /// Every app's id with its newest release, when that one waits for its `release`
-    /// command.
+    /// Every app's id with its newest release, when that one (pending, or on trial) waits
+    /// for its `release` command.
     pub async fn releases_awaiting_phase(&self) -> Result<Vec<(i64, Release)>, DbError> {
         self.releases_by_app(
             "SELECT a.id AS app_id, a.name AS app_name, r.* FROM releases r JOIN apps a ON a.id = r.app_id
-             WHERE r.state = 'pending' AND r.phase = 'running'
+             WHERE r.state IN ('pending', 'trial') AND r.phase = 'running'
                AND r.version = (SELECT MAX(version) FROM releases WHERE app_id = r.app_id AND state <> 'failed')
              ORDER BY a.name",
         )

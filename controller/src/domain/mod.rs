@@ -1,12 +1,13 @@
 //! What the controller does, named by what it acts on: [`Accounts`], [`Apps`],
 //! [`Releases`], [`Formation`], [`Domains`], [`Certificates`], [`Drains`], [`OneOffs`],
-//! [`Nodes`], [`Pipelines`] and [`ReviewApps`]. An operation checks its input, writes the database, records the event and
+//! [`Nodes`], [`Pipelines`], [`ReviewApps`] and [`Canaries`]. An operation checks its input, writes the database, records the event and
 //! wakes the scheduler in one place; the HTTP layer (`crate::http`) only turns requests into
 //! calls and results into answers. Each is reached from the shared state:
 //! `controller.releases().rollback(…)`.
 
 mod accounts;
 mod apps;
+mod canaries;
 mod certs;
 mod domains;
 mod drains;
@@ -19,6 +20,7 @@ mod review_apps;
 
 pub use accounts::Accounts;
 pub use apps::Apps;
+pub use canaries::{Canaries, judge_canaries};
 pub use certs::{CertificateError, Certificates, Inspected, covers, inspect};
 pub use domains::Domains;
 pub use drains::Drains;

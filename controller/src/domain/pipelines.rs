@@ -8,7 +8,9 @@
 //! may see an app takes it out of its pipeline, and promotes its build to apps they may
 //! deploy to.
 
-use skiff_api::{AppName, Digest, Pipeline, PipelineApp, PipelineName, Promotion, Release, ReleaseState, Stage};
+use skiff_api::{
+    AppName, CanaryTrial, Digest, Pipeline, PipelineApp, PipelineName, Promotion, Release, ReleaseState, Stage,
+};
 use skiff_registry_client::RegistryError;
 
 use crate::db::{AppRow, NewRelease, PipelineRow, UserRow};
@@ -140,20 +142,25 @@ impl Pipelines<'_> {
         let source = source.ok_or_else(|| {
             ApiError::Conflict(format!("{} runs no release to promote yet; deploy one first", app.name))
         })?;
+        if let Some(trial) = &promotion.canary {
+            super::canaries::check_trial(trial)?;
+        }
         let mut made = Vec::new();
         for target in &targets {
-            made.push(self.release_on(user, app, &source, target).await?);
+            made.push(self.release_on(user, app, &source, target, promotion.canary.as_ref()).await?);
         }
         Ok(made)
     }
 
-    /// A new release of `target` running `source`'s image, with `target`'s config.
+    /// A new release of `target` running `source`'s image, with `target`'s config; on
+    /// trial beside `target`'s current release with a `canary`.
     async fn release_on(
         &self,
         user: &UserRow,
         app: &AppRow,
         source: &Release,
         target: &AppRow,
+        canary: Option<&CanaryTrial>,
     ) -> Result<Release, ApiError> {
         let c = self.0;
         let image = self.promoted_image(&app.name, &target.name, &source.image).await?;
@@ -170,6 +177,9 @@ impl Pipelines<'_> {
             created_by: &user.username,
             summary: &summary,
         };
+        if let Some(trial) = canary {
+            return Ok(c.canaries().start_with(target, &new, trial).await?.0);
+        }
         let release = c.db.create_release(target, &new).await?;
         c.releases().created(target, &release).await;
         Ok(release)

@@ -1,6 +1,6 @@
 //! What Skiff's own components ask, with the service token: the router's route feed, the
 //! builder's key, push and image checks, build records and review apps, the registry's
-//! sign-ins, and the logger's drain list.
+//! sign-ins, the logger's drain list, and the routers' canary counts.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,8 +12,8 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use skiff_api::{
-    AppName, BuildCreate, Drain, ImageUse, KeyOwner, PushGrant, RegistryAccess, RegistryGrant, Release, ReviewAppGrant,
-    ReviewAppPush, RouteTable, RunRequest, Username,
+    AppName, BuildCreate, CanarySamples, Drain, ImageUse, KeyOwner, PushGrant, RegistryAccess, RegistryGrant, Release,
+    ReviewAppGrant, ReviewAppPush, RouteTable, RunRequest, Username,
 };
 
 use super::extract::Service;
@@ -36,6 +36,7 @@ pub(super) fn routes() -> Router<Arc<Controller>> {
         .route("/v2/hooks/review-apps", post(open_review_app))
         .route("/v2/hooks/review-apps/close", post(close_review_app))
         .route("/v2/hooks/apps/{app}/postdeploy", post(postdeploy))
+        .route("/v2/hooks/canary-samples", post(canary_samples))
 }
 
 async fn route_feed(
@@ -45,6 +46,16 @@ async fn route_feed(
 ) -> Json<RouteTable> {
     let after = query.get("after").and_then(|v| v.parse().ok()).unwrap_or(0);
     Json(c.routes.next(after, ROUTE_POLL).await)
+}
+
+/// A router's counts of apps' canaries, added to the others'.
+async fn canary_samples(
+    State(c): State<Arc<Controller>>,
+    _: Service,
+    Json(samples): Json<CanarySamples>,
+) -> Result<StatusCode, ApiError> {
+    c.db.add_canary_samples(&samples).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn key_owner(

@@ -6,6 +6,7 @@ mod access;
 mod accounts;
 mod admin;
 mod apps;
+mod canaries;
 mod certs;
 mod config;
 mod domains;
@@ -84,6 +85,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .merge(keys::routes())
         .merge(apps::routes())
         .merge(releases::routes())
+        .merge(canaries::routes())
         .merge(config::routes())
         .merge(ps::routes())
         .merge(perms::routes())

@@ -152,6 +152,7 @@ mod tests {
             quantity: 1,
             check: Check::Running,
             boot_timeout: Duration::from_secs(1),
+            on_trial: None,
         })
     }
 

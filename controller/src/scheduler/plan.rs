@@ -19,6 +19,16 @@ pub struct Desired {
     pub check: super::health::Check,
     /// How long a new container has to pass its check.
     pub boot_timeout: std::time::Duration,
+    /// Set for a canary's `web`: a release on trial beside the app's current one.
+    pub on_trial: Option<OnTrial>,
+}
+
+/// A canary's share of its app's requests, for the route feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OnTrial {
+    pub canary: i64,
+    pub percent: u8,
+    pub sticky: bool,
 }
 
 impl Desired {
@@ -66,6 +76,8 @@ pub enum Removal {
     Renewed,
     /// A newer release's containers are ready.
     Replaced,
+    /// Its release no longer runs: a canary that ended without being promoted.
+    Withdrawn,
     /// Its node is being drained, and its replacements elsewhere are ready.
     Evacuated,
     /// Its node went down.
@@ -80,6 +92,7 @@ impl std::fmt::Display for Removal {
             Self::Exited => "container exited",
             Self::Renewed => "replaced by a fresh container of the same release",
             Self::Replaced => "replaced by a newer release",
+            Self::Withdrawn => "its release was withdrawn (a canary that was not promoted)",
             Self::Evacuated => "its node is being drained; replaced on another",
             Self::NodeLost => "its node is down; starting another elsewhere",
         })
@@ -132,7 +145,13 @@ pub fn plan(desired: &[Desired], observed: &[Observed]) -> Vec<Step> {
         }
     }
     for container in observed {
-        let want = desired.iter().find(|d| d.spec.app == container.app && d.spec.process == container.process);
+        // A process type runs one release, or two while a canary is on trial: a container
+        // goes by the one it runs, else by the current (not on trial) one.
+        let of_type = || desired.iter().filter(|d| d.spec.app == container.app && d.spec.process == container.process);
+        let want = of_type()
+            .find(|d| d.is_current(container))
+            .or_else(|| of_type().find(|d| d.on_trial.is_none()))
+            .or_else(|| of_type().next());
         let reason = match want {
             None => Some(Removal::Unused),
             Some(_) if container.node_state == NodeState::Lost => Some(Removal::NodeLost),
@@ -144,6 +163,8 @@ pub fn plan(desired: &[Desired], observed: &[Observed]) -> Vec<Step> {
                     Removal::Evacuated
                 } else if container.release == want.spec.release {
                     Removal::Renewed
+                } else if container.release > want.spec.release {
+                    Removal::Withdrawn
                 } else {
                     Removal::Replaced
                 };
@@ -196,6 +217,7 @@ mod tests {
             quantity,
             check: super::super::health::Check::Running,
             boot_timeout: std::time::Duration::from_secs(1),
+            on_trial: None,
         }
     }
 
@@ -335,5 +357,22 @@ mod tests {
     #[test]
     fn a_converged_platform_has_nothing_to_do() {
         assert!(plan(&[want("a", 1, 1)], &[seen("c", "a", 1, true, true)]).is_empty());
+    }
+
+    #[test]
+    fn a_canary_runs_beside_the_current_release_and_goes_when_it_ends() {
+        let mut canary = want("a", 3, 1);
+        canary.on_trial = Some(OnTrial { canary: 1, percent: 10, sticky: false });
+        let both = [want("a", 2, 2), canary.clone()];
+        let steps = plan(&both, &[seen("b1", "a", 2, true, true), seen("b2", "a", 2, true, true)]);
+        assert_eq!(steps, vec![Step::Start(canary)], "the baseline stays whole");
+        let running = [seen("b1", "a", 2, true, true), seen("b2", "a", 2, true, true), seen("c1", "a", 3, true, true)];
+        assert!(plan(&both, &running).is_empty(), "both sides keep running");
+        // Rolled back: the canary's container goes, the baseline stays.
+        let steps = plan(&[want("a", 2, 2)], &running);
+        assert_eq!((removed(&steps), reasons(&steps)), (vec!["c1"], vec![Removal::Withdrawn]));
+        // Promoted: the canary's release scales up, then the baseline goes.
+        let steps = plan(&[want("a", 3, 2)], &running);
+        assert_eq!((started(&steps), removed(&steps)), (1, vec![]));
     }
 }

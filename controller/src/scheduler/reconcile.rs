@@ -13,14 +13,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
-use skiff_api::{AppName, Healthcheck, Limits, ProcessType, ReleaseState, Route, RouteCertificate};
+use skiff_api::{
+    AppName, CanaryRoute, Healthcheck, Limits, PhaseState, ProcessType, ReleaseState, Route, RouteCertificate,
+};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::health::{BootFailure, Check};
 use super::hold::Hold;
-use super::plan::{Desired, Observed, Removal, Step, default_quantity, plan, pull_reference, release_env};
+use super::plan::{Desired, Observed, OnTrial, Removal, Step, default_quantity, plan, pull_reference, release_env};
 use super::runtime::{Container, ContainerRuntime, StartSpec};
 use crate::config::Config;
 use crate::coordination::Coordination;
@@ -245,8 +247,12 @@ impl Scheduler {
     /// A release whose containers are all up is up, even while the containers it replaces
     /// still drain; only apps with nothing left to start are looked at.
     async fn settle(&self, acting: &[Desired], seen: &[Observed], starting: &HashSet<AppName>) -> Result<(), DbError> {
-        let releases: HashSet<(&AppName, u32)> =
-            acting.iter().filter(|d| !starting.contains(&d.spec.app)).map(|d| (&d.spec.app, d.spec.release)).collect();
+        // A canary's release is deployed only once it is promoted.
+        let releases: HashSet<(&AppName, u32)> = acting
+            .iter()
+            .filter(|d| !starting.contains(&d.spec.app) && d.on_trial.is_none())
+            .map(|d| (&d.spec.app, d.spec.release))
+            .collect();
         for (app, release) in releases {
             let mut of_release = acting.iter().filter(|d| &d.spec.app == app && d.spec.release == release);
             if of_release.all(|d| d.is_up(seen))
@@ -271,43 +277,85 @@ impl Scheduler {
 
     async fn desired(&self) -> Result<Vec<Desired>, DbError> {
         let mut desired = Vec::new();
-        // Four queries whatever the number of apps.
+        // Five queries whatever the number of apps.
         let mut formations = self.db.formations().await?;
-        let mut all_limits: HashMap<i64, BTreeMap<ProcessType, Limits>> =
+        let all_limits: HashMap<i64, BTreeMap<ProcessType, Limits>> =
             self.db.all_settings(SettingsKind::Limits).await?;
-        let mut all_checks: HashMap<i64, BTreeMap<ProcessType, Healthcheck>> =
+        let all_checks: HashMap<i64, BTreeMap<ProcessType, Healthcheck>> =
             self.db.all_settings(SettingsKind::Healthchecks).await?;
+        let mut web_by_app: HashMap<i64, (u32, u32)> = HashMap::new();
         for (app_id, release) in self.db.current_releases_by_app().await? {
             let formation = formations.remove(&app_id).unwrap_or_default();
-            let limits = all_limits.remove(&app_id).unwrap_or_default();
-            let checks = all_checks.remove(&app_id).unwrap_or_default();
-            let image = pull_reference(&self.config.registry_host, &release.image);
             // The release command ran before this release became current; nothing keeps it running.
             for (process, command) in release.procfile.iter().filter(|(p, _)| !ProcessType::is_release(p.as_str())) {
                 let row = formation.iter().find(|f| &f.process == process);
                 let quantity = row.map_or_else(|| default_quantity(process.as_str()), |f| f.quantity);
-                let env = release_env(&release, process.as_str());
-                desired.push(Desired {
-                    spec: StartSpec {
-                        app: release.app.clone(),
-                        release: release.version,
-                        generation: row.map_or(0, |f| f.generation),
-                        process: process.to_string(),
-                        image: image.clone(),
-                        command: command.clone(),
-                        env,
-                        limits: self.config.container_limits(limits.get(process).copied().unwrap_or_default()),
-                    },
-                    quantity,
-                    check: Check::of(process.as_str(), checks.get(process)),
-                    boot_timeout: checks
-                        .get(process)
-                        .and_then(|c| c.timeout_secs)
-                        .map_or(self.config.boot_timeout, Duration::from_secs),
-                });
+                let generation = row.map_or(0, |f| f.generation);
+                if ProcessType::is_web(process.as_str()) {
+                    web_by_app.insert(app_id, (quantity, generation));
+                }
+                let settings = (all_limits.get(&app_id), all_checks.get(&app_id));
+                desired.push(self.process_desired(&release, process, command, quantity, generation, settings));
             }
         }
+        // A canary runs its share of the app's web containers (one at least) beside them.
+        for (canary, release) in self.db.running_canaries().await? {
+            let phase_done = release.phase.as_ref().is_none_or(|p| p.state == PhaseState::Succeeded);
+            let web = release.procfile.iter().find(|(p, _)| ProcessType::is_web(p.as_str()));
+            let (Some(&(quantity, generation)), Some((process, command)), ReleaseState::Trial, true) =
+                (web_by_app.get(&canary.app_id), web, release.state, phase_done)
+            else {
+                continue;
+            };
+            if quantity == 0 {
+                continue;
+            }
+            let share = (u64::from(quantity) * u64::from(canary.trial.percent)).div_ceil(100).max(1);
+            let settings = (all_limits.get(&canary.app_id), all_checks.get(&canary.app_id));
+            let mut want = self.process_desired(
+                &release,
+                process,
+                command,
+                u32::try_from(share).unwrap_or(1),
+                generation,
+                settings,
+            );
+            want.on_trial =
+                Some(OnTrial { canary: canary.id, percent: canary.trial.percent, sticky: canary.trial.sticky });
+            desired.push(want);
+        }
         Ok(desired)
+    }
+
+    /// What `quantity` containers of `release`'s `process` run, under the app's limits
+    /// and health checks.
+    fn process_desired(
+        &self,
+        release: &skiff_api::Release,
+        process: &ProcessType,
+        command: &str,
+        quantity: u32,
+        generation: u32,
+        (limits, checks): (Option<&BTreeMap<ProcessType, Limits>>, Option<&BTreeMap<ProcessType, Healthcheck>>),
+    ) -> Desired {
+        let check = checks.and_then(|checks| checks.get(process));
+        let limits = limits.and_then(|limits| limits.get(process)).copied().unwrap_or_default();
+        Desired {
+            spec: StartSpec {
+                app: release.app.clone(),
+                release: release.version,
+                generation,
+                process: process.to_string(),
+                image: pull_reference(&self.config.registry_host, &release.image),
+                command: command.to_owned(),
+                env: release_env(release, process.as_str()),
+                limits: self.config.container_limits(limits),
+            },
+            quantity,
+            check: Check::of(process.as_str(), check),
+            boot_timeout: check.and_then(|c| c.timeout_secs).map_or(self.config.boot_timeout, Duration::from_secs),
+            on_trial: None,
+        }
     }
 
     async fn observe(&self, desired: &[Desired]) -> Result<Vec<(Observed, Option<SocketAddr>)>, ReconcileError> {
@@ -351,17 +399,38 @@ impl Scheduler {
                     })
                     .filter_map(|(o, a)| Some((o, (*a)?)))
                     .collect();
-                let current = desired
-                    .iter()
-                    .find(|d| d.spec.app == app.name && ProcessType::is_web(&d.spec.process))
-                    .map(|d| (d.spec.release, d.spec.generation));
-                let of_current: Vec<SocketAddr> =
-                    ready.iter().filter(|(o, _)| Some((o.release, o.generation)) == current).map(|(_, a)| *a).collect();
-                // Until the current release is ready, older ones keep serving.
-                let backends = if of_current.is_empty() { ready.iter().map(|(_, a)| *a).collect() } else { of_current };
+                let web = |trial: bool| {
+                    desired.iter().find(|d| {
+                        d.spec.app == app.name && ProcessType::is_web(&d.spec.process) && d.on_trial.is_some() == trial
+                    })
+                };
+                let of = |want: &Desired| -> Vec<SocketAddr> {
+                    let of_want = |o: &Observed| o.release == want.spec.release && o.generation == want.spec.generation;
+                    ready.iter().filter(|(o, _)| of_want(o)).map(|(_, a)| *a).collect()
+                };
+                let canary = web(true).and_then(|want| {
+                    let trial = want.on_trial?;
+                    Some(CanaryRoute {
+                        id: trial.canary,
+                        release: want.spec.release,
+                        percent: trial.percent,
+                        sticky: trial.sticky,
+                        backends: of(want),
+                    })
+                });
+                let on_trial = canary.as_ref().map(|c| c.release);
+                let of_current = web(false).map(of).unwrap_or_default();
+                // Until the current release is ready, older ones keep serving (a canary's
+                // containers serve only its share).
+                let backends = if of_current.is_empty() {
+                    ready.iter().filter(|(o, _)| Some(o.release) != on_trial).map(|(_, a)| *a).collect()
+                } else {
+                    of_current
+                };
                 let mut hosts = vec![format!("{}.{}", app.name, self.config.domain)];
                 hosts.extend(domains.iter().filter(|(id, _, _)| *id == app.id).map(|(_, domain, _)| domain.clone()));
-                Route { hosts, app: app.name, backends, maintenance: app.maintenance, tls: app.tls, access: app.access }
+                let (maintenance, tls, access) = (app.maintenance, app.tls, app.access);
+                Route { hosts, app: app.name, backends, maintenance, tls, access, canary }
             })
             .collect();
         let certificates = self

@@ -112,6 +112,7 @@ impl TestApp {
         if scheduling == Scheduling::On {
             let expiring = skiff_controller::domain::expire_review_apps(controller.clone(), expiry, shutdown.clone());
             tokio::spawn(expiring);
+            tokio::spawn(skiff_controller::domain::judge_canaries(controller.clone(), shutdown.clone()));
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());

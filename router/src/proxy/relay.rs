@@ -267,6 +267,7 @@ impl Proxy {
             client: request.client,
             status,
             started,
+            canary: request.backends.canary(),
         };
         self.log_access(&line);
     }

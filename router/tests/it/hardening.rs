@@ -182,6 +182,7 @@ async fn access_policies_refuse_addresses_and_oversized_bodies() {
                     allow: allow.iter().map(|a| (*a).to_owned()).collect(),
                     deny: deny.iter().map(|d| (*d).to_owned()).collect(),
                 },
+                canary: None,
             }],
             certificates: Vec::new(),
         })

@@ -40,6 +40,7 @@ fn snapshot(version: u64, routes: &[(&str, Vec<SocketAddr>)]) -> Table {
                 maintenance: false,
                 tls: Default::default(),
                 access: Default::default(),
+                canary: None,
             })
             .collect(),
         certificates: Vec::new(),
@@ -214,6 +215,7 @@ async fn a_trusted_proxys_forwarded_headers_are_kept_and_name_the_client() {
         maintenance: false,
         tls: Default::default(),
         access: skiff_api::AccessPolicy { deny: vec!["10.0.0.1".into()], ..Default::default() },
+        canary: None,
     });
     router.table.store(Arc::new(Table::from_snapshot(&table)));
     let (status, body) = exchange(&mut stream, "shop.localhost", "X-Forwarded-For: 10.0.0.1\r\n").await;

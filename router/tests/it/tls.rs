@@ -63,6 +63,7 @@ async fn https_serves_each_domain_its_certificate_and_the_default_to_the_rest() 
         maintenance: false,
         tls,
         access: Default::default(),
+        canary: None,
     };
     let table = Table::from_snapshot(&RouteTable {
         version: 1,
@@ -139,6 +140,7 @@ async fn the_local_ca_issues_certificates_for_routed_names() {
             maintenance: false,
             tls: TlsSettings::default(),
             access: Default::default(),
+            canary: None,
         }],
         certificates: Vec::new(),
     });

@@ -3,6 +3,7 @@
 
 mod account;
 mod apps;
+mod canary;
 mod completions;
 mod config_vars;
 mod git_remote;
@@ -52,6 +53,8 @@ pub(crate) enum Verb {
     #[command(flatten)]
     Releases(releases::ReleasesVerb),
     #[command(flatten)]
+    Canary(canary::CanaryVerb),
+    #[command(flatten)]
     Pipelines(pipelines::PipelinesVerb),
     #[command(flatten)]
     Logs(logs::LogsVerb),
@@ -81,6 +84,7 @@ pub(crate) async fn execute(
         Verb::ConfigVars(verb) => config_vars::execute(verb, context, out, err).await,
         Verb::Ps(verb) => ps::execute(verb, context, out, err).await,
         Verb::Releases(verb) => releases::execute(verb, context, out, err).await,
+        Verb::Canary(verb) => canary::execute(verb, context, out, err).await,
         Verb::Pipelines(verb) => pipelines::execute(verb, context, out, err).await,
         Verb::Logs(verb) => logs::execute(verb, context, out, err).await,
         Verb::GitRemote(verb) => git_remote::execute(verb, context, out, err).await,

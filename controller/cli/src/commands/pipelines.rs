@@ -7,7 +7,8 @@ use clap::Subcommand;
 use skiff_api::{AppName, PipelineName, Promotion, ReviewAppSettings, Stage};
 
 use crate::Context;
-use crate::args::{AppArg, JsonArg, WaitArg, parse_config_pair};
+use crate::args::{AppArg, JsonArg, WaitArg, parse_config_pair, parse_duration};
+use crate::commands::canary::TrialArgs;
 use crate::commands::{app_name, client};
 use crate::output::{ago, json, table};
 use crate::rollout::follow_rollout;
@@ -55,6 +56,15 @@ pub(crate) enum PipelinesVerb {
         /// Promote to these apps of the pipeline instead (comma-separated).
         #[arg(long, value_delimiter = ',')]
         to: Vec<AppName>,
+        /// Put the build on trial on each target first, with this share of requests
+        /// (1–99); promoted or rolled back on how it compares (`skiff canary`).
+        #[arg(long, value_name = "PERCENT", requires = "canary_for")]
+        canary: Option<u8>,
+        /// How long the canary runs before the judge decides: 90s, 10m, 2h.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "canary")]
+        canary_for: Option<u64>,
+        #[command(flatten)]
+        trial: TrialArgs,
         #[command(flatten)]
         wait: WaitArg,
     },
@@ -164,13 +174,16 @@ pub(crate) async fn execute(
             writeln!(out, "Destroyed pipeline {name}; its apps stay")?;
             Ok(())
         }
-        PipelinesVerb::PipelinesPromote { app, to, wait } => {
+        PipelinesVerb::PipelinesPromote { app, to, canary, canary_for, trial, wait } => {
             let app = app_name(context, app)?;
-            let releases = client.promote(&app, &Promotion { to }).await?;
+            let canary = canary.zip(canary_for).map(|(percent, duration)| trial.trial(percent, duration));
+            let releases = client.promote(&app, &Promotion { to, canary }).await?;
             for release in &releases {
-                writeln!(out, "Promoted to {}: v{} ({})", release.app, release.version, release.summary)?;
+                let how = if canary.is_some() { "on trial as a canary" } else { "promoted" };
+                writeln!(out, "{} v{}: {how} ({})", release.app, release.version, release.summary)?;
             }
-            for release in releases.iter().filter(|_| wait.wait) {
+            // A canary's release rolls out only once it passes.
+            for release in releases.iter().filter(|_| wait.wait && canary.is_none()) {
                 follow_rollout(context, &release.app, Some(release.version), err).await?;
             }
             Ok(())
