@@ -108,8 +108,9 @@ struct CanarySplit {
     percent: u8,
     sticky: bool,
     pool: Pool,
-    /// Requests split so far (by request, not sticky).
-    counted: AtomicU64,
+    /// Requests split so far (by request, not sticky); kept from table to table while the
+    /// canary runs, so that swaps do not restart its turn.
+    counted: Arc<AtomicU64>,
 }
 
 impl CanarySplit {
@@ -278,6 +279,12 @@ impl Table {
             .chain(self.wildcards.iter().map(|(_, route)| route))
             .flat_map(|route| route.pools().flat_map(|pool| pool.states().map(|(b, state)| ((&route.app, b), state))))
             .collect();
+        let counted: HashMap<i64, &Arc<AtomicU64>> = self
+            .hosts
+            .values()
+            .filter_map(|route| route.canary.as_ref())
+            .map(|canary| (canary.id, &canary.counted))
+            .collect();
         let mut hosts = HashMap::default();
         let mut wildcards = Vec::new();
         for route in &snapshot.routes {
@@ -289,7 +296,7 @@ impl Table {
                     percent: c.percent.min(100),
                     sticky: c.sticky,
                     pool: Pool::new(&route.app, &c.backends, &kept),
-                    counted: AtomicU64::new(0),
+                    counted: counted.get(&c.id).map_or_else(Arc::default, |n| Arc::clone(n)),
                 });
             let entry = Arc::new(AppRoute {
                 app: route.app.clone(),
@@ -624,5 +631,28 @@ mod tests {
             Some(skiff_api::CanaryRoute { id: 4, release: 7, percent: 50, sticky: false, backends: vec![] });
         let table = Table::from_snapshot(&routes);
         assert!((0..10).all(|_| side(&table, IpAddr::from([192, 0, 2, 1])).is_none()));
+    }
+
+    #[test]
+    fn a_canary_keeps_its_turn_across_table_swaps() {
+        let mut table = with_canary(10, false);
+        let client = IpAddr::from([192, 0, 2, 1]);
+        let mut canary = 0;
+        for version in 0..200 {
+            // A swap every five requests (another app deployed, a container ready).
+            for _ in 0..5 {
+                canary += usize::from(side(&table, client).unwrap().arm == Arm::Canary);
+            }
+            let mut routes = snapshot(10 + version);
+            routes.routes[0].canary = Some(skiff_api::CanaryRoute {
+                id: 4,
+                release: 7,
+                percent: 10,
+                sticky: false,
+                backends: vec![([127, 0, 0, 1], 1009).into()],
+            });
+            table = table.next(&routes);
+        }
+        assert_eq!(canary, 100, "10% of 1,000 requests");
     }
 }

@@ -516,3 +516,129 @@ async fn review_apps_are_made_updated_destroyed_and_expire() {
     });
     assert!(gone.await, "the idle review app expired");
 }
+
+impl Shop {
+    /// The shop's route in the feed.
+    async fn route(&self) -> Value {
+        let feed = self.platform.call(Some(SERVICE_TOKEN), "get", "/v2/routes", None).await.body;
+        feed["routes"].as_array().unwrap().iter().find(|r| r["app"] == "shop").cloned().unwrap_or_default()
+    }
+
+    /// Reports, as a router would, `requests` answers (`errors` of them 5xx) on `arm`.
+    async fn report(&self, canary: i64, arm: &str, requests: u64, errors: u64) {
+        let buckets = json!([{"bucket": 30, "requests": requests - errors, "errors": 0},
+                             {"bucket": 31, "requests": errors, "errors": errors}]);
+        let samples = json!({"samples": [{"canary": canary, "app": "shop", "arm": arm, "buckets": buckets}]});
+        let posted = self.platform.call(Some(SERVICE_TOKEN), "post", "/v2/hooks/canary-samples", Some(samples)).await;
+        assert_eq!(posted.status, 204, "{posted:?}");
+    }
+
+    /// Waits until the shop's last canary is in `state`; its view.
+    async fn canary_ends(&self, state: &str) -> Value {
+        let ended = eventually_true(Duration::from_secs(10), || async {
+            self.call("get", "/canary", None).await.body["state"] == state
+        })
+        .await;
+        let canary = self.call("get", "/canary", None).await.body;
+        assert!(ended, "the canary is not {state}: {canary:#}");
+        canary
+    }
+}
+
+#[tokio::test]
+async fn canaries_take_their_share_and_are_judged_on_what_routers_count() {
+    let shop = Shop::start().await;
+    assert_eq!(shop.call("post", "/scale", Some(json!({"web": 4}))).await.status, 200);
+    let trial = |version: u32, seconds: u64| json!({"release": version, "percent": 25, "duration_secs": seconds, "min_requests": 20});
+    for (bad, status) in [
+        (json!({"release": 1, "percent": 0, "duration_secs": 60}), 400),
+        (json!({"release": 1, "percent": 100, "duration_secs": 60}), 400),
+        (json!({"release": 1, "percent": 10, "duration_secs": 0}), 400),
+        (json!({"release": 9, "percent": 10, "duration_secs": 60}), 404),
+    ] {
+        let refused = shop.call("post", "/canary", Some(bad.clone())).await;
+        assert_eq!(refused.status, status, "{bad}: {refused:?}");
+    }
+    assert_eq!(shop.call("get", "/canary", None).await.status, 404, "no canary yet");
+    assert_eq!(shop.call("post", "/canary/promote", None).await.status, 409, "none to promote");
+
+    // On trial: v2 runs one web container (25% of 4) beside v1's four, gets its share in
+    // the route feed, and is not the app's release.
+    let started = shop.call("post", "/canary", Some(trial(1, 30))).await;
+    assert_eq!(started.status, 201, "{started:?}");
+    let canary = started.body["id"].as_i64().unwrap();
+    assert_eq!((started.body["release"].as_u64(), started.body["baseline"].as_u64()), (Some(2), Some(1)));
+    assert_eq!(shop.call("get", "/releases/2", None).await.body["state"], "trial");
+    assert_eq!(shop.call("get", "", None).await.body["release"], 1);
+    let split = eventually_true(Duration::from_secs(10), || async {
+        let route = shop.route().await;
+        route["canary"]["release"] == 2
+            && route["canary"]["percent"] == 25
+            && route["canary"]["backends"].as_array().is_some_and(|b| b.len() == 1)
+            && route["backends"].as_array().is_some_and(|b| b.len() == 4)
+    })
+    .await;
+    assert!(split, "the routers are told the split: {:#}", shop.route().await);
+    assert_eq!(shop.running("web").await, 5);
+
+    // One answer in five a 500 on the canary: rolled back before its window ends, the
+    // error rate named; its container goes, v1 keeps all the traffic.
+    shop.report(canary, "baseline", 400, 0).await;
+    shop.report(canary, "canary", 100, 20).await;
+    let failed = shop.canary_ends("failed").await;
+    assert_eq!(failed["judgement"]["verdict"], "fail");
+    assert!(
+        failed["judgement"]["reason"].as_str().unwrap().contains("error rate: 5xx 20.0% on the canary"),
+        "{failed:#}"
+    );
+    assert_eq!(failed["canary_metrics"]["errors"], 20);
+    let release = shop.call("get", "/releases/2", None).await.body;
+    assert_eq!(release["state"], "failed");
+    assert!(release["failure"].as_str().unwrap().contains("error rate"), "{release:#}");
+    let withdrawn = eventually_true(Duration::from_secs(10), || async {
+        shop.route().await.get("canary").is_none() && shop.running("web").await == 4
+    });
+    assert!(withdrawn.await, "the canary's container goes: {:#}", shop.route().await);
+    assert_eq!(shop.call("get", "", None).await.body["release"], 1);
+    let events = shop.call("get", "/events", None).await.body;
+    assert!(events.to_string().contains("Canary v2 not promoted"), "{events:#}");
+
+    // A healthy canary is promoted at the end of its window and rolls out.
+    let started = shop.call("post", "/canary", Some(trial(1, 2))).await;
+    let canary = started.body["id"].as_i64().unwrap();
+    shop.report(canary, "baseline", 300, 0).await;
+    shop.report(canary, "canary", 100, 0).await;
+    let promoted = shop.canary_ends("promoted").await;
+    assert_eq!(
+        (promoted["judgement"]["verdict"].as_str(), promoted["judgement"]["score"].as_u64()),
+        (Some("pass"), Some(100))
+    );
+    assert!(shop.deployed(3).await, "v3 rolls out");
+    assert_eq!(shop.call("get", "", None).await.body["release"], 3);
+    assert!(eventually_true(Duration::from_secs(10), || async { shop.route().await.get("canary").is_none() }).await);
+
+    // Too few requests by the deadline: not promoted.
+    let started = shop.call("post", "/canary", Some(trial(3, 1))).await;
+    let canary = started.body["id"].as_i64().unwrap();
+    shop.report(canary, "canary", 5, 0).await;
+    let starved = shop.canary_ends("inconclusive").await;
+    assert!(starved["judgement"]["reason"].as_str().unwrap().contains("too few requests"), "{starved:#}");
+    assert_eq!(shop.call("get", "/releases/4", None).await.body["state"], "failed");
+
+    // Ended by hand, and given way to a newer release.
+    assert_eq!(shop.call("post", "/canary", Some(trial(3, 600))).await.status, 201);
+    let aborted = shop.call("post", "/canary/abort", None).await;
+    assert_eq!(aborted.body["state"], "aborted", "{aborted:?}");
+    assert!(aborted.body["judgement"]["reason"].as_str().unwrap().starts_with("aborted by alice"));
+    assert_eq!(shop.call("post", "/canary", Some(trial(3, 600))).await.status, 201);
+    assert_eq!(shop.call("patch", "/config", Some(json!({"A": "1"}))).await.status, 200);
+    assert_eq!(shop.call("get", "/canary", None).await.body["state"], "superseded");
+    assert_eq!(shop.call("get", "/releases/6", None).await.body["state"], "superseded");
+    assert!(shop.deployed(7).await, "the config change rolls out, built on v3");
+    assert_eq!(
+        shop.call("get", "/releases/7", None).await.body["image"],
+        shop.call("get", "/releases/3", None).await.body["image"]
+    );
+    let late = shop.call("post", "/canary/promote", None).await;
+    assert_eq!(late.status, 409, "{late:?}");
+}

@@ -241,3 +241,157 @@ async fn a_pushed_branch_gets_a_review_app_that_deleting_the_branch_destroys() {
     assert!(!apps.contains("web-shop-feature-login"), "{apps}");
     assert!(platform.cli_ok(&repo, &["reviewapps", "-p", "web"]).await.lines().count() <= 1);
 }
+
+/// A CGI script that answers its release and, when the build has a `flaky` file, a 500 to
+/// every fifth request.
+const CANARY_SCRIPT: &str = r#"#!/bin/sh
+n=$(cat /tmp/count 2>/dev/null || echo 0); n=$((n+1)); echo "$n" > /tmp/count
+if [ -e /app/flaky ] && [ $((n % 5)) -eq 0 ]; then
+  printf 'Status: 500 Internal Server Error\r\nContent-Type: text/plain\r\n\r\n%s failed\n' "$SKIFF_RELEASE"; exit 0
+fi
+printf 'Content-Type: text/plain\r\n\r\n%s\n' "$SKIFF_RELEASE"
+"#;
+
+/// Answers of production's `/cgi-bin/release`, by (status, release).
+struct Answers {
+    client: reqwest::Client,
+    url: String,
+}
+
+impl Answers {
+    fn new(router: std::net::SocketAddr) -> Self {
+        Self { client: reqwest::Client::new(), url: format!("http://{router}/cgi-bin/release") }
+    }
+
+    /// One answer: its status and the release that gave it; `None` when none came.
+    async fn get(&self) -> Option<(u16, String)> {
+        let request = self.client.get(&self.url).header("Host", "shop.localhost").timeout(Duration::from_secs(10));
+        let answer = request.send().await.ok()?;
+        let status = answer.status().as_u16();
+        let body = answer.text().await.ok()?;
+        Some((status, body.split_whitespace().next().unwrap_or_default().to_owned()))
+    }
+
+    /// Waits until `release` answers (the canary's container is ready and routed).
+    async fn until_served_by(&self, release: &str) -> bool {
+        eventually(Duration::from_secs(60), || async { (self.get().await?.1 == release).then_some(()) }).await.is_some()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker (deploy/test.sh)"]
+async fn canaries_take_their_share_and_a_failing_one_is_rolled_back_on_the_routers_counts() {
+    let (platform, repo, key) = Platform::with_example("shop-staging").await;
+    let script = repo.join("public/cgi-bin/release");
+    std::fs::create_dir_all(script.parent().unwrap()).unwrap();
+    std::fs::write(&script, CANARY_SCRIPT).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (pushed, out) = platform.commit_and_push(&repo, &key, "answers its release");
+    assert!(pushed, "{out}");
+    platform.cli_ok(&repo, &["apps:create", "shop", "--no-remote"]).await;
+    platform.cli_ok(&repo, &["pipelines:create", "line"]).await;
+    platform.cli_ok(&repo, &["pipelines:add", "line", "--stage", "staging"]).await;
+    platform.cli_ok(&repo, &["pipelines:add", "line", "-a", "shop", "--stage", "production"]).await;
+    platform.cli_ok(&repo, &["pipelines:promote", "--wait"]).await;
+    platform.cli_ok(&repo, &["ps:scale", "-a", "shop", "web=2", "--wait"]).await;
+    let answers = Answers::new(platform.router());
+    assert!(answers.until_served_by("v1").await, "production serves v1");
+    let canary_state = || async {
+        let out = platform.cli_ok(&repo, &["canary", "-a", "shop", "--json"]).await;
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+
+    // A healthy build at 10%: over 2,000 requests the canary answers 10% ± 2% of them,
+    // none fails, and at the end of its window it is promoted and rolls out.
+    std::fs::write(repo.join("public/index.html"), "<p>second build</p>\n").unwrap();
+    let (pushed, out) = platform.commit_and_push(&repo, &key, "second build");
+    assert!(pushed, "{out}");
+    let out = platform.cli_ok(&repo, &["pipelines:promote", "--canary", "10", "--canary-for", "40s"]).await;
+    assert!(out.contains("shop v2: on trial as a canary"), "{out}");
+    assert!(answers.until_served_by("v2").await, "the canary gets requests");
+    let mut by_release = std::collections::BTreeMap::<String, usize>::new();
+    for _ in 0..2000 {
+        let (status, release) = answers.get().await.expect("every request is answered");
+        assert_eq!(status, 200, "{release}");
+        *by_release.entry(release).or_default() += 1;
+    }
+    let share = by_release.get("v2").copied().unwrap_or(0);
+    assert!((160..=240).contains(&share), "the canary's share of 2,000: {by_release:?}");
+    assert_eq!(by_release.keys().collect::<Vec<_>>(), ["v1", "v2"], "{by_release:?}");
+    let live = platform.cli_ok(&repo, &["canary", "-a", "shop"]).await;
+    assert!(live.contains("Canary v2 of shop against v1: running") && live.contains("canary v2"), "{live}");
+    let promoted = eventually(Duration::from_secs(90), || async {
+        let canary = canary_state().await;
+        (canary["state"] != "running").then_some(canary)
+    })
+    .await
+    .expect("the canary ends at the end of its window");
+    assert_eq!(promoted["state"], "promoted", "{promoted:#}");
+    assert_eq!(promoted["judgement"]["score"], 100, "{promoted:#}");
+    let rolled_out = eventually(Duration::from_secs(60), || async {
+        let mut all = Vec::new();
+        for _ in 0..20 {
+            all.push(answers.get().await?.1);
+        }
+        all.iter().all(|r| r == "v2").then_some(())
+    });
+    assert!(rolled_out.await.is_some(), "v2 serves every request once promoted");
+
+    // A build that answers 500 to one request in five: rolled back on the error rate
+    // before its window ends; every failed request was the canary's.
+    std::fs::write(repo.join("flaky"), "").unwrap();
+    let (pushed, out) = platform.commit_and_push(&repo, &key, "flaky build");
+    assert!(pushed, "{out}");
+    platform.cli_ok(&repo, &["pipelines:promote", "--canary", "10", "--canary-for", "10m"]).await;
+    assert!(answers.until_served_by("v3").await, "the flaky canary gets requests");
+    let (mut sent, mut failed_elsewhere, mut canary_failures) = (0, Vec::new(), 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while std::time::Instant::now() < deadline {
+        for _ in 0..100 {
+            let (status, release) = answers.get().await.expect("every request is answered");
+            sent += 1;
+            match (status, release.as_str()) {
+                (200, _) => {}
+                (500, "v3") => canary_failures += 1,
+                other => failed_elsewhere.push(other.0),
+            }
+        }
+        if canary_state().await["state"] != "running" {
+            break;
+        }
+    }
+    let failed = canary_state().await;
+    assert_eq!(failed["state"], "failed", "after {sent} requests: {failed:#}");
+    let reason = failed["judgement"]["reason"].as_str().unwrap();
+    assert!(reason.contains("error rate: 5xx"), "{reason}");
+    assert!(
+        canary_failures > 0 && failed_elsewhere.is_empty(),
+        "{canary_failures} failures of v3, others: {failed_elsewhere:?}"
+    );
+    let trail = platform.cli_ok(&repo, &["events", "-a", "shop", "-n", "50"]).await;
+    assert!(trail.contains("Canary v3 not promoted; v2 keeps serving: score"), "{trail}");
+    let withdrawn = eventually(Duration::from_secs(60), || async {
+        let mut all = Vec::new();
+        for _ in 0..20 {
+            all.push(answers.get().await?);
+        }
+        all.iter().all(|(status, release)| *status == 200 && release == "v2").then_some(())
+    });
+    assert!(withdrawn.await.is_some(), "v2 takes every request again");
+    let gone = eventually(Duration::from_secs(30), || async {
+        let ps = platform.cli_ok(&repo, &["ps", "-a", "shop"]).await;
+        (!ps.contains(" v3 ")).then_some(())
+    });
+    assert!(gone.await.is_some(), "the canary's container goes");
+
+    // Without traffic the window ends with too few requests: not promoted.
+    platform.cli_ok(&repo, &["pipelines:promote", "--canary", "10", "--canary-for", "3s"]).await;
+    let starved = eventually(Duration::from_secs(60), || async {
+        let canary = canary_state().await;
+        (canary["state"] != "running").then_some(canary)
+    })
+    .await
+    .unwrap();
+    assert_eq!(starved["state"], "inconclusive", "{starved:#}");
+    assert!(matches!(answers.get().await, Some((200, release)) if release == "v2"));
+}

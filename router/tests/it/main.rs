@@ -578,3 +578,34 @@ async fn the_router_is_ready_once_it_has_a_route_table() {
     waiting.table.store(Arc::new(snapshot(1, &[])));
     assert_eq!(ready(&waiting).await.unwrap().status(), 200, "ready once a table came");
 }
+
+#[tokio::test]
+async fn a_canary_gets_its_share_and_each_side_is_counted() {
+    let (baseline, canary) = (upstream("baseline").await, upstream("canary").await);
+    let mut route = RouteTable { version: 1, ..Default::default() };
+    route.routes.push(Route {
+        app: "shop".parse().unwrap(),
+        hosts: vec!["shop.localhost".into()],
+        backends: vec![baseline],
+        maintenance: false,
+        tls: Default::default(),
+        access: Default::default(),
+        canary: Some(skiff_api::CanaryRoute { id: 3, release: 2, percent: 10, sticky: false, backends: vec![canary] }),
+    });
+    let config = skiff_router::Config::default();
+    let counts = config.canary_counts.clone();
+    let router = router_with(Table::from_snapshot(&route), config).await;
+    let mut stream = connect(&router).await;
+    let mut canary_answers = 0;
+    for _ in 0..1000 {
+        let (status, body) = exchange(&mut stream, "shop.localhost", "").await;
+        assert_eq!(status, 200);
+        canary_answers += usize::from(body.starts_with("canary\n"));
+    }
+    assert_eq!(canary_answers, 100, "10% of 1,000 requests in turn");
+    let samples = counts.take().samples;
+    let requests = |arm: skiff_api::Arm| -> u64 {
+        samples.iter().filter(|s| s.arm == arm && s.canary == 3).flat_map(|s| &s.buckets).map(|b| b.requests).sum()
+    };
+    assert_eq!((requests(skiff_api::Arm::Baseline), requests(skiff_api::Arm::Canary)), (900, 100));
+}

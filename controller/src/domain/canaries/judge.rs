@@ -27,7 +27,7 @@ pub const EARLY_ALPHA: f64 = 0.001;
 pub const MIN_ERROR_RATE_INCREASE: f64 = 0.01;
 /// The share of (canary, baseline) request pairs in which the canary may be slower
 /// before the difference counts (0.5: no difference).
-pub const MAX_SLOWER_SHARE: f64 = 0.6;
+pub const MAX_SLOWER_SHARE: f64 = 0.65;
 /// The score a canary needs to pass (with no critical metric failed).
 pub const PASS_SCORE: u8 = 75;
 
