@@ -276,6 +276,58 @@ async fn delivery_queries(db: &Db, app: &AppRow, bob: &UserRow) {
     assert!(db.pipelines().await.unwrap().is_empty());
     assert!(db.review_apps(None).await.unwrap().is_empty(), "the pipeline's review app records go with it");
     db.delete_app(branch.id).await.unwrap();
+    canary_queries(db, app, bob).await;
+}
+
+async fn canary_queries(db: &Db, app: &AppRow, bob: &UserRow) {
+    use skiff_api::{Arm, BucketCount, CanarySample, CanarySamples, CanaryState, CanaryTrial, Judgement, Verdict};
+    let procfile: BTreeMap<_, _> = [("web".parse().unwrap(), "serve".to_owned())].into();
+    let config = BTreeMap::new();
+    let new = NewRelease {
+        image: "shop@sha256:ca7",
+        build: None,
+        git_sha: None,
+        procfile: &procfile,
+        config: &config,
+        created_by: &bob.username,
+        summary: "on trial",
+    };
+    let baseline = db.running_release(app).await.unwrap().expect("a release runs").version;
+    let trial = CanaryTrial { percent: 10, duration_secs: 60, sticky: true, min_requests: 5 };
+    let (release, canary) = db.create_trial_release(app, &new, &trial).await.unwrap().expect("a baseline");
+    assert_eq!((release.state, canary.baseline, canary.trial), (ReleaseState::Trial, baseline, trial));
+    assert_eq!(db.running_release(app).await.unwrap().unwrap().version, baseline, "not the app's release");
+    let running = db.running_canaries().await.unwrap();
+    assert_eq!(running.iter().map(|(c, r)| (c.id, r.version)).collect::<Vec<_>>(), [(canary.id, release.version)]);
+
+    let sample = |arm, requests, errors| CanarySample {
+        canary: canary.id,
+        app: app.name.clone(),
+        arm,
+        buckets: vec![BucketCount { bucket: 12, requests, errors }],
+    };
+    let samples = CanarySamples { samples: vec![sample(Arm::Baseline, 90, 1), sample(Arm::Canary, 10, 2)] };
+    db.add_canary_samples(&samples).await.unwrap();
+    db.add_canary_samples(&samples).await.unwrap();
+    let (base, can) = db.canary_counts(canary.id).await.unwrap();
+    assert_eq!((base[0].requests, base[0].errors, can[0].requests, can[0].errors), (180, 2, 20, 4), "added up");
+
+    let judgement = Judgement { score: 0, verdict: Verdict::Fail, reason: "worse".into(), metrics: vec![] };
+    assert!(db.end_canary(&canary, CanaryState::Failed, &judgement).await.unwrap());
+    assert!(!db.end_canary(&canary, CanaryState::Promoted, &judgement).await.unwrap(), "it ended already");
+    let ended = db.latest_canary(app).await.unwrap().unwrap();
+    assert_eq!((ended.state, ended.judgement.map(|j| j.reason)), (CanaryState::Failed, Some("worse".to_owned())));
+    let failed = db.release(app, release.version).await.unwrap().unwrap();
+    assert_eq!((failed.state, failed.failure.as_deref()), (ReleaseState::Failed, Some("worse")));
+    db.add_canary_samples(&samples).await.unwrap();
+    assert_eq!(db.canary_counts(canary.id).await.unwrap().0[0].requests, 180, "an ended canary takes no more counts");
+
+    // A newer release ends a running canary.
+    let (second, _) = db.create_trial_release(app, &new, &trial).await.unwrap().unwrap();
+    db.create_release(app, &new).await.unwrap();
+    assert_eq!(db.latest_canary(app).await.unwrap().unwrap().state, CanaryState::Superseded);
+    assert_eq!(db.release(app, second.version).await.unwrap().unwrap().state, ReleaseState::Superseded);
+    assert!(db.running_canaries().await.unwrap().is_empty());
 }
 
 #[tokio::test]

@@ -58,7 +58,7 @@ pub(crate) enum PipelinesVerb {
         to: Vec<AppName>,
         /// Put the build on trial on each target first, with this share of requests
         /// (1–99); promoted or rolled back on how it compares (`skiff canary`).
-        #[arg(long, value_name = "PERCENT", requires = "canary_for")]
+        #[arg(long, value_name = "PERCENT", requires = "canary_for", conflicts_with = "wait")]
         canary: Option<u8>,
         /// How long the canary runs before the judge decides: 90s, 10m, 2h.
         #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "canary")]
