@@ -42,6 +42,13 @@ const PARALLEL_STEPS: usize = 8;
 /// At most this many containers are probed at once.
 const PARALLEL_PROBES: usize = 32;
 
+/// An app's limits and health checks, by process type.
+#[derive(Clone, Copy)]
+struct ProcessSettings<'a> {
+    limits: Option<&'a BTreeMap<ProcessType, Limits>>,
+    checks: Option<&'a BTreeMap<ProcessType, Healthcheck>>,
+}
+
 /// Why a pass failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -294,7 +301,7 @@ impl Scheduler {
                 if ProcessType::is_web(process.as_str()) {
                     web_by_app.insert(app_id, (quantity, generation));
                 }
-                let settings = (all_limits.get(&app_id), all_checks.get(&app_id));
+                let settings = ProcessSettings { limits: all_limits.get(&app_id), checks: all_checks.get(&app_id) };
                 desired.push(self.process_desired(&release, process, command, quantity, generation, settings));
             }
         }
@@ -311,7 +318,8 @@ impl Scheduler {
                 continue;
             }
             let share = (u64::from(quantity) * u64::from(canary.trial.percent)).div_ceil(100).max(1);
-            let settings = (all_limits.get(&canary.app_id), all_checks.get(&canary.app_id));
+            let settings =
+                ProcessSettings { limits: all_limits.get(&canary.app_id), checks: all_checks.get(&canary.app_id) };
             let mut want = self.process_desired(
                 &release,
                 process,
@@ -336,10 +344,10 @@ impl Scheduler {
         command: &str,
         quantity: u32,
         generation: u32,
-        (limits, checks): (Option<&BTreeMap<ProcessType, Limits>>, Option<&BTreeMap<ProcessType, Healthcheck>>),
+        settings: ProcessSettings<'_>,
     ) -> Desired {
-        let check = checks.and_then(|checks| checks.get(process));
-        let limits = limits.and_then(|limits| limits.get(process)).copied().unwrap_or_default();
+        let check = settings.checks.and_then(|checks| checks.get(process));
+        let limits = settings.limits.and_then(|limits| limits.get(process)).copied().unwrap_or_default();
         Desired {
             spec: StartSpec {
                 app: release.app.clone(),
