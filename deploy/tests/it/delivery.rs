@@ -68,6 +68,90 @@ async fn a_release_command_runs_once_before_traffic_moves_and_a_failing_one_keep
     assert!(logged.await.is_some(), "every run's output reaches the app's logs");
 }
 
+/// Runs `docker` with `args`; its standard output, trimmed.
+fn docker(args: &[&str]) -> String {
+    let out = std::process::Command::new("docker").args(args).output().expect("docker");
+    assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A container the test started, removed when dropped.
+struct Started(String);
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker").args(["rm", "-f", &self.0]).output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker (deploy/test.sh)"]
+async fn what_the_release_command_migrates_is_what_the_new_release_serves() {
+    let (platform, repo, key) = Platform::with_example("migrated").await;
+    let procfile = "web: exec httpd -f -p \"$PORT\" -h /app/public\n\
+                    release: [ -z \"$DATABASE_URL\" ] || wget -qO- \"$DATABASE_URL/cgi-bin/migrate?to-$SKIFF_RELEASE\"\n";
+    std::fs::write(repo.join("Procfile"), procfile).unwrap();
+    let scripts = [
+        (
+            "public/cgi-bin/schema",
+            "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'; wget -qO- \"$DATABASE_URL/cgi-bin/schema\"\n",
+        ),
+        // A database of sorts for the store beside the app: `migrate` records the migration
+        // its query names, `schema` lists those recorded.
+        (
+            "store/cgi-bin/migrate",
+            "#!/bin/sh\necho \"$QUERY_STRING\" >> /tmp/migrations\nprintf 'Content-Type: text/plain\\r\\n\\r\\nmigrated %s\\n' \"$QUERY_STRING\"\n",
+        ),
+        (
+            "store/cgi-bin/schema",
+            "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'; cat /tmp/migrations 2>/dev/null\n",
+        ),
+    ];
+    for (path, script) in scripts {
+        let path = repo.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let (pushed, out) = platform.commit_and_push(&repo, &key, "migrates a store");
+    assert!(pushed, "{out}");
+
+    // The store runs beside the app on its network, from the app's own image (as a
+    // database add-on would), and the app is told where with a config var.
+    let network = format!("skiff-apps-{}-migrated", platform.platform_id);
+    let (web, _, _) =
+        platform.containers().into_iter().find(|(_, release, running)| release == "1" && *running).unwrap();
+    let image = docker(&["inspect", "--format", "{{.Image}}", &web]);
+    let store = Started(docker(&[
+        "run",
+        "-d",
+        "--network",
+        &network,
+        "--entrypoint",
+        "httpd",
+        &image,
+        "-f",
+        "-p",
+        "8080",
+        "-h",
+        "/app/store",
+    ]));
+    let template = format!("{{{{(index .NetworkSettings.Networks \"{network}\").IPAddress}}}}");
+    let address = docker(&["inspect", "--format", &template, &store.0]);
+    platform.cli_ok(&repo, &["config:set", &format!("DATABASE_URL=http://{address}:8080"), "--wait"]).await;
+    platform.cli_ok(&repo, &["config:set", "SCHEMA=3", "--wait"]).await;
+
+    // Each release's migration ran once, before it served, and the web process reads it.
+    let answer = reqwest::Client::new()
+        .get(format!("http://{}/cgi-bin/schema", platform.router()))
+        .header("Host", "migrated.localhost")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.text().await.unwrap().trim(), "to-v2\nto-v3", "v2's and v3's migrations, once each");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Docker (deploy/test.sh)"]
 async fn app_json_sets_formation_env_and_health_checks_and_a_bad_one_refuses_the_push() {
@@ -307,7 +391,7 @@ async fn canaries_take_their_share_and_a_failing_one_is_rolled_back_on_the_route
     let (pushed, out) = platform.commit_and_push(&repo, &key, "second build");
     assert!(pushed, "{out}");
     let out = platform.cli_ok(&repo, &["pipelines:promote", "--canary", "10", "--canary-for", "40s"]).await;
-    assert!(out.contains("shop v2: on trial as a canary"), "{out}");
+    assert!(out.contains("Canary on shop: v2 (admin promoted v2 of shop-staging"), "{out}");
     assert!(answers.until_served_by("v2").await, "the canary gets requests");
     let mut by_release = std::collections::BTreeMap::<String, usize>::new();
     for _ in 0..2000 {

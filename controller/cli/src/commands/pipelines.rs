@@ -179,8 +179,8 @@ pub(crate) async fn execute(
             let canary = canary.zip(canary_for).map(|(percent, duration)| trial.trial(percent, duration));
             let releases = client.promote(&app, &Promotion { to, canary }).await?;
             for release in &releases {
-                let how = if canary.is_some() { "on trial as a canary" } else { "promoted" };
-                writeln!(out, "{} v{}: {how} ({})", release.app, release.version, release.summary)?;
+                let how = if canary.is_some() { "Canary on" } else { "Promoted to" };
+                writeln!(out, "{how} {}: v{} ({})", release.app, release.version, release.summary)?;
             }
             // A canary's release rolls out only once it passes.
             for release in releases.iter().filter(|_| wait.wait && canary.is_none()) {
