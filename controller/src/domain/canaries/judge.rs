@@ -8,8 +8,9 @@
 //!   [`MIN_ERROR_RATE_INCREASE`].
 //! - **Latency**: a one-sided Mann–Whitney U (rank-sum) test over the latency buckets
 //!   (ties within a bucket corrected for); the canary fails when it is slower with
-//!   p < [`ALPHA`] *and* a canary request is slower than a baseline one in more than
-//!   [`MAX_SLOWER_SHARE`] of pairs, so that noise does not fail a good release.
+//!   p < [`ALPHA`], a canary request is slower than a baseline one in more than
+//!   [`MAX_SLOWER_SHARE`] of pairs, *and* its median falls in a higher bucket (about 19%
+//!   slower or more), so that noise does not fail a good release.
 //!
 //! Before the deadline the judge fails a canary only on conclusive evidence (p <
 //! [`EARLY_ALPHA`]) and otherwise waits; at the deadline it passes or fails, unless a side
@@ -161,7 +162,10 @@ fn latency(baseline: &[BucketCount], canary: &[BucketCount]) -> Test {
         ms(quantile(canary, 0.99)),
         ms(quantile(baseline, 0.99)),
     );
-    Test { p, large_enough: slower > MAX_SLOWER_SHARE, detail }
+    // The typical request must be slower too (its bucket higher), not only the tail of a
+    // freshly started container.
+    let typical_slower = quantile(canary, 0.5) > quantile(baseline, 0.5);
+    Test { p, large_enough: slower > MAX_SLOWER_SHARE && typical_slower, detail }
 }
 
 /// Judges a canary on the counts so far; `at_deadline` once its window is over.
