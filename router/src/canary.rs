@@ -28,10 +28,13 @@ impl Default for Counts {
     }
 }
 
+/// Each side's counts of a canary, by canary and side, with the canary's app.
+type CountsBySide = HashMap<(i64, Arm), (AppName, Counts)>;
+
 /// Counts of every running canary not yet reported.
 #[derive(Debug, Default)]
 pub struct CanaryCounts {
-    counts: Mutex<HashMap<(i64, AppName, Arm), Counts>>,
+    counts: Mutex<CountsBySide>,
 }
 
 impl CanaryCounts {
@@ -39,7 +42,8 @@ impl CanaryCounts {
     pub fn record(&self, app: &AppName, pick: CanaryPick, status: u16, took: Duration) {
         let bucket = usize::from(latency_bucket(took));
         let mut counts = self.lock();
-        let entry = counts.entry((pick.id, app.clone(), pick.arm)).or_default();
+        // The app's name is copied only the first time a side is counted.
+        let (_, entry) = counts.entry((pick.id, pick.arm)).or_insert_with(|| (app.clone(), Counts::default()));
         entry.requests[bucket] += 1;
         entry.errors[bucket] += u64::from(status >= 500);
     }
@@ -49,7 +53,7 @@ impl CanaryCounts {
         let counts = std::mem::take(&mut *self.lock());
         let samples = counts
             .into_iter()
-            .map(|((canary, app, arm), counts)| {
+            .map(|((canary, arm), (app, counts))| {
                 let buckets = (0..LATENCY_BUCKETS)
                     .zip(counts.requests.iter().zip(&counts.errors))
                     .filter(|(_, (requests, _))| **requests > 0)
@@ -65,7 +69,8 @@ impl CanaryCounts {
     pub fn restore(&self, samples: CanarySamples) {
         let mut counts = self.lock();
         for sample in samples.samples {
-            let entry = counts.entry((sample.canary, sample.app, sample.arm)).or_default();
+            let (_, entry) =
+                counts.entry((sample.canary, sample.arm)).or_insert_with(|| (sample.app, Counts::default()));
             for count in sample.buckets {
                 let bucket = usize::from(count.bucket.min(LATENCY_BUCKETS - 1));
                 entry.requests[bucket] += count.requests;
@@ -74,7 +79,7 @@ impl CanaryCounts {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(i64, AppName, Arm), Counts>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CountsBySide> {
         self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 

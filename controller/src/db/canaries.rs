@@ -25,16 +25,19 @@ pub struct CanaryRow {
     pub judgement: Option<Judgement>,
 }
 
-/// What [`Db::canary_row`] reads.
-const CANARY_SELECT: &str = "SELECT c.id, c.app_id, a.name, c.release_version, c.baseline_version, c.percent, c.sticky,
-       c.duration_secs, c.min_requests, c.state, c.started_at, c.ends_at, c.ended_at, c.judgement
-FROM canaries c JOIN apps a ON a.id = c.app_id";
+/// What [`Db::canary_row`] reads (by position), from [`CANARY_TABLES`]; the names a
+/// release's columns share are renamed, so that a release's row can follow (see
+/// [`Db::running_canaries`]).
+const CANARY_FIELDS: &str = "c.id AS canary_id, c.app_id AS canary_app_id, a.name, c.release_version,
+       c.baseline_version, c.percent, c.sticky, c.duration_secs, c.min_requests, c.state AS canary_state,
+       c.started_at, c.ends_at, c.ended_at, c.judgement";
+const CANARY_TABLES: &str = "canaries c JOIN apps a ON a.id = c.app_id";
 
 /// One side's counts: requests and 5xx answers per latency bucket.
 pub type ArmCounts = Vec<BucketCount>;
 
 impl Db {
-    fn canary_row(row: AnyRow) -> Result<CanaryRow, DbError> {
+    fn canary_row(row: &AnyRow) -> Result<CanaryRow, DbError> {
         let count = |index: usize| u64::try_from(row.get::<i64, _>(index)).unwrap_or(0);
         Ok(CanaryRow {
             id: row.get(0),
@@ -106,43 +109,44 @@ impl Db {
         .fetch_one(&mut *tx)
         .await?
         .get(0);
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{CANARY_SELECT} WHERE c.id = $1")))
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?;
-        let canary = Self::canary_row(row)?;
+        let row =
+            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {CANARY_FIELDS} FROM {CANARY_TABLES} WHERE c.id = $1")))
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+        let canary = Self::canary_row(&row)?;
         tx.commit().await?;
         Ok(Some((release, canary)))
     }
 
-    /// Every running canary, with the release on trial.
+    /// Every running canary, with the release on trial, in one query.
     pub async fn running_canaries(&self) -> Result<Vec<(CanaryRow, Release)>, DbError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{CANARY_SELECT} WHERE c.state = 'running' ORDER BY c.id")))
-            .fetch_all(&self.pool)
-            .await?;
-        let mut running = Vec::new();
-        for row in rows {
-            let canary = Self::canary_row(row)?;
-            let release = sqlx::query("SELECT * FROM releases WHERE app_id = $1 AND version = $2")
-                .bind(canary.app_id)
-                .bind(i64::from(canary.release))
-                .fetch_optional(&self.pool)
-                .await?;
-            if let Some(release) = release {
-                running.push((canary.clone(), Self::release_row(&canary.app, release)?));
-            }
-        }
-        Ok(running)
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {CANARY_FIELDS}, r.* FROM {CANARY_TABLES}
+             JOIN releases r ON r.app_id = c.app_id AND r.version = c.release_version
+             WHERE c.state = 'running' ORDER BY c.id"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let canary = Self::canary_row(&row)?;
+                let release = Self::release_row(&canary.app, row)?;
+                Ok((canary, release))
+            })
+            .collect()
     }
 
     /// The app's running canary, or its last one.
     pub async fn latest_canary(&self, app: &AppRow) -> Result<Option<CanaryRow>, DbError> {
-        sqlx::query(sqlx::AssertSqlSafe(format!("{CANARY_SELECT} WHERE c.app_id = $1 ORDER BY c.id DESC LIMIT 1")))
-            .bind(app.id)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(Self::canary_row)
-            .transpose()
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {CANARY_FIELDS} FROM {CANARY_TABLES} WHERE c.app_id = $1 ORDER BY c.id DESC LIMIT 1"
+        )))
+        .bind(app.id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|row| Self::canary_row(&row))
+        .transpose()
     }
 
     /// Adds a router's counts to those of running canaries (counts of canaries that

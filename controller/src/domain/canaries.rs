@@ -75,7 +75,8 @@ impl Canaries<'_> {
         self.view(canary).await
     }
 
-    /// Makes `new` the app's next release, on trial under `trial`.
+    /// Makes `new` the app's next release, on trial under `trial` (which the caller
+    /// checked with [`check_trial`]).
     pub(super) async fn start_with(
         &self,
         app: &AppRow,
@@ -83,7 +84,6 @@ impl Canaries<'_> {
         trial: &CanaryTrial,
     ) -> Result<(Release, CanaryRow), ApiError> {
         let c = self.0;
-        check_trial(trial)?;
         let (release, canary) = c.db.create_trial_release(app, new, trial).await?.ok_or_else(|| {
             ApiError::Conflict(format!(
                 "{} runs no release to compare a canary with; deploy one first (`git push skiff main`)",
