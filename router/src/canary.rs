@@ -113,8 +113,8 @@ mod tests {
     fn counts_are_kept_per_canary_and_side_until_taken() {
         let counts = CanaryCounts::default();
         let app: AppName = "shop".parse().unwrap();
-        let canary = CanaryPick { id: 7, arm: Arm::Canary, release: Some(3) };
-        let baseline = CanaryPick { arm: Arm::Baseline, release: None, ..canary };
+        let canary = CanaryPick { id: 7, arm: Arm::Canary };
+        let baseline = CanaryPick { arm: Arm::Baseline, ..canary };
         counts.record(&app, canary, 500, Duration::from_millis(2));
         counts.record(&app, canary, 200, Duration::from_millis(2));
         counts.record(&app, baseline, 200, Duration::from_millis(40));

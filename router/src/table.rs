@@ -104,7 +104,6 @@ impl Pool {
 #[derive(Debug)]
 struct CanarySplit {
     id: i64,
-    release: u32,
     percent: u8,
     sticky: bool,
     pool: Pool,
@@ -148,8 +147,6 @@ impl AppRoute {
 pub struct CanaryPick {
     pub id: i64,
     pub arm: Arm,
-    /// The release of the side it went to, when known (the canary's).
-    pub release: Option<u32>,
 }
 
 /// An app's backends in the order to try them: this request's round-robin pick first,
@@ -173,8 +170,7 @@ impl Backends {
     /// The canary this request is part of.
     pub fn canary(&self) -> Option<CanaryPick> {
         let canary = self.route.canary.as_ref()?;
-        let release = (self.arm == Arm::Canary).then_some(canary.release);
-        Some(CanaryPick { id: canary.id, arm: self.arm, release })
+        Some(CanaryPick { id: canary.id, arm: self.arm })
     }
 
     /// The backends to try in order: those with the fewest requests outstanding first
@@ -292,7 +288,6 @@ impl Table {
             let canary =
                 route.canary.as_ref().filter(|c| !c.backends.is_empty() && c.percent > 0).map(|c| CanarySplit {
                     id: c.id,
-                    release: c.release,
                     percent: c.percent.min(100),
                     sticky: c.sticky,
                     pool: Pool::new(&route.app, &c.backends, &kept),
@@ -601,7 +596,6 @@ mod tests {
         let canary = picks.iter().filter(|p| p.arm == Arm::Canary).count();
         assert_eq!(canary, 100);
         assert!(picks.iter().all(|p| p.id == 4));
-        assert!(picks.iter().filter(|p| p.arm == Arm::Canary).all(|p| p.release == Some(7)));
         // Spread out: never more than one canary request in ten in a row.
         for window in picks.chunks(10) {
             assert_eq!(window.iter().filter(|p| p.arm == Arm::Canary).count(), 1);
