@@ -51,8 +51,10 @@ pub struct Config {
     /// Other registries whose images builds and `deploy --image` may use (`host[:port]`,
     /// or `*` for any); none by default: only the platform's own registry.
     pub allowed_registries: Vec<String>,
-    /// Which addresses URLs given by tenants (app drains) may reach.
+    /// Which addresses URLs given by tenants (app drains, app webhooks) may reach.
     pub outbound: skiff_api::OutboundPolicy,
+    /// Whom webhooks over HTTPS trust (`skiff_service::outbound::tls_config`).
+    pub webhook_tls: std::sync::Arc<rustls::ClientConfig>,
     /// Memory of an app container whose app set none, in MiB.
     pub default_memory_mb: u64,
     /// The most memory an app may ask for, in MiB.

@@ -37,6 +37,7 @@ pub mod service;
 pub mod stacks;
 pub mod state;
 pub mod throttle;
+pub mod webhooks;
 
 pub use config::Config;
 pub use http::serve;

@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::coordination::Coordination;
 use crate::db::{AppRow, Db, UserRow};
 use crate::error::ApiError;
+use crate::events::Event;
 use crate::events::Events;
 use crate::routes::RouteFeed;
 use crate::scheduler::ContainerRuntime;
@@ -101,9 +102,28 @@ impl Controller {
 
     /// Records an event of `app` that changes what should run or be routed, and wakes the
     /// scheduler (this replica's and the others').
-    pub(crate) async fn announce_change(&self, app: &AppName, message: &str) {
-        self.events.emit(app, message).await;
+    pub(crate) async fn announce_change(&self, app: &AppName, event: Event) {
+        self.events.emit(app, event).await;
         self.coordination.changed().await;
+    }
+
+    /// Refuses a tenant's URL (of `what`: "drains", "webhooks") any of whose addresses the
+    /// outbound guard refuses now; the component that connects checks again each time.
+    pub(crate) async fn check_outbound(&self, what: &str, host: &str, port: u16) -> Result<(), ApiError> {
+        let resolved =
+            skiff_service::outbound::allowed_addresses(host, port, None).await.map_err(ApiError::BadRequest)?;
+        for address in &resolved {
+            if let Some(why) = self.config.outbound.refusal(address.ip()) {
+                return Err(ApiError::BadRequest(format!(
+                    "{what} may not reach {host} ({} is {why}); the operator can allow a network with SKIFF_OUTBOUND_ALLOW",
+                    address.ip()
+                )));
+            }
+        }
+        if resolved.is_empty() {
+            return Err(ApiError::BadRequest(format!("{host} resolves to no address")));
+        }
+        Ok(())
     }
 
     /// The release the app runs (or is rolling out): its newest that did not fail.

@@ -244,7 +244,10 @@ pub struct Settings {
     /// dropped and counted. Platform drains are not limited.
     #[arg(long, env = "SKIFF_LOGGER_DRAIN_RATE", default_value_t = 1000)]
     pub drain_rate: u32,
-    /// Networks that URLs given by tenants (app drains) may reach although they are
+    /// A PEM file of CA certificates trusted for webhooks over HTTPS, beside the system's.
+    #[arg(long, env = "SKIFF_WEBHOOK_CA")]
+    pub webhook_ca: Option<PathBuf>,
+    /// Networks that URLs given by tenants (app drains, app webhooks) may reach although they are
     /// loopback, private, link-local or otherwise internal: comma-separated addresses or
     /// blocks (`10.1.0.0/16,127.0.0.1`) [default: none].
     #[arg(long, env = "SKIFF_OUTBOUND_ALLOW", default_value = "", value_parser = skiff_api::OutboundPolicy::parse)]
@@ -465,8 +468,12 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
         }
         _ => None,
     };
-    let controller = controller
-        .map(|listener| (listener, controller_config(settings, &known, &addresses, &registry_url, &logger_url)));
+    let controller = controller.and_then(|listener| {
+        let webhook_tls = skiff_service::outbound::tls_config(settings.webhook_ca.as_deref())
+            .map_err(|e| anyhow::anyhow!("SKIFF_WEBHOOK_CA: {e}"));
+        let webhook_tls = problems.note(webhook_tls)?;
+        Some((listener, controller_config(settings, &known, &addresses, &registry_url, &logger_url, webhook_tls)))
+    });
     let router = router
         .map(|(http, https)| (http, https, router_config(settings, &known, syslog_address, ca.take(), &mut problems)));
     let builder =
@@ -644,6 +651,7 @@ fn controller_config(
     addresses: &Addresses,
     registry_url: &str,
     logger_url: &str,
+    webhook_tls: Arc<rustls::ClientConfig>,
 ) -> skiff_controller::ServiceConfig {
     let registry_host = settings.registry_address.clone().unwrap_or_else(|| {
         registry_url.split_once("://").map_or(registry_url, |(_, rest)| rest).trim_end_matches('/').to_owned()
@@ -662,6 +670,7 @@ fn controller_config(
             .flatten(),
         allowed_registries: settings.allowed_registries.clone(),
         outbound: settings.outbound_allow.clone(),
+        webhook_tls,
         default_memory_mb: settings.default_memory,
         max_memory_mb: settings.max_memory,
         logger_url: logger_url.to_owned(),

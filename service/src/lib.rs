@@ -20,6 +20,8 @@ pub mod docker;
 #[cfg(feature = "tls")]
 pub mod https;
 pub mod metrics;
+#[cfg(feature = "outbound")]
+pub mod outbound;
 pub mod probe;
 #[cfg(feature = "redis")]
 pub mod pubsub;

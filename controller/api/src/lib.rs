@@ -10,6 +10,7 @@
 //! - [`drain`]: log drains and their URLs.
 //! - [`image`]: image references and which registry they name.
 //! - [`outbound`]: which addresses tenant-given URLs may reach.
+//! - [`webhook`]: outgoing webhooks, their deliveries and signatures.
 //! - [`rules`]: what the platform accepts of what users set (config vars, custom domains,
 //!   access policies).
 
@@ -20,6 +21,7 @@ pub mod image;
 pub mod name;
 pub mod outbound;
 pub mod rules;
+pub mod webhook;
 pub mod wire;
 
 pub use app_json::{AppJson, AppJsonError};
@@ -31,6 +33,7 @@ pub use drain::{Drain, DrainCreate, DrainProtocol, DrainStatus, DrainTarget, Dra
 pub use image::{ImageRef, ImageRefError};
 pub use name::{AppName, Digest, DigestAlgorithm, NameError, PipelineName, ProcessType, StackName, Username};
 pub use outbound::OutboundPolicy;
+pub use webhook::{DeliveryState, EventKind, EventPayload, Webhook, WebhookCreate, WebhookDelivery, WebhookFormat};
 pub use wire::*;
 
 /// Compares two secrets (tokens, passwords) in time independent of where they differ.

@@ -592,6 +592,8 @@ pub struct Event {
     /// Absent for platform-wide events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app: Option<AppName>,
+    /// What it is about.
+    pub kind: crate::EventKind,
     /// What happened, naming who did it.
     pub message: String,
     /// When it happened, RFC 3339.

@@ -13,7 +13,7 @@ use skiff_api::{
     AccessPolicy, Canary, CanaryCreate, CanarySamples, Certificate, CertificateCreate, Domain, DomainCreate, Drain,
     DrainCreate, Event, Healthcheck, Limits, Maintenance, Pipeline, PipelineCoupling, PipelineCreate, PipelineName,
     ProcessType, Promotion, ReviewApp, ReviewAppGrant, ReviewAppPush, ReviewAppSettings, SettingsChange, Stage,
-    TlsSettings, UserRef,
+    TlsSettings, UserRef, Webhook, WebhookCreate, WebhookDelivery,
 };
 use skiff_api::{
     App, AppCreate, AppName, Build, BuildCreate, BuildRecorded, ConfigChange, ConfigChanged, Credentials, DeployImage,
@@ -319,6 +319,34 @@ impl Client {
 
     pub async fn remove_drain(&self, app: Option<&AppName>, id: i64) -> Result<(), ClientError> {
         self.delete(&format!("{}/{id}", Self::drains_path(app))).await
+    }
+
+    /// Where an app's webhooks live, or the platform-wide ones' without an app.
+    fn webhooks_path(app: Option<&AppName>) -> String {
+        app.map_or_else(|| "/v2/webhooks".to_owned(), |app| format!("/v2/apps/{app}/webhooks"))
+    }
+
+    /// An app's webhooks, or the platform-wide ones (admins) without an app.
+    pub async fn webhooks(&self, app: Option<&AppName>) -> Result<Vec<Webhook>, ClientError> {
+        self.get(&Self::webhooks_path(app)).await
+    }
+
+    /// Adds a webhook; the answer carries its signing secret.
+    pub async fn add_webhook(&self, app: Option<&AppName>, webhook: &WebhookCreate) -> Result<Webhook, ClientError> {
+        self.post(&Self::webhooks_path(app), webhook).await
+    }
+
+    pub async fn remove_webhook(&self, app: Option<&AppName>, id: i64) -> Result<(), ClientError> {
+        self.delete(&format!("{}/{id}", Self::webhooks_path(app))).await
+    }
+
+    /// A webhook's newest deliveries, newest first.
+    pub async fn webhook_deliveries(
+        &self,
+        app: Option<&AppName>,
+        id: i64,
+    ) -> Result<Vec<WebhookDelivery>, ClientError> {
+        self.get(&format!("{}/{id}/deliveries", Self::webhooks_path(app))).await
     }
 
     /// Every drain of every app and of the platform (service token).

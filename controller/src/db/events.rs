@@ -1,17 +1,28 @@
 //! The audit trail.
 
+use skiff_api::EventKind;
+
 use super::*;
 
 impl Db {
-    /// Keeps an audit event, of an app or (without one) of the platform.
-    pub async fn add_event(&self, app: Option<&AppName>, message: &str) -> Result<(), DbError> {
-        sqlx::query("INSERT INTO events (app, message, created_at) VALUES ($1, $2, $3)")
-            .bind(app.map(AppName::as_str))
-            .bind(message)
-            .bind(now())
-            .execute(&self.writer)
-            .await?;
-        Ok(())
+    /// Keeps an audit event, of an app or (without one) of the platform; its id and time.
+    pub async fn add_event(
+        &self,
+        app: Option<&AppName>,
+        kind: EventKind,
+        message: &str,
+    ) -> Result<(i64, String), DbError> {
+        let created_at = now();
+        let id: i64 =
+            sqlx::query("INSERT INTO events (app, kind, message, created_at) VALUES ($1, $2, $3, $4) RETURNING id")
+                .bind(app.map(AppName::as_str))
+                .bind(kind.as_str())
+                .bind(message)
+                .bind(&created_at)
+                .fetch_one(&self.writer)
+                .await?
+                .get(0);
+        Ok((id, created_at))
     }
 
     /// Makes an app's events platform-wide, each prefixed with the app's name: for an app
@@ -27,7 +38,7 @@ impl Db {
     /// The newest `limit` events, oldest first: one app's, or every event without an app.
     pub async fn events(&self, app: Option<&AppName>, limit: u32) -> Result<Vec<Event>, DbError> {
         let rows = sqlx::query(
-            "SELECT id, app, message, created_at FROM events WHERE $1 IS NULL OR app = $1 ORDER BY id DESC LIMIT $2",
+            "SELECT id, app, message, created_at, kind FROM events WHERE $1 IS NULL OR app = $1 ORDER BY id DESC LIMIT $2",
         )
         .bind(app.map(AppName::as_str))
         .bind(i64::from(limit))
@@ -42,6 +53,7 @@ impl Db {
                     app: app.map(parse).transpose()?,
                     message: row.get(2),
                     created_at: row.get(3),
+                    kind: parse(row.get(4))?,
                 })
             })
             .collect::<Result<Vec<_>, DbError>>()?;

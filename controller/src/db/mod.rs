@@ -32,9 +32,11 @@ mod pipelines;
 mod releases;
 mod stacks;
 mod users;
+mod webhooks;
 
 pub use canaries::CanaryRow;
 pub use pipelines::{PipelineRow, ReviewAppRow};
+pub use webhooks::{Attempt, DueDelivery};
 
 /// Postgres migrations, applied in order once each.
 const POSTGRES_MIGRATIONS: &[&str] = &[
@@ -47,6 +49,7 @@ const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0007_release_phase.sql"),
     include_str!("../../migrations/postgres/0008_pipelines.sql"),
     include_str!("../../migrations/postgres/0009_canaries.sql"),
+    include_str!("../../migrations/postgres/0010_webhooks.sql"),
 ];
 
 /// SQLite migrations, applied in order once each.
@@ -65,6 +68,7 @@ const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0012_release_phase.sql"),
     include_str!("../../migrations/sqlite/0013_pipelines.sql"),
     include_str!("../../migrations/sqlite/0014_canaries.sql"),
+    include_str!("../../migrations/sqlite/0015_webhooks.sql"),
 ];
 
 /// A database failure.

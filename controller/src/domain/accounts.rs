@@ -9,9 +9,11 @@ use crate::auth::{hash_password, new_token, token_hash, verify_password};
 use crate::config::Registration;
 use crate::db::UserRow;
 use crate::error::ApiError;
+use crate::events::Event;
 use crate::keys;
 use crate::state::Controller;
 use crate::throttle::Attempt;
+use skiff_api::EventKind;
 
 /// Accounts and their credentials.
 pub struct Accounts<'a>(&'a Controller);
@@ -52,7 +54,8 @@ impl Accounts<'_> {
             Some(by) => format!("{} created {role} {}", by.username, user.username),
             None => format!("{} registered as {role}", user.username),
         };
-        c.events.emit_platform(&message).await;
+        let actor = requester.map_or(&user.username, |by| &by.username);
+        c.events.emit_platform(Event::new(EventKind::Platform, message).by(actor)).await;
         self.session(&user).await
     }
 
@@ -127,7 +130,8 @@ impl Accounts<'_> {
             c.db.add_key(user.id, &key.fingerprint, &key.line, &key.comment)
                 .await?
                 .ok_or_else(|| ApiError::Conflict(format!("key {} is already registered", key.fingerprint)))?;
-        c.events.emit_platform(&format!("{} added SSH key {}", user.username, row.fingerprint)).await;
+        let message = format!("{} added SSH key {}", user.username, row.fingerprint);
+        c.events.emit_platform(Event::new(EventKind::Platform, message).by(&user.username)).await;
         Ok(Key { id: row.id, fingerprint: row.fingerprint, comment: row.comment, created_at: row.created_at })
     }
 
@@ -137,7 +141,11 @@ impl Accounts<'_> {
         if !c.db.remove_key(user.id, id).await? {
             return Err(ApiError::NotFound(format!("no key {id}; see `skiff keys`")));
         }
-        c.events.emit_platform(&format!("{} removed SSH key {id}", user.username)).await;
+        c.events
+            .emit_platform(
+                Event::new(EventKind::Platform, format!("{} removed SSH key {id}", user.username)).by(&user.username),
+            )
+            .await;
         Ok(())
     }
 }

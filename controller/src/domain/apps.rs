@@ -5,7 +5,9 @@ use skiff_api::{AccessPolicy, App, AppCreate, AppName, Username};
 
 use crate::db::{AppRow, UserRow};
 use crate::error::ApiError;
+use crate::events::Event;
 use crate::state::Controller;
+use skiff_api::EventKind;
 
 /// Apps and their sharing.
 pub struct Apps<'a>(&'a Controller);
@@ -58,7 +60,8 @@ impl Apps<'_> {
             c.db.create_app(&name, user, &stack)
                 .await?
                 .ok_or_else(|| ApiError::Conflict(format!("app `{name}` already exists; choose another name")))?;
-        c.announce_change(&app.name, &format!("{} created the app on stack {stack}", user.username)).await;
+        let message = format!("{} created the app on stack {stack}", user.username);
+        c.announce_change(&app.name, Event::new(EventKind::App, message).by(&user.username)).await;
         c.app_view(&app).await
     }
 
@@ -67,7 +70,12 @@ impl Apps<'_> {
     pub async fn destroy(&self, user: &UserRow, app: &AppRow) -> Result<(), ApiError> {
         let c = self.0;
         c.db.delete_app(app.id).await?;
-        c.events.emit(&app.name, &format!("{} destroyed the app", user.username)).await;
+        c.events
+            .emit(
+                &app.name,
+                Event::new(EventKind::App, format!("{} destroyed the app", user.username)).by(&user.username),
+            )
+            .await;
         // The trail stays, platform-wide; an app made later with this name starts afresh.
         c.db.retire_events(&app.name).await?;
         if let Err(error) = c.registry.forget(app.name.as_str()).await {
@@ -82,7 +90,8 @@ impl Apps<'_> {
         let c = self.0;
         let other = c.user_named(to).await?;
         c.db.transfer(app.id, other.id).await?;
-        c.events.emit(&app.name, &format!("{} transferred the app to {}", user.username, other.username)).await;
+        let message = format!("{} transferred the app to {}", user.username, other.username);
+        c.events.emit(&app.name, Event::new(EventKind::App, message).by(&user.username)).await;
         self.reread(app).await
     }
 
@@ -91,7 +100,8 @@ impl Apps<'_> {
         let c = self.0;
         c.db.set_maintenance(app.id, enabled).await?;
         let state = if enabled { "on" } else { "off" };
-        c.announce_change(&app.name, &format!("{} turned maintenance mode {state}", user.username)).await;
+        let message = format!("{} turned maintenance mode {state}", user.username);
+        c.announce_change(&app.name, Event::new(EventKind::Config, message).by(&user.username)).await;
         self.reread(app).await
     }
 
@@ -116,7 +126,8 @@ impl Apps<'_> {
         if !c.db.add_perm(app.id, other.id).await? {
             return Err(ApiError::Conflict(format!("{} already collaborates on {}", other.username, app.name)));
         }
-        c.events.emit(&app.name, &format!("{} added {} as a collaborator", user.username, other.username)).await;
+        let message = format!("{} added {} as a collaborator", user.username, other.username);
+        c.events.emit(&app.name, Event::new(EventKind::App, message).by(&user.username)).await;
         Ok(())
     }
 
@@ -127,7 +138,8 @@ impl Apps<'_> {
         if !c.db.remove_perm(app.id, other.id).await? {
             return Err(ApiError::NotFound(format!("{} does not collaborate on {}", other.username, app.name)));
         }
-        c.events.emit(&app.name, &format!("{} removed collaborator {}", user.username, other.username)).await;
+        let message = format!("{} removed collaborator {}", user.username, other.username);
+        c.events.emit(&app.name, Event::new(EventKind::App, message).by(&user.username)).await;
         Ok(())
     }
 
@@ -140,7 +152,8 @@ impl Apps<'_> {
             policy.max_body_bytes.map_or_else(|| "no body limit".to_owned(), |b| format!("bodies up to {b} bytes"));
         let allow = if policy.allow.is_empty() { "everyone".to_owned() } else { policy.allow.join(", ") };
         let deny = if policy.deny.is_empty() { String::new() } else { format!(" but {}", policy.deny.join(", ")) };
-        c.announce_change(&app.name, &format!("{} set access: {allow}{deny}, {body}", user.username)).await;
+        let message = format!("{} set access: {allow}{deny}, {body}", user.username);
+        c.announce_change(&app.name, Event::new(EventKind::Config, message).by(&user.username)).await;
         Ok(())
     }
 }

@@ -18,7 +18,9 @@ use skiff_api::{Canary, CanaryCreate, CanaryState, CanaryTrial, Judgement, Relea
 
 use crate::db::{AppRow, CanaryRow, NewRelease, UserRow};
 use crate::error::ApiError;
+use crate::events::Event;
 use crate::state::Controller;
+use skiff_api::EventKind;
 
 /// The longest window a canary may run.
 const MAX_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -95,7 +97,9 @@ impl Canaries<'_> {
             "Canary v{} started ({}): {}% of requests{sticky} for {} s, compared with v{}",
             release.version, release.summary, trial.percent, trial.duration_secs, canary.baseline
         );
-        c.announce_change(&app.name, &message).await;
+        let data =
+            serde_json::json!({ "version": release.version, "baseline": canary.baseline, "percent": trial.percent });
+        c.announce_change(&app.name, Event::new(EventKind::Release, message).by(&release.created_by).with(data)).await;
         Ok((release, canary))
     }
 
@@ -158,7 +162,8 @@ impl Canaries<'_> {
             _ => format!("not promoted; v{} keeps serving", row.baseline),
         };
         let message = format!("Canary v{} {outcome}: {}", row.release, judgement.reason);
-        c.announce_change(&row.app, &message).await;
+        let data = serde_json::json!({ "version": row.release, "baseline": row.baseline, "score": judgement.score });
+        c.announce_change(&row.app, Event::new(EventKind::Deploy, message).with(data)).await;
         tracing::info!(app = %row.app, release = row.release, ?state, score = judgement.score, "controller.canary.ended");
         Ok(true)
     }

@@ -7,7 +7,9 @@ use skiff_api::{Certificate, CertificateCreate, TlsSettings};
 
 use crate::db::{AppRow, UserRow, now};
 use crate::error::ApiError;
+use crate::events::Event;
 use crate::state::Controller;
+use skiff_api::EventKind;
 
 /// The largest PEM chain and key accepted.
 const MAX_CHAIN: usize = 64 * 1024;
@@ -147,7 +149,8 @@ impl Certificates<'_> {
         if !c.db.add_cert(app.id, &cert, &body.certificate_chain, &body.private_key).await? {
             return Err(ApiError::Conflict(format!("{} has a certificate named {} already", app.name, cert.name)));
         }
-        c.events.emit(&app.name, &format!("{} added certificate {}", user.username, cert.name)).await;
+        let message = format!("{} added certificate {}", user.username, cert.name);
+        c.events.emit(&app.name, Event::new(EventKind::Domain, message).by(&user.username)).await;
         Ok(cert)
     }
 
@@ -157,7 +160,8 @@ impl Certificates<'_> {
         if !c.db.remove_cert(app.id, name).await? {
             return Err(ApiError::NotFound(format!("{} has no certificate {name}; see `skiff certs`", app.name)));
         }
-        c.announce_change(&app.name, &format!("{} removed certificate {name}", user.username)).await;
+        let message = format!("{} removed certificate {name}", user.username);
+        c.announce_change(&app.name, Event::new(EventKind::Domain, message).by(&user.username)).await;
         Ok(())
     }
 
@@ -180,7 +184,8 @@ impl Certificates<'_> {
                 app.name
             )));
         }
-        c.announce_change(&app.name, &format!("{} attached certificate {name} to {domain}", user.username)).await;
+        let message = format!("{} attached certificate {name} to {domain}", user.username);
+        c.announce_change(&app.name, Event::new(EventKind::Domain, message).by(&user.username)).await;
         Ok(())
     }
 
@@ -193,7 +198,8 @@ impl Certificates<'_> {
                 "certificate {name} is not attached to {domain}; see `skiff certs`"
             )));
         }
-        c.announce_change(&app.name, &format!("{} detached certificate {name} from {domain}", user.username)).await;
+        let message = format!("{} detached certificate {name} from {domain}", user.username);
+        c.announce_change(&app.name, Event::new(EventKind::Domain, message).by(&user.username)).await;
         Ok(())
     }
 
@@ -203,7 +209,8 @@ impl Certificates<'_> {
         c.db.set_tls(app.id, tls).await?;
         let hsts = if tls.hsts_max_age > 0 { format!(", HSTS max-age {}", tls.hsts_max_age) } else { String::new() };
         let https = if tls.force_https { "HTTPS only" } else { "HTTP and HTTPS" };
-        c.announce_change(&app.name, &format!("{} set TLS: {https}{hsts}", user.username)).await;
+        let message = format!("{} set TLS: {https}{hsts}", user.username);
+        c.announce_change(&app.name, Event::new(EventKind::Domain, message).by(&user.username)).await;
         Ok(())
     }
 }

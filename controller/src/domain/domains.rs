@@ -8,7 +8,9 @@ use skiff_api::rules::CustomDomain;
 
 use crate::db::{AppRow, UserRow};
 use crate::error::ApiError;
+use crate::events::Event;
 use crate::state::Controller;
+use skiff_api::EventKind;
 
 /// An app's custom domains.
 pub struct Domains<'a>(&'a Controller);
@@ -40,7 +42,8 @@ impl Domains<'_> {
         if !c.db.add_domain(app.id, domain.as_str()).await? {
             return Err(ApiError::Conflict(format!("{domain} is already in use")));
         }
-        c.announce_change(&app.name, &format!("{} added domain {domain}", user.username)).await;
+        let message = format!("{} added domain {domain}", user.username);
+        c.announce_change(&app.name, Event::new(EventKind::Domain, message).by(&user.username)).await;
         Ok(())
     }
 
@@ -51,7 +54,8 @@ impl Domains<'_> {
         if !c.db.remove_domain(app.id, &domain).await? {
             return Err(ApiError::NotFound(format!("{} has no domain {domain}; see `skiff domains`", app.name)));
         }
-        c.announce_change(&app.name, &format!("{} removed domain {domain}", user.username)).await;
+        let message = format!("{} removed domain {domain}", user.username);
+        c.announce_change(&app.name, Event::new(EventKind::Domain, message).by(&user.username)).await;
         Ok(())
     }
 }

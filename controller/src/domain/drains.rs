@@ -8,7 +8,9 @@ use skiff_api::{Drain, DrainCreate, DrainStatus, DrainTarget};
 
 use crate::db::{AppRow, UserRow};
 use crate::error::ApiError;
+use crate::events::Event;
 use crate::state::Controller;
+use skiff_api::EventKind;
 
 /// How long a listing waits for the logger's delivery counts.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -38,27 +40,6 @@ async fn with_status(c: &Controller, mut drains: Vec<Drain>) -> Vec<Drain> {
         drain.status = status.iter().find(|s| s.id == drain.id).cloned();
     }
     drains
-}
-
-/// Refuses a target any of whose addresses the outbound guard refuses.
-async fn check_outbound(c: &Controller, target: &DrainTarget) -> Result<(), ApiError> {
-    let resolved: Vec<std::net::SocketAddr> = tokio::net::lookup_host((target.host.as_str(), target.port))
-        .await
-        .map_err(|e| ApiError::BadRequest(format!("cannot resolve {}: {e}", target.host)))?
-        .collect();
-    for address in &resolved {
-        if let Some(why) = c.config.outbound.refusal(address.ip()) {
-            return Err(ApiError::BadRequest(format!(
-                "drains may not reach {} ({} is {why}); the operator can allow a network with SKIFF_OUTBOUND_ALLOW",
-                target.host,
-                address.ip()
-            )));
-        }
-    }
-    if resolved.is_empty() {
-        return Err(ApiError::BadRequest(format!("{} resolves to no address", target.host)));
-    }
-    Ok(())
 }
 
 /// Has the logger read the drains now, so that a new drain gets every line taken in
@@ -97,7 +78,7 @@ impl Drains<'_> {
         let url = body.url.trim();
         let target = DrainTarget::parse(url).map_err(|e| ApiError::BadRequest(e.to_string()))?;
         if app.is_some() {
-            check_outbound(c, &target).await?;
+            c.check_outbound("drains", &target.host, target.port).await?;
         }
         let drain =
             c.db.add_drain(app, url)
@@ -105,8 +86,14 @@ impl Drains<'_> {
                 .ok_or_else(|| ApiError::Conflict(format!("{url} is a drain already; see `skiff drains`")))?;
         sync_logger(c).await;
         match app {
-            Some(app) => c.events.emit(&app.name, &format!("{} added drain {}", user.username, drain.id)).await,
-            None => c.events.emit_platform(&format!("{} added platform drain {}", user.username, drain.id)).await,
+            Some(app) => {
+                let message = format!("{} added drain {}", user.username, drain.id);
+                c.events.emit(&app.name, Event::new(EventKind::Config, message).by(&user.username)).await;
+            }
+            None => {
+                let message = format!("{} added platform drain {}", user.username, drain.id);
+                c.events.emit_platform(Event::new(EventKind::Platform, message).by(&user.username)).await;
+            }
         }
         Ok(Drain { url: skiff_api::drain::masked_url(&drain.url), ..drain })
     }
@@ -121,8 +108,14 @@ impl Drains<'_> {
         }
         sync_logger(c).await;
         match app {
-            Some(app) => c.events.emit(&app.name, &format!("{} removed drain {id}", user.username)).await,
-            None => c.events.emit_platform(&format!("{} removed platform drain {id}", user.username)).await,
+            Some(app) => {
+                let message = format!("{} removed drain {id}", user.username);
+                c.events.emit(&app.name, Event::new(EventKind::Config, message).by(&user.username)).await;
+            }
+            None => {
+                let message = format!("{} removed platform drain {id}", user.username);
+                c.events.emit_platform(Event::new(EventKind::Platform, message).by(&user.username)).await;
+            }
         }
         Ok(())
     }

@@ -9,8 +9,10 @@ use skiff_api::{Formation as Scaled, Healthcheck, Limits, Process, ProcessType, 
 
 use crate::db::{AppRow, SettingsKind, UserRow};
 use crate::error::ApiError;
+use crate::events::Event;
 use crate::scheduler::plan::default_quantity;
 use crate::state::Controller;
+use skiff_api::EventKind;
 
 /// The most containers one process type may run.
 pub(crate) const MAX_SCALE: u32 = 100;
@@ -72,7 +74,13 @@ impl Formation<'_> {
             c.db.scale(app, process, *quantity).await?;
         }
         let scaled: Vec<String> = scale.iter().map(|(p, q)| format!("{p}={q}")).collect();
-        c.announce_change(&app.name, &format!("Scaled to {} by {}", scaled.join(" "), user.username)).await;
+        let message = format!("Scaled to {} by {}", scaled.join(" "), user.username);
+        let formation: serde_json::Map<String, serde_json::Value> =
+            scale.iter().map(|(p, q)| (p.to_string(), serde_json::Value::from(*q))).collect();
+        let event = Event::new(EventKind::Scale, message)
+            .by(&user.username)
+            .with(serde_json::json!({ "formation": formation }));
+        c.announce_change(&app.name, event).await;
         self.of(app).await
     }
 
@@ -152,7 +160,8 @@ impl Formation<'_> {
             .collect();
         c.db.restart(app, &with_defaults).await?;
         let restarted: Vec<&str> = with_defaults.iter().map(|(p, _)| p.as_str()).collect();
-        c.announce_change(&app.name, &format!("Restarting {} by {}", restarted.join(", "), user.username)).await;
+        let message = format!("Restarting {} by {}", restarted.join(", "), user.username);
+        c.announce_change(&app.name, Event::new(EventKind::Scale, message).by(&user.username)).await;
         Ok(())
     }
 
@@ -170,7 +179,7 @@ impl Formation<'_> {
         c.runtime.remove(&container.id).await.map_err(|e| ApiError::Unavailable(format!("cannot stop {id}: {e}")))?;
         let short: String = container.id.chars().take(12).collect();
         let message = format!("Restarting container {short} ({}) by {}", container.process, user.username);
-        c.announce_change(&app.name, &message).await;
+        c.announce_change(&app.name, Event::new(EventKind::Scale, message).by(&user.username)).await;
         Ok(())
     }
 
@@ -250,7 +259,7 @@ impl Formation<'_> {
         let what = if kind == SettingsKind::Limits { "limits" } else { "health checks" };
         let of: Vec<&str> = processes.iter().map(|(p, _)| p.as_str()).collect();
         let message = format!("{} changed {what} of {}; replacing those containers", user.username, of.join(", "));
-        c.announce_change(&app.name, &message).await;
+        c.announce_change(&app.name, Event::new(EventKind::Config, message).by(&user.username)).await;
         Ok(settings)
     }
 }

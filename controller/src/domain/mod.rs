@@ -1,8 +1,9 @@
 //! What the controller does, named by what it acts on: [`Accounts`], [`Apps`],
 //! [`Releases`], [`Formation`], [`Domains`], [`Certificates`], [`Drains`], [`OneOffs`],
-//! [`Nodes`], [`Pipelines`], [`ReviewApps`] and [`Canaries`]. An operation checks its input, writes the database, records the event and
-//! wakes the scheduler in one place; the HTTP layer (`crate::http`) only turns requests into
-//! calls and results into answers. Each is reached from the shared state:
+//! [`Nodes`], [`Pipelines`], [`ReviewApps`], [`Canaries`] and [`Webhooks`]. An operation
+//! checks its input, writes the database, records the event and wakes the scheduler in
+//! one place; the HTTP layer (`crate::http`) only turns requests into calls and results
+//! into answers. Each is reached from the shared state:
 //! `controller.releases().rollback(…)`.
 
 mod accounts;
@@ -17,6 +18,7 @@ mod one_offs;
 mod pipelines;
 mod releases;
 mod review_apps;
+mod webhooks;
 
 pub use accounts::Accounts;
 pub use apps::Apps;
@@ -30,3 +32,4 @@ pub use one_offs::OneOffs;
 pub use pipelines::Pipelines;
 pub use releases::Releases;
 pub use review_apps::{ReviewApps, expire_review_apps};
+pub use webhooks::Webhooks;

@@ -11,8 +11,10 @@ use skiff_api::{NodeContainer, NodeJoin, NodeView};
 
 use crate::db::UserRow;
 use crate::error::ApiError;
+use crate::events::Event;
 use crate::scheduler::runtime::{Availability, RuntimeError};
 use crate::state::Controller;
+use skiff_api::EventKind;
 
 /// How often a draining node is looked at until its containers have moved.
 const DRAIN_CHECK: Duration = Duration::from_secs(1);
@@ -73,7 +75,8 @@ impl Nodes<'_> {
         admin_only(user)?;
         let c = self.0;
         let node = c.runtime.set_availability(name, Availability::Pause).await.map_err(engine_error)?;
-        c.events.emit_platform(&format!("{} drains node {} ({})", user.username, node.hostname, node.address)).await;
+        let message = format!("{} drains node {} ({})", user.username, node.hostname, node.address);
+        c.events.emit_platform(Event::new(EventKind::Platform, message).by(&user.username)).await;
         // The scheduler moves the node's containers at once.
         c.coordination.changed().await;
         let (runtime, id, shutdown) = (c.runtime.clone(), node.id.clone(), c.shutdown.clone());
@@ -107,7 +110,8 @@ impl Nodes<'_> {
         admin_only(user)?;
         let c = self.0;
         let node = c.runtime.set_availability(name, Availability::Active).await.map_err(engine_error)?;
-        c.events.emit_platform(&format!("{} activated node {} ({})", user.username, node.hostname, node.address)).await;
+        let message = format!("{} activated node {} ({})", user.username, node.hostname, node.address);
+        c.events.emit_platform(Event::new(EventKind::Platform, message).by(&user.username)).await;
         self.one(user, &node.id).await
     }
 

@@ -8,9 +8,11 @@ use tokio::sync::mpsc;
 
 use crate::db::{AppRow, UserRow};
 use crate::error::ApiError;
+use crate::events::Event;
 use crate::scheduler::StartSpec;
 use crate::scheduler::plan::{pull_reference, release_env};
 use crate::state::Controller;
+use skiff_api::EventKind;
 
 /// The longest one-off command line accepted (well under what the engine and the kernel
 /// take for a process's arguments).
@@ -59,7 +61,8 @@ impl OneOffs<'_> {
             env: release_env(&release, "run"),
             limits: c.config.container_limits(Limits::default()),
         };
-        c.events.emit(&app.name, &format!("Running `{}` for {}", request.command, user.username)).await;
+        let message = format!("Running `{}` for {}", request.command, user.username);
+        c.events.emit(&app.name, Event::new(EventKind::App, message).by(&user.username)).await;
         let (sender, receiver) = mpsc::channel(64);
         let runtime = c.runtime.clone();
         c.one_offs.spawn(async move {

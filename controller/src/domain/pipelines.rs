@@ -15,7 +15,9 @@ use skiff_registry_client::RegistryError;
 
 use crate::db::{AppRow, NewRelease, PipelineRow, UserRow};
 use crate::error::ApiError;
+use crate::events::Event;
 use crate::state::Controller;
+use skiff_api::EventKind;
 
 /// The platform's pipelines.
 pub struct Pipelines<'a>(&'a Controller);
@@ -33,7 +35,8 @@ impl Pipelines<'_> {
         let row = c.db.create_pipeline(name, user).await?.ok_or_else(|| {
             ApiError::Conflict(format!("a pipeline named `{name}` exists already; pick another name"))
         })?;
-        c.events.emit_platform(&format!("{} created pipeline {name}", user.username)).await;
+        let message = format!("{} created pipeline {name}", user.username);
+        c.events.emit_platform(Event::new(EventKind::Platform, message).by(&user.username)).await;
         self.view(row, Vec::new()).await
     }
 
@@ -60,7 +63,8 @@ impl Pipelines<'_> {
     pub async fn destroy(&self, user: &UserRow, name: &str) -> Result<(), ApiError> {
         let row = self.owned(user, name).await?;
         self.0.db.delete_pipeline(row.id).await?;
-        self.0.events.emit_platform(&format!("{} destroyed pipeline {}", user.username, row.name)).await;
+        let message = format!("{} destroyed pipeline {}", user.username, row.name);
+        self.0.events.emit_platform(Event::new(EventKind::Platform, message).by(&user.username)).await;
         Ok(())
     }
 
@@ -77,9 +81,8 @@ impl Pipelines<'_> {
             )));
         }
         c.db.couple(row.id, app.id, stage).await?;
-        c.events
-            .emit(&app.name, &format!("{} put {} in pipeline {} ({stage})", user.username, app.name, row.name))
-            .await;
+        let message = format!("{} put {} in pipeline {} ({stage})", user.username, app.name, row.name);
+        c.events.emit(&app.name, Event::new(EventKind::App, message).by(&user.username)).await;
         let members = self.members_seen(&row, &self.apps_of(user).await?).await?;
         self.view(row, members).await
     }
@@ -91,7 +94,8 @@ impl Pipelines<'_> {
             return Err(ApiError::NotFound(format!("{} is in no pipeline", app.name)));
         };
         c.db.uncouple(app.id).await?;
-        c.events.emit(&app.name, &format!("{} took {} out of pipeline {}", user.username, app.name, row.name)).await;
+        let message = format!("{} took {} out of pipeline {}", user.username, app.name, row.name);
+        c.events.emit(&app.name, Event::new(EventKind::App, message).by(&user.username)).await;
         Ok(())
     }
 
@@ -181,7 +185,7 @@ impl Pipelines<'_> {
             return Ok(c.canaries().start_with(target, &new, trial).await?.0);
         }
         let release = c.db.create_release(target, &new).await?;
-        c.releases().created(target, &release).await;
+        c.releases().created(target, &release, EventKind::Release).await;
         Ok(release)
     }
 

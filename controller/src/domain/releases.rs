@@ -14,7 +14,9 @@ use skiff_api::rules::{ConfigError, check_config};
 use super::formation::{MAX_SCALE, check_healthcheck};
 use crate::db::{AppRow, NewRelease, SettingsKind, UserRow};
 use crate::error::ApiError;
+use crate::events::Event;
 use crate::state::Controller;
+use skiff_api::EventKind;
 
 /// An app's releases and the config they carry.
 pub struct Releases<'a>(&'a Controller);
@@ -50,10 +52,17 @@ fn change_summary(user: &UserRow, change: &ConfigChange) -> String {
 }
 
 impl Releases<'_> {
-    /// Announces a new release and wakes the scheduler to roll it out.
-    pub(super) async fn created(&self, app: &AppRow, release: &Release) {
+    /// Announces a new release (of `kind`: `Config` for a config change, `Release`
+    /// otherwise) and wakes the scheduler to roll it out.
+    pub(super) async fn created(&self, app: &AppRow, release: &Release, kind: EventKind) {
         let message = format!("Release v{} created: {}", release.version, release.summary);
-        self.0.announce_change(&app.name, &message).await;
+        let data = serde_json::json!({
+            "version": release.version,
+            "summary": release.summary,
+            "image": release.image,
+            "git_sha": release.git_sha,
+        });
+        self.0.announce_change(&app.name, Event::new(kind, message).by(&release.created_by).with(data)).await;
     }
 
     /// The app's releases, newest first; `limit` keeps the newest N only.
@@ -71,7 +80,9 @@ impl Releases<'_> {
         let c = self.0;
         let recorded = c.db.create_build(app, build).await?;
         let outcome = if build.status == BuildStatus::Succeeded { "succeeded" } else { "failed" };
-        c.events.emit(&app.name, &format!("Build {} {outcome} for {}", recorded.id, build.username)).await;
+        let message = format!("Build {} {outcome} for {}", recorded.id, build.username);
+        let data = serde_json::json!({ "id": recorded.id, "status": build.status, "git_sha": build.git_sha });
+        c.events.emit(&app.name, Event::new(EventKind::Build, message).by(&build.username).with(data)).await;
         let (BuildStatus::Succeeded, Some(image)) = (&build.status, &build.image) else {
             return Ok(BuildRecorded { build: recorded, release: None });
         };
@@ -94,7 +105,7 @@ impl Releases<'_> {
             summary: &summary,
         };
         let release = c.db.create_release(app, &new).await?;
-        self.created(app, &release).await;
+        self.created(app, &release, EventKind::Release).await;
         Ok(BuildRecorded { build: recorded, release: Some(release) })
     }
 
@@ -139,7 +150,8 @@ impl Releases<'_> {
             c.db.set_settings(app.id, SettingsKind::Healthchecks, &settings).await?;
         }
         if !applied.is_empty() {
-            c.events.emit(&app.name, &format!("app.json applied: {}", applied.join("; "))).await;
+            let message = format!("app.json applied: {}", applied.join("; "));
+            c.events.emit(&app.name, Event::new(EventKind::Config, message).by(&build.username)).await;
         }
         Ok(())
     }
@@ -188,8 +200,9 @@ impl Releases<'_> {
             )
             .await?
             .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-        if let Some(release) = &release {
-            self.created(app, release).await;
+        match &release {
+            Some(release) => self.created(app, release, EventKind::Config).await,
+            None => c.events.emit(&app.name, Event::new(EventKind::Config, summary).by(&user.username)).await,
         }
         Ok(ConfigChanged { config, release })
     }
@@ -229,7 +242,7 @@ impl Releases<'_> {
             .await?
             .map_err(|e| ApiError::BadRequest(e.to_string()))?;
         let release = release.ok_or_else(|| ApiError::Internal("a rollback made no release".into()))?;
-        self.created(app, &release).await;
+        self.created(app, &release, EventKind::Release).await;
         Ok(release)
     }
 }

@@ -17,7 +17,9 @@ use tokio::sync::mpsc;
 
 use crate::db::{AppRow, UserRow};
 use crate::error::ApiError;
+use crate::events::Event;
 use crate::state::Controller;
+use skiff_api::EventKind;
 
 /// The most days a review app may go without a push.
 const MAX_DAYS: u32 = 365;
@@ -47,9 +49,8 @@ impl ReviewApps<'_> {
         }
         c.db.set_review_apps(row.id, settings).await?;
         let state = if settings.enabled { "on" } else { "off" };
-        c.events
-            .emit_platform(&format!("{} turned review apps {state} for pipeline {}", user.username, row.name))
-            .await;
+        let message = format!("{} turned review apps {state} for pipeline {}", user.username, row.name);
+        c.events.emit_platform(Event::new(EventKind::Platform, message).by(&user.username)).await;
         c.pipelines().info(user, pipeline).await
     }
 
@@ -124,8 +125,8 @@ impl ReviewApps<'_> {
         }
         c.db.add_review_app(app.id, parent.id, pipeline.id, &push.branch).await?;
         let message = format!("{} opened review app {name} for branch {}", user.username, push.branch);
-        c.events.emit(&parent.name, &message).await;
-        c.events.emit(&name, &message).await;
+        c.events.emit(&parent.name, Event::new(EventKind::App, message.clone()).by(&user.username)).await;
+        c.events.emit(&name, Event::new(EventKind::App, message).by(&user.username)).await;
         Ok(ReviewAppGrant { grant: self.grant(&app).await?, created: true })
     }
 
@@ -136,9 +137,8 @@ impl ReviewApps<'_> {
         let parent = c.app_for(&user, push.app.as_str()).await?;
         let Some(review) = c.db.review_app(parent.id, &push.branch).await? else { return Ok(None) };
         let Some(app) = c.db.app_by_id(review.app_id).await? else { return Ok(None) };
-        c.events
-            .emit(&parent.name, &format!("{} deleted branch {}: destroying {}", user.username, push.branch, app.name))
-            .await;
+        let message = format!("{} deleted branch {}: destroying {}", user.username, push.branch, app.name);
+        c.events.emit(&parent.name, Event::new(EventKind::App, message).by(&user.username)).await;
         c.apps().destroy(&user, &app).await?;
         Ok(Some(app.name))
     }
@@ -180,7 +180,7 @@ impl ReviewApps<'_> {
                 limit.whole_days(),
                 review.branch
             );
-            c.events.emit(&parent.name, &message).await;
+            c.events.emit(&parent.name, Event::new(EventKind::App, message)).await;
             c.apps().destroy(&owner, &app).await?;
         }
         Ok(())

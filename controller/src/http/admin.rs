@@ -13,8 +13,10 @@ use skiff_api::{Stack, StackName};
 
 use super::extract::CurrentUser;
 use crate::error::ApiError;
+use crate::events::Event;
 use crate::stacks;
 use crate::state::Controller;
+use skiff_api::EventKind;
 
 /// The largest stack archive accepted.
 const MAX_STACK_BYTES: usize = 2 << 30;
@@ -53,7 +55,8 @@ async fn stacks_import(
         stacks::ImportError::Registry(e) => ApiError::Internal(e.to_string()),
     })?;
     c.db.put_stack(&name, &image).await?;
-    c.events.emit_platform(&format!("{} imported stack {name} ({image})", user.username)).await;
+    let message = format!("{} imported stack {name} ({image})", user.username);
+    c.events.emit_platform(Event::new(EventKind::Platform, message).by(&user.username)).await;
     Ok((StatusCode::CREATED, Json(Stack { name, image })))
 }
 
@@ -71,7 +74,9 @@ async fn gc(
     let grace = query.get("grace_secs").and_then(|g| g.parse().ok());
     let what =
         if dry_run { "listed what registry garbage collection would delete" } else { "collected registry garbage" };
-    c.events.emit_platform(&format!("{} {what}", user.username)).await;
+    c.events
+        .emit_platform(Event::new(EventKind::Platform, format!("{} {what}", user.username)).by(&user.username))
+        .await;
     crate::retention::pass(&c.db, &c.registry, c.config.release_retention, dry_run, grace)
         .await
         .map(Json)

@@ -20,6 +20,7 @@ mod perms;
 mod pipelines;
 mod ps;
 mod releases;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -93,6 +94,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .merge(certs::routes())
         .merge(access::routes())
         .merge(drains::routes())
+        .merge(webhooks::routes())
         .merge(events::routes())
         .merge(admin::routes())
         .merge(nodes::routes())

@@ -28,8 +28,10 @@ use crate::config::Config;
 use crate::coordination::Coordination;
 use crate::db::SettingsKind;
 use crate::db::{Db, DbError};
+use crate::events::Event;
 use crate::events::Events;
 use crate::routes::RouteFeed;
+use skiff_api::EventKind;
 
 mod phase;
 
@@ -265,7 +267,8 @@ impl Scheduler {
             if of_release.all(|d| d.is_up(seen))
                 && self.db.settle_release(app, release, ReleaseState::Deployed, None).await?
             {
-                self.events.emit(app, &format!("Release v{release} is up")).await;
+                let up = Event::new(EventKind::Deploy, format!("Release v{release} is up"));
+                self.events.emit(app, up.with(serde_json::json!({ "version": release }))).await;
             }
         }
         Ok(())
@@ -475,9 +478,8 @@ impl Scheduler {
                                 // Not the app's doing: the next round starts another elsewhere.
                                 self.remove(&container.id).await?;
                                 let what = format!("{} of v{}", spec.process, spec.release);
-                                self.events
-                                    .emit(&spec.app, &format!("{what}: its node left before it ran; starting another"))
-                                    .await;
+                                let message = format!("{what}: its node left before it ran; starting another");
+                                self.events.emit(&spec.app, Event::new(EventKind::Crash, message)).await;
                                 None
                             }
                             Err(failure) => {
@@ -509,7 +511,11 @@ impl Scheduler {
                     } else {
                         format!("{} of v{}", spec.process, spec.release)
                     };
-                    self.events.emit(&spec.app, &format!("{what} failed to start: {reason}{outcome}")).await;
+                    let kind = if failed { EventKind::Release } else { EventKind::Crash };
+                    let data =
+                        serde_json::json!({ "process": spec.process, "version": spec.release, "reason": reason });
+                    let event = Event::new(kind, format!("{what} failed to start: {reason}{outcome}")).with(data);
+                    self.events.emit(&spec.app, event).await;
                     tracing::warn!(app = %spec.app, release = spec.release, reason, failed, "controller.reconcile.boot_failed");
                 }
             }
@@ -525,7 +531,14 @@ impl Scheduler {
                 } else {
                     String::new()
                 };
-                self.events.emit(&app, &format!("Stopping container {short} of v{release}: {reason}{outcome}")).await;
+                let kind = match reason {
+                    Removal::Exited | Removal::NodeLost => EventKind::Crash,
+                    Removal::ScaledDown => EventKind::Scale,
+                    _ => EventKind::Deploy,
+                };
+                let data = serde_json::json!({ "process": process, "version": release, "container": short });
+                let message = format!("Stopping container {short} of v{release}: {reason}{outcome}");
+                self.events.emit(&app, Event::new(kind, message).with(data)).await;
                 self.remove(&id).await?;
             }
         }

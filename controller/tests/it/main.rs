@@ -10,10 +10,13 @@ mod authorization;
 mod coordination;
 mod scheduler;
 mod test_app;
+mod webhooks;
 
 use std::collections::BTreeMap;
 
-use skiff_api::{BuildCreate, BuildKind, BuildStatus, Limits, PhaseState, ReleaseState, ReviewAppSettings, Stage};
+use skiff_api::{
+    BuildCreate, BuildKind, BuildStatus, EventKind, Limits, PhaseState, ReleaseState, ReviewAppSettings, Stage,
+};
 use skiff_controller::db::{AppRow, Db, NewRelease, SettingsKind, UserRow};
 
 /// A fresh Postgres database for one test.
@@ -197,14 +200,15 @@ async fn exercise(db: &Db) {
     db.put_stack(&"busybox".parse().unwrap(), "stacks/busybox@sha256:2").await.unwrap();
     assert_eq!(db.stacks().await.unwrap()[0].1, "stacks/busybox@sha256:2");
 
-    db.add_event(Some(&app.name), "bob created the app").await.unwrap();
-    db.add_event(None, "admin imported stack busybox").await.unwrap();
-    db.add_event(Some(&app.name), "bob scaled web=3").await.unwrap();
+    db.add_event(Some(&app.name), EventKind::App, "bob created the app").await.unwrap();
+    db.add_event(None, EventKind::Platform, "admin imported stack busybox").await.unwrap();
+    db.add_event(Some(&app.name), EventKind::Scale, "bob scaled web=3").await.unwrap();
     let events = db.events(Some(&app.name), 10).await.unwrap();
     assert_eq!(
         events.iter().map(|e| e.message.as_str()).collect::<Vec<_>>(),
         ["bob created the app", "bob scaled web=3"]
     );
+    assert_eq!(events.iter().map(|e| e.kind).collect::<Vec<_>>(), [EventKind::App, EventKind::Scale]);
     assert_eq!(
         db.events(None, 2).await.unwrap()[0].message,
         "admin imported stack busybox",
@@ -277,6 +281,68 @@ async fn delivery_queries(db: &Db, app: &AppRow, bob: &UserRow) {
     assert!(db.review_apps(None).await.unwrap().is_empty(), "the pipeline's review app records go with it");
     db.delete_app(branch.id).await.unwrap();
     canary_queries(db, app, bob).await;
+    webhook_queries(db, app).await;
+}
+
+async fn webhook_queries(db: &Db, app: &AppRow) {
+    use skiff_api::{DeliveryState, EventPayload, WebhookFormat};
+    use skiff_controller::db::Attempt;
+    let hook = db.add_webhook(Some(app), "http://hooks.example/a", &[EventKind::Release], "s", WebhookFormat::Slack);
+    let hook = hook.await.unwrap();
+    let platform = db.add_webhook(None, "http://hooks.example/p", &EventKind::ALL, "p", WebhookFormat::Skiff);
+    let platform = platform.await.unwrap();
+    assert_eq!(db.webhooks(Some(app)).await.unwrap(), std::slice::from_ref(&hook));
+    assert_eq!(db.webhooks(None).await.unwrap(), std::slice::from_ref(&platform));
+    let event = |id, kind, app: Option<&AppRow>| EventPayload {
+        id,
+        kind,
+        time: "2026-01-01T00:00:00Z".into(),
+        actor: None,
+        app: app.map(|a| a.name.clone()),
+        message: format!("event {id}"),
+        data: serde_json::Value::Null,
+    };
+    assert_eq!(db.queue_deliveries(&event(1, EventKind::Release, Some(app)), 1000).await.unwrap(), 2, "both take it");
+    assert_eq!(db.queue_deliveries(&event(2, EventKind::Scale, Some(app)), 1000).await.unwrap(), 1, "the platform's");
+    assert_eq!(db.queue_deliveries(&event(3, EventKind::Release, Some(app)), 1000).await.unwrap(), 2);
+    assert_eq!(db.queue_deliveries(&event(4, EventKind::Platform, None), 1000).await.unwrap(), 1);
+    let due = db.due_deliveries(1000, 10).await.unwrap();
+    // Per webhook and app, the oldest pending one only: event 1 to each, and the platform event.
+    let heads: Vec<(String, i64)> =
+        due.iter().map(|d| (d.url.clone(), serde_json::from_str::<EventPayload>(&d.payload).unwrap().id)).collect();
+    assert_eq!(heads.len(), 3, "{heads:?}");
+    assert!(
+        heads.contains(&("http://hooks.example/a".into(), 1)) && heads.contains(&("http://hooks.example/p".into(), 4))
+    );
+    assert!(db.due_deliveries(999, 10).await.unwrap().is_empty(), "not due before its time");
+    let first = due.iter().find(|d| d.url.ends_with("/a")).unwrap();
+    assert_eq!((first.format, first.platform), (WebhookFormat::Slack, false));
+    assert!(db.claim_delivery(first.id, 1000, 31_000).await.unwrap());
+    assert!(!db.claim_delivery(first.id, 1000, 31_000).await.unwrap(), "one claim at a time");
+    assert_eq!(db.due_deliveries(1000, 10).await.unwrap().len(), 2, "a claimed one is not due");
+    let retry = Attempt {
+        status: Some(503),
+        error: Some("answered 503".into()),
+        latency_ms: 12,
+        state: DeliveryState::Pending,
+        next_attempt_ms: 2000,
+    };
+    db.record_attempt(first.id, &retry).await.unwrap();
+    assert_eq!(db.due_deliveries(1500, 10).await.unwrap().len(), 2, "its queue waits for its retry");
+    let listed = db.webhook_deliveries(Some(app), hook.id, 10).await.unwrap().unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!((listed[1].attempts, listed[1].status, listed[1].state), (1, Some(503), DeliveryState::Pending));
+    assert!(listed[1].next_attempt_at.is_some());
+    let delivered = Attempt { state: DeliveryState::Delivered, status: Some(200), error: None, ..retry };
+    db.record_attempt(first.id, &delivered).await.unwrap();
+    let next = db.due_deliveries(2000, 10).await.unwrap();
+    assert!(next.iter().any(|d| d.url.ends_with("/a") && d.payload.contains("event 3")), "the next takes its turn");
+    assert!(db.webhook_deliveries(None, hook.id, 10).await.unwrap().is_none(), "not a platform webhook");
+    assert_eq!(db.prune_deliveries(2001).await.unwrap(), 1, "the delivered one");
+    assert!(db.remove_webhook(Some(app), hook.id).await.unwrap());
+    assert!(!db.remove_webhook(Some(app), hook.id).await.unwrap());
+    assert!(db.remove_webhook(None, platform.id).await.unwrap());
+    assert!(db.due_deliveries(i64::MAX, 10).await.unwrap().is_empty(), "their queues went with them");
 }
 
 async fn canary_queries(db: &Db, app: &AppRow, bob: &UserRow) {

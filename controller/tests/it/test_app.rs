@@ -114,6 +114,7 @@ impl TestApp {
             tokio::spawn(expiring);
             tokio::spawn(skiff_controller::domain::judge_canaries(controller.clone(), shutdown.clone()));
         }
+        tokio::spawn(skiff_controller::webhooks::deliver(controller.clone(), shutdown.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(skiff_controller::serve(listener, controller, shutdown.clone()));

@@ -14,12 +14,8 @@
 //! second. A drain that delivers into this logger's own syslog port (a platform drain, or
 //! one the operator allowed there) is recognised by its connection and not taken in
 //! again, so no line goes round.
-//!
-//! Layout: [`tls`] (trusted servers, refusals explained).
 
-mod tls;
-
-pub use tls::tls_config;
+pub use skiff_service::outbound::tls_config;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -31,8 +27,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use skiff_api::{Drain, DrainProtocol, DrainStatus, DrainTarget, LogLine, LogSource, OutboundPolicy};
+use skiff_service::outbound;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -42,6 +38,8 @@ const MAX_BATCH: usize = 500;
 const IO_TIMEOUT: Duration = Duration::from_secs(15);
 /// The longest wait between retries of a failing drain.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// A drain, as TLS refusals name it.
+const DRAIN: outbound::Peer = outbound::Peer { what: "the drain", ca_setting: "SKIFF_LOGGER_DRAIN_CA" };
 /// How often the set of drains is read from the controller.
 const FOLLOW_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -404,55 +402,13 @@ impl Delivery {
         }
     }
 
-    /// The addresses this drain may connect to: every address its name resolves to now,
-    /// less those the outbound guard refuses (so a name that changes what it resolves to
-    /// is checked again at each connection).
-    async fn addresses(&self) -> Result<Vec<SocketAddr>, String> {
-        let resolved: Vec<SocketAddr> = tokio::net::lookup_host((self.target.host.as_str(), self.target.port))
-            .await
-            .map_err(|e| format!("cannot resolve {}: {e}", self.target.host))?
-            .collect();
-        let Some(guard) = &self.guard else { return Ok(resolved) };
-        let mut refusals = Vec::new();
-        let allowed: Vec<SocketAddr> = resolved
-            .into_iter()
-            .filter(|address| match guard.refusal(address.ip()) {
-                Some(why) => {
-                    refusals.push(format!("{} is {why}", address.ip()));
-                    false
-                }
-                None => true,
-            })
-            .collect();
-        if allowed.is_empty() {
-            return Err(format!(
-                "refused: {} ({}); the operator can allow a network with SKIFF_OUTBOUND_ALLOW",
-                self.target.host,
-                refusals.join(", ")
-            ));
-        }
-        Ok(allowed)
-    }
-
     async fn connect(&self) -> Result<Open, String> {
-        let addresses = self.addresses().await?;
-        let tcp = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(addresses.as_slice()))
-            .await
-            .map_err(|_| "connect timed out".to_owned())?
-            .map_err(|e| format!("cannot connect: {e}"))?;
-        let _ = tcp.set_nodelay(true);
+        let tcp = outbound::tcp(&self.target.host, self.target.port, self.guard.as_ref(), IO_TIMEOUT).await?;
         let local = tcp.local_addr().map_err(|e| format!("cannot connect: {e}"))?;
         self.own.lock().insert(local);
         let registered = Registered { address: local, own: self.own.clone() };
         let stream: Box<dyn Stream> = if self.target.protocol.tls() {
-            let name = rustls::pki_types::ServerName::try_from(self.target.host.clone())
-                .map_err(|e| format!("not a TLS server name: {e}"))?;
-            let connector = tokio_rustls::TlsConnector::from(self.tls.clone());
-            let tls = tokio::time::timeout(IO_TIMEOUT, connector.connect(name, tcp))
-                .await
-                .map_err(|_| "TLS handshake timed out".to_owned())?
-                .map_err(|e| tls::handshake_failure(&e))?;
-            Box::new(tls)
+            Box::new(outbound::tls(tcp, &self.target.host, &self.tls, DRAIN, IO_TIMEOUT).await?)
         } else {
             Box::new(tcp)
         };

@@ -17,6 +17,7 @@ mod routing;
 mod settings;
 mod stacks;
 mod trail;
+mod webhooks;
 
 use std::io::{BufRead, Write};
 
@@ -38,6 +39,8 @@ pub(crate) enum Verb {
     Apps(apps::AppsVerb),
     #[command(flatten)]
     Trail(trail::TrailVerb),
+    #[command(flatten)]
+    Webhooks(webhooks::WebhooksVerb),
     #[command(flatten)]
     Routing(routing::RoutingVerb),
     #[command(flatten)]
@@ -77,6 +80,7 @@ pub(crate) async fn execute(
         Verb::Account(verb) => account::execute(verb, context, out, err).await,
         Verb::Apps(verb) => apps::execute(verb, context, out, err).await,
         Verb::Trail(verb) => trail::execute(verb, context, out, err).await,
+        Verb::Webhooks(verb) => webhooks::execute(verb, context, out, err).await,
         Verb::Routing(verb) => routing::execute(verb, context, out, err).await,
         Verb::Completions(verb) => completions::execute(verb, context, out, err).await,
         Verb::Settings(verb) => settings::execute(verb, context, out, err).await,

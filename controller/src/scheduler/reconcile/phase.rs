@@ -10,8 +10,10 @@ use skiff_api::{Limits, PhaseState, ProcessType, Release, ReleaseState, RunOutpu
 use tokio::sync::mpsc;
 
 use super::{ReconcileError, Scheduler};
+use crate::events::Event;
 use crate::scheduler::plan::{pull_reference, release_env};
 use crate::scheduler::runtime::StartSpec;
+use skiff_api::EventKind;
 
 /// The most of a release command's output kept (its last bytes).
 const KEPT_OUTPUT: usize = 64 << 10;
@@ -38,7 +40,8 @@ impl Scheduler {
             env: release_env(&release, ProcessType::RELEASE),
             limits: self.config.container_limits(Limits::default()),
         };
-        self.events.emit(&app, &format!("Release v{version}: running its release command `{command}`")).await;
+        let message = format!("Release v{version}: running its release command `{command}`");
+        self.events.emit(&app, Event::new(EventKind::Release, message)).await;
         let (sender, mut receiver) = mpsc::channel(64);
         let timeout = self.config.release_timeout;
         let started = tokio::time::Instant::now();
@@ -73,13 +76,16 @@ impl Scheduler {
         }
         match failure {
             None => {
-                self.events.emit(&app, &format!("Release v{version}: its release command succeeded")).await;
+                let message = format!("Release v{version}: its release command succeeded");
+                self.events.emit(&app, Event::new(EventKind::Release, message)).await;
                 self.coordination.poke();
             }
             Some(reason) => {
                 if self.db.settle_release(&app, version, ReleaseState::Failed, Some(&reason)).await? {
                     let outcome = "the previous release keeps serving";
-                    self.events.emit(&app, &format!("Release v{version} failed: {reason}; {outcome}")).await;
+                    let message = format!("Release v{version} failed: {reason}; {outcome}");
+                    let data = serde_json::json!({ "version": version, "reason": reason });
+                    self.events.emit(&app, Event::new(EventKind::Release, message).with(data)).await;
                 }
             }
         }

@@ -1,6 +1,96 @@
-//! TLS for drains: which servers are trusted, and refusals in words an operator can act on.
+//! Connections a tenant asks the platform to make (log drains, webhooks): only to the
+//! addresses the outbound guard allows, checked for every address a name resolves to at
+//! the moment of connecting (so a name that changes what it resolves to is checked
+//! again), and over TLS to servers the system or the operator trusts, with refusals in
+//! words an operator can act on.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+
+use skiff_api::OutboundPolicy;
+use tokio::net::TcpStream;
+
+/// Resolves `host` and keeps the addresses `guard` allows (every one without a guard).
+///
+/// # Errors
+/// When the name does not resolve, or the guard refuses every address (naming each and
+/// why, and the setting that allows it).
+pub async fn allowed_addresses(
+    host: &str,
+    port: u16,
+    guard: Option<&OutboundPolicy>,
+) -> Result<Vec<SocketAddr>, String> {
+    let resolved: Vec<SocketAddr> =
+        tokio::net::lookup_host((host, port)).await.map_err(|e| format!("cannot resolve {host}: {e}"))?.collect();
+    let Some(guard) = guard else { return Ok(resolved) };
+    let mut refusals = Vec::new();
+    let allowed: Vec<SocketAddr> = resolved
+        .into_iter()
+        .filter(|address| match guard.refusal(address.ip()) {
+            Some(why) => {
+                refusals.push(format!("{} is {why}", address.ip()));
+                false
+            }
+            None => true,
+        })
+        .collect();
+    if allowed.is_empty() {
+        return Err(format!(
+            "refused: {host} ({}); the operator can allow a network with SKIFF_OUTBOUND_ALLOW",
+            refusals.join(", ")
+        ));
+    }
+    Ok(allowed)
+}
+
+/// A TCP connection to `host` at an address `guard` allows, within `timeout`.
+///
+/// # Errors
+/// A refusal by the guard ([`allowed_addresses`]), or why the connection failed.
+pub async fn tcp(
+    host: &str,
+    port: u16,
+    guard: Option<&OutboundPolicy>,
+    timeout: Duration,
+) -> Result<TcpStream, String> {
+    let addresses = allowed_addresses(host, port, guard).await?;
+    let tcp = tokio::time::timeout(timeout, TcpStream::connect(addresses.as_slice()))
+        .await
+        .map_err(|_| "connect timed out".to_owned())?
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    Ok(tcp)
+}
+
+/// Who is on the other end of a TLS connection, to explain a refused certificate: what
+/// it is ("the drain") and the setting that trusts another CA.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub what: &'static str,
+    pub ca_setting: &'static str,
+}
+
+/// A TLS session over `tcp` with `host`, checked with `config` ([`tls_config`]).
+///
+/// # Errors
+/// A name that cannot be a TLS server name, a timeout, or a refused handshake in words an
+/// operator can act on.
+pub async fn tls(
+    tcp: TcpStream,
+    host: &str,
+    config: &Arc<rustls::ClientConfig>,
+    peer: Peer,
+    timeout: Duration,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+    let name =
+        rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| format!("not a TLS server name: {e}"))?;
+    let connector = tokio_rustls::TlsConnector::from(config.clone());
+    tokio::time::timeout(timeout, connector.connect(name, tcp))
+        .await
+        .map_err(|_| "TLS handshake timed out".to_owned())?
+        .map_err(|e| handshake_failure(&e, peer))
+}
 
 /// Why TLS cannot be set up: the operator's CA file, or the TLS library's settings.
 #[derive(Debug, thiserror::Error)]
@@ -15,8 +105,8 @@ pub enum TlsSetupError {
     Settings(rustls::Error),
 }
 
-/// Reads trusted roots for TLS drains: the system's, plus the PEM certificates in
-/// `extra_ca` (for drains behind a private CA). A drain that presents one of the `extra_ca`
+/// Reads trusted roots for outbound TLS: the system's, plus the PEM certificates in
+/// `extra_ca` (for servers behind a private CA). A server that presents one of the `extra_ca`
 /// certificates itself is trusted too, even when that certificate is marked as a CA (as
 /// `openssl req -x509` makes self-signed ones), which the usual checks refuse.
 ///
@@ -52,8 +142,8 @@ pub fn tls_config(extra_ca: Option<&std::path::Path>) -> Result<Arc<rustls::Clie
     Ok(Arc::new(config))
 }
 
-/// The usual certificate checks, and besides them: a drain that presents, as its own
-/// certificate, exactly one the operator trusts (`SKIFF_LOGGER_DRAIN_CA`) is trusted.
+/// The usual certificate checks, and besides them: a server that presents, as its own
+/// certificate, exactly one the operator trusts is trusted.
 /// The handshake's signatures are checked the usual way either way.
 #[derive(Debug)]
 struct TrustedOrPinned {
@@ -101,19 +191,19 @@ impl rustls::client::danger::ServerCertVerifier for TrustedOrPinned {
     }
 }
 
-/// A failed TLS handshake with a drain, in words an operator can act on.
-pub(super) fn handshake_failure(error: &std::io::Error) -> String {
+/// A failed TLS handshake, in words an operator can act on.
+fn handshake_failure(error: &std::io::Error, Peer { what, ca_setting }: Peer) -> String {
     use rustls::{CertificateError, Error};
-    let trust = "; trust its CA, or the drain's own certificate, with SKIFF_LOGGER_DRAIN_CA";
+    let trust = format!("; trust its CA, or {what}'s own certificate, with {ca_setting}");
     let Some(Error::InvalidCertificate(refused)) = error.get_ref().and_then(|e| e.downcast_ref::<Error>()) else {
         return format!("TLS handshake failed: {error}");
     };
     match refused {
-        CertificateError::UnknownIssuer => format!("the drain's certificate is not signed by a trusted CA{trust}"),
+        CertificateError::UnknownIssuer => format!("{what}'s certificate is not signed by a trusted CA{trust}"),
         // webpki's CaUsedAsEndEntity reaches rustls as an `Other` error.
         CertificateError::Other(other) if other.to_string().contains("CaUsedAsEndEntity") => {
-            format!("the drain presents a CA certificate as its own (a self-signed one made as a CA){trust}")
+            format!("{what} presents a CA certificate as its own (a self-signed one made as a CA){trust}")
         }
-        refused => format!("the drain's certificate is refused: {refused}"),
+        refused => format!("{what}'s certificate is refused: {refused}"),
     }
 }
