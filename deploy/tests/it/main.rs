@@ -7,6 +7,7 @@ mod builds;
 mod controller_kill;
 mod delivery;
 mod harness;
+mod integrations;
 mod logger_restart;
 mod newcomer;
 mod operations;

@@ -1,0 +1,142 @@
+//! Skiff and a team's tooling, with real pushes on the real engine: webhooks to a receiver
+//! the test runs (signatures checked; down for a while, then back: nothing lost, nothing
+//! twice).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use skiff_api::webhook::verify;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::harness::{Platform, eventually};
+
+const SECRET: &str = "a-receivers-shared-secret";
+
+/// Deliveries a receiver took in: the signature header and the body of each.
+#[derive(Clone, Default)]
+struct Receiver(Arc<Mutex<Vec<(String, Vec<u8>)>>>);
+
+impl Receiver {
+    /// Answers 200 to every request on `listener`, one request per connection.
+    fn serve(listener: TcpListener) -> Self {
+        let receiver = Self::default();
+        let kept = receiver.0.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                if let Some(request) = read_request(&mut stream).await {
+                    kept.lock().unwrap().push(request);
+                }
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
+            }
+        });
+        receiver
+    }
+
+    /// The events taken in, each checked against its signature.
+    fn events(&self) -> Vec<Value> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let now = i64::try_from(now).unwrap();
+        let kept = self.0.lock().unwrap().clone();
+        kept.iter()
+            .map(|(signature, body)| {
+                verify(SECRET, signature, body, now, 300).expect("signed with the webhook's secret");
+                serde_json::from_slice(body).unwrap()
+            })
+            .collect()
+    }
+}
+
+/// One HTTP request's `Skiff-Signature` and body (bounded, as a receiver would).
+async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<(String, Vec<u8>)> {
+    let mut taken = Vec::new();
+    let mut buffer = [0u8; 8192];
+    let head_end = loop {
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer)).await.ok()?.ok()?;
+        if read == 0 || taken.len() > 1 << 20 {
+            return None;
+        }
+        taken.extend_from_slice(&buffer[..read]);
+        if let Some(end) = taken.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&taken[..head_end]).to_string();
+    let header = |name: &str| {
+        head.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.trim().eq_ignore_ascii_case(name).then(|| value.trim().to_owned())
+        })
+    };
+    let length: usize = header("content-length")?.parse().ok()?;
+    while taken.len() < head_end + length {
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer)).await.ok()?.ok()?;
+        if read == 0 {
+            return None;
+        }
+        taken.extend_from_slice(&buffer[..read]);
+    }
+    Some((header("skiff-signature")?, taken[head_end..head_end + length].to_vec()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker (deploy/test.sh)"]
+async fn a_push_reaches_a_webhook_that_was_down_in_order_and_once() {
+    let (platform, repo, key) = Platform::with_example("hooked").await;
+    // The receiver is down: its port is known, nothing listens yet.
+    let port = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}/skiff");
+    let added =
+        platform.cli_ok(&repo, &["webhooks:add", &url, "--events", "build,release,deploy", "--secret", SECRET]).await;
+    assert!(added.contains(&format!("Sending hooked's events to {url} (webhook 1)")), "{added}");
+    let listed = platform.cli_ok(&repo, &["webhooks"]).await;
+    assert!(listed.contains("build,release,deploy") && !listed.contains(SECRET), "{listed}");
+
+    let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
+    assert!(pushed, "{out}");
+    platform.cli_ok(&repo, &["config:set", "GREETING=hello", "--wait"]).await;
+    let retried = eventually(Duration::from_secs(30), || async {
+        let deliveries = platform.cli_ok(&repo, &["webhooks:deliveries", "1", "--json"]).await;
+        let deliveries: Vec<Value> = serde_json::from_str(&deliveries).ok()?;
+        deliveries.iter().any(|d| d["attempts"].as_u64() >= Some(2)).then_some(deliveries)
+    })
+    .await;
+    let retried = retried.expect("the first delivery is retried while the receiver is down");
+    assert!(retried.iter().all(|d| d["state"] == "pending"), "{retried:?}");
+
+    let receiver = Receiver::serve(TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await.unwrap());
+    let up = |events: &[Value]| events.iter().any(|e| e["message"] == "Release v2 is up");
+    let all = eventually(Duration::from_secs(60), || async { up(&receiver.events()).then_some(()) }).await;
+    assert!(all.is_some(), "every event once the receiver is back: {:?}", receiver.events());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let events = receiver.events();
+    let seen: Vec<String> = events.iter().map(|e| format!("{} {}", e["type"], e["message"])).collect();
+    let ids: Vec<i64> = events.iter().map(|e| e["id"].as_i64().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "in the order they happened, none twice: {seen:#?}");
+    let deliveries = platform.cli_ok(&repo, &["webhooks:deliveries", "1", "--json"]).await;
+    let deliveries: Vec<Value> = serde_json::from_str(&deliveries).unwrap();
+    assert_eq!(deliveries.len(), events.len(), "each delivery received once: {seen:#?}");
+    assert!(deliveries.iter().all(|d| d["state"] == "delivered" && d["status"] == 200), "{deliveries:?}");
+    assert!(events.iter().all(|e| ["build", "release", "deploy"].contains(&e["type"].as_str().unwrap())), "{seen:#?}");
+    let milestones: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["message"].as_str())
+        .filter(|m| m.starts_with("Build") || m.starts_with("Release"))
+        .collect();
+    assert_eq!(milestones.len(), 4, "{seen:#?}");
+    assert!(milestones[0].starts_with("Build 1 succeeded for admin"), "{seen:#?}");
+    assert!(milestones[1].starts_with("Release v1 created: admin deployed"), "{seen:#?}");
+    assert_eq!(milestones[2..], ["Release v1 is up", "Release v2 is up"], "{seen:#?}");
+    let release = events.iter().find(|e| e["type"] == "release").unwrap();
+    assert_eq!(
+        (&release["data"]["version"], &release["actor"], &release["app"]),
+        (&Value::from(1), &Value::from("admin"), &Value::from("hooked"))
+    );
+
+    let table = platform.cli_ok(&repo, &["webhooks:deliveries", "1"]).await;
+    assert_eq!(table.matches("delivered").count(), events.len(), "{table}");
+    platform.cli_ok(&repo, &["webhooks:remove", "1"]).await;
+    assert!(platform.cli_ok(&repo, &["webhooks"]).await.lines().count() <= 1);
+}
