@@ -53,6 +53,8 @@ pub struct Config {
     pub allowed_registries: Vec<String>,
     /// Which addresses URLs given by tenants (app drains, app webhooks) may reach.
     pub outbound: skiff_api::OutboundPolicy,
+    /// The wall clock scheduled jobs follow.
+    pub clock: crate::clock::Clock,
     /// Whom webhooks over HTTPS trust (`skiff_service::outbound::tls_config`).
     pub webhook_tls: std::sync::Arc<rustls::ClientConfig>,
     /// Memory of an app container whose app set none, in MiB.

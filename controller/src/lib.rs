@@ -21,8 +21,10 @@
 //! - [`service`]: what the controller needs to run, and [`run`], which starts every part.
 
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod coordination;
+pub mod cron;
 pub mod db;
 pub mod domain;
 pub mod error;

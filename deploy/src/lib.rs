@@ -244,6 +244,9 @@ pub struct Settings {
     /// dropped and counted. Platform drains are not limited.
     #[arg(long, env = "SKIFF_LOGGER_DRAIN_RATE", default_value_t = 1000)]
     pub drain_rate: u32,
+    /// The wall clock scheduled jobs follow: the system's (tests move it forward).
+    #[arg(skip)]
+    pub clock: skiff_controller::clock::Clock,
     /// A PEM file of CA certificates trusted for webhooks over HTTPS, beside the system's.
     #[arg(long, env = "SKIFF_WEBHOOK_CA")]
     pub webhook_ca: Option<PathBuf>,
@@ -671,6 +674,7 @@ fn controller_config(
         allowed_registries: settings.allowed_registries.clone(),
         outbound: settings.outbound_allow.clone(),
         webhook_tls,
+        clock: settings.clock.clone(),
         default_memory_mb: settings.default_memory,
         max_memory_mb: settings.max_memory,
         logger_url: logger_url.to_owned(),

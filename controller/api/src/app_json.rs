@@ -38,6 +38,18 @@ pub struct AppJson {
     /// Readiness checks per process type, in Dokku's format.
     #[serde(default)]
     pub healthchecks: BTreeMap<ProcessType, Vec<DokkuCheck>>,
+    /// Scheduled jobs, in Dokku's format; they replace the app's `app.json` jobs on each
+    /// deploy.
+    #[serde(default)]
+    pub cron: Vec<CronEntry>,
+}
+
+/// One entry of `cron`: `{"command": "…", "schedule": "@daily"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct CronEntry {
+    pub command: String,
+    pub schedule: String,
 }
 
 /// One process type's entry of `formation`.

@@ -7,6 +7,7 @@
 //! - [`wire`]: request and response bodies of the controller API, the route feed and the
 //!   builder/registry hooks.
 //! - [`canary`]: canary releases: the traffic split, routers' samples, the judge's view.
+//! - [`cron`]: scheduled jobs and their runs.
 //! - [`drain`]: log drains and their URLs.
 //! - [`image`]: image references and which registry they name.
 //! - [`outbound`]: which addresses tenant-given URLs may reach.
@@ -16,6 +17,7 @@
 
 pub mod app_json;
 pub mod canary;
+pub mod cron;
 pub mod drain;
 pub mod image;
 pub mod name;
@@ -29,6 +31,7 @@ pub use canary::{
     Arm, ArmSummary, BucketCount, Canary, CanaryCreate, CanaryRoute, CanarySample, CanarySamples, CanaryState,
     CanaryTrial, DEFAULT_MIN_REQUESTS, Judgement, MetricJudgement, Verdict,
 };
+pub use cron::{CronCreate, CronJob, CronRun, CronRunState, CronSource};
 pub use drain::{Drain, DrainCreate, DrainProtocol, DrainStatus, DrainTarget, DrainUrlError};
 pub use image::{ImageRef, ImageRefError};
 pub use name::{AppName, Digest, DigestAlgorithm, NameError, PipelineName, ProcessType, StackName, Username};

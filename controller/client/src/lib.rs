@@ -10,10 +10,10 @@ use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 
 use skiff_api::{
-    AccessPolicy, Canary, CanaryCreate, CanarySamples, Certificate, CertificateCreate, Domain, DomainCreate, Drain,
-    DrainCreate, Event, Healthcheck, Limits, Maintenance, Pipeline, PipelineCoupling, PipelineCreate, PipelineName,
-    ProcessType, Promotion, ReviewApp, ReviewAppGrant, ReviewAppPush, ReviewAppSettings, SettingsChange, Stage,
-    TlsSettings, UserRef, Webhook, WebhookCreate, WebhookDelivery,
+    AccessPolicy, Canary, CanaryCreate, CanarySamples, Certificate, CertificateCreate, CronCreate, CronJob, CronRun,
+    Domain, DomainCreate, Drain, DrainCreate, Event, Healthcheck, Limits, Maintenance, Pipeline, PipelineCoupling,
+    PipelineCreate, PipelineName, ProcessType, Promotion, ReviewApp, ReviewAppGrant, ReviewAppPush, ReviewAppSettings,
+    SettingsChange, Stage, TlsSettings, UserRef, Webhook, WebhookCreate, WebhookDelivery,
 };
 use skiff_api::{
     App, AppCreate, AppName, Build, BuildCreate, BuildRecorded, ConfigChange, ConfigChanged, Credentials, DeployImage,
@@ -319,6 +319,24 @@ impl Client {
 
     pub async fn remove_drain(&self, app: Option<&AppName>, id: i64) -> Result<(), ClientError> {
         self.delete(&format!("{}/{id}", Self::drains_path(app))).await
+    }
+
+    /// An app's scheduled jobs, each with its last run.
+    pub async fn cron_jobs(&self, app: &AppName) -> Result<Vec<CronJob>, ClientError> {
+        self.get(&format!("/v2/apps/{app}/cron")).await
+    }
+
+    pub async fn add_cron_job(&self, app: &AppName, job: &CronCreate) -> Result<CronJob, ClientError> {
+        self.post(&format!("/v2/apps/{app}/cron"), job).await
+    }
+
+    pub async fn remove_cron_job(&self, app: &AppName, id: i64) -> Result<(), ClientError> {
+        self.delete(&format!("/v2/apps/{app}/cron/{id}")).await
+    }
+
+    /// Runs a scheduled job now; the run as it started.
+    pub async fn run_cron_job(&self, app: &AppName, id: i64) -> Result<CronRun, ClientError> {
+        self.post(&format!("/v2/apps/{app}/cron/{id}/runs"), &serde_json::json!({})).await
     }
 
     /// Where an app's webhooks live, or the platform-wide ones' without an app.

@@ -24,6 +24,7 @@ mod apps;
 mod builds;
 mod canaries;
 mod certs;
+mod cron;
 mod domains;
 mod drains;
 mod events;
@@ -35,6 +36,7 @@ mod users;
 mod webhooks;
 
 pub use canaries::CanaryRow;
+pub use cron::{CronJobRow, NewCronJob};
 pub use pipelines::{PipelineRow, ReviewAppRow};
 pub use webhooks::{Attempt, DueDelivery};
 
@@ -50,6 +52,7 @@ const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0008_pipelines.sql"),
     include_str!("../../migrations/postgres/0009_canaries.sql"),
     include_str!("../../migrations/postgres/0010_webhooks.sql"),
+    include_str!("../../migrations/postgres/0011_cron.sql"),
 ];
 
 /// SQLite migrations, applied in order once each.
@@ -69,6 +72,7 @@ const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0013_pipelines.sql"),
     include_str!("../../migrations/sqlite/0014_canaries.sql"),
     include_str!("../../migrations/sqlite/0015_webhooks.sql"),
+    include_str!("../../migrations/sqlite/0016_cron.sql"),
 ];
 
 /// A database failure.
@@ -83,6 +87,13 @@ pub enum DbError {
 /// The current time as RFC 3339.
 pub fn now() -> String {
     rfc3339(time::OffsetDateTime::now_utc())
+}
+
+/// Unix milliseconds as RFC 3339.
+fn ms_to_rfc3339(ms: i64) -> String {
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    rfc3339(at)
 }
 
 fn rfc3339(at: time::OffsetDateTime) -> String {

@@ -39,12 +39,6 @@ fn state_text(state: DeliveryState) -> &'static str {
     }
 }
 
-fn ms_to_rfc3339(ms: i64) -> String {
-    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    rfc3339(at)
-}
-
 impl Db {
     /// Adds a webhook to an app, or to the platform without one.
     pub async fn add_webhook(

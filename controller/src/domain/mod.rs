@@ -1,6 +1,6 @@
 //! What the controller does, named by what it acts on: [`Accounts`], [`Apps`],
 //! [`Releases`], [`Formation`], [`Domains`], [`Certificates`], [`Drains`], [`OneOffs`],
-//! [`Nodes`], [`Pipelines`], [`ReviewApps`], [`Canaries`] and [`Webhooks`]. An operation
+//! [`Nodes`], [`Pipelines`], [`ReviewApps`], [`Canaries`], [`Webhooks`] and [`Cron`]. An operation
 //! checks its input, writes the database, records the event and wakes the scheduler in
 //! one place; the HTTP layer (`crate::http`) only turns requests into calls and results
 //! into answers. Each is reached from the shared state:
@@ -10,11 +10,12 @@ mod accounts;
 mod apps;
 mod canaries;
 mod certs;
+mod cron;
 mod domains;
 mod drains;
 mod formation;
 mod nodes;
-mod one_offs;
+pub(crate) mod one_offs;
 mod pipelines;
 mod releases;
 mod review_apps;
@@ -24,6 +25,7 @@ pub use accounts::Accounts;
 pub use apps::Apps;
 pub use canaries::{Canaries, judge_canaries};
 pub use certs::{CertificateError, Certificates, Inspected, covers, inspect};
+pub use cron::{Cron, run_scheduled_jobs};
 pub use domains::Domains;
 pub use drains::Drains;
 pub use formation::Formation;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use skiff_api::{Limits, RunOutput, RunRequest};
+use skiff_api::{Limits, Release, RunOutput, RunRequest};
 use tokio::sync::mpsc;
 
 use crate::db::{AppRow, UserRow};
@@ -19,6 +19,20 @@ use skiff_api::EventKind;
 const MAX_RUN_COMMAND: usize = 64 << 10;
 /// The longest a one-off command may run.
 const MAX_RUN: Duration = Duration::from_secs(24 * 3600);
+
+/// A one-off container of `release` running `command`, known as `process` in logs.
+pub(crate) fn one_off_spec(c: &Controller, release: &Release, process: &str, command: &str) -> StartSpec {
+    StartSpec {
+        app: release.app.clone(),
+        release: release.version,
+        generation: 0,
+        process: process.into(),
+        image: pull_reference(&c.config.registry_host, &release.image),
+        command: command.to_owned(),
+        env: release_env(release, process),
+        limits: c.config.container_limits(Limits::default()),
+    }
+}
 
 /// An app's one-off commands.
 pub struct OneOffs<'a>(&'a Controller);
@@ -51,16 +65,7 @@ impl OneOffs<'_> {
             )));
         }
         let timeout = Duration::from_secs(request.timeout_secs.unwrap_or(3600)).clamp(Duration::from_secs(1), MAX_RUN);
-        let spec = StartSpec {
-            app: app.name.clone(),
-            release: release.version,
-            generation: 0,
-            process: "run".into(),
-            image: pull_reference(&c.config.registry_host, &release.image),
-            command: request.command.clone(),
-            env: release_env(&release, "run"),
-            limits: c.config.container_limits(Limits::default()),
-        };
+        let spec = one_off_spec(c, &release, "run", &request.command);
         let message = format!("Running `{}` for {}", request.command, user.username);
         c.events.emit(&app.name, Event::new(EventKind::App, message).by(&user.username)).await;
         let (sender, receiver) = mpsc::channel(64);

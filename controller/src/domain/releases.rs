@@ -115,6 +115,8 @@ impl Releases<'_> {
     async fn apply_app_json(&self, app: &AppRow, build: &BuildCreate, manifest: &AppJson) -> Result<(), ApiError> {
         let c = self.0;
         let mut applied = Vec::new();
+        // Checked first: a schedule that does not read refuses the push before anything changes.
+        let cron = c.cron().app_json_jobs(&manifest.cron)?;
         let secret = || format!("{:032x}{:032x}", rand::random::<u128>(), rand::random::<u128>());
         let defaults = manifest.defaults(&c.db.config(app).await?, secret);
         if !defaults.is_empty() {
@@ -148,6 +150,14 @@ impl Releases<'_> {
             applied.push(format!("health checks of {}", of.join(", ")));
             settings.extend(checks);
             c.db.set_settings(app.id, SettingsKind::Healthchecks, &settings).await?;
+        }
+        let had_cron = c.db.cron_jobs(app).await?.iter().any(|job| job.source == skiff_api::CronSource::AppJson);
+        if had_cron || !cron.is_empty() {
+            c.db.replace_app_json_cron(app, &cron).await?;
+            let schedules: Vec<String> =
+                cron.iter().map(|job| format!("`{}` at `{}`", job.command, job.schedule)).collect();
+            applied
+                .push(format!("cron: {}", if schedules.is_empty() { "none".to_owned() } else { schedules.join(", ") }));
         }
         if !applied.is_empty() {
             let message = format!("app.json applied: {}", applied.join("; "));

@@ -9,6 +9,7 @@ mod apps;
 mod canaries;
 mod certs;
 mod config;
+mod cron;
 mod domains;
 mod drains;
 mod events;
@@ -95,6 +96,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .merge(access::routes())
         .merge(drains::routes())
         .merge(webhooks::routes())
+        .merge(cron::routes())
         .merge(events::routes())
         .merge(admin::routes())
         .merge(nodes::routes())

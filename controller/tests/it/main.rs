@@ -8,6 +8,7 @@
 mod api;
 mod authorization;
 mod coordination;
+mod cron;
 mod scheduler;
 mod test_app;
 mod webhooks;
@@ -282,6 +283,63 @@ async fn delivery_queries(db: &Db, app: &AppRow, bob: &UserRow) {
     db.delete_app(branch.id).await.unwrap();
     canary_queries(db, app, bob).await;
     webhook_queries(db, app).await;
+    cron_queries(db, app).await;
+}
+
+async fn cron_queries(db: &Db, app: &AppRow) {
+    use skiff_api::{CronRun, CronRunState, CronSource};
+    use skiff_controller::db::NewCronJob;
+    let job = |command: &str, source| NewCronJob {
+        schedule: "* * * * *".into(),
+        timezone: "UTC".into(),
+        command: command.into(),
+        source,
+        next_run_ms: 60_000,
+    };
+    let mine = db.add_cron_job(app, &job("echo mine", CronSource::Cli)).await.unwrap();
+    db.replace_app_json_cron(app, &[job("echo a", CronSource::AppJson), job("echo b", CronSource::AppJson)])
+        .await
+        .unwrap();
+    db.replace_app_json_cron(app, &[job("echo c", CronSource::AppJson)]).await.unwrap();
+    let listed: Vec<String> = db.cron_jobs(app).await.unwrap().into_iter().map(|j| j.command).collect();
+    assert_eq!(listed, ["echo mine", "echo c"]);
+    assert!(db.due_cron_jobs(59_999).await.unwrap().is_empty());
+    let due = db.due_cron_jobs(60_000).await.unwrap();
+    assert_eq!(due.len(), 2);
+    assert_eq!(db.cron_job(app, mine).await.unwrap().as_ref(), due.iter().find(|j| j.id == mine));
+    // Two controllers find it due; one moves it on and runs it.
+    assert!(db.advance_cron_job(mine, 60_000, 120_000).await.unwrap());
+    assert!(!db.advance_cron_job(mine, 60_000, 120_000).await.unwrap(), "moved on already");
+    let run = CronRun {
+        id: 0,
+        due_at: String::new(),
+        state: CronRunState::Running,
+        release: Some(1),
+        exit_status: None,
+        duration_ms: None,
+        reason: None,
+    };
+    let id = db.add_cron_run(mine, 60_000, &run, 60_001).await.unwrap().expect("the first run of that due time");
+    assert_eq!(db.add_cron_run(mine, 60_000, &run, 60_002).await.unwrap(), None, "one run per due time");
+    assert_eq!(db.running_cron_run(mine, 0).await.unwrap(), Some(60_000));
+    assert_eq!(db.running_cron_run(mine, 60_001).await.unwrap(), None, "too old to count");
+    let ended = CronRun {
+        state: CronRunState::Failed,
+        exit_status: Some(2),
+        duration_ms: Some(15),
+        reason: Some("exited with status 2".into()),
+        ..run
+    };
+    db.finish_cron_run(id, &ended).await.unwrap();
+    let last = db.cron_jobs(app).await.unwrap()[0].last_run.clone().unwrap();
+    assert_eq!(
+        (last.id, last.state, last.exit_status, last.duration_ms),
+        (id, CronRunState::Failed, Some(2), Some(15))
+    );
+    assert_eq!(last.due_at, "1970-01-01T00:01:00Z");
+    assert_eq!(db.running_cron_run(mine, 0).await.unwrap(), None);
+    assert!(db.remove_cron_job(app, mine).await.unwrap());
+    assert!(!db.remove_cron_job(app, mine).await.unwrap());
 }
 
 async fn webhook_queries(db: &Db, app: &AppRow) {

@@ -37,6 +37,7 @@ pub(crate) fn config(drain_period: Duration) -> Arc<Config> {
         allowed_registries: Vec::new(),
         outbound: Default::default(),
         webhook_tls: skiff_service::outbound::tls_config(None).unwrap(),
+        clock: Default::default(),
         default_memory_mb: 512,
         max_memory_mb: 8192,
         logger_url: "http://127.0.0.1:9".into(),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use skiff_controller::clock::Clock;
 use skiff_controller::coordination::Coordination;
 use skiff_controller::db::Db;
 use skiff_controller::events::Events;
@@ -32,6 +33,8 @@ pub enum Scheduling {
 pub struct TestApp {
     pub url: String,
     pub runtime: Arc<MemoryRuntime>,
+    /// The controller's wall clock, which tests move forward.
+    pub clock: Clock,
     http: reqwest::Client,
     shutdown: CancellationToken,
     _dir: tempfile::TempDir,
@@ -51,8 +54,9 @@ impl Answer {
     }
 }
 
-fn config() -> Arc<Config> {
+fn config(clock: Clock) -> Arc<Config> {
     let mut config = (*crate::scheduler::config(Duration::ZERO)).clone();
+    config.clock = clock;
     config.service_token = SERVICE_TOKEN.into();
     config.allowed_registries = vec!["registry.example.com".into()];
     config.outbound = skiff_api::OutboundPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]);
@@ -92,7 +96,8 @@ impl TestApp {
         dir: tempfile::TempDir,
     ) -> Self {
         let shutdown = CancellationToken::new();
-        let config = config();
+        let clock = Clock::default();
+        let config = config(clock.clone());
         let coordination = Coordination::local();
         let events = Arc::new(Events::connect(db.clone(), "127.0.0.1:9".parse().unwrap(), coordination.clone()).await);
         let routes = Arc::new(RouteFeed::default());
@@ -113,12 +118,13 @@ impl TestApp {
             let expiring = skiff_controller::domain::expire_review_apps(controller.clone(), expiry, shutdown.clone());
             tokio::spawn(expiring);
             tokio::spawn(skiff_controller::domain::judge_canaries(controller.clone(), shutdown.clone()));
+            tokio::spawn(skiff_controller::domain::run_scheduled_jobs(controller.clone(), shutdown.clone()));
         }
         tokio::spawn(skiff_controller::webhooks::deliver(controller.clone(), shutdown.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(skiff_controller::serve(listener, controller, shutdown.clone()));
-        Self { url, runtime, http: reqwest::Client::new(), shutdown, _dir: dir }
+        Self { url, runtime, clock, http: reqwest::Client::new(), shutdown, _dir: dir }
     }
 
     /// Sends a request as the holder of `token` (none: anonymous), with a JSON body.

@@ -140,6 +140,7 @@ impl Platform {
             max_log_message: skiff_logger::syslog::DEFAULT_MAX_MESSAGE,
             drain_ca: None,
             webhook_ca: None,
+            clock: Default::default(),
             drain_rate: 1000,
             // The tests' drain receivers listen on loopback.
             outbound_allow: skiff_api::OutboundPolicy::parse("127.0.0.0/8").unwrap(),

@@ -15,9 +15,12 @@ use crate::harness::{Platform, eventually};
 
 const SECRET: &str = "a-receivers-shared-secret";
 
-/// Deliveries a receiver took in: the signature header and the body of each.
+/// A delivery as a receiver takes it in: its signature header and its body.
+type Delivery = (String, Vec<u8>);
+
+/// Deliveries a receiver took in.
 #[derive(Clone, Default)]
-struct Receiver(Arc<Mutex<Vec<(String, Vec<u8>)>>>);
+struct Receiver(Arc<Mutex<Vec<Delivery>>>);
 
 impl Receiver {
     /// Answers 200 to every request on `listener`, one request per connection.
@@ -50,7 +53,7 @@ impl Receiver {
 }
 
 /// One HTTP request's `Skiff-Signature` and body (bounded, as a receiver would).
-async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<(String, Vec<u8>)> {
+async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<Delivery> {
     let mut taken = Vec::new();
     let mut buffer = [0u8; 8192];
     let head_end = loop {

@@ -6,6 +6,7 @@ mod apps;
 mod canary;
 mod completions;
 mod config_vars;
+mod cron;
 mod git_remote;
 mod logs;
 mod nodes;
@@ -41,6 +42,8 @@ pub(crate) enum Verb {
     Trail(trail::TrailVerb),
     #[command(flatten)]
     Webhooks(webhooks::WebhooksVerb),
+    #[command(flatten)]
+    Cron(cron::CronVerb),
     #[command(flatten)]
     Routing(routing::RoutingVerb),
     #[command(flatten)]
@@ -81,6 +84,7 @@ pub(crate) async fn execute(
         Verb::Apps(verb) => apps::execute(verb, context, out, err).await,
         Verb::Trail(verb) => trail::execute(verb, context, out, err).await,
         Verb::Webhooks(verb) => webhooks::execute(verb, context, out, err).await,
+        Verb::Cron(verb) => cron::execute(verb, context, out, err).await,
         Verb::Routing(verb) => routing::execute(verb, context, out, err).await,
         Verb::Completions(verb) => completions::execute(verb, context, out, err).await,
         Verb::Settings(verb) => settings::execute(verb, context, out, err).await,
