@@ -1,6 +1,6 @@
 //! Skiff and a team's tooling, with real pushes on the real engine: webhooks to a receiver
 //! the test runs (signatures checked; down for a while, then back: nothing lost, nothing
-//! twice).
+//! twice), and scheduled jobs driven by a clock the test moves forward.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -142,4 +142,65 @@ async fn a_push_reaches_a_webhook_that_was_down_in_order_and_once() {
     assert_eq!(table.matches("delivered").count(), events.len(), "{table}");
     platform.cli_ok(&repo, &["webhooks:remove", "1"]).await;
     assert!(platform.cli_ok(&repo, &["webhooks"]).await.lines().count() <= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker (deploy/test.sh)"]
+async fn a_scheduled_job_runs_in_the_apps_release_and_its_failure_reaches_a_webhook() {
+    let clock = skiff_controller::clock::Clock::default();
+    let platform = Platform::start_with_settings(|settings| settings.clock = clock.clone()).await;
+    let (platform, repo, key) = platform.with_app("ticking").await;
+    let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
+    assert!(pushed, "{out}");
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/skiff", listener.local_addr().unwrap());
+    let receiver = Receiver::serve(listener);
+    platform.cli_ok(&repo, &["webhooks:add", &url, "--events", "cron", "--secret", SECRET]).await;
+    platform.cli_ok(&repo, &["config:set", "WHO=cron", "--wait"]).await;
+
+    let added = platform
+        .cli_ok(&repo, &["cron:add", "* * * * *", "--", "sh", "-c", "echo tick from $WHO in $SKIFF_RELEASE"])
+        .await;
+    assert!(added.contains("Scheduled job 1 on ticking"), "{added}");
+    let failing =
+        platform.cli_ok(&repo, &["cron:add", "*/5 * * * *", "--", "sh", "-c", "echo broken >&2; exit 4"]).await;
+    assert!(failing.contains("Scheduled job 2"), "{failing}");
+    // The test's clock, not the machine's, brings the next minute (and the next five).
+    clock.advance(Duration::from_secs(301));
+    let logged = eventually(Duration::from_secs(60), || async {
+        let logs = platform.cli_ok(&repo, &["logs", "-n", "200"]).await;
+        logs.contains("tick from cron in v2").then_some(logs)
+    })
+    .await;
+    let logs = logged.expect("the job's output is in the app's logs, from its current release (v2, with WHO)");
+    assert!(logs.lines().any(|l| l.contains("cron") && l.contains("tick from cron")), "as process `cron`: {logs}");
+
+    let ran = eventually(Duration::from_secs(60), || async {
+        let jobs = platform.cli_ok(&repo, &["cron", "--json"]).await;
+        let jobs: Vec<Value> = serde_json::from_str(&jobs).ok()?;
+        let ended = |job: &Value| ["succeeded", "failed"].contains(&job["last_run"]["state"].as_str().unwrap_or(""));
+        jobs.iter().all(ended).then_some(jobs)
+    })
+    .await
+    .expect("both jobs ran and ended");
+    assert_eq!(
+        (ran[0]["last_run"]["state"].as_str(), ran[0]["last_run"]["exit_status"].as_i64()),
+        (Some("succeeded"), Some(0))
+    );
+    assert_eq!(
+        (ran[1]["last_run"]["state"].as_str(), ran[1]["last_run"]["exit_status"].as_i64()),
+        (Some("failed"), Some(4))
+    );
+    let table = platform.cli_ok(&repo, &["cron"]).await;
+    assert!(table.contains("failed: exited with status 4"), "{table}");
+
+    let told = eventually(Duration::from_secs(30), || async { (!receiver.events().is_empty()).then_some(()) }).await;
+    assert!(told.is_some(), "the failure reaches the webhook");
+    let events = receiver.events();
+    assert_eq!(events.len(), 1, "only the failure: {events:?}");
+    assert_eq!(events[0]["type"], "cron");
+    assert_eq!(events[0]["data"]["exit_status"], 4);
+    assert!(events[0]["data"]["output"].as_str().unwrap().contains("broken"), "{events:?}");
+    platform.cli_ok(&repo, &["cron:remove", "1"]).await;
+    assert!(!platform.cli_ok(&repo, &["cron"]).await.contains("tick from"));
 }
