@@ -603,9 +603,18 @@ async fn a_canary_gets_its_share_and_each_side_is_counted() {
         canary_answers += usize::from(body.starts_with("canary\n"));
     }
     assert_eq!(canary_answers, 100, "10% of 1,000 requests in turn");
-    let samples = counts.take().samples;
-    let requests = |arm: skiff_api::Arm| -> u64 {
+    // A request is counted as its answer ends, which may be just after the client read it.
+    let mut samples = Vec::new();
+    let requests = |samples: &[skiff_api::CanarySample], arm: skiff_api::Arm| -> u64 {
         samples.iter().filter(|s| s.arm == arm && s.canary == 3).flat_map(|s| &s.buckets).map(|b| b.requests).sum()
     };
-    assert_eq!((requests(skiff_api::Arm::Baseline), requests(skiff_api::Arm::Canary)), (900, 100));
+    for _ in 0..50 {
+        samples.extend(counts.take().samples);
+        if requests(&samples, skiff_api::Arm::Baseline) + requests(&samples, skiff_api::Arm::Canary) >= 1000 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let counted = (requests(&samples, skiff_api::Arm::Baseline), requests(&samples, skiff_api::Arm::Canary));
+    assert_eq!(counted, (900, 100));
 }
