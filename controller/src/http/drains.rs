@@ -4,80 +4,37 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use skiff_api::{Drain, DrainCreate};
 
-use super::extract::{CurrentUser, VisibleApp};
-use crate::db::UserRow;
+use super::extract::AppOrPlatform;
 use crate::error::ApiError;
 use crate::state::Controller;
 
 pub(super) fn routes() -> Router<Arc<Controller>> {
     Router::new()
-        .route("/v2/apps/{app}/drains", get(app_list).post(app_add))
-        .route("/v2/apps/{app}/drains/{id}", delete(app_remove))
-        .route("/v2/drains", get(platform_list).post(platform_add))
-        .route("/v2/drains/{id}", delete(platform_remove))
+        .route("/v2/apps/{app}/drains", get(list).post(add))
+        .route("/v2/apps/{app}/drains/{id}", delete(remove))
+        .route("/v2/drains", get(list).post(add))
+        .route("/v2/drains/{id}", delete(remove))
 }
 
-fn require_admin(user: &UserRow) -> Result<(), ApiError> {
-    if user.admin {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden("only admins manage platform-wide drains; add a drain to an app with -a APP".into()))
-    }
+async fn list(State(c): State<Arc<Controller>>, scope: AppOrPlatform) -> Result<Json<Vec<Drain>>, ApiError> {
+    Ok(Json(c.drains().list(scope.app.as_ref()).await?))
 }
 
-async fn app_list(
+async fn add(
     State(c): State<Arc<Controller>>,
-    VisibleApp { app, .. }: VisibleApp,
-) -> Result<Json<Vec<Drain>>, ApiError> {
-    Ok(Json(c.drains().list(Some(&app)).await?))
-}
-
-async fn app_add(
-    State(c): State<Arc<Controller>>,
-    VisibleApp { user, app }: VisibleApp,
+    scope: AppOrPlatform,
     Json(body): Json<DrainCreate>,
 ) -> Result<(StatusCode, Json<Drain>), ApiError> {
-    Ok((StatusCode::CREATED, Json(c.drains().add(&user, Some(&app), &body).await?)))
+    Ok((StatusCode::CREATED, Json(c.drains().add(&scope.user, scope.app.as_ref(), &body).await?)))
 }
 
-async fn app_remove(
-    State(c): State<Arc<Controller>>,
-    VisibleApp { user, app }: VisibleApp,
-    Path((_, id)): Path<(String, String)>,
-) -> Result<StatusCode, ApiError> {
-    c.drains().remove(&user, Some(&app), &id).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn platform_list(
-    State(c): State<Arc<Controller>>,
-    CurrentUser(user): CurrentUser,
-) -> Result<Json<Vec<Drain>>, ApiError> {
-    require_admin(&user)?;
-    Ok(Json(c.drains().list(None).await?))
-}
-
-async fn platform_add(
-    State(c): State<Arc<Controller>>,
-    CurrentUser(user): CurrentUser,
-    Json(body): Json<DrainCreate>,
-) -> Result<(StatusCode, Json<Drain>), ApiError> {
-    require_admin(&user)?;
-    Ok((StatusCode::CREATED, Json(c.drains().add(&user, None, &body).await?)))
-}
-
-async fn platform_remove(
-    State(c): State<Arc<Controller>>,
-    CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    require_admin(&user)?;
-    c.drains().remove(&user, None, &id).await?;
+async fn remove(State(c): State<Arc<Controller>>, scope: AppOrPlatform) -> Result<StatusCode, ApiError> {
+    c.drains().remove(&scope.user, scope.app.as_ref(), &scope.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -73,6 +73,22 @@ impl FromRequestParts<Arc<Controller>> for Service {
     }
 }
 
+/// The signed-in user and the path's parameters.
+async fn user_and_path(
+    parts: &mut Parts,
+    controller: &Arc<Controller>,
+) -> Result<(UserRow, Vec<(String, String)>), ApiError> {
+    let CurrentUser(user) = CurrentUser::from_request_parts(parts, controller).await?;
+    let params =
+        RawPathParams::from_request_parts(parts, controller).await.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    Ok((user, params.iter().map(|(key, value)| (key.to_owned(), value.to_owned())).collect()))
+}
+
+/// The path parameter `name`.
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params.iter().find_map(|(key, value)| (key == name).then_some(value.as_str()))
+}
+
 /// The signed-in user and the app the path's `{app}` names, when the user may see it.
 #[derive(Debug, Clone)]
 pub struct VisibleApp {
@@ -84,12 +100,38 @@ impl FromRequestParts<Arc<Controller>> for VisibleApp {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, controller: &Arc<Controller>) -> Result<Self, ApiError> {
-        let CurrentUser(user) = CurrentUser::from_request_parts(parts, controller).await?;
-        let params = RawPathParams::from_request_parts(parts, controller)
-            .await
-            .map_err(|e| ApiError::BadRequest(e.body_text()))?;
-        let name = params.iter().find_map(|(key, value)| (key == "app").then_some(value)).unwrap_or_default();
-        let app = controller.app_for(&user, name).await?;
+        let (user, params) = user_and_path(parts, controller).await?;
+        let app = controller.app_for(&user, param(&params, "app").unwrap_or_default()).await?;
         Ok(Self { user, app })
+    }
+}
+
+/// What a resource that exists per app and platform-wide (drains, webhooks) is reached
+/// through: the app of `/v2/apps/{app}/…` (anyone who sees it), or the platform for the
+/// same path without an app (admins only). `id` is the path's `{id}`, when it has one.
+#[derive(Debug, Clone)]
+pub struct AppOrPlatform {
+    pub user: UserRow,
+    pub app: Option<AppRow>,
+    pub id: String,
+}
+
+impl FromRequestParts<Arc<Controller>> for AppOrPlatform {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, controller: &Arc<Controller>) -> Result<Self, ApiError> {
+        let (user, params) = user_and_path(parts, controller).await?;
+        let id = param(&params, "id").unwrap_or_default().to_owned();
+        if let Some(name) = param(&params, "app") {
+            let app = controller.app_for(&user, name).await?;
+            return Ok(Self { user, app: Some(app), id });
+        }
+        if !user.admin {
+            let what = parts.uri.path().trim_start_matches("/v2/").split('/').next().unwrap_or_default();
+            return Err(ApiError::Forbidden(format!(
+                "only admins manage platform-wide {what}; add one to an app with -a APP"
+            )));
+        }
+        Ok(Self { user, app: None, id })
     }
 }

@@ -3,101 +3,46 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use skiff_api::{Webhook, WebhookCreate, WebhookDelivery};
 
-use super::extract::{CurrentUser, VisibleApp};
-use crate::db::UserRow;
+use super::extract::AppOrPlatform;
 use crate::error::ApiError;
 use crate::state::Controller;
 
 pub(super) fn routes() -> Router<Arc<Controller>> {
     Router::new()
-        .route("/v2/apps/{app}/webhooks", get(app_list).post(app_add))
-        .route("/v2/apps/{app}/webhooks/{id}", delete(app_remove))
-        .route("/v2/apps/{app}/webhooks/{id}/deliveries", get(app_deliveries))
-        .route("/v2/webhooks", get(platform_list).post(platform_add))
-        .route("/v2/webhooks/{id}", delete(platform_remove))
-        .route("/v2/webhooks/{id}/deliveries", get(platform_deliveries))
+        .route("/v2/apps/{app}/webhooks", get(list).post(add))
+        .route("/v2/apps/{app}/webhooks/{id}", delete(remove))
+        .route("/v2/apps/{app}/webhooks/{id}/deliveries", get(deliveries))
+        .route("/v2/webhooks", get(list).post(add))
+        .route("/v2/webhooks/{id}", delete(remove))
+        .route("/v2/webhooks/{id}/deliveries", get(deliveries))
 }
 
-fn require_admin(user: &UserRow) -> Result<(), ApiError> {
-    if user.admin {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(
-            "only admins manage platform-wide webhooks; add a webhook to an app with -a APP".into(),
-        ))
-    }
+async fn list(State(c): State<Arc<Controller>>, scope: AppOrPlatform) -> Result<Json<Vec<Webhook>>, ApiError> {
+    Ok(Json(c.webhooks().list(scope.app.as_ref()).await?))
 }
 
-async fn app_list(
+async fn add(
     State(c): State<Arc<Controller>>,
-    VisibleApp { app, .. }: VisibleApp,
-) -> Result<Json<Vec<Webhook>>, ApiError> {
-    Ok(Json(c.webhooks().list(Some(&app)).await?))
-}
-
-async fn app_add(
-    State(c): State<Arc<Controller>>,
-    VisibleApp { user, app }: VisibleApp,
+    scope: AppOrPlatform,
     Json(body): Json<WebhookCreate>,
 ) -> Result<(StatusCode, Json<Webhook>), ApiError> {
-    Ok((StatusCode::CREATED, Json(c.webhooks().add(&user, Some(&app), &body).await?)))
+    Ok((StatusCode::CREATED, Json(c.webhooks().add(&scope.user, scope.app.as_ref(), &body).await?)))
 }
 
-async fn app_remove(
-    State(c): State<Arc<Controller>>,
-    VisibleApp { user, app }: VisibleApp,
-    Path((_, id)): Path<(String, String)>,
-) -> Result<StatusCode, ApiError> {
-    c.webhooks().remove(&user, Some(&app), &id).await?;
+async fn remove(State(c): State<Arc<Controller>>, scope: AppOrPlatform) -> Result<StatusCode, ApiError> {
+    c.webhooks().remove(&scope.user, scope.app.as_ref(), &scope.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn app_deliveries(
+async fn deliveries(
     State(c): State<Arc<Controller>>,
-    VisibleApp { app, .. }: VisibleApp,
-    Path((_, id)): Path<(String, String)>,
+    scope: AppOrPlatform,
 ) -> Result<Json<Vec<WebhookDelivery>>, ApiError> {
-    Ok(Json(c.webhooks().deliveries(Some(&app), &id).await?))
-}
-
-async fn platform_list(
-    State(c): State<Arc<Controller>>,
-    CurrentUser(user): CurrentUser,
-) -> Result<Json<Vec<Webhook>>, ApiError> {
-    require_admin(&user)?;
-    Ok(Json(c.webhooks().list(None).await?))
-}
-
-async fn platform_add(
-    State(c): State<Arc<Controller>>,
-    CurrentUser(user): CurrentUser,
-    Json(body): Json<WebhookCreate>,
-) -> Result<(StatusCode, Json<Webhook>), ApiError> {
-    require_admin(&user)?;
-    Ok((StatusCode::CREATED, Json(c.webhooks().add(&user, None, &body).await?)))
-}
-
-async fn platform_remove(
-    State(c): State<Arc<Controller>>,
-    CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    require_admin(&user)?;
-    c.webhooks().remove(&user, None, &id).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn platform_deliveries(
-    State(c): State<Arc<Controller>>,
-    CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
-) -> Result<Json<Vec<WebhookDelivery>>, ApiError> {
-    require_admin(&user)?;
-    Ok(Json(c.webhooks().deliveries(None, &id).await?))
+    Ok(Json(c.webhooks().deliveries(scope.app.as_ref(), &scope.id).await?))
 }

@@ -16,14 +16,14 @@ use skiff_testing::eventually_true;
 use crate::test_app::{Answer, PASSWORD, SERVICE_TOKEN, Scheduling, TestApp};
 
 /// A platform with an admin and `alice`, who owns `shop`, released once (a `web` process).
-struct Shop {
-    platform: TestApp,
+pub(crate) struct Shop {
+    pub(crate) platform: TestApp,
     admin: String,
-    alice: String,
+    pub(crate) alice: String,
 }
 
 impl Shop {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let platform = TestApp::start(Scheduling::On).await;
         let admin = platform.register(None, "admin").await;
         let alice = platform.register(Some(&admin), "alice").await;

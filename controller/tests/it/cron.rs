@@ -7,16 +7,12 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use skiff_testing::eventually_true;
 
-use crate::test_app::{SERVICE_TOKEN, Scheduling, TestApp};
+use crate::api::Shop;
+use crate::test_app::{SERVICE_TOKEN, TestApp};
 
 /// A platform with `alice`, whose `shop` runs release v1.
 async fn shop() -> (TestApp, String) {
-    let platform = TestApp::start(Scheduling::On).await;
-    let admin = platform.register(None, "admin").await;
-    let alice = platform.register(Some(&admin), "alice").await;
-    let created = platform.call(Some(&alice), "post", "/v2/apps", Some(json!({"name": "shop"}))).await;
-    assert_eq!(created.status, 201, "{created:?}");
-    assert_eq!(platform.build("shop", "alice", &[("web", "serve")]).await.status, 201);
+    let Shop { platform, alice, .. } = Shop::start().await;
     (platform, alice)
 }
 
