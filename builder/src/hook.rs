@@ -118,13 +118,19 @@ async fn relay(socket: &str, request: HookRequest) -> std::io::Result<i32> {
 /// The builder's side of one hook connection: output goes back as JSON lines, and is kept
 /// as the build's log.
 pub struct Output {
-    write: tokio::net::unix::OwnedWriteHalf,
+    /// The pusher's end; none for a build nobody watches (from a source repository).
+    write: Option<tokio::net::unix::OwnedWriteHalf>,
     log: String,
 }
 
 impl Output {
     pub fn new(write: tokio::net::unix::OwnedWriteHalf) -> Self {
-        Self { write, log: String::new() }
+        Self { write: Some(write), log: String::new() }
+    }
+
+    /// Output that is only kept as the build's log.
+    pub fn detached() -> Self {
+        Self { write: None, log: String::new() }
     }
 
     /// Everything shown so far.
@@ -139,7 +145,9 @@ impl Output {
         let mut line = serde_json::to_vec(reply).expect("replies serialize");
         line.push(b'\n');
         // A pusher that went away cannot read anything more; the build still finishes.
-        let _ = self.write.write_all(&line).await;
+        if let Some(write) = &mut self.write {
+            let _ = write.write_all(&line).await;
+        }
     }
 
     /// A step heading: `-----> text`.
@@ -155,7 +163,9 @@ impl Output {
     /// Ends the hook with a status.
     pub async fn exit(mut self, status: i32) {
         self.send(&HookReply::Exit(status)).await;
-        let _ = self.write.shutdown().await;
+        if let Some(write) = &mut self.write {
+            let _ = write.shutdown().await;
+        }
     }
 }
 

@@ -14,6 +14,7 @@
 //! - [`buildpack`]: `bin/detect`, `bin/compile` and `bin/release` in a build container of
 //!   the stack.
 //! - [`engine`]: Dockerfile builds and pushes on the Docker engine.
+//! - [`source`]: builds of a source repository's commits, asked for by the controller.
 //!
 //! The push pipeline: SSH auth (key fingerprint → user) → exec `git-receive-pack` for an
 //! app the user may access (checked before git runs) → take the app's push lock → real
@@ -30,6 +31,7 @@ pub mod engine;
 pub mod hook;
 pub mod procfile;
 pub mod repo;
+pub mod source;
 pub mod ssh;
 
 use std::path::PathBuf;
@@ -84,7 +86,24 @@ pub async fn run(
     let hooks = builder.bind_hooks()?;
     let (readiness, metrics) = (builder.readiness(), builder.clone());
     let stop = shutdown.clone().cancelled_owned();
-    let health = skiff_service::serve(http, readiness, std::sync::Arc::new(move || metrics.metrics()), stop);
-    let ((), served) = tokio::join!(serve(ssh, hooks, builder, shutdown), health);
+    let routes = skiff_service::routes(readiness, std::sync::Arc::new(move || metrics.metrics()))
+        .route("/v2/builds", axum::routing::post(source_build))
+        .with_state(builder.clone());
+    let api = async { axum::serve(http, routes).with_graceful_shutdown(stop).await };
+    let ((), served) = tokio::join!(serve(ssh, hooks, builder, shutdown), api);
     Ok(served?)
+}
+
+/// `POST /v2/builds` (service token): build a commit of a source repository.
+async fn source_build(
+    axum::extract::State(builder): axum::extract::State<std::sync::Arc<Builder>>,
+    headers: axum::http::HeaderMap,
+    axum::Json(wanted): axum::Json<skiff_api::SourceBuild>,
+) -> Result<(axum::http::StatusCode, axum::Json<skiff_api::SourceBuildAnswer>), axum::http::StatusCode> {
+    let token = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let presented = token.and_then(|t| t.strip_prefix("Bearer ")).unwrap_or_default();
+    if !skiff_api::secrets_match(presented, &builder.config.service_token) {
+        return Err(axum::http::StatusCode::UNAUTHORIZED);
+    }
+    Ok((axum::http::StatusCode::ACCEPTED, axum::Json(builder.take_source_build(wanted))))
 }

@@ -42,15 +42,18 @@ struct PushEntry {
 
 /// The builder's shared state.
 pub struct Builder {
-    config: Config,
-    controller: Client,
-    registry: RegistryClient,
-    engine: Engine,
+    pub(crate) config: Config,
+    pub(crate) controller: Client,
+    pub(crate) registry: RegistryClient,
+    pub(crate) engine: Engine,
     host_key: PrivateKey,
     hook_socket: PathBuf,
     pushes: Mutex<HashMap<String, Arc<PushEntry>>>,
     locked_apps: Mutex<HashSet<AppName>>,
-    builds: Semaphore,
+    pub(crate) builds: Semaphore,
+    /// Builds from source repositories: an entry per app being built, holding the build
+    /// wanted next (a newer push replaces an older one still waiting).
+    pub(crate) source_queue: Mutex<HashMap<AppName, Option<skiff_api::SourceBuild>>>,
     /// How pushes ended, for `/metrics`.
     outcomes: Outcomes,
 }
@@ -64,7 +67,7 @@ struct Outcomes {
 }
 
 /// Holds an app's push lock; dropping it (the push ended, or its connection did) frees it.
-struct AppLock {
+pub(crate) struct AppLock {
     builder: Arc<Builder>,
     app: AppName,
 }
@@ -89,7 +92,7 @@ impl Drop for PushRegistration {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A poisoned set or map only means a holder panicked; the data is still consistent.
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -122,6 +125,7 @@ impl Builder {
             hook_socket,
             pushes: Mutex::new(HashMap::new()),
             locked_apps: Mutex::new(HashSet::new()),
+            source_queue: Mutex::new(HashMap::new()),
             outcomes: Outcomes::default(),
             config,
         }))
@@ -173,7 +177,7 @@ impl Builder {
         }
     }
 
-    fn lock_app(self: &Arc<Self>, app: &AppName) -> Option<AppLock> {
+    pub(crate) fn lock_app(self: &Arc<Self>, app: &AppName) -> Option<AppLock> {
         lock(&self.locked_apps).insert(app.clone()).then(|| AppLock { builder: self.clone(), app: app.clone() })
     }
 

@@ -67,6 +67,8 @@ pub struct Config {
     pub domain: String,
     /// The router's public HTTP port, for app URLs.
     pub router_port: u16,
+    /// The builder's HTTP base URL, for builds from source repositories.
+    pub builder_url: String,
     /// The builder's SSH address, for git URLs.
     pub builder_ssh: SocketAddr,
     /// How many recent releases of each app keep their images.

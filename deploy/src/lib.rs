@@ -680,6 +680,7 @@ fn controller_config(
         logger_url: logger_url.to_owned(),
         domain: settings.domain.clone(),
         router_port: addresses.router.unwrap_or(settings.router_listen).port(),
+        builder_url: format!("http://{}", addresses.builder_http.unwrap_or(settings.builder_http_listen)),
         builder_ssh: addresses.builder.unwrap_or(settings.builder_listen),
         default_stack: settings.default_stack.clone(),
         registration: settings.registration,

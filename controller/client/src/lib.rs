@@ -10,10 +10,11 @@ use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 
 use skiff_api::{
-    AccessPolicy, Canary, CanaryCreate, CanarySamples, Certificate, CertificateCreate, CronCreate, CronJob, CronRun,
-    Domain, DomainCreate, Drain, DrainCreate, Event, Healthcheck, Limits, Maintenance, Pipeline, PipelineCoupling,
-    PipelineCreate, PipelineName, ProcessType, Promotion, ReviewApp, ReviewAppGrant, ReviewAppPush, ReviewAppSettings,
-    SettingsChange, Stage, TlsSettings, UserRef, Webhook, WebhookCreate, WebhookDelivery,
+    AccessPolicy, AppSource, AppSourceCreate, BuildTrigger, Canary, CanaryCreate, CanarySamples, Certificate,
+    CertificateCreate, CronCreate, CronJob, CronRun, Domain, DomainCreate, Drain, DrainCreate, Event, Healthcheck,
+    Limits, Maintenance, Pipeline, PipelineCoupling, PipelineCreate, PipelineName, ProcessType, Promotion, ReviewApp,
+    ReviewAppGrant, ReviewAppPush, ReviewAppSettings, SettingsChange, SourceBuildAnswer, Stage, TlsSettings, UserRef,
+    Webhook, WebhookCreate, WebhookDelivery,
 };
 use skiff_api::{
     App, AppCreate, AppName, Build, BuildCreate, BuildRecorded, ConfigChange, ConfigChanged, Credentials, DeployImage,
@@ -319,6 +320,28 @@ impl Client {
 
     pub async fn remove_drain(&self, app: Option<&AppName>, id: i64) -> Result<(), ClientError> {
         self.delete(&format!("{}/{id}", Self::drains_path(app))).await
+    }
+
+    /// Connects an app to a source repository; the answer carries the hook secret.
+    pub async fn connect_source(&self, app: &AppName, source: &AppSourceCreate) -> Result<AppSource, ClientError> {
+        self.send(self.request(Method::PUT, &format!("/v2/apps/{app}/source")).json(source)).await
+    }
+
+    pub async fn source(&self, app: &AppName) -> Result<AppSource, ClientError> {
+        self.get(&format!("/v2/apps/{app}/source")).await
+    }
+
+    pub async fn disconnect_source(&self, app: &AppName) -> Result<(), ClientError> {
+        self.delete(&format!("/v2/apps/{app}/source")).await
+    }
+
+    /// Builds a commit, branch or tag of the app's source repository now.
+    pub async fn build_from_source(
+        &self,
+        app: &AppName,
+        trigger: &BuildTrigger,
+    ) -> Result<SourceBuildAnswer, ClientError> {
+        self.post(&format!("/v2/apps/{app}/builds"), trigger).await
     }
 
     /// An app's scheduled jobs, each with its last run.

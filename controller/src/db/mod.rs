@@ -31,6 +31,7 @@ mod events;
 mod formation;
 mod pipelines;
 mod releases;
+mod sources;
 mod stacks;
 mod users;
 mod webhooks;
@@ -38,6 +39,7 @@ mod webhooks;
 pub use canaries::CanaryRow;
 pub use cron::{CronJobRow, NewCronJob};
 pub use pipelines::{PipelineRow, ReviewAppRow};
+pub use sources::SourceRow;
 pub use webhooks::{Attempt, DueDelivery};
 
 /// Postgres migrations, applied in order once each.
@@ -53,6 +55,7 @@ const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0009_canaries.sql"),
     include_str!("../../migrations/postgres/0010_webhooks.sql"),
     include_str!("../../migrations/postgres/0011_cron.sql"),
+    include_str!("../../migrations/postgres/0012_app_sources.sql"),
 ];
 
 /// SQLite migrations, applied in order once each.
@@ -73,6 +76,7 @@ const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0014_canaries.sql"),
     include_str!("../../migrations/sqlite/0015_webhooks.sql"),
     include_str!("../../migrations/sqlite/0016_cron.sql"),
+    include_str!("../../migrations/sqlite/0017_app_sources.sql"),
 ];
 
 /// A database failure.

@@ -1,6 +1,6 @@
 //! What the controller does, named by what it acts on: [`Accounts`], [`Apps`],
 //! [`Releases`], [`Formation`], [`Domains`], [`Certificates`], [`Drains`], [`OneOffs`],
-//! [`Nodes`], [`Pipelines`], [`ReviewApps`], [`Canaries`], [`Webhooks`] and [`Cron`]. An operation
+//! [`Nodes`], [`Pipelines`], [`ReviewApps`], [`Canaries`], [`Webhooks`], [`Cron`] and [`Sources`]. An operation
 //! checks its input, writes the database, records the event and wakes the scheduler in
 //! one place; the HTTP layer (`crate::http`) only turns requests into calls and results
 //! into answers. Each is reached from the shared state:
@@ -19,6 +19,7 @@ pub(crate) mod one_offs;
 mod pipelines;
 mod releases;
 mod review_apps;
+mod sources;
 mod webhooks;
 
 pub use accounts::Accounts;
@@ -34,4 +35,5 @@ pub use one_offs::OneOffs;
 pub use pipelines::Pipelines;
 pub use releases::Releases;
 pub use review_apps::{ReviewApps, expire_review_apps};
+pub use sources::{Received, Sources};
 pub use webhooks::Webhooks;

@@ -21,6 +21,7 @@ mod perms;
 mod pipelines;
 mod ps;
 mod releases;
+mod sources;
 mod webhooks;
 
 use std::sync::Arc;
@@ -97,6 +98,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .merge(drains::routes())
         .merge(webhooks::routes())
         .merge(cron::routes())
+        .merge(sources::routes())
         .merge(events::routes())
         .merge(admin::routes())
         .merge(nodes::routes())

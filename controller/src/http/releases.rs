@@ -20,7 +20,7 @@ pub(super) fn routes() -> Router<Arc<Controller>> {
         .route("/v2/apps/{app}/releases", get(list))
         .route("/v2/apps/{app}/releases/rollback", post(rollback))
         .route("/v2/apps/{app}/releases/{version}", get(info))
-        .route("/v2/apps/{app}/builds", get(builds))
+        .route("/v2/apps/{app}/builds", get(builds).post(super::sources::build_now))
         .route("/v2/apps/{app}/builds/{id}", get(build))
         .route("/v2/apps/{app}/deploy", post(deploy))
 }

@@ -18,7 +18,7 @@ use crate::test_app::{Answer, PASSWORD, SERVICE_TOKEN, Scheduling, TestApp};
 /// A platform with an admin and `alice`, who owns `shop`, released once (a `web` process).
 pub(crate) struct Shop {
     pub(crate) platform: TestApp,
-    admin: String,
+    pub(crate) admin: String,
     pub(crate) alice: String,
 }
 

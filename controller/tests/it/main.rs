@@ -10,6 +10,7 @@ mod authorization;
 mod coordination;
 mod cron;
 mod scheduler;
+mod sources;
 mod test_app;
 mod webhooks;
 

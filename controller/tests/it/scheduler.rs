@@ -43,6 +43,7 @@ pub(crate) fn config(drain_period: Duration) -> Arc<Config> {
         logger_url: "http://127.0.0.1:9".into(),
         domain: "localhost".into(),
         router_port: 8080,
+        builder_url: "http://127.0.0.1:9".into(),
         builder_ssh: "127.0.0.1:2222".parse().unwrap(),
         release_retention: 5,
         registration: Default::default(),

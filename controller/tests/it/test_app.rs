@@ -3,7 +3,7 @@
 //! milliseconds and needs neither Docker nor any other server: there is no registry and no
 //! logger behind it, so the operations that need one answer that it is unavailable.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -35,6 +35,8 @@ pub struct TestApp {
     pub runtime: Arc<MemoryRuntime>,
     /// The controller's wall clock, which tests move forward.
     pub clock: Clock,
+    /// What the controller asked the builder to build from source repositories.
+    pub builds_asked: Arc<Mutex<Vec<Value>>>,
     http: reqwest::Client,
     shutdown: CancellationToken,
     _dir: tempfile::TempDir,
@@ -54,15 +56,38 @@ impl Answer {
     }
 }
 
-fn config(clock: Clock) -> Arc<Config> {
+fn config(clock: Clock, builder_url: String) -> Arc<Config> {
     let mut config = (*crate::scheduler::config(Duration::ZERO)).clone();
     config.clock = clock;
+    config.builder_url = builder_url;
     config.service_token = SERVICE_TOKEN.into();
     config.allowed_registries = vec!["registry.example.com".into()];
     config.outbound = skiff_api::OutboundPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]);
     config.domain = "skiff.test".into();
     config.boot_timeout = Duration::from_secs(2);
     Arc::new(config)
+}
+
+/// A stand-in for the builder's `POST /v2/builds`: it keeps what it is asked and answers
+/// that it builds.
+async fn builder() -> (String, Arc<Mutex<Vec<Value>>>) {
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let kept = asked.clone();
+    let app = axum::Router::new().route(
+        "/v2/builds",
+        axum::routing::post(move |axum::Json(build): axum::Json<Value>| {
+            let kept = kept.clone();
+            async move {
+                let message = format!("building {}", build["commit"].as_str().unwrap_or("the newest commit"));
+                kept.lock().unwrap().push(build);
+                (axum::http::StatusCode::ACCEPTED, axum::Json(json!({"building": true, "message": message})))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, asked)
 }
 
 impl TestApp {
@@ -97,7 +122,8 @@ impl TestApp {
     ) -> Self {
         let shutdown = CancellationToken::new();
         let clock = Clock::default();
-        let config = config(clock.clone());
+        let (builder_url, builds_asked) = builder().await;
+        let config = config(clock.clone(), builder_url);
         let coordination = Coordination::local();
         let events = Arc::new(Events::connect(db.clone(), "127.0.0.1:9".parse().unwrap(), coordination.clone()).await);
         let routes = Arc::new(RouteFeed::default());
@@ -124,7 +150,7 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(skiff_controller::serve(listener, controller, shutdown.clone()));
-        Self { url, runtime, clock, http: reqwest::Client::new(), shutdown, _dir: dir }
+        Self { url, runtime, clock, builds_asked, http: reqwest::Client::new(), shutdown, _dir: dir }
     }
 
     /// Sends a request as the holder of `token` (none: anonymous), with a JSON body.

@@ -16,6 +16,7 @@ mod registry;
 mod releases;
 mod routing;
 mod settings;
+mod sources;
 mod stacks;
 mod trail;
 mod webhooks;
@@ -44,6 +45,8 @@ pub(crate) enum Verb {
     Webhooks(webhooks::WebhooksVerb),
     #[command(flatten)]
     Cron(cron::CronVerb),
+    #[command(flatten)]
+    Sources(sources::SourcesVerb),
     #[command(flatten)]
     Routing(routing::RoutingVerb),
     #[command(flatten)]
@@ -85,6 +88,7 @@ pub(crate) async fn execute(
         Verb::Trail(verb) => trail::execute(verb, context, out, err).await,
         Verb::Webhooks(verb) => webhooks::execute(verb, context, out, err).await,
         Verb::Cron(verb) => cron::execute(verb, context, out, err).await,
+        Verb::Sources(verb) => sources::execute(verb, context, out, err).await,
         Verb::Routing(verb) => routing::execute(verb, context, out, err).await,
         Verb::Completions(verb) => completions::execute(verb, context, out, err).await,
         Verb::Settings(verb) => settings::execute(verb, context, out, err).await,
