@@ -1,6 +1,7 @@
 //! Skiff and a team's tooling, with real pushes on the real engine: webhooks to a receiver
 //! the test runs (signatures checked; down for a while, then back: nothing lost, nothing
-//! twice), and scheduled jobs driven by a clock the test moves forward.
+//! twice), scheduled jobs driven by a clock the test moves forward, and builds from a
+//! repository a real `git daemon` serves, started by its host's signed push events.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -203,4 +204,131 @@ async fn a_scheduled_job_runs_in_the_apps_release_and_its_failure_reaches_a_webh
     assert!(events[0]["data"]["output"].as_str().unwrap().contains("broken"), "{events:?}");
     platform.cli_ok(&repo, &["cron:remove", "1"]).await;
     assert!(!platform.cli_ok(&repo, &["cron"]).await.contains("tick from"));
+}
+
+/// `git daemon` serving the bare repositories under `base` on a free 127.0.0.1 port.
+struct GitDaemon {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl GitDaemon {
+    fn start(base: &std::path::Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        // git-daemon itself, not `git daemon`, which would leave it behind when killed.
+        let exec_path = std::process::Command::new("git").arg("--exec-path").output().expect("git runs").stdout;
+        let exec_path = String::from_utf8(exec_path).unwrap();
+        let child = std::process::Command::new(std::path::Path::new(exec_path.trim()).join("git-daemon"))
+            .args(["--reuseaddr", "--listen=127.0.0.1", "--export-all"])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", base.display()))
+            .arg(base)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("git daemon runs");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Self { child, port };
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("git daemon did not listen on {port}");
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A GitHub push event for `after` on main, signed with `secret`.
+async fn github_push(controller: &str, app: &str, delivery: &str, after: &str) -> (u16, Value) {
+    use hmac::Mac as _;
+    let body = serde_json::json!({"ref": "refs/heads/main", "before": "0".repeat(40), "after": after}).to_string();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    let signature: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    let answer = reqwest::Client::new()
+        .post(format!("{controller}/v2/hooks/scm/{app}"))
+        .header("X-GitHub-Event", "push")
+        .header("X-GitHub-Delivery", delivery)
+        .header("X-Hub-Signature-256", format!("sha256={signature}"))
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status().as_u16();
+    (status, answer.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker (deploy/test.sh)"]
+async fn a_push_to_the_connected_repository_is_built_and_served_newest_last() {
+    let (platform, repo, key) = Platform::with_example("sourced").await;
+    let base = tempfile::tempdir().unwrap();
+    let upstream = base.path().join("sourced.git");
+    let (ok, out) = platform.git(&repo, &key, &["clone", "-q", "--bare", ".", upstream.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    let daemon = GitDaemon::start(base.path());
+    let url = format!("git://127.0.0.1:{}/sourced.git", daemon.port);
+    let connected = platform.cli_ok(&repo, &["apps:connect", "--repo", &url, "--secret", SECRET]).await;
+    assert!(connected.contains("Hook URL: ") && connected.contains("/v2/hooks/scm/sourced"), "{connected}");
+
+    // A commit pushed to the repository (not to Skiff), then its host's event.
+    let commit = |text: &str| {
+        std::fs::write(repo.join("public/index.html"), format!("<h1>{text}</h1>\n")).unwrap();
+        let (ok, out) = platform.git(&repo, &key, &["commit", "-qam", text]);
+        assert!(ok, "{out}");
+        let (ok, out) = platform.git(&repo, &key, &["push", "-q", upstream.to_str().unwrap(), "main"]);
+        assert!(ok, "{out}");
+        platform.git(&repo, &key, &["rev-parse", "HEAD"]).1.trim().to_owned()
+    };
+    let router = platform.router();
+    let serves = |text: &'static str| async move {
+        eventually(Duration::from_secs(120), || async move {
+            let (status, body) = crate::harness::get_via_router(router, "sourced.localhost").await?;
+            (status == 200 && body.contains(text)).then_some(())
+        })
+        .await
+        .is_some()
+    };
+    let controller = platform.controller_url();
+    let one = commit("one");
+    let (status, answer) = github_push(&controller, "sourced", "e-1", &one).await;
+    assert_eq!(status, 202, "{answer}");
+    assert!(serves("one").await, "the pushed commit is built and served");
+    let builds = platform.cli_ok(&repo, &["builds", "--json"]).await;
+    assert!(builds.contains(&one), "the build is recorded with its commit: {builds}");
+
+    // Two pushes in quick succession: the newest is what serves, after the older.
+    let two = commit("two");
+    let three = commit("three");
+    assert_eq!(github_push(&controller, "sourced", "e-2", &two).await.0, 202);
+    assert_eq!(github_push(&controller, "sourced", "e-3", &three).await.0, 202);
+    assert!(serves("three").await);
+    // An event for an older commit that comes late builds nothing.
+    assert_eq!(github_push(&controller, "sourced", "e-4", &two).await.0, 202);
+    assert_eq!(github_push(&controller, "sourced", "e-3", &three).await.0, 409, "a replayed delivery");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(serves("three").await, "still the newest");
+    let releases = platform.cli_ok(&repo, &["releases", "--json"]).await;
+    let releases: Vec<Value> = serde_json::from_str(&releases).unwrap();
+    let version_of =
+        |sha: &str| releases.iter().filter(|r| r["git_sha"] == sha).map(|r| r["version"].as_u64().unwrap()).max();
+    let newest = version_of(&three).expect("three was released");
+    assert_eq!(
+        releases.iter().map(|r| r["version"].as_u64().unwrap()).max(),
+        Some(newest),
+        "nothing after the newest: {releases:?}"
+    );
+    assert!(version_of(&two).is_none_or(|v| v < newest), "two, if built, came before three");
+
+    // A rebuild by hand of the branch's newest commit.
+    let rebuilt = platform.cli_ok(&repo, &["builds:create"]).await;
+    assert!(rebuilt.contains("building"), "{rebuilt}");
+    drop(daemon);
 }
