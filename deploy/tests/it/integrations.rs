@@ -227,9 +227,11 @@ impl GitDaemon {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("git daemon runs");
+        // Killed and waited for on drop, however this ends.
+        let daemon = Self { child, port };
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Self { child, port };
+                return daemon;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
