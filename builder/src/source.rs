@@ -30,7 +30,26 @@ const DEPLOYED: &str = "refs/heads/main";
 
 /// Runs git on `repo`; its trimmed standard output, or why it failed.
 async fn git(repo: &Path, args: &[&str], timeout: Duration) -> Result<String, String> {
-    let run = Command::new("git")
+    git_with(repo, args, None, timeout).await
+}
+
+/// Runs git on `repo`, reaching ssh repositories with the private key in `ssh_key` (a
+/// file) when there is one.
+async fn git_with(repo: &Path, args: &[&str], ssh_key: Option<&Path>, timeout: Duration) -> Result<String, String> {
+    let mut command = Command::new("git");
+    if let Some(key) = ssh_key {
+        // The host's key is learnt on first use, per builder, as `git clone` would.
+        let known_hosts = key.parent().unwrap_or(key).join("known_hosts");
+        command.env(
+            "GIT_SSH_COMMAND",
+            format!(
+                "ssh -i '{}' -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile='{}'",
+                key.display(),
+                known_hosts.display()
+            ),
+        );
+    }
+    let run = command
         .arg("--git-dir")
         .arg(repo)
         .args(["-c", "credential.helper=", "-c", "core.askPass=true"])
@@ -46,6 +65,40 @@ async fn git(repo: &Path, args: &[&str], timeout: Duration) -> Result<String, St
         Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
     } else {
         Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+    }
+}
+
+/// A deploy key written for one fetch (owner-only), gone when dropped.
+struct DeployKey {
+    path: std::path::PathBuf,
+}
+
+impl DeployKey {
+    async fn write(data_dir: &Path, private: &str) -> Result<Self, String> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let dir = data_dir.join("deploy-keys");
+        tokio::fs::create_dir_all(&dir).await.map_err(|e| format!("cannot keep the deploy key: {e}"))?;
+        let path = dir.join(format!("{:032x}", rand::random::<u128>()));
+        let mut text = private.to_owned();
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        let written = path.clone();
+        tokio::task::spawn_blocking(move || {
+            use std::io::Write as _;
+            let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&written)?;
+            file.write_all(text.as_bytes())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("cannot keep the deploy key: {e}"))?;
+        Ok(Self { path })
+    }
+}
+
+impl Drop for DeployKey {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 
@@ -103,9 +156,15 @@ impl Builder {
             .await
             .map_err(|e| format!("cannot prepare the repository: {e}"))?;
         let refspec = format!("+{}:{FETCHED}", wanted.reference);
-        git(&repo, &["fetch", "--no-tags", "--quiet", &wanted.repo, &refspec], FETCH_TIMEOUT)
+        let key = match &wanted.ssh_key {
+            Some(private) => Some(DeployKey::write(&self.config.data_dir, private).await?),
+            None => None,
+        };
+        let fetch = ["fetch", "--no-tags", "--quiet", &wanted.repo, &refspec];
+        git_with(&repo, &fetch, key.as_ref().map(|k| k.path.as_path()), FETCH_TIMEOUT)
             .await
             .map_err(|e| format!("cannot fetch {} from the repository: {e}", wanted.reference))?;
+        drop(key);
         let commit = match &wanted.commit {
             Some(commit) => commit.clone(),
             None => git(&repo, &["rev-parse", FETCHED], FETCH_TIMEOUT).await?,

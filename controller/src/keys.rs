@@ -4,6 +4,20 @@
 use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 
+/// A new Ed25519 key for the builder to fetch an app's repository with: its private half
+/// (OpenSSH), or why none could be made.
+pub fn new_deploy_key(comment: &str) -> Result<String, String> {
+    use russh::keys::ssh_key::private::Ed25519Keypair;
+    let mut key = russh::keys::PrivateKey::from(Ed25519Keypair::from_seed(&rand::random::<[u8; 32]>()));
+    key.set_comment(comment);
+    key.to_openssh(russh::keys::ssh_key::LineEnding::LF).map(|text| text.to_string()).map_err(|e| e.to_string())
+}
+
+/// The public line (`ssh-ed25519 AAAA… comment`) of a private key in OpenSSH form.
+pub fn public_line(private: &str) -> Option<String> {
+    russh::keys::PrivateKey::from_openssh(private).ok()?.public_key().to_openssh().ok()
+}
+
 /// Key types accepted for pushes.
 const KEY_TYPES: &[&str] = &[
     "ssh-ed25519",

@@ -10,8 +10,9 @@ use crate::{AppName, Username};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AppSource {
-    /// Where the builder fetches from: `https://…`, `http://…`, `git://…`, or (admins) a
-    /// path on the builder's machine.
+    /// Where the builder fetches from: `https://…`, `http://…`, `git://…`, `ssh://…`
+    /// (`git@host:path`) with the app's deploy key, or (admins) a path on the builder's
+    /// machine.
     pub repo: String,
     /// The branch whose pushes are built.
     pub branch: String,
@@ -20,6 +21,10 @@ pub struct AppSource {
     /// The secret the host signs events with: only in the answer that connects the app.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    /// For an ssh repository: the public key the builder fetches with, to add to the
+    /// repository as a read-only deploy key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy_key: Option<String>,
     /// Whose builds these are.
     pub connected_by: Username,
     pub created_at: String,
@@ -63,6 +68,9 @@ pub struct SourceBuild {
     pub username: Username,
     /// Why: `github push`, `skiff builds:create`….
     pub trigger: String,
+    /// The private deploy key (OpenSSH) to fetch an ssh repository with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_key: Option<String>,
 }
 
 /// The answer to a push event, or to a build asked for by hand.

@@ -5,6 +5,8 @@ CREATE TABLE app_sources (
     repo TEXT NOT NULL,
     branch TEXT NOT NULL,
     secret TEXT NOT NULL,
+    -- The private half of the app's deploy key (OpenSSH), for ssh repositories.
+    deploy_key TEXT,
     connected_by TEXT NOT NULL,
     created_at TEXT NOT NULL
 );

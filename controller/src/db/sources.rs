@@ -8,6 +8,8 @@ pub struct SourceRow {
     pub repo: String,
     pub branch: String,
     pub secret: String,
+    /// The private half of the app's deploy key (OpenSSH), for an ssh repository.
+    pub deploy_key: Option<String>,
     pub connected_by: Username,
     pub created_at: String,
 }
@@ -18,13 +20,14 @@ impl Db {
         let mut tx = self.writer.begin().await?;
         sqlx::query("DELETE FROM app_sources WHERE app_id = $1").bind(app.id).execute(&mut *tx).await?;
         sqlx::query(
-            "INSERT INTO app_sources (app_id, repo, branch, secret, connected_by, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO app_sources (app_id, repo, branch, secret, deploy_key, connected_by, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(app.id)
         .bind(&source.repo)
         .bind(&source.branch)
         .bind(&source.secret)
+        .bind(source.deploy_key.as_deref())
         .bind(source.connected_by.as_str())
         .bind(&source.created_at)
         .execute(&mut *tx)
@@ -35,18 +38,20 @@ impl Db {
 
     /// The app's source repository, if it has one.
     pub async fn source(&self, app: &AppRow) -> Result<Option<SourceRow>, DbError> {
-        let row =
-            sqlx::query("SELECT repo, branch, secret, connected_by, created_at FROM app_sources WHERE app_id = $1")
-                .bind(app.id)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = sqlx::query(
+            "SELECT repo, branch, secret, deploy_key, connected_by, created_at FROM app_sources WHERE app_id = $1",
+        )
+        .bind(app.id)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|row| {
             Ok(SourceRow {
                 repo: row.get(0),
                 branch: row.get(1),
                 secret: row.get(2),
-                connected_by: parse(row.get(3))?,
-                created_at: row.get(4),
+                deploy_key: row.get(3),
+                connected_by: parse(row.get(4))?,
+                created_at: row.get(5),
             })
         })
         .transpose()

@@ -37,3 +37,18 @@ pub use releases::Releases;
 pub use review_apps::{ReviewApps, expire_review_apps};
 pub use sources::{Received, Sources};
 pub use webhooks::Webhooks;
+
+/// The shortest secret shared with another system (webhook receivers, repository hosts).
+const MIN_SECRET: usize = 16;
+
+/// A secret to share with another system: the one given (`what`, checked for length), or
+/// a new random one.
+fn shared_secret(given: Option<&str>, what: &str) -> Result<String, crate::error::ApiError> {
+    match given.map(str::trim) {
+        Some(secret) if secret.chars().count() < MIN_SECRET => {
+            Err(crate::error::ApiError::BadRequest(format!("{what} has {MIN_SECRET} characters at least")))
+        }
+        Some(secret) => Ok(secret.to_owned()),
+        None => Ok(format!("{:032x}", rand::random::<u128>())),
+    }
+}

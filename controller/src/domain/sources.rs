@@ -17,8 +17,6 @@ use crate::error::ApiError;
 use crate::events::Event;
 use crate::state::Controller;
 
-/// The shortest secret accepted.
-const MIN_SECRET: usize = 16;
 /// How long the builder may take to take a build in.
 const BUILDER_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -37,6 +35,16 @@ pub struct Received {
     pub answer: SourceBuildAnswer,
 }
 
+/// The host of an scp-like repository address (`git@host:path`), which git reaches over ssh.
+fn scp_like(repo: &str) -> Option<&str> {
+    if repo.contains("://") {
+        return None;
+    }
+    let (authority, _path) = repo.split_once(':')?;
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    (!host.is_empty() && !host.contains('/') && !repo.starts_with('-')).then_some(host)
+}
+
 fn not_connected(app: &str) -> ApiError {
     ApiError::NotFound(format!("app `{app}` is not connected to a repository; see `skiff apps:connect`"))
 }
@@ -47,6 +55,7 @@ fn view(app: &AppRow, row: SourceRow) -> AppSource {
         branch: row.branch,
         hook_path: format!("/v2/hooks/scm/{}", app.name),
         secret: None,
+        deploy_key: row.deploy_key.as_deref().and_then(crate::keys::public_line),
         connected_by: row.connected_by,
         created_at: row.created_at,
     }
@@ -65,36 +74,45 @@ fn check_branch(branch: &str) -> Result<(), ApiError> {
 }
 
 impl Sources<'_> {
-    /// Checks where the builder would fetch from: an `https://`, `http://` or `git://`
-    /// URL that the outbound guard lets through (admins: anywhere), or (admins only) a
-    /// path on the builder's machine.
-    async fn check_repo(&self, user: &UserRow, repo: &str) -> Result<(), ApiError> {
+    /// Checks where the builder would fetch from: an `https://`, `http://`, `git://` or
+    /// `ssh://` URL (or `user@host:path`) that the outbound guard lets through (admins:
+    /// anywhere), or (admins only) a path on the builder's machine. Whether it is reached
+    /// over ssh.
+    async fn check_repo(&self, user: &UserRow, repo: &str) -> Result<bool, ApiError> {
         if repo.starts_with('/') || repo.starts_with("file://") {
             return if user.admin {
-                Ok(())
+                Ok(false)
             } else {
                 Err(ApiError::Forbidden("only admins connect apps to paths on the builder's machine".into()))
             };
         }
-        let url = reqwest::Url::parse(repo)
-            .map_err(|e| ApiError::BadRequest(format!("`{repo}` is not a repository URL: {e}")))?;
-        match url.scheme() {
-            "https" | "http" | "git" => {}
-            "ssh" => {
-                return Err(ApiError::BadRequest(
-                    "ssh repositories are not supported yet; use an https:// URL (with a read token in it for a private repository)".into(),
-                ));
+        let (host, port, ssh) = match scp_like(repo) {
+            Some(host) => (host.to_owned(), 22, true),
+            None => {
+                let url = reqwest::Url::parse(repo)
+                    .map_err(|e| ApiError::BadRequest(format!("`{repo}` is not a repository URL: {e}")))?;
+                let default_port = match url.scheme() {
+                    "https" | "http" => url.port_or_known_default().unwrap_or(443),
+                    "git" => 9418,
+                    "ssh" => 22,
+                    other => {
+                        return Err(ApiError::BadRequest(format!(
+                            "`{other}://` repositories are not supported; use https://, ssh:// or git://"
+                        )));
+                    }
+                };
+                let host = url.host_str().ok_or_else(|| ApiError::BadRequest(format!("`{repo}` names no host")))?;
+                (
+                    host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+                    url.port().unwrap_or(default_port),
+                    url.scheme() == "ssh",
+                )
             }
-            other => {
-                return Err(ApiError::BadRequest(format!("`{other}://` repositories are not supported; use https://")));
-            }
-        }
-        let host = url.host_str().ok_or_else(|| ApiError::BadRequest(format!("`{repo}` names no host")))?;
-        let port = url.port_or_known_default().unwrap_or(9418);
+        };
         if !user.admin {
-            self.0.check_outbound("repositories", host.trim_start_matches('[').trim_end_matches(']'), port).await?;
+            self.0.check_outbound("repositories", &host, port).await?;
         }
-        Ok(())
+        Ok(ssh)
     }
 
     /// Connects the app to a repository; the answer carries the secret the repository's
@@ -103,20 +121,25 @@ impl Sources<'_> {
     pub async fn connect(&self, user: &UserRow, app: &AppRow, body: &AppSourceCreate) -> Result<AppSource, ApiError> {
         let c = self.0;
         let repo = body.repo.trim();
-        self.check_repo(user, repo).await?;
+        let ssh = self.check_repo(user, repo).await?;
         let branch = body.branch.as_deref().unwrap_or("main").trim();
         check_branch(branch)?;
-        let secret = match body.secret.as_deref().map(str::trim) {
-            Some(secret) if secret.chars().count() < MIN_SECRET => {
-                return Err(ApiError::BadRequest(format!("a hook secret has {MIN_SECRET} characters at least")));
-            }
-            Some(secret) => secret.to_owned(),
-            None => format!("{:032x}", rand::random::<u128>()),
+        let secret = super::shared_secret(body.secret.as_deref(), "a hook secret")?;
+        // The app keeps its deploy key across reconnections, so that the repository's
+        // host need not learn a new one.
+        let deploy_key = match (ssh, c.db.source(app).await?.and_then(|old| old.deploy_key)) {
+            (false, _) => None,
+            (true, Some(kept)) => Some(kept),
+            (true, None) => Some(
+                crate::keys::new_deploy_key(&format!("skiff-{}", app.name))
+                    .map_err(|e| ApiError::Internal(format!("cannot make a deploy key: {e}")))?,
+            ),
         };
         let row = SourceRow {
             repo: repo.to_owned(),
             branch: branch.to_owned(),
             secret: secret.clone(),
+            deploy_key,
             connected_by: user.username.clone(),
             created_at: crate::db::now(),
         };
@@ -190,6 +213,7 @@ impl Sources<'_> {
                     commit: Some(after),
                     username: source.connected_by.clone(),
                     trigger,
+                    ssh_key: source.deploy_key.clone(),
                 };
                 Ok(Received { accepted: true, answer: self.build(&app, &build).await? })
             }
@@ -217,6 +241,7 @@ impl Sources<'_> {
             commit: is_commit.then(|| reference.to_ascii_lowercase()),
             username: user.username.clone(),
             trigger: format!("{} asked for a build of {reference}", user.username),
+            ssh_key: source.deploy_key,
         };
         self.build(app, &build).await
     }

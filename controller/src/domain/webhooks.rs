@@ -9,8 +9,6 @@ use crate::error::ApiError;
 use crate::events::Event;
 use crate::state::Controller;
 
-/// The shortest secret a webhook may be given.
-const MIN_SECRET: usize = 16;
 /// The most deliveries a listing shows.
 const DELIVERIES_SHOWN: u32 = 50;
 
@@ -57,13 +55,7 @@ impl Webhooks<'_> {
         if app.is_some() {
             c.check_outbound("webhooks", host.trim_start_matches('[').trim_end_matches(']'), port).await?;
         }
-        let secret = match body.secret.as_deref().map(str::trim) {
-            Some(secret) if secret.chars().count() < MIN_SECRET => {
-                return Err(ApiError::BadRequest(format!("a webhook's secret has {MIN_SECRET} characters at least")));
-            }
-            Some(secret) => secret.to_owned(),
-            None => format!("{:032x}", rand::random::<u128>()),
-        };
+        let secret = super::shared_secret(body.secret.as_deref(), "a webhook's secret")?;
         let events: Vec<EventKind> = if body.events.is_empty() {
             EventKind::ALL.into_iter().filter(|kind| app.is_none() || *kind != EventKind::Platform).collect()
         } else if app.is_some() && body.events.contains(&EventKind::Platform) {

@@ -285,6 +285,29 @@ async fn delivery_queries(db: &Db, app: &AppRow, bob: &UserRow) {
     canary_queries(db, app, bob).await;
     webhook_queries(db, app).await;
     cron_queries(db, app).await;
+    source_queries(db, app, bob).await;
+}
+
+async fn source_queries(db: &Db, app: &AppRow, bob: &UserRow) {
+    use skiff_controller::db::SourceRow;
+    assert_eq!(db.source(app).await.unwrap(), None);
+    let mut source = SourceRow {
+        repo: "https://git.example/shop.git".into(),
+        branch: "main".into(),
+        secret: "s".repeat(20),
+        deploy_key: None,
+        connected_by: bob.username.clone(),
+        created_at: "2026-01-01T00:00:00Z".into(),
+    };
+    db.set_source(app, &source).await.unwrap();
+    assert_eq!(db.source(app).await.unwrap().as_ref(), Some(&source));
+    source.deploy_key = Some("-----BEGIN OPENSSH PRIVATE KEY-----".into());
+    db.set_source(app, &source).await.unwrap();
+    assert_eq!(db.source(app).await.unwrap().as_ref(), Some(&source), "replaced");
+    assert!(db.take_source_delivery(app, "d-1").await.unwrap());
+    assert!(!db.take_source_delivery(app, "d-1").await.unwrap(), "a replay");
+    assert!(db.remove_source(app).await.unwrap());
+    assert!(!db.remove_source(app).await.unwrap());
 }
 
 async fn cron_queries(db: &Db, app: &AppRow) {

@@ -155,7 +155,8 @@ async fn repositories_a_tenant_may_not_name_are_refused() {
     for (repo, status, why) in [
         ("/srv/skiff/repos/other.git", 403, "only admins"),
         ("file:///etc", 403, "only admins"),
-        ("ssh://git@127.0.0.1/shop.git", 400, "ssh repositories are not supported yet"),
+        ("ssh://git@10.0.0.7/shop.git", 400, "SKIFF_OUTBOUND_ALLOW"),
+        ("git@10.0.0.7:team/shop.git", 400, "SKIFF_OUTBOUND_ALLOW"),
         ("https://10.1.2.3/shop.git", 400, "SKIFF_OUTBOUND_ALLOW"),
         ("https://169.254.169.254/latest", 400, "SKIFF_OUTBOUND_ALLOW"),
         ("ftp://127.0.0.1/shop.git", 400, "not supported"),

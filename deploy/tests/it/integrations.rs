@@ -246,25 +246,44 @@ impl Drop for GitDaemon {
     }
 }
 
-/// A GitHub push event for `after` on main, signed with `secret`.
-async fn github_push(controller: &str, app: &str, delivery: &str, after: &str) -> (u16, Value) {
+/// Which host's format a push event takes.
+#[derive(Clone, Copy)]
+enum GitHost {
+    GitHub,
+    Gitea,
+    GitLab,
+}
+
+/// A push event for `after` on main in `host`'s format, proven with [`SECRET`].
+async fn push_event(controller: &str, app: &str, host: GitHost, delivery: &str, after: &str) -> (u16, Value) {
     use hmac::Mac as _;
     let body = serde_json::json!({"ref": "refs/heads/main", "before": "0".repeat(40), "after": after}).to_string();
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
     mac.update(body.as_bytes());
     let signature: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
-    let answer = reqwest::Client::new()
-        .post(format!("{controller}/v2/hooks/scm/{app}"))
-        .header("X-GitHub-Event", "push")
-        .header("X-GitHub-Delivery", delivery)
-        .header("X-Hub-Signature-256", format!("sha256={signature}"))
-        .header("Content-Type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let request = reqwest::Client::new().post(format!("{controller}/v2/hooks/scm/{app}"));
+    let request = match host {
+        GitHost::GitHub => request
+            .header("X-GitHub-Event", "push")
+            .header("X-GitHub-Delivery", delivery)
+            .header("X-Hub-Signature-256", format!("sha256={signature}")),
+        GitHost::Gitea => request
+            .header("X-Gitea-Event", "push")
+            .header("X-Gitea-Delivery", delivery)
+            .header("X-Gitea-Signature", signature),
+        GitHost::GitLab => request
+            .header("X-Gitlab-Event", "Push Hook")
+            .header("X-Gitlab-Event-UUID", delivery)
+            .header("X-Gitlab-Token", SECRET),
+    };
+    let answer = request.header("Content-Type", "application/json").body(body).send().await.unwrap();
     let status = answer.status().as_u16();
     (status, answer.json().await.unwrap_or(Value::Null))
+}
+
+/// A GitHub push event for `after` on main.
+async fn github_push(controller: &str, app: &str, delivery: &str, after: &str) -> (u16, Value) {
+    push_event(controller, app, GitHost::GitHub, delivery, after).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -329,8 +348,53 @@ async fn a_push_to_the_connected_repository_is_built_and_served_newest_last() {
     );
     assert!(version_of(&two).is_none_or(|v| v < newest), "two, if built, came before three");
 
+    // Gitea's and GitLab's events build as GitHub's do.
+    let four = commit("four");
+    assert_eq!(push_event(&controller, "sourced", GitHost::Gitea, "e-5", &four).await.0, 202);
+    assert!(serves("four").await, "built from Gitea's event");
+    let five = commit("five");
+    assert_eq!(push_event(&controller, "sourced", GitHost::GitLab, "e-6", &five).await.0, 202);
+    assert!(serves("five").await, "built from GitLab's event");
+
     // A rebuild by hand of the branch's newest commit.
     let rebuilt = platform.cli_ok(&repo, &["builds:create"]).await;
     assert!(rebuilt.contains("building"), "{rebuilt}");
     drop(daemon);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker (deploy/test.sh)"]
+async fn an_ssh_repository_is_fetched_with_the_deploy_key_skiff_made() {
+    let (platform, repo, key) = Platform::with_example("upstream").await;
+    let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
+    assert!(pushed, "{out}");
+    let head = platform.git(&repo, &key, &["rev-parse", "HEAD"]).1.trim().to_owned();
+    // The repository: Skiff's own copy of `upstream`, reached over ssh as any git host's.
+    let url = platform.git(&repo, &key, &["remote", "get-url", "skiff"]).1.trim().to_owned();
+    assert!(url.starts_with("ssh://"), "{url}");
+    let home = repo.parent().unwrap().to_owned();
+    platform.cli_ok(&home, &["apps:create", "mirror"]).await;
+    let connected = platform.cli_ok(&home, &["apps:connect", "-a", "mirror", "--repo", &url, "--secret", SECRET]).await;
+    let deploy_key = connected
+        .lines()
+        .find_map(|line| line.strip_prefix("Deploy key (add it to the repository, read-only): "))
+        .unwrap_or_else(|| panic!("a deploy key is shown: {connected}"))
+        .to_owned();
+    // Before the key is known to the repository's host, the fetch is refused.
+    let (status, _) = github_push(&platform.controller_url(), "mirror", "m-1", &head).await;
+    assert_eq!(status, 202);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let builds = platform.cli_ok(&home, &["builds", "-a", "mirror", "--json"]).await;
+    assert_eq!(builds.trim(), "[]", "nothing fetched without the key: {builds}");
+    // The repository's owner adds the key (here: as an SSH key of the user who reads it).
+    std::fs::write(home.join("mirror.pub"), format!("{deploy_key}\n")).unwrap();
+    platform.cli_ok(&home, &["keys:add", home.join("mirror.pub").to_str().unwrap()]).await;
+    let (status, answer) = github_push(&platform.controller_url(), "mirror", "m-2", &head).await;
+    assert_eq!(status, 202, "{answer}");
+    let router = platform.router();
+    let served = eventually(Duration::from_secs(120), || async move {
+        let (status, body) = crate::harness::get_via_router(router, "mirror.localhost").await?;
+        (status == 200 && body.contains("Hello from Skiff")).then_some(())
+    });
+    assert!(served.await.is_some(), "fetched over ssh with the deploy key, built and served");
 }

@@ -20,7 +20,8 @@ pub(crate) enum SourcesVerb {
         #[command(flatten)]
         app: AppArg,
         /// `https://HOST/OWNER/REPO.git` (a read token in it for a private repository),
-        /// `git://…`, or (admins) a path on the builder's machine.
+        /// `ssh://git@HOST/OWNER/REPO.git` or `git@HOST:OWNER/REPO.git` (with a deploy key
+        /// Skiff makes and shows), `git://…`, or (admins) a path on the builder's machine.
         #[arg(long)]
         repo: String,
         /// The branch whose pushes are built.
@@ -74,6 +75,9 @@ pub(crate) async fn execute(
             if let (false, Some(secret)) = (given, source.secret) {
                 writeln!(out, "Secret (shown once): {secret}")?;
             }
+            if let Some(key) = source.deploy_key {
+                writeln!(out, "Deploy key (add it to the repository, read-only): {key}")?;
+            }
             Ok(())
         }
         SourcesVerb::AppsSource { app, json: flag } => {
@@ -86,6 +90,9 @@ pub(crate) async fn execute(
             writeln!(out, "branch: {}", source.branch)?;
             writeln!(out, "hook:   {}{}", client.base().trim_end_matches('/'), source.hook_path)?;
             writeln!(out, "by:     {}", source.connected_by)?;
+            if let Some(key) = source.deploy_key {
+                writeln!(out, "key:    {key}")?;
+            }
             Ok(())
         }
         SourcesVerb::AppsDisconnect { app } => {
