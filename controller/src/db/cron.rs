@@ -191,17 +191,18 @@ impl Db {
         Ok(row.map(|row| row.get(0)))
     }
 
-    /// The due time of a run of `job` still going that started after `since_ms`.
-    pub async fn running_cron_run(&self, job: i64, since_ms: i64) -> Result<Option<i64>, DbError> {
+    /// A run of `job` recorded as going that started after `since_ms`: its id, due time
+    /// and start.
+    pub async fn running_cron_run(&self, job: i64, since_ms: i64) -> Result<Option<(i64, i64, i64)>, DbError> {
         let row = sqlx::query(
-            "SELECT due_ms FROM cron_runs WHERE job_id = $1 AND state = 'running' AND started_ms > $2
+            "SELECT id, due_ms, started_ms FROM cron_runs WHERE job_id = $1 AND state = 'running' AND started_ms > $2
              ORDER BY id DESC LIMIT 1",
         )
         .bind(job)
         .bind(since_ms)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|row| row.get(0)))
+        Ok(row.map(|row| (row.get(0), row.get(1), row.get(2))))
     }
 
     /// Records how a run ended.

@@ -7,7 +7,9 @@
 //!   job's next run on is a conditional update, so one controller starts each run (and a
 //!   run is unique per job and due time besides).
 //! - **No doubling**: a run still going when the next is due makes that next one
-//!   `skipped` (recorded, with why); a run lasts a day at most.
+//!   `skipped` (recorded, with why); a run lasts a day at most. A run whose controller
+//!   stopped mid-run (its container gone) is marked `failed` (lost) when the next is due,
+//!   which then runs.
 //! - **A controller away** across one or more due times runs the job once when it is
 //!   back, then follows the schedule from then.
 
@@ -27,6 +29,10 @@ use crate::state::Controller;
 const MAX_RUN: Duration = Duration::from_secs(24 * 3600);
 /// The longest command line accepted.
 const MAX_COMMAND: usize = 4096;
+/// How long a run may go without its container being listed (while it is created).
+const CONTAINER_GRACE: Duration = Duration::from_secs(60);
+/// The process name of a run's container, in `skiff logs` too.
+const CRON_PROCESS: &str = "cron";
 /// The end of a failed run's output kept for its event.
 const KEPT_OUTPUT: usize = 2048;
 
@@ -132,6 +138,17 @@ impl Cron<'_> {
         Ok(())
     }
 
+    /// Whether a run of `job` recorded as going (started at `started_ms`) still is: a
+    /// `cron` one-off container of the app runs, or it started too recently to have one
+    /// yet. A run whose controller stopped mid-run has none and is not waited for.
+    async fn still_going(&self, job: &CronJobRow, started_ms: i64, now_ms: i64) -> Result<bool, ApiError> {
+        if now_ms - started_ms < i64::try_from(CONTAINER_GRACE.as_millis()).unwrap_or(i64::MAX) {
+            return Ok(true);
+        }
+        let containers = self.0.runtime.list().await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        Ok(containers.iter().any(|c| c.one_off && c.running && c.app == job.app && c.process == CRON_PROCESS))
+    }
+
     /// Starts a run of `job` due at `due_ms`, or records why it does not run; `None`
     /// when that due time has a run already.
     async fn start(&self, job: &CronJobRow, due_ms: i64) -> Result<Option<CronRun>, ApiError> {
@@ -149,12 +166,20 @@ impl Cron<'_> {
             duration_ms: None,
             reason: None,
         };
-        if let Some(going) = c.db.running_cron_run(job.id, now_ms - max_run).await? {
+        let mut going = None;
+        if let Some((previous, due, started)) = c.db.running_cron_run(job.id, now_ms - max_run).await? {
+            if self.still_going(job, started, now_ms).await? {
+                going = Some(due);
+            } else {
+                let reason = "lost: no container runs it (the controller that started it stopped)";
+                let lost = CronRun { state: CronRunState::Failed, reason: Some(reason.into()), ..run.clone() };
+                c.db.finish_cron_run(previous, &lost).await?;
+            }
+        }
+        if let Some(due) = going {
             run.state = CronRunState::Skipped;
-            run.reason = Some(format!(
-                "the run due at {} is still going",
-                jiff::Timestamp::from_millisecond(going).map(|t| t.to_string()).unwrap_or_default()
-            ));
+            let due = jiff::Timestamp::from_millisecond(due).map(|t| t.to_string()).unwrap_or_default();
+            run.reason = Some(format!("the run due at {due} is still going"));
         } else if release.is_none() {
             run.state = CronRunState::Skipped;
             run.reason = Some("the app has no release yet".into());
@@ -162,7 +187,7 @@ impl Cron<'_> {
         let Some(id) = c.db.add_cron_run(job.id, due_ms, &run, now_ms).await? else { return Ok(None) };
         run.id = id;
         if let (CronRunState::Running, Some(release)) = (run.state, release) {
-            let spec = one_off_spec(c, &release, "cron", &job.command);
+            let spec = one_off_spec(c, &release, CRON_PROCESS, &job.command);
             let (runtime, db, events) = (c.runtime.clone(), c.db.clone(), c.events.clone());
             let job = job.clone();
             c.one_offs.spawn(async move {

@@ -145,13 +145,32 @@ impl ContainerRuntime for MemoryRuntime {
         timeout: std::time::Duration,
         output: tokio::sync::mpsc::Sender<RunOutput>,
     ) -> Result<i64, RuntimeError> {
-        self.starts.fetch_add(1, Ordering::Relaxed);
+        let number = self.starts.fetch_add(1, Ordering::Relaxed);
+        let id = format!("{:016x}{:048x}", rand::random::<u64>(), number);
+        let container = Container {
+            id: id.clone(),
+            app: spec.app.clone(),
+            release: spec.release,
+            generation: spec.generation,
+            process: spec.process.clone(),
+            running: true,
+            one_off: true,
+            created: time::OffsetDateTime::now_utc().unix_timestamp(),
+            address: None,
+            node: None,
+            node_state: NodeState::Up,
+        };
+        // Listed while it runs, as an engine lists it.
+        self.lock().insert(id.clone(), Running { container, exit: None, server: None });
         let _ = output.send(RunOutput::Out(format!("{}\n", spec.command))).await;
-        if spec.command == "hang" {
+        let status = if spec.command == "hang" {
             tokio::time::sleep(timeout).await;
-            return Ok(124);
-        }
-        Ok(Self::exit_status(&spec.command).unwrap_or(0))
+            124
+        } else {
+            Self::exit_status(&spec.command).unwrap_or(0)
+        };
+        self.lock().remove(&id);
+        Ok(status)
     }
 
     async fn exit_code(&self, id: &str) -> Result<Option<i64>, RuntimeError> {

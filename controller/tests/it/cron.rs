@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use skiff_controller::scheduler::ContainerRuntime as _;
 use skiff_testing::eventually_true;
 
 use crate::api::Shop;
@@ -96,6 +97,15 @@ async fn a_failing_job_is_an_event_and_a_run_still_going_is_not_doubled() {
     assert!(skipped["reason"].as_str().unwrap().contains("is still going"), "{skipped}");
     let by_hand = platform.call(Some(&alice), "post", &format!("/v2/apps/shop/cron/{hanging}/runs"), None).await;
     assert_eq!((by_hand.status, &by_hand.body["state"]), (202, &json!("skipped")), "{by_hand:?}");
+
+    // The run's container goes, as when the controller running it stops: the next due
+    // time is not held up by it.
+    let containers = platform.runtime.list().await.unwrap();
+    let cron = containers.iter().find(|c| c.one_off && c.process == "cron").expect("the hanging run's container");
+    platform.runtime.crash(&cron.id, 137);
+    platform.clock.advance(Duration::from_secs(3600));
+    let next = last_run_in(&platform, &alice, hanging, "running").await;
+    assert_ne!(next["id"], skipped["id"], "a new run: {next}");
 
     let by_hand = platform.call(Some(&alice), "post", &format!("/v2/apps/shop/cron/{failing}/runs"), None).await;
     assert_eq!((by_hand.status, &by_hand.body["state"]), (202, &json!("running")), "{by_hand:?}");

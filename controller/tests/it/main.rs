@@ -345,7 +345,7 @@ async fn cron_queries(db: &Db, app: &AppRow) {
     };
     let id = db.add_cron_run(mine, 60_000, &run, 60_001).await.unwrap().expect("the first run of that due time");
     assert_eq!(db.add_cron_run(mine, 60_000, &run, 60_002).await.unwrap(), None, "one run per due time");
-    assert_eq!(db.running_cron_run(mine, 0).await.unwrap(), Some(60_000));
+    assert_eq!(db.running_cron_run(mine, 0).await.unwrap(), Some((id, 60_000, 60_001)));
     assert_eq!(db.running_cron_run(mine, 60_001).await.unwrap(), None, "too old to count");
     let ended = CronRun {
         state: CronRunState::Failed,
