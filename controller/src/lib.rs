@@ -42,6 +42,9 @@ pub mod throttle;
 pub mod webhooks;
 
 pub use config::Config;
+
+/// The controller's version, in every answer's `Skiff-Version` header and `GET /v2/version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub use http::serve;
 pub use service::{Engine, RunError, ServiceConfig, run};
 pub use state::Controller;

@@ -986,3 +986,11 @@ mod tests {
         }
     }
 }
+
+/// `GET /v2/version`: the controller's version (also in every answer's `Skiff-Version`
+/// header).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Version {
+    pub version: String,
+}

@@ -46,6 +46,8 @@ pub struct Context {
     pub token: Option<String>,
     /// Colour tables (on a terminal, without `NO_COLOR`).
     pub colour: bool,
+    /// The controller's version, as its answers said.
+    pub server_version: skiff_client::SeenVersion,
     /// Show progress with a spinner (standard error is a terminal).
     pub live_progress: bool,
 }
@@ -63,6 +65,7 @@ impl Context {
             token: std::env::var("SKIFF_TOKEN").ok().filter(|v| !v.is_empty()),
             colour: output::colour_wanted(),
             live_progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            server_version: skiff_client::SeenVersion::default(),
         }
     }
 }
@@ -117,11 +120,48 @@ pub async fn run(
         }
         Command::Verb(verb) => execute(verb, context, out, err).await.map(|()| 0),
     };
+    warn_if_older(context, err);
     match result {
         Ok(status) => status,
         Err(e) => {
             let _ = writeln!(err, "skiff: {e:#}");
             1
         }
+    }
+}
+
+/// This CLI's version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// `major.minor.patch` as numbers (a pre-release or build suffix ignored).
+fn version_numbers(version: &str) -> Option<(u64, u64, u64)> {
+    let core = version.trim().split(['-', '+']).next()?;
+    let mut parts = core.split('.').map(str::parse::<u64>);
+    let (major, minor, patch) = (parts.next()?.ok()?, parts.next()?.ok()?, parts.next().unwrap_or(Ok(0)).ok()?);
+    Some((major, minor, patch))
+}
+
+/// Says so on standard error when the controller that answered is newer than this CLI.
+fn warn_if_older(context: &Context, err: &mut impl Write) {
+    let seen = context.server_version.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    let Some(server) = seen else { return };
+    if let (Some(theirs), Some(ours)) = (version_numbers(&server), version_numbers(VERSION))
+        && theirs > ours
+    {
+        let _ = writeln!(err, "skiff: this CLI is {VERSION}, older than the controller ({server}); update it");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_compare_by_number() {
+        assert_eq!(version_numbers("0.10.2"), Some((0, 10, 2)));
+        assert_eq!(version_numbers("1.2.3-rc.1+abc"), Some((1, 2, 3)));
+        assert_eq!(version_numbers("2.1"), Some((2, 1, 0)));
+        assert_eq!(version_numbers("garbage"), None);
+        assert!(version_numbers("0.10.0") > version_numbers("0.9.9"));
     }
 }

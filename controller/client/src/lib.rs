@@ -99,18 +99,31 @@ impl ClientError {
     }
 }
 
+/// The header every controller answer carries its version in.
+pub const VERSION_HEADER: &str = "Skiff-Version";
+
+/// Where the version a controller answered with is noted, shared by clients.
+pub type SeenVersion = std::sync::Arc<std::sync::Mutex<Option<String>>>;
+
 /// A controller at a base URL, with an optional bearer token.
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
+    /// The controller's version, from its last answer.
+    seen_version: SeenVersion,
 }
 
 impl Client {
     /// `base` is like `http://127.0.0.1:7700`.
     pub fn new(base: &str, token: Option<String>) -> Self {
-        Self { http: reqwest::Client::new(), base: base.trim_end_matches('/').to_owned(), token }
+        Self::noting_version(base, token, SeenVersion::default())
+    }
+
+    /// A client that notes the controller's version in `seen` as it answers.
+    pub fn noting_version(base: &str, token: Option<String>, seen: SeenVersion) -> Self {
+        Self { http: reqwest::Client::new(), base: base.trim_end_matches('/').to_owned(), token, seen_version: seen }
     }
 
     /// The controller's base URL.
@@ -136,6 +149,9 @@ impl Client {
             url: self.base.clone(),
             reason: std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string()),
         })?;
+        if let Some(version) = response.headers().get(VERSION_HEADER).and_then(|v| v.to_str().ok()) {
+            *self.seen_version.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(version.to_owned());
+        }
         let status = response.status();
         if status.is_success() {
             return Ok(response);

@@ -84,6 +84,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
     Router::new()
         .merge(skiff_service::routes(controller.readiness(), Arc::new(move || metrics.metrics())))
         .route("/v2/openapi.json", get(|| async { Json(crate::openapi::document()) }))
+        .route("/v2/version", get(|| async { Json(skiff_api::Version { version: crate::VERSION.to_owned() }) }))
         .merge(accounts::routes())
         .merge(keys::routes())
         .merge(apps::routes())
@@ -105,6 +106,10 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .merge(pipelines::routes())
         .merge(hooks::routes())
         .layer(axum::middleware::from_fn_with_state(answers, skiff_service::Answers::layer))
+        .layer(axum::middleware::map_response(|mut response: axum::response::Response| async move {
+            response.headers_mut().insert(skiff_client::VERSION_HEADER, http::HeaderValue::from_static(crate::VERSION));
+            response
+        }))
         .with_state(controller)
 }
 

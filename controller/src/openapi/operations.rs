@@ -18,6 +18,14 @@ pub const OPERATIONS: &[Operation] = &[
     op("get", "/metrics", Anyone, "Prometheus metrics", None, Text),
     op("get", "/v2/openapi.json", Anyone, "This document", None, Json(200, of::<Value>)),
     op(
+        "get",
+        "/v2/version",
+        Anyone,
+        "The controller's version (also in every answer's Skiff-Version header)",
+        None,
+        Json(200, of::<w::Version>),
+    ),
+    op(
         "post",
         "/v2/auth/register",
         Anyone,

@@ -642,3 +642,14 @@ async fn canaries_take_their_share_and_are_judged_on_what_routers_count() {
     let late = shop.call("post", "/canary/promote", None).await;
     assert_eq!(late.status, 409, "{late:?}");
 }
+
+#[tokio::test]
+async fn every_answer_says_the_controllers_version() {
+    let platform = TestApp::start(Scheduling::Off).await;
+    for path in ["/v2/version", "/v2/apps", "/healthz", "/v2/nowhere"] {
+        let answer = reqwest::get(format!("{}{path}", platform.url)).await.unwrap();
+        assert_eq!(answer.headers()["skiff-version"], skiff_controller::VERSION, "{path}");
+    }
+    let body = platform.call(None, "get", "/v2/version", None).await.body;
+    assert_eq!(body["version"], skiff_controller::VERSION);
+}

@@ -84,6 +84,7 @@ fn table() -> Vec<(&'static str, &'static str, Access, Option<Value>)> {
         ("get", "/readyz", Anyone, None),
         ("get", "/metrics", Anyone, None),
         ("get", "/v2/openapi.json", Anyone, None),
+        ("get", "/v2/version", Anyone, None),
         ("post", "/v2/auth/register", Register, Some(json!({"username": "newcomer", "password": PASSWORD}))),
         ("post", "/v2/auth/login", Anyone, Some(json!({"username": "owner", "password": PASSWORD}))),
         ("get", "/v2/auth/whoami", User, None),

@@ -287,6 +287,7 @@ impl Platform {
             token: None,
             colour: false,
             live_progress: false,
+            server_version: Default::default(),
         }
     }
 

@@ -112,7 +112,7 @@ pub(crate) async fn authenticate(
     // An admin who is logged in creates accounts for others and stays logged in as before.
     let token = context.token.clone().or(stored.token).filter(|_| register);
     let creating_for_other = token.is_some();
-    let client = Client::new(&url, token);
+    let client = Client::noting_version(&url, token, context.server_version.clone());
     let credentials = Credentials { username, password };
     let session = if register { client.register(&credentials).await? } else { client.login(&credentials).await? };
     if creating_for_other {

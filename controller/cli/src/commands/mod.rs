@@ -113,7 +113,7 @@ pub(crate) fn client(context: &Context) -> anyhow::Result<Client> {
     if token.is_none() {
         bail!("not logged in; run `skiff auth:login` (or `skiff auth:register` for a new account)");
     }
-    Ok(Client::new(&url, token))
+    Ok(Client::noting_version(&url, token, context.server_version.clone()))
 }
 
 pub(crate) fn app_name(context: &Context, arg: AppArg) -> anyhow::Result<AppName> {

@@ -11,6 +11,7 @@ fn context(dir: &Path, url: &str) -> skiff_cli::Context {
         token: None,
         colour: false,
         live_progress: false,
+        server_version: Default::default(),
     }
 }
 
@@ -119,4 +120,39 @@ async fn completions_are_generated_for_the_usual_shells() {
         assert_eq!(status, 0, "{err}");
         assert!(out.contains("config:set"), "{shell}");
     }
+}
+
+/// A controller that answers `[]` to every request, saying it is `version`.
+async fn controller_of_version(version: &'static str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request).await;
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nskiff-version: {version}\r\ncontent-length: 2\r\nconnection: close\r\n\r\n[]"
+            );
+            let _ = stream.write_all(answer.as_bytes()).await;
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn an_older_cli_says_so_and_a_current_one_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let newer =
+        skiff_cli::Context { token: Some("t".into()), ..context(dir.path(), &controller_of_version("99.0.0").await) };
+    let (status, out, err) = run(&newer, &["apps"]).await;
+    assert_eq!(status, 0, "{err}");
+    assert!(out.is_empty() || out.contains("NAME"), "{out}");
+    assert!(err.contains("older than the controller (99.0.0); update it"), "{err}");
+    let same = skiff_cli::Context {
+        token: Some("t".into()),
+        ..context(dir.path(), &controller_of_version(skiff_cli::VERSION).await)
+    };
+    let (status, _, err) = run(&same, &["apps"]).await;
+    assert_eq!((status, err.as_str()), (0, ""));
 }
