@@ -15,7 +15,14 @@ skiff_install_missing() {
   fi
   echo "==> installing ${missing[*]}"
   apt-get update -qq
+  # Packages that ship a service (prometheus, rsyslog) must not start it: Skiff's tests
+  # start what they need themselves, on loopback.
+  local no_services=false
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && no_services=true
+  fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  ! $no_services || rm -f /usr/sbin/policy-rc.d
 }
 
 # Makes sure a Docker engine answers, installing and starting one if there is none.

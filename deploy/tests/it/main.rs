@@ -10,6 +10,7 @@ mod harness;
 mod integrations;
 mod logger_restart;
 mod newcomer;
+mod observability;
 mod operations;
 mod readiness;
 mod registry_clients;
