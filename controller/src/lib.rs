@@ -44,7 +44,7 @@ pub mod webhooks;
 pub use config::Config;
 
 /// The controller's version, in every answer's `Skiff-Version` header and `GET /v2/version`.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const VERSION: &str = skiff_service::VERSION;
 pub use http::serve;
 pub use service::{Engine, RunError, ServiceConfig, run};
 pub use state::Controller;

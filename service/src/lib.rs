@@ -54,8 +54,21 @@ pub async fn serve(
     axum::serve(listener, routes::<()>(readiness, render)).with_graceful_shutdown(shutdown).await
 }
 
-/// `/healthz`, `/readyz` and `/metrics` for a service, to merge into its router.
+/// Skiff's version, which every component's health answers carry in `Skiff-Version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// `/healthz`, `/readyz` and `/metrics` for a service, to merge into its router; each answer
+/// says the component's version (`Skiff-Version`).
 pub fn routes<S: Clone + Send + Sync + 'static>(readiness: Readiness, render: RenderMetrics) -> Router<S> {
+    health_routes(readiness, render).layer(axum::middleware::map_response(
+        |mut response: axum::response::Response| async move {
+            response.headers_mut().insert("skiff-version", axum::http::HeaderValue::from_static(VERSION));
+            response
+        },
+    ))
+}
+
+fn health_routes<S: Clone + Send + Sync + 'static>(readiness: Readiness, render: RenderMetrics) -> Router<S> {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(

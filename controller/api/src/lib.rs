@@ -12,6 +12,7 @@
 //! - [`image`]: image references and which registry they name.
 //! - [`outbound`]: which addresses tenant-given URLs may reach.
 //! - [`webhook`]: outgoing webhooks, their deliveries and signatures.
+//! - [`status`]: the platform at a glance, for operators.
 //! - [`scm`]: apps built from a source repository's pushes.
 //! - [`rules`]: what the platform accepts of what users set (config vars, custom domains,
 //!   access policies).
@@ -25,6 +26,7 @@ pub mod name;
 pub mod outbound;
 pub mod rules;
 pub mod scm;
+pub mod status;
 pub mod webhook;
 pub mod wire;
 
@@ -39,6 +41,7 @@ pub use image::{ImageRef, ImageRefError};
 pub use name::{AppName, Digest, DigestAlgorithm, NameError, PipelineName, ProcessType, StackName, Username};
 pub use outbound::OutboundPolicy;
 pub use scm::{AppSource, AppSourceCreate, BuildTrigger, SourceBuild, SourceBuildAnswer};
+pub use status::{CertificateExpiry, ComponentStatus, PlatformStatus};
 pub use webhook::{DeliveryState, EventKind, EventPayload, Webhook, WebhookCreate, WebhookDelivery, WebhookFormat};
 pub use wire::*;
 

@@ -12,9 +12,9 @@ use std::collections::BTreeMap;
 use skiff_api::{
     AccessPolicy, AppSource, AppSourceCreate, BuildTrigger, Canary, CanaryCreate, CanarySamples, Certificate,
     CertificateCreate, CronCreate, CronJob, CronRun, Domain, DomainCreate, Drain, DrainCreate, Event, Healthcheck,
-    Limits, Maintenance, Pipeline, PipelineCoupling, PipelineCreate, PipelineName, ProcessType, Promotion, ReviewApp,
-    ReviewAppGrant, ReviewAppPush, ReviewAppSettings, SettingsChange, SourceBuildAnswer, Stage, TlsSettings, UserRef,
-    Webhook, WebhookCreate, WebhookDelivery,
+    Limits, Maintenance, Pipeline, PipelineCoupling, PipelineCreate, PipelineName, PlatformStatus, ProcessType,
+    Promotion, ReviewApp, ReviewAppGrant, ReviewAppPush, ReviewAppSettings, SettingsChange, SourceBuildAnswer, Stage,
+    TlsSettings, UserRef, Webhook, WebhookCreate, WebhookDelivery,
 };
 use skiff_api::{
     App, AppCreate, AppName, Build, BuildCreate, BuildRecorded, ConfigChange, ConfigChanged, Credentials, DeployImage,
@@ -336,6 +336,11 @@ impl Client {
 
     pub async fn remove_drain(&self, app: Option<&AppName>, id: i64) -> Result<(), ClientError> {
         self.delete(&format!("{}/{id}", Self::drains_path(app))).await
+    }
+
+    /// The platform at a glance (admins).
+    pub async fn platform_status(&self) -> Result<PlatformStatus, ClientError> {
+        self.get("/v2/admin/status").await
     }
 
     /// Connects an app to a source repository; the answer carries the hook secret.

@@ -76,6 +76,16 @@ impl Db {
     }
 
     /// An app's certificates, by name, with the domains each is attached to.
+    /// The certificate that expires first, of any app: its app, name and expiry.
+    pub async fn soonest_certificate(&self) -> Result<Option<(AppName, String, String)>, DbError> {
+        let row = sqlx::query(
+            "SELECT a.name, c.name, c.expires_at FROM certs c JOIN apps a ON a.id = c.app_id ORDER BY c.expires_at LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| Ok((parse(row.get(0))?, row.get(1), row.get(2)))).transpose()
+    }
+
     pub async fn certs(&self, app_id: i64) -> Result<Vec<Certificate>, DbError> {
         Ok(self.certs_with_keys(Some(app_id)).await?.into_iter().map(|(cert, _, _)| cert).collect())
     }

@@ -240,6 +240,15 @@ impl Db {
         Ok(())
     }
 
+    /// Deliveries waiting, for their turn or a retry.
+    pub async fn pending_deliveries(&self) -> Result<u64, DbError> {
+        let count: i64 = sqlx::query("SELECT COUNT(*) FROM webhook_deliveries WHERE state = 'pending'")
+            .fetch_one(&self.pool)
+            .await?
+            .get(0);
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
     /// Forgets deliveries that ended (delivered or given up) before `before_ms`.
     pub async fn prune_deliveries(&self, before_ms: i64) -> Result<u64, DbError> {
         let pruned = sqlx::query("DELETE FROM webhook_deliveries WHERE state <> 'pending' AND next_attempt_ms < $1")

@@ -20,6 +20,7 @@ mod pipelines;
 mod releases;
 mod review_apps;
 mod sources;
+mod status;
 mod webhooks;
 
 pub use accounts::Accounts;

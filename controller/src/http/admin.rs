@@ -26,6 +26,14 @@ pub(super) fn routes() -> Router<Arc<Controller>> {
         .route("/v2/stacks", get(stacks_list))
         .route("/v2/stacks/{name}", post(stacks_import).layer(DefaultBodyLimit::max(MAX_STACK_BYTES)))
         .route("/v2/admin/gc", post(gc))
+        .route("/v2/admin/status", get(status))
+}
+
+async fn status(
+    State(c): State<Arc<Controller>>,
+    CurrentUser(user): CurrentUser,
+) -> Result<Json<skiff_api::PlatformStatus>, ApiError> {
+    Ok(Json(c.platform_status(&user).await?))
 }
 
 async fn stacks_list(

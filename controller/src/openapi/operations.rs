@@ -400,6 +400,14 @@ pub const OPERATIONS: &[Operation] = &[
         Json(201, of::<w::Stack>),
     ),
     op(
+        "get",
+        "/v2/admin/status",
+        User,
+        "The platform at a glance: components, queues, soonest certificate expiry, data directory size (admins)",
+        None,
+        Json(200, of::<skiff_api::PlatformStatus>),
+    ),
+    op(
         "post",
         "/v2/admin/gc",
         User,

@@ -653,3 +653,30 @@ async fn every_answer_says_the_controllers_version() {
     let body = platform.call(None, "get", "/v2/version", None).await.body;
     assert_eq!(body["version"], skiff_controller::VERSION);
 }
+
+#[tokio::test]
+async fn the_platform_status_says_what_is_down_and_what_waits() {
+    let shop = Shop::start().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let hook = json!({"url": format!("http://127.0.0.1:{closed}/"), "events": ["config"]});
+    assert_eq!(shop.call("post", "/webhooks", Some(hook)).await.status, 201);
+    shop.call("patch", "/config", Some(json!({"A": "1"}))).await;
+    let refused = shop.platform.call(Some(&shop.alice), "get", "/v2/admin/status", None).await;
+    assert_eq!(refused.status, 403, "{refused:?}");
+    let status = shop.platform.call(Some(&shop.admin), "get", "/v2/admin/status", None).await;
+    assert_eq!(status.status, 200, "{status:?}");
+    let components = status.body["components"].as_array().unwrap();
+    let names: Vec<&str> = components.iter().filter_map(|c| c["name"].as_str()).collect();
+    assert_eq!(names, ["controller", "registry", "logger", "builder"]);
+    assert_eq!(components[0]["ready"], true, "{components:?}");
+    assert!(components[0]["detail"].as_str().unwrap().contains("database ok"), "{components:?}");
+    assert_eq!(components[0]["version"], skiff_controller::VERSION);
+    // No registry or logger runs here, and the stand-in builder has no readiness page.
+    for down in &components[1..] {
+        assert_eq!(down["ready"], false, "{down}");
+    }
+    assert!(components[1]["detail"].as_str().unwrap().starts_with("does not answer"), "{components:?}");
+    assert!(status.body["webhook_deliveries_pending"].as_u64() >= Some(1), "{}", status.body);
+    assert!(status.body.get("drain_lines_queued").is_none(), "the logger did not say: {}", status.body);
+    assert!(status.body.get("soonest_certificate").is_none());
+}

@@ -170,6 +170,7 @@ fn table() -> Vec<(&'static str, &'static str, Access, Option<Value>)> {
         ("get", "/v2/events", Admin, None),
         ("get", "/v2/stacks", User, None),
         ("post", "/v2/stacks/{name}", Admin, Some(json!({}))),
+        ("get", "/v2/admin/status", Admin, None),
         ("post", "/v2/admin/gc", Admin, None),
         ("get", "/v2/nodes", Admin, None),
         ("get", "/v2/nodes/join", Admin, None),

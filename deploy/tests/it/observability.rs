@@ -1,5 +1,6 @@
 //! What an operator watches: Prometheus (Debian's package) scrapes every component with
-//! the example configuration in deploy/prometheus.yml, and a query reads values back.
+//! the example configuration in deploy/prometheus.yml, and a query reads values back;
+//! `skiff platform:status` shows every component ready, at its version.
 
 use std::time::Duration;
 

@@ -11,6 +11,7 @@ mod git_remote;
 mod logs;
 mod nodes;
 mod pipelines;
+mod platform;
 mod ps;
 mod registry;
 mod releases;
@@ -73,6 +74,8 @@ pub(crate) enum Verb {
     Stacks(stacks::StacksVerb),
     #[command(flatten)]
     Nodes(nodes::NodesVerb),
+    #[command(flatten)]
+    Platform(platform::PlatformVerb),
 }
 
 /// Runs one verb.
@@ -102,6 +105,7 @@ pub(crate) async fn execute(
         Verb::GitRemote(verb) => git_remote::execute(verb, context, out, err).await,
         Verb::Stacks(verb) => stacks::execute(verb, context, out, err).await,
         Verb::Nodes(verb) => nodes::execute(verb, context, out, err).await,
+        Verb::Platform(verb) => platform::execute(verb, context, out, err).await,
     }
 }
 
