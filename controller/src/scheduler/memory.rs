@@ -74,6 +74,24 @@ impl MemoryRuntime {
         }
     }
 
+    /// A running container of `spec` with a new id (no address yet), counted as a start.
+    fn new_container(&self, spec: &StartSpec) -> Container {
+        let number = self.starts.fetch_add(1, Ordering::Relaxed);
+        Container {
+            id: format!("{:016x}{:048x}", rand::random::<u64>(), number),
+            app: spec.app.clone(),
+            release: spec.release,
+            generation: spec.generation,
+            process: spec.process.clone(),
+            running: true,
+            one_off: false,
+            created: time::OffsetDateTime::now_utc().unix_timestamp(),
+            address: None,
+            node: None,
+            node_state: NodeState::Up,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Running>> {
         self.containers.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -110,8 +128,8 @@ impl ContainerRuntime for MemoryRuntime {
     }
 
     async fn start(&self, spec: &StartSpec) -> Result<Container, RuntimeError> {
-        let number = self.starts.fetch_add(1, Ordering::Relaxed);
-        let id = format!("{:016x}{:048x}", rand::random::<u64>(), number);
+        let mut container = self.new_container(spec);
+        let id = container.id.clone();
         let exit = Self::exit_status(&spec.command);
         let (host_port, server) = match (spec.process.as_str(), spec.command.as_str()) {
             _ if exit.is_some() => (None, None),
@@ -122,19 +140,8 @@ impl ContainerRuntime for MemoryRuntime {
             }
             _ => (None, None),
         };
-        let container = Container {
-            id: id.clone(),
-            app: spec.app.clone(),
-            release: spec.release,
-            generation: spec.generation,
-            process: spec.process.clone(),
-            running: exit.is_none(),
-            one_off: false,
-            created: time::OffsetDateTime::now_utc().unix_timestamp(),
-            address: host_port.map(|port| SocketAddr::from(([127, 0, 0, 1], port))),
-            node: None,
-            node_state: NodeState::Up,
-        };
+        container.running = exit.is_none();
+        container.address = host_port.map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
         self.lock().insert(id, Running { container: container.clone(), exit, server });
         Ok(container)
     }
@@ -145,21 +152,8 @@ impl ContainerRuntime for MemoryRuntime {
         timeout: std::time::Duration,
         output: tokio::sync::mpsc::Sender<RunOutput>,
     ) -> Result<i64, RuntimeError> {
-        let number = self.starts.fetch_add(1, Ordering::Relaxed);
-        let id = format!("{:016x}{:048x}", rand::random::<u64>(), number);
-        let container = Container {
-            id: id.clone(),
-            app: spec.app.clone(),
-            release: spec.release,
-            generation: spec.generation,
-            process: spec.process.clone(),
-            running: true,
-            one_off: true,
-            created: time::OffsetDateTime::now_utc().unix_timestamp(),
-            address: None,
-            node: None,
-            node_state: NodeState::Up,
-        };
+        let container = Container { one_off: true, ..self.new_container(spec) };
+        let id = container.id.clone();
         // Listed while it runs, as an engine lists it.
         self.lock().insert(id.clone(), Running { container, exit: None, server: None });
         let _ = output.send(RunOutput::Out(format!("{}\n", spec.command))).await;
