@@ -60,12 +60,13 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// `/healthz`, `/readyz` and `/metrics` for a service, to merge into its router; each answer
 /// says the component's version (`Skiff-Version`).
 pub fn routes<S: Clone + Send + Sync + 'static>(readiness: Readiness, render: RenderMetrics) -> Router<S> {
-    health_routes(readiness, render).layer(axum::middleware::map_response(
-        |mut response: axum::response::Response| async move {
-            response.headers_mut().insert("skiff-version", axum::http::HeaderValue::from_static(VERSION));
-            response
-        },
-    ))
+    health_routes(readiness, render).layer(axum::middleware::map_response(say_version))
+}
+
+/// Adds `Skiff-Version` to an answer (`axum::middleware::map_response(say_version)`).
+pub async fn say_version(mut response: axum::response::Response) -> axum::response::Response {
+    response.headers_mut().insert("skiff-version", axum::http::HeaderValue::from_static(VERSION));
+    response
 }
 
 fn health_routes<S: Clone + Send + Sync + 'static>(readiness: Readiness, render: RenderMetrics) -> Router<S> {

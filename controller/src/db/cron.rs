@@ -68,18 +68,20 @@ impl Db {
         Self::insert_cron_job(&mut connection, app, job).await
     }
 
-    /// Replaces the app's `app.json` jobs with `jobs` (keeping those made with the CLI).
-    pub async fn replace_app_json_cron(&self, app: &AppRow, jobs: &[NewCronJob]) -> Result<(), DbError> {
+    /// Replaces the app's `app.json` jobs with `jobs` (keeping those made with the CLI);
+    /// how many it had.
+    pub async fn replace_app_json_cron(&self, app: &AppRow, jobs: &[NewCronJob]) -> Result<u64, DbError> {
         let mut tx = self.writer.begin().await?;
-        sqlx::query("DELETE FROM cron_jobs WHERE app_id = $1 AND source = 'app_json'")
+        let replaced = sqlx::query("DELETE FROM cron_jobs WHERE app_id = $1 AND source = 'app_json'")
             .bind(app.id)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
         for job in jobs {
             Self::insert_cron_job(&mut tx, app, job).await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(replaced)
     }
 
     /// Removes a job of an app; `false` when it has no such job.

@@ -151,9 +151,8 @@ impl Releases<'_> {
             settings.extend(checks);
             c.db.set_settings(app.id, SettingsKind::Healthchecks, &settings).await?;
         }
-        let had_cron = c.db.cron_jobs(app).await?.iter().any(|job| job.source == skiff_api::CronSource::AppJson);
-        if had_cron || !cron.is_empty() {
-            c.db.replace_app_json_cron(app, &cron).await?;
+        let replaced = c.db.replace_app_json_cron(app, &cron).await?;
+        if replaced > 0 || !cron.is_empty() {
             let schedules: Vec<String> =
                 cron.iter().map(|job| format!("`{}` at `{}`", job.command, job.schedule)).collect();
             applied

@@ -96,7 +96,8 @@ impl Controller {
         let asked = self.http.get(format!("{url}/readyz")).timeout(ASK_TIMEOUT).send().await;
         let (ready, detail, version) = match asked {
             Ok(answer) => {
-                let version = answer.headers().get("skiff-version").and_then(|v| v.to_str().ok()).map(str::to_owned);
+                let version =
+                    answer.headers().get(skiff_client::VERSION_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
                 let ready = answer.status().is_success();
                 (ready, answer.text().await.unwrap_or_default().trim().to_owned(), version)
             }

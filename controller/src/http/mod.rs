@@ -106,10 +106,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .merge(pipelines::routes())
         .merge(hooks::routes())
         .layer(axum::middleware::from_fn_with_state(answers, skiff_service::Answers::layer))
-        .layer(axum::middleware::map_response(|mut response: axum::response::Response| async move {
-            response.headers_mut().insert(skiff_client::VERSION_HEADER, http::HeaderValue::from_static(crate::VERSION));
-            response
-        }))
+        .layer(axum::middleware::map_response(skiff_service::say_version))
         .with_state(controller)
 }
 
