@@ -19,6 +19,8 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub mod backup;
+
 /// How long shutdown waits for in-flight work.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -43,6 +45,11 @@ pub enum Command {
     Router(Settings),
     /// The logger.
     Logger(Settings),
+    /// Take a snapshot of the platform's state (database, registry, identity) into a
+    /// directory or an S3 bucket.
+    Backup(BackupArgs),
+    /// Bring a snapshot back onto an empty data directory (and database).
+    Restore(RestoreArgs),
     /// Internal: run by git as a repository hook (`skiffd hook pre-receive`).
     #[command(hide = true)]
     Hook(HookArgs),
@@ -52,6 +59,31 @@ pub enum Command {
 pub struct HookArgs {
     /// The hook git runs.
     pub hook: String,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Where to: a directory, or `s3://BUCKET?endpoint=…` (as SKIFF_STORE_URL) [default:
+    /// SKIFF_BACKUP_TO].
+    #[arg(long)]
+    pub to: Option<String>,
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Where the snapshots are: a directory, or `s3://BUCKET?endpoint=…`.
+    #[arg(long)]
+    pub from: String,
+    /// Which snapshot [default: the newest].
+    #[arg(long)]
+    pub snapshot: Option<String>,
+    /// List the snapshots there and restore nothing.
+    #[arg(long)]
+    pub list: bool,
+    #[command(flatten)]
+    pub settings: Settings,
 }
 
 /// Every setting, each with its `SKIFF_*` variable.
@@ -281,6 +313,16 @@ pub struct Settings {
     /// [default: generated once into <data-dir>/platform-id].
     #[arg(long, env = "SKIFF_PLATFORM_ID")]
     pub platform_id: Option<String>,
+    /// Where snapshots of the platform go on a schedule: a directory or
+    /// `s3://BUCKET?endpoint=…` [default: none, no scheduled snapshots].
+    #[arg(long, env = "SKIFF_BACKUP_TO", hide_env_values = true)]
+    pub backup_to: Option<String>,
+    /// Seconds between scheduled snapshots (at least 60).
+    #[arg(long, env = "SKIFF_BACKUP_INTERVAL", default_value_t = 86_400)]
+    pub backup_interval: u64,
+    /// How many snapshots a target keeps, newest first; 0 keeps all.
+    #[arg(long, env = "SKIFF_BACKUP_KEEP", default_value_t = 7)]
+    pub backup_keep: usize,
     /// Program git runs as the pre-receive hook [default: this executable].
     #[arg(long, env = "SKIFF_BUILDER_HOOK_PROGRAM")]
     pub hook_program: Option<PathBuf>,
@@ -352,12 +394,24 @@ impl Platform {
     }
 }
 
-fn default_data_dir() -> PathBuf {
-    std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .unwrap_or_else(|| PathBuf::from("."))
-        .join("skiff")
+impl Settings {
+    /// Where state lives.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(|| {
+            std::env::var_os("XDG_DATA_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+                .unwrap_or_else(|| PathBuf::from("."))
+                .join("skiff")
+        })
+    }
+
+    /// The controller's database: the configured one, else SQLite in the data directory.
+    pub fn database_url(&self, data_dir: &std::path::Path) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", data_dir.join("skiff.db").display()))
+    }
 }
 
 /// A configured secret or id, else the one kept in `<data_dir>/<file>` (made on first use
@@ -407,7 +461,7 @@ async fn bind(address: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 /// When a listener cannot be bound, the data directory cannot be prepared, or settings are
 /// wrong (all of them at once).
 pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Result<Platform> {
-    let data_dir = settings.data_dir.clone().unwrap_or_else(default_data_dir);
+    let data_dir = settings.data_dir();
     std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
     let token = kept_value(settings.service_token.as_ref(), &data_dir, "service-token", 32)?;
     let platform = kept_value(settings.platform_id.as_ref(), &data_dir, "platform-id", 6)?;
@@ -494,6 +548,9 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
     }
     if let Some((listener, config)) = controller {
         supervisor.spawn("controller", skiff_controller::run(config, listener, shutdown.clone()));
+        if settings.backup_to.is_some() {
+            supervisor.spawn("backups", backup::every_interval(settings.clone(), shutdown.clone()));
+        }
     }
     if let Some((http, https, Some(config))) = router {
         supervisor.spawn("router", skiff_router::run(config, http, https, shutdown.clone()));
@@ -660,10 +717,7 @@ fn controller_config(
         registry_url.split_once("://").map_or(registry_url, |(_, rest)| rest).trim_end_matches('/').to_owned()
     });
     let controller = skiff_controller::Config {
-        database_url: settings
-            .database_url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", known.data_dir.join("skiff.db").display())),
+        database_url: settings.database_url(known.data_dir),
         service_token: known.token.to_owned(),
         registry_url: registry_url.to_owned(),
         registry_host,
@@ -850,6 +904,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Registry(s) => (s, &[Component::Registry]),
         Command::Router(s) => (s, &[Component::Router]),
         Command::Logger(s) => (s, &[Component::Logger]),
+        Command::Backup(BackupArgs { to, settings }) => {
+            let to = to.or_else(|| settings.backup_to.clone()).context("say where to: --to DIR or s3://…")?;
+            let manifest = backup::backup(&settings, &to).await?;
+            println!("Took {manifest}");
+            return Ok(());
+        }
+        Command::Restore(RestoreArgs { from, snapshot, list, settings }) => {
+            if list {
+                for manifest in backup::list(&from).await? {
+                    println!("{manifest}");
+                }
+                return Ok(());
+            }
+            let manifest = backup::restore(&settings, &from, snapshot.as_deref()).await?;
+            println!("Restored {manifest}");
+            println!("Start skiffd on this data directory: every app's current release starts again.");
+            return Ok(());
+        }
         Command::Hook(_) => anyhow::bail!("`skiffd hook` is run by git, not by hand"),
     };
     let platform = start(&settings, components).await?;

@@ -33,6 +33,12 @@ impl FsBlobStore {
         Ok(Self { root })
     }
 
+    /// A store another process (a running registry) is using, for reading: nothing is
+    /// created or removed.
+    pub fn in_use(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
     fn path_of(&self, digest: &Digest) -> PathBuf {
         let algorithm = digest.as_str().split(':').next().unwrap_or("sha256");
         let hex = digest.hex();

@@ -76,11 +76,21 @@ impl RecordStore for FsRecordStore {
     }
 
     async fn delete(&self, name: &str) -> io::Result<bool> {
-        match tokio::fs::remove_file(self.path(name)?).await {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e),
+        let path = self.path(name)?;
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
         }
+        // Directories the record leaves empty go too, as they would not exist on S3.
+        let mut dir = path.parent();
+        while let Some(parent) = dir.filter(|parent| *parent != self.root) {
+            if tokio::fs::remove_dir(parent).await.is_err() {
+                break;
+            }
+            dir = parent.parent();
+        }
+        Ok(true)
     }
 
     async fn list(&self, prefix: &str) -> io::Result<Vec<(String, SystemTime)>> {

@@ -27,6 +27,7 @@ mod certs;
 mod cron;
 mod domains;
 mod drains;
+pub mod dump;
 mod events;
 mod formation;
 mod pipelines;

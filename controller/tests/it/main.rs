@@ -9,6 +9,7 @@ mod api;
 mod authorization;
 mod coordination;
 mod cron;
+mod dump;
 mod scheduler;
 mod sources;
 mod test_app;

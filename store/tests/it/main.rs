@@ -112,6 +112,9 @@ async fn records_round_trip_and_list_by_prefix(records: &dyn RecordStore) {
     assert!(records.delete("shop/web/_tags/v1").await.unwrap());
     assert!(!records.delete("shop/web/_tags/v1").await.unwrap(), "a second delete finds nothing");
     assert_eq!(records.get("shop/web/_tags/v1").await.unwrap(), None);
+    assert!(records.delete("shop/web/_layers/sha256/ab").await.unwrap());
+    assert!(records.list("shop/web").await.unwrap().is_empty(), "nothing is left under a prefix emptied");
+    assert_eq!(records.get("shop/webshop/_tags/v9").await.unwrap().unwrap(), Bytes::from_static(b"x"));
     for bad in ["../escape", "shop/../../etc/passwd", "/absolute", "shop//web", "shop/.tmp-1"] {
         assert!(records.put(bad, Bytes::from_static(b"no")).await.is_err(), "{bad}");
         assert!(records.get(bad).await.is_err(), "{bad}");
@@ -129,6 +132,9 @@ async fn the_filesystem_backend_passes_every_check() {
     let dir = tempfile::tempdir().unwrap();
     every_check(&FsBlobStore::open(dir.path()).await.unwrap()).await;
     records_round_trip_and_list_by_prefix(&FsRecordStore::new(dir.path().join("records"))).await;
+    let left: Vec<_> =
+        std::fs::read_dir(dir.path().join("records/shop")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left.len(), 2, "directories emptied by deletes go: {left:?}");
 }
 
 #[tokio::test]
