@@ -25,13 +25,21 @@ pub fn require_tools() {
     );
 }
 
+const EVERY_COMPONENT: &[skiffd::Component] = &[
+    skiffd::Component::Registry,
+    skiffd::Component::Logger,
+    skiffd::Component::Controller,
+    skiffd::Component::Router,
+    skiffd::Component::Builder,
+];
+
 /// A running platform and a logged-in admin.
 pub struct Platform {
     pub dir: TempDir,
     pub platform: Option<skiffd::Platform>,
     pub addresses: skiffd::Addresses,
     pub platform_id: String,
-    settings: skiffd::Settings,
+    pub settings: skiffd::Settings,
 }
 
 impl Platform {
@@ -162,20 +170,12 @@ impl Platform {
             router_idle_timeout: 60,
             gc_interval: 3600,
             hook_program: Some(PathBuf::from(env!("CARGO_BIN_EXE_skiffd"))),
+            backup_to: None,
+            backup_interval: 86_400,
+            backup_keep: 7,
         };
         change(&mut settings);
-        let platform = skiffd::start(
-            &settings,
-            &[
-                skiffd::Component::Registry,
-                skiffd::Component::Logger,
-                skiffd::Component::Controller,
-                skiffd::Component::Router,
-                skiffd::Component::Builder,
-            ],
-        )
-        .await
-        .expect("platform starts");
+        let platform = skiffd::start(&settings, EVERY_COMPONENT).await.expect("platform starts");
         let addresses = platform.addresses.clone();
         Self { dir, platform: Some(platform), addresses, platform_id, settings }
     }
@@ -404,6 +404,15 @@ impl Platform {
         let _ = Command::new("docker").args(["network", "prune", "-f", "--filter", &label]).output();
     }
 
+    /// Stops the platform and starts it again with its settings (as they are now), on new
+    /// ports.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let platform = skiffd::start(&self.settings, EVERY_COMPONENT).await.expect("the platform starts again");
+        self.addresses = platform.addresses.clone();
+        self.platform = Some(platform);
+    }
+
     /// Stops the platform; its containers keep running until the harness is dropped.
     pub async fn stop(&mut self) {
         if let Some(platform) = self.platform.take() {
@@ -449,7 +458,7 @@ pub fn example_repo(platform: &Platform, key: &Path) -> PathBuf {
     repo
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();

@@ -3,6 +3,7 @@
 //! engine and HTTP through the router.
 
 mod api;
+mod backups;
 mod builds;
 mod controller_kill;
 mod delivery;
