@@ -21,4 +21,5 @@ mod supervision;
 mod swarm;
 mod tenants;
 mod tls;
+mod upgrades;
 mod verbs;
