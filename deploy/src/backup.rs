@@ -241,6 +241,11 @@ pub async fn backup(settings: &Settings, to: &str) -> anyhow::Result<Manifest> {
     let prefix = format!("snapshots/{id}");
 
     let url = settings.database_url(&data_dir);
+    anyhow::ensure!(
+        settings.database_url.is_some() || data_dir.join("skiff.db").is_file(),
+        "there is no Skiff database in {} (set SKIFF_DATA_DIR or SKIFF_DATABASE_URL)",
+        data_dir.display()
+    );
     let db = Db::open(&url).await.context("cannot open the database")?;
     let scratch = tempfile::tempdir_in(&data_dir).context("cannot make a scratch directory in the data directory")?;
     let Dump { backend, schema_version, bytes } = db.dump(scratch.path()).await.context("cannot copy the database")?;
@@ -333,7 +338,12 @@ pub async fn list(from: &str) -> anyhow::Result<Vec<Manifest>> {
     let target = Target::open(from).await?;
     let mut manifests = Vec::new();
     for id in target.snapshots().await?.0 {
-        manifests.push(target.manifest(&id).await?);
+        match target.manifest(&id).await {
+            Ok(manifest) => manifests.push(manifest),
+            // Pruned since it was listed (by a backup running now).
+            Err(_) if target.records.get(&format!("snapshots/{id}/manifest.json")).await?.is_none() => {}
+            Err(error) => return Err(error),
+        }
     }
     Ok(manifests)
 }
@@ -452,7 +462,7 @@ async fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 /// until `shutdown`. A failed snapshot is logged and tried again at the next turn.
 pub async fn every_interval(settings: Settings, shutdown: CancellationToken) -> Result<(), std::convert::Infallible> {
     let Some(to) = settings.backup_to.clone() else { return Ok(()) };
-    let period = Duration::from_secs(settings.backup_interval.max(60));
+    let period = Duration::from_secs(settings.backup_interval.max(1));
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return Ok(()),

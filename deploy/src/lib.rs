@@ -317,7 +317,7 @@ pub struct Settings {
     /// `s3://BUCKET?endpoint=…` [default: none, no scheduled snapshots].
     #[arg(long, env = "SKIFF_BACKUP_TO", hide_env_values = true)]
     pub backup_to: Option<String>,
-    /// Seconds between scheduled snapshots (at least 60).
+    /// Seconds between scheduled snapshots.
     #[arg(long, env = "SKIFF_BACKUP_INTERVAL", default_value_t = 86_400)]
     pub backup_interval: u64,
     /// How many snapshots a target keeps, newest first; 0 keeps all.

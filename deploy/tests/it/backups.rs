@@ -224,6 +224,8 @@ async fn a_damaged_backup_is_refused_and_changes_nothing() {
     }
     let (ok, out) = skiffd(&platform, &["restore", "--from", home.join("nowhere").to_str().unwrap()]).await;
     assert!(!ok && out.contains("there is no backup at"), "{out}");
+    let (ok, out) = skiffd(&platform, &["backup", "--to", home.join("elsewhere").to_str().unwrap()]).await;
+    assert!(!ok && out.contains("there is no Skiff database in"), "a data directory without a platform: {out}");
 
     // The intact backup brings the platform back as it was.
     let (ok, out) = skiffd(&platform, &["restore", "--from", to, "--snapshot", &taken[1]]).await;
@@ -268,4 +270,30 @@ async fn a_postgres_platform_is_restored_onto_an_empty_database() {
     assert_eq!(platform.cli_ok(&home, &["config:get", "-a", "ledger", "CURRENCY"]).await.trim(), "EUR");
     let out = platform.cli_ok(&home, &["apps:create", "after", "--no-remote"]).await;
     assert!(out.contains("after"), "ids go on past the restored ones: {out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker (deploy/test.sh)"]
+async fn snapshots_are_taken_on_schedule_and_the_oldest_pruned() {
+    let dir = tempfile::tempdir().unwrap();
+    let to = dir.path().join("scheduled");
+    let target = to.to_str().unwrap().to_owned();
+    let platform = Platform::start_with_settings(|settings| {
+        settings.runtime = skiffd::Runtime::Memory;
+        settings.backup_to = Some(target.clone());
+        settings.backup_interval = 1;
+        settings.backup_keep = 2;
+    })
+    .await;
+    let home = platform.dir.path().to_owned();
+    platform.cli_ok(&home, &["auth:register", "-u", "admin", "-p", "correct-horse"]).await;
+    let ids = || async { skiffd::backup::list(&target).await.unwrap().into_iter().map(|m| m.id).collect::<Vec<_>>() };
+    let first_two = eventually(Duration::from_secs(30), || async { Some(ids().await).filter(|ids| ids.len() == 2) });
+    let first_two = first_two.await.expect("two snapshots within seconds");
+    let moved_on = eventually(Duration::from_secs(30), || async {
+        let now = ids().await;
+        (now.len() == 2 && !now.contains(&first_two[0])).then_some(now)
+    });
+    let now = moved_on.await.expect("a newer snapshot replaces the oldest");
+    assert!(now[0] >= first_two[1], "{now:?} after {first_two:?}");
 }
