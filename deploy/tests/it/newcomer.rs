@@ -234,6 +234,32 @@ async fn the_same_path_works_with_blobs_in_s3() {
         reqwest::get(format!("{endpoint}/{bucket}?list-type=2&prefix=blobs/")).await.unwrap().text().await.unwrap();
     assert!(listing.matches("<Key>blobs/sha256/").count() >= 3, "{listing}");
     assert!(!home.join("data/store/blobs").exists(), "no blob on the local disk");
+
+    // A snapshot into another bucket names the store rather than copying the layers, and
+    // brings the platform back on a new data directory beside the same store.
+    let backups = format!("skiff-backups-{:08x}", rand::random::<u32>());
+    let created = reqwest::Client::new().put(format!("{endpoint}/{backups}")).send().await.unwrap();
+    assert!(created.status().is_success());
+    let to = format!("s3://{backups}?endpoint={endpoint}&access_key_id=skiff&secret_access_key=skiff-secret");
+    let manifest = skiffd::backup::backup(&platform.settings, &to).await.unwrap();
+    assert!(matches!(manifest.images, skiffd::backup::Images::InStore { .. }), "{manifest}");
+    assert!(!manifest.to_string().contains("skiff-secret"), "no credentials in what is shown: {manifest}");
+    platform.stop().await;
+    platform.remove_containers();
+    std::fs::remove_dir_all(platform.settings.data_dir()).unwrap();
+    let mut without_store = platform.settings.clone();
+    without_store.store_url = None;
+    let refused = skiffd::backup::restore(&without_store, &to, None).await.unwrap_err();
+    assert!(format!("{refused:#}").contains("set SKIFF_STORE_URL"), "{refused:#}");
+    skiffd::backup::restore(&platform.settings, &to, None).await.unwrap();
+    platform.restart().await;
+    let served = eventually(Duration::from_secs(60), || async {
+        match get_via_router(platform.router(), "s3-hello.localhost").await {
+            Some((200, body)) if body.contains("Hello from Skiff") => Some(()),
+            _ => None,
+        }
+    });
+    assert!(served.await.is_some(), "served again after the restore");
     platform.stop().await;
 }
 
