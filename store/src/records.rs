@@ -111,7 +111,12 @@ impl RecordStore for FsRecordStore {
                 if file_type.is_dir() {
                     pending.push(entry.path());
                 } else if let Some(name) = relative_name(&top, &entry.path()) {
-                    found.push((name, entry.metadata().await?.modified()?));
+                    match entry.metadata().await {
+                        Ok(metadata) => found.push((name, metadata.modified()?)),
+                        // Deleted since its directory was read.
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(e),
+                    }
                 }
             }
         }
