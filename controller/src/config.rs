@@ -86,6 +86,8 @@ pub struct Config {
     /// How long a container leaving service keeps running after routers stop sending it
     /// requests, so that requests in flight finish.
     pub drain_period: Duration,
+    /// Where and how certificates for custom domains are ordered.
+    pub acme: crate::acme::AcmeConfig,
 }
 
 impl Config {

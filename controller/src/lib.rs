@@ -14,12 +14,15 @@
 //! - [`coordination`]: how replicas share work (alone, or through Redis).
 //! - [`routes`]: the router feed, a versioned route table with long-poll reads.
 //! - [`retention`]: which images the registry keeps, and its garbage collection.
+//! - [`acme`]: certificates ordered from an ACME server for apps' custom domains.
+//! - [`outgoing`]: HTTP connections the controller opens (webhooks, the ACME server).
 //! - [`stacks`]: turning a root filesystem tarball into a stack image in the registry.
 //! - [`auth`]: passwords and API tokens; [`keys`]: OpenSSH public keys.
 //! - [`throttle`]: failed sign-ins counted per user name and client address.
 //! - [`config`]: the controller's settings; [`openapi`]: the API's OpenAPI document.
 //! - [`service`]: what the controller needs to run, and [`run`], which starts every part.
 
+pub mod acme;
 pub mod auth;
 pub mod clock;
 pub mod config;
@@ -32,6 +35,7 @@ pub mod events;
 pub mod http;
 pub mod keys;
 pub mod openapi;
+pub mod outgoing;
 pub mod retention;
 pub mod routes;
 pub mod scheduler;

@@ -1,38 +1,51 @@
 //! The router feed: a versioned route table. Publishing an identical table is a no-op;
 //! any change bumps the version. Readers long-poll with the version they have and get the
 //! table as soon as it differs (or after a timeout), so a loop of reads is a change stream.
+//! The version a reader asks after is the one it has: that tells when a table reached a
+//! router (an ACME challenge's answer must have before the ACME server checks it).
 
 use std::time::Duration;
 
-use skiff_api::{Route, RouteCertificate, RouteTable};
+use skiff_api::{AcmeChallenge, Route, RouteCertificate, RouteTable};
 use tokio::sync::watch;
 
 /// The route table and its change notifications.
 #[derive(Debug)]
 pub struct RouteFeed {
     table: watch::Sender<RouteTable>,
+    /// The newest version a reader has said it holds.
+    taken: watch::Sender<u64>,
 }
 
 impl Default for RouteFeed {
     fn default() -> Self {
-        Self { table: watch::Sender::new(RouteTable { version: 1, ..RouteTable::default() }) }
+        Self {
+            table: watch::Sender::new(RouteTable { version: 1, ..RouteTable::default() }),
+            taken: watch::Sender::new(0),
+        }
     }
 }
 
 impl RouteFeed {
-    /// Replaces the routes and certificates; bumps the version (and says `true`) only when
-    /// they changed.
-    pub fn publish(&self, mut routes: Vec<Route>, certificates: Vec<RouteCertificate>) -> bool {
+    /// Replaces the routes, certificates and challenge answers; bumps the version (and says
+    /// `true`) only when they changed.
+    pub fn publish(
+        &self,
+        mut routes: Vec<Route>,
+        certificates: Vec<RouteCertificate>,
+        challenges: Vec<AcmeChallenge>,
+    ) -> bool {
         routes.sort_by(|a, b| a.app.cmp(&b.app));
         for route in &mut routes {
             route.backends.sort();
         }
         self.table.send_if_modified(|table| {
-            if table.routes == routes && table.certificates == certificates {
+            if table.routes == routes && table.certificates == certificates && table.challenges == challenges {
                 return false;
             }
             table.routes = routes;
             table.certificates = certificates;
+            table.challenges = challenges;
             table.version += 1;
             true
         })
@@ -45,12 +58,28 @@ impl RouteFeed {
 
     /// The table once its version differs from `after`, or the current one after `wait`.
     pub async fn next(&self, after: u64, wait: Duration) -> RouteTable {
+        self.taken.send_if_modified(|taken| {
+            let newer = after > *taken;
+            *taken = (*taken).max(after);
+            newer
+        });
         let mut receiver = self.table.subscribe();
         let changed = receiver.wait_for(|table| table.version != after);
         match tokio::time::timeout(wait, changed).await {
             Ok(Ok(table)) => table.clone(),
             _ => self.current(),
         }
+    }
+
+    /// Whether, within `wait`, a table holding the answer to challenge `token` was
+    /// published and a reader then said it holds it.
+    pub async fn served(&self, token: &str, wait: Duration) -> bool {
+        let reached = async {
+            let mut tables = self.table.subscribe();
+            let version = tables.wait_for(|t| t.challenges.iter().any(|c| c.token == token)).await.ok()?.version;
+            self.taken.subscribe().wait_for(|taken| *taken >= version).await.ok().map(|_| ())
+        };
+        matches!(tokio::time::timeout(wait, reached).await, Ok(Some(())))
     }
 }
 
@@ -73,11 +102,11 @@ mod tests {
     #[tokio::test]
     async fn identical_tables_keep_their_version() {
         let feed = RouteFeed::default();
-        feed.publish(vec![route("a", 1)], vec![]);
+        feed.publish(vec![route("a", 1)], vec![], vec![]);
         let v = feed.current().version;
-        feed.publish(vec![route("a", 1)], vec![]);
+        feed.publish(vec![route("a", 1)], vec![], vec![]);
         assert_eq!(feed.current().version, v);
-        feed.publish(vec![route("a", 2)], vec![]);
+        feed.publish(vec![route("a", 2)], vec![], vec![]);
         assert_eq!(feed.current().version, v + 1);
     }
 
@@ -90,11 +119,32 @@ mod tests {
             tokio::spawn(async move { feed.next(v, Duration::from_secs(30)).await })
         };
         tokio::task::yield_now().await;
-        feed.publish(vec![route("b", 3)], vec![]);
+        feed.publish(vec![route("b", 3)], vec![], vec![]);
         let table = reader.await.unwrap();
         assert_eq!(table.version, v + 1);
         assert_eq!(table.routes, vec![route("b", 3)]);
         // Without a change the read ends at the timeout with the same version.
         assert_eq!(feed.next(v + 1, Duration::from_secs(30)).await.version, v + 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_challenge_is_served_once_a_reader_holds_a_table_with_it() {
+        let feed = std::sync::Arc::new(RouteFeed::default());
+        let challenge =
+            AcmeChallenge { domain: "www.shop.test".into(), token: "t1".into(), key_authorization: "k".into() };
+        assert!(!feed.served("t1", Duration::from_secs(1)).await, "nothing published");
+        let waiting = {
+            let feed = feed.clone();
+            tokio::spawn(async move { feed.served("t1", Duration::from_secs(30)).await })
+        };
+        tokio::task::yield_now().await;
+        feed.publish(vec![], vec![], vec![challenge]);
+        let version = feed.current().version;
+        // A reader that still holds the table before is not enough.
+        let _ = feed.next(version - 1, Duration::ZERO).await;
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        let _ = feed.next(version, Duration::ZERO).await;
+        assert!(waiting.await.unwrap());
     }
 }

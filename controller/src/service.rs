@@ -107,6 +107,7 @@ pub async fn run(config: ServiceConfig, listener: TcpListener, shutdown: Cancell
     tasks.spawn(crate::domain::judge_canaries(controller.clone(), shutdown.clone()));
     tasks.spawn(crate::webhooks::deliver(controller.clone(), shutdown.clone()));
     tasks.spawn(crate::domain::run_scheduled_jobs(controller.clone(), shutdown.clone()));
+    tasks.spawn(crate::acme::order_certificates(controller.clone(), shutdown.clone()));
     let served = crate::http::serve(listener, controller, shutdown.clone()).await;
     // The API ended: at shutdown, or because it failed, when the loops stop too.
     shutdown.cancel();

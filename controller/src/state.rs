@@ -38,6 +38,8 @@ pub struct Controller {
     pub(crate) logins: LoginThrottle,
     /// Answers given, by status class, for `/metrics`.
     pub(crate) answers: Arc<Answers>,
+    /// Wakes the certificate orderer (an app asked for certificates, a domain was added).
+    pub(crate) acme_wake: tokio::sync::Notify,
 }
 
 impl Controller {
@@ -68,6 +70,7 @@ impl Controller {
             one_offs,
             logins,
             answers,
+            acme_wake: tokio::sync::Notify::new(),
         })
     }
 

@@ -20,15 +20,14 @@ use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use skiff_api::webhook::{SIGNATURE_HEADER, signature};
 use skiff_api::{DeliveryState, EventPayload, OutboundPolicy};
 use skiff_service::outbound;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::db::{Attempt, Db, DueDelivery};
+use crate::outgoing::{Security, connect};
 use crate::state::Controller;
 
 /// How long one attempt may take: connect, TLS, request and answer.
@@ -160,9 +159,6 @@ impl From<&str> for Failure {
     }
 }
 
-trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
-
 /// Makes one attempt of a delivery.
 #[derive(Clone)]
 struct Sender {
@@ -180,15 +176,11 @@ impl Sender {
         let host = url.host_str().ok_or("the URL names no host")?.trim_start_matches('[').trim_end_matches(']');
         let port = url.port_or_known_default().ok_or("the URL names no port")?;
         let guard = (!delivery.platform).then_some(&self.guard);
-        let tcp = outbound::tcp(host, port, guard, ATTEMPT_TIMEOUT).await?;
-        let stream: Box<dyn Stream> = match url.scheme() {
-            "https" => Box::new(outbound::tls(tcp, host, &self.tls, RECEIVER, ATTEMPT_TIMEOUT).await?),
-            _ => Box::new(tcp),
+        let security = match url.scheme() {
+            "https" => Security::Tls(&self.tls, RECEIVER),
+            _ => Security::Plain,
         };
-        let (mut connection, driver) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("HTTP handshake failed: {e}"))?;
-        tokio::spawn(driver);
+        let mut connection = connect(host, port, guard, security, ATTEMPT_TIMEOUT).await?;
         let authority = match url.port() {
             Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
             None => url.host_str().unwrap_or_default().to_owned(),

@@ -282,6 +282,26 @@ pub struct Settings {
     /// A PEM file of CA certificates trusted for webhooks over HTTPS, beside the system's.
     #[arg(long, env = "SKIFF_WEBHOOK_CA")]
     pub webhook_ca: Option<PathBuf>,
+    /// The ACME directory apps' automatic certificates (`skiff certs:auto`) come from.
+    #[arg(long, env = "SKIFF_ACME_DIRECTORY", default_value = skiff_controller::acme::LETS_ENCRYPT)]
+    pub acme_directory: String,
+    /// The address the ACME server may write to about the platform's certificates.
+    #[arg(long, env = "SKIFF_ACME_EMAIL")]
+    pub acme_email: Option<String>,
+    /// A PEM file of CA certificates trusted for the ACME server, beside the system's (a
+    /// private ACME server).
+    #[arg(long, env = "SKIFF_ACME_CA")]
+    pub acme_ca: Option<PathBuf>,
+    /// Seconds before expiry an automatic certificate is renewed.
+    #[arg(long, env = "SKIFF_ACME_RENEW_BEFORE", default_value_t = 30 * 24 * 3600)]
+    pub acme_renew_before: u64,
+    /// Seconds after a failed order before it is tried again; the wait doubles after each
+    /// failure, to a day.
+    #[arg(long, env = "SKIFF_ACME_RETRY", default_value_t = 60)]
+    pub acme_retry: u64,
+    /// Seconds between looks for certificates due (new domains and apps wake it at once).
+    #[arg(long, env = "SKIFF_ACME_INTERVAL", default_value_t = 30)]
+    pub acme_interval: u64,
     /// Networks that URLs given by tenants (app drains, app webhooks) may reach although they are
     /// loopback, private, link-local or otherwise internal: comma-separated addresses or
     /// blocks (`10.1.0.0/16,127.0.0.1`) [default: none].
@@ -529,7 +549,11 @@ pub async fn start(settings: &Settings, components: &[Component]) -> anyhow::Res
         let webhook_tls = skiff_service::outbound::tls_config(settings.webhook_ca.as_deref())
             .map_err(|e| anyhow::anyhow!("SKIFF_WEBHOOK_CA: {e}"));
         let webhook_tls = problems.note(webhook_tls)?;
-        Some((listener, controller_config(settings, &known, &addresses, &registry_url, &logger_url, webhook_tls)))
+        let acme_tls = skiff_service::outbound::tls_config(settings.acme_ca.as_deref())
+            .map_err(|e| anyhow::anyhow!("SKIFF_ACME_CA: {e}"));
+        let acme = acme_config(settings, problems.note(acme_tls)?);
+        let config = controller_config(settings, &known, &addresses, &registry_url, &logger_url, webhook_tls, acme);
+        Some((listener, config))
     });
     let router = router
         .map(|(http, https)| (http, https, router_config(settings, &known, syslog_address, ca.take(), &mut problems)));
@@ -704,6 +728,18 @@ fn logger_config(settings: &Settings, known: &Known, problems: &mut Problems) ->
     })
 }
 
+/// Where and how the controller orders certificates.
+fn acme_config(settings: &Settings, tls: Arc<rustls::ClientConfig>) -> skiff_controller::acme::AcmeConfig {
+    skiff_controller::acme::AcmeConfig {
+        directory: settings.acme_directory.clone(),
+        email: settings.acme_email.clone(),
+        renew_before: Duration::from_secs(settings.acme_renew_before),
+        first_retry: Duration::from_secs(settings.acme_retry.max(1)),
+        check_every: Duration::from_secs(settings.acme_interval.max(1)),
+        ..skiff_controller::acme::AcmeConfig::new(tls)
+    }
+}
+
 /// The controller's configuration.
 fn controller_config(
     settings: &Settings,
@@ -712,6 +748,7 @@ fn controller_config(
     registry_url: &str,
     logger_url: &str,
     webhook_tls: Arc<rustls::ClientConfig>,
+    acme: skiff_controller::acme::AcmeConfig,
 ) -> skiff_controller::ServiceConfig {
     let registry_host = settings.registry_address.clone().unwrap_or_else(|| {
         registry_url.split_once("://").map_or(registry_url, |(_, rest)| rest).trim_end_matches('/').to_owned()
@@ -743,6 +780,7 @@ fn controller_config(
         boot_timeout: Duration::from_secs(settings.boot_timeout.max(1)),
         release_timeout: Duration::from_secs(settings.release_timeout.max(1)),
         drain_period: Duration::from_secs(settings.drain_seconds),
+        acme,
     };
     let confinement = skiff_controller::scheduler::Confinement {
         networking: skiff_controller::scheduler::Networking {

@@ -66,13 +66,24 @@ pub enum Decision<'t> {
     Answer { app: &'t AppName, page: Page, hsts: u64 },
     /// To the app's backends.
     Forward { app: &'t AppName, backends: Backends, max_body: Option<u64>, hsts: u64 },
+    /// An ACME server checking a domain: the key authorization it expects.
+    Challenge(&'t str),
 }
+
+/// Where ACME servers look for HTTP-01 answers (RFC 8555 §8.3).
+pub const ACME_CHALLENGE_PATH: &str = "/.well-known/acme-challenge/";
 
 /// Decides where a request goes: a redirect to HTTPS for an app that asks for it, a
 /// refusal for a client the app does not admit, a 503 for an app in maintenance or without
 /// backends, else its backends. `hsts` is the `Strict-Transport-Security` max-age to add to
 /// the answer (0: none; only over HTTPS).
 pub fn decide<'t>(table: &'t Table, facts: &Facts<'_>) -> Decision<'t> {
+    // Before any redirect, refusal or maintenance page: the ACME server must get its answer.
+    if let Some(token) = facts.path.strip_prefix(ACME_CHALLENGE_PATH)
+        && let Some(answer) = table.challenge_answer(facts.host, token)
+    {
+        return Decision::Challenge(answer);
+    }
     let (lookup, policy) = table.lookup_with_policy(facts.host, facts.client);
     let tls = policy.map_or_else(Default::default, |p| p.tls);
     let hsts = if facts.https { tls.hsts_max_age } else { 0 };
@@ -355,7 +366,13 @@ mod tests {
         let mut guarded = route("guarded", backend());
         guarded.access = AccessPolicy { max_body_bytes: Some(10), allow: vec!["10.0.0.0/8".into()], deny: vec![] };
         let routes = vec![route("shop", backend()), route("idle", vec![]), secure, closed, guarded];
-        Table::from_snapshot(&RouteTable { version: 1, routes, certificates: Vec::new() })
+        let challenge = |domain: &str, token: &str| skiff_api::AcmeChallenge {
+            domain: domain.into(),
+            token: token.into(),
+            key_authorization: format!("{token}.thumbprint"),
+        };
+        let challenges = ["secure", "closed", "guarded"].map(|app| challenge(&format!("{app}.localhost"), app)).into();
+        Table::from_snapshot(&RouteTable { version: 1, routes, challenges, ..RouteTable::default() })
     }
 
     /// What a decision comes to, in a form a table can spell.
@@ -367,6 +384,7 @@ mod tests {
                 (page.status.as_u16(), extra, hsts)
             }
             Decision::Forward { app, max_body, hsts, .. } => (200, format!("{app} {max_body:?}"), hsts),
+            Decision::Challenge(answer) => (200, format!("answer {answer}"), 0),
         }
     }
 
@@ -379,7 +397,7 @@ mod tests {
         type Case<'a> = (&'a str, &'a str, IpAddr, bool, Option<u16>, Outcome<'a>);
         type Outcome<'a> = (u16, &'a str, u64);
         #[rustfmt::skip]
-        let cases: [Case<'_>; 15] = [
+        let cases: [Case<'_>; 20] = [
             ("shop.localhost", "/", outside, false, Some(8443), (200, "shop None", 0)),
             ("SHOP.localhost:8080", "/a?b", outside, false, None, (200, "shop None", 0)),
             ("nowhere.localhost", "/", outside, false, None, (0, "NoApp", 0)),
@@ -396,6 +414,13 @@ mod tests {
             ("guarded.localhost", "/", outside, false, None, (403, "", 0)),
             ("guarded.localhost", "/", inside, false, None, (200, "guarded Some(10)", 0)),
             ("guarded.localhost", "/", outside, true, Some(443), (403, "", 0)),
+            // ACME challenges are answered before HTTPS redirects, maintenance and refusals,
+            // for their own domain and token only.
+            ("secure.localhost:80", "/.well-known/acme-challenge/secure", outside, false, Some(443), (200, "answer secure.thumbprint", 0)),
+            ("closed.localhost", "/.well-known/acme-challenge/closed", outside, false, None, (200, "answer closed.thumbprint", 0)),
+            ("GUARDED.localhost", "/.well-known/acme-challenge/guarded", outside, false, None, (200, "answer guarded.thumbprint", 0)),
+            ("secure.localhost", "/.well-known/acme-challenge/closed", outside, false, Some(443), (308, "https://secure.localhost/.well-known/acme-challenge/closed", 0)),
+            ("shop.localhost", "/.well-known/acme-challenge/secure", outside, false, None, (200, "shop None", 0)),
         ];
         for (host, path, client, https, https_port, (status, what, hsts)) in cases {
             let facts = Facts { host, path, client, https, https_port };

@@ -587,6 +587,7 @@ impl Proxy {
             }
             Decision::Router(Endpoint::Ready) => return page(StatusCode::OK, "route table ok"),
             Decision::Router(Endpoint::NoApp) => return render(policy::no_app(host)),
+            Decision::Challenge(answer) => return page(StatusCode::OK, answer),
             Decision::Answer { app, page, hsts } => (app, render(page), hsts),
             Decision::Forward { app, backends, max_body, hsts } => {
                 canary = backends.canary();

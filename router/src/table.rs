@@ -258,6 +258,8 @@ pub struct Table {
     wildcards: Vec<(String, Arc<AppRoute>)>,
     /// What HTTPS clients are served, by the name they ask for.
     pub certificates: Certificates,
+    /// Answers to ACME HTTP-01 challenges, by domain and token.
+    challenges: HashMap<(String, String), String>,
 }
 
 impl Table {
@@ -312,7 +314,12 @@ impl Table {
         }
         wildcards.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
         let certificates = Certificates::from_routes(&snapshot.certificates);
-        Self { version: snapshot.version, hosts, wildcards, certificates }
+        let challenges = snapshot
+            .challenges
+            .iter()
+            .map(|c| ((c.domain.to_ascii_lowercase(), c.token.clone()), c.key_authorization.clone()))
+            .collect();
+        Self { version: snapshot.version, hosts, wildcards, certificates, challenges }
     }
 
     /// A fixed table from `HOST=ADDR[,ADDR…]` entries separated by spaces (a router that
@@ -337,7 +344,20 @@ impl Table {
                 canary: None,
             });
         }
-        Ok(Self::from_snapshot(&RouteTable { version: 1, routes, certificates: Vec::new() }))
+        Ok(Self::from_snapshot(&RouteTable { version: 1, routes, ..RouteTable::default() }))
+    }
+
+    /// The answer to an ACME HTTP-01 challenge for `host` (port allowed) and `token`, while
+    /// the controller has one under way.
+    pub fn challenge_answer(&self, host: &str, token: &str) -> Option<&str> {
+        if self.challenges.is_empty() {
+            return None;
+        }
+        let name = host
+            .rsplit_once(':')
+            .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+            .map_or(host, |(name, _)| name);
+        self.challenges.get(&(name.to_ascii_lowercase(), token.to_owned())).map(String::as_str)
     }
 
     /// Where a request for `host` (a `Host` header value, port allowed) goes.
@@ -424,6 +444,7 @@ mod tests {
                 },
             ],
             certificates: Vec::new(),
+            challenges: Vec::new(),
         }
     }
 

@@ -654,6 +654,56 @@ pub struct CertificateCreate {
     pub private_key: String,
 }
 
+/// `GET /v2/apps/{app}/acme`: whether an app's custom domains get certificates by
+/// themselves (ACME), and how each domain's is coming along.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct AutoCertificates {
+    /// Set with `PUT`, unset with `DELETE`.
+    pub enabled: bool,
+    /// The app's custom domains, by name (none while disabled).
+    pub domains: Vec<AutoCertificate>,
+}
+
+/// Where a domain's automatic certificate is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum AutoCertificateState {
+    /// Not ordered yet, or an order is waiting for the ACME server.
+    Pending,
+    /// Issued and served; renewed before it expires.
+    Valid,
+    /// The last attempt failed; it is tried again at `next_attempt_at`.
+    Failed,
+}
+
+/// One domain's automatic certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct AutoCertificate {
+    pub domain: String,
+    pub state: AutoCertificateState,
+    /// Whether an order is under way at the ACME server (it goes on after a restart).
+    pub ordering: bool,
+    /// Until when the certificate served for it is valid (RFC 3339), once one was issued.
+    pub valid_until: Option<String>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// When it is ordered (or renewed) next, RFC 3339.
+    pub next_attempt_at: Option<String>,
+}
+
+/// An answer to an ACME HTTP-01 challenge, in the route feed: the router answers
+/// `GET http://{domain}/.well-known/acme-challenge/{token}` with `key_authorization`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct AcmeChallenge {
+    pub domain: String,
+    pub token: String,
+    pub key_authorization: String,
+}
+
 /// `GET /v2/routes?after=N`: the whole route table at a version. The call waits until the
 /// table's version differs from `after` (or a timeout passes), so a loop of calls is a
 /// stream of changes.
@@ -667,6 +717,9 @@ pub struct RouteTable {
     /// The certificates attached to apps' domains.
     #[serde(default)]
     pub certificates: Vec<RouteCertificate>,
+    /// Answers to ACME challenges under way.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub challenges: Vec<AcmeChallenge>,
 }
 
 /// Where a log line came from.

@@ -10,11 +10,11 @@ use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 
 use skiff_api::{
-    AccessPolicy, AppSource, AppSourceCreate, BuildTrigger, Canary, CanaryCreate, CanarySamples, Certificate,
-    CertificateCreate, CronCreate, CronJob, CronRun, Domain, DomainCreate, Drain, DrainCreate, Event, Healthcheck,
-    Limits, Maintenance, Pipeline, PipelineCoupling, PipelineCreate, PipelineName, PlatformStatus, ProcessType,
-    Promotion, ReviewApp, ReviewAppGrant, ReviewAppPush, ReviewAppSettings, SettingsChange, SourceBuildAnswer, Stage,
-    TlsSettings, UserRef, Webhook, WebhookCreate, WebhookDelivery,
+    AccessPolicy, AppSource, AppSourceCreate, AutoCertificates, BuildTrigger, Canary, CanaryCreate, CanarySamples,
+    Certificate, CertificateCreate, CronCreate, CronJob, CronRun, Domain, DomainCreate, Drain, DrainCreate, Event,
+    Healthcheck, Limits, Maintenance, Pipeline, PipelineCoupling, PipelineCreate, PipelineName, PlatformStatus,
+    ProcessType, Promotion, ReviewApp, ReviewAppGrant, ReviewAppPush, ReviewAppSettings, SettingsChange,
+    SourceBuildAnswer, Stage, TlsSettings, UserRef, Webhook, WebhookCreate, WebhookDelivery,
 };
 use skiff_api::{
     App, AppCreate, AppName, Build, BuildCreate, BuildRecorded, ConfigChange, ConfigChanged, Credentials, DeployImage,
@@ -296,6 +296,21 @@ impl Client {
 
     pub async fn detach_cert(&self, app: &AppName, name: &str, domain: &str) -> Result<(), ClientError> {
         self.delete(&format!("/v2/apps/{app}/certs/{name}/domains/{domain}")).await
+    }
+
+    /// Whether the app's custom domains get certificates by themselves, and each one's state.
+    pub async fn auto_certs(&self, app: &AppName) -> Result<AutoCertificates, ClientError> {
+        self.get(&format!("/v2/apps/{app}/acme")).await
+    }
+
+    /// Has every custom domain of the app get a certificate from the platform's ACME server.
+    pub async fn enable_auto_certs(&self, app: &AppName) -> Result<AutoCertificates, ClientError> {
+        self.send(self.request(Method::PUT, &format!("/v2/apps/{app}/acme"))).await
+    }
+
+    /// Stops ordering and renewing certificates for the app.
+    pub async fn disable_auto_certs(&self, app: &AppName) -> Result<(), ClientError> {
+        self.delete(&format!("/v2/apps/{app}/acme")).await
     }
 
     pub async fn access(&self, app: &AppName) -> Result<AccessPolicy, ClientError> {

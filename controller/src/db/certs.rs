@@ -2,6 +2,49 @@
 
 use super::*;
 
+/// What storing a certificate does when the app has one by that name already.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum SameName {
+    /// Nothing (no row changes).
+    Keep,
+    /// Replaces it, keeping its id (which the statement returns).
+    Replace,
+}
+
+/// The statement that stores an app's certificate (its names as JSON).
+pub(super) fn insert_cert<'q>(
+    same_name: SameName,
+    app_id: i64,
+    cert: &'q Certificate,
+    chain_pem: &'q str,
+    key_pem: &'q str,
+) -> Result<sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>, DbError> {
+    let names = serde_json::to_string(&cert.names).map_err(|e| DbError::Corrupt(e.to_string()))?;
+    let sql = match same_name {
+        SameName::Keep => {
+            "INSERT INTO certs (app_id, name, chain_pem, key_pem, common_name, names, expires_at, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (app_id, name) DO NOTHING"
+        }
+        SameName::Replace => {
+            "INSERT INTO certs (app_id, name, chain_pem, key_pem, common_name, names, expires_at, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (app_id, name) DO UPDATE SET chain_pem = excluded.chain_pem, key_pem = excluded.key_pem,
+               common_name = excluded.common_name, names = excluded.names, expires_at = excluded.expires_at,
+               created_at = excluded.created_at
+             RETURNING id"
+        }
+    };
+    Ok(sqlx::query(sql)
+        .bind(app_id)
+        .bind(&cert.name)
+        .bind(chain_pem)
+        .bind(key_pem)
+        .bind(&cert.common_name)
+        .bind(names)
+        .bind(&cert.expires_at)
+        .bind(&cert.created_at))
+}
+
 impl Db {
     /// Stores a certificate (already checked); `false` when the app has one by that name.
     pub async fn add_cert(
@@ -11,22 +54,7 @@ impl Db {
         chain_pem: &str,
         key_pem: &str,
     ) -> Result<bool, DbError> {
-        let names = serde_json::to_string(&cert.names).map_err(|e| DbError::Corrupt(e.to_string()))?;
-        self.changed(
-            sqlx::query(
-                "INSERT INTO certs (app_id, name, chain_pem, key_pem, common_name, names, expires_at, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (app_id, name) DO NOTHING",
-            )
-            .bind(app_id)
-            .bind(&cert.name)
-            .bind(chain_pem)
-            .bind(key_pem)
-            .bind(&cert.common_name)
-            .bind(names)
-            .bind(&cert.expires_at)
-            .bind(&cert.created_at),
-        )
-        .await
+        self.changed(insert_cert(SameName::Keep, app_id, cert, chain_pem, key_pem)?).await
     }
 
     /// Removes an app's certificate (and its attachments); `false` when it had none by that name.

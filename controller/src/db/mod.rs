@@ -20,6 +20,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, any::AnyPoolOptions};
 
+mod acme;
 mod apps;
 mod builds;
 mod canaries;
@@ -37,6 +38,7 @@ mod stacks;
 mod users;
 mod webhooks;
 
+pub use acme::DueDomain;
 pub use canaries::CanaryRow;
 pub use cron::{CronJobRow, NewCronJob};
 pub use pipelines::{PipelineRow, ReviewAppRow};
@@ -57,6 +59,7 @@ const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0010_webhooks.sql"),
     include_str!("../../migrations/postgres/0011_cron.sql"),
     include_str!("../../migrations/postgres/0012_app_sources.sql"),
+    include_str!("../../migrations/postgres/0013_acme.sql"),
 ];
 
 /// SQLite migrations, applied in order once each.
@@ -78,6 +81,7 @@ const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0015_webhooks.sql"),
     include_str!("../../migrations/sqlite/0016_cron.sql"),
     include_str!("../../migrations/sqlite/0017_app_sources.sql"),
+    include_str!("../../migrations/sqlite/0018_acme.sql"),
 ];
 
 /// A database failure.

@@ -3,7 +3,7 @@
 
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use skiff_api::{Certificate, CertificateCreate, TlsSettings};
+use skiff_api::{AutoCertificates, Certificate, CertificateCreate, TlsSettings};
 
 use crate::db::{AppRow, UserRow, now};
 use crate::error::ApiError;
@@ -23,6 +23,8 @@ pub struct Inspected {
     pub names: Vec<String>,
     /// RFC 3339.
     pub expires_at: String,
+    /// How long it is valid from first to last, in seconds.
+    pub lifetime_secs: i64,
 }
 
 /// What is wrong with an uploaded certificate, in words for the person who uploaded it.
@@ -96,7 +98,8 @@ pub fn inspect(chain_pem: &str, key_pem: &str, now: i64) -> Result<Inspected, Ce
     if names.is_empty() && !common_name.is_empty() {
         names.push(common_name.to_ascii_lowercase());
     }
-    Ok(Inspected { common_name, names, expires_at })
+    let lifetime_secs = not_after - cert.validity().not_before.timestamp();
+    Ok(Inspected { common_name, names, expires_at, lifetime_secs })
 }
 
 /// Whether a certificate for `names` is valid for `domain`: an exact name, or a wildcard
@@ -200,6 +203,38 @@ impl Certificates<'_> {
         }
         let message = format!("{} detached certificate {name} from {domain}", user.username);
         c.announce_change(&app.name, Event::new(EventKind::Domain, message).by(&user.username)).await;
+        Ok(())
+    }
+
+    /// Whether the app's custom domains get certificates by themselves, and each one's.
+    pub async fn auto(&self, app: &AppRow) -> Result<AutoCertificates, ApiError> {
+        let c = self.0;
+        let enabled = c.db.acme_enabled(app.id).await?;
+        let domains = if enabled { c.db.auto_certificates(app.id).await? } else { Vec::new() };
+        Ok(AutoCertificates { enabled, domains })
+    }
+
+    /// Has every custom domain of the app (and each one added later) get a certificate from
+    /// the platform's ACME server, renewed before it expires.
+    pub async fn enable_auto(&self, user: &UserRow, app: &AppRow) -> Result<AutoCertificates, ApiError> {
+        let c = self.0;
+        if c.db.enable_acme(app.id).await? {
+            let message =
+                format!("{} turned on automatic certificates (from {})", user.username, c.config.acme.directory);
+            c.events.emit(&app.name, Event::new(EventKind::Domain, message).by(&user.username)).await;
+            c.acme_wake.notify_one();
+        }
+        self.auto(app).await
+    }
+
+    /// Stops ordering and renewing certificates for the app; those issued are served until
+    /// removed (`skiff certs:remove auto-DOMAIN`).
+    pub async fn disable_auto(&self, user: &UserRow, app: &AppRow) -> Result<(), ApiError> {
+        let c = self.0;
+        if c.db.disable_acme(app.id).await? {
+            let message = format!("{} turned off automatic certificates", user.username);
+            c.announce_change(&app.name, Event::new(EventKind::Domain, message).by(&user.username)).await;
+        }
         Ok(())
     }
 

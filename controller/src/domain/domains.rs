@@ -44,6 +44,8 @@ impl Domains<'_> {
         }
         let message = format!("{} added domain {domain}", user.username);
         c.announce_change(&app.name, Event::new(EventKind::Domain, message).by(&user.username)).await;
+        // With automatic certificates, it gets one.
+        c.acme_wake.notify_one();
         Ok(())
     }
 
@@ -54,6 +56,8 @@ impl Domains<'_> {
         if !c.db.remove_domain(app.id, &domain).await? {
             return Err(ApiError::NotFound(format!("{} has no domain {domain}; see `skiff domains`", app.name)));
         }
+        // Its automatic certificate is of no more use (one of the user's own stays).
+        c.db.remove_cert(app.id, &crate::acme::certificate_name(&domain)).await?;
         let message = format!("{} removed domain {domain}", user.username);
         c.announce_change(&app.name, Event::new(EventKind::Domain, message).by(&user.username)).await;
         Ok(())

@@ -1,5 +1,6 @@
 //! `/v2/apps/{app}/certs` (upload a PEM chain and key, attach to and detach from the app's
-//! domains, remove) and `/v2/apps/{app}/tls` (force HTTPS, HSTS).
+//! domains, remove), `/v2/apps/{app}/acme` (certificates by themselves) and
+//! `/v2/apps/{app}/tls` (force HTTPS, HSTS).
 
 use std::sync::Arc;
 
@@ -7,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use skiff_api::{Certificate, CertificateCreate, DomainCreate, TlsSettings};
+use skiff_api::{AutoCertificates, Certificate, CertificateCreate, DomainCreate, TlsSettings};
 
 use super::extract::VisibleApp;
 use crate::error::ApiError;
@@ -19,6 +20,7 @@ pub(super) fn routes() -> Router<Arc<Controller>> {
         .route("/v2/apps/{app}/certs/{name}", delete(remove))
         .route("/v2/apps/{app}/certs/{name}/domains", post(attach))
         .route("/v2/apps/{app}/certs/{name}/domains/{domain}", delete(detach))
+        .route("/v2/apps/{app}/acme", get(auto).put(enable_auto).delete(disable_auto))
         .route("/v2/apps/{app}/tls", get(tls).put(set_tls))
 }
 
@@ -62,6 +64,28 @@ async fn detach(
     Path((_, name, domain)): Path<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
     c.certificates().detach(&user, &app, &name, &domain).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn auto(
+    State(c): State<Arc<Controller>>,
+    VisibleApp { app, .. }: VisibleApp,
+) -> Result<Json<AutoCertificates>, ApiError> {
+    Ok(Json(c.certificates().auto(&app).await?))
+}
+
+async fn enable_auto(
+    State(c): State<Arc<Controller>>,
+    VisibleApp { user, app }: VisibleApp,
+) -> Result<Json<AutoCertificates>, ApiError> {
+    Ok(Json(c.certificates().enable_auto(&user, &app).await?))
+}
+
+async fn disable_auto(
+    State(c): State<Arc<Controller>>,
+    VisibleApp { user, app }: VisibleApp,
+) -> Result<StatusCode, ApiError> {
+    c.certificates().disable_auto(&user, &app).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -293,6 +293,23 @@ pub const OPERATIONS: &[Operation] = &[
     ),
     op(
         "get",
+        "/v2/apps/{app}/acme",
+        User,
+        "Whether the app's custom domains get certificates by themselves (ACME), and each one's state",
+        None,
+        Json(200, of::<w::AutoCertificates>),
+    ),
+    op(
+        "put",
+        "/v2/apps/{app}/acme",
+        User,
+        "Have every custom domain of the app get a certificate from the ACME server, renewed before expiry",
+        None,
+        Json(200, of::<w::AutoCertificates>),
+    ),
+    op("delete", "/v2/apps/{app}/acme", User, "Stop ordering and renewing certificates for the app", None, Empty(204)),
+    op(
+        "get",
         "/v2/apps/{app}/access",
         User,
         "Show what the router lets through (body limit, allowed and denied addresses)",

@@ -452,7 +452,8 @@ impl Scheduler {
             .filter(|(cert, _, _)| !cert.domains.is_empty())
             .map(|(cert, chain_pem, key_pem)| RouteCertificate { hosts: cert.domains, chain_pem, key_pem })
             .collect();
-        if self.routes.publish(routes, certificates) {
+        let challenges = self.db.acme_challenges().await?;
+        if self.routes.publish(routes, certificates, challenges) {
             // Other replicas look again at once rather than at their next interval.
             self.coordination.announce().await;
         }

@@ -286,6 +286,7 @@ async fn delivery_queries(db: &Db, app: &AppRow, bob: &UserRow) {
     canary_queries(db, app, bob).await;
     webhook_queries(db, app).await;
     cron_queries(db, app).await;
+    acme_queries(db, app).await;
     source_queries(db, app, bob).await;
 }
 
@@ -426,6 +427,95 @@ async fn webhook_queries(db: &Db, app: &AppRow) {
     assert!(!db.remove_webhook(Some(app), hook.id).await.unwrap());
     assert!(db.remove_webhook(None, platform.id).await.unwrap());
     assert!(db.due_deliveries(i64::MAX, 10).await.unwrap().is_empty(), "their queues went with them");
+}
+
+async fn acme_queries(db: &Db, app: &AppRow) {
+    use skiff_api::{AcmeChallenge, AutoCertificateState, Certificate};
+    // One orderer at a time: the lease is taken while free or lapsed, renewed by its holder.
+    assert!(db.take_acme_lease("a", 1000, 2000).await.unwrap());
+    assert!(!db.take_acme_lease("b", 1500, 2500).await.unwrap(), "held by a");
+    assert!(db.take_acme_lease("a", 1500, 3000).await.unwrap(), "renewed by its holder");
+    assert!(db.take_acme_lease("b", 3000, 4000).await.unwrap(), "lapsed");
+    assert!(!db.take_acme_lease("a", 3100, 4100).await.unwrap());
+    // One account per directory, replaced when made again.
+    assert_eq!(db.acme_account("https://ca.test/dir").await.unwrap(), None);
+    db.save_acme_account("https://ca.test/dir", "v1.first").await.unwrap();
+    db.save_acme_account("https://ca.test/dir", "v1.second").await.unwrap();
+    assert_eq!(db.acme_account("https://ca.test/dir").await.unwrap().as_deref(), Some("v1.second"));
+
+    for domain in ["www.acme.test", "api.acme.test", "*.acme.test"] {
+        assert!(db.add_domain(app.id, domain).await.unwrap());
+    }
+    assert!(db.due_acme_domains(i64::MAX).await.unwrap().is_empty(), "not asked for");
+    assert!(db.enable_acme(app.id).await.unwrap());
+    assert!(!db.enable_acme(app.id).await.unwrap(), "on already");
+    let due: Vec<String> = db.due_acme_domains(0).await.unwrap().into_iter().map(|d| d.domain).collect();
+    assert_eq!(due, ["api.acme.test", "www.acme.test"], "never tried, due at once; no wildcard");
+    db.record_acme_order("www.acme.test", "https://ca.test/order/1", 5000).await.unwrap();
+    db.add_acme_challenge(&AcmeChallenge {
+        domain: "www.acme.test".into(),
+        token: "tok".into(),
+        key_authorization: "tok.print".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(db.acme_challenges().await.unwrap().len(), 1);
+    db.record_acme_failure("api.acme.test", "connection refused", 9000, false).await.unwrap();
+    let due = db.due_acme_domains(6000).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(
+        (due[0].domain.as_str(), due[0].order_url.as_deref()),
+        ("www.acme.test", Some("https://ca.test/order/1"))
+    );
+    let api = db.due_acme_domains(9000).await.unwrap().into_iter().find(|d| d.domain == "api.acme.test").unwrap();
+    assert_eq!((api.failures, api.renewal, api.order_url), (1, false, None));
+
+    let cert = Certificate {
+        name: "auto-www.acme.test".into(),
+        common_name: String::new(),
+        names: vec!["www.acme.test".into()],
+        domains: Vec::new(),
+        expires_at: "2027-03-01T00:00:00Z".into(),
+        created_at: "2026-12-01T00:00:00Z".into(),
+    };
+    db.record_acme_certificate(app.id, "www.acme.test", &cert, "CHAIN", "KEY", 100_000).await.unwrap();
+    let renewed = Certificate { expires_at: "2027-06-01T00:00:00Z".into(), ..cert };
+    db.record_acme_certificate(app.id, "www.acme.test", &renewed, "CHAIN2", "KEY2", 200_000).await.unwrap();
+    assert!(db.acme_challenges().await.unwrap().is_empty(), "answered");
+    let kept = db.certs(app.id).await.unwrap().into_iter().find(|c| c.name == "auto-www.acme.test").unwrap();
+    assert_eq!((kept.domains, kept.expires_at.as_str()), (vec!["www.acme.test".to_owned()], "2027-06-01T00:00:00Z"));
+    let auto = db.auto_certificates(app.id).await.unwrap();
+    let states: Vec<_> =
+        auto.iter().map(|a| (a.domain.as_str(), a.state, a.ordering, a.last_error.as_deref())).collect();
+    assert_eq!(
+        states,
+        [
+            ("api.acme.test", AutoCertificateState::Failed, false, Some("connection refused")),
+            ("www.acme.test", AutoCertificateState::Valid, false, None),
+        ]
+    );
+    assert_eq!(auto[1].valid_until.as_deref(), Some("2027-06-01T00:00:00Z"));
+    let www = db.due_acme_domains(200_000).await.unwrap().into_iter().find(|d| d.domain == "www.acme.test").unwrap();
+    assert!(www.renewal && www.failures == 0, "due for renewal: {www:?}");
+    // A failed renewal that may still finish keeps its order.
+    db.record_acme_order("www.acme.test", "https://ca.test/order/2", 0).await.unwrap();
+    db.record_acme_failure("www.acme.test", "timed out", 300_000, true).await.unwrap();
+    let www = db.due_acme_domains(300_000).await.unwrap().into_iter().find(|d| d.domain == "www.acme.test").unwrap();
+    assert_eq!((www.order_url.as_deref(), www.failures), (Some("https://ca.test/order/2"), 1));
+
+    assert!(db.remove_domain(app.id, "api.acme.test").await.unwrap());
+    assert_eq!(db.auto_certificates(app.id).await.unwrap().len(), 1, "its progress went with it");
+    assert!(db.disable_acme(app.id).await.unwrap());
+    assert!(!db.disable_acme(app.id).await.unwrap());
+    assert!(!db.acme_enabled(app.id).await.unwrap());
+    assert!(db.due_acme_domains(i64::MAX).await.unwrap().is_empty());
+    assert!(db.enable_acme(app.id).await.unwrap());
+    assert_eq!(db.auto_certificates(app.id).await.unwrap()[0].state, AutoCertificateState::Pending, "starts over");
+    assert!(db.disable_acme(app.id).await.unwrap());
+    for domain in ["www.acme.test", "*.acme.test"] {
+        assert!(db.remove_domain(app.id, domain).await.unwrap());
+    }
+    assert!(db.remove_cert(app.id, "auto-www.acme.test").await.unwrap());
 }
 
 async fn canary_queries(db: &Db, app: &AppRow, bob: &UserRow) {

@@ -52,6 +52,7 @@ pub(crate) fn config(drain_period: Duration) -> Arc<Config> {
         boot_timeout: Duration::from_secs(1),
         release_timeout: Duration::from_secs(1),
         drain_period,
+        acme: skiff_controller::acme::AcmeConfig::new(skiff_service::outbound::tls_config(None).unwrap()),
     })
 }
 

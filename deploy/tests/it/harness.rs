@@ -148,6 +148,12 @@ impl Platform {
             max_log_message: skiff_logger::syslog::DEFAULT_MAX_MESSAGE,
             drain_ca: None,
             webhook_ca: None,
+            acme_directory: skiff_controller::acme::LETS_ENCRYPT.to_owned(),
+            acme_email: None,
+            acme_ca: None,
+            acme_renew_before: 30 * 24 * 3600,
+            acme_retry: 60,
+            acme_interval: 30,
             clock: Default::default(),
             drain_rate: 1000,
             // The tests' drain receivers listen on loopback.

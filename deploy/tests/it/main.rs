@@ -2,6 +2,7 @@
 //! real `skiff` CLI code, the real `git` over the real OpenSSH client, the real Docker
 //! engine and HTTP through the router.
 
+mod acme;
 mod api;
 mod backups;
 mod builds;

@@ -185,6 +185,7 @@ async fn access_policies_refuse_addresses_and_oversized_bodies() {
                 canary: None,
             }],
             certificates: Vec::new(),
+            challenges: Vec::new(),
         })
     };
     let router = router(table(&["10.0.0.0/8"], &[], None)).await;

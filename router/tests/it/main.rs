@@ -44,6 +44,7 @@ fn snapshot(version: u64, routes: &[(&str, Vec<SocketAddr>)]) -> Table {
             })
             .collect(),
         certificates: Vec::new(),
+        challenges: Vec::new(),
     })
 }
 
@@ -207,7 +208,7 @@ async fn a_trusted_proxys_forwarded_headers_are_kept_and_name_the_client() {
     assert!(body.contains("x-forwarded-proto: https") && body.contains("x-forwarded-port: 443"), "{body}");
 
     // Access rules apply to the client the trusted proxy names, not to the proxy.
-    let mut table = RouteTable { version: 2, routes: Vec::new(), certificates: Vec::new() };
+    let mut table = RouteTable { version: 2, ..RouteTable::default() };
     table.routes.push(Route {
         app: "shop".parse().unwrap(),
         hosts: vec!["shop.localhost".into()],

@@ -75,6 +75,7 @@ async fn https_serves_each_domain_its_certificate_and_the_default_to_the_rest() 
             RouteCertificate { hosts: vec!["www.shop.test".into()], chain_pem: shop_cert, key_pem: shop_key },
             RouteCertificate { hosts: vec!["*.blog.test".into()], chain_pem: blog_cert, key_pem: blog_key },
         ],
+        challenges: Vec::new(),
     });
     let table = Arc::new(ArcSwap::from_pointee(table));
     let (http, https) =
@@ -143,6 +144,7 @@ async fn the_local_ca_issues_certificates_for_routed_names() {
             canary: None,
         }],
         certificates: Vec::new(),
+        challenges: Vec::new(),
     });
     let table = Arc::new(ArcSwap::from_pointee(table));
     let (http, https) =

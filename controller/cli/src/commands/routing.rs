@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Subcommand;
-use skiff_api::{AccessPolicy, CertificateCreate, TlsSettings};
+use skiff_api::{AccessPolicy, AutoCertificateState, AutoCertificates, CertificateCreate, TlsSettings};
 
 use crate::Context;
 use crate::args::{AppArg, BodyLimit, JsonArg, parse_body_limit};
@@ -66,6 +66,20 @@ pub(crate) enum RoutingVerb {
     CertsDetach {
         name: String,
         domain: String,
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// Get certificates for every custom domain of an app, and each one added later, from the platform's ACME server (renewed before expiry).
+    #[command(name = "certs:auto")]
+    CertsAuto {
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Stop ordering and renewing certificates for an app (those issued are served until removed).
+    #[command(name = "certs:auto:disable")]
+    CertsAutoDisable {
         #[command(flatten)]
         app: AppArg,
     },
@@ -167,7 +181,8 @@ pub(crate) async fn execute(
             Ok(())
         }
         RoutingVerb::Certs { app, json: flag } => {
-            let certs = client(context)?.certs(&app_name(context, app)?).await?;
+            let (client, app) = (client(context)?, app_name(context, app)?);
+            let certs = client.certs(&app).await?;
             if flag.json {
                 return json(out, &certs);
             }
@@ -175,7 +190,28 @@ pub(crate) async fn execute(
                 .iter()
                 .map(|c| vec![c.name.clone(), c.names.join(", "), c.domains.join(", "), ago(&c.expires_at)])
                 .collect();
-            table(out, context.colour, &["NAME", "COVERS", "SERVED FOR", "EXPIRES"], rows)
+            table(out, context.colour, &["NAME", "COVERS", "SERVED FOR", "EXPIRES"], rows)?;
+            let auto = client.auto_certs(&app).await?;
+            if auto.enabled {
+                writeln!(out)?;
+                report_auto_certs(out, context, &app, &auto)?;
+            }
+            Ok(())
+        }
+        RoutingVerb::CertsAuto { app, json: flag } => {
+            let app = app_name(context, app)?;
+            let auto = client(context)?.enable_auto_certs(&app).await?;
+            if flag.json {
+                return json(out, &auto);
+            }
+            report_auto_certs(out, context, &app, &auto)
+        }
+        RoutingVerb::CertsAutoDisable { app } => {
+            let app = app_name(context, app)?;
+            client(context)?.disable_auto_certs(&app).await?;
+            writeln!(out, "Automatic certificates are off for {app}: none is ordered or renewed")?;
+            writeln!(out, "Those issued are served until they expire or `skiff certs:remove auto-DOMAIN`")?;
+            Ok(())
         }
         RoutingVerb::CertsAdd { name, certificate, key, app } => {
             let app = app_name(context, app)?;
@@ -283,4 +319,34 @@ pub(crate) fn report_tls(out: &mut impl Write, tls: &TlsSettings) -> anyhow::Res
     let hsts = if tls.hsts_max_age > 0 { format!("max-age={}", tls.hsts_max_age) } else { "off".into() };
     writeln!(out, "{https}; HSTS {hsts}")?;
     Ok(())
+}
+
+/// Automatic certificates: on, and each custom domain's state.
+fn report_auto_certs(
+    out: &mut impl Write,
+    context: &Context,
+    app: &skiff_api::AppName,
+    auto: &AutoCertificates,
+) -> anyhow::Result<()> {
+    writeln!(out, "Automatic certificates are on for {app} (ACME)")?;
+    if auto.domains.is_empty() {
+        writeln!(out, "{app} has no custom domain yet; each one added with `skiff domains:add` gets a certificate")?;
+        return Ok(());
+    }
+    let rows = auto
+        .domains
+        .iter()
+        .map(|d| {
+            let state = match (d.state, d.ordering) {
+                (AutoCertificateState::Pending, true) => "pending (ordered)".to_owned(),
+                (state, _) => {
+                    serde_json::to_value(state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+                }
+            };
+            let valid_until = d.valid_until.as_deref().map_or_else(|| "-".to_owned(), ago);
+            let next = d.next_attempt_at.as_deref().map_or_else(|| "now".to_owned(), ago);
+            vec![d.domain.clone(), state, valid_until, next, d.last_error.clone().unwrap_or_default()]
+        })
+        .collect();
+    table(out, context.colour, &["DOMAIN", "STATE", "VALID UNTIL", "NEXT", "LAST ERROR"], rows)
 }
