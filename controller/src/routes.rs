@@ -2,9 +2,13 @@
 //! any change bumps the version. Readers long-poll with the version they have and get the
 //! table as soon as it differs (or after a timeout), so a loop of reads is a change stream.
 //! The version a reader asks after is the one it has: that tells when a table reached a
-//! router (an ACME challenge's answer must have before the ACME server checks it).
+//! router (an ACME challenge's answer must have before the ACME server checks it). Routers
+//! name themselves as they read, so the controller knows which follow it
+//! (`skiff platform:status`).
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use skiff_api::{AcmeChallenge, Route, RouteCertificate, RouteTable};
 use tokio::sync::watch;
@@ -15,13 +19,32 @@ pub struct RouteFeed {
     table: watch::Sender<RouteTable>,
     /// The newest version a reader has said it holds.
     taken: watch::Sender<u64>,
+    /// Routers that read the feed, by the name they give.
+    readers: Mutex<HashMap<String, Reader>>,
 }
+
+/// A router that reads the feed, when it last asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reader {
+    /// The name it gives (its HTTP address).
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// The table version it said it holds.
+    pub holds: u64,
+    /// When it last asked.
+    pub asked: Instant,
+}
+
+/// How long a reader that stopped asking is still listed.
+const FORGET_READERS_AFTER: Duration = Duration::from_secs(3600);
 
 impl Default for RouteFeed {
     fn default() -> Self {
         Self {
             table: watch::Sender::new(RouteTable { version: 1, ..RouteTable::default() }),
             taken: watch::Sender::new(0),
+            readers: Mutex::default(),
         }
     }
 }
@@ -54,6 +77,23 @@ impl RouteFeed {
     /// The current table.
     pub fn current(&self) -> RouteTable {
         self.table.borrow().clone()
+    }
+
+    /// Notes that the router `name` (at `version`) holds table `holds`, and forgets
+    /// routers that have not asked for a long while.
+    pub fn note_reader(&self, name: &str, version: &str, holds: u64) {
+        let mut readers = self.readers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let asked = Instant::now();
+        readers.retain(|_, reader| asked.duration_since(reader.asked) < FORGET_READERS_AFTER);
+        readers.insert(name.to_owned(), Reader { name: name.to_owned(), version: version.to_owned(), holds, asked });
+    }
+
+    /// The routers that read the feed lately, by name.
+    pub fn readers(&self) -> Vec<Reader> {
+        let readers = self.readers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut listed: Vec<Reader> = readers.values().cloned().collect();
+        listed.sort_by(|a, b| a.name.cmp(&b.name));
+        listed
     }
 
     /// The table once its version differs from `after`, or the current one after `wait`.

@@ -11,13 +11,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::table::Table;
 
-/// Long-polls the controller until `shutdown`, swapping in each new table.
-pub async fn follow(client: Client, table: Arc<ArcSwap<Table>>, shutdown: CancellationToken) {
+/// Long-polls the controller until `shutdown`, swapping in each new table; `name` (the
+/// router's address) tells the controller who follows it.
+pub async fn follow(client: Client, table: Arc<ArcSwap<Table>>, name: String, shutdown: CancellationToken) {
     let mut backoff = Duration::from_millis(100);
     loop {
         let version = table.load().version;
         let next = tokio::select! {
-            next = client.routes(version) => next,
+            next = client.routes(version, &name, skiff_service::VERSION) => next,
             () = shutdown.cancelled() => return,
         };
         match next {

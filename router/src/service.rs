@@ -57,7 +57,8 @@ pub async fn run(
             let reporting = client.clone();
             let stopped = shutdown.clone();
             tasks.spawn(async move { counts.report(reporting, stopped).await });
-            tasks.spawn(crate::feed::follow(client, table.clone(), shutdown.clone()));
+            let name = http.local_addr().map_or_else(|_| "router".to_owned(), |a| format!("http://{a}"));
+            tasks.spawn(crate::feed::follow(client, table.clone(), name, shutdown.clone()));
             table
         }
     };

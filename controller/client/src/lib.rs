@@ -604,9 +604,11 @@ impl Client {
         self.send(request).await
     }
 
-    /// The route table once its version differs from `after` (service token).
-    pub async fn routes(&self, after: u64) -> Result<RouteTable, ClientError> {
-        let request = self.request(Method::GET, &format!("/v2/routes?after={after}")).timeout(Duration::from_secs(60));
+    /// The route table once its version differs from `after` (service token), for the
+    /// router named `router` (its address) at `version`.
+    pub async fn routes(&self, after: u64, router: &str, version: &str) -> Result<RouteTable, ClientError> {
+        let query = [("after", after.to_string()), ("router", router.to_owned()), ("version", version.to_owned())];
+        let request = self.request(Method::GET, "/v2/routes").query(&query).timeout(Duration::from_secs(60));
         self.send(request).await
     }
 

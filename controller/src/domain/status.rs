@@ -1,5 +1,5 @@
 //! The platform at a glance, for operators (`skiff platform:status`): every component's
-//! readiness and version, the queues that grow when something downstream is slow
+//! readiness and version (routers: those that follow this controller's route feed), the queues that grow when something downstream is slow
 //! (webhook deliveries, drained log lines), the certificate that expires first, and how
 //! much the data directory holds.
 
@@ -14,6 +14,9 @@ use crate::state::Controller;
 
 /// How long each component may take to answer.
 const ASK_TIMEOUT: Duration = Duration::from_secs(3);
+/// The longest a router that follows the route feed goes without asking (it asks again as
+/// each long poll ends, and they last 25 s).
+const ROUTER_ASKS_WITHIN: Duration = Duration::from_secs(60);
 /// The most directory entries counted for the data directory's size.
 const MAX_ENTRIES: usize = 1_000_000;
 
@@ -67,6 +70,7 @@ impl Controller {
         for (name, url) in others {
             components.push(self.component(name, url).await);
         }
+        components.extend(self.routers());
         let drains = self.logger_request(reqwest::Method::GET, "/v2/drains").timeout(ASK_TIMEOUT).send().await;
         let drain_lines_queued = match drains {
             Ok(answer) => answer.json::<Vec<DrainStatus>>().await.ok().map(|d| d.iter().map(|s| s.queued).sum()),
@@ -89,6 +93,37 @@ impl Controller {
             soonest_certificate,
             data_dir_bytes,
         })
+    }
+
+    /// The routers that follow this controller's route feed: ready while they keep asking
+    /// (a router asks again at least every [`ROUTER_ASKS_WITHIN`]).
+    fn routers(&self) -> Vec<ComponentStatus> {
+        let current = self.routes.current().version;
+        self.routes
+            .readers()
+            .into_iter()
+            .map(|reader| {
+                let silent = reader.asked.elapsed();
+                let ready = silent <= ROUTER_ASKS_WITHIN;
+                let table = if reader.holds == current {
+                    format!("route table v{current} (current)")
+                } else {
+                    format!("route table v{} (current v{current})", reader.holds)
+                };
+                let detail = if ready {
+                    format!("{table}; following the route feed")
+                } else {
+                    format!("{table}; has not asked for the route feed for {} s", silent.as_secs())
+                };
+                ComponentStatus {
+                    name: "router".into(),
+                    url: reader.name,
+                    ready,
+                    detail,
+                    version: Some(reader.version),
+                }
+            })
+            .collect()
     }
 
     /// Asks a component at `url` whether it is ready.

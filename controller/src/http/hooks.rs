@@ -45,6 +45,10 @@ async fn route_feed(
     Query(query): Query<HashMap<String, String>>,
 ) -> Json<RouteTable> {
     let after = query.get("after").and_then(|v| v.parse().ok()).unwrap_or(0);
+    if let Some(router) = query.get("router").filter(|name| !name.is_empty() && name.len() <= 200) {
+        let version = query.get("version").map_or("", String::as_str);
+        c.routes.note_reader(router, version.get(..version.len().min(64)).unwrap_or_default(), after);
+    }
     Json(c.routes.next(after, ROUTE_POLL).await)
 }
 

@@ -90,3 +90,29 @@ async fn prometheus_scrapes_every_component_with_the_example_configuration() {
         assert!(found.await.is_some(), "{name} is scraped");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker (deploy/test.sh)"]
+async fn platform_status_shows_every_component_and_the_routers_that_follow() {
+    let platform = Platform::start().await;
+    let home = platform.dir.path().to_owned();
+    let router = format!("http://{}", platform.router());
+    platform.cli_ok(&home, &["auth:register", "-u", "admin", "-p", "correct-horse"]).await;
+    let status = eventually(Duration::from_secs(30), || async {
+        let (code, out, _) = platform.cli(&home, &["platform:status", "--json"]).await;
+        let status: Value = serde_json::from_str(&out).ok()?;
+        let components = status["components"].as_array()?.clone();
+        let names: Vec<&str> = components.iter().filter_map(|c| c["name"].as_str()).collect();
+        (code == 0 && names == ["controller", "registry", "logger", "builder", "router"]).then_some(components)
+    })
+    .await;
+    let Some(status) = status else {
+        panic!("not every component ready: {:?}", platform.cli(&home, &["platform:status"]).await);
+    };
+    let listed = &status[4];
+    assert_eq!(listed["url"], router.as_str(), "{listed}");
+    assert_eq!(listed["version"], skiff_controller::VERSION, "{listed}");
+    assert!(listed["detail"].as_str().unwrap().contains("(current)"), "it holds the current table: {listed}");
+    let table = platform.cli_ok(&home, &["platform:status"]).await;
+    assert!(table.contains("router") && table.contains(&router), "{table}");
+}

@@ -39,10 +39,11 @@ pub(crate) async fn execute(
             .map(|c| {
                 let state = if c.ready { "ready" } else { "NOT READY" };
                 let detail = c.detail.lines().collect::<Vec<_>>().join("; ");
-                vec![c.name.clone(), state.to_owned(), c.version.clone().unwrap_or_else(|| "-".into()), detail]
+                let at = if c.url.is_empty() { "-".to_owned() } else { c.url.clone() };
+                vec![c.name.clone(), at, state.to_owned(), c.version.clone().unwrap_or_else(|| "-".into()), detail]
             })
             .collect();
-        table(out, context.colour, &["COMPONENT", "STATE", "VERSION", "CHECKS"], rows)?;
+        table(out, context.colour, &["COMPONENT", "AT", "STATE", "VERSION", "CHECKS"], rows)?;
         writeln!(out, "webhook deliveries pending: {}", status.webhook_deliveries_pending)?;
         let queued =
             status.drain_lines_queued.map_or_else(|| "unknown (the logger did not say)".into(), |n| n.to_string());
