@@ -129,13 +129,7 @@ async fn the_same_path_works_with_the_controller_on_postgres() {
     let (mut platform, repo, key) = Platform::start_on_postgres().await.with_app("pg-hello").await;
     let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
     assert!(pushed && out.contains("remote: -----> v1 is up"), "{out}");
-    let served = eventually(Duration::from_secs(60), || async {
-        match get_via_router(platform.router(), "pg-hello.localhost").await {
-            Some((200, body)) if body.contains("Hello from Skiff") => Some(()),
-            _ => None,
-        }
-    });
-    assert!(served.await.is_some());
+    assert!(greets(&platform, "pg-hello.localhost").await);
     let out = platform.cli_ok(&repo, &["config:set", "DB=postgres"]).await;
     assert!(out.contains("released v2"), "{out}");
     let out = platform.cli_ok(&repo, &["builds"]).await;
@@ -222,13 +216,7 @@ async fn the_same_path_works_with_blobs_in_s3() {
     let home = platform.dir.path().to_owned();
     let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
     assert!(pushed && out.contains("remote: -----> v1 is up"), "{out}");
-    let served = eventually(Duration::from_secs(60), || async {
-        match get_via_router(platform.router(), "s3-hello.localhost").await {
-            Some((200, body)) if body.contains("Hello from Skiff") => Some(()),
-            _ => None,
-        }
-    });
-    assert!(served.await.is_some());
+    assert!(greets(&platform, "s3-hello.localhost").await);
     // The layers are objects in the bucket, not files on the registry's disk.
     let listing =
         reqwest::get(format!("{endpoint}/{bucket}?list-type=2&prefix=blobs/")).await.unwrap().text().await.unwrap();
@@ -253,13 +241,7 @@ async fn the_same_path_works_with_blobs_in_s3() {
     assert!(format!("{refused:#}").contains("set SKIFF_STORE_URL"), "{refused:#}");
     skiffd::backup::restore(&platform.settings, &to, None).await.unwrap();
     platform.restart().await;
-    let served = eventually(Duration::from_secs(60), || async {
-        match get_via_router(platform.router(), "s3-hello.localhost").await {
-            Some((200, body)) if body.contains("Hello from Skiff") => Some(()),
-            _ => None,
-        }
-    });
-    assert!(served.await.is_some(), "served again after the restore");
+    assert!(greets(&platform, "s3-hello.localhost").await, "served again after the restore");
     platform.stop().await;
 }
 
@@ -326,4 +308,15 @@ async fn hostile_ssh_commands_are_refused_before_anything_runs() {
     let (status, text) = ssh_raw(&platform, &key, b"git-upload-pack 'target.git'");
     assert!(status.is_some(), "{text}");
     platform.stop().await;
+}
+
+/// Whether the example app answers its greeting at `host` through the router within a minute.
+async fn greets(platform: &Platform, host: &str) -> bool {
+    let greeting = eventually(Duration::from_secs(60), || async {
+        match get_via_router(platform.router(), host).await {
+            Some((200, body)) if body.contains("Hello from Skiff") => Some(()),
+            _ => None,
+        }
+    });
+    greeting.await.is_some()
 }
