@@ -7,9 +7,9 @@
 //! - **One account** per platform and directory, made on first use; its credentials are kept
 //!   in the database sealed with a key derived from the service token ([`sealed`]), so that
 //!   every controller of the platform can use it and a copy of the database alone cannot.
-//! - **HTTP-01 through the routers**: each challenge's answer goes into the database and
-//!   from there into the route feed; once a router has taken the table that holds it, the
-//!   ACME server is told to check. The order's URL is kept, so a controller restarted
+//! - **Proven through the routers**: each challenge's answer (HTTP-01 by default, or
+//!   TLS-ALPN-01) goes into the database and from there into the route feed; once a router
+//!   has taken the table that holds it, the ACME server is told to check. The order's URL is kept, so a controller restarted
 //!   mid-order goes on with the same order.
 //! - **Served at once**: the certificate is kept with the app's others (`auto-<domain>`),
 //!   attached to its domain, and the routers serve it by SNI from their next table.
@@ -30,7 +30,7 @@ use instant_acme::{
     Account, AccountCredentials, AuthorizationStatus, BodyWrapper, BytesResponse, ChallengeStatus, ChallengeType,
     HttpClient, Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
 };
-use skiff_api::{AcmeChallenge, Certificate, EventKind};
+use skiff_api::{AcmeChallenge, AcmeChallengeKind, Certificate, EventKind};
 use skiff_service::outbound;
 use tokio_util::sync::CancellationToken;
 
@@ -72,6 +72,9 @@ pub struct AcmeConfig {
     pub first_retry: Duration,
     /// How often the orderer looks for due domains when nothing wakes it.
     pub check_every: Duration,
+    /// How domains are proven, when the ACME server offers it: HTTP-01 on the routers'
+    /// HTTP port, or TLS-ALPN-01 on their HTTPS port (for platforms reached on 443 only).
+    pub challenge: AcmeChallengeKind,
 }
 
 impl AcmeConfig {
@@ -84,6 +87,7 @@ impl AcmeConfig {
             renew_before: Duration::from_secs(30 * 24 * 3600),
             first_retry: Duration::from_secs(60),
             check_every: Duration::from_secs(30),
+            challenge: AcmeChallengeKind::Http01,
         }
     }
 
@@ -293,13 +297,20 @@ async fn order(c: &Controller, account: &Account, due: &DueDomain) -> Result<(Ce
             AuthorizationStatus::Pending => {}
             other => return Err(Failure::ended(format!("the ACME server's authorization is {other:?}"))),
         }
-        let mut challenge = authorization
-            .challenge(ChallengeType::Http01)
-            .ok_or_else(|| Failure::ended("the ACME server offers no HTTP-01 challenge"))?;
+        // The operator's choice, else the other one the routers answer.
+        let offered =
+            |kind: &AcmeChallengeKind| authorization.challenges.iter().any(|c| c.r#type == challenge_type(*kind));
+        let preferred = c.config.acme.challenge;
+        let kind = [preferred, other_kind(preferred)]
+            .into_iter()
+            .find(offered)
+            .ok_or_else(|| Failure::ended("the ACME server offers neither an HTTP-01 nor a TLS-ALPN-01 challenge"))?;
+        let mut challenge = authorization.challenge(challenge_type(kind)).expect("offered");
         let answer = AcmeChallenge {
             domain: due.domain.clone(),
             token: challenge.token.clone(),
             key_authorization: challenge.key_authorization().as_str().to_owned(),
+            kind,
         };
         c.db.add_acme_challenge(&answer).await.map_err(|e| Failure::ended(e.to_string()))?;
         c.coordination.changed().await;
@@ -339,6 +350,20 @@ async fn order(c: &Controller, account: &Account, due: &DueDomain) -> Result<(Ce
         .await
         .map_err(|e| Failure::ended(e.to_string()))?;
     Ok((certificate, went_on))
+}
+
+fn challenge_type(kind: AcmeChallengeKind) -> ChallengeType {
+    match kind {
+        AcmeChallengeKind::Http01 => ChallengeType::Http01,
+        AcmeChallengeKind::TlsAlpn01 => ChallengeType::TlsAlpn01,
+    }
+}
+
+fn other_kind(kind: AcmeChallengeKind) -> AcmeChallengeKind {
+    match kind {
+        AcmeChallengeKind::Http01 => AcmeChallengeKind::TlsAlpn01,
+        AcmeChallengeKind::TlsAlpn01 => AcmeChallengeKind::Http01,
+    }
 }
 
 /// Why an order became invalid: its challenges' errors, as the ACME server put them.

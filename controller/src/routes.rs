@@ -170,8 +170,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_challenge_is_served_once_a_reader_holds_a_table_with_it() {
         let feed = std::sync::Arc::new(RouteFeed::default());
-        let challenge =
-            AcmeChallenge { domain: "www.shop.test".into(), token: "t1".into(), key_authorization: "k".into() };
+        let challenge = AcmeChallenge {
+            domain: "www.shop.test".into(),
+            token: "t1".into(),
+            key_authorization: "k".into(),
+            kind: Default::default(),
+        };
         assert!(!feed.served("t1", Duration::from_secs(1)).await, "nothing published");
         let waiting = {
             let feed = feed.clone();

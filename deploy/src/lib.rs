@@ -292,6 +292,11 @@ pub struct Settings {
     /// private ACME server).
     #[arg(long, env = "SKIFF_ACME_CA")]
     pub acme_ca: Option<PathBuf>,
+    /// How domains are proven to the ACME server: `http-01` (the routers' HTTP port must be
+    /// the domains' port 80) or `tls-alpn-01` (their HTTPS port must be the domains' 443);
+    /// the other when the server does not offer it.
+    #[arg(long, env = "SKIFF_ACME_CHALLENGE", default_value = "http-01")]
+    pub acme_challenge: skiff_api::AcmeChallengeKind,
     /// Seconds before expiry an automatic certificate is renewed.
     #[arg(long, env = "SKIFF_ACME_RENEW_BEFORE", default_value_t = 30 * 24 * 3600)]
     pub acme_renew_before: u64,
@@ -736,6 +741,7 @@ fn acme_config(settings: &Settings, tls: Arc<rustls::ClientConfig>) -> skiff_con
         renew_before: Duration::from_secs(settings.acme_renew_before),
         first_retry: Duration::from_secs(settings.acme_retry.max(1)),
         check_every: Duration::from_secs(settings.acme_interval.max(1)),
+        challenge: settings.acme_challenge,
         ..skiff_controller::acme::AcmeConfig::new(tls)
     }
 }
@@ -817,7 +823,7 @@ fn router_config(
     let routes = match &settings.router_routes {
         // A fixed table: no controller to follow.
         Some(spec) => skiff_router::Table::from_static(spec)
-            .map(skiff_router::Routes::Fixed)
+            .map(|table| skiff_router::Routes::Fixed(Box::new(table)))
             .map_err(|e| anyhow::anyhow!("SKIFF_ROUTER_ROUTES: {e}")),
         None => Ok(skiff_router::Routes::Follow {
             controller_url: known.controller_url.to_owned(),

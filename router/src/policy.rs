@@ -370,6 +370,7 @@ mod tests {
             domain: domain.into(),
             token: token.into(),
             key_authorization: format!("{token}.thumbprint"),
+            kind: skiff_api::AcmeChallengeKind::Http01,
         };
         let challenges = ["secure", "closed", "guarded"].map(|app| challenge(&format!("{app}.localhost"), app)).into();
         Table::from_snapshot(&RouteTable { version: 1, routes, challenges, ..RouteTable::default() })

@@ -375,6 +375,10 @@ async fn serve_tls(acceptor: tokio_rustls::TlsAcceptor, stream: tokio::net::TcpS
         Ok(Ok(stream)) if stream.get_ref().1.alpn_protocol() == Some(b"h2") => {
             serve_with_hyper(stream, Bytes::new(), accepted).await;
         }
+        // An ACME server that checked a challenge's certificate: nothing more is said.
+        Ok(Ok(stream)) if stream.get_ref().1.alpn_protocol() == Some(crate::tls::ACME_TLS_ALPN) => {
+            tracing::debug!("router.tls: TLS-ALPN-01 challenge answered");
+        }
         Ok(Ok(stream)) => serve_connection(stream, accepted).await,
         Ok(Err(error)) => tracing::debug!(%error, "router.tls.handshake"),
         Err(_) => tracing::debug!("router.tls.handshake: timed out"),

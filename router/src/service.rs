@@ -17,7 +17,7 @@ pub enum Routes {
     /// The controller's route feed.
     Follow { controller_url: String, service_token: String },
     /// A fixed table, for a router without a controller.
-    Fixed(Table),
+    Fixed(Box<Table>),
 }
 
 /// Everything the router needs to run.
@@ -49,7 +49,7 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let tasks = TaskTracker::new();
     let table = match config.routes {
-        Routes::Fixed(table) => Arc::new(ArcSwap::from_pointee(table)),
+        Routes::Fixed(table) => Arc::new(ArcSwap::new(Arc::from(table))),
         Routes::Follow { controller_url, service_token } => {
             let table = Arc::new(ArcSwap::from_pointee(Table::default()));
             let client = skiff_client::Client::new(&controller_url, Some(service_token));

@@ -313,10 +313,11 @@ impl Table {
             }
         }
         wildcards.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
-        let certificates = Certificates::from_routes(&snapshot.certificates);
+        let certificates = Certificates::from_routes(&snapshot.certificates, &snapshot.challenges);
         let challenges = snapshot
             .challenges
             .iter()
+            .filter(|c| c.kind == skiff_api::AcmeChallengeKind::Http01)
             .map(|c| ((c.domain.to_ascii_lowercase(), c.token.clone()), c.key_authorization.clone()))
             .collect();
         Self { version: snapshot.version, hosts, wildcards, certificates, challenges }

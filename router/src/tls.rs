@@ -2,7 +2,8 @@
 //! name the client asked for (SNI), or else the default: a configured certificate, or one
 //! the platform's local CA issues for that name on the spot (for hosts the table routes),
 //! so that `https://<app>.localhost` verifies for anyone who trusts that CA. ALPN offers
-//! HTTP/2 and HTTP/1.1.
+//! HTTP/2 and HTTP/1.1, and `acme-tls/1` to ACME servers checking a TLS-ALPN-01 challenge
+//! (RFC 8737): they get the challenge's certificate, and the connection ends there.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,23 +11,52 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use skiff_api::RouteCertificate;
+use skiff_api::{AcmeChallenge, AcmeChallengeKind, RouteCertificate};
 pub use skiff_service::ca::{LocalCa, certified_key};
 
 use crate::table::Table;
 
-/// Certificates by host: exact names, and `*.example.com` for one label under it.
+/// The ALPN protocol of TLS-ALPN-01 challenges.
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
+/// Certificates by host: exact names, and `*.example.com` for one label under it; and the
+/// TLS-ALPN-01 challenge certificates, by domain.
 #[derive(Debug, Default)]
 pub struct Certificates {
     exact: HashMap<String, Arc<CertifiedKey>>,
     /// By parent domain (`example.com` for `*.example.com`).
     wildcard: HashMap<String, Arc<CertifiedKey>>,
+    acme: HashMap<String, Arc<CertifiedKey>>,
+}
+
+/// The certificate that answers a TLS-ALPN-01 challenge for `domain`: self-signed, naming
+/// only the domain, with the key authorization's SHA-256 digest in the critical
+/// `id-pe-acmeIdentifier` extension (RFC 8737 §3).
+fn acme_challenge_certificate(domain: &str, key_authorization: &str) -> Option<Arc<CertifiedKey>> {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(key_authorization.as_bytes());
+    let mut params = rcgen::CertificateParams::new(vec![domain.to_owned()]).ok()?;
+    params.custom_extensions.push(rcgen::CustomExtension::new_acme_identifier(&digest));
+    let key = rcgen::KeyPair::generate().ok()?;
+    let cert = params.self_signed(&key).ok()?;
+    certified_key(&cert.pem(), &key.serialize_pem()).ok()
 }
 
 impl Certificates {
-    /// Parses the route feed's certificates; one that does not parse is logged and left out.
-    pub fn from_routes(certificates: &[RouteCertificate]) -> Self {
+    /// Parses the route feed's certificates, and makes those of its TLS-ALPN-01 challenges;
+    /// one that does not parse is logged and left out.
+    pub fn from_routes(certificates: &[RouteCertificate], challenges: &[AcmeChallenge]) -> Self {
         let mut parsed = Self::default();
+        for challenge in challenges.iter().filter(|c| c.kind == AcmeChallengeKind::TlsAlpn01) {
+            let domain = challenge.domain.to_ascii_lowercase();
+            match acme_challenge_certificate(&domain, &challenge.key_authorization) {
+                Some(key) => parsed.acme.insert(domain, key),
+                None => {
+                    tracing::warn!(domain, "router.tls: no certificate can answer the challenge");
+                    continue;
+                }
+            };
+        }
         for certificate in certificates {
             let key = match certified_key(&certificate.chain_pem, &certificate.key_pem) {
                 Ok(key) => key,
@@ -44,6 +74,12 @@ impl Certificates {
             }
         }
         parsed
+    }
+
+    /// The certificate answering a TLS-ALPN-01 challenge for a server name, if one is
+    /// under way.
+    pub fn acme_challenge(&self, name: &str) -> Option<Arc<CertifiedKey>> {
+        self.acme.get(&name.trim_end_matches('.').to_ascii_lowercase()).cloned()
     }
 
     /// The certificate for a server name, if any.
@@ -97,6 +133,10 @@ impl ResolvesServerCert for Resolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let name = hello.server_name().map(|name| name.trim_end_matches('.').to_ascii_lowercase());
         let table = self.table.load();
+        // An ACME server checking a challenge gets its certificate, or nothing.
+        if hello.alpn().is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN)) {
+            return name.and_then(|name| table.certificates.acme_challenge(&name));
+        }
         if let Some(found) = name.as_deref().and_then(|name| table.certificates.find(name)) {
             return Some(found);
         }
@@ -124,7 +164,7 @@ pub fn server_config(
         .map_err(TlsError::Settings)?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(Resolver { table, default }));
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec(), ACME_TLS_ALPN.to_vec()];
     Ok(Arc::new(config))
 }
 
@@ -146,12 +186,47 @@ mod tests {
         let exact = route_certificate(&["www.example.com"]);
         let wildcard = route_certificate(&["*.example.com"]);
         let broken = RouteCertificate { hosts: vec!["bad.test".into()], chain_pem: "x".into(), key_pem: "y".into() };
-        let certificates = Certificates::from_routes(&[exact.clone(), wildcard, broken]);
+        let certificates = Certificates::from_routes(&[exact.clone(), wildcard, broken], &[]);
         let www = certificates.find("WWW.example.com.").unwrap();
         let api = certificates.find("api.example.com").unwrap();
         assert!(!Arc::ptr_eq(&www, &api), "the exact name wins over the wildcard");
         assert!(certificates.find("a.b.example.com").is_none(), "a wildcard covers one label");
         assert!(certificates.find("example.com").is_none());
         assert!(certificates.find("bad.test").is_none(), "a certificate that does not parse is left out");
+    }
+
+    #[test]
+    fn tls_alpn_challenges_get_a_certificate_with_the_key_authorizations_digest() {
+        let challenge = |kind| AcmeChallenge {
+            domain: "WWW.shop.test".into(),
+            token: "t".into(),
+            key_authorization: "t.thumbprint".into(),
+            kind,
+        };
+        let http = Certificates::from_routes(&[], &[challenge(AcmeChallengeKind::Http01)]);
+        assert!(http.acme_challenge("www.shop.test").is_none(), "HTTP-01 is answered over HTTP");
+        let certificates = Certificates::from_routes(&[], &[challenge(AcmeChallengeKind::TlsAlpn01)]);
+        let key = certificates.acme_challenge("www.shop.test.").expect("made");
+        assert!(certificates.find("www.shop.test").is_none(), "served only to the ACME server");
+        let (_, cert) = x509_parser::parse_x509_certificate(&key.cert[0]).unwrap();
+        let extension = cert
+            .extensions()
+            .iter()
+            .find(|e| e.oid.to_id_string() == "1.3.6.1.5.5.7.1.31")
+            .expect("id-pe-acmeIdentifier");
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(b"t.thumbprint");
+        // An OCTET STRING of the 32-byte digest.
+        assert!(extension.critical && extension.value.ends_with(&digest) && extension.value.len() == 34);
+        let names: Vec<String> = cert
+            .subject_alternative_name()
+            .unwrap()
+            .unwrap()
+            .value
+            .general_names
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(names, ["DNSName(www.shop.test)"]);
     }
 }

@@ -694,14 +694,42 @@ pub struct AutoCertificate {
     pub next_attempt_at: Option<String>,
 }
 
-/// An answer to an ACME HTTP-01 challenge, in the route feed: the router answers
+/// How a domain is proven to an ACME server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum AcmeChallengeKind {
+    /// An answer over plain HTTP, on port 80 (RFC 8555 §8.3).
+    #[default]
+    #[serde(rename = "http-01")]
+    Http01,
+    /// A certificate offered for the ALPN protocol `acme-tls/1`, on port 443 (RFC 8737).
+    #[serde(rename = "tls-alpn-01")]
+    TlsAlpn01,
+}
+
+impl std::str::FromStr for AcmeChallengeKind {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "http-01" => Ok(Self::Http01),
+            "tls-alpn-01" => Ok(Self::TlsAlpn01),
+            other => Err(format!("`{other}` is not an ACME challenge the routers answer; use http-01 or tls-alpn-01")),
+        }
+    }
+}
+
+/// An answer to an ACME challenge, in the route feed. HTTP-01: the router answers
 /// `GET http://{domain}/.well-known/acme-challenge/{token}` with `key_authorization`.
+/// TLS-ALPN-01: to a handshake for `domain` that asks for `acme-tls/1`, it offers a
+/// self-signed certificate holding the key authorization's SHA-256 digest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AcmeChallenge {
     pub domain: String,
     pub token: String,
     pub key_authorization: String,
+    #[serde(default)]
+    pub kind: AcmeChallengeKind,
 }
 
 /// `GET /v2/routes?after=N`: the whole route table at a version. The call waits until the

@@ -30,9 +30,11 @@ CREATE TABLE acme_domains (
     next_attempt_ms BIGINT NOT NULL,
     updated_at TEXT NOT NULL
 );
--- HTTP-01 answers routers give while an order waits for the ACME server to check them.
+-- Answers routers give (kind: http-01 or tls-alpn-01) while an order waits for the ACME
+-- server to check them.
 CREATE TABLE acme_challenges (
     token TEXT PRIMARY KEY,
     domain TEXT NOT NULL REFERENCES domains(domain) ON DELETE CASCADE,
-    key_authorization TEXT NOT NULL
+    key_authorization TEXT NOT NULL,
+    kind TEXT NOT NULL
 );

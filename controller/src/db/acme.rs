@@ -20,23 +20,6 @@ pub struct DueDomain {
     pub renewal: bool,
 }
 
-fn state_text(state: AutoCertificateState) -> &'static str {
-    match state {
-        AutoCertificateState::Pending => "pending",
-        AutoCertificateState::Valid => "valid",
-        AutoCertificateState::Failed => "failed",
-    }
-}
-
-fn state_of(text: &str) -> Result<AutoCertificateState, DbError> {
-    match text {
-        "pending" => Ok(AutoCertificateState::Pending),
-        "valid" => Ok(AutoCertificateState::Valid),
-        "failed" => Ok(AutoCertificateState::Failed),
-        other => Err(DbError::Corrupt(other.to_owned())),
-    }
-}
-
 impl Db {
     /// The platform's sealed account credentials at an ACME directory.
     pub async fn acme_account(&self, directory: &str) -> Result<Option<String>, DbError> {
@@ -127,7 +110,7 @@ impl Db {
                 let state: Option<String> = row.get(1);
                 Ok(AutoCertificate {
                     domain: row.get(0),
-                    state: state.as_deref().map_or(Ok(AutoCertificateState::Pending), state_of)?,
+                    state: state.map_or(Ok(AutoCertificateState::Pending), enum_parse)?,
                     ordering: row.get::<i64, _>(2) == 1,
                     valid_until: row.get(3),
                     last_error: row.get(4),
@@ -200,7 +183,7 @@ impl Db {
                order_url = CASE WHEN $6 = 1 THEN acme_domains.order_url ELSE NULL END",
         )
         .bind(domain)
-        .bind(state_text(AutoCertificateState::Failed))
+        .bind(enum_text(&AutoCertificateState::Failed))
         .bind(error)
         .bind(next_attempt_ms)
         .bind(now())
@@ -253,12 +236,13 @@ impl Db {
     /// Has routers answer an HTTP-01 challenge for a domain.
     pub async fn add_acme_challenge(&self, challenge: &AcmeChallenge) -> Result<(), DbError> {
         sqlx::query(
-            "INSERT INTO acme_challenges (token, domain, key_authorization) VALUES ($1, $2, $3)
+            "INSERT INTO acme_challenges (token, domain, key_authorization, kind) VALUES ($1, $2, $3, $4)
              ON CONFLICT (token) DO NOTHING",
         )
         .bind(&challenge.token)
         .bind(&challenge.domain)
         .bind(&challenge.key_authorization)
+        .bind(enum_text(&challenge.kind))
         .execute(&self.writer)
         .await?;
         Ok(())
@@ -272,12 +256,19 @@ impl Db {
 
     /// Every challenge routers answer now.
     pub async fn acme_challenges(&self) -> Result<Vec<AcmeChallenge>, DbError> {
-        let rows = sqlx::query("SELECT domain, token, key_authorization FROM acme_challenges ORDER BY domain, token")
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| AcmeChallenge { domain: row.get(0), token: row.get(1), key_authorization: row.get(2) })
-            .collect())
+        let rows =
+            sqlx::query("SELECT domain, token, key_authorization, kind FROM acme_challenges ORDER BY domain, token")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(AcmeChallenge {
+                    domain: row.get(0),
+                    token: row.get(1),
+                    key_authorization: row.get(2),
+                    kind: enum_parse(row.get(3))?,
+                })
+            })
+            .collect()
     }
 }

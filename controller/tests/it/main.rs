@@ -456,10 +456,12 @@ async fn acme_queries(db: &Db, app: &AppRow) {
         domain: "www.acme.test".into(),
         token: "tok".into(),
         key_authorization: "tok.print".into(),
+        kind: skiff_api::AcmeChallengeKind::TlsAlpn01,
     })
     .await
     .unwrap();
-    assert_eq!(db.acme_challenges().await.unwrap().len(), 1);
+    let answers = db.acme_challenges().await.unwrap();
+    assert_eq!((answers.len(), answers[0].kind), (1, skiff_api::AcmeChallengeKind::TlsAlpn01));
     db.record_acme_failure("api.acme.test", "connection refused", 9000, false).await.unwrap();
     let due = db.due_acme_domains(6000).await.unwrap();
     assert_eq!(due.len(), 1);

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName};
-use skiff_api::{AutoCertificateState, AutoCertificates};
+use skiff_api::{AcmeChallengeKind, AutoCertificateState, AutoCertificates};
 
 use crate::harness::{Platform, eventually};
 
@@ -34,9 +34,9 @@ struct Pebble {
 }
 
 impl Pebble {
-    /// pebble validating HTTP-01 on `http_port`, issuing certificates valid for
-    /// `validity_secs`, waiting up to `va_sleep_secs` before each check.
-    async fn start(http_port: u16, validity_secs: u64, va_sleep_secs: u32) -> Self {
+    /// pebble validating HTTP-01 on `http_port` (and TLS-ALPN-01 on `tls_port`), issuing
+    /// certificates valid for `validity_secs`, waiting up to `va_sleep_secs` before each check.
+    async fn start(http_port: u16, tls_port: u16, validity_secs: u64, va_sleep_secs: u32) -> Self {
         for tool in ["pebble", "pebble-challtestsrv"] {
             assert!(
                 Command::new("sh")
@@ -69,7 +69,7 @@ impl Pebble {
             "certificate": dir.path().join("cert.pem"),
             "privateKey": dir.path().join("key.pem"),
             "httpPort": http_port,
-            "tlsPort": free_port(),
+            "tlsPort": tls_port,
             "ocspResponderURL": "",
             "externalAccountBindingRequired": false,
             "certificateValidityPeriod": validity_secs,
@@ -156,12 +156,15 @@ impl Drop for Pebble {
     }
 }
 
-/// A platform whose router listens for HTTP on `http_port` (where pebble checks) and whose
-/// controller orders from `pebble`, looking every second and retrying after a second.
-async fn platform_for(pebble: &Pebble, http_port: u16) -> Platform {
+/// A platform whose router listens for HTTP on `http_port` and HTTPS on `tls_port` (where
+/// pebble checks) and whose controller orders from `pebble` proving domains by
+/// `challenge`, looking every second and retrying after a second.
+async fn platform_for(pebble: &Pebble, (http_port, tls_port): (u16, u16), challenge: AcmeChallengeKind) -> Platform {
     let (directory, ca) = (pebble.directory.clone(), pebble.listener_ca.clone());
     Platform::start_with_settings(move |settings| {
         settings.router_listen = ([127, 0, 0, 1], http_port).into();
+        settings.router_tls_listen = ([127, 0, 0, 1], tls_port).into();
+        settings.acme_challenge = challenge;
         settings.acme_directory = directory;
         settings.acme_ca = Some(ca);
         settings.acme_email = Some("ops@example.test".into());
@@ -211,10 +214,10 @@ async fn https_get(address: SocketAddr, host: &str, root: &CertificateDer<'_>, p
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Docker and pebble (deploy/test.sh)"]
 async fn custom_domains_get_certificates_by_themselves_renewed_and_retried() {
-    let http_port = free_port();
+    let ports = (free_port(), free_port());
     // Certificates live 30 s: renewed after two thirds of that.
-    let pebble = Pebble::start(http_port, 30, 0).await;
-    let (platform, repo, key) = platform_for(&pebble, http_port).await.with_app("shop").await;
+    let pebble = Pebble::start(ports.0, ports.1, 30, 0).await;
+    let (platform, repo, key) = platform_for(&pebble, ports, AcmeChallengeKind::Http01).await.with_app("shop").await;
     let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
     assert!(pushed, "{out}");
     platform.cli_ok(&repo, &["domains:add", "www.shop.test"]).await;
@@ -285,10 +288,11 @@ async fn custom_domains_get_certificates_by_themselves_renewed_and_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Docker and pebble (deploy/test.sh)"]
 async fn an_order_goes_on_after_the_controller_restarts() {
-    let http_port = free_port();
+    let ports = (free_port(), free_port());
     // pebble waits up to 3 s before each check: the platform stops while it waits.
-    let pebble = Pebble::start(http_port, 3600, 3).await;
-    let (mut platform, repo, _key) = platform_for(&pebble, http_port).await.with_app("late").await;
+    let pebble = Pebble::start(ports.0, ports.1, 3600, 3).await;
+    let (mut platform, repo, _key) =
+        platform_for(&pebble, ports, AcmeChallengeKind::Http01).await.with_app("late").await;
     platform.cli_ok(&repo, &["domains:add", "late.example.test"]).await;
     platform.cli_ok(&repo, &["certs:auto"]).await;
     let ordered = eventually(Duration::from_secs(30), || async {
@@ -306,5 +310,27 @@ async fn an_order_goes_on_after_the_controller_restarts() {
     // Nothing is deployed: the router answers itself, over a chain under pebble's root.
     let root = pebble.root().await;
     let (_, answer) = served(&platform, &root, "late.example.test").await.expect("a chain under pebble's root");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker and pebble (deploy/test.sh)"]
+async fn a_platform_reached_on_https_only_proves_domains_by_tls_alpn() {
+    let ports = (free_port(), free_port());
+    // pebble checks HTTP-01 where nothing listens: only TLS-ALPN-01 can succeed.
+    let pebble = Pebble::start(free_port(), ports.1, 3600, 0).await;
+    let (platform, repo, _key) =
+        platform_for(&pebble, ports, AcmeChallengeKind::TlsAlpn01).await.with_app("edge").await;
+    platform.cli_ok(&repo, &["domains:add", "edge.example.test"]).await;
+    platform.cli_ok(&repo, &["certs:auto"]).await;
+    let issued = eventually(Duration::from_secs(60), || async {
+        let auto = auto(&platform, &repo).await;
+        auto.domains.first().is_some_and(|d| d.state == AutoCertificateState::Valid).then_some(())
+    });
+    assert!(issued.await.is_some(), "{:?}\n{}", auto(&platform, &repo).await, pebble.logs());
+    assert!(!pebble.logs().contains("validate w/ HTTP"), "not checked over HTTP: {}", pebble.logs());
+    let root = pebble.root().await;
+    let served = eventually(Duration::from_secs(10), || served(&platform, &root, "edge.example.test"));
+    let (_, answer) = served.await.expect("a chain under pebble's root");
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
 }

@@ -151,6 +151,7 @@ impl Platform {
             acme_directory: skiff_controller::acme::LETS_ENCRYPT.to_owned(),
             acme_email: None,
             acme_ca: None,
+            acme_challenge: Default::default(),
             acme_renew_before: 30 * 24 * 3600,
             acme_retry: 60,
             acme_interval: 30,
