@@ -2,7 +2,8 @@
 # Skiff's second command: installs and starts what the tests need (git, the OpenSSH
 # client, busybox-static, skopeo, Debian's docker-registry, rsyslog, Prometheus, pebble (an ACME server), a Docker engine, a private Postgres server and a
 # private Redis server, a private S3-compatible server, a three-node Docker Swarm of this
-# host's engine and two more in network namespaces), then runs the whole test suite.
+# host's engine and two more in network namespaces) and the previous release's skiffd,
+# then runs the whole test suite.
 #
 #   deploy/test.sh [extra cargo test arguments, before the test binaries' `--`]
 set -euo pipefail
@@ -39,6 +40,12 @@ else
   made_swarm=true
   bash "$here/swarm.sh" up "$swarm" >/dev/null || echo "==> no swarm (see above): the cluster tests will fail and say so"
   export SKIFF_TEST_SWARM_DIR=$swarm
+fi
+# The upgrade-in-place test runs the previous release's skiffd (deploy/upgrade/previous).
+if previous=$(bash "$here/upgrade/build-previous.sh"); then
+  export SKIFF_TEST_PREVIOUS_SKIFFD=$previous
+else
+  echo "==> no skiffd of the previous release (see above): the upgrade-in-place test will fail and say so"
 fi
 # The router's tests hold a thousand idle client connections open at once.
 [ "$(ulimit -n)" -ge 8192 ] || ulimit -n 8192 2>/dev/null || true

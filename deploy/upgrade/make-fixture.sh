@@ -34,10 +34,12 @@ trap cleanup EXIT
 
 echo "==> building skiffd and skiff at $commit"
 git -C "$root" worktree add --detach "$work/src" "$commit" >/dev/null
-# The workspace's own target directory: its dependencies are built already.
-(cd "$work/src" && CARGO_TARGET_DIR="$root/target" cargo build --locked -q -p skiffd -p skiff-cli)
+# A target directory of the commit's own (see deploy/upgrade/build-previous.sh for why not
+# the workspace's).
+target="$root/target/previous/$commit"
+(cd "$work/src" && CARGO_TARGET_DIR="$target" cargo build --locked -q -p skiffd -p skiff-cli)
 mkdir -p "$work/bin"
-cp "$root/target/debug/skiffd" "$root/target/debug/skiff" "$work/bin/"
+cp "$target/debug/skiffd" "$target/debug/skiff" "$work/bin/"
 
 # Runs that version on DATA_DIR (and DATABASE_URL, if given) and makes its state.
 populate() {

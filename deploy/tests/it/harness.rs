@@ -103,88 +103,45 @@ impl Platform {
         require_tools();
         let dir = tempfile::tempdir().expect("temp dir");
         let platform_id = format!("test{:08x}", rand_u32());
-        let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let mut settings = skiffd::Settings {
-            data_dir: Some(dir.path().join("data")),
-            service_token: None,
-            domain: "localhost".into(),
-            controller_listen: loopback,
-            registry_listen: loopback,
-            logger_listen: loopback,
-            syslog_listen: loopback,
-            syslog_tls_listen: loopback,
-            logger_tls_cert: None,
-            logger_tls_key: None,
-            builder_listen: loopback,
-            builder_http_listen: loopback,
-            router_listen: loopback,
-            router_tls_listen: loopback,
-            router_tls_cert: None,
-            router_tls_key: None,
-            controller_url: None,
-            registry_url: None,
-            registry_peer_url: None,
-            logger_url: None,
-            default_stack: "busybox".parse().unwrap(),
-            allowed_registries: Vec::new(),
-            registry_address: None,
-            registry_tls_listen: None,
-            registry_tls_cert: None,
-            registry_tls_key: None,
-            docker_network: "skiff-apps".into(),
-            docker_subnet: "10.199.0.0/16".parse().unwrap(),
-            docker_addressing: skiff_controller::scheduler::Addressing::Direct,
-            default_memory: 512,
-            max_memory: 8192,
-            default_pids: 512,
-            default_cpu_shares: 1024,
-            runtime: skiffd::Runtime::Docker,
-            reconcile_interval: 1,
-            boot_timeout: 30,
-            release_timeout: 60,
-            drain_seconds: 1,
-            log_lines: 1000,
-            drain_queue: 1000,
-            max_log_message: skiff_logger::syslog::DEFAULT_MAX_MESSAGE,
-            drain_ca: None,
-            webhook_ca: None,
-            acme_directory: skiff_controller::acme::LETS_ENCRYPT.to_owned(),
-            acme_email: None,
-            acme_ca: None,
-            acme_challenge: Default::default(),
-            acme_renew_before: 30 * 24 * 3600,
-            acme_retry: 60,
-            acme_interval: 30,
-            clock: Default::default(),
-            drain_rate: 1000,
-            // The tests' drain receivers listen on loopback.
-            outbound_allow: skiff_api::OutboundPolicy::parse("127.0.0.0/8").unwrap(),
-            max_builds: 2,
-            builder_keepalive: 1,
-            max_push_mb: 1,
-            platform_id: Some(platform_id.clone()),
-            database_url,
-            redis_url,
-            store_url: None,
-            registration: skiff_controller::config::Registration::AdminOnly,
-            release_retention: 1,
-            router_routes: None,
-            router_access_log: true,
-            router_threads: 0,
-            router_trusted_proxies: String::new(),
-            router_response_timeout: 30,
-            router_connect_timeout: 5000,
-            router_idle_timeout: 60,
-            gc_interval: 3600,
-            hook_program: Some(PathBuf::from(env!("CARGO_BIN_EXE_skiffd"))),
-            backup_to: None,
-            backup_interval: 86_400,
-            backup_keep: 7,
-        };
+        let mut settings = settings_in(dir.path(), &platform_id, database_url, redis_url);
         change(&mut settings);
         let platform = skiffd::start(&settings, EVERY_COMPONENT).await.expect("platform starts");
         let addresses = platform.addresses.clone();
         Self { dir, platform: Some(platform), addresses, platform_id, settings }
+    }
+
+    /// A platform's data directory and settings, not started, every listener on a port of
+    /// its own picked now: another `skiffd` may run it first, and [`Platform::restart`]
+    /// then starts this one on the same ports.
+    pub fn unstarted() -> Self {
+        require_tools();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let platform_id = format!("test{:08x}", rand_u32());
+        let mut settings = settings_in(dir.path(), &platform_id, None, None);
+        let port = || -> SocketAddr { std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap() };
+        let addresses = skiffd::Addresses {
+            controller: Some(port()),
+            registry: Some(port()),
+            logger: Some(port()),
+            syslog: Some(port()),
+            syslog_tls: Some(port()),
+            builder: Some(port()),
+            builder_http: Some(port()),
+            router: Some(port()),
+            router_tls: Some(port()),
+            registry_tls: None,
+        };
+        let a = &addresses;
+        settings.controller_listen = a.controller.unwrap();
+        settings.registry_listen = a.registry.unwrap();
+        settings.logger_listen = a.logger.unwrap();
+        settings.syslog_listen = a.syslog.unwrap();
+        settings.syslog_tls_listen = a.syslog_tls.unwrap();
+        settings.builder_listen = a.builder.unwrap();
+        settings.builder_http_listen = a.builder_http.unwrap();
+        settings.router_listen = a.router.unwrap();
+        settings.router_tls_listen = a.router_tls.unwrap();
+        Self { dir, platform: None, addresses, platform_id, settings }
     }
 
     /// A second controller on the same database, engine and Redis, reaching this
@@ -432,6 +389,93 @@ impl Drop for Platform {
     fn drop(&mut self) {
         // Leave no containers or networks behind, whether the test passed or not.
         self.remove_containers();
+    }
+}
+
+/// The settings of a test platform in `dir`: every listener on a port the kernel picks.
+fn settings_in(
+    dir: &Path,
+    platform_id: &str,
+    database_url: Option<String>,
+    redis_url: Option<String>,
+) -> skiffd::Settings {
+    let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    skiffd::Settings {
+        data_dir: Some(dir.join("data")),
+        service_token: None,
+        domain: "localhost".into(),
+        controller_listen: loopback,
+        registry_listen: loopback,
+        logger_listen: loopback,
+        syslog_listen: loopback,
+        syslog_tls_listen: loopback,
+        logger_tls_cert: None,
+        logger_tls_key: None,
+        builder_listen: loopback,
+        builder_http_listen: loopback,
+        router_listen: loopback,
+        router_tls_listen: loopback,
+        router_tls_cert: None,
+        router_tls_key: None,
+        controller_url: None,
+        registry_url: None,
+        registry_peer_url: None,
+        logger_url: None,
+        default_stack: "busybox".parse().unwrap(),
+        allowed_registries: Vec::new(),
+        registry_address: None,
+        registry_tls_listen: None,
+        registry_tls_cert: None,
+        registry_tls_key: None,
+        docker_network: "skiff-apps".into(),
+        docker_subnet: "10.199.0.0/16".parse().unwrap(),
+        docker_addressing: skiff_controller::scheduler::Addressing::Direct,
+        default_memory: 512,
+        max_memory: 8192,
+        default_pids: 512,
+        default_cpu_shares: 1024,
+        runtime: skiffd::Runtime::Docker,
+        reconcile_interval: 1,
+        boot_timeout: 30,
+        release_timeout: 60,
+        drain_seconds: 1,
+        log_lines: 1000,
+        drain_queue: 1000,
+        max_log_message: skiff_logger::syslog::DEFAULT_MAX_MESSAGE,
+        drain_ca: None,
+        webhook_ca: None,
+        acme_directory: skiff_controller::acme::LETS_ENCRYPT.to_owned(),
+        acme_email: None,
+        acme_ca: None,
+        acme_challenge: Default::default(),
+        acme_renew_before: 30 * 24 * 3600,
+        acme_retry: 60,
+        acme_interval: 30,
+        clock: Default::default(),
+        drain_rate: 1000,
+        // The tests' drain receivers listen on loopback.
+        outbound_allow: skiff_api::OutboundPolicy::parse("127.0.0.0/8").unwrap(),
+        max_builds: 2,
+        builder_keepalive: 1,
+        max_push_mb: 1,
+        platform_id: Some(platform_id.to_owned()),
+        database_url,
+        redis_url,
+        store_url: None,
+        registration: skiff_controller::config::Registration::AdminOnly,
+        release_retention: 1,
+        router_routes: None,
+        router_access_log: true,
+        router_threads: 0,
+        router_trusted_proxies: String::new(),
+        router_response_timeout: 30,
+        router_connect_timeout: 5000,
+        router_idle_timeout: 60,
+        gc_interval: 3600,
+        hook_program: Some(PathBuf::from(env!("CARGO_BIN_EXE_skiffd"))),
+        backup_to: None,
+        backup_interval: 86_400,
+        backup_keep: 7,
     }
 }
 

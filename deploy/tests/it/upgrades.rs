@@ -1,7 +1,9 @@
 //! Upgrades keep data: what a released version of Skiff wrote (fixtures made by that
 //! version itself with deploy/upgrade/make-fixture.sh, one each time the schema changes) is
 //! migrated by this skiffd as it starts, on SQLite and on Postgres, and every app, release,
-//! setting, user and permission comes back as it was.
+//! setting, user and permission comes back as it was. And a platform the previous release
+//! runs (its own `skiffd`, built by deploy/upgrade/build-previous.sh) is upgraded in place:
+//! its apps' containers keep running and are adopted, not restarted.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -96,4 +98,108 @@ async fn a_postgres_database_an_earlier_version_wrote_is_migrated_on_start() {
         .await;
         everything_came_through(&platform, &fixture).await;
     }
+}
+
+/// The environment that runs the previous release's `skiffd all` as `platform` (an
+/// [`Platform::unstarted`] one) would run.
+fn previous_env(platform: &Platform) -> Vec<(&'static str, String)> {
+    let (s, a) = (&platform.settings, &platform.addresses);
+    let at = |address: Option<std::net::SocketAddr>| address.unwrap().to_string();
+    vec![
+        ("SKIFF_DATA_DIR", s.data_dir().display().to_string()),
+        ("SKIFF_PLATFORM_ID", platform.platform_id.clone()),
+        ("SKIFF_CONTROLLER_LISTEN", at(a.controller)),
+        ("SKIFF_REGISTRY_LISTEN", at(a.registry)),
+        ("SKIFF_LOGGER_LISTEN", at(a.logger)),
+        ("SKIFF_LOGGER_SYSLOG_LISTEN", at(a.syslog)),
+        ("SKIFF_LOGGER_SYSLOG_TLS_LISTEN", at(a.syslog_tls)),
+        ("SKIFF_BUILDER_LISTEN", at(a.builder)),
+        ("SKIFF_BUILDER_HTTP_LISTEN", at(a.builder_http)),
+        ("SKIFF_ROUTER_LISTEN", at(a.router)),
+        ("SKIFF_ROUTER_TLS_LISTEN", at(a.router_tls)),
+        ("SKIFF_RECONCILE_INTERVAL", s.reconcile_interval.to_string()),
+        ("SKIFF_DRAIN_SECONDS", s.drain_seconds.to_string()),
+        ("SKIFF_RELEASE_RETENTION", s.release_retention.to_string()),
+    ]
+}
+
+/// When each of the platform's containers started, by id (`docker inspect`).
+fn started_at(platform: &Platform) -> Vec<(String, String)> {
+    let ids: Vec<String> = platform.containers().into_iter().filter(|c| c.2).map(|c| c.0).collect();
+    assert!(!ids.is_empty(), "the app runs");
+    let inspected = std::process::Command::new("docker")
+        .args(["inspect", "--format", "{{.Id}} {{.State.StartedAt}} {{.RestartCount}}"])
+        .args(&ids)
+        .output()
+        .expect("docker inspect");
+    let mut started: Vec<(String, String)> = String::from_utf8_lossy(&inspected.stdout)
+        .lines()
+        .filter_map(|line| line.split_once(' ').map(|(id, rest)| (id.to_owned(), rest.to_owned())))
+        .collect();
+    started.sort();
+    started
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker and the previous release's skiffd (deploy/test.sh)"]
+async fn apps_keep_running_while_skiffd_is_upgraded_from_the_previous_release() {
+    let previous = std::env::var("SKIFF_TEST_PREVIOUS_SKIFFD").expect(
+        "this test needs the previous release's skiffd: deploy/upgrade/build-previous.sh builds it \
+         (deploy/test.sh runs it and sets SKIFF_TEST_PREVIOUS_SKIFFD)",
+    );
+    let platform = Platform::unstarted();
+    let log = platform.dir.path().join("previous.log");
+    let old = std::process::Command::new(&previous)
+        .arg("all")
+        .envs(previous_env(&platform))
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(platform.dir.path().join("previous.err")).unwrap())
+        .spawn()
+        .expect("the previous skiffd runs");
+    let health = format!("{}/healthz", platform.controller_url());
+    let up = eventually(Duration::from_secs(60), || async {
+        reqwest::get(&health).await.ok().filter(|a| a.status().is_success()).map(drop)
+    });
+    assert!(up.await.is_some(), "the previous skiffd did not start");
+
+    // The previous release's platform, driven by this CLI and git: an app pushed and served.
+    let (mut platform, repo, key) = platform.with_app("steady").await;
+    let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
+    assert!(pushed && out.contains("v1 is up"), "{out}");
+    let serving = eventually(Duration::from_secs(60), || async {
+        matches!(get_via_router(platform.router(), "steady.localhost").await, Some((200, _))).then_some(())
+    });
+    assert!(serving.await.is_some());
+    let before = started_at(&platform);
+
+    // The previous skiffd stops as an operator stops it; its containers run on.
+    let stopped = std::process::Command::new("kill").args(["-TERM", &old.id().to_string()]).status().unwrap();
+    assert!(stopped.success());
+    let exited = tokio::task::spawn_blocking(move || {
+        let mut old = old;
+        old.wait()
+    })
+    .await
+    .unwrap()
+    .expect("it exits");
+    assert!(exited.success(), "the previous skiffd stops cleanly on SIGTERM: {exited}");
+    assert_eq!(started_at(&platform), before, "nothing stopped with it");
+
+    // This skiffd on the same data directory: migrated, the containers adopted as they are.
+    platform.restart().await;
+    let serving = eventually(Duration::from_secs(60), || async {
+        matches!(get_via_router(platform.router(), "steady.localhost").await, Some((200, _))).then_some(())
+    });
+    assert!(serving.await.is_some(), "served after the upgrade");
+    let ps = platform.cli_ok(&repo, &["ps"]).await;
+    assert!(ps.contains("web") && ps.contains("v1") && ps.contains("running"), "{ps}");
+    // Some reconcile rounds later, still the same containers, never restarted.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(started_at(&platform), before, "adopted, not restarted");
+
+    // And it goes on: a push with this version makes v2.
+    std::fs::write(repo.join("upgraded.txt"), "after the upgrade\n").unwrap();
+    let (pushed, out) = platform.commit_and_push(&repo, &key, "after the upgrade");
+    assert!(pushed && out.contains("v2 is up"), "{out}");
+    platform.stop().await;
 }
