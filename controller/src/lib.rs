@@ -1,7 +1,8 @@
 //! Skiff's controller: the platform's source of truth and its scheduler.
 //!
 //! Layout, from the outside in:
-//! - [`http`]: the REST API (axum), one module per resource, over the domain operations.
+//! - [`http`]: the REST API (axum), one module per resource, over the domain operations;
+//!   [`dashboard`]: the same operations as web pages.
 //! - [`domain`]: what the controller does, named by what it acts on ([`domain::Releases`],
 //!   [`domain::Apps`], …): each operation validates, writes, records the event and wakes
 //!   the scheduler in one place.
@@ -28,6 +29,7 @@ pub mod clock;
 pub mod config;
 pub mod coordination;
 pub mod cron;
+pub mod dashboard;
 pub mod db;
 pub mod domain;
 pub mod error;

@@ -60,6 +60,7 @@ const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0011_cron.sql"),
     include_str!("../../migrations/postgres/0012_app_sources.sql"),
     include_str!("../../migrations/postgres/0013_acme.sql"),
+    include_str!("../../migrations/postgres/0014_sessions.sql"),
 ];
 
 /// SQLite migrations, applied in order once each.
@@ -82,6 +83,7 @@ const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0016_cron.sql"),
     include_str!("../../migrations/sqlite/0017_app_sources.sql"),
     include_str!("../../migrations/sqlite/0018_acme.sql"),
+    include_str!("../../migrations/sqlite/0019_sessions.sql"),
 ];
 
 /// A database failure.

@@ -61,15 +61,25 @@ impl Db {
         self.one_user("WHERE u.username = $1", username.as_str()).await
     }
 
-    /// Stores a token hash for a user.
-    pub async fn add_token(&self, user_id: i64, token_hash: &str) -> Result<(), DbError> {
-        sqlx::query("INSERT INTO tokens (hash, user_id, created_at) VALUES ($1, $2, $3)")
+    /// Stores a token hash for a user, working until `expires_ms` (Unix ms) if given.
+    pub async fn add_token(&self, user_id: i64, token_hash: &str, expires_ms: Option<i64>) -> Result<(), DbError> {
+        sqlx::query("INSERT INTO tokens (hash, user_id, created_at, expires_ms) VALUES ($1, $2, $3, $4)")
             .bind(token_hash)
             .bind(user_id)
             .bind(now())
+            .bind(expires_ms)
             .execute(&self.writer)
             .await?;
         Ok(())
+    }
+
+    /// Forgets tokens that stopped working before `now_ms`.
+    pub async fn remove_expired_tokens(&self, now_ms: i64) -> Result<u64, DbError> {
+        let removed = sqlx::query("DELETE FROM tokens WHERE expires_ms IS NOT NULL AND expires_ms <= $1")
+            .bind(now_ms)
+            .execute(&self.writer)
+            .await?;
+        Ok(removed.rows_affected())
     }
 
     /// Revokes a token; `false` when there was none.
@@ -79,7 +89,12 @@ impl Db {
 
     /// The user a token hash belongs to.
     pub async fn user_by_token(&self, token_hash: &str) -> Result<Option<UserRow>, DbError> {
-        self.one_user("JOIN tokens t ON t.user_id = u.id WHERE t.hash = $1", token_hash).await
+        // An expired session's token works no more (API tokens do not expire).
+        let now_ms = i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+        let clause = format!(
+            "JOIN tokens t ON t.user_id = u.id WHERE t.hash = $1 AND (t.expires_ms IS NULL OR t.expires_ms > {now_ms})"
+        );
+        self.one_user(&clause, token_hash).await
     }
 
     /// Adds an SSH key; `false` when the fingerprint is already registered.

@@ -61,11 +61,35 @@ impl Accounts<'_> {
 
     /// Signs in with a password, counting failures per user name and client address.
     pub async fn login(&self, address: Option<IpAddr>, body: &Credentials) -> Result<Session, ApiError> {
+        let user = self.check_password(address, body).await?;
+        self.session(&user).await
+    }
+
+    /// Signs in to the dashboard: a session whose token works for `lasts`.
+    pub async fn dashboard_session(
+        &self,
+        address: Option<IpAddr>,
+        body: &Credentials,
+        lasts: std::time::Duration,
+    ) -> Result<Session, ApiError> {
+        let c = self.0;
+        let user = self.check_password(address, body).await?;
+        let now_ms = i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+        c.db.remove_expired_tokens(now_ms).await?;
+        let token = new_token();
+        let expires_ms = now_ms.saturating_add(i64::try_from(lasts.as_millis()).unwrap_or(i64::MAX));
+        c.db.add_token(user.id, &token_hash(&token), Some(expires_ms)).await?;
+        Ok(Session { username: user.username.clone(), admin: user.admin, token })
+    }
+
+    /// The user whose password this is, counting failures per user name and client address
+    /// (and refusing once there were too many).
+    async fn check_password(&self, address: Option<IpAddr>, body: &Credentials) -> Result<UserRow, ApiError> {
         let c = self.0;
         let attempt = Attempt { username: Some(body.username.as_str()), address };
         c.logins.check(attempt, Instant::now()).map_err(ApiError::TooManyAttempts)?;
         match c.db.user_by_name(&body.username).await? {
-            Some(user) if verify_password(&body.password, &user.password_hash) => self.session(&user).await,
+            Some(user) if verify_password(&body.password, &user.password_hash) => Ok(user),
             _ => {
                 c.logins.failed(attempt, Instant::now());
                 Err(ApiError::Forbidden("wrong user name or password".into()))
@@ -75,7 +99,7 @@ impl Accounts<'_> {
 
     async fn session(&self, user: &UserRow) -> Result<Session, ApiError> {
         let token = new_token();
-        self.0.db.add_token(user.id, &token_hash(&token)).await?;
+        self.0.db.add_token(user.id, &token_hash(&token), None).await?;
         Ok(Session { username: user.username.clone(), admin: user.admin, token })
     }
 

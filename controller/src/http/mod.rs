@@ -105,6 +105,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .merge(nodes::routes())
         .merge(pipelines::routes())
         .merge(hooks::routes())
+        .merge(crate::dashboard::routes())
         .layer(axum::middleware::from_fn_with_state(answers, skiff_service::Answers::layer))
         .layer(axum::middleware::map_response(skiff_service::say_version))
         .with_state(controller)

@@ -40,7 +40,7 @@ impl Shop {
     }
 
     /// Waits until release `version` is deployed.
-    async fn deployed(&self, version: u32) -> bool {
+    pub(crate) async fn deployed(&self, version: u32) -> bool {
         eventually_true(Duration::from_secs(10), || async move {
             self.call("get", &format!("/releases/{version}"), None).await.body["state"] == "deployed"
         })

@@ -9,6 +9,7 @@ mod api;
 mod authorization;
 mod coordination;
 mod cron;
+mod dashboard;
 mod dump;
 mod scheduler;
 mod sources;
@@ -61,8 +62,16 @@ async fn exercise(db: &Db) {
     let bob = db.create_user(&"bob".parse().unwrap(), "hash").await.unwrap().expect("created");
     assert!(!bob.admin);
     assert!(db.create_user(&"bob".parse().unwrap(), "hash").await.unwrap().is_none(), "names are unique");
-    db.add_token(bob.id, "token-hash").await.unwrap();
+    db.add_token(bob.id, "token-hash", None).await.unwrap();
     assert_eq!(db.user_by_token("token-hash").await.unwrap().unwrap().username.as_str(), "bob");
+    // A session's token stops working when it expires, and is then forgotten.
+    let now_ms = i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap();
+    db.add_token(bob.id, "session-hash", Some(now_ms + 60_000)).await.unwrap();
+    db.add_token(bob.id, "expired-hash", Some(now_ms - 1)).await.unwrap();
+    assert!(db.user_by_token("session-hash").await.unwrap().is_some());
+    assert!(db.user_by_token("expired-hash").await.unwrap().is_none(), "expired");
+    assert_eq!(db.remove_expired_tokens(now_ms).await.unwrap(), 1);
+    assert!(db.user_by_token("token-hash").await.unwrap().is_some(), "API tokens do not expire");
 
     let key = db.add_key(bob.id, "SHA256:abc", "ssh-ed25519 AAAA", "laptop").await.unwrap().expect("added");
     assert!(db.add_key(admin.id, "SHA256:abc", "ssh-ed25519 AAAA", "x").await.unwrap().is_none());

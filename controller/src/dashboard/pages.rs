@@ -1,0 +1,274 @@
+//! The dashboard's pages: the apps a user sees, one app (releases, processes, config,
+//! domains, certificates, collaborators, activity), and rolling back with a confirmation.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use axum::extract::{Form, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html as HtmlBody, IntoResponse, Redirect, Response};
+use skiff_api::{Process, Release, ReleaseState};
+
+use super::html::{Html, escape, page, time};
+use super::{Signed, error_page, refusal, version_of};
+use crate::db::AppRow;
+use crate::error::ApiError;
+use crate::state::Controller;
+
+/// Events shown on an app's page.
+const RECENT_EVENTS: u32 = 20;
+/// Releases shown on an app's page.
+const RECENT_RELEASES: u32 = 20;
+
+/// An app's state in a word: maintenance, not deployed, crashed, deploying or running.
+fn state_of(app: &AppRow, newest: Option<&Release>, processes: &[Process]) -> &'static str {
+    if app.maintenance {
+        return "maintenance";
+    }
+    match newest {
+        None => "not deployed",
+        Some(_) if processes.iter().any(|p| p.state == "crashed") => "crashed",
+        Some(release) if release.state == ReleaseState::Pending => "deploying",
+        Some(_) if processes.iter().all(|p| p.state != "running") => "stopped",
+        Some(_) => "running",
+    }
+}
+
+/// Running processes by type: `web 2, worker 1`.
+fn counts(processes: &[Process]) -> String {
+    let mut by_type: BTreeMap<&str, usize> = BTreeMap::new();
+    for process in processes.iter().filter(|p| p.state == "running") {
+        *by_type.entry(process.process.as_str()).or_default() += 1;
+    }
+    if by_type.is_empty() {
+        return "none".to_owned();
+    }
+    by_type.iter().map(|(kind, n)| format!("{kind} {n}")).collect::<Vec<_>>().join(", ")
+}
+
+fn badge(state: &str) -> String {
+    format!(r#"<span class="state {}">{}</span>"#, state.replace(' ', "-"), escape(state))
+}
+
+fn app_link(app: &str) -> String {
+    format!(r#"<a href="/dashboard/apps/{0}">{0}</a>"#, escape(app))
+}
+
+/// `/dashboard`: every app the user sees.
+pub(crate) async fn apps(State(c): State<Arc<Controller>>, signed: Signed) -> Response {
+    match apps_page(&c, &signed).await {
+        Ok(body) => HtmlBody(page("Apps", Some(&signed.frame()), &body)).into_response(),
+        Err(error) => error_page(error),
+    }
+}
+
+async fn apps_page(c: &Controller, signed: &Signed) -> Result<String, ApiError> {
+    let rows = c.db.apps((!signed.user.admin).then_some(signed.user.id)).await?;
+    let mut table = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let view = c.app_view(row).await?;
+        let newest = c.releases().list(row, Some(1)).await?;
+        let processes = c.formation().processes(row).await.unwrap_or_default();
+        let state = state_of(row, newest.first(), &processes);
+        let release = view.release.map_or_else(|| "-".to_owned(), |v| format!("v{v}"));
+        let deployed = newest.first().map_or_else(|| "-".to_owned(), |r| time(&r.created_at));
+        table.push(vec![
+            app_link(view.name.as_str()),
+            badge(state),
+            release,
+            format!(r#"<a href="{0}">{0}</a>"#, escape(&view.url)),
+            escape(&counts(&processes)),
+            deployed,
+        ]);
+    }
+    let mut html = Html::default();
+    html.raw("<h1>Apps</h1>");
+    if rows.is_empty() {
+        html.raw(r#"<p class="hint">No apps yet: <code>skiff apps:create</code>, then <code>git push skiff main</code>.</p>"#);
+    }
+    html.table("apps", &["App", "State", "Release", "URL", "Processes", "Last deploy"], table);
+    Ok(html.into_string())
+}
+
+/// `/dashboard/apps/{app}`: one app; `?reveal=config` shows config values.
+pub(crate) async fn app(
+    State(c): State<Arc<Controller>>,
+    signed: Signed,
+    Path(name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let reveal = query.get("reveal").is_some_and(|r| r == "config");
+    let result = async {
+        let app = c.app_for(&signed.user, &name).await?;
+        app_page(&c, &app, reveal).await
+    };
+    match result.await {
+        Ok(body) => HtmlBody(page(&name, Some(&signed.frame()), &body)).into_response(),
+        Err(error) => error_page(error),
+    }
+}
+
+async fn app_page(c: &Controller, app: &AppRow, reveal: bool) -> Result<String, ApiError> {
+    let view = c.app_view(app).await?;
+    let releases = c.releases().list(app, Some(RECENT_RELEASES)).await?;
+    let processes = c.formation().processes(app).await.unwrap_or_default();
+    let name = app.name.as_str();
+    let mut html = Html::default();
+    html.raw("<h1>").text(name).raw(" ").raw(&badge(state_of(app, releases.first(), &processes))).raw("</h1>");
+    html.raw(r#"<dl class="summary"><dt>URL</dt><dd>"#)
+        .raw(&format!(r#"<a href="{0}">{0}</a>"#, escape(&view.url)))
+        .raw("</dd><dt>Release</dt><dd>")
+        .text(&view.release.map_or_else(|| "none yet".to_owned(), |v| format!("v{v}")))
+        .raw("</dd><dt>Owner</dt><dd>")
+        .text(view.owner.as_str())
+        .raw("</dd><dt>Stack</dt><dd>")
+        .text(view.stack.as_str())
+        .raw("</dd><dt>Git</dt><dd><code>")
+        .text(&view.git_url)
+        .raw("</code></dd></dl>");
+
+    html.raw("<h2>Releases</h2>");
+    let rows = releases.iter().map(|release| {
+        let current = Some(release.version) == view.release;
+        let action = if current {
+            "current".to_owned()
+        } else if release.state == ReleaseState::Deployed || release.state == ReleaseState::Superseded {
+            format!(
+                r#"<a class="button" href="/dashboard/apps/{}/rollback/{}">Roll back to v{}</a>"#,
+                escape(name),
+                release.version,
+                release.version
+            )
+        } else {
+            String::new()
+        };
+        vec![
+            format!("v{}", release.version),
+            escape(&release.summary),
+            escape(release.created_by.as_str()),
+            time(&release.created_at),
+            badge(
+                &serde_json::to_value(release.state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+            ),
+            action,
+        ]
+    });
+    html.table("releases", &["Version", "What", "By", "When", "State", ""], rows.collect::<Vec<_>>());
+
+    html.raw("<h2>Processes</h2>");
+    let rows = processes.iter().map(|p| {
+        let state = match &p.crash {
+            Some(crash) => format!("{} ({})", badge(&p.state), escape(&crash.reason)),
+            None => badge(&p.state),
+        };
+        vec![
+            escape(&p.process),
+            escape(&p.id),
+            format!("v{}", p.release),
+            state,
+            escape(p.node.as_deref().unwrap_or("this host")),
+            p.started_at.as_deref().map_or_else(|| "-".to_owned(), time),
+        ]
+    });
+    html.table("processes", &["Type", "Id", "Release", "State", "Node", "Started"], rows.collect::<Vec<_>>());
+
+    html.raw("<h2>Config</h2>");
+    let config = c.db.config(app).await?;
+    if !config.is_empty() {
+        if reveal {
+            html.raw(&format!(r#"<p><a href="/dashboard/apps/{}">Hide values</a></p>"#, escape(name)));
+        } else {
+            html.raw(&format!(r#"<p><a href="/dashboard/apps/{}?reveal=config">Show values</a></p>"#, escape(name)));
+        }
+    }
+    let rows = config.iter().map(|(key, value)| {
+        let shown = if reveal {
+            format!("<code>{}</code>", escape(value))
+        } else {
+            r#"<span class="hidden">hidden</span>"#.to_owned()
+        };
+        vec![format!("<code>{}</code>", escape(key)), shown]
+    });
+    html.table("config", &["Key", "Value"], rows.collect::<Vec<_>>());
+
+    html.raw("<h2>Domains and certificates</h2>");
+    let domains = c.domains().list(app).await?;
+    let rows = domains.iter().map(|d| vec![escape(&d.domain), time(&d.created_at)]);
+    html.table("domains", &["Domain", "Added"], rows.collect::<Vec<_>>());
+    let certificates = c.certificates().list(app).await?;
+    let rows = certificates.iter().map(|cert| {
+        vec![
+            escape(&cert.name),
+            escape(&cert.names.join(", ")),
+            escape(&cert.domains.join(", ")),
+            time(&cert.expires_at),
+        ]
+    });
+    html.table("certificates", &["Certificate", "Covers", "Served for", "Expires"], rows.collect::<Vec<_>>());
+
+    html.raw("<h2>Collaborators</h2>");
+    let collaborators = c.apps().collaborators(app).await?;
+    let rows = collaborators.iter().map(|u| vec![escape(u.as_str())]);
+    html.table("collaborators", &["User"], rows.collect::<Vec<_>>());
+
+    html.raw("<h2>Activity</h2>");
+    let events = c.db.events(Some(&app.name), RECENT_EVENTS).await?;
+    let rows = events.iter().map(|e| vec![time(&e.created_at), escape(e.kind.as_str()), escape(&e.message)]);
+    html.table("events", &["When", "Kind", "What"], rows.collect::<Vec<_>>());
+    Ok(html.into_string())
+}
+
+/// `GET /dashboard/apps/{app}/rollback/{version}`: asks before rolling back.
+pub(crate) async fn confirm_rollback(
+    State(c): State<Arc<Controller>>,
+    signed: Signed,
+    Path((name, version)): Path<(String, String)>,
+) -> Response {
+    let Some(version) = version_of(&version) else { return refusal(StatusCode::NOT_FOUND, "No such release.") };
+    let app = match c.app_for(&signed.user, &name).await {
+        Ok(app) => app,
+        Err(error) => return error_page(error),
+    };
+    let current = c.app_view(&app).await.ok().and_then(|v| v.release);
+    let mut html = Html::default();
+    html.raw(r#"<section class="confirm"><h1>Roll back "#)
+        .text(app.name.as_str())
+        .raw(&format!(" to v{version}?</h1><p>"))
+        .text(&format!(
+            "A new release is made with v{version}'s build and config; {} stops serving once it runs.",
+            current.map_or_else(|| "nothing".to_owned(), |v| format!("v{v}"))
+        ))
+        .raw("</p>")
+        .post_button(
+            &format!("/dashboard/apps/{}/rollback/{version}", app.name),
+            &signed.csrf,
+            &format!("Roll back to v{version}"),
+            "danger",
+        )
+        .raw(&format!(r#" <a href="/dashboard/apps/{}">Cancel</a></section>"#, escape(app.name.as_str())));
+    HtmlBody(page("Roll back", Some(&signed.frame()), &html.into_string())).into_response()
+}
+
+/// `POST /dashboard/apps/{app}/rollback/{version}`: rolls back, then shows the app.
+pub(crate) async fn rollback(
+    State(c): State<Arc<Controller>>,
+    signed: Signed,
+    Path((name, version)): Path<(String, String)>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    if let Some(refused) = signed.refuse_forged(&form) {
+        return refused;
+    }
+    let Some(version) = version_of(&version) else { return refusal(StatusCode::NOT_FOUND, "No such release.") };
+    let done = async {
+        let app = c.app_for(&signed.user, &name).await?;
+        c.releases().rollback(&signed.user, &app, Some(version)).await
+    };
+    match done.await {
+        Ok(_) => Redirect::to(&format!("/dashboard/apps/{name}")).into_response(),
+        Err(error) => error_page(error),
+    }
+}

@@ -1,0 +1,205 @@
+//! The dashboard over real HTTP against the in-process controller: signing in and out
+//! (the cookie's flags, wrong passwords, too many attempts), what each user sees, values
+//! escaped, forms refused without their CSRF token or from another site, and a rollback
+//! made from the page.
+
+use serde_json::json;
+
+use crate::api::Shop;
+use crate::test_app::PASSWORD;
+
+/// A browser without cookies of its own: the session cookie is passed by hand, redirects
+/// are not followed (the tests look at them).
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    cookie: Option<String>,
+}
+
+/// An answer: status, `Location`, `Set-Cookie`, `Content-Security-Policy`, body.
+#[derive(Debug)]
+struct Page {
+    status: u16,
+    location: String,
+    set_cookie: String,
+    policy: String,
+    body: String,
+}
+
+impl Browser {
+    fn new(base: &str) -> Self {
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Self { http, base: base.to_owned(), cookie: None }
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Page {
+        let request = match &self.cookie {
+            Some(cookie) => request.header("cookie", cookie),
+            None => request,
+        };
+        let answer = request.send().await.expect("the controller answers");
+        let header =
+            |name: &str| answer.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let (location, set_cookie, policy) =
+            (header("location"), header("set-cookie"), header("content-security-policy"));
+        let status = answer.status().as_u16();
+        Page { status, location, set_cookie, policy, body: answer.text().await.unwrap_or_default() }
+    }
+
+    async fn get(&self, path: &str) -> Page {
+        self.send(self.http.get(format!("{}{path}", self.base))).await
+    }
+
+    /// POSTs a form (`application/x-www-form-urlencoded`) with extra headers.
+    async fn post(&self, path: &str, fields: &[(&str, &str)], headers: &[(&str, &str)]) -> Page {
+        let body: String =
+            fields.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&");
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        self.send(request).await
+    }
+
+    /// Signs in as `username`, keeping the session cookie.
+    async fn sign_in(&mut self, username: &str) -> Page {
+        let page = self.post("/dashboard/login", &[("username", username), ("password", PASSWORD)], &[]).await;
+        assert_eq!(page.status, 303, "{page:?}");
+        self.cookie = Some(page.set_cookie.split(';').next().unwrap().to_owned());
+        page
+    }
+}
+
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+/// The CSRF token a page's forms carry.
+fn csrf(body: &str) -> String {
+    let at = body.find(r#"name="csrf" value=""#).expect("a form with a CSRF token") + r#"name="csrf" value=""#.len();
+    body[at..].split('"').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn signing_in_makes_a_strict_session_cookie_and_signing_out_ends_it() {
+    let shop = Shop::start().await;
+    let mut browser = Browser::new(&shop.platform.url);
+    let page = browser.get("/dashboard/apps/shop").await;
+    assert_eq!((page.status, page.location.as_str()), (303, "/dashboard/login?next=/dashboard/apps/shop"));
+    let form = browser.get("/dashboard/login?next=/dashboard/apps/shop").await;
+    assert!(form.status == 200 && form.body.contains(r#"value="/dashboard/apps/shop""#), "{form:?}");
+    assert!(form.policy.contains("default-src 'none'") && form.policy.contains("frame-ancestors 'none'"));
+
+    let wrong = browser.post("/dashboard/login", &[("username", "alice"), ("password", "nope")], &[]).await;
+    assert!(wrong.status == 403 && wrong.body.contains("Wrong user name or password"), "{wrong:?}");
+    assert!(wrong.set_cookie.is_empty());
+
+    let fields = [("username", "alice"), ("password", PASSWORD), ("next", "/dashboard/apps/shop")];
+    let over_https = browser.post("/dashboard/login", &fields, &[("x-forwarded-proto", "https")]).await;
+    assert!(over_https.set_cookie.contains("; Secure"), "{over_https:?}");
+    let signed = browser.sign_in("alice").await;
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/dashboard", "Max-Age=43200"] {
+        assert!(signed.set_cookie.contains(flag), "{flag}: {}", signed.set_cookie);
+    }
+    assert!(!signed.set_cookie.contains("Secure"), "not over plain HTTP");
+    let apps = browser.get("/dashboard").await;
+    assert!(apps.status == 200 && apps.body.contains(r#"<a href="/dashboard/apps/shop">shop</a>"#), "{apps:?}");
+    assert!(
+        apps.body.contains("alice") && apps.body.contains("running") && apps.body.contains("web 1"),
+        "{}",
+        apps.body
+    );
+    assert!(!apps.body.contains("<script"), "no script on any page");
+
+    let token = csrf(&apps.body);
+    let refused = browser.post("/dashboard/logout", &[("csrf", "forged")], &[]).await;
+    assert_eq!(refused.status, 403, "a forged token is refused");
+    let out = browser.post("/dashboard/logout", &[("csrf", &token)], &[]).await;
+    assert!(out.status == 303 && out.set_cookie.contains("Max-Age=0"), "{out:?}");
+    assert_eq!(browser.get("/dashboard").await.status, 303, "the session is over");
+}
+
+#[tokio::test]
+async fn sign_in_attempts_are_limited() {
+    let shop = Shop::start().await;
+    let browser = Browser::new(&shop.platform.url);
+    let mut last = None;
+    for _ in 0..30 {
+        let page = browser.post("/dashboard/login", &[("username", "alice"), ("password", "guess")], &[]).await;
+        if page.status == 429 {
+            last = Some(page);
+            break;
+        }
+    }
+    let page = last.expect("refused after a number of wrong passwords");
+    assert!(page.body.contains("Too many failed sign-ins"), "{page:?}");
+    let right = browser.post("/dashboard/login", &[("username", "alice"), ("password", PASSWORD)], &[]).await;
+    assert_eq!(right.status, 429, "even the right password waits");
+}
+
+#[tokio::test]
+async fn each_user_sees_their_apps_and_every_value_is_escaped() {
+    let shop = Shop::start().await;
+    let config = json!({"GREETING": "<script>alert('x')</script>", "TOKEN": "s3cret"});
+    let set = shop.platform.call(Some(&shop.alice), "patch", "/v2/apps/shop/config", Some(config)).await;
+    assert_eq!(set.status, 200, "{set:?}");
+    let bob = shop.platform.register(Some(&shop.admin), "bob").await;
+    let made = shop.platform.call(Some(&bob), "post", "/v2/apps", Some(json!({"name": "bobs"}))).await;
+    assert_eq!(made.status, 201);
+
+    let mut alice = Browser::new(&shop.platform.url);
+    alice.sign_in("alice").await;
+    let page = alice.get("/dashboard/apps/shop").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("GREETING") && !page.body.contains("s3cret"), "values hidden until asked");
+    let revealed = alice.get("/dashboard/apps/shop?reveal=config").await;
+    assert!(revealed.body.contains("s3cret"), "{}", revealed.body);
+    assert!(revealed.body.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"), "{}", revealed.body);
+    assert!(!revealed.body.contains("<script"), "{}", revealed.body);
+    assert!(!alice.get("/dashboard").await.body.contains("bobs"), "not alice's");
+    let other = alice.get("/dashboard/apps/bobs").await;
+    assert!(other.status == 404 && other.body.contains("not found"), "{other:?}");
+    let mut admin = Browser::new(&shop.platform.url);
+    admin.sign_in("admin").await;
+    let everything = admin.get("/dashboard").await.body;
+    assert!(everything.contains("bobs") && everything.contains("shop") && everything.contains("not deployed"));
+}
+
+#[tokio::test]
+async fn a_rollback_is_made_from_the_page_and_only_from_it() {
+    let shop = Shop::start().await;
+    shop.platform.call(Some(&shop.alice), "patch", "/v2/apps/shop/config", Some(json!({"A": "1"}))).await;
+    assert!(shop.deployed(2).await);
+    let mut browser = Browser::new(&shop.platform.url);
+    browser.sign_in("alice").await;
+    let app = browser.get("/dashboard/apps/shop").await;
+    assert!(app.body.contains(r#"href="/dashboard/apps/shop/rollback/1""#), "{}", app.body);
+    let confirm = browser.get("/dashboard/apps/shop/rollback/1").await;
+    assert!(confirm.status == 200 && confirm.body.contains("Roll back shop to v1?"), "{confirm:?}");
+    let token = csrf(&confirm.body);
+
+    let forged = browser.post("/dashboard/apps/shop/rollback/1", &[], &[]).await;
+    assert_eq!(forged.status, 403, "no token");
+    let fields = [("csrf", token.as_str())];
+    let cross = browser.post("/dashboard/apps/shop/rollback/1", &fields, &[("origin", "https://evil.test")]).await;
+    assert_eq!(cross.status, 403, "from another site, even with the token");
+    let other_site =
+        browser.post("/dashboard/apps/shop/rollback/1", &fields, &[("sec-fetch-site", "cross-site")]).await;
+    assert_eq!(other_site.status, 403);
+    let listed = shop.platform.call(Some(&shop.alice), "get", "/v2/apps/shop/releases", None).await.body;
+    assert_eq!(listed.as_array().unwrap().len(), 2, "nothing was rolled back yet");
+
+    let done = browser.post("/dashboard/apps/shop/rollback/1", &fields, &[]).await;
+    assert_eq!((done.status, done.location.as_str()), (303, "/dashboard/apps/shop"), "{done:?}");
+    assert!(shop.deployed(3).await, "v3 (v1 again) rolls out");
+    let release = shop.platform.call(Some(&shop.alice), "get", "/v2/apps/shop/releases/3", None).await.body;
+    assert_eq!(release["summary"], "alice rolled back to v1");
+    let page = browser.get("/dashboard/apps/shop").await.body;
+    assert!(page.contains("alice rolled back to v1"), "{page}");
+}
