@@ -54,6 +54,7 @@ pub(crate) fn routes() -> Router<Arc<Controller>> {
         .route("/dashboard/logout", axum::routing::post(logout))
         .route("/dashboard/apps/{app}", get(pages::app))
         .route("/dashboard/apps/{app}/rollback/{version}", get(pages::confirm_rollback).post(pages::rollback))
+        .route("/dashboard/apps/{app}/{action}", axum::routing::post(pages::act))
         .route("/dashboard/assets/skiff.css", get(stylesheet))
         .layer(axum::middleware::map_response(secure_headers))
 }

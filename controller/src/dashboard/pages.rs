@@ -100,7 +100,7 @@ pub(crate) async fn app(
     let reveal = query.get("reveal").is_some_and(|r| r == "config");
     let result = async {
         let app = c.app_for(&signed.user, &name).await?;
-        app_page(&c, &app, reveal).await
+        app_page(&c, &app, &signed.csrf, reveal).await
     };
     match result.await {
         Ok(body) => HtmlBody(page(&name, Some(&signed.frame()), &body)).into_response(),
@@ -108,7 +108,7 @@ pub(crate) async fn app(
     }
 }
 
-async fn app_page(c: &Controller, app: &AppRow, reveal: bool) -> Result<String, ApiError> {
+async fn app_page(c: &Controller, app: &AppRow, csrf: &str, reveal: bool) -> Result<String, ApiError> {
     let view = c.app_view(app).await?;
     let releases = c.releases().list(app, Some(RECENT_RELEASES)).await?;
     let processes = c.formation().processes(app).await.unwrap_or_default();
@@ -158,6 +158,25 @@ async fn app_page(c: &Controller, app: &AppRow, reveal: bool) -> Result<String, 
     });
     html.table("releases", &["Version", "What", "By", "When", "State", ""], rows.collect::<Vec<_>>());
 
+    html.raw("<h2>Formation</h2>");
+    let formation = c.formation().of(app).await?;
+    let rows = formation.iter().map(|scaled| {
+        let form = format!(
+            r#"<form method="post" action="/dashboard/apps/{name}/scale" class="inline"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="process" value="{process}"><input type="number" name="quantity" min="0" max="100" value="{quantity}" aria-label="{process} processes"> <button>Scale</button></form>"#,
+            name = escape(name),
+            csrf = escape(csrf),
+            process = escape(scaled.process.as_str()),
+            quantity = scaled.quantity,
+        );
+        vec![escape(scaled.process.as_str()), format!("<code>{}</code>", escape(&scaled.command)), form]
+    });
+    html.table("formation", &["Type", "Command", "Processes"], rows.collect::<Vec<_>>());
+    if !formation.is_empty() {
+        html.raw("<p>")
+            .post_button(&format!("/dashboard/apps/{name}/restart"), csrf, "Restart every process", "quiet")
+            .raw("</p>");
+    }
+
     html.raw("<h2>Processes</h2>");
     let rows = processes.iter().map(|p| {
         let state = match &p.crash {
@@ -185,14 +204,21 @@ async fn app_page(c: &Controller, app: &AppRow, reveal: bool) -> Result<String, 
         }
     }
     let rows = config.iter().map(|(key, value)| {
-        let shown = if reveal {
-            format!("<code>{}</code>", escape(value))
-        } else {
-            r#"<span class="hidden">hidden</span>"#.to_owned()
-        };
-        vec![format!("<code>{}</code>", escape(key)), shown]
+        let shown = if reveal { format!("<code>{}</code>", escape(value)) } else { r#"<span class="hidden">hidden</span>"#.to_owned() };
+        let unset = format!(
+            r#"<form method="post" action="/dashboard/apps/{}/config" class="inline"><input type="hidden" name="csrf" value="{}"><input type="hidden" name="key" value="{}"><input type="hidden" name="unset" value="1"><button class="quiet">Unset</button></form>"#,
+            escape(name),
+            escape(csrf),
+            escape(key)
+        );
+        vec![format!("<code>{}</code>", escape(key)), shown, unset]
     });
-    html.table("config", &["Key", "Value"], rows.collect::<Vec<_>>());
+    html.table("config", &["Key", "Value", ""], rows.collect::<Vec<_>>());
+    html.raw(&format!(
+        r#"<form method="post" action="/dashboard/apps/{}/config" class="config-set"><input type="hidden" name="csrf" value="{}"><input name="key" placeholder="KEY" required aria-label="key"> <input name="value" placeholder="value" aria-label="value"> <button>Set (makes a release)</button></form>"#,
+        escape(name),
+        escape(csrf)
+    ));
 
     html.raw("<h2>Domains and certificates</h2>");
     let domains = c.domains().list(app).await?;
@@ -269,6 +295,45 @@ pub(crate) async fn rollback(
     };
     match done.await {
         Ok(_) => Redirect::to(&format!("/dashboard/apps/{name}")).into_response(),
+        Err(error) => error_page(error),
+    }
+}
+
+/// `POST /dashboard/apps/{app}/{action}`: `scale` (`process`, `quantity`), `restart`, or
+/// `config` (`key` and `value`, or `unset`); then the app's page again.
+pub(crate) async fn act(
+    State(c): State<Arc<Controller>>,
+    signed: Signed,
+    Path((name, action)): Path<(String, String)>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    if let Some(refused) = signed.refuse_forged(&form) {
+        return refused;
+    }
+    let field = |key: &str| form.get(key).map_or("", |v| v.trim());
+    let done = async {
+        let app = c.app_for(&signed.user, &name).await?;
+        match action.as_str() {
+            "scale" => {
+                let process = field("process")
+                    .parse()
+                    .map_err(|_| ApiError::BadRequest(format!("`{}` is not a process type", field("process"))))?;
+                let quantity = field("quantity")
+                    .parse()
+                    .map_err(|_| ApiError::BadRequest("the number of processes is a whole number".into()))?;
+                c.formation().scale(&signed.user, &app, &[(process, quantity)].into()).await.map(drop)
+            }
+            "restart" => c.formation().restart(&signed.user, &app, skiff_api::Restart::default()).await,
+            "config" => {
+                let value = (!form.contains_key("unset")).then(|| form.get("value").cloned().unwrap_or_default());
+                let change = [(field("key").to_owned(), value)].into();
+                c.releases().change_config(&signed.user, &app, &change).await.map(drop)
+            }
+            _ => Err(ApiError::NotFound(format!("there is no `{action}` to do to an app"))),
+        }
+    };
+    match done.await {
+        Ok(()) => Redirect::to(&format!("/dashboard/apps/{name}")).into_response(),
         Err(error) => error_page(error),
     }
 }

@@ -203,3 +203,46 @@ async fn a_rollback_is_made_from_the_page_and_only_from_it() {
     let page = browser.get("/dashboard/apps/shop").await.body;
     assert!(page.contains("alice rolled back to v1"), "{page}");
 }
+
+#[tokio::test]
+async fn processes_are_scaled_and_restarted_and_config_changed_from_the_page() {
+    let shop = Shop::start().await;
+    let mut browser = Browser::new(&shop.platform.url);
+    browser.sign_in("alice").await;
+    let page = browser.get("/dashboard/apps/shop").await;
+    assert!(page.body.contains(r#"name="quantity" min="0" max="100" value="1""#), "{}", page.body);
+    let token = csrf(&page.body);
+
+    let scaled = browser
+        .post("/dashboard/apps/shop/scale", &[("csrf", &token), ("process", "web"), ("quantity", "2")], &[])
+        .await;
+    assert_eq!((scaled.status, scaled.location.as_str()), (303, "/dashboard/apps/shop"), "{scaled:?}");
+    let two = skiff_testing::eventually(std::time::Duration::from_secs(10), || async {
+        let page = browser.get("/dashboard").await.body;
+        page.contains("web 2").then_some(())
+    });
+    assert!(two.await.is_some(), "two web processes");
+    let wrong = browser
+        .post("/dashboard/apps/shop/scale", &[("csrf", &token), ("process", "clock"), ("quantity", "1")], &[])
+        .await;
+    assert!(wrong.status == 400 && wrong.body.contains("no `clock` process type"), "{wrong:?}");
+
+    let set =
+        browser.post("/dashboard/apps/shop/config", &[("csrf", &token), ("key", "MODE"), ("value", "fast")], &[]).await;
+    assert_eq!(set.status, 303, "{set:?}");
+    assert!(shop.deployed(2).await, "a config change makes a release");
+    let config = shop.platform.call(Some(&shop.alice), "get", "/v2/apps/shop/config", None).await.body;
+    assert_eq!(config, json!({"MODE": "fast"}));
+    let unset =
+        browser.post("/dashboard/apps/shop/config", &[("csrf", &token), ("key", "MODE"), ("unset", "1")], &[]).await;
+    assert_eq!(unset.status, 303);
+    let config = shop.platform.call(Some(&shop.alice), "get", "/v2/apps/shop/config", None).await.body;
+    assert_eq!(config, json!({}));
+
+    let restarted = browser.post("/dashboard/apps/shop/restart", &[("csrf", &token)], &[]).await;
+    assert_eq!(restarted.status, 303, "{restarted:?}");
+    let forged = browser.post("/dashboard/apps/shop/restart", &[("csrf", "x")], &[]).await;
+    assert_eq!(forged.status, 403);
+    let events = browser.get("/dashboard/apps/shop").await.body;
+    assert!(events.contains("Scaled to web=2 by alice") && events.contains("Restarting web by alice"), "{events}");
+}
