@@ -13,6 +13,7 @@
 //!   Content-Security-Policy allows only the dashboard's own stylesheet, no script, no
 //!   frame, forms to itself only.
 
+mod chart;
 mod html;
 mod pages;
 

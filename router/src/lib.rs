@@ -13,6 +13,7 @@
 //! - [`framing`]: refusing request heads that give a body's length two ways; following
 //!   apps' chunked answers.
 //! - [`metrics`]: per-app Prometheus metrics, at `/metrics` on any host that is not an app's.
+//! - [`traffic`]: the same counts reported to the controller, for its per-minute history.
 //! - [`upstream`]: kept-alive connections to apps' backends, and reading apps' answers.
 //! - [`tls`]: HTTPS certificates chosen by SNI from the table, and the listener's TLS settings.
 //! - [`service`]: what the router needs to run, and [`run`] (route table, HTTP and HTTPS).
@@ -33,6 +34,7 @@ pub mod proxy;
 pub mod service;
 pub mod table;
 pub mod tls;
+pub mod traffic;
 pub mod upstream;
 
 pub use proxy::{Config, Listeners, serve};

@@ -1,6 +1,8 @@
 //! Per-app request metrics in Prometheus' text format: requests by status class, upstream
 //! errors, and a latency histogram. Served at `/metrics` on the router's own address (any
-//! host that is not an app's).
+//! host that is not an app's). The same counts, in the canaries' finer latency buckets,
+//! are what the router reports to the controller for its per-minute history
+//! ([`crate::traffic`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -8,12 +10,13 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use skiff_api::AppName;
+use skiff_api::canary::{LATENCY_BUCKETS, latency_bucket};
+use skiff_api::{AppName, BucketCount};
 
 /// Histogram bucket bounds, in seconds.
 const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 struct AppMetrics {
     /// By status class: 1xx … 5xx.
     classes: [u64; 5],
@@ -22,10 +25,29 @@ struct AppMetrics {
     buckets: [u64; BUCKETS.len()],
     count: u64,
     sum: f64,
+    /// Requests and 5xx answers by [`latency_bucket`].
+    latency: Vec<(u64, u64)>,
+}
+
+impl Default for AppMetrics {
+    fn default() -> Self {
+        Self {
+            classes: [0; 5],
+            upstream_errors: 0,
+            buckets: [0; BUCKETS.len()],
+            count: 0,
+            sum: 0.0,
+            latency: vec![(0, 0); usize::from(LATENCY_BUCKETS)],
+        }
+    }
 }
 
 impl AppMetrics {
     fn add(&mut self, other: &Self) {
+        for (mine, theirs) in self.latency.iter_mut().zip(&other.latency) {
+            mine.0 += theirs.0;
+            mine.1 += theirs.1;
+        }
         for (mine, theirs) in self.classes.iter_mut().zip(other.classes) {
             *mine += theirs;
         }
@@ -79,16 +101,42 @@ impl Metrics {
         }
         entry.count += 1;
         entry.sum += seconds;
+        if let Some(bucket) = entry.latency.get_mut(usize::from(latency_bucket(took))) {
+            bucket.0 += 1;
+            bucket.1 += u64::from(status >= 500);
+        }
     }
 
-    /// The text exposition.
-    pub fn render(&self) -> String {
+    /// Every app's counts summed over the shards.
+    fn totals(&self) -> AppsMetrics {
         let mut apps = AppsMetrics::new();
         for shard in &self.shards {
             for (app, counted) in shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).iter() {
                 apps.entry(app.clone()).or_default().add(counted);
             }
         }
+        apps
+    }
+
+    /// Every app's requests and 5xx answers so far, by latency bucket (only the buckets
+    /// that have any).
+    pub fn traffic(&self) -> BTreeMap<AppName, Vec<BucketCount>> {
+        self.totals()
+            .into_iter()
+            .map(|(app, counted)| {
+                let buckets = (0..LATENCY_BUCKETS)
+                    .zip(counted.latency)
+                    .filter(|(_, (requests, _))| *requests > 0)
+                    .map(|(bucket, (requests, errors))| BucketCount { bucket, requests, errors })
+                    .collect();
+                (app, buckets)
+            })
+            .collect()
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let apps = self.totals();
         let mut out = String::new();
         let _ = writeln!(out, "# HELP skiff_router_requests_total Requests answered, by app and status class.");
         let _ = writeln!(out, "# TYPE skiff_router_requests_total counter");
@@ -142,5 +190,9 @@ mod tests {
         assert!(text.contains("skiff_router_request_duration_seconds_bucket{app=\"shop\",le=\"0.005\"} 1"), "{text}");
         assert!(text.contains("skiff_router_request_duration_seconds_bucket{app=\"shop\",le=\"0.05\"} 2"), "{text}");
         assert!(text.contains("skiff_router_request_duration_seconds_count{app=\"shop\"} 2"), "{text}");
+        let traffic = metrics.traffic();
+        let buckets = &traffic[&app];
+        assert_eq!(buckets.iter().map(|b| (b.requests, b.errors)).collect::<Vec<_>>(), [(1, 0), (1, 1)]);
+        assert_eq!(buckets[0].bucket, latency_bucket(Duration::from_millis(3)));
     }
 }

@@ -69,6 +69,8 @@ pub struct Config {
     pub threads: usize,
     /// Where requests of apps' canaries are counted, for the controller's judge.
     pub canary_counts: Arc<crate::canary::CanaryCounts>,
+    /// Every app's requests, for `/metrics` and the controller's history.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Default for Config {
@@ -82,6 +84,7 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             threads: 0,
             canary_counts: Arc::default(),
+            metrics: Arc::new(crate::metrics::Metrics::new(worker_threads(0))),
         }
     }
 }
@@ -198,8 +201,15 @@ struct Shared {
     config: Config,
     /// The HTTPS listener's port, where plain requests to HTTPS-only apps are sent.
     https_port: Option<u16>,
-    metrics: crate::metrics::Metrics,
     shutdown: CancellationToken,
+}
+
+/// The worker threads `threads` asks for: one per CPU for 0.
+fn worker_threads(threads: usize) -> usize {
+    match threads {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        threads => threads,
+    }
 }
 
 /// Serves until `shutdown`; open connections finish their current request, then close.
@@ -223,12 +233,8 @@ pub async fn serve(
     let https_port = listeners.https.as_ref().and_then(|(l, _)| l.local_addr().ok()).map(|a| a.port());
     let http = listeners.http.into_std()?;
     let https = listeners.https.map(|(listener, tls)| listener.into_std().map(|l| (l, tls))).transpose()?;
-    let threads = match config.threads {
-        0 => std::thread::available_parallelism().map_or(1, usize::from),
-        threads => threads,
-    };
-    let metrics = crate::metrics::Metrics::new(threads);
-    let shared = Arc::new(Shared { table, config, https_port, metrics, shutdown });
+    let threads = worker_threads(config.threads);
+    let shared = Arc::new(Shared { table, config, https_port, shutdown });
     let mut workers = Vec::new();
     for index in 0..threads {
         let http = http.try_clone()?;
@@ -514,7 +520,7 @@ impl Proxy {
         let AccessLine { app, method, path, host, request_id, client, status, started, canary } = *line;
         let took = started.elapsed();
         let upstream_error = status == StatusCode::BAD_GATEWAY || status == StatusCode::GATEWAY_TIMEOUT;
-        self.shared.metrics.record(self.index, app, status, took, upstream_error);
+        self.shared.config.metrics.record(self.index, app, status, took, upstream_error);
         if let Some(pick) = canary {
             self.shared.config.canary_counts.record(app, pick, status, took);
         }
@@ -532,7 +538,7 @@ impl Proxy {
                 }
             });
             if !sent {
-                self.shared.metrics.access_line_dropped();
+                self.shared.config.metrics.access_line_dropped();
             }
         }
     }
@@ -578,7 +584,7 @@ impl Proxy {
         let (app, mut response, hsts) = match policy::decide(&table, &facts) {
             // The router's own endpoints answer on any host that is not an app's.
             Decision::Router(Endpoint::Metrics) => {
-                let mut response = page(StatusCode::OK, self.shared.metrics.render().trim_end());
+                let mut response = page(StatusCode::OK, self.shared.config.metrics.render().trim_end());
                 response
                     .headers_mut()
                     .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));

@@ -57,6 +57,7 @@ pub async fn run(
             let reporting = client.clone();
             let stopped = shutdown.clone();
             tasks.spawn(async move { counts.report(reporting, stopped).await });
+            tasks.spawn(crate::traffic::report(config.router.metrics.clone(), client.clone(), shutdown.clone()));
             let name = http.local_addr().map_or_else(|_| "router".to_owned(), |a| format!("http://{a}"));
             tasks.spawn(crate::feed::follow(client, table.clone(), name, shutdown.clone()));
             table

@@ -241,6 +241,23 @@ pub struct Canary {
     pub judgement: Judgement,
 }
 
+/// The requests an app answered through one router since that router's last report
+/// (`POST /v2/hooks/traffic`), by latency bucket with their 5xx answers: the controller
+/// adds them up per minute for the dashboard's charts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct TrafficSample {
+    pub app: AppName,
+    pub buckets: Vec<BucketCount>,
+}
+
+/// A router's traffic report.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct TrafficSamples {
+    pub samples: Vec<TrafficSample>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

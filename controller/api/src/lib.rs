@@ -33,7 +33,7 @@ pub mod wire;
 pub use app_json::{AppJson, AppJsonError};
 pub use canary::{
     Arm, ArmSummary, BucketCount, Canary, CanaryCreate, CanaryRoute, CanarySample, CanarySamples, CanaryState,
-    CanaryTrial, DEFAULT_MIN_REQUESTS, Judgement, MetricJudgement, Verdict,
+    CanaryTrial, DEFAULT_MIN_REQUESTS, Judgement, MetricJudgement, TrafficSample, TrafficSamples, Verdict,
 };
 pub use cron::{CronCreate, CronJob, CronRun, CronRunState, CronSource};
 pub use drain::{Drain, DrainCreate, DrainProtocol, DrainStatus, DrainTarget, DrainUrlError};

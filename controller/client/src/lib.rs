@@ -595,6 +595,12 @@ impl Client {
         self.execute(request.json(samples)).await.map(drop)
     }
 
+    /// A router's counts of apps' traffic since its last report (service token).
+    pub async fn traffic(&self, samples: &skiff_api::TrafficSamples) -> Result<(), ClientError> {
+        let request = self.request(Method::POST, "/v2/hooks/traffic").timeout(Duration::from_secs(10));
+        self.execute(request.json(samples)).await.map(drop)
+    }
+
     /// Uploads a root filesystem tarball (plain or gzip) as a stack.
     pub async fn import_stack(&self, name: &StackName, archive: Vec<u8>) -> Result<Stack, ClientError> {
         let request = self

@@ -90,7 +90,44 @@ async fn apps_page(c: &Controller, signed: &Signed) -> Result<String, ApiError> 
     Ok(html.into_string())
 }
 
-/// `/dashboard/apps/{app}`: one app; `?reveal=config` shows config values.
+/// The app's traffic over the last hour (or day, `day`), with its releases marked.
+async fn traffic_section(c: &Controller, app: &AppRow, day: bool) -> Result<String, ApiError> {
+    use super::chart::{Window, by_point, latencies, markers, rates, svg};
+    let window = if day { Window::DAY } else { Window::HOUR };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp().div_euclid(60);
+    let start = window.start(now);
+    let minutes = c.db.traffic(app.id, start).await?;
+    let points = by_point(window, start, &minutes);
+    let releases = c.releases().list(app, Some(200)).await?;
+    let marked = markers(window, start, &releases);
+    let clock = |minute: i64| {
+        time::OffsetDateTime::from_unix_timestamp(minute * 60)
+            .map(|t| format!("{:02}:{:02} UTC", t.hour(), t.minute()))
+            .unwrap_or_default()
+    };
+    let times = (clock(start), clock(now));
+    let name = escape(app.name.as_str());
+    let mut html = Html::default();
+    html.raw("<h2>Traffic</h2><p class=\"range\">");
+    if day {
+        html.raw(&format!(r#"<a href="/dashboard/apps/{name}">Last hour</a> · <strong>Last day</strong>"#));
+    } else {
+        html.raw(&format!(r#"<strong>Last hour</strong> · <a href="/dashboard/apps/{name}?range=day">Last day</a>"#));
+    }
+    html.raw("</p>");
+    html.raw(&svg(
+        "Requests and 5xx answers per minute",
+        "/min",
+        &rates(window, &points),
+        &marked,
+        (&times.0, &times.1),
+    ));
+    html.raw(&svg("Latency (p50, p95, p99)", "ms", &latencies(&points), &marked, (&times.0, &times.1)));
+    Ok(html.into_string())
+}
+
+/// `/dashboard/apps/{app}`: one app; `?reveal=config` shows config values, `?range=day`
+/// the last day's traffic.
 pub(crate) async fn app(
     State(c): State<Arc<Controller>>,
     signed: Signed,
@@ -98,9 +135,11 @@ pub(crate) async fn app(
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     let reveal = query.get("reveal").is_some_and(|r| r == "config");
+    let day = query.get("range").is_some_and(|r| r == "day");
     let result = async {
         let app = c.app_for(&signed.user, &name).await?;
-        app_page(&c, &app, &signed.csrf, reveal).await
+        let traffic = traffic_section(&c, &app, day).await?;
+        app_page(&c, &app, &signed.csrf, reveal, &traffic).await
     };
     match result.await {
         Ok(body) => HtmlBody(page(&name, Some(&signed.frame()), &body)).into_response(),
@@ -108,7 +147,7 @@ pub(crate) async fn app(
     }
 }
 
-async fn app_page(c: &Controller, app: &AppRow, csrf: &str, reveal: bool) -> Result<String, ApiError> {
+async fn app_page(c: &Controller, app: &AppRow, csrf: &str, reveal: bool, traffic: &str) -> Result<String, ApiError> {
     let view = c.app_view(app).await?;
     let releases = c.releases().list(app, Some(RECENT_RELEASES)).await?;
     let processes = c.formation().processes(app).await.unwrap_or_default();
@@ -126,6 +165,8 @@ async fn app_page(c: &Controller, app: &AppRow, csrf: &str, reveal: bool) -> Res
         .raw("</dd><dt>Git</dt><dd><code>")
         .text(&view.git_url)
         .raw("</code></dd></dl>");
+
+    html.raw(traffic);
 
     html.raw("<h2>Releases</h2>");
     let rows = releases.iter().map(|release| {

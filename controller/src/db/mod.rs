@@ -35,6 +35,7 @@ mod pipelines;
 mod releases;
 mod sources;
 mod stacks;
+mod traffic;
 mod users;
 mod webhooks;
 
@@ -43,6 +44,7 @@ pub use canaries::CanaryRow;
 pub use cron::{CronJobRow, NewCronJob};
 pub use pipelines::{PipelineRow, ReviewAppRow};
 pub use sources::SourceRow;
+pub use traffic::{KEEP_MINUTES, TrafficMinute};
 pub use webhooks::{Attempt, DueDelivery};
 
 /// Postgres migrations, applied in order once each.
@@ -61,6 +63,7 @@ const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0012_app_sources.sql"),
     include_str!("../../migrations/postgres/0013_acme.sql"),
     include_str!("../../migrations/postgres/0014_sessions.sql"),
+    include_str!("../../migrations/postgres/0015_traffic.sql"),
 ];
 
 /// SQLite migrations, applied in order once each.
@@ -84,6 +87,7 @@ const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0017_app_sources.sql"),
     include_str!("../../migrations/sqlite/0018_acme.sql"),
     include_str!("../../migrations/sqlite/0019_sessions.sql"),
+    include_str!("../../migrations/sqlite/0020_traffic.sql"),
 ];
 
 /// A database failure.

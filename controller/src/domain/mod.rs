@@ -25,6 +25,7 @@ mod webhooks;
 
 pub use accounts::Accounts;
 pub use apps::Apps;
+pub(crate) use canaries::judge::quantile;
 pub use canaries::{Canaries, judge_canaries};
 pub use certs::{CertificateError, Certificates, Inspected, covers, inspect};
 pub use cron::{Cron, run_scheduled_jobs};

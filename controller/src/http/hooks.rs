@@ -37,6 +37,7 @@ pub(super) fn routes() -> Router<Arc<Controller>> {
         .route("/v2/hooks/review-apps/close", post(close_review_app))
         .route("/v2/hooks/apps/{app}/postdeploy", post(postdeploy))
         .route("/v2/hooks/canary-samples", post(canary_samples))
+        .route("/v2/hooks/traffic", post(traffic))
 }
 
 async fn route_feed(
@@ -59,6 +60,17 @@ async fn canary_samples(
     Json(samples): Json<CanarySamples>,
 ) -> Result<StatusCode, ApiError> {
     c.db.add_canary_samples(&samples).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A router's counts of apps' traffic, added to the current minute's.
+async fn traffic(
+    State(c): State<Arc<Controller>>,
+    _: Service,
+    Json(samples): Json<skiff_api::TrafficSamples>,
+) -> Result<StatusCode, ApiError> {
+    let minute = time::OffsetDateTime::now_utc().unix_timestamp().div_euclid(60);
+    c.db.add_traffic(&samples, minute).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -549,6 +549,14 @@ pub const OPERATIONS: &[Operation] = &[
         Empty(204),
     ),
     op(
+        "post",
+        "/v2/hooks/traffic",
+        Service,
+        "A router's counts of apps' traffic since its last report, for the per-minute history",
+        Some(of::<skiff_api::TrafficSamples>),
+        Empty(204),
+    ),
+    op(
         "get",
         "/v2/routes",
         Service,

@@ -201,6 +201,7 @@ fn table() -> Vec<(&'static str, &'static str, Access, Option<Value>)> {
         ("post", "/v2/apps/{app}/canary/promote", App, None),
         ("post", "/v2/apps/{app}/canary/abort", App, None),
         ("post", "/v2/hooks/canary-samples", Service, Some(json!({"samples": []}))),
+        ("post", "/v2/hooks/traffic", Service, Some(json!({"samples": []}))),
         ("get", "/v2/routes", Service, None),
         ("get", "/v2/hooks/drains", Service, None),
         ("get", "/v2/hooks/keys/{fingerprint}", Service, None),

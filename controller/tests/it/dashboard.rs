@@ -246,3 +246,29 @@ async fn processes_are_scaled_and_restarted_and_config_changed_from_the_page() {
     let events = browser.get("/dashboard/apps/shop").await.body;
     assert!(events.contains("Scaled to web=2 by alice") && events.contains("Restarting web by alice"), "{events}");
 }
+
+#[tokio::test]
+async fn traffic_is_charted_per_minute_with_a_line_at_every_release() {
+    let shop = Shop::start().await;
+    let sample = |requests: u64, errors: u64| json!({"samples": [{"app": "shop", "buckets": [{"bucket": 40, "requests": requests, "errors": errors}]}]});
+    let token = Some(crate::test_app::SERVICE_TOKEN);
+    // Two routers report for the same minute; an app that does not exist is left out.
+    for body in [sample(30, 0), sample(12, 3), json!({"samples": [{"app": "ghost", "buckets": []}]})] {
+        let taken = shop.platform.call(token, "post", "/v2/hooks/traffic", Some(body)).await;
+        assert_eq!(taken.status, 204, "{taken:?}");
+    }
+    shop.platform.call(Some(&shop.alice), "patch", "/v2/apps/shop/config", Some(json!({"A": "1"}))).await;
+    assert!(shop.deployed(2).await);
+    let mut browser = Browser::new(&shop.platform.url);
+    browser.sign_in("alice").await;
+    let page = browser.get("/dashboard/apps/shop").await.body;
+    assert!(page.contains("Requests and 5xx answers per minute") && page.contains("Latency (p50, p95, p99)"));
+    assert!(page.contains(r#"<polyline class="requests""#) && page.contains(r#"<polyline class="p99""#), "{page}");
+    assert!(page.contains("<title>v2</title>") && page.contains("<title>v1</title>"), "a line at each release");
+    // 42 requests this minute: the axis goes to 50.
+    assert!(page.contains(">50 /min<"), "{page}");
+    let day = browser.get("/dashboard/apps/shop?range=day").await.body;
+    assert!(day.contains("<strong>Last day</strong>") && day.contains(r#"<polyline class="errors""#));
+    let unknown = shop.platform.call(Some(&shop.alice), "post", "/v2/hooks/traffic", Some(sample(1, 0))).await;
+    assert_eq!(unknown.status, 403, "routers only");
+}

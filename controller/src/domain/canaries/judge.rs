@@ -52,7 +52,7 @@ pub fn summary(counts: &[BucketCount]) -> ArmSummary {
 }
 
 /// The latency below which a share `q` of requests fall, in milliseconds.
-fn quantile(counts: &[BucketCount], q: f64) -> Option<f64> {
+pub(crate) fn quantile(counts: &[BucketCount], q: f64) -> Option<f64> {
     let total = totals(counts).requests;
     let mut sorted: Vec<&BucketCount> = counts.iter().filter(|c| c.requests > 0).collect();
     sorted.sort_by_key(|c| c.bucket);
