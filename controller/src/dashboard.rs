@@ -1,5 +1,6 @@
 //! The dashboard: the platform in a browser, served by the controller at `/dashboard`,
-//! HTML written on the server (no script is needed), every asset embedded in the binary.
+//! HTML written on the server (a script is needed only to follow logs live), every asset
+//! embedded in the binary.
 //!
 //! - **Sessions**: signing in with a Skiff user name and password (counted and refused
 //!   like the API's sign-ins, per user name and address) makes a session token that works
@@ -10,11 +11,12 @@
 //!   (HMAC with the service token) and is refused without it, or from another site
 //!   (`Sec-Fetch-Site`, `Origin`).
 //! - **Content**: every value from users and apps is escaped ([`html`]); a
-//!   Content-Security-Policy allows only the dashboard's own stylesheet, no script, no
-//!   frame, forms to itself only.
+//!   Content-Security-Policy allows only the dashboard's own stylesheet and script (which
+//!   follows a log live, adding lines as text), no frame, forms to itself only.
 
 mod chart;
 mod html;
+mod logs;
 mod pages;
 
 use std::collections::HashMap;
@@ -41,11 +43,14 @@ use html::{Frame, escape, page};
 pub const SESSION: Duration = Duration::from_secs(12 * 3600);
 /// The session cookie's name.
 const COOKIE: &str = "skiff_session";
-/// The dashboard's stylesheet, its only asset.
+/// The dashboard's stylesheet.
 const STYLESHEET: &str = include_str!("dashboard/skiff.css");
-/// What pages may load: their own stylesheet; nothing else, from anywhere.
-const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
-     frame-ancestors 'none'; base-uri 'none'";
+/// The script that follows an app's log live, the dashboard's only one.
+const LOGS_SCRIPT: &str = include_str!("dashboard/logs.js");
+/// What pages may load: the dashboard's own stylesheet and script, and its own event
+/// streams; nothing else, from anywhere.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; script-src 'self'; \
+     connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 pub(crate) fn routes() -> Router<Arc<Controller>> {
     Router::new()
@@ -55,8 +60,11 @@ pub(crate) fn routes() -> Router<Arc<Controller>> {
         .route("/dashboard/logout", axum::routing::post(logout))
         .route("/dashboard/apps/{app}", get(pages::app))
         .route("/dashboard/apps/{app}/rollback/{version}", get(pages::confirm_rollback).post(pages::rollback))
+        .route("/dashboard/apps/{app}/logs", get(logs::page_of_logs))
+        .route("/dashboard/apps/{app}/logs/stream", get(logs::stream_of_logs))
         .route("/dashboard/apps/{app}/{action}", axum::routing::post(pages::act))
-        .route("/dashboard/assets/skiff.css", get(stylesheet))
+        .route("/dashboard/assets/skiff.css", get(|| asset("text/css; charset=utf-8", STYLESHEET)))
+        .route("/dashboard/assets/logs.js", get(|| asset("text/javascript; charset=utf-8", LOGS_SCRIPT)))
         .layer(axum::middleware::map_response(secure_headers))
 }
 
@@ -71,12 +79,10 @@ async fn secure_headers(mut response: Response) -> Response {
     response
 }
 
-async fn stylesheet() -> Response {
+/// One of the dashboard's embedded assets.
+async fn asset(content_type: &'static str, body: &'static str) -> Response {
     let cache = HeaderValue::from_static("public, max-age=3600");
-    (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8")), (header::CACHE_CONTROL, cache)],
-        STYLESHEET,
-    )
+    ([(header::CONTENT_TYPE, HeaderValue::from_static(content_type)), (header::CACHE_CONTROL, cache)], body)
         .into_response()
 }
 
@@ -177,7 +183,7 @@ pub(crate) fn error_page(error: ApiError) -> Response {
     refusal(status, &message)
 }
 
-fn percent_encode(text: &str) -> String {
+pub(crate) fn percent_encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (b as char).to_string(),

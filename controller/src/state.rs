@@ -169,6 +169,29 @@ impl Controller {
         self.db.user_by_name(username).await?.ok_or_else(|| ApiError::NotFound(format!("no user `{username}`")))
     }
 
+    /// An app's log lines from the logger, as it answers (`n`, `process`, `source` and
+    /// `follow` of `query` passed on): a JSON array, or with `follow` a stream of JSON lines.
+    pub(crate) async fn logs(
+        &self,
+        app: &crate::db::AppRow,
+        query: &std::collections::HashMap<String, String>,
+    ) -> Result<reqwest::Response, ApiError> {
+        let params: Vec<(&str, &String)> =
+            ["n", "process", "source", "follow"].into_iter().filter_map(|k| Some((k, query.get(k)?))).collect();
+        let logs = self.logger_request(reqwest::Method::GET, &format!("/v2/apps/{}/logs", app.name));
+        let response = logs.query(&params).send().await.map_err(|e| {
+            tracing::warn!(error = %e, "controller.logs.logger_unreachable");
+            ApiError::Unavailable("the logger is not reachable; try again shortly".into())
+        })?;
+        if response.status() == reqwest::StatusCode::BAD_REQUEST {
+            return Err(ApiError::BadRequest("invalid log filter; --source is one of app, router, platform".into()));
+        }
+        if !response.status().is_success() {
+            return Err(ApiError::Unavailable(format!("the logger answered {}; try again shortly", response.status())));
+        }
+        Ok(response)
+    }
+
     /// A request to the logger's API, with the service token it requires.
     pub(crate) fn logger_request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.http.request(method, format!("{}{path}", self.config.logger_url)).bearer_auth(&self.config.service_token)

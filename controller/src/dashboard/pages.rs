@@ -166,6 +166,7 @@ async fn app_page(c: &Controller, app: &AppRow, csrf: &str, reveal: bool, traffi
         .text(&view.git_url)
         .raw("</code></dd></dl>");
 
+    html.raw(&format!(r#"<p><a class="button" href="/dashboard/apps/{}/logs">Logs</a></p>"#, escape(name)));
     html.raw(traffic);
 
     html.raw("<h2>Releases</h2>");

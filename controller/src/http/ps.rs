@@ -108,19 +108,7 @@ async fn logs(
     VisibleApp { app, .. }: VisibleApp,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let params: Vec<(&str, &String)> =
-        ["n", "process", "source", "follow"].into_iter().filter_map(|k| Some((k, query.get(k)?))).collect();
-    let logs = c.logger_request(reqwest::Method::GET, &format!("/v2/apps/{}/logs", app.name));
-    let response = logs.query(&params).send().await.map_err(|e| {
-        tracing::warn!(error = %e, "controller.logs.logger_unreachable");
-        ApiError::Unavailable("the logger is not reachable; try again shortly".into())
-    })?;
-    if response.status() == reqwest::StatusCode::BAD_REQUEST {
-        return Err(ApiError::BadRequest("invalid log filter; --source is one of app, router, platform".into()));
-    }
-    if !response.status().is_success() {
-        return Err(ApiError::Unavailable(format!("the logger answered {}; try again shortly", response.status())));
-    }
+    let response = c.logs(&app, &query).await?;
     let content_type = response
         .headers()
         .get(reqwest::header::CONTENT_TYPE)

@@ -272,3 +272,25 @@ async fn traffic_is_charted_per_minute_with_a_line_at_every_release() {
     let unknown = shop.platform.call(Some(&shop.alice), "post", "/v2/hooks/traffic", Some(sample(1, 0))).await;
     assert_eq!(unknown.status, 403, "routers only");
 }
+
+#[tokio::test]
+async fn the_log_page_works_without_the_logger_and_its_assets_are_the_dashboards_own() {
+    let shop = Shop::start().await;
+    let mut browser = Browser::new(&shop.platform.url);
+    browser.sign_in("alice").await;
+    let page = browser.get("/dashboard/apps/shop/logs?process=web&source=router").await;
+    assert_eq!(page.status, 200, "{page:?}");
+    assert!(page.body.contains("the logger is not reachable"), "said, not failed: {}", page.body);
+    assert!(page.body.contains(r#"data-stream="/dashboard/apps/shop/logs/stream?process=web&amp;source=router""#));
+    assert!(page.body.contains(r#"<option value="router" selected>"#));
+    assert!(page.body.contains(r#"<script src="/dashboard/assets/logs.js"></script>"#));
+    assert!(page.policy.contains("script-src 'self'") && page.policy.contains("connect-src 'self'"));
+    for (path, kind) in [("/dashboard/assets/logs.js", "text/javascript"), ("/dashboard/assets/skiff.css", "text/css")]
+    {
+        let answer = reqwest::get(format!("{}{path}", shop.platform.url)).await.unwrap();
+        let content_type = answer.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(answer.status() == 200 && content_type.starts_with(kind), "{path}: {content_type}");
+    }
+    let stream = browser.get("/dashboard/apps/shop/logs/stream").await;
+    assert_eq!(stream.status, 503, "{stream:?}");
+}

@@ -7,6 +7,7 @@ mod api;
 mod backups;
 mod builds;
 mod controller_kill;
+mod dashboard;
 mod delivery;
 mod harness;
 mod integrations;
