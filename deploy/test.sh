@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Skiff's second command: installs and starts what the tests need (git, the OpenSSH
-# client, busybox-static, skopeo, Debian's docker-registry, rsyslog, Prometheus, pebble (an ACME server), a Docker engine, a private Postgres server and a
+# client, busybox-static, skopeo, Debian's docker-registry, rsyslog, Prometheus, pebble (an ACME server),
+# Chromium and its WebDriver, a Docker engine, a private Postgres server and a
 # private Redis server, a private S3-compatible server, a three-node Docker Swarm of this
 # host's engine and two more in network namespaces) and the previous release's skiffd,
 # then runs the whole test suite.
@@ -11,7 +12,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 . "$here/lib.sh"
 
-skiff_install_missing ip:iproute2 nsenter:util-linux git:git ssh:openssh-client ssh-keygen:openssh-client curl:curl tar:tar skopeo:skopeo docker-registry:docker-registry python3:python3 logger:bsdutils rsyslogd:rsyslog prometheus:prometheus pebble:pebble pebble-challtestsrv:pebble \
+skiff_install_missing ip:iproute2 nsenter:util-linux git:git ssh:openssh-client ssh-keygen:openssh-client curl:curl tar:tar skopeo:skopeo docker-registry:docker-registry python3:python3 logger:bsdutils rsyslogd:rsyslog prometheus:prometheus pebble:pebble pebble-challtestsrv:pebble chromium:chromium chromedriver:chromium-driver \
   "/usr/lib/$(uname -m)-linux-gnu/rsyslog/lmnsd_gtls.so:rsyslog-gnutls"
 skiff_ensure_docker
 skiff_require_cargo

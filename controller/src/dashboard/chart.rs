@@ -134,14 +134,27 @@ pub fn svg(title: &str, unit: &str, lines: &[Line], markers: &[(usize, u32)], ti
         escape(times.0),
         escape(times.1)
     );
+    // A line per release; one label per point however many releases it holds (`v1–v3`).
+    let mut labelled: Vec<(usize, u32, u32)> = Vec::new();
     for (point, version) in markers {
         let at = x(*point);
         let _ = write!(
             out,
-            r#"<g class="release"><title>v{version}</title><line x1="{at:.1}" y1="{TOP}" x2="{at:.1}" y2="{}"/><text x="{at:.1}" y="{}">v{version}</text></g>"#,
-            HEIGHT - BOTTOM,
-            TOP - 3.0
+            r#"<g class="release"><title>v{version}</title><line x1="{at:.1}" y1="{TOP}" x2="{at:.1}" y2="{}"/></g>"#,
+            HEIGHT - BOTTOM
         );
+        match labelled.iter_mut().find(|(p, _, _)| p == point) {
+            Some((_, first, last)) => {
+                *first = (*first).min(*version);
+                *last = (*last).max(*version);
+            }
+            None => labelled.push((*point, *version, *version)),
+        }
+    }
+    for (point, first, last) in labelled {
+        let label = if first == last { format!("v{first}") } else { format!("v{first}–v{last}") };
+        let (at, y) = (x(point), TOP - 3.0);
+        let _ = write!(out, r#"<text class="release-label" x="{at:.1}" y="{y}">{label}</text>"#);
     }
     for line in lines {
         // A line breaks where a point has no value.
@@ -201,6 +214,8 @@ mod tests {
         assert!(svg.contains("&lt;b&gt;Requests"), "{svg}");
         assert_eq!(svg.matches("<polyline").count(), 2, "broken where a point is missing: {svg}");
         assert!(svg.contains("<title>v7</title>") && svg.contains(">5 /min<"), "{svg}");
+        let crowded = super::svg("t", "", &lines, &[(2, 7), (2, 8), (3, 9)], ("", ""));
+        assert!(crowded.contains(">v7–v8</text>") && crowded.contains(">v9</text>"), "one label a point: {crowded}");
         assert_eq!(round_up(0.0), 1.0);
         assert_eq!(round_up(37.0), 50.0);
         assert_eq!(round_up(120.0), 200.0);

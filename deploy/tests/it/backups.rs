@@ -5,23 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::harness::{Platform, copy_dir, eventually};
-
-/// A CGI script that answers the release serving it and its GREETING.
-const STATE_SCRIPT: &str =
-    "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'; echo \"$SKIFF_RELEASE $GREETING\"\n";
-
-/// What `/cgi-bin/state` of `host` answers through the router.
-async fn state(platform: &Platform, host: &str) -> Option<String> {
-    let response = reqwest::Client::new()
-        .get(format!("http://{}/cgi-bin/state", platform.router()))
-        .header("Host", host)
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .ok()?;
-    (response.status() == 200).then_some(response.text().await.ok()?.trim().to_owned())
-}
+use crate::harness::{Platform, add_state_script, copy_dir, eventually, state};
 
 /// Runs `skiffd ARGS` as its own process on this platform's data directory; returns
 /// (success, stdout and stderr).
@@ -48,10 +32,7 @@ async fn releases(platform: &Platform, repo: &Path) -> Vec<serde_json::Value> {
 #[ignore = "needs Docker (deploy/test.sh)"]
 async fn a_platform_restored_from_a_backup_taken_while_it_worked_serves_every_app_again() {
     let (mut platform, repo, key) = Platform::with_example("keep").await;
-    let script = repo.join("public/cgi-bin/state");
-    std::fs::create_dir_all(script.parent().unwrap()).unwrap();
-    std::fs::write(&script, STATE_SCRIPT).unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    add_state_script(&repo);
     let (pushed, out) = platform.commit_and_push(&repo, &key, "answers its state");
     assert!(pushed, "{out}");
     platform.cli_ok(&repo, &["config:set", "GREETING=first"]).await;

@@ -498,6 +498,31 @@ pub async fn get_via_router(router: SocketAddr, host: &str) -> Option<(u16, Stri
 
 pub use skiff_testing::eventually;
 
+/// A CGI script that answers the release serving it and its GREETING.
+const STATE_SCRIPT: &str =
+    "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'; echo \"$SKIFF_RELEASE $GREETING\"\n";
+
+/// Adds `/cgi-bin/state` to the example app in `repo` (not committed): it answers the
+/// release serving it and its `GREETING`.
+pub fn add_state_script(repo: &Path) {
+    let script = repo.join("public/cgi-bin/state");
+    std::fs::create_dir_all(script.parent().unwrap()).unwrap();
+    std::fs::write(&script, STATE_SCRIPT).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
+/// What `/cgi-bin/state` of `host` answers through the router.
+pub async fn state(platform: &Platform, host: &str) -> Option<String> {
+    let response = reqwest::Client::new()
+        .get(format!("http://{}/cgi-bin/state", platform.router()))
+        .header("Host", host)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .ok()?;
+    (response.status() == 200).then_some(response.text().await.ok()?.trim().to_owned())
+}
+
 /// Copies the example app into a new git repository with one commit on `main`.
 pub fn example_repo(platform: &Platform, key: &Path) -> PathBuf {
     let repo = platform.dir.path().join("example");

@@ -5,6 +5,7 @@
 mod acme;
 mod api;
 mod backups;
+mod browser;
 mod builds;
 mod controller_kill;
 mod dashboard;
