@@ -1,6 +1,6 @@
 //! The dashboard on the whole platform: after a push, the app is listed as running; the
-//! router's counts reach the traffic chart; the log page shows the router's lines, and its
-//! event stream delivers a new line as it happens.
+//! router's counts reach the traffic chart; the log page shows the router's lines (one
+//! holding `<script>` as text), and its event stream delivers a new line as it happens.
 
 use std::time::Duration;
 
@@ -60,6 +60,19 @@ async fn the_dashboard_shows_the_app_its_traffic_and_its_log_as_it_happens() {
         page.contains("status=200").then_some(page)
     });
     assert!(logs.await.is_some(), "the router's access lines are on the log page");
+
+    // A line holding markup (a request path, as the router logs it) is shown as text.
+    let mut raw = tokio::net::TcpStream::connect(platform.router()).await.unwrap();
+    let request = b"GET /<script>alert(1)</script> HTTP/1.1\r\nHost: watched.localhost\r\nConnection: close\r\n\r\n";
+    tokio::io::AsyncWriteExt::write_all(&mut raw, request).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut answer)).await;
+    let escaped = eventually(Duration::from_secs(20), || async {
+        let page = page(&platform, &cookie, "/dashboard/apps/watched/logs?source=router").await;
+        page.contains("path=&quot;/&lt;script&gt;alert(1)&lt;/script&gt;&quot;").then_some(page)
+    });
+    let escaped = escaped.await.expect("the line is on the page, escaped");
+    assert!(!escaped.contains("<script>alert"), "{escaped}");
 
     // The event stream: a request made after it opened arrives as an event.
     let address = platform.addresses.controller.unwrap();
