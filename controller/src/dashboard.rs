@@ -60,6 +60,7 @@ pub(crate) fn routes() -> Router<Arc<Controller>> {
         .route("/dashboard/logout", axum::routing::post(logout))
         .route("/dashboard/apps/{app}", get(pages::app))
         .route("/dashboard/apps/{app}/rollback/{version}", get(pages::confirm_rollback).post(pages::rollback))
+        .route("/dashboard/apps/{app}/builds/{id}", get(pages::build))
         .route("/dashboard/apps/{app}/logs", get(logs::page_of_logs))
         .route("/dashboard/apps/{app}/logs/stream", get(logs::stream_of_logs))
         .route("/dashboard/apps/{app}/{action}", axum::routing::post(pages::act))

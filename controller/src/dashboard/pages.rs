@@ -46,6 +46,11 @@ fn counts(processes: &[Process]) -> String {
     by_type.iter().map(|(kind, n)| format!("{kind} {n}")).collect::<Vec<_>>().join(", ")
 }
 
+/// A unit enum's word on the wire (`succeeded`, `deployed`).
+fn enum_word(value: &impl serde::Serialize) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
 fn badge(state: &str) -> String {
     format!(r#"<span class="state {}">{}</span>"#, state.replace(' ', "-"), escape(state))
 }
@@ -236,6 +241,20 @@ async fn app_page(c: &Controller, app: &AppRow, csrf: &str, reveal: bool, traffi
     });
     html.table("processes", &["Type", "Id", "Release", "State", "Node", "Started"], rows.collect::<Vec<_>>());
 
+    html.raw("<h2>Builds</h2>");
+    let builds = c.db.builds(app).await?;
+    let rows = builds.iter().take(RECENT_RELEASES as usize).map(|build| {
+        vec![
+            format!(r#"<a href="/dashboard/apps/{}/builds/{}">{}</a>"#, escape(name), build.id, build.id),
+            badge(&enum_word(&build.status)),
+            escape(build.git_sha.as_deref().map_or("-", |sha| sha.get(..7).unwrap_or(sha))),
+            escape(build.created_by.as_str()),
+            time(&build.created_at),
+            format!("{:.1} s", build.duration_ms as f64 / 1000.0),
+        ]
+    });
+    html.table("builds", &["Build", "Status", "Commit", "By", "When", "Took"], rows.collect::<Vec<_>>());
+
     html.raw("<h2>Config</h2>");
     let config = c.db.config(app).await?;
     if !config.is_empty() {
@@ -378,4 +397,43 @@ pub(crate) async fn act(
         Ok(()) => Redirect::to(&format!("/dashboard/apps/{name}")).into_response(),
         Err(error) => error_page(error),
     }
+}
+
+/// `GET /dashboard/apps/{app}/builds/{id}`: one build and its log.
+pub(crate) async fn build(
+    State(c): State<Arc<Controller>>,
+    signed: Signed,
+    Path((name, id)): Path<(String, String)>,
+) -> Response {
+    let found = async {
+        let app = c.app_for(&signed.user, &name).await?;
+        let id: i64 = id.parse().map_err(|_| ApiError::NotFound(format!("{name} has no build {id}")))?;
+        let build = c.db.build(&app, id).await?;
+        build.ok_or_else(|| ApiError::NotFound(format!("{name} has no build {id}")))
+    };
+    let build = match found.await {
+        Ok(build) => build,
+        Err(error) => return error_page(error),
+    };
+    let app_name = escape(build.app.as_str());
+    let mut html = Html::default();
+    html.raw(&format!(r#"<p><a href="/dashboard/apps/{app_name}">← {app_name}</a></p>"#))
+        .raw(&format!("<h1>Build {} of {app_name} ", build.id))
+        .raw(&badge(&enum_word(&build.status)))
+        .raw(r#"</h1><dl class="summary"><dt>Commit</dt><dd><code>"#)
+        .text(build.git_sha.as_deref().unwrap_or("-"))
+        .raw("</code></dd><dt>Image</dt><dd><code>")
+        .text(build.image.as_deref().unwrap_or("-"))
+        .raw("</code></dd><dt>By</dt><dd>")
+        .text(build.created_by.as_str())
+        .raw("</dd><dt>When</dt><dd>")
+        .raw(&time(&build.created_at))
+        .raw(&format!(
+            "</dd><dt>Took</dt><dd>{:.1} s</dd></dl><h2>Log</h2><pre class=\"log\">",
+            build.duration_ms as f64 / 1000.0
+        ))
+        .text(build.log.as_deref().unwrap_or("(no log kept)"))
+        .raw("</pre>");
+    let title = format!("Build {} of {}", build.id, build.app);
+    HtmlBody(page(&title, Some(&signed.frame()), &html.into_string())).into_response()
 }

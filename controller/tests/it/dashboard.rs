@@ -294,3 +294,28 @@ async fn the_log_page_works_without_the_logger_and_its_assets_are_the_dashboards
     let stream = browser.get("/dashboard/apps/shop/logs/stream").await;
     assert_eq!(stream.status, 503, "{stream:?}");
 }
+
+#[tokio::test]
+async fn builds_are_listed_with_their_logs_shown_as_text() {
+    let shop = Shop::start().await;
+    let failed = json!({
+        "app": "shop", "username": "alice", "kind": "dockerfile", "status": "failed",
+        "git_sha": "fedcba9876543210", "procfile": {}, "duration_ms": 1500,
+        "log": "-----> building\nStep 1: <script>alert('x')</script>\nerror: it broke",
+    });
+    let recorded =
+        shop.platform.call(Some(crate::test_app::SERVICE_TOKEN), "post", "/v2/hooks/builds", Some(failed)).await;
+    assert_eq!(recorded.status, 201, "{recorded:?}");
+    let id = recorded.body["build"]["id"].as_i64().unwrap();
+    let mut browser = Browser::new(&shop.platform.url);
+    browser.sign_in("alice").await;
+    let app = browser.get("/dashboard/apps/shop").await.body;
+    assert!(app.contains(&format!(r#"href="/dashboard/apps/shop/builds/{id}""#)) && app.contains("fedcba9"), "{app}");
+    assert!(app.contains(r#"<span class="state failed">failed</span>"#) && app.contains("1.5 s"));
+    let build = browser.get(&format!("/dashboard/apps/shop/builds/{id}")).await;
+    assert_eq!(build.status, 200);
+    assert!(build.body.contains("Step 1: &lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"), "{}", build.body);
+    assert!(!build.body.contains("<script>alert"));
+    assert_eq!(browser.get("/dashboard/apps/shop/builds/999").await.status, 404);
+    assert_eq!(browser.get("/dashboard/apps/shop/builds/x").await.status, 404);
+}
