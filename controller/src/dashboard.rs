@@ -18,6 +18,7 @@ mod chart;
 mod html;
 mod logs;
 mod pages;
+mod platform;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -64,6 +65,8 @@ pub(crate) fn routes() -> Router<Arc<Controller>> {
         .route("/dashboard/apps/{app}/logs", get(logs::page_of_logs))
         .route("/dashboard/apps/{app}/logs/stream", get(logs::stream_of_logs))
         .route("/dashboard/apps/{app}/{action}", axum::routing::post(pages::act))
+        .route("/dashboard/platform", get(platform::platform))
+        .route("/dashboard/platform/gc", axum::routing::post(platform::collect_garbage))
         .route("/dashboard/assets/skiff.css", get(|| asset("text/css; charset=utf-8", STYLESHEET)))
         .route("/dashboard/assets/logs.js", get(|| asset("text/javascript; charset=utf-8", LOGS_SCRIPT)))
         .layer(axum::middleware::map_response(secure_headers))
@@ -96,7 +99,7 @@ pub(crate) struct Signed {
 
 impl Signed {
     pub fn frame(&self) -> Frame<'_> {
-        Frame { username: self.user.username.as_str(), csrf: &self.csrf }
+        Frame { username: self.user.username.as_str(), csrf: &self.csrf, admin: self.user.admin }
     }
 
     /// The refusal of a form without this session's CSRF token; `None` when it has it.
@@ -176,9 +179,9 @@ pub(crate) fn refusal(status: StatusCode, why: &str) -> Response {
 /// An API error as a page.
 pub(crate) fn error_page(error: ApiError) -> Response {
     let message = error.to_string();
-    // The API's answer says which status (and logs an internal cause).
+    // The API's answer says which status (and logs an internal cause, never shown).
     let status = error.into_response().status();
-    if status.is_server_error() {
+    if status == StatusCode::INTERNAL_SERVER_ERROR {
         return refusal(status, "Something went wrong on the platform; the operator's logs say what.");
     }
     refusal(status, &message)

@@ -86,6 +86,8 @@ impl Html {
 pub struct Frame<'a> {
     pub username: &'a str,
     pub csrf: &'a str,
+    /// Whether the platform's page is in the navigation.
+    pub admin: bool,
 }
 
 /// A whole page: the frame (title, the stylesheet, navigation, sign-out) around `body`.
@@ -98,10 +100,16 @@ pub fn page(title: &str, frame: Option<&Frame<'_>>, body: &str) -> String {
         .raw(r#" · Skiff</title><link rel="stylesheet" href="/dashboard/assets/skiff.css"></head><body><header>"#)
         .raw(r#"<a class="brand" href="/dashboard">Skiff</a>"#);
     if let Some(frame) = frame {
-        html.raw(r#"<nav><a href="/dashboard">Apps</a></nav><span class="who">"#)
-            .text(frame.username)
-            .raw("</span>")
-            .post_button("/dashboard/logout", frame.csrf, "Sign out", "quiet");
+        html.raw(r#"<nav><a href="/dashboard">Apps</a>"#);
+        if frame.admin {
+            html.raw(r#" <a href="/dashboard/platform">Platform</a>"#);
+        }
+        html.raw(r#"</nav><span class="who">"#).text(frame.username).raw("</span>").post_button(
+            "/dashboard/logout",
+            frame.csrf,
+            "Sign out",
+            "quiet",
+        );
     }
     html.raw("</header><main>").raw(body).raw("</main></body></html>");
     html.into_string()

@@ -56,6 +56,16 @@ impl Db {
             .transpose()
     }
 
+    /// Every user, by name.
+    pub async fn users(&self) -> Result<Vec<UserRow>, DbError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!("{} ORDER BY u.username", Self::USER_COLUMNS)))
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(Self::user_row)
+            .collect()
+    }
+
     /// A user by name.
     pub async fn user_by_name(&self, username: &Username) -> Result<Option<UserRow>, DbError> {
         self.one_user("WHERE u.username = $1", username.as_str()).await

@@ -126,6 +126,27 @@ impl Controller {
             .collect()
     }
 
+    /// Applies image retention and collects the registry's garbage now (admins); a dry
+    /// run changes nothing and reports what a collection would delete; `grace` spares
+    /// blobs younger than that many seconds.
+    pub async fn collect_garbage(
+        &self,
+        user: &UserRow,
+        dry_run: bool,
+        grace: Option<u64>,
+    ) -> Result<serde_json::Value, ApiError> {
+        if !user.admin {
+            return Err(ApiError::Forbidden("only admins collect garbage".into()));
+        }
+        let what =
+            if dry_run { "listed what registry garbage collection would delete" } else { "collected registry garbage" };
+        let event = crate::events::Event::new(skiff_api::EventKind::Platform, format!("{} {what}", user.username));
+        self.events.emit_platform(event.by(&user.username)).await;
+        crate::retention::pass(&self.db, &self.registry, self.config.release_retention, dry_run, grace)
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("garbage collection failed: {e}")))
+    }
+
     /// Asks a component at `url` whether it is ready.
     async fn component(&self, name: &str, url: &str) -> ComponentStatus {
         let asked = self.http.get(format!("{url}/readyz")).timeout(ASK_TIMEOUT).send().await;

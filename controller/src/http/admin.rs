@@ -75,18 +75,7 @@ async fn gc(
     CurrentUser(user): CurrentUser,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    if !user.admin {
-        return Err(ApiError::Forbidden("only admins collect garbage".into()));
-    }
     let dry_run = query.get("dry_run").is_some_and(|v| v == "true" || v == "1");
     let grace = query.get("grace_secs").and_then(|g| g.parse().ok());
-    let what =
-        if dry_run { "listed what registry garbage collection would delete" } else { "collected registry garbage" };
-    c.events
-        .emit_platform(Event::new(EventKind::Platform, format!("{} {what}", user.username)).by(&user.username))
-        .await;
-    crate::retention::pass(&c.db, &c.registry, c.config.release_retention, dry_run, grace)
-        .await
-        .map(Json)
-        .map_err(|e| ApiError::Unavailable(format!("garbage collection failed: {e}")))
+    Ok(Json(c.collect_garbage(&user, dry_run, grace).await?))
 }

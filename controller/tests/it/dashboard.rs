@@ -319,3 +319,28 @@ async fn builds_are_listed_with_their_logs_shown_as_text() {
     assert_eq!(browser.get("/dashboard/apps/shop/builds/999").await.status, 404);
     assert_eq!(browser.get("/dashboard/apps/shop/builds/x").await.status, 404);
 }
+
+#[tokio::test]
+async fn the_platform_page_is_for_admins() {
+    let shop = Shop::start().await;
+    let mut alice = Browser::new(&shop.platform.url);
+    alice.sign_in("alice").await;
+    let refused = alice.get("/dashboard/platform").await;
+    assert_eq!(refused.status, 403);
+    assert!(!alice.get("/dashboard").await.body.contains("/dashboard/platform"), "not in alice's navigation");
+    let token = csrf(&alice.get("/dashboard").await.body);
+    assert_eq!(alice.post("/dashboard/platform/gc", &[("csrf", &token)], &[]).await.status, 403);
+
+    let mut admin = Browser::new(&shop.platform.url);
+    admin.sign_in("admin").await;
+    let page = admin.get("/dashboard/platform").await;
+    assert_eq!(page.status, 200, "{page:?}");
+    for expected in ["Components", "controller", "<td>alice</td>", "<td>admin</td><td>admin</td>", "Collect now"] {
+        assert!(page.body.contains(expected), "{expected}: {}", page.body);
+    }
+    let token = csrf(&page.body);
+    assert_eq!(admin.post("/dashboard/platform/gc", &[("dry_run", "1")], &[]).await.status, 403, "no token");
+    // No registry runs beside this controller: the collection says it failed.
+    let failed = admin.post("/dashboard/platform/gc", &[("csrf", &token), ("dry_run", "1")], &[]).await;
+    assert!(failed.status == 503 && failed.body.contains("garbage collection failed"), "{failed:?}");
+}

@@ -74,6 +74,21 @@ async fn the_dashboard_shows_the_app_its_traffic_and_its_log_as_it_happens() {
     let escaped = escaped.await.expect("the line is on the page, escaped");
     assert!(!escaped.contains("<script>alert"), "{escaped}");
 
+    // The platform's page: a dry run of the registry's garbage collection.
+    let platform_page = page(&platform, &cookie, "/dashboard/platform").await;
+    assert!(platform_page.contains("router") && platform_page.contains("busybox"), "{platform_page}");
+    let token = platform_page.split(r#"name="csrf" value=""#).nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let collected = reqwest::Client::new()
+        .post(format!("{}/dashboard/platform/gc", platform.controller_url()))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={token}&dry_run=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(collected.status(), 200);
+    assert!(collected.text().await.unwrap().contains("A collection would delete"));
+
     // The event stream: a request made after it opened arrives as an event.
     let address = platform.addresses.controller.unwrap();
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
