@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html as HtmlBody, IntoResponse, Redirect, Response};
-use skiff_api::{Process, Release, ReleaseState};
+use skiff_api::ReleaseState;
 
 use super::html::{Html, escape, page, time};
 use super::{Signed, error_page, refusal, version_of};
@@ -20,25 +20,25 @@ const RECENT_EVENTS: u32 = 20;
 /// Releases shown on an app's page.
 const RECENT_RELEASES: u32 = 20;
 
-/// An app's state in a word: maintenance, not deployed, crashed, deploying or running.
-fn state_of(app: &AppRow, newest: Option<&Release>, processes: &[Process]) -> &'static str {
-    if app.maintenance {
-        return "maintenance";
-    }
+/// An app's state in a word: maintenance, not deployed, crashed, deploying, stopped or
+/// running; from its newest release's state, whether a process keeps crashing, and how
+/// many run.
+fn state_of(app: &AppRow, newest: Option<ReleaseState>, crashing: bool, running: usize) -> &'static str {
     match newest {
+        _ if app.maintenance => "maintenance",
         None => "not deployed",
-        Some(_) if processes.iter().any(|p| p.state == "crashed") => "crashed",
-        Some(release) if release.state == ReleaseState::Pending => "deploying",
-        Some(_) if processes.iter().all(|p| p.state != "running") => "stopped",
+        Some(_) if crashing => "crashed",
+        Some(ReleaseState::Pending) => "deploying",
+        Some(_) if running == 0 => "stopped",
         Some(_) => "running",
     }
 }
 
 /// Running processes by type: `web 2, worker 1`.
-fn counts(processes: &[Process]) -> String {
+fn counts<'a>(running: impl Iterator<Item = &'a str>) -> String {
     let mut by_type: BTreeMap<&str, usize> = BTreeMap::new();
-    for process in processes.iter().filter(|p| p.state == "running") {
-        *by_type.entry(process.process.as_str()).or_default() += 1;
+    for process in running {
+        *by_type.entry(process).or_default() += 1;
     }
     if by_type.is_empty() {
         return "none".to_owned();
@@ -68,22 +68,28 @@ pub(crate) async fn apps(State(c): State<Arc<Controller>>, signed: Signed) -> Re
 }
 
 async fn apps_page(c: &Controller, signed: &Signed) -> Result<String, ApiError> {
+    // A query per kind of fact and one look at the engine, however many apps there are.
     let rows = c.db.apps((!signed.user.admin).then_some(signed.user.id)).await?;
+    let overview = c.db.release_overview().await?;
+    let containers = c.runtime.list().await.unwrap_or_default();
     let mut table = Vec::with_capacity(rows.len());
     for row in &rows {
-        let view = c.app_view(row).await?;
-        let newest = c.releases().list(row, Some(1)).await?;
-        let processes = c.formation().processes(row).await.unwrap_or_default();
-        let state = state_of(row, newest.first(), &processes);
-        let release = view.release.map_or_else(|| "-".to_owned(), |v| format!("v{v}"));
-        let deployed = newest.first().map_or_else(|| "-".to_owned(), |r| time(&r.created_at));
+        let facts = overview.get(&row.id).cloned().unwrap_or_default();
+        let running: Vec<&str> = containers
+            .iter()
+            .filter(|k| k.app == row.name && k.running && !k.one_off)
+            .map(|k| k.process.as_str())
+            .collect();
+        let newest_state = facts.newest.as_ref().map(|(_, state, _)| *state);
+        let state = state_of(row, newest_state, facts.crashing, running.len());
+        let url = c.config.app_url(row.name.as_str());
         table.push(vec![
-            app_link(view.name.as_str()),
+            app_link(row.name.as_str()),
             badge(state),
-            release,
-            format!(r#"<a href="{0}">{0}</a>"#, escape(&view.url)),
-            escape(&counts(&processes)),
-            deployed,
+            facts.current.map_or_else(|| "-".to_owned(), |v| format!("v{v}")),
+            format!(r#"<a href="{0}">{0}</a>"#, escape(&url)),
+            escape(&counts(running.into_iter())),
+            facts.newest.as_ref().map_or_else(|| "-".to_owned(), |(_, _, at)| time(at)),
         ]);
     }
     let mut html = Html::default();
@@ -158,7 +164,10 @@ async fn app_page(c: &Controller, app: &AppRow, csrf: &str, reveal: bool, traffi
     let processes = c.formation().processes(app).await.unwrap_or_default();
     let name = app.name.as_str();
     let mut html = Html::default();
-    html.raw("<h1>").text(name).raw(" ").raw(&badge(state_of(app, releases.first(), &processes))).raw("</h1>");
+    let running: Vec<&str> = processes.iter().filter(|p| p.state == "running").map(|p| p.process.as_str()).collect();
+    let crashing = processes.iter().any(|p| p.state == "crashed");
+    let state = state_of(app, releases.first().map(|r| r.state), crashing, running.len());
+    html.raw("<h1>").text(name).raw(" ").raw(&badge(state)).raw("</h1>");
     html.raw(r#"<dl class="summary"><dt>URL</dt><dd>"#)
         .raw(&format!(r#"<a href="{0}">{0}</a>"#, escape(&view.url)))
         .raw("</dd><dt>Release</dt><dd>")

@@ -147,6 +147,17 @@ pub struct AppRow {
     pub access: AccessPolicy,
 }
 
+/// An app's releases at a glance ([`Db::release_overview`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReleaseOverview {
+    /// The newest release: version, state, when it was made.
+    pub newest: Option<(u32, ReleaseState, String)>,
+    /// The release that serves (or would).
+    pub current: Option<u32>,
+    /// Whether a process of the current release keeps crashing.
+    pub crashing: bool,
+}
+
 /// The database handle.
 #[derive(Debug, Clone)]
 pub struct Db {

@@ -215,6 +215,37 @@ impl Db {
 
     /// The release an app runs (or is rolling out): its newest that did not fail and is
     /// not on trial.
+    /// Every app's newest release (version, state, made at) and current release, and
+    /// whether it has a process crashing, by app id: three queries for any number of apps.
+    pub async fn release_overview(&self) -> Result<HashMap<i64, ReleaseOverview>, DbError> {
+        let mut overview: HashMap<i64, ReleaseOverview> = HashMap::new();
+        let newest = sqlx::query(
+            "SELECT r.app_id, r.version, r.state, r.created_at FROM releases r
+             JOIN (SELECT app_id, MAX(version) AS newest FROM releases GROUP BY app_id) m
+               ON m.app_id = r.app_id AND m.newest = r.version",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for row in newest {
+            let entry = overview.entry(row.get(0)).or_default();
+            let version = u32::try_from(row.get::<i64, _>(1)).map_err(|e| DbError::Corrupt(e.to_string()))?;
+            entry.newest = Some((version, enum_parse(row.get(2))?, row.get(3)));
+        }
+        let current = sqlx::query(
+            "SELECT app_id, MAX(version) FROM releases WHERE state NOT IN ('failed', 'trial') GROUP BY app_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for row in current {
+            overview.entry(row.get(0)).or_default().current = u32::try_from(row.get::<i64, _>(1)).ok();
+        }
+        for row in sqlx::query("SELECT app_id, release_version FROM crashes").fetch_all(&self.pool).await? {
+            let entry = overview.entry(row.get(0)).or_default();
+            entry.crashing |= u32::try_from(row.get::<i64, _>(1)).ok() == entry.current;
+        }
+        Ok(overview)
+    }
+
     pub async fn running_release(&self, app: &AppRow) -> Result<Option<Release>, DbError> {
         let query = sqlx::query(
             "SELECT * FROM releases WHERE app_id = $1 AND state NOT IN ('failed', 'trial') ORDER BY version DESC LIMIT 1",

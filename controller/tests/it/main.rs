@@ -135,6 +135,9 @@ async fn exercise(db: &Db) {
     assert_eq!(current.len(), 1);
     assert_eq!(current[0].1.version, 1, "a failed release is skipped");
     assert_eq!(db.running_release(&app).await.unwrap().unwrap().version, 1, "here too");
+    let overview = db.release_overview().await.unwrap()[&app.id].clone();
+    assert_eq!((overview.newest.map(|n| (n.0, n.1)), overview.current), (Some((2, ReleaseState::Failed)), Some(1)));
+    assert!(!overview.crashing);
     let releases = db.releases(&app, None).await.unwrap();
     let newest: Vec<u32> = db.releases(&app, Some(1)).await.unwrap().iter().map(|r| r.version).collect();
     assert_eq!(newest, [releases[0].version], "the newest first");
