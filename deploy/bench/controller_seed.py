@@ -4,7 +4,9 @@ Each app gets an image release (scaled to no containers, so that the measurement
 controller's and its database's, not the containers'), then config changes until the
 releases add up. Prints the app names, one per line.
 
-    python3 controller_seed.py URL TOKEN APPS RELEASES
+    python3 controller_seed.py URL TOKEN APPS RELEASES [PREFIX]
+
+Apps are named PREFIX0000, PREFIX0001, … (PREFIX: `bench`).
 """
 
 import http.client
@@ -15,6 +17,7 @@ import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
 url, token, apps, releases = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+prefix = sys.argv[5] if len(sys.argv) > 5 else "bench"
 parsed = urllib.parse.urlparse(url)
 local = threading.local()
 
@@ -31,7 +34,7 @@ def call(method, path, body):
 
 
 def seed(index):
-    name = f"bench{index:04d}"
+    name = f"{prefix}{index:04d}"
     call("POST", "/v2/apps", {"name": name})
     call("POST", f"/v2/apps/{name}/deploy", {"image": "busybox:bench"})
     call("POST", f"/v2/apps/{name}/scale", {"web": 0})

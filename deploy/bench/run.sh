@@ -9,7 +9,8 @@
 # file), the registry against Debian's docker-registry, the router against nginx and
 # HAProxy, the deployed path (router → a real app container) against nginx as Dokku sets it up,
 # the cluster (a three-node swarm on this machine: spread, drain, a node lost), the logger against rsyslog, and the controller (API throughput with 1,000 apps
-# and 10,000 releases on SQLite and Postgres, scaling, rollouts under load).
+# and 10,000 releases on SQLite and Postgres, scaling, rollouts under load), and the
+# dashboard (the apps page with 1,000 apps, an app page with 10,000 releases).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -36,3 +37,4 @@ echo "|---|---|---|---|---|"
 "$here/cluster.sh" "$root/target/release" "$runs" "$root/target/$(uname -m)-unknown-linux-gnu/release/examples/tiny_upstream"
 "$here/logger.sh" "$root/target/release" "$runs"
 "$here/controller.sh" "$root/target/release" "$runs"
+"$here/dashboard.sh" "$root/target/release" "$runs"

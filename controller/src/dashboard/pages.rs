@@ -15,6 +15,8 @@ use crate::db::AppRow;
 use crate::error::ApiError;
 use crate::state::Controller;
 
+/// Apps on one page of the apps page.
+const APPS_PER_PAGE: usize = 100;
 /// Events shown on an app's page.
 const RECENT_EVENTS: u32 = 20;
 /// Releases shown on an app's page.
@@ -59,21 +61,29 @@ fn app_link(app: &str) -> String {
     format!(r#"<a href="/dashboard/apps/{0}">{0}</a>"#, escape(app))
 }
 
-/// `/dashboard`: every app the user sees.
-pub(crate) async fn apps(State(c): State<Arc<Controller>>, signed: Signed) -> Response {
-    match apps_page(&c, &signed).await {
+/// `/dashboard`: every app the user sees, [`APPS_PER_PAGE`] at a time (`?page=N`).
+pub(crate) async fn apps(
+    State(c): State<Arc<Controller>>,
+    signed: Signed,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let page_number = query.get("page").and_then(|p| p.parse::<usize>().ok()).unwrap_or(1).max(1);
+    match apps_page(&c, &signed, page_number).await {
         Ok(body) => HtmlBody(page("Apps", Some(&signed.frame()), &body)).into_response(),
         Err(error) => error_page(error),
     }
 }
 
-async fn apps_page(c: &Controller, signed: &Signed) -> Result<String, ApiError> {
+async fn apps_page(c: &Controller, signed: &Signed, page_number: usize) -> Result<String, ApiError> {
     // A query per kind of fact and one look at the engine, however many apps there are.
     let rows = c.db.apps((!signed.user.admin).then_some(signed.user.id)).await?;
     let overview = c.db.release_overview().await?;
     let containers = c.runtime.list().await.unwrap_or_default();
-    let mut table = Vec::with_capacity(rows.len());
-    for row in &rows {
+    let pages = rows.len().div_ceil(APPS_PER_PAGE).max(1);
+    let page_number = page_number.min(pages);
+    let shown = rows.iter().skip((page_number - 1) * APPS_PER_PAGE).take(APPS_PER_PAGE);
+    let mut table = Vec::with_capacity(APPS_PER_PAGE);
+    for row in shown {
         let facts = overview.get(&row.id).cloned().unwrap_or_default();
         let running: Vec<&str> = containers
             .iter()
@@ -98,6 +108,19 @@ async fn apps_page(c: &Controller, signed: &Signed) -> Result<String, ApiError> 
         html.raw(r#"<p class="hint">No apps yet: <code>skiff apps:create</code>, then <code>git push skiff main</code>.</p>"#);
     }
     html.table("apps", &["App", "State", "Release", "URL", "Processes", "Last deploy"], table);
+    if pages > 1 {
+        let first = (page_number - 1) * APPS_PER_PAGE + 1;
+        let last = (page_number * APPS_PER_PAGE).min(rows.len());
+        html.raw(r#"<p class="pages">"#);
+        if page_number > 1 {
+            html.raw(&format!(r#"<a href="/dashboard?page={}">← Previous</a> "#, page_number - 1));
+        }
+        html.text(&format!("Apps {first}–{last} of {}", rows.len()));
+        if page_number < pages {
+            html.raw(&format!(r#" <a href="/dashboard?page={}">Next →</a>"#, page_number + 1));
+        }
+        html.raw("</p>");
+    }
     Ok(html.into_string())
 }
 

@@ -344,3 +344,25 @@ async fn the_platform_page_is_for_admins() {
     let failed = admin.post("/dashboard/platform/gc", &[("csrf", &token), ("dry_run", "1")], &[]).await;
     assert!(failed.status == 503 && failed.body.contains("garbage collection failed"), "{failed:?}");
 }
+
+#[tokio::test]
+async fn the_apps_page_shows_a_hundred_apps_at_a_time() {
+    let shop = Shop::start().await;
+    for n in 0..101 {
+        let made = shop
+            .platform
+            .call(Some(&shop.admin), "post", "/v2/apps", Some(json!({"name": format!("app{n:03}")})))
+            .await;
+        assert_eq!(made.status, 201);
+    }
+    let mut admin = Browser::new(&shop.platform.url);
+    admin.sign_in("admin").await;
+    let first = admin.get("/dashboard").await.body;
+    assert_eq!(first.matches(r#"<a href="/dashboard/apps/"#).count(), 100);
+    assert!(first.contains("Apps 1–100 of 102") && first.contains(r#"href="/dashboard?page=2""#), "{first}");
+    let second = admin.get("/dashboard?page=2").await.body;
+    assert_eq!(second.matches(r#"<a href="/dashboard/apps/"#).count(), 2);
+    assert!(second.contains("Apps 101–102 of 102") && second.contains(r#"href="/dashboard?page=1""#));
+    let beyond = admin.get("/dashboard?page=9").await.body;
+    assert!(beyond.contains("Apps 101–102 of 102"), "the last page");
+}
