@@ -41,7 +41,7 @@ measure() {
   for _ in $(seq 1 "$runs"); do
     read -r t w size < <(curl -fsS -o /dev/null -H "Cookie: $cookie" \
       -w '%{time_starttransfer} %{time_total} %{size_download}\n' "$url$path")
-    first+=("$(echo "$t * 1000" | bc)") whole+=("$(echo "$w * 1000" | bc)")
+    first+=("$(printf '%.1f' "$(echo "$t * 1000" | bc)")") whole+=("$(printf '%.1f' "$(echo "$w * 1000" | bc)")")
   done
   read -r r p50 p99 failed _ < <(wrk -t1 -c1 -d5s --latency -s "$work/page.lua" "$url$path" | skiff_wrk_summary)
   echo "| dashboard: $label, first byte / whole page (curl) | $(skiff_median "${first[*]}") ms / $(skiff_median "${whole[*]}") ms | | | $runs |"
