@@ -111,6 +111,16 @@ async fn git(ctx: &Context<'_>, args: &[&str]) -> Result<Option<Vec<u8>>, BuildE
     Ok(output.status.success().then_some(output.stdout))
 }
 
+/// The longest commit subject kept with a build.
+const MAX_SUBJECT: usize = 200;
+
+/// The pushed commit's subject line (its first `MAX_SUBJECT` characters), if git says.
+async fn commit_subject(ctx: &Context<'_>) -> Option<String> {
+    let out = git(ctx, &["log", "-1", "--format=%s", &ctx.update.new]).await.ok()??;
+    let subject: String = String::from_utf8_lossy(&out).trim().chars().take(MAX_SUBJECT).collect();
+    (!subject.is_empty()).then_some(subject)
+}
+
 /// The pushed tree as a tar, with every path under `prefix`.
 async fn tree_tar(ctx: &Context<'_>, prefix: &str) -> Result<Vec<u8>, BuildError> {
     let prefix = format!("--prefix={prefix}");
@@ -139,6 +149,7 @@ pub async fn run(ctx: &Context<'_>, out: &mut Output) -> Result<Released, BuildE
         Ok((image, procfile, manifest))
     }
     .await;
+    let message = commit_subject(ctx).await;
     let mut record = BuildCreate {
         app: ctx.push.app.clone(),
         username: ctx.push.user.clone(),
@@ -150,6 +161,7 @@ pub async fn run(ctx: &Context<'_>, out: &mut Output) -> Result<Released, BuildE
         duration_ms: started.elapsed().as_millis() as u64,
         log: String::new(),
         app_json: None,
+        message,
     };
     match result {
         Ok((image, procfile, manifest)) => {

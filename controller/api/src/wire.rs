@@ -353,6 +353,9 @@ pub struct BuildCreate {
     /// The pushed tree's `app.json`, when it has one: applied as the release is made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_json: Option<crate::AppJson>,
+    /// The pushed commit's subject line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// A recorded build.
@@ -382,6 +385,9 @@ pub struct Build {
     /// The full build log; only in `builds/{id}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<String>,
+    /// The pushed commit's subject line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// The answer to [`BuildCreate`]: the build, and the release it made if it succeeded.

@@ -280,12 +280,13 @@ async fn app_page(c: &Controller, app: &AppRow, csrf: &str, reveal: bool, traffi
             format!(r#"<a href="/dashboard/apps/{}/builds/{}">{}</a>"#, escape(name), build.id, build.id),
             badge(&enum_word(&build.status)),
             escape(build.git_sha.as_deref().map_or("-", |sha| sha.get(..7).unwrap_or(sha))),
+            escape(build.message.as_deref().unwrap_or("")),
             escape(build.created_by.as_str()),
             time(&build.created_at),
             format!("{:.1} s", build.duration_ms as f64 / 1000.0),
         ]
     });
-    html.table("builds", &["Build", "Status", "Commit", "By", "When", "Took"], rows.collect::<Vec<_>>());
+    html.table("builds", &["Build", "Status", "Commit", "Message", "By", "When", "Took"], rows.collect::<Vec<_>>());
 
     html.raw("<h2>Config</h2>");
     let config = c.db.config(app).await?;
@@ -454,7 +455,9 @@ pub(crate) async fn build(
         .raw(&badge(&enum_word(&build.status)))
         .raw(r#"</h1><dl class="summary"><dt>Commit</dt><dd><code>"#)
         .text(build.git_sha.as_deref().unwrap_or("-"))
-        .raw("</code></dd><dt>Image</dt><dd><code>")
+        .raw("</code> ")
+        .text(build.message.as_deref().unwrap_or(""))
+        .raw("</dd><dt>Image</dt><dd><code>")
         .text(build.image.as_deref().unwrap_or("-"))
         .raw("</code></dd><dt>By</dt><dd>")
         .text(build.created_by.as_str())

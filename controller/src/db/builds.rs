@@ -7,8 +7,9 @@ impl Db {
     pub async fn create_build(&self, app: &AppRow, build: &BuildCreate) -> Result<Build, DbError> {
         let created_at = now();
         let row = sqlx::query(
-            "INSERT INTO builds (app_id, kind, status, image, git_sha, procfile, created_by, created_at, duration_ms, log)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+            "INSERT INTO builds (app_id, kind, status, image, git_sha, procfile, created_by, created_at, duration_ms, log,
+                                 message)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
         )
         .bind(app.id)
         .bind(enum_text(&build.kind))
@@ -20,6 +21,7 @@ impl Db {
         .bind(&created_at)
         .bind(build.duration_ms as i64)
         .bind(&build.log)
+        .bind(&build.message)
         .fetch_one(&self.pool)
         .await?;
         Ok(Build {
@@ -34,6 +36,7 @@ impl Db {
             created_at,
             duration_ms: build.duration_ms,
             log: None,
+            message: build.message.clone(),
         })
     }
 
@@ -51,13 +54,14 @@ impl Db {
             created_at: row.get("created_at"),
             duration_ms: row.get::<i64, _>("duration_ms") as u64,
             log: with_log.then(|| row.get("log")),
+            message: row.get("message"),
         })
     }
 
     /// An app's builds, newest first, without their logs.
     pub async fn builds(&self, app: &AppRow) -> Result<Vec<Build>, DbError> {
         sqlx::query(
-            "SELECT id, kind, status, image, git_sha, procfile, created_by, created_at, duration_ms
+            "SELECT id, kind, status, image, git_sha, procfile, created_by, created_at, duration_ms, message
              FROM builds WHERE app_id = $1 ORDER BY id DESC",
         )
         .bind(app.id)

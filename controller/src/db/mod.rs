@@ -64,6 +64,7 @@ const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0013_acme.sql"),
     include_str!("../../migrations/postgres/0014_sessions.sql"),
     include_str!("../../migrations/postgres/0015_traffic.sql"),
+    include_str!("../../migrations/postgres/0016_build_messages.sql"),
 ];
 
 /// SQLite migrations, applied in order once each.
@@ -88,6 +89,7 @@ const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0018_acme.sql"),
     include_str!("../../migrations/sqlite/0019_sessions.sql"),
     include_str!("../../migrations/sqlite/0020_traffic.sql"),
+    include_str!("../../migrations/sqlite/0021_build_messages.sql"),
 ];
 
 /// A database failure.

@@ -180,6 +180,7 @@ impl Releases<'_> {
             duration_ms: 0,
             log: String::new(),
             app_json: None,
+            message: None,
         };
         self.record_build(app, &build).await
     }

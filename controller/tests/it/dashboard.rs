@@ -300,7 +300,7 @@ async fn builds_are_listed_with_their_logs_shown_as_text() {
     let shop = Shop::start().await;
     let failed = json!({
         "app": "shop", "username": "alice", "kind": "dockerfile", "status": "failed",
-        "git_sha": "fedcba9876543210", "procfile": {}, "duration_ms": 1500,
+        "git_sha": "fedcba9876543210", "procfile": {}, "duration_ms": 1500, "message": "Fix <script>alert(1)</script>",
         "log": "-----> building\nStep 1: <script>alert('x')</script>\nerror: it broke",
     });
     let recorded =
@@ -312,6 +312,7 @@ async fn builds_are_listed_with_their_logs_shown_as_text() {
     let app = browser.get("/dashboard/apps/shop").await.body;
     assert!(app.contains(&format!(r#"href="/dashboard/apps/shop/builds/{id}""#)) && app.contains("fedcba9"), "{app}");
     assert!(app.contains(r#"<span class="state failed">failed</span>"#) && app.contains("1.5 s"));
+    assert!(app.contains("Fix &lt;script&gt;alert(1)&lt;/script&gt;") && !app.contains("<script>alert"), "{app}");
     let build = browser.get(&format!("/dashboard/apps/shop/builds/{id}")).await;
     assert_eq!(build.status, 200);
     assert!(build.body.contains("Step 1: &lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"), "{}", build.body);

@@ -101,9 +101,11 @@ async fn exercise(db: &Db) {
         duration_ms: 1234,
         log: "-----> built".into(),
         app_json: None,
+        message: Some("first <commit>".into()),
     };
     let recorded = db.create_build(&app, &build).await.unwrap();
     assert_eq!(db.builds(&app).await.unwrap()[0].duration_ms, 1234);
+    assert_eq!(db.builds(&app).await.unwrap()[0].message.as_deref(), Some("first <commit>"));
     assert_eq!(db.build(&app, recorded.id).await.unwrap().unwrap().log.as_deref(), Some("-----> built"));
 
     let config: BTreeMap<String, String> = [("A".to_owned(), "1".to_owned())].into();

@@ -1,4 +1,5 @@
-//! The dashboard on the whole platform: after a push, the app is listed as running; the
+//! The dashboard on the whole platform: after two pushes (the second's commit message
+//! holding `<script>`, shown as text), the app is listed as running; the
 //! router's counts reach the traffic chart; the log page shows the router's lines (one
 //! holding `<script>` as text), and its event stream delivers a new line as it happens.
 
@@ -40,7 +41,14 @@ async fn the_dashboard_shows_the_app_its_traffic_and_its_log_as_it_happens() {
     let (platform, repo, key) = Platform::start().await.with_app("watched").await;
     let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
     assert!(pushed, "{out}");
+    // A commit whose message holds markup: shown as text with its build.
+    std::fs::write(repo.join("public/note.txt"), "markup in the message\n").unwrap();
+    let (pushed, out) = platform.commit_and_push(&repo, &key, "Say <script>alert(1)</script>");
+    assert!(pushed, "{out}");
     let cookie = sign_in(&platform).await;
+    let app_page = page(&platform, &cookie, "/dashboard/apps/watched").await;
+    assert!(app_page.contains("Say &lt;script&gt;alert(1)&lt;/script&gt;"), "{app_page}");
+    assert!(!app_page.contains("<script>alert"));
     let apps = page(&platform, &cookie, "/dashboard").await;
     assert!(apps.contains(r#"href="/dashboard/apps/watched""#) && apps.contains("running"), "{apps}");
 
@@ -53,7 +61,7 @@ async fn the_dashboard_shows_the_app_its_traffic_and_its_log_as_it_happens() {
         (!page.contains(">1 /min<")).then_some(page)
     });
     let charted = charted.await.expect("the router's counts reach the chart");
-    assert!(charted.contains(r#"<polyline class="requests""#) && charted.contains("<title>v1</title>"));
+    assert!(charted.contains(r#"<polyline class="requests""#) && charted.contains("<title>v2</title>"));
 
     let logs = eventually(Duration::from_secs(20), || async {
         let page = page(&platform, &cookie, "/dashboard/apps/watched/logs?source=router").await;
