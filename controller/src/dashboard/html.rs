@@ -65,6 +65,39 @@ impl Html {
         self
     }
 
+    /// A form that POSTs to `action` with the session's CSRF token, `hidden` fields, text
+    /// inputs (name, placeholder; the first one required) and one button.
+    pub fn form(
+        &mut self,
+        action: &str,
+        csrf: &str,
+        hidden: &[(&str, &str)],
+        inputs: &[(&str, &str)],
+        label: &str,
+        class: &str,
+    ) -> &mut Self {
+        let _ = write!(
+            self.0,
+            r#"<form method="post" action="{}" class="inline"><input type="hidden" name="csrf" value="{}">"#,
+            escape(action),
+            escape(csrf)
+        );
+        for (name, value) in hidden {
+            let _ = write!(self.0, r#"<input type="hidden" name="{}" value="{}">"#, escape(name), escape(value));
+        }
+        for (index, (name, placeholder)) in inputs.iter().enumerate() {
+            let required = if index == 0 { " required" } else { "" };
+            let _ = write!(
+                self.0,
+                r#"<input name="{0}" placeholder="{1}" aria-label="{1}"{required}> "#,
+                escape(name),
+                escape(placeholder)
+            );
+        }
+        let _ = write!(self.0, r#"<button class="{class}">{}</button></form>"#, escape(label));
+        self
+    }
+
     /// A form that POSTs to `action` with the session's CSRF token and one button.
     pub fn post_button(&mut self, action: &str, csrf: &str, label: &str, class: &str) -> &mut Self {
         let _ = write!(

@@ -298,26 +298,89 @@ async fn app_page(c: &Controller, app: &AppRow, csrf: &str, reveal: bool, traffi
         }
     }
     let rows = config.iter().map(|(key, value)| {
-        let shown = if reveal { format!("<code>{}</code>", escape(value)) } else { r#"<span class="hidden">hidden</span>"#.to_owned() };
-        let unset = format!(
-            r#"<form method="post" action="/dashboard/apps/{}/config" class="inline"><input type="hidden" name="csrf" value="{}"><input type="hidden" name="key" value="{}"><input type="hidden" name="unset" value="1"><button class="quiet">Unset</button></form>"#,
-            escape(name),
-            escape(csrf),
-            escape(key)
+        let shown = if reveal {
+            format!("<code>{}</code>", escape(value))
+        } else {
+            r#"<span class="hidden">hidden</span>"#.to_owned()
+        };
+        let mut unset = Html::default();
+        unset.form(
+            &format!("/dashboard/apps/{name}/config"),
+            csrf,
+            &[("key", key), ("unset", "1")],
+            &[],
+            "Unset",
+            "quiet",
         );
-        vec![format!("<code>{}</code>", escape(key)), shown, unset]
+        vec![format!("<code>{}</code>", escape(key)), shown, unset.into_string()]
     });
     html.table("config", &["Key", "Value", ""], rows.collect::<Vec<_>>());
-    html.raw(&format!(
-        r#"<form method="post" action="/dashboard/apps/{}/config" class="config-set"><input type="hidden" name="csrf" value="{}"><input name="key" placeholder="KEY" required aria-label="key"> <input name="value" placeholder="value" aria-label="value"> <button>Set (makes a release)</button></form>"#,
-        escape(name),
-        escape(csrf)
-    ));
+    html.raw("<p>");
+    html.form(
+        &format!("/dashboard/apps/{name}/config"),
+        csrf,
+        &[],
+        &[("key", "KEY"), ("value", "value")],
+        "Set (makes a release)",
+        "",
+    );
+    html.raw("</p>");
 
     html.raw("<h2>Domains and certificates</h2>");
     let domains = c.domains().list(app).await?;
-    let rows = domains.iter().map(|d| vec![escape(&d.domain), time(&d.created_at)]);
-    html.table("domains", &["Domain", "Added"], rows.collect::<Vec<_>>());
+    let rows = domains.iter().map(|d| {
+        let mut remove = Html::default();
+        remove.form(
+            &format!("/dashboard/apps/{name}/domain-remove"),
+            csrf,
+            &[("domain", &d.domain)],
+            &[],
+            "Remove",
+            "quiet",
+        );
+        vec![escape(&d.domain), time(&d.created_at), remove.into_string()]
+    });
+    html.table("domains", &["Domain", "Added", ""], rows.collect::<Vec<_>>());
+    html.raw("<p>");
+    html.form(
+        &format!("/dashboard/apps/{name}/domain-add"),
+        csrf,
+        &[],
+        &[("domain", "www.example.com")],
+        "Add domain",
+        "",
+    );
+    let auto = c.certificates().auto(app).await?;
+    if auto.enabled {
+        html.raw(" Automatic certificates are on. ");
+        html.form(&format!("/dashboard/apps/{name}/certs-auto"), csrf, &[("off", "1")], &[], "Turn off", "quiet");
+    } else {
+        html.raw(" ");
+        html.form(
+            &format!("/dashboard/apps/{name}/certs-auto"),
+            csrf,
+            &[],
+            &[],
+            "Get certificates automatically",
+            "quiet",
+        );
+    }
+    html.raw("</p>");
+    let rows = auto.domains.iter().map(|d| {
+        vec![
+            escape(&d.domain),
+            badge(&enum_word(&d.state)),
+            d.valid_until.as_deref().map_or_else(|| "-".to_owned(), time),
+            escape(d.last_error.as_deref().unwrap_or("")),
+        ]
+    });
+    if auto.enabled {
+        html.table(
+            "auto-certificates",
+            &["Domain", "Certificate", "Valid until", "Last error"],
+            rows.collect::<Vec<_>>(),
+        );
+    }
     let certificates = c.certificates().list(app).await?;
     let rows = certificates.iter().map(|cert| {
         vec![
@@ -331,8 +394,16 @@ async fn app_page(c: &Controller, app: &AppRow, csrf: &str, reveal: bool, traffi
 
     html.raw("<h2>Collaborators</h2>");
     let collaborators = c.apps().collaborators(app).await?;
-    let rows = collaborators.iter().map(|u| vec![escape(u.as_str())]);
-    html.table("collaborators", &["User"], rows.collect::<Vec<_>>());
+    let rows = collaborators.iter().map(|u| {
+        let mut remove = Html::default();
+        let path = format!("/dashboard/apps/{name}/collaborator-remove");
+        remove.form(&path, csrf, &[("user", u.as_str())], &[], "Remove", "quiet");
+        vec![escape(u.as_str()), remove.into_string()]
+    });
+    html.table("collaborators", &["User", ""], rows.collect::<Vec<_>>());
+    html.raw("<p>");
+    html.form(&format!("/dashboard/apps/{name}/collaborator-add"), csrf, &[], &[("user", "user name")], "Share", "");
+    html.raw("</p>");
 
     html.raw("<h2>Activity</h2>");
     let events = c.db.events(Some(&app.name), RECENT_EVENTS).await?;
@@ -393,8 +464,10 @@ pub(crate) async fn rollback(
     }
 }
 
-/// `POST /dashboard/apps/{app}/{action}`: `scale` (`process`, `quantity`), `restart`, or
-/// `config` (`key` and `value`, or `unset`); then the app's page again.
+/// `POST /dashboard/apps/{app}/{action}`: `scale` (`process`, `quantity`), `restart`,
+/// `config` (`key` and `value`, or `unset`), `domain-add` and `domain-remove` (`domain`),
+/// `certs-auto` (on, or `off`), `collaborator-add` and `collaborator-remove` (`user`);
+/// then the app's page again.
 pub(crate) async fn act(
     State(c): State<Arc<Controller>>,
     signed: Signed,
@@ -422,6 +495,20 @@ pub(crate) async fn act(
                 let value = (!form.contains_key("unset")).then(|| form.get("value").cloned().unwrap_or_default());
                 let change = [(field("key").to_owned(), value)].into();
                 c.releases().change_config(&signed.user, &app, &change).await.map(drop)
+            }
+            "domain-add" => c.domains().add(&signed.user, &app, field("domain")).await,
+            "domain-remove" => c.domains().remove(&signed.user, &app, field("domain")).await,
+            "certs-auto" if form.contains_key("off") => c.certificates().disable_auto(&signed.user, &app).await,
+            "certs-auto" => c.certificates().enable_auto(&signed.user, &app).await.map(drop),
+            "collaborator-add" | "collaborator-remove" => {
+                let user = field("user")
+                    .parse()
+                    .map_err(|_| ApiError::BadRequest(format!("`{}` is not a user name", field("user"))))?;
+                if action == "collaborator-add" {
+                    c.apps().add_collaborator(&signed.user, &app, &user).await
+                } else {
+                    c.apps().remove_collaborator(&signed.user, &app, &user).await
+                }
             }
             _ => Err(ApiError::NotFound(format!("there is no `{action}` to do to an app"))),
         }

@@ -367,3 +367,37 @@ async fn the_apps_page_shows_a_hundred_apps_at_a_time() {
     let beyond = admin.get("/dashboard?page=9").await.body;
     assert!(beyond.contains("Apps 101–102 of 102"), "the last page");
 }
+
+#[tokio::test]
+async fn domains_collaborators_and_automatic_certificates_are_changed_from_the_page() {
+    let shop = Shop::start().await;
+    shop.platform.register(Some(&shop.admin), "bob").await;
+    let mut browser = Browser::new(&shop.platform.url);
+    browser.sign_in("alice").await;
+    let token = csrf(&browser.get("/dashboard/apps/shop").await.body);
+    let post = |action: &'static str, fields: Vec<(&'static str, &'static str)>| {
+        let mut all = vec![("csrf", token.as_str())];
+        all.extend(fields);
+        let browser = &browser;
+        async move { browser.post(&format!("/dashboard/apps/shop/{action}"), &all, &[]).await }
+    };
+    assert_eq!(post("domain-add", vec![("domain", "www.shop.test")]).await.status, 303);
+    let bad = post("domain-add", vec![("domain", "not a domain")]).await;
+    assert_eq!(bad.status, 400, "{bad:?}");
+    assert_eq!(post("certs-auto", vec![]).await.status, 303);
+    assert_eq!(post("collaborator-add", vec![("user", "bob")]).await.status, 303);
+    let page = browser.get("/dashboard/apps/shop").await.body;
+    assert!(page.contains("<td>www.shop.test</td>") && page.contains("Automatic certificates are on"), "{page}");
+    assert!(page.contains("<td>bob</td>") && page.contains(r#"<span class="state pending">pending</span>"#), "{page}");
+    let auto = shop.platform.call(Some(&shop.alice), "get", "/v2/apps/shop/acme", None).await.body;
+    assert_eq!(auto["enabled"], true);
+
+    assert_eq!(post("certs-auto", vec![("off", "1")]).await.status, 303);
+    assert_eq!(post("domain-remove", vec![("domain", "www.shop.test")]).await.status, 303);
+    assert_eq!(post("collaborator-remove", vec![("user", "bob")]).await.status, 303);
+    let page = browser.get("/dashboard/apps/shop").await.body;
+    let gone = !page.contains("<td>www.shop.test</td>") && !page.contains("<td>bob</td>");
+    assert!(gone && page.contains("Get certificates automatically"), "{page}");
+    let missing = post("collaborator-remove", vec![("user", "bob")]).await;
+    assert_eq!(missing.status, 404, "{missing:?}");
+}
