@@ -604,6 +604,24 @@ struct Bound {
     builder: Option<(TcpListener, TcpListener)>,
 }
 
+/// The syslog listeners: TCP and UDP on the same port. With port 0 the kernel picks a
+/// port free for TCP; one whose UDP side something else holds is given back and another
+/// picked.
+async fn bind_syslog(address: SocketAddr) -> anyhow::Result<(TcpListener, UdpSocket)> {
+    const TRIES: usize = 20;
+    for _ in 1..TRIES {
+        let tcp = bind(address, "logger syslog").await?;
+        match UdpSocket::bind(tcp.local_addr()?).await {
+            Ok(udp) => return Ok((tcp, udp)),
+            Err(error) if address.port() == 0 && error.kind() == std::io::ErrorKind::AddrInUse => continue,
+            Err(error) => return Err(error).context("cannot bind the syslog UDP port"),
+        }
+    }
+    let tcp = bind(address, "logger syslog").await?;
+    let udp = UdpSocket::bind(tcp.local_addr()?).await.context("cannot bind the syslog UDP port")?;
+    Ok((tcp, udp))
+}
+
 /// Binds every listener of `components`.
 async fn bind_all(settings: &Settings, components: &[Component]) -> anyhow::Result<Bound> {
     let runs = |c: Component| components.contains(&c);
@@ -617,8 +635,7 @@ async fn bind_all(settings: &Settings, components: &[Component]) -> anyhow::Resu
     }
     if runs(Component::Logger) {
         bound.logger = Some(bind(settings.logger_listen, "logger").await?);
-        let tcp = bind(settings.syslog_listen, "logger syslog").await?;
-        let udp = UdpSocket::bind(tcp.local_addr()?).await.context("cannot bind the syslog UDP port")?;
+        let (tcp, udp) = bind_syslog(settings.syslog_listen).await?;
         let tls = bind(settings.syslog_tls_listen, "logger syslog tls").await?;
         bound.syslog = Some((tcp, udp, tls));
     }

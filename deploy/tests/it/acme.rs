@@ -16,9 +16,19 @@ use skiff_api::{AcmeChallengeKind, AutoCertificateState, AutoCertificates};
 
 use crate::harness::{Platform, eventually};
 
-/// A free port on 127.0.0.1 (the kernel's pick, released for the taker).
+/// A port on 127.0.0.1 free for TCP and UDP, below the kernel's ephemeral range (32768 and
+/// up): no port the kernel picks for another test's listener or connection can be it, and
+/// pebble's DNS server (UDP) holds none another platform's syslog port could get.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    for _ in 0..1000 {
+        let port = 28_000 + rand::random::<u16>() % 4_000;
+        let tcp = std::net::TcpListener::bind(("127.0.0.1", port));
+        let udp = std::net::UdpSocket::bind(("127.0.0.1", port));
+        if tcp.is_ok() && udp.is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between 28000 and 32000");
 }
 
 /// pebble and its DNS server, stopped when dropped.
