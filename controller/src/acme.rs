@@ -34,12 +34,12 @@ use skiff_api::{AcmeChallenge, AcmeChallengeKind, Certificate, EventKind};
 use skiff_service::outbound;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::{millis, now_ms};
 use crate::db::{DueDomain, now};
 use crate::domain::inspect;
 use crate::events::Event;
 use crate::outgoing::{Security, connect};
 use crate::state::Controller;
-use crate::webhooks::now_ms;
 
 /// Let's Encrypt's production directory.
 pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
@@ -212,10 +212,6 @@ async fn round(
         }
     }
     Ok(())
-}
-
-fn millis(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// The platform's account at the directory: the one in hand, the one kept in the

@@ -1,9 +1,20 @@
 //! The controller's wall clock for schedules. It reads the system's time; tests move it
-//! forward ([`Clock::advance`]) to see a schedule come due without waiting for it.
+//! forward ([`Clock::advance`]) to see a schedule come due without waiting for it. And the
+//! system's time in Unix milliseconds, for queues and leases ([`now_ms`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
+
+/// Now, in Unix milliseconds (the system's time; queues and leases keep it).
+pub fn now_ms() -> i64 {
+    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+/// A duration in milliseconds, as queues and leases add it to [`now_ms`].
+pub fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
 
 /// The system's time, plus however far tests moved it.
 #[derive(Debug, Clone, Default)]

@@ -110,7 +110,7 @@ impl Events {
             message: event.message,
             data: event.data,
         };
-        match self.db.queue_deliveries(&payload, crate::webhooks::now_ms()).await {
+        match self.db.queue_deliveries(&payload, crate::clock::now_ms()).await {
             Ok(0) => {}
             Ok(_) => self.queued.notify_one(),
             Err(error) => tracing::error!(%error, id, "controller.events: not queued for webhooks"),

@@ -26,6 +26,7 @@ use skiff_service::outbound;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::clock::{millis, now_ms};
 use crate::db::{Attempt, Db, DueDelivery};
 use crate::outgoing::{Security, connect};
 use crate::state::Controller;
@@ -48,15 +49,6 @@ const KEEP_ENDED: Duration = Duration::from_secs(7 * 24 * 3600);
 const BATCH: u32 = 64;
 /// A receiver, as TLS refusals name it.
 const RECEIVER: outbound::Peer = outbound::Peer { what: "the webhook's receiver", ca_setting: "SKIFF_WEBHOOK_CA" };
-
-/// Now, in Unix milliseconds (the queue's clock).
-pub fn now_ms() -> i64 {
-    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
-}
-
-fn millis(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
-}
 
 /// The wait before the attempt after `failed` failed attempts.
 fn retry_after(failed: u32) -> Duration {

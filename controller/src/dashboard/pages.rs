@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html as HtmlBody, IntoResponse, Redirect, Response};
-use skiff_api::ReleaseState;
+use skiff_api::{Release, ReleaseState};
 
 use super::html::{Html, escape, page, time};
 use super::{Signed, error_page, refusal, version_of};
@@ -19,8 +19,10 @@ use crate::state::Controller;
 const APPS_PER_PAGE: usize = 100;
 /// Events shown on an app's page.
 const RECENT_EVENTS: u32 = 20;
-/// Releases shown on an app's page.
-const RECENT_RELEASES: u32 = 20;
+/// Releases (and builds) listed on an app's page.
+const RECENT_RELEASES: usize = 20;
+/// Releases read for an app's page: the newest, whose lines the traffic charts draw.
+const CHARTED_RELEASES: u32 = 200;
 
 /// An app's state in a word: maintenance, not deployed, crashed, deploying, stopped or
 /// running; from its newest release's state, whether a process keeps crashing, and how
@@ -125,15 +127,14 @@ async fn apps_page(c: &Controller, signed: &Signed, page_number: usize) -> Resul
 }
 
 /// The app's traffic over the last hour (or day, `day`), with its releases marked.
-async fn traffic_section(c: &Controller, app: &AppRow, day: bool) -> Result<String, ApiError> {
+async fn traffic_section(c: &Controller, app: &AppRow, releases: &[Release], day: bool) -> Result<String, ApiError> {
     use super::chart::{Window, by_point, latencies, markers, rates, svg};
     let window = if day { Window::DAY } else { Window::HOUR };
     let now = time::OffsetDateTime::now_utc().unix_timestamp().div_euclid(60);
     let start = window.start(now);
     let minutes = c.db.traffic(app.id, start).await?;
     let points = by_point(window, start, &minutes);
-    let releases = c.releases().list(app, Some(200)).await?;
-    let marked = markers(window, start, &releases);
+    let marked = markers(window, start, releases);
     let clock = |minute: i64| {
         time::OffsetDateTime::from_unix_timestamp(minute * 60)
             .map(|t| format!("{:02}:{:02} UTC", t.hour(), t.minute()))
@@ -172,8 +173,7 @@ pub(crate) async fn app(
     let day = query.get("range").is_some_and(|r| r == "day");
     let result = async {
         let app = c.app_for(&signed.user, &name).await?;
-        let traffic = traffic_section(&c, &app, day).await?;
-        app_page(&c, &app, &signed.csrf, reveal, &traffic).await
+        app_page(&c, &app, &signed.csrf, reveal, day).await
     };
     match result.await {
         Ok(body) => HtmlBody(page(&name, Some(&signed.frame()), &body)).into_response(),
@@ -181,9 +181,10 @@ pub(crate) async fn app(
     }
 }
 
-async fn app_page(c: &Controller, app: &AppRow, csrf: &str, reveal: bool, traffic: &str) -> Result<String, ApiError> {
+async fn app_page(c: &Controller, app: &AppRow, csrf: &str, reveal: bool, day: bool) -> Result<String, ApiError> {
     let view = c.app_view(app).await?;
-    let releases = c.releases().list(app, Some(RECENT_RELEASES)).await?;
+    let releases = c.releases().list(app, Some(CHARTED_RELEASES)).await?;
+    let traffic = traffic_section(c, app, &releases, day).await?;
     let processes = c.formation().processes(app).await.unwrap_or_default();
     let name = app.name.as_str();
     let mut html = Html::default();
@@ -204,10 +205,10 @@ async fn app_page(c: &Controller, app: &AppRow, csrf: &str, reveal: bool, traffi
         .raw("</code></dd></dl>");
 
     html.raw(&format!(r#"<p><a class="button" href="/dashboard/apps/{}/logs">Logs</a></p>"#, escape(name)));
-    html.raw(traffic);
+    html.raw(&traffic);
 
     html.raw("<h2>Releases</h2>");
-    let rows = releases.iter().map(|release| {
+    let rows = releases.iter().take(RECENT_RELEASES).map(|release| {
         let current = Some(release.version) == view.release;
         let action = if current {
             "current".to_owned()
@@ -275,7 +276,7 @@ async fn app_page(c: &Controller, app: &AppRow, csrf: &str, reveal: bool, traffi
 
     html.raw("<h2>Builds</h2>");
     let builds = c.db.builds(app).await?;
-    let rows = builds.iter().take(RECENT_RELEASES as usize).map(|build| {
+    let rows = builds.iter().take(RECENT_RELEASES).map(|build| {
         vec![
             format!(r#"<a href="/dashboard/apps/{}/builds/{}">{}</a>"#, escape(name), build.id, build.id),
             badge(&enum_word(&build.status)),

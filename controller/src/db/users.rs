@@ -100,7 +100,7 @@ impl Db {
     /// The user a token hash belongs to.
     pub async fn user_by_token(&self, token_hash: &str) -> Result<Option<UserRow>, DbError> {
         // An expired session's token works no more (API tokens do not expire).
-        let now_ms = i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+        let now_ms = crate::clock::now_ms();
         let clause = format!(
             "JOIN tokens t ON t.user_id = u.id WHERE t.hash = $1 AND (t.expires_ms IS NULL OR t.expires_ms > {now_ms})"
         );

@@ -74,10 +74,10 @@ impl Accounts<'_> {
     ) -> Result<Session, ApiError> {
         let c = self.0;
         let user = self.check_password(address, body).await?;
-        let now_ms = i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+        let now_ms = crate::clock::now_ms();
         c.db.remove_expired_tokens(now_ms).await?;
         let token = new_token();
-        let expires_ms = now_ms.saturating_add(i64::try_from(lasts.as_millis()).unwrap_or(i64::MAX));
+        let expires_ms = now_ms.saturating_add(crate::clock::millis(lasts));
         c.db.add_token(user.id, &token_hash(&token), Some(expires_ms)).await?;
         Ok(Session { username: user.username.clone(), admin: user.admin, token })
     }

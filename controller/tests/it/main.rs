@@ -65,7 +65,7 @@ async fn exercise(db: &Db) {
     db.add_token(bob.id, "token-hash", None).await.unwrap();
     assert_eq!(db.user_by_token("token-hash").await.unwrap().unwrap().username.as_str(), "bob");
     // A session's token stops working when it expires, and is then forgotten.
-    let now_ms = i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap();
+    let now_ms = skiff_controller::clock::now_ms();
     db.add_token(bob.id, "session-hash", Some(now_ms + 60_000)).await.unwrap();
     db.add_token(bob.id, "expired-hash", Some(now_ms - 1)).await.unwrap();
     assert!(db.user_by_token("session-hash").await.unwrap().is_some());
