@@ -14,11 +14,13 @@
 //!   Content-Security-Policy allows only the dashboard's own stylesheet and script (which
 //!   follows a log live, adding lines as text), no frame, forms to itself only.
 
+mod activity;
 mod chart;
 mod html;
 mod logs;
 mod pages;
 mod platform;
+mod settings;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -64,8 +66,10 @@ pub(crate) fn routes() -> Router<Arc<Controller>> {
         .route("/dashboard/apps/{app}/builds/{id}", get(pages::build))
         .route("/dashboard/apps/{app}/logs", get(logs::page_of_logs))
         .route("/dashboard/apps/{app}/logs/stream", get(logs::stream_of_logs))
-        .route("/dashboard/apps/{app}/{action}", axum::routing::post(pages::act))
+        .route("/dashboard/apps/{app}/activity", get(activity::of_app))
+        .route("/dashboard/apps/{app}/{action}", axum::routing::post(settings::act))
         .route("/dashboard/platform", get(platform::platform))
+        .route("/dashboard/platform/activity", get(activity::of_platform))
         .route("/dashboard/platform/gc", axum::routing::post(platform::collect_garbage))
         .route("/dashboard/assets/skiff.css", get(|| asset("text/css; charset=utf-8", STYLESHEET)))
         .route("/dashboard/assets/logs.js", get(|| asset("text/javascript; charset=utf-8", LOGS_SCRIPT)))

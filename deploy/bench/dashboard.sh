@@ -4,7 +4,8 @@
 # 10,000 releases; a signed-in session asks for the apps page and for that app's page.
 # Prints, per page: time to the first byte and to the whole page (curl, median of RUNS), the
 # server's p50/p99 under wrk (one connection, 5 s), and what the page weighs (its HTML; the
-# stylesheet, and the log page's script, come on top once and are cached).
+# stylesheet, and the log page's script, come on top once and are cached); then the same
+# pages in headless Chromium (page_load.py): first byte and fully loaded, as a person waits.
 #
 #   deploy/bench/dashboard.sh BIN_DIR RUNS
 set -euo pipefail
@@ -12,7 +13,7 @@ bin=$1
 runs=$2
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib.sh"
-skiff_install_missing wrk:wrk curl:curl python3:python3 bc:bc
+skiff_install_missing wrk:wrk curl:curl python3:python3 bc:bc chromium:chromium chromedriver:chromium-driver
 
 work=$(mktemp -d)
 skiff_clean_up_on_exit "$work"
@@ -50,3 +51,5 @@ measure() {
 }
 measure "apps page, 1,000 apps" /dashboard
 measure "app page, 10,000 releases" /dashboard/apps/big0000
+python3 "$here/page_load.py" "$url" "$cookie" "$runs" \
+  "apps page, 1,000 apps=/dashboard" "app page, 10,000 releases=/dashboard/apps/big0000"

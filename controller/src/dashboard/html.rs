@@ -76,15 +76,50 @@ impl Html {
         label: &str,
         class: &str,
     ) -> &mut Self {
-        let _ = write!(
-            self.0,
-            r#"<form method="post" action="{}" class="inline"><input type="hidden" name="csrf" value="{}">"#,
-            escape(action),
-            escape(csrf)
-        );
+        self.open_form(action, csrf, "inline");
         for (name, value) in hidden {
             let _ = write!(self.0, r#"<input type="hidden" name="{}" value="{}">"#, escape(name), escape(value));
         }
+        self.inputs(inputs);
+        let _ = write!(self.0, r#"<button class="{class}">{}</button></form>"#, escape(label));
+        self
+    }
+
+    /// A form for longer values: text inputs, then text areas (name, placeholder; each
+    /// required), one under the other, and a button.
+    pub fn upload_form(
+        &mut self,
+        action: &str,
+        csrf: &str,
+        inputs: &[(&str, &str)],
+        areas: &[(&str, &str)],
+        label: &str,
+    ) -> &mut Self {
+        self.open_form(action, csrf, "upload");
+        self.inputs(inputs);
+        for (name, placeholder) in areas {
+            let _ = write!(
+                self.0,
+                r#"<textarea name="{0}" placeholder="{1}" aria-label="{1}" rows="6" required></textarea>"#,
+                escape(name),
+                escape(placeholder)
+            );
+        }
+        let _ = write!(self.0, "<button>{}</button></form>", escape(label));
+        self
+    }
+
+    fn open_form(&mut self, action: &str, csrf: &str, class: &str) {
+        let _ = write!(
+            self.0,
+            r#"<form method="post" action="{}" class="{class}"><input type="hidden" name="csrf" value="{}">"#,
+            escape(action),
+            escape(csrf)
+        );
+    }
+
+    /// Text inputs (name, placeholder), the first one required.
+    fn inputs(&mut self, inputs: &[(&str, &str)]) {
         for (index, (name, placeholder)) in inputs.iter().enumerate() {
             let required = if index == 0 { " required" } else { "" };
             let _ = write!(
@@ -94,19 +129,12 @@ impl Html {
                 escape(placeholder)
             );
         }
-        let _ = write!(self.0, r#"<button class="{class}">{}</button></form>"#, escape(label));
-        self
     }
 
     /// A form that POSTs to `action` with the session's CSRF token and one button.
     pub fn post_button(&mut self, action: &str, csrf: &str, label: &str, class: &str) -> &mut Self {
-        let _ = write!(
-            self.0,
-            r#"<form method="post" action="{}" class="inline"><input type="hidden" name="csrf" value="{}"><button class="{class}">{}</button></form>"#,
-            escape(action),
-            escape(csrf),
-            escape(label)
-        );
+        self.open_form(action, csrf, "inline");
+        let _ = write!(self.0, r#"<button class="{class}">{}</button></form>"#, escape(label));
         self
     }
 

@@ -51,11 +51,11 @@ fn counts<'a>(running: impl Iterator<Item = &'a str>) -> String {
 }
 
 /// A unit enum's word on the wire (`succeeded`, `deployed`).
-fn enum_word(value: &impl serde::Serialize) -> String {
+pub(super) fn enum_word(value: &impl serde::Serialize) -> String {
     serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
-fn badge(state: &str) -> String {
+pub(super) fn badge(state: &str) -> String {
     format!(r#"<span class="state {}">{}</span>"#, state.replace(' ', "-"), escape(state))
 }
 
@@ -275,7 +275,7 @@ async fn app_page(c: &Controller, app: &AppRow, csrf: &str, reveal: bool, day: b
     html.table("processes", &["Type", "Id", "Release", "State", "Node", "Started"], rows.collect::<Vec<_>>());
 
     html.raw("<h2>Builds</h2>");
-    let builds = c.db.builds(app).await?;
+    let builds = c.db.builds(app, Some(RECENT_RELEASES as u32)).await?;
     let rows = builds.iter().take(RECENT_RELEASES).map(|build| {
         vec![
             format!(r#"<a href="/dashboard/apps/{}/builds/{}">{}</a>"#, escape(name), build.id, build.id),
@@ -289,127 +289,15 @@ async fn app_page(c: &Controller, app: &AppRow, csrf: &str, reveal: bool, day: b
     });
     html.table("builds", &["Build", "Status", "Commit", "Message", "By", "When", "Took"], rows.collect::<Vec<_>>());
 
-    html.raw("<h2>Config</h2>");
-    let config = c.db.config(app).await?;
-    if !config.is_empty() {
-        if reveal {
-            html.raw(&format!(r#"<p><a href="/dashboard/apps/{}">Hide values</a></p>"#, escape(name)));
-        } else {
-            html.raw(&format!(r#"<p><a href="/dashboard/apps/{}?reveal=config">Show values</a></p>"#, escape(name)));
-        }
-    }
-    let rows = config.iter().map(|(key, value)| {
-        let shown = if reveal {
-            format!("<code>{}</code>", escape(value))
-        } else {
-            r#"<span class="hidden">hidden</span>"#.to_owned()
-        };
-        let mut unset = Html::default();
-        unset.form(
-            &format!("/dashboard/apps/{name}/config"),
-            csrf,
-            &[("key", key), ("unset", "1")],
-            &[],
-            "Unset",
-            "quiet",
-        );
-        vec![format!("<code>{}</code>", escape(key)), shown, unset.into_string()]
-    });
-    html.table("config", &["Key", "Value", ""], rows.collect::<Vec<_>>());
-    html.raw("<p>");
-    html.form(
-        &format!("/dashboard/apps/{name}/config"),
-        csrf,
-        &[],
-        &[("key", "KEY"), ("value", "value")],
-        "Set (makes a release)",
-        "",
-    );
-    html.raw("</p>");
-
-    html.raw("<h2>Domains and certificates</h2>");
-    let domains = c.domains().list(app).await?;
-    let rows = domains.iter().map(|d| {
-        let mut remove = Html::default();
-        remove.form(
-            &format!("/dashboard/apps/{name}/domain-remove"),
-            csrf,
-            &[("domain", &d.domain)],
-            &[],
-            "Remove",
-            "quiet",
-        );
-        vec![escape(&d.domain), time(&d.created_at), remove.into_string()]
-    });
-    html.table("domains", &["Domain", "Added", ""], rows.collect::<Vec<_>>());
-    html.raw("<p>");
-    html.form(
-        &format!("/dashboard/apps/{name}/domain-add"),
-        csrf,
-        &[],
-        &[("domain", "www.example.com")],
-        "Add domain",
-        "",
-    );
-    let auto = c.certificates().auto(app).await?;
-    if auto.enabled {
-        html.raw(" Automatic certificates are on. ");
-        html.form(&format!("/dashboard/apps/{name}/certs-auto"), csrf, &[("off", "1")], &[], "Turn off", "quiet");
-    } else {
-        html.raw(" ");
-        html.form(
-            &format!("/dashboard/apps/{name}/certs-auto"),
-            csrf,
-            &[],
-            &[],
-            "Get certificates automatically",
-            "quiet",
-        );
-    }
-    html.raw("</p>");
-    let rows = auto.domains.iter().map(|d| {
-        vec![
-            escape(&d.domain),
-            badge(&enum_word(&d.state)),
-            d.valid_until.as_deref().map_or_else(|| "-".to_owned(), time),
-            escape(d.last_error.as_deref().unwrap_or("")),
-        ]
-    });
-    if auto.enabled {
-        html.table(
-            "auto-certificates",
-            &["Domain", "Certificate", "Valid until", "Last error"],
-            rows.collect::<Vec<_>>(),
-        );
-    }
-    let certificates = c.certificates().list(app).await?;
-    let rows = certificates.iter().map(|cert| {
-        vec![
-            escape(&cert.name),
-            escape(&cert.names.join(", ")),
-            escape(&cert.domains.join(", ")),
-            time(&cert.expires_at),
-        ]
-    });
-    html.table("certificates", &["Certificate", "Covers", "Served for", "Expires"], rows.collect::<Vec<_>>());
-
-    html.raw("<h2>Collaborators</h2>");
-    let collaborators = c.apps().collaborators(app).await?;
-    let rows = collaborators.iter().map(|u| {
-        let mut remove = Html::default();
-        let path = format!("/dashboard/apps/{name}/collaborator-remove");
-        remove.form(&path, csrf, &[("user", u.as_str())], &[], "Remove", "quiet");
-        vec![escape(u.as_str()), remove.into_string()]
-    });
-    html.table("collaborators", &["User", ""], rows.collect::<Vec<_>>());
-    html.raw("<p>");
-    html.form(&format!("/dashboard/apps/{name}/collaborator-add"), csrf, &[], &[("user", "user name")], "Share", "");
-    html.raw("</p>");
+    super::settings::config(c, app, csrf, reveal, &mut html).await?;
+    super::settings::domains_and_certificates(c, app, csrf, &mut html).await?;
+    super::settings::drains(c, app, csrf, &mut html).await?;
+    super::settings::collaborators(c, app, csrf, &mut html).await?;
 
     html.raw("<h2>Activity</h2>");
     let events = c.db.events(Some(&app.name), RECENT_EVENTS).await?;
-    let rows = events.iter().map(|e| vec![time(&e.created_at), escape(e.kind.as_str()), escape(&e.message)]);
-    html.table("events", &["When", "Kind", "What"], rows.collect::<Vec<_>>());
+    html.raw(&super::activity::table(&events, false));
+    html.raw(&format!(r#"<p><a href="/dashboard/apps/{}/activity">The whole audit trail →</a></p>"#, escape(name)));
     Ok(html.into_string())
 }
 
@@ -461,61 +349,6 @@ pub(crate) async fn rollback(
     };
     match done.await {
         Ok(_) => Redirect::to(&format!("/dashboard/apps/{name}")).into_response(),
-        Err(error) => error_page(error),
-    }
-}
-
-/// `POST /dashboard/apps/{app}/{action}`: `scale` (`process`, `quantity`), `restart`,
-/// `config` (`key` and `value`, or `unset`), `domain-add` and `domain-remove` (`domain`),
-/// `certs-auto` (on, or `off`), `collaborator-add` and `collaborator-remove` (`user`);
-/// then the app's page again.
-pub(crate) async fn act(
-    State(c): State<Arc<Controller>>,
-    signed: Signed,
-    Path((name, action)): Path<(String, String)>,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    if let Some(refused) = signed.refuse_forged(&form) {
-        return refused;
-    }
-    let field = |key: &str| form.get(key).map_or("", |v| v.trim());
-    let done = async {
-        let app = c.app_for(&signed.user, &name).await?;
-        match action.as_str() {
-            "scale" => {
-                let process = field("process")
-                    .parse()
-                    .map_err(|_| ApiError::BadRequest(format!("`{}` is not a process type", field("process"))))?;
-                let quantity = field("quantity")
-                    .parse()
-                    .map_err(|_| ApiError::BadRequest("the number of processes is a whole number".into()))?;
-                c.formation().scale(&signed.user, &app, &[(process, quantity)].into()).await.map(drop)
-            }
-            "restart" => c.formation().restart(&signed.user, &app, skiff_api::Restart::default()).await,
-            "config" => {
-                let value = (!form.contains_key("unset")).then(|| form.get("value").cloned().unwrap_or_default());
-                let change = [(field("key").to_owned(), value)].into();
-                c.releases().change_config(&signed.user, &app, &change).await.map(drop)
-            }
-            "domain-add" => c.domains().add(&signed.user, &app, field("domain")).await,
-            "domain-remove" => c.domains().remove(&signed.user, &app, field("domain")).await,
-            "certs-auto" if form.contains_key("off") => c.certificates().disable_auto(&signed.user, &app).await,
-            "certs-auto" => c.certificates().enable_auto(&signed.user, &app).await.map(drop),
-            "collaborator-add" | "collaborator-remove" => {
-                let user = field("user")
-                    .parse()
-                    .map_err(|_| ApiError::BadRequest(format!("`{}` is not a user name", field("user"))))?;
-                if action == "collaborator-add" {
-                    c.apps().add_collaborator(&signed.user, &app, &user).await
-                } else {
-                    c.apps().remove_collaborator(&signed.user, &app, &user).await
-                }
-            }
-            _ => Err(ApiError::NotFound(format!("there is no `{action}` to do to an app"))),
-        }
-    };
-    match done.await {
-        Ok(()) => Redirect::to(&format!("/dashboard/apps/{name}")).into_response(),
         Err(error) => error_page(error),
     }
 }

@@ -13,8 +13,9 @@ use super::{Signed, error_page, refusal};
 use crate::error::ApiError;
 use crate::state::Controller;
 
-fn admins_only(signed: &Signed) -> Option<Response> {
-    (!signed.user.admin).then(|| refusal(StatusCode::FORBIDDEN, "The platform's page is for admins."))
+/// A refusal for users who are not admins.
+pub(super) fn admins_only(signed: &Signed) -> Option<Response> {
+    (!signed.user.admin).then(|| refusal(StatusCode::FORBIDDEN, "The platform's pages are for admins."))
 }
 
 /// `GET /dashboard/platform`.
@@ -53,7 +54,8 @@ pub(crate) async fn collect_garbage(
 async fn platform_page(c: &Controller, signed: &Signed, collected: Option<(&str, &str)>) -> Result<String, ApiError> {
     let status = c.platform_status(&signed.user).await?;
     let mut html = Html::default();
-    html.raw("<h1>Platform</h1><h2>Components</h2>");
+    html.raw(r#"<h1>Platform</h1><p><a href="/dashboard/platform/activity">Audit trail of the platform and every app →</a></p>"#);
+    html.raw("<h2>Components</h2>");
     let rows = status.components.iter().map(|component| {
         let state = if component.ready { "running" } else { "failed" };
         let label = if component.ready { "ready" } else { "not ready" };

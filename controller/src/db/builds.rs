@@ -58,13 +58,14 @@ impl Db {
         })
     }
 
-    /// An app's builds, newest first, without their logs.
-    pub async fn builds(&self, app: &AppRow) -> Result<Vec<Build>, DbError> {
+    /// An app's builds, newest first, without their logs: every one, or the newest `limit`.
+    pub async fn builds(&self, app: &AppRow, limit: Option<u32>) -> Result<Vec<Build>, DbError> {
         sqlx::query(
             "SELECT id, kind, status, image, git_sha, procfile, created_by, created_at, duration_ms, message
-             FROM builds WHERE app_id = $1 ORDER BY id DESC",
+             FROM builds WHERE app_id = $1 ORDER BY id DESC LIMIT $2",
         )
         .bind(app.id)
+        .bind(limit.map_or(i64::MAX, i64::from))
         .fetch_all(&self.pool)
         .await?
         .into_iter()

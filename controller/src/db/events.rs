@@ -35,12 +35,26 @@ impl Db {
         Ok(())
     }
 
-    /// The newest `limit` events, oldest first: one app's, or every event without an app.
+    /// The newest `limit` events, oldest first: one app's, or (without an app) every
+    /// event, the platform's and every app's.
     pub async fn events(&self, app: Option<&AppName>, limit: u32) -> Result<Vec<Event>, DbError> {
+        self.events_before(app, None, limit).await
+    }
+
+    /// Like [`Db::events`], only events older than the event `before` (an id): the audit
+    /// trail a page at a time.
+    pub async fn events_before(
+        &self,
+        app: Option<&AppName>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Event>, DbError> {
         let rows = sqlx::query(
-            "SELECT id, app, message, created_at, kind FROM events WHERE $1 IS NULL OR app = $1 ORDER BY id DESC LIMIT $2",
+            "SELECT id, app, message, created_at, kind FROM events
+             WHERE ($1 IS NULL OR app = $1) AND id < $2 ORDER BY id DESC LIMIT $3",
         )
         .bind(app.map(AppName::as_str))
+        .bind(before.unwrap_or(i64::MAX))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;

@@ -71,7 +71,7 @@ async fn builds(
     State(c): State<Arc<Controller>>,
     VisibleApp { app, .. }: VisibleApp,
 ) -> Result<Json<Vec<Build>>, ApiError> {
-    Ok(Json(c.db.builds(&app).await?))
+    Ok(Json(c.db.builds(&app, None).await?))
 }
 
 async fn build(

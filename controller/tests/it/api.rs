@@ -35,7 +35,7 @@ impl Shop {
         shop
     }
 
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Answer {
+    pub(crate) async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Answer {
         self.platform.call(Some(&self.alice), method, &format!("/v2/apps/shop{path}"), body).await
     }
 

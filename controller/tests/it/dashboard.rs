@@ -401,3 +401,83 @@ async fn domains_collaborators_and_automatic_certificates_are_changed_from_the_p
     let missing = post("collaborator-remove", vec![("user", "bob")]).await;
     assert_eq!(missing.status, 404, "{missing:?}");
 }
+
+#[tokio::test]
+async fn certificates_and_drains_are_added_served_and_removed_from_the_page() {
+    let shop = Shop::start().await;
+    let mut browser = Browser::new(&shop.platform.url);
+    browser.sign_in("alice").await;
+    let page = browser.get("/dashboard/apps/shop").await.body;
+    assert!(page.contains(r#"action="/dashboard/apps/shop/cert-add""#) && page.contains("<textarea"), "{page}");
+    let token = csrf(&page);
+    let post = |action: &'static str, fields: Vec<(&'static str, String)>| {
+        let mut all = vec![("csrf", token.clone())];
+        all.extend(fields);
+        let browser = &browser;
+        async move {
+            let fields: Vec<(&str, &str)> = all.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            browser.post(&format!("/dashboard/apps/shop/{action}"), &fields, &[]).await
+        }
+    };
+    let certified = rcgen::generate_simple_self_signed(vec!["www.shop.test".to_owned()]).unwrap();
+    let (chain, key) = (certified.cert.pem(), certified.signing_key.serialize_pem());
+    assert_eq!(post("domain-add", vec![("domain", "www.shop.test".into())]).await.status, 303);
+    let uploaded = vec![("name", "site".into()), ("certificate_chain", chain.clone()), ("private_key", key.clone())];
+    assert_eq!(post("cert-add", uploaded.clone()).await.status, 303);
+    let again = post("cert-add", uploaded).await;
+    assert_eq!(again.status, 409, "the name is taken: {again:?}");
+    let mismatched = vec![("name", "other".into()), ("certificate_chain", chain), ("private_key", "not a key".into())];
+    let refused = post("cert-add", mismatched).await;
+    assert_eq!(refused.status, 400, "{refused:?}");
+    let attached = post("cert-attach", vec![("name", "site".into()), ("domain", "www.shop.test".into())]).await;
+    assert_eq!(attached.status, 303, "{attached:?}");
+    let certs = shop.call("get", "/certs", None).await.body;
+    assert_eq!(certs[0]["domains"][0], "www.shop.test", "{certs}");
+    let page = browser.get("/dashboard/apps/shop").await.body;
+    assert!(page.contains("<td>site</td><td>www.shop.test</td><td>www.shop.test</td>"), "{page}");
+
+    // A drain's password is masked; no logger runs here, so its counts are unknown.
+    let drain = post("drain-add", vec![("url", "https://user:secret@127.0.0.1:9/logs".into())]).await;
+    assert_eq!(drain.status, 303, "{drain:?}");
+    let outside = post("drain-add", vec![("url", "syslog://10.1.2.3:514".into())]).await;
+    assert_eq!(outside.status, 400, "app drains may not reach other networks: {outside:?}");
+    let page = browser.get("/dashboard/apps/shop").await.body;
+    assert!(page.contains("127.0.0.1:9/logs") && !page.contains("secret"), "{page}");
+    let drains = shop.call("get", "/drains", None).await.body;
+    let id = drains[0]["id"].as_i64().unwrap().to_string();
+    assert_eq!(post("drain-remove", vec![("id", id.clone())]).await.status, 303);
+    assert_eq!(post("drain-remove", vec![("id", id)]).await.status, 404, "gone already");
+    assert_eq!(post("cert-remove", vec![("name", "site".into())]).await.status, 303);
+    let page = browser.get("/dashboard/apps/shop").await.body;
+    assert!(!page.contains("127.0.0.1:9/logs") && !page.contains("<td>site</td>"), "{page}");
+    assert_eq!(shop.call("get", "/certs", None).await.body.as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn the_audit_trail_is_read_a_page_at_a_time_newest_first() {
+    let shop = Shop::start().await;
+    for n in 0..105 {
+        let added = shop.call("post", "/domains", Some(json!({"domain": format!("d{n}.shop.test")}))).await;
+        assert_eq!(added.status, 201, "{added:?}");
+    }
+    let mut alice = Browser::new(&shop.platform.url);
+    alice.sign_in("alice").await;
+    let app = alice.get("/dashboard/apps/shop").await.body;
+    assert!(app.contains(r#"href="/dashboard/apps/shop/activity""#), "{app}");
+    let first = alice.get("/dashboard/apps/shop/activity").await.body;
+    assert_eq!(first.matches("<tr><td><time").count(), 100, "{first}");
+    let newest = first.find("d104.shop.test").expect("the newest event");
+    assert!(newest < first.find("d103.shop.test").expect("the one before"), "newest first");
+    let older = first.split(r#"href="/dashboard/apps/shop/activity?before="#).nth(1).expect("a link to older events");
+    let before = older.split('"').next().unwrap();
+    let second = alice.get(&format!("/dashboard/apps/shop/activity?before={before}")).await.body;
+    assert!(second.contains("The trail starts here.") && second.contains("created the app"), "{second}");
+    assert!(!second.contains("d5.shop.test") && second.contains("d4.shop.test"), "{second}");
+    assert_eq!(alice.get("/dashboard/platform/activity").await.status, 403, "for admins");
+    assert_eq!(alice.get("/dashboard/apps/nope/activity").await.status, 404);
+
+    let mut admin = Browser::new(&shop.platform.url);
+    admin.sign_in("admin").await;
+    let everything = admin.get("/dashboard/platform/activity").await.body;
+    assert!(everything.contains("<th>App</th>") && everything.contains("<td>shop</td>"), "{everything}");
+}

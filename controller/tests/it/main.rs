@@ -104,8 +104,8 @@ async fn exercise(db: &Db) {
         message: Some("first <commit>".into()),
     };
     let recorded = db.create_build(&app, &build).await.unwrap();
-    assert_eq!(db.builds(&app).await.unwrap()[0].duration_ms, 1234);
-    assert_eq!(db.builds(&app).await.unwrap()[0].message.as_deref(), Some("first <commit>"));
+    assert_eq!(db.builds(&app, None).await.unwrap()[0].duration_ms, 1234);
+    assert_eq!(db.builds(&app, None).await.unwrap()[0].message.as_deref(), Some("first <commit>"));
     assert_eq!(db.build(&app, recorded.id).await.unwrap().unwrap().log.as_deref(), Some("-----> built"));
 
     let config: BTreeMap<String, String> = [("A".to_owned(), "1".to_owned())].into();
@@ -239,7 +239,7 @@ async fn exercise(db: &Db) {
     assert_eq!(db.app(&app.name).await.unwrap().unwrap().owner.as_str(), "admin");
     db.delete_app(app.id).await.unwrap();
     assert!(db.app(&app.name).await.unwrap().is_none());
-    assert!(db.builds(&app).await.unwrap().is_empty(), "an app's builds go with it");
+    assert!(db.builds(&app, None).await.unwrap().is_empty(), "an app's builds go with it");
     assert!(db.all_drains().await.unwrap().is_empty(), "and its drains");
 }
 
