@@ -8,14 +8,16 @@
 # SKIFF_ROUTER_THREADS=1); wrk and the upstream share CPU 0. Prints, for each: req/s, p50
 # and p99 latency, how busy CPU 0 was (wrk and the upstream), CPU time per request,
 # memory while 10,000 idle keep-alive connections are open, the ratio to the upstream
-# served directly; then the failed requests while the
+# served directly; p50/p99/p99.9 of all three at the same offered rates (open loop, 50% and
+# 80% of the slowest one's maximum, with skiff-load); then the failed requests while the
 # route changes every 100 ms (Skiff: its route feed; nginx: a rewritten config and
 # `nginx -s reload`, as Deis and Dokku did; HAProxy: its runtime API).
 #
 #   deploy/bench/router.sh BIN_DIR RUNS
 #
-# BIN_DIR holds skiffd and examples/tiny_upstream (cargo build --release -p skiffd; cargo
-# build --release -p skiff-router --example tiny_upstream; deploy/bench/run.sh builds both).
+# BIN_DIR holds skiffd, skiff-load and examples/tiny_upstream (cargo build --release -p skiffd
+# -p skiff-load; cargo build --release -p skiff-router --example tiny_upstream;
+# deploy/bench/run.sh builds them).
 set -euo pipefail
 bin=$1
 runs=$2
@@ -122,6 +124,25 @@ for _ in $(seq 1 "$runs"); do
     rps[$system]+="$r " p50[$system]+="$a " p99[$system]+="$b " requests[$system]=$(( ${requests[$system]:-0} + n ))
   done
 done
+# Latency at equal load: every proxy offered the same requests at the same times (open
+# loop, skiff-load), at 50% and 80% of the slowest proxy's maximum above; latency counts
+# from when each request was due, so a stall is not hidden by a client that waits.
+slowest=$(for system in nginx haproxy skiff; do skiff_median "${rps[$system]}"; done | sort -g | head -1)
+declare -A open_p50 open_p99 open_p999 open_errors open_late
+for share in 50 80; do
+  rate=$(echo "$slowest * $share / 100" | bc)
+  for _ in $(seq 1 "$runs"); do
+    for system in nginx haproxy skiff; do
+      line=$(taskset -c 0 "$bin/skiff-load" http --rate "$rate" --connections 32 --duration 5 --warmup 1 \
+        -H 'Host: bench.localhost' "http://127.0.0.1:${port[$system]}/")
+      field() { echo "$line" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+      key="$system $share"
+      open_p50[$key]+="$(field p50) " open_p99[$key]+="$(field p99) " open_p999[$key]+="$(field p999) "
+      open_errors[$key]=$(( ${open_errors[$key]:-0} + $(field errors) )) open_late[$key]+="$(field client_late_p99) "
+    done
+  done
+done
+
 declare -A cpu kernel memory
 # Microseconds per request from clock ticks.
 per_request() { echo "scale=2; $1 * 1000000 / $(getconf CLK_TCK) / $2" | bc; }
@@ -198,4 +219,14 @@ skiff=$(skiff_median "${h2rps[skiff]}")
 for system in nginx haproxy skiff; do
   r=$(skiff_median "${h2rps[$system]}")
   echo "| $system | $(printf '%.0f' "$r") | $(skiff_median "${h2mean[$system]}") ms | $(skiff_ratio "$skiff" "$r")× |"
+done
+
+echo
+echo "| router benchmark, latency at equal load (skiff-load, open loop, 32 connections, 5 s, median of $runs) | offered req/s | p50 | p99 | p99.9 | failed | client's own lateness, p99 |"
+echo "|---|---|---|---|---|---|---|"
+for share in 50 80; do
+  for system in nginx haproxy skiff; do
+    key="$system $share"
+    echo "| $system at $share% of the slowest's maximum | $(echo "$slowest * $share / 100" | bc) | $(skiff_median "${open_p50[$key]}") ms | $(skiff_median "${open_p99[$key]}") ms | $(skiff_median "${open_p999[$key]}") ms | ${open_errors[$key]} | $(skiff_median "${open_late[$key]}") ms |"
+  done
 done

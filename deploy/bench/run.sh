@@ -21,6 +21,8 @@ skiff_install_missing git:git ssh:openssh-client ssh-keygen:openssh-client curl:
 skiff_ensure_docker
 skiff_require_cargo
 (cd "$root" && cargo build --release --locked -q -p skiffd -p skiff-cli)
+# Apart, so that its features do not change skiffd's build.
+(cd "$root" && cargo build --release --locked -q -p skiff-load)
 (cd "$root" && cargo build --release --locked -q -p skiff-logger --example syslog_flood)
 (cd "$root" && cargo build --release --locked -q -p skiff-router --example tiny_upstream)
 # The same upstream linked statically, for a one-file app image.
