@@ -151,20 +151,29 @@ for system in nginx haproxy skiff; do
   kernel[$system]=$(per_request $(( $(skiff_cpu_ticks "${pid[$system]}" system) - kernel_ticks_before[$system] )) "${requests[$system]}")
 done
 
-# Memory with $idle idle keep-alive connections, each system's from its own source address.
+# Memory with $idle idle keep-alive connections, each system's from its own source address:
+# HTTP/1.1, then (once those are closed) HTTP/2 with prior knowledge.
+declare -A h2memory
 source=10
-for system in nginx haproxy skiff; do
+hold_idle() {
+  local system=$1 port=$2 mode=$3 fifo holder
   source=$((source + 1))
-  fifo="$work/hold-$system"
+  fifo="$work/hold-$system-$source"
   mkfifo "$fifo"
-  taskset -c 0 python3 "$here/idle_connections.py" "${port[$system]}" "$idle" "127.0.0.$source" <"$fifo" >"$work/hold-$system.out" &
+  taskset -c 0 python3 "$here/idle_connections.py" "$port" "$idle" "127.0.0.$source" $mode <"$fifo" >"$fifo.out" &
   holder=$!
   exec {hold}>"$fifo"
-  for _ in $(seq 1 600); do grep -q ready "$work/hold-$system.out" 2>/dev/null && break; sleep 0.1; done
-  grep -q ready "$work/hold-$system.out" || { echo "router.sh: $system did not take $idle connections" >&2; exit 1; }
-  memory[$system]=$(( $(rss "${pid[$system]}") / 1024 ))
+  for _ in $(seq 1 600); do grep -q ready "$fifo.out" 2>/dev/null && break; sleep 0.1; done
+  grep -q ready "$fifo.out" || { echo "router.sh: $system did not take $idle $mode connections" >&2; exit 1; }
+  held=$(( $(rss "${pid[$system]}") / 1024 ))
   exec {hold}>&-
   wait "$holder" || true
+}
+for system in nginx haproxy skiff; do
+  hold_idle "$system" "${port[$system]}" ""
+  memory[$system]=$held
+  hold_idle "$system" "${h2port[$system]}" h2
+  h2memory[$system]=$held
 done
 
 # Failed requests while the route changes every 100 ms.
@@ -206,7 +215,7 @@ direct=$(skiff_median "${rps[direct]}")
 for system in direct nginx haproxy skiff; do
   r=$(skiff_median "${rps[$system]}")
   extra="| | |"
-  [ "$system" = direct ] || extra="| ${cpu[$system]} µs (${kernel[$system]} µs) | ${memory[$system]} MiB |"
+  [ "$system" = direct ] || extra="| ${cpu[$system]} µs (${kernel[$system]} µs) | ${memory[$system]} MiB (HTTP/2: ${h2memory[$system]} MiB) |"
   changes=""
   [ "$system" = direct ] || changes="${changes_failed[$system]} of ${changes_total[$system]}"
   echo "| $system | $(printf '%.0f' "$r") | $(skiff_median "${p50[$system]}") ms | $(skiff_median "${p99[$system]}") ms | $(skiff_median "${busy[$system]}")% $extra $(skiff_ratio "$r" "$direct")× | $(skiff_ratio "$skiff" "$r")× | $changes |"

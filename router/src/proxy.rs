@@ -124,8 +124,6 @@ struct Origin {
     entry: Entry,
     /// The peer's address, as `X-Forwarded-For` gives it.
     address: HeaderValue,
-    /// The listener's port, as `X-Forwarded-Port` gives it.
-    port: HeaderValue,
     /// Whether the peer is a trusted proxy, whose forwarded headers are believed.
     trusted: bool,
 }
@@ -133,7 +131,7 @@ struct Origin {
 impl Origin {
     fn new(peer: SocketAddr, entry: Entry, trusted: bool) -> Self {
         let address = HeaderValue::from_str(&peer.ip().to_string()).expect("addresses are ascii");
-        Self { peer, entry, address, port: HeaderValue::from(entry.port), trusted }
+        Self { peer, entry, address, trusted }
     }
 
     /// What the router says, in the head it forwards, of a request from this connection.
@@ -150,7 +148,7 @@ impl Origin {
             https: self.entry.https,
             peer: self.peer.ip(),
             peer_text: self.address.as_bytes(),
-            port: self.port.as_bytes(),
+            port: self.entry.port.as_bytes(),
             host,
             client,
             given,
@@ -173,11 +171,12 @@ impl From<TcpListener> for Listeners {
 }
 
 /// Which listener a connection came in on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Entry {
     https: bool,
-    /// The listener's port, for `X-Forwarded-Port`.
-    port: u16,
+    /// The listener's port, as `X-Forwarded-Port` gives it (one value the listener's
+    /// connections share).
+    port: HeaderValue,
 }
 
 /// One worker thread's request path: what every thread shares, and the thread's own
@@ -334,7 +333,8 @@ fn accept(
     connections: &TaskTracker,
     shutdown: CancellationToken,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
-    let entry = Entry { https: tls.is_some(), port: listener.local_addr().map_or(0, |a| a.port()) };
+    let port = HeaderValue::from(listener.local_addr().map_or(0, |a| a.port()));
+    let entry = Entry { https: tls.is_some(), port };
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let timeouts = Timeouts { header_read: config.header_read_timeout, idle: config.idle_timeout };
     let connections = connections.clone();
@@ -351,7 +351,7 @@ fn accept(
                 () = shutdown.cancelled() => break,
             };
             let _ = stream.set_nodelay(true);
-            let origin = Arc::new(Origin::new(peer, entry, proxy.trusts(peer.ip())));
+            let origin = Arc::new(Origin::new(peer, entry.clone(), proxy.trusts(peer.ip())));
             let accepted = Accepted { proxy: proxy.clone(), origin, timeouts, shutdown: shutdown.clone() };
             let acceptor = acceptor.clone();
             connections.spawn(async move {
@@ -411,10 +411,7 @@ where
     let activity = crate::idle::Activity::new();
     let mut io = crate::idle::Watched::new(io, activity.clone());
     let mut buffer = bytes::BytesMut::new();
-    let left = tokio::select! {
-        left = relay::serve(proxy, origin, &mut io, &mut buffer, timeouts.header_read, shutdown) => left,
-        () = activity.idle_for(timeouts.idle) => relay::Left::Closed,
-    };
+    let left = relay::serve(proxy, origin, &mut io, &mut buffer, *timeouts, &activity, shutdown).await;
     if let relay::Left::HandedOver = left {
         // Boxed: hyper's connection state is large, and most connections never need it.
         Box::pin(serve_with_hyper(io.into_inner(), buffer.freeze(), accepted)).await;
@@ -555,7 +552,7 @@ impl Proxy {
 
     async fn handle(&self, request: Request<Incoming>, origin: &Origin) -> Response<ProxyBody> {
         let started = std::time::Instant::now();
-        let entry = origin.entry;
+        let entry = &origin.entry;
         // Two Host headers leave the app to guess which one the client meant.
         if request.headers().get_all(header::HOST).iter().nth(1).is_some() {
             return page(StatusCode::BAD_REQUEST, "a request names its host once: it has two Host headers");
@@ -677,7 +674,7 @@ impl Proxy {
             request_id.to_str().unwrap_or_default(),
             via,
         );
-        let known = Known { peer: &origin.address, port: &origin.port, host, request_id };
+        let known = Known { peer: &origin.address, port: &origin.entry.port, host, request_id };
         edit_request_headers(headers, &forwarding, &known);
         if let Some(protocol) = upgrade {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));

@@ -1,15 +1,18 @@
 //! `skiff-load`: load for Skiff's benchmarks (`deploy/bench/`) that the packaged clients
 //! cannot make.
 //!
-//! - `skiff-load http URL --rate R`: open-loop HTTP/1.1 at a fixed rate (see
-//!   [`open_loop`]), for latency at equal load: every proxy is offered the same requests
-//!   at the same times, and a stall shows in the percentiles instead of slowing the
-//!   client down. Prints one line: `requests= errors= reconnects= offered= achieved= p50=
-//!   p90= p99= p999= max= client_late_p99=` (milliseconds).
+//! - `skiff-load http URL --rate R`: open-loop HTTP/1.1 at a fixed rate (see [`http`]),
+//!   for latency at equal load: every proxy is offered the same requests at the same
+//!   times, and a stall shows in the percentiles instead of slowing the client down.
+//!   `--rate 0` is closed loop (a server's maximum); `https://` URLs speak TLS (1.2 or
+//!   1.3), and `--reconnect` (with `--resume` or not) measures handshakes. Prints one line:
+//!   `requests= errors= reconnects= offered= achieved= p50= p90= p99= p999= max=
+//!   client_late_p99=` (milliseconds).
 
-mod open_loop;
+mod http;
 mod report;
 mod response;
+mod tls;
 
 use clap::{Parser, Subcommand};
 
@@ -22,13 +25,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Open-loop HTTP/1.1 requests at a fixed rate; latency from each request's due time.
-    Http(open_loop::Options),
+    /// HTTP/1.1 (or HTTPS) requests at a fixed rate, latency from each one's due time; or
+    /// closed loop (`--rate 0`).
+    Http(http::Options),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Http(options) => println!("{}", open_loop::run(&options)?),
+        Command::Http(options) => println!("{}", http::run(&options)?),
     }
     Ok(())
 }

@@ -17,15 +17,16 @@ use std::cell::RefCell;
 use std::io;
 use std::net::IpAddr;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::failover::{Resend, Tried, Unanswered, try_backends};
-use super::{MAX_HEAD_BYTES, Origin, Proxy};
+use super::{MAX_HEAD_BYTES, Origin, Proxy, Timeouts};
 use crate::framing::{Chunked, Scan};
+use crate::idle::Activity;
 use crate::policy::{self, Decision, Facts, Failure, Forwarding, Page};
 use crate::table::{Backends, Table};
 use crate::upstream::{Answer, Framing, MAX_FIELDS, PLAIN_READ, Plain, UpstreamError, malformed, read_answer};
@@ -61,50 +62,106 @@ struct Request<'a> {
 /// Serves requests from `io` (`buffer` holding what was read of it) for as long as the
 /// relay takes them: until the connection closes, or a request for hyper's server comes
 /// (left at the start of `buffer`).
+///
+/// Between requests a connection waits with as little as it can: for its next byte, its
+/// deadline (the header read timeout or the idle timeout, whichever comes first) or the
+/// shutdown, with no buffer and no room for a request; a request is served in a future of
+/// its own, boxed, which also closes the connection when no byte moves for the idle
+/// timeout (an app that stalls, a client that stops reading).
 pub(super) async fn serve<I>(
     proxy: &Proxy,
     origin: &Origin,
     io: &mut I,
     buffer: &mut BytesMut,
-    header_read: Duration,
+    timeouts: Timeouts,
+    activity: &Activity,
     shutdown: &CancellationToken,
 ) -> Left
 where
     I: AsyncRead + AsyncWrite + Readable + Unpin,
 {
-    let mut out = Vec::new();
     loop {
-        if !read_head(io, buffer, header_read, shutdown).await {
-            return Left::Closed;
-        }
-        let started = Instant::now();
-        let table = proxy.shared.table.load();
-        out.clear();
-        let Some(request) = prepare(proxy, origin, &table, buffer, &mut out) else {
-            return Left::HandedOver;
-        };
-        let (close, length) = (request.close, request.length);
-        // Boxed: the exchange with the app (the failover loop, the connection to the app,
-        // the answer being copied) is most of this future, and an idle connection, waiting
-        // for its next request above, would otherwise hold room for it.
-        let open = Box::pin(proxy.relay(&request, started, &mut out, io)).await;
-        drop(request);
-        buffer.advance(length);
+        let deadline = tokio::time::Instant::now() + timeouts.header_read.min(timeouts.idle);
         if buffer.is_empty() {
-            // Given back: an idle connection keeps no buffer.
-            *buffer = BytesMut::new();
+            let readable = tokio::select! {
+                biased;
+                () = std::future::poll_fn(|cx| io.poll_readable(cx)) => true,
+                () = tokio::time::sleep_until(deadline) => false,
+                () = shutdown.cancelled() => false,
+            };
+            if !readable {
+                return Left::Closed;
+            }
         }
-        if !open || close {
-            let _ = io.shutdown().await;
-            return Left::Closed;
+        let served = Box::pin(async {
+            tokio::select! {
+                served = serve_one(proxy, origin, io, buffer, deadline, shutdown) => served,
+                () = activity.idle_for(timeouts.idle) => Served::Close,
+            }
+        });
+        match served.await {
+            Served::Again => {}
+            Served::Close => return Left::Closed,
+            Served::HandOver => return Left::HandedOver,
         }
     }
+}
+
+/// What became of the connection after one request.
+enum Served {
+    /// It waits for the next request.
+    Again,
+    /// It is closed (or is to be).
+    Close,
+    /// The request at the start of the buffer is for hyper's server.
+    HandOver,
+}
+
+/// Reads a request's head (by `deadline`), and relays it if the relay takes it.
+async fn serve_one<I>(
+    proxy: &Proxy,
+    origin: &Origin,
+    io: &mut I,
+    buffer: &mut BytesMut,
+    deadline: tokio::time::Instant,
+    shutdown: &CancellationToken,
+) -> Served
+where
+    I: AsyncRead + AsyncWrite + Readable + Unpin,
+{
+    if !read_head(io, buffer, deadline, shutdown).await {
+        return Served::Close;
+    }
+    let started = Instant::now();
+    let table = proxy.shared.table.load();
+    let mut out = Vec::new();
+    let Some(request) = prepare(proxy, origin, &table, buffer, &mut out) else {
+        return Served::HandOver;
+    };
+    let (close, length) = (request.close, request.length);
+    let open = proxy.relay(&request, started, &mut out, io).await;
+    drop(request);
+    buffer.advance(length);
+    if buffer.is_empty() {
+        // Given back: an idle connection keeps no buffer.
+        *buffer = BytesMut::new();
+    }
+    if !open || close {
+        let _ = io.shutdown().await;
+        return Served::Close;
+    }
+    Served::Again
 }
 
 /// Reads until `buffer` holds a whole head; false when the connection closed, broke, timed
 /// out or is to close for the shutdown first. A head that never ends within the limit is
 /// left to hyper's server, which refuses it.
-async fn read_head<I>(io: &mut I, buffer: &mut BytesMut, timeout: Duration, shutdown: &CancellationToken) -> bool
+async fn read_head<I>(
+    io: &mut I,
+    buffer: &mut BytesMut,
+    deadline: tokio::time::Instant,
+    shutdown: &CancellationToken,
+) -> bool
 where
     I: AsyncRead + Readable + Unpin,
 {
@@ -114,7 +171,6 @@ where
     if head_ends_after(buffer, &mut looked) {
         return true;
     }
-    let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if buffer.is_empty() && shutdown.is_cancelled() {
             return false;
@@ -215,7 +271,7 @@ fn prepare<'a>(
     let host = host?;
     let values = head.headers.iter().filter(|f| f.name.eq_ignore_ascii_case("x-forwarded-for")).map(|f| f.value);
     let client = proxy.client_address(values, origin);
-    let entry = origin.entry;
+    let entry = &origin.entry;
     let facts = Facts { host, path, client, https: entry.https, https_port: proxy.shared.https_port };
     // Everything the router answers itself is hyper's.
     let Decision::Forward { app, backends, hsts, .. } = policy::decide(table, &facts) else { return None };

@@ -1,5 +1,6 @@
-//! Open-loop HTTP/1.1 load: requests leave on a fixed schedule whatever the server does,
-//! and each one's latency counts from when it was due, not from when it could be sent.
+//! HTTP/1.1 load, plain or over TLS, open loop by default: requests leave on a fixed
+//! schedule whatever the server does, and each one's latency counts from when it was due,
+//! not from when it could be sent.
 //!
 //! A closed-loop client (wrk, h2load, ab) sends the next request when the last answer came
 //! back, so a server that stalls is asked less and the stall hides from its percentiles
@@ -9,6 +10,11 @@
 //! one's latency (as wrk2 does). One thread, one epoll set, timeouts in nanoseconds: the
 //! client sends on time (its own lateness is reported beside the latencies) and uses a
 //! small part of a core at the rates the benchmarks ask for.
+//!
+//! `--rate 0` is closed loop instead (each connection asks again as soon as it is
+//! answered: a server's maximum), and `--reconnect` makes a connection for every request
+//! (over TLS a full handshake each, or a resumed one with `--resume`): handshakes per
+//! second.
 
 use std::io::{ErrorKind, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs as _};
@@ -21,13 +27,15 @@ use rustix::event::{Timespec, epoll};
 
 use crate::report::Report;
 use crate::response;
+use crate::tls::{self, Tls};
 
 /// What `skiff-load http` is asked to do.
 #[derive(Debug, clap::Args)]
 pub struct Options {
-    /// `http://HOST:PORT/PATH`: plain HTTP/1.1, keep-alive.
+    /// `http://HOST:PORT/PATH`, or `https://` (with `--ca`): HTTP/1.1, keep-alive.
     pub url: String,
-    /// Requests per second, offered whatever the answers do.
+    /// Requests per second, offered whatever the answers do; 0 for closed loop (each
+    /// connection asks again as soon as it is answered).
     #[arg(long)]
     pub rate: f64,
     /// Keep-alive connections the requests are spread over.
@@ -39,9 +47,22 @@ pub struct Options {
     /// Seconds of load before measuring (connections and caches warm up).
     #[arg(long, default_value_t = 2.0)]
     pub warmup: f64,
-    /// Extra request headers, `Name: value` (for example `Host: app.example.com`).
+    /// Extra request headers, `Name: value` (for example `Host: app.example.com`, which
+    /// is also the name TLS asks for).
     #[arg(long = "header", short = 'H')]
     pub headers: Vec<String>,
+    /// A new connection for every request.
+    #[arg(long)]
+    pub reconnect: bool,
+    /// PEM certificates to trust, for `https://`.
+    #[arg(long)]
+    pub ca: Option<std::path::PathBuf>,
+    /// The TLS version: 1.2 or 1.3 (without it, both, and the server picks).
+    #[arg(long)]
+    pub tls_version: Option<String>,
+    /// Resume TLS sessions (tickets, or session ids with TLS 1.2) on new connections.
+    #[arg(long)]
+    pub resume: bool,
 }
 
 /// How long requests still out at the end may take before they count as errors.
@@ -51,11 +72,16 @@ const LAST_ANSWERS: Duration = Duration::from_secs(2);
 struct Target {
     address: SocketAddr,
     request: Vec<u8>,
+    tls: Option<Tls>,
 }
 
 impl Target {
     fn new(options: &Options) -> anyhow::Result<Self> {
-        let rest = options.url.strip_prefix("http://").context("the URL must start with http://")?;
+        let (https, rest) = match (options.url.strip_prefix("http://"), options.url.strip_prefix("https://")) {
+            (Some(rest), _) => (false, rest),
+            (_, Some(rest)) => (true, rest),
+            _ => bail!("the URL must start with http:// or https://"),
+        };
         let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
         let path = if path.is_empty() { "/" } else { path };
         let address = authority
@@ -63,9 +89,13 @@ impl Target {
             .with_context(|| format!("cannot resolve {authority} (give HOST:PORT)"))?
             .next()
             .with_context(|| format!("{authority} has no address"))?;
-        let has_host = options.headers.iter().any(|h| h.to_ascii_lowercase().starts_with("host:"));
+        let host = options
+            .headers
+            .iter()
+            .find_map(|h| h.split_once(':').filter(|(name, _)| name.eq_ignore_ascii_case("host")))
+            .map(|(_, value)| value.trim().to_owned());
         let mut request = format!("GET {path} HTTP/1.1\r\n");
-        if !has_host {
+        if host.is_none() {
             request.push_str(&format!("Host: {authority}\r\n"));
         }
         for header in &options.headers {
@@ -73,13 +103,23 @@ impl Target {
             request.push_str("\r\n");
         }
         request.push_str("\r\n");
-        Ok(Self { address, request: request.into_bytes() })
+        let tls = match (https, &options.ca) {
+            (false, _) => None,
+            (true, None) => bail!("https:// needs --ca, the certificates to trust"),
+            (true, Some(ca)) => {
+                let name = host.unwrap_or_else(|| address.ip().to_string());
+                Some(Tls::new(ca, &name, options.tls_version.as_deref(), options.resume)?)
+            }
+        };
+        Ok(Self { address, request: request.into_bytes(), tls })
     }
 }
 
 /// One keep-alive connection and the request it has out.
 struct Connection {
     stream: TcpStream,
+    /// The TLS session, for `https://`.
+    session: Option<rustls::ClientConnection>,
     /// Requests this connection has sent: the next is the run's request
     /// `sent * connections + index`.
     sent: u64,
@@ -102,25 +142,30 @@ fn timespec(duration: Duration) -> Timespec {
 /// Runs the load and says what it measured.
 pub fn run(options: &Options) -> anyhow::Result<Report> {
     let positive = |value: f64| value.is_finite() && value > 0.0;
-    if !positive(options.rate) || options.connections == 0 || !positive(options.duration) || options.warmup < 0.0 {
-        bail!("the rate, connections and duration must be above zero, the warm-up at least zero");
+    let closed_loop = options.rate == 0.0;
+    if !(closed_loop || positive(options.rate)) || options.connections == 0 || !positive(options.duration) {
+        bail!("the rate must be 0 (closed loop) or above, the connections and duration above zero");
+    }
+    if !options.warmup.is_finite() || options.warmup < 0.0 {
+        bail!("the warm-up is at least zero");
     }
     let target = Target::new(options)?;
     // Timers as precise as the kernel allows: sends are due every few microseconds.
     let _ = rustix::thread::set_current_timer_slack(NonZeroU64::new(1));
     let poll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
-    let connect = |index: usize| -> anyhow::Result<TcpStream> {
+    let connect = |index: usize| -> anyhow::Result<(TcpStream, Option<rustls::ClientConnection>)> {
         let stream =
             TcpStream::connect(target.address).with_context(|| format!("cannot connect to {}", target.address))?;
         stream.set_nodelay(true)?;
         stream.set_nonblocking(true)?;
         epoll::add(&poll, stream.as_fd(), epoll::EventData::new_u64(index as u64), epoll::EventFlags::IN)?;
-        Ok(stream)
+        Ok((stream, target.tls.as_ref().map(Tls::session).transpose()?))
     };
     let mut connections = (0..options.connections)
         .map(|index| {
-            let stream = connect(index)?;
-            Ok(Connection { stream, sent: 0, out: None, free_since: Instant::now(), read: Vec::with_capacity(4096) })
+            let (stream, session) = connect(index)?;
+            let (free_since, read) = (Instant::now(), Vec::with_capacity(4096));
+            Ok(Connection { stream, session, sent: 0, out: None, free_since, read })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
 
@@ -140,7 +185,7 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
                 busy = true;
                 continue;
             }
-            let at = due(start, options.rate, connection.sent * count + index as u64);
+            let at = if closed_loop { now } else { due(start, options.rate, connection.sent * count + index as u64) };
             if at >= end {
                 continue;
             }
@@ -151,10 +196,13 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
             }
             // The client's own lateness: only where the connection was free when the
             // request was due (otherwise the wait was for the server's last answer).
-            if at >= measure_from && connection.free_since <= at {
+            if at >= measure_from && connection.free_since <= at && !closed_loop {
                 report.lateness.push((now - at).as_nanos() as u64);
             }
-            send(&mut connection.stream, &target.request)?;
+            match &mut connection.session {
+                Some(session) => tls::send(session, &mut connection.stream, &target.request)?,
+                None => send(&mut connection.stream, &target.request)?,
+            }
             connection.sent += 1;
             connection.out = Some(at);
         }
@@ -176,14 +224,15 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
             let index = event.data.u64() as usize;
             let connection = &mut connections[index];
             let open = read_answers(connection, &mut chunk, measure_from, &mut report);
-            if !open {
-                // The server closed it (or broke it): what was out failed; connect again.
+            if !open || (options.reconnect && connection.out.is_none()) {
+                // The server closed it (or broke it): what was out failed. Connect again
+                // (and so, with --reconnect, after every answer).
                 if connection.out.take().is_some_and(|at| at >= measure_from) {
                     report.errors += 1;
                 }
                 connection.free_since = Instant::now();
                 let _ = epoll::delete(&poll, connection.stream.as_fd());
-                connection.stream = connect(index)?;
+                (connection.stream, connection.session) = connect(index)?;
                 connection.read.clear();
                 report.reconnects += 1;
             }
@@ -210,11 +259,19 @@ fn send(stream: &mut TcpStream, request: &[u8]) -> anyhow::Result<()> {
 /// Reads what arrived and takes every whole answer from it; whether the connection stays
 /// open (not closed by the server, no error, nothing that is not HTTP).
 fn read_answers(connection: &mut Connection, chunk: &mut [u8], measure_from: Instant, report: &mut Report) -> bool {
-    match connection.stream.read(chunk) {
-        Ok(0) => return false,
-        Ok(n) => connection.read.extend_from_slice(&chunk[..n]),
-        Err(error) if error.kind() == ErrorKind::WouldBlock || error.kind() == ErrorKind::Interrupted => return true,
-        Err(_) => return false,
+    let received = match &mut connection.session {
+        Some(session) => tls::receive(session, &mut connection.stream, &mut connection.read, chunk),
+        None => match connection.stream.read(chunk) {
+            Ok(0) => false,
+            Ok(n) => {
+                connection.read.extend_from_slice(&chunk[..n]);
+                true
+            }
+            Err(error) => error.kind() == ErrorKind::WouldBlock || error.kind() == ErrorKind::Interrupted,
+        },
+    };
+    if !received {
+        return false;
     }
     loop {
         let answer = match response::parse(&connection.read) {
@@ -286,6 +343,10 @@ mod tests {
             duration: 1.0,
             warmup: 0.0,
             headers: vec!["Host: app.example.com".to_owned()],
+            reconnect: false,
+            ca: None,
+            tls_version: None,
+            resume: false,
         }
     }
 
@@ -311,13 +372,109 @@ mod tests {
 
     #[test]
     fn bad_targets_are_refused_with_the_reason() {
-        let refused = run(&Options {
-            url: "https://127.0.0.1:1/".to_owned(),
-            ..options(stalling_server(Duration::ZERO..Duration::ZERO), 1.0)
-        });
-        assert!(refused.unwrap_err().to_string().contains("http://"));
+        let address = stalling_server(Duration::ZERO..Duration::ZERO);
+        let other = run(&Options { url: "ftp://127.0.0.1:1/".to_owned(), ..options(address, 1.0) });
+        assert!(other.unwrap_err().to_string().contains("http:// or https://"));
+        let untrusted = run(&Options { url: format!("https://{address}/"), ..options(address, 1.0) });
+        assert!(untrusted.unwrap_err().to_string().contains("--ca"));
         let nobody = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
         let error = run(&options(nobody, 1.0)).unwrap_err();
         assert!(format!("{error:#}").contains("cannot connect"), "{error:#}");
+    }
+
+    /// An HTTPS server for `app.example.com` answering every request at once; its
+    /// certificate's PEM, and a count of the handshakes that resumed a session.
+    fn tls_server() -> (SocketAddr, tempfile_pem::Pem, Arc<std::sync::atomic::AtomicUsize>) {
+        use rustls::pki_types::pem::PemObject as _;
+        let certified = rcgen::generate_simple_self_signed(vec!["app.example.com".to_owned()]).unwrap();
+        let pem = tempfile_pem::Pem::new(&certified.cert.pem());
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(certified.signing_key.serialize_pem().as_bytes());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![certified.cert.der().clone()], key.unwrap())
+            .unwrap();
+        let config = Arc::new(config);
+        let resumed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let counted = resumed.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let (config, counted) = (config.clone(), counted.clone());
+                std::thread::spawn(move || {
+                    let session = rustls::ServerConnection::new(config).unwrap();
+                    let mut tls = rustls::StreamOwned::new(session, stream.unwrap());
+                    let mut reader = std::io::BufReader::new(&mut tls);
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                        if line == "\r\n" {
+                            let tls = reader.get_mut();
+                            if tls.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+                                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            let _ = tls.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+                        }
+                        line.clear();
+                    }
+                });
+            }
+        });
+        (address, pem, resumed)
+    }
+
+    /// A PEM file that is removed when dropped.
+    mod tempfile_pem {
+        pub struct Pem(pub std::path::PathBuf);
+
+        impl Pem {
+            pub fn new(text: &str) -> Self {
+                let path = std::env::temp_dir().join(format!(
+                    "skiff-load-{}-{:?}.pem",
+                    std::process::id(),
+                    std::thread::current().id()
+                ));
+                std::fs::write(&path, text).unwrap();
+                Self(path)
+            }
+        }
+
+        impl Drop for Pem {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+    }
+
+    #[test]
+    fn https_requests_go_over_kept_alive_or_new_and_resumed_sessions() {
+        let (address, ca, resumed) = tls_server();
+        let https = |version: Option<&str>, reconnect: bool, resume: bool| Options {
+            url: format!("https://{address}/"),
+            ca: Some(ca.0.clone()),
+            tls_version: version.map(str::to_owned),
+            reconnect,
+            resume,
+            duration: 0.5,
+            ..options(address, 0.0)
+        };
+        for version in [None, Some("1.2"), Some("1.3")] {
+            let kept = run(&https(version, false, false)).unwrap();
+            assert!(kept.latencies.len() > 50 && kept.errors == 0 && kept.reconnects == 0, "{kept}");
+        }
+        let full = run(&https(Some("1.3"), true, false)).unwrap();
+        assert!(full.latencies.len() > 10 && full.errors == 0, "{full}");
+        assert!(full.reconnects as usize >= full.latencies.len(), "a connection per request: {full}");
+        assert_eq!(resumed.load(std::sync::atomic::Ordering::Relaxed), 0, "no session resumed");
+        for version in ["1.2", "1.3"] {
+            let before = resumed.load(std::sync::atomic::Ordering::Relaxed);
+            let again = run(&https(Some(version), true, true)).unwrap();
+            assert!(again.latencies.len() > 10 && again.errors == 0, "{again}");
+            let resumptions = resumed.load(std::sync::atomic::Ordering::Relaxed) - before;
+            assert!(resumptions * 2 > again.latencies.len(), "TLS {version}: {resumptions} resumed: {again}");
+        }
+        let bad = run(&Options { tls_version: Some("1.1".to_owned()), ..https(None, false, false) });
+        assert!(bad.unwrap_err().to_string().contains("1.2 or 1.3"));
     }
 }

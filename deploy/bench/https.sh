@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# HTTPS benchmark: Skiff's router, nginx and HAProxy side by side in one run, each alone on
+# CPU 1 (one worker), in front of the same upstream (tiny_upstream, on CPU 0), with an
+# ECDSA P-256 and an RSA-2048 certificate, driven by skiff-load on CPU 0 (rustls, closed
+# loop, 32 connections). Prints, per certificate and proxy:
+#   - keep-alive requests per second over TLS 1.3 and over TLS 1.2;
+#   - new connections per second, each a full handshake and one request, and each a
+#     resumed session (TLS 1.3 tickets) and one request;
+#   - the proxy's CPU time per full handshake (what the proxy spends, whoever the client);
+#   - memory with 2,000 idle TLS connections (python's ssl, TLS 1.3).
+# Each proxy keeps a session cache and issues tickets (nginx: a shared 10 MB cache;
+# HAProxy: its default cache; Skiff: rustls's, with tickets).
+#
+#   deploy/bench/https.sh BIN_DIR RUNS
+#
+# BIN_DIR holds skiffd, skiff-load and examples/tiny_upstream (deploy/bench/run.sh builds them).
+set -euo pipefail
+bin=$1
+runs=$2
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../lib.sh"
+skiff_install_missing nginx:nginx haproxy:haproxy openssl:openssl python3:python3 bc:bc
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+work=$(mktemp -d)
+skiff_clean_up_on_exit "$work"
+name=bench.localhost
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$work/ecdsa.key" -out "$work/ecdsa.crt" \
+  -subj "/CN=$name" -addext "subjectAltName=DNS:$name" -addext "basicConstraints=critical,CA:FALSE" -days 2 2>/dev/null
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/rsa.key" -out "$work/rsa.crt" \
+  -subj "/CN=$name" -addext "subjectAltName=DNS:$name" -addext "basicConstraints=critical,CA:FALSE" -days 2 2>/dev/null
+for kind in ecdsa rsa; do cat "$work/$kind.crt" "$work/$kind.key" >"$work/$kind.pem"; done
+
+mkdir -p "$work"/nginx/{logs,tmp}
+cat >"$work/nginx/nginx.conf" <<CONF
+worker_processes 1; pid $work/nginx/nginx.pid; error_log $work/nginx/logs/error.log warn;
+events { worker_connections 8000; }
+http { access_log off; keepalive_requests 1000000; keepalive_timeout 600s;
+  client_body_temp_path $work/nginx/tmp/b; proxy_temp_path $work/nginx/tmp/p; fastcgi_temp_path $work/nginx/tmp/f;
+  uwsgi_temp_path $work/nginx/tmp/u; scgi_temp_path $work/nginx/tmp/s;
+  ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:SSL:10m; ssl_session_tickets on;
+  upstream app { server 127.0.0.1:18490; keepalive 64; }
+  server { listen 127.0.0.1:18481 ssl; ssl_certificate $work/ecdsa.crt; ssl_certificate_key $work/ecdsa.key;
+    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+  server { listen 127.0.0.1:18482 ssl; ssl_certificate $work/rsa.crt; ssl_certificate_key $work/rsa.key;
+    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+CONF
+printf '%s\n' global '  maxconn 8000' '  nbthread 1' '  ssl-default-bind-options ssl-min-ver TLSv1.2' defaults \
+  '  mode http' '  timeout connect 2s' '  timeout client 600s' '  timeout server 30s' '  option http-keep-alive' \
+  frontend\ fe "  bind 127.0.0.1:18483 ssl crt $work/ecdsa.pem alpn http/1.1" \
+  "  bind 127.0.0.1:18484 ssl crt $work/rsa.pem alpn http/1.1" '  default_backend be' \
+  backend\ be '  http-reuse always' '  server app 127.0.0.1:18490' >"$work/haproxy.cfg"
+
+taskset -c 0 "$bin/examples/tiny_upstream" 127.0.0.1:18490 127.0.0.1:18491 &
+skiff_pids+=($!)
+taskset -c 1 nginx -c "$work/nginx/nginx.conf" -p "$work/nginx/" -g 'daemon off;' &
+skiff_pids+=($!)
+declare -A pid=([nginx]=$!)
+taskset -c 1 haproxy -db -f "$work/haproxy.cfg" &
+skiff_pids+=($!)
+pid[haproxy]=$!
+for kind in ecdsa rsa; do
+  [ "$kind" = ecdsa ] && tls=18485 http=18487 || { tls=18486; http=18488; }
+  env SKIFF_DATA_DIR="$work/skiff-$kind" SKIFF_ROUTER_LISTEN="127.0.0.1:$http" SKIFF_ROUTER_TLS_LISTEN="127.0.0.1:$tls" \
+    SKIFF_ROUTER_TLS_CERT="$work/$kind.crt" SKIFF_ROUTER_TLS_KEY="$work/$kind.key" \
+    SKIFF_ROUTER_ROUTES="$name=127.0.0.1:18490" SKIFF_ROUTER_IDLE_TIMEOUT=600 SKIFF_ROUTER_THREADS=1 \
+    TOKIO_WORKER_THREADS=1 SKIFF_LOG=warn SKIFF_ROUTER_ACCESS_LOG=false taskset -c 1 "$bin/skiffd" router \
+    >"$work/skiff-$kind.log" 2>&1 &
+  skiff_pids+=($!)
+  pid[skiff-$kind]=$!
+done
+declare -A port=([nginx-ecdsa]=18481 [nginx-rsa]=18482 [haproxy-ecdsa]=18483 [haproxy-rsa]=18484 [skiff-ecdsa]=18485 [skiff-rsa]=18486)
+for key in "${!port[@]}"; do
+  for _ in $(seq 1 100); do
+    curl -fsk -o /dev/null --resolve "$name:${port[$key]}:127.0.0.1" "https://$name:${port[$key]}/" && break
+    sleep 0.1
+  done
+done
+# The process serving SYSTEM-KIND (nginx and HAProxy serve both certificates).
+server_pid() { case $1 in skiff-*) echo "${pid[$1]}" ;; *) echo "${pid[${1%-*}]}" ;; esac; }
+
+# skiff-load's closed-loop rate against SYSTEM-KIND with extra arguments; sets $achieved.
+load() {
+  local key=$1 kind=${1##*-} line
+  shift
+  line=$(taskset -c 0 "$bin/skiff-load" http --rate 0 --connections 32 --duration 4 --warmup 1 \
+    --ca "$work/$kind.crt" -H "Host: $name" "$@" "https://127.0.0.1:${port[$key]}/")
+  achieved=$(echo "$line" | tr ' ' '\n' | sed -n 's/^achieved=//p')
+  [ "$(echo "$line" | tr ' ' '\n' | sed -n 's/^errors=//p')" = 0 ] || echo "https.sh: $key $*: $line" >&2
+}
+declare -A keep13 keep12 full resumed per_handshake
+for _ in $(seq 1 "$runs"); do
+  for kind in ecdsa rsa; do
+    for system in nginx haproxy skiff; do
+      key=$system-$kind
+      load "$key" --tls-version 1.3
+      keep13[$key]+="$achieved "
+      load "$key" --tls-version 1.2
+      keep12[$key]+="$achieved "
+      ticks=$(skiff_cpu_ticks "$(server_pid "$key")")
+      load "$key" --tls-version 1.3 --reconnect
+      full[$key]+="$achieved "
+      # Microseconds of the proxy's CPU per handshake (and its request), over the 5 s run.
+      per_handshake[$key]+="$(echo "scale=1; ($(skiff_cpu_ticks "$(server_pid "$key")") - $ticks) * 1000000 / $(getconf CLK_TCK) / ($achieved * 5)" | bc) "
+      load "$key" --tls-version 1.3 --reconnect --resume
+      resumed[$key]+="$achieved "
+    done
+  done
+done
+
+# Memory with 2,000 idle TLS connections, each system's from its own source address.
+declare -A memory
+source=30
+for key in nginx-ecdsa haproxy-ecdsa skiff-ecdsa; do
+  source=$((source + 1))
+  fifo="$work/hold-$key"
+  mkfifo "$fifo"
+  taskset -c 0 python3 "$here/idle_connections.py" "${port[$key]}" 2000 "127.0.0.$source" tls "$work/ecdsa.crt" \
+    <"$fifo" >"$fifo.out" &
+  holder=$!
+  exec {hold}>"$fifo"
+  for _ in $(seq 1 600); do grep -q ready "$fifo.out" 2>/dev/null && break; sleep 0.1; done
+  grep -q ready "$fifo.out" || { echo "https.sh: $key did not take 2000 TLS connections" >&2; exit 1; }
+  root=$(server_pid "$key")
+  memory[$key]=$(for p in $root $(pgrep -P "$root" || true); do awk '/^VmRSS/ {print $2}' "/proc/$p/status"; done |
+    awk '{s += $1} END {printf "%.1f", s / 1024}')
+  exec {hold}>&-
+  wait "$holder" || true
+done
+
+echo
+echo "| HTTPS benchmark (skiff-load, closed loop, 32 connections, median of $runs) | keep-alive req/s, TLS 1.3 | TLS 1.2 | new connections/s, full handshake | resumed | proxy CPU per full handshake | memory, 2,000 idle TLS connections | skiff vs it (keep-alive 1.3 / full handshakes) |"
+echo "|---|---|---|---|---|---|---|---|"
+for kind in ecdsa rsa; do
+  for system in nginx haproxy skiff; do
+    key=$system-$kind
+    k13=$(skiff_median "${keep13[$key]}") f=$(skiff_median "${full[$key]}")
+    mem="-"
+    [ "$kind" = rsa ] || mem="${memory[$key]} MiB"
+    echo "| $system, $kind | $k13 | $(skiff_median "${keep12[$key]}") | $f | $(skiff_median "${resumed[$key]}") | $(skiff_median "${per_handshake[$key]}") µs | $mem | $(skiff_ratio "$(skiff_median "${keep13[skiff-$kind]}")" "$k13")× / $(skiff_ratio "$(skiff_median "${full[skiff-$kind]}")" "$f")× |"
+  done
+done

@@ -1,0 +1,91 @@
+//! HTTPS for skiff-load: rustls with ring, the TLS library Skiff's router serves with, over
+//! the same non-blocking sockets as plain HTTP.
+
+use std::io::{ErrorKind, Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore};
+
+/// How connections are secured: the trust, the versions, whether sessions are resumed.
+pub struct Tls {
+    config: Arc<ClientConfig>,
+    name: ServerName<'static>,
+}
+
+impl Tls {
+    /// Trusting the certificates in `ca` (PEM), for server `name`, with TLS `version`
+    /// (`1.2` or `1.3`; both, the newest chosen, without one), resuming sessions or not.
+    pub fn new(ca: &Path, name: &str, version: Option<&str>, resume: bool) -> anyhow::Result<Self> {
+        let mut roots = RootCertStore::empty();
+        for certificate in CertificateDer::pem_file_iter(ca).with_context(|| format!("cannot read {}", ca.display()))? {
+            roots.add(certificate.with_context(|| format!("{} holds a bad certificate", ca.display()))?)?;
+        }
+        let versions: &[&rustls::SupportedProtocolVersion] = match version {
+            None => rustls::DEFAULT_VERSIONS,
+            Some("1.3") => &[&rustls::version::TLS13],
+            Some("1.2") => &[&rustls::version::TLS12],
+            Some(other) => bail!("TLS version {other}: give 1.2 or 1.3"),
+        };
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(versions)?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        if !resume {
+            config.resumption = rustls::client::Resumption::disabled();
+        }
+        let name = ServerName::try_from(name.to_owned()).with_context(|| format!("{name} is not a server name"))?;
+        Ok(Self { config: Arc::new(config), name })
+    }
+
+    /// A new client session, for a new connection.
+    pub fn session(&self) -> anyhow::Result<ClientConnection> {
+        Ok(ClientConnection::new(self.config.clone(), self.name.clone())?)
+    }
+}
+
+/// Sends what the session has to send (handshake messages, records), waiting out a full
+/// socket buffer.
+pub fn flush(session: &mut ClientConnection, stream: &mut TcpStream) -> std::io::Result<()> {
+    while session.wants_write() {
+        match session.write_tls(stream) {
+            Ok(_) => {}
+            Err(error) if error.kind() == ErrorKind::WouldBlock => std::thread::yield_now(),
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
+
+/// Queues `plaintext` (sent once the handshake is done) and sends what can go.
+pub fn send(session: &mut ClientConnection, stream: &mut TcpStream, plaintext: &[u8]) -> std::io::Result<()> {
+    session.writer().write_all(plaintext)?;
+    flush(session, stream)
+}
+
+/// Reads what arrived, answers the handshake, and appends the plaintext to `read`; false
+/// when the connection ended or broke.
+pub fn receive(session: &mut ClientConnection, stream: &mut TcpStream, read: &mut Vec<u8>, chunk: &mut [u8]) -> bool {
+    match session.read_tls(stream) {
+        Ok(0) => return false,
+        Ok(_) => {}
+        Err(error) if error.kind() == ErrorKind::WouldBlock || error.kind() == ErrorKind::Interrupted => return true,
+        Err(_) => return false,
+    }
+    if session.process_new_packets().is_err() || flush(session, stream).is_err() {
+        return false;
+    }
+    loop {
+        match session.reader().read(chunk) {
+            Ok(0) => return false,
+            Ok(n) => read.extend_from_slice(&chunk[..n]),
+            Err(error) if error.kind() == ErrorKind::WouldBlock => return true,
+            Err(_) => return false,
+        }
+    }
+}
