@@ -5,7 +5,8 @@
 # loop, 32 connections). Prints, per certificate and proxy:
 #   - keep-alive requests per second over TLS 1.3 and over TLS 1.2;
 #   - new connections per second, each a full handshake and one request, and each a
-#     resumed session (TLS 1.3 tickets) and one request;
+#     resumed session (TLS 1.3 tickets; each of the 32 clients resumes its own) and one
+#     request, with the share that did resume;
 #   - the proxy's CPU time per full handshake (what the proxy spends, whoever the client);
 #   - memory with 2,000 idle TLS connections (python's ssl, TLS 1.3).
 # Each proxy keeps a session cache and issues tickets (nginx: a shared 10 MB cache;
@@ -86,9 +87,10 @@ load() {
   line=$(taskset -c 0 "$bin/skiff-load" http --rate 0 --connections 32 --duration 4 --warmup 1 \
     --ca "$work/$kind.crt" -H "Host: $name" "$@" "https://127.0.0.1:${port[$key]}/")
   achieved=$(echo "$line" | tr ' ' '\n' | sed -n 's/^achieved=//p')
+  share=$(echo "$line" | tr ' ' '\n' | awk -F= '$1 == "requests" {n = $2} $1 == "resumed" {r = $2} END {printf "%.0f", n ? r * 100 / n : 0}')
   [ "$(echo "$line" | tr ' ' '\n' | sed -n 's/^errors=//p')" = 0 ] || echo "https.sh: $key $*: $line" >&2
 }
-declare -A keep13 keep12 full resumed per_handshake
+declare -A keep13 keep12 full resumed resumed_share per_handshake
 for _ in $(seq 1 "$runs"); do
   for kind in ecdsa rsa; do
     for system in nginx haproxy skiff; do
@@ -103,7 +105,7 @@ for _ in $(seq 1 "$runs"); do
       # Microseconds of the proxy's CPU per handshake (and its request), over the 5 s run.
       per_handshake[$key]+="$(echo "scale=1; ($(skiff_cpu_ticks "$(server_pid "$key")") - $ticks) * 1000000 / $(getconf CLK_TCK) / ($achieved * 5)" | bc) "
       load "$key" --tls-version 1.3 --reconnect --resume
-      resumed[$key]+="$achieved "
+      resumed[$key]+="$achieved " resumed_share[$key]+="$share "
     done
   done
 done
@@ -137,6 +139,6 @@ for kind in ecdsa rsa; do
     k13=$(skiff_median "${keep13[$key]}") f=$(skiff_median "${full[$key]}")
     mem="-"
     [ "$kind" = rsa ] || mem="${memory[$key]} MiB"
-    echo "| $system, $kind | $k13 | $(skiff_median "${keep12[$key]}") | $f | $(skiff_median "${resumed[$key]}") | $(skiff_median "${per_handshake[$key]}") µs | $mem | $(skiff_ratio "$(skiff_median "${keep13[skiff-$kind]}")" "$k13")× / $(skiff_ratio "$(skiff_median "${full[skiff-$kind]}")" "$f")× |"
+    echo "| $system, $kind | $k13 | $(skiff_median "${keep12[$key]}") | $f | $(skiff_median "${resumed[$key]}") ($(skiff_median "${resumed_share[$key]}")% resumed) | $(skiff_median "${per_handshake[$key]}") µs | $mem | $(skiff_ratio "$(skiff_median "${keep13[skiff-$kind]}")" "$k13")× / $(skiff_ratio "$(skiff_median "${full[skiff-$kind]}")" "$f")× |"
   done
 done

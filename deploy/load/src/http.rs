@@ -108,7 +108,7 @@ impl Target {
             (true, None) => bail!("https:// needs --ca, the certificates to trust"),
             (true, Some(ca)) => {
                 let name = host.unwrap_or_else(|| address.ip().to_string());
-                Some(Tls::new(ca, &name, options.tls_version.as_deref(), options.resume)?)
+                Some(Tls::new(ca, &name, options.tls_version.as_deref(), options.resume, options.connections)?)
             }
         };
         Ok(Self { address, request: request.into_bytes(), tls })
@@ -159,7 +159,7 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
         stream.set_nodelay(true)?;
         stream.set_nonblocking(true)?;
         epoll::add(&poll, stream.as_fd(), epoll::EventData::new_u64(index as u64), epoll::EventFlags::IN)?;
-        Ok((stream, target.tls.as_ref().map(Tls::session).transpose()?))
+        Ok((stream, target.tls.as_ref().map(|tls| tls.session(index)).transpose()?))
     };
     let mut connections = (0..options.connections)
         .map(|index| {
@@ -283,12 +283,15 @@ fn read_answers(connection: &mut Connection, chunk: &mut [u8], measure_from: Ins
         connection.read.drain(..answer.length);
         // An answer nothing asked for is as wrong as a broken one.
         let Some(at) = connection.out.take() else { return false };
+        let resumed =
+            connection.session.as_ref().and_then(|s| s.handshake_kind()) == Some(rustls::HandshakeKind::Resumed);
         connection.free_since = now;
         if at >= measure_from {
             if answer.status >= 500 {
                 report.errors += 1;
             } else {
                 report.latencies.push((now - at).as_nanos() as u64);
+                report.resumed += u64::from(resumed);
             }
         }
         if answer.closes {
@@ -473,6 +476,7 @@ mod tests {
             assert!(again.latencies.len() > 10 && again.errors == 0, "{again}");
             let resumptions = resumed.load(std::sync::atomic::Ordering::Relaxed) - before;
             assert!(resumptions * 2 > again.latencies.len(), "TLS {version}: {resumptions} resumed: {again}");
+            assert!(again.resumed.abs_diff(resumptions as u64) <= 4, "the client counts them too: {again}");
         }
         let bad = run(&Options { tls_version: Some("1.1".to_owned()), ..https(None, false, false) });
         assert!(bad.unwrap_err().to_string().contains("1.2 or 1.3"));

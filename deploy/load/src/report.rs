@@ -12,8 +12,11 @@ pub struct Report {
     pub lateness: Vec<u64>,
     /// Requests answered with a 5xx, cut off, or not answered before the run ended.
     pub errors: u64,
-    /// Connections made again after the server closed one.
+    /// Connections made again after the server closed one (or, with `--reconnect`, after
+    /// every answer).
     pub reconnects: u64,
+    /// Answers over a TLS session that resumed an earlier one.
+    pub resumed: u64,
     pub offered_rate: f64,
     pub measured: Duration,
 }
@@ -39,17 +42,18 @@ impl Report {
     }
 }
 
-/// `requests=N errors=N reconnects=N offered=R achieved=R p50=MS p90=MS p99=MS p999=MS
-/// max=MS client_late_p99=MS` (sorted first).
+/// `requests=N errors=N reconnects=N resumed=N offered=R achieved=R p50=MS p90=MS p99=MS
+/// p999=MS max=MS client_late_p99=MS` (sorted first).
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let l = &self.latencies;
         write!(
             f,
-            "requests={} errors={} reconnects={} offered={:.0} achieved={:.0} p50={:.3} p90={:.3} p99={:.3} p999={:.3} max={:.3} client_late_p99={:.3}",
+            "requests={} errors={} reconnects={} resumed={} offered={:.0} achieved={:.0} p50={:.3} p90={:.3} p99={:.3} p999={:.3} max={:.3} client_late_p99={:.3}",
             l.len(),
             self.errors,
             self.reconnects,
+            self.resumed,
             self.offered_rate,
             self.achieved_rate(),
             quantile(l, 0.5),
@@ -88,7 +92,10 @@ mod tests {
         };
         report.sort();
         let line = report.to_string();
-        assert!(line.starts_with("requests=3 errors=1 reconnects=0 offered=3 achieved=3 p50=2.000"), "{line}");
+        assert!(
+            line.starts_with("requests=3 errors=1 reconnects=0 resumed=0 offered=3 achieved=3 p50=2.000"),
+            "{line}"
+        );
         assert!(line.contains("max=3.000") && line.ends_with("client_late_p99=0.000"), "{line}");
     }
 }

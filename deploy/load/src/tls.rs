@@ -12,15 +12,19 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore};
 
 /// How connections are secured: the trust, the versions, whether sessions are resumed.
+/// Each connection slot is a client of its own, with its own sessions to resume, as
+/// browsers coming back are (one shared store would hand every new connection the same
+/// few tickets).
 pub struct Tls {
-    config: Arc<ClientConfig>,
+    clients: Vec<Arc<ClientConfig>>,
     name: ServerName<'static>,
 }
 
 impl Tls {
-    /// Trusting the certificates in `ca` (PEM), for server `name`, with TLS `version`
-    /// (`1.2` or `1.3`; both, the newest chosen, without one), resuming sessions or not.
-    pub fn new(ca: &Path, name: &str, version: Option<&str>, resume: bool) -> anyhow::Result<Self> {
+    /// `clients` clients trusting the certificates in `ca` (PEM), for server `name`, with
+    /// TLS `version` (`1.2` or `1.3`; both, the newest chosen, without one), resuming
+    /// sessions or not.
+    pub fn new(ca: &Path, name: &str, version: Option<&str>, resume: bool, clients: usize) -> anyhow::Result<Self> {
         let mut roots = RootCertStore::empty();
         for certificate in CertificateDer::pem_file_iter(ca).with_context(|| format!("cannot read {}", ca.display()))? {
             roots.add(certificate.with_context(|| format!("{} holds a bad certificate", ca.display()))?)?;
@@ -32,20 +36,27 @@ impl Tls {
             Some(other) => bail!("TLS version {other}: give 1.2 or 1.3"),
         };
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = ClientConfig::builder_with_provider(provider)
+        let config = ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(versions)?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        if !resume {
-            config.resumption = rustls::client::Resumption::disabled();
-        }
+        let clients = (0..clients)
+            .map(|_| {
+                let mut config = config.clone();
+                config.resumption = match resume {
+                    true => rustls::client::Resumption::in_memory_sessions(1),
+                    false => rustls::client::Resumption::disabled(),
+                };
+                Arc::new(config)
+            })
+            .collect();
         let name = ServerName::try_from(name.to_owned()).with_context(|| format!("{name} is not a server name"))?;
-        Ok(Self { config: Arc::new(config), name })
+        Ok(Self { clients, name })
     }
 
-    /// A new client session, for a new connection.
-    pub fn session(&self) -> anyhow::Result<ClientConnection> {
-        Ok(ClientConnection::new(self.config.clone(), self.name.clone())?)
+    /// A new session of client `index`, for a new connection.
+    pub fn session(&self, index: usize) -> anyhow::Result<ClientConnection> {
+        Ok(ClientConnection::new(self.clients[index].clone(), self.name.clone())?)
     }
 }
 

@@ -134,7 +134,8 @@ where
     }
     let started = Instant::now();
     let table = proxy.shared.table.load();
-    let mut out = Vec::new();
+    // Room for the head and the forwarded headers added to it, taken once.
+    let mut out = Vec::with_capacity(buffer.len().min(MAX_HEAD_BYTES) + 512);
     let Some(request) = prepare(proxy, origin, &table, buffer, &mut out) else {
         return Served::HandOver;
     };
