@@ -8,7 +8,7 @@
 #     resumed session (TLS 1.3 tickets; each of the 32 clients resumes its own) and one
 #     request, with the share that did resume;
 #   - the proxy's CPU time per full handshake (what the proxy spends, whoever the client);
-#   - memory with 2,000 idle TLS connections (python's ssl, TLS 1.3).
+#   - memory with 2,000 idle TLS connections (python's ssl, TLS 1.3), measured first.
 # Each proxy keeps a session cache and issues tickets (nginx: a shared 10 MB cache;
 # HAProxy: its default cache; Skiff: rustls's, with tickets).
 #
@@ -80,6 +80,28 @@ done
 # The process serving SYSTEM-KIND (nginx and HAProxy serve both certificates).
 server_pid() { case $1 in skiff-*) echo "${pid[$1]}" ;; *) echo "${pid[${1%-*}]}" ;; esac; }
 
+# Memory with 2,000 idle TLS connections, each system's from its own source address, first,
+# while each proxy has served nothing else (what an allocator keeps after a load would
+# count otherwise).
+declare -A memory
+source=30
+for key in nginx-ecdsa haproxy-ecdsa skiff-ecdsa; do
+  source=$((source + 1))
+  fifo="$work/hold-$key"
+  mkfifo "$fifo"
+  taskset -c 0 python3 "$here/idle_connections.py" "${port[$key]}" 2000 "127.0.0.$source" tls "$work/ecdsa.crt" \
+    <"$fifo" >"$fifo.out" &
+  holder=$!
+  exec {hold}>"$fifo"
+  for _ in $(seq 1 600); do grep -q ready "$fifo.out" 2>/dev/null && break; sleep 0.1; done
+  grep -q ready "$fifo.out" || { echo "https.sh: $key did not take 2000 TLS connections" >&2; exit 1; }
+  root=$(server_pid "$key")
+  memory[$key]=$(for p in $root $(pgrep -P "$root" || true); do awk '/^VmRSS/ {print $2}' "/proc/$p/status"; done |
+    awk '{s += $1} END {printf "%.1f", s / 1024}')
+  exec {hold}>&-
+  wait "$holder" || true
+done
+
 # skiff-load's closed-loop rate against SYSTEM-KIND with extra arguments; sets $achieved.
 load() {
   local key=$1 kind=${1##*-} line
@@ -108,26 +130,6 @@ for _ in $(seq 1 "$runs"); do
       resumed[$key]+="$achieved " resumed_share[$key]+="$share "
     done
   done
-done
-
-# Memory with 2,000 idle TLS connections, each system's from its own source address.
-declare -A memory
-source=30
-for key in nginx-ecdsa haproxy-ecdsa skiff-ecdsa; do
-  source=$((source + 1))
-  fifo="$work/hold-$key"
-  mkfifo "$fifo"
-  taskset -c 0 python3 "$here/idle_connections.py" "${port[$key]}" 2000 "127.0.0.$source" tls "$work/ecdsa.crt" \
-    <"$fifo" >"$fifo.out" &
-  holder=$!
-  exec {hold}>"$fifo"
-  for _ in $(seq 1 600); do grep -q ready "$fifo.out" 2>/dev/null && break; sleep 0.1; done
-  grep -q ready "$fifo.out" || { echo "https.sh: $key did not take 2000 TLS connections" >&2; exit 1; }
-  root=$(server_pid "$key")
-  memory[$key]=$(for p in $root $(pgrep -P "$root" || true); do awk '/^VmRSS/ {print $2}' "/proc/$p/status"; done |
-    awk '{s += $1} END {printf "%.1f", s / 1024}')
-  exec {hold}>&-
-  wait "$holder" || true
 done
 
 echo
