@@ -7,8 +7,8 @@
 #
 # Push-to-first-200 through the router (first push, and a second push with one changed
 # file), the registry against Debian's docker-registry, the router against nginx and
-# HAProxy (plain HTTP/1.1 and HTTP/2, latency at equal load, and HTTPS: keep-alive, handshakes,
-# idle TLS connections), the deployed path (router → a real app container) against nginx as Dokku sets it up,
+# HAProxy (plain HTTP/1.1 and HTTP/2, latency at equal load, HTTPS: keep-alive, handshakes,
+# idle TLS connections; WebSocket echoes), the deployed path (router → a real app container) against nginx as Dokku sets it up,
 # the cluster (a three-node swarm on this machine: spread, drain, a node lost), the logger against rsyslog, and the controller (API throughput with 1,000 apps
 # and 10,000 releases on SQLite and Postgres, scaling, rollouts under load), and the
 # dashboard (the apps page with 1,000 apps, an app page with 10,000 releases).
@@ -25,7 +25,7 @@ skiff_require_cargo
 # Apart, so that its features do not change skiffd's build.
 (cd "$root" && cargo build --release --locked -q -p skiff-load)
 (cd "$root" && cargo build --release --locked -q -p skiff-logger --example syslog_flood)
-(cd "$root" && cargo build --release --locked -q -p skiff-router --example tiny_upstream)
+(cd "$root" && cargo build --release --locked -q -p skiff-router --example tiny_upstream --example echo_upstream)
 # The same upstream linked statically, for a one-file app image.
 (cd "$root" && RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked -q -p skiff-router \
   --example tiny_upstream --target "$(uname -m)-unknown-linux-gnu")
@@ -37,6 +37,7 @@ echo "|---|---|---|---|---|"
 "$here/registry.sh" "$root/target/release" "$runs"
 "$here/router.sh" "$root/target/release" "$runs"
 "$here/https.sh" "$root/target/release" "$runs"
+"$here/websocket.sh" "$root/target/release" "$runs"
 "$here/deployed.sh" "$root/target/release" "$runs" "$root/target/$(uname -m)-unknown-linux-gnu/release/examples/tiny_upstream"
 "$here/cluster.sh" "$root/target/release" "$runs" "$root/target/$(uname -m)-unknown-linux-gnu/release/examples/tiny_upstream"
 "$here/logger.sh" "$root/target/release" "$runs"

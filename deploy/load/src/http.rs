@@ -28,6 +28,7 @@ use rustix::event::{Timespec, epoll};
 use crate::report::Report;
 use crate::response;
 use crate::tls::{self, Tls};
+use crate::websocket;
 
 /// What `skiff-load http` is asked to do.
 #[derive(Debug, clap::Args)]
@@ -63,6 +64,13 @@ pub struct Options {
     /// Resume TLS sessions (tickets, or session ids with TLS 1.2) on new connections.
     #[arg(long)]
     pub resume: bool,
+    /// Upgrade each connection to a WebSocket at the URL's path and send binary messages
+    /// instead of requests; each answer is the message's echo.
+    #[arg(long)]
+    pub websocket: bool,
+    /// The size of each WebSocket message, in bytes.
+    #[arg(long, default_value_t = 32)]
+    pub message_size: usize,
 }
 
 /// How long requests still out at the end may take before they count as errors.
@@ -71,8 +79,11 @@ const LAST_ANSWERS: Duration = Duration::from_secs(2);
 /// Where to connect, and the request to send there.
 struct Target {
     address: SocketAddr,
+    /// What each request (or WebSocket message) sends.
     request: Vec<u8>,
     tls: Option<Tls>,
+    /// For WebSockets: the host and path to upgrade at.
+    websocket: Option<(String, String)>,
 }
 
 impl Target {
@@ -107,11 +118,19 @@ impl Target {
             (false, _) => None,
             (true, None) => bail!("https:// needs --ca, the certificates to trust"),
             (true, Some(ca)) => {
-                let name = host.unwrap_or_else(|| address.ip().to_string());
+                let name = host.clone().unwrap_or_else(|| address.ip().to_string());
                 Some(Tls::new(ca, &name, options.tls_version.as_deref(), options.resume, options.connections)?)
             }
         };
-        Ok(Self { address, request: request.into_bytes(), tls })
+        if !options.websocket {
+            return Ok(Self { address, request: request.into_bytes(), tls, websocket: None });
+        }
+        if https || options.reconnect {
+            bail!("WebSockets are measured over plain kept-alive connections (no https://, no --reconnect)");
+        }
+        let host = host.unwrap_or_else(|| authority.to_owned());
+        let message = websocket::message(options.message_size);
+        Ok(Self { address, request: message, tls, websocket: Some((host, path.to_owned())) })
     }
 }
 
@@ -154,9 +173,12 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
     let _ = rustix::thread::set_current_timer_slack(NonZeroU64::new(1));
     let poll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
     let connect = |index: usize| -> anyhow::Result<(TcpStream, Option<rustls::ClientConnection>)> {
-        let stream =
+        let mut stream =
             TcpStream::connect(target.address).with_context(|| format!("cannot connect to {}", target.address))?;
         stream.set_nodelay(true)?;
+        if let Some((host, path)) = &target.websocket {
+            websocket::upgrade(&mut stream, host, path)?;
+        }
         stream.set_nonblocking(true)?;
         epoll::add(&poll, stream.as_fd(), epoll::EventData::new_u64(index as u64), epoll::EventFlags::IN)?;
         Ok((stream, target.tls.as_ref().map(|tls| tls.session(index)).transpose()?))
@@ -223,7 +245,7 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
         for event in &events {
             let index = event.data.u64() as usize;
             let connection = &mut connections[index];
-            let open = read_answers(connection, &mut chunk, measure_from, &mut report);
+            let open = read_answers(connection, &mut chunk, target.websocket.is_some(), measure_from, &mut report);
             if !open || (options.reconnect && connection.out.is_none()) {
                 // The server closed it (or broke it): what was out failed. Connect again
                 // (and so, with --reconnect, after every answer).
@@ -258,7 +280,13 @@ fn send(stream: &mut TcpStream, request: &[u8]) -> anyhow::Result<()> {
 
 /// Reads what arrived and takes every whole answer from it; whether the connection stays
 /// open (not closed by the server, no error, nothing that is not HTTP).
-fn read_answers(connection: &mut Connection, chunk: &mut [u8], measure_from: Instant, report: &mut Report) -> bool {
+fn read_answers(
+    connection: &mut Connection,
+    chunk: &mut [u8],
+    echoes: bool,
+    measure_from: Instant,
+    report: &mut Report,
+) -> bool {
     let received = match &mut connection.session {
         Some(session) => tls::receive(session, &mut connection.stream, &mut connection.read, chunk),
         None => match connection.stream.read(chunk) {
@@ -274,7 +302,12 @@ fn read_answers(connection: &mut Connection, chunk: &mut [u8], measure_from: Ins
         return false;
     }
     loop {
-        let answer = match response::parse(&connection.read) {
+        let parsed = match echoes {
+            true => websocket::parse(&connection.read)
+                .map(|echo| echo.map(|length| response::Response { status: 200, length, closes: false })),
+            false => response::parse(&connection.read),
+        };
+        let answer = match parsed {
             Ok(Some(answer)) => answer,
             Ok(None) => return true,
             Err(_) => return false,
@@ -350,6 +383,8 @@ mod tests {
             ca: None,
             tls_version: None,
             resume: false,
+            websocket: false,
+            message_size: 32,
         }
     }
 
@@ -480,5 +515,58 @@ mod tests {
         }
         let bad = run(&Options { tls_version: Some("1.1".to_owned()), ..https(None, false, false) });
         assert!(bad.unwrap_err().to_string().contains("1.2 or 1.3"));
+    }
+
+    /// A WebSocket server echoing every (short) message, answering the upgrade with
+    /// `accept` for the accept key (`None`: the right one) after the head `status_line`.
+    fn echo_server(status_line: &'static str, accept: Option<&'static str>) -> SocketAddr {
+        use base64::Engine as _;
+        use sha1::Digest as _;
+        use std::io::Read as _;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let mut stream = stream.unwrap();
+                std::thread::spawn(move || {
+                    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                    let (mut line, mut key) = (String::new(), String::new());
+                    while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                        if let Some(value) = line.strip_prefix("Sec-WebSocket-Key:") {
+                            key = value.trim().to_owned();
+                        }
+                        line.clear();
+                    }
+                    let right = base64::engine::general_purpose::STANDARD
+                        .encode(sha1::Sha1::digest(format!("{key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11")));
+                    let answer = format!("{status_line}\r\nSec-WebSocket-Accept: {}\r\n\r\n", accept.unwrap_or(&right));
+                    stream.write_all(answer.as_bytes()).unwrap();
+                    let mut header = [0u8; 6];
+                    while reader.read_exact(&mut header).is_ok() {
+                        let mut payload = vec![0u8; usize::from(header[1] & 0x7f)];
+                        reader.read_exact(&mut payload).unwrap();
+                        let mut echo = vec![0x82, payload.len() as u8];
+                        echo.extend(payload.iter().enumerate().map(|(i, b)| b ^ header[2 + i % 4]));
+                        let _ = stream.write_all(&echo);
+                    }
+                });
+            }
+        });
+        address
+    }
+
+    #[test]
+    fn websocket_messages_are_echoed_on_schedule() {
+        let address = echo_server("HTTP/1.1 101 Switching Protocols", None);
+        let websocket = |size| Options { websocket: true, message_size: size, ..options(address, 500.0) };
+        for size in [0, 32, 125] {
+            let report = run(&websocket(size)).unwrap();
+            assert_eq!((report.latencies.len(), report.errors), (500, 0), "{size} bytes: {report}");
+        }
+        let refused = run(&Options { websocket: true, ..options(echo_server("HTTP/1.1 200 OK", None), 1.0) });
+        assert!(format!("{:#}", refused.unwrap_err()).contains("did not upgrade"));
+        let forged = echo_server("HTTP/1.1 101 Switching Protocols", Some("x"));
+        let forged = run(&Options { websocket: true, ..options(forged, 1.0) });
+        assert!(format!("{:#}", forged.unwrap_err()).contains("Sec-WebSocket-Accept"));
     }
 }

@@ -5,7 +5,8 @@
 //!   for latency at equal load: every proxy is offered the same requests at the same
 //!   times, and a stall shows in the percentiles instead of slowing the client down.
 //!   `--rate 0` is closed loop (a server's maximum); `https://` URLs speak TLS (1.2 or
-//!   1.3), and `--reconnect` (with `--resume` or not) measures handshakes. Prints one line:
+//!   1.3), `--reconnect` (with `--resume` or not) measures handshakes, and `--websocket`
+//!   sends messages over upgraded connections and times their echoes. Prints one line:
 //!   `requests= errors= reconnects= offered= achieved= p50= p90= p99= p999= max=
 //!   client_late_p99=` (milliseconds).
 
@@ -13,6 +14,7 @@ mod http;
 mod report;
 mod response;
 mod tls;
+mod websocket;
 
 use clap::{Parser, Subcommand};
 
