@@ -102,6 +102,45 @@ skiff_cpu_ticks() {
   done | awk '{s += $1} END {print s + 0}'
 }
 
+# Resident memory (KiB) of a process and its children.
+skiff_rss() {
+  local pid
+  for pid in $1 $(pgrep -P "$1" || true); do
+    awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || true
+  done | awk '{s += $1} END {print s + 0}'
+}
+
+# The resident memory (KiB) of PID and its children while COUNT idle connections to
+# 127.0.0.1:PORT are held open from 127.0.0.SOURCE, each after one request
+# (deploy/bench/idle_connections.py, given the further arguments: h2, or tls CA_FILE);
+# fails when they are not all taken.
+skiff_idle_memory() {
+  local port=$1 count=$2 source=$3 pid=$4 dir holder hold kib
+  shift 4
+  dir=$(mktemp -d)
+  mkfifo "$dir/hold"
+  taskset -c 0 python3 "$(dirname "${BASH_SOURCE[0]}")/bench/idle_connections.py" "$port" "$count" \
+    "127.0.0.$source" "$@" <"$dir/hold" >"$dir/out" &
+  holder=$!
+  exec {hold}>"$dir/hold"
+  for _ in $(seq 1 600); do
+    grep -q ready "$dir/out" 2>/dev/null && break
+    kill -0 "$holder" 2>/dev/null || break
+    sleep 0.1
+  done
+  if ! grep -q ready "$dir/out"; then
+    echo "could not hold $count idle connections to port $port ($*): $(cat "$dir/out")" >&2
+    exec {hold}>&-
+    rm -rf "$dir"
+    return 1
+  fi
+  kib=$(skiff_rss "$pid")
+  exec {hold}>&-
+  wait "$holder" || true
+  rm -rf "$dir"
+  echo "$kib"
+}
+
 # Milliseconds since the epoch.
 skiff_now_ms() {
   echo $(( $(date +%s%N) / 1000000 ))

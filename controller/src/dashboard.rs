@@ -106,6 +106,14 @@ impl Signed {
         Frame { username: self.user.username.as_str(), csrf: &self.csrf, admin: self.user.admin }
     }
 
+    /// `body` as a whole page titled `title` in this session's frame, or the error's page.
+    pub fn answer(&self, title: &str, body: Result<String, ApiError>) -> Response {
+        match body {
+            Ok(body) => Html(page(title, Some(&self.frame()), &body)).into_response(),
+            Err(error) => error_page(error),
+        }
+    }
+
     /// The refusal of a form without this session's CSRF token; `None` when it has it.
     pub fn refuse_forged(&self, form: &HashMap<String, String>) -> Option<Response> {
         match form.get("csrf") {

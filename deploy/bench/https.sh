@@ -87,19 +87,8 @@ declare -A memory
 source=30
 for key in nginx-ecdsa haproxy-ecdsa skiff-ecdsa; do
   source=$((source + 1))
-  fifo="$work/hold-$key"
-  mkfifo "$fifo"
-  taskset -c 0 python3 "$here/idle_connections.py" "${port[$key]}" 2000 "127.0.0.$source" tls "$work/ecdsa.crt" \
-    <"$fifo" >"$fifo.out" &
-  holder=$!
-  exec {hold}>"$fifo"
-  for _ in $(seq 1 600); do grep -q ready "$fifo.out" 2>/dev/null && break; sleep 0.1; done
-  grep -q ready "$fifo.out" || { echo "https.sh: $key did not take 2000 TLS connections" >&2; exit 1; }
-  root=$(server_pid "$key")
-  memory[$key]=$(for p in $root $(pgrep -P "$root" || true); do awk '/^VmRSS/ {print $2}' "/proc/$p/status"; done |
-    awk '{s += $1} END {printf "%.1f", s / 1024}')
-  exec {hold}>&-
-  wait "$holder" || true
+  kib=$(skiff_idle_memory "${port[$key]}" 2000 "$source" "$(server_pid "$key")" tls "$work/ecdsa.crt")
+  memory[$key]=$(echo "scale=1; $kib / 1024" | bc)
 done
 
 # skiff-load's closed-loop rate against SYSTEM-KIND with extra arguments; sets $achieved.

@@ -82,12 +82,6 @@ done
 
 declare -A port=([direct]=18090 [nginx]=18081 [haproxy]=18083 [skiff]=18084)
 declare -A rps p50 p99 requests
-# Resident memory (KiB) of a process and its children.
-rss() {
-  local pids
-  pids=$(echo "$1"; pgrep -P "$1" || true)
-  for pid in $pids; do awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || true; done | awk '{s += $1} END {print s + 0}'
-}
 declare -A pid=([nginx]=$nginx_pid [haproxy]=$haproxy_pid [skiff]=$skiff_pid)
 load() {
   taskset -c 0 wrk -t1 -c32 -d"$2" --latency -H 'Host: bench.localhost' "http://127.0.0.1:${port[$1]}/"
@@ -155,25 +149,10 @@ done
 # HTTP/1.1, then (once those are closed) HTTP/2 with prior knowledge.
 declare -A h2memory
 source=10
-hold_idle() {
-  local system=$1 port=$2 mode=$3 fifo holder
-  source=$((source + 1))
-  fifo="$work/hold-$system-$source"
-  mkfifo "$fifo"
-  taskset -c 0 python3 "$here/idle_connections.py" "$port" "$idle" "127.0.0.$source" $mode <"$fifo" >"$fifo.out" &
-  holder=$!
-  exec {hold}>"$fifo"
-  for _ in $(seq 1 600); do grep -q ready "$fifo.out" 2>/dev/null && break; sleep 0.1; done
-  grep -q ready "$fifo.out" || { echo "router.sh: $system did not take $idle $mode connections" >&2; exit 1; }
-  held=$(( $(rss "${pid[$system]}") / 1024 ))
-  exec {hold}>&-
-  wait "$holder" || true
-}
 for system in nginx haproxy skiff; do
-  hold_idle "$system" "${port[$system]}" ""
-  memory[$system]=$held
-  hold_idle "$system" "${h2port[$system]}" h2
-  h2memory[$system]=$held
+  source=$((source + 2))
+  memory[$system]=$(( $(skiff_idle_memory "${port[$system]}" "$idle" "$source" "${pid[$system]}") / 1024 ))
+  h2memory[$system]=$(( $(skiff_idle_memory "${h2port[$system]}" "$idle" $((source + 1)) "${pid[$system]}" h2) / 1024 ))
 done
 
 # Failed requests while the route changes every 100 ms.

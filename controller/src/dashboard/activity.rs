@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::response::{Html as HtmlBody, IntoResponse, Response};
+use axum::response::Response;
 use skiff_api::{AppName, Event};
 
-use super::html::{Html, escape, page, time};
-use super::{Signed, error_page};
+use super::Signed;
+use super::html::{Html, escape, time};
 use crate::error::ApiError;
 use crate::state::Controller;
 
@@ -69,17 +69,11 @@ pub(crate) async fn of_app(
     let result = async {
         let app = c.app_for(&signed.user, &name).await?;
         let path = format!("/dashboard/apps/{}/activity", app.name);
-        trail(&c, Some(&app.name), &query, &path).await
+        let events = trail(&c, Some(&app.name), &query, &path).await?;
+        let shown = escape(app.name.as_str());
+        Ok(format!(r#"<p><a href="/dashboard/apps/{shown}">← {shown}</a></p><h1>Activity of {shown}</h1>{events}"#))
     };
-    match result.await {
-        Ok(events) => {
-            let shown = escape(&name);
-            let heading =
-                format!(r#"<p><a href="/dashboard/apps/{shown}">← {shown}</a></p><h1>Activity of {shown}</h1>"#);
-            HtmlBody(page(&format!("Activity of {name}"), Some(&signed.frame()), &(heading + &events))).into_response()
-        }
-        Err(error) => error_page(error),
-    }
+    signed.answer(&format!("Activity of {name}"), result.await)
 }
 
 /// `GET /dashboard/platform/activity?before=ID`: admins only.
@@ -91,11 +85,6 @@ pub(crate) async fn of_platform(
     if let Some(refused) = super::platform::admins_only(&signed) {
         return refused;
     }
-    match trail(&c, None, &query, "/dashboard/platform/activity").await {
-        Ok(events) => {
-            let body = format!("<h1>Activity of the platform and every app</h1>{events}");
-            HtmlBody(page("Activity", Some(&signed.frame()), &body)).into_response()
-        }
-        Err(error) => error_page(error),
-    }
+    let events = trail(&c, None, &query, "/dashboard/platform/activity").await;
+    signed.answer("Activity", events.map(|events| format!("<h1>Activity of the platform and every app</h1>{events}")))
 }

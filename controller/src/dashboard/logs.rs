@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::header;
-use axum::response::{Html as HtmlBody, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt as _;
 use skiff_api::{LogLine, LogSource};
 
-use super::html::{Html, escape, page};
+use super::html::{Html, escape};
 use super::{Signed, error_page};
 use crate::error::ApiError;
 use crate::state::Controller;
@@ -95,7 +95,7 @@ pub(crate) async fn page_of_logs(
     }
     html.raw(r#"</pre><script src="/dashboard/assets/logs.js"></script>"#);
     let title = format!("Logs of {}", app.name);
-    HtmlBody(page(&title, Some(&signed.frame()), &html.into_string())).into_response()
+    signed.answer(&title, Ok(html.into_string()))
 }
 
 /// `GET /dashboard/apps/{app}/logs/stream`: server-sent events, one per line: the recent

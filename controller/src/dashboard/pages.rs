@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use axum::extract::{Form, Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{Html as HtmlBody, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use skiff_api::{Release, ReleaseState};
 
-use super::html::{Html, escape, page, time};
+use super::html::{Html, escape, time};
 use super::{Signed, error_page, refusal, version_of};
 use crate::db::AppRow;
 use crate::error::ApiError;
@@ -70,10 +70,7 @@ pub(crate) async fn apps(
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     let page_number = query.get("page").and_then(|p| p.parse::<usize>().ok()).unwrap_or(1).max(1);
-    match apps_page(&c, &signed, page_number).await {
-        Ok(body) => HtmlBody(page("Apps", Some(&signed.frame()), &body)).into_response(),
-        Err(error) => error_page(error),
-    }
+    signed.answer("Apps", apps_page(&c, &signed, page_number).await)
 }
 
 async fn apps_page(c: &Controller, signed: &Signed, page_number: usize) -> Result<String, ApiError> {
@@ -175,10 +172,7 @@ pub(crate) async fn app(
         let app = c.app_for(&signed.user, &name).await?;
         app_page(&c, &app, &signed.csrf, reveal, day).await
     };
-    match result.await {
-        Ok(body) => HtmlBody(page(&name, Some(&signed.frame()), &body)).into_response(),
-        Err(error) => error_page(error),
-    }
+    signed.answer(&name, result.await)
 }
 
 async fn app_page(c: &Controller, app: &AppRow, csrf: &str, reveal: bool, day: bool) -> Result<String, ApiError> {
@@ -329,7 +323,7 @@ pub(crate) async fn confirm_rollback(
             "danger",
         )
         .raw(&format!(r#" <a href="/dashboard/apps/{}">Cancel</a></section>"#, escape(app.name.as_str())));
-    HtmlBody(page("Roll back", Some(&signed.frame()), &html.into_string())).into_response()
+    signed.answer("Roll back", Ok(html.into_string()))
 }
 
 /// `POST /dashboard/apps/{app}/rollback/{version}`: rolls back, then shows the app.
@@ -391,5 +385,5 @@ pub(crate) async fn build(
         .text(build.log.as_deref().unwrap_or("(no log kept)"))
         .raw("</pre>");
     let title = format!("Build {} of {}", build.id, build.app);
-    HtmlBody(page(&title, Some(&signed.frame()), &html.into_string())).into_response()
+    signed.answer(&title, Ok(html.into_string()))
 }

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use axum::extract::{Form, State};
 use axum::http::StatusCode;
-use axum::response::{Html as HtmlBody, IntoResponse, Response};
+use axum::response::Response;
 
-use super::html::{Html, escape, page};
+use super::html::{Html, escape};
 use super::{Signed, error_page, refusal};
 use crate::error::ApiError;
 use crate::state::Controller;
@@ -23,10 +23,7 @@ pub(crate) async fn platform(State(c): State<Arc<Controller>>, signed: Signed) -
     if let Some(refused) = admins_only(&signed) {
         return refused;
     }
-    match platform_page(&c, &signed, None).await {
-        Ok(body) => HtmlBody(page("Platform", Some(&signed.frame()), &body)).into_response(),
-        Err(error) => error_page(error),
-    }
+    signed.answer("Platform", platform_page(&c, &signed, None).await)
 }
 
 /// `POST /dashboard/platform/gc` (`dry_run` for a dry run): the page again, with what the
@@ -45,10 +42,7 @@ pub(crate) async fn collect_garbage(
         Err(error) => return error_page(error),
     };
     let heading = if dry_run { "A collection would delete" } else { "Collected" };
-    match platform_page(&c, &signed, Some((heading, &outcome))).await {
-        Ok(body) => HtmlBody(page("Platform", Some(&signed.frame()), &body)).into_response(),
-        Err(error) => error_page(error),
-    }
+    signed.answer("Platform", platform_page(&c, &signed, Some((heading, &outcome))).await)
 }
 
 async fn platform_page(c: &Controller, signed: &Signed, collected: Option<(&str, &str)>) -> Result<String, ApiError> {
