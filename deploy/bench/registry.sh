@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Registry benchmark: Skiff's registry and Debian's docker-registry (distribution 2.8) side
 # by side in one run, both storing on the same disk, both driven by skopeo pinned to CPU 0
-# while the registry under test runs on CPU 1. Prints table rows for run.sh.
+# while the registry under test runs on CPU 1; then the same with skiff-load, a client
+# whose own work cannot cap the registries (BIN_DIR holds skiffd and skiff-load). Prints
+# table rows for run.sh.
 #
 #   deploy/bench/registry.sh BIN_DIR RUNS
 set -euo pipefail
@@ -127,6 +129,32 @@ for run in $(seq 1 "$runs"); do
   done
 done
 
+# The registries with a client that costs little beside them: skiff-load on CPU 0, many
+# images at once over kept-alive connections, uploads sent by the kernel (sendfile),
+# downloads read and dropped; Docker's token flow with Skiff as before. Each push goes to
+# repositories of its own, so every blob is uploaded.
+small_layouts=()
+for image in $(seq 0 499); do small_layouts+=(--layout "$work/small/$image"); done
+declare -A load_push load_pull load_small
+# Prints FIELD of skiff-load's line ("mib_per_s", "images_per_s").
+load() {
+  local field=$1 line
+  shift
+  line=$(taskset -c 0 "$bin/skiff-load" registry "$@")
+  echo "$line" >>"$work/load.log"
+  sed -n "s/.* $field=\([^ ]*\).*/\1/p" <<<"$line"
+}
+for run in $(seq 1 "$runs"); do
+  for system in distribution skiff; do
+    url=http://127.0.0.1:${port[$system]}
+    user=()
+    [ "$system" = distribution ] || user=(--user "skiff:$token")
+    charged "$system" load_push eval 'load_push[$system]+="$(load mib_per_s push "$url" "${user[@]}" --repository bench/load-big$run --layout "$work/big" --concurrency 4 --images 8) "'
+    charged "$system" load_pull eval 'load_pull[$system]+="$(load mib_per_s pull "$url" "${user[@]}" --repository bench/load-big$run-0 --concurrency 4 --images 16) "'
+    charged "$system" load_small eval 'load_small[$system]+="$(load images_per_s push "$url" "${user[@]}" --repository bench/load-small$run "${small_layouts[@]}" --concurrency 16 --images 500) "'
+  done
+done
+
 row() {
   local name=$1 unit=$2 d s better=$4
   d=$(skiff_median "${3%%|*}")
@@ -149,10 +177,15 @@ echo "| the same pushes to a registry that does no work: the ceiling for any reg
 row "push 20 small images one at a time (skopeo), per image" ms "${one_by_one[distribution]}|${one_by_one[skiff]}" lower
 row "upload the 100 MiB layer as one blob (curl, streamed PUT)" s "${blob_put[distribution]}|${blob_put[skiff]}" lower
 row "download the 100 MiB layer (curl to /dev/null)" s "${blob_get[distribution]}|${blob_get[skiff]}" lower
+row "push 100 MiB images, 4 at a time (skiff-load, 8 images)" MiB/s "${load_push[distribution]}|${load_push[skiff]}" higher
+row "pull 100 MiB images, 4 at a time (skiff-load, 16 pulls)" MiB/s "${load_pull[distribution]}|${load_pull[skiff]}" higher
+row "push 500 small images, 16 at a time (skiff-load)" images/s "${load_small[distribution]}|${load_small[skiff]}" higher
 # The registries' own work, which the client's does not hide: CPU time per operation.
 hz=$(getconf CLK_TCK)
 per() { echo "scale=1; ${cpu[$1,$2]} * 1000 / $hz / $3" | bc; }
-for what in "push:100 MiB push:$runs:ms" "pull:100 MiB pull:$runs:ms" "small:small image pushed:$((runs * 500)):ms"; do
+for what in "push:100 MiB push:$runs:ms" "pull:100 MiB pull:$runs:ms" "small:small image pushed:$((runs * 500)):ms" \
+  "load_push:100 MiB push (skiff-load):$((runs * 8)):ms" "load_pull:100 MiB pull (skiff-load):$((runs * 16)):ms" \
+  "load_small:small image pushed (skiff-load):$((runs * 500)):ms"; do
   IFS=: read -r key label count unit <<<"$what"
   d=$(per distribution "$key" "$count")
   s=$(per skiff "$key" "$count")

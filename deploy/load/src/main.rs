@@ -9,8 +9,13 @@
 //!   sends messages over upgraded connections and times their echoes. Prints one line:
 //!   `requests= errors= reconnects= offered= achieved= p50= p90= p99= p999= max=
 //!   client_late_p99=` (milliseconds).
+//! - `skiff-load registry push|pull URL`: many images pushed or pulled at once (see
+//!   [`registry`]), by a client that costs little beside the registry. Prints
+//!   `images= bytes= seconds= images_per_s= mib_per_s= p50= p99= max=`.
 
+mod client;
 mod http;
+mod registry;
 mod report;
 mod response;
 mod tls;
@@ -30,11 +35,14 @@ enum Command {
     /// HTTP/1.1 (or HTTPS) requests at a fixed rate, latency from each one's due time; or
     /// closed loop (`--rate 0`).
     Http(http::Options),
+    /// Images pushed to or pulled from an OCI registry, many at once.
+    Registry(registry::Options),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Http(options) => println!("{}", http::run(&options)?),
+        Command::Registry(options) => println!("{}", registry::run(&options)?),
     }
     Ok(())
 }

@@ -22,7 +22,7 @@ pub struct Report {
 }
 
 /// The `q` quantile (0 to 1) of sorted values, in milliseconds; 0 without values.
-fn quantile(sorted: &[u64], q: f64) -> f64 {
+pub fn quantile(sorted: &[u64], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

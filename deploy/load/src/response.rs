@@ -13,49 +13,78 @@ pub struct Response {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Malformed(pub &'static str);
 
-/// The response at the start of `buffer`, `Ok(None)` while it is incomplete. Bodies are
-/// sized by `Content-Length` or chunked (trailers included); a response with neither has
-/// none (the load generator only sends GET requests).
-pub fn parse(buffer: &[u8]) -> Result<Option<Response>, Malformed> {
-    let Some(head_end) = find(buffer, b"\r\n\r\n").map(|at| at + 4) else { return Ok(None) };
-    let head = std::str::from_utf8(&buffer[..head_end]).map_err(|_| Malformed("the head is not UTF-8"))?;
-    let mut lines = head.split("\r\n");
+/// A response's head: its status, how long it is, and how its body is sized.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Head {
+    pub status: u16,
+    /// Bytes of the head, its blank line included.
+    pub length: usize,
+    /// `Content-Length`, when it was given.
+    pub content_length: Option<u64>,
+    pub chunked: bool,
+    /// The server said `Connection: close`.
+    pub closes: bool,
+}
+
+/// The head at the start of `buffer`, `Ok(None)` while it is incomplete.
+pub fn head(buffer: &[u8]) -> Result<Option<Head>, Malformed> {
+    let Some(length) = find(buffer, b"\r\n\r\n").map(|at| at + 4) else { return Ok(None) };
+    let text = std::str::from_utf8(&buffer[..length]).map_err(|_| Malformed("the head is not UTF-8"))?;
+    let mut lines = text.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
     let status = status_line
         .strip_prefix("HTTP/1.")
         .and_then(|rest| rest.get(2..5))
         .and_then(|code| code.parse().ok())
         .ok_or(Malformed("no HTTP/1.x status line"))?;
-    let (mut content_length, mut chunked, mut closes) = (None, false, false);
+    let mut head = Head { status, length, content_length: None, chunked: false, closes: false };
     for line in lines {
         let Some((name, value)) = line.split_once(':') else { continue };
         let value = value.trim();
         if name.eq_ignore_ascii_case("content-length") {
-            content_length = Some(value.parse::<usize>().map_err(|_| Malformed("a bad Content-Length"))?);
+            head.content_length = Some(value.parse().map_err(|_| Malformed("a bad Content-Length"))?);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = value.to_ascii_lowercase().ends_with("chunked");
+            head.chunked = value.to_ascii_lowercase().ends_with("chunked");
         } else if name.eq_ignore_ascii_case("connection") {
-            closes = value.eq_ignore_ascii_case("close");
+            head.closes = value.eq_ignore_ascii_case("close");
         }
     }
-    let body = &buffer[head_end..];
-    let body_length = if chunked {
+    Ok(Some(head))
+}
+
+/// The value of header `name` in a response head's text.
+pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.split("\r\n")
+        .skip(1)
+        .filter_map(|line| line.split_once(':'))
+        .find(|(field, _)| field.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.trim())
+}
+
+/// The response at the start of `buffer`, `Ok(None)` while it is incomplete. Bodies are
+/// sized by `Content-Length` or chunked (trailers included); a response with neither has
+/// none (the load generator only sends GET requests).
+pub fn parse(buffer: &[u8]) -> Result<Option<Response>, Malformed> {
+    let Some(head) = head(buffer)? else { return Ok(None) };
+    let body = &buffer[head.length..];
+    let body_length = if head.chunked {
         match chunked_length(body)? {
             Some(length) => length,
             None => return Ok(None),
         }
     } else {
-        let length = content_length.unwrap_or(0);
+        let length =
+            usize::try_from(head.content_length.unwrap_or(0)).map_err(|_| Malformed("a bad Content-Length"))?;
         if body.len() < length {
             return Ok(None);
         }
         length
     };
-    Ok(Some(Response { status, length: head_end + body_length, closes }))
+    Ok(Some(Response { status: head.status, length: head.length + body_length, closes: head.closes }))
 }
 
 /// How long a chunked body is, up to and including its last CRLF; `None` while incomplete.
-fn chunked_length(body: &[u8]) -> Result<Option<usize>, Malformed> {
+pub fn chunked_length(body: &[u8]) -> Result<Option<usize>, Malformed> {
     let mut at = 0;
     loop {
         let Some(line_end) = find(&body[at..], b"\r\n") else { return Ok(None) };
