@@ -197,6 +197,10 @@ pub async fn run(ctx: &Context<'_>, out: &mut Output) -> Result<Released, BuildE
 /// How long a push waits to see its release start.
 const ROLLOUT_WAIT: Duration = Duration::from_secs(120);
 
+/// How often a push asks how its release stands: a release is often up within half a
+/// second, and the pusher hears of it no later than this after (one small read each).
+const ROLLOUT_POLL: Duration = Duration::from_millis(25);
+
 /// Waits until the release runs (or failed to start) and tells the pusher.
 async fn follow_rollout(
     ctx: &Context<'_>,
@@ -236,7 +240,7 @@ async fn follow_rollout(
                 .await;
                 return Ok(current);
             }
-            ReleaseState::Pending => tokio::time::sleep(Duration::from_millis(100)).await,
+            ReleaseState::Pending => tokio::time::sleep(ROLLOUT_POLL).await,
         }
     }
 }

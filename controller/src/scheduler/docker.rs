@@ -103,19 +103,27 @@ impl DockerRuntime {
         }
     }
 
-    /// Creates a container on its app's network and returns its id. The network is made
-    /// if need be, and made again if it went away meanwhile (the app's last container
-    /// was removed as this one was being made).
-    async fn create(&self, app: &AppName, creating: Creating) -> Result<String, RuntimeError> {
+    /// Pulls a container's image while its app's network is found or made (two engine
+    /// round trips at once, the network's a bridge and its rules on an app's first
+    /// deploy); returns the network.
+    async fn prepare(&self, spec: &StartSpec) -> Result<String, RuntimeError> {
+        let (pulled, network) = tokio::join!(self.images.pull(&spec.image), self.networks.ensure(&spec.app));
+        pulled?;
+        network
+    }
+
+    /// Creates a container on its app's `network` and returns its id. The network is made
+    /// again if it went away meanwhile (the app's last container was removed as this one
+    /// was being made).
+    async fn create(&self, app: &AppName, mut network: String, creating: Creating) -> Result<String, RuntimeError> {
         let mut attempts_left = 2;
         loop {
-            let network = self.networks.ensure(app).await?;
             let endpoint = EndpointSettings { aliases: creating.alias.clone().map(|a| vec![a]), ..Default::default() };
             let mut body = creating.body.clone();
             body.networking_config =
                 Some(NetworkingConfig { endpoints_config: Some(HashMap::from([(network.clone(), endpoint)])) });
             let host_config = body.host_config.get_or_insert_with(HostConfig::default);
-            host_config.network_mode = Some(network);
+            host_config.network_mode = Some(network.clone());
             let options = CreateContainerOptions { name: Some(creating.name.clone()), ..Default::default() };
             match self.docker.create_container(Some(options), body).await {
                 Ok(created) => return Ok(created.id),
@@ -123,6 +131,7 @@ impl DockerRuntime {
                     if attempts_left > 1 && message.contains("network") =>
                 {
                     attempts_left -= 1;
+                    network = self.networks.ensure(app).await?;
                 }
                 Err(error) => return Err(error.into()),
             }
@@ -222,7 +231,7 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn start(&self, spec: &StartSpec) -> Result<Container, RuntimeError> {
-        self.images.pull(&spec.image).await?;
+        let network = self.prepare(spec).await?;
 
         // Only web containers get a port; others have nothing to serve.
         let web = ProcessType::is_web(&spec.process);
@@ -252,7 +261,7 @@ impl ContainerRuntime for DockerRuntime {
         let name =
             format!("skiff-{}-{}-v{}-{:06x}", spec.app, spec.process, spec.release, rand::random::<u32>() & 0xff_ffff);
         let creating = Creating { name, body, alias: Some(spec.process.clone()) };
-        let id = self.create(&spec.app, creating).await?;
+        let id = self.create(&spec.app, network, creating).await?;
         self.docker.start_container(&id, None).await?;
         let inspected = self.docker.inspect_container(&id, None).await?;
         let running = inspected.state.and_then(|s| s.running).unwrap_or(false);
@@ -278,7 +287,7 @@ impl ContainerRuntime for DockerRuntime {
         timeout: std::time::Duration,
         output: tokio::sync::mpsc::Sender<RunOutput>,
     ) -> Result<i64, RuntimeError> {
-        self.images.pull(&spec.image).await?;
+        let network = self.prepare(spec).await?;
         let mut labels = labels(spec, &self.platform);
         labels.insert(ONE_OFF_LABEL.to_owned(), "true".to_owned());
         let body = ContainerCreateBody {
@@ -291,7 +300,7 @@ impl ContainerRuntime for DockerRuntime {
             ..Default::default()
         };
         let name = format!("skiff-{}-run-{:06x}", spec.app, rand::random::<u32>() & 0xff_ffff);
-        let id = self.create(&spec.app, Creating { name, body, alias: None }).await?;
+        let id = self.create(&spec.app, network, Creating { name, body, alias: None }).await?;
         let run = async {
             self.docker.start_container(&id, None).await?;
             let options = LogsOptions { follow: true, stdout: true, stderr: true, ..Default::default() };

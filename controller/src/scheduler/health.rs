@@ -121,6 +121,9 @@ impl std::fmt::Display for BootFailure {
     }
 }
 
+/// The pause between looks at a booting container: the first, doubled up to the last.
+const BOOT_PROBE_PAUSE: std::ops::Range<Duration> = Duration::from_millis(10)..Duration::from_millis(100);
+
 /// Waits until a new container is ready: a `web` one answers HTTP on its port, others
 /// keep running for a second. `Err` says why it never became ready.
 pub(super) async fn boot(
@@ -133,6 +136,8 @@ pub(super) async fn boot(
     // A process with nothing to probe is ready once it has kept running for a second.
     let mut settle = container.running.then(|| tokio::time::Instant::now() + Duration::from_secs(1));
     let mut address = container.address;
+    // Most apps listen within milliseconds of starting: looked at soon, then less often.
+    let mut pause = BOOT_PROBE_PAUSE.start;
     loop {
         if runtime.exit_code(&container.id).await?.is_some() {
             let reason = exit_reason(runtime, &container.id, &container.process).await?;
@@ -169,7 +174,8 @@ pub(super) async fn boot(
             };
             return Ok(Err(BootFailure::NotReady { process: container.process.clone(), what, timeout }));
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(BOOT_PROBE_PAUSE.end);
     }
 }
 
