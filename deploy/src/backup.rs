@@ -23,11 +23,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
+use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use skiff_controller::db::Db;
 use skiff_controller::db::dump::{Backend, Dump};
 use skiff_store::{BlobStore, Digest, FsBlobStore, FsRecordStore, RecordStore, S3BlobStore};
-use tokio::io::AsyncReadExt as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::Settings;
@@ -205,13 +205,8 @@ async fn copy_blob(from: &dyn BlobStore, to: &dyn BlobStore, digest: &Digest) ->
         return Ok(false);
     }
     let mut staged = to.stage(digest.algorithm()).await?;
-    let mut buffer = vec![0u8; 256 * 1024];
-    loop {
-        let read = reader.body.read(&mut buffer).await?;
-        if read == 0 {
-            break;
-        }
-        staged.write(Bytes::copy_from_slice(&buffer[..read])).await?;
+    while let Some(piece) = reader.body.next().await {
+        staged.write(piece?).await?;
     }
     to.commit(staged, digest).await?;
     Ok(true)

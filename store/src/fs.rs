@@ -60,6 +60,30 @@ impl FsBlobStore {
     }
 }
 
+/// Blobs are read in pieces this large (the buffer is used again once a piece is sent).
+const PIECE: usize = 1 << 20;
+
+impl FsBlobStore {
+    /// Bytes `start..end` of a blob (to its end without `end`), or `None` when absent.
+    async fn open_part(&self, digest: &Digest, start: u64, end: Option<u64>) -> Result<Option<BlobReader>, StoreError> {
+        use futures_util::StreamExt as _;
+        use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+        let mut file = match tokio::fs::File::open(self.path_of(digest)).await {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let end = match end {
+            Some(end) => end,
+            None => file.metadata().await?.len(),
+        };
+        file.seek(std::io::SeekFrom::Start(start)).await?;
+        let size = end.saturating_sub(start);
+        let body = tokio_util::io::ReaderStream::with_capacity(file.take(size), PIECE).boxed();
+        Ok(Some(BlobReader { size, body }))
+    }
+}
+
 #[async_trait]
 impl BlobStore for FsBlobStore {
     async fn size(&self, digest: &Digest) -> Result<Option<u64>, StoreError> {
@@ -71,27 +95,11 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn open(&self, digest: &Digest) -> Result<Option<BlobReader>, StoreError> {
-        match tokio::fs::File::open(self.path_of(digest)).await {
-            Ok(file) => {
-                let size = file.metadata().await?.len();
-                Ok(Some(BlobReader { size, body: Box::new(file) }))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        self.open_part(digest, 0, None).await
     }
 
     async fn open_range(&self, digest: &Digest, start: u64, end: u64) -> Result<Option<BlobReader>, StoreError> {
-        use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
-        match tokio::fs::File::open(self.path_of(digest)).await {
-            Ok(mut file) => {
-                file.seek(std::io::SeekFrom::Start(start)).await?;
-                let size = end.saturating_sub(start);
-                Ok(Some(BlobReader { size, body: Box::new(file.take(size)) }))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        self.open_part(digest, start, Some(end)).await
     }
 
     async fn read(&self, digest: &Digest) -> Result<Option<Bytes>, StoreError> {
@@ -166,5 +174,32 @@ mod tests {
         let store = FsBlobStore::open(dir.path()).await.unwrap();
         assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
         assert_eq!(store.read(&digest).await.unwrap().unwrap(), "kept");
+    }
+
+    async fn collected(body: crate::BlobBody) -> std::io::Result<Vec<u8>> {
+        use futures_util::TryStreamExt as _;
+        body.try_fold(Vec::new(), |mut bytes, piece| async move {
+            bytes.extend_from_slice(&piece);
+            Ok(bytes)
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn blobs_and_ranges_are_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path()).await.unwrap();
+        let content: Vec<u8> = (0..(5 * PIECE / 2) as u32).map(|i| (i % 253) as u8).collect();
+        let digest = digest::sha256(&content);
+        store.put_bytes(&digest, Bytes::from(content.clone())).await.unwrap();
+
+        let whole = store.open(&digest).await.unwrap().unwrap();
+        assert_eq!(whole.size, content.len() as u64);
+        assert_eq!(collected(whole.body).await.unwrap(), content);
+        let (start, end) = (PIECE - 1, 2 * PIECE + 1);
+        let range = store.open_range(&digest, start as u64, end as u64).await.unwrap().unwrap();
+        assert_eq!(range.size, (end - start) as u64);
+        assert_eq!(collected(range.body).await.unwrap(), content[start..end]);
+        assert!(store.open(&digest::sha256(b"absent")).await.unwrap().is_none());
     }
 }

@@ -19,7 +19,6 @@ pub mod staged;
 use async_trait::async_trait;
 use bytes::Bytes;
 pub use skiff_api::{Digest, DigestAlgorithm};
-use tokio::io::AsyncRead;
 
 pub use fs::FsBlobStore;
 pub use records::{FsRecordStore, RecordStore};
@@ -39,10 +38,13 @@ pub enum StoreError {
     Url(String),
 }
 
+/// A blob's bytes in pieces, as they are read.
+pub type BlobBody = futures_util::stream::BoxStream<'static, std::io::Result<Bytes>>;
+
 /// A readable blob and its length in bytes.
 pub struct BlobReader {
     pub size: u64,
-    pub body: Box<dyn AsyncRead + Send + Unpin>,
+    pub body: BlobBody,
 }
 
 /// Content-addressed blob storage. Every write verifies the digest; a blob is visible only

@@ -10,9 +10,6 @@ use super::{Registry, with_digest};
 use crate::endpoint::RepoName;
 use crate::error::OciError;
 
-/// Blobs are read and sent in pieces this large.
-pub(super) const READ_CHUNK: usize = 1024 * 1024;
-
 pub(super) async fn blob_get(
     registry: &Registry,
     repo: &RepoName,
@@ -33,7 +30,7 @@ pub(super) async fn blob_get(
         Body::empty()
     } else {
         let blob = registry.store.open_range(digest, start, end).await?.ok_or_else(OciError::blob_unknown)?;
-        Body::from_stream(tokio_util::io::ReaderStream::with_capacity(blob.body, READ_CHUNK))
+        Body::from_stream(blob.body)
     };
     let mut builder = Response::builder()
         .status(status)
