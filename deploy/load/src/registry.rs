@@ -103,15 +103,20 @@ fn read_layout(layout: &Path) -> anyhow::Result<Image> {
     let manifest_path = blob_path(digest);
     let manifest = std::fs::read(&manifest_path).with_context(|| format!("reading {}", manifest_path.display()))?;
     let parsed = json(&manifest_path)?;
-    let descriptors = parsed["layers"].as_array().into_iter().flatten().chain(std::iter::once(&parsed["config"]));
-    let blobs = descriptors
+    let blobs = blobs_of(&parsed)?.into_iter().map(|(digest, size)| Blob { path: blob_path(&digest), digest, size });
+    Ok(Image { manifest, media_type, blobs: blobs.collect() })
+}
+
+/// The digest and size of each blob a manifest names: layers, then the config.
+fn blobs_of(manifest: &serde_json::Value) -> anyhow::Result<Vec<(String, u64)>> {
+    let descriptors = manifest["layers"].as_array().into_iter().flatten().chain(std::iter::once(&manifest["config"]));
+    descriptors
         .map(|descriptor| {
             let digest = descriptor["digest"].as_str().context("a descriptor without a digest")?.to_owned();
             let size = descriptor["size"].as_u64().context("a descriptor without a size")?;
-            Ok(Blob { path: blob_path(&digest), digest, size })
+            Ok((digest, size))
         })
-        .collect::<anyhow::Result<_>>()?;
-    Ok(Image { manifest, media_type, blobs })
+        .collect()
 }
 
 /// Pushes `image` to `repository` under `latest`.
@@ -161,9 +166,7 @@ fn pull(client: &mut Client, repository: &str, verify: bool) -> anyhow::Result<u
         client.send("GET", &target, repository, &accept, Body::Empty, Sink::Keep)?.expect(200, "the manifest")?;
     let parsed: serde_json::Value = serde_json::from_slice(&manifest.body).context("a manifest that is not JSON")?;
     let mut bytes = manifest.body_length;
-    for descriptor in parsed["layers"].as_array().into_iter().flatten().chain(std::iter::once(&parsed["config"])) {
-        let digest = descriptor["digest"].as_str().context("a descriptor without a digest")?;
-        let size = descriptor["size"].as_u64().context("a descriptor without a size")?;
+    for (digest, size) in blobs_of(&parsed)? {
         let mut hasher = sha2::Sha256::new();
         let sink = if verify { Sink::Hash(&mut hasher) } else { Sink::Drop };
         let target = format!("/v2/{repository}/blobs/{digest}");
