@@ -161,7 +161,7 @@ pub fn server_config(
     table: Arc<ArcSwap<Table>>,
     default: DefaultCertificate,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(TlsError::Settings)?
@@ -171,7 +171,7 @@ pub fn server_config(
     // Returning clients resume their sessions instead of a full handshake: TLS 1.3 and 1.2
     // tickets sealed with a key that rotates every six hours (nothing kept per client), and
     // TLS 1.2 session ids in a cache as large as nginx's usual 10 MB one.
-    config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(TlsError::Settings)?;
+    config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(TlsError::Settings)?;
     config.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE);
     Ok(Arc::new(config))
 }
@@ -278,7 +278,7 @@ mod tests {
         for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
             // A client with a session store of its own.
             let new_client = || {
-                let provider = Arc::new(rustls::crypto::ring::default_provider());
+                let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
                 let config = rustls::ClientConfig::builder_with_provider(provider)
                     .with_protocol_versions(&[version])
                     .unwrap()

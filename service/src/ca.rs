@@ -41,7 +41,7 @@ pub fn certified_key(chain_pem: &str, key_pem: &str) -> Result<Arc<CertifiedKey>
         return Err(CaError::NoCertificate);
     }
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| CaError::KeyPem(e.to_string()))?;
-    let key = rustls::crypto::ring::sign::any_supported_type(&key).map_err(|e| CaError::Key(e.to_string()))?;
+    let key = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key).map_err(|e| CaError::Key(e.to_string()))?;
     Ok(Arc::new(CertifiedKey::new(chain, key)))
 }
 

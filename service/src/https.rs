@@ -30,7 +30,7 @@ pub struct HttpsListener {
 /// When rustls refuses its defaults.
 pub fn server_config(key: Arc<CertifiedKey>) -> Result<rustls::ServerConfig, rustls::Error> {
     let resolver = Arc::new(rustls::sign::SingleCertAndKey::from(key));
-    Ok(rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    Ok(rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_cert_resolver(resolver))

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use skiff_api::{Digest, DigestAlgorithm};
 use tokio::io::AsyncWriteExt;
 
-use crate::{BlobReader, BlobStore, Staged, StoreError, digest};
+use crate::{BlobReader, BlobStore, FileRegion, Staged, StoreError, digest};
 
 /// Blobs in a directory of the local filesystem.
 #[derive(Debug, Clone)]
@@ -77,10 +77,12 @@ impl FsBlobStore {
             Some(end) => end,
             None => file.metadata().await?.len(),
         };
-        file.seek(std::io::SeekFrom::Start(start)).await?;
         let size = end.saturating_sub(start);
+        let region =
+            FileRegion { file: std::sync::Arc::new(file.try_clone().await?.into_std().await), start, len: size };
+        file.seek(std::io::SeekFrom::Start(start)).await?;
         let body = tokio_util::io::ReaderStream::with_capacity(file.take(size), PIECE).boxed();
-        Ok(Some(BlobReader { size, body }))
+        Ok(Some(BlobReader { size, body, region: Some(region) }))
     }
 }
 
@@ -200,6 +202,11 @@ mod tests {
         let range = store.open_range(&digest, start as u64, end as u64).await.unwrap().unwrap();
         assert_eq!(range.size, (end - start) as u64);
         assert_eq!(collected(range.body).await.unwrap(), content[start..end]);
+        // The same bytes where a server would have the kernel send them from.
+        let region = range.region.unwrap();
+        let mut sent = vec![0; usize::try_from(region.len).unwrap()];
+        std::os::unix::fs::FileExt::read_exact_at(&*region.file, &mut sent, region.start).unwrap();
+        assert_eq!(sent, content[start..end]);
         assert!(store.open(&digest::sha256(b"absent")).await.unwrap().is_none());
     }
 }

@@ -45,6 +45,17 @@ pub type BlobBody = futures_util::stream::BoxStream<'static, std::io::Result<Byt
 pub struct BlobReader {
     pub size: u64,
     pub body: BlobBody,
+    /// Where the same bytes lie in a local file, when they do: a server may have the
+    /// kernel send them from there (`sendfile(2)`) instead of reading `body`.
+    pub region: Option<FileRegion>,
+}
+
+/// Bytes `start..start + len` of an open file.
+#[derive(Debug, Clone)]
+pub struct FileRegion {
+    pub file: std::sync::Arc<std::fs::File>,
+    pub start: u64,
+    pub len: u64,
 }
 
 /// Content-addressed blob storage. Every write verifies the digest; a blob is visible only

@@ -140,7 +140,7 @@ impl S3BlobStore {
 
 fn reader(result: object_store::GetResult) -> BlobReader {
     let size = result.range.end - result.range.start;
-    BlobReader { size, body: result.into_stream().map_err(std::io::Error::other).boxed() }
+    BlobReader { size, body: result.into_stream().map_err(std::io::Error::other).boxed(), region: None }
 }
 
 #[async_trait]
@@ -160,10 +160,11 @@ impl BlobStore for S3BlobStore {
     async fn open_range(&self, digest: &Digest, start: u64, end: u64) -> Result<Option<BlobReader>, StoreError> {
         if start >= end {
             // An empty range is no request S3 can answer; its bytes are known.
-            return Ok(self
-                .size(digest)
-                .await?
-                .map(|_| BlobReader { size: 0, body: futures_util::stream::empty().boxed() }));
+            return Ok(self.size(digest).await?.map(|_| BlobReader {
+                size: 0,
+                body: futures_util::stream::empty().boxed(),
+                region: None,
+            }));
         }
         let options = GetOptions { range: Some((start..end).into()), ..GetOptions::default() };
         Ok(self.get(digest, options).await?.map(reader))

@@ -67,7 +67,7 @@ pub fn inspect(chain_pem: &str, key_pem: &str, now: i64) -> Result<Inspected, Ce
     let leaf = chain.first().ok_or(CertificateError::NoCertificate)?;
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|_| CertificateError::NoKey)?;
     let (_, cert) = x509_parser::parse_x509_certificate(leaf).map_err(|e| CertificateError::Invalid(e.to_string()))?;
-    let signing = rustls::crypto::ring::sign::any_supported_type(&key)
+    let signing = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key)
         .map_err(|e| CertificateError::UnusableKey(e.to_string()))?;
     let public = signing.public_key().ok_or(CertificateError::KeyType)?;
     if public.as_ref() != cert.public_key().raw {

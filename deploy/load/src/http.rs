@@ -427,12 +427,13 @@ mod tests {
         let certified = rcgen::generate_simple_self_signed(vec!["app.example.com".to_owned()]).unwrap();
         let pem = tempfile_pem::Pem::new(&certified.cert.pem());
         let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(certified.signing_key.serialize_pem().as_bytes());
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![certified.cert.der().clone()], key.unwrap())
-            .unwrap();
+        let config =
+            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(vec![certified.cert.der().clone()], key.unwrap())
+                .unwrap();
         let config = Arc::new(config);
         let resumed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -35,7 +35,7 @@ impl Tls {
             Some("1.2") => &[&rustls::version::TLS12],
             Some(other) => bail!("TLS version {other}: give 1.2 or 1.3"),
         };
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let config = ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(versions)?
             .with_root_certificates(roots)

@@ -210,7 +210,7 @@ fn certified_key(chain: &str, key: &str) -> Arc<rustls::sign::CertifiedKey> {
     let chain =
         rustls::pki_types::CertificateDer::pem_slice_iter(chain.as_bytes()).collect::<Result<Vec<_>, _>>().unwrap();
     let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
-    let key = rustls::crypto::ring::sign::any_supported_type(&key).unwrap();
+    let key = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key).unwrap();
     Arc::new(rustls::sign::CertifiedKey::new(chain, key))
 }
 

@@ -26,11 +26,11 @@ pub(super) async fn blob_get(
         Some((start, end)) => (StatusCode::PARTIAL_CONTENT, start, end + 1),
         None => (StatusCode::OK, 0, size),
     };
-    let body = if head {
-        Body::empty()
+    let (body, region) = if head {
+        (Body::empty(), None)
     } else {
         let blob = registry.store.open_range(digest, start, end).await?.ok_or_else(OciError::blob_unknown)?;
-        Body::from_stream(blob.body)
+        (Body::from_stream(blob.body), blob.region)
     };
     let mut builder = Response::builder()
         .status(status)
@@ -40,7 +40,12 @@ pub(super) async fn blob_get(
     if range.is_some() {
         builder = builder.header(header::CONTENT_RANGE, format!("bytes {start}-{}/{size}", end - 1));
     }
-    Ok(with_digest(builder.body(body).map_err(OciError::internal)?, digest))
+    let mut response = builder.body(body).map_err(OciError::internal)?;
+    // A plain connection sends the bytes from the file with the kernel (see `connection`).
+    if let Some(region) = region {
+        response.extensions_mut().insert(region);
+    }
+    Ok(with_digest(response, digest))
 }
 
 pub(super) async fn blob_delete(registry: &Registry, repo: &RepoName, digest: &Digest) -> Result<Response, OciError> {

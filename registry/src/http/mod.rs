@@ -22,6 +22,7 @@ use crate::token::{Access, Claims, Signer};
 use crate::upload::{SessionBlob, Uploads};
 
 mod blobs;
+mod connection;
 mod listing;
 mod maintenance;
 mod manifests;
@@ -237,10 +238,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let routes = router(registry);
-    // Requests carry the client's address, for counting failed sign-ins.
-    let service = routes.clone().into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let stopped = shutdown.clone();
-    let plain = axum::serve(listener, service).with_graceful_shutdown(async move { stopped.cancelled().await });
+    let plain = connection::serve(listener, routes.clone(), shutdown.clone());
     match https {
         None => plain.await,
         Some(https) => {
@@ -250,7 +248,7 @@ pub async fn serve(
                 .layer(axum::Extension(crate::token::Scheme::Https))
                 .into_make_service_with_connect_info::<std::net::SocketAddr>();
             let secure = axum::serve(https, service).with_graceful_shutdown(async move { shutdown.cancelled().await });
-            tokio::try_join!(plain.into_future(), secure.into_future()).map(drop)
+            tokio::try_join!(plain, secure.into_future()).map(drop)
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The registry driven over HTTP on 127.0.0.1: the OCI conformance checklist (pull, push,
 //! content discovery, content management) and hostile input.
 
+mod connections;
 mod discovery;
 mod gc;
 mod harness;

@@ -1,0 +1,362 @@
+//! The registry's plain HTTP/1.1 connections.
+//!
+//! A pull is bodiless requests (`GET` and `HEAD`): they are read and answered here, and a
+//! blob kept in a local file is sent from that file by the kernel (`sendfile(2)`), never
+//! copied through the registry's memory. The first request with a body (an upload), or
+//! anything else this reader does not take (HTTP/1.0, an upgrade, a head it cannot parse
+//! or that is too large), hands the connection to hyper for the rest of its life, with the
+//! bytes already read; hyper answers it as it answers every HTTPS connection.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::body::{Body, HttpBody as _};
+use axum::extract::ConnectInfo;
+use bytes::{Buf as _, Bytes, BytesMut};
+use futures_util::StreamExt as _;
+use http::{HeaderName, Method, Request, Response, StatusCode, Version, header};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use skiff_store::FileRegion;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, Interest, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt as _;
+
+/// The longest request head read here; a longer one is hyper's to refuse.
+const MAX_HEAD: usize = 64 * 1024;
+/// The most headers a request read here may have; one with more is hyper's.
+const MAX_HEADERS: usize = 64;
+/// How long a kept-alive connection may wait for its next request.
+const IDLE_LIMIT: Duration = Duration::from_secs(120);
+/// A response's head and body pieces are gathered into one write up to this size.
+const GATHERED: usize = 16 * 1024;
+/// The most one `sendfile(2)` is asked to send.
+const MOST_SENT_AT_ONCE: usize = 1 << 30;
+
+/// Serves plain HTTP connections from `listener` until `shutdown`; requests in flight
+/// finish, connections waiting for their next request close.
+pub(super) async fn serve(listener: TcpListener, routes: Router, shutdown: CancellationToken) -> io::Result<()> {
+    let connections = TaskTracker::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors, most likely: give connections time to close.
+                    tracing::warn!(%error, "registry.accept");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        connections.spawn(serve_connection(stream, peer, routes.clone(), shutdown.clone()));
+    }
+    connections.close();
+    connections.wait().await;
+    Ok(())
+}
+
+/// What comes next on a connection, as far as this reader is concerned.
+enum Next {
+    /// A bodiless HTTP/1.1 request, answered here: the request, its head's length, and
+    /// whether the client asked to close the connection after it.
+    Answer(Box<Request<Body>>, usize, bool),
+    /// Anything else: hyper serves the connection from here on.
+    HandOver,
+    /// The client closed the connection between requests.
+    Closed,
+}
+
+async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, routes: Router, shutdown: CancellationToken) {
+    let mut read = BytesMut::with_capacity(4096);
+    loop {
+        let between_requests = read.is_empty();
+        let next = tokio::select! {
+            next = tokio::time::timeout(IDLE_LIMIT, next_request(&mut stream, &mut read, peer)) => next,
+            () = shutdown.cancelled(), if between_requests => return,
+        };
+        let (request, head_length, close) = match next {
+            Ok(Ok(Next::Answer(request, head_length, close))) => (request, head_length, close),
+            Ok(Ok(Next::HandOver)) => return hand_over(stream, read.freeze(), peer, routes, shutdown).await,
+            Ok(Ok(Next::Closed)) => return,
+            Ok(Err(error)) => return tracing::debug!(%error, "registry.connection: reading a request"),
+            Err(_) => return tracing::debug!("registry.connection: idle for too long"),
+        };
+        read.advance(head_length);
+        let head_only = request.method() == Method::HEAD;
+        let Ok(response) = routes.clone().oneshot(*request).await;
+        match send(&mut stream, response, head_only, close).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(error) => return tracing::debug!(%error, "registry.connection: sending an answer"),
+        }
+    }
+}
+
+/// Reads the next request head into `read`.
+async fn next_request(stream: &mut TcpStream, read: &mut BytesMut, peer: SocketAddr) -> io::Result<Next> {
+    loop {
+        if !read.is_empty() {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut head = httparse::Request::new(&mut headers);
+            match head.parse(read) {
+                Ok(httparse::Status::Complete(length)) => {
+                    return Ok(match answerable(&head, peer) {
+                        Some((request, close)) => Next::Answer(Box::new(request), length, close),
+                        None => Next::HandOver,
+                    });
+                }
+                Ok(httparse::Status::Partial) if read.len() < MAX_HEAD => {}
+                _ => return Ok(Next::HandOver),
+            }
+        }
+        if stream.read_buf(read).await? == 0 {
+            return if read.is_empty() {
+                Ok(Next::Closed)
+            } else {
+                Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the client closed the connection within a request head",
+                ))
+            };
+        }
+    }
+}
+
+/// The request `head` says, when it is one answered here (a bodiless HTTP/1.1 `GET` or
+/// `HEAD`), and whether the client asked to close the connection after it.
+fn answerable(head: &httparse::Request<'_, '_>, peer: SocketAddr) -> Option<(Request<Body>, bool)> {
+    let method = match head.method? {
+        "GET" => Method::GET,
+        "HEAD" => Method::HEAD,
+        _ => return None,
+    };
+    if head.version? != 1 {
+        return None;
+    }
+    let mut close = false;
+    let mut request = Request::builder().method(method).uri(head.path?).version(Version::HTTP_11);
+    for field in head.headers.iter() {
+        let name = HeaderName::from_bytes(field.name.as_bytes()).ok()?;
+        let bodiless = name != header::CONTENT_LENGTH || field.value == b"0";
+        if !bodiless || [header::TRANSFER_ENCODING, header::UPGRADE, header::EXPECT].contains(&name) {
+            return None;
+        }
+        if name == header::CONNECTION {
+            close |= field.value.split(|b| *b == b',').any(|option| option.trim_ascii().eq_ignore_ascii_case(b"close"));
+        }
+        request = request.header(name, field.value);
+    }
+    let request = request.extension(ConnectInfo(peer)).body(Body::empty()).ok()?;
+    Some((request, close))
+}
+
+/// Writes `response` (its head alone for a `HEAD` request); whether the connection may
+/// carry another request.
+async fn send(stream: &mut TcpStream, response: Response<Body>, head_only: bool, close: bool) -> io::Result<bool> {
+    let (parts, body) = response.into_parts();
+    let status = parts.status;
+    let bodiless = head_only
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let stated = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let length = stated.or_else(|| body.size_hint().exact());
+    let chunked = !bodiless && length.is_none();
+    let close =
+        close || parts.headers.get(header::CONNECTION).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        if name != header::CONNECTION && name != header::TRANSFER_ENCODING {
+            field(&mut out, name.as_str(), value.as_bytes());
+        }
+    }
+    if stated.is_none()
+        && let Some(length) = length.filter(|_| status != StatusCode::NO_CONTENT && !status.is_informational())
+    {
+        field(&mut out, "content-length", length.to_string().as_bytes());
+    }
+    if chunked {
+        field(&mut out, "transfer-encoding", b"chunked");
+    }
+    if !parts.headers.contains_key(header::DATE) {
+        field(&mut out, "date", httpdate::fmt_http_date(SystemTime::now()).as_bytes());
+    }
+    if close {
+        field(&mut out, "connection", b"close");
+    }
+    out.extend_from_slice(b"\r\n");
+
+    if bodiless {
+        stream.write_all(&out).await?;
+        return Ok(!close);
+    }
+    if let Some(region) = parts.extensions.get::<FileRegion>().filter(|region| Some(region.len) == length) {
+        stream.write_all(&out).await?;
+        send_file(stream, region).await?;
+        return Ok(!close);
+    }
+    let mut sent = 0u64;
+    let mut pieces = body.into_data_stream();
+    while let Some(piece) = pieces.next().await {
+        let piece = piece.map_err(io::Error::other)?;
+        if piece.is_empty() {
+            continue;
+        }
+        sent += piece.len() as u64;
+        if chunked {
+            out.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        }
+        if out.len() + piece.len() <= GATHERED {
+            out.extend_from_slice(&piece);
+        } else {
+            stream.write_all(&out).await?;
+            out.clear();
+            stream.write_all(&piece).await?;
+        }
+        if chunked {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    if chunked {
+        out.extend_from_slice(b"0\r\n\r\n");
+    }
+    stream.write_all(&out).await?;
+    match length {
+        // The client cannot tell where this answer ends: the connection cannot go on.
+        Some(length) if length != sent => {
+            Err(io::Error::other(format!("an answer of {length} bytes ended after {sent}")))
+        }
+        _ => Ok(!close),
+    }
+}
+
+/// Appends the header field `name: value`.
+fn field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Has the kernel send `region` of its file to the client.
+async fn send_file(stream: &TcpStream, region: &FileRegion) -> io::Result<()> {
+    let (mut offset, end) = (region.start, region.start + region.len);
+    while offset < end {
+        let count = usize::try_from(end - offset).unwrap_or(usize::MAX).min(MOST_SENT_AT_ONCE);
+        let sent = stream
+            .async_io(Interest::WRITABLE, || {
+                rustix::fs::sendfile(stream, &*region.file, Some(&mut offset), count).map_err(io::Error::from)
+            })
+            .await?;
+        if sent == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "a blob's file ended before its stated size"));
+        }
+    }
+    Ok(())
+}
+
+/// Serves the rest of a connection with hyper, `read` (bytes already read from it) first.
+async fn hand_over(stream: TcpStream, read: Bytes, peer: SocketAddr, routes: Router, shutdown: CancellationToken) {
+    let service = hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        routes.clone().oneshot(request.map(Body::new))
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .serve_connection(TokioIo::new(Rewound { read, stream }), service);
+    tokio::pin!(connection);
+    let served = tokio::select! {
+        served = connection.as_mut() => served,
+        () = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = served {
+        tracing::debug!(%error, "registry.connection");
+    }
+}
+
+/// A connection some of whose bytes were read already: those are read again first.
+struct Rewound {
+    read: Bytes,
+    stream: TcpStream,
+}
+
+impl AsyncRead for Rewound {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if self.read.is_empty() {
+            return Pin::new(&mut self.stream).poll_read(cx, buf);
+        }
+        let length = self.read.len().min(buf.remaining());
+        buf.put_slice(&self.read.split_to(length));
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Rewound {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_blob_in_a_file_is_sent_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blob");
+        std::fs::write(&path, b"0123456789abcdef").unwrap();
+        let region = FileRegion { file: std::sync::Arc::new(std::fs::File::open(&path).unwrap()), start: 4, len: 8 };
+        // The body says otherwise: what arrives tells which of the two was sent.
+        let mut response = Response::new(Body::from("not these"));
+        response.headers_mut().insert(header::CONTENT_LENGTH, 8.into());
+        response.extensions_mut().insert(region);
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        assert!(send(&mut server, response, false, false).await.unwrap(), "the connection goes on");
+        drop(server);
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(answer.ends_with("\r\n\r\n456789ab"), "{answer}");
+    }
+}
