@@ -52,6 +52,14 @@ impl Activity {
 pub struct Watched<I> {
     io: I,
     activity: Arc<Activity>,
+    /// What only connections served by hyper have: boxed, so that the many waiting for
+    /// their next request in the relay hold a pointer instead.
+    handed_over: Option<Box<HandedOver>>,
+}
+
+/// A connection's state from when hyper serves it.
+#[derive(Default)]
+struct HandedOver {
     screen: Option<crate::framing::Screen>,
     /// Bytes read before the connection's own.
     prefix: bytes::Bytes,
@@ -59,12 +67,13 @@ pub struct Watched<I> {
 
 impl<I> Watched<I> {
     pub fn new(io: I, activity: Arc<Activity>) -> Self {
-        Self { io, activity, screen: None, prefix: bytes::Bytes::new() }
+        Self { io, activity, handed_over: None }
     }
 
     /// Reads `prefix` first, then the connection.
-    pub fn after(self, prefix: bytes::Bytes) -> Self {
-        Self { prefix, ..self }
+    pub fn after(mut self, prefix: bytes::Bytes) -> Self {
+        self.handed_over.get_or_insert_default().prefix = prefix;
+        self
     }
 
     pub fn get_ref(&self) -> &I {
@@ -76,24 +85,27 @@ impl<I> Watched<I> {
     }
 
     /// Shows every byte read to `screen`.
-    pub fn screened(self, screen: crate::framing::Screen) -> Self {
-        Self { screen: Some(screen), ..self }
+    pub fn screened(mut self, screen: crate::framing::Screen) -> Self {
+        self.handed_over.get_or_insert_default().screen = Some(screen);
+        self
     }
 }
 
 impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
-        let polled = if self.prefix.is_empty() {
-            Pin::new(&mut self.io).poll_read(cx, buf)
-        } else {
-            let taken = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix.split_to(taken));
-            Poll::Ready(Ok(()))
+        let this = &mut *self;
+        let polled = match &mut this.handed_over {
+            Some(handed_over) if !handed_over.prefix.is_empty() => {
+                let taken = handed_over.prefix.len().min(buf.remaining());
+                buf.put_slice(&handed_over.prefix.split_to(taken));
+                Poll::Ready(Ok(()))
+            }
+            _ => Pin::new(&mut this.io).poll_read(cx, buf),
         };
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.touch();
-            if let Some(screen) = &mut self.screen {
+            this.activity.touch();
+            if let Some(screen) = this.handed_over.as_mut().and_then(|h| h.screen.as_mut()) {
                 screen.read(&buf.filled()[before..]);
             }
         }

@@ -353,15 +353,12 @@ fn accept(
             let _ = stream.set_nodelay(true);
             let origin = Arc::new(Origin::new(peer, entry.clone(), proxy.trusts(peer.ip())));
             let accepted = Accepted { proxy: proxy.clone(), origin, timeouts, shutdown: shutdown.clone() };
-            let acceptor = acceptor.clone();
-            connections.spawn(async move {
-                match acceptor {
-                    None => serve_connection(stream, accepted).await,
-                    // Boxed: the TLS session's state would make every plain connection's task
-                    // larger too.
-                    Some(acceptor) => Box::pin(serve_tls(acceptor, stream, accepted)).await,
-                }
-            });
+            // Each a task of its own type, so that a plain connection's task has no room for
+            // a TLS session's state, and no future wraps another's arguments.
+            match &acceptor {
+                None => connections.spawn(serve_connection(stream, accepted)),
+                Some(acceptor) => connections.spawn(serve_tls(acceptor.clone(), stream, accepted)),
+            };
         }
     }
 }
