@@ -31,15 +31,15 @@ use tower::ServiceExt as _;
 const MAX_HEAD: usize = 64 * 1024;
 /// The most headers a request read here may have; one with more is hyper's.
 const MAX_HEADERS: usize = 64;
-/// How long a kept-alive connection may wait for its next request.
+/// How long a connection may take to send its next request's head, from the last answer.
 const IDLE_LIMIT: Duration = Duration::from_secs(120);
 /// A response's head and body pieces are gathered into one write up to this size.
 const GATHERED: usize = 16 * 1024;
 /// The most one `sendfile(2)` is asked to send.
 const MOST_SENT_AT_ONCE: usize = 1 << 30;
 
-/// Serves plain HTTP connections from `listener` until `shutdown`; requests in flight
-/// finish, connections waiting for their next request close.
+/// Serves plain HTTP connections from `listener` until `shutdown`; answers being sent
+/// finish, connections waiting for a request close.
 pub(super) async fn serve(listener: TcpListener, routes: Router, shutdown: CancellationToken) -> io::Result<()> {
     let connections = TaskTracker::new();
     loop {
@@ -77,10 +77,11 @@ enum Next {
 async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, routes: Router, shutdown: CancellationToken) {
     let mut read = BytesMut::with_capacity(4096);
     loop {
-        let between_requests = read.is_empty();
+        // At the shutdown a connection waiting for a request, or within one's head, closes;
+        // one being answered is not waiting here.
         let next = tokio::select! {
             next = tokio::time::timeout(IDLE_LIMIT, next_request(&mut stream, &mut read, peer)) => next,
-            () = shutdown.cancelled(), if between_requests => return,
+            () = shutdown.cancelled() => return,
         };
         let (request, head_length, close) = match next {
             Ok(Ok(Next::Answer(request, head_length, close))) => (request, head_length, close),

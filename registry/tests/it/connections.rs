@@ -189,10 +189,15 @@ async fn clients_that_leave_early_or_speak_oddly_harm_no_one() {
     early.send(&get("GET", &blob, "")).await;
     assert!(early.fill().await);
     drop(early);
-    // Leaves within its request head.
+    // Leaves within its request head; another stops within its second head and stays.
     let mut partial = Connection::open(&registry).await;
     partial.send(b"GET /v2/app/blobs/").await;
     drop(partial);
+    let mut stalled = Connection::open(&registry).await;
+    let mut requests = get("HEAD", &blob, "");
+    requests.extend_from_slice(b"GET /v2/app/blobs/");
+    stalled.send(&requests).await;
+    assert_eq!(stalled.answer(true).await.status, 200);
     // HTTP/1.0 and a head that is not HTTP: hyper's to answer.
     let mut old = Connection::open(&registry).await;
     old.send(format!("GET {blob} HTTP/1.0\r\nAuthorization: {}\r\n\r\n", authorization()).as_bytes()).await;
@@ -216,5 +221,8 @@ async fn clients_that_leave_early_or_speak_oddly_harm_no_one() {
     let answer = connection.answer(false).await;
     assert_eq!(answer.status, 200);
     assert!(answer.body == layer);
-    registry.stop().await;
+    // The registry stops without waiting for the stalled head, or for the kept-alive
+    // connection, and closes both.
+    tokio::time::timeout(Duration::from_secs(5), registry.stop()).await.expect("stops at once");
+    assert!(stalled.closed().await && connection.closed().await);
 }
