@@ -67,21 +67,25 @@ impl FsBlobStore {
     /// Bytes `start..end` of a blob (to its end without `end`), or `None` when absent.
     async fn open_part(&self, digest: &Digest, start: u64, end: Option<u64>) -> Result<Option<BlobReader>, StoreError> {
         use futures_util::StreamExt as _;
-        use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
-        let mut file = match tokio::fs::File::open(self.path_of(digest)).await {
+        use std::io::Seek as _;
+        use tokio::io::AsyncReadExt as _;
+        let file = match tokio::fs::File::open(self.path_of(digest)).await {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e.into()),
         };
+        // Opening is the one step that may wait on the disk; the length, the second
+        // descriptor and the position are asked of the open file directly.
+        let mut file = file.into_std().await;
         let end = match end {
             Some(end) => end,
-            None => file.metadata().await?.len(),
+            None => file.metadata()?.len(),
         };
         let size = end.saturating_sub(start);
-        let region =
-            FileRegion { file: std::sync::Arc::new(file.try_clone().await?.into_std().await), start, len: size };
-        file.seek(std::io::SeekFrom::Start(start)).await?;
-        let body = tokio_util::io::ReaderStream::with_capacity(file.take(size), PIECE).boxed();
+        let region = FileRegion { file: std::sync::Arc::new(file.try_clone()?), start, len: size };
+        file.seek(std::io::SeekFrom::Start(start))?;
+        let body =
+            tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(file).take(size), PIECE).boxed();
         Ok(Some(BlobReader { size, body, region: Some(region) }))
     }
 }
