@@ -66,9 +66,17 @@ pub enum RunError {
 pub async fn run(config: ServiceConfig, listener: TcpListener, shutdown: CancellationToken) -> Result<(), RunError> {
     let settings = Arc::new(config.controller);
     let db = Db::open(&settings.database_url).await?;
+    let registry = Arc::new(RegistryClient::new(&settings.registry_url, "skiff", &settings.service_token));
     let runtime: Arc<dyn ContainerRuntime> = match config.engine {
         Engine::Docker { platform, confinement } => Arc::new(
-            DockerRuntime::connect(&platform, &settings.registry_host, &settings.service_token, confinement).await?,
+            DockerRuntime::connect(
+                &platform,
+                &settings.registry_host,
+                &settings.service_token,
+                registry.clone(),
+                confinement,
+            )
+            .await?,
         ),
         Engine::Swarm { platform, confinement } => Arc::new(
             SwarmRuntime::connect(
@@ -98,7 +106,6 @@ pub async fn run(config: ServiceConfig, listener: TcpListener, shutdown: Cancell
         events.clone(),
     );
     tasks.spawn(scheduler.run(shutdown.clone()));
-    let registry = Arc::new(RegistryClient::new(&settings.registry_url, "skiff", &settings.service_token));
     let (keep, interval) = (settings.release_retention, config.gc_interval);
     tasks.spawn(crate::retention::run(db.clone(), registry, keep, interval, shutdown.clone()));
     let expiry = settings.reconcile_interval;

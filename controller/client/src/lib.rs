@@ -637,6 +637,18 @@ impl Client {
         self.get(&format!("/v2/hooks/apps/{app}/access/{username}")).await
     }
 
+    /// Tells the controller a push to `app` has begun, so that its next release's web
+    /// container is started ahead (service token).
+    pub async fn warm(&self, app: &AppName) -> Result<(), ClientError> {
+        self.execute(self.request(Method::POST, &format!("/v2/hooks/apps/{app}/warm"))).await.map(drop)
+    }
+
+    /// Tells the controller a push to `app` has ended: what was started ahead for it and
+    /// not used goes (service token).
+    pub async fn unwarm(&self, app: &AppName) -> Result<(), ClientError> {
+        self.delete(&format!("/v2/hooks/apps/{app}/warm")).await
+    }
+
     /// What registry credentials may do in a repository (service token).
     pub async fn registry_access(&self, access: &RegistryAccess) -> Result<RegistryGrant, ClientError> {
         self.post("/v2/hooks/registry/access", access).await

@@ -6,8 +6,9 @@
 //! CPU-share limits. The routers reach it at its address on that network (or, where they
 //! cannot route there, through a port published on 127.0.0.1).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bollard::Docker;
@@ -21,10 +22,13 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 use skiff_api::{AppName, ProcessType, RunOutput};
+use skiff_registry_client::RegistryClient;
 
 use super::images::Images;
 use super::networks::{Addressing, AppNetworks, NetworkDriver, Networking};
 use super::runtime::{CONTAINER_PORT, Container, ContainerRuntime, NodeState, ONE_OFF_LABEL, RuntimeError, StartSpec};
+
+mod warm;
 
 /// The label naming the port a container's app listens on.
 const PORT_LABEL: &str = "skiff.port";
@@ -52,6 +56,13 @@ pub struct DockerRuntime {
     networks: AppNetworks,
     pids: i64,
     cpu_shares: i64,
+    /// The platform's registry, read for release images' layers (warm containers).
+    registry: Arc<RegistryClient>,
+    /// Warm containers being adopted by this process.
+    adopting: Arc<Mutex<HashSet<String>>>,
+    /// Apps whose warm container this process is making: the value turns `true` (or its
+    /// sender goes) when it is made.
+    warming: Arc<Mutex<HashMap<AppName, tokio::sync::watch::Receiver<bool>>>>,
 }
 
 /// A container about to be made: what it runs and where it sits.
@@ -72,6 +83,7 @@ impl DockerRuntime {
         platform: &str,
         registry_host: &str,
         service_token: &str,
+        registry: Arc<RegistryClient>,
         confinement: Confinement,
     ) -> Result<Self, RuntimeError> {
         let docker = skiff_service::docker::connect().await?;
@@ -84,6 +96,9 @@ impl DockerRuntime {
             networks,
             pids: confinement.pids,
             cpu_shares: confinement.cpu_shares,
+            registry,
+            adopting: Arc::default(),
+            warming: Arc::default(),
         })
     }
 
@@ -162,6 +177,45 @@ impl DockerRuntime {
     }
 }
 
+impl DockerRuntime {
+    /// The port binding that publishes a web container's `port` on 127.0.0.1, where the
+    /// routers reach containers that way.
+    fn published(&self, port: u16) -> Option<PortMap> {
+        (self.networks.addressing() == Addressing::Published).then(|| {
+            let binding = PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(String::new()) };
+            HashMap::from([(format!("{port}/tcp"), Some(vec![binding]))])
+        })
+    }
+
+    /// A container of `spec` that was just started, as the scheduler sees it: running or
+    /// not, and where a running web container is reached.
+    async fn started(
+        &self,
+        id: &str,
+        spec: &StartSpec,
+        port: u16,
+        labels: &HashMap<String, String>,
+    ) -> Result<Container, RuntimeError> {
+        let web = ProcessType::is_web(&spec.process);
+        let inspected = self.docker.inspect_container(id, None).await?;
+        let running = inspected.state.and_then(|s| s.running).unwrap_or(false);
+        let settings = inspected.network_settings.unwrap_or_default();
+        let published = settings
+            .ports
+            .and_then(|ports| ports.get(&format!("{port}/tcp")).cloned().flatten())
+            .and_then(|bindings| bindings.into_iter().find_map(|b| b.host_port?.parse().ok()));
+        let address = self.address(&spec.app, port, settings.networks.as_ref(), published).filter(|_| web && running);
+        // A container that already exited has no address; the caller sees its exit status.
+        if web && running && address.is_none() {
+            return Err(RuntimeError::NoAddress(id.to_owned()));
+        }
+        let created = time::OffsetDateTime::now_utc().unix_timestamp();
+        Labelled { id: id.to_owned(), labels, running, created, address }
+            .container()
+            .ok_or_else(|| RuntimeError::NoAddress(id.to_owned()))
+    }
+}
+
 /// A container as its labels describe it.
 struct Labelled<'a> {
     id: String,
@@ -208,6 +262,7 @@ impl ContainerRuntime for DockerRuntime {
         let summaries = self.docker.list_containers(Some(options)).await?;
         Ok(summaries
             .into_iter()
+            .filter(|s| !warm::is_unadopted(s.names.as_ref()))
             .filter_map(|s| {
                 let running = s.state == Some(ContainerSummaryStateEnum::RUNNING);
                 let labels = s.labels.unwrap_or_default();
@@ -231,19 +286,18 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn start(&self, spec: &StartSpec) -> Result<Container, RuntimeError> {
-        let network = self.prepare(spec).await?;
-
         // Only web containers get a port; others have nothing to serve.
         let web = ProcessType::is_web(&spec.process);
+        if web
+            && !spec.command.is_empty()
+            && let Some(adopted) = self.adopt(spec).await
+        {
+            return Ok(adopted);
+        }
+        let network = self.prepare(spec).await?;
         let port = if web { self.images.app_port(&spec.image).await } else { CONTAINER_PORT };
         let mut labels = labels(spec, &self.platform);
         labels.insert(PORT_LABEL.to_owned(), port.to_string());
-        let port_key = format!("{port}/tcp");
-        let publish = web && self.networks.addressing() == Addressing::Published;
-        let bindings: PortMap = HashMap::from([(
-            port_key.clone(),
-            Some(vec![PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(String::new()) }]),
-        )]);
         let mut env = vec![format!("PORT={port}")];
         env.extend(spec.env.iter().map(|(k, v)| format!("{k}={v}")));
         let body = ContainerCreateBody {
@@ -254,31 +308,25 @@ impl ContainerRuntime for DockerRuntime {
             entrypoint: (!spec.command.is_empty()).then(Vec::new),
             env: Some(env),
             labels: Some(labels.clone()),
-            exposed_ports: web.then(|| vec![port_key.clone()]),
-            host_config: Some(HostConfig { port_bindings: publish.then_some(bindings), ..self.confined(&spec.limits) }),
+            exposed_ports: web.then(|| vec![format!("{port}/tcp")]),
+            host_config: Some(HostConfig {
+                port_bindings: if web { self.published(port) } else { None },
+                ..self.confined(&spec.limits)
+            }),
             ..Default::default()
         };
-        let name =
-            format!("skiff-{}-{}-v{}-{:06x}", spec.app, spec.process, spec.release, rand::random::<u32>() & 0xff_ffff);
-        let creating = Creating { name, body, alias: Some(spec.process.clone()) };
+        let creating = Creating { name: warm::container_name(spec), body, alias: Some(spec.process.clone()) };
         let id = self.create(&spec.app, network, creating).await?;
         self.docker.start_container(&id, None).await?;
-        let inspected = self.docker.inspect_container(&id, None).await?;
-        let running = inspected.state.and_then(|s| s.running).unwrap_or(false);
-        let settings = inspected.network_settings.unwrap_or_default();
-        let published = settings
-            .ports
-            .and_then(|ports| ports.get(&port_key).cloned().flatten())
-            .and_then(|bindings| bindings.into_iter().find_map(|b| b.host_port?.parse().ok()));
-        let address = self.address(&spec.app, port, settings.networks.as_ref(), published).filter(|_| web && running);
-        // A container that already exited has no address; the caller sees its exit status.
-        if web && running && address.is_none() {
-            return Err(RuntimeError::NoAddress(id));
-        }
-        let created = time::OffsetDateTime::now_utc().unix_timestamp();
-        Labelled { id: id.clone(), labels: &labels, running, created, address }
-            .container()
-            .ok_or(RuntimeError::NoAddress(id))
+        self.started(&id, spec, port, &labels).await
+    }
+
+    async fn warm(&self, spec: &StartSpec) -> Result<(), RuntimeError> {
+        self.make_warm(spec).await
+    }
+
+    async fn unwarm(&self, app: &AppName) -> Result<(), RuntimeError> {
+        self.remove_warm(app).await
     }
 
     async fn run_one_off(

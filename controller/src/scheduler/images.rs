@@ -51,6 +51,20 @@ impl Images {
         Ok(())
     }
 
+    /// Pulls an image the engine does not hold (by digest, what it holds is what it names).
+    pub async fn have(&self, image: &str) -> Result<(), RuntimeError> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => self.pull(image).await,
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// The platform's registry, as engines reach it.
+    pub fn registry_host(&self) -> &str {
+        self.credentials.serveraddress.as_deref().unwrap_or_default()
+    }
+
     /// The port the app of a pulled image listens on: the image's lowest exposed TCP port
     /// (a Dockerfile's `EXPOSE`, as Deis and Dokku use it), else [`CONTAINER_PORT`].
     pub async fn app_port(&self, image: &str) -> u16 {
@@ -72,7 +86,7 @@ fn pull_args(image: &str) -> (String, String) {
 }
 
 /// The lowest TCP port of an image's exposed ports (`8080/tcp`, `53/udp`, …).
-fn exposed_port(exposed: &[String]) -> Option<u16> {
+pub(super) fn exposed_port(exposed: &[String]) -> Option<u16> {
     exposed.iter().filter_map(|p| p.strip_suffix("/tcp").unwrap_or(p).parse().ok()).min()
 }
 

@@ -39,6 +39,10 @@ pub enum RuntimeError {
     NoCluster,
     #[error("no node is named {0}")]
     NoSuchNode(String),
+    #[error("the platform's registry: {0}")]
+    Registry(#[from] skiff_registry_client::RegistryError),
+    #[error("cannot warm a container: {0}")]
+    Warm(String),
 }
 
 /// What to start.
@@ -155,6 +159,16 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// Whether a stopped container was killed for using more than its memory limit.
     async fn out_of_memory(&self, _id: &str) -> Result<bool, RuntimeError> {
         Ok(false)
+    }
+    /// Starts a container ahead for the web container of a release still being built
+    /// (`spec.image`: the app's stack, by tag), for [`Self::start`] to take over, where the
+    /// backend can (the Docker backend's warm containers); a no-op elsewhere.
+    async fn warm(&self, _spec: &StartSpec) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+    /// Removes an app's containers started ahead that were not taken over.
+    async fn unwarm(&self, _app: &AppName) -> Result<(), RuntimeError> {
+        Ok(())
     }
     /// Stops (gracefully, then by force) and removes a container; absent is fine.
     async fn remove(&self, id: &str) -> Result<(), RuntimeError>;

@@ -250,3 +250,93 @@ async fn pushes_to_different_apps_build_at_the_same_time() {
     }
     platform.stop().await;
 }
+
+/// This platform's warm containers not yet adopted (`skiff-warm-…`), by name.
+fn unadopted_warm_containers(platform: &Platform) -> Vec<String> {
+    let listed = std::process::Command::new("docker")
+        .args(["ps", "-a", "--format", "{{.Names}}", "--filter", "name=skiff-warm-"])
+        .args(["--filter", &format!("label=skiff.platform={}", platform.platform_id)])
+        .output()
+        .expect("docker ps");
+    String::from_utf8_lossy(&listed.stdout).lines().map(str::to_owned).collect()
+}
+
+/// The running web container of `release`: its name and image, as the engine says.
+fn web_container_of(platform: &Platform, release: &str) -> (String, String) {
+    let (id, _, _) = platform
+        .containers()
+        .into_iter()
+        .find(|(_, r, running)| r == release && *running)
+        .unwrap_or_else(|| panic!("no running container of v{release}: {:?}", platform.containers()));
+    let inspected = std::process::Command::new("docker")
+        .args(["inspect", "--format", "{{.Name}} {{.Config.Image}}", &id])
+        .output()
+        .expect("docker inspect");
+    let inspected = String::from_utf8_lossy(&inspected.stdout).trim().to_owned();
+    let (name, image) = inspected.split_once(' ').expect("name and image");
+    (name.to_owned(), image.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker (deploy/test.sh)"]
+async fn a_push_runs_in_a_container_started_while_it_was_built() {
+    let (mut platform, repo, key) = Platform::with_example("warmed").await;
+    std::fs::write(
+        repo.join("Procfile"),
+        "web: mkdir -p /tmp/www && echo \"$GREETING from $SKIFF_RELEASE in $PWD on $PORT\" > /tmp/www/index.html \
+         && exec httpd -f -p \"$PORT\" -h /tmp/www\n",
+    )
+    .unwrap();
+    platform.cli_ok(&repo, &["config:set", "GREETING=it's $HOME"]).await;
+    let (pushed, out) = platform.commit_and_push(&repo, &key, "env page");
+    assert!(pushed, "{out}");
+    let version = platform.cli_ok(&repo, &["releases"]).await;
+    let version = version.split_whitespace().find_map(|w| w.strip_prefix('v')?.parse::<u32>().ok()).unwrap();
+    let serves = |expected: String| {
+        let router = platform.router();
+        eventually(Duration::from_secs(30), move || {
+            let expected = expected.clone();
+            async move {
+                match get_via_router(router, "warmed.localhost").await {
+                    Some((200, body)) if body.trim() == expected => Some(()),
+                    _ => None,
+                }
+            }
+        })
+    };
+    let page = format!("it's $HOME from v{version} in /app on 5000");
+    assert!(serves(page).await.is_some(), "the app got the release's env and working directory");
+    // The release ran in the warm container: the stack's image, renamed as a web container.
+    let (name, image) = web_container_of(&platform, &version.to_string());
+    assert!(name.starts_with(&format!("/skiff-warmed-web-v{version}-")), "{name}");
+    assert!(image.contains("/stacks/busybox@sha256:"), "adopted, not made from the release's image: {image}");
+    assert!(unadopted_warm_containers(&platform).is_empty(), "{:?}", unadopted_warm_containers(&platform));
+
+    // The next push too, and the release it replaces goes as any other.
+    std::fs::write(
+        repo.join("Procfile"),
+        "web: echo \"second $SKIFF_RELEASE\" > /tmp/index.html && exec httpd -f -p \"$PORT\" -h /tmp\n",
+    )
+    .unwrap();
+    let (pushed, out) = platform.commit_and_push(&repo, &key, "second page");
+    assert!(pushed, "{out}");
+    let next = version + 1;
+    assert!(serves(format!("second v{next}")).await.is_some());
+    let (name, image) = web_container_of(&platform, &next.to_string());
+    assert!(
+        name.starts_with(&format!("/skiff-warmed-web-v{next}-")) && image.contains("/stacks/busybox@"),
+        "{name} {image}"
+    );
+    let gone = eventually(Duration::from_secs(30), || async {
+        platform.containers().iter().all(|(_, release, _)| release == &next.to_string()).then_some(())
+    });
+    assert!(gone.await.is_some(), "the previous release's container goes: {:?}", platform.containers());
+
+    // A push that fails to build leaves no warm container behind, and the release serving.
+    std::fs::remove_file(repo.join("Procfile")).unwrap();
+    let (pushed, out) = platform.commit_and_push(&repo, &key, "no procfile");
+    assert!(!pushed && out.contains("no Procfile"), "{out}");
+    assert!(unadopted_warm_containers(&platform).is_empty(), "{:?}", unadopted_warm_containers(&platform));
+    assert!(serves(format!("second v{next}")).await.is_some());
+    platform.stop().await;
+}

@@ -1,0 +1,474 @@
+//! Warm containers: a push's web container, started while the push is still being built.
+//!
+//! On this kind of engine most of a deploy is `docker start` (a fifth to a third of a
+//! second), and a container can only be made once its image exists. So when a push
+//! arrives, the builder asks for its app to be warmed: a container of the app's stack image
+//! is made and started, with every label of the web container the push's release will
+//! need (its next version, the formation's generation, the limits), under a name that
+//! hides it from the scheduler (`skiff-warm-…`). It runs a launcher, `tar -x -C /` on its
+//! standard input, then `/.skiff/start`.
+//!
+//! When that release's web container is to start and the release's image is the stack plus
+//! one layer (every Procfile and buildpack build), the scheduler adopts the warm container
+//! instead of pulling, creating and starting one: it attaches to the launcher's input and
+//! sends `/.skiff/start` (the image's working directory and env, then the container's env,
+//! then the command, as Docker would run them) followed by the app layer, then renames the
+//! container to a web container's name. Anything else (another version or generation,
+//! other limits, a stack imported again meanwhile, a Dockerfile build, a stack without
+//! `sh` and `tar`) leaves it unused, and the release starts as any other. The builder
+//! removes an app's unused warm containers when its push ends.
+//!
+//! An adopted container differs from one made from the release's image in two ways only
+//! `docker inspect` shows: its image is the stack's, and its configured env is `PORT`
+//! alone (the app's process gets the full env from `/.skiff/start`).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::models::{ContainerCreateBody, ContainerSummary, ContainerSummaryStateEnum, HostConfig};
+use bollard::query_parameters::{AttachContainerOptions, ListContainersOptions, RenameContainerOptions};
+use skiff_api::{AppName, Digest, ImageRef};
+use skiff_registry_client::RegistryError;
+use skiff_registry_client::image::Manifest;
+use tokio::io::AsyncWriteExt as _;
+
+use super::{Creating, DockerRuntime, PORT_LABEL, labelled_port, labels, platform_filter};
+use crate::scheduler::images::exposed_port;
+use crate::scheduler::runtime::{CONTAINER_PORT, Container, ContainerRuntime as _, RuntimeError, StartSpec};
+
+/// Warm containers are named with this until they are adopted; the scheduler does not see
+/// them.
+pub(super) const UNADOPTED: &str = "skiff-warm-";
+/// The label naming the stack image (by digest) a warm container runs.
+const STACK_LABEL: &str = "skiff.warm.stack";
+/// The label recording the limits a warm container was made with.
+const LIMITS_LABEL: &str = "skiff.warm.limits";
+/// An unused warm container older than this is removed when its app is warmed again.
+const UNUSED_FOR: Duration = Duration::from_secs(15 * 60);
+/// How long a release's start waits for a warm container still being made for it.
+const MAKING_WAIT: Duration = Duration::from_secs(10);
+/// What a warm container runs until it is adopted.
+const LAUNCHER: &str = "tar -x -C / && exec /bin/sh /.skiff/start";
+
+/// A warm container, as listed.
+struct Warm {
+    id: String,
+    running: bool,
+    created: i64,
+    labels: HashMap<String, String>,
+}
+
+impl Warm {
+    fn of(summary: ContainerSummary) -> Option<Self> {
+        is_unadopted(summary.names.as_ref()).then_some(())?;
+        Some(Self {
+            id: summary.id?,
+            running: summary.state == Some(ContainerSummaryStateEnum::RUNNING),
+            created: summary.created.unwrap_or(0),
+            labels: summary.labels.unwrap_or_default(),
+        })
+    }
+
+    fn fresh(&self) -> bool {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        self.running && now - self.created < UNUSED_FOR.as_secs() as i64
+    }
+
+    /// Whether it was made for `spec`: the same release, generation, process and limits.
+    fn made_for(&self, spec: &StartSpec) -> bool {
+        let label = |key: &str| self.labels.get(key).map(String::as_str);
+        label("skiff.release") == Some(spec.release.to_string().as_str())
+            && label("skiff.generation") == Some(spec.generation.to_string().as_str())
+            && label("skiff.process") == Some(spec.process.as_str())
+            && label(LIMITS_LABEL) == Some(limits_label(&spec.limits).as_str())
+    }
+}
+
+/// How limits read in [`LIMITS_LABEL`].
+fn limits_label(limits: &skiff_api::Limits) -> String {
+    serde_json::to_string(limits).expect("limits serialize")
+}
+
+/// Whether a container's name marks it as warm and not yet adopted.
+pub(super) fn is_unadopted(names: Option<&Vec<String>>) -> bool {
+    names.into_iter().flatten().any(|name| name.trim_start_matches('/').starts_with(UNADOPTED))
+}
+
+/// What starting a release in a warm container of its stack needs of the release's image.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct OnStack {
+    /// The layer above the stack's: its blob's digest, and whether it is gzip.
+    layer: Digest,
+    gzip: bool,
+    working_dir: String,
+    /// The image's env, `NAME=value`.
+    env: Vec<String>,
+    /// Where its app listens.
+    port: u16,
+}
+
+/// Reads a release image (its manifest and config) as its stack image (the stack's layer
+/// diff ids and user) plus one layer; the reason it is not one otherwise.
+pub(super) fn on_stack(
+    manifest: &Manifest,
+    config: &serde_json::Value,
+    stack_layers: &[String],
+    stack_user: &str,
+) -> Result<OnStack, &'static str> {
+    let diff_ids: Vec<&str> =
+        config["rootfs"]["diff_ids"].as_array().into_iter().flatten().filter_map(|id| id.as_str()).collect();
+    if diff_ids.len() != stack_layers.len() + 1 || diff_ids.iter().zip(stack_layers).any(|(a, b)| a != b) {
+        return Err("its layers are not the stack's plus one");
+    }
+    let (Some(layer), true) = (manifest.layers.last(), manifest.layers.len() == diff_ids.len()) else {
+        return Err("its manifest and config disagree");
+    };
+    let gzip = match layer.media_type.as_str() {
+        "application/vnd.docker.image.rootfs.diff.tar.gzip" | "application/vnd.oci.image.layer.v1.tar+gzip" => true,
+        "application/vnd.oci.image.layer.v1.tar" => false,
+        _ => return Err("its top layer is neither tar nor gzip"),
+    };
+    let settings = &config["config"];
+    if settings["User"].as_str().unwrap_or_default() != stack_user {
+        return Err("it runs as another user than its stack");
+    }
+    let exposed: Vec<String> =
+        settings["ExposedPorts"].as_object().into_iter().flat_map(|ports| ports.keys().cloned()).collect();
+    Ok(OnStack {
+        layer: layer.digest.clone(),
+        gzip,
+        working_dir: settings["WorkingDir"].as_str().filter(|dir| !dir.is_empty()).unwrap_or("/").to_owned(),
+        env: settings["Env"].as_array().into_iter().flatten().filter_map(|e| e.as_str().map(str::to_owned)).collect(),
+        port: exposed_port(&exposed).unwrap_or(CONTAINER_PORT),
+    })
+}
+
+/// Quotes text for `sh`.
+fn quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+/// The script that becomes a warm container's process: the image's working directory and
+/// env, then the container's `env` over it (as Docker orders them), then the command, as
+/// `/bin/sh -c` runs it in any other container. `None` when a variable's name is not one
+/// `sh` can export.
+pub(super) fn start_script(image: &OnStack, env: &[String], command: &str) -> Option<String> {
+    let mut script = format!("cd {} || exit 1\n", quoted(&image.working_dir));
+    for variable in image.env.iter().chain(env) {
+        let name = variable.split('=').next().unwrap_or_default();
+        let exportable = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !exportable || !variable.contains('=') {
+            return None;
+        }
+        script.push_str(&format!("export {}\n", quoted(variable)));
+    }
+    script.push_str(&format!("exec /bin/sh -c {}\n", quoted(command)));
+    Some(script)
+}
+
+/// Tar entries (without the archive's end) holding `.skiff/start`, executable.
+pub(super) fn script_entries(script: &str) -> Vec<u8> {
+    let mut entries = tar_header(".skiff/", 0, b'5');
+    entries.extend(tar_header(".skiff/start", script.len(), b'0'));
+    entries.extend(script.as_bytes());
+    entries.resize(entries.len().next_multiple_of(512), 0);
+    entries
+}
+
+/// A ustar header: root's, mode 755.
+fn tar_header(path: &str, size: usize, kind: u8) -> Vec<u8> {
+    let mut header = vec![0u8; 512];
+    let mut put = |at: usize, field: &[u8]| header[at..at + field.len()].copy_from_slice(field);
+    put(0, path.as_bytes());
+    put(100, b"0000755\0");
+    put(108, b"0000000\0");
+    put(116, b"0000000\0");
+    put(124, format!("{size:011o}\0").as_bytes());
+    put(136, b"00000000000\0");
+    put(148, b"        ");
+    put(156, &[kind]);
+    put(257, b"ustar\x0000");
+    let sum: u32 = header.iter().map(|&b| u32::from(b)).sum();
+    header[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    header
+}
+
+/// Uncompresses a gzip layer.
+fn gunzip(blob: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut tar = Vec::with_capacity(blob.len() * 2);
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(blob), &mut tar)?;
+    Ok(tar)
+}
+
+/// Why an adoption stopped.
+enum Unfit {
+    /// The release cannot run in the warm container; it was left as it was.
+    Skipped(String),
+    /// The warm container was changed, then something failed: it must go.
+    Broken(String),
+}
+
+impl From<RuntimeError> for Unfit {
+    fn from(error: RuntimeError) -> Self {
+        Self::Skipped(error.to_string())
+    }
+}
+
+impl From<RegistryError> for Unfit {
+    fn from(error: RegistryError) -> Self {
+        Self::Skipped(error.to_string())
+    }
+}
+
+impl DockerRuntime {
+    /// This platform's warm containers of `app` not yet adopted, running or not.
+    async fn warm_containers(&self, app: &AppName) -> Result<Vec<Warm>, RuntimeError> {
+        let mut filters = platform_filter(&self.platform);
+        filters.entry("label".into()).or_default().push(format!("skiff.app={app}"));
+        filters.insert("name".into(), vec![UNADOPTED.into()]);
+        let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+        Ok(self.docker.list_containers(Some(options)).await?.into_iter().filter_map(Warm::of).collect())
+    }
+
+    /// Makes and starts a warm container for `spec` (whose image is the app's stack, by
+    /// tag), unless one runs for it already; unused ones of the app that stopped or waited
+    /// too long go.
+    pub(super) async fn make_warm(&self, spec: &StartSpec) -> Result<(), RuntimeError> {
+        let (made, making) = tokio::sync::watch::channel(false);
+        self.warming.lock().expect("warming").insert(spec.app.clone(), making);
+        let result = self.make_warm_now(spec).await;
+        let _ = made.send(true);
+        self.warming.lock().expect("warming").remove(&spec.app);
+        result
+    }
+
+    async fn make_warm_now(&self, spec: &StartSpec) -> Result<(), RuntimeError> {
+        let warm = self.warm_containers(&spec.app).await?;
+        for stale in warm.iter().filter(|w| !w.fresh()) {
+            self.remove(&stale.id).await?;
+        }
+        if warm.iter().any(|w| w.fresh() && w.made_for(spec)) {
+            return Ok(());
+        }
+        let stack = self.by_digest(&spec.image).await?;
+        let (image, network) = tokio::join!(self.images.have(&stack), self.networks.ensure(&spec.app));
+        let (_, network) = (image?, network?);
+        let port = self.images.app_port(&stack).await;
+        let mut labels = labels(spec, &self.platform);
+        labels.insert(PORT_LABEL.to_owned(), port.to_string());
+        labels.insert(STACK_LABEL.to_owned(), stack.clone());
+        labels.insert(LIMITS_LABEL.to_owned(), limits_label(&spec.limits));
+        let body = ContainerCreateBody {
+            image: Some(stack),
+            cmd: Some(vec!["/bin/sh".into(), "-c".into(), LAUNCHER.into()]),
+            entrypoint: Some(Vec::new()),
+            env: Some(vec![format!("PORT={port}")]),
+            open_stdin: Some(true),
+            stdin_once: Some(true),
+            labels: Some(labels),
+            exposed_ports: Some(vec![format!("{port}/tcp")]),
+            host_config: Some(HostConfig { port_bindings: self.published(port), ..self.confined(&spec.limits) }),
+            ..Default::default()
+        };
+        let name = format!("{UNADOPTED}{}-v{}-{:06x}", spec.app, spec.release, rand::random::<u32>() & 0xff_ffff);
+        let id = self.create(&spec.app, network, Creating { name, body, alias: Some(spec.process.clone()) }).await?;
+        self.docker.start_container(&id, None).await?;
+        Ok(())
+    }
+
+    /// Removes `app`'s warm containers that were not adopted.
+    pub(super) async fn remove_warm(&self, app: &AppName) -> Result<(), RuntimeError> {
+        for warm in self.warm_containers(app).await? {
+            self.remove(&warm.id).await?;
+        }
+        Ok(())
+    }
+
+    /// A reference by digest to the image a reference by tag names now.
+    async fn by_digest(&self, image: &str) -> Result<String, RuntimeError> {
+        let reference = ImageRef::parse(image).map_err(|e| RuntimeError::Warm(e.to_string()))?;
+        let tag = reference.reference.trim_start_matches(':');
+        let tag = if tag.is_empty() { "latest" } else { tag };
+        let digest = self.registry.manifest_digest(&reference.repository, tag).await?;
+        Ok(format!("{}/{}@{digest}", reference.registry, reference.repository))
+    }
+
+    /// Starts `spec` in a warm container made for it, when one runs and the release's
+    /// image is its stack plus one layer; `None` otherwise (the caller starts one as
+    /// usual).
+    pub(super) async fn adopt(&self, spec: &StartSpec) -> Option<Container> {
+        // One being made is ready sooner than a container made now would be.
+        let making = self.warming.lock().expect("warming").get(&spec.app).cloned();
+        if let Some(mut making) = making {
+            let _ = tokio::time::timeout(MAKING_WAIT, making.wait_for(|made| *made)).await;
+        }
+        let warm = self.warm_containers(&spec.app).await.ok()?;
+        let warm = warm.into_iter().find(|w| w.fresh() && w.made_for(spec))?;
+        if !self.adopting.lock().expect("adoptions").insert(warm.id.clone()) {
+            return None;
+        }
+        let adopted = self.launch(&warm, spec).await;
+        self.adopting.lock().expect("adoptions").remove(&warm.id);
+        match adopted {
+            Ok(container) => Some(container),
+            Err(Unfit::Skipped(reason)) => {
+                tracing::info!(app = %spec.app, release = spec.release, %reason, "controller.warm.unused");
+                None
+            }
+            Err(Unfit::Broken(reason)) => {
+                tracing::warn!(app = %spec.app, release = spec.release, %reason, "controller.warm.broken");
+                let _ = self.remove(&warm.id).await;
+                None
+            }
+        }
+    }
+
+    /// Sends the release into a warm container and names it as a web container.
+    async fn launch(&self, warm: &Warm, spec: &StartSpec) -> Result<Container, Unfit> {
+        let skipped = |reason: &str| Unfit::Skipped(reason.to_owned());
+        let release = ImageRef::parse(&spec.image).map_err(|e| Unfit::Skipped(e.to_string()))?;
+        if !release.is_on(self.images.registry_host()) {
+            return Err(skipped("the release's image is not in the platform's registry"));
+        }
+        let repository = release.repository.as_str();
+        let (_, manifest) =
+            self.registry.manifest(repository, release.reference.trim_start_matches(['@', ':'])).await?;
+        let manifest: Manifest = serde_json::from_slice(&manifest).map_err(|e| Unfit::Skipped(e.to_string()))?;
+        let config = self.registry.blob(repository, &manifest.config.digest).await?;
+        let config: serde_json::Value = serde_json::from_slice(&config).map_err(|e| Unfit::Skipped(e.to_string()))?;
+        let stack = warm.labels.get(STACK_LABEL).ok_or_else(|| skipped("it names no stack"))?;
+        let stack = self.docker.inspect_image(stack).await.map_err(RuntimeError::from)?;
+        let stack_layers = stack.root_fs.and_then(|fs| fs.layers).unwrap_or_default();
+        let stack_user = stack.config.and_then(|c| c.user).unwrap_or_default();
+        let image = on_stack(&manifest, &config, &stack_layers, &stack_user).map_err(skipped)?;
+        let port = labelled_port(&warm.labels);
+        if image.port != port {
+            return Err(skipped("the release listens on another port"));
+        }
+        let mut env = vec![format!("PORT={port}")];
+        env.extend(spec.env.iter().map(|(k, v)| format!("{k}={v}")));
+        let script =
+            start_script(&image, &env, &spec.command).ok_or_else(|| skipped("a variable cannot be exported"))?;
+        let layer = self.registry.blob(repository, &image.layer).await?;
+        let tar = if image.gzip {
+            tokio::task::spawn_blocking(move || gunzip(&layer))
+                .await
+                .map_err(|e| Unfit::Skipped(e.to_string()))?
+                .map_err(|e| Unfit::Skipped(format!("the app layer does not uncompress: {e}")))?
+        } else {
+            layer.to_vec()
+        };
+
+        let broken = |error: &dyn std::fmt::Display| Unfit::Broken(error.to_string());
+        let options = AttachContainerOptions { stdin: true, stream: true, ..Default::default() };
+        let mut attached = self.docker.attach_container(&warm.id, Some(options)).await.map_err(|e| broken(&e))?;
+        attached.input.write_all(&script_entries(&script)).await.map_err(|e| broken(&e))?;
+        attached.input.write_all(&tar).await.map_err(|e| broken(&e))?;
+        attached.input.shutdown().await.map_err(|e| broken(&e))?;
+        let name = container_name(spec);
+        let rename = RenameContainerOptions { name };
+        self.docker.rename_container(&warm.id, rename).await.map_err(|e| broken(&e))?;
+        let mut labels = labels(spec, &self.platform);
+        labels.insert(PORT_LABEL.to_owned(), port.to_string());
+        self.started(&warm.id, spec, port, &labels).await.map_err(|e| broken(&e))
+    }
+}
+
+/// A web or worker container's name.
+pub(super) fn container_name(spec: &StartSpec) -> String {
+    format!("skiff-{}-{}-v{}-{:06x}", spec.app, spec.process, spec.release, rand::random::<u32>() & 0xff_ffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skiff_registry_client::image::Descriptor;
+
+    fn descriptor(media_type: &str, digest: &str) -> Descriptor {
+        Descriptor { media_type: media_type.into(), digest: digest.parse().unwrap(), size: 1 }
+    }
+
+    fn release(layers: &[&str], user: &str) -> (Manifest, serde_json::Value) {
+        let sha = |n: usize| format!("sha256:{:064x}", n);
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: None,
+            config: descriptor("application/vnd.docker.container.image.v1+json", &sha(99)),
+            layers: (0..layers.len())
+                .map(|n| descriptor("application/vnd.docker.image.rootfs.diff.tar.gzip", &sha(n)))
+                .collect(),
+        };
+        let config = serde_json::json!({
+            "rootfs": { "type": "layers", "diff_ids": layers },
+            "config": { "User": user, "WorkingDir": "/app", "Env": ["PATH=/bin", "GREETING=hi"],
+                        "ExposedPorts": { "8080/tcp": {} } },
+        });
+        (manifest, config)
+    }
+
+    #[test]
+    fn a_release_fits_its_stack_only_as_the_stack_plus_one_layer() {
+        let stack = ["sha256:a".to_owned(), "sha256:b".to_owned()];
+        let (manifest, config) = release(&["sha256:a", "sha256:b", "sha256:app"], "");
+        let image = on_stack(&manifest, &config, &stack, "").unwrap();
+        assert_eq!(image.working_dir, "/app");
+        assert_eq!(image.env, ["PATH=/bin", "GREETING=hi"]);
+        assert_eq!(image.port, 8080);
+        assert!(image.gzip);
+        assert_eq!(image.layer, manifest.layers[2].digest);
+
+        let (other, config_of_other) = release(&["sha256:x", "sha256:b", "sha256:app"], "");
+        assert!(on_stack(&other, &config_of_other, &stack, "").is_err(), "another stack underneath");
+        let (two, config_of_two) = release(&["sha256:a", "sha256:b", "sha256:app", "sha256:more"], "");
+        assert!(on_stack(&two, &config_of_two, &stack, "").is_err(), "two layers on top");
+        let (stack_only, config_of_stack) = release(&["sha256:a", "sha256:b"], "");
+        assert!(on_stack(&stack_only, &config_of_stack, &stack, "").is_err(), "no layer on top");
+        assert!(on_stack(&manifest, &config, &stack, "nobody").is_err(), "another user");
+        let mut zstd = manifest.clone();
+        zstd.layers[2].media_type = "application/vnd.oci.image.layer.v1.tar+zstd".into();
+        assert!(on_stack(&zstd, &config, &stack, "").is_err(), "a compression the launcher cannot take");
+    }
+
+    #[test]
+    fn the_start_script_sets_the_image_env_then_the_containers_and_quotes_everything() {
+        let image = OnStack {
+            layer: format!("sha256:{:064x}", 1).parse().unwrap(),
+            gzip: true,
+            working_dir: "/app".into(),
+            env: vec!["PATH=/bin".into(), "GREETING=image's".into()],
+            port: 5000,
+        };
+        let env = ["PORT=5000".to_owned(), "GREETING=it's $HOME `x`".to_owned()];
+        let script = start_script(&image, &env, "exec httpd -f -p \"$PORT\"").unwrap();
+        assert_eq!(
+            script,
+            "cd '/app' || exit 1\nexport 'PATH=/bin'\nexport 'GREETING=image'\\''s'\nexport 'PORT=5000'\n\
+             export 'GREETING=it'\\''s $HOME `x`'\nexec /bin/sh -c 'exec httpd -f -p \"$PORT\"'\n"
+        );
+        // What sh makes of it: the container's value wins, nothing in it is expanded.
+        let image = OnStack { working_dir: "/".into(), env: vec!["GREETING=image's".into()], ..image };
+        let script = start_script(&image, &env, "printf '%s|%s' \"$GREETING\" \"$PORT\"").unwrap();
+        let output = std::process::Command::new("sh").arg("-c").arg(script).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "it's $HOME `x`|5000");
+        let odd = ["NOT-A-NAME=1".to_owned()];
+        assert_eq!(start_script(&image, &odd, "true"), None, "sh cannot export it");
+    }
+
+    #[test]
+    fn the_script_entries_are_a_tar_that_tar_extracts() {
+        let dir = std::env::temp_dir().join(format!("skiff-warm-{:08x}", rand::random::<u32>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut archive = script_entries("echo started\n");
+        archive.extend([0u8; 1024]);
+        std::fs::write(dir.join("start.tar"), &archive).unwrap();
+        let status =
+            std::process::Command::new("tar").args(["-x", "-f", "start.tar"]).current_dir(&dir).status().unwrap();
+        assert!(status.success());
+        let start = dir.join(".skiff/start");
+        assert_eq!(std::fs::read_to_string(&start).unwrap(), "echo started\n");
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(std::fs::metadata(&start).unwrap().permissions().mode() & 0o777, 0o755);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
