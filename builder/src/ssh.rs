@@ -204,10 +204,8 @@ impl Builder {
                 })?),
                 Service::UploadPack => None,
             };
-        // A push's web container is started while the push is built; what its release
-        // did not take is removed before the pusher hears the push's end.
-        let receiving = matches!(command.service, Service::ReceivePack);
-        if receiving {
+        // A push's web container is started while the push is built (unless one waits).
+        if matches!(command.service, Service::ReceivePack) {
             let controller = self.controller.clone();
             let app = app.clone();
             tokio::spawn(async move {
@@ -216,84 +214,77 @@ impl Builder {
                 }
             });
         }
-        let received = async {
-            let repo = repo::prepare(&self.config.data_dir, app, grant.id, &self.config.hook_program)
-                .await
-                .map_err(|e| format!("cannot prepare the repository: {e}"))?;
-            let id = format!("{:032x}", rand::random::<u128>());
-            let push = Push {
-                app: grant.app,
-                id: grant.id,
-                user: user.clone(),
-                stack: grant.stack,
-                url: grant.url,
-                config: grant.config,
-            };
-            let entry = PushEntry { push, repo: repo.clone(), gone: CancellationToken::new() };
-            lock(&self.pushes).insert(id.clone(), Arc::new(entry));
-            let _registration = PushRegistration { builder: self.clone(), id: id.clone() };
+        let repo = repo::prepare(&self.config.data_dir, app, grant.id, &self.config.hook_program)
+            .await
+            .map_err(|e| format!("cannot prepare the repository: {e}"))?;
+        let id = format!("{:032x}", rand::random::<u128>());
+        let push = Push {
+            app: grant.app,
+            id: grant.id,
+            user: user.clone(),
+            stack: grant.stack,
+            url: grant.url,
+            config: grant.config,
+        };
+        let entry = PushEntry { push, repo: repo.clone(), gone: CancellationToken::new() };
+        lock(&self.pushes).insert(id.clone(), Arc::new(entry));
+        let _registration = PushRegistration { builder: self.clone(), id: id.clone() };
 
-            let mut child = Command::new("git")
-                .arg("-c")
-                .arg(format!("receive.maxInputSize={}", self.config.max_push_bytes))
-                .arg(command.service.git_subcommand())
-                .arg(&repo)
-                .env("SKIFF_HOOK_SOCKET", &self.hook_socket)
-                .env("SKIFF_PUSH", &id)
-                .env("SKIFF_HOOK_KEEPALIVE_SECS", self.config.keepalive.as_secs().max(1).to_string())
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .kill_on_drop(true)
-                .spawn()
-                .map_err(|e| format!("cannot run git: {e}"))?;
-            let (Some(stdin), Some(mut stdout), Some(mut stderr)) =
-                (child.stdin.take(), child.stdout.take(), child.stderr.take())
-            else {
-                return Err("git started without pipes".into());
-            };
-            // Ends only when the pusher goes away (the channel closes before git has finished);
-            // the end of its input just closes git's stdin.
-            let gone = async {
-                let mut stdin = Some(stdin);
-                while let Some(message) = reader.wait().await {
-                    match message {
-                        ChannelMsg::Data { data } => {
-                            if let Some(pipe) = stdin.as_mut()
-                                && pipe.write_all(&data).await.is_err()
-                            {
-                                stdin = None;
-                            }
+        let mut child = Command::new("git")
+            .arg("-c")
+            .arg(format!("receive.maxInputSize={}", self.config.max_push_bytes))
+            .arg(command.service.git_subcommand())
+            .arg(&repo)
+            .env("SKIFF_HOOK_SOCKET", &self.hook_socket)
+            .env("SKIFF_PUSH", &id)
+            .env("SKIFF_HOOK_KEEPALIVE_SECS", self.config.keepalive.as_secs().max(1).to_string())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot run git: {e}"))?;
+        let (Some(stdin), Some(mut stdout), Some(mut stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err("git started without pipes".into());
+        };
+        // Ends only when the pusher goes away (the channel closes before git has finished);
+        // the end of its input just closes git's stdin.
+        let gone = async {
+            let mut stdin = Some(stdin);
+            while let Some(message) = reader.wait().await {
+                match message {
+                    ChannelMsg::Data { data } => {
+                        if let Some(pipe) = stdin.as_mut()
+                            && pipe.write_all(&data).await.is_err()
+                        {
+                            stdin = None;
                         }
-                        ChannelMsg::Eof => stdin = None,
-                        ChannelMsg::Close => return,
-                        _ => {}
                     }
+                    ChannelMsg::Eof => stdin = None,
+                    ChannelMsg::Close => return,
+                    _ => {}
                 }
-            };
-            let outputs = async {
-                let mut out = writer.make_writer();
-                let mut err = writer.make_writer_ext(Some(1));
-                let _ = tokio::join!(tokio::io::copy(&mut stdout, &mut out), tokio::io::copy(&mut stderr, &mut err));
-            };
-            tokio::select! {
-                () = gone => {
-                    // Stop git; dropping the registration (on return) cancels the build, so
-                    // nothing is released, and dropping the lock frees the app.
-                    tracing::info!(app = %app, "builder.push.disconnected");
-                    let _ = child.kill().await;
-                    return Ok(1);
-                }
-                () = outputs => {}
             }
-            let status = child.wait().await.map_err(|e| format!("git failed: {e}"))?;
-            Ok(status.code().map_or(1, |c| c as u32))
+        };
+        let outputs = async {
+            let mut out = writer.make_writer();
+            let mut err = writer.make_writer_ext(Some(1));
+            let _ = tokio::join!(tokio::io::copy(&mut stdout, &mut out), tokio::io::copy(&mut stderr, &mut err));
+        };
+        tokio::select! {
+            () = gone => {
+                // Stop git; dropping the registration (on return) cancels the build, so
+                // nothing is released, and dropping the lock frees the app.
+                tracing::info!(app = %app, "builder.push.disconnected");
+                let _ = child.kill().await;
+                return Ok(1);
+            }
+            () = outputs => {}
         }
-        .await;
-        if receiving && let Err(error) = self.controller.unwarm(app).await {
-            tracing::info!(%app, %error, "builder.unwarm.failed");
-        }
-        received
+        let status = child.wait().await.map_err(|e| format!("git failed: {e}"))?;
+        Ok(status.code().map_or(1, |c| c as u32))
     }
 
     /// Serves one hook connection: finds the push, builds it, answers the status.

@@ -59,6 +59,19 @@ pub enum RunError {
     Serve(#[from] std::io::Error),
 }
 
+/// Every minute, removes warm containers nobody used (see `scheduler::docker::warm`).
+async fn expire_warm_containers(runtime: Arc<dyn ContainerRuntime>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
+            () = shutdown.cancelled() => return,
+        }
+        if let Err(error) = runtime.expire_warm().await {
+            tracing::info!(%error, "controller.warm.expiry_failed");
+        }
+    }
+}
+
 /// Runs the controller until `shutdown`, then waits for its loops to finish.
 ///
 /// # Errors
@@ -106,6 +119,7 @@ pub async fn run(config: ServiceConfig, listener: TcpListener, shutdown: Cancell
         events.clone(),
     );
     tasks.spawn(scheduler.run(shutdown.clone()));
+    tasks.spawn(expire_warm_containers(runtime.clone(), shutdown.clone()));
     let (keep, interval) = (settings.release_retention, config.gc_interval);
     tasks.spawn(crate::retention::run(db.clone(), registry, keep, interval, shutdown.clone()));
     let expiry = settings.reconcile_interval;

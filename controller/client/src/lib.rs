@@ -643,12 +643,6 @@ impl Client {
         self.execute(self.request(Method::POST, &format!("/v2/hooks/apps/{app}/warm"))).await.map(drop)
     }
 
-    /// Tells the controller a push to `app` has ended: what was started ahead for it and
-    /// not used goes (service token).
-    pub async fn unwarm(&self, app: &AppName) -> Result<(), ClientError> {
-        self.delete(&format!("/v2/hooks/apps/{app}/warm")).await
-    }
-
     /// What registry credentials may do in a repository (service token).
     pub async fn registry_access(&self, access: &RegistryAccess) -> Result<RegistryGrant, ClientError> {
         self.post("/v2/hooks/registry/access", access).await

@@ -1,9 +1,11 @@
 //! Apps: creating and destroying them, who owns them and who collaborates on them, and
 //! maintenance mode.
 
-use skiff_api::{AccessPolicy, App, AppCreate, AppName, Username};
+use std::collections::BTreeMap;
 
-use crate::db::{AppRow, UserRow};
+use skiff_api::{AccessPolicy, App, AppCreate, AppName, BuildKind, Limits, ProcessType, Username};
+
+use crate::db::{AppRow, SettingsKind, UserRow};
 use crate::error::ApiError;
 use crate::events::Event;
 use crate::state::Controller;
@@ -62,7 +64,42 @@ impl Apps<'_> {
                 .ok_or_else(|| ApiError::Conflict(format!("app `{name}` already exists; choose another name")))?;
         let message = format!("{} created the app on stack {stack}", user.username);
         c.announce_change(&app.name, Event::new(EventKind::App, message).by(&user.username)).await;
+        // Its first push is likely to come soon.
+        self.warm(&app).await?;
         c.app_view(&app).await
+    }
+
+    /// Starts the web container of the app's next release ahead, where the engine can
+    /// (`scheduler::docker::warm`): not for an app whose last build was a Dockerfile's
+    /// (its image is not its stack's) or that runs no web container. The container is made
+    /// in a task of its own; whether one is being made.
+    pub async fn warm(&self, app: &AppRow) -> Result<bool, ApiError> {
+        let c = self.0;
+        let last_build = c.db.builds(app, Some(1)).await?;
+        let web = c.db.formation(app.id).await?.into_iter().find(|f| ProcessType::is_web(f.process.as_str()));
+        let (quantity, generation) = web.map_or((1, 0), |f| (f.quantity, f.generation));
+        if quantity == 0 || last_build.first().is_some_and(|b| b.kind == BuildKind::Dockerfile) {
+            return Ok(false);
+        }
+        let release = c.db.releases(app, Some(1)).await?.first().map_or(1, |r| r.version + 1);
+        let limits: BTreeMap<ProcessType, Limits> = c.db.settings(app.id, SettingsKind::Limits).await?;
+        let spec = crate::scheduler::StartSpec {
+            app: app.name.clone(),
+            release,
+            generation,
+            process: ProcessType::web().to_string(),
+            image: format!("{}/stacks/{}:latest", c.config.registry_host, app.stack),
+            command: String::new(),
+            env: Vec::new(),
+            limits: c.config.container_limits(limits.get(&ProcessType::web()).copied().unwrap_or_default()),
+        };
+        let runtime = c.runtime.clone();
+        tokio::spawn(async move {
+            if let Err(error) = runtime.warm(&spec).await {
+                tracing::info!(app = %spec.app, %error, "controller.warm.failed");
+            }
+        });
+        Ok(true)
     }
 
     /// Destroys an app: its containers go, its trail is retired, and its images go at the
@@ -80,6 +117,9 @@ impl Apps<'_> {
         c.db.retire_events(&app.name).await?;
         if let Err(error) = c.registry.forget(app.name.as_str()).await {
             tracing::warn!(%error, app = %app.name, "controller.destroy: the registry kept the repository");
+        }
+        if let Err(error) = c.runtime.unwarm(&app.name).await {
+            tracing::warn!(%error, app = %app.name, "controller.destroy: a warm container stayed");
         }
         c.coordination.changed().await;
         Ok(())

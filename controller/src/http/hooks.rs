@@ -15,7 +15,6 @@ use skiff_api::{
     AppName, BuildCreate, CanarySamples, Drain, ImageUse, KeyOwner, PushGrant, RegistryAccess, RegistryGrant, Release,
     ReviewAppGrant, ReviewAppPush, RouteTable, RunRequest, Username,
 };
-use skiff_api::{BuildKind, ProcessType};
 
 use super::extract::Service;
 use crate::error::ApiError;
@@ -29,7 +28,7 @@ pub(super) fn routes() -> Router<Arc<Controller>> {
         .route("/v2/routes", get(route_feed))
         .route("/v2/hooks/keys/{fingerprint}", get(key_owner))
         .route("/v2/hooks/apps/{app}/access/{username}", get(push_grant))
-        .route("/v2/hooks/apps/{app}/warm", post(warm).delete(unwarm))
+        .route("/v2/hooks/apps/{app}/warm", post(warm))
         .route("/v2/hooks/builds", post(build))
         .route("/v2/hooks/apps/{app}/releases/{version}", get(release))
         .route("/v2/hooks/registry/access", post(registry_access))
@@ -102,44 +101,10 @@ async fn push_grant(
 }
 
 /// A push to the app has begun: the web container of the release it will make is started
-/// ahead (see `scheduler::docker::warm`), unless the app's last build was a Dockerfile's
-/// (its image will not be its stack's) or it runs no web container. Answered at once; the
-/// container is made meanwhile.
+/// ahead. Answered at once; the container is made meanwhile.
 async fn warm(State(c): State<Arc<Controller>>, _: Service, Path(app): Path<String>) -> Result<StatusCode, ApiError> {
     let app = known_app(&c, &app).await?;
-    let last_build = c.db.builds(&app, Some(1)).await?;
-    let web = c.db.formation(app.id).await?.into_iter().find(|f| ProcessType::is_web(f.process.as_str()));
-    let (quantity, generation) = web.map_or((1, 0), |f| (f.quantity, f.generation));
-    if quantity == 0 || last_build.first().is_some_and(|b| b.kind == BuildKind::Dockerfile) {
-        return Ok(StatusCode::NO_CONTENT);
-    }
-    let release = c.db.releases(&app, Some(1)).await?.first().map_or(1, |r| r.version + 1);
-    let limits: std::collections::BTreeMap<ProcessType, skiff_api::Limits> =
-        c.db.settings(app.id, crate::db::SettingsKind::Limits).await?;
-    let spec = crate::scheduler::StartSpec {
-        app: app.name,
-        release,
-        generation,
-        process: ProcessType::web().to_string(),
-        image: format!("{}/stacks/{}:latest", c.config.registry_host, app.stack),
-        command: String::new(),
-        env: Vec::new(),
-        limits: c.config.container_limits(limits.get(&ProcessType::web()).copied().unwrap_or_default()),
-    };
-    let runtime = c.runtime.clone();
-    tokio::spawn(async move {
-        if let Err(error) = runtime.warm(&spec).await {
-            tracing::info!(app = %spec.app, %error, "controller.warm.failed");
-        }
-    });
-    Ok(StatusCode::ACCEPTED)
-}
-
-/// A push to the app has ended: its warm containers that were not used go.
-async fn unwarm(State(c): State<Arc<Controller>>, _: Service, Path(app): Path<String>) -> Result<StatusCode, ApiError> {
-    let app = known_app(&c, &app).await?;
-    c.runtime.unwarm(&app.name).await.map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(if c.apps().warm(&app).await? { StatusCode::ACCEPTED } else { StatusCode::NO_CONTENT })
 }
 
 /// An app by name, or 404.

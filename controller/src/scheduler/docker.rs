@@ -329,6 +329,10 @@ impl ContainerRuntime for DockerRuntime {
         self.remove_warm(app).await
     }
 
+    async fn expire_warm(&self) -> Result<(), RuntimeError> {
+        self.remove_expired_warm().await
+    }
+
     async fn run_one_off(
         &self,
         spec: &StartSpec,

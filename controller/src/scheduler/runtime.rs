@@ -170,6 +170,10 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn unwarm(&self, _app: &AppName) -> Result<(), RuntimeError> {
         Ok(())
     }
+    /// Removes every app's containers started ahead that waited too long or stopped.
+    async fn expire_warm(&self) -> Result<(), RuntimeError> {
+        Ok(())
+    }
     /// Stops (gracefully, then by force) and removes a container; absent is fine.
     async fn remove(&self, id: &str) -> Result<(), RuntimeError>;
     /// Whether the engine answers.

@@ -310,7 +310,13 @@ async fn a_push_runs_in_a_container_started_while_it_was_built() {
     let (name, image) = web_container_of(&platform, &version.to_string());
     assert!(name.starts_with(&format!("/skiff-warmed-web-v{version}-")), "{name}");
     assert!(image.contains("/stacks/busybox@sha256:"), "adopted, not made from the release's image: {image}");
-    assert!(unadopted_warm_containers(&platform).is_empty(), "{:?}", unadopted_warm_containers(&platform));
+    // One waits for the next release.
+    let next = version + 1;
+    let waiting = eventually(Duration::from_secs(30), || async {
+        let warm = unadopted_warm_containers(&platform);
+        (warm.len() == 1 && warm[0].starts_with(&format!("skiff-warm-warmed-v{next}-"))).then_some(())
+    });
+    assert!(waiting.await.is_some(), "{:?}", unadopted_warm_containers(&platform));
 
     // The next push too, and the release it replaces goes as any other.
     std::fs::write(
@@ -320,7 +326,6 @@ async fn a_push_runs_in_a_container_started_while_it_was_built() {
     .unwrap();
     let (pushed, out) = platform.commit_and_push(&repo, &key, "second page");
     assert!(pushed, "{out}");
-    let next = version + 1;
     assert!(serves(format!("second v{next}")).await.is_some());
     let (name, image) = web_container_of(&platform, &next.to_string());
     assert!(
@@ -332,11 +337,15 @@ async fn a_push_runs_in_a_container_started_while_it_was_built() {
     });
     assert!(gone.await.is_some(), "the previous release's container goes: {:?}", platform.containers());
 
-    // A push that fails to build leaves no warm container behind, and the release serving.
+    // A push that fails to build leaves the release serving, and the warm container for
+    // the next one; destroying the app removes it.
     std::fs::remove_file(repo.join("Procfile")).unwrap();
     let (pushed, out) = platform.commit_and_push(&repo, &key, "no procfile");
     assert!(!pushed && out.contains("no Procfile"), "{out}");
-    assert!(unadopted_warm_containers(&platform).is_empty(), "{:?}", unadopted_warm_containers(&platform));
     assert!(serves(format!("second v{next}")).await.is_some());
+    let warm = unadopted_warm_containers(&platform);
+    assert!(warm.len() == 1 && warm[0].starts_with(&format!("skiff-warm-warmed-v{}-", next + 1)), "{warm:?}");
+    platform.cli_ok(&repo, &["apps:destroy", "--confirm", "warmed"]).await;
+    assert!(unadopted_warm_containers(&platform).is_empty(), "{:?}", unadopted_warm_containers(&platform));
     platform.stop().await;
 }

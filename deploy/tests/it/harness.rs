@@ -328,10 +328,20 @@ impl Platform {
         run_git(cwd, key, args)
     }
 
-    /// This platform's containers: (id, `skiff.release` label, running).
+    /// This platform's app containers: (id, `skiff.release` label, running). Warm containers
+    /// not yet adopted (`skiff-warm-…`, started ahead for a push) are not apps' yet.
     pub fn containers(&self) -> Vec<(String, String, bool)> {
+        self.listed()
+            .into_iter()
+            .filter(|(_, name, _, _)| !name.starts_with("skiff-warm-"))
+            .map(|(id, _, r, s)| (id, r, s))
+            .collect()
+    }
+
+    /// Every container with this platform's label: (id, name, `skiff.release` label, running).
+    fn listed(&self) -> Vec<(String, String, String, bool)> {
         let listed = Command::new("docker")
-            .args(["ps", "-a", "--format", "{{.ID}} {{.Label \"skiff.release\"}} {{.State}}"])
+            .args(["ps", "-a", "--format", "{{.ID}} {{.Names}} {{.Label \"skiff.release\"}} {{.State}}"])
             .args(["--filter", &format!("label=skiff.platform={}", self.platform_id)])
             .output()
             .expect("docker ps");
@@ -339,7 +349,8 @@ impl Platform {
             .lines()
             .filter_map(|line| {
                 let mut fields = line.split_whitespace();
-                Some((fields.next()?.to_owned(), fields.next()?.to_owned(), fields.next()? == "running"))
+                let (id, name) = (fields.next()?.to_owned(), fields.next()?.to_owned());
+                Some((id, name, fields.next()?.to_owned(), fields.next()? == "running"))
             })
             .collect()
     }
@@ -347,7 +358,7 @@ impl Platform {
     /// Removes this platform's containers (the platform itself leaves them running by
     /// design), then its apps' networks.
     pub fn remove_containers(&self) {
-        let ids: Vec<String> = self.containers().into_iter().map(|(id, _, _)| id).collect();
+        let ids: Vec<String> = self.listed().into_iter().map(|(id, ..)| id).collect();
         if !ids.is_empty() {
             let _ = Command::new("docker").arg("rm").arg("-f").args(&ids).output();
         }

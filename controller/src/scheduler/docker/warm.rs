@@ -1,12 +1,13 @@
-//! Warm containers: a push's web container, started while the push is still being built.
+//! Warm containers: an app's next web container, started before its release exists.
 //!
 //! On this kind of engine most of a deploy is `docker start` (a fifth to a third of a
-//! second), and a container can only be made once its image exists. So when a push
-//! arrives, the builder asks for its app to be warmed: a container of the app's stack image
-//! is made and started, with every label of the web container the push's release will
-//! need (its next version, the formation's generation, the limits), under a name that
-//! hides it from the scheduler (`skiff-warm-…`). It runs a launcher, `tar -x -C /` on its
-//! standard input, then `/.skiff/start`.
+//! second), and a container can only be made once its image exists. So an app is warmed
+//! when it is created, when a push to it arrives (the builder asks), and each time a warm
+//! container of it is adopted (for the next push or config change): a container of the
+//! app's stack image is made and started with every label of the web container the app's
+//! next release will need (its version, the formation's generation, the limits), under a
+//! name that hides it from the scheduler (`skiff-warm-…`). It runs a launcher, `tar -x -C
+//! /` on its standard input, then `/.skiff/start`.
 //!
 //! When that release's web container is to start and the release's image is the stack plus
 //! one layer (every Procfile and buildpack build), the scheduler adopts the warm container
@@ -15,12 +16,14 @@
 //! then the command, as Docker would run them) followed by the app layer, then renames the
 //! container to a web container's name. Anything else (another version or generation,
 //! other limits, a stack imported again meanwhile, a Dockerfile build, a stack without
-//! `sh` and `tar`) leaves it unused, and the release starts as any other. The builder
-//! removes an app's unused warm containers when its push ends.
+//! `sh` and `tar`, an app layer over 64 MiB) leaves it unused, and the release starts as
+//! any other. One made for an older release goes when the app is warmed again; one unused
+//! for 15 minutes goes at the controller's next sweep; an app's go when it is destroyed.
 //!
 //! An adopted container differs from one made from the release's image in two ways only
 //! `docker inspect` shows: its image is the stack's, and its configured env is `PORT`
-//! alone (the app's process gets the full env from `/.skiff/start`).
+//! alone (the app's process gets the full env from `/.skiff/start`). Until it is adopted,
+//! it answers to the app's `web` name on the app's network without serving.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -47,8 +50,12 @@ const LIMITS_LABEL: &str = "skiff.warm.limits";
 const UNUSED_FOR: Duration = Duration::from_secs(15 * 60);
 /// How long a release's start waits for a warm container still being made for it.
 const MAKING_WAIT: Duration = Duration::from_secs(10);
-/// What a warm container runs until it is adopted.
-const LAUNCHER: &str = "tar -x -C / && exec /bin/sh /.skiff/start";
+/// The largest app layer sent into a warm container (it is held in memory on the way);
+/// a release with a larger one starts as any other.
+const MAX_LAYER_BYTES: u64 = 64 << 20;
+/// What a warm container runs: until it is adopted, `tar` reads its input; started again
+/// later (the engine restarted), it runs what it was given.
+const LAUNCHER: &str = "{ [ -e /.skiff/start ] || tar -x -C /; } && exec /bin/sh /.skiff/start";
 
 /// A warm container, as listed.
 struct Warm {
@@ -236,7 +243,13 @@ impl DockerRuntime {
     /// too long go.
     pub(super) async fn make_warm(&self, spec: &StartSpec) -> Result<(), RuntimeError> {
         let (made, making) = tokio::sync::watch::channel(false);
-        self.warming.lock().expect("warming").insert(spec.app.clone(), making);
+        {
+            let mut warming = self.warming.lock().expect("warming");
+            if warming.contains_key(&spec.app) {
+                return Ok(());
+            }
+            warming.insert(spec.app.clone(), making);
+        }
         let result = self.make_warm_now(spec).await;
         let _ = made.send(true);
         self.warming.lock().expect("warming").remove(&spec.app);
@@ -244,11 +257,16 @@ impl DockerRuntime {
     }
 
     async fn make_warm_now(&self, spec: &StartSpec) -> Result<(), RuntimeError> {
-        let warm = self.warm_containers(&spec.app).await?;
-        for stale in warm.iter().filter(|w| !w.fresh()) {
-            self.remove(&stale.id).await?;
+        // Releases only count up: one made for another release will never be used.
+        let mut ready = false;
+        for warm in self.warm_containers(&spec.app).await? {
+            if warm.fresh() && warm.made_for(spec) {
+                ready = true;
+            } else {
+                self.remove(&warm.id).await?;
+            }
         }
-        if warm.iter().any(|w| w.fresh() && w.made_for(spec)) {
+        if ready {
             return Ok(());
         }
         let stack = self.by_digest(&spec.image).await?;
@@ -285,9 +303,31 @@ impl DockerRuntime {
         Ok(())
     }
 
-    /// A reference by digest to the image a reference by tag names now.
+    /// Removes the warm containers of every app that waited too long or stopped (unless
+    /// this process is making them).
+    pub(super) async fn remove_expired_warm(&self) -> Result<(), RuntimeError> {
+        let mut filters = platform_filter(&self.platform);
+        filters.insert("name".into(), vec![UNADOPTED.into()]);
+        let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+        for summary in self.docker.list_containers(Some(options)).await? {
+            let app = summary.labels.as_ref().and_then(|l| l.get("skiff.app")?.parse::<AppName>().ok());
+            let making = app.is_some_and(|app| self.warming.lock().expect("warming").contains_key(&app));
+            if let Some(warm) = Warm::of(summary)
+                && !warm.fresh()
+                && !making
+            {
+                self.remove(&warm.id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A reference by digest to the image a reference names now.
     async fn by_digest(&self, image: &str) -> Result<String, RuntimeError> {
         let reference = ImageRef::parse(image).map_err(|e| RuntimeError::Warm(e.to_string()))?;
+        if reference.reference.starts_with('@') {
+            return Ok(image.to_owned());
+        }
         let tag = reference.reference.trim_start_matches(':');
         let tag = if tag.is_empty() { "latest" } else { tag };
         let digest = self.registry.manifest_digest(&reference.repository, tag).await?;
@@ -311,7 +351,23 @@ impl DockerRuntime {
         let adopted = self.launch(&warm, spec).await;
         self.adopting.lock().expect("adoptions").remove(&warm.id);
         match adopted {
-            Ok(container) => Some(container),
+            Ok(container) => {
+                // The app's next push (or config change) finds one waiting too.
+                let next = StartSpec {
+                    release: spec.release + 1,
+                    image: warm.labels.get(STACK_LABEL).cloned().unwrap_or_default(),
+                    command: String::new(),
+                    env: Vec::new(),
+                    ..spec.clone()
+                };
+                let runtime = self.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = runtime.make_warm(&next).await {
+                        tracing::info!(app = %next.app, %error, "controller.warm.failed");
+                    }
+                });
+                Some(container)
+            }
             Err(Unfit::Skipped(reason)) => {
                 tracing::info!(app = %spec.app, release = spec.release, %reason, "controller.warm.unused");
                 None
@@ -342,6 +398,9 @@ impl DockerRuntime {
         let stack_layers = stack.root_fs.and_then(|fs| fs.layers).unwrap_or_default();
         let stack_user = stack.config.and_then(|c| c.user).unwrap_or_default();
         let image = on_stack(&manifest, &config, &stack_layers, &stack_user).map_err(skipped)?;
+        if manifest.layers.last().is_some_and(|layer| layer.size > MAX_LAYER_BYTES) {
+            return Err(skipped("the app layer is too large to send"));
+        }
         let port = labelled_port(&warm.labels);
         if image.port != port {
             return Err(skipped("the release listens on another port"));
