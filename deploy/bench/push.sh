@@ -3,6 +3,9 @@
 # that serves the pushed content, with the time of every stage (read off the push's
 # `remote:` lines as they arrive), beside a minimal baseline in the same run: the real
 # OpenSSH server, a bare repository and a pre-receive hook that only reads the updates.
+# The first and second pushes follow each other at once (the engine may still be starting
+# the app's warm container); two more rows leave two seconds before the push, as a
+# developer would: after `apps:create`, and after the last deploy.
 # Then promote-to-first-200: `skiff pipelines:promote` of the pushed build to a production
 # app of the same pipeline (no build) until that app serves it.
 # Prints table rows for run.sh.
@@ -95,8 +98,8 @@ promote_until_served() {
   return 1
 }
 
-first=() second=() baseline=() promoted=()
-declare -a stages_first=() stages_second=()
+first=() second=() paused_first=() paused=() baseline=() promoted=()
+declare -a stages_first=() stages_second=() stages_paused=()
 for n in $(seq 1 "$runs"); do
   app="bench-$n"
   repo="$work/$app"
@@ -113,6 +116,22 @@ for n in $(seq 1 "$runs"); do
   stages=$(cd "$repo" && push_until_served "$app" "run $n second")
   stages_second+=("$stages")
   second+=("${stages##* }")
+  # As a developer pushes: a few seconds after the last deploy, after making the app.
+  sleep 2
+  echo "<p>run $n third</p>" >>"$repo/public/index.html"
+  git -C "$repo" -c user.name=b -c user.email=b@localhost commit -qam third
+  stages=$(cd "$repo" && push_until_served "$app" "run $n third")
+  stages_paused+=("$stages")
+  paused+=("${stages##* }")
+  paused_repo="$work/$app-paused"
+  cp -r "$here/../example" "$paused_repo"
+  echo "<p>run $n paused</p>" >>"$paused_repo/public/index.html"
+  git -C "$paused_repo" init -q -b main && git -C "$paused_repo" add -A
+  git -C "$paused_repo" -c user.name=b -c user.email=b@localhost commit -qm first
+  (cd "$paused_repo" && "$skiff" apps:create "$app-paused" >/dev/null)
+  sleep 2
+  stages=$(cd "$paused_repo" && push_until_served "$app-paused" "run $n paused")
+  paused_first+=("${stages##* }")
   baseline+=("$(cd "$repo" && baseline_push "$n")")
   "$skiff" apps:create "$app-prod" --no-remote >/dev/null
   "$skiff" pipelines:create "line-$n" >/dev/null
@@ -133,6 +152,8 @@ row() {
 }
 row "push-to-first-200, first push (busybox example)" "${first[@]}"
 row "push-to-first-200, second push, one file changed" "${second[@]}"
+row "push-to-first-200, first push 2 s after apps:create" "${paused_first[@]}"
+row "push-to-first-200, one file changed, 2 s after the last deploy" "${paused[@]}"
 row "baseline: OpenSSH + bare repository + receive-only hook" "${baseline[@]}"
 row "promote-to-first-200 (pipelines:promote to production, no build)" "${promoted[@]}"
 
@@ -152,3 +173,4 @@ stage_table() {
 }
 stage_table "stages, first push" "${stages_first[@]}"
 stage_table "stages, second push" "${stages_second[@]}"
+stage_table "stages, a push 2 s after the last deploy" "${stages_paused[@]}"

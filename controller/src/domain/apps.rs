@@ -65,7 +65,9 @@ impl Apps<'_> {
         let message = format!("{} created the app on stack {stack}", user.username);
         c.announce_change(&app.name, Event::new(EventKind::App, message).by(&user.username)).await;
         // Its first push is likely to come soon.
-        self.warm(&app).await?;
+        if let Err(error) = self.warm(&app).await {
+            tracing::info!(app = %app.name, %error, "controller.warm.failed");
+        }
         c.app_view(&app).await
     }
 

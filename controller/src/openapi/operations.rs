@@ -607,6 +607,14 @@ pub const OPERATIONS: &[Operation] = &[
     ),
     op(
         "post",
+        "/v2/hooks/apps/{app}/warm",
+        Service,
+        "A push has begun: start the web container of the app's next release ahead (202; 204 when it will not be)",
+        None,
+        Empty(202),
+    ),
+    op(
+        "post",
         "/v2/hooks/builds",
         Service,
         "Record a build (a succeeded one becomes a release)",
