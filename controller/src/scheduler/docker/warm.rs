@@ -257,16 +257,25 @@ impl DockerRuntime {
     }
 
     async fn make_warm_now(&self, spec: &StartSpec) -> Result<(), RuntimeError> {
-        // Releases only count up: one made for another release will never be used.
-        let mut ready = false;
-        for warm in self.warm_containers(&spec.app).await? {
-            if warm.fresh() && warm.made_for(spec) {
-                ready = true;
-            } else {
-                self.remove(&warm.id).await?;
-            }
+        // Releases only count up: one made for another release will never be used. It goes
+        // meanwhile (stopping it takes the engine a while).
+        let (ready, unusable): (Vec<Warm>, Vec<Warm>) = self
+            .warm_containers(&spec.app)
+            .await?
+            .into_iter()
+            .filter(|warm| !self.is_adopting(&warm.id))
+            .partition(|warm| warm.fresh() && warm.made_for(spec));
+        if !unusable.is_empty() {
+            let runtime = self.clone();
+            tokio::spawn(async move {
+                for warm in unusable {
+                    if let Err(error) = runtime.remove(&warm.id).await {
+                        tracing::info!(%error, "controller.warm.unremoved");
+                    }
+                }
+            });
         }
-        if ready {
+        if !ready.is_empty() {
             return Ok(());
         }
         let stack = self.by_digest(&spec.image).await?;
@@ -295,6 +304,11 @@ impl DockerRuntime {
         Ok(())
     }
 
+    /// Whether this process is adopting the warm container `id`.
+    fn is_adopting(&self, id: &str) -> bool {
+        self.adopting.lock().expect("adoptions").contains(id)
+    }
+
     /// Removes `app`'s warm containers that were not adopted.
     pub(super) async fn remove_warm(&self, app: &AppName) -> Result<(), RuntimeError> {
         for warm in self.warm_containers(app).await? {
@@ -315,6 +329,7 @@ impl DockerRuntime {
             if let Some(warm) = Warm::of(summary)
                 && !warm.fresh()
                 && !making
+                && !self.is_adopting(&warm.id)
             {
                 self.remove(&warm.id).await?;
             }
