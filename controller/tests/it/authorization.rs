@@ -206,6 +206,7 @@ fn table() -> Vec<(&'static str, &'static str, Access, Option<Value>)> {
         ("get", "/v2/hooks/drains", Service, None),
         ("get", "/v2/hooks/keys/{fingerprint}", Service, None),
         ("get", "/v2/hooks/apps/{app}/access/{username}", Service, None),
+        ("post", "/v2/hooks/apps/{app}/warm", Service, None),
         (
             "post",
             "/v2/hooks/builds",
