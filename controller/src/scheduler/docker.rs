@@ -5,6 +5,9 @@
 //! runs without `NET_RAW` and with `no-new-privileges`, and has the operator's process and
 //! CPU-share limits. The routers reach it at its address on that network (or, where they
 //! cannot route there, through a port published on 127.0.0.1).
+//!
+//! A release's first web container may be one started ahead, before the release existed
+//! (`docker/warm.rs`): a push then waits for no container to be made or started.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};

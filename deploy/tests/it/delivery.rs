@@ -117,11 +117,18 @@ async fn what_the_release_command_migrates_is_what_the_new_release_serves() {
     assert!(pushed, "{out}");
 
     // The store runs beside the app on its network, from the app's own image (as a
-    // database add-on would), and the app is told where with a config var.
+    // database add-on would), and the app is told where with a config var. The engine gets
+    // the image just after the release started (in a warm container, from its stack).
     let network = format!("skiff-apps-{}-migrated", platform.platform_id);
-    let (web, _, _) =
-        platform.containers().into_iter().find(|(_, release, running)| release == "1" && *running).unwrap();
-    let image = docker(&["inspect", "--format", "{{.Image}}", &web]);
+    let releases: serde_json::Value =
+        serde_json::from_str(&platform.cli_ok(&repo, &["releases", "--json"]).await).unwrap();
+    let image = format!("{}/{}", platform.addresses.registry.unwrap(), releases[0]["image"].as_str().unwrap());
+    let pulled = eventually(Duration::from_secs(30), || async {
+        let id = std::process::Command::new("docker").args(["inspect", "--format", "{{.Id}}", &image]).output();
+        let id = String::from_utf8_lossy(&id.ok()?.stdout).trim().to_owned();
+        id.starts_with("sha256:").then_some(id)
+    });
+    let image = pulled.await.expect("the engine holds the release's image");
     let store = Started(docker(&[
         "run",
         "-d",

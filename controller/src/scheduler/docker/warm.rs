@@ -367,7 +367,10 @@ impl DockerRuntime {
         self.adopting.lock().expect("adoptions").remove(&warm.id);
         match adopted {
             Ok(container) => {
-                // The app's next push (or config change) finds one waiting too.
+                // The engine gets the release's image after all (other containers of the
+                // release start from it), and the app's next push (or config change) finds a
+                // warm container waiting too.
+                let release_image = spec.image.clone();
                 let next = StartSpec {
                     release: spec.release + 1,
                     image: warm.labels.get(STACK_LABEL).cloned().unwrap_or_default(),
@@ -377,6 +380,9 @@ impl DockerRuntime {
                 };
                 let runtime = self.clone();
                 tokio::spawn(async move {
+                    if let Err(error) = runtime.images.pull(&release_image).await {
+                        tracing::info!(app = %next.app, %error, "controller.warm.unpulled");
+                    }
                     if let Err(error) = runtime.make_warm(&next).await {
                         tracing::info!(app = %next.app, %error, "controller.warm.failed");
                     }
