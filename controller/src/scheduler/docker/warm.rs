@@ -14,7 +14,8 @@
 //! instead of pulling, creating and starting one: it attaches to the launcher's input and
 //! sends `/.skiff/start` (the image's working directory and env, then the container's env,
 //! then the command, as Docker would run them) followed by the app layer, then renames the
-//! container to a web container's name. Anything else (another version or generation,
+//! container to a web container's name (and the engine pulls the release's image in the
+//! background, for the release's other containers). Anything else (another version or generation,
 //! other limits, a stack imported again meanwhile, a Dockerfile build, a stack without
 //! `sh` and `tar`, an app layer over 64 MiB) leaves it unused, and the release starts as
 //! any other. One made for an older release goes when the app is warmed again; one unused
