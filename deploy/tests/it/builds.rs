@@ -317,6 +317,14 @@ async fn a_push_runs_in_a_container_started_while_it_was_built() {
         (warm.len() == 1 && warm[0].starts_with(&format!("skiff-warm-warmed-v{next}-"))).then_some(())
     });
     assert!(waiting.await.is_some(), "{:?}", unadopted_warm_containers(&platform));
+    // The app's containers reach the adopted one by its process type, never the waiting one.
+    for _ in 0..3 {
+        let (status, out, err) = platform.cli(&repo, &["run", "wget -qO- http://web:5000/"]).await;
+        assert!(
+            status == 0 && out.contains(&format!("from v{version}")),
+            "web reaches the adopted container: {out}{err}"
+        );
+    }
 
     // The next push too, and the release it replaces goes as any other.
     std::fs::write(

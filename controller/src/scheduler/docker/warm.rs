@@ -6,15 +6,17 @@
 //! container of it is adopted (for the next push or config change): a container of the
 //! app's stack image is made and started with every label of the web container the app's
 //! next release will need (its version, the formation's generation, the limits), under a
-//! name that hides it from the scheduler (`skiff-warm-…`). It runs a launcher, `tar -x -C
-//! /` on its standard input, then `/.skiff/start`.
+//! name that hides it from the scheduler (`skiff-warm-…`), on the app's network without
+//! the `web` name (the app's containers would reach it there). It runs a launcher, `tar -x
+//! -C /` on its standard input, then `/.skiff/start`.
 //!
 //! When that release's web container is to start and the release's image is the stack plus
 //! one layer (every Procfile and buildpack build), the scheduler adopts the warm container
 //! instead of pulling, creating and starting one: it attaches to the launcher's input and
 //! sends `/.skiff/start` (the image's working directory and env, then the container's env,
-//! then the command, as Docker would run them) followed by the app layer, then renames the
-//! container to a web container's name (and the engine pulls the release's image in the
+//! then the command, as Docker would run them) followed by the app layer while the
+//! container joins the app's network again as `web`, then renames it to a web container's
+//! name (and the engine pulls the release's image in the
 //! background, for the release's other containers). Anything else (another version or generation,
 //! other limits, a stack imported again meanwhile, a Dockerfile build, a stack without
 //! `sh` and `tar`, an app layer over 64 MiB) leaves it unused, and the release starts as
@@ -23,20 +25,23 @@
 //!
 //! An adopted container differs from one made from the release's image in two ways only
 //! `docker inspect` shows: its image is the stack's, and its configured env is `PORT`
-//! alone (the app's process gets the full env from `/.skiff/start`). Until it is adopted,
-//! it answers to the app's `web` name on the app's network without serving.
+//! alone (the app's process gets the full env from `/.skiff/start`). Warm containers are
+//! not made where the routers reach containers through published ports.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bollard::models::{ContainerCreateBody, ContainerSummary, ContainerSummaryStateEnum, HostConfig};
+use bollard::models::{
+    ContainerCreateBody, ContainerSummary, ContainerSummaryStateEnum, EndpointSettings, NetworkConnectRequest,
+    NetworkDisconnectRequest,
+};
 use bollard::query_parameters::{AttachContainerOptions, ListContainersOptions, RenameContainerOptions};
 use skiff_api::{AppName, Digest, ImageRef};
 use skiff_registry_client::RegistryError;
 use skiff_registry_client::image::Manifest;
 use tokio::io::AsyncWriteExt as _;
 
-use super::{Creating, DockerRuntime, PORT_LABEL, labelled_port, labels, platform_filter};
+use super::{Addressing, Creating, DockerRuntime, PORT_LABEL, labelled_port, labels, platform_filter};
 use crate::scheduler::images::exposed_port;
 use crate::scheduler::runtime::{CONTAINER_PORT, Container, ContainerRuntime as _, RuntimeError, StartSpec};
 
@@ -258,6 +263,11 @@ impl DockerRuntime {
     }
 
     async fn make_warm_now(&self, spec: &StartSpec) -> Result<(), RuntimeError> {
+        // Its network is joined again when it is adopted, which a published port would not
+        // survive.
+        if self.networks.addressing() == Addressing::Published {
+            return Ok(());
+        }
         // Releases only count up: one made for another release will never be used. It goes
         // meanwhile (stopping it takes the engine a while).
         let (ready, unusable): (Vec<Warm>, Vec<Warm>) = self
@@ -296,11 +306,12 @@ impl DockerRuntime {
             stdin_once: Some(true),
             labels: Some(labels),
             exposed_ports: Some(vec![format!("{port}/tcp")]),
-            host_config: Some(HostConfig { port_bindings: self.published(port), ..self.confined(&spec.limits) }),
+            host_config: Some(self.confined(&spec.limits)),
             ..Default::default()
         };
         let name = format!("{UNADOPTED}{}-v{}-{:06x}", spec.app, spec.release, rand::random::<u32>() & 0xff_ffff);
-        let id = self.create(&spec.app, network, Creating { name, body, alias: Some(spec.process.clone()) }).await?;
+        // No `web` name on the app's network yet: the app's containers would be sent to it.
+        let id = self.create(&spec.app, network, Creating { name, body, alias: None }).await?;
         self.docker.start_container(&id, None).await?;
         Ok(())
     }
@@ -442,11 +453,25 @@ impl DockerRuntime {
         };
 
         let broken = |error: &dyn std::fmt::Display| Unfit::Broken(error.to_string());
-        let options = AttachContainerOptions { stdin: true, stream: true, ..Default::default() };
-        let mut attached = self.docker.attach_container(&warm.id, Some(options)).await.map_err(|e| broken(&e))?;
-        attached.input.write_all(&script_entries(&script)).await.map_err(|e| broken(&e))?;
-        attached.input.write_all(&tar).await.map_err(|e| broken(&e))?;
-        attached.input.shutdown().await.map_err(|e| broken(&e))?;
+        let send = async {
+            let options = AttachContainerOptions { stdin: true, stream: true, ..Default::default() };
+            let mut attached = self.docker.attach_container(&warm.id, Some(options)).await?;
+            attached.input.write_all(&script_entries(&script)).await?;
+            attached.input.write_all(&tar).await?;
+            attached.input.shutdown().await?;
+            Ok::<_, bollard::errors::Error>(())
+        };
+        // Meanwhile it joins its app's network again, now answering to its process type
+        // (an alias is given only as a container joins a network).
+        let network = self.networks.name(&spec.app);
+        let rejoin = async {
+            let leave = NetworkDisconnectRequest { container: warm.id.clone(), force: Some(true) };
+            self.docker.disconnect_network(&network, leave).await?;
+            let endpoint = EndpointSettings { aliases: Some(vec![spec.process.clone()]), ..Default::default() };
+            let join = NetworkConnectRequest { container: warm.id.clone(), endpoint_config: Some(endpoint) };
+            self.docker.connect_network(&network, join).await
+        };
+        tokio::try_join!(send, rejoin).map_err(|e| broken(&e))?;
         let name = container_name(spec);
         let rename = RenameContainerOptions { name };
         self.docker.rename_container(&warm.id, rename).await.map_err(|e| broken(&e))?;
