@@ -379,9 +379,9 @@ impl DockerRuntime {
         self.adopting.lock().expect("adoptions").remove(&warm.id);
         match adopted {
             Ok(container) => {
-                // The engine gets the release's image after all (other containers of the
-                // release start from it), and the app's next push (or config change) finds a
-                // warm container waiting too.
+                // The app's next push (or config change) finds a warm container waiting
+                // too, and the engine gets the release's image after all (other containers
+                // of the release start from it).
                 let release_image = spec.image.clone();
                 let next = StartSpec {
                     release: spec.release + 1,
@@ -392,11 +392,12 @@ impl DockerRuntime {
                 };
                 let runtime = self.clone();
                 tokio::spawn(async move {
-                    if let Err(error) = runtime.images.pull(&release_image).await {
-                        tracing::info!(app = %next.app, %error, "controller.warm.unpulled");
-                    }
+                    // The warm container first: a push at once after this one waits for it.
                     if let Err(error) = runtime.make_warm(&next).await {
                         tracing::info!(app = %next.app, %error, "controller.warm.failed");
+                    }
+                    if let Err(error) = runtime.images.pull(&release_image).await {
+                        tracing::info!(app = %next.app, %error, "controller.warm.unpulled");
                     }
                 });
                 Some(container)
