@@ -98,16 +98,23 @@ promote_until_served() {
   return 1
 }
 
+# A repository of the example app at REPO whose page says MARKER, committed, and its app.
+example_app() {
+  local repo=$1 marker=$2 app
+  app=$(basename "$repo")
+  cp -r "$here/../example" "$repo"
+  echo "<p>$marker</p>" >>"$repo/public/index.html"
+  git -C "$repo" init -q -b main && git -C "$repo" add -A
+  git -C "$repo" -c user.name=b -c user.email=b@localhost commit -qm first
+  (cd "$repo" && "$skiff" apps:create "$app" >/dev/null)
+}
+
 first=() second=() paused_first=() paused=() baseline=() promoted=()
 declare -a stages_first=() stages_second=() stages_paused=()
 for n in $(seq 1 "$runs"); do
   app="bench-$n"
   repo="$work/$app"
-  cp -r "$here/../example" "$repo"
-  echo "<p>run $n first</p>" >>"$repo/public/index.html"
-  git -C "$repo" init -q -b main && git -C "$repo" add -A
-  git -C "$repo" -c user.name=b -c user.email=b@localhost commit -qm first
-  (cd "$repo" && "$skiff" apps:create "$app" >/dev/null)
+  example_app "$repo" "run $n first"
   stages=$(cd "$repo" && push_until_served "$app" "run $n first")
   stages_first+=("$stages")
   first+=("${stages##* }")
@@ -124,11 +131,7 @@ for n in $(seq 1 "$runs"); do
   stages_paused+=("$stages")
   paused+=("${stages##* }")
   paused_repo="$work/$app-paused"
-  cp -r "$here/../example" "$paused_repo"
-  echo "<p>run $n paused</p>" >>"$paused_repo/public/index.html"
-  git -C "$paused_repo" init -q -b main && git -C "$paused_repo" add -A
-  git -C "$paused_repo" -c user.name=b -c user.email=b@localhost commit -qm first
-  (cd "$paused_repo" && "$skiff" apps:create "$app-paused" >/dev/null)
+  example_app "$paused_repo" "run $n paused"
   sleep 2
   stages=$(cd "$paused_repo" && push_until_served "$app-paused" "run $n paused")
   paused_first+=("${stages##* }")
