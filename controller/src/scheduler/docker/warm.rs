@@ -235,10 +235,13 @@ impl From<RegistryError> for Unfit {
 }
 
 impl DockerRuntime {
-    /// This platform's warm containers of `app` not yet adopted, running or not.
-    async fn warm_containers(&self, app: &AppName) -> Result<Vec<Warm>, RuntimeError> {
+    /// This platform's warm containers not yet adopted, running or not: `app`'s, or every
+    /// app's.
+    async fn warm_containers(&self, app: Option<&AppName>) -> Result<Vec<Warm>, RuntimeError> {
         let mut filters = platform_filter(&self.platform);
-        filters.entry("label".into()).or_default().push(format!("skiff.app={app}"));
+        if let Some(app) = app {
+            filters.entry("label".into()).or_default().push(format!("skiff.app={app}"));
+        }
         filters.insert("name".into(), vec![UNADOPTED.into()]);
         let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
         Ok(self.docker.list_containers(Some(options)).await?.into_iter().filter_map(Warm::of).collect())
@@ -271,7 +274,7 @@ impl DockerRuntime {
         // Releases only count up: one made for another release will never be used. It goes
         // meanwhile (stopping it takes the engine a while).
         let (ready, unusable): (Vec<Warm>, Vec<Warm>) = self
-            .warm_containers(&spec.app)
+            .warm_containers(Some(&spec.app))
             .await?
             .into_iter()
             .filter(|warm| !self.is_adopting(&warm.id))
@@ -323,7 +326,7 @@ impl DockerRuntime {
 
     /// Removes `app`'s warm containers that were not adopted.
     pub(super) async fn remove_warm(&self, app: &AppName) -> Result<(), RuntimeError> {
-        for warm in self.warm_containers(app).await? {
+        for warm in self.warm_containers(Some(app)).await? {
             self.remove(&warm.id).await?;
         }
         Ok(())
@@ -332,17 +335,10 @@ impl DockerRuntime {
     /// Removes the warm containers of every app that waited too long or stopped (unless
     /// this process is making them).
     pub(super) async fn remove_expired_warm(&self) -> Result<(), RuntimeError> {
-        let mut filters = platform_filter(&self.platform);
-        filters.insert("name".into(), vec![UNADOPTED.into()]);
-        let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
-        for summary in self.docker.list_containers(Some(options)).await? {
-            let app = summary.labels.as_ref().and_then(|l| l.get("skiff.app")?.parse::<AppName>().ok());
+        for warm in self.warm_containers(None).await? {
+            let app = warm.labels.get("skiff.app").and_then(|app| app.parse::<AppName>().ok());
             let making = app.is_some_and(|app| self.warming.lock().expect("warming").contains_key(&app));
-            if let Some(warm) = Warm::of(summary)
-                && !warm.fresh()
-                && !making
-                && !self.is_adopting(&warm.id)
-            {
+            if !warm.fresh() && !making && !self.is_adopting(&warm.id) {
                 self.remove(&warm.id).await?;
             }
         }
@@ -370,7 +366,7 @@ impl DockerRuntime {
         if let Some(mut making) = making {
             let _ = tokio::time::timeout(MAKING_WAIT, making.wait_for(|made| *made)).await;
         }
-        let warm = self.warm_containers(&spec.app).await.ok()?;
+        let warm = self.warm_containers(Some(&spec.app)).await.ok()?;
         let warm = warm.into_iter().find(|w| w.fresh() && w.made_for(spec))?;
         if !self.adopting.lock().expect("adoptions").insert(warm.id.clone()) {
             return None;
