@@ -2,7 +2,9 @@
 //!
 //! A pull is bodiless requests (`GET` and `HEAD`): they are read and answered here, and a
 //! blob kept in a local file is sent from that file by the kernel (`sendfile(2)`), never
-//! copied through the registry's memory. The first request with a body (an upload), or
+//! copied through the registry's memory; a part of the file not in the page cache is read
+//! into it on a blocking thread first, so that a cold blob's disk reads never hold up the
+//! other connections of the worker thread sending it. The first request with a body (an upload), or
 //! anything else this reader does not take (HTTP/1.0, an upgrade, a head it cannot parse
 //! or that is too large), hands the connection to hyper for the rest of its life, with the
 //! bytes already read; hyper answers it as it answers every HTTPS connection.
@@ -35,8 +37,11 @@ const MAX_HEADERS: usize = 64;
 const IDLE_LIMIT: Duration = Duration::from_secs(120);
 /// A response's head and body pieces are gathered into one write up to this size.
 const GATHERED: usize = 16 * 1024;
-/// The most one `sendfile(2)` is asked to send.
-const MOST_SENT_AT_ONCE: usize = 1 << 30;
+/// A blob's file is sent this much at a time, each part read into the page cache first
+/// when it is not there.
+const SENT_AT_ONCE: u64 = 4 << 20;
+/// What a blocking thread reads a part of a file with.
+const LOAD_BUFFER: usize = 64 * 1024;
 
 /// Serves plain HTTP connections from `listener` until `shutdown`; answers being sent
 /// finish, connections waiting for a request close.
@@ -253,18 +258,53 @@ fn field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Has the kernel send `region` of its file to the client.
+/// Has the kernel send `region` of its file to the client, a part at a time; a part whose
+/// first or last byte is not in the page cache is read into it on a blocking thread first
+/// (`sendfile(2)` would wait for the disk on this thread, and so would every connection it
+/// serves).
 async fn send_file(stream: &TcpStream, region: &FileRegion) -> io::Result<()> {
     let (mut offset, end) = (region.start, region.start + region.len);
     while offset < end {
-        let count = usize::try_from(end - offset).unwrap_or(usize::MAX).min(MOST_SENT_AT_ONCE);
-        let sent = stream
-            .async_io(Interest::WRITABLE, || {
-                rustix::fs::sendfile(stream, &*region.file, Some(&mut offset), count).map_err(io::Error::from)
-            })
-            .await?;
-        if sent == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "a blob's file ended before its stated size"));
+        let part_end = end.min(offset + SENT_AT_ONCE);
+        if !cached(&region.file, offset) || !cached(&region.file, part_end - 1) {
+            let (file, from) = (region.file.clone(), offset);
+            tokio::task::spawn_blocking(move || load(&file, from, part_end)).await.map_err(io::Error::other)??;
+        }
+        while offset < part_end {
+            let count = usize::try_from(part_end - offset).unwrap_or(usize::MAX);
+            let sent = stream
+                .async_io(Interest::WRITABLE, || {
+                    rustix::fs::sendfile(stream, &*region.file, Some(&mut offset), count).map_err(io::Error::from)
+                })
+                .await?;
+            if sent == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "a blob's file ended before its stated size"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether the byte of `file` at `offset` is in the page cache: a read of it that may not
+/// wait for the disk (`RWF_NOWAIT`) succeeds. A kernel that cannot tell is taken to say yes
+/// (the part is sent as it is).
+fn cached(file: &std::fs::File, offset: u64) -> bool {
+    let mut byte = [0u8; 1];
+    let read =
+        rustix::io::preadv2(file, &mut [io::IoSliceMut::new(&mut byte)], offset, rustix::io::ReadWriteFlags::NOWAIT);
+    !matches!(read, Err(rustix::io::Errno::AGAIN))
+}
+
+/// Reads `file` from `start` to `end` (or its end), which puts it in the page cache.
+fn load(file: &std::fs::File, start: u64, end: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt as _;
+    let mut buffer = vec![0u8; LOAD_BUFFER];
+    let mut offset = start;
+    while offset < end {
+        let wanted = usize::try_from(end - offset).unwrap_or(usize::MAX).min(LOAD_BUFFER);
+        match file.read_at(&mut buffer[..wanted], offset)? {
+            0 => break,
+            read => offset += read as u64,
         }
     }
     Ok(())
@@ -359,5 +399,36 @@ mod tests {
         client.read_to_string(&mut answer).await.unwrap();
         assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
         assert!(answer.ends_with("\r\n\r\n456789ab"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn a_blob_not_in_the_page_cache_is_read_into_it_and_sent_whole() {
+        // On the repository's disk: a file in memory (tmpfs) never leaves the page cache.
+        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let path = dir.path().join("blob");
+        let content: Vec<u8> = (0..SENT_AT_ONCE * 2 + 12_345).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &content).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        file.sync_all().unwrap();
+        rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+        let last = content.len() as u64 - 1;
+        assert!(!cached(&file, 0) && !cached(&file, SENT_AT_ONCE) && !cached(&file, last), "the file is cold");
+
+        let region = FileRegion { file: std::sync::Arc::new(file), start: 1, len: last };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let receive = async {
+            let mut received = Vec::new();
+            client.read_to_end(&mut received).await.unwrap();
+            received
+        };
+        let send = async {
+            send_file(&server, &region).await.unwrap();
+            drop(server);
+        };
+        let (received, ()) = tokio::join!(receive, send);
+        assert!(received == content[1..], "{} bytes of {} arrived as written", received.len(), last);
+        assert!(cached(&region.file, 1) && cached(&region.file, SENT_AT_ONCE) && cached(&region.file, last));
     }
 }
