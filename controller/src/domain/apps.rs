@@ -79,7 +79,11 @@ impl Apps<'_> {
         let c = self.0;
         let last_build = c.db.builds(app, Some(1)).await?;
         let web = c.db.formation(app.id).await?.into_iter().find(|f| ProcessType::is_web(f.process.as_str()));
-        let (quantity, generation) = web.map_or((1, 0), |f| (f.quantity, f.generation));
+        // As the scheduler reads the formation: a type never scaled runs its default quantity.
+        let (quantity, generation) = web.map_or_else(
+            || (crate::scheduler::plan::default_quantity(ProcessType::web().as_str()), 0),
+            |f| (f.quantity, f.generation),
+        );
         if quantity == 0 || last_build.first().is_some_and(|b| b.kind == BuildKind::Dockerfile) {
             return Ok(false);
         }
