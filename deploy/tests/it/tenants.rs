@@ -238,7 +238,7 @@ async fn a_tenant_cannot_build_from_or_deploy_another_tenants_image() {
 
 /// The address on its app's network of `app`'s running web container, which publishes
 /// no port: the router reaches it there. (Not the warm one waiting for the app's next
-/// release, which has the same labels and no network.)
+/// release: it has the same labels and sits on the same network, but runs no app yet.)
 fn container_address(platform: &Platform, app: &str) -> String {
     let listed = Command::new("docker")
         .args(["ps", "--format", "{{.ID}} {{.Names}}", "--filter", &format!("label=skiff.app={app}")])

@@ -6,19 +6,18 @@
 //! container of it is adopted (for the next push or config change): a container of the
 //! app's stack image is made and started with every label of the web container the app's
 //! next release will need (its version, the formation's generation, the limits), under a
-//! name that hides it from the scheduler (`skiff-warm-…`), on no network (on the app's,
-//! the app's containers would reach it as `web`; and a container with no network starts
-//! sooner, while the app's network is made beside it). It runs a launcher, `tar -x -C /`
-//! on its standard input, then `/.skiff/start`.
+//! name that hides it from the scheduler (`skiff-warm-…`), on the app's network without
+//! the `web` name (the app's containers would reach it there). It runs a launcher, `tar -x
+//! -C /` on its standard input, then `/.skiff/start`.
 //!
 //! When that release's web container is to start and the release's image is the stack plus
 //! one layer (every Procfile and buildpack build), the scheduler adopts the warm container
 //! instead of pulling, creating and starting one: it attaches to the launcher's input and
 //! sends `/.skiff/start` (the image's working directory and env, then the container's env,
 //! then the command, as Docker would run them) followed by the app layer while the
-//! container is put on the app's network, answering there as `web`; then it is renamed to
-//! a web container's name (and the engine pulls the release's image in the background,
-//! for the release's other containers). Anything else (another version or generation,
+//! container joins the app's network again as `web`, then renames it to a web container's
+//! name (and the engine pulls the release's image in the
+//! background, for the release's other containers). Anything else (another version or generation,
 //! other limits, a stack imported again meanwhile, a Dockerfile build, a stack without
 //! `sh` and `tar`, an app layer over 64 MiB) leaves it unused, and the release starts as
 //! any other. One made for an older release goes when the app is warmed again; one unused
@@ -57,8 +56,6 @@ const LIMITS_LABEL: &str = "skiff.warm.limits";
 const UNUSED_FOR: Duration = Duration::from_secs(15 * 60);
 /// How long a release's start waits for a warm container still being made for it.
 const MAKING_WAIT: Duration = Duration::from_secs(10);
-/// The engine's name for no network: what a warm container is on until it is adopted.
-const NO_NETWORK: &str = "none";
 /// The largest app layer sent into a warm container (it is held in memory on the way);
 /// a release with a larger one starts as any other.
 const MAX_LAYER_BYTES: u64 = 64 << 20;
@@ -269,8 +266,8 @@ impl DockerRuntime {
     }
 
     async fn make_warm_now(&self, spec: &StartSpec) -> Result<(), RuntimeError> {
-        // A container made on no network publishes no port, and routers that reach
-        // containers through published ports would not reach it.
+        // Its network is joined again when it is adopted, which a published port would not
+        // survive.
         if self.networks.addressing() == Addressing::Published {
             return Ok(());
         }
@@ -296,14 +293,8 @@ impl DockerRuntime {
             return Ok(());
         }
         let stack = self.by_digest(&spec.image).await?;
-        // The app's network is made meanwhile, for the adoption to find.
-        let (made, network) = tokio::join!(self.make_unnetworked(spec, stack), self.networks.ensure(&spec.app));
-        made.and(network.map(drop))
-    }
-
-    /// Makes and starts `spec`'s warm container from `stack` on no network.
-    async fn make_unnetworked(&self, spec: &StartSpec, stack: String) -> Result<(), RuntimeError> {
-        self.images.have(&stack).await?;
+        let (image, network) = tokio::join!(self.images.have(&stack), self.networks.ensure(&spec.app));
+        let (_, network) = (image?, network?);
         let port = self.images.app_port(&stack).await;
         let mut labels = labels(spec, &self.platform);
         labels.insert(PORT_LABEL.to_owned(), port.to_string());
@@ -322,7 +313,8 @@ impl DockerRuntime {
             ..Default::default()
         };
         let name = format!("{UNADOPTED}{}-v{}-{:06x}", spec.app, spec.release, rand::random::<u32>() & 0xff_ffff);
-        let id = self.create(&spec.app, NO_NETWORK.into(), Creating { name, body, alias: None }).await?;
+        // No `web` name on the app's network yet: the app's containers would be sent to it.
+        let id = self.create(&spec.app, network, Creating { name, body, alias: None }).await?;
         self.docker.start_container(&id, None).await?;
         Ok(())
     }
@@ -466,17 +458,17 @@ impl DockerRuntime {
             attached.input.shutdown().await?;
             Ok::<_, bollard::errors::Error>(())
         };
-        // Meanwhile it leaves no network for its app's (made again if it went meanwhile),
-        // answering there to its process type.
-        let join = async {
-            let network = self.networks.ensure(&spec.app).await.map_err(|e| broken(&e))?;
+        // Meanwhile it joins its app's network again, now answering to its process type
+        // (an alias is given only as a container joins a network).
+        let network = self.networks.name(&spec.app);
+        let rejoin = async {
             let leave = NetworkDisconnectRequest { container: warm.id.clone(), force: Some(true) };
-            self.docker.disconnect_network(NO_NETWORK, leave).await.map_err(|e| broken(&e))?;
+            self.docker.disconnect_network(&network, leave).await?;
             let endpoint = EndpointSettings { aliases: Some(vec![spec.process.clone()]), ..Default::default() };
             let join = NetworkConnectRequest { container: warm.id.clone(), endpoint_config: Some(endpoint) };
-            self.docker.connect_network(&network, join).await.map_err(|e| broken(&e))
+            self.docker.connect_network(&network, join).await
         };
-        tokio::try_join!(async { send.await.map_err(|e| broken(&e)) }, join)?;
+        tokio::try_join!(send, rejoin).map_err(|e| broken(&e))?;
         let name = container_name(spec);
         let rename = RenameContainerOptions { name };
         self.docker.rename_container(&warm.id, rename).await.map_err(|e| broken(&e))?;
