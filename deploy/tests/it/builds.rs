@@ -281,10 +281,24 @@ fn web_container_of(platform: &Platform, release: &str) -> (String, String) {
 #[ignore = "needs Docker (deploy/test.sh)"]
 async fn a_push_runs_in_a_container_started_while_it_was_built() {
     let (mut platform, repo, key) = Platform::with_example("warmed").await;
+    // A file that barely compresses, more than two of the chunks the layer is sent in (and
+    // within the test builder's 1 MB push limit): the page says how much of it arrived, and
+    // its last bytes.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut bulk: Vec<u8> = (0..600_000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    bulk.extend(b"end-of-bulk");
+    std::fs::write(repo.join("bulk"), &bulk).unwrap();
     std::fs::write(
         repo.join("Procfile"),
-        "web: mkdir -p /tmp/www && echo \"$GREETING from $SKIFF_RELEASE in $PWD on $PORT\" > /tmp/www/index.html \
-         && exec httpd -f -p \"$PORT\" -h /tmp/www\n",
+        "web: mkdir -p /tmp/www && echo \"$GREETING from $SKIFF_RELEASE in $PWD on $PORT, $(wc -c < bulk) bytes \
+         ending $(tail -c 11 bulk)\" > /tmp/www/index.html && exec httpd -f -p \"$PORT\" -h /tmp/www\n",
     )
     .unwrap();
     platform.cli_ok(&repo, &["config:set", "GREETING=it's $HOME"]).await;
@@ -304,7 +318,7 @@ async fn a_push_runs_in_a_container_started_while_it_was_built() {
             }
         })
     };
-    let page = format!("it's $HOME from v{version} in /app on 5000");
+    let page = format!("it's $HOME from v{version} in /app on 5000, {} bytes ending end-of-bulk", bulk.len());
     assert!(serves(page).await.is_some(), "the app got the release's env and working directory");
     // The release ran in the warm container: the stack's image, renamed as a web container.
     let (name, image) = web_container_of(&platform, &version.to_string());

@@ -14,13 +14,13 @@
 //! one layer (every Procfile and buildpack build), the scheduler adopts the warm container
 //! instead of pulling, creating and starting one: it attaches to the launcher's input and
 //! sends `/.skiff/start` (the image's working directory and env, then the container's env,
-//! then the command, as Docker would run them) followed by the app layer while the
+//! then the command, as Docker would run them) followed by the app layer (uncompressed as
+//! it goes: the container extracts a part while the next is uncompressed) while the
 //! container joins the app's network again as `web`, then renames it to a web container's
-//! name (and the engine pulls the release's image in the
-//! background, for the release's other containers). Anything else (another version or generation,
-//! other limits, a stack imported again meanwhile, a Dockerfile build, a stack without
-//! `sh` and `tar`, an app layer over 64 MiB) leaves it unused, and the release starts as
-//! any other. One made for an older release goes when the app is warmed again; one unused
+//! name (and the engine pulls the release's image in the background, for the release's
+//! other containers). Anything else (another version or generation, other limits, a stack
+//! imported again meanwhile, a Dockerfile build, a stack without `sh` and `tar`, an app
+//! layer over 64 MiB) leaves it unused, and the release starts as any other. One made for an older release goes when the app is warmed again; one unused
 //! for 15 minutes goes at the controller's next sweep; an app's go when it is destroyed.
 //!
 //! An adopted container differs from one made from the release's image in two ways only
@@ -36,6 +36,7 @@ use bollard::models::{
     NetworkDisconnectRequest,
 };
 use bollard::query_parameters::{AttachContainerOptions, ListContainersOptions, RenameContainerOptions};
+use bytes::Bytes;
 use skiff_api::{AppName, Digest, ImageRef};
 use skiff_registry_client::RegistryError;
 use skiff_registry_client::image::Manifest;
@@ -59,6 +60,8 @@ const MAKING_WAIT: Duration = Duration::from_secs(10);
 /// The largest app layer sent into a warm container (it is held in memory on the way);
 /// a release with a larger one starts as any other.
 const MAX_LAYER_BYTES: u64 = 64 << 20;
+/// How much of an app layer is uncompressed at a time on its way into a warm container.
+const LAYER_CHUNK: usize = 256 * 1024;
 /// What a warm container runs: until it is adopted, `tar` reads its input; started again
 /// later (the engine restarted), it runs what it was given.
 const LAUNCHER: &str = "{ [ -e /.skiff/start ] || tar -x -C /; } && exec /bin/sh /.skiff/start";
@@ -207,11 +210,34 @@ fn tar_header(path: &str, size: usize, kind: u8) -> Vec<u8> {
     header
 }
 
-/// Uncompresses a gzip layer.
-fn gunzip(blob: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut tar = Vec::with_capacity(blob.len() * 2);
-    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(blob), &mut tar)?;
-    Ok(tar)
+/// The app layer `blob` uncompressed (when `gzip`), a chunk at a time as a blocking
+/// thread uncompresses it, so that the container extracts one chunk while the next is
+/// uncompressed; a layer that does not uncompress ends with the error.
+fn uncompressed(blob: Bytes, gzip: bool) -> tokio::sync::mpsc::Receiver<std::io::Result<Bytes>> {
+    let (chunks, receiver) = tokio::sync::mpsc::channel(4);
+    if !gzip {
+        let _ = chunks.try_send(Ok(blob));
+        return receiver;
+    }
+    tokio::task::spawn_blocking(move || {
+        let mut decoder = flate2::read::GzDecoder::new(&blob[..]);
+        loop {
+            let mut chunk = vec![0u8; LAYER_CHUNK];
+            let next = match std::io::Read::read(&mut decoder, &mut chunk) {
+                Ok(0) => return,
+                Ok(read) => {
+                    chunk.truncate(read);
+                    Ok(Bytes::from(chunk))
+                }
+                Err(error) => Err(error),
+            };
+            let failed = next.is_err();
+            if chunks.blocking_send(next).is_err() || failed {
+                return;
+            }
+        }
+    });
+    receiver
 }
 
 /// Why an adoption stopped.
@@ -439,22 +465,20 @@ impl DockerRuntime {
         env.extend(spec.env.iter().map(|(k, v)| format!("{k}={v}")));
         let script =
             start_script(&image, &env, &spec.command).ok_or_else(|| skipped("a variable cannot be exported"))?;
-        let layer = self.registry.blob(repository, &image.layer).await?;
-        let tar = if image.gzip {
-            tokio::task::spawn_blocking(move || gunzip(&layer))
-                .await
-                .map_err(|e| Unfit::Skipped(e.to_string()))?
-                .map_err(|e| Unfit::Skipped(format!("the app layer does not uncompress: {e}")))?
-        } else {
-            layer.to_vec()
-        };
+        let mut tar = uncompressed(self.registry.blob(repository, &image.layer).await?, image.gzip);
 
         let broken = |error: &dyn std::fmt::Display| Unfit::Broken(error.to_string());
         let send = async {
             let options = AttachContainerOptions { stdin: true, stream: true, ..Default::default() };
             let mut attached = self.docker.attach_container(&warm.id, Some(options)).await?;
             attached.input.write_all(&script_entries(&script)).await?;
-            attached.input.write_all(&tar).await?;
+            while let Some(chunk) = tar.recv().await {
+                // Left without closing its input: the container goes (a tar cut short
+                // might otherwise look whole).
+                let chunk =
+                    chunk.map_err(|e| std::io::Error::other(format!("the app layer does not uncompress: {e}")))?;
+                attached.input.write_all(&chunk).await?;
+            }
             attached.input.shutdown().await?;
             Ok::<_, bollard::errors::Error>(())
         };
@@ -573,5 +597,29 @@ mod tests {
         use std::os::unix::fs::PermissionsExt as _;
         assert_eq!(std::fs::metadata(&start).unwrap().permissions().mode() & 0o777, 0o755);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_app_layer_is_uncompressed_a_chunk_at_a_time_and_a_cut_one_ends_in_an_error() {
+        async fn received(
+            mut chunks: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+        ) -> Vec<std::io::Result<Bytes>> {
+            let mut all = Vec::new();
+            while let Some(chunk) = chunks.recv().await {
+                all.push(chunk);
+            }
+            all
+        }
+        let tar: Vec<u8> = (0..LAYER_CHUNK * 3 + 77).map(|i| (i % 7) as u8).collect();
+        let blob = skiff_registry_client::image::Layer::from_tar(&tar).blob;
+        let chunks = received(uncompressed(blob.clone(), true)).await;
+        assert!(chunks.len() > 1, "in chunks");
+        let whole: Vec<u8> = chunks.into_iter().flat_map(|chunk| chunk.unwrap()).collect();
+        assert!(whole == tar, "uncompressed as it was");
+
+        let cut = received(uncompressed(blob.slice(..blob.len() / 2), true)).await;
+        assert!(cut.last().is_some_and(Result::is_err), "a cut layer ends in an error");
+        let plain = received(uncompressed(Bytes::from(tar.clone()), false)).await;
+        assert!(plain.len() == 1 && plain[0].as_ref().unwrap()[..] == tar[..], "an uncompressed layer as it is");
     }
 }
