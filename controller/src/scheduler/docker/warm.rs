@@ -15,7 +15,7 @@
 //! instead of pulling, creating and starting one: it attaches to the launcher's input and
 //! sends `/.skiff/start` (the image's working directory and env, then the container's env,
 //! then the command, as Docker would run them) followed by the app layer (uncompressed as
-//! it goes: the container extracts a part while the next is uncompressed) while the
+//! it goes, a part at a time: the controller never holds it whole uncompressed) while the
 //! container joins the app's network again as `web`, then renames it to a web container's
 //! name (and the engine pulls the release's image in the background, for the release's
 //! other containers). Anything else (another version or generation, other limits, a stack
@@ -211,8 +211,9 @@ fn tar_header(path: &str, size: usize, kind: u8) -> Vec<u8> {
 }
 
 /// The app layer `blob` uncompressed (when `gzip`), a chunk at a time as a blocking
-/// thread uncompresses it, so that the container extracts one chunk while the next is
-/// uncompressed; a layer that does not uncompress ends with the error.
+/// thread uncompresses it: at most a few chunks are held while the container extracts
+/// them, never the whole uncompressed layer; a layer that does not uncompress ends with
+/// the error.
 fn uncompressed(blob: Bytes, gzip: bool) -> tokio::sync::mpsc::Receiver<std::io::Result<Bytes>> {
     let (chunks, receiver) = tokio::sync::mpsc::channel(4);
     if !gzip {
