@@ -4,10 +4,11 @@
 //! blob kept in a local file is sent from that file by the kernel (`sendfile(2)`), never
 //! copied through the registry's memory; a part of the file not in the page cache is read
 //! into it on a blocking thread first, so that a cold blob's disk reads never hold up the
-//! other connections of the worker thread sending it. The first request with a body (an upload), or
-//! anything else this reader does not take (HTTP/1.0, an upgrade, a head it cannot parse
-//! or that is too large), hands the connection to hyper for the rest of its life, with the
-//! bytes already read; hyper answers it as it answers every HTTPS connection.
+//! other connections of the worker thread sending it. The first request with a body (an
+//! upload), or anything else this reader does not take (HTTP/1.0, an upgrade, a head it
+//! cannot parse or that is too large), hands the connection to hyper for the rest of its
+//! life, with the bytes already read; hyper answers it as it answers every HTTPS
+//! connection.
 
 use std::io;
 use std::net::SocketAddr;

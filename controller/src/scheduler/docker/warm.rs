@@ -20,8 +20,9 @@
 //! name (and the engine pulls the release's image in the background, for the release's
 //! other containers). Anything else (another version or generation, other limits, a stack
 //! imported again meanwhile, a Dockerfile build, a stack without `sh` and `tar`, an app
-//! layer over 64 MiB) leaves it unused, and the release starts as any other. One made for an older release goes when the app is warmed again; one unused
-//! for 15 minutes goes at the controller's next sweep; an app's go when it is destroyed.
+//! layer over 64 MiB) leaves it unused, and the release starts as any other. One made for
+//! an older release goes when the app is warmed again; one unused for 15 minutes goes at
+//! the controller's next sweep; an app's go when it is destroyed.
 //!
 //! An adopted container differs from one made from the release's image in two ways only
 //! `docker inspect` shows: its image is the stack's, and its configured env is `PORT`
@@ -57,7 +58,7 @@ const LIMITS_LABEL: &str = "skiff.warm.limits";
 const UNUSED_FOR: Duration = Duration::from_secs(15 * 60);
 /// How long a release's start waits for a warm container still being made for it.
 const MAKING_WAIT: Duration = Duration::from_secs(10);
-/// The largest app layer sent into a warm container (it is held in memory on the way);
+/// The largest app layer sent into a warm container (held in memory, compressed, on the way);
 /// a release with a larger one starts as any other.
 const MAX_LAYER_BYTES: u64 = 64 << 20;
 /// How much of an app layer is uncompressed at a time on its way into a warm container.
