@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
@@ -356,11 +356,23 @@ impl Platform {
     }
 
     /// Removes this platform's containers (the platform itself leaves them running by
-    /// design), then its apps' networks.
+    /// design), then its apps' networks. The platform's background work may make one just
+    /// after a look (a warm container for an app made at the test's end, a rollout step):
+    /// the engine is looked at until it has shown none for half a second (three seconds at
+    /// most).
     pub fn remove_containers(&self) {
-        let ids: Vec<String> = self.listed().into_iter().map(|(id, ..)| id).collect();
-        if !ids.is_empty() {
-            let _ = Command::new("docker").arg("rm").arg("-f").args(&ids).output();
+        let (quiet_for, deadline) = (Duration::from_millis(500), Instant::now() + Duration::from_secs(3));
+        let mut quiet_since = Instant::now();
+        loop {
+            let ids: Vec<String> = self.listed().into_iter().map(|(id, ..)| id).collect();
+            if !ids.is_empty() {
+                let _ = Command::new("docker").arg("rm").arg("-f").args(&ids).output();
+                quiet_since = Instant::now();
+            }
+            if quiet_since.elapsed() >= quiet_for || Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
         let label = format!("label=skiff.platform={}", self.platform_id);
         // On a swarm, its services, and their tasks before the networks they sit on.
@@ -398,6 +410,14 @@ impl Platform {
 
 impl Drop for Platform {
     fn drop(&mut self) {
+        // Stopped first where the test's runtime can wait for it, so that its scheduler does
+        // not start again what is removed.
+        if let Some(platform) = self.platform.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+            && runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+        {
+            tokio::task::block_in_place(|| runtime.block_on(platform.stop()));
+        }
         // Leave no containers or networks behind, whether the test passed or not.
         self.remove_containers();
     }
