@@ -237,26 +237,15 @@ async fn a_tenant_cannot_build_from_or_deploy_another_tenants_image() {
 }
 
 /// The address on its app's network of `app`'s running web container, which publishes
-/// no port: the router reaches it there. (Not the warm one waiting for the app's next
-/// release: it has the same labels and sits on the same network, but runs no app yet.)
+/// no port: the router reaches it there. Found by its name: the warm container waiting
+/// for the app's next release has the same labels and network, but runs no app yet.
 fn container_address(platform: &Platform, app: &str) -> String {
     let listed = Command::new("docker")
-        .args(["ps", "--format", "{{.ID}} {{.Names}}", "--filter", &format!("label=skiff.app={app}")])
-        .args([
-            "--filter",
-            &format!("label=skiff.platform={}", platform.platform_id),
-            "--filter",
-            "label=skiff.process=web",
-        ])
+        .args(["ps", "-q", "--filter", &format!("name=^skiff-{app}-web-")])
+        .args(["--filter", &format!("label=skiff.platform={}", platform.platform_id)])
         .output()
         .unwrap();
-    let id = String::from_utf8_lossy(&listed.stdout)
-        .lines()
-        .filter_map(|line| line.split_once(' '))
-        .find(|(_, name)| name.starts_with(&format!("skiff-{app}-web-")))
-        .expect("a running web container")
-        .0
-        .to_owned();
+    let id = String::from_utf8_lossy(&listed.stdout).lines().next().expect("a running web container").to_owned();
     let inspect = |format: &str| {
         let out = Command::new("docker").args(["inspect", "--format", format, &id]).output().unwrap();
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
