@@ -7,7 +7,9 @@
 #   - new connections per second, each a full handshake and one request, and each a
 #     resumed session (TLS 1.3 tickets; each of the 32 clients resumes its own) and one
 #     request, with the share that did resume;
-#   - the proxy's CPU time per full handshake (what the proxy spends, whoever the client);
+#   - the proxy's CPU time per kept-alive request (and how much of it the kernel's) and per
+#     full handshake: what the proxy spends, whoever the client (CPU 0, the client's and the
+#     upstream's, is near saturation at the fastest proxy's rate, which caps the rates);
 #   - memory with 2,000 idle TLS connections (python's ssl, TLS 1.3), measured first.
 # Each proxy keeps a session cache and issues tickets (nginx: a shared 10 MB cache;
 # HAProxy: its default cache; Skiff: rustls's, with tickets).
@@ -101,20 +103,30 @@ load() {
   share=$(echo "$line" | tr ' ' '\n' | awk -F= '$1 == "requests" {n = $2} $1 == "resumed" {r = $2} END {printf "%.0f", n ? r * 100 / n : 0}')
   [ "$(echo "$line" | tr ' ' '\n' | sed -n 's/^errors=//p')" = 0 ] || echo "https.sh: $key $*: $line" >&2
 }
-declare -A keep13 keep12 full resumed resumed_share per_handshake
+# load, and what it cost the proxy: sets $cpu and $kernel (microseconds of the proxy's CPU,
+# and of it in the kernel, per request or new connection over the 5 s run) and $busy (how
+# busy CPU 0, the client's and the upstream's, was: at 100% the client caps the rate).
+cpu0_idle() { awk '/^cpu0 / {print $5 + $6}' /proc/stat; }
+measured_load() {
+  local key=$1 proxy ticks kernel_ticks idle hz
+  proxy=$(server_pid "$key") hz=$(getconf CLK_TCK)
+  ticks=$(skiff_cpu_ticks "$proxy") kernel_ticks=$(skiff_cpu_ticks "$proxy" system) idle=$(cpu0_idle)
+  load "$@"
+  busy=$(( 100 - ($(cpu0_idle) - idle) * 100 / (5 * hz) ))
+  cpu=$(echo "scale=1; ($(skiff_cpu_ticks "$proxy") - $ticks) * 1000000 / $hz / ($achieved * 5)" | bc)
+  kernel=$(echo "scale=1; ($(skiff_cpu_ticks "$proxy" system) - $kernel_ticks) * 1000000 / $hz / ($achieved * 5)" | bc)
+}
+declare -A keep13 keep13_cpu keep13_kernel keep13_busy keep12 full resumed resumed_share per_handshake
 for _ in $(seq 1 "$runs"); do
   for kind in ecdsa rsa; do
     for system in nginx haproxy skiff; do
       key=$system-$kind
-      load "$key" --tls-version 1.3
-      keep13[$key]+="$achieved "
+      measured_load "$key" --tls-version 1.3
+      keep13[$key]+="$achieved " keep13_cpu[$key]+="$cpu " keep13_kernel[$key]+="$kernel " keep13_busy[$key]+="$busy "
       load "$key" --tls-version 1.2
       keep12[$key]+="$achieved "
-      ticks=$(skiff_cpu_ticks "$(server_pid "$key")")
-      load "$key" --tls-version 1.3 --reconnect
-      full[$key]+="$achieved "
-      # Microseconds of the proxy's CPU per handshake (and its request), over the 5 s run.
-      per_handshake[$key]+="$(echo "scale=1; ($(skiff_cpu_ticks "$(server_pid "$key")") - $ticks) * 1000000 / $(getconf CLK_TCK) / ($achieved * 5)" | bc) "
+      measured_load "$key" --tls-version 1.3 --reconnect
+      full[$key]+="$achieved " per_handshake[$key]+="$cpu "
       load "$key" --tls-version 1.3 --reconnect --resume
       resumed[$key]+="$achieved " resumed_share[$key]+="$share "
     done
@@ -122,14 +134,14 @@ for _ in $(seq 1 "$runs"); do
 done
 
 echo
-echo "| HTTPS benchmark (skiff-load, closed loop, 32 connections, median of $runs) | keep-alive req/s, TLS 1.3 | TLS 1.2 | new connections/s, full handshake | resumed | proxy CPU per full handshake | memory, 2,000 idle TLS connections | skiff vs it (keep-alive 1.3 / full handshakes) |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| HTTPS benchmark (skiff-load, closed loop, 32 connections, median of $runs) | keep-alive req/s, TLS 1.3 | proxy CPU per kept-alive request (of it in the kernel), CPU 0 busy | TLS 1.2 | new connections/s, full handshake | resumed | proxy CPU per full handshake | memory, 2,000 idle TLS connections | skiff vs it (keep-alive 1.3 / its CPU per kept-alive request / full handshakes) |"
+echo "|---|---|---|---|---|---|---|---|---|"
 for kind in ecdsa rsa; do
   for system in nginx haproxy skiff; do
     key=$system-$kind
-    k13=$(skiff_median "${keep13[$key]}") f=$(skiff_median "${full[$key]}")
+    k13=$(skiff_median "${keep13[$key]}") f=$(skiff_median "${full[$key]}") c13=$(skiff_median "${keep13_cpu[$key]}")
     mem="-"
     [ "$kind" = rsa ] || mem="${memory[$key]} MiB"
-    echo "| $system, $kind | $k13 | $(skiff_median "${keep12[$key]}") | $f | $(skiff_median "${resumed[$key]}") ($(skiff_median "${resumed_share[$key]}")% resumed) | $(skiff_median "${per_handshake[$key]}") µs | $mem | $(skiff_ratio "$(skiff_median "${keep13[skiff-$kind]}")" "$k13")× / $(skiff_ratio "$(skiff_median "${full[skiff-$kind]}")" "$f")× |"
+    echo "| $system, $kind | $k13 | $c13 µs ($(skiff_median "${keep13_kernel[$key]}") µs), $(skiff_median "${keep13_busy[$key]}")% | $(skiff_median "${keep12[$key]}") | $f | $(skiff_median "${resumed[$key]}") ($(skiff_median "${resumed_share[$key]}")% resumed) | $(skiff_median "${per_handshake[$key]}") µs | $mem | $(skiff_ratio "$(skiff_median "${keep13[skiff-$kind]}")" "$k13")× / $(skiff_ratio "$c13" "$(skiff_median "${keep13_cpu[skiff-$kind]}")")× / $(skiff_ratio "$(skiff_median "${full[skiff-$kind]}")" "$f")× |"
   done
 done
