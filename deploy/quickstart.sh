@@ -49,6 +49,27 @@ if [ ! -f "$key.pub" ]; then
 fi
 "$skiff" keys:add "$key.pub" 2>/dev/null || true
 
+# The builder's host key, read from its own file, goes into the user's known hosts: pushes
+# then ask nothing, from a terminal or a script. An entry left by an earlier platform with
+# another key would make ssh refuse; it is replaced.
+host_key="$SKIFF_DATA_DIR/builder/ssh_host_ed25519_key"
+builder_host="[127.0.0.1]:2222"
+for _ in $(seq 1 100); do [ -f "$host_key" ] && break; sleep 0.1; done
+if [ -f "$host_key" ]; then
+  known="$HOME/.ssh/known_hosts"
+  public=$(ssh-keygen -y -f "$host_key" | cut -d' ' -f1,2)
+  # What the known hosts hold for the builder's address, hashed or not: "TYPE KEY" lines.
+  held=$(ssh-keygen -F "$builder_host" -f "$known" 2>/dev/null | grep -v '^#' | cut -d' ' -f2,3 || true)
+  if ! grep -qxF "$public" <<<"$held"; then
+    mkdir -p "$HOME/.ssh" && chmod 700 "$HOME/.ssh"
+    if [ -n "$held" ]; then
+      echo "==> replacing the builder's old host key in $known"
+      ssh-keygen -q -R "$builder_host" -f "$known" >/dev/null 2>&1
+    fi
+    echo "$builder_host $public" >>"$known"
+  fi
+fi
+
 if ! "$skiff" stacks | grep -q '^busybox '; then
   echo "==> importing the busybox stack"
   SKIFF="$skiff" "$here/stacks/busybox.sh" busybox
@@ -66,7 +87,7 @@ cd "$repo"
 "$skiff" apps:info -a "$app" >/dev/null 2>&1 || "$skiff" apps:create "$app"
 "$skiff" git:remote -a "$app" >/dev/null
 echo "==> git push skiff main"
-GIT_SSH_COMMAND="ssh -i $key -o IdentitiesOnly=yes -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile=$SKIFF_DATA_DIR/known_hosts" git push skiff main
+GIT_SSH_COMMAND="ssh -i $key -o IdentitiesOnly=yes" git push skiff main
 
 url="http://$app.localhost:8080/"
 skiff_wait_http "$url" 60 || { echo "skiff: $url did not answer; see $SKIFF_DATA_DIR/skiffd.log" >&2; exit 1; }

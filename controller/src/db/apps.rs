@@ -11,16 +11,24 @@ impl Db {
         stack: &StackName,
     ) -> Result<Option<AppRow>, DbError> {
         let created_at = now();
-        let row = sqlx::query(
+        // A destroyed app's id is not given again (`migrations/sqlite/0022_app_ids.sql`):
+        // Postgres's identity never goes back; SQLite's apps take the next of the ids it
+        // ever gave.
+        let insert = if self.postgres {
             "INSERT INTO apps (name, owner_id, stack, created_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (name) DO NOTHING RETURNING id",
-        )
-        .bind(name.as_str())
-        .bind(owner.id)
-        .bind(stack.as_str())
-        .bind(&created_at)
-        .fetch_optional(&self.pool)
-        .await?;
+             ON CONFLICT (name) DO NOTHING RETURNING id"
+        } else {
+            "INSERT INTO apps (id, name, owner_id, stack, created_at)
+             VALUES ((SELECT last + 1 FROM app_ids), $1, $2, $3, $4)
+             ON CONFLICT (name) DO NOTHING RETURNING id"
+        };
+        let row = sqlx::query(insert)
+            .bind(name.as_str())
+            .bind(owner.id)
+            .bind(stack.as_str())
+            .bind(&created_at)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.map(|row| AppRow {
             id: row.get(0),
             name: name.clone(),

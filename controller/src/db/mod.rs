@@ -90,6 +90,7 @@ const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0019_sessions.sql"),
     include_str!("../../migrations/sqlite/0020_traffic.sql"),
     include_str!("../../migrations/sqlite/0021_build_messages.sql"),
+    include_str!("../../migrations/sqlite/0022_app_ids.sql"),
 ];
 
 /// A database failure.

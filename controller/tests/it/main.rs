@@ -597,6 +597,53 @@ async fn every_query_works_on_postgres() {
     exercise(&postgres().await).await;
 }
 
+/// A destroyed app's id is never given to a later app, whichever app went.
+async fn app_ids_never_come_back(db: &Db) {
+    let owner = db.create_user(&"owner".parse().unwrap(), "hash").await.unwrap().unwrap();
+    let (owner, stack) = (&owner, &"busybox".parse().unwrap());
+    let create = |name: &'static str| async move { db.create_app(&name.parse().unwrap(), owner, stack).await };
+    let first = create("first").await.unwrap().unwrap();
+    let newest = create("shop").await.unwrap().unwrap();
+    let mut given = vec![first.id, newest.id];
+    // The newest app destroyed, again and again under the same name.
+    let mut gone = newest;
+    for _ in 0..3 {
+        db.delete_app(gone.id).await.unwrap();
+        let again = create("shop").await.unwrap().unwrap();
+        assert!(!given.contains(&again.id), "id {} given again after {given:?}", again.id);
+        given.push(again.id);
+        gone = again;
+    }
+    // An older one destroyed, and a name that is taken gives no id away.
+    db.delete_app(first.id).await.unwrap();
+    assert!(create("shop").await.unwrap().is_none());
+    let later = create("later").await.unwrap().unwrap();
+    assert!(!given.contains(&later.id), "id {} given again after {given:?}", later.id);
+}
+
+#[tokio::test]
+async fn app_ids_never_come_back_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("skiff.db");
+    let db = Db::open_sqlite(&path).await.unwrap();
+    app_ids_never_come_back(&db).await;
+    // Nor after the database is opened again.
+    let apps = db.apps(None).await.unwrap();
+    let highest = apps.iter().map(|a| a.id).max().unwrap();
+    let owner = db.user_by_name(&"owner".parse().unwrap()).await.unwrap().unwrap();
+    db.delete_app(highest).await.unwrap();
+    drop(db);
+    let db = Db::open_sqlite(&path).await.unwrap();
+    let next = db.create_app(&"next".parse().unwrap(), &owner, &"busybox".parse().unwrap()).await.unwrap().unwrap();
+    assert!(next.id > highest, "{} after {highest}", next.id);
+}
+
+#[tokio::test]
+#[ignore = "needs Postgres (deploy/test.sh starts one)"]
+async fn app_ids_never_come_back_on_postgres() {
+    app_ids_never_come_back(&postgres().await).await;
+}
+
 /// Twenty config changes at once, each with a release: every key kept, versions 2..=21.
 async fn concurrent_config_changes(db: &Db) {
     let owner = db.create_user(&"owner".parse().unwrap(), "hash").await.unwrap().unwrap();
@@ -654,8 +701,11 @@ async fn concurrent_config_changes_lose_nothing_on_postgres() {
 #[ignore = "needs Postgres (deploy/test.sh starts one)"]
 async fn both_backends_end_at_the_same_schema() {
     let (lite, _dir) = sqlite().await;
-    let (lite, postgres) = (lite.schema().await.unwrap(), postgres().await.schema().await.unwrap());
+    let (mut lite, postgres) = (lite.schema().await.unwrap(), postgres().await.schema().await.unwrap());
     assert!(lite.contains_key("releases") && lite["releases"].contains(&"state".to_owned()), "{lite:?}");
+    // SQLite's one table of its own: the highest app id it gave, where Postgres has the
+    // apps' identity (migrations/sqlite/0022_app_ids.sql).
+    assert_eq!(lite.remove("app_ids"), Some(vec!["last".to_owned()]));
     assert_eq!(lite, postgres, "the SQLite and Postgres migrations disagree");
 }
 

@@ -1,6 +1,6 @@
 //! The CLI verbs the other whole-platform tests do not reach, each against the running
 //! platform: keys, git remotes, listings, settings that are unset again, restarting one
-//! container, opening and destroying an app.
+//! container, opening and destroying an app (and making one of the same name again).
 
 use std::time::Duration;
 
@@ -129,6 +129,13 @@ async fn the_remaining_verbs_do_what_they_say() {
     });
     assert!(gone.await.is_some(), "a destroyed app is no longer routed");
     assert!(platform.cli_ok(&repo, &["apps", "--json"]).await.trim() == "[]");
+    // The name may come back, the destroyed app's repository may not: the new app's remote
+    // holds nothing, and the same commit pushed again is built and deployed as a first push.
+    platform.cli_ok(&repo, &["apps:create", "verbs"]).await;
+    let (listed, refs) = platform.git(&repo, &key, &["ls-remote", "skiff"]);
+    assert!(listed && refs.trim().is_empty(), "the old repository came back: {refs}");
+    let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
+    assert!(pushed && out.contains("v1 is up"), "{out}");
 
     let id = keys[0]["id"].to_string();
     platform.cli_ok(&home, &["keys:remove", &id]).await;
