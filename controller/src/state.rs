@@ -171,13 +171,16 @@ impl Controller {
 
     /// An app's log lines from the logger, as it answers (`n`, `process`, `source` and
     /// `follow` of `query` passed on): a JSON array, or with `follow` a stream of JSON lines.
+    /// Only lines from the app's creation on: a destroyed app's lines stay in the logger's
+    /// buffer until pushed out, and must not reach an app made later under its name.
     pub(crate) async fn logs(
         &self,
         app: &crate::db::AppRow,
         query: &std::collections::HashMap<String, String>,
     ) -> Result<reqwest::Response, ApiError> {
-        let params: Vec<(&str, &String)> =
+        let mut params: Vec<(&str, &String)> =
             ["n", "process", "source", "follow"].into_iter().filter_map(|k| Some((k, query.get(k)?))).collect();
+        params.push(("since", &app.created_at));
         let logs = self.logger_request(reqwest::Method::GET, &format!("/v2/apps/{}/logs", app.name));
         let response = logs.query(&params).send().await.map_err(|e| {
             tracing::warn!(error = %e, "controller.logs.logger_unreachable");

@@ -1,6 +1,8 @@
-//! The logger's read API: `GET /v2/apps/{app}/logs?n=&process=&source=&follow=`. Without
-//! `follow` the answer is a JSON array; with it, a stream of JSON lines (the tail, then
-//! every new line) that ends when the client goes or the logger shuts down. And
+//! The logger's read API: `GET /v2/apps/{app}/logs?n=&process=&source=&follow=&since=`.
+//! Without `follow` the answer is a JSON array; with it, a stream of JSON lines (the tail,
+//! then every new line) that ends when the client goes or the logger shuts down; `since`
+//! (RFC 3339) leaves out the lines taken in before it (the controller gives the app's
+//! creation, so that an app made again under a destroyed app's name sees none of its). And
 //! `GET /v2/drains`: each drain's deliveries; `POST /v2/drains/sync`: read the drains from
 //! the controller now (answers once they apply; the controller asks after every change).
 //! Everything under `/v2/` takes only the platform's service token: the controller asks on
@@ -34,6 +36,9 @@ pub struct Filter {
     /// A process type (`web`) or instance (`web.1a2b3c`).
     pub process: Option<String>,
     pub source: Option<LogSource>,
+    /// Unix nanoseconds: lines taken in before are left out (a line whose time does not
+    /// read passes).
+    pub since: Option<i128>,
 }
 
 impl Filter {
@@ -42,7 +47,15 @@ impl Filter {
         self.app.as_ref().is_none_or(|app| &line.app == app)
             && self.process.as_ref().is_none_or(|p| line.process == *p || line.process.starts_with(&format!("{p}.")))
             && self.source.is_none_or(|s| line.source == s)
+            && self.since.is_none_or(|since| taken_in(&line.time).is_none_or(|at| at >= since))
     }
+}
+
+/// An RFC 3339 time as Unix nanoseconds.
+fn taken_in(time: &str) -> Option<i128> {
+    time::OffsetDateTime::parse(time, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(time::OffsetDateTime::unix_timestamp_nanos)
 }
 
 #[derive(Clone)]
@@ -148,11 +161,7 @@ fn json_line(line: &LogLine) -> Vec<u8> {
 /// time, keep their order of arrival). Lines from the engine, the router and the platform
 /// arrive by different paths, so arrival order is not always time order.
 fn in_time_order(lines: &mut [LogLine]) {
-    let at = |line: &LogLine| {
-        time::OffsetDateTime::parse(&line.time, &time::format_description::well_known::Rfc3339)
-            .map_or(i128::MIN, time::OffsetDateTime::unix_timestamp_nanos)
-    };
-    lines.sort_by_cached_key(at);
+    lines.sort_by_cached_key(|line| taken_in(&line.time).unwrap_or(i128::MIN));
 }
 
 async fn tail(
@@ -169,7 +178,8 @@ async fn tail(
         ),
         None => None,
     };
-    let filter = Filter { app: Some(app.clone()), process: query.get("process").cloned(), source };
+    let since = query.get("since").map(|since| taken_in(since).ok_or(StatusCode::BAD_REQUEST)).transpose()?;
+    let filter = Filter { app: Some(app.clone()), process: query.get("process").cloned(), source, since };
     // Take more than `n` from the buffer so that `n` remain after filtering.
     let (mut lines, live) = reader.buffers.tail_and_follow(&app, MAX_LINES);
     lines.retain(|line| filter.matches(line));
@@ -245,5 +255,16 @@ mod tests {
         assert!(!router.matches(&line("web.1", LogSource::App)));
         let other = Filter { app: Some("b".parse().unwrap()), ..Default::default() };
         assert!(!other.matches(&line("web.1", LogSource::App)));
+    }
+
+    #[test]
+    fn since_leaves_out_the_lines_taken_in_before_it() {
+        let at = |time: &str| LogLine { time: time.into(), ..line("web.1", LogSource::App) };
+        let since = Filter { since: taken_in("2026-12-07T07:42:58.896793161Z"), ..Default::default() };
+        assert!(!since.matches(&at("2026-12-07T07:42:56.7Z")), "a destroyed app's line");
+        assert!(!since.matches(&at("2026-12-07T08:42:58.8+01:00")), "an earlier instant in another offset");
+        assert!(since.matches(&at("2026-12-07T07:42:58.896793161Z")), "the same instant");
+        assert!(since.matches(&at("2026-12-07T07:42:59Z")));
+        assert!(since.matches(&at("not a time")), "a line whose time does not read passes");
     }
 }

@@ -127,8 +127,30 @@ impl Apps<'_> {
         if let Err(error) = c.runtime.unwarm(&app.name).await {
             tracing::warn!(%error, app = %app.name, "controller.destroy: a warm container stayed");
         }
+        self.remove_containers(&app.name).await;
         c.coordination.changed().await;
         Ok(())
+    }
+
+    /// Stops and removes every container of a destroyed app, all at once, before the
+    /// destroy returns: the scheduler knows containers by their app's name, and the logger
+    /// files their lines under it, so none may still run when an app of the same name is
+    /// made. One the engine keeps is logged; the scheduler removes it on its next pass.
+    async fn remove_containers(&self, app: &AppName) {
+        let runtime = &self.0.runtime;
+        let containers = match runtime.list().await {
+            Ok(containers) => containers,
+            Err(error) => {
+                tracing::warn!(%error, %app, "controller.destroy: the containers could not be listed");
+                return;
+            }
+        };
+        let removals = containers.iter().filter(|container| &container.app == app).map(|container| async move {
+            if let Err(error) = runtime.remove(&container.id).await {
+                tracing::warn!(%error, %app, container = %container.id, "controller.destroy: a container stayed");
+            }
+        });
+        futures_util::future::join_all(removals).await;
     }
 
     /// Gives the app to another user.

@@ -122,8 +122,10 @@ async fn the_remaining_verbs_do_what_they_say() {
     assert!(out.contains("http://verbs.localhost"), "{out}");
     let (status, _, err) = platform.cli(&repo, &["apps:destroy", "--confirm", "other"]).await;
     assert!(status == 1 && err.contains("nothing was destroyed"), "{err}");
+    let before = platform.cli_ok(&repo, &["logs"]).await;
     let out = platform.cli_ok(&repo, &["apps:destroy", "--confirm", "verbs"]).await;
     assert!(out.contains("Destroyed verbs"), "{out}");
+    assert!(platform.containers().is_empty(), "the app's containers go first: {:?}", platform.containers());
     let gone = eventually(Duration::from_secs(30), || async {
         matches!(get_via_router(platform.router(), "verbs.localhost").await, Some((404, _))).then_some(())
     });
@@ -132,6 +134,18 @@ async fn the_remaining_verbs_do_what_they_say() {
     // The name may come back, the destroyed app's repository may not: the new app's remote
     // holds nothing, and the same commit pushed again is built and deployed as a first push.
     platform.cli_ok(&repo, &["apps:create", "verbs"]).await;
+    // Nor do its log lines: the new app's begin with its making.
+    let logs = eventually(Duration::from_secs(10), || async {
+        let logs = platform.cli_ok(&repo, &["logs"]).await;
+        logs.contains("created the app").then_some(logs)
+    })
+    .await
+    .expect("the new app's first line");
+    assert!(before.contains("[router]") && before.contains("[web"), "the old app had lines: {before}");
+    assert!(
+        logs.lines().count() == 1 && !logs.contains("[router]") && !logs.contains("[web"),
+        "the old app's lines came back: {logs}"
+    );
     let (listed, refs) = platform.git(&repo, &key, &["ls-remote", "skiff"]);
     assert!(listed && refs.trim().is_empty(), "the old repository came back: {refs}");
     let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
