@@ -123,6 +123,7 @@ async fn the_remaining_verbs_do_what_they_say() {
     let (status, _, err) = platform.cli(&repo, &["apps:destroy", "--confirm", "other"]).await;
     assert!(status == 1 && err.contains("nothing was destroyed"), "{err}");
     let before = platform.cli_ok(&repo, &["logs"]).await;
+    assert!(before.contains("[router]") && before.contains("[web"), "the app has lines: {before}");
     let out = platform.cli_ok(&repo, &["apps:destroy", "--confirm", "verbs"]).await;
     assert!(out.contains("Destroyed verbs"), "{out}");
     assert!(platform.containers().is_empty(), "the app's containers go first: {:?}", platform.containers());
@@ -141,7 +142,6 @@ async fn the_remaining_verbs_do_what_they_say() {
     })
     .await
     .expect("the new app's first line");
-    assert!(before.contains("[router]") && before.contains("[web"), "the old app had lines: {before}");
     assert!(
         logs.lines().count() == 1 && !logs.contains("[router]") && !logs.contains("[web"),
         "the old app's lines came back: {logs}"
