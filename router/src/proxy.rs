@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 mod failover;
+mod http2;
 mod relay;
 
 use crate::policy::{self, Decision, Endpoint, Failure, Forwarding, Page};
@@ -34,6 +35,9 @@ type ProxyBody = BoxBody<Bytes, BoxError>;
 /// An app's answer: over one of hyper's kept-alive HTTP/1.1 connections, over HTTP/2 for
 /// gRPC, or over a plain kept-alive connection.
 type AnswerBody = Either<Pooled, Either<Incoming, PlainBody>>;
+/// A client's request body: read by hyper's server (HTTP/1.1), or by the router's own
+/// (HTTP/2).
+pub type ClientBody = Either<Incoming, http2::RequestBody>;
 
 /// How a request goes to its app.
 #[derive(Debug, Clone, Copy)]
@@ -376,7 +380,7 @@ async fn serve_tls(acceptor: tokio_rustls::TlsAcceptor, stream: tokio::net::TcpS
     // The handshake is bounded like a request head.
     match tokio::time::timeout(accepted.timeouts.header_read, acceptor.accept(stream)).await {
         Ok(Ok(stream)) if stream.get_ref().1.alpn_protocol() == Some(b"h2") => {
-            serve_with_hyper(stream, Bytes::new(), accepted).await;
+            http2::serve(stream, Bytes::new(), accepted).await;
         }
         // An ACME server that checked a challenge's certificate: nothing more is said.
         Ok(Ok(stream)) if stream.get_ref().1.alpn_protocol() == Some(crate::tls::ACME_TLS_ALPN) => {
@@ -399,7 +403,8 @@ struct Timeouts {
 const IDLE_GOODBYE: Duration = Duration::from_secs(1);
 
 /// Serves one client connection that has not chosen HTTP/2 by ALPN: the relay takes its
-/// requests while they are ones it takes; hyper's server the rest of the connection.
+/// requests while they are ones it takes; the router's HTTP/2 server a connection that
+/// begins with HTTP/2's preface; hyper's server the rest of the connection.
 async fn serve_connection<I>(io: I, accepted: Accepted)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + relay::Readable + Unpin + Send + 'static,
@@ -410,14 +415,19 @@ where
     let mut buffer = bytes::BytesMut::new();
     let left = relay::serve(proxy, origin, &mut io, &mut buffer, *timeouts, &activity, shutdown).await;
     if let relay::Left::HandedOver = left {
-        // Boxed: hyper's connection state is large, and most connections never need it.
-        Box::pin(serve_with_hyper(io.into_inner(), buffer.freeze(), accepted)).await;
+        // Boxed: either server's connection state is larger than the relay's, and most
+        // connections never need it.
+        let io = io.into_inner();
+        if http2::begins(&buffer) {
+            Box::pin(http2::serve(io, buffer.freeze(), accepted)).await;
+        } else {
+            Box::pin(serve_with_hyper(io, buffer.freeze(), accepted)).await;
+        }
     }
 }
 
-/// Serves one client connection with hyper's server: HTTP/1.1, or HTTP/2 (with prior
-/// knowledge, or chosen by ALPN over TLS), told apart by the preface; `read` is what the
-/// relay read of it before handing it over.
+/// Serves one HTTP/1 client connection with hyper's server; `read` is what the relay read
+/// of it before handing it over.
 async fn serve_with_hyper<I>(io: I, read: Bytes, accepted: Accepted)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -425,13 +435,11 @@ where
     let Accepted { proxy, origin, timeouts, shutdown } = accepted;
     let verdict = Arc::new(crate::framing::Verdict::default());
     let screen = crate::framing::Screen::new(verdict.clone());
-    let service = service_fn(move |request| {
+    let service = service_fn(move |request: Request<Incoming>| {
         let proxy = proxy.clone();
         let origin = origin.clone();
         let refused = verdict.refuses_next();
-        // Boxed: hyper spawns a task per HTTP/2 stream around this future and moves it
-        // several times on the way; a box is moved as a pointer (a request's future is
-        // some kilobytes).
+        // Boxed: a request's future is some kilobytes, moved as a pointer.
         Box::pin(async move {
             if refused {
                 return Ok::<_, Infallible>(page(
@@ -439,24 +447,19 @@ where
                     "a request gives its body's length either by Content-Length or by Transfer-Encoding, not both",
                 ));
             }
-            Ok(proxy.handle(request, &origin).await)
+            Ok(proxy.handle(request.map(Either::Left), &origin).await)
         })
     });
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut builder = hyper::server::conn::http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(timeouts.header_read)
+        .max_header_size(MAX_HEAD_BYTES)
         .max_buf_size(MAX_HEAD_BYTES)
         .writev(false);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(MAX_STREAMS)
-        .max_header_list_size(MAX_HEAD_BYTES as u32);
     let activity = crate::idle::Activity::new();
     let io = crate::idle::Watched::new(io, activity.clone()).after(read).screened(screen);
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    let connection = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
     tokio::pin!(connection);
     tokio::select! {
         result = connection.as_mut() => {
@@ -547,7 +550,7 @@ impl Proxy {
         policy::client_address(&self.shared.config.trusted_proxies, origin.peer.ip(), origin.trusted, forwarded)
     }
 
-    async fn handle(&self, request: Request<Incoming>, origin: &Origin) -> Response<ProxyBody> {
+    async fn handle(&self, request: Request<ClientBody>, origin: &Origin) -> Response<ProxyBody> {
         let started = std::time::Instant::now();
         let entry = &origin.entry;
         // Two Host headers leave the app to guess which one the client meant.
@@ -628,7 +631,7 @@ impl Proxy {
         response
     }
 
-    async fn forward(&self, mut request: Request<Incoming>, target: Target<'_>) -> Response<ProxyBody> {
+    async fn forward(&self, mut request: Request<ClientBody>, target: Target<'_>) -> Response<ProxyBody> {
         let Target { host, client, path, backends, origin, app, request_id, max_body } = target;
         let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if let (Some(limit), Some(length)) = (max_body, declared)

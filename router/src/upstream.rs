@@ -37,7 +37,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What the router sends upstream: the client's body, or nothing when a body-less request
 /// is sent again.
-pub type UpstreamBody = Either<Limited<Incoming>, Empty<Bytes>>;
+pub type UpstreamBody = Either<Limited<crate::proxy::ClientBody>, Empty<Bytes>>;
 
 /// A connection waiting for its next request.
 struct Idle<C> {

@@ -495,7 +495,7 @@ async fn write<I: AsyncWrite + Unpin>(io: &mut I, bytes: &[u8]) -> io::Result<()
 }
 
 /// Calls `f` with the current time as an HTTP date, made once a second per thread.
-fn with_date(f: impl FnOnce(&str)) {
+pub(super) fn with_date(f: impl FnOnce(&str)) {
     thread_local! {
         static DATE: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
     }

@@ -2,6 +2,7 @@
 //! Upgrade tunnels, route changes under a kept-alive connection, and stopped backends.
 
 mod hardening;
+mod http2;
 mod relay;
 mod tls;
 
