@@ -23,6 +23,7 @@ use tokio_util::task::TaskTracker;
 
 mod failover;
 mod http2;
+mod parking;
 mod relay;
 
 use crate::policy::{self, Decision, Endpoint, Failure, Forwarding, Page};
@@ -196,6 +197,8 @@ struct Proxy {
     index: usize,
     /// This thread's access lines, on their way to the logger.
     access: Option<Arc<crate::access::AccessLog>>,
+    /// This thread's plain connections waiting for their next request.
+    parked: Arc<parking::Lot>,
 }
 
 /// What every worker thread shares.
@@ -302,6 +305,8 @@ async fn work(
         connections.spawn(async move { delivering.deliver(logger, stopped).await });
         access
     });
+    let parked = parking::Lot::new(connections.clone());
+    connections.spawn(parked.clone().keep(shutdown.clone()));
     let proxy = Arc::new(Proxy {
         shared: shared.clone(),
         tasks: tunnels.clone(),
@@ -309,6 +314,7 @@ async fn work(
         h2c,
         index,
         access,
+        parked,
     });
     connections.spawn(upstreams.sweep(shutdown.clone()));
     let https = https.map(|(listener, tls)| {
@@ -340,7 +346,10 @@ fn accept(
     let port = HeaderValue::from(listener.local_addr().map_or(0, |a| a.port()));
     let entry = Entry { https: tls.is_some(), port };
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
-    let timeouts = Timeouts { header_read: config.header_read_timeout, idle: config.idle_timeout };
+    // Plain connections park between requests; whether a TLS one has a request to read
+    // cannot be told without reading it.
+    let park = acceptor.is_none().then_some(parking::PARK_AFTER);
+    let timeouts = Timeouts { header_read: config.header_read_timeout, idle: config.idle_timeout, park };
     let connections = connections.clone();
     async move {
         loop {
@@ -360,7 +369,7 @@ fn accept(
             // Each a task of its own type, so that a plain connection's task has no room for
             // a TLS session's state, and no future wraps another's arguments.
             match &acceptor {
-                None => connections.spawn(serve_connection(stream, accepted)),
+                None => connections.spawn(serve_plain(stream, accepted)),
                 Some(acceptor) => connections.spawn(serve_tls(acceptor.clone(), stream, accepted)),
             };
         }
@@ -386,26 +395,42 @@ async fn serve_tls(acceptor: tokio_rustls::TlsAcceptor, stream: tokio::net::TcpS
         Ok(Ok(stream)) if stream.get_ref().1.alpn_protocol() == Some(crate::tls::ACME_TLS_ALPN) => {
             tracing::debug!("router.tls: TLS-ALPN-01 challenge answered");
         }
-        Ok(Ok(stream)) => serve_connection(stream, accepted).await,
+        Ok(Ok(stream)) => {
+            // TLS connections do not park: nothing comes back.
+            let _ = serve_connection(stream, accepted).await;
+        }
         Ok(Err(error)) => tracing::debug!(%error, "router.tls.handshake"),
         Err(_) => tracing::debug!("router.tls.handshake: timed out"),
     }
 }
 
-/// How long a client may take over a request head, and go without a byte.
+/// How long a client may take over a request head, and go without a byte; and how long
+/// a connection waits for its next request before it parks (none for those that do not).
 #[derive(Debug, Clone, Copy)]
 struct Timeouts {
     header_read: Duration,
     idle: Duration,
+    park: Option<Duration>,
 }
 
 /// How long a connection closing for idleness may take to say goodbye.
 const IDLE_GOODBYE: Duration = Duration::from_secs(1);
 
+/// Serves a plain connection, which parks in its worker's lot while it waits for its
+/// next request.
+async fn serve_plain(stream: tokio::net::TcpStream, accepted: Accepted) {
+    if let Some((stream, accepted, deadline)) = serve_connection(stream, accepted).await {
+        let lot = accepted.proxy.parked.clone();
+        lot.park(stream, accepted, deadline);
+    }
+}
+
 /// Serves one client connection that has not chosen HTTP/2 by ALPN: the relay takes its
 /// requests while they are ones it takes; the router's HTTP/2 server a connection that
-/// begins with HTTP/2's preface; hyper's server the rest of the connection.
-async fn serve_connection<I>(io: I, accepted: Accepted)
+/// begins with HTTP/2's preface; hyper's server the rest of the connection. A connection
+/// that may park comes back once it has waited a while for its next request, with its
+/// deadline.
+async fn serve_connection<I>(io: I, accepted: Accepted) -> Option<(I, Accepted, tokio::time::Instant)>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + relay::Readable + Unpin + Send + 'static,
 {
@@ -413,17 +438,21 @@ where
     let activity = crate::idle::Activity::new();
     let mut io = crate::idle::Watched::new(io, activity.clone());
     let mut buffer = bytes::BytesMut::new();
-    let left = relay::serve(proxy, origin, &mut io, &mut buffer, *timeouts, &activity, shutdown).await;
-    if let relay::Left::HandedOver = left {
-        // Boxed: either server's connection state is larger than the relay's, and most
-        // connections never need it.
-        let io = io.into_inner();
-        if http2::begins(&buffer) {
-            Box::pin(http2::serve(io, buffer.freeze(), accepted)).await;
-        } else {
-            Box::pin(serve_with_hyper(io, buffer.freeze(), accepted)).await;
+    match relay::serve(proxy, origin, &mut io, &mut buffer, *timeouts, &activity, shutdown).await {
+        relay::Left::Closed => {}
+        relay::Left::Idle(deadline) => return Some((io.into_inner(), accepted, deadline)),
+        relay::Left::HandedOver => {
+            // Boxed: either server's connection state is larger than the relay's, and
+            // most connections never need it.
+            let io = io.into_inner();
+            if http2::begins(&buffer) {
+                Box::pin(http2::serve(io, buffer.freeze(), accepted)).await;
+            } else {
+                Box::pin(serve_with_hyper(io, buffer.freeze(), accepted)).await;
+            }
         }
     }
+    None
 }
 
 /// Serves one HTTP/1 client connection with hyper's server; `read` is what the relay read

@@ -126,6 +126,8 @@ where
     if let Err(fault) = connection.take(&read) {
         connection.fail(fault);
     }
+    // The relay's buffer (a few KiB) is not kept for the connection's life.
+    drop(read);
     let goodbye = tokio::select! {
         () = std::future::poll_fn(|cx| connection.poll_drive(cx)) => return,
         () = activity.idle_for(timeouts.idle) => Some(IDLE_GOODBYE),

@@ -40,6 +40,9 @@ pub(super) enum Left {
     Closed,
     /// hyper's server takes it from the request in the buffer on.
     HandedOver,
+    /// It has waited for its next request for a while, nothing read: it may park until
+    /// the deadline.
+    Idle(tokio::time::Instant),
 }
 
 /// A request the relay takes, read from its head.
@@ -83,14 +86,17 @@ where
     loop {
         let deadline = tokio::time::Instant::now() + timeouts.header_read.min(timeouts.idle);
         if buffer.is_empty() {
+            let park = timeouts.park.map(|after| tokio::time::Instant::now() + after).filter(|at| *at < deadline);
             let readable = tokio::select! {
                 biased;
                 () = std::future::poll_fn(|cx| io.poll_readable(cx)) => true,
-                () = tokio::time::sleep_until(deadline) => false,
-                () = shutdown.cancelled() => false,
+                () = tokio::time::sleep_until(park.unwrap_or(deadline)) => false,
+                () = shutdown.cancelled() => return Left::Closed,
             };
-            if !readable {
-                return Left::Closed;
+            match (readable, park) {
+                (true, _) => {}
+                (false, Some(_)) => return Left::Idle(deadline),
+                (false, None) => return Left::Closed,
             }
         }
         let served = Box::pin(async {

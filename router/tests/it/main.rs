@@ -419,6 +419,45 @@ async fn clients_that_never_finish_a_request_head_or_go_idle_are_cut_off() {
 }
 
 #[tokio::test]
+async fn connections_parked_between_requests_serve_on_close_at_their_deadline_and_at_shutdown() {
+    let app = upstream("one").await;
+    let config = skiff_router::Config { header_read_timeout: Duration::from_millis(1500), ..Default::default() };
+    let router = router_with(snapshot(1, &[("shop", vec![app])]), config).await;
+    // Quiet for longer than a connection waits in its task: parked, then woken by the next
+    // request, many times over on the same connections.
+    let mut kept: Vec<_> = futures_util::future::join_all((0..20).map(|_| connect(&router))).await;
+    for round in 0..3 {
+        for stream in &mut kept {
+            let (status, body) = exchange(stream, "shop.localhost", "").await;
+            assert_eq!((status, body.lines().next()), (200, Some("one")), "round {round}");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // A parked connection whose client closes it gives its slot back; the others go on.
+    drop(kept.pop());
+    let (status, _) = exchange(&mut kept[0], "shop.localhost", "").await;
+    assert_eq!(status, 200);
+
+    // Parked past the header read timeout: closed.
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), kept[1].read_to_end(&mut rest)).await;
+    assert!(read.is_ok() && rest.is_empty(), "a parked connection is closed at its deadline");
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(1000), "not before its deadline: {waited:?}");
+
+    // A shutdown closes the parked connections at once.
+    let mut parked = connect(&router).await;
+    let (status, _) = exchange(&mut parked, "shop.localhost", "").await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    router.shutdown.cancel();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_millis(500), parked.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the shutdown closes a parked connection");
+}
+
+#[tokio::test]
 async fn ambiguous_request_framing_is_refused_before_it_reaches_the_app() {
     let app = upstream("one").await;
     let router = router(snapshot(1, &[("shop", vec![app])])).await;

@@ -1,0 +1,200 @@
+//! Plain HTTP/1.1 connections that wait for their next request, parked: a connection
+//! quiet for a moment leaves its task (some 0.9 KiB with tokio's task cell) for a slot
+//! in its worker's lot (the socket, what serving it takes, and a waker), and gets a task
+//! again when the client sends its next request, closes, or the deadline passes.
+//!
+//! Connections that are busy never park: a connection parks only after [`PARK_AFTER`]
+//! without a byte, the relay's own wait. TLS connections do not park (whether a TLS
+//! connection has a request to read cannot be told without reading it).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::Accepted;
+
+/// How long a connection waits in its own task before it parks.
+pub(super) const PARK_AFTER: Duration = Duration::from_millis(100);
+
+/// One worker's parked connections.
+pub(super) struct Lot {
+    spaces: Mutex<Spaces>,
+    /// Where a connection that wakes is served.
+    connections: TaskTracker,
+}
+
+#[derive(Default)]
+struct Spaces {
+    slots: Vec<Option<Parked>>,
+    free: Vec<usize>,
+    /// Slots whose connection has something to read (or closed), with their tickets.
+    rung: Vec<(usize, u32)>,
+    /// Slots by deadline, earliest first: every connection of a worker waits as long, so
+    /// they come in order.
+    deadlines: VecDeque<(Instant, usize, u32)>,
+    /// The lot's own task, woken when a connection rings or the first one parks.
+    keeper: Option<Waker>,
+    /// A connection parked in an empty lot: the keeper has a deadline to wait for.
+    first_parked: bool,
+    /// Tells a slot's connections apart over time.
+    next_ticket: u32,
+    /// The router shuts down: nothing parks any more.
+    closed: bool,
+}
+
+struct Parked {
+    stream: TcpStream,
+    accepted: Accepted,
+    ticket: u32,
+}
+
+/// What a parked connection's socket wakes: it rings its slot.
+struct Bell {
+    lot: Arc<Lot>,
+    slot: usize,
+    ticket: u32,
+}
+
+impl Wake for Bell {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let mut spaces = self.lot.spaces();
+        spaces.rung.push((self.slot, self.ticket));
+        if let Some(keeper) = spaces.keeper.take() {
+            keeper.wake();
+        }
+    }
+}
+
+impl Lot {
+    pub(super) fn new(connections: TaskTracker) -> Arc<Self> {
+        Arc::new(Self { spaces: Mutex::default(), connections })
+    }
+
+    fn spaces(&self) -> MutexGuard<'_, Spaces> {
+        self.spaces.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Parks a connection that has nothing to read until it has, or `deadline` passes.
+    pub(super) fn park(self: &Arc<Self>, stream: TcpStream, accepted: Accepted, deadline: Instant) {
+        let (slot, ticket) = {
+            let mut spaces = self.spaces();
+            if spaces.closed {
+                return;
+            }
+            let ticket = spaces.next_ticket;
+            spaces.next_ticket = ticket.wrapping_add(1);
+            let slot = spaces.free.pop().unwrap_or_else(|| {
+                spaces.slots.push(None);
+                spaces.slots.len() - 1
+            });
+            (slot, ticket)
+        };
+        let bell = Waker::from(Arc::new(Bell { lot: self.clone(), slot, ticket }));
+        // Registers the bell with the socket (outside the lock: a bell takes it).
+        let ready = stream.poll_read_ready(&mut Context::from_waker(&bell)).is_ready();
+        let mut spaces = self.spaces();
+        if ready {
+            spaces.free.push(slot);
+            drop(spaces);
+            self.connections.spawn(super::serve_plain(stream, accepted));
+            return;
+        }
+        spaces.slots[slot] = Some(Parked { stream, accepted, ticket });
+        spaces.deadlines.push_back((deadline, slot, ticket));
+        if spaces.deadlines.len() == 1 {
+            spaces.first_parked = true;
+            if let Some(keeper) = spaces.keeper.take() {
+                keeper.wake();
+            }
+        }
+    }
+
+    /// Keeps the lot until the shutdown: serves the connections that ring, and closes
+    /// those whose deadline passes.
+    pub(super) async fn keep(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            let next = self.spaces().deadlines.front().map(|(deadline, ..)| *deadline);
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                rung = std::future::poll_fn(|cx| self.poll_rung(cx)) => self.serve(rung),
+                () = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => self.expire(),
+            }
+        }
+        let parked = {
+            let mut spaces = self.spaces();
+            spaces.closed = true;
+            std::mem::take(&mut spaces.slots)
+        };
+        // Closed: the shutdown closes connections between requests.
+        drop(parked);
+    }
+
+    /// Ready with the slots that rang; also once a first connection parks (none rang), so
+    /// that the keeper waits for its deadline.
+    fn poll_rung(&self, cx: &mut Context<'_>) -> Poll<Vec<(usize, u32)>> {
+        let mut spaces = self.spaces();
+        if !spaces.rung.is_empty() || std::mem::take(&mut spaces.first_parked) {
+            return Poll::Ready(std::mem::take(&mut spaces.rung));
+        }
+        if !spaces.keeper.as_ref().is_some_and(|keeper| keeper.will_wake(cx.waker())) {
+            spaces.keeper = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// Gives the connections that rang a task again.
+    fn serve(&self, rung: Vec<(usize, u32)>) {
+        let mut woken = Vec::with_capacity(rung.len());
+        {
+            let mut spaces = self.spaces();
+            for (slot, ticket) in rung {
+                if let Some(parked) = spaces.take(slot, ticket) {
+                    woken.push(parked);
+                }
+            }
+        }
+        for Parked { stream, accepted, .. } in woken {
+            self.connections.spawn(super::serve_plain(stream, accepted));
+        }
+    }
+
+    /// Closes the connections whose deadline passed.
+    fn expire(&self) {
+        let now = Instant::now();
+        let mut expired = Vec::new();
+        {
+            let mut spaces = self.spaces();
+            while let Some(&(deadline, slot, ticket)) = spaces.deadlines.front() {
+                if deadline > now {
+                    break;
+                }
+                spaces.deadlines.pop_front();
+                expired.extend(spaces.take(slot, ticket));
+            }
+        }
+        drop(expired);
+    }
+}
+
+impl Spaces {
+    /// Takes the connection in `slot` if it is still the one `ticket` names.
+    fn take(&mut self, slot: usize, ticket: u32) -> Option<Parked> {
+        let space = self.slots.get_mut(slot)?;
+        if space.as_ref().is_none_or(|parked| parked.ticket != ticket) {
+            return None;
+        }
+        let parked = space.take();
+        self.free.push(slot);
+        parked
+    }
+}
