@@ -1,5 +1,6 @@
-//! HTTPS through the router with curl: certificates chosen by SNI for two domains, the
-//! default certificate for every other name, HTTP/2 by ALPN, force-HTTPS redirects and HSTS.
+//! HTTPS through the router with curl (and a page in Chromium over HTTP/2): certificates
+//! chosen by SNI for two domains, the default certificate for every other name, HTTP/2 by
+//! ALPN, force-HTTPS redirects and HSTS.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -165,5 +166,78 @@ async fn the_local_ca_issues_certificates_for_routed_names() {
     let (status, text, code) =
         curl(&ca_path, "nobody.localhost", port, &format!("https://nobody.localhost:{port}/")).await;
     assert!(status == 0 && code == 60, "names the table does not route get no certificate of their own: {text}");
+    shutdown.cancel();
+}
+
+/// An app serving a page that, once loaded, fetches `/n/0` to `/n/29` at once and writes
+/// the protocol the page came over and the sum of the answers into the page.
+async fn page_app() -> std::net::SocketAddr {
+    const PAGE: &str = "<html><body><p id=p>waiting</p><script>\
+        const protocol = performance.getEntriesByType('navigation')[0].nextHopProtocol;\
+        Promise.all([...Array(30).keys()].map(i => fetch('/n/' + i).then(r => r.text())))\
+        .then(all => document.getElementById('p').textContent = 'protocol=' + protocol + ' sum=' + all.reduce((a, b) => a + Number(b), 0))\
+        </script></body></html>";
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = hyper::service::service_fn(|request: http::Request<hyper::body::Incoming>| async move {
+                let (body, kind) = match request.uri().path().strip_prefix("/n/") {
+                    Some(n) => (n.to_owned(), "text/plain"),
+                    None => (PAGE.to_owned(), "text/html"),
+                };
+                let mut response = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
+                response.headers_mut().insert("content-type", http::HeaderValue::from_static(kind));
+                Ok::<_, std::convert::Infallible>(response)
+            });
+            tokio::spawn(async move {
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+            });
+        }
+    });
+    address
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Debian's chromium (deploy/test.sh installs it)"]
+async fn a_browser_loads_a_page_and_thirty_requests_at_once_over_http2() {
+    let app = page_app().await;
+    let route = Route {
+        app: "shop".parse().unwrap(),
+        hosts: vec!["shop.localhost".into()],
+        backends: vec![app],
+        maintenance: false,
+        tls: TlsSettings::default(),
+        access: Default::default(),
+        canary: None,
+    };
+    let table = RouteTable { version: 1, routes: vec![route], certificates: Vec::new(), challenges: Vec::new() };
+    let table = Arc::new(ArcSwap::from_pointee(Table::from_snapshot(&table)));
+    let (cert, key) = certificate(&["shop.localhost"]);
+    let default = skiff_router::tls::certified_key(&cert, &key).unwrap();
+    let tls = skiff_router::tls::server_config(table.clone(), DefaultCertificate::Fixed(default)).unwrap();
+    let (http, https) =
+        (TcpListener::bind("127.0.0.1:0").await.unwrap(), TcpListener::bind("127.0.0.1:0").await.unwrap());
+    let port = https.local_addr().unwrap().port();
+    let shutdown = CancellationToken::new();
+    let listeners = skiff_router::Listeners { http, https: Some((https, tls)) };
+    tokio::spawn(skiff_router::serve(listeners, table, skiff_router::Config::default(), shutdown.clone()));
+
+    let profile = tempfile::tempdir().unwrap();
+    let run = tokio::process::Command::new("chromium")
+        .args(["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        .args(["--ignore-certificate-errors", "--virtual-time-budget=10000", "--dump-dom"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("https://shop.localhost:{port}/"))
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(90), run)
+        .await
+        .expect("chromium loads the page within 90 s")
+        .expect("chromium runs (apt-get install chromium)");
+    let page = String::from_utf8_lossy(&output.stdout);
+    // 0 + 1 + … + 29 = 435: every one of the thirty answers came back whole.
+    assert!(page.contains("protocol=h2 sum=435"), "{page}{}", String::from_utf8_lossy(&output.stderr));
     shutdown.cancel();
 }
