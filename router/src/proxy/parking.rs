@@ -7,7 +7,6 @@
 //! without a byte, the relay's own wait. TLS connections do not park (whether a TLS
 //! connection has a request to read cannot be told without reading it).
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
@@ -21,6 +20,8 @@ use super::Accepted;
 
 /// How long a connection waits in its own task before it parks.
 pub(super) const PARK_AFTER: Duration = Duration::from_millis(100);
+/// How often the lot looks for connections past their deadline (closed up to this late).
+const DEADLINE_LOOKS: Duration = Duration::from_secs(1);
 
 /// One worker's parked connections.
 pub(super) struct Lot {
@@ -35,13 +36,8 @@ struct Spaces {
     free: Vec<usize>,
     /// Slots whose connection has something to read (or closed), with their tickets.
     rung: Vec<(usize, u32)>,
-    /// Slots by deadline, earliest first: every connection of a worker waits as long, so
-    /// they come in order.
-    deadlines: VecDeque<(Instant, usize, u32)>,
-    /// The lot's own task, woken when a connection rings or the first one parks.
+    /// The lot's own task, woken when a connection rings.
     keeper: Option<Waker>,
-    /// A connection parked in an empty lot: the keeper has a deadline to wait for.
-    first_parked: bool,
     /// Tells a slot's connections apart over time.
     next_ticket: u32,
     /// The router shuts down: nothing parks any more.
@@ -51,6 +47,7 @@ struct Spaces {
 struct Parked {
     stream: TcpStream,
     accepted: Accepted,
+    deadline: Instant,
     ticket: u32,
 }
 
@@ -109,25 +106,19 @@ impl Lot {
             self.connections.spawn(super::serve_plain(stream, accepted));
             return;
         }
-        spaces.slots[slot] = Some(Parked { stream, accepted, ticket });
-        spaces.deadlines.push_back((deadline, slot, ticket));
-        if spaces.deadlines.len() == 1 {
-            spaces.first_parked = true;
-            if let Some(keeper) = spaces.keeper.take() {
-                keeper.wake();
-            }
-        }
+        spaces.slots[slot] = Some(Parked { stream, accepted, deadline, ticket });
     }
 
     /// Keeps the lot until the shutdown: serves the connections that ring, and closes
     /// those whose deadline passes.
     pub(super) async fn keep(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut looks = tokio::time::interval(DEADLINE_LOOKS);
+        looks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let next = self.spaces().deadlines.front().map(|(deadline, ..)| *deadline);
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 rung = std::future::poll_fn(|cx| self.poll_rung(cx)) => self.serve(rung),
-                () = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => self.expire(),
+                _ = looks.tick() => self.expire(),
             }
         }
         let parked = {
@@ -139,11 +130,10 @@ impl Lot {
         drop(parked);
     }
 
-    /// Ready with the slots that rang; also once a first connection parks (none rang), so
-    /// that the keeper waits for its deadline.
+    /// Ready with the slots that rang.
     fn poll_rung(&self, cx: &mut Context<'_>) -> Poll<Vec<(usize, u32)>> {
         let mut spaces = self.spaces();
-        if !spaces.rung.is_empty() || std::mem::take(&mut spaces.first_parked) {
+        if !spaces.rung.is_empty() {
             return Poll::Ready(std::mem::take(&mut spaces.rung));
         }
         if !spaces.keeper.as_ref().is_some_and(|keeper| keeper.will_wake(cx.waker())) {
@@ -168,20 +158,22 @@ impl Lot {
         }
     }
 
-    /// Closes the connections whose deadline passed.
+    /// Closes the connections whose deadline passed: a look over every slot, the lot's
+    /// only memory being one slot per connection parked at once.
     fn expire(&self) {
         let now = Instant::now();
         let mut expired = Vec::new();
         {
             let mut spaces = self.spaces();
-            while let Some(&(deadline, slot, ticket)) = spaces.deadlines.front() {
-                if deadline > now {
-                    break;
+            let Spaces { slots, free, .. } = &mut *spaces;
+            for (slot, space) in slots.iter_mut().enumerate() {
+                if space.as_ref().is_some_and(|parked| parked.deadline <= now) {
+                    expired.extend(space.take());
+                    free.push(slot);
                 }
-                spaces.deadlines.pop_front();
-                expired.extend(spaces.take(slot, ticket));
             }
         }
+        // Closed outside the lock: a socket's bell takes it as the socket goes.
         drop(expired);
     }
 }
