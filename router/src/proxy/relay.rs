@@ -10,7 +10,8 @@
 //! relay does not take (malformed, too large, trusted proxies' headers it cannot read,
 //! `Connection` naming other headers), and every request the router answers itself
 //! (unknown hosts, redirects, maintenance and the like). hyper's server then serves the
-//! connection from that request on, with the request path that handles all of them.
+//! connection from that request on (the router's own HTTP/2 server one that began with
+//! HTTP/2's preface), with the request path that handles all of them.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -38,7 +39,8 @@ const CLIENT_READ: usize = 4 * 1024;
 pub(super) enum Left {
     /// It is closed (or is to be).
     Closed,
-    /// hyper's server takes it from the request in the buffer on.
+    /// hyper's server (or the router's HTTP/2 server) takes it from the request in the
+    /// buffer on.
     HandedOver,
     /// It has waited for its next request for a while, nothing read: it may park until
     /// the deadline.
