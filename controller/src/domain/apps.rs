@@ -91,6 +91,7 @@ impl Apps<'_> {
         let limits: BTreeMap<ProcessType, Limits> = c.db.settings(app.id, SettingsKind::Limits).await?;
         let spec = crate::scheduler::StartSpec {
             app: app.name.clone(),
+            app_id: app.id,
             release,
             generation,
             process: ProcessType::web().to_string(),

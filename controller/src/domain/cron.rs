@@ -187,7 +187,7 @@ impl Cron<'_> {
         let Some(id) = c.db.add_cron_run(job.id, due_ms, &run, now_ms).await? else { return Ok(None) };
         run.id = id;
         if let (CronRunState::Running, Some(release)) = (run.state, release) {
-            let spec = one_off_spec(c, &release, CRON_PROCESS, &job.command);
+            let spec = one_off_spec(c, app.id, &release, CRON_PROCESS, &job.command);
             let (runtime, db, events) = (c.runtime.clone(), c.db.clone(), c.events.clone());
             let job = job.clone();
             c.one_offs.spawn(async move {

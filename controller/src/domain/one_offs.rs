@@ -21,9 +21,10 @@ const MAX_RUN_COMMAND: usize = 64 << 10;
 const MAX_RUN: Duration = Duration::from_secs(24 * 3600);
 
 /// A one-off container of `release` running `command`, known as `process` in logs.
-pub(crate) fn one_off_spec(c: &Controller, release: &Release, process: &str, command: &str) -> StartSpec {
+pub(crate) fn one_off_spec(c: &Controller, app_id: i64, release: &Release, process: &str, command: &str) -> StartSpec {
     StartSpec {
         app: release.app.clone(),
+        app_id,
         release: release.version,
         generation: 0,
         process: process.into(),
@@ -65,7 +66,7 @@ impl OneOffs<'_> {
             )));
         }
         let timeout = Duration::from_secs(request.timeout_secs.unwrap_or(3600)).clamp(Duration::from_secs(1), MAX_RUN);
-        let spec = one_off_spec(c, &release, "run", &request.command);
+        let spec = one_off_spec(c, app.id, &release, "run", &request.command);
         let message = format!("Running `{}` for {}", request.command, user.username);
         c.events.emit(&app.name, Event::new(EventKind::App, message).by(&user.username)).await;
         let (sender, receiver) = mpsc::channel(64);

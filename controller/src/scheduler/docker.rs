@@ -29,7 +29,9 @@ use skiff_registry_client::RegistryClient;
 
 use super::images::Images;
 use super::networks::{Addressing, AppNetworks, NetworkDriver, Networking};
-use super::runtime::{CONTAINER_PORT, Container, ContainerRuntime, NodeState, ONE_OFF_LABEL, RuntimeError, StartSpec};
+use super::runtime::{
+    APP_ID_LABEL, CONTAINER_PORT, Container, ContainerRuntime, NodeState, ONE_OFF_LABEL, RuntimeError, StartSpec,
+};
 
 mod warm;
 
@@ -234,6 +236,7 @@ impl Labelled<'_> {
         Some(Container {
             id: self.id,
             app: labels.get("skiff.app")?.parse().ok()?,
+            app_id: labels.get(APP_ID_LABEL).and_then(|id| id.parse().ok()),
             release: labels.get("skiff.release")?.parse().ok()?,
             generation: labels.get("skiff.generation").and_then(|g| g.parse().ok()).unwrap_or(0),
             process: labels.get("skiff.process")?.clone(),
@@ -409,6 +412,7 @@ impl ContainerRuntime for DockerRuntime {
 pub(super) fn labels(spec: &StartSpec, platform: &str) -> HashMap<String, String> {
     HashMap::from([
         ("skiff.app".to_owned(), spec.app.to_string()),
+        (APP_ID_LABEL.to_owned(), spec.app_id.to_string()),
         ("skiff.release".to_owned(), spec.release.to_string()),
         ("skiff.process".to_owned(), spec.process.clone()),
         ("skiff.generation".to_owned(), spec.generation.to_string()),

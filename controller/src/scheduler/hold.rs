@@ -141,6 +141,7 @@ mod tests {
         Step::Start(Desired {
             spec: StartSpec {
                 app: app.parse().unwrap(),
+                app_id: 1,
                 release,
                 generation: 0,
                 process: "web".into(),

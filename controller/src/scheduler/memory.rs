@@ -80,6 +80,7 @@ impl MemoryRuntime {
         Container {
             id: format!("{:016x}{:048x}", rand::random::<u64>(), number),
             app: spec.app.clone(),
+            app_id: Some(spec.app_id),
             release: spec.release,
             generation: spec.generation,
             process: spec.process.clone(),
@@ -187,6 +188,7 @@ mod tests {
     fn spec(process: &str, command: &str) -> StartSpec {
         StartSpec {
             app: "shop".parse().unwrap(),
+            app_id: 1,
             release: 3,
             generation: 0,
             process: process.into(),

@@ -41,6 +41,7 @@ impl Desired {
         let spec = &self.spec;
         container.node_state == NodeState::Up
             && container.app == spec.app
+            && container.app_id.is_none_or(|id| id == spec.app_id)
             && container.process == spec.process
             && container.release == spec.release
             && container.generation == spec.generation
@@ -52,6 +53,8 @@ impl Desired {
 pub struct Observed {
     pub id: String,
     pub app: AppName,
+    /// `None` for a container made before Skiff labelled containers with it.
+    pub app_id: Option<i64>,
     pub release: u32,
     pub generation: u32,
     pub process: String,
@@ -206,6 +209,7 @@ mod tests {
         Desired {
             spec: StartSpec {
                 app: app.parse().unwrap(),
+                app_id: 1,
                 release,
                 generation: 0,
                 process: "web".into(),
@@ -225,6 +229,7 @@ mod tests {
         Observed {
             id: id.into(),
             app: app.parse().unwrap(),
+            app_id: Some(1),
             release,
             generation: 0,
             process: "web".into(),
@@ -306,6 +311,22 @@ mod tests {
         assert_eq!(gone, vec!["c2", "c3"], "the ready c1 stays");
         let steps = plan(&[want("a", 1, 0)], &[seen("c1", "a", 1, true, true)]);
         assert_eq!(removed(&steps), vec!["c1"]);
+    }
+
+    #[test]
+    fn a_container_of_a_destroyed_app_of_the_same_name_is_never_the_new_apps() {
+        // The new app (id 1) has the name, release and generation of a destroyed one
+        // (id 2) whose container the engine still holds.
+        let mut destroyed = seen("theirs", "a", 1, true, true);
+        destroyed.app_id = Some(2);
+        let steps = plan(&[want("a", 1, 1)], std::slice::from_ref(&destroyed));
+        assert_eq!(steps, vec![Step::Start(want("a", 1, 1))], "the new app gets a container of its own");
+        let steps = plan(&[want("a", 1, 1)], &[destroyed, seen("ours", "a", 1, true, true)]);
+        assert_eq!(removed(&steps), vec!["theirs"]);
+        // A container made before containers carried the app's id is the app's.
+        let mut unlabelled = seen("old", "a", 1, true, true);
+        unlabelled.app_id = None;
+        assert!(plan(&[want("a", 1, 1)], &[unlabelled]).is_empty());
     }
 
     #[test]

@@ -44,9 +44,10 @@ const PARALLEL_STEPS: usize = 8;
 /// At most this many containers are probed at once.
 const PARALLEL_PROBES: usize = 32;
 
-/// An app's limits and health checks, by process type.
+/// An app's id, and its limits and health checks by process type.
 #[derive(Clone, Copy)]
 struct ProcessSettings<'a> {
+    app_id: i64,
     limits: Option<&'a BTreeMap<ProcessType, Limits>>,
     checks: Option<&'a BTreeMap<ProcessType, Healthcheck>>,
 }
@@ -236,7 +237,7 @@ impl Scheduler {
         ours: &HashMap<AppName, bool>,
     ) -> Result<(), ReconcileError> {
         let busy = rollouts.busy_apps();
-        for (_, release) in self.db.releases_awaiting_phase().await? {
+        for (app_id, release) in self.db.releases_awaiting_phase().await? {
             let app = release.app.clone();
             if busy.contains(&app) {
                 continue;
@@ -247,7 +248,7 @@ impl Scheduler {
             };
             if may_act {
                 let scheduler = self.clone();
-                rollouts.start(app, async move { scheduler.release_phase(release).await });
+                rollouts.start(app, async move { scheduler.release_phase(app_id, release).await });
             }
         }
         Ok(())
@@ -304,7 +305,8 @@ impl Scheduler {
                 if ProcessType::is_web(process.as_str()) {
                     web_by_app.insert(app_id, (quantity, generation));
                 }
-                let settings = ProcessSettings { limits: all_limits.get(&app_id), checks: all_checks.get(&app_id) };
+                let settings =
+                    ProcessSettings { app_id, limits: all_limits.get(&app_id), checks: all_checks.get(&app_id) };
                 desired.push(self.process_desired(&release, process, command, quantity, generation, settings));
             }
         }
@@ -321,8 +323,11 @@ impl Scheduler {
                 continue;
             }
             let share = (u64::from(quantity) * u64::from(canary.trial.percent)).div_ceil(100).max(1);
-            let settings =
-                ProcessSettings { limits: all_limits.get(&canary.app_id), checks: all_checks.get(&canary.app_id) };
+            let settings = ProcessSettings {
+                app_id: canary.app_id,
+                limits: all_limits.get(&canary.app_id),
+                checks: all_checks.get(&canary.app_id),
+            };
             let mut want = self.process_desired(
                 &release,
                 process,
@@ -354,6 +359,7 @@ impl Scheduler {
         Desired {
             spec: StartSpec {
                 app: release.app.clone(),
+                app_id: settings.app_id,
                 release: release.version,
                 generation,
                 process: process.to_string(),
@@ -379,6 +385,7 @@ impl Scheduler {
             // whatever check held then, keep serving while they answer at all.
             let current = desired.iter().find(|d| {
                 d.spec.app == container.app
+                    && container.app_id.is_none_or(|id| id == d.spec.app_id)
                     && d.spec.process == container.process
                     && d.spec.release == container.release
                     && d.spec.generation == container.generation
@@ -404,6 +411,7 @@ impl Scheduler {
                     .iter()
                     .filter(|(o, _)| {
                         o.app == app.name
+                            && o.app_id.is_none_or(|id| id == app.id)
                             && o.ready
                             && ProcessType::is_web(&o.process)
                             && !leaving.contains(o.id.as_str())
@@ -577,6 +585,7 @@ fn observe(container: &Container, ready: bool) -> Observed {
     Observed {
         id: container.id.clone(),
         app: container.app.clone(),
+        app_id: container.app_id,
         release: container.release,
         generation: container.generation,
         process: container.process.clone(),

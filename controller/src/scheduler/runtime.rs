@@ -1,8 +1,10 @@
 //! The [`ContainerRuntime`] seam: what the scheduler needs of an engine.
 //!
-//! Containers carry the labels `skiff.app`, `skiff.release` and `skiff.process`; a
-//! runtime finds Skiff's containers by them, so the controller keeps no container state
-//! of its own and a restarted controller picks up where it left off.
+//! Containers carry the labels `skiff.app`, `skiff.app-id`, `skiff.release` and
+//! `skiff.process`; a runtime finds Skiff's containers by them, so the controller keeps no
+//! container state of its own and a restarted controller picks up where it left off. The
+//! app's id tells apart the containers of an app and of one destroyed before it under the
+//! same name: the plan, the route feed and warm containers take only the app's own.
 //!
 //! Backends: [`super::docker`] (one Docker engine) and [`super::memory`] (servers in this
 //! process). A backend on another orchestrator (Kubernetes, say) needs what this trait
@@ -17,6 +19,9 @@ use skiff_api::{AppName, RunOutput};
 
 /// Marks one-off containers (`skiff run`); the scheduler leaves them alone.
 pub const ONE_OFF_LABEL: &str = "skiff.one-off";
+/// The id of the app a container is of: a destroyed app's name may come back, and a
+/// container of the destroyed app is never taken for the new one's.
+pub const APP_ID_LABEL: &str = "skiff.app-id";
 
 /// The port an app listens on inside its container (`$PORT`), unless its image exposes
 /// one.
@@ -49,6 +54,7 @@ pub enum RuntimeError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StartSpec {
     pub app: AppName,
+    pub app_id: i64,
     pub release: u32,
     pub generation: u32,
     pub process: String,
@@ -65,6 +71,8 @@ pub struct StartSpec {
 pub struct Container {
     pub id: String,
     pub app: AppName,
+    /// `None` for a container made before Skiff labelled containers with it.
+    pub app_id: Option<i64>,
     pub release: u32,
     pub generation: u32,
     pub process: String,

@@ -37,8 +37,8 @@ use super::docker::{finish_one_off, forward_output, labels, platform_filter};
 use super::images::Images;
 use super::networks::{AppNetworks, NetworkDriver, Networking};
 use super::runtime::{
-    Availability, CONTAINER_PORT, Container, ContainerRuntime, JoinCommand, Node, NodeState, ONE_OFF_LABEL,
-    RuntimeError, StartSpec,
+    APP_ID_LABEL, Availability, CONTAINER_PORT, Container, ContainerRuntime, JoinCommand, Node, NodeState,
+    ONE_OFF_LABEL, RuntimeError, StartSpec,
 };
 
 /// A swarm, through one of its managers.
@@ -339,6 +339,7 @@ impl ContainerRuntime for SwarmRuntime {
                 Some(Container {
                     id,
                     app: labels.get("skiff.app")?.parse().ok()?,
+                    app_id: labels.get(APP_ID_LABEL).and_then(|id| id.parse().ok()),
                     release: labels.get("skiff.release")?.parse().ok()?,
                     generation: labels.get("skiff.generation").and_then(|g| g.parse().ok()).unwrap_or(0),
                     process: labels.get("skiff.process")?.clone(),
@@ -380,6 +381,7 @@ impl ContainerRuntime for SwarmRuntime {
         Ok(Container {
             id,
             app: spec.app.clone(),
+            app_id: Some(spec.app_id),
             release: spec.release,
             generation: spec.generation,
             process: spec.process.clone(),

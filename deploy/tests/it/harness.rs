@@ -338,6 +338,19 @@ impl Platform {
             .collect()
     }
 
+    /// The `skiff.app-id` labels of this platform's containers (warm ones too), each once.
+    pub fn app_ids(&self) -> Vec<String> {
+        let listed = Command::new("docker")
+            .args(["ps", "-a", "--format", "{{.Label \"skiff.app-id\"}}"])
+            .args(["--filter", &format!("label=skiff.platform={}", self.platform_id)])
+            .output()
+            .expect("docker ps");
+        let mut ids: Vec<String> = String::from_utf8_lossy(&listed.stdout).lines().map(str::to_owned).collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
     /// Every container with this platform's label: (id, name, `skiff.release` label, running).
     fn listed(&self) -> Vec<(String, String, String, bool)> {
         let listed = Command::new("docker")

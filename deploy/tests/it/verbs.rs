@@ -122,6 +122,8 @@ async fn the_remaining_verbs_do_what_they_say() {
     assert!(out.contains("http://verbs.localhost"), "{out}");
     let (status, _, err) = platform.cli(&repo, &["apps:destroy", "--confirm", "other"]).await;
     assert!(status == 1 && err.contains("nothing was destroyed"), "{err}");
+    let destroyed = platform.app_ids();
+    assert!(destroyed.len() == 1 && !destroyed[0].is_empty(), "containers carry their app's id: {destroyed:?}");
     let before = platform.cli_ok(&repo, &["logs"]).await;
     assert!(before.contains("[router]") && before.contains("[web"), "the app has lines: {before}");
     let out = platform.cli_ok(&repo, &["apps:destroy", "--confirm", "verbs"]).await;
@@ -150,6 +152,11 @@ async fn the_remaining_verbs_do_what_they_say() {
     assert!(listed && refs.trim().is_empty(), "the old repository came back: {refs}");
     let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
     assert!(pushed && out.contains("v1 is up"), "{out}");
+    let ids = platform.app_ids();
+    assert!(
+        ids.len() == 1 && ids != destroyed,
+        "the new app's containers carry its own id: {ids:?} ({destroyed:?} destroyed)"
+    );
 
     let id = keys[0]["id"].to_string();
     platform.cli_ok(&home, &["keys:remove", &id]).await;

@@ -45,7 +45,9 @@ use tokio::io::AsyncWriteExt as _;
 
 use super::{Addressing, Creating, DockerRuntime, PORT_LABEL, labelled_port, labels, platform_filter};
 use crate::scheduler::images::exposed_port;
-use crate::scheduler::runtime::{CONTAINER_PORT, Container, ContainerRuntime as _, RuntimeError, StartSpec};
+use crate::scheduler::runtime::{
+    APP_ID_LABEL, CONTAINER_PORT, Container, ContainerRuntime as _, RuntimeError, StartSpec,
+};
 
 /// Warm containers are named with this until they are adopted; the scheduler does not see
 /// them.
@@ -94,7 +96,8 @@ impl Warm {
     /// Whether it was made for `spec`: the same release, generation, process and limits.
     fn made_for(&self, spec: &StartSpec) -> bool {
         let label = |key: &str| self.labels.get(key).map(String::as_str);
-        label("skiff.release") == Some(spec.release.to_string().as_str())
+        label(APP_ID_LABEL) == Some(spec.app_id.to_string().as_str())
+            && label("skiff.release") == Some(spec.release.to_string().as_str())
             && label("skiff.generation") == Some(spec.generation.to_string().as_str())
             && label("skiff.process") == Some(spec.process.as_str())
             && label(LIMITS_LABEL) == Some(limits_label(&spec.limits).as_str())

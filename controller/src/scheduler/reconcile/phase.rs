@@ -23,7 +23,7 @@ const OUTPUT_EVERY: Duration = Duration::from_millis(200);
 impl Scheduler {
     /// Runs `release`'s `release` command and records how it ended: the release then rolls
     /// out (the scheduler is poked), or it failed.
-    pub(super) async fn release_phase(&self, release: Release) -> Result<(), ReconcileError> {
+    pub(super) async fn release_phase(&self, app_id: i64, release: Release) -> Result<(), ReconcileError> {
         let (app, version) = (release.app.clone(), release.version);
         let command = release
             .procfile
@@ -32,6 +32,7 @@ impl Scheduler {
             .unwrap_or_default();
         let spec = StartSpec {
             app: app.clone(),
+            app_id,
             release: version,
             generation: 0,
             process: ProcessType::RELEASE.into(),
