@@ -42,6 +42,21 @@ async fn curl_with(options: &[&str], ca: &Path, name: &str, port: u16, url: &str
     (status, text.to_ascii_lowercase(), output.status.code().unwrap_or(-1))
 }
 
+/// A route table with one app, `shop.localhost`, at `backend`.
+fn shop_at(backend: std::net::SocketAddr) -> Arc<ArcSwap<Table>> {
+    let route = Route {
+        app: "shop".parse().unwrap(),
+        hosts: vec!["shop.localhost".into()],
+        backends: vec![backend],
+        maintenance: false,
+        tls: TlsSettings::default(),
+        access: Default::default(),
+        canary: None,
+    };
+    let table = RouteTable { version: 1, routes: vec![route], certificates: Vec::new(), challenges: Vec::new() };
+    Arc::new(ArcSwap::from_pointee(Table::from_snapshot(&table)))
+}
+
 #[tokio::test]
 async fn https_serves_each_domain_its_certificate_and_the_default_to_the_rest() {
     let dir = tempfile::tempdir().unwrap();
@@ -132,22 +147,7 @@ async fn the_local_ca_issues_certificates_for_routed_names() {
     let (ca_pem, ca_key) = LocalCa::generate().unwrap();
     let ca_path = dir.path().join("ca.crt");
     std::fs::write(&ca_path, ca_pem).unwrap();
-    let app = upstream("one").await;
-    let table = Table::from_snapshot(&RouteTable {
-        version: 1,
-        routes: vec![Route {
-            app: "shop".parse().unwrap(),
-            hosts: vec!["shop.localhost".into()],
-            backends: vec![app],
-            maintenance: false,
-            tls: TlsSettings::default(),
-            access: Default::default(),
-            canary: None,
-        }],
-        certificates: Vec::new(),
-        challenges: Vec::new(),
-    });
-    let table = Arc::new(ArcSwap::from_pointee(table));
+    let table = shop_at(upstream("one").await);
     let (http, https) =
         (TcpListener::bind("127.0.0.1:0").await.unwrap(), TcpListener::bind("127.0.0.1:0").await.unwrap());
     let port = https.local_addr().unwrap().port();
@@ -202,18 +202,7 @@ async fn page_app() -> std::net::SocketAddr {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Debian's chromium (deploy/test.sh installs it)"]
 async fn a_browser_loads_a_page_and_thirty_requests_at_once_over_http2() {
-    let app = page_app().await;
-    let route = Route {
-        app: "shop".parse().unwrap(),
-        hosts: vec!["shop.localhost".into()],
-        backends: vec![app],
-        maintenance: false,
-        tls: TlsSettings::default(),
-        access: Default::default(),
-        canary: None,
-    };
-    let table = RouteTable { version: 1, routes: vec![route], certificates: Vec::new(), challenges: Vec::new() };
-    let table = Arc::new(ArcSwap::from_pointee(Table::from_snapshot(&table)));
+    let table = shop_at(page_app().await);
     let (cert, key) = certificate(&["shop.localhost"]);
     let default = skiff_router::tls::certified_key(&cert, &key).unwrap();
     let tls = skiff_router::tls::server_config(table.clone(), DefaultCertificate::Fixed(default)).unwrap();
