@@ -134,9 +134,9 @@ impl Apps<'_> {
     }
 
     /// Stops and removes every container of a destroyed app, all at once, before the
-    /// destroy returns: the scheduler knows containers by their app's name, and the logger
-    /// files their lines under it, so none may still run when an app of the same name is
-    /// made. One the engine keeps is logged; the scheduler removes it on its next pass.
+    /// destroy returns: the logger files their lines under the app's name, so none may
+    /// still run when an app of the same name is made. One the engine keeps is logged;
+    /// the scheduler, which tells it from the new app's by its app id, removes it.
     async fn remove_containers(&self, app: &AppName) {
         let runtime = &self.0.runtime;
         let containers = match runtime.list().await {

@@ -38,9 +38,14 @@ impl Desired {
     }
 
     fn is_current(&self, container: &Observed) -> bool {
+        container.node_state == NodeState::Up && self.made(container)
+    }
+
+    /// Whether `container` was made for it: its app (not one destroyed before under the
+    /// same name), process type, release and generation, wherever it runs.
+    pub fn made(&self, container: &Observed) -> bool {
         let spec = &self.spec;
-        container.node_state == NodeState::Up
-            && container.app == spec.app
+        container.app == spec.app
             && container.app_id.is_none_or(|id| id == spec.app_id)
             && container.process == spec.process
             && container.release == spec.release

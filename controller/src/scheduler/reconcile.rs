@@ -381,18 +381,13 @@ impl Scheduler {
         // not for all of them in turn.
         let probes = containers.into_iter().filter(|c| !c.one_off).map(|container| async move {
             let address = container.address;
+            let mut seen = observe(&container);
             // Current containers must pass the configured check; older ones, deployed under
             // whatever check held then, keep serving while they answer at all.
-            let current = desired.iter().find(|d| {
-                d.spec.app == container.app
-                    && container.app_id.is_none_or(|id| id == d.spec.app_id)
-                    && d.spec.process == container.process
-                    && d.spec.release == container.release
-                    && d.spec.generation == container.generation
-            });
-            let check = current.map_or_else(|| Check::of(&container.process, None), |d| d.check.clone());
-            let ready = container.running && check.probe(address).await;
-            (observe(&container, ready), address)
+            let current = desired.iter().find(|d| d.made(&seen));
+            let check = current.map_or_else(|| Check::of(&seen.process, None), |d| d.check.clone());
+            seen.ready = seen.running && check.probe(address).await;
+            (seen, address)
         });
         Ok(futures_util::stream::iter(probes).buffered(PARALLEL_PROBES).collect().await)
     }
@@ -581,7 +576,8 @@ fn crash_outcome(crashes: u32, pause: Duration) -> String {
     }
 }
 
-fn observe(container: &Container, ready: bool) -> Observed {
+/// A container as the plan sees it, not yet probed.
+fn observe(container: &Container) -> Observed {
     Observed {
         id: container.id.clone(),
         app: container.app.clone(),
@@ -590,7 +586,7 @@ fn observe(container: &Container, ready: bool) -> Observed {
         generation: container.generation,
         process: container.process.clone(),
         running: container.running,
-        ready,
+        ready: false,
         node_state: container.node_state,
     }
 }

@@ -238,10 +238,8 @@ struct Link {
     written: usize,
     /// What the client lets the router send on the connection.
     send_window: i64,
-    /// What the client may send on the connection before the router gives more.
-    recv_window: i64,
-    /// Read by apps (or dropped) and not yet given back.
-    released: u32,
+    /// What the client may send on the connection.
+    recv: RecvWindow,
     /// What the client lets the router send on a new stream.
     stream_send_window: i64,
 }
@@ -301,12 +299,42 @@ impl Link {
     /// Gives `bytes` of the connection's window back to the client, once there is enough
     /// to be worth a frame.
     fn release(&mut self, bytes: u32) {
-        self.released += bytes;
-        if self.released >= RELEASE_AT {
-            self.window_update(0, self.released);
-            self.recv_window += i64::from(self.released);
-            self.released = 0;
+        if let Some(increment) = self.recv.give_back(bytes) {
+            self.window_update(0, increment);
         }
+    }
+}
+
+/// What a client may send, on the connection or on a stream, before the router gives it
+/// more; and what was read (or dropped) of it and not yet given back.
+struct RecvWindow {
+    open: i64,
+    released: u32,
+}
+
+impl RecvWindow {
+    fn new(size: u32) -> Self {
+        Self { open: i64::from(size), released: 0 }
+    }
+
+    /// Takes `size` bytes of the window; false if the client sent past it.
+    fn take(&mut self, size: u32) -> bool {
+        if i64::from(size) > self.open {
+            return false;
+        }
+        self.open -= i64::from(size);
+        true
+    }
+
+    /// Gives `bytes` back; the WINDOW_UPDATE's increment once there is enough to be worth
+    /// a frame.
+    fn give_back(&mut self, bytes: u32) -> Option<u32> {
+        self.released += bytes;
+        (self.released >= RELEASE_AT).then(|| {
+            let increment = std::mem::take(&mut self.released);
+            self.open += i64::from(increment);
+            increment
+        })
     }
 }
 
@@ -317,10 +345,8 @@ struct Stream {
     inbound: Option<Arc<Inbound>>,
     /// Whether the client is still sending the request (its body or trailers).
     receiving: bool,
-    /// What the client may send on the stream before the router gives more.
-    recv_window: i64,
-    /// Read by the app and not yet given back.
-    released: u32,
+    /// What the client may send on the stream.
+    recv: RecvWindow,
     /// The body's length by `Content-Length`, and what came of it so far.
     declared: Option<u64>,
     received: u64,
@@ -362,8 +388,7 @@ impl Stream {
             id,
             inbound: None,
             receiving: false,
-            recv_window: i64::from(STREAM_WINDOW),
-            released: 0,
+            recv: RecvWindow::new(STREAM_WINDOW),
             declared: None,
             received: 0,
             answer: Answer::Sent,
@@ -424,13 +449,10 @@ impl Stream {
             return;
         }
         link.release(read);
-        if self.receiving {
-            self.released += read;
-            if self.released >= RELEASE_AT {
-                link.window_update(self.id, self.released);
-                self.recv_window += i64::from(self.released);
-                self.released = 0;
-            }
+        if self.receiving
+            && let Some(increment) = self.recv.give_back(read)
+        {
+            link.window_update(self.id, increment);
         }
     }
 
@@ -558,8 +580,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Connection<I> {
             out: Vec::new(),
             written: 0,
             send_window: i64::from(DEFAULT_WINDOW),
-            recv_window: i64::from(CONNECTION_WINDOW),
-            released: 0,
+            recv: RecvWindow::new(CONNECTION_WINDOW),
             stream_send_window: i64::from(DEFAULT_WINDOW),
         };
         let settings = [
@@ -766,10 +787,9 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Connection<I> {
             return fault(Code::Protocol, "DATA for the connection");
         }
         let size = payload.len() as u32;
-        if i64::from(size) > self.link.recv_window {
+        if !self.link.recv.take(size) {
             return fault(Code::FlowControl, "DATA past the connection's window");
         }
-        self.link.recv_window -= i64::from(size);
         let content = unpadded(flags, payload)?;
         let Some(index) = self.index(stream) else {
             if stream > self.last_stream {
@@ -785,12 +805,11 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Connection<I> {
             self.reset(index, Code::StreamClosed);
             return Ok(());
         }
-        if i64::from(size) > entry.recv_window {
+        if !entry.recv.take(size) {
             self.link.release(size);
             self.reset(index, Code::FlowControl);
             return Ok(());
         }
-        entry.recv_window -= i64::from(size);
         entry.received += content.len() as u64;
         let end = flags & END_STREAM != 0;
         if entry.declared.is_some_and(|declared| entry.received > declared || (end && entry.received != declared)) {
@@ -801,7 +820,9 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Connection<I> {
         }
         // Padding is given back at once: no app reads it.
         let padding = size - content.len() as u32;
-        entry.released += padding;
+        if let Some(increment) = entry.recv.give_back(padding) {
+            self.link.window_update(stream, increment);
+        }
         self.link.release(padding);
         match &entry.inbound {
             Some(inbound) => {
