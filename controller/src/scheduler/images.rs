@@ -51,13 +51,18 @@ impl Images {
         Ok(())
     }
 
-    /// Pulls an image the engine does not hold (by digest, what it holds is what it names).
-    pub async fn have(&self, image: &str) -> Result<(), RuntimeError> {
-        match self.docker.inspect_image(image).await {
-            Ok(_) => Ok(()),
-            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => self.pull(image).await,
-            Err(error) => Err(error.into()),
-        }
+    /// Pulls an image the engine does not hold (by digest, what it holds is what it names);
+    /// the port its app listens on, as [`Self::app_port`] reads it.
+    pub async fn held_port(&self, image: &str) -> Result<u16, RuntimeError> {
+        let inspected = match self.docker.inspect_image(image).await {
+            Ok(inspected) => inspected,
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
+                self.pull(image).await?;
+                self.docker.inspect_image(image).await?
+            }
+            Err(error) => return Err(error.into()),
+        };
+        Ok(listening_port(inspected))
     }
 
     /// The platform's registry, as engines reach it.
@@ -69,9 +74,14 @@ impl Images {
     /// (a Dockerfile's `EXPOSE`, as Deis and Dokku use it), else [`CONTAINER_PORT`].
     pub async fn app_port(&self, image: &str) -> u16 {
         let Ok(inspected) = self.docker.inspect_image(image).await else { return CONTAINER_PORT };
-        let exposed = inspected.config.and_then(|c| c.exposed_ports).unwrap_or_default();
-        exposed_port(&exposed).unwrap_or(CONTAINER_PORT)
+        listening_port(inspected)
     }
+}
+
+/// The port the app of an inspected image listens on (see [`Images::app_port`]).
+fn listening_port(inspected: bollard::models::ImageInspect) -> u16 {
+    let exposed = inspected.config.and_then(|c| c.exposed_ports).unwrap_or_default();
+    exposed_port(&exposed).unwrap_or(CONTAINER_PORT)
 }
 
 /// Splits `name@digest` or `name:tag` into what `POST /images/create` wants.

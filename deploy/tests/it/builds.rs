@@ -331,6 +331,14 @@ async fn a_push_runs_in_a_container_started_while_it_was_built() {
         (warm.len() == 1 && warm[0].starts_with(&format!("skiff-warm-warmed-v{next}-"))).then_some(())
     });
     assert!(waiting.await.is_some(), "{:?}", unadopted_warm_containers(&platform));
+    // It waits on no network: nothing reaches it (nor does it reach anything) before it is
+    // adopted.
+    let networks = std::process::Command::new("docker")
+        .args(["inspect", "--format", "{{range $name, $_ := .NetworkSettings.Networks}}{{$name}} {{end}}"])
+        .arg(&unadopted_warm_containers(&platform)[0])
+        .output()
+        .expect("docker inspect");
+    assert_eq!(String::from_utf8_lossy(&networks.stdout).trim(), "none");
     // The app's containers reach the adopted one by its process type, never the waiting one.
     for _ in 0..3 {
         let (status, out, err) = platform.cli(&repo, &["run", "wget -qO- http://web:5000/"]).await;

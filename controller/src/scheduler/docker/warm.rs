@@ -6,9 +6,10 @@
 //! container of it is adopted (for the next push or config change): a container of the
 //! app's stack image is made and started with every label of the web container the app's
 //! next release will need (its version, the formation's generation, the limits), under a
-//! name that hides it from the scheduler (`skiff-warm-…`), on the app's network without
-//! the `web` name (the app's containers would reach it there). It runs a launcher, `tar -x
-//! -C /` on its standard input, then `/.skiff/start`.
+//! name that hides it from the scheduler (`skiff-warm-…`), on no network: it joins the
+//! app's network (made meanwhile) as it is adopted, which spares a push at once after
+//! `apps:create` the engine's making of the network and of the container's end of it. It
+//! runs a launcher, `tar -x -C /` on its standard input, then `/.skiff/start`.
 //!
 //! When that release's web container is to start and the release's image is the stack plus
 //! one layer (every Procfile and buildpack build), the scheduler adopts the warm container
@@ -16,7 +17,7 @@
 //! sends `/.skiff/start` (the image's working directory and env, then the container's env,
 //! then the command, as Docker would run them) followed by the app layer (uncompressed as
 //! it goes, a part at a time: the controller never holds it whole uncompressed) while the
-//! container joins the app's network again as `web`, then renames it to a web container's
+//! container joins the app's network as `web`, then renames it to a web container's
 //! name (and the engine pulls the release's image in the background, for the release's
 //! other containers). Anything else (another version or generation, other limits, a stack
 //! imported again meanwhile, a Dockerfile build, a stack without `sh` and `tar`, an app
@@ -32,18 +33,21 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use bollard::models::HostConfig;
 use bollard::models::{
     ContainerCreateBody, ContainerSummary, ContainerSummaryStateEnum, EndpointSettings, NetworkConnectRequest,
     NetworkDisconnectRequest,
 };
-use bollard::query_parameters::{AttachContainerOptions, ListContainersOptions, RenameContainerOptions};
+use bollard::query_parameters::{
+    AttachContainerOptions, CreateContainerOptions, ListContainersOptions, RenameContainerOptions,
+};
 use bytes::Bytes;
 use skiff_api::{AppName, Digest, ImageRef};
 use skiff_registry_client::RegistryError;
 use skiff_registry_client::image::Manifest;
 use tokio::io::AsyncWriteExt as _;
 
-use super::{Addressing, Creating, DockerRuntime, PORT_LABEL, labelled_port, labels, platform_filter};
+use super::{Addressing, DockerRuntime, PORT_LABEL, labelled_port, labels, platform_filter};
 use crate::scheduler::images::exposed_port;
 use crate::scheduler::runtime::{
     APP_ID_LABEL, CONTAINER_PORT, Container, ContainerRuntime as _, RuntimeError, StartSpec,
@@ -56,6 +60,8 @@ pub(super) const UNADOPTED: &str = "skiff-warm-";
 const STACK_LABEL: &str = "skiff.warm.stack";
 /// The label recording the limits a warm container was made with.
 const LIMITS_LABEL: &str = "skiff.warm.limits";
+/// The network mode of a container on no network (it has a loopback device only).
+const NO_NETWORK: &str = "none";
 /// An unused warm container older than this is removed when its app is warmed again.
 const UNUSED_FOR: Duration = Duration::from_secs(15 * 60);
 /// How long a release's start waits for a warm container still being made for it.
@@ -75,6 +81,8 @@ struct Warm {
     running: bool,
     created: i64,
     labels: HashMap<String, String>,
+    /// The networks it sits on: `none` (those made on an app's network before keep it).
+    networks: Vec<String>,
 }
 
 impl Warm {
@@ -85,6 +93,12 @@ impl Warm {
             running: summary.state == Some(ContainerSummaryStateEnum::RUNNING),
             created: summary.created.unwrap_or(0),
             labels: summary.labels.unwrap_or_default(),
+            networks: summary
+                .network_settings
+                .and_then(|settings| settings.networks)
+                .unwrap_or_default()
+                .into_keys()
+                .collect(),
         })
     }
 
@@ -297,16 +311,15 @@ impl DockerRuntime {
     }
 
     async fn make_warm_now(&self, spec: &StartSpec) -> Result<(), RuntimeError> {
-        // Its network is joined again when it is adopted, which a published port would not
+        // It joins its app's network when it is adopted, which a published port would not
         // survive.
         if self.networks.addressing() == Addressing::Published {
             return Ok(());
         }
         // Releases only count up: one made for another release will never be used. It goes
         // meanwhile (stopping it takes the engine a while).
-        let (ready, unusable): (Vec<Warm>, Vec<Warm>) = self
-            .warm_containers(Some(&spec.app))
-            .await?
+        let (warm, stack) = tokio::join!(self.warm_containers(Some(&spec.app)), self.by_digest(&spec.image));
+        let (ready, unusable): (Vec<Warm>, Vec<Warm>) = warm?
             .into_iter()
             .filter(|warm| !self.is_adopting(&warm.id))
             .partition(|warm| warm.fresh() && warm.made_for(spec));
@@ -323,31 +336,34 @@ impl DockerRuntime {
         if !ready.is_empty() {
             return Ok(());
         }
-        let stack = self.by_digest(&spec.image).await?;
-        let (image, network) = tokio::join!(self.images.have(&stack), self.networks.ensure(&spec.app));
-        let (_, network) = (image?, network?);
-        let port = self.images.app_port(&stack).await;
-        let mut labels = labels(spec, &self.platform);
-        labels.insert(PORT_LABEL.to_owned(), port.to_string());
-        labels.insert(STACK_LABEL.to_owned(), stack.clone());
-        labels.insert(LIMITS_LABEL.to_owned(), limits_label(&spec.limits));
-        let body = ContainerCreateBody {
-            image: Some(stack),
-            cmd: Some(vec!["/bin/sh".into(), "-c".into(), LAUNCHER.into()]),
-            entrypoint: Some(Vec::new()),
-            env: Some(vec![format!("PORT={port}")]),
-            open_stdin: Some(true),
-            stdin_once: Some(true),
-            labels: Some(labels),
-            exposed_ports: Some(vec![format!("{port}/tcp")]),
-            host_config: Some(self.confined(&spec.limits)),
-            ..Default::default()
+        let stack = stack?;
+        let made = async {
+            let port = self.images.held_port(&stack).await?;
+            let mut labels = labels(spec, &self.platform);
+            labels.insert(PORT_LABEL.to_owned(), port.to_string());
+            labels.insert(STACK_LABEL.to_owned(), stack.clone());
+            labels.insert(LIMITS_LABEL.to_owned(), limits_label(&spec.limits));
+            let body = ContainerCreateBody {
+                image: Some(stack.clone()),
+                cmd: Some(vec!["/bin/sh".into(), "-c".into(), LAUNCHER.into()]),
+                entrypoint: Some(Vec::new()),
+                env: Some(vec![format!("PORT={port}")]),
+                open_stdin: Some(true),
+                stdin_once: Some(true),
+                labels: Some(labels),
+                exposed_ports: Some(vec![format!("{port}/tcp")]),
+                host_config: Some(HostConfig { network_mode: Some(NO_NETWORK.into()), ..self.confined(&spec.limits) }),
+                ..Default::default()
+            };
+            let name = format!("{UNADOPTED}{}-v{}-{:06x}", spec.app, spec.release, rand::random::<u32>() & 0xff_ffff);
+            let options = CreateContainerOptions { name: Some(name), ..Default::default() };
+            let id = self.docker.create_container(Some(options), body).await?.id;
+            self.docker.start_container(&id, None).await?;
+            Ok::<_, RuntimeError>(())
         };
-        let name = format!("{UNADOPTED}{}-v{}-{:06x}", spec.app, spec.release, rand::random::<u32>() & 0xff_ffff);
-        // No `web` name on the app's network yet: the app's containers would be sent to it.
-        let id = self.create(&spec.app, network, Creating { name, body, alias: None }).await?;
-        self.docker.start_container(&id, None).await?;
-        Ok(())
+        // The app's network is made meanwhile, for the adoption to join.
+        let (made, network) = tokio::join!(made, self.networks.ensure(&spec.app));
+        made.and(network.map(drop))
     }
 
     /// Whether this process is adopting the warm container `id`.
@@ -487,17 +503,31 @@ impl DockerRuntime {
             attached.input.shutdown().await?;
             Ok::<_, bollard::errors::Error>(())
         };
-        // Meanwhile it joins its app's network again, now answering to its process type
-        // (an alias is given only as a container joins a network).
         let network = self.networks.name(&spec.app);
+        // Meanwhile it joins its app's network, answering to its process type (an alias
+        // is given only as a container joins a network).
         let rejoin = async {
-            let leave = NetworkDisconnectRequest { container: warm.id.clone(), force: Some(true) };
-            self.docker.disconnect_network(&network, leave).await?;
-            let endpoint = EndpointSettings { aliases: Some(vec![spec.process.clone()]), ..Default::default() };
-            let join = NetworkConnectRequest { container: warm.id.clone(), endpoint_config: Some(endpoint) };
-            self.docker.connect_network(&network, join).await
+            for network in &warm.networks {
+                let leave = NetworkDisconnectRequest { container: warm.id.clone(), force: Some(true) };
+                self.docker.disconnect_network(network, leave).await?;
+            }
+            let join = || {
+                let endpoint = EndpointSettings { aliases: Some(vec![spec.process.clone()]), ..Default::default() };
+                let join = NetworkConnectRequest { container: warm.id.clone(), endpoint_config: Some(endpoint) };
+                self.docker.connect_network(&network, join)
+            };
+            match join().await {
+                // The app's last container went meanwhile, and its network with it.
+                Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
+                    self.networks.ensure(&spec.app).await?;
+                    Ok(join().await?)
+                }
+                joined => Ok::<_, RuntimeError>(joined?),
+            }
         };
-        tokio::try_join!(send, rejoin).map_err(|e| broken(&e))?;
+        let send = async { send.await.map_err(|e| broken(&e)) };
+        let rejoin = async { rejoin.await.map_err(|e| broken(&e)) };
+        tokio::try_join!(send, rejoin)?;
         let name = container_name(spec);
         let rename = RenameContainerOptions { name };
         self.docker.rename_container(&warm.id, rename).await.map_err(|e| broken(&e))?;
