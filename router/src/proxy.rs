@@ -346,10 +346,7 @@ fn accept(
     let port = HeaderValue::from(listener.local_addr().map_or(0, |a| a.port()));
     let entry = Entry { https: tls.is_some(), port };
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
-    // Plain connections park between requests; whether a TLS one has a request to read
-    // cannot be told without reading it.
-    let park = acceptor.is_none().then_some(parking::PARK_AFTER);
-    let timeouts = Timeouts { header_read: config.header_read_timeout, idle: config.idle_timeout, park };
+    let timeouts = Timeouts { header_read: config.header_read_timeout, idle: config.idle_timeout };
     let connections = connections.clone();
     async move {
         loop {
@@ -395,22 +392,17 @@ async fn serve_tls(acceptor: tokio_rustls::TlsAcceptor, stream: tokio::net::TcpS
         Ok(Ok(stream)) if stream.get_ref().1.alpn_protocol() == Some(crate::tls::ACME_TLS_ALPN) => {
             tracing::debug!("router.tls: TLS-ALPN-01 challenge answered");
         }
-        Ok(Ok(stream)) => {
-            // TLS connections do not park: nothing comes back.
-            let _ = serve_connection(stream, accepted).await;
-        }
+        Ok(Ok(stream)) => serve_https(stream, accepted).await,
         Ok(Err(error)) => tracing::debug!(%error, "router.tls.handshake"),
         Err(_) => tracing::debug!("router.tls.handshake: timed out"),
     }
 }
 
-/// How long a client may take over a request head, and go without a byte; and how long
-/// a connection waits for its next request before it parks (none for those that do not).
+/// How long a client may take over a request head, and go without a byte.
 #[derive(Debug, Clone, Copy)]
 struct Timeouts {
     header_read: Duration,
     idle: Duration,
-    park: Option<Duration>,
 }
 
 /// How long a connection closing for idleness may take to say goodbye.
@@ -421,7 +413,15 @@ const IDLE_GOODBYE: Duration = Duration::from_secs(1);
 async fn serve_plain(stream: tokio::net::TcpStream, accepted: Accepted) {
     if let Some((stream, accepted, deadline)) = serve_connection(stream, accepted).await {
         let lot = accepted.proxy.parked.clone();
-        lot.park(stream, accepted, deadline);
+        lot.park(parking::Waiting::Plain(stream), accepted, deadline);
+    }
+}
+
+/// Serves a TLS connection (its handshake done, HTTP/2 not chosen) as a plain one.
+async fn serve_https(stream: tokio_rustls::server::TlsStream<tokio::net::TcpStream>, accepted: Accepted) {
+    if let Some((stream, accepted, deadline)) = serve_connection(stream, accepted).await {
+        let lot = accepted.proxy.parked.clone();
+        lot.park(parking::Waiting::Tls(Box::new(stream)), accepted, deadline);
     }
 }
 

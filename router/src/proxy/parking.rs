@@ -1,11 +1,12 @@
-//! Plain HTTP/1.1 connections that wait for their next request, parked: a connection
-//! quiet for a moment leaves its task (some 0.9 KiB with tokio's task cell) for a slot
-//! in its worker's lot (the socket, what serving it takes, and a waker), and gets a task
-//! again when the client sends its next request, closes, or the deadline passes.
+//! HTTP/1.1 connections that wait for their next request, parked: a connection quiet for
+//! a moment leaves its task (some 0.9 KiB with tokio's task cell) for a slot in its
+//! worker's lot (the socket, over TLS its session too, what serving it takes, and a waker),
+//! and gets a task again when the client sends its next request, closes, or the deadline
+//! passes.
 //!
 //! Connections that are busy never park: a connection parks only after [`PARK_AFTER`]
-//! without a byte, the relay's own wait. TLS connections do not park (whether a TLS
-//! connection has a request to read cannot be told without reading it).
+//! without a byte, the relay's own wait. A TLS connection parks only when rustls holds no
+//! decrypted bytes, so that its socket's readability says whether a request came.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
@@ -13,10 +14,12 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::Accepted;
+use super::relay::Readable as _;
 
 /// How long a connection waits in its own task before it parks.
 pub(super) const PARK_AFTER: Duration = Duration::from_millis(100);
@@ -44,8 +47,34 @@ struct Spaces {
     closed: bool,
 }
 
+/// A client's connection between requests.
+pub(super) enum Waiting {
+    Plain(TcpStream),
+    /// Boxed: a TLS session is larger than a plain connection's slot needs.
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Waiting {
+    /// Whether a read would not wait; if it would, `waker` is woken once it would not.
+    fn readable(&self, waker: &Waker) -> bool {
+        let mut cx = Context::from_waker(waker);
+        match self {
+            Self::Plain(stream) => stream.poll_readable(&mut cx).is_ready(),
+            Self::Tls(stream) => stream.poll_readable(&mut cx).is_ready(),
+        }
+    }
+
+    /// Serves the connection in a task of `connections` again.
+    fn serve(self, accepted: Accepted, connections: &TaskTracker) {
+        match self {
+            Self::Plain(stream) => connections.spawn(super::serve_plain(stream, accepted)),
+            Self::Tls(stream) => connections.spawn(super::serve_https(*stream, accepted)),
+        };
+    }
+}
+
 struct Parked {
-    stream: TcpStream,
+    stream: Waiting,
     accepted: Accepted,
     deadline: Instant,
     ticket: u32,
@@ -82,7 +111,7 @@ impl Lot {
     }
 
     /// Parks a connection that has nothing to read until it has, or `deadline` passes.
-    pub(super) fn park(self: &Arc<Self>, stream: TcpStream, accepted: Accepted, deadline: Instant) {
+    pub(super) fn park(self: &Arc<Self>, stream: Waiting, accepted: Accepted, deadline: Instant) {
         let (slot, ticket) = {
             let mut spaces = self.spaces();
             if spaces.closed {
@@ -98,12 +127,12 @@ impl Lot {
         };
         let bell = Waker::from(Arc::new(Bell { lot: self.clone(), slot, ticket }));
         // Registers the bell with the socket (outside the lock: a bell takes it).
-        let ready = stream.poll_read_ready(&mut Context::from_waker(&bell)).is_ready();
+        let ready = stream.readable(&bell);
         let mut spaces = self.spaces();
         if ready {
             spaces.free.push(slot);
             drop(spaces);
-            self.connections.spawn(super::serve_plain(stream, accepted));
+            stream.serve(accepted, &self.connections);
             return;
         }
         spaces.slots[slot] = Some(Parked { stream, accepted, deadline, ticket });
@@ -154,7 +183,7 @@ impl Lot {
             }
         }
         for Parked { stream, accepted, .. } in woken {
-            self.connections.spawn(super::serve_plain(stream, accepted));
+            stream.serve(accepted, &self.connections);
         }
     }
 

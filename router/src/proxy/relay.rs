@@ -25,6 +25,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::failover::{Resend, Tried, Unanswered, try_backends};
+use super::parking::PARK_AFTER;
 use super::{MAX_HEAD_BYTES, Origin, Proxy, Timeouts};
 use crate::framing::{Chunked, Scan};
 use crate::idle::Activity;
@@ -88,7 +89,7 @@ where
     loop {
         let deadline = tokio::time::Instant::now() + timeouts.header_read.min(timeouts.idle);
         if buffer.is_empty() {
-            let park = timeouts.park.map(|after| tokio::time::Instant::now() + after).filter(|at| *at < deadline);
+            let park = Some(tokio::time::Instant::now() + PARK_AFTER).filter(|at| *at < deadline);
             let readable = tokio::select! {
                 biased;
                 () = std::future::poll_fn(|cx| io.poll_readable(cx)) => true,
@@ -521,7 +522,7 @@ pub(super) fn with_date(f: impl FnOnce(&str)) {
 /// A client connection that can tell when a read would find bytes (or the end) without
 /// reading, so that an idle one needs no buffer to wait with.
 pub(super) trait Readable {
-    /// Ready once a read would not wait; at once where that cannot be told (TLS).
+    /// Ready once a read would not wait (or might not).
     fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<()>;
 }
 
@@ -532,9 +533,12 @@ impl Readable for tokio::net::TcpStream {
     }
 }
 
-impl<I> Readable for tokio_rustls::server::TlsStream<I> {
-    fn poll_readable(&self, _: &mut Context<'_>) -> Poll<()> {
-        Poll::Ready(())
+impl<I: Readable> Readable for tokio_rustls::server::TlsStream<I> {
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<()> {
+        // rustls wants bytes from the socket when it holds no decrypted ones (nor a
+        // `close_notify`): then a read waits for the socket; otherwise it would not wait.
+        let (socket, tls) = self.get_ref();
+        if tls.wants_read() { socket.poll_readable(cx) } else { Poll::Ready(()) }
     }
 }
 

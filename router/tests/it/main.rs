@@ -13,7 +13,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use skiff_api::{Route, RouteTable};
 use skiff_router::Table;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
@@ -107,12 +107,16 @@ async fn upstream(name: &'static str) -> SocketAddr {
 }
 
 /// Sends one GET on `stream` and reads one answer: (status, body).
-async fn exchange(stream: &mut BufReader<TcpStream>, host: &str, extra: &str) -> (u16, String) {
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut BufReader<S>,
+    host: &str,
+    extra: &str,
+) -> (u16, String) {
     send(stream, &format!("GET /path?q=1 HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n")).await
 }
 
 /// Sends `request` as it is on `stream` and reads one answer: (status, body).
-async fn send(stream: &mut BufReader<TcpStream>, request: &str) -> (u16, String) {
+async fn send<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut BufReader<S>, request: &str) -> (u16, String) {
     stream.get_mut().write_all(request.as_bytes()).await.unwrap();
     let mut status = String::new();
     stream.read_line(&mut status).await.unwrap();

@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 use skiff_api::{Route, RouteCertificate, RouteTable, TlsSettings};
 use skiff_router::Table;
 use skiff_router::tls::{DefaultCertificate, LocalCa};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -229,4 +230,106 @@ async fn a_browser_loads_a_page_and_thirty_requests_at_once_over_http2() {
     // 0 + 1 + … + 29 = 435: every one of the thirty answers came back whole.
     assert!(page.contains("protocol=h2 sum=435"), "{page}{}", String::from_utf8_lossy(&output.stderr));
     shutdown.cancel();
+}
+
+/// A router serving `table` over HTTPS with a certificate for shop.localhost: its HTTPS
+/// address, a client that trusts it, and the router's shutdown.
+async fn https_router(
+    table: Arc<ArcSwap<Table>>,
+    config: skiff_router::Config,
+) -> (std::net::SocketAddr, tokio_rustls::TlsConnector, CancellationToken) {
+    let made = rcgen::generate_simple_self_signed(vec!["shop.localhost".to_owned()]).unwrap();
+    let key = skiff_router::tls::certified_key(&made.cert.pem(), &made.signing_key.serialize_pem()).unwrap();
+    let tls = skiff_router::tls::server_config(table.clone(), DefaultCertificate::Fixed(key)).unwrap();
+    let (http, https) =
+        (TcpListener::bind("127.0.0.1:0").await.unwrap(), TcpListener::bind("127.0.0.1:0").await.unwrap());
+    let address = https.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let listeners = skiff_router::Listeners { http, https: Some((https, tls)) };
+    tokio::spawn(skiff_router::serve(listeners, table, config, shutdown.clone()));
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(made.cert.der().clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    (address, tokio_rustls::TlsConnector::from(Arc::new(client)), shutdown)
+}
+
+/// A TLS connection to `address` for shop.localhost (HTTP/1.1: no ALPN).
+async fn connect_tls(
+    address: std::net::SocketAddr,
+    connector: &tokio_rustls::TlsConnector,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("shop.localhost").unwrap();
+    connector.connect(name, stream).await.unwrap()
+}
+
+/// Two requests written at once over TLS, the first of every length around the relay's
+/// reads (4 KiB and twice that): however the router's reads fall, the second one's bytes
+/// (held decrypted by rustls once the first is read) are answered at once, not left
+/// waiting for bytes the client has already sent.
+#[tokio::test]
+async fn requests_written_together_over_tls_are_answered_however_the_reads_fall() {
+    let table = shop_at(upstream("one").await);
+    let (address, connector, shutdown) = https_router(table, skiff_router::Config::default()).await;
+    let second = "GET /second HTTP/1.1\r\nHost: shop.localhost\r\nConnection: close\r\n\r\n";
+    for length in (4088..=4104).chain(8184..=8200) {
+        let head = "GET /first HTTP/1.1\r\nHost: shop.localhost\r\nX-Pad: \r\n\r\n";
+        let first = head.replace("X-Pad: ", &format!("X-Pad: {}", "p".repeat(length - head.len())));
+        assert_eq!(first.len(), length);
+        let mut stream = connect_tls(address, &connector).await;
+        stream.write_all(format!("{first}{second}").as_bytes()).await.unwrap();
+        let mut answers = Vec::new();
+        let read = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read_to_end(&mut answers)).await;
+        let answers = String::from_utf8_lossy(&answers);
+        assert!(read.is_ok(), "a first request of {length} bytes: the second waited: {answers}");
+        assert_eq!(answers.matches("HTTP/1.1 200").count(), 2, "a first request of {length} bytes: {answers}");
+        assert!(answers.contains("GET /second HTTP/1.1"), "{answers}");
+    }
+    shutdown.cancel();
+}
+
+/// TLS connections park between requests as plain ones do (`main.rs`): woken by the next
+/// request, many times over, closed at their deadline and at the shutdown.
+#[tokio::test]
+async fn tls_connections_parked_between_requests_serve_on_close_at_their_deadline_and_at_shutdown() {
+    use std::time::{Duration, Instant};
+    let table = shop_at(upstream("one").await);
+    let config = skiff_router::Config { header_read_timeout: Duration::from_millis(1500), ..Default::default() };
+    let (address, connector, shutdown) = https_router(table, config).await;
+    let connecting = (0..10).map(|_| async { tokio::io::BufReader::new(connect_tls(address, &connector).await) });
+    let mut kept: Vec<_> = futures_util::future::join_all(connecting).await;
+    for round in 0..3 {
+        for stream in &mut kept {
+            let (status, body) = crate::exchange(stream, "shop.localhost", "").await;
+            assert_eq!((status, body.lines().next()), (200, Some("one")), "round {round}");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // A request written a byte at a time to a parked connection.
+    let request = b"GET /slow HTTP/1.1\r\nHost: shop.localhost\r\n\r\n";
+    for byte in request {
+        kept[0].get_mut().write_all(&[*byte]).await.unwrap();
+        kept[0].get_mut().flush().await.unwrap();
+    }
+    let (status, body) = crate::send(&mut kept[0], "").await;
+    assert!(status == 200 && body.contains("GET /slow"), "{body}");
+
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), kept[1].read_to_end(&mut rest)).await;
+    assert!(read.is_ok() && rest.is_empty(), "a parked TLS connection is closed at its deadline");
+    assert!(started.elapsed() >= Duration::from_millis(1000), "not before: {:?}", started.elapsed());
+
+    let mut parked = tokio::io::BufReader::new(connect_tls(address, &connector).await);
+    assert_eq!(crate::exchange(&mut parked, "shop.localhost", "").await.0, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    shutdown.cancel();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_millis(500), parked.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the shutdown closes a parked TLS connection");
 }
