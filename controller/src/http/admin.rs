@@ -63,6 +63,14 @@ async fn stacks_import(
         stacks::ImportError::Registry(e) => ApiError::Internal(e.to_string()),
     })?;
     c.db.put_stack(&name, &image).await?;
+    // The engine gets it now: the first app made on it then starts its warm container
+    // without waiting for a pull.
+    let (runtime, reference) = (c.runtime.clone(), format!("{}/{image}", c.config.registry_host));
+    tokio::spawn(async move {
+        if let Err(error) = runtime.hold(&reference).await {
+            tracing::info!(%error, image = %reference, "controller.stack.unpulled");
+        }
+    });
     let message = format!("{} imported stack {name} ({image})", user.username);
     c.events.emit_platform(Event::new(EventKind::Platform, message).by(&user.username)).await;
     Ok((StatusCode::CREATED, Json(Stack { name, image })))

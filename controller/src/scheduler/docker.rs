@@ -331,6 +331,10 @@ impl ContainerRuntime for DockerRuntime {
         self.make_warm(spec).await
     }
 
+    async fn hold(&self, image: &str) -> Result<(), RuntimeError> {
+        self.images.held_port(image).await.map(drop)
+    }
+
     async fn unwarm(&self, app: &AppName) -> Result<(), RuntimeError> {
         self.remove_warm(app).await
     }

@@ -174,6 +174,11 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn warm(&self, _spec: &StartSpec) -> Result<(), RuntimeError> {
         Ok(())
     }
+    /// Has the backend hold an image it will need soon (a stack just imported, by digest),
+    /// where it keeps images (the Docker backend: the engine pulls it); a no-op elsewhere.
+    async fn hold(&self, _image: &str) -> Result<(), RuntimeError> {
+        Ok(())
+    }
     /// Removes an app's containers started ahead that were not taken over.
     async fn unwarm(&self, _app: &AppName) -> Result<(), RuntimeError> {
         Ok(())

@@ -251,6 +251,28 @@ async fn pushes_to_different_apps_build_at_the_same_time() {
     platform.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker (deploy/test.sh)"]
+async fn an_imported_stack_is_on_the_engine_before_an_app_needs_it() {
+    let (platform, repo, _key) = Platform::with_example("early").await;
+    // A stack no engine can hold yet: the busybox root with a file of its own.
+    let rootfs = platform.dir.path().join("fresh-rootfs");
+    let copied =
+        std::process::Command::new("cp").arg("-a").arg(platform.dir.path().join("rootfs")).arg(&rootfs).status();
+    assert!(copied.unwrap().success());
+    std::fs::write(rootfs.join("etc/stack-id"), format!("{:032x}\n", rand::random::<u128>())).unwrap();
+    let out = platform.cli_ok(&repo, &["stacks:import", "fresh", rootfs.to_str().unwrap()]).await;
+    let image =
+        out.split_whitespace().find(|word| word.starts_with("stacks/fresh@sha256:")).expect("the stack's image");
+    let reference = format!("{}/{image}", platform.addresses.registry.unwrap());
+    let held = eventually(Duration::from_secs(30), || async {
+        let inspected = std::process::Command::new("docker").args(["image", "inspect", &reference]).output().unwrap();
+        inspected.status.success().then_some(())
+    });
+    assert!(held.await.is_some(), "the engine pulled {reference} once it was imported, before any app is made on it");
+    let _ = std::process::Command::new("docker").args(["image", "rm", &reference]).output();
+}
+
 /// This platform's warm containers not yet adopted (`skiff-warm-…`), by name.
 fn unadopted_warm_containers(platform: &Platform) -> Vec<String> {
     let listed = std::process::Command::new("docker")
