@@ -366,7 +366,7 @@ fn accept(
             // Each a task of its own type, so that a plain connection's task has no room for
             // a TLS session's state, and no future wraps another's arguments.
             match &acceptor {
-                None => connections.spawn(serve_plain(stream, accepted)),
+                None => connections.spawn(serve_and_park(stream, accepted)),
                 Some(acceptor) => connections.spawn(serve_tls(acceptor.clone(), stream, accepted)),
             };
         }
@@ -392,7 +392,7 @@ async fn serve_tls(acceptor: tokio_rustls::TlsAcceptor, stream: tokio::net::TcpS
         Ok(Ok(stream)) if stream.get_ref().1.alpn_protocol() == Some(crate::tls::ACME_TLS_ALPN) => {
             tracing::debug!("router.tls: TLS-ALPN-01 challenge answered");
         }
-        Ok(Ok(stream)) => serve_https(stream, accepted).await,
+        Ok(Ok(stream)) => serve_and_park(stream, accepted).await,
         Ok(Err(error)) => tracing::debug!(%error, "router.tls.handshake"),
         Err(_) => tracing::debug!("router.tls.handshake: timed out"),
     }
@@ -408,20 +408,16 @@ struct Timeouts {
 /// How long a connection closing for idleness may take to say goodbye.
 const IDLE_GOODBYE: Duration = Duration::from_secs(1);
 
-/// Serves a plain connection, which parks in its worker's lot while it waits for its
-/// next request.
-async fn serve_plain(stream: tokio::net::TcpStream, accepted: Accepted) {
-    if let Some((stream, accepted, deadline)) = serve_connection(stream, accepted).await {
+/// Serves an HTTP/1.1 connection, plain or over TLS (its handshake done, HTTP/2 not
+/// chosen), which parks in its worker's lot while it waits for its next request.
+async fn serve_and_park<I>(io: I, accepted: Accepted)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + relay::Readable + Unpin + Send + 'static,
+    parking::Waiting: From<I>,
+{
+    if let Some((io, accepted, deadline)) = serve_connection(io, accepted).await {
         let lot = accepted.proxy.parked.clone();
-        lot.park(parking::Waiting::Plain(stream), accepted, deadline);
-    }
-}
-
-/// Serves a TLS connection (its handshake done, HTTP/2 not chosen) as a plain one.
-async fn serve_https(stream: tokio_rustls::server::TlsStream<tokio::net::TcpStream>, accepted: Accepted) {
-    if let Some((stream, accepted, deadline)) = serve_connection(stream, accepted).await {
-        let lot = accepted.proxy.parked.clone();
-        lot.park(parking::Waiting::Tls(Box::new(stream)), accepted, deadline);
+        lot.park(io.into(), accepted, deadline);
     }
 }
 

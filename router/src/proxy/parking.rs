@@ -67,9 +67,21 @@ impl Waiting {
     /// Serves the connection in a task of `connections` again.
     fn serve(self, accepted: Accepted, connections: &TaskTracker) {
         match self {
-            Self::Plain(stream) => connections.spawn(super::serve_plain(stream, accepted)),
-            Self::Tls(stream) => connections.spawn(super::serve_https(*stream, accepted)),
+            Self::Plain(stream) => connections.spawn(super::serve_and_park(stream, accepted)),
+            Self::Tls(stream) => connections.spawn(super::serve_and_park(*stream, accepted)),
         };
+    }
+}
+
+impl From<TcpStream> for Waiting {
+    fn from(stream: TcpStream) -> Self {
+        Self::Plain(stream)
+    }
+}
+
+impl From<TlsStream<TcpStream>> for Waiting {
+    fn from(stream: TlsStream<TcpStream>) -> Self {
+        Self::Tls(Box::new(stream))
     }
 }
 

@@ -318,8 +318,9 @@ impl DockerRuntime {
         }
         // Releases only count up: one made for another release will never be used. It goes
         // meanwhile (stopping it takes the engine a while).
-        let (warm, stack) = tokio::join!(self.warm_containers(Some(&spec.app)), self.by_digest(&spec.image));
-        let (ready, unusable): (Vec<Warm>, Vec<Warm>) = warm?
+        let (ready, unusable): (Vec<Warm>, Vec<Warm>) = self
+            .warm_containers(Some(&spec.app))
+            .await?
             .into_iter()
             .filter(|warm| !self.is_adopting(&warm.id))
             .partition(|warm| warm.fresh() && warm.made_for(spec));
@@ -336,7 +337,7 @@ impl DockerRuntime {
         if !ready.is_empty() {
             return Ok(());
         }
-        let stack = stack?;
+        let stack = self.by_digest(&spec.image).await?;
         let made = async {
             let port = self.images.held_port(&stack).await?;
             let mut labels = labels(spec, &self.platform);
