@@ -197,8 +197,10 @@ pub async fn run(ctx: &Context<'_>, out: &mut Output) -> Result<Released, BuildE
 /// How long a push waits to see its release start.
 const ROLLOUT_WAIT: Duration = Duration::from_secs(120);
 
-/// How often a push asks how its release stands: a release is often up within half a
-/// second, and the pusher hears of it no later than this after (one small read each).
+/// How long one look at a pending release waits for it to change: the controller answers
+/// as the release changes, so the pusher hears that it is up at once.
+const ROLLOUT_LOOK: Duration = Duration::from_secs(5);
+/// The least time between two looks (a controller that does not wait answers at once).
 const ROLLOUT_POLL: Duration = Duration::from_millis(25);
 
 /// Waits until the release runs (or failed to start) and tells the pusher.
@@ -211,7 +213,9 @@ async fn follow_rollout(
     let deadline = Instant::now() + ROLLOUT_WAIT;
     let mut phase = PhaseShown::default();
     loop {
-        let current = ctx.controller.release(&ctx.push.app, release.version).await?;
+        let asked = Instant::now();
+        let look = ROLLOUT_LOOK.min(deadline.saturating_duration_since(asked));
+        let current = ctx.controller.release(&ctx.push.app, release.version, look).await?;
         phase.show(&current, out).await;
         match current.state {
             ReleaseState::Deployed => {
@@ -240,7 +244,7 @@ async fn follow_rollout(
                 .await;
                 return Ok(current);
             }
-            ReleaseState::Pending => tokio::time::sleep(ROLLOUT_POLL).await,
+            ReleaseState::Pending => tokio::time::sleep_until((asked + ROLLOUT_POLL).into()).await,
         }
     }
 }

@@ -618,9 +618,12 @@ impl Client {
         self.send(request).await
     }
 
-    /// One release of an app (service token).
-    pub async fn release(&self, app: &AppName, version: u32) -> Result<Release, ClientError> {
-        self.get(&format!("/v2/hooks/apps/{app}/releases/{version}")).await
+    /// One release of an app (service token): while it is pending, once it changes (its
+    /// state or its release phase's output) or after `wait` (at most ten seconds), whichever
+    /// comes first.
+    pub async fn release(&self, app: &AppName, version: u32, wait: Duration) -> Result<Release, ClientError> {
+        let path = format!("/v2/hooks/apps/{app}/releases/{version}");
+        self.send(self.request(Method::GET, &path).query(&[("wait_ms", wait.as_millis().to_string())])).await
     }
 
     /// Who owns an SSH key (service token).

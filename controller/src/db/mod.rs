@@ -170,6 +170,9 @@ pub struct Db {
     /// retrying against the file's lock with growing sleeps; with Postgres, the same pool.
     writer: AnyPool,
     postgres: bool,
+    /// Counts this process's changes of a release's state or release-phase output, for
+    /// reads waiting on one ([`Db::release_changes`]).
+    release_changes: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 fn parse<T: FromStr>(value: String) -> Result<T, DbError> {
@@ -273,7 +276,8 @@ impl Db {
             sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
             options.max_connections(1).connect(url).await?
         };
-        let db = Self { pool, writer, postgres };
+        let release_changes = std::sync::Arc::new(tokio::sync::watch::Sender::new(0));
+        let db = Self { pool, writer, postgres, release_changes };
         db.migrate().await?;
         Ok(db)
     }

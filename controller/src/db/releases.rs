@@ -190,7 +190,20 @@ impl Db {
             .await?;
         }
         tx.commit().await?;
+        if settled {
+            self.release_changed();
+        }
         Ok(settled)
+    }
+
+    /// Wakes at each change this process makes to a release's state or release-phase
+    /// output; another replica's changes are seen only by reading again.
+    pub fn release_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.release_changes.subscribe()
+    }
+
+    fn release_changed(&self) {
+        self.release_changes.send_modify(|changes| *changes += 1);
     }
 
     /// Keeps what a release's `release` command printed so far and, once it ended, how
@@ -204,7 +217,11 @@ impl Db {
     ) -> Result<bool, DbError> {
         let record = "UPDATE releases SET phase = $1, phase_output = $2
                       WHERE phase = 'running' AND version = $3 AND app_id = (SELECT id FROM apps WHERE name = $4)";
-        update_release(&self.writer, record, enum_text(&state), Some(output), version, app).await
+        let recorded = update_release(&self.writer, record, enum_text(&state), Some(output), version, app).await?;
+        if recorded {
+            self.release_changed();
+        }
+        Ok(recorded)
     }
 
     /// One release of an app.

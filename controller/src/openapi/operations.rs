@@ -625,7 +625,7 @@ pub const OPERATIONS: &[Operation] = &[
         "get",
         "/v2/hooks/apps/{app}/releases/{version}",
         Service,
-        "One release, to follow its rollout",
+        "One release, to follow its rollout (`?wait_ms=N`: while it is pending, answered once it changes or after N ms, at most 10 s)",
         None,
         Json(200, of::<w::Release>),
     ),

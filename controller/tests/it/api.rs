@@ -229,6 +229,25 @@ async fn access_maintenance_and_the_route_feed() {
 }
 
 #[tokio::test]
+async fn a_read_of_a_pending_release_waits_until_it_changes() {
+    let shop = Shop::start().await;
+    let platform = &shop.platform;
+    let read = |query: &'static str| async move {
+        platform.call(Some(SERVICE_TOKEN), "get", &format!("/v2/hooks/apps/shop/releases/2{query}"), None).await
+    };
+    // Its web container never answers, so v2 is pending until the boot timeout (2 s) fails it.
+    assert_eq!(shop.platform.build("shop", "alice", &[("web", "hang")]).await.status, 201);
+    assert_eq!(read("").await.body["state"], "pending", "without a wait, as it stands");
+    let asked = std::time::Instant::now();
+    let waited = read("?wait_ms=10000").await;
+    assert_eq!(waited.body["state"], "failed", "{waited:?}");
+    assert!(asked.elapsed() < Duration::from_secs(8), "answered as it failed, not at the end of the wait");
+    // A settled release is answered as it is; a wait is a number of milliseconds.
+    assert_eq!(read("?wait_ms=99999999999").await.body["state"], "failed");
+    assert_eq!(read("?wait_ms=soon").await.status, 400);
+}
+
+#[tokio::test]
 async fn builds_and_image_deploys() {
     let shop = Shop::start().await;
     let builds = shop.call("get", "/builds", None).await.body;
