@@ -300,6 +300,9 @@ impl ContainerRuntime for DockerRuntime {
         {
             return Ok(adopted);
         }
+        if web {
+            self.forgo_first_release_warm(&spec.app);
+        }
         let network = self.prepare(spec).await?;
         let port = if web { self.images.app_port(&spec.image).await } else { CONTAINER_PORT };
         let mut labels = labels(spec, &self.platform);

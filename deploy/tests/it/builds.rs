@@ -172,6 +172,13 @@ async fn dockerfile_apps_build_on_the_engine_and_failures_keep_the_release() {
         assert!(ok, "git {args:?}: {out}");
     }
     platform.cli_ok(&repo, &["apps:create", "boxed"]).await;
+    // A container of the stack waits for the app's first release, in case it is a Procfile
+    // app's.
+    let waiting = eventually(Duration::from_secs(30), || async {
+        let warm = unadopted_warm_containers(&platform);
+        (warm.len() == 1 && warm[0].starts_with("skiff-warm-boxed-v1-")).then_some(())
+    });
+    assert!(waiting.await.is_some(), "{:?}", unadopted_warm_containers(&platform));
 
     let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
     assert!(pushed, "{out}");
@@ -185,6 +192,15 @@ async fn dockerfile_apps_build_on_the_engine_and_failures_keep_the_release() {
     })
     .await;
     assert!(served.is_some(), "the Dockerfile app serves on the port it EXPOSEs, through the router");
+    // The waiting container had joined the app's network as `web`; the release started
+    // from its own image, so it goes, and the app's containers reach the app alone as `web`.
+    let forgone =
+        eventually(Duration::from_secs(30), || async { unadopted_warm_containers(&platform).is_empty().then_some(()) });
+    assert!(forgone.await.is_some(), "{:?}", unadopted_warm_containers(&platform));
+    for _ in 0..3 {
+        let (status, out, err) = platform.cli(&repo, &["run", "wget -qO- http://web:8080/"]).await;
+        assert!(status == 0 && out.contains("built from a Dockerfile"), "web reaches the app: {out}{err}");
+    }
     let builds = platform.cli_ok(&repo, &["builds"]).await;
     assert!(builds.contains("dockerfile") && builds.contains("succeeded"), "{builds}");
     let info = platform.cli_ok(&repo, &["builds:info", "1"]).await;
@@ -283,6 +299,17 @@ fn unadopted_warm_containers(platform: &Platform) -> Vec<String> {
     String::from_utf8_lossy(&listed.stdout).lines().map(str::to_owned).collect()
 }
 
+/// The networks a container is on, each with its aliases there (the engine adds the
+/// container's short id): `NETWORK:ALIAS,… …`.
+fn networks_of(container: &str) -> String {
+    let format = "{{range $name, $on := .NetworkSettings.Networks}}{{$name}}:{{join $on.Aliases \",\"}} {{end}}";
+    let inspected = std::process::Command::new("docker")
+        .args(["inspect", "--format", format, container])
+        .output()
+        .expect("docker inspect");
+    String::from_utf8_lossy(&inspected.stdout).trim().to_owned()
+}
+
 /// The running web container of `release`: its name and image, as the engine says.
 fn web_container_of(platform: &Platform, release: &str) -> (String, String) {
     let (id, _, _) = platform
@@ -303,6 +330,18 @@ fn web_container_of(platform: &Platform, release: &str) -> (String, String) {
 #[ignore = "needs Docker (deploy/test.sh)"]
 async fn a_push_runs_in_a_container_started_while_it_was_built() {
     let (mut platform, repo, key) = Platform::with_example("warmed").await;
+    // The container made for the app's first release joins the app's network as `web` as
+    // soon as it runs (nothing else of the app answers there yet).
+    let joined = eventually(Duration::from_secs(30), || async {
+        let warm = unadopted_warm_containers(&platform);
+        let [name] = &warm[..] else { return None };
+        let on = networks_of(name);
+        let (network, aliases) = on.split_once(':')?;
+        (network == platform.app_network("warmed") && aliases.split(',').any(|alias| alias == "web")).then_some(())
+    });
+    let joined = joined.await.is_some();
+    let warm = unadopted_warm_containers(&platform);
+    assert!(joined, "{:?}", warm.iter().map(|name| networks_of(name)).collect::<Vec<_>>());
     // A file that barely compresses, more than two of the chunks the layer is sent in (and
     // within the test builder's 1 MB push limit): the page says how much of it arrived, and
     // its last bytes.
@@ -355,12 +394,7 @@ async fn a_push_runs_in_a_container_started_while_it_was_built() {
     assert!(waiting.await.is_some(), "{:?}", unadopted_warm_containers(&platform));
     // It waits on no network: nothing reaches it (nor does it reach anything) before it is
     // adopted.
-    let networks = std::process::Command::new("docker")
-        .args(["inspect", "--format", "{{range $name, $_ := .NetworkSettings.Networks}}{{$name}} {{end}}"])
-        .arg(&unadopted_warm_containers(&platform)[0])
-        .output()
-        .expect("docker inspect");
-    assert_eq!(String::from_utf8_lossy(&networks.stdout).trim(), "none");
+    assert_eq!(networks_of(&unadopted_warm_containers(&platform)[0]), "none:");
     // The app's containers reach the adopted one by its process type, never the waiting one.
     for _ in 0..3 {
         let (status, out, err) = platform.cli(&repo, &["run", "wget -qO- http://web:5000/"]).await;

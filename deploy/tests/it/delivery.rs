@@ -119,7 +119,7 @@ async fn what_the_release_command_migrates_is_what_the_new_release_serves() {
     // The store runs beside the app on its network, from the app's own image (as a
     // database add-on would), and the app is told where with a config var. The engine gets
     // the image just after the release started (in a warm container, from its stack).
-    let network = format!("skiff-apps-{}-migrated", platform.platform_id);
+    let network = platform.app_network("migrated");
     let releases: serde_json::Value =
         serde_json::from_str(&platform.cli_ok(&repo, &["releases", "--json"]).await).unwrap();
     let image = format!("{}/{}", platform.addresses.registry.unwrap(), releases[0]["image"].as_str().unwrap());

@@ -328,6 +328,11 @@ impl Platform {
         run_git(cwd, key, args)
     }
 
+    /// The name of `app`'s network.
+    pub fn app_network(&self, app: &str) -> String {
+        format!("skiff-apps-{}-{app}", self.platform_id)
+    }
+
     /// This platform's app containers: (id, `skiff.release` label, running). Warm containers
     /// not yet adopted (`skiff-warm-…`, started ahead for a push) are not apps' yet.
     pub fn containers(&self) -> Vec<(String, String, bool)> {

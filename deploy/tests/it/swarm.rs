@@ -429,7 +429,7 @@ async fn an_app_spreads_over_the_swarm_moves_off_drained_and_lost_nodes_and_logs
     let gone =
         eventually(Duration::from_secs(60), || async { web_task_nodes(&platform, "spread").is_empty().then_some(()) });
     assert!(gone.await.is_some(), "the destroyed app's services are removed");
-    let network = format!("skiff-apps-{}-spread", platform.platform_id);
+    let network = platform.app_network("spread");
     let network_gone = eventually(Duration::from_secs(60), || async {
         let out = Command::new("docker").args(["network", "ls", "-q", "--filter", &format!("name={network}")]).output();
         out.is_ok_and(|o| o.status.success() && o.stdout.is_empty()).then_some(())

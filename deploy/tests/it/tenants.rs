@@ -253,7 +253,7 @@ fn container_address(platform: &Platform, app: &str) -> String {
     let ports = inspect("{{json .NetworkSettings.Ports}}");
     assert!(!ports.contains("HostPort"), "{app} published a port: {ports}");
     let networks = inspect("{{range $name, $_ := .NetworkSettings.Networks}}{{$name}} {{end}}");
-    assert_eq!(networks, format!("skiff-apps-{}-{app}", platform.platform_id), "{app} sits on its own network");
+    assert_eq!(networks, platform.app_network(app), "{app} sits on its own network");
     inspect("{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}")
 }
 

@@ -8,8 +8,11 @@
 //! next release will need (its version, the formation's generation, the limits), under a
 //! name that hides it from the scheduler (`skiff-warm-…`), on no network: it joins the
 //! app's network (made meanwhile) as it is adopted, which spares a push at once after
-//! `apps:create` the engine's making of the network and of the container's end of it. It
-//! runs a launcher, `tar -x -C /` on its standard input, then `/.skiff/start`.
+//! `apps:create` the engine's making of the network and of the container's end of it.
+//! The one made for an app's first release joins as soon as it runs instead (nothing of
+//! the app answers to its process type yet), so a first push finds it on the network; if a
+//! web container of the app starts another way (a Dockerfile build, an image deploy), it
+//! goes. It runs a launcher, `tar -x -C /` on its standard input, then `/.skiff/start`.
 //!
 //! When that release's web container is to start and the release's image is the stack plus
 //! one layer (every Procfile and buildpack build), the scheduler adopts the warm container
@@ -60,6 +63,10 @@ pub(super) const UNADOPTED: &str = "skiff-warm-";
 const STACK_LABEL: &str = "skiff.warm.stack";
 /// The label recording the limits a warm container was made with.
 const LIMITS_LABEL: &str = "skiff.warm.limits";
+/// The label of a warm container made for its app's first release: no container of the app
+/// runs yet, so it joins the app's network (answering to its process type) as soon as it
+/// runs, and its adoption has no network to join.
+const FIRST_RELEASE_LABEL: &str = "skiff.warm.first";
 /// The network mode of a container on no network (it has a loopback device only).
 const NO_NETWORK: &str = "none";
 /// An unused warm container older than this is removed when its app is warmed again.
@@ -100,6 +107,11 @@ impl Warm {
                 .into_keys()
                 .collect(),
         })
+    }
+
+    /// Whether it sits on `network` (its app's) alone, having joined it as it ran.
+    fn joined(&self, network: &str) -> bool {
+        self.labels.contains_key(FIRST_RELEASE_LABEL) && self.networks == [network]
     }
 
     fn fresh(&self) -> bool {
@@ -338,12 +350,17 @@ impl DockerRuntime {
             return Ok(());
         }
         let stack = self.by_digest(&spec.image).await?;
+        // Releases count from 1: before the first, nothing of the app answers on its network.
+        let first_release = spec.release == 1;
         let made = async {
             let port = self.images.held_port(&stack).await?;
             let mut labels = labels(spec, &self.platform);
             labels.insert(PORT_LABEL.to_owned(), port.to_string());
             labels.insert(STACK_LABEL.to_owned(), stack.clone());
             labels.insert(LIMITS_LABEL.to_owned(), limits_label(&spec.limits));
+            if first_release {
+                labels.insert(FIRST_RELEASE_LABEL.to_owned(), "true".to_owned());
+            }
             let body = ContainerCreateBody {
                 image: Some(stack.clone()),
                 cmd: Some(vec!["/bin/sh".into(), "-c".into(), LAUNCHER.into()]),
@@ -360,11 +377,69 @@ impl DockerRuntime {
             let options = CreateContainerOptions { name: Some(name), ..Default::default() };
             let id = self.docker.create_container(Some(options), body).await?.id;
             self.docker.start_container(&id, None).await?;
-            Ok::<_, RuntimeError>(())
+            Ok::<_, RuntimeError>(id)
         };
         // The app's network is made meanwhile, for the adoption to join.
         let (made, network) = tokio::join!(made, self.networks.ensure(&spec.app));
-        made.and(network.map(drop))
+        let id = made?;
+        network?;
+        // The first release's container joins now rather than as it is adopted (a first join
+        // takes the engine a tenth of a second); should it fail, the adoption joins.
+        if first_release && let Err(error) = self.join_app_network(&id, &[NO_NETWORK.to_owned()], spec).await {
+            tracing::info!(app = %spec.app, %error, "controller.warm.unjoined");
+        }
+        Ok(())
+    }
+
+    /// Moves container `id` from the networks it is `on` to its app's network, where it
+    /// answers to its process type (an alias is given only as a container joins a network).
+    /// The app's network is made again if it went meanwhile (with the app's last container).
+    async fn join_app_network(&self, id: &str, on: &[String], spec: &StartSpec) -> Result<(), RuntimeError> {
+        for network in on {
+            let leave = NetworkDisconnectRequest { container: id.to_owned(), force: Some(true) };
+            self.docker.disconnect_network(network, leave).await?;
+        }
+        let network = self.networks.name(&spec.app);
+        let join = || {
+            let endpoint = EndpointSettings { aliases: Some(vec![spec.process.clone()]), ..Default::default() };
+            let join = NetworkConnectRequest { container: id.to_owned(), endpoint_config: Some(endpoint) };
+            self.docker.connect_network(&network, join)
+        };
+        match join().await {
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
+                self.networks.ensure(&spec.app).await?;
+                Ok(join().await?)
+            }
+            joined => Ok(joined?),
+        }
+    }
+
+    /// A web container of `app` starts from its release's image: a warm container made for
+    /// the app's first release will not be adopted now, and it goes (it answers to the
+    /// process type on the app's network, where the app's containers would reach it).
+    pub(super) fn forgo_first_release_warm(&self, app: &AppName) {
+        let (runtime, app) = (self.clone(), app.clone());
+        tokio::spawn(async move {
+            runtime.made(&app).await;
+            let Ok(warm) = runtime.warm_containers(Some(&app)).await else { return };
+            for warm in warm {
+                if warm.labels.contains_key(FIRST_RELEASE_LABEL)
+                    && !runtime.is_adopting(&warm.id)
+                    && let Err(error) = runtime.remove(&warm.id).await
+                {
+                    tracing::info!(%app, %error, "controller.warm.unremoved");
+                }
+            }
+        });
+    }
+
+    /// Returns once the warm container of `app` being made (if one is) is made, or after
+    /// [`MAKING_WAIT`].
+    async fn made(&self, app: &AppName) {
+        let making = self.warming.lock().expect("warming").get(app).cloned();
+        if let Some(mut making) = making {
+            let _ = tokio::time::timeout(MAKING_WAIT, making.wait_for(|made| *made)).await;
+        }
     }
 
     /// Whether this process is adopting the warm container `id`.
@@ -410,10 +485,7 @@ impl DockerRuntime {
     /// usual).
     pub(super) async fn adopt(&self, spec: &StartSpec) -> Option<Container> {
         // One being made is ready sooner than a container made now would be.
-        let making = self.warming.lock().expect("warming").get(&spec.app).cloned();
-        if let Some(mut making) = making {
-            let _ = tokio::time::timeout(MAKING_WAIT, making.wait_for(|made| *made)).await;
-        }
+        self.made(&spec.app).await;
         let warm = self.warm_containers(Some(&spec.app)).await.ok()?;
         let warm = warm.into_iter().find(|w| w.fresh() && w.made_for(spec))?;
         if !self.adopting.lock().expect("adoptions").insert(warm.id.clone()) {
@@ -504,27 +576,12 @@ impl DockerRuntime {
             attached.input.shutdown().await?;
             Ok::<_, bollard::errors::Error>(())
         };
-        let network = self.networks.name(&spec.app);
-        // Meanwhile it joins its app's network, answering to its process type (an alias
-        // is given only as a container joins a network).
+        // Meanwhile it joins its app's network, unless it did as it ran.
         let rejoin = async {
-            for network in &warm.networks {
-                let leave = NetworkDisconnectRequest { container: warm.id.clone(), force: Some(true) };
-                self.docker.disconnect_network(network, leave).await?;
+            if warm.joined(&self.networks.name(&spec.app)) {
+                return Ok(());
             }
-            let join = || {
-                let endpoint = EndpointSettings { aliases: Some(vec![spec.process.clone()]), ..Default::default() };
-                let join = NetworkConnectRequest { container: warm.id.clone(), endpoint_config: Some(endpoint) };
-                self.docker.connect_network(&network, join)
-            };
-            match join().await {
-                // The app's last container went meanwhile, and its network with it.
-                Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
-                    self.networks.ensure(&spec.app).await?;
-                    Ok(join().await?)
-                }
-                joined => Ok::<_, RuntimeError>(joined?),
-            }
+            self.join_app_network(&warm.id, &warm.networks, spec).await
         };
         let send = async { send.await.map_err(|e| broken(&e)) };
         let rejoin = async { rejoin.await.map_err(|e| broken(&e)) };
