@@ -42,7 +42,8 @@ use bollard::models::{
     NetworkDisconnectRequest,
 };
 use bollard::query_parameters::{
-    AttachContainerOptions, CreateContainerOptions, ListContainersOptions, RenameContainerOptions,
+    AttachContainerOptions, CreateContainerOptions, ListContainersOptions, RemoveContainerOptions,
+    RenameContainerOptions,
 };
 use bytes::Bytes;
 use skiff_api::{AppName, Digest, ImageRef};
@@ -416,18 +417,22 @@ impl DockerRuntime {
 
     /// A web container of `app` starts from its release's image: a warm container made for
     /// the app's first release will not be adopted now, and it goes (it answers to the
-    /// process type on the app's network, where the app's containers would reach it).
+    /// process type on the app's network, where the app's containers would reach it). The
+    /// network stays: the container starting needs it (the engine lets a network with only
+    /// created containers go).
     pub(super) fn forgo_first_release_warm(&self, app: &AppName) {
         let (runtime, app) = (self.clone(), app.clone());
         tokio::spawn(async move {
             runtime.made(&app).await;
             let Ok(warm) = runtime.warm_containers(Some(&app)).await else { return };
             for warm in warm {
-                if warm.labels.contains_key(FIRST_RELEASE_LABEL)
-                    && !runtime.is_adopting(&warm.id)
-                    && let Err(error) = runtime.remove(&warm.id).await
-                {
-                    tracing::info!(%app, %error, "controller.warm.unremoved");
+                if !warm.labels.contains_key(FIRST_RELEASE_LABEL) || runtime.is_adopting(&warm.id) {
+                    continue;
+                }
+                let remove = RemoveContainerOptions { force: true, ..Default::default() };
+                match runtime.docker.remove_container(&warm.id, Some(remove)).await {
+                    Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404 | 409, .. }) => {}
+                    Err(error) => tracing::info!(%app, %error, "controller.warm.unremoved"),
                 }
             }
         });
