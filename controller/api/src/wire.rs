@@ -139,7 +139,7 @@ pub struct Maintenance {
 }
 
 /// A numbered, immutable release.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Release {
     /// The app it belongs to.

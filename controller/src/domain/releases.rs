@@ -3,6 +3,7 @@
 //! in [`Releases::created`].
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use skiff_api::{
     AppJson, BuildCreate, BuildKind, BuildRecorded, BuildStatus, ConfigChange, ConfigChanged, Healthcheck, ProcessType,
@@ -17,6 +18,12 @@ use crate::error::ApiError;
 use crate::events::Event;
 use crate::state::Controller;
 use skiff_api::EventKind;
+
+/// The longest a read of a pending release waits for it to change.
+const LONGEST_RELEASE_WAIT: Duration = Duration::from_secs(10);
+/// How often a waiting read of a release reads it again by itself: a change made by
+/// another replica wakes no one here.
+const RELEASE_LOOK_AGAIN: Duration = Duration::from_millis(25);
 
 /// An app's releases and the config they carry.
 pub struct Releases<'a>(&'a Controller);
@@ -73,6 +80,37 @@ impl Releases<'_> {
     /// One release by number.
     pub async fn get(&self, app: &AppRow, version: u32) -> Result<Option<Release>, ApiError> {
         Ok(self.0.db.release(app, version).await?)
+    }
+
+    /// One release of an app: while it is pending, as soon as it changes (its state, or its
+    /// release phase's output) or after `wait` (at most [`LONGEST_RELEASE_WAIT`]),
+    /// whichever comes first; at once otherwise.
+    pub async fn get_once_changed(
+        &self,
+        app: &AppRow,
+        version: u32,
+        wait: Duration,
+    ) -> Result<Option<Release>, ApiError> {
+        // Subscribed before the first read, so that no change after it goes unseen.
+        let mut changes = self.0.db.release_changes();
+        let Some(first) = self.get(app, version).await? else { return Ok(None) };
+        let wait = wait.min(LONGEST_RELEASE_WAIT);
+        if first.state != ReleaseState::Pending || wait.is_zero() {
+            return Ok(Some(first));
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        while tokio::time::Instant::now() < deadline {
+            tokio::select! {
+                _ = changes.changed() => {}
+                () = tokio::time::sleep(RELEASE_LOOK_AGAIN) => {}
+                () = tokio::time::sleep_until(deadline) => {}
+            }
+            let now = self.get(app, version).await?;
+            if now.as_ref() != Some(&first) {
+                return Ok(now);
+            }
+        }
+        Ok(Some(first))
     }
 
     /// Records a build and, when it succeeded, makes it the app's next release.

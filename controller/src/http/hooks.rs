@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use skiff_api::{
     AppName, BuildCreate, CanarySamples, Drain, ImageUse, KeyOwner, PushGrant, RegistryAccess, RegistryGrant, Release,
-    ReleaseState, ReviewAppGrant, ReviewAppPush, RouteTable, RunRequest, Username,
+    ReviewAppGrant, ReviewAppPush, RouteTable, RunRequest, Username,
 };
 
 use super::extract::Service;
@@ -124,12 +124,6 @@ async fn build(
     Ok((StatusCode::CREATED, Json(c.releases().record_build(&app, &build).await?)))
 }
 
-/// The longest a read of a pending release waits for it to change.
-const LONGEST_RELEASE_WAIT: Duration = Duration::from_secs(10);
-/// How often a waiting read of a release reads it again by itself: a change made by
-/// another replica wakes no one here.
-const RELEASE_LOOK_AGAIN: Duration = Duration::from_millis(25);
-
 /// How a read of a release waits.
 #[derive(Debug, serde::Deserialize)]
 struct ReleaseWait {
@@ -150,28 +144,8 @@ async fn release(
     let not_found = || ApiError::NotFound(format!("no release v{version} of {app}"));
     let name: AppName = app.parse().map_err(|_| not_found())?;
     let app = c.db.app(&name).await?.ok_or_else(not_found)?;
-    // Subscribed before the first read, so that no change after it goes unseen.
-    let mut changes = c.db.release_changes();
-    let first = c.releases().get(&app, version).await?.ok_or_else(not_found)?;
-    let wait = Duration::from_millis(wait.wait_ms.unwrap_or(0)).min(LONGEST_RELEASE_WAIT);
-    if first.state != ReleaseState::Pending || wait.is_zero() {
-        return Ok(Json(first));
-    }
-    let deadline = tokio::time::Instant::now() + wait;
-    let as_first = serde_json::to_value(&first).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let mut release = first;
-    while tokio::time::Instant::now() < deadline {
-        tokio::select! {
-            _ = changes.changed() => {}
-            () = tokio::time::sleep(RELEASE_LOOK_AGAIN) => {}
-            () = tokio::time::sleep_until(deadline) => {}
-        }
-        release = c.releases().get(&app, version).await?.ok_or_else(not_found)?;
-        if serde_json::to_value(&release).ok().as_ref() != Some(&as_first) {
-            break;
-        }
-    }
-    Ok(Json(release))
+    let wait = Duration::from_millis(wait.wait_ms.unwrap_or(0));
+    c.releases().get_once_changed(&app, version, wait).await?.map(Json).ok_or_else(not_found)
 }
 
 /// Registry credentials are a user's API token (the password field of `docker login`), or
