@@ -72,6 +72,20 @@ async fn expire_warm_containers(runtime: Arc<dyn ContainerRuntime>, shutdown: Ca
     }
 }
 
+/// Has the engine hold the default stack from the start: its image, and where the engine
+/// can, a pause container for the first app made on it (see `scheduler::docker::pause`).
+async fn hold_default_stack(db: Db, runtime: Arc<dyn ContainerRuntime>, settings: Arc<Config>) {
+    let stacks = match db.stacks().await {
+        Ok(stacks) => stacks,
+        Err(error) => return tracing::info!(%error, "controller.stack.unread"),
+    };
+    let Some((_, image)) = stacks.into_iter().find(|(name, _)| *name == settings.default_stack) else { return };
+    let reference = format!("{}/{image}", settings.registry_host);
+    if let Err(error) = runtime.hold(&reference).await {
+        tracing::info!(%error, image = %reference, "controller.stack.unpulled");
+    }
+}
+
 /// Runs the controller until `shutdown`, then waits for its loops to finish.
 ///
 /// # Errors
@@ -120,6 +134,7 @@ pub async fn run(config: ServiceConfig, listener: TcpListener, shutdown: Cancell
     );
     tasks.spawn(scheduler.run(shutdown.clone()));
     tasks.spawn(expire_warm_containers(runtime.clone(), shutdown.clone()));
+    tasks.spawn(hold_default_stack(db.clone(), runtime.clone(), settings.clone()));
     let (keep, interval) = (settings.release_retention, config.gc_interval);
     tasks.spawn(crate::retention::run(db.clone(), registry, keep, interval, shutdown.clone()));
     let expiry = settings.reconcile_interval;

@@ -7,7 +7,9 @@
 //! cannot route there, through a port published on 127.0.0.1).
 //!
 //! A release's first web container may be one started ahead, before the release existed
-//! (`docker/warm.rs`): a push then waits for no container to be made or started.
+//! (`docker/warm.rs`): a push then waits for no container to be made or started. An app's
+//! first may run in the network namespace of a pause container started before the app
+//! existed (`docker/pause.rs`): it has the pause container's address.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -33,6 +35,7 @@ use super::runtime::{
     APP_ID_LABEL, CONTAINER_PORT, Container, ContainerRuntime, NodeState, ONE_OFF_LABEL, RuntimeError, StartSpec,
 };
 
+mod pause;
 mod warm;
 
 /// The label naming the port a container's app listens on.
@@ -68,6 +71,8 @@ pub struct DockerRuntime {
     /// Apps whose warm container this process is making: the value turns `true` (or its
     /// sender goes) when it is made.
     warming: Arc<Mutex<HashMap<AppName, tokio::sync::watch::Receiver<bool>>>>,
+    /// This process's pause containers.
+    pauses: Arc<Mutex<pause::Pauses>>,
 }
 
 /// A container about to be made: what it runs and where it sits.
@@ -104,6 +109,7 @@ impl DockerRuntime {
             registry,
             adopting: Arc::default(),
             warming: Arc::default(),
+            pauses: Arc::default(),
         })
     }
 
@@ -204,7 +210,13 @@ impl DockerRuntime {
         let web = ProcessType::is_web(&spec.process);
         let inspected = self.docker.inspect_container(id, None).await?;
         let running = inspected.state.and_then(|s| s.running).unwrap_or(false);
-        let settings = inspected.network_settings.unwrap_or_default();
+        let network_mode = inspected.host_config.and_then(|h| h.network_mode);
+        let settings = match pause::namespace_owner(network_mode.as_deref()) {
+            // Its network is its pause container's.
+            Some(owner) => self.docker.inspect_container(owner, None).await?.network_settings,
+            None => inspected.network_settings,
+        }
+        .unwrap_or_default();
         let published = settings
             .ports
             .and_then(|ports| ports.get(&format!("{port}/tcp")).cloned().flatten())
@@ -266,6 +278,11 @@ impl ContainerRuntime for DockerRuntime {
         let options =
             ListContainersOptions { all: true, filters: Some(platform_filter(&self.platform)), ..Default::default() };
         let summaries = self.docker.list_containers(Some(options)).await?;
+        // The networks of each container, for those running in another's namespace.
+        let networks_of: HashMap<String, _> = summaries
+            .iter()
+            .filter_map(|s| Some((s.id.clone()?, s.network_settings.as_ref()?.networks.clone()?)))
+            .collect();
         Ok(summaries
             .into_iter()
             .filter(|s| !warm::is_unadopted(s.names.as_ref()))
@@ -279,7 +296,11 @@ impl ContainerRuntime for DockerRuntime {
                     .iter()
                     .find(|p| p.private_port == port && p.ip.as_deref() == Some("127.0.0.1"))
                     .and_then(|p| p.public_port);
-                let networks = s.network_settings.and_then(|n| n.networks);
+                let owner = pause::namespace_owner(s.host_config.as_ref().and_then(|h| h.network_mode.as_deref()));
+                let networks = match owner {
+                    Some(owner) => networks_of.get(owner).cloned(),
+                    None => s.network_settings.and_then(|n| n.networks),
+                };
                 let app: AppName = labels.get("skiff.app")?.parse().ok()?;
                 let address = if labelled_web(&labels) && running {
                     self.address(&app, port, networks.as_ref(), published)
@@ -335,7 +356,12 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn hold(&self, image: &str) -> Result<(), RuntimeError> {
-        self.images.held_port(image).await.map(drop)
+        self.images.held_port(image).await?;
+        // An app made on it soon starts in a namespace made ahead.
+        if self.networks.addressing() == Addressing::Direct {
+            self.replenish_pause(Some(image));
+        }
+        Ok(())
     }
 
     async fn unwarm(&self, app: &AppName) -> Result<(), RuntimeError> {
@@ -343,7 +369,8 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn expire_warm(&self) -> Result<(), RuntimeError> {
-        self.remove_expired_warm().await
+        self.remove_expired_warm().await?;
+        self.sweep_pauses().await
     }
 
     async fn run_one_off(
@@ -392,8 +419,11 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
-        let app = match self.docker.inspect_container(id, None).await {
-            Ok(inspected) => inspected.config.and_then(|c| c.labels?.get("skiff.app")?.parse::<AppName>().ok()),
+        let (app, network_mode) = match self.docker.inspect_container(id, None).await {
+            Ok(inspected) => (
+                inspected.config.and_then(|c| c.labels?.get("skiff.app")?.parse::<AppName>().ok()),
+                inspected.host_config.and_then(|h| h.network_mode),
+            ),
             Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => return Ok(()),
             Err(error) => return Err(error.into()),
         };
@@ -407,6 +437,10 @@ impl ContainerRuntime for DockerRuntime {
             // Gone already, or going (409: another removal of it is in progress).
             Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404 | 409, .. }) => {}
             Err(e) => return Err(e.into()),
+        }
+        // Its namespace goes with it, and with it the network's last endpoint.
+        if let Some(owner) = pause::namespace_owner(network_mode.as_deref()) {
+            self.remove_pause(owner).await;
         }
         match app {
             Some(app) => self.networks.remove_if_unused(&app).await,

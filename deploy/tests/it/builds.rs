@@ -4,7 +4,7 @@
 use std::os::unix::process::CommandExt as _;
 use std::time::Duration;
 
-use crate::harness::{Platform, eventually, get_via_router};
+use crate::harness::{Platform, eventually, example_repo, get_via_router};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Docker (deploy/test.sh)"]
@@ -300,9 +300,25 @@ fn unadopted_warm_containers(platform: &Platform) -> Vec<String> {
 }
 
 /// The networks a container is on, each with its aliases there (the engine adds the
-/// container's short id): `NETWORK:ALIAS,… …`.
+/// container's short id): `NETWORK:ALIAS,… …`; for one in another container's network
+/// namespace (a pause container's), that container's.
 fn networks_of(container: &str) -> String {
-    let format = "{{range $name, $on := .NetworkSettings.Networks}}{{$name}}:{{join $on.Aliases \",\"}} {{end}}";
+    match namespace_owner(container) {
+        Some(owner) => networks_of(&owner),
+        None => inspect(
+            container,
+            "{{range $name, $on := .NetworkSettings.Networks}}{{$name}}:{{join $on.Aliases \",\"}} {{end}}",
+        ),
+    }
+}
+
+/// The container whose network namespace a container runs in, if it runs in another's.
+fn namespace_owner(container: &str) -> Option<String> {
+    inspect(container, "{{.HostConfig.NetworkMode}}").strip_prefix("container:").map(str::to_owned)
+}
+
+/// What `docker inspect --format FORMAT` says of a container.
+fn inspect(container: &str, format: &str) -> String {
     let inspected = std::process::Command::new("docker")
         .args(["inspect", "--format", format, container])
         .output()
@@ -317,11 +333,7 @@ fn web_container_of(platform: &Platform, release: &str) -> (String, String) {
         .into_iter()
         .find(|(_, r, running)| r == release && *running)
         .unwrap_or_else(|| panic!("no running container of v{release}: {:?}", platform.containers()));
-    let inspected = std::process::Command::new("docker")
-        .args(["inspect", "--format", "{{.Name}} {{.Config.Image}}", &id])
-        .output()
-        .expect("docker inspect");
-    let inspected = String::from_utf8_lossy(&inspected.stdout).trim().to_owned();
+    let inspected = inspect(&id, "{{.Name}} {{.Config.Image}}");
     let (name, image) = inspected.split_once(' ').expect("name and image");
     (name.to_owned(), image.to_owned())
 }
@@ -433,5 +445,87 @@ async fn a_push_runs_in_a_container_started_while_it_was_built() {
     assert!(warm.len() == 1 && warm[0].starts_with(&format!("skiff-warm-warmed-v{}-", next + 1)), "{warm:?}");
     platform.cli_ok(&repo, &["apps:destroy", "--confirm", "warmed"]).await;
     assert!(unadopted_warm_containers(&platform).is_empty(), "{:?}", unadopted_warm_containers(&platform));
+    platform.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker (deploy/test.sh)"]
+async fn an_apps_first_container_starts_in_a_network_namespace_started_ahead() {
+    let mut platform = Platform::start().await;
+    let home = platform.dir.path().to_owned();
+    platform.cli_ok(&home, &["auth:register", "-u", "admin", "-p", "correct-horse"]).await;
+    platform.import_busybox_stack().await;
+    let key = platform.add_ssh_key().await;
+    let repo = example_repo(&platform, &key);
+    // Once a stack is imported, two pause containers wait on no network.
+    let spares = || async {
+        let pauses = platform.pause_containers();
+        let waiting = pauses.iter().all(|(id, _, running)| *running && networks_of(id) == "none:");
+        (pauses.len() == 2 && waiting).then(|| pauses.into_iter().map(|(id, _, _)| id).collect::<Vec<_>>())
+    };
+    let before = eventually(Duration::from_secs(30), spares)
+        .await
+        .unwrap_or_else(|| panic!("two spare pause containers: {:?}", platform.pause_containers()));
+
+    // The app's first warm container starts in its namespace, which joins the app's network
+    // as `web`; a push at once runs in it.
+    platform.cli_ok(&repo, &["apps:create", "pod"]).await;
+    let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
+    assert!(pushed && out.contains("v1 is up"), "{out}");
+    let (name, image) = web_container_of(&platform, "1");
+    assert!(name.starts_with("/skiff-pod-web-v1-") && image.contains("/stacks/busybox@"), "adopted: {name} {image}");
+    let web = platform.containers().into_iter().find(|(_, release, _)| release == "1").expect("v1's container").0;
+    let spare = namespace_owner(&web).expect("v1 runs in another container's namespace");
+    assert!(before.contains(&spare), "v1 runs in a spare's namespace: {spare} {before:?}");
+    let on = networks_of(&spare);
+    assert!(on.starts_with(&format!("{}:", platform.app_network("pod"))) && on.contains("web"), "{on}");
+    let served = eventually(Duration::from_secs(30), || async {
+        matches!(get_via_router(platform.router(), "pod.localhost").await, Some((200, body)) if body.contains("Hello from Skiff"))
+            .then_some(())
+    });
+    assert!(served.await.is_some(), "the router reaches it at its namespace's address");
+    let (status, out, err) = platform.cli(&repo, &["run", "wget -qO- http://web:5000/"]).await;
+    assert!(status == 0 && out.contains("Hello from Skiff"), "the app's containers reach it as web: {out}{err}");
+    // The taken one is named after its app, and two wait for the next apps again.
+    let replenished = eventually(Duration::from_secs(30), || async {
+        let pauses = platform.pause_containers();
+        let taken =
+            pauses.iter().any(|(id, name, running)| *id == spare && name.starts_with("skiff-pause-pod-") && *running);
+        let waiting = pauses.iter().filter(|(id, _, running)| *running && networks_of(id) == "none:").count();
+        (taken && waiting == 2).then_some(())
+    });
+    assert!(replenished.await.is_some(), "{:?}", platform.pause_containers());
+
+    // When v1's container goes (replaced by v2's), its namespace goes with it.
+    std::fs::write(repo.join("NOTES"), "v2\n").unwrap();
+    let (pushed, out) = platform.commit_and_push(&repo, &key, "second");
+    assert!(pushed && out.contains("v2 is up"), "{out}");
+    let gone = eventually(Duration::from_secs(30), || async {
+        platform.pause_containers().iter().all(|(id, _, _)| *id != spare).then_some(())
+    });
+    assert!(gone.await.is_some(), "{:?}", platform.pause_containers());
+    let (status, out, err) = platform.cli(&repo, &["run", "wget -qO- http://web:5000/"]).await;
+    assert!(status == 0 && out.contains("Hello from Skiff"), "web reaches v2: {out}{err}");
+
+    // Destroying the app leaves the spares alone.
+    platform.cli_ok(&repo, &["apps:destroy", "--confirm", "pod"]).await;
+    assert!(spares().await.is_some(), "{:?}", platform.pause_containers());
+
+    // Spares removed behind the platform's back are found out as they are taken: the app's
+    // first container is made on no network then, and the push serves all the same.
+    for (id, _, _) in platform.pause_containers() {
+        let removed = std::process::Command::new("docker").args(["rm", "-f", &id]).output().unwrap();
+        assert!(removed.status.success());
+    }
+    platform.cli_ok(&repo, &["apps:create", "pod"]).await;
+    let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
+    assert!(pushed && out.contains("v1 is up"), "{out}");
+    let web = platform.containers().into_iter().find(|(_, release, _)| release == "1").expect("v1's container").0;
+    assert_eq!(namespace_owner(&web), None, "v1 runs in a namespace of its own");
+    assert!(networks_of(&web).starts_with(&format!("{}:", platform.app_network("pod"))));
+    let served = eventually(Duration::from_secs(30), || async {
+        matches!(get_via_router(platform.router(), "pod.localhost").await, Some((200, _))).then_some(())
+    });
+    assert!(served.await.is_some(), "served without a pause container");
     platform.stop().await;
 }

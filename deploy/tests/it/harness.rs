@@ -334,11 +334,12 @@ impl Platform {
     }
 
     /// This platform's app containers: (id, `skiff.release` label, running). Warm containers
-    /// not yet adopted (`skiff-warm-…`, started ahead for a push) are not apps' yet.
+    /// not yet adopted (`skiff-warm-…`, started ahead for a push) are not apps' yet, nor are
+    /// pause containers (`skiff-pause-…`, network namespaces started ahead).
     pub fn containers(&self) -> Vec<(String, String, bool)> {
         self.listed()
             .into_iter()
-            .filter(|(_, name, _, _)| !name.starts_with("skiff-warm-"))
+            .filter(|(_, name, _, _)| !name.starts_with("skiff-warm-") && !name.starts_with("skiff-pause-"))
             .map(|(id, _, r, s)| (id, r, s))
             .collect()
     }
@@ -346,7 +347,7 @@ impl Platform {
     /// The `skiff.app-id` labels of this platform's containers (warm ones too), each once.
     pub fn app_ids(&self) -> Vec<String> {
         let listed = Command::new("docker")
-            .args(["ps", "-a", "--format", "{{.Label \"skiff.app-id\"}}"])
+            .args(["ps", "-a", "--format", "{{.Label \"skiff.app-id\"}}", "--filter", "label=skiff.app-id"])
             .args(["--filter", &format!("label=skiff.platform={}", self.platform_id)])
             .output()
             .expect("docker ps");
@@ -354,6 +355,30 @@ impl Platform {
         ids.sort();
         ids.dedup();
         ids
+    }
+
+    /// This platform's pause containers (`skiff-pause-…`): (id, name, running).
+    pub fn pause_containers(&self) -> Vec<(String, String, bool)> {
+        let listed = Command::new("docker")
+            .args([
+                "ps",
+                "-a",
+                "--no-trunc",
+                "--format",
+                "{{.ID}} {{.Names}} {{.State}}",
+                "--filter",
+                "label=skiff.pause",
+            ])
+            .args(["--filter", &format!("label=skiff.platform={}", self.platform_id)])
+            .output()
+            .expect("docker ps");
+        String::from_utf8_lossy(&listed.stdout)
+            .lines()
+            .filter_map(|line| {
+                let mut fields = line.split_whitespace();
+                Some((fields.next()?.to_owned(), fields.next()?.to_owned(), fields.next()? == "running"))
+            })
+            .collect()
     }
 
     /// Every container with this platform's label: (id, name, `skiff.release` label, running).

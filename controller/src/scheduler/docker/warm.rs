@@ -10,9 +10,11 @@
 //! app's network (made meanwhile) as it is adopted, which spares a push at once after
 //! `apps:create` the engine's making of the network and of the container's end of it.
 //! The one made for an app's first release joins as soon as it runs instead (nothing of
-//! the app answers to its process type yet), so a first push finds it on the network; if a
-//! web container of the app starts another way (a Dockerfile build, an image deploy), it
-//! goes. It runs a launcher, `tar -x -C /` on its standard input, then `/.skiff/start`.
+//! the app answers to its process type yet), so a first push finds it on the network; it
+//! starts in the network namespace of a pause container started ahead when there is one
+//! (`pause.rs`), which joins the network as the warm container starts. If a web container
+//! of the app starts another way (a Dockerfile build, an image deploy), it goes. It runs a
+//! launcher, `tar -x -C /` on its standard input, then `/.skiff/start`.
 //!
 //! When that release's web container is to start and the release's image is the stack plus
 //! one layer (every Procfile and buildpack build), the scheduler adopts the warm container
@@ -51,7 +53,7 @@ use skiff_registry_client::RegistryError;
 use skiff_registry_client::image::Manifest;
 use tokio::io::AsyncWriteExt as _;
 
-use super::{Addressing, DockerRuntime, PORT_LABEL, labelled_port, labels, platform_filter};
+use super::{Addressing, DockerRuntime, PORT_LABEL, labelled_port, labels, pause, platform_filter};
 use crate::scheduler::images::exposed_port;
 use crate::scheduler::runtime::{
     APP_ID_LABEL, CONTAINER_PORT, Container, ContainerRuntime as _, RuntimeError, StartSpec,
@@ -91,6 +93,8 @@ struct Warm {
     labels: HashMap<String, String>,
     /// The networks it sits on: `none` (those made on an app's network before keep it).
     networks: Vec<String>,
+    /// The pause container whose network namespace it runs in, if it does.
+    namespace: Option<String>,
 }
 
 impl Warm {
@@ -107,12 +111,15 @@ impl Warm {
                 .unwrap_or_default()
                 .into_keys()
                 .collect(),
+            namespace: pause::namespace_owner(summary.host_config.and_then(|h| h.network_mode).as_deref())
+                .map(str::to_owned),
         })
     }
 
-    /// Whether it sits on `network` (its app's) alone, having joined it as it ran.
+    /// Whether it sits on `network` (its app's) alone, having joined it as it ran (in a
+    /// pause container's namespace, only once the pause container joined).
     fn joined(&self, network: &str) -> bool {
-        self.labels.contains_key(FIRST_RELEASE_LABEL) && self.networks == [network]
+        self.labels.contains_key(FIRST_RELEASE_LABEL) && (self.networks == [network] || self.namespace.is_some())
     }
 
     fn fresh(&self) -> bool {
@@ -320,6 +327,8 @@ impl DockerRuntime {
         let result = self.make_warm_now(spec).await;
         let _ = made.send(true);
         self.warming.lock().expect("warming").remove(&spec.app);
+        // The next app made finds a namespace waiting too.
+        self.replenish_pause_when_quiet();
         result
     }
 
@@ -353,35 +362,15 @@ impl DockerRuntime {
         let stack = self.by_digest(&spec.image).await?;
         // Releases count from 1: before the first, nothing of the app answers on its network.
         let first_release = spec.release == 1;
-        let made = async {
-            let port = self.images.held_port(&stack).await?;
-            let mut labels = labels(spec, &self.platform);
-            labels.insert(PORT_LABEL.to_owned(), port.to_string());
-            labels.insert(STACK_LABEL.to_owned(), stack.clone());
-            labels.insert(LIMITS_LABEL.to_owned(), limits_label(&spec.limits));
-            if first_release {
-                labels.insert(FIRST_RELEASE_LABEL.to_owned(), "true".to_owned());
+        if first_release && let Some(pause) = self.take_pause() {
+            match self.make_warm_in(&pause, spec, &stack).await {
+                Ok(()) => return Ok(()),
+                Err(error) => tracing::info!(app = %spec.app, %error, "controller.pause.unused"),
             }
-            let body = ContainerCreateBody {
-                image: Some(stack.clone()),
-                cmd: Some(vec!["/bin/sh".into(), "-c".into(), LAUNCHER.into()]),
-                entrypoint: Some(Vec::new()),
-                env: Some(vec![format!("PORT={port}")]),
-                open_stdin: Some(true),
-                stdin_once: Some(true),
-                labels: Some(labels),
-                exposed_ports: Some(vec![format!("{port}/tcp")]),
-                host_config: Some(HostConfig { network_mode: Some(NO_NETWORK.into()), ..self.confined(&spec.limits) }),
-                ..Default::default()
-            };
-            let name = format!("{UNADOPTED}{}-v{}-{:06x}", spec.app, spec.release, rand::random::<u32>() & 0xff_ffff);
-            let options = CreateContainerOptions { name: Some(name), ..Default::default() };
-            let id = self.docker.create_container(Some(options), body).await?.id;
-            self.docker.start_container(&id, None).await?;
-            Ok::<_, RuntimeError>(id)
-        };
+        }
         // The app's network is made meanwhile, for the adoption to join.
-        let (made, network) = tokio::join!(made, self.networks.ensure(&spec.app));
+        let (made, network) =
+            tokio::join!(self.start_warm(spec, &stack, NO_NETWORK.to_owned()), self.networks.ensure(&spec.app));
         let id = made?;
         network?;
         // The first release's container joins now rather than as it is adopted (a first join
@@ -390,6 +379,61 @@ impl DockerRuntime {
             tracing::info!(app = %spec.app, %error, "controller.warm.unjoined");
         }
         Ok(())
+    }
+
+    /// Makes and starts the warm container for an app's first release in the namespace of
+    /// pause container `pause`, which joins the app's network (made first) meanwhile. Nothing
+    /// half made stays.
+    async fn make_warm_in(&self, pause: &str, spec: &StartSpec, stack: &str) -> Result<(), RuntimeError> {
+        let joined = async {
+            self.networks.ensure(&spec.app).await?;
+            self.join_app_network(pause, &[NO_NETWORK.to_owned()], spec).await
+        };
+        let (made, joined) = tokio::join!(self.start_warm(spec, stack, format!("container:{pause}")), joined);
+        self.settled(pause, &spec.app);
+        match (made, joined) {
+            (Ok(_), Ok(())) => Ok(()),
+            (Ok(id), Err(error)) => {
+                // The pause container goes with it.
+                self.remove(&id).await?;
+                Err(error)
+            }
+            (Err(error), _) => {
+                self.remove_pause(pause).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Makes and starts a warm container for `spec` of `stack` (by digest) in
+    /// `network_mode`; returns its id.
+    async fn start_warm(&self, spec: &StartSpec, stack: &str, network_mode: String) -> Result<String, RuntimeError> {
+        let port = self.images.held_port(stack).await?;
+        let mut labels = labels(spec, &self.platform);
+        labels.insert(PORT_LABEL.to_owned(), port.to_string());
+        labels.insert(STACK_LABEL.to_owned(), stack.to_owned());
+        labels.insert(LIMITS_LABEL.to_owned(), limits_label(&spec.limits));
+        if spec.release == 1 {
+            labels.insert(FIRST_RELEASE_LABEL.to_owned(), "true".to_owned());
+        }
+        let body = ContainerCreateBody {
+            image: Some(stack.to_owned()),
+            cmd: Some(vec!["/bin/sh".into(), "-c".into(), LAUNCHER.into()]),
+            entrypoint: Some(Vec::new()),
+            env: Some(vec![format!("PORT={port}")]),
+            open_stdin: Some(true),
+            stdin_once: Some(true),
+            labels: Some(labels),
+            // The engine exposes no port of a container in another's namespace.
+            exposed_ports: pause::namespace_owner(Some(&network_mode)).is_none().then(|| vec![format!("{port}/tcp")]),
+            host_config: Some(HostConfig { network_mode: Some(network_mode), ..self.confined(&spec.limits) }),
+            ..Default::default()
+        };
+        let name = format!("{UNADOPTED}{}-v{}-{:06x}", spec.app, spec.release, rand::random::<u32>() & 0xff_ffff);
+        let options = CreateContainerOptions { name: Some(name), ..Default::default() };
+        let id = self.docker.create_container(Some(options), body).await?.id;
+        self.docker.start_container(&id, None).await?;
+        Ok(id)
     }
 
     /// Moves container `id` from the networks it is `on` to its app's network, where it
@@ -433,6 +477,9 @@ impl DockerRuntime {
                 match runtime.docker.remove_container(&warm.id, Some(remove)).await {
                     Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404 | 409, .. }) => {}
                     Err(error) => tracing::info!(%app, %error, "controller.warm.unremoved"),
+                }
+                if let Some(pause) = &warm.namespace {
+                    runtime.remove_pause(pause).await;
                 }
             }
         });
