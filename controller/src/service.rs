@@ -138,7 +138,7 @@ pub async fn run(config: ServiceConfig, listener: TcpListener, shutdown: Cancell
     let (keep, interval) = (settings.release_retention, config.gc_interval);
     tasks.spawn(crate::retention::run(db.clone(), registry, keep, interval, shutdown.clone()));
     let expiry = settings.reconcile_interval;
-    let controller = Controller::new(settings, db, runtime, routes, coordination, events, shutdown.clone());
+    let controller = Controller::new(settings, db, runtime.clone(), routes, coordination, events, shutdown.clone());
     tasks.spawn(crate::domain::expire_review_apps(controller.clone(), expiry, shutdown.clone()));
     tasks.spawn(crate::domain::judge_canaries(controller.clone(), shutdown.clone()));
     tasks.spawn(crate::webhooks::deliver(controller.clone(), shutdown.clone()));
@@ -149,5 +149,6 @@ pub async fn run(config: ServiceConfig, listener: TcpListener, shutdown: Cancell
     shutdown.cancel();
     tasks.close();
     tasks.wait().await;
+    runtime.shut_down().await;
     Ok(served?)
 }

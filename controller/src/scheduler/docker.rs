@@ -368,6 +368,10 @@ impl ContainerRuntime for DockerRuntime {
         self.remove_warm(app).await
     }
 
+    async fn shut_down(&self) {
+        self.close_pauses().await;
+    }
+
     async fn expire_warm(&self) -> Result<(), RuntimeError> {
         self.remove_expired_warm().await?;
         self.sweep_pauses().await

@@ -187,6 +187,10 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn expire_warm(&self) -> Result<(), RuntimeError> {
         Ok(())
     }
+    /// Called as the controller stops: removes what the backend keeps started ahead for no
+    /// container in particular (the Docker backend's spare pause containers), and makes no
+    /// more of it.
+    async fn shut_down(&self) {}
     /// Stops (gracefully, then by force) and removes a container; absent is fine.
     async fn remove(&self, id: &str) -> Result<(), RuntimeError>;
     /// Whether the engine answers.

@@ -18,6 +18,7 @@
 //! before the app exists); they are named `skiff-pause-…` (with the app's name once taken).
 //! One that no container runs in goes at the controller's sweep after [`UNUSED_FOR`],
 //! unless it is one of this process's spares; a spare that stopped goes and is made again.
+//! A controller that stops removes its spares.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -58,6 +59,8 @@ pub(super) struct Pauses {
     image: Option<String>,
     /// Whether spares are being made.
     making: bool,
+    /// The controller is stopping: no more spares are made.
+    closed: bool,
     /// Taken, with no container in their namespace yet: the sweep leaves them.
     taken: HashSet<String>,
 }
@@ -115,7 +118,7 @@ impl DockerRuntime {
             if let Some(image) = image {
                 pauses.image = Some(image.to_owned());
             }
-            if pauses.spares.len() >= SPARES || pauses.making {
+            if pauses.spares.len() >= SPARES || pauses.making || pauses.closed {
                 return;
             }
             pauses.making = true;
@@ -127,7 +130,7 @@ impl DockerRuntime {
                     let mut pauses = runtime.pauses();
                     let warming = !runtime.warming.lock().expect("warming").is_empty();
                     match pauses.image.clone() {
-                        Some(image) if pauses.spares.len() < SPARES && !warming => image,
+                        Some(image) if pauses.spares.len() < SPARES && !warming && !pauses.closed => image,
                         _ => {
                             pauses.making = false;
                             return;
@@ -135,15 +138,26 @@ impl DockerRuntime {
                     }
                 };
                 let made = runtime.make_pause(&image).await;
-                let mut pauses = runtime.pauses();
-                match made {
-                    Ok(id) => pauses.spares.push(id),
-                    Err(error) => {
-                        tracing::info!(%error, %image, "controller.pause.failed");
-                        pauses.making = false;
-                        return;
+                let unwanted = {
+                    let mut pauses = runtime.pauses();
+                    match made {
+                        Ok(id) if !pauses.closed => {
+                            pauses.spares.push(id);
+                            continue;
+                        }
+                        // Made as the controller stopped: it goes too.
+                        Ok(id) => Some(id),
+                        Err(error) => {
+                            tracing::info!(%error, %image, "controller.pause.failed");
+                            None
+                        }
                     }
+                };
+                if let Some(id) = unwanted {
+                    runtime.remove_pause(&id).await;
                 }
+                runtime.pauses().making = false;
+                return;
             }
         });
     }
@@ -173,6 +187,18 @@ impl DockerRuntime {
             return Err(error.into());
         }
         Ok(id)
+    }
+
+    /// Makes no more spares, and removes those there are.
+    pub(super) async fn close_pauses(&self) {
+        let spares = {
+            let mut pauses = self.pauses();
+            pauses.closed = true;
+            std::mem::take(&mut pauses.spares)
+        };
+        for spare in spares {
+            self.remove_pause(&spare).await;
+        }
     }
 
     /// Removes pause container `id` (gone already is fine).
