@@ -4,7 +4,7 @@
 use std::os::unix::process::CommandExt as _;
 use std::time::Duration;
 
-use crate::harness::{Platform, eventually, example_repo, get_via_router};
+use crate::harness::{Platform, eventually, get_via_router};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Docker (deploy/test.sh)"]
@@ -451,12 +451,7 @@ async fn a_push_runs_in_a_container_started_while_it_was_built() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Docker (deploy/test.sh)"]
 async fn an_apps_first_container_starts_in_a_network_namespace_started_ahead() {
-    let mut platform = Platform::start().await;
-    let home = platform.dir.path().to_owned();
-    platform.cli_ok(&home, &["auth:register", "-u", "admin", "-p", "correct-horse"]).await;
-    platform.import_busybox_stack().await;
-    let key = platform.add_ssh_key().await;
-    let repo = example_repo(&platform, &key);
+    let (mut platform, repo, key) = Platform::start().await.with_example_repo().await;
     // Once a stack is imported, two pause containers wait on no network.
     let spares = || async {
         let pauses = platform.pause_containers();

@@ -56,13 +56,20 @@ impl Platform {
     /// This platform with an admin logged in, the busybox stack, an SSH key and the example
     /// app created as `app` (not pushed yet); returns it with the repository and the key.
     pub async fn with_app(self, app: &str) -> (Self, PathBuf, PathBuf) {
+        let (platform, repo, key) = self.with_example_repo().await;
+        platform.cli_ok(&repo, &["apps:create", app]).await;
+        (platform, repo, key)
+    }
+
+    /// This platform with an admin logged in, the busybox stack, an SSH key and the example
+    /// app's repository (no app made yet); returns it with the repository and the key.
+    pub async fn with_example_repo(self) -> (Self, PathBuf, PathBuf) {
         let platform = self;
         let home = platform.dir.path().to_owned();
         platform.cli_ok(&home, &["auth:register", "-u", "admin", "-p", "correct-horse"]).await;
         platform.import_busybox_stack().await;
         let key = platform.add_ssh_key().await;
         let repo = example_repo(&platform, &key);
-        platform.cli_ok(&repo, &["apps:create", app]).await;
         (platform, repo, key)
     }
 
@@ -346,55 +353,47 @@ impl Platform {
 
     /// The `skiff.app-id` labels of this platform's containers (warm ones too), each once.
     pub fn app_ids(&self) -> Vec<String> {
-        let listed = Command::new("docker")
-            .args(["ps", "-a", "--format", "{{.Label \"skiff.app-id\"}}", "--filter", "label=skiff.app-id"])
-            .args(["--filter", &format!("label=skiff.platform={}", self.platform_id)])
-            .output()
-            .expect("docker ps");
-        let mut ids: Vec<String> = String::from_utf8_lossy(&listed.stdout).lines().map(str::to_owned).collect();
+        let mut ids: Vec<String> =
+            self.ps(&["{{.Label \"skiff.app-id\"}}"], Some("label=skiff.app-id")).into_iter().flatten().collect();
         ids.sort();
         ids.dedup();
         ids
     }
 
-    /// This platform's pause containers (`skiff-pause-…`): (id, name, running).
+    /// This platform's pause containers (`skiff-pause-…`): (full id, name, running).
     pub fn pause_containers(&self) -> Vec<(String, String, bool)> {
-        let listed = Command::new("docker")
-            .args([
-                "ps",
-                "-a",
-                "--no-trunc",
-                "--format",
-                "{{.ID}} {{.Names}} {{.State}}",
-                "--filter",
-                "label=skiff.pause",
-            ])
-            .args(["--filter", &format!("label=skiff.platform={}", self.platform_id)])
-            .output()
-            .expect("docker ps");
-        String::from_utf8_lossy(&listed.stdout)
-            .lines()
-            .filter_map(|line| {
-                let mut fields = line.split_whitespace();
-                Some((fields.next()?.to_owned(), fields.next()?.to_owned(), fields.next()? == "running"))
+        self.ps(&["{{.ID}}", "{{.Names}}", "{{.State}}"], Some("label=skiff.pause"))
+            .into_iter()
+            .filter_map(|fields| match &fields[..] {
+                [id, name, state] => Some((id.clone(), name.clone(), state == "running")),
+                _ => None,
             })
             .collect()
     }
 
-    /// Every container with this platform's label: (id, name, `skiff.release` label, running).
+    /// Every container with this platform's label (pause containers too, which have no
+    /// release): (id, name, `skiff.release` label, running).
     fn listed(&self) -> Vec<(String, String, String, bool)> {
-        let listed = Command::new("docker")
-            .args(["ps", "-a", "--format", "{{.ID}} {{.Names}} {{.Label \"skiff.release\"}} {{.State}}"])
-            .args(["--filter", &format!("label=skiff.platform={}", self.platform_id)])
-            .output()
-            .expect("docker ps");
+        self.ps(&["{{.ID}}", "{{.Names}}", "{{.Label \"skiff.release\"}}", "{{.State}}"], None)
+            .into_iter()
+            .filter_map(|fields| match &fields[..] {
+                [id, name, release, state] => Some((id.clone(), name.clone(), release.clone(), state == "running")),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// `docker ps -a` of this platform's containers (and `filter`'s, if given): each one's
+    /// `fields` (Go templates), an empty one kept as empty.
+    fn ps(&self, fields: &[&str], filter: Option<&str>) -> Vec<Vec<String>> {
+        let mut ps = Command::new("docker");
+        ps.args(["ps", "-a", "--no-trunc", "--format", &fields.join("\t")]);
+        ps.args(["--filter", &format!("label=skiff.platform={}", self.platform_id)]);
+        ps.args(filter.map(|filter| ["--filter", filter]).into_iter().flatten());
+        let listed = ps.output().expect("docker ps");
         String::from_utf8_lossy(&listed.stdout)
             .lines()
-            .filter_map(|line| {
-                let mut fields = line.split_whitespace();
-                let (id, name) = (fields.next()?.to_owned(), fields.next()?.to_owned());
-                Some((id, name, fields.next()?.to_owned(), fields.next()? == "running"))
-            })
+            .map(|line| line.split('\t').map(str::to_owned).collect())
             .collect()
     }
 

@@ -3,7 +3,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::harness::{Platform, eventually, example_repo, get_via_router};
+use crate::harness::{Platform, eventually, get_via_router};
 
 /// A writer whose bytes a test can read while it is still being written.
 struct SharedWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
@@ -29,12 +29,7 @@ async fn running(platform: &Platform, repo: &std::path::Path, process: &str) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Docker (deploy/test.sh)"]
 async fn config_scale_restart_and_rollback_reach_the_containers() {
-    let mut platform = Platform::start().await;
-    let home = platform.dir.path().to_owned();
-    platform.cli_ok(&home, &["auth:register", "-u", "admin", "-p", "correct-horse"]).await;
-    platform.import_busybox_stack().await;
-    let key = platform.add_ssh_key().await;
-    let repo = example_repo(&platform, &key);
+    let (mut platform, repo, key) = Platform::start().await.with_example_repo().await;
     std::fs::write(
         repo.join("Procfile"),
         "web: echo \"greeting=$GREETING\"; exec httpd -f -p \"$PORT\" -h /app/public\n\
