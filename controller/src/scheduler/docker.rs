@@ -444,11 +444,23 @@ impl ContainerRuntime for DockerRuntime {
         }
         // Its namespace goes with it, and with it the network's last endpoint.
         if let Some(owner) = pause::namespace_owner(network_mode.as_deref()) {
-            self.remove_pause(owner).await;
+            self.force_remove(owner).await;
         }
         match app {
             Some(app) => self.networks.remove_if_unused(&app).await,
             None => Ok(()),
+        }
+    }
+}
+
+impl DockerRuntime {
+    /// Removes container `id` by force and at once, leaving its app's network (gone
+    /// already, or going, is fine).
+    async fn force_remove(&self, id: &str) {
+        let remove = RemoveContainerOptions { force: true, ..Default::default() };
+        match self.docker.remove_container(id, Some(remove)).await {
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404 | 409, .. }) => {}
+            Err(error) => tracing::info!(%error, container = id, "controller.container.unremoved"),
         }
     }
 }

@@ -171,14 +171,18 @@ async fn dockerfile_apps_build_on_the_engine_and_failures_keep_the_release() {
         let (ok, out) = platform.git(&repo, &key, args);
         assert!(ok, "git {args:?}: {out}");
     }
+    let spares =
+        eventually(Duration::from_secs(30), || async { (platform.pause_containers().len() == 2).then_some(()) });
+    assert!(spares.await.is_some(), "{:?}", platform.pause_containers());
     platform.cli_ok(&repo, &["apps:create", "boxed"]).await;
     // A container of the stack waits for the app's first release, in case it is a Procfile
-    // app's.
+    // app's, in a pause container's network namespace.
     let waiting = eventually(Duration::from_secs(30), || async {
         let warm = unadopted_warm_containers(&platform);
-        (warm.len() == 1 && warm[0].starts_with("skiff-warm-boxed-v1-")).then_some(())
+        (warm.len() == 1 && warm[0].starts_with("skiff-warm-boxed-v1-")).then(|| warm[0].clone())
     });
-    assert!(waiting.await.is_some(), "{:?}", unadopted_warm_containers(&platform));
+    let waiting = waiting.await.unwrap_or_else(|| panic!("{:?}", unadopted_warm_containers(&platform)));
+    let pause = namespace_owner(&waiting).expect("it runs in a pause container's namespace");
 
     let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
     assert!(pushed, "{out}");
@@ -197,6 +201,10 @@ async fn dockerfile_apps_build_on_the_engine_and_failures_keep_the_release() {
     let forgone =
         eventually(Duration::from_secs(30), || async { unadopted_warm_containers(&platform).is_empty().then_some(()) });
     assert!(forgone.await.is_some(), "{:?}", unadopted_warm_containers(&platform));
+    let namespace_gone = eventually(Duration::from_secs(30), || async {
+        platform.pause_containers().iter().all(|(id, _, _)| *id != pause).then_some(())
+    });
+    assert!(namespace_gone.await.is_some(), "its namespace goes with it: {:?}", platform.pause_containers());
     for _ in 0..3 {
         let (status, out, err) = platform.cli(&repo, &["run", "wget -qO- http://web:8080/"]).await;
         assert!(status == 0 && out.contains("built from a Dockerfile"), "web reaches the app: {out}{err}");

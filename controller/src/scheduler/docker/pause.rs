@@ -24,9 +24,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use bollard::models::{ContainerCreateBody, ContainerSummary, ContainerSummaryStateEnum, HostConfig};
-use bollard::query_parameters::{
-    CreateContainerOptions, ListContainersOptions, RemoveContainerOptions, RenameContainerOptions,
-};
+use bollard::query_parameters::{CreateContainerOptions, ListContainersOptions, RenameContainerOptions};
 use skiff_api::AppName;
 
 use super::{DockerRuntime, platform_filter};
@@ -35,7 +33,7 @@ use crate::scheduler::runtime::RuntimeError;
 /// The label of a pause container.
 const PAUSE_LABEL: &str = "skiff.pause";
 /// Pause containers are named with this.
-pub(super) const PAUSE_NAME: &str = "skiff-pause-";
+const PAUSE_NAME: &str = "skiff-pause-";
 /// A pause container no container runs in goes at the sweep once this old (another
 /// process's spare, or one left by a controller that stopped).
 const UNUSED_FOR: Duration = Duration::from_secs(15 * 60);
@@ -44,6 +42,9 @@ const SPARES: usize = 2;
 /// How long after a warm container is made spares are made again: a push that follows at
 /// once is over by then, and with it the engine's work for it.
 const QUIET: Duration = Duration::from_secs(1);
+/// How many times in a row a spare's making is tried (a second apart) before the next
+/// sweep or making tries again.
+const MAKING_ATTEMPTS: u32 = 3;
 /// What a pause container runs: a shell waiting on its standard input, which the engine
 /// holds open and nobody writes to.
 const WAIT: &str = "read -r _";
@@ -125,6 +126,7 @@ impl DockerRuntime {
         }
         let runtime = self.clone();
         tokio::spawn(async move {
+            let mut failures = 0;
             loop {
                 let image = {
                     let mut pauses = runtime.pauses();
@@ -137,24 +139,28 @@ impl DockerRuntime {
                         }
                     }
                 };
-                let made = runtime.make_pause(&image).await;
-                let unwanted = {
-                    let mut pauses = runtime.pauses();
-                    match made {
-                        Ok(id) if !pauses.closed => {
-                            pauses.spares.push(id);
+                match runtime.make_pause(&image).await {
+                    Ok(id) => {
+                        let closed = {
+                            let mut pauses = runtime.pauses();
+                            if !pauses.closed {
+                                pauses.spares.push(id.clone());
+                            }
+                            pauses.closed
+                        };
+                        if !closed {
                             continue;
                         }
                         // Made as the controller stopped: it goes too.
-                        Ok(id) => Some(id),
-                        Err(error) => {
-                            tracing::info!(%error, %image, "controller.pause.failed");
-                            None
-                        }
+                        runtime.force_remove(&id).await;
                     }
-                };
-                if let Some(id) = unwanted {
-                    runtime.remove_pause(&id).await;
+                    Err(error) if failures + 1 < MAKING_ATTEMPTS => {
+                        tracing::info!(%error, %image, "controller.pause.failed");
+                        failures += 1;
+                        tokio::time::sleep(QUIET).await;
+                        continue;
+                    }
+                    Err(error) => tracing::warn!(%error, %image, "controller.pause.failed"),
                 }
                 runtime.pauses().making = false;
                 return;
@@ -183,7 +189,7 @@ impl DockerRuntime {
         let options = CreateContainerOptions { name: Some(name), ..Default::default() };
         let id = self.docker.create_container(Some(options), body).await?.id;
         if let Err(error) = self.docker.start_container(&id, None).await {
-            self.remove_pause(&id).await;
+            self.force_remove(&id).await;
             return Err(error.into());
         }
         Ok(id)
@@ -197,16 +203,7 @@ impl DockerRuntime {
             std::mem::take(&mut pauses.spares)
         };
         for spare in spares {
-            self.remove_pause(&spare).await;
-        }
-    }
-
-    /// Removes pause container `id` (gone already is fine).
-    pub(super) async fn remove_pause(&self, id: &str) {
-        let remove = RemoveContainerOptions { force: true, ..Default::default() };
-        match self.docker.remove_container(id, Some(remove)).await {
-            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404 | 409, .. }) => {}
-            Err(error) => tracing::info!(%error, "controller.pause.unremoved"),
+            self.force_remove(&spare).await;
         }
     }
 
@@ -237,7 +234,7 @@ impl DockerRuntime {
             };
             if remove {
                 self.pauses().spares.retain(|spare| spare != id);
-                self.remove_pause(id).await;
+                self.force_remove(id).await;
             }
         }
         self.replenish_pause(None);

@@ -44,8 +44,7 @@ use bollard::models::{
     NetworkDisconnectRequest,
 };
 use bollard::query_parameters::{
-    AttachContainerOptions, CreateContainerOptions, ListContainersOptions, RemoveContainerOptions,
-    RenameContainerOptions,
+    AttachContainerOptions, CreateContainerOptions, ListContainersOptions, RenameContainerOptions,
 };
 use bytes::Bytes;
 use skiff_api::{AppName, Digest, ImageRef};
@@ -394,12 +393,11 @@ impl DockerRuntime {
         match (made, joined) {
             (Ok(_), Ok(())) => Ok(()),
             (Ok(id), Err(error)) => {
-                // The pause container goes with it.
-                self.remove(&id).await?;
+                self.discard(&id, Some(pause)).await;
                 Err(error)
             }
             (Err(error), _) => {
-                self.remove_pause(pause).await;
+                self.force_remove(pause).await;
                 Err(error)
             }
         }
@@ -473,16 +471,18 @@ impl DockerRuntime {
                 if !warm.labels.contains_key(FIRST_RELEASE_LABEL) || runtime.is_adopting(&warm.id) {
                     continue;
                 }
-                let remove = RemoveContainerOptions { force: true, ..Default::default() };
-                match runtime.docker.remove_container(&warm.id, Some(remove)).await {
-                    Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404 | 409, .. }) => {}
-                    Err(error) => tracing::info!(%app, %error, "controller.warm.unremoved"),
-                }
-                if let Some(pause) = &warm.namespace {
-                    runtime.remove_pause(pause).await;
-                }
+                runtime.discard(&warm.id, warm.namespace.as_deref()).await;
             }
         });
+    }
+
+    /// Removes a warm container that was not adopted, and the pause container whose
+    /// namespace it runs in, by force and at once, leaving the app's network.
+    async fn discard(&self, id: &str, namespace: Option<&str>) {
+        self.force_remove(id).await;
+        if let Some(pause) = namespace {
+            self.force_remove(pause).await;
+        }
     }
 
     /// Returns once the warm container of `app` being made (if one is) is made, or after
