@@ -278,9 +278,14 @@ impl ContainerRuntime for DockerRuntime {
         let options =
             ListContainersOptions { all: true, filters: Some(platform_filter(&self.platform)), ..Default::default() };
         let summaries = self.docker.list_containers(Some(options)).await?;
-        // The networks of each container, for those running in another's namespace.
+        // The networks of the containers others run in the namespace of.
+        let owners: HashSet<&str> = summaries
+            .iter()
+            .filter_map(|s| pause::namespace_owner(s.host_config.as_ref()?.network_mode.as_deref()))
+            .collect();
         let networks_of: HashMap<String, _> = summaries
             .iter()
+            .filter(|s| s.id.as_deref().is_some_and(|id| owners.contains(id)))
             .filter_map(|s| Some((s.id.clone()?, s.network_settings.as_ref()?.networks.clone()?)))
             .collect();
         Ok(summaries
@@ -436,12 +441,7 @@ impl ContainerRuntime for DockerRuntime {
             Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 304 | 404, .. }) => {}
             Err(e) => return Err(e.into()),
         }
-        let remove = RemoveContainerOptions { force: true, ..Default::default() };
-        match self.docker.remove_container(id, Some(remove)).await {
-            // Gone already, or going (409: another removal of it is in progress).
-            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404 | 409, .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
+        self.remove_by_force(id).await?;
         // Its namespace goes with it, and with it the network's last endpoint.
         if let Some(owner) = pause::namespace_owner(network_mode.as_deref()) {
             self.force_remove(owner).await;
@@ -454,13 +454,20 @@ impl ContainerRuntime for DockerRuntime {
 }
 
 impl DockerRuntime {
-    /// Removes container `id` by force and at once, leaving its app's network (gone
-    /// already, or going, is fine).
-    async fn force_remove(&self, id: &str) {
+    /// Removes container `id` by force and at once, leaving its app's network: gone already,
+    /// or going (409: another removal of it is in progress), is fine.
+    async fn remove_by_force(&self, id: &str) -> Result<(), RuntimeError> {
         let remove = RemoveContainerOptions { force: true, ..Default::default() };
         match self.docker.remove_container(id, Some(remove)).await {
-            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404 | 409, .. }) => {}
-            Err(error) => tracing::info!(%error, container = id, "controller.container.unremoved"),
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404 | 409, .. }) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// [`Self::remove_by_force`], for what is only tidied away: a failure is logged.
+    async fn force_remove(&self, id: &str) {
+        if let Err(error) = self.remove_by_force(id).await {
+            tracing::info!(%error, container = id, "controller.container.unremoved");
         }
     }
 }

@@ -368,8 +368,7 @@ impl DockerRuntime {
             }
         }
         // The app's network is made meanwhile, for the adoption to join.
-        let (made, network) =
-            tokio::join!(self.start_warm(spec, &stack, NO_NETWORK.to_owned()), self.networks.ensure(&spec.app));
+        let (made, network) = tokio::join!(self.start_warm(spec, &stack, None), self.networks.ensure(&spec.app));
         let id = made?;
         network?;
         // The first release's container joins now rather than as it is adopted (a first join
@@ -388,7 +387,7 @@ impl DockerRuntime {
             self.networks.ensure(&spec.app).await?;
             self.join_app_network(pause, &[NO_NETWORK.to_owned()], spec).await
         };
-        let (made, joined) = tokio::join!(self.start_warm(spec, stack, format!("container:{pause}")), joined);
+        let (made, joined) = tokio::join!(self.start_warm(spec, stack, Some(pause)), joined);
         self.settled(pause, &spec.app);
         match (made, joined) {
             (Ok(_), Ok(())) => Ok(()),
@@ -403,9 +402,9 @@ impl DockerRuntime {
         }
     }
 
-    /// Makes and starts a warm container for `spec` of `stack` (by digest) in
-    /// `network_mode`; returns its id.
-    async fn start_warm(&self, spec: &StartSpec, stack: &str, network_mode: String) -> Result<String, RuntimeError> {
+    /// Makes and starts a warm container for `spec` of `stack` (by digest), in the network
+    /// namespace of pause container `pause` if given, else on no network; returns its id.
+    async fn start_warm(&self, spec: &StartSpec, stack: &str, pause: Option<&str>) -> Result<String, RuntimeError> {
         let port = self.images.held_port(stack).await?;
         let mut labels = labels(spec, &self.platform);
         labels.insert(PORT_LABEL.to_owned(), port.to_string());
@@ -423,8 +422,11 @@ impl DockerRuntime {
             stdin_once: Some(true),
             labels: Some(labels),
             // The engine exposes no port of a container in another's namespace.
-            exposed_ports: pause::namespace_owner(Some(&network_mode)).is_none().then(|| vec![format!("{port}/tcp")]),
-            host_config: Some(HostConfig { network_mode: Some(network_mode), ..self.confined(&spec.limits) }),
+            exposed_ports: pause.is_none().then(|| vec![format!("{port}/tcp")]),
+            host_config: Some(HostConfig {
+                network_mode: Some(pause.map_or_else(|| NO_NETWORK.to_owned(), |pause| format!("container:{pause}"))),
+                ..self.confined(&spec.limits)
+            }),
             ..Default::default()
         };
         let name = format!("{UNADOPTED}{}-v{}-{:06x}", spec.app, spec.release, rand::random::<u32>() & 0xff_ffff);
