@@ -171,9 +171,11 @@ async fn dockerfile_apps_build_on_the_engine_and_failures_keep_the_release() {
         let (ok, out) = platform.git(&repo, &key, args);
         assert!(ok, "git {args:?}: {out}");
     }
-    let spares =
-        eventually(Duration::from_secs(30), || async { (platform.pause_containers().len() == 2).then_some(()) });
-    assert!(spares.await.is_some(), "{:?}", platform.pause_containers());
+    let spares = eventually(Duration::from_secs(30), || async {
+        let pauses = platform.pause_containers();
+        (pauses.len() == 2 && pauses.iter().all(|(_, _, running)| *running)).then_some(())
+    });
+    assert!(spares.await.is_some(), "two spares run: {:?}", platform.pause_containers());
     platform.cli_ok(&repo, &["apps:create", "boxed"]).await;
     // A container of the stack waits for the app's first release, in case it is a Procfile
     // app's, in a pause container's network namespace.
@@ -182,7 +184,9 @@ async fn dockerfile_apps_build_on_the_engine_and_failures_keep_the_release() {
         (warm.len() == 1 && warm[0].starts_with("skiff-warm-boxed-v1-")).then(|| warm[0].clone())
     });
     let waiting = waiting.await.unwrap_or_else(|| panic!("{:?}", unadopted_warm_containers(&platform)));
-    let pause = namespace_owner(&waiting).expect("it runs in a pause container's namespace");
+    let pause = namespace_owner(&waiting).unwrap_or_else(|| {
+        panic!("it runs in a pause container's namespace: {}, {:?}", networks_of(&waiting), platform.pause_containers())
+    });
 
     let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);
     assert!(pushed, "{out}");

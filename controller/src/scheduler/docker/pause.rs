@@ -226,7 +226,9 @@ impl DockerRuntime {
                 let pauses = self.pauses();
                 (pauses.spares.iter().any(|spare| spare == id), pauses.taken.contains(id))
             };
-            let stopped = pause.state != Some(ContainerSummaryStateEnum::RUNNING);
+            // A spare is listed as created when the listing began before its start ended.
+            let stopped =
+                matches!(pause.state, Some(ContainerSummaryStateEnum::EXITED | ContainerSummaryStateEnum::DEAD));
             let remove = if spare {
                 stopped
             } else {
