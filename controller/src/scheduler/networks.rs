@@ -127,6 +127,16 @@ pub enum NetworkDriver {
     Overlay,
 }
 
+/// A network to make: what `POST /networks/create` is given besides its subnet.
+struct Network {
+    name: String,
+    driver: &'static str,
+    attachable: Option<bool>,
+    internal: Option<bool>,
+    options: Option<HashMap<String, String>>,
+    labels: HashMap<String, String>,
+}
+
 /// The apps' networks of one platform on one engine (or swarm).
 #[derive(Debug, Clone)]
 pub struct AppNetworks {
@@ -155,15 +165,53 @@ impl AppNetworks {
     /// # Errors
     /// When the engine fails, or every `/24` of the pool is taken.
     pub async fn ensure(&self, app: &AppName) -> Result<String, RuntimeError> {
+        let overlay = self.driver == NetworkDriver::Overlay;
+        let network = Network {
+            name: self.name(app),
+            driver: if overlay { "overlay" } else { "bridge" },
+            attachable: overlay.then_some(true),
+            internal: None,
+            options: None,
+            labels: HashMap::from([
+                (NETWORK_LABEL.to_owned(), "app".to_owned()),
+                ("skiff.platform".to_owned(), self.platform.clone()),
+                ("skiff.app".to_owned(), app.to_string()),
+            ]),
+        };
+        self.ensure_network(network).await
+    }
+
+    /// The id of the network this platform's pause containers join once as they are made
+    /// (`docker/pause.rs`), made when there is none: a bridge on this engine, internal, on
+    /// which containers cannot reach each other. Its name cannot be an app's.
+    ///
+    /// # Errors
+    /// As [`Self::ensure`].
+    pub async fn ensure_pauses(&self) -> Result<String, RuntimeError> {
+        let network = Network {
+            name: format!("{}-{}.pauses", self.settings.prefix, self.platform),
+            driver: "bridge",
+            attachable: None,
+            internal: Some(true),
+            options: Some(HashMap::from([("com.docker.network.bridge.enable_icc".to_owned(), "false".to_owned())])),
+            labels: HashMap::from([
+                (NETWORK_LABEL.to_owned(), "pauses".to_owned()),
+                ("skiff.platform".to_owned(), self.platform.clone()),
+            ]),
+        };
+        self.ensure_network(network).await
+    }
+
+    async fn ensure_network(&self, network: Network) -> Result<String, RuntimeError> {
         // Engines before API 1.44 make a second network of the same name when asked twice:
         // platforms in this process make networks one at a time, and when controllers in
         // other processes raced, every one of them settles on the lowest id.
         static MAKING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
         let _alone = MAKING.lock().await;
-        if let Some(id) = self.existing(app).await? {
+        let Network { name, driver, attachable, internal, options, labels } = network;
+        if let Some(id) = self.existing(&name).await? {
             return Ok(id);
         }
-        let name = self.name(app);
         for _ in 0..3 {
             let taken = self.taken_blocks().await?;
             let Some((network, prefix)) =
@@ -172,24 +220,21 @@ impl AppNetworks {
                 return Err(RuntimeError::SubnetsExhausted(self.settings.subnets.to_string()));
             };
             let subnet = format!("{}/{prefix}", Ipv4Addr::from_bits(network));
-            let overlay = self.driver == NetworkDriver::Overlay;
             let create = NetworkCreateRequest {
                 name: name.clone(),
-                driver: Some(if overlay { "overlay" } else { "bridge" }.into()),
-                attachable: overlay.then_some(true),
+                driver: Some(driver.into()),
+                attachable,
+                internal,
+                options: options.clone(),
                 ipam: Some(Ipam {
                     config: Some(vec![IpamConfig { subnet: Some(subnet), ..Default::default() }]),
                     ..Default::default()
                 }),
-                labels: Some(HashMap::from([
-                    (NETWORK_LABEL.to_owned(), "app".to_owned()),
-                    ("skiff.platform".to_owned(), self.platform.clone()),
-                    ("skiff.app".to_owned(), app.to_string()),
-                ])),
+                labels: Some(labels.clone()),
                 ..Default::default()
             };
             match self.docker.create_network(create).await {
-                Ok(_) => return self.existing(app).await?.ok_or(RuntimeError::NetworkVanished(name)),
+                Ok(_) => return self.existing(&name).await?.ok_or(RuntimeError::NetworkVanished(name)),
                 // Another engine client took the block between listing and creating.
                 Err(bollard::errors::Error::DockerResponseServerError { message, .. })
                     if message.contains("overlaps") => {}
@@ -199,12 +244,12 @@ impl AppNetworks {
         Err(RuntimeError::SubnetsExhausted(self.settings.subnets.to_string()))
     }
 
-    /// The id of the app's network, if there is one: the lowest, when a race made two.
-    async fn existing(&self, app: &AppName) -> Result<Option<String>, RuntimeError> {
-        let name = self.name(app);
-        let options = ListNetworksOptions { filters: Some(HashMap::from([("name".to_owned(), vec![name.clone()])])) };
+    /// The id of the network named `name`, if there is one: the lowest, when a race made two.
+    async fn existing(&self, name: &str) -> Result<Option<String>, RuntimeError> {
+        let options =
+            ListNetworksOptions { filters: Some(HashMap::from([("name".to_owned(), vec![name.to_owned()])])) };
         let networks = self.docker.list_networks(Some(options)).await?;
-        Ok(networks.into_iter().filter(|n| n.name.as_deref() == Some(name.as_str())).filter_map(|n| n.id).min())
+        Ok(networks.into_iter().filter(|n| n.name.as_deref() == Some(name)).filter_map(|n| n.id).min())
     }
 
     /// Every IPv4 block any network of the engine uses.
@@ -223,7 +268,7 @@ impl AppNetworks {
     /// # Errors
     /// When the engine cannot list networks.
     pub async fn remove_if_unused(&self, app: &AppName) -> Result<(), RuntimeError> {
-        if let Some(id) = self.existing(app).await?
+        if let Some(id) = self.existing(&self.name(app)).await?
             && let Err(error) = self.docker.remove_network(&id).await
         {
             tracing::debug!(%error, %app, "scheduler: kept the app's network, still in use");
@@ -240,7 +285,7 @@ impl AppNetworks {
         tokio::spawn(async move {
             for _ in 0..30 {
                 tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-                let Ok(Some(id)) = networks.existing(&app).await else { return };
+                let Ok(Some(id)) = networks.existing(&networks.name(&app)).await else { return };
                 if networks.docker.remove_network(&id).await.is_ok() {
                     return;
                 }

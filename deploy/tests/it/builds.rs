@@ -464,15 +464,26 @@ async fn a_push_runs_in_a_container_started_while_it_was_built() {
 #[ignore = "needs Docker (deploy/test.sh)"]
 async fn an_apps_first_container_starts_in_a_network_namespace_started_ahead() {
     let (mut platform, repo, key) = Platform::start().await.with_example_repo().await;
-    // Once a stack is imported, two pause containers wait on no network.
+    // Once a stack is imported, two pause containers wait on no network (loopback only).
     let spares = || async {
         let pauses = platform.pause_containers();
-        let waiting = pauses.iter().all(|(id, _, running)| *running && networks_of(id) == "none:");
+        let waiting = pauses.iter().all(|(id, _, running)| *running && networks_of(id).is_empty());
         (pauses.len() == 2 && waiting).then(|| pauses.into_iter().map(|(id, _, _)| id).collect::<Vec<_>>())
     };
     let before = eventually(Duration::from_secs(30), spares)
         .await
         .unwrap_or_else(|| panic!("two spare pause containers: {:?}", platform.pause_containers()));
+    // Each joined the platform's pauses' network once and left it (which left the engine's
+    // DNS resolver running in its namespace): internal, its containers unable to reach each
+    // other, and empty.
+    let pauses_network = format!("skiff-apps-{}.pauses", platform.platform_id);
+    let inspected = std::process::Command::new("docker")
+        .args(["network", "inspect", "--format"])
+        .arg("{{.Internal}} {{index .Options \"com.docker.network.bridge.enable_icc\"}} {{len .Containers}}")
+        .arg(&pauses_network)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&inspected.stdout).trim(), "true false 0", "{pauses_network}");
 
     // The app's first warm container starts in its namespace, which joins the app's network
     // as `web`; a push at once runs in it.
@@ -498,7 +509,7 @@ async fn an_apps_first_container_starts_in_a_network_namespace_started_ahead() {
         let pauses = platform.pause_containers();
         let taken =
             pauses.iter().any(|(id, name, running)| *id == spare && name.starts_with("skiff-pause-pod-") && *running);
-        let waiting = pauses.iter().filter(|(id, _, running)| *running && networks_of(id) == "none:").count();
+        let waiting = pauses.iter().filter(|(id, _, running)| *running && networks_of(id).is_empty()).count();
         (taken && waiting == 2).then_some(())
     });
     assert!(replenished.await.is_some(), "{:?}", platform.pause_containers());

@@ -84,6 +84,13 @@ const LAYER_CHUNK: usize = 256 * 1024;
 /// later (the engine restarted), it runs what it was given.
 const LAUNCHER: &str = "{ [ -e /.skiff/start ] || tar -x -C /; } && exec /bin/sh /.skiff/start";
 
+/// The stack a warm container is made of: its image by digest, on the engine, and the
+/// port its apps listen on.
+struct HeldStack {
+    image: String,
+    port: u16,
+}
+
 /// A warm container, as listed.
 struct Warm {
     id: String,
@@ -338,10 +345,9 @@ impl DockerRuntime {
             return Ok(());
         }
         // Releases only count up: one made for another release will never be used. It goes
-        // meanwhile (stopping it takes the engine a while).
-        let (ready, unusable): (Vec<Warm>, Vec<Warm>) = self
-            .warm_containers(Some(&spec.app))
-            .await?
+        // meanwhile (stopping it takes the engine a while). The stack is looked up meanwhile.
+        let (warm, stack) = tokio::join!(self.warm_containers(Some(&spec.app)), self.held_stack(&spec.image));
+        let (ready, unusable): (Vec<Warm>, Vec<Warm>) = warm?
             .into_iter()
             .filter(|warm| !self.is_adopting(&warm.id))
             .partition(|warm| warm.fresh() && warm.made_for(spec));
@@ -358,7 +364,7 @@ impl DockerRuntime {
         if !ready.is_empty() {
             return Ok(());
         }
-        let stack = self.by_digest(&spec.image).await?;
+        let stack = stack?;
         // Releases count from 1: before the first, nothing of the app answers on its network.
         let first_release = spec.release == 1;
         if first_release && let Some(pause) = self.take_pause() {
@@ -382,10 +388,10 @@ impl DockerRuntime {
     /// Makes and starts the warm container for an app's first release in the namespace of
     /// pause container `pause`, which joins the app's network (made first) meanwhile. Nothing
     /// half made stays.
-    async fn make_warm_in(&self, pause: &str, spec: &StartSpec, stack: &str) -> Result<(), RuntimeError> {
+    async fn make_warm_in(&self, pause: &str, spec: &StartSpec, stack: &HeldStack) -> Result<(), RuntimeError> {
         let joined = async {
             self.networks.ensure(&spec.app).await?;
-            self.join_app_network(pause, &[NO_NETWORK.to_owned()], spec).await
+            self.join_app_network(pause, &[], spec).await
         };
         let (made, joined) = tokio::join!(self.start_warm(spec, stack, Some(pause)), joined);
         self.settled(pause, &spec.app);
@@ -402,19 +408,24 @@ impl DockerRuntime {
         }
     }
 
-    /// Makes and starts a warm container for `spec` of `stack` (by digest), in the network
-    /// namespace of pause container `pause` if given, else on no network; returns its id.
-    async fn start_warm(&self, spec: &StartSpec, stack: &str, pause: Option<&str>) -> Result<String, RuntimeError> {
-        let port = self.images.held_port(stack).await?;
+    /// Makes and starts a warm container for `spec` of `stack`, in the network namespace of
+    /// pause container `pause` if given, else on no network; returns its id.
+    async fn start_warm(
+        &self,
+        spec: &StartSpec,
+        stack: &HeldStack,
+        pause: Option<&str>,
+    ) -> Result<String, RuntimeError> {
+        let HeldStack { image, port } = stack;
         let mut labels = labels(spec, &self.platform);
         labels.insert(PORT_LABEL.to_owned(), port.to_string());
-        labels.insert(STACK_LABEL.to_owned(), stack.to_owned());
+        labels.insert(STACK_LABEL.to_owned(), image.clone());
         labels.insert(LIMITS_LABEL.to_owned(), limits_label(&spec.limits));
         if spec.release == 1 {
             labels.insert(FIRST_RELEASE_LABEL.to_owned(), "true".to_owned());
         }
         let body = ContainerCreateBody {
-            image: Some(stack.to_owned()),
+            image: Some(image.clone()),
             cmd: Some(vec!["/bin/sh".into(), "-c".into(), LAUNCHER.into()]),
             entrypoint: Some(Vec::new()),
             env: Some(vec![format!("PORT={port}")]),
@@ -520,6 +531,13 @@ impl DockerRuntime {
             }
         }
         Ok(())
+    }
+
+    /// The stack `image` (by tag) names now, pulled if the engine lacks it.
+    async fn held_stack(&self, image: &str) -> Result<HeldStack, RuntimeError> {
+        let image = self.by_digest(image).await?;
+        let port = self.images.held_port(&image).await?;
+        Ok(HeldStack { image, port })
     }
 
     /// A reference by digest to the image a reference names now.
