@@ -60,14 +60,19 @@ async fn a_rollout_cut_off_by_sigkill_completes_after_a_restart() {
     assert!(serves(&platform).await, "v1 serves while no controller runs");
 
     // Started again, the controller finishes the rollout from what it finds.
-    let _second = start_controller(&platform, 1);
+    let second = start_controller(&platform, 1);
     let finished = eventually(Duration::from_secs(90), || async {
         let (status, out, _) = platform.cli(&repo, &["releases", "--json"]).await;
         let releases_listed: Vec<serde_json::Value> = serde_json::from_str(&out).ok()?;
         let deployed = status == 0 && releases_listed.iter().any(|r| r["version"] == 2 && r["state"] == "deployed");
         (deployed && releases(&platform) == vec![("2".to_owned(), true); 3]).then_some(())
     });
-    assert!(finished.await.is_some(), "v2 runs 3 containers and nothing else: {:?}", releases(&platform));
+    assert!(
+        finished.await.is_some(),
+        "v2 runs 3 containers and nothing else: {:?}\nthe controller said:\n{}",
+        releases(&platform),
+        second.log_tail(60)
+    );
     assert!(serves(&platform).await);
     let (_, out, _) = platform.cli(&repo, &["run", "--", "echo round=$ROUND"]).await;
     assert!(out.contains("round=2"), "{out}");

@@ -642,10 +642,12 @@ fn run_git(cwd: &Path, key: &Path, args: &[&str]) -> (bool, String) {
     (output.status.success(), text)
 }
 
-/// One `skiffd` component as its own process, with its output discarded; killed with
-/// SIGKILL (nothing flushed, nothing said goodbye to) by [`Skiffd::kill`] or when dropped.
+/// One `skiffd` component as its own process, its output kept in a file for a failing
+/// test to show ([`Skiffd::log_tail`]); killed with SIGKILL (nothing flushed, nothing said
+/// goodbye to) by [`Skiffd::kill`] or when dropped.
 pub struct Skiffd {
     child: std::process::Child,
+    log: tempfile::NamedTempFile,
 }
 
 impl Skiffd {
@@ -654,14 +656,23 @@ impl Skiffd {
         K: AsRef<std::ffi::OsStr>,
         V: AsRef<std::ffi::OsStr>,
     {
+        let log = tempfile::NamedTempFile::new().expect("a log file");
+        let output = log.reopen().expect("the log file");
         let child = Command::new(env!("CARGO_BIN_EXE_skiffd"))
             .arg(component)
             .envs(env)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stdout(output.try_clone().expect("the log file"))
+            .stderr(output)
             .spawn()
             .expect("skiffd runs");
-        Self { child }
+        Self { child, log }
+    }
+
+    /// The last `lines` lines it printed.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let printed = std::fs::read_to_string(self.log.path()).unwrap_or_default();
+        let all: Vec<&str> = printed.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
     }
 
     pub fn kill(&mut self) {
