@@ -19,8 +19,8 @@ use async_trait::async_trait;
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::models::{
-    ContainerCreateBody, ContainerSummaryStateEnum, EndpointSettings, HostConfig, NetworkingConfig, PortBinding,
-    PortMap,
+    ContainerCreateBody, ContainerSummary, ContainerSummaryStateEnum, EndpointSettings, HostConfig, NetworkingConfig,
+    PortBinding, PortMap,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions, StopContainerOptions,
@@ -189,6 +189,13 @@ impl DockerRuntime {
 }
 
 impl DockerRuntime {
+    /// Every container with this platform's label, running or not.
+    async fn platform_containers(&self) -> Result<Vec<ContainerSummary>, RuntimeError> {
+        let options =
+            ListContainersOptions { all: true, filters: Some(platform_filter(&self.platform)), ..Default::default() };
+        Ok(self.docker.list_containers(Some(options)).await?)
+    }
+
     /// The port binding that publishes a web container's `port` on 127.0.0.1, where the
     /// routers reach containers that way.
     fn published(&self, port: u16) -> Option<PortMap> {
@@ -275,9 +282,7 @@ fn labelled_web(labels: &HashMap<String, String>) -> bool {
 #[async_trait]
 impl ContainerRuntime for DockerRuntime {
     async fn list(&self) -> Result<Vec<Container>, RuntimeError> {
-        let options =
-            ListContainersOptions { all: true, filters: Some(platform_filter(&self.platform)), ..Default::default() };
-        let summaries = self.docker.list_containers(Some(options)).await?;
+        let summaries = self.platform_containers().await?;
         // The networks of the containers others run in the namespace of.
         let owners: HashSet<&str> = summaries
             .iter()
@@ -378,8 +383,10 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn expire_warm(&self) -> Result<(), RuntimeError> {
-        self.remove_expired_warm().await?;
-        self.sweep_pauses().await
+        let containers = self.platform_containers().await?;
+        self.remove_expired_warm(&containers).await?;
+        self.sweep_pauses(&containers).await;
+        Ok(())
     }
 
     async fn run_one_off(

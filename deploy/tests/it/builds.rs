@@ -547,3 +547,51 @@ async fn an_apps_first_container_starts_in_a_network_namespace_started_ahead() {
     assert!(served.await.is_some(), "served without a pause container");
     platform.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker (deploy/test.sh)"]
+async fn the_minutes_sweep_removes_stopped_spares_and_warm_containers_and_makes_spares_again() {
+    let (mut platform, repo, _key) = Platform::start().await.with_example_repo().await;
+    let running_spares = || async {
+        let pauses = platform.pause_containers();
+        let spares: Vec<String> = pauses
+            .into_iter()
+            .filter(|(id, name, running)| *running && !name.contains("-idle-") && networks_of(id).is_empty())
+            .map(|(id, _, _)| id)
+            .collect();
+        (spares.len() == 2).then_some(spares)
+    };
+    let spares = eventually(Duration::from_secs(30), running_spares)
+        .await
+        .unwrap_or_else(|| panic!("two spares: {:?}", platform.pause_containers()));
+
+    // An app's first warm container waits in one spare's namespace; it is killed, and so is
+    // the other spare, behind the platform's back.
+    platform.cli_ok(&repo, &["apps:create", "idle"]).await;
+    let warm = eventually(Duration::from_secs(30), || async {
+        let warm = unadopted_warm_containers(&platform);
+        (warm.len() == 1).then(|| warm[0].clone())
+    })
+    .await
+    .expect("a warm container for idle");
+    let taken = namespace_owner(&warm).expect("it runs in a spare's namespace");
+    let other = spares.iter().find(|id| **id != taken).expect("the other spare").clone();
+    let killed = std::process::Command::new("docker").args(["kill", &warm, &other]).output().unwrap();
+    assert!(killed.status.success(), "{}", String::from_utf8_lossy(&killed.stderr));
+
+    // The controller's sweep, once a minute, removes both, the killed one's namespace with
+    // it, and two spares wait again.
+    let swept = eventually(Duration::from_secs(100), || async {
+        let pauses = platform.pause_containers();
+        let gone = pauses.iter().all(|(id, _, _)| *id != other && *id != taken);
+        (gone && unadopted_warm_containers(&platform).is_empty()).then_some(())
+    });
+    assert!(swept.await.is_some(), "{:?} {:?}", platform.pause_containers(), unadopted_warm_containers(&platform));
+    let again = eventually(Duration::from_secs(30), running_spares).await;
+    assert!(
+        again.is_some_and(|again| again.iter().all(|id| !spares.contains(id))),
+        "{:?}",
+        platform.pause_containers()
+    );
+    platform.stop().await;
+}

@@ -29,10 +29,10 @@ use std::time::Duration;
 use bollard::models::{
     ContainerCreateBody, ContainerSummary, ContainerSummaryStateEnum, HostConfig, NetworkDisconnectRequest,
 };
-use bollard::query_parameters::{CreateContainerOptions, ListContainersOptions, RenameContainerOptions};
+use bollard::query_parameters::{CreateContainerOptions, RenameContainerOptions};
 use skiff_api::AppName;
 
-use super::{DockerRuntime, platform_filter};
+use super::DockerRuntime;
 use crate::scheduler::runtime::RuntimeError;
 
 /// The label of a pause container.
@@ -224,12 +224,9 @@ impl DockerRuntime {
 
     /// Removes the pause containers no container runs in that are not this process's and
     /// waited too long, and this process's spares that stopped (one that went is found
-    /// out as it is taken: the warm container is then made on no network); then makes
-    /// spares up to [`SPARES`].
-    pub(super) async fn sweep_pauses(&self) -> Result<(), RuntimeError> {
-        let options =
-            ListContainersOptions { all: true, filters: Some(platform_filter(&self.platform)), ..Default::default() };
-        let containers = self.docker.list_containers(Some(options)).await?;
+    /// out as it is taken: the warm container is then made on no network), of the
+    /// platform's `containers` as listed; then makes spares up to [`SPARES`].
+    pub(super) async fn sweep_pauses(&self, containers: &[ContainerSummary]) {
         let in_use: HashSet<&str> = containers
             .iter()
             .filter_map(|c| namespace_owner(c.host_config.as_ref()?.network_mode.as_deref()))
@@ -255,7 +252,6 @@ impl DockerRuntime {
             }
         }
         self.replenish_pause(None);
-        Ok(())
     }
 }
 

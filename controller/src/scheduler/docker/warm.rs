@@ -306,13 +306,10 @@ impl From<RegistryError> for Unfit {
 }
 
 impl DockerRuntime {
-    /// This platform's warm containers not yet adopted, running or not: `app`'s, or every
-    /// app's.
-    async fn warm_containers(&self, app: Option<&AppName>) -> Result<Vec<Warm>, RuntimeError> {
+    /// `app`'s warm containers not yet adopted, running or not.
+    async fn warm_containers(&self, app: &AppName) -> Result<Vec<Warm>, RuntimeError> {
         let mut filters = platform_filter(&self.platform);
-        if let Some(app) = app {
-            filters.entry("label".into()).or_default().push(format!("skiff.app={app}"));
-        }
+        filters.entry("label".into()).or_default().push(format!("skiff.app={app}"));
         filters.insert("name".into(), vec![UNADOPTED.into()]);
         let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
         Ok(self.docker.list_containers(Some(options)).await?.into_iter().filter_map(Warm::of).collect())
@@ -346,7 +343,7 @@ impl DockerRuntime {
         }
         // Releases only count up: one made for another release will never be used. It goes
         // meanwhile (stopping it takes the engine a while). The stack is looked up meanwhile.
-        let (warm, stack) = tokio::join!(self.warm_containers(Some(&spec.app)), self.held_stack(&spec.image));
+        let (warm, stack) = tokio::join!(self.warm_containers(&spec.app), self.held_stack(&spec.image));
         let (ready, unusable): (Vec<Warm>, Vec<Warm>) = warm?
             .into_iter()
             .filter(|warm| !self.is_adopting(&warm.id))
@@ -479,7 +476,7 @@ impl DockerRuntime {
         let (runtime, app) = (self.clone(), app.clone());
         tokio::spawn(async move {
             runtime.made(&app).await;
-            let Ok(warm) = runtime.warm_containers(Some(&app)).await else { return };
+            let Ok(warm) = runtime.warm_containers(&app).await else { return };
             for warm in warm {
                 if !warm.labels.contains_key(FIRST_RELEASE_LABEL) || runtime.is_adopting(&warm.id) {
                     continue;
@@ -514,16 +511,16 @@ impl DockerRuntime {
 
     /// Removes `app`'s warm containers that were not adopted.
     pub(super) async fn remove_warm(&self, app: &AppName) -> Result<(), RuntimeError> {
-        for warm in self.warm_containers(Some(app)).await? {
+        for warm in self.warm_containers(app).await? {
             self.remove(&warm.id).await?;
         }
         Ok(())
     }
 
     /// Removes the warm containers of every app that waited too long or stopped (unless
-    /// this process is making them).
-    pub(super) async fn remove_expired_warm(&self) -> Result<(), RuntimeError> {
-        for warm in self.warm_containers(None).await? {
+    /// this process is making them), of the platform's `containers` as listed.
+    pub(super) async fn remove_expired_warm(&self, containers: &[ContainerSummary]) -> Result<(), RuntimeError> {
+        for warm in containers.iter().cloned().filter_map(Warm::of) {
             let app = warm.labels.get("skiff.app").and_then(|app| app.parse::<AppName>().ok());
             let making = app.is_some_and(|app| self.warming.lock().expect("warming").contains_key(&app));
             if !warm.fresh() && !making && !self.is_adopting(&warm.id) {
@@ -558,7 +555,7 @@ impl DockerRuntime {
     pub(super) async fn adopt(&self, spec: &StartSpec) -> Option<Container> {
         // One being made is ready sooner than a container made now would be.
         self.made(&spec.app).await;
-        let warm = self.warm_containers(Some(&spec.app)).await.ok()?;
+        let warm = self.warm_containers(&spec.app).await.ok()?;
         let warm = warm.into_iter().find(|w| w.fresh() && w.made_for(spec))?;
         if !self.adopting.lock().expect("adoptions").insert(warm.id.clone()) {
             return None;
