@@ -241,11 +241,11 @@ async fn the_same_path_works_with_blobs_in_s3() {
     assert!(format!("{refused:#}").contains("set SKIFF_STORE_URL"), "{refused:#}");
     skiffd::backup::restore(&platform.settings, &to, None).await.unwrap();
     platform.restart().await;
-    assert!(
-        greets(&platform, "s3-hello.localhost").await,
-        "served again after the restore: {:?}",
-        platform.containers()
-    );
+    if !greets(&platform, "s3-hello.localhost").await {
+        let (_, ps, _) = platform.cli(&repo, &["ps"]).await;
+        let (_, events, _) = platform.cli(&repo, &["events"]).await;
+        panic!("not served again after the restore: {:?}\n{ps}\n{events}", platform.containers());
+    }
     platform.stop().await;
 }
 
