@@ -79,10 +79,8 @@ async fn hold_default_stack(db: Db, runtime: Arc<dyn ContainerRuntime>, settings
         Ok(stacks) => stacks,
         Err(error) => return tracing::info!(%error, "controller.stack.unread"),
     };
-    let Some((_, image)) = stacks.into_iter().find(|(name, _)| *name == settings.default_stack) else { return };
-    let reference = format!("{}/{image}", settings.registry_host);
-    if let Err(error) = runtime.hold(&reference).await {
-        tracing::info!(%error, image = %reference, "controller.stack.unpulled");
+    if let Some((_, image)) = stacks.into_iter().find(|(name, _)| *name == settings.default_stack) {
+        crate::stacks::hold(runtime.as_ref(), &settings.registry_host, &image).await;
     }
 }
 

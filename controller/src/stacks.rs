@@ -8,6 +8,8 @@ use skiff_api::StackName;
 use skiff_registry_client::image::{Layer, push_image};
 use skiff_registry_client::{RegistryClient, RegistryError};
 
+use crate::scheduler::ContainerRuntime;
+
 /// The environment every stack image starts with.
 const STACK_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -49,4 +51,14 @@ pub async fn import(registry: &RegistryClient, name: &StackName, archive: &[u8])
     })
     .await?;
     Ok(format!("{repo}@{digest}"))
+}
+
+/// Has the engine hold stack `image` (`stacks/<name>@<digest>`, in the registry engines
+/// reach at `registry_host`): pulled, and where the backend can, pause containers of it
+/// started for the next apps. A failure is logged: an app on the stack pulls it then.
+pub async fn hold(runtime: &dyn ContainerRuntime, registry_host: &str, image: &str) {
+    let reference = format!("{registry_host}/{image}");
+    if let Err(error) = runtime.hold(&reference).await {
+        tracing::info!(%error, image = %reference, "controller.stack.unpulled");
+    }
 }

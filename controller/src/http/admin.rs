@@ -65,12 +65,8 @@ async fn stacks_import(
     c.db.put_stack(&name, &image).await?;
     // The engine gets it now: the first app made on it then starts its warm container
     // without waiting for a pull.
-    let (runtime, reference) = (c.runtime.clone(), format!("{}/{image}", c.config.registry_host));
-    tokio::spawn(async move {
-        if let Err(error) = runtime.hold(&reference).await {
-            tracing::info!(%error, image = %reference, "controller.stack.unpulled");
-        }
-    });
+    let (runtime, registry_host, held) = (c.runtime.clone(), c.config.registry_host.clone(), image.clone());
+    tokio::spawn(async move { stacks::hold(runtime.as_ref(), &registry_host, &held).await });
     let message = format!("{} imported stack {name} ({image})", user.username);
     c.events.emit_platform(Event::new(EventKind::Platform, message).by(&user.username)).await;
     Ok((StatusCode::CREATED, Json(Stack { name, image })))

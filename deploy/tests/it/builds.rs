@@ -324,6 +324,12 @@ fn networks_of(container: &str) -> String {
     }
 }
 
+/// The ids of `platform`'s pause containers waiting for an app: running, on no network.
+fn waiting_pauses(platform: &Platform) -> Vec<String> {
+    let pauses = platform.pause_containers().into_iter();
+    pauses.filter(|(id, _, running)| *running && networks_of(id).is_empty()).map(|(id, ..)| id).collect()
+}
+
 /// The container whose network namespace a container runs in, if it runs in another's.
 fn namespace_owner(container: &str) -> Option<String> {
     inspect(container, "{{.HostConfig.NetworkMode}}").strip_prefix("container:").map(str::to_owned)
@@ -466,9 +472,8 @@ async fn an_apps_first_container_starts_in_a_network_namespace_started_ahead() {
     let (mut platform, repo, key) = Platform::start().await.with_example_repo().await;
     // Once a stack is imported, two pause containers wait on no network (loopback only).
     let spares = || async {
-        let pauses = platform.pause_containers();
-        let waiting = pauses.iter().all(|(id, _, running)| *running && networks_of(id).is_empty());
-        (pauses.len() == 2 && waiting).then(|| pauses.into_iter().map(|(id, _, _)| id).collect::<Vec<_>>())
+        let waiting = waiting_pauses(&platform);
+        (waiting.len() == 2 && platform.pause_containers().len() == 2).then_some(waiting)
     };
     let before = eventually(Duration::from_secs(30), spares)
         .await
@@ -509,8 +514,7 @@ async fn an_apps_first_container_starts_in_a_network_namespace_started_ahead() {
         let pauses = platform.pause_containers();
         let taken =
             pauses.iter().any(|(id, name, running)| *id == spare && name.starts_with("skiff-pause-pod-") && *running);
-        let waiting = pauses.iter().filter(|(id, _, running)| *running && networks_of(id).is_empty()).count();
-        (taken && waiting == 2).then_some(())
+        (taken && waiting_pauses(&platform).len() == 2).then_some(())
     });
     assert!(replenished.await.is_some(), "{:?}", platform.pause_containers());
 
@@ -553,12 +557,7 @@ async fn an_apps_first_container_starts_in_a_network_namespace_started_ahead() {
 async fn the_minutes_sweep_removes_stopped_spares_and_warm_containers_and_makes_spares_again() {
     let (mut platform, repo, _key) = Platform::start().await.with_example_repo().await;
     let running_spares = || async {
-        let pauses = platform.pause_containers();
-        let spares: Vec<String> = pauses
-            .into_iter()
-            .filter(|(id, name, running)| *running && !name.contains("-idle-") && networks_of(id).is_empty())
-            .map(|(id, _, _)| id)
-            .collect();
+        let spares = waiting_pauses(&platform);
         (spares.len() == 2).then_some(spares)
     };
     let spares = eventually(Duration::from_secs(30), running_spares)
