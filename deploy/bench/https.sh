@@ -3,7 +3,8 @@
 # CPU 1 (one worker), in front of the same upstream (tiny_upstream, on CPU 0), with an
 # ECDSA P-256 and an RSA-2048 certificate, driven by skiff-load on CPU 0 (rustls, closed
 # loop, 32 connections). Prints, per certificate and proxy:
-#   - keep-alive requests per second over TLS 1.3 and over TLS 1.2;
+#   - keep-alive requests per second over TLS 1.3 (each proxy's two loads of a run
+#     straddling the others', see below) and over TLS 1.2;
 #   - new connections per second, each a full handshake and one request, and each a
 #     resumed session (TLS 1.3 tickets; each of the 32 clients resumes its own) and one
 #     request, with the share that did resume;
@@ -116,13 +117,29 @@ measured_load() {
   cpu=$(echo "scale=1; ($(skiff_cpu_ticks "$proxy") - $ticks) * 1000000 / $hz / ($achieved * 5)" | bc)
   kernel=$(echo "scale=1; ($(skiff_cpu_ticks "$proxy" system) - $kernel_ticks) * 1000000 / $hz / ($achieved * 5)" | bc)
 }
-declare -A keep13 keep13_cpu keep13_kernel keep13_busy keep12 full resumed resumed_share per_handshake
+# Kept alive over TLS 1.3, each run measures the three proxies of a certificate back to
+# back twice, in turned order (nginx, HAProxy, Skiff, Skiff, HAProxy, nginx): what the
+# machine's loopback path costs drifts by more than the margins measured, over tens of
+# seconds, and each proxy's two loads straddle the others'. A run's ratio is of the means of
+# its two loads; the table gives the medians of the runs' means and of their ratios.
+declare -A keep13 keep13_cpu keep13_kernel keep13_busy keep13_ratio keep13_cpu_ratio keep12 full resumed resumed_share per_handshake
+mean() { echo "scale=1; ($1 + $2) / 2" | bc; }
 for _ in $(seq 1 "$runs"); do
   for kind in ecdsa rsa; do
+    declare -A rates=() cpus=() kernels=() busies=()
+    for system in nginx haproxy skiff skiff haproxy nginx; do
+      measured_load "$system-$kind" --tls-version 1.3
+      rates[$system]+="$achieved " cpus[$system]+="$cpu " kernels[$system]+="$kernel " busies[$system]+="$busy "
+    done
     for system in nginx haproxy skiff; do
       key=$system-$kind
-      measured_load "$key" --tls-version 1.3
-      keep13[$key]+="$achieved " keep13_cpu[$key]+="$cpu " keep13_kernel[$key]+="$kernel " keep13_busy[$key]+="$busy "
+      keep13[$key]+="$(mean ${rates[$system]}) " keep13_cpu[$key]+="$(mean ${cpus[$system]}) "
+      keep13_kernel[$key]+="$(mean ${kernels[$system]}) " keep13_busy[$key]+="$(mean ${busies[$system]}) "
+      keep13_ratio[$key]+="$(skiff_ratio "$(mean ${rates[skiff]})" "$(mean ${rates[$system]})") "
+      keep13_cpu_ratio[$key]+="$(skiff_ratio "$(mean ${cpus[$system]})" "$(mean ${cpus[skiff]})") "
+    done
+    for system in nginx haproxy skiff; do
+      key=$system-$kind
       load "$key" --tls-version 1.2
       keep12[$key]+="$achieved "
       measured_load "$key" --tls-version 1.3 --reconnect
@@ -134,7 +151,7 @@ for _ in $(seq 1 "$runs"); do
 done
 
 echo
-echo "| HTTPS benchmark (skiff-load, closed loop, 32 connections, median of $runs) | keep-alive req/s, TLS 1.3 | proxy CPU per kept-alive request (of it in the kernel), CPU 0 busy | TLS 1.2 | new connections/s, full handshake | resumed | proxy CPU per full handshake | memory, 2,000 idle TLS connections | skiff vs it (keep-alive 1.3 / its CPU per kept-alive request / full handshakes) |"
+echo "| HTTPS benchmark (skiff-load, closed loop, 32 connections, median of $runs) | keep-alive req/s, TLS 1.3 | proxy CPU per kept-alive request (of it in the kernel), CPU 0 busy | TLS 1.2 | new connections/s, full handshake | resumed | proxy CPU per full handshake | memory, 2,000 idle TLS connections | skiff vs it (keep-alive 1.3 / its CPU per kept-alive request, medians of the runs' ratios / full handshakes) |"
 echo "|---|---|---|---|---|---|---|---|---|"
 for kind in ecdsa rsa; do
   for system in nginx haproxy skiff; do
@@ -142,6 +159,6 @@ for kind in ecdsa rsa; do
     k13=$(skiff_median "${keep13[$key]}") f=$(skiff_median "${full[$key]}") c13=$(skiff_median "${keep13_cpu[$key]}")
     mem="-"
     [ "$kind" = rsa ] || mem="${memory[$key]} MiB"
-    echo "| $system, $kind | $k13 | $c13 µs ($(skiff_median "${keep13_kernel[$key]}") µs), $(skiff_median "${keep13_busy[$key]}")% | $(skiff_median "${keep12[$key]}") | $f | $(skiff_median "${resumed[$key]}") ($(skiff_median "${resumed_share[$key]}")% resumed) | $(skiff_median "${per_handshake[$key]}") µs | $mem | $(skiff_ratio "$(skiff_median "${keep13[skiff-$kind]}")" "$k13")× / $(skiff_ratio "$c13" "$(skiff_median "${keep13_cpu[skiff-$kind]}")")× / $(skiff_ratio "$(skiff_median "${full[skiff-$kind]}")" "$f")× |"
+    echo "| $system, $kind | $k13 | $c13 µs ($(skiff_median "${keep13_kernel[$key]}") µs), $(skiff_median "${keep13_busy[$key]}")% | $(skiff_median "${keep12[$key]}") | $f | $(skiff_median "${resumed[$key]}") ($(skiff_median "${resumed_share[$key]}")% resumed) | $(skiff_median "${per_handshake[$key]}") µs | $mem | $(skiff_median "${keep13_ratio[$key]}")× / $(skiff_median "${keep13_cpu_ratio[$key]}")× / $(skiff_ratio "$(skiff_median "${full[skiff-$kind]}")" "$f")× |"
   done
 done
