@@ -43,6 +43,25 @@ impl Default for AppMetrics {
 }
 
 impl AppMetrics {
+    /// Counts one answered request.
+    fn record(&mut self, status: u16, took: Duration, upstream_error: bool) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.classes[class] += 1;
+        self.upstream_errors += u64::from(upstream_error);
+        let seconds = took.as_secs_f64();
+        for (bound, count) in BUCKETS.iter().zip(self.buckets.iter_mut()) {
+            if seconds <= *bound {
+                *count += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += seconds;
+        if let Some(bucket) = self.latency.get_mut(usize::from(latency_bucket(took))) {
+            bucket.0 += 1;
+            bucket.1 += u64::from(status >= 500);
+        }
+    }
+
     fn add(&mut self, other: &Self) {
         for (mine, theirs) in self.latency.iter_mut().zip(&other.latency) {
             mine.0 += theirs.0;
@@ -85,25 +104,10 @@ impl Metrics {
     /// Counts one answered request, in the counting thread's `shard`.
     pub fn record(&self, shard: usize, app: &AppName, status: u16, took: Duration, upstream_error: bool) {
         let mut apps = self.shards[shard % self.shards.len()].lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        // The app's name is copied only the first time it is seen.
-        if !apps.contains_key(app) {
-            apps.insert(app.clone(), AppMetrics::default());
-        }
-        let Some(entry) = apps.get_mut(app) else { return };
-        let class = usize::from(status / 100).clamp(1, 5) - 1;
-        entry.classes[class] += 1;
-        entry.upstream_errors += u64::from(upstream_error);
-        let seconds = took.as_secs_f64();
-        for (bound, count) in BUCKETS.iter().zip(entry.buckets.iter_mut()) {
-            if seconds <= *bound {
-                *count += 1;
-            }
-        }
-        entry.count += 1;
-        entry.sum += seconds;
-        if let Some(bucket) = entry.latency.get_mut(usize::from(latency_bucket(took))) {
-            bucket.0 += 1;
-            bucket.1 += u64::from(status >= 500);
+        match apps.get_mut(app) {
+            Some(entry) => entry.record(status, took, upstream_error),
+            // The app's name is copied only the first time it is seen.
+            None => apps.entry(app.clone()).or_default().record(status, took, upstream_error),
         }
     }
 

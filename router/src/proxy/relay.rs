@@ -72,8 +72,10 @@ struct Request<'a> {
 /// Between requests a connection waits with as little as it can: for its next byte, its
 /// deadline (the header read timeout or the idle timeout, whichever comes first) or the
 /// shutdown, with no buffer and no room for a request; a request is served in a future of
-/// its own, boxed, which also closes the connection when no byte moves for the idle
-/// timeout (an app that stalls, a client that stops reading).
+/// its own, boxed. One idle watch runs over all of them (one timer for the stretch rather
+/// than one more per request): it closes the connection when no byte moves for the idle
+/// timeout (an app that stalls, a client that stops reading); between requests the
+/// deadline comes first.
 pub(super) async fn serve<I>(
     proxy: &Proxy,
     origin: &Origin,
@@ -81,6 +83,25 @@ pub(super) async fn serve<I>(
     buffer: &mut BytesMut,
     timeouts: Timeouts,
     activity: &Activity,
+    shutdown: &CancellationToken,
+) -> Left
+where
+    I: AsyncRead + AsyncWrite + Readable + Unpin,
+{
+    tokio::select! {
+        biased;
+        left = serve_requests(proxy, origin, io, buffer, timeouts, shutdown) => left,
+        () = activity.idle_for(timeouts.idle) => Left::Closed,
+    }
+}
+
+/// [`serve`] without the idle watch.
+async fn serve_requests<I>(
+    proxy: &Proxy,
+    origin: &Origin,
+    io: &mut I,
+    buffer: &mut BytesMut,
+    timeouts: Timeouts,
     shutdown: &CancellationToken,
 ) -> Left
 where
@@ -102,13 +123,7 @@ where
                 (false, None) => return Left::Closed,
             }
         }
-        let served = Box::pin(async {
-            tokio::select! {
-                served = serve_one(proxy, origin, io, buffer, deadline, shutdown) => served,
-                () = activity.idle_for(timeouts.idle) => Served::Close,
-            }
-        });
-        match served.await {
+        match Box::pin(serve_one(proxy, origin, io, buffer, deadline, shutdown)).await {
             Served::Again => {}
             Served::Close => return Left::Closed,
             Served::HandOver => return Left::HandedOver,

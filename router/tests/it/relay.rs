@@ -1,8 +1,9 @@
 //! Requests without a body, which the router relays itself: answers keep their framing
 //! (lengths, chunks and trailers, HEAD, close-delimited), pipelined requests are answered
 //! in order, interim answers are passed over, broken answers become 502s, app connections
-//! are reused only when clean, and a request with a body on the same connection goes to
-//! hyper's server.
+//! are reused only when clean, a request with a body on the same connection goes to
+//! hyper's server, and an answer that stalls or a client that stops reading is cut off at
+//! the idle timeout.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -278,4 +279,67 @@ async fn large_answers_stream_through_whole_in_every_framing() {
         }
     }
     assert!(accepted.load(Ordering::SeqCst) <= 2, "app connections reused after whole answers");
+}
+
+/// An app whose answer to `/stall` promises 1,000 bytes and sends ten, and whose answer to
+/// `/big` is 64 MiB; it holds every connection open.
+async fn stalling() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buffer = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                if head.starts_with(b"GET /big ") {
+                    let body = vec![b'x'; 64 << 20];
+                    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+                    if stream.write_all(head.as_bytes()).await.is_err() || stream.write_all(&body).await.is_err() {
+                        return;
+                    }
+                } else {
+                    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789").await;
+                }
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            });
+        }
+    });
+    address
+}
+
+#[tokio::test]
+async fn an_answer_that_stalls_or_a_client_that_stops_reading_is_cut_off_after_the_idle_timeout() {
+    let app = stalling().await;
+    let config = skiff_router::Config { idle_timeout: Duration::from_millis(500), ..Default::default() };
+    let router = crate::router_with(snapshot(1, &[("app", vec![app])]), config).await;
+
+    // The body stops coming: the client gets what came, then the connection closes.
+    let mut client = connect(&router).await;
+    let started = std::time::Instant::now();
+    client.get_mut().write_all(get("/stall").as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "a stalled answer's connection is closed");
+    let (waited, answer) = (started.elapsed(), String::from_utf8_lossy(&answer));
+    assert!(answer.starts_with("HTTP/1.1 200 OK") && answer.ends_with("\r\n\r\n0123456789"), "{answer}");
+    assert!(waited >= Duration::from_millis(450), "not before the idle timeout: {waited:?}");
+
+    // The client reads the head and no more: once the buffers between are full nothing
+    // moves, and the connection is closed with most of the answer never sent.
+    let mut client = connect(&router).await;
+    client.get_mut().write_all(get("/big").as_bytes()).await.unwrap();
+    let mut status = String::new();
+    tokio::io::AsyncBufReadExt::read_line(&mut client, &mut status).await.unwrap();
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the connection ends");
+    assert!(rest.len() < 32 << 20, "the router stopped relaying: {} bytes came", rest.len());
 }
