@@ -8,7 +8,8 @@
 # Push-to-first-200 through the router (first push, and a second push with one changed
 # file), the registry against Debian's docker-registry, the router against nginx and
 # HAProxy (plain HTTP/1.1 and HTTP/2, latency at equal load, HTTPS: keep-alive, handshakes,
-# idle TLS connections; WebSocket echoes), the deployed path (router → a real app container) against nginx as Dokku sets it up,
+# idle TLS connections; WebSocket echoes; instructions per request in each proxy's own
+# code, counted by callgrind), the deployed path (router → a real app container) against nginx as Dokku sets it up,
 # the cluster (a three-node swarm on this machine: spread, drain, a node lost), the logger against rsyslog, and the controller (API throughput with 1,000 apps
 # and 10,000 releases on SQLite and Postgres, scaling, rollouts under load), and the
 # dashboard (the apps page with 1,000 apps, an app page with 10,000 releases).
@@ -37,6 +38,7 @@ echo "|---|---|---|---|---|"
 "$here/registry.sh" "$root/target/release" "$runs"
 "$here/router.sh" "$root/target/release" "$runs"
 "$here/https.sh" "$root/target/release" "$runs"
+"$here/instructions.sh" "$root/target/release"
 "$here/websocket.sh" "$root/target/release" "$runs"
 "$here/deployed.sh" "$root/target/release" "$runs" "$root/target/$(uname -m)-unknown-linux-gnu/release/examples/tiny_upstream"
 "$here/cluster.sh" "$root/target/release" "$runs" "$root/target/$(uname -m)-unknown-linux-gnu/release/examples/tiny_upstream"
