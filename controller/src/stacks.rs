@@ -55,7 +55,8 @@ pub async fn import(registry: &RegistryClient, name: &StackName, archive: &[u8])
 
 /// Has the engine hold stack `image` (`stacks/<name>@<digest>`, in the registry engines
 /// reach at `registry_host`): pulled, and where the backend can, pause containers of it
-/// started for the next apps. A failure is logged: an app on the stack pulls it then.
+/// started for the next apps, returning once the first waits. A failure is logged: an app
+/// on the stack pulls it then.
 pub async fn hold(runtime: &dyn ContainerRuntime, registry_host: &str, image: &str) {
     let reference = format!("{registry_host}/{image}");
     if let Err(error) = runtime.hold(&reference).await {

@@ -20,6 +20,8 @@ use skiff_api::EventKind;
 
 /// The largest stack archive accepted.
 const MAX_STACK_BYTES: usize = 2 << 30;
+/// How long an import's answer waits for the engine to hold the stack.
+const HOLD_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub(super) fn routes() -> Router<Arc<Controller>> {
     Router::new()
@@ -63,10 +65,13 @@ async fn stacks_import(
         stacks::ImportError::Registry(e) => ApiError::Internal(e.to_string()),
     })?;
     c.db.put_stack(&name, &image).await?;
-    // The engine gets it now: the first app made on it then starts its warm container
-    // without waiting for a pull.
+    // The engine gets it now, and the answer waits a while for that and for a pause
+    // container to start: the first app made on it then starts its warm container without
+    // waiting for a pull, in a network namespace started ahead. A large stack's pull goes
+    // on after the answer.
     let (runtime, registry_host, held) = (c.runtime.clone(), c.config.registry_host.clone(), image.clone());
-    tokio::spawn(async move { stacks::hold(runtime.as_ref(), &registry_host, &held).await });
+    let holding = tokio::spawn(async move { stacks::hold(runtime.as_ref(), &registry_host, &held).await });
+    let _ = tokio::time::timeout(HOLD_WAIT, holding).await;
     let message = format!("{} imported stack {name} ({image})", user.username);
     c.events.emit_platform(Event::new(EventKind::Platform, message).by(&user.username)).await;
     Ok((StatusCode::CREATED, Json(Stack { name, image })))

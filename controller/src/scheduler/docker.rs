@@ -73,6 +73,8 @@ pub struct DockerRuntime {
     warming: Arc<Mutex<HashMap<AppName, tokio::sync::watch::Receiver<bool>>>>,
     /// This process's pause containers.
     pauses: Arc<Mutex<pause::Pauses>>,
+    /// Told when a spare pause container is made, and when a making of spares ends.
+    spares_changed: Arc<tokio::sync::Notify>,
 }
 
 /// A container about to be made: what it runs and where it sits.
@@ -110,6 +112,7 @@ impl DockerRuntime {
             adopting: Arc::default(),
             warming: Arc::default(),
             pauses: Arc::default(),
+            spares_changed: Arc::default(),
         })
     }
 
@@ -367,9 +370,10 @@ impl ContainerRuntime for DockerRuntime {
 
     async fn hold(&self, image: &str) -> Result<(), RuntimeError> {
         self.images.held_port(image).await?;
-        // An app made on it soon starts in a namespace made ahead.
+        // An app made on it soon starts in a namespace made ahead: the first is waited for.
         if self.networks.addressing() == Addressing::Direct {
             self.replenish_pause(Some(image));
+            self.spare_made().await;
         }
         Ok(())
     }

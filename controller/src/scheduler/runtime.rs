@@ -175,7 +175,8 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         Ok(())
     }
     /// Has the backend hold an image it will need soon (a stack just imported, by digest),
-    /// where it keeps images (the Docker backend: the engine pulls it); a no-op elsewhere.
+    /// where it keeps images (the Docker backend: the engine pulls it, and returns once a
+    /// pause container waits); a no-op elsewhere.
     async fn hold(&self, _image: &str) -> Result<(), RuntimeError> {
         Ok(())
     }

@@ -470,7 +470,10 @@ async fn a_push_runs_in_a_container_started_while_it_was_built() {
 #[ignore = "needs Docker (deploy/test.sh)"]
 async fn an_apps_first_container_starts_in_a_network_namespace_started_ahead() {
     let (mut platform, repo, key) = Platform::start().await.with_example_repo().await;
-    // Once a stack is imported, two pause containers wait on no network (loopback only).
+    // The stack's import was answered once a first pause container waited: an app made at
+    // once starts in it.
+    assert!(!waiting_pauses(&platform).is_empty(), "no spare as the import ends: {:?}", platform.pause_containers());
+    // Then two pause containers wait on no network (loopback only).
     let spares = || async {
         let waiting = waiting_pauses(&platform);
         (waiting.len() == 2 && platform.pause_containers().len() == 2).then_some(waiting)

@@ -114,6 +114,22 @@ impl DockerRuntime {
         });
     }
 
+    /// Returns once a spare waits, or no spare is being made.
+    pub(super) async fn spare_made(&self) {
+        loop {
+            let changed = self.spares_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            {
+                let pauses = self.pauses();
+                if !pauses.spares.is_empty() || !pauses.making {
+                    return;
+                }
+            }
+            changed.await;
+        }
+    }
+
     /// Makes spare pause containers in the background, one at a time, until there are
     /// [`SPARES`]; of `image` when given (it is remembered for the next ones), else of the
     /// last one given. Never beside the making of a warm container: the first push of an
@@ -140,6 +156,8 @@ impl DockerRuntime {
                         Some(image) if pauses.spares.len() < SPARES && !warming && !pauses.closed => image,
                         _ => {
                             pauses.making = false;
+                            drop(pauses);
+                            runtime.spares_changed.notify_waiters();
                             return;
                         }
                     }
@@ -154,6 +172,7 @@ impl DockerRuntime {
                             pauses.closed
                         };
                         if !closed {
+                            runtime.spares_changed.notify_waiters();
                             continue;
                         }
                         // Made as the controller stopped: it goes too.
@@ -168,6 +187,7 @@ impl DockerRuntime {
                     Err(error) => tracing::warn!(%error, %image, "controller.pause.failed"),
                 }
                 runtime.pauses().making = false;
+                runtime.spares_changed.notify_waiters();
                 return;
             }
         });
