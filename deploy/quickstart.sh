@@ -37,9 +37,10 @@ password_file="$SKIFF_DATA_DIR/admin-password"
 if [ ! -s "$password_file" ]; then
   (umask 077; head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$password_file")
   "$skiff" auth:register --url http://127.0.0.1:7700 -u admin -p "$(cat "$password_file")"
-else
-  "$skiff" auth:login --url http://127.0.0.1:7700 -u admin -p "$(cat "$password_file")"
 fi
+# Logged in whatever the CLI held before (a token of an earlier platform makes the
+# registration one of another user, and logs no one in).
+"$skiff" auth:login --url http://127.0.0.1:7700 -u admin -p "$(cat "$password_file")"
 
 key="$HOME/.ssh/id_ed25519"
 if [ ! -f "$key.pub" ]; then
