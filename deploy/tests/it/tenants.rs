@@ -238,18 +238,23 @@ async fn a_tenant_cannot_build_from_or_deploy_another_tenants_image() {
 
 /// The address on its app's network of `app`'s running web container, which publishes
 /// no port: the router reaches it there. Found by its name: the warm container waiting
-/// for the app's next release has the same labels and network, but runs no app yet.
+/// for the app's next release has the same labels and network, but runs no app yet. A web
+/// container started in a pause container's network namespace has the pause container's
+/// networks and address.
 fn container_address(platform: &Platform, app: &str) -> String {
     let listed = Command::new("docker")
         .args(["ps", "-q", "--filter", &format!("name=^skiff-{app}-web-")])
         .args(["--filter", &format!("label=skiff.platform={}", platform.platform_id)])
         .output()
         .unwrap();
-    let id = String::from_utf8_lossy(&listed.stdout).lines().next().expect("a running web container").to_owned();
-    let inspect = |format: &str| {
-        let out = Command::new("docker").args(["inspect", "--format", format, &id]).output().unwrap();
+    let web = String::from_utf8_lossy(&listed.stdout).lines().next().expect("a running web container").to_owned();
+    let inspect = |id: &str, format: &str| {
+        let out = Command::new("docker").args(["inspect", "--format", format, id]).output().unwrap();
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     };
+    let mode = inspect(&web, "{{.HostConfig.NetworkMode}}");
+    let id = mode.strip_prefix("container:").unwrap_or(&web).to_owned();
+    let inspect = |format: &str| inspect(&id, format);
     let ports = inspect("{{json .NetworkSettings.Ports}}");
     assert!(!ports.contains("HostPort"), "{app} published a port: {ports}");
     let networks = inspect("{{range $name, $_ := .NetworkSettings.Networks}}{{$name}} {{end}}");
