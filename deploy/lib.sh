@@ -63,6 +63,16 @@ skiff_wait_http() {
   return 1
 }
 
+# A self-signed certificate for NAME, KIND ecdsa (P-256) or rsa (RSA-2048), valid two days:
+# DIR/KIND.crt, DIR/KIND.key, and both in DIR/KIND.pem (as HAProxy takes them).
+skiff_self_signed() {
+  local dir=$1 kind=$2 name=$3 key
+  if [ "$kind" = ecdsa ]; then key=(ec -pkeyopt ec_paramgen_curve:P-256); else key=(rsa:2048); fi
+  openssl req -x509 -newkey "${key[@]}" -nodes -keyout "$dir/$kind.key" -out "$dir/$kind.crt" -subj "/CN=$name" \
+    -addext "subjectAltName=DNS:$name" -addext "basicConstraints=critical,CA:FALSE" -days 2 2>/dev/null
+  cat "$dir/$kind.crt" "$dir/$kind.key" >"$dir/$kind.pem"
+}
+
 # The median of a space-separated list of numbers.
 skiff_median() {
   printf '%s\n' $1 | sort -g | sed -n "$(( ($(printf '%s\n' $1 | wc -l) + 1) / 2 ))p"

@@ -29,11 +29,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 work=$(mktemp -d)
 skiff_clean_up_on_exit "$work"
 name=bench.localhost
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$work/ecdsa.key" -out "$work/ecdsa.crt" \
-  -subj "/CN=$name" -addext "subjectAltName=DNS:$name" -addext "basicConstraints=critical,CA:FALSE" -days 2 2>/dev/null
-openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/rsa.key" -out "$work/rsa.crt" \
-  -subj "/CN=$name" -addext "subjectAltName=DNS:$name" -addext "basicConstraints=critical,CA:FALSE" -days 2 2>/dev/null
-for kind in ecdsa rsa; do cat "$work/$kind.crt" "$work/$kind.key" >"$work/$kind.pem"; done
+for kind in ecdsa rsa; do skiff_self_signed "$work" "$kind" "$name"; done
 
 mkdir -p "$work"/nginx/{logs,tmp}
 cat >"$work/nginx/nginx.conf" <<CONF

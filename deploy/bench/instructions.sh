@@ -25,9 +25,7 @@ skiff_install_missing nginx:nginx haproxy:haproxy openssl:openssl valgrind:valgr
 work=$(mktemp -d)
 skiff_clean_up_on_exit "$work"
 name=bench.localhost
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$work/ecdsa.key" -out "$work/ecdsa.crt" \
-  -subj "/CN=$name" -addext "subjectAltName=DNS:$name" -addext "basicConstraints=critical,CA:FALSE" -days 2 2>/dev/null
-cat "$work/ecdsa.crt" "$work/ecdsa.key" >"$work/ecdsa.pem"
+skiff_self_signed "$work" ecdsa "$name"
 
 mkdir -p "$work"/nginx/{logs,tmp}
 cat >"$work/nginx/nginx.conf" <<CONF

@@ -4,7 +4,7 @@
 use std::os::unix::process::CommandExt as _;
 use std::time::Duration;
 
-use crate::harness::{Platform, eventually, get_via_router};
+use crate::harness::{Platform, eventually, get_via_router, inspect, namespace_owner};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Docker (deploy/test.sh)"]
@@ -328,20 +328,6 @@ fn networks_of(container: &str) -> String {
 fn waiting_pauses(platform: &Platform) -> Vec<String> {
     let pauses = platform.pause_containers().into_iter();
     pauses.filter(|(id, _, running)| *running && networks_of(id).is_empty()).map(|(id, ..)| id).collect()
-}
-
-/// The container whose network namespace a container runs in, if it runs in another's.
-fn namespace_owner(container: &str) -> Option<String> {
-    inspect(container, "{{.HostConfig.NetworkMode}}").strip_prefix("container:").map(str::to_owned)
-}
-
-/// What `docker inspect --format FORMAT` says of a container.
-fn inspect(container: &str, format: &str) -> String {
-    let inspected = std::process::Command::new("docker")
-        .args(["inspect", "--format", format, container])
-        .output()
-        .expect("docker inspect");
-    String::from_utf8_lossy(&inspected.stdout).trim().to_owned()
 }
 
 /// The running web container of `release`: its name and image, as the engine says.

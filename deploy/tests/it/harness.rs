@@ -686,3 +686,17 @@ impl Drop for Skiffd {
         self.kill();
     }
 }
+
+/// The container whose network namespace a container runs in, if it runs in another's.
+pub fn namespace_owner(container: &str) -> Option<String> {
+    inspect(container, "{{.HostConfig.NetworkMode}}").strip_prefix("container:").map(str::to_owned)
+}
+
+/// What `docker inspect --format FORMAT` says of a container.
+pub fn inspect(container: &str, format: &str) -> String {
+    let inspected = std::process::Command::new("docker")
+        .args(["inspect", "--format", format, container])
+        .output()
+        .expect("docker inspect");
+    String::from_utf8_lossy(&inspected.stdout).trim().to_owned()
+}

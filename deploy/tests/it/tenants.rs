@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::harness::Platform;
+use crate::harness::{Platform, inspect, namespace_owner};
 
 /// A second user, `mallory`, logged in under his own CLI profile with his own SSH key and
 /// an app `evil`; returns the key.
@@ -248,12 +248,7 @@ fn container_address(platform: &Platform, app: &str) -> String {
         .output()
         .unwrap();
     let web = String::from_utf8_lossy(&listed.stdout).lines().next().expect("a running web container").to_owned();
-    let inspect = |id: &str, format: &str| {
-        let out = Command::new("docker").args(["inspect", "--format", format, id]).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
-    let mode = inspect(&web, "{{.HostConfig.NetworkMode}}");
-    let id = mode.strip_prefix("container:").unwrap_or(&web).to_owned();
+    let id = namespace_owner(&web).unwrap_or(web);
     let inspect = |format: &str| inspect(&id, format);
     let ports = inspect("{{json .NetworkSettings.Ports}}");
     assert!(!ports.contains("HostPort"), "{app} published a port: {ports}");
