@@ -4,7 +4,6 @@
 //! no IO; each engine renders the same decision in its own form (bytes, or a header map),
 //! and a table test runs every case through both.
 
-use std::borrow::Cow;
 use std::net::IpAddr;
 
 use http::StatusCode;
@@ -180,25 +179,49 @@ pub fn client_address<'a>(
     forwarded.iter().rev().copied().find(|a| !trusts(*a)).or(forwarded.first().copied()).unwrap_or(peer)
 }
 
-/// The request id passed on: the client's first `X-Request-Id` when it is fit to pass on
-/// (1 to 200 visible characters), else a new one (128 random bits in hex).
-pub fn request_id(given: Option<&[u8]>) -> Cow<'_, str> {
-    given
-        .filter(|id| !id.is_empty() && id.len() <= 200 && id.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b)))
-        .and_then(|id| std::str::from_utf8(id).ok())
-        .map_or_else(|| Cow::Owned(new_request_id()), Cow::Borrowed)
+/// A request's id, as passed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestId<'a> {
+    /// The client's.
+    Given(&'a str),
+    /// Made here.
+    Made(&'a str),
 }
 
-/// 128 random bits as 32 lowercase hex digits (written into an array: `format!` took a
+impl std::ops::Deref for RequestId<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            Self::Given(id) | Self::Made(id) => id,
+        }
+    }
+}
+
+/// The room a request id made by the router is written in (32 hex digits).
+pub type IdRoom = [u8; 32];
+
+/// The request id passed on: the client's first `X-Request-Id` when it is fit to pass on
+/// (1 to 200 visible characters), else a new one (128 random bits in hex) written in
+/// `room` (the caller's: no allocation).
+pub fn request_id<'a>(given: Option<&'a [u8]>, room: &'a mut IdRoom) -> RequestId<'a> {
+    let fit =
+        |id: &&[u8]| !id.is_empty() && id.len() <= 200 && id.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b));
+    match given.filter(fit).and_then(|id| std::str::from_utf8(id).ok()) {
+        Some(id) => RequestId::Given(id),
+        None => RequestId::Made(new_request_id(room)),
+    }
+}
+
+/// 128 random bits as 32 lowercase hex digits, written into `room` (`format!` took a
 /// twentieth of a kept-alive request's instructions in the router).
-fn new_request_id() -> String {
+fn new_request_id(room: &mut IdRoom) -> &str {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let bits = rand::random::<u128>();
-    let mut id = [0; 32];
-    for (position, digit) in id.iter_mut().enumerate() {
+    for (position, digit) in room.iter_mut().enumerate() {
         *digit = DIGITS[(bits >> (124 - 4 * position)) as usize & 0xf];
     }
-    String::from_utf8(id.to_vec()).expect("hex digits are ASCII")
+    std::str::from_utf8(room).expect("hex digits are ASCII")
 }
 
 /// Headers that describe one connection and never cross a proxy (RFC 9110 §7.6.1).
@@ -462,13 +485,15 @@ mod tests {
 
     #[test]
     fn request_ids_are_passed_on_when_fit_and_made_otherwise() {
-        assert_eq!(request_id(Some(b"abc-123")), "abc-123");
+        assert_eq!(request_id(Some(b"abc-123"), &mut [0; 32]), RequestId::Given("abc-123"));
         for unfit in [&b""[..], &[b'a'; 201], b"bad\nid", &[0xff, 0xfe]] {
-            let made = request_id(Some(unfit));
+            let mut room = [0; 32];
+            let made = request_id(Some(unfit), &mut room);
+            assert!(matches!(made, RequestId::Made(_)));
             assert_eq!(made.len(), 32, "{unfit:?}");
             assert!(made.bytes().all(|b| b.is_ascii_hexdigit()));
         }
-        assert_ne!(request_id(None), request_id(None));
+        assert_ne!(request_id(None, &mut [0; 32]), request_id(None, &mut [0; 32]));
     }
 
     #[test]
@@ -476,7 +501,7 @@ mod tests {
         // Every digit position takes every value: no digit stuck, none out of place.
         let mut seen = [[false; 16]; 32];
         for _ in 0..2000 {
-            let id = new_request_id();
+            let id = new_request_id(&mut [0; 32]).to_owned();
             assert_eq!(id.len(), 32);
             for (position, digit) in id.chars().enumerate() {
                 seen[position][digit.to_digit(16).expect("hex") as usize] = true;

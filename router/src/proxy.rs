@@ -29,7 +29,7 @@ mod relay;
 use crate::policy::{self, Decision, Endpoint, Failure, Forwarding, Page};
 use crate::table::{Backends, Table};
 use crate::upstream::{PlainBody, Pooled, UpstreamBody, UpstreamError, Upstreams};
-use failover::{Resend, Tried, Unanswered, try_backends};
+use failover::{AnswerTimer, Resend, Tried, Unanswered, try_backends};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type ProxyBody = BoxBody<Bytes, BoxError>;
@@ -593,9 +593,9 @@ impl Proxy {
         let method = request.method().clone();
         // Kept as the client's header value when it passes on, made once otherwise.
         let given_id = request.headers().get(X_REQUEST_ID);
-        let request_id = match policy::request_id(given_id.map(HeaderValue::as_bytes)) {
-            std::borrow::Cow::Borrowed(_) => given_id.cloned().expect("a borrowed id is the client's"),
-            std::borrow::Cow::Owned(made) => HeaderValue::try_from(made).expect("hex digits are a header value"),
+        let request_id = match policy::request_id(given_id.map(HeaderValue::as_bytes), &mut [0; 32]) {
+            policy::RequestId::Given(_) => given_id.cloned().expect("a given id is the client's"),
+            policy::RequestId::Made(made) => HeaderValue::from_str(made).expect("hex digits are a header value"),
         };
         let request_id_text = request_id.to_str().unwrap_or_default();
         let path_and_query = request.uri().path_and_query().cloned();
@@ -746,8 +746,10 @@ impl Proxy {
             (self.exchange(backend, Request::from_parts(head, body), carrier).await, next)
         };
         let client_failed = |error: &UpstreamError| client_body_failed(error);
+        let timer =
+            AnswerTimer { timeout: response_timeout, timer: std::pin::pin!(tokio::time::sleep(response_timeout)) };
         let (Tried { answer, backend, outstanding }, _) =
-            try_backends(app, &backends, response_timeout, resend, Some(request), attempt, client_failed).await;
+            try_backends(app, &backends, timer, resend, Some(request), attempt, client_failed).await;
         match answer {
             Ok(mut response) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
                 let upstream_upgrade = hyper::upgrade::on(&mut response);
@@ -1041,7 +1043,8 @@ mod tests {
                 given.note(name, value.as_bytes());
             }
             let id = fields.iter().find(|(n, _)| *n == "x-request-id").map(|(_, v)| v.as_bytes());
-            let request_id = policy::request_id(id);
+            let mut room = [0; 32];
+            let request_id = policy::request_id(id, &mut room);
             let forwarding = Forwarding {
                 trusted: *trusted,
                 https: *https,

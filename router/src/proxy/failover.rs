@@ -3,7 +3,10 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::time::Duration;
+
+use tokio::time::{Instant, Sleep};
 
 use crate::table::{Backends, Outstanding};
 use crate::upstream::UpstreamError;
@@ -47,6 +50,15 @@ impl Resend {
     }
 }
 
+/// How long an app has to answer: each attempt gets `timeout` from its start, timed by
+/// `timer`. A caller that serves requests one after another passes the same timer for all
+/// of them (a timer moved later is one write, where a new one is an insertion into the
+/// runtime's timer wheel and a removal from it).
+pub(super) struct AnswerTimer<'a> {
+    pub timeout: Duration,
+    pub timer: Pin<&'a mut Sleep>,
+}
+
 /// How trying the backends ended: the answer (or why there is none), from which backend,
 /// and the request counted as outstanding there until the guard goes.
 pub(super) struct Tried<T> {
@@ -60,15 +72,15 @@ pub(super) struct Tried<T> {
 /// and the request may go `again` after that failure ([`Resend`]: a refused connection,
 /// or for an idempotent request a connection that died before any answer), the next one
 /// gets the request. Otherwise (the answer broke off or was garbage, no answer head came
-/// within `response_timeout`) the client gets the failure (a client's own broken body,
-/// `client_failed`, is not the backend's fault, and does not set the backend aside).
+/// within the timeout of `answer_timer`) the client gets the failure (a client's own broken
+/// body, `client_failed`, is not the backend's fault, and does not set the backend aside).
 ///
 /// `state` goes through every attempt and comes back with the outcome (an attempt cut off
 /// by the timeout loses it: the default comes back).
 pub(super) async fn try_backends<T, C, F, Fut>(
     app: &str,
     backends: &Backends,
-    response_timeout: Duration,
+    answer_timer: AnswerTimer<'_>,
     resend: Resend,
     mut state: C,
     mut attempt: F,
@@ -79,12 +91,19 @@ where
     F: FnMut(SocketAddr, bool, C) -> Fut,
     Fut: Future<Output = (Result<T, UpstreamError>, C)>,
 {
+    let AnswerTimer { timeout, mut timer } = answer_timer;
     let mut candidates = backends.iter().peekable();
     loop {
         let backend = candidates.next().expect("a route with backends");
         let outstanding = backends.track(backend);
         let again = resend != Resend::Never && candidates.peek().is_some();
-        let answer = match tokio::time::timeout(response_timeout, attempt(backend, again, state)).await {
+        timer.as_mut().reset(Instant::now() + timeout);
+        let attempted = tokio::select! {
+            biased;
+            attempted = attempt(backend, again, state) => Ok(attempted),
+            () = timer.as_mut() => Err(()),
+        };
+        let answer = match attempted {
             Ok((Ok(answer), kept)) => {
                 state = kept;
                 Ok(answer)
@@ -100,10 +119,10 @@ where
                 }
                 Err(Unanswered::Failed(error))
             }
-            Err(_) => {
+            Err(()) => {
                 state = C::default();
                 backends.set_aside(backend);
-                tracing::warn!(app, %backend, "router.upstream: no answer within {response_timeout:?}");
+                tracing::warn!(app, %backend, "router.upstream: no answer within {timeout:?}");
                 Err(Unanswered::TimedOut)
             }
         };

@@ -13,18 +13,19 @@
 //! connection from that request on (the router's own HTTP/2 server one that began with
 //! HTTP/2's preface), with the request path that handles all of them.
 
-use std::borrow::Cow;
 use std::cell::RefCell;
 use std::io;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
-use super::failover::{Resend, Tried, Unanswered, try_backends};
+use super::failover::{AnswerTimer, Resend, Tried, Unanswered, try_backends};
 use super::parking::PARK_AFTER;
 use super::{MAX_HEAD_BYTES, Origin, Proxy, Timeouts};
 use crate::framing::{Chunked, Scan};
@@ -54,7 +55,7 @@ struct Request<'a> {
     path: &'a str,
     host: &'a str,
     client: IpAddr,
-    request_id: Cow<'a, str>,
+    request_id: policy::RequestId<'a>,
     app: &'a skiff_api::AppName,
     backends: Backends,
     /// The HSTS max-age to add to the answer (HTTPS only), 0 for none.
@@ -71,8 +72,10 @@ struct Request<'a> {
 ///
 /// Between requests a connection waits with as little as it can: for its next byte, its
 /// deadline (the header read timeout or the idle timeout, whichever comes first) or the
-/// shutdown, with no buffer and no room for a request; a request is served in a future of
-/// its own, boxed. One idle watch runs over all of them (one timer for the stretch rather
+/// shutdown; a request is served in a future of its own, boxed. What serving takes beyond
+/// that (the buffers, the timers) is made for a stretch of requests and goes with it: a
+/// connection that waits for [`PARK_AFTER`] leaves to park, and one that parked comes back
+/// with no buffer. One idle watch runs over all of them (one timer for the stretch rather
 /// than one more per request): it closes the connection when no byte moves for the idle
 /// timeout (an app that stalls, a client that stops reading); between requests the
 /// deadline comes first.
@@ -107,14 +110,22 @@ async fn serve_requests<I>(
 where
     I: AsyncRead + AsyncWrite + Readable + Unpin,
 {
+    // Timers are made once for the stretch and moved on for each request (a timer moved
+    // later is one write; a new one an insertion into the runtime's timer wheel and a
+    // removal).
+    let mut waiting = std::pin::pin!(tokio::time::sleep(PARK_AFTER));
+    let answering = std::pin::pin!(tokio::time::sleep(proxy.shared.config.response_timeout));
+    let mut kept = Kept { out: Vec::new(), answering };
     loop {
-        let deadline = tokio::time::Instant::now() + timeouts.header_read.min(timeouts.idle);
+        let now = tokio::time::Instant::now();
+        let deadline = now + timeouts.header_read.min(timeouts.idle);
         if buffer.is_empty() {
-            let park = Some(tokio::time::Instant::now() + PARK_AFTER).filter(|at| *at < deadline);
+            let park = Some(now + PARK_AFTER).filter(|at| *at < deadline);
+            waiting.as_mut().reset(park.unwrap_or(deadline));
             let readable = tokio::select! {
                 biased;
                 () = std::future::poll_fn(|cx| io.poll_readable(cx)) => true,
-                () = tokio::time::sleep_until(park.unwrap_or(deadline)) => false,
+                () = waiting.as_mut() => false,
                 () = shutdown.cancelled() => return Left::Closed,
             };
             match (readable, park) {
@@ -123,7 +134,7 @@ where
                 (false, None) => return Left::Closed,
             }
         }
-        match Box::pin(serve_one(proxy, origin, io, buffer, deadline, shutdown)).await {
+        match Box::pin(serve_one(proxy, origin, io, buffer, deadline, shutdown, &mut kept)).await {
             Served::Again => {}
             Served::Close => return Left::Closed,
             Served::HandOver => return Left::HandedOver,
@@ -141,6 +152,14 @@ enum Served {
     HandOver,
 }
 
+/// What serving a request takes that is kept over a stretch of requests.
+struct Kept<'a> {
+    /// Where the app's head is written, and then the client's answer head.
+    out: Vec<u8>,
+    /// The app's answer's timer.
+    answering: Pin<&'a mut Sleep>,
+}
+
 /// Reads a request's head (by `deadline`), and relays it if the relay takes it.
 async fn serve_one<I>(
     proxy: &Proxy,
@@ -149,6 +168,7 @@ async fn serve_one<I>(
     buffer: &mut BytesMut,
     deadline: tokio::time::Instant,
     shutdown: &CancellationToken,
+    kept: &mut Kept<'_>,
 ) -> Served
 where
     I: AsyncRead + AsyncWrite + Readable + Unpin,
@@ -159,18 +179,17 @@ where
     let started = Instant::now();
     let table = proxy.shared.table.load();
     // Room for the head and the forwarded headers added to it, taken once.
-    let mut out = Vec::with_capacity(buffer.len().min(MAX_HEAD_BYTES) + 512);
-    let Some(request) = prepare(proxy, origin, &table, buffer, &mut out) else {
+    let out = &mut kept.out;
+    out.clear();
+    out.reserve(buffer.len().min(MAX_HEAD_BYTES) + 512);
+    let mut id_room = [0; 32];
+    let Some(request) = prepare(proxy, origin, &table, buffer, &mut id_room, out) else {
         return Served::HandOver;
     };
     let (close, length) = (request.close, request.length);
-    let open = proxy.relay(&request, started, &mut out, io).await;
+    let open = proxy.relay(&request, started, out, io, kept.answering.as_mut()).await;
     drop(request);
     buffer.advance(length);
-    if buffer.is_empty() {
-        // Given back: an idle connection keeps no buffer.
-        *buffer = BytesMut::new();
-    }
     if !open || close {
         let _ = io.shutdown().await;
         return Served::Close;
@@ -202,7 +221,8 @@ where
         }
         let between_requests = buffer.is_empty();
         let read = async {
-            // A connection between requests holds no buffer until it has bytes to read.
+            // A connection with no buffer (new, or back from parking) takes one once it has
+            // bytes to read.
             if buffer.capacity() == 0 {
                 std::future::poll_fn(|cx| io.poll_readable(cx)).await;
             }
@@ -246,6 +266,7 @@ fn prepare<'a>(
     origin: &Origin,
     table: &'a Table,
     bytes: &'a [u8],
+    id_room: &'a mut policy::IdRoom,
     out: &mut Vec<u8>,
 ) -> Option<Request<'a>> {
     // Left uninitialised: httparse writes the fields it finds.
@@ -300,7 +321,7 @@ fn prepare<'a>(
     let facts = Facts { host, path, client, https: entry.https, https_port: proxy.shared.https_port };
     // Everything the router answers itself is hyper's.
     let Decision::Forward { app, backends, hsts, .. } = policy::decide(table, &facts) else { return None };
-    let request_id = policy::request_id(request_id);
+    let request_id = policy::request_id(request_id, id_room);
     let forwarding = origin.forwarding(host, client, given, &request_id, "1.1 skiff");
     write_app_head(out, method, path, head.headers, &forwarding);
     Some(Request { method, path, host, client, request_id, app, backends, hsts_max_age: hsts, close, length })
@@ -354,8 +375,16 @@ impl Proxy {
     }
 
     /// Sends `request` (whose head for the app is in `out`) to its app and copies the
-    /// answer back; whether the client connection can take another request.
-    async fn relay<I>(&self, request: &Request<'_>, started: Instant, out: &mut Vec<u8>, io: &mut I) -> bool
+    /// answer back, `answering` timing the answer; whether the client connection can take
+    /// another request.
+    async fn relay<I>(
+        &self,
+        request: &Request<'_>,
+        started: Instant,
+        out: &mut Vec<u8>,
+        io: &mut I,
+        answering: Pin<&mut Sleep>,
+    ) -> bool
     where
         I: AsyncWrite + Unpin,
     {
@@ -380,9 +409,9 @@ impl Proxy {
             .await;
             (exchanged, out)
         };
+        let timer = AnswerTimer { timeout: response_timeout, timer: answering };
         let (tried, kept) =
-            try_backends(app.as_str(), backends, response_timeout, resend, std::mem::take(out), attempt, |_| false)
-                .await;
+            try_backends(app.as_str(), backends, timer, resend, std::mem::take(out), attempt, |_| false).await;
         *out = kept;
         let Tried { answer, backend, outstanding } = tried;
         let (mut connection, answer) = match answer {

@@ -387,6 +387,26 @@ async fn an_app_that_never_answers_gets_a_504_after_the_response_timeout() {
 }
 
 #[tokio::test]
+async fn each_request_on_a_kept_alive_connection_gets_the_whole_response_timeout() {
+    let (hanging, good) = (silent().await, upstream("good").await);
+    let config = skiff_router::Config { response_timeout: Duration::from_millis(300), ..Default::default() };
+    let router = router_with(snapshot(1, &[("shop", vec![hanging]), ("good", vec![good])]), config).await;
+    let mut stream = connect(&router).await;
+    // Answered and unanswered requests in turn on one connection, in a stretch of requests
+    // and after a pause long enough for the connection to park between two of them.
+    for pause in [0, 0, 400, 0] {
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        let (status, _) = exchange(&mut stream, "good.localhost", "").await;
+        assert_eq!(status, 200);
+        let asked = std::time::Instant::now();
+        let (status, body) = exchange(&mut stream, "shop.localhost", "").await;
+        let waited = asked.elapsed();
+        assert_eq!(status, 504, "{body}");
+        assert!(waited >= Duration::from_millis(300) && waited < Duration::from_secs(3), "answered after {waited:?}");
+    }
+}
+
+#[tokio::test]
 async fn a_backend_that_timed_out_is_tried_last_for_a_while() {
     let hanging = silent().await;
     let good = upstream("good").await;
