@@ -4,11 +4,12 @@
 //! (WebSockets and other upgrades) gone quiet; HTTP/1 keep-alive connections between
 //! requests are also closed by the header read timeout.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -33,16 +34,36 @@ impl Activity {
     }
 
     /// Returns once nothing has moved for `timeout` (at most a quarter more).
+    ///
+    /// It runs beside the connection's work in one task, polled each time the task is
+    /// woken, several times a request: its timer is looked at only once it has fired (or
+    /// the task's waker changed), a load of its state rather than a poll that registers
+    /// the waker again.
     pub async fn idle_for(&self, timeout: Duration) {
         let look = timeout / LOOKS;
         let mut quiet = 0;
         let mut seen = self.moves.load(Ordering::Relaxed);
-        while quiet < LOOKS {
-            tokio::time::sleep(look).await;
-            let now = self.moves.load(Ordering::Relaxed);
-            quiet = if now == seen { quiet + 1 } else { 0 };
-            seen = now;
-        }
+        let mut timer = std::pin::pin!(tokio::time::sleep(look));
+        let mut registered: Option<Waker> = None;
+        std::future::poll_fn(|cx| {
+            if !timer.is_elapsed() && registered.as_ref().is_some_and(|waker| waker.will_wake(cx.waker())) {
+                return Poll::Pending;
+            }
+            loop {
+                if timer.as_mut().poll(cx).is_pending() {
+                    registered = Some(cx.waker().clone());
+                    return Poll::Pending;
+                }
+                let now = self.moves.load(Ordering::Relaxed);
+                quiet = if now == seen { quiet + 1 } else { 0 };
+                seen = now;
+                if quiet == LOOKS {
+                    return Poll::Ready(());
+                }
+                timer.as_mut().reset(tokio::time::Instant::now() + look);
+            }
+        })
+        .await;
     }
 }
 

@@ -4,7 +4,7 @@
 use std::os::unix::process::CommandExt as _;
 use std::time::Duration;
 
-use crate::harness::{Platform, eventually, get_via_router, inspect, namespace_owner};
+use crate::harness::{Platform, eventually, get_via_router, inspect, logged, namespace_owner};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Docker (deploy/test.sh)"]
@@ -185,7 +185,12 @@ async fn dockerfile_apps_build_on_the_engine_and_failures_keep_the_release() {
     });
     let waiting = waiting.await.unwrap_or_else(|| panic!("{:?}", unadopted_warm_containers(&platform)));
     let pause = namespace_owner(&waiting).unwrap_or_else(|| {
-        panic!("it runs in a pause container's namespace: {}, {:?}", networks_of(&waiting), platform.pause_containers())
+        panic!(
+            "it runs in a pause container's namespace: {}, {:?}; logged:\n{}",
+            networks_of(&waiting),
+            platform.pause_containers(),
+            logged(&["controller.pause", "controller.warm", "controller.container", "boxed"])
+        )
     });
 
     let (pushed, out) = platform.git(&repo, &key, &["push", "skiff", "main"]);

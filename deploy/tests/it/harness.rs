@@ -4,12 +4,64 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+/// How much of what this process's platforms log is kept: the latest half at least.
+const LOG_KEPT: usize = 8 << 20;
+
+/// What the platforms of this test process log, at `info` and above (each platform runs in
+/// this process, so they log into one subscriber; a line names its app, not its platform).
+fn platform_log() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let kept = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info,russh=warn"))
+            .with_writer(move || LogWriter(kept.clone()))
+            .finish();
+        // Another subscriber set first (none is) would leave this log empty.
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        log
+    })
+}
+
+/// Appends to the platforms' log, dropping its older half when it grows past [`LOG_KEPT`].
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let mut log = self.0.lock().expect("log");
+        if log.len() + bytes.len() > LOG_KEPT {
+            log.drain(..LOG_KEPT / 2);
+        }
+        log.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The lines logged by this process's platforms so far that contain one of `words`: for a
+/// failing test's message.
+pub fn logged(words: &[&str]) -> String {
+    let log = platform_log().lock().expect("log");
+    String::from_utf8_lossy(&log)
+        .lines()
+        .filter(|line| words.iter().any(|w| line.contains(w)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Fails the test with a clear message unless the real tools it needs are present.
 pub fn require_tools() {
+    platform_log();
     let docker = Command::new("docker").arg("info").output();
     assert!(
         docker.is_ok_and(|o| o.status.success()),
