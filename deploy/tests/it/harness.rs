@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
@@ -14,28 +14,28 @@ const LOG_KEPT: usize = 8 << 20;
 
 /// What the platforms of this test process log, at `info` and above (each platform runs in
 /// this process, so they log into one subscriber; a line names its app, not its platform).
-fn platform_log() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOG.get_or_init(|| {
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let kept = log.clone();
+static PLATFORM_LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+/// Sends this process's `tracing` lines to [`PLATFORM_LOG`], once.
+fn capture_platform_log() {
+    static CAPTURING: Once = Once::new();
+    CAPTURING.call_once(|| {
         let subscriber = tracing_subscriber::fmt()
             .with_ansi(false)
             .with_env_filter(tracing_subscriber::EnvFilter::new("info,russh=warn"))
-            .with_writer(move || LogWriter(kept.clone()))
+            .with_writer(|| LogWriter)
             .finish();
-        // Another subscriber set first (none is) would leave this log empty.
+        // Another subscriber set first (none is) would leave the log empty.
         let _ = tracing::subscriber::set_global_default(subscriber);
-        log
-    })
+    });
 }
 
-/// Appends to the platforms' log, dropping its older half when it grows past [`LOG_KEPT`].
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
+/// Appends to [`PLATFORM_LOG`], dropping its older half when it grows past [`LOG_KEPT`].
+struct LogWriter;
 
 impl std::io::Write for LogWriter {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        let mut log = self.0.lock().expect("log");
+        let mut log = PLATFORM_LOG.lock().expect("log");
         if log.len() + bytes.len() > LOG_KEPT {
             log.drain(..LOG_KEPT / 2);
         }
@@ -51,7 +51,7 @@ impl std::io::Write for LogWriter {
 /// The lines logged by this process's platforms so far that contain one of `words`: for a
 /// failing test's message.
 pub fn logged(words: &[&str]) -> String {
-    let log = platform_log().lock().expect("log");
+    let log = PLATFORM_LOG.lock().expect("log");
     String::from_utf8_lossy(&log)
         .lines()
         .filter(|line| words.iter().any(|w| line.contains(w)))
@@ -61,7 +61,7 @@ pub fn logged(words: &[&str]) -> String {
 
 /// Fails the test with a clear message unless the real tools it needs are present.
 pub fn require_tools() {
-    platform_log();
+    capture_platform_log();
     let docker = Command::new("docker").arg("info").output();
     assert!(
         docker.is_ok_and(|o| o.status.success()),

@@ -110,9 +110,8 @@ async fn serve_requests<I>(
 where
     I: AsyncRead + AsyncWrite + Readable + Unpin,
 {
-    // Timers are made once for the stretch and moved on for each request (a timer moved
-    // later is one write; a new one an insertion into the runtime's timer wheel and a
-    // removal).
+    // Timers are made once for the stretch and moved on for each request (why: see
+    // `AnswerTimer`).
     let mut waiting = std::pin::pin!(tokio::time::sleep(PARK_AFTER));
     let answering = std::pin::pin!(tokio::time::sleep(proxy.shared.config.response_timeout));
     let mut kept = Kept { out: Vec::new(), answering };
